@@ -1,0 +1,41 @@
+# Stepwise: `make run` starts everything locally, `make test` runs the whole suite.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test lint typecheck unit asyncapi lock bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml shared/pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c requirements.lock -e shared -e ".[dev]"
+	touch $(STAMP)
+
+run: install
+	$(PY) -m tools.run
+
+test: install lint typecheck
+	$(PY) -m pytest
+
+lint: install
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+typecheck: install
+	$(PY) -m mypy
+
+unit: install
+	$(PY) -m pytest tests/unit
+
+asyncapi: install
+	$(PY) -m tools.asyncapi --write
+
+lock: install
+	(echo "# Constraints for every install (make install): the exact versions CI and developers run."; \
+	 echo "# Regenerate with: make lock"; $(PY) -m pip freeze --exclude-editable) > requirements.lock
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

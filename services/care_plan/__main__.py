@@ -1,0 +1,7 @@
+from services.common.service import serve
+
+from .app import create_app
+from .settings import CarePlanSettings
+
+settings = CarePlanSettings()
+serve(create_app(settings), settings.care_plan_port)

@@ -1,0 +1,55 @@
+"""care_plan: assigns the care level, builds the session calendar and tracks attendance."""
+
+from __future__ import annotations
+
+from collections.abc import Coroutine, Sequence
+from typing import Any
+
+from fastapi import FastAPI
+from faststream.kafka import KafkaBroker
+
+from services.common.kafka import declare_publishers, new_broker
+from services.common.service import Runtime, create_service_app
+from stepwise_contract import AssessmentCompleted, CareLevelAssigned, SessionMissed
+
+from . import api, handlers
+from .domain.policy import load_policy
+from .settings import CarePlanSettings
+from .store import PLANS, CarePlanStore
+
+PUBLISHES = (CareLevelAssigned, SessionMissed)
+CONSUMES = (AssessmentCompleted,)
+
+
+def create_broker(settings: CarePlanSettings) -> tuple[KafkaBroker, dict[str, Any]]:
+    broker = new_broker(settings, client_id="stepwise-care-plan")
+    broker.include_router(handlers.router)
+    return broker, declare_publishers(broker, PUBLISHES)
+
+
+def create_app(settings: CarePlanSettings | None = None) -> FastAPI:
+    settings = settings or CarePlanSettings()
+    policy = load_policy(settings.care_plan_policy_file)  # fail at start on a bad policy file
+    broker, publishers = create_broker(settings)
+
+    async def startup(runtime: Runtime, app: FastAPI) -> Sequence[Coroutine[Any, Any, None]]:
+        wake = runtime.relay.wake if runtime.relay else (lambda: None)
+        store = CarePlanStore(runtime.database, wake_relay=wake)
+        app.state.store = store
+        runtime.broker.context.set_global("care_plan_store", store)
+        runtime.broker.context.set_global("care_policy", policy)
+        runtime.broker.context.set_global("clinic_timezone", settings.clinic_timezone)
+        return []
+
+    return create_service_app(
+        title="Stepwise care plan",
+        description=__doc__ or "",
+        settings=settings,
+        database_name=settings.care_plan_db,
+        broker=broker,
+        topics=[model.event_type for model in (*PUBLISHES, *CONSUMES)],
+        routers=[api.router],
+        startup=startup,
+        publishers=publishers,
+        outbox_collection=PLANS,
+    )

@@ -1,0 +1,1 @@
+"""Care-plan rules: pure functions over plain data, no I/O."""

@@ -1,0 +1,73 @@
+"""The care-plan policy: rules as data a clinic can change, validated at load with clear errors."""
+
+from __future__ import annotations
+
+from datetime import time
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from stepwise_contract import CareLevel, describe_validation_error
+
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+Track = Literal["morning", "evening"]
+Program = Literal["adult", "adolescent"]
+
+DEFAULT_POLICY_FILE = Path(__file__).resolve().parent.parent / "policy" / "default.yaml"
+
+
+class LevelSchedule(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    weekdays: list[Weekday] = Field(min_length=1)
+    hours_per_session: float = Field(gt=0, le=12)
+    weeks: int = Field(ge=1, le=52)
+    tracks: dict[Track, time]
+
+    @property
+    def weekly_hours(self) -> float:
+        return len(set(self.weekdays)) * self.hours_per_session
+
+
+class CarePolicy(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: str = Field(min_length=1)
+    offered_levels: list[CareLevel] = Field(min_length=1)
+    default_track: Track
+    levels: dict[CareLevel, LevelSchedule]
+    min_weekly_hours: dict[CareLevel, dict[Program, float]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CarePolicy:
+        for level in self.offered_levels:
+            schedule = self.levels.get(level)
+            if schedule is None:
+                raise ValueError(f"levels.{level.value}: an offered level needs a schedule")
+            if self.default_track not in schedule.tracks:
+                raise ValueError(f"levels.{level.value}.tracks: has no {self.default_track!r} track")
+            for program, minimum in self.min_weekly_hours.get(level, {}).items():
+                if schedule.weekly_hours < minimum:
+                    raise ValueError(
+                        f"levels.{level.value}: {schedule.weekly_hours:g} h/week is below the "
+                        f"{minimum:g} h/week minimum for {program} programs"
+                    )
+        return self
+
+
+class PolicyError(ValueError):
+    """A policy file that cannot be used; the message names the file and the field."""
+
+
+def load_policy(path: Path = DEFAULT_POLICY_FILE) -> CarePolicy:
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise PolicyError(f"{path}: cannot read policy: {error}") from None
+    try:
+        return CarePolicy.model_validate(raw)
+    except ValidationError as error:
+        raise PolicyError(f"{path}: invalid policy: {describe_validation_error(error)}") from None

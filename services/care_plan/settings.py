@@ -1,0 +1,18 @@
+from pathlib import Path
+
+from pydantic import Field
+
+from services.common.settings import ServiceSettings
+
+from .domain.policy import DEFAULT_POLICY_FILE
+
+
+class CarePlanSettings(ServiceSettings):
+    care_plan_port: int = 8002
+    care_plan_db: str = Field(default="stepwise_care_plan", description="This service's own MongoDB database.")
+    care_plan_policy_file: Path = DEFAULT_POLICY_FILE
+    clinic_timezone: str = Field(default="America/New_York", description="IANA zone of the clinic's sessions.")
+
+
+SOURCE = "/stepwise/care-plan"
+CONSUMER_GROUP = "stepwise.care_plan"

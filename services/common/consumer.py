@@ -1,0 +1,134 @@
+"""Consuming events: typed reading, setting aside what cannot be applied, retrying what can.
+
+Subscribers use ``AckPolicy.NACK_ON_ERROR`` (see ``SUBSCRIBER_OPTIONS``): the offset is committed
+only after the handler returned, i.e. after its effect is stored. A handler error rewinds to the
+event and it is tried again after a backoff. An event that is malformed, or still fails after
+``max_attempts``, is stored in the service's ``set_aside_events`` collection with its reason and
+committed, so one bad record never blocks its partition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from faststream import BaseMiddleware
+from faststream.kafka.message import KafkaMessage
+from faststream.middlewares import AckPolicy
+from pydantic import ValidationError
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import DuplicateKeyError
+
+from stepwise_contract import CloudEvent, EventData, MalformedEvent, describe_validation_error, from_headers
+
+from .mongo import Document
+from .utc import utc_now
+
+log = logging.getLogger(__name__)
+
+DataT = TypeVar("DataT", bound=EventData)
+
+SUBSCRIBER_OPTIONS: dict[str, Any] = {
+    "ack_policy": AckPolicy.NACK_ON_ERROR,
+    "auto_offset_reset": "earliest",
+}
+"""Options every state-changing subscriber uses: commit after the effect, start from the beginning."""
+
+
+def read_event(message: KafkaMessage, data: DataT) -> CloudEvent[DataT]:
+    """The CloudEvent around data FastStream has decoded; raises MalformedEvent naming what is wrong."""
+    record = message.raw_message
+    assert not isinstance(record, tuple), "batch subscribers are not used"
+    return from_headers(record.headers, data)
+
+
+class EventShelf:
+    """Where events that cannot be applied are set aside, with their reason, for review and replay."""
+
+    def __init__(self, collection: AsyncCollection[Document]) -> None:
+        self.collection = collection
+
+    async def set_aside(self, message: KafkaMessage, reason: str, attempts: int) -> None:
+        record = message.raw_message
+        assert not isinstance(record, tuple)
+        headers = {name: value.decode(errors="replace") for name, value in record.headers}
+        document = {
+            "_id": f"{record.topic}:{record.partition}:{record.offset}",
+            "topic": record.topic,
+            "partition": record.partition,
+            "offset": record.offset,
+            "key": (record.key or b"").decode(errors="replace"),
+            "headers": headers,
+            "value": (record.value or b"").decode(errors="replace"),
+            "reason": reason,
+            "attempts": attempts,
+            "set_aside_at": utc_now(),
+        }
+        with contextlib.suppress(DuplicateKeyError):  # set aside before, then redelivered
+            await self.collection.insert_one(document)
+        # Never log the value: a malformed record may hold what an event must not.
+        log.warning(
+            "set aside %s[%d]@%d (ce_id=%s): %s",
+            record.topic,
+            record.partition,
+            record.offset,
+            headers.get("ce_id", "?"),
+            reason,
+        )
+
+
+class SetAsideMiddleware:
+    """FastStream broker middleware factory: set aside malformed events, retry failing ones."""
+
+    def __init__(
+        self,
+        shelf: Callable[[], EventShelf],
+        *,
+        max_attempts: int = 8,
+        backoff: Callable[[int], float] = lambda attempt: min(0.2 * 2 ** (attempt - 1), 10.0),
+    ) -> None:
+        self._shelf = shelf
+        self._max_attempts = max_attempts
+        self._backoff = backoff
+        self._attempts: dict[tuple[str, int, int], int] = {}
+
+    def __call__(self, msg: Any, /, *, context: Any) -> BaseMiddleware:
+        return _SetAsideScope(msg, context=context, policy=self)
+
+    async def handle(self, call_next: Callable[[Any], Awaitable[Any]], message: KafkaMessage) -> Any:
+        record = message.raw_message
+        assert not isinstance(record, tuple)
+        position = (record.topic, record.partition, record.offset)
+        try:
+            result = await call_next(message)
+        except MalformedEvent as error:
+            await self._shelf().set_aside(message, f"malformed: {error.reason}", attempts=1)
+            return None
+        except ValidationError as error:
+            await self._shelf().set_aside(message, f"malformed: {describe_validation_error(error)}", attempts=1)
+            return None
+        except Exception as error:
+            attempt = self._attempts.get(position, 0) + 1
+            if attempt >= self._max_attempts:
+                self._attempts.pop(position, None)
+                reason = f"handler failed {attempt} times: {type(error).__name__}"
+                await self._shelf().set_aside(message, reason, attempts=attempt)
+                return None
+            self._attempts[position] = attempt
+            log.warning("handling %s[%d]@%d failed (attempt %d), will retry", *position, attempt, exc_info=True)
+            await asyncio.sleep(self._backoff(attempt))
+            raise  # NACK_ON_ERROR rewinds to this event
+        self._attempts.pop(position, None)
+        return result
+
+
+class _SetAsideScope(BaseMiddleware):
+    def __init__(self, msg: Any, /, *, context: Any, policy: SetAsideMiddleware) -> None:
+        super().__init__(msg, context=context)
+        self._policy = policy
+
+    async def consume_scope(self, call_next: Callable[[Any], Awaitable[Any]], msg: Any) -> Any:
+        return await self._policy.handle(call_next, msg)

@@ -1,0 +1,188 @@
+"""Transactional outbox without multi-document transactions.
+
+Every aggregate document (an episode, a care plan, a notification) carries its own outbox:
+a state change and the events it causes are written by one atomic single-document update.
+``OutboxRelay`` then publishes pending events to Kafka in order and removes them. A process
+that dies between the write and the publish leaves the events in the document; the next relay
+pass (after a restart, or by another instance once the lease expires) publishes them. Kafka may
+see an event twice in that window; consumers drop repeats by CloudEvents source + id.
+
+Document fields this module owns: ``version`` (optimistic concurrency), ``outbox`` (wire records
+as JSON strings: opaque to queries, pulled by exact value),
+``outbox_pending`` (count kept in the same updates, so finding pending work needs no array
+query), ``outbox_lease_until`` and ``applied_events`` (source#id of events already applied).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pymongo import ASCENDING
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import DuplicateKeyError
+
+from stepwise_contract import CloudEvent, to_kafka
+
+from .mongo import Document
+from .utc import utc_now
+
+log = logging.getLogger(__name__)
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+APPLIED_EVENTS_KEPT = 500
+"""How many consumed-event keys an aggregate remembers; far more than any redelivery window."""
+
+
+def stored_record(event: CloudEvent[Any]) -> str:
+    """The wire form of an event, kept in the outbox until relayed."""
+    record = to_kafka(event)
+    return json.dumps(
+        {
+            "id": event.id,
+            "topic": record.topic,
+            "key": record.key.decode(),
+            "value": record.value.decode(),
+            "headers": [[name, value.decode()] for name, value in record.headers],
+        }
+    )
+
+
+def new_aggregate(fields: Document, events: Sequence[CloudEvent[Any]] = (), applied: str | None = None) -> Document:
+    """A fresh aggregate document with its events already in the outbox."""
+    return {
+        **fields,
+        "version": 1,
+        "outbox": [stored_record(event) for event in events],
+        "outbox_pending": len(events),
+        "outbox_lease_until": EPOCH,
+        "applied_events": [applied] if applied else [],
+    }
+
+
+async def insert_aggregate(
+    collection: AsyncCollection[Document],
+    fields: Document,
+    events: Sequence[CloudEvent[Any]] = (),
+    applied: str | None = None,
+) -> bool:
+    """Insert a new aggregate; False if one with the same _id exists already."""
+    try:
+        await collection.insert_one(new_aggregate(fields, events, applied))
+    except DuplicateKeyError:
+        return False
+    return True
+
+
+async def update_aggregate(
+    collection: AsyncCollection[Document],
+    aggregate_id: str,
+    version: int,
+    changes: Document,
+    events: Sequence[CloudEvent[Any]] = (),
+    applied: str | None = None,
+) -> bool:
+    """Apply ``changes`` and queue ``events`` in one atomic write, if nobody wrote since ``version``.
+
+    False means a concurrent write won: reload and decide again.
+    """
+    update: Document = {"$set": changes, "$inc": {"version": 1, "outbox_pending": len(events)}}
+    pushes: Document = {}
+    if events:
+        pushes["outbox"] = {"$each": [stored_record(event) for event in events]}
+    if applied:
+        pushes["applied_events"] = {"$each": [applied], "$slice": -APPLIED_EVENTS_KEPT}
+    if pushes:
+        update["$push"] = pushes
+    result = await collection.update_one({"_id": aggregate_id, "version": version}, update)
+    return result.matched_count == 1
+
+
+async def ensure_outbox_index(collection: AsyncCollection[Document]) -> None:
+    await collection.create_index([("outbox_pending", ASCENDING), ("outbox_lease_until", ASCENDING)])
+
+
+Publish = Callable[[Document], Awaitable[None]]
+
+
+class OutboxRelay:
+    """Publishes the pending events of one collection's aggregates, oldest document first."""
+
+    def __init__(
+        self,
+        collection: AsyncCollection[Document],
+        publish: Publish,
+        *,
+        poll_seconds: float = 1.0,
+        lease_seconds: float = 5.0,
+        batch: int = 100,
+    ) -> None:
+        self._collection = collection
+        self._publish = publish
+        self._poll = poll_seconds
+        self._lease = timedelta(seconds=lease_seconds)
+        self._batch = batch
+        self._wakeup = asyncio.Event()
+
+    def wake(self) -> None:
+        """Call after a local write so its events leave now rather than at the next poll."""
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        failures = 0
+        while True:
+            self._wakeup.clear()
+            try:
+                published = await self.relay_pending()
+                failures = 0
+            except Exception:
+                failures += 1
+                log.exception("outbox relay pass failed (attempt %d)", failures)
+                await asyncio.sleep(min(0.5 * 2**failures, 30.0))
+                continue
+            if not published:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), self._poll)
+
+    async def relay_pending(self) -> int:
+        """One pass over aggregates with pending events; returns how many events went out."""
+        now = utc_now()
+        cursor = self._collection.find(
+            {"outbox_pending": {"$gt": 0}, "outbox_lease_until": {"$lt": now}},
+            {"_id": 1},
+            limit=self._batch,
+        )
+        published = 0
+        async for candidate in cursor:
+            published += await self._relay_one(candidate["_id"])
+        return published
+
+    async def _relay_one(self, aggregate_id: str) -> int:
+        now = utc_now()
+        claimed = await self._collection.find_one_and_update(
+            {"_id": aggregate_id, "outbox_pending": {"$gt": 0}, "outbox_lease_until": {"$lt": now}},
+            {"$set": {"outbox_lease_until": now + self._lease}},
+            projection={"outbox": 1},
+        )
+        if claimed is None:
+            return 0  # another instance holds it, or it was emptied meanwhile
+        sent: list[str] = []
+        try:
+            for stored in claimed["outbox"]:
+                await self._publish(json.loads(stored))
+                sent.append(stored)
+        finally:
+            await self._collection.update_one(
+                {"_id": aggregate_id},
+                {
+                    "$pull": {"outbox": {"$in": sent}},
+                    "$inc": {"outbox_pending": -len(sent)},
+                    "$set": {"outbox_lease_until": EPOCH},
+                },
+            )
+        return len(sent)

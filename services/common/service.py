@@ -1,0 +1,139 @@
+"""One way to build a Stepwise service: FastAPI for HTTP, FastStream for Kafka, one MongoDB database.
+
+The lifespan connects the store, creates indexes and topics, starts the broker's subscribers,
+the outbox relay and any service-specific background work, and stops them all in reverse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import uvicorn
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from faststream.kafka import KafkaBroker
+from faststream.kafka.publisher.usecase import DefaultPublisher
+from pymongo.asynchronous.database import AsyncDatabase
+
+from . import health
+from .auth import Principal, require_roles
+from .consumer import EventShelf
+from .kafka import ensure_topics, relay_publish
+from .mongo import Document, connect, ping
+from .outbox import OutboxRelay, ensure_outbox_index
+from .settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+SET_ASIDE_COLLECTION = "set_aside_events"
+
+
+@dataclass
+class Runtime:
+    """What a running service holds, handed to its start-up hook."""
+
+    settings: ServiceSettings
+    database: AsyncDatabase[Document]
+    broker: KafkaBroker
+    relay: OutboxRelay | None
+
+
+Startup = Callable[[Runtime, FastAPI], Awaitable[Sequence[Coroutine[Any, Any, None]]]]
+"""A service's start-up hook: build stores and indexes, return background loops to run."""
+
+
+def create_service_app(
+    *,
+    title: str,
+    description: str,
+    settings: ServiceSettings,
+    database_name: str,
+    broker: KafkaBroker,
+    topics: Iterable[str],
+    routers: Sequence[APIRouter],
+    startup: Startup,
+    publishers: dict[str, DefaultPublisher] | None = None,
+    outbox_collection: str | None = None,
+) -> FastAPI:
+    configure_logging(settings.log_level)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.token_roles = settings.token_roles
+        client = connect(settings.mongodb_url)
+        database = client[database_name]
+        shelf = EventShelf(database[SET_ASIDE_COLLECTION])
+        broker.context.set_global("event_shelf", shelf)
+        app.state.event_shelf = shelf
+        relay = None
+        if outbox_collection:
+            await ensure_outbox_index(database[outbox_collection])
+            relay = OutboxRelay(
+                database[outbox_collection],
+                relay_publish(publishers or {}),
+                poll_seconds=settings.outbox_poll_seconds,
+                lease_seconds=settings.outbox_lease_seconds,
+            )
+        background = list(await startup(Runtime(settings, database, broker, relay), app))
+        await ensure_topics(settings, topics)
+        await broker.start()
+        if relay and settings.outbox_relay_enabled:
+            background.append(relay.run())
+        tasks = [asyncio.create_task(loop) for loop in background]
+        app.state.readiness_checks = {
+            "mongodb": lambda: _mongo_ready(database),
+            "kafka": lambda: broker.ping(timeout=2.0),
+        }
+        log.info("%s started", title)
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await broker.stop()
+            await client.close()
+            log.info("%s stopped", title)
+
+    app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan)
+    app.include_router(health.router)
+    for router in routers:
+        app.include_router(router)
+    app.include_router(set_aside_router)
+    return app
+
+
+async def _mongo_ready(database: AsyncDatabase[Document]) -> bool:
+    await ping(database)
+    return True
+
+
+set_aside_router = APIRouter(prefix="/v1", tags=["operations"])
+
+
+@set_aside_router.get(
+    "/set-aside-events",
+    summary="Events this service could not apply, with the reason (for IT review and replay)",
+)
+async def list_set_aside_events(
+    request: Request,
+    _: Annotated[Principal, Depends(require_roles("admin"))],
+    topic: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[dict[str, Any]]:
+    shelf: EventShelf = request.app.state.event_shelf
+    query = {"topic": topic} if topic else {}
+    cursor = shelf.collection.find(query, {"value": 0}).sort("set_aside_at", -1).limit(limit)
+    return [{**doc, "id": doc.pop("_id")} async for doc in cursor]
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def serve(app: FastAPI, port: int, host: str = "0.0.0.0") -> None:  # noqa: S104 - containers listen on all
+    uvicorn.run(app, host=host, port=port, log_level="info", access_log=True)

@@ -1,0 +1,49 @@
+"""Settings every service shares; each service extends them with its own port and database."""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ROLES = frozenset({"intake_staff", "clinician", "admin", "integration", "notifications"})
+
+
+def parse_api_tokens(raw: str) -> dict[str, str]:
+    """``token:role,token:role`` → {token: role}; a clear error names the bad entry (never the token)."""
+    tokens: dict[str, str] = {}
+    for position, entry in enumerate(filter(None, (part.strip() for part in raw.split(","))), start=1):
+        token, separator, role = entry.rpartition(":")
+        if not separator or not token:
+            raise ValueError(f"API_TOKENS entry {position} is not token:role")
+        if role not in ROLES:
+            raise ValueError(f"API_TOKENS entry {position} has unknown role {role!r}; roles: {sorted(ROLES)}")
+        tokens[token] = role
+    return tokens
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    kafka_bootstrap_servers: str = "localhost:9092"
+    kafka_topic_partitions: int = Field(default=3, ge=1)
+    kafka_topic_replication: int = Field(default=1, ge=1)
+    mongodb_url: str = "mongodb://localhost:27017/?directConnection=true"
+    api_tokens: str = Field(default="", description="token:role,token:role")
+    log_level: str = "INFO"
+    consumer_group_suffix: str = Field(default="", description="Appended to consumer group ids (test isolation).")
+    outbox_relay_enabled: bool = Field(
+        default=True, description="Relay stored events to Kafka; off for an API-only instance."
+    )
+    outbox_poll_seconds: float = Field(default=1.0, gt=0)
+    outbox_lease_seconds: float = Field(default=5.0, gt=0)
+    consumer_max_attempts: int = Field(default=8, ge=1, description="Handler failures before an event is set aside.")
+
+    @field_validator("api_tokens")
+    @classmethod
+    def _tokens_parse(cls, value: str) -> str:
+        parse_api_tokens(value)
+        return value
+
+    @property
+    def token_roles(self) -> dict[str, str]:
+        return parse_api_tokens(self.api_tokens)

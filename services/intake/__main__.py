@@ -1,0 +1,7 @@
+from services.common.service import serve
+
+from .app import create_app
+from .settings import IntakeSettings
+
+settings = IntakeSettings()
+serve(create_app(settings), settings.intake_port)

@@ -1,0 +1,49 @@
+"""Intake: registers patients, opens episodes, scores assessments and recommends a level of care."""
+
+from __future__ import annotations
+
+from collections.abc import Coroutine, Sequence
+from typing import Any
+
+from fastapi import FastAPI
+from faststream.kafka import KafkaBroker
+
+from services.common.kafka import declare_publishers, new_broker
+from services.common.service import Runtime, create_service_app
+from stepwise_contract import AssessmentCompleted
+
+from . import api
+from .settings import IntakeSettings
+from .store import EPISODES, IntakeStore
+
+PUBLISHES = (AssessmentCompleted,)
+
+
+def create_broker(settings: IntakeSettings) -> tuple[KafkaBroker, dict[str, Any]]:
+    broker = new_broker(settings, client_id="stepwise-intake")
+    return broker, declare_publishers(broker, PUBLISHES)
+
+
+def create_app(settings: IntakeSettings | None = None) -> FastAPI:
+    settings = settings or IntakeSettings()
+    broker, publishers = create_broker(settings)
+
+    async def startup(runtime: Runtime, app: FastAPI) -> Sequence[Coroutine[Any, Any, None]]:
+        wake = runtime.relay.wake if runtime.relay else (lambda: None)
+        store = IntakeStore(runtime.database, wake_relay=wake)
+        await store.create_indexes()
+        app.state.store = store
+        return []
+
+    return create_service_app(
+        title="Stepwise intake",
+        description=__doc__ or "",
+        settings=settings,
+        database_name=settings.intake_db,
+        broker=broker,
+        topics=[model.event_type for model in PUBLISHES],
+        routers=[api.router],
+        startup=startup,
+        publishers=publishers,
+        outbox_collection=EPISODES,
+    )

@@ -1,0 +1,1 @@
+"""Intake's clinical rules: pure functions, no I/O."""

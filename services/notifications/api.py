@@ -1,0 +1,64 @@
+"""notifications' HTTP API: the delivery log."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel
+
+from services.common.auth import Principal, require_roles
+from services.common.utc import UtcDatetime
+
+from .store import NotificationStore
+
+router = APIRouter(prefix="/v1", tags=["notifications"])
+
+Reader = Annotated[Principal, Depends(require_roles("clinician", "intake_staff", "admin", "integration"))]
+
+
+def get_store(request: Request) -> NotificationStore:
+    return request.app.state.store  # type: ignore[no-any-return]
+
+
+class NotificationOut(BaseModel):
+    """A delivery-log entry: what was sent to whom by kind, never the address or the text."""
+
+    notification_id: str
+    episode_id: str
+    purpose: str
+    recipient_kind: str
+    channel: str
+    status: Literal["pending", "sent", "failed"]
+    attempts: int
+    created_at: UtcDatetime
+    sent_at: UtcDatetime | None
+    last_error: str | None
+    cause_event_type: str
+
+
+@router.get("/notifications", summary="Delivery log, newest first")
+async def list_notifications(
+    store: Annotated[NotificationStore, Depends(get_store)],
+    _: Reader,
+    episode_id: str | None = None,
+    status: Literal["pending", "sent", "failed"] | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[NotificationOut]:
+    query = {key: value for key, value in {"episode_id": episode_id, "status": status}.items() if value}
+    return [
+        NotificationOut(
+            notification_id=doc["_id"],
+            episode_id=doc["episode_id"],
+            purpose=doc["purpose"],
+            recipient_kind=doc["recipient_kind"],
+            channel=doc["channel"],
+            status=doc["status"],
+            attempts=doc["attempts"],
+            created_at=doc["created_at"],
+            sent_at=doc["sent_at"] if doc["status"] == "sent" else None,
+            last_error=doc["last_error"] or None,
+            cause_event_type=doc["cause"]["event_type"],
+        )
+        for doc in await store.find(query, limit)
+    ]

@@ -1,0 +1,61 @@
+"""notifications: turns care events into messages to patients, sent once each."""
+
+from __future__ import annotations
+
+from collections.abc import Coroutine, Sequence
+from typing import Any
+
+from fastapi import FastAPI
+from faststream.kafka import KafkaBroker
+
+from services.common.kafka import new_broker
+from services.common.service import Runtime, create_service_app
+
+from . import api, handlers
+from .channels import EmailSender, IntakeContacts
+from .dispatcher import Dispatcher
+from .rendering import Templates
+from .settings import NotificationsSettings
+from .store import NotificationStore
+
+CONSUMES = ("iop.care_level.assigned", "iop.session.missed")
+
+
+def create_broker(settings: NotificationsSettings) -> KafkaBroker:
+    broker = new_broker(settings, client_id="stepwise-notifications")
+    broker.include_router(handlers.router)
+    return broker
+
+
+def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
+    settings = settings or NotificationsSettings()
+    templates = Templates(settings.templates_dir, settings.clinic_timezone)
+    broker = create_broker(settings)
+
+    async def startup(runtime: Runtime, app: FastAPI) -> Sequence[Coroutine[Any, Any, None]]:
+        store = NotificationStore(runtime.database)
+        await store.create_indexes()
+        dispatcher = Dispatcher(
+            store,
+            IntakeContacts(settings),
+            EmailSender(settings),
+            templates,
+            poll_seconds=settings.dispatch_poll_seconds,
+            lease_seconds=settings.dispatch_lease_seconds,
+            max_attempts=settings.dispatch_max_attempts,
+        )
+        app.state.store = store
+        runtime.broker.context.set_global("notification_store", store)
+        runtime.broker.context.set_global("dispatcher", dispatcher)
+        return [dispatcher.run()]
+
+    return create_service_app(
+        title="Stepwise notifications",
+        description=__doc__ or "",
+        settings=settings,
+        database_name=settings.notifications_db,
+        broker=broker,
+        topics=CONSUMES,
+        routers=[api.router],
+        startup=startup,
+    )

@@ -1,0 +1,81 @@
+"""Adapters that reach people: intake's contact lookup and the SMTP sender."""
+
+from __future__ import annotations
+
+from email.message import EmailMessage
+
+import aiosmtplib
+import httpx
+
+from .rendering import RenderedMessage
+from .settings import NotificationsSettings
+
+
+class DeliveryError(Exception):
+    """A send that did not happen. ``permanent`` ones are not retried."""
+
+    def __init__(self, reason: str, *, permanent: bool) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.permanent = permanent
+
+
+class IntakeContacts:
+    """Looks up contact data at send time, so no event and no notification document holds it."""
+
+    def __init__(self, settings: NotificationsSettings) -> None:
+        self._client = httpx.AsyncClient(
+            base_url=settings.intake_url,
+            headers={"Authorization": f"Bearer {settings.intake_token}"},
+            timeout=10.0,
+        )
+
+    async def email_for_episode(self, episode_id: str) -> str:
+        try:
+            response = await self._client.get(f"/v1/episodes/{episode_id}/contact")
+        except httpx.HTTPError as error:
+            raise DeliveryError(f"intake unreachable: {type(error).__name__}", permanent=False) from None
+        if response.status_code == 404:
+            raise DeliveryError("episode unknown to intake", permanent=True)
+        if response.status_code in (401, 403):
+            raise DeliveryError(f"intake refused the service token ({response.status_code})", permanent=False)
+        if response.status_code != 200:
+            raise DeliveryError(f"intake answered {response.status_code}", permanent=False)
+        email = response.json().get("email")
+        if not email:
+            raise DeliveryError("no email address on file", permanent=True)
+        return str(email)
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+class EmailSender:
+    def __init__(self, settings: NotificationsSettings) -> None:
+        self._settings = settings
+
+    async def send(self, notification_id: str, to: str, message: RenderedMessage) -> None:
+        email = EmailMessage()
+        email["From"] = self._settings.smtp_from
+        email["To"] = to
+        email["Subject"] = message.subject
+        # A stable Message-ID lets a receiving system spot the rare resend after a crash.
+        email["Message-ID"] = f"<{notification_id}@stepwise>"
+        email.set_content(message.body)
+        try:
+            await aiosmtplib.send(
+                email,
+                hostname=self._settings.smtp_host,
+                port=self._settings.smtp_port,
+                username=self._settings.smtp_username,
+                password=self._settings.smtp_password,
+                start_tls=self._settings.smtp_starttls,
+                timeout=self._settings.smtp_timeout_seconds,
+            )
+        except aiosmtplib.SMTPRecipientsRefused as error:
+            codes = [refusal.code for refusal in error.recipients]
+            raise DeliveryError(f"recipient refused ({codes})", permanent=all(c >= 500 for c in codes)) from None
+        except aiosmtplib.SMTPResponseException as error:
+            raise DeliveryError(f"SMTP {error.code}", permanent=error.code >= 500) from None
+        except (aiosmtplib.SMTPException, OSError) as error:
+            raise DeliveryError(f"SMTP unavailable: {type(error).__name__}", permanent=False) from None

@@ -1,0 +1,1 @@
+"""Which message goes to whom for which event: pure rules, no I/O."""

@@ -1,0 +1,27 @@
+from pydantic import Field
+
+from services.common.settings import ServiceSettings
+
+
+class NotificationsSettings(ServiceSettings):
+    notifications_port: int = 8003
+    notifications_db: str = Field(default="stepwise_notifications", description="This service's own MongoDB database.")
+    smtp_host: str = "localhost"
+    smtp_port: int = 1025
+    smtp_from: str = "Care team <care-team@clinic.example>"
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    smtp_timeout_seconds: float = 10.0
+    intake_url: str = Field(
+        default="http://localhost:8001", description="Where contact data is looked up at send time."
+    )
+    intake_token: str = Field(default="", description="Bearer token with the 'notifications' role at intake.")
+    dispatch_poll_seconds: float = Field(default=1.0, gt=0)
+    dispatch_lease_seconds: float = Field(default=30.0, gt=0)
+    dispatch_max_attempts: int = Field(default=8, ge=1)
+    clinic_timezone: str = Field(default="America/New_York", description="Zone for times in messages.")
+    templates_dir: str | None = Field(default=None, description="A folder whose templates override the defaults.")
+
+
+CONSUMER_GROUP = "stepwise.notifications"

@@ -1,0 +1,51 @@
+"""Stepwise event contract: the CloudEvents envelope and the schema of every event."""
+
+from .envelope import (
+    CONTENT_TYPE,
+    SPEC_VERSION,
+    CloudEvent,
+    EventData,
+    KafkaRecord,
+    MalformedEvent,
+    describe_validation_error,
+    from_headers,
+    from_kafka,
+    new_event,
+    to_kafka,
+)
+from .events import (
+    EVENT_TYPES,
+    AssessmentCompleted,
+    CareLevel,
+    CareLevelAssigned,
+    DimensionRatings,
+    InstrumentResult,
+    Reason,
+    Schedule,
+    ScheduledSession,
+    SessionMissed,
+)
+
+__all__ = [
+    "CONTENT_TYPE",
+    "EVENT_TYPES",
+    "SPEC_VERSION",
+    "AssessmentCompleted",
+    "CareLevel",
+    "CareLevelAssigned",
+    "CloudEvent",
+    "DimensionRatings",
+    "EventData",
+    "InstrumentResult",
+    "KafkaRecord",
+    "MalformedEvent",
+    "Reason",
+    "Schedule",
+    "ScheduledSession",
+    "SessionMissed",
+    "describe_validation_error",
+    "from_headers",
+    "from_kafka",
+    "new_event",
+    "to_kafka",
+]

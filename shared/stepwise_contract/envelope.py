@@ -1,0 +1,175 @@
+"""CloudEvents 1.0 envelope and its Kafka binary-mode binding.
+
+In binary mode the context attributes travel as ``ce_*`` Kafka headers, ``datacontenttype``
+travels as the ``content-type`` header, the event data is the record value (JSON) and the
+record key is the partition key (always the episode id for Stepwise events).
+Headers are read by brokers, proxies and log collectors, so they never carry anything sensitive:
+only ids, the event type, the source and the time.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Generic, Literal, TypeVar
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+
+SPEC_VERSION = "1.0"
+CONTENT_TYPE = "application/json"
+HEADER_PREFIX = "ce_"
+CONTENT_TYPE_HEADER = "content-type"
+
+
+class EventData(BaseModel):
+    """Base of every event's data: pseudonymous ids and clinical codes, never PII."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    event_type: ClassVar[str]
+    """CloudEvents ``type``; also the Kafka topic the event is published on."""
+
+    schema_version: Literal[1] = Field(
+        default=1, description="Major version of this data schema. A change that breaks readers bumps it."
+    )
+    episode_id: str = Field(description="Pseudonymous id of the treatment episode; the Kafka key and ce_subject.")
+
+    @classmethod
+    def dataschema(cls) -> str:
+        return f"urn:stepwise:schema:{cls.event_type}:v{cls.model_fields['schema_version'].default}"
+
+
+DataT = TypeVar("DataT", bound=EventData)
+
+
+class CloudEvent(BaseModel, Generic[DataT]):
+    """A CloudEvents 1.0 event with typed data."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str = Field(min_length=1, description="Unique per source; a repeat of source+id is a duplicate.")
+    source: str = Field(min_length=1, description="URI-reference of the producing service, e.g. /stepwise/intake.")
+    specversion: Literal["1.0"] = "1.0"
+    type: str = Field(min_length=1)
+    subject: str = Field(min_length=1, description="The episode id.")
+    time: AwareDatetime
+    datacontenttype: Literal["application/json"] = "application/json"
+    dataschema: str | None = None
+    data: DataT
+
+    @property
+    def dedup_key(self) -> str:
+        """What makes an event unique under CloudEvents: source and id together."""
+        return f"{self.source}#{self.id}"
+
+
+def new_event(data: DataT, *, source: str, time: datetime | None = None) -> CloudEvent[DataT]:
+    """Wrap event data in a fresh envelope (new id, now, subject = episode id)."""
+    event: CloudEvent[DataT] = CloudEvent[type(data)](  # type: ignore[misc,operator]
+        id=str(uuid.uuid4()),
+        source=source,
+        type=data.event_type,
+        subject=data.episode_id,
+        time=time or datetime.now(UTC),
+        dataschema=data.dataschema(),
+        data=data,
+    )
+    return event
+
+
+class MalformedEvent(ValueError):
+    """A record that is not a valid Stepwise CloudEvent; ``reason`` says why, naming the field."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaRecord:
+    """What goes on the wire for one event."""
+
+    topic: str
+    key: bytes
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+
+ATTRIBUTES: tuple[str, ...] = ("id", "source", "specversion", "type", "subject", "time", "dataschema")
+REQUIRED: tuple[str, ...] = ("id", "source", "specversion", "type", "subject", "time")
+
+
+def to_kafka(event: CloudEvent[Any]) -> KafkaRecord:
+    """Encode an event in Kafka binary mode."""
+    attributes = event.model_dump(mode="json", include=set(ATTRIBUTES), exclude_none=True)
+    headers = [(HEADER_PREFIX + name, str(value).encode()) for name, value in attributes.items()]
+    headers.append((CONTENT_TYPE_HEADER, event.datacontenttype.encode()))
+    return KafkaRecord(
+        topic=event.type,
+        key=event.subject.encode(),
+        value=event.data.model_dump_json().encode(),
+        headers=headers,
+    )
+
+
+def decode_headers(headers: Iterable[tuple[str, bytes | str]] | Mapping[str, bytes | str]) -> dict[str, str]:
+    pairs = headers.items() if isinstance(headers, Mapping) else headers
+    return {name: value.decode() if isinstance(value, bytes) else value for name, value in pairs}
+
+
+def from_kafka(
+    headers: Iterable[tuple[str, bytes | str]] | Mapping[str, bytes | str],
+    value: bytes,
+    data_model: type[DataT],
+) -> CloudEvent[DataT]:
+    """Decode a binary-mode record into a typed event; raise MalformedEvent naming what is wrong."""
+    raw = decode_headers(headers)
+    event_type = raw.get(HEADER_PREFIX + "type")
+    if event_type is not None and event_type != data_model.event_type:
+        raise MalformedEvent(f"ce_type is {event_type!r}, expected {data_model.event_type!r}")
+    content_type = raw.get(CONTENT_TYPE_HEADER, CONTENT_TYPE).split(";")[0].strip()
+    if content_type != CONTENT_TYPE:
+        raise MalformedEvent(f"content-type is {content_type!r}, expected {CONTENT_TYPE!r}")
+    try:
+        payload = json.loads(value)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise MalformedEvent(f"value is not JSON: {error}") from None
+    try:
+        data = data_model.model_validate(payload)
+    except ValidationError as error:
+        raise MalformedEvent(describe_validation_error(error)) from None
+    return from_headers(raw, data)
+
+
+def from_headers(
+    headers: Iterable[tuple[str, bytes | str]] | Mapping[str, bytes | str], data: DataT
+) -> CloudEvent[DataT]:
+    """The event whose data is already decoded (e.g. by a framework); validates the ce_* headers."""
+    raw = decode_headers(headers)
+    attributes: dict[str, Any] = {
+        name.removeprefix(HEADER_PREFIX): text for name, text in raw.items() if name.startswith(HEADER_PREFIX)
+    }
+    missing = [name for name in REQUIRED if name not in attributes]
+    if missing:
+        raise MalformedEvent("missing CloudEvents header(s): " + ", ".join(HEADER_PREFIX + m for m in missing))
+    if attributes["type"] != data.event_type:
+        raise MalformedEvent(f"ce_type is {attributes['type']!r}, expected {data.event_type!r}")
+    try:
+        event: CloudEvent[DataT] = CloudEvent[type(data)](data=data, **attributes)  # type: ignore[misc,operator]
+    except ValidationError as error:
+        raise MalformedEvent(describe_validation_error(error)) from None
+    if event.subject != data.episode_id:
+        raise MalformedEvent("ce_subject does not match data.episode_id")
+    return event
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """One line per problem, each naming the field path (never the offending value)."""
+    parts = []
+    for problem in error.errors(include_input=False, include_url=False):
+        location = ".".join(str(part) for part in problem["loc"]) or "(root)"
+        parts.append(f"{location}: {problem['msg']}")
+    return "; ".join(parts)

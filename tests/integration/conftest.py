@@ -1,0 +1,207 @@
+"""The running system for integration tests: three service processes, a real SMTP server, helpers."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from pymongo import AsyncMongoClient
+
+from tools.devstack import Backends, ServiceProcess, free_port
+from tools.smtp_sink import Mailbox, SmtpSink
+
+T = TypeVar("T")
+
+TOKENS = {
+    "clinician": "test-clinician-token",
+    "intake_staff": "test-intake-staff-token",
+    "admin": "test-admin-token",
+    "integration": "test-integration-token",
+    "notifications": "test-notifications-service-token",
+}
+GROUPS = {"care_plan": "stepwise.care_plan", "notifications": "stepwise.notifications"}
+
+
+async def eventually(check: Callable[[], Awaitable[T | None]], what: str, within: float = 30.0) -> T:
+    """Poll ``check`` until it returns something truthy; fail naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + within
+    while True:
+        result = await check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {within}s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+@dataclass
+class Stack:
+    backends: Backends
+    services: dict[str, ServiceProcess]
+    mailbox: Mailbox
+    databases: dict[str, str]
+    env: dict[str, str]
+
+    def http(self, service: str, role: str | None = "clinician") -> httpx.AsyncClient:
+        headers = {"Authorization": f"Bearer {TOKENS[role]}"} if role else {}
+        return httpx.AsyncClient(base_url=self.services[service].url, headers=headers, timeout=10)
+
+    def database(self, service: str) -> Any:
+        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(self.backends.mongodb_url, tz_aware=True)
+        return client[self.databases[service]]
+
+    def restart(self, service: str, extra_env: dict[str, str] | None = None) -> None:
+        process = self.services[service]
+        process.kill()
+        process.start(extra_env=extra_env)
+
+
+@pytest.fixture(scope="session")
+def stack(running_backends: Backends, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    logs = tmp_path_factory.mktemp("service-logs")
+    run = uuid.uuid4().hex[:8]
+    databases = {name: f"stepwise_{name}_test_{run}" for name in ("intake", "care_plan", "notifications")}
+    with SmtpSink(free_port()) as sink:
+        ports = {name: free_port() for name in databases}
+        env = {
+            "KAFKA_BOOTSTRAP_SERVERS": running_backends.kafka_bootstrap_servers,
+            "MONGODB_URL": running_backends.mongodb_url,
+            "API_TOKENS": ",".join(f"{token}:{role}" for role, token in TOKENS.items()),
+            "INTAKE_DB": databases["intake"],
+            "CARE_PLAN_DB": databases["care_plan"],
+            "NOTIFICATIONS_DB": databases["notifications"],
+            "INTAKE_URL": f"http://127.0.0.1:{ports['intake']}",
+            "INTAKE_TOKEN": TOKENS["notifications"],
+            "SMTP_HOST": "127.0.0.1",
+            "SMTP_PORT": str(sink.port),
+            "OUTBOX_POLL_SECONDS": "0.2",
+            "OUTBOX_LEASE_SECONDS": "2",
+            "DISPATCH_POLL_SECONDS": "0.2",
+        }
+        services = {name: ServiceProcess(name, port, env, Path(logs) / f"{name}.log") for name, port in ports.items()}
+        try:
+            for service in services.values():
+                service.start()
+            yield Stack(running_backends, services, sink.mailbox, databases, env)
+        finally:
+            for service in services.values():
+                service.stop()
+
+
+@dataclass
+class Episode:
+    patient_id: str
+    episode_id: str
+    email: str
+    pii: dict[str, str]
+
+
+async def new_episode(stack: Stack, program: str = "adult") -> Episode:
+    """Register a patient with distinctive PII and open an episode."""
+    marker = uuid.uuid4().hex[:10]
+    pii = {
+        "name": f"Testpatient Zq{marker}",
+        "date_of_birth": "1979-03-14",
+        "email": f"p{marker}@example.org",
+        "phone": f"+1555{int(marker[:6], 16) % 10_000_000:07d}",
+    }
+    async with stack.http("intake", "intake_staff") as intake:
+        response = await intake.post("/v1/patients", json=pii)
+        assert response.status_code == 201, response.text
+        patient_id = response.json()["patient_id"]
+        response = await intake.post(f"/v1/patients/{patient_id}/episodes", json={"program": program})
+        assert response.status_code == 201, response.text
+    return Episode(patient_id, response.json()["episode_id"], pii["email"], pii)
+
+
+IOP_DIMENSIONS = {"withdrawal": 1, "biomedical": 0, "emotional": 2, "readiness": 2, "relapse": 2, "environment": 1}
+
+
+async def assess(stack: Stack, episode: Episode, dimensions: dict[str, int] | None = None) -> dict[str, Any]:
+    async with stack.http("intake", "intake_staff") as intake:
+        response = await intake.post(
+            f"/v1/episodes/{episode.episode_id}/assessments",
+            json={"dimensions": dimensions or IOP_DIMENSIONS, "instruments": {"phq9": [1, 2, 1, 2, 1, 1, 2, 1, 0]}},
+        )
+    assert response.status_code == 201, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+async def care_plan_of(stack: Stack, episode: Episode) -> dict[str, Any] | None:
+    async with stack.http("care_plan") as care_plan:
+        response = await care_plan.get(f"/v1/episodes/{episode.episode_id}/care-plan")
+    return response.json() if response.status_code == 200 else None  # type: ignore[no-any-return]
+
+
+async def mail_to(stack: Stack, address: str, count: int = 1, subject: str | None = None) -> list[Any]:
+    async def arrived() -> list[Any] | None:
+        messages = [m for m in stack.mailbox.to(address) if subject is None or m["Subject"] == subject]
+        return messages if len(messages) >= count else None
+
+    return await eventually(arrived, f"{count} mail(s) to the patient")
+
+
+@pytest.fixture
+async def kafka_producer(stack: Stack) -> AsyncIterator[AIOKafkaProducer]:
+    producer = AIOKafkaProducer(bootstrap_servers=stack.backends.kafka_bootstrap_servers)
+    await producer.start()
+    try:
+        yield producer
+    finally:
+        await producer.stop()
+
+
+async def read_topic(stack: Stack, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every record of a topic, read from the beginning with a plain consumer (no group)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=stack.backends.kafka_bootstrap_servers, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        await consumer.topics()  # fetch metadata for every topic
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        if not partitions:
+            return []
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        records: list[ConsumerRecord[bytes, bytes]] = []
+        while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
+            batches = await consumer.getmany(*partitions, timeout_ms=500)
+            for batch in batches.values():
+                records.extend(batch)
+        return records
+    finally:
+        await consumer.stop()
+
+
+async def events_of(stack: Stack, topic: str, episode_id: str) -> list[ConsumerRecord[bytes, bytes]]:
+    return [record for record in await read_topic(stack, topic) if record.key == episode_id.encode()]
+
+
+async def committed_offset(stack: Stack, group: str, partition: TopicPartition) -> int:
+    admin = AIOKafkaAdminClient(bootstrap_servers=stack.backends.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group, partitions=[partition])
+    finally:
+        await admin.close()
+    committed = offsets.get(partition)
+    return committed.offset if committed else -1
+
+
+async def wait_consumed(stack: Stack, service: str, topic: str, partition: int, offset: int) -> None:
+    """Wait until ``service``'s consumer group has committed past ``offset``: its effect is stored."""
+    tp = TopicPartition(topic, partition)
+
+    async def past() -> bool:
+        return await committed_offset(stack, GROUPS[service], tp) > offset
+
+    await eventually(past, f"{service} to consume {topic}[{partition}]@{offset}")

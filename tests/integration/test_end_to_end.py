@@ -1,0 +1,117 @@
+"""The spine end to end: intake → Kafka → care_plan → Kafka → notifications → an email at a real SMTP server."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from stepwise_contract import EVENT_TYPES, from_kafka
+from tests.conftest import MEASUREMENTS
+
+from .conftest import (
+    Stack,
+    assess,
+    care_plan_of,
+    events_of,
+    eventually,
+    mail_to,
+    new_episode,
+    read_topic,
+    wait_consumed,
+)
+
+
+async def test_assessment_leads_to_care_plan_and_welcome_email(stack: Stack) -> None:
+    episode = await new_episode(stack)
+    started = time.perf_counter()
+    assessment = await assess(stack, episode)
+    assert assessment["recommended_level"] == "IOP"
+    assert assessment["instruments"] == [{"instrument": "phq9", "total": 11, "band": "moderate", "flags": []}]
+
+    welcome = (await mail_to(stack, episode.email, subject="Your session schedule"))[0]
+    MEASUREMENTS.append(f"assessment POST → welcome email at the SMTP server: {time.perf_counter() - started:.2f} s")
+
+    plan = await care_plan_of(stack, episode)
+    assert plan is not None
+    assert (plan["level"], plan["status"], plan["assessment_id"]) == ("IOP", "active", assessment["assessment_id"])
+    sessions = plan["schedule"]["sessions"]
+    assert len(sessions) == 3 * 8
+    first = datetime.fromisoformat(sessions[0]["starts_at"]).astimezone(ZoneInfo("America/New_York"))
+    assert first.strftime("%a %d %b %Y, %H:%M") in welcome.get_content()
+    assert welcome["Message-ID"]
+
+    async with stack.http("notifications") as notifications:
+        log = (await notifications.get("/v1/notifications", params={"episode_id": episode.episode_id})).json()
+    assert [(n["purpose"], n["status"], n["recipient_kind"]) for n in log] == [("welcome", "sent", "patient")]
+
+
+async def test_missed_session_sends_outreach_once_per_miss(stack: Stack) -> None:
+    episode = await new_episode(stack)
+    await assess(stack, episode)
+    await mail_to(stack, episode.email, subject="Your session schedule")
+
+    async with stack.http("care_plan", "intake_staff") as care_plan:
+        path = f"/v1/episodes/{episode.episode_id}/sessions/{{}}/attendance"
+        first = await care_plan.post(path.format("s001"), json={"status": "missed"})
+        assert first.status_code == 200, first.text
+        again = await care_plan.post(path.format("s001"), json={"status": "missed"})
+        assert again.json()["attendance"] == first.json()["attendance"]  # recorded once
+        assert (await care_plan.post(path.format("s002"), json={"status": "missed"})).status_code == 200
+
+    outreach = await mail_to(stack, episode.email, count=2, subject="We missed you")
+    missed = await events_of(stack, "iop.session.missed", episode.episode_id)
+    assert len(missed) == 2
+    assert [from_kafka(r.headers, r.value, EVENT_TYPES[r.topic]).data.consecutive_misses for r in missed] == [1, 2]
+    # The last event consumed means every earlier one on the partition was too: no third email is coming.
+    await wait_consumed(stack, "notifications", "iop.session.missed", missed[-1].partition, missed[-1].offset)
+    assert len(stack.mailbox.to(episode.email)) == 1 + len(outreach) == 3
+
+
+async def test_level_not_offered_is_referred_out_without_patient_message(stack: Stack) -> None:
+    episode = await new_episode(stack)
+    assessment = await assess(stack, episode, {**dict.fromkeys(["biomedical", "emotional"], 1), "withdrawal": 4,
+                                               "readiness": 1, "relapse": 1, "environment": 1})  # fmt: skip
+    assert assessment["recommended_level"] == "INPATIENT"
+
+    plan = await eventually(lambda: care_plan_of(stack, episode), "the care plan")
+    assert (plan["status"], plan["schedule"]) == ("referred_out", None)
+    assert plan["rationale"][-1]["code"] == "level_not_offered"
+
+    [assigned] = await events_of(stack, "iop.care_level.assigned", episode.episode_id)
+    await wait_consumed(stack, "notifications", assigned.topic, assigned.partition, assigned.offset)
+    assert stack.mailbox.to(episode.email) == []
+
+
+async def test_events_are_cloudevents_and_carry_no_pii(stack: Stack) -> None:
+    """Read every event on every topic with a plain Kafka consumer and search for the patients' PII."""
+    episode = await new_episode(stack)
+    await assess(stack, episode)
+    await mail_to(stack, episode.email, subject="Your session schedule")
+    async with stack.http("care_plan") as care_plan:
+        await care_plan.post(f"/v1/episodes/{episode.episode_id}/sessions/s001/attendance", json={"status": "missed"})
+    await mail_to(stack, episode.email, subject="We missed you")
+
+    async with stack.http("intake", "admin") as intake:
+        assert (await intake.get("/health/live")).status_code == 200
+    patients = [doc async for doc in stack.database("intake")["patients"].find({})]
+    assert len(patients) >= 1
+    forbidden = {value for patient in patients for key in ("name", "email", "phone", "date_of_birth")
+                 for value in (str(patient[key]),)}  # fmt: skip
+    forbidden |= {part for patient in patients for part in str(patient["name"]).split()}
+
+    seen = 0
+    for topic, model in EVENT_TYPES.items():
+        for record in await read_topic(stack, topic):
+            seen += 1
+            wire = b" ".join([record.key or b"", record.value or b"", *(v for _, v in record.headers)])
+            wire_text = wire.decode(errors="replace")
+            leaked = [value for value in forbidden if value in wire_text]
+            assert not leaked, f"PII in {topic}@{record.offset}"
+            headers = dict(record.headers)
+            assert headers["ce_specversion"] == b"1.0"
+            assert headers["ce_type"] == topic.encode()
+            assert headers["ce_subject"] == record.key
+            event = from_kafka(record.headers, record.value, model)
+            assert event.data.episode_id == record.key.decode()
+    assert seen >= 4

@@ -1,0 +1,67 @@
+"""`make run`: backends (configured, testcontainers or stand-ins), an SMTP sink, the three services.
+
+Prints the URLs and dev tokens; Ctrl-C stops everything it started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import signal
+import tempfile
+import threading
+from pathlib import Path
+
+from tools.devstack import ServiceProcess, backends, free_port
+from tools.smtp_sink import SmtpSink
+
+PORTS = {
+    "intake": ("INTAKE_PORT", 8001),
+    "care_plan": ("CARE_PLAN_PORT", 8002),
+    "notifications": ("NOTIFICATIONS_PORT", 8003),
+}
+
+
+def dev_tokens() -> dict[str, str]:
+    return {
+        role: f"dev-{role}-{secrets.token_urlsafe(12)}"
+        for role in ("clinician", "intake_staff", "admin", "notifications")
+    }
+
+
+def main() -> None:
+    tokens = dev_tokens()
+    logs = Path(tempfile.mkdtemp(prefix="stepwise-run-"))
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with contextlib.ExitStack() as stack:
+        started = stack.enter_context(backends())
+        env = {
+            "KAFKA_BOOTSTRAP_SERVERS": started.kafka_bootstrap_servers,
+            "MONGODB_URL": started.mongodb_url,
+            "API_TOKENS": os.environ.get("API_TOKENS") or ",".join(f"{t}:{r}" for r, t in tokens.items()),
+            "INTAKE_TOKEN": os.environ.get("INTAKE_TOKEN") or tokens["notifications"],
+        }
+        ports = {name: int(os.environ.get(var, default)) for name, (var, default) in PORTS.items()}
+        env["INTAKE_URL"] = os.environ.get("INTAKE_URL") or f"http://127.0.0.1:{ports['intake']}"
+        if not os.environ.get("SMTP_HOST"):
+            sink = stack.enter_context(SmtpSink(free_port(), print_messages=True))
+            env |= {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(sink.port)}
+        services = [ServiceProcess(name, port, env, logs / f"{name}.log") for name, port in ports.items()]
+        for service in services:
+            stack.callback(service.stop)
+            service.start()
+        print(f"\nStepwise is running ({started.kind} backends; service logs in {logs}):")
+        for service in services:
+            print(f"  {service.name:<14} {service.url}/docs")
+        print(f"\n  dev token (clinician): {tokens['clinician']}")
+        print(f"  other dev tokens:      intake_staff={tokens['intake_staff']} admin={tokens['admin']}")
+        print("  mail sent to patients is printed below. Ctrl-C stops everything.\n", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            stop.wait()
+        print("\nstopping…", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,47 @@
+"""A local SMTP server that keeps (and optionally prints) what it receives: `make run` and tests."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from typing import Any
+
+from aiosmtpd.controller import Controller
+
+
+@dataclass
+class Mailbox:
+    """Every message the sink accepted, parsed."""
+
+    print_messages: bool = False
+    messages: list[EmailMessage] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd hook
+        message = message_from_bytes(envelope.content, policy=policy.default)
+        assert isinstance(message, EmailMessage)
+        with self._lock:
+            self.messages.append(message)
+        if self.print_messages:
+            print(f"\n--- mail to {', '.join(envelope.rcpt_tos)} ---\n{message}\n--- end of mail ---", flush=True)
+        return "250 Message accepted for delivery"
+
+    def to(self, address: str) -> list[EmailMessage]:
+        with self._lock:
+            return [message for message in self.messages if address in str(message["To"])]
+
+
+class SmtpSink:
+    def __init__(self, port: int, print_messages: bool = False) -> None:
+        self.mailbox = Mailbox(print_messages=print_messages)
+        self.port = port
+        self._controller = Controller(self.mailbox, hostname="127.0.0.1", port=port)
+
+    def __enter__(self) -> SmtpSink:
+        self._controller.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._controller.stop()
