@@ -25,19 +25,23 @@ VERSION = "1.0.0"
 
 def brokers() -> dict[str, tuple[str, KafkaBroker]]:
     # Settings pin the server address, so the documents do not depend on the local environment.
-    server = "kafka:9092"
+    server, instance = "kafka:9092", "docs"
     return {
         "intake": (
             "Publishes assessment outcomes.",
-            intake.create_broker(IntakeSettings(kafka_bootstrap_servers=server))[0],
+            intake.create_broker(IntakeSettings(kafka_bootstrap_servers=server, kafka_group_instance_id=instance))[0],
         ),
         "care_plan": (
             "Consumes assessments; publishes care-level and attendance events.",
-            care_plan.create_broker(CarePlanSettings(kafka_bootstrap_servers=server))[0],
+            care_plan.create_broker(CarePlanSettings(kafka_bootstrap_servers=server, kafka_group_instance_id=instance))[
+                0
+            ],
         ),
         "notifications": (
             "Consumes care events and messages patients.",
-            notifications.create_broker(NotificationsSettings(kafka_bootstrap_servers=server)),
+            notifications.create_broker(
+                NotificationsSettings(kafka_bootstrap_servers=server, kafka_group_instance_id=instance)
+            ),
         ),
     }
 

@@ -23,7 +23,7 @@ CONSUMES = (AssessmentCompleted,)
 
 def create_broker(settings: CarePlanSettings) -> tuple[KafkaBroker, dict[str, Any]]:
     broker = new_broker(settings, client_id="stepwise-care-plan")
-    broker.include_router(handlers.router)
+    broker.include_router(handlers.subscriptions(settings))
     return broker, declare_publishers(broker, PUBLISHES)
 
 

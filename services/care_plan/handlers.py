@@ -9,26 +9,30 @@ from faststream import Context
 from faststream.kafka import KafkaRouter
 from faststream.kafka.annotations import KafkaMessage
 
-from services.common.consumer import SUBSCRIBER_OPTIONS, read_event
+from services.common.consumer import read_event, subscriber_options
 from services.common.utc import utc_now
 from stepwise_contract import AssessmentCompleted, new_event
 
 from .domain.care_plan import assign_care_level
 from .domain.policy import CarePolicy
-from .settings import CONSUMER_GROUP, SOURCE
+from .settings import CONSUMER_GROUP, SOURCE, CarePlanSettings
 from .store import CarePlanStore
 
 log = logging.getLogger(__name__)
-router = KafkaRouter()
 
 
-@router.subscriber(
-    AssessmentCompleted.event_type,
-    group_id=CONSUMER_GROUP,
-    title=f"{AssessmentCompleted.event_type}:care_plan",
-    description="An intake assessment assigns the care level and builds the session calendar.",
-    **SUBSCRIBER_OPTIONS,
-)
+def subscriptions(settings: CarePlanSettings) -> KafkaRouter:
+    router = KafkaRouter()
+    topic = AssessmentCompleted.event_type
+    router.subscriber(
+        topic,
+        title=f"{topic}:care_plan",
+        description="An intake assessment assigns the care level and builds the session calendar.",
+        **subscriber_options(settings, CONSUMER_GROUP, topic),
+    )(on_assessment_completed)
+    return router
+
+
 async def on_assessment_completed(
     data: AssessmentCompleted,
     message: KafkaMessage,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -25,17 +26,29 @@ from pymongo.errors import DuplicateKeyError
 from stepwise_contract import CloudEvent, EventData, MalformedEvent, describe_validation_error, from_headers
 
 from .mongo import Document
+from .settings import ServiceSettings
 from .utc import utc_now
 
 log = logging.getLogger(__name__)
 
 DataT = TypeVar("DataT", bound=EventData)
 
-SUBSCRIBER_OPTIONS: dict[str, Any] = {
-    "ack_policy": AckPolicy.NACK_ON_ERROR,
-    "auto_offset_reset": "earliest",
-}
-"""Options every state-changing subscriber uses: commit after the effect, start from the beginning."""
+
+def subscriber_options(settings: ServiceSettings, group: str, topic: str) -> dict[str, Any]:
+    """Options every state-changing subscriber uses.
+
+    - commit after the handler returned (its effect stored), rewind on error; no auto-commit;
+    - a new group starts from the beginning of the topic, so no event published before it is lost;
+    - static group membership (unless the instance id is empty): a restarted instance takes its
+      partitions back at once instead of waiting for the broker to expire the dead member.
+    """
+    instance = settings.kafka_group_instance_id
+    return {
+        "group_id": group,
+        "group_instance_id": f"{instance}.{topic}" if instance else None,
+        "ack_policy": AckPolicy.NACK_ON_ERROR,
+        "auto_offset_reset": "earliest",
+    }
 
 
 def read_event(message: KafkaMessage, data: DataT) -> CloudEvent[DataT]:
@@ -106,6 +119,9 @@ class SetAsideMiddleware:
             result = await call_next(message)
         except MalformedEvent as error:
             await self._shelf().set_aside(message, f"malformed: {error.reason}", attempts=1)
+            return None
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:  # raised by FastStream's decoder
+            await self._shelf().set_aside(message, f"malformed: value is not JSON: {error}", attempts=1)
             return None
         except ValidationError as error:
             await self._shelf().set_aside(message, f"malformed: {describe_validation_error(error)}", attempts=1)

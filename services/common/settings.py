@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -22,7 +24,8 @@ def parse_api_tokens(raw: str) -> dict[str, str]:
 
 
 class ServiceSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+    # hide_input_in_errors: a bad setting must not print API_TOKENS (or any secret) into logs.
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", hide_input_in_errors=True)
 
     kafka_bootstrap_servers: str = "localhost:9092"
     kafka_topic_partitions: int = Field(default=3, ge=1)
@@ -30,7 +33,13 @@ class ServiceSettings(BaseSettings):
     mongodb_url: str = "mongodb://localhost:27017/?directConnection=true"
     api_tokens: str = Field(default="", description="token:role,token:role")
     log_level: str = "INFO"
-    consumer_group_suffix: str = Field(default="", description="Appended to consumer group ids (test isolation).")
+    kafka_group_instance_id: str = Field(
+        default_factory=socket.gethostname,
+        description="Static consumer-group membership id of this instance (KIP-345): unique per instance and "
+        "stable across its restarts (the container hostname by default). A restarted instance takes its "
+        "partitions back at once; one that is gone for good frees them after the session timeout. "
+        "Empty: dynamic membership, which leaves the group on shutdown (for temporary extra instances).",
+    )
     outbox_relay_enabled: bool = Field(
         default=True, description="Relay stored events to Kafka; off for an API-only instance."
     )

@@ -8,15 +8,13 @@ from faststream import Context
 from faststream.kafka import KafkaRouter
 from faststream.kafka.annotations import KafkaMessage
 
-from services.common.consumer import SUBSCRIBER_OPTIONS, read_event
+from services.common.consumer import read_event, subscriber_options
 from stepwise_contract import CareLevelAssigned, CloudEvent, SessionMissed
 
 from .dispatcher import Dispatcher
 from .domain.messages import plan_notifications
-from .settings import CONSUMER_GROUP
+from .settings import CONSUMER_GROUP, NotificationsSettings
 from .store import NotificationStore
-
-router = KafkaRouter()
 
 StoreDep = Annotated[NotificationStore, Context("notification_store")]
 DispatcherDep = Annotated[Dispatcher, Context("dispatcher")]
@@ -29,26 +27,27 @@ async def _store_notifications(event: CloudEvent[Any], store: NotificationStore,
         dispatcher.wake()
 
 
-@router.subscriber(
-    CareLevelAssigned.event_type,
-    group_id=CONSUMER_GROUP,
-    title=f"{CareLevelAssigned.event_type}:notifications",
-    description="A started care plan sends the patient a welcome with the first sessions.",
-    **SUBSCRIBER_OPTIONS,
-)
+def subscriptions(settings: NotificationsSettings) -> KafkaRouter:
+    router = KafkaRouter()
+    for model, handler, description in (
+        (CareLevelAssigned, on_care_level_assigned, "A started care plan sends the patient a welcome."),
+        (SessionMissed, on_session_missed, "A missed session sends the patient an outreach message."),
+    ):
+        router.subscriber(
+            model.event_type,
+            title=f"{model.event_type}:notifications",
+            description=description,
+            **subscriber_options(settings, CONSUMER_GROUP, model.event_type),
+        )(handler)
+    return router
+
+
 async def on_care_level_assigned(
     data: CareLevelAssigned, message: KafkaMessage, store: StoreDep, dispatcher: DispatcherDep
 ) -> None:
     await _store_notifications(read_event(message, data), store, dispatcher)
 
 
-@router.subscriber(
-    SessionMissed.event_type,
-    group_id=CONSUMER_GROUP,
-    title=f"{SessionMissed.event_type}:notifications",
-    description="A missed session sends the patient an outreach message.",
-    **SUBSCRIBER_OPTIONS,
-)
 async def on_session_missed(
     data: SessionMissed, message: KafkaMessage, store: StoreDep, dispatcher: DispatcherDep
 ) -> None:

@@ -117,7 +117,13 @@ def to_kafka(event: CloudEvent[Any]) -> KafkaRecord:
 
 def decode_headers(headers: Iterable[tuple[str, bytes | str]] | Mapping[str, bytes | str]) -> dict[str, str]:
     pairs = headers.items() if isinstance(headers, Mapping) else headers
-    return {name: value.decode() if isinstance(value, bytes) else value for name, value in pairs}
+    decoded = {}
+    for name, value in pairs:
+        try:
+            decoded[name] = value.decode() if isinstance(value, bytes) else value
+        except UnicodeDecodeError:
+            raise MalformedEvent(f"header {name!r} is not UTF-8") from None
+    return decoded
 
 
 def from_kafka(

@@ -87,7 +87,12 @@ def stack(running_backends: Backends, tmp_path_factory: pytest.TempPathFactory) 
             "OUTBOX_LEASE_SECONDS": "2",
             "DISPATCH_POLL_SECONDS": "0.2",
         }
-        services = {name: ServiceProcess(name, port, env, Path(logs) / f"{name}.log") for name, port in ports.items()}
+        services = {
+            name: ServiceProcess(
+                name, port, {**env, "KAFKA_GROUP_INSTANCE_ID": f"{name}-1"}, Path(logs) / f"{name}.log"
+            )
+            for name, port in ports.items()
+        }
         try:
             for service in services.values():
                 service.start()

@@ -109,6 +109,8 @@ async def test_events_are_cloudevents_and_carry_no_pii(stack: Stack) -> None:
             leaked = [value for value in forbidden if value in wire_text]
             assert not leaked, f"PII in {topic}@{record.offset}"
             headers = dict(record.headers)
+            if not headers.get("ce_source", b"").startswith(b"/stepwise/"):
+                continue  # records other tests injected on purpose (malformed ones)
             assert headers["ce_specversion"] == b"1.0"
             assert headers["ce_type"] == topic.encode()
             assert headers["ce_subject"] == record.key

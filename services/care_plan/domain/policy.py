@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import time
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from stepwise_contract import CareLevel, describe_validation_error
 
@@ -19,13 +19,26 @@ Program = Literal["adult", "adolescent"]
 DEFAULT_POLICY_FILE = Path(__file__).resolve().parent.parent / "policy" / "default.yaml"
 
 
+def _clock_time(value: object) -> object:
+    # YAML 1.1 reads an unquoted 18:00 as the integer 1080 (sexagesimal); never take a number for a time.
+    if isinstance(value, int) and not isinstance(value, bool):
+        hours, minutes = divmod(value, 60)
+        if 0 <= hours < 24:
+            return time(hours, minutes)
+        raise ValueError('must be a clock time such as "18:00"')
+    return value
+
+
+ClockTime = Annotated[time, BeforeValidator(_clock_time)]
+
+
 class LevelSchedule(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     weekdays: list[Weekday] = Field(min_length=1)
     hours_per_session: float = Field(gt=0, le=12)
     weeks: int = Field(ge=1, le=52)
-    tracks: dict[Track, time]
+    tracks: dict[Track, ClockTime]
 
     @property
     def weekly_hours(self) -> float:
@@ -65,7 +78,7 @@ class PolicyError(ValueError):
 def load_policy(path: Path = DEFAULT_POLICY_FILE) -> CarePolicy:
     try:
         raw = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as error:
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
         raise PolicyError(f"{path}: cannot read policy: {error}") from None
     try:
         return CarePolicy.model_validate(raw)

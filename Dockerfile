@@ -1,0 +1,45 @@
+# One image for the three Stepwise services; the command names the service module:
+#   docker run --env-file stepwise.env IMAGE services.intake          (port 8001)
+#   docker run --env-file stepwise.env IMAGE services.care_plan       (port 8002)
+#   docker run --env-file stepwise.env IMAGE services.notifications   (port 8003)
+# Configuration is environment variables only (see services/*/settings.py and docker-compose.yml).
+
+FROM python:3.11-slim AS build
+
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+RUN python -m venv /opt/stepwise
+
+WORKDIR /src
+COPY requirements.lock pyproject.toml README.md ./
+COPY shared/ shared/
+COPY services/ services/
+COPY tools/ tools/
+
+# Runtime dependencies only (no [dev] extra), at exactly the versions in the lock file.
+RUN /opt/stepwise/bin/pip install --constraint requirements.lock ./shared . \
+    && /opt/stepwise/bin/pip check
+
+
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PATH="/opt/stepwise/bin:${PATH}"
+
+RUN groupadd --system --gid 10001 stepwise \
+    && useradd --system --uid 10001 --gid stepwise --no-create-home --home-dir /nonexistent \
+       --shell /usr/sbin/nologin stepwise
+
+COPY --from=build /opt/stepwise /opt/stepwise
+
+# An empty working directory: the code runs from the installed packages, never from a source tree.
+WORKDIR /app
+
+USER 10001:10001
+
+EXPOSE 8001 8002 8003
+
+ENTRYPOINT ["python", "-m"]
+CMD ["services.intake"]

@@ -1,0 +1,438 @@
+"""The CloudEvents envelope and its Kafka binary-mode codec, and the event data schemas."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from stepwise_contract import (
+    CONTENT_TYPE,
+    EVENT_TYPES,
+    AssessmentCompleted,
+    CareLevel,
+    CareLevelAssigned,
+    CloudEvent,
+    DimensionRatings,
+    EventData,
+    InstrumentResult,
+    MalformedEvent,
+    Reason,
+    Schedule,
+    ScheduledSession,
+    SessionMissed,
+    from_kafka,
+    new_event,
+    to_kafka,
+)
+
+SOURCE = "/stepwise/test"
+EPISODE = "7d0c1f3e-4b0a-4a57-9c1e-2b8f6a1d0e42"
+T0 = datetime(2026, 10, 20, 13, 30, 15, 123456, tzinfo=UTC)
+
+
+def make_data(event_type: str, episode_id: str = EPISODE, session_id: str = "s001") -> EventData:
+    if event_type == AssessmentCompleted.event_type:
+        return AssessmentCompleted(
+            episode_id=episode_id,
+            assessment_id="a-1",
+            kind="intake",
+            program="adult",
+            assessed_at=T0,
+            dimensions=DimensionRatings(withdrawal=1, biomedical=0, emotional=3, readiness=2, relapse=2, environment=1),
+            instruments=[InstrumentResult(instrument="phq9", total=12, band="moderate", flags=["same_day_review"])],
+            recommended_level=CareLevel.PHP,
+            rationale=[Reason(code="highest_dimension", text="Highest dimension rating is 3 (emotional): PHP.")],
+            policy_version="simple-1",
+        )
+    if event_type == CareLevelAssigned.event_type:
+        start = datetime(2026, 10, 21, 13, 0, tzinfo=UTC)
+        return CareLevelAssigned(
+            episode_id=episode_id,
+            level=CareLevel.IOP,
+            status="active",
+            assigned_at=T0,
+            assessment_id="a-1",
+            schedule=Schedule(
+                timezone="America/New_York",
+                track="morning",
+                days_per_week=3,
+                hours_per_session=3.0,
+                weeks=8,
+                sessions=[ScheduledSession(session_id=session_id, starts_at=start, ends_at=start + timedelta(hours=3))],
+            ),
+            rationale=[Reason(code="level_offered", text="IOP is offered here: care plan started.")],
+            policy_version="default-2026.11",
+        )
+    if event_type == SessionMissed.event_type:
+        return SessionMissed(
+            episode_id=episode_id,
+            session_id=session_id,
+            starts_at=datetime(2026, 10, 21, 13, 0, tzinfo=UTC),
+            detected="reported",
+            recorded_at=T0,
+            consecutive_misses=2,
+            total_misses=3,
+        )
+    raise AssertionError(f"no sample for {event_type}")
+
+
+def test_every_event_type_has_a_sample() -> None:
+    assert set(EVENT_TYPES) == {"iop.assessment.completed", "iop.care_level.assigned", "iop.session.missed"}
+    for event_type, model in EVENT_TYPES.items():
+        assert model.event_type == event_type
+        assert type(make_data(event_type)) is model
+
+
+def record_parts(event_type: str, **overrides: Any) -> tuple[dict[str, bytes], bytes]:
+    """Headers (as a dict) and value of a valid record, for tampering."""
+    record = to_kafka(new_event(make_data(event_type), source=SOURCE, time=T0))
+    headers = dict(record.headers)
+    assert len(headers) == len(record.headers)  # no duplicate header names
+    return headers, record.value
+
+
+def names_path(reason: str, path: str) -> bool:
+    """The reason starts with the data field path (with or without the ``data.`` envelope prefix)."""
+    return re.match(rf"^(data\.)?{re.escape(path)}: ", reason) is not None
+
+
+def test_names_path_helper() -> None:
+    assert names_path("data.a.b: x", "a.b")
+    assert names_path("a.b: x", "a.b")
+    assert not names_path("a.bc: x", "a.b")
+    assert not names_path("x: a.b: y", "a.b")
+
+
+@pytest.mark.parametrize("event_type", sorted(EVENT_TYPES))
+def test_round_trip_headers_key_and_value(event_type: str) -> None:
+    model = EVENT_TYPES[event_type]
+    data = make_data(event_type)
+    event = new_event(data, source=SOURCE, time=T0)
+
+    record = to_kafka(event)
+
+    assert record.topic == event_type
+    assert record.key == EPISODE.encode()
+    headers = dict(record.headers)
+    assert headers["ce_id"] == event.id.encode()
+    assert headers["ce_source"] == SOURCE.encode()
+    assert headers["ce_specversion"] == b"1.0"
+    assert headers["ce_type"] == event_type.encode()
+    assert headers["ce_subject"] == EPISODE.encode() == record.key
+    assert datetime.fromisoformat(headers["ce_time"].decode()) == T0
+    assert headers["ce_dataschema"] == f"urn:stepwise:schema:{event_type}:v1".encode()
+    assert headers["content-type"] == b"application/json"
+    assert set(headers) == {
+        "ce_id",
+        "ce_source",
+        "ce_specversion",
+        "ce_type",
+        "ce_subject",
+        "ce_time",
+        "ce_dataschema",
+        "content-type",
+    }
+    # The value is the data alone (binary mode), not a structured-mode envelope.
+    payload = json.loads(record.value)
+    assert payload["episode_id"] == EPISODE
+    assert payload["schema_version"] == 1
+    assert "specversion" not in payload and "data" not in payload
+
+    decoded = from_kafka(record.headers, record.value, model)
+
+    assert decoded == event
+    assert decoded.data == data
+    assert type(decoded.data) is model
+    assert decoded.time == T0
+    assert decoded.subject == EPISODE
+
+
+@pytest.mark.parametrize("event_type", sorted(EVENT_TYPES))
+def test_round_trip_accepts_header_mapping_and_str_values(event_type: str) -> None:
+    record = to_kafka(new_event(make_data(event_type), source=SOURCE, time=T0))
+    as_text = {name: value.decode() for name, value in record.headers}
+    assert from_kafka(as_text, record.value, EVENT_TYPES[event_type]).data == make_data(event_type)
+
+
+def test_new_event_envelope_defaults() -> None:
+    before = datetime.now(UTC)
+    event = new_event(make_data(SessionMissed.event_type), source=SOURCE)
+    other = new_event(make_data(SessionMissed.event_type), source=SOURCE)
+    assert event.specversion == "1.0"
+    assert event.datacontenttype == CONTENT_TYPE
+    assert event.type == "iop.session.missed"
+    assert event.subject == EPISODE
+    assert event.time >= before
+    assert event.id != other.id
+    assert event.dedup_key == f"{SOURCE}#{event.id}"
+
+
+@pytest.mark.parametrize("header", ["ce_id", "ce_source", "ce_specversion", "ce_type", "ce_subject", "ce_time"])
+def test_missing_ce_header(header: str) -> None:
+    headers, value = record_parts(SessionMissed.event_type)
+    del headers[header]
+    with pytest.raises(MalformedEvent) as caught:
+        from_kafka(headers, value, SessionMissed)
+    assert caught.value.reason == f"missing CloudEvents header(s): {header}"
+    assert str(caught.value) == caught.value.reason
+
+
+def test_missing_several_ce_headers_are_all_named() -> None:
+    headers, value = record_parts(SessionMissed.event_type)
+    del headers["ce_id"], headers["ce_time"]
+    with pytest.raises(MalformedEvent, match=r"^missing CloudEvents header\(s\): ce_id, ce_time$"):
+        from_kafka(headers, value, SessionMissed)
+
+
+def test_non_utf8_header_value_is_malformed() -> None:
+    headers, value = record_parts(SessionMissed.event_type)
+    headers["ce_source"] = b"\xff\xfe/stepwise"
+    with pytest.raises(MalformedEvent) as caught:
+        from_kafka(headers, value, SessionMissed)
+    assert "ce_source" in caught.value.reason
+
+
+def test_wrong_ce_type() -> None:
+    headers, value = record_parts(SessionMissed.event_type)
+    with pytest.raises(MalformedEvent) as caught:
+        from_kafka(headers, value, CareLevelAssigned)
+    assert caught.value.reason == "ce_type is 'iop.session.missed', expected 'iop.care_level.assigned'"
+
+
+@pytest.mark.parametrize("value", [b"not json", b"{", b"\xff\xfe\x00garbage", b""])
+def test_value_not_json(value: bytes) -> None:
+    headers, _ = record_parts(SessionMissed.event_type)
+    with pytest.raises(MalformedEvent, match=r"^value is not JSON: "):
+        from_kafka(headers, value, SessionMissed)
+
+
+def test_json_value_that_is_not_an_object_names_data() -> None:
+    headers, _ = record_parts(SessionMissed.event_type)
+    with pytest.raises(MalformedEvent, match=r"^(data|\(root\)): ") as caught:
+        from_kafka(headers, b"[1, 2]", SessionMissed)
+    assert "1, 2" not in caught.value.reason
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/xml", "application/cloudevents+json"])
+def test_wrong_content_type(content_type: str) -> None:
+    headers, value = record_parts(SessionMissed.event_type)
+    headers["content-type"] = content_type.encode()
+    with pytest.raises(MalformedEvent) as caught:
+        from_kafka(headers, value, SessionMissed)
+    assert caught.value.reason == f"content-type is {content_type!r}, expected 'application/json'"
+
+
+def test_content_type_parameters_are_accepted() -> None:
+    headers, value = record_parts(SessionMissed.event_type)
+    headers["content-type"] = b"application/json; charset=utf-8"
+    assert from_kafka(headers, value, SessionMissed).data == make_data(SessionMissed.event_type)
+
+
+def test_wrong_specversion_names_the_attribute() -> None:
+    headers, value = record_parts(SessionMissed.event_type)
+    headers["ce_specversion"] = b"0.3"
+    with pytest.raises(MalformedEvent, match=r"^specversion: "):
+        from_kafka(headers, value, SessionMissed)
+
+
+def test_bad_time_header_names_the_attribute() -> None:
+    headers, value = record_parts(SessionMissed.event_type)
+    headers["ce_time"] = b"2026-10-20T13:30:00"  # no offset: not an aware time
+    with pytest.raises(MalformedEvent, match=r"^time: "):
+        from_kafka(headers, value, SessionMissed)
+
+
+@pytest.mark.parametrize(
+    ("field", "bad_value", "path"),
+    [
+        ("consecutive_misses", 0, "consecutive_misses"),
+        ("consecutive_misses", "SECRET-7731", "consecutive_misses"),
+        ("detected", "SECRET-7731", "detected"),
+        ("starts_at", "SECRET-7731", "starts_at"),
+        ("session_id", None, "session_id"),
+    ],
+)
+def test_data_failing_validation_names_path_not_value(field: str, bad_value: Any, path: str) -> None:
+    headers, value = record_parts(SessionMissed.event_type)
+    payload = json.loads(value)
+    payload[field] = bad_value
+    with pytest.raises(MalformedEvent) as caught:
+        from_kafka(headers, json.dumps(payload).encode(), SessionMissed)
+    reason = caught.value.reason
+    assert names_path(reason, path), reason
+    assert "; " not in reason  # exactly one problem
+    assert "SECRET" not in reason
+    assert "7731" not in reason
+
+
+def test_nested_data_failing_validation_names_nested_path_not_value() -> None:
+    headers, value = record_parts(AssessmentCompleted.event_type)
+    payload = json.loads(value)
+    payload["dimensions"]["emotional"] = 97531
+    payload["instruments"][0]["total"] = "SECRET-7731"
+    with pytest.raises(MalformedEvent) as caught:
+        from_kafka(headers, json.dumps(payload).encode(), AssessmentCompleted)
+    reason = caught.value.reason
+    problems = reason.split("; ")
+    assert len(problems) == 2
+    assert names_path(problems[0], "dimensions.emotional"), reason
+    assert names_path(problems[1], "instruments.0.total"), reason
+    assert "97531" not in reason
+    assert "SECRET" not in reason and "7731" not in reason
+
+
+def test_missing_data_field_names_path() -> None:
+    headers, value = record_parts(CareLevelAssigned.event_type)
+    payload = json.loads(value)
+    del payload["policy_version"]
+    with pytest.raises(MalformedEvent, match=r"^(data\.)?policy_version: Field required$"):
+        from_kafka(headers, json.dumps(payload).encode(), CareLevelAssigned)
+
+
+def test_subject_must_match_data_episode_id() -> None:
+    headers, value = record_parts(SessionMissed.event_type)
+    headers["ce_subject"] = b"some-other-episode"
+    with pytest.raises(MalformedEvent) as caught:
+        from_kafka(headers, value, SessionMissed)
+    assert caught.value.reason == "ce_subject does not match data.episode_id"
+
+
+@pytest.mark.parametrize("event_type", sorted(EVENT_TYPES))
+def test_unsupported_schema_version(event_type: str) -> None:
+    headers, value = record_parts(event_type)
+    payload = json.loads(value)
+    payload["schema_version"] = 2
+    with pytest.raises(MalformedEvent) as caught:
+        from_kafka(headers, json.dumps(payload).encode(), EVENT_TYPES[event_type])
+    assert names_path(caught.value.reason, "schema_version"), caught.value.reason
+    assert "; " not in caught.value.reason
+
+
+@pytest.mark.parametrize("event_type", sorted(EVENT_TYPES))
+def test_unknown_data_fields_are_ignored(event_type: str) -> None:
+    headers, value = record_parts(event_type)
+    payload = json.loads(value)
+    payload["added_in_a_later_minor_version"] = {"anything": [1, 2, 3]}
+    if event_type == AssessmentCompleted.event_type:
+        payload["dimensions"]["new_dimension"] = 4
+        payload["rationale"][0]["weight"] = 0.5
+    if event_type == CareLevelAssigned.event_type:
+        payload["schedule"]["sessions"][0]["room"] = "B"
+    decoded = from_kafka(headers, json.dumps(payload).encode(), EVENT_TYPES[event_type])
+    assert decoded.data == make_data(event_type)
+    assert "added_in_a_later_minor_version" not in decoded.data.model_dump()
+
+
+def test_unknown_ce_extension_header_is_ignored() -> None:
+    headers, value = record_parts(SessionMissed.event_type)
+    headers["ce_traceparent"] = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    assert from_kafka(headers, value, SessionMissed).data == make_data(SessionMissed.event_type)
+
+
+PII_NAMES = frozenset(
+    {
+        "name",
+        "first_name",
+        "last_name",
+        "full_name",
+        "email",
+        "phone",
+        "address",
+        "date_of_birth",
+        "dob",
+        "birth",
+        "birthdate",
+        "diagnosis",
+        "note",
+        "notes",
+    }
+)
+PII_WORDS = frozenset({"name", "email", "phone", "address", "dob", "birth", "diagnosis", "note", "notes"})
+
+
+def suggests_pii(prop: str) -> bool:
+    lowered = prop.lower()
+    words = set(re.split(r"[^a-z0-9]+", lowered))
+    return lowered in PII_NAMES or bool(words & PII_WORDS) or "birth" in lowered or "diagnos" in lowered
+
+
+def property_names(schema: dict[str, Any]) -> set[str]:
+    """Every property name in a JSON schema, however deeply nested (incl. $defs)."""
+    names: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            properties = node.get("properties")
+            if isinstance(properties, dict):
+                names.update(properties)
+            for child in node.values():
+                walk(child)
+        elif isinstance(node, list):
+            for child in node:
+                walk(child)
+
+    walk(schema)
+    return names
+
+
+@pytest.mark.parametrize("prop", ["name", "first_name", "patient_email", "phone_number", "date_of_birth", "notes"])
+def test_pii_detector_catches_pii_names(prop: str) -> None:
+    assert suggests_pii(prop)
+
+
+def test_pii_walker_sees_nested_defs() -> None:
+    schema = {
+        "properties": {"a": {"$ref": "#/$defs/X"}},
+        "$defs": {"X": {"properties": {"inner": {"type": "string"}}}},
+    }
+    assert property_names(schema) == {"a", "inner"}
+
+
+@pytest.mark.parametrize("event_type", sorted(EVENT_TYPES))
+def test_no_event_schema_has_a_pii_property(event_type: str) -> None:
+    schema = EVENT_TYPES[event_type].model_json_schema()
+    names = property_names(schema)
+    # The walk really reaches nested models.
+    expected_nested = {
+        AssessmentCompleted.event_type: {"withdrawal", "instrument", "code"},
+        CareLevelAssigned.event_type: {"timezone", "session_id", "ends_at", "code"},
+        SessionMissed.event_type: {"consecutive_misses"},
+    }[event_type]
+    assert expected_nested <= names
+    assert "episode_id" in names
+    assert sorted(name for name in names if suggests_pii(name)) == []
+
+
+def test_envelope_schema_has_no_pii_property() -> None:
+    for model in EVENT_TYPES.values():
+        names = property_names(CloudEvent[model].model_json_schema())  # type: ignore[valid-type]
+        assert {"id", "source", "subject", "time", "data"} <= names
+        assert sorted(name for name in names if suggests_pii(name)) == []
+
+
+ids = st.text(min_size=1, max_size=60)
+
+
+@given(episode_id=ids, session_id=ids)
+def test_arbitrary_ids_survive_the_round_trip(episode_id: str, session_id: str) -> None:
+    for event_type, model in EVENT_TYPES.items():
+        data = make_data(event_type, episode_id=episode_id, session_id=session_id)
+        event = new_event(data, source=SOURCE, time=T0)
+        record = to_kafka(event)
+        assert record.key == episode_id.encode()
+        assert dict(record.headers)["ce_subject"] == episode_id.encode()
+        decoded = from_kafka(record.headers, record.value, model)
+        assert decoded == event
+        assert decoded.subject == episode_id
+        assert decoded.data.episode_id == episode_id
+        if isinstance(decoded.data, SessionMissed):
+            assert decoded.data.session_id == session_id
+        if isinstance(decoded.data, CareLevelAssigned):
+            assert decoded.data.schedule is not None
+            assert decoded.data.schedule.sessions[0].session_id == session_id
