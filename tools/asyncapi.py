@@ -9,6 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
+import yaml
 from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 
@@ -59,7 +60,9 @@ def render_all() -> dict[str, str]:
             ),
             schema_version="3.0.0",
         )
-        documents[f"{name}.yaml"] = specification.to_specification().to_yaml()
+        # Sorted keys: FastStream's channel order varies between processes, a committed document must not.
+        document = yaml.safe_load(specification.to_specification().to_yaml())
+        documents[f"{name}.yaml"] = yaml.safe_dump(document, sort_keys=True, allow_unicode=True, width=100)
     return documents
 
 
