@@ -15,8 +15,6 @@ query), ``outbox_lease_until`` and ``applied_events`` (source#id of events alrea
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
@@ -31,6 +29,7 @@ from stepwise_contract import CloudEvent, to_kafka
 
 from .mongo import Document
 from .utc import utc_now
+from .worker import PollingWorker
 
 log = logging.getLogger(__name__)
 
@@ -110,8 +109,8 @@ async def ensure_outbox_index(collection: AsyncCollection[Document]) -> None:
 Publish = Callable[[Document], Awaitable[None]]
 
 
-class OutboxRelay:
-    """Publishes the pending events of one collection's aggregates, oldest document first."""
+class OutboxRelay(PollingWorker):
+    """Publishes the pending events of one collection's aggregates."""
 
     def __init__(
         self,
@@ -122,34 +121,14 @@ class OutboxRelay:
         lease_seconds: float = 5.0,
         batch: int = 100,
     ) -> None:
+        super().__init__()
         self._collection = collection
         self._publish = publish
-        self._poll = poll_seconds
+        self.poll_seconds = poll_seconds
         self._lease = timedelta(seconds=lease_seconds)
         self._batch = batch
-        self._wakeup = asyncio.Event()
 
-    def wake(self) -> None:
-        """Call after a local write so its events leave now rather than at the next poll."""
-        self._wakeup.set()
-
-    async def run(self) -> None:
-        failures = 0
-        while True:
-            self._wakeup.clear()
-            try:
-                published = await self.relay_pending()
-                failures = 0
-            except Exception:
-                failures += 1
-                log.exception("outbox relay pass failed (attempt %d)", failures)
-                await asyncio.sleep(min(0.5 * 2**failures, 30.0))
-                continue
-            if not published:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), self._poll)
-
-    async def relay_pending(self) -> int:
+    async def work_once(self) -> int:
         """One pass over aggregates with pending events; returns how many events went out."""
         now = utc_now()
         cursor = self._collection.find(

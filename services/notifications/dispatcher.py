@@ -8,13 +8,12 @@ the time of one MongoDB write, and the stable Message-ID lets mail systems drop 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import random
 from datetime import timedelta
 
 from services.common.mongo import Document
+from services.common.worker import PollingWorker
 
 from .channels import DeliveryError, EmailSender, IntakeContacts
 from .rendering import Templates
@@ -28,7 +27,7 @@ def retry_delay(attempt: int) -> timedelta:
     return timedelta(seconds=random.uniform(0.5, min(2.0**attempt, 600.0)))  # noqa: S311 - not crypto
 
 
-class Dispatcher:
+class Dispatcher(PollingWorker):
     def __init__(
         self,
         store: NotificationStore,
@@ -40,31 +39,22 @@ class Dispatcher:
         lease_seconds: float,
         max_attempts: int,
     ) -> None:
+        super().__init__()
         self._store = store
         self._contacts = contacts
         self._sender = sender
         self._templates = templates
-        self._poll = poll_seconds
+        self.poll_seconds = poll_seconds
         self._lease = timedelta(seconds=lease_seconds)
         self._max_attempts = max_attempts
-        self._wakeup = asyncio.Event()
-
-    def wake(self) -> None:
-        self._wakeup.set()
 
     async def run(self) -> None:
-        while True:
-            self._wakeup.clear()
-            try:
-                worked = await self.dispatch_due()
-            except Exception:
-                log.exception("dispatch pass failed")
-                worked = 0
-            if not worked:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), self._poll)
+        try:
+            await super().run()
+        finally:
+            await self._contacts.close()
 
-    async def dispatch_due(self) -> int:
+    async def work_once(self) -> int:
         handled = 0
         while (notification := await self._store.claim_due(self._lease)) is not None:
             await self._deliver(notification)
