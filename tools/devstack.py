@@ -81,11 +81,14 @@ def backends() -> Iterator[Backends]:
 
 @contextlib.contextmanager
 def _testcontainers() -> Iterator[Backends]:
-    from testcontainers.kafka import KafkaContainer
-    from testcontainers.mongodb import MongoDbContainer
+    # Imported here: only machines with a Docker engine take this path.
+    from testcontainers.community.kafka import KafkaContainer
+    from testcontainers.community.mongodb import MongoDbContainer
+
+    # testcontainers' KafkaContainer boots Confluent's packaging of Apache Kafka (7.9 = Kafka 3.9) in KRaft mode.
 
     with (
-        KafkaContainer("apache/kafka:3.9.1").with_kraft() as kafka,
+        KafkaContainer("confluentinc/cp-kafka:7.9.0").with_kraft() as kafka,
         MongoDbContainer("mongo:8.0") as mongo,
     ):
         url = mongo.get_connection_url()
