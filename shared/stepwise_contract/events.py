@@ -45,10 +45,11 @@ class DimensionRatings(Part):
 class InstrumentResult(Part):
     """A scored standard instrument: totals, band and flag codes, never the item answers."""
 
-    instrument: str = Field(examples=["phq9"])
-    total: int
-    band: str = Field(examples=["moderate"])
+    instrument: str = Field(examples=["phq9"], description="phq9, gad7, audit, audit_c, dast10, cssrs or bam.")
+    total: int | None = Field(description="Total score; null for instruments without one (C-SSRS, BAM).")
+    band: str = Field(examples=["moderate"], description="Severity band or risk level of the published scoring.")
     flags: list[str] = Field(default_factory=list, examples=[["same_day_review"]])
+    subscales: dict[str, int] = Field(default_factory=dict, description="Subscale scores (BAM: use, risk, protective).")
 
 
 class Reason(Part):

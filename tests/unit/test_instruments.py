@@ -129,7 +129,8 @@ def test_score_all_scores_each_instrument_in_order() -> None:
 
 def test_results_carry_no_item_answers() -> None:
     dumped = score_phq9([1, 2, 3, 0, 1, 2, 3, 0, 1]).model_dump()
-    assert set(dumped) == {"instrument", "total", "band", "flags"}
+    assert set(dumped) == {"instrument", "total", "band", "flags", "subscales"}
+    assert dumped["subscales"] == {}
 
 
 answer = st.integers(min_value=0, max_value=3)
