@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 import uvicorn
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.responses import JSONResponse
 from faststream.kafka import KafkaBroker
 from faststream.kafka.publisher.usecase import DefaultPublisher
 from pymongo.asynchronous.database import AsyncDatabase
@@ -24,7 +25,7 @@ from .auth import Principal, require_roles
 from .consumer import EventShelf
 from .kafka import ensure_topics, relay_publish
 from .mongo import Document, connect, ping
-from .outbox import OutboxRelay, ensure_outbox_index
+from .outbox import ConcurrentChange, OutboxRelay, ensure_outbox_index
 from .settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -100,11 +101,16 @@ def create_service_app(
             log.info("%s stopped", title)
 
     app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan)
+    app.add_exception_handler(ConcurrentChange, _conflict)
     app.include_router(health.router)
     for router in routers:
         app.include_router(router)
     app.include_router(set_aside_router)
     return app
+
+
+async def _conflict(_: Request, error: Exception) -> JSONResponse:
+    return JSONResponse({"detail": str(error)}, status_code=409)
 
 
 async def _mongo_ready(database: AsyncDatabase[Document]) -> bool:

@@ -1,4 +1,4 @@
-"""Intake: registers patients, opens episodes, scores assessments and recommends a level of care."""
+"""Intake: registers patients, opens episodes, scores assessments, recommends a level of care, raises safety alerts."""
 
 from __future__ import annotations
 
@@ -10,13 +10,14 @@ from faststream.kafka import KafkaBroker
 
 from services.common.kafka import declare_publishers, new_broker
 from services.common.service import Runtime, create_service_app
-from stepwise_contract import AssessmentCompleted
+from stepwise_contract import AssessmentCompleted, ConsentChanged, DrugScreenRecorded, SafetyAlertRaised
 
 from . import api
+from .domain.placement import load_placement_policy
 from .settings import IntakeSettings
 from .store import EPISODES, IntakeStore
 
-PUBLISHES = (AssessmentCompleted,)
+PUBLISHES = (AssessmentCompleted, SafetyAlertRaised, DrugScreenRecorded, ConsentChanged)
 
 
 def create_broker(settings: IntakeSettings) -> tuple[KafkaBroker, dict[str, Any]]:
@@ -26,6 +27,7 @@ def create_broker(settings: IntakeSettings) -> tuple[KafkaBroker, dict[str, Any]
 
 def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     settings = settings or IntakeSettings()
+    placement_policy = load_placement_policy(settings.intake_placement_policy_file)  # fail at start if invalid
     broker, publishers = create_broker(settings)
 
     async def startup(runtime: Runtime, app: FastAPI) -> Sequence[Coroutine[Any, Any, None]]:
@@ -33,6 +35,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         store = IntakeStore(runtime.database, wake_relay=wake)
         await store.create_indexes()
         app.state.store = store
+        app.state.placement_policy = placement_policy
         return []
 
     return create_service_app(

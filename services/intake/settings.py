@@ -1,11 +1,18 @@
+from pathlib import Path
+
 from pydantic import Field
 
 from services.common.settings import ServiceSettings
+
+from .domain.placement import DEFAULT_PLACEMENT_POLICY
 
 
 class IntakeSettings(ServiceSettings):
     intake_port: int = 8001
     intake_db: str = Field(default="stepwise_intake", description="This service's own MongoDB database.")
+    intake_placement_policy_file: Path = Field(
+        default=DEFAULT_PLACEMENT_POLICY, description="Level-of-care placement rules (YAML) a clinic may replace."
+    )
 
 
 SOURCE = "/stepwise/intake"

@@ -1,14 +1,16 @@
 """Intake's MongoDB database: patients (the only place holding PII), episodes, the PII audit log.
 
-An episode is an aggregate: its assessments and the events they cause are written together.
+An episode is an aggregate: its assessments, drug screens and consents, and the events they cause,
+are written together in one atomic update (see services/common/outbox.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 
-from pymongo import ASCENDING
+from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.common.auth import Principal
@@ -24,19 +26,46 @@ class IntakeStore:
     def __init__(self, database: AsyncDatabase[Document], wake_relay: Callable[[], None]) -> None:
         self.patients = database["patients"]
         self.episodes = database[EPISODES]
-        self.audit = database["audit_log"]
+        self.audit_log = database["audit_log"]
         self._wake_relay = wake_relay
 
     async def create_indexes(self) -> None:
         await self.episodes.create_index([("patient_id", ASCENDING)])
-        await self.audit.create_index([("at", ASCENDING)])
+        await self.audit_log.create_index([("patient_id", ASCENDING), ("at", DESCENDING)])
+        await self.audit_log.create_index([("at", DESCENDING)])
+
+    # Patients: every read and write of PII is audited first, so no access goes unrecorded.
 
     async def add_patient(self, patient: Document, by: Principal) -> None:
+        await self.audit(by, "create_patient", patient["_id"])
         await self.patients.insert_one(patient)
-        await self._audit(by, "create_patient", patient["_id"])
 
     async def patient_exists(self, patient_id: str) -> bool:
         return await self.patients.count_documents({"_id": patient_id}, limit=1) == 1
+
+    async def read_patient(self, patient_id: str, by: Principal) -> Document | None:
+        if not await self.patient_exists(patient_id):
+            return None
+        await self.audit(by, "read_patient", patient_id)
+        return await self.patients.find_one({"_id": patient_id})
+
+    async def update_patient(self, patient_id: str, changes: Document, by: Principal) -> Document | None:
+        if not await self.patient_exists(patient_id):
+            return None
+        await self.audit(by, "update_patient", patient_id, fields=sorted(changes))
+        await self.patients.update_one({"_id": patient_id}, {"$set": changes})
+        return await self.patients.find_one({"_id": patient_id})
+
+    async def contact_for_episode(self, episode_id: str, by: Principal) -> Document | None:
+        """The minimum contact data needed to reach the patient of an episode."""
+        episode = await self.episodes.find_one({"_id": episode_id}, {"patient_id": 1})
+        if episode is None:
+            return None
+        await self.audit(by, "read_contact", episode["patient_id"], episode_id=episode_id)
+        patient = await self.patients.find_one({"_id": episode["patient_id"]}, {"email": 1, "phone": 1})
+        return None if patient is None else {"email": patient.get("email"), "phone": patient.get("phone")}
+
+    # Episodes (aggregates).
 
     async def open_episode(self, episode: Document) -> None:
         await insert_aggregate(self.episodes, episode)
@@ -44,38 +73,27 @@ class IntakeStore:
     async def episode(self, episode_id: str) -> Document | None:
         return await self.episodes.find_one({"_id": episode_id}, {"outbox": 0, "applied_events": 0})
 
-    async def add_assessment(self, episode: Document, assessment: Document, event: CloudEvent[Any]) -> bool:
-        """Append the assessment and queue its event in one write; False if the episode changed meanwhile."""
-        stored = await update_aggregate(
-            self.episodes,
-            episode["_id"],
-            episode["version"],
-            {"assessments": [*episode.get("assessments", []), assessment]},
-            [event],
-        )
-        if stored:
+    async def change_episode(
+        self, episode: Document, changes: Document, events: Sequence[CloudEvent[Any]] = ()
+    ) -> bool:
+        """Write ``changes`` and queue ``events`` in one update; False if the episode changed meanwhile."""
+        stored = await update_aggregate(self.episodes, episode["_id"], episode["version"], changes, events)
+        if stored and events:
             self._wake_relay()
         return stored
 
-    async def contact_for_episode(self, episode_id: str, by: Principal) -> Document | None:
-        """The minimum contact data needed to reach the patient of an episode; the read is audited."""
-        episode = await self.episodes.find_one({"_id": episode_id}, {"patient_id": 1})
-        if episode is None:
-            return None
-        patient = await self.patients.find_one({"_id": episode["patient_id"]}, {"email": 1, "phone": 1})
-        if patient is None:
-            return None
-        await self._audit(by, "read_contact", episode["patient_id"], episode_id=episode_id)
-        return {"email": patient.get("email"), "phone": patient.get("phone")}
+    # The audit log of PII access.
 
-    async def _audit(self, by: Principal, action: str, patient_id: str, **details: str) -> None:
-        await self.audit.insert_one(
-            {
-                "at": utc_now(),
-                "role": by.role,
-                "token_id": by.token_id,
-                "action": action,
-                "patient_id": patient_id,
-                **details,
-            }
-        )
+    async def audit(self, by: Principal, action: str, patient_id: str, **details: Any) -> None:
+        entry = {"at": utc_now(), "role": by.role, "token_id": by.token_id, "action": action, "patient_id": patient_id}
+        await self.audit_log.insert_one(entry | details)
+
+    async def audit_entries(
+        self, *, patient_id: str | None, action: str | None, since: datetime | None, until: datetime | None, limit: int
+    ) -> list[Document]:
+        query: Document = {key: value for key, value in {"patient_id": patient_id, "action": action}.items() if value}
+        window = {op: value for op, value in {"$gte": since, "$lt": until}.items() if value}
+        if window:
+            query["at"] = window
+        cursor = self.audit_log.find(query, {"_id": 0}).sort("at", DESCENDING).limit(limit)
+        return [entry async for entry in cursor]

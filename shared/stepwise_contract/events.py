@@ -59,6 +59,37 @@ class Reason(Part):
     text: str = Field(examples=["Highest dimension rating is 3 (emotional): PHP."])
 
 
+class InstrumentChange(Part):
+    """How an instrument moved since the previous assessment of the episode."""
+
+    instrument: str
+    previous_total: int | None
+    total: int | None
+    delta: int | None = Field(description="total - previous_total; null without totals.")
+    previous_band: str
+    band: str
+    meaningful_change: Literal["improvement", "worsening"] | None = Field(
+        default=None, description="Set where a published threshold exists (PHQ-9: a change of 5 or more points)."
+    )
+
+
+OverrideReason = Literal[
+    "patient_declined_higher_level",
+    "patient_preference",
+    "not_authorized_by_payer",
+    "level_not_available",
+    "clinical_judgement",
+    "other",
+]
+
+
+class PlacementDecision(Part):
+    """A clinician's chosen level where it differs from the recommendation; both are kept."""
+
+    chosen_level: CareLevel
+    reason_code: OverrideReason
+
+
 class AssessmentCompleted(EventData):
     """An assessment (intake or reassessment) was recorded, scored and given a recommended level of care."""
 
@@ -73,6 +104,87 @@ class AssessmentCompleted(EventData):
     recommended_level: CareLevel
     rationale: list[Reason]
     policy_version: str
+    placement: PlacementDecision | None = Field(
+        default=None, description="Set when a clinician chose a level other than the recommended one."
+    )
+    previous_assessment_id: str | None = Field(default=None, description="The episode's previous assessment.")
+    changes: list[InstrumentChange] = Field(
+        default_factory=list, description="Per instrument given both times, the change since the previous assessment."
+    )
+
+    @property
+    def level(self) -> CareLevel:
+        """The level to act on: the clinician's choice, else the recommendation."""
+        return self.placement.chosen_level if self.placement else self.recommended_level
+
+
+class SafetyAlertRaised(EventData):
+    """An assessment showed a safety risk; published on its own topic so a consumer can treat it first.
+
+    Carries the alert level and reason codes, never the answers.
+    """
+
+    event_type: ClassVar[str] = "iop.safety.alert_raised"
+
+    alert_id: str
+    assessment_id: str
+    level: Literal["immediate", "same_day"] = Field(
+        description="immediate: act now (e.g. high C-SSRS risk); same_day: clinician review today."
+    )
+    reasons: list[str] = Field(examples=[["cssrs_high_risk", "phq9_item9_positive"]])
+    raised_at: AwareDatetime
+
+
+Substance = Literal[
+    "alcohol",
+    "amphetamines",
+    "methamphetamine",
+    "barbiturates",
+    "benzodiazepines",
+    "buprenorphine",
+    "cannabinoids",
+    "cocaine",
+    "fentanyl",
+    "methadone",
+    "mdma",
+    "opiates",
+    "oxycodone",
+    "pcp",
+    "tramadol",
+    "other",
+]
+
+
+class ScreenResult(Part):
+    substance: Substance
+    result: Literal["positive", "negative"]
+    expected: bool = Field(default=False, description="A positive explained by a prescribed medication.")
+
+
+class DrugScreenRecorded(EventData):
+    """A drug screen was recorded. Results are in the data only (never in headers)."""
+
+    event_type: ClassVar[str] = "iop.drug_screen.recorded"
+
+    screen_id: str
+    collected_at: AwareDatetime
+    recorded_at: AwareDatetime
+    results: list[ScreenResult]
+    unexpected_positive: bool = Field(description="Any positive result not explained by a prescription.")
+
+
+class ConsentChanged(EventData):
+    """A consent to tell a recipient about the episode was granted or revoked (42 CFR Part 2).
+
+    Says only the kind of recipient and the status; who the recipient is stays in intake.
+    """
+
+    event_type: ClassVar[str] = "iop.consent.changed"
+
+    consent_id: str
+    recipient_kind: Literal["family", "designated_support", "alumni_group"]
+    status: Literal["granted", "revoked"]
+    changed_at: AwareDatetime
 
 
 class ScheduledSession(Part):
@@ -118,6 +230,14 @@ class SessionMissed(EventData):
 
 
 EVENT_TYPES: dict[str, type[EventData]] = {
-    model.event_type: model for model in (AssessmentCompleted, CareLevelAssigned, SessionMissed)
+    model.event_type: model
+    for model in (
+        AssessmentCompleted,
+        SafetyAlertRaised,
+        DrugScreenRecorded,
+        ConsentChanged,
+        CareLevelAssigned,
+        SessionMissed,
+    )
 }
 """Every event type Stepwise publishes, by type (= topic)."""

@@ -10,6 +10,7 @@ from stepwise_contract import EVENT_TYPES, from_kafka
 from tests.conftest import MEASUREMENTS
 
 from .conftest import (
+    IOP_DIMENSIONS,
     Stack,
     assess,
     care_plan_of,
@@ -27,7 +28,9 @@ async def test_assessment_leads_to_care_plan_and_welcome_email(stack: Stack) -> 
     started = time.perf_counter()
     assessment = await assess(stack, episode)
     assert assessment["recommended_level"] == "IOP"
-    assert assessment["instruments"] == [{"instrument": "phq9", "total": 11, "band": "moderate", "flags": []}]
+    assert assessment["instruments"] == [
+        {"instrument": "phq9", "total": 11, "band": "moderate", "flags": [], "subscales": {}}
+    ]
 
     welcome = (await mail_to(stack, episode.email, subject="Your session schedule"))[0]
     MEASUREMENTS.append(f"assessment POST → welcome email at the SMTP server: {time.perf_counter() - started:.2f} s")
@@ -84,13 +87,28 @@ async def test_level_not_offered_is_referred_out_without_patient_message(stack: 
 
 
 async def test_events_are_cloudevents_and_carry_no_pii(stack: Stack) -> None:
-    """Read every event on every topic with a plain Kafka consumer and search for the patients' PII."""
+    """Read every event on every topic with a plain Kafka consumer and search for any PII intake holds."""
     episode = await new_episode(stack)
-    await assess(stack, episode)
+    path = f"/v1/episodes/{episode.episode_id}"
+    emergency = {"name": "Lee Zqemergency", "phone": "+15551234999", "relationship": "brother"}
+    recipient = {"name": "Kim Zqrecipient", "email": "kim.zq@example.org", "phone": "+15557654321"}
+    screen = {"collected_at": "2026-11-20T10:00:00Z", "results": [{"substance": "cocaine", "result": "negative"}]}
+    requests = [
+        ("PATCH", f"/v1/patients/{episode.patient_id}", {"emergency_contact": emergency}),
+        ("POST", f"{path}/consents", {"recipient_kind": "family", "recipient": recipient, "scopes": ["appointments"]}),
+        ("POST", f"{path}/assessments", {"dimensions": IOP_DIMENSIONS, "instruments": {"phq9": [1] * 9}}),
+        ("POST", f"{path}/drug-screens", screen),
+    ]
+    async with stack.http("intake", "clinician") as intake:
+        for method, url, body in requests:
+            response = await intake.request(method, url, json=body)
+            assert response.status_code in (200, 201), response.text
     await mail_to(stack, episode.email, subject="Your session schedule")
     async with stack.http("care_plan") as care_plan:
         await care_plan.post(f"/v1/episodes/{episode.episode_id}/sessions/s001/attendance", json={"status": "missed"})
     await mail_to(stack, episode.email, subject="We missed you")
+    for topic in EVENT_TYPES:
+        await eventually(lambda topic=topic: events_of(stack, topic, episode.episode_id), f"an event on {topic}")
 
     async with stack.http("intake", "admin") as intake:
         assert (await intake.get("/health/live")).status_code == 200
@@ -99,6 +117,12 @@ async def test_events_are_cloudevents_and_carry_no_pii(stack: Stack) -> None:
     forbidden = {value for patient in patients for key in ("name", "email", "phone", "date_of_birth")
                  for value in (str(patient[key]),)}  # fmt: skip
     forbidden |= {part for patient in patients for part in str(patient["name"]).split()}
+    for patient in patients:
+        forbidden |= {str(value) for value in (patient.get("emergency_contact") or {}).values()}
+    async for stored in stack.database("intake")["episodes"].find({}, {"consents": 1}):
+        for granted in stored.get("consents", []):
+            forbidden |= {str(value) for value in (granted.get("recipient") or {}).values() if value}
+    assert {"Lee Zqemergency", "kim.zq@example.org"} <= forbidden
 
     seen = 0
     for topic, model in EVENT_TYPES.items():
@@ -116,4 +140,4 @@ async def test_events_are_cloudevents_and_carry_no_pii(stack: Stack) -> None:
             assert headers["ce_subject"] == record.key
             event = from_kafka(record.headers, record.value, model)
             assert event.data.episode_id == record.key.decode()
-    assert seen >= 4
+    assert seen >= len(EVENT_TYPES)

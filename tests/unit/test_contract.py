@@ -18,13 +18,17 @@ from stepwise_contract import (
     CareLevel,
     CareLevelAssigned,
     CloudEvent,
+    ConsentChanged,
     DimensionRatings,
+    DrugScreenRecorded,
     EventData,
     InstrumentResult,
     MalformedEvent,
     Reason,
+    SafetyAlertRaised,
     Schedule,
     ScheduledSession,
+    ScreenResult,
     SessionMissed,
     from_kafka,
     new_event,
@@ -69,6 +73,31 @@ def make_data(event_type: str, episode_id: str = EPISODE, session_id: str = "s00
             rationale=[Reason(code="level_offered", text="IOP is offered here: care plan started.")],
             policy_version="default-2026.11",
         )
+    if event_type == SafetyAlertRaised.event_type:
+        return SafetyAlertRaised(
+            episode_id=episode_id,
+            alert_id="alert-1",
+            assessment_id="a-1",
+            level="immediate",
+            reasons=["cssrs_high_risk", "phq9_item9_positive"],
+            raised_at=T0,
+        )
+    if event_type == DrugScreenRecorded.event_type:
+        return DrugScreenRecorded(
+            episode_id=episode_id,
+            screen_id="ds-1",
+            collected_at=T0 - timedelta(hours=2),
+            recorded_at=T0,
+            results=[
+                ScreenResult(substance="buprenorphine", result="positive", expected=True),
+                ScreenResult(substance="fentanyl", result="negative"),
+            ],
+            unexpected_positive=False,
+        )
+    if event_type == ConsentChanged.event_type:
+        return ConsentChanged(
+            episode_id=episode_id, consent_id="c-1", recipient_kind="family", status="granted", changed_at=T0
+        )
     if event_type == SessionMissed.event_type:
         return SessionMissed(
             episode_id=episode_id,
@@ -83,7 +112,14 @@ def make_data(event_type: str, episode_id: str = EPISODE, session_id: str = "s00
 
 
 def test_every_event_type_has_a_sample() -> None:
-    assert set(EVENT_TYPES) == {"iop.assessment.completed", "iop.care_level.assigned", "iop.session.missed"}
+    assert set(EVENT_TYPES) == {
+        "iop.assessment.completed",
+        "iop.safety.alert_raised",
+        "iop.drug_screen.recorded",
+        "iop.consent.changed",
+        "iop.care_level.assigned",
+        "iop.session.missed",
+    }
     for event_type, model in EVENT_TYPES.items():
         assert model.event_type == event_type
         assert type(make_data(event_type)) is model
@@ -403,6 +439,9 @@ def test_no_event_schema_has_a_pii_property(event_type: str) -> None:
         AssessmentCompleted.event_type: {"withdrawal", "instrument", "code"},
         CareLevelAssigned.event_type: {"timezone", "session_id", "ends_at", "code"},
         SessionMissed.event_type: {"consecutive_misses"},
+        SafetyAlertRaised.event_type: {"reasons", "level"},
+        DrugScreenRecorded.event_type: {"substance", "expected"},
+        ConsentChanged.event_type: {"recipient_kind", "status"},
     }[event_type]
     assert expected_nested <= names
     assert "episode_id" in names

@@ -82,7 +82,16 @@ def assign_care_level(
     assessment: AssessmentCompleted, policy: CarePolicy, timezone: str, now: datetime
 ) -> tuple[CarePlan, CareLevelAssigned]:
     """The care plan an intake assessment leads to, and the event that announces it."""
-    level = assessment.recommended_level
+    level = assessment.level
+    chosen = []
+    if assessment.placement:
+        chosen = [
+            Reason(
+                code="clinician_placement",
+                text=f"Clinician chose {level.value} over the recommended {assessment.recommended_level.value} "
+                f"({assessment.placement.reason_code.replace('_', ' ')}).",
+            )
+        ]
     if level in policy.offered_levels:
         status: Literal["active", "referred_out"] = "active"
         track = policy.default_track
@@ -99,7 +108,7 @@ def assign_care_level(
         assessment_id=assessment.assessment_id,
         assigned_at=now,
         schedule=schedule,
-        rationale=[*assessment.rationale, decision],
+        rationale=[*assessment.rationale, *chosen, decision],
         policy_version=policy.version,
     )
     return plan, CareLevelAssigned(
