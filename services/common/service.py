@@ -105,7 +105,8 @@ def create_service_app(
     app.include_router(health.router)
     for router in routers:
         app.include_router(router)
-    app.include_router(set_aside_router)
+    if broker.subscribers:  # only a service that consumes events can have set some aside
+        app.include_router(set_aside_router)
     return app
 
 

@@ -82,6 +82,22 @@ class PatientUpdate(BaseModel):
 
 
 class PatientOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "patient_id": "0b6f6a52-3c1e-4d8e-9a0f-5e2d7c1b9a34",
+                    "name": "Alex Example",
+                    "date_of_birth": "1990-04-01",
+                    "email": "alex@example.org",
+                    "phone": "+15550100",
+                    "emergency_contact": None,
+                    "registered_at": "2026-11-23T14:00:00Z",
+                }
+            ]
+        }
+    )
+
     patient_id: str
     name: str
     date_of_birth: date
@@ -92,6 +108,8 @@ class PatientOut(BaseModel):
 
 
 class PatientCreated(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"patient_id": "0b6f6a52-3c1e-4d8e-9a0f-5e2d7c1b9a34"}]})
+
     patient_id: str
 
 
@@ -102,6 +120,8 @@ class EpisodeIn(BaseModel):
 
 
 class EpisodeCreated(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"episode_id": "7d0c1f3e-4b0a-4a57-9c1e-2b8f6a1d0e42"}]})
+
     episode_id: str
 
 
@@ -156,7 +176,30 @@ class SafetyAlertOut(BaseModel):
     reasons: list[str]
 
 
+ASSESSMENT_EXAMPLE: dict[str, Any] = {
+    "assessment_id": "5a1d2f7e-8c3b-4e6a-b1d0-9f2e7c4a6b18",
+    "episode_id": "7d0c1f3e-4b0a-4a57-9c1e-2b8f6a1d0e42",
+    "kind": "intake",
+    "assessed_at": "2026-11-23T14:10:00Z",
+    "dimensions": {"withdrawal": 1, "biomedical": 0, "emotional": 2, "readiness": 2, "relapse": 2, "environment": 1},
+    "instruments": [{"instrument": "phq9", "total": 11, "band": "moderate", "flags": [], "subscales": {}}],
+    "recommended_level": "IOP",
+    "refer_out": False,
+    "rationale": [
+        {"code": "highest_dimension", "text": "Highest dimension rating is 2 (emotional, readiness, relapse): IOP."},
+        {"code": "recommended_level", "text": "Recommended level of care: IOP."},
+    ],
+    "policy_version": "placement-default-2026.11",
+    "placement": None,
+    "previous_assessment_id": None,
+    "changes": [],
+    "safety_alert": None,
+}
+
+
 class AssessmentOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [ASSESSMENT_EXAMPLE]})
+
     assessment_id: str
     episode_id: str
     kind: Literal["intake", "reassessment"]
@@ -189,6 +232,31 @@ class InstrumentTrend(BaseModel):
 
 
 class AssessmentHistory(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "episode_id": "7d0c1f3e-4b0a-4a57-9c1e-2b8f6a1d0e42",
+                    "assessments": [ASSESSMENT_EXAMPLE],
+                    "trends": [
+                        {
+                            "instrument": "phq9",
+                            "points": [
+                                {
+                                    "assessment_id": "5a1d2f7e-8c3b-4e6a-b1d0-9f2e7c4a6b18",
+                                    "assessed_at": "2026-11-23T14:10:00Z",
+                                    "total": 11,
+                                    "band": "moderate",
+                                }
+                            ],
+                            "direction": "stable",
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+
     episode_id: str
     assessments: list[AssessmentOut]
     trends: list[InstrumentTrend]
@@ -197,7 +265,7 @@ class AssessmentHistory(BaseModel):
 class DrugScreenIn(BaseModel):
     model_config = _examples(
         {
-            "collected_at": "2026-11-23T14:05:00Z",
+            "collected_at": "2026-11-20T14:05:00Z",
             "results": [
                 {"substance": "fentanyl", "result": "negative"},
                 {"substance": "buprenorphine", "result": "positive", "expected": True},
@@ -225,6 +293,21 @@ class DrugScreenIn(BaseModel):
 
 
 class DrugScreenOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "screen_id": "c2e9b7a4-1f3d-4a8e-9b6c-0d5f2e8a7c31",
+                    "episode_id": "7d0c1f3e-4b0a-4a57-9c1e-2b8f6a1d0e42",
+                    "collected_at": "2026-11-20T14:05:00Z",
+                    "recorded_at": "2026-11-23T15:00:00Z",
+                    "results": [{"substance": "fentanyl", "result": "negative", "expected": False}],
+                    "unexpected_positive": False,
+                }
+            ]
+        }
+    )
+
     screen_id: str
     episode_id: str
     collected_at: UtcDatetime
@@ -254,7 +337,7 @@ class ConsentIn(BaseModel):
             "recipient_kind": "family",
             "recipient": {"name": "Sam Example", "email": "sam@example.org", "relationship": "sister"},
             "scopes": ["appointments", "attendance"],
-            "expires_on": "2027-05-31",
+            "expires_on": "2030-12-31",
         }
     )
 
@@ -278,6 +361,24 @@ class ConsentIn(BaseModel):
 
 
 class ConsentOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "consent_id": "e4a7c1d9-2b5f-4e8a-a3c6-7f1d0b9e2a54",
+                    "episode_id": "7d0c1f3e-4b0a-4a57-9c1e-2b8f6a1d0e42",
+                    "recipient_kind": "family",
+                    "recipient": {"name": "Sam Example", "email": "sam@example.org", "relationship": "sister"},
+                    "scopes": ["appointments", "attendance"],
+                    "expires_on": "2030-12-31",
+                    "status": "granted",
+                    "granted_at": "2026-11-23T14:20:00Z",
+                    "revoked_at": None,
+                }
+            ]
+        }
+    )
+
     consent_id: str
     episode_id: str
     recipient_kind: RecipientKind
@@ -290,11 +391,28 @@ class ConsentOut(BaseModel):
 
 
 class ContactOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"email": "alex@example.org", "phone": "+15550100"}]})
+
     email: str | None
     phone: str | None
 
 
 class AuditEntry(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "at": "2026-11-23T14:00:00Z",
+                    "role": "intake_staff",
+                    "token_id": "3f9a1c2b7d4e",
+                    "action": "read_patient",
+                    "patient_id": "0b6f6a52-3c1e-4d8e-9a0f-5e2d7c1b9a34",
+                    "episode_id": None,
+                }
+            ]
+        }
+    )
+
     at: UtcDatetime
     role: str
     token_id: str
