@@ -23,9 +23,9 @@ from services.care_plan.domain.care_plan import (
 from services.care_plan.domain.policy import (
     DEFAULT_POLICY_FILE,
     LevelSchedule,
-    PolicyError,
     load_policy,
 )
+from services.common.policy_file import PolicyError
 from stepwise_contract import AssessmentCompleted, CareLevel, CareLevelAssigned, DimensionRatings, Reason
 
 NEW_YORK = "America/New_York"
@@ -75,7 +75,7 @@ def test_iop_below_adult_minimum_hours_is_rejected(tmp_path: Path) -> None:
     with pytest.raises(PolicyError) as caught:
         load_policy(path)
     message = str(caught.value)
-    assert message.startswith(f"{path}: invalid policy: ")
+    assert message.startswith(f"{path}: invalid care-plan policy: ")
     assert "levels.IOP" in message
     assert "6 h/week" in message
     assert "9 h/week minimum for adult programs" in message
@@ -137,7 +137,7 @@ def test_invalid_yaml_file_raises_policy_error_naming_the_file(tmp_path: Path, c
 
 def test_missing_file_raises_policy_error_naming_the_file(tmp_path: Path) -> None:
     path = tmp_path / "does-not-exist.yaml"
-    with pytest.raises(PolicyError, match=r"cannot read policy") as caught:
+    with pytest.raises(PolicyError, match=r"cannot read care-plan policy") as caught:
         load_policy(path)
     assert str(caught.value).startswith(f"{path}: ")
 
@@ -145,7 +145,7 @@ def test_missing_file_raises_policy_error_naming_the_file(tmp_path: Path) -> Non
 def test_directory_instead_of_file_raises_policy_error(tmp_path: Path) -> None:
     with pytest.raises(PolicyError) as caught:
         load_policy(tmp_path)
-    assert str(caught.value).startswith(f"{tmp_path}: cannot read policy")
+    assert str(caught.value).startswith(f"{tmp_path}: cannot read care-plan policy")
 
 
 def test_non_utf8_file_raises_policy_error_naming_the_file(tmp_path: Path) -> None:

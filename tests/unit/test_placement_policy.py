@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 import yaml
 
+from services.common.policy_file import PolicyError
 from services.intake.domain.placement import (
     DEFAULT_PLACEMENT_POLICY,
     PlacementPolicy,
-    PolicyError,
     load_placement_policy,
     recommend_level,
 )

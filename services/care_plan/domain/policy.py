@@ -6,10 +6,10 @@ from datetime import time
 from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from stepwise_contract import CareLevel, describe_validation_error
+from services.common.policy_file import load_policy_file
+from stepwise_contract import CareLevel
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -71,16 +71,5 @@ class CarePolicy(BaseModel):
         return self
 
 
-class PolicyError(ValueError):
-    """A policy file that cannot be used; the message names the file and the field."""
-
-
 def load_policy(path: Path = DEFAULT_POLICY_FILE) -> CarePolicy:
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
-        raise PolicyError(f"{path}: cannot read policy: {error}") from None
-    try:
-        return CarePolicy.model_validate(raw)
-    except ValidationError as error:
-        raise PolicyError(f"{path}: invalid policy: {describe_validation_error(error)}") from None
+    return load_policy_file(path, CarePolicy, "care-plan policy")

@@ -11,25 +11,24 @@ reason to the rationale, and the last reason states the recommended level.
 from __future__ import annotations
 
 import string
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
     Strict,
-    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 
-from stepwise_contract import CareLevel, DimensionRatings, InstrumentResult, Reason, describe_validation_error
+from services.common.policy_file import load_policy_file
+from stepwise_contract import CareLevel, DimensionRatings, InstrumentResult, Reason
 
 from .instruments import INSTRUMENTS
 
@@ -301,36 +300,9 @@ class PlacementPolicy(_Model):
         return self
 
 
-class PolicyError(ValueError):
-    """A placement policy file that cannot be used; the message names the file and the field."""
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """A safe loader that rejects a key repeated in one mapping (plain YAML keeps the last one silently)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
-        seen: set[object] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
-            if isinstance(key, Hashable) and key in seen:
-                raise yaml.constructor.ConstructorError(
-                    "while reading a mapping", node.start_mark, f"found duplicate key {key!r}", key_node.start_mark
-                )
-            if isinstance(key, Hashable):
-                seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
 def load_placement_policy(path: Path = DEFAULT_PLACEMENT_POLICY) -> PlacementPolicy:
     """Read and validate a placement policy file; raise PolicyError naming the file and the field."""
-    try:
-        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506 (a safe loader)
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
-        raise PolicyError(f"{path}: cannot read placement policy: {error}") from None
-    try:
-        return PlacementPolicy.model_validate(raw)
-    except ValidationError as error:
-        raise PolicyError(f"{path}: invalid placement policy: {describe_validation_error(error)}") from None
+    return load_policy_file(path, PlacementPolicy, "placement policy")
 
 
 @dataclass(frozen=True)
