@@ -33,6 +33,9 @@ unit: install
 asyncapi: install
 	$(PY) -m tools.asyncapi --write
 
+bench: install
+	$(PY) -m bench.outbox_relay
+
 lock: install
 	(echo "# Constraints for every install (make install): the exact versions CI and developers run."; \
 	 echo "# Regenerate with: make lock"; $(PY) -m pip freeze --exclude-editable) > requirements.lock
