@@ -5,8 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import settings
 
 from tools.devstack import Backends, backends
+
+# Properties are about correctness, not speed: no per-example deadline on a loaded 2-core CI machine.
+settings.register_profile("stepwise", deadline=None, print_blob=True)
+settings.load_profile("stepwise")
 
 MEASUREMENTS: list[str] = []
 """Lines a test wants shown after the run (latencies), printed in the terminal summary."""
