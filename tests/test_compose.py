@@ -14,7 +14,7 @@ from services.care_plan.settings import CarePlanSettings
 from services.common.settings import ServiceSettings
 from services.intake.settings import IntakeSettings
 from services.notifications.settings import NotificationsSettings
-from stepwise_contract import EVENT_TYPES
+from stepwise_contract import COMMAND_TYPES, EVENT_TYPES
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -249,7 +249,7 @@ def test_kafka_init_creates_every_contract_topic(services: dict[str, Any]) -> No
     assert "--create" in script
     assert "--if-not-exists" in script
     assert "--bootstrap-server kafka:9092" in script
-    for topic in EVENT_TYPES:
+    for topic in EVENT_TYPES | COMMAND_TYPES:
         assert topic in script, f"kafka-init does not create {topic}"
 
 

@@ -5,14 +5,12 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
-from pydantic import BaseModel, ConfigDict
+from pydantic import AwareDatetime, BaseModel, ConfigDict
 
 from services.common.auth import Principal, require_roles
-from services.common.utc import utc_now
-from stepwise_contract import new_event
 
-from .domain.care_plan import AttendanceRecord, AttendanceStatus, CarePlan, CarePlanError, record_attendance
-from .settings import SOURCE
+from .attendance import record_session_attendance
+from .domain.care_plan import AttendanceRecord, AttendanceStatus, CarePlan, CarePlanError
 from .store import CarePlanStore
 
 router = APIRouter(prefix="/v1", tags=["care plan"])
@@ -20,7 +18,12 @@ router = APIRouter(prefix="/v1", tags=["care plan"])
 Reader = Annotated[Principal, Depends(require_roles("clinician", "intake_staff", "integration", "admin"))]
 Recorder = Annotated[Principal, Depends(require_roles("clinician", "intake_staff", "integration"))]
 
-ERROR_STATUS = {"unknown_session": status.HTTP_404_NOT_FOUND, "plan_not_active": status.HTTP_409_CONFLICT}
+ERROR_STATUS = {
+    "no_care_plan": status.HTTP_404_NOT_FOUND,
+    "unknown_session": status.HTTP_404_NOT_FOUND,
+    "plan_not_active": status.HTTP_409_CONFLICT,
+    "notice_without_excuse": status.HTTP_422_UNPROCESSABLE_CONTENT,
+}
 
 
 def get_store(request: Request) -> CarePlanStore:
@@ -31,9 +34,15 @@ Store = Annotated[CarePlanStore, Depends(get_store)]
 
 
 class AttendanceIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"status": "missed"}]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"status": "missed"}, {"status": "excused", "notice_given_at": "2026-11-20T09:00:00Z"}]
+        },
+    )
 
     status: AttendanceStatus
+    notice_given_at: AwareDatetime | None = None
 
 
 class AttendanceOut(BaseModel):
@@ -57,15 +66,8 @@ async def get_care_plan(episode_id: str, store: Store, _: Reader) -> CarePlan:
 async def post_attendance(
     episode_id: str, session_id: str, body: AttendanceIn, store: Store, _: Recorder
 ) -> AttendanceOut:
-    for _attempt in range(5):
-        stored = await store.get(episode_id)
-        if stored is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, "no care plan for this episode")
-        try:
-            attendance, missed = record_attendance(stored.plan, session_id, body.status, utc_now())
-        except CarePlanError as error:
-            raise HTTPException(ERROR_STATUS[error.code], str(error)) from None
-        event = new_event(missed, source=SOURCE) if missed else None
-        if attendance is stored.plan.attendance or await store.record_attendance(stored, attendance, event):
-            return AttendanceOut(episode_id=episode_id, session_id=session_id, attendance=attendance[session_id])
-    raise HTTPException(status.HTTP_409_CONFLICT, "care plan changed concurrently; retry")
+    try:
+        record = await record_session_attendance(store, episode_id, session_id, body.status, body.notice_given_at)
+    except CarePlanError as error:
+        raise HTTPException(ERROR_STATUS[error.code], str(error)) from None
+    return AttendanceOut(episode_id=episode_id, session_id=session_id, attendance=record)

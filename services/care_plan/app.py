@@ -10,7 +10,7 @@ from faststream.kafka import KafkaBroker
 
 from services.common.kafka import declare_publishers, new_broker
 from services.common.service import Runtime, create_service_app
-from stepwise_contract import AssessmentCompleted, CareLevelAssigned, SessionMissed
+from stepwise_contract import AssessmentCompleted, AttendanceReported, CareLevelAssigned, SessionMissed
 
 from . import api, handlers
 from .domain.policy import load_policy
@@ -18,7 +18,7 @@ from .settings import CarePlanSettings
 from .store import PLANS, CarePlanStore
 
 PUBLISHES = (CareLevelAssigned, SessionMissed)
-CONSUMES = (AssessmentCompleted,)
+CONSUMES = (AssessmentCompleted, AttendanceReported)
 
 
 def create_broker(settings: CarePlanSettings) -> tuple[KafkaBroker, dict[str, Any]]:

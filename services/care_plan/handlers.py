@@ -9,11 +9,12 @@ from faststream import Context
 from faststream.kafka import KafkaRouter
 from faststream.kafka.annotations import KafkaMessage
 
-from services.common.consumer import read_event, subscriber_options
+from services.common.consumer import EventRejected, read_event, subscriber_options
 from services.common.utc import utc_now
-from stepwise_contract import AssessmentCompleted, new_event
+from stepwise_contract import AssessmentCompleted, AttendanceReported, new_event
 
-from .domain.care_plan import assign_care_level
+from .attendance import record_session_attendance
+from .domain.care_plan import CarePlanError, assign_care_level
 from .domain.policy import CarePolicy
 from .settings import CONSUMER_GROUP, SOURCE, CarePlanSettings
 from .store import CarePlanStore
@@ -23,13 +24,16 @@ log = logging.getLogger(__name__)
 
 def subscriptions(settings: CarePlanSettings) -> KafkaRouter:
     router = KafkaRouter()
-    topic = AssessmentCompleted.event_type
-    router.subscriber(
-        topic,
-        title=f"{topic}:care_plan",
-        description="An intake assessment assigns the care level and builds the session calendar.",
-        **subscriber_options(settings, CONSUMER_GROUP, topic),
-    )(on_assessment_completed)
+    for model, handler, description in (
+        (AssessmentCompleted, on_assessment_completed, "An intake assessment assigns the care level and calendar."),
+        (AttendanceReported, on_attendance_reported, "Another system reports a session's attendance."),
+    ):
+        router.subscriber(
+            model.event_type,
+            title=f"{model.event_type}:care_plan",
+            description=description,
+            **subscriber_options(settings, CONSUMER_GROUP, model.event_type),
+        )(handler)
     return router
 
 
@@ -55,3 +59,17 @@ async def on_assessment_completed(
         if await store.mark_applied(stored, event.dedup_key):
             return
     raise RuntimeError("care plan kept changing; will retry the event")
+
+
+async def on_attendance_reported(
+    data: AttendanceReported,
+    message: KafkaMessage,
+    store: Annotated[CarePlanStore, Context("care_plan_store")],
+) -> None:
+    event = read_event(message, data)
+    try:
+        await record_session_attendance(
+            store, event.subject, data.session_id, data.status, data.notice_given_at, applied=event.dedup_key
+        )
+    except CarePlanError as error:
+        raise EventRejected(f"{error.code}: {error}") from None

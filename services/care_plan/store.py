@@ -47,12 +47,15 @@ class CarePlanStore:
         return created
 
     async def record_attendance(
-        self, stored: StoredPlan, attendance: dict[str, AttendanceRecord], event: CloudEvent[Any] | None
+        self,
+        stored: StoredPlan,
+        attendance: dict[str, AttendanceRecord],
+        event: CloudEvent[Any] | None,
+        applied: str | None = None,
     ) -> bool:
         changes = {"attendance": {sid: record.model_dump() for sid, record in attendance.items()}}
-        saved = await update_aggregate(
-            self.plans, stored.plan.episode_id, stored.version, changes, [event] if event else []
-        )
+        events = [event] if event else []
+        saved = await update_aggregate(self.plans, stored.plan.episode_id, stored.version, changes, events, applied)
         if saved and event:
             self._wake_relay()
         return saved

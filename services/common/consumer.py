@@ -51,6 +51,14 @@ def subscriber_options(settings: ServiceSettings, group: str, topic: str) -> dic
     }
 
 
+class EventRejected(Exception):
+    """A well-formed event or command that cannot be applied (e.g. an unknown session); set aside."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 def read_event(message: KafkaMessage, data: DataT) -> CloudEvent[DataT]:
     """The CloudEvent around data FastStream has decoded; raises MalformedEvent naming what is wrong."""
     record = message.raw_message
@@ -119,6 +127,9 @@ class SetAsideMiddleware:
             result = await call_next(message)
         except MalformedEvent as error:
             await self._shelf().set_aside(message, f"malformed: {error.reason}", attempts=1)
+            return None
+        except EventRejected as error:
+            await self._shelf().set_aside(message, f"rejected: {error.reason}", attempts=1)
             return None
         except (json.JSONDecodeError, UnicodeDecodeError) as error:  # raised by FastStream's decoder
             await self._shelf().set_aside(message, f"malformed: value is not JSON: {error}", attempts=1)

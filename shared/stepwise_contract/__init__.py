@@ -14,8 +14,10 @@ from .envelope import (
     to_kafka,
 )
 from .events import (
+    COMMAND_TYPES,
     EVENT_TYPES,
     AssessmentCompleted,
+    AttendanceReported,
     CareLevel,
     CareLevelAssigned,
     ConsentChanged,
@@ -35,10 +37,12 @@ from .events import (
 )
 
 __all__ = [
+    "COMMAND_TYPES",
     "CONTENT_TYPE",
     "EVENT_TYPES",
     "SPEC_VERSION",
     "AssessmentCompleted",
+    "AttendanceReported",
     "CareLevel",
     "CareLevelAssigned",
     "CloudEvent",

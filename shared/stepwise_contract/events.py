@@ -229,6 +229,26 @@ class SessionMissed(EventData):
     total_misses: int = Field(ge=1)
 
 
+class AttendanceReported(EventData):
+    """A command from another clinic system (EHR, scheduling, front desk): a session's attendance.
+
+    care_plan applies it like the attendance API; a report it cannot apply (no care plan, unknown
+    session, plan not active) is set aside with its reason.
+    """
+
+    event_type: ClassVar[str] = "iop.attendance.reported"
+
+    session_id: str
+    status: Literal["attended", "late", "missed", "excused"]
+    notice_given_at: AwareDatetime | None = Field(
+        default=None, description="For an excused absence: when the patient gave notice."
+    )
+    reported_at: AwareDatetime
+
+
+COMMAND_TYPES: dict[str, type[EventData]] = {AttendanceReported.event_type: AttendanceReported}
+"""Commands other systems publish for Stepwise to apply, by type (= topic)."""
+
 EVENT_TYPES: dict[str, type[EventData]] = {
     model.event_type: model
     for model in (

@@ -444,3 +444,25 @@ def test_consecutive_misses_match_brute_force(recordings: list[tuple[int, str]])
         assert event.session_id == session_id
         assert event.consecutive_misses == brute_force_run(order, model, session_id)
         assert event.total_misses == sum(1 for s in model.values() if s == "missed")
+
+
+def test_late_counts_as_attended_and_resets_the_run_of_misses() -> None:
+    plan = active_plan()
+    plan, first = apply(plan, "s001", "missed", NOW)
+    plan, late = apply(plan, "s002", "late", NOW)
+    plan, third = apply(plan, "s003", "missed", NOW)
+    assert (first.consecutive_misses, late, third.consecutive_misses, third.total_misses) == (1, None, 1, 2)
+
+
+def test_excused_absence_keeps_when_notice_was_given() -> None:
+    notice = NOW - timedelta(hours=50)
+    attendance, event = record_attendance(active_plan(), "s001", "excused", NOW, notice)
+    assert event is None
+    assert attendance["s001"] == AttendanceRecord(status="excused", recorded_at=NOW, notice_given_at=notice)
+
+
+@pytest.mark.parametrize("status", ["attended", "late", "missed"])
+def test_notice_goes_only_with_an_excused_absence(status: str) -> None:
+    with pytest.raises(CarePlanError) as caught:
+        record_attendance(active_plan(), "s001", status, NOW, NOW)  # type: ignore[arg-type]
+    assert caught.value.code == "notice_without_excuse"

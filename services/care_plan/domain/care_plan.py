@@ -21,12 +21,14 @@ from stepwise_contract import (
 
 from .policy import WEEKDAYS, CarePolicy, LevelSchedule, Track
 
-AttendanceStatus = Literal["attended", "missed", "excused"]
+AttendanceStatus = Literal["attended", "late", "missed", "excused"]
 
 
 class AttendanceRecord(BaseModel):
     status: AttendanceStatus
     recorded_at: UtcDatetime
+    notice_given_at: UtcDatetime | None = None
+    """For an excused absence: when the patient gave notice (programs set how much notice excuses)."""
 
 
 class CarePlan(BaseModel):
@@ -124,12 +126,18 @@ def assign_care_level(
 
 
 def record_attendance(
-    plan: CarePlan, session_id: str, status: AttendanceStatus, now: datetime
+    plan: CarePlan,
+    session_id: str,
+    status: AttendanceStatus,
+    now: datetime,
+    notice_given_at: datetime | None = None,
 ) -> tuple[dict[str, AttendanceRecord], SessionMissed | None]:
     """The plan's attendance after recording ``status``, and the missed-session event it causes.
 
-    Recording the same status again changes nothing and publishes nothing.
+    Recording the same status again changes nothing and publishes nothing. Late counts as attended.
     """
+    if notice_given_at is not None and status != "excused":
+        raise CarePlanError("notice_without_excuse", "notice_given_at goes only with an excused absence")
     if plan.status != "active" or plan.schedule is None:
         raise CarePlanError("plan_not_active", f"the care plan is {plan.status}")
     sessions = {session.session_id: session for session in plan.schedule.sessions}
@@ -138,7 +146,8 @@ def record_attendance(
     previous = plan.attendance.get(session_id)
     if previous is not None and previous.status == status:
         return plan.attendance, None
-    attendance = {**plan.attendance, session_id: AttendanceRecord(status=status, recorded_at=now)}
+    record = AttendanceRecord(status=status, recorded_at=now, notice_given_at=notice_given_at)
+    attendance = {**plan.attendance, session_id: record}
     if status != "missed":
         return attendance, None
     return attendance, SessionMissed(

@@ -1,0 +1,77 @@
+"""Attendance reported by other systems on iop.attendance.reported: applied once, or set aside with its reason."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+
+from services.common.utc import utc_now
+from stepwise_contract import AttendanceReported, new_event, to_kafka
+
+from .conftest import Stack, assess, care_plan_of, events_of, eventually, mail_to, new_episode, wait_consumed
+
+TOPIC = AttendanceReported.event_type
+
+
+async def report(producer: AIOKafkaProducer, episode_id: str, session_id: str, status: str, **extra: object) -> Any:
+    data = AttendanceReported(episode_id=episode_id, session_id=session_id, status=status, reported_at=utc_now(),
+                              **extra)  # type: ignore[arg-type]  # fmt: skip
+    record = to_kafka(new_event(data, source="/ehr/front-desk"))
+    return await producer.send_and_wait(record.topic, record.value, key=record.key, headers=record.headers)
+
+
+async def test_a_reported_miss_is_applied_once_even_when_redelivered(
+    stack: Stack, kafka_producer: AIOKafkaProducer
+) -> None:
+    episode = await new_episode(stack)
+    await assess(stack, episode)
+    await mail_to(stack, episode.email, subject="Your session schedule")
+
+    data = AttendanceReported(episode_id=episode.episode_id, session_id="s001", status="missed", reported_at=utc_now())
+    record = to_kafka(new_event(data, source="/ehr/front-desk"))
+    for _ in range(2):  # the same command twice: a redelivery
+        sent = await kafka_producer.send_and_wait(record.topic, record.value, key=record.key, headers=record.headers)
+    await wait_consumed(stack, "care_plan", TOPIC, sent.partition, sent.offset)
+
+    plan = await care_plan_of(stack, episode)
+    assert plan is not None and plan["attendance"]["s001"]["status"] == "missed"
+    [missed] = await eventually(lambda: events_of(stack, "iop.session.missed", episode.episode_id), "the miss")
+    await wait_consumed(stack, "notifications", missed.topic, missed.partition, missed.offset)
+    assert len(stack.mailbox.to(episode.email)) == 2  # welcome + one outreach
+
+
+async def test_excused_with_notice_and_late_are_recorded(stack: Stack, kafka_producer: AIOKafkaProducer) -> None:
+    episode = await new_episode(stack)
+    await assess(stack, episode)
+    await eventually(lambda: care_plan_of(stack, episode), "the care plan")
+    await report(kafka_producer, episode.episode_id, "s001", "excused", notice_given_at="2026-11-20T09:00:00Z")
+    sent = await report(kafka_producer, episode.episode_id, "s002", "late")
+    await wait_consumed(stack, "care_plan", TOPIC, sent.partition, sent.offset)
+    plan = await care_plan_of(stack, episode)
+    assert plan is not None
+    assert plan["attendance"]["s001"]["notice_given_at"] == "2026-11-20T09:00:00Z"
+    assert {sid: a["status"] for sid, a in plan["attendance"].items()} == {"s001": "excused", "s002": "late"}
+
+
+async def test_reports_that_cannot_be_applied_are_set_aside_with_their_reason(
+    stack: Stack, kafka_producer: AIOKafkaProducer
+) -> None:
+    episode = await new_episode(stack)
+    await assess(stack, episode)
+    await eventually(lambda: care_plan_of(stack, episode), "the care plan")
+    unknown = await report(kafka_producer, episode.episode_id, "s999", "attended")
+    no_plan = await report(kafka_producer, "no-such-episode", "s001", "attended")
+    wrong_notice = await report(kafka_producer, episode.episode_id, "s003", "late", notice_given_at=utc_now())
+    after = await report(kafka_producer, episode.episode_id, "s004", "attended")  # same partition as two above
+    for sent in (no_plan, after):
+        await wait_consumed(stack, "care_plan", TOPIC, sent.partition, sent.offset)
+
+    async with stack.http("care_plan", "admin") as care_plan:
+        set_aside = (await care_plan.get("/v1/set-aside-events", params={"topic": TOPIC})).json()
+    reasons = {(entry["partition"], entry["offset"]): entry["reason"] for entry in set_aside}
+    assert reasons[(unknown.partition, unknown.offset)].startswith("rejected: unknown_session")
+    assert reasons[(no_plan.partition, no_plan.offset)].startswith("rejected: no_care_plan")
+    assert reasons[(wrong_notice.partition, wrong_notice.offset)].startswith("rejected: notice_without_excuse")
+    plan = await care_plan_of(stack, episode)
+    assert plan is not None and set(plan["attendance"]) == {"s004"}  # the partition moved on
