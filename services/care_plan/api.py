@@ -1,28 +1,41 @@
-"""care_plan's HTTP API: read a care plan, record attendance."""
+"""care_plan's HTTP API: the care plan, attendance, decisions on recommendations, schedule, authorization,
+graduation and discharge."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from datetime import date, datetime
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
-from pydantic import AwareDatetime, BaseModel, ConfigDict
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from services.common.auth import Principal, require_roles
+from stepwise_contract import CareLevel, DischargeReason, EventData
 
-from .attendance import record_session_attendance
-from .domain.care_plan import AttendanceRecord, AttendanceStatus, CarePlan, CarePlanError
+from .changes import Decision, change_plan, record_session_attendance
+from .domain.care_plan import change_level, discharge, graduate, reschedule
+from .domain.model import AttendanceRecord, AttendanceStatus, Authorization, CarePlan, CarePlanError, StepRecommendation
+from .domain.policy import CarePolicy, LevelSchedule, Track, Weekday
 from .store import CarePlanStore
 
 router = APIRouter(prefix="/v1", tags=["care plan"])
+T = TypeVar("T")
 
 Reader = Annotated[Principal, Depends(require_roles("clinician", "intake_staff", "integration", "admin"))]
 Recorder = Annotated[Principal, Depends(require_roles("clinician", "intake_staff", "integration"))]
+Clinician = Annotated[Principal, Depends(require_roles("clinician"))]
+Authorizer = Annotated[Principal, Depends(require_roles("clinician", "integration"))]
 
 ERROR_STATUS = {
     "no_care_plan": status.HTTP_404_NOT_FOUND,
     "unknown_session": status.HTTP_404_NOT_FOUND,
+    "unknown_recommendation": status.HTTP_404_NOT_FOUND,
     "plan_not_active": status.HTTP_409_CONFLICT,
+    "recommendation_closed": status.HTTP_409_CONFLICT,
     "notice_without_excuse": status.HTTP_422_UNPROCESSABLE_CONTENT,
+    "below_minimum_hours": status.HTTP_422_UNPROCESSABLE_CONTENT,
+    "unknown_track": status.HTTP_422_UNPROCESSABLE_CONTENT,
 }
 
 
@@ -30,16 +43,20 @@ def get_store(request: Request) -> CarePlanStore:
     return request.app.state.store  # type: ignore[no-any-return]
 
 
+def get_policy(request: Request) -> CarePolicy:
+    return request.app.state.policy  # type: ignore[no-any-return]
+
+
 Store = Annotated[CarePlanStore, Depends(get_store)]
+Policy = Annotated[CarePolicy, Depends(get_policy)]
+
+
+def _examples(*examples: dict[str, Any]) -> ConfigDict:
+    return ConfigDict(extra="forbid", json_schema_extra={"examples": list(examples)})
 
 
 class AttendanceIn(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [{"status": "missed"}, {"status": "excused", "notice_given_at": "2026-11-20T09:00:00Z"}]
-        },
-    )
+    model_config = _examples({"status": "missed"}, {"status": "excused", "notice_given_at": "2026-11-20T09:00:00Z"})
 
     status: AttendanceStatus
     notice_given_at: AwareDatetime | None = None
@@ -51,7 +68,52 @@ class AttendanceOut(BaseModel):
     attendance: AttendanceRecord
 
 
-@router.get("/episodes/{episode_id}/care-plan", summary="The episode's care level, session calendar and attendance")
+class DecisionIn(BaseModel):
+    model_config = _examples({"decision": "accept"}, {"decision": "decline", "reason": "payer review pending"})
+
+    decision: Literal["accept", "decline"]
+    reason: str | None = Field(default=None, max_length=500, description="Stays in care_plan; never in an event.")
+
+
+class ScheduleIn(BaseModel):
+    """A custom calendar from now on, checked against the level's minimum weekly hours."""
+
+    model_config = _examples(
+        {"track": "evening", "weekdays": ["mon", "tue", "thu"], "hours_per_session": 3, "weeks": 6}
+    )
+
+    track: Track
+    weekdays: list[Weekday] = Field(min_length=1)
+    hours_per_session: float = Field(gt=0, le=12)
+    weeks: int = Field(ge=1, le=52)
+
+
+class AuthorizationIn(BaseModel):
+    model_config = _examples({"level": "IOP", "authorized_through": "2027-01-31", "reference": "PA-2026-118"})
+
+    level: CareLevel
+    authorized_through: date
+    reference: str = Field(min_length=1, max_length=100)
+
+
+class DischargeIn(BaseModel):
+    model_config = _examples({"reason_code": "non_attendance"})
+
+    reason_code: DischargeReason
+
+
+async def _change(
+    store: CarePlanStore, policy: CarePolicy, episode_id: str, decide: Callable[[CarePlan, datetime], Decision[T]]
+) -> T:
+    try:
+        result = await change_plan(store, policy, episode_id, decide)
+    except CarePlanError as error:
+        raise HTTPException(ERROR_STATUS[error.code], str(error)) from None
+    assert result is not None  # None only for an already-applied event
+    return result
+
+
+@router.get("/episodes/{episode_id}/care-plan", summary="The episode's care plan: level, calendar, attendance, history")
 async def get_care_plan(episode_id: str, store: Store, _: Reader) -> CarePlan:
     stored = await store.get(episode_id)
     if stored is None:
@@ -64,10 +126,88 @@ async def get_care_plan(episode_id: str, store: Store, _: Reader) -> CarePlan:
     summary="Record attendance of a scheduled session; a miss publishes iop.session.missed",
 )
 async def post_attendance(
-    episode_id: str, session_id: str, body: AttendanceIn, store: Store, _: Recorder
+    episode_id: str, session_id: str, body: AttendanceIn, store: Store, policy: Policy, _: Recorder
 ) -> AttendanceOut:
     try:
-        record = await record_session_attendance(store, episode_id, session_id, body.status, body.notice_given_at)
+        record = await record_session_attendance(
+            store, policy, episode_id, session_id, body.status, body.notice_given_at
+        )
     except CarePlanError as error:
         raise HTTPException(ERROR_STATUS[error.code], str(error)) from None
+    assert record is not None
     return AttendanceOut(episode_id=episode_id, session_id=session_id, attendance=record)
+
+
+@router.post(
+    "/episodes/{episode_id}/recommendations/{recommendation_id}/decision",
+    summary="A clinician accepts or declines a step-up / step-down recommendation",
+    description="Accepting moves the episode to the recommended level with a new calendar from now on and "
+    "publishes `iop.care_level.changed`.",
+)
+async def decide_recommendation(
+    episode_id: str, recommendation_id: str, body: DecisionIn, store: Store, policy: Policy, _: Clinician
+) -> StepRecommendation:
+    def decide(plan: CarePlan, now: datetime) -> Decision[StepRecommendation]:
+        target = next((r for r in plan.recommendations if r.recommendation_id == recommendation_id), None)
+        if target is None:
+            raise CarePlanError("unknown_recommendation", "no such recommendation for this episode")
+        if target.status != "open":
+            raise CarePlanError("recommendation_closed", f"the recommendation is {target.status}")
+        new_status: Literal["accepted", "declined"] = "accepted" if body.decision == "accept" else "declined"
+        decided = target.model_copy(update={"status": new_status, "decided_at": now, "decision_reason": body.reason})
+        plan = plan.model_copy(
+            update={"recommendations": [decided if r is target else r for r in plan.recommendations]}
+        )
+        events: list[EventData] = []
+        if new_status == "accepted":
+            plan, changed = change_level(plan, decided, policy, now)
+            events.append(changed)
+        return plan, events, decided
+
+    return await _change(store, policy, episode_id, decide)
+
+
+@router.put("/episodes/{episode_id}/care-plan/schedule", summary="Set a custom calendar from now on")
+async def set_schedule(episode_id: str, body: ScheduleIn, store: Store, policy: Policy, _: Clinician) -> CarePlan:
+    def decide(plan: CarePlan, now: datetime) -> Decision[CarePlan]:
+        start = policy.levels[plan.level].tracks.get(body.track) if plan.level in policy.levels else None
+        if start is None:
+            raise CarePlanError("unknown_track", f"no {body.track} start time for {plan.level.value}")
+        level_schedule = LevelSchedule(weekdays=body.weekdays, hours_per_session=body.hours_per_session,
+                                       weeks=body.weeks, tracks={body.track: start})  # fmt: skip
+        updated = plan.model_copy(update={"schedule": reschedule(plan, level_schedule, body.track, policy, now)})
+        return updated, [], updated
+
+    return await _change(store, policy, episode_id, decide)
+
+
+@router.put(
+    "/episodes/{episode_id}/authorization",
+    summary="Record the payer-authorized level (kept apart from the clinical level)",
+)
+async def set_authorization(
+    episode_id: str, body: AuthorizationIn, store: Store, policy: Policy, _: Authorizer
+) -> CarePlan:
+    def decide(plan: CarePlan, _now: datetime) -> Decision[CarePlan]:
+        updated = plan.model_copy(update={"authorization": Authorization(**body.model_dump())})
+        return updated, [], updated
+
+    return await _change(store, policy, episode_id, decide)
+
+
+@router.post("/episodes/{episode_id}/graduate", summary="A clinician graduates the episode; ends timers and calendar")
+async def graduate_episode(episode_id: str, store: Store, policy: Policy, _: Clinician) -> CarePlan:
+    def decide(plan: CarePlan, now: datetime) -> Decision[CarePlan]:
+        ended, event = graduate(plan, now, by="clinician")
+        return ended, [event], ended
+
+    return await _change(store, policy, episode_id, decide)
+
+
+@router.post("/episodes/{episode_id}/discharge", summary="Discharge the episode with a reason code")
+async def discharge_episode(episode_id: str, body: DischargeIn, store: Store, policy: Policy, _: Clinician) -> CarePlan:
+    def decide(plan: CarePlan, now: datetime) -> Decision[CarePlan]:
+        ended, event = discharge(plan, now, body.reason_code)
+        return ended, [event], ended
+
+    return await _change(store, policy, episode_id, decide)

@@ -1,4 +1,5 @@
-"""care_plan: assigns the care level, builds the session calendar and tracks attendance."""
+"""care_plan: care level and calendar, attendance and no-shows, missed-session rules, step-up / step-down,
+graduation and discharge."""
 
 from __future__ import annotations
 
@@ -10,20 +11,46 @@ from faststream.kafka import KafkaBroker
 
 from services.common.kafka import declare_publishers, new_broker
 from services.common.service import Runtime, create_service_app
-from stepwise_contract import AssessmentCompleted, AttendanceReported, CareLevelAssigned, SessionMissed
+from stepwise_contract import (
+    AssessmentCompleted,
+    AttendanceReported,
+    AttendanceRuleTriggered,
+    CareLevelAssigned,
+    CareLevelChanged,
+    DrugScreenRecorded,
+    EpisodeDischarged,
+    EpisodeGraduated,
+    SafetyAlertRaised,
+    SessionMissed,
+    StepDownRecommended,
+    StepUpRecommended,
+    UtilizationBelowMinimum,
+)
 
 from . import api, handlers
 from .domain.policy import load_policy
 from .settings import CarePlanSettings
 from .store import PLANS, CarePlanStore
+from .timers import DueChecks
 
-PUBLISHES = (CareLevelAssigned, SessionMissed)
-CONSUMES = (AssessmentCompleted, AttendanceReported)
+PUBLISHES = (
+    CareLevelAssigned,
+    SessionMissed,
+    AttendanceRuleTriggered,
+    UtilizationBelowMinimum,
+    StepUpRecommended,
+    StepDownRecommended,
+    CareLevelChanged,
+    EpisodeGraduated,
+    EpisodeDischarged,
+)
+CONSUMES = (AssessmentCompleted, SafetyAlertRaised, DrugScreenRecorded, AttendanceReported)
 
 
 def create_broker(settings: CarePlanSettings) -> tuple[KafkaBroker, dict[str, Any]]:
     broker = new_broker(settings, client_id="stepwise-care-plan")
-    broker.include_router(handlers.subscriptions(settings))
+    if settings.kafka_consumers_enabled:
+        broker.include_router(handlers.subscriptions(settings))
     return broker, declare_publishers(broker, PUBLISHES)
 
 
@@ -35,11 +62,13 @@ def create_app(settings: CarePlanSettings | None = None) -> FastAPI:
     async def startup(runtime: Runtime, app: FastAPI) -> Sequence[Coroutine[Any, Any, None]]:
         wake = runtime.relay.wake if runtime.relay else (lambda: None)
         store = CarePlanStore(runtime.database, wake_relay=wake)
+        await store.create_indexes()
         app.state.store = store
+        app.state.policy = policy
         runtime.broker.context.set_global("care_plan_store", store)
         runtime.broker.context.set_global("care_policy", policy)
         runtime.broker.context.set_global("clinic_timezone", settings.clinic_timezone)
-        return []
+        return [DueChecks(store, policy, settings.timer_poll_seconds).run()]
 
     return create_service_app(
         title="Stepwise care plan",

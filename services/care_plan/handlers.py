@@ -1,8 +1,9 @@
-"""Events care_plan consumes."""
+"""Events and commands care_plan consumes."""
 
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import Annotated
 
 from faststream import Context
@@ -11,23 +12,38 @@ from faststream.kafka.annotations import KafkaMessage
 
 from services.common.consumer import EventRejected, read_event, subscriber_options
 from services.common.utc import utc_now
-from stepwise_contract import AssessmentCompleted, AttendanceReported, new_event
+from stepwise_contract import (
+    AssessmentCompleted,
+    AttendanceReported,
+    DrugScreenRecorded,
+    SafetyAlertRaised,
+    new_event,
+)
 
-from .attendance import record_session_attendance
-from .domain.care_plan import CarePlanError, assign_care_level
+from .changes import Decision, change_plan, record_session_attendance
+from .domain.care_plan import assign_care_level
+from .domain.model import CareInput, CarePlan, CarePlanError
 from .domain.policy import CarePolicy
+from .domain.review import next_check
 from .settings import CONSUMER_GROUP, SOURCE, CarePlanSettings
 from .store import CarePlanStore
 
 log = logging.getLogger(__name__)
 
+Store = Annotated[CarePlanStore, Context("care_plan_store")]
+Policy = Annotated[CarePolicy, Context("care_policy")]
+Timezone = Annotated[str, Context("clinic_timezone")]
+
 
 def subscriptions(settings: CarePlanSettings) -> KafkaRouter:
     router = KafkaRouter()
     for model, handler, description in (
-        (AssessmentCompleted, on_assessment_completed, "An intake assessment assigns the care level and calendar."),
+        (AssessmentCompleted, on_assessment_completed, "An intake assessment starts the care plan; a reassessment "
+         "feeds step-up / step-down review."),
+        (SafetyAlertRaised, on_safety_alert_raised, "A safety alert feeds step-up review."),
+        (DrugScreenRecorded, on_drug_screen_recorded, "A drug screen feeds step-up / step-down review."),
         (AttendanceReported, on_attendance_reported, "Another system reports a session's attendance."),
-    ):
+    ):  # fmt: skip
         router.subscriber(
             model.event_type,
             title=f"{model.event_type}:care_plan",
@@ -38,38 +54,52 @@ def subscriptions(settings: CarePlanSettings) -> KafkaRouter:
 
 
 async def on_assessment_completed(
-    data: AssessmentCompleted,
-    message: KafkaMessage,
-    store: Annotated[CarePlanStore, Context("care_plan_store")],
-    policy: Annotated[CarePolicy, Context("care_policy")],
-    timezone: Annotated[str, Context("clinic_timezone")],
+    data: AssessmentCompleted, message: KafkaMessage, store: Store, policy: Policy, timezone: Timezone
 ) -> None:
     event = read_event(message, data)
-    for _attempt in range(5):
-        stored = await store.get(event.subject)
-        if stored is None:
-            plan, assigned = assign_care_level(event.data, policy, timezone, utc_now())
-            if await store.create(plan, new_event(assigned, source=SOURCE), applied=event.dedup_key):
-                log.info("episode %s: care level %s (%s)", plan.episode_id, plan.level.value, plan.status)
-                return
-            continue  # another instance created it meanwhile: decide again on what is stored
-        if event.dedup_key in stored.applied_events:
-            return  # redelivered
-        # A plan exists: later assessments (reassessments) feed step-up/step-down review, not reassignment.
-        if await store.mark_applied(stored, event.dedup_key):
+    if data.kind == "intake" and await store.get(event.subject) is None:
+        plan, assigned = assign_care_level(data, policy, timezone, utc_now())
+        created = await store.create(
+            plan, new_event(assigned, source=SOURCE), event.dedup_key, next_check(plan, policy, utc_now())
+        )
+        if created:
+            log.info("episode %s: care level %s (%s)", plan.episode_id, plan.level.value, plan.status)
             return
-    raise RuntimeError("care plan kept changing; will retry the event")
+    # A reassessment (or a repeated intake assessment) feeds the review of the existing plan.
+    learned = CareInput(kind="assessment", at=data.assessed_at, source_id=data.assessment_id,
+                        instruments=data.instruments, changes=data.changes)  # fmt: skip
+    await _learn(store, policy, event.subject, learned, event.dedup_key)
 
 
-async def on_attendance_reported(
-    data: AttendanceReported,
-    message: KafkaMessage,
-    store: Annotated[CarePlanStore, Context("care_plan_store")],
+async def on_safety_alert_raised(data: SafetyAlertRaised, message: KafkaMessage, store: Store, policy: Policy) -> None:
+    event = read_event(message, data)
+    learned = CareInput(kind="safety_alert", at=data.raised_at, source_id=data.alert_id, alert_level=data.level)
+    await _learn(store, policy, event.subject, learned, event.dedup_key)
+
+
+async def on_drug_screen_recorded(
+    data: DrugScreenRecorded, message: KafkaMessage, store: Store, policy: Policy
 ) -> None:
+    event = read_event(message, data)
+    learned = CareInput(kind="drug_screen", at=data.collected_at, source_id=data.screen_id,
+                        unexpected_positive=data.unexpected_positive)  # fmt: skip
+    await _learn(store, policy, event.subject, learned, event.dedup_key)
+
+
+async def _learn(store: CarePlanStore, policy: CarePolicy, episode_id: str, learned: CareInput, applied: str) -> None:
+    def decide(plan: CarePlan, _now: datetime) -> Decision[None]:
+        return plan.model_copy(update={"inputs": [*plan.inputs, learned]}), [], None
+
+    # Intake publishes an alert before its assessment, on another topic: the plan may not exist yet.
+    # The error makes the consumer retry with backoff (the plan follows within moments) instead of losing it.
+    await change_plan(store, policy, episode_id, decide, applied)
+
+
+async def on_attendance_reported(data: AttendanceReported, message: KafkaMessage, store: Store, policy: Policy) -> None:
     event = read_event(message, data)
     try:
         await record_session_attendance(
-            store, event.subject, data.session_id, data.status, data.notice_given_at, applied=event.dedup_key
+            store, policy, event.subject, data.session_id, data.status, data.notice_given_at, event.dedup_key
         )
     except CarePlanError as error:
         raise EventRejected(f"{error.code}: {error}") from None

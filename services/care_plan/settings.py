@@ -12,6 +12,9 @@ class CarePlanSettings(ServiceSettings):
     care_plan_db: str = Field(default="stepwise_care_plan", description="This service's own MongoDB database.")
     care_plan_policy_file: Path = DEFAULT_POLICY_FILE
     clinic_timezone: str = Field(default="America/New_York", description="IANA zone of the clinic's sessions.")
+    timer_poll_seconds: float = Field(
+        default=5.0, gt=0, description="How often due timers (no-shows, weeks) are looked for."
+    )
 
 
 SOURCE = "/stepwise/care-plan"

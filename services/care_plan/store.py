@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
+from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.common.mongo import Document
 from services.common.outbox import insert_aggregate, update_aggregate
+from services.common.utc import assume_utc
 from stepwise_contract import CloudEvent
 
-from .domain.care_plan import AttendanceRecord, CarePlan
+from .domain.model import CarePlan
 
 PLANS = "care_plans"
+NEVER = datetime(9999, 12, 31, tzinfo=UTC)
+"""The timer of a plan that needs no timer (an explicit value: no null checks in queries)."""
 
 
 @dataclass(frozen=True)
@@ -22,6 +27,7 @@ class StoredPlan:
     plan: CarePlan
     version: int
     applied_events: frozenset[str]
+    next_check_at: datetime | None
 
 
 class CarePlanStore:
@@ -29,40 +35,55 @@ class CarePlanStore:
         self.plans = database[PLANS]
         self._wake_relay = wake_relay
 
+    async def create_indexes(self) -> None:
+        await self.plans.create_index([("status", ASCENDING), ("next_check_at", ASCENDING)])
+
     async def get(self, episode_id: str) -> StoredPlan | None:
         document = await self.plans.find_one({"_id": episode_id}, {"outbox": 0})
         if document is None:
             return None
+        timer = assume_utc(document.get("next_check_at", NEVER))
         return StoredPlan(
             plan=CarePlan.model_validate(document),
             version=document["version"],
             applied_events=frozenset(document["applied_events"]),
+            next_check_at=None if timer == NEVER else timer,
         )
 
-    async def create(self, plan: CarePlan, event: CloudEvent[Any], applied: str) -> bool:
+    async def create(
+        self, plan: CarePlan, event: CloudEvent[Any], applied: str, next_check_at: datetime | None
+    ) -> bool:
         """Store a new plan with its event; False if the episode has a plan already."""
-        created = await insert_aggregate(self.plans, {"_id": plan.episode_id, **_fields(plan)}, [event], applied)
+        fields = {"_id": plan.episode_id, **_fields(plan), "next_check_at": next_check_at or NEVER}
+        created = await insert_aggregate(self.plans, fields, [event], applied)
         if created:
             self._wake_relay()
         return created
 
-    async def record_attendance(
+    async def save(
         self,
         stored: StoredPlan,
-        attendance: dict[str, AttendanceRecord],
-        event: CloudEvent[Any] | None,
-        applied: str | None = None,
+        plan: CarePlan,
+        events: Sequence[CloudEvent[Any]],
+        applied: str | None,
+        next_check_at: datetime | None,
     ) -> bool:
-        changes = {"attendance": {sid: record.model_dump() for sid, record in attendance.items()}}
-        events = [event] if event else []
-        saved = await update_aggregate(self.plans, stored.plan.episode_id, stored.version, changes, events, applied)
-        if saved and event:
+        """Store the plan, queue its events and set its timer in one write; False if it changed meanwhile."""
+        changes = _fields(plan) | {"next_check_at": next_check_at or NEVER}
+        saved = await update_aggregate(self.plans, plan.episode_id, stored.version, changes, events, applied)
+        if saved and events:
             self._wake_relay()
         return saved
+
+    async def due(self, now: datetime, limit: int = 100) -> list[str]:
+        """Episodes whose timer (a session's no-show deadline, a week's end) has come."""
+        cursor = self.plans.find({"status": "active", "next_check_at": {"$lte": now}}, {"_id": 1}, limit=limit)
+        return [document["_id"] async for document in cursor]
 
     async def mark_applied(self, stored: StoredPlan, applied: str) -> bool:
         return await update_aggregate(self.plans, stored.plan.episode_id, stored.version, {}, applied=applied)
 
 
 def _fields(plan: CarePlan) -> Document:
-    return plan.model_dump(mode="python")
+    # JSON mode: dates and times as ISO text (BSON has no date type); the timer is stored apart, as a datetime.
+    return plan.model_dump(mode="json")

@@ -34,17 +34,23 @@ log = logging.getLogger(__name__)
 DataT = TypeVar("DataT", bound=EventData)
 
 
+def consumer_group(service_group: str, topic: str) -> str:
+    return f"{service_group}.{topic}"
+
+
 def subscriber_options(settings: ServiceSettings, group: str, topic: str) -> dict[str, Any]:
     """Options every state-changing subscriber uses.
 
     - commit after the handler returned (its effect stored), rewind on error; no auto-commit;
     - a new group starts from the beginning of the topic, so no event published before it is lost;
     - static group membership (unless the instance id is empty): a restarted instance takes its
-      partitions back at once instead of waiting for the broker to expire the dead member.
+      partitions back at once instead of waiting for the broker to expire the dead member;
+    - one consumer group per service and topic (``group.topic``): instances joining or leaving
+      rebalance one topic at a time, never stalling a service's other subscriptions.
     """
     instance = settings.kafka_group_instance_id
     return {
-        "group_id": group,
+        "group_id": consumer_group(group, topic),
         "group_instance_id": f"{instance}.{topic}" if instance else None,
         "ack_policy": AckPolicy.NACK_ON_ERROR,
         "auto_offset_reset": "earliest",

@@ -28,7 +28,7 @@ from pymongo.errors import DuplicateKeyError
 from stepwise_contract import CloudEvent, to_kafka
 
 from .mongo import Document
-from .utc import utc_now
+from .utc import wall_clock
 from .worker import PollingWorker
 
 log = logging.getLogger(__name__)
@@ -130,7 +130,7 @@ class OutboxRelay(PollingWorker):
 
     async def work_once(self) -> int:
         """One pass over aggregates with pending events; returns how many events went out."""
-        now = utc_now()
+        now = wall_clock()
         cursor = self._collection.find(
             {"outbox_pending": {"$gt": 0}, "outbox_lease_until": {"$lt": now}},
             {"_id": 1},
@@ -142,7 +142,7 @@ class OutboxRelay(PollingWorker):
         return published
 
     async def _relay_one(self, aggregate_id: str) -> int:
-        now = utc_now()
+        now = wall_clock()
         claimed = await self._collection.find_one_and_update(
             {"_id": aggregate_id, "outbox_pending": {"$gt": 0}, "outbox_lease_until": {"$lt": now}},
             {"$set": {"outbox_lease_until": now + self._lease}},

@@ -27,6 +27,7 @@ from .kafka import ensure_topics, relay_publish
 from .mongo import Document, connect, ping
 from .outbox import ConcurrentChange, OutboxRelay, ensure_outbox_index
 from .settings import ServiceSettings
+from .utc import set_clock_offset
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,11 @@ def create_service_app(
     outbox_collection: str | None = None,
 ) -> FastAPI:
     configure_logging(settings.log_level)
+    if settings.clock_offset_seconds:
+        set_clock_offset(settings.clock_offset_seconds)
+        log.warning(
+            "clock shifted by %s s (CLOCK_OFFSET_SECONDS): tests and drills only", settings.clock_offset_seconds
+        )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -43,8 +43,14 @@ class ServiceSettings(BaseSettings):
     outbox_relay_enabled: bool = Field(
         default=True, description="Relay stored events to Kafka; off for an API-only instance."
     )
+    kafka_consumers_enabled: bool = Field(
+        default=True, description="Consume events; off for an instance that serves HTTP and runs timers only."
+    )
     outbox_poll_seconds: float = Field(default=1.0, gt=0)
     outbox_lease_seconds: float = Field(default=5.0, gt=0)
+    clock_offset_seconds: float = Field(
+        default=0.0, description="Shifts the service's clock: for tests and drills of timers only, never production."
+    )
     consumer_max_attempts: int = Field(default=8, ge=1, description="Handler failures before an event is set aside.")
 
     @field_validator("api_tokens")

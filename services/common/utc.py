@@ -3,7 +3,7 @@ driver returns (an aware datetime with tz_aware=True, or a naive/ISO value from 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from pydantic import AwareDatetime, BeforeValidator
@@ -20,7 +20,21 @@ def assume_utc(value: Any) -> Any:
 UtcDatetime = Annotated[AwareDatetime, BeforeValidator(assume_utc)]
 
 
+_offset = timedelta(0)
+
+
+def set_clock_offset(seconds: float) -> None:
+    """Shift this process's clock (CLOCK_OFFSET_SECONDS): for tests and drills of timers, never in production."""
+    global _offset  # noqa: PLW0603 - one clock per process
+    _offset = timedelta(seconds=seconds)
+
+
+def wall_clock() -> datetime:
+    """The real time, never shifted: for leases between instances (their clocks must agree)."""
+    return datetime.now(UTC)
+
+
 def utc_now() -> datetime:
     """Now, at the millisecond precision BSON stores, so what a response shows is what was stored."""
-    now = datetime.now(UTC)
+    now = datetime.now(UTC) + _offset
     return now.replace(microsecond=now.microsecond // 1000 * 1000)

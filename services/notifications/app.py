@@ -23,7 +23,8 @@ CONSUMES = ("iop.care_level.assigned", "iop.session.missed")
 
 def create_broker(settings: NotificationsSettings) -> KafkaBroker:
     broker = new_broker(settings, client_id="stepwise-notifications")
-    broker.include_router(handlers.subscriptions(settings))
+    if settings.kafka_consumers_enabled:
+        broker.include_router(handlers.subscriptions(settings))
     return broker
 
 

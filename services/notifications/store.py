@@ -12,7 +12,7 @@ from pymongo.errors import DuplicateKeyError
 
 from services.common.mongo import Document
 from services.common.outbox import EPOCH
-from services.common.utc import utc_now
+from services.common.utc import utc_now, wall_clock
 
 from .domain.messages import PlannedNotification
 
@@ -51,10 +51,10 @@ class NotificationStore:
 
     async def claim_due(self, lease: timedelta) -> Document | None:
         """Take one due notification for sending; the lease keeps other instances off it."""
-        now = utc_now()
+        now, wall = utc_now(), wall_clock()
         return await self.notifications.find_one_and_update(
-            {"status": PENDING, "next_attempt_at": {"$lte": now}, "lease_until": {"$lt": now}},
-            {"$set": {"lease_until": now + lease}, "$inc": {"attempts": 1}},
+            {"status": PENDING, "next_attempt_at": {"$lte": now}, "lease_until": {"$lt": wall}},
+            {"$set": {"lease_until": wall + lease}, "$inc": {"attempts": 1}},
             sort=[("next_attempt_at", ASCENDING)],
             return_document=ReturnDocument.AFTER,
         )

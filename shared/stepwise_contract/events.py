@@ -6,6 +6,7 @@ address, diagnosis text or free-text note: the fact that a person is a patient i
 
 from __future__ import annotations
 
+from datetime import date
 from enum import StrEnum
 from typing import ClassVar, Literal
 
@@ -229,6 +230,93 @@ class SessionMissed(EventData):
     total_misses: int = Field(ge=1)
 
 
+class StepRecommended(EventData):
+    """Base of step-up / step-down recommendations; one open per episode, a newer one supersedes it."""
+
+    recommendation_id: str
+    from_level: CareLevel
+    to_level: CareLevel
+    rationale: list[Reason]
+    policy_version: str
+    recommended_at: AwareDatetime
+    supersedes: str | None = Field(default=None, description="The open recommendation this one replaces.")
+
+
+class StepUpRecommended(StepRecommended):
+    """A more intensive level is recommended (safety alert, worsening scores, repeated positive screens …)."""
+
+    event_type: ClassVar[str] = "iop.care_level.step_up_recommended"
+
+
+class StepDownRecommended(StepRecommended):
+    """A less intensive level is recommended (sustained improvement, attendance, time in level …)."""
+
+    event_type: ClassVar[str] = "iop.care_level.step_down_recommended"
+
+
+class CareLevelChanged(EventData):
+    """A clinician accepted a recommendation: the episode moved to another level with a new calendar."""
+
+    event_type: ClassVar[str] = "iop.care_level.changed"
+
+    from_level: CareLevel
+    to_level: CareLevel
+    direction: Literal["up", "down"]
+    recommendation_id: str
+    changed_at: AwareDatetime
+    status: Literal["active", "referred_out"]
+    schedule: Schedule | None = Field(description="Sessions from now on; null when the new level is referred out.")
+
+
+class AttendanceRuleTriggered(EventData):
+    """A missed-session rule of the clinic's policy fired (outreach, attendance contract, reviews)."""
+
+    event_type: ClassVar[str] = "iop.attendance.rule_triggered"
+
+    rule_code: str
+    action: Literal["outreach", "attendance_contract", "care_team_review", "discharge_review"]
+    session_id: str
+    consecutive_misses: int
+    misses_in_window: int
+    rationale: list[Reason]
+    policy_version: str
+    triggered_at: AwareDatetime
+
+
+class UtilizationBelowMinimum(EventData):
+    """A week's attended hours fell below the level's minimum (pro-rated for partial weeks)."""
+
+    event_type: ClassVar[str] = "iop.utilization.below_minimum"
+
+    week_start: date
+    level: CareLevel
+    hours_attended: float
+    minimum_hours: float
+
+
+class EpisodeGraduated(EventData):
+    """The episode completed its plan (or a clinician graduated it): timers and calendar end."""
+
+    event_type: ClassVar[str] = "iop.episode.graduated"
+
+    graduated_at: AwareDatetime
+    level: CareLevel
+    by: Literal["completion", "clinician"]
+
+
+DischargeReason = Literal["against_advice", "non_attendance", "transfer", "referred_out", "administrative", "other"]
+
+
+class EpisodeDischarged(EventData):
+    """The episode ended without graduation: timers and calendar end."""
+
+    event_type: ClassVar[str] = "iop.episode.discharged"
+
+    discharged_at: AwareDatetime
+    level: CareLevel
+    reason_code: DischargeReason
+
+
 class AttendanceReported(EventData):
     """A command from another clinic system (EHR, scheduling, front desk): a session's attendance.
 
@@ -258,6 +346,13 @@ EVENT_TYPES: dict[str, type[EventData]] = {
         ConsentChanged,
         CareLevelAssigned,
         SessionMissed,
+        AttendanceRuleTriggered,
+        UtilizationBelowMinimum,
+        StepUpRecommended,
+        StepDownRecommended,
+        CareLevelChanged,
+        EpisodeGraduated,
+        EpisodeDischarged,
     )
 }
 """Every event type Stepwise publishes, by type (= topic)."""

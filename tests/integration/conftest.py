@@ -16,6 +16,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.admin import AIOKafkaAdminClient
 from pymongo import AsyncMongoClient
 
+from services.common.consumer import consumer_group
 from tools.devstack import Backends, ServiceProcess, free_port
 from tools.smtp_sink import Mailbox, SmtpSink
 
@@ -207,6 +208,6 @@ async def wait_consumed(stack: Stack, service: str, topic: str, partition: int, 
     tp = TopicPartition(topic, partition)
 
     async def past() -> bool:
-        return await committed_offset(stack, GROUPS[service], tp) > offset
+        return await committed_offset(stack, consumer_group(GROUPS[service], topic), tp) > offset
 
     await eventually(past, f"{service} to consume {topic}[{partition}]@{offset}")

@@ -411,8 +411,8 @@ STATUSES = ("attended", "missed", "excused")
 def brute_force_run(order: list[str], attendance: dict[str, str], session_id: str) -> int:
     run = 0
     for sid in reversed(order[: order.index(session_id) + 1]):
-        if sid not in attendance:
-            continue
+        if sid not in attendance or attendance[sid] == "excused":
+            continue  # an excused absence neither counts nor ends a run
         if attendance[sid] != "missed":
             break
         run += 1

@@ -15,12 +15,16 @@ from stepwise_contract import (
     CONTENT_TYPE,
     EVENT_TYPES,
     AssessmentCompleted,
+    AttendanceRuleTriggered,
     CareLevel,
     CareLevelAssigned,
+    CareLevelChanged,
     CloudEvent,
     ConsentChanged,
     DimensionRatings,
     DrugScreenRecorded,
+    EpisodeDischarged,
+    EpisodeGraduated,
     EventData,
     InstrumentResult,
     MalformedEvent,
@@ -30,6 +34,9 @@ from stepwise_contract import (
     ScheduledSession,
     ScreenResult,
     SessionMissed,
+    StepDownRecommended,
+    StepUpRecommended,
+    UtilizationBelowMinimum,
     from_kafka,
     new_event,
     to_kafka,
@@ -98,6 +105,51 @@ def make_data(event_type: str, episode_id: str = EPISODE, session_id: str = "s00
         return ConsentChanged(
             episode_id=episode_id, consent_id="c-1", recipient_kind="family", status="granted", changed_at=T0
         )
+    rationale = [Reason(code="attendance_rate", text="Attendance 92% meets the 80% minimum.")]
+    if event_type in (StepUpRecommended.event_type, StepDownRecommended.event_type):
+        model = StepUpRecommended if event_type == StepUpRecommended.event_type else StepDownRecommended
+        return model(
+            episode_id=episode_id,
+            recommendation_id="r-1",
+            from_level=CareLevel.IOP,
+            to_level=CareLevel.OP,
+            rationale=rationale,
+            policy_version="default-2026.11",
+            recommended_at=T0,
+        )
+    if event_type == CareLevelChanged.event_type:
+        return CareLevelChanged(
+            episode_id=episode_id,
+            from_level=CareLevel.IOP,
+            to_level=CareLevel.PHP,
+            direction="up",
+            recommendation_id="r-1",
+            changed_at=T0,
+            status="active",
+            schedule=None,
+        )
+    if event_type == AttendanceRuleTriggered.event_type:
+        return AttendanceRuleTriggered(
+            episode_id=episode_id,
+            rule_code="consecutive_misses_outreach",
+            action="outreach",
+            session_id=session_id,
+            consecutive_misses=2,
+            misses_in_window=2,
+            rationale=rationale,
+            policy_version="default-2026.11",
+            triggered_at=T0,
+        )
+    if event_type == UtilizationBelowMinimum.event_type:
+        return UtilizationBelowMinimum(
+            episode_id=episode_id, week_start=T0.date(), level=CareLevel.IOP, hours_attended=6.0, minimum_hours=9.0
+        )
+    if event_type == EpisodeGraduated.event_type:
+        return EpisodeGraduated(episode_id=episode_id, graduated_at=T0, level=CareLevel.OP, by="completion")
+    if event_type == EpisodeDischarged.event_type:
+        return EpisodeDischarged(
+            episode_id=episode_id, discharged_at=T0, level=CareLevel.IOP, reason_code="non_attendance"
+        )
     if event_type == SessionMissed.event_type:
         return SessionMissed(
             episode_id=episode_id,
@@ -119,6 +171,13 @@ def test_every_event_type_has_a_sample() -> None:
         "iop.consent.changed",
         "iop.care_level.assigned",
         "iop.session.missed",
+        "iop.attendance.rule_triggered",
+        "iop.utilization.below_minimum",
+        "iop.care_level.step_up_recommended",
+        "iop.care_level.step_down_recommended",
+        "iop.care_level.changed",
+        "iop.episode.graduated",
+        "iop.episode.discharged",
     }
     for event_type, model in EVENT_TYPES.items():
         assert model.event_type == event_type
@@ -442,6 +501,13 @@ def test_no_event_schema_has_a_pii_property(event_type: str) -> None:
         SafetyAlertRaised.event_type: {"reasons", "level"},
         DrugScreenRecorded.event_type: {"substance", "expected"},
         ConsentChanged.event_type: {"recipient_kind", "status"},
+        StepUpRecommended.event_type: {"to_level", "code"},
+        StepDownRecommended.event_type: {"to_level", "code"},
+        CareLevelChanged.event_type: {"direction"},
+        AttendanceRuleTriggered.event_type: {"rule_code", "code"},
+        UtilizationBelowMinimum.event_type: {"hours_attended"},
+        EpisodeGraduated.event_type: {"by"},
+        EpisodeDischarged.event_type: {"reason_code"},
     }[event_type]
     assert expected_nested <= names
     assert "episode_id" in names

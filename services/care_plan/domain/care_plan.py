@@ -2,57 +2,60 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import date, datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import AwareDatetime, BaseModel
-
-from services.common.utc import UtcDatetime
 from stepwise_contract import (
     AssessmentCompleted,
     CareLevel,
     CareLevelAssigned,
+    CareLevelChanged,
+    DischargeReason,
+    EpisodeDischarged,
+    EpisodeGraduated,
     Reason,
     Schedule,
     ScheduledSession,
     SessionMissed,
 )
 
+from .model import (
+    AttendanceRecord,
+    AttendanceStatus,
+    CarePlan,
+    CarePlanError,
+    LevelPeriod,
+    Program,
+    StepRecommendation,
+)
 from .policy import WEEKDAYS, CarePolicy, LevelSchedule, Track
 
-AttendanceStatus = Literal["attended", "late", "missed", "excused"]
+__all__ = [
+    "AttendanceRecord",
+    "AttendanceStatus",
+    "CarePlan",
+    "CarePlanError",
+    "assign_care_level",
+    "build_schedule",
+    "record_attendance",
+]
 
 
-class AttendanceRecord(BaseModel):
-    status: AttendanceStatus
-    recorded_at: UtcDatetime
-    notice_given_at: UtcDatetime | None = None
-    """For an excused absence: when the patient gave notice (programs set how much notice excuses)."""
+def build_schedule(
+    level: LevelSchedule,
+    track: Track,
+    timezone: str,
+    assigned_on: date,
+    closures: Collection[date] = (),
+    first_number: int = 1,
+) -> Schedule:
+    """Sessions on the level's weekdays, from the first such day after ``assigned_on``, for its weeks.
 
-
-class CarePlan(BaseModel):
-    episode_id: str
-    status: Literal["active", "referred_out"]
-    level: CareLevel
-    assessment_id: str
-    assigned_at: AwareDatetime
-    schedule: Schedule | None
-    attendance: dict[str, AttendanceRecord] = {}
-    rationale: list[Reason]
-    policy_version: str
-
-
-class CarePlanError(Exception):
-    """A request the care plan cannot take; ``code`` is stable, the message is for people."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-def build_schedule(level: LevelSchedule, track: Track, timezone: str, assigned_on: date) -> Schedule:
-    """Sessions on the level's weekdays, from the first such day after ``assigned_on``, for its weeks."""
+    Clinic closures are skipped (the plan keeps its length in weeks). Session ids count from
+    ``first_number``, so a new calendar after a level change never reuses an id.
+    """
     zone = ZoneInfo(timezone)
     weekdays = {WEEKDAYS.index(day) for day in level.weekdays}
     first = next(
@@ -65,11 +68,10 @@ def build_schedule(level: LevelSchedule, track: Track, timezone: str, assigned_o
     sessions: list[ScheduledSession] = []
     for offset in range(level.weeks * 7):
         day = first + timedelta(days=offset)
-        if day.weekday() in weekdays:
+        if day.weekday() in weekdays and day not in closures:
             start = datetime.combine(day, starts_at, tzinfo=zone)
-            sessions.append(
-                ScheduledSession(session_id=f"s{len(sessions) + 1:03d}", starts_at=start, ends_at=start + length)
-            )
+            number = first_number + len(sessions)
+            sessions.append(ScheduledSession(session_id=f"s{number:03d}", starts_at=start, ends_at=start + length))
     return Schedule(
         timezone=timezone,
         track=track,
@@ -98,7 +100,7 @@ def assign_care_level(
         status: Literal["active", "referred_out"] = "active"
         track = policy.default_track
         local_today = now.astimezone(ZoneInfo(timezone)).date()
-        schedule: Schedule | None = build_schedule(policy.levels[level], track, timezone, local_today)
+        schedule: Schedule | None = build_schedule(policy.levels[level], track, timezone, local_today, policy.closures)
         decision = Reason(code="level_offered", text=f"{level.value} is offered here: care plan started.")
     else:
         status, schedule = "referred_out", None
@@ -106,7 +108,9 @@ def assign_care_level(
     plan = CarePlan(
         episode_id=assessment.episode_id,
         status=status,
+        program=assessment.program,
         level=level,
+        level_history=[LevelPeriod(level=level, since=now, reason="assigned")],
         assessment_id=assessment.assessment_id,
         assigned_at=now,
         schedule=schedule,
@@ -131,6 +135,7 @@ def record_attendance(
     status: AttendanceStatus,
     now: datetime,
     notice_given_at: datetime | None = None,
+    detected: Literal["reported", "no_record"] = "reported",
 ) -> tuple[dict[str, AttendanceRecord], SessionMissed | None]:
     """The plan's attendance after recording ``status``, and the missed-session event it causes.
 
@@ -146,7 +151,7 @@ def record_attendance(
     previous = plan.attendance.get(session_id)
     if previous is not None and previous.status == status:
         return plan.attendance, None
-    record = AttendanceRecord(status=status, recorded_at=now, notice_given_at=notice_given_at)
+    record = AttendanceRecord(status=status, recorded_at=now, notice_given_at=notice_given_at, detected=detected)
     attendance = {**plan.attendance, session_id: record}
     if status != "missed":
         return attendance, None
@@ -154,7 +159,7 @@ def record_attendance(
         episode_id=plan.episode_id,
         session_id=session_id,
         starts_at=sessions[session_id].starts_at,
-        detected="reported",
+        detected=detected,
         recorded_at=now,
         consecutive_misses=_consecutive_misses(plan.schedule, attendance, session_id),
         total_misses=sum(1 for record in attendance.values() if record.status == "missed"),
@@ -162,9 +167,98 @@ def record_attendance(
 
 
 def _consecutive_misses(schedule: Schedule, attendance: dict[str, AttendanceRecord], session_id: str) -> int:
-    """Misses in a row ending at ``session_id``, over sessions that have a record (in calendar order)."""
+    """Misses in a row ending at ``session_id``, over recorded sessions in calendar order.
+
+    As in the missed-session rules: attended and late end a run; an excused absence neither counts nor ends it.
+    """
     recorded = [s.session_id for s in schedule.sessions if s.session_id in attendance]
     run = 0
     for sid in recorded[: recorded.index(session_id) + 1]:
-        run = run + 1 if attendance[sid].status == "missed" else 0
+        status = attendance[sid].status
+        run = run + 1 if status == "missed" else run if status == "excused" else 0
     return run
+
+
+def minimum_weekly_hours(policy: CarePolicy, level: CareLevel, program: Program) -> float:
+    return policy.min_weekly_hours.get(level, {}).get(program, 0.0)
+
+
+def reschedule(
+    plan: CarePlan, level_schedule: LevelSchedule, track: Track, policy: CarePolicy, now: datetime
+) -> Schedule:
+    """The plan's calendar with every session from now on replaced by ``level_schedule``'s.
+
+    Past sessions (and their attendance) stay. Raises CarePlanError below the level's minimum hours.
+    """
+    if plan.status != "active" or plan.schedule is None:
+        raise CarePlanError("plan_not_active", f"the care plan is {plan.status}")
+    minimum = minimum_weekly_hours(policy, plan.level, plan.program)
+    if level_schedule.weekly_hours < minimum:
+        raise CarePlanError(
+            "below_minimum_hours",
+            f"{level_schedule.weekly_hours:g} h/week is below the {minimum:g} h/week minimum for "
+            f"{plan.level.value} ({plan.program})",
+        )
+    if track not in level_schedule.tracks:
+        raise CarePlanError("unknown_track", f"no start time for the {track} track")
+    kept = [s for s in plan.schedule.sessions if s.starts_at <= now]
+    today = now.astimezone(ZoneInfo(plan.schedule.timezone)).date()
+    new = build_schedule(level_schedule, track, plan.schedule.timezone, today, policy.closures, len(kept) + 1)
+    return new.model_copy(update={"sessions": [*kept, *new.sessions]})
+
+
+def change_level(
+    plan: CarePlan, recommendation: StepRecommendation, policy: CarePolicy, now: datetime
+) -> tuple[CarePlan, CareLevelChanged]:
+    """Move the episode to the recommended level with a calendar for it (or refer out)."""
+    to_level = recommendation.to_level
+    history = [
+        *plan.level_history,
+        LevelPeriod(level=to_level, since=now, reason=f"step_{recommendation.direction}",
+                    recommendation_id=recommendation.recommendation_id),
+    ]  # fmt: skip
+    if to_level in policy.offered_levels and plan.schedule is not None:
+        moved = plan.model_copy(update={"level": to_level})
+        schedule: Schedule | None = reschedule(moved, policy.levels[to_level], plan.schedule.track, policy, now)
+        status: Literal["active", "referred_out"] = "active"
+    else:
+        schedule, status = None, "referred_out"
+    changed = plan.model_copy(
+        update={
+            "level": to_level,
+            "status": status,
+            "schedule": schedule if schedule is not None else plan.schedule,
+            "level_history": history,
+        }
+    )
+    event = CareLevelChanged(
+        episode_id=plan.episode_id,
+        from_level=plan.level,
+        to_level=to_level,
+        direction=recommendation.direction,
+        recommendation_id=recommendation.recommendation_id,
+        changed_at=now,
+        status=status,
+        schedule=schedule,
+    )
+    return changed, event
+
+
+def graduate(
+    plan: CarePlan, now: datetime, by: Literal["completion", "clinician"]
+) -> tuple[CarePlan, EpisodeGraduated]:
+    _require_active(plan)
+    ended = plan.model_copy(update={"status": "graduated", "ended_at": now, "end_reason": by})
+    return ended, EpisodeGraduated(episode_id=plan.episode_id, graduated_at=now, level=plan.level, by=by)
+
+
+def discharge(plan: CarePlan, now: datetime, reason: DischargeReason) -> tuple[CarePlan, EpisodeDischarged]:
+    if plan.status not in ("active", "referred_out"):
+        raise CarePlanError("plan_not_active", f"the episode is {plan.status} already")
+    ended = plan.model_copy(update={"status": "discharged", "ended_at": now, "end_reason": reason})
+    return ended, EpisodeDischarged(episode_id=plan.episode_id, discharged_at=now, level=plan.level, reason_code=reason)
+
+
+def _require_active(plan: CarePlan) -> None:
+    if plan.status != "active":
+        raise CarePlanError("plan_not_active", f"the care plan is {plan.status}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import time
+from datetime import date, time
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -10,6 +10,9 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 
 from services.common.policy_file import load_policy_file
 from stepwise_contract import CareLevel
+
+from .attendance_rules import MissedSessionPolicy
+from .stepping import SteppingPolicy
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -53,6 +56,12 @@ class CarePolicy(BaseModel):
     default_track: Track
     levels: dict[CareLevel, LevelSchedule]
     min_weekly_hours: dict[CareLevel, dict[Program, float]] = Field(default_factory=dict)
+    closures: list[date] = Field(default_factory=list, description="Days the clinic holds no sessions.")
+    no_show_grace_minutes: int = Field(
+        default=30, ge=0, le=1440, description="After a session's end, how long until no record means missed."
+    )
+    missed_sessions: MissedSessionPolicy = Field(default_factory=MissedSessionPolicy)
+    stepping: SteppingPolicy = Field(default_factory=SteppingPolicy)
 
     @model_validator(mode="after")
     def _consistent(self) -> CarePolicy:

@@ -1,0 +1,107 @@
+"""The care plan's data: what care_plan knows about an episode. Plain data, no rules."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from services.common.utc import UtcDatetime
+from stepwise_contract import CareLevel, InstrumentChange, InstrumentResult, Reason, Schedule
+
+AttendanceStatus = Literal["attended", "late", "missed", "excused"]
+PlanStatus = Literal["active", "referred_out", "graduated", "discharged"]
+Program = Literal["adult", "adolescent"]
+
+
+class AttendanceRecord(BaseModel):
+    status: AttendanceStatus
+    recorded_at: UtcDatetime
+    notice_given_at: UtcDatetime | None = None
+    """For an excused absence: when the patient gave notice (programs set how much notice excuses)."""
+    detected: Literal["reported", "no_record"] = "reported"
+    """no_record: nobody recorded the session by its end plus the grace period."""
+
+
+class CareInput(BaseModel):
+    """Something care_plan learned about the episode that step-up / step-down rules read, in order."""
+
+    kind: Literal["assessment", "safety_alert", "drug_screen"]
+    at: UtcDatetime
+    source_id: str = Field(description="assessment_id, alert_id or screen_id")
+    instruments: list[InstrumentResult] = []
+    changes: list[InstrumentChange] = []
+    alert_level: Literal["immediate", "same_day"] | None = None
+    unexpected_positive: bool | None = None
+
+
+class LevelPeriod(BaseModel):
+    """One stretch of the episode at one clinical level."""
+
+    level: CareLevel
+    since: UtcDatetime
+    reason: str = Field(examples=["assigned", "step_up", "step_down"])
+    recommendation_id: str | None = None
+
+
+class Authorization(BaseModel):
+    """The payer-authorized level, kept apart from the clinical level."""
+
+    level: CareLevel
+    authorized_through: date
+    reference: str = Field(max_length=100)
+
+
+class StepRecommendation(BaseModel):
+    recommendation_id: str
+    direction: Literal["up", "down"]
+    from_level: CareLevel
+    to_level: CareLevel
+    rationale: list[Reason]
+    policy_version: str
+    created_at: UtcDatetime
+    status: Literal["open", "accepted", "declined", "superseded"] = "open"
+    decided_at: UtcDatetime | None = None
+    decision_reason: str | None = None
+
+
+class RuleFiring(BaseModel):
+    """A missed-session rule that fired, so it fires once for the same run of misses."""
+
+    rule_code: str
+    session_id: str
+    at: UtcDatetime
+
+
+class CarePlan(BaseModel):
+    episode_id: str
+    status: PlanStatus
+    program: Program = "adult"
+    level: CareLevel
+    assessment_id: str
+    assigned_at: UtcDatetime
+    schedule: Schedule | None
+    attendance: dict[str, AttendanceRecord] = {}
+    rationale: list[Reason]
+    policy_version: str
+    level_history: list[LevelPeriod] = []
+    authorization: Authorization | None = None
+    inputs: list[CareInput] = []
+    recommendations: list[StepRecommendation] = []
+    rule_firings: list[RuleFiring] = []
+    utilization_flagged_weeks: list[date] = []
+    ended_at: UtcDatetime | None = None
+    end_reason: str | None = None
+
+    @property
+    def open_recommendation(self) -> StepRecommendation | None:
+        return next((r for r in reversed(self.recommendations) if r.status == "open"), None)
+
+
+class CarePlanError(Exception):
+    """A request the care plan cannot take; ``code`` is stable, the message is for people."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code

@@ -1,0 +1,173 @@
+"""What follows from a care plan's state, after anything changed (attendance, an assessment, an alert,
+a screen, the clock): no-shows, missed-session rules, weekly utilization, a step-up or step-down
+recommendation, graduation on completion. Pure: the plan, the policy and the time in; the plan and
+the events out. Running it twice on its own result changes nothing (so timers fire once).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from stepwise_contract import (
+    AttendanceRuleTriggered,
+    EventData,
+    StepDownRecommended,
+    StepUpRecommended,
+    UtilizationBelowMinimum,
+)
+
+from .attendance_rules import (
+    next_no_show_check,
+    next_utilization_check,
+    no_shows,
+    triggered_rules,
+    utilization_shortfalls,
+)
+from .care_plan import graduate, minimum_weekly_hours, record_attendance
+from .model import CarePlan, RuleFiring, StepRecommendation
+from .policy import CarePolicy
+from .stepping import StepDecision, recommend_step, step_down_criteria
+
+Changed = tuple[CarePlan, list[EventData]]
+
+
+def review(plan: CarePlan, policy: CarePolicy, now: datetime) -> Changed:
+    events: list[EventData] = []
+    for step in (_no_shows, _missed_session_rules, _utilization, _step_recommendation, _completion):
+        if plan.status != "active" or plan.schedule is None:
+            break
+        plan, produced = step(plan, policy, now)
+        events.extend(produced)
+    return plan, events
+
+
+def next_check(plan: CarePlan, policy: CarePolicy, now: datetime) -> datetime | None:
+    """When the plan needs looking at again without any input: the earliest timer, None for none."""
+    if plan.status != "active" or plan.schedule is None:
+        return None
+    grace = timedelta(minutes=policy.no_show_grace_minutes)
+    candidates = [
+        next_no_show_check(plan.schedule, plan.attendance, grace),
+        next_utilization_check(plan.schedule, plan.utilization_flagged_weeks, now),
+    ]
+    found = [moment for moment in candidates if moment is not None]
+    return min(found) if found else None
+
+
+def _no_shows(plan: CarePlan, policy: CarePolicy, now: datetime) -> Changed:
+    assert plan.schedule is not None
+    events: list[EventData] = []
+    grace = timedelta(minutes=policy.no_show_grace_minutes)
+    for session_id in no_shows(plan.schedule, plan.attendance, now, grace):
+        attendance, missed = record_attendance(plan, session_id, "missed", now, detected="no_record")
+        plan = plan.model_copy(update={"attendance": attendance})
+        events.extend([missed] if missed else [])
+    return plan, events
+
+
+def _missed_session_rules(plan: CarePlan, policy: CarePolicy, now: datetime) -> Changed:
+    assert plan.schedule is not None
+    fired = triggered_rules(plan.schedule, plan.attendance, plan.rule_firings, policy.missed_sessions)
+    if not fired:
+        return plan, []
+    firings = [*plan.rule_firings, *(RuleFiring(rule_code=f.rule_code, session_id=f.session_id, at=now) for f in fired)]
+    events: list[EventData] = [
+        AttendanceRuleTriggered(
+            episode_id=plan.episode_id,
+            rule_code=f.rule_code,
+            action=f.action,
+            session_id=f.session_id,
+            consecutive_misses=f.consecutive_misses,
+            misses_in_window=f.misses_in_window,
+            rationale=f.rationale,
+            policy_version=policy.version,
+            triggered_at=now,
+        )
+        for f in fired
+    ]
+    return plan.model_copy(update={"rule_firings": firings}), events
+
+
+def _utilization(plan: CarePlan, policy: CarePolicy, now: datetime) -> Changed:
+    assert plan.schedule is not None
+    minimum = minimum_weekly_hours(policy, plan.level, plan.program)
+    if minimum <= 0:
+        return plan, []
+    short = utilization_shortfalls(plan.schedule, plan.attendance, minimum, plan.utilization_flagged_weeks, now)
+    if not short:
+        return plan, []
+    flagged = [*plan.utilization_flagged_weeks, *(week.week_start for week in short)]
+    events: list[EventData] = [
+        UtilizationBelowMinimum(
+            episode_id=plan.episode_id,
+            week_start=week.week_start,
+            level=plan.level,
+            hours_attended=week.hours_attended,
+            minimum_hours=week.minimum_hours,
+        )
+        for week in short
+    ]
+    return plan.model_copy(update={"utilization_flagged_weeks": flagged}), events
+
+
+def _step_recommendation(plan: CarePlan, policy: CarePolicy, now: datetime) -> Changed:
+    decision = recommend_step(plan, policy.stepping, now)
+    if decision is None or _already_decided(plan, decision):
+        return plan, []
+    open_now = plan.open_recommendation
+    recommendation = StepRecommendation(
+        recommendation_id=str(uuid.uuid4()),
+        direction=decision.direction,
+        from_level=plan.level,
+        to_level=decision.to_level,
+        rationale=decision.rationale,
+        policy_version=policy.version,
+        created_at=now,
+    )
+    earlier = [
+        r.model_copy(update={"status": "superseded", "decided_at": now}) if r is open_now else r
+        for r in plan.recommendations
+    ]
+    model = StepUpRecommended if decision.direction == "up" else StepDownRecommended
+    event = model(
+        episode_id=plan.episode_id,
+        recommendation_id=recommendation.recommendation_id,
+        from_level=plan.level,
+        to_level=decision.to_level,
+        rationale=decision.rationale,
+        policy_version=policy.version,
+        recommended_at=now,
+        supersedes=open_now.recommendation_id if open_now else None,
+    )
+    return plan.model_copy(update={"recommendations": [*earlier, recommendation]}), [event]
+
+
+def _already_decided(plan: CarePlan, decision: StepDecision) -> bool:
+    """The same move is open, or was declined with nothing new learned since."""
+    since = plan.level_history[-1].since if plan.level_history else plan.assigned_at
+    for earlier in reversed(plan.recommendations):
+        if earlier.created_at < since or (earlier.direction, earlier.to_level) != (
+            decision.direction,
+            decision.to_level,
+        ):
+            continue
+        if earlier.status == "open":
+            return True
+        if earlier.status == "declined" and earlier.decided_at is not None:
+            return not any(i.at > earlier.decided_at for i in plan.inputs)
+    return False
+
+
+def _completion(plan: CarePlan, policy: CarePolicy, now: datetime) -> Changed:
+    """Graduate when every session is over and recorded and the step-down criteria hold."""
+    assert plan.schedule is not None
+    grace = timedelta(minutes=policy.no_show_grace_minutes)
+    sessions = plan.schedule.sessions
+    complete = bool(sessions) and all(s.session_id in plan.attendance for s in sessions)
+    if not complete or max(s.ends_at.astimezone(UTC) for s in sessions) + grace > now:
+        return plan, []
+    if step_down_criteria(plan, policy.stepping, now) is None:
+        return plan, []
+    graduated, event = graduate(plan, now, by="completion")
+    return graduated, [event]

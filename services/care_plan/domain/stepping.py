@@ -1,0 +1,469 @@
+"""Step-up / step-down recommendations: which move between levels of care the episode's inputs support.
+
+Movement between levels is driven by reassessment and what happened since the current level began,
+not by a fixed length of stay. The rules are data (``SteppingPolicy``, the ``stepping`` section of the
+care-plan policy file); every recommendation lists each criterion that held, in sentences naming the
+numbers, and a clinician accepts or declines it. Pure: the plan, the policy and the time in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from stepwise_contract import CareLevel, InstrumentChange, InstrumentResult, Reason
+
+from .model import CareInput, CarePlan
+
+__all__ = [
+    "INSTRUMENT_CATALOG",
+    "LEVEL_ORDER",
+    "InstrumentSpec",
+    "PositiveScreenRule",
+    "Rungs",
+    "StepDecision",
+    "StepDownRules",
+    "StepUpRules",
+    "SteppingPolicy",
+    "SustainedImprovement",
+    "level_period_start",
+    "recommend_step",
+    "step_down_criteria",
+    "step_up_triggers",
+]
+
+SafetyAlertLevel = Literal["immediate", "same_day"]
+Direction = Literal["up", "down"]
+
+
+@dataclass(frozen=True)
+class InstrumentSpec:
+    label: str
+    bands: tuple[str, ...]
+    """Severity bands, least to most severe, as intake scores them."""
+    max_total: int | None
+    """Highest total; None for an instrument without a total (C-SSRS)."""
+
+
+INSTRUMENT_CATALOG: Mapping[str, InstrumentSpec] = {
+    "phq9": InstrumentSpec("PHQ-9", ("minimal", "mild", "moderate", "moderately_severe", "severe"), 27),
+    "gad7": InstrumentSpec("GAD-7", ("minimal", "mild", "moderate", "severe"), 21),
+    "audit": InstrumentSpec("AUDIT", ("low", "hazardous", "harmful", "possible_dependence"), 40),
+    "dast10": InstrumentSpec("DAST-10", ("none", "low", "moderate", "substantial", "severe"), 10),
+    "cssrs": InstrumentSpec("C-SSRS", ("low", "moderate", "high"), None),
+}
+"""Instruments the stepping rules may name, with their bands in order of severity."""
+
+LEVEL_ORDER: tuple[CareLevel, ...] = (
+    CareLevel.OP,
+    CareLevel.IOP,
+    CareLevel.PHP,
+    CareLevel.RESIDENTIAL,
+    CareLevel.INPATIENT,
+)
+"""Levels from least to most intensive."""
+
+
+def _known_instrument(instrument: str) -> InstrumentSpec:
+    spec = INSTRUMENT_CATALOG.get(instrument)
+    if spec is None:
+        raise ValueError(f"unknown instrument {instrument!r} (known: {', '.join(INSTRUMENT_CATALOG)})")
+    return spec
+
+
+# --- policy -------------------------------------------------------------------------------------
+
+
+class Rungs(BaseModel):
+    """Where a level steps to: ``up`` is more intensive, ``down`` less; None for no step that way."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    up: CareLevel | None = None
+    down: CareLevel | None = None
+
+
+def _default_ladder() -> dict[CareLevel, Rungs]:
+    return {
+        CareLevel.OP: Rungs(up=CareLevel.IOP),
+        CareLevel.IOP: Rungs(up=CareLevel.PHP, down=CareLevel.OP),
+        CareLevel.PHP: Rungs(up=CareLevel.RESIDENTIAL, down=CareLevel.IOP),
+    }
+
+
+class PositiveScreenRule(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    count: int = Field(default=2, ge=1, le=50, description="Unexpected positive screens that trigger a step-up.")
+    within_days: int = Field(default=14, ge=1, le=365, description="Counted over this many days back from now.")
+
+
+def _every_alert_level() -> list[SafetyAlertLevel]:
+    return ["immediate", "same_day"]
+
+
+class StepUpRules(BaseModel):
+    """Any one of these, since the current level began, recommends the rung up."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    safety_alert_levels: list[SafetyAlertLevel] = Field(
+        default_factory=_every_alert_level,
+        description="A safety alert of one of these levels since the level began; empty: alerts do not step up.",
+    )
+    meaningful_worsening: bool = Field(
+        default=True, description="The latest assessment shows a clinically meaningful worsening of an instrument."
+    )
+    worsening_bands: dict[str, str] = Field(
+        default_factory=lambda: {"phq9": "severe"},
+        description="Instrument -> band: the latest assessment scores the instrument at or above the band.",
+    )
+    unexpected_positive_screens: PositiveScreenRule | None = Field(
+        default_factory=PositiveScreenRule, description="Repeated unexpected positive drug screens; null: off."
+    )
+
+    @model_validator(mode="after")
+    def _known_bands(self) -> StepUpRules:
+        for instrument, band in self.worsening_bands.items():
+            spec = _known_instrument(instrument)
+            if band not in spec.bands:
+                raise ValueError(
+                    f"worsening_bands.{instrument}: unknown band {band!r} (bands: {', '.join(spec.bands)})"
+                )
+        return self
+
+
+class SustainedImprovement(BaseModel):
+    """The last ``assessments`` scorings of ``instrument`` are each below ``below_total``, or (when
+    ``or_meaningful_improvement``) the latest shows a clinically meaningful improvement."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    instrument: str = "phq9"
+    assessments: int = Field(default=2, ge=1, le=12)
+    below_total: int = Field(default=10, ge=1)
+    or_meaningful_improvement: bool = True
+
+    @model_validator(mode="after")
+    def _instrument_has_total(self) -> SustainedImprovement:
+        spec = _known_instrument(self.instrument)
+        if spec.max_total is None:
+            raise ValueError(f"instrument: {spec.label} has no total to compare with below_total")
+        if self.below_total > spec.max_total + 1:
+            raise ValueError(f"below_total: {self.below_total} is above the {spec.label} maximum of {spec.max_total}")
+        return self
+
+
+class StepDownRules(BaseModel):
+    """All of these must hold to recommend the rung down (and for a plan to graduate on completion)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min_weeks_in_level: dict[CareLevel, int] = Field(
+        default_factory=lambda: {CareLevel.IOP: 4, CareLevel.PHP: 2, CareLevel.OP: 4},
+        description="Weeks at the current level first; a level not listed has no minimum.",
+    )
+    min_attendance_rate: float = Field(
+        default=0.8,
+        ge=0,
+        le=1,
+        description="(attended + late) / sessions recorded since the level began; excused sessions left out.",
+    )
+    sustained_improvement: SustainedImprovement = Field(default_factory=SustainedImprovement)
+    no_safety_alert_days: int = Field(default=14, ge=0, le=365, description="No safety alert in this many days.")
+    no_unexpected_positive_days: int = Field(
+        default=14, ge=0, le=365, description="No unexpected positive drug screen in this many days."
+    )
+
+    @model_validator(mode="after")
+    def _weeks_not_negative(self) -> StepDownRules:
+        for level, weeks in self.min_weeks_in_level.items():
+            if not 0 <= weeks <= 104:
+                raise ValueError(f"min_weeks_in_level.{level.value}: {weeks} is not between 0 and 104 weeks")
+        return self
+
+
+class SteppingPolicy(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ladder: dict[CareLevel, Rungs] = Field(
+        default_factory=_default_ladder, description="Per level, the level a step up or down goes to."
+    )
+    step_up: StepUpRules = Field(default_factory=StepUpRules)
+    step_down: StepDownRules = Field(default_factory=StepDownRules)
+
+    @model_validator(mode="after")
+    def _ladder_goes_the_right_way(self) -> SteppingPolicy:
+        for level, rungs in self.ladder.items():
+            rank = LEVEL_ORDER.index(level)
+            if rungs.up is not None and LEVEL_ORDER.index(rungs.up) <= rank:
+                raise ValueError(f"ladder.{level.value}.up: {rungs.up.value} is not more intensive than {level.value}")
+            if rungs.down is not None and LEVEL_ORDER.index(rungs.down) >= rank:
+                raise ValueError(
+                    f"ladder.{level.value}.down: {rungs.down.value} is not less intensive than {level.value}"
+                )
+        return self
+
+
+# --- decisions ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StepDecision:
+    direction: Direction
+    to_level: CareLevel
+    rationale: list[Reason]
+
+
+def level_period_start(plan: CarePlan) -> datetime:
+    """When the plan's current level began."""
+    return plan.level_history[-1].since if plan.level_history else plan.assigned_at
+
+
+def recommend_step(plan: CarePlan, policy: SteppingPolicy, now: datetime) -> StepDecision | None:
+    """The move the rules support now, or None.
+
+    A step-up trigger wins over step-down: while one holds, no step-down is recommended, and with no
+    rung up nothing is (a rung up to a level the program does not offer means referring out, which
+    the clinician decides). Only an active plan steps.
+    """
+    if plan.status != "active":
+        return None
+    rungs = policy.ladder.get(plan.level, Rungs())
+    triggers = step_up_triggers(plan, policy, now)
+    if triggers:
+        return StepDecision("up", rungs.up, triggers) if rungs.up is not None else None
+    if rungs.down is None:
+        return None
+    criteria = step_down_criteria(plan, policy, now)
+    return StepDecision("down", rungs.down, criteria) if criteria is not None else None
+
+
+def step_up_triggers(plan: CarePlan, policy: SteppingPolicy, now: datetime) -> list[Reason]:
+    """Every step-up trigger that holds since the current level began (empty: none)."""
+    rules = policy.step_up
+    since = level_period_start(plan)
+    inputs = _inputs_since(plan, since)
+    reasons: list[Reason] = []
+
+    alerts = [i for i in inputs if i.kind == "safety_alert" and i.alert_level in rules.safety_alert_levels]
+    if alerts:
+        reasons.append(_safety_alert_reason(alerts, plan.level, since))
+
+    assessments = [i for i in inputs if i.kind == "assessment"]
+    latest = assessments[-1] if assessments else None
+    if latest is not None and rules.meaningful_worsening:
+        reasons.extend(
+            Reason(code="meaningful_worsening", text=_worsening_text(change, latest.at))
+            for change in latest.changes
+            if change.meaningful_change == "worsening"
+        )
+    if latest is not None:
+        reasons.extend(_band_reasons(latest, rules.worsening_bands))
+
+    screen_rule = rules.unexpected_positive_screens
+    if screen_rule is not None:
+        window_start = now - timedelta(days=screen_rule.within_days)
+        positives = [i for i in inputs if i.kind == "drug_screen" and i.unexpected_positive and i.at >= window_start]
+        if len(positives) >= screen_rule.count:
+            reasons.append(
+                Reason(
+                    code="repeated_positive_screens",
+                    text=f"{len(positives)} unexpected positive drug screens in the last {screen_rule.within_days} "
+                    f"days (latest {_day(positives[-1].at)}) meet the step-up threshold of {screen_rule.count}.",
+                )
+            )
+    return reasons
+
+
+def step_down_criteria(plan: CarePlan, policy: SteppingPolicy, now: datetime) -> list[Reason] | None:
+    """The reasons when every step-down criterion holds, else None (also gates graduation on completion).
+
+    Time in level, attendance and sustained improvement read the current level period; the two
+    "no recent" criteria look back their number of days from now, whatever the level then.
+    """
+    rules = policy.step_down
+    since = level_period_start(plan)
+    reasons: list[Reason] = []
+    for check in (_weeks_in_level, _attendance_rate, _sustained_improvement, _no_recent_alert, _no_recent_positive):
+        reason = check(plan, rules, since, now)
+        if reason is None:
+            return None
+        reasons.append(reason)
+    return reasons
+
+
+# --- step-up pieces -----------------------------------------------------------------------------
+
+
+def _safety_alert_reason(alerts: Sequence[CareInput], level: CareLevel, since: datetime) -> Reason:
+    latest = alerts[-1]
+    kind = "Immediate" if latest.alert_level == "immediate" else "Same-day"
+    if len(alerts) == 1:
+        text = f"{kind} safety alert raised on {_day(latest.at)}, since {level.value} began on {_day(since)}."
+    else:
+        text = (
+            f"{len(alerts)} safety alerts raised since {level.value} began on {_day(since)} "
+            f"(latest: {kind.lower()}, {_day(latest.at)})."
+        )
+    return Reason(code="safety_alert", text=text)
+
+
+def _worsening_text(change: InstrumentChange, at: datetime) -> str:
+    bands = f"{_band(change.previous_band)} → {_band(change.band)}"
+    if change.delta is not None and change.previous_total is not None and change.total is not None:
+        moved = f"rose {change.delta} points ({change.previous_total} → {change.total}, {bands})"
+    else:
+        moved = f"worsened ({bands})"
+    return f"{_label(change.instrument)} {moved} at the assessment of {_day(at)}: a clinically meaningful worsening."
+
+
+def _band_reasons(assessment: CareInput, thresholds: Mapping[str, str]) -> list[Reason]:
+    reasons = []
+    for result in assessment.instruments:
+        threshold = thresholds.get(result.instrument)
+        if threshold is None or not _at_or_above(result, threshold):
+            continue
+        score = f" total {result.total}" if result.total is not None else ""
+        reasons.append(
+            Reason(
+                code="band_at_or_above",
+                text=f"{_label(result.instrument)}{score} at the assessment of {_day(assessment.at)} is in the "
+                f"{_band(result.band)} band, at or above the {_band(threshold)} step-up band.",
+            )
+        )
+    return reasons
+
+
+def _at_or_above(result: InstrumentResult, threshold: str) -> bool:
+    bands = INSTRUMENT_CATALOG[result.instrument].bands
+    return result.band in bands and bands.index(result.band) >= bands.index(threshold)
+
+
+# --- step-down pieces ---------------------------------------------------------------------------
+
+
+def _weeks_in_level(plan: CarePlan, rules: StepDownRules, since: datetime, now: datetime) -> Reason | None:
+    minimum = rules.min_weeks_in_level.get(plan.level, 0)
+    elapsed = now - since
+    if elapsed < timedelta(weeks=minimum):
+        return None
+    weeks = _weeks(max(elapsed.days // 7, 0))
+    level = plan.level.value
+    if minimum == 0:
+        text = f"{weeks} in {level} since {_day(since)}; the policy sets no minimum time in {level}."
+    else:
+        text = f"{weeks} in {level} since {_day(since)} meets the {minimum}-week minimum."
+    return Reason(code="weeks_in_level", text=text)
+
+
+def _attendance_rate(plan: CarePlan, rules: StepDownRules, since: datetime, _now: datetime) -> Reason | None:
+    sessions = plan.schedule.sessions if plan.schedule is not None else []
+    statuses = [
+        record.status
+        for session in sessions
+        if session.starts_at >= since and (record := plan.attendance.get(session.session_id)) is not None
+    ]
+    excused = statuses.count("excused")
+    counted = len(statuses) - excused
+    present = statuses.count("attended") + statuses.count("late")
+    minimum = _percent(rules.min_attendance_rate)
+    left_out = f", {excused} excused left out" if excused else ""
+    if counted == 0:
+        if rules.min_attendance_rate > 0:
+            return None
+        return Reason(
+            code="attendance_rate",
+            text=f"No sessions recorded at {plan.level.value} yet{left_out}; the policy sets no attendance minimum.",
+        )
+    rate = present / counted
+    if rate < rules.min_attendance_rate:
+        return None
+    return Reason(
+        code="attendance_rate",
+        text=f"Attendance {rate:.0%} ({present} of {counted} recorded sessions{left_out}) meets the {minimum} minimum.",
+    )
+
+
+def _sustained_improvement(plan: CarePlan, rules: StepDownRules, since: datetime, _now: datetime) -> Reason | None:
+    rule = rules.sustained_improvement
+    label = _label(rule.instrument)
+    scored: list[tuple[CareInput, int]] = []
+    for assessment in _inputs_since(plan, since):
+        if assessment.kind != "assessment":
+            continue
+        total = next((r.total for r in assessment.instruments if r.instrument == rule.instrument), None)
+        if total is not None:
+            scored.append((assessment, total))
+    sentences = []
+    recent = scored[-rule.assessments :]
+    if len(recent) == rule.assessments and all(total < rule.below_total for _, total in recent):
+        totals = ", ".join(f"{total} on {_day(a.at)}" for a, total in recent)
+        count = "the last assessment" if rule.assessments == 1 else f"each of the last {rule.assessments} assessments"
+        sentences.append(f"{label} below {rule.below_total} at {count} since {plan.level.value} began ({totals}).")
+    if rule.or_meaningful_improvement and scored:
+        latest = scored[-1][0]
+        change = next((c for c in latest.changes if c.instrument == rule.instrument), None)
+        if change is not None and change.meaningful_change == "improvement":
+            sentences.append(f"{label} {_improvement_text(change)} at the assessment of {_day(latest.at)}.")
+    if not sentences:
+        return None
+    return Reason(code="sustained_improvement", text=" ".join(sentences))
+
+
+def _improvement_text(change: InstrumentChange) -> str:
+    bands = f"{_band(change.previous_band)} → {_band(change.band)}"
+    if change.delta is not None and change.previous_total is not None and change.total is not None:
+        moved = f"fell {-change.delta} points ({change.previous_total} → {change.total}, {bands})"
+    else:
+        moved = f"improved ({bands})"
+    return f"{moved}: a clinically meaningful improvement"
+
+
+def _no_recent_alert(plan: CarePlan, rules: StepDownRules, _since: datetime, now: datetime) -> Reason | None:
+    days = rules.no_safety_alert_days
+    start = now - timedelta(days=days)
+    if any(i.kind == "safety_alert" and i.at >= start for i in plan.inputs):
+        return None
+    return Reason(code="no_recent_safety_alert", text=f"No safety alert in the last {days} days.")
+
+
+def _no_recent_positive(plan: CarePlan, rules: StepDownRules, _since: datetime, now: datetime) -> Reason | None:
+    days = rules.no_unexpected_positive_days
+    start = now - timedelta(days=days)
+    if any(i.kind == "drug_screen" and i.unexpected_positive and i.at >= start for i in plan.inputs):
+        return None
+    return Reason(code="no_recent_positive_screen", text=f"No unexpected positive drug screen in the last {days} days.")
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def _inputs_since(plan: CarePlan, since: datetime) -> list[CareInput]:
+    """The inputs of the current level period, oldest first."""
+    return sorted((i for i in plan.inputs if i.at >= since), key=lambda i: i.at)
+
+
+def _label(instrument: str) -> str:
+    spec = INSTRUMENT_CATALOG.get(instrument)
+    return spec.label if spec is not None else instrument.upper()
+
+
+def _band(band: str) -> str:
+    return band.replace("_", " ")
+
+
+def _day(moment: datetime) -> date:
+    return moment.date()
+
+
+def _weeks(count: int) -> str:
+    return f"{count} week" if count == 1 else f"{count} weeks"
+
+
+def _percent(fraction: float) -> str:
+    return f"{round(fraction * 100, 1):g}%"

@@ -1,0 +1,183 @@
+"""care_plan through the broker: no-show timers, missed-session rules, step-up and a clinician's decision,
+custom schedules, authorization, graduation and discharge."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from stepwise_contract import EVENT_TYPES, from_kafka
+from tools.devstack import ServiceProcess, free_port
+
+from .conftest import (
+    IOP_DIMENSIONS,
+    Episode,
+    Stack,
+    assess,
+    care_plan_of,
+    events_of,
+    eventually,
+    new_episode,
+)
+
+
+async def events(stack: Stack, topic: str, episode: Episode) -> list[Any]:
+    records = await events_of(stack, topic, episode.episode_id)
+    return [from_kafka(r.headers, r.value, EVENT_TYPES[topic]) for r in records]
+
+
+async def active_episode(stack: Stack) -> tuple[Episode, dict[str, Any]]:
+    episode = await new_episode(stack)
+    await assess(stack, episode)
+    plan = await eventually(lambda: care_plan_of(stack, episode), "the care plan")
+    return episode, plan
+
+
+async def test_no_shows_are_detected_once_across_two_instances_and_a_restart(stack: Stack, tmp_path: Path) -> None:
+    episode, plan = await active_episode(stack)
+    sessions = plan["schedule"]["sessions"]
+    # Two extra instances (timers and HTTP only: the stack's instance keeps consuming) with their clock
+    # shifted to just after the second session's no-show deadline.
+    deadline = datetime.fromisoformat(sessions[1]["ends_at"]) + timedelta(minutes=30)
+    offset = (deadline - datetime.now(UTC)).total_seconds() + 120
+    env = stack.env | {"CLOCK_OFFSET_SECONDS": str(offset), "TIMER_POLL_SECONDS": "0.2", "KAFKA_CONSUMERS_ENABLED": "0"}
+    shifted = [
+        ServiceProcess("care_plan", free_port(), env | {"KAFKA_GROUP_INSTANCE_ID": ""}, tmp_path / f"cp{n}.log")
+        for n in (1, 2)
+    ]
+    try:
+        for instance in shifted:
+            instance.start()
+
+        async def both_missed() -> bool:
+            current = await care_plan_of(stack, episode)
+            return current is not None and {"s001", "s002"} <= set(current["attendance"])
+
+        await eventually(both_missed, "the two no-shows")
+        shifted[0].kill()  # a crash, then a restart: the timers must not fire again
+        shifted[0].start()
+        missed = await eventually(lambda: _at_least(events(stack, "iop.session.missed", episode), 2), "two misses")
+        rules = await eventually(
+            lambda: _at_least(events(stack, "iop.attendance.rule_triggered", episode), 2), "the two rules"
+        )
+        # Let every instance run its timers once more after the restart before counting.
+        await eventually(lambda: _timer_moved_past(stack, episode, deadline), "the next timer")
+    finally:
+        for instance in shifted:
+            instance.stop()
+
+    assert sorted({(e.data.session_id, e.data.detected) for e in missed}) == [
+        ("s001", "no_record"),
+        ("s002", "no_record"),
+    ]
+    # Once each: one logical event per miss and per rule (a record may repeat only with the same id).
+    assert len({e.id for e in await events(stack, "iop.session.missed", episode)}) == 2
+    fired = [("missed_2_in_a_row", "outreach"), ("missed_2_of_last_6", "attendance_contract")]
+    assert sorted({(e.data.rule_code, e.data.action) for e in rules}) == fired
+    assert len({e.id for e in await events(stack, "iop.attendance.rule_triggered", episode)}) == 2
+    current = await care_plan_of(stack, episode)
+    assert current is not None
+    assert {sid: a["detected"] for sid, a in current["attendance"].items()} == {
+        "s001": "no_record",
+        "s002": "no_record",
+    }
+
+
+async def _at_least(found: Any, n: int) -> list[Any] | None:
+    records = await found
+    return records if len(records) >= n else None
+
+
+async def _timer_moved_past(stack: Stack, episode: Episode, moment: datetime) -> bool:
+    stored = await stack.database("care_plan")["care_plans"].find_one({"_id": episode.episode_id})
+    timer = stored["next_check_at"]
+    timer = datetime.fromisoformat(timer) if isinstance(timer, str) else timer
+    return bool(timer.replace(tzinfo=timer.tzinfo or UTC) > moment)
+
+
+async def test_a_safety_alert_recommends_a_step_up_and_the_clinician_accepts_it(stack: Stack) -> None:
+    episode, _ = await active_episode(stack)
+    await assess(stack, episode, IOP_DIMENSIONS | {"emotional": 2})  # a reassessment without alert: nothing
+    async with stack.http("intake", "clinician") as intake:
+        response = await intake.post(
+            f"/v1/episodes/{episode.episode_id}/assessments",
+            json={"dimensions": IOP_DIMENSIONS, "instruments": {"phq9": [1] * 9}},
+        )
+    assert response.json()["safety_alert"]["level"] == "same_day"
+
+    [recommended] = await eventually(
+        lambda: events(stack, "iop.care_level.step_up_recommended", episode), "the step-up recommendation"
+    )
+    assert (recommended.data.from_level.value, recommended.data.to_level.value) == ("IOP", "PHP")
+    assert "safety_alert" in [reason.code for reason in recommended.data.rationale]
+
+    path = f"/v1/episodes/{episode.episode_id}/recommendations/{recommended.data.recommendation_id}/decision"
+    async with stack.http("care_plan", "intake_staff") as staff:
+        assert (await staff.post(path, json={"decision": "accept"})).status_code == 403
+    async with stack.http("care_plan", "clinician") as clinician:
+        accepted = await clinician.post(path, json={"decision": "accept", "reason": "agreed in team meeting"})
+        again = await clinician.post(path, json={"decision": "decline"})
+    assert accepted.status_code == 200, accepted.text
+    assert accepted.json()["status"] == "accepted"
+    assert again.status_code == 409
+
+    [changed] = await eventually(lambda: events(stack, "iop.care_level.changed", episode), "the level change")
+    assert (changed.data.from_level.value, changed.data.to_level.value, changed.data.direction) == ("IOP", "PHP", "up")
+    assert changed.data.schedule is not None and changed.data.schedule.hours_per_session == 5
+    current = await care_plan_of(stack, episode)
+    assert current is not None and current["level"] == "PHP"
+    assert [p["level"] for p in current["level_history"]] == ["IOP", "PHP"]
+    assert b"team meeting" not in (await events_of(stack, "iop.care_level.changed", episode.episode_id))[0].value
+
+
+async def test_a_custom_schedule_below_the_minimum_hours_is_rejected(stack: Stack) -> None:
+    episode, _ = await active_episode(stack)
+    path = f"/v1/episodes/{episode.episode_id}/care-plan/schedule"
+    async with stack.http("care_plan", "clinician") as clinician:
+        too_little = await clinician.put(
+            path, json={"track": "evening", "weekdays": ["mon", "thu"], "hours_per_session": 3, "weeks": 6}
+        )
+        evening = await clinician.put(
+            path, json={"track": "evening", "weekdays": ["mon", "tue", "thu"], "hours_per_session": 3, "weeks": 6}
+        )
+    assert too_little.status_code == 422
+    assert "6 h/week is below the 9 h/week minimum for IOP (adult)" in too_little.json()["detail"]
+    assert evening.status_code == 200, evening.text
+    schedule = evening.json()["schedule"]
+    assert (schedule["track"], schedule["days_per_week"]) == ("evening", 3)
+    assert all(datetime.fromisoformat(s["starts_at"]).hour == 18 for s in schedule["sessions"])
+    assert (await care_plan_of(stack, episode))["schedule"] == schedule  # type: ignore[index]
+
+
+async def test_payer_authorization_is_kept_apart_from_the_clinical_level(stack: Stack) -> None:
+    episode, _ = await active_episode(stack)
+    body = {"level": "OP", "authorized_through": "2027-01-31", "reference": "PA-118"}
+    async with stack.http("care_plan", "integration") as payer:
+        response = await payer.put(f"/v1/episodes/{episode.episode_id}/authorization", json=body)
+    assert response.status_code == 200, response.text
+    assert (response.json()["level"], response.json()["authorization"]["level"]) == ("IOP", "OP")
+
+
+async def test_graduation_and_discharge_end_the_episode(stack: Stack) -> None:
+    graduating, _ = await active_episode(stack)
+    leaving, _ = await active_episode(stack)
+    async with stack.http("care_plan", "clinician") as clinician:
+        graduated = await clinician.post(f"/v1/episodes/{graduating.episode_id}/graduate")
+        discharged = await clinician.post(
+            f"/v1/episodes/{leaving.episode_id}/discharge", json={"reason_code": "against_advice"}
+        )
+        bad_reason = await clinician.post(f"/v1/episodes/{leaving.episode_id}/discharge", json={"reason_code": "x"})
+        twice = await clinician.post(f"/v1/episodes/{leaving.episode_id}/discharge", json={"reason_code": "other"})
+        after = await clinician.post(
+            f"/v1/episodes/{leaving.episode_id}/sessions/s001/attendance", json={"status": "attended"}
+        )
+    assert (graduated.json()["status"], discharged.json()["status"]) == ("graduated", "discharged")
+    assert (bad_reason.status_code, twice.status_code, after.status_code) == (422, 409, 409)
+
+    [done] = await eventually(lambda: events(stack, "iop.episode.graduated", graduating), "the graduation")
+    [gone] = await eventually(lambda: events(stack, "iop.episode.discharged", leaving), "the discharge")
+    assert (done.data.by, gone.data.reason_code) == ("clinician", "against_advice")
+    for episode in (graduating, leaving):
+        stored = await stack.database("care_plan")["care_plans"].find_one({"_id": episode.episode_id})
+        assert str(stored["next_check_at"]).startswith("9999")  # no timer left
