@@ -3,12 +3,21 @@ custom schedules, authorization, graduation and discharge."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
+
+import yaml
 
 from stepwise_contract import EVENT_TYPES, from_kafka
-from tools.devstack import ServiceProcess, free_port
+from tools.devstack import ROOT, ServiceProcess, free_port
 
 from .conftest import (
     IOP_DIMENSIONS,
@@ -181,3 +190,92 @@ async def test_graduation_and_discharge_end_the_episode(stack: Stack) -> None:
     for episode in (graduating, leaving):
         stored = await stack.database("care_plan")["care_plans"].find_one({"_id": episode.episode_id})
         assert str(stored["next_check_at"]).startswith("9999")  # no timer left
+
+
+@contextlib.contextmanager
+def care_plan_at(stack: Stack, moment: datetime, log: Path) -> Iterator[ServiceProcess]:
+    """A care_plan instance that only serves HTTP and runs timers, its clock shifted to ``moment``."""
+    offset = (moment - datetime.now(UTC)).total_seconds()
+    env = stack.env | {"CLOCK_OFFSET_SECONDS": str(offset), "TIMER_POLL_SECONDS": "0.2", "KAFKA_CONSUMERS_ENABLED": "0"}
+    instance = ServiceProcess("care_plan", free_port(), env | {"KAFKA_GROUP_INSTANCE_ID": ""}, log).start()
+    try:
+        yield instance
+    finally:
+        instance.stop()
+
+
+async def test_a_week_below_the_minimum_hours_is_flagged(stack: Stack, tmp_path: Path) -> None:
+    episode, plan = await active_episode(stack)
+    zone = ZoneInfo(plan["schedule"]["timezone"])
+    first = datetime.fromisoformat(plan["schedule"]["sessions"][0]["starts_at"]).astimezone(zone)
+    monday = first.date() - timedelta(days=first.weekday())
+    week_end = datetime.combine(monday + timedelta(days=7), time(0), tzinfo=zone)
+    in_week = [s for s in plan["schedule"]["sessions"]
+               if datetime.fromisoformat(s["starts_at"]).astimezone(zone).date() < week_end.date()]  # fmt: skip
+    with care_plan_at(stack, week_end + timedelta(hours=1), tmp_path / "cp.log"):
+        [flag] = await eventually(lambda: events(stack, "iop.utilization.below_minimum", episode), "the flag")
+    assert (flag.data.week_start, flag.data.hours_attended) == (monday, 0.0)
+    assert flag.data.minimum_hours == round(9 * len(in_week) / 3, 2)  # pro-rated for a partial first week
+
+
+async def test_a_completed_plan_with_step_down_criteria_met_graduates(stack: Stack, tmp_path: Path) -> None:
+    episode, plan = await active_episode(stack)
+    for _ in range(2):  # sustained improvement: two reassessments with PHQ-9 below 10
+        async with stack.http("intake", "clinician") as intake:
+            await intake.post(f"/v1/episodes/{episode.episode_id}/assessments",
+                              json={"dimensions": IOP_DIMENSIONS, "instruments": {"phq9": [0] * 9}})  # fmt: skip
+    await eventually(lambda: _learned(stack, episode, 2), "care_plan to learn both reassessments")
+    async with stack.http("care_plan", "clinician") as clinician:
+        for session in plan["schedule"]["sessions"]:
+            path = f"/v1/episodes/{episode.episode_id}/sessions/{session['session_id']}/attendance"
+            assert (await clinician.post(path, json={"status": "attended"})).status_code == 200
+    last_end = datetime.fromisoformat(plan["schedule"]["sessions"][-1]["ends_at"])
+    with care_plan_at(stack, last_end + timedelta(hours=2), tmp_path / "cp.log"):
+        [done] = await eventually(lambda: events(stack, "iop.episode.graduated", episode), "the graduation")
+    assert (done.data.by, done.data.level.value) == ("completion", "IOP")
+    [down] = await events(stack, "iop.care_level.step_down_recommended", episode)
+    assert {"weeks_in_level", "attendance_rate", "sustained_improvement"} <= {r.code for r in down.data.rationale}
+    assert (await care_plan_of(stack, episode))["status"] == "graduated"  # type: ignore[index]
+
+
+async def _learned(stack: Stack, episode: Episode, n: int) -> bool:
+    current = await care_plan_of(stack, episode)
+    return current is not None and len(current["inputs"]) >= n
+
+
+async def test_policy_what_if_shows_what_a_candidate_policy_would_change(stack: Stack, tmp_path: Path) -> None:
+    episode, _ = await active_episode(stack)
+    async with stack.http("care_plan", "clinician") as clinician:
+        for sid in ("s001", "s002"):
+            path = f"/v1/episodes/{episode.episode_id}/sessions/{sid}/attendance"
+            assert (await clinician.post(path, json={"status": "missed"})).status_code == 200
+    candidate = yaml.safe_load((ROOT / "services/care_plan/policy/default.yaml").read_text())
+    candidate["version"] = "candidate-1"
+    for rule in candidate["missed_sessions"]["rules"]:
+        if rule["code"] == "missed_2_in_a_row":
+            rule["count"] = 3
+    policy = tmp_path / "candidate.yaml"
+    policy.write_text(yaml.safe_dump(candidate))
+    before = len(await events(stack, "iop.attendance.rule_triggered", episode))
+
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "services.care_plan.whatif", "--policy", str(policy), "--episode", episode.episode_id],
+        cwd=ROOT, env=os.environ | stack.env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "→ candidate candidate-1, 1 episode(s)" in result.stdout
+    assert "- " in result.stdout and "missed_2_in_a_row → outreach at s002 (would no longer happen)" in result.stdout
+    assert "1 of 1 episode(s) would change" in result.stdout
+    assert len(await events(stack, "iop.attendance.rule_triggered", episode)) == before  # published nothing
+
+
+def test_what_if_with_an_invalid_candidate_says_what_is_wrong(tmp_path: Path) -> None:
+    policy = tmp_path / "bad.yaml"
+    policy.write_text("version: x\nnot_a_field: 1\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "services.care_plan.whatif", "--policy", str(policy)],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert str(policy) in result.stderr and "not_a_field" in result.stderr
