@@ -25,24 +25,20 @@ VERSION = "1.0.0"
 
 
 def brokers() -> dict[str, tuple[str, KafkaBroker]]:
-    # Settings pin the server address, so the documents do not depend on the local environment.
+    # Pinned settings, so the documents do not depend on the local environment.
     server, instance = "kafka:9092", "docs"
+    intake_settings = IntakeSettings(kafka_bootstrap_servers=server, kafka_group_instance_id=instance)
+    care_plan_settings = CarePlanSettings(kafka_bootstrap_servers=server, kafka_group_instance_id=instance)
+    notifications_settings = NotificationsSettings(kafka_bootstrap_servers=server, kafka_group_instance_id=instance)
     return {
-        "intake": (
-            "Publishes assessment outcomes.",
-            intake.create_broker(IntakeSettings(kafka_bootstrap_servers=server, kafka_group_instance_id=instance))[0],
-        ),
+        "intake": ("Publishes assessment outcomes.", intake.create_broker(intake_settings)[0]),
         "care_plan": (
             "Consumes assessments; publishes care-level and attendance events.",
-            care_plan.create_broker(CarePlanSettings(kafka_bootstrap_servers=server, kafka_group_instance_id=instance))[
-                0
-            ],
+            care_plan.create_broker(care_plan_settings)[0],
         ),
         "notifications": (
-            "Consumes care events and messages patients.",
-            notifications.create_broker(
-                NotificationsSettings(kafka_bootstrap_servers=server, kafka_group_instance_id=instance)
-            ),
+            "Consumes care events, messages patients, publishes delivery outcomes.",
+            notifications.create_broker(notifications_settings)[0],
         ),
     }
 

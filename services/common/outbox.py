@@ -90,16 +90,20 @@ async def update_aggregate(
 
     False means a concurrent write won: reload and decide again.
     """
-    update: Document = {"$set": changes, "$inc": {"version": 1, "outbox_pending": len(events)}}
-    pushes: Document = {}
-    if events:
-        pushes["outbox"] = {"$each": [stored_record(event) for event in events]}
+    update = with_events({"$set": changes, "$inc": {"version": 1}}, events)
     if applied:
-        pushes["applied_events"] = {"$each": [applied], "$slice": -APPLIED_EVENTS_KEPT}
-    if pushes:
-        update["$push"] = pushes
+        update.setdefault("$push", {})["applied_events"] = {"$each": [applied], "$slice": -APPLIED_EVENTS_KEPT}
     result = await collection.update_one({"_id": aggregate_id, "version": version}, update)
     return result.matched_count == 1
+
+
+def with_events(update: Document, events: Sequence[CloudEvent[Any]]) -> Document:
+    """``update`` extended to queue ``events`` in the document's outbox, in the same atomic write."""
+    if not events:
+        return update
+    update.setdefault("$inc", {})["outbox_pending"] = len(events)
+    update.setdefault("$push", {})["outbox"] = {"$each": [stored_record(event) for event in events]}
+    return update
 
 
 async def ensure_outbox_index(collection: AsyncCollection[Document]) -> None:

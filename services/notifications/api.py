@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -37,15 +38,22 @@ class NotificationOut(BaseModel):
     cause_event_type: str
 
 
-@router.get("/notifications", summary="Delivery log, newest first")
+@router.get("/notifications", summary="Delivery log, newest first: by episode, recipient kind, status and time")
 async def list_notifications(
     store: Annotated[NotificationStore, Depends(get_store)],
     _: Reader,
     episode_id: str | None = None,
+    recipient_kind: str | None = Query(default=None, examples=["patient"]),
     status: Literal["pending", "sent", "failed"] | None = None,
+    since: Annotated[datetime | None, Query(description="created at or after")] = None,
+    until: Annotated[datetime | None, Query(description="created before")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[NotificationOut]:
-    query = {key: value for key, value in {"episode_id": episode_id, "status": status}.items() if value}
+    filters = {"episode_id": episode_id, "recipient_kind": recipient_kind, "status": status}
+    query: dict[str, object] = {key: value for key, value in filters.items() if value}
+    window = {op: moment for op, moment in {"$gte": since, "$lt": until}.items() if moment}
+    if window:
+        query["created_at"] = window
     return [
         NotificationOut(
             notification_id=doc["_id"],

@@ -8,33 +8,35 @@ from typing import Any
 from fastapi import FastAPI
 from faststream.kafka import KafkaBroker
 
-from services.common.kafka import new_broker
+from services.common.kafka import declare_publishers, new_broker
 from services.common.service import Runtime, create_service_app
+from stepwise_contract import NotificationFailed, NotificationSent
 
 from . import api, handlers
 from .channels import EmailSender, IntakeContacts
 from .dispatcher import Dispatcher
 from .rendering import Templates
 from .settings import NotificationsSettings
-from .store import NotificationStore
+from .store import NOTIFICATIONS, NotificationStore
 
 CONSUMES = ("iop.care_level.assigned", "iop.session.missed")
+PUBLISHES = (NotificationSent, NotificationFailed)
 
 
-def create_broker(settings: NotificationsSettings) -> KafkaBroker:
+def create_broker(settings: NotificationsSettings) -> tuple[KafkaBroker, dict[str, Any]]:
     broker = new_broker(settings, client_id="stepwise-notifications")
     if settings.kafka_consumers_enabled:
         broker.include_router(handlers.subscriptions(settings))
-    return broker
+    return broker, declare_publishers(broker, PUBLISHES)
 
 
 def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
     settings = settings or NotificationsSettings()
     templates = Templates(settings.templates_dir, settings.clinic_timezone)
-    broker = create_broker(settings)
+    broker, publishers = create_broker(settings)
 
     async def startup(runtime: Runtime, app: FastAPI) -> Sequence[Coroutine[Any, Any, None]]:
-        store = NotificationStore(runtime.database)
+        store = NotificationStore(runtime.database, wake_relay=runtime.relay.wake if runtime.relay else lambda: None)
         await store.create_indexes()
         dispatcher = Dispatcher(
             store,
@@ -56,7 +58,9 @@ def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
         settings=settings,
         database_name=settings.notifications_db,
         broker=broker,
-        topics=CONSUMES,
+        topics=[*CONSUMES, *(model.event_type for model in PUBLISHES)],
         routers=[api.router],
         startup=startup,
+        publishers=publishers,
+        outbox_collection=NOTIFICATIONS,
     )

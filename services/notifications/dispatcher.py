@@ -70,11 +70,11 @@ class Dispatcher(PollingWorker):
         except DeliveryError as error:
             attempts = notification["attempts"]
             if error.permanent or attempts >= self._max_attempts:
-                await self._store.mark_failed(notification_id, error.reason)
+                await self._store.mark_failed(notification, error.reason, error.permanent)
                 log.warning("notification %s failed for good: %s", notification_id, error.reason)
             else:
                 await self._store.retry_later(notification_id, retry_delay(attempts), error.reason)
                 log.info("notification %s will be retried: %s", notification_id, error.reason)
             return
-        await self._store.mark_sent(notification_id)
+        await self._store.mark_sent(notification)
         log.info("notification %s sent (%s, %s)", notification_id, notification["purpose"], notification["channel"])

@@ -317,6 +317,33 @@ class EpisodeDischarged(EventData):
     reason_code: DischargeReason
 
 
+class NotificationOutcome(EventData):
+    """Base of delivery outcomes: which logical notification, to which kind of recipient, never the content."""
+
+    notification_id: str
+    purpose: str = Field(examples=["welcome", "missed_session_outreach"])
+    recipient_kind: Literal["patient", "family", "designated_support", "care_team", "alumni"]
+    channel: Literal["email", "sms", "webhook"]
+    attempts: int = Field(ge=1)
+
+
+class NotificationSent(NotificationOutcome):
+    """A notification was accepted by its channel (the SMTP server, the SMS provider, the webhook)."""
+
+    event_type: ClassVar[str] = "iop.notification.sent"
+
+    sent_at: AwareDatetime
+
+
+class NotificationFailed(NotificationOutcome):
+    """A notification will not be delivered: a permanent refusal, or retries exhausted."""
+
+    event_type: ClassVar[str] = "iop.notification.failed"
+
+    failed_at: AwareDatetime
+    reason_code: Literal["permanent", "retries_exhausted"]
+
+
 class AttendanceReported(EventData):
     """A command from another clinic system (EHR, scheduling, front desk): a session's attendance.
 
@@ -353,6 +380,8 @@ EVENT_TYPES: dict[str, type[EventData]] = {
         CareLevelChanged,
         EpisodeGraduated,
         EpisodeDischarged,
+        NotificationSent,
+        NotificationFailed,
     )
 }
 """Every event type Stepwise publishes, by type (= topic)."""

@@ -28,6 +28,8 @@ from stepwise_contract import (
     EventData,
     InstrumentResult,
     MalformedEvent,
+    NotificationFailed,
+    NotificationSent,
     Reason,
     SafetyAlertRaised,
     Schedule,
@@ -150,6 +152,12 @@ def make_data(event_type: str, episode_id: str = EPISODE, session_id: str = "s00
         return EpisodeDischarged(
             episode_id=episode_id, discharged_at=T0, level=CareLevel.IOP, reason_code="non_attendance"
         )
+    if event_type in (NotificationSent.event_type, NotificationFailed.event_type):
+        outcome = {"episode_id": episode_id, "notification_id": "n-1", "purpose": "welcome",
+                   "recipient_kind": "patient", "channel": "email", "attempts": 2}  # fmt: skip
+        if event_type == NotificationSent.event_type:
+            return NotificationSent(**outcome, sent_at=T0)
+        return NotificationFailed(**outcome, failed_at=T0, reason_code="retries_exhausted")
     if event_type == SessionMissed.event_type:
         return SessionMissed(
             episode_id=episode_id,
@@ -178,6 +186,8 @@ def test_every_event_type_has_a_sample() -> None:
         "iop.care_level.changed",
         "iop.episode.graduated",
         "iop.episode.discharged",
+        "iop.notification.sent",
+        "iop.notification.failed",
     }
     for event_type, model in EVENT_TYPES.items():
         assert model.event_type == event_type
@@ -508,6 +518,8 @@ def test_no_event_schema_has_a_pii_property(event_type: str) -> None:
         UtilizationBelowMinimum.event_type: {"hours_attended"},
         EpisodeGraduated.event_type: {"by"},
         EpisodeDischarged.event_type: {"reason_code"},
+        NotificationSent.event_type: {"channel", "recipient_kind"},
+        NotificationFailed.event_type: {"reason_code", "attempts"},
     }[event_type]
     assert expected_nested <= names
     assert "episode_id" in names

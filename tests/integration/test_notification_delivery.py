@@ -1,0 +1,118 @@
+"""Delivery outcomes: published atomically with the status, SMTP outages retried and recovered, log filters."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+from aiokafka import AIOKafkaProducer
+
+from stepwise_contract import (
+    EVENT_TYPES,
+    CareLevel,
+    CareLevelAssigned,
+    Reason,
+    Schedule,
+    ScheduledSession,
+    from_kafka,
+    new_event,
+    to_kafka,
+)
+from tools.devstack import ServiceProcess, free_port
+from tools.smtp_sink import SmtpSink
+
+from .conftest import TOKENS, Stack, assess, events_of, eventually, mail_to, new_episode
+
+WELCOME = "Your session schedule"
+
+
+async def outcomes(stack: Stack, topic: str, episode_id: str) -> list[Any]:
+    return [from_kafka(r.headers, r.value, EVENT_TYPES[topic]) for r in await events_of(stack, topic, episode_id)]
+
+
+async def delivery_log(stack: Stack, **params: str) -> list[dict[str, Any]]:
+    async with stack.http("notifications", "clinician") as notifications:
+        response = await notifications.get("/v1/notifications", params=params)
+    assert response.status_code == 200, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+async def test_a_sent_message_publishes_its_outcome_without_content(stack: Stack) -> None:
+    started = datetime.now(UTC) - timedelta(seconds=1)
+    episode = await new_episode(stack)
+    await assess(stack, episode)
+    await mail_to(stack, episode.email, subject=WELCOME)
+
+    [sent] = await eventually(lambda: outcomes(stack, "iop.notification.sent", episode.episode_id), "the outcome")
+    [entry] = await delivery_log(stack, episode_id=episode.episode_id)
+    assert (sent.data.notification_id, sent.data.purpose) == (entry["notification_id"], "welcome")
+    assert (sent.data.recipient_kind, sent.data.channel, sent.data.attempts) == ("patient", "email", 1)
+    [record] = await events_of(stack, "iop.notification.sent", episode.episode_id)
+    assert episode.email.encode() not in record.value and b"session" not in record.value.lower()
+
+    since = started.isoformat()
+    assert [e["notification_id"] for e in await delivery_log(stack, episode_id=episode.episode_id, since=since,
+            recipient_kind="patient", status="sent")] == [entry["notification_id"]]  # fmt: skip
+    assert await delivery_log(stack, episode_id=episode.episode_id, status="failed") == []
+    assert await delivery_log(stack, episode_id=episode.episode_id, until=since) == []
+
+
+async def test_a_permanent_failure_is_recorded_and_published(stack: Stack, kafka_producer: AIOKafkaProducer) -> None:
+    unknown = "episode-intake-never-saw"
+    start = datetime.now(UTC) + timedelta(days=1)
+    schedule = Schedule(
+        timezone="America/New_York",
+        track="morning",
+        days_per_week=3,
+        hours_per_session=3,
+        weeks=8,
+        sessions=[ScheduledSession(session_id="s001", starts_at=start, ends_at=start + timedelta(hours=3))],
+    )
+    assigned = CareLevelAssigned(episode_id=unknown, level=CareLevel.IOP, status="active", assigned_at=start,
+                                 assessment_id="a-x", schedule=schedule, rationale=[Reason(code="x", text="x")],
+                                 policy_version="p")  # fmt: skip
+    record = to_kafka(new_event(assigned, source="/stepwise/care-plan"))
+    await kafka_producer.send_and_wait(record.topic, record.value, key=record.key, headers=record.headers)
+
+    [failed] = await eventually(lambda: outcomes(stack, "iop.notification.failed", unknown), "the failure")
+    assert (failed.data.reason_code, failed.data.purpose, failed.data.attempts) == ("permanent", "welcome", 1)
+    [entry] = await delivery_log(stack, episode_id=unknown)
+    assert (entry["status"], entry["last_error"]) == ("failed", "episode unknown to intake")
+
+
+async def test_an_smtp_outage_is_retried_until_the_server_is_back(stack: Stack, tmp_path: Path) -> None:
+    mail_port = free_port()  # nothing listens here yet: the outage
+    regular = stack.services["notifications"]
+    regular.kill()
+    # Same static group membership as the regular instance: it takes over its partitions, and back.
+    stand_in = ServiceProcess(
+        "notifications", free_port(), regular.env | {"SMTP_PORT": str(mail_port)}, tmp_path / "notifications.log"
+    ).start()
+    try:
+        episode = await new_episode(stack)
+        await assess(stack, episode)
+
+        async def retrying() -> list[dict[str, Any]] | None:
+            headers = {"Authorization": f"Bearer {TOKENS['clinician']}"}
+            async with httpx.AsyncClient(base_url=stand_in.url, headers=headers) as client:
+                log = (await client.get("/v1/notifications", params={"episode_id": episode.episode_id})).json()
+            return log if log and log[0]["attempts"] >= 2 else None
+
+        [entry] = await eventually(retrying, "a second attempt during the outage")
+        assert entry["status"] == "pending" and entry["last_error"].startswith("SMTP unavailable")
+        with SmtpSink(mail_port) as recovered:
+            await eventually(lambda: _mail(recovered, episode.email), "the mail once the server is back", within=60)
+            [sent] = await eventually(
+                lambda: outcomes(stack, "iop.notification.sent", episode.episode_id), "the sent outcome"
+            )
+        assert sent.data.attempts >= 2
+        assert len(recovered.mailbox.to(episode.email)) == 1
+    finally:
+        stand_in.kill()
+        regular.start()
+
+
+async def _mail(sink: SmtpSink, address: str) -> bool:
+    return bool(sink.mailbox.to(address))
