@@ -13,13 +13,13 @@ from services.common.service import Runtime, create_service_app
 from stepwise_contract import NotificationFailed, NotificationSent
 
 from . import api, handlers
-from .channels import EmailSender, IntakeContacts
-from .dispatcher import Dispatcher
+from .channels import EmailSender, IntakeContacts, WebhookSender
+from .dispatcher import CareTeam, Dispatcher
 from .rendering import Templates
 from .settings import NotificationsSettings
 from .store import NOTIFICATIONS, NotificationStore
 
-CONSUMES = ("iop.care_level.assigned", "iop.session.missed")
+CONSUMES = ("iop.care_level.assigned", "iop.session.missed", "iop.safety.alert_raised")
 PUBLISHES = (NotificationSent, NotificationFailed)
 
 
@@ -43,6 +43,8 @@ def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
             IntakeContacts(settings),
             EmailSender(settings),
             templates,
+            CareTeam(email=settings.care_team_email, webhook_url=settings.care_team_webhook_url),
+            WebhookSender(settings.webhook_secret),
             poll_seconds=settings.dispatch_poll_seconds,
             lease_seconds=settings.dispatch_lease_seconds,
             max_attempts=settings.dispatch_max_attempts,

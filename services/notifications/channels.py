@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import time
 from email.message import EmailMessage
 
 import aiosmtplib
 import httpx
+
+from stepwise_contract.webhooks import signed_headers
 
 from .rendering import RenderedMessage
 from .settings import NotificationsSettings
@@ -79,3 +83,26 @@ class EmailSender:
             raise DeliveryError(f"SMTP {error.code}", permanent=error.code >= 500) from None
         except (aiosmtplib.SMTPException, OSError) as error:
             raise DeliveryError(f"SMTP unavailable: {type(error).__name__}", permanent=False) from None
+
+
+class WebhookSender:
+    """POSTs a JSON body signed per stepwise_contract.webhooks (HMAC-SHA256 over timestamp and body)."""
+
+    def __init__(self, secret: str, timeout: float = 10.0) -> None:
+        self._secret = secret
+        self._client = httpx.AsyncClient(timeout=timeout)
+
+    async def send(self, notification_id: str, url: str, payload: dict[str, object]) -> None:
+        body = json.dumps(payload, sort_keys=True).encode()
+        headers = signed_headers(self._secret, int(time.time()), body, notification_id)
+        try:
+            response = await self._client.post(url, content=body, headers=headers)
+        except httpx.HTTPError as error:
+            raise DeliveryError(f"webhook unreachable: {type(error).__name__}", permanent=False) from None
+        code = response.status_code
+        if code >= 400:
+            # 408 and 429 and any 5xx are worth another try; other 4xx will not change by retrying.
+            raise DeliveryError(f"webhook answered {code}", permanent=code < 500 and code not in (408, 429))
+
+    async def close(self) -> None:
+        await self._client.aclose()

@@ -10,16 +10,26 @@ from __future__ import annotations
 
 import logging
 import random
+from dataclasses import dataclass
 from datetime import timedelta
 
 from services.common.mongo import Document
 from services.common.worker import PollingWorker
 
-from .channels import DeliveryError, EmailSender, IntakeContacts
+from .channels import DeliveryError, EmailSender, IntakeContacts, WebhookSender
+from .domain.messages import Channel
 from .rendering import Templates
 from .store import NotificationStore
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CareTeam:
+    """Where the clinic's care team is reached (settings): a mailbox and an on-call webhook."""
+
+    email: str | None
+    webhook_url: str | None
 
 
 def retry_delay(attempt: int) -> timedelta:
@@ -34,6 +44,8 @@ class Dispatcher(PollingWorker):
         contacts: IntakeContacts,
         sender: EmailSender,
         templates: Templates,
+        care_team: CareTeam,
+        webhooks: WebhookSender,
         *,
         poll_seconds: float,
         lease_seconds: float,
@@ -44,15 +56,27 @@ class Dispatcher(PollingWorker):
         self._contacts = contacts
         self._sender = sender
         self._templates = templates
+        self._care_team = care_team
+        self._webhooks = webhooks
         self.poll_seconds = poll_seconds
         self._lease = timedelta(seconds=lease_seconds)
         self._max_attempts = max_attempts
+
+    @property
+    def care_team_channels(self) -> tuple[Channel, ...]:
+        """The channels the clinic configured for reaching its care team."""
+        configured: tuple[tuple[Channel, str | None], ...] = (
+            ("email", self._care_team.email),
+            ("webhook", self._care_team.webhook_url),
+        )
+        return tuple(channel for channel, target in configured if target)
 
     async def run(self) -> None:
         try:
             await super().run()
         finally:
             await self._contacts.close()
+            await self._webhooks.close()
 
     async def work_once(self) -> int:
         handled = 0
@@ -64,9 +88,7 @@ class Dispatcher(PollingWorker):
     async def _deliver(self, notification: Document) -> None:
         notification_id = notification["_id"]
         try:
-            address = await self._contacts.email_for_episode(notification["episode_id"])
-            message = self._templates.render(notification["purpose"], notification["channel"], notification["context"])
-            await self._sender.send(notification_id, address, message)
+            await self._send(notification)
         except DeliveryError as error:
             attempts = notification["attempts"]
             if error.permanent or attempts >= self._max_attempts:
@@ -78,3 +100,23 @@ class Dispatcher(PollingWorker):
             return
         await self._store.mark_sent(notification)
         log.info("notification %s sent (%s, %s)", notification_id, notification["purpose"], notification["channel"])
+
+    async def _send(self, notification: Document) -> None:
+        """Reach the recipient on the notification's channel; raises DeliveryError."""
+        notification_id, episode_id = notification["_id"], notification["episode_id"]
+        if notification["channel"] == "webhook":
+            if not self._care_team.webhook_url:
+                raise DeliveryError("no care-team webhook configured", permanent=True)
+            payload = {"notification_id": notification_id, "purpose": notification["purpose"],
+                       "episode_id": episode_id, **notification["context"]}  # fmt: skip
+            await self._webhooks.send(notification_id, self._care_team.webhook_url, payload)
+            return
+        if notification["recipient_kind"] == "patient":
+            address = await self._contacts.email_for_episode(episode_id)
+        elif self._care_team.email:
+            address = self._care_team.email
+        else:
+            raise DeliveryError("no care-team email configured", permanent=True)
+        context = {**notification["context"], "episode_id": episode_id}
+        message = self._templates.render(notification["purpose"], notification["channel"], context)
+        await self._sender.send(notification_id, address, message)

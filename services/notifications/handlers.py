@@ -9,7 +9,7 @@ from faststream.kafka import KafkaRouter
 from faststream.kafka.annotations import KafkaMessage
 
 from services.common.consumer import read_event, subscriber_options
-from stepwise_contract import CareLevelAssigned, CloudEvent, SessionMissed
+from stepwise_contract import CareLevelAssigned, CloudEvent, SafetyAlertRaised, SessionMissed
 
 from .dispatcher import Dispatcher
 from .domain.messages import plan_notifications
@@ -22,7 +22,8 @@ DispatcherDep = Annotated[Dispatcher, Context("dispatcher")]
 
 async def _store_notifications(event: CloudEvent[Any], store: NotificationStore, dispatcher: Dispatcher) -> None:
     cause = {"event_id": event.id, "event_source": event.source, "event_type": event.type}
-    added = [await store.add(planned, cause) for planned in plan_notifications(event)]
+    planned = plan_notifications(event, dispatcher.care_team_channels)
+    added = [await store.add(notification, cause) for notification in planned]
     if any(added):
         dispatcher.wake()
 
@@ -32,6 +33,7 @@ def subscriptions(settings: NotificationsSettings) -> KafkaRouter:
     for model, handler, description in (
         (CareLevelAssigned, on_care_level_assigned, "A started care plan sends the patient a welcome."),
         (SessionMissed, on_session_missed, "A missed session sends the patient an outreach message."),
+        (SafetyAlertRaised, on_safety_alert_raised, "A safety alert reaches the care team at once, day or night."),
     ):
         router.subscriber(
             model.event_type,
@@ -50,5 +52,11 @@ async def on_care_level_assigned(
 
 async def on_session_missed(
     data: SessionMissed, message: KafkaMessage, store: StoreDep, dispatcher: DispatcherDep
+) -> None:
+    await _store_notifications(read_event(message, data), store, dispatcher)
+
+
+async def on_safety_alert_raised(
+    data: SafetyAlertRaised, message: KafkaMessage, store: StoreDep, dispatcher: DispatcherDep
 ) -> None:
     await _store_notifications(read_event(message, data), store, dispatcher)

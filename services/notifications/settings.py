@@ -17,6 +17,11 @@ class NotificationsSettings(ServiceSettings):
         default="http://localhost:8001", description="Where contact data is looked up at send time."
     )
     intake_token: str = Field(default="", description="Bearer token with the 'notifications' role at intake.")
+    care_team_email: str | None = Field(default=None, description="Care team mailbox: safety alerts, day or night.")
+    care_team_webhook_url: str | None = Field(
+        default=None, description="On-call system to call for safety alerts (signed webhook)."
+    )
+    webhook_secret: str = Field(default="", description="Shared secret for webhook signatures (HMAC-SHA256).")
     dispatch_poll_seconds: float = Field(default=1.0, gt=0)
     dispatch_lease_seconds: float = Field(default=30.0, gt=0)
     dispatch_max_attempts: int = Field(default=8, ge=1)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -44,6 +46,39 @@ async def eventually(check: Callable[[], Awaitable[T | None]], what: str, within
         await asyncio.sleep(0.05)
 
 
+CARE_TEAM_EMAIL = "care-team@clinic.test"
+WEBHOOK_SECRET = "test-webhook-secret"
+
+
+class WebhookReceiver:
+    """A real HTTP server on loopback that keeps every request it receives (headers and raw body)."""
+
+    def __init__(self) -> None:
+        received: list[tuple[dict[str, str], bytes]] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                received.append((dict(self.headers.items()), body))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *_: object) -> None:
+                pass
+
+        self.received = received
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/on-call"
+
+    def __enter__(self) -> WebhookReceiver:
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
 @dataclass
 class Stack:
     backends: Backends
@@ -51,6 +86,7 @@ class Stack:
     mailbox: Mailbox
     databases: dict[str, str]
     env: dict[str, str]
+    webhooks: WebhookReceiver
 
     def http(self, service: str, role: str | None = "clinician") -> httpx.AsyncClient:
         headers = {"Authorization": f"Bearer {TOKENS[role]}"} if role else {}
@@ -71,7 +107,7 @@ def stack(running_backends: Backends, tmp_path_factory: pytest.TempPathFactory) 
     logs = tmp_path_factory.mktemp("service-logs")
     run = uuid.uuid4().hex[:8]
     databases = {name: f"stepwise_{name}_test_{run}" for name in ("intake", "care_plan", "notifications")}
-    with SmtpSink(free_port()) as sink:
+    with SmtpSink(free_port()) as sink, WebhookReceiver() as webhooks:
         ports = {name: free_port() for name in databases}
         env = {
             "KAFKA_BOOTSTRAP_SERVERS": running_backends.kafka_bootstrap_servers,
@@ -87,6 +123,9 @@ def stack(running_backends: Backends, tmp_path_factory: pytest.TempPathFactory) 
             "OUTBOX_POLL_SECONDS": "0.2",
             "OUTBOX_LEASE_SECONDS": "2",
             "DISPATCH_POLL_SECONDS": "0.2",
+            "CARE_TEAM_EMAIL": CARE_TEAM_EMAIL,
+            "CARE_TEAM_WEBHOOK_URL": webhooks.url,
+            "WEBHOOK_SECRET": WEBHOOK_SECRET,
         }
         services = {
             name: ServiceProcess(
@@ -97,7 +136,7 @@ def stack(running_backends: Backends, tmp_path_factory: pytest.TempPathFactory) 
         try:
             for service in services.values():
                 service.start()
-            yield Stack(running_backends, services, sink.mailbox, databases, env)
+            yield Stack(running_backends, services, sink.mailbox, databases, env, webhooks)
         finally:
             for service in services.values():
                 service.stop()

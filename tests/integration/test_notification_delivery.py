@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,10 +22,22 @@ from stepwise_contract import (
     new_event,
     to_kafka,
 )
+from stepwise_contract.webhooks import verify
 from tools.devstack import ServiceProcess, free_port
 from tools.smtp_sink import SmtpSink
 
-from .conftest import TOKENS, Stack, assess, events_of, eventually, mail_to, new_episode
+from .conftest import (
+    CARE_TEAM_EMAIL,
+    IOP_DIMENSIONS,
+    TOKENS,
+    WEBHOOK_SECRET,
+    Stack,
+    assess,
+    events_of,
+    eventually,
+    mail_to,
+    new_episode,
+)
 
 WELCOME = "Your session schedule"
 
@@ -116,3 +130,43 @@ async def test_an_smtp_outage_is_retried_until_the_server_is_back(stack: Stack, 
 
 async def _mail(sink: SmtpSink, address: str) -> bool:
     return bool(sink.mailbox.to(address))
+
+
+async def test_a_safety_alert_reaches_the_care_team_by_email_and_signed_webhook(stack: Stack) -> None:
+    episode = await new_episode(stack)
+    async with stack.http("intake", "clinician") as intake:
+        response = await intake.post(
+            f"/v1/episodes/{episode.episode_id}/assessments",
+            json={"dimensions": IOP_DIMENSIONS, "instruments": {"phq9": [1] * 9}},
+        )
+    assert response.json()["safety_alert"]["level"] == "same_day"
+
+    async def care_team_mail() -> list[Any] | None:
+        found = [m for m in stack.mailbox.to(CARE_TEAM_EMAIL) if episode.episode_id in str(m["Subject"])]
+        return found or None
+
+    [mail] = await eventually(care_team_mail, "the care team's email")
+    assert str(mail["Subject"]).strip() == f"Safety alert (same-day) for episode {episode.episode_id}"
+    text = mail.get_content()
+    assert "phq9_item9_positive" in text and "clinician review today" in text
+    assert all(value not in text for value in episode.pii.values())  # ids only: no name, contact or birth date
+
+    async def signed_call() -> tuple[dict[str, str], bytes] | None:
+        return next(((h, b) for h, b in stack.webhooks.received if episode.episode_id.encode() in b), None)
+
+    headers, body = await eventually(signed_call, "the on-call webhook")
+    assert verify(WEBHOOK_SECRET, headers, body, now=time.time())
+    assert not verify("another-secret", headers, body, now=time.time())
+    payload = json.loads(body)
+    assert (payload["purpose"], payload["level"], payload["reasons"]) == ("safety_alert", "same_day",
+                                                                         ["phq9_item9_positive"])  # fmt: skip
+    log = await delivery_log(stack, episode_id=episode.episode_id, recipient_kind="care_team")
+    assert sorted(entry["channel"] for entry in log) == ["email", "webhook"]
+
+    async def care_team_outcomes() -> list[Any] | None:
+        sent = await outcomes(stack, "iop.notification.sent", episode.episode_id)
+        found = [e for e in sent if e.data.recipient_kind == "care_team"]
+        return found if len(found) >= 2 else None
+
+    sent = await eventually(care_team_outcomes, "both care-team outcomes")
+    assert {e.data.notification_id for e in sent} == {entry["notification_id"] for entry in log}
