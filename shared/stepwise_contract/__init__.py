@@ -47,11 +47,14 @@ from .events import (
     Substance,
     UtilizationBelowMinimum,
 )
+from .vocabulary import INSTRUMENTS, LEVEL_ORDER, InstrumentVocabulary
 
 __all__ = [
     "COMMAND_TYPES",
     "CONTENT_TYPE",
     "EVENT_TYPES",
+    "INSTRUMENTS",
+    "LEVEL_ORDER",
     "SPEC_VERSION",
     "AssessmentCompleted",
     "AttendanceReported",
@@ -69,6 +72,7 @@ __all__ = [
     "EventData",
     "InstrumentChange",
     "InstrumentResult",
+    "InstrumentVocabulary",
     "KafkaRecord",
     "MalformedEvent",
     "NotificationFailed",

@@ -526,3 +526,29 @@ def test_bam_subscales_in_range(items: dict[str, int]) -> None:
     assert 0 <= result.subscales["protective"] <= 24
     assert result.subscales["use"] == items["item4"] + items["item5"] + items["item6"]
     assert sum(result.subscales.values()) == sum(items.values()) - items["item17"]
+
+
+def test_scoring_tables_agree_with_the_contract_vocabulary() -> None:
+    """Intake's scoring produces exactly the bands and flags the contract publishes, in order of severity."""
+    from services.intake.domain.instruments import (
+        AUDIT_BANDS,
+        BAM_BAND,
+        CSSRS_FLAGS,
+        CSSRS_RISK_LEVELS,
+        DAST10_BANDS,
+        GAD7_BANDS,
+        PHQ9_BANDS,
+    )
+    from stepwise_contract import INSTRUMENTS
+
+    def names(bands: object) -> tuple[str, ...]:
+        return tuple(name for _, name in bands)  # type: ignore[attr-defined]
+
+    assert INSTRUMENTS["phq9"].bands == names(PHQ9_BANDS)
+    assert INSTRUMENTS["gad7"].bands == names(GAD7_BANDS)
+    assert INSTRUMENTS["audit"].bands == names(AUDIT_BANDS)
+    assert INSTRUMENTS["dast10"].bands == names(DAST10_BANDS)
+    assert INSTRUMENTS["cssrs"].bands == CSSRS_RISK_LEVELS
+    assert set(INSTRUMENTS["cssrs"].flags) == {flag for flags in CSSRS_FLAGS.values() for flag in flags}
+    assert INSTRUMENTS["bam"].bands == (BAM_BAND,)
+    assert {score_phq9([3] * 9).band, score_phq9([0] * 9).band} <= set(INSTRUMENTS["phq9"].bands)

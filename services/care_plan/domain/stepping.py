@@ -15,14 +15,21 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from stepwise_contract import CareLevel, InstrumentChange, InstrumentResult, Reason
+from stepwise_contract import (
+    INSTRUMENTS,
+    LEVEL_ORDER,
+    CareLevel,
+    InstrumentChange,
+    InstrumentResult,
+    InstrumentVocabulary,
+    Reason,
+)
 
 from .model import CareInput, CarePlan
 
 __all__ = [
     "INSTRUMENT_CATALOG",
     "LEVEL_ORDER",
-    "InstrumentSpec",
     "PositiveScreenRule",
     "Rungs",
     "StepDecision",
@@ -40,35 +47,13 @@ SafetyAlertLevel = Literal["immediate", "same_day"]
 Direction = Literal["up", "down"]
 
 
-@dataclass(frozen=True)
-class InstrumentSpec:
-    label: str
-    bands: tuple[str, ...]
-    """Severity bands, least to most severe, as intake scores them."""
-    max_total: int | None
-    """Highest total; None for an instrument without a total (C-SSRS)."""
-
-
-INSTRUMENT_CATALOG: Mapping[str, InstrumentSpec] = {
-    "phq9": InstrumentSpec("PHQ-9", ("minimal", "mild", "moderate", "moderately_severe", "severe"), 27),
-    "gad7": InstrumentSpec("GAD-7", ("minimal", "mild", "moderate", "severe"), 21),
-    "audit": InstrumentSpec("AUDIT", ("low", "hazardous", "harmful", "possible_dependence"), 40),
-    "dast10": InstrumentSpec("DAST-10", ("none", "low", "moderate", "substantial", "severe"), 10),
-    "cssrs": InstrumentSpec("C-SSRS", ("low", "moderate", "high"), None),
+INSTRUMENT_CATALOG: Mapping[str, InstrumentVocabulary] = {
+    name: INSTRUMENTS[name] for name in ("phq9", "gad7", "audit", "dast10", "cssrs")
 }
-"""Instruments the stepping rules may name, with their bands in order of severity."""
-
-LEVEL_ORDER: tuple[CareLevel, ...] = (
-    CareLevel.OP,
-    CareLevel.IOP,
-    CareLevel.PHP,
-    CareLevel.RESIDENTIAL,
-    CareLevel.INPATIENT,
-)
-"""Levels from least to most intensive."""
+"""Instruments the stepping rules may name (from the contract's vocabulary)."""
 
 
-def _known_instrument(instrument: str) -> InstrumentSpec:
+def _known_instrument(instrument: str) -> InstrumentVocabulary:
     spec = INSTRUMENT_CATALOG.get(instrument)
     if spec is None:
         raise ValueError(f"unknown instrument {instrument!r} (known: {', '.join(INSTRUMENT_CATALOG)})")

@@ -10,7 +10,6 @@ in lists (PHQ-9 item 9 is ``items[8]``).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -26,6 +25,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError, PydanticKnownError
 
+from stepwise_contract import INSTRUMENTS as CONTRACT_INSTRUMENTS
 from stepwise_contract import InstrumentResult
 
 Bands = Sequence[tuple[int, str]]
@@ -60,30 +60,8 @@ BAM_BAND = "reported"
 """The BAM has no published single band."""
 
 
-@dataclass(frozen=True)
-class InstrumentSpec:
-    """What a scored instrument can report: its bands, its flags, and its highest total (None: no total)."""
-
-    bands: tuple[str, ...]
-    flags: tuple[str, ...]
-    max_total: int | None
-
-
-def _names(bands: Bands) -> tuple[str, ...]:
-    return tuple(name for _, name in bands)
-
-
-INSTRUMENTS: Mapping[str, InstrumentSpec] = {
-    "phq9": InstrumentSpec(_names(PHQ9_BANDS), ("same_day_review",), 27),
-    "gad7": InstrumentSpec(_names(GAD7_BANDS), ("further_assessment",), 21),
-    "audit": InstrumentSpec(_names(AUDIT_BANDS), ("specialist_referral",), 40),
-    "audit_c": InstrumentSpec(("positive", "negative"), ("cutoff_sex_unspecified",), 12),
-    "dast10": InstrumentSpec(_names(DAST10_BANDS), ("intensive_assessment",), 10),
-    "cssrs": InstrumentSpec(CSSRS_RISK_LEVELS, tuple(flag for flags in CSSRS_FLAGS.values() for flag in flags), None),
-    "bam": InstrumentSpec((BAM_BAND,), ("use_reported",), None),
-}
-"""Every instrument intake scores, with the bands and flags its scoring below produces (rules are checked
-against this, so a misspelt band in a policy file fails at load instead of never matching)."""
+INSTRUMENTS = CONTRACT_INSTRUMENTS
+"""What each instrument reports, from the contract; a unit test checks the scoring tables above agree."""
 
 
 def _zero_two_or_four(value: int) -> int:

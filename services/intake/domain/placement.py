@@ -28,20 +28,12 @@ from pydantic import (
 )
 
 from services.common.policy_file import load_policy_file
-from stepwise_contract import CareLevel, DimensionRatings, InstrumentResult, Reason
+from stepwise_contract import LEVEL_ORDER, CareLevel, DimensionRatings, InstrumentResult, Reason
 
 from .instruments import INSTRUMENTS
 
 DEFAULT_PLACEMENT_POLICY = Path(__file__).resolve().parent.parent / "policy" / "placement.yaml"
 
-LEVEL_ORDER: Final[tuple[CareLevel, ...]] = (
-    CareLevel.OP,
-    CareLevel.IOP,
-    CareLevel.PHP,
-    CareLevel.RESIDENTIAL,
-    CareLevel.INPATIENT,
-)
-"""Levels from least to most intensive."""
 _RANK: Final[dict[CareLevel, int]] = {level: rank for rank, level in enumerate(LEVEL_ORDER)}
 REFER_OUT_LEVELS: Final[frozenset[CareLevel]] = frozenset({CareLevel.RESIDENTIAL, CareLevel.INPATIENT})
 """Levels an outpatient program does not deliver itself: the patient is referred out."""
