@@ -19,7 +19,14 @@ from .rendering import Templates
 from .settings import NotificationsSettings
 from .store import NOTIFICATIONS, NotificationStore
 
-CONSUMES = ("iop.care_level.assigned", "iop.session.missed", "iop.safety.alert_raised")
+CONSUMES = (
+    "iop.care_level.assigned",
+    "iop.session.missed",
+    "iop.safety.alert_raised",
+    "iop.care_level.step_up_recommended",
+    "iop.care_level.step_down_recommended",
+    "iop.attendance.rule_triggered",
+)
 PUBLISHES = (NotificationSent, NotificationFailed)
 
 

@@ -9,7 +9,15 @@ from faststream.kafka import KafkaRouter
 from faststream.kafka.annotations import KafkaMessage
 
 from services.common.consumer import read_event, subscriber_options
-from stepwise_contract import CareLevelAssigned, CloudEvent, SafetyAlertRaised, SessionMissed
+from stepwise_contract import (
+    AttendanceRuleTriggered,
+    CareLevelAssigned,
+    CloudEvent,
+    SafetyAlertRaised,
+    SessionMissed,
+    StepDownRecommended,
+    StepUpRecommended,
+)
 
 from .dispatcher import Dispatcher
 from .domain.messages import plan_notifications
@@ -34,6 +42,9 @@ def subscriptions(settings: NotificationsSettings) -> KafkaRouter:
         (CareLevelAssigned, on_care_level_assigned, "A started care plan sends the patient a welcome."),
         (SessionMissed, on_session_missed, "A missed session sends the patient an outreach message."),
         (SafetyAlertRaised, on_safety_alert_raised, "A safety alert reaches the care team at once, day or night."),
+        (StepUpRecommended, on_step_up_recommended, "The care team hears of a step-up recommendation."),
+        (StepDownRecommended, on_step_down_recommended, "The care team hears of a step-down recommendation."),
+        (AttendanceRuleTriggered, on_attendance_rule_triggered, "The care team hears of a missed-session rule."),
     ):
         router.subscriber(
             model.event_type,
@@ -58,5 +69,23 @@ async def on_session_missed(
 
 async def on_safety_alert_raised(
     data: SafetyAlertRaised, message: KafkaMessage, store: StoreDep, dispatcher: DispatcherDep
+) -> None:
+    await _store_notifications(read_event(message, data), store, dispatcher)
+
+
+async def on_step_up_recommended(
+    data: StepUpRecommended, message: KafkaMessage, store: StoreDep, dispatcher: DispatcherDep
+) -> None:
+    await _store_notifications(read_event(message, data), store, dispatcher)
+
+
+async def on_step_down_recommended(
+    data: StepDownRecommended, message: KafkaMessage, store: StoreDep, dispatcher: DispatcherDep
+) -> None:
+    await _store_notifications(read_event(message, data), store, dispatcher)
+
+
+async def on_attendance_rule_triggered(
+    data: AttendanceRuleTriggered, message: KafkaMessage, store: StoreDep, dispatcher: DispatcherDep
 ) -> None:
     await _store_notifications(read_event(message, data), store, dispatcher)

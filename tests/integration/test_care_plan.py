@@ -20,6 +20,7 @@ from stepwise_contract import EVENT_TYPES, from_kafka
 from tools.devstack import ROOT, ServiceProcess, free_port
 
 from .conftest import (
+    CARE_TEAM_EMAIL,
     IOP_DIMENSIONS,
     Episode,
     Stack,
@@ -85,12 +86,26 @@ async def test_no_shows_are_detected_once_across_two_instances_and_a_restart(sta
     fired = [("missed_2_in_a_row", "outreach"), ("missed_2_of_last_6", "attendance_contract")]
     assert sorted({(e.data.rule_code, e.data.action) for e in rules}) == fired
     assert len({e.id for e in await events(stack, "iop.attendance.rule_triggered", episode)}) == 2
+    escalations = await eventually(lambda: _care_team_mail(stack, episode, "Attendance", 2), "two escalations")
+    assert {str(m["Subject"]).split(" for ")[0].strip() for m in escalations} == {
+        "Attendance: outreach",
+        "Attendance: attendance contract",
+    }
     current = await care_plan_of(stack, episode)
     assert current is not None
     assert {sid: a["detected"] for sid, a in current["attendance"].items()} == {
         "s001": "no_record",
         "s002": "no_record",
     }
+
+
+async def _care_team_mail(stack: Stack, episode: Episode, kind: str, n: int) -> list[Any] | None:
+    found = [
+        m
+        for m in stack.mailbox.to(CARE_TEAM_EMAIL)
+        if str(m["Subject"]).strip().startswith(kind) and episode.episode_id in str(m["Subject"])
+    ]
+    return found if len(found) >= n else None
 
 
 async def _at_least(found: Any, n: int) -> list[Any] | None:
@@ -138,6 +153,11 @@ async def test_a_safety_alert_recommends_a_step_up_and_the_clinician_accepts_it(
     assert current is not None and current["level"] == "PHP"
     assert [p["level"] for p in current["level_history"]] == ["IOP", "PHP"]
     assert b"team meeting" not in (await events_of(stack, "iop.care_level.changed", episode.episode_id))[0].value
+
+    [mail] = await eventually(lambda: _care_team_mail(stack, episode, "Step-up", 1), "the care team's email")
+    assert str(mail["Subject"]).strip() == f"Step-up recommended (IOP to PHP) for episode {episode.episode_id}"
+    assert recommended.data.recommendation_id in mail.get_content()
+    assert all(value not in mail.get_content() for value in episode.pii.values())
 
 
 async def test_a_custom_schedule_below_the_minimum_hours_is_rejected(stack: Stack) -> None:

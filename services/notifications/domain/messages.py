@@ -11,7 +11,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from stepwise_contract import CareLevelAssigned, CloudEvent, EventData, SafetyAlertRaised, SessionMissed
+from stepwise_contract import (
+    AttendanceRuleTriggered,
+    CareLevelAssigned,
+    CloudEvent,
+    EventData,
+    SafetyAlertRaised,
+    SessionMissed,
+    StepDownRecommended,
+    StepUpRecommended,
+)
 
 NAMESPACE = uuid.UUID("6f1c2b0e-5d1a-4c8e-9a57-2f3d0c9e4b11")
 
@@ -41,6 +50,10 @@ def plan_notifications(
     event: CloudEvent[EventData], care_team_channels: Sequence[Channel] = ()
 ) -> list[PlannedNotification]:
     """The notifications an event causes; ``care_team_channels`` are those the clinic configured."""
+    return [*_for_care_team(event, care_team_channels), *_for_patient(event)]
+
+
+def _for_care_team(event: CloudEvent[EventData], channels: Sequence[Channel]) -> list[PlannedNotification]:
     data = event.data
     if isinstance(data, SafetyAlertRaised):
         alert: dict[str, Any] = {
@@ -59,8 +72,33 @@ def plan_notifications(
                 context=alert,
                 urgent=True,
             )
-            for channel in care_team_channels
+            for channel in channels
         ]
+    if "email" not in channels:
+        return []
+    if isinstance(data, StepUpRecommended | StepDownRecommended):
+        step: dict[str, Any] = {
+            "direction": "up" if isinstance(data, StepUpRecommended) else "down",
+            "from_level": data.from_level.value,
+            "to_level": data.to_level.value,
+            "reasons": [reason.text for reason in data.rationale],
+            "recommendation_id": data.recommendation_id,
+            "policy_version": data.policy_version,
+        }
+        return [_care_team_email(event, "step_recommendation", step)]
+    if isinstance(data, AttendanceRuleTriggered):
+        escalation: dict[str, Any] = {
+            "action": data.action,
+            "rule_code": data.rule_code,
+            "session_id": data.session_id,
+            "reasons": [reason.text for reason in data.rationale],
+        }
+        return [_care_team_email(event, "attendance_escalation", escalation)]
+    return []
+
+
+def _for_patient(event: CloudEvent[EventData]) -> list[PlannedNotification]:
+    data = event.data
     if isinstance(data, CareLevelAssigned):
         if data.status != "active" or data.schedule is None:
             return []  # referral out is the care team's conversation, not an automatic message
@@ -69,9 +107,23 @@ def plan_notifications(
         ]
         return [_patient_email(event, "welcome", {"timezone": data.schedule.timezone, "sessions": sessions})]
     if isinstance(data, SessionMissed):
-        context = {"starts_at": data.starts_at.isoformat(), "consecutive_misses": data.consecutive_misses}
-        return [_patient_email(event, "missed_session_outreach", context)]
+        missed: dict[str, Any] = {
+            "starts_at": data.starts_at.isoformat(),
+            "consecutive_misses": data.consecutive_misses,
+        }
+        return [_patient_email(event, "missed_session_outreach", missed)]
     return []
+
+
+def _care_team_email(event: CloudEvent[Any], purpose: str, context: dict[str, Any]) -> PlannedNotification:
+    return PlannedNotification(
+        notification_id=notification_id(event, purpose, "care_team", "email"),
+        episode_id=event.subject,
+        purpose=purpose,
+        recipient_kind="care_team",
+        channel="email",
+        context=context,
+    )
 
 
 def _patient_email(event: CloudEvent[Any], purpose: str, context: dict[str, Any]) -> PlannedNotification:
