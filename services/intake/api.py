@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
@@ -36,6 +36,7 @@ from .schemas import (
     AuditEntry,
     ConsentIn,
     ConsentOut,
+    ConsentScope,
     ContactOut,
     DrugScreenIn,
     DrugScreenOut,
@@ -46,6 +47,7 @@ from .schemas import (
     PatientIn,
     PatientOut,
     PatientUpdate,
+    RecipientContact,
     SafetyAlertOut,
     TrendPoint,
 )
@@ -348,6 +350,61 @@ async def episode_contact(episode_id: str, store: Store, by: NotificationsServic
     if contact is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "episode not found")
     return ContactOut(**contact)
+
+
+@router.get(
+    "/episodes/{episode_id}/recipients",
+    summary="Supports who may be told about ``scope`` under a current consent (notifications only, audited)",
+)
+async def consented_recipients(
+    episode_id: str, scope: ConsentScope, store: Store, by: NotificationsService
+) -> list[RecipientContact]:
+    episode = await store.episode(episode_id)
+    if episode is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "episode not found")
+    today = utc_now().date()
+    current = [
+        consent
+        for consent in (ConsentOut.model_validate(c) for c in episode["consents"])
+        if _in_force(consent, today) and scope in consent.scopes and consent.recipient is not None
+    ]
+    if current:
+        await store.audit(by, "read_recipients", episode["patient_id"], episode_id=episode_id)
+    return [_contact(consent) for consent in current]
+
+
+@router.get(
+    "/episodes/{episode_id}/consents/{consent_id}/contact",
+    summary="A support's contact if the consent is still in force (notifications only, audited); 410 otherwise",
+)
+async def consented_contact(
+    episode_id: str, consent_id: str, store: Store, by: NotificationsService
+) -> RecipientContact:
+    episode = await store.episode(episode_id)
+    consent = next(
+        (ConsentOut.model_validate(c) for c in (episode or {}).get("consents", []) if c["consent_id"] == consent_id),
+        None,
+    )
+    if episode is None or consent is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "consent not found")
+    if not _in_force(consent, utc_now().date()) or consent.recipient is None:
+        raise HTTPException(status.HTTP_410_GONE, "the consent is no longer in force")
+    await store.audit(by, "read_recipient", episode["patient_id"], episode_id=episode_id)
+    return _contact(consent)
+
+
+def _in_force(consent: ConsentOut, today: date) -> bool:
+    return consent.status == "granted" and (consent.expires_on is None or consent.expires_on >= today)
+
+
+def _contact(consent: ConsentOut) -> RecipientContact:
+    assert consent.recipient is not None
+    return RecipientContact(
+        consent_id=consent.consent_id,
+        recipient_kind=consent.recipient_kind,
+        email=consent.recipient.email,
+        phone=consent.recipient.phone,
+    )
 
 
 @router.get("/audit", summary="Who read or changed which patient's PII, and when (admin only)")

@@ -390,6 +390,24 @@ class ConsentOut(BaseModel):
     revoked_at: UtcDatetime | None = None
 
 
+class RecipientContact(BaseModel):
+    """How to reach a support person under one consent (for the notifications service only)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"consent_id": "e4a7c1d9-2b5f-4e8a-a3c6-7f1d0b9e2a54", "recipient_kind": "family",
+                 "email": "sam@example.org", "phone": None}
+            ]
+        }
+    )  # fmt: skip
+
+    consent_id: str
+    recipient_kind: RecipientKind
+    email: str | None
+    phone: str | None
+
+
 class ContactOut(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{"email": "alex@example.org", "phone": "+15550100"}]})
 

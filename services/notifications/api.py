@@ -30,7 +30,7 @@ class NotificationOut(BaseModel):
     purpose: str
     recipient_kind: str
     channel: str
-    status: Literal["pending", "sent", "failed"]
+    status: Literal["pending", "sent", "failed", "cancelled"]
     attempts: int
     created_at: UtcDatetime
     sent_at: UtcDatetime | None
@@ -44,7 +44,7 @@ async def list_notifications(
     _: Reader,
     episode_id: str | None = None,
     recipient_kind: str | None = Query(default=None, examples=["patient"]),
-    status: Literal["pending", "sent", "failed"] | None = None,
+    status: Literal["pending", "sent", "failed", "cancelled"] | None = None,
     since: Annotated[datetime | None, Query(description="created at or after")] = None,
     until: Annotated[datetime | None, Query(description="created before")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,

@@ -24,6 +24,13 @@ class DeliveryError(Exception):
         self.permanent = permanent
 
 
+class ConsentWithdrawn(DeliveryError):
+    """The consent naming this recipient was revoked or expired: the message must not go out."""
+
+    def __init__(self) -> None:
+        super().__init__("consent no longer in force", permanent=True)
+
+
 class IntakeContacts:
     """Looks up contact data at send time, so no event and no notification document holds it."""
 
@@ -48,6 +55,32 @@ class IntakeContacts:
         email = response.json().get("email")
         if not email:
             raise DeliveryError("no email address on file", permanent=True)
+        return str(email)
+
+    async def supports(self, episode_id: str, scope: str) -> list[tuple[str, str]]:
+        """(consent_id, recipient kind) of supports who may be told about ``scope`` now."""
+        try:
+            response = await self._client.get(f"/v1/episodes/{episode_id}/recipients", params={"scope": scope})
+        except httpx.HTTPError as error:
+            raise RuntimeError(f"intake unreachable: {type(error).__name__}") from None  # the consumer retries
+        if response.status_code == 404:
+            return []
+        response.raise_for_status()
+        return [(entry["consent_id"], entry["recipient_kind"]) for entry in response.json()]
+
+    async def consented_email(self, episode_id: str, consent_id: str) -> str:
+        """The support's address, only while the consent naming them is in force (checked at send time)."""
+        try:
+            response = await self._client.get(f"/v1/episodes/{episode_id}/consents/{consent_id}/contact")
+        except httpx.HTTPError as error:
+            raise DeliveryError(f"intake unreachable: {type(error).__name__}", permanent=False) from None
+        if response.status_code in (404, 410):
+            raise ConsentWithdrawn
+        if response.status_code != 200:
+            raise DeliveryError(f"intake answered {response.status_code}", permanent=False)
+        email = response.json().get("email")
+        if not email:
+            raise DeliveryError("no email address for this support", permanent=True)
         return str(email)
 
     async def close(self) -> None:

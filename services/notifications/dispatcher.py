@@ -16,8 +16,8 @@ from datetime import timedelta
 from services.common.mongo import Document
 from services.common.worker import PollingWorker
 
-from .channels import DeliveryError, EmailSender, IntakeContacts, WebhookSender
-from .domain.messages import Channel
+from .channels import ConsentWithdrawn, DeliveryError, EmailSender, IntakeContacts, WebhookSender
+from .domain.messages import SUPPORT_KINDS, Channel
 from .rendering import Templates
 from .store import NotificationStore
 
@@ -71,6 +71,9 @@ class Dispatcher(PollingWorker):
         )
         return tuple(channel for channel, target in configured if target)
 
+    async def supports(self, episode_id: str, scope: str) -> list[tuple[str, str]]:
+        return await self._contacts.supports(episode_id, scope)
+
     async def run(self) -> None:
         try:
             await super().run()
@@ -89,6 +92,10 @@ class Dispatcher(PollingWorker):
         notification_id = notification["_id"]
         try:
             await self._send(notification)
+        except ConsentWithdrawn as withdrawn:
+            await self._store.mark_cancelled(notification_id, withdrawn.reason)
+            log.info("notification %s cancelled: %s", notification_id, withdrawn.reason)
+            return
         except DeliveryError as error:
             attempts = notification["attempts"]
             if error.permanent or attempts >= self._max_attempts:
@@ -113,6 +120,8 @@ class Dispatcher(PollingWorker):
             return
         if notification["recipient_kind"] == "patient":
             address = await self._contacts.email_for_episode(episode_id)
+        elif notification["recipient_kind"] in SUPPORT_KINDS:
+            address = await self._contacts.consented_email(episode_id, notification["consent_id"])
         elif self._care_team.email:
             address = self._care_team.email
         else:

@@ -20,7 +20,7 @@ from stepwise_contract import (
 )
 
 from .dispatcher import Dispatcher
-from .domain.messages import plan_notifications
+from .domain.messages import plan_notifications, support_scope
 from .settings import CONSUMER_GROUP, NotificationsSettings
 from .store import NotificationStore
 
@@ -30,7 +30,9 @@ DispatcherDep = Annotated[Dispatcher, Context("dispatcher")]
 
 async def _store_notifications(event: CloudEvent[Any], store: NotificationStore, dispatcher: Dispatcher) -> None:
     cause = {"event_id": event.id, "event_source": event.source, "event_type": event.type}
-    planned = plan_notifications(event, dispatcher.care_team_channels)
+    scope = support_scope(event)
+    supports = await dispatcher.supports(event.subject, scope) if scope else []
+    planned = plan_notifications(event, dispatcher.care_team_channels, supports)
     added = [await store.add(notification, cause) for notification in planned]
     if any(added):
         dispatcher.wake()

@@ -19,7 +19,7 @@ from .domain.messages import PlannedNotification
 
 NOTIFICATIONS = "notifications"
 SOURCE = "/stepwise/notifications"
-PENDING, SENT, FAILED = "pending", "sent", "failed"
+PENDING, SENT, FAILED, CANCELLED = "pending", "sent", "failed", "cancelled"
 
 
 def _outcome(notification: Document) -> dict[str, Any]:
@@ -97,6 +97,13 @@ class NotificationStore:
             with_events(update, [new_event(event, source=SOURCE)]),
         )
         self._wake_relay()
+
+    async def mark_cancelled(self, notification_id: str, reason: str) -> None:
+        """Not to be sent after all (a consent was withdrawn): no delivery outcome is published."""
+        await self.notifications.update_one(
+            {"_id": notification_id, "status": PENDING},
+            {"$set": {"status": CANCELLED, "lease_until": EPOCH, "last_error": reason}},
+        )
 
     async def find(self, query: dict[str, Any], limit: int) -> list[Document]:
         """Newest first; the outbox and the contact-free context are the service's own business."""

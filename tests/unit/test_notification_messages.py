@@ -11,7 +11,7 @@ import pytest
 
 from services.care_plan.domain.care_plan import build_schedule
 from services.care_plan.domain.policy import load_policy
-from services.notifications.domain.messages import NAMESPACE, notification_id, plan_notifications
+from services.notifications.domain.messages import NAMESPACE, notification_id, plan_notifications, support_scope
 from services.notifications.rendering import Templates
 from stepwise_contract import CareLevel, CareLevelAssigned, Reason, SessionMissed, new_event
 
@@ -196,3 +196,27 @@ def test_override_dir_takes_precedence(tmp_path: Any) -> None:
     # Templates not overridden still come from the defaults.
     default = Templates(str(tmp_path), NEW_YORK).render("welcome", "email", {"timezone": NEW_YORK, "sessions": []})
     assert default.subject == "Your session schedule"
+
+
+def test_supports_are_planned_only_for_events_their_consent_covers() -> None:
+    schedule_event, miss_event = new_event(assigned(), source=SOURCE), new_event(missed(), source=SOURCE)
+    assert (support_scope(schedule_event), support_scope(miss_event)) == ("appointments", "attendance")
+    assert support_scope(new_event(assigned("referred_out"), source=SOURCE)) is None
+
+    supports = [("c-1", "family"), ("c-2", "designated_support"), ("c-3", "alumni_group")]
+    planned = [p for p in plan_notifications(miss_event, supports=supports) if p.consent_id]
+    assert [(p.recipient_kind, p.consent_id, p.purpose) for p in planned] == [
+        ("family", "c-1", "support_missed_session"),
+        ("designated_support", "c-2", "support_missed_session"),
+    ]  # an alumni-group consent is not a person to tell about attendance
+    assert len({p.notification_id for p in planned}) == 2
+    assert [p for p in plan_notifications(miss_event) if p.recipient_kind != "patient"] == []
+
+
+@pytest.mark.parametrize("purpose", ["support_schedule", "support_missed_session"])
+def test_support_messages_are_neutral(templates: Templates, purpose: str) -> None:
+    start = "2026-11-25T14:00:00+00:00"
+    context = {"sessions": [{"starts_at": start, "ends_at": start}], "starts_at": start, "timezone": NEW_YORK}
+    message = templates.render(purpose, "email", context)
+    assert_neutral(message.subject + " " + message.body)
+    assert "09:00" in message.body

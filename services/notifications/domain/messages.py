@@ -24,7 +24,8 @@ from stepwise_contract import (
 
 NAMESPACE = uuid.UUID("6f1c2b0e-5d1a-4c8e-9a57-2f3d0c9e4b11")
 
-RecipientKind = Literal["patient", "care_team"]
+RecipientKind = Literal["patient", "care_team", "family", "designated_support"]
+SUPPORT_KINDS = ("family", "designated_support")
 Channel = Literal["email", "webhook"]
 
 
@@ -40,17 +41,54 @@ class PlannedNotification:
     """What the template needs: times and counts, never contact data."""
     urgent: bool = False
     """Safety messages to staff: never delayed or suppressed."""
+    consent_id: str | None = None
+    """For a family member or designated support: the consent that names them (checked again at send time)."""
 
 
 def notification_id(event: CloudEvent[Any], purpose: str, recipient_kind: str, channel: str) -> str:
     return str(uuid.uuid5(NAMESPACE, f"{event.dedup_key}|{purpose}|{recipient_kind}|{channel}"))
 
 
+def support_scope(event: CloudEvent[EventData]) -> str | None:
+    """What a consent must allow for supports to hear of this event (None: supports are not told)."""
+    if isinstance(event.data, CareLevelAssigned) and event.data.status == "active":
+        return "appointments"
+    if isinstance(event.data, SessionMissed):
+        return "attendance"
+    return None
+
+
 def plan_notifications(
-    event: CloudEvent[EventData], care_team_channels: Sequence[Channel] = ()
+    event: CloudEvent[EventData],
+    care_team_channels: Sequence[Channel] = (),
+    supports: Sequence[tuple[str, str]] = (),
 ) -> list[PlannedNotification]:
-    """The notifications an event causes; ``care_team_channels`` are those the clinic configured."""
-    return [*_for_care_team(event, care_team_channels), *_for_patient(event)]
+    """The notifications an event causes.
+
+    ``care_team_channels``: those the clinic configured; ``supports``: (consent_id, kind) of the supports
+    whose current consent allows ``support_scope(event)``; nobody else is ever planned for.
+    """
+    return [*_for_care_team(event, care_team_channels), *_for_patient(event), *_for_supports(event, supports)]
+
+
+def _for_supports(event: CloudEvent[EventData], supports: Sequence[tuple[str, str]]) -> list[PlannedNotification]:
+    if not supports or support_scope(event) is None:
+        return []
+    purpose = "support_schedule" if isinstance(event.data, CareLevelAssigned) else "support_missed_session"
+    context = _for_patient(event)[0].context
+    return [
+        PlannedNotification(
+            notification_id=notification_id(event, purpose, f"{kind}:{consent_id}", "email"),
+            episode_id=event.subject,
+            purpose=purpose,
+            recipient_kind=kind,  # type: ignore[arg-type]
+            channel="email",
+            context=context,
+            consent_id=consent_id,
+        )
+        for consent_id, kind in supports
+        if kind in SUPPORT_KINDS
+    ]
 
 
 def _for_care_team(event: CloudEvent[EventData], channels: Sequence[Channel]) -> list[PlannedNotification]:

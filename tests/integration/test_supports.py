@@ -1,0 +1,95 @@
+"""Family and designated supports hear only what a current consent naming them allows (42 CFR Part 2)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tools.devstack import ServiceProcess, free_port
+from tools.smtp_sink import SmtpSink
+
+from .conftest import Episode, Stack, assess, events_of, eventually, mail_to, new_episode, wait_consumed
+
+
+async def grant(stack: Stack, episode: Episode, kind: str, email: str, scopes: list[str]) -> str:
+    body = {"recipient_kind": kind, "recipient": {"name": f"Support {email}", "email": email}, "scopes": scopes}
+    async with stack.http("intake", "intake_staff") as intake:
+        response = await intake.post(f"/v1/episodes/{episode.episode_id}/consents", json=body)
+    assert response.status_code == 201, response.text
+    return str(response.json()["consent_id"])
+
+
+async def revoke(stack: Stack, episode: Episode, consent_id: str) -> None:
+    async with stack.http("intake", "intake_staff") as intake:
+        response = await intake.post(f"/v1/episodes/{episode.episode_id}/consents/{consent_id}/revoke")
+    assert response.json()["status"] == "revoked"
+
+
+async def settled(stack: Stack, episode: Episode, url: str | None = None) -> list[dict[str, Any]] | None:
+    """The episode's delivery log once nothing is pending any more."""
+    async with stack.http("notifications", "clinician") as client:
+        if url:
+            client.base_url = url  # type: ignore[assignment]
+        log = (await client.get("/v1/notifications", params={"episode_id": episode.episode_id})).json()
+    return log if log and all(entry["status"] != "pending" for entry in log) else None
+
+
+async def test_supports_are_told_only_what_their_consent_allows(stack: Stack) -> None:
+    episode = await new_episode(stack)
+    tag = episode.episode_id[:8]
+    attendance, appointments, revoked = (f"{name}.{tag}@example.org" for name in ("att", "app", "rev"))
+    await grant(stack, episode, "family", attendance, ["attendance"])
+    await grant(stack, episode, "designated_support", appointments, ["appointments"])
+    await revoke(stack, episode, await grant(stack, episode, "family", revoked, ["attendance", "appointments"]))
+
+    await assess(stack, episode)
+    await mail_to(stack, appointments, subject="Sessions scheduled")
+    async with stack.http("care_plan", "clinician") as care_plan:
+        path = f"/v1/episodes/{episode.episode_id}/sessions/s001/attendance"
+        assert (await care_plan.post(path, json={"status": "missed"})).status_code == 200
+    [told] = await mail_to(stack, attendance, subject="A session was missed")
+
+    [missed] = await eventually(lambda: events_of(stack, "iop.session.missed", episode.episode_id), "the miss")
+    await wait_consumed(stack, "notifications", missed.topic, missed.partition, missed.offset)
+    log = await eventually(lambda: settled(stack, episode), "every message settled")
+    assert sorted((e["purpose"], e["recipient_kind"]) for e in log) == [
+        ("missed_session_outreach", "patient"),
+        ("support_missed_session", "family"),
+        ("support_schedule", "designated_support"),
+        ("welcome", "patient"),
+    ]
+    assert (len(stack.mailbox.to(attendance)), len(stack.mailbox.to(appointments))) == (1, 1)
+    assert stack.mailbox.to(revoked) == []  # a revoked consent: never contacted
+    assert all(value not in told.get_content() for value in episode.pii.values())  # nothing about the patient
+
+
+async def test_a_consent_revoked_while_a_message_waits_cancels_it(stack: Stack, tmp_path: Path) -> None:
+    mail_port = free_port()  # the SMTP server is down, so the first attempt leaves the message pending
+    regular = stack.services["notifications"]
+    regular.kill()
+    stand_in = ServiceProcess(
+        "notifications", free_port(), regular.env | {"SMTP_PORT": str(mail_port)}, tmp_path / "notifications.log"
+    ).start()
+    try:
+        episode = await new_episode(stack)
+        support = f"waiting.{episode.episode_id[:8]}@example.org"
+        consent_id = await grant(stack, episode, "family", support, ["appointments"])
+        await assess(stack, episode)
+
+        async def attempted() -> bool:
+            async with stack.http("notifications", "clinician") as client:
+                client.base_url = stand_in.url  # type: ignore[assignment]
+                log = (await client.get("/v1/notifications", params={"episode_id": episode.episode_id})).json()
+            return any(e["purpose"] == "support_schedule" and e["attempts"] >= 1 and e["last_error"] for e in log)
+
+        await eventually(attempted, "a first, failed attempt to the support")
+        await revoke(stack, episode, consent_id)
+        with SmtpSink(mail_port) as server:
+            log = await eventually(lambda: settled(stack, episode, stand_in.url), "every message settled", within=60)
+            assert server.mailbox.to(support) == []
+    finally:
+        stand_in.kill()
+        regular.start()
+    support_entry = next(e for e in log if e["purpose"] == "support_schedule")
+    assert (support_entry["status"], support_entry["last_error"]) == ("cancelled", "consent no longer in force")
+    assert next(e for e in log if e["purpose"] == "welcome")["status"] == "sent"
