@@ -42,6 +42,9 @@ def main() -> None:
             "MONGODB_URL": started.mongodb_url,
             "API_TOKENS": os.environ.get("API_TOKENS") or ",".join(f"{t}:{r}" for r, t in tokens.items()),
             "INTAKE_TOKEN": os.environ.get("INTAKE_TOKEN") or tokens["notifications"],
+            # The walkthrough should show its mail at any hour; set both to try quiet hours locally.
+            "QUIET_HOURS_START": os.environ.get("QUIET_HOURS_START", "00:00"),
+            "QUIET_HOURS_END": os.environ.get("QUIET_HOURS_END", "00:00"),
         }
         ports = {name: int(os.environ.get(var, default)) for name, (var, default) in PORTS.items()}
         env["INTAKE_URL"] = os.environ.get("INTAKE_URL") or f"http://127.0.0.1:{ports['intake']}"

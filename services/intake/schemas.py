@@ -4,8 +4,18 @@ from __future__ import annotations
 
 from datetime import date
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from services.common.utc import UtcDatetime, utc_now
 from stepwise_contract import (
@@ -23,6 +33,17 @@ from .domain.instruments import InstrumentAnswers
 
 Phone = Annotated[str, Field(pattern=r"^\+?[0-9][0-9 ().-]{5,19}$", description="E.164 preferred, e.g. +15550100")]
 Program = Literal["adult", "adolescent"]
+
+
+def _known_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r}; use an IANA name such as America/Chicago") from None
+    return value
+
+
+TimeZone = Annotated[str, AfterValidator(_known_zone)]
 RecipientKind = Literal["family", "designated_support", "alumni_group"]
 ConsentScope = Literal["appointments", "attendance", "level_of_care", "general_progress", "alumni_program"]
 
@@ -55,6 +76,7 @@ class PatientIn(BaseModel):
     email: EmailStr
     phone: Phone
     emergency_contact: EmergencyContact | None = None
+    timezone: TimeZone | None = Field(default=None, description="The patient's zone, for quiet hours and times.")
 
     @field_validator("date_of_birth")
     @classmethod
@@ -73,6 +95,7 @@ class PatientUpdate(BaseModel):
     email: EmailStr | None = None
     phone: Phone | None = None
     emergency_contact: EmergencyContact | None = None
+    timezone: TimeZone | None = None
 
     @model_validator(mode="after")
     def _something(self) -> PatientUpdate:
@@ -104,6 +127,7 @@ class PatientOut(BaseModel):
     email: str
     phone: str
     emergency_contact: EmergencyContact | None = None
+    timezone: str | None = None
     registered_at: UtcDatetime
 
 
@@ -409,10 +433,13 @@ class RecipientContact(BaseModel):
 
 
 class ContactOut(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"email": "alex@example.org", "phone": "+15550100"}]})
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"email": "alex@example.org", "phone": "+15550100", "timezone": None}]}
+    )
 
     email: str | None
     phone: str | None
+    timezone: str | None = None
 
 
 class AuditEntry(BaseModel):

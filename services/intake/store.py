@@ -62,8 +62,10 @@ class IntakeStore:
         if episode is None:
             return None
         await self.audit(by, "read_contact", episode["patient_id"], episode_id=episode_id)
-        patient = await self.patients.find_one({"_id": episode["patient_id"]}, {"email": 1, "phone": 1})
-        return None if patient is None else {"email": patient.get("email"), "phone": patient.get("phone")}
+        patient = await self.patients.find_one({"_id": episode["patient_id"]}, {"email": 1, "phone": 1, "timezone": 1})
+        if patient is None:
+            return None
+        return {"email": patient.get("email"), "phone": patient.get("phone"), "timezone": patient.get("timezone")}
 
     # Episodes (aggregates).
 

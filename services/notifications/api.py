@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from services.common.auth import Principal, require_roles
 from services.common.utc import UtcDatetime
@@ -34,6 +34,7 @@ class NotificationOut(BaseModel):
     attempts: int
     created_at: UtcDatetime
     sent_at: UtcDatetime | None
+    not_before: UtcDatetime = Field(description="When it may next be sent (retries, quiet hours).")
     last_error: str | None
     cause_event_type: str
 
@@ -65,6 +66,7 @@ async def list_notifications(
             attempts=doc["attempts"],
             created_at=doc["created_at"],
             sent_at=doc["sent_at"] if doc["status"] == "sent" else None,
+            not_before=doc["next_attempt_at"],
             last_error=doc["last_error"] or None,
             cause_event_type=doc["cause"]["event_type"],
         )

@@ -14,7 +14,7 @@ from stepwise_contract import NotificationFailed, NotificationSent
 
 from . import api, handlers
 from .channels import EmailSender, IntakeContacts, WebhookSender
-from .dispatcher import CareTeam, Dispatcher
+from .dispatcher import CareTeam, Dispatcher, QuietHours
 from .rendering import Templates
 from .settings import NotificationsSettings
 from .store import NOTIFICATIONS, NotificationStore
@@ -52,6 +52,7 @@ def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
             templates,
             CareTeam(email=settings.care_team_email, webhook_url=settings.care_team_webhook_url),
             WebhookSender(settings.webhook_secret),
+            QuietHours(settings.quiet_hours_start, settings.quiet_hours_end, settings.clinic_timezone),
             poll_seconds=settings.dispatch_poll_seconds,
             lease_seconds=settings.dispatch_lease_seconds,
             max_attempts=settings.dispatch_max_attempts,

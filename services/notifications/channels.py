@@ -41,7 +41,8 @@ class IntakeContacts:
             timeout=10.0,
         )
 
-    async def email_for_episode(self, episode_id: str) -> str:
+    async def patient_contact(self, episode_id: str) -> tuple[str, str | None]:
+        """The patient's email address and time zone (None when not recorded)."""
         try:
             response = await self._client.get(f"/v1/episodes/{episode_id}/contact")
         except httpx.HTTPError as error:
@@ -52,10 +53,10 @@ class IntakeContacts:
             raise DeliveryError(f"intake refused the service token ({response.status_code})", permanent=False)
         if response.status_code != 200:
             raise DeliveryError(f"intake answered {response.status_code}", permanent=False)
-        email = response.json().get("email")
-        if not email:
+        contact = response.json()
+        if not contact.get("email"):
             raise DeliveryError("no email address on file", permanent=True)
-        return str(email)
+        return str(contact["email"]), contact.get("timezone")
 
     async def supports(self, episode_id: str, scope: str) -> list[tuple[str, str]]:
         """(consent_id, recipient kind) of supports who may be told about ``scope`` now."""

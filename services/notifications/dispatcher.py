@@ -11,17 +11,34 @@ from __future__ import annotations
 import logging
 import random
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, time, timedelta
 
 from services.common.mongo import Document
+from services.common.utc import utc_now
 from services.common.worker import PollingWorker
 
 from .channels import ConsentWithdrawn, DeliveryError, EmailSender, IntakeContacts, WebhookSender
 from .domain.messages import SUPPORT_KINDS, Channel
+from .domain.quiet_hours import not_before
 from .rendering import Templates
 from .store import NotificationStore
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class QuietHours:
+    """Local times between which non-urgent messages wait, and the zone of recipients without their own."""
+
+    start: time
+    end: time
+    default_zone: str
+
+
+class Deferred(Exception):
+    def __init__(self, until: datetime) -> None:
+        super().__init__(f"deferred until {until.isoformat()}")
+        self.until = until
 
 
 @dataclass(frozen=True)
@@ -46,6 +63,7 @@ class Dispatcher(PollingWorker):
         templates: Templates,
         care_team: CareTeam,
         webhooks: WebhookSender,
+        quiet: QuietHours,
         *,
         poll_seconds: float,
         lease_seconds: float,
@@ -57,6 +75,7 @@ class Dispatcher(PollingWorker):
         self._sender = sender
         self._templates = templates
         self._care_team = care_team
+        self._quiet = quiet
         self._webhooks = webhooks
         self.poll_seconds = poll_seconds
         self._lease = timedelta(seconds=lease_seconds)
@@ -92,6 +111,10 @@ class Dispatcher(PollingWorker):
         notification_id = notification["_id"]
         try:
             await self._send(notification)
+        except Deferred as deferred:
+            await self._store.defer(notification_id, deferred.until)
+            log.info("notification %s waits for the end of quiet hours", notification_id)
+            return
         except ConsentWithdrawn as withdrawn:
             await self._store.mark_cancelled(notification_id, withdrawn.reason)
             log.info("notification %s cancelled: %s", notification_id, withdrawn.reason)
@@ -118,14 +141,20 @@ class Dispatcher(PollingWorker):
                        "episode_id": episode_id, **notification["context"]}  # fmt: skip
             await self._webhooks.send(notification_id, self._care_team.webhook_url, payload)
             return
+        zone = self._quiet.default_zone
         if notification["recipient_kind"] == "patient":
-            address = await self._contacts.email_for_episode(episode_id)
+            address, patient_zone = await self._contacts.patient_contact(episode_id)
+            zone = patient_zone or zone
         elif notification["recipient_kind"] in SUPPORT_KINDS:
             address = await self._contacts.consented_email(episode_id, notification["consent_id"])
         elif self._care_team.email:
             address = self._care_team.email
         else:
             raise DeliveryError("no care-team email configured", permanent=True)
+        if not notification.get("urgent", False):
+            allowed = not_before(utc_now(), zone, self._quiet.start, self._quiet.end)
+            if allowed > utc_now():
+                raise Deferred(allowed)
         context = {**notification["context"], "episode_id": episode_id}
         message = self._templates.render(notification["purpose"], notification["channel"], context)
         await self._sender.send(notification_id, address, message)

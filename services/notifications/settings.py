@@ -1,3 +1,5 @@
+from datetime import time
+
 from pydantic import Field
 
 from services.common.settings import ServiceSettings
@@ -22,6 +24,8 @@ class NotificationsSettings(ServiceSettings):
         default=None, description="On-call system to call for safety alerts (signed webhook)."
     )
     webhook_secret: str = Field(default="", description="Shared secret for webhook signatures (HMAC-SHA256).")
+    quiet_hours_start: time = Field(default=time(21, 0), description="Non-urgent messages wait from this local time…")
+    quiet_hours_end: time = Field(default=time(8, 0), description="…until this one (equal times: no quiet hours).")
     dispatch_poll_seconds: float = Field(default=1.0, gt=0)
     dispatch_lease_seconds: float = Field(default=30.0, gt=0)
     dispatch_max_attempts: int = Field(default=8, ge=1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
@@ -97,6 +97,13 @@ class NotificationStore:
             with_events(update, [new_event(event, source=SOURCE)]),
         )
         self._wake_relay()
+
+    async def defer(self, notification_id: str, until: datetime) -> None:
+        """Wait (quiet hours): not a failed attempt, so the claim's attempt is given back."""
+        await self.notifications.update_one(
+            {"_id": notification_id, "status": PENDING},
+            {"$set": {"next_attempt_at": until, "lease_until": EPOCH}, "$inc": {"attempts": -1}},
+        )
 
     async def mark_cancelled(self, notification_id: str, reason: str) -> None:
         """Not to be sent after all (a consent was withdrawn): no delivery outcome is published."""

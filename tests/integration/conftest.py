@@ -126,6 +126,9 @@ def stack(running_backends: Backends, tmp_path_factory: pytest.TempPathFactory) 
             "CARE_TEAM_EMAIL": CARE_TEAM_EMAIL,
             "CARE_TEAM_WEBHOOK_URL": webhooks.url,
             "WEBHOOK_SECRET": WEBHOOK_SECRET,
+            # No quiet hours, so no test depends on the time of day it runs at (test_quiet_hours enables them).
+            "QUIET_HOURS_START": "00:00",
+            "QUIET_HOURS_END": "00:00",
         }
         services = {
             name: ServiceProcess(
