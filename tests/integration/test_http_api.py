@@ -158,7 +158,7 @@ async def test_contact_lookup_is_for_notifications_only_and_audited(stack: Stack
     episode = await new_episode(stack)
     async with stack.http("intake", "notifications") as intake:
         response = await intake.get(f"/v1/episodes/{episode.episode_id}/contact")
-    assert response.json() == {"email": episode.email, "phone": episode.pii["phone"]}
+    assert response.json() == {"email": episode.email, "phone": episode.pii["phone"], "timezone": None}
     audit = stack.database("intake")["audit_log"]
     entries = [doc async for doc in audit.find({"patient_id": episode.patient_id}).sort("at", 1)]
     assert [(entry["action"], entry["role"]) for entry in entries] == [
