@@ -80,9 +80,6 @@ class CarePlanStore:
         cursor = self.plans.find({"status": "active", "next_check_at": {"$lte": now}}, {"_id": 1}, limit=limit)
         return [document["_id"] async for document in cursor]
 
-    async def mark_applied(self, stored: StoredPlan, applied: str) -> bool:
-        return await update_aggregate(self.plans, stored.plan.episode_id, stored.version, {}, applied=applied)
-
 
 def _fields(plan: CarePlan) -> Document:
     # JSON mode: dates and times as ISO text (BSON has no date type); the timer is stored apart, as a datetime.

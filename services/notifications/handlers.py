@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, get_type_hints
 
 from faststream import Context
 from faststream.kafka import KafkaRouter
@@ -13,6 +14,7 @@ from stepwise_contract import (
     AttendanceRuleTriggered,
     CareLevelAssigned,
     CloudEvent,
+    EventData,
     SafetyAlertRaised,
     SessionMissed,
     StepDownRecommended,
@@ -38,56 +40,35 @@ async def _store_notifications(event: CloudEvent[Any], store: NotificationStore,
         dispatcher.wake()
 
 
+SUBSCRIPTIONS: tuple[tuple[type[EventData], str], ...] = (
+    (CareLevelAssigned, "A started care plan sends the patient a welcome."),
+    (SessionMissed, "A missed session sends the patient an outreach message."),
+    (SafetyAlertRaised, "A safety alert reaches the care team at once, day or night."),
+    (StepUpRecommended, "The care team hears of a step-up recommendation."),
+    (StepDownRecommended, "The care team hears of a step-down recommendation."),
+    (AttendanceRuleTriggered, "The care team hears of a missed-session rule."),
+)
+
+
 def subscriptions(settings: NotificationsSettings) -> KafkaRouter:
     router = KafkaRouter()
-    for model, handler, description in (
-        (CareLevelAssigned, on_care_level_assigned, "A started care plan sends the patient a welcome."),
-        (SessionMissed, on_session_missed, "A missed session sends the patient an outreach message."),
-        (SafetyAlertRaised, on_safety_alert_raised, "A safety alert reaches the care team at once, day or night."),
-        (StepUpRecommended, on_step_up_recommended, "The care team hears of a step-up recommendation."),
-        (StepDownRecommended, on_step_down_recommended, "The care team hears of a step-down recommendation."),
-        (AttendanceRuleTriggered, on_attendance_rule_triggered, "The care team hears of a missed-session rule."),
-    ):
+    for model, description in SUBSCRIPTIONS:
         router.subscriber(
             model.event_type,
             title=f"{model.event_type}:notifications",
             description=description,
             **subscriber_options(settings, CONSUMER_GROUP, model.event_type),
-        )(handler)
+        )(_handler_for(model))
     return router
 
 
-async def on_care_level_assigned(
-    data: CareLevelAssigned, message: KafkaMessage, store: StoreDep, dispatcher: DispatcherDep
-) -> None:
-    await _store_notifications(read_event(message, data), store, dispatcher)
+def _handler_for(model: type[EventData]) -> Callable[..., Awaitable[None]]:
+    """A subscriber for ``model``: the same work for every event; FastStream reads the data type from the
+    annotations (validation, AsyncAPI schema), so each gets its own."""
 
+    async def handle(data: EventData, message: KafkaMessage, store: StoreDep, dispatcher: DispatcherDep) -> None:
+        await _store_notifications(read_event(message, data), store, dispatcher)
 
-async def on_session_missed(
-    data: SessionMissed, message: KafkaMessage, store: StoreDep, dispatcher: DispatcherDep
-) -> None:
-    await _store_notifications(read_event(message, data), store, dispatcher)
-
-
-async def on_safety_alert_raised(
-    data: SafetyAlertRaised, message: KafkaMessage, store: StoreDep, dispatcher: DispatcherDep
-) -> None:
-    await _store_notifications(read_event(message, data), store, dispatcher)
-
-
-async def on_step_up_recommended(
-    data: StepUpRecommended, message: KafkaMessage, store: StoreDep, dispatcher: DispatcherDep
-) -> None:
-    await _store_notifications(read_event(message, data), store, dispatcher)
-
-
-async def on_step_down_recommended(
-    data: StepDownRecommended, message: KafkaMessage, store: StoreDep, dispatcher: DispatcherDep
-) -> None:
-    await _store_notifications(read_event(message, data), store, dispatcher)
-
-
-async def on_attendance_rule_triggered(
-    data: AttendanceRuleTriggered, message: KafkaMessage, store: StoreDep, dispatcher: DispatcherDep
-) -> None:
-    await _store_notifications(read_event(message, data), store, dispatcher)
+    handle.__annotations__ = {**get_type_hints(handle, include_extras=True), "data": model}
+    handle.__name__ = handle.__qualname__ = f"on_{model.event_type.replace('.', '_')}"
+    return handle

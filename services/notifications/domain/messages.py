@@ -123,7 +123,7 @@ def _for_care_team(event: CloudEvent[EventData], channels: Sequence[Channel]) ->
             "recommendation_id": data.recommendation_id,
             "policy_version": data.policy_version,
         }
-        return [_care_team_email(event, "step_recommendation", step)]
+        return [_email(event, "care_team", "step_recommendation", step)]
     if isinstance(data, AttendanceRuleTriggered):
         escalation: dict[str, Any] = {
             "action": data.action,
@@ -131,7 +131,7 @@ def _for_care_team(event: CloudEvent[EventData], channels: Sequence[Channel]) ->
             "session_id": data.session_id,
             "reasons": [reason.text for reason in data.rationale],
         }
-        return [_care_team_email(event, "attendance_escalation", escalation)]
+        return [_email(event, "care_team", "attendance_escalation", escalation)]
     return []
 
 
@@ -143,33 +143,24 @@ def _for_patient(event: CloudEvent[EventData]) -> list[PlannedNotification]:
         sessions = [
             {"starts_at": s.starts_at.isoformat(), "ends_at": s.ends_at.isoformat()} for s in data.schedule.sessions
         ]
-        return [_patient_email(event, "welcome", {"timezone": data.schedule.timezone, "sessions": sessions})]
+        return [_email(event, "patient", "welcome", {"timezone": data.schedule.timezone, "sessions": sessions})]
     if isinstance(data, SessionMissed):
         missed: dict[str, Any] = {
             "starts_at": data.starts_at.isoformat(),
             "consecutive_misses": data.consecutive_misses,
         }
-        return [_patient_email(event, "missed_session_outreach", missed)]
+        return [_email(event, "patient", "missed_session_outreach", missed)]
     return []
 
 
-def _care_team_email(event: CloudEvent[Any], purpose: str, context: dict[str, Any]) -> PlannedNotification:
+def _email(
+    event: CloudEvent[Any], recipient_kind: RecipientKind, purpose: str, context: dict[str, Any]
+) -> PlannedNotification:
     return PlannedNotification(
-        notification_id=notification_id(event, purpose, "care_team", "email"),
+        notification_id=notification_id(event, purpose, recipient_kind, "email"),
         episode_id=event.subject,
         purpose=purpose,
-        recipient_kind="care_team",
-        channel="email",
-        context=context,
-    )
-
-
-def _patient_email(event: CloudEvent[Any], purpose: str, context: dict[str, Any]) -> PlannedNotification:
-    return PlannedNotification(
-        notification_id=notification_id(event, purpose, "patient", "email"),
-        episode_id=event.subject,
-        purpose=purpose,
-        recipient_kind="patient",
+        recipient_kind=recipient_kind,
         channel="email",
         context=context,
     )
