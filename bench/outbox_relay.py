@@ -74,7 +74,7 @@ async def main(n: int) -> None:
                 latencies.append(time.perf_counter() - began)
             return latencies
 
-        relay = OutboxRelay(database["outbox"], publish, poll_seconds=0.05, lease_seconds=5)
+        relay = OutboxRelay([database["outbox"]], publish, poll_seconds=0.05, lease_seconds=5)
 
         async def outbox() -> list[float]:
             latencies = []

@@ -1,4 +1,4 @@
-"""`make run`: backends (configured, testcontainers or stand-ins), an SMTP sink, the three services.
+"""`make run`: backends (configured, testcontainers or stand-ins), SMTP and SMS sinks, the three services.
 
 Prints the URLs and dev tokens; Ctrl-C stops everything it started.
 """
@@ -14,6 +14,7 @@ import threading
 from pathlib import Path
 
 from tools.devstack import ServiceProcess, backends, free_port
+from tools.sms_sink import SmsSink
 from tools.smtp_sink import SmtpSink
 
 PORTS = {
@@ -26,7 +27,7 @@ PORTS = {
 def dev_tokens() -> dict[str, str]:
     return {
         role: f"dev-{role}-{secrets.token_urlsafe(12)}"
-        for role in ("clinician", "intake_staff", "admin", "notifications")
+        for role in ("clinician", "intake_staff", "admin", "notifications", "sms_provider")
     }
 
 
@@ -51,6 +52,9 @@ def main() -> None:
         if not os.environ.get("SMTP_HOST"):
             sink = stack.enter_context(SmtpSink(free_port(), print_messages=True))
             env |= {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(sink.port)}
+        if not os.environ.get("SMS_PROVIDER_URL"):
+            texts = stack.enter_context(SmsSink(free_port(), print_messages=True))
+            env |= {"SMS_PROVIDER_URL": texts.url, "CONTACT_HASH_KEY": secrets.token_urlsafe(24)}
         services = [ServiceProcess(name, port, env, logs / f"{name}.log") for name, port in ports.items()]
         for service in services:
             stack.callback(service.stop)
@@ -60,7 +64,8 @@ def main() -> None:
             print(f"  {service.name:<14} {service.url}/docs")
         print(f"\n  dev token (clinician): {tokens['clinician']}")
         print(f"  other dev tokens:      intake_staff={tokens['intake_staff']} admin={tokens['admin']}")
-        print("  mail sent to patients is printed below. Ctrl-C stops everything.\n", flush=True)
+        print(f"  SMS provider callback: sms_provider={tokens['sms_provider']}")
+        print("  mail and texts sent to people are printed below. Ctrl-C stops everything.\n", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             stop.wait()
         print("\nstopping…", flush=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
@@ -17,7 +18,19 @@ class Mailbox:
 
     print_messages: bool = False
     messages: list[EmailMessage] = field(default_factory=list)
+    holding: set[str] = field(default_factory=set)
+    """Recipients whose RCPT TO the server answers only once released (a test stalls a send with it)."""
+    stalled: set[str] = field(default_factory=set)
+    """Of those, the ones a client is waiting on right now."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_RCPT(self, _server: Any, _session: Any, envelope: Any, address: str, _options: Any) -> str:  # noqa: N802
+        while address in self.holding:
+            self.stalled.add(address)
+            await asyncio.sleep(0.02)
+        self.stalled.discard(address)
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd hook
         message = message_from_bytes(envelope.content, policy=policy.default)

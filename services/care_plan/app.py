@@ -80,5 +80,5 @@ def create_app(settings: CarePlanSettings | None = None) -> FastAPI:
         routers=[api.router],
         startup=startup,
         publishers=publishers,
-        outbox_collection=PLANS,
+        outbox_collections=[PLANS],
     )

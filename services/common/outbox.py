@@ -114,11 +114,11 @@ Publish = Callable[[Document], Awaitable[None]]
 
 
 class OutboxRelay(PollingWorker):
-    """Publishes the pending events of one collection's aggregates."""
+    """Publishes the pending events of the aggregates in a service's outbox collections."""
 
     def __init__(
         self,
-        collection: AsyncCollection[Document],
+        collections: Sequence[AsyncCollection[Document]],
         publish: Publish,
         *,
         poll_seconds: float = 1.0,
@@ -126,7 +126,7 @@ class OutboxRelay(PollingWorker):
         batch: int = 100,
     ) -> None:
         super().__init__()
-        self._collection = collection
+        self._collections = collections
         self._publish = publish
         self.poll_seconds = poll_seconds
         self._lease = timedelta(seconds=lease_seconds)
@@ -134,20 +134,20 @@ class OutboxRelay(PollingWorker):
 
     async def work_once(self) -> int:
         """One pass over aggregates with pending events; returns how many events went out."""
-        now = wall_clock()
-        cursor = self._collection.find(
-            {"outbox_pending": {"$gt": 0}, "outbox_lease_until": {"$lt": now}},
-            {"_id": 1},
-            limit=self._batch,
-        )
         published = 0
-        async for candidate in cursor:
-            published += await self._relay_one(candidate["_id"])
+        for collection in self._collections:
+            cursor = collection.find(
+                {"outbox_pending": {"$gt": 0}, "outbox_lease_until": {"$lt": wall_clock()}},
+                {"_id": 1},
+                limit=self._batch,
+            )
+            async for candidate in cursor:
+                published += await self._relay_one(collection, candidate["_id"])
         return published
 
-    async def _relay_one(self, aggregate_id: str) -> int:
+    async def _relay_one(self, collection: AsyncCollection[Document], aggregate_id: str) -> int:
         now = wall_clock()
-        claimed = await self._collection.find_one_and_update(
+        claimed = await collection.find_one_and_update(
             {"_id": aggregate_id, "outbox_pending": {"$gt": 0}, "outbox_lease_until": {"$lt": now}},
             {"$set": {"outbox_lease_until": now + self._lease}},
             projection={"outbox": 1},
@@ -160,7 +160,7 @@ class OutboxRelay(PollingWorker):
                 await self._publish(json.loads(stored))
                 sent.append(stored)
         finally:
-            await self._collection.update_one(
+            await collection.update_one(
                 {"_id": aggregate_id},
                 {
                     "$pull": {"outbox": {"$in": sent}},

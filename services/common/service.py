@@ -59,7 +59,7 @@ def create_service_app(
     routers: Sequence[APIRouter],
     startup: Startup,
     publishers: dict[str, DefaultPublisher] | None = None,
-    outbox_collection: str | None = None,
+    outbox_collections: Sequence[str] = (),
 ) -> FastAPI:
     configure_logging(settings.log_level)
     if settings.clock_offset_seconds:
@@ -77,10 +77,11 @@ def create_service_app(
         broker.context.set_global("event_shelf", shelf)
         app.state.event_shelf = shelf
         relay = None
-        if outbox_collection:
-            await ensure_outbox_index(database[outbox_collection])
+        if outbox_collections:
+            for name in outbox_collections:
+                await ensure_outbox_index(database[name])
             relay = OutboxRelay(
-                database[outbox_collection],
+                [database[name] for name in outbox_collections],
                 relay_publish(publishers or {}),
                 poll_seconds=settings.outbox_poll_seconds,
                 lease_seconds=settings.outbox_lease_seconds,

@@ -7,7 +7,7 @@ import socket
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-ROLES = frozenset({"intake_staff", "clinician", "admin", "integration", "notifications"})
+ROLES = frozenset({"intake_staff", "clinician", "admin", "integration", "notifications", "sms_provider"})
 
 
 def parse_api_tokens(raw: str) -> dict[str, str]:

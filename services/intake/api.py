@@ -42,6 +42,7 @@ from .schemas import (
     DrugScreenOut,
     EpisodeCreated,
     EpisodeIn,
+    EpisodePatient,
     InstrumentTrend,
     PatientCreated,
     PatientIn,
@@ -366,11 +367,11 @@ async def consented_recipients(
     current = [
         consent
         for consent in (ConsentOut.model_validate(c) for c in episode["consents"])
-        if _in_force(consent, today) and scope in consent.scopes and consent.recipient is not None
+        if _in_force(consent, today) and scope in consent.scopes and _names_someone(consent)
     ]
     if current:
         await store.audit(by, "read_recipients", episode["patient_id"], episode_id=episode_id)
-    return [_contact(consent) for consent in current]
+    return [_listed(consent) for consent in current]
 
 
 @router.get(
@@ -387,23 +388,41 @@ async def consented_contact(
     )
     if episode is None or consent is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "consent not found")
-    if not _in_force(consent, utc_now().date()) or consent.recipient is None:
+    if not _in_force(consent, utc_now().date()) or not _names_someone(consent):
         raise HTTPException(status.HTTP_410_GONE, "the consent is no longer in force")
+    if consent.recipient is None:  # the alumni group: the graduate is reached at their own contact points
+        patient = await store.contact_for_episode(episode_id, by)
+        if patient is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "consent not found")
+        return _listed(consent).model_copy(update={key: patient[key] for key in ("email", "phone", "timezone")})
     await store.audit(by, "read_recipient", episode["patient_id"], episode_id=episode_id)
-    return _contact(consent)
+    return _listed(consent).model_copy(update={"email": consent.recipient.email, "phone": consent.recipient.phone})
+
+
+@router.get(
+    "/episodes/{episode_id}/patient",
+    summary="The pseudonymous id of an episode's patient, to link episodes (notifications only; no PII)",
+)
+async def episode_patient(episode_id: str, store: Store, _: NotificationsService) -> EpisodePatient:
+    episode = await store.episode(episode_id)
+    if episode is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "episode not found")
+    return EpisodePatient(episode_id=episode_id, patient_id=episode["patient_id"])
 
 
 def _in_force(consent: ConsentOut, today: date) -> bool:
     return consent.status == "granted" and (consent.expires_on is None or consent.expires_on >= today)
 
 
-def _contact(consent: ConsentOut) -> RecipientContact:
-    assert consent.recipient is not None
+def _names_someone(consent: ConsentOut) -> bool:
+    """A support named in the consent, or the alumni group (whose messages go to the graduate)."""
+    return consent.recipient is not None or consent.recipient_kind == "alumni_group"
+
+
+def _listed(consent: ConsentOut) -> RecipientContact:
+    """A consented recipient without contact data (listing them is not reading their contact)."""
     return RecipientContact(
-        consent_id=consent.consent_id,
-        recipient_kind=consent.recipient_kind,
-        email=consent.recipient.email,
-        phone=consent.recipient.phone,
+        consent_id=consent.consent_id, recipient_kind=consent.recipient_kind, email=None, phone=None
     )
 
 

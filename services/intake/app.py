@@ -48,5 +48,5 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         routers=[api.router],
         startup=startup,
         publishers=publishers,
-        outbox_collection=EPISODES,
+        outbox_collections=[EPISODES],
     )

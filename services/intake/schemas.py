@@ -415,7 +415,8 @@ class ConsentOut(BaseModel):
 
 
 class RecipientContact(BaseModel):
-    """How to reach a support person under one consent (for the notifications service only)."""
+    """A consented recipient (for the notifications service only). Listings carry no contact data; the
+    contact of one consent carries the support's, or for the alumni group the graduate's own."""
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -430,6 +431,25 @@ class RecipientContact(BaseModel):
     recipient_kind: RecipientKind
     email: str | None
     phone: str | None
+    timezone: str | None = Field(default=None, description="The graduate's zone (alumni group only).")
+
+
+class EpisodePatient(BaseModel):
+    """Which (pseudonymous) patient an episode belongs to: lets notifications see a graduate return."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "episode_id": "7d0c1f3e-4b0a-4a57-9c1e-2b8f6a1d0e42",
+                    "patient_id": "0b6e3f1a-9c2d-4e5f-8a7b-1c2d3e4f5a6b",
+                }
+            ]
+        }
+    )
+
+    episode_id: str
+    patient_id: str
 
 
 class ContactOut(BaseModel):

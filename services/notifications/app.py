@@ -1,4 +1,4 @@
-"""notifications: turns care events into messages to patients, sent once each."""
+"""notifications: turns care events into messages to patients, supports, care teams and graduates, sent once each."""
 
 from __future__ import annotations
 
@@ -9,25 +9,22 @@ from fastapi import FastAPI
 from faststream.kafka import KafkaBroker
 
 from services.common.kafka import declare_publishers, new_broker
+from services.common.policy_file import PolicyError
 from services.common.service import Runtime, create_service_app
-from stepwise_contract import NotificationFailed, NotificationSent
+from stepwise_contract import AlumniEnrolled, AlumniLeft, NotificationFailed, NotificationSent
 
 from . import api, handlers
-from .channels import EmailSender, IntakeContacts, WebhookSender
-from .dispatcher import CareTeam, Dispatcher, QuietHours
+from .channels import EmailSender, IntakeContacts, SmsSender, WebhookSender
+from .dispatcher import CareTeam, Dispatcher, QuietHours, Senders, StillWanted
+from .domain.messages import MESSAGE_EVENTS, check_audiences
+from .domain.policy import NotificationPolicy, load_policy
+from .handlers import Messaging
 from .rendering import Templates
 from .settings import NotificationsSettings
-from .store import NOTIFICATIONS, NotificationStore
+from .store import ALUMNI, NOTIFICATIONS, AlumniEnrolments, EpisodeSchedules, NotificationStore, OptOuts
 
-CONSUMES = (
-    "iop.care_level.assigned",
-    "iop.session.missed",
-    "iop.safety.alert_raised",
-    "iop.care_level.step_up_recommended",
-    "iop.care_level.step_down_recommended",
-    "iop.attendance.rule_triggered",
-)
-PUBLISHES = (NotificationSent, NotificationFailed)
+CONSUMES = tuple(model.event_type for model, _ in handlers.SUBSCRIPTIONS)
+PUBLISHES = (NotificationSent, NotificationFailed, AlumniEnrolled, AlumniLeft)
 
 
 def create_broker(settings: NotificationsSettings) -> tuple[KafkaBroker, dict[str, Any]]:
@@ -37,29 +34,48 @@ def create_broker(settings: NotificationsSettings) -> tuple[KafkaBroker, dict[st
     return broker, declare_publishers(broker, PUBLISHES)
 
 
+def load_checked_policy(settings: NotificationsSettings, templates: Templates) -> NotificationPolicy:
+    """The clinic's policy, refused at start-up if it tells anyone but the care team of a clinical
+    judgement or names a message without a template."""
+    path = settings.notifications_policy_file
+    policy = load_policy(path, frozenset(MESSAGE_EVENTS))
+    problems = check_audiences(policy) + [f"no template {name}" for name in templates.missing(policy.templates())]
+    if problems:
+        raise PolicyError(f"{path}: invalid notifications policy: {problems[0]}")
+    return policy
+
+
 def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
     settings = settings or NotificationsSettings()
     templates = Templates(settings.templates_dir, settings.clinic_timezone)
+    policy = load_checked_policy(settings, templates)  # fail at start on a bad policy file
     broker, publishers = create_broker(settings)
 
     async def startup(runtime: Runtime, app: FastAPI) -> Sequence[Coroutine[Any, Any, None]]:
-        store = NotificationStore(runtime.database, wake_relay=runtime.relay.wake if runtime.relay else lambda: None)
+        wake_relay = runtime.relay.wake if runtime.relay else lambda: None
+        store = NotificationStore(runtime.database, wake_relay=wake_relay)
+        alumni = AlumniEnrolments(runtime.database, wake_relay=wake_relay)
         await store.create_indexes()
+        await alumni.create_indexes()
+        schedules, opt_outs = EpisodeSchedules(runtime.database), OptOuts(runtime.database, settings.contact_hash_key)
+        contacts = IntakeContacts(settings)
+        senders = Senders(EmailSender(settings), SmsSender(settings), WebhookSender(settings.webhook_secret),
+                          sms_configured=bool(settings.sms_provider_url))  # fmt: skip
         dispatcher = Dispatcher(
             store,
-            IntakeContacts(settings),
-            EmailSender(settings),
+            contacts,
+            senders,
             templates,
             CareTeam(email=settings.care_team_email, webhook_url=settings.care_team_webhook_url),
-            WebhookSender(settings.webhook_secret),
             QuietHours(settings.quiet_hours_start, settings.quiet_hours_end, settings.clinic_timezone),
+            StillWanted(schedules, alumni, opt_outs),
             poll_seconds=settings.dispatch_poll_seconds,
             lease_seconds=settings.dispatch_lease_seconds,
             max_attempts=settings.dispatch_max_attempts,
         )
-        app.state.store = store
-        runtime.broker.context.set_global("notification_store", store)
-        runtime.broker.context.set_global("dispatcher", dispatcher)
+        messaging = Messaging(policy, store, schedules, alumni, contacts, dispatcher, settings.clinic_timezone)
+        app.state.store, app.state.messaging, app.state.opt_outs = store, messaging, opt_outs
+        runtime.broker.context.set_global("messaging", messaging)
         return [dispatcher.run()]
 
     return create_service_app(
@@ -72,5 +88,5 @@ def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
         routers=[api.router],
         startup=startup,
         publishers=publishers,
-        outbox_collection=NOTIFICATIONS,
+        outbox_collections=[NOTIFICATIONS, ALUMNI],
     )

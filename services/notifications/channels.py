@@ -1,9 +1,10 @@
-"""Adapters that reach people: intake's contact lookup and the SMTP sender."""
+"""Adapters that reach people: intake's contact and consent lookups, and the email, SMS and webhook senders."""
 
 from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from email.message import EmailMessage
 
 import aiosmtplib
@@ -24,15 +25,32 @@ class DeliveryError(Exception):
         self.permanent = permanent
 
 
-class ConsentWithdrawn(DeliveryError):
-    """The consent naming this recipient was revoked or expired: the message must not go out."""
+class NotWanted(Exception):
+    """The message must not go out after all (consent withdrawn, opt-out, schedule changed): cancelled."""
 
-    def __init__(self) -> None:
-        super().__init__("consent no longer in force", permanent=True)
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Contact:
+    """How to reach one person now; looked up at send time and never stored."""
+
+    email: str | None
+    phone: str | None
+    timezone: str | None = None
+
+    def address(self, channel: str) -> str:
+        address = self.email if channel == "email" else self.phone
+        if not address:
+            raise DeliveryError(f"no {'email address' if channel == 'email' else 'mobile number'} on file",
+                                permanent=True)  # fmt: skip
+        return address
 
 
 class IntakeContacts:
-    """Looks up contact data at send time, so no event and no notification document holds it."""
+    """Looks up contact data and consents at intake at send time, so no event and no notification holds them."""
 
     def __init__(self, settings: NotificationsSettings) -> None:
         self._client = httpx.AsyncClient(
@@ -41,48 +59,59 @@ class IntakeContacts:
             timeout=10.0,
         )
 
-    async def patient_contact(self, episode_id: str) -> tuple[str, str | None]:
-        """The patient's email address and time zone (None when not recorded)."""
-        try:
-            response = await self._client.get(f"/v1/episodes/{episode_id}/contact")
-        except httpx.HTTPError as error:
-            raise DeliveryError(f"intake unreachable: {type(error).__name__}", permanent=False) from None
+    async def patient_contact(self, episode_id: str) -> Contact:
+        """The patient's email address, mobile number and time zone (None when not recorded)."""
+        response = await self._get(f"/v1/episodes/{episode_id}/contact")
         if response.status_code == 404:
             raise DeliveryError("episode unknown to intake", permanent=True)
+        self._check(response)
+        contact = response.json()
+        return Contact(contact.get("email"), contact.get("phone"), contact.get("timezone"))
+
+    async def consented_contact(self, episode_id: str, consent_id: str) -> Contact:
+        """A support's contact (for the alumni group: the graduate's), only while the consent is in force."""
+        response = await self._get(f"/v1/episodes/{episode_id}/consents/{consent_id}/contact")
+        if response.status_code in (404, 410):
+            raise NotWanted("consent no longer in force")
+        self._check(response)
+        contact = response.json()
+        return Contact(contact.get("email"), contact.get("phone"), contact.get("timezone"))
+
+    async def supports(self, episode_id: str, scope: str) -> list[tuple[str, str]]:
+        """(consent_id, recipient kind) of everyone a consent in force allows to hear about ``scope`` now."""
+        response = await self._lookup(f"/v1/episodes/{episode_id}/recipients", {"scope": scope})
+        if response is None:
+            return []
+        return [(entry["consent_id"], entry["recipient_kind"]) for entry in response.json()]
+
+    async def patient_of(self, episode_id: str) -> str | None:
+        """The pseudonymous id of the episode's patient (None: intake does not know the episode)."""
+        response = await self._lookup(f"/v1/episodes/{episode_id}/patient")
+        return None if response is None else str(response.json()["patient_id"])
+
+    async def _lookup(self, path: str, params: dict[str, str] | None = None) -> httpx.Response | None:
+        """For event handlers: a failure raises, so the consumer retries the event; None on 404."""
+        try:
+            response = await self._client.get(path, params=params)
+        except httpx.HTTPError as error:
+            raise RuntimeError(f"intake unreachable: {type(error).__name__}") from None
+        if response.status_code == 404:
+            return None
+        response.raise_for_status()
+        return response
+
+    async def _get(self, path: str) -> httpx.Response:
+        try:
+            return await self._client.get(path)
+        except httpx.HTTPError as error:
+            raise DeliveryError(f"intake unreachable: {type(error).__name__}", permanent=False) from None
+
+    @staticmethod
+    def _check(response: httpx.Response) -> None:
         if response.status_code in (401, 403):
             raise DeliveryError(f"intake refused the service token ({response.status_code})", permanent=False)
         if response.status_code != 200:
             raise DeliveryError(f"intake answered {response.status_code}", permanent=False)
-        contact = response.json()
-        if not contact.get("email"):
-            raise DeliveryError("no email address on file", permanent=True)
-        return str(contact["email"]), contact.get("timezone")
-
-    async def supports(self, episode_id: str, scope: str) -> list[tuple[str, str]]:
-        """(consent_id, recipient kind) of supports who may be told about ``scope`` now."""
-        try:
-            response = await self._client.get(f"/v1/episodes/{episode_id}/recipients", params={"scope": scope})
-        except httpx.HTTPError as error:
-            raise RuntimeError(f"intake unreachable: {type(error).__name__}") from None  # the consumer retries
-        if response.status_code == 404:
-            return []
-        response.raise_for_status()
-        return [(entry["consent_id"], entry["recipient_kind"]) for entry in response.json()]
-
-    async def consented_email(self, episode_id: str, consent_id: str) -> str:
-        """The support's address, only while the consent naming them is in force (checked at send time)."""
-        try:
-            response = await self._client.get(f"/v1/episodes/{episode_id}/consents/{consent_id}/contact")
-        except httpx.HTTPError as error:
-            raise DeliveryError(f"intake unreachable: {type(error).__name__}", permanent=False) from None
-        if response.status_code in (404, 410):
-            raise ConsentWithdrawn
-        if response.status_code != 200:
-            raise DeliveryError(f"intake answered {response.status_code}", permanent=False)
-        email = response.json().get("email")
-        if not email:
-            raise DeliveryError("no email address for this support", permanent=True)
-        return str(email)
 
     async def close(self) -> None:
         await self._client.aclose()
@@ -119,6 +148,40 @@ class EmailSender:
             raise DeliveryError(f"SMTP unavailable: {type(error).__name__}", permanent=False) from None
 
 
+def _raise_for_answer(what: str, code: int) -> None:
+    if code >= 400:
+        # 408 and 429 and any 5xx are worth another try; other 4xx will not change by retrying.
+        raise DeliveryError(f"{what} answered {code}", permanent=code < 500 and code not in (408, 429))
+
+
+class SmsSender:
+    """Sends a text through the clinic's SMS provider: a JSON POST, retried safely under an idempotency key.
+
+    Body: ``{"to", "from", "body", "reference"}``; headers: ``Authorization: Bearer <token>`` and
+    ``Idempotency-Key: <notification id>``, so a provider that honours it drops a resend after a crash.
+    """
+
+    def __init__(self, settings: NotificationsSettings, timeout: float = 10.0) -> None:
+        self._url = settings.sms_provider_url
+        self._from = settings.sms_from
+        self._client = httpx.AsyncClient(
+            timeout=timeout, headers={"Authorization": f"Bearer {settings.sms_provider_token}"}
+        )
+
+    async def send(self, notification_id: str, to: str, message: RenderedMessage) -> None:
+        if not self._url:
+            raise DeliveryError("no SMS provider configured", permanent=True)
+        body = {"to": to, "from": self._from, "body": message.body, "reference": notification_id}
+        try:
+            response = await self._client.post(self._url, json=body, headers={"Idempotency-Key": notification_id})
+        except httpx.HTTPError as error:
+            raise DeliveryError(f"SMS provider unreachable: {type(error).__name__}", permanent=False) from None
+        _raise_for_answer("SMS provider", response.status_code)
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
 class WebhookSender:
     """POSTs a JSON body signed per stepwise_contract.webhooks (HMAC-SHA256 over timestamp and body)."""
 
@@ -133,10 +196,7 @@ class WebhookSender:
             response = await self._client.post(url, content=body, headers=headers)
         except httpx.HTTPError as error:
             raise DeliveryError(f"webhook unreachable: {type(error).__name__}", permanent=False) from None
-        code = response.status_code
-        if code >= 400:
-            # 408 and 429 and any 5xx are worth another try; other 4xx will not change by retrying.
-            raise DeliveryError(f"webhook answered {code}", permanent=code < 500 and code not in (408, 429))
+        _raise_for_answer("webhook", response.status_code)
 
     async def close(self) -> None:
         await self._client.aclose()

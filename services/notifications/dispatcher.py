@@ -1,9 +1,11 @@
-"""Sends stored notifications: claim one, look up the address, render, send, record.
+"""Sends stored notifications: claim one, check it is still wanted, look up the address, render, send, record.
 
-Each logical notification is stored once (its id comes from the causing event), so redelivered
-events never add a message. The one window left is a crash after the SMTP server accepted the
-message and before it is marked sent: after the lease expires the message is sent again. It is
-the time of one MongoDB write, and the stable Message-ID lets mail systems drop the copy.
+Each logical notification is stored once, under an id that comes from what caused it, before any
+attempt to send it, so redelivered events never add a message and a claimed message is leased to one
+instance. The one window left is a crash after the channel accepted the message and before it is
+marked sent: after the lease expires it is sent again. That window is one MongoDB write long; the
+stable Message-ID (email), Idempotency-Key (SMS) and notification-id header (webhooks) let
+receivers drop the copy.
 """
 
 from __future__ import annotations
@@ -17,11 +19,12 @@ from services.common.mongo import Document
 from services.common.utc import utc_now
 from services.common.worker import PollingWorker
 
-from .channels import ConsentWithdrawn, DeliveryError, EmailSender, IntakeContacts, WebhookSender
-from .domain.messages import SUPPORT_KINDS, Channel
+from .channels import Contact, DeliveryError, EmailSender, IntakeContacts, NotWanted, SmsSender, WebhookSender
+from .domain.messages import SUPPORT_KINDS, Reachable
+from .domain.policy import Channel
 from .domain.quiet_hours import not_before
 from .rendering import Templates
-from .store import NotificationStore
+from .store import ENROLLED, FOREVER, AlumniEnrolments, EpisodeSchedules, NotificationStore, OptOuts
 
 log = logging.getLogger(__name__)
 
@@ -54,16 +57,37 @@ def retry_delay(attempt: int) -> timedelta:
     return timedelta(seconds=random.uniform(0.5, min(2.0**attempt, 600.0)))  # noqa: S311 - not crypto
 
 
+@dataclass(frozen=True)
+class Senders:
+    email: EmailSender
+    sms: SmsSender
+    webhook: WebhookSender
+    sms_configured: bool
+
+    async def close(self) -> None:
+        await self.sms.close()
+        await self.webhook.close()
+
+
+@dataclass(frozen=True)
+class StillWanted:
+    """What may have changed since a message was planned: the calendar, the alumni enrolment, opt-outs."""
+
+    schedules: EpisodeSchedules
+    alumni: AlumniEnrolments
+    opt_outs: OptOuts
+
+
 class Dispatcher(PollingWorker):
     def __init__(
         self,
         store: NotificationStore,
         contacts: IntakeContacts,
-        sender: EmailSender,
+        senders: Senders,
         templates: Templates,
         care_team: CareTeam,
-        webhooks: WebhookSender,
         quiet: QuietHours,
+        still_wanted: StillWanted,
         *,
         poll_seconds: float,
         lease_seconds: float,
@@ -72,33 +96,32 @@ class Dispatcher(PollingWorker):
         super().__init__()
         self._store = store
         self._contacts = contacts
-        self._sender = sender
+        self._senders = senders
         self._templates = templates
         self._care_team = care_team
         self._quiet = quiet
-        self._webhooks = webhooks
+        self._wanted = still_wanted
         self.poll_seconds = poll_seconds
         self._lease = timedelta(seconds=lease_seconds)
         self._max_attempts = max_attempts
 
     @property
-    def care_team_channels(self) -> tuple[Channel, ...]:
-        """The channels the clinic configured for reaching its care team."""
+    def reachable(self) -> Reachable:
+        """The channels the clinic configured, per audience."""
+        people: frozenset[Channel] = frozenset({"email", "sms"} if self._senders.sms_configured else {"email"})
         configured: tuple[tuple[Channel, str | None], ...] = (
             ("email", self._care_team.email),
             ("webhook", self._care_team.webhook_url),
         )
-        return tuple(channel for channel, target in configured if target)
-
-    async def supports(self, episode_id: str, scope: str) -> list[tuple[str, str]]:
-        return await self._contacts.supports(episode_id, scope)
+        care_team = frozenset(channel for channel, target in configured if target)
+        return {"patient": people, "supports": people, "care_team": care_team}
 
     async def run(self) -> None:
         try:
             await super().run()
         finally:
             await self._contacts.close()
-            await self._webhooks.close()
+            await self._senders.close()
 
     async def work_once(self) -> int:
         handled = 0
@@ -115,9 +138,9 @@ class Dispatcher(PollingWorker):
             await self._store.defer(notification_id, deferred.until)
             log.info("notification %s waits for the end of quiet hours", notification_id)
             return
-        except ConsentWithdrawn as withdrawn:
-            await self._store.mark_cancelled(notification_id, withdrawn.reason)
-            log.info("notification %s cancelled: %s", notification_id, withdrawn.reason)
+        except NotWanted as unwanted:
+            await self._store.mark_cancelled(notification_id, unwanted.reason)
+            log.info("notification %s cancelled: %s", notification_id, unwanted.reason)
             return
         except DeliveryError as error:
             attempts = notification["attempts"]
@@ -132,29 +155,58 @@ class Dispatcher(PollingWorker):
         log.info("notification %s sent (%s, %s)", notification_id, notification["purpose"], notification["channel"])
 
     async def _send(self, notification: Document) -> None:
-        """Reach the recipient on the notification's channel; raises DeliveryError."""
-        notification_id, episode_id = notification["_id"], notification["episode_id"]
-        if notification["channel"] == "webhook":
+        """Reach the recipient on the notification's channel; raises DeliveryError, NotWanted or Deferred."""
+        notification_id, episode_id, channel = notification["_id"], notification["episode_id"], notification["channel"]
+        urgent = notification.get("urgent", False)
+        await self._check_still_wanted(notification, urgent)
+        if channel == "webhook":
             if not self._care_team.webhook_url:
                 raise DeliveryError("no care-team webhook configured", permanent=True)
             payload = {"notification_id": notification_id, "purpose": notification["purpose"],
                        "episode_id": episode_id, **notification["context"]}  # fmt: skip
-            await self._webhooks.send(notification_id, self._care_team.webhook_url, payload)
+            await self._senders.webhook.send(notification_id, self._care_team.webhook_url, payload)
             return
-        zone = self._quiet.default_zone
-        if notification["recipient_kind"] == "patient":
-            address, patient_zone = await self._contacts.patient_contact(episode_id)
-            zone = patient_zone or zone
-        elif notification["recipient_kind"] in SUPPORT_KINDS:
-            address = await self._contacts.consented_email(episode_id, notification["consent_id"])
-        elif self._care_team.email:
-            address = self._care_team.email
-        else:
-            raise DeliveryError("no care-team email configured", permanent=True)
-        if not notification.get("urgent", False):
-            allowed = not_before(utc_now(), zone, self._quiet.start, self._quiet.end)
+        contact = await self._contact(notification)
+        address = contact.address(channel)
+        if (
+            channel == "sms"
+            and not urgent
+            and await self._wanted.opt_outs.get(self._wanted.opt_outs.number_key(address))
+        ):
+            raise NotWanted("the number replied STOP")
+        if not urgent:
+            allowed = not_before(utc_now(), contact.timezone or self._quiet.default_zone, self._quiet.start,
+                                 self._quiet.end)  # fmt: skip
             if allowed > utc_now():
                 raise Deferred(allowed)
         context = {**notification["context"], "episode_id": episode_id}
-        message = self._templates.render(notification["purpose"], notification["channel"], context)
-        await self._sender.send(notification_id, address, message)
+        message = self._templates.render(notification["purpose"], channel, context)
+        sender = self._senders.sms if channel == "sms" else self._senders.email
+        await sender.send(notification_id, address, message)
+
+    async def _check_still_wanted(self, notification: Document, urgent: bool) -> None:
+        episode_id, kind = notification["episode_id"], notification["recipient_kind"]
+        if notification.get("expires_at", FOREVER) <= utc_now():
+            raise NotWanted("too late: its moment has passed")
+        if notification.get("series_kind") == "sessions" and not await self._wanted.schedules.is_current(
+            episode_id, notification["series"]
+        ):
+            raise NotWanted("the session calendar changed or the episode ended")
+        if kind == "alumni":
+            enrolment = await self._wanted.alumni.get(episode_id)
+            if enrolment is None or enrolment["status"] != ENROLLED:
+                raise NotWanted("the alumni enrolment has ended")
+        if not urgent and kind != "care_team":
+            key = OptOuts.recipient_key(episode_id, kind, notification.get("consent_id"))
+            if await self._wanted.opt_outs.get(key):
+                raise NotWanted("the recipient opted out")
+
+    async def _contact(self, notification: Document) -> Contact:
+        episode_id, kind = notification["episode_id"], notification["recipient_kind"]
+        if kind == "patient":
+            return await self._contacts.patient_contact(episode_id)
+        if kind in (*SUPPORT_KINDS, "alumni"):
+            return await self._contacts.consented_contact(episode_id, notification["consent_id"])
+        if not self._care_team.email:
+            raise DeliveryError("no care-team email configured", permanent=True)
+        return Contact(email=self._care_team.email, phone=None)

@@ -1,8 +1,13 @@
-from datetime import time
+from __future__ import annotations
 
-from pydantic import Field
+from datetime import time
+from pathlib import Path
+
+from pydantic import Field, model_validator
 
 from services.common.settings import ServiceSettings
+
+from .domain.policy import DEFAULT_POLICY_FILE
 
 
 class NotificationsSettings(ServiceSettings):
@@ -31,6 +36,24 @@ class NotificationsSettings(ServiceSettings):
     dispatch_max_attempts: int = Field(default=8, ge=1)
     clinic_timezone: str = Field(default="America/New_York", description="Zone for times in messages.")
     templates_dir: str | None = Field(default=None, description="A folder whose templates override the defaults.")
+    notifications_policy_file: Path = Field(
+        default=DEFAULT_POLICY_FILE, description="Who is told what, when and how (YAML)."
+    )
+    sms_provider_url: str | None = Field(
+        default=None, description="The SMS provider's send endpoint (JSON POST); unset: no SMS is planned."
+    )
+    sms_provider_token: str = Field(default="", description="Bearer token for the SMS provider.")
+    sms_from: str = Field(default="", description="The clinic's sending number or sender id.")
+    contact_hash_key: str = Field(
+        default="",
+        description="Secret key for the keyed hash under which numbers that replied STOP are kept (never the number).",
+    )
+
+    @model_validator(mode="after")
+    def _sms_needs_a_hash_key(self) -> NotificationsSettings:
+        if self.sms_provider_url and not self.contact_hash_key:
+            raise ValueError("CONTACT_HASH_KEY: required when SMS_PROVIDER_URL is set (opt-outs are kept under it)")
+        return self
 
 
 CONSUMER_GROUP = "stepwise.notifications"

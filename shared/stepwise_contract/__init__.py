@@ -16,6 +16,8 @@ from .envelope import (
 from .events import (
     COMMAND_TYPES,
     EVENT_TYPES,
+    AlumniEnrolled,
+    AlumniLeft,
     AssessmentCompleted,
     AttendanceReported,
     AttendanceRuleTriggered,
@@ -56,6 +58,8 @@ __all__ = [
     "INSTRUMENTS",
     "LEVEL_ORDER",
     "SPEC_VERSION",
+    "AlumniEnrolled",
+    "AlumniLeft",
     "AssessmentCompleted",
     "AttendanceReported",
     "AttendanceRuleTriggered",

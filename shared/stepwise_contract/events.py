@@ -344,6 +344,26 @@ class NotificationFailed(NotificationOutcome):
     reason_code: Literal["permanent", "retries_exhausted"]
 
 
+class AlumniEnrolled(EventData):
+    """A graduate joined the alumni group under a consent naming it: welcome, meetings and check-ins follow."""
+
+    event_type: ClassVar[str] = "iop.alumni.enrolled"
+
+    consent_id: str
+    graduated_at: AwareDatetime
+    enrolled_at: AwareDatetime
+    check_in_days: list[int] = Field(examples=[[7, 30, 60, 90]], description="Check-ins, in days after graduation.")
+
+
+class AlumniLeft(EventData):
+    """A graduate's alumni enrolment ended: no further alumni messages."""
+
+    event_type: ClassVar[str] = "iop.alumni.left"
+
+    left_at: AwareDatetime
+    reason_code: Literal["opted_out", "new_episode", "consent_withdrawn"]
+
+
 class AttendanceReported(EventData):
     """A command from another clinic system (EHR, scheduling, front desk): a session's attendance.
 
@@ -382,6 +402,8 @@ EVENT_TYPES: dict[str, type[EventData]] = {
         EpisodeDischarged,
         NotificationSent,
         NotificationFailed,
+        AlumniEnrolled,
+        AlumniLeft,
     )
 }
 """Every event type Stepwise publishes, by type (= topic)."""

@@ -20,6 +20,7 @@ from pymongo import AsyncMongoClient
 
 from services.common.consumer import consumer_group
 from tools.devstack import Backends, ServiceProcess, free_port
+from tools.sms_sink import SmsSink
 from tools.smtp_sink import Mailbox, SmtpSink
 
 T = TypeVar("T")
@@ -30,6 +31,7 @@ TOKENS = {
     "admin": "test-admin-token",
     "integration": "test-integration-token",
     "notifications": "test-notifications-service-token",
+    "sms_provider": "test-sms-provider-token",
 }
 GROUPS = {"care_plan": "stepwise.care_plan", "notifications": "stepwise.notifications"}
 
@@ -48,6 +50,7 @@ async def eventually(check: Callable[[], Awaitable[T | None]], what: str, within
 
 CARE_TEAM_EMAIL = "care-team@clinic.test"
 WEBHOOK_SECRET = "test-webhook-secret"
+SMS_PROVIDER_TOKEN = "test-sms-provider-secret"
 
 
 class WebhookReceiver:
@@ -87,6 +90,7 @@ class Stack:
     databases: dict[str, str]
     env: dict[str, str]
     webhooks: WebhookReceiver
+    texts: SmsSink
 
     def http(self, service: str, role: str | None = "clinician") -> httpx.AsyncClient:
         headers = {"Authorization": f"Bearer {TOKENS[role]}"} if role else {}
@@ -107,7 +111,7 @@ def stack(running_backends: Backends, tmp_path_factory: pytest.TempPathFactory) 
     logs = tmp_path_factory.mktemp("service-logs")
     run = uuid.uuid4().hex[:8]
     databases = {name: f"stepwise_{name}_test_{run}" for name in ("intake", "care_plan", "notifications")}
-    with SmtpSink(free_port()) as sink, WebhookReceiver() as webhooks:
+    with SmtpSink(free_port()) as sink, WebhookReceiver() as webhooks, SmsSink(token=SMS_PROVIDER_TOKEN) as texts:
         ports = {name: free_port() for name in databases}
         env = {
             "KAFKA_BOOTSTRAP_SERVERS": running_backends.kafka_bootstrap_servers,
@@ -126,6 +130,10 @@ def stack(running_backends: Backends, tmp_path_factory: pytest.TempPathFactory) 
             "CARE_TEAM_EMAIL": CARE_TEAM_EMAIL,
             "CARE_TEAM_WEBHOOK_URL": webhooks.url,
             "WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "SMS_PROVIDER_URL": texts.url,
+            "SMS_PROVIDER_TOKEN": SMS_PROVIDER_TOKEN,
+            "CONTACT_HASH_KEY": "test-contact-hash-key",
+            "DISPATCH_LEASE_SECONDS": "5",
             # No quiet hours, so no test depends on the time of day it runs at (test_quiet_hours enables them).
             "QUIET_HOURS_START": "00:00",
             "QUIET_HOURS_END": "00:00",
@@ -139,7 +147,7 @@ def stack(running_backends: Backends, tmp_path_factory: pytest.TempPathFactory) 
         try:
             for service in services.values():
                 service.start()
-            yield Stack(running_backends, services, sink.mailbox, databases, env, webhooks)
+            yield Stack(running_backends, services, sink.mailbox, databases, env, webhooks, texts)
         finally:
             for service in services.values():
                 service.stop()
@@ -151,6 +159,10 @@ class Episode:
     episode_id: str
     email: str
     pii: dict[str, str]
+
+    @property
+    def phone(self) -> str:
+        return self.pii["phone"]
 
 
 async def new_episode(stack: Stack, program: str = "adult") -> Episode:

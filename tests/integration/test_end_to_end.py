@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from services.care_plan.domain.policy import load_policy
@@ -52,7 +52,20 @@ async def test_assessment_leads_to_care_plan_and_welcome_email(stack: Stack) -> 
 
     async with stack.http("notifications") as notifications:
         log = (await notifications.get("/v1/notifications", params={"episode_id": episode.episode_id})).json()
-    assert [(n["purpose"], n["status"], n["recipient_kind"]) for n in log] == [("welcome", "sent", "patient")]
+    now = datetime.now(UTC)
+    assert [(n["purpose"], n["status"], n["recipient_kind"]) for n in log if n["purpose"] != "session_reminder"] == [
+        ("welcome", "sent", "patient")
+    ]
+    # A text 24 and 2 hours before each session, from the policy; none whose time has passed.
+    expected = sorted(
+        starts - timedelta(hours=hours)
+        for starts in (datetime.fromisoformat(s["starts_at"]) for s in sessions)
+        for hours in (24, 2)
+        if starts - timedelta(hours=hours) > now
+    )
+    reminders = [n for n in log if n["purpose"] == "session_reminder"]
+    assert {(n["status"], n["channel"], n["recipient_kind"]) for n in reminders} == {("pending", "sms", "patient")}
+    assert sorted(datetime.fromisoformat(n["not_before"]) for n in reminders) == expected
 
 
 async def test_missed_session_sends_outreach_once_per_miss(stack: Stack) -> None:

@@ -60,7 +60,7 @@ async def test_a_sent_message_publishes_its_outcome_without_content(stack: Stack
     await mail_to(stack, episode.email, subject=WELCOME)
 
     [sent] = await eventually(lambda: outcomes(stack, "iop.notification.sent", episode.episode_id), "the outcome")
-    [entry] = await delivery_log(stack, episode_id=episode.episode_id)
+    [entry] = await delivery_log(stack, episode_id=episode.episode_id, purpose="welcome")
     assert (sent.data.notification_id, sent.data.purpose) == (entry["notification_id"], "welcome")
     assert (sent.data.recipient_kind, sent.data.channel, sent.data.attempts) == ("patient", "email", 1)
     [record] = await events_of(stack, "iop.notification.sent", episode.episode_id)
@@ -69,6 +69,9 @@ async def test_a_sent_message_publishes_its_outcome_without_content(stack: Stack
     since = started.isoformat()
     assert [e["notification_id"] for e in await delivery_log(stack, episode_id=episode.episode_id, since=since,
             recipient_kind="patient", status="sent")] == [entry["notification_id"]]  # fmt: skip
+    assert (
+        len(await delivery_log(stack, episode_id=episode.episode_id, purpose="session_reminder", status="pending")) > 0
+    )
     assert await delivery_log(stack, episode_id=episode.episode_id, status="failed") == []
     assert await delivery_log(stack, episode_id=episode.episode_id, until=since) == []
 
@@ -92,7 +95,7 @@ async def test_a_permanent_failure_is_recorded_and_published(stack: Stack, kafka
 
     [failed] = await eventually(lambda: outcomes(stack, "iop.notification.failed", unknown), "the failure")
     assert (failed.data.reason_code, failed.data.purpose, failed.data.attempts) == ("permanent", "welcome", 1)
-    [entry] = await delivery_log(stack, episode_id=unknown)
+    [entry] = await delivery_log(stack, episode_id=unknown, purpose="welcome")
     assert (entry["status"], entry["last_error"]) == ("failed", "episode unknown to intake")
 
 
@@ -111,7 +114,8 @@ async def test_an_smtp_outage_is_retried_until_the_server_is_back(stack: Stack, 
         async def retrying() -> list[dict[str, Any]] | None:
             headers = {"Authorization": f"Bearer {TOKENS['clinician']}"}
             async with httpx.AsyncClient(base_url=stand_in.url, headers=headers) as client:
-                log = (await client.get("/v1/notifications", params={"episode_id": episode.episode_id})).json()
+                params = {"episode_id": episode.episode_id, "purpose": "welcome"}
+                log = (await client.get("/v1/notifications", params=params)).json()
             return log if log and log[0]["attempts"] >= 2 else None
 
         [entry] = await eventually(retrying, "a second attempt during the outage")

@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 from stepwise_contract import (
     CONTENT_TYPE,
     EVENT_TYPES,
+    AlumniEnrolled,
+    AlumniLeft,
     AssessmentCompleted,
     AttendanceRuleTriggered,
     CareLevel,
@@ -158,6 +160,12 @@ def make_data(event_type: str, episode_id: str = EPISODE, session_id: str = "s00
         if event_type == NotificationSent.event_type:
             return NotificationSent(**outcome, sent_at=T0)
         return NotificationFailed(**outcome, failed_at=T0, reason_code="retries_exhausted")
+    if event_type == AlumniEnrolled.event_type:
+        return AlumniEnrolled(
+            episode_id=episode_id, consent_id="c-2", graduated_at=T0, enrolled_at=T0, check_in_days=[7, 30, 60, 90]
+        )
+    if event_type == AlumniLeft.event_type:
+        return AlumniLeft(episode_id=episode_id, left_at=T0, reason_code="opted_out")
     if event_type == SessionMissed.event_type:
         return SessionMissed(
             episode_id=episode_id,
@@ -188,6 +196,8 @@ def test_every_event_type_has_a_sample() -> None:
         "iop.episode.discharged",
         "iop.notification.sent",
         "iop.notification.failed",
+        "iop.alumni.enrolled",
+        "iop.alumni.left",
     }
     for event_type, model in EVENT_TYPES.items():
         assert model.event_type == event_type
@@ -520,6 +530,8 @@ def test_no_event_schema_has_a_pii_property(event_type: str) -> None:
         EpisodeDischarged.event_type: {"reason_code"},
         NotificationSent.event_type: {"channel", "recipient_kind"},
         NotificationFailed.event_type: {"reason_code", "attempts"},
+        AlumniEnrolled.event_type: {"check_in_days", "consent_id"},
+        AlumniLeft.event_type: {"reason_code"},
     }[event_type]
     assert expected_nested <= names
     assert "episode_id" in names

@@ -11,13 +11,37 @@ import pytest
 
 from services.care_plan.domain.care_plan import build_schedule
 from services.care_plan.domain.policy import load_policy
-from services.notifications.domain.messages import NAMESPACE, notification_id, plan_notifications, support_scope
+from services.notifications.domain import messages
+from services.notifications.domain.messages import NAMESPACE, PlannedNotification, Reachable, Support, support_scopes
+from services.notifications.domain.policy import DEFAULT_POLICY_FILE, NotificationPolicy
+from services.notifications.domain.policy import load_policy as load_rules
 from services.notifications.rendering import Templates
-from stepwise_contract import CareLevel, CareLevelAssigned, Reason, SessionMissed, new_event
+from stepwise_contract import CareLevel, CareLevelAssigned, CloudEvent, EventData, Reason, SessionMissed, new_event
 
 NEW_YORK = "America/New_York"
 SOURCE = "/stepwise/care-plan"
 POLICY = load_policy()
+RULES = load_rules(DEFAULT_POLICY_FILE, frozenset(messages.MESSAGE_EVENTS))
+EVERYWHERE: Reachable = {"patient": frozenset({"email", "sms"}), "supports": frozenset({"email", "sms"}),
+                         "care_team": frozenset({"email", "webhook"})}  # fmt: skip
+EMAIL_ONLY: Reachable = {"patient": frozenset({"email"}), "supports": frozenset({"email"}),
+                         "care_team": frozenset({"email"})}  # fmt: skip
+
+
+def plan_notifications(
+    event: CloudEvent[EventData],
+    supports: list[Support] | None = None,
+    rules: NotificationPolicy = RULES,
+    reachable: Reachable = EMAIL_ONLY,
+) -> list[PlannedNotification]:
+    by_scope = {scope: supports or [] for scope in support_scopes(event, rules)}
+    return messages.plan_notifications(event, rules, reachable, by_scope)
+
+
+def notification_id(event: CloudEvent[Any], purpose: str, recipient: str, channel: str) -> str:
+    return messages.notification_id(event.dedup_key, purpose, recipient, channel)
+
+
 SCHEDULE = build_schedule(POLICY.levels[CareLevel.IOP], "morning", NEW_YORK, date(2026, 10, 20))
 FORBIDDEN = (
     "addiction",
@@ -200,10 +224,13 @@ def test_override_dir_takes_precedence(tmp_path: Any) -> None:
 
 def test_supports_are_planned_only_for_events_their_consent_covers() -> None:
     schedule_event, miss_event = new_event(assigned(), source=SOURCE), new_event(missed(), source=SOURCE)
-    assert (support_scope(schedule_event), support_scope(miss_event)) == ("appointments", "attendance")
-    assert support_scope(new_event(assigned("referred_out"), source=SOURCE)) is None
+    assert (support_scopes(schedule_event, RULES), support_scopes(miss_event, RULES)) == (
+        {"appointments"},
+        {"attendance"},
+    )
+    assert support_scopes(new_event(assigned("referred_out"), source=SOURCE), RULES) == set()
 
-    supports = [("c-1", "family"), ("c-2", "designated_support"), ("c-3", "alumni_group")]
+    supports = [Support("c-1", "family"), Support("c-2", "designated_support"), Support("c-3", "alumni_group")]
     planned = [p for p in plan_notifications(miss_event, supports=supports) if p.consent_id]
     assert [(p.recipient_kind, p.consent_id, p.purpose) for p in planned] == [
         ("family", "c-1", "support_missed_session"),

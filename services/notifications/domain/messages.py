@@ -1,32 +1,51 @@
-"""From a care event to the notifications it causes.
+"""From care events to the notifications they cause, by the clinic's policy (pure: no I/O).
 
-A notification's id is derived from the event (source + id) and what is sent to whom on which
-channel, so a redelivered event maps onto the notification that exists already.
+A notification's id is derived from what causes it (the event's source + id, or the alumni enrolment)
+and what is sent to whom on which channel, so a redelivered event maps onto the notification that
+exists already.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 from stepwise_contract import (
     AttendanceRuleTriggered,
     CareLevelAssigned,
+    CareLevelChanged,
     CloudEvent,
+    EpisodeDischarged,
+    EpisodeGraduated,
     EventData,
     SafetyAlertRaised,
+    Schedule,
     SessionMissed,
     StepDownRecommended,
     StepUpRecommended,
 )
 
+from .policy import WEEKDAYS, AlumniProgram, Audience, Channel, MessageRule, NotificationPolicy, SessionReminders
+
 NAMESPACE = uuid.UUID("6f1c2b0e-5d1a-4c8e-9a57-2f3d0c9e4b11")
 
-RecipientKind = Literal["patient", "care_team", "family", "designated_support"]
+RecipientKind = Literal["patient", "care_team", "family", "designated_support", "alumni"]
 SUPPORT_KINDS = ("family", "designated_support")
-Channel = Literal["email", "webhook"]
+SeriesKind = Literal["", "sessions", "alumni"]
+Reachable = Mapping[Audience, frozenset[Channel]]
+"""The channels the clinic configured, per audience (no SMS provider: no SMS)."""
+
+
+@dataclass(frozen=True)
+class Support:
+    """A family member or designated support under a consent in force (from intake: no contact data)."""
+
+    consent_id: str
+    kind: str
 
 
 @dataclass(frozen=True)
@@ -42,125 +61,226 @@ class PlannedNotification:
     urgent: bool = False
     """Safety messages to staff: never delayed or suppressed."""
     consent_id: str | None = None
-    """For a family member or designated support: the consent that names them (checked again at send time)."""
+    """For supports and alumni: the consent that allows the message (checked again at send time)."""
+    not_before: datetime | None = None
+    """Scheduled messages: not sent before this moment (None: at once)."""
+    expires_at: datetime | None = None
+    """Not worth sending from this moment (a reminder once its session has begun)."""
+    series_kind: SeriesKind = ""
+    series: str = ""
+    """Scheduled messages that end together: the reminders of one schedule, or one graduate's alumni messages."""
 
 
-def notification_id(event: CloudEvent[Any], purpose: str, recipient_kind: str, channel: str) -> str:
-    return str(uuid.uuid5(NAMESPACE, f"{event.dedup_key}|{purpose}|{recipient_kind}|{channel}"))
+def notification_id(*parts: object) -> str:
+    return str(uuid.uuid5(NAMESPACE, "|".join(str(part) for part in parts)))
 
 
-def support_scope(event: CloudEvent[EventData]) -> str | None:
-    """What a consent must allow for supports to hear of this event (None: supports are not told)."""
-    if isinstance(event.data, CareLevelAssigned) and event.data.status == "active":
-        return "appointments"
-    if isinstance(event.data, SessionMissed):
-        return "attendance"
-    return None
+# What each event tells its templates. Events about a clinical judgement go to the care team only.
+Context = Callable[[Any], dict[str, Any] | None]
+
+
+def _schedule(schedule: Schedule | None) -> dict[str, Any] | None:
+    if schedule is None:
+        return None  # referred out: the care team's conversation, not an automatic message
+    sessions = [{"starts_at": s.starts_at.isoformat(), "ends_at": s.ends_at.isoformat()} for s in schedule.sessions]
+    return {"timezone": schedule.timezone, "sessions": sessions}
+
+
+def _step(data: StepUpRecommended | StepDownRecommended) -> dict[str, Any]:
+    return {
+        "direction": "up" if isinstance(data, StepUpRecommended) else "down",
+        "from_level": data.from_level.value,
+        "to_level": data.to_level.value,
+        "reasons": [reason.text for reason in data.rationale],
+        "recommendation_id": data.recommendation_id,
+        "policy_version": data.policy_version,
+    }
+
+
+PEOPLE_MAY_HEAR: dict[type[EventData], Context] = {
+    CareLevelAssigned: lambda d: _schedule(d.schedule) if d.status == "active" else None,
+    CareLevelChanged: lambda d: _schedule(d.schedule) if d.status == "active" else None,
+    SessionMissed: lambda d: {"starts_at": d.starts_at.isoformat(), "consecutive_misses": d.consecutive_misses},
+    EpisodeGraduated: lambda d: {"graduated_at": d.graduated_at.isoformat()},
+}
+"""Events patients and supports may hear of; their context holds no level, score or reason."""
+
+CARE_TEAM_ONLY: dict[type[EventData], Context] = {
+    SafetyAlertRaised: lambda d: {
+        "level": d.level,
+        "reasons": d.reasons,
+        "raised_at": d.raised_at.isoformat(),
+        "assessment_id": d.assessment_id,
+    },
+    StepUpRecommended: _step,
+    StepDownRecommended: _step,
+    AttendanceRuleTriggered: lambda d: {
+        "action": d.action,
+        "rule_code": d.rule_code,
+        "session_id": d.session_id,
+        "reasons": [reason.text for reason in d.rationale],
+    },
+    EpisodeDischarged: lambda d: {
+        "discharged_at": d.discharged_at.isoformat(),
+        "level": d.level.value,
+        "reason_code": d.reason_code,
+    },
+}
+"""Events about clinical judgements: the care team hears of them, nobody else."""
+
+MESSAGE_EVENTS: dict[str, type[EventData]] = {model.event_type: model for model in (*PEOPLE_MAY_HEAR, *CARE_TEAM_ONLY)}
+
+
+def check_audiences(policy: NotificationPolicy) -> list[str]:
+    """Rules that would tell patients or supports of a clinical judgement (each a field path and why)."""
+    return [
+        f"events.{event_type}[{n}].to: only the care team hears of {event_type}"
+        for event_type, rules in policy.events.items()
+        for n, rule in enumerate(rules)
+        if rule.to != "care_team" and MESSAGE_EVENTS.get(event_type) in CARE_TEAM_ONLY
+    ]
+
+
+def context_of(data: EventData) -> dict[str, Any] | None:
+    context = {**PEOPLE_MAY_HEAR, **CARE_TEAM_ONLY}.get(type(data))
+    return context(data) if context else None
+
+
+def support_scopes(event: CloudEvent[EventData], policy: NotificationPolicy) -> set[str]:
+    """What consents must allow for the supports this event may be told of (asked of intake)."""
+    if context_of(event.data) is None:
+        return set()
+    return {rule.consent_scope for rule in policy.rules_for(event.type) if rule.consent_scope}
 
 
 def plan_notifications(
     event: CloudEvent[EventData],
-    care_team_channels: Sequence[Channel] = (),
-    supports: Sequence[tuple[str, str]] = (),
+    policy: NotificationPolicy,
+    reachable: Reachable,
+    supports: Mapping[str, Sequence[Support]] | None = None,
 ) -> list[PlannedNotification]:
-    """The notifications an event causes.
-
-    ``care_team_channels``: those the clinic configured; ``supports``: (consent_id, kind) of the supports
-    whose current consent allows ``support_scope(event)``; nobody else is ever planned for.
-    """
-    return [*_for_care_team(event, care_team_channels), *_for_patient(event), *_for_supports(event, supports)]
-
-
-def _for_supports(event: CloudEvent[EventData], supports: Sequence[tuple[str, str]]) -> list[PlannedNotification]:
-    if not supports or support_scope(event) is None:
+    """The messages an event causes. ``supports``: by consent scope, those whose consent allows it now;
+    nobody else is ever planned for."""
+    context = context_of(event.data)
+    if context is None:
         return []
-    purpose = "support_schedule" if isinstance(event.data, CareLevelAssigned) else "support_missed_session"
-    context = _for_patient(event)[0].context
+    planned: list[PlannedNotification] = []
+    for rule in policy.rules_for(event.type):
+        for channel in (c for c in rule.channels if c in reachable.get(rule.to, frozenset())):
+            for kind, consent_id in _recipients(rule, (supports or {}).get(rule.consent_scope or "", ())):
+                recipient = f"{kind}:{consent_id}" if consent_id else kind
+                planned.append(
+                    PlannedNotification(
+                        notification_id=notification_id(event.dedup_key, rule.purpose, recipient, channel),
+                        episode_id=event.subject,
+                        purpose=rule.purpose,
+                        recipient_kind=kind,
+                        channel=channel,
+                        context=context,
+                        urgent=rule.urgent,
+                        consent_id=consent_id,
+                    )
+                )
+    return planned
+
+
+def _recipients(rule: MessageRule, supports: Sequence[Support]) -> list[tuple[RecipientKind, str | None]]:
+    if rule.to == "supports":
+        return [(s.kind, s.consent_id) for s in supports if s.kind in SUPPORT_KINDS]  # type: ignore[misc]
+    return [(rule.to, None)]
+
+
+def schedule_series(as_of: datetime) -> str:
+    """Names the reminders of the schedule made at ``as_of``; a later schedule replaces them."""
+    return f"sessions@{as_of.isoformat()}"
+
+
+def plan_session_reminders(
+    event: CloudEvent[CareLevelAssigned] | CloudEvent[CareLevelChanged],
+    schedule: Schedule,
+    as_of: datetime,
+    reminders: SessionReminders,
+    reachable: Reachable,
+) -> list[PlannedNotification]:
+    """A reminder per session, hour offset and channel; none whose time had passed when the schedule was made."""
+    channels = [channel for channel in reminders.channels if channel in reachable.get("patient", frozenset())]
     return [
         PlannedNotification(
-            notification_id=notification_id(event, purpose, f"{kind}:{consent_id}", "email"),
+            notification_id=notification_id(event.dedup_key, reminders.purpose, session.session_id, hours, channel),
             episode_id=event.subject,
-            purpose=purpose,
-            recipient_kind=kind,  # type: ignore[arg-type]
-            channel="email",
-            context=context,
-            consent_id=consent_id,
+            purpose=reminders.purpose,
+            recipient_kind="patient",
+            channel=channel,
+            context={
+                "timezone": schedule.timezone,
+                "starts_at": session.starts_at.isoformat(),
+                "ends_at": session.ends_at.isoformat(),
+            },
+            not_before=session.starts_at - timedelta(hours=hours),
+            expires_at=session.starts_at,
+            series_kind="sessions",
+            series=schedule_series(as_of),
         )
-        for consent_id, kind in supports
-        if kind in SUPPORT_KINDS
+        for session in schedule.sessions
+        for hours in reminders.hours_before
+        if session.starts_at - timedelta(hours=hours) > as_of
+        for channel in channels
     ]
 
 
-def _for_care_team(event: CloudEvent[EventData], channels: Sequence[Channel]) -> list[PlannedNotification]:
-    data = event.data
-    if isinstance(data, SafetyAlertRaised):
-        alert: dict[str, Any] = {
-            "level": data.level,
-            "reasons": data.reasons,
-            "raised_at": data.raised_at.isoformat(),
-            "assessment_id": data.assessment_id,
-        }
-        return [
-            PlannedNotification(
-                notification_id=notification_id(event, "safety_alert", "care_team", channel),
-                episode_id=event.subject,
-                purpose="safety_alert",
-                recipient_kind="care_team",
-                channel=channel,
-                context=alert,
-                urgent=True,
-            )
-            for channel in channels
-        ]
-    if "email" not in channels:
-        return []
-    if isinstance(data, StepUpRecommended | StepDownRecommended):
-        step: dict[str, Any] = {
-            "direction": "up" if isinstance(data, StepUpRecommended) else "down",
-            "from_level": data.from_level.value,
-            "to_level": data.to_level.value,
-            "reasons": [reason.text for reason in data.rationale],
-            "recommendation_id": data.recommendation_id,
-            "policy_version": data.policy_version,
-        }
-        return [_email(event, "care_team", "step_recommendation", step)]
-    if isinstance(data, AttendanceRuleTriggered):
-        escalation: dict[str, Any] = {
-            "action": data.action,
-            "rule_code": data.rule_code,
-            "session_id": data.session_id,
-            "reasons": [reason.text for reason in data.rationale],
-        }
-        return [_email(event, "care_team", "attendance_escalation", escalation)]
-    return []
+def plan_alumni(
+    episode_id: str,
+    consent_id: str,
+    graduated_at: datetime,
+    program: AlumniProgram,
+    reachable: Reachable,
+    clinic_zone: str,
+) -> list[PlannedNotification]:
+    """Everything an enrolment sends: a welcome now, check-ins, and reminders of the weekly meeting."""
+    zone = ZoneInfo(clinic_zone)
+    messages: list[tuple[str, int, datetime | None, datetime | None, dict[str, Any]]] = []
+    if program.welcome:
+        messages.append(("alumni_welcome", 0, None, None, {}))
+    graduation_day = graduated_at.astimezone(zone).date()
+    for days in program.check_in_days:
+        at = _local(graduation_day + timedelta(days=days), program.check_in_time, zone)
+        messages.append(("alumni_check_in", days, at, None, {"days_since_graduation": days}))
+    if program.meetings:
+        meeting_zone = ZoneInfo(program.meetings.timezone or clinic_zone)
+        lead = timedelta(hours=program.meetings.remind_hours_before)
+        for week, starts in enumerate(_weekly(graduated_at + lead, program, meeting_zone)):
+            context = {"meeting_at": starts.isoformat(), "timezone": str(meeting_zone)}
+            messages.append(("alumni_meeting", week, starts - lead, starts, context))
+    channels = [channel for channel in program.channels if channel in reachable.get("patient", frozenset())]
+    return [
+        PlannedNotification(
+            notification_id=notification_id("alumni", episode_id, purpose, n, channel),
+            episode_id=episode_id,
+            purpose=purpose,
+            recipient_kind="alumni",
+            channel=channel,
+            context=context,
+            consent_id=consent_id,
+            not_before=not_before,
+            expires_at=expires_at,
+            series_kind="alumni",
+            series=f"alumni@{episode_id}",
+        )
+        for purpose, n, not_before, expires_at, context in messages
+        for channel in channels
+    ]
 
 
-def _for_patient(event: CloudEvent[EventData]) -> list[PlannedNotification]:
-    data = event.data
-    if isinstance(data, CareLevelAssigned):
-        if data.status != "active" or data.schedule is None:
-            return []  # referral out is the care team's conversation, not an automatic message
-        sessions = [
-            {"starts_at": s.starts_at.isoformat(), "ends_at": s.ends_at.isoformat()} for s in data.schedule.sessions
-        ]
-        return [_email(event, "patient", "welcome", {"timezone": data.schedule.timezone, "sessions": sessions})]
-    if isinstance(data, SessionMissed):
-        missed: dict[str, Any] = {
-            "starts_at": data.starts_at.isoformat(),
-            "consecutive_misses": data.consecutive_misses,
-        }
-        return [_email(event, "patient", "missed_session_outreach", missed)]
-    return []
+def _local(day: date, at: time, zone: ZoneInfo) -> datetime:
+    return datetime.combine(day, at, tzinfo=zone)
 
 
-def _email(
-    event: CloudEvent[Any], recipient_kind: RecipientKind, purpose: str, context: dict[str, Any]
-) -> PlannedNotification:
-    return PlannedNotification(
-        notification_id=notification_id(event, purpose, recipient_kind, "email"),
-        episode_id=event.subject,
-        purpose=purpose,
-        recipient_kind=recipient_kind,
-        channel="email",
-        context=context,
-    )
+def _weekly(after: datetime, program: AlumniProgram, zone: ZoneInfo) -> list[datetime]:
+    """The next ``weeks`` meetings starting after ``after``, at their local wall-clock time."""
+    assert program.meetings is not None
+    meetings = program.meetings
+    day = after.astimezone(zone).date()
+    day += timedelta(days=(WEEKDAYS.index(meetings.weekday) - day.weekday()) % 7)
+    if _local(day, meetings.starts_at, zone) <= after:
+        day += timedelta(days=7)
+    return [_local(day + timedelta(weeks=week), meetings.starts_at, zone) for week in range(meetings.weeks)]
