@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
@@ -77,6 +78,32 @@ async def test_notifications_down_during_the_flow_sends_each_message_once_after_
     await mail_to(stack, episode.email, subject=WELCOME)
     [assigned] = await events_of(stack, "iop.care_level.assigned", episode.episode_id)
     await wait_consumed(stack, "notifications", assigned.topic, assigned.partition, assigned.offset)
+    assert len(stack.mailbox.to(episode.email)) == 1
+
+
+async def test_notifications_killed_while_sending_sends_the_message_once_after_restart(stack: Stack) -> None:
+    episode = await new_episode(stack)
+    notifications = stack.services["notifications"]
+    stack.mailbox.holding.add(episode.email)  # the SMTP server keeps the client waiting at RCPT TO
+    try:
+        await assess(stack, episode)
+
+        async def mid_send() -> bool:
+            return episode.email in stack.mailbox.stalled
+
+        await eventually(mid_send, "the welcome to be half-way through SMTP")
+        notifications.kill()  # SIGKILL: the claim (attempt 1) is stored, the message is not accepted
+    finally:
+        stack.mailbox.holding.discard(episode.email)
+    notifications.start()
+
+    async def sent() -> list[dict[str, Any]] | None:
+        async with stack.http("notifications", "clinician") as client:
+            params = {"episode_id": episode.episode_id, "purpose": "welcome", "status": "sent"}
+            return (await client.get("/v1/notifications", params=params)).json() or None  # type: ignore[no-any-return]
+
+    [entry] = await eventually(sent, "the welcome, sent after the claim's lease ran out")
+    assert entry["attempts"] == 2  # the killed attempt and the one that went through
     assert len(stack.mailbox.to(episode.email)) == 1
 
 

@@ -8,7 +8,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
+from aiokafka import AIOKafkaProducer
 
+from stepwise_contract import CareLevel, CareLevelAssigned, Reason, Schedule, ScheduledSession, new_event, to_kafka
 from tools.devstack import ServiceProcess, free_port
 
 from .conftest import CARE_TEAM_EMAIL, IOP_DIMENSIONS, TOKENS, Episode, Stack, assess, eventually, mail_to, new_episode
@@ -72,3 +74,47 @@ async def test_quiet_hours_hold_patient_mail_in_their_zone_but_never_a_safety_al
     finally:
         shifted.kill()
         regular.start()
+
+
+async def test_a_session_reminder_due_in_the_patients_night_waits_for_their_morning(
+    stack: Stack, tmp_path: Path, kafka_producer: AIOKafkaProducer
+) -> None:
+    angeleno = await patient_in(stack, "America/Los_Angeles")
+    zone = ZoneInfo("America/Los_Angeles")
+    day = datetime.now(zone).date() + timedelta(days=2)
+    starts = datetime.combine(day, time(9), tzinfo=zone)  # reminders due 24 h and 2 h before: 09:00, then 07:00
+    session = ScheduledSession(session_id="s001", starts_at=starts, ends_at=starts + timedelta(hours=3))
+    schedule = Schedule(timezone="America/Los_Angeles", track="morning", days_per_week=3, hours_per_session=3,
+                        weeks=8, sessions=[session])  # fmt: skip
+    assigned = CareLevelAssigned(
+        episode_id=angeleno.episode_id, level=CareLevel.IOP, status="active", assigned_at=datetime.now(UTC),
+        assessment_id="a-1", schedule=schedule, rationale=[Reason(code="offered", text="offered")], policy_version="p",
+    )  # fmt: skip
+    record = to_kafka(new_event(assigned, source="/stepwise/care-plan"))
+    await kafka_producer.send_and_wait(record.topic, record.value, key=record.key, headers=record.headers)
+
+    async def planned() -> list[dict[str, Any]] | None:
+        async with stack.http("notifications", "clinician") as client:
+            params = {"episode_id": angeleno.episode_id, "purpose": "session_reminder"}
+            return (await client.get("/v1/notifications", params=params)).json() or None  # type: ignore[no-any-return]
+
+    assert len(await eventually(planned, "the reminders")) == 2
+    early = datetime.combine(day, time(7, 30), tzinfo=zone)  # 10:30 in New York, the clinic's zone: not quiet there
+    offset = (early - datetime.now(UTC)).total_seconds()
+    quiet = {"QUIET_HOURS_START": "21:00", "QUIET_HOURS_END": "08:00", "KAFKA_CONSUMERS_ENABLED": "0",
+             "KAFKA_GROUP_INSTANCE_ID": "", "CLOCK_OFFSET_SECONDS": str(offset)}  # fmt: skip
+    shifted = ServiceProcess("notifications", free_port(), stack.env | quiet, tmp_path / "n.log").start()
+    try:
+
+        async def both_wait() -> list[dict[str, Any]] | None:
+            reminders = await planned() or []
+            return reminders if all(datetime.fromisoformat(e["not_before"]) > early for e in reminders) else None
+
+        reminders = await eventually(both_wait, "both reminders to wait for the morning")
+    finally:
+        shifted.kill()
+    morning = datetime.combine(day, time(8), tzinfo=zone)
+    assert [(e["status"], e["attempts"], datetime.fromisoformat(e["not_before"])) for e in reminders] == [
+        ("pending", 0, morning)
+    ] * 2
+    assert stack.texts.to(angeleno.phone) == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -206,9 +207,7 @@ def test_alumni_plans_are_complete_unique_and_never_in_the_past(
     meeting_times = sorted(
         {datetime.fromisoformat(p.context["meeting_at"]) for p in planned if p.context.get("meeting_at")}
     )
-    assert all(
-        later - earlier >= timedelta(days=6, hours=23) for earlier, later in zip(meeting_times, meeting_times[1:])
-    )
+    assert all(later - earlier >= timedelta(days=6, hours=23) for earlier, later in itertools.pairwise(meeting_times))
 
 
 # Templates: what people read names no diagnosis, program type or score
