@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from stepwise_contract import CloudEvent, to_kafka
 
@@ -34,6 +34,7 @@ from .worker import PollingWorker
 log = logging.getLogger(__name__)
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+DUPLICATE_KEY = 11000
 APPLIED_EVENTS_KEPT = 500
 """How many consumed-event keys an aggregate remembers; far more than any redelivery window."""
 
@@ -76,6 +77,23 @@ async def insert_aggregate(
     except DuplicateKeyError:
         return False
     return True
+
+
+async def insert_new_aggregates(collection: AsyncCollection[Document], documents: Sequence[Document]) -> int:
+    """Insert aggregates (without events) in one round trip; those whose _id exists are left alone.
+
+    Returns how many were new. Unordered, so one that exists does not stop the others.
+    """
+    if not documents:
+        return 0
+    try:
+        result = await collection.insert_many([new_aggregate(document) for document in documents], ordered=False)
+    except BulkWriteError as error:
+        others = [e for e in error.details.get("writeErrors", []) if e.get("code") != DUPLICATE_KEY]
+        if others:
+            raise
+        return int(error.details.get("nInserted", 0))
+    return len(result.inserted_ids)
 
 
 async def update_aggregate(

@@ -89,8 +89,7 @@ async def apply_event(event: CloudEvent[Any], messaging: Messaging) -> None:
         if data.recipient_kind == "alumni_group":
             await messaging.end_alumni_enrolment(event.subject, "consent_withdrawn")
     cause = {"event_id": event.id, "event_source": event.source, "event_type": event.type}
-    added = [await messaging.store.add(notification, cause) for notification in planned]
-    if any(added):
+    if await messaging.store.add(planned, cause):
         messaging.dispatcher.wake()
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -15,7 +15,14 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from services.common.mongo import Document
-from services.common.outbox import EPOCH, ConcurrentChange, insert_aggregate, update_aggregate, with_events
+from services.common.outbox import (
+    EPOCH,
+    ConcurrentChange,
+    insert_aggregate,
+    insert_new_aggregates,
+    update_aggregate,
+    with_events,
+)
 from services.common.utc import utc_now, wall_clock
 from stepwise_contract import AlumniEnrolled, AlumniLeft, EventData, NotificationFailed, NotificationSent, new_event
 
@@ -51,12 +58,16 @@ class NotificationStore:
         await self.notifications.create_index([("episode_id", ASCENDING), ("created_at", DESCENDING)])
         await self.notifications.create_index([("episode_id", ASCENDING), ("series_kind", ASCENDING)])
 
-    async def add(self, planned: PlannedNotification, cause: dict[str, str]) -> bool:
-        """Store a notification to send; False if it exists already (a redelivered event)."""
+    async def add(self, planned: Sequence[PlannedNotification], cause: dict[str, str]) -> int:
+        """Store notifications to send, in one round trip; returns how many are new (a redelivered event adds none)."""
         now = utc_now()
+        return await insert_new_aggregates(self.notifications, [self._document(p, cause, now) for p in planned])
+
+    @staticmethod
+    def _document(planned: PlannedNotification, cause: dict[str, str], now: datetime) -> Document:
         fields = asdict(planned)
         not_before = fields.pop("not_before") or now
-        document = {
+        return {
             "_id": fields.pop("notification_id"),
             **fields,
             "expires_at": fields["expires_at"] or FOREVER,
@@ -69,7 +80,6 @@ class NotificationStore:
             "sent_at": EPOCH,
             "last_error": "",
         }
-        return await insert_aggregate(self.notifications, document)
 
     async def claim_due(self, lease: timedelta) -> Document | None:
         """Take one due notification for sending; the lease keeps other instances off it."""

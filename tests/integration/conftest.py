@@ -48,6 +48,9 @@ async def eventually(check: Callable[[], Awaitable[T | None]], what: str, within
         await asyncio.sleep(0.05)
 
 
+HTTP_TIMEOUT = 30.0
+"""Generous: the MongoDB stand-in serialises each database's writes and stalls for seconds under bursts."""
+
 CARE_TEAM_EMAIL = "care-team@clinic.test"
 WEBHOOK_SECRET = "test-webhook-secret"
 SMS_PROVIDER_TOKEN = "test-sms-provider-secret"
@@ -94,7 +97,7 @@ class Stack:
 
     def http(self, service: str, role: str | None = "clinician") -> httpx.AsyncClient:
         headers = {"Authorization": f"Bearer {TOKENS[role]}"} if role else {}
-        return httpx.AsyncClient(base_url=self.services[service].url, headers=headers, timeout=10)
+        return httpx.AsyncClient(base_url=self.services[service].url, headers=headers, timeout=HTTP_TIMEOUT)
 
     def database(self, service: str) -> Any:
         client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(self.backends.mongodb_url, tz_aware=True)

@@ -14,7 +14,18 @@ import httpx
 from stepwise_contract import EVENT_TYPES, from_kafka
 from tools.devstack import ServiceProcess, free_port
 
-from .conftest import TOKENS, Episode, Stack, assess, care_plan_of, events_of, eventually, mail_to, new_episode
+from .conftest import (
+    HTTP_TIMEOUT,
+    TOKENS,
+    Episode,
+    Stack,
+    assess,
+    care_plan_of,
+    events_of,
+    eventually,
+    mail_to,
+    new_episode,
+)
 
 CHECK_IN, WELCOME, CONGRATULATIONS = "Checking in", "Welcome to the alumni group", "Congratulations"
 
@@ -48,7 +59,9 @@ async def enrolment(stack: Stack, episode: Episode, status: str = "enrolled") ->
 
 async def alumni_log(stack: Stack, episode: Episode, url: str | None = None) -> list[dict[str, Any]]:
     headers = {"Authorization": f"Bearer {TOKENS['clinician']}"}
-    async with httpx.AsyncClient(base_url=url or stack.services["notifications"].url, headers=headers) as client:
+    async with httpx.AsyncClient(
+        base_url=url or stack.services["notifications"].url, headers=headers, timeout=HTTP_TIMEOUT
+    ) as client:
         response = await client.get("/v1/notifications", params={"episode_id": episode.episode_id, "limit": 500})
     return [entry for entry in response.json() if entry["recipient_kind"] == "alumni"]
 

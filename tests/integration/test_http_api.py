@@ -26,6 +26,9 @@ async def test_health_needs_no_token(stack: Stack, service: str) -> None:
         ("care_plan", "GET", "/v1/episodes/x/care-plan"),
         ("care_plan", "POST", "/v1/episodes/x/sessions/s001/attendance"),
         ("notifications", "GET", "/v1/notifications"),
+        ("notifications", "POST", "/v1/opt-outs"),
+        ("notifications", "POST", "/v1/sms/inbound"),
+        ("notifications", "GET", "/v1/alumni"),
         ("care_plan", "GET", "/v1/set-aside-events"),
     ],
 )
@@ -48,6 +51,10 @@ async def test_every_endpoint_needs_a_valid_token(stack: Stack, service: str, me
         ("care_plan", "admin", "POST", "/v1/episodes/x/sessions/s001/attendance"),
         ("care_plan", "clinician", "GET", "/v1/set-aside-events"),
         ("notifications", "notifications", "GET", "/v1/notifications"),
+        ("notifications", "sms_provider", "POST", "/v1/opt-outs"),
+        ("notifications", "admin", "POST", "/v1/sms/inbound"),
+        ("notifications", "sms_provider", "GET", "/v1/alumni"),
+        ("intake", "clinician", "GET", "/v1/episodes/x/patient"),
     ],
 )
 async def test_wrong_role_is_forbidden(stack: Stack, service: str, role: str, method: str, path: str) -> None:

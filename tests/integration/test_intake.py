@@ -14,6 +14,7 @@ from stepwise_contract import EVENT_TYPES, from_kafka
 from tools.devstack import ROOT, ServiceProcess, free_port
 
 from .conftest import (
+    HTTP_TIMEOUT,
     IOP_DIMENSIONS,
     TOKENS,
     Episode,
@@ -235,7 +236,7 @@ async def test_a_swapped_placement_policy_changes_the_recommendation(stack: Stac
     try:
         episode = await new_episode(stack)
         headers = {"Authorization": f"Bearer {TOKENS['intake_staff']}"}
-        async with httpx.AsyncClient(base_url=swapped.url, headers=headers) as intake:
+        async with httpx.AsyncClient(base_url=swapped.url, headers=headers, timeout=HTTP_TIMEOUT) as intake:
             response = await intake.post(
                 f"/v1/episodes/{episode.episode_id}/assessments", json={"dimensions": IOP_DIMENSIONS}
             )

@@ -28,6 +28,7 @@ from tools.smtp_sink import SmtpSink
 
 from .conftest import (
     CARE_TEAM_EMAIL,
+    HTTP_TIMEOUT,
     IOP_DIMENSIONS,
     TOKENS,
     WEBHOOK_SECRET,
@@ -113,7 +114,7 @@ async def test_an_smtp_outage_is_retried_until_the_server_is_back(stack: Stack, 
 
         async def retrying() -> list[dict[str, Any]] | None:
             headers = {"Authorization": f"Bearer {TOKENS['clinician']}"}
-            async with httpx.AsyncClient(base_url=stand_in.url, headers=headers) as client:
+            async with httpx.AsyncClient(base_url=stand_in.url, headers=headers, timeout=HTTP_TIMEOUT) as client:
                 params = {"episode_id": episode.episode_id, "purpose": "welcome"}
                 log = (await client.get("/v1/notifications", params=params)).json()
             return log if log and log[0]["attempts"] >= 2 else None

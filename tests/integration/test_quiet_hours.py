@@ -13,7 +13,18 @@ from aiokafka import AIOKafkaProducer
 from stepwise_contract import CareLevel, CareLevelAssigned, Reason, Schedule, ScheduledSession, new_event, to_kafka
 from tools.devstack import ServiceProcess, free_port
 
-from .conftest import CARE_TEAM_EMAIL, IOP_DIMENSIONS, TOKENS, Episode, Stack, assess, eventually, mail_to, new_episode
+from .conftest import (
+    CARE_TEAM_EMAIL,
+    HTTP_TIMEOUT,
+    IOP_DIMENSIONS,
+    TOKENS,
+    Episode,
+    Stack,
+    assess,
+    eventually,
+    mail_to,
+    new_episode,
+)
 
 NEW_YORK = ZoneInfo("America/New_York")
 
@@ -52,7 +63,7 @@ async def test_quiet_hours_hold_patient_mail_in_their_zone_but_never_a_safety_al
 
         async def deferred() -> list[dict[str, Any]] | None:
             headers = {"Authorization": f"Bearer {TOKENS['clinician']}"}
-            async with httpx.AsyncClient(base_url=shifted.url, headers=headers) as client:
+            async with httpx.AsyncClient(base_url=shifted.url, headers=headers, timeout=HTTP_TIMEOUT) as client:
                 log = (await client.get("/v1/notifications", params={"episode_id": new_yorker.episode_id})).json()
             waiting = [e for e in log if e["purpose"] == "welcome" and e["not_before"] > e["created_at"]]
             return waiting or None
