@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request, status
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from services.common.auth import Principal, require_roles
-from stepwise_contract import CareLevel, DischargeReason, EventData
+from stepwise_contract import CareLevel, DischargeReason, EventData, ScheduleChanged
 
 from .changes import Decision, change_plan, record_session_attendance
 from .domain.care_plan import change_level, discharge, graduate, reschedule
@@ -167,7 +167,10 @@ async def decide_recommendation(
     return await _change(store, policy, episode_id, decide)
 
 
-@router.put("/episodes/{episode_id}/care-plan/schedule", summary="Set a custom calendar from now on")
+@router.put(
+    "/episodes/{episode_id}/care-plan/schedule",
+    summary="Set a custom calendar from now on (publishes iop.schedule.changed)",
+)
 async def set_schedule(episode_id: str, body: ScheduleIn, store: Store, policy: Policy, _: Clinician) -> CarePlan:
     def decide(plan: CarePlan, now: datetime) -> Decision[CarePlan]:
         start = policy.levels[plan.level].tracks.get(body.track) if plan.level in policy.levels else None
@@ -175,8 +178,10 @@ async def set_schedule(episode_id: str, body: ScheduleIn, store: Store, policy: 
             raise CarePlanError("unknown_track", f"no {body.track} start time for {plan.level.value}")
         level_schedule = LevelSchedule(weekdays=body.weekdays, hours_per_session=body.hours_per_session,
                                        weeks=body.weeks, tracks={body.track: start})  # fmt: skip
-        updated = plan.model_copy(update={"schedule": reschedule(plan, level_schedule, body.track, policy, now)})
-        return updated, [], updated
+        schedule = reschedule(plan, level_schedule, body.track, policy, now)
+        updated = plan.model_copy(update={"schedule": schedule})
+        changed = ScheduleChanged(episode_id=episode_id, level=plan.level, changed_at=now, schedule=schedule)
+        return updated, [changed], updated
 
     return await _change(store, policy, episode_id, decide)
 

@@ -21,6 +21,7 @@ from stepwise_contract import (
     EpisodeDischarged,
     EpisodeGraduated,
     SafetyAlertRaised,
+    ScheduleChanged,
     SessionMissed,
     StepDownRecommended,
     StepUpRecommended,
@@ -41,6 +42,7 @@ PUBLISHES = (
     StepUpRecommended,
     StepDownRecommended,
     CareLevelChanged,
+    ScheduleChanged,
     EpisodeGraduated,
     EpisodeDischarged,
 )

@@ -27,6 +27,7 @@ from stepwise_contract import (
     EpisodeGraduated,
     EventData,
     SafetyAlertRaised,
+    ScheduleChanged,
     SessionMissed,
     StepDownRecommended,
     StepUpRecommended,
@@ -74,7 +75,7 @@ async def apply_event(event: CloudEvent[Any], messaging: Messaging) -> None:
     """Store every notification ``event`` causes (redelivery adds none), after updating what is still wanted."""
     data = event.data
     planned = await _by_policy(event, messaging)
-    if isinstance(data, CareLevelAssigned | CareLevelChanged):
+    if isinstance(data, CareLevelAssigned | CareLevelChanged | ScheduleChanged):
         planned += await _new_calendar(event, messaging)
     if isinstance(data, CareLevelAssigned) and data.status == "active":
         await _end_alumni_enrolments_of_returning_patient(event.subject, messaging)
@@ -104,18 +105,20 @@ async def _by_policy(event: CloudEvent[Any], messaging: Messaging) -> list[Plann
 
 
 async def _new_calendar(
-    event: CloudEvent[CareLevelAssigned] | CloudEvent[CareLevelChanged], messaging: Messaging
+    event: CloudEvent[CareLevelAssigned] | CloudEvent[CareLevelChanged] | CloudEvent[ScheduleChanged],
+    messaging: Messaging,
 ) -> list[PlannedNotification]:
     """Adopt the event's calendar unless a later one is current; its reminders replace the old ones."""
     data = event.data
     as_of = data.assigned_at if isinstance(data, CareLevelAssigned) else data.changed_at
+    active = isinstance(data, ScheduleChanged) or data.status == "active"
     series = schedule_series(as_of)
     if not await messaging.schedules.adopt(event.subject, series, as_of):
         return []  # an older calendar arriving late (the topics are read in parallel)
     query = {"episode_id": event.subject, "series_kind": "sessions", "series": {"$ne": series}}
     await messaging.store.cancel_pending(query, "the session calendar changed")
     reminders = messaging.policy.session_reminders
-    if data.status != "active" or data.schedule is None or reminders is None:
+    if not active or data.schedule is None or reminders is None:
         return []
     return plan_session_reminders(event, data.schedule, as_of, reminders, messaging.dispatcher.reachable)
 
@@ -150,6 +153,7 @@ async def _end_alumni_enrolments_of_returning_patient(episode_id: str, messaging
 SUBSCRIPTIONS: tuple[tuple[type[EventData], str], ...] = (
     (CareLevelAssigned, "A started care plan: the patient's welcome, supports' notice, session reminders."),
     (CareLevelChanged, "A changed level: the patient hears of the new schedule; reminders follow it."),
+    (ScheduleChanged, "A custom calendar: the patient hears of it; reminders follow it."),
     (SessionMissed, "A missed session: outreach to the patient and consented supports."),
     (SafetyAlertRaised, "A safety alert reaches the care team at once, day or night."),
     (StepUpRecommended, "The care team hears of a step-up recommendation."),

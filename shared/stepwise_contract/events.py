@@ -268,6 +268,16 @@ class CareLevelChanged(EventData):
     schedule: Schedule | None = Field(description="Sessions from now on; null when the new level is referred out.")
 
 
+class ScheduleChanged(EventData):
+    """A clinician set a custom calendar from now on, at the same level; sessions before then stay."""
+
+    event_type: ClassVar[str] = "iop.schedule.changed"
+
+    level: CareLevel
+    changed_at: AwareDatetime
+    schedule: Schedule = Field(description="The whole calendar: the sessions kept and the new ones.")
+
+
 class AttendanceRuleTriggered(EventData):
     """A missed-session rule of the clinic's policy fired (outreach, attendance contract, reviews)."""
 
@@ -398,6 +408,7 @@ EVENT_TYPES: dict[str, type[EventData]] = {
         StepUpRecommended,
         StepDownRecommended,
         CareLevelChanged,
+        ScheduleChanged,
         EpisodeGraduated,
         EpisodeDischarged,
         NotificationSent,

@@ -36,7 +36,7 @@ TOKENS = {
 GROUPS = {"care_plan": "stepwise.care_plan", "notifications": "stepwise.notifications"}
 
 
-async def eventually(check: Callable[[], Awaitable[T | None]], what: str, within: float = 30.0) -> T:
+async def eventually(check: Callable[[], Awaitable[T | None]], what: str, within: float = 60.0) -> T:
     """Poll ``check`` until it returns something truthy; fail naming ``what`` after ``timeout``."""
     deadline = time.monotonic() + within
     while True:
@@ -48,7 +48,7 @@ async def eventually(check: Callable[[], Awaitable[T | None]], what: str, within
         await asyncio.sleep(0.05)
 
 
-HTTP_TIMEOUT = 30.0
+HTTP_TIMEOUT = 60.0
 """Generous: the MongoDB stand-in serialises each database's writes and stalls for seconds under bursts."""
 
 CARE_TEAM_EMAIL = "care-team@clinic.test"
@@ -118,7 +118,9 @@ def stack(running_backends: Backends, tmp_path_factory: pytest.TempPathFactory) 
         ports = {name: free_port() for name in databases}
         env = {
             "KAFKA_BOOTSTRAP_SERVERS": running_backends.kafka_bootstrap_servers,
-            "MONGODB_URL": running_backends.mongodb_url,
+            # Few connections per service: the MongoDB stand-in serves each database's commands one at a time
+            # from a small thread pool, and a burst of concurrent ones can starve even its heartbeats.
+            "MONGODB_URL": f"{running_backends.mongodb_url}&maxPoolSize=4",
             "API_TOKENS": ",".join(f"{token}:{role}" for role, token in TOKENS.items()),
             "INTAKE_DB": databases["intake"],
             "CARE_PLAN_DB": databases["care_plan"],
@@ -127,9 +129,9 @@ def stack(running_backends: Backends, tmp_path_factory: pytest.TempPathFactory) 
             "INTAKE_TOKEN": TOKENS["notifications"],
             "SMTP_HOST": "127.0.0.1",
             "SMTP_PORT": str(sink.port),
-            "OUTBOX_POLL_SECONDS": "0.2",
+            "OUTBOX_POLL_SECONDS": "0.5",
             "OUTBOX_LEASE_SECONDS": "2",
-            "DISPATCH_POLL_SECONDS": "0.2",
+            "DISPATCH_POLL_SECONDS": "0.5",
             "CARE_TEAM_EMAIL": CARE_TEAM_EMAIL,
             "CARE_TEAM_WEBHOOK_URL": webhooks.url,
             "WEBHOOK_SECRET": WEBHOOK_SECRET,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from services.care_plan.domain.policy import load_policy
@@ -162,3 +163,34 @@ async def test_events_are_cloudevents_and_carry_no_pii(stack: Stack) -> None:
             event = from_kafka(record.headers, record.value, model)
             assert event.data.episode_id == record.key.decode()
     assert seen >= len(produced)
+
+
+async def test_a_custom_calendar_tells_the_patient_and_moves_the_reminders(stack: Stack) -> None:
+    episode = await new_episode(stack)
+    await assess(stack, episode)
+    await mail_to(stack, episode.email, subject="Your session schedule")
+    path = f"/v1/episodes/{episode.episode_id}/care-plan/schedule"
+    body = {"track": "evening", "weekdays": ["mon", "tue", "thu"], "hours_per_session": 3, "weeks": 6}
+    async with stack.http("care_plan", "clinician") as clinician:
+        response = await clinician.put(path, json=body)
+    assert response.status_code == 200, response.text
+    evenings = [datetime.fromisoformat(s["starts_at"]) for s in response.json()["schedule"]["sessions"]]
+
+    [changed] = await mail_to(stack, episode.email, subject="Your session schedule has changed")
+    zone = ZoneInfo("America/New_York")
+    assert evenings[0].astimezone(zone).strftime("%a %d %b %Y, %H:%M") in changed.get_content()
+    [record] = await eventually(lambda: events_of(stack, "iop.schedule.changed", episode.episode_id), "the event")
+    assert not [value for value in episode.pii.values() if value.encode() in record.value]
+
+    async def moved() -> list[dict[str, Any]] | None:
+        async with stack.http("notifications") as notifications:
+            params = {"episode_id": episode.episode_id, "purpose": "session_reminder", "limit": 500}
+            log = (await notifications.get("/v1/notifications", params=params)).json()
+        pending = [e for e in log if e["status"] == "pending"]
+        return log if pending and all(e["cause_event_type"] == "iop.schedule.changed" for e in pending) else None
+
+    log = await eventually(moved, "the reminders to follow the new calendar")
+    due = [datetime.fromisoformat(e["not_before"]) for e in log if e["status"] == "pending"]
+    assert all({due + timedelta(hours=2), due + timedelta(hours=24)} & set(evenings) for due in due)
+    old = [e for e in log if e["cause_event_type"] == "iop.care_level.assigned"]
+    assert old and {(e["status"], e["last_error"]) for e in old} == {("cancelled", "the session calendar changed")}

@@ -103,7 +103,7 @@ async def test_a_permanent_failure_is_recorded_and_published(stack: Stack, kafka
 async def test_an_smtp_outage_is_retried_until_the_server_is_back(stack: Stack, tmp_path: Path) -> None:
     mail_port = free_port()  # nothing listens here yet: the outage
     regular = stack.services["notifications"]
-    regular.kill()
+    regular.stop()
     # Same static group membership as the regular instance: it takes over its partitions, and back.
     stand_in = ServiceProcess(
         "notifications", free_port(), regular.env | {"SMTP_PORT": str(mail_port)}, tmp_path / "notifications.log"
@@ -129,7 +129,7 @@ async def test_an_smtp_outage_is_retried_until_the_server_is_back(stack: Stack, 
         assert sent.data.attempts >= 2
         assert len(recovered.mailbox.to(episode.email)) == 1
     finally:
-        stand_in.kill()
+        stand_in.stop()
         regular.start()
 
 

@@ -49,7 +49,7 @@ async def test_quiet_hours_hold_patient_mail_in_their_zone_but_never_a_safety_al
     late_evening = next_local(23, NEW_YORK)  # 23:00 in New York, 20:00 in Los Angeles
     offset = (late_evening - datetime.now(UTC)).total_seconds()
     regular = stack.services["notifications"]
-    regular.kill()
+    regular.stop()
     quiet = {"QUIET_HOURS_START": "21:00", "QUIET_HOURS_END": "08:00", "CLOCK_OFFSET_SECONDS": str(offset)}
     shifted = ServiceProcess("notifications", free_port(), regular.env | quiet, tmp_path / "n.log").start()
     try:
@@ -83,7 +83,7 @@ async def test_quiet_hours_hold_patient_mail_in_their_zone_but_never_a_safety_al
         await eventually(alerted, "the safety alert, quiet hours or not")
         assert stack.mailbox.to(new_yorker.email) == []
     finally:
-        shifted.kill()
+        shifted.stop()
         regular.start()
 
 
@@ -123,7 +123,7 @@ async def test_a_session_reminder_due_in_the_patients_night_waits_for_their_morn
 
         reminders = await eventually(both_wait, "both reminders to wait for the morning")
     finally:
-        shifted.kill()
+        shifted.stop()
     morning = datetime.combine(day, time(8), tzinfo=zone)
     assert [(e["status"], e["attempts"], datetime.fromisoformat(e["not_before"])) for e in reminders] == [
         ("pending", 0, morning)

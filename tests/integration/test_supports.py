@@ -68,7 +68,7 @@ async def test_supports_are_told_only_what_their_consent_allows(stack: Stack) ->
 async def test_a_consent_revoked_while_a_message_waits_cancels_it(stack: Stack, tmp_path: Path) -> None:
     mail_port = free_port()  # the SMTP server is down, so the first attempt leaves the message pending
     regular = stack.services["notifications"]
-    regular.kill()
+    regular.stop()
     stand_in = ServiceProcess(
         "notifications", free_port(), regular.env | {"SMTP_PORT": str(mail_port)}, tmp_path / "notifications.log"
     ).start()
@@ -90,7 +90,7 @@ async def test_a_consent_revoked_while_a_message_waits_cancels_it(stack: Stack, 
             log = await eventually(lambda: settled(stack, episode, stand_in.url), "every message settled", within=60)
             assert server.mailbox.to(support) == []
     finally:
-        stand_in.kill()
+        stand_in.stop()
         regular.start()
     support_entry = next(e for e in log if e["purpose"] == "support_schedule")
     assert (support_entry["status"], support_entry["last_error"]) == ("cancelled", "consent no longer in force")

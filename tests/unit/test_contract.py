@@ -35,6 +35,7 @@ from stepwise_contract import (
     Reason,
     SafetyAlertRaised,
     Schedule,
+    ScheduleChanged,
     ScheduledSession,
     ScreenResult,
     SessionMissed,
@@ -160,6 +161,10 @@ def make_data(event_type: str, episode_id: str = EPISODE, session_id: str = "s00
         if event_type == NotificationSent.event_type:
             return NotificationSent(**outcome, sent_at=T0)
         return NotificationFailed(**outcome, failed_at=T0, reason_code="retries_exhausted")
+    if event_type == ScheduleChanged.event_type:
+        assigned = make_data(CareLevelAssigned.event_type, episode_id=episode_id)
+        assert isinstance(assigned, CareLevelAssigned) and assigned.schedule is not None
+        return ScheduleChanged(episode_id=episode_id, level=CareLevel.IOP, changed_at=T0, schedule=assigned.schedule)
     if event_type == AlumniEnrolled.event_type:
         return AlumniEnrolled(
             episode_id=episode_id, consent_id="c-2", graduated_at=T0, enrolled_at=T0, check_in_days=[7, 30, 60, 90]
@@ -192,6 +197,7 @@ def test_every_event_type_has_a_sample() -> None:
         "iop.care_level.step_up_recommended",
         "iop.care_level.step_down_recommended",
         "iop.care_level.changed",
+        "iop.schedule.changed",
         "iop.episode.graduated",
         "iop.episode.discharged",
         "iop.notification.sent",
@@ -531,6 +537,7 @@ def test_no_event_schema_has_a_pii_property(event_type: str) -> None:
         NotificationSent.event_type: {"channel", "recipient_kind"},
         NotificationFailed.event_type: {"reason_code", "attempts"},
         AlumniEnrolled.event_type: {"check_in_days", "consent_id"},
+        ScheduleChanged.event_type: {"session_id", "timezone"},
         AlumniLeft.event_type: {"reason_code"},
     }[event_type]
     assert expected_nested <= names

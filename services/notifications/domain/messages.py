@@ -24,6 +24,7 @@ from stepwise_contract import (
     EventData,
     SafetyAlertRaised,
     Schedule,
+    ScheduleChanged,
     SessionMissed,
     StepDownRecommended,
     StepUpRecommended,
@@ -79,10 +80,15 @@ def notification_id(*parts: object) -> str:
 Context = Callable[[Any], dict[str, Any] | None]
 
 
-def _schedule(schedule: Schedule | None) -> dict[str, Any] | None:
+def _schedule(schedule: Schedule | None, after: datetime | None = None) -> dict[str, Any] | None:
+    """The calendar for a template: the sessions starting after ``after`` (a change keeps the past ones)."""
     if schedule is None:
         return None  # referred out: the care team's conversation, not an automatic message
-    sessions = [{"starts_at": s.starts_at.isoformat(), "ends_at": s.ends_at.isoformat()} for s in schedule.sessions]
+    sessions = [
+        {"starts_at": s.starts_at.isoformat(), "ends_at": s.ends_at.isoformat()}
+        for s in schedule.sessions
+        if after is None or s.starts_at > after
+    ]
     return {"timezone": schedule.timezone, "sessions": sessions}
 
 
@@ -99,7 +105,8 @@ def _step(data: StepUpRecommended | StepDownRecommended) -> dict[str, Any]:
 
 PEOPLE_MAY_HEAR: dict[type[EventData], Context] = {
     CareLevelAssigned: lambda d: _schedule(d.schedule) if d.status == "active" else None,
-    CareLevelChanged: lambda d: _schedule(d.schedule) if d.status == "active" else None,
+    CareLevelChanged: lambda d: _schedule(d.schedule, d.changed_at) if d.status == "active" else None,
+    ScheduleChanged: lambda d: _schedule(d.schedule, d.changed_at),
     SessionMissed: lambda d: {"starts_at": d.starts_at.isoformat(), "consecutive_misses": d.consecutive_misses},
     EpisodeGraduated: lambda d: {"graduated_at": d.graduated_at.isoformat()},
 }
@@ -196,7 +203,7 @@ def schedule_series(as_of: datetime) -> str:
 
 
 def plan_session_reminders(
-    event: CloudEvent[CareLevelAssigned] | CloudEvent[CareLevelChanged],
+    event: CloudEvent[CareLevelAssigned] | CloudEvent[CareLevelChanged] | CloudEvent[ScheduleChanged],
     schedule: Schedule,
     as_of: datetime,
     reminders: SessionReminders,
