@@ -59,8 +59,7 @@ def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
         await alumni.create_indexes()
         schedules, opt_outs = EpisodeSchedules(runtime.database), OptOuts(runtime.database, settings.contact_hash_key)
         contacts = IntakeContacts(settings)
-        senders = Senders(EmailSender(settings), SmsSender(settings), WebhookSender(settings.webhook_secret),
-                          sms_configured=bool(settings.sms_provider_url))  # fmt: skip
+        senders = Senders(EmailSender(settings), SmsSender(settings), WebhookSender(settings.webhook_secret))
         dispatcher = Dispatcher(
             store,
             contacts,

@@ -168,6 +168,10 @@ class SmsSender:
             timeout=timeout, headers={"Authorization": f"Bearer {settings.sms_provider_token}"}
         )
 
+    @property
+    def configured(self) -> bool:
+        return bool(self._url)
+
     async def send(self, notification_id: str, to: str, message: RenderedMessage) -> None:
         if not self._url:
             raise DeliveryError("no SMS provider configured", permanent=True)

@@ -62,7 +62,6 @@ class Senders:
     email: EmailSender
     sms: SmsSender
     webhook: WebhookSender
-    sms_configured: bool
 
     async def close(self) -> None:
         await self.sms.close()
@@ -108,7 +107,7 @@ class Dispatcher(PollingWorker):
     @property
     def reachable(self) -> Reachable:
         """The channels the clinic configured, per audience."""
-        people: frozenset[Channel] = frozenset({"email", "sms"} if self._senders.sms_configured else {"email"})
+        people: frozenset[Channel] = frozenset({"email", "sms"} if self._senders.sms.configured else {"email"})
         configured: tuple[tuple[Channel, str | None], ...] = (
             ("email", self._care_team.email),
             ("webhook", self._care_team.webhook_url),

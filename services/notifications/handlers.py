@@ -133,10 +133,10 @@ async def _enrol_alumnus(event: CloudEvent[EpisodeGraduated], messaging: Messagi
         return []  # no consent naming the alumni group: a graduate is not told of it, nor anyone of them
     patient_id = await messaging.contacts.patient_of(event.subject) or ""
     graduated_at = event.data.graduated_at
-    await messaging.alumni.enrol(event.subject, patient_id, consent_id, graduated_at, program.check_in_days)
-    enrolment = await messaging.alumni.get(event.subject)
-    if enrolment is None or enrolment["status"] != "enrolled":
-        return []  # left already (this is a redelivery)
+    if not await messaging.alumni.enrol(event.subject, patient_id, consent_id, graduated_at, program.check_in_days):
+        enrolment = await messaging.alumni.get(event.subject)  # a redelivery: plan again only if still enrolled
+        if enrolment is None or enrolment["status"] != "enrolled":
+            return []
     reachable = messaging.dispatcher.reachable
     return plan_alumni(event.subject, consent_id, graduated_at, program, reachable, messaging.clinic_zone)
 

@@ -17,9 +17,9 @@ from pymongo.errors import DuplicateKeyError
 from services.common.mongo import Document
 from services.common.outbox import (
     EPOCH,
-    ConcurrentChange,
     insert_aggregate,
     insert_new_aggregates,
+    retry_on_conflict,
     update_aggregate,
     with_events,
 )
@@ -215,18 +215,21 @@ class AlumniEnrolments:
 
     async def leave(self, episode_id: str, reason: LeaveReason) -> bool:
         """End the enrolment and queue iop.alumni.left in one write; False if it was not enrolled."""
-        for _ in range(5):
+
+        async def attempt() -> bool | None:
             enrolment = await self.get(episode_id)
             if enrolment is None or enrolment["status"] != ENROLLED:
                 return False
             now = utc_now()
             event = AlumniLeft(episode_id=episode_id, left_at=now, reason_code=reason)
             changes = {"status": LEFT, "left_at": now, "left_reason": reason}
-            if await update_aggregate(self.enrolments, episode_id, enrolment["version"], changes,
-                                      [new_event(event, source=SOURCE)]):  # fmt: skip
-                self._wake_relay()
-                return True
-        raise ConcurrentChange("the alumni enrolment kept changing; try again")
+            events = [new_event(event, source=SOURCE)]
+            if not await update_aggregate(self.enrolments, episode_id, enrolment["version"], changes, events):
+                return None  # another write won: load and decide again
+            self._wake_relay()
+            return True
+
+        return await retry_on_conflict(attempt)
 
 
 class OptOuts:
@@ -269,6 +272,3 @@ class OptOuts:
     async def find(self, query: Document, limit: int) -> list[Document]:
         cursor = self.opt_outs.find(query).sort("opted_out_at", DESCENDING).limit(limit)
         return [document async for document in cursor]
-
-    async def covers(self, keys: list[str]) -> Document | None:
-        return await self.opt_outs.find_one({"_id": {"$in": keys}})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 import uuid
@@ -109,6 +110,20 @@ class Stack:
         process = self.services[service]
         process.kill()
         process.start(extra_env=extra_env)
+
+
+@contextlib.contextmanager
+def notifications_replaced(stack: Stack, env: dict[str, str], log: Path) -> Iterator[ServiceProcess]:
+    """The regular notifications instance stopped and one with ``env`` changed in its place, then the regular one
+    back. The same static group membership lets each take over the other's partitions."""
+    regular = stack.services["notifications"]
+    regular.stop()
+    stand_in = ServiceProcess("notifications", free_port(), regular.env | env, log).start()
+    try:
+        yield stand_in
+    finally:
+        stand_in.stop()
+        regular.start()
 
 
 @pytest.fixture(scope="session")

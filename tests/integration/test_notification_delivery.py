@@ -23,7 +23,7 @@ from stepwise_contract import (
     to_kafka,
 )
 from stepwise_contract.webhooks import verify
-from tools.devstack import ServiceProcess, free_port
+from tools.devstack import free_port
 from tools.smtp_sink import SmtpSink
 
 from .conftest import (
@@ -38,6 +38,7 @@ from .conftest import (
     eventually,
     mail_to,
     new_episode,
+    notifications_replaced,
 )
 
 WELCOME = "Your session schedule"
@@ -102,13 +103,7 @@ async def test_a_permanent_failure_is_recorded_and_published(stack: Stack, kafka
 
 async def test_an_smtp_outage_is_retried_until_the_server_is_back(stack: Stack, tmp_path: Path) -> None:
     mail_port = free_port()  # nothing listens here yet: the outage
-    regular = stack.services["notifications"]
-    regular.stop()
-    # Same static group membership as the regular instance: it takes over its partitions, and back.
-    stand_in = ServiceProcess(
-        "notifications", free_port(), regular.env | {"SMTP_PORT": str(mail_port)}, tmp_path / "notifications.log"
-    ).start()
-    try:
+    with notifications_replaced(stack, {"SMTP_PORT": str(mail_port)}, tmp_path / "notifications.log") as stand_in:
         episode = await new_episode(stack)
         await assess(stack, episode)
 
@@ -128,9 +123,6 @@ async def test_an_smtp_outage_is_retried_until_the_server_is_back(stack: Stack, 
             )
         assert sent.data.attempts >= 2
         assert len(recovered.mailbox.to(episode.email)) == 1
-    finally:
-        stand_in.stop()
-        regular.start()
 
 
 async def _mail(sink: SmtpSink, address: str) -> bool:

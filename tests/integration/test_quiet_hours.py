@@ -24,6 +24,7 @@ from .conftest import (
     eventually,
     mail_to,
     new_episode,
+    notifications_replaced,
 )
 
 NEW_YORK = ZoneInfo("America/New_York")
@@ -48,11 +49,8 @@ async def test_quiet_hours_hold_patient_mail_in_their_zone_but_never_a_safety_al
 ) -> None:
     late_evening = next_local(23, NEW_YORK)  # 23:00 in New York, 20:00 in Los Angeles
     offset = (late_evening - datetime.now(UTC)).total_seconds()
-    regular = stack.services["notifications"]
-    regular.stop()
     quiet = {"QUIET_HOURS_START": "21:00", "QUIET_HOURS_END": "08:00", "CLOCK_OFFSET_SECONDS": str(offset)}
-    shifted = ServiceProcess("notifications", free_port(), regular.env | quiet, tmp_path / "n.log").start()
-    try:
+    with notifications_replaced(stack, quiet, tmp_path / "n.log") as shifted:
         new_yorker, angeleno = (
             await patient_in(stack, "America/New_York"),
             await patient_in(stack, "America/Los_Angeles"),
@@ -82,9 +80,6 @@ async def test_quiet_hours_hold_patient_mail_in_their_zone_but_never_a_safety_al
 
         await eventually(alerted, "the safety alert, quiet hours or not")
         assert stack.mailbox.to(new_yorker.email) == []
-    finally:
-        shifted.stop()
-        regular.start()
 
 
 async def test_a_session_reminder_due_in_the_patients_night_waits_for_their_morning(

@@ -5,10 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tools.devstack import ServiceProcess, free_port
+from tools.devstack import free_port
 from tools.smtp_sink import SmtpSink
 
-from .conftest import Episode, Stack, assess, events_of, eventually, mail_to, new_episode, wait_consumed
+from .conftest import (
+    Episode,
+    Stack,
+    assess,
+    events_of,
+    eventually,
+    mail_to,
+    new_episode,
+    notifications_replaced,
+    wait_consumed,
+)
 
 
 async def grant(stack: Stack, episode: Episode, kind: str, email: str, scopes: list[str]) -> str:
@@ -67,12 +77,7 @@ async def test_supports_are_told_only_what_their_consent_allows(stack: Stack) ->
 
 async def test_a_consent_revoked_while_a_message_waits_cancels_it(stack: Stack, tmp_path: Path) -> None:
     mail_port = free_port()  # the SMTP server is down, so the first attempt leaves the message pending
-    regular = stack.services["notifications"]
-    regular.stop()
-    stand_in = ServiceProcess(
-        "notifications", free_port(), regular.env | {"SMTP_PORT": str(mail_port)}, tmp_path / "notifications.log"
-    ).start()
-    try:
+    with notifications_replaced(stack, {"SMTP_PORT": str(mail_port)}, tmp_path / "notifications.log") as stand_in:
         episode = await new_episode(stack)
         support = f"waiting.{episode.episode_id[:8]}@example.org"
         consent_id = await grant(stack, episode, "family", support, ["appointments"])
@@ -89,9 +94,6 @@ async def test_a_consent_revoked_while_a_message_waits_cancels_it(stack: Stack, 
         with SmtpSink(mail_port) as server:
             log = await eventually(lambda: settled(stack, episode, stand_in.url), "every message settled", within=60)
             assert server.mailbox.to(support) == []
-    finally:
-        stand_in.stop()
-        regular.start()
     support_entry = next(e for e in log if e["purpose"] == "support_schedule")
     assert (support_entry["status"], support_entry["last_error"]) == ("cancelled", "consent no longer in force")
     assert next(e for e in log if e["purpose"] == "welcome")["status"] == "sent"

@@ -135,7 +135,8 @@ CARE_TEAM_ONLY: dict[type[EventData], Context] = {
 }
 """Events about clinical judgements: the care team hears of them, nobody else."""
 
-MESSAGE_EVENTS: dict[str, type[EventData]] = {model.event_type: model for model in (*PEOPLE_MAY_HEAR, *CARE_TEAM_ONLY)}
+CONTEXTS: dict[type[EventData], Context] = {**PEOPLE_MAY_HEAR, **CARE_TEAM_ONLY}
+MESSAGE_EVENTS: dict[str, type[EventData]] = {model.event_type: model for model in CONTEXTS}
 
 
 def check_audiences(policy: NotificationPolicy) -> list[str]:
@@ -149,7 +150,7 @@ def check_audiences(policy: NotificationPolicy) -> list[str]:
 
 
 def context_of(data: EventData) -> dict[str, Any] | None:
-    context = {**PEOPLE_MAY_HEAR, **CARE_TEAM_ONLY}.get(type(data))
+    context = CONTEXTS.get(type(data))
     return context(data) if context else None
 
 
