@@ -239,6 +239,13 @@ def test_kafka_is_apache_kafka_in_kraft_mode(services: dict[str, Any]) -> None:
     assert any(volume.endswith(":" + env["KAFKA_LOG_DIRS"]) for volume in kafka["volumes"])
 
 
+def test_kafka_is_the_version_the_tests_run(services: dict[str, Any]) -> None:
+    """tools/kafka/pom.xml pins the broker the suite and `make run` start; the deployment runs the same."""
+    from tools import kafka
+
+    assert services["kafka"]["image"] == f"apache/kafka:{kafka.version()}"
+
+
 def test_kafka_init_creates_every_contract_topic(services: dict[str, Any]) -> None:
     init = services["kafka-init"]
     assert init["image"] == services["kafka"]["image"]

@@ -1,10 +1,22 @@
 """Backends and service processes for `make run` and the test suite.
 
-Backends are picked in this order (see README, "Backends"):
-1. KAFKA_BOOTSTRAP_SERVERS and MONGODB_URL are set: use them.
-2. A Docker engine answers: start Apache Kafka and MongoDB with testcontainers.
-3. Neither: start the pinned wire-compatible stand-ins (noida-db for Kafka, nx-27017 for MongoDB)
-   on free loopback ports with their data in a temporary folder, and stop them afterwards.
+Each backend is picked on its own, in this order (README, "Backends"):
+
+Kafka
+1. ``KAFKA_BOOTSTRAP_SERVERS`` is set: that cluster.
+2. Java 17+ and Maven are here: Apache Kafka from Maven Central's jars (``tools/kafka``), one KRaft node.
+3. A Docker engine answers: Confluent's Kafka image under testcontainers.
+4. Otherwise the stand-in noida-db (a pinned dev dependency), said in one line.
+
+MongoDB
+1. ``MONGODB_URL`` is set: that server.
+2. A Docker engine answers: MongoDB itself (``mongo:8.0``) under testcontainers.
+3. ``STEPWISE_MONGODB_SERVER`` names ``nx-27017`` (the default: the pinned Python stand-in) or ``ferretdb``
+   (FerretDB on SQLite, built from the Go module proxy by ``tools/ferretdb``); FerretDB falls back to
+   nx-27017, said in one line, where Go is missing. README "Backends" gives the evidence for the default.
+
+``STEPWISE_KAFKA_BROKER=noida-db`` picks the Kafka stand-in on purpose (to compare). Whatever is started runs
+on free loopback ports with its data and logs in one temporary folder, and is stopped afterwards.
 """
 
 from __future__ import annotations
@@ -12,49 +24,61 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
+from tools import ferretdb, kafka
+from tools.servers import Server, dying_with_parent, free_port, start_server, wait_until
+
 ROOT = Path(__file__).resolve().parent.parent
+
+MONGODB_SERVERS = ("ferretdb", "nx-27017")
+KAFKA_BROKERS = ("apache-kafka", "noida-db")
+
+
+@dataclass
+class Backend:
+    """One backend in use: its address, what it is, and the server process if we started it."""
+
+    address: str
+    name: str
+    server: Server | None = None
+    note: str = ""
+    """Why this one and not the preferred one, when we fell back."""
+
+    def describe(self) -> str:
+        described = self.server.describe() if self.server else f"{self.name} at {self.address}"
+        return f"{described}; {self.note}" if self.note else described
 
 
 @dataclass
 class Backends:
-    kafka_bootstrap_servers: str
-    mongodb_url: str
-    kind: str
-    """"configured", "testcontainers" or "stand-ins"."""
+    kafka: Backend
+    mongodb: Backend
+    folder: Path | None = field(default=None)
+    """Where the started backends keep their data and logs."""
 
+    @property
+    def kafka_bootstrap_servers(self) -> str:
+        return self.kafka.address
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    @property
+    def mongodb_url(self) -> str:
+        return self.mongodb.address
 
+    @property
+    def kind(self) -> str:
+        """A short name for both, as in "Apache Kafka 4.4.0 + FerretDB v1.24.2 (SQLite)"."""
+        return f"{self.kafka.name} + {self.mongodb.name}"
 
-def wait_until(condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.05) -> None:
-    """Poll ``condition`` until it holds; raise TimeoutError naming ``what`` otherwise."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
-
-
-def port_open(port: int, host: str = "127.0.0.1") -> bool:
-    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.2):
-        return True
-    return False
+    def describe(self) -> list[str]:
+        return [f"Kafka:   {self.kafka.describe()}", f"MongoDB: {self.mongodb.describe()}"]
 
 
 def docker_engine_answers() -> bool:
@@ -66,33 +90,93 @@ def docker_engine_answers() -> bool:
         return False
 
 
+def _choice(variable: str, default: str, choices: tuple[str, ...]) -> str:
+    chosen = os.environ.get(variable) or default
+    if chosen not in choices:
+        raise ValueError(f"{variable}={chosen!r}: choose one of {', '.join(choices)}")
+    return chosen
+
+
 @contextlib.contextmanager
 def backends() -> Iterator[Backends]:
-    kafka, mongo = os.environ.get("KAFKA_BOOTSTRAP_SERVERS"), os.environ.get("MONGODB_URL")
-    if kafka and mongo:
-        yield Backends(kafka, mongo, "configured")
-    elif docker_engine_answers():
-        with _testcontainers() as started:
-            yield started
-    else:
-        with _stand_ins() as started:
-            yield started
+    broker_choice = _choice("STEPWISE_KAFKA_BROKER", "apache-kafka", KAFKA_BROKERS)
+    store_choice = _choice("STEPWISE_MONGODB_SERVER", "nx-27017", MONGODB_SERVERS)
+    folder = Path(tempfile.mkdtemp(prefix="stepwise-backends-"))
+    docker: bool | None = None  # asked at most once, and only when a backend is not configured
+    try:
+        with contextlib.ExitStack() as running:
+
+            def has_docker() -> bool:
+                nonlocal docker
+                if docker is None:
+                    docker = docker_engine_answers()
+                return docker
+
+            broker = running.enter_context(_kafka(folder, broker_choice, has_docker))
+            store = running.enter_context(_mongodb(folder, store_choice, has_docker))
+            yield Backends(broker, store, folder)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @contextlib.contextmanager
-def _testcontainers() -> Iterator[Backends]:
-    # Imported here: only machines with a Docker engine take this path.
+def _kafka(folder: Path, wanted: str, has_docker: Callable[[], bool]) -> Iterator[Backend]:
+    configured = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if configured:
+        yield Backend(configured, "Kafka (configured)")
+        return
+    missing = kafka.java_and_maven() if wanted == "apache-kafka" else "STEPWISE_KAFKA_BROKER=noida-db"
+    if missing is None:
+        (folder / "kafka").mkdir()
+        with kafka.apache_kafka(folder / "kafka") as server:
+            yield Backend(f"127.0.0.1:{server.port}", server.name, server)
+    elif wanted == "apache-kafka" and has_docker():
+        with _testcontainers_kafka() as address:
+            yield Backend(address, "Kafka (Confluent 7.9 image, testcontainers)", note=f"not Apache Kafka: {missing}")
+    else:
+        with _noida_db(folder) as server:
+            yield Backend(f"127.0.0.1:{server.port}", server.name, server, note=f"a stand-in, because {missing}")
+
+
+@contextlib.contextmanager
+def _mongodb(folder: Path, wanted: str, has_docker: Callable[[], bool]) -> Iterator[Backend]:
+    configured = os.environ.get("MONGODB_URL")
+    if configured:
+        yield Backend(configured, "MongoDB (configured)")
+        return
+    if has_docker():
+        with _testcontainers_mongodb() as url:
+            yield Backend(url, "MongoDB 8.0 (testcontainers)")
+        return
+    missing = ferretdb.missing() if wanted == "ferretdb" else None
+    if wanted == "ferretdb" and missing is None:
+        with ferretdb.ferretdb(folder / "ferretdb") as server:
+            yield Backend(f"mongodb://127.0.0.1:{server.port}/?directConnection=true", server.name, server)
+    else:
+        note = f"FerretDB unavailable: {missing}" if missing else ""
+        with _nx_27017(folder) as server:
+            # Few connections per client: nx-27017 serves each database's commands from a small thread pool, and
+            # a burst of concurrent slow ones can starve even its heartbeats (README, "Backends").
+            url = f"mongodb://127.0.0.1:{server.port}/?directConnection=true&maxPoolSize=4"
+            yield Backend(url, server.name, server, note)
+
+
+@contextlib.contextmanager
+def _testcontainers_kafka() -> Iterator[str]:
+    # Imported here: only machines with a Docker engine and no Java take this path. testcontainers' KafkaContainer
+    # drives Confluent's packaging of Apache Kafka (7.9 = Kafka 3.9) in KRaft mode.
     from testcontainers.community.kafka import KafkaContainer
+
+    with KafkaContainer("confluentinc/cp-kafka:7.9.0").with_kraft() as container:
+        yield container.get_bootstrap_server()
+
+
+@contextlib.contextmanager
+def _testcontainers_mongodb() -> Iterator[str]:
     from testcontainers.community.mongodb import MongoDbContainer
 
-    # testcontainers' KafkaContainer boots Confluent's packaging of Apache Kafka (7.9 = Kafka 3.9) in KRaft mode.
-
-    with (
-        KafkaContainer("confluentinc/cp-kafka:7.9.0").with_kraft() as kafka,
-        MongoDbContainer("mongo:8.0") as mongo,
-    ):
-        url = mongo.get_connection_url()
-        yield Backends(kafka.get_bootstrap_server(), url, "testcontainers")
+    with MongoDbContainer("mongo:8.0") as container:
+        yield container.get_connection_url()
 
 
 def noida_binary() -> str:
@@ -102,41 +186,26 @@ def noida_binary() -> str:
 
 
 @contextlib.contextmanager
-def _stand_ins() -> Iterator[Backends]:
-    data = Path(tempfile.mkdtemp(prefix="stepwise-backends-"))
-    kafka_port, mongo_port = free_port(), free_port()
-    logs = [open(data / "kafka.log", "wb"), open(data / "mongo.log", "wb")]  # noqa: SIM115
-    processes = [
-        subprocess.Popen(
-            [noida_binary(), "start", "--only", "kafka", "--host", "127.0.0.1",
-             "--kafka-port", str(kafka_port), "--data-dir", str(data / "kafka")],
-            stdout=logs[0], stderr=subprocess.STDOUT,
-        ),
-        subprocess.Popen(
-            [str(Path(sys.executable).parent / "nx-27017"), "--host", "127.0.0.1", "-p", str(mongo_port),
-             "--data-dir", str(data / "mongo"), "--log-file", str(data / "nx.log"),
-             "--pid-file", str(data / "nx.pid")],
-            stdout=logs[1], stderr=subprocess.STDOUT,
-        ),
-    ]  # fmt: skip
-    (data / "mongo").mkdir(exist_ok=True)
-    try:
-        wait_until(lambda: port_open(kafka_port), 20, "the Kafka stand-in (noida-db)")
-        wait_until(lambda: port_open(mongo_port), 20, "the MongoDB stand-in (nx-27017)")
-        yield Backends(
-            f"127.0.0.1:{kafka_port}", f"mongodb://127.0.0.1:{mongo_port}/?directConnection=true", "stand-ins"
-        )
-    finally:
-        for process in processes:
-            process.send_signal(signal.SIGTERM)  # SIGTERM lets noida-db write its snapshot
-        for process in processes:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        for log in logs:
-            log.close()
-        shutil.rmtree(data, ignore_errors=True)
+def _noida_db(folder: Path) -> Iterator[Server]:
+    port = free_port()
+    command = [noida_binary(), "start", "--only", "kafka", "--host", "127.0.0.1", "--kafka-port", str(port),
+               "--data-dir", str(folder / "noida-db")]  # fmt: skip
+    # SIGTERM (start_server's way of stopping) lets noida-db write its snapshot.
+    with start_server("noida-db 0.2.3 (Kafka stand-in)", command, port, folder / "noida-db.log", ready_within=20) as s:
+        yield s
+
+
+@contextlib.contextmanager
+def _nx_27017(folder: Path) -> Iterator[Server]:
+    port = free_port()
+    (folder / "nx-27017").mkdir()
+    command = [str(Path(sys.executable).parent / "nx-27017"), "--host", "127.0.0.1", "-p", str(port),
+               "--data-dir", str(folder / "nx-27017"), "--log-file", str(folder / "nx.log"),
+               "--pid-file", str(folder / "nx.pid")]  # fmt: skip
+    with start_server(
+        "nx-27017 0.8.1 (MongoDB stand-in)", command, port, folder / "nx-27017.out", ready_within=20
+    ) as s:
+        yield s
 
 
 SERVICES = {
@@ -165,7 +234,11 @@ class ServiceProcess:
         env = {**os.environ, **self.env, **(extra_env or {}), port_variable: str(self.port)}
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", module], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+                dying_with_parent([sys.executable, "-m", module]),
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         if wait:
             self.wait_ready()

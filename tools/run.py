@@ -1,4 +1,5 @@
-"""`make run`: backends (configured, testcontainers or stand-ins), SMTP and SMS sinks, the three services.
+"""`make run`: backends (configured, or started here: Apache Kafka and a MongoDB server; see tools/devstack.py),
+the three services.
 
 Prints the URLs and dev tokens; Ctrl-C stops everything it started.
 """
@@ -13,7 +14,8 @@ import tempfile
 import threading
 from pathlib import Path
 
-from tools.devstack import ServiceProcess, backends, free_port
+from tools.devstack import ServiceProcess, backends
+from tools.servers import free_port
 from tools.sms_sink import SmsSink
 from tools.smtp_sink import SmtpSink
 
@@ -59,7 +61,10 @@ def main() -> None:
         for service in services:
             stack.callback(service.stop)
             service.start()
-        print(f"\nStepwise is running ({started.kind} backends; service logs in {logs}):")
+        print("\nBackends:")
+        for line in started.describe():
+            print(f"  {line}")
+        print(f"\nStepwise is running (service logs in {logs}):")
         for service in services:
             print(f"  {service.name:<14} {service.url}/docs")
         print(f"\n  dev token (clinician): {tokens['clinician']}")

@@ -1,0 +1,131 @@
+"""Apache Kafka from Maven Central's jars: one KRaft node (broker and controller) on free loopback ports.
+
+The version is pinned once, in ``pom.xml`` beside this file. The first start on a machine resolves the
+jars with Maven (into ``~/.m2``) and caches the classpath under ``~/.cache/stepwise``; later starts
+need neither the network nor Maven. Storage is formatted in a temporary folder, the broker's own log
+goes to a file there, and the process is stopped with SIGTERM (a controlled shutdown) afterwards.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+from tools.servers import Server, cache_dir, free_port, start_server
+
+HERE = Path(__file__).resolve().parent
+POM = HERE / "pom.xml"
+HEAP = "768m"
+"""The broker's heap ceiling: ample for a test broker, bounded on a 24 GiB machine shared with the suite."""
+
+
+def version() -> str:
+    match = re.search(r"<kafka\.version>([^<]+)</kafka\.version>", POM.read_text())
+    assert match, f"{POM} names no kafka.version"
+    return match.group(1)
+
+
+def java_and_maven() -> str | None:
+    """None when Java 17+ and Maven are here; otherwise what is missing, in words."""
+    if not shutil.which("java"):
+        return "no java on PATH"
+    if not shutil.which("mvn"):
+        return "no mvn on PATH"
+    printed = subprocess.run(["java", "-version"], capture_output=True, text=True, check=False).stderr
+    major = re.search(r'version "(\d+)', printed)
+    if not major or int(major.group(1)) < 17:
+        return f"Kafka {version()} needs Java 17 or later ({printed.splitlines()[0] if printed else 'no version'})"
+    return None
+
+
+def classpath() -> str:
+    """The broker's classpath, resolved by Maven once per pom.xml and cached."""
+    digest = hashlib.sha256(POM.read_bytes()).hexdigest()[:16]
+    cached = cache_dir() / f"kafka-{version()}-{digest}.classpath"
+    if cached.exists():
+        jars = cached.read_text().strip()
+        if all(Path(jar).is_file() for jar in jars.split(":")):
+            return jars
+    print(f"resolving Apache Kafka {version()} from Maven Central (first run on this machine)…", flush=True)
+    partial = cached.with_suffix(f".{os.getpid()}.partial")  # two first runs at once must not share a file
+    result = subprocess.run(
+        ["mvn", "-B", "-q", "-f", str(POM), "dependency:build-classpath", f"-Dmdep.outputFile={partial}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"Maven could not resolve Apache Kafka {version()}:\n{result.stdout[-3000:]}")
+    partial.replace(cached)
+    return cached.read_text().strip()
+
+
+def server_properties(data: Path, port: int, controller_port: int) -> str:
+    return "\n".join(
+        [
+            "process.roles=broker,controller",
+            "node.id=1",
+            f"controller.quorum.voters=1@127.0.0.1:{controller_port}",
+            f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
+            f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
+            "controller.listener.names=CONTROLLER",
+            "inter.broker.listener.name=PLAINTEXT",
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            f"log.dirs={data / 'log'}",
+            # As docker-compose.yml: topics are created by the services (and kafka-init), nothing else.
+            "auto.create.topics.enable=false",
+            "num.partitions=3",
+            "offsets.topic.replication.factor=1",
+            "offsets.topic.num.partitions=5",
+            "transaction.state.log.replication.factor=1",
+            "transaction.state.log.min.isr=1",
+            "share.coordinator.state.topic.replication.factor=1",
+            "share.coordinator.state.topic.min.isr=1",
+            "group.initial.rebalance.delay.ms=0",
+            "",
+        ]
+    )
+
+
+def cluster_id() -> str:
+    """A KRaft cluster id: 16 random bytes in URL-safe base64, unpadded (as `kafka-storage random-uuid` prints)."""
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+
+
+@contextlib.contextmanager
+def apache_kafka(folder: Path) -> Iterator[Server]:
+    """Format storage in ``folder``, start the node, wait until it answers; SIGTERM it afterwards."""
+    jars = classpath()
+    port, controller_port = free_port(), free_port()
+    properties = folder / "server.properties"
+    properties.write_text(server_properties(folder, port, controller_port))
+    log = folder / "kafka.log"
+    java = ["java", f"-Dstepwise.kafka.log={log}", f"-Dlog4j2.configurationFile={HERE / 'log4j2.properties'}"]
+    formatted = subprocess.run(
+        [*java, "-cp", jars, "kafka.tools.StorageTool", "format", "-t", cluster_id(), "-c", str(properties)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if formatted.returncode != 0:
+        raise RuntimeError(f"formatting Kafka storage failed:\n{formatted.stdout}{formatted.stderr}")
+    command = [*java, f"-Xmx{HEAP}", "-Xms128m", "-XX:+UseG1GC", "-Djava.awt.headless=true"]
+    command += ["-cp", jars, "kafka.Kafka", str(properties)]
+
+    def started() -> bool:  # the listener opens before the broker has caught up with its metadata
+        return log.exists() and "Kafka Server started" in log.read_text(errors="replace")
+
+    name = f"Apache Kafka {version()}"
+    with start_server(
+        name, command, port, folder / "kafka.stdout", ready_within=90, stop_within=30, ready=started
+    ) as server:
+        server.log = log
+        yield server

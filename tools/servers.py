@@ -1,0 +1,119 @@
+"""Starting a backend server as a child process on a free loopback port, and what we learn of it."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def dying_with_parent(command: Sequence[str]) -> list[str]:
+    """``command`` run so that Linux sends it SIGTERM when the process that started it dies, even by SIGKILL:
+    an interrupted test run leaves no broker, database or service behind. util-linux's setpriv sets the
+    signal and execs the command (same pid); where it is missing, the command as it is."""
+    setpriv = shutil.which("setpriv") if sys.platform == "linux" else None
+    return [setpriv, "--pdeathsig", "TERM", "--", *command] if setpriv else list(command)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.2):
+        return True
+    return False
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.05) -> None:
+    """Poll ``condition`` until it holds; raise TimeoutError naming ``what`` otherwise."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+
+
+def cache_dir() -> Path:
+    """Where downloaded or built backends are kept between runs (``STEPWISE_CACHE_DIR``, else ~/.cache/stepwise)."""
+    folder = Path(os.environ.get("STEPWISE_CACHE_DIR") or Path.home() / ".cache" / "stepwise")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def rss_mb(pid: int) -> float | None:
+    """Resident memory of a process in MiB (Linux), or None if it cannot be read."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return None
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Server:
+    """A backend we started: what it is, where it listens, how long it took, where it logs."""
+
+    name: str
+    port: int
+    process: subprocess.Popen[bytes]
+    started_in: float
+    log: Path
+
+    def describe(self) -> str:
+        rss = rss_mb(self.process.pid)
+        memory = f", RSS {rss:.0f} MiB" if rss is not None else ""
+        return f"{self.name} on 127.0.0.1:{self.port} (started in {self.started_in:.1f} s{memory}; log {self.log})"
+
+
+@contextlib.contextmanager
+def start_server(
+    name: str,
+    command: Sequence[str],
+    port: int,
+    output: Path,
+    *,
+    ready_within: float,
+    stop_within: float = 10,
+    env: dict[str, str] | None = None,
+    ready: Callable[[], bool] = lambda: True,
+) -> Iterator[Server]:
+    """Run ``command`` until its port answers and ``ready`` holds; on leaving, SIGTERM it (SIGKILL after
+    ``stop_within``)."""
+    began = time.monotonic()
+    with open(output, "wb") as log:
+        process = subprocess.Popen(dying_with_parent(command), stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+
+        def answers() -> bool:
+            if process.poll() is not None:
+                raise RuntimeError(f"{name} exited with {process.returncode}; see {output}")
+            return port_open(port) and ready()
+
+        wait_until(answers, ready_within, name, interval=0.1)
+        yield Server(name, port, process, time.monotonic() - began, output)
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=stop_within)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
