@@ -168,7 +168,6 @@ class OutboxRelay(PollingWorker):
         claimed = await collection.find_one_and_update(
             {"_id": aggregate_id, "outbox_pending": {"$gt": 0}, "outbox_lease_until": {"$lt": now}},
             {"$set": {"outbox_lease_until": now + self._lease}},
-            projection={"outbox": 1},
         )
         if claimed is None:
             return 0  # another instance holds it, or it was emptied meanwhile
@@ -181,7 +180,7 @@ class OutboxRelay(PollingWorker):
             await collection.update_one(
                 {"_id": aggregate_id},
                 {
-                    "$pull": {"outbox": {"$in": sent}},
+                    "$pullAll": {"outbox": sent},
                     "$inc": {"outbox_pending": -len(sent)},
                     "$set": {"outbox_lease_until": EPOCH},
                 },
