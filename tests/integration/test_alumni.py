@@ -12,7 +12,8 @@ from typing import Any
 import httpx
 
 from stepwise_contract import EVENT_TYPES, from_kafka
-from tools.devstack import ServiceProcess, free_port
+from tools.devstack import ServiceProcess
+from tools.servers import free_port
 
 from .conftest import (
     HTTP_TIMEOUT,

@@ -16,8 +16,10 @@ from zoneinfo import ZoneInfo
 
 import yaml
 
+from services.care_plan.store import PLANS
 from stepwise_contract import EVENT_TYPES, from_kafka
-from tools.devstack import ROOT, ServiceProcess, free_port
+from tools.devstack import ROOT, ServiceProcess
+from tools.servers import free_port
 
 from .conftest import (
     CARE_TEAM_EMAIL,
@@ -263,6 +265,12 @@ async def _learned(stack: Stack, episode: Episode, n: int) -> bool:
     return current is not None and len(current["inputs"]) >= n
 
 
+async def _all_published(stack: Stack, episode: Episode) -> bool:
+    """The plan's outbox is empty: every event its changes caused is on Kafka."""
+    plan = await stack.database("care_plan")[PLANS].find_one({"_id": episode.episode_id}, {"outbox_pending": 1})
+    return plan is not None and plan["outbox_pending"] == 0
+
+
 async def test_policy_what_if_shows_what_a_candidate_policy_would_change(stack: Stack, tmp_path: Path) -> None:
     episode, _ = await active_episode(stack)
     async with stack.http("care_plan", "clinician") as clinician:
@@ -276,6 +284,7 @@ async def test_policy_what_if_shows_what_a_candidate_policy_would_change(stack: 
             rule["count"] = 3
     policy = tmp_path / "candidate.yaml"
     policy.write_text(yaml.safe_dump(candidate))
+    await eventually(lambda: _all_published(stack, episode), "the plan's events to be published")
     before = len(await events(stack, "iop.attendance.rule_triggered", episode))
 
     result = await asyncio.to_thread(

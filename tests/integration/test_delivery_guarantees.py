@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner
 
-from tools.devstack import ServiceProcess, free_port
+from tools.devstack import ServiceProcess
+from tools.servers import free_port
 
 from .conftest import (
     Stack,
@@ -161,17 +164,48 @@ async def test_malformed_events_are_set_aside_and_the_partition_moves_on(
 
 
 async def test_two_care_plan_instances_share_the_work_without_duplicates(stack: Stack, tmp_path: Path) -> None:
-    # Dynamic membership for the temporary instance: it leaves the group when it stops, so its
-    # partitions return to the first instance at once (a static member would hold them until
-    # the session timeout on real Kafka, and for ever on the noida stand-in).
+    # Dynamic membership for the temporary instance: it joins with a rebalance and leaves the group when it
+    # stops, so its partitions return to the first instance at once (a static member would hold them until
+    # the session timeout).
     env = {**stack.env, "KAFKA_GROUP_INSTANCE_ID": ""}
-    second = ServiceProcess("care_plan", free_port(), env, tmp_path / "care_plan-2.log").start()
+    log = tmp_path / "care_plan-2.log"
+    second = ServiceProcess("care_plan", free_port(), env, log).start()
+    topic = "iop.assessment.completed"
     try:
+        theirs = await eventually(lambda: _assigned(log, topic), "the second instance's partitions")
         episodes = [await new_episode(stack) for _ in range(6)]
+        while len([e for e in episodes if _partition(e.episode_id) in theirs]) < 2:
+            episodes.append(await new_episode(stack))  # until some are sure to be the second instance's
         await asyncio.gather(*(assess(stack, episode) for episode in episodes))
         for episode in episodes:
             await mail_to(stack, episode.email, subject=WELCOME)
             assert len(await events_of(stack, "iop.care_level.assigned", episode.episode_id)) == 1
+        second_log = await asyncio.to_thread(log.read_text)
+        for episode in episodes:  # the second instance started the plans of its partitions
+            assert (f"episode {episode.episode_id}: care level" in second_log) == (
+                _partition(episode.episode_id) in theirs
+            )
     finally:
         second.stop()
-    assert [len(stack.mailbox.to(episode.email)) for episode in episodes] == [1] * len(episodes)
+    # Its partitions went back to the first instance: work on every partition goes on.
+    later = [await new_episode(stack) for _ in range(6)]
+    await asyncio.gather(*(assess(stack, episode) for episode in later))
+    for episode in later:
+        await mail_to(stack, episode.email, subject=WELCOME)
+    everyone = episodes + later
+    assert [len(stack.mailbox.to(episode.email)) for episode in everyone] == [1] * len(everyone)
+
+
+async def _assigned(log: Path, topic: str) -> set[int]:
+    """The partitions of ``topic`` the instance logging to ``log`` was last given (FastStream logs them)."""
+    text = await asyncio.to_thread(log.read_text, errors="replace")
+    assignments = [
+        line for line in text.splitlines() if f"assigned to partitions: (TopicPartition(topic='{topic}'" in line
+    ]
+    return {int(n) for n in re.findall(r"partition=(\d+)", assignments[-1])} if assignments else set()
+
+
+def _partition(episode_id: str, partitions: int = 3) -> int:
+    """The partition an episode's events go to: Kafka's default partitioner over the key (the episode id)."""
+    every = list(range(partitions))
+    return int(DefaultPartitioner()(episode_id.encode(), every, every))

@@ -11,7 +11,8 @@ import httpx
 import yaml
 
 from stepwise_contract import EVENT_TYPES, from_kafka
-from tools.devstack import ROOT, ServiceProcess, free_port
+from tools.devstack import ROOT, ServiceProcess
+from tools.servers import free_port
 
 from .conftest import (
     HTTP_TIMEOUT,

@@ -23,7 +23,7 @@ from stepwise_contract import (
     to_kafka,
 )
 from stepwise_contract.webhooks import verify
-from tools.devstack import free_port
+from tools.servers import free_port
 from tools.smtp_sink import SmtpSink
 
 from .conftest import (

@@ -11,7 +11,8 @@ import httpx
 from aiokafka import AIOKafkaProducer
 
 from stepwise_contract import CareLevel, CareLevelAssigned, Reason, Schedule, ScheduledSession, new_event, to_kafka
-from tools.devstack import ServiceProcess, free_port
+from tools.devstack import ServiceProcess
+from tools.servers import free_port
 
 from .conftest import (
     CARE_TEAM_EMAIL,

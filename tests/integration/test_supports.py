@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tools.devstack import free_port
+from tools.servers import free_port
 from tools.smtp_sink import SmtpSink
 
 from .conftest import (
