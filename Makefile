@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck unit asyncapi lock bench clean
+.PHONY: install run test lint typecheck unit asyncapi lock bench bench-groups clean
 
 install: $(STAMP)
 
@@ -35,6 +35,9 @@ asyncapi: install
 
 bench: install
 	$(PY) -m bench.outbox_relay
+
+bench-groups: install
+	$(PY) -m bench.consumer_groups
 
 lock: install
 	(echo "# Constraints for every install (make install): the exact versions CI and developers run."; \

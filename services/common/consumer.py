@@ -14,7 +14,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from faststream import BaseMiddleware
 from faststream.kafka.message import KafkaMessage
@@ -34,8 +34,12 @@ log = logging.getLogger(__name__)
 DataT = TypeVar("DataT", bound=EventData)
 
 
-def consumer_group(service_group: str, topic: str) -> str:
-    return f"{service_group}.{topic}"
+GroupLayout = Literal["per_service", "per_topic"]
+
+
+def consumer_group(service_group: str, topic: str, layout: GroupLayout) -> str:
+    """The consumer group of a service's subscriber to ``topic``: the service's one group, or one per topic."""
+    return service_group if layout == "per_service" else f"{service_group}.{topic}"
 
 
 def subscriber_options(settings: ServiceSettings, group: str, topic: str) -> dict[str, Any]:
@@ -44,13 +48,13 @@ def subscriber_options(settings: ServiceSettings, group: str, topic: str) -> dic
     - commit after the handler returned (its effect stored), rewind on error; no auto-commit;
     - a new group starts from the beginning of the topic, so no event published before it is lost;
     - static group membership (unless the instance id is empty): a restarted instance takes its
-      partitions back at once instead of waiting for the broker to expire the dead member;
-    - one consumer group per service and topic (``group.topic``): instances joining or leaving
-      rebalance one topic at a time, never stalling a service's other subscriptions.
+      partitions back at once instead of waiting for the broker to expire the dead member; each
+      subscriber is its own member (``instance.topic``);
+    - the group: see ``KAFKA_CONSUMER_GROUPS`` (settings) and README, "Consumer groups".
     """
     instance = settings.kafka_group_instance_id
     return {
-        "group_id": consumer_group(group, topic),
+        "group_id": consumer_group(group, topic, settings.kafka_consumer_groups),
         "group_instance_id": f"{instance}.{topic}" if instance else None,
         "ack_policy": AckPolicy.NACK_ON_ERROR,
         "auto_offset_reset": "earliest",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -39,6 +40,13 @@ class ServiceSettings(BaseSettings):
         "stable across its restarts (the container hostname by default). A restarted instance takes its "
         "partitions back at once; one that is gone for good frees them after the session timeout. "
         "Empty: dynamic membership, which leaves the group on shutdown (for temporary extra instances).",
+    )
+    kafka_consumer_groups: Literal["per_topic", "per_service"] = Field(
+        default="per_topic",
+        description="per_topic: a consumer group per service and topic (stepwise.<service>.<topic>); per_service: "
+        "one group per service, each topic's subscriber a member of it, which makes every joining subscriber "
+        "rebalance all the others (README, 'Consumer groups per service and topic'). Switching starts the new "
+        "groups at the earliest offsets.",
     )
     outbox_relay_enabled: bool = Field(
         default=True, description="Relay stored events to Kafka; off for an API-only instance."
