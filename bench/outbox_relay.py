@@ -6,7 +6,7 @@
   (what the services do).
 
 Both use the same MongoDB, the same idempotent acks=all producer and the same event. Backends are
-picked like `make test` (configured, testcontainers, or the stand-ins). Run: `python -m bench.outbox_relay`.
+picked like `make test` (README, "Backends"). Run: `python -m bench.outbox_relay`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,9 @@ from datetime import UTC, datetime
 from faststream.kafka import KafkaBroker
 from pymongo import AsyncMongoClient
 
+from services.common.kafka import ensure_topics
 from services.common.outbox import OutboxRelay, insert_aggregate, stored_record
+from services.common.settings import ServiceSettings
 from stepwise_contract import SessionMissed, new_event
 from tools.devstack import backends
 
@@ -52,6 +54,8 @@ async def main(n: int) -> None:
     with backends() as started:
         client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(started.mongodb_url, tz_aware=True)
         database = client[f"bench_{uuid.uuid4().hex[:8]}"]
+        # As the services do: the topic is created, never auto-created (Apache Kafka here has that off).
+        await ensure_topics(ServiceSettings(kafka_bootstrap_servers=started.kafka_bootstrap_servers), [TOPIC])
         broker = KafkaBroker(started.kafka_bootstrap_servers, acks="all", enable_idempotence=True)
         publisher = broker.publisher(TOPIC)
         await broker.start()
