@@ -25,16 +25,19 @@ from collections import defaultdict
 from pathlib import Path
 
 from aiokafka import AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import GroupCoordinatorNotAvailableError
 
+from services.care_plan import settings as care_plan_settings
 from services.common.consumer import GroupLayout, consumer_group
+from services.common.kafka import ensure_topics
+from services.common.settings import ServiceSettings
+from services.notifications import settings as notifications_settings
 from stepwise_contract import COMMAND_TYPES, EVENT_TYPES
 from tools.devstack import Backends, ServiceProcess, backends
+from tools.kafka import committed_offset
 from tools.servers import cpu_seconds, free_port
 
 LAYOUTS: tuple[GroupLayout, ...] = ("per_topic", "per_service")
-GROUPS = {"care_plan": "stepwise.care_plan", "notifications": "stepwise.notifications"}
+GROUPS = {"care_plan": care_plan_settings.CONSUMER_GROUP, "notifications": notifications_settings.CONSUMER_GROUP}
 PROBE_TOPIC = {"care_plan": "iop.attendance.reported", "notifications": "iop.consent.changed"}
 """A topic each consumes; the probe record is malformed on purpose, so handling it is setting it aside."""
 
@@ -55,19 +58,6 @@ def stack_env(started: Backends, layout: GroupLayout, run: str) -> dict[str, str
     }
 
 
-async def committed(servers: str, group: str, partition: TopicPartition) -> int:
-    admin = AIOKafkaAdminClient(bootstrap_servers=servers)
-    await admin.start()
-    try:
-        offsets = await admin.list_consumer_group_offsets(group, partitions=[partition])
-    except GroupCoordinatorNotAvailableError:  # a new broker creates its offsets topic on the first group
-        return -1
-    finally:
-        await admin.close()
-    found = offsets.get(partition)
-    return found.offset if found else -1
-
-
 async def start_time(started: Backends, service: ServiceProcess, layout: GroupLayout) -> tuple[float, float]:
     """Publish a record it must handle, then start it: seconds to ready, seconds until handled."""
     servers, topic = started.kafka_bootstrap_servers, PROBE_TOPIC[service.name]
@@ -83,9 +73,9 @@ async def start_time(started: Backends, service: ServiceProcess, layout: GroupLa
     service.start(wait=False)
     ready_after: float | None = None
     while True:
-        if ready_after is None and await asyncio.to_thread(_ready, service):
+        if ready_after is None and await asyncio.to_thread(service.ready):
             ready_after = time.monotonic() - began
-        if await committed(servers, group, partition) > sent.offset:
+        if await committed_offset(servers, group, partition) > sent.offset:
             handled_after = time.monotonic() - began
             break
         if time.monotonic() - began > 120:
@@ -95,14 +85,6 @@ async def start_time(started: Backends, service: ServiceProcess, layout: GroupLa
         service.wait_ready()
         ready_after = time.monotonic() - began
     return ready_after, handled_after
-
-
-def _ready(service: ServiceProcess) -> bool:
-    try:
-        service.wait_ready(timeout=0.2)
-    except TimeoutError:
-        return False
-    return True
 
 
 async def one_round(started: Backends, layout: GroupLayout, idle: float, logs: Path) -> dict[str, float]:
@@ -139,25 +121,14 @@ async def one_round(started: Backends, layout: GroupLayout, idle: float, logs: P
     return figures
 
 
-async def create_topics(servers: str) -> None:
-    """Every contract topic, as kafka-init does in docker-compose.yml (the probes are published before a
-    consumer of the topic runs)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=servers)
-    await admin.start()
-    try:
-        missing = sorted((EVENT_TYPES.keys() | COMMAND_TYPES.keys()) - set(await admin.list_topics()))
-        if missing:
-            await admin.create_topics([NewTopic(topic, 3, 1) for topic in missing])
-    finally:
-        await admin.close()
-
-
 async def main(rounds: int, idle: float) -> None:
     results: dict[GroupLayout, dict[str, list[float]]] = {layout: defaultdict(list) for layout in LAYOUTS}
     with backends() as started, tempfile.TemporaryDirectory(prefix="bench-groups-") as logs:
         for line in started.describe():
             print(line, flush=True)
-        await create_topics(started.kafka_bootstrap_servers)
+        # Every contract topic, as kafka-init does in docker-compose.yml: probes go out before a consumer runs.
+        settings = ServiceSettings(kafka_bootstrap_servers=started.kafka_bootstrap_servers)
+        await ensure_topics(settings, EVENT_TYPES.keys() | COMMAND_TYPES.keys())
         for number in range(rounds):
             order = LAYOUTS if number % 2 == 0 else LAYOUTS[::-1]
             for layout in order:

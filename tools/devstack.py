@@ -61,8 +61,6 @@ class Backend:
 class Backends:
     kafka: Backend
     mongodb: Backend
-    folder: Path | None = field(default=None)
-    """Where the started backends keep their data and logs."""
 
     @property
     def kafka_bootstrap_servers(self) -> str:
@@ -114,7 +112,7 @@ def backends() -> Iterator[Backends]:
 
             broker = running.enter_context(_kafka(folder, broker_choice, has_docker))
             store = running.enter_context(_mongodb(folder, store_choice, has_docker))
-            yield Backends(broker, store, folder)
+            yield Backends(broker, store)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -244,16 +242,17 @@ class ServiceProcess:
             self.wait_ready()
         return self
 
-    def wait_ready(self, timeout: float = 60) -> None:
-        def ready() -> bool:
-            assert self.process is not None
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.process.returncode}; see {self.log_path}")
-            with contextlib.suppress(httpx.HTTPError):
-                return httpx.get(f"{self.url}/health/ready", timeout=1).status_code == 200
-            return False
+    def ready(self) -> bool:
+        """/health/ready answers 200 now; raises if the process has exited."""
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise RuntimeError(f"{self.name} exited with {self.process.returncode}; see {self.log_path}")
+        with contextlib.suppress(httpx.HTTPError):
+            return httpx.get(f"{self.url}/health/ready", timeout=1).status_code == 200
+        return False
 
-        wait_until(ready, timeout, f"{self.name} to be ready", interval=0.1)
+    def wait_ready(self, timeout: float = 60) -> None:
+        wait_until(self.ready, timeout, f"{self.name} to be ready", interval=0.1)
 
     def kill(self) -> None:
         """SIGKILL: no shutdown hooks run, as in a crash."""

@@ -23,6 +23,7 @@ from services.common.consumer import GroupLayout, consumer_group
 from services.common.settings import ServiceSettings
 from tests.conftest import WAITS
 from tools.devstack import Backends, ServiceProcess
+from tools.kafka import committed_offset
 from tools.servers import free_port
 from tools.sms_sink import SmsSink
 from tools.smtp_sink import Mailbox, SmtpSink
@@ -285,22 +286,12 @@ async def events_of(stack: Stack, topic: str, episode_id: str) -> list[ConsumerR
     return [record for record in await read_topic(stack, topic) if record.key == episode_id.encode()]
 
 
-async def committed_offset(stack: Stack, group: str, partition: TopicPartition) -> int:
-    admin = AIOKafkaAdminClient(bootstrap_servers=stack.backends.kafka_bootstrap_servers)
-    await admin.start()
-    try:
-        offsets = await admin.list_consumer_group_offsets(group, partitions=[partition])
-    finally:
-        await admin.close()
-    committed = offsets.get(partition)
-    return committed.offset if committed else -1
-
-
 async def wait_consumed(stack: Stack, service: str, topic: str, partition: int, offset: int) -> None:
     """Wait until ``service``'s consumer group has committed past ``offset``: its effect is stored."""
     tp = TopicPartition(topic, partition)
 
     async def past() -> bool:
-        return await committed_offset(stack, consumer_group(GROUPS[service], topic, stack.group_layout), tp) > offset
+        group = consumer_group(GROUPS[service], topic, stack.group_layout)
+        return await committed_offset(stack.backends.kafka_bootstrap_servers, group, tp) > offset
 
     await eventually(past, f"{service} to consume {topic}[{partition}]@{offset}")

@@ -19,6 +19,10 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+from aiokafka import TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import GroupCoordinatorNotAvailableError
+
 from tools.servers import Server, cache_dir, free_port, start_server
 
 HERE = Path(__file__).resolve().parent
@@ -129,3 +133,18 @@ def apache_kafka(folder: Path) -> Iterator[Server]:
     ) as server:
         server.log = log
         yield server
+
+
+async def committed_offset(servers: str, group: str, partition: TopicPartition) -> int:
+    """The offset ``group`` committed on ``partition`` (-1 if none yet): for tests and benchmarks that wait for
+    a consumer to have handled a record."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=servers)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group, partitions=[partition])
+    except GroupCoordinatorNotAvailableError:  # a new broker creates its offsets topic for the first group
+        return -1
+    finally:
+        await admin.close()
+    committed = offsets.get(partition)
+    return committed.offset if committed else -1
