@@ -5,27 +5,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date, datetime
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
-from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi import APIRouter, HTTPException, status
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from services.common.auth import Principal, require_roles
-from stepwise_contract import CareLevel, DischargeReason, EventData, ScheduleChanged
+from stepwise_contract import CareLevel, DischargeReason, Track, WeekdayName
 
 from .changes import Decision, change_plan, record_session_attendance
-from .domain.care_plan import change_level, discharge, graduate, reschedule
+from .deps import Authorizer, Clinician, Policy, Reader, Recorder, Store
+from .domain.care_plan import discharge, graduate, set_calendar, settle_recommendation
 from .domain.model import AttendanceRecord, AttendanceStatus, Authorization, CarePlan, CarePlanError, StepRecommendation
-from .domain.policy import CarePolicy, LevelSchedule, Track, Weekday
+from .domain.policy import CarePolicy
 from .store import CarePlanStore
 
 router = APIRouter(prefix="/v1", tags=["care plan"])
 T = TypeVar("T")
-
-Reader = Annotated[Principal, Depends(require_roles("clinician", "intake_staff", "integration", "admin"))]
-Recorder = Annotated[Principal, Depends(require_roles("clinician", "intake_staff", "integration"))]
-Clinician = Annotated[Principal, Depends(require_roles("clinician"))]
-Authorizer = Annotated[Principal, Depends(require_roles("clinician", "integration"))]
 
 ERROR_STATUS = {
     "no_care_plan": status.HTTP_404_NOT_FOUND,
@@ -37,18 +32,6 @@ ERROR_STATUS = {
     "below_minimum_hours": status.HTTP_422_UNPROCESSABLE_CONTENT,
     "unknown_track": status.HTTP_422_UNPROCESSABLE_CONTENT,
 }
-
-
-def get_store(request: Request) -> CarePlanStore:
-    return request.app.state.store  # type: ignore[no-any-return]
-
-
-def get_policy(request: Request) -> CarePolicy:
-    return request.app.state.policy  # type: ignore[no-any-return]
-
-
-Store = Annotated[CarePlanStore, Depends(get_store)]
-Policy = Annotated[CarePolicy, Depends(get_policy)]
 
 
 def _examples(*examples: dict[str, Any]) -> ConfigDict:
@@ -83,7 +66,7 @@ class ScheduleIn(BaseModel):
     )
 
     track: Track
-    weekdays: list[Weekday] = Field(min_length=1)
+    weekdays: list[WeekdayName] = Field(min_length=1)
     hours_per_session: float = Field(gt=0, le=12)
     weeks: int = Field(ge=1, le=52)
 
@@ -148,21 +131,8 @@ async def decide_recommendation(
     episode_id: str, recommendation_id: str, body: DecisionIn, store: Store, policy: Policy, _: Clinician
 ) -> StepRecommendation:
     def decide(plan: CarePlan, now: datetime) -> Decision[StepRecommendation]:
-        target = next((r for r in plan.recommendations if r.recommendation_id == recommendation_id), None)
-        if target is None:
-            raise CarePlanError("unknown_recommendation", "no such recommendation for this episode")
-        if target.status != "open":
-            raise CarePlanError("recommendation_closed", f"the recommendation is {target.status}")
-        new_status: Literal["accepted", "declined"] = "accepted" if body.decision == "accept" else "declined"
-        decided = target.model_copy(update={"status": new_status, "decided_at": now, "decision_reason": body.reason})
-        plan = plan.model_copy(
-            update={"recommendations": [decided if r is target else r for r in plan.recommendations]}
-        )
-        events: list[EventData] = []
-        if new_status == "accepted":
-            plan, changed = change_level(plan, decided, policy, now)
-            events.append(changed)
-        return plan, events, decided
+        accept = body.decision == "accept"
+        return settle_recommendation(plan, recommendation_id, accept, body.reason, policy, now)
 
     return await _change(store, policy, episode_id, decide)
 
@@ -173,14 +143,9 @@ async def decide_recommendation(
 )
 async def set_schedule(episode_id: str, body: ScheduleIn, store: Store, policy: Policy, _: Clinician) -> CarePlan:
     def decide(plan: CarePlan, now: datetime) -> Decision[CarePlan]:
-        start = policy.levels[plan.level].tracks.get(body.track) if plan.level in policy.levels else None
-        if start is None:
-            raise CarePlanError("unknown_track", f"no {body.track} start time for {plan.level.value}")
-        level_schedule = LevelSchedule(weekdays=body.weekdays, hours_per_session=body.hours_per_session,
-                                       weeks=body.weeks, tracks={body.track: start})  # fmt: skip
-        schedule = reschedule(plan, level_schedule, body.track, policy, now)
-        updated = plan.model_copy(update={"schedule": schedule})
-        changed = ScheduleChanged(episode_id=episode_id, level=plan.level, changed_at=now, schedule=schedule)
+        updated, changed = set_calendar(
+            plan, body.track, body.weekdays, body.hours_per_session, body.weeks, policy, now
+        )
         return updated, [changed], updated
 
     return await _change(store, policy, episode_id, decide)

@@ -1,4 +1,4 @@
-"""Bearer-token authentication with roles from API_TOKENS."""
+"""Bearer-token authentication with roles from API_TOKENS; the roles are a closed set."""
 
 from __future__ import annotations
 
@@ -6,15 +6,31 @@ import hashlib
 import hmac
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 
+class Role(StrEnum):
+    """Who may call what. A token in API_TOKENS carries exactly one of these."""
+
+    INTAKE_STAFF = "intake_staff"
+    CLINICIAN = "clinician"
+    INTEGRATION = "integration"
+    """Another clinic system (EHR, scheduling, billing) acting for the clinic."""
+    ADMIN = "admin"
+    """Clinic IT: audit log, set-aside events."""
+    NOTIFICATIONS = "notifications"
+    """The notifications service, looking up contact data and consents at intake."""
+    SMS_PROVIDER = "sms_provider"
+    """The SMS provider's reply callback."""
+
+
 @dataclass(frozen=True, slots=True)
 class Principal:
-    role: str
+    role: Role
     token_id: str
     """A short fingerprint of the token, safe to log and audit."""
 
@@ -26,14 +42,14 @@ def _fingerprint(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()[:12]
 
 
-def authenticate(token_roles: dict[str, str], presented: str) -> Principal | None:
+def authenticate(token_roles: dict[str, Role], presented: str) -> Principal | None:
     for token, role in token_roles.items():
         if hmac.compare_digest(token.encode(), presented.encode()):
             return Principal(role=role, token_id=_fingerprint(token))
     return None
 
 
-def require_roles(*roles: str) -> Callable[..., Awaitable[Principal]]:
+def require_roles(*roles: Role) -> Callable[..., Awaitable[Principal]]:
     """A FastAPI dependency: 401 without a valid token, 403 when its role is not one of ``roles``."""
 
     async def dependency(

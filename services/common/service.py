@@ -21,7 +21,7 @@ from faststream.kafka.publisher.usecase import DefaultPublisher
 from pymongo.asynchronous.database import AsyncDatabase
 
 from . import health
-from .auth import Principal, require_roles
+from .auth import Principal, Role, require_roles
 from .consumer import EventShelf
 from .kafka import ensure_topics, relay_publish
 from .mongo import Document, connect, ping
@@ -135,7 +135,7 @@ set_aside_router = APIRouter(prefix="/v1", tags=["operations"])
 )
 async def list_set_aside_events(
     request: Request,
-    _: Annotated[Principal, Depends(require_roles("admin"))],
+    _: Annotated[Principal, Depends(require_roles(Role.ADMIN))],
     topic: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[dict[str, Any]]:

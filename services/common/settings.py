@@ -8,19 +8,23 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-ROLES = frozenset({"intake_staff", "clinician", "admin", "integration", "notifications", "sms_provider"})
+from .auth import Role
+
+ROLES = frozenset(Role)
 
 
-def parse_api_tokens(raw: str) -> dict[str, str]:
+def parse_api_tokens(raw: str) -> dict[str, Role]:
     """``token:role,token:role`` → {token: role}; a clear error names the bad entry (never the token)."""
-    tokens: dict[str, str] = {}
+    tokens: dict[str, Role] = {}
     for position, entry in enumerate(filter(None, (part.strip() for part in raw.split(","))), start=1):
         token, separator, role = entry.rpartition(":")
         if not separator or not token:
             raise ValueError(f"API_TOKENS entry {position} is not token:role")
         if role not in ROLES:
-            raise ValueError(f"API_TOKENS entry {position} has unknown role {role!r}; roles: {sorted(ROLES)}")
-        tokens[token] = role
+            raise ValueError(
+                f"API_TOKENS entry {position} has unknown role {role!r}; roles: {sorted(role.value for role in Role)}"
+            )
+        tokens[token] = Role(role)
     return tokens
 
 
@@ -68,5 +72,5 @@ class ServiceSettings(BaseSettings):
         return value
 
     @property
-    def token_roles(self) -> dict[str, str]:
+    def token_roles(self) -> dict[str, Role]:
         return parse_api_tokens(self.api_tokens)

@@ -1,34 +1,26 @@
-"""Intake's HTTP API: patients, episodes, assessments, drug screens, consents, contact lookup, audit."""
+"""Intake's HTTP API: patients, episodes, assessments, drug screens, consents, contact lookup, audit.
+
+HTTP only: parse the request, call the change (``changes.py``) or read the store, map errors to statuses.
+"""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable
-from datetime import date, datetime
-from typing import Annotated, Any
+from datetime import datetime
+from typing import Annotated, NoReturn, TypeVar
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel
 
-from services.common.auth import Principal, require_roles
-from services.common.mongo import Document
-from services.common.outbox import retry_on_conflict
+from services.common.auth import Role
 from services.common.utc import utc_now
-from stepwise_contract import (
-    AssessmentCompleted,
-    CloudEvent,
-    ConsentChanged,
-    DimensionRatings,
-    DrugScreenRecorded,
-    InstrumentResult,
-    PlacementDecision,
-    SafetyAlertRaised,
-    new_event,
-)
+from stepwise_contract import ConsentScope, DimensionRatings, PlacementDecision
 
-from .domain.placement import PlacementPolicy, recommend_level
-from .domain.reassessment import compare, trend
-from .domain.safety import safety_concern
+from . import changes
+from .deps import Admin, Clinical, NotificationsService, Policy, Staff, Store
+from .domain.episode import AssessmentRequest, ConsentTerms, consent_in_force, consents_allowing
+from .domain.model import Consent, Episode, EpisodeError
+from .domain.reassessment import trend
 from .schemas import (
     AssessmentHistory,
     AssessmentIn,
@@ -36,7 +28,6 @@ from .schemas import (
     AuditEntry,
     ConsentIn,
     ConsentOut,
-    ConsentScope,
     ContactOut,
     DrugScreenIn,
     DrugScreenOut,
@@ -49,48 +40,37 @@ from .schemas import (
     PatientOut,
     PatientUpdate,
     RecipientContact,
-    SafetyAlertOut,
     TrendPoint,
 )
-from .settings import SOURCE
-from .store import IntakeStore
 
 router = APIRouter(prefix="/v1", tags=["intake"])
+Out = TypeVar("Out", bound=BaseModel)
 
-Staff = Annotated[Principal, Depends(require_roles("intake_staff", "clinician"))]
-Clinical = Annotated[Principal, Depends(require_roles("intake_staff", "clinician", "integration"))]
-NotificationsService = Annotated[Principal, Depends(require_roles("notifications"))]
-Admin = Annotated[Principal, Depends(require_roles("admin"))]
-
-EpisodeChange = tuple[Document, list[CloudEvent[Any]], Any]
-"""What a decision on an episode produces: field changes, events to publish, the response."""
-
-
-def get_store(request: Request) -> IntakeStore:
-    return request.app.state.store  # type: ignore[no-any-return]
+ERROR_STATUS = {
+    "no_patient": status.HTTP_404_NOT_FOUND,
+    "no_episode": status.HTTP_404_NOT_FOUND,
+    "unknown_consent": status.HTTP_404_NOT_FOUND,
+    "episode_not_open": status.HTTP_409_CONFLICT,
+    "consent_not_in_force": status.HTTP_410_GONE,
+}
 
 
-def get_policy(request: Request) -> PlacementPolicy:
-    return request.app.state.placement_policy  # type: ignore[no-any-return]
+def _refuse(error: EpisodeError) -> NoReturn:
+    if error.field:  # a request field at fault: answered like any other invalid field
+        raise RequestValidationError([{"loc": error.field, "msg": str(error), "type": "value_error"}]) from None
+    raise HTTPException(ERROR_STATUS[error.code], str(error)) from None
 
 
-Store = Annotated[IntakeStore, Depends(get_store)]
-Policy = Annotated[PlacementPolicy, Depends(get_policy)]
+def _out(model: type[Out], record: BaseModel) -> Out:
+    """A stored record as the API shows it (fields kept for intake alone are left out)."""
+    return model.model_validate(record, from_attributes=True)
 
 
-async def change_open_episode(store: IntakeStore, episode_id: str, decide: Callable[[Document], EpisodeChange]) -> Any:
-    """Load the episode, decide on it, and write the decision with its events atomically (retrying races)."""
-
-    async def attempt() -> Any:
-        episode = await store.episode(episode_id)
-        if episode is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, "episode not found")
-        if episode["status"] != "open":
-            raise HTTPException(status.HTTP_409_CONFLICT, f"episode is {episode['status']}")
-        changes, events, response = decide(episode)
-        return response if await store.change_episode(episode, changes, events) else None
-
-    return await retry_on_conflict(attempt)
+async def _episode(store: Store, episode_id: str) -> Episode:
+    stored = await store.get(episode_id)
+    if stored is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "episode not found")
+    return stored.episode
 
 
 # Patients
@@ -98,9 +78,7 @@ async def change_open_episode(store: IntakeStore, episode_id: str, decide: Calla
 
 @router.post("/patients", status_code=status.HTTP_201_CREATED, summary="Register a patient (PII stays in intake)")
 async def register_patient(body: PatientIn, store: Store, by: Staff) -> PatientCreated:
-    patient_id = str(uuid.uuid4())
-    await store.add_patient({"_id": patient_id, **body.model_dump(mode="json"), "registered_at": utc_now()}, by)
-    return PatientCreated(patient_id=patient_id)
+    return PatientCreated(patient_id=await changes.register_patient(store, by, body.model_dump(mode="json")))
 
 
 @router.get("/patients/{patient_id}", summary="A patient's record (audited)")
@@ -113,8 +91,7 @@ async def read_patient(patient_id: str, store: Store, by: Staff) -> PatientOut:
 
 @router.patch("/patients/{patient_id}", summary="Change a patient's name or contact data (audited)")
 async def update_patient(patient_id: str, body: PatientUpdate, store: Store, by: Staff) -> PatientOut:
-    changes = body.model_dump(mode="json", exclude_unset=True)
-    patient = await store.update_patient(patient_id, changes, by)
+    patient = await store.update_patient(patient_id, body.model_dump(mode="json", exclude_unset=True), by)
     if patient is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "patient not found")
     return PatientOut(patient_id=patient.pop("_id"), **patient)
@@ -122,22 +99,11 @@ async def update_patient(patient_id: str, body: PatientUpdate, store: Store, by:
 
 @router.post("/patients/{patient_id}/episodes", status_code=status.HTTP_201_CREATED, summary="Open a treatment episode")
 async def open_episode(patient_id: str, body: EpisodeIn, store: Store, _: Staff) -> EpisodeCreated:
-    if not await store.patient_exists(patient_id):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "patient not found")
-    episode_id = str(uuid.uuid4())
-    await store.open_episode(
-        {
-            "_id": episode_id,
-            "patient_id": patient_id,
-            "program": body.program,
-            "status": "open",
-            "opened_at": utc_now(),
-            "assessments": [],
-            "drug_screens": [],
-            "consents": [],
-        }
-    )
-    return EpisodeCreated(episode_id=episode_id)
+    try:
+        episode = await changes.open_episode(store, patient_id, body.program)
+    except EpisodeError as error:
+        _refuse(error)
+    return EpisodeCreated(episode_id=episode.episode_id)
 
 
 # Assessments
@@ -157,68 +123,27 @@ async def open_episode(patient_id: str, body: EpisodeIn, store: Store, _: Staff)
 async def record_assessment(
     episode_id: str, body: AssessmentIn, store: Store, policy: Policy, by: Staff
 ) -> AssessmentOut:
-    if body.placement and by.role != "clinician":
+    if body.placement and by.role != Role.CLINICIAN:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "only a clinician may choose a level (placement)")
-    results = body.instruments.score()
-    dimensions = DimensionRatings(**body.dimensions.model_dump())
-
-    def decide(episode: Document) -> EpisodeChange:
-        recommendation = recommend_level(dimensions, results, episode["program"], policy)
-        if body.placement and body.placement.chosen_level == recommendation.level:
-            raise RequestValidationError(
-                [
-                    {
-                        "loc": ("body", "placement", "chosen_level"),
-                        "msg": "equals the recommended level; leave placement out",
-                        "type": "value_error",
-                    }
-                ]
-            )
-        previous = episode["assessments"][-1] if episode["assessments"] else None
-        previous_results = [InstrumentResult(**r) for r in previous["instruments"]] if previous else []
-        now = utc_now()
-        assessment = AssessmentOut(
-            assessment_id=str(uuid.uuid4()),
-            episode_id=episode_id,
-            kind="reassessment" if previous else "intake",
-            assessed_at=now,
-            dimensions=dimensions,
-            instruments=results,
-            recommended_level=recommendation.level,
-            refer_out=recommendation.refer_out,
-            rationale=recommendation.rationale,
-            policy_version=recommendation.policy_version,
-            placement=PlacementDecision(**body.placement.model_dump(exclude={"note"})) if body.placement else None,
-            previous_assessment_id=previous["assessment_id"] if previous else None,
-            changes=compare(previous_results, results),
-        )
-        events: list[CloudEvent[Any]] = []
-        concern = safety_concern(results)
-        if concern:
-            alert = SafetyAlertOut(alert_id=str(uuid.uuid4()), level=concern.level, reasons=concern.reasons)
-            assessment.safety_alert = alert
-            alert_data = SafetyAlertRaised(episode_id=episode_id, assessment_id=assessment.assessment_id,
-                                           raised_at=now, **alert.model_dump())  # fmt: skip
-            events.append(new_event(alert_data, source=SOURCE))  # first, so a consumer can act on it first
-        completed = AssessmentCompleted(
-            program=episode["program"], **assessment.model_dump(exclude={"refer_out", "safety_alert"})
-        )
-        events.append(new_event(completed, source=SOURCE))
-        stored = assessment.model_dump(mode="python") | {
-            "recorded_by": by.token_id,
-            "placement_note": body.placement.note if body.placement else None,
-        }
-        return {"assessments": [*episode["assessments"], stored]}, events, assessment
-
-    return await change_open_episode(store, episode_id, decide)  # type: ignore[no-any-return]
+    placement = body.placement
+    request = AssessmentRequest(
+        dimensions=DimensionRatings(**body.dimensions.model_dump()),
+        results=body.instruments.score(),
+        placement=PlacementDecision(**placement.model_dump(exclude={"note"})) if placement else None,
+        placement_note=placement.note if placement else None,
+        recorded_by=by.token_id,
+    )
+    try:
+        assessment = await changes.record_assessment(store, policy, episode_id, request)
+    except EpisodeError as error:
+        _refuse(error)
+    return _out(AssessmentOut, assessment)
 
 
 @router.get("/episodes/{episode_id}/assessments", summary="The episode's assessments with scores and trends")
 async def assessment_history(episode_id: str, store: Store, _: Clinical) -> AssessmentHistory:
-    episode = await store.episode(episode_id)
-    if episode is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "episode not found")
-    assessments = [AssessmentOut.model_validate(stored) for stored in episode["assessments"]]
+    episode = await _episode(store, episode_id)
+    assessments = [_out(AssessmentOut, assessment) for assessment in episode.assessments]
     return AssessmentHistory(episode_id=episode_id, assessments=assessments, trends=_trends(assessments))
 
 
@@ -253,20 +178,11 @@ def _trends(assessments: list[AssessmentOut]) -> list[InstrumentTrend]:
     summary="Record a drug screen; publishes iop.drug_screen.recorded",
 )
 async def record_drug_screen(episode_id: str, body: DrugScreenIn, store: Store, by: Clinical) -> DrugScreenOut:
-    def decide(episode: Document) -> EpisodeChange:
-        screen = DrugScreenOut(
-            screen_id=str(uuid.uuid4()),
-            episode_id=episode_id,
-            collected_at=body.collected_at,
-            recorded_at=utc_now(),
-            results=body.results,
-            unexpected_positive=any(r.result == "positive" and not r.expected for r in body.results),
-        )
-        event = new_event(DrugScreenRecorded(**screen.model_dump()), source=SOURCE)
-        stored = screen.model_dump(mode="python") | {"recorded_by": by.token_id}
-        return {"drug_screens": [*episode["drug_screens"], stored]}, [event], screen
-
-    return await change_open_episode(store, episode_id, decide)  # type: ignore[no-any-return]
+    try:
+        screen = await changes.record_drug_screen(store, by, episode_id, body.collected_at, body.results)
+    except EpisodeError as error:
+        _refuse(error)
+    return _out(DrugScreenOut, screen)
 
 
 # Consents (42 CFR Part 2): who may be told what, per recipient, revocable
@@ -278,19 +194,13 @@ async def record_drug_screen(episode_id: str, body: DrugScreenIn, store: Store, 
     summary="Record a patient's consent to tell a recipient about the episode; publishes iop.consent.changed",
 )
 async def grant_consent(episode_id: str, body: ConsentIn, store: Store, by: Staff) -> ConsentOut:
-    def decide(episode: Document) -> EpisodeChange:
-        consent = ConsentOut(
-            consent_id=str(uuid.uuid4()),
-            episode_id=episode_id,
-            status="granted",
-            granted_at=utc_now(),
-            **body.model_dump(),
-        )
-        event = _consent_event(consent, consent.granted_at)
-        return {"consents": [*episode["consents"], consent.model_dump(mode="python")]}, [event], consent
-
-    await _audit_episode(store, by, "grant_consent", episode_id)
-    return await change_open_episode(store, episode_id, decide)  # type: ignore[no-any-return]
+    terms = ConsentTerms(recipient_kind=body.recipient_kind, recipient=body.recipient, scopes=body.scopes,
+                         expires_on=body.expires_on)  # fmt: skip
+    try:
+        consent = await changes.grant_consent(store, by, episode_id, terms)
+    except EpisodeError as error:
+        _refuse(error)
+    return _out(ConsentOut, consent)
 
 
 @router.post(
@@ -298,45 +208,18 @@ async def grant_consent(episode_id: str, body: ConsentIn, store: Store, by: Staf
     summary="Revoke a consent; pending messages to that recipient stop",
 )
 async def revoke_consent(episode_id: str, consent_id: str, store: Store, by: Staff) -> ConsentOut:
-    def decide(episode: Document) -> EpisodeChange:
-        consents = [ConsentOut.model_validate(c) for c in episode["consents"]]
-        target = next((c for c in consents if c.consent_id == consent_id), None)
-        if target is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, "consent not found")
-        if target.status == "revoked":
-            return {}, [], target  # revoking twice changes nothing
-        target.status, target.revoked_at = "revoked", utc_now()
-        event = _consent_event(target, target.revoked_at)
-        return {"consents": [c.model_dump(mode="python") for c in consents]}, [event], target
-
-    await _audit_episode(store, by, "revoke_consent", episode_id)
-    return await change_open_episode(store, episode_id, decide)  # type: ignore[no-any-return]
+    try:
+        consent = await changes.revoke_consent(store, by, episode_id, consent_id)
+    except EpisodeError as error:
+        _refuse(error)
+    return _out(ConsentOut, consent)
 
 
 @router.get("/episodes/{episode_id}/consents", summary="The episode's consents and their recipients (audited)")
 async def list_consents(episode_id: str, store: Store, by: Staff) -> list[ConsentOut]:
-    episode = await store.episode(episode_id)
-    if episode is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "episode not found")
-    await store.audit(by, "read_consents", episode["patient_id"], episode_id=episode_id)
-    return [ConsentOut.model_validate(consent) for consent in episode["consents"]]
-
-
-def _consent_event(consent: ConsentOut, at: datetime) -> CloudEvent[ConsentChanged]:
-    data = ConsentChanged(
-        episode_id=consent.episode_id,
-        consent_id=consent.consent_id,
-        recipient_kind=consent.recipient_kind,
-        status=consent.status,
-        changed_at=at,
-    )
-    return new_event(data, source=SOURCE)
-
-
-async def _audit_episode(store: IntakeStore, by: Principal, action: str, episode_id: str) -> None:
-    episode = await store.episode(episode_id)
-    if episode is not None:
-        await store.audit(by, action, episode["patient_id"], episode_id=episode_id)
+    episode = await _episode(store, episode_id)
+    await store.audit(by, "read_consents", episode.patient_id, episode_id=episode_id)
+    return [_out(ConsentOut, consent) for consent in episode.consents]
 
 
 # For the notifications service, and for admins
@@ -360,17 +243,10 @@ async def episode_contact(episode_id: str, store: Store, by: NotificationsServic
 async def consented_recipients(
     episode_id: str, scope: ConsentScope, store: Store, by: NotificationsService
 ) -> list[RecipientContact]:
-    episode = await store.episode(episode_id)
-    if episode is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "episode not found")
-    today = utc_now().date()
-    current = [
-        consent
-        for consent in (ConsentOut.model_validate(c) for c in episode["consents"])
-        if _in_force(consent, today) and scope in consent.scopes and _names_someone(consent)
-    ]
+    episode = await _episode(store, episode_id)
+    current = consents_allowing(episode, scope, utc_now().date())
     if current:
-        await store.audit(by, "read_recipients", episode["patient_id"], episode_id=episode_id)
+        await store.audit(by, "read_recipients", episode.patient_id, episode_id=episode_id)
     return [_listed(consent) for consent in current]
 
 
@@ -381,21 +257,19 @@ async def consented_recipients(
 async def consented_contact(
     episode_id: str, consent_id: str, store: Store, by: NotificationsService
 ) -> RecipientContact:
-    episode = await store.episode(episode_id)
-    consent = next(
-        (ConsentOut.model_validate(c) for c in (episode or {}).get("consents", []) if c["consent_id"] == consent_id),
-        None,
-    )
-    if episode is None or consent is None:
+    stored = await store.get(episode_id)
+    if stored is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "consent not found")
-    if not _in_force(consent, utc_now().date()) or not _names_someone(consent):
-        raise HTTPException(status.HTTP_410_GONE, "the consent is no longer in force")
+    try:
+        consent = consent_in_force(stored.episode, consent_id, utc_now().date())
+    except EpisodeError as error:
+        _refuse(error)
     if consent.recipient is None:  # the alumni group: the graduate is reached at their own contact points
         patient = await store.contact_for_episode(episode_id, by)
         if patient is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, "consent not found")
         return _listed(consent).model_copy(update={key: patient[key] for key in ("email", "phone", "timezone")})
-    await store.audit(by, "read_recipient", episode["patient_id"], episode_id=episode_id)
+    await store.audit(by, "read_recipient", stored.episode.patient_id, episode_id=episode_id)
     return _listed(consent).model_copy(update={"email": consent.recipient.email, "phone": consent.recipient.phone})
 
 
@@ -404,22 +278,11 @@ async def consented_contact(
     summary="The pseudonymous id of an episode's patient, to link episodes (notifications only; no PII)",
 )
 async def episode_patient(episode_id: str, store: Store, _: NotificationsService) -> EpisodePatient:
-    episode = await store.episode(episode_id)
-    if episode is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "episode not found")
-    return EpisodePatient(episode_id=episode_id, patient_id=episode["patient_id"])
+    episode = await _episode(store, episode_id)
+    return EpisodePatient(episode_id=episode_id, patient_id=episode.patient_id)
 
 
-def _in_force(consent: ConsentOut, today: date) -> bool:
-    return consent.status == "granted" and (consent.expires_on is None or consent.expires_on >= today)
-
-
-def _names_someone(consent: ConsentOut) -> bool:
-    """A support named in the consent, or the alumni group (whose messages go to the graduate)."""
-    return consent.recipient is not None or consent.recipient_kind == "alumni_group"
-
-
-def _listed(consent: ConsentOut) -> RecipientContact:
+def _listed(consent: Consent) -> RecipientContact:
     """A consented recipient without contact data (listing them is not reading their contact)."""
     return RecipientContact(
         consent_id=consent.consent_id, recipient_kind=consent.recipient_kind, email=None, phone=None

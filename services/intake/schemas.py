@@ -19,20 +19,18 @@ from pydantic import (
 
 from services.common.utc import UtcDatetime, utc_now
 from stepwise_contract import (
+    ALUMNI_GROUP,
     CareLevel,
+    ConsentRecipientKind,
+    ConsentScope,
     DimensionRatings,
-    InstrumentChange,
-    InstrumentResult,
     OverrideReason,
-    PlacementDecision,
-    Reason,
+    Program,
     ScreenResult,
 )
 
 from .domain.instruments import InstrumentAnswers
-
-Phone = Annotated[str, Field(pattern=r"^\+?[0-9][0-9 ().-]{5,19}$", description="E.164 preferred, e.g. +15550100")]
-Program = Literal["adult", "adolescent"]
+from .domain.model import Assessment, Consent, DrugScreen, Phone, Recipient
 
 
 def _known_zone(value: str) -> str:
@@ -44,8 +42,6 @@ def _known_zone(value: str) -> str:
 
 
 TimeZone = Annotated[str, AfterValidator(_known_zone)]
-RecipientKind = Literal["family", "designated_support", "alumni_group"]
-ConsentScope = Literal["appointments", "attendance", "level_of_care", "general_progress", "alumni_program"]
 
 
 def _examples(*examples: dict[str, Any]) -> ConfigDict:
@@ -194,12 +190,6 @@ class AssessmentIn(BaseModel):
     placement: PlacementIn | None = None
 
 
-class SafetyAlertOut(BaseModel):
-    alert_id: str
-    level: Literal["immediate", "same_day"]
-    reasons: list[str]
-
-
 ASSESSMENT_EXAMPLE: dict[str, Any] = {
     "assessment_id": "5a1d2f7e-8c3b-4e6a-b1d0-9f2e7c4a6b18",
     "episode_id": "7d0c1f3e-4b0a-4a57-9c1e-2b8f6a1d0e42",
@@ -221,23 +211,8 @@ ASSESSMENT_EXAMPLE: dict[str, Any] = {
 }
 
 
-class AssessmentOut(BaseModel):
+class AssessmentOut(Assessment):
     model_config = ConfigDict(json_schema_extra={"examples": [ASSESSMENT_EXAMPLE]})
-
-    assessment_id: str
-    episode_id: str
-    kind: Literal["intake", "reassessment"]
-    assessed_at: UtcDatetime
-    dimensions: DimensionRatings
-    instruments: list[InstrumentResult]
-    recommended_level: CareLevel
-    refer_out: bool = Field(description="The recommended level is delivered elsewhere (residential, inpatient).")
-    rationale: list[Reason]
-    policy_version: str
-    placement: PlacementDecision | None = None
-    previous_assessment_id: str | None = None
-    changes: list[InstrumentChange] = []
-    safety_alert: SafetyAlertOut | None = None
 
 
 class TrendPoint(BaseModel):
@@ -316,7 +291,7 @@ class DrugScreenIn(BaseModel):
         return value
 
 
-class DrugScreenOut(BaseModel):
+class DrugScreenOut(DrugScreen):
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
@@ -332,28 +307,6 @@ class DrugScreenOut(BaseModel):
         }
     )
 
-    screen_id: str
-    episode_id: str
-    collected_at: UtcDatetime
-    recorded_at: UtcDatetime
-    results: list[ScreenResult]
-    unexpected_positive: bool
-
-
-class Recipient(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field(min_length=1, max_length=200)
-    email: EmailStr | None = None
-    phone: Phone | None = None
-    relationship: str | None = Field(default=None, max_length=100)
-
-    @model_validator(mode="after")
-    def _reachable(self) -> Recipient:
-        if self.email is None and self.phone is None:
-            raise ValueError("give an email or a phone number")
-        return self
-
 
 class ConsentIn(BaseModel):
     model_config = _examples(
@@ -365,14 +318,14 @@ class ConsentIn(BaseModel):
         }
     )
 
-    recipient_kind: RecipientKind
+    recipient_kind: ConsentRecipientKind
     recipient: Recipient | None = Field(default=None, description="Required for family and designated supports.")
     scopes: list[ConsentScope] = Field(min_length=1, description="What the recipient may be told.")
     expires_on: date | None = None
 
     @model_validator(mode="after")
     def _recipient_named(self) -> ConsentIn:
-        if self.recipient_kind != "alumni_group" and self.recipient is None:
+        if self.recipient_kind != ALUMNI_GROUP and self.recipient is None:
             raise ValueError("recipient is required for family and designated supports")
         return self
 
@@ -384,7 +337,7 @@ class ConsentIn(BaseModel):
         return value
 
 
-class ConsentOut(BaseModel):
+class ConsentOut(Consent):
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
@@ -403,16 +356,6 @@ class ConsentOut(BaseModel):
         }
     )
 
-    consent_id: str
-    episode_id: str
-    recipient_kind: RecipientKind
-    recipient: Recipient | None
-    scopes: list[ConsentScope]
-    expires_on: date | None
-    status: Literal["granted", "revoked"]
-    granted_at: UtcDatetime
-    revoked_at: UtcDatetime | None = None
-
 
 class RecipientContact(BaseModel):
     """A consented recipient (for the notifications service only). Listings carry no contact data; the
@@ -428,7 +371,7 @@ class RecipientContact(BaseModel):
     )  # fmt: skip
 
     consent_id: str
-    recipient_kind: RecipientKind
+    recipient_kind: ConsentRecipientKind
     email: str | None
     phone: str | None
     timezone: str | None = Field(default=None, description="The graduate's zone (alumni group only).")

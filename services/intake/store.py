@@ -1,12 +1,13 @@
 """Intake's MongoDB database: patients (the only place holding PII), episodes, the PII audit log.
 
 An episode is an aggregate: its assessments, drug screens and consents, and the events they cause,
-are written together in one atomic update (see services/common/outbox.py).
+are written together in one atomic update (see services/common/outbox.py). The store returns it typed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -19,7 +20,15 @@ from services.common.outbox import insert_aggregate, update_aggregate
 from services.common.utc import utc_now
 from stepwise_contract import CloudEvent
 
+from .domain.model import Episode
+
 EPISODES = "episodes"
+
+
+@dataclass(frozen=True)
+class StoredEpisode:
+    episode: Episode
+    version: int
 
 
 class IntakeStore:
@@ -69,20 +78,22 @@ class IntakeStore:
 
     # Episodes (aggregates).
 
-    async def open_episode(self, episode: Document) -> None:
-        await insert_aggregate(self.episodes, episode)
+    async def open_episode(self, episode: Episode) -> None:
+        await insert_aggregate(self.episodes, {"_id": episode.episode_id, **_fields(episode)})
 
-    async def episode(self, episode_id: str) -> Document | None:
-        return await self.episodes.find_one({"_id": episode_id}, {"outbox": 0, "applied_events": 0})
+    async def get(self, episode_id: str) -> StoredEpisode | None:
+        document = await self.episodes.find_one({"_id": episode_id}, {"outbox": 0, "applied_events": 0})
+        if document is None:
+            return None
+        episode = Episode.model_validate({**document, "episode_id": document["_id"]})
+        return StoredEpisode(episode=episode, version=document["version"])
 
-    async def change_episode(
-        self, episode: Document, changes: Document, events: Sequence[CloudEvent[Any]] = ()
-    ) -> bool:
-        """Write ``changes`` and queue ``events`` in one update; False if the episode changed meanwhile."""
-        stored = await update_aggregate(self.episodes, episode["_id"], episode["version"], changes, events)
-        if stored and events:
+    async def save(self, stored: StoredEpisode, episode: Episode, events: Sequence[CloudEvent[Any]] = ()) -> bool:
+        """Store the episode and queue its events in one write; False if it changed meanwhile."""
+        saved = await update_aggregate(self.episodes, episode.episode_id, stored.version, _fields(episode), events)
+        if saved and events:
             self._wake_relay()
-        return stored
+        return saved
 
     # The audit log of PII access.
 
@@ -99,3 +110,7 @@ class IntakeStore:
             query["at"] = window
         cursor = self.audit_log.find(query, {"_id": 0}).sort("at", DESCENDING).limit(limit)
         return [entry async for entry in cursor]
+
+
+def _fields(episode: Episode) -> Document:
+    return episode.model_dump(mode="python", exclude={"episode_id"})

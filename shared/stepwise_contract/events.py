@@ -7,25 +7,20 @@ address, diagnosis text or free-text note: the fact that a person is a patient i
 from __future__ import annotations
 
 from datetime import date
-from enum import StrEnum
 from typing import ClassVar, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from .envelope import EventData
-
-
-class CareLevel(StrEnum):
-    """Levels of care in neutral labels.
-
-    Outpatient, intensive outpatient, partial hospitalization, residential, inpatient.
-    """
-
-    OP = "OP"
-    IOP = "IOP"
-    PHP = "PHP"
-    RESIDENTIAL = "RESIDENTIAL"
-    INPATIENT = "INPATIENT"
+from .vocabulary import (
+    AlertLevel,
+    CareLevel,
+    Channel,
+    ConsentRecipientKind,
+    Program,
+    RecipientKind,
+    Track,
+)
 
 
 class Part(BaseModel):
@@ -98,7 +93,7 @@ class AssessmentCompleted(EventData):
 
     assessment_id: str
     kind: Literal["intake", "reassessment"]
-    program: Literal["adult", "adolescent"]
+    program: Program
     assessed_at: AwareDatetime
     dimensions: DimensionRatings
     instruments: list[InstrumentResult] = Field(default_factory=list)
@@ -129,7 +124,7 @@ class SafetyAlertRaised(EventData):
 
     alert_id: str
     assessment_id: str
-    level: Literal["immediate", "same_day"] = Field(
+    level: AlertLevel = Field(
         description="immediate: act now (e.g. high C-SSRS risk); same_day: clinician review today."
     )
     reasons: list[str] = Field(examples=[["cssrs_high_risk", "phq9_item9_positive"]])
@@ -183,7 +178,7 @@ class ConsentChanged(EventData):
     event_type: ClassVar[str] = "iop.consent.changed"
 
     consent_id: str
-    recipient_kind: Literal["family", "designated_support", "alumni_group"]
+    recipient_kind: ConsentRecipientKind
     status: Literal["granted", "revoked"]
     changed_at: AwareDatetime
 
@@ -196,7 +191,7 @@ class ScheduledSession(Part):
 
 class Schedule(Part):
     timezone: str = Field(examples=["America/New_York"])
-    track: Literal["morning", "evening"]
+    track: Track
     days_per_week: int
     hours_per_session: float
     weeks: int
@@ -332,8 +327,8 @@ class NotificationOutcome(EventData):
 
     notification_id: str
     purpose: str = Field(examples=["welcome", "missed_session_outreach"])
-    recipient_kind: Literal["patient", "family", "designated_support", "care_team", "alumni"]
-    channel: Literal["email", "sms", "webhook"]
+    recipient_kind: RecipientKind
+    channel: Channel
     attempts: int = Field(ge=1)
 
 

@@ -1,15 +1,33 @@
-"""Shared vocabulary of the events: the order of the levels of care, and what each instrument reports.
+"""The words Stepwise and its subscribers share, each defined once: levels of care and their order,
+programs, safety-alert levels, consent scopes and recipients, channels, weekdays, and what each
+instrument reports.
 
-``InstrumentResult.band`` and ``.flags`` in events take exactly these values; rules in Stepwise and in
-subscribing systems can check names against them instead of copying them.
+Event fields take exactly these values (``InstrumentResult.band`` and ``.flags`` included); rules in
+Stepwise and in subscribing systems can check names against them instead of copying them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
+from typing import Annotated, Final, Literal, get_args
 
-from .events import CareLevel
+from pydantic import BeforeValidator
+
+
+class CareLevel(StrEnum):
+    """Levels of care in neutral labels.
+
+    Outpatient, intensive outpatient, partial hospitalization, residential, inpatient.
+    """
+
+    OP = "OP"
+    IOP = "IOP"
+    PHP = "PHP"
+    RESIDENTIAL = "RESIDENTIAL"
+    INPATIENT = "INPATIENT"
+
 
 LEVEL_ORDER: tuple[CareLevel, ...] = (
     CareLevel.OP,
@@ -19,6 +37,58 @@ LEVEL_ORDER: tuple[CareLevel, ...] = (
     CareLevel.INPATIENT,
 )
 """Levels of care from least to most intensive."""
+
+Program = Literal["adult", "adolescent"]
+"""The program an episode is in; placement rules and calendars may differ by program."""
+PROGRAMS: Final[tuple[Program, ...]] = get_args(Program)
+
+AlertLevel = Literal["immediate", "same_day"]
+"""immediate: act now (e.g. high C-SSRS risk); same_day: clinician review today. Most urgent first."""
+ALERT_LEVELS: Final[tuple[AlertLevel, ...]] = get_args(AlertLevel)
+
+ConsentScope = Literal["appointments", "attendance", "level_of_care", "general_progress", "alumni_program"]
+"""What a consent allows its recipient to be told (42 CFR Part 2: each disclosure names its purpose)."""
+
+SupportKind = Literal["family", "designated_support"]
+"""A person close to the patient whom a consent names."""
+SUPPORT_KINDS: Final[tuple[SupportKind, ...]] = get_args(SupportKind)
+
+ALUMNI_GROUP: Final = "alumni_group"
+ALUMNI: Final = "alumni"
+ConsentRecipientKind = Literal[SupportKind, "alumni_group"]
+"""Whom a consent names (``iop.consent.changed``): a support, or the alumni group. A consent naming the
+alumni group lets the graduate hear from it; its messages go to the graduate, as recipient ``alumni``."""
+
+RecipientKind = Literal["patient", SupportKind, "care_team", "alumni"]
+"""Who a message goes to (``iop.notification.*``, opt-outs): ``alumni`` is the graduate as a member of
+the alumni group (under a consent whose recipient kind is ``alumni_group``)."""
+
+Track = Literal["morning", "evening"]
+"""A program's time of day: morning or evening sessions."""
+
+Channel = Literal["email", "sms", "webhook"]
+"""How a message goes out: people are reached by email and SMS, the care team by email and webhook."""
+
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: Final[tuple[Weekday, ...]] = get_args(Weekday)
+"""Monday first, as ``date.weekday()`` counts."""
+_FULL_NAMES: Final[dict[str, Weekday]] = {
+    full: short
+    for full, short in zip(
+        ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"), WEEKDAYS, strict=True
+    )
+}
+
+
+def _weekday(value: object) -> object:
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        return _FULL_NAMES.get(lowered, lowered)
+    return value
+
+
+WeekdayName = Annotated[Weekday, BeforeValidator(_weekday)]
+"""A weekday in a policy file or request: ``mon`` … ``sun``, also spelled out (``monday``), any case."""
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from typing import Literal
 from zoneinfo import ZoneInfo
 
 from stepwise_contract import (
+    WEEKDAYS,
     AssessmentCompleted,
     CareLevel,
     CareLevelAssigned,
@@ -15,10 +16,15 @@ from stepwise_contract import (
     DischargeReason,
     EpisodeDischarged,
     EpisodeGraduated,
+    EventData,
+    Program,
     Reason,
     Schedule,
+    ScheduleChanged,
     ScheduledSession,
     SessionMissed,
+    Track,
+    Weekday,
 )
 
 from .model import (
@@ -27,10 +33,9 @@ from .model import (
     CarePlan,
     CarePlanError,
     LevelPeriod,
-    Program,
     StepRecommendation,
 )
-from .policy import WEEKDAYS, CarePolicy, LevelSchedule, Track
+from .policy import CarePolicy, LevelSchedule
 
 __all__ = [
     "AttendanceRecord",
@@ -205,6 +210,45 @@ def reschedule(
     today = now.astimezone(ZoneInfo(plan.schedule.timezone)).date()
     new = build_schedule(level_schedule, track, plan.schedule.timezone, today, policy.closures, len(kept) + 1)
     return new.model_copy(update={"sessions": [*kept, *new.sessions]})
+
+
+def set_calendar(
+    plan: CarePlan,
+    track: Track,
+    weekdays: list[Weekday],
+    hours_per_session: float,
+    weeks: int,
+    policy: CarePolicy,
+    now: datetime,
+) -> tuple[CarePlan, ScheduleChanged]:
+    """A custom calendar from now on, at the track's start time for the plan's level."""
+    start = policy.levels[plan.level].tracks.get(track) if plan.level in policy.levels else None
+    if start is None:
+        raise CarePlanError("unknown_track", f"no {track} start time for {plan.level.value}")
+    level_schedule = LevelSchedule(
+        weekdays=weekdays, hours_per_session=hours_per_session, weeks=weeks, tracks={track: start}
+    )
+    schedule = reschedule(plan, level_schedule, track, policy, now)
+    changed = ScheduleChanged(episode_id=plan.episode_id, level=plan.level, changed_at=now, schedule=schedule)
+    return plan.model_copy(update={"schedule": schedule}), changed
+
+
+def settle_recommendation(
+    plan: CarePlan, recommendation_id: str, accept: bool, reason: str | None, policy: CarePolicy, now: datetime
+) -> tuple[CarePlan, list[EventData], StepRecommendation]:
+    """A clinician's decision on an open recommendation; accepting it changes the level."""
+    target = next((r for r in plan.recommendations if r.recommendation_id == recommendation_id), None)
+    if target is None:
+        raise CarePlanError("unknown_recommendation", "no such recommendation for this episode")
+    if target.status != "open":
+        raise CarePlanError("recommendation_closed", f"the recommendation is {target.status}")
+    status: Literal["accepted", "declined"] = "accepted" if accept else "declined"
+    decided = target.model_copy(update={"status": status, "decided_at": now, "decision_reason": reason})
+    plan = plan.model_copy(update={"recommendations": [decided if r is target else r for r in plan.recommendations]})
+    if not accept:
+        return plan, [], decided
+    plan, changed = change_level(plan, decided, policy, now)
+    return plan, [changed], decided
 
 
 def change_level(

@@ -8,11 +8,10 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from services.common.utc import UtcDatetime
-from stepwise_contract import CareLevel, InstrumentChange, InstrumentResult, Reason, Schedule
+from stepwise_contract import AlertLevel, CareLevel, InstrumentChange, InstrumentResult, Program, Reason, Schedule
 
 AttendanceStatus = Literal["attended", "late", "missed", "excused"]
 PlanStatus = Literal["active", "referred_out", "graduated", "discharged"]
-Program = Literal["adult", "adolescent"]
 
 
 class AttendanceRecord(BaseModel):
@@ -32,7 +31,7 @@ class CareInput(BaseModel):
     source_id: str = Field(description="assessment_id, alert_id or screen_id")
     instruments: list[InstrumentResult] = []
     changes: list[InstrumentChange] = []
-    alert_level: Literal["immediate", "same_day"] | None = None
+    alert_level: AlertLevel | None = None
     unexpected_positive: bool | None = None
 
 

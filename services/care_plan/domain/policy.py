@@ -4,20 +4,15 @@ from __future__ import annotations
 
 from datetime import date, time
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from services.common.policy_file import load_policy_file
-from stepwise_contract import CareLevel
+from stepwise_contract import CareLevel, Program, Track, WeekdayName
 
 from .attendance_rules import MissedSessionPolicy
 from .stepping import SteppingPolicy
-
-Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-Track = Literal["morning", "evening"]
-Program = Literal["adult", "adolescent"]
 
 DEFAULT_POLICY_FILE = Path(__file__).resolve().parent.parent / "policy" / "default.yaml"
 
@@ -38,7 +33,7 @@ ClockTime = Annotated[time, BeforeValidator(_clock_time)]
 class LevelSchedule(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    weekdays: list[Weekday] = Field(min_length=1)
+    weekdays: list[WeekdayName] = Field(min_length=1)
     hours_per_session: float = Field(gt=0, le=12)
     weeks: int = Field(ge=1, le=52)
     tracks: dict[Track, ClockTime]

@@ -16,8 +16,10 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from stepwise_contract import (
+    ALERT_LEVELS,
     INSTRUMENTS,
     LEVEL_ORDER,
+    AlertLevel,
     CareLevel,
     InstrumentChange,
     InstrumentResult,
@@ -43,7 +45,6 @@ __all__ = [
     "step_up_triggers",
 ]
 
-SafetyAlertLevel = Literal["immediate", "same_day"]
 Direction = Literal["up", "down"]
 
 
@@ -87,8 +88,8 @@ class PositiveScreenRule(BaseModel):
     within_days: int = Field(default=14, ge=1, le=365, description="Counted over this many days back from now.")
 
 
-def _every_alert_level() -> list[SafetyAlertLevel]:
-    return ["immediate", "same_day"]
+def _every_alert_level() -> list[AlertLevel]:
+    return list(ALERT_LEVELS)
 
 
 class StepUpRules(BaseModel):
@@ -96,7 +97,7 @@ class StepUpRules(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    safety_alert_levels: list[SafetyAlertLevel] = Field(
+    safety_alert_levels: list[AlertLevel] = Field(
         default_factory=_every_alert_level,
         description="A safety alert of one of these levels since the level began; empty: alerts do not step up.",
     )

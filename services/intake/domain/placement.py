@@ -28,7 +28,7 @@ from pydantic import (
 )
 
 from services.common.policy_file import load_policy_file
-from stepwise_contract import LEVEL_ORDER, CareLevel, DimensionRatings, InstrumentResult, Reason
+from stepwise_contract import LEVEL_ORDER, PROGRAMS, CareLevel, DimensionRatings, InstrumentResult, Program, Reason
 
 from .instruments import INSTRUMENTS
 
@@ -38,7 +38,6 @@ _RANK: Final[dict[CareLevel, int]] = {level: rank for rank, level in enumerate(L
 REFER_OUT_LEVELS: Final[frozenset[CareLevel]] = frozenset({CareLevel.RESIDENTIAL, CareLevel.INPATIENT})
 """Levels an outpatient program does not deliver itself: the patient is referred out."""
 
-Program = Literal["adult", "adolescent"]
 Dimension = Literal["withdrawal", "biomedical", "emotional", "readiness", "relapse", "environment"]
 InstrumentName = Literal["phq9", "gad7", "audit", "audit_c", "dast10", "cssrs", "bam"]
 
@@ -162,7 +161,7 @@ class InstrumentRule(InstrumentCondition):
     """An instrument result that matches raises the level to at least `minimum_level` (for the listed programs)."""
 
     code: Code
-    programs: tuple[Program, ...] = Field(default=("adult", "adolescent"), min_length=1)
+    programs: tuple[Program, ...] = Field(default=PROGRAMS, min_length=1)
     minimum_level: CareLevel
     text: Text
 

@@ -8,11 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
-from stepwise_contract import InstrumentResult
-
-AlertLevel = Literal["immediate", "same_day"]
+from stepwise_contract import AlertLevel, InstrumentResult
 
 ESCALATIONS: dict[tuple[str, str], tuple[AlertLevel, str]] = {
     ("cssrs", "immediate_safety_alert"): ("immediate", "cssrs_high_risk"),

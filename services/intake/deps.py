@@ -1,0 +1,21 @@
+"""What intake's endpoints depend on: its store and placement policy (set at start-up) and who may call."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends
+
+from services.common.auth import Principal, Role, require_roles
+from services.common.deps import from_state
+
+from .domain.placement import PlacementPolicy
+from .store import IntakeStore
+
+Store = Annotated[IntakeStore, Depends(from_state("store", IntakeStore))]
+Policy = Annotated[PlacementPolicy, Depends(from_state("placement_policy", PlacementPolicy))]
+
+Staff = Annotated[Principal, Depends(require_roles(Role.INTAKE_STAFF, Role.CLINICIAN))]
+Clinical = Annotated[Principal, Depends(require_roles(Role.INTAKE_STAFF, Role.CLINICIAN, Role.INTEGRATION))]
+NotificationsService = Annotated[Principal, Depends(require_roles(Role.NOTIFICATIONS))]
+Admin = Annotated[Principal, Depends(require_roles(Role.ADMIN))]

@@ -1,0 +1,184 @@
+"""Decisions on an episode (pure: no I/O). Each takes the episode and the moment, and returns the changed
+episode, the events the change publishes, and what the caller is told."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import TypeVar
+
+from stepwise_contract import (
+    AssessmentCompleted,
+    ConsentChanged,
+    ConsentRecipientKind,
+    ConsentScope,
+    DimensionRatings,
+    DrugScreenRecorded,
+    EventData,
+    InstrumentResult,
+    PlacementDecision,
+    Program,
+    SafetyAlertRaised,
+    ScreenResult,
+)
+
+from .model import (
+    Assessment,
+    Consent,
+    Episode,
+    EpisodeError,
+    Recipient,
+    RecordedAssessment,
+    RecordedDrugScreen,
+    SafetyAlert,
+)
+from .placement import PlacementPolicy, recommend_level
+from .reassessment import compare
+from .safety import safety_concern
+
+T = TypeVar("T")
+Decision = tuple[Episode, list[EventData], T]
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def open_episode(patient_id: str, program: Program, now: datetime) -> Episode:
+    return Episode(episode_id=new_id(), patient_id=patient_id, program=program, status="open", opened_at=now)
+
+
+@dataclass(frozen=True)
+class AssessmentRequest:
+    """An assessment as staff gave it, scored: ratings, instrument results, and a clinician's chosen level."""
+
+    dimensions: DimensionRatings
+    results: list[InstrumentResult]
+    placement: PlacementDecision | None = None
+    placement_note: str | None = None
+    recorded_by: str | None = None
+
+
+def assess(
+    episode: Episode, request: AssessmentRequest, policy: PlacementPolicy, now: datetime
+) -> Decision[Assessment]:
+    """Recommend a level, compare with the previous assessment, raise a safety alert where an answer calls
+    for one; publishes the assessment's events (``assessment_events``)."""
+    recommendation = recommend_level(request.dimensions, request.results, episode.program, policy)
+    if request.placement and request.placement.chosen_level == recommendation.level:
+        field = ("body", "placement", "chosen_level")
+        raise EpisodeError("placement_is_recommendation", "equals the recommended level; leave placement out", field)
+    previous = episode.latest_assessment
+    concern = safety_concern(request.results)
+    assessment = RecordedAssessment(
+        assessment_id=new_id(),
+        episode_id=episode.episode_id,
+        kind="reassessment" if previous else "intake",
+        assessed_at=now,
+        dimensions=request.dimensions,
+        instruments=request.results,
+        recommended_level=recommendation.level,
+        refer_out=recommendation.refer_out,
+        rationale=recommendation.rationale,
+        policy_version=recommendation.policy_version,
+        placement=request.placement,
+        previous_assessment_id=previous.assessment_id if previous else None,
+        changes=compare(previous.instruments if previous else [], request.results),
+        safety_alert=SafetyAlert(alert_id=new_id(), level=concern.level, reasons=concern.reasons) if concern else None,
+        recorded_by=request.recorded_by,
+        placement_note=request.placement_note,
+    )
+    changed = episode.model_copy(update={"assessments": [*episode.assessments, assessment]})
+    return changed, assessment_events(assessment, episode.program), assessment
+
+
+def assessment_events(assessment: Assessment, program: Program) -> list[EventData]:
+    """``iop.assessment.completed``, preceded by ``iop.safety.alert_raised`` when the assessment raised one:
+    the alert goes first (and on its own topic), so a consumer can act on it before anything else."""
+    completed = AssessmentCompleted(
+        program=program, **assessment.model_dump(include=set(AssessmentCompleted.model_fields))
+    )
+    alert = assessment.safety_alert
+    if alert is None:
+        return [completed]
+    raised = SafetyAlertRaised(episode_id=assessment.episode_id, assessment_id=assessment.assessment_id,
+                               raised_at=assessment.assessed_at, **alert.model_dump())  # fmt: skip
+    return [raised, completed]
+
+
+def record_drug_screen(
+    episode: Episode, collected_at: datetime, results: Sequence[ScreenResult], recorded_by: str, now: datetime
+) -> Decision[RecordedDrugScreen]:
+    screen = RecordedDrugScreen(
+        screen_id=new_id(),
+        episode_id=episode.episode_id,
+        collected_at=collected_at,
+        recorded_at=now,
+        results=list(results),
+        unexpected_positive=any(result.result == "positive" and not result.expected for result in results),
+        recorded_by=recorded_by,
+    )
+    event = DrugScreenRecorded(**screen.model_dump(include=set(DrugScreenRecorded.model_fields)))
+    return episode.model_copy(update={"drug_screens": [*episode.drug_screens, screen]}), [event], screen
+
+
+@dataclass(frozen=True)
+class ConsentTerms:
+    """What a patient consents to: whom the clinic may tell (a support, or the alumni group), what, until when."""
+
+    recipient_kind: ConsentRecipientKind
+    recipient: Recipient | None
+    scopes: list[ConsentScope]
+    expires_on: date | None = None
+
+
+def grant_consent(episode: Episode, terms: ConsentTerms, now: datetime) -> Decision[Consent]:
+    consent = Consent(
+        consent_id=new_id(),
+        episode_id=episode.episode_id,
+        recipient_kind=terms.recipient_kind,
+        recipient=terms.recipient,
+        scopes=terms.scopes,
+        expires_on=terms.expires_on,
+        status="granted",
+        granted_at=now,
+    )
+    changed = episode.model_copy(update={"consents": [*episode.consents, consent]})
+    return changed, [consent_changed(consent, now)], consent
+
+
+def revoke_consent(episode: Episode, consent_id: str, now: datetime) -> Decision[Consent]:
+    """Revoke a consent; revoking it again changes nothing."""
+    target = _known_consent(episode, consent_id)
+    if target.status == "revoked":
+        return episode, [], target
+    revoked = target.model_copy(update={"status": "revoked", "revoked_at": now})
+    consents = [revoked if consent is target else consent for consent in episode.consents]
+    return episode.model_copy(update={"consents": consents}), [consent_changed(revoked, now)], revoked
+
+
+def consent_changed(consent: Consent, at: datetime) -> ConsentChanged:
+    return ConsentChanged(episode_id=consent.episode_id, consent_id=consent.consent_id,
+                          recipient_kind=consent.recipient_kind, status=consent.status, changed_at=at)  # fmt: skip
+
+
+def consents_allowing(episode: Episode, scope: ConsentScope, today: date) -> list[Consent]:
+    """Consents in force today that allow ``scope`` and name someone to tell."""
+    return [c for c in episode.consents if c.in_force(today) and scope in c.scopes and c.names_someone]
+
+
+def consent_in_force(episode: Episode, consent_id: str, today: date) -> Consent:
+    """The consent, if it still allows telling its recipient anything; raises EpisodeError otherwise."""
+    consent = _known_consent(episode, consent_id)
+    if not consent.in_force(today) or not consent.names_someone:
+        raise EpisodeError("consent_not_in_force", "the consent is no longer in force")
+    return consent
+
+
+def _known_consent(episode: Episode, consent_id: str) -> Consent:
+    consent = episode.consent(consent_id)
+    if consent is None:
+        raise EpisodeError("unknown_consent", "consent not found")
+    return consent

@@ -1,0 +1,141 @@
+"""What intake knows about an episode: the episode and its records. Plain data, no rules.
+
+An episode is an aggregate: its assessments, drug screens and consents, and the events they cause, are
+written together in one version-checked update (``changes.change_episode``).
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, PlainSerializer, model_validator
+
+from services.common.utc import UtcDatetime
+from stepwise_contract import (
+    ALUMNI_GROUP,
+    AlertLevel,
+    CareLevel,
+    ConsentRecipientKind,
+    ConsentScope,
+    DimensionRatings,
+    InstrumentChange,
+    InstrumentResult,
+    PlacementDecision,
+    Program,
+    Reason,
+    ScreenResult,
+)
+
+Phone = Annotated[str, Field(pattern=r"^\+?[0-9][0-9 ().-]{5,19}$", description="E.164 preferred, e.g. +15550100")]
+CalendarDate = Annotated[date, PlainSerializer(date.isoformat, return_type=str)]
+"""A day without a time: stored as ISO text (BSON has no date type)."""
+EpisodeStatus = Literal["open", "closed"]
+
+
+class SafetyAlert(BaseModel):
+    alert_id: str
+    level: AlertLevel
+    reasons: list[str]
+
+
+class Assessment(BaseModel):
+    assessment_id: str
+    episode_id: str
+    kind: Literal["intake", "reassessment"]
+    assessed_at: UtcDatetime
+    dimensions: DimensionRatings
+    instruments: list[InstrumentResult]
+    recommended_level: CareLevel
+    refer_out: bool = Field(description="The recommended level is delivered elsewhere (residential, inpatient).")
+    rationale: list[Reason]
+    policy_version: str
+    placement: PlacementDecision | None = None
+    previous_assessment_id: str | None = None
+    changes: list[InstrumentChange] = []
+    safety_alert: SafetyAlert | None = None
+
+
+class RecordedAssessment(Assessment):
+    """An assessment as intake keeps it: with who recorded it and the clinician's note (never in an event)."""
+
+    recorded_by: str | None = None
+    placement_note: str | None = None
+
+
+class DrugScreen(BaseModel):
+    screen_id: str
+    episode_id: str
+    collected_at: UtcDatetime
+    recorded_at: UtcDatetime
+    results: list[ScreenResult]
+    unexpected_positive: bool
+
+
+class RecordedDrugScreen(DrugScreen):
+    recorded_by: str | None = None
+
+
+class Recipient(BaseModel):
+    """A support a consent names (PII: stays in intake)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    email: EmailStr | None = None
+    phone: Phone | None = None
+    relationship: str | None = Field(default=None, max_length=100)
+
+    @model_validator(mode="after")
+    def _reachable(self) -> Recipient:
+        if self.email is None and self.phone is None:
+            raise ValueError("give an email or a phone number")
+        return self
+
+
+class Consent(BaseModel):
+    consent_id: str
+    episode_id: str
+    recipient_kind: ConsentRecipientKind
+    recipient: Recipient | None
+    scopes: list[ConsentScope]
+    expires_on: CalendarDate | None
+    status: Literal["granted", "revoked"]
+    granted_at: UtcDatetime
+    revoked_at: UtcDatetime | None = None
+
+    def in_force(self, today: date) -> bool:
+        return self.status == "granted" and (self.expires_on is None or self.expires_on >= today)
+
+    @property
+    def names_someone(self) -> bool:
+        """A support named in the consent, or the alumni group (whose messages go to the graduate)."""
+        return self.recipient is not None or self.recipient_kind == ALUMNI_GROUP
+
+
+class Episode(BaseModel):
+    episode_id: str
+    patient_id: str
+    program: Program
+    status: EpisodeStatus
+    opened_at: UtcDatetime
+    assessments: list[RecordedAssessment] = []
+    drug_screens: list[RecordedDrugScreen] = []
+    consents: list[Consent] = []
+
+    @property
+    def latest_assessment(self) -> RecordedAssessment | None:
+        return self.assessments[-1] if self.assessments else None
+
+    def consent(self, consent_id: str) -> Consent | None:
+        return next((consent for consent in self.consents if consent.consent_id == consent_id), None)
+
+
+class EpisodeError(Exception):
+    """A request the episode cannot take; ``code`` is stable (the API maps it to a status), the message is
+    for people. ``field`` names the request field at fault, if one is."""
+
+    def __init__(self, code: str, message: str, field: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.code = code
+        self.field = field
