@@ -12,15 +12,12 @@ from faststream.kafka import KafkaBroker
 from services.common.kafka import declare_publishers, new_broker
 from services.common.service import Runtime, create_service_app
 from stepwise_contract import (
-    AssessmentCompleted,
-    AttendanceReported,
     AttendanceRuleTriggered,
     CareLevelAssigned,
     CareLevelChanged,
-    DrugScreenRecorded,
     EpisodeDischarged,
     EpisodeGraduated,
-    SafetyAlertRaised,
+    EventData,
     ScheduleChanged,
     SessionMissed,
     StepDownRecommended,
@@ -34,7 +31,7 @@ from .settings import CarePlanSettings
 from .store import PLANS, CarePlanStore
 from .timers import DueChecks
 
-PUBLISHES = (
+PUBLISHES: tuple[type[EventData], ...] = (
     CareLevelAssigned,
     SessionMissed,
     AttendanceRuleTriggered,
@@ -46,7 +43,7 @@ PUBLISHES = (
     EpisodeGraduated,
     EpisodeDischarged,
 )
-CONSUMES = (AssessmentCompleted, SafetyAlertRaised, DrugScreenRecorded, AttendanceReported)
+CONSUMES: tuple[type[EventData], ...] = tuple(handlers.EVENT_HANDLERS)
 
 
 def create_broker(settings: CarePlanSettings) -> tuple[KafkaBroker, dict[str, Any]]:

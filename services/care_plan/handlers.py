@@ -1,4 +1,7 @@
-"""Events and commands care_plan consumes."""
+"""Events and commands care_plan consumes: what happens on each is one function, listed in ``EVENT_HANDLERS``.
+
+Each goes through ``changes.change_plan`` (or creates the plan), with the event's source + id as its
+dedup key, so a redelivery changes nothing."""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ from faststream import Context
 from faststream.kafka import KafkaRouter
 from faststream.kafka.annotations import KafkaMessage
 
-from services.common.consumer import EventRejected, read_event, subscriber_options
+from services.common.consumer import EventHandlers, EventRejected, Subscription, read_event, subscribe
 from services.common.utc import utc_now
 from stepwise_contract import (
     AssessmentCompleted,
@@ -33,24 +36,6 @@ log = logging.getLogger(__name__)
 Store = Annotated[CarePlanStore, Context("care_plan_store")]
 Policy = Annotated[CarePolicy, Context("care_policy")]
 Timezone = Annotated[str, Context("clinic_timezone")]
-
-
-def subscriptions(settings: CarePlanSettings) -> KafkaRouter:
-    router = KafkaRouter()
-    for model, handler, description in (
-        (AssessmentCompleted, on_assessment_completed, "An intake assessment starts the care plan; a reassessment "
-         "feeds step-up / step-down review."),
-        (SafetyAlertRaised, on_safety_alert_raised, "A safety alert feeds step-up review."),
-        (DrugScreenRecorded, on_drug_screen_recorded, "A drug screen feeds step-up / step-down review."),
-        (AttendanceReported, on_attendance_reported, "Another system reports a session's attendance."),
-    ):  # fmt: skip
-        router.subscriber(
-            model.event_type,
-            title=f"{model.event_type}:care_plan",
-            description=description,
-            **subscriber_options(settings, CONSUMER_GROUP, model.event_type),
-        )(handler)
-    return router
 
 
 async def on_assessment_completed(
@@ -103,3 +88,16 @@ async def on_attendance_reported(data: AttendanceReported, message: KafkaMessage
         )
     except CarePlanError as error:
         raise EventRejected(f"{error.code}: {error}") from None
+
+
+EVENT_HANDLERS: EventHandlers = {
+    AssessmentCompleted: Subscription(on_assessment_completed, "An intake assessment starts the care plan; a "
+                                      "reassessment feeds step-up / step-down review."),
+    SafetyAlertRaised: Subscription(on_safety_alert_raised, "A safety alert feeds step-up review."),
+    DrugScreenRecorded: Subscription(on_drug_screen_recorded, "A drug screen feeds step-up / step-down review."),
+    AttendanceReported: Subscription(on_attendance_reported, "Another system reports a session's attendance."),
+}  # fmt: skip
+
+
+def subscriptions(settings: CarePlanSettings) -> KafkaRouter:
+    return subscribe(settings, CONSUMER_GROUP, "care_plan", EVENT_HANDLERS)

@@ -13,10 +13,11 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any, Literal, TypeVar
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Literal, NamedTuple, TypeVar
 
 from faststream import BaseMiddleware
+from faststream.kafka import KafkaRouter
 from faststream.kafka.message import KafkaMessage
 from faststream.middlewares import AckPolicy
 from pydantic import ValidationError
@@ -59,6 +60,28 @@ def subscriber_options(settings: ServiceSettings, group: str, topic: str) -> dic
         "ack_policy": AckPolicy.NACK_ON_ERROR,
         "auto_offset_reset": "earliest",
     }
+
+
+class Subscription(NamedTuple):
+    """What a service does on one event type: its handler, and a line for the AsyncAPI document."""
+
+    handle: Callable[..., Awaitable[None]]
+    description: str
+
+
+EventHandlers = Mapping[type[EventData], Subscription]
+"""A service's handlers: one function per event type it consumes."""
+
+
+def subscribe(settings: ServiceSettings, group: str, service: str, handlers: EventHandlers) -> KafkaRouter:
+    """A router with a subscriber per event type in ``handlers``, each with the options every one uses."""
+    router = KafkaRouter()
+    for model, (handle, description) in handlers.items():
+        topic = model.event_type
+        router.subscriber(
+            topic, title=f"{topic}:{service}", description=description, **subscriber_options(settings, group, topic)
+        )(handle)
+    return router
 
 
 class EventRejected(Exception):

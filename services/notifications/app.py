@@ -2,29 +2,31 @@
 
 from __future__ import annotations
 
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from fastapi import FastAPI
 from faststream.kafka import KafkaBroker
+from pymongo.asynchronous.database import AsyncDatabase
 
 from services.common.kafka import declare_publishers, new_broker
+from services.common.mongo import Document
 from services.common.policy_file import PolicyError
 from services.common.service import Runtime, create_service_app
-from stepwise_contract import AlumniEnrolled, AlumniLeft, NotificationFailed, NotificationSent
+from stepwise_contract import AlumniEnrolled, AlumniLeft, EventData, NotificationFailed, NotificationSent
 
 from . import api, handlers
+from .changes import Messaging
 from .channels import EmailSender, IntakeContacts, SmsSender, WebhookSender
 from .dispatcher import CareTeam, Dispatcher, QuietHours, Senders, StillWanted
-from .domain.messages import MESSAGE_EVENTS, check_audiences
+from .domain.messages import MESSAGE_EVENTS, check_audiences, reachable
 from .domain.policy import NotificationPolicy, load_policy
-from .handlers import Messaging
 from .rendering import Templates
 from .settings import NotificationsSettings
 from .store import ALUMNI, NOTIFICATIONS, AlumniEnrolments, EpisodeSchedules, NotificationStore, OptOuts
 
-CONSUMES = tuple(model.event_type for model, _ in handlers.SUBSCRIPTIONS)
-PUBLISHES = (NotificationSent, NotificationFailed, AlumniEnrolled, AlumniLeft)
+CONSUMES: tuple[type[EventData], ...] = tuple(handlers.EVENT_HANDLERS)
+PUBLISHES: tuple[type[EventData], ...] = (NotificationSent, NotificationFailed, AlumniEnrolled, AlumniLeft)
 
 
 def create_broker(settings: NotificationsSettings) -> tuple[KafkaBroker, dict[str, Any]]:
@@ -45,6 +47,41 @@ def load_checked_policy(settings: NotificationsSettings, templates: Templates) -
     return policy
 
 
+async def assemble(
+    settings: NotificationsSettings,
+    policy: NotificationPolicy,
+    templates: Templates,
+    database: AsyncDatabase[Document],
+    wake_relay: Callable[[], None],
+) -> tuple[Messaging, Dispatcher]:
+    """The service's parts over its database: what handlers and endpoints use, and the dispatcher."""
+    store = NotificationStore(database, wake_relay=wake_relay)
+    alumni = AlumniEnrolments(database, wake_relay=wake_relay)
+    await store.create_indexes()
+    await alumni.create_indexes()
+    schedules, opt_outs = EpisodeSchedules(database), OptOuts(database, settings.contact_hash_key)
+    contacts = IntakeContacts(settings)
+    senders = Senders(EmailSender(settings), SmsSender(settings), WebhookSender(settings.webhook_secret))
+    care_team = CareTeam(email=settings.care_team_email, webhook_url=settings.care_team_webhook_url)
+    dispatcher = Dispatcher(
+        store,
+        contacts,
+        senders,
+        templates,
+        care_team,
+        QuietHours(settings.quiet_hours_start, settings.quiet_hours_end, settings.clinic_timezone),
+        StillWanted(schedules, alumni, opt_outs),
+        poll_seconds=settings.dispatch_poll_seconds,
+        lease_seconds=settings.dispatch_lease_seconds,
+        max_attempts=settings.dispatch_max_attempts,
+    )
+    channels = reachable(sms=senders.sms.configured, care_team_email=bool(care_team.email),
+                         care_team_webhook=bool(care_team.webhook_url))  # fmt: skip
+    messaging = Messaging(policy, store, schedules, alumni, opt_outs, contacts, channels,
+                          settings.clinic_timezone, dispatcher.wake)  # fmt: skip
+    return messaging, dispatcher
+
+
 def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
     settings = settings or NotificationsSettings()
     templates = Templates(settings.templates_dir, settings.clinic_timezone)
@@ -53,27 +90,8 @@ def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
 
     async def startup(runtime: Runtime, app: FastAPI) -> Sequence[Coroutine[Any, Any, None]]:
         wake_relay = runtime.relay.wake if runtime.relay else lambda: None
-        store = NotificationStore(runtime.database, wake_relay=wake_relay)
-        alumni = AlumniEnrolments(runtime.database, wake_relay=wake_relay)
-        await store.create_indexes()
-        await alumni.create_indexes()
-        schedules, opt_outs = EpisodeSchedules(runtime.database), OptOuts(runtime.database, settings.contact_hash_key)
-        contacts = IntakeContacts(settings)
-        senders = Senders(EmailSender(settings), SmsSender(settings), WebhookSender(settings.webhook_secret))
-        dispatcher = Dispatcher(
-            store,
-            contacts,
-            senders,
-            templates,
-            CareTeam(email=settings.care_team_email, webhook_url=settings.care_team_webhook_url),
-            QuietHours(settings.quiet_hours_start, settings.quiet_hours_end, settings.clinic_timezone),
-            StillWanted(schedules, alumni, opt_outs),
-            poll_seconds=settings.dispatch_poll_seconds,
-            lease_seconds=settings.dispatch_lease_seconds,
-            max_attempts=settings.dispatch_max_attempts,
-        )
-        messaging = Messaging(policy, store, schedules, alumni, contacts, dispatcher, settings.clinic_timezone)
-        app.state.store, app.state.messaging, app.state.opt_outs = store, messaging, opt_outs
+        messaging, dispatcher = await assemble(settings, policy, templates, runtime.database, wake_relay)
+        app.state.messaging = messaging
         runtime.broker.context.set_global("messaging", messaging)
         return [dispatcher.run()]
 
@@ -83,7 +101,7 @@ def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
         settings=settings,
         database_name=settings.notifications_db,
         broker=broker,
-        topics=[*CONSUMES, *(model.event_type for model in PUBLISHES)],
+        topics=[model.event_type for model in (*PUBLISHES, *CONSUMES)],
         routers=[api.router],
         startup=startup,
         publishers=publishers,

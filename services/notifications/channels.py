@@ -10,6 +10,7 @@ from email.message import EmailMessage
 import aiosmtplib
 import httpx
 
+from stepwise_contract import ConsentRecipientKind
 from stepwise_contract.webhooks import signed_headers
 
 from .rendering import RenderedMessage
@@ -77,7 +78,7 @@ class IntakeContacts:
         contact = response.json()
         return Contact(contact.get("email"), contact.get("phone"), contact.get("timezone"))
 
-    async def supports(self, episode_id: str, scope: str) -> list[tuple[str, str]]:
+    async def supports(self, episode_id: str, scope: str) -> list[tuple[str, ConsentRecipientKind]]:
         """(consent_id, recipient kind) of everyone a consent in force allows to hear about ``scope`` now."""
         response = await self._lookup(f"/v1/episodes/{episode_id}/recipients", {"scope": scope})
         if response is None:

@@ -15,16 +15,16 @@ import random
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 
-from services.common.mongo import Document
 from services.common.utc import utc_now
 from services.common.worker import PollingWorker
+from stepwise_contract import ALUMNI
 
 from .channels import Contact, DeliveryError, EmailSender, IntakeContacts, NotWanted, SmsSender, WebhookSender
-from .domain.messages import SUPPORT_KINDS, Reachable
-from .domain.policy import Channel
+from .domain.delivery import Notification, failed, sent
+from .domain.opt_outs import recipient_key
 from .domain.quiet_hours import not_before
 from .rendering import Templates
-from .store import ENROLLED, FOREVER, AlumniEnrolments, EpisodeSchedules, NotificationStore, OptOuts
+from .store import AlumniEnrolments, EpisodeSchedules, NotificationStore, OptOuts
 
 log = logging.getLogger(__name__)
 
@@ -104,17 +104,6 @@ class Dispatcher(PollingWorker):
         self._lease = timedelta(seconds=lease_seconds)
         self._max_attempts = max_attempts
 
-    @property
-    def reachable(self) -> Reachable:
-        """The channels the clinic configured, per audience."""
-        people: frozenset[Channel] = frozenset({"email", "sms"} if self._senders.sms.configured else {"email"})
-        configured: tuple[tuple[Channel, str | None], ...] = (
-            ("email", self._care_team.email),
-            ("webhook", self._care_team.webhook_url),
-        )
-        care_team = frozenset(channel for channel, target in configured if target)
-        return {"patient": people, "supports": people, "care_team": care_team}
-
     async def run(self) -> None:
         try:
             await super().run()
@@ -129,8 +118,8 @@ class Dispatcher(PollingWorker):
             handled += 1
         return handled
 
-    async def _deliver(self, notification: Document) -> None:
-        notification_id = notification["_id"]
+    async def _deliver(self, notification: Notification) -> None:
+        notification_id = notification.notification_id
         try:
             await self._send(notification)
         except Deferred as deferred:
@@ -142,70 +131,71 @@ class Dispatcher(PollingWorker):
             log.info("notification %s cancelled: %s", notification_id, unwanted.reason)
             return
         except DeliveryError as error:
-            attempts = notification["attempts"]
-            if error.permanent or attempts >= self._max_attempts:
-                await self._store.mark_failed(notification, error.reason, error.permanent)
+            if error.permanent or notification.attempts >= self._max_attempts:
+                event = failed(notification, utc_now(), error.permanent)
+                await self._store.mark_failed(notification, error.reason, event)
                 log.warning("notification %s failed for good: %s", notification_id, error.reason)
             else:
-                await self._store.retry_later(notification_id, retry_delay(attempts), error.reason)
+                await self._store.retry_later(notification_id, retry_delay(notification.attempts), error.reason)
                 log.info("notification %s will be retried: %s", notification_id, error.reason)
             return
-        await self._store.mark_sent(notification)
-        log.info("notification %s sent (%s, %s)", notification_id, notification["purpose"], notification["channel"])
+        await self._store.mark_sent(notification, sent(notification, utc_now()))
+        log.info("notification %s sent (%s, %s)", notification_id, notification.purpose, notification.channel)
 
-    async def _send(self, notification: Document) -> None:
+    async def _send(self, notification: Notification) -> None:
         """Reach the recipient on the notification's channel; raises DeliveryError, NotWanted or Deferred."""
-        notification_id, episode_id, channel = notification["_id"], notification["episode_id"], notification["channel"]
-        urgent = notification.get("urgent", False)
-        await self._check_still_wanted(notification, urgent)
-        if channel == "webhook":
+        await self._check_still_wanted(notification)
+        if notification.channel == "webhook":
             if not self._care_team.webhook_url:
                 raise DeliveryError("no care-team webhook configured", permanent=True)
-            payload = {"notification_id": notification_id, "purpose": notification["purpose"],
-                       "episode_id": episode_id, **notification["context"]}  # fmt: skip
-            await self._senders.webhook.send(notification_id, self._care_team.webhook_url, payload)
+            payload = {"notification_id": notification.notification_id, "purpose": notification.purpose,
+                       "episode_id": notification.episode_id, **notification.context}  # fmt: skip
+            await self._senders.webhook.send(notification.notification_id, self._care_team.webhook_url, payload)
             return
         contact = await self._contact(notification)
-        address = contact.address(channel)
+        address = contact.address(notification.channel)
         if (
-            channel == "sms"
-            and not urgent
-            and await self._wanted.opt_outs.get(self._wanted.opt_outs.number_key(address))
+            notification.channel == "sms"
+            and not notification.urgent
+            and await self._wanted.opt_outs.has(self._wanted.opt_outs.number_key(address))
         ):
             raise NotWanted("the number replied STOP")
-        if not urgent:
+        if not notification.urgent:
             allowed = not_before(utc_now(), contact.timezone or self._quiet.default_zone, self._quiet.start,
                                  self._quiet.end)  # fmt: skip
             if allowed > utc_now():
                 raise Deferred(allowed)
-        context = {**notification["context"], "episode_id": episode_id}
-        message = self._templates.render(notification["purpose"], channel, context)
-        sender = self._senders.sms if channel == "sms" else self._senders.email
-        await sender.send(notification_id, address, message)
+        context = {**notification.context, "episode_id": notification.episode_id}
+        message = self._templates.render(notification.purpose, notification.channel, context)
+        sender = self._senders.sms if notification.channel == "sms" else self._senders.email
+        await sender.send(notification.notification_id, address, message)
 
-    async def _check_still_wanted(self, notification: Document, urgent: bool) -> None:
-        episode_id, kind = notification["episode_id"], notification["recipient_kind"]
-        if notification.get("expires_at", FOREVER) <= utc_now():
+    async def _check_still_wanted(self, notification: Notification) -> None:
+        episode_id, kind = notification.episode_id, notification.recipient_kind
+        if notification.expires_at is not None and notification.expires_at <= utc_now():
             raise NotWanted("too late: its moment has passed")
-        if notification.get("series_kind") == "sessions" and not await self._wanted.schedules.is_current(
-            episode_id, notification["series"]
+        if notification.series_kind == "sessions" and not await self._wanted.schedules.is_current(
+            episode_id, notification.series
         ):
             raise NotWanted("the session calendar changed or the episode ended")
-        if kind == "alumni":
+        if kind == ALUMNI:
             enrolment = await self._wanted.alumni.get(episode_id)
-            if enrolment is None or enrolment["status"] != ENROLLED:
+            if enrolment is None or enrolment.status != "enrolled":
                 raise NotWanted("the alumni enrolment has ended")
-        if not urgent and kind != "care_team":
-            key = OptOuts.recipient_key(episode_id, kind, notification.get("consent_id"))
-            if await self._wanted.opt_outs.get(key):
-                raise NotWanted("the recipient opted out")
+        if (
+            not notification.urgent
+            and kind != "care_team"
+            and await self._wanted.opt_outs.has(recipient_key(episode_id, kind, notification.consent_id))
+        ):
+            raise NotWanted("the recipient opted out")
 
-    async def _contact(self, notification: Document) -> Contact:
-        episode_id, kind = notification["episode_id"], notification["recipient_kind"]
+    async def _contact(self, notification: Notification) -> Contact:
+        episode_id, kind = notification.episode_id, notification.recipient_kind
         if kind == "patient":
             return await self._contacts.patient_contact(episode_id)
-        if kind in (*SUPPORT_KINDS, "alumni"):
-            return await self._contacts.consented_contact(episode_id, notification["consent_id"])
+        if kind != "care_team":  # a support, or an alumnus: reached under the consent that allows it
+            assert notification.consent_id is not None
+            return await self._contacts.consented_contact(episode_id, notification.consent_id)
         if not self._care_team.email:
             raise DeliveryError("no care-team email configured", permanent=True)
         return Contact(email=self._care_team.email, phone=None)

@@ -57,3 +57,5 @@ class NotificationsSettings(ServiceSettings):
 
 
 CONSUMER_GROUP = "stepwise.notifications"
+
+SOURCE = "/stepwise/notifications"

@@ -6,9 +6,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
 
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
@@ -23,32 +22,49 @@ from services.common.outbox import (
     update_aggregate,
     with_events,
 )
-from services.common.utc import utc_now, wall_clock
-from stepwise_contract import AlumniEnrolled, AlumniLeft, EventData, NotificationFailed, NotificationSent, new_event
+from services.common.utc import assume_utc, utc_now, wall_clock
+from stepwise_contract import EventData, NotificationFailed, NotificationSent, RecipientKind, new_event
 
+from .domain.alumni import Enrolment, EnrolmentStatus, LeaveReason, enrol, leave
+from .domain.delivery import Notification, NotificationStatus
 from .domain.messages import PlannedNotification
+from .domain.opt_outs import OptOut
+from .settings import SOURCE
 
 NOTIFICATIONS = "notifications"
-SOURCE = "/stepwise/notifications"
 SCHEDULES = "episode_schedules"
 ALUMNI = "alumni_enrolments"
 OPT_OUTS = "opt_outs"
 PENDING, SENT, FAILED, CANCELLED = "pending", "sent", "failed", "cancelled"
 FOREVER = datetime(9999, 12, 31, tzinfo=UTC)
+"""The expiry of a message that never expires (an explicit value: no null checks in queries)."""
+_STORED_AS_PLANNED = tuple(
+    field.name
+    for field in fields(PlannedNotification)
+    if field.name not in ("notification_id", "not_before", "expires_at")
+)
 
 
-def _outcome(notification: Document) -> dict[str, Any]:
-    return {
-        "episode_id": notification["episode_id"],
-        "notification_id": notification["_id"],
-        "purpose": notification["purpose"],
-        "recipient_kind": notification["recipient_kind"],
-        "channel": notification["channel"],
-        "attempts": notification["attempts"],
-    }
+def _notification(document: Document) -> Notification:
+    expires_at = assume_utc(document.get("expires_at", FOREVER))
+    status: NotificationStatus = document["status"]
+    return Notification(
+        **{name: document[name] for name in _STORED_AS_PLANNED if name in document},
+        notification_id=document["_id"],
+        expires_at=None if expires_at == FOREVER else expires_at,
+        status=status,
+        attempts=document["attempts"],
+        next_attempt_at=assume_utc(document["next_attempt_at"]),
+        created_at=assume_utc(document["created_at"]),
+        sent_at=assume_utc(document["sent_at"]) if status == SENT else None,
+        last_error=document["last_error"] or None,
+        cause_event_type=document["cause"]["event_type"],
+    )
 
 
 class NotificationStore:
+    """The delivery log: one document per logical notification, with the outbox of its outcome events."""
+
     def __init__(self, database: AsyncDatabase[Document], wake_relay: Callable[[], None]) -> None:
         self.notifications = database[NOTIFICATIONS]
         self._wake_relay = wake_relay
@@ -81,21 +97,21 @@ class NotificationStore:
             "last_error": "",
         }
 
-    async def claim_due(self, lease: timedelta) -> Document | None:
+    async def claim_due(self, lease: timedelta) -> Notification | None:
         """Take one due notification for sending; the lease keeps other instances off it."""
         now, wall = utc_now(), wall_clock()
-        return await self.notifications.find_one_and_update(
+        document = await self.notifications.find_one_and_update(
             {"status": PENDING, "next_attempt_at": {"$lte": now}, "lease_until": {"$lt": wall}},
             {"$set": {"lease_until": wall + lease}, "$inc": {"attempts": 1}},
+            {"outbox": 0},
             sort=[("next_attempt_at", ASCENDING)],
             return_document=ReturnDocument.AFTER,
         )
+        return None if document is None else _notification(document)
 
-    async def mark_sent(self, notification: Document) -> None:
+    async def mark_sent(self, notification: Notification, event: NotificationSent) -> None:
         """Record the send and queue iop.notification.sent in one write."""
-        now = utc_now()
-        event = NotificationSent(**_outcome(notification), sent_at=now)
-        update = {"$set": {"status": SENT, "sent_at": now, "lease_until": EPOCH, "last_error": ""}}
+        update = {"$set": {"status": SENT, "sent_at": event.sent_at, "lease_until": EPOCH, "last_error": ""}}
         await self._finish(notification, update, event)
 
     async def retry_later(self, notification_id: str, delay: timedelta, error: str) -> None:
@@ -104,17 +120,15 @@ class NotificationStore:
             {"$set": {"next_attempt_at": utc_now() + delay, "lease_until": EPOCH, "last_error": error}},
         )
 
-    async def mark_failed(self, notification: Document, error: str, permanent: bool) -> None:
+    async def mark_failed(self, notification: Notification, error: str, event: NotificationFailed) -> None:
         """Record the failure (the reason stays here) and queue iop.notification.failed in one write."""
-        reason_code: Literal["permanent", "retries_exhausted"] = "permanent" if permanent else "retries_exhausted"
-        event = NotificationFailed(**_outcome(notification), failed_at=utc_now(), reason_code=reason_code)
         update = {"$set": {"status": FAILED, "lease_until": EPOCH, "last_error": error}}
         await self._finish(notification, update, event)
 
-    async def _finish(self, notification: Document, update: Document, event: EventData) -> None:
+    async def _finish(self, notification: Notification, update: Document, event: EventData) -> None:
         # Guarded by the status, not the version: a send that happened must be recorded whatever else changed.
         await self.notifications.update_one(
-            {"_id": notification["_id"], "status": PENDING},
+            {"_id": notification.notification_id, "status": PENDING},
             with_events(update, [new_event(event, source=SOURCE)]),
         )
         self._wake_relay()
@@ -133,17 +147,50 @@ class NotificationStore:
             {"$set": {"status": CANCELLED, "lease_until": EPOCH, "last_error": reason}},
         )
 
-    async def cancel_pending(self, query: Document, reason: str) -> int:
-        """Cancel the pending messages ``query`` selects (each is checked again at send time anyway)."""
+    # What waits is cancelled when it is no longer wanted (each is checked again at send time anyway).
+
+    async def cancel_session_reminders(self, episode_id: str, reason: str, *, keep_series: str | None = None) -> int:
+        """The reminders of the episode's sessions, but for those of ``keep_series`` (the current calendar)."""
+        query: Document = {"episode_id": episode_id, "series_kind": "sessions"}
+        return await self._cancel(query | ({"series": {"$ne": keep_series}} if keep_series else {}), reason)
+
+    async def cancel_alumni_messages(self, episode_id: str, reason: str) -> int:
+        return await self._cancel({"episode_id": episode_id, "series_kind": "alumni"}, reason)
+
+    async def cancel_for_consent(self, consent_id: str, reason: str) -> int:
+        return await self._cancel({"consent_id": consent_id}, reason)
+
+    async def cancel_for_recipient(
+        self, episode_id: str, recipient_kind: RecipientKind, consent_id: str | None, reason: str
+    ) -> int:
+        query: Document = {"episode_id": episode_id, "recipient_kind": recipient_kind}
+        return await self._cancel(query | ({"consent_id": consent_id} if consent_id else {}), reason)
+
+    async def _cancel(self, query: Document, reason: str) -> int:
         result = await self.notifications.update_many(
             {**query, "status": PENDING}, {"$set": {"status": CANCELLED, "last_error": reason}}
         )
         return result.modified_count
 
-    async def find(self, query: dict[str, Any], limit: int) -> list[Document]:
-        """Newest first; the outbox and the contact-free context are the service's own business."""
+    async def find(
+        self,
+        *,
+        episode_id: str | None = None,
+        recipient_kind: str | None = None,
+        purpose: str | None = None,
+        status: NotificationStatus | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 100,
+    ) -> list[Notification]:
+        """The delivery log, newest first, filtered by what is given."""
+        filters = {"episode_id": episode_id, "recipient_kind": recipient_kind, "purpose": purpose, "status": status}
+        query: Document = {key: value for key, value in filters.items() if value}
+        window = {op: moment for op, moment in {"$gte": since, "$lt": until}.items() if moment}
+        if window:
+            query["created_at"] = window
         cursor = self.notifications.find(query, {"outbox": 0}).sort("created_at", DESCENDING).limit(limit)
-        return [document async for document in cursor]
+        return [_notification(document) async for document in cursor]
 
 
 class EpisodeSchedules:
@@ -175,10 +222,6 @@ class EpisodeSchedules:
         return found is not None and not found["ended"] and found["series"] == series
 
 
-ENROLLED, LEFT = "enrolled", "left"
-LeaveReason = Literal["opted_out", "new_episode", "consent_withdrawn"]
-
-
 class AlumniEnrolments:
     """One document per graduated episode whose graduate joined the alumni group, with its outbox."""
 
@@ -192,44 +235,63 @@ class AlumniEnrolments:
     async def enrol(self, episode_id: str, patient_id: str, consent_id: str, graduated_at: datetime,
                     check_in_days: list[int]) -> bool:  # fmt: skip
         """Enrol once per episode (False if enrolled already) and queue iop.alumni.enrolled in the same write."""
-        now = utc_now()
-        event = AlumniEnrolled(episode_id=episode_id, consent_id=consent_id, graduated_at=graduated_at,
-                               enrolled_at=now, check_in_days=check_in_days)  # fmt: skip
-        document = {"_id": episode_id, "patient_id": patient_id, "consent_id": consent_id, "status": ENROLLED,
-                    "graduated_at": graduated_at, "enrolled_at": now, "left_at": EPOCH, "left_reason": ""}  # fmt: skip
-        added = await insert_aggregate(self.enrolments, document, [new_event(event, source=SOURCE)])
+        enrolment, event = enrol(episode_id, patient_id, consent_id, graduated_at, check_in_days, utc_now())
+        added = await insert_aggregate(self.enrolments, _enrolment_fields(enrolment), [new_event(event, source=SOURCE)])
         if added:
             self._wake_relay()
         return added
 
-    async def get(self, episode_id: str) -> Document | None:
-        return await self.enrolments.find_one({"_id": episode_id}, {"outbox": 0})
+    async def get(self, episode_id: str) -> Enrolment | None:
+        document = await self.enrolments.find_one({"_id": episode_id}, {"outbox": 0})
+        return None if document is None else _enrolment(document)
 
-    async def enrolled(self, *, patient_id: str | None = None) -> list[Document]:
-        query: Document = {"status": ENROLLED} | ({"patient_id": patient_id} if patient_id else {})
-        return [doc async for doc in self.enrolments.find(query, {"outbox": 0})]
+    async def enrolled(self, *, patient_id: str) -> list[Enrolment]:
+        cursor = self.enrolments.find({"status": "enrolled", "patient_id": patient_id}, {"outbox": 0})
+        return [_enrolment(document) async for document in cursor]
 
-    async def find(self, query: Document, limit: int) -> list[Document]:
+    async def find(self, *, status: EnrolmentStatus | None = None, limit: int = 100) -> list[Enrolment]:
+        query = {"status": status} if status else {}
         cursor = self.enrolments.find(query, {"outbox": 0}).sort("enrolled_at", DESCENDING).limit(limit)
-        return [document async for document in cursor]
+        return [_enrolment(document) async for document in cursor]
 
     async def leave(self, episode_id: str, reason: LeaveReason) -> bool:
         """End the enrolment and queue iop.alumni.left in one write; False if it was not enrolled."""
 
         async def attempt() -> bool | None:
-            enrolment = await self.get(episode_id)
-            if enrolment is None or enrolment["status"] != ENROLLED:
+            document = await self.enrolments.find_one({"_id": episode_id}, {"outbox": 0})
+            decided = None if document is None else leave(_enrolment(document), reason, utc_now())
+            if document is None or decided is None:
                 return False
-            now = utc_now()
-            event = AlumniLeft(episode_id=episode_id, left_at=now, reason_code=reason)
-            changes = {"status": LEFT, "left_at": now, "left_reason": reason}
+            left, event = decided
+            changes = _enrolment_fields(left)
             events = [new_event(event, source=SOURCE)]
-            if not await update_aggregate(self.enrolments, episode_id, enrolment["version"], changes, events):
+            if not await update_aggregate(self.enrolments, episode_id, document["version"], changes, events):
                 return None  # another write won: load and decide again
             self._wake_relay()
             return True
 
         return await retry_on_conflict(attempt)
+
+
+def _enrolment_fields(enrolment: Enrolment) -> Document:
+    fields = asdict(enrolment)
+    # Explicit values instead of nulls, as the enrolment documents have always been written.
+    return {"_id": fields.pop("episode_id"), **fields, "left_at": enrolment.left_at or EPOCH,
+            "left_reason": enrolment.left_reason or ""}  # fmt: skip
+
+
+def _enrolment(document: Document) -> Enrolment:
+    left = document["status"] == "left"
+    return Enrolment(
+        episode_id=document["_id"],
+        patient_id=document["patient_id"],
+        consent_id=document["consent_id"],
+        status=document["status"],
+        graduated_at=assume_utc(document["graduated_at"]),
+        enrolled_at=assume_utc(document["enrolled_at"]),
+        left_at=assume_utc(document["left_at"]) if left else None,
+        left_reason=document["left_reason"] if left else None,
+    )
 
 
 class OptOuts:
@@ -243,32 +305,40 @@ class OptOuts:
         self.opt_outs = database[OPT_OUTS]
         self._key = hash_key.encode()
 
-    @staticmethod
-    def recipient_key(episode_id: str, recipient_kind: str, consent_id: str | None) -> str:
-        return f"recipient:{episode_id}:{recipient_kind}:{consent_id or '-'}"
-
     def number_key(self, number: str) -> str:
         digits = "+" + "".join(ch for ch in number if ch.isdigit())
         return "sms:" + hmac.new(self._key, digits.encode(), hashlib.sha256).hexdigest()
 
-    async def add(self, key: str, details: Document) -> tuple[Document, bool]:
+    async def add(self, opt_out: OptOut) -> tuple[OptOut, bool]:
         """Record the opt-out (True) or return the one on record (False)."""
-        document = {"_id": key, **details, "opted_out_at": utc_now()}
+        fields = asdict(opt_out)
         try:
-            await self.opt_outs.insert_one(document)
+            await self.opt_outs.insert_one({"_id": fields.pop("opt_out_id"), **fields})
         except DuplicateKeyError:
-            existing = await self.opt_outs.find_one({"_id": key})
+            existing = await self.opt_outs.find_one({"_id": opt_out.opt_out_id})
             if existing is not None:
-                return existing, False
+                return _opt_out(existing), False
             raise
-        return document, True
+        return opt_out, True
 
     async def remove(self, key: str) -> bool:
         return (await self.opt_outs.delete_one({"_id": key})).deleted_count == 1
 
-    async def get(self, key: str) -> Document | None:
-        return await self.opt_outs.find_one({"_id": key})
+    async def has(self, key: str) -> bool:
+        return await self.opt_outs.find_one({"_id": key}, {"_id": 1}) is not None
 
-    async def find(self, query: Document, limit: int) -> list[Document]:
+    async def recorded_by_staff(self, *, episode_id: str | None = None, limit: int = 100) -> list[OptOut]:
+        query: Document = {"source": "api"} | ({"episode_id": episode_id} if episode_id else {})
         cursor = self.opt_outs.find(query).sort("opted_out_at", DESCENDING).limit(limit)
-        return [document async for document in cursor]
+        return [_opt_out(document) async for document in cursor]
+
+
+def _opt_out(document: Document) -> OptOut:
+    return OptOut(
+        opt_out_id=document["_id"],
+        source=document["source"],
+        opted_out_at=assume_utc(document["opted_out_at"]),
+        episode_id=document.get("episode_id"),
+        recipient_kind=document.get("recipient_kind"),
+        consent_id=document.get("consent_id"),
+    )

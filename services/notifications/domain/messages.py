@@ -15,13 +15,19 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from stepwise_contract import (
+    ALUMNI,
+    ALUMNI_GROUP,
+    WEEKDAYS,
     AttendanceRuleTriggered,
     CareLevelAssigned,
     CareLevelChanged,
+    Channel,
     CloudEvent,
+    ConsentRecipientKind,
     EpisodeDischarged,
     EpisodeGraduated,
     EventData,
+    RecipientKind,
     SafetyAlertRaised,
     Schedule,
     ScheduleChanged,
@@ -30,15 +36,21 @@ from stepwise_contract import (
     StepUpRecommended,
 )
 
-from .policy import WEEKDAYS, AlumniProgram, Audience, Channel, MessageRule, NotificationPolicy, SessionReminders
+from .policy import AlumniProgram, Audience, MessageRule, NotificationPolicy, SessionReminders
 
 NAMESPACE = uuid.UUID("6f1c2b0e-5d1a-4c8e-9a57-2f3d0c9e4b11")
 
-RecipientKind = Literal["patient", "care_team", "family", "designated_support", "alumni"]
-SUPPORT_KINDS = ("family", "designated_support")
 SeriesKind = Literal["", "sessions", "alumni"]
 Reachable = Mapping[Audience, frozenset[Channel]]
 """The channels the clinic configured, per audience (no SMS provider: no SMS)."""
+
+
+def reachable(*, sms: bool, care_team_email: bool, care_team_webhook: bool) -> Reachable:
+    """The channels each audience can be reached on, from what the clinic configured (known at start-up)."""
+    people: frozenset[Channel] = frozenset({"email", "sms"} if sms else {"email"})
+    configured: dict[Channel, bool] = {"email": care_team_email, "webhook": care_team_webhook}
+    care_team = frozenset(channel for channel, on in configured.items() if on)
+    return {"patient": people, "supports": people, "care_team": care_team}
 
 
 @dataclass(frozen=True)
@@ -46,7 +58,7 @@ class Support:
     """A family member or designated support under a consent in force (from intake: no contact data)."""
 
     consent_id: str
-    kind: str
+    kind: ConsentRecipientKind
 
 
 @dataclass(frozen=True)
@@ -194,7 +206,7 @@ def plan_notifications(
 
 def _recipients(rule: MessageRule, supports: Sequence[Support]) -> list[tuple[RecipientKind, str | None]]:
     if rule.to == "supports":
-        return [(s.kind, s.consent_id) for s in supports if s.kind in SUPPORT_KINDS]  # type: ignore[misc]
+        return [(s.kind, s.consent_id) for s in supports if s.kind != ALUMNI_GROUP]
     return [(rule.to, None)]
 
 
@@ -262,10 +274,10 @@ def plan_alumni(
     channels = [channel for channel in program.channels if channel in reachable.get("patient", frozenset())]
     return [
         PlannedNotification(
-            notification_id=notification_id("alumni", episode_id, purpose, n, channel),
+            notification_id=notification_id(ALUMNI, episode_id, purpose, n, channel),
             episode_id=episode_id,
             purpose=purpose,
-            recipient_kind="alumni",
+            recipient_kind=ALUMNI,
             channel=channel,
             context=context,
             consent_id=consent_id,

@@ -14,14 +14,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from services.common.policy_file import PolicyError, load_policy_file
+from stepwise_contract import Channel, ConsentScope, WeekdayName
 
 DEFAULT_POLICY_FILE = Path(__file__).resolve().parent.parent / "policy" / "default.yaml"
 
 Audience = Literal["patient", "care_team", "supports"]
-Channel = Literal["email", "sms", "webhook"]
-ConsentScope = Literal["appointments", "attendance", "level_of_care", "general_progress", "alumni_program"]
-Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
-WEEKDAYS: tuple[Weekday, ...] = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 CHANNELS_FOR: dict[Audience, frozenset[Channel]] = {
     "patient": frozenset({"email", "sms"}),
@@ -92,7 +89,7 @@ class SessionReminders(Rule):
 class AlumniMeetings(Rule):
     """The weekly alumni meeting graduates are reminded of."""
 
-    weekday: Weekday
+    weekday: WeekdayName
     starts_at: time = Field(description="Local start time of the meeting.")
     timezone: str | None = Field(default=None, description="The meeting's zone; default: the clinic's.")
     remind_hours_before: float = Field(gt=0, le=72)

@@ -1,0 +1,154 @@
+"""What notifications does about events and requests: plan messages by the policy and store them once,
+and keep what waits in step with what changed (a new calendar, an ended episode, a withdrawn consent, an
+opt-out, an alumni enrolment). Handlers (Kafka) and the API (HTTP) both call these; neither calls the other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from services.common.utc import utc_now
+from stepwise_contract import (
+    ALUMNI,
+    ALUMNI_GROUP,
+    CareLevelAssigned,
+    CareLevelChanged,
+    CloudEvent,
+    ConsentChanged,
+    EpisodeGraduated,
+    EventData,
+    RecipientKind,
+    ScheduleChanged,
+)
+
+from .channels import IntakeContacts
+from .domain.alumni import LeaveReason
+from .domain.messages import (
+    PlannedNotification,
+    Reachable,
+    Support,
+    plan_alumni,
+    plan_notifications,
+    plan_session_reminders,
+    schedule_series,
+    support_scopes,
+)
+from .domain.opt_outs import OptOut, staff_opt_out
+from .domain.policy import NotificationPolicy
+from .store import AlumniEnrolments, EpisodeSchedules, NotificationStore, OptOuts
+
+
+@dataclass(frozen=True)
+class Messaging:
+    """What the changes work with: one per service instance (in the broker's context and app.state)."""
+
+    policy: NotificationPolicy
+    store: NotificationStore
+    schedules: EpisodeSchedules
+    alumni: AlumniEnrolments
+    opt_outs: OptOuts
+    contacts: IntakeContacts
+    reachable: Reachable
+    """The channels the clinic configured, per audience: known once, at start-up."""
+    clinic_zone: str
+    wake_dispatcher: Callable[[], None]
+
+
+async def notify(messaging: Messaging, event: CloudEvent[Any], more: Sequence[PlannedNotification] = ()) -> int:
+    """Store the messages the policy plans for ``event`` (and ``more``); a redelivered event adds none."""
+    planned = [*await _by_policy(messaging, event), *more]
+    cause = {"event_id": event.id, "event_source": event.source, "event_type": event.type}
+    added = await messaging.store.add(planned, cause)
+    if added:
+        messaging.wake_dispatcher()
+    return added
+
+
+async def _by_policy(messaging: Messaging, event: CloudEvent[EventData]) -> list[PlannedNotification]:
+    supports = {
+        scope: [
+            Support(consent_id, kind) for consent_id, kind in await messaging.contacts.supports(event.subject, scope)
+        ]
+        for scope in support_scopes(event, messaging.policy)
+    }
+    return plan_notifications(event, messaging.policy, messaging.reachable, supports)
+
+
+Calendar = CloudEvent[CareLevelAssigned] | CloudEvent[CareLevelChanged] | CloudEvent[ScheduleChanged]
+
+
+async def adopt_calendar(messaging: Messaging, event: Calendar) -> list[PlannedNotification]:
+    """Adopt the event's calendar unless a later one is current; its reminders replace the old ones."""
+    data = event.data
+    as_of = data.assigned_at if isinstance(data, CareLevelAssigned) else data.changed_at
+    active = isinstance(data, ScheduleChanged) or data.status == "active"
+    series = schedule_series(as_of)
+    if not await messaging.schedules.adopt(event.subject, series, as_of):
+        return []  # an older calendar arriving late (the topics are read in parallel)
+    await messaging.store.cancel_session_reminders(event.subject, "the session calendar changed", keep_series=series)
+    reminders = messaging.policy.session_reminders
+    if not active or data.schedule is None or reminders is None:
+        return []
+    return plan_session_reminders(event, data.schedule, as_of, reminders, messaging.reachable)
+
+
+async def end_episode(messaging: Messaging, episode_id: str) -> None:
+    """A graduation or discharge: no calendar is current any more, and no session reminder goes out."""
+    await messaging.schedules.end(episode_id)
+    await messaging.store.cancel_session_reminders(episode_id, "the episode ended")
+
+
+async def enrol_alumnus(messaging: Messaging, event: CloudEvent[EpisodeGraduated]) -> list[PlannedNotification]:
+    """With a consent in force naming the alumni group, the graduate joins it: its messages are planned."""
+    program = messaging.policy.alumni
+    if program is None:
+        return []
+    consents = await messaging.contacts.supports(event.subject, program.consent_scope)
+    consent_id = next((consent for consent, kind in consents if kind == ALUMNI_GROUP), None)
+    if consent_id is None:
+        return []  # no consent naming the alumni group: a graduate is not told of it, nor anyone of them
+    patient_id = await messaging.contacts.patient_of(event.subject) or ""
+    graduated_at = event.data.graduated_at
+    if not await messaging.alumni.enrol(event.subject, patient_id, consent_id, graduated_at, program.check_in_days):
+        enrolment = await messaging.alumni.get(event.subject)  # a redelivery: plan again only if still enrolled
+        if enrolment is None or enrolment.status != "enrolled":
+            return []
+    return plan_alumni(event.subject, consent_id, graduated_at, program, messaging.reachable, messaging.clinic_zone)
+
+
+async def end_enrolments_of_returning_patient(messaging: Messaging, episode_id: str) -> None:
+    """A new episode of a graduate ends the alumni enrolment of their earlier one."""
+    patient_id = await messaging.contacts.patient_of(episode_id)
+    if not patient_id:
+        return
+    for enrolment in await messaging.alumni.enrolled(patient_id=patient_id):
+        if enrolment.episode_id != episode_id:
+            await end_alumni_enrolment(messaging, enrolment.episode_id, "new_episode")
+
+
+async def withdraw_consent(messaging: Messaging, data: ConsentChanged) -> None:
+    """A revoked consent: nothing waits for its recipient any more; for the alumni group, the enrolment ends."""
+    await messaging.store.cancel_for_consent(data.consent_id, "consent no longer in force")
+    if data.recipient_kind == ALUMNI_GROUP:
+        await end_alumni_enrolment(messaging, data.episode_id, "consent_withdrawn")
+
+
+async def end_alumni_enrolment(messaging: Messaging, episode_id: str, reason: LeaveReason) -> bool:
+    """End a graduate's enrolment (publishing iop.alumni.left) and cancel what it still had to send."""
+    left = await messaging.alumni.leave(episode_id, reason)
+    await messaging.store.cancel_alumni_messages(episode_id, f"alumni: {reason}")
+    return left
+
+
+async def opt_out(
+    messaging: Messaging, episode_id: str, recipient_kind: RecipientKind, consent_id: str | None
+) -> tuple[OptOut, bool]:
+    """Record a recipient's opt-out (False: on record already); what waits for them is cancelled, and an
+    alumnus leaves the alumni group."""
+    recorded, added = await messaging.opt_outs.add(staff_opt_out(episode_id, recipient_kind, consent_id, utc_now()))
+    await messaging.store.cancel_for_recipient(episode_id, recipient_kind, consent_id, "the recipient opted out")
+    if recipient_kind == ALUMNI:
+        await end_alumni_enrolment(messaging, episode_id, "opted_out")
+    return recorded, added
