@@ -107,12 +107,25 @@ def create_service_app(
             await client.close()
             log.info("%s stopped", title)
 
+    # only a service that consumes events can have set some aside
+    return http_app(title, description, routers, consumes=bool(broker.subscribers), lifespan=lifespan)
+
+
+def http_app(
+    title: str,
+    description: str,
+    routers: Sequence[APIRouter],
+    *,
+    consumes: bool,
+    lifespan: Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]] | None = None,
+) -> FastAPI:
+    """A service's HTTP side: its routers, the probes, the set-aside listing (if it consumes events), errors."""
     app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan)
     app.add_exception_handler(ConcurrentChange, _conflict)
     app.include_router(health.router)
     for router in routers:
         app.include_router(router)
-    if broker.subscribers:  # only a service that consumes events can have set some aside
+    if consumes:
         app.include_router(set_aside_router)
     return app
 

@@ -53,6 +53,7 @@ async def assemble(
     templates: Templates,
     database: AsyncDatabase[Document],
     wake_relay: Callable[[], None],
+    contacts: IntakeContacts | None = None,
 ) -> tuple[Messaging, Dispatcher]:
     """The service's parts over its database: what handlers and endpoints use, and the dispatcher."""
     store = NotificationStore(database, wake_relay=wake_relay)
@@ -60,7 +61,7 @@ async def assemble(
     await store.create_indexes()
     await alumni.create_indexes()
     schedules, opt_outs = EpisodeSchedules(database), OptOuts(database, settings.contact_hash_key)
-    contacts = IntakeContacts(settings)
+    contacts = contacts or IntakeContacts(settings)
     senders = Senders(EmailSender(settings), SmsSender(settings), WebhookSender(settings.webhook_secret))
     care_team = CareTeam(email=settings.care_team_email, webhook_url=settings.care_team_webhook_url)
     dispatcher = Dispatcher(

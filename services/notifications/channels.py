@@ -53,11 +53,12 @@ class Contact:
 class IntakeContacts:
     """Looks up contact data and consents at intake at send time, so no event and no notification holds them."""
 
-    def __init__(self, settings: NotificationsSettings) -> None:
+    def __init__(self, settings: NotificationsSettings, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self._client = httpx.AsyncClient(
             base_url=settings.intake_url,
             headers={"Authorization": f"Bearer {settings.intake_token}"},
             timeout=10.0,
+            transport=transport,
         )
 
     async def patient_contact(self, episode_id: str) -> Contact:

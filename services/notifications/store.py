@@ -54,7 +54,7 @@ def _notification(document: Document) -> Notification:
         expires_at=None if expires_at == FOREVER else expires_at,
         status=status,
         attempts=document["attempts"],
-        next_attempt_at=assume_utc(document["next_attempt_at"]),
+        not_before=assume_utc(document["next_attempt_at"]),
         created_at=assume_utc(document["created_at"]),
         sent_at=assume_utc(document["sent_at"]) if status == SENT else None,
         last_error=document["last_error"] or None,

@@ -19,8 +19,8 @@ class Notification(PlannedNotification):
 
     status: NotificationStatus
     attempts: int
-    """Attempts claimed so far (a quiet-hours wait gives its attempt back)."""
-    next_attempt_at: datetime
+    """Attempts claimed so far (a quiet-hours wait gives its attempt back). ``not_before`` is when the next
+    may be made (its schedule, a retry's backoff, the end of quiet hours)."""
     created_at: datetime
     sent_at: datetime | None
     last_error: str | None

@@ -1,0 +1,132 @@
+"""The middle tier: each service's handlers and endpoints, in-process, in seconds.
+
+Events go through FastStream's ``TestKafkaBroker`` (the real subscribers, middleware and decoding, no
+broker), requests through the service's real FastAPI app over httpx's ASGI transport, and every store is
+an in-memory MongoDB that is new for each test. What crosses a process boundary (Kafka, MongoDB, SMTP,
+the other services) is the process suite's business (tests/integration).
+
+Every endpoint must be seen answering a success and an error, and every handler applying an event;
+``test_coverage.py`` checks that at the end of the tier.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+from faststream.kafka import KafkaBroker, TestKafkaBroker
+
+from services.common.auth import Role
+from services.common.consumer import EventShelf
+from services.common.service import SET_ASIDE_COLLECTION, http_app
+from stepwise_contract import CloudEvent, to_kafka
+from tests.service.memory_mongo import MemoryCollection, MemoryDatabase
+
+TOKENS = {role: f"{role.value}-token" for role in Role}
+
+
+def as_role(role: Role) -> dict[str, str]:
+    return {"Authorization": f"Bearer {TOKENS[role]}"}
+
+
+@dataclass
+class Seen:
+    """What the tier exercised: statuses per (service, method, route), events applied per (service, topic)."""
+
+    answers: dict[tuple[str, str, str], set[int]] = field(default_factory=dict)
+    applied: dict[tuple[str, str], int] = field(default_factory=dict)
+    deselected: bool = False
+
+
+SEEN = Seen()
+
+
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    if any("tests/service/" in item.nodeid for item in items):
+        SEEN.deselected = True
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The coverage check runs after everything it checks."""
+    items.sort(key=lambda item: item.nodeid.startswith("tests/service/test_coverage.py"))
+
+
+def _route(app: FastAPI, method: str, path: str) -> str:
+    for route in app.routes:
+        if isinstance(route, APIRoute) and method in route.methods and route.path_regex.match(path):
+            return route.path
+    return path
+
+
+@pytest.fixture
+def database() -> MemoryDatabase:
+    return MemoryDatabase()
+
+
+async def api(service: str, app: FastAPI, database: MemoryDatabase, state: dict[str, Any]) -> httpx.AsyncClient:
+    """A client of ``app`` with ``state`` set as the service's start-up would; every answer is recorded."""
+    app.state.token_roles = {token: role for role, token in TOKENS.items()}
+    app.state.event_shelf = EventShelf(database[SET_ASIDE_COLLECTION])  # type: ignore[arg-type]
+    for name, value in state.items():
+        setattr(app.state, name, value)
+
+    async def record(response: httpx.Response) -> None:
+        key = (service, response.request.method, _route(app, response.request.method, response.request.url.path))
+        SEEN.answers.setdefault(key, set()).add(response.status_code)
+
+    transport = httpx.ASGITransport(app=app)
+    return httpx.AsyncClient(transport=transport, base_url="http://test", event_hooks={"response": [record]})
+
+
+def service_app(service: str, routers: Iterable[Any], *, consumes: bool) -> FastAPI:
+    return http_app(f"Stepwise {service}", "", list(routers), consumes=consumes)
+
+
+class Events:
+    """Delivers events to a service's subscribers through TestKafkaBroker, as Kafka would (binary mode)."""
+
+    def __init__(self, service: str, broker: KafkaBroker) -> None:
+        self.service = service
+        self.broker = broker
+
+    async def deliver(self, event: CloudEvent[Any]) -> None:
+        record = to_kafka(event)
+        headers = {name: value.decode() for name, value in record.headers}
+        await self.broker.publish(record.value, topic=record.topic, key=record.key, headers=headers)
+        key = (self.service, record.topic)
+        SEEN.applied[key] = SEEN.applied.get(key, 0) + 1
+
+    async def deliver_raw(self, topic: str, value: bytes, headers: dict[str, str]) -> None:
+        await self.broker.publish(value, topic=topic, key=b"episode", headers=headers)
+
+
+@pytest.fixture
+async def shelf(database: MemoryDatabase) -> EventShelf:
+    return EventShelf(database[SET_ASIDE_COLLECTION])  # type: ignore[arg-type]
+
+
+async def running(service: str, broker: KafkaBroker, context: dict[str, Any]) -> AsyncIterator[Events]:
+    for name, value in context.items():
+        broker.context.set_global(name, value)
+    async with TestKafkaBroker(broker, connect_only=False):
+        yield Events(service, broker)
+
+
+async def set_aside(database: MemoryDatabase) -> list[dict[str, Any]]:
+    return [document async for document in database[SET_ASIDE_COLLECTION].find({})]
+
+
+async def queued(collection: MemoryCollection) -> list[tuple[str, dict[str, Any]]]:
+    """The events waiting in the outboxes of ``collection`` for the relay: (topic, data), in order."""
+    found = []
+    async for document in collection.find({"outbox_pending": {"$gt": 0}}):
+        for stored in document["outbox"]:
+            record = json.loads(stored)
+            found.append((record["topic"], json.loads(record["value"])))
+    return found
