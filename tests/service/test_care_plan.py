@@ -1,0 +1,281 @@
+"""care_plan in-process: each handler applying its event, each endpoint's success and main error."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from services.care_plan import api
+from services.care_plan.app import create_broker
+from services.care_plan.domain.policy import load_policy
+from services.care_plan.handlers import EVENT_HANDLERS
+from services.care_plan.settings import CarePlanSettings
+from services.care_plan.store import PLANS, CarePlanStore
+from services.common.auth import Role
+from stepwise_contract import (
+    AssessmentCompleted,
+    AttendanceReported,
+    CareLevel,
+    DimensionRatings,
+    DrugScreenRecorded,
+    Reason,
+    SafetyAlertRaised,
+    ScreenResult,
+    new_event,
+)
+from tests.service.conftest import Events, api as client_of, as_role, queued, running, service_app, set_aside
+from tests.service.memory_mongo import MemoryDatabase
+
+SETTINGS = CarePlanSettings(_env_file=None)  # type: ignore[call-arg]
+POLICY = load_policy(SETTINGS.care_plan_policy_file)
+CLINICIAN = as_role(Role.CLINICIAN)
+
+
+@pytest.fixture
+def store(database: MemoryDatabase) -> CarePlanStore:
+    return CarePlanStore(database, wake_relay=lambda: None)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def events(database: MemoryDatabase, store: CarePlanStore, shelf: Any) -> AsyncIterator[Events]:
+    broker, _ = create_broker(SETTINGS)
+    context = {"care_plan_store": store, "care_policy": POLICY, "clinic_timezone": SETTINGS.clinic_timezone,
+               "event_shelf": shelf}  # fmt: skip
+    async for running_events in running("care_plan", broker, context):
+        yield running_events
+
+
+@pytest.fixture
+async def http(database: MemoryDatabase, store: CarePlanStore) -> AsyncIterator[httpx.AsyncClient]:
+    app = service_app("care_plan", [api.router], consumes=True)
+    async with await client_of("care_plan", app, database, {"store": store, "policy": POLICY}) as client:
+        yield client
+
+
+def assessment(
+    episode_id: str, kind: str = "intake", level: CareLevel = CareLevel.IOP, **fields: Any
+) -> AssessmentCompleted:
+    return AssessmentCompleted(
+        episode_id=episode_id,
+        assessment_id=str(uuid.uuid4()),
+        kind=kind,  # type: ignore[arg-type]
+        program="adult",
+        assessed_at=datetime.now(UTC),
+        dimensions=DimensionRatings(withdrawal=1, biomedical=0, emotional=2, readiness=2, relapse=2, environment=1),
+        recommended_level=level,
+        rationale=[Reason(code="recommended_level", text=f"Recommended level of care: {level.value}.")],
+        policy_version="test",
+        **fields,
+    )
+
+
+def intake_event(data: Any) -> Any:
+    return new_event(data, source="/stepwise/intake")
+
+
+async def active_plan(events: Events, store: CarePlanStore, level: CareLevel = CareLevel.IOP) -> str:
+    episode_id = str(uuid.uuid4())
+    await events.deliver(intake_event(assessment(episode_id, level=level)))
+    stored = await store.get(episode_id)
+    assert stored is not None
+    return episode_id
+
+
+# Handlers
+
+
+async def test_an_intake_assessment_starts_a_plan_and_announces_it(
+    events: Events, store: CarePlanStore, database: MemoryDatabase
+) -> None:
+    episode_id = await active_plan(events, store)
+    stored = await store.get(episode_id)
+    assert stored is not None and stored.plan.status == "active" and stored.plan.level == CareLevel.IOP
+    assert stored.plan.schedule is not None and stored.plan.schedule.sessions
+    assert [topic for topic, _ in await queued(database[PLANS])] == ["iop.care_level.assigned"]
+
+
+async def test_a_redelivered_intake_assessment_changes_nothing(
+    events: Events, store: CarePlanStore, database: MemoryDatabase
+) -> None:
+    episode_id = str(uuid.uuid4())
+    event = intake_event(assessment(episode_id))
+    await events.deliver(event)
+    first = await store.get(episode_id)
+    await events.deliver(event)
+    assert await store.get(episode_id) == first
+    assert len(await queued(database[PLANS])) == 1
+
+
+async def test_a_level_not_offered_refers_out(events: Events, store: CarePlanStore) -> None:
+    episode_id = await active_plan(events, store, CareLevel.RESIDENTIAL)
+    stored = await store.get(episode_id)
+    assert stored is not None and stored.plan.status == "referred_out" and stored.plan.schedule is None
+
+
+async def test_a_reassessment_feeds_the_plans_review(events: Events, store: CarePlanStore) -> None:
+    episode_id = await active_plan(events, store)
+    await events.deliver(intake_event(assessment(episode_id, kind="reassessment")))
+    stored = await store.get(episode_id)
+    assert stored is not None and [i.kind for i in stored.plan.inputs] == ["assessment"]
+
+
+async def test_a_safety_alert_feeds_the_plans_review(events: Events, store: CarePlanStore) -> None:
+    episode_id = await active_plan(events, store)
+    alert = SafetyAlertRaised(episode_id=episode_id, alert_id="a1", assessment_id="x", level="immediate",
+                              reasons=["cssrs_high_risk"], raised_at=datetime.now(UTC))  # fmt: skip
+    await events.deliver(intake_event(alert))
+    stored = await store.get(episode_id)
+    assert stored is not None
+    assert [(i.kind, i.alert_level) for i in stored.plan.inputs] == [("safety_alert", "immediate")]
+
+
+async def test_a_drug_screen_feeds_the_plans_review(events: Events, store: CarePlanStore) -> None:
+    episode_id = await active_plan(events, store)
+    screen = DrugScreenRecorded(episode_id=episode_id, screen_id="d1", collected_at=datetime.now(UTC),
+                                recorded_at=datetime.now(UTC), unexpected_positive=True,
+                                results=[ScreenResult(substance="fentanyl", result="positive")])  # fmt: skip
+    await events.deliver(intake_event(screen))
+    stored = await store.get(episode_id)
+    assert stored is not None
+    assert [(i.kind, i.unexpected_positive) for i in stored.plan.inputs] == [("drug_screen", True)]
+
+
+async def test_reported_attendance_is_recorded(events: Events, store: CarePlanStore) -> None:
+    episode_id = await active_plan(events, store)
+    report = AttendanceReported(episode_id=episode_id, session_id="s001", status="attended",
+                                reported_at=datetime.now(UTC))  # fmt: skip
+    await events.deliver(new_event(report, source="/ehr"))
+    stored = await store.get(episode_id)
+    assert stored is not None and stored.plan.attendance["s001"].status == "attended"
+
+
+async def test_attendance_for_an_unknown_session_is_set_aside_with_its_reason(
+    events: Events, store: CarePlanStore, database: MemoryDatabase
+) -> None:
+    episode_id = await active_plan(events, store)
+    report = AttendanceReported(episode_id=episode_id, session_id="s999", status="attended",
+                                reported_at=datetime.now(UTC))  # fmt: skip
+    await events.deliver(new_event(report, source="/ehr"))
+    [shelved] = await set_aside(database)
+    assert shelved["topic"] == "iop.attendance.reported" and shelved["reason"].startswith("rejected: unknown_session")
+
+
+@pytest.mark.parametrize("topic", sorted(model.event_type for model in EVENT_HANDLERS))
+async def test_a_malformed_event_is_set_aside_naming_the_field(
+    events: Events, database: MemoryDatabase, topic: str
+) -> None:
+    headers = {"ce_specversion": "1.0", "ce_id": str(uuid.uuid4()), "ce_source": "/test", "ce_type": topic,
+               "ce_subject": "episode", "content-type": "application/json"}  # fmt: skip
+    await events.deliver_raw(topic, b'{"episode_id": "episode", "schema_version": 1}', headers)
+    [shelved] = await set_aside(database)
+    assert shelved["topic"] == topic and shelved["reason"].startswith("malformed:")
+
+
+# Endpoints
+
+
+async def test_get_care_plan(http: httpx.AsyncClient, events: Events, store: CarePlanStore) -> None:
+    episode_id = await active_plan(events, store)
+    found = await http.get(f"/v1/episodes/{episode_id}/care-plan", headers=CLINICIAN)
+    assert found.status_code == 200 and found.json()["level"] == "IOP"
+    missing = await http.get("/v1/episodes/nobody/care-plan", headers=CLINICIAN)
+    assert missing.status_code == 404
+
+
+async def test_post_attendance(http: httpx.AsyncClient, events: Events, store: CarePlanStore) -> None:
+    episode_id = await active_plan(events, store)
+    path = f"/v1/episodes/{episode_id}/sessions/s001/attendance"
+    recorded = await http.post(path, json={"status": "missed"}, headers=CLINICIAN)
+    assert recorded.status_code == 200 and recorded.json()["attendance"]["status"] == "missed"
+    unknown = await http.post(path.replace("s001", "s999"), json={"status": "missed"}, headers=CLINICIAN)
+    assert unknown.status_code == 404
+    no_notice = await http.post(path, json={"status": "attended", "notice_given_at": "2026-11-20T09:00:00Z"},
+                                headers=CLINICIAN)  # fmt: skip
+    assert no_notice.status_code == 422
+
+
+async def _recommendation(events: Events, store: CarePlanStore, episode_id: str) -> str:
+    for n in range(2):  # two unexpected positive screens within 14 days recommend a step-up
+        screen = DrugScreenRecorded(episode_id=episode_id, screen_id=f"d{n}", collected_at=datetime.now(UTC),
+                                    recorded_at=datetime.now(UTC), unexpected_positive=True,
+                                    results=[ScreenResult(substance="fentanyl", result="positive")])  # fmt: skip
+        await events.deliver(intake_event(screen))
+    stored = await store.get(episode_id)
+    assert stored is not None and stored.plan.open_recommendation is not None
+    return stored.plan.open_recommendation.recommendation_id
+
+
+async def test_decide_recommendation(
+    http: httpx.AsyncClient, events: Events, store: CarePlanStore, database: MemoryDatabase
+) -> None:
+    episode_id = await active_plan(events, store)
+    recommendation_id = await _recommendation(events, store, episode_id)
+    path = f"/v1/episodes/{episode_id}/recommendations/{recommendation_id}/decision"
+    accepted = await http.post(path, json={"decision": "accept"}, headers=CLINICIAN)
+    assert accepted.status_code == 200 and accepted.json()["status"] == "accepted"
+    stored = await store.get(episode_id)
+    assert stored is not None and stored.plan.level == CareLevel.PHP
+    assert "iop.care_level.changed" in [topic for topic, _ in await queued(database[PLANS])]
+    again = await http.post(path, json={"decision": "decline"}, headers=CLINICIAN)
+    assert again.status_code == 409
+    unknown = await http.post(path.replace(recommendation_id, "nope"), json={"decision": "accept"}, headers=CLINICIAN)
+    assert unknown.status_code == 404
+
+
+async def test_set_schedule(http: httpx.AsyncClient, events: Events, store: CarePlanStore) -> None:
+    episode_id = await active_plan(events, store)
+    path = f"/v1/episodes/{episode_id}/care-plan/schedule"
+    body = {"track": "evening", "weekdays": ["mon", "tue", "thu"], "hours_per_session": 3, "weeks": 6}
+    changed = await http.put(path, json=body, headers=CLINICIAN)
+    assert changed.status_code == 200 and changed.json()["schedule"]["track"] == "evening"
+    spelled_out = await http.put(path, json=body | {"weekdays": ["Monday", "tuesday", "THU"]}, headers=CLINICIAN)
+    assert spelled_out.status_code == 200
+    too_little = await http.put(path, json=body | {"weekdays": ["mon", "thu"]}, headers=CLINICIAN)
+    assert too_little.status_code == 422 and "minimum" in too_little.json()["detail"]
+
+
+async def test_set_authorization(http: httpx.AsyncClient, events: Events, store: CarePlanStore) -> None:
+    episode_id = await active_plan(events, store)
+    body = {"level": "IOP", "authorized_through": "2027-01-31", "reference": "PA-1"}
+    authorized = await http.put(f"/v1/episodes/{episode_id}/authorization", json=body, headers=CLINICIAN)
+    assert authorized.status_code == 200 and authorized.json()["authorization"]["reference"] == "PA-1"
+    unknown = await http.put("/v1/episodes/nobody/authorization", json=body, headers=CLINICIAN)
+    assert unknown.status_code == 404
+
+
+async def test_graduate_episode(
+    http: httpx.AsyncClient, events: Events, store: CarePlanStore, database: MemoryDatabase
+) -> None:
+    episode_id = await active_plan(events, store)
+    graduated = await http.post(f"/v1/episodes/{episode_id}/graduate", headers=CLINICIAN)
+    assert graduated.status_code == 200 and graduated.json()["status"] == "graduated"
+    assert "iop.episode.graduated" in [topic for topic, _ in await queued(database[PLANS])]
+    twice = await http.post(f"/v1/episodes/{episode_id}/graduate", headers=CLINICIAN)
+    assert twice.status_code == 409
+
+
+async def test_discharge_episode(http: httpx.AsyncClient, events: Events, store: CarePlanStore) -> None:
+    episode_id = await active_plan(events, store)
+    path = f"/v1/episodes/{episode_id}/discharge"
+    discharged = await http.post(path, json={"reason_code": "non_attendance"}, headers=CLINICIAN)
+    assert discharged.status_code == 200 and discharged.json()["status"] == "discharged"
+    bad_reason = await http.post(path, json={"reason_code": "bored"}, headers=CLINICIAN)
+    assert bad_reason.status_code == 422 and bad_reason.json()["detail"][0]["loc"] == ["body", "reason_code"]
+
+
+async def test_set_aside_events_are_listed_for_admins(
+    http: httpx.AsyncClient, events: Events, store: CarePlanStore
+) -> None:
+    report = AttendanceReported(episode_id="nobody", session_id="s001", status="attended",
+                                reported_at=datetime.now(UTC) - timedelta(minutes=1))  # fmt: skip
+    await events.deliver(new_event(report, source="/ehr"))
+    listed = await http.get("/v1/set-aside-events", headers=as_role(Role.ADMIN))
+    assert listed.status_code == 200 and listed.json()[0]["reason"].startswith("rejected: no_care_plan")
+    assert "value" not in listed.json()[0]  # a set-aside record may hold what must not be shown
+    forbidden = await http.get("/v1/set-aside-events", headers=CLINICIAN)
+    assert forbidden.status_code == 403
