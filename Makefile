@@ -28,7 +28,7 @@ typecheck: install
 	$(PY) -m mypy
 
 unit: install
-	$(PY) -m pytest tests/unit
+	$(PY) -m pytest tests/unit tests/service tests/test_event_checklist.py
 
 asyncapi: install
 	$(PY) -m tools.asyncapi --write

@@ -244,6 +244,16 @@ async def mail_to(stack: Stack, address: str, count: int = 1, subject: str | Non
     return await eventually(arrived, f"{count} mail(s) to the patient")
 
 
+async def settled(stack: Stack, episode: Episode, url: str | None = None) -> list[dict[str, Any]] | None:
+    """The episode's delivery log once nothing is pending any more (session reminders wait for their time)."""
+    async with stack.http("notifications", "clinician") as client:
+        if url:
+            client.base_url = url  # type: ignore[assignment]
+        log = (await client.get("/v1/notifications", params={"episode_id": episode.episode_id})).json()
+    log = [entry for entry in log if entry["purpose"] != "session_reminder"]
+    return log if log and all(entry["status"] != "pending" for entry in log) else None
+
+
 @pytest.fixture
 async def kafka_producer(stack: Stack) -> AsyncIterator[AIOKafkaProducer]:
     producer = AIOKafkaProducer(bootstrap_servers=stack.backends.kafka_bootstrap_servers)

@@ -9,7 +9,17 @@ from aiokafka import AIOKafkaProducer
 from services.common.utc import utc_now
 from stepwise_contract import AttendanceReported, new_event, to_kafka
 
-from .conftest import Stack, assess, care_plan_of, events_of, eventually, mail_to, new_episode, wait_consumed
+from .conftest import (
+    Stack,
+    assess,
+    care_plan_of,
+    events_of,
+    eventually,
+    mail_to,
+    new_episode,
+    settled,
+    wait_consumed,
+)
 
 TOPIC = AttendanceReported.event_type
 
@@ -38,6 +48,10 @@ async def test_a_reported_miss_is_applied_once_even_when_redelivered(
     assert plan is not None and plan["attendance"]["s001"]["status"] == "missed"
     [missed] = await eventually(lambda: events_of(stack, "iop.session.missed", episode.episode_id), "the miss")
     await wait_consumed(stack, "notifications", missed.topic, missed.partition, missed.offset)
+    # The consumer commits once the outreach is stored; the dispatcher sends it after that.
+    log = await eventually(lambda: settled(stack, episode), "every message settled")
+    outreach = [entry for entry in log if entry["purpose"] == "missed_session_outreach"]
+    assert sorted((entry["channel"], entry["status"]) for entry in outreach) == [("email", "sent"), ("sms", "sent")]
     assert len(stack.mailbox.to(episode.email)) == 2  # welcome + one outreach
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from tools.servers import free_port
 from tools.smtp_sink import SmtpSink
@@ -17,6 +16,7 @@ from .conftest import (
     mail_to,
     new_episode,
     notifications_replaced,
+    settled,
     wait_consumed,
 )
 
@@ -33,16 +33,6 @@ async def revoke(stack: Stack, episode: Episode, consent_id: str) -> None:
     async with stack.http("intake", "intake_staff") as intake:
         response = await intake.post(f"/v1/episodes/{episode.episode_id}/consents/{consent_id}/revoke")
     assert response.json()["status"] == "revoked"
-
-
-async def settled(stack: Stack, episode: Episode, url: str | None = None) -> list[dict[str, Any]] | None:
-    """The episode's delivery log once nothing is pending any more (session reminders wait for their time)."""
-    async with stack.http("notifications", "clinician") as client:
-        if url:
-            client.base_url = url  # type: ignore[assignment]
-        log = (await client.get("/v1/notifications", params={"episode_id": episode.episode_id})).json()
-    log = [entry for entry in log if entry["purpose"] != "session_reminder"]
-    return log if log and all(entry["status"] != "pending" for entry in log) else None
 
 
 async def test_supports_are_told_only_what_their_consent_allows(stack: Stack) -> None:

@@ -12,6 +12,7 @@ Every endpoint must be seen answering a success and an error, and every handler 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +20,6 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from fastapi.routing import APIRoute
 from faststream.kafka import KafkaBroker, TestKafkaBroker
 
 from services.common.auth import Role
@@ -57,10 +57,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: item.nodeid.startswith("tests/service/test_coverage.py"))
 
 
+def operations(app: FastAPI) -> list[tuple[str, str]]:
+    """Every (method, route) the app serves, as its OpenAPI document lists them."""
+    return [(method.upper(), path) for path, ops in app.openapi()["paths"].items() for method in ops]
+
+
 def _route(app: FastAPI, method: str, path: str) -> str:
-    for route in app.routes:
-        if isinstance(route, APIRoute) and method in route.methods and route.path_regex.match(path):
-            return route.path
+    for known_method, route in operations(app):
+        pattern = re.sub(r"\\{[^}]+\\}", "[^/]+", re.escape(route))
+        if known_method == method and re.fullmatch(pattern, path):
+            return route
     return path
 
 

@@ -28,7 +28,8 @@ from stepwise_contract import (
     ScreenResult,
     new_event,
 )
-from tests.service.conftest import Events, api as client_of, as_role, queued, running, service_app, set_aside
+from tests.service.conftest import Events, as_role, queued, running, service_app, set_aside
+from tests.service.conftest import api as client_of
 from tests.service.memory_mongo import MemoryDatabase
 
 SETTINGS = CarePlanSettings(_env_file=None)  # type: ignore[call-arg]
@@ -279,3 +280,19 @@ async def test_set_aside_events_are_listed_for_admins(
     assert "value" not in listed.json()[0]  # a set-aside record may hold what must not be shown
     forbidden = await http.get("/v1/set-aside-events", headers=CLINICIAN)
     assert forbidden.status_code == 403
+
+
+async def test_health(database: MemoryDatabase, store: CarePlanStore) -> None:
+    async def up() -> bool:
+        return True
+
+    async def down() -> bool:
+        raise ConnectionError("the store is unreachable")
+
+    for checks, expected in (({"mongodb": up, "kafka": up}, 200), ({"mongodb": down, "kafka": up}, 503)):
+        app = service_app("care_plan", [api.router], consumes=True)
+        state = {"store": store, "policy": POLICY, "readiness_checks": checks}
+        async with await client_of("care_plan", app, database, state) as client:
+            assert (await client.get("/health/live")).status_code == 200
+            ready = await client.get("/health/ready")
+            assert ready.status_code == expected, ready.text

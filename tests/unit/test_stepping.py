@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from services.care_plan.domain.model import AttendanceRecord, AttendanceStatus, CareInput, CarePlan, LevelPeriod
 from services.care_plan.domain.policy import DEFAULT_POLICY_FILE, load_policy
+from services.care_plan.domain.review import review
 from services.care_plan.domain.stepping import (
     Rungs,
     StepDecision,
@@ -597,3 +598,17 @@ def test_one_more_session_attended_never_removes_a_step_down(plan: CarePlan, num
     if before is not None and before.direction == "down":
         assert after is not None
         assert (after.direction, after.to_level) == ("down", before.to_level)
+
+
+CARE_POLICY = load_policy()
+
+
+@settings(max_examples=300, deadline=None)
+@given(plans(), st.floats(min_value=0, max_value=60, allow_nan=False))
+def test_reviewing_twice_changes_nothing(plan: CarePlan, days: float) -> None:
+    """review's promise (and why every timer fires once): on its own result it finds nothing more to do."""
+    now = at(days)
+    reviewed, _ = review(plan, CARE_POLICY, now)
+    again, events = review(reviewed, CARE_POLICY, now)
+    assert again == reviewed
+    assert events == []

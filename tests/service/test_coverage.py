@@ -1,0 +1,48 @@
+"""The tier's promise: every endpoint was seen answering a success and an error, every handler applying an
+event. Runs after the rest of the tier (conftest orders it last) and reads what the tier recorded."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi import FastAPI
+
+from services.care_plan import api as care_plan_api
+from services.care_plan.handlers import EVENT_HANDLERS as CARE_PLAN_HANDLERS
+from services.intake import api as intake_api
+from services.notifications import api as notifications_api
+from services.notifications.handlers import EVENT_HANDLERS as NOTIFICATIONS_HANDLERS
+from tests.service.conftest import SEEN, operations, service_app
+
+APPS: dict[str, FastAPI] = {
+    "intake": service_app("intake", [intake_api.router], consumes=False),
+    "care_plan": service_app("care_plan", [care_plan_api.router], consumes=True),
+    "notifications": service_app("notifications", [notifications_api.router], consumes=True),
+}
+HANDLERS = {"care_plan": CARE_PLAN_HANDLERS, "notifications": NOTIFICATIONS_HANDLERS}
+CANNOT_FAIL = {"/health/live"}
+"""Routes with no input, no token and no dependency: nothing to get wrong."""
+
+
+def _whole_tier_ran() -> None:
+    if SEEN.deselected or not SEEN.answers:
+        pytest.skip("part of the tier did not run (deselected); run tests/service whole to check its coverage")
+
+
+@pytest.mark.parametrize("service", sorted(APPS))
+def test_every_endpoint_answered_a_success_and_an_error(service: str) -> None:
+    _whole_tier_ran()
+    missing = []
+    for method, route in operations(APPS[service]):
+        statuses = SEEN.answers.get((service, method, route), set())
+        if not any(200 <= code < 300 for code in statuses):
+            missing.append(f"{method} {route}: no success")
+        if route not in CANNOT_FAIL and not any(code >= 400 for code in statuses):
+            missing.append(f"{method} {route}: no error")
+    assert not missing, f"{service}: " + "; ".join(missing)
+
+
+@pytest.mark.parametrize("service", sorted(HANDLERS))
+def test_every_handler_applied_an_event(service: str) -> None:
+    _whole_tier_ran()
+    missing = [model.event_type for model in HANDLERS[service] if not SEEN.applied.get((service, model.event_type))]
+    assert not missing, f"{service}: no test delivered {missing}"

@@ -1,0 +1,488 @@
+"""intake in-process: each endpoint's success and main error, and the events each change queues in its outbox."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from services.common.auth import Role
+from services.intake import api
+from services.intake.domain.placement import load_placement_policy
+from services.intake.settings import IntakeSettings
+from services.intake.store import EPISODES, IntakeStore
+from tests.service.conftest import api as client_of
+from tests.service.conftest import as_role, queued, service_app
+from tests.service.memory_mongo import MemoryDatabase
+
+SETTINGS = IntakeSettings(_env_file=None)
+POLICY = load_placement_policy(SETTINGS.intake_placement_policy_file)
+STAFF = as_role(Role.INTAKE_STAFF)
+CLINICIAN = as_role(Role.CLINICIAN)
+NOTIFICATIONS = as_role(Role.NOTIFICATIONS)
+ADMIN = as_role(Role.ADMIN)
+
+PATIENT = {"name": "Alex Example", "date_of_birth": "1990-04-01", "email": "alex@example.org", "phone": "+15550100"}
+IOP_DIMENSIONS = {"withdrawal": 1, "biomedical": 0, "emotional": 2, "readiness": 2, "relapse": 2, "environment": 1}
+PHQ9_MODERATE = [1, 2, 1, 2, 1, 1, 2, 1, 0]  # total 11, item 9 = 0: no alert
+CSSRS_HIGH = {"q1": True, "q2": True, "q3": True, "q4": True, "q5": False, "q6": False}
+FAMILY_EMAIL = "sam@example.org"
+FAMILY = {
+    "recipient_kind": "family",
+    "recipient": {"name": "Sam Example", "email": FAMILY_EMAIL, "relationship": "sister"},
+    "scopes": ["appointments", "attendance"],
+}
+ALUMNI = {"recipient_kind": "alumni_group", "scopes": ["alumni_program"]}
+APP = service_app("intake", [api.router], consumes=False)
+"""One app for the module (each test sets its state): recording an answer reads the app's OpenAPI document,
+which FastAPI builds once per app."""
+
+
+@pytest.fixture
+def store(database: MemoryDatabase) -> IntakeStore:
+    return IntakeStore(database, wake_relay=lambda: None)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def http(database: MemoryDatabase, store: IntakeStore) -> AsyncIterator[httpx.AsyncClient]:
+    async with await client_of("intake", APP, database, {"store": store, "placement_policy": POLICY}) as client:
+        yield client
+
+
+async def register(http: httpx.AsyncClient, **changes: Any) -> str:
+    response = await http.post("/v1/patients", json=PATIENT | changes, headers=STAFF)
+    assert response.status_code == 201, response.text
+    return str(response.json()["patient_id"])
+
+
+async def new_episode(http: httpx.AsyncClient, **patient: Any) -> tuple[str, str]:
+    """A registered patient with an open episode: (patient_id, episode_id)."""
+    patient_id = await register(http, **patient)
+    response = await http.post(f"/v1/patients/{patient_id}/episodes", json={"program": "adult"}, headers=STAFF)
+    assert response.status_code == 201, response.text
+    return patient_id, str(response.json()["episode_id"])
+
+
+async def assess(http: httpx.AsyncClient, episode_id: str, instruments: dict[str, Any]) -> dict[str, Any]:
+    body = {"dimensions": IOP_DIMENSIONS, "instruments": instruments}
+    response = await http.post(f"/v1/episodes/{episode_id}/assessments", json=body, headers=STAFF)
+    assert response.status_code == 201, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+async def grant(http: httpx.AsyncClient, episode_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    response = await http.post(f"/v1/episodes/{episode_id}/consents", json=body, headers=STAFF)
+    assert response.status_code == 201, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+async def topics(database: MemoryDatabase) -> list[str]:
+    return [topic for topic, _ in await queued(database[EPISODES])]
+
+
+# Patients
+
+
+async def test_register_patient(http: httpx.AsyncClient, database: MemoryDatabase) -> None:
+    patient_id = await register(http)
+    stored = await database["patients"].find_one({"_id": patient_id})
+    assert stored is not None and stored["email"] == "alex@example.org" and stored["date_of_birth"] == "1990-04-01"
+    unborn = await http.post("/v1/patients", json=PATIENT | {"date_of_birth": "2999-01-01"}, headers=STAFF)
+    assert unborn.status_code == 422 and unborn.json()["detail"][0]["loc"] == ["body", "date_of_birth"]
+    no_role = await http.post("/v1/patients", json=PATIENT, headers=NOTIFICATIONS)
+    assert no_role.status_code == 403
+    assert await database["patients"].count_documents({}) == 1
+
+
+async def test_read_patient(http: httpx.AsyncClient) -> None:
+    patient_id = await register(http, timezone="America/Chicago")
+    found = await http.get(f"/v1/patients/{patient_id}", headers=CLINICIAN)
+    assert found.status_code == 200
+    expected = PATIENT | {"patient_id": patient_id, "emergency_contact": None, "timezone": "America/Chicago"}
+    assert {key: value for key, value in found.json().items() if key != "registered_at"} == expected
+    missing = await http.get("/v1/patients/nobody", headers=CLINICIAN)
+    assert missing.status_code == 404
+
+
+async def test_update_patient(http: httpx.AsyncClient) -> None:
+    patient_id = await register(http)
+    path = f"/v1/patients/{patient_id}"
+    updated = await http.patch(path, json={"phone": "+15550199"}, headers=STAFF)
+    assert updated.status_code == 200 and updated.json()["phone"] == "+15550199"
+    assert updated.json()["email"] == PATIENT["email"]  # fields left out stay as they are
+    assert (await http.get(path, headers=STAFF)).json()["phone"] == "+15550199"
+    empty = await http.patch(path, json={}, headers=STAFF)
+    assert empty.status_code == 422
+    bad_zone = await http.patch(path, json={"timezone": "Mars/Olympus"}, headers=STAFF)
+    assert bad_zone.status_code == 422 and bad_zone.json()["detail"][0]["loc"] == ["body", "timezone"]
+    missing = await http.patch("/v1/patients/nobody", json={"phone": "+15550199"}, headers=STAFF)
+    assert missing.status_code == 404
+
+
+async def test_open_episode(http: httpx.AsyncClient, store: IntakeStore) -> None:
+    patient_id, episode_id = await new_episode(http)
+    stored = await store.get(episode_id)
+    assert stored is not None
+    assert (stored.episode.patient_id, stored.episode.program, stored.episode.status) == (patient_id, "adult", "open")
+    unknown = await http.post("/v1/patients/nobody/episodes", json={"program": "adult"}, headers=STAFF)
+    assert unknown.status_code == 404
+    bad_program = await http.post(f"/v1/patients/{patient_id}/episodes", json={"program": "kids"}, headers=STAFF)
+    assert bad_program.status_code == 422
+
+
+# Assessments
+
+
+async def test_record_assessment(http: httpx.AsyncClient, database: MemoryDatabase) -> None:
+    _, episode_id = await new_episode(http)
+    assessment = await assess(http, episode_id, {"phq9": PHQ9_MODERATE})
+    assert (assessment["kind"], assessment["recommended_level"], assessment["refer_out"]) == ("intake", "IOP", False)
+    assert [(r["instrument"], r["total"], r["band"]) for r in assessment["instruments"]] == [("phq9", 11, "moderate")]
+    assert assessment["safety_alert"] is None and assessment["rationale"][-1]["code"] == "recommended_level"
+    [(topic, data)] = await queued(database[EPISODES])
+    assert topic == "iop.assessment.completed" and data["assessment_id"] == assessment["assessment_id"]
+    path = f"/v1/episodes/{episode_id}/assessments"
+    out_of_range = {"dimensions": IOP_DIMENSIONS, "instruments": {"phq9": [4] * 9}}
+    refused = await http.post(path, json=out_of_range, headers=STAFF)
+    assert refused.status_code == 422 and refused.json()["detail"][0]["loc"][:3] == ["body", "instruments", "phq9"]
+    unknown = await http.post("/v1/episodes/nobody/assessments", json={"dimensions": IOP_DIMENSIONS}, headers=STAFF)
+    assert unknown.status_code == 404
+    assert len(await queued(database[EPISODES])) == 1
+
+
+async def test_a_high_risk_cssrs_answer_queues_the_safety_alert_before_the_assessment(
+    http: httpx.AsyncClient, database: MemoryDatabase
+) -> None:
+    _, episode_id = await new_episode(http)
+    assessment = await assess(http, episode_id, {"phq9": PHQ9_MODERATE, "cssrs": CSSRS_HIGH})
+    assert assessment["safety_alert"]["level"] == "immediate"
+    assert assessment["safety_alert"]["reasons"] == ["cssrs_high_risk"]
+    assert assessment["recommended_level"] == "INPATIENT" and assessment["refer_out"] is True
+    (alert_topic, alert), (completed_topic, completed) = await queued(database[EPISODES])
+    assert (alert_topic, completed_topic) == ("iop.safety.alert_raised", "iop.assessment.completed")
+    assert (alert["assessment_id"], alert["level"]) == (assessment["assessment_id"], "immediate")
+    assert alert["alert_id"] == assessment["safety_alert"]["alert_id"]
+    assert "q4" not in str(alert) and "q4" not in str(completed)  # reason codes, never the answers
+
+
+async def test_a_reassessment_carries_the_changes_since_the_previous_one(
+    http: httpx.AsyncClient, database: MemoryDatabase
+) -> None:
+    _, episode_id = await new_episode(http)
+    first = await assess(http, episode_id, {"phq9": [2] * 8 + [0]})
+    second = await assess(http, episode_id, {"phq9": [1] * 8 + [0], "gad7": [1] * 7})
+    assert (second["kind"], second["previous_assessment_id"]) == ("reassessment", first["assessment_id"])
+    [change] = second["changes"]
+    assert (change["instrument"], change["previous_total"], change["total"], change["delta"]) == ("phq9", 16, 8, -8)
+    assert change["meaningful_change"] == "improvement"
+    published = [data for topic, data in await queued(database[EPISODES]) if topic == "iop.assessment.completed"]
+    assert [data["kind"] for data in published] == ["intake", "reassessment"]
+    assert published[1]["changes"][0]["delta"] == -8
+
+
+async def test_a_clinician_may_choose_a_level_other_than_the_recommendation(
+    http: httpx.AsyncClient, database: MemoryDatabase
+) -> None:
+    _, episode_id = await new_episode(http)
+    path = f"/v1/episodes/{episode_id}/assessments"
+    placement = {"chosen_level": "OP", "reason_code": "patient_declined_higher_level", "note": "prefers evenings"}
+    staff = await http.post(path, json={"dimensions": IOP_DIMENSIONS, "placement": placement}, headers=STAFF)
+    assert staff.status_code == 403
+    recommended = {"dimensions": IOP_DIMENSIONS, "placement": placement | {"chosen_level": "IOP"}}
+    same = await http.post(path, json=recommended, headers=CLINICIAN)
+    assert same.status_code == 422 and same.json()["detail"][0]["loc"] == ["body", "placement", "chosen_level"]
+    assert await queued(database[EPISODES]) == []  # refused: nothing stored, nothing queued
+    chosen = await http.post(path, json={"dimensions": IOP_DIMENSIONS, "placement": placement}, headers=CLINICIAN)
+    assert chosen.status_code == 201, chosen.text
+    assert (chosen.json()["recommended_level"], chosen.json()["placement"]["chosen_level"]) == ("IOP", "OP")
+    [(_, completed)] = await queued(database[EPISODES])
+    assert completed["placement"]["reason_code"] == "patient_declined_higher_level"
+    assert "prefers evenings" not in str(completed)  # the note stays in intake
+
+
+async def test_assessment_history(http: httpx.AsyncClient) -> None:
+    _, episode_id = await new_episode(http)
+    first = await assess(http, episode_id, {"phq9": [2] * 8 + [0]})
+    second = await assess(http, episode_id, {"phq9": [1] * 8 + [0], "gad7": [1] * 7})
+    history = await http.get(f"/v1/episodes/{episode_id}/assessments", headers=as_role(Role.INTEGRATION))
+    assert history.status_code == 200
+    body = history.json()
+    assert [a["assessment_id"] for a in body["assessments"]] == [first["assessment_id"], second["assessment_id"]]
+    trends = {t["instrument"]: t for t in body["trends"]}
+    assert [p["total"] for p in trends["phq9"]["points"]] == [16, 8] and trends["phq9"]["direction"] == "improving"
+    assert trends["gad7"]["direction"] == "stable"
+    assert "recorded_by" not in body["assessments"][0]  # kept for intake alone
+    missing = await http.get("/v1/episodes/nobody/assessments", headers=CLINICIAN)
+    assert missing.status_code == 404
+    forbidden = await http.get(f"/v1/episodes/{episode_id}/assessments", headers=NOTIFICATIONS)
+    assert forbidden.status_code == 403
+
+
+# Drug screens
+
+
+async def test_record_drug_screen(http: httpx.AsyncClient, database: MemoryDatabase) -> None:
+    _, episode_id = await new_episode(http)
+    path = f"/v1/episodes/{episode_id}/drug-screens"
+    body = {
+        "collected_at": "2026-01-20T14:05:00Z",
+        "results": [
+            {"substance": "fentanyl", "result": "positive"},
+            {"substance": "buprenorphine", "result": "positive", "expected": True},
+        ],
+    }
+    recorded = await http.post(path, json=body, headers=as_role(Role.INTEGRATION))
+    assert recorded.status_code == 201, recorded.text
+    assert recorded.json()["unexpected_positive"] is True and "recorded_by" not in recorded.json()
+    [(topic, data)] = await queued(database[EPISODES])
+    assert topic == "iop.drug_screen.recorded" and data["screen_id"] == recorded.json()["screen_id"]
+    assert data["unexpected_positive"] is True
+    future = await http.post(path, json=body | {"collected_at": "2999-01-01T00:00:00Z"}, headers=CLINICIAN)
+    assert future.status_code == 422 and future.json()["detail"][0]["loc"] == ["body", "collected_at"]
+    twice = await http.post(path, json=body | {"results": [body["results"][0]] * 2}, headers=CLINICIAN)
+    assert twice.status_code == 422
+    unknown = await http.post("/v1/episodes/nobody/drug-screens", json=body, headers=CLINICIAN)
+    assert unknown.status_code == 404
+    assert len(await queued(database[EPISODES])) == 1
+
+
+async def test_an_expected_positive_is_not_unexpected(http: httpx.AsyncClient, database: MemoryDatabase) -> None:
+    _, episode_id = await new_episode(http)
+    prescribed = {"substance": "buprenorphine", "result": "positive", "expected": True}
+    body = {"collected_at": "2026-01-20T14:05:00Z", "results": [prescribed]}
+    recorded = await http.post(f"/v1/episodes/{episode_id}/drug-screens", json=body, headers=CLINICIAN)
+    assert recorded.status_code == 201 and recorded.json()["unexpected_positive"] is False
+    [(_, data)] = await queued(database[EPISODES])
+    assert data["unexpected_positive"] is False
+
+
+async def test_an_episode_that_is_not_open_takes_no_new_records(
+    http: httpx.AsyncClient, store: IntakeStore, database: MemoryDatabase
+) -> None:
+    _, episode_id = await new_episode(http)
+    stored = await store.get(episode_id)
+    assert stored is not None
+    assert await store.save(stored, stored.episode.model_copy(update={"status": "closed"}))  # nothing in intake closes
+    screen = {"collected_at": "2026-01-20T14:05:00Z", "results": [{"substance": "fentanyl", "result": "negative"}]}
+    refused = [
+        await http.post(f"/v1/episodes/{episode_id}/assessments", json={"dimensions": IOP_DIMENSIONS}, headers=STAFF),
+        await http.post(f"/v1/episodes/{episode_id}/drug-screens", json=screen, headers=CLINICIAN),
+        await http.post(f"/v1/episodes/{episode_id}/consents", json=FAMILY, headers=STAFF),
+    ]
+    assert [response.status_code for response in refused] == [409, 409, 409]
+    assert refused[0].json()["detail"] == "episode is closed"
+    assert await queued(database[EPISODES]) == []
+
+
+# Consents
+
+
+async def test_grant_consent(http: httpx.AsyncClient, database: MemoryDatabase) -> None:
+    _, episode_id = await new_episode(http)
+    consent = await grant(http, episode_id, FAMILY)
+    assert (consent["status"], consent["recipient"]["email"], consent["expires_on"]) == ("granted", FAMILY_EMAIL, None)
+    [(topic, data)] = await queued(database[EPISODES])
+    assert topic == "iop.consent.changed" and data["consent_id"] == consent["consent_id"]
+    assert (data["recipient_kind"], data["status"]) == ("family", "granted")
+    assert FAMILY_EMAIL not in str(data) and "Sam Example" not in str(data)  # the event names no one
+    path = f"/v1/episodes/{episode_id}/consents"
+    unreachable = await http.post(path, json=FAMILY | {"recipient": {"name": "No Contact"}}, headers=STAFF)
+    assert unreachable.status_code == 422
+    nobody = await http.post(path, json={"recipient_kind": "family", "scopes": ["appointments"]}, headers=STAFF)
+    assert nobody.status_code == 422
+    unknown = await http.post("/v1/episodes/nobody/consents", json=FAMILY, headers=STAFF)
+    assert unknown.status_code == 404
+    assert len(await queued(database[EPISODES])) == 1
+
+
+async def test_a_consent_with_an_expiry_date_is_stored_and_read_back(
+    http: httpx.AsyncClient, database: MemoryDatabase, store: IntakeStore
+) -> None:
+    _, episode_id = await new_episode(http)
+    consent = await grant(http, episode_id, FAMILY | {"expires_on": "2030-12-31"})
+    assert consent["expires_on"] == "2030-12-31"
+    document = await database[EPISODES].find_one({"_id": episode_id})
+    assert document is not None and document["consents"][0]["expires_on"] == "2030-12-31"  # ISO text: BSON has no date
+    stored = await store.get(episode_id)
+    assert stored is not None and str(stored.episode.consents[0].expires_on) == "2030-12-31"
+    listed = await http.get(f"/v1/episodes/{episode_id}/consents", headers=STAFF)
+    assert [c["expires_on"] for c in listed.json()] == ["2030-12-31"]
+    expired = FAMILY | {"expires_on": "2020-01-01"}
+    past = await http.post(f"/v1/episodes/{episode_id}/consents", json=expired, headers=STAFF)
+    assert past.status_code == 422 and past.json()["detail"][0]["loc"] == ["body", "expires_on"]
+
+
+async def test_revoke_consent(http: httpx.AsyncClient, database: MemoryDatabase) -> None:
+    _, episode_id = await new_episode(http)
+    consent = await grant(http, episode_id, FAMILY)
+    path = f"/v1/episodes/{episode_id}/consents/{consent['consent_id']}/revoke"
+    revoked = await http.post(path, headers=STAFF)
+    assert revoked.status_code == 200 and revoked.json()["status"] == "revoked" and revoked.json()["revoked_at"]
+    again = await http.post(path, headers=CLINICIAN)
+    assert again.status_code == 200 and again.json() == revoked.json()
+    changed = [data["status"] for topic, data in await queued(database[EPISODES]) if topic == "iop.consent.changed"]
+    assert changed == ["granted", "revoked"]  # revoking twice queues one revoked event
+    unknown = await http.post(f"/v1/episodes/{episode_id}/consents/nope/revoke", headers=STAFF)
+    assert unknown.status_code == 404
+    no_episode = await http.post(f"/v1/episodes/nobody/consents/{consent['consent_id']}/revoke", headers=STAFF)
+    assert no_episode.status_code == 404
+
+
+async def test_list_consents(http: httpx.AsyncClient) -> None:
+    _, episode_id = await new_episode(http)
+    family = await grant(http, episode_id, FAMILY)
+    alumni = await grant(http, episode_id, ALUMNI)
+    await http.post(f"/v1/episodes/{episode_id}/consents/{family['consent_id']}/revoke", headers=STAFF)
+    listed = await http.get(f"/v1/episodes/{episode_id}/consents", headers=CLINICIAN)
+    assert listed.status_code == 200
+    statuses = [(c["consent_id"], c["status"]) for c in listed.json()]
+    assert statuses == [(family["consent_id"], "revoked"), (alumni["consent_id"], "granted")]
+    assert listed.json()[1]["recipient"] is None
+    missing = await http.get("/v1/episodes/nobody/consents", headers=CLINICIAN)
+    assert missing.status_code == 404
+
+
+# For the notifications service
+
+
+async def test_episode_contact(http: httpx.AsyncClient) -> None:
+    _, episode_id = await new_episode(http, timezone="America/Chicago")
+    contact = await http.get(f"/v1/episodes/{episode_id}/contact", headers=NOTIFICATIONS)
+    assert contact.status_code == 200
+    assert contact.json() == {"email": "alex@example.org", "phone": "+15550100", "timezone": "America/Chicago"}
+    clinician = await http.get(f"/v1/episodes/{episode_id}/contact", headers=CLINICIAN)
+    assert clinician.status_code == 403
+    missing = await http.get("/v1/episodes/nobody/contact", headers=NOTIFICATIONS)
+    assert missing.status_code == 404
+
+
+async def test_consented_recipients(http: httpx.AsyncClient) -> None:
+    _, episode_id = await new_episode(http)
+    family = await grant(http, episode_id, FAMILY)
+    await grant(http, episode_id, ALUMNI)
+    path = f"/v1/episodes/{episode_id}/recipients"
+    listed = await http.get(path, params={"scope": "appointments"}, headers=NOTIFICATIONS)
+    assert listed.status_code == 200  # a listing carries no contact data
+    assert listed.json() == [
+        {"consent_id": family["consent_id"], "recipient_kind": "family", "email": None, "phone": None, "timezone": None}
+    ]
+    alumni = await http.get(path, params={"scope": "alumni_program"}, headers=NOTIFICATIONS)
+    assert [r["recipient_kind"] for r in alumni.json()] == ["alumni_group"]
+    assert (await http.get(path, params={"scope": "level_of_care"}, headers=NOTIFICATIONS)).json() == []
+    await http.post(f"/v1/episodes/{episode_id}/consents/{family['consent_id']}/revoke", headers=STAFF)
+    assert (await http.get(path, params={"scope": "appointments"}, headers=NOTIFICATIONS)).json() == []
+    bad_scope = await http.get(path, params={"scope": "gossip"}, headers=NOTIFICATIONS)
+    assert bad_scope.status_code == 422 and bad_scope.json()["detail"][0]["loc"] == ["query", "scope"]
+    clinician = await http.get(path, params={"scope": "appointments"}, headers=CLINICIAN)
+    assert clinician.status_code == 403
+    missing = await http.get("/v1/episodes/nobody/recipients", params={"scope": "appointments"}, headers=NOTIFICATIONS)
+    assert missing.status_code == 404
+
+
+async def test_consented_contact(http: httpx.AsyncClient) -> None:
+    _, episode_id = await new_episode(http, timezone="America/Chicago")
+    family = await grant(http, episode_id, FAMILY)
+    alumni = await grant(http, episode_id, ALUMNI)
+    path = f"/v1/episodes/{episode_id}/consents/{family['consent_id']}/contact"
+    support = await http.get(path, headers=NOTIFICATIONS)
+    assert support.status_code == 200
+    assert (support.json()["email"], support.json()["phone"]) == (FAMILY_EMAIL, None)
+    graduate = await http.get(path.replace(family["consent_id"], alumni["consent_id"]), headers=NOTIFICATIONS)
+    assert graduate.status_code == 200  # the alumni group reaches the graduate at their own contact points
+    assert (graduate.json()["email"], graduate.json()["timezone"]) == ("alex@example.org", "America/Chicago")
+    clinician = await http.get(path, headers=CLINICIAN)
+    assert clinician.status_code == 403
+    await http.post(f"/v1/episodes/{episode_id}/consents/{family['consent_id']}/revoke", headers=STAFF)
+    gone = await http.get(path, headers=NOTIFICATIONS)
+    assert gone.status_code == 410
+    unknown = await http.get(f"/v1/episodes/{episode_id}/consents/nope/contact", headers=NOTIFICATIONS)
+    assert unknown.status_code == 404
+    no_episode = await http.get(f"/v1/episodes/nobody/consents/{family['consent_id']}/contact", headers=NOTIFICATIONS)
+    assert no_episode.status_code == 404
+
+
+async def test_episode_patient(http: httpx.AsyncClient) -> None:
+    patient_id, episode_id = await new_episode(http)
+    found = await http.get(f"/v1/episodes/{episode_id}/patient", headers=NOTIFICATIONS)
+    assert found.status_code == 200 and found.json() == {"episode_id": episode_id, "patient_id": patient_id}
+    clinician = await http.get(f"/v1/episodes/{episode_id}/patient", headers=CLINICIAN)
+    assert clinician.status_code == 403
+    missing = await http.get("/v1/episodes/nobody/patient", headers=NOTIFICATIONS)
+    assert missing.status_code == 404
+
+
+# Audit
+
+
+async def test_reads_and_changes_of_pii_are_in_the_audit_log(http: httpx.AsyncClient) -> None:
+    patient_id, episode_id = await new_episode(http)
+    other_patient = await register(http, email="other@example.org")
+    family = await grant(http, episode_id, FAMILY)
+    await http.get(f"/v1/patients/{patient_id}", headers=CLINICIAN)
+    await http.patch(f"/v1/patients/{patient_id}", json={"phone": "+15550199"}, headers=CLINICIAN)
+    await http.get(f"/v1/episodes/{episode_id}/consents", headers=STAFF)
+    await http.get(f"/v1/episodes/{episode_id}/contact", headers=NOTIFICATIONS)
+    await http.get(f"/v1/episodes/{episode_id}/consents/{family['consent_id']}/contact", headers=NOTIFICATIONS)
+
+    entries = await http.get("/v1/audit", params={"patient_id": patient_id}, headers=ADMIN)
+    assert entries.status_code == 200
+    assert [(e["action"], e["role"]) for e in reversed(entries.json())] == [
+        ("create_patient", "intake_staff"),
+        ("grant_consent", "intake_staff"),
+        ("read_patient", "clinician"),
+        ("update_patient", "clinician"),
+        ("read_consents", "intake_staff"),
+        ("read_contact", "notifications"),
+        ("read_recipient", "notifications"),
+    ]
+    assert {e["patient_id"] for e in entries.json()} == {patient_id}
+    assert {e["episode_id"] for e in entries.json() if e["action"] == "read_contact"} == {episode_id}
+    assert "alex@example.org" not in entries.text  # the log says who and what, not the data
+    reads = await http.get("/v1/audit", params={"patient_id": patient_id, "action": "read_patient"}, headers=ADMIN)
+    assert [e["action"] for e in reads.json()] == ["read_patient"]
+    latest = await http.get("/v1/audit", params={"limit": 1}, headers=ADMIN)
+    assert len(latest.json()) == 1 and latest.json()[0]["action"] == "read_recipient"
+    other = await http.get("/v1/audit", params={"patient_id": other_patient}, headers=ADMIN)
+    assert [e["action"] for e in other.json()] == ["create_patient"]
+    forbidden = await http.get("/v1/audit", params={"patient_id": patient_id}, headers=CLINICIAN)
+    assert forbidden.status_code == 403
+    too_many = await http.get("/v1/audit", params={"limit": 1001}, headers=ADMIN)
+    assert too_many.status_code == 422
+
+
+# Probes
+
+
+async def test_health_live(http: httpx.AsyncClient) -> None:
+    live = await http.get("/health/live")
+    assert live.status_code == 200 and live.json() == {"status": "live"}
+
+
+async def _up() -> bool:
+    return True
+
+
+async def _down() -> bool:
+    raise ConnectionError("broker unreachable")
+
+
+@pytest.mark.parametrize(
+    ("checks", "expected"),
+    [
+        ({"mongodb": _up, "kafka": _up}, (200, "ready", {"mongodb": True, "kafka": True})),
+        ({"mongodb": _up, "kafka": _down}, (503, "not_ready", {"mongodb": True, "kafka": False})),
+    ],
+    ids=["all_up", "one_raises"],
+)
+async def test_health_ready(
+    database: MemoryDatabase,
+    store: IntakeStore,
+    checks: dict[str, Callable[[], Awaitable[bool]]],
+    expected: tuple[int, str, dict[str, bool]],
+) -> None:
+    state = {"store": store, "placement_policy": POLICY, "readiness_checks": checks}
+    async with await client_of("intake", APP, database, state) as probe:
+        ready = await probe.get("/health/ready")
+    assert (ready.status_code, ready.json()["status"], ready.json()["checks"]) == expected

@@ -1,0 +1,647 @@
+"""notifications in-process: each handler applying its event, each endpoint's success and main error.
+
+Intake is a fake behind ``httpx.MockTransport``: the consents in force, the patient of each episode and
+contact data are what a test gives it. The dispatcher is built but never run: nothing is sent.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from services.common.auth import Role
+from services.notifications import api
+from services.notifications.app import assemble, create_broker, load_checked_policy
+from services.notifications.changes import Messaging
+from services.notifications.channels import IntakeContacts
+from services.notifications.domain.delivery import Notification
+from services.notifications.handlers import EVENT_HANDLERS
+from services.notifications.rendering import Templates
+from services.notifications.settings import NotificationsSettings
+from services.notifications.store import ALUMNI
+from stepwise_contract import (
+    AttendanceRuleTriggered,
+    CareLevel,
+    CareLevelAssigned,
+    CareLevelChanged,
+    CloudEvent,
+    ConsentChanged,
+    EpisodeDischarged,
+    EpisodeGraduated,
+    EventData,
+    Reason,
+    SafetyAlertRaised,
+    Schedule,
+    ScheduleChanged,
+    ScheduledSession,
+    SessionMissed,
+    StepDownRecommended,
+    StepUpRecommended,
+    new_event,
+)
+from tests.service.conftest import Events, api as client_of, as_role, queued, running, service_app, set_aside
+from tests.service.memory_mongo import MemoryDatabase
+
+SETTINGS = NotificationsSettings(
+    _env_file=None,  # type: ignore[call-arg]
+    care_team_email="care-team@clinic.test",
+    care_team_webhook_url="http://on-call.test/hook",
+    webhook_secret="webhook-secret",
+    sms_provider_url="http://sms.test/messages",  # reminders go by SMS: without a provider none is planned
+    sms_from="+15550000",
+    contact_hash_key="contact-hash-key",
+    intake_url="http://intake.test",
+    intake_token="notifications-token",
+)
+TEMPLATES = Templates(SETTINGS.templates_dir, SETTINGS.clinic_timezone)
+POLICY = load_checked_policy(SETTINGS, TEMPLATES)
+CLINICIAN, STAFF = as_role(Role.CLINICIAN), as_role(Role.INTAKE_STAFF)
+SMS_PROVIDER = as_role(Role.SMS_PROVIDER)
+REASONS = [Reason(code="test", text="A reason.")]
+ALUMNI_MESSAGES = 1 + 4 + 26  # the default policy: a welcome, four check-ins, 26 weekly meeting reminders
+
+
+@dataclass
+class FakeIntake:
+    """Intake's lookups as notifications makes them; an episode it does not know answers 404 everywhere."""
+
+    patients: dict[str, str] = field(default_factory=dict)
+    """episode -> pseudonymous patient id."""
+    recipients: dict[tuple[str, str], list[tuple[str, str]]] = field(default_factory=dict)
+    """(episode, scope) -> (consent_id, recipient_kind) of each consent in force that allows the scope."""
+    contacts: dict[str, dict[str, str | None]] = field(default_factory=dict)
+    """episode, or episode/consent -> email, phone, timezone."""
+    asked: list[str] = field(default_factory=list)
+
+    def episode(self, patient_id: str | None = None) -> str:
+        episode_id = str(uuid.uuid4())
+        self.patients[episode_id] = patient_id or str(uuid.uuid4())
+        self.contacts[episode_id] = {"email": "patient@example.org", "phone": "+15550100", "timezone": None}
+        return episode_id
+
+    def consent(self, episode_id: str, kind: str, *scopes: str) -> str:
+        consent_id = str(uuid.uuid4())
+        for scope in scopes:
+            self.recipients.setdefault((episode_id, scope), []).append((consent_id, kind))
+        self.contacts[f"{episode_id}/{consent_id}"] = {"email": "support@example.org", "phone": None, "timezone": None}
+        return consent_id
+
+    def revoke(self, episode_id: str, consent_id: str) -> None:
+        for (episode, _), consents in self.recipients.items():
+            if episode == episode_id:
+                consents[:] = [(c, kind) for c, kind in consents if c != consent_id]
+        self.contacts.pop(f"{episode_id}/{consent_id}", None)
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        self.asked.append(request.url.path)
+        if request.headers.get("Authorization") != f"Bearer {SETTINGS.intake_token}":
+            return httpx.Response(401, json={"detail": "missing or invalid bearer token"})
+        match request.url.path.removeprefix("/v1/episodes/").split("/"):
+            case [episode_id, *_] if episode_id not in self.patients:
+                return httpx.Response(404, json={"detail": "no such episode"})
+            case [episode_id, "recipients"]:
+                consents = self.recipients.get((episode_id, request.url.params["scope"]), [])
+                return httpx.Response(200, json=[{"consent_id": c, "recipient_kind": kind, "email": None,
+                                                  "phone": None} for c, kind in consents])  # fmt: skip
+            case [episode_id, "patient"]:
+                return httpx.Response(200, json={"episode_id": episode_id, "patient_id": self.patients[episode_id]})
+            case [episode_id, "contact"]:
+                return httpx.Response(200, json=self.contacts[episode_id])
+            case [episode_id, "consents", consent_id, "contact"] if f"{episode_id}/{consent_id}" in self.contacts:
+                return httpx.Response(200, json=self.contacts[f"{episode_id}/{consent_id}"])
+        return httpx.Response(404, json={"detail": "not found"})
+
+
+@pytest.fixture
+def intake() -> FakeIntake:
+    return FakeIntake()
+
+
+@pytest.fixture
+def wakes() -> list[str]:
+    """Who was woken after a write: "dispatcher" (notifications to send) or "relay" (events to publish)."""
+    return []
+
+
+@pytest.fixture
+async def messaging(database: MemoryDatabase, intake: FakeIntake, wakes: list[str]) -> AsyncIterator[Messaging]:
+    contacts = IntakeContacts(SETTINGS, transport=httpx.MockTransport(intake.handle))
+    assembled, _ = await assemble(SETTINGS, POLICY, TEMPLATES, database, lambda: wakes.append("relay"),  # type: ignore[arg-type]
+                                  contacts=contacts)  # fmt: skip
+    yield dataclasses.replace(assembled, wake_dispatcher=lambda: wakes.append("dispatcher"))
+    await contacts.close()
+
+
+@pytest.fixture
+async def events(messaging: Messaging, shelf: Any) -> AsyncIterator[Events]:
+    broker, _ = create_broker(SETTINGS)
+    async for running_events in running("notifications", broker, {"messaging": messaging, "event_shelf": shelf}):
+        yield running_events
+
+
+@pytest.fixture
+async def http(database: MemoryDatabase, messaging: Messaging) -> AsyncIterator[httpx.AsyncClient]:
+    app = service_app("notifications", [api.router], consumes=True)
+    async with await client_of("notifications", app, database, {"messaging": messaging}) as client:
+        yield client
+
+
+# Events, as care_plan and intake publish them
+
+
+def care_plan_event(data: EventData) -> CloudEvent[Any]:
+    return new_event(data, source="/stepwise/care-plan")
+
+
+def intake_event(data: EventData) -> CloudEvent[Any]:
+    return new_event(data, source="/stepwise/intake")
+
+
+def calendar(*starts: datetime, first: int = 1) -> Schedule:
+    sessions = [ScheduledSession(session_id=f"s{n:03}", starts_at=start, ends_at=start + timedelta(hours=3))
+                for n, start in enumerate(starts, start=first)]  # fmt: skip
+    return Schedule(timezone=SETTINGS.clinic_timezone, track="morning", days_per_week=3, hours_per_session=3,
+                    weeks=6, sessions=sessions)  # fmt: skip
+
+
+def in_days(days: float) -> datetime:
+    return datetime.now(UTC).replace(microsecond=0) + timedelta(days=days)
+
+
+def assigned(episode_id: str, schedule: Schedule | None, status: str = "active") -> CareLevelAssigned:
+    return CareLevelAssigned(episode_id=episode_id, level=CareLevel.IOP, status=status,  # type: ignore[arg-type]
+                             assigned_at=datetime.now(UTC) - timedelta(hours=1), assessment_id="a1", schedule=schedule,
+                             rationale=REASONS, policy_version="test")  # fmt: skip
+
+
+def graduated(episode_id: str) -> EpisodeGraduated:
+    return EpisodeGraduated(episode_id=episode_id, graduated_at=datetime.now(UTC), level=CareLevel.IOP, by="completion")
+
+
+def consent_changed(episode_id: str, consent_id: str, kind: str, status: str = "revoked") -> ConsentChanged:
+    return ConsentChanged(episode_id=episode_id, consent_id=consent_id, recipient_kind=kind,  # type: ignore[arg-type]
+                          status=status, changed_at=datetime.now(UTC))  # type: ignore[arg-type]  # fmt: skip
+
+
+def session_missed(episode_id: str) -> SessionMissed:
+    return SessionMissed(episode_id=episode_id, session_id="s001", starts_at=datetime.now(UTC) - timedelta(hours=4),
+                         detected="reported", recorded_at=datetime.now(UTC), consecutive_misses=1,
+                         total_misses=1)  # fmt: skip
+
+
+def step(model: type[StepUpRecommended] | type[StepDownRecommended], episode_id: str) -> EventData:
+    levels = (CareLevel.IOP, CareLevel.PHP) if model is StepUpRecommended else (CareLevel.IOP, CareLevel.OP)
+    return model(episode_id=episode_id, recommendation_id="r1", from_level=levels[0], to_level=levels[1],
+                 rationale=REASONS, policy_version="test", recommended_at=datetime.now(UTC))  # fmt: skip
+
+
+async def log_of(messaging: Messaging, episode_id: str) -> list[Notification]:
+    return await messaging.store.find(episode_id=episode_id, limit=500)
+
+
+def what(notifications: list[Notification]) -> list[tuple[str, str, str]]:
+    return sorted((n.purpose, n.recipient_kind, n.channel) for n in notifications)
+
+
+def reminders(notifications: list[Notification]) -> list[Notification]:
+    return [n for n in notifications if n.series_kind == "sessions"]
+
+
+async def started(events: Events, intake: FakeIntake, patient_id: str | None = None) -> str:
+    """An episode whose active care plan (two sessions, four SMS reminders) notifications has planned for."""
+    episode_id = intake.episode(patient_id)
+    await events.deliver(care_plan_event(assigned(episode_id, calendar(in_days(2), in_days(4)))))
+    return episode_id
+
+
+async def alumnus(events: Events, messaging: Messaging, intake: FakeIntake, patient_id: str | None = None) -> str:
+    """A graduate under a consent naming the alumni group: enrolled, with the alumni messages planned."""
+    episode_id = await started(events, intake, patient_id)
+    intake.consent(episode_id, "alumni_group", "alumni_program")
+    await events.deliver(care_plan_event(graduated(episode_id)))
+    enrolment = await messaging.alumni.get(episode_id)
+    assert enrolment is not None and enrolment.status == "enrolled"
+    return episode_id
+
+
+# Handlers
+
+
+async def test_an_active_care_level_welcomes_the_patient_tells_supports_and_plans_reminders(
+    events: Events, messaging: Messaging, intake: FakeIntake, wakes: list[str]
+) -> None:
+    episode_id = intake.episode()
+    family = intake.consent(episode_id, "family", "appointments")
+    intake.consent(episode_id, "alumni_group", "appointments")  # the alumni group hears of no episode's sessions
+    sessions = (in_days(2), in_days(4))
+    await events.deliver(care_plan_event(assigned(episode_id, calendar(*sessions))))
+    log = await log_of(messaging, episode_id)
+    told = [n for n in log if n.series_kind == ""]
+    assert what(told) == [("support_schedule", "family", "email"), ("welcome", "patient", "email")]
+    assert next(n for n in told if n.recipient_kind == "family").consent_id == family
+    assert len(told[0].context["sessions"]) == 2 and {n.status for n in log} == {"pending"}
+    planned = reminders(log)
+    assert what(planned) == [("session_reminder", "patient", "sms")] * 4
+    assert sorted(n.not_before for n in planned) == sorted(
+        start - timedelta(hours=hours) for start in sessions for hours in (24, 2)
+    )
+    assert {n.expires_at for n in planned} == set(sessions)
+    assert wakes == ["dispatcher"]
+
+
+async def test_a_referral_out_tells_nobody(events: Events, messaging: Messaging, intake: FakeIntake) -> None:
+    episode_id = intake.episode()
+    intake.consent(episode_id, "family", "appointments")
+    await events.deliver(care_plan_event(assigned(episode_id, None, status="referred_out")))
+    assert await log_of(messaging, episode_id) == []
+
+
+async def test_a_new_episode_of_a_graduate_ends_their_alumni_enrolment(
+    events: Events, messaging: Messaging, intake: FakeIntake, database: MemoryDatabase
+) -> None:
+    patient_id = str(uuid.uuid4())
+    earlier = await alumnus(events, messaging, intake, patient_id)
+    await started(events, intake, patient_id)
+    enrolment = await messaging.alumni.get(earlier)
+    assert enrolment is not None and (enrolment.status, enrolment.left_reason) == ("left", "new_episode")
+    assert [topic for topic, _ in await queued(database[ALUMNI])] == ["iop.alumni.enrolled", "iop.alumni.left"]
+    alumni_messages = [n for n in await log_of(messaging, earlier) if n.series_kind == "alumni"]
+    assert {(n.status, n.last_error) for n in alumni_messages} == {("cancelled", "alumni: new_episode")}
+
+
+async def test_a_redelivered_event_adds_no_notification(
+    events: Events, messaging: Messaging, intake: FakeIntake, wakes: list[str]
+) -> None:
+    episode_id = intake.episode()
+    intake.consent(episode_id, "family", "appointments")
+    event = care_plan_event(assigned(episode_id, calendar(in_days(2), in_days(4))))
+    await events.deliver(event)
+    first = await log_of(messaging, episode_id)
+    await events.deliver(event)
+    again = await log_of(messaging, episode_id)
+    assert len(first) == 6 and sorted(n.notification_id for n in again) == sorted(n.notification_id for n in first)
+    assert {n.status for n in again} == {"pending"}  # the redelivered calendar did not cancel its own reminders
+    assert wakes == ["dispatcher"]  # nothing new: the dispatcher is not woken again
+
+
+async def test_a_changed_care_level_replaces_the_session_reminders(
+    events: Events, messaging: Messaging, intake: FakeIntake
+) -> None:
+    episode_id = await started(events, intake)
+    old = {n.notification_id for n in reminders(await log_of(messaging, episode_id))}
+    change = CareLevelChanged(episode_id=episode_id, from_level=CareLevel.IOP, to_level=CareLevel.PHP,
+                              direction="up", recommendation_id="r1", changed_at=datetime.now(UTC), status="active",
+                              schedule=calendar(in_days(3), in_days(5), in_days(6), first=101))  # fmt: skip
+    await events.deliver(care_plan_event(change))
+    log = await log_of(messaging, episode_id)
+    replaced = [n for n in reminders(log) if n.notification_id in old]
+    assert {(n.status, n.last_error) for n in replaced} == {("cancelled", "the session calendar changed")}
+    current = [n for n in reminders(log) if n.notification_id not in old]
+    assert len(current) == 6 and {n.status for n in current} == {"pending"}
+    assert {n.context["starts_at"] for n in current} == {s.isoformat() for s in (in_days(3), in_days(5), in_days(6))}
+    told = [n for n in log if n.cause_event_type == "iop.care_level.changed" and n.series_kind == ""]
+    assert what(told) == [("schedule_change", "patient", "email"), ("schedule_change", "patient", "sms")]
+
+
+async def test_a_changed_schedule_replaces_the_session_reminders_unless_a_later_one_is_current(
+    events: Events, messaging: Messaging, intake: FakeIntake
+) -> None:
+    episode_id = await started(events, intake)
+    old = {n.notification_id for n in reminders(await log_of(messaging, episode_id))}
+    change = ScheduleChanged(episode_id=episode_id, level=CareLevel.IOP, changed_at=datetime.now(UTC),
+                             schedule=calendar(in_days(2), in_days(3), in_days(4)))  # fmt: skip
+    await events.deliver(care_plan_event(change))
+    log = await log_of(messaging, episode_id)
+    assert {n.status for n in reminders(log) if n.notification_id in old} == {"cancelled"}
+    current = {n.notification_id for n in reminders(log) if n.status == "pending"}
+    assert len(current) == 6
+    assert what([n for n in log if n.purpose == "schedule_change"]) == [
+        ("schedule_change", "patient", "email"),
+        ("schedule_change", "patient", "sms"),
+    ]
+    older = ScheduleChanged(episode_id=episode_id, level=CareLevel.IOP, changed_at=datetime.now(UTC) - timedelta(
+        minutes=30), schedule=calendar(in_days(5)))  # fmt: skip
+    await events.deliver(care_plan_event(older))  # an older calendar read late from another topic
+    assert {n.notification_id for n in reminders(await log_of(messaging, episode_id)) if n.status == "pending"} == (
+        current
+    )
+
+
+async def test_a_missed_session_reaches_the_patient_and_a_consented_support(
+    events: Events, messaging: Messaging, intake: FakeIntake
+) -> None:
+    episode_id = await started(events, intake)
+    family = intake.consent(episode_id, "family", "attendance")
+    intake.consent(episode_id, "designated_support", "appointments")  # not allowed to hear of attendance
+    await events.deliver(care_plan_event(session_missed(episode_id)))
+    outreach = [n for n in await log_of(messaging, episode_id) if n.cause_event_type == "iop.session.missed"]
+    assert what(outreach) == [
+        ("missed_session_outreach", "patient", "email"),
+        ("missed_session_outreach", "patient", "sms"),
+        ("support_missed_session", "family", "email"),
+    ]
+    assert {n.consent_id for n in outreach if n.recipient_kind == "family"} == {family}
+    assert outreach[0].context["consecutive_misses"] == 1
+
+
+async def test_a_safety_alert_reaches_the_care_team_at_once(
+    events: Events, messaging: Messaging, intake: FakeIntake
+) -> None:
+    episode_id = intake.episode()
+    alert = SafetyAlertRaised(episode_id=episode_id, alert_id="a1", assessment_id="x", level="immediate",
+                              reasons=["cssrs_high_risk"], raised_at=datetime.now(UTC))  # fmt: skip
+    await events.deliver(intake_event(alert))
+    log = await log_of(messaging, episode_id)
+    assert what(log) == [("safety_alert", "care_team", "email"), ("safety_alert", "care_team", "webhook")]
+    assert all(n.urgent and n.status == "pending" and n.context["level"] == "immediate" for n in log)
+
+
+@pytest.mark.parametrize(
+    ("model", "purpose"),
+    [
+        (StepUpRecommended, "step_recommendation"),
+        (StepDownRecommended, "step_recommendation"),
+        (AttendanceRuleTriggered, "attendance_escalation"),
+    ],
+)
+async def test_a_clinical_judgement_reaches_the_care_team_only(
+    events: Events, messaging: Messaging, intake: FakeIntake, model: type[EventData], purpose: str
+) -> None:
+    episode_id = intake.episode()
+    for scope in ("appointments", "attendance", "level_of_care", "general_progress"):
+        intake.consent(episode_id, "family", scope)
+    if model is AttendanceRuleTriggered:
+        data: EventData = AttendanceRuleTriggered(
+            episode_id=episode_id, rule_code="two_consecutive", action="care_team_review", session_id="s002",
+            consecutive_misses=2, misses_in_window=2, rationale=REASONS, policy_version="test",
+            triggered_at=datetime.now(UTC),
+        )  # fmt: skip
+    else:
+        data = step(model, episode_id)  # type: ignore[arg-type]
+    await events.deliver(care_plan_event(data))
+    log = await log_of(messaging, episode_id)
+    assert what(log) == [(purpose, "care_team", "email")] and not log[0].urgent
+    assert intake.asked == []  # no support is even looked up
+
+
+async def test_a_graduation_ends_the_reminders_and_enrols_a_consented_graduate(
+    events: Events, messaging: Messaging, intake: FakeIntake, database: MemoryDatabase, wakes: list[str]
+) -> None:
+    episode_id = await started(events, intake)
+    consent_id = intake.consent(episode_id, "alumni_group", "alumni_program")
+    event = care_plan_event(graduated(episode_id))
+    await events.deliver(event)
+    log = await log_of(messaging, episode_id)
+    assert {(n.status, n.last_error) for n in reminders(log)} == {("cancelled", "the episode ended")}
+    assert what([n for n in log if n.purpose == "graduation"]) == [("graduation", "patient", "email")]
+    enrolment = await messaging.alumni.get(episode_id)
+    assert enrolment is not None and (enrolment.status, enrolment.consent_id) == ("enrolled", consent_id)
+    assert enrolment.patient_id == intake.patients[episode_id]
+    [(topic, data)] = await queued(database[ALUMNI])
+    assert (topic, data["consent_id"], data["check_in_days"]) == ("iop.alumni.enrolled", consent_id, [7, 30, 60, 90])
+    alumni = [n for n in log if n.series_kind == "alumni"]
+    assert len(alumni) == ALUMNI_MESSAGES and {(n.recipient_kind, n.consent_id) for n in alumni} == {(ALUMNI_KIND, consent_id)}
+    assert {n.purpose for n in alumni} == {"alumni_welcome", "alumni_check_in", "alumni_meeting"}
+    assert "relay" in wakes and wakes.count("dispatcher") == 2  # the plan, then the graduation
+    await events.deliver(event)  # redelivered: enrolled once, planned once
+    assert len(await log_of(messaging, episode_id)) == len(log) and len(await queued(database[ALUMNI])) == 1
+
+
+async def test_without_an_alumni_consent_a_graduate_is_not_enrolled(
+    events: Events, messaging: Messaging, intake: FakeIntake, database: MemoryDatabase
+) -> None:
+    episode_id = await started(events, intake)
+    intake.consent(episode_id, "family", "alumni_program")  # a support is never enrolled
+    await events.deliver(care_plan_event(graduated(episode_id)))
+    assert await messaging.alumni.get(episode_id) is None and await queued(database[ALUMNI]) == []
+    assert [n for n in await log_of(messaging, episode_id) if n.series_kind == "alumni"] == []
+
+
+async def test_a_discharge_ends_the_reminders_and_asks_the_care_team_to_review(
+    events: Events, messaging: Messaging, intake: FakeIntake
+) -> None:
+    episode_id = await started(events, intake)
+    discharge = EpisodeDischarged(episode_id=episode_id, discharged_at=datetime.now(UTC), level=CareLevel.IOP,
+                                  reason_code="non_attendance")  # fmt: skip
+    await events.deliver(care_plan_event(discharge))
+    log = await log_of(messaging, episode_id)
+    assert {(n.status, n.last_error) for n in reminders(log)} == {("cancelled", "the episode ended")}
+    assert what([n for n in log if n.cause_event_type == "iop.episode.discharged"]) == [
+        ("discharge_review", "care_team", "email")
+    ]
+    late = ScheduleChanged(episode_id=episode_id, level=CareLevel.IOP, changed_at=datetime.now(UTC),
+                           schedule=calendar(in_days(3)))  # fmt: skip
+    await events.deliver(care_plan_event(late))  # a calendar after the end: no reminder
+    assert [n for n in reminders(await log_of(messaging, episode_id)) if n.status == "pending"] == []
+
+
+async def test_a_revoked_consent_cancels_what_waits_for_that_support(
+    events: Events, messaging: Messaging, intake: FakeIntake
+) -> None:
+    episode_id = await started(events, intake)
+    family = intake.consent(episode_id, "family", "attendance")
+    other = intake.consent(episode_id, "designated_support", "attendance")
+    await events.deliver(care_plan_event(session_missed(episode_id)))
+    await events.deliver(intake_event(consent_changed(episode_id, family, "family", status="granted")))
+    assert {n.status for n in await log_of(messaging, episode_id)} == {"pending"}  # a grant changes nothing
+    intake.revoke(episode_id, family)
+    await events.deliver(intake_event(consent_changed(episode_id, family, "family")))
+    log = await log_of(messaging, episode_id)
+    assert {(n.status, n.last_error) for n in log if n.consent_id == family} == {
+        ("cancelled", "consent no longer in force")
+    }
+    assert {n.status for n in log if n.consent_id != family} == {"pending"}
+    assert {n.consent_id for n in log if n.consent_id} == {family, other}
+
+
+async def test_a_revoked_alumni_consent_ends_the_enrolment(
+    events: Events, messaging: Messaging, intake: FakeIntake, database: MemoryDatabase
+) -> None:
+    episode_id = await alumnus(events, messaging, intake)
+    enrolment = await messaging.alumni.get(episode_id)
+    assert enrolment is not None
+    intake.revoke(episode_id, enrolment.consent_id)
+    await events.deliver(intake_event(consent_changed(episode_id, enrolment.consent_id, "alumni_group")))
+    left = await messaging.alumni.get(episode_id)
+    assert left is not None and (left.status, left.left_reason) == ("left", "consent_withdrawn")
+    assert [topic for topic, _ in await queued(database[ALUMNI])] == ["iop.alumni.enrolled", "iop.alumni.left"]
+    alumni = [n for n in await log_of(messaging, episode_id) if n.series_kind == "alumni"]
+    assert {n.status for n in alumni} == {"cancelled"}
+
+
+@pytest.mark.parametrize("topic", sorted(model.event_type for model in EVENT_HANDLERS))
+async def test_a_malformed_event_is_set_aside_naming_the_field(
+    events: Events, database: MemoryDatabase, topic: str
+) -> None:
+    headers = {"ce_specversion": "1.0", "ce_id": str(uuid.uuid4()), "ce_source": "/test", "ce_type": topic,
+               "ce_subject": "episode", "content-type": "application/json"}  # fmt: skip
+    await events.deliver_raw(topic, b'{"episode_id": "episode", "schema_version": 1}', headers)
+    [shelved] = await set_aside(database)
+    assert shelved["topic"] == topic and shelved["reason"].startswith("malformed:")
+
+
+# Endpoints
+
+
+async def test_list_notifications(
+    http: httpx.AsyncClient, events: Events, messaging: Messaging, intake: FakeIntake
+) -> None:
+    episode_id = await started(events, intake)
+    await started(events, intake)  # another episode's messages are not listed
+    listed = await http.get("/v1/notifications", params={"episode_id": episode_id}, headers=CLINICIAN)
+    assert listed.status_code == 200 and len(listed.json()) == 5
+    welcome = next(entry for entry in listed.json() if entry["purpose"] == "welcome")
+    assert (welcome["recipient_kind"], welcome["channel"], welcome["status"], welcome["attempts"]) == (
+        "patient", "email", "pending", 0
+    )  # fmt: skip
+    assert welcome["cause_event_type"] == "iop.care_level.assigned" and "context" not in welcome
+    by_purpose = await http.get("/v1/notifications", params={"episode_id": episode_id, "purpose": "session_reminder",
+                                                             "status": "pending"}, headers=CLINICIAN)  # fmt: skip
+    assert by_purpose.status_code == 200 and len(by_purpose.json()) == 4
+    bad_status = await http.get("/v1/notifications", params={"status": "lost"}, headers=CLINICIAN)
+    assert bad_status.status_code == 422 and bad_status.json()["detail"][0]["loc"] == ["query", "status"]
+    anonymous = await http.get("/v1/notifications")
+    assert anonymous.status_code == 401
+
+
+async def test_post_opt_out(http: httpx.AsyncClient, events: Events, messaging: Messaging, intake: FakeIntake) -> None:
+    episode_id = await started(events, intake)
+    body = {"episode_id": episode_id, "recipient_kind": "patient"}
+    first = await http.post("/v1/opt-outs", json=body, headers=STAFF)
+    assert first.status_code == 201 and first.json()["opt_out_id"] == f"recipient:{episode_id}:patient:-"
+    assert first.json()["source"] == "api"
+    again = await http.post("/v1/opt-outs", json=body, headers=STAFF)
+    assert again.status_code == 200 and again.json() == first.json()
+    log = await log_of(messaging, episode_id)
+    assert {(n.status, n.last_error) for n in log} == {("cancelled", "the recipient opted out")}
+    no_consent = await http.post("/v1/opt-outs", json={"episode_id": episode_id, "recipient_kind": "family"},
+                                 headers=STAFF)  # fmt: skip
+    assert no_consent.status_code == 422 and "consent_id" in no_consent.json()["detail"][0]["msg"]
+    care_team = await http.post("/v1/opt-outs", json={"episode_id": episode_id, "recipient_kind": "care_team"},
+                                headers=STAFF)  # fmt: skip
+    assert care_team.status_code == 422
+
+
+async def test_an_alumni_opt_out_ends_the_enrolment(
+    http: httpx.AsyncClient, events: Events, messaging: Messaging, intake: FakeIntake, database: MemoryDatabase
+) -> None:
+    episode_id = await alumnus(events, messaging, intake)
+    opted_out = await http.post("/v1/opt-outs", json={"episode_id": episode_id, "recipient_kind": "alumni"},
+                                headers=STAFF)  # fmt: skip
+    assert opted_out.status_code == 201
+    enrolment = await messaging.alumni.get(episode_id)
+    assert enrolment is not None and (enrolment.status, enrolment.left_reason) == ("left", "opted_out")
+    assert [topic for topic, _ in await queued(database[ALUMNI])] == ["iop.alumni.enrolled", "iop.alumni.left"]
+    alumni = [n for n in await log_of(messaging, episode_id) if n.recipient_kind == "alumni"]
+    assert len(alumni) == ALUMNI_MESSAGES and {n.status for n in alumni} == {"cancelled"}
+
+
+async def test_list_opt_outs(http: httpx.AsyncClient, intake: FakeIntake) -> None:
+    episode_id, other = intake.episode(), intake.episode()
+    family = intake.consent(episode_id, "family", "attendance")
+    for body in ({"episode_id": episode_id, "recipient_kind": "patient"},
+                 {"episode_id": episode_id, "recipient_kind": "family", "consent_id": family},
+                 {"episode_id": other, "recipient_kind": "patient"}):  # fmt: skip
+        assert (await http.post("/v1/opt-outs", json=body, headers=STAFF)).status_code == 201
+    await http.post("/v1/sms/inbound", json={"from": "+15550100", "text": "STOP"}, headers=SMS_PROVIDER)
+    listed = await http.get("/v1/opt-outs", params={"episode_id": episode_id}, headers=CLINICIAN)
+    assert listed.status_code == 200
+    assert sorted((o["recipient_kind"], o["consent_id"]) for o in listed.json()) == [("family", family),
+                                                                                     ("patient", None)]  # fmt: skip
+    everyone = await http.get("/v1/opt-outs", headers=CLINICIAN)
+    assert len(everyone.json()) == 3  # a STOP reply is kept by number, not listed as a recipient's
+    provider = await http.get("/v1/opt-outs", headers=SMS_PROVIDER)
+    assert provider.status_code == 403
+
+
+async def test_withdraw_opt_out(http: httpx.AsyncClient, messaging: Messaging, intake: FakeIntake) -> None:
+    episode_id = intake.episode()
+    opt_out_id = (await http.post("/v1/opt-outs", json={"episode_id": episode_id, "recipient_kind": "patient"},
+                                  headers=STAFF)).json()["opt_out_id"]  # fmt: skip
+    withdrawn = await http.delete(f"/v1/opt-outs/{opt_out_id}", headers=STAFF)
+    assert withdrawn.status_code == 204 and not await messaging.opt_outs.has(opt_out_id)
+    again = await http.delete(f"/v1/opt-outs/{opt_out_id}", headers=STAFF)
+    assert again.status_code == 404
+    await http.post("/v1/sms/inbound", json={"from": "+15550100", "text": "STOP"}, headers=SMS_PROVIDER)
+    number = messaging.opt_outs.number_key("+15550100")
+    by_number = await http.delete(f"/v1/opt-outs/{number}", headers=STAFF)
+    assert by_number.status_code == 404 and await messaging.opt_outs.has(number)  # only the number may say START
+
+
+async def test_inbound_sms(http: httpx.AsyncClient, messaging: Messaging) -> None:
+    number = messaging.opt_outs.number_key("+1 (555) 0100")
+    stop = await http.post("/v1/sms/inbound", json={"from": "+1 (555) 0100", "text": " Stop! "}, headers=SMS_PROVIDER)
+    assert stop.status_code == 200 and stop.json() == {"action": "opted_out"}
+    assert await messaging.opt_outs.has(number) and number == messaging.opt_outs.number_key("+15550100")
+    chat = await http.post("/v1/sms/inbound", json={"from": "+15550100", "text": "see you tuesday"},
+                           headers=SMS_PROVIDER)  # fmt: skip
+    assert chat.json() == {"action": "ignored"} and await messaging.opt_outs.has(number)
+    start = await http.post("/v1/sms/inbound", json={"from": "+15550100", "text": "START"}, headers=SMS_PROVIDER)
+    assert start.json() == {"action": "opted_in"} and not await messaging.opt_outs.has(number)
+    clinician = await http.post("/v1/sms/inbound", json={"from": "+15550100", "text": "STOP"}, headers=CLINICIAN)
+    assert clinician.status_code == 403 and not await messaging.opt_outs.has(number)
+
+
+async def test_list_alumni(http: httpx.AsyncClient, events: Events, messaging: Messaging, intake: FakeIntake) -> None:
+    episode_id = await alumnus(events, messaging, intake)
+    listed = await http.get("/v1/alumni", headers=CLINICIAN)
+    assert listed.status_code == 200 and [(a["episode_id"], a["status"]) for a in listed.json()] == [
+        (episode_id, "enrolled")
+    ]
+    left = await http.get("/v1/alumni", params={"status": "left"}, headers=CLINICIAN)
+    assert left.status_code == 200 and left.json() == []
+    bad_status = await http.get("/v1/alumni", params={"status": "graduated"}, headers=CLINICIAN)
+    assert bad_status.status_code == 422
+
+
+async def test_get_alumni_enrolment(
+    http: httpx.AsyncClient, events: Events, messaging: Messaging, intake: FakeIntake
+) -> None:
+    episode_id = await alumnus(events, messaging, intake)
+    found = await http.get(f"/v1/alumni/{episode_id}", headers=CLINICIAN)
+    assert found.status_code == 200
+    assert (found.json()["status"], found.json()["left_at"], found.json()["left_reason"]) == ("enrolled", None, None)
+    unknown = await http.get("/v1/alumni/nobody", headers=CLINICIAN)
+    assert unknown.status_code == 404
+
+
+async def test_set_aside_events_are_listed_for_admins(http: httpx.AsyncClient, events: Events) -> None:
+    headers = {"ce_specversion": "1.0", "ce_id": "x1", "ce_source": "/test", "ce_type": "iop.session.missed",
+               "ce_subject": "episode", "content-type": "application/json"}  # fmt: skip
+    await events.deliver_raw("iop.session.missed", b'{"episode_id": "episode"}', headers)
+    listed = await http.get("/v1/set-aside-events", headers=as_role(Role.ADMIN))
+    assert listed.status_code == 200 and listed.json()[0]["reason"].startswith("malformed:")
+    assert "value" not in listed.json()[0]
+    forbidden = await http.get("/v1/set-aside-events", headers=CLINICIAN)
+    assert forbidden.status_code == 403
+
+
+async def test_health_live(http: httpx.AsyncClient) -> None:
+    live = await http.get("/health/live")
+    assert live.status_code == 200 and live.json() == {"status": "live"}
+
+
+async def test_health_ready(database: MemoryDatabase, messaging: Messaging) -> None:
+    async def reachable() -> bool:
+        return True
+
+    async def unreachable() -> bool:
+        raise ConnectionError("no broker")
+
+    checks = {"mongodb": reachable, "kafka": unreachable}
+    app = service_app("notifications", [api.router], consumes=True)
+    state = {"messaging": messaging, "readiness_checks": checks}
+    async with await client_of("notifications", app, database, state) as client:
+        down = await client.get("/health/ready")
+        assert down.status_code == 503
+        assert down.json() == {"status": "not_ready", "checks": {"mongodb": True, "kafka": False}}
+        checks["kafka"] = reachable
+        up = await client.get("/health/ready")
+        assert up.status_code == 200 and up.json()["status"] == "ready"
