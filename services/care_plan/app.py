@@ -7,9 +7,8 @@ from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from fastapi import FastAPI
-from faststream.kafka import KafkaBroker
 
-from services.common.kafka import declare_publishers, new_broker
+from services.common.kafka import ServiceBroker, service_broker
 from services.common.service import Runtime, create_service_app
 from stepwise_contract import (
     AttendanceRuleTriggered,
@@ -46,17 +45,14 @@ PUBLISHES: tuple[type[EventData], ...] = (
 CONSUMES: tuple[type[EventData], ...] = tuple(handlers.EVENT_HANDLERS)
 
 
-def create_broker(settings: CarePlanSettings) -> tuple[KafkaBroker, dict[str, Any]]:
-    broker = new_broker(settings, client_id="stepwise-care-plan")
-    if settings.kafka_consumers_enabled:
-        broker.include_router(handlers.subscriptions(settings))
-    return broker, declare_publishers(broker, PUBLISHES)
+def create_broker(settings: CarePlanSettings) -> ServiceBroker:
+    return service_broker(settings, "stepwise-care-plan", PUBLISHES, lambda: handlers.subscriptions(settings))
 
 
 def create_app(settings: CarePlanSettings | None = None) -> FastAPI:
     settings = settings or CarePlanSettings()
     policy = load_policy(settings.care_plan_policy_file)  # fail at start on a bad policy file
-    broker, publishers = create_broker(settings)
+    kafka = create_broker(settings)
 
     async def startup(runtime: Runtime, app: FastAPI) -> Sequence[Coroutine[Any, Any, None]]:
         wake = runtime.relay.wake if runtime.relay else (lambda: None)
@@ -73,11 +69,8 @@ def create_app(settings: CarePlanSettings | None = None) -> FastAPI:
         title="Stepwise care plan",
         description=__doc__ or "",
         settings=settings,
-        database_name=settings.care_plan_db,
-        broker=broker,
-        topics=[model.event_type for model in (*PUBLISHES, *CONSUMES)],
+        kafka=kafka,
         routers=[api.router],
         startup=startup,
-        publishers=publishers,
         outbox_collections=[PLANS],
     )

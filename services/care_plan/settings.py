@@ -10,6 +10,11 @@ from .domain.policy import DEFAULT_POLICY_FILE
 class CarePlanSettings(ServiceSettings):
     care_plan_port: int = 8002
     care_plan_db: str = Field(default="stepwise_care_plan", description="This service's own MongoDB database.")
+
+    @property
+    def database_name(self) -> str:
+        return self.care_plan_db
+
     care_plan_policy_file: Path = DEFAULT_POLICY_FILE
     clinic_timezone: str = Field(default="America/New_York", description="IANA zone of the clinic's sessions.")
     timer_poll_seconds: float = Field(

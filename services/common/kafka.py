@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, NamedTuple
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
-from faststream.kafka import KafkaBroker
+from faststream.kafka import KafkaBroker, KafkaRouter
 from faststream.kafka.publisher.usecase import DefaultPublisher
 
 from stepwise_contract import EventData
@@ -40,6 +40,26 @@ def new_broker(settings: ServiceSettings, *, client_id: str) -> KafkaBroker:
         middlewares=[SetAsideMiddleware(shelf, max_attempts=settings.consumer_max_attempts)],
     )
     return broker
+
+
+class ServiceBroker(NamedTuple):
+    """A service's broker with its subscribers and its declared publishers (by topic)."""
+
+    broker: KafkaBroker
+    publishers: dict[str, DefaultPublisher]
+
+
+def service_broker(
+    settings: ServiceSettings,
+    client_id: str,
+    publishes: Iterable[type[EventData]],
+    subscriptions: Callable[[], KafkaRouter] | None = None,
+) -> ServiceBroker:
+    """The broker of a service: its subscribers (unless consumers are off), and a publisher per event it publishes."""
+    broker = new_broker(settings, client_id=client_id)
+    if subscriptions and settings.kafka_consumers_enabled:
+        broker.include_router(subscriptions())
+    return ServiceBroker(broker, declare_publishers(broker, publishes))
 
 
 def declare_publishers(broker: KafkaBroker, events: Iterable[type[EventData]]) -> dict[str, DefaultPublisher]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -17,13 +17,12 @@ import uvicorn
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse
 from faststream.kafka import KafkaBroker
-from faststream.kafka.publisher.usecase import DefaultPublisher
 from pymongo.asynchronous.database import AsyncDatabase
 
 from . import health
 from .auth import Principal, Role, require_roles
 from .consumer import EventShelf
-from .kafka import ensure_topics, relay_publish
+from .kafka import ServiceBroker, ensure_topics, relay_publish
 from .mongo import Document, connect, ping
 from .outbox import ConcurrentChange, OutboxRelay, ensure_outbox_index
 from .settings import ServiceSettings
@@ -53,14 +52,12 @@ def create_service_app(
     title: str,
     description: str,
     settings: ServiceSettings,
-    database_name: str,
-    broker: KafkaBroker,
-    topics: Iterable[str],
+    kafka: ServiceBroker,
     routers: Sequence[APIRouter],
     startup: Startup,
-    publishers: dict[str, DefaultPublisher] | None = None,
     outbox_collections: Sequence[str] = (),
 ) -> FastAPI:
+    broker, publishers = kafka
     configure_logging(settings.log_level)
     if settings.clock_offset_seconds:
         set_clock_offset(settings.clock_offset_seconds)
@@ -72,7 +69,7 @@ def create_service_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.token_roles = settings.token_roles
         client = connect(settings.mongodb_url)
-        database = client[database_name]
+        database = client[settings.database_name]
         shelf = EventShelf(database[SET_ASIDE_COLLECTION])
         broker.context.set_global("event_shelf", shelf)
         app.state.event_shelf = shelf
@@ -82,12 +79,13 @@ def create_service_app(
                 await ensure_outbox_index(database[name])
             relay = OutboxRelay(
                 [database[name] for name in outbox_collections],
-                relay_publish(publishers or {}),
+                relay_publish(publishers),
                 poll_seconds=settings.outbox_poll_seconds,
                 lease_seconds=settings.outbox_lease_seconds,
             )
         background = list(await startup(Runtime(settings, database, broker, relay), app))
-        await ensure_topics(settings, topics)
+        consumed = [topic for subscriber in broker.subscribers for topic in getattr(subscriber, "topic_names", ())]
+        await ensure_topics(settings, [*publishers, *consumed])
         await broker.start()
         if relay and settings.outbox_relay_enabled:
             background.append(relay.run())

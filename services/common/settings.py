@@ -72,5 +72,10 @@ class ServiceSettings(BaseSettings):
         return value
 
     @property
+    def database_name(self) -> str:
+        """This service's own MongoDB database (each service names the setting after itself)."""
+        raise NotImplementedError
+
+    @property
     def token_roles(self) -> dict[str, Role]:
         return parse_api_tokens(self.api_tokens)

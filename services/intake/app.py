@@ -6,9 +6,8 @@ from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from fastapi import FastAPI
-from faststream.kafka import KafkaBroker
 
-from services.common.kafka import declare_publishers, new_broker
+from services.common.kafka import ServiceBroker, service_broker
 from services.common.service import Runtime, create_service_app
 from stepwise_contract import AssessmentCompleted, ConsentChanged, DrugScreenRecorded, SafetyAlertRaised
 
@@ -20,15 +19,14 @@ from .store import EPISODES, IntakeStore
 PUBLISHES = (AssessmentCompleted, SafetyAlertRaised, DrugScreenRecorded, ConsentChanged)
 
 
-def create_broker(settings: IntakeSettings) -> tuple[KafkaBroker, dict[str, Any]]:
-    broker = new_broker(settings, client_id="stepwise-intake")
-    return broker, declare_publishers(broker, PUBLISHES)
+def create_broker(settings: IntakeSettings) -> ServiceBroker:
+    return service_broker(settings, "stepwise-intake", PUBLISHES)
 
 
 def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     settings = settings or IntakeSettings()
     placement_policy = load_placement_policy(settings.intake_placement_policy_file)  # fail at start if invalid
-    broker, publishers = create_broker(settings)
+    kafka = create_broker(settings)
 
     async def startup(runtime: Runtime, app: FastAPI) -> Sequence[Coroutine[Any, Any, None]]:
         wake = runtime.relay.wake if runtime.relay else (lambda: None)
@@ -42,11 +40,8 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         title="Stepwise intake",
         description=__doc__ or "",
         settings=settings,
-        database_name=settings.intake_db,
-        broker=broker,
-        topics=[model.event_type for model in PUBLISHES],
+        kafka=kafka,
         routers=[api.router],
         startup=startup,
-        publishers=publishers,
         outbox_collections=[EPISODES],
     )

@@ -45,7 +45,13 @@ TimeZone = Annotated[str, AfterValidator(_known_zone)]
 
 
 def _examples(*examples: dict[str, Any]) -> ConfigDict:
+    """A request body: its examples, and no field beyond those declared."""
     return ConfigDict(extra="forbid", json_schema_extra={"examples": list(examples)})
+
+
+def _example(example: dict[str, Any]) -> ConfigDict:
+    """A response: the example the OpenAPI document shows."""
+    return ConfigDict(json_schema_extra={"examples": [example]})
 
 
 class EmergencyContact(BaseModel):
@@ -101,19 +107,15 @@ class PatientUpdate(BaseModel):
 
 
 class PatientOut(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "patient_id": "0b6f6a52-3c1e-4d8e-9a0f-5e2d7c1b9a34",
-                    "name": "Alex Example",
-                    "date_of_birth": "1990-04-01",
-                    "email": "alex@example.org",
-                    "phone": "+15550100",
-                    "emergency_contact": None,
-                    "registered_at": "2026-11-23T14:00:00Z",
-                }
-            ]
+    model_config = _example(
+        {
+            "patient_id": "0b6f6a52-3c1e-4d8e-9a0f-5e2d7c1b9a34",
+            "name": "Alex Example",
+            "date_of_birth": "1990-04-01",
+            "email": "alex@example.org",
+            "phone": "+15550100",
+            "emergency_contact": None,
+            "registered_at": "2026-11-23T14:00:00Z",
         }
     )
 
@@ -128,7 +130,7 @@ class PatientOut(BaseModel):
 
 
 class PatientCreated(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"patient_id": "0b6f6a52-3c1e-4d8e-9a0f-5e2d7c1b9a34"}]})
+    model_config = _example({"patient_id": "0b6f6a52-3c1e-4d8e-9a0f-5e2d7c1b9a34"})
 
     patient_id: str
 
@@ -140,7 +142,7 @@ class EpisodeIn(BaseModel):
 
 
 class EpisodeCreated(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"episode_id": "7d0c1f3e-4b0a-4a57-9c1e-2b8f6a1d0e42"}]})
+    model_config = _example({"episode_id": "7d0c1f3e-4b0a-4a57-9c1e-2b8f6a1d0e42"})
 
     episode_id: str
 
@@ -212,7 +214,7 @@ ASSESSMENT_EXAMPLE: dict[str, Any] = {
 
 
 class AssessmentOut(Assessment):
-    model_config = ConfigDict(json_schema_extra={"examples": [ASSESSMENT_EXAMPLE]})
+    model_config = _example(ASSESSMENT_EXAMPLE)
 
 
 class TrendPoint(BaseModel):
@@ -231,28 +233,24 @@ class InstrumentTrend(BaseModel):
 
 
 class AssessmentHistory(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
+    model_config = _example(
+        {
+            "episode_id": "7d0c1f3e-4b0a-4a57-9c1e-2b8f6a1d0e42",
+            "assessments": [ASSESSMENT_EXAMPLE],
+            "trends": [
                 {
-                    "episode_id": "7d0c1f3e-4b0a-4a57-9c1e-2b8f6a1d0e42",
-                    "assessments": [ASSESSMENT_EXAMPLE],
-                    "trends": [
+                    "instrument": "phq9",
+                    "points": [
                         {
-                            "instrument": "phq9",
-                            "points": [
-                                {
-                                    "assessment_id": "5a1d2f7e-8c3b-4e6a-b1d0-9f2e7c4a6b18",
-                                    "assessed_at": "2026-11-23T14:10:00Z",
-                                    "total": 11,
-                                    "band": "moderate",
-                                }
-                            ],
-                            "direction": "stable",
+                            "assessment_id": "5a1d2f7e-8c3b-4e6a-b1d0-9f2e7c4a6b18",
+                            "assessed_at": "2026-11-23T14:10:00Z",
+                            "total": 11,
+                            "band": "moderate",
                         }
                     ],
+                    "direction": "stable",
                 }
-            ]
+            ],
         }
     )
 
@@ -292,18 +290,14 @@ class DrugScreenIn(BaseModel):
 
 
 class DrugScreenOut(DrugScreen):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "screen_id": "c2e9b7a4-1f3d-4a8e-9b6c-0d5f2e8a7c31",
-                    "episode_id": "7d0c1f3e-4b0a-4a57-9c1e-2b8f6a1d0e42",
-                    "collected_at": "2026-11-20T14:05:00Z",
-                    "recorded_at": "2026-11-23T15:00:00Z",
-                    "results": [{"substance": "fentanyl", "result": "negative", "expected": False}],
-                    "unexpected_positive": False,
-                }
-            ]
+    model_config = _example(
+        {
+            "screen_id": "c2e9b7a4-1f3d-4a8e-9b6c-0d5f2e8a7c31",
+            "episode_id": "7d0c1f3e-4b0a-4a57-9c1e-2b8f6a1d0e42",
+            "collected_at": "2026-11-20T14:05:00Z",
+            "recorded_at": "2026-11-23T15:00:00Z",
+            "results": [{"substance": "fentanyl", "result": "negative", "expected": False}],
+            "unexpected_positive": False,
         }
     )
 
@@ -338,21 +332,17 @@ class ConsentIn(BaseModel):
 
 
 class ConsentOut(Consent):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "consent_id": "e4a7c1d9-2b5f-4e8a-a3c6-7f1d0b9e2a54",
-                    "episode_id": "7d0c1f3e-4b0a-4a57-9c1e-2b8f6a1d0e42",
-                    "recipient_kind": "family",
-                    "recipient": {"name": "Sam Example", "email": "sam@example.org", "relationship": "sister"},
-                    "scopes": ["appointments", "attendance"],
-                    "expires_on": "2030-12-31",
-                    "status": "granted",
-                    "granted_at": "2026-11-23T14:20:00Z",
-                    "revoked_at": None,
-                }
-            ]
+    model_config = _example(
+        {
+            "consent_id": "e4a7c1d9-2b5f-4e8a-a3c6-7f1d0b9e2a54",
+            "episode_id": "7d0c1f3e-4b0a-4a57-9c1e-2b8f6a1d0e42",
+            "recipient_kind": "family",
+            "recipient": {"name": "Sam Example", "email": "sam@example.org", "relationship": "sister"},
+            "scopes": ["appointments", "attendance"],
+            "expires_on": "2030-12-31",
+            "status": "granted",
+            "granted_at": "2026-11-23T14:20:00Z",
+            "revoked_at": None,
         }
     )
 
@@ -361,14 +351,8 @@ class RecipientContact(BaseModel):
     """A consented recipient (for the notifications service only). Listings carry no contact data; the
     contact of one consent carries the support's, or for the alumni group the graduate's own."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {"consent_id": "e4a7c1d9-2b5f-4e8a-a3c6-7f1d0b9e2a54", "recipient_kind": "family",
-                 "email": "sam@example.org", "phone": None}
-            ]
-        }
-    )  # fmt: skip
+    model_config = _example({"consent_id": "e4a7c1d9-2b5f-4e8a-a3c6-7f1d0b9e2a54", "recipient_kind": "family",
+                 "email": "sam@example.org", "phone": None})  # fmt: skip
 
     consent_id: str
     recipient_kind: ConsentRecipientKind
@@ -380,14 +364,10 @@ class RecipientContact(BaseModel):
 class EpisodePatient(BaseModel):
     """Which (pseudonymous) patient an episode belongs to: lets notifications see a graduate return."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "episode_id": "7d0c1f3e-4b0a-4a57-9c1e-2b8f6a1d0e42",
-                    "patient_id": "0b6e3f1a-9c2d-4e5f-8a7b-1c2d3e4f5a6b",
-                }
-            ]
+    model_config = _example(
+        {
+            "episode_id": "7d0c1f3e-4b0a-4a57-9c1e-2b8f6a1d0e42",
+            "patient_id": "0b6e3f1a-9c2d-4e5f-8a7b-1c2d3e4f5a6b",
         }
     )
 
@@ -396,9 +376,7 @@ class EpisodePatient(BaseModel):
 
 
 class ContactOut(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={"examples": [{"email": "alex@example.org", "phone": "+15550100", "timezone": None}]}
-    )
+    model_config = _example({"email": "alex@example.org", "phone": "+15550100", "timezone": None})
 
     email: str | None
     phone: str | None
@@ -406,18 +384,14 @@ class ContactOut(BaseModel):
 
 
 class AuditEntry(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "at": "2026-11-23T14:00:00Z",
-                    "role": "intake_staff",
-                    "token_id": "3f9a1c2b7d4e",
-                    "action": "read_patient",
-                    "patient_id": "0b6f6a52-3c1e-4d8e-9a0f-5e2d7c1b9a34",
-                    "episode_id": None,
-                }
-            ]
+    model_config = _example(
+        {
+            "at": "2026-11-23T14:00:00Z",
+            "role": "intake_staff",
+            "token_id": "3f9a1c2b7d4e",
+            "action": "read_patient",
+            "patient_id": "0b6f6a52-3c1e-4d8e-9a0f-5e2d7c1b9a34",
+            "episode_id": None,
         }
     )
 

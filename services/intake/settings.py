@@ -10,6 +10,11 @@ from .domain.placement import DEFAULT_PLACEMENT_POLICY
 class IntakeSettings(ServiceSettings):
     intake_port: int = 8001
     intake_db: str = Field(default="stepwise_intake", description="This service's own MongoDB database.")
+
+    @property
+    def database_name(self) -> str:
+        return self.intake_db
+
     intake_placement_policy_file: Path = Field(
         default=DEFAULT_PLACEMENT_POLICY, description="Level-of-care placement rules (YAML) a clinic may replace."
     )

@@ -6,10 +6,9 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from fastapi import FastAPI
-from faststream.kafka import KafkaBroker
 from pymongo.asynchronous.database import AsyncDatabase
 
-from services.common.kafka import declare_publishers, new_broker
+from services.common.kafka import ServiceBroker, service_broker
 from services.common.mongo import Document
 from services.common.policy_file import PolicyError
 from services.common.service import Runtime, create_service_app
@@ -29,11 +28,8 @@ CONSUMES: tuple[type[EventData], ...] = tuple(handlers.EVENT_HANDLERS)
 PUBLISHES: tuple[type[EventData], ...] = (NotificationSent, NotificationFailed, AlumniEnrolled, AlumniLeft)
 
 
-def create_broker(settings: NotificationsSettings) -> tuple[KafkaBroker, dict[str, Any]]:
-    broker = new_broker(settings, client_id="stepwise-notifications")
-    if settings.kafka_consumers_enabled:
-        broker.include_router(handlers.subscriptions(settings))
-    return broker, declare_publishers(broker, PUBLISHES)
+def create_broker(settings: NotificationsSettings) -> ServiceBroker:
+    return service_broker(settings, "stepwise-notifications", PUBLISHES, lambda: handlers.subscriptions(settings))
 
 
 def load_checked_policy(settings: NotificationsSettings, templates: Templates) -> NotificationPolicy:
@@ -87,7 +83,7 @@ def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
     settings = settings or NotificationsSettings()
     templates = Templates(settings.templates_dir, settings.clinic_timezone)
     policy = load_checked_policy(settings, templates)  # fail at start on a bad policy file
-    broker, publishers = create_broker(settings)
+    kafka = create_broker(settings)
 
     async def startup(runtime: Runtime, app: FastAPI) -> Sequence[Coroutine[Any, Any, None]]:
         wake_relay = runtime.relay.wake if runtime.relay else lambda: None
@@ -100,11 +96,8 @@ def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
         title="Stepwise notifications",
         description=__doc__ or "",
         settings=settings,
-        database_name=settings.notifications_db,
-        broker=broker,
-        topics=[model.event_type for model in (*PUBLISHES, *CONSUMES)],
+        kafka=kafka,
         routers=[api.router],
         startup=startup,
-        publishers=publishers,
         outbox_collections=[NOTIFICATIONS, ALUMNI],
     )

@@ -13,6 +13,11 @@ from .domain.policy import DEFAULT_POLICY_FILE
 class NotificationsSettings(ServiceSettings):
     notifications_port: int = 8003
     notifications_db: str = Field(default="stepwise_notifications", description="This service's own MongoDB database.")
+
+    @property
+    def database_name(self) -> str:
+        return self.notifications_db
+
     smtp_host: str = "localhost"
     smtp_port: int = 1025
     smtp_from: str = "Care team <care-team@clinic.example>"

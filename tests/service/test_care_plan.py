@@ -35,6 +35,8 @@ from tests.service.memory_mongo import MemoryDatabase
 SETTINGS = CarePlanSettings(_env_file=None)  # type: ignore[call-arg]
 POLICY = load_policy(SETTINGS.care_plan_policy_file)
 CLINICIAN = as_role(Role.CLINICIAN)
+APP = service_app("care_plan", [api.router], consumes=True)
+"""One app for the module (its OpenAPI document, which the tier reads to name routes, is built once)."""
 
 
 @pytest.fixture
@@ -53,8 +55,7 @@ async def events(database: MemoryDatabase, store: CarePlanStore, shelf: Any) -> 
 
 @pytest.fixture
 async def http(database: MemoryDatabase, store: CarePlanStore) -> AsyncIterator[httpx.AsyncClient]:
-    app = service_app("care_plan", [api.router], consumes=True)
-    async with await client_of("care_plan", app, database, {"store": store, "policy": POLICY}) as client:
+    async with await client_of("care_plan", APP, database, {"store": store, "policy": POLICY}) as client:
         yield client
 
 
@@ -290,9 +291,8 @@ async def test_health(database: MemoryDatabase, store: CarePlanStore) -> None:
         raise ConnectionError("the store is unreachable")
 
     for checks, expected in (({"mongodb": up, "kafka": up}, 200), ({"mongodb": down, "kafka": up}, 503)):
-        app = service_app("care_plan", [api.router], consumes=True)
         state = {"store": store, "policy": POLICY, "readiness_checks": checks}
-        async with await client_of("care_plan", app, database, state) as client:
+        async with await client_of("care_plan", APP, database, state) as client:
             assert (await client.get("/health/live")).status_code == 200
             ready = await client.get("/health/ready")
             assert ready.status_code == expected, ready.text

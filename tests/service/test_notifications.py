@@ -11,7 +11,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import pytest
@@ -33,6 +33,7 @@ from stepwise_contract import (
     CareLevelChanged,
     CloudEvent,
     ConsentChanged,
+    ConsentRecipientKind,
     EpisodeDischarged,
     EpisodeGraduated,
     EventData,
@@ -46,11 +47,12 @@ from stepwise_contract import (
     StepUpRecommended,
     new_event,
 )
-from tests.service.conftest import Events, api as client_of, as_role, queued, running, service_app, set_aside
+from tests.service.conftest import Events, as_role, queued, running, service_app, set_aside
+from tests.service.conftest import api as client_of
 from tests.service.memory_mongo import MemoryDatabase
 
 SETTINGS = NotificationsSettings(
-    _env_file=None,  # type: ignore[call-arg]
+    _env_file=None,
     care_team_email="care-team@clinic.test",
     care_team_webhook_url="http://on-call.test/hook",
     webhook_secret="webhook-secret",
@@ -119,6 +121,10 @@ class FakeIntake:
         return httpx.Response(404, json={"detail": "not found"})
 
 
+APP = service_app("notifications", [api.router], consumes=True)
+"""One app for the module (its OpenAPI document, which the tier reads to name routes, is built once)."""
+
+
 @pytest.fixture
 def intake() -> FakeIntake:
     return FakeIntake()
@@ -133,8 +139,10 @@ def wakes() -> list[str]:
 @pytest.fixture
 async def messaging(database: MemoryDatabase, intake: FakeIntake, wakes: list[str]) -> AsyncIterator[Messaging]:
     contacts = IntakeContacts(SETTINGS, transport=httpx.MockTransport(intake.handle))
-    assembled, _ = await assemble(SETTINGS, POLICY, TEMPLATES, database, lambda: wakes.append("relay"),  # type: ignore[arg-type]
-                                  contacts=contacts)  # fmt: skip
+    assembled, _ = await assemble(
+        SETTINGS, POLICY, TEMPLATES, database,  # type: ignore[arg-type]
+        lambda: wakes.append("relay"), contacts=contacts,
+    )  # fmt: skip
     yield dataclasses.replace(assembled, wake_dispatcher=lambda: wakes.append("dispatcher"))
     await contacts.close()
 
@@ -148,8 +156,7 @@ async def events(messaging: Messaging, shelf: Any) -> AsyncIterator[Events]:
 
 @pytest.fixture
 async def http(database: MemoryDatabase, messaging: Messaging) -> AsyncIterator[httpx.AsyncClient]:
-    app = service_app("notifications", [api.router], consumes=True)
-    async with await client_of("notifications", app, database, {"messaging": messaging}) as client:
+    async with await client_of("notifications", APP, database, {"messaging": messaging}) as client:
         yield client
 
 
@@ -175,8 +182,10 @@ def in_days(days: float) -> datetime:
     return datetime.now(UTC).replace(microsecond=0) + timedelta(days=days)
 
 
-def assigned(episode_id: str, schedule: Schedule | None, status: str = "active") -> CareLevelAssigned:
-    return CareLevelAssigned(episode_id=episode_id, level=CareLevel.IOP, status=status,  # type: ignore[arg-type]
+def assigned(
+    episode_id: str, schedule: Schedule | None, status: Literal["active", "referred_out"] = "active"
+) -> CareLevelAssigned:
+    return CareLevelAssigned(episode_id=episode_id, level=CareLevel.IOP, status=status,
                              assigned_at=datetime.now(UTC) - timedelta(hours=1), assessment_id="a1", schedule=schedule,
                              rationale=REASONS, policy_version="test")  # fmt: skip
 
@@ -185,9 +194,11 @@ def graduated(episode_id: str) -> EpisodeGraduated:
     return EpisodeGraduated(episode_id=episode_id, graduated_at=datetime.now(UTC), level=CareLevel.IOP, by="completion")
 
 
-def consent_changed(episode_id: str, consent_id: str, kind: str, status: str = "revoked") -> ConsentChanged:
-    return ConsentChanged(episode_id=episode_id, consent_id=consent_id, recipient_kind=kind,  # type: ignore[arg-type]
-                          status=status, changed_at=datetime.now(UTC))  # type: ignore[arg-type]  # fmt: skip
+def consent_changed(
+    episode_id: str, consent_id: str, kind: ConsentRecipientKind, status: Literal["granted", "revoked"] = "revoked"
+) -> ConsentChanged:
+    return ConsentChanged(episode_id=episode_id, consent_id=consent_id, recipient_kind=kind, status=status,
+                          changed_at=datetime.now(UTC))  # fmt: skip
 
 
 def session_missed(episode_id: str) -> SessionMissed:
@@ -249,9 +260,7 @@ async def test_an_active_care_level_welcomes_the_patient_tells_supports_and_plan
     assert len(told[0].context["sessions"]) == 2 and {n.status for n in log} == {"pending"}
     planned = reminders(log)
     assert what(planned) == [("session_reminder", "patient", "sms")] * 4
-    assert sorted(n.not_before for n in planned) == sorted(
-        start - timedelta(hours=hours) for start in sessions for hours in (24, 2)
-    )
+    assert {n.not_before for n in planned} == {start - timedelta(hours=h) for start in sessions for h in (24, 2)}
     assert {n.expires_at for n in planned} == set(sessions)
     assert wakes == ["dispatcher"]
 
@@ -407,7 +416,8 @@ async def test_a_graduation_ends_the_reminders_and_enrols_a_consented_graduate(
     [(topic, data)] = await queued(database[ALUMNI])
     assert (topic, data["consent_id"], data["check_in_days"]) == ("iop.alumni.enrolled", consent_id, [7, 30, 60, 90])
     alumni = [n for n in log if n.series_kind == "alumni"]
-    assert len(alumni) == ALUMNI_MESSAGES and {(n.recipient_kind, n.consent_id) for n in alumni} == {(ALUMNI_KIND, consent_id)}
+    assert len(alumni) == ALUMNI_MESSAGES
+    assert {(n.recipient_kind, n.consent_id, n.channel) for n in alumni} == {("alumni", consent_id, "email")}
     assert {n.purpose for n in alumni} == {"alumni_welcome", "alumni_check_in", "alumni_meeting"}
     assert "relay" in wakes and wakes.count("dispatcher") == 2  # the plan, then the graduation
     await events.deliver(event)  # redelivered: enrolled once, planned once
@@ -636,9 +646,8 @@ async def test_health_ready(database: MemoryDatabase, messaging: Messaging) -> N
         raise ConnectionError("no broker")
 
     checks = {"mongodb": reachable, "kafka": unreachable}
-    app = service_app("notifications", [api.router], consumes=True)
     state = {"messaging": messaging, "readiness_checks": checks}
-    async with await client_of("notifications", app, database, state) as client:
+    async with await client_of("notifications", APP, database, state) as client:
         down = await client.get("/health/ready")
         assert down.status_code == 503
         assert down.json() == {"status": "not_ready", "checks": {"mongodb": True, "kafka": False}}
