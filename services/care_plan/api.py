@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date, datetime
-from typing import Any, Literal, TypeVar
+from typing import Literal, TypeVar
 
 from fastapi import APIRouter, HTTPException, status
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, Field
 
+from services.common.schemas import request_examples
 from stepwise_contract import CareLevel, DischargeReason, Track, WeekdayName
 
 from .changes import Decision, change_plan, record_session_attendance
@@ -34,12 +35,10 @@ ERROR_STATUS = {
 }
 
 
-def _examples(*examples: dict[str, Any]) -> ConfigDict:
-    return ConfigDict(extra="forbid", json_schema_extra={"examples": list(examples)})
-
-
 class AttendanceIn(BaseModel):
-    model_config = _examples({"status": "missed"}, {"status": "excused", "notice_given_at": "2026-11-20T09:00:00Z"})
+    model_config = request_examples(
+        {"status": "missed"}, {"status": "excused", "notice_given_at": "2026-11-20T09:00:00Z"}
+    )
 
     status: AttendanceStatus
     notice_given_at: AwareDatetime | None = None
@@ -52,7 +51,7 @@ class AttendanceOut(BaseModel):
 
 
 class DecisionIn(BaseModel):
-    model_config = _examples({"decision": "accept"}, {"decision": "decline", "reason": "payer review pending"})
+    model_config = request_examples({"decision": "accept"}, {"decision": "decline", "reason": "payer review pending"})
 
     decision: Literal["accept", "decline"]
     reason: str | None = Field(default=None, max_length=500, description="Stays in care_plan; never in an event.")
@@ -61,7 +60,7 @@ class DecisionIn(BaseModel):
 class ScheduleIn(BaseModel):
     """A custom calendar from now on, checked against the level's minimum weekly hours."""
 
-    model_config = _examples(
+    model_config = request_examples(
         {"track": "evening", "weekdays": ["mon", "tue", "thu"], "hours_per_session": 3, "weeks": 6}
     )
 
@@ -72,7 +71,7 @@ class ScheduleIn(BaseModel):
 
 
 class AuthorizationIn(BaseModel):
-    model_config = _examples({"level": "IOP", "authorized_through": "2027-01-31", "reference": "PA-2026-118"})
+    model_config = request_examples({"level": "IOP", "authorized_through": "2027-01-31", "reference": "PA-2026-118"})
 
     level: CareLevel
     authorized_through: date
@@ -80,7 +79,7 @@ class AuthorizationIn(BaseModel):
 
 
 class DischargeIn(BaseModel):
-    model_config = _examples({"reason_code": "non_attendance"})
+    model_config = request_examples({"reason_code": "non_attendance"})
 
     reason_code: DischargeReason
 

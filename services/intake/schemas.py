@@ -17,6 +17,7 @@ from pydantic import (
     model_validator,
 )
 
+from services.common.schemas import request_examples, response_example
 from services.common.utc import UtcDatetime, utc_now
 from stepwise_contract import (
     ALUMNI_GROUP,
@@ -44,16 +45,6 @@ def _known_zone(value: str) -> str:
 TimeZone = Annotated[str, AfterValidator(_known_zone)]
 
 
-def _examples(*examples: dict[str, Any]) -> ConfigDict:
-    """A request body: its examples, and no field beyond those declared."""
-    return ConfigDict(extra="forbid", json_schema_extra={"examples": list(examples)})
-
-
-def _example(example: dict[str, Any]) -> ConfigDict:
-    """A response: the example the OpenAPI document shows."""
-    return ConfigDict(json_schema_extra={"examples": [example]})
-
-
 class EmergencyContact(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -63,7 +54,7 @@ class EmergencyContact(BaseModel):
 
 
 class PatientIn(BaseModel):
-    model_config = _examples(
+    model_config = request_examples(
         {
             "name": "Alex Example",
             "date_of_birth": "1990-04-01",
@@ -91,7 +82,7 @@ class PatientIn(BaseModel):
 class PatientUpdate(BaseModel):
     """Fields to change; those left out stay as they are."""
 
-    model_config = _examples({"phone": "+15550199"})
+    model_config = request_examples({"phone": "+15550199"})
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
     email: EmailStr | None = None
@@ -107,7 +98,7 @@ class PatientUpdate(BaseModel):
 
 
 class PatientOut(BaseModel):
-    model_config = _example(
+    model_config = response_example(
         {
             "patient_id": "0b6f6a52-3c1e-4d8e-9a0f-5e2d7c1b9a34",
             "name": "Alex Example",
@@ -130,19 +121,19 @@ class PatientOut(BaseModel):
 
 
 class PatientCreated(BaseModel):
-    model_config = _example({"patient_id": "0b6f6a52-3c1e-4d8e-9a0f-5e2d7c1b9a34"})
+    model_config = response_example({"patient_id": "0b6f6a52-3c1e-4d8e-9a0f-5e2d7c1b9a34"})
 
     patient_id: str
 
 
 class EpisodeIn(BaseModel):
-    model_config = _examples({"program": "adult"})
+    model_config = request_examples({"program": "adult"})
 
     program: Program
 
 
 class EpisodeCreated(BaseModel):
-    model_config = _example({"episode_id": "7d0c1f3e-4b0a-4a57-9c1e-2b8f6a1d0e42"})
+    model_config = response_example({"episode_id": "7d0c1f3e-4b0a-4a57-9c1e-2b8f6a1d0e42"})
 
     episode_id: str
 
@@ -162,7 +153,7 @@ class PlacementIn(BaseModel):
 
 
 class AssessmentIn(BaseModel):
-    model_config = _examples(
+    model_config = request_examples(
         {
             "dimensions": {
                 "withdrawal": 1,
@@ -214,7 +205,7 @@ ASSESSMENT_EXAMPLE: dict[str, Any] = {
 
 
 class AssessmentOut(Assessment):
-    model_config = _example(ASSESSMENT_EXAMPLE)
+    model_config = response_example(ASSESSMENT_EXAMPLE)
 
 
 class TrendPoint(BaseModel):
@@ -233,7 +224,7 @@ class InstrumentTrend(BaseModel):
 
 
 class AssessmentHistory(BaseModel):
-    model_config = _example(
+    model_config = response_example(
         {
             "episode_id": "7d0c1f3e-4b0a-4a57-9c1e-2b8f6a1d0e42",
             "assessments": [ASSESSMENT_EXAMPLE],
@@ -260,7 +251,7 @@ class AssessmentHistory(BaseModel):
 
 
 class DrugScreenIn(BaseModel):
-    model_config = _examples(
+    model_config = request_examples(
         {
             "collected_at": "2026-11-20T14:05:00Z",
             "results": [
@@ -290,7 +281,7 @@ class DrugScreenIn(BaseModel):
 
 
 class DrugScreenOut(DrugScreen):
-    model_config = _example(
+    model_config = response_example(
         {
             "screen_id": "c2e9b7a4-1f3d-4a8e-9b6c-0d5f2e8a7c31",
             "episode_id": "7d0c1f3e-4b0a-4a57-9c1e-2b8f6a1d0e42",
@@ -303,7 +294,7 @@ class DrugScreenOut(DrugScreen):
 
 
 class ConsentIn(BaseModel):
-    model_config = _examples(
+    model_config = request_examples(
         {
             "recipient_kind": "family",
             "recipient": {"name": "Sam Example", "email": "sam@example.org", "relationship": "sister"},
@@ -332,7 +323,7 @@ class ConsentIn(BaseModel):
 
 
 class ConsentOut(Consent):
-    model_config = _example(
+    model_config = response_example(
         {
             "consent_id": "e4a7c1d9-2b5f-4e8a-a3c6-7f1d0b9e2a54",
             "episode_id": "7d0c1f3e-4b0a-4a57-9c1e-2b8f6a1d0e42",
@@ -351,7 +342,7 @@ class RecipientContact(BaseModel):
     """A consented recipient (for the notifications service only). Listings carry no contact data; the
     contact of one consent carries the support's, or for the alumni group the graduate's own."""
 
-    model_config = _example({"consent_id": "e4a7c1d9-2b5f-4e8a-a3c6-7f1d0b9e2a54", "recipient_kind": "family",
+    model_config = response_example({"consent_id": "e4a7c1d9-2b5f-4e8a-a3c6-7f1d0b9e2a54", "recipient_kind": "family",
                  "email": "sam@example.org", "phone": None})  # fmt: skip
 
     consent_id: str
@@ -364,7 +355,7 @@ class RecipientContact(BaseModel):
 class EpisodePatient(BaseModel):
     """Which (pseudonymous) patient an episode belongs to: lets notifications see a graduate return."""
 
-    model_config = _example(
+    model_config = response_example(
         {
             "episode_id": "7d0c1f3e-4b0a-4a57-9c1e-2b8f6a1d0e42",
             "patient_id": "0b6e3f1a-9c2d-4e5f-8a7b-1c2d3e4f5a6b",
@@ -376,7 +367,7 @@ class EpisodePatient(BaseModel):
 
 
 class ContactOut(BaseModel):
-    model_config = _example({"email": "alex@example.org", "phone": "+15550100", "timezone": None})
+    model_config = response_example({"email": "alex@example.org", "phone": "+15550100", "timezone": None})
 
     email: str | None
     phone: str | None
@@ -384,7 +375,7 @@ class ContactOut(BaseModel):
 
 
 class AuditEntry(BaseModel):
-    model_config = _example(
+    model_config = response_example(
         {
             "at": "2026-11-23T14:00:00Z",
             "role": "intake_staff",

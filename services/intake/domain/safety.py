@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from stepwise_contract import AlertLevel, InstrumentResult
+from stepwise_contract import ALERT_LEVELS, AlertLevel, InstrumentResult
 
 ESCALATIONS: dict[tuple[str, str], tuple[AlertLevel, str]] = {
     ("cssrs", "immediate_safety_alert"): ("immediate", "cssrs_high_risk"),
@@ -30,5 +30,5 @@ def safety_concern(results: Sequence[InstrumentResult]) -> SafetyConcern | None:
     ]
     if not found:
         return None
-    level: AlertLevel = "immediate" if any(level == "immediate" for level, _ in found) else "same_day"
+    level = min((level for level, _ in found), key=ALERT_LEVELS.index)  # the most urgent
     return SafetyConcern(level=level, reasons=[reason for _, reason in found])

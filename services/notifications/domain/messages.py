@@ -36,7 +36,7 @@ from stepwise_contract import (
     StepUpRecommended,
 )
 
-from .policy import AlumniProgram, Audience, MessageRule, NotificationPolicy, SessionReminders
+from .policy import CHANNELS_FOR, AlumniProgram, Audience, MessageRule, NotificationPolicy, SessionReminders
 
 NAMESPACE = uuid.UUID("6f1c2b0e-5d1a-4c8e-9a57-2f3d0c9e4b11")
 
@@ -47,7 +47,7 @@ Reachable = Mapping[Audience, frozenset[Channel]]
 
 def reachable(*, sms: bool, care_team_email: bool, care_team_webhook: bool) -> Reachable:
     """The channels each audience can be reached on, from what the clinic configured (known at start-up)."""
-    people: frozenset[Channel] = frozenset({"email", "sms"} if sms else {"email"})
+    people: frozenset[Channel] = CHANNELS_FOR["patient"] if sms else frozenset({"email"})
     configured: dict[Channel, bool] = {"email": care_team_email, "webhook": care_team_webhook}
     care_team = frozenset(channel for channel, on in configured.items() if on)
     return {"patient": people, "supports": people, "care_team": care_team}
