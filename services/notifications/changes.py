@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from services.common.outbox import retry_on_conflict
 from services.common.utc import utc_now
 from stepwise_contract import (
     ALUMNI,
@@ -24,6 +25,7 @@ from stepwise_contract import (
 )
 
 from .channels import IntakeContacts
+from .domain import alumni
 from .domain.alumni import LeaveReason
 from .domain.messages import (
     PlannedNotification,
@@ -111,9 +113,11 @@ async def enrol_alumnus(messaging: Messaging, event: CloudEvent[EpisodeGraduated
         return []  # no consent naming the alumni group: a graduate is not told of it, nor anyone of them
     patient_id = await messaging.contacts.patient_of(event.subject) or ""
     graduated_at = event.data.graduated_at
-    if not await messaging.alumni.enrol(event.subject, patient_id, consent_id, graduated_at, program.check_in_days):
-        enrolment = await messaging.alumni.get(event.subject)  # a redelivery: plan again only if still enrolled
-        if enrolment is None or enrolment.status != "enrolled":
+    enrolment, enrolled = alumni.enrol(event.subject, patient_id, consent_id, graduated_at, program.check_in_days,
+                                       utc_now())  # fmt: skip
+    if not await messaging.alumni.add(enrolment, enrolled):
+        existing = await messaging.alumni.get(event.subject)  # a redelivery: plan again only if still enrolled
+        if existing is None or existing.status != "enrolled":
             return []
     return plan_alumni(event.subject, consent_id, graduated_at, program, messaging.reachable, messaging.clinic_zone)
 
@@ -137,7 +141,15 @@ async def withdraw_consent(messaging: Messaging, data: ConsentChanged) -> None:
 
 async def end_alumni_enrolment(messaging: Messaging, episode_id: str, reason: LeaveReason) -> bool:
     """End a graduate's enrolment (publishing iop.alumni.left) and cancel what it still had to send."""
-    left = await messaging.alumni.leave(episode_id, reason)
+
+    async def attempt() -> bool | None:
+        stored = await messaging.alumni.get_stored(episode_id)
+        decided = None if stored is None else alumni.leave(stored.enrolment, reason, utc_now())
+        if stored is None or decided is None:
+            return False  # not enrolled, or ended already
+        return True if await messaging.alumni.save(stored, *decided) else None  # None: another write won
+
+    left = await retry_on_conflict(attempt)
     await messaging.store.cancel_alumni_messages(episode_id, f"alumni: {reason}")
     return left
 

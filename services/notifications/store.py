@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, fields
+from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime, timedelta
 
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
@@ -18,14 +18,21 @@ from services.common.outbox import (
     EPOCH,
     insert_aggregate,
     insert_new_aggregates,
-    retry_on_conflict,
     update_aggregate,
     with_events,
 )
 from services.common.utc import assume_utc, utc_now, wall_clock
-from stepwise_contract import EventData, NotificationFailed, NotificationSent, RecipientKind, new_event
+from stepwise_contract import (
+    AlumniEnrolled,
+    AlumniLeft,
+    EventData,
+    NotificationFailed,
+    NotificationSent,
+    RecipientKind,
+    new_event,
+)
 
-from .domain.alumni import Enrolment, EnrolmentStatus, LeaveReason, enrol, leave
+from .domain.alumni import Enrolment, EnrolmentStatus
 from .domain.delivery import Notification, NotificationStatus
 from .domain.messages import PlannedNotification
 from .domain.opt_outs import OptOut
@@ -222,6 +229,12 @@ class EpisodeSchedules:
         return found is not None and not found["ended"] and found["series"] == series
 
 
+@dataclass(frozen=True)
+class StoredEnrolment:
+    enrolment: Enrolment
+    version: int
+
+
 class AlumniEnrolments:
     """One document per graduated episode whose graduate joined the alumni group, with its outbox."""
 
@@ -232,10 +245,8 @@ class AlumniEnrolments:
     async def create_indexes(self) -> None:
         await self.enrolments.create_index([("patient_id", ASCENDING), ("status", ASCENDING)])
 
-    async def enrol(self, episode_id: str, patient_id: str, consent_id: str, graduated_at: datetime,
-                    check_in_days: list[int]) -> bool:  # fmt: skip
-        """Enrol once per episode (False if enrolled already) and queue iop.alumni.enrolled in the same write."""
-        enrolment, event = enrol(episode_id, patient_id, consent_id, graduated_at, check_in_days, utc_now())
+    async def add(self, enrolment: Enrolment, event: AlumniEnrolled) -> bool:
+        """Store a new enrolment with iop.alumni.enrolled in one write; False if the episode has one already."""
         added = await insert_aggregate(self.enrolments, _enrolment_fields(enrolment), [new_event(event, source=SOURCE)])
         if added:
             self._wake_relay()
@@ -254,23 +265,18 @@ class AlumniEnrolments:
         cursor = self.enrolments.find(query, {"outbox": 0}).sort("enrolled_at", DESCENDING).limit(limit)
         return [_enrolment(document) async for document in cursor]
 
-    async def leave(self, episode_id: str, reason: LeaveReason) -> bool:
-        """End the enrolment and queue iop.alumni.left in one write; False if it was not enrolled."""
+    async def get_stored(self, episode_id: str) -> StoredEnrolment | None:
+        document = await self.enrolments.find_one({"_id": episode_id}, {"outbox": 0})
+        return None if document is None else StoredEnrolment(_enrolment(document), document["version"])
 
-        async def attempt() -> bool | None:
-            document = await self.enrolments.find_one({"_id": episode_id}, {"outbox": 0})
-            decided = None if document is None else leave(_enrolment(document), reason, utc_now())
-            if document is None or decided is None:
-                return False
-            left, event = decided
-            changes = _enrolment_fields(left)
-            events = [new_event(event, source=SOURCE)]
-            if not await update_aggregate(self.enrolments, episode_id, document["version"], changes, events):
-                return None  # another write won: load and decide again
+    async def save(self, stored: StoredEnrolment, enrolment: Enrolment, event: AlumniLeft) -> bool:
+        """Store the changed enrolment with its event in one write; False if it changed meanwhile."""
+        events = [new_event(event, source=SOURCE)]
+        saved = await update_aggregate(self.enrolments, enrolment.episode_id, stored.version,
+                                       _enrolment_fields(enrolment), events)  # fmt: skip
+        if saved:
             self._wake_relay()
-            return True
-
-        return await retry_on_conflict(attempt)
+        return saved
 
 
 def _enrolment_fields(enrolment: Enrolment) -> Document:
