@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -108,7 +109,11 @@ class Events:
         key = (self.service, record.topic)
         SEEN.applied[key] = SEEN.applied.get(key, 0) + 1
 
-    async def deliver_raw(self, topic: str, value: bytes, headers: dict[str, str]) -> None:
+    async def deliver_missing_data(self, topic: str) -> None:
+        """A well-formed CloudEvent whose data lacks the event's required fields."""
+        headers = {"ce_specversion": "1.0", "ce_id": str(uuid.uuid4()), "ce_source": "/test", "ce_type": topic,
+                   "ce_subject": "episode", "content-type": "application/json"}  # fmt: skip
+        value = b'{"episode_id": "episode", "schema_version": 1}'
         await self.broker.publish(value, topic=topic, key=b"episode", headers=headers)
 
 

@@ -171,9 +171,7 @@ async def test_attendance_for_an_unknown_session_is_set_aside_with_its_reason(
 async def test_a_malformed_event_is_set_aside_naming_the_field(
     events: Events, database: MemoryDatabase, topic: str
 ) -> None:
-    headers = {"ce_specversion": "1.0", "ce_id": str(uuid.uuid4()), "ce_source": "/test", "ce_type": topic,
-               "ce_subject": "episode", "content-type": "application/json"}  # fmt: skip
-    await events.deliver_raw(topic, b'{"episode_id": "episode", "schema_version": 1}', headers)
+    await events.deliver_missing_data(topic)
     [shelved] = await set_aside(database)
     assert shelved["topic"] == topic and shelved["reason"].startswith("malformed:")
 

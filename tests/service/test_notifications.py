@@ -490,9 +490,7 @@ async def test_a_revoked_alumni_consent_ends_the_enrolment(
 async def test_a_malformed_event_is_set_aside_naming_the_field(
     events: Events, database: MemoryDatabase, topic: str
 ) -> None:
-    headers = {"ce_specversion": "1.0", "ce_id": str(uuid.uuid4()), "ce_source": "/test", "ce_type": topic,
-               "ce_subject": "episode", "content-type": "application/json"}  # fmt: skip
-    await events.deliver_raw(topic, b'{"episode_id": "episode", "schema_version": 1}', headers)
+    await events.deliver_missing_data(topic)
     [shelved] = await set_aside(database)
     assert shelved["topic"] == topic and shelved["reason"].startswith("malformed:")
 
@@ -623,9 +621,7 @@ async def test_get_alumni_enrolment(
 
 
 async def test_set_aside_events_are_listed_for_admins(http: httpx.AsyncClient, events: Events) -> None:
-    headers = {"ce_specversion": "1.0", "ce_id": "x1", "ce_source": "/test", "ce_type": "iop.session.missed",
-               "ce_subject": "episode", "content-type": "application/json"}  # fmt: skip
-    await events.deliver_raw("iop.session.missed", b'{"episode_id": "episode"}', headers)
+    await events.deliver_missing_data("iop.session.missed")
     listed = await http.get("/v1/set-aside-events", headers=as_role(Role.ADMIN))
     assert listed.status_code == 200 and listed.json()[0]["reason"].startswith("malformed:")
     assert "value" not in listed.json()[0]
