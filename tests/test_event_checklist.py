@@ -15,6 +15,7 @@ import stepwise_contract
 from services.care_plan import app as care_plan
 from services.care_plan.handlers import EVENT_HANDLERS as CARE_PLAN_HANDLERS
 from services.intake import app as intake
+from services.intake.handlers import EVENT_HANDLERS as INTAKE_HANDLERS
 from services.notifications import app as notifications
 from services.notifications.domain.messages import MESSAGE_EVENTS
 from services.notifications.domain.policy import DEFAULT_POLICY_FILE, load_policy
@@ -24,7 +25,7 @@ from stepwise_contract import COMMAND_TYPES, EVENT_TYPES, EventData, events
 ROOT = Path(__file__).resolve().parent.parent
 ALL_TYPES = EVENT_TYPES | COMMAND_TYPES
 PUBLISHERS = {"intake": intake.PUBLISHES, "care_plan": care_plan.PUBLISHES, "notifications": notifications.PUBLISHES}
-CONSUMERS = {"care_plan": CARE_PLAN_HANDLERS, "notifications": NOTIFICATIONS_HANDLERS}
+CONSUMERS = {"intake": INTAKE_HANDLERS, "care_plan": CARE_PLAN_HANDLERS, "notifications": NOTIFICATIONS_HANDLERS}
 
 
 def _documented(path: Path) -> set[str]:

@@ -11,7 +11,7 @@ from services.common.kafka import ServiceBroker, service_broker
 from services.common.service import Runtime, create_service_app
 from stepwise_contract import AssessmentCompleted, ConsentChanged, DrugScreenRecorded, SafetyAlertRaised
 
-from . import api
+from . import api, handlers
 from .domain.placement import load_placement_policy
 from .settings import IntakeSettings
 from .store import EPISODES, IntakeStore
@@ -20,7 +20,7 @@ PUBLISHES = (AssessmentCompleted, SafetyAlertRaised, DrugScreenRecorded, Consent
 
 
 def create_broker(settings: IntakeSettings) -> ServiceBroker:
-    return service_broker(settings, "stepwise-intake", PUBLISHES)
+    return service_broker(settings, "stepwise-intake", PUBLISHES, lambda: handlers.subscriptions(settings))
 
 
 def create_app(settings: IntakeSettings | None = None) -> FastAPI:

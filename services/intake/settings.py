@@ -21,3 +21,4 @@ class IntakeSettings(ServiceSettings):
 
 
 SOURCE = "/stepwise/intake"
+CONSUMER_GROUP = "stepwise.intake"
