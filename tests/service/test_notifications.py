@@ -178,8 +178,12 @@ def calendar(*starts: datetime, first: int = 1) -> Schedule:
                     weeks=6, sessions=sessions)  # fmt: skip
 
 
+TODAY = datetime.now(UTC).replace(microsecond=0)
+"""Sessions are placed days from this one moment, so a test that names a session's time twice gets it twice."""
+
+
 def in_days(days: float) -> datetime:
-    return datetime.now(UTC).replace(microsecond=0) + timedelta(days=days)
+    return TODAY + timedelta(days=days)
 
 
 def assigned(
