@@ -1,10 +1,12 @@
 """Consuming events: typed reading, setting aside what cannot be applied, retrying what can.
 
-Subscribers use ``AckPolicy.NACK_ON_ERROR`` (see ``SUBSCRIBER_OPTIONS``): the offset is committed
-only after the handler returned, i.e. after its effect is stored. A handler error rewinds to the
-event and it is tried again after a backoff. An event that is malformed, or still fails after
-``max_attempts``, is stored in the service's ``set_aside_events`` collection with its reason and
-committed, so one bad record never blocks its partition.
+Subscribers use ``AckPolicy.NACK_ON_ERROR`` (see ``subscriber_options``): the offset is committed
+only after the handler returned, i.e. after its effect is stored. Only an event that is malformed, or
+that our rules reject (``EventRejected``), is set aside: stored in the service's ``set_aside_events``
+collection with its reason and committed, so one bad record never blocks its partition. Any other
+failure (MongoDB, intake or another dependency down, or a bug) rewinds to the event and tries it again
+after a capped backoff, without limit: an outage is waited out, never turned into lost or set-aside work.
+Readiness names a dependency that is down (see ``dependencies.py``); the log names the event.
 """
 
 from __future__ import annotations
@@ -22,10 +24,11 @@ from faststream.kafka.message import KafkaMessage
 from faststream.middlewares import AckPolicy
 from pydantic import ValidationError
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from stepwise_contract import CloudEvent, EventData, MalformedEvent, describe_validation_error, from_headers
 
+from .dependencies import DependencyDown
 from .mongo import Document
 from .settings import ServiceSettings
 from .utc import utc_now
@@ -134,18 +137,31 @@ class EventShelf:
         )
 
 
-class SetAsideMiddleware:
-    """FastStream broker middleware factory: set aside malformed events, retry failing ones."""
+SET_ASIDE = (MalformedEvent, EventRejected, json.JSONDecodeError, UnicodeDecodeError, ValidationError)
+"""What is wrong with the event itself: set aside. (FastStream's decoder raises the JSON and Unicode errors,
+and pydantic the ValidationError of data that fails its schema.)"""
 
-    def __init__(
-        self,
-        shelf: Callable[[], EventShelf],
-        *,
-        max_attempts: int = 8,
-        backoff: Callable[[int], float] = lambda attempt: min(0.2 * 2 ** (attempt - 1), 10.0),
-    ) -> None:
+
+def set_aside_reason(error: Exception) -> str:
+    if isinstance(error, EventRejected):
+        return f"rejected: {error.reason}"
+    if isinstance(error, MalformedEvent):
+        return f"malformed: {error.reason}"
+    if isinstance(error, ValidationError):
+        return f"malformed: {describe_validation_error(error)}"
+    return f"malformed: value is not JSON: {error}"
+
+
+def retry_delay(attempt: int) -> float:
+    """Seconds before the ``attempt``-th retry of an event: 0.2, 0.4, 0.8 … capped at 10."""
+    return float(min(0.2 * 2 ** (attempt - 1), 10.0))
+
+
+class SetAsideMiddleware:
+    """FastStream broker middleware factory: set aside what is wrong with the event, retry everything else."""
+
+    def __init__(self, shelf: Callable[[], EventShelf], *, backoff: Callable[[int], float] | None = None) -> None:
         self._shelf = shelf
-        self._max_attempts = max_attempts
         self._backoff = backoff
         self._attempts: dict[tuple[str, int, int], int] = {}
 
@@ -157,32 +173,29 @@ class SetAsideMiddleware:
         assert not isinstance(record, tuple)
         position = (record.topic, record.partition, record.offset)
         try:
-            result = await call_next(message)
-        except MalformedEvent as error:
-            await self._shelf().set_aside(message, f"malformed: {error.reason}", attempts=1)
-            return None
-        except EventRejected as error:
-            await self._shelf().set_aside(message, f"rejected: {error.reason}", attempts=1)
-            return None
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:  # raised by FastStream's decoder
-            await self._shelf().set_aside(message, f"malformed: value is not JSON: {error}", attempts=1)
-            return None
-        except ValidationError as error:
-            await self._shelf().set_aside(message, f"malformed: {describe_validation_error(error)}", attempts=1)
-            return None
+            try:
+                result = await call_next(message)
+            except SET_ASIDE as error:
+                await self._shelf().set_aside(message, set_aside_reason(error), self._attempts.get(position, 0) + 1)
+                result = None
         except Exception as error:
-            attempt = self._attempts.get(position, 0) + 1
-            if attempt >= self._max_attempts:
-                self._attempts.pop(position, None)
-                reason = f"handler failed {attempt} times: {type(error).__name__}"
-                await self._shelf().set_aside(message, reason, attempts=attempt)
-                return None
-            self._attempts[position] = attempt
-            log.warning("handling %s[%d]@%d failed (attempt %d), will retry", *position, attempt, exc_info=True)
-            await asyncio.sleep(self._backoff(attempt))
+            attempt = self._attempts[position] = self._attempts.get(position, 0) + 1
+            _report(error, position, attempt)
+            await asyncio.sleep((self._backoff or retry_delay)(attempt))
             raise  # NACK_ON_ERROR rewinds to this event
         self._attempts.pop(position, None)
         return result
+
+
+def _report(error: Exception, position: tuple[str, int, int], attempt: int) -> None:
+    """One line per failing event at its first attempt and at every tenth: an outage must not flood the log."""
+    if attempt != 1 and attempt % 10:
+        return
+    if isinstance(error, DependencyDown | PyMongoError):
+        what = str(error) if isinstance(error, DependencyDown) else f"MongoDB: {type(error).__name__}"
+        log.warning("%s[%d]@%d waits: %s (attempt %d); retrying until it is back", *position, what, attempt)
+    else:
+        log.error("%s[%d]@%d failed (attempt %d); retrying", *position, attempt, exc_info=error)
 
 
 class _SetAsideScope(BaseMiddleware):

@@ -7,6 +7,8 @@ from collections.abc import Awaitable, Callable
 
 from fastapi import APIRouter, Request, Response, status
 
+from .dependencies import Dependencies
+
 router = APIRouter(prefix="/health", tags=["health"])
 
 Check = Callable[[], Awaitable[bool]]
@@ -17,14 +19,26 @@ async def live() -> dict[str, str]:
     return {"status": "live"}
 
 
-@router.get("/ready", summary="The broker and the store are reachable")
+@router.get(
+    "/ready",
+    summary="The broker, the store and every other dependency are reachable and accept our credentials",
+    description="503 while any is not: `checks` says which, `problems` why (down, or misconfigured with what to "
+    "set). Work waits meanwhile; nothing is lost.",
+    responses={503: {"description": "Something this service depends on is down or misconfigured."}},
+)
 async def ready(request: Request, response: Response) -> dict[str, object]:
     checks: dict[str, Check] = request.app.state.readiness_checks
     results = await asyncio.gather(*(_safely(check) for check in checks.values()))
     report = dict(zip(checks, results, strict=True))
+    dependencies: Dependencies | None = getattr(request.app.state, "dependencies", None)
+    problems = dependencies.problems() if dependencies else {}
+    report |= {name: False for name in problems}
     if not all(report.values()):
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-    return {"status": "ready" if all(report.values()) else "not_ready", "checks": report}
+    answer: dict[str, object] = {"status": "ready" if all(report.values()) else "not_ready", "checks": report}
+    if problems:
+        answer["problems"] = {name: f"{problem.kind}: {problem.detail}" for name, problem in problems.items()}
+    return answer
 
 
 async def _safely(check: Check) -> bool:

@@ -37,7 +37,7 @@ def new_broker(settings: ServiceSettings, *, client_id: str) -> KafkaBroker:
         acks="all",
         enable_idempotence=True,
         graceful_timeout=10.0,
-        middlewares=[SetAsideMiddleware(shelf, max_attempts=settings.consumer_max_attempts)],
+        middlewares=[SetAsideMiddleware(shelf)],
     )
     return broker
 

@@ -22,6 +22,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from . import health
 from .auth import Principal, Role, require_roles
 from .consumer import EventShelf
+from .dependencies import Dependencies
 from .kafka import ServiceBroker, ensure_topics, relay_publish
 from .mongo import Document, connect, ping
 from .outbox import ConcurrentChange, OutboxRelay, ensure_outbox_index
@@ -41,6 +42,8 @@ class Runtime:
     database: AsyncDatabase[Document]
     broker: KafkaBroker
     relay: OutboxRelay | None
+    dependencies: Dependencies
+    """Where adapters say that what they reach is down or refuses our credentials (shown by readiness)."""
 
 
 Startup = Callable[[Runtime, FastAPI], Awaitable[Sequence[Coroutine[Any, Any, None]]]]
@@ -68,6 +71,7 @@ def create_service_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.token_roles = settings.token_roles
+        app.state.dependencies = dependencies = Dependencies()
         client = connect(settings.mongodb_url)
         database = client[settings.database_name]
         shelf = EventShelf(database[SET_ASIDE_COLLECTION])
@@ -83,7 +87,7 @@ def create_service_app(
                 poll_seconds=settings.outbox_poll_seconds,
                 lease_seconds=settings.outbox_lease_seconds,
             )
-        background = list(await startup(Runtime(settings, database, broker, relay), app))
+        background = list(await startup(Runtime(settings, database, broker, relay, dependencies), app))
         consumed = [topic for subscriber in broker.subscribers for topic in getattr(subscriber, "topic_names", ())]
         await ensure_topics(settings, [*publishers, *consumed])
         await broker.start()

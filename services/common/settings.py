@@ -63,7 +63,6 @@ class ServiceSettings(BaseSettings):
     clock_offset_seconds: float = Field(
         default=0.0, description="Shifts the service's clock: for tests and drills of timers only, never production."
     )
-    consumer_max_attempts: int = Field(default=8, ge=1, description="Handler failures before an event is set aside.")
 
     @field_validator("api_tokens")
     @classmethod

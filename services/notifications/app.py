@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine, Sequence
+from datetime import timedelta
 from typing import Any
 
 from fastapi import FastAPI
 from pymongo.asynchronous.database import AsyncDatabase
 
+from services.common.dependencies import Dependencies
 from services.common.kafka import ServiceBroker, service_broker
 from services.common.mongo import Document
 from services.common.policy_file import PolicyError
@@ -18,6 +20,7 @@ from . import api, handlers
 from .changes import Messaging
 from .channels import EmailSender, IntakeContacts, SmsSender, WebhookSender
 from .dispatcher import CareTeam, Dispatcher, QuietHours, Senders, StillWanted
+from .domain.delivery import RetryBudget
 from .domain.messages import MESSAGE_EVENTS, check_audiences, reachable
 from .domain.policy import NotificationPolicy, load_policy
 from .rendering import Templates
@@ -49,6 +52,7 @@ async def assemble(
     templates: Templates,
     database: AsyncDatabase[Document],
     wake_relay: Callable[[], None],
+    dependencies: Dependencies,
     contacts: IntakeContacts | None = None,
 ) -> tuple[Messaging, Dispatcher]:
     """The service's parts over its database: what handlers and endpoints use, and the dispatcher."""
@@ -57,7 +61,7 @@ async def assemble(
     await store.create_indexes()
     await alumni.create_indexes()
     schedules, opt_outs = EpisodeSchedules(database), OptOuts(database, settings.contact_hash_key)
-    contacts = contacts or IntakeContacts(settings)
+    contacts = contacts or IntakeContacts(settings, dependencies)
     senders = Senders(EmailSender(settings), SmsSender(settings), WebhookSender(settings.webhook_secret))
     care_team = CareTeam(email=settings.care_team_email, webhook_url=settings.care_team_webhook_url)
     dispatcher = Dispatcher(
@@ -70,7 +74,10 @@ async def assemble(
         StillWanted(schedules, alumni, opt_outs),
         poll_seconds=settings.dispatch_poll_seconds,
         lease_seconds=settings.dispatch_lease_seconds,
-        max_attempts=settings.dispatch_max_attempts,
+        retries=RetryBudget(
+            timedelta(hours=settings.dispatch_retry_hours), timedelta(seconds=settings.dispatch_retry_max_seconds)
+        ),
+        dependencies=dependencies,
     )
     channels = reachable(sms=senders.sms.configured, care_team_email=bool(care_team.email),
                          care_team_webhook=bool(care_team.webhook_url))  # fmt: skip
@@ -87,7 +94,9 @@ def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
 
     async def startup(runtime: Runtime, app: FastAPI) -> Sequence[Coroutine[Any, Any, None]]:
         wake_relay = runtime.relay.wake if runtime.relay else lambda: None
-        messaging, dispatcher = await assemble(settings, policy, templates, runtime.database, wake_relay)
+        messaging, dispatcher = await assemble(
+            settings, policy, templates, runtime.database, wake_relay, runtime.dependencies
+        )
         app.state.messaging = messaging
         runtime.broker.context.set_global("messaging", messaging)
         return [dispatcher.run()]

@@ -6,10 +6,12 @@ import json
 import time
 from dataclasses import dataclass
 from email.message import EmailMessage
+from typing import Any
 
 import aiosmtplib
 import httpx
 
+from services.common.dependencies import Dependencies, DependencyDown
 from stepwise_contract import ConsentRecipientKind
 from stepwise_contract.webhooks import signed_headers
 
@@ -50,73 +52,97 @@ class Contact:
         return address
 
 
-class IntakeContacts:
-    """Looks up contact data and consents at intake at send time, so no event and no notification holds them."""
+INTAKE, SMTP, SMS_PROVIDER, CARE_TEAM_WEBHOOK = "intake", "smtp", "sms_provider", "care_team_webhook"
 
-    def __init__(self, settings: NotificationsSettings, transport: httpx.AsyncBaseTransport | None = None) -> None:
+
+class IntakeContacts:
+    """Looks up contact data and consents at intake at send time, so no event and no notification holds them.
+
+    Intake not answering (or answering 5xx) is an outage and a refused token a configuration mistake: both
+    raise ``DependencyDown`` (the event or the message waits, and readiness says why), never a lost message.
+    """
+
+    def __init__(
+        self,
+        settings: NotificationsSettings,
+        dependencies: Dependencies,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._token_set = bool(settings.intake_token)
         self._client = httpx.AsyncClient(
             base_url=settings.intake_url,
-            headers={"Authorization": f"Bearer {settings.intake_token}"},
+            headers=bearer(settings.intake_token),
             timeout=10.0,
             transport=transport,
         )
+        self._dependencies = dependencies
 
     async def patient_contact(self, episode_id: str) -> Contact:
         """The patient's email address, mobile number and time zone (None when not recorded)."""
         response = await self._get(f"/v1/episodes/{episode_id}/contact")
         if response.status_code == 404:
             raise DeliveryError("episode unknown to intake", permanent=True)
-        self._check(response)
-        contact = response.json()
-        return Contact(contact.get("email"), contact.get("phone"), contact.get("timezone"))
+        return _contact(response)
 
     async def consented_contact(self, episode_id: str, consent_id: str) -> Contact:
         """A support's contact (for the alumni group: the graduate's), only while the consent is in force."""
         response = await self._get(f"/v1/episodes/{episode_id}/consents/{consent_id}/contact")
         if response.status_code in (404, 410):
             raise NotWanted("consent no longer in force")
-        self._check(response)
-        contact = response.json()
-        return Contact(contact.get("email"), contact.get("phone"), contact.get("timezone"))
+        return _contact(response)
 
     async def supports(self, episode_id: str, scope: str) -> list[tuple[str, ConsentRecipientKind]]:
         """(consent_id, recipient kind) of everyone a consent in force allows to hear about ``scope`` now."""
-        response = await self._lookup(f"/v1/episodes/{episode_id}/recipients", {"scope": scope})
-        if response is None:
+        response = await self._get(f"/v1/episodes/{episode_id}/recipients", {"scope": scope})
+        if response.status_code == 404:
             return []
-        return [(entry["consent_id"], entry["recipient_kind"]) for entry in response.json()]
+        return [(entry["consent_id"], entry["recipient_kind"]) for entry in _json(response)]
 
     async def patient_of(self, episode_id: str) -> str | None:
         """The pseudonymous id of the episode's patient (None: intake does not know the episode)."""
-        response = await self._lookup(f"/v1/episodes/{episode_id}/patient")
-        return None if response is None else str(response.json()["patient_id"])
+        response = await self._get(f"/v1/episodes/{episode_id}/patient")
+        return None if response.status_code == 404 else str(_json(response)["patient_id"])
 
-    async def _lookup(self, path: str, params: dict[str, str] | None = None) -> httpx.Response | None:
-        """For event handlers: a failure raises, so the consumer retries the event; None on 404."""
+    async def _get(self, path: str, params: dict[str, str] | None = None) -> httpx.Response:
         try:
-            response = await self._client.get(path, params=params)
-        except httpx.HTTPError as error:
-            raise RuntimeError(f"intake unreachable: {type(error).__name__}") from None
-        if response.status_code == 404:
-            return None
-        response.raise_for_status()
+            try:
+                response = await self._client.get(path, params=params)
+            except httpx.HTTPError as error:
+                raise DependencyDown(INTAKE, f"unreachable ({type(error).__name__})") from None
+            if response.status_code in (401, 403):
+                setting = "INTAKE_TOKEN is empty: set it" if not self._token_set else "set INTAKE_TOKEN"
+                raise DependencyDown(
+                    INTAKE,
+                    f"refused the service token ({response.status_code}): {setting} to a "
+                    "token that intake's API_TOKENS gives the notifications role",
+                    misconfigured=True,
+                )
+            if response.status_code >= 500:
+                raise DependencyDown(INTAKE, f"answered {response.status_code}")
+        except DependencyDown as error:
+            self._dependencies.failed(error)
+            raise
+        self._dependencies.ok(INTAKE)
         return response
-
-    async def _get(self, path: str) -> httpx.Response:
-        try:
-            return await self._client.get(path)
-        except httpx.HTTPError as error:
-            raise DeliveryError(f"intake unreachable: {type(error).__name__}", permanent=False) from None
-
-    @staticmethod
-    def _check(response: httpx.Response) -> None:
-        if response.status_code in (401, 403):
-            raise DeliveryError(f"intake refused the service token ({response.status_code})", permanent=False)
-        if response.status_code != 200:
-            raise DeliveryError(f"intake answered {response.status_code}", permanent=False)
 
     async def close(self) -> None:
         await self._client.aclose()
+
+
+def bearer(token: str) -> dict[str, str]:
+    """The Authorization header for ``token``; none for an empty one (never ``Bearer `` with nothing after it)."""
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def _json(response: httpx.Response) -> Any:
+    if response.status_code != 200:
+        raise DeliveryError(f"intake answered {response.status_code}", permanent=False)
+    return response.json()
+
+
+def _contact(response: httpx.Response) -> Contact:
+    contact = _json(response)
+    return Contact(contact.get("email"), contact.get("phone"), contact.get("timezone"))
 
 
 class EmailSender:
@@ -141,6 +167,10 @@ class EmailSender:
                 start_tls=self._settings.smtp_starttls,
                 timeout=self._settings.smtp_timeout_seconds,
             )
+        except aiosmtplib.SMTPAuthenticationError as error:
+            raise DependencyDown(
+                SMTP, f"refused our login ({error.code}): check SMTP_USERNAME and SMTP_PASSWORD", misconfigured=True
+            ) from None
         except aiosmtplib.SMTPRecipientsRefused as error:
             codes = [refusal.code for refusal in error.recipients]
             raise DeliveryError(f"recipient refused ({codes})", permanent=all(c >= 500 for c in codes)) from None
@@ -166,9 +196,7 @@ class SmsSender:
     def __init__(self, settings: NotificationsSettings, timeout: float = 10.0) -> None:
         self._url = settings.sms_provider_url
         self._from = settings.sms_from
-        self._client = httpx.AsyncClient(
-            timeout=timeout, headers={"Authorization": f"Bearer {settings.sms_provider_token}"}
-        )
+        self._client = httpx.AsyncClient(timeout=timeout, headers=bearer(settings.sms_provider_token))
 
     @property
     def configured(self) -> bool:
@@ -182,6 +210,13 @@ class SmsSender:
             response = await self._client.post(self._url, json=body, headers={"Idempotency-Key": notification_id})
         except httpx.HTTPError as error:
             raise DeliveryError(f"SMS provider unreachable: {type(error).__name__}", permanent=False) from None
+        if response.status_code in (401, 403):
+            raise DependencyDown(
+                SMS_PROVIDER,
+                f"refused our credentials ({response.status_code}): set SMS_PROVIDER_TOKEN "
+                "to the token the provider gave the clinic",
+                misconfigured=True,
+            )
         _raise_for_answer("SMS provider", response.status_code)
 
     async def close(self) -> None:
@@ -202,6 +237,13 @@ class WebhookSender:
             response = await self._client.post(url, content=body, headers=headers)
         except httpx.HTTPError as error:
             raise DeliveryError(f"webhook unreachable: {type(error).__name__}", permanent=False) from None
+        if response.status_code in (401, 403):
+            raise DependencyDown(
+                CARE_TEAM_WEBHOOK,
+                f"refused our signature ({response.status_code}): WEBHOOK_SECRET "
+                "must be the secret the receiver checks",
+                misconfigured=True,
+            )
         _raise_for_answer("webhook", response.status_code)
 
     async def close(self) -> None:

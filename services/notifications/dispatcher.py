@@ -2,25 +2,46 @@
 
 Each logical notification is stored once, under an id that comes from what caused it, before any
 attempt to send it, so redelivered events never add a message and a claimed message is leased to one
-instance. The one window left is a crash after the channel accepted the message and before it is
-marked sent: after the lease expires it is sent again. That window is one MongoDB write long; the
-stable Message-ID (email), Idempotency-Key (SMS) and notification-id header (webhooks) let
-receivers drop the copy.
+instance. Once a channel accepted a message, recording that is retried (the lease held) until the store
+takes it. The one window left is a process death after the channel accepted the message and before it
+is marked sent: after the lease expires it is sent again. The stable Message-ID (email),
+Idempotency-Key (SMS) and notification-id header (webhooks) let receivers drop the copy.
+
+Failures: a permanent refusal ends the message; a transient one (relay unreachable, 4xx temporary, 5xx)
+is retried by ``RetryBudget`` for a time; a dependency that is down or refuses our credentials
+(``DependencyDown``: intake, a provider's 401) makes the message wait, without counting, until it is back.
+A channel that works again releases the messages that wait on it at once.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import random
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 
+from pymongo.errors import PyMongoError
+
+from services.common.dependencies import Dependencies, DependencyDown
 from services.common.utc import utc_now
 from services.common.worker import PollingWorker
-from stepwise_contract import ALUMNI
+from stepwise_contract import ALUMNI, Channel
 
-from .channels import Contact, DeliveryError, EmailSender, IntakeContacts, NotWanted, SmsSender, WebhookSender
-from .domain.delivery import Notification, failed, sent
+from .channels import (
+    CARE_TEAM_WEBHOOK,
+    SMS_PROVIDER,
+    SMTP,
+    Contact,
+    DeliveryError,
+    EmailSender,
+    IntakeContacts,
+    NotWanted,
+    SmsSender,
+    WebhookSender,
+)
+from .domain.delivery import Notification, RetryBudget, failed, sent
 from .domain.opt_outs import recipient_key
 from .domain.quiet_hours import not_before
 from .rendering import Templates
@@ -52,9 +73,9 @@ class CareTeam:
     webhook_url: str | None
 
 
-def retry_delay(attempt: int) -> timedelta:
-    """Exponential backoff with full jitter: up to 2, 4, 8 … seconds, capped at 10 minutes."""
-    return timedelta(seconds=random.uniform(0.5, min(2.0**attempt, 600.0)))  # noqa: S311 - not crypto
+DEPENDENCY_WAIT = timedelta(seconds=5)
+"""How long a message waits before it tries a dependency that was down again."""
+CHANNEL_DEPENDENCY: dict[Channel, str] = {"email": SMTP, "sms": SMS_PROVIDER, "webhook": CARE_TEAM_WEBHOOK}
 
 
 @dataclass(frozen=True)
@@ -90,7 +111,8 @@ class Dispatcher(PollingWorker):
         *,
         poll_seconds: float,
         lease_seconds: float,
-        max_attempts: int,
+        retries: RetryBudget,
+        dependencies: Dependencies,
     ) -> None:
         super().__init__()
         self._store = store
@@ -102,7 +124,8 @@ class Dispatcher(PollingWorker):
         self._wanted = still_wanted
         self.poll_seconds = poll_seconds
         self._lease = timedelta(seconds=lease_seconds)
-        self._max_attempts = max_attempts
+        self._retries = retries
+        self._dependencies = dependencies
 
     async def run(self) -> None:
         try:
@@ -130,17 +153,47 @@ class Dispatcher(PollingWorker):
             await self._store.mark_cancelled(notification_id, unwanted.reason)
             log.info("notification %s cancelled: %s", notification_id, unwanted.reason)
             return
-        except DeliveryError as error:
-            if error.permanent or notification.attempts >= self._max_attempts:
-                event = failed(notification, utc_now(), error.permanent)
-                await self._store.mark_failed(notification, error.reason, event)
-                log.warning("notification %s failed for good: %s", notification_id, error.reason)
-            else:
-                await self._store.retry_later(notification_id, retry_delay(notification.attempts), error.reason)
-                log.info("notification %s will be retried: %s", notification_id, error.reason)
+        except DependencyDown as down:
+            self._dependencies.failed(down)
+            await self._store.defer(notification_id, utc_now() + DEPENDENCY_WAIT, f"waiting: {down}")
             return
-        await self._store.mark_sent(notification, sent(notification, utc_now()))
+        except DeliveryError as error:
+            await self._failed_attempt(notification, error)
+            return
+        self._dependencies.ok(CHANNEL_DEPENDENCY[notification.channel])
+        await self._record_sent(notification)
         log.info("notification %s sent (%s, %s)", notification_id, notification.purpose, notification.channel)
+        if await self._store.retry_now(notification.channel):
+            log.info("%s works again: the messages waiting on it go now", notification.channel)
+
+    async def _failed_attempt(self, notification: Notification, error: DeliveryError) -> None:
+        retry_at = None if error.permanent else self._retries.next_attempt(notification, utc_now(), random.random())  # noqa: S311
+        if retry_at is None:
+            event = failed(notification, utc_now(), error.permanent)
+            await self._store.mark_failed(notification, error.reason, event)
+            log.warning("notification %s failed for good: %s", notification.notification_id, error.reason)
+            return
+        if not error.permanent:
+            self._dependencies.failed(DependencyDown(CHANNEL_DEPENDENCY[notification.channel], error.reason))
+        await self._store.retry_later(notification.notification_id, retry_at - utc_now(), error.reason)
+        log.info("notification %s will be retried: %s", notification.notification_id, error.reason)
+
+    async def _record_sent(self, notification: Notification) -> None:
+        """The channel took the message: record it, however long the store takes to come back, holding the
+        lease meanwhile so no other instance sends it again."""
+        event = sent(notification, utc_now())
+        wait = 0.2
+        while True:
+            try:
+                await self._store.mark_sent(notification, event)
+                return
+            except PyMongoError as error:
+                log.warning("notification %s was sent; recording it failed (%s), trying again",
+                            notification.notification_id, type(error).__name__)  # fmt: skip
+            with contextlib.suppress(PyMongoError):
+                await self._store.extend_lease(notification.notification_id, self._lease)
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, 5.0)
 
     async def _send(self, notification: Notification) -> None:
         """Reach the recipient on the notification's channel; raises DeliveryError, NotWanted or Deferred."""

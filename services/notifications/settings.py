@@ -38,7 +38,10 @@ class NotificationsSettings(ServiceSettings):
     quiet_hours_end: time = Field(default=time(8, 0), description="…until this one (equal times: no quiet hours).")
     dispatch_poll_seconds: float = Field(default=1.0, gt=0)
     dispatch_lease_seconds: float = Field(default=30.0, gt=0)
-    dispatch_max_attempts: int = Field(default=8, ge=1)
+    dispatch_retry_hours: float = Field(
+        default=72.0, gt=0, description="How long a message is retried through transient failures before it fails."
+    )
+    dispatch_retry_max_seconds: float = Field(default=60.0, gt=0, description="The longest wait between two attempts.")
     clinic_timezone: str = Field(default="America/New_York", description="Zone for times in messages.")
     templates_dir: str | None = Field(default=None, description="A folder whose templates override the defaults.")
     notifications_policy_file: Path = Field(

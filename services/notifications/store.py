@@ -25,6 +25,7 @@ from services.common.utc import assume_utc, utc_now, wall_clock
 from stepwise_contract import (
     AlumniEnrolled,
     AlumniLeft,
+    Channel,
     EventData,
     NotificationFailed,
     NotificationSent,
@@ -66,6 +67,7 @@ def _notification(document: Document) -> Notification:
         sent_at=assume_utc(document["sent_at"]) if status == SENT else None,
         last_error=document["last_error"] or None,
         cause_event_type=document["cause"]["event_type"],
+        due_at=assume_utc(document.get("due_at", document["created_at"])),
     )
 
 
@@ -98,6 +100,7 @@ class NotificationStore:
             "status": PENDING,
             "attempts": 0,
             "next_attempt_at": not_before,
+            "due_at": not_before,
             "lease_until": EPOCH,
             "created_at": now,
             "sent_at": EPOCH,
@@ -140,12 +143,28 @@ class NotificationStore:
         )
         self._wake_relay()
 
-    async def defer(self, notification_id: str, until: datetime) -> None:
-        """Wait (quiet hours): not a failed attempt, so the claim's attempt is given back."""
-        await self.notifications.update_one(
-            {"_id": notification_id, "status": PENDING},
-            {"$set": {"next_attempt_at": until, "lease_until": EPOCH}, "$inc": {"attempts": -1}},
+    async def defer(self, notification_id: str, until: datetime, reason: str | None = None) -> None:
+        """Wait (quiet hours, a dependency down): not a failed attempt, so the claim's attempt is given back."""
+        changes: Document = {"next_attempt_at": until, "lease_until": EPOCH} | (
+            {"last_error": reason} if reason else {}
         )
+        await self.notifications.update_one(
+            {"_id": notification_id, "status": PENDING}, {"$set": changes, "$inc": {"attempts": -1}}
+        )
+
+    async def extend_lease(self, notification_id: str, lease: timedelta) -> None:
+        """Keep holding a message this instance is still busy with (recording a send the store refused)."""
+        await self.notifications.update_one(
+            {"_id": notification_id, "status": PENDING}, {"$set": {"lease_until": wall_clock() + lease}}
+        )
+
+    async def retry_now(self, channel: Channel) -> int:
+        """A channel works again: the messages waiting out its failures go now, not at their next backoff."""
+        result = await self.notifications.update_many(
+            {"status": PENDING, "channel": channel, "last_error": {"$ne": ""}, "next_attempt_at": {"$gt": utc_now()}},
+            {"$set": {"next_attempt_at": utc_now()}},
+        )
+        return result.modified_count
 
     async def mark_cancelled(self, notification_id: str, reason: str) -> None:
         """Not to be sent after all (consent withdrawn, opt-out, too late): no delivery outcome is published."""

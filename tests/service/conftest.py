@@ -23,6 +23,7 @@ import pytest
 from fastapi import FastAPI
 from faststream.kafka import KafkaBroker, TestKafkaBroker
 
+from services.common import consumer
 from services.common.auth import Role
 from services.common.consumer import EventShelf
 from services.common.service import SET_ASIDE_COLLECTION, http_app
@@ -69,6 +70,12 @@ def _route(app: FastAPI, method: str, path: str) -> str:
         if known_method == method and re.fullmatch(pattern, path):
             return route
     return path
+
+
+@pytest.fixture(autouse=True)
+def no_retry_waits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An event that fails is tried again at once here: the tier delivers it again itself."""
+    monkeypatch.setattr(consumer, "retry_delay", lambda _attempt: 0.0)
 
 
 @pytest.fixture

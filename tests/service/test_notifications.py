@@ -15,17 +15,21 @@ from typing import Any, Literal
 
 import httpx
 import pytest
+from pymongo.errors import AutoReconnect, ServerSelectionTimeoutError
 
 from services.common.auth import Role
+from services.common.dependencies import Dependencies, DependencyDown
+from services.common.utc import utc_now
 from services.notifications import api
 from services.notifications.app import assemble, create_broker, load_checked_policy
 from services.notifications.changes import Messaging
-from services.notifications.channels import IntakeContacts
+from services.notifications.channels import DeliveryError, IntakeContacts
+from services.notifications.dispatcher import Dispatcher, Senders
 from services.notifications.domain.delivery import Notification
 from services.notifications.handlers import EVENT_HANDLERS
 from services.notifications.rendering import Templates
 from services.notifications.settings import NotificationsSettings
-from services.notifications.store import ALUMNI
+from services.notifications.store import ALUMNI, NOTIFICATIONS
 from stepwise_contract import (
     AttendanceRuleTriggered,
     CareLevel,
@@ -81,6 +85,9 @@ class FakeIntake:
     contacts: dict[str, dict[str, str | None]] = field(default_factory=dict)
     """episode, or episode/consent -> email, phone, timezone."""
     asked: list[str] = field(default_factory=list)
+    headers: list[dict[str, str]] = field(default_factory=list)
+    down: bool = False
+    """Intake not answering at all (a refused connection)."""
 
     def episode(self, patient_id: str | None = None) -> str:
         episode_id = str(uuid.uuid4())
@@ -103,6 +110,9 @@ class FakeIntake:
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         self.asked.append(request.url.path)
+        self.headers.append(dict(request.headers))
+        if self.down:
+            raise httpx.ConnectError("connection refused", request=request)
         if request.headers.get("Authorization") != f"Bearer {SETTINGS.intake_token}":
             return httpx.Response(401, json={"detail": "missing or invalid bearer token"})
         match request.url.path.removeprefix("/v1/episodes/").split("/"):
@@ -137,14 +147,31 @@ def wakes() -> list[str]:
 
 
 @pytest.fixture
-async def messaging(database: MemoryDatabase, intake: FakeIntake, wakes: list[str]) -> AsyncIterator[Messaging]:
-    contacts = IntakeContacts(SETTINGS, transport=httpx.MockTransport(intake.handle))
-    assembled, _ = await assemble(
+def dependencies() -> Dependencies:
+    return Dependencies()
+
+
+@pytest.fixture
+async def parts(
+    database: MemoryDatabase, intake: FakeIntake, wakes: list[str], dependencies: Dependencies
+) -> AsyncIterator[tuple[Messaging, Dispatcher]]:
+    contacts = IntakeContacts(SETTINGS, dependencies, transport=httpx.MockTransport(intake.handle))
+    assembled, dispatcher = await assemble(
         SETTINGS, POLICY, TEMPLATES, database,  # type: ignore[arg-type]
-        lambda: wakes.append("relay"), contacts=contacts,
+        lambda: wakes.append("relay"), dependencies, contacts=contacts,
     )  # fmt: skip
-    yield dataclasses.replace(assembled, wake_dispatcher=lambda: wakes.append("dispatcher"))
+    yield dataclasses.replace(assembled, wake_dispatcher=lambda: wakes.append("dispatcher")), dispatcher
     await contacts.close()
+
+
+@pytest.fixture
+def messaging(parts: tuple[Messaging, Dispatcher]) -> Messaging:
+    return parts[0]
+
+
+@pytest.fixture
+def dispatcher(parts: tuple[Messaging, Dispatcher]) -> Dispatcher:
+    return parts[1]
 
 
 @pytest.fixture
@@ -654,3 +681,167 @@ async def test_health_ready(database: MemoryDatabase, messaging: Messaging) -> N
         checks["kafka"] = reachable
         up = await client.get("/health/ready")
         assert up.status_code == 200 and up.json()["status"] == "ready"
+
+
+# Outages and configuration mistakes: waited out, never set aside or lost
+
+
+async def test_intake_down_makes_an_event_wait_and_readiness_say_so(
+    events: Events, messaging: Messaging, intake: FakeIntake, dependencies: Dependencies, database: MemoryDatabase
+) -> None:
+    episode_id = intake.episode()
+    started = care_plan_event(assigned(episode_id, calendar(in_days(2), in_days(4))))
+    intake.down = True
+    for _ in range(10):  # as many redeliveries as an outage brings: none is ever set aside
+        with pytest.raises(DependencyDown):
+            await events.deliver(started)
+    assert await set_aside(database) == [] and await log_of(messaging, episode_id) == []
+    assert {name: problem.kind for name, problem in dependencies.problems().items()} == {"intake": "down"}
+    intake.down = False
+    await events.deliver(started)  # the redelivery after the outage
+    assert what(await log_of(messaging, episode_id))
+    assert dependencies.problems() == {}
+
+
+async def test_a_refused_intake_token_is_a_configuration_error_that_says_what_to_set(
+    events: Events, messaging: Messaging, intake: FakeIntake, dependencies: Dependencies, database: MemoryDatabase
+) -> None:
+    episode_id = intake.episode()
+    missed = session_missed(episode_id)
+    intake.consent(episode_id, "family", "attendance")
+    intake.headers.clear()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(SETTINGS, "intake_token", "a-token-intake-does-not-know")
+        contacts = IntakeContacts(SETTINGS, dependencies, transport=httpx.MockTransport(intake.handle))
+    with pytest.raises(DependencyDown):
+        await dataclasses.replace(messaging, contacts=contacts).contacts.supports(episode_id, "attendance")
+    [problem] = dependencies.problems().values()
+    assert problem.kind == "misconfigured" and "INTAKE_TOKEN" in problem.detail
+    await events.deliver(care_plan_event(missed))  # with the right token, the same event goes through
+    assert await set_aside(database) == []
+
+
+async def test_an_empty_token_is_not_sent(intake: FakeIntake, dependencies: Dependencies) -> None:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(SETTINGS, "intake_token", "")
+        contacts = IntakeContacts(SETTINGS, dependencies, transport=httpx.MockTransport(intake.handle))
+    with pytest.raises(DependencyDown) as refused:
+        await contacts.patient_of(intake.episode())
+    assert "authorization" not in intake.headers[-1]
+    assert "INTAKE_TOKEN is empty" in refused.value.detail
+
+
+class FakeChannel:
+    """A channel that takes messages, or fails with the errors queued in ``failures`` first."""
+
+    configured = True
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+        self.failures: list[Exception] = []
+
+    async def send(self, notification_id: str, *_: Any) -> None:
+        if self.failures:
+            raise self.failures.pop(0)
+        self.sent.append(notification_id)
+
+    async def close(self) -> None:
+        return None
+
+
+@pytest.fixture
+def channels(dispatcher: Dispatcher) -> dict[str, FakeChannel]:
+    fakes = {"email": FakeChannel(), "sms": FakeChannel(), "webhook": FakeChannel()}
+    dispatcher._senders = Senders(fakes["email"], fakes["sms"], fakes["webhook"])  # type: ignore[arg-type]
+    return fakes
+
+
+async def alert(events: Events, intake: FakeIntake) -> str:
+    episode_id = intake.episode()
+    raised = SafetyAlertRaised(episode_id=episode_id, alert_id="a1", assessment_id="x", level="immediate",
+                               reasons=["cssrs_high_risk"], raised_at=datetime.now(UTC))  # fmt: skip
+    await events.deliver(intake_event(raised))
+    return episode_id
+
+
+async def test_a_send_is_recorded_however_long_the_store_refuses_it(
+    events: Events, messaging: Messaging, intake: FakeIntake, dispatcher: Dispatcher, channels: dict[str, FakeChannel]
+) -> None:
+    episode_id = await alert(events, intake)
+    refusals = [ServerSelectionTimeoutError("store down"), AutoReconnect("store down")]
+    real_mark_sent = messaging.store.mark_sent
+
+    async def flaky_mark_sent(*args: Any) -> None:
+        if refusals:
+            raise refusals.pop(0)
+        await real_mark_sent(*args)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(messaging.store, "mark_sent", flaky_mark_sent)
+        await dispatcher.work_once()
+    assert len(channels["email"].sent) == 1 and len(channels["webhook"].sent) == 1  # each sent once
+    assert {n.status for n in await log_of(messaging, episode_id)} == {"sent"} and refusals == []
+
+
+async def test_a_channel_outage_is_retried_for_the_time_budget_not_a_count(
+    events: Events, messaging: Messaging, intake: FakeIntake, dispatcher: Dispatcher, channels: dict[str, FakeChannel],
+    dependencies: Dependencies,
+) -> None:  # fmt: skip
+    episode_id = await alert(events, intake)
+    channels["email"].failures = [DeliveryError("SMTP unavailable: ConnectionRefusedError", permanent=False)] * 30
+    for _ in range(30):  # thirty attempts in a row, far more than any count-based budget allowed
+        await messaging.store.notifications.update_many({}, {"$set": {"next_attempt_at": utc_now()}})
+        await dispatcher.work_once()
+    [email] = [n for n in await log_of(messaging, episode_id) if n.channel == "email"]
+    assert (email.status, email.attempts) == ("pending", 30)
+    assert dependencies.problems()["smtp"].kind == "down"
+    await messaging.store.notifications.update_many({}, {"$set": {"next_attempt_at": utc_now()}})
+    await dispatcher.work_once()  # the relay is back
+    assert len(channels["email"].sent) == 1 and "smtp" not in dependencies.problems()
+
+
+async def test_a_message_fails_for_good_once_its_time_budget_is_spent(
+    events: Events, messaging: Messaging, intake: FakeIntake, dispatcher: Dispatcher, channels: dict[str, FakeChannel],
+    database: MemoryDatabase,
+) -> None:  # fmt: skip
+    episode_id = await alert(events, intake)
+    long_ago = utc_now() - timedelta(hours=SETTINGS.dispatch_retry_hours, minutes=1)
+    await messaging.store.notifications.update_many({"channel": "email"}, {"$set": {"due_at": long_ago}})
+    channels["email"].failures = [DeliveryError("SMTP 421", permanent=False)]
+    await dispatcher.work_once()
+    [email] = [n for n in await log_of(messaging, episode_id) if n.channel == "email"]
+    assert email.status == "failed"
+    [data] = [d for topic, d in await queued(database[NOTIFICATIONS]) if topic == "iop.notification.failed"]
+    assert data["reason_code"] == "retries_exhausted"
+
+
+async def test_when_a_channel_works_again_what_waits_on_it_goes_at_once(
+    events: Events, messaging: Messaging, intake: FakeIntake, dispatcher: Dispatcher, channels: dict[str, FakeChannel]
+) -> None:
+    first, second = await alert(events, intake), await alert(events, intake)
+    channels["email"].failures = [DeliveryError("SMTP unavailable", permanent=False)] * 2
+    await dispatcher.work_once()  # both emails fail and wait out their backoff
+    waiting = [n for n in await log_of(messaging, first) + await log_of(messaging, second) if n.channel == "email"]
+    assert all(n.status == "pending" and n.not_before > utc_now() for n in waiting)
+    third = await alert(events, intake)
+    await dispatcher.work_once()  # the relay is back: the third goes, and releases the two
+    await dispatcher.work_once()
+    assert len(channels["email"].sent) == 3, (third, channels["email"].sent)
+
+
+async def test_a_provider_refusing_our_credentials_makes_messages_wait_without_counting(
+    events: Events, messaging: Messaging, intake: FakeIntake, dispatcher: Dispatcher, channels: dict[str, FakeChannel],
+    dependencies: Dependencies,
+) -> None:  # fmt: skip
+    episode_id = await alert(events, intake)
+    refused = DependencyDown(
+        "care_team_webhook", "refused our signature (401): check WEBHOOK_SECRET", misconfigured=True
+    )
+    channels["webhook"].failures = [refused] * 5
+    for _ in range(5):
+        await messaging.store.notifications.update_many({}, {"$set": {"next_attempt_at": utc_now()}})
+        await dispatcher.work_once()
+    [webhook] = [n for n in await log_of(messaging, episode_id) if n.channel == "webhook"]
+    assert (webhook.status, webhook.attempts) == ("pending", 0)
+    assert webhook.last_error is not None and "WEBHOOK_SECRET" in webhook.last_error
+    assert dependencies.problems()["care_team_webhook"].kind == "misconfigured"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 from stepwise_contract import NotificationFailed, NotificationSent
@@ -25,6 +25,28 @@ class Notification(PlannedNotification):
     sent_at: datetime | None
     last_error: str | None
     cause_event_type: str
+    due_at: datetime
+    """When it was first due (its schedule, or when it was planned): the retry budget runs from here."""
+
+
+@dataclass(frozen=True)
+class RetryBudget:
+    """How long a message that meets transient failures (relay unreachable, 4xx temporary, 5xx) is tried,
+    and the longest wait between two attempts. A budget of time, not a count: attempts spent in seconds
+    never end a message that a real outage of hours would have let through."""
+
+    budget: timedelta = timedelta(hours=72)
+    longest_wait: timedelta = timedelta(seconds=60)
+
+    def next_attempt(self, notification: Notification, now: datetime, jitter: float) -> datetime | None:
+        """When to try again, with capped exponential backoff (``jitter`` in [0, 1] spreads the retries of
+        many messages); None once the budget from when it was due is spent."""
+        give_up_at = notification.due_at + self.budget
+        if now >= give_up_at:
+            return None
+        ceiling = min(self.longest_wait.total_seconds(), 0.5 * 2.0 ** min(notification.attempts, 32))
+        wait = timedelta(seconds=ceiling * (0.5 + 0.5 * jitter))
+        return min(now + wait, give_up_at)
 
 
 def sent(notification: Notification, at: datetime) -> NotificationSent:
