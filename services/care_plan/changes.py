@@ -14,7 +14,7 @@ from services.common.utc import utc_now
 from stepwise_contract import EventData, new_event
 
 from .domain.care_plan import record_attendance
-from .domain.model import AttendanceRecord, AttendanceStatus, CarePlan, CarePlanError
+from .domain.model import AttendanceRecord, AttendanceStatus, CareInput, CarePlan, CarePlanError
 from .domain.policy import CarePolicy
 from .domain.review import next_check, review
 from .settings import SOURCE
@@ -69,3 +69,36 @@ async def record_session_attendance(
         return plan.model_copy(update={"attendance": attendance}), [missed] if missed else [], attendance[session_id]
 
     return await change_plan(store, policy, episode_id, decide, applied)
+
+
+async def learn(store: CarePlanStore, policy: CarePolicy, episode_id: str, learned: CareInput, applied: str) -> None:
+    """Feed what intake recorded (an assessment, an alert, a screen) to the plan's review.
+
+    Intake publishes an alert before its assessment, on another topic, so the plan may not exist yet: the
+    input is then kept as pending, and the plan takes it when it is created. The partition never waits.
+    """
+    try:
+        await change_plan(store, policy, episode_id, _adding(learned), applied)
+    except CarePlanError as error:
+        if error.code != "no_care_plan":
+            raise
+        await store.keep_pending(episode_id, learned, applied)
+        await adopt_pending(store, policy, episode_id)  # the plan may have been created meanwhile
+
+
+async def adopt_pending(store: CarePlanStore, policy: CarePolicy, episode_id: str) -> int:
+    """Give an existing plan the inputs that arrived before it, each once (their event's key is applied)."""
+    if await store.get(episode_id) is None:
+        return 0
+    pending = await store.pending(episode_id)
+    for waiting in pending:
+        await change_plan(store, policy, episode_id, _adding(waiting.input), waiting.applied)
+        await store.drop_pending(waiting.applied)
+    return len(pending)
+
+
+def _adding(learned: CareInput) -> Callable[[CarePlan, datetime], Decision[None]]:
+    def decide(plan: CarePlan, _now: datetime) -> Decision[None]:
+        return plan.model_copy(update={"inputs": [*plan.inputs, learned]}), [], None
+
+    return decide

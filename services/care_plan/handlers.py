@@ -6,7 +6,6 @@ dedup key, so a redelivery changes nothing."""
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 from typing import Annotated
 
 from faststream import Context
@@ -23,9 +22,9 @@ from stepwise_contract import (
     new_event,
 )
 
-from .changes import Decision, change_plan, record_session_attendance
+from .changes import adopt_pending, learn, record_session_attendance
 from .domain.care_plan import assign_care_level
-from .domain.model import CareInput, CarePlan, CarePlanError
+from .domain.model import CareInput, CarePlanError
 from .domain.policy import CarePolicy
 from .domain.review import next_check
 from .settings import CONSUMER_GROUP, SOURCE, CarePlanSettings
@@ -49,17 +48,19 @@ async def on_assessment_completed(
         )
         if created:
             log.info("episode %s: care level %s (%s)", plan.episode_id, plan.level.value, plan.status)
+            await adopt_pending(store, policy, event.subject)
             return
     # A reassessment (or a repeated intake assessment) feeds the review of the existing plan.
     learned = CareInput(kind="assessment", at=data.assessed_at, source_id=data.assessment_id,
                         instruments=data.instruments, changes=data.changes)  # fmt: skip
-    await _learn(store, policy, event.subject, learned, event.dedup_key)
+    await learn(store, policy, event.subject, learned, event.dedup_key)
+    await adopt_pending(store, policy, event.subject)  # left by a crash between creating the plan and adopting
 
 
 async def on_safety_alert_raised(data: SafetyAlertRaised, message: KafkaMessage, store: Store, policy: Policy) -> None:
     event = read_event(message, data)
     learned = CareInput(kind="safety_alert", at=data.raised_at, source_id=data.alert_id, alert_level=data.level)
-    await _learn(store, policy, event.subject, learned, event.dedup_key)
+    await learn(store, policy, event.subject, learned, event.dedup_key)
 
 
 async def on_drug_screen_recorded(
@@ -68,16 +69,7 @@ async def on_drug_screen_recorded(
     event = read_event(message, data)
     learned = CareInput(kind="drug_screen", at=data.collected_at, source_id=data.screen_id,
                         unexpected_positive=data.unexpected_positive)  # fmt: skip
-    await _learn(store, policy, event.subject, learned, event.dedup_key)
-
-
-async def _learn(store: CarePlanStore, policy: CarePolicy, episode_id: str, learned: CareInput, applied: str) -> None:
-    def decide(plan: CarePlan, _now: datetime) -> Decision[None]:
-        return plan.model_copy(update={"inputs": [*plan.inputs, learned]}), [], None
-
-    # Intake publishes an alert before its assessment, on another topic: the plan may not exist yet.
-    # The error makes the consumer retry with backoff (the plan follows within moments) instead of losing it.
-    await change_plan(store, policy, episode_id, decide, applied)
+    await learn(store, policy, event.subject, learned, event.dedup_key)
 
 
 async def on_attendance_reported(data: AttendanceReported, message: KafkaMessage, store: Store, policy: Policy) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -9,15 +10,17 @@ from typing import Any
 
 from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
 
 from services.common.mongo import Document
 from services.common.outbox import insert_aggregate, update_aggregate
-from services.common.utc import assume_utc
+from services.common.utc import assume_utc, utc_now
 from stepwise_contract import CloudEvent
 
-from .domain.model import CarePlan
+from .domain.model import CareInput, CarePlan
 
 PLANS = "care_plans"
+PENDING_INPUTS = "pending_inputs"
 NEVER = datetime(9999, 12, 31, tzinfo=UTC)
 """The timer of a plan that needs no timer (an explicit value: no null checks in queries)."""
 
@@ -30,13 +33,24 @@ class StoredPlan:
     next_check_at: datetime | None
 
 
+@dataclass(frozen=True)
+class PendingInput:
+    """Something intake recorded for an episode whose plan did not exist yet (an alert before its assessment)."""
+
+    applied: str
+    """The event's source#id: the plan applies it once."""
+    input: CareInput
+
+
 class CarePlanStore:
     def __init__(self, database: AsyncDatabase[Document], wake_relay: Callable[[], None]) -> None:
         self.plans = database[PLANS]
+        self.pending_inputs = database[PENDING_INPUTS]
         self._wake_relay = wake_relay
 
     async def create_indexes(self) -> None:
         await self.plans.create_index([("status", ASCENDING), ("next_check_at", ASCENDING)])
+        await self.pending_inputs.create_index([("episode_id", ASCENDING)])
 
     async def get(self, episode_id: str) -> StoredPlan | None:
         document = await self.plans.find_one({"_id": episode_id}, {"outbox": 0})
@@ -79,6 +93,19 @@ class CarePlanStore:
         """Episodes whose timer (a session's no-show deadline, a week's end) has come."""
         cursor = self.plans.find({"status": "active", "next_check_at": {"$lte": now}}, {"_id": 1}, limit=limit)
         return [document["_id"] async for document in cursor]
+
+    async def keep_pending(self, episode_id: str, learned: CareInput, applied: str) -> None:
+        document = {"_id": applied, "episode_id": episode_id, "input": learned.model_dump(mode="json"),
+                    "received_at": utc_now()}  # fmt: skip
+        with contextlib.suppress(DuplicateKeyError):  # kept already: a redelivery
+            await self.pending_inputs.insert_one(document)
+
+    async def pending(self, episode_id: str) -> list[PendingInput]:
+        cursor = self.pending_inputs.find({"episode_id": episode_id}).sort("received_at", ASCENDING)
+        return [PendingInput(document["_id"], CareInput.model_validate(document["input"])) async for document in cursor]
+
+    async def drop_pending(self, applied: str) -> None:
+        await self.pending_inputs.delete_one({"_id": applied})
 
 
 def _fields(plan: CarePlan) -> Document:

@@ -294,3 +294,21 @@ async def test_health(database: MemoryDatabase, store: CarePlanStore) -> None:
             assert (await client.get("/health/live")).status_code == 200
             ready = await client.get("/health/ready")
             assert ready.status_code == expected, ready.text
+
+
+async def test_an_alert_before_its_plan_is_kept_and_taken_by_the_plan_without_holding_up_the_partition(
+    events: Events, store: CarePlanStore, database: MemoryDatabase
+) -> None:
+    episode_id = str(uuid.uuid4())
+    raised = intake_event(SafetyAlertRaised(episode_id=episode_id, alert_id="a1", assessment_id="x", level="same_day",
+                                            reasons=["phq9_item9_positive"], raised_at=datetime.now(UTC)))  # fmt: skip
+    await events.deliver(raised)  # returns at once: nothing waits on this partition
+    await events.deliver(raised)  # a redelivery keeps it once
+    assert await set_aside(database) == [] and len(await store.pending(episode_id)) == 1
+    await events.deliver(intake_event(assessment(episode_id)))
+    stored = await store.get(episode_id)
+    assert stored is not None and [i.kind for i in stored.plan.inputs] == ["safety_alert"]
+    assert await store.pending(episode_id) == []
+    await events.deliver(raised)  # and once more after the plan took it: still once
+    stored = await store.get(episode_id)
+    assert stored is not None and len(stored.plan.inputs) == 1
