@@ -12,12 +12,13 @@ from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 
-from services.common.auth import Role
+from services.common.auth import Principal, Role
+from services.common.idempotency import IdempotencyKey, KeyReused
 from services.common.utc import utc_now
 from stepwise_contract import ConsentScope, DimensionRatings, PlacementDecision
 
 from . import changes
-from .deps import Admin, Clinical, NotificationsService, Policy, Staff, Store
+from .deps import Admin, Clinical, Keys, NotificationsService, Policy, Staff, Store
 from .domain.episode import AssessmentRequest, ConsentTerms, consent_in_force, consents_allowing
 from .domain.model import Consent, Episode, EpisodeError
 from .domain.reassessment import trend
@@ -66,6 +67,16 @@ def _out(model: type[Out], record: BaseModel) -> Out:
     return model.model_validate(record, from_attributes=True)
 
 
+async def _record_id(keys: Keys, key: str | None, by: Principal, request: str, body: BaseModel) -> str:
+    """The id of what this request creates: fixed by its Idempotency-Key, so a retry finds the first one's."""
+    try:
+        return await keys.record_id(key, f"{by.token_id} {request}", body)
+    except KeyReused as error:
+        raise RequestValidationError(
+            [{"loc": ("header", "Idempotency-Key"), "msg": str(error), "type": "value_error"}]
+        ) from None
+
+
 async def _episode(store: Store, episode_id: str) -> Episode:
     stored = await store.get(episode_id)
     if stored is None:
@@ -77,8 +88,13 @@ async def _episode(store: Store, episode_id: str) -> Episode:
 
 
 @router.post("/patients", status_code=status.HTTP_201_CREATED, summary="Register a patient (PII stays in intake)")
-async def register_patient(body: PatientIn, store: Store, by: Staff) -> PatientCreated:
-    return PatientCreated(patient_id=await changes.register_patient(store, by, body.model_dump(mode="json")))
+async def register_patient(
+    body: PatientIn, store: Store, keys: Keys, by: Staff, idempotency_key: IdempotencyKey = None
+) -> PatientCreated:
+    patient_id = await _record_id(keys, idempotency_key, by, "register_patient", body)
+    return PatientCreated(
+        patient_id=await changes.register_patient(store, by, body.model_dump(mode="json"), patient_id)
+    )
 
 
 @router.get("/patients/{patient_id}", summary="A patient's record (audited)")
@@ -98,9 +114,12 @@ async def update_patient(patient_id: str, body: PatientUpdate, store: Store, by:
 
 
 @router.post("/patients/{patient_id}/episodes", status_code=status.HTTP_201_CREATED, summary="Open a treatment episode")
-async def open_episode(patient_id: str, body: EpisodeIn, store: Store, _: Staff) -> EpisodeCreated:
+async def open_episode(
+    patient_id: str, body: EpisodeIn, store: Store, keys: Keys, by: Staff, idempotency_key: IdempotencyKey = None
+) -> EpisodeCreated:
+    episode_id = await _record_id(keys, idempotency_key, by, f"open_episode {patient_id}", body)
     try:
-        episode = await changes.open_episode(store, patient_id, body.program)
+        episode = await changes.open_episode(store, patient_id, body.program, episode_id)
     except EpisodeError as error:
         _refuse(error)
     return EpisodeCreated(episode_id=episode.episode_id)
@@ -121,7 +140,13 @@ async def open_episode(patient_id: str, body: EpisodeIn, store: Store, _: Staff)
     ),
 )
 async def record_assessment(
-    episode_id: str, body: AssessmentIn, store: Store, policy: Policy, by: Staff
+    episode_id: str,
+    body: AssessmentIn,
+    store: Store,
+    policy: Policy,
+    keys: Keys,
+    by: Staff,
+    idempotency_key: IdempotencyKey = None,
 ) -> AssessmentOut:
     if body.placement and by.role != Role.CLINICIAN:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "only a clinician may choose a level (placement)")
@@ -132,6 +157,7 @@ async def record_assessment(
         placement=PlacementDecision(**placement.model_dump(exclude={"note"})) if placement else None,
         placement_note=placement.note if placement else None,
         recorded_by=by.token_id,
+        assessment_id=await _record_id(keys, idempotency_key, by, f"record_assessment {episode_id}", body),
     )
     try:
         assessment = await changes.record_assessment(store, policy, episode_id, request)
@@ -177,9 +203,12 @@ def _trends(assessments: list[AssessmentOut]) -> list[InstrumentTrend]:
     status_code=status.HTTP_201_CREATED,
     summary="Record a drug screen; publishes iop.drug_screen.recorded",
 )
-async def record_drug_screen(episode_id: str, body: DrugScreenIn, store: Store, by: Clinical) -> DrugScreenOut:
+async def record_drug_screen(
+    episode_id: str, body: DrugScreenIn, store: Store, keys: Keys, by: Clinical, idempotency_key: IdempotencyKey = None
+) -> DrugScreenOut:
+    screen_id = await _record_id(keys, idempotency_key, by, f"record_drug_screen {episode_id}", body)
     try:
-        screen = await changes.record_drug_screen(store, by, episode_id, body.collected_at, body.results)
+        screen = await changes.record_drug_screen(store, by, episode_id, body.collected_at, body.results, screen_id)
     except EpisodeError as error:
         _refuse(error)
     return _out(DrugScreenOut, screen)
@@ -193,11 +222,14 @@ async def record_drug_screen(episode_id: str, body: DrugScreenIn, store: Store, 
     status_code=status.HTTP_201_CREATED,
     summary="Record a patient's consent to tell a recipient about the episode; publishes iop.consent.changed",
 )
-async def grant_consent(episode_id: str, body: ConsentIn, store: Store, by: Staff) -> ConsentOut:
+async def grant_consent(
+    episode_id: str, body: ConsentIn, store: Store, keys: Keys, by: Staff, idempotency_key: IdempotencyKey = None
+) -> ConsentOut:
+    consent_id = await _record_id(keys, idempotency_key, by, f"grant_consent {episode_id}", body)
     terms = ConsentTerms(recipient_kind=body.recipient_kind, recipient=body.recipient, scopes=body.scopes,
                          expires_on=body.expires_on)  # fmt: skip
     try:
-        consent = await changes.grant_consent(store, by, episode_id, terms)
+        consent = await changes.grant_consent(store, by, episode_id, terms, consent_id)
     except EpisodeError as error:
         _refuse(error)
     return _out(ConsentOut, consent)

@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from services.common.idempotency import IdempotencyKeys
 from services.common.kafka import ServiceBroker, service_broker
 from services.common.service import Runtime, create_service_app
 from stepwise_contract import AssessmentCompleted, ConsentChanged, DrugScreenRecorded, SafetyAlertRaised
@@ -33,6 +34,8 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         store = IntakeStore(runtime.database, wake_relay=wake)
         await store.create_indexes()
         app.state.store = store
+        app.state.idempotency_keys = keys = IdempotencyKeys(runtime.database)
+        await keys.create_indexes()
         app.state.placement_policy = placement_policy
         return []
 

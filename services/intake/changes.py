@@ -43,19 +43,16 @@ async def change_episode(store: IntakeStore, episode_id: str, decide: Callable[[
     return (await retry_on_conflict(attempt))[0]
 
 
-async def register_patient(store: IntakeStore, by: Principal, details: Document) -> str:
-    """Register a patient (name, contact data: PII, kept here alone); returns the new pseudonymous id."""
-    patient_id = decide_on.new_id()
+async def register_patient(store: IntakeStore, by: Principal, details: Document, patient_id: str) -> str:
+    """Register a patient (name, contact data: PII, kept here alone) under a new pseudonymous id."""
     await store.add_patient({"_id": patient_id, **details, "registered_at": utc_now()}, by)
     return patient_id
 
 
-async def open_episode(store: IntakeStore, patient_id: str, program: Program) -> Episode:
+async def open_episode(store: IntakeStore, patient_id: str, program: Program, episode_id: str) -> Episode:
     if not await store.patient_exists(patient_id):
         raise EpisodeError("no_patient", "patient not found")
-    episode = decide_on.open_episode(patient_id, program, utc_now())
-    await store.open_episode(episode)
-    return episode
+    return await store.open_episode(decide_on.open_episode(patient_id, program, utc_now(), episode_id))
 
 
 async def record_assessment(
@@ -65,17 +62,28 @@ async def record_assessment(
 
 
 async def record_drug_screen(
-    store: IntakeStore, by: Principal, episode_id: str, collected_at: datetime, results: list[ScreenResult]
+    store: IntakeStore,
+    by: Principal,
+    episode_id: str,
+    collected_at: datetime,
+    results: list[ScreenResult],
+    screen_id: str | None = None,
 ) -> DrugScreen:
     def decide(episode: Episode, now: datetime) -> Decision[DrugScreen]:
-        return decide_on.record_drug_screen(episode, collected_at, results, by.token_id, now)
+        return decide_on.record_drug_screen(episode, collected_at, results, by.token_id, now, screen_id)
 
     return await change_episode(store, episode_id, decide)
 
 
-async def grant_consent(store: IntakeStore, by: Principal, episode_id: str, terms: ConsentTerms) -> Consent:
+async def grant_consent(
+    store: IntakeStore, by: Principal, episode_id: str, terms: ConsentTerms, consent_id: str | None = None
+) -> Consent:
     await _audit_consent(store, by, "grant_consent", episode_id)
-    return await change_episode(store, episode_id, lambda episode, now: decide_on.grant_consent(episode, terms, now))
+
+    def decide(episode: Episode, now: datetime) -> Decision[Consent]:
+        return decide_on.grant_consent(episode, terms, now, consent_id)
+
+    return await change_episode(store, episode_id, decide)
 
 
 async def revoke_consent(store: IntakeStore, by: Principal, episode_id: str, consent_id: str) -> Consent:

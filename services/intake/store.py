@@ -6,6 +6,7 @@ are written together in one atomic update (see services/common/outbox.py). The s
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,6 +14,7 @@ from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
 
 from services.common.auth import Principal
 from services.common.mongo import Document
@@ -46,8 +48,10 @@ class IntakeStore:
     # Patients: every read and write of PII is audited first, so no access goes unrecorded.
 
     async def add_patient(self, patient: Document, by: Principal) -> None:
+        """Store a new patient; one with the same id is the same request retried (see Idempotency-Key)."""
         await self.audit(by, "create_patient", patient["_id"])
-        await self.patients.insert_one(patient)
+        with contextlib.suppress(DuplicateKeyError):
+            await self.patients.insert_one(patient)
 
     async def patient_exists(self, patient_id: str) -> bool:
         return await self.patients.count_documents({"_id": patient_id}, limit=1) == 1
@@ -78,8 +82,13 @@ class IntakeStore:
 
     # Episodes (aggregates).
 
-    async def open_episode(self, episode: Episode) -> None:
-        await insert_aggregate(self.episodes, {"_id": episode.episode_id, **_fields(episode)})
+    async def open_episode(self, episode: Episode) -> Episode:
+        """Store a new episode; answers the stored one when it exists already (the same request retried)."""
+        if await insert_aggregate(self.episodes, {"_id": episode.episode_id, **_fields(episode)}):
+            return episode
+        stored = await self.get(episode.episode_id)
+        assert stored is not None
+        return stored.episode
 
     async def get(self, episode_id: str) -> StoredEpisode | None:
         document = await self.episodes.find_one({"_id": episode_id}, {"outbox": 0, "applied_events": 0})

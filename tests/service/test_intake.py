@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -9,6 +10,7 @@ import httpx
 import pytest
 
 from services.common.auth import Role
+from services.common.idempotency import IdempotencyKeys
 from services.intake import api
 from services.intake.domain.placement import load_placement_policy
 from services.intake.settings import IntakeSettings
@@ -47,7 +49,8 @@ def store(database: MemoryDatabase) -> IntakeStore:
 
 @pytest.fixture
 async def http(database: MemoryDatabase, store: IntakeStore) -> AsyncIterator[httpx.AsyncClient]:
-    async with await client_of("intake", APP, database, {"store": store, "placement_policy": POLICY}) as client:
+    state = {"store": store, "placement_policy": POLICY, "idempotency_keys": IdempotencyKeys(database)}  # type: ignore[arg-type]
+    async with await client_of("intake", APP, database, state) as client:
         yield client
 
 
@@ -482,7 +485,55 @@ async def test_health_ready(
     checks: dict[str, Callable[[], Awaitable[bool]]],
     expected: tuple[int, str, dict[str, bool]],
 ) -> None:
-    state = {"store": store, "placement_policy": POLICY, "readiness_checks": checks}
+    state = {"store": store, "placement_policy": POLICY, "readiness_checks": checks,
+             "idempotency_keys": IdempotencyKeys(database)}  # type: ignore[arg-type]  # fmt: skip
     async with await client_of("intake", APP, database, state) as probe:
         ready = await probe.get("/health/ready")
     assert (ready.status_code, ready.json()["status"], ready.json()["checks"]) == expected
+
+
+# Idempotency-Key: a retried POST gets the first answer again and creates nothing
+
+
+async def test_a_retried_episode_post_with_the_same_key_opens_one_episode(
+    http: httpx.AsyncClient, database: MemoryDatabase
+) -> None:
+    patient_id = await register(http)
+    path, key = f"/v1/patients/{patient_id}/episodes", {"Idempotency-Key": str(uuid.uuid4())}
+    first = await http.post(path, json={"program": "adult"}, headers=STAFF | key)
+    retried = await http.post(path, json={"program": "adult"}, headers=STAFF | key)
+    assert first.status_code == retried.status_code == 201 and first.json() == retried.json()
+    assert await database[EPISODES].count_documents({"patient_id": patient_id}) == 1
+    other_body = await http.post(path, json={"program": "adolescent"}, headers=STAFF | key)
+    assert other_body.status_code == 422 and other_body.json()["detail"][0]["loc"] == ["header", "Idempotency-Key"]
+    without_key = await http.post(path, json={"program": "adult"}, headers=STAFF)
+    assert without_key.status_code == 201 and without_key.json() != first.json()
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "id_field", "topic"),
+    [
+        ("assessments", {"dimensions": IOP_DIMENSIONS}, "assessment_id", "iop.assessment.completed"),
+        ("drug-screens", {"collected_at": "2026-11-20T14:05:00Z",
+                          "results": [{"substance": "fentanyl", "result": "negative"}]}, "screen_id",
+         "iop.drug_screen.recorded"),
+        ("consents", {"recipient_kind": "alumni_group", "scopes": ["alumni_program"]}, "consent_id",
+         "iop.consent.changed"),
+    ],
+)  # fmt: skip
+async def test_a_retried_record_with_the_same_key_is_recorded_and_published_once(
+    http: httpx.AsyncClient, database: MemoryDatabase, path: str, body: dict[str, Any], id_field: str, topic: str
+) -> None:
+    _, episode_id = await new_episode(http)
+    key = {"Idempotency-Key": str(uuid.uuid4())}
+    answers = [await http.post(f"/v1/episodes/{episode_id}/{path}", json=body, headers=CLINICIAN | key) for _ in "ab"]
+    assert [a.status_code for a in answers] == [201, 201] and answers[0].json() == answers[1].json()
+    assert [t for t, _ in await queued(database[EPISODES]) if t == topic] == [topic]
+    assert answers[0].json()[id_field]
+
+
+async def test_a_retried_patient_post_registers_one_patient(http: httpx.AsyncClient, database: MemoryDatabase) -> None:
+    key = {"Idempotency-Key": "retry-after-a-timeout"}
+    answers = [await http.post("/v1/patients", json=PATIENT, headers=STAFF | key) for _ in "ab"]
+    assert answers[0].json() == answers[1].json()
+    assert await database["patients"].count_documents({}) == 1

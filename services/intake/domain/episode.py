@@ -46,8 +46,9 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
-def open_episode(patient_id: str, program: Program, now: datetime) -> Episode:
-    return Episode(episode_id=new_id(), patient_id=patient_id, program=program, status="open", opened_at=now)
+def open_episode(patient_id: str, program: Program, now: datetime, episode_id: str | None = None) -> Episode:
+    return Episode(episode_id=episode_id or new_id(), patient_id=patient_id, program=program, status="open",
+                   opened_at=now)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -59,13 +60,18 @@ class AssessmentRequest:
     placement: PlacementDecision | None = None
     placement_note: str | None = None
     recorded_by: str | None = None
+    assessment_id: str | None = None
+    """Fixed by the request's Idempotency-Key: a retried request finds the assessment the first one recorded."""
 
 
 def assess(
     episode: Episode, request: AssessmentRequest, policy: PlacementPolicy, now: datetime
 ) -> Decision[Assessment]:
     """Recommend a level, compare with the previous assessment, raise a safety alert where an answer calls
-    for one; publishes the assessment's events (``assessment_events``)."""
+    for one; publishes the assessment's events (``assessment_events``). Recorded already (a retry): itself."""
+    recorded = next((a for a in episode.assessments if a.assessment_id == request.assessment_id), None)
+    if recorded is not None:
+        return episode, [], recorded
     recommendation = recommend_level(request.dimensions, request.results, episode.program, policy)
     if request.placement and request.placement.chosen_level == recommendation.level:
         field = ("body", "placement", "chosen_level")
@@ -73,7 +79,7 @@ def assess(
     previous = episode.latest_assessment
     concern = safety_concern(request.results)
     assessment = RecordedAssessment(
-        assessment_id=new_id(),
+        assessment_id=request.assessment_id or new_id(),
         episode_id=episode.episode_id,
         kind="reassessment" if previous else "intake",
         assessed_at=now,
@@ -109,10 +115,18 @@ def assessment_events(assessment: Assessment, program: Program) -> list[EventDat
 
 
 def record_drug_screen(
-    episode: Episode, collected_at: datetime, results: Sequence[ScreenResult], recorded_by: str, now: datetime
+    episode: Episode,
+    collected_at: datetime,
+    results: Sequence[ScreenResult],
+    recorded_by: str,
+    now: datetime,
+    screen_id: str | None = None,
 ) -> Decision[RecordedDrugScreen]:
+    recorded = next((s for s in episode.drug_screens if s.screen_id == screen_id), None)
+    if recorded is not None:  # the same request retried
+        return episode, [], recorded
     screen = RecordedDrugScreen(
-        screen_id=new_id(),
+        screen_id=screen_id or new_id(),
         episode_id=episode.episode_id,
         collected_at=collected_at,
         recorded_at=now,
@@ -134,9 +148,14 @@ class ConsentTerms:
     expires_on: date | None = None
 
 
-def grant_consent(episode: Episode, terms: ConsentTerms, now: datetime) -> Decision[Consent]:
+def grant_consent(
+    episode: Episode, terms: ConsentTerms, now: datetime, consent_id: str | None = None
+) -> Decision[Consent]:
+    granted = episode.consent(consent_id) if consent_id else None
+    if granted is not None:  # the same request retried
+        return episode, [], granted
     consent = Consent(
-        consent_id=new_id(),
+        consent_id=consent_id or new_id(),
         episode_id=episode.episode_id,
         recipient_kind=terms.recipient_kind,
         recipient=terms.recipient,
