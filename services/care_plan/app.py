@@ -26,7 +26,7 @@ from stepwise_contract import (
 
 from . import api, handlers
 from .domain.policy import load_policy
-from .settings import CarePlanSettings
+from .settings import CONSUMER_GROUP, CarePlanSettings
 from .store import PLANS, CarePlanStore
 from .timers import DueChecks
 
@@ -46,7 +46,7 @@ CONSUMES: tuple[type[EventData], ...] = tuple(handlers.EVENT_HANDLERS)
 
 
 def create_broker(settings: CarePlanSettings) -> ServiceBroker:
-    return service_broker(settings, "stepwise-care-plan", PUBLISHES, lambda: handlers.subscriptions(settings))
+    return service_broker(settings, "care_plan", PUBLISHES, handlers.EVENT_HANDLERS, CONSUMER_GROUP)
 
 
 def create_app(settings: CarePlanSettings | None = None) -> FastAPI:

@@ -9,10 +9,9 @@ import logging
 from typing import Annotated
 
 from faststream import Context
-from faststream.kafka import KafkaRouter
 from faststream.kafka.annotations import KafkaMessage
 
-from services.common.consumer import EventHandlers, EventRejected, Subscription, read_event, subscribe
+from services.common.consumer import EventHandlers, EventRejected, Subscription, read_event
 from services.common.utc import utc_now
 from stepwise_contract import (
     AssessmentCompleted,
@@ -27,7 +26,7 @@ from .domain.care_plan import assign_care_level
 from .domain.model import CareInput, CarePlanError
 from .domain.policy import CarePolicy
 from .domain.review import next_check
-from .settings import CONSUMER_GROUP, SOURCE, CarePlanSettings
+from .settings import SOURCE
 from .store import CarePlanStore
 
 log = logging.getLogger(__name__)
@@ -89,7 +88,3 @@ EVENT_HANDLERS: EventHandlers = {
     DrugScreenRecorded: Subscription(on_drug_screen_recorded, "A drug screen feeds step-up / step-down review."),
     AttendanceReported: Subscription(on_attendance_reported, "Another system reports a session's attendance."),
 }  # fmt: skip
-
-
-def subscriptions(settings: CarePlanSettings) -> KafkaRouter:
-    return subscribe(settings, CONSUMER_GROUP, "care_plan", EVENT_HANDLERS)

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
-from faststream.kafka import KafkaBroker, KafkaRouter
+from faststream.kafka import KafkaBroker
 from faststream.kafka.publisher.usecase import DefaultPublisher
 
 from stepwise_contract import EventData
 
-from .consumer import EventShelf, SetAsideMiddleware
+from .consumer import EventHandlers, EventShelf, SetAsideMiddleware, subscribe
 from .mongo import Document
 from .settings import ServiceSettings
 
@@ -43,23 +43,26 @@ def new_broker(settings: ServiceSettings, *, client_id: str) -> KafkaBroker:
 
 
 class ServiceBroker(NamedTuple):
-    """A service's broker with its subscribers and its declared publishers (by topic)."""
+    """A service's broker with its subscribers, its declared publishers (by topic) and its handlers."""
 
     broker: KafkaBroker
     publishers: dict[str, DefaultPublisher]
+    handlers: EventHandlers
 
 
 def service_broker(
     settings: ServiceSettings,
-    client_id: str,
+    service: str,
     publishes: Iterable[type[EventData]],
-    subscriptions: Callable[[], KafkaRouter] | None = None,
+    handlers: EventHandlers,
+    group: str,
 ) -> ServiceBroker:
-    """The broker of a service: its subscribers (unless consumers are off), and a publisher per event it publishes."""
-    broker = new_broker(settings, client_id=client_id)
-    if subscriptions and settings.kafka_consumers_enabled:
-        broker.include_router(subscriptions())
-    return ServiceBroker(broker, declare_publishers(broker, publishes))
+    """The broker of a service: a subscriber per event it handles (unless consumers are off), in the consumer
+    group ``group``, and a publisher per event it publishes."""
+    broker = new_broker(settings, client_id=f"stepwise-{service.replace('_', '-')}")
+    if handlers and settings.kafka_consumers_enabled:
+        broker.include_router(subscribe(settings, group, service, handlers))
+    return ServiceBroker(broker, declare_publishers(broker, publishes), handlers)
 
 
 def declare_publishers(broker: KafkaBroker, events: Iterable[type[EventData]]) -> dict[str, DefaultPublisher]:

@@ -9,23 +9,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 import uvicorn
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, status
 from fastapi.responses import JSONResponse
 from faststream.kafka import KafkaBroker
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import PyMongoError
 
 from . import health
 from .auth import Principal, Role, require_roles
 from .consumer import EventShelf
-from .dependencies import Dependencies
+from .dependencies import Dependencies, DependencyDown
 from .kafka import ServiceBroker, ensure_topics, relay_publish
 from .mongo import Document, connect, ping
 from .outbox import ConcurrentChange, OutboxRelay, ensure_outbox_index
+from .replay import SetAsideEventOut, replay, replay_entry
 from .settings import ServiceSettings
 from .utc import set_clock_offset
 
@@ -60,7 +63,7 @@ def create_service_app(
     startup: Startup,
     outbox_collections: Sequence[str] = (),
 ) -> FastAPI:
-    broker, publishers = kafka
+    broker, publishers, _ = kafka
     configure_logging(settings.log_level)
     if settings.clock_offset_seconds:
         set_clock_offset(settings.clock_offset_seconds)
@@ -71,6 +74,7 @@ def create_service_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.token_roles = settings.token_roles
+        app.state.kafka = kafka
         app.state.dependencies = dependencies = Dependencies()
         client = connect(settings.mongodb_url)
         database = client[settings.database_name]
@@ -142,22 +146,74 @@ async def _mongo_ready(database: AsyncDatabase[Document]) -> bool:
 
 
 set_aside_router = APIRouter(prefix="/v1", tags=["operations"])
+Admin = Annotated[Principal, Depends(require_roles(Role.ADMIN))]
 
 
 @set_aside_router.get(
     "/set-aside-events",
-    summary="Events this service could not apply, with the reason (for IT review and replay)",
+    summary="Events this service could not apply, with the reason and any replays (for IT review and replay)",
 )
 async def list_set_aside_events(
     request: Request,
-    _: Annotated[Principal, Depends(require_roles(Role.ADMIN))],
+    _: Admin,
     topic: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-) -> list[dict[str, Any]]:
+) -> list[SetAsideEventOut]:
     shelf: EventShelf = request.app.state.event_shelf
     query = {"topic": topic} if topic else {}
     cursor = shelf.collection.find(query, {"value": 0}).sort("set_aside_at", -1).limit(limit)
-    return [{**doc, "id": doc.pop("_id")} async for doc in cursor]
+    return [SetAsideEventOut.of(document) async for document in cursor]
+
+
+@set_aside_router.post(
+    "/set-aside-events/{event_id}/replay",
+    summary="Apply one set-aside event again through the service's handler, once (audited)",
+    description="After its cause is fixed. The outcome is recorded on the event: `applied`, `set_aside_again` "
+    "(still malformed or rejected, with the reason) or `already_applied`. 503 while a dependency is down.",
+    responses={404: {"description": "No such set-aside event."}, 503: {"description": "A dependency is down."}},
+)
+async def replay_set_aside_event(event_id: str, request: Request, by: Admin) -> SetAsideEventOut:
+    shelf: EventShelf = request.app.state.event_shelf
+    shelved = await shelf.collection.find_one({"_id": event_id})
+    if shelved is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such set-aside event")
+    return await _replay(request, shelved, by)
+
+
+@set_aside_router.post(
+    "/set-aside-events/replay",
+    summary="Apply again every set-aside event of a topic, or whose reason starts with a text, each once (audited)",
+    responses={503: {"description": "A dependency is down; what was replayed before it stays replayed."}},
+)
+async def replay_set_aside_events(
+    request: Request,
+    by: Admin,
+    topic: str | None = None,
+    reason: Annotated[
+        str | None, Query(description="The start of the reason, e.g. `rejected: unknown_session`.")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[SetAsideEventOut]:
+    shelf: EventShelf = request.app.state.event_shelf
+    query: Document = {"replays.outcome": {"$ne": "applied"}} | ({"topic": topic} if topic else {})
+    if reason:
+        query["reason"] = {"$regex": f"^{re.escape(reason)}"}
+    found = await shelf.collection.find(query).sort("set_aside_at", 1).limit(limit).to_list()
+    return [await _replay(request, shelved, by) for shelved in found]
+
+
+async def _replay(request: Request, shelved: Document, by: Principal) -> SetAsideEventOut:
+    kafka: ServiceBroker = request.app.state.kafka
+    shelf: EventShelf = request.app.state.event_shelf
+    try:
+        replayed = await replay(shelved, kafka.handlers, kafka.broker.context)
+    except (DependencyDown, PyMongoError) as down:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"not replayed, try again later: {down}") from None
+    entry = replay_entry(replayed, by)
+    if replayed.outcome != "already_applied":
+        await shelf.collection.update_one({"_id": shelved["_id"]}, {"$push": {"replays": entry}})
+        shelved = {**shelved, "replays": [*shelved.get("replays", []), entry]}
+    return SetAsideEventOut.of(shelved)
 
 
 def configure_logging(level: str) -> None:

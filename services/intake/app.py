@@ -14,14 +14,14 @@ from stepwise_contract import AssessmentCompleted, ConsentChanged, DrugScreenRec
 
 from . import api, handlers
 from .domain.placement import load_placement_policy
-from .settings import IntakeSettings
+from .settings import CONSUMER_GROUP, IntakeSettings
 from .store import EPISODES, IntakeStore
 
 PUBLISHES = (AssessmentCompleted, SafetyAlertRaised, DrugScreenRecorded, ConsentChanged)
 
 
 def create_broker(settings: IntakeSettings) -> ServiceBroker:
-    return service_broker(settings, "stepwise-intake", PUBLISHES, lambda: handlers.subscriptions(settings))
+    return service_broker(settings, "intake", PUBLISHES, handlers.EVENT_HANDLERS, CONSUMER_GROUP)
 
 
 def create_app(settings: IntakeSettings | None = None) -> FastAPI:

@@ -4,14 +4,6 @@ one function per event type calling ``changes``, as in care_plan and notificatio
 
 from __future__ import annotations
 
-from faststream.kafka import KafkaRouter
-
-from services.common.consumer import EventHandlers, subscribe
-
-from .settings import CONSUMER_GROUP, IntakeSettings
+from services.common.consumer import EventHandlers
 
 EVENT_HANDLERS: EventHandlers = {}
-
-
-def subscriptions(settings: IntakeSettings) -> KafkaRouter:
-    return subscribe(settings, CONSUMER_GROUP, "intake", EVENT_HANDLERS)

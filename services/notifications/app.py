@@ -24,7 +24,7 @@ from .domain.delivery import RetryBudget
 from .domain.messages import MESSAGE_EVENTS, check_audiences, reachable
 from .domain.policy import NotificationPolicy, load_policy
 from .rendering import Templates
-from .settings import NotificationsSettings
+from .settings import CONSUMER_GROUP, NotificationsSettings
 from .store import ALUMNI, NOTIFICATIONS, AlumniEnrolments, EpisodeSchedules, NotificationStore, OptOuts
 
 CONSUMES: tuple[type[EventData], ...] = tuple(handlers.EVENT_HANDLERS)
@@ -32,7 +32,7 @@ PUBLISHES: tuple[type[EventData], ...] = (NotificationSent, NotificationFailed, 
 
 
 def create_broker(settings: NotificationsSettings) -> ServiceBroker:
-    return service_broker(settings, "stepwise-notifications", PUBLISHES, lambda: handlers.subscriptions(settings))
+    return service_broker(settings, "notifications", PUBLISHES, handlers.EVENT_HANDLERS, CONSUMER_GROUP)
 
 
 def load_checked_policy(settings: NotificationsSettings, templates: Templates) -> NotificationPolicy:

@@ -11,10 +11,9 @@ from __future__ import annotations
 from typing import Annotated
 
 from faststream import Context
-from faststream.kafka import KafkaRouter
 from faststream.kafka.annotations import KafkaMessage
 
-from services.common.consumer import EventHandlers, Subscription, read_event, subscribe
+from services.common.consumer import EventHandlers, Subscription, read_event
 from stepwise_contract import (
     AttendanceRuleTriggered,
     CareLevelAssigned,
@@ -31,7 +30,6 @@ from stepwise_contract import (
 
 from . import changes
 from .changes import Messaging
-from .settings import CONSUMER_GROUP, NotificationsSettings
 
 MessagingDep = Annotated[Messaging, Context("messaging")]
 
@@ -122,7 +120,3 @@ EVENT_HANDLERS: EventHandlers = {
         on_consent_changed, "A withdrawn consent cancels what waits for that recipient and ends alumni enrolment."
     ),
 }
-
-
-def subscriptions(settings: NotificationsSettings) -> KafkaRouter:
-    return subscribe(settings, CONSUMER_GROUP, "notifications", EVENT_HANDLERS)

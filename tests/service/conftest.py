@@ -109,10 +109,14 @@ class Events:
         self.service = service
         self.broker = broker
 
-    async def deliver(self, event: CloudEvent[Any]) -> None:
+    async def deliver(self, event: CloudEvent[Any], partition: int | None = None) -> None:
+        """``partition``: TestKafkaBroker gives every record offset 0, so records the test must tell apart by
+        position (set-aside events) go to different partitions."""
         record = to_kafka(event)
         headers = {name: value.decode() for name, value in record.headers}
-        await self.broker.publish(record.value, topic=record.topic, key=record.key, headers=headers)
+        await self.broker.publish(
+            record.value, topic=record.topic, key=record.key, headers=headers, partition=partition
+        )
         key = (self.service, record.topic)
         SEEN.applied[key] = SEEN.applied.get(key, 0) + 1
 

@@ -17,6 +17,7 @@ from services.care_plan.handlers import EVENT_HANDLERS
 from services.care_plan.settings import CarePlanSettings
 from services.care_plan.store import PLANS, CarePlanStore
 from services.common.auth import Role
+from services.common.kafka import ServiceBroker
 from stepwise_contract import (
     AssessmentCompleted,
     AttendanceReported,
@@ -45,8 +46,15 @@ def store(database: MemoryDatabase) -> CarePlanStore:
 
 
 @pytest.fixture
-async def events(database: MemoryDatabase, store: CarePlanStore, shelf: Any) -> AsyncIterator[Events]:
-    broker, _ = create_broker(SETTINGS)
+def kafka() -> ServiceBroker:
+    return create_broker(SETTINGS)
+
+
+@pytest.fixture
+async def events(
+    database: MemoryDatabase, store: CarePlanStore, shelf: Any, kafka: ServiceBroker
+) -> AsyncIterator[Events]:
+    broker = kafka.broker
     context = {"care_plan_store": store, "care_policy": POLICY, "clinic_timezone": SETTINGS.clinic_timezone,
                "event_shelf": shelf}  # fmt: skip
     async for running_events in running("care_plan", broker, context):
@@ -54,8 +62,11 @@ async def events(database: MemoryDatabase, store: CarePlanStore, shelf: Any) -> 
 
 
 @pytest.fixture
-async def http(database: MemoryDatabase, store: CarePlanStore) -> AsyncIterator[httpx.AsyncClient]:
-    async with await client_of("care_plan", APP, database, {"store": store, "policy": POLICY}) as client:
+async def http(
+    database: MemoryDatabase, store: CarePlanStore, kafka: ServiceBroker
+) -> AsyncIterator[httpx.AsyncClient]:
+    state = {"store": store, "policy": POLICY, "kafka": kafka}
+    async with await client_of("care_plan", APP, database, state) as client:
         yield client
 
 
@@ -312,3 +323,47 @@ async def test_an_alert_before_its_plan_is_kept_and_taken_by_the_plan_without_ho
     await events.deliver(raised)  # and once more after the plan took it: still once
     stored = await store.get(episode_id)
     assert stored is not None and len(stored.plan.inputs) == 1
+
+
+ADMIN = as_role(Role.ADMIN)
+
+
+async def test_a_set_aside_event_is_replayed_once_its_cause_is_fixed(
+    http: httpx.AsyncClient, events: Events, store: CarePlanStore
+) -> None:
+    episode_id = str(uuid.uuid4())
+    report = AttendanceReported(episode_id=episode_id, session_id="s001", status="attended",
+                                reported_at=datetime.now(UTC))  # fmt: skip
+    await events.deliver(new_event(report, source="/ehr"))  # no plan yet: rejected at once, set aside
+    [shelved] = (await http.get("/v1/set-aside-events", headers=ADMIN)).json()
+    path = f"/v1/set-aside-events/{shelved['id']}/replay"
+    still = await http.post(path, headers=ADMIN)
+    assert still.status_code == 200 and still.json()["replays"][-1]["outcome"] == "set_aside_again"
+    await events.deliver(intake_event(assessment(episode_id)))  # the cause fixed: the plan exists now
+    replayed = await http.post(path, headers=ADMIN)
+    assert [r["outcome"] for r in replayed.json()["replays"]] == ["set_aside_again", "applied"]
+    stored = await store.get(episode_id)
+    assert stored is not None and stored.plan.attendance["s001"].status == "attended"
+    again = await http.post(path, headers=ADMIN)
+    assert again.json()["replays"][-1]["outcome"] == "applied" and len(again.json()["replays"]) == 2
+    listed = await http.get("/v1/set-aside-events", headers=ADMIN)
+    assert listed.json()[0]["replays"][-1]["token_id"] and "value" not in listed.json()[0]
+    assert (await http.post("/v1/set-aside-events/nope/replay", headers=ADMIN)).status_code == 404
+    assert (await http.post(path, headers=CLINICIAN)).status_code == 403
+
+
+async def test_set_aside_events_are_replayed_by_topic_and_reason(
+    http: httpx.AsyncClient, events: Events, store: CarePlanStore
+) -> None:
+    episode_ids = [str(uuid.uuid4()) for _ in range(2)]
+    for partition, episode_id in enumerate(episode_ids):
+        report = AttendanceReported(episode_id=episode_id, session_id="s001", status="missed",
+                                    reported_at=datetime.now(UTC))  # fmt: skip
+        await events.deliver(new_event(report, source="/ehr"), partition)
+    for episode_id in episode_ids:
+        await events.deliver(intake_event(assessment(episode_id)))
+    query = {"topic": "iop.attendance.reported", "reason": "rejected: no_care_plan"}
+    replayed = await http.post("/v1/set-aside-events/replay", params=query, headers=ADMIN)
+    assert replayed.status_code == 200 and [e["replays"][-1]["outcome"] for e in replayed.json()] == ["applied"] * 2
+    assert (await http.post("/v1/set-aside-events/replay", params=query, headers=ADMIN)).json() == []
+    assert (await http.post("/v1/set-aside-events/replay", headers=CLINICIAN)).status_code == 403

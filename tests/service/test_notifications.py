@@ -19,6 +19,7 @@ from pymongo.errors import AutoReconnect, ServerSelectionTimeoutError
 
 from services.common.auth import Role
 from services.common.dependencies import Dependencies, DependencyDown
+from services.common.kafka import ServiceBroker
 from services.common.utc import utc_now
 from services.notifications import api
 from services.notifications.app import assemble, create_broker, load_checked_policy
@@ -50,6 +51,7 @@ from stepwise_contract import (
     StepDownRecommended,
     StepUpRecommended,
     new_event,
+    to_kafka,
 )
 from tests.service.conftest import Events, as_role, queued, running, service_app, set_aside
 from tests.service.conftest import api as client_of
@@ -175,15 +177,22 @@ def dispatcher(parts: tuple[Messaging, Dispatcher]) -> Dispatcher:
 
 
 @pytest.fixture
-async def events(messaging: Messaging, shelf: Any) -> AsyncIterator[Events]:
-    broker, _ = create_broker(SETTINGS)
+def kafka() -> ServiceBroker:
+    return create_broker(SETTINGS)
+
+
+@pytest.fixture
+async def events(messaging: Messaging, shelf: Any, kafka: ServiceBroker) -> AsyncIterator[Events]:
+    broker = kafka.broker
     async for running_events in running("notifications", broker, {"messaging": messaging, "event_shelf": shelf}):
         yield running_events
 
 
 @pytest.fixture
-async def http(database: MemoryDatabase, messaging: Messaging) -> AsyncIterator[httpx.AsyncClient]:
-    async with await client_of("notifications", APP, database, {"messaging": messaging}) as client:
+async def http(
+    database: MemoryDatabase, messaging: Messaging, kafka: ServiceBroker
+) -> AsyncIterator[httpx.AsyncClient]:
+    async with await client_of("notifications", APP, database, {"messaging": messaging, "kafka": kafka}) as client:
         yield client
 
 
@@ -845,3 +854,33 @@ async def test_a_provider_refusing_our_credentials_makes_messages_wait_without_c
     assert (webhook.status, webhook.attempts) == ("pending", 0)
     assert webhook.last_error is not None and "WEBHOOK_SECRET" in webhook.last_error
     assert dependencies.problems()["care_team_webhook"].kind == "misconfigured"
+
+
+async def test_an_event_an_outage_once_set_aside_is_replayed_and_its_messages_planned(
+    http: httpx.AsyncClient, events: Events, messaging: Messaging, intake: FakeIntake, shelf: Any
+) -> None:
+    """Before outages were waited out, a care level assigned while intake was down was set aside for good."""
+    episode_id = intake.episode()
+    record = to_kafka(care_plan_event(assigned(episode_id, calendar(in_days(2), in_days(4)))))
+    await shelf.collection.insert_one({
+        "_id": f"{record.topic}:0:41", "topic": record.topic, "partition": 0, "offset": 41,
+        "key": record.key.decode(), "headers": {name: value.decode() for name, value in record.headers},
+        "value": record.value.decode(), "reason": "handler failed 8 times: RuntimeError", "attempts": 8,
+        "set_aside_at": utc_now(),
+    })  # fmt: skip
+    admin = as_role(Role.ADMIN)
+    replayed = await http.post("/v1/set-aside-events/replay", params={"reason": "handler failed"}, headers=admin)
+    assert replayed.status_code == 200 and [e["replays"][-1]["outcome"] for e in replayed.json()] == ["applied"]
+    assert ("welcome", "patient", "email") in what(await log_of(messaging, episode_id))
+    once = await http.post(f"/v1/set-aside-events/{record.topic}:0:41/replay", headers=admin)
+    assert once.json()["replays"][-1]["outcome"] == "applied" and len(once.json()["replays"]) == 1
+    await events.deliver_missing_data("iop.session.missed")
+    [malformed] = [e for e in (await http.get("/v1/set-aside-events", headers=admin)).json() if e["offset"] == 0]
+    again = await http.post(f"/v1/set-aside-events/{malformed['id']}/replay", headers=admin)
+    assert again.json()["replays"][-1]["outcome"] == "set_aside_again"
+    assert again.json()["replays"][-1]["detail"].startswith("malformed:")
+    assert (await http.post("/v1/set-aside-events/nope/replay", headers=admin)).status_code == 404
+    assert (await http.post("/v1/set-aside-events/replay", headers=CLINICIAN)).status_code == 403
+    intake.down = True
+    down = await http.post(f"/v1/set-aside-events/{malformed['id']}/replay", headers=admin)
+    assert down.status_code == 200  # a malformed event needs nothing from intake to be found malformed again
