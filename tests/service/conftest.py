@@ -26,6 +26,7 @@ from faststream.kafka import KafkaBroker, TestKafkaBroker
 from services.common import consumer
 from services.common.auth import Role
 from services.common.consumer import EventShelf
+from services.common.dependencies import Dependencies
 from services.common.service import SET_ASIDE_COLLECTION, http_app
 from stepwise_contract import CloudEvent, to_kafka
 from tests.service.memory_mongo import MemoryCollection, MemoryDatabase
@@ -87,6 +88,8 @@ async def api(service: str, app: FastAPI, database: MemoryDatabase, state: dict[
     """A client of ``app`` with ``state`` set as the service's start-up would; every answer is recorded."""
     app.state.token_roles = {token: role for role, token in TOKENS.items()}
     app.state.event_shelf = EventShelf(database[SET_ASIDE_COLLECTION])  # type: ignore[arg-type]
+    app.state.readiness_checks = {"mongodb": _reachable, "kafka": _reachable}
+    app.state.dependencies = Dependencies()
     for name, value in state.items():
         setattr(app.state, name, value)
 
@@ -96,6 +99,10 @@ async def api(service: str, app: FastAPI, database: MemoryDatabase, state: dict[
 
     transport = httpx.ASGITransport(app=app)
     return httpx.AsyncClient(transport=transport, base_url="http://test", event_hooks={"response": [record]})
+
+
+async def _reachable() -> bool:
+    return True
 
 
 def service_app(service: str, routers: Iterable[Any], *, consumes: bool) -> FastAPI:

@@ -190,9 +190,10 @@ async def events(messaging: Messaging, shelf: Any, kafka: ServiceBroker) -> Asyn
 
 @pytest.fixture
 async def http(
-    database: MemoryDatabase, messaging: Messaging, kafka: ServiceBroker
+    database: MemoryDatabase, messaging: Messaging, kafka: ServiceBroker, dependencies: Dependencies
 ) -> AsyncIterator[httpx.AsyncClient]:
-    async with await client_of("notifications", APP, database, {"messaging": messaging, "kafka": kafka}) as client:
+    state = {"messaging": messaging, "kafka": kafka, "dependencies": dependencies}
+    async with await client_of("notifications", APP, database, state) as client:
         yield client
 
 
@@ -696,8 +697,9 @@ async def test_health_ready(database: MemoryDatabase, messaging: Messaging) -> N
 
 
 async def test_intake_down_makes_an_event_wait_and_readiness_say_so(
-    events: Events, messaging: Messaging, intake: FakeIntake, dependencies: Dependencies, database: MemoryDatabase
-) -> None:
+    events: Events, messaging: Messaging, intake: FakeIntake, dependencies: Dependencies, database: MemoryDatabase,
+    http: httpx.AsyncClient,
+) -> None:  # fmt: skip
     episode_id = intake.episode()
     started = care_plan_event(assigned(episode_id, calendar(in_days(2), in_days(4))))
     intake.down = True
@@ -706,10 +708,13 @@ async def test_intake_down_makes_an_event_wait_and_readiness_say_so(
             await events.deliver(started)
     assert await set_aside(database) == [] and await log_of(messaging, episode_id) == []
     assert {name: problem.kind for name, problem in dependencies.problems().items()} == {"intake": "down"}
+    ready = await http.get("/health/ready")
+    assert ready.status_code == 503 and ready.json()["checks"] == {"mongodb": True, "kafka": True, "intake": False}
+    assert ready.json()["problems"]["intake"].startswith("down: unreachable")
     intake.down = False
     await events.deliver(started)  # the redelivery after the outage
     assert what(await log_of(messaging, episode_id))
-    assert dependencies.problems() == {}
+    assert dependencies.problems() == {} and (await http.get("/health/ready")).status_code == 200
 
 
 async def test_a_refused_intake_token_is_a_configuration_error_that_says_what_to_set(
