@@ -12,8 +12,10 @@ import secrets
 import signal
 import tempfile
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 
+from services.common.settings import parse_api_tokens
 from tools.devstack import ServiceProcess, backends
 from tools.servers import free_port
 from tools.sms_sink import SmsSink
@@ -33,6 +35,20 @@ def dev_tokens() -> dict[str, str]:
     }
 
 
+def credentials(environ: Mapping[str, str], tokens: dict[str, str]) -> dict[str, str]:
+    """API_TOKENS and INTAKE_TOKEN for the services: yours if set, and always a working pair for notifications'
+    lookups at intake (your API_TOKENS gets our notifications token when it has none of its own)."""
+    own = environ.get("API_TOKENS")
+    if not own:
+        return {"API_TOKENS": ",".join(f"{t}:{r}" for r, t in tokens.items()), "INTAKE_TOKEN": tokens["notifications"]}
+    roles = parse_api_tokens(own)
+    intake_token = environ.get("INTAKE_TOKEN") or next((t for t, r in roles.items() if r == "notifications"), "")
+    if roles.get(intake_token) != "notifications":
+        intake_token = tokens["notifications"]
+        own = f"{own},{intake_token}:notifications"
+    return {"API_TOKENS": own, "INTAKE_TOKEN": intake_token}
+
+
 def main() -> None:
     tokens = dev_tokens()
     logs = Path(tempfile.mkdtemp(prefix="stepwise-run-"))
@@ -43,8 +59,7 @@ def main() -> None:
         env = {
             "KAFKA_BOOTSTRAP_SERVERS": started.kafka_bootstrap_servers,
             "MONGODB_URL": started.mongodb_url,
-            "API_TOKENS": os.environ.get("API_TOKENS") or ",".join(f"{t}:{r}" for r, t in tokens.items()),
-            "INTAKE_TOKEN": os.environ.get("INTAKE_TOKEN") or tokens["notifications"],
+            **credentials(os.environ, tokens),
             # The walkthrough should show its mail at any hour; set both to try quiet hours locally.
             "QUIET_HOURS_START": os.environ.get("QUIET_HOURS_START", "00:00"),
             "QUIET_HOURS_END": os.environ.get("QUIET_HOURS_END", "00:00"),
@@ -55,8 +70,10 @@ def main() -> None:
             sink = stack.enter_context(SmtpSink(free_port(), print_messages=True))
             env |= {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(sink.port)}
         if not os.environ.get("SMS_PROVIDER_URL"):
-            texts = stack.enter_context(SmsSink(free_port(), print_messages=True))
-            env |= {"SMS_PROVIDER_URL": texts.url, "CONTACT_HASH_KEY": secrets.token_urlsafe(24)}
+            sms_token = secrets.token_urlsafe(16)
+            texts = stack.enter_context(SmsSink(free_port(), token=sms_token, print_messages=True))
+            env |= {"SMS_PROVIDER_URL": texts.url, "SMS_PROVIDER_TOKEN": sms_token,
+                    "CONTACT_HASH_KEY": secrets.token_urlsafe(24)}  # fmt: skip
         services = [ServiceProcess(name, port, env, logs / f"{name}.log") for name, port in ports.items()]
         for service in services:
             stack.callback(service.stop)

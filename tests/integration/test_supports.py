@@ -21,8 +21,11 @@ from .conftest import (
 )
 
 
-async def grant(stack: Stack, episode: Episode, kind: str, email: str, scopes: list[str]) -> str:
+async def grant(
+    stack: Stack, episode: Episode, kind: str, email: str, scopes: list[str], expires_on: str | None = None
+) -> str:
     body = {"recipient_kind": kind, "recipient": {"name": f"Support {email}", "email": email}, "scopes": scopes}
+    body |= {"expires_on": expires_on} if expires_on else {}
     async with stack.http("intake", "intake_staff") as intake:
         response = await intake.post(f"/v1/episodes/{episode.episode_id}/consents", json=body)
     assert response.status_code == 201, response.text
@@ -63,6 +66,17 @@ async def test_supports_are_told_only_what_their_consent_allows(stack: Stack) ->
     assert (len(stack.mailbox.to(attendance)), len(stack.mailbox.to(appointments))) == (1, 1)
     assert stack.mailbox.to(revoked) == []  # a revoked consent: never contacted
     assert all(value not in told.get_content() for value in episode.pii.values())  # nothing about the patient
+
+
+async def test_a_consent_with_an_expiry_date_lets_its_support_be_told_until_then(stack: Stack) -> None:
+    episode = await new_episode(stack)
+    support = f"expiring.{episode.episode_id[:8]}@example.org"
+    consent_id = await grant(stack, episode, "family", support, ["appointments"], expires_on="2030-12-31")
+    async with stack.http("intake", "intake_staff") as intake:
+        [consent] = (await intake.get(f"/v1/episodes/{episode.episode_id}/consents")).json()
+    assert (consent["consent_id"], consent["expires_on"]) == (consent_id, "2030-12-31")
+    await assess(stack, episode)
+    await mail_to(stack, support, subject="Sessions scheduled")
 
 
 async def test_a_consent_revoked_while_a_message_waits_cancels_it(stack: Stack, tmp_path: Path) -> None:
