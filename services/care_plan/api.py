@@ -10,7 +10,7 @@ from typing import Literal, TypeVar
 from fastapi import APIRouter, HTTPException, status
 from pydantic import AwareDatetime, BaseModel, Field
 
-from services.common.schemas import request_examples
+from services.common.schemas import AUTH_ERRORS, errors, request_examples
 from stepwise_contract import CareLevel, DischargeReason, Track, WeekdayName
 
 from .changes import Decision, change_plan, record_session_attendance
@@ -20,7 +20,7 @@ from .domain.model import AttendanceRecord, AttendanceStatus, Authorization, Car
 from .domain.policy import CarePolicy
 from .store import CarePlanStore
 
-router = APIRouter(prefix="/v1", tags=["care plan"])
+router = APIRouter(prefix="/v1", tags=["care plan"], responses=AUTH_ERRORS)
 T = TypeVar("T")
 
 ERROR_STATUS = {
@@ -95,7 +95,11 @@ async def _change(
     return result
 
 
-@router.get("/episodes/{episode_id}/care-plan", summary="The episode's care plan: level, calendar, attendance, history")
+@router.get(
+    "/episodes/{episode_id}/care-plan",
+    responses=errors(404),
+    summary="The episode's care plan: level, calendar, attendance, history",
+)
 async def get_care_plan(episode_id: str, store: Store, _: Reader) -> CarePlan:
     stored = await store.get(episode_id)
     if stored is None:
@@ -105,6 +109,7 @@ async def get_care_plan(episode_id: str, store: Store, _: Reader) -> CarePlan:
 
 @router.post(
     "/episodes/{episode_id}/sessions/{session_id}/attendance",
+    responses=errors(404, 409),
     summary="Record attendance of a scheduled session; a miss publishes iop.session.missed",
 )
 async def post_attendance(
@@ -122,6 +127,7 @@ async def post_attendance(
 
 @router.post(
     "/episodes/{episode_id}/recommendations/{recommendation_id}/decision",
+    responses=errors(404, 409),
     summary="A clinician accepts or declines a step-up / step-down recommendation",
     description="Accepting moves the episode to the recommended level with a new calendar from now on and "
     "publishes `iop.care_level.changed`.",
@@ -138,6 +144,7 @@ async def decide_recommendation(
 
 @router.put(
     "/episodes/{episode_id}/care-plan/schedule",
+    responses=errors(404, 409),
     summary="Set a custom calendar from now on (publishes iop.schedule.changed)",
 )
 async def set_schedule(episode_id: str, body: ScheduleIn, store: Store, policy: Policy, _: Clinician) -> CarePlan:
@@ -152,6 +159,7 @@ async def set_schedule(episode_id: str, body: ScheduleIn, store: Store, policy: 
 
 @router.put(
     "/episodes/{episode_id}/authorization",
+    responses=errors(404, 409),
     summary="Record the payer-authorized level (kept apart from the clinical level)",
 )
 async def set_authorization(
@@ -164,7 +172,11 @@ async def set_authorization(
     return await _change(store, policy, episode_id, decide)
 
 
-@router.post("/episodes/{episode_id}/graduate", summary="A clinician graduates the episode; ends timers and calendar")
+@router.post(
+    "/episodes/{episode_id}/graduate",
+    responses=errors(404, 409),
+    summary="A clinician graduates the episode; ends timers and calendar",
+)
 async def graduate_episode(episode_id: str, store: Store, policy: Policy, _: Clinician) -> CarePlan:
     def decide(plan: CarePlan, now: datetime) -> Decision[CarePlan]:
         ended, event = graduate(plan, now, by="clinician")
@@ -173,7 +185,9 @@ async def graduate_episode(episode_id: str, store: Store, policy: Policy, _: Cli
     return await _change(store, policy, episode_id, decide)
 
 
-@router.post("/episodes/{episode_id}/discharge", summary="Discharge the episode with a reason code")
+@router.post(
+    "/episodes/{episode_id}/discharge", responses=errors(404, 409), summary="Discharge the episode with a reason code"
+)
 async def discharge_episode(episode_id: str, body: DischargeIn, store: Store, policy: Policy, _: Clinician) -> CarePlan:
     def decide(plan: CarePlan, now: datetime) -> Decision[CarePlan]:
         ended, event = discharge(plan, now, body.reason_code)

@@ -16,10 +16,12 @@ from typing import Annotated, Any
 
 import uvicorn
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, status
-from fastapi.responses import JSONResponse
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import JSONResponse, Response
 from faststream.kafka import KafkaBroker
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import health
 from .auth import Principal, Role, require_roles
@@ -29,6 +31,7 @@ from .kafka import ServiceBroker, ensure_topics, relay_publish
 from .mongo import Document, connect, ping
 from .outbox import ConcurrentChange, OutboxRelay, ensure_outbox_index
 from .replay import SetAsideEventOut, replay, replay_entry
+from .schemas import AUTH_ERRORS
 from .settings import ServiceSettings
 from .utc import set_clock_offset
 
@@ -128,12 +131,22 @@ def http_app(
     """A service's HTTP side: its routers, the probes, the set-aside listing (if it consumes events), errors."""
     app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan)
     app.add_exception_handler(ConcurrentChange, _conflict)
+    app.add_exception_handler(StarletteHTTPException, _unreadable_body_is_invalid_input)
     app.include_router(health.router)
     for router in routers:
         app.include_router(router)
     if consumes:
         app.include_router(set_aside_router)
     return app
+
+
+async def _unreadable_body_is_invalid_input(request: Request, error: Exception) -> Response:
+    """A body that is not JSON at all (not UTF-8, binary) is bad input like any other: a 422 naming the body."""
+    assert isinstance(error, StarletteHTTPException)
+    if error.status_code == status.HTTP_400_BAD_REQUEST:
+        detail = [{"loc": ["body"], "msg": "the body is not valid JSON", "type": "json_invalid"}]
+        return JSONResponse({"detail": detail}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+    return await http_exception_handler(request, error)
 
 
 async def _conflict(_: Request, error: Exception) -> JSONResponse:
@@ -145,7 +158,7 @@ async def _mongo_ready(database: AsyncDatabase[Document]) -> bool:
     return True
 
 
-set_aside_router = APIRouter(prefix="/v1", tags=["operations"])
+set_aside_router = APIRouter(prefix="/v1", tags=["operations"], responses=AUTH_ERRORS)
 Admin = Annotated[Principal, Depends(require_roles(Role.ADMIN))]
 
 

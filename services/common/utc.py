@@ -20,6 +20,19 @@ def assume_utc(value: Any) -> Any:
 UtcDatetime = Annotated[AwareDatetime, BeforeValidator(assume_utc)]
 
 
+def _rfc3339_text(value: Any) -> Any:
+    if isinstance(value, str) and value.strip().lstrip("-+").replace(".", "", 1).isdigit():
+        raise ValueError("must be a date-time with its offset, e.g. 2026-11-23T14:00:00Z (not a number)")
+    return value
+
+
+Rfc3339 = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text)]
+"""A date-time a client gives (a query parameter): ISO 8601 / RFC 3339 with its offset, as the schema says."""
+
+IANA_ZONE_PATTERN = r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+){0,2}$"
+"""The shape of an IANA time-zone name (America/New_York, Europe/London, UTC); whether it exists is checked too."""
+
+
 _offset = timedelta(0)
 
 

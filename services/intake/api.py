@@ -5,7 +5,6 @@ HTTP only: parse the request, call the change (``changes.py``) or read the store
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, NoReturn, TypeVar
 
 from fastapi import APIRouter, HTTPException, Query, status
@@ -14,7 +13,8 @@ from pydantic import BaseModel
 
 from services.common.auth import Principal, Role
 from services.common.idempotency import IdempotencyKey, KeyReused
-from services.common.utc import utc_now
+from services.common.schemas import AUTH_ERRORS, errors
+from services.common.utc import Rfc3339, utc_now
 from stepwise_contract import ConsentScope, DimensionRatings, PlacementDecision
 
 from . import changes
@@ -44,7 +44,7 @@ from .schemas import (
     TrendPoint,
 )
 
-router = APIRouter(prefix="/v1", tags=["intake"])
+router = APIRouter(prefix="/v1", tags=["intake"], responses=AUTH_ERRORS)
 Out = TypeVar("Out", bound=BaseModel)
 
 ERROR_STATUS = {
@@ -97,7 +97,7 @@ async def register_patient(
     )
 
 
-@router.get("/patients/{patient_id}", summary="A patient's record (audited)")
+@router.get("/patients/{patient_id}", responses=errors(404), summary="A patient's record (audited)")
 async def read_patient(patient_id: str, store: Store, by: Staff) -> PatientOut:
     patient = await store.read_patient(patient_id, by)
     if patient is None:
@@ -105,7 +105,9 @@ async def read_patient(patient_id: str, store: Store, by: Staff) -> PatientOut:
     return PatientOut(patient_id=patient.pop("_id"), **patient)
 
 
-@router.patch("/patients/{patient_id}", summary="Change a patient's name or contact data (audited)")
+@router.patch(
+    "/patients/{patient_id}", responses=errors(404), summary="Change a patient's name or contact data (audited)"
+)
 async def update_patient(patient_id: str, body: PatientUpdate, store: Store, by: Staff) -> PatientOut:
     patient = await store.update_patient(patient_id, body.model_dump(mode="json", exclude_unset=True), by)
     if patient is None:
@@ -113,7 +115,12 @@ async def update_patient(patient_id: str, body: PatientUpdate, store: Store, by:
     return PatientOut(patient_id=patient.pop("_id"), **patient)
 
 
-@router.post("/patients/{patient_id}/episodes", status_code=status.HTTP_201_CREATED, summary="Open a treatment episode")
+@router.post(
+    "/patients/{patient_id}/episodes",
+    responses=errors(404),
+    status_code=status.HTTP_201_CREATED,
+    summary="Open a treatment episode",
+)
 async def open_episode(
     patient_id: str, body: EpisodeIn, store: Store, keys: Keys, by: Staff, idempotency_key: IdempotencyKey = None
 ) -> EpisodeCreated:
@@ -130,6 +137,7 @@ async def open_episode(
 
 @router.post(
     "/episodes/{episode_id}/assessments",
+    responses=errors(404, 409),
     status_code=status.HTTP_201_CREATED,
     summary="Record an assessment or reassessment: scores, recommended level, rationale, safety alert",
     description=(
@@ -166,7 +174,11 @@ async def record_assessment(
     return _out(AssessmentOut, assessment)
 
 
-@router.get("/episodes/{episode_id}/assessments", summary="The episode's assessments with scores and trends")
+@router.get(
+    "/episodes/{episode_id}/assessments",
+    responses=errors(404),
+    summary="The episode's assessments with scores and trends",
+)
 async def assessment_history(episode_id: str, store: Store, _: Clinical) -> AssessmentHistory:
     episode = await _episode(store, episode_id)
     assessments = [_out(AssessmentOut, assessment) for assessment in episode.assessments]
@@ -200,6 +212,7 @@ def _trends(assessments: list[AssessmentOut]) -> list[InstrumentTrend]:
 
 @router.post(
     "/episodes/{episode_id}/drug-screens",
+    responses=errors(404, 409),
     status_code=status.HTTP_201_CREATED,
     summary="Record a drug screen; publishes iop.drug_screen.recorded",
 )
@@ -219,6 +232,7 @@ async def record_drug_screen(
 
 @router.post(
     "/episodes/{episode_id}/consents",
+    responses=errors(404, 409),
     status_code=status.HTTP_201_CREATED,
     summary="Record a patient's consent to tell a recipient about the episode; publishes iop.consent.changed",
 )
@@ -237,6 +251,7 @@ async def grant_consent(
 
 @router.post(
     "/episodes/{episode_id}/consents/{consent_id}/revoke",
+    responses=errors(404, 409),
     summary="Revoke a consent; pending messages to that recipient stop",
 )
 async def revoke_consent(episode_id: str, consent_id: str, store: Store, by: Staff) -> ConsentOut:
@@ -247,7 +262,11 @@ async def revoke_consent(episode_id: str, consent_id: str, store: Store, by: Sta
     return _out(ConsentOut, consent)
 
 
-@router.get("/episodes/{episode_id}/consents", summary="The episode's consents and their recipients (audited)")
+@router.get(
+    "/episodes/{episode_id}/consents",
+    responses=errors(404),
+    summary="The episode's consents and their recipients (audited)",
+)
 async def list_consents(episode_id: str, store: Store, by: Staff) -> list[ConsentOut]:
     episode = await _episode(store, episode_id)
     await store.audit(by, "read_consents", episode.patient_id, episode_id=episode_id)
@@ -259,6 +278,7 @@ async def list_consents(episode_id: str, store: Store, by: Staff) -> list[Consen
 
 @router.get(
     "/episodes/{episode_id}/contact",
+    responses=errors(404),
     summary="Contact points of an episode's patient, for the notifications service only (audited)",
 )
 async def episode_contact(episode_id: str, store: Store, by: NotificationsService) -> ContactOut:
@@ -270,6 +290,7 @@ async def episode_contact(episode_id: str, store: Store, by: NotificationsServic
 
 @router.get(
     "/episodes/{episode_id}/recipients",
+    responses=errors(404),
     summary="Supports who may be told about ``scope`` under a current consent (notifications only, audited)",
 )
 async def consented_recipients(
@@ -284,6 +305,7 @@ async def consented_recipients(
 
 @router.get(
     "/episodes/{episode_id}/consents/{consent_id}/contact",
+    responses=errors(404, 410),
     summary="A support's contact if the consent is still in force (notifications only, audited); 410 otherwise",
 )
 async def consented_contact(
@@ -307,6 +329,7 @@ async def consented_contact(
 
 @router.get(
     "/episodes/{episode_id}/patient",
+    responses=errors(404),
     summary="The pseudonymous id of an episode's patient, to link episodes (notifications only; no PII)",
 )
 async def episode_patient(episode_id: str, store: Store, _: NotificationsService) -> EpisodePatient:
@@ -327,8 +350,8 @@ async def audit_log(
     _: Admin,
     patient_id: str | None = None,
     action: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: Rfc3339 | None = None,
+    until: Rfc3339 | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[AuditEntry]:
     entries = await store.audit_entries(patient_id=patient_id, action=action, since=since, until=until, limit=limit)

@@ -18,7 +18,7 @@ from pydantic import (
 )
 
 from services.common.schemas import request_examples, response_example
-from services.common.utc import UtcDatetime, utc_now
+from services.common.utc import IANA_ZONE_PATTERN, UtcDatetime, utc_now
 from stepwise_contract import (
     ALUMNI_GROUP,
     CareLevel,
@@ -42,7 +42,7 @@ def _known_zone(value: str) -> str:
     return value
 
 
-TimeZone = Annotated[str, AfterValidator(_known_zone)]
+TimeZone = Annotated[str, Field(pattern=IANA_ZONE_PATTERN, examples=["America/Chicago"]), AfterValidator(_known_zone)]
 
 
 class EmergencyContact(BaseModel):

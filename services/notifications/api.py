@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from services.common.utc import UtcDatetime, utc_now
+from services.common.schemas import AUTH_ERRORS, errors
+from services.common.utc import Rfc3339, UtcDatetime, utc_now
 from stepwise_contract import SUPPORT_KINDS, RecipientKind, SupportKind
 
 from . import changes
@@ -17,7 +17,7 @@ from .domain.alumni import Enrolment, EnrolmentStatus, LeaveReason
 from .domain.delivery import NotificationStatus
 from .domain.opt_outs import RECIPIENT_PREFIX, OptOut, OptOutSource, reply_action
 
-router = APIRouter(prefix="/v1", tags=["notifications"])
+router = APIRouter(prefix="/v1", tags=["notifications"], responses=AUTH_ERRORS)
 
 
 class NotificationOut(BaseModel):
@@ -47,8 +47,8 @@ async def list_notifications(
     recipient_kind: str | None = Query(default=None, examples=["patient"]),
     purpose: str | None = Query(default=None, examples=["session_reminder"]),
     status: NotificationStatus | None = None,
-    since: Annotated[datetime | None, Query(description="created at or after")] = None,
-    until: Annotated[datetime | None, Query(description="created before")] = None,
+    since: Annotated[Rfc3339 | None, Query(description="created at or after")] = None,
+    until: Annotated[Rfc3339 | None, Query(description="created before")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[NotificationOut]:
     found = await messaging.store.find(episode_id=episode_id, recipient_kind=recipient_kind, purpose=purpose,
@@ -119,6 +119,7 @@ async def list_opt_outs(
 
 @router.delete(
     "/opt-outs/{opt_out_id}",
+    responses=errors(404),
     status_code=status.HTTP_204_NO_CONTENT,
     summary="The recipient wants messages again (from now on; an ended alumni enrolment stays ended)",
 )
@@ -185,7 +186,9 @@ async def list_alumni(
     return [_enrolment_out(enrolment) for enrolment in await messaging.alumni.find(status=status_, limit=limit)]
 
 
-@router.get("/alumni/{episode_id}", summary="The alumni enrolment that followed an episode's graduation")
+@router.get(
+    "/alumni/{episode_id}", responses=errors(404), summary="The alumni enrolment that followed an episode's graduation"
+)
 async def alumni_enrolment(episode_id: str, messaging: MessagingDep, _: Reader) -> AlumniEnrolmentOut:
     enrolment = await messaging.alumni.get(episode_id)
     if enrolment is None:

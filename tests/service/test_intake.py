@@ -537,3 +537,11 @@ async def test_a_retried_patient_post_registers_one_patient(http: httpx.AsyncCli
     answers = [await http.post("/v1/patients", json=PATIENT, headers=STAFF | key) for _ in "ab"]
     assert answers[0].json() == answers[1].json()
     assert await database["patients"].count_documents({}) == 1
+
+
+async def test_date_time_query_parameters_take_a_date_time_with_its_offset_only(http: httpx.AsyncClient) -> None:
+    admin = as_role(Role.ADMIN)
+    for wrong in ("1700000000", "2026-11-23T14:00:00"):  # a bare number; a time without its offset
+        refused = await http.get("/v1/audit", params={"since": wrong}, headers=admin)
+        assert refused.status_code == 422 and refused.json()["detail"][0]["loc"] == ["query", "since"], wrong
+    assert (await http.get("/v1/audit", params={"since": "2026-11-23T14:00:00Z"}, headers=admin)).status_code == 200
