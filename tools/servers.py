@@ -69,18 +69,61 @@ def cpu_seconds(pid: int) -> float:
 
 @dataclass
 class Server:
-    """A backend we started: what it is, where it listens, how long it took, where it logs."""
+    """A backend we started: what it is, where it listens, how long it took, where it logs. It can be stopped
+    and started again on the same port with the same data (the fault suite's outages)."""
 
     name: str
     port: int
     process: subprocess.Popen[bytes]
     started_in: float
     log: Path
+    command: Sequence[str] = ()
+    output: Path | None = None
+    env: dict[str, str] | None = None
+    ready: Callable[[], bool] = lambda: True
+    ready_within: float = 60
+    stop_within: float = 10
 
     def describe(self) -> str:
         rss = rss_mb(self.process.pid)
         memory = f", RSS {rss:.0f} MiB" if rss is not None else ""
         return f"{self.name} on 127.0.0.1:{self.port} (started in {self.started_in:.1f} s{memory}; log {self.log})"
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL after ``stop_within``."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=self.stop_within)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def start(self) -> None:
+        """Run the command again (after ``stop``) and wait until it answers."""
+        assert self.process.poll() is not None, f"{self.name} is running"
+        began = time.monotonic()
+        self.process = _launch(self.command, self.output or self.log, self.env, append=True)
+        _wait_for(self.name, self.process, self.port, self.ready, self.ready_within, self.output or self.log)
+        self.started_in = time.monotonic() - began
+
+
+def _launch(
+    command: Sequence[str], output: Path, env: dict[str, str] | None, *, append: bool = False
+) -> subprocess.Popen[bytes]:
+    with open(output, "ab" if append else "wb") as log:
+        return subprocess.Popen(dying_with_parent(command), stdout=log, stderr=subprocess.STDOUT, env=env)
+
+
+def _wait_for(
+    name: str, process: subprocess.Popen[bytes], port: int, ready: Callable[[], bool], within: float, output: Path
+) -> None:
+    def answers() -> bool:
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited with {process.returncode}; see {output}")
+        return port_open(port) and ready()
+
+    wait_until(answers, within, name, interval=0.1)
 
 
 @contextlib.contextmanager
@@ -98,22 +141,11 @@ def start_server(
     """Run ``command`` until its port answers and ``ready`` holds; on leaving, SIGTERM it (SIGKILL after
     ``stop_within``)."""
     began = time.monotonic()
-    with open(output, "wb") as log:
-        process = subprocess.Popen(dying_with_parent(command), stdout=log, stderr=subprocess.STDOUT, env=env)
+    process = _launch(command, output, env)
+    server = Server(name, port, process, 0.0, output, command, output, env, ready, ready_within, stop_within)
     try:
-
-        def answers() -> bool:
-            if process.poll() is not None:
-                raise RuntimeError(f"{name} exited with {process.returncode}; see {output}")
-            return port_open(port) and ready()
-
-        wait_until(answers, ready_within, name, interval=0.1)
-        yield Server(name, port, process, time.monotonic() - began, output)
+        _wait_for(name, process, port, ready, ready_within, output)
+        server.started_in = time.monotonic() - began
+        yield server
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=stop_within)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        server.stop()

@@ -58,3 +58,12 @@ class SmtpSink:
 
     def __exit__(self, *_: object) -> None:
         self._controller.stop()
+
+    def pause(self) -> None:
+        """The relay goes away: connections are refused (the fault suite's mail outage)."""
+        self._controller.stop()
+
+    def resume(self) -> None:
+        """The relay is back on the same port, with the same mailbox."""
+        self._controller = Controller(self.mailbox, hostname="127.0.0.1", port=self.port)
+        self._controller.start()

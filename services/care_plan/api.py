@@ -10,7 +10,7 @@ from typing import Literal, TypeVar
 from fastapi import APIRouter, HTTPException, status
 from pydantic import AwareDatetime, BaseModel, Field
 
-from services.common.schemas import AUTH_ERRORS, errors, request_examples
+from services.common.schemas import V1_ERRORS, errors, request_examples
 from stepwise_contract import CareLevel, DischargeReason, Track, WeekdayName
 
 from .changes import Decision, change_plan, record_session_attendance
@@ -20,7 +20,7 @@ from .domain.model import AttendanceRecord, AttendanceStatus, Authorization, Car
 from .domain.policy import CarePolicy
 from .store import CarePlanStore
 
-router = APIRouter(prefix="/v1", tags=["care plan"], responses=AUTH_ERRORS)
+router = APIRouter(prefix="/v1", tags=["care plan"], responses=V1_ERRORS)
 T = TypeVar("T")
 
 ERROR_STATUS = {

@@ -40,5 +40,5 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": ErrorOut, "description": ERROR_MEANINGS[code]} for code in codes}
 
 
-AUTH_ERRORS = errors(401, 403)
-"""Every endpoint under /v1 needs a token of an allowed role."""
+V1_ERRORS = errors(401, 403, 503)
+"""Every endpoint under /v1 needs a token of an allowed role, and the service's store (503 while it is down)."""

@@ -20,7 +20,7 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse, Response
 from faststream.kafka import KafkaBroker
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import PyMongoError
+from pymongo.errors import ConnectionFailure, PyMongoError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import health
@@ -31,7 +31,7 @@ from .kafka import ServiceBroker, ensure_topics, relay_publish
 from .mongo import Document, connect, ping
 from .outbox import ConcurrentChange, OutboxRelay, ensure_outbox_index
 from .replay import SetAsideEventOut, replay, replay_entry
-from .schemas import AUTH_ERRORS
+from .schemas import V1_ERRORS
 from .settings import ServiceSettings
 from .utc import set_clock_offset
 
@@ -132,6 +132,7 @@ def http_app(
     app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan)
     app.add_exception_handler(ConcurrentChange, _conflict)
     app.add_exception_handler(StarletteHTTPException, _unreadable_body_is_invalid_input)
+    app.add_exception_handler(ConnectionFailure, _store_unavailable)
     app.include_router(health.router)
     for router in routers:
         app.include_router(router)
@@ -149,6 +150,16 @@ async def _unreadable_body_is_invalid_input(request: Request, error: Exception) 
     return await http_exception_handler(request, error)
 
 
+async def _store_unavailable(_: Request, error: Exception) -> JSONResponse:
+    """The store is down (or answering too slowly): nothing was changed, and the client may try again (with
+    the same Idempotency-Key, for a POST that creates)."""
+    log.warning("request refused, the store is unavailable: %s", type(error).__name__)
+    detail = "the store is unavailable; nothing was changed, try again"
+    return JSONResponse(
+        {"detail": detail}, status_code=status.HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": "5"}
+    )
+
+
 async def _conflict(_: Request, error: Exception) -> JSONResponse:
     return JSONResponse({"detail": str(error)}, status_code=409)
 
@@ -158,7 +169,7 @@ async def _mongo_ready(database: AsyncDatabase[Document]) -> bool:
     return True
 
 
-set_aside_router = APIRouter(prefix="/v1", tags=["operations"], responses=AUTH_ERRORS)
+set_aside_router = APIRouter(prefix="/v1", tags=["operations"], responses=V1_ERRORS)
 Admin = Annotated[Principal, Depends(require_roles(Role.ADMIN))]
 
 

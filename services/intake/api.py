@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 from services.common.auth import Principal, Role
 from services.common.idempotency import IdempotencyKey, KeyReused
-from services.common.schemas import AUTH_ERRORS, errors
+from services.common.schemas import V1_ERRORS, errors
 from services.common.utc import Rfc3339, utc_now
 from stepwise_contract import ConsentScope, DimensionRatings, PlacementDecision
 
@@ -44,7 +44,7 @@ from .schemas import (
     TrendPoint,
 )
 
-router = APIRouter(prefix="/v1", tags=["intake"], responses=AUTH_ERRORS)
+router = APIRouter(prefix="/v1", tags=["intake"], responses=V1_ERRORS)
 Out = TypeVar("Out", bound=BaseModel)
 
 ERROR_STATUS = {

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, HTTPException, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from services.common.schemas import AUTH_ERRORS, errors
+from services.common.schemas import V1_ERRORS, errors
 from services.common.utc import Rfc3339, UtcDatetime, utc_now
 from stepwise_contract import SUPPORT_KINDS, RecipientKind, SupportKind
 
@@ -17,7 +17,7 @@ from .domain.alumni import Enrolment, EnrolmentStatus, LeaveReason
 from .domain.delivery import NotificationStatus
 from .domain.opt_outs import RECIPIENT_PREFIX, OptOut, OptOutSource, reply_action
 
-router = APIRouter(prefix="/v1", tags=["notifications"], responses=AUTH_ERRORS)
+router = APIRouter(prefix="/v1", tags=["notifications"], responses=V1_ERRORS)
 
 
 class NotificationOut(BaseModel):
