@@ -25,7 +25,7 @@ from datetime import datetime, time, timedelta
 from pymongo.errors import PyMongoError
 
 from services.common.dependencies import Dependencies, DependencyDown
-from services.common.utc import utc_now
+from services.common.utc import utc_now, wall_clock
 from services.common.worker import PollingWorker
 from stepwise_contract import ALUMNI, Channel
 
@@ -74,6 +74,7 @@ class CareTeam:
 
 
 DEPENDENCY_WAIT = timedelta(seconds=5)
+PROBE_EVERY = timedelta(seconds=5)
 """How long a message waits before it tries a dependency that was down again."""
 CHANNEL_DEPENDENCY: dict[Channel, str] = {"email": SMTP, "sms": SMS_PROVIDER, "webhook": CARE_TEAM_WEBHOOK}
 
@@ -122,10 +123,11 @@ class Dispatcher(PollingWorker):
         self._care_team = care_team
         self._quiet = quiet
         self._wanted = still_wanted
-        self.poll_seconds = poll_seconds
         self._lease = timedelta(seconds=lease_seconds)
         self._retries = retries
         self._dependencies = dependencies
+        self._probed: dict[Channel, datetime] = {}
+        self.poll_seconds = min(poll_seconds, PROBE_EVERY.total_seconds())
 
     async def run(self) -> None:
         try:
@@ -135,11 +137,24 @@ class Dispatcher(PollingWorker):
             await self._senders.close()
 
     async def work_once(self) -> int:
+        await self._probe_channels_that_are_down()
         handled = 0
         while (notification := await self._store.claim_due(self._lease)) is not None:
             await self._deliver(notification)
             handled += 1
         return handled
+
+    async def _probe_channels_that_are_down(self) -> None:
+        """Every ``PROBE_EVERY``, one message waiting on a channel that is down tries it: when the channel is
+        back, that send releases all the others (``retry_now``), seconds after, not a backoff later."""
+        problems = self._dependencies.problems()
+        for channel, dependency in CHANNEL_DEPENDENCY.items():
+            problem = problems.get(dependency)
+            last = self._probed.get(channel)
+            if problem is None or problem.kind != "down" or (last is not None and wall_clock() - last < PROBE_EVERY):
+                continue
+            self._probed[channel] = wall_clock()
+            await self._store.probe(channel)
 
     async def _deliver(self, notification: Notification) -> None:
         notification_id = notification.notification_id

@@ -53,6 +53,10 @@ _STORED_AS_PLANNED = tuple(
 )
 
 
+def _waiting_on(channel: Channel) -> Document:
+    return {"status": PENDING, "channel": channel, "last_error": {"$ne": ""}, "next_attempt_at": {"$gt": utc_now()}}
+
+
 def _notification(document: Document) -> Notification:
     expires_at = assume_utc(document.get("expires_at", FOREVER))
     status: NotificationStatus = document["status"]
@@ -160,11 +164,15 @@ class NotificationStore:
 
     async def retry_now(self, channel: Channel) -> int:
         """A channel works again: the messages waiting out its failures go now, not at their next backoff."""
-        result = await self.notifications.update_many(
-            {"status": PENDING, "channel": channel, "last_error": {"$ne": ""}, "next_attempt_at": {"$gt": utc_now()}},
-            {"$set": {"next_attempt_at": utc_now()}},
-        )
+        result = await self.notifications.update_many(_waiting_on(channel), {"$set": {"next_attempt_at": utc_now()}})
         return result.modified_count
+
+    async def probe(self, channel: Channel) -> bool:
+        """While a channel is down, one of the messages waiting on it goes now: the first to find it back."""
+        found = await self.notifications.find_one_and_update(
+            _waiting_on(channel), {"$set": {"next_attempt_at": utc_now()}}, {"_id": 1}
+        )
+        return found is not None
 
     async def mark_cancelled(self, notification_id: str, reason: str) -> None:
         """Not to be sent after all (consent withdrawn, opt-out, too late): no delivery outcome is published."""

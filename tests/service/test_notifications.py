@@ -889,3 +889,14 @@ async def test_an_event_an_outage_once_set_aside_is_replayed_and_its_messages_pl
     intake.down = True
     down = await http.post(f"/v1/set-aside-events/{malformed['id']}/replay", headers=admin)
     assert down.status_code == 200  # a malformed event needs nothing from intake to be found malformed again
+
+
+async def test_while_a_channel_is_down_one_waiting_message_probes_it(
+    events: Events, messaging: Messaging, intake: FakeIntake, dispatcher: Dispatcher, channels: dict[str, FakeChannel]
+) -> None:
+    first, second = await alert(events, intake), await alert(events, intake)
+    channels["email"].failures = [DeliveryError("SMTP unavailable", permanent=False)] * 2
+    await dispatcher.work_once()  # the relay is down: both wait out a backoff
+    await dispatcher.work_once()  # the next pass probes with one of them at once: the relay is back
+    await dispatcher.work_once()
+    assert len(channels["email"].sent) == 2, (first, second)
