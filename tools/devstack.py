@@ -147,16 +147,25 @@ def _mongodb(folder: Path, wanted: str, has_docker: Callable[[], bool]) -> Itera
             yield Backend(url, "MongoDB 8.0 (testcontainers)")
         return
     missing = ferretdb.missing() if wanted == "ferretdb" else None
-    if wanted == "ferretdb" and missing is None:
+    note = f"FerretDB unavailable: {missing}" if missing else ""
+    with mongodb_server(folder, wanted) as (server, url):
+        yield Backend(url, server.name, server, note)
+
+
+@contextlib.contextmanager
+def mongodb_server(folder: Path, wanted: str | None = None) -> Iterator[tuple[Server, str]]:
+    """A MongoDB server run here (STEPWISE_MONGODB_SERVER: nx-27017 or ferretdb, when it can be built), with its
+    URL. Its data stays in ``folder``: it can be stopped and started again (the fault suite's outage)."""
+    wanted = wanted or _choice("STEPWISE_MONGODB_SERVER", "nx-27017", MONGODB_SERVERS)
+    folder.mkdir(parents=True, exist_ok=True)
+    if wanted == "ferretdb" and ferretdb.missing() is None:
         with ferretdb.ferretdb(folder / "ferretdb") as server:
-            yield Backend(f"mongodb://127.0.0.1:{server.port}/?directConnection=true", server.name, server)
-    else:
-        note = f"FerretDB unavailable: {missing}" if missing else ""
-        with _nx_27017(folder) as server:
-            # Few connections per client: nx-27017 serves each database's commands from a small thread pool, and
-            # a burst of concurrent slow ones can starve even its heartbeats (README, "Backends").
-            url = f"mongodb://127.0.0.1:{server.port}/?directConnection=true&maxPoolSize=4"
-            yield Backend(url, server.name, server, note)
+            yield server, f"mongodb://127.0.0.1:{server.port}/?directConnection=true"
+        return
+    with _nx_27017(folder) as server:
+        # Few connections per client: nx-27017 serves each database's commands from a small thread pool, and
+        # a burst of concurrent slow ones can starve even its heartbeats (README, "Backends").
+        yield server, f"mongodb://127.0.0.1:{server.port}/?directConnection=true&maxPoolSize=4"
 
 
 @contextlib.contextmanager

@@ -17,7 +17,7 @@ from typing import Annotated
 
 from fastapi import Header
 from pydantic import BaseModel
-from pymongo import ASCENDING, ReturnDocument
+from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
@@ -67,12 +67,14 @@ class IdempotencyKeys:
         return str(kept["record_id"])
 
     async def _keep(self, key_id: str, fingerprint: str) -> Document:
-        first = {"fingerprint": fingerprint, "record_id": str(uuid.uuid4()), "at": utc_now()}
-        try:
-            kept = await self.keys.find_one_and_update(
-                {"_id": key_id}, {"$setOnInsert": first}, upsert=True, return_document=ReturnDocument.AFTER
-            )
-        except DuplicateKeyError:  # the same key, at the same moment, from another instance: it won
-            kept = await self.keys.find_one({"_id": key_id})
-        assert kept is not None
-        return kept
+        """The key's record: this request's, or the one a request with the same key kept first."""
+        while True:
+            first = {"_id": key_id, "fingerprint": fingerprint, "record_id": str(uuid.uuid4()), "at": utc_now()}
+            try:
+                await self.keys.insert_one(first)
+                return first
+            except DuplicateKeyError:
+                kept = await self.keys.find_one({"_id": key_id})
+            if kept is not None:
+                return kept
+            # removed between the two (expired): try again

@@ -1,0 +1,313 @@
+"""`make faults`: the three services as processes on the test backends, a run of episodes through intake's API,
+and, while it runs, the faults a clinic's machines see: SIGKILL of each service at random moments, a broker
+restart, a MongoDB outage, a mail-relay outage, intake down. Counted at the SMTP server and on Kafka:
+
+- every episode welcomed exactly once (lost: none; duplicates: more than one);
+- every ``iop.assessment.completed`` answered by an ``iop.care_level.assigned``;
+- nothing set aside;
+
+with the drain time after each fault (from its end until every episode created so far is welcomed). Prints one
+summary line and exits 1 when anything was lost, sent twice or set aside. ``--quick`` is the smaller run
+``make test`` includes. The clients retry as a clinic's EHR would: on a refused connection or a 5xx, the same
+request again with the same ``Idempotency-Key``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import random
+import secrets
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from pymongo import AsyncMongoClient
+
+from services.common.service import SET_ASIDE_COLLECTION
+from tools.devstack import ServiceProcess, mongodb_server
+from tools.kafka import apache_kafka
+from tools.servers import Server, free_port
+from tools.smtp_sink import SmtpSink
+
+WELCOME = "Your session schedule"
+IOP = {"withdrawal": 1, "biomedical": 0, "emotional": 2, "readiness": 2, "relapse": 2, "environment": 1}
+DRAIN_LIMIT = 300.0
+"""A fault whose backlog has not drained this long after it ended counts as a failure of the run."""
+
+
+@dataclass(frozen=True)
+class Scale:
+    episodes: int
+    kills: int
+    mongodb_outage: float
+    mail_outage: float
+    intake_outage: float
+    clients: int = 6
+
+
+FULL = Scale(episodes=150, kills=6, mongodb_outage=30, mail_outage=180, intake_outage=120)
+QUICK = Scale(episodes=30, kills=3, mongodb_outage=8, mail_outage=20, intake_outage=12, clients=4)
+
+
+@dataclass
+class Run:
+    """What the run created and saw."""
+
+    intake_url: str
+    token: str
+    emails: dict[str, str] = field(default_factory=dict)
+    """episode id -> the patient's email address."""
+    retries: int = 0
+    drains: dict[str, float] = field(default_factory=dict)
+
+
+async def _until_done(run: Run, call: Callable[[], Awaitable[httpx.Response]], what: str) -> dict[str, Any]:
+    """A client that retries like a clinic's EHR: a refused connection or a 5xx, again (same key), until 201."""
+    wait = 0.2
+    deadline = time.monotonic() + DRAIN_LIMIT * 2
+    while True:
+        with contextlib.suppress(httpx.HTTPError):
+            response = await call()
+            if response.status_code == 201:
+                return response.json()  # type: ignore[no-any-return]
+            if response.status_code < 500:
+                raise RuntimeError(f"{what}: {response.status_code} {response.text}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what}: no answer for {DRAIN_LIMIT * 2:.0f} s")
+        run.retries += 1
+        await asyncio.sleep(wait)
+        wait = min(wait * 2, 3.0)
+
+
+async def create_episode(run: Run, client: httpx.AsyncClient) -> None:
+    marker = uuid.uuid4().hex[:12]
+    email = f"p{marker}@faults.example.org"
+    patient = {"name": f"Fault Patient {marker}", "date_of_birth": "1980-02-02", "email": email,
+               "phone": f"+1555{int(marker[:6], 16) % 10_000_000:07d}"}  # fmt: skip
+
+    def post(path: str, body: dict[str, Any], key: str) -> Callable[[], Awaitable[httpx.Response]]:
+        return lambda: client.post(path, json=body, headers={"Idempotency-Key": key})
+
+    created = await _until_done(run, post("/v1/patients", patient, f"{marker}-patient"), "register")
+    patient_path = f"/v1/patients/{created['patient_id']}/episodes"
+    episode = await _until_done(run, post(patient_path, {"program": "adult"}, f"{marker}-episode"), "open")
+    run.emails[episode["episode_id"]] = email
+    assessment = {"dimensions": IOP, "instruments": {"phq9": [1, 2, 1, 2, 1, 1, 2, 1, 0]}}
+    assessments = f"/v1/episodes/{episode['episode_id']}/assessments"
+    await _until_done(run, post(assessments, assessment, f"{marker}-assessment"), "assess")
+
+
+async def create_episodes(run: Run, count: int, clients: int) -> None:
+    headers = {"Authorization": f"Bearer {run.token}"}
+    async with httpx.AsyncClient(base_url=run.intake_url, headers=headers, timeout=15) as client:
+        queue = list(range(count))
+
+        async def worker() -> None:
+            while queue:
+                queue.pop()
+                await create_episode(run, client)
+                await asyncio.sleep(random.uniform(0.05, 0.3))  # noqa: S311 - a workload, not crypto
+
+        await asyncio.gather(*(worker() for _ in range(clients)))
+
+
+def welcomes(sink: SmtpSink, email: str) -> int:
+    return sum(1 for message in sink.mailbox.to(email) if message["Subject"] == WELCOME)
+
+
+async def drained(run: Run, sink: SmtpSink, fault: str, ended: float) -> None:
+    while any(welcomes(sink, email) == 0 for email in run.emails.values()):
+        if time.monotonic() - ended > DRAIN_LIMIT:
+            missing = sum(1 for email in run.emails.values() if welcomes(sink, email) == 0)
+            raise RuntimeError(f"after {fault}: {missing} episodes still not welcomed {DRAIN_LIMIT:.0f} s later")
+        await asyncio.sleep(0.2)
+    run.drains[fault] = time.monotonic() - ended
+
+
+@dataclass
+class Stack:
+    kafka: Server
+    mongodb: Server
+    sink: SmtpSink
+    services: dict[str, ServiceProcess]
+    mongodb_url: str
+    kafka_servers: str
+
+
+async def _kill_services(stack: Stack, scale: Scale) -> None:
+    for _ in range(scale.kills):
+        await asyncio.sleep(random.uniform(0.5, 2.5))  # noqa: S311
+        victim = stack.services[random.choice(sorted(stack.services))]  # noqa: S311
+        victim.kill()
+        await asyncio.to_thread(victim.start)
+
+
+async def _restart_broker(stack: Stack, _: Scale) -> None:
+    await asyncio.sleep(1)
+    await asyncio.to_thread(stack.kafka.stop)
+    await asyncio.sleep(2)
+    await asyncio.to_thread(stack.kafka.start)
+
+
+async def _mongodb_outage(stack: Stack, scale: Scale) -> None:
+    await asyncio.sleep(1)
+    await asyncio.to_thread(stack.mongodb.stop)
+    await asyncio.sleep(scale.mongodb_outage)
+    await asyncio.to_thread(stack.mongodb.start)
+
+
+async def _mail_outage(stack: Stack, scale: Scale) -> None:
+    await asyncio.sleep(1)
+    stack.sink.pause()
+    await asyncio.sleep(scale.mail_outage)
+    stack.sink.resume()
+
+
+async def _intake_down(stack: Stack, scale: Scale) -> None:
+    await asyncio.sleep(1)
+    await asyncio.to_thread(stack.services["intake"].stop)
+    await asyncio.sleep(scale.intake_outage)
+    await asyncio.to_thread(stack.services["intake"].start)
+
+
+FAULTS: dict[str, Callable[[Stack, Scale], Awaitable[None]]] = {
+    "SIGKILLs": _kill_services,
+    "broker restart": _restart_broker,
+    "MongoDB outage": _mongodb_outage,
+    "mail relay outage": _mail_outage,
+    "intake down": _intake_down,
+}
+
+
+async def _episodes_on(servers: str, topic: str) -> set[str]:
+    """The episode ids (record keys) of every record on ``topic``, from the beginning."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=servers, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        await consumer.topics()  # loads the metadata partitions_for_topic reads
+        partitions = [TopicPartition(topic, number) for number in consumer.partitions_for_topic(topic) or ()]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        keys: set[str] = set()
+        while [p for p in partitions if await consumer.position(p) < ends[p]]:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                keys |= {record.key.decode() for record in records if record.key}
+        return keys
+    finally:
+        await consumer.stop()
+
+
+async def count(run: Run, stack: Stack, databases: dict[str, str]) -> dict[str, int]:
+    counts = [welcomes(stack.sink, email) for email in run.emails.values()]
+    assessed = await _episodes_on(stack.kafka_servers, "iop.assessment.completed")
+    assigned = await _episodes_on(stack.kafka_servers, "iop.care_level.assigned")
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(stack.mongodb_url, tz_aware=True)
+    try:
+        set_aside = sum(
+            [await client[databases[name]][SET_ASIDE_COLLECTION].count_documents({}) for name in ("care_plan",
+             "notifications")]
+        )  # fmt: skip
+    finally:
+        await client.close()
+    return {
+        "episodes": len(run.emails),
+        "welcomed": sum(1 for c in counts if c == 1),
+        "lost": sum(1 for c in counts if c == 0),
+        "duplicates": sum(1 for c in counts if c > 1),
+        "assessed": len(assessed & set(run.emails)),
+        "unanswered": len((assessed - assigned) & set(run.emails)),
+        "set_aside": set_aside,
+        "client_retries": run.retries,
+    }
+
+
+@contextlib.contextmanager
+def stack_running(folder: Path) -> Iterator[tuple[Stack, dict[str, str], str]]:
+    token = f"faults-{secrets.token_urlsafe(8)}"
+    notifications_token = f"faults-notifications-{secrets.token_urlsafe(8)}"
+    (folder / "kafka").mkdir()
+    with (
+        apache_kafka(folder / "kafka") as kafka,
+        mongodb_server(folder / "mongodb") as (mongodb, mongodb_url),
+        SmtpSink(free_port()) as sink,
+    ):
+        databases = {name: f"stepwise_{name}_faults" for name in ("intake", "care_plan", "notifications")}
+        ports = {name: free_port() for name in databases}
+        servers = f"127.0.0.1:{kafka.port}"
+        env = {
+            "KAFKA_BOOTSTRAP_SERVERS": servers,
+            "MONGODB_URL": mongodb_url,
+            "API_TOKENS": f"{token}:intake_staff,{notifications_token}:notifications",
+            "INTAKE_TOKEN": notifications_token,
+            "INTAKE_URL": f"http://127.0.0.1:{ports['intake']}",
+            "INTAKE_DB": databases["intake"],
+            "CARE_PLAN_DB": databases["care_plan"],
+            "NOTIFICATIONS_DB": databases["notifications"],
+            "SMTP_HOST": "127.0.0.1",
+            "SMTP_PORT": str(sink.port),
+            "OUTBOX_POLL_SECONDS": "0.5",
+            "DISPATCH_POLL_SECONDS": "0.5",
+            "DISPATCH_LEASE_SECONDS": "10",
+            "QUIET_HOURS_START": "00:00",
+            "QUIET_HOURS_END": "00:00",
+        }
+        services = {
+            name: ServiceProcess(
+                name, port, env | {"KAFKA_GROUP_INSTANCE_ID": f"{name}-faults"}, folder / f"{name}.log"
+            )
+            for name, port in ports.items()
+        }
+        try:
+            for service in services.values():
+                service.start()
+            yield Stack(kafka, mongodb, sink, services, mongodb_url, servers), databases, token
+        finally:
+            for service in services.values():
+                service.stop()
+
+
+async def main(scale: Scale) -> dict[str, int]:
+    with tempfile.TemporaryDirectory(prefix="stepwise-faults-") as tmp:
+        folder = Path(tmp)
+        with stack_running(folder) as (stack, databases, token):
+            run = Run(f"http://127.0.0.1:{stack.services['intake'].port}", token)
+            per_fault = max(1, scale.episodes // len(FAULTS))
+            for name, fault in FAULTS.items():
+                began = time.monotonic()
+                await asyncio.gather(create_episodes(run, per_fault, scale.clients), fault(stack, scale))
+                ended = time.monotonic()
+                await drained(run, stack.sink, name, ended)
+                print(f"faults: {name}: {per_fault} episodes through it in {ended - began:.1f} s; drained "
+                      f"{run.drains[name]:.1f} s after it ended", flush=True)  # fmt: skip
+            await asyncio.sleep(3)  # anything sent twice would show up by now: the relays' and dispatcher's polls
+            counts = await count(run, stack, databases)
+            drains = " ".join(f"{name.replace(' ', '_')}={seconds:.1f}s" for name, seconds in run.drains.items())
+            print("faults: " + " ".join(f"{k}={v}" for k, v in counts.items()) + f" drains: {drains}", flush=True)
+            return counts
+
+
+def cli() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="the smaller run `make test` includes")
+    parser.add_argument("--episodes", type=int, help="override the number of episodes")
+    arguments = parser.parse_args()
+    scale = QUICK if arguments.quick else FULL
+    if arguments.episodes:
+        scale = Scale(arguments.episodes, scale.kills, scale.mongodb_outage, scale.mail_outage, scale.intake_outage)
+    counts = asyncio.run(main(scale))
+    failed = counts["lost"] or counts["duplicates"] or counts["set_aside"] or counts["unanswered"]
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    cli()
