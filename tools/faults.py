@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import random
 import secrets
 import sys
@@ -29,12 +30,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from pymongo import AsyncMongoClient
 
 from services.common.service import SET_ASIDE_COLLECTION
 from tools.devstack import ServiceProcess, mongodb_server
-from tools.kafka import apache_kafka
+from tools.kafka import apache_kafka, records_on
 from tools.servers import Server, free_port
 from tools.smtp_sink import SmtpSink
 
@@ -47,15 +47,24 @@ DRAIN_LIMIT = 300.0
 @dataclass(frozen=True)
 class Scale:
     episodes: int
+    """Spread over the faults in proportion to how long each lasts, so episodes arrive before, during and after."""
     kills: int
     mongodb_outage: float
     mail_outage: float
     intake_outage: float
-    clients: int = 6
+
+    def lasts(self, fault: str) -> float:
+        """About how long ``fault`` takes, for pacing the episodes through it."""
+        return {"SIGKILLs": 2.0 * self.kills + 4, "broker restart": 15.0, "MongoDB outage": self.mongodb_outage + 3,
+                "mail relay outage": self.mail_outage + 2, "intake down": self.intake_outage + 6}[fault]  # fmt: skip
+
+    def episodes_for(self, fault: str) -> int:
+        total = sum(self.lasts(name) for name in FAULTS)
+        return max(2, round(self.episodes * self.lasts(fault) / total))
 
 
 FULL = Scale(episodes=150, kills=6, mongodb_outage=30, mail_outage=180, intake_outage=120)
-QUICK = Scale(episodes=30, kills=3, mongodb_outage=8, mail_outage=20, intake_outage=12, clients=4)
+QUICK = Scale(episodes=30, kills=3, mongodb_outage=8, mail_outage=20, intake_outage=12)
 
 
 @dataclass
@@ -106,18 +115,15 @@ async def create_episode(run: Run, client: httpx.AsyncClient) -> None:
     await _until_done(run, post(assessments, assessment, f"{marker}-assessment"), "assess")
 
 
-async def create_episodes(run: Run, count: int, clients: int) -> None:
+async def create_episodes(run: Run, count: int, over: float) -> None:
+    """``count`` episodes, one starting every ``over / count`` seconds, each finished however long it takes."""
     headers = {"Authorization": f"Bearer {run.token}"}
     async with httpx.AsyncClient(base_url=run.intake_url, headers=headers, timeout=15) as client:
-        queue = list(range(count))
-
-        async def worker() -> None:
-            while queue:
-                queue.pop()
-                await create_episode(run, client)
-                await asyncio.sleep(random.uniform(0.05, 0.3))  # noqa: S311 - a workload, not crypto
-
-        await asyncio.gather(*(worker() for _ in range(clients)))
+        started = []
+        for _ in range(count):
+            started.append(asyncio.create_task(create_episode(run, client)))
+            await asyncio.sleep(over / count)
+        await asyncio.gather(*started)
 
 
 def welcomes(sink: SmtpSink, email: str) -> int:
@@ -189,22 +195,8 @@ FAULTS: dict[str, Callable[[Stack, Scale], Awaitable[None]]] = {
 
 
 async def _episodes_on(servers: str, topic: str) -> set[str]:
-    """The episode ids (record keys) of every record on ``topic``, from the beginning."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=servers, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        await consumer.topics()  # loads the metadata partitions_for_topic reads
-        partitions = [TopicPartition(topic, number) for number in consumer.partitions_for_topic(topic) or ()]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        ends = await consumer.end_offsets(partitions)
-        keys: set[str] = set()
-        while [p for p in partitions if await consumer.position(p) < ends[p]]:
-            for records in (await consumer.getmany(timeout_ms=500)).values():
-                keys |= {record.key.decode() for record in records if record.key}
-        return keys
-    finally:
-        await consumer.stop()
+    """The episode ids (record keys) of every record on ``topic``."""
+    return {record.key.decode() for record in await records_on(servers, topic) if record.key}
 
 
 async def count(run: Run, stack: Stack, databases: dict[str, str]) -> dict[str, int]:
@@ -276,19 +268,24 @@ def stack_running(folder: Path) -> Iterator[tuple[Stack, dict[str, str], str]]:
                 service.stop()
 
 
+async def _timed(fault: Awaitable[None]) -> float:
+    """When ``fault`` ended (its outage over, the server back)."""
+    await fault
+    return time.monotonic()
+
+
 async def main(scale: Scale) -> dict[str, int]:
     with tempfile.TemporaryDirectory(prefix="stepwise-faults-") as tmp:
         folder = Path(tmp)
         with stack_running(folder) as (stack, databases, token):
             run = Run(f"http://127.0.0.1:{stack.services['intake'].port}", token)
-            per_fault = max(1, scale.episodes // len(FAULTS))
             for name, fault in FAULTS.items():
-                began = time.monotonic()
-                await asyncio.gather(create_episodes(run, per_fault, scale.clients), fault(stack, scale))
-                ended = time.monotonic()
+                began, before = time.monotonic(), len(run.emails)
+                episodes = create_episodes(run, scale.episodes_for(name), scale.lasts(name))
+                ended = (await asyncio.gather(_timed(fault(stack, scale)), episodes))[0]
                 await drained(run, stack.sink, name, ended)
-                print(f"faults: {name}: {per_fault} episodes through it in {ended - began:.1f} s; drained "
-                      f"{run.drains[name]:.1f} s after it ended", flush=True)  # fmt: skip
+                print(f"faults: {name}: {len(run.emails) - before} episodes through it in {ended - began:.1f} s; "
+                      f"drained {run.drains[name]:.1f} s after it ended", flush=True)  # fmt: skip
             await asyncio.sleep(3)  # anything sent twice would show up by now: the relays' and dispatcher's polls
             counts = await count(run, stack, databases)
             drains = " ".join(f"{name.replace(' ', '_')}={seconds:.1f}s" for name, seconds in run.drains.items())
@@ -303,7 +300,7 @@ def cli() -> None:
     arguments = parser.parse_args()
     scale = QUICK if arguments.quick else FULL
     if arguments.episodes:
-        scale = Scale(arguments.episodes, scale.kills, scale.mongodb_outage, scale.mail_outage, scale.intake_outage)
+        scale = dataclasses.replace(scale, episodes=arguments.episodes)
     counts = asyncio.run(main(scale))
     failed = counts["lost"] or counts["duplicates"] or counts["set_aside"] or counts["unanswered"]
     sys.exit(1 if failed else 0)

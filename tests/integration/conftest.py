@@ -15,15 +15,14 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
 from pymongo import AsyncMongoClient
 
 from services.common.consumer import GroupLayout, consumer_group
 from services.common.settings import ServiceSettings
 from tests.conftest import WAITS
 from tools.devstack import Backends, ServiceProcess
-from tools.kafka import committed_offset
+from tools.kafka import committed_offset, records_on
 from tools.servers import free_port
 from tools.sms_sink import SmsSink
 from tools.smtp_sink import Mailbox, SmtpSink
@@ -265,31 +264,7 @@ async def kafka_producer(stack: Stack) -> AsyncIterator[AIOKafkaProducer]:
 
 
 async def read_topic(stack: Stack, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
-    """Every record of a topic, read from the beginning with a plain consumer (no group)."""
-    servers = stack.backends.kafka_bootstrap_servers
-    admin = AIOKafkaAdminClient(bootstrap_servers=servers)
-    await admin.start()
-    try:
-        [described] = await admin.describe_topics([topic])
-    finally:
-        await admin.close()
-    partitions = [TopicPartition(topic, p["partition"]) for p in described["partitions"]]
-    if not partitions:
-        return []
-    consumer = AIOKafkaConsumer(bootstrap_servers=servers, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        ends = await consumer.end_offsets(partitions)
-        records: list[ConsumerRecord[bytes, bytes]] = []
-        while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
-            batches = await consumer.getmany(*partitions, timeout_ms=500)
-            for batch in batches.values():
-                records.extend(batch)
-        return records
-    finally:
-        await consumer.stop()
+    return await records_on(stack.backends.kafka_bootstrap_servers, topic)
 
 
 async def events_of(stack: Stack, topic: str, episode_id: str) -> list[ConsumerRecord[bytes, bytes]]:
