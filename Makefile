@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck unit asyncapi lock bench bench-groups clean
+.PHONY: install run test lint typecheck unit faults asyncapi lock bench bench-groups clean
 
 install: $(STAMP)
 
@@ -19,6 +19,7 @@ run: install
 
 test: install lint typecheck
 	$(PY) -m pytest
+	$(PY) -m tools.faults --quick
 
 lint: install
 	$(PY) -m ruff check .
@@ -29,6 +30,9 @@ typecheck: install
 
 unit: install
 	$(PY) -m pytest tests/unit tests/service tests/test_event_checklist.py
+
+faults: install
+	$(PY) -m tools.faults
 
 asyncapi: install
 	$(PY) -m tools.asyncapi --write

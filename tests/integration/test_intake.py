@@ -262,3 +262,18 @@ def test_an_invalid_placement_policy_stops_the_service_with_an_error_naming_file
     )
     assert result.returncode != 0
     assert str(policy) in result.stderr and "levels_by_rating" in result.stderr
+
+
+async def test_a_retried_post_with_its_idempotency_key_creates_nothing_twice(stack: Stack) -> None:
+    episode = await new_episode(stack)
+    key = {"Idempotency-Key": f"retry-{episode.episode_id}"}
+    body = {"dimensions": IOP_DIMENSIONS}
+    async with stack.http("intake", "intake_staff") as intake:
+        path = f"/v1/episodes/{episode.episode_id}/assessments"
+        first, retried = [await intake.post(path, json=body, headers=key) for _ in "ab"]
+        other = await intake.post(path, json={"dimensions": {**IOP_DIMENSIONS, "relapse": 3}}, headers=key)
+    assert (first.status_code, retried.status_code, other.status_code) == (201, 201, 422)
+    assert first.json() == retried.json()
+    completed = await eventually(lambda: events_of(stack, "iop.assessment.completed", episode.episode_id), "it")
+    stored = await stack.database("intake")["episodes"].find_one({"_id": episode.episode_id})
+    assert len(stored["assessments"]) == 1 and len(completed) == 1
