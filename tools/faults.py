@@ -131,10 +131,11 @@ def welcomes(sink: SmtpSink, email: str) -> int:
 
 
 async def drained(run: Run, sink: SmtpSink, fault: str, ended: float) -> None:
+    """Wait until every episode so far is welcomed; after ``DRAIN_LIMIT`` the run goes on, counting them lost."""
     while any(welcomes(sink, email) == 0 for email in run.emails.values()):
         if time.monotonic() - ended > DRAIN_LIMIT:
-            missing = sum(1 for email in run.emails.values() if welcomes(sink, email) == 0)
-            raise RuntimeError(f"after {fault}: {missing} episodes still not welcomed {DRAIN_LIMIT:.0f} s later")
+            run.drains[fault] = float("inf")
+            return
         await asyncio.sleep(0.2)
     run.drains[fault] = time.monotonic() - ended
 
@@ -284,8 +285,10 @@ async def main(scale: Scale) -> dict[str, int]:
                 episodes = create_episodes(run, scale.episodes_for(name), scale.lasts(name))
                 ended = (await asyncio.gather(_timed(fault(stack, scale)), episodes))[0]
                 await drained(run, stack.sink, name, ended)
+                drain = run.drains[name]
+                after = f"drained {drain:.1f} s after it ended" if drain < DRAIN_LIMIT else "NOT DRAINED"
                 print(f"faults: {name}: {len(run.emails) - before} episodes through it in {ended - began:.1f} s; "
-                      f"drained {run.drains[name]:.1f} s after it ended", flush=True)  # fmt: skip
+                      f"{after}", flush=True)  # fmt: skip
             await asyncio.sleep(3)  # anything sent twice would show up by now: the relays' and dispatcher's polls
             counts = await count(run, stack, databases)
             drains = " ".join(f"{name.replace(' ', '_')}={seconds:.1f}s" for name, seconds in run.drains.items())
