@@ -180,6 +180,21 @@ class EmailSender:
             raise DeliveryError(f"SMTP unavailable: {type(error).__name__}", permanent=False) from None
 
 
+async def _post(
+    client: httpx.AsyncClient, url: str, what: str, dependency: str, when_refused: str, **request: Any
+) -> None:
+    """POST to a provider: unreachable or 408/429/5xx is transient, a refused credential a configuration mistake
+    (``when_refused`` says what to set), another 4xx permanent."""
+    try:
+        response = await client.post(url, **request)
+    except httpx.HTTPError as error:
+        raise DeliveryError(f"{what} unreachable: {type(error).__name__}", permanent=False) from None
+    if response.status_code in (401, 403):
+        detail = f"refused our credentials ({response.status_code}): {when_refused}"
+        raise DependencyDown(dependency, detail, misconfigured=True)
+    _raise_for_answer(what, response.status_code)
+
+
 def _raise_for_answer(what: str, code: int) -> None:
     if code >= 400:
         # 408 and 429 and any 5xx are worth another try; other 4xx will not change by retrying.
@@ -206,18 +221,9 @@ class SmsSender:
         if not self._url:
             raise DeliveryError("no SMS provider configured", permanent=True)
         body = {"to": to, "from": self._from, "body": message.body, "reference": notification_id}
-        try:
-            response = await self._client.post(self._url, json=body, headers={"Idempotency-Key": notification_id})
-        except httpx.HTTPError as error:
-            raise DeliveryError(f"SMS provider unreachable: {type(error).__name__}", permanent=False) from None
-        if response.status_code in (401, 403):
-            raise DependencyDown(
-                SMS_PROVIDER,
-                f"refused our credentials ({response.status_code}): set SMS_PROVIDER_TOKEN "
-                "to the token the provider gave the clinic",
-                misconfigured=True,
-            )
-        _raise_for_answer("SMS provider", response.status_code)
+        await _post(self._client, self._url, "SMS provider", SMS_PROVIDER,
+                    "set SMS_PROVIDER_TOKEN to the token the provider gave the clinic",
+                    json=body, headers={"Idempotency-Key": notification_id})  # fmt: skip
 
     async def close(self) -> None:
         await self._client.aclose()
@@ -233,18 +239,8 @@ class WebhookSender:
     async def send(self, notification_id: str, url: str, payload: dict[str, object]) -> None:
         body = json.dumps(payload, sort_keys=True).encode()
         headers = signed_headers(self._secret, int(time.time()), body, notification_id)
-        try:
-            response = await self._client.post(url, content=body, headers=headers)
-        except httpx.HTTPError as error:
-            raise DeliveryError(f"webhook unreachable: {type(error).__name__}", permanent=False) from None
-        if response.status_code in (401, 403):
-            raise DependencyDown(
-                CARE_TEAM_WEBHOOK,
-                f"refused our signature ({response.status_code}): WEBHOOK_SECRET "
-                "must be the secret the receiver checks",
-                misconfigured=True,
-            )
-        _raise_for_answer("webhook", response.status_code)
+        await _post(self._client, url, "webhook", CARE_TEAM_WEBHOOK, "WEBHOOK_SECRET must be the secret the receiver "
+                    "checks", content=body, headers=headers)  # fmt: skip
 
     async def close(self) -> None:
         await self._client.aclose()
