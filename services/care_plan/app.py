@@ -42,7 +42,6 @@ PUBLISHES: tuple[type[EventData], ...] = (
     EpisodeGraduated,
     EpisodeDischarged,
 )
-CONSUMES: tuple[type[EventData], ...] = tuple(handlers.EVENT_HANDLERS)
 
 
 def create_broker(settings: CarePlanSettings) -> ServiceBroker:

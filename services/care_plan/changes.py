@@ -87,12 +87,16 @@ async def learn(store: CarePlanStore, policy: CarePolicy, episode_id: str, learn
 
 
 async def adopt_pending(store: CarePlanStore, policy: CarePolicy, episode_id: str) -> int:
-    """Give an existing plan the inputs that arrived before it, each once (their event's key is applied)."""
-    if await store.get(episode_id) is None:
-        return 0
+    """Give the plan the inputs that arrived before it, each once (their event's key is applied); none while
+    there is no plan yet."""
     pending = await store.pending(episode_id)
     for waiting in pending:
-        await change_plan(store, policy, episode_id, _adding(waiting.input), waiting.applied)
+        try:
+            await change_plan(store, policy, episode_id, _adding(waiting.input), waiting.applied)
+        except CarePlanError as error:
+            if error.code == "no_care_plan":
+                return 0
+            raise
         await store.drop_pending(waiting.applied)
     return len(pending)
 

@@ -59,10 +59,12 @@ class Dependencies:
         else:
             log.warning("%s is down (%s); waiting for it", error.name, error.detail)
 
-    def ok(self, name: str) -> None:
+    def ok(self, name: str) -> bool:
+        """``name`` worked; True when it had been down or misconfigured until now."""
         problem = self._problems.pop(name, None)
         if problem is not None:
             log.info("%s is back (was %s since %s)", name, problem.kind, problem.since.isoformat())
+        return problem is not None
 
     def problems(self) -> dict[str, Problem]:
         return dict(self._problems)

@@ -31,7 +31,7 @@ from .kafka import ServiceBroker, ensure_topics, relay_publish
 from .mongo import Document, connect, ping
 from .outbox import ConcurrentChange, OutboxRelay, ensure_outbox_index
 from .replay import SetAsideEventOut, replay, replay_entry
-from .schemas import V1_ERRORS
+from .schemas import V1_ERRORS, errors
 from .settings import ServiceSettings
 from .utc import set_clock_offset
 
@@ -95,8 +95,7 @@ def create_service_app(
                 lease_seconds=settings.outbox_lease_seconds,
             )
         background = list(await startup(Runtime(settings, database, broker, relay, dependencies), app))
-        consumed = [topic for subscriber in broker.subscribers for topic in getattr(subscriber, "topic_names", ())]
-        await ensure_topics(settings, [*publishers, *consumed])
+        await ensure_topics(settings, [*publishers, *(model.event_type for model in kafka.handlers)])
         await broker.start()
         if relay and settings.outbox_relay_enabled:
             background.append(relay.run())
@@ -194,7 +193,7 @@ async def list_set_aside_events(
     summary="Apply one set-aside event again through the service's handler, once (audited)",
     description="After its cause is fixed. The outcome is recorded on the event: `applied`, `set_aside_again` "
     "(still malformed or rejected, with the reason) or `already_applied`. 503 while a dependency is down.",
-    responses={404: {"description": "No such set-aside event."}, 503: {"description": "A dependency is down."}},
+    responses=errors(404),
 )
 async def replay_set_aside_event(event_id: str, request: Request, by: Admin) -> SetAsideEventOut:
     shelf: EventShelf = request.app.state.event_shelf
@@ -207,7 +206,6 @@ async def replay_set_aside_event(event_id: str, request: Request, by: Admin) -> 
 @set_aside_router.post(
     "/set-aside-events/replay",
     summary="Apply again every set-aside event of a topic, or whose reason starts with a text, each once (audited)",
-    responses={503: {"description": "A dependency is down; what was replayed before it stays replayed."}},
 )
 async def replay_set_aside_events(
     request: Request,

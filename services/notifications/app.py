@@ -27,7 +27,6 @@ from .rendering import Templates
 from .settings import CONSUMER_GROUP, NotificationsSettings
 from .store import ALUMNI, NOTIFICATIONS, AlumniEnrolments, EpisodeSchedules, NotificationStore, OptOuts
 
-CONSUMES: tuple[type[EventData], ...] = tuple(handlers.EVENT_HANDLERS)
 PUBLISHES: tuple[type[EventData], ...] = (NotificationSent, NotificationFailed, AlumniEnrolled, AlumniLeft)
 
 

@@ -175,10 +175,10 @@ class Dispatcher(PollingWorker):
         except DeliveryError as error:
             await self._failed_attempt(notification, error)
             return
-        self._dependencies.ok(CHANNEL_DEPENDENCY[notification.channel])
+        came_back = self._dependencies.ok(CHANNEL_DEPENDENCY[notification.channel])
         await self._record_sent(notification)
         log.info("notification %s sent (%s, %s)", notification_id, notification.purpose, notification.channel)
-        if await self._store.retry_now(notification.channel):
+        if came_back and await self._store.retry_now(notification.channel):
             log.info("%s works again: the messages waiting on it go now", notification.channel)
 
     async def _failed_attempt(self, notification: Notification, error: DeliveryError) -> None:
@@ -188,8 +188,7 @@ class Dispatcher(PollingWorker):
             await self._store.mark_failed(notification, error.reason, event)
             log.warning("notification %s failed for good: %s", notification.notification_id, error.reason)
             return
-        if not error.permanent:
-            self._dependencies.failed(DependencyDown(CHANNEL_DEPENDENCY[notification.channel], error.reason))
+        self._dependencies.failed(DependencyDown(CHANNEL_DEPENDENCY[notification.channel], error.reason))
         await self._store.retry_later(notification.notification_id, retry_at - utc_now(), error.reason)
         log.info("notification %s will be retried: %s", notification.notification_id, error.reason)
 
