@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck unit faults asyncapi lock bench bench-groups clean
+.PHONY: install run test lint typecheck unit faults asyncapi lock bench bench-outbox clean
 
 install: $(STAMP)
 
@@ -38,10 +38,10 @@ asyncapi: install
 	$(PY) -m tools.asyncapi --write
 
 bench: install
-	$(PY) -m bench.outbox_relay
+	$(PY) -m bench.pipeline
 
-bench-groups: install
-	$(PY) -m bench.consumer_groups
+bench-outbox: install
+	$(PY) -m bench.outbox_relay
 
 lock: install
 	(echo "# Constraints for every install (make install): the exact versions CI and developers run."; \

@@ -31,14 +31,14 @@ def brokers() -> dict[str, tuple[str, KafkaBroker]]:
     care_plan_settings = CarePlanSettings(kafka_bootstrap_servers=server, kafka_group_instance_id=instance)
     notifications_settings = NotificationsSettings(kafka_bootstrap_servers=server, kafka_group_instance_id=instance)
     return {
-        "intake": ("Publishes assessment outcomes.", intake.create_broker(intake_settings)[0]),
+        "intake": ("Publishes assessment outcomes.", intake.create_broker(intake_settings).documented(server)),
         "care_plan": (
             "Consumes assessments; publishes care-level and attendance events.",
-            care_plan.create_broker(care_plan_settings)[0],
+            care_plan.create_broker(care_plan_settings).documented(server),
         ),
         "notifications": (
             "Consumes care events, messages patients, publishes delivery outcomes.",
-            notifications.create_broker(notifications_settings)[0],
+            notifications.create_broker(notifications_settings).documented(server),
         ),
     }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -18,6 +19,8 @@ class Mailbox:
 
     print_messages: bool = False
     messages: list[EmailMessage] = field(default_factory=list)
+    received_at: list[float] = field(default_factory=list)
+    """When each of ``messages`` was accepted (``time.monotonic()``): the benchmark's latencies."""
     holding: set[str] = field(default_factory=set)
     """Recipients whose RCPT TO the server answers only once released (a test stalls a send with it)."""
     stalled: set[str] = field(default_factory=set)
@@ -37,9 +40,14 @@ class Mailbox:
         assert isinstance(message, EmailMessage)
         with self._lock:
             self.messages.append(message)
+            self.received_at.append(time.monotonic())
         if self.print_messages:
             print(f"\n--- mail to {', '.join(envelope.rcpt_tos)} ---\n{message}\n--- end of mail ---", flush=True)
         return "250 Message accepted for delivery"
+
+    def arrivals(self) -> list[tuple[float, EmailMessage]]:
+        with self._lock:
+            return list(zip(self.received_at, self.messages, strict=True))
 
     def to(self, address: str) -> list[EmailMessage]:
         with self._lock:

@@ -8,6 +8,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from services.common.consumer import HANDLER_CONTEXT
 from services.common.kafka import ServiceBroker, service_broker
 from services.common.service import Runtime, create_service_app
 from stepwise_contract import (
@@ -26,6 +27,7 @@ from stepwise_contract import (
 
 from . import api, handlers
 from .domain.policy import load_policy
+from .handlers import Planning
 from .settings import CONSUMER_GROUP, CarePlanSettings
 from .store import PLANS, CarePlanStore
 from .timers import DueChecks
@@ -59,9 +61,7 @@ def create_app(settings: CarePlanSettings | None = None) -> FastAPI:
         await store.create_indexes()
         app.state.store = store
         app.state.policy = policy
-        runtime.broker.context.set_global("care_plan_store", store)
-        runtime.broker.context.set_global("care_policy", policy)
-        runtime.broker.context.set_global("clinic_timezone", settings.clinic_timezone)
+        runtime.broker.context.set_global(HANDLER_CONTEXT, Planning(store, policy, settings.clinic_timezone))
         return [DueChecks(store, policy, settings.timer_poll_seconds).run()]
 
     return create_service_app(

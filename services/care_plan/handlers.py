@@ -6,16 +6,14 @@ dedup key, so a redelivery changes nothing."""
 from __future__ import annotations
 
 import logging
-from typing import Annotated
+from dataclasses import dataclass
 
-from faststream import Context
-from faststream.kafka.annotations import KafkaMessage
-
-from services.common.consumer import EventHandlers, EventRejected, Subscription, read_event
+from services.common.consumer import EventHandlers, EventRejected, Subscription
 from services.common.utc import utc_now
 from stepwise_contract import (
     AssessmentCompleted,
     AttendanceReported,
+    CloudEvent,
     DrugScreenRecorded,
     SafetyAlertRaised,
     new_event,
@@ -31,17 +29,20 @@ from .store import CarePlanStore
 
 log = logging.getLogger(__name__)
 
-Store = Annotated[CarePlanStore, Context("care_plan_store")]
-Policy = Annotated[CarePolicy, Context("care_policy")]
-Timezone = Annotated[str, Context("clinic_timezone")]
+
+@dataclass(frozen=True)
+class Planning:
+    """What the handlers work with: one per service instance (in the broker's context, ``HANDLER_CONTEXT``)."""
+
+    store: CarePlanStore
+    policy: CarePolicy
+    clinic_timezone: str
 
 
-async def on_assessment_completed(
-    data: AssessmentCompleted, message: KafkaMessage, store: Store, policy: Policy, timezone: Timezone
-) -> None:
-    event = read_event(message, data)
+async def on_assessment_completed(event: CloudEvent[AssessmentCompleted], planning: Planning) -> None:
+    data, store, policy = event.data, planning.store, planning.policy
     if data.kind == "intake" and await store.get(event.subject) is None:
-        plan, assigned = assign_care_level(data, policy, timezone, utc_now())
+        plan, assigned = assign_care_level(data, policy, planning.clinic_timezone, utc_now())
         created = await store.create(
             plan, new_event(assigned, source=SOURCE), event.dedup_key, next_check(plan, policy, utc_now())
         )
@@ -56,26 +57,30 @@ async def on_assessment_completed(
     await adopt_pending(store, policy, event.subject)  # left by a crash between creating the plan and adopting
 
 
-async def on_safety_alert_raised(data: SafetyAlertRaised, message: KafkaMessage, store: Store, policy: Policy) -> None:
-    event = read_event(message, data)
+async def on_safety_alert_raised(event: CloudEvent[SafetyAlertRaised], planning: Planning) -> None:
+    data = event.data
     learned = CareInput(kind="safety_alert", at=data.raised_at, source_id=data.alert_id, alert_level=data.level)
-    await learn(store, policy, event.subject, learned, event.dedup_key)
+    await learn(planning.store, planning.policy, event.subject, learned, event.dedup_key)
 
 
-async def on_drug_screen_recorded(
-    data: DrugScreenRecorded, message: KafkaMessage, store: Store, policy: Policy
-) -> None:
-    event = read_event(message, data)
+async def on_drug_screen_recorded(event: CloudEvent[DrugScreenRecorded], planning: Planning) -> None:
+    data = event.data
     learned = CareInput(kind="drug_screen", at=data.collected_at, source_id=data.screen_id,
                         unexpected_positive=data.unexpected_positive)  # fmt: skip
-    await learn(store, policy, event.subject, learned, event.dedup_key)
+    await learn(planning.store, planning.policy, event.subject, learned, event.dedup_key)
 
 
-async def on_attendance_reported(data: AttendanceReported, message: KafkaMessage, store: Store, policy: Policy) -> None:
-    event = read_event(message, data)
+async def on_attendance_reported(event: CloudEvent[AttendanceReported], planning: Planning) -> None:
+    data = event.data
     try:
         await record_session_attendance(
-            store, policy, event.subject, data.session_id, data.status, data.notice_given_at, event.dedup_key
+            planning.store,
+            planning.policy,
+            event.subject,
+            data.session_id,
+            data.status,
+            data.notice_given_at,
+            event.dedup_key,
         )
     except CarePlanError as error:
         raise EventRejected(f"{error.code}: {error}") from None

@@ -1,12 +1,19 @@
-"""Consuming events: typed reading, setting aside what cannot be applied, retrying what can.
+"""Consuming events: one consumer per service and lane, episodes concurrently, each episode's events in order.
 
-Subscribers use ``AckPolicy.NACK_ON_ERROR`` (see ``subscriber_options``): the offset is committed
-only after the handler returned, i.e. after its effect is stored. Only an event that is malformed, or
-that our rules reject (``EventRejected``), is set aside: stored in the service's ``set_aside_events``
-collection with its reason and committed, so one bad record never blocks its partition. Any other
-failure (MongoDB, intake or another dependency down, or a bug) rewinds to the event and tries it again
-after a capped backoff, without limit: an outage is waited out, never turned into lost or set-aside work.
-Readiness names a dependency that is down (see ``dependencies.py``); the log names the event.
+A service's handlers (``EVENT_HANDLERS``) are read by one batch subscriber per lane: the urgent lane (the
+topics whose ``Subscription`` says ``urgent``, e.g. safety alerts in notifications) and the routine lane (the
+rest), each its own consumer and consumer group, so an urgent event never waits behind a routine backlog.
+A batch (what the broker has, up to ``KAFKA_MAX_BATCH`` records) is split by record key (the episode): the
+episodes are applied concurrently, each episode's records one after another in the order they came.
+
+Offsets are committed only after the whole batch is applied, i.e. after every effect is stored
+(``AckPolicy.NACK_ON_ERROR``). Only an event that is malformed, or that our rules reject (``EventRejected``),
+is set aside: stored in the service's ``set_aside_events`` collection with its reason, so one bad record never
+blocks its partition. Any other failure (MongoDB, intake or another dependency down, or a bug) stops that
+episode's later records, waits a capped backoff, and rewinds the batch's partitions: the batch comes again
+and what was applied already is recognised and skipped (every handler ignores a redelivery), without limit,
+so an outage is waited out, never turned into lost or set-aside work. Readiness names a dependency that is
+down (see ``dependencies.py``); the log names the event.
 """
 
 from __future__ import annotations
@@ -15,11 +22,14 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Literal, NamedTuple, TypeVar
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, NamedTuple
 
-from faststream import BaseMiddleware
+from aiokafka import ConsumerRecord
+from faststream._internal.context import ContextRepo
 from faststream.kafka import KafkaRouter
+from faststream.kafka.annotations import ContextRepo as ContextDep
+from faststream.kafka.annotations import KafkaMessage as KafkaMessageDep
 from faststream.kafka.message import KafkaMessage
 from faststream.middlewares import AckPolicy
 from pydantic import ValidationError
@@ -35,56 +45,78 @@ from .utc import utc_now
 
 log = logging.getLogger(__name__)
 
-DataT = TypeVar("DataT", bound=EventData)
-
-
-GroupLayout = Literal["per_service", "per_topic"]
-
-
-def consumer_group(service_group: str, topic: str, layout: GroupLayout) -> str:
-    """The consumer group of a service's subscriber to ``topic``: the service's one group, or one per topic."""
-    return service_group if layout == "per_service" else f"{service_group}.{topic}"
-
-
-def subscriber_options(settings: ServiceSettings, group: str, topic: str) -> dict[str, Any]:
-    """Options every state-changing subscriber uses.
-
-    - commit after the handler returned (its effect stored), rewind on error; no auto-commit;
-    - a new group starts from the beginning of the topic, so no event published before it is lost;
-    - static group membership (unless the instance id is empty): a restarted instance takes its
-      partitions back at once instead of waiting for the broker to expire the dead member; each
-      subscriber is its own member (``instance.topic``);
-    - the group: see ``KAFKA_CONSUMER_GROUPS`` (settings) and README, "Consumer groups".
-    """
-    instance = settings.kafka_group_instance_id
-    return {
-        "group_id": consumer_group(group, topic, settings.kafka_consumer_groups),
-        "group_instance_id": f"{instance}.{topic}" if instance else None,
-        "ack_policy": AckPolicy.NACK_ON_ERROR,
-        "auto_offset_reset": "earliest",
-    }
+HANDLER_CONTEXT = "handler_context"
+"""The name under which a service puts, in its broker's context, what its handlers work with."""
+URGENT_LANE_GROUP_SUFFIX = ".urgent"
 
 
 class Subscription(NamedTuple):
-    """What a service does on one event type: its handler, and a line for the AsyncAPI document."""
+    """What a service does on one event type: its handler, a line for the AsyncAPI document, and its lane."""
 
-    handle: Callable[..., Awaitable[None]]
+    handle: Callable[[CloudEvent[Any], Any], Awaitable[None]]
+    """Called with the event and what the service's handlers work with (``HANDLER_CONTEXT``)."""
     description: str
+    urgent: bool = False
 
 
 EventHandlers = Mapping[type[EventData], Subscription]
 """A service's handlers: one function per event type it consumes."""
 
 
-def subscribe(settings: ServiceSettings, group: str, service: str, handlers: EventHandlers) -> KafkaRouter:
-    """A router with a subscriber per event type in ``handlers``, each with the options every one uses."""
+def lanes(handlers: EventHandlers) -> dict[bool, EventHandlers]:
+    """The handlers of the urgent lane (True) and of the routine lane (False), leaving out an empty lane."""
+    split = {urgent: {m: s for m, s in handlers.items() if s.urgent == urgent} for urgent in (True, False)}
+    return {urgent: lane for urgent, lane in split.items() if lane}
+
+
+def lane_group(service_group: str, urgent: bool) -> str:
+    """The consumer group of a lane: the service's group (``stepwise.notifications``), ``….urgent`` for urgent."""
+    return service_group + (URGENT_LANE_GROUP_SUFFIX if urgent else "")
+
+
+def subscriber_options(settings: ServiceSettings, group: str) -> dict[str, Any]:
+    """Options of every lane's subscriber.
+
+    - a batch of what the broker has (waiting at most ``KAFKA_BATCH_WAIT_MS`` when it has nothing);
+    - commit after the handlers returned (their effects stored), rewind on error; no auto-commit;
+    - a new group starts from the beginning of its topics, so no event published before it is lost;
+    - static group membership (unless the instance id is empty): a restarted instance takes its
+      partitions back at once instead of waiting for the broker to expire the dead member.
+    """
+    instance = settings.kafka_group_instance_id
+    return {
+        "group_id": group,
+        "group_instance_id": f"{instance}.{group}" if instance else None,
+        "batch": True,
+        "max_records": settings.kafka_max_batch,
+        "batch_timeout_ms": settings.kafka_batch_wait_ms,
+        "ack_policy": AckPolicy.NACK_ON_ERROR,
+        "auto_offset_reset": "earliest",
+        "decoder": _undecoded,
+        "include_in_schema": False,  # the AsyncAPI document shows one operation per event: see ``documented``
+    }
+
+
+async def _undecoded(_: KafkaMessage) -> None:
+    """Records are read one by one (``EventBatch``), so that one that is not JSON is set aside alone."""
+    return None
+
+
+def subscribe(settings: ServiceSettings, group: str, handlers: EventHandlers) -> KafkaRouter:
+    """A router with a batch subscriber per lane of ``handlers``."""
     router = KafkaRouter()
-    for model, (handle, description) in handlers.items():
-        topic = model.event_type
-        router.subscriber(
-            topic, title=f"{topic}:{service}", description=description, **subscriber_options(settings, group, topic)
-        )(handle)
+    for urgent, lane in lanes(handlers).items():
+        topics = [model.event_type for model in lane]
+        options = subscriber_options(settings, lane_group(group, urgent))
+        router.subscriber(*topics, **options)(_applying(EventBatch(lane)))
     return router
+
+
+def _applying(batch: EventBatch) -> Callable[..., Awaitable[None]]:
+    async def apply_events(message: KafkaMessageDep, context: ContextDep) -> None:
+        await batch(message, context)
+
+    return apply_events
 
 
 class EventRejected(Exception):
@@ -95,22 +127,13 @@ class EventRejected(Exception):
         self.reason = reason
 
 
-def read_event(message: KafkaMessage, data: DataT) -> CloudEvent[DataT]:
-    """The CloudEvent around data FastStream has decoded; raises MalformedEvent naming what is wrong."""
-    record = message.raw_message
-    assert not isinstance(record, tuple), "batch subscribers are not used"
-    return from_headers(record.headers, data)
-
-
 class EventShelf:
     """Where events that cannot be applied are set aside, with their reason, for review and replay."""
 
     def __init__(self, collection: AsyncCollection[Document]) -> None:
         self.collection = collection
 
-    async def set_aside(self, message: KafkaMessage, reason: str, attempts: int) -> None:
-        record = message.raw_message
-        assert not isinstance(record, tuple)
+    async def set_aside(self, record: ConsumerRecord[bytes, bytes], reason: str, attempts: int) -> None:
         headers = {name: value.decode(errors="replace") for name, value in record.headers}
         document = {
             "_id": f"{record.topic}:{record.partition}:{record.offset}",
@@ -152,56 +175,70 @@ def set_aside_reason(error: Exception) -> str:
     return f"malformed: value is not JSON: {error}"
 
 
+Position = tuple[str, int, int]
+"""topic, partition, offset"""
+
+
+class EventBatch:
+    """The subscriber of one lane: applies a batch of records, episodes concurrently, each episode's in order."""
+
+    def __init__(self, handlers: EventHandlers) -> None:
+        self._handlers = {model.event_type: (model, subscription.handle) for model, subscription in handlers.items()}
+        self._attempts: dict[Position, int] = {}
+
+    async def __call__(self, message: KafkaMessage, context: ContextRepo) -> None:
+        records: Sequence[ConsumerRecord[bytes, bytes]] = message.raw_message
+        by_episode: dict[bytes, list[ConsumerRecord[bytes, bytes]]] = {}
+        for record in records:
+            by_episode.setdefault(record.key or b"", []).append(record)
+        shelf: EventShelf = context.get("event_shelf")
+        resources = context.get(HANDLER_CONTEXT)
+        outcomes = await asyncio.gather(*(self._in_order(episode, shelf, resources) for episode in by_episode.values()))
+        failures = [failure for failure in outcomes if failure is not None]
+        if failures:
+            position, error = failures[0]
+            attempt = self._attempts[position] = self._attempts.get(position, 0) + 1
+            _report(error, position, attempt, len(failures))
+            await asyncio.sleep(retry_delay(attempt))
+            raise error  # NACK_ON_ERROR rewinds each partition of the batch to its first record
+        for record in records:
+            self._attempts.pop((record.topic, record.partition, record.offset), None)
+
+    async def _in_order(
+        self, records: list[ConsumerRecord[bytes, bytes]], shelf: EventShelf, resources: Any
+    ) -> tuple[Position, Exception] | None:
+        """Apply one episode's records in order; at the first that fails, stop (its later ones must wait)."""
+        for record in records:
+            position = (record.topic, record.partition, record.offset)
+            try:
+                try:
+                    await self.apply(record, resources)
+                except SET_ASIDE as error:
+                    await shelf.set_aside(record, set_aside_reason(error), self._attempts.get(position, 0) + 1)
+            except Exception as error:
+                return position, error
+        return None
+
+    async def apply(self, record: ConsumerRecord[bytes, bytes], resources: Any) -> None:
+        """Read one record as its event and hand it to its handler; raises what ``SET_ASIDE`` lists when the
+        record is not a well-formed event of its topic."""
+        model, handle = self._handlers[record.topic]
+        data = model.model_validate_json(record.value or b"")
+        await handle(from_headers(record.headers, data), resources)
+
+
 def retry_delay(attempt: int) -> float:
-    """Seconds before the ``attempt``-th retry of an event: 0.2, 0.4, 0.8 … capped at 10."""
+    """Seconds before the ``attempt``-th retry of a batch: 0.2, 0.4, 0.8 … capped at 10."""
     return float(min(0.2 * 2 ** (attempt - 1), 10.0))
 
 
-class SetAsideMiddleware:
-    """FastStream broker middleware factory: set aside what is wrong with the event, retry everything else."""
-
-    def __init__(self, shelf: Callable[[], EventShelf], *, backoff: Callable[[int], float] | None = None) -> None:
-        self._shelf = shelf
-        self._backoff = backoff
-        self._attempts: dict[tuple[str, int, int], int] = {}
-
-    def __call__(self, msg: Any, /, *, context: Any) -> BaseMiddleware:
-        return _SetAsideScope(msg, context=context, policy=self)
-
-    async def handle(self, call_next: Callable[[Any], Awaitable[Any]], message: KafkaMessage) -> Any:
-        record = message.raw_message
-        assert not isinstance(record, tuple)
-        position = (record.topic, record.partition, record.offset)
-        try:
-            try:
-                result = await call_next(message)
-            except SET_ASIDE as error:
-                await self._shelf().set_aside(message, set_aside_reason(error), self._attempts.get(position, 0) + 1)
-                result = None
-        except Exception as error:
-            attempt = self._attempts[position] = self._attempts.get(position, 0) + 1
-            _report(error, position, attempt)
-            await asyncio.sleep((self._backoff or retry_delay)(attempt))
-            raise  # NACK_ON_ERROR rewinds to this event
-        self._attempts.pop(position, None)
-        return result
-
-
-def _report(error: Exception, position: tuple[str, int, int], attempt: int) -> None:
-    """One line per failing event at its first attempt and at every tenth: an outage must not flood the log."""
+def _report(error: Exception, position: Position, attempt: int, episodes: int) -> None:
+    """One line per failing batch at its first attempt and at every tenth: an outage must not flood the log."""
     if attempt != 1 and attempt % 10:
         return
+    others = f" (and {episodes - 1} more episodes of the batch)" if episodes > 1 else ""
     if isinstance(error, DependencyDown | PyMongoError):
         what = str(error) if isinstance(error, DependencyDown) else f"MongoDB: {type(error).__name__}"
-        log.warning("%s[%d]@%d waits: %s (attempt %d); retrying until it is back", *position, what, attempt)
+        log.warning("%s[%d]@%d waits%s: %s (attempt %d); retrying until it is back", *position, others, what, attempt)
     else:
-        log.error("%s[%d]@%d failed (attempt %d); retrying", *position, attempt, exc_info=error)
-
-
-class _SetAsideScope(BaseMiddleware):
-    def __init__(self, msg: Any, /, *, context: Any, policy: SetAsideMiddleware) -> None:
-        super().__init__(msg, context=context)
-        self._policy = policy
-
-    async def consume_scope(self, call_next: Callable[[Any], Awaitable[Any]], msg: Any) -> Any:
-        return await self._policy.handle(call_next, msg)
+        log.error("%s[%d]@%d failed%s (attempt %d); retrying", *position, others, attempt, exc_info=error)

@@ -14,7 +14,7 @@ from faststream.kafka.publisher.usecase import DefaultPublisher
 
 from stepwise_contract import EventData
 
-from .consumer import EventHandlers, EventShelf, SetAsideMiddleware, subscribe
+from .consumer import EventHandlers, subscribe
 from .mongo import Document
 from .settings import ServiceSettings
 
@@ -22,24 +22,15 @@ log = logging.getLogger(__name__)
 
 
 def new_broker(settings: ServiceSettings, *, client_id: str) -> KafkaBroker:
-    """A broker whose producer is idempotent with acks=all, and whose consumers set aside bad events.
-
-    The shelf is looked up at consume time in the broker context (``event_shelf``), because the
-    MongoDB connection is made in the app's lifespan.
-    """
-
-    def shelf() -> EventShelf:
-        return broker.context.get("event_shelf")  # type: ignore[no-any-return]
-
-    broker = KafkaBroker(
+    """A broker whose producer is idempotent with acks=all. Its consumers find the set-aside shelf and what
+    the handlers work with in its context (``event_shelf``, ``HANDLER_CONTEXT``), set in the app's lifespan."""
+    return KafkaBroker(
         settings.kafka_bootstrap_servers,
         client_id=client_id,
         acks="all",
         enable_idempotence=True,
         graceful_timeout=10.0,
-        middlewares=[SetAsideMiddleware(shelf)],
     )
-    return broker
 
 
 class ServiceBroker(NamedTuple):
@@ -48,6 +39,26 @@ class ServiceBroker(NamedTuple):
     broker: KafkaBroker
     publishers: dict[str, DefaultPublisher]
     handlers: EventHandlers
+    publishes: tuple[type[EventData], ...] = ()
+    service: str = ""
+
+    def documented(self, bootstrap_servers: str) -> KafkaBroker:
+        """A broker that is never started, for the AsyncAPI document: the same publishers, and one subscriber per
+        event this service consumes (its schema and its line), where the running broker has one per lane."""
+        broker = KafkaBroker(bootstrap_servers)
+        declare_publishers(broker, self.publishes)
+        for model, subscription in self.handlers.items():
+            broker.subscriber(model.event_type, title=f"{model.event_type}:{self.service}",
+                              description=subscription.description)(_documentation_only(model))  # fmt: skip
+        return broker
+
+
+def _documentation_only(model: type[EventData]) -> Any:
+    async def handle(data: EventData) -> None:  # pragma: no cover - never subscribed
+        raise NotImplementedError
+
+    handle.__annotations__ = {"data": model, "return": None}
+    return handle
 
 
 def service_broker(
@@ -57,12 +68,13 @@ def service_broker(
     handlers: EventHandlers,
     group: str,
 ) -> ServiceBroker:
-    """The broker of a service: a subscriber per event it handles (unless consumers are off), in the consumer
-    group ``group``, and a publisher per event it publishes."""
+    """The broker of a service: a batch subscriber per lane of the events it handles (unless consumers are off),
+    in the consumer group ``group`` (``….urgent`` for the urgent lane), and a publisher per event it publishes."""
     broker = new_broker(settings, client_id=f"stepwise-{service.replace('_', '-')}")
     if handlers and settings.kafka_consumers_enabled:
-        broker.include_router(subscribe(settings, group, service, handlers))
-    return ServiceBroker(broker, declare_publishers(broker, publishes), handlers)
+        broker.include_router(subscribe(settings, group, handlers))
+    publishes = tuple(publishes)
+    return ServiceBroker(broker, declare_publishers(broker, publishes), handlers, publishes, service)
 
 
 def declare_publishers(broker: KafkaBroker, events: Iterable[type[EventData]]) -> dict[str, DefaultPublisher]:

@@ -15,6 +15,7 @@ query), ``outbox_lease_until`` and ``applied_events`` (source#id of events alrea
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
@@ -142,6 +143,7 @@ class OutboxRelay(PollingWorker):
         poll_seconds: float = 1.0,
         lease_seconds: float = 5.0,
         batch: int = 100,
+        concurrency: int = 16,
     ) -> None:
         super().__init__()
         self._collections = collections
@@ -149,9 +151,13 @@ class OutboxRelay(PollingWorker):
         self.poll_seconds = poll_seconds
         self._lease = timedelta(seconds=lease_seconds)
         self._batch = batch
+        self._concurrency = concurrency
 
     async def work_once(self) -> int:
-        """One pass over aggregates with pending events; returns how many events went out."""
+        """One pass over aggregates with pending events; returns how many events went out.
+
+        Aggregates are relayed ``concurrency`` at a time (the producer batches their records on the wire);
+        each aggregate's own events go out one after another, in order."""
         published = 0
         for collection in self._collections:
             cursor = collection.find(
@@ -159,9 +165,24 @@ class OutboxRelay(PollingWorker):
                 {"_id": 1},
                 limit=self._batch,
             )
-            async for candidate in cursor:
-                published += await self._relay_one(collection, candidate["_id"])
+            candidates = [candidate["_id"] async for candidate in cursor]
+            published += await self._relay_all(collection, candidates)
         return published
+
+    async def _relay_all(self, collection: AsyncCollection[Document], aggregate_ids: Sequence[str]) -> int:
+        slots = asyncio.Semaphore(self._concurrency)
+
+        async def relay(aggregate_id: str) -> int:
+            async with slots:
+                return await self._relay_one(collection, aggregate_id)
+
+        outcomes = await asyncio.gather(
+            *(relay(aggregate_id) for aggregate_id in aggregate_ids), return_exceptions=True
+        )
+        failure = next((outcome for outcome in outcomes if isinstance(outcome, BaseException)), None)
+        if failure is not None:
+            raise failure  # what was not published stays in its outbox for the next pass
+        return sum(outcome for outcome in outcomes if isinstance(outcome, int))
 
     async def _relay_one(self, collection: AsyncCollection[Document], aggregate_id: str) -> int:
         now = wall_clock()

@@ -9,18 +9,16 @@ what outcome); a replay that applied the event is not repeated.
 
 from __future__ import annotations
 
-import inspect
 import logging
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, get_args, get_origin, get_type_hints
+from typing import Literal
 
 from aiokafka import ConsumerRecord
 from faststream._internal.context import ContextRepo
-from faststream._internal.context.context_type import Context  # the marker FastStream's Context(...) returns
 from pydantic import BaseModel, Field
 
 from .auth import Principal
-from .consumer import SET_ASIDE, EventHandlers, set_aside_reason
+from .consumer import HANDLER_CONTEXT, SET_ASIDE, EventBatch, EventHandlers, set_aside_reason
 from .mongo import Document
 from .utc import UtcDatetime, utc_now
 
@@ -62,13 +60,6 @@ class SetAsideEventOut(BaseModel):
         return cls.model_validate({**shelved, "id": shelved["_id"]})
 
 
-@dataclass(frozen=True)
-class _StoredMessage:
-    """What a handler reads of its Kafka message (``raw_message``), rebuilt from the set-aside record."""
-
-    raw_message: ConsumerRecord[bytes, bytes]
-
-
 async def replay(shelved: Document, handlers: EventHandlers, context: ContextRepo) -> Replayed:
     """Apply a set-aside event through its handler. A dependency that is down raises (try again later)."""
     if any(entry["outcome"] == "applied" for entry in shelved.get("replays", [])):
@@ -76,10 +67,8 @@ async def replay(shelved: Document, handlers: EventHandlers, context: ContextRep
     model = next((model for model in handlers if model.event_type == shelved["topic"]), None)
     if model is None:
         return Replayed("set_aside_again", f"rejected: this service has no handler for {shelved['topic']}")
-    handle = handlers[model].handle
     try:
-        data = model.model_validate_json(shelved["value"])
-        await handle(data, _StoredMessage(_record(shelved)), **_context_arguments(handle, context))
+        await EventBatch({model: handlers[model]}).apply(_record(shelved), context.get(HANDLER_CONTEXT))
     except SET_ASIDE as error:
         return Replayed("set_aside_again", set_aside_reason(error))
     return Replayed("applied", "applied by the handler")
@@ -101,17 +90,3 @@ def _record(shelved: Document) -> ConsumerRecord[bytes, bytes]:
         timestamp_type=0, key=shelved["key"].encode(), value=value, checksum=None, serialized_key_size=-1,
         serialized_value_size=len(value), headers=headers,
     )  # fmt: skip
-
-
-def _context_arguments(handle: Any, context: ContextRepo) -> dict[str, Any]:
-    """The handler's ``Annotated[..., Context("name")]`` parameters after the data and the message, from the
-    broker's context."""
-    hints = get_type_hints(handle, include_extras=True)
-    arguments = {}
-    for name in list(inspect.signature(handle).parameters)[2:]:
-        hint = hints.get(name)
-        if get_origin(hint) is Annotated:
-            for marker in get_args(hint)[1:]:
-                if isinstance(marker, Context):
-                    arguments[name] = context.get(marker.name)
-    return arguments

@@ -66,7 +66,7 @@ def create_service_app(
     startup: Startup,
     outbox_collections: Sequence[str] = (),
 ) -> FastAPI:
-    broker, publishers, _ = kafka
+    broker, publishers = kafka.broker, kafka.publishers
     configure_logging(settings.log_level)
     if settings.clock_offset_seconds:
         set_clock_offset(settings.clock_offset_seconds)

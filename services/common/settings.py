@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -45,12 +44,15 @@ class ServiceSettings(BaseSettings):
         "partitions back at once; one that is gone for good frees them after the session timeout. "
         "Empty: dynamic membership, which leaves the group on shutdown (for temporary extra instances).",
     )
-    kafka_consumer_groups: Literal["per_topic", "per_service"] = Field(
-        default="per_topic",
-        description="per_topic: a consumer group per service and topic (stepwise.<service>.<topic>); per_service: "
-        "one group per service, each topic's subscriber a member of it, which makes every joining subscriber "
-        "rebalance all the others (README, 'Consumer groups per service and topic'). Switching starts the new "
-        "groups at the earliest offsets.",
+    kafka_max_batch: int = Field(
+        default=100,
+        ge=1,
+        le=10_000,
+        description="Most records a consumer applies in one batch (episodes "
+        "concurrently, each episode's in order); its offsets are committed after the whole batch.",
+    )
+    kafka_batch_wait_ms: int = Field(
+        default=100, ge=1, le=5_000, description="How long a consumer waits for records when the broker has none."
     )
     outbox_relay_enabled: bool = Field(
         default=True, description="Relay stored events to Kafka; off for an API-only instance."

@@ -54,7 +54,7 @@ class IntakeStore:
             await self.patients.insert_one(patient)
 
     async def patient_exists(self, patient_id: str) -> bool:
-        return await self.patients.count_documents({"_id": patient_id}, limit=1) == 1
+        return await self.patients.find_one({"_id": patient_id}, {"_id": 1}) is not None
 
     async def read_patient(self, patient_id: str, by: Principal) -> Document | None:
         if not await self.patient_exists(patient_id):

@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI
 from pymongo.asynchronous.database import AsyncDatabase
 
+from services.common.consumer import HANDLER_CONTEXT
 from services.common.dependencies import Dependencies
 from services.common.kafka import ServiceBroker, service_broker
 from services.common.mongo import Document
@@ -77,6 +78,7 @@ async def assemble(
             timedelta(hours=settings.dispatch_retry_hours), timedelta(seconds=settings.dispatch_retry_max_seconds)
         ),
         dependencies=dependencies,
+        concurrency=settings.dispatch_concurrency,
     )
     channels = reachable(sms=senders.sms.configured, care_team_email=bool(care_team.email),
                          care_team_webhook=bool(care_team.webhook_url))  # fmt: skip
@@ -97,7 +99,7 @@ def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
             settings, policy, templates, runtime.database, wake_relay, runtime.dependencies
         )
         app.state.messaging = messaging
-        runtime.broker.context.set_global("messaging", messaging)
+        runtime.broker.context.set_global(HANDLER_CONTEXT, messaging)
         return [dispatcher.run()]
 
     return create_service_app(

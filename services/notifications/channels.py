@@ -10,6 +10,7 @@ from typing import Any
 
 import aiosmtplib
 import httpx
+from async_lru import alru_cache
 
 from services.common.dependencies import Dependencies, DependencyDown
 from stepwise_contract import ConsentRecipientKind
@@ -53,6 +54,8 @@ class Contact:
 
 
 INTAKE, SMTP, SMS_PROVIDER, CARE_TEAM_WEBHOOK = "intake", "smtp", "sms_provider", "care_team_webhook"
+PLANNING_LOOKUPS_KEPT_SECONDS = 2.0
+"""How long intake's answer to "who may hear of this episode" is reused for planning messages."""
 
 
 class IntakeContacts:
@@ -76,6 +79,12 @@ class IntakeContacts:
             transport=transport,
         )
         self._dependencies = dependencies
+        # While an event's messages are planned (and its neighbours' in the same batch), the same questions come
+        # again: who may hear of this episode, whose episode it is. Answers are kept briefly (an episode's patient
+        # for good: it never changes); concurrent identical lookups share one request; failures are not kept.
+        # Contact data is never cached, and a support's consent is checked again when a message is sent.
+        self.supports = alru_cache(maxsize=4096, ttl=PLANNING_LOOKUPS_KEPT_SECONDS)(self._supports)
+        self.patient_of = alru_cache(maxsize=16384)(self._patient_of)
 
     async def patient_contact(self, episode_id: str) -> Contact:
         """The patient's email address, mobile number and time zone (None when not recorded)."""
@@ -91,14 +100,14 @@ class IntakeContacts:
             raise NotWanted("consent no longer in force")
         return _contact(response)
 
-    async def supports(self, episode_id: str, scope: str) -> list[tuple[str, ConsentRecipientKind]]:
+    async def _supports(self, episode_id: str, scope: str) -> list[tuple[str, ConsentRecipientKind]]:
         """(consent_id, recipient kind) of everyone a consent in force allows to hear about ``scope`` now."""
         response = await self._get(f"/v1/episodes/{episode_id}/recipients", {"scope": scope})
         if response.status_code == 404:
             return []
         return [(entry["consent_id"], entry["recipient_kind"]) for entry in _json(response)]
 
-    async def patient_of(self, episode_id: str) -> str | None:
+    async def _patient_of(self, episode_id: str) -> str | None:
         """The pseudonymous id of the episode's patient (None: intake does not know the episode)."""
         response = await self._get(f"/v1/episodes/{episode_id}/patient")
         return None if response.status_code == 404 else str(_json(response)["patient_id"])

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 
@@ -99,7 +100,66 @@ class StillWanted:
     opt_outs: OptOuts
 
 
-class Dispatcher(PollingWorker):
+URGENT, ROUTINE = True, False
+CHANNELS: tuple[Channel, ...] = ("email", "sms", "webhook")
+
+
+class Lane(PollingWorker):
+    """The urgent or the routine messages: per channel, claimed one after another and sent ``concurrency`` at
+    once. Each lane is its own loop with its own wake-up, so an urgent message never waits for a routine
+    backlog to drain, and a channel that is slow or down never takes another channel's slots."""
+
+    def __init__(
+        self,
+        urgent: bool,
+        claim: Callable[[Channel, bool], Awaitable[Notification | None]],
+        deliver: Callable[[Notification], Awaitable[None]],
+        *,
+        concurrency: int,
+        poll_seconds: float,
+        before_pass: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        super().__init__()
+        self.urgent = urgent
+        self._claim = claim
+        self._deliver = deliver
+        self._concurrency = concurrency
+        self._before_pass = before_pass
+        self.poll_seconds = poll_seconds
+
+    async def work_once(self) -> int:
+        if self._before_pass:
+            await self._before_pass()
+        return sum(await asyncio.gather(*(self._send_due(channel) for channel in CHANNELS)))
+
+    async def _send_due(self, channel: Channel) -> int:
+        slots = asyncio.Semaphore(self._concurrency)
+        sending: list[asyncio.Task[None]] = []
+
+        async def deliver(notification: Notification) -> None:
+            try:
+                await self._deliver(notification)
+            finally:
+                slots.release()
+
+        try:
+            while True:
+                await slots.acquire()
+                notification = await self._claim(channel, self.urgent)
+                if notification is None:
+                    slots.release()
+                    return len(sending)
+                sending.append(asyncio.create_task(deliver(notification)))
+        finally:
+            outcomes = await asyncio.gather(*sending, return_exceptions=True)
+            failure = next((outcome for outcome in outcomes if isinstance(outcome, Exception)), None)
+            if failure is not None:
+                raise failure  # the pass failed; what it claimed is tried again when its lease ends
+
+
+class Dispatcher:
+    """Two lanes over the delivery log: urgent messages (safety alerts) and routine ones."""
+
     def __init__(
         self,
         store: NotificationStore,
@@ -114,8 +174,8 @@ class Dispatcher(PollingWorker):
         lease_seconds: float,
         retries: RetryBudget,
         dependencies: Dependencies,
+        concurrency: int = 8,
     ) -> None:
-        super().__init__()
         self._store = store
         self._contacts = contacts
         self._senders = senders
@@ -127,22 +187,30 @@ class Dispatcher(PollingWorker):
         self._retries = retries
         self._dependencies = dependencies
         self._probed: dict[Channel, datetime] = {}
-        self.poll_seconds = min(poll_seconds, PROBE_EVERY.total_seconds())
+        poll_seconds = min(poll_seconds, PROBE_EVERY.total_seconds())
+        self.lanes = (
+            Lane(URGENT, self._claim, self._deliver, concurrency=concurrency, poll_seconds=poll_seconds,
+                 before_pass=self._probe_channels_that_are_down),
+            Lane(ROUTINE, self._claim, self._deliver, concurrency=concurrency, poll_seconds=poll_seconds),
+        )  # fmt: skip
+
+    def wake(self) -> None:
+        for lane in self.lanes:
+            lane.wake()
+
+    async def work_once(self) -> int:
+        """One pass of each lane, the urgent one first (tests drive the dispatcher with it)."""
+        return sum([await lane.work_once() for lane in self.lanes])
 
     async def run(self) -> None:
         try:
-            await super().run()
+            await asyncio.gather(*(lane.run() for lane in self.lanes))
         finally:
             await self._contacts.close()
             await self._senders.close()
 
-    async def work_once(self) -> int:
-        await self._probe_channels_that_are_down()
-        handled = 0
-        while (notification := await self._store.claim_due(self._lease)) is not None:
-            await self._deliver(notification)
-            handled += 1
-        return handled
+    async def _claim(self, channel: Channel, urgent: bool) -> Notification | None:
+        return await self._store.claim_due(self._lease, channel=channel, urgent=urgent)
 
     async def _probe_channels_that_are_down(self) -> None:
         """Every ``PROBE_EVERY``, one message waiting on a channel that is down tries it: when the channel is

@@ -8,16 +8,12 @@ a withdrawn consent ends an alumni enrolment.
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from faststream import Context
-from faststream.kafka.annotations import KafkaMessage
-
-from services.common.consumer import EventHandlers, Subscription, read_event
+from services.common.consumer import EventHandlers, Subscription
 from stepwise_contract import (
     AttendanceRuleTriggered,
     CareLevelAssigned,
     CareLevelChanged,
+    CloudEvent,
     ConsentChanged,
     EpisodeDischarged,
     EpisodeGraduated,
@@ -31,65 +27,55 @@ from stepwise_contract import (
 from . import changes
 from .changes import Messaging
 
-MessagingDep = Annotated[Messaging, Context("messaging")]
 
-
-async def on_care_level_assigned(data: CareLevelAssigned, message: KafkaMessage, messaging: MessagingDep) -> None:
-    event = read_event(message, data)
+async def on_care_level_assigned(event: CloudEvent[CareLevelAssigned], messaging: Messaging) -> None:
     reminders = await changes.adopt_calendar(messaging, event)
-    if data.status == "active":
+    if event.data.status == "active":
         await changes.end_enrolments_of_returning_patient(messaging, event.subject)
     await changes.notify(messaging, event, reminders)
 
 
-async def on_care_level_changed(data: CareLevelChanged, message: KafkaMessage, messaging: MessagingDep) -> None:
-    event = read_event(message, data)
+async def on_care_level_changed(event: CloudEvent[CareLevelChanged], messaging: Messaging) -> None:
     await changes.notify(messaging, event, await changes.adopt_calendar(messaging, event))
 
 
-async def on_schedule_changed(data: ScheduleChanged, message: KafkaMessage, messaging: MessagingDep) -> None:
-    event = read_event(message, data)
+async def on_schedule_changed(event: CloudEvent[ScheduleChanged], messaging: Messaging) -> None:
     await changes.notify(messaging, event, await changes.adopt_calendar(messaging, event))
 
 
-async def on_session_missed(data: SessionMissed, message: KafkaMessage, messaging: MessagingDep) -> None:
-    await changes.notify(messaging, read_event(message, data))
+async def on_session_missed(event: CloudEvent[SessionMissed], messaging: Messaging) -> None:
+    await changes.notify(messaging, event)
 
 
-async def on_safety_alert_raised(data: SafetyAlertRaised, message: KafkaMessage, messaging: MessagingDep) -> None:
-    await changes.notify(messaging, read_event(message, data))
+async def on_safety_alert_raised(event: CloudEvent[SafetyAlertRaised], messaging: Messaging) -> None:
+    await changes.notify(messaging, event)
 
 
-async def on_step_up_recommended(data: StepUpRecommended, message: KafkaMessage, messaging: MessagingDep) -> None:
-    await changes.notify(messaging, read_event(message, data))
+async def on_step_up_recommended(event: CloudEvent[StepUpRecommended], messaging: Messaging) -> None:
+    await changes.notify(messaging, event)
 
 
-async def on_step_down_recommended(data: StepDownRecommended, message: KafkaMessage, messaging: MessagingDep) -> None:
-    await changes.notify(messaging, read_event(message, data))
+async def on_step_down_recommended(event: CloudEvent[StepDownRecommended], messaging: Messaging) -> None:
+    await changes.notify(messaging, event)
 
 
-async def on_attendance_rule_triggered(
-    data: AttendanceRuleTriggered, message: KafkaMessage, messaging: MessagingDep
-) -> None:
-    await changes.notify(messaging, read_event(message, data))
+async def on_attendance_rule_triggered(event: CloudEvent[AttendanceRuleTriggered], messaging: Messaging) -> None:
+    await changes.notify(messaging, event)
 
 
-async def on_episode_graduated(data: EpisodeGraduated, message: KafkaMessage, messaging: MessagingDep) -> None:
-    event = read_event(message, data)
+async def on_episode_graduated(event: CloudEvent[EpisodeGraduated], messaging: Messaging) -> None:
     await changes.end_episode(messaging, event.subject)
     await changes.notify(messaging, event, await changes.enrol_alumnus(messaging, event))
 
 
-async def on_episode_discharged(data: EpisodeDischarged, message: KafkaMessage, messaging: MessagingDep) -> None:
-    event = read_event(message, data)
+async def on_episode_discharged(event: CloudEvent[EpisodeDischarged], messaging: Messaging) -> None:
     await changes.end_episode(messaging, event.subject)
     await changes.notify(messaging, event)
 
 
-async def on_consent_changed(data: ConsentChanged, message: KafkaMessage, messaging: MessagingDep) -> None:
-    event = read_event(message, data)
-    if data.status == "revoked":
-        await changes.withdraw_consent(messaging, data)
+async def on_consent_changed(event: CloudEvent[ConsentChanged], messaging: Messaging) -> None:
+    if event.data.status == "revoked":
+        await changes.withdraw_consent(messaging, event.data)
     await changes.notify(messaging, event)
 
 
@@ -105,7 +91,7 @@ EVENT_HANDLERS: EventHandlers = {
     ),
     SessionMissed: Subscription(on_session_missed, "A missed session: outreach to the patient and consented supports."),
     SafetyAlertRaised: Subscription(
-        on_safety_alert_raised, "A safety alert reaches the care team at once, day or night."
+        on_safety_alert_raised, "A safety alert reaches the care team at once, day or night.", urgent=True
     ),
     StepUpRecommended: Subscription(on_step_up_recommended, "The care team hears of a step-up recommendation."),
     StepDownRecommended: Subscription(on_step_down_recommended, "The care team hears of a step-down recommendation."),

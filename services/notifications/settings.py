@@ -38,6 +38,9 @@ class NotificationsSettings(ServiceSettings):
     quiet_hours_end: time = Field(default=time(8, 0), description="…until this one (equal times: no quiet hours).")
     dispatch_poll_seconds: float = Field(default=1.0, gt=0)
     dispatch_lease_seconds: float = Field(default=30.0, gt=0)
+    dispatch_concurrency: int = Field(
+        default=8, ge=1, description="Messages sent at once per channel, in each lane (urgent, routine)."
+    )
     dispatch_retry_hours: float = Field(
         default=72.0, gt=0, description="How long a message is retried through transient failures before it fails."
     )

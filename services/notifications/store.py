@@ -83,7 +83,9 @@ class NotificationStore:
         self._wake_relay = wake_relay
 
     async def create_indexes(self) -> None:
-        await self.notifications.create_index([("status", ASCENDING), ("next_attempt_at", ASCENDING)])
+        await self.notifications.create_index(
+            [("status", ASCENDING), ("urgent", ASCENDING), ("channel", ASCENDING), ("next_attempt_at", ASCENDING)]
+        )
         await self.notifications.create_index([("episode_id", ASCENDING), ("created_at", DESCENDING)])
         await self.notifications.create_index([("episode_id", ASCENDING), ("series_kind", ASCENDING)])
 
@@ -111,11 +113,18 @@ class NotificationStore:
             "last_error": "",
         }
 
-    async def claim_due(self, lease: timedelta) -> Notification | None:
-        """Take one due notification for sending; the lease keeps other instances off it."""
+    async def claim_due(self, lease: timedelta, *, channel: Channel, urgent: bool) -> Notification | None:
+        """Take the notification of ``channel`` and of the urgent or routine lane that has been due longest, for
+        sending; the lease keeps other instances off it."""
         now, wall = utc_now(), wall_clock()
         document = await self.notifications.find_one_and_update(
-            {"status": PENDING, "next_attempt_at": {"$lte": now}, "lease_until": {"$lt": wall}},
+            {
+                "status": PENDING,
+                "urgent": urgent,
+                "channel": channel,
+                "next_attempt_at": {"$lte": now},
+                "lease_until": {"$lt": wall},
+            },
             {"$set": {"lease_until": wall + lease}, "$inc": {"attempts": 1}},
             {"outbox": 0},
             sort=[("next_attempt_at", ASCENDING)],
@@ -168,9 +177,10 @@ class NotificationStore:
         return result.modified_count
 
     async def probe(self, channel: Channel) -> bool:
-        """While a channel is down, one of the messages waiting on it goes now: the first to find it back."""
+        """While a channel is down, one of the messages waiting on it (an urgent one if any) goes now: the first
+        to find it back."""
         found = await self.notifications.find_one_and_update(
-            _waiting_on(channel), {"$set": {"next_attempt_at": utc_now()}}, {"_id": 1}
+            _waiting_on(channel), {"$set": {"next_attempt_at": utc_now()}}, {"_id": 1}, sort=[("urgent", DESCENDING)]
         )
         return found is not None
 

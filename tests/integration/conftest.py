@@ -18,8 +18,9 @@ import pytest
 from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
 from pymongo import AsyncMongoClient
 
-from services.common.consumer import GroupLayout, consumer_group
-from services.common.settings import ServiceSettings
+from services.care_plan import handlers as care_plan_handlers
+from services.common.consumer import EventHandlers, lane_group
+from services.notifications import handlers as notifications_handlers
 from tests.conftest import WAITS
 from tools.devstack import Backends, ServiceProcess
 from tools.kafka import committed_offset, records_on
@@ -38,6 +39,14 @@ TOKENS = {
     "sms_provider": "test-sms-provider-token",
 }
 GROUPS = {"care_plan": "stepwise.care_plan", "notifications": "stepwise.notifications"}
+HANDLERS: dict[str, EventHandlers] = {"care_plan": care_plan_handlers.EVENT_HANDLERS,
+                                      "notifications": notifications_handlers.EVENT_HANDLERS}  # fmt: skip
+
+
+def group_reading(service: str, topic: str) -> str:
+    """The consumer group of ``service`` that reads ``topic``: that of its urgent or of its routine lane."""
+    [urgent] = [subscription.urgent for model, subscription in HANDLERS[service].items() if model.event_type == topic]
+    return lane_group(GROUPS[service], urgent)
 
 
 WAIT = 30.0
@@ -105,11 +114,6 @@ class Stack:
     env: dict[str, str]
     webhooks: WebhookReceiver
     texts: SmsSink
-
-    @property
-    def group_layout(self) -> GroupLayout:
-        """As the services see it: they read KAFKA_CONSUMER_GROUPS from the environment they inherit."""
-        return ServiceSettings(_env_file=None).kafka_consumer_groups
 
     def http(self, service: str, role: str | None = "clinician") -> httpx.AsyncClient:
         headers = {"Authorization": f"Bearer {TOKENS[role]}"} if role else {}
@@ -276,7 +280,7 @@ async def wait_consumed(stack: Stack, service: str, topic: str, partition: int, 
     tp = TopicPartition(topic, partition)
 
     async def past() -> bool:
-        group = consumer_group(GROUPS[service], topic, stack.group_layout)
+        group = group_reading(service, topic)
         return await committed_offset(stack.backends.kafka_bootstrap_servers, group, tp) > offset
 
     await eventually(past, f"{service} to consume {topic}[{partition}]@{offset}")

@@ -13,10 +13,11 @@ import pytest
 from services.care_plan import api
 from services.care_plan.app import create_broker
 from services.care_plan.domain.policy import load_policy
-from services.care_plan.handlers import EVENT_HANDLERS
+from services.care_plan.handlers import EVENT_HANDLERS, Planning
 from services.care_plan.settings import CarePlanSettings
 from services.care_plan.store import PLANS, CarePlanStore
 from services.common.auth import Role
+from services.common.consumer import HANDLER_CONTEXT
 from services.common.kafka import ServiceBroker
 from stepwise_contract import (
     AssessmentCompleted,
@@ -55,8 +56,7 @@ async def events(
     database: MemoryDatabase, store: CarePlanStore, shelf: Any, kafka: ServiceBroker
 ) -> AsyncIterator[Events]:
     broker = kafka.broker
-    context = {"care_plan_store": store, "care_policy": POLICY, "clinic_timezone": SETTINGS.clinic_timezone,
-               "event_shelf": shelf}  # fmt: skip
+    context = {HANDLER_CONTEXT: Planning(store, POLICY, SETTINGS.clinic_timezone), "event_shelf": shelf}
     async for running_events in running("care_plan", broker, context):
         yield running_events
 

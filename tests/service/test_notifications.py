@@ -18,6 +18,7 @@ import pytest
 from pymongo.errors import AutoReconnect, ServerSelectionTimeoutError
 
 from services.common.auth import Role
+from services.common.consumer import HANDLER_CONTEXT
 from services.common.dependencies import Dependencies, DependencyDown
 from services.common.kafka import ServiceBroker
 from services.common.utc import utc_now
@@ -184,7 +185,7 @@ def kafka() -> ServiceBroker:
 @pytest.fixture
 async def events(messaging: Messaging, shelf: Any, kafka: ServiceBroker) -> AsyncIterator[Events]:
     broker = kafka.broker
-    async for running_events in running("notifications", broker, {"messaging": messaging, "event_shelf": shelf}):
+    async for running_events in running("notifications", broker, {HANDLER_CONTEXT: messaging, "event_shelf": shelf}):
         yield running_events
 
 

@@ -1,0 +1,519 @@
+"""`make bench`: the whole pipeline, intake → care_plan → notifications → SMTP, against a raw baseline, in one run.
+
+On one Kafka broker and one MongoDB server (picked as `make test` picks them, README "Backends") and one SMTP
+sink, side by side:
+
+- **throughput**: E intakes (register, open an episode, assess: three POSTs) from C concurrent clients, until
+  every patient's welcome mail has arrived; the same through the raw pipeline (``bench.raw_pipeline``: the same
+  writes, produces, consumes, contact lookup and mail per episode, none of the guarantees). Both are three
+  processes; the ratio is the figure the issue sets.
+- **CPU-seconds per episode** and **stage lags** (assessment POST answered → ``iop.assessment.completed`` on
+  Kafka → ``iop.care_level.assigned`` → the welcome at the SMTP sink; Kafka's record timestamps);
+- **safety alerts**: at each background rate (new intakes per second, open loop), an assessment that raises a
+  same-day safety alert every ``--alert-every`` seconds, timed from its POST until the care team's mail arrives;
+  p50/p95/p99 and the welcome mail's p95 of the background episodes;
+- **idle CPU** of each service (of one core) with nothing to do, **ready** time after start, **RSS** at the end
+  (after a soak of ``--soak`` more episodes);
+- **scale-out**: the throughput run again with two instances of care_plan and of notifications in their groups;
+- **backend limits**: single inserts/s, produce (one at a time and pipelined) and consume messages/s.
+
+Prints a table and one summary line (``bench: …``) and writes every figure to ``--json``.
+Run: ``make bench`` (``python -m bench.pipeline --help``); the older outbox bench is ``python -m bench.outbox_relay``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import re
+import secrets
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from pymongo import AsyncMongoClient
+
+from bench import raw_pipeline
+from services.common.kafka import ensure_topics
+from services.common.settings import ServiceSettings
+from tools.devstack import Backends, ServiceProcess, backends
+from tools.kafka import records_on
+from tools.servers import Server, cpu_seconds, free_port, rss_mb, start_server
+from tools.smtp_sink import SmtpSink
+
+ROOT = Path(__file__).resolve().parent.parent
+WELCOME = "Your session schedule"
+CARE_TEAM = "care-team@bench.example.org"
+IOP = {"withdrawal": 1, "biomedical": 0, "emotional": 2, "readiness": 2, "relapse": 2, "environment": 1}
+ROUTINE = {"dimensions": IOP, "instruments": {"phq9": [1, 2, 1, 2, 1, 1, 2, 1, 0]}}
+ALERTING = {"dimensions": IOP, "instruments": {"phq9": [1, 2, 1, 2, 1, 1, 2, 1, 1]}}  # item 9 > 0: same-day review
+SERVICES = ("intake", "care_plan", "notifications")
+DRAIN_LIMIT = 180.0
+
+
+def quantile(values: list[float], q: float) -> float:
+    """The q-quantile (nearest rank) of ``values``; NaN when there are none."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+
+@dataclass
+class Pipeline:
+    """A pipeline under test: where its intake listens, and its processes by service."""
+
+    name: str
+    intake_url: str
+    token: str
+    processes: dict[str, list[Callable[[], int]]]
+    """service -> the pids of its instances (callables: an instance may be restarted)."""
+
+    def cpu(self) -> dict[str, float]:
+        return {name: sum(cpu_seconds(pid()) for pid in pids) for name, pids in self.processes.items()}
+
+    def rss(self) -> dict[str, float]:
+        return {name: max(rss_mb(pid()) or 0.0 for pid in pids) for name, pids in self.processes.items()}
+
+
+@dataclass
+class Intakes:
+    """What a phase created: per episode, when its assessment was posted and answered, and the patient's address."""
+
+    posted: dict[str, float] = field(default_factory=dict)
+    answered: dict[str, float] = field(default_factory=dict)
+    emails: dict[str, str] = field(default_factory=dict)
+
+
+async def _post(client: httpx.AsyncClient, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    for _ in range(20):
+        response = await client.post(path, json=body, headers={"Idempotency-Key": uuid.uuid4().hex})
+        if response.status_code == 201:
+            return response.json()  # type: ignore[no-any-return]
+        if response.status_code < 500:
+            raise RuntimeError(f"{path}: {response.status_code} {response.text}")
+        await asyncio.sleep(0.2)
+    raise RuntimeError(f"{path}: no 201 after 20 tries")
+
+
+async def register(client: httpx.AsyncClient, intakes: Intakes) -> str:
+    """A patient and an open episode; returns the episode id."""
+    marker = uuid.uuid4().hex[:12]
+    email = f"p{marker}@bench.example.org"
+    patient = {
+        "name": f"Bench Patient {marker}",
+        "date_of_birth": "1980-02-02",
+        "email": email,
+        "phone": f"+1555{int(marker[:6], 16) % 10_000_000:07d}",
+    }
+    created = await _post(client, "/v1/patients", patient)
+    episode = await _post(client, f"/v1/patients/{created['patient_id']}/episodes", {"program": "adult"})
+    intakes.emails[episode["episode_id"]] = email
+    return str(episode["episode_id"])
+
+
+async def assess(client: httpx.AsyncClient, intakes: Intakes, episode_id: str, answers: dict[str, Any]) -> None:
+    intakes.posted[episode_id] = time.time()
+    await _post(client, f"/v1/episodes/{episode_id}/assessments", answers)
+    intakes.answered[episode_id] = time.time()
+
+
+async def intake(client: httpx.AsyncClient, intakes: Intakes) -> None:
+    await assess(client, intakes, await register(client, intakes), ROUTINE)
+
+
+def client_for(pipeline: Pipeline) -> httpx.AsyncClient:
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    headers = {"Authorization": f"Bearer {pipeline.token}"} if pipeline.token else {}
+    return httpx.AsyncClient(base_url=pipeline.intake_url, headers=headers,
+                             timeout=60, limits=limits)  # fmt: skip
+
+
+class Arrivals:
+    """The SMTP sink's mail, as wall-clock arrival times by address and by the episode a care-team mail names."""
+
+    def __init__(self, sink: SmtpSink) -> None:
+        self._sink = sink
+        self._offset = time.time() - time.monotonic()
+
+    def welcomes(self) -> dict[str, float]:
+        """address -> when the first welcome reached it."""
+        found: dict[str, float] = {}
+        for at, message in self._sink.mailbox.arrivals():
+            if message["Subject"] == WELCOME:
+                found.setdefault(str(message["To"]), at + self._offset)
+        return found
+
+    def alerts(self) -> dict[str, float]:
+        """episode id -> when the care team's safety-alert mail about it arrived."""
+        found: dict[str, float] = {}
+        for at, message in self._sink.mailbox.arrivals():
+            subject = str(message["Subject"] or "")
+            if CARE_TEAM in str(message["To"]) and "Safety alert" in subject:
+                match = re.search(r"episode (\S+)", subject)
+                if match:
+                    found.setdefault(match.group(1), at + self._offset)
+        return found
+
+
+async def welcomed(arrivals: Arrivals, intakes: Intakes, limit: float = DRAIN_LIMIT) -> dict[str, float]:
+    """Wait until every patient of ``intakes`` has their welcome; episode id -> when it arrived."""
+    deadline = time.monotonic() + limit
+    while True:
+        arrived = arrivals.welcomes()
+        if all(email in arrived for email in intakes.emails.values()) or time.monotonic() > deadline:
+            return {episode: arrived[email] for episode, email in intakes.emails.items() if email in arrived}
+        await asyncio.sleep(0.05)
+
+
+async def throughput(pipeline: Pipeline, arrivals: Arrivals, episodes: int, clients: int) -> dict[str, Any]:
+    """``episodes`` intakes from ``clients`` concurrent clients; episodes/s until the last welcome arrived."""
+    intakes = Intakes()
+    queue = list(range(episodes))
+    before = pipeline.cpu()
+    began = time.time()
+    async with client_for(pipeline) as client:
+
+        async def one_client() -> None:
+            while queue:
+                queue.pop()
+                await intake(client, intakes)
+
+        await asyncio.gather(*(one_client() for _ in range(clients)))
+    arrived = await welcomed(arrivals, intakes)
+    ended = max(arrived.values(), default=time.time())
+    cpu = {name: (used - before[name]) / episodes for name, used in pipeline.cpu().items()}
+    return {
+        "episodes": episodes,
+        "welcomed": len(arrived),
+        "seconds": ended - began,
+        "episodes_per_s": len(arrived) / (ended - began),
+        "cpu_s_per_episode": cpu,
+        "intakes": intakes,
+        "arrived": arrived,
+    }
+
+
+async def stage_lags(backend: Backends, intakes: Intakes, arrived: dict[str, float]) -> dict[str, dict[str, float]]:
+    """p50/p95 of each hop, from Kafka's record timestamps (CreateTime: when the relay produced the record)."""
+    servers = backend.kafka_bootstrap_servers
+
+    async def produced(topic: str) -> dict[str, float]:
+        return {r.key.decode(): r.timestamp / 1000 for r in await records_on(servers, topic) if r.key}
+
+    assessed = await produced("iop.assessment.completed")
+    assigned = await produced("iop.care_level.assigned")
+    hops = {
+        "intake (answered → assessment.completed)": [assessed[e] - intakes.answered[e] for e in intakes.answered
+                                                      if e in assessed],
+        "care_plan (→ care_level.assigned)": [assigned[e] - assessed[e] for e in intakes.answered
+                                              if e in assigned and e in assessed],
+        "notifications (→ welcome at the sink)": [arrived[e] - assigned[e] for e in arrived if e in assigned],
+    }  # fmt: skip
+    return {hop: {"p50_s": quantile(lags, 0.5), "p95_s": quantile(lags, 0.95)} for hop, lags in hops.items()}
+
+
+async def alert_latency(
+    pipeline: Pipeline, arrivals: Arrivals, rate: float, seconds: float, alert_every: float
+) -> dict[str, Any]:
+    """Background intakes at ``rate``/s for ``seconds``, with a safety alert every ``alert_every`` s."""
+    background, probes = Intakes(), Intakes()
+    async with client_for(pipeline) as client:
+        count = max(1, round(seconds / alert_every))
+        waiting = await asyncio.gather(*(register(client, probes) for _ in range(count)))
+
+        async def alerts() -> None:
+            started = []
+            for episode_id in waiting:
+                started.append(asyncio.create_task(assess(client, probes, episode_id, ALERTING)))
+                await asyncio.sleep(alert_every)
+            await asyncio.gather(*started)
+
+        async def routine() -> None:
+            started = []
+            for _ in range(round(rate * seconds)):
+                started.append(asyncio.create_task(intake(client, background)))
+                await asyncio.sleep(1 / rate)
+            await asyncio.gather(*started)
+
+        await asyncio.gather(alerts(), routine())
+    deadline = time.monotonic() + DRAIN_LIMIT
+    while time.monotonic() < deadline and not set(probes.posted) <= set(arrivals.alerts()):
+        await asyncio.sleep(0.05)
+    alerted = arrivals.alerts()
+    latencies = [alerted[e] - probes.posted[e] for e in probes.posted if e in alerted]
+    arrived = await welcomed(arrivals, background)
+    welcome = [arrived[e] - background.posted[e] for e in arrived]
+    return {
+        "background_per_s": rate,
+        "alerts": len(probes.posted),
+        "alerts_arrived": len(latencies),
+        "alert_p50_s": quantile(latencies, 0.5),
+        "alert_p95_s": quantile(latencies, 0.95),
+        "alert_p99_s": quantile(latencies, 0.99),
+        "alert_max_s": max(latencies, default=math.nan),
+        "welcome_p95_s": quantile(welcome, 0.95),
+        "background_welcomed": f"{len(arrived)}/{len(background.emails)}",
+    }
+
+
+async def idle_cpu(pipeline: Pipeline, seconds: float) -> dict[str, float]:
+    before, began = pipeline.cpu(), time.monotonic()
+    await asyncio.sleep(seconds)  # measuring what idle costs: nothing is to happen meanwhile
+    elapsed = time.monotonic() - began
+    return {name: 100 * (used - before[name]) / elapsed for name, used in pipeline.cpu().items()}
+
+
+async def backend_limits(backend: Backends, n: int) -> dict[str, float]:
+    """What the backends allow one client, one operation at a time and (Kafka) pipelined."""
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(backend.mongodb_url)
+    collection = client[f"bench_limits_{uuid.uuid4().hex[:6]}"]["inserts"]
+    began = time.perf_counter()
+    for i in range(n):
+        await collection.insert_one({"_id": i, "value": "x" * 200})
+    inserts = n / (time.perf_counter() - began)
+    await client.drop_database(collection.database.name)
+    await client.close()
+    topic = f"bench.limits.{uuid.uuid4().hex[:6]}"
+    servers = backend.kafka_bootstrap_servers
+    await ensure_topics(ServiceSettings(kafka_bootstrap_servers=servers), [topic])
+    producer = AIOKafkaProducer(bootstrap_servers=servers, acks="all", enable_idempotence=True)
+    await producer.start()
+    began = time.perf_counter()
+    for i in range(n):
+        await producer.send_and_wait(topic, b"x" * 400, key=str(i).encode())
+    one_at_a_time = n / (time.perf_counter() - began)
+    began = time.perf_counter()
+    sent = [await producer.send(topic, b"x" * 400, key=str(i).encode()) for i in range(n)]
+    await asyncio.gather(*sent)
+    pipelined = n / (time.perf_counter() - began)
+    await producer.stop()
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=servers, auto_offset_reset="earliest")
+    await consumer.start()
+    read, began = 0, time.perf_counter()
+    while read < 2 * n:
+        batches = await consumer.getmany(timeout_ms=1000)
+        read += sum(len(batch) for batch in batches.values())
+    consumed = read / (time.perf_counter() - began)
+    await consumer.stop()
+    return {"mongodb_inserts_per_s": inserts, "kafka_produce_one_at_a_time_per_s": one_at_a_time,
+            "kafka_produce_pipelined_per_s": pipelined, "kafka_consume_per_s": consumed}  # fmt: skip
+
+
+# --- the two pipelines as processes ---------------------------------------------------------------------------
+
+
+def stepwise_env(backend: Backends, sink: SmtpSink, ports: dict[str, int], run: str) -> tuple[dict[str, str], str]:
+    token, service_token = f"bench-{secrets.token_urlsafe(8)}", f"bench-n-{secrets.token_urlsafe(8)}"
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": backend.kafka_bootstrap_servers,
+        "MONGODB_URL": backend.mongodb_url,
+        "API_TOKENS": f"{token}:intake_staff,{service_token}:notifications",
+        "INTAKE_TOKEN": service_token,
+        "INTAKE_URL": f"http://127.0.0.1:{ports['intake']}",
+        "INTAKE_DB": f"bench_{run}_intake",
+        "CARE_PLAN_DB": f"bench_{run}_care_plan",
+        "NOTIFICATIONS_DB": f"bench_{run}_notifications",
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": str(sink.port),
+        "CARE_TEAM_EMAIL": CARE_TEAM,
+        "QUIET_HOURS_START": "00:00",
+        "QUIET_HOURS_END": "00:00",
+        "LOG_LEVEL": "WARNING",
+    }
+    return env, token
+
+
+@dataclass
+class StepwiseRun:
+    instances: dict[str, list[ServiceProcess]]
+    ready_s: dict[str, float]
+    token: str
+
+    def pipeline(self) -> Pipeline:
+        def pid_of(service: ServiceProcess) -> Callable[[], int]:
+            return lambda: service.process.pid if service.process else 0
+
+        processes = {name: [pid_of(one) for one in ones] for name, ones in self.instances.items()}
+        url = self.instances["intake"][0].url
+        return Pipeline("stepwise", url, self.token, processes)
+
+    def stop(self) -> None:
+        for ones in self.instances.values():
+            for one in ones:
+                one.stop()
+
+
+def start_stepwise(backend: Backends, sink: SmtpSink, folder: Path, run: str, scale: int) -> StepwiseRun:
+    """The three services, ``scale`` instances of care_plan and notifications; ready time of each first one."""
+    ports = {name: free_port() for name in SERVICES}
+    env, token = stepwise_env(backend, sink, ports, run)
+    instances: dict[str, list[ServiceProcess]] = {}
+    ready: dict[str, float] = {}
+    for name in SERVICES:
+        for index in range(1 if name == "intake" else scale):
+            port = ports[name] if index == 0 else free_port()
+            one = ServiceProcess(name, port, env | {"KAFKA_GROUP_INSTANCE_ID": f"{name}-{run}-{index}"},
+                                 folder / f"{run}-{name}-{index}.log")  # fmt: skip
+            began = time.monotonic()
+            one.start()
+            ready.setdefault(name, time.monotonic() - began)
+            instances.setdefault(name, []).append(one)
+    return StepwiseRun(instances, ready, token)
+
+
+@contextlib.contextmanager
+def raw_running(backend: Backends, sink: SmtpSink, folder: Path) -> Iterator[Pipeline]:
+    port = free_port()
+    common = ["--kafka", backend.kafka_bootstrap_servers, "--mongodb", backend.mongodb_url]
+    intake_url = f"http://127.0.0.1:{port}"
+    stages = {
+        "intake": [*common, "--port", str(port)],
+        "care_plan": common,
+        "notifications": [*common, "--intake", intake_url, "--smtp-port", str(sink.port)],
+    }
+    with contextlib.ExitStack() as running:
+        servers: dict[str, Server] = {}
+        for name, arguments in stages.items():
+            command = [sys.executable, "-m", "bench.raw_pipeline", name, *arguments]
+            # The consumers listen on no port: they count as started once intake answers (started first).
+            servers[name] = running.enter_context(
+                start_server(
+                    f"raw {name}", command, port, folder / f"raw-{name}.log", ready_within=30, env=None
+                )  # fmt: skip
+            )
+        yield Pipeline("raw", intake_url, "", {n: [lambda s=s: s.process.pid] for n, s in servers.items()})
+
+
+# --- the run ---------------------------------------------------------------------------------------------------
+
+
+def _public(result: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in result.items() if key not in ("intakes", "arrived")}
+
+
+async def main(arguments: argparse.Namespace) -> dict[str, Any]:
+    figures: dict[str, Any] = {"episodes": arguments.episodes, "clients": arguments.clients}
+    with tempfile.TemporaryDirectory(prefix="stepwise-bench-") as tmp, backends() as backend, \
+            SmtpSink(free_port()) as sink:  # fmt: skip
+        folder = Path(tmp)
+        figures["backends"] = backend.kind
+        servers = backend.kafka_bootstrap_servers
+        await ensure_topics(ServiceSettings(kafka_bootstrap_servers=servers), raw_pipeline.TOPICS)
+        arrivals = Arrivals(sink)
+        figures["backend_limits"] = await backend_limits(backend, arguments.limits)
+        print(f"bench: backends {backend.kind}; limits {figures['backend_limits']}", flush=True)
+
+        with raw_running(backend, sink, folder) as raw:
+            await throughput(raw, arrivals, 20, arguments.clients)  # warm-up: groups joined, connections open
+            figures["raw"] = _public(await throughput(raw, arrivals, arguments.episodes, arguments.clients))
+        print(f"bench: raw {figures['raw']['episodes_per_s']:.1f} episodes/s", flush=True)
+
+        stepwise = await asyncio.to_thread(start_stepwise, backend, sink, folder, "one", 1)
+        try:
+            figures["ready_s"] = stepwise.ready_s
+            pipeline = stepwise.pipeline()
+            await asyncio.sleep(3)  # let start-up work (topic metadata, first polls) settle before measuring idle
+            figures["idle_cpu_percent"] = await idle_cpu(pipeline, arguments.idle)
+            await throughput(pipeline, arrivals, 20, arguments.clients)
+            result = await throughput(pipeline, arrivals, arguments.episodes, arguments.clients)
+            figures["stepwise"] = _public(result)
+            figures["stage_lags"] = await stage_lags(backend, result["intakes"], result["arrived"])
+            print(f"bench: stepwise {result['episodes_per_s']:.1f} episodes/s", flush=True)
+            figures["alerts"] = []
+            for rate in arguments.rates:
+                figures["alerts"].append(
+                    await alert_latency(pipeline, arrivals, rate, arguments.alert_seconds, arguments.alert_every)
+                )
+                print(f"bench: alerts at {rate}/s: {figures['alerts'][-1]}", flush=True)
+            if arguments.soak:
+                soaked = await throughput(pipeline, arrivals, arguments.soak, arguments.clients)
+                figures["soak"] = {"episodes": arguments.soak, "episodes_per_s": soaked["episodes_per_s"]}
+            figures["rss_mb"] = pipeline.rss()
+        finally:
+            await asyncio.to_thread(stepwise.stop)
+
+        if arguments.scale:
+            two = await asyncio.to_thread(start_stepwise, backend, sink, folder, "two", 2)
+            try:
+                await throughput(two.pipeline(), arrivals, 20, arguments.clients)
+                scaled = await throughput(two.pipeline(), arrivals, arguments.episodes, arguments.clients)
+                figures["two_instances"] = _public(scaled)
+            finally:
+                await asyncio.to_thread(two.stop)
+    figures["ratio"] = figures["stepwise"]["episodes_per_s"] / figures["raw"]["episodes_per_s"]
+    return figures
+
+
+def report(figures: dict[str, Any]) -> str:
+    lines = [f"\n{figures['episodes']} intakes from {figures['clients']} clients, {figures['backends']}\n"]
+    lines.append(f"{'':44}{'Stepwise':>12}{'raw':>12}")
+    stepwise, raw = figures["stepwise"], figures["raw"]
+    lines.append(f"{'episodes/s':44}{stepwise['episodes_per_s']:>12.1f}{raw['episodes_per_s']:>12.1f}")
+    for name in SERVICES:
+        lines.append(f"{'CPU-s per episode, ' + name:44}{stepwise['cpu_s_per_episode'][name]:>12.4f}"
+                     f"{raw['cpu_s_per_episode'][name]:>12.4f}")  # fmt: skip
+    if "two_instances" in figures:
+        lines.append(f"{'episodes/s, 2 × care_plan + 2 × notifications':44}"
+                     f"{figures['two_instances']['episodes_per_s']:>12.1f}")  # fmt: skip
+    lines.append("\nstage lags (p50 / p95 s)")
+    for hop, lag in figures["stage_lags"].items():
+        lines.append(f"  {hop:46}{lag['p50_s']:>8.3f}{lag['p95_s']:>8.3f}")
+    lines.append("\nsafety alert, POST → care-team mail (s)")
+    lines.append(f"  {'background/s':>12}{'alerts':>8}{'p50':>8}{'p95':>8}{'p99':>8}{'max':>8}{'welcome p95':>13}")
+    for row in figures["alerts"]:
+        lines.append(f"  {row['background_per_s']:>12g}{row['alerts_arrived']:>8}{row['alert_p50_s']:>8.3f}"
+                     f"{row['alert_p95_s']:>8.3f}{row['alert_p99_s']:>8.3f}{row['alert_max_s']:>8.3f}"
+                     f"{row['welcome_p95_s']:>13.2f}")  # fmt: skip
+    lines.append(f"\n{'':24}" + "".join(f"{name:>15}" for name in SERVICES))
+    for label, key, unit in (("idle CPU (% of a core)", "idle_cpu_percent", ".2f"), ("ready after start (s)",
+                             "ready_s", ".2f"), ("RSS at the end (MiB)", "rss_mb", ".0f")):  # fmt: skip
+        lines.append(f"{label:24}" + "".join(f"{figures[key][name]:>15{unit}}" for name in SERVICES))
+    limits = figures["backend_limits"]
+    lines.append("\nbackend limits (one client): " + ", ".join(f"{k} {v:.0f}" for k, v in limits.items()))
+    return "\n".join(lines)
+
+
+def summary(figures: dict[str, Any]) -> str:
+    alerts = " ".join(f"alert_p99@{row['background_per_s']:g}/s={row['alert_p99_s']:.2f}s" for row in figures["alerts"])
+    idle = max(figures["idle_cpu_percent"].values())
+    ready = max(figures["ready_s"].values())
+    rss = max(figures["rss_mb"].values())
+    two = figures.get("two_instances", {}).get("episodes_per_s", math.nan)
+    soak = figures.get("soak", {}).get("episodes", 0)
+    return (f"bench: stepwise={figures['stepwise']['episodes_per_s']:.1f}/s raw={figures['raw']['episodes_per_s']:.1f}/s "
+            f"ratio={figures['ratio']:.2f} {alerts} idle_cpu_max={idle:.2f}% ready_max={ready:.2f}s "
+            f"rss_max={rss:.0f}MiB(after {figures['episodes'] + soak}+ episodes) two_instances={two:.1f}/s")  # fmt: skip
+
+
+def cli() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--episodes", type=int, default=300, help="intakes in each throughput run")
+    parser.add_argument("--clients", type=int, default=8, help="concurrent clients in the throughput runs")
+    parser.add_argument("--rates", type=float, nargs="+", default=[5, 10, 20], help="background intakes/s")
+    parser.add_argument("--alert-seconds", type=float, default=30, help="how long each background rate runs")
+    parser.add_argument("--alert-every", type=float, default=0.25, help="seconds between two safety alerts")
+    parser.add_argument("--idle", type=float, default=20, help="seconds of idle CPU measurement")
+    parser.add_argument("--soak", type=int, default=0, help="more intakes before RSS is read")
+    parser.add_argument("--no-scale", dest="scale", action="store_false", help="skip the two-instance run")
+    parser.add_argument("--limits", type=int, default=1000, help="operations per backend limit")
+    parser.add_argument("--json", type=Path, default=Path("bench-pipeline.json"), help="where the figures go")
+    arguments = parser.parse_args()
+    figures = asyncio.run(main(arguments))
+    print(report(figures))
+    print(summary(figures), flush=True)
+    arguments.json.write_text(json.dumps(figures, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    cli()
