@@ -180,7 +180,7 @@ async def throughput(pipeline: Pipeline, arrivals: Arrivals, episodes: int, clie
     """``episodes`` intakes from ``clients`` concurrent clients; episodes/s until the last welcome arrived."""
     intakes = Intakes()
     queue = list(range(episodes))
-    before = pipeline.cpu()
+    before, shared_before = pipeline.cpu(), shared_cpu()
     began = time.time()
     async with client_for(pipeline) as client:
 
@@ -193,15 +193,27 @@ async def throughput(pipeline: Pipeline, arrivals: Arrivals, episodes: int, clie
     arrived = await welcomed(arrivals, intakes)
     ended = max(arrived.values(), default=time.time())
     cpu = {name: (used - before[name]) / episodes for name, used in pipeline.cpu().items()}
+    shared = {name: (used - shared_before[name]) / episodes for name, used in shared_cpu().items()}
     return {
         "episodes": episodes,
         "welcomed": len(arrived),
         "seconds": ended - began,
         "episodes_per_s": len(arrived) / (ended - began),
         "cpu_s_per_episode": cpu,
+        "shared_cpu_s_per_episode": shared,
         "intakes": intakes,
         "arrived": arrived,
     }
+
+
+SHARED: dict[str, int] = {}
+"""The processes both pipelines share (the backends), by name: their CPU is counted per episode too."""
+
+
+def shared_cpu() -> dict[str, float]:
+    """CPU-seconds so far of the backends and of this process (the clients and the SMTP sink)."""
+    used = {name: cpu_seconds(pid) for name, pid in SHARED.items()}
+    return used | {"bench clients + SMTP sink": time.process_time()}
 
 
 async def stage_lags(backend: Backends, intakes: Intakes, arrived: dict[str, float]) -> dict[str, dict[str, float]]:
@@ -224,7 +236,7 @@ async def stage_lags(backend: Backends, intakes: Intakes, arrived: dict[str, flo
 
 
 async def alert_latency(
-    pipeline: Pipeline, arrivals: Arrivals, rate: float, seconds: float, alert_every: float
+    pipeline: Pipeline, arrivals: Arrivals, rate: float, seconds: float, alert_every: float, servers: str
 ) -> dict[str, Any]:
     """Background intakes at ``rate``/s for ``seconds``, with a safety alert every ``alert_every`` s."""
     background, probes = Intakes(), Intakes()
@@ -254,6 +266,12 @@ async def alert_latency(
     latencies = [alerted[e] - probes.posted[e] for e in probes.posted if e in alerted]
     arrived = await welcomed(arrivals, background)
     welcome = [arrived[e] - background.posted[e] for e in arrived]
+    raised = {r.key.decode(): r.timestamp / 1000 for r in await records_on(servers, "iop.safety.alert_raised") if r.key}
+    hops = {
+        "intake answers the POST": [probes.answered[e] - probes.posted[e] for e in probes.answered],
+        "intake's relay publishes the alert": [raised[e] - probes.answered[e] for e in probes.answered if e in raised],
+        "notifications mails the care team": [alerted[e] - raised[e] for e in alerted if e in raised],
+    }
     return {
         "background_per_s": rate,
         "alerts": len(probes.posted),
@@ -264,6 +282,7 @@ async def alert_latency(
         "alert_max_s": max(latencies, default=math.nan),
         "welcome_p95_s": quantile(welcome, 0.95),
         "background_welcomed": f"{len(arrived)}/{len(background.emails)}",
+        "alert_hops_p95_s": {hop: quantile(lags, 0.95) for hop, lags in hops.items()},
     }
 
 
@@ -329,7 +348,6 @@ def stepwise_env(backend: Backends, sink: SmtpSink, ports: dict[str, int], run: 
         "CARE_TEAM_EMAIL": CARE_TEAM,
         "QUIET_HOURS_START": "00:00",
         "QUIET_HOURS_END": "00:00",
-        "LOG_LEVEL": "WARNING",
     }
     return env, token
 
@@ -392,7 +410,11 @@ def raw_running(backend: Backends, sink: SmtpSink, folder: Path) -> Iterator[Pip
                     f"raw {name}", command, port, folder / f"raw-{name}.log", ready_within=30, env=None
                 )  # fmt: skip
             )
-        yield Pipeline("raw", intake_url, "", {n: [lambda s=s: s.process.pid] for n, s in servers.items()})
+        yield Pipeline("raw", intake_url, "", {name: [_pid_of(server)] for name, server in servers.items()})
+
+
+def _pid_of(server: Server) -> Callable[[], int]:
+    return lambda: server.process.pid
 
 
 # --- the run ---------------------------------------------------------------------------------------------------
@@ -408,6 +430,9 @@ async def main(arguments: argparse.Namespace) -> dict[str, Any]:
             SmtpSink(free_port()) as sink:  # fmt: skip
         folder = Path(tmp)
         figures["backends"] = backend.kind
+        for name, server in (("Kafka", backend.kafka.server), ("MongoDB", backend.mongodb.server)):
+            if server is not None:
+                SHARED[name] = server.process.pid
         servers = backend.kafka_bootstrap_servers
         await ensure_topics(ServiceSettings(kafka_bootstrap_servers=servers), raw_pipeline.TOPICS)
         arrivals = Arrivals(sink)
@@ -433,7 +458,9 @@ async def main(arguments: argparse.Namespace) -> dict[str, Any]:
             figures["alerts"] = []
             for rate in arguments.rates:
                 figures["alerts"].append(
-                    await alert_latency(pipeline, arrivals, rate, arguments.alert_seconds, arguments.alert_every)
+                    await alert_latency(
+                        pipeline, arrivals, rate, arguments.alert_seconds, arguments.alert_every, servers
+                    )
                 )
                 print(f"bench: alerts at {rate}/s: {figures['alerts'][-1]}", flush=True)
             if arguments.soak:
@@ -463,6 +490,9 @@ def report(figures: dict[str, Any]) -> str:
     for name in SERVICES:
         lines.append(f"{'CPU-s per episode, ' + name:44}{stepwise['cpu_s_per_episode'][name]:>12.4f}"
                      f"{raw['cpu_s_per_episode'][name]:>12.4f}")  # fmt: skip
+    for name in stepwise["shared_cpu_s_per_episode"]:
+        lines.append(f"{'CPU-s per episode, ' + name:44}{stepwise['shared_cpu_s_per_episode'][name]:>12.4f}"
+                     f"{raw['shared_cpu_s_per_episode'][name]:>12.4f}")  # fmt: skip
     if "two_instances" in figures:
         lines.append(f"{'episodes/s, 2 × care_plan + 2 × notifications':44}"
                      f"{figures['two_instances']['episodes_per_s']:>12.1f}")  # fmt: skip
@@ -501,8 +531,8 @@ def cli() -> None:
     parser.add_argument("--episodes", type=int, default=300, help="intakes in each throughput run")
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients in the throughput runs")
     parser.add_argument("--rates", type=float, nargs="+", default=[5, 10, 20], help="background intakes/s")
-    parser.add_argument("--alert-seconds", type=float, default=30, help="how long each background rate runs")
-    parser.add_argument("--alert-every", type=float, default=0.25, help="seconds between two safety alerts")
+    parser.add_argument("--alert-seconds", type=float, default=50, help="how long each background rate runs")
+    parser.add_argument("--alert-every", type=float, default=0.5, help="seconds between two safety alerts")
     parser.add_argument("--idle", type=float, default=20, help="seconds of idle CPU measurement")
     parser.add_argument("--soak", type=int, default=0, help="more intakes before RSS is read")
     parser.add_argument("--no-scale", dest="scale", action="store_false", help="skip the two-instance run")

@@ -27,6 +27,7 @@ from services.common.auth import Role
 from services.common.consumer import EventShelf
 from services.common.dependencies import Dependencies
 from services.common.idempotency import IdempotencyKeys
+from services.common.outbox import no_relay
 from services.common.service import SET_ASIDE_COLLECTION
 from services.intake import api as intake_api
 from services.intake.domain.placement import load_placement_policy
@@ -61,7 +62,7 @@ INTAKE = _app(
     "intake",
     [intake_api.router],
     consumes=False,
-    store=lambda database: IntakeStore(database, wake_relay=lambda: None),
+    store=lambda database: IntakeStore(database, wake_relay=no_relay),
     placement_policy=load_placement_policy(),
     idempotency_keys=IdempotencyKeys,
 )
@@ -69,7 +70,7 @@ CARE_PLAN = _app(
     "care_plan",
     [care_plan_api.router],
     consumes=True,
-    store=lambda database: CarePlanStore(database, wake_relay=lambda: None),
+    store=lambda database: CarePlanStore(database, wake_relay=no_relay),
     policy=load_policy(),
     kafka=care_plan_broker(CarePlanSettings(_env_file=None)),  # type: ignore[call-arg]
 )
@@ -81,7 +82,7 @@ def _messaging(database: MemoryDatabase) -> Messaging:
     nobody_known = httpx.MockTransport(lambda _: httpx.Response(404, json={"detail": "episode not found"}))
     contacts = IntakeContacts(NOTIFICATIONS_SETTINGS, Dependencies(), transport=nobody_known)
     policy = load_checked_policy(NOTIFICATIONS_SETTINGS, templates)
-    parts = assemble(NOTIFICATIONS_SETTINGS, policy, templates, database, lambda: None, Dependencies(),  # type: ignore[arg-type]
+    parts = assemble(NOTIFICATIONS_SETTINGS, policy, templates, database, no_relay, Dependencies(),  # type: ignore[arg-type]
                      contacts=contacts)  # fmt: skip
     return asyncio.run(parts)[0]
 

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from services.common.consumer import HANDLER_CONTEXT
 from services.common.kafka import ServiceBroker, service_broker
+from services.common.outbox import no_relay
 from services.common.service import Runtime, create_service_app
 from stepwise_contract import (
     AttendanceRuleTriggered,
@@ -56,7 +57,7 @@ def create_app(settings: CarePlanSettings | None = None) -> FastAPI:
     kafka = create_broker(settings)
 
     async def startup(runtime: Runtime, app: FastAPI) -> Sequence[Coroutine[Any, Any, None]]:
-        wake = runtime.relay.wake if runtime.relay else (lambda: None)
+        wake = runtime.relay.relay_now if runtime.relay else no_relay
         store = CarePlanStore(runtime.database, wake_relay=wake)
         await store.create_indexes()
         app.state.store = store

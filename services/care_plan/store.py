@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -13,7 +13,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from services.common.mongo import Document
-from services.common.outbox import insert_aggregate, update_aggregate
+from services.common.outbox import RelayWake, insert_aggregate, update_aggregate
 from services.common.utc import assume_utc, utc_now
 from stepwise_contract import CloudEvent
 
@@ -43,7 +43,7 @@ class PendingInput:
 
 
 class CarePlanStore:
-    def __init__(self, database: AsyncDatabase[Document], wake_relay: Callable[[], None]) -> None:
+    def __init__(self, database: AsyncDatabase[Document], wake_relay: RelayWake) -> None:
         self.plans = database[PLANS]
         self.pending_inputs = database[PENDING_INPUTS]
         self._wake_relay = wake_relay
@@ -71,7 +71,7 @@ class CarePlanStore:
         fields = {"_id": plan.episode_id, **_fields(plan), "next_check_at": next_check_at or NEVER}
         created = await insert_aggregate(self.plans, fields, [event], applied)
         if created:
-            self._wake_relay()
+            self._wake_relay(PLANS, plan.episode_id)
         return created
 
     async def save(
@@ -86,7 +86,7 @@ class CarePlanStore:
         changes = _fields(plan) | {"next_check_at": next_check_at or NEVER}
         saved = await update_aggregate(self.plans, plan.episode_id, stored.version, changes, events, applied)
         if saved and events:
-            self._wake_relay()
+            self._wake_relay(PLANS, plan.episode_id)
         return saved
 
     async def due(self, now: datetime, limit: int = 100) -> list[str]:

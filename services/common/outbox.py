@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from pymongo import ASCENDING
+from pymongo import ASCENDING, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
@@ -132,8 +132,21 @@ async def ensure_outbox_index(collection: AsyncCollection[Document]) -> None:
 Publish = Callable[[Document], Awaitable[None]]
 
 
+RelayWake = Callable[[str, str], None]
+"""What a store calls after a write that queued events: ``(collection name, aggregate id)``."""
+
+
+def no_relay(_collection: str, _aggregate_id: str) -> None:
+    """What a store wakes in a service without an outbox relay."""
+
+
 class OutboxRelay(PollingWorker):
-    """Publishes the pending events of the aggregates in a service's outbox collections."""
+    """Publishes the pending events of the aggregates in a service's outbox collections.
+
+    A write in this process hands its aggregate over at once (``relay_now``): published within a round trip or
+    two, without waiting for a pass. The passes (every ``poll_seconds``) are the safety net: events left by
+    a crash, by another instance, or by a publish that failed while the broker was away.
+    """
 
     def __init__(
         self,
@@ -152,6 +165,36 @@ class OutboxRelay(PollingWorker):
         self._lease = timedelta(seconds=lease_seconds)
         self._batch = batch
         self._concurrency = concurrency
+        self._by_name = {collection.name: collection for collection in collections}
+        self._now_slots = asyncio.Semaphore(concurrency)
+        self._now: set[asyncio.Task[int]] = set()
+        self._running = False
+
+    def relay_now(self, collection: str, aggregate_id: str) -> None:
+        """Publish this aggregate's pending events now (a write in this process just queued them)."""
+        if not self._running:
+            self.wake()
+            return
+        task = asyncio.create_task(self._relay_soon(self._by_name[collection], aggregate_id))
+        self._now.add(task)
+        task.add_done_callback(self._now.discard)
+
+    async def _relay_soon(self, collection: AsyncCollection[Document], aggregate_id: str) -> int:
+        async with self._now_slots:
+            try:
+                return await self._relay_one(collection, aggregate_id)
+            except Exception as error:  # the pass publishes it once the broker or the store is back
+                log.debug("relaying %s now failed (%s); the next pass will", aggregate_id, type(error).__name__)
+                return 0
+
+    async def run(self) -> None:
+        self._running = True
+        try:
+            await super().run()
+        finally:
+            self._running = False
+            for task in list(self._now):
+                task.cancel()
 
     async def work_once(self) -> int:
         """One pass over aggregates with pending events; returns how many events went out.
@@ -185,28 +228,34 @@ class OutboxRelay(PollingWorker):
         return sum(outcome for outcome in outcomes if isinstance(outcome, int))
 
     async def _relay_one(self, collection: AsyncCollection[Document], aggregate_id: str) -> int:
-        now = wall_clock()
-        claimed = await collection.find_one_and_update(
-            {"_id": aggregate_id, "outbox_pending": {"$gt": 0}, "outbox_lease_until": {"$lt": now}},
-            {"$set": {"outbox_lease_until": now + self._lease}},
-        )
-        if claimed is None:
-            return 0  # another instance holds it, or it was emptied meanwhile
-        sent: list[str] = []
-        try:
-            for stored in claimed["outbox"]:
-                await self._publish(json.loads(stored))
-                sent.append(stored)
-        finally:
-            await collection.update_one(
-                {"_id": aggregate_id},
-                {
-                    "$pullAll": {"outbox": sent},
-                    "$inc": {"outbox_pending": -len(sent)},
-                    "$set": {"outbox_lease_until": EPOCH},
-                },
+        """Claim the aggregate's outbox, publish it in order, remove what went out; again while events were
+        queued meanwhile (a write during the publish finds the lease taken and leaves them to us)."""
+        published, pending = 0, True
+        while pending:
+            now = wall_clock()
+            claimed = await collection.find_one_and_update(
+                {"_id": aggregate_id, "outbox_pending": {"$gt": 0}, "outbox_lease_until": {"$lt": now}},
+                {"$set": {"outbox_lease_until": now + self._lease}},
+                {"outbox": 1},
             )
-        return len(sent)
+            if claimed is None:
+                return published  # another instance holds it, or it was emptied meanwhile
+            sent: list[str] = []
+            try:
+                for stored in claimed["outbox"]:
+                    await self._publish(json.loads(stored))
+                    sent.append(stored)
+            finally:
+                left = await collection.find_one_and_update(
+                    {"_id": aggregate_id},
+                    {"$pullAll": {"outbox": sent}, "$inc": {"outbox_pending": -len(sent)},
+                     "$set": {"outbox_lease_until": EPOCH}},
+                    {"outbox_pending": 1},
+                    return_document=ReturnDocument.AFTER,
+                )  # fmt: skip
+            published += len(sent)
+            pending = left is not None and left["outbox_pending"] > 0
+        return published
 
 
 class ConcurrentChange(Exception):

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from services.common.idempotency import IdempotencyKeys
 from services.common.kafka import ServiceBroker, service_broker
+from services.common.outbox import no_relay
 from services.common.service import Runtime, create_service_app
 from stepwise_contract import AssessmentCompleted, ConsentChanged, DrugScreenRecorded, SafetyAlertRaised
 
@@ -30,7 +31,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     kafka = create_broker(settings)
 
     async def startup(runtime: Runtime, app: FastAPI) -> Sequence[Coroutine[Any, Any, None]]:
-        wake = runtime.relay.wake if runtime.relay else (lambda: None)
+        wake = runtime.relay.relay_now if runtime.relay else no_relay
         store = IntakeStore(runtime.database, wake_relay=wake)
         await store.create_indexes()
         app.state.store = store

@@ -7,7 +7,7 @@ are written together in one atomic update (see services/common/outbox.py). The s
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -18,7 +18,7 @@ from pymongo.errors import DuplicateKeyError
 
 from services.common.auth import Principal
 from services.common.mongo import Document
-from services.common.outbox import insert_aggregate, update_aggregate
+from services.common.outbox import RelayWake, insert_aggregate, update_aggregate
 from services.common.utc import utc_now
 from stepwise_contract import CloudEvent
 
@@ -34,7 +34,7 @@ class StoredEpisode:
 
 
 class IntakeStore:
-    def __init__(self, database: AsyncDatabase[Document], wake_relay: Callable[[], None]) -> None:
+    def __init__(self, database: AsyncDatabase[Document], wake_relay: RelayWake) -> None:
         self.patients = database["patients"]
         self.episodes = database[EPISODES]
         self.audit_log = database["audit_log"]
@@ -101,7 +101,7 @@ class IntakeStore:
         """Store the episode and queue its events in one write; False if it changed meanwhile."""
         saved = await update_aggregate(self.episodes, episode.episode_id, stored.version, _fields(episode), events)
         if saved and events:
-            self._wake_relay()
+            self._wake_relay(EPISODES, episode.episode_id)
         return saved
 
     # The audit log of PII access.
@@ -117,7 +117,7 @@ class IntakeStore:
         window = {op: value for op, value in {"$gte": since, "$lt": until}.items() if value}
         if window:
             query["at"] = window
-        cursor = self.audit_log.find(query, {"_id": 0}).sort("at", DESCENDING).limit(limit)
+        cursor = self.audit_log.find(query, {"_id": 0}).sort([("at", DESCENDING), ("_id", DESCENDING)]).limit(limit)
         return [entry async for entry in cursor]
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Coroutine, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -13,9 +13,10 @@ from services.common.consumer import HANDLER_CONTEXT
 from services.common.dependencies import Dependencies
 from services.common.kafka import ServiceBroker, service_broker
 from services.common.mongo import Document
+from services.common.outbox import RelayWake, no_relay
 from services.common.policy_file import PolicyError
 from services.common.service import Runtime, create_service_app
-from stepwise_contract import AlumniEnrolled, AlumniLeft, EventData, NotificationFailed, NotificationSent
+from stepwise_contract import AlumniEnrolled, AlumniLeft, Channel, EventData, NotificationFailed, NotificationSent
 
 from . import api, handlers
 from .changes import Messaging
@@ -51,7 +52,7 @@ async def assemble(
     policy: NotificationPolicy,
     templates: Templates,
     database: AsyncDatabase[Document],
-    wake_relay: Callable[[], None],
+    wake_relay: RelayWake,
     dependencies: Dependencies,
     contacts: IntakeContacts | None = None,
 ) -> tuple[Messaging, Dispatcher]:
@@ -79,12 +80,20 @@ async def assemble(
         ),
         dependencies=dependencies,
         concurrency=settings.dispatch_concurrency,
+        configured=configured_channels(senders, care_team),
     )
     channels = reachable(sms=senders.sms.configured, care_team_email=bool(care_team.email),
                          care_team_webhook=bool(care_team.webhook_url))  # fmt: skip
     messaging = Messaging(policy, store, schedules, alumni, opt_outs, contacts, channels,
                           settings.clinic_timezone, dispatcher.wake)  # fmt: skip
     return messaging, dispatcher
+
+
+def configured_channels(senders: Senders, care_team: CareTeam) -> tuple[Channel, ...]:
+    """The channels the dispatcher looks at on every pass: email always (patients, and the care team's mailbox),
+    SMS with a provider, the webhook with a care-team URL."""
+    return ("email", *(("sms",) if senders.sms.configured else ()),
+            *(("webhook",) if care_team.webhook_url else ()))  # fmt: skip
 
 
 def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
@@ -94,7 +103,7 @@ def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
     kafka = create_broker(settings)
 
     async def startup(runtime: Runtime, app: FastAPI) -> Sequence[Coroutine[Any, Any, None]]:
-        wake_relay = runtime.relay.wake if runtime.relay else lambda: None
+        wake_relay = runtime.relay.relay_now if runtime.relay else no_relay
         messaging, dispatcher = await assemble(
             settings, policy, templates, runtime.database, wake_relay, runtime.dependencies
         )

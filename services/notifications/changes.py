@@ -55,7 +55,8 @@ class Messaging:
     reachable: Reachable
     """The channels the clinic configured, per audience: known once, at start-up."""
     clinic_zone: str
-    wake_dispatcher: Callable[[], None]
+    wake_dispatcher: Callable[[bool], None]
+    """Called with True when urgent messages were stored, with False for routine ones."""
 
 
 async def notify(messaging: Messaging, event: CloudEvent[Any], more: Sequence[PlannedNotification] = ()) -> int:
@@ -64,7 +65,8 @@ async def notify(messaging: Messaging, event: CloudEvent[Any], more: Sequence[Pl
     cause = {"event_id": event.id, "event_source": event.source, "event_type": event.type}
     added = await messaging.store.add(planned, cause)
     if added:
-        messaging.wake_dispatcher()
+        for urgent in {message.urgent for message in planned}:
+            messaging.wake_dispatcher(urgent)
     return added
 
 
@@ -87,9 +89,12 @@ async def adopt_calendar(messaging: Messaging, event: Calendar) -> list[PlannedN
     as_of = data.assigned_at if isinstance(data, CareLevelAssigned) else data.changed_at
     active = isinstance(data, ScheduleChanged) or data.status == "active"
     series = schedule_series(as_of)
-    if not await messaging.schedules.adopt(event.subject, series, as_of):
+    adopted = await messaging.schedules.adopt(event.subject, series, as_of)
+    if adopted is None:
         return []  # an older calendar arriving late (the topics are read in parallel)
-    await messaging.store.cancel_session_reminders(event.subject, "the session calendar changed", keep_series=series)
+    if adopted == "replaced":  # the episode's first calendar here has no reminders to replace
+        await messaging.store.cancel_session_reminders(event.subject, "the session calendar changed",
+                                                       keep_series=series)  # fmt: skip
     reminders = messaging.policy.session_reminders
     if not active or data.schedule is None or reminders is None:
         return []

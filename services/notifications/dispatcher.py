@@ -102,6 +102,7 @@ class StillWanted:
 
 URGENT, ROUTINE = True, False
 CHANNELS: tuple[Channel, ...] = ("email", "sms", "webhook")
+UNCONFIGURED_SWEEP = timedelta(seconds=60)
 
 
 class Lane(PollingWorker):
@@ -117,10 +118,13 @@ class Lane(PollingWorker):
         *,
         concurrency: int,
         poll_seconds: float,
+        configured: tuple[Channel, ...] = CHANNELS,
         before_pass: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         super().__init__()
         self.urgent = urgent
+        self._configured = configured
+        self._swept: datetime | None = None
         self._claim = claim
         self._deliver = deliver
         self._concurrency = concurrency
@@ -130,7 +134,15 @@ class Lane(PollingWorker):
     async def work_once(self) -> int:
         if self._before_pass:
             await self._before_pass()
-        return sum(await asyncio.gather(*(self._send_due(channel) for channel in CHANNELS)))
+        return sum(await asyncio.gather(*(self._send_due(channel) for channel in self._channels_now())))
+
+    def _channels_now(self) -> tuple[Channel, ...]:
+        """The configured channels; every ``UNCONFIGURED_SWEEP`` the others too, so that a message planned before
+        its channel was removed from the configuration ends (failed: not configured) instead of waiting forever."""
+        if self._swept is not None and wall_clock() - self._swept < UNCONFIGURED_SWEEP:
+            return self._configured
+        self._swept = wall_clock()
+        return CHANNELS
 
     async def _send_due(self, channel: Channel) -> int:
         slots = asyncio.Semaphore(self._concurrency)
@@ -175,6 +187,7 @@ class Dispatcher:
         retries: RetryBudget,
         dependencies: Dependencies,
         concurrency: int = 8,
+        configured: tuple[Channel, ...] = CHANNELS,
     ) -> None:
         self._store = store
         self._contacts = contacts
@@ -190,13 +203,16 @@ class Dispatcher:
         poll_seconds = min(poll_seconds, PROBE_EVERY.total_seconds())
         self.lanes = (
             Lane(URGENT, self._claim, self._deliver, concurrency=concurrency, poll_seconds=poll_seconds,
-                 before_pass=self._probe_channels_that_are_down),
-            Lane(ROUTINE, self._claim, self._deliver, concurrency=concurrency, poll_seconds=poll_seconds),
+                 configured=configured, before_pass=self._probe_channels_that_are_down),
+            Lane(ROUTINE, self._claim, self._deliver, concurrency=concurrency, poll_seconds=poll_seconds,
+                 configured=configured),
         )  # fmt: skip
 
-    def wake(self) -> None:
+    def wake(self, urgent: bool | None = None) -> None:
+        """New messages were stored: wake the lane they belong to (None: both)."""
         for lane in self.lanes:
-            lane.wake()
+            if urgent is None or lane.urgent == urgent:
+                lane.wake()
 
     async def work_once(self) -> int:
         """One pass of each lane, the urgent one first (tests drive the dispatcher with it)."""

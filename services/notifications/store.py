@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
@@ -16,6 +17,7 @@ from pymongo.errors import DuplicateKeyError
 from services.common.mongo import Document
 from services.common.outbox import (
     EPOCH,
+    RelayWake,
     insert_aggregate,
     insert_new_aggregates,
     update_aggregate,
@@ -78,7 +80,7 @@ def _notification(document: Document) -> Notification:
 class NotificationStore:
     """The delivery log: one document per logical notification, with the outbox of its outcome events."""
 
-    def __init__(self, database: AsyncDatabase[Document], wake_relay: Callable[[], None]) -> None:
+    def __init__(self, database: AsyncDatabase[Document], wake_relay: RelayWake) -> None:
         self.notifications = database[NOTIFICATIONS]
         self._wake_relay = wake_relay
 
@@ -154,7 +156,7 @@ class NotificationStore:
             {"_id": notification.notification_id, "status": PENDING},
             with_events(update, [new_event(event, source=SOURCE)]),
         )
-        self._wake_relay()
+        self._wake_relay(NOTIFICATIONS, notification.notification_id)
 
     async def defer(self, notification_id: str, until: datetime, reason: str | None = None) -> None:
         """Wait (quiet hours, a dependency down): not a failed attempt, so the claim's attempt is given back."""
@@ -237,24 +239,28 @@ class NotificationStore:
         return [_notification(document) async for document in cursor]
 
 
+Adopted = Literal["first", "replaced"]
+
+
 class EpisodeSchedules:
     """Which session calendar of each episode is current, so reminders of a replaced one are never sent."""
 
     def __init__(self, database: AsyncDatabase[Document]) -> None:
         self.schedules = database[SCHEDULES]
 
-    async def adopt(self, episode_id: str, series: str, as_of: datetime) -> bool:
-        """Make ``series`` current unless a later schedule is, or the episode ended; True if it is current."""
+    async def adopt(self, episode_id: str, series: str, as_of: datetime) -> Adopted | None:
+        """Make ``series`` current unless a later schedule is, or the episode ended (None); "first" when it is the
+        episode's first calendar here, "replaced" when it replaced one (or is the same, redelivered)."""
         made = int(as_of.timestamp() * 1_000_000)  # an integer orders the same on every store
         try:
-            await self.schedules.update_one(
+            result = await self.schedules.update_one(
                 {"_id": episode_id, "made": {"$lte": made}, "ended": False},
                 {"$set": {"series": series, "made": made, "ended": False}},
                 upsert=True,
             )
         except DuplicateKeyError:
-            return False  # the document exists and did not match: a newer schedule, or the episode ended
-        return True
+            return None  # the document exists and did not match: a newer schedule, or the episode ended
+        return "first" if result.upserted_id is not None else "replaced"
 
     async def end(self, episode_id: str) -> None:
         await self.schedules.update_one(
@@ -275,7 +281,7 @@ class StoredEnrolment:
 class AlumniEnrolments:
     """One document per graduated episode whose graduate joined the alumni group, with its outbox."""
 
-    def __init__(self, database: AsyncDatabase[Document], wake_relay: Callable[[], None]) -> None:
+    def __init__(self, database: AsyncDatabase[Document], wake_relay: RelayWake) -> None:
         self.enrolments = database[ALUMNI]
         self._wake_relay = wake_relay
 
@@ -286,7 +292,7 @@ class AlumniEnrolments:
         """Store a new enrolment with iop.alumni.enrolled in one write; False if the episode has one already."""
         added = await insert_aggregate(self.enrolments, _enrolment_fields(enrolment), [new_event(event, source=SOURCE)])
         if added:
-            self._wake_relay()
+            self._wake_relay(ALUMNI, enrolment.episode_id)
         return added
 
     async def get(self, episode_id: str) -> Enrolment | None:
@@ -312,7 +318,7 @@ class AlumniEnrolments:
         saved = await update_aggregate(self.enrolments, enrolment.episode_id, stored.version,
                                        _enrolment_fields(enrolment), events)  # fmt: skip
         if saved:
-            self._wake_relay()
+            self._wake_relay(ALUMNI, enrolment.episode_id)
         return saved
 
 

@@ -19,6 +19,7 @@ from services.care_plan.store import PLANS, CarePlanStore
 from services.common.auth import Role
 from services.common.consumer import HANDLER_CONTEXT
 from services.common.kafka import ServiceBroker
+from services.common.outbox import no_relay
 from stepwise_contract import (
     AssessmentCompleted,
     AttendanceReported,
@@ -43,7 +44,7 @@ APP = service_app("care_plan", [api.router], consumes=True)
 
 @pytest.fixture
 def store(database: MemoryDatabase) -> CarePlanStore:
-    return CarePlanStore(database, wake_relay=lambda: None)  # type: ignore[arg-type]
+    return CarePlanStore(database, wake_relay=no_relay)  # type: ignore[arg-type]
 
 
 @pytest.fixture

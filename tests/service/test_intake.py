@@ -11,6 +11,7 @@ import pytest
 
 from services.common.auth import Role
 from services.common.idempotency import IdempotencyKeys
+from services.common.outbox import no_relay
 from services.intake import api
 from services.intake.domain.placement import load_placement_policy
 from services.intake.settings import IntakeSettings
@@ -44,7 +45,7 @@ which FastAPI builds once per app."""
 
 @pytest.fixture
 def store(database: MemoryDatabase) -> IntakeStore:
-    return IntakeStore(database, wake_relay=lambda: None)  # type: ignore[arg-type]
+    return IntakeStore(database, wake_relay=no_relay)  # type: ignore[arg-type]
 
 
 @pytest.fixture

@@ -161,9 +161,9 @@ async def parts(
     contacts = IntakeContacts(SETTINGS, dependencies, transport=httpx.MockTransport(intake.handle))
     assembled, dispatcher = await assemble(
         SETTINGS, POLICY, TEMPLATES, database,  # type: ignore[arg-type]
-        lambda: wakes.append("relay"), dependencies, contacts=contacts,
+        lambda _collection, _id: wakes.append("relay"), dependencies, contacts=contacts,
     )  # fmt: skip
-    yield dataclasses.replace(assembled, wake_dispatcher=lambda: wakes.append("dispatcher")), dispatcher
+    yield dataclasses.replace(assembled, wake_dispatcher=lambda _urgent: wakes.append("dispatcher")), dispatcher
     await contacts.close()
 
 
