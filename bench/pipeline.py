@@ -39,11 +39,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from pymongo import AsyncMongoClient
 
 from bench import raw_pipeline
+from bench.http_client import HttpClient
 from services.common.kafka import ensure_topics
 from services.common.settings import ServiceSettings
 from tools.devstack import Backends, ServiceProcess, backends
@@ -95,18 +95,18 @@ class Intakes:
     emails: dict[str, str] = field(default_factory=dict)
 
 
-async def _post(client: httpx.AsyncClient, path: str, body: dict[str, Any]) -> dict[str, Any]:
+async def _post(client: HttpClient, path: str, body: dict[str, Any]) -> dict[str, Any]:
     for _ in range(20):
-        response = await client.post(path, json=body, headers={"Idempotency-Key": uuid.uuid4().hex})
+        response = await client.post(path, body, headers={"Idempotency-Key": uuid.uuid4().hex})
         if response.status_code == 201:
             return response.json()  # type: ignore[no-any-return]
         if response.status_code < 500:
-            raise RuntimeError(f"{path}: {response.status_code} {response.text}")
+            raise RuntimeError(f"{path}: {response.status_code} {response.body!r}")
         await asyncio.sleep(0.2)
     raise RuntimeError(f"{path}: no 201 after 20 tries")
 
 
-async def register(client: httpx.AsyncClient, intakes: Intakes) -> str:
+async def register(client: HttpClient, intakes: Intakes) -> str:
     """A patient and an open episode; returns the episode id."""
     marker = uuid.uuid4().hex[:12]
     email = f"p{marker}@bench.example.org"
@@ -122,21 +122,19 @@ async def register(client: httpx.AsyncClient, intakes: Intakes) -> str:
     return str(episode["episode_id"])
 
 
-async def assess(client: httpx.AsyncClient, intakes: Intakes, episode_id: str, answers: dict[str, Any]) -> None:
+async def assess(client: HttpClient, intakes: Intakes, episode_id: str, answers: dict[str, Any]) -> None:
     intakes.posted[episode_id] = time.time()
     await _post(client, f"/v1/episodes/{episode_id}/assessments", answers)
     intakes.answered[episode_id] = time.time()
 
 
-async def intake(client: httpx.AsyncClient, intakes: Intakes) -> None:
+async def intake(client: HttpClient, intakes: Intakes) -> None:
     await assess(client, intakes, await register(client, intakes), ROUTINE)
 
 
-def client_for(pipeline: Pipeline) -> httpx.AsyncClient:
-    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+def client_for(pipeline: Pipeline) -> HttpClient:
     headers = {"Authorization": f"Bearer {pipeline.token}"} if pipeline.token else {}
-    return httpx.AsyncClient(base_url=pipeline.intake_url, headers=headers,
-                             timeout=60, limits=limits)  # fmt: skip
+    return HttpClient(pipeline.intake_url, headers, connections=96)
 
 
 class Arrivals:

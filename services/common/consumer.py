@@ -40,6 +40,7 @@ from stepwise_contract import CloudEvent, EventData, MalformedEvent, describe_va
 
 from .dependencies import DependencyDown
 from .mongo import Document
+from .priority import URGENT_FIRST
 from .settings import ServiceSettings
 from .utc import utc_now
 
@@ -74,7 +75,12 @@ def lane_group(service_group: str, urgent: bool) -> str:
     return service_group + (URGENT_LANE_GROUP_SUFFIX if urgent else "")
 
 
-def subscriber_options(settings: ServiceSettings, group: str) -> dict[str, Any]:
+URGENT_BATCH = 16
+URGENT_WAIT_MS = 50
+"""The urgent lane reads small batches and looks again soon: its events are few, and each is waited for."""
+
+
+def subscriber_options(settings: ServiceSettings, group: str, urgent: bool = False) -> dict[str, Any]:
     """Options of every lane's subscriber.
 
     - a batch of what the broker has (waiting at most ``KAFKA_BATCH_WAIT_MS`` when it has nothing);
@@ -88,8 +94,10 @@ def subscriber_options(settings: ServiceSettings, group: str) -> dict[str, Any]:
         "group_id": group,
         "group_instance_id": f"{instance}.{group}" if instance else None,
         "batch": True,
-        "max_records": settings.kafka_max_batch,
-        "batch_timeout_ms": settings.kafka_batch_wait_ms,
+        "max_records": min(URGENT_BATCH, settings.kafka_max_batch) if urgent else settings.kafka_max_batch,
+        "batch_timeout_ms": min(URGENT_WAIT_MS, settings.kafka_batch_wait_ms)
+        if urgent
+        else settings.kafka_batch_wait_ms,
         "ack_policy": AckPolicy.NACK_ON_ERROR,
         "auto_offset_reset": "earliest",
         "decoder": _undecoded,
@@ -107,8 +115,8 @@ def subscribe(settings: ServiceSettings, group: str, handlers: EventHandlers) ->
     router = KafkaRouter()
     for urgent, lane in lanes(handlers).items():
         topics = [model.event_type for model in lane]
-        options = subscriber_options(settings, lane_group(group, urgent))
-        router.subscriber(*topics, **options)(_applying(EventBatch(lane)))
+        options = subscriber_options(settings, lane_group(group, urgent), urgent)
+        router.subscriber(*topics, **options)(_applying(EventBatch(lane, urgent)))
     return router
 
 
@@ -182,8 +190,9 @@ Position = tuple[str, int, int]
 class EventBatch:
     """The subscriber of one lane: applies a batch of records, episodes concurrently, each episode's in order."""
 
-    def __init__(self, handlers: EventHandlers) -> None:
+    def __init__(self, handlers: EventHandlers, urgent: bool = False) -> None:
         self._handlers = {model.event_type: (model, subscription.handle) for model, subscription in handlers.items()}
+        self._urgent = urgent
         self._attempts: dict[Position, int] = {}
 
     async def __call__(self, message: KafkaMessage, context: ContextRepo) -> None:
@@ -193,7 +202,10 @@ class EventBatch:
             by_episode.setdefault(record.key or b"", []).append(record)
         shelf: EventShelf = context.get("event_shelf")
         resources = context.get(HANDLER_CONTEXT)
-        outcomes = await asyncio.gather(*(self._in_order(episode, shelf, resources) for episode in by_episode.values()))
+        with URGENT_FIRST.urgent() if self._urgent else contextlib.nullcontext():
+            outcomes = await asyncio.gather(
+                *(self._in_order(episode, shelf, resources) for episode in by_episode.values())
+            )
         failures = [failure for failure in outcomes if failure is not None]
         if failures:
             position, error = failures[0]
@@ -210,6 +222,8 @@ class EventBatch:
         """Apply one episode's records in order; at the first that fails, stop (its later ones must wait)."""
         for record in records:
             position = (record.topic, record.partition, record.offset)
+            if not self._urgent:
+                await URGENT_FIRST.routine_turn()
             try:
                 try:
                     await self.apply(record, resources)

@@ -45,7 +45,7 @@ class ServiceSettings(BaseSettings):
         "Empty: dynamic membership, which leaves the group on shutdown (for temporary extra instances).",
     )
     kafka_max_batch: int = Field(
-        default=100,
+        default=50,
         ge=1,
         le=10_000,
         description="Most records a consumer applies in one batch (episodes "

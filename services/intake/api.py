@@ -32,6 +32,7 @@ from .schemas import (
     ContactOut,
     DrugScreenIn,
     DrugScreenOut,
+    EpisodeAudience,
     EpisodeCreated,
     EpisodeIn,
     EpisodePatient,
@@ -335,6 +336,26 @@ async def consented_contact(
 async def episode_patient(episode_id: str, store: Store, _: NotificationsService) -> EpisodePatient:
     episode = await _episode(store, episode_id)
     return EpisodePatient(episode_id=episode_id, patient_id=episode.patient_id)
+
+
+@router.get(
+    "/episodes/{episode_id}/audience",
+    responses=errors(404),
+    summary="An episode's patient id and the supports a consent allows to hear of each scope asked, in one answer "
+    "(notifications only, audited)",
+)
+async def episode_audience(
+    episode_id: str,
+    store: Store,
+    by: NotificationsService,
+    scope: Annotated[list[ConsentScope], Query(description="A scope to list the recipients of; repeat it.")] = [],  # noqa: B006 - FastAPI reads it, never changes it
+) -> EpisodeAudience:
+    episode = await _episode(store, episode_id)
+    today = utc_now().date()
+    recipients = {asked: [_listed(consent) for consent in consents_allowing(episode, asked, today)] for asked in scope}
+    if any(recipients.values()):
+        await store.audit(by, "read_recipients", episode.patient_id, episode_id=episode_id)
+    return EpisodeAudience(episode_id=episode_id, patient_id=episode.patient_id, recipients=recipients)
 
 
 def _listed(consent: Consent) -> RecipientContact:

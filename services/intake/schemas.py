@@ -366,6 +366,25 @@ class EpisodePatient(BaseModel):
     patient_id: str
 
 
+class EpisodeAudience(BaseModel):
+    """Who may hear of an episode, in one answer: its (pseudonymous) patient and, per scope asked, the supports a
+    consent in force allows to be told (without contact data). What notifications needs to plan an event's
+    messages, instead of one request per question."""
+
+    model_config = response_example(
+        {
+            "episode_id": "7d0c1f3e-4b0a-4a57-9c1e-2b8f6a1d0e42",
+            "patient_id": "0b6e3f1a-9c2d-4e5f-8a7b-1c2d3e4f5a6b",
+            "recipients": {"appointments": [{"consent_id": "e4a7c1d9-2b5f-4e8a-a3c6-7f1d0b9e2a54",
+                                             "recipient_kind": "family", "email": None, "phone": None}]},
+        }
+    )  # fmt: skip
+
+    episode_id: str
+    patient_id: str
+    recipients: dict[ConsentScope, list[RecipientContact]]
+
+
 class ContactOut(BaseModel):
     model_config = response_example({"email": "alex@example.org", "phone": "+15550100", "timezone": None})
 

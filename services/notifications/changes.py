@@ -24,7 +24,7 @@ from stepwise_contract import (
     ScheduleChanged,
 )
 
-from .channels import IntakeContacts
+from .channels import Audience, IntakeContacts
 from .domain import alumni
 from .domain.alumni import LeaveReason
 from .domain.messages import (
@@ -71,13 +71,18 @@ async def notify(messaging: Messaging, event: CloudEvent[Any], more: Sequence[Pl
 
 
 async def _by_policy(messaging: Messaging, event: CloudEvent[EventData]) -> list[PlannedNotification]:
-    supports = {
-        scope: [
-            Support(consent_id, kind) for consent_id, kind in await messaging.contacts.supports(event.subject, scope)
-        ]
-        for scope in support_scopes(event, messaging.policy)
-    }
+    scopes = support_scopes(event, messaging.policy)
+    if not scopes:
+        return plan_notifications(event, messaging.policy, messaging.reachable, {})  # nobody to look up
+    audience = await _audience(messaging, event)
+    supports = {scope: [Support(consent_id, kind) for consent_id, kind in audience.supports(scope)] for scope in scopes}
     return plan_notifications(event, messaging.policy, messaging.reachable, supports)
+
+
+async def _audience(messaging: Messaging, event: CloudEvent[Any], *more_scopes: str) -> Audience:
+    """Who may hear of the event's episode: one request to intake for everything planning it asks."""
+    scopes = frozenset([*support_scopes(event, messaging.policy), *more_scopes])
+    return await messaging.contacts.audience(event.subject, scopes)
 
 
 Calendar = CloudEvent[CareLevelAssigned] | CloudEvent[CareLevelChanged] | CloudEvent[ScheduleChanged]
@@ -112,11 +117,12 @@ async def enrol_alumnus(messaging: Messaging, event: CloudEvent[EpisodeGraduated
     program = messaging.policy.alumni
     if program is None:
         return []
-    consents = await messaging.contacts.supports(event.subject, program.consent_scope)
+    audience = await _audience(messaging, event, program.consent_scope)
+    consents = audience.supports(program.consent_scope)
     consent_id = next((consent for consent, kind in consents if kind == ALUMNI_GROUP), None)
     if consent_id is None:
         return []  # no consent naming the alumni group: a graduate is not told of it, nor anyone of them
-    patient_id = await messaging.contacts.patient_of(event.subject) or ""
+    patient_id = audience.patient_id or ""
     graduated_at = event.data.graduated_at
     enrolment, enrolled = alumni.enrol(event.subject, patient_id, consent_id, graduated_at, program.check_in_days,
                                        utc_now())  # fmt: skip
@@ -127,13 +133,13 @@ async def enrol_alumnus(messaging: Messaging, event: CloudEvent[EpisodeGraduated
     return plan_alumni(event.subject, consent_id, graduated_at, program, messaging.reachable, messaging.clinic_zone)
 
 
-async def end_enrolments_of_returning_patient(messaging: Messaging, episode_id: str) -> None:
+async def end_enrolments_of_returning_patient(messaging: Messaging, event: CloudEvent[CareLevelAssigned]) -> None:
     """A new episode of a graduate ends the alumni enrolment of their earlier one."""
-    patient_id = await messaging.contacts.patient_of(episode_id)
+    patient_id = (await _audience(messaging, event)).patient_id
     if not patient_id:
         return
     for enrolment in await messaging.alumni.enrolled(patient_id=patient_id):
-        if enrolment.episode_id != episode_id:
+        if enrolment.episode_id != event.subject:
             await end_alumni_enrolment(messaging, enrolment.episode_id, "new_episode")
 
 

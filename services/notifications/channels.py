@@ -55,7 +55,19 @@ class Contact:
 
 INTAKE, SMTP, SMS_PROVIDER, CARE_TEAM_WEBHOOK = "intake", "smtp", "sms_provider", "care_team_webhook"
 PLANNING_LOOKUPS_KEPT_SECONDS = 2.0
-"""How long intake's answer to "who may hear of this episode" is reused for planning messages."""
+"""How long intake's answer to "who may hear of this episode" is reused while messages are planned."""
+
+
+@dataclass(frozen=True)
+class Audience:
+    """Who may hear of an episode: its (pseudonymous) patient (None: intake does not know the episode) and, per
+    scope asked, (consent_id, recipient kind) of the supports a consent in force allows to be told."""
+
+    patient_id: str | None
+    recipients: dict[str, list[tuple[str, ConsentRecipientKind]]]
+
+    def supports(self, scope: str) -> list[tuple[str, ConsentRecipientKind]]:
+        return list(self.recipients.get(scope, []))
 
 
 class IntakeContacts:
@@ -79,12 +91,11 @@ class IntakeContacts:
             transport=transport,
         )
         self._dependencies = dependencies
-        # While an event's messages are planned (and its neighbours' in the same batch), the same questions come
-        # again: who may hear of this episode, whose episode it is. Answers are kept briefly (an episode's patient
-        # for good: it never changes); concurrent identical lookups share one request; failures are not kept.
-        # Contact data is never cached, and a support's consent is checked again when a message is sent.
-        self.supports = alru_cache(maxsize=4096, ttl=PLANNING_LOOKUPS_KEPT_SECONDS)(self._supports)
-        self.patient_of = alru_cache(maxsize=16384)(self._patient_of)
+        # While an event's messages are planned, the same question comes several times: who may hear of this
+        # episode (its patient, the supports of each scope). One request answers it, kept briefly; concurrent
+        # identical lookups share that request; failures are not kept. Contact data is never cached, and a
+        # support's consent is checked again when a message is sent.
+        self.audience = alru_cache(maxsize=4096, ttl=PLANNING_LOOKUPS_KEPT_SECONDS)(self._audience)
 
     async def patient_contact(self, episode_id: str) -> Contact:
         """The patient's email address, mobile number and time zone (None when not recorded)."""
@@ -100,19 +111,25 @@ class IntakeContacts:
             raise NotWanted("consent no longer in force")
         return _contact(response)
 
-    async def _supports(self, episode_id: str, scope: str) -> list[tuple[str, ConsentRecipientKind]]:
-        """(consent_id, recipient kind) of everyone a consent in force allows to hear about ``scope`` now."""
-        response = await self._get(f"/v1/episodes/{episode_id}/recipients", {"scope": scope})
+    async def _audience(self, episode_id: str, scopes: frozenset[str]) -> Audience:
+        asked = httpx.QueryParams([("scope", scope) for scope in sorted(scopes)])
+        response = await self._get(f"/v1/episodes/{episode_id}/audience", asked)
         if response.status_code == 404:
-            return []
-        return [(entry["consent_id"], entry["recipient_kind"]) for entry in _json(response)]
+            return Audience(None, {})
+        body = _json(response)
+        recipients = {scope: [(entry["consent_id"], entry["recipient_kind"]) for entry in entries]
+                      for scope, entries in body["recipients"].items()}  # fmt: skip
+        return Audience(str(body["patient_id"]), recipients)
 
-    async def _patient_of(self, episode_id: str) -> str | None:
+    async def supports(self, episode_id: str, scope: str) -> list[tuple[str, ConsentRecipientKind]]:
+        """(consent_id, recipient kind) of everyone a consent in force allows to hear about ``scope`` now."""
+        return (await self.audience(episode_id, frozenset({scope}))).supports(scope)
+
+    async def patient_of(self, episode_id: str) -> str | None:
         """The pseudonymous id of the episode's patient (None: intake does not know the episode)."""
-        response = await self._get(f"/v1/episodes/{episode_id}/patient")
-        return None if response.status_code == 404 else str(_json(response)["patient_id"])
+        return (await self.audience(episode_id, frozenset())).patient_id
 
-    async def _get(self, path: str, params: dict[str, str] | None = None) -> httpx.Response:
+    async def _get(self, path: str, params: httpx.QueryParams | None = None) -> httpx.Response:
         try:
             try:
                 response = await self._client.get(path, params=params)

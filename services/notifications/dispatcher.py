@@ -26,6 +26,7 @@ from datetime import datetime, time, timedelta
 from pymongo.errors import PyMongoError
 
 from services.common.dependencies import Dependencies, DependencyDown
+from services.common.priority import URGENT_FIRST
 from services.common.utc import utc_now, wall_clock
 from services.common.worker import PollingWorker
 from stepwise_contract import ALUMNI, Channel
@@ -132,9 +133,10 @@ class Lane(PollingWorker):
         self.poll_seconds = poll_seconds
 
     async def work_once(self) -> int:
-        if self._before_pass:
-            await self._before_pass()
-        return sum(await asyncio.gather(*(self._send_due(channel) for channel in self._channels_now())))
+        with URGENT_FIRST.urgent() if self.urgent else contextlib.nullcontext():
+            if self._before_pass:
+                await self._before_pass()
+            return sum(await asyncio.gather(*(self._send_due(channel) for channel in self._channels_now())))
 
     def _channels_now(self) -> tuple[Channel, ...]:
         """The configured channels; every ``UNCONFIGURED_SWEEP`` the others too, so that a message planned before
@@ -157,6 +159,8 @@ class Lane(PollingWorker):
         try:
             while True:
                 await slots.acquire()
+                if not self.urgent:
+                    await URGENT_FIRST.routine_turn()
                 notification = await self._claim(channel, self.urgent)
                 if notification is None:
                     slots.release()

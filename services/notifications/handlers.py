@@ -31,7 +31,7 @@ from .changes import Messaging
 async def on_care_level_assigned(event: CloudEvent[CareLevelAssigned], messaging: Messaging) -> None:
     reminders = await changes.adopt_calendar(messaging, event)
     if event.data.status == "active":
-        await changes.end_enrolments_of_returning_patient(messaging, event.subject)
+        await changes.end_enrolments_of_returning_patient(messaging, event)
     await changes.notify(messaging, event, reminders)
 
 

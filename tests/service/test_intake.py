@@ -407,6 +407,24 @@ async def test_consented_contact(http: httpx.AsyncClient) -> None:
     assert no_episode.status_code == 404
 
 
+async def test_episode_audience(http: httpx.AsyncClient) -> None:
+    patient_id, episode_id = await new_episode(http)
+    family = await grant(http, episode_id, FAMILY)
+    path = f"/v1/episodes/{episode_id}/audience"
+    asked = await http.get(path, params=[("scope", "appointments"), ("scope", "level_of_care")], headers=NOTIFICATIONS)
+    assert asked.status_code == 200  # one answer: the patient, and per scope asked its recipients (no contact data)
+    assert asked.json() == {"episode_id": episode_id, "patient_id": patient_id, "recipients": {
+        "appointments": [{"consent_id": family["consent_id"], "recipient_kind": "family", "email": None,
+                          "phone": None, "timezone": None}],
+        "level_of_care": []}}  # fmt: skip
+    only_patient = await http.get(path, headers=NOTIFICATIONS)
+    assert only_patient.json() == {"episode_id": episode_id, "patient_id": patient_id, "recipients": {}}
+    bad_scope = await http.get(path, params={"scope": "gossip"}, headers=NOTIFICATIONS)
+    assert bad_scope.status_code == 422 and bad_scope.json()["detail"][0]["loc"] == ["query", "scope", 0]
+    assert (await http.get(path, headers=CLINICIAN)).status_code == 403
+    assert (await http.get("/v1/episodes/nobody/audience", headers=NOTIFICATIONS)).status_code == 404
+
+
 async def test_episode_patient(http: httpx.AsyncClient) -> None:
     patient_id, episode_id = await new_episode(http)
     found = await http.get(f"/v1/episodes/{episode_id}/patient", headers=NOTIFICATIONS)

@@ -121,12 +121,12 @@ class FakeIntake:
         match request.url.path.removeprefix("/v1/episodes/").split("/"):
             case [episode_id, *_] if episode_id not in self.patients:
                 return httpx.Response(404, json={"detail": "no such episode"})
-            case [episode_id, "recipients"]:
-                consents = self.recipients.get((episode_id, request.url.params["scope"]), [])
-                return httpx.Response(200, json=[{"consent_id": c, "recipient_kind": kind, "email": None,
-                                                  "phone": None} for c, kind in consents])  # fmt: skip
-            case [episode_id, "patient"]:
-                return httpx.Response(200, json={"episode_id": episode_id, "patient_id": self.patients[episode_id]})
+            case [episode_id, "audience"]:
+                recipients = {scope: [{"consent_id": c, "recipient_kind": kind, "email": None, "phone": None}
+                                      for c, kind in self.recipients.get((episode_id, scope), [])]
+                              for scope in request.url.params.get_list("scope")}  # fmt: skip
+                return httpx.Response(200, json={"episode_id": episode_id, "patient_id": self.patients[episode_id],
+                                                 "recipients": recipients})  # fmt: skip
             case [episode_id, "contact"]:
                 return httpx.Response(200, json=self.contacts[episode_id])
             case [episode_id, "consents", consent_id, "contact"] if f"{episode_id}/{consent_id}" in self.contacts:
