@@ -258,7 +258,7 @@ async def alert_latency(
 
         await asyncio.gather(alerts(), routine())
     deadline = time.monotonic() + DRAIN_LIMIT
-    while time.monotonic() < deadline and not set(probes.posted) <= set(arrivals.alerts()):
+    while time.monotonic() < deadline and not set(probes.posted) <= set(arrivals.alerts()):  # noqa: ASYNC110 - the sink is another thread
         await asyncio.sleep(0.05)
     alerted = arrivals.alerts()
     latencies = [alerted[e] - probes.posted[e] for e in probes.posted if e in alerted]
@@ -404,9 +404,7 @@ def raw_running(backend: Backends, sink: SmtpSink, folder: Path) -> Iterator[Pip
             command = [sys.executable, "-m", "bench.raw_pipeline", name, *arguments]
             # The consumers listen on no port: they count as started once intake answers (started first).
             servers[name] = running.enter_context(
-                start_server(
-                    f"raw {name}", command, port, folder / f"raw-{name}.log", ready_within=30, env=None
-                )  # fmt: skip
+                start_server(f"raw {name}", command, port, folder / f"raw-{name}.log", ready_within=30, env=None)
             )
         yield Pipeline("raw", intake_url, "", {name: [_pid_of(server)] for name, server in servers.items()})
 
@@ -519,9 +517,10 @@ def summary(figures: dict[str, Any]) -> str:
     rss = max(figures["rss_mb"].values())
     two = figures.get("two_instances", {}).get("episodes_per_s", math.nan)
     soak = figures.get("soak", {}).get("episodes", 0)
-    return (f"bench: stepwise={figures['stepwise']['episodes_per_s']:.1f}/s raw={figures['raw']['episodes_per_s']:.1f}/s "
-            f"ratio={figures['ratio']:.2f} {alerts} idle_cpu_max={idle:.2f}% ready_max={ready:.2f}s "
-            f"rss_max={rss:.0f}MiB(after {figures['episodes'] + soak}+ episodes) two_instances={two:.1f}/s")  # fmt: skip
+    stepwise, raw = figures["stepwise"]["episodes_per_s"], figures["raw"]["episodes_per_s"]
+    return (f"bench: stepwise={stepwise:.1f}/s raw={raw:.1f}/s ratio={figures['ratio']:.2f} {alerts} "
+            f"idle_cpu_max={idle:.2f}% ready_max={ready:.2f}s rss_max={rss:.0f}MiB(after {soak} more episodes) "
+            f"two_instances={two:.1f}/s")  # fmt: skip
 
 
 def cli() -> None:
@@ -532,7 +531,7 @@ def cli() -> None:
     parser.add_argument("--alert-seconds", type=float, default=50, help="how long each background rate runs")
     parser.add_argument("--alert-every", type=float, default=0.5, help="seconds between two safety alerts")
     parser.add_argument("--idle", type=float, default=20, help="seconds of idle CPU measurement")
-    parser.add_argument("--soak", type=int, default=0, help="more intakes before RSS is read")
+    parser.add_argument("--soak", type=int, default=10_000, help="more intakes before RSS is read")
     parser.add_argument("--no-scale", dest="scale", action="store_false", help="skip the two-instance run")
     parser.add_argument("--limits", type=int, default=1000, help="operations per backend limit")
     parser.add_argument("--json", type=Path, default=Path("bench-pipeline.json"), help="where the figures go")

@@ -199,10 +199,11 @@ async def test_two_care_plan_instances_share_the_work_without_duplicates(stack: 
 async def _assigned(log: Path, topic: str) -> set[int]:
     """The partitions of ``topic`` the instance logging to ``log`` was last given (FastStream logs them)."""
     text = await asyncio.to_thread(log.read_text, errors="replace")
-    assignments = [
-        line for line in text.splitlines() if f"assigned to partitions: (TopicPartition(topic='{topic}'" in line
-    ]
-    return {int(n) for n in re.findall(r"partition=(\d+)", assignments[-1])} if assignments else set()
+    assignments = [line for line in text.splitlines() if "assigned to partitions:" in line]  # a lane's topics
+    if not assignments:
+        return set()
+    pairs = re.findall(r"TopicPartition\(topic='([^']+)', partition=(\d+)\)", assignments[-1])
+    return {int(partition) for named, partition in pairs if named == topic}
 
 
 def _partition(episode_id: str, partitions: int = 3) -> int:
