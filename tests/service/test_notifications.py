@@ -6,6 +6,7 @@ contact data are what a test gives it. The dispatcher is built but never run: no
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import uuid
 from collections.abc import AsyncIterator
@@ -21,12 +22,12 @@ from services.common.auth import Role
 from services.common.consumer import HANDLER_CONTEXT
 from services.common.dependencies import Dependencies, DependencyDown
 from services.common.kafka import ServiceBroker
-from services.common.utc import utc_now
+from services.common.utc import utc_now, wall_clock
 from services.notifications import api
 from services.notifications.app import assemble, create_broker, load_checked_policy
 from services.notifications.changes import Messaging
 from services.notifications.channels import DeliveryError, IntakeContacts
-from services.notifications.dispatcher import Dispatcher, Senders
+from services.notifications.dispatcher import UNCONFIGURED_SWEEP, Dispatcher, Senders
 from services.notifications.domain.delivery import Notification
 from services.notifications.handlers import EVENT_HANDLERS
 from services.notifications.rendering import Templates
@@ -901,3 +902,47 @@ async def test_while_a_channel_is_down_one_waiting_message_probes_it(
     await dispatcher.work_once()  # the next pass probes with one of them at once: the relay is back
     await dispatcher.work_once()
     assert len(channels["email"].sent) == 2, (first, second)
+
+
+# Lanes: urgent messages are claimed and sent apart from routine ones
+
+
+async def test_the_urgent_lane_sends_an_alert_while_a_routine_backlog_waits(
+    events: Events, messaging: Messaging, intake: FakeIntake, dispatcher: Dispatcher, channels: dict[str, FakeChannel]
+) -> None:
+    backlog = [intake.episode() for _ in range(5)]
+    for episode_id in backlog:
+        await events.deliver(care_plan_event(assigned(episode_id, calendar(in_days(2), in_days(4)))))
+    episode_id = await alert(events, intake)
+    urgent, routine = dispatcher.lanes
+    assert (urgent.urgent, routine.urgent) == (True, False)
+    assert await urgent.work_once() == 2  # the alert's email and webhook
+    [sent] = channels["email"].sent
+    assert sent in {n.notification_id for n in await log_of(messaging, episode_id)} and channels["webhook"].sent
+    waiting = [n for episode in backlog for n in await log_of(messaging, episode)]
+    assert all(n.status == "pending" for n in waiting)
+    due = [n for n in waiting if n.not_before <= utc_now()]
+    assert len(due) >= 5 and await routine.work_once() == len(due)  # the welcomes and all due, several at once
+
+
+async def test_channels_not_configured_are_looked_at_only_now_and_then(
+    events: Events, messaging: Messaging, intake: FakeIntake, dispatcher: Dispatcher, channels: dict[str, FakeChannel]
+) -> None:
+    episode_id = await alert(events, intake)  # the policy plans email and webhook for the care team
+    urgent, _ = dispatcher.lanes
+    urgent._configured, urgent._swept = ("email",), wall_clock()  # as if the webhook were not configured
+    await urgent.work_once()  # a pass on the configured channels only
+    assert {n.channel: n.status for n in await log_of(messaging, episode_id)} == {"email": "sent", "webhook": "pending"}
+    urgent._swept = wall_clock() - UNCONFIGURED_SWEEP
+    await urgent.work_once()  # now and then every channel: what waits on one removed from the settings ends
+    assert {n.channel: n.status for n in await log_of(messaging, episode_id)} == {"email": "sent", "webhook": "sent"}
+
+
+async def test_planning_an_event_asks_intake_once(events: Events, messaging: Messaging, intake: FakeIntake) -> None:
+    episode_id = intake.episode()
+    intake.consent(episode_id, "family", "appointments")
+    await events.deliver(care_plan_event(assigned(episode_id, calendar(in_days(2), in_days(4)))))
+    assert intake.asked == [f"/v1/episodes/{episode_id}/audience"]  # the patient and the supports, together
+    assert {n.recipient_kind for n in await log_of(messaging, episode_id)} >= {"patient", "family"}
+    await asyncio.gather(*(messaging.contacts.supports(episode_id, "attendance") for _ in range(3)))
+    assert len(intake.asked) == 2  # concurrent identical questions share one request
