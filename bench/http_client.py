@@ -30,7 +30,7 @@ class HttpClient:
         address = urlsplit(base_url)
         self._host, self._port = address.hostname or "127.0.0.1", address.port or 80
         self._headers = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
-        self._free: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter] | None] = asyncio.Queue()
+        self._free: asyncio.LifoQueue[tuple[asyncio.StreamReader, asyncio.StreamWriter] | None] = asyncio.LifoQueue()
         for _ in range(connections):
             self._free.put_nowait(None)  # opened on first use
 
@@ -41,11 +41,15 @@ class HttpClient:
                 f"Content-Length: {len(payload)}\r\n{self._headers}{extra}\r\n")  # fmt: skip
         connection = await self._free.get()
         try:
+            if connection is not None:
+                try:
+                    answer = await _exchange(connection, head.encode() + payload)
+                except (OSError, asyncio.IncompleteReadError):  # the server closed an idle keep-alive connection
+                    connection[1].close()
+                    connection = None
             if connection is None:
                 connection = await asyncio.open_connection(self._host, self._port)
-            reader, writer = connection
-            writer.write(head.encode() + payload)
-            answer = await _read_answer(reader)
+                answer = await _exchange(connection, head.encode() + payload)
         except (OSError, asyncio.IncompleteReadError):
             if connection is not None:
                 connection[1].close()
@@ -65,6 +69,12 @@ class HttpClient:
 
     async def __aexit__(self, *_: object) -> None:
         await self.close()
+
+
+async def _exchange(connection: tuple[asyncio.StreamReader, asyncio.StreamWriter], request: bytes) -> Answer:
+    reader, writer = connection
+    writer.write(request)
+    return await _read_answer(reader)
 
 
 async def _read_answer(reader: asyncio.StreamReader) -> Answer:
