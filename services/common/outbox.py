@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from pymongo import ASCENDING, ReturnDocument
+from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
@@ -169,11 +169,16 @@ class OutboxRelay(PollingWorker):
         self._now_slots = asyncio.Semaphore(concurrency)
         self._now: set[asyncio.Task[int]] = set()
         self._running = False
+        self._busy: set[str] = set()
+        self._again: set[str] = set()
 
     def relay_now(self, collection: str, aggregate_id: str) -> None:
         """Publish this aggregate's pending events now (a write in this process just queued them)."""
         if not self._running:
             self.wake()
+            return
+        if aggregate_id in self._busy:  # being relayed here: it goes on with the new events when done
+            self._again.add(aggregate_id)
             return
         task = asyncio.create_task(self._relay_soon(self._by_name[collection], aggregate_id))
         self._now.add(task)
@@ -228,34 +233,43 @@ class OutboxRelay(PollingWorker):
         return sum(outcome for outcome in outcomes if isinstance(outcome, int))
 
     async def _relay_one(self, collection: AsyncCollection[Document], aggregate_id: str) -> int:
-        """Claim the aggregate's outbox, publish it in order, remove what went out; again while events were
-        queued meanwhile (a write during the publish finds the lease taken and leaves them to us)."""
-        published, pending = 0, True
-        while pending:
-            now = wall_clock()
-            claimed = await collection.find_one_and_update(
-                {"_id": aggregate_id, "outbox_pending": {"$gt": 0}, "outbox_lease_until": {"$lt": now}},
-                {"$set": {"outbox_lease_until": now + self._lease}},
-                {"outbox": 1},
-            )
-            if claimed is None:
-                return published  # another instance holds it, or it was emptied meanwhile
-            sent: list[str] = []
+        """Claim the aggregate's outbox, publish it in order, remove what went out; again when a write in this
+        process queued more meanwhile (its ``relay_now`` found the lease taken: it is left to us)."""
+        published = 0
+        while True:
+            self._busy.add(aggregate_id)
             try:
-                for stored in claimed["outbox"]:
-                    await self._publish(json.loads(stored))
-                    sent.append(stored)
+                published += await self._relay_claimed(collection, aggregate_id)
             finally:
-                left = await collection.find_one_and_update(
-                    {"_id": aggregate_id},
-                    {"$pullAll": {"outbox": sent}, "$inc": {"outbox_pending": -len(sent)},
-                     "$set": {"outbox_lease_until": EPOCH}},
-                    {"outbox_pending": 1},
-                    return_document=ReturnDocument.AFTER,
-                )  # fmt: skip
-            published += len(sent)
-            pending = left is not None and left["outbox_pending"] > 0
-        return published
+                self._busy.discard(aggregate_id)
+            if aggregate_id not in self._again:
+                return published
+            self._again.discard(aggregate_id)
+
+    async def _relay_claimed(self, collection: AsyncCollection[Document], aggregate_id: str) -> int:
+        now = wall_clock()
+        # The whole document: FerretDB cannot project a findAndModify (README, "Backends").
+        claimed = await collection.find_one_and_update(
+            {"_id": aggregate_id, "outbox_pending": {"$gt": 0}, "outbox_lease_until": {"$lt": now}},
+            {"$set": {"outbox_lease_until": now + self._lease}},
+        )
+        if claimed is None:
+            return 0  # another instance holds it, or it was emptied meanwhile
+        sent: list[str] = []
+        try:
+            for stored in claimed["outbox"]:
+                await self._publish(json.loads(stored))
+                sent.append(stored)
+        finally:
+            await collection.update_one(
+                {"_id": aggregate_id},
+                {
+                    "$pullAll": {"outbox": sent},
+                    "$inc": {"outbox_pending": -len(sent)},
+                    "$set": {"outbox_lease_until": EPOCH},
+                },
+            )
+        return len(sent)
 
 
 class ConcurrentChange(Exception):

@@ -30,7 +30,7 @@ async def test_a_write_is_relayed_at_once_and_what_comes_meanwhile_follows_in_or
         published.append(json.loads(stored["value"])["total_misses"])
         if len(published) == 1:  # while the first goes out, the plan changes again
             assert await update_aggregate(collection, "e1", 1, {"n": 2}, [missed("e1", 2)])  # type: ignore[arg-type]
-            relay.relay_now("plans", "e1")  # finds the outbox leased: left to the relay already at work
+            relay.relay_now("plans", "e1")  # the relay is at work on it: it goes on with this one when done
             first_out.set()
         if len(published) == 2:
             both_out.set()
