@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, NamedTuple
@@ -168,9 +167,9 @@ class EventShelf:
         )
 
 
-SET_ASIDE = (MalformedEvent, EventRejected, json.JSONDecodeError, UnicodeDecodeError, ValidationError)
-"""What is wrong with the event itself: set aside. (FastStream's decoder raises the JSON and Unicode errors,
-and pydantic the ValidationError of data that fails its schema.)"""
+SET_ASIDE = (MalformedEvent, EventRejected, ValidationError)
+"""What is wrong with the event itself: set aside. (pydantic raises the ValidationError of a value that is not
+JSON, or whose data fails its schema.)"""
 
 
 def set_aside_reason(error: Exception) -> str:

@@ -240,6 +240,9 @@ class OutboxRelay(PollingWorker):
             self._busy.add(aggregate_id)
             try:
                 published += await self._relay_claimed(collection, aggregate_id)
+            except BaseException:
+                self._again.discard(aggregate_id)  # what is left waits for the next pass
+                raise
             finally:
                 self._busy.discard(aggregate_id)
             if aggregate_id not in self._again:

@@ -121,14 +121,6 @@ class IntakeContacts:
                       for scope, entries in body["recipients"].items()}  # fmt: skip
         return Audience(str(body["patient_id"]), recipients)
 
-    async def supports(self, episode_id: str, scope: str) -> list[tuple[str, ConsentRecipientKind]]:
-        """(consent_id, recipient kind) of everyone a consent in force allows to hear about ``scope`` now."""
-        return (await self.audience(episode_id, frozenset({scope}))).supports(scope)
-
-    async def patient_of(self, episode_id: str) -> str | None:
-        """The pseudonymous id of the episode's patient (None: intake does not know the episode)."""
-        return (await self.audience(episode_id, frozenset())).patient_id
-
     async def _get(self, path: str, params: httpx.QueryParams | None = None) -> httpx.Response:
         try:
             try:

@@ -730,7 +730,7 @@ async def test_a_refused_intake_token_is_a_configuration_error_that_says_what_to
         patch.setattr(SETTINGS, "intake_token", "a-token-intake-does-not-know")
         contacts = IntakeContacts(SETTINGS, dependencies, transport=httpx.MockTransport(intake.handle))
     with pytest.raises(DependencyDown):
-        await dataclasses.replace(messaging, contacts=contacts).contacts.supports(episode_id, "attendance")
+        await dataclasses.replace(messaging, contacts=contacts).contacts.audience(episode_id, frozenset({"attendance"}))
     [problem] = dependencies.problems().values()
     assert problem.kind == "misconfigured" and "INTAKE_TOKEN" in problem.detail
     await events.deliver(care_plan_event(missed))  # with the right token, the same event goes through
@@ -742,7 +742,7 @@ async def test_an_empty_token_is_not_sent(intake: FakeIntake, dependencies: Depe
         patch.setattr(SETTINGS, "intake_token", "")
         contacts = IntakeContacts(SETTINGS, dependencies, transport=httpx.MockTransport(intake.handle))
     with pytest.raises(DependencyDown) as refused:
-        await contacts.patient_of(intake.episode())
+        await contacts.audience(intake.episode(), frozenset())
     assert "authorization" not in intake.headers[-1]
     assert "INTAKE_TOKEN is empty" in refused.value.detail
 
@@ -944,5 +944,5 @@ async def test_planning_an_event_asks_intake_once(events: Events, messaging: Mes
     await events.deliver(care_plan_event(assigned(episode_id, calendar(in_days(2), in_days(4)))))
     assert intake.asked == [f"/v1/episodes/{episode_id}/audience"]  # the patient and the supports, together
     assert {n.recipient_kind for n in await log_of(messaging, episode_id)} >= {"patient", "family"}
-    await asyncio.gather(*(messaging.contacts.supports(episode_id, "attendance") for _ in range(3)))
+    await asyncio.gather(*(messaging.contacts.audience(episode_id, frozenset({"attendance"})) for _ in range(3)))
     assert len(intake.asked) == 2  # concurrent identical questions share one request
