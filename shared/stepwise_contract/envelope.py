@@ -41,6 +41,16 @@ class EventData(BaseModel):
     def dataschema(cls) -> str:
         return f"urn:stepwise:schema:{cls.event_type}:v{cls.model_fields['schema_version'].default}"
 
+    @property
+    def subject(self) -> str:
+        """The Kafka key and ``ce_subject``: the episode (a command about a group session overrides it)."""
+        return self.episode_id
+
+    @property
+    def schema(self) -> str:
+        """This data's ``dataschema``, by the version it carries."""
+        return f"urn:stepwise:schema:{self.event_type}:v{self.schema_version}"
+
 
 DataT = TypeVar("DataT", bound=EventData)
 
@@ -72,9 +82,9 @@ def new_event(data: DataT, *, source: str, time: datetime | None = None) -> Clou
         id=str(uuid.uuid4()),
         source=source,
         type=data.event_type,
-        subject=data.episode_id,
+        subject=data.subject,
         time=time or datetime.now(UTC),
-        dataschema=data.dataschema(),
+        dataschema=data.schema,
         data=data,
     )
     return event
@@ -167,7 +177,7 @@ def from_headers(
         event: CloudEvent[DataT] = CloudEvent[type(data)](data=data, **attributes)  # type: ignore[misc,operator]
     except ValidationError as error:
         raise MalformedEvent(describe_validation_error(error)) from None
-    if event.subject != data.episode_id:
+    if event.subject != data.subject:
         raise MalformedEvent("ce_subject does not match data.episode_id")
     return event
 

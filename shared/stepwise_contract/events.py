@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import date
 from typing import ClassVar, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from .envelope import EventData
 from .vocabulary import (
@@ -19,6 +19,7 @@ from .vocabulary import (
     ConsentRecipientKind,
     Program,
     RecipientKind,
+    SessionKind,
     Track,
 )
 
@@ -184,9 +185,15 @@ class ConsentChanged(EventData):
 
 
 class ScheduledSession(Part):
-    session_id: str
+    session_id: str = Field(
+        examples=["iop-am-20261207", "individual-20261208-1400"],
+        description="Stable and the same in every member's calendar: a group session is its group id and local "
+        "date; an own appointment is its kind, local date and start time.",
+    )
     starts_at: AwareDatetime
     ends_at: AwareDatetime
+    kind: SessionKind = Field(default="group", description="group, individual, family, education or a clinic's own.")
+    group_id: str | None = Field(default=None, description="The program group meeting; null for an own appointment.")
 
 
 class Schedule(Part):
@@ -264,13 +271,75 @@ class CareLevelChanged(EventData):
 
 
 class ScheduleChanged(EventData):
-    """A clinician set a custom calendar from now on, at the same level; sessions before then stay."""
+    """The calendar changed at the same level: a custom calendar, a place in a group from the waitlist, an
+    appointment booked or cancelled. Sessions before then stay."""
 
     event_type: ClassVar[str] = "iop.schedule.changed"
 
     level: CareLevel
     changed_at: AwareDatetime
     schedule: Schedule = Field(description="The whole calendar: the sessions kept and the new ones.")
+    reason: Literal["custom_calendar", "joined_group", "appointment_booked", "appointment_cancelled"] = Field(
+        default="custom_calendar", description="What changed it."
+    )
+
+
+class GroupWaitlisted(EventData):
+    """No program group of the episode's level and track had room: the plan waits for a place (the care
+    team is told); ``iop.schedule.changed`` with reason ``joined_group`` follows when one frees up."""
+
+    event_type: ClassVar[str] = "iop.group.waitlisted"
+
+    level: CareLevel
+    track: Track
+    program: Program
+    group_ids: list[str] = Field(description="The groups it waits for, all full.")
+    position: int = Field(ge=1, description="Its place on the waitlist when it joined it.")
+    waitlisted_at: AwareDatetime
+
+
+class ServiceDelivered(EventData):
+    """A session was attended (or attended late): one billable service, coded by the clinic's policy.
+
+    A correction of attendance publishes the same ``service_id`` again with the next ``revision``; a
+    service whose attendance was corrected to a miss is published with status ``voided``. Readers keep
+    the highest revision of each (episode, service_id)."""
+
+    event_type: ClassVar[str] = "iop.service.delivered"
+
+    service_id: str = Field(description="Stable per episode: the session id.")
+    revision: int = Field(ge=1)
+    status: Literal["delivered", "voided"]
+    session_id: str
+    kind: SessionKind
+    group_id: str | None
+    service_date: date = Field(description="The session's local date.")
+    minutes: int = Field(ge=0)
+    code: str | None = Field(examples=["90853"], description="The billing code; null when no code's minimum was met.")
+    units: int = Field(ge=0)
+    level: CareLevel = Field(description="The episode's level when the session took place.")
+    attendance: Literal["attended", "late", "missed", "excused"]
+    recorded_at: AwareDatetime
+
+
+class ServiceDayCompleted(EventData):
+    """Every session of an episode's day has a record: the day's services roll up (a per-diem claim).
+
+    ``services`` counts the services delivered that day (payers such as Medicare tell days with 3 services
+    from days with 4 or more). A correction publishes the same day again with the next ``revision``."""
+
+    event_type: ClassVar[str] = "iop.service_day.completed"
+
+    service_date: date
+    revision: int = Field(ge=1)
+    level: CareLevel
+    services: int = Field(ge=0)
+    minutes: int = Field(ge=0)
+    service_ids: list[str]
+    per_diem_code: str | None = Field(
+        examples=["H0015"], description="The level's per-diem code; null when the day fell short of its minimum."
+    )
+    completed_at: AwareDatetime
 
 
 class AttendanceRuleTriggered(EventData):
@@ -297,6 +366,11 @@ class UtilizationBelowMinimum(EventData):
     level: CareLevel
     hours_attended: float
     minimum_hours: float
+    hours_by_kind: dict[str, float] = Field(
+        default_factory=dict,
+        examples=[{"group": 6.0, "individual": 1.0}],
+        description="Hours attended, by session kind.",
+    )
 
 
 class EpisodeGraduated(EventData):
@@ -369,21 +443,57 @@ class AlumniLeft(EventData):
     reason_code: Literal["opted_out", "new_episode", "consent_withdrawn"]
 
 
-class AttendanceReported(EventData):
-    """A command from another clinic system (EHR, scheduling, front desk): a session's attendance.
+class SheetEntry(Part):
+    """One member's line on a group session's attendance sheet."""
 
-    care_plan applies it like the attendance API; a report it cannot apply (no care plan, unknown
-    session, plan not active) is set aside with its reason.
-    """
-
-    event_type: ClassVar[str] = "iop.attendance.reported"
-
-    session_id: str
+    episode_id: str = Field(min_length=1)
     status: Literal["attended", "late", "missed", "excused"]
     notice_given_at: AwareDatetime | None = Field(
         default=None, description="For an excused absence: when the patient gave notice."
     )
+    minutes: int | None = Field(default=None, ge=0, le=720, description="Minutes attended, when not the whole session.")
+
+
+class AttendanceReported(EventData):
+    """A command from another clinic system (EHR, scheduling, front desk): attendance to record.
+
+    Version 1 reports one episode's session: keyed by the episode. Version 2 is a group session's whole
+    sheet (``group_id``, ``session_id``, ``attendance``): keyed by ``{group_id}/{session_id}`` (its
+    ``ce_subject``), with no ``episode_id``. care_plan applies each line through the member's plan as the
+    attendance API does; lines it cannot apply (no care plan, unknown session, not a member, recorded
+    differently) are set aside with their reasons while the others are stored.
+    """
+
+    event_type: ClassVar[str] = "iop.attendance.reported"
+
+    schema_version: Literal[1, 2] = Field(  # type: ignore[assignment]
+        default=1, description="1: one episode's session; 2: a group session's sheet."
+    )
+    episode_id: str = Field(default="", description="Version 1: the episode. Empty in a sheet (version 2).")
+    session_id: str
+    status: Literal["attended", "late", "missed", "excused"] | None = Field(default=None, description="Version 1.")
+    notice_given_at: AwareDatetime | None = Field(
+        default=None, description="Version 1, for an excused absence: when the patient gave notice."
+    )
+    minutes: int | None = Field(default=None, ge=0, le=720, description="Version 1: minutes attended, if not all.")
+    group_id: str | None = Field(default=None, description="Version 2: the group whose session the sheet records.")
+    attendance: list[SheetEntry] = Field(default_factory=list, description="Version 2: one line per member.")
     reported_at: AwareDatetime
+
+    @model_validator(mode="after")
+    def _one_shape(self) -> AttendanceReported:
+        if self.schema_version == 1:
+            if not self.episode_id or self.status is None:
+                raise ValueError("version 1 needs episode_id and status")
+            if self.group_id or self.attendance:
+                raise ValueError("group_id and attendance belong to a sheet: set schema_version 2")
+        elif not self.group_id or not self.attendance or self.episode_id or self.status is not None:
+            raise ValueError("a sheet (version 2) needs group_id and attendance, and no episode_id or status")
+        return self
+
+    @property
+    def subject(self) -> str:
+        return self.episode_id if self.schema_version == 1 else f"{self.group_id}/{self.session_id}"
 
 
 COMMAND_TYPES: dict[str, type[EventData]] = {AttendanceReported.event_type: AttendanceReported}
@@ -404,6 +514,9 @@ EVENT_TYPES: dict[str, type[EventData]] = {
         StepDownRecommended,
         CareLevelChanged,
         ScheduleChanged,
+        GroupWaitlisted,
+        ServiceDelivered,
+        ServiceDayCompleted,
         EpisodeGraduated,
         EpisodeDischarged,
         NotificationSent,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Final, Literal, get_args
 
-from pydantic import BeforeValidator
+from pydantic import BeforeValidator, StringConstraints
 
 
 class CareLevel(StrEnum):
@@ -65,6 +65,14 @@ the alumni group (under a consent whose recipient kind is ``alumni_group``)."""
 
 Track = Literal["morning", "evening"]
 """A program's time of day: morning or evening sessions."""
+
+SessionKind = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$", max_length=40)]
+"""What a session is, as the clinic's policy names it: a snake_case word. Stepwise ships these four."""
+SESSION_KINDS: Final[tuple[str, ...]] = ("group", "individual", "family", "education")
+"""The session kinds of the default policy: group therapy, individual therapy, family session (with the
+patient, under a consent naming a family member or support), psychoeducation."""
+FAMILY_SESSION: Final = "family"
+"""The kind that brings a family member or support in: booked only under a consent in force naming one."""
 
 Channel = Literal["email", "sms", "webhook"]
 """How a message goes out: people are reached by email and SMS, the care team by email and webhook."""
