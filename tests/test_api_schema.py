@@ -20,6 +20,7 @@ from schemathesis.specs.openapi.checks import (
 
 from services.care_plan import api as care_plan_api
 from services.care_plan.app import create_broker as care_plan_broker
+from services.care_plan.consents import IntakeConsents
 from services.care_plan.domain.policy import load_policy
 from services.care_plan.settings import CarePlanSettings
 from services.care_plan.store import CarePlanStore
@@ -68,11 +69,17 @@ INTAKE = _app(
 )
 CARE_PLAN = _app(
     "care_plan",
-    [care_plan_api.router],
+    [care_plan_api.router, care_plan_api.groups],
     consumes=True,
     store=lambda database: CarePlanStore(database, wake_relay=no_relay),
     policy=load_policy(),
     kafka=care_plan_broker(CarePlanSettings(_env_file=None)),  # type: ignore[call-arg]
+    clinic_timezone=CarePlanSettings(_env_file=None).clinic_timezone,  # type: ignore[call-arg]
+    consents=IntakeConsents(
+        CarePlanSettings(_env_file=None),  # type: ignore[call-arg]
+        Dependencies(),
+        transport=httpx.MockTransport(lambda _: httpx.Response(404, json={"detail": "episode not found"})),
+    ),
 )
 NOTIFICATIONS_SETTINGS = NotificationsSettings(_env_file=None, contact_hash_key="key", intake_url="http://intake.test")  # type: ignore[call-arg]
 

@@ -28,7 +28,11 @@ APPS: dict[str, tuple[str, type[ServiceSettings], int]] = {
 }
 BACKENDS = ("kafka", "kafka-init", "mongodb", "mailpit")
 REQUIRED_ENV = ("KAFKA_BOOTSTRAP_SERVERS", "MONGODB_URL", "API_TOKENS")
-TOKEN_VARIABLES = {"API_TOKENS": "staff-token:clinician", "NOTIFICATIONS_INTAKE_TOKEN": "from-notifications"}
+TOKEN_VARIABLES = {
+    "API_TOKENS": "staff-token:clinician",
+    "NOTIFICATIONS_INTAKE_TOKEN": "from-notifications",
+    "CARE_PLAN_INTAKE_TOKEN": "from-care-plan",
+}
 
 # ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?error}, ${VAR?error}, and $$ for a literal $.
 INTERPOLATION = re.compile(r"\$\$|\$\{(?P<name>\w+)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}")
@@ -200,7 +204,7 @@ def test_tokens_come_from_required_variables_never_from_the_file(services: dict[
         if key in env:
             # Only variable references and separators: a literal token in the file would survive interpolation.
             literal = interpolate(env[key], dict.fromkeys(TOKEN_VARIABLES, "<variable>")).replace("<variable>", "")
-            assert literal in {"", ",", ",:notifications"}, key
+            assert literal in {"", ",", ",:notifications,:care_plan"}, key
     with pytest.raises(LookupError, match="API_TOKENS"):
         interpolate(env["API_TOKENS"], {})
 
@@ -218,12 +222,16 @@ def test_app_environment_loads_into_its_settings(
     assert settings.token_roles["staff-token"] == "clinician"
 
 
-def test_notifications_token_is_accepted_by_intake_with_the_notifications_role(services: dict[str, Any]) -> None:
+@pytest.mark.parametrize(("service", "variable", "role"), [("notifications", "NOTIFICATIONS_INTAKE_TOKEN",
+                         "notifications"), ("care-plan", "CARE_PLAN_INTAKE_TOKEN", "care_plan")])  # fmt: skip
+def test_a_service_token_is_accepted_by_intake_with_its_role(
+    services: dict[str, Any], service: str, variable: str, role: str
+) -> None:
     intake_env = {key: interpolate(value, TOKEN_VARIABLES) for key, value in environment(services["intake"]).items()}
-    notifications_token = interpolate(environment(services["notifications"])["INTAKE_TOKEN"], TOKEN_VARIABLES)
-    assert notifications_token == TOKEN_VARIABLES["NOTIFICATIONS_INTAKE_TOKEN"]
+    token = interpolate(environment(services[service])["INTAKE_TOKEN"], TOKEN_VARIABLES)
+    assert token == TOKEN_VARIABLES[variable]
     intake = IntakeSettings(_env_file=None, api_tokens=intake_env["API_TOKENS"])
-    assert intake.token_roles[notifications_token] == "notifications"
+    assert intake.token_roles[token] == role
 
 
 # Backends.

@@ -31,22 +31,31 @@ PORTS = {
 def dev_tokens() -> dict[str, str]:
     return {
         role: f"dev-{role}-{secrets.token_urlsafe(12)}"
-        for role in ("clinician", "intake_staff", "admin", "notifications", "sms_provider")
+        for role in ("clinician", "intake_staff", "admin", "notifications", "care_plan", "sms_provider")
     }
 
 
+INTAKE_TOKEN_OF = {"notifications": "INTAKE_TOKEN", "care_plan": "CARE_PLAN_INTAKE_TOKEN"}
+"""The services that call intake, and the variable naming the token each presents there (care_plan's is passed
+to it as its INTAKE_TOKEN)."""
+
+
 def credentials(environ: Mapping[str, str], tokens: dict[str, str]) -> dict[str, str]:
-    """API_TOKENS and INTAKE_TOKEN for the services: yours if set, and always a working pair for notifications'
-    lookups at intake (your API_TOKENS gets our notifications token when it has none of its own)."""
+    """API_TOKENS and the tokens notifications and care_plan present at intake: yours if set, and always a working
+    one for each (your API_TOKENS gets ours for a service role it has no token of)."""
     own = environ.get("API_TOKENS")
     if not own:
-        return {"API_TOKENS": ",".join(f"{t}:{r}" for r, t in tokens.items()), "INTAKE_TOKEN": tokens["notifications"]}
+        made = {"API_TOKENS": ",".join(f"{t}:{r}" for r, t in tokens.items())}
+        return made | {variable: tokens[role] for role, variable in INTAKE_TOKEN_OF.items()}
     roles = parse_api_tokens(own)
-    intake_token = environ.get("INTAKE_TOKEN") or next((t for t, r in roles.items() if r == "notifications"), "")
-    if roles.get(intake_token) != "notifications":
-        intake_token = tokens["notifications"]
-        own = f"{own},{intake_token}:notifications"
-    return {"API_TOKENS": own, "INTAKE_TOKEN": intake_token}
+    made = {}
+    for role, variable in INTAKE_TOKEN_OF.items():
+        token = environ.get(variable) or next((t for t, r in roles.items() if r == role), "")
+        if roles.get(token) != role:
+            token = tokens[role]
+            own = f"{own},{token}:{role}"
+        made[variable] = token
+    return {"API_TOKENS": own, **made}
 
 
 def main() -> None:
@@ -74,7 +83,9 @@ def main() -> None:
             texts = stack.enter_context(SmsSink(free_port(), token=sms_token, print_messages=True))
             env |= {"SMS_PROVIDER_URL": texts.url, "SMS_PROVIDER_TOKEN": sms_token,
                     "CONTACT_HASH_KEY": secrets.token_urlsafe(24)}  # fmt: skip
-        services = [ServiceProcess(name, port, env, logs / f"{name}.log") for name, port in ports.items()]
+        own_env = {"care_plan": {"INTAKE_TOKEN": env["CARE_PLAN_INTAKE_TOKEN"]}}
+        services = [ServiceProcess(name, port, env | own_env.get(name, {}), logs / f"{name}.log")
+                    for name, port in ports.items()]  # fmt: skip
         for service in services:
             stack.callback(service.stop)
             service.start()

@@ -1,23 +1,36 @@
-"""care_plan's HTTP API: the care plan, attendance, decisions on recommendations, schedule, authorization,
-graduation and discharge."""
+"""care_plan's HTTP API: the care plan, attendance, appointments, decisions on recommendations, schedule,
+authorization, graduation and discharge; program groups, a group session's roster and its attendance sheet."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Literal, TypeVar
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, HTTPException, status
 from pydantic import AwareDatetime, BaseModel, Field
 
+from services.common.dependencies import DependencyDown
 from services.common.schemas import V1_ERRORS, errors, request_examples
-from stepwise_contract import CareLevel, DischargeReason, Track, WeekdayName
+from services.common.utc import utc_now
+from stepwise_contract import (
+    FAMILY_SESSION,
+    CareLevel,
+    DischargeReason,
+    ScheduledSession,
+    SessionKind,
+    SheetEntry,
+    Track,
+    WeekdayName,
+)
 
-from .changes import Decision, change_plan, record_session_attendance
-from .deps import Authorizer, Clinician, Policy, Reader, Recorder, Store
+from .changes import Decision, change_plan, change_plan_placed, hold_place, record_session_attendance, record_sheet
+from .deps import Authorizer, Clinician, ClinicZone, Consents, Policy, Reader, Recorder, Store
 from .domain.care_plan import discharge, graduate, set_calendar, settle_recommendation
+from .domain.groups import Placement, book_appointment, cancel_appointment, meetings
 from .domain.model import AttendanceRecord, AttendanceStatus, Authorization, CarePlan, CarePlanError, StepRecommendation
-from .domain.policy import CarePolicy
+from .domain.policy import CarePolicy, ProgramGroup
 from .store import CarePlanStore
 
 router = APIRouter(prefix="/v1", tags=["care plan"], responses=V1_ERRORS)
@@ -32,16 +45,38 @@ ERROR_STATUS = {
     "notice_without_excuse": status.HTTP_422_UNPROCESSABLE_CONTENT,
     "below_minimum_hours": status.HTTP_422_UNPROCESSABLE_CONTENT,
     "unknown_track": status.HTTP_422_UNPROCESSABLE_CONTENT,
+    "recorded_differently": status.HTTP_409_CONFLICT,
+    "minutes_without_attendance": status.HTTP_422_UNPROCESSABLE_CONTENT,
+    "unknown_kind": status.HTTP_422_UNPROCESSABLE_CONTENT,
+    "appointment_in_past": status.HTTP_422_UNPROCESSABLE_CONTENT,
+    "overlapping_session": status.HTTP_409_CONFLICT,
+    "no_family_consent": status.HTTP_409_CONFLICT,
 }
 
 
 class AttendanceIn(BaseModel):
     model_config = request_examples(
-        {"status": "missed"}, {"status": "excused", "notice_given_at": "2026-11-20T09:00:00Z"}
+        {"status": "missed"},
+        {"status": "excused", "notice_given_at": "2026-11-20T09:00:00Z"},
+        {"status": "late", "minutes": 150},
     )
 
     status: AttendanceStatus
     notice_given_at: AwareDatetime | None = None
+    minutes: int | None = Field(default=None, ge=0, le=720, description="Minutes attended, when not the whole session.")
+
+
+class AppointmentIn(BaseModel):
+    """An own session on the plan's calendar; a family session needs a consent in force naming a support."""
+
+    model_config = request_examples(
+        {"kind": "individual", "starts_at": "2026-12-08T14:00:00-05:00"},
+        {"kind": "family", "starts_at": "2026-12-10T17:00:00-05:00", "minutes": 60},
+    )
+
+    kind: SessionKind
+    starts_at: AwareDatetime
+    minutes: int | None = Field(default=None, ge=5, le=720, description="Default: the kind's length in the policy.")
 
 
 class AttendanceOut(BaseModel):
@@ -116,13 +151,53 @@ async def post_attendance(
     episode_id: str, session_id: str, body: AttendanceIn, store: Store, policy: Policy, _: Recorder
 ) -> AttendanceOut:
     try:
-        record = await record_session_attendance(
-            store, policy, episode_id, session_id, body.status, body.notice_given_at
+        done = await record_session_attendance(
+            store, policy, episode_id, session_id, body.status, body.notice_given_at, minutes=body.minutes
         )
     except CarePlanError as error:
         raise HTTPException(ERROR_STATUS[error.code], str(error)) from None
-    assert record is not None
-    return AttendanceOut(episode_id=episode_id, session_id=session_id, attendance=record)
+    assert done is not None
+    return AttendanceOut(episode_id=episode_id, session_id=session_id, attendance=done.record)
+
+
+@router.post(
+    "/episodes/{episode_id}/appointments",
+    status_code=status.HTTP_201_CREATED,
+    responses=errors(404, 409, 503),
+    summary="Book an individual, family or other own session (publishes iop.schedule.changed)",
+    description="A family session is booked only while a consent in force names a family member or support "
+    "(checked at intake; notifications checks it again before telling them).",
+)
+async def book(
+    episode_id: str, body: AppointmentIn, store: Store, policy: Policy, consents: Consents, _: Authorizer
+) -> ScheduledSession:
+    if body.kind == FAMILY_SESSION:
+        try:
+            found = await consents.family_consent(episode_id)
+        except DependencyDown as error:
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"cannot check consent: {error}") from None
+        if not found:
+            message = "no consent in force names a family member or support for appointments: record one at intake"
+            raise HTTPException(ERROR_STATUS["no_family_consent"], message)
+
+    def decide(plan: CarePlan, now: datetime) -> Decision[ScheduledSession]:
+        booked, changed, session_id = book_appointment(plan, body.kind, body.starts_at, body.minutes, policy, now)
+        return booked, [changed], next(a for a in booked.appointments if a.session_id == session_id)
+
+    return await _change(store, policy, episode_id, decide)
+
+
+@router.delete(
+    "/episodes/{episode_id}/appointments/{session_id}",
+    responses=errors(404, 409),
+    summary="Cancel an own session that has not begun (publishes iop.schedule.changed)",
+)
+async def cancel(episode_id: str, session_id: str, store: Store, policy: Policy, _: Authorizer) -> CarePlan:
+    def decide(plan: CarePlan, now: datetime) -> Decision[CarePlan]:
+        updated, changed = cancel_appointment(plan, session_id, now)
+        return updated, [changed], updated
+
+    return await _change(store, policy, episode_id, decide)
 
 
 @router.post(
@@ -135,11 +210,29 @@ async def post_attendance(
 async def decide_recommendation(
     episode_id: str, recommendation_id: str, body: DecisionIn, store: Store, policy: Policy, _: Clinician
 ) -> StepRecommendation:
-    def decide(plan: CarePlan, now: datetime) -> Decision[StepRecommendation]:
-        accept = body.decision == "accept"
-        return settle_recommendation(plan, recommendation_id, accept, body.reason, policy, now)
+    accept = body.decision == "accept"
+    stored = await store.get(episode_id)
+    target = (
+        next((r for r in stored.plan.recommendations if r.recommendation_id == recommendation_id), None)
+        if stored
+        else None
+    )
+    placement: Placement | None = None
+    if stored and target and accept and target.status == "open" and target.to_level in policy.offered_levels:
+        track = stored.plan.schedule.track if stored.plan.schedule else policy.default_track
+        placement = await hold_place(store, policy, episode_id, target.to_level, track, stored.plan.program)
 
-    return await _change(store, policy, episode_id, decide)
+    def decide(plan: CarePlan, now: datetime) -> Decision[StepRecommendation]:
+        return settle_recommendation(plan, recommendation_id, accept, body.reason, policy, now, placement)
+
+    if placement is None:
+        return await _change(store, policy, episode_id, decide)
+    try:
+        result = await change_plan_placed(store, policy, episode_id, placement, decide)
+    except CarePlanError as error:
+        raise HTTPException(ERROR_STATUS[error.code], str(error)) from None
+    assert result is not None
+    return result
 
 
 @router.put(
@@ -194,3 +287,190 @@ async def discharge_episode(episode_id: str, body: DischargeIn, store: Store, po
         return ended, [event], ended
 
     return await _change(store, policy, episode_id, decide)
+
+
+# --- program groups ----------------------------------------------------------------------------------------
+
+groups = APIRouter(prefix="/v1/groups", tags=["groups"], responses=V1_ERRORS)
+RECENT = timedelta(days=14)
+UPCOMING = 6
+
+
+class Waiting(BaseModel):
+    episode_id: str
+    since: datetime
+    position: int
+
+
+class GroupOut(BaseModel):
+    """A program group: its definition (from the policy), who is in it and who waits, its next sessions."""
+
+    group: ProgramGroup
+    members: list[str] = Field(description="Episode ids of the active plans in the group.")
+    places_left: int | None = Field(description="Null for a group without a capacity.")
+    waitlist: list[Waiting]
+    next_sessions: list[ScheduledSession]
+
+
+class RecentSession(BaseModel):
+    session_id: str
+    kind: str
+    starts_at: datetime
+    status: AttendanceStatus | None
+
+
+class RosterLine(BaseModel):
+    episode_id: str
+    attendance: AttendanceRecord | None = Field(description="This session's record, if any yet.")
+    last_two_weeks: list[RecentSession] = Field(description="The member's sessions in the 14 days before this one.")
+    attended_last_two_weeks: int
+    missed_last_two_weeks: int
+
+
+class SessionRoster(BaseModel):
+    """The day's sheet: who is expected in a group session, and how each has attended (pseudonymous)."""
+
+    group_id: str
+    session: ScheduledSession
+    members: list[RosterLine]
+
+
+class SheetIn(BaseModel):
+    model_config = request_examples(
+        {
+            "attendance": [
+                {"episode_id": "3f1c…", "status": "attended"},
+                {"episode_id": "9ab2…", "status": "late", "minutes": 150},
+                {"episode_id": "c7d4…", "status": "excused", "notice_given_at": "2026-12-07T07:30:00-05:00"},
+            ]
+        }
+    )
+
+    attendance: list[SheetEntry] = Field(min_length=1, max_length=500)
+
+
+class SheetLineOut(BaseModel):
+    episode_id: str
+    outcome: Literal["recorded", "unchanged", "rejected"]
+    attendance: AttendanceRecord | None = None
+    code: str | None = Field(default=None, examples=["not_a_member", "recorded_differently", "listed_twice"])
+    detail: str | None = None
+
+
+class SheetOut(BaseModel):
+    group_id: str
+    session_id: str
+    lines: list[SheetLineOut] = Field(description="Per line of the sheet: what was stored, or why not.")
+    not_on_sheet: list[str] = Field(
+        description="Members with no record for the session who were not on the sheet: each is counted missed "
+        "(no record) after the session's end and the grace period, unless recorded by then."
+    )
+
+
+def _group(policy: CarePolicy, group_id: str) -> ProgramGroup:
+    group = policy.group(group_id)
+    if group is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no group {group_id!r}")
+    return group
+
+
+def _meeting(group: ProgramGroup, session_id: str, policy: CarePolicy, timezone: str) -> ScheduledSession:
+    """The group's session of that id: its local date, if the group meets that day."""
+    suffix = session_id.removeprefix(f"{group.group_id}-")
+    try:
+        day = datetime.strptime(suffix, "%Y%m%d").date() if suffix != session_id else None
+    except ValueError:
+        day = None
+    found = meetings(group, timezone, day, day, policy.closures) if day else []
+    if not found:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"group {group.group_id!r} has no session {session_id!r}")
+    return found[0]
+
+
+async def _group_out(group: ProgramGroup, store: CarePlanStore, policy: CarePolicy, timezone: str) -> GroupOut:
+    members = sorted(plan.episode_id for plan in await store.members(group.group_id))
+    waiting = [p for p in await store.waitlisted() if p.waitlist and group.group_id in p.waitlist.group_ids]
+    waitlist = [Waiting(episode_id=p.episode_id, since=p.waitlist.since, position=n)
+                for n, p in enumerate(waiting, start=1) if p.waitlist]  # fmt: skip
+    today = utc_now().astimezone(ZoneInfo(timezone)).date()
+    upcoming = meetings(group, timezone, today, today + timedelta(days=28), policy.closures)
+    left = None if group.capacity is None else max(group.capacity - len(members), 0)
+    next_sessions = [s for s in upcoming if s.ends_at > utc_now()][:UPCOMING]
+    return GroupOut(group=group, members=members, places_left=left, waitlist=waitlist, next_sessions=next_sessions)
+
+
+@groups.get("", summary="The program groups, with members, places left and waitlist")
+async def list_groups(store: Store, policy: Policy, timezone: ClinicZone, _: Reader) -> list[GroupOut]:
+    return [await _group_out(group, store, policy, timezone) for group in policy.groups]
+
+
+@groups.get(
+    "/{group_id}", responses=errors(404), summary="A program group: members, places left, waitlist, next sessions"
+)
+async def get_group(group_id: str, store: Store, policy: Policy, timezone: ClinicZone, _: Reader) -> GroupOut:
+    return await _group_out(_group(policy, group_id), store, policy, timezone)
+
+
+@groups.get(
+    "/{group_id}/sessions/{session_id}",
+    responses=errors(404),
+    summary="A group session's roster: each member's record for it and attendance in the two weeks before",
+)
+async def session_roster(
+    group_id: str, session_id: str, store: Store, policy: Policy, timezone: ClinicZone, _: Reader
+) -> SessionRoster:
+    session = _meeting(_group(policy, group_id), session_id, policy, timezone)
+    lines = [_roster_line(plan, session) for plan in await store.roster(session_id)]
+    return SessionRoster(group_id=group_id, session=session, members=sorted(lines, key=lambda line: line.episode_id))
+
+
+def _roster_line(plan: CarePlan, session: ScheduledSession) -> RosterLine:
+    assert plan.schedule is not None
+    recent = [
+        RecentSession(session_id=s.session_id, kind=s.kind, starts_at=s.starts_at,
+                      status=record.status if (record := plan.attendance.get(s.session_id)) else None)
+        for s in plan.schedule.sessions
+        if session.starts_at - RECENT <= s.starts_at < session.starts_at
+    ]  # fmt: skip
+    return RosterLine(
+        episode_id=plan.episode_id,
+        attendance=plan.attendance.get(session.session_id),
+        last_two_weeks=recent,
+        attended_last_two_weeks=sum(1 for r in recent if r.status in ("attended", "late")),
+        missed_last_two_weeks=sum(1 for r in recent if r.status == "missed"),
+    )
+
+
+@groups.post(
+    "/{group_id}/sessions/{session_id}/attendance",
+    responses=errors(404),
+    summary="Record a group session's whole sheet: one line per member, each stored through its plan",
+    description="Each line is stored (or found unchanged) on its member's plan, or refused with a code: "
+    "`not_a_member` (no such plan, or the session is not on its calendar), `recorded_differently` (staff "
+    "recorded another status already: correct it on the episode), `listed_twice`, `plan_not_active`, "
+    "`notice_without_excuse`, `minutes_without_attendance`. The others are stored all the same; sending the "
+    "same sheet again changes nothing. Misses publish `iop.session.missed`, attendance `iop.service.delivered`.",
+)
+async def post_sheet(
+    group_id: str, session_id: str, body: SheetIn, store: Store, policy: Policy, timezone: ClinicZone, _: Recorder
+) -> SheetOut:
+    _meeting(_group(policy, group_id), session_id, policy, timezone)
+    lines = await record_sheet(store, policy, group_id, session_id, body.attendance)
+    listed = {line.episode_id for line in body.attendance}
+    roster = await store.roster(session_id)
+    missing = sorted(
+        plan.episode_id
+        for plan in roster
+        if plan.status == "active" and plan.episode_id not in listed and session_id not in plan.attendance
+    )
+    out = [
+        SheetLineOut(
+            episode_id=line.episode_id,
+            outcome="unchanged" if line.outcome == "applied_before" else line.outcome,
+            attendance=line.record,
+            code=line.code,
+            detail=line.detail,
+        )
+        for line in lines
+    ]
+    return SheetOut(group_id=group_id, session_id=session_id, lines=out, not_on_sheet=missing)

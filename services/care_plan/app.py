@@ -1,5 +1,5 @@
-"""care_plan: care level and calendar, attendance and no-shows, missed-session rules, step-up / step-down,
-graduation and discharge."""
+"""care_plan: care level and calendar, program groups and their rosters, attendance and no-shows, services
+delivered, missed-session rules, step-up / step-down, graduation and discharge."""
 
 from __future__ import annotations
 
@@ -19,7 +19,10 @@ from stepwise_contract import (
     EpisodeDischarged,
     EpisodeGraduated,
     EventData,
+    GroupWaitlisted,
     ScheduleChanged,
+    ServiceDayCompleted,
+    ServiceDelivered,
     SessionMissed,
     StepDownRecommended,
     StepUpRecommended,
@@ -27,6 +30,7 @@ from stepwise_contract import (
 )
 
 from . import api, handlers
+from .consents import IntakeConsents
 from .domain.policy import load_policy
 from .handlers import Planning
 from .settings import CONSUMER_GROUP, CarePlanSettings
@@ -42,6 +46,9 @@ PUBLISHES: tuple[type[EventData], ...] = (
     StepDownRecommended,
     CareLevelChanged,
     ScheduleChanged,
+    GroupWaitlisted,
+    ServiceDelivered,
+    ServiceDayCompleted,
     EpisodeGraduated,
     EpisodeDischarged,
 )
@@ -62,6 +69,8 @@ def create_app(settings: CarePlanSettings | None = None) -> FastAPI:
         await store.create_indexes()
         app.state.store = store
         app.state.policy = policy
+        app.state.clinic_timezone = settings.clinic_timezone
+        app.state.consents = IntakeConsents(settings, runtime.dependencies)
         runtime.broker.context.set_global(HANDLER_CONTEXT, Planning(store, policy, settings.clinic_timezone))
         return [DueChecks(store, policy, settings.timer_poll_seconds).run()]
 
@@ -70,7 +79,7 @@ def create_app(settings: CarePlanSettings | None = None) -> FastAPI:
         description=__doc__ or "",
         settings=settings,
         kafka=kafka,
-        routers=[api.router],
+        routers=[api.router, api.groups],
         startup=startup,
         outbox_collections=[PLANS],
     )

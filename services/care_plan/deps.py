@@ -9,11 +9,14 @@ from fastapi import Depends
 from services.common.auth import Principal, Role, require_roles
 from services.common.deps import from_state
 
+from .consents import IntakeConsents
 from .domain.policy import CarePolicy
 from .store import CarePlanStore
 
 Store = Annotated[CarePlanStore, Depends(from_state("store", CarePlanStore))]
 Policy = Annotated[CarePolicy, Depends(from_state("policy", CarePolicy))]
+ClinicZone = Annotated[str, Depends(from_state("clinic_timezone", str))]
+Consents = Annotated[IntakeConsents, Depends(from_state("consents", IntakeConsents))]
 
 Reader = Annotated[Principal, Depends(require_roles(Role.CLINICIAN, Role.INTAKE_STAFF, Role.INTEGRATION, Role.ADMIN))]
 Recorder = Annotated[Principal, Depends(require_roles(Role.CLINICIAN, Role.INTAKE_STAFF, Role.INTEGRATION))]

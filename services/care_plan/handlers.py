@@ -19,7 +19,7 @@ from stepwise_contract import (
     new_event,
 )
 
-from .changes import adopt_pending, learn, record_session_attendance
+from .changes import adopt_pending, hold_place, learn, record_session_attendance, record_sheet
 from .domain.care_plan import assign_care_level
 from .domain.model import CareInput, CarePlanError
 from .domain.policy import CarePolicy
@@ -42,12 +42,15 @@ class Planning:
 async def on_assessment_completed(event: CloudEvent[AssessmentCompleted], planning: Planning) -> None:
     data, store, policy = event.data, planning.store, planning.policy
     if data.kind == "intake" and await store.get(event.subject) is None:
-        plan, assigned = assign_care_level(data, policy, planning.clinic_timezone, utc_now())
-        created = await store.create(
-            plan, new_event(assigned, source=SOURCE), event.dedup_key, next_check(plan, policy, utc_now())
-        )
+        placement = None
+        if data.level in policy.offered_levels:
+            placement = await hold_place(store, policy, event.subject, data.level, policy.default_track, data.program)
+        plan, events = assign_care_level(data, policy, planning.clinic_timezone, utc_now(), placement)
+        envelopes = [new_event(assigned, source=SOURCE) for assigned in events]
+        created = await store.create(plan, envelopes, event.dedup_key, next_check(plan, policy, utc_now()))
         if created:
-            log.info("episode %s: care level %s (%s)", plan.episode_id, plan.level.value, plan.status)
+            where = plan.group.group_id if plan.group else "waitlist" if plan.waitlist else "-"
+            log.info("episode %s: care level %s (%s, %s)", plan.episode_id, plan.level.value, plan.status, where)
             await adopt_pending(store, policy, event.subject)
             return
     # A reassessment (or a repeated intake assessment) feeds the review of the existing plan.
@@ -72,6 +75,10 @@ async def on_drug_screen_recorded(event: CloudEvent[DrugScreenRecorded], plannin
 
 async def on_attendance_reported(event: CloudEvent[AttendanceReported], planning: Planning) -> None:
     data = event.data
+    if data.schema_version == 2:
+        await _record_sheet(event, planning)
+        return
+    assert data.status is not None  # checked by the schema
     try:
         await record_session_attendance(
             planning.store,
@@ -81,9 +88,27 @@ async def on_attendance_reported(event: CloudEvent[AttendanceReported], planning
             data.status,
             data.notice_given_at,
             event.dedup_key,
+            minutes=data.minutes,
         )
     except CarePlanError as error:
         raise EventRejected(f"{error.code}: {error}") from None
+
+
+async def _record_sheet(event: CloudEvent[AttendanceReported], planning: Planning) -> None:
+    """A group session's sheet: each line is stored through its plan; the lines that cannot be are set aside
+    together, with their reasons, while the others stay stored (a replay stores no line twice)."""
+    data = event.data
+    assert data.group_id is not None  # checked by the schema
+    if planning.policy.group(data.group_id) is None:
+        raise EventRejected(f"unknown_group: no group {data.group_id!r}")
+    lines = await record_sheet(planning.store, planning.policy, data.group_id, data.session_id, data.attendance,
+                               event.dedup_key)  # fmt: skip
+    rejected = [line for line in lines if line.outcome == "rejected"]
+    stored = len(lines) - len(rejected)
+    log.info("sheet %s/%s: %d of %d lines stored", data.group_id, data.session_id, stored, len(lines))
+    if rejected:
+        reasons = "; ".join(f"{line.episode_id}: {line.code}" for line in rejected)
+        raise EventRejected(f"{len(rejected)} of {len(lines)} lines not stored ({reasons})")
 
 
 EVENT_HANDLERS: EventHandlers = {
@@ -91,5 +116,6 @@ EVENT_HANDLERS: EventHandlers = {
                                       "reassessment feeds step-up / step-down review."),
     SafetyAlertRaised: Subscription(on_safety_alert_raised, "A safety alert feeds step-up review."),
     DrugScreenRecorded: Subscription(on_drug_screen_recorded, "A drug screen feeds step-up / step-down review."),
-    AttendanceReported: Subscription(on_attendance_reported, "Another system reports a session's attendance."),
+    AttendanceReported: Subscription(on_attendance_reported, "Another system reports a session's attendance, "
+                                     "or a group session's whole sheet."),
 }  # fmt: skip

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pymongo import ASCENDING
@@ -18,9 +18,13 @@ from services.common.utc import assume_utc, utc_now
 from stepwise_contract import CloudEvent
 
 from .domain.model import CareInput, CarePlan
+from .domain.policy import ProgramGroup
 
 PLANS = "care_plans"
 PENDING_INPUTS = "pending_inputs"
+SEATS = "group_seats"
+STALE_SEAT = timedelta(minutes=1)
+"""A seat held this long by an episode whose plan is not in the group was left by a change that failed."""
 NEVER = datetime(9999, 12, 31, tzinfo=UTC)
 """The timer of a plan that needs no timer (an explicit value: no null checks in queries)."""
 
@@ -46,11 +50,16 @@ class CarePlanStore:
     def __init__(self, database: AsyncDatabase[Document], wake_relay: RelayWake) -> None:
         self.plans = database[PLANS]
         self.pending_inputs = database[PENDING_INPUTS]
+        self.seats = database[SEATS]
         self._wake_relay = wake_relay
 
     async def create_indexes(self) -> None:
         await self.plans.create_index([("status", ASCENDING), ("next_check_at", ASCENDING)])
+        await self.plans.create_index([("group.group_id", ASCENDING)])
+        await self.plans.create_index([("waitlist.level", ASCENDING)])
+        await self.plans.create_index([("schedule.sessions.session_id", ASCENDING)])
         await self.pending_inputs.create_index([("episode_id", ASCENDING)])
+        await self.seats.create_index([("group_id", ASCENDING), ("episode_id", ASCENDING)], unique=True)
 
     async def get(self, episode_id: str) -> StoredPlan | None:
         document = await self.plans.find_one({"_id": episode_id}, {"outbox": 0})
@@ -65,11 +74,11 @@ class CarePlanStore:
         )
 
     async def create(
-        self, plan: CarePlan, event: CloudEvent[Any], applied: str, next_check_at: datetime | None
+        self, plan: CarePlan, events: Sequence[CloudEvent[Any]], applied: str, next_check_at: datetime | None
     ) -> bool:
-        """Store a new plan with its event; False if the episode has a plan already."""
+        """Store a new plan with its events; False if the episode has a plan already."""
         fields = {"_id": plan.episode_id, **_fields(plan), "next_check_at": next_check_at or NEVER}
-        created = await insert_aggregate(self.plans, fields, [event], applied)
+        created = await insert_aggregate(self.plans, fields, events, applied)
         if created:
             self._wake_relay(PLANS, plan.episode_id)
         return created
@@ -93,6 +102,72 @@ class CarePlanStore:
         """Episodes whose timer (a session's no-show deadline, a week's end) has come."""
         cursor = self.plans.find({"status": "active", "next_check_at": {"$lte": now}}, {"_id": 1}, limit=limit)
         return [document["_id"] async for document in cursor]
+
+    # --- program groups: members, waitlist, seats ---------------------------------------------------------
+
+    async def members(self, group_id: str) -> list[CarePlan]:
+        """The active plans in the group now."""
+        cursor = self.plans.find({"group.group_id": group_id, "status": "active"}, {"outbox": 0})
+        return [CarePlan.model_validate(document) async for document in cursor]
+
+    async def waitlisted(self) -> list[CarePlan]:
+        """Active plans waiting for a place in a group, longest waiting first."""
+        cursor = self.plans.find({"status": "active", "waitlist.level": {"$exists": True}}, {"outbox": 0})
+        plans = [CarePlan.model_validate(document) async for document in cursor]
+        return sorted(plans, key=lambda plan: (plan.waitlist.since if plan.waitlist else NEVER, plan.episode_id))
+
+    async def roster(self, session_id: str) -> list[CarePlan]:
+        """Every plan whose calendar has this session (a group session's id is the same in each)."""
+        cursor = self.plans.find({"schedule.sessions.session_id": session_id}, {"outbox": 0})
+        return [CarePlan.model_validate(document) async for document in cursor]
+
+    async def holds_seat(self, group_id: str, episode_id: str) -> bool:
+        return await self.seats.find_one({"group_id": group_id, "episode_id": episode_id}, {"_id": 1}) is not None
+
+    async def claim_seat(self, group: ProgramGroup, episode_id: str, now: datetime) -> bool:
+        """Hold one of the group's seats for the episode (kept if it holds one); False when all are taken.
+
+        A seat is a document ``{group_id}#{n}`` for n up to the capacity, so two claims never get the same
+        one, and the unique (group, episode) index keeps an episode to one seat in a group. The plan is the
+        truth of who is in a group; seats only keep the count. Members without a seat (they joined while the
+        group had no capacity) fill the lowest free numbers, so a capacity set later counts them; a seat held
+        by an episode whose plan is not in the group (a change that failed after the claim) is freed after
+        ``STALE_SEAT``.
+        """
+        if group.capacity is None:
+            return True
+        while True:
+            seats = [document async for document in self.seats.find({"group_id": group.group_id})]
+            if any(seat["episode_id"] == episode_id for seat in seats):
+                return True
+            members = await self._member_ids(group.group_id)
+            unseated = members - {seat["episode_id"] for seat in seats}
+            taken = {seat["seat"] for seat in seats}
+            free = [n for n in range(1, group.capacity + 1) if n not in taken][len(unseated) :]
+            if not free:
+                if await self._free_stale_seats(seats, members, now):
+                    continue
+                return False
+            seat = {"_id": f"{group.group_id}#{free[0]}", "group_id": group.group_id, "seat": free[0],
+                    "episode_id": episode_id, "claimed_at": now}  # fmt: skip
+            with contextlib.suppress(DuplicateKeyError):  # another claim won that seat: look again
+                await self.seats.insert_one(seat)
+                return True
+
+    async def release_seat(self, group_id: str, episode_id: str) -> None:
+        await self.seats.delete_one({"group_id": group_id, "episode_id": episode_id})
+
+    async def _member_ids(self, group_id: str) -> set[str]:
+        cursor = self.plans.find({"group.group_id": group_id, "status": "active"}, {"_id": 1})
+        return {document["_id"] async for document in cursor}
+
+    async def _free_stale_seats(self, seats: list[Document], members: set[str], now: datetime) -> bool:
+        freed = False
+        for seat in seats:
+            if seat["episode_id"] not in members and assume_utc(seat["claimed_at"]) <= now - STALE_SEAT:
+                result = await self.seats.delete_one({"_id": seat["_id"], "episode_id": seat["episode_id"]})
+                freed = freed or result.deleted_count == 1
+        return freed
 
     async def keep_pending(self, episode_id: str, learned: CareInput, applied: str) -> None:
         document = {"_id": applied, "episode_id": episode_id, "input": learned.model_dump(mode="json"),

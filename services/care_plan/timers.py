@@ -1,4 +1,5 @@
-"""Timers: plans whose next check has come (a session's no-show deadline, the end of a week) are reviewed.
+"""Timers: plans whose next check has come (a session's no-show deadline, the end of a week) are reviewed,
+and plans on a group's waitlist take the places that came free.
 
 The timer is a field of the plan document, so it survives restarts. Several instances may look at
 the same plan at once: the version-checked write lets one win, and the loser's retry finds the
@@ -13,7 +14,7 @@ from datetime import datetime
 from services.common.utc import utc_now
 from services.common.worker import PollingWorker
 
-from .changes import Decision, change_plan
+from .changes import Decision, admit_waitlisted, change_plan
 from .domain.model import CarePlan
 from .domain.policy import CarePolicy
 from .store import CarePlanStore
@@ -32,7 +33,7 @@ class DueChecks(PollingWorker):
         due = await self._store.due(utc_now())
         for episode_id in due:
             await change_plan(self._store, self._policy, episode_id, _nothing_new)
-        return len(due)
+        return len(due) + await admit_waitlisted(self._store, self._policy)
 
 
 def _nothing_new(plan: CarePlan, _now: datetime) -> Decision[None]:

@@ -24,6 +24,8 @@ class Role(StrEnum):
     """Clinic IT: audit log, set-aside events."""
     NOTIFICATIONS = "notifications"
     """The notifications service, looking up contact data and consents at intake."""
+    CARE_PLAN = "care_plan"
+    """The care_plan service, checking at intake for a consent before it books a family session."""
     SMS_PROVIDER = "sms_provider"
     """The SMS provider's reply callback."""
 
@@ -66,3 +68,8 @@ def require_roles(*roles: Role) -> Callable[..., Awaitable[Principal]]:
         return principal
 
     return dependency
+
+
+def bearer(token: str) -> dict[str, str]:
+    """The Authorization header for ``token``; none for an empty one (never ``Bearer `` with nothing after it)."""
+    return {"Authorization": f"Bearer {token}"} if token else {}

@@ -18,7 +18,7 @@ from services.common.utc import Rfc3339, utc_now
 from stepwise_contract import ConsentScope, DimensionRatings, PlacementDecision
 
 from . import changes
-from .deps import Admin, Clinical, Keys, NotificationsService, Policy, Staff, Store
+from .deps import Admin, Clinical, ConsentReader, Keys, NotificationsService, Policy, Staff, Store
 from .domain.episode import AssessmentRequest, ConsentTerms, consent_in_force, consents_allowing
 from .domain.model import Consent, Episode, EpisodeError
 from .domain.reassessment import trend
@@ -292,10 +292,11 @@ async def episode_contact(episode_id: str, store: Store, by: NotificationsServic
 @router.get(
     "/episodes/{episode_id}/recipients",
     responses=errors(404),
-    summary="Supports who may be told about ``scope`` under a current consent (notifications only, audited)",
+    summary="Supports who may be told about ``scope`` under a current consent, without contact data "
+    "(notifications and care_plan, audited)",
 )
 async def consented_recipients(
-    episode_id: str, scope: ConsentScope, store: Store, by: NotificationsService
+    episode_id: str, scope: ConsentScope, store: Store, by: ConsentReader
 ) -> list[RecipientContact]:
     episode = await _episode(store, episode_id)
     current = consents_allowing(episode, scope, utc_now().date())

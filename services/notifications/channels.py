@@ -12,6 +12,7 @@ import aiosmtplib
 import httpx
 from async_lru import alru_cache
 
+from services.common.auth import bearer
 from services.common.dependencies import Dependencies, DependencyDown
 from stepwise_contract import ConsentRecipientKind
 from stepwise_contract.webhooks import signed_headers
@@ -145,11 +146,6 @@ class IntakeContacts:
 
     async def close(self) -> None:
         await self._client.aclose()
-
-
-def bearer(token: str) -> dict[str, str]:
-    """The Authorization header for ``token``; none for an empty one (never ``Bearer `` with nothing after it)."""
-    return {"Authorization": f"Bearer {token}"} if token else {}
 
 
 def _json(response: httpx.Response) -> Any:

@@ -17,6 +17,7 @@ from stepwise_contract import (
     ConsentChanged,
     EpisodeDischarged,
     EpisodeGraduated,
+    GroupWaitlisted,
     SafetyAlertRaised,
     ScheduleChanged,
     SessionMissed,
@@ -63,6 +64,10 @@ async def on_attendance_rule_triggered(event: CloudEvent[AttendanceRuleTriggered
     await changes.notify(messaging, event)
 
 
+async def on_group_waitlisted(event: CloudEvent[GroupWaitlisted], messaging: Messaging) -> None:
+    await changes.notify(messaging, event)
+
+
 async def on_episode_graduated(event: CloudEvent[EpisodeGraduated], messaging: Messaging) -> None:
     await changes.end_episode(messaging, event.subject)
     await changes.notify(messaging, event, await changes.enrol_alumnus(messaging, event))
@@ -87,8 +92,11 @@ EVENT_HANDLERS: EventHandlers = {
         on_care_level_changed, "A changed level: the patient hears of the new schedule; reminders follow it."
     ),
     ScheduleChanged: Subscription(
-        on_schedule_changed, "A custom calendar: the patient hears of it; reminders follow it."
+        on_schedule_changed,
+        "A new calendar (custom, a group joined, an appointment): the patient hears of it, "
+        "consented supports of family sessions; reminders follow it.",
     ),
+    GroupWaitlisted: Subscription(on_group_waitlisted, "The care team hears that no group had room for a plan."),
     SessionMissed: Subscription(on_session_missed, "A missed session: outreach to the patient and consented supports."),
     SafetyAlertRaised: Subscription(
         on_safety_alert_raised, "A safety alert reaches the care team at once, day or night.", urgent=True

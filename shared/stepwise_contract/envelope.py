@@ -47,7 +47,7 @@ class EventData(BaseModel):
         return self.episode_id
 
     @property
-    def schema(self) -> str:
+    def versioned_schema(self) -> str:
         """This data's ``dataschema``, by the version it carries."""
         return f"urn:stepwise:schema:{self.event_type}:v{self.schema_version}"
 
@@ -84,7 +84,7 @@ def new_event(data: DataT, *, source: str, time: datetime | None = None) -> Clou
         type=data.event_type,
         subject=data.subject,
         time=time or datetime.now(UTC),
-        dataschema=data.schema,
+        dataschema=data.versioned_schema,
         data=data,
     )
     return event

@@ -36,6 +36,7 @@ TOKENS = {
     "admin": "test-admin-token",
     "integration": "test-integration-token",
     "notifications": "test-notifications-service-token",
+    "care_plan": "test-care-plan-service-token",
     "sms_provider": "test-sms-provider-token",
 }
 GROUPS = {"care_plan": "stepwise.care_plan", "notifications": "stepwise.notifications"}
@@ -175,9 +176,13 @@ def stack(running_backends: Backends, tmp_path_factory: pytest.TempPathFactory) 
             "QUIET_HOURS_START": "00:00",
             "QUIET_HOURS_END": "00:00",
         }
+        own_env = {"care_plan": {"INTAKE_TOKEN": TOKENS["care_plan"]}}
         services = {
             name: ServiceProcess(
-                name, port, {**env, "KAFKA_GROUP_INSTANCE_ID": f"{name}-1"}, Path(logs) / f"{name}.log"
+                name,
+                port,
+                {**env, **own_env.get(name, {}), "KAFKA_GROUP_INSTANCE_ID": f"{name}-1"},
+                Path(logs) / f"{name}.log",
             )
             for name, port in ports.items()
         }

@@ -6,18 +6,24 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
 
 from services.care_plan import api
 from services.care_plan.app import create_broker
-from services.care_plan.domain.policy import load_policy
+from services.care_plan.changes import admit_waitlisted, change_plan
+from services.care_plan.consents import IntakeConsents
+from services.care_plan.domain.groups import first_meeting_after
+from services.care_plan.domain.model import CarePlan
+from services.care_plan.domain.policy import CarePolicy, load_policy
 from services.care_plan.handlers import EVENT_HANDLERS, Planning
 from services.care_plan.settings import CarePlanSettings
 from services.care_plan.store import PLANS, CarePlanStore
 from services.common.auth import Role
 from services.common.consumer import HANDLER_CONTEXT
+from services.common.dependencies import Dependencies
 from services.common.kafka import ServiceBroker
 from services.common.outbox import no_relay
 from stepwise_contract import (
@@ -29,6 +35,7 @@ from stepwise_contract import (
     Reason,
     SafetyAlertRaised,
     ScreenResult,
+    SheetEntry,
     new_event,
 )
 from tests.service.conftest import Events, as_role, queued, running, service_app, set_aside
@@ -38,7 +45,7 @@ from tests.service.memory_mongo import MemoryDatabase
 SETTINGS = CarePlanSettings(_env_file=None)  # type: ignore[call-arg]
 POLICY = load_policy(SETTINGS.care_plan_policy_file)
 CLINICIAN = as_role(Role.CLINICIAN)
-APP = service_app("care_plan", [api.router], consumes=True)
+APP = service_app("care_plan", [api.router, api.groups], consumes=True)
 """One app for the module (its OpenAPI document, which the tier reads to name routes, is built once)."""
 
 
@@ -66,9 +73,31 @@ async def events(
 async def http(
     database: MemoryDatabase, store: CarePlanStore, kafka: ServiceBroker
 ) -> AsyncIterator[httpx.AsyncClient]:
-    state = {"store": store, "policy": POLICY, "kafka": kafka}
+    state = {"store": store, "policy": POLICY, "kafka": kafka, "clinic_timezone": SETTINGS.clinic_timezone,
+             "consents": consents_answering(FAMILY_CONSENT)}  # fmt: skip
     async with await client_of("care_plan", APP, database, state) as client:
         yield client
+
+
+FAMILY_CONSENT = [{"consent_id": "c-1", "recipient_kind": "family"}]
+
+
+def consents_answering(recipients: list[dict[str, str]], status_code: int = 200) -> IntakeConsents:
+    """care_plan's consent check, with intake answering ``recipients`` for every episode."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        assert request.url.path.endswith("/recipients") and request.url.params["scope"] == "appointments"
+        return httpx.Response(status_code, json=recipients)
+
+    return IntakeConsents(SETTINGS, Dependencies(), transport=httpx.MockTransport(answer))
+
+
+def first_session_id(group_id: str = "iop-am") -> str:
+    """The session a plan that joins ``group_id`` today meets first."""
+    group = POLICY.group(group_id)
+    assert group is not None
+    today = datetime.now(UTC).astimezone(ZoneInfo(SETTINGS.clinic_timezone)).date()
+    return f"{group_id}-{first_meeting_after(group, today):%Y%m%d}"
 
 
 def assessment(
@@ -161,11 +190,11 @@ async def test_a_drug_screen_feeds_the_plans_review(events: Events, store: CareP
 
 async def test_reported_attendance_is_recorded(events: Events, store: CarePlanStore) -> None:
     episode_id = await active_plan(events, store)
-    report = AttendanceReported(episode_id=episode_id, session_id="s001", status="attended",
+    report = AttendanceReported(episode_id=episode_id, session_id=first_session_id(), status="attended",
                                 reported_at=datetime.now(UTC))  # fmt: skip
     await events.deliver(new_event(report, source="/ehr"))
     stored = await store.get(episode_id)
-    assert stored is not None and stored.plan.attendance["s001"].status == "attended"
+    assert stored is not None and stored.plan.attendance[first_session_id()].status == "attended"
 
 
 async def test_attendance_for_an_unknown_session_is_set_aside_with_its_reason(
@@ -201,10 +230,10 @@ async def test_get_care_plan(http: httpx.AsyncClient, events: Events, store: Car
 
 async def test_post_attendance(http: httpx.AsyncClient, events: Events, store: CarePlanStore) -> None:
     episode_id = await active_plan(events, store)
-    path = f"/v1/episodes/{episode_id}/sessions/s001/attendance"
+    path = f"/v1/episodes/{episode_id}/sessions/{first_session_id()}/attendance"
     recorded = await http.post(path, json={"status": "missed"}, headers=CLINICIAN)
     assert recorded.status_code == 200 and recorded.json()["attendance"]["status"] == "missed"
-    unknown = await http.post(path.replace("s001", "s999"), json={"status": "missed"}, headers=CLINICIAN)
+    unknown = await http.post(path.replace(first_session_id(), "s999"), json={"status": "missed"}, headers=CLINICIAN)
     assert unknown.status_code == 404
     no_notice = await http.post(path, json={"status": "attended", "notice_given_at": "2026-11-20T09:00:00Z"},
                                 headers=CLINICIAN)  # fmt: skip
@@ -283,7 +312,7 @@ async def test_discharge_episode(http: httpx.AsyncClient, events: Events, store:
 async def test_set_aside_events_are_listed_for_admins(
     http: httpx.AsyncClient, events: Events, store: CarePlanStore
 ) -> None:
-    report = AttendanceReported(episode_id="nobody", session_id="s001", status="attended",
+    report = AttendanceReported(episode_id="nobody", session_id=first_session_id(), status="attended",
                                 reported_at=datetime.now(UTC) - timedelta(minutes=1))  # fmt: skip
     await events.deliver(new_event(report, source="/ehr"))
     listed = await http.get("/v1/set-aside-events", headers=as_role(Role.ADMIN))
@@ -333,7 +362,7 @@ async def test_a_set_aside_event_is_replayed_once_its_cause_is_fixed(
     http: httpx.AsyncClient, events: Events, store: CarePlanStore
 ) -> None:
     episode_id = str(uuid.uuid4())
-    report = AttendanceReported(episode_id=episode_id, session_id="s001", status="attended",
+    report = AttendanceReported(episode_id=episode_id, session_id=first_session_id(), status="attended",
                                 reported_at=datetime.now(UTC))  # fmt: skip
     await events.deliver(new_event(report, source="/ehr"))  # no plan yet: rejected at once, set aside
     [shelved] = (await http.get("/v1/set-aside-events", headers=ADMIN)).json()
@@ -344,7 +373,7 @@ async def test_a_set_aside_event_is_replayed_once_its_cause_is_fixed(
     replayed = await http.post(path, headers=ADMIN)
     assert [r["outcome"] for r in replayed.json()["replays"]] == ["set_aside_again", "applied"]
     stored = await store.get(episode_id)
-    assert stored is not None and stored.plan.attendance["s001"].status == "attended"
+    assert stored is not None and stored.plan.attendance[first_session_id()].status == "attended"
     again = await http.post(path, headers=ADMIN)
     assert again.json()["replays"][-1]["outcome"] == "applied" and len(again.json()["replays"]) == 2
     listed = await http.get("/v1/set-aside-events", headers=ADMIN)
@@ -358,7 +387,7 @@ async def test_set_aside_events_are_replayed_by_topic_and_reason(
 ) -> None:
     episode_ids = [str(uuid.uuid4()) for _ in range(2)]
     for partition, episode_id in enumerate(episode_ids):
-        report = AttendanceReported(episode_id=episode_id, session_id="s001", status="missed",
+        report = AttendanceReported(episode_id=episode_id, session_id=first_session_id(), status="missed",
                                     reported_at=datetime.now(UTC))  # fmt: skip
         await events.deliver(new_event(report, source="/ehr"), partition)
     for episode_id in episode_ids:
@@ -368,3 +397,176 @@ async def test_set_aside_events_are_replayed_by_topic_and_reason(
     assert replayed.status_code == 200 and [e["replays"][-1]["outcome"] for e in replayed.json()] == ["applied"] * 2
     assert (await http.post("/v1/set-aside-events/replay", params=query, headers=ADMIN)).json() == []
     assert (await http.post("/v1/set-aside-events/replay", headers=CLINICIAN)).status_code == 403
+
+
+# Program groups, the day's sheet, appointments
+
+
+async def test_a_plan_joins_its_groups_calendar(events: Events, store: CarePlanStore) -> None:
+    episode_id = await active_plan(events, store)
+    stored = await store.get(episode_id)
+    assert stored is not None and stored.plan.group is not None and stored.plan.group.group_id == "iop-am"
+    assert stored.plan.schedule is not None
+    first = stored.plan.schedule.sessions[0]
+    assert (first.session_id, first.kind, first.group_id) == (first_session_id(), "group", "iop-am")
+
+
+async def test_list_and_get_groups(http: httpx.AsyncClient, events: Events, store: CarePlanStore) -> None:
+    episode_id = await active_plan(events, store)
+    listed = await http.get("/v1/groups", headers=CLINICIAN)
+    assert listed.status_code == 200
+    assert [g["group"]["group_id"] for g in listed.json()] == [group.group_id for group in POLICY.groups]
+    found = await http.get("/v1/groups/iop-am", headers=CLINICIAN)
+    assert found.status_code == 200
+    assert found.json()["members"] == [episode_id] and found.json()["places_left"] == 11
+    assert first_session_id() in [session["session_id"] for session in found.json()["next_sessions"]]
+    assert (await http.get("/v1/groups/nope", headers=CLINICIAN)).status_code == 404
+    assert (await http.get("/v1/groups")).status_code == 401
+
+
+async def test_a_group_sessions_roster(http: httpx.AsyncClient, events: Events, store: CarePlanStore) -> None:
+    members = sorted([await active_plan(events, store) for _ in range(3)])
+    path = f"/v1/groups/iop-am/sessions/{first_session_id()}"
+    roster = await http.get(path, headers=CLINICIAN)
+    assert roster.status_code == 200
+    assert [line["episode_id"] for line in roster.json()["members"]] == members
+    assert all(line["attendance"] is None for line in roster.json()["members"])
+    not_a_meeting = await http.get("/v1/groups/iop-am/sessions/iop-am-20261206", headers=CLINICIAN)  # a Sunday
+    assert not_a_meeting.status_code == 404
+
+
+async def test_one_sheet_records_the_whole_group(
+    http: httpx.AsyncClient, events: Events, store: CarePlanStore, database: MemoryDatabase
+) -> None:
+    present, late, away, left_off = [await active_plan(events, store) for _ in range(4)]
+    session_id = first_session_id()
+    sheet = {"attendance": [{"episode_id": present, "status": "attended"},
+                            {"episode_id": late, "status": "late", "minutes": 150},
+                            {"episode_id": away, "status": "missed"},
+                            {"episode_id": "stranger", "status": "attended"},
+                            {"episode_id": present, "status": "attended"}]}  # fmt: skip
+    path = f"/v1/groups/iop-am/sessions/{session_id}/attendance"
+    answer = await http.post(path, json=sheet, headers=CLINICIAN)
+    assert answer.status_code == 200, answer.text
+    outcomes = [(line["episode_id"], line["outcome"], line["code"]) for line in answer.json()["lines"]]
+    assert outcomes == [(present, "recorded", None), (late, "recorded", None), (away, "recorded", None),
+                        ("stranger", "rejected", "not_a_member"), (present, "rejected", "listed_twice")]  # fmt: skip
+    assert answer.json()["not_on_sheet"] == [left_off]
+    late_plan = await store.get(late)
+    assert late_plan is not None and late_plan.plan.attendance[session_id].minutes == 150
+    assert [topic for topic, _ in await queued(database[PLANS])].count("iop.session.missed") == 1
+
+    again = await http.post(path, json=sheet, headers=CLINICIAN)
+    assert [line["outcome"] for line in again.json()["lines"]][:3] == ["unchanged"] * 3
+    changed = {"attendance": [{"episode_id": away, "status": "attended"}]}
+    differently = await http.post(path, json=changed, headers=CLINICIAN)
+    assert differently.json()["lines"][0]["code"] == "recorded_differently"
+    assert (await http.post("/v1/groups/nope/sessions/x/attendance", json=sheet, headers=CLINICIAN)).status_code == 404
+    empty = await http.post(path, json={"attendance": []}, headers=CLINICIAN)
+    assert empty.status_code == 422 and empty.json()["detail"][0]["loc"] == ["body", "attendance"]
+
+
+async def test_a_sheet_command_stores_every_line_it_can_and_sets_aside_the_rest(
+    events: Events, store: CarePlanStore, database: MemoryDatabase
+) -> None:
+    member = await active_plan(events, store)
+    session_id = first_session_id()
+    lines = [SheetEntry(episode_id=member, status="attended"), SheetEntry(episode_id="stranger", status="attended")]
+    sheet = AttendanceReported(schema_version=2, group_id="iop-am", session_id=session_id,
+                               reported_at=datetime.now(UTC), attendance=lines)  # fmt: skip
+    event = new_event(sheet, source="/ehr")
+    assert event.subject == f"iop-am/{session_id}"
+    await events.deliver(event)
+    stored = await store.get(member)
+    assert stored is not None and stored.plan.attendance[session_id].status == "attended"
+    [shelved] = await set_aside(database)
+    assert shelved["reason"] == "rejected: 1 of 2 lines not stored (stranger: not_a_member)"
+    await events.deliver(event)  # a redelivery stores nothing twice
+    assert [topic for topic, _ in await queued(database[PLANS])].count("iop.service.delivered") == 1
+
+
+async def test_a_full_group_waitlists_the_next_patient_until_a_place_frees(
+    database: MemoryDatabase, store: CarePlanStore, shelf: Any
+) -> None:
+    small = POLICY.model_copy(
+        update={
+            "groups": [g.model_copy(update={"capacity": 1}) if g.group_id == "iop-am" else g for g in POLICY.groups]
+        }
+    )
+    kafka = create_broker(SETTINGS)
+    context = {HANDLER_CONTEXT: Planning(store, small, SETTINGS.clinic_timezone), "event_shelf": shelf}
+    async for events in running("care_plan", kafka.broker, context):
+        first = await active_plan(events, store)
+        second = await active_plan(events, store)
+        waiting = await store.get(second)
+        assert waiting is not None and waiting.plan.group is None and waiting.plan.waitlist is not None
+        assert waiting.plan.schedule is not None and waiting.plan.schedule.sessions == []
+        topics = [topic for topic, _ in await queued(database[PLANS])]
+        assert topics == ["iop.care_level.assigned", "iop.care_level.assigned", "iop.group.waitlisted"]
+
+        assert await admit_waitlisted(store, small) == 0  # still full
+        await change_plan(store, small, first, lambda plan, now: (discharged(plan, now), [], None))
+        assert await admit_waitlisted(store, small) == 1
+        joined = await store.get(second)
+        assert joined is not None and joined.plan.group is not None and joined.plan.waitlist is None
+        assert joined.plan.schedule is not None and joined.plan.schedule.sessions[0].session_id == first_session_id()
+        assert [topic for topic, _ in await queued(database[PLANS])][-1] == "iop.schedule.changed"
+
+
+def discharged(plan: CarePlan, now: datetime) -> CarePlan:
+    return plan.model_copy(update={"status": "discharged", "ended_at": now})
+
+
+async def test_book_and_cancel_appointments(
+    http: httpx.AsyncClient, events: Events, store: CarePlanStore, database: MemoryDatabase
+) -> None:
+    episode_id = await active_plan(events, store)
+    path = f"/v1/episodes/{episode_id}/appointments"
+    at = (datetime.now(UTC) + timedelta(days=2)).replace(hour=20, minute=0, second=0, microsecond=0)
+    booked = await http.post(path, json={"kind": "individual", "starts_at": at.isoformat()}, headers=CLINICIAN)
+    assert booked.status_code == 201, booked.text
+    assert booked.json()["kind"] == "individual" and booked.json()["group_id"] is None
+    local = at.astimezone(ZoneInfo(SETTINGS.clinic_timezone))
+    assert booked.json()["session_id"] == f"individual-{local:%Y%m%d-%H%M}"
+    family = await http.post(path, json={"kind": "family", "starts_at": (at + timedelta(days=1)).isoformat()},
+                             headers=CLINICIAN)  # fmt: skip
+    assert family.status_code == 201 and family.json()["kind"] == "family"
+    clash = await http.post(path, json={"kind": "individual", "starts_at": at.isoformat()}, headers=CLINICIAN)
+    assert clash.status_code == 409
+    unknown = await http.post(path, json={"kind": "yoga", "starts_at": at.isoformat()}, headers=CLINICIAN)
+    assert unknown.status_code == 422 and "yoga" in unknown.json()["detail"]
+    assert "iop.schedule.changed" in [topic for topic, _ in await queued(database[PLANS])]
+
+    cancelled = await http.delete(f"{path}/{booked.json()['session_id']}", headers=CLINICIAN)
+    assert cancelled.status_code == 200
+    sessions = [s["session_id"] for s in cancelled.json()["schedule"]["sessions"]]
+    assert booked.json()["session_id"] not in sessions and family.json()["session_id"] in sessions
+    assert (await http.delete(f"{path}/{booked.json()['session_id']}", headers=CLINICIAN)).status_code == 404
+
+
+async def test_a_family_session_needs_a_consent_naming_a_support(
+    http: httpx.AsyncClient, events: Events, store: CarePlanStore
+) -> None:
+    episode_id = await active_plan(events, store)
+    at = (datetime.now(UTC) + timedelta(days=3)).isoformat()
+    body = {"kind": "family", "starts_at": at}
+    for answer, status_code, expected in (([], 200, 409), (FAMILY_CONSENT, 503, 503), (FAMILY_CONSENT, 401, 503)):
+        http._transport.app.state.consents = consents_answering(answer, status_code)  # type: ignore[attr-defined]
+        refused = await http.post(f"/v1/episodes/{episode_id}/appointments", json=body, headers=CLINICIAN)
+        assert refused.status_code == expected, refused.text
+    assert "INTAKE_TOKEN" in refused.json()["detail"]  # a refused token is a configuration mistake, said so
+
+
+async def test_a_capacity_set_later_counts_the_members_who_joined_without_one(
+    store: CarePlanStore, shelf: Any
+) -> None:
+    def with_capacity(capacity: int | None) -> CarePolicy:
+        groups = [g.model_copy(update={"capacity": capacity}) if g.group_id == "iop-am" else g for g in POLICY.groups]
+        return POLICY.model_copy(update={"groups": groups})
+
+    for capacity, joins in ((None, True), (None, True), (2, False)):
+        context = {HANDLER_CONTEXT: Planning(store, with_capacity(capacity), SETTINGS.clinic_timezone),
+                   "event_shelf": shelf}  # fmt: skip
+        async for events in running("care_plan", create_broker(SETTINGS).broker, context):
+            stored = await store.get(await active_plan(events, store))
+            assert stored is not None and (stored.plan.group is not None) is joins

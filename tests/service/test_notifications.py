@@ -44,6 +44,7 @@ from stepwise_contract import (
     EpisodeDischarged,
     EpisodeGraduated,
     EventData,
+    GroupWaitlisted,
     Reason,
     SafetyAlertRaised,
     Schedule,
@@ -401,6 +402,34 @@ async def test_a_missed_session_reaches_the_patient_and_a_consented_support(
     ]
     assert {n.consent_id for n in outreach if n.recipient_kind == "family"} == {family}
     assert outreach[0].context["consecutive_misses"] == 1
+
+
+async def test_supports_hear_of_family_sessions_only(events: Events, messaging: Messaging, intake: FakeIntake) -> None:
+    episode_id = intake.episode()
+    family = intake.consent(episode_id, "family", "appointments")
+    own = calendar(in_days(2), in_days(3), in_days(4))
+    family_session = own.sessions[1].model_copy(update={"session_id": "family-1", "kind": "family"})
+    with_family = own.model_copy(update={"sessions": [own.sessions[0], family_session, own.sessions[2]]})
+    for schedule in (own, with_family):
+        change = ScheduleChanged(episode_id=episode_id, level=CareLevel.IOP, changed_at=datetime.now(UTC),
+                                 schedule=schedule, reason="appointment_booked")  # fmt: skip
+        await events.deliver(care_plan_event(change))
+    told = [n for n in await log_of(messaging, episode_id) if n.purpose == "support_family_session"]
+    assert [(n.recipient_kind, n.consent_id) for n in told] == [("family", family)]  # the first calendar had none
+    assert [s["starts_at"] for s in told[0].context["sessions"]] == [in_days(3).isoformat()]
+
+
+async def test_a_waitlisted_plan_reaches_the_care_team_only(
+    events: Events, messaging: Messaging, intake: FakeIntake
+) -> None:
+    episode_id = intake.episode()
+    intake.consent(episode_id, "family", "appointments")
+    waiting = GroupWaitlisted(episode_id=episode_id, level=CareLevel.IOP, track="morning", program="adult",
+                              group_ids=["iop-am"], position=2, waitlisted_at=datetime.now(UTC))  # fmt: skip
+    await events.deliver(care_plan_event(waiting))
+    log = await log_of(messaging, episode_id)
+    assert what(log) == [("group_waitlist", "care_team", "email")]
+    assert log[0].context["position"] == 2 and log[0].context["group_ids"] == ["iop-am"]
 
 
 async def test_a_safety_alert_reaches_the_care_team_at_once(

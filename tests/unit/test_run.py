@@ -12,6 +12,7 @@ def test_without_api_tokens_every_role_gets_a_dev_token() -> None:
     made = credentials({}, TOKENS)
     roles = parse_api_tokens(made["API_TOKENS"])
     assert set(roles.values()) == set(TOKENS) and roles[made["INTAKE_TOKEN"]] == "notifications"
+    assert roles[made["CARE_PLAN_INTAKE_TOKEN"]] == "care_plan"
 
 
 def test_your_api_tokens_without_a_notifications_token_get_ours() -> None:
@@ -21,8 +22,9 @@ def test_your_api_tokens_without_a_notifications_token_get_ours() -> None:
 
 
 def test_your_notifications_token_is_used_for_the_lookups() -> None:
-    made = credentials({"API_TOKENS": "mine:clinician,svc:notifications"}, TOKENS)
-    assert made == {"API_TOKENS": "mine:clinician,svc:notifications", "INTAKE_TOKEN": "svc"}
+    made = credentials({"API_TOKENS": "mine:clinician,svc:notifications,plans:care_plan"}, TOKENS)
+    assert made == {"API_TOKENS": "mine:clinician,svc:notifications,plans:care_plan", "INTAKE_TOKEN": "svc",
+                    "CARE_PLAN_INTAKE_TOKEN": "plans"}  # fmt: skip
 
 
 def test_an_intake_token_that_is_not_a_notifications_token_is_replaced_by_a_working_one() -> None:

@@ -16,8 +16,8 @@ a session's end, its grace period or its length.
 from __future__ import annotations
 
 import string
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
@@ -299,6 +299,7 @@ class UtilizationShortfall:
     week_start: date
     hours_attended: float
     minimum_hours: float
+    hours_by_kind: Mapping[str, float] = field(default_factory=dict)
 
 
 def _weeks(schedule: Schedule) -> dict[date, list[ScheduledSession]]:
@@ -322,14 +323,16 @@ def utilization_shortfalls(
     minimum_weekly_hours: float,
     flagged: Sequence[date],
     now: datetime,
+    appointments: Collection[str] = (),
 ) -> list[UtilizationShortfall]:
     """Weeks that are over and whose attended hours are below the minimum, not yet ``flagged``, oldest first.
 
     Weeks run Monday to Sunday in the schedule's time zone; a week is over at the local start of the next
     Monday and counts only if it has a scheduled session. Hours attended are the lengths of the sessions
-    recorded attended or late. The minimum is pro-rated for partial weeks (the first and last week, a week
-    with a closure): ``minimum_weekly_hours * sessions that week / days_per_week``, at most the full minimum.
-    Both figures are reported rounded to 2 decimals.
+    recorded attended or late, of every kind (a group hour and an individual hour both count). The minimum is
+    pro-rated for partial weeks (the first and last week, a week with a closure): ``minimum_weekly_hours *
+    calendar sessions that week / days_per_week``, at most the full minimum, where the plan's own
+    ``appointments`` are not calendar sessions. Figures are reported rounded to 2 decimals.
     """
     zone = ZoneInfo(schedule.timezone)
     done = set(flagged)
@@ -337,16 +340,21 @@ def utilization_shortfalls(
     for week_start, sessions in _weeks(schedule).items():
         if week_start in done or _week_end(week_start, zone) > _utc(now):
             continue
-        hours = sum(
-            (_utc(s.ends_at) - _utc(s.starts_at)).total_seconds() / 3600
-            for s in sessions
-            if (record := attendance.get(s.session_id)) is not None and record.status in _ATTENDED
-        )
+        by_kind: dict[str, float] = {}
+        for s in sessions:
+            record = attendance.get(s.session_id)
+            if record is not None and record.status in _ATTENDED:
+                length = (_utc(s.ends_at) - _utc(s.starts_at)).total_seconds() / 3600
+                hours_here = length if record.minutes is None else record.minutes / 60
+                by_kind[s.kind] = by_kind.get(s.kind, 0.0) + hours_here
+        hours = sum(by_kind.values())
+        calendar = sum(1 for s in sessions if s.session_id not in appointments)
         minimum = minimum_weekly_hours
         if schedule.days_per_week > 0:
-            minimum = min(minimum_weekly_hours, minimum_weekly_hours * len(sessions) / schedule.days_per_week)
+            minimum = min(minimum_weekly_hours, minimum_weekly_hours * calendar / schedule.days_per_week)
         if hours < minimum - _TOLERANCE:
-            shortfalls.append(UtilizationShortfall(week_start, round(hours, 2), round(minimum, 2)))
+            kinds = {kind: round(value, 2) for kind, value in sorted(by_kind.items())}
+            shortfalls.append(UtilizationShortfall(week_start, round(hours, 2), round(minimum, 2), kinds))
     return shortfalls
 
 

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
-from datetime import date, datetime, timedelta
+from datetime import datetime
 from typing import Literal
 from zoneinfo import ZoneInfo
 
 from stepwise_contract import (
-    WEEKDAYS,
     AssessmentCompleted,
     CareLevel,
     CareLevelAssigned,
@@ -21,12 +19,12 @@ from stepwise_contract import (
     Reason,
     Schedule,
     ScheduleChanged,
-    ScheduledSession,
     SessionMissed,
     Track,
     Weekday,
 )
 
+from .groups import Placement, build_schedule, calendar_with, place
 from .model import (
     AttendanceRecord,
     AttendanceStatus,
@@ -35,7 +33,7 @@ from .model import (
     LevelPeriod,
     StepRecommendation,
 )
-from .policy import CarePolicy, LevelSchedule
+from .policy import CarePolicy
 
 __all__ = [
     "AttendanceRecord",
@@ -43,54 +41,15 @@ __all__ = [
     "CarePlan",
     "CarePlanError",
     "assign_care_level",
-    "build_schedule",
     "record_attendance",
 ]
 
 
-def build_schedule(
-    level: LevelSchedule,
-    track: Track,
-    timezone: str,
-    assigned_on: date,
-    closures: Collection[date] = (),
-    first_number: int = 1,
-) -> Schedule:
-    """Sessions on the level's weekdays, from the first such day after ``assigned_on``, for its weeks.
-
-    Clinic closures are skipped (the plan keeps its length in weeks). Session ids count from
-    ``first_number``, so a new calendar after a level change never reuses an id.
-    """
-    zone = ZoneInfo(timezone)
-    weekdays = {WEEKDAYS.index(day) for day in level.weekdays}
-    first = next(
-        assigned_on + timedelta(days=offset)
-        for offset in range(1, 8)
-        if (assigned_on + timedelta(days=offset)).weekday() in weekdays
-    )
-    starts_at = level.tracks[track]
-    length = timedelta(hours=level.hours_per_session)
-    sessions: list[ScheduledSession] = []
-    for offset in range(level.weeks * 7):
-        day = first + timedelta(days=offset)
-        if day.weekday() in weekdays and day not in closures:
-            start = datetime.combine(day, starts_at, tzinfo=zone)
-            number = first_number + len(sessions)
-            sessions.append(ScheduledSession(session_id=f"s{number:03d}", starts_at=start, ends_at=start + length))
-    return Schedule(
-        timezone=timezone,
-        track=track,
-        days_per_week=len(weekdays),
-        hours_per_session=level.hours_per_session,
-        weeks=level.weeks,
-        sessions=sessions,
-    )
-
-
 def assign_care_level(
-    assessment: AssessmentCompleted, policy: CarePolicy, timezone: str, now: datetime
-) -> tuple[CarePlan, CareLevelAssigned]:
-    """The care plan an intake assessment leads to, and the event that announces it."""
+    assessment: AssessmentCompleted, policy: CarePolicy, timezone: str, now: datetime, placement: Placement | None
+) -> tuple[CarePlan, list[EventData]]:
+    """The care plan an intake assessment leads to, and its events: the assignment (with the calendar of the
+    group it joined), and the waitlist when no group had room. ``placement`` is None for a level not offered."""
     level = assessment.level
     chosen = []
     if assessment.placement:
@@ -103,9 +62,9 @@ def assign_care_level(
         ]
     if level in policy.offered_levels:
         status: Literal["active", "referred_out"] = "active"
-        track = policy.default_track
-        local_today = now.astimezone(ZoneInfo(timezone)).date()
-        schedule: Schedule | None = build_schedule(policy.levels[level], track, timezone, local_today, policy.closures)
+        weeks = policy.levels[level].weeks
+        schedule: Schedule | None = Schedule(timezone=timezone, track=policy.default_track, days_per_week=0,
+                                             hours_per_session=0, weeks=weeks, sessions=[])  # fmt: skip
         decision = Reason(code="level_offered", text=f"{level.value} is offered here: care plan started.")
     else:
         status, schedule = "referred_out", None
@@ -122,16 +81,24 @@ def assign_care_level(
         rationale=[*assessment.rationale, *chosen, decision],
         policy_version=policy.version,
     )
-    return plan, CareLevelAssigned(
-        episode_id=plan.episode_id,
-        level=plan.level,
-        status=plan.status,
-        assigned_at=plan.assigned_at,
-        assessment_id=plan.assessment_id,
-        schedule=plan.schedule,
-        rationale=plan.rationale,
-        policy_version=plan.policy_version,
-    )
+    waiting: list[EventData] = []
+    if status == "active":
+        assert placement is not None, "an offered level needs a placement"
+        placed, waitlisted = place(plan, placement, policy, now)
+        plan, waiting = placed, [*waitlisted]
+    return plan, [
+        CareLevelAssigned(
+            episode_id=plan.episode_id,
+            level=plan.level,
+            status=plan.status,
+            assigned_at=plan.assigned_at,
+            assessment_id=plan.assessment_id,
+            schedule=plan.schedule,
+            rationale=plan.rationale,
+            policy_version=plan.policy_version,
+        ),
+        *waiting,
+    ]
 
 
 def record_attendance(
@@ -141,24 +108,34 @@ def record_attendance(
     now: datetime,
     notice_given_at: datetime | None = None,
     detected: Literal["reported", "no_record"] = "reported",
+    minutes: int | None = None,
+    group_id: str | None = None,
+    correction: bool = True,
 ) -> tuple[dict[str, AttendanceRecord], SessionMissed | None]:
     """The plan's attendance after recording ``status``, and the missed-session event it causes.
 
-    Recording the same status again changes nothing and publishes nothing. Late counts as attended.
+    Recording the same again changes nothing and publishes nothing. Late counts as attended. With
+    ``group_id`` (a group's sheet) the session must be that group's; without ``correction`` a different
+    record that staff made stands (one detected by no record is replaced: the sheet came late).
     """
     if notice_given_at is not None and status != "excused":
         raise CarePlanError("notice_without_excuse", "notice_given_at goes only with an excused absence")
     if plan.status != "active" or plan.schedule is None:
         raise CarePlanError("plan_not_active", f"the care plan is {plan.status}")
     sessions = {session.session_id: session for session in plan.schedule.sessions}
-    if session_id not in sessions:
+    if session_id not in sessions or (group_id is not None and sessions[session_id].group_id != group_id):
         raise CarePlanError("unknown_session", f"session {session_id!r} is not in this care plan")
+    if minutes is not None and status not in ("attended", "late"):
+        raise CarePlanError("minutes_without_attendance", "minutes go only with attended or late")
     previous = plan.attendance.get(session_id)
-    if previous is not None and previous.status == status:
+    if previous is not None and (previous.status, previous.minutes) == (status, minutes):
         return plan.attendance, None
-    record = AttendanceRecord(status=status, recorded_at=now, notice_given_at=notice_given_at, detected=detected)
+    if previous is not None and not correction and previous.detected == "reported":
+        raise CarePlanError("recorded_differently", f"session {session_id!r} is recorded {previous.status} already")
+    record = AttendanceRecord(status=status, recorded_at=now, notice_given_at=notice_given_at, detected=detected,
+                              minutes=minutes)  # fmt: skip
     attendance = {**plan.attendance, session_id: record}
-    if status != "missed":
+    if status != "missed" or (previous is not None and previous.status == "missed"):
         return attendance, None
     return attendance, SessionMissed(
         episode_id=plan.episode_id,
@@ -188,30 +165,6 @@ def minimum_weekly_hours(policy: CarePolicy, level: CareLevel, program: Program)
     return policy.min_weekly_hours.get(level, {}).get(program, 0.0)
 
 
-def reschedule(
-    plan: CarePlan, level_schedule: LevelSchedule, track: Track, policy: CarePolicy, now: datetime
-) -> Schedule:
-    """The plan's calendar with every session from now on replaced by ``level_schedule``'s.
-
-    Past sessions (and their attendance) stay. Raises CarePlanError below the level's minimum hours.
-    """
-    if plan.status != "active" or plan.schedule is None:
-        raise CarePlanError("plan_not_active", f"the care plan is {plan.status}")
-    minimum = minimum_weekly_hours(policy, plan.level, plan.program)
-    if level_schedule.weekly_hours < minimum:
-        raise CarePlanError(
-            "below_minimum_hours",
-            f"{level_schedule.weekly_hours:g} h/week is below the {minimum:g} h/week minimum for "
-            f"{plan.level.value} ({plan.program})",
-        )
-    if track not in level_schedule.tracks:
-        raise CarePlanError("unknown_track", f"no start time for the {track} track")
-    kept = [s for s in plan.schedule.sessions if s.starts_at <= now]
-    today = now.astimezone(ZoneInfo(plan.schedule.timezone)).date()
-    new = build_schedule(level_schedule, track, plan.schedule.timezone, today, policy.closures, len(kept) + 1)
-    return new.model_copy(update={"sessions": [*kept, *new.sessions]})
-
-
 def set_calendar(
     plan: CarePlan,
     track: Track,
@@ -221,22 +174,42 @@ def set_calendar(
     policy: CarePolicy,
     now: datetime,
 ) -> tuple[CarePlan, ScheduleChanged]:
-    """A custom calendar from now on, at the track's start time for the plan's level."""
-    start = policy.levels[plan.level].tracks.get(track) if plan.level in policy.levels else None
-    if start is None:
+    """A custom calendar from now on, at the start time of the level's group of ``track``: the plan leaves its
+    group (sessions ``custom-{yyyymmdd}``); past sessions and its own appointments stay."""
+    if plan.status != "active" or plan.schedule is None:
+        raise CarePlanError("plan_not_active", f"the care plan is {plan.status}")
+    like = next(iter(policy.groups_for(plan.level, track, plan.program)), None)
+    if like is None:
         raise CarePlanError("unknown_track", f"no {track} start time for {plan.level.value}")
-    level_schedule = LevelSchedule(
-        weekdays=weekdays, hours_per_session=hours_per_session, weeks=weeks, tracks={track: start}
+    custom = like.model_copy(
+        update={"group_id": "custom", "weekdays": weekdays, "minutes": round(hours_per_session * 60)}
     )
-    schedule = reschedule(plan, level_schedule, track, policy, now)
+    minimum = minimum_weekly_hours(policy, plan.level, plan.program)
+    if custom.weekly_hours < minimum:
+        raise CarePlanError(
+            "below_minimum_hours",
+            f"{custom.weekly_hours:g} h/week is below the {minimum:g} h/week minimum for "
+            f"{plan.level.value} ({plan.program})",
+        )
+    today = now.astimezone(ZoneInfo(plan.schedule.timezone)).date()
+    template = build_schedule(custom, weeks, plan.schedule.timezone, today, policy.closures)
+    own = [session.model_copy(update={"group_id": None}) for session in template.sessions]
+    schedule = calendar_with(plan, own, template, now)
     changed = ScheduleChanged(episode_id=plan.episode_id, level=plan.level, changed_at=now, schedule=schedule)
-    return plan.model_copy(update={"schedule": schedule}), changed
+    return plan.model_copy(update={"schedule": schedule, "group": None, "waitlist": None}), changed
 
 
 def settle_recommendation(
-    plan: CarePlan, recommendation_id: str, accept: bool, reason: str | None, policy: CarePolicy, now: datetime
+    plan: CarePlan,
+    recommendation_id: str,
+    accept: bool,
+    reason: str | None,
+    policy: CarePolicy,
+    now: datetime,
+    placement: Placement | None = None,
 ) -> tuple[CarePlan, list[EventData], StepRecommendation]:
-    """A clinician's decision on an open recommendation; accepting it changes the level."""
+    """A clinician's decision on an open recommendation; accepting it changes the level (and the group:
+    ``placement`` in the new level's groups, held beforehand)."""
     target = next((r for r in plan.recommendations if r.recommendation_id == recommendation_id), None)
     if target is None:
         raise CarePlanError("unknown_recommendation", "no such recommendation for this episode")
@@ -247,34 +220,34 @@ def settle_recommendation(
     plan = plan.model_copy(update={"recommendations": [decided if r is target else r for r in plan.recommendations]})
     if not accept:
         return plan, [], decided
-    plan, changed = change_level(plan, decided, policy, now)
-    return plan, [changed], decided
+    plan, events = change_level(plan, decided, policy, now, placement)
+    return plan, events, decided
 
 
 def change_level(
-    plan: CarePlan, recommendation: StepRecommendation, policy: CarePolicy, now: datetime
-) -> tuple[CarePlan, CareLevelChanged]:
-    """Move the episode to the recommended level with a calendar for it (or refer out)."""
+    plan: CarePlan, recommendation: StepRecommendation, policy: CarePolicy, now: datetime, placement: Placement | None
+) -> tuple[CarePlan, list[EventData]]:
+    """Move the episode to the recommended level, into a group of it or its waitlist (or refer out)."""
     to_level = recommendation.to_level
     history = [
         *plan.level_history,
         LevelPeriod(level=to_level, since=now, reason=f"step_{recommendation.direction}",
                     recommendation_id=recommendation.recommendation_id),
     ]  # fmt: skip
+    moved = plan.model_copy(update={"level": to_level, "level_history": history, "group": None, "waitlist": None})
+    waiting: list[EventData] = []
     if to_level in policy.offered_levels and plan.schedule is not None:
-        moved = plan.model_copy(update={"level": to_level})
-        schedule: Schedule | None = reschedule(moved, policy.levels[to_level], plan.schedule.track, policy, now)
+        assert placement is not None, "an offered level needs a placement"
+        moved = moved.model_copy(
+            update={"schedule": plan.schedule.model_copy(update={"weeks": policy.levels[to_level].weeks})}
+        )
+        moved, waitlisted = place(moved, placement, policy, now)
+        waiting = [*waitlisted]
+        schedule: Schedule | None = moved.schedule
         status: Literal["active", "referred_out"] = "active"
     else:
         schedule, status = None, "referred_out"
-    changed = plan.model_copy(
-        update={
-            "level": to_level,
-            "status": status,
-            "schedule": schedule if schedule is not None else plan.schedule,
-            "level_history": history,
-        }
-    )
+        moved = moved.model_copy(update={"status": status})
     event = CareLevelChanged(
         episode_id=plan.episode_id,
         from_level=plan.level,
@@ -285,7 +258,7 @@ def change_level(
         status=status,
         schedule=schedule,
     )
-    return changed, event
+    return moved, [event, *waiting]
 
 
 def graduate(

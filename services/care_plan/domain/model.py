@@ -8,7 +8,18 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from services.common.utc import UtcDatetime
-from stepwise_contract import AlertLevel, CareLevel, InstrumentChange, InstrumentResult, Program, Reason, Schedule
+from stepwise_contract import (
+    AlertLevel,
+    CareLevel,
+    InstrumentChange,
+    InstrumentResult,
+    Program,
+    Reason,
+    Schedule,
+    ScheduledSession,
+    SessionKind,
+    Track,
+)
 
 AttendanceStatus = Literal["attended", "late", "missed", "excused"]
 PlanStatus = Literal["active", "referred_out", "graduated", "discharged"]
@@ -21,6 +32,8 @@ class AttendanceRecord(BaseModel):
     """For an excused absence: when the patient gave notice (programs set how much notice excuses)."""
     detected: Literal["reported", "no_record"] = "reported"
     """no_record: nobody recorded the session by its end plus the grace period."""
+    minutes: int | None = None
+    """Minutes attended, when staff recorded fewer than the whole session."""
 
 
 class CareInput(BaseModel):
@@ -73,6 +86,49 @@ class RuleFiring(BaseModel):
     at: UtcDatetime
 
 
+class GroupPlace(BaseModel):
+    """The program group the plan's calendar follows, since when."""
+
+    group_id: str
+    joined_at: UtcDatetime
+
+
+class WaitlistPlace(BaseModel):
+    """Waiting for a place in a group of this level and track: no group had room."""
+
+    level: CareLevel
+    track: Track
+    group_ids: list[str]
+    since: UtcDatetime
+
+
+class DeliveredService(BaseModel):
+    """The last published revision of a session's service (``iop.service.delivered``)."""
+
+    revision: int
+    status: Literal["delivered", "voided"]
+    session_id: str
+    kind: SessionKind
+    group_id: str | None
+    service_date: date
+    minutes: int
+    code: str | None
+    units: int
+    level: CareLevel
+    attendance: AttendanceStatus
+
+
+class ServiceDay(BaseModel):
+    """The last published revision of a day's roll-up (``iop.service_day.completed``)."""
+
+    revision: int
+    level: CareLevel
+    services: int
+    minutes: int
+    service_ids: list[str]
+    per_diem_code: str | None
+
+
 class CarePlan(BaseModel):
     episode_id: str
     status: PlanStatus
@@ -90,6 +146,12 @@ class CarePlan(BaseModel):
     recommendations: list[StepRecommendation] = []
     rule_firings: list[RuleFiring] = []
     utilization_flagged_weeks: list[date] = []
+    group: GroupPlace | None = None
+    waitlist: WaitlistPlace | None = None
+    appointments: list[ScheduledSession] = []
+    """The plan's own sessions (individual, family ...), also in ``schedule``: a new calendar keeps them."""
+    services: dict[str, DeliveredService] = {}
+    service_days: dict[date, ServiceDay] = {}
     ended_at: UtcDatetime | None = None
     end_reason: str | None = None
 

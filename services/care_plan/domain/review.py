@@ -27,6 +27,7 @@ from .attendance_rules import (
 from .care_plan import graduate, minimum_weekly_hours, record_attendance
 from .model import CarePlan, RuleFiring, StepRecommendation
 from .policy import CarePolicy
+from .services import review_services
 from .stepping import StepDecision, recommend_step, step_down_criteria
 
 Changed = tuple[CarePlan, list[EventData]]
@@ -34,7 +35,7 @@ Changed = tuple[CarePlan, list[EventData]]
 
 def review(plan: CarePlan, policy: CarePolicy, now: datetime) -> Changed:
     events: list[EventData] = []
-    for step in (_no_shows, _missed_session_rules, _utilization, _step_recommendation, _completion):
+    for step in (_no_shows, review_services, _missed_session_rules, _utilization, _step_recommendation, _completion):
         if plan.status != "active" or plan.schedule is None:
             break
         plan, produced = step(plan, policy, now)
@@ -94,7 +95,8 @@ def _utilization(plan: CarePlan, policy: CarePolicy, now: datetime) -> Changed:
     minimum = minimum_weekly_hours(policy, plan.level, plan.program)
     if minimum <= 0:
         return plan, []
-    short = utilization_shortfalls(plan.schedule, plan.attendance, minimum, plan.utilization_flagged_weeks, now)
+    own = [appointment.session_id for appointment in plan.appointments]
+    short = utilization_shortfalls(plan.schedule, plan.attendance, minimum, plan.utilization_flagged_weeks, now, own)
     if not short:
         return plan, []
     flagged = [*plan.utilization_flagged_weeks, *(week.week_start for week in short)]
@@ -105,6 +107,7 @@ def _utilization(plan: CarePlan, policy: CarePolicy, now: datetime) -> Changed:
             level=plan.level,
             hours_attended=week.hours_attended,
             minimum_hours=week.minimum_hours,
+            hours_by_kind=dict(week.hours_by_kind),
         )
         for week in short
     ]

@@ -27,6 +27,7 @@ from stepwise_contract import (
     EpisodeDischarged,
     EpisodeGraduated,
     EventData,
+    GroupWaitlisted,
     RecipientKind,
     SafetyAlertRaised,
     Schedule,
@@ -97,7 +98,7 @@ def _schedule(schedule: Schedule | None, after: datetime | None = None) -> dict[
     if schedule is None:
         return None  # referred out: the care team's conversation, not an automatic message
     sessions = [
-        {"starts_at": s.starts_at.isoformat(), "ends_at": s.ends_at.isoformat()}
+        {"starts_at": s.starts_at.isoformat(), "ends_at": s.ends_at.isoformat(), "kind": s.kind}
         for s in schedule.sessions
         if after is None or s.starts_at > after
     ]
@@ -144,6 +145,14 @@ CARE_TEAM_ONLY: dict[type[EventData], Context] = {
         "level": d.level.value,
         "reason_code": d.reason_code,
     },
+    GroupWaitlisted: lambda d: {
+        "level": d.level.value,
+        "track": d.track,
+        "program": d.program,
+        "group_ids": d.group_ids,
+        "position": d.position,
+        "waitlisted_at": d.waitlisted_at.isoformat(),
+    },
 }
 """Events about clinical judgements: the care team hears of them, nobody else."""
 
@@ -186,6 +195,9 @@ def plan_notifications(
         return []
     planned: list[PlannedNotification] = []
     for rule in policy.rules_for(event.type):
+        told = _told(context, rule)
+        if told is None:
+            continue
         for channel in (c for c in rule.channels if c in reachable.get(rule.to, frozenset())):
             for kind, consent_id in _recipients(rule, (supports or {}).get(rule.consent_scope or "", ())):
                 recipient = f"{kind}:{consent_id}" if consent_id else kind
@@ -196,12 +208,20 @@ def plan_notifications(
                         purpose=rule.purpose,
                         recipient_kind=kind,
                         channel=channel,
-                        context=context,
+                        context=told,
                         urgent=rule.urgent,
                         consent_id=consent_id,
                     )
                 )
     return planned
+
+
+def _told(context: dict[str, Any], rule: MessageRule) -> dict[str, Any] | None:
+    """What ``rule``'s message says: the context, its sessions narrowed to the rule's kinds (None: none ahead)."""
+    if rule.session_kinds is None:
+        return context
+    sessions = [s for s in context.get("sessions", ()) if s["kind"] in rule.session_kinds]
+    return {**context, "sessions": sessions} if sessions else None
 
 
 def _recipients(rule: MessageRule, supports: Sequence[Support]) -> list[tuple[RecipientKind, str | None]]:

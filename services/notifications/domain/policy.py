@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from services.common.policy_file import PolicyError, load_policy_file
-from stepwise_contract import Channel, ConsentScope, WeekdayName
+from stepwise_contract import Channel, ConsentScope, SessionKind, WeekdayName
 
 DEFAULT_POLICY_FILE = Path(__file__).resolve().parent.parent / "policy" / "default.yaml"
 
@@ -50,6 +50,11 @@ class MessageRule(Rule):
         default=None, description="Supports only: what a consent naming them must allow."
     )
     urgent: bool = Field(default=False, description="Care team only: never delayed by quiet hours or opt-outs.")
+    session_kinds: list[SessionKind] | None = Field(
+        default=None,
+        description="For an event with a calendar: only its sessions of these kinds ahead are told of, and the "
+        "message goes only when there is one (e.g. supports hear of family sessions).",
+    )
 
     @model_validator(mode="after")
     def _coherent(self) -> Self:

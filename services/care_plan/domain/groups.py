@@ -1,0 +1,203 @@
+"""Program groups and a plan's calendar: a group's meetings, joining a group or its waitlist, own
+appointments. Pure: the plan, the policy and the time in; the plan and its events out.
+
+A plan's calendar is the sessions it had until now, its own appointments from now on, and the sessions
+of its group from the next meeting day for the level's weeks. Session ids are the same in every member's
+calendar: ``{group_id}-{yyyymmdd}`` for a group's meeting, ``{kind}-{yyyymmdd}-{hhmm}`` for an appointment
+(local date and time), so a roster, a sheet and a billing line all name one session.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from stepwise_contract import (
+    WEEKDAYS,
+    CareLevel,
+    GroupWaitlisted,
+    Program,
+    Schedule,
+    ScheduleChanged,
+    ScheduledSession,
+    Track,
+)
+
+from .model import CarePlan, CarePlanError, GroupPlace, WaitlistPlace
+from .policy import CarePolicy, ProgramGroup
+
+
+@dataclass(frozen=True)
+class Joined:
+    """A place in ``group`` is held for the plan."""
+
+    group: ProgramGroup
+
+
+@dataclass(frozen=True)
+class Waitlisted:
+    """Every group the plan may join is full (or others wait already): it waits, ``position`` in line."""
+
+    groups: Sequence[ProgramGroup]
+    level: CareLevel
+    track: Track
+    position: int
+
+
+Placement = Joined | Waitlisted
+
+
+def meetings(
+    group: ProgramGroup, timezone: str, first_day: date, last_day: date, closures: Collection[date] = ()
+) -> list[ScheduledSession]:
+    """The group's sessions from ``first_day`` to ``last_day`` (both included) on its weekdays, closures skipped."""
+    zone = ZoneInfo(timezone)
+    weekdays = {WEEKDAYS.index(day) for day in group.weekdays}
+    closed = {*closures, *group.closures}
+    length = timedelta(minutes=group.minutes)
+    sessions = []
+    for offset in range((last_day - first_day).days + 1):
+        day = first_day + timedelta(days=offset)
+        if day.weekday() in weekdays and day not in closed:
+            start = datetime.combine(day, group.starts_at, tzinfo=zone)
+            sessions.append(
+                ScheduledSession(
+                    session_id=f"{group.group_id}-{day:%Y%m%d}",
+                    starts_at=start,
+                    ends_at=start + length,
+                    kind=group.kind,
+                    group_id=group.group_id,
+                )
+            )
+    return sessions
+
+
+def first_meeting_after(group: ProgramGroup, day: date) -> date:
+    weekdays = {WEEKDAYS.index(weekday) for weekday in group.weekdays}
+    return next(day + timedelta(days=n) for n in range(1, 8) if (day + timedelta(days=n)).weekday() in weekdays)
+
+
+def build_schedule(
+    group: ProgramGroup, weeks: int, timezone: str, joined_on: date, closures: Collection[date] = ()
+) -> Schedule:
+    """The group's sessions from its first meeting after ``joined_on``, for ``weeks`` weeks (closures skipped:
+    the plan keeps its length in weeks)."""
+    first = first_meeting_after(group, joined_on)
+    return Schedule(
+        timezone=timezone,
+        track=group.track,
+        days_per_week=group.days_per_week,
+        hours_per_session=group.minutes / 60,
+        weeks=weeks,
+        sessions=meetings(group, timezone, first, first + timedelta(days=weeks * 7 - 1), closures),
+    )
+
+
+def _local_day(moment: datetime, timezone: str) -> date:
+    return moment.astimezone(ZoneInfo(timezone)).date()
+
+
+def calendar_with(
+    plan: CarePlan, new_sessions: Sequence[ScheduledSession], template: Schedule, now: datetime
+) -> Schedule:
+    """The plan's sessions until now, its own appointments after now and ``new_sessions``, in time order."""
+    current = plan.schedule.sessions if plan.schedule else []
+    own = {appointment.session_id for appointment in plan.appointments}
+    kept = [s for s in current if s.starts_at <= now or s.session_id in own]
+    fresh = [s for s in new_sessions if s.starts_at > now and s.session_id not in {k.session_id for k in kept}]
+    sessions = sorted([*kept, *fresh], key=lambda session: session.starts_at)
+    return template.model_copy(update={"sessions": sessions})
+
+
+def place(
+    plan: CarePlan, placement: Placement, policy: CarePolicy, now: datetime
+) -> tuple[CarePlan, list[GroupWaitlisted]]:
+    """Give the plan the calendar of the group it joined, or put it on the waitlist (and say so)."""
+    assert plan.schedule is not None  # a new plan starts with an empty calendar in the clinic's zone
+    timezone = plan.schedule.timezone
+    weeks = policy.levels[plan.level].weeks
+    today = _local_day(now, timezone)
+    if isinstance(placement, Joined):
+        group = placement.group
+        template = build_schedule(group, weeks, timezone, today, policy.closures)
+        schedule = calendar_with(plan, template.sessions, template, now)
+        joined = GroupPlace(group_id=group.group_id, joined_at=now)
+        return plan.model_copy(update={"schedule": schedule, "group": joined, "waitlist": None}), []
+    groups = [group.group_id for group in placement.groups]
+    schedule = calendar_with(plan, [], plan.schedule.model_copy(update={"track": placement.track}), now)
+    waiting = WaitlistPlace(level=placement.level, track=placement.track, group_ids=groups, since=now)
+    event = GroupWaitlisted(episode_id=plan.episode_id, level=placement.level, track=placement.track,
+                            program=plan.program, group_ids=groups, position=placement.position,
+                            waitlisted_at=now)  # fmt: skip
+    return plan.model_copy(update={"schedule": schedule, "group": None, "waitlist": waiting}), [event]
+
+
+def join_from_waitlist(
+    plan: CarePlan, group: ProgramGroup, policy: CarePolicy, now: datetime
+) -> tuple[CarePlan, list[ScheduleChanged]]:
+    """A place came free: the waiting plan joins ``group`` from its next meeting."""
+    if plan.status != "active" or plan.waitlist is None:
+        return plan, []  # it stopped waiting meanwhile (ended, or placed by a level change)
+    joined, _ = place(plan, Joined(group), policy, now)
+    assert joined.schedule is not None
+    changed = ScheduleChanged(episode_id=plan.episode_id, level=plan.level, changed_at=now,
+                              schedule=joined.schedule, reason="joined_group")  # fmt: skip
+    return joined, [changed]
+
+
+def wanted_groups(policy: CarePolicy, level: CareLevel, track: Track, program: Program) -> list[ProgramGroup]:
+    return policy.groups_for(level, track, program)
+
+
+def book_appointment(
+    plan: CarePlan, kind: str, starts_at: datetime, minutes: int | None, policy: CarePolicy, now: datetime
+) -> tuple[CarePlan, ScheduleChanged, str]:
+    """An own session (individual, family …) on the plan's calendar; the answer names its session id."""
+    _require_calendar(plan)
+    assert plan.schedule is not None
+    kind_policy = policy.session_kinds.get(kind)
+    if kind_policy is None:
+        raise CarePlanError(
+            "unknown_kind", f"no session kind {kind!r} in the policy ({', '.join(policy.session_kinds)})"
+        )
+    if starts_at <= now:
+        raise CarePlanError("appointment_in_past", "an appointment is booked ahead: starts_at is not in the future")
+    local = starts_at.astimezone(ZoneInfo(plan.schedule.timezone))
+    length = timedelta(minutes=minutes or kind_policy.minutes)
+    session = ScheduledSession(session_id=f"{kind}-{local:%Y%m%d-%H%M}", starts_at=starts_at,
+                               ends_at=starts_at + length, kind=kind)  # fmt: skip
+    clash = next(
+        (s for s in plan.schedule.sessions if s.starts_at < session.ends_at and session.starts_at < s.ends_at), None
+    )
+    if clash is not None:
+        raise CarePlanError("overlapping_session", f"the calendar has {clash.session_id} at that time")
+    schedule = plan.schedule.model_copy(
+        update={"sessions": sorted([*plan.schedule.sessions, session], key=lambda s: s.starts_at)}
+    )
+    booked = plan.model_copy(update={"schedule": schedule, "appointments": [*plan.appointments, session]})
+    changed = ScheduleChanged(episode_id=plan.episode_id, level=plan.level, changed_at=now, schedule=schedule,
+                              reason="appointment_booked")  # fmt: skip
+    return booked, changed, session.session_id
+
+
+def cancel_appointment(plan: CarePlan, session_id: str, now: datetime) -> tuple[CarePlan, ScheduleChanged]:
+    _require_calendar(plan)
+    assert plan.schedule is not None
+    appointment = next((a for a in plan.appointments if a.session_id == session_id), None)
+    if appointment is None:
+        raise CarePlanError("unknown_session", f"no appointment {session_id!r} on this care plan")
+    if appointment.starts_at <= now or session_id in plan.attendance:
+        raise CarePlanError("appointment_in_past", "an appointment that has begun or has a record stays")
+    sessions = [s for s in plan.schedule.sessions if s.session_id != session_id]
+    schedule = plan.schedule.model_copy(update={"sessions": sessions})
+    kept = [a for a in plan.appointments if a.session_id != session_id]
+    changed = ScheduleChanged(episode_id=plan.episode_id, level=plan.level, changed_at=now, schedule=schedule,
+                              reason="appointment_cancelled")  # fmt: skip
+    return plan.model_copy(update={"schedule": schedule, "appointments": kept}), changed
+
+
+def _require_calendar(plan: CarePlan) -> None:
+    if plan.status != "active" or plan.schedule is None:
+        raise CarePlanError("plan_not_active", f"the care plan is {plan.status}")

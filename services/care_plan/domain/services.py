@@ -1,0 +1,162 @@
+"""Services delivered: each attended (or late) session is a billable service, coded by the policy; a day
+whose sessions all have a record rolls up under the level's per-diem code. Pure.
+
+What was published is kept in the plan (``services``, ``service_days``); after any change the expected
+lines are compared with it and only a difference is published, as the next revision: a correction is
+always a new revision (a service corrected to a miss is ``voided``), never a silent change.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
+
+from stepwise_contract import CareLevel, EventData, ScheduledSession, ServiceDayCompleted, ServiceDelivered
+
+from .model import AttendanceRecord, CarePlan, DeliveredService, ServiceDay
+from .policy import CarePolicy, SessionKindPolicy
+
+_ATTENDED = ("attended", "late")
+
+
+def billing_code(kind: SessionKindPolicy, minutes: int) -> tuple[str | None, int]:
+    """The code of the first rule whose minimum the minutes reach (longest first), and its units.
+
+    per_15_minutes counts units by the 8-minute rule: one per full 15 minutes, one more for 8 or more left."""
+    code = next((rule.code for rule in kind.codes if minutes >= rule.min_minutes), None)
+    if code is None:
+        return None, 0
+    if kind.units == "per_session":
+        return code, 1
+    full, rest = divmod(minutes, 15)
+    return code, full + (1 if rest >= 8 else 0)
+
+
+def level_at(plan: CarePlan, moment: datetime) -> CareLevel:
+    """The episode's level at ``moment``: the last level period begun by then (the first if none)."""
+    level = plan.level_history[0].level if plan.level_history else plan.level
+    for period in plan.level_history:
+        if period.since <= moment:
+            level = period.level
+    return level
+
+
+def _minutes(session: ScheduledSession, record: AttendanceRecord) -> int:
+    whole = round((session.ends_at - session.starts_at).total_seconds() / 60)
+    return whole if record.minutes is None else record.minutes
+
+
+def expected_service(
+    plan: CarePlan, session: ScheduledSession, record: AttendanceRecord, policy: CarePolicy, zone: ZoneInfo
+) -> DeliveredService:
+    """The service line of a recorded session (status voided for a miss or an excused absence)."""
+    kind = policy.session_kinds.get(session.kind)
+    attended = record.status in _ATTENDED
+    minutes = _minutes(session, record) if attended else 0
+    code, units = billing_code(kind, minutes) if kind is not None and attended else (None, 0)
+    return DeliveredService(
+        revision=1,
+        status="delivered" if attended else "voided",
+        session_id=session.session_id,
+        kind=session.kind,
+        group_id=session.group_id,
+        service_date=session.starts_at.astimezone(zone).date(),
+        minutes=minutes,
+        code=code,
+        units=units,
+        level=level_at(plan, session.starts_at),
+        attendance=record.status,
+    )
+
+
+def _same(a: DeliveredService | ServiceDay, b: DeliveredService | ServiceDay) -> bool:
+    return a.model_copy(update={"revision": 0}) == b.model_copy(update={"revision": 0})
+
+
+def review_services(plan: CarePlan, policy: CarePolicy, now: datetime) -> tuple[CarePlan, list[EventData]]:
+    """Publish the service lines and day roll-ups that are new or changed since last published."""
+    if plan.schedule is None:
+        return plan, []
+    zone = ZoneInfo(plan.schedule.timezone)
+    services = dict(plan.services)
+    events: list[EventData] = []
+    for session in plan.schedule.sessions:
+        record = plan.attendance.get(session.session_id)
+        if record is None:
+            continue
+        line = expected_service(plan, session, record, policy, zone)
+        published = services.get(session.session_id)
+        if published is None and line.status == "voided":
+            continue  # nothing was delivered, nothing to correct
+        if published is not None and _same(published, line):
+            continue
+        line = line.model_copy(update={"revision": published.revision + 1 if published else 1})
+        services[session.session_id] = line
+        events.append(_delivered(plan.episode_id, line, now))
+    days, day_events = _days(plan, services, policy, zone, now)
+    if not events and not day_events:
+        return plan, []
+    return plan.model_copy(update={"services": services, "service_days": days}), [*events, *day_events]
+
+
+def _days(
+    plan: CarePlan, services: dict[str, DeliveredService], policy: CarePolicy, zone: ZoneInfo, now: datetime
+) -> tuple[dict[date, ServiceDay], list[EventData]]:
+    assert plan.schedule is not None
+    by_day: dict[date, list[ScheduledSession]] = defaultdict(list)
+    for session in plan.schedule.sessions:
+        by_day[session.starts_at.astimezone(zone).date()].append(session)
+    days = dict(plan.service_days)
+    events: list[EventData] = []
+    for day, sessions in sorted(by_day.items()):
+        if any(session.session_id not in plan.attendance for session in sessions):
+            continue  # the day is not over for billing until every session has a record
+        lines = [services[s.session_id] for s in sessions if s.session_id in services]
+        delivered = [line for line in lines if line.status == "delivered"]
+        published = days.get(day)
+        if not delivered and published is None:
+            continue
+        level = level_at(plan, min(s.starts_at for s in sessions))
+        minutes = sum(line.minutes for line in delivered)
+        per_diem = policy.levels[level].per_diem if level in policy.levels else None
+        code = per_diem.code if per_diem and delivered and minutes >= per_diem.min_hours * 60 else None
+        rolled = ServiceDay(revision=1, level=level, services=len(delivered), minutes=minutes,
+                            service_ids=[line.session_id for line in delivered], per_diem_code=code)  # fmt: skip
+        if published is not None and _same(published, rolled):
+            continue
+        rolled = rolled.model_copy(update={"revision": published.revision + 1 if published else 1})
+        days[day] = rolled
+        events.append(
+            ServiceDayCompleted(
+                episode_id=plan.episode_id,
+                service_date=day,
+                revision=rolled.revision,
+                level=level,
+                services=rolled.services,
+                minutes=minutes,
+                service_ids=rolled.service_ids,
+                per_diem_code=code,
+                completed_at=now,
+            )
+        )
+    return days, events
+
+
+def _delivered(episode_id: str, line: DeliveredService, now: datetime) -> ServiceDelivered:
+    return ServiceDelivered(
+        episode_id=episode_id,
+        service_id=line.session_id,
+        revision=line.revision,
+        status=line.status,
+        session_id=line.session_id,
+        kind=line.kind,
+        group_id=line.group_id,
+        service_date=line.service_date,
+        minutes=line.minutes,
+        code=line.code,
+        units=line.units,
+        level=line.level,
+        attendance=line.attendance,
+        recorded_at=now,
+    )
