@@ -57,7 +57,7 @@ class CarePlanStore:
         await self.plans.create_index([("status", ASCENDING), ("next_check_at", ASCENDING)])
         await self.plans.create_index([("group.group_id", ASCENDING)])
         await self.plans.create_index([("waitlist.level", ASCENDING)])
-        await self.plans.create_index([("schedule.sessions.session_id", ASCENDING)])
+        await self.plans.create_index([("session_ids", ASCENDING)])
         await self.pending_inputs.create_index([("episode_id", ASCENDING)])
         await self.seats.create_index([("group_id", ASCENDING), ("episode_id", ASCENDING)], unique=True)
 
@@ -118,7 +118,9 @@ class CarePlanStore:
 
     async def roster(self, session_id: str) -> list[CarePlan]:
         """Every plan whose calendar has this session (a group session's id is the same in each)."""
-        cursor = self.plans.find({"schedule.sessions.session_id": session_id}, {"outbox": 0})
+        # ``$in`` rather than equality: the same on MongoDB, and the one form the test stand-in (nx-27017) matches
+        # on an indexed array.
+        cursor = self.plans.find({"session_ids": {"$in": [session_id]}}, {"outbox": 0, "session_ids": 0})
         return [CarePlan.model_validate(document) async for document in cursor]
 
     async def holds_seat(self, group_id: str, episode_id: str) -> bool:
@@ -185,4 +187,6 @@ class CarePlanStore:
 
 def _fields(plan: CarePlan) -> Document:
     # JSON mode: dates and times as ISO text (BSON has no date type); the timer is stored apart, as a datetime.
-    return plan.model_dump(mode="json")
+    # ``session_ids`` (the calendar's, top level) is what a roster is found by: one indexed array of strings.
+    sessions = plan.schedule.sessions if plan.schedule else []
+    return {**plan.model_dump(mode="json"), "session_ids": [session.session_id for session in sessions]}

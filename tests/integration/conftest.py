@@ -15,10 +15,12 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
+import yaml
 from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
 from pymongo import AsyncMongoClient
 
 from services.care_plan import handlers as care_plan_handlers
+from services.care_plan.domain.policy import DEFAULT_POLICY_FILE
 from services.common.consumer import EventHandlers, lane_group
 from services.notifications import handlers as notifications_handlers
 from tests.conftest import WAITS
@@ -144,6 +146,27 @@ def notifications_replaced(stack: Stack, env: dict[str, str], log: Path) -> Iter
         regular.start()
 
 
+TEEN_GROUP = "iop-teen-am"
+TEEN_GROUP_CAPACITY = 2
+
+
+def stack_policy(folder: Path) -> Path:
+    """The default care-plan policy, with room for every adult the suite admits to the IOP morning group, and a
+    small adolescents' IOP morning group the waitlist test fills."""
+    policy = yaml.safe_load(DEFAULT_POLICY_FILE.read_text())
+    for group in policy["groups"]:
+        if group["group_id"] == "iop-am":
+            group["programs"] = ["adult"]
+            group.pop("capacity")
+    teen = {"group_id": TEEN_GROUP, "name": "IOP adolescents' morning group", "level": "IOP", "track": "morning",
+            "programs": ["adolescent"], "weekdays": ["mon", "wed", "fri"], "starts_at": "09:00", "minutes": 180,
+            "capacity": TEEN_GROUP_CAPACITY}  # fmt: skip
+    policy["groups"].append(teen)
+    path = folder / "care-plan-policy.yaml"
+    path.write_text(yaml.safe_dump(policy))
+    return path
+
+
 @pytest.fixture(scope="session")
 def stack(running_backends: Backends, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     logs = tmp_path_factory.mktemp("service-logs")
@@ -159,6 +182,7 @@ def stack(running_backends: Backends, tmp_path_factory: pytest.TempPathFactory) 
             "CARE_PLAN_DB": databases["care_plan"],
             "NOTIFICATIONS_DB": databases["notifications"],
             "INTAKE_URL": f"http://127.0.0.1:{ports['intake']}",
+            "CARE_PLAN_POLICY_FILE": str(stack_policy(logs)),
             "INTAKE_TOKEN": TOKENS["notifications"],
             "SMTP_HOST": "127.0.0.1",
             "SMTP_PORT": str(sink.port),
@@ -242,6 +266,12 @@ async def care_plan_of(stack: Stack, episode: Episode) -> dict[str, Any] | None:
     async with stack.http("care_plan") as care_plan:
         response = await care_plan.get(f"/v1/episodes/{episode.episode_id}/care-plan")
     return response.json() if response.status_code == 200 else None  # type: ignore[no-any-return]
+
+
+async def session_ids(stack: Stack, episode: Episode) -> list[str]:
+    """The ids of the sessions on the episode's calendar, in time order (once its care plan exists)."""
+    plan = await eventually(lambda: care_plan_of(stack, episode), "the care plan")
+    return [session["session_id"] for session in plan["schedule"]["sessions"]]
 
 
 async def mail_to(stack: Stack, address: str, count: int = 1, subject: str | None = None) -> list[Any]:

@@ -17,6 +17,7 @@ from .conftest import (
     eventually,
     mail_to,
     new_episode,
+    session_ids,
     settled,
     wait_consumed,
 )
@@ -38,14 +39,15 @@ async def test_a_reported_miss_is_applied_once_even_when_redelivered(
     await assess(stack, episode)
     await mail_to(stack, episode.email, subject="Your session schedule")
 
-    data = AttendanceReported(episode_id=episode.episode_id, session_id="s001", status="missed", reported_at=utc_now())
+    [first, *_] = await session_ids(stack, episode)
+    data = AttendanceReported(episode_id=episode.episode_id, session_id=first, status="missed", reported_at=utc_now())
     record = to_kafka(new_event(data, source="/ehr/front-desk"))
     for _ in range(2):  # the same command twice: a redelivery
         sent = await kafka_producer.send_and_wait(record.topic, record.value, key=record.key, headers=record.headers)
     await wait_consumed(stack, "care_plan", TOPIC, sent.partition, sent.offset)
 
     plan = await care_plan_of(stack, episode)
-    assert plan is not None and plan["attendance"]["s001"]["status"] == "missed"
+    assert plan is not None and plan["attendance"][first]["status"] == "missed"
     [missed] = await eventually(lambda: events_of(stack, "iop.session.missed", episode.episode_id), "the miss")
     await wait_consumed(stack, "notifications", missed.topic, missed.partition, missed.offset)
     # The consumer commits once the outreach is stored; the dispatcher sends it after that.
@@ -58,14 +60,14 @@ async def test_a_reported_miss_is_applied_once_even_when_redelivered(
 async def test_excused_with_notice_and_late_are_recorded(stack: Stack, kafka_producer: AIOKafkaProducer) -> None:
     episode = await new_episode(stack)
     await assess(stack, episode)
-    await eventually(lambda: care_plan_of(stack, episode), "the care plan")
-    await report(kafka_producer, episode.episode_id, "s001", "excused", notice_given_at="2026-11-20T09:00:00Z")
-    sent = await report(kafka_producer, episode.episode_id, "s002", "late")
+    first, second, *_ = await session_ids(stack, episode)
+    await report(kafka_producer, episode.episode_id, first, "excused", notice_given_at="2026-11-20T09:00:00Z")
+    sent = await report(kafka_producer, episode.episode_id, second, "late")
     await wait_consumed(stack, "care_plan", TOPIC, sent.partition, sent.offset)
     plan = await care_plan_of(stack, episode)
     assert plan is not None
-    assert plan["attendance"]["s001"]["notice_given_at"] == "2026-11-20T09:00:00Z"
-    assert {sid: a["status"] for sid, a in plan["attendance"].items()} == {"s001": "excused", "s002": "late"}
+    assert plan["attendance"][first]["notice_given_at"] == "2026-11-20T09:00:00Z"
+    assert {sid: a["status"] for sid, a in plan["attendance"].items()} == {first: "excused", second: "late"}
 
 
 async def test_reports_that_cannot_be_applied_are_set_aside_with_their_reason(
@@ -73,11 +75,11 @@ async def test_reports_that_cannot_be_applied_are_set_aside_with_their_reason(
 ) -> None:
     episode = await new_episode(stack)
     await assess(stack, episode)
-    await eventually(lambda: care_plan_of(stack, episode), "the care plan")
+    _, _, third, fourth, *_ = await session_ids(stack, episode)
     unknown = await report(kafka_producer, episode.episode_id, "s999", "attended")
-    no_plan = await report(kafka_producer, "no-such-episode", "s001", "attended")
-    wrong_notice = await report(kafka_producer, episode.episode_id, "s003", "late", notice_given_at=utc_now())
-    after = await report(kafka_producer, episode.episode_id, "s004", "attended")  # same partition as two above
+    no_plan = await report(kafka_producer, "no-such-episode", third, "attended")
+    wrong_notice = await report(kafka_producer, episode.episode_id, third, "late", notice_given_at=utc_now())
+    after = await report(kafka_producer, episode.episode_id, fourth, "attended")  # same partition as two above
     for sent in (no_plan, after):
         await wait_consumed(stack, "care_plan", TOPIC, sent.partition, sent.offset)
 
@@ -88,4 +90,4 @@ async def test_reports_that_cannot_be_applied_are_set_aside_with_their_reason(
     assert reasons[(no_plan.partition, no_plan.offset)].startswith("rejected: no_care_plan")
     assert reasons[(wrong_notice.partition, wrong_notice.offset)].startswith("rejected: notice_without_excuse")
     plan = await care_plan_of(stack, episode)
-    assert plan is not None and set(plan["attendance"]) == {"s004"}  # the partition moved on
+    assert plan is not None and set(plan["attendance"]) == {fourth}  # the partition moved on

@@ -49,6 +49,7 @@ async def active_episode(stack: Stack) -> tuple[Episode, dict[str, Any]]:
 async def test_no_shows_are_detected_once_across_two_instances_and_a_restart(stack: Stack, tmp_path: Path) -> None:
     episode, plan = await active_episode(stack)
     sessions = plan["schedule"]["sessions"]
+    first, second = sessions[0]["session_id"], sessions[1]["session_id"]
     # Two extra instances (timers and HTTP only: the stack's instance keeps consuming) with their clock
     # shifted to just after the second session's no-show deadline.
     deadline = datetime.fromisoformat(sessions[1]["ends_at"]) + timedelta(minutes=30)
@@ -64,7 +65,7 @@ async def test_no_shows_are_detected_once_across_two_instances_and_a_restart(sta
 
         async def both_missed() -> bool:
             current = await care_plan_of(stack, episode)
-            return current is not None and {"s001", "s002"} <= set(current["attendance"])
+            return current is not None and {first, second} <= set(current["attendance"])
 
         await eventually(both_missed, "the two no-shows")
         shifted[0].kill()  # a crash, then a restart: the timers must not fire again
@@ -80,8 +81,8 @@ async def test_no_shows_are_detected_once_across_two_instances_and_a_restart(sta
             instance.stop()
 
     assert sorted({(e.data.session_id, e.data.detected) for e in missed}) == [
-        ("s001", "no_record"),
-        ("s002", "no_record"),
+        (first, "no_record"),
+        (second, "no_record"),
     ]
     # Once each: one logical event per miss and per rule (a record may repeat only with the same id).
     assert len({e.id for e in await events(stack, "iop.session.missed", episode)}) == 2
@@ -96,8 +97,8 @@ async def test_no_shows_are_detected_once_across_two_instances_and_a_restart(sta
     current = await care_plan_of(stack, episode)
     assert current is not None
     assert {sid: a["detected"] for sid, a in current["attendance"].items()} == {
-        "s001": "no_record",
-        "s002": "no_record",
+        first: "no_record",
+        second: "no_record",
     }
 
 
@@ -192,7 +193,7 @@ async def test_payer_authorization_is_kept_apart_from_the_clinical_level(stack: 
 
 async def test_graduation_and_discharge_end_the_episode(stack: Stack) -> None:
     graduating, _ = await active_episode(stack)
-    leaving, _ = await active_episode(stack)
+    leaving, left_plan = await active_episode(stack)
     async with stack.http("care_plan", "clinician") as clinician:
         graduated = await clinician.post(f"/v1/episodes/{graduating.episode_id}/graduate")
         discharged = await clinician.post(
@@ -201,7 +202,9 @@ async def test_graduation_and_discharge_end_the_episode(stack: Stack) -> None:
         bad_reason = await clinician.post(f"/v1/episodes/{leaving.episode_id}/discharge", json={"reason_code": "x"})
         twice = await clinician.post(f"/v1/episodes/{leaving.episode_id}/discharge", json={"reason_code": "other"})
         after = await clinician.post(
-            f"/v1/episodes/{leaving.episode_id}/sessions/s001/attendance", json={"status": "attended"}
+            f"/v1/episodes/{leaving.episode_id}/sessions/{left_plan['schedule']['sessions'][0]['session_id']}"
+            "/attendance",
+            json={"status": "attended"},
         )
     assert (graduated.json()["status"], discharged.json()["status"]) == ("graduated", "discharged")
     assert (bad_reason.status_code, twice.status_code, after.status_code) == (422, 409, 409)
@@ -272,12 +275,14 @@ async def _all_published(stack: Stack, episode: Episode) -> bool:
 
 
 async def test_policy_what_if_shows_what_a_candidate_policy_would_change(stack: Stack, tmp_path: Path) -> None:
-    episode, _ = await active_episode(stack)
+    episode, plan = await active_episode(stack)
+    assert plan["group"]["group_id"] == "iop-am"  # the replay works on a plan in a group
+    first, second = (session["session_id"] for session in plan["schedule"]["sessions"][:2])
     async with stack.http("care_plan", "clinician") as clinician:
-        for sid in ("s001", "s002"):
+        for sid in (first, second):
             path = f"/v1/episodes/{episode.episode_id}/sessions/{sid}/attendance"
             assert (await clinician.post(path, json={"status": "missed"})).status_code == 200
-    candidate = yaml.safe_load((ROOT / "services/care_plan/policy/default.yaml").read_text())
+    candidate = yaml.safe_load(await asyncio.to_thread(Path(stack.env["CARE_PLAN_POLICY_FILE"]).read_text))
     candidate["version"] = "candidate-1"
     for rule in candidate["missed_sessions"]["rules"]:
         if rule["code"] == "missed_2_in_a_row":
@@ -294,7 +299,8 @@ async def test_policy_what_if_shows_what_a_candidate_policy_would_change(stack: 
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "→ candidate candidate-1, 1 episode(s)" in result.stdout
-    assert "- " in result.stdout and "missed_2_in_a_row → outreach at s002 (would no longer happen)" in result.stdout
+    assert "- " in result.stdout
+    assert f"missed_2_in_a_row → outreach at {second} (would no longer happen)" in result.stdout
     assert "1 of 1 episode(s) would change" in result.stdout
     assert len(await events(stack, "iop.attendance.rule_triggered", episode)) == before  # published nothing
 

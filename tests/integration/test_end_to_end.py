@@ -21,6 +21,7 @@ from .conftest import (
     mail_to,
     new_episode,
     read_topic,
+    session_ids,
     wait_consumed,
 )
 
@@ -74,13 +75,14 @@ async def test_missed_session_sends_outreach_once_per_miss(stack: Stack) -> None
     await assess(stack, episode)
     await mail_to(stack, episode.email, subject="Your session schedule")
 
+    s1, s2, *_ = await session_ids(stack, episode)
     async with stack.http("care_plan", "intake_staff") as care_plan:
         path = f"/v1/episodes/{episode.episode_id}/sessions/{{}}/attendance"
-        first = await care_plan.post(path.format("s001"), json={"status": "missed"})
+        first = await care_plan.post(path.format(s1), json={"status": "missed"})
         assert first.status_code == 200, first.text
-        again = await care_plan.post(path.format("s001"), json={"status": "missed"})
+        again = await care_plan.post(path.format(s1), json={"status": "missed"})
         assert again.json()["attendance"] == first.json()["attendance"]  # recorded once
-        assert (await care_plan.post(path.format("s002"), json={"status": "missed"})).status_code == 200
+        assert (await care_plan.post(path.format(s2), json={"status": "missed"})).status_code == 200
 
     outreach = await mail_to(stack, episode.email, count=2, subject="We missed you")
     missed = await events_of(stack, "iop.session.missed", episode.episode_id)
@@ -124,11 +126,19 @@ async def test_events_are_cloudevents_and_carry_no_pii(stack: Stack) -> None:
             response = await intake.request(method, url, json=body)
             assert response.status_code in (200, 201), response.text
     await mail_to(stack, episode.email, subject="Your session schedule")
+    s1, s2, *_ = await session_ids(stack, episode)
+    family_at = (datetime.now(UTC) + timedelta(days=1)).replace(hour=23, minute=0, second=0, microsecond=0)
     async with stack.http("care_plan") as care_plan:
-        await care_plan.post(f"/v1/episodes/{episode.episode_id}/sessions/s001/attendance", json={"status": "missed"})
+        await care_plan.post(f"/v1/episodes/{episode.episode_id}/sessions/{s1}/attendance", json={"status": "missed"})
+        await care_plan.post(f"/v1/episodes/{episode.episode_id}/sessions/{s2}/attendance", json={"status": "attended"})
+        booked = await care_plan.post(f"/v1/episodes/{episode.episode_id}/appointments",
+                                      json={"kind": "family", "starts_at": family_at.isoformat()})  # fmt: skip
+        assert booked.status_code == 201, booked.text  # the consent names a family member for appointments
     await mail_to(stack, episode.email, subject="We missed you")
+    await mail_to(stack, recipient["email"], subject="Family sessions scheduled")
     produced = ("iop.assessment.completed", "iop.safety.alert_raised", "iop.drug_screen.recorded",
-                "iop.consent.changed", "iop.care_level.assigned", "iop.session.missed")  # fmt: skip
+                "iop.consent.changed", "iop.care_level.assigned", "iop.session.missed", "iop.service.delivered",
+                "iop.schedule.changed")  # fmt: skip
     for topic in produced:
         await eventually(lambda topic=topic: events_of(stack, topic, episode.episode_id), f"an event on {topic}")
 

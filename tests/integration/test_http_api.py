@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import IOP_DIMENSIONS, TOKENS, Episode, Stack, assess, care_plan_of, eventually, new_episode
+from .conftest import (
+    IOP_DIMENSIONS,
+    TOKENS,
+    Episode,
+    Stack,
+    assess,
+    care_plan_of,
+    eventually,
+    new_episode,
+    session_ids,
+)
 
 SERVICES = ("intake", "care_plan", "notifications")
 
@@ -136,11 +146,12 @@ async def _active_episode(stack: Stack) -> Episode:
 
 async def test_attendance_errors_are_clear_and_change_nothing(stack: Stack) -> None:
     episode = await _active_episode(stack)
+    first, *_ = await session_ids(stack, episode)
     path = f"/v1/episodes/{episode.episode_id}/sessions/{{}}/attendance"
     async with stack.http("care_plan", "intake_staff") as care_plan:
         unknown = await care_plan.post(path.format("s999"), json={"status": "missed"})
-        bad_status = await care_plan.post(path.format("s001"), json={"status": "absent"})
-        no_plan = await care_plan.post("/v1/episodes/nope/sessions/s001/attendance", json={"status": "missed"})
+        bad_status = await care_plan.post(path.format(first), json={"status": "absent"})
+        no_plan = await care_plan.post(f"/v1/episodes/nope/sessions/{first}/attendance", json={"status": "missed"})
     assert (unknown.status_code, "s999" in unknown.json()["detail"]) == (404, True)
     assert bad_status.status_code == 422
     assert ["body", "status"] in [error["loc"] for error in bad_status.json()["detail"]]
@@ -155,7 +166,7 @@ async def test_attendance_on_a_referred_out_episode_is_409(stack: Stack) -> None
     await eventually(lambda: care_plan_of(stack, episode), "the care plan")
     async with stack.http("care_plan", "clinician") as care_plan:
         response = await care_plan.post(
-            f"/v1/episodes/{episode.episode_id}/sessions/s001/attendance", json={"status": "attended"}
+            f"/v1/episodes/{episode.episode_id}/sessions/iop-am-20261207/attendance", json={"status": "attended"}
         )
     assert response.status_code == 409
     assert "referred_out" in response.json()["detail"]

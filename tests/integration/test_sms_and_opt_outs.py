@@ -15,13 +15,16 @@ from .conftest import (
     eventually,
     mail_to,
     new_episode,
+    session_ids,
     wait_consumed,
 )
 
 OUTREACH = "We missed you"
 
 
-async def miss(stack: Stack, episode: Episode, session: str) -> None:
+async def miss(stack: Stack, episode: Episode, nth: int) -> None:
+    """Record the episode's ``nth`` session (from 0) missed."""
+    session = (await session_ids(stack, episode))[nth]
     async with stack.http("care_plan", "clinician") as care_plan:
         path = f"/v1/episodes/{episode.episode_id}/sessions/{session}/attendance"
         response = await care_plan.post(path, json={"status": "missed"})
@@ -53,7 +56,7 @@ async def started(stack: Stack) -> Episode:
 async def test_a_missed_session_texts_the_patient_and_a_provider_outage_is_retried(stack: Stack) -> None:
     episode = await started(stack)
     stack.texts.fail_next(episode.phone, 2, status=503)
-    await miss(stack, episode, "s001")
+    await miss(stack, episode, 0)
     [entry] = await outreach(stack, episode, "sms")
     assert (entry["status"], entry["attempts"]) == ("sent", 3)  # two refusals, then through
     [text] = stack.texts.to(episode.phone)
@@ -67,7 +70,7 @@ async def test_a_missed_session_texts_the_patient_and_a_provider_outage_is_retri
 async def test_a_number_the_provider_refuses_for_good_fails_without_retrying(stack: Stack) -> None:
     episode = await started(stack)
     stack.texts.fail_next(episode.phone, 1, status=400)
-    await miss(stack, episode, "s001")
+    await miss(stack, episode, 0)
     [entry] = await outreach(stack, episode, "sms")
     assert (entry["status"], entry["attempts"], entry["last_error"]) == ("failed", 1, "SMS provider answered 400")
     assert stack.texts.to(episode.phone) == []
@@ -81,7 +84,7 @@ async def test_a_stop_reply_stops_texts_to_that_number_until_start(stack: Stack)
         refused = await not_the_provider.post("/v1/sms/inbound", json={"from": episode.phone, "text": "START"})
     assert (stopped.json(), refused.status_code) == ({"action": "opted_out"}, 403)
 
-    await miss(stack, episode, "s001")
+    await miss(stack, episode, 0)
     [entry] = await outreach(stack, episode, "sms")
     assert (entry["status"], entry["last_error"]) == ("cancelled", "the number replied STOP")
     await mail_to(stack, episode.email, subject=OUTREACH)  # STOP is about texts: email still goes
@@ -89,7 +92,7 @@ async def test_a_stop_reply_stops_texts_to_that_number_until_start(stack: Stack)
     async with stack.http("notifications", "sms_provider") as provider:
         resumed = await provider.post("/v1/sms/inbound", json={"from": episode.phone, "text": "START"})
     assert resumed.json() == {"action": "opted_in"}
-    await miss(stack, episode, "s002")
+    await miss(stack, episode, 1)
     entries = await outreach(stack, episode, "sms", count=2)
     assert sorted(e["status"] for e in entries) == ["cancelled", "sent"]
     assert len(stack.texts.to(episode.phone)) == 1
@@ -110,7 +113,7 @@ async def test_an_opt_out_stops_messages_to_the_patient_but_never_a_safety_alert
     reminders = await _log(stack, episode, "session_reminder")
     assert reminders and {e["status"] for e in reminders} == {"cancelled"}  # what waited is cancelled too
 
-    await miss(stack, episode, "s001")
+    await miss(stack, episode, 0)
     entries = await outreach(stack, episode, "sms") + await outreach(stack, episode, "email")
     assert {(e["status"], e["last_error"]) for e in entries} == {("cancelled", "the recipient opted out")}
 

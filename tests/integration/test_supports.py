@@ -16,6 +16,7 @@ from .conftest import (
     mail_to,
     new_episode,
     notifications_replaced,
+    session_ids,
     settled,
     wait_consumed,
 )
@@ -49,7 +50,7 @@ async def test_supports_are_told_only_what_their_consent_allows(stack: Stack) ->
     await assess(stack, episode)
     await mail_to(stack, appointments, subject="Sessions scheduled")
     async with stack.http("care_plan", "clinician") as care_plan:
-        path = f"/v1/episodes/{episode.episode_id}/sessions/s001/attendance"
+        path = f"/v1/episodes/{episode.episode_id}/sessions/{(await session_ids(stack, episode))[0]}/attendance"
         assert (await care_plan.post(path, json={"status": "missed"})).status_code == 200
     [told] = await mail_to(stack, attendance, subject="A session was missed")
 
