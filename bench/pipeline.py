@@ -48,6 +48,7 @@ from services.common.kafka import ensure_topics
 from services.common.settings import ServiceSettings
 from tools.devstack import Backends, ServiceProcess, backends
 from tools.kafka import records_on
+from tools.policies import roomy_care_plan_policy
 from tools.servers import Server, cpu_seconds, free_port, rss_mb, start_server
 from tools.smtp_sink import SmtpSink
 
@@ -340,6 +341,8 @@ def stepwise_env(backend: Backends, sink: SmtpSink, ports: dict[str, int], run: 
         "INTAKE_URL": f"http://127.0.0.1:{ports['intake']}",
         "INTAKE_DB": f"bench_{run}_intake",
         "CARE_PLAN_DB": f"bench_{run}_care_plan",
+        # Room for every benchmark patient: a full group would turn the welcome into a waitlist.
+        "CARE_PLAN_POLICY_FILE": str(roomy_care_plan_policy(Path(tempfile.mkdtemp(prefix="bench-policy-")))),
         "NOTIFICATIONS_DB": f"bench_{run}_notifications",
         "SMTP_HOST": "127.0.0.1",
         "SMTP_PORT": str(sink.port),

@@ -389,9 +389,9 @@ def _meeting(group: ProgramGroup, session_id: str, policy: CarePolicy, timezone:
 
 async def _group_out(group: ProgramGroup, store: CarePlanStore, policy: CarePolicy, timezone: str) -> GroupOut:
     members = sorted(plan.episode_id for plan in await store.members(group.group_id))
-    waiting = [p for p in await store.waitlisted() if p.waitlist and group.group_id in p.waitlist.group_ids]
-    waitlist = [Waiting(episode_id=p.episode_id, since=p.waitlist.since, position=n)
-                for n, p in enumerate(waiting, start=1) if p.waitlist]  # fmt: skip
+    waiting = [w for w in await store.waitlisted() if group.group_id in w.place.group_ids]
+    waitlist = [Waiting(episode_id=w.episode_id, since=w.place.since, position=n)
+                for n, w in enumerate(waiting, start=1)]  # fmt: skip
     today = utc_now().astimezone(ZoneInfo(timezone)).date()
     upcoming = meetings(group, timezone, today, today + timedelta(days=28), policy.closures)
     left = None if group.capacity is None else max(group.capacity - len(members), 0)

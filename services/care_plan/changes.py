@@ -79,8 +79,9 @@ async def hold_place(
     for group in groups:
         if await store.holds_seat(group.group_id, episode_id):
             return Joined(group)  # held before: a redelivery, or a retry after a failed write
-    waiting = [p for p in await store.waitlisted() if p.episode_id != episode_id and p.waitlist is not None
-               and (p.waitlist.level, p.waitlist.track, p.program) == (level, track, program)]  # fmt: skip
+    wanted = (level, track, program)
+    waiting = [w for w in await store.waitlisted()
+               if w.episode_id != episode_id and (w.place.level, w.place.track, w.program) == wanted]  # fmt: skip
     if not waiting:
         for group in groups:
             if await store.claim_seat(group, episode_id, utc_now()):
@@ -111,12 +112,11 @@ async def admit_waitlisted(store: CarePlanStore, policy: CarePolicy) -> int:
     full: set[tuple[str, ...]] = set()
     admitted = 0
     for waiting in await store.waitlisted():
-        assert waiting.waitlist is not None
-        key = (waiting.waitlist.level.value, waiting.waitlist.track, waiting.program)
+        key = (waiting.place.level.value, waiting.place.track, waiting.program)
         if key in full:
             continue
         group = None
-        for candidate in wanted_groups(policy, waiting.waitlist.level, waiting.waitlist.track, waiting.program):
+        for candidate in wanted_groups(policy, waiting.place.level, waiting.place.track, waiting.program):
             if await store.claim_seat(candidate, waiting.episode_id, utc_now()):
                 group = candidate
                 break

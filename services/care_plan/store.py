@@ -15,9 +15,9 @@ from pymongo.errors import DuplicateKeyError
 from services.common.mongo import Document
 from services.common.outbox import RelayWake, insert_aggregate, update_aggregate
 from services.common.utc import assume_utc, utc_now
-from stepwise_contract import CloudEvent
+from stepwise_contract import CloudEvent, Program
 
-from .domain.model import CareInput, CarePlan
+from .domain.model import CareInput, CarePlan, WaitlistPlace
 from .domain.policy import ProgramGroup
 
 PLANS = "care_plans"
@@ -35,6 +35,15 @@ class StoredPlan:
     version: int
     applied_events: frozenset[str]
     next_check_at: datetime | None
+
+
+@dataclass(frozen=True)
+class WaitingPlan:
+    """A plan on a group's waitlist: what the waitlist needs of it."""
+
+    episode_id: str
+    program: Program
+    place: WaitlistPlace
 
 
 @dataclass(frozen=True)
@@ -110,11 +119,14 @@ class CarePlanStore:
         cursor = self.plans.find({"group.group_id": group_id, "status": "active"}, {"outbox": 0})
         return [CarePlan.model_validate(document) async for document in cursor]
 
-    async def waitlisted(self) -> list[CarePlan]:
-        """Active plans waiting for a place in a group, longest waiting first."""
-        cursor = self.plans.find({"status": "active", "waitlist.level": {"$exists": True}}, {"outbox": 0})
-        plans = [CarePlan.model_validate(document) async for document in cursor]
-        return sorted(plans, key=lambda plan: (plan.waitlist.since if plan.waitlist else NEVER, plan.episode_id))
+    async def waitlisted(self) -> list[WaitingPlan]:
+        """Active plans waiting for a place in a group, longest waiting first (read on every timer pass: the
+        index finds them, and only the waitlist fields are read)."""
+        query = {"status": "active", "waitlist.level": {"$exists": True}}
+        cursor = self.plans.find(query, {"program": 1, "waitlist": 1})
+        waiting = [WaitingPlan(document["_id"], document["program"], WaitlistPlace.model_validate(document["waitlist"]))
+                   async for document in cursor]  # fmt: skip
+        return sorted(waiting, key=lambda plan: (plan.place.since, plan.episode_id))
 
     async def roster(self, session_id: str) -> list[CarePlan]:
         """Every plan whose calendar has this session (a group session's id is the same in each)."""

@@ -15,17 +15,16 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
-import yaml
 from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
 from pymongo import AsyncMongoClient
 
 from services.care_plan import handlers as care_plan_handlers
-from services.care_plan.domain.policy import DEFAULT_POLICY_FILE
 from services.common.consumer import EventHandlers, lane_group
 from services.notifications import handlers as notifications_handlers
 from tests.conftest import WAITS
 from tools.devstack import Backends, ServiceProcess
 from tools.kafka import committed_offset, records_on
+from tools.policies import roomy_care_plan_policy
 from tools.servers import free_port
 from tools.sms_sink import SmsSink
 from tools.smtp_sink import Mailbox, SmtpSink
@@ -150,21 +149,10 @@ TEEN_GROUP = "iop-teen-am"
 TEEN_GROUP_CAPACITY = 2
 
 
-def stack_policy(folder: Path) -> Path:
-    """The default care-plan policy, with room for every adult the suite admits to the IOP morning group, and a
-    small adolescents' IOP morning group the waitlist test fills."""
-    policy = yaml.safe_load(DEFAULT_POLICY_FILE.read_text())
-    for group in policy["groups"]:
-        if group["group_id"] == "iop-am":
-            group["programs"] = ["adult"]
-            group.pop("capacity")
-    teen = {"group_id": TEEN_GROUP, "name": "IOP adolescents' morning group", "level": "IOP", "track": "morning",
-            "programs": ["adolescent"], "weekdays": ["mon", "wed", "fri"], "starts_at": "09:00", "minutes": 180,
-            "capacity": TEEN_GROUP_CAPACITY}  # fmt: skip
-    policy["groups"].append(teen)
-    path = folder / "care-plan-policy.yaml"
-    path.write_text(yaml.safe_dump(policy))
-    return path
+TEEN_GROUP_POLICY = {"group_id": TEEN_GROUP, "name": "IOP adolescents' morning group", "level": "IOP",
+                     "track": "morning", "programs": ["adolescent"], "weekdays": ["mon", "wed", "fri"],
+                     "starts_at": "09:00", "minutes": 180, "capacity": TEEN_GROUP_CAPACITY}  # fmt: skip
+"""The stack's groups have room for every patient the suite admits, but for this small one the waitlist test fills."""
 
 
 @pytest.fixture(scope="session")
@@ -182,7 +170,7 @@ def stack(running_backends: Backends, tmp_path_factory: pytest.TempPathFactory) 
             "CARE_PLAN_DB": databases["care_plan"],
             "NOTIFICATIONS_DB": databases["notifications"],
             "INTAKE_URL": f"http://127.0.0.1:{ports['intake']}",
-            "CARE_PLAN_POLICY_FILE": str(stack_policy(logs)),
+            "CARE_PLAN_POLICY_FILE": str(roomy_care_plan_policy(logs, [TEEN_GROUP_POLICY])),
             "INTAKE_TOKEN": TOKENS["notifications"],
             "SMTP_HOST": "127.0.0.1",
             "SMTP_PORT": str(sink.port),

@@ -1,0 +1,33 @@
+"""Care-plan policies for test stacks, tools and benchmarks: the default policy with room in every group.
+
+A benchmark or a test suite admits far more patients than one clinic's group holds; with the default
+capacities most of them would wait for a place, which is not what they measure or test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from services.care_plan.domain.policy import DEFAULT_POLICY_FILE
+
+
+def roomy_care_plan_policy(folder: Path, extra_groups: Sequence[dict[str, Any]] = ()) -> Path:
+    """The default care-plan policy without group capacities, plus ``extra_groups``, written into ``folder``.
+
+    The default groups take the programs no extra group names, so an extra group of a level and track is
+    the only one for its programs."""
+    policy = yaml.safe_load(DEFAULT_POLICY_FILE.read_text())
+    taken = {(g["level"], g["track"], program) for g in extra_groups for program in g.get("programs", ())}
+    for group in policy["groups"]:
+        group.pop("capacity", None)
+        programs = [p for p in ("adult", "adolescent") if (group["level"], group["track"], p) not in taken]
+        if len(programs) < 2:
+            group["programs"] = programs
+    policy["groups"] += list(extra_groups)
+    path = folder / "care-plan-policy.yaml"
+    path.write_text(yaml.safe_dump(policy))
+    return path
