@@ -31,7 +31,7 @@ from .domain.care_plan import discharge, graduate, set_calendar, settle_recommen
 from .domain.groups import Placement, book_appointment, cancel_appointment, meetings
 from .domain.model import AttendanceRecord, AttendanceStatus, Authorization, CarePlan, CarePlanError, StepRecommendation
 from .domain.policy import CarePolicy, ProgramGroup
-from .store import CarePlanStore
+from .store import CarePlanStore, WaitingPlan
 
 router = APIRouter(prefix="/v1", tags=["care plan"], responses=V1_ERRORS)
 T = TypeVar("T")
@@ -47,6 +47,7 @@ ERROR_STATUS = {
     "unknown_track": status.HTTP_422_UNPROCESSABLE_CONTENT,
     "recorded_differently": status.HTTP_409_CONFLICT,
     "minutes_without_attendance": status.HTTP_422_UNPROCESSABLE_CONTENT,
+    "minutes_over_session": status.HTTP_422_UNPROCESSABLE_CONTENT,
     "unknown_kind": status.HTTP_422_UNPROCESSABLE_CONTENT,
     "appointment_in_past": status.HTTP_422_UNPROCESSABLE_CONTENT,
     "overlapping_session": status.HTTP_409_CONFLICT,
@@ -374,22 +375,35 @@ def _group(policy: CarePolicy, group_id: str) -> ProgramGroup:
     return group
 
 
-def _meeting(group: ProgramGroup, session_id: str, policy: CarePolicy, timezone: str) -> ScheduledSession:
-    """The group's session of that id: its local date, if the group meets that day."""
-    suffix = session_id.removeprefix(f"{group.group_id}-")
-    try:
-        day = datetime.strptime(suffix, "%Y%m%d").date() if suffix != session_id else None
-    except ValueError:
-        day = None
-    found = meetings(group, timezone, day, day, policy.closures) if day else []
+async def _meeting(
+    group: ProgramGroup, session_id: str, store: CarePlanStore, policy: CarePolicy, timezone: str
+) -> tuple[ScheduledSession, list[CarePlan]]:
+    """The group's session of that id, as its members' calendars have it (or, before anyone has it, as the
+    group meets that day), and its roster: the active plans with it on their calendar, and any plan with a
+    record of it."""
+    plans = [plan for plan in await store.roster(session_id)
+             if plan.status == "active" or session_id in plan.attendance]  # fmt: skip
+    calendars = (plan.schedule.sessions for plan in plans if plan.schedule)
+    found = [
+        s for sessions in calendars for s in sessions if (s.session_id, s.group_id) == (session_id, group.group_id)
+    ]
+    if not found:
+        try:
+            day = datetime.strptime(session_id.removeprefix(f"{group.group_id}-"), "%Y%m%d").date()
+        except ValueError:
+            day = None
+        found = [s for s in (meetings(group, timezone, day, day, policy.closures) if day else [])
+                 if s.session_id == session_id]  # fmt: skip
     if not found:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"group {group.group_id!r} has no session {session_id!r}")
-    return found[0]
+    return found[0], plans
 
 
-async def _group_out(group: ProgramGroup, store: CarePlanStore, policy: CarePolicy, timezone: str) -> GroupOut:
-    members = sorted(plan.episode_id for plan in await store.members(group.group_id))
-    waiting = [w for w in await store.waitlisted() if group.group_id in w.place.group_ids]
+async def _group_out(
+    group: ProgramGroup, store: CarePlanStore, policy: CarePolicy, timezone: str, waitlisted: list[WaitingPlan]
+) -> GroupOut:
+    members = sorted(await store.member_ids(group.group_id))
+    waiting = [w for w in waitlisted if group.group_id in w.place.group_ids]
     waitlist = [Waiting(episode_id=w.episode_id, since=w.place.since, position=n)
                 for n, w in enumerate(waiting, start=1)]  # fmt: skip
     today = utc_now().astimezone(ZoneInfo(timezone)).date()
@@ -401,14 +415,15 @@ async def _group_out(group: ProgramGroup, store: CarePlanStore, policy: CarePoli
 
 @groups.get("", summary="The program groups, with members, places left and waitlist")
 async def list_groups(store: Store, policy: Policy, timezone: ClinicZone, _: Reader) -> list[GroupOut]:
-    return [await _group_out(group, store, policy, timezone) for group in policy.groups]
+    waitlisted = await store.waitlisted()
+    return [await _group_out(group, store, policy, timezone, waitlisted) for group in policy.groups]
 
 
 @groups.get(
     "/{group_id}", responses=errors(404), summary="A program group: members, places left, waitlist, next sessions"
 )
 async def get_group(group_id: str, store: Store, policy: Policy, timezone: ClinicZone, _: Reader) -> GroupOut:
-    return await _group_out(_group(policy, group_id), store, policy, timezone)
+    return await _group_out(_group(policy, group_id), store, policy, timezone, await store.waitlisted())
 
 
 @groups.get(
@@ -419,8 +434,8 @@ async def get_group(group_id: str, store: Store, policy: Policy, timezone: Clini
 async def session_roster(
     group_id: str, session_id: str, store: Store, policy: Policy, timezone: ClinicZone, _: Reader
 ) -> SessionRoster:
-    session = _meeting(_group(policy, group_id), session_id, policy, timezone)
-    lines = [_roster_line(plan, session) for plan in await store.roster(session_id)]
+    session, roster = await _meeting(_group(policy, group_id), session_id, store, policy, timezone)
+    lines = [_roster_line(plan, session) for plan in roster]
     return SessionRoster(group_id=group_id, session=session, members=sorted(lines, key=lambda line: line.episode_id))
 
 
@@ -448,16 +463,17 @@ def _roster_line(plan: CarePlan, session: ScheduledSession) -> RosterLine:
     description="Each line is stored (or found unchanged) on its member's plan, or refused with a code: "
     "`not_a_member` (no such plan, or the session is not on its calendar), `recorded_differently` (staff "
     "recorded another status already: correct it on the episode), `listed_twice`, `plan_not_active`, "
-    "`notice_without_excuse`, `minutes_without_attendance`. The others are stored all the same; sending the "
-    "same sheet again changes nothing. Misses publish `iop.session.missed`, attendance `iop.service.delivered`.",
+    "`notice_without_excuse`, `minutes_without_attendance`, `minutes_over_session`. The others are stored all "
+    "the same; sending the same sheet again changes nothing. Misses publish `iop.session.missed`, attendance "
+    "`iop.service.delivered`.",
 )
 async def post_sheet(
     group_id: str, session_id: str, body: SheetIn, store: Store, policy: Policy, timezone: ClinicZone, _: Recorder
 ) -> SheetOut:
-    _meeting(_group(policy, group_id), session_id, policy, timezone)
+    await _meeting(_group(policy, group_id), session_id, store, policy, timezone)
     lines = await record_sheet(store, policy, group_id, session_id, body.attendance)
     listed = {line.episode_id for line in body.attendance}
-    roster = await store.roster(session_id)
+    roster = await store.roster(session_id)  # again: as the sheet left it
     missing = sorted(
         plan.episode_id
         for plan in roster

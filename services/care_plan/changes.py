@@ -6,22 +6,27 @@ plan (HTTP, Kafka, timers) goes through ``change_plan``.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, TypeVar
 
+from pymongo.errors import PyMongoError
+
 from services.common.outbox import retry_on_conflict
 from services.common.utc import utc_now
-from stepwise_contract import CareLevel, EventData, Program, SheetEntry, Track, new_event
+from stepwise_contract import AssessmentCompleted, CareLevel, EventData, Program, SheetEntry, Track, new_event
 
-from .domain.care_plan import record_attendance
+from .domain.care_plan import assign_care_level, record_attendance
 from .domain.groups import Joined, Placement, Waitlisted, join_from_waitlist, wanted_groups
 from .domain.model import AttendanceRecord, AttendanceStatus, CareInput, CarePlan, CarePlanError
 from .domain.policy import CarePolicy, ProgramGroup
 from .domain.review import next_check, review
 from .settings import SOURCE
 from .store import CarePlanStore
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Decision = tuple[CarePlan, list[EventData], T]
@@ -65,10 +70,15 @@ def _seat_of(plan: CarePlan) -> str | None:
 async def _leave_seat(store: CarePlanStore, before: CarePlan, after: CarePlan) -> None:
     """The plan left its group (a new level or calendar, the end of the episode): its seat is free.
 
-    After the plan's write: a crash in between leaves a seat the next full group frees (``STALE_SEAT``)."""
+    After the plan's write, which stands whatever happens here: a seat not released (a crash, the store
+    gone) is one the next claim that finds the group full frees (``STALE_SEAT``)."""
     left = _seat_of(before)
     if left is not None and left != _seat_of(after):
-        await store.release_seat(left, after.episode_id)
+        try:
+            await store.release_seat(left, after.episode_id)
+        except PyMongoError as error:
+            log.warning("episode %s: seat in %s not released (%s): freed when the group is next full",
+                        after.episode_id, left, type(error).__name__)  # fmt: skip
 
 
 async def hold_place(
@@ -101,10 +111,32 @@ async def change_plan_placed(
     try:
         return await change_plan(store, policy, episode_id, decide, applied)
     finally:
-        if isinstance(placement, Joined):
-            stored = await store.get(episode_id)
-            if stored is None or _seat_of(stored.plan) != placement.group.group_id:
-                await store.release_seat(placement.group.group_id, episode_id)
+        await _let_go_unless_taken(store, episode_id, placement)
+
+
+async def _let_go_unless_taken(store: CarePlanStore, episode_id: str, placement: Placement | None) -> None:
+    if isinstance(placement, Joined):
+        stored = await store.get(episode_id)
+        if stored is None or _seat_of(stored.plan) != placement.group.group_id:
+            await store.release_seat(placement.group.group_id, episode_id)
+
+
+async def start_plan(
+    store: CarePlanStore, policy: CarePolicy, assessment: AssessmentCompleted, applied: str, clinic_timezone: str
+) -> CarePlan | None:
+    """The care plan an intake assessment starts, in a group of its level or on the waitlist, stored with its
+    events; None when the episode has a plan already (a redelivery, another instance)."""
+    placement = None
+    if assessment.level in policy.offered_levels:
+        placement = await hold_place(store, policy, assessment.episode_id, assessment.level, policy.default_track,
+                                     assessment.program)  # fmt: skip
+    try:
+        plan, events = assign_care_level(assessment, policy, clinic_timezone, utc_now(), placement)
+        envelopes = [new_event(event, source=SOURCE) for event in events]
+        created = await store.create(plan, envelopes, applied, next_check(plan, policy, utc_now()))
+        return plan if created else None
+    finally:
+        await _let_go_unless_taken(store, assessment.episode_id, placement)
 
 
 async def admit_waitlisted(store: CarePlanStore, policy: CarePolicy) -> int:
@@ -124,12 +156,12 @@ async def admit_waitlisted(store: CarePlanStore, policy: CarePolicy) -> int:
             full.add(key)
             continue
 
-        def decide(plan: CarePlan, now: datetime, group: ProgramGroup = group) -> Decision[None]:
+        def decide(plan: CarePlan, now: datetime, group: ProgramGroup = group) -> Decision[bool]:
             joined, events = join_from_waitlist(plan, group, policy, now)
-            return joined, [*events], None
+            return joined, [*events], bool(events)
 
-        await change_plan_placed(store, policy, waiting.episode_id, Joined(group), decide)
-        admitted += 1
+        if await change_plan_placed(store, policy, waiting.episode_id, Joined(group), decide):
+            admitted += 1
     return admitted
 
 

@@ -9,22 +9,17 @@ import logging
 from dataclasses import dataclass
 
 from services.common.consumer import EventHandlers, EventRejected, Subscription
-from services.common.utc import utc_now
 from stepwise_contract import (
     AssessmentCompleted,
     AttendanceReported,
     CloudEvent,
     DrugScreenRecorded,
     SafetyAlertRaised,
-    new_event,
 )
 
-from .changes import adopt_pending, hold_place, learn, record_session_attendance, record_sheet
-from .domain.care_plan import assign_care_level
+from .changes import adopt_pending, learn, record_session_attendance, record_sheet, start_plan
 from .domain.model import CareInput, CarePlanError
 from .domain.policy import CarePolicy
-from .domain.review import next_check
-from .settings import SOURCE
 from .store import CarePlanStore
 
 log = logging.getLogger(__name__)
@@ -42,13 +37,8 @@ class Planning:
 async def on_assessment_completed(event: CloudEvent[AssessmentCompleted], planning: Planning) -> None:
     data, store, policy = event.data, planning.store, planning.policy
     if data.kind == "intake" and await store.get(event.subject) is None:
-        placement = None
-        if data.level in policy.offered_levels:
-            placement = await hold_place(store, policy, event.subject, data.level, policy.default_track, data.program)
-        plan, events = assign_care_level(data, policy, planning.clinic_timezone, utc_now(), placement)
-        envelopes = [new_event(assigned, source=SOURCE) for assigned in events]
-        created = await store.create(plan, envelopes, event.dedup_key, next_check(plan, policy, utc_now()))
-        if created:
+        plan = await start_plan(store, policy, data, event.dedup_key, planning.clinic_timezone)
+        if plan is not None:
             where = plan.group.group_id if plan.group else "waitlist" if plan.waitlist else "-"
             log.info("episode %s: care level %s (%s, %s)", plan.episode_id, plan.level.value, plan.status, where)
             await adopt_pending(store, policy, event.subject)

@@ -65,7 +65,8 @@ class CarePlanStore:
     async def create_indexes(self) -> None:
         await self.plans.create_index([("status", ASCENDING), ("next_check_at", ASCENDING)])
         await self.plans.create_index([("group.group_id", ASCENDING)])
-        await self.plans.create_index([("waitlist.level", ASCENDING)])
+        # Sparse: most plans wait for nothing, and MongoDB answers "$exists: true" from a sparse index alone.
+        await self.plans.create_index([("waitlist.level", ASCENDING)], sparse=True)
         await self.plans.create_index([("session_ids", ASCENDING)])
         await self.pending_inputs.create_index([("episode_id", ASCENDING)])
         await self.seats.create_index([("group_id", ASCENDING), ("episode_id", ASCENDING)], unique=True)
@@ -76,7 +77,7 @@ class CarePlanStore:
             return None
         timer = assume_utc(document.get("next_check_at", NEVER))
         return StoredPlan(
-            plan=CarePlan.model_validate(document),
+            plan=_plan(document),
             version=document["version"],
             applied_events=frozenset(document["applied_events"]),
             next_check_at=None if timer == NEVER else timer,
@@ -114,11 +115,6 @@ class CarePlanStore:
 
     # --- program groups: members, waitlist, seats ---------------------------------------------------------
 
-    async def members(self, group_id: str) -> list[CarePlan]:
-        """The active plans in the group now."""
-        cursor = self.plans.find({"group.group_id": group_id, "status": "active"}, {"outbox": 0})
-        return [CarePlan.model_validate(document) async for document in cursor]
-
     async def waitlisted(self) -> list[WaitingPlan]:
         """Active plans waiting for a place in a group, longest waiting first (read on every timer pass: the
         index finds them, and only the waitlist fields are read)."""
@@ -133,7 +129,7 @@ class CarePlanStore:
         # ``$in`` rather than equality: the same on MongoDB, and the one form the test stand-in (nx-27017) matches
         # on an indexed array.
         cursor = self.plans.find({"session_ids": {"$in": [session_id]}}, {"outbox": 0, "session_ids": 0})
-        return [CarePlan.model_validate(document) async for document in cursor]
+        return [_plan(document) async for document in cursor]
 
     async def holds_seat(self, group_id: str, episode_id: str) -> bool:
         return await self.seats.find_one({"group_id": group_id, "episode_id": episode_id}, {"_id": 1}) is not None
@@ -154,7 +150,7 @@ class CarePlanStore:
             seats = [document async for document in self.seats.find({"group_id": group.group_id})]
             if any(seat["episode_id"] == episode_id for seat in seats):
                 return True
-            members = await self._member_ids(group.group_id)
+            members = await self.member_ids(group.group_id)
             unseated = members - {seat["episode_id"] for seat in seats}
             taken = {seat["seat"] for seat in seats}
             free = [n for n in range(1, group.capacity + 1) if n not in taken][len(unseated) :]
@@ -171,7 +167,8 @@ class CarePlanStore:
     async def release_seat(self, group_id: str, episode_id: str) -> None:
         await self.seats.delete_one({"group_id": group_id, "episode_id": episode_id})
 
-    async def _member_ids(self, group_id: str) -> set[str]:
+    async def member_ids(self, group_id: str) -> set[str]:
+        """The episodes of the active plans in the group now."""
         cursor = self.plans.find({"group.group_id": group_id, "status": "active"}, {"_id": 1})
         return {document["_id"] async for document in cursor}
 
@@ -195,6 +192,11 @@ class CarePlanStore:
 
     async def drop_pending(self, applied: str) -> None:
         await self.pending_inputs.delete_one({"_id": applied})
+
+
+def _plan(document: Document) -> CarePlan:
+    # A plan stored before services were reported has no "services": its history is taken as reported once.
+    return CarePlan.model_validate({"services_tracked": "services" in document, **document})
 
 
 def _fields(plan: CarePlan) -> Document:

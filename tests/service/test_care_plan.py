@@ -433,6 +433,13 @@ async def test_a_group_sessions_roster(http: httpx.AsyncClient, events: Events, 
     assert all(line["attendance"] is None for line in roster.json()["members"])
     not_a_meeting = await http.get("/v1/groups/iop-am/sessions/iop-am-20261206", headers=CLINICIAN)  # a Sunday
     assert not_a_meeting.status_code == 404
+    not_a_date = await http.get("/v1/groups/iop-am/sessions/iop-am-2026127", headers=CLINICIAN)
+    assert not_a_date.status_code == 404
+    gone = members[0]
+    assert (await http.post(f"/v1/episodes/{gone}/discharge", json={"reason_code": "other"},
+                            headers=CLINICIAN)).status_code == 200  # fmt: skip
+    roster = await http.get(path, headers=CLINICIAN)
+    assert [line["episode_id"] for line in roster.json()["members"]] == members[1:]  # an ended plan is off it
 
 
 async def test_one_sheet_records_the_whole_group(
@@ -557,9 +564,7 @@ async def test_a_family_session_needs_a_consent_naming_a_support(
     assert "INTAKE_TOKEN" in refused.json()["detail"]  # a refused token is a configuration mistake, said so
 
 
-async def test_a_capacity_set_later_counts_the_members_who_joined_without_one(
-    store: CarePlanStore, shelf: Any
-) -> None:
+async def test_a_capacity_set_later_counts_the_members_who_joined_without_one(store: CarePlanStore, shelf: Any) -> None:
     def with_capacity(capacity: int | None) -> CarePolicy:
         groups = [g.model_copy(update={"capacity": capacity}) if g.group_id == "iop-am" else g for g in POLICY.groups]
         return POLICY.model_copy(update={"groups": groups})

@@ -52,7 +52,8 @@ def daily(count: int, first: date = date(2026, 11, 2), hours: float = 3) -> Sche
 
 
 def session(session_id: str, starts_at: datetime, ends_at: datetime) -> ScheduledSession:
-    return ScheduledSession(session_id=session_id, starts_at=starts_at, ends_at=ends_at)
+    """A group session (the calendar of a program group: kind ``group``)."""
+    return ScheduledSession(session_id=session_id, starts_at=starts_at, ends_at=ends_at, kind="group")
 
 
 def record(status: AttendanceStatus) -> AttendanceRecord:
@@ -460,10 +461,10 @@ LATER = datetime(2027, 1, 1, tzinfo=UTC)
     [
         ("AAA", []),
         ("ALA", []),  # late counts as attended
-        ("AA", [UtilizationShortfall(WEEK_1, 6.0, 9.0)]),
-        ("AAX", [UtilizationShortfall(WEEK_1, 6.0, 9.0)]),  # excused is not hours attended
-        ("AMA", [UtilizationShortfall(WEEK_1, 6.0, 9.0)]),
-        ("", [UtilizationShortfall(WEEK_1, 0.0, 9.0)]),
+        ("AA", [UtilizationShortfall(WEEK_1, 6.0, 9.0, {"group": 6.0})]),
+        ("AAX", [UtilizationShortfall(WEEK_1, 6.0, 9.0, {"group": 6.0})]),  # excused is not hours attended
+        ("AMA", [UtilizationShortfall(WEEK_1, 6.0, 9.0, {"group": 6.0})]),
+        ("", [UtilizationShortfall(WEEK_1, 0.0, 9.0, {})]),  # no hours: no kind
     ],
 )
 def test_a_full_week_below_or_at_the_minimum(pattern: str, expected: list[UtilizationShortfall]) -> None:
@@ -476,20 +477,24 @@ def test_a_partial_first_week_is_pro_rated() -> None:
     first_week = date(2026, 11, 2)
     assert utilization_shortfalls(schedule, marks("AAAAA"), 9, [], LATER) == []
     assert utilization_shortfalls(schedule, marks("AMAAA"), 9, [], LATER) == [
-        UtilizationShortfall(first_week, 3.0, 6.0)
+        UtilizationShortfall(first_week, 3.0, 6.0, {"group": 3.0})
     ]
     assert utilization_shortfalls(schedule, marks("AMAAM"), 9, [], LATER) == [
-        UtilizationShortfall(first_week, 3.0, 6.0),
-        UtilizationShortfall(WEEK_1, 6.0, 9.0),
+        UtilizationShortfall(first_week, 3.0, 6.0, {"group": 3.0}),
+        UtilizationShortfall(WEEK_1, 6.0, 9.0, {"group": 6.0}),
     ]
 
 
 def test_a_week_with_a_closure_is_pro_rated_and_the_minimum_never_exceeds_the_full_one() -> None:
     closed = iop(WEEK_1, weeks=1, skip=[date(2026, 11, 11)])
     assert utilization_shortfalls(closed, marks("AA"), 9, [], LATER) == []
-    assert utilization_shortfalls(closed, marks("A"), 9, [], LATER) == [UtilizationShortfall(WEEK_1, 3.0, 6.0)]
+    assert utilization_shortfalls(closed, marks("A"), 9, [], LATER) == [
+        UtilizationShortfall(WEEK_1, 3.0, 6.0, {"group": 3.0})
+    ]
     crowded = closed.model_copy(update={"days_per_week": 1})
-    assert utilization_shortfalls(crowded, marks("A"), 9, [], LATER) == [UtilizationShortfall(WEEK_1, 3.0, 9.0)]
+    assert utilization_shortfalls(crowded, marks("A"), 9, [], LATER) == [
+        UtilizationShortfall(WEEK_1, 3.0, 9.0, {"group": 3.0})
+    ]
 
 
 def test_flagged_weeks_are_not_reported_again() -> None:
@@ -539,7 +544,7 @@ def test_a_week_spanning_the_dst_change_ends_at_local_midnight() -> None:
     assert utilization_shortfalls(schedule, marks("AAA"), 9, [], end) == []
     assert utilization_shortfalls(schedule, marks("AA"), 9, [], end - timedelta(seconds=1)) == []
     assert utilization_shortfalls(schedule, marks("AA"), 9, [], end) == [
-        UtilizationShortfall(date(2026, 10, 26), 6.0, 9.0)
+        UtilizationShortfall(date(2026, 10, 26), 6.0, 9.0, {"group": 6.0})
     ]
 
 
@@ -555,5 +560,5 @@ def test_hours_are_real_elapsed_hours_across_a_dst_change() -> None:
         sessions=[session("s001", start, datetime(2026, 11, 1, 2, 30, tzinfo=NY))],
     )
     assert utilization_shortfalls(schedule, marks("A"), 4, [], LATER) == [
-        UtilizationShortfall(date(2026, 10, 26), 3.0, 4.0)
+        UtilizationShortfall(date(2026, 10, 26), 3.0, 4.0, {"group": 3.0})
     ]

@@ -17,12 +17,15 @@ from services.care_plan.domain.care_plan import (
     CarePlan,
     CarePlanError,
     assign_care_level,
-    build_schedule,
     record_attendance,
 )
+from services.care_plan.domain.groups import Joined, build_schedule
+from services.care_plan.domain.model import GroupPlace
 from services.care_plan.domain.policy import (
     DEFAULT_POLICY_FILE,
-    LevelSchedule,
+    CarePolicy,
+    PerDiem,
+    ProgramGroup,
     load_policy,
 )
 from services.common.policy_file import PolicyError
@@ -39,6 +42,18 @@ def default_raw() -> dict[str, Any]:
     return raw
 
 
+def raw_group(raw: dict[str, Any], group_id: str) -> dict[str, Any]:
+    found = next(g for g in raw["groups"] if g["group_id"] == group_id)
+    assert isinstance(found, dict)
+    return found
+
+
+def group(group_id: str, policy: CarePolicy = POLICY) -> ProgramGroup:
+    found = policy.group(group_id)
+    assert found is not None, group_id
+    return found
+
+
 def write_policy(tmp_path: Path, raw: dict[str, Any], name: str = "policy.yaml") -> Path:
     path = tmp_path / name
     path.write_text(yaml.safe_dump(raw))
@@ -50,64 +65,77 @@ def write_policy(tmp_path: Path, raw: dict[str, Any], name: str = "policy.yaml")
 
 def test_default_policy_loads() -> None:
     policy = load_policy()
-    assert policy.version == "default-2026.11"
+    assert policy.version == "default-2026.12"
     assert policy.offered_levels == [CareLevel.OP, CareLevel.IOP, CareLevel.PHP]
     assert policy.default_track == "morning"
     iop = policy.levels[CareLevel.IOP]
-    assert iop.weekdays == ["mon", "wed", "fri"]
-    assert iop.hours_per_session == 3
     assert iop.weeks == 8
-    assert iop.tracks == {"morning": time(9, 0), "evening": time(18, 0)}
-    assert iop.weekly_hours == 9
-    assert policy.levels[CareLevel.OP].tracks["morning"] == time(10, 0)
-    assert policy.levels[CareLevel.PHP].weekly_hours == 25
+    assert iop.per_diem == PerDiem(code="H0015", min_hours=3)
+    assert (iop.weekdays, iop.hours_per_session, iop.tracks) == (None, None, None)  # set by the groups
+    assert [g.group_id for g in policy.groups] == ["iop-am", "iop-pm", "php-am", "php-pm", "op-am", "op-pm"]
+    iop_am = group("iop-am")
+    assert iop_am.weekdays == ["mon", "wed", "fri"]
+    assert iop_am.minutes == 180
+    assert (iop_am.level, iop_am.track, iop_am.kind, iop_am.capacity) == (CareLevel.IOP, "morning", "group", 12)
+    assert iop_am.starts_at == time(9, 0)
+    assert group("iop-pm").starts_at == time(18, 0)
+    assert iop_am.weekly_hours == 9
+    assert group("op-am").starts_at == time(10, 0)
+    assert group("php-am").weekly_hours == 25
     assert policy.min_weekly_hours[CareLevel.IOP] == {"adult": 9, "adolescent": 6}
+    assert set(policy.session_kinds) == {"group", "individual", "family", "education"}
 
 
 def test_policy_loaded_from_a_copy_equals_default(tmp_path: Path) -> None:
     assert load_policy(write_policy(tmp_path, default_raw())) == POLICY
 
 
-def test_iop_below_adult_minimum_hours_is_rejected(tmp_path: Path) -> None:
+def test_iop_group_below_adult_minimum_hours_is_rejected(tmp_path: Path) -> None:
     raw = default_raw()
-    raw["levels"]["IOP"]["weekdays"] = ["tue", "thu"]  # 2 days x 3 h = 6 h/week < 9
+    raw_group(raw, "iop-am")["weekdays"] = ["tue", "thu"]  # 2 days x 3 h = 6 h/week < 9
     path = write_policy(tmp_path, raw)
     with pytest.raises(PolicyError) as caught:
         load_policy(path)
     message = str(caught.value)
     assert message.startswith(f"{path}: invalid care-plan policy: ")
-    assert "levels.IOP" in message
-    assert "6 h/week" in message
-    assert "9 h/week minimum for adult programs" in message
+    assert "groups.iop-am: 6 h/week is below the 9 h/week minimum for IOP adult programs" in message
 
 
 def test_duplicate_weekdays_do_not_count_twice(tmp_path: Path) -> None:
     raw = default_raw()
-    raw["levels"]["IOP"]["weekdays"] = ["mon", "mon", "wed"]  # still only 2 distinct days
-    with pytest.raises(PolicyError, match=r"levels\.IOP"):
+    raw_group(raw, "iop-am")["weekdays"] = ["mon", "mon", "wed"]  # still only 2 distinct days
+    with pytest.raises(PolicyError, match=r"groups\.iop-am: 6 h/week"):
         load_policy(write_policy(tmp_path, raw))
 
 
 def test_minimum_hours_not_checked_for_a_level_not_offered(tmp_path: Path) -> None:
     raw = default_raw()
     raw["offered_levels"] = ["OP", "PHP"]
-    raw["levels"]["IOP"]["weekdays"] = ["tue"]
+    raw_group(raw, "iop-am")["weekdays"] = ["tue"]
     assert load_policy(write_policy(tmp_path, raw)).offered_levels == [CareLevel.OP, CareLevel.PHP]
 
 
-def test_offered_level_without_schedule_is_rejected(tmp_path: Path) -> None:
+def test_offered_level_without_an_entry_in_levels_is_rejected(tmp_path: Path) -> None:
     raw = default_raw()
     del raw["levels"]["PHP"]
+    raw["groups"] = [g for g in raw["groups"] if g["level"] != "PHP"]
     path = write_policy(tmp_path, raw)
-    with pytest.raises(PolicyError, match=r"levels\.PHP: an offered level needs a schedule") as caught:
+    with pytest.raises(PolicyError, match=r"levels\.PHP: an offered level needs an entry") as caught:
         load_policy(path)
     assert str(path) in str(caught.value)
 
 
-def test_default_track_missing_from_a_level_is_rejected(tmp_path: Path) -> None:
+def test_a_group_of_a_level_without_an_entry_is_rejected(tmp_path: Path) -> None:
     raw = default_raw()
-    raw["levels"]["OP"]["tracks"] = {"evening": "18:00"}
-    with pytest.raises(PolicyError, match=r"levels\.OP\.tracks: has no 'morning' track"):
+    del raw["levels"]["PHP"]
+    with pytest.raises(PolicyError, match=r"groups\.php-am\.level: PHP has no entry in levels"):
+        load_policy(write_policy(tmp_path, raw))
+
+
+def test_offered_level_without_a_group_of_the_default_track_is_rejected(tmp_path: Path) -> None:
+    raw = default_raw()
+    raw["groups"] = [g for g in raw["groups"] if g["group_id"] != "op-am"]  # OP keeps only its evening group
+    with pytest.raises(PolicyError, match=r"groups: OP has no morning group for adult programs"):
         load_policy(write_policy(tmp_path, raw))
 
 
@@ -156,27 +184,28 @@ def test_non_utf8_file_raises_policy_error_naming_the_file(tmp_path: Path) -> No
     assert str(caught.value).startswith(f"{path}: ")
 
 
-def test_unquoted_track_time_is_read_as_that_time_or_rejected(tmp_path: Path) -> None:
+def test_unquoted_start_time_is_read_as_that_time_or_rejected(tmp_path: Path) -> None:
     path = tmp_path / "policy.yaml"
-    text = DEFAULT_POLICY_FILE.read_text().replace('evening: "18:00"', "evening: 18:00")
-    assert "evening: 18:00}" in text
+    text = DEFAULT_POLICY_FILE.read_text().replace('starts_at: "18:00"', "starts_at: 18:00")
+    assert "starts_at: 18:00," in text
     path.write_text(text)
     try:
         policy = load_policy(path)
     except PolicyError as error:
-        assert "tracks" in str(error)
+        assert "starts_at" in str(error)
     else:
-        assert policy.levels[CareLevel.OP].tracks["evening"] == time(18, 0)
+        assert group("iop-pm", policy).starts_at == time(18, 0)
+        assert group("op-pm", policy).starts_at == time(18, 0)
 
 
 # --- build_schedule -----------------------------------------------------------------------------
 
-IOP = POLICY.levels[CareLevel.IOP]
+IOP_WEEKS = POLICY.levels[CareLevel.IOP].weeks
 
 
 def test_schedule_dst_change_keeps_local_time() -> None:
     assigned_on = date(2026, 10, 20)  # a Tuesday; 2026-11-01 is the end of DST in New York
-    schedule = build_schedule(IOP, "morning", NEW_YORK, assigned_on)
+    schedule = build_schedule(group("iop-am"), IOP_WEEKS, NEW_YORK, assigned_on)
 
     assert schedule.timezone == NEW_YORK
     assert schedule.track == "morning"
@@ -184,9 +213,11 @@ def test_schedule_dst_change_keeps_local_time() -> None:
     assert schedule.hours_per_session == 3
     assert schedule.weeks == 8
     assert len(schedule.sessions) == 8 * 3
-    assert [s.session_id for s in schedule.sessions] == [f"s{n:03d}" for n in range(1, 25)]
-
     local_starts = [s.starts_at.astimezone(NY) for s in schedule.sessions]
+    assert [s.session_id for s in schedule.sessions] == [f"iop-am-{start:%Y%m%d}" for start in local_starts]
+    assert schedule.sessions[0].session_id == "iop-am-20261021"
+    assert {(s.kind, s.group_id) for s in schedule.sessions} == {("group", "iop-am")}
+
     assert local_starts[0].date() == date(2026, 10, 21)  # Wednesday, strictly after the Tuesday
     assert local_starts[-1].date() == date(2026, 12, 14)
     assert all(start.date() > assigned_on for start in local_starts)
@@ -204,21 +235,22 @@ def test_schedule_dst_change_keeps_local_time() -> None:
 
 
 def test_schedule_first_session_strictly_after_a_matching_assignment_day() -> None:
-    op = POLICY.levels[CareLevel.OP]  # Tuesdays only
-    schedule = build_schedule(op, "evening", NEW_YORK, date(2026, 10, 20))  # a Tuesday
+    op_pm = group("op-pm")  # Tuesdays only
+    schedule = build_schedule(op_pm, POLICY.levels[CareLevel.OP].weeks, NEW_YORK, date(2026, 10, 20))  # a Tuesday
     first = schedule.sessions[0].starts_at.astimezone(NY)
     assert first == datetime(2026, 10, 27, 18, 0, tzinfo=NY)
+    assert schedule.sessions[0].session_id == "op-pm-20261027"
     assert len(schedule.sessions) == 12
     assert schedule.sessions[0].ends_at - schedule.sessions[0].starts_at == timedelta(hours=1.5)
 
 
 def test_schedule_from_a_monday_starts_on_wednesday() -> None:
-    schedule = build_schedule(IOP, "morning", NEW_YORK, date(2026, 3, 2))  # a Monday
+    schedule = build_schedule(group("iop-am"), IOP_WEEKS, NEW_YORK, date(2026, 3, 2))  # a Monday
     assert schedule.sessions[0].starts_at.astimezone(NY).date() == date(2026, 3, 4)
 
 
 def test_schedule_across_spring_forward() -> None:
-    schedule = build_schedule(POLICY.levels[CareLevel.PHP], "evening", NEW_YORK, date(2026, 3, 1))
+    schedule = build_schedule(group("php-pm"), POLICY.levels[CareLevel.PHP].weeks, NEW_YORK, date(2026, 3, 1))
     assert len(schedule.sessions) == 4 * 5
     assert all(s.starts_at.astimezone(NY).time() == time(14, 0) for s in schedule.sessions)
     assert {s.starts_at.utcoffset() for s in schedule.sessions} == {timedelta(hours=-5), timedelta(hours=-4)}
@@ -230,30 +262,36 @@ weekday_sets = st.sets(st.sampled_from(["mon", "tue", "wed", "thu", "fri", "sat"
 @given(
     weekdays=weekday_sets,
     weeks=st.integers(min_value=1, max_value=10),
-    hours=st.sampled_from([1.0, 1.5, 2.5, 3.0, 5.0]),
+    minutes=st.sampled_from([60, 90, 150, 180, 300]),
     assigned_on=st.dates(min_value=date(2025, 1, 1), max_value=date(2030, 12, 31)),
     zone=st.sampled_from([NEW_YORK, "Europe/Berlin", "Australia/Sydney", "UTC"]),
 )
-def test_schedule_properties(weekdays: set[str], weeks: int, hours: float, assigned_on: date, zone: str) -> None:
+def test_schedule_properties(weekdays: set[str], weeks: int, minutes: int, assigned_on: date, zone: str) -> None:
     ordered = [d for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun") if d in weekdays]
-    level = LevelSchedule(weekdays=ordered, hours_per_session=hours, weeks=weeks, tracks={"morning": time(9, 30)})
-    schedule = build_schedule(level, "morning", zone, assigned_on)
+    level_group = ProgramGroup.model_validate(
+        {"group_id": "g-1", "name": "G", "level": "IOP", "track": "morning", "weekdays": ordered,
+         "starts_at": "09:30", "minutes": minutes}
+    )  # fmt: skip
+    schedule = build_schedule(level_group, weeks, zone, assigned_on)
     tz = ZoneInfo(zone)
     local = [s.starts_at.astimezone(tz) for s in schedule.sessions]
     assert len(local) == weeks * len(weekdays)
     assert schedule.days_per_week == len(weekdays)
+    assert schedule.weeks == weeks
     assert all(start.date() > assigned_on for start in local)
     assert local[0].date() <= assigned_on + timedelta(days=7)
     assert all(start.strftime("%a").lower() in weekdays for start in local)
     assert all(start.time() == time(9, 30) for start in local)
     assert len({start.date() for start in local}) == len(local)
+    assert [s.session_id for s in schedule.sessions] == [f"g-1-{start:%Y%m%d}" for start in local]
     for session in schedule.sessions:
-        assert session.ends_at - session.starts_at == timedelta(hours=hours)
+        assert session.ends_at - session.starts_at == timedelta(minutes=minutes)
 
 
 # --- assign_care_level --------------------------------------------------------------------------
 
 NOW = datetime(2026, 10, 20, 15, 0, tzinfo=UTC)  # Tuesday 11:00 in New York
+MORNING_GROUP = {CareLevel.OP: "op-am", CareLevel.IOP: "iop-am", CareLevel.PHP: "php-am"}
 
 
 def assessment(level: CareLevel, episode_id: str = "ep-1") -> AssessmentCompleted:
@@ -272,16 +310,21 @@ def assessment(level: CareLevel, episode_id: str = "ep-1") -> AssessmentComplete
 
 @pytest.mark.parametrize("level", [CareLevel.OP, CareLevel.IOP, CareLevel.PHP])
 def test_offered_level_gives_an_active_plan_with_schedule(level: CareLevel) -> None:
-    plan, event = assign_care_level(assessment(level), POLICY, NEW_YORK, NOW)
+    joined = group(MORNING_GROUP[level])
+    plan, events = assign_care_level(assessment(level), POLICY, NEW_YORK, NOW, Joined(joined))
     assert plan.status == "active"
     assert plan.level is level
     assert plan.episode_id == "ep-1"
     assert plan.assessment_id == "as-1"
     assert plan.assigned_at == NOW
-    assert plan.policy_version == "default-2026.11"
+    assert plan.policy_version == "default-2026.12"
     assert plan.attendance == {}
-    assert plan.schedule == build_schedule(POLICY.levels[level], "morning", NEW_YORK, date(2026, 10, 20))
+    assert plan.group == GroupPlace(group_id=joined.group_id, joined_at=NOW)
+    assert plan.waitlist is None
+    expected = build_schedule(joined, POLICY.levels[level].weeks, NEW_YORK, date(2026, 10, 20), POLICY.closures)
+    assert plan.schedule == expected
     assert [r.code for r in plan.rationale] == ["highest_dimension", "level_offered"]
+    [event] = events
     assert isinstance(event, CareLevelAssigned)
     assert event.episode_id == plan.episode_id
     assert event.status == "active"
@@ -295,12 +338,15 @@ def test_offered_level_gives_an_active_plan_with_schedule(level: CareLevel) -> N
 
 @pytest.mark.parametrize("level", [CareLevel.RESIDENTIAL, CareLevel.INPATIENT])
 def test_level_not_offered_is_referred_out(level: CareLevel) -> None:
-    plan, event = assign_care_level(assessment(level), POLICY, NEW_YORK, NOW)
+    plan, events = assign_care_level(assessment(level), POLICY, NEW_YORK, NOW, None)
     assert plan.status == "referred_out"
     assert plan.level is level
     assert plan.schedule is None
+    assert (plan.group, plan.waitlist) == (None, None)
     assert [r.code for r in plan.rationale] == ["highest_dimension", "level_not_offered"]
     assert level.value in plan.rationale[-1].text
+    [event] = events
+    assert isinstance(event, CareLevelAssigned)
     assert event.status == "referred_out"
     assert event.schedule is None
     assert event.rationale[-1].code == "level_not_offered"
@@ -309,17 +355,31 @@ def test_level_not_offered_is_referred_out(level: CareLevel) -> None:
 def test_assignment_uses_the_local_date_of_the_program() -> None:
     # 02:00 UTC on Wednesday is still Tuesday 22:00 in New York: the first IOP session is that Wednesday.
     now = datetime(2026, 10, 21, 2, 0, tzinfo=UTC)
-    plan, _ = assign_care_level(assessment(CareLevel.IOP), POLICY, NEW_YORK, now)
+    plan, _ = assign_care_level(assessment(CareLevel.IOP), POLICY, NEW_YORK, now, Joined(group("iop-am")))
     assert plan.schedule is not None
     assert plan.schedule.sessions[0].starts_at.astimezone(NY) == datetime(2026, 10, 21, 9, 0, tzinfo=NY)
+    assert plan.schedule.sessions[0].session_id == "iop-am-20261021"
 
 
 # --- record_attendance --------------------------------------------------------------------------
 
+# The first sessions of the IOP morning group after Tuesday 2026-10-20 (Mon, Wed, Fri).
+WED_21, FRI_23, MON_26, WED_28, FRI_30, MON_02, WED_04 = (
+    "iop-am-20261021",
+    "iop-am-20261023",
+    "iop-am-20261026",
+    "iop-am-20261028",
+    "iop-am-20261030",
+    "iop-am-20261102",
+    "iop-am-20261104",
+)
+
 
 def active_plan() -> CarePlan:
-    plan, _ = assign_care_level(assessment(CareLevel.IOP), POLICY, NEW_YORK, NOW)
+    plan, _ = assign_care_level(assessment(CareLevel.IOP), POLICY, NEW_YORK, NOW, Joined(group("iop-am")))
     assert plan.schedule is not None and len(plan.schedule.sessions) == 24
+    assert [s.session_id for s in plan.schedule.sessions[:7]] == [WED_21, FRI_23, MON_26, WED_28, FRI_30, MON_02,
+                                                                  WED_04]  # fmt: skip
     return plan
 
 
@@ -330,78 +390,79 @@ def apply(plan: CarePlan, session_id: str, status: str, now: datetime) -> tuple[
 
 def test_unknown_session() -> None:
     with pytest.raises(CarePlanError) as caught:
-        record_attendance(active_plan(), "s999", "attended", NOW)
+        record_attendance(active_plan(), "iop-am-20261022", "attended", NOW)  # a Thursday: no meeting
     assert caught.value.code == "unknown_session"
-    assert "s999" in str(caught.value)
+    assert "iop-am-20261022" in str(caught.value)
 
 
 def test_referred_out_plan_is_not_active() -> None:
-    plan, _ = assign_care_level(assessment(CareLevel.RESIDENTIAL), POLICY, NEW_YORK, NOW)
+    plan, _ = assign_care_level(assessment(CareLevel.RESIDENTIAL), POLICY, NEW_YORK, NOW, None)
     with pytest.raises(CarePlanError) as caught:
-        record_attendance(plan, "s001", "missed", NOW)
+        record_attendance(plan, WED_21, "missed", NOW)
     assert caught.value.code == "plan_not_active"
     assert "referred_out" in str(caught.value)
 
 
 def test_same_status_twice_changes_nothing() -> None:
     first_at = NOW + timedelta(days=2)
-    plan, event = apply(active_plan(), "s001", "missed", first_at)
+    plan, event = apply(active_plan(), WED_21, "missed", first_at)
     assert event is not None
-    attendance, again = record_attendance(plan, "s001", "missed", first_at + timedelta(hours=5))
+    attendance, again = record_attendance(plan, WED_21, "missed", first_at + timedelta(hours=5))
     assert again is None
     assert attendance == plan.attendance
-    assert attendance["s001"] == AttendanceRecord(status="missed", recorded_at=first_at)
+    assert attendance[WED_21] == AttendanceRecord(status="missed", recorded_at=first_at)
 
 
 def test_attended_and_excused_publish_nothing() -> None:
     plan = active_plan()
-    plan, attended = apply(plan, "s001", "attended", NOW)
-    plan, excused = apply(plan, "s002", "excused", NOW)
+    plan, attended = apply(plan, WED_21, "attended", NOW)
+    plan, excused = apply(plan, FRI_23, "excused", NOW)
     assert attended is None and excused is None
-    assert {sid: rec.status for sid, rec in plan.attendance.items()} == {"s001": "attended", "s002": "excused"}
+    assert {sid: rec.status for sid, rec in plan.attendance.items()} == {WED_21: "attended", FRI_23: "excused"}
 
 
 def test_missed_sessions_count_runs_and_totals() -> None:
     plan = active_plan()
     assert plan.schedule is not None
+    first_start = plan.schedule.sessions[0].starts_at
     at = NOW + timedelta(days=30)
 
-    plan, e1 = apply(plan, "s001", "missed", at)
+    plan, e1 = apply(plan, WED_21, "missed", at)
     assert (e1.consecutive_misses, e1.total_misses) == (1, 1)
-    assert e1.session_id == "s001"
-    assert e1.starts_at == plan.schedule.sessions[0].starts_at
+    assert e1.session_id == WED_21
+    assert e1.starts_at == first_start
     assert e1.detected == "reported"
     assert e1.recorded_at == at
     assert e1.episode_id == "ep-1"
 
-    plan, e2 = apply(plan, "s002", "missed", at)
+    plan, e2 = apply(plan, FRI_23, "missed", at)
     assert (e2.consecutive_misses, e2.total_misses) == (2, 2)
 
-    plan, e3 = apply(plan, "s003", "attended", at)
+    plan, e3 = apply(plan, MON_26, "attended", at)
     assert e3 is None
 
-    plan, e4 = apply(plan, "s004", "missed", at)
+    plan, e4 = apply(plan, WED_28, "missed", at)
     assert (e4.consecutive_misses, e4.total_misses) == (1, 3)  # attended in between resets the run
 
-    # An unrecorded session (s005) does not break the run.
-    plan, e6 = apply(plan, "s006", "missed", at)
+    # An unrecorded session (FRI_30) does not break the run.
+    plan, e6 = apply(plan, MON_02, "missed", at)
     assert (e6.consecutive_misses, e6.total_misses) == (2, 4)
 
     # Correcting an earlier attended session to missed joins the runs around it.
-    plan, e3b = apply(plan, "s003", "missed", at)
+    plan, e3b = apply(plan, MON_26, "missed", at)
     assert (e3b.consecutive_misses, e3b.total_misses) == (3, 5)
 
     # Missed → attended: no event, total drops for the next miss.
-    plan, none = apply(plan, "s002", "attended", at)
+    plan, none = apply(plan, FRI_23, "attended", at)
     assert none is None
-    plan, e7 = apply(plan, "s007", "missed", at)
-    assert (e7.consecutive_misses, e7.total_misses) == (4, 5)  # s003, s004, s006, s007
+    plan, e7 = apply(plan, WED_04, "missed", at)
+    assert (e7.consecutive_misses, e7.total_misses) == (4, 5)  # MON_26, WED_28, MON_02, WED_04
 
 
 def test_miss_recorded_out_of_calendar_order_counts_only_earlier_sessions() -> None:
     plan = active_plan()
-    plan, _ = apply(plan, "s005", "missed", NOW)
-    plan, event = apply(plan, "s002", "missed", NOW)
+    plan, _ = apply(plan, FRI_30, "missed", NOW)
+    plan, event = apply(plan, FRI_23, "missed", NOW)
     assert (event.consecutive_misses, event.total_misses) == (1, 2)
 
 
@@ -448,21 +509,21 @@ def test_consecutive_misses_match_brute_force(recordings: list[tuple[int, str]])
 
 def test_late_counts_as_attended_and_resets_the_run_of_misses() -> None:
     plan = active_plan()
-    plan, first = apply(plan, "s001", "missed", NOW)
-    plan, late = apply(plan, "s002", "late", NOW)
-    plan, third = apply(plan, "s003", "missed", NOW)
+    plan, first = apply(plan, WED_21, "missed", NOW)
+    plan, late = apply(plan, FRI_23, "late", NOW)
+    plan, third = apply(plan, MON_26, "missed", NOW)
     assert (first.consecutive_misses, late, third.consecutive_misses, third.total_misses) == (1, None, 1, 2)
 
 
 def test_excused_absence_keeps_when_notice_was_given() -> None:
     notice = NOW - timedelta(hours=50)
-    attendance, event = record_attendance(active_plan(), "s001", "excused", NOW, notice)
+    attendance, event = record_attendance(active_plan(), WED_21, "excused", NOW, notice)
     assert event is None
-    assert attendance["s001"] == AttendanceRecord(status="excused", recorded_at=NOW, notice_given_at=notice)
+    assert attendance[WED_21] == AttendanceRecord(status="excused", recorded_at=NOW, notice_given_at=notice)
 
 
 @pytest.mark.parametrize("status", ["attended", "late", "missed"])
 def test_notice_goes_only_with_an_excused_absence(status: str) -> None:
     with pytest.raises(CarePlanError) as caught:
-        record_attendance(active_plan(), "s001", status, NOW, NOW)  # type: ignore[arg-type]
+        record_attendance(active_plan(), WED_21, status, NOW, NOW)  # type: ignore[arg-type]
     assert caught.value.code == "notice_without_excuse"

@@ -28,6 +28,7 @@ from stepwise_contract import (
     EpisodeDischarged,
     EpisodeGraduated,
     EventData,
+    GroupWaitlisted,
     InstrumentResult,
     MalformedEvent,
     NotificationFailed,
@@ -38,6 +39,8 @@ from stepwise_contract import (
     ScheduleChanged,
     ScheduledSession,
     ScreenResult,
+    ServiceDayCompleted,
+    ServiceDelivered,
     SessionMissed,
     StepDownRecommended,
     StepUpRecommended,
@@ -52,7 +55,7 @@ EPISODE = "7d0c1f3e-4b0a-4a57-9c1e-2b8f6a1d0e42"
 T0 = datetime(2026, 10, 20, 13, 30, 15, 123456, tzinfo=UTC)
 
 
-def make_data(event_type: str, episode_id: str = EPISODE, session_id: str = "s001") -> EventData:
+def make_data(event_type: str, episode_id: str = EPISODE, session_id: str = "iop-am-20261021") -> EventData:
     if event_type == AssessmentCompleted.event_type:
         return AssessmentCompleted(
             episode_id=episode_id,
@@ -80,10 +83,18 @@ def make_data(event_type: str, episode_id: str = EPISODE, session_id: str = "s00
                 days_per_week=3,
                 hours_per_session=3.0,
                 weeks=8,
-                sessions=[ScheduledSession(session_id=session_id, starts_at=start, ends_at=start + timedelta(hours=3))],
+                sessions=[
+                    ScheduledSession(
+                        session_id=session_id,
+                        starts_at=start,
+                        ends_at=start + timedelta(hours=3),
+                        kind="group",
+                        group_id="iop-am",
+                    )
+                ],
             ),
             rationale=[Reason(code="level_offered", text="IOP is offered here: care plan started.")],
-            policy_version="default-2026.11",
+            policy_version="default-2026.12",
         )
     if event_type == SafetyAlertRaised.event_type:
         return SafetyAlertRaised(
@@ -119,7 +130,7 @@ def make_data(event_type: str, episode_id: str = EPISODE, session_id: str = "s00
             from_level=CareLevel.IOP,
             to_level=CareLevel.OP,
             rationale=rationale,
-            policy_version="default-2026.11",
+            policy_version="default-2026.12",
             recommended_at=T0,
         )
     if event_type == CareLevelChanged.event_type:
@@ -142,7 +153,7 @@ def make_data(event_type: str, episode_id: str = EPISODE, session_id: str = "s00
             consecutive_misses=2,
             misses_in_window=2,
             rationale=rationale,
-            policy_version="default-2026.11",
+            policy_version="default-2026.12",
             triggered_at=T0,
         )
     if event_type == UtilizationBelowMinimum.event_type:
@@ -165,6 +176,45 @@ def make_data(event_type: str, episode_id: str = EPISODE, session_id: str = "s00
         assigned = make_data(CareLevelAssigned.event_type, episode_id=episode_id)
         assert isinstance(assigned, CareLevelAssigned) and assigned.schedule is not None
         return ScheduleChanged(episode_id=episode_id, level=CareLevel.IOP, changed_at=T0, schedule=assigned.schedule)
+    if event_type == GroupWaitlisted.event_type:
+        return GroupWaitlisted(
+            episode_id=episode_id,
+            level=CareLevel.IOP,
+            track="morning",
+            program="adult",
+            group_ids=["iop-am"],
+            position=3,
+            waitlisted_at=T0,
+        )
+    if event_type == ServiceDelivered.event_type:
+        return ServiceDelivered(
+            episode_id=episode_id,
+            service_id=session_id,
+            revision=1,
+            status="delivered",
+            session_id=session_id,
+            kind="group",
+            group_id="iop-am",
+            service_date=T0.date(),
+            minutes=180,
+            code="90853",
+            units=1,
+            level=CareLevel.IOP,
+            attendance="attended",
+            recorded_at=T0,
+        )
+    if event_type == ServiceDayCompleted.event_type:
+        return ServiceDayCompleted(
+            episode_id=episode_id,
+            service_date=T0.date(),
+            revision=2,
+            level=CareLevel.IOP,
+            services=1,
+            minutes=180,
+            service_ids=[session_id],
+            per_diem_code="H0015",
+            completed_at=T0,
+        )
     if event_type == AlumniEnrolled.event_type:
         return AlumniEnrolled(
             episode_id=episode_id, consent_id="c-2", graduated_at=T0, enrolled_at=T0, check_in_days=[7, 30, 60, 90]
@@ -198,6 +248,9 @@ def test_every_event_type_has_a_sample() -> None:
         "iop.care_level.step_down_recommended",
         "iop.care_level.changed",
         "iop.schedule.changed",
+        "iop.group.waitlisted",
+        "iop.service.delivered",
+        "iop.service_day.completed",
         "iop.episode.graduated",
         "iop.episode.discharged",
         "iop.notification.sent",
@@ -522,7 +575,7 @@ def test_no_event_schema_has_a_pii_property(event_type: str) -> None:
     # The walk really reaches nested models.
     expected_nested = {
         AssessmentCompleted.event_type: {"withdrawal", "instrument", "code"},
-        CareLevelAssigned.event_type: {"timezone", "session_id", "ends_at", "code"},
+        CareLevelAssigned.event_type: {"timezone", "session_id", "ends_at", "kind", "group_id", "code"},
         SessionMissed.event_type: {"consecutive_misses"},
         SafetyAlertRaised.event_type: {"reasons", "level"},
         DrugScreenRecorded.event_type: {"substance", "expected"},
@@ -537,7 +590,10 @@ def test_no_event_schema_has_a_pii_property(event_type: str) -> None:
         NotificationSent.event_type: {"channel", "recipient_kind"},
         NotificationFailed.event_type: {"reason_code", "attempts"},
         AlumniEnrolled.event_type: {"check_in_days", "consent_id"},
-        ScheduleChanged.event_type: {"session_id", "timezone"},
+        ScheduleChanged.event_type: {"session_id", "timezone", "reason"},
+        GroupWaitlisted.event_type: {"group_ids", "position", "track"},
+        ServiceDelivered.event_type: {"service_id", "revision", "code", "units", "attendance"},
+        ServiceDayCompleted.event_type: {"service_ids", "per_diem_code", "services"},
         AlumniLeft.event_type: {"reason_code"},
     }[event_type]
     assert expected_nested <= names
@@ -567,8 +623,10 @@ def test_arbitrary_ids_survive_the_round_trip(episode_id: str, session_id: str) 
         assert decoded == event
         assert decoded.subject == episode_id
         assert decoded.data.episode_id == episode_id
-        if isinstance(decoded.data, SessionMissed):
+        if isinstance(decoded.data, SessionMissed | ServiceDelivered):
             assert decoded.data.session_id == session_id
+        if isinstance(decoded.data, ServiceDayCompleted):
+            assert decoded.data.service_ids == [session_id]
         if isinstance(decoded.data, CareLevelAssigned):
             assert decoded.data.schedule is not None
             assert decoded.data.schedule.sessions[0].session_id == session_id

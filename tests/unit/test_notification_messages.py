@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from services.care_plan.domain.care_plan import build_schedule
+from services.care_plan.domain.groups import build_schedule
 from services.care_plan.domain.policy import load_policy
 from services.notifications.domain import messages
 from services.notifications.domain.messages import NAMESPACE, PlannedNotification, Reachable, Support, support_scopes
@@ -42,7 +42,9 @@ def notification_id(event: CloudEvent[Any], purpose: str, recipient: str, channe
     return messages.notification_id(event.dedup_key, purpose, recipient, channel)
 
 
-SCHEDULE = build_schedule(POLICY.levels[CareLevel.IOP], "morning", NEW_YORK, date(2026, 10, 20))
+IOP_AM = POLICY.group("iop-am")  # Mon, Wed, Fri 09:00-12:00
+assert IOP_AM is not None
+SCHEDULE = build_schedule(IOP_AM, POLICY.levels[CareLevel.IOP].weeks, NEW_YORK, date(2026, 10, 20))
 FORBIDDEN = (
     "addiction",
     "substance",
@@ -98,6 +100,7 @@ def test_active_assignment_plans_one_welcome_email() -> None:
     assert sessions[0] == {
         "starts_at": SCHEDULE.sessions[0].starts_at.isoformat(),
         "ends_at": SCHEDULE.sessions[0].ends_at.isoformat(),
+        "kind": "group",
     }
     assert [datetime.fromisoformat(s["starts_at"]) for s in sessions] == [s.starts_at for s in SCHEDULE.sessions]
 
@@ -194,7 +197,9 @@ def test_welcome_uses_the_schedule_timezone_over_the_default() -> None:
 
 
 def test_missed_session_outreach_renders(templates: Templates) -> None:
-    [outreach] = plan_notifications(new_event(missed(5), source=SOURCE))  # s006: Mon 2 Nov, after the DST change
+    [outreach] = plan_notifications(
+        new_event(missed(5), source=SOURCE)
+    )  # iop-am-20261102: Mon 2 Nov, after the DST change
     subject, body, text = rendered_text(templates, outreach.purpose, outreach.context)
     assert subject == "We missed you"
     assert "Mon 02 Nov at 09:00" in body

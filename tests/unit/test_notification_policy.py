@@ -13,7 +13,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.care_plan.domain.care_plan import build_schedule
+from services.care_plan.domain.groups import build_schedule
 from services.care_plan.domain.policy import load_policy as load_care_policy
 from services.common.policy_file import PolicyError
 from services.notifications.app import load_checked_policy
@@ -121,7 +121,9 @@ CARE = load_care_policy()
 
 
 def assigned(at: datetime) -> CareLevelAssigned:
-    schedule = build_schedule(CARE.levels[CareLevel.IOP], "morning", NEW_YORK, date(2026, 10, 20))
+    group = CARE.group("iop-am")  # Mon, Wed, Fri 09:00-12:00
+    assert group is not None
+    schedule = build_schedule(group, CARE.levels[CareLevel.IOP].weeks, NEW_YORK, date(2026, 10, 20))
     return CareLevelAssigned(
         episode_id="ep-1", level=CareLevel.IOP, status="active", assigned_at=at, assessment_id="as-1",
         schedule=schedule, rationale=[Reason(code="level_offered", text="offered")], policy_version="p",

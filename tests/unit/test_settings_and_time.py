@@ -30,7 +30,15 @@ def test_parse_api_tokens_ok(raw: str, expected: dict[str, str]) -> None:
 def test_every_role_is_accepted() -> None:
     raw = ",".join(f"token-{n}:{role}" for n, role in enumerate(sorted(ROLES)))
     assert sorted(parse_api_tokens(raw).values()) == sorted(ROLES)
-    assert {"intake_staff", "clinician", "admin", "integration", "notifications", "sms_provider"} == ROLES
+    assert {
+        "intake_staff",
+        "clinician",
+        "admin",
+        "integration",
+        "notifications",
+        "care_plan",
+        "sms_provider",
+    } == ROLES
 
 
 @pytest.mark.parametrize(

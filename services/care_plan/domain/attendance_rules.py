@@ -332,7 +332,8 @@ def utilization_shortfalls(
     recorded attended or late, of every kind (a group hour and an individual hour both count). The minimum is
     pro-rated for partial weeks (the first and last week, a week with a closure): ``minimum_weekly_hours *
     calendar sessions that week / days_per_week``, at most the full minimum, where the plan's own
-    ``appointments`` are not calendar sessions. Figures are reported rounded to 2 decimals.
+    ``appointments`` are not calendar sessions; a week without calendar sessions (a plan waiting for a group)
+    has no minimum. Figures are reported rounded to 2 decimals.
     """
     zone = ZoneInfo(schedule.timezone)
     done = set(flagged)
@@ -349,9 +350,9 @@ def utilization_shortfalls(
                 by_kind[s.kind] = by_kind.get(s.kind, 0.0) + hours_here
         hours = sum(by_kind.values())
         calendar = sum(1 for s in sessions if s.session_id not in appointments)
-        minimum = minimum_weekly_hours
-        if schedule.days_per_week > 0:
-            minimum = min(minimum_weekly_hours, minimum_weekly_hours * calendar / schedule.days_per_week)
+        if calendar == 0 or schedule.days_per_week <= 0:
+            continue  # no program sessions that week (a plan waiting for a group): nothing to fall short of
+        minimum = min(minimum_weekly_hours, minimum_weekly_hours * calendar / schedule.days_per_week)
         if hours < minimum - _TOLERANCE:
             kinds = {kind: round(value, 2) for kind, value in sorted(by_kind.items())}
             shortfalls.append(UtilizationShortfall(week_start, round(hours, 2), round(minimum, 2), kinds))

@@ -33,7 +33,7 @@ from .model import (
     LevelPeriod,
     StepRecommendation,
 )
-from .policy import CarePolicy
+from .policy import CUSTOM_CALENDAR, CarePolicy
 
 __all__ = [
     "AttendanceRecord",
@@ -127,6 +127,9 @@ def record_attendance(
         raise CarePlanError("unknown_session", f"session {session_id!r} is not in this care plan")
     if minutes is not None and status not in ("attended", "late"):
         raise CarePlanError("minutes_without_attendance", "minutes go only with attended or late")
+    length = round((sessions[session_id].ends_at - sessions[session_id].starts_at).total_seconds() / 60)
+    if minutes is not None and minutes > length:
+        raise CarePlanError("minutes_over_session", f"{minutes} minutes attended: the session lasts {length}")
     previous = plan.attendance.get(session_id)
     if previous is not None and (previous.status, previous.minutes) == (status, minutes):
         return plan.attendance, None
@@ -182,7 +185,12 @@ def set_calendar(
     if like is None:
         raise CarePlanError("unknown_track", f"no {track} start time for {plan.level.value}")
     custom = like.model_copy(
-        update={"group_id": "custom", "weekdays": weekdays, "minutes": round(hours_per_session * 60)}
+        update={
+            "group_id": CUSTOM_CALENDAR,
+            "weekdays": weekdays,
+            "minutes": round(hours_per_session * 60),
+            "closures": [],
+        }
     )
     minimum = minimum_weekly_hours(policy, plan.level, plan.program)
     if custom.weekly_hours < minimum:

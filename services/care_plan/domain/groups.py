@@ -126,7 +126,10 @@ def place(
         joined = GroupPlace(group_id=group.group_id, joined_at=now)
         return plan.model_copy(update={"schedule": schedule, "group": joined, "waitlist": None}), []
     groups = [group.group_id for group in placement.groups]
-    schedule = calendar_with(plan, [], plan.schedule.model_copy(update={"track": placement.track}), now)
+    waiting_calendar = plan.schedule.model_copy(
+        update={"track": placement.track, "days_per_week": 0, "hours_per_session": 0}
+    )
+    schedule = calendar_with(plan, [], waiting_calendar, now)
     waiting = WaitlistPlace(level=placement.level, track=placement.track, group_ids=groups, since=now)
     event = GroupWaitlisted(episode_id=plan.episode_id, level=placement.level, track=placement.track,
                             program=plan.program, group_ids=groups, position=placement.position,
@@ -137,9 +140,9 @@ def place(
 def join_from_waitlist(
     plan: CarePlan, group: ProgramGroup, policy: CarePolicy, now: datetime
 ) -> tuple[CarePlan, list[ScheduleChanged]]:
-    """A place came free: the waiting plan joins ``group`` from its next meeting."""
-    if plan.status != "active" or plan.waitlist is None:
-        return plan, []  # it stopped waiting meanwhile (ended, or placed by a level change)
+    """A place came free: the waiting plan joins ``group`` from its next meeting (if it still waits for it)."""
+    if plan.status != "active" or plan.waitlist is None or group.group_id not in plan.waitlist.group_ids:
+        return plan, []  # it stopped waiting meanwhile (ended, placed or waiting at another level)
     joined, _ = place(plan, Joined(group), policy, now)
     assert joined.schedule is not None
     changed = ScheduleChanged(episode_id=plan.episode_id, level=plan.level, changed_at=now,
@@ -166,7 +169,9 @@ def book_appointment(
         raise CarePlanError("appointment_in_past", "an appointment is booked ahead: starts_at is not in the future")
     local = starts_at.astimezone(ZoneInfo(plan.schedule.timezone))
     length = timedelta(minutes=minutes or kind_policy.minutes)
-    session = ScheduledSession(session_id=f"{kind}-{local:%Y%m%d-%H%M}", starts_at=starts_at,
+    # The night clocks go back, a local time comes twice: the second (fold 1) is told apart.
+    session_id = f"{kind}-{local:%Y%m%d-%H%M}" + ("-2" if local.fold else "")
+    session = ScheduledSession(session_id=session_id, starts_at=starts_at,
                                ends_at=starts_at + length, kind=kind)  # fmt: skip
     clash = next(
         (s for s in plan.schedule.sessions if s.starts_at < session.ends_at and session.starts_at < s.ends_at), None

@@ -152,6 +152,8 @@ class CarePlan(BaseModel):
     """The plan's own sessions (individual, family ...), also in ``schedule``: a new calendar keeps them."""
     services: dict[str, DeliveredService] = {}
     service_days: dict[date, ServiceDay] = {}
+    services_tracked: bool = True
+    """False for a plan stored before services were reported: its first review takes its history as reported."""
     ended_at: UtcDatetime | None = None
     end_reason: str | None = None
 

@@ -6,7 +6,17 @@ from datetime import date, time
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from services.common.policy_file import load_policy_file
 from stepwise_contract import PROGRAMS, CareLevel, Program, SessionKind, Track, WeekdayName
@@ -15,6 +25,8 @@ from .attendance_rules import MissedSessionPolicy
 from .stepping import SteppingPolicy
 
 DEFAULT_POLICY_FILE = Path(__file__).resolve().parent.parent / "policy" / "default.yaml"
+CUSTOM_CALENDAR = "custom"
+"""The group id a custom calendar's sessions carry in their ids (``custom-{yyyymmdd}``): no group may take it."""
 
 
 def _clock_time(value: object) -> object:
@@ -27,7 +39,13 @@ def _clock_time(value: object) -> object:
     return value
 
 
-ClockTime = Annotated[time, BeforeValidator(_clock_time)]
+ClockTime = Annotated[
+    time,
+    BeforeValidator(_clock_time),
+    PlainSerializer(lambda value: value.strftime("%H:%M"), return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "pattern": r"^\d{2}:\d{2}$", "examples": ["09:00"]}),
+]
+"""A local clock time, ``HH:MM`` (the clinic's zone): no offset, so not JSON Schema's ``time``."""
 
 
 Units = Literal["per_session", "per_15_minutes"]
@@ -89,7 +107,12 @@ class ProgramGroup(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    group_id: str = Field(pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$", max_length=40, examples=["iop-am"])
+    group_id: str = Field(
+        pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$",
+        max_length=40,
+        examples=["iop-am"],
+        description="Lowercase words joined by hyphens; not 'custom' (the sessions of a custom calendar).",
+    )
     name: str = Field(min_length=1, max_length=100, examples=["IOP morning group"])
     level: CareLevel
     track: Track
@@ -101,6 +124,13 @@ class ProgramGroup(BaseModel):
     capacity: int | None = Field(default=None, ge=1, le=500, description="Members at most; null for no limit.")
     closures: list[date] = Field(default_factory=list, description="Days this group does not meet (and the clinic's).")
 
+    @field_validator("group_id")
+    @classmethod
+    def _not_reserved(cls, group_id: str) -> str:
+        if group_id == CUSTOM_CALENDAR:
+            raise ValueError(f"{CUSTOM_CALENDAR!r} names the sessions of a custom calendar: choose another id")
+        return group_id
+
     @property
     def days_per_week(self) -> int:
         return len(set(self.weekdays))
@@ -110,6 +140,12 @@ class ProgramGroup(BaseModel):
         return self.days_per_week * self.minutes / 60
 
 
+def _default_session_kinds() -> dict[str, SessionKindPolicy]:
+    """The session kinds of the bundled policy file: their one definition."""
+    raw = yaml.safe_load(DEFAULT_POLICY_FILE.read_text())
+    return {kind: SessionKindPolicy.model_validate(entry) for kind, entry in raw["session_kinds"].items()}
+
+
 class CarePolicy(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -117,7 +153,11 @@ class CarePolicy(BaseModel):
     offered_levels: list[CareLevel] = Field(min_length=1)
     default_track: Track
     levels: dict[CareLevel, LevelSchedule]
-    session_kinds: dict[SessionKind, SessionKindPolicy] = Field(min_length=1)
+    session_kinds: dict[SessionKind, SessionKindPolicy] = Field(
+        default_factory=_default_session_kinds,
+        min_length=1,
+        description="Default: the bundled policy's kinds (a policy written before session kinds loads as it was).",
+    )
     groups: list[ProgramGroup] = Field(default_factory=list)
     min_weekly_hours: dict[CareLevel, dict[Program, float]] = Field(default_factory=dict)
     closures: list[date] = Field(default_factory=list, description="Days the clinic holds no sessions.")
@@ -137,17 +177,7 @@ class CarePolicy(BaseModel):
         if len(ids) != len(set(ids)):
             raise ValueError("groups: each group_id once")
         for group in self.groups:
-            if group.kind not in self.session_kinds:
-                raise ValueError(f"groups.{group.group_id}.kind: {group.kind!r} is not in session_kinds")
-            if group.level not in self.levels:
-                raise ValueError(f"groups.{group.group_id}.level: {group.level.value} has no entry in levels")
-            for program in group.programs:
-                minimum = self.min_weekly_hours.get(group.level, {}).get(program, 0.0)
-                if group.weekly_hours < minimum:
-                    raise ValueError(
-                        f"groups.{group.group_id}: {group.weekly_hours:g} h/week is below the "
-                        f"{minimum:g} h/week minimum for {group.level.value} {program} programs"
-                    )
+            self._check_group(group)
         for level in self.offered_levels:
             if level not in self.levels:
                 raise ValueError(f"levels.{level.value}: an offered level needs an entry")
@@ -155,6 +185,21 @@ class CarePolicy(BaseModel):
                 if not self.groups_for(level, self.default_track, program):
                     raise ValueError(f"groups: {level.value} has no {self.default_track} group for {program} programs")
         return self
+
+    def _check_group(self, group: ProgramGroup) -> None:
+        if group.kind not in self.session_kinds:
+            raise ValueError(f"groups.{group.group_id}.kind: {group.kind!r} is not in session_kinds")
+        if group.level not in self.levels:
+            raise ValueError(f"groups.{group.group_id}.level: {group.level.value} has no entry in levels")
+        if group.level not in self.offered_levels:
+            return  # a level referred out holds no sessions here
+        for program in group.programs:
+            minimum = self.min_weekly_hours.get(group.level, {}).get(program, 0.0)
+            if group.weekly_hours < minimum:
+                raise ValueError(
+                    f"groups.{group.group_id}: {group.weekly_hours:g} h/week is below the "
+                    f"{minimum:g} h/week minimum for {group.level.value} {program} programs"
+                )
 
     def groups_for(self, level: CareLevel, track: Track, program: Program) -> list[ProgramGroup]:
         """The groups a plan of this level, track and program may join, in the policy's order."""

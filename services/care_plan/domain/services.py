@@ -30,7 +30,8 @@ def billing_code(kind: SessionKindPolicy, minutes: int) -> tuple[str | None, int
     if kind.units == "per_session":
         return code, 1
     full, rest = divmod(minutes, 15)
-    return code, full + (1 if rest >= 8 else 0)
+    units = full + (1 if rest >= 8 else 0)
+    return (code, units) if units else (None, 0)
 
 
 def level_at(plan: CarePlan, moment: datetime) -> CareLevel:
@@ -75,29 +76,50 @@ def _same(a: DeliveredService | ServiceDay, b: DeliveredService | ServiceDay) ->
 
 
 def review_services(plan: CarePlan, policy: CarePolicy, now: datetime) -> tuple[CarePlan, list[EventData]]:
-    """Publish the service lines and day roll-ups that are new or changed since last published."""
+    """Publish the service lines and day roll-ups that are new or changed since last published.
+
+    A plan stored before services were reported (``services_tracked`` false) takes what its attendance says
+    as already reported (revision 0), publishing nothing: its history is not billed again."""
     if plan.schedule is None:
         return plan, []
     zone = ZoneInfo(plan.schedule.timezone)
     services = dict(plan.services)
     events: list[EventData] = []
+    calendar = {session.session_id for session in plan.schedule.sessions}
     for session in plan.schedule.sessions:
         record = plan.attendance.get(session.session_id)
-        if record is None:
-            continue
-        line = expected_service(plan, session, record, policy, zone)
-        published = services.get(session.session_id)
-        if published is None and line.status == "voided":
-            continue  # nothing was delivered, nothing to correct
-        if published is not None and _same(published, line):
-            continue
-        line = line.model_copy(update={"revision": published.revision + 1 if published else 1})
-        services[session.session_id] = line
-        events.append(_delivered(plan.episode_id, line, now))
+        if record is not None:
+            _publish(services, expected_service(plan, session, record, policy, zone), events, plan, now)
+    for gone in [line for sid, line in services.items() if sid not in calendar and line.status == "delivered"]:
+        # recorded ahead, then taken off the calendar (a new level or calendar): it never took place
+        voided = gone.model_copy(update={"status": "voided", "minutes": 0, "code": None, "units": 0})
+        _publish(services, voided, events, plan, now)
     days, day_events = _days(plan, services, policy, zone, now)
+    if not plan.services_tracked:
+        baseline = {"services": services, "service_days": days, "services_tracked": True}
+        return plan.model_copy(update=baseline), []
     if not events and not day_events:
         return plan, []
     return plan.model_copy(update={"services": services, "service_days": days}), [*events, *day_events]
+
+
+def _publish(
+    services: dict[str, DeliveredService],
+    line: DeliveredService,
+    events: list[EventData],
+    plan: CarePlan,
+    now: datetime,
+) -> None:
+    """Keep ``line`` as the session's service and say so, unless it is what was said last (or says nothing)."""
+    published = services.get(line.session_id)
+    if published is None and line.status == "voided":
+        return  # nothing was delivered, nothing to correct
+    if published is not None and _same(published, line):
+        return
+    revision = (published.revision + 1 if published else 1) if plan.services_tracked else 0
+    services[line.session_id] = line.model_copy(update={"revision": revision})
+    if revision:
+        events.append(_delivered(plan.episode_id, services[line.session_id], now))
 
 
 def _days(
@@ -109,7 +131,8 @@ def _days(
         by_day[session.starts_at.astimezone(zone).date()].append(session)
     days = dict(plan.service_days)
     events: list[EventData] = []
-    for day, sessions in sorted(by_day.items()):
+    for day in sorted({*by_day, *days}):
+        sessions = by_day.get(day, [])
         if any(session.session_id not in plan.attendance for session in sessions):
             continue  # the day is not over for billing until every session has a record
         lines = [services[s.session_id] for s in sessions if s.session_id in services]
@@ -117,7 +140,11 @@ def _days(
         published = days.get(day)
         if not delivered and published is None:
             continue
-        level = level_at(plan, min(s.starts_at for s in sessions))
+        if sessions:
+            level = level_at(plan, min(s.starts_at for s in sessions))
+        else:  # every session of the day left the calendar: the day is corrected to no services
+            assert published is not None
+            level = published.level
         minutes = sum(line.minutes for line in delivered)
         per_diem = policy.levels[level].per_diem if level in policy.levels else None
         code = per_diem.code if per_diem and delivered and minutes >= per_diem.min_hours * 60 else None
@@ -125,8 +152,11 @@ def _days(
                             service_ids=[line.session_id for line in delivered], per_diem_code=code)  # fmt: skip
         if published is not None and _same(published, rolled):
             continue
-        rolled = rolled.model_copy(update={"revision": published.revision + 1 if published else 1})
+        revision = (published.revision + 1 if published else 1) if plan.services_tracked else 0
+        rolled = rolled.model_copy(update={"revision": revision})
         days[day] = rolled
+        if not revision:
+            continue
         events.append(
             ServiceDayCompleted(
                 episode_id=plan.episode_id,
