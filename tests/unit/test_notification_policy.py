@@ -189,6 +189,17 @@ def test_alumni_check_ins_go_out_on_their_days_at_the_local_check_in_time() -> N
     assert {(p.recipient_kind, p.consent_id, p.series_kind) for p in planned} == {("alumni", "c-9", "alumni")}
 
 
+def test_a_meeting_reminder_across_the_dst_change_is_its_lead_before_the_meeting_in_real_time() -> None:
+    # Meetings Sunday 10:00 New York, reminded 10 hours before; 2026-11-01 is the end of DST there.
+    meetings = AlumniMeetings(weekday="sun", starts_at=time(10), remind_hours_before=10, weeks=1)
+    program = PROGRAM.model_copy(update={"meetings": meetings})
+    graduated = datetime(2026, 11, 1, 4, 30, tzinfo=UTC)  # 00:30 EDT: the meeting is 10.5 real hours away
+    [reminder, *_] = [p for p in plan_alumni("ep-1", "c-9", graduated, program, REACHABLE, NEW_YORK)
+                      if p.purpose == "alumni_meeting"]  # fmt: skip
+    assert reminder.expires_at == datetime(2026, 11, 1, 15, 0, tzinfo=UTC)  # 10:00 EST
+    assert reminder.not_before == datetime(2026, 11, 1, 5, 0, tzinfo=UTC)  # 10 real hours before, after graduation
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     graduated=st.datetimes(min_value=datetime(2026, 1, 1), max_value=datetime(2030, 12, 31), timezones=st.just(UTC)),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -290,7 +290,8 @@ def plan_alumni(
         lead = timedelta(hours=program.meetings.remind_hours_before)
         for week, starts in enumerate(_weekly(graduated_at + lead, program, meeting_zone)):
             context = {"meeting_at": starts.isoformat(), "timezone": str(meeting_zone)}
-            messages.append(("alumni_meeting", week, starts - lead, starts, context))
+            # In UTC: an aware datetime's own arithmetic is wall-clock, an hour off across a DST change.
+            messages.append(("alumni_meeting", week, starts.astimezone(UTC) - lead, starts, context))
     channels = [channel for channel in program.channels if channel in reachable.get("patient", frozenset())]
     return [
         PlannedNotification(
