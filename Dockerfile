@@ -2,7 +2,8 @@
 #   docker run --env-file stepwise.env IMAGE services.intake          (port 8001)
 #   docker run --env-file stepwise.env IMAGE services.care_plan       (port 8002)
 #   docker run --env-file stepwise.env IMAGE services.notifications   (port 8003)
-# Configuration is environment variables only (see services/*/settings.py and docker-compose.yml).
+# Configuration is environment variables (see services/*/settings.py and docker-compose.yml); a secret setting X may
+# instead come from a mounted file named by X_FILE (e.g. API_TOKENS_FILE=/run/secrets/api_tokens).
 
 FROM python:3.11-slim AS build
 

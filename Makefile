@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck unit faults asyncapi lock bench bench-outbox clean
+.PHONY: install run test lint typecheck audit unit faults asyncapi lock bench bench-outbox clean
 
 install: $(STAMP)
 
@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml shared/pyproject.toml requirements.lock
 run: install
 	$(PY) -m tools.run
 
-test: install lint typecheck
+test: install lint typecheck audit
 	$(PY) -m pytest
 	$(PY) -m tools.faults --quick
 
@@ -27,6 +27,9 @@ lint: install
 
 typecheck: install
 	$(PY) -m mypy
+
+audit: install
+	$(PY) -m tools.audit
 
 unit: install
 	$(PY) -m pytest tests/unit tests/service tests/test_event_checklist.py

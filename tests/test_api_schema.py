@@ -24,7 +24,7 @@ from services.care_plan.consents import IntakeConsents
 from services.care_plan.domain.policy import load_policy
 from services.care_plan.settings import CarePlanSettings
 from services.care_plan.store import CarePlanStore
-from services.common.auth import Role
+from services.common.auth import Authenticator, Role
 from services.common.consumer import EventShelf
 from services.common.dependencies import Dependencies
 from services.common.idempotency import IdempotencyKeys
@@ -51,7 +51,7 @@ EXAMPLES = 20
 def _app(service: str, routers: list[object], *, consumes: bool, **state: object) -> FastAPI:
     app = service_app(service, routers, consumes=consumes)
     database = MemoryDatabase()
-    app.state.token_roles = {token: role for role, token in TOKENS.items()}
+    app.state.authenticator = Authenticator({token: role for role, token in TOKENS.items()})
     app.state.dependencies = Dependencies()
     app.state.event_shelf = EventShelf(database[SET_ASIDE_COLLECTION])  # type: ignore[arg-type]
     for name, make in state.items():

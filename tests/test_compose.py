@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +16,13 @@ from services.common.settings import ServiceSettings
 from services.intake.settings import IntakeSettings
 from services.notifications.settings import NotificationsSettings
 from stepwise_contract import COMMAND_TYPES, EVENT_TYPES
+from tools import secrets as secrets_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
+GITIGNORE = ROOT / ".gitignore"
 
 APPS: dict[str, tuple[str, type[ServiceSettings], int]] = {
     "intake": ("services.intake", IntakeSettings, 8001),
@@ -27,12 +30,12 @@ APPS: dict[str, tuple[str, type[ServiceSettings], int]] = {
     "notifications": ("services.notifications", NotificationsSettings, 8003),
 }
 BACKENDS = ("kafka", "kafka-init", "mongodb", "mailpit")
-REQUIRED_ENV = ("KAFKA_BOOTSTRAP_SERVERS", "MONGODB_URL", "API_TOKENS")
-TOKEN_VARIABLES = {
-    "API_TOKENS": "staff-token:clinician",
-    "NOTIFICATIONS_INTAKE_TOKEN": "from-notifications",
-    "CARE_PLAN_INTAKE_TOKEN": "from-care-plan",
-}
+REQUIRED_ENV = ("KAFKA_BOOTSTRAP_SERVERS", "MONGODB_URL", "API_TOKENS_FILE")
+SECRETS_MOUNT = "/run/secrets/"
+SECRET_WORDS = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSPHRASE|KEY)S?$")
+"""Variable names that hold a credential: in compose, only their _FILE form may appear."""
+TOKEN_LIKE = re.compile(r"(?=\S*[a-z])(?=\S*[A-Z])(?=\S*\d)[A-Za-z0-9_\-+/=]{20,}")
+"""What a literal random token or key looks like (mixed case and digits, long)."""
 
 # ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?error}, ${VAR?error}, and $$ for a literal $.
 INTERPOLATION = re.compile(r"\$\$|\$\{(?P<name>\w+)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}")
@@ -82,6 +85,66 @@ def published_container_ports(service: dict[str, Any]) -> set[int]:
         else:
             ports.add(int(str(entry).rsplit(":", 1)[-1].split("/")[0]))
     return ports
+
+
+def mounted_secrets(service: dict[str, Any]) -> dict[str, str]:
+    """The service's secrets: {source: path in the container} (short and long syntax)."""
+    mounted: dict[str, str] = {}
+    for entry in service.get("secrets", []):
+        if isinstance(entry, str):
+            mounted[entry] = SECRETS_MOUNT + entry
+        else:
+            target = str(entry.get("target", entry["source"]))
+            mounted[str(entry["source"])] = target if target.startswith("/") else SECRETS_MOUNT + target
+    return mounted
+
+
+def secret_file_variables(settings_class: type[ServiceSettings]) -> set[str]:
+    return {f"{name.upper()}_FILE" for name in settings_class.SECRETS}
+
+
+def override_example() -> dict[str, Any]:
+    """The docker-compose.override.yml the top of docker-compose.yml shows for the provider-issued secrets."""
+    lines = COMPOSE_FILE.read_text(encoding="utf-8").splitlines()
+    start = lines.index("#   services:")
+    end = lines.index("#", start)
+    document = yaml.safe_load(textwrap.dedent("\n".join(line[1:] for line in lines[start:end])))
+    assert isinstance(document, dict)
+    return document
+
+
+def merged(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Compose's merge of one service, enough of it for environment and secrets."""
+    result = dict(base)
+    result["environment"] = environment(base) | environment(override)
+    result["secrets"] = [*base.get("secrets", []), *override.get("secrets", [])]
+    return result
+
+
+def load_settings(
+    service: dict[str, Any],
+    settings_class: type[ServiceSettings],
+    secrets_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> ServiceSettings:
+    """The settings a service's container would load, its secrets read from ``secrets_dir`` instead of /run/secrets."""
+    for field in settings_class.model_fields:
+        monkeypatch.delenv(field.upper(), raising=False)
+        monkeypatch.delenv(f"{field.upper()}_FILE", raising=False)
+    for key, raw in environment(service).items():
+        value = interpolate(raw, {})
+        if value.startswith(SECRETS_MOUNT):
+            value = str(secrets_dir / value.removeprefix(SECRETS_MOUNT))
+        monkeypatch.setenv(key, value)
+    return settings_class(_env_file=None)
+
+
+@pytest.fixture
+def generated_secrets(tmp_path: Path) -> Path:
+    """A deployment's ./secrets as `python -m tools.secrets` writes it."""
+    written = secrets_tool.write_secrets(tmp_path / "secrets")
+    assert not written.problems
+    return tmp_path / "secrets"
 
 
 def healthcheck_text(service: dict[str, Any]) -> str:
@@ -166,7 +229,7 @@ def test_notifications_waits_for_mail_and_intake(services: dict[str, Any]) -> No
 @pytest.mark.parametrize("name", APPS)
 def test_app_environment_names_only_real_settings(services: dict[str, Any], name: str) -> None:
     settings_class = APPS[name][1]
-    known = {field.upper() for field in settings_class.model_fields}
+    known = {field.upper() for field in settings_class.model_fields} | secret_file_variables(settings_class)
     env = environment(services[name])
     assert set(env) <= known, f"{name} is given variables its settings ignore: {sorted(set(env) - known)}"
     for variable in REQUIRED_ENV:
@@ -197,41 +260,115 @@ def test_notifications_sends_through_mailpit_and_reads_intake(services: dict[str
     assert env["INTAKE_URL"] == "http://intake:8001"
 
 
+# Secrets.
+
+
 @pytest.mark.parametrize("name", APPS)
-def test_tokens_come_from_required_variables_never_from_the_file(services: dict[str, Any], name: str) -> None:
+def test_secret_settings_are_files_never_variables(services: dict[str, Any], name: str) -> None:
     env = environment(services[name])
-    for key in ("API_TOKENS", "INTAKE_TOKEN"):
-        if key in env:
-            # Only variable references and separators: a literal token in the file would survive interpolation.
-            literal = interpolate(env[key], dict.fromkeys(TOKEN_VARIABLES, "<variable>")).replace("<variable>", "")
-            assert literal in {"", ",", ",:notifications,:care_plan"}, key
-    with pytest.raises(LookupError, match="API_TOKENS"):
-        interpolate(env["API_TOKENS"], {})
+    for field in APPS[name][1].SECRETS:
+        variable = field.upper()
+        if variable == "MONGODB_URL":  # a secret when it carries a password; compose's MongoDB has none
+            assert "@" not in env[variable], "MONGODB_URL with credentials belongs in MONGODB_URL_FILE"
+            continue
+        assert variable not in env, f"{name}: {variable} is a variable; mount it and set {variable}_FILE"
+    assert env["API_TOKENS_FILE"] == SECRETS_MOUNT + "api_tokens"
+
+
+@pytest.mark.parametrize("name", APPS)
+def test_every_file_variable_names_a_secret_the_service_mounts(services: dict[str, Any], name: str) -> None:
+    service, file_variables = services[name], secret_file_variables(APPS[name][1])
+    env, mounted = environment(service), mounted_secrets(service)
+    used = {value for key, value in env.items() if key in file_variables}
+    for key in file_variables & set(env):
+        assert env[key] in mounted.values(), f"{name}: {key}={env[key]} is no secret it mounts"
+    assert set(mounted.values()) == used, f"{name} mounts secrets it does not read"
+    assert all(path.startswith(SECRETS_MOUNT) for path in mounted.values())
+
+
+def test_every_secret_is_a_file_in_the_secrets_folder(compose: dict[str, Any], services: dict[str, Any]) -> None:
+    defined = compose["secrets"]
+    for name, secret in defined.items():
+        assert set(secret) == {"file"}, f"secret {name} is not a file"
+        assert secret["file"] == f"./secrets/{name}", f"secret {name} is not ./secrets/{name}"
+    used = {source for service in services.values() for source in mounted_secrets(service)}
+    assert used == set(defined), "a secret is mounted but not defined, or defined (and required) but not mounted"
+
+
+def test_the_generator_writes_every_secret_compose_mounts(compose: dict[str, Any]) -> None:
+    generated = {secrets_tool.API_TOKENS, *secrets_tool.SERVICE_TOKENS.values(), *secrets_tool.KEYS}
+    assert generated == set(compose["secrets"])
+    assert set(secrets_tool.PROVIDER_ISSUED) == set(override_example()["secrets"])
+    assert not set(secrets_tool.PROVIDER_ISSUED) & set(compose["secrets"]), "compose must not require them"
+
+
+def test_no_credential_is_written_in_the_compose_file(services: dict[str, Any]) -> None:
+    override = override_example()
+    for name, service in [*services.items(), *(("override " + n, s) for n, s in override["services"].items())]:
+        for key, value in environment(service).items():
+            if SECRET_WORDS.search(key):
+                pytest.fail(f"{name}: {key} holds a credential in the file; use {key}_FILE and a secret")
+            assert not TOKEN_LIKE.search(value), f"{name}: {key} looks like a literal token"
+    for line in COMPOSE_FILE.read_text(encoding="utf-8").splitlines():
+        assert not TOKEN_LIKE.search(line), f"a literal token or key: {line.strip()}"
+
+
+def test_the_documented_override_turns_the_provider_secrets_on(services: dict[str, Any]) -> None:
+    override = override_example()
+    assert set(override["services"]) == {"notifications"}
+    for name, secret in override["secrets"].items():
+        assert secret == {"file": f"./secrets/{name}"}
+    notifications = merged(services["notifications"], override["services"]["notifications"])
+    env, mounted = environment(notifications), mounted_secrets(notifications)
+    file_variables = secret_file_variables(NotificationsSettings)
+    assert {"SMTP_PASSWORD_FILE", "SMS_PROVIDER_TOKEN_FILE"} <= set(env)
+    for key in file_variables & set(env):
+        assert env[key] in mounted.values(), key
+    assert set(mounted) <= {*services["notifications"]["secrets"], *override["secrets"]}
+
+
+def test_the_documented_override_loads_into_the_settings(
+    services: dict[str, Any], generated_secrets: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (generated_secrets / "smtp_password").write_text("relay password\n", encoding="utf-8")
+    (generated_secrets / "sms_provider_token").write_text("provider-token\n", encoding="utf-8")
+    notifications = merged(services["notifications"], override_example()["services"]["notifications"])
+    settings = load_settings(notifications, NotificationsSettings, generated_secrets, monkeypatch)
+    assert isinstance(settings, NotificationsSettings)
+    assert settings.smtp_password == "relay password"
+    assert settings.sms_provider_token == "provider-token"
 
 
 @pytest.mark.parametrize("name", APPS)
 def test_app_environment_loads_into_its_settings(
-    services: dict[str, Any], name: str, monkeypatch: pytest.MonkeyPatch
+    services: dict[str, Any], name: str, generated_secrets: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings_class = APPS[name][1]
-    for field in settings_class.model_fields:
-        monkeypatch.delenv(field.upper(), raising=False)
+    settings = load_settings(services[name], settings_class, generated_secrets, monkeypatch)
+    staff = secrets_tool.token_roles((generated_secrets / "api_tokens").read_text(encoding="utf-8"))
+    clinician = next(token for token, role in staff.items() if role == "clinician")
+    assert settings.token_roles[clinician] == "clinician"
     for key, value in environment(services[name]).items():
-        monkeypatch.setenv(key, interpolate(value, TOKEN_VARIABLES))
-    settings = settings_class(_env_file=None)
-    assert settings.token_roles["staff-token"] == "clinician"
+        if key in secret_file_variables(settings_class):
+            content = (generated_secrets / value.removeprefix(SECRETS_MOUNT)).read_text(encoding="utf-8")
+            assert getattr(settings, key.removesuffix("_FILE").lower()) == content.rstrip("\n"), key
 
 
-@pytest.mark.parametrize(("service", "variable", "role"), [("notifications", "NOTIFICATIONS_INTAKE_TOKEN",
-                         "notifications"), ("care-plan", "CARE_PLAN_INTAKE_TOKEN", "care_plan")])  # fmt: skip
+@pytest.mark.parametrize(("service", "role"), [("notifications", "notifications"), ("care-plan", "care_plan")])
 def test_a_service_token_is_accepted_by_intake_with_its_role(
-    services: dict[str, Any], service: str, variable: str, role: str
+    services: dict[str, Any], service: str, role: str, generated_secrets: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    intake_env = {key: interpolate(value, TOKEN_VARIABLES) for key, value in environment(services["intake"]).items()}
-    token = interpolate(environment(services[service])["INTAKE_TOKEN"], TOKEN_VARIABLES)
-    assert token == TOKEN_VARIABLES[variable]
-    intake = IntakeSettings(_env_file=None, api_tokens=intake_env["API_TOKENS"])
+    intake = load_settings(services["intake"], IntakeSettings, generated_secrets, monkeypatch)
+    caller = load_settings(services[service], APPS[service][1], generated_secrets, monkeypatch)
+    assert isinstance(caller, CarePlanSettings | NotificationsSettings)
+    token = caller.intake_token
+    assert token
     assert intake.token_roles[token] == role
+
+
+def test_the_generator_gives_the_files_to_the_user_the_image_runs_as() -> None:
+    users = [arguments for keyword, arguments in dockerfile_instructions() if keyword == "USER"]
+    assert users[-1] == "{}:{}".format(*secrets_tool.CONTAINER_USER)
 
 
 # Backends.
@@ -340,4 +477,10 @@ def test_build_context_leaves_secrets_and_virtualenvs_out() -> None:
     assert rules[0] == "*", "the build context is an allow-list"
     reincluded = {rule[1:].rstrip("/") for rule in rules if rule.startswith("!")}
     assert {"services", "shared", "requirements.lock", "pyproject.toml"} <= reincluded
-    assert not reincluded & {".env", ".venv", ".git", "tests"}
+    assert not reincluded & {".env", ".venv", ".git", "tests", "secrets"}
+    assert "secrets/" in rules or "secrets" in rules
+
+
+def test_git_leaves_the_secrets_folder_out() -> None:
+    rules = {line.strip() for line in GITIGNORE.read_text(encoding="utf-8").splitlines()}
+    assert {"secrets/", "/secrets/", "secrets"} & rules

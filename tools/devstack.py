@@ -57,6 +57,26 @@ class Backend:
         return f"{described}; {self.note}" if self.note else described
 
 
+@dataclass(frozen=True)
+class KafkaSasl:
+    """The broker's listener that takes only a SCRAM login, and its user: the settings a service needs to use it."""
+
+    bootstrap_servers: str
+    username: str
+    password: str = field(repr=False)
+    mechanisms: tuple[str, ...] = ("SCRAM-SHA-512",)
+
+    def settings(self, mechanism: str = "SCRAM-SHA-512", password: str | None = None) -> dict[str, str]:
+        """A service's environment for this listener (``password``: another one, to see it refused)."""
+        return {
+            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers,
+            "KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+            "KAFKA_SASL_MECHANISM": mechanism,
+            "KAFKA_SASL_USERNAME": self.username,
+            "KAFKA_SASL_PASSWORD": self.password if password is None else password,
+        }
+
+
 @dataclass
 class Backends:
     kafka: Backend
@@ -65,6 +85,15 @@ class Backends:
     @property
     def kafka_bootstrap_servers(self) -> str:
         return self.kafka.address
+
+    @property
+    def kafka_sasl(self) -> KafkaSasl | None:
+        """The SASL_PLAINTEXT listener with a SCRAM user, which only the Apache Kafka started here has (None for a
+        configured cluster, testcontainers' or noida-db)."""
+        sasl = self.kafka.server.sasl if self.kafka.server else None
+        if sasl is None:
+            return None
+        return KafkaSasl(f"127.0.0.1:{sasl.port}", sasl.username, sasl.password, sasl.mechanisms)
 
     @property
     def mongodb_url(self) -> str:

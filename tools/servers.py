@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -67,6 +67,16 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+@dataclass(frozen=True)
+class SaslListener:
+    """A broker's second listener, which takes only clients that log in (SASL), and the user created for it."""
+
+    port: int
+    mechanisms: tuple[str, ...]
+    username: str
+    password: str = field(repr=False)
+
+
 @dataclass
 class Server:
     """A backend we started: what it is, where it listens, how long it took, where it logs. It can be stopped
@@ -83,11 +93,14 @@ class Server:
     ready: Callable[[], bool] = lambda: True
     ready_within: float = 60
     stop_within: float = 10
+    sasl: SaslListener | None = None
+    """Apache Kafka's listener that requires a SCRAM login, with its user (None for every other server)."""
 
     def describe(self) -> str:
         rss = rss_mb(self.process.pid)
         memory = f", RSS {rss:.0f} MiB" if rss is not None else ""
-        return f"{self.name} on 127.0.0.1:{self.port} (started in {self.started_in:.1f} s{memory}; log {self.log})"
+        where = f"127.0.0.1:{self.port}" + (f", SCRAM on :{self.sasl.port}" if self.sasl else "")
+        return f"{self.name} on {where} (started in {self.started_in:.1f} s{memory}; log {self.log})"
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after ``stop_within``."""

@@ -209,7 +209,7 @@ async def cancel(episode_id: str, session_id: str, store: Store, policy: Policy,
     "publishes `iop.care_level.changed`.",
 )
 async def decide_recommendation(
-    episode_id: str, recommendation_id: str, body: DecisionIn, store: Store, policy: Policy, _: Clinician
+    episode_id: str, recommendation_id: str, body: DecisionIn, store: Store, policy: Policy, by: Clinician
 ) -> StepRecommendation:
     accept = body.decision == "accept"
     stored = await store.get(episode_id)
@@ -224,7 +224,7 @@ async def decide_recommendation(
         placement = await hold_place(store, policy, episode_id, target.to_level, track, stored.plan.program)
 
     def decide(plan: CarePlan, now: datetime) -> Decision[StepRecommendation]:
-        return settle_recommendation(plan, recommendation_id, accept, body.reason, policy, now, placement)
+        return settle_recommendation(plan, recommendation_id, accept, body.reason, policy, now, placement, by.who)
 
     if placement is None:
         return await _change(store, policy, episode_id, decide)
@@ -271,9 +271,9 @@ async def set_authorization(
     responses=errors(404, 409),
     summary="A clinician graduates the episode; ends timers and calendar",
 )
-async def graduate_episode(episode_id: str, store: Store, policy: Policy, _: Clinician) -> CarePlan:
+async def graduate_episode(episode_id: str, store: Store, policy: Policy, by: Clinician) -> CarePlan:
     def decide(plan: CarePlan, now: datetime) -> Decision[CarePlan]:
-        ended, event = graduate(plan, now, by="clinician")
+        ended, event = graduate(plan, now, by="clinician", clinician=by.who)
         return ended, [event], ended
 
     return await _change(store, policy, episode_id, decide)
@@ -282,9 +282,11 @@ async def graduate_episode(episode_id: str, store: Store, policy: Policy, _: Cli
 @router.post(
     "/episodes/{episode_id}/discharge", responses=errors(404, 409), summary="Discharge the episode with a reason code"
 )
-async def discharge_episode(episode_id: str, body: DischargeIn, store: Store, policy: Policy, _: Clinician) -> CarePlan:
+async def discharge_episode(
+    episode_id: str, body: DischargeIn, store: Store, policy: Policy, by: Clinician
+) -> CarePlan:
     def decide(plan: CarePlan, now: datetime) -> Decision[CarePlan]:
-        ended, event = discharge(plan, now, body.reason_code)
+        ended, event = discharge(plan, now, body.reason_code, by.who)
         return ended, [event], ended
 
     return await _change(store, policy, episode_id, decide)

@@ -1,4 +1,5 @@
 from pathlib import Path
+from typing import ClassVar
 
 from pydantic import Field
 
@@ -8,6 +9,8 @@ from .domain.policy import DEFAULT_POLICY_FILE
 
 
 class CarePlanSettings(ServiceSettings):
+    SECRETS: ClassVar[tuple[str, ...]] = (*ServiceSettings.SECRETS, "intake_token")
+
     care_plan_port: int = 8002
     care_plan_db: str = Field(default="stepwise_care_plan", description="This service's own MongoDB database.")
 

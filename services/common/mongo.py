@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from pymongo import AsyncMongoClient
@@ -10,8 +11,11 @@ from pymongo.asynchronous.database import AsyncDatabase
 Document = dict[str, Any]
 
 
-def connect(url: str) -> AsyncMongoClient[Document]:
-    return AsyncMongoClient(url, tz_aware=True, serverSelectionTimeoutMS=5000, appname="stepwise")
+def connect(url: str, *, tls_ca_file: Path | None) -> AsyncMongoClient[Document]:
+    """A client of ``url`` (``MONGODB_URL``; ``tls=true`` in it switches TLS on), trusting the CAs of
+    ``tls_ca_file`` (``MONGODB_TLS_CA_FILE``) when given, else the system's."""
+    tls: dict[str, Any] = {"tlsCAFile": str(tls_ca_file)} if tls_ca_file else {}
+    return AsyncMongoClient(url, tz_aware=True, serverSelectionTimeoutMS=5000, appname="stepwise", **tls)
 
 
 async def ping(database: AsyncDatabase[Document]) -> None:

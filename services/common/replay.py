@@ -37,6 +37,7 @@ class ReplayOut(BaseModel):
     at: UtcDatetime
     role: str
     token_id: str = Field(description="A fingerprint of the admin's token.")
+    by: str | None = Field(default=None, description="The admin signed in at the identity provider, if so.")
     outcome: Outcome
     detail: str
 
@@ -76,8 +77,8 @@ async def replay(shelved: Document, handlers: EventHandlers, context: ContextRep
 
 def replay_entry(replayed: Replayed, by: Principal) -> Document:
     """What the set-aside record keeps of a replay: the audit of who put it back, when, and what came of it."""
-    entry = {"at": utc_now(), "role": by.role.value, "token_id": by.token_id, "outcome": replayed.outcome,
-             "detail": replayed.detail}  # fmt: skip
+    entry = {"at": utc_now(), "role": by.role.value, "token_id": by.token_id, "by": by.username or by.subject,
+             "outcome": replayed.outcome, "detail": replayed.detail}  # fmt: skip
     log.info("set-aside event replayed by %s (%s): %s", by.token_id, by.role.value, replayed.outcome)
     return entry
 

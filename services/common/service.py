@@ -24,11 +24,13 @@ from pymongo.errors import ConnectionFailure, PyMongoError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import health
-from .auth import Principal, Role, require_roles
+from .auth import Authenticator, Principal, Role, require_roles
 from .consumer import EventShelf
 from .dependencies import Dependencies, DependencyDown
-from .kafka import ServiceBroker, ensure_topics, relay_publish
+from .kafka import KAFKA, ServiceBroker, relay_publish, start_once_accepted
+from .kafka import start as start_kafka
 from .mongo import Document, connect, ping
+from .oidc import OidcVerifier
 from .outbox import ConcurrentChange, OutboxRelay, ensure_outbox_index
 from .replay import SetAsideEventOut, replay, replay_entry
 from .schemas import V1_ERRORS, errors
@@ -76,10 +78,13 @@ def create_service_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.token_roles = settings.token_roles
+        oidc = settings.oidc
+        app.state.authenticator = authenticator = Authenticator(
+            settings.token_roles, settings.static_roles_allowed, OidcVerifier(oidc) if oidc else None
+        )
         app.state.kafka = kafka
         app.state.dependencies = dependencies = Dependencies()
-        client = connect(settings.mongodb_url)
+        client = connect(settings.mongodb_url, tls_ca_file=settings.mongodb_tls_ca_file)
         database = client[settings.database_name]
         shelf = EventShelf(database[SET_ASIDE_COLLECTION])
         broker.context.set_global("event_shelf", shelf)
@@ -95,14 +100,16 @@ def create_service_app(
                 lease_seconds=settings.outbox_lease_seconds,
             )
         background = list(await startup(Runtime(settings, database, broker, relay, dependencies), app))
-        await ensure_topics(settings, [*publishers, *(model.event_type for model in kafka.handlers)])
-        await broker.start()
         if relay and settings.outbox_relay_enabled:
             background.append(relay.run())
+        topics = [*publishers, *(model.event_type for model in kafka.handlers)]
+        if not await start_kafka(settings, broker, topics, dependencies):
+            # The brokers refused our login or TLS: readiness says so; what needs them waits until they accept it.
+            background = [start_once_accepted(settings, broker, topics, dependencies, background)]
         tasks = [asyncio.create_task(loop) for loop in background]
         app.state.readiness_checks = {
             "mongodb": lambda: _mongo_ready(database),
-            "kafka": lambda: broker.ping(timeout=2.0),
+            KAFKA: lambda: broker.ping(timeout=2.0),
         }
         log.info("%s started", title)
         try:
@@ -113,6 +120,7 @@ def create_service_app(
             await asyncio.gather(*tasks, return_exceptions=True)
             await broker.stop()
             await client.close()
+            await authenticator.close()
             log.info("%s stopped", title)
 
     # only a service that consumes events can have set some aside

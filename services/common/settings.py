@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 import socket
+import ssl
+from pathlib import Path
+from typing import ClassVar, Literal, Self
+from urllib.parse import parse_qsl, urlsplit
 
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from .auth import Role
+from .auth import SERVICE_ROLES, Role
+from .oidc import OidcConfig
+from .secret_files import SecretFilesSource, check_secret_names
 
 ROLES = frozenset(Role)
 
 
 def parse_api_tokens(raw: str) -> dict[str, Role]:
-    """``token:role,token:role`` → {token: role}; a clear error names the bad entry (never the token)."""
+    """``token:role,token:role`` (commas or new lines between entries) → {token: role}; a clear error names the
+    bad entry (never the token)."""
     tokens: dict[str, Role] = {}
-    for position, entry in enumerate(filter(None, (part.strip() for part in raw.split(","))), start=1):
+    entries = raw.replace("\n", ",").split(",")
+    for position, entry in enumerate(filter(None, (part.strip() for part in entries)), start=1):
         token, separator, role = entry.rpartition(":")
         if not separator or not token:
             raise ValueError(f"API_TOKENS entry {position} is not token:role")
@@ -27,15 +35,102 @@ def parse_api_tokens(raw: str) -> dict[str, Role]:
     return tokens
 
 
+def parse_role_map(raw: str) -> dict[str, Role]:
+    """``provider_role:stepwise_role,...`` → {provider_role: Role}; an error names the bad entry."""
+    mapping: dict[str, Role] = {}
+    for position, entry in enumerate(filter(None, (part.strip() for part in raw.split(","))), start=1):
+        provider, separator, role = entry.rpartition(":")
+        if not separator or not provider:
+            raise ValueError(f"OIDC_ROLE_MAP entry {position} is not provider_role:stepwise_role")
+        if role not in ROLES:
+            raise ValueError(f"OIDC_ROLE_MAP entry {position} maps to unknown role {role!r}; roles: {sorted(ROLES)}")
+        mapping[provider] = Role(role)
+    return mapping
+
+
+def _roles(raw: str, setting: str) -> frozenset[Role]:
+    names = [name.strip() for name in raw.split(",") if name.strip()]
+    unknown = [name for name in names if name not in ROLES]
+    if unknown:
+        raise ValueError(f"{setting}: unknown role(s) {unknown}; roles: {sorted(ROLES)}")
+    return frozenset(Role(name) for name in names)
+
+
+def _check_ca_file(setting: str, path: Path) -> None:
+    """The CA file exists, can be read and holds at least one CA certificate in PEM form."""
+    if not path.is_file():
+        raise ValueError(f"{setting}: {path} does not exist or is not a file")
+    try:
+        pem = path.read_text(encoding="ascii", errors="replace")
+    except OSError as error:
+        raise ValueError(f"{setting}: {path} cannot be read ({error.strerror or type(error).__name__})") from None
+    try:
+        ssl.create_default_context(cadata=pem)
+    except (ssl.SSLError, ValueError):
+        raise ValueError(f"{setting}: {path} holds no CA certificate in PEM form") from None
+
+
+def _tls_switched_off(mongodb_url: str) -> bool:
+    """The URL says tls=false (or its old name ssl=false); option names are case-insensitive."""
+    options = {name.lower(): value.lower() for name, value in parse_qsl(urlsplit(mongodb_url).query)}
+    return any(options.get(name) == "false" for name in ("tls", "ssl"))
+
+
 class ServiceSettings(BaseSettings):
     # hide_input_in_errors: a bad setting must not print API_TOKENS (or any secret) into logs.
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", hide_input_in_errors=True)
+
+    SECRETS: ClassVar[tuple[str, ...]] = ("api_tokens", "mongodb_url", "kafka_sasl_password")
+    """The settings that may come from a file: ``X_FILE`` (e.g. ``API_TOKENS_FILE=/run/secrets/api_tokens``) names
+    a file holding setting ``X`` (services/common/secret_files.py). Each service adds its own credentials; a new
+    credential setting is added here or there by name. ``mongodb_url`` carries the password when MongoDB
+    authentication is on."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # X_FILE ranks above X so that an empty X (compose's ${X:-}) does not hide the file; both set is an error.
+        secret_files = SecretFilesSource(settings_cls, env_settings, dotenv_settings)
+        return init_settings, secret_files, env_settings, dotenv_settings, file_secret_settings
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: object) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        check_secret_names(cls)  # a misspelt name in a service's SECRETS fails at import
 
     kafka_bootstrap_servers: str = "localhost:9092"
     kafka_topic_partitions: int = Field(default=3, ge=1)
     kafka_topic_replication: int = Field(default=1, ge=1)
     mongodb_url: str = "mongodb://localhost:27017/?directConnection=true"
     api_tokens: str = Field(default="", description="token:role,token:role")
+    # Staff sign in at the clinic's OpenID Connect provider (services/common/oidc.py).
+    oidc_issuer: str = Field(default="", description="The provider's issuer URL; empty: no OpenID Connect.")
+    oidc_jwks_url: str = Field(default="", description="The provider's key set; empty: from its discovery document.")
+    oidc_audience: str = Field(default="", description="The audience access tokens must name (required with OIDC).")
+    oidc_roles_claim: str = Field(
+        default="roles", description="Dotted path to the token's roles, e.g. realm_access.roles (Keycloak)."
+    )
+    oidc_role_map: str = Field(
+        default="", description="provider_role:stepwise_role,...; empty: provider roles named like Stepwise's count."
+    )
+    oidc_leeway_seconds: float = Field(default=60.0, ge=0, le=600, description="Clock skew allowed on exp and nbf.")
+    oidc_keys_refresh_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        le=3600,
+        description="Least time between two fetches of the provider's keys for a token naming a key not seen yet.",
+    )
+    static_tokens_allowed_roles: str | None = Field(
+        default=None,
+        description="Roles whose static tokens (API_TOKENS) are accepted, comma-separated; default: every role "
+        "without OIDC, the service roles only with it.",
+    )
     log_level: str = "INFO"
     kafka_group_instance_id: str = Field(
         default_factory=socket.gethostname,
@@ -54,6 +149,29 @@ class ServiceSettings(BaseSettings):
     kafka_batch_wait_ms: int = Field(
         default=100, ge=1, le=5_000, description="How long a consumer waits for records when the broker has none."
     )
+    # Transport security: Kafka's listener protocol, SASL login and CA; MongoDB's TLS is switched on in its URL.
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT",
+        description="How the services talk to Kafka: PLAINTEXT, SSL (TLS), SASL_PLAINTEXT (a login, no TLS) or "
+        "SASL_SSL (a login over TLS).",
+    )
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = Field(
+        default="SCRAM-SHA-512", description="The SASL mechanism of the login (with SASL_PLAINTEXT or SASL_SSL)."
+    )
+    kafka_sasl_username: str = Field(default="", description="The SASL user (required with SASL_*).")
+    kafka_sasl_password: str = Field(
+        default="", repr=False, description="The SASL user's password (required with SASL_*); a secret: never logged."
+    )
+    kafka_ssl_ca_file: Path | None = Field(
+        default=None,
+        description="PEM file of the CA(s) that signed the brokers' certificates (SSL, SASL_SSL); unset: the "
+        "system's CAs.",
+    )
+    mongodb_tls_ca_file: Path | None = Field(
+        default=None,
+        description="PEM file of the CA(s) that signed MongoDB's certificate; TLS is switched on by tls=true in "
+        "MONGODB_URL; unset: the system's CAs.",
+    )
     outbox_relay_enabled: bool = Field(
         default=True, description="Relay stored events to Kafka; off for an API-only instance."
     )
@@ -71,6 +189,73 @@ class ServiceSettings(BaseSettings):
     def _tokens_parse(cls, value: str) -> str:
         parse_api_tokens(value)
         return value
+
+    @field_validator("oidc_role_map")
+    @classmethod
+    def _role_map_parses(cls, value: str) -> str:
+        parse_role_map(value)
+        return value
+
+    @field_validator("static_tokens_allowed_roles")
+    @classmethod
+    def _allowed_roles_parse(cls, value: str | None) -> str | None:
+        if not value:
+            return None  # empty (as compose passes an unset variable): the default
+        _roles(value, "STATIC_TOKENS_ALLOWED_ROLES")
+        return value
+
+    @model_validator(mode="after")
+    def _oidc_complete(self) -> Self:
+        if self.oidc_issuer and not self.oidc_audience:
+            raise ValueError("OIDC_AUDIENCE: required with OIDC_ISSUER (the audience access tokens must name)")
+        if (self.oidc_jwks_url or self.oidc_audience or self.oidc_role_map) and not self.oidc_issuer:
+            raise ValueError("OIDC_ISSUER: required with the other OIDC_ settings")
+        return self
+
+    @model_validator(mode="after")
+    def _transport_security(self) -> Self:
+        """A transport setting that cannot work stops the service at start, naming the setting (never a secret)."""
+        protocol = self.kafka_security_protocol
+        if protocol.startswith("SASL_"):
+            login = {"KAFKA_SASL_USERNAME": self.kafka_sasl_username, "KAFKA_SASL_PASSWORD": self.kafka_sasl_password}
+            missing = [name for name, value in login.items() if not value]
+            if missing:
+                raise ValueError(f"{' and '.join(missing)}: required with KAFKA_SECURITY_PROTOCOL={protocol}")
+        if self.kafka_ssl_ca_file is not None:
+            if not protocol.endswith("SSL"):
+                raise ValueError(
+                    f"KAFKA_SSL_CA_FILE is pointless with KAFKA_SECURITY_PROTOCOL={protocol}, which does not use TLS: "
+                    "choose SSL or SASL_SSL, or unset KAFKA_SSL_CA_FILE"
+                )
+            _check_ca_file("KAFKA_SSL_CA_FILE", self.kafka_ssl_ca_file)
+        if self.mongodb_tls_ca_file is not None:
+            if _tls_switched_off(self.mongodb_url):
+                raise ValueError(
+                    "MONGODB_TLS_CA_FILE is pointless with TLS switched off in MONGODB_URL (tls=false): "
+                    "set tls=true there, or unset MONGODB_TLS_CA_FILE"
+                )
+            _check_ca_file("MONGODB_TLS_CA_FILE", self.mongodb_tls_ca_file)
+        return self
+
+    @property
+    def oidc(self) -> OidcConfig | None:
+        if not self.oidc_issuer:
+            return None
+        return OidcConfig(
+            issuer=self.oidc_issuer,
+            audience=self.oidc_audience,
+            jwks_url=self.oidc_jwks_url or None,
+            roles_claim=self.oidc_roles_claim,
+            role_map=parse_role_map(self.oidc_role_map),
+            leeway_seconds=self.oidc_leeway_seconds,
+            refresh_interval=self.oidc_keys_refresh_seconds,
+        )
+
+    @property
+    def static_roles_allowed(self) -> frozenset[Role]:
+        if self.static_tokens_allowed_roles is not None:
+            return _roles(self.static_tokens_allowed_roles, "STATIC_TOKENS_ALLOWED_ROLES")
+        return SERVICE_ROLES if self.oidc_issuer else frozenset(Role)
 
     @property
     def database_name(self) -> str:

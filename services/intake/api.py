@@ -165,7 +165,7 @@ async def record_assessment(
         results=body.instruments.score(),
         placement=PlacementDecision(**placement.model_dump(exclude={"note"})) if placement else None,
         placement_note=placement.note if placement else None,
-        recorded_by=by.token_id,
+        recorded_by=by.who,
         assessment_id=await _record_id(keys, idempotency_key, by, f"record_assessment {episode_id}", body),
     )
     try:
@@ -372,9 +372,14 @@ async def audit_log(
     _: Admin,
     patient_id: str | None = None,
     action: str | None = None,
+    person: Annotated[
+        str | None, Query(description="Entries by this person: their subject or username at the identity provider.")
+    ] = None,
     since: Rfc3339 | None = None,
     until: Rfc3339 | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[AuditEntry]:
-    entries = await store.audit_entries(patient_id=patient_id, action=action, since=since, until=until, limit=limit)
+    entries = await store.audit_entries(
+        patient_id=patient_id, action=action, person=person, since=since, until=until, limit=limit
+    )
     return [AuditEntry.model_validate(entry) for entry in entries]

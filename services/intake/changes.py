@@ -70,7 +70,7 @@ async def record_drug_screen(
     screen_id: str | None = None,
 ) -> DrugScreen:
     def decide(episode: Episode, now: datetime) -> Decision[DrugScreen]:
-        return decide_on.record_drug_screen(episode, collected_at, results, by.token_id, now, screen_id)
+        return decide_on.record_drug_screen(episode, collected_at, results, by.who, now, screen_id)
 
     return await change_episode(store, episode_id, decide)
 
@@ -81,7 +81,7 @@ async def grant_consent(
     await _audit_consent(store, by, "grant_consent", episode_id)
 
     def decide(episode: Episode, now: datetime) -> Decision[Consent]:
-        return decide_on.grant_consent(episode, terms, now, consent_id)
+        return decide_on.grant_consent(episode, terms, now, consent_id, by.who)
 
     return await change_episode(store, episode_id, decide)
 
@@ -90,7 +90,7 @@ async def revoke_consent(store: IntakeStore, by: Principal, episode_id: str, con
     await _audit_consent(store, by, "revoke_consent", episode_id)
 
     def decide(episode: Episode, now: datetime) -> Decision[Consent]:
-        return decide_on.revoke_consent(episode, consent_id, now)
+        return decide_on.revoke_consent(episode, consent_id, now, by.who)
 
     return await change_episode(store, episode_id, decide)
 

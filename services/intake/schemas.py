@@ -399,6 +399,8 @@ class AuditEntry(BaseModel):
             "at": "2026-11-23T14:00:00Z",
             "role": "intake_staff",
             "token_id": "3f9a1c2b7d4e",
+            "subject": "f2c1d0e4-7a8b-4c3d-9e1f-2a3b4c5d6e7f",
+            "username": "j.rivera",
             "action": "read_patient",
             "patient_id": "0b6f6a52-3c1e-4d8e-9a0f-5e2d7c1b9a34",
             "episode_id": None,
@@ -408,6 +410,8 @@ class AuditEntry(BaseModel):
     at: UtcDatetime
     role: str
     token_id: str
+    subject: str | None = Field(default=None, description="The person, as the identity provider names them (sub).")
+    username: str | None = Field(default=None, description="Their preferred username; null for a static token.")
     action: str
     patient_id: str
     episode_id: str | None = None

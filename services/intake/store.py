@@ -107,13 +107,23 @@ class IntakeStore:
     # The audit log of PII access.
 
     async def audit(self, by: Principal, action: str, patient_id: str, **details: Any) -> None:
-        entry = {"at": utc_now(), "role": by.role, "token_id": by.token_id, "action": action, "patient_id": patient_id}
+        entry = {"at": utc_now(), "role": by.role, "token_id": by.token_id, "subject": by.subject,
+                 "username": by.username, "action": action, "patient_id": patient_id}  # fmt: skip
         await self.audit_log.insert_one(entry | details)
 
     async def audit_entries(
-        self, *, patient_id: str | None, action: str | None, since: datetime | None, until: datetime | None, limit: int
+        self,
+        *,
+        patient_id: str | None,
+        action: str | None,
+        since: datetime | None,
+        until: datetime | None,
+        limit: int,
+        person: str | None = None,
     ) -> list[Document]:
         query: Document = {key: value for key, value in {"patient_id": patient_id, "action": action}.items() if value}
+        if person:
+            query["$or"] = [{"subject": person}, {"username": person}]
         window = {op: value for op, value in {"$gte": since, "$lt": until}.items() if value}
         if window:
             query["at"] = window

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from datetime import time
 from pathlib import Path
+from typing import ClassVar
 
 from pydantic import Field, model_validator
 
@@ -11,6 +12,15 @@ from .domain.policy import DEFAULT_POLICY_FILE
 
 
 class NotificationsSettings(ServiceSettings):
+    SECRETS: ClassVar[tuple[str, ...]] = (
+        *ServiceSettings.SECRETS,
+        "intake_token",
+        "webhook_secret",
+        "smtp_password",
+        "sms_provider_token",
+        "contact_hash_key",
+    )
+
     notifications_port: int = 8003
     notifications_db: str = Field(default="stepwise_notifications", description="This service's own MongoDB database.")
 

@@ -24,7 +24,7 @@ from fastapi import FastAPI
 from faststream.kafka import KafkaBroker, TestKafkaBroker
 
 from services.common import consumer
-from services.common.auth import Role
+from services.common.auth import Authenticator, Role
 from services.common.consumer import EventShelf
 from services.common.dependencies import Dependencies
 from services.common.service import SET_ASIDE_COLLECTION, http_app
@@ -86,7 +86,7 @@ def database() -> MemoryDatabase:
 
 async def api(service: str, app: FastAPI, database: MemoryDatabase, state: dict[str, Any]) -> httpx.AsyncClient:
     """A client of ``app`` with ``state`` set as the service's start-up would; every answer is recorded."""
-    app.state.token_roles = {token: role for role, token in TOKENS.items()}
+    app.state.authenticator = Authenticator({token: role for role, token in TOKENS.items()})
     app.state.event_shelf = EventShelf(database[SET_ASIDE_COLLECTION])  # type: ignore[arg-type]
     app.state.readiness_checks = {"mongodb": _reachable, "kafka": _reachable}
     app.state.dependencies = Dependencies()

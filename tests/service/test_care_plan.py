@@ -259,6 +259,7 @@ async def test_decide_recommendation(
     path = f"/v1/episodes/{episode_id}/recommendations/{recommendation_id}/decision"
     accepted = await http.post(path, json={"decision": "accept"}, headers=CLINICIAN)
     assert accepted.status_code == 200 and accepted.json()["status"] == "accepted"
+    assert accepted.json()["decided_by"].startswith("token:")  # who decided: a static token's fingerprint here
     stored = await store.get(episode_id)
     assert stored is not None and stored.plan.level == CareLevel.PHP
     assert "iop.care_level.changed" in [topic for topic, _ in await queued(database[PLANS])]
@@ -305,6 +306,7 @@ async def test_discharge_episode(http: httpx.AsyncClient, events: Events, store:
     path = f"/v1/episodes/{episode_id}/discharge"
     discharged = await http.post(path, json={"reason_code": "non_attendance"}, headers=CLINICIAN)
     assert discharged.status_code == 200 and discharged.json()["status"] == "discharged"
+    assert discharged.json()["ended_by"].startswith("token:")
     bad_reason = await http.post(path, json={"reason_code": "bored"}, headers=CLINICIAN)
     assert bad_reason.status_code == 422 and bad_reason.json()["detail"][0]["loc"] == ["body", "reason_code"]
 

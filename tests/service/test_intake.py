@@ -324,6 +324,9 @@ async def test_revoke_consent(http: httpx.AsyncClient, database: MemoryDatabase)
     path = f"/v1/episodes/{episode_id}/consents/{consent['consent_id']}/revoke"
     revoked = await http.post(path, headers=STAFF)
     assert revoked.status_code == 200 and revoked.json()["status"] == "revoked" and revoked.json()["revoked_at"]
+    assert revoked.json()["revoked_by"].startswith("token:") and revoked.json()["granted_by"].startswith("token:")
+    [*_, (_, event)] = await queued(database[EPISODES])
+    assert "token:" not in str(event)  # who revoked it stays in intake: the event names no one
     again = await http.post(path, headers=CLINICIAN)
     assert again.status_code == 200 and again.json() == revoked.json()
     changed = [data["status"] for topic, data in await queued(database[EPISODES]) if topic == "iop.consent.changed"]

@@ -41,6 +41,28 @@ def test_the_started_broker_is_configured_like_the_deployment(tmp_path: Path) ->
     assert properties["log.dirs"].startswith(str(tmp_path))
 
 
+def test_the_started_broker_also_has_a_scram_listener_beside_the_plaintext_default(tmp_path: Path) -> None:
+    text = kafka.server_properties(tmp_path, 9092, 9093, sasl_port=9094)
+    properties = dict(line.split("=", 1) for line in text.splitlines() if line)
+    assert (
+        properties["listeners"]
+        == "PLAINTEXT://127.0.0.1:9092,SASL_PLAINTEXT://127.0.0.1:9094,CONTROLLER://127.0.0.1:9093"
+    )
+    assert properties["advertised.listeners"] == "PLAINTEXT://127.0.0.1:9092,SASL_PLAINTEXT://127.0.0.1:9094"
+    assert properties["inter.broker.listener.name"] == "PLAINTEXT"  # everything else is unchanged
+    assert "SASL_PLAINTEXT:SASL_PLAINTEXT" in properties["listener.security.protocol.map"].split(",")
+    assert properties["sasl.enabled.mechanisms"] == "SCRAM-SHA-512,SCRAM-SHA-256"
+    for mechanism in ("scram-sha-512", "scram-sha-256"):
+        assert properties[f"listener.name.sasl_plaintext.{mechanism}.sasl.jaas.config"] == (
+            "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+        )
+
+
+def test_only_a_broker_started_here_offers_a_scram_login() -> None:
+    backend = devstack.Backend("kafka.clinic.example:9092", "Kafka (configured)")
+    assert devstack.Backends(backend, backend).kafka_sasl is None
+
+
 @pytest.mark.parametrize(("variable", "value"), [("STEPWISE_MONGODB_SERVER", "mongod"), ("STEPWISE_KAFKA_BROKER", "x")])
 def test_an_unknown_backend_choice_is_refused_naming_the_variable(
     monkeypatch: pytest.MonkeyPatch, variable: str, value: str

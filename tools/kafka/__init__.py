@@ -13,17 +13,19 @@ import contextlib
 import hashlib
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import GroupCoordinatorNotAvailableError
 
-from tools.servers import Server, cache_dir, free_port, start_server
+from tools.servers import SaslListener, Server, cache_dir, free_port, start_server
 
 HERE = Path(__file__).resolve().parent
 POM = HERE / "pom.xml"
@@ -72,17 +74,36 @@ def classpath() -> str:
     return cached.read_text().strip()
 
 
-def server_properties(data: Path, port: int, controller_port: int) -> str:
+SCRAM_MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256")
+SCRAM_USER = "stepwise"
+
+
+def server_properties(data: Path, port: int, controller_port: int, sasl_port: int | None = None) -> str:
+    """The node's configuration. With ``sasl_port``, a second listener (SASL_PLAINTEXT) takes only clients that log
+    in with SCRAM (the user is created when storage is formatted); PLAINTEXT stays the default and inter-broker one."""
+    listeners, protocols = [f"PLAINTEXT://127.0.0.1:{port}"], ["PLAINTEXT:PLAINTEXT", "CONTROLLER:PLAINTEXT"]
+    if sasl_port:
+        listeners.append(f"SASL_PLAINTEXT://127.0.0.1:{sasl_port}")
+        protocols.append("SASL_PLAINTEXT:SASL_PLAINTEXT")
+    scram = [
+        f"sasl.enabled.mechanisms={','.join(SCRAM_MECHANISMS)}",
+        *(
+            f"listener.name.sasl_plaintext.{mechanism.lower()}.sasl.jaas.config="
+            "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+            for mechanism in SCRAM_MECHANISMS
+        ),
+    ]
     return "\n".join(
         [
             "process.roles=broker,controller",
             "node.id=1",
             f"controller.quorum.voters=1@127.0.0.1:{controller_port}",
-            f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
-            f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
+            f"listeners={','.join(listeners)},CONTROLLER://127.0.0.1:{controller_port}",
+            f"advertised.listeners={','.join(listeners)}",
             "controller.listener.names=CONTROLLER",
             "inter.broker.listener.name=PLAINTEXT",
-            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            f"listener.security.protocol.map={','.join(protocols)}",
+            *(scram if sasl_port else []),
             f"log.dirs={data / 'log'}",
             # As docker-compose.yml: topics are created by the services (and kafka-init), nothing else.
             "auto.create.topics.enable=false",
@@ -106,19 +127,21 @@ def cluster_id() -> str:
 
 @contextlib.contextmanager
 def apache_kafka(folder: Path) -> Iterator[Server]:
-    """Format storage in ``folder``, start the node, wait until it answers; SIGTERM it afterwards."""
+    """Format storage in ``folder``, start the node, wait until it answers; SIGTERM it afterwards. Besides its
+    PLAINTEXT listener it has a SASL_PLAINTEXT one (``server.sasl``) whose SCRAM user is created by the format."""
     jars = classpath()
-    port, controller_port = free_port(), free_port()
+    port, controller_port, sasl_port = free_port(), free_port(), free_port()
+    sasl = SaslListener(sasl_port, SCRAM_MECHANISMS, SCRAM_USER, secrets.token_urlsafe(18))
     properties = folder / "server.properties"
-    properties.write_text(server_properties(folder, port, controller_port))
+    properties.write_text(server_properties(folder, port, controller_port, sasl_port))
     log = folder / "kafka.log"
     java = ["java", f"-Dstepwise.kafka.log={log}", f"-Dlog4j2.configurationFile={HERE / 'log4j2.properties'}"]
-    formatted = subprocess.run(
-        [*java, "-cp", jars, "kafka.tools.StorageTool", "format", "-t", cluster_id(), "-c", str(properties)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    # The SCRAM user of the SASL listener, created with the storage (--option=value: a value may start with "-").
+    users = [
+        f"--add-scram={mechanism}=[name={sasl.username},password={sasl.password}]" for mechanism in sasl.mechanisms
+    ]
+    storage = ["kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id()}", "-c", str(properties), *users]
+    formatted = subprocess.run([*java, "-cp", jars, *storage], capture_output=True, text=True, check=False)
     if formatted.returncode != 0:
         raise RuntimeError(f"formatting Kafka storage failed:\n{formatted.stdout}{formatted.stderr}")
     command = [*java, f"-Xmx{HEAP}", "-Xms128m", "-XX:+UseG1GC", "-Djava.awt.headless=true"]
@@ -132,13 +155,17 @@ def apache_kafka(folder: Path) -> Iterator[Server]:
         name, command, port, folder / "kafka.stdout", ready_within=90, stop_within=30, ready=started
     ) as server:
         server.log = log
+        server.sasl = sasl
         yield server
 
 
-async def committed_offset(servers: str, group: str, partition: TopicPartition) -> int:
+async def committed_offset(
+    servers: str, group: str, partition: TopicPartition, options: Mapping[str, Any] | None = None
+) -> int:
     """The offset ``group`` committed on ``partition`` (-1 if none yet): for tests and benchmarks that wait for
-    a consumer to have handled a record."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=servers)
+    a consumer to have handled a record. ``options``: more of aiokafka's client options (a SASL login, TLS; see
+    ``services.common.kafka.client_options``)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=servers, **(options or {}))
     await admin.start()
     try:
         offsets = await admin.list_consumer_group_offsets(group, partitions=[partition])
@@ -150,10 +177,12 @@ async def committed_offset(servers: str, group: str, partition: TopicPartition) 
     return committed.offset if committed else -1
 
 
-async def records_on(servers: str, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
+async def records_on(
+    servers: str, topic: str, options: Mapping[str, Any] | None = None
+) -> list[ConsumerRecord[bytes, bytes]]:
     """Every record of a topic, read from the beginning with a plain consumer (no group): for tests and tools
-    that count what was published."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=servers)
+    that count what was published. ``options``: as for ``committed_offset``."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=servers, **(options or {}))
     await admin.start()
     try:
         [described] = await admin.describe_topics([topic])
@@ -162,7 +191,7 @@ async def records_on(servers: str, topic: str) -> list[ConsumerRecord[bytes, byt
     partitions = [TopicPartition(topic, p["partition"]) for p in described["partitions"]]
     if not partitions:
         return []
-    consumer = AIOKafkaConsumer(bootstrap_servers=servers, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(bootstrap_servers=servers, enable_auto_commit=False, **(options or {}))
     await consumer.start()
     try:
         consumer.assign(partitions)

@@ -215,6 +215,7 @@ def settle_recommendation(
     policy: CarePolicy,
     now: datetime,
     placement: Placement | None = None,
+    by: str | None = None,
 ) -> tuple[CarePlan, list[EventData], StepRecommendation]:
     """A clinician's decision on an open recommendation; accepting it changes the level (and the group:
     ``placement`` in the new level's groups, held beforehand)."""
@@ -224,7 +225,9 @@ def settle_recommendation(
     if target.status != "open":
         raise CarePlanError("recommendation_closed", f"the recommendation is {target.status}")
     status: Literal["accepted", "declined"] = "accepted" if accept else "declined"
-    decided = target.model_copy(update={"status": status, "decided_at": now, "decision_reason": reason})
+    decided = target.model_copy(
+        update={"status": status, "decided_at": now, "decision_reason": reason, "decided_by": by}
+    )
     plan = plan.model_copy(update={"recommendations": [decided if r is target else r for r in plan.recommendations]})
     if not accept:
         return plan, [], decided
@@ -270,17 +273,21 @@ def change_level(
 
 
 def graduate(
-    plan: CarePlan, now: datetime, by: Literal["completion", "clinician"]
+    plan: CarePlan, now: datetime, by: Literal["completion", "clinician"], clinician: str | None = None
 ) -> tuple[CarePlan, EpisodeGraduated]:
     _require_active(plan)
-    ended = plan.model_copy(update={"status": "graduated", "ended_at": now, "end_reason": by})
+    ended = plan.model_copy(update={"status": "graduated", "ended_at": now, "end_reason": by, "ended_by": clinician})
     return ended, EpisodeGraduated(episode_id=plan.episode_id, graduated_at=now, level=plan.level, by=by)
 
 
-def discharge(plan: CarePlan, now: datetime, reason: DischargeReason) -> tuple[CarePlan, EpisodeDischarged]:
+def discharge(
+    plan: CarePlan, now: datetime, reason: DischargeReason, clinician: str | None = None
+) -> tuple[CarePlan, EpisodeDischarged]:
     if plan.status not in ("active", "referred_out"):
         raise CarePlanError("plan_not_active", f"the episode is {plan.status} already")
-    ended = plan.model_copy(update={"status": "discharged", "ended_at": now, "end_reason": reason})
+    ended = plan.model_copy(
+        update={"status": "discharged", "ended_at": now, "end_reason": reason, "ended_by": clinician}
+    )
     return ended, EpisodeDischarged(episode_id=plan.episode_id, discharged_at=now, level=plan.level, reason_code=reason)
 
 

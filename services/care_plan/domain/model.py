@@ -76,6 +76,8 @@ class StepRecommendation(BaseModel):
     status: Literal["open", "accepted", "declined", "superseded"] = "open"
     decided_at: UtcDatetime | None = None
     decision_reason: str | None = None
+    decided_by: str | None = None
+    """The clinician who decided: the person signed in at the identity provider, or a static token's fingerprint."""
 
 
 class RuleFiring(BaseModel):
@@ -156,6 +158,8 @@ class CarePlan(BaseModel):
     """False for a plan stored before services were reported: its first review takes its history as reported."""
     ended_at: UtcDatetime | None = None
     end_reason: str | None = None
+    ended_by: str | None = None
+    """The clinician who graduated or discharged the episode; None when it ended by completion."""
 
     @property
     def open_recommendation(self) -> StepRecommendation | None:

@@ -149,7 +149,7 @@ class ConsentTerms:
 
 
 def grant_consent(
-    episode: Episode, terms: ConsentTerms, now: datetime, consent_id: str | None = None
+    episode: Episode, terms: ConsentTerms, now: datetime, consent_id: str | None = None, by: str | None = None
 ) -> Decision[Consent]:
     granted = episode.consent(consent_id) if consent_id else None
     if granted is not None:  # the same request retried
@@ -163,17 +163,18 @@ def grant_consent(
         expires_on=terms.expires_on,
         status="granted",
         granted_at=now,
+        granted_by=by,
     )
     changed = episode.model_copy(update={"consents": [*episode.consents, consent]})
     return changed, [consent_changed(consent, now)], consent
 
 
-def revoke_consent(episode: Episode, consent_id: str, now: datetime) -> Decision[Consent]:
+def revoke_consent(episode: Episode, consent_id: str, now: datetime, by: str | None = None) -> Decision[Consent]:
     """Revoke a consent; revoking it again changes nothing."""
     target = _known_consent(episode, consent_id)
     if target.status == "revoked":
         return episode, [], target
-    revoked = target.model_copy(update={"status": "revoked", "revoked_at": now})
+    revoked = target.model_copy(update={"status": "revoked", "revoked_at": now, "revoked_by": by})
     consents = [revoked if consent is target else consent for consent in episode.consents]
     return episode.model_copy(update={"consents": consents}), [consent_changed(revoked, now)], revoked
 

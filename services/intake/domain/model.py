@@ -103,6 +103,9 @@ class Consent(BaseModel):
     status: Literal["granted", "revoked"]
     granted_at: UtcDatetime
     revoked_at: UtcDatetime | None = None
+    granted_by: str | None = None
+    """Who recorded it: the person signed in at the identity provider, or a static token's fingerprint."""
+    revoked_by: str | None = None
 
     def in_force(self, today: date) -> bool:
         return self.status == "granted" and (self.expires_on is None or self.expires_on >= today)

@@ -1,0 +1,147 @@
+"""Kafka over SASL/SCRAM on the real broker: the three services reach it only through its SCRAM listener (the
+user created when its storage was formatted), and a wrong password keeps a service unready, saying what to fix."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from aiokafka import TopicPartition
+
+from services.common.kafka import client_options
+from services.common.settings import ServiceSettings
+from tools.devstack import Backends, KafkaSasl, ServiceProcess
+from tools.kafka import committed_offset, records_on
+from tools.servers import free_port
+from tools.smtp_sink import SmtpSink
+
+from .conftest import HTTP_TIMEOUT, Stack, assess, eventually, group_reading, mail_to, new_episode
+
+WELCOME = "Your session schedule"
+
+
+@pytest.fixture(scope="module")
+def scram(running_backends: Backends) -> KafkaSasl:
+    sasl = running_backends.kafka_sasl
+    if sasl is None:
+        pytest.skip(
+            f"the broker in use ({running_backends.kafka.name}) has no SASL listener with a SCRAM user: only the "
+            "Apache Kafka that tools/kafka starts from Maven's jars has one (not a configured cluster, "
+            "testcontainers' or noida-db)"
+        )
+    return sasl
+
+
+def scram_options(scram: KafkaSasl) -> dict[str, Any]:
+    """aiokafka's options for the SCRAM listener, from the services' own settings."""
+    settings = ServiceSettings(
+        kafka_security_protocol="SASL_PLAINTEXT", kafka_sasl_username=scram.username, kafka_sasl_password=scram.password
+    )
+    return client_options(settings)
+
+
+def stopped(services: list[ServiceProcess]) -> None:
+    for service in services:  # SIGTERM to all first: they shut down together
+        if service.process and service.process.poll() is None:
+            service.process.terminate()
+    for service in services:
+        service.stop()
+
+
+@pytest.fixture(scope="module")
+def over_scram(scram: KafkaSasl, stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The stack's three services replaced by instances that reach Kafka only through its SCRAM listener, with
+    their own databases and mail server; then the regular ones back. The same static group membership lets each
+    take over the other's partitions (the consumer groups are the services', as in production). ``scram`` comes
+    first: without a SCRAM listener the test is skipped before the stack starts."""
+    logs = tmp_path_factory.mktemp("over-scram")
+    run = uuid.uuid4().hex[:8]
+    databases = {name: f"stepwise_{name}_scram_{run}" for name in stack.services}
+    ports = {name: free_port() for name in stack.services}
+    regular = list(stack.services.values())
+    with SmtpSink(free_port()) as sink:
+        own = {
+            **scram.settings("SCRAM-SHA-512"),
+            **{f"{name.upper()}_DB": database for name, database in databases.items()},
+            "INTAKE_URL": f"http://127.0.0.1:{ports['intake']}",
+            "SMTP_PORT": str(sink.port),
+        }
+        services = {
+            name: ServiceProcess(name, ports[name], process.env | own, logs / f"{name}.log")
+            for name, process in stack.services.items()
+        }
+        stopped(regular)
+        try:
+            for service in services.values():
+                service.start(wait=False)
+            for service in services.values():
+                service.wait_ready(timeout=30)
+            yield Stack(stack.backends, services, sink.mailbox, databases, stack.env | own, stack.webhooks, stack.texts)
+        finally:
+            stopped(list(services.values()))
+            for service in regular:
+                service.start(wait=False)
+            for service in regular:
+                service.wait_ready()
+
+
+async def test_an_assessment_reaches_a_welcome_email_over_scram(over_scram: Stack, scram: KafkaSasl) -> None:
+    episode = await new_episode(over_scram)
+    await assess(over_scram, episode)
+    await mail_to(over_scram, episode.email, subject=WELCOME)
+
+    # What went through: read back over the SCRAM listener with the services' own option builder.
+    options = scram_options(scram)
+    records = await records_on(scram.bootstrap_servers, "iop.assessment.completed", options)
+    [assessed] = [record for record in records if record.key == episode.episode_id.encode()]
+    assigned = await records_on(scram.bootstrap_servers, "iop.care_level.assigned", options)
+    assert [record for record in assigned if record.key == episode.episode_id.encode()]
+    group = group_reading("care_plan", "iop.assessment.completed")
+    partition = TopicPartition("iop.assessment.completed", assessed.partition)
+    assert await committed_offset(scram.bootstrap_servers, group, partition, options) > assessed.offset
+
+    for name, service in over_scram.services.items():
+        log = service.log_path.read_text(errors="replace")
+        assert f"Authenticated as {scram.username} via SCRAM-SHA-512" in log, name
+        assert scram.password not in log, name
+
+
+async def test_a_wrong_password_keeps_the_service_unready_naming_the_settings(
+    running_backends: Backends, scram: KafkaSasl, tmp_path: Path
+) -> None:
+    wrong = f"not-the-password-{uuid.uuid4().hex}"
+    env = {
+        **scram.settings("SCRAM-SHA-512", password=wrong),
+        "MONGODB_URL": running_backends.mongodb_url,
+        "INTAKE_DB": f"stepwise_intake_wrong_password_{uuid.uuid4().hex[:8]}",
+    }
+    log = tmp_path / "intake.log"
+    intake = ServiceProcess("intake", free_port(), env, log).start(wait=False)
+    try:
+
+        async def readiness() -> dict[str, Any] | None:
+            assert intake.process is not None and intake.process.poll() is None, "it must wait, not exit"
+            with contextlib.suppress(httpx.HTTPError):
+                async with httpx.AsyncClient(base_url=intake.url, timeout=HTTP_TIMEOUT) as client:
+                    response = await client.get("/health/ready")
+                    assert response.status_code == 503, response.text
+                    answer: dict[str, Any] = response.json()
+                    return answer if "problems" in answer else None
+            return None
+
+        answer = await eventually(readiness, "intake's readiness to name the refused login")
+        assert answer["checks"]["kafka"] is False
+        problem = answer["problems"]["kafka"]
+        assert problem.startswith("misconfigured: refused our login"), problem
+        assert "check KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD" in problem
+        text = log.read_text(errors="replace")
+        assert "ERROR services.common.dependencies: configuration: kafka refused our login" in text
+        assert "check KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD; waiting until it is fixed" in text
+        assert wrong not in text and wrong not in str(answer)
+    finally:
+        intake.stop()
