@@ -12,8 +12,9 @@ import aiosmtplib
 import httpx
 from async_lru import alru_cache
 
-from services.common.auth import bearer
+from services.common.auth import Role, bearer
 from services.common.dependencies import Dependencies, DependencyDown
+from services.common.intake_client import IntakeClient
 from stepwise_contract import ConsentRecipientKind
 from stepwise_contract.webhooks import signed_headers
 
@@ -54,7 +55,7 @@ class Contact:
         return address
 
 
-INTAKE, SMTP, SMS_PROVIDER, CARE_TEAM_WEBHOOK = "intake", "smtp", "sms_provider", "care_team_webhook"
+SMTP, SMS_PROVIDER, CARE_TEAM_WEBHOOK = "smtp", "sms_provider", "care_team_webhook"
 PLANNING_LOOKUPS_KEPT_SECONDS = 2.0
 """How long intake's answer to "who may hear of this episode" is reused while messages are planned."""
 
@@ -84,14 +85,9 @@ class IntakeContacts:
         dependencies: Dependencies,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self._token_set = bool(settings.intake_token)
-        self._client = httpx.AsyncClient(
-            base_url=settings.intake_url,
-            headers=bearer(settings.intake_token),
-            timeout=10.0,
-            transport=transport,
+        self._intake = IntakeClient(
+            settings.intake_url, settings.intake_token, Role.NOTIFICATIONS, dependencies, transport
         )
-        self._dependencies = dependencies
         # While an event's messages are planned, the same question comes several times: who may hear of this
         # episode (its patient, the supports of each scope). One request answers it, kept briefly; concurrent
         # identical lookups share that request; failures are not kept. Contact data is never cached, and a
@@ -100,21 +96,21 @@ class IntakeContacts:
 
     async def patient_contact(self, episode_id: str) -> Contact:
         """The patient's email address, mobile number and time zone (None when not recorded)."""
-        response = await self._get(f"/v1/episodes/{episode_id}/contact")
+        response = await self._intake.get(f"/v1/episodes/{episode_id}/contact")
         if response.status_code == 404:
             raise DeliveryError("episode unknown to intake", permanent=True)
         return _contact(response)
 
     async def consented_contact(self, episode_id: str, consent_id: str) -> Contact:
         """A support's contact (for the alumni group: the graduate's), only while the consent is in force."""
-        response = await self._get(f"/v1/episodes/{episode_id}/consents/{consent_id}/contact")
+        response = await self._intake.get(f"/v1/episodes/{episode_id}/consents/{consent_id}/contact")
         if response.status_code in (404, 410):
             raise NotWanted("consent no longer in force")
         return _contact(response)
 
     async def _audience(self, episode_id: str, scopes: frozenset[str]) -> Audience:
         asked = httpx.QueryParams([("scope", scope) for scope in sorted(scopes)])
-        response = await self._get(f"/v1/episodes/{episode_id}/audience", asked)
+        response = await self._intake.get(f"/v1/episodes/{episode_id}/audience", asked)
         if response.status_code == 404:
             return Audience(None, {})
         body = _json(response)
@@ -122,30 +118,8 @@ class IntakeContacts:
                       for scope, entries in body["recipients"].items()}  # fmt: skip
         return Audience(str(body["patient_id"]), recipients)
 
-    async def _get(self, path: str, params: httpx.QueryParams | None = None) -> httpx.Response:
-        try:
-            try:
-                response = await self._client.get(path, params=params)
-            except httpx.HTTPError as error:
-                raise DependencyDown(INTAKE, f"unreachable ({type(error).__name__})") from None
-            if response.status_code in (401, 403):
-                setting = "INTAKE_TOKEN is empty: set it" if not self._token_set else "set INTAKE_TOKEN"
-                raise DependencyDown(
-                    INTAKE,
-                    f"refused the service token ({response.status_code}): {setting} to a "
-                    "token that intake's API_TOKENS gives the notifications role",
-                    misconfigured=True,
-                )
-            if response.status_code >= 500:
-                raise DependencyDown(INTAKE, f"answered {response.status_code}")
-        except DependencyDown as error:
-            self._dependencies.failed(error)
-            raise
-        self._dependencies.ok(INTAKE)
-        return response
-
     async def close(self) -> None:
-        await self._client.aclose()
+        await self._intake.close()
 
 
 def _json(response: httpx.Response) -> Any:
