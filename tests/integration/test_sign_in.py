@@ -62,12 +62,21 @@ async def test_a_signed_in_person_is_named_in_the_audit(intake: ServiceProcess, 
                                           "email": "sam.signin@example.org", "phone": "+15550142"})  # fmt: skip
         assert created.status_code == 201, created.text
         patient_id = created.json()["patient_id"]
+        clinician = provider.token(roles=["iop-clinician"], roles_at="realm_access.roles", subject="c-77",
+                                   username="dr.adeyemi")  # fmt: skip
+        read = await client.get(f"/v1/patients/{patient_id}", headers=bearer(clinician))
+        assert read.status_code == 200, read.text
         admin = provider.token(roles=["it-admin"], roles_at="realm_access.roles", username="it.lee")
         audit = await client.get("/v1/audit", params={"patient_id": patient_id}, headers=bearer(admin))
         by_person = await client.get("/v1/audit", params={"person": "m.okafor"}, headers=bearer(admin))
-    [entry] = audit.json()
-    assert (entry["action"], entry["role"], entry["username"]) == ("create_patient", "intake_staff", "m.okafor")
-    assert entry["subject"] == "3b1e7c52-0d3f-4c1e-9a57-7f2d9b6e1a40"
+    read_by, created_by = audit.json()  # newest first
+    assert (created_by["action"], created_by["role"], created_by["username"]) == (
+        "create_patient", "intake_staff", "m.okafor",
+    )  # fmt: skip
+    assert created_by["subject"] == "3b1e7c52-0d3f-4c1e-9a57-7f2d9b6e1a40"
+    assert (read_by["action"], read_by["role"], read_by["subject"], read_by["username"]) == (
+        "read_patient", "clinician", "c-77", "dr.adeyemi",
+    )  # fmt: skip
     assert patient_id in {e["patient_id"] for e in by_person.json()}
     assert {e["username"] for e in by_person.json()} == {"m.okafor"}
 
