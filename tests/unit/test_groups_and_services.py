@@ -72,6 +72,7 @@ from stepwise_contract import (
     ServiceDelivered,
     SessionMissed,
 )
+from tests.unit.test_care_plan_domain import default_raw, raw_group
 
 NEW_YORK = "America/New_York"
 NY = ZoneInfo(NEW_YORK)
@@ -179,18 +180,6 @@ def recommendation(to_level: CareLevel, at: datetime, direction: str = "up") -> 
         {"recommendation_id": "rec-1", "direction": direction, "from_level": CareLevel.IOP, "to_level": to_level,
          "rationale": [], "policy_version": POLICY.version, "created_at": at, "status": "accepted"}
     )  # fmt: skip
-
-
-def default_raw() -> dict[str, Any]:
-    raw = yaml.safe_load(DEFAULT_POLICY_FILE.read_text())
-    assert isinstance(raw, dict)
-    return raw
-
-
-def raw_group(raw: dict[str, Any], group_id: str) -> dict[str, Any]:
-    found = next(g for g in raw["groups"] if g["group_id"] == group_id)
-    assert isinstance(found, dict)
-    return found
 
 
 def write(tmp_path: Path, raw: dict[str, Any]) -> Path:
