@@ -115,7 +115,7 @@ async def change_plan_placed(
 
 
 async def _let_go_unless_taken(store: CarePlanStore, episode_id: str, placement: Placement | None) -> None:
-    if isinstance(placement, Joined):
+    if isinstance(placement, Joined) and placement.group.capacity is not None:  # no capacity: no seat was taken
         stored = await store.get(episode_id)
         if stored is None or _seat_of(stored.plan) != placement.group.group_id:
             await store.release_seat(placement.group.group_id, episode_id)
