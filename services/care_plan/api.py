@@ -472,10 +472,9 @@ def _roster_line(plan: CarePlan, session: ScheduledSession) -> RosterLine:
 async def post_sheet(
     group_id: str, session_id: str, body: SheetIn, store: Store, policy: Policy, timezone: ClinicZone, _: Recorder
 ) -> SheetOut:
-    await _meeting(_group(policy, group_id), session_id, store, policy, timezone)
+    roster = (await _meeting(_group(policy, group_id), session_id, store, policy, timezone))[1]
     lines = await record_sheet(store, policy, group_id, session_id, body.attendance)
-    listed = {line.episode_id for line in body.attendance}
-    roster = await store.roster(session_id)  # again: as the sheet left it
+    listed = {line.episode_id for line in body.attendance}  # the sheet records no one it does not list
     missing = sorted(
         plan.episode_id
         for plan in roster

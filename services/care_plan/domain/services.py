@@ -116,7 +116,7 @@ def _publish(
         return  # nothing was delivered, nothing to correct
     if published is not None and _same(published, line):
         return
-    revision = (published.revision + 1 if published else 1) if plan.services_tracked else 0
+    revision = _next_revision(published, plan)
     services[line.session_id] = line.model_copy(update={"revision": revision})
     if revision:
         events.append(_delivered(plan.episode_id, services[line.session_id], now))
@@ -152,41 +152,23 @@ def _days(
                             service_ids=[line.session_id for line in delivered], per_diem_code=code)  # fmt: skip
         if published is not None and _same(published, rolled):
             continue
-        revision = (published.revision + 1 if published else 1) if plan.services_tracked else 0
-        rolled = rolled.model_copy(update={"revision": revision})
+        rolled = rolled.model_copy(update={"revision": _next_revision(published, plan)})
         days[day] = rolled
-        if not revision:
-            continue
-        events.append(
-            ServiceDayCompleted(
-                episode_id=plan.episode_id,
-                service_date=day,
-                revision=rolled.revision,
-                level=level,
-                services=rolled.services,
-                minutes=minutes,
-                service_ids=rolled.service_ids,
-                per_diem_code=code,
-                completed_at=now,
+        if rolled.revision:
+            events.append(
+                ServiceDayCompleted(
+                    episode_id=plan.episode_id, service_date=day, completed_at=now, **rolled.model_dump()
+                )
             )
-        )
     return days, events
 
 
+def _next_revision(published: DeliveredService | ServiceDay | None, plan: CarePlan) -> int:
+    """The revision to publish next; 0 for a plan whose history is taken as reported (nothing published)."""
+    if not plan.services_tracked:
+        return 0
+    return published.revision + 1 if published else 1
+
+
 def _delivered(episode_id: str, line: DeliveredService, now: datetime) -> ServiceDelivered:
-    return ServiceDelivered(
-        episode_id=episode_id,
-        service_id=line.session_id,
-        revision=line.revision,
-        status=line.status,
-        session_id=line.session_id,
-        kind=line.kind,
-        group_id=line.group_id,
-        service_date=line.service_date,
-        minutes=line.minutes,
-        code=line.code,
-        units=line.units,
-        level=line.level,
-        attendance=line.attendance,
-        recorded_at=now,
-    )
+    return ServiceDelivered(episode_id=episode_id, service_id=line.session_id, recorded_at=now, **line.model_dump())
