@@ -8,7 +8,7 @@ import httpx
 
 from services.common.auth import Role
 from services.common.dependencies import Dependencies
-from services.common.intake_client import IntakeClient
+from services.common.intake_client import IntakeClient, path
 from stepwise_contract import SUPPORT_KINDS
 
 from .settings import CarePlanSettings
@@ -25,8 +25,7 @@ class IntakeConsents:
 
     async def family_consent(self, episode_id: str) -> list[str]:
         """The consents in force that name a family member or support and allow telling them of appointments."""
-        path = f"/v1/episodes/{episode_id}/recipients"
-        response = await self._intake.get(path, {"scope": FAMILY_SESSION_SCOPE})
+        response = await self._intake.get(path("episodes", episode_id, "recipients"), {"scope": FAMILY_SESSION_SCOPE})
         if response.status_code == 404:
             return []
         return [entry["consent_id"] for entry in response.json() if entry["recipient_kind"] in SUPPORT_KINDS]

@@ -6,12 +6,19 @@ Intake not answering (or answering 5xx) is an outage and a refused token a confi
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import httpx
 
 from .auth import Role, bearer
 from .dependencies import Dependencies, DependencyDown
 
 INTAKE = "intake"
+
+
+def path(*segments: str) -> str:
+    """``/v1/…`` from its segments, each escaped: an id is never read as a path or as a bad URL."""
+    return "/v1/" + "/".join(quote(segment, safe="") for segment in segments)
 
 
 class IntakeClient:

@@ -14,7 +14,7 @@ from async_lru import alru_cache
 
 from services.common.auth import Role, bearer
 from services.common.dependencies import Dependencies, DependencyDown
-from services.common.intake_client import IntakeClient
+from services.common.intake_client import IntakeClient, path
 from stepwise_contract import ConsentRecipientKind
 from stepwise_contract.webhooks import signed_headers
 
@@ -96,21 +96,21 @@ class IntakeContacts:
 
     async def patient_contact(self, episode_id: str) -> Contact:
         """The patient's email address, mobile number and time zone (None when not recorded)."""
-        response = await self._intake.get(f"/v1/episodes/{episode_id}/contact")
+        response = await self._intake.get(path("episodes", episode_id, "contact"))
         if response.status_code == 404:
             raise DeliveryError("episode unknown to intake", permanent=True)
         return _contact(response)
 
     async def consented_contact(self, episode_id: str, consent_id: str) -> Contact:
         """A support's contact (for the alumni group: the graduate's), only while the consent is in force."""
-        response = await self._intake.get(f"/v1/episodes/{episode_id}/consents/{consent_id}/contact")
+        response = await self._intake.get(path("episodes", episode_id, "consents", consent_id, "contact"))
         if response.status_code in (404, 410):
             raise NotWanted("consent no longer in force")
         return _contact(response)
 
     async def _audience(self, episode_id: str, scopes: frozenset[str]) -> Audience:
         asked = httpx.QueryParams([("scope", scope) for scope in sorted(scopes)])
-        response = await self._intake.get(f"/v1/episodes/{episode_id}/audience", asked)
+        response = await self._intake.get(path("episodes", episode_id, "audience"), asked)
         if response.status_code == 404:
             return Audience(None, {})
         body = _json(response)
