@@ -87,7 +87,7 @@ async def hold_place(
     """A seat in the first group of the level and track with room, or the waitlist (behind those waiting)."""
     groups = wanted_groups(policy, level, track, program)
     for group in groups:
-        if await store.holds_seat(group.group_id, episode_id):
+        if group.capacity is not None and await store.holds_seat(group.group_id, episode_id):
             return Joined(group)  # held before: a redelivery, or a retry after a failed write
     wanted = (level, track, program)
     waiting = [w for w in await store.waitlisted()
