@@ -29,6 +29,16 @@ STEPWISE_ROLES = frozenset(role.value for role in Role)
 ASYMMETRIC = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"})
 
 
+REFUSALS: tuple[tuple[type[jwt.PyJWTError], str], ...] = (
+    (jwt.ExpiredSignatureError, "expired"),
+    (jwt.ImmatureSignatureError, "not yet valid"),
+    (jwt.InvalidAudienceError, "wrong audience"),
+    (jwt.InvalidIssuerError, "wrong issuer"),
+    (jwt.InvalidSignatureError, "bad signature"),
+)
+"""What a token's refusal says (``error_description``), by PyJWT's error; any other is "invalid token"."""
+
+
 @dataclass(frozen=True)
 class OidcConfig:
     issuer: str
@@ -106,18 +116,9 @@ class OidcVerifier:
                 leeway=self._config.leeway_seconds,
                 options={"require": ["exp", "iss", "aud", "sub"]},
             )
-        except jwt.ExpiredSignatureError:
-            raise TokenRejected("expired", token_id) from None
-        except jwt.ImmatureSignatureError:
-            raise TokenRejected("not yet valid", token_id) from None
-        except jwt.InvalidAudienceError:
-            raise TokenRejected("wrong audience", token_id) from None
-        except jwt.InvalidIssuerError:
-            raise TokenRejected("wrong issuer", token_id) from None
-        except jwt.InvalidSignatureError:
-            raise TokenRejected("bad signature", token_id) from None
-        except jwt.PyJWTError:
-            raise TokenRejected("invalid token", token_id) from None
+        except jwt.PyJWTError as error:
+            reason = next((said for kind, said in REFUSALS if isinstance(error, kind)), "invalid token")
+            raise TokenRejected(reason, token_id) from None
         token_id = str(claims.get("jti") or token_id)
         username = claims.get("preferred_username") or claims.get("upn") or claims.get("email")
         return Claims(str(claims["sub"]), str(username) if username else None, self._roles(claims), token_id)
@@ -126,7 +127,8 @@ class OidcVerifier:
         value: Any = claims
         for part in self._config.roles_claim.split("."):
             value = value.get(part) if isinstance(value, Mapping) else None
-        names = value.split() if isinstance(value, str) else value if isinstance(value, list) else []
+        listed = value.split() if isinstance(value, str) else value if isinstance(value, list) else []
+        names = [name for name in listed if isinstance(name, str)]
         if self._config.role_map:
             return frozenset(self._config.role_map[name] for name in names if name in self._config.role_map)
         return frozenset(Role(name) for name in names if name in STEPWISE_ROLES)
