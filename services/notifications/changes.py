@@ -28,13 +28,17 @@ from .channels import Audience, IntakeContacts
 from .domain import alumni
 from .domain.alumni import LeaveReason
 from .domain.messages import (
+    NOT_ADOPTED,
+    CalendarChange,
     PlannedNotification,
     Reachable,
     Support,
+    calendar_change,
     plan_alumni,
     plan_notifications,
     plan_session_reminders,
     schedule_series,
+    sessions_ahead,
     support_scopes,
 )
 from .domain.opt_outs import OptOut, staff_opt_out
@@ -59,9 +63,15 @@ class Messaging:
     """Called with True when urgent messages were stored, with False for routine ones."""
 
 
-async def notify(messaging: Messaging, event: CloudEvent[Any], more: Sequence[PlannedNotification] = ()) -> int:
-    """Store the messages the policy plans for ``event`` (and ``more``); a redelivered event adds none."""
-    planned = [*await _by_policy(messaging, event), *more]
+async def notify(
+    messaging: Messaging,
+    event: CloudEvent[Any],
+    more: Sequence[PlannedNotification] = (),
+    calendar: CalendarChange | None = None,
+) -> int:
+    """Store the messages the policy plans for ``event`` (and ``more``); a redelivered event adds none.
+    ``calendar``: for an event with a calendar, what adopting it changed."""
+    planned = [*await _by_policy(messaging, event, calendar), *more]
     cause = {"event_id": event.id, "event_source": event.source, "event_type": event.type}
     added = await messaging.store.add(planned, cause)
     if added:
@@ -70,13 +80,15 @@ async def notify(messaging: Messaging, event: CloudEvent[Any], more: Sequence[Pl
     return added
 
 
-async def _by_policy(messaging: Messaging, event: CloudEvent[EventData]) -> list[PlannedNotification]:
+async def _by_policy(
+    messaging: Messaging, event: CloudEvent[EventData], calendar: CalendarChange | None
+) -> list[PlannedNotification]:
     scopes = support_scopes(event, messaging.policy)
-    if not scopes:
-        return plan_notifications(event, messaging.policy, messaging.reachable, {})  # nobody to look up
+    if not scopes:  # nobody to look up
+        return plan_notifications(event, messaging.policy, messaging.reachable, {}, calendar)
     audience = await _audience(messaging, event)
     supports = {scope: [Support(consent_id, kind) for consent_id, kind in audience.supports(scope)] for scope in scopes}
-    return plan_notifications(event, messaging.policy, messaging.reachable, supports)
+    return plan_notifications(event, messaging.policy, messaging.reachable, supports, calendar)
 
 
 async def _audience(messaging: Messaging, event: CloudEvent[Any], *more_scopes: str) -> Audience:
@@ -88,22 +100,25 @@ async def _audience(messaging: Messaging, event: CloudEvent[Any], *more_scopes: 
 Calendar = CloudEvent[CareLevelAssigned] | CloudEvent[CareLevelChanged] | CloudEvent[ScheduleChanged]
 
 
-async def adopt_calendar(messaging: Messaging, event: Calendar) -> list[PlannedNotification]:
-    """Adopt the event's calendar unless a later one is current; its reminders replace the old ones."""
+async def adopt_calendar(messaging: Messaging, event: Calendar) -> tuple[CalendarChange, list[PlannedNotification]]:
+    """Adopt the event's calendar unless a later one is current: what it booked and cancelled, and its reminders,
+    which replace the old ones."""
     data = event.data
     as_of = data.assigned_at if isinstance(data, CareLevelAssigned) else data.changed_at
     active = isinstance(data, ScheduleChanged) or data.status == "active"
     series = schedule_series(as_of)
-    adopted = await messaging.schedules.adopt(event.subject, series, as_of)
+    ahead = sessions_ahead(data.schedule, as_of)
+    adopted = await messaging.schedules.adopt(event.subject, series, as_of, ahead)
     if adopted is None:
-        return []  # an older calendar arriving late (the topics are read in parallel)
-    if adopted == "replaced":  # the episode's first calendar here has no reminders to replace
+        return NOT_ADOPTED, []  # an older calendar arriving late (the topics are read in parallel), or after the end
+    if not adopted.first:  # the episode's first calendar here has no reminders to replace
         await messaging.store.cancel_session_reminders(event.subject, "the session calendar changed",
                                                        keep_series=series)  # fmt: skip
+    change = calendar_change(ahead, adopted.replaced, as_of)
     reminders = messaging.policy.session_reminders
     if not active or data.schedule is None or reminders is None:
-        return []
-    return plan_session_reminders(event, data.schedule, as_of, reminders, messaging.reachable)
+        return change, []
+    return change, plan_session_reminders(event, data.schedule, as_of, reminders, messaging.reachable)
 
 
 async def end_episode(messaging: Messaging, episode_id: str) -> None:
@@ -134,7 +149,7 @@ async def enrol_alumnus(messaging: Messaging, event: CloudEvent[EpisodeGraduated
 
 
 async def end_enrolments_of_returning_patient(messaging: Messaging, event: CloudEvent[CareLevelAssigned]) -> None:
-    """A new episode of a graduate ends the alumni enrolment of their earlier one."""
+    """A new episode of a graduate, started here or referred out, ends the alumni enrolment of their earlier one."""
     patient_id = (await _audience(messaging, event)).patient_id
     if not patient_id:
         return
@@ -144,9 +159,12 @@ async def end_enrolments_of_returning_patient(messaging: Messaging, event: Cloud
 
 
 async def withdraw_consent(messaging: Messaging, data: ConsentChanged) -> None:
-    """A revoked consent: nothing waits for its recipient any more; for the alumni group, the enrolment ends."""
+    """A revoked consent: nothing waits for its recipient any more; the alumni enrolment under it ends."""
     await messaging.store.cancel_for_consent(data.consent_id, "consent no longer in force")
-    if data.recipient_kind == ALUMNI_GROUP:
+    if data.recipient_kind != ALUMNI_GROUP:
+        return
+    enrolment = await messaging.alumni.get(data.episode_id)  # its consent never changes: no version to check
+    if enrolment is not None and alumni.ended_by_revoking(enrolment, data.consent_id):
         await end_alumni_enrolment(messaging, data.episode_id, "consent_withdrawn")
 
 

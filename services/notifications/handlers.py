@@ -3,7 +3,8 @@
 Every event stores the messages the policy plans for it, once (``changes.notify``). Some also change what
 is still wanted: a new calendar replaces the reminders of the old one, an ended episode ends its
 reminders, a graduation (with a consent naming the alumni group) enrols the graduate, and a new episode or
-a withdrawn consent ends an alumni enrolment.
+the withdrawn consent it is under ends an alumni enrolment; a calendar that is not adopted (a later one
+is current, or the episode ended) tells no patient or support.
 """
 
 from __future__ import annotations
@@ -30,18 +31,19 @@ from .changes import Messaging
 
 
 async def on_care_level_assigned(event: CloudEvent[CareLevelAssigned], messaging: Messaging) -> None:
-    reminders = await changes.adopt_calendar(messaging, event)
-    if event.data.status == "active":
-        await changes.end_enrolments_of_returning_patient(messaging, event)
-    await changes.notify(messaging, event, reminders)
+    calendar, reminders = await changes.adopt_calendar(messaging, event)
+    await changes.end_enrolments_of_returning_patient(messaging, event)  # a referral out is a new episode too
+    await changes.notify(messaging, event, reminders, calendar)
 
 
 async def on_care_level_changed(event: CloudEvent[CareLevelChanged], messaging: Messaging) -> None:
-    await changes.notify(messaging, event, await changes.adopt_calendar(messaging, event))
+    calendar, reminders = await changes.adopt_calendar(messaging, event)
+    await changes.notify(messaging, event, reminders, calendar)
 
 
 async def on_schedule_changed(event: CloudEvent[ScheduleChanged], messaging: Messaging) -> None:
-    await changes.notify(messaging, event, await changes.adopt_calendar(messaging, event))
+    calendar, reminders = await changes.adopt_calendar(messaging, event)
+    await changes.notify(messaging, event, reminders, calendar)
 
 
 async def on_session_missed(event: CloudEvent[SessionMissed], messaging: Messaging) -> None:
@@ -93,8 +95,8 @@ EVENT_HANDLERS: EventHandlers = {
     ),
     ScheduleChanged: Subscription(
         on_schedule_changed,
-        "A new calendar (custom, a group joined, an appointment): the patient hears of it, "
-        "consented supports of family sessions; reminders follow it.",
+        "A new calendar (custom, a group joined, an appointment): the patient hears of it, consented supports "
+        "of a family session booked or cancelled; reminders follow it.",
     ),
     GroupWaitlisted: Subscription(on_group_waitlisted, "The care team hears that no group had room for a plan."),
     SessionMissed: Subscription(on_session_missed, "A missed session: outreach to the patient and consented supports."),
@@ -111,6 +113,7 @@ EVENT_HANDLERS: EventHandlers = {
     ),
     EpisodeDischarged: Subscription(on_episode_discharged, "A discharge: the care team reviews it; reminders end."),
     ConsentChanged: Subscription(
-        on_consent_changed, "A withdrawn consent cancels what waits for that recipient and ends alumni enrolment."
+        on_consent_changed,
+        "A withdrawn consent cancels what waits for that recipient and ends the alumni enrolment under it.",
     ),
 }

@@ -20,6 +20,7 @@ from services.common.outbox import (
     RelayWake,
     insert_aggregate,
     insert_new_aggregates,
+    retry_on_conflict,
     update_aggregate,
     with_events,
 )
@@ -37,7 +38,7 @@ from stepwise_contract import (
 
 from .domain.alumni import Enrolment, EnrolmentStatus
 from .domain.delivery import Notification, NotificationStatus
-from .domain.messages import PlannedNotification
+from .domain.messages import KnownSession, PlannedNotification
 from .domain.opt_outs import OptOut
 from .settings import SOURCE
 
@@ -239,28 +240,53 @@ class NotificationStore:
         return [_notification(document) async for document in cursor]
 
 
-Adopted = Literal["first", "replaced"]
+@dataclass(frozen=True)
+class Adopted:
+    """A calendar made the episode's current one."""
+
+    first: bool
+    """The episode's first calendar here: there are no reminders of another to replace."""
+    replaced: list[KnownSession]
+    """The sessions ahead in the calendar it replaced (none for the first; a calendar stored before notifications
+    kept its sessions counts as none)."""
 
 
 class EpisodeSchedules:
-    """Which session calendar of each episode is current, so reminders of a replaced one are never sent."""
+    """Which session calendar of each episode is current, so reminders of a replaced one are never sent, and its
+    sessions ahead, so the next calendar can say which sessions it booked or cancelled."""
 
     def __init__(self, database: AsyncDatabase[Document]) -> None:
         self.schedules = database[SCHEDULES]
 
-    async def adopt(self, episode_id: str, series: str, as_of: datetime) -> Adopted | None:
-        """Make ``series`` current unless a later schedule is, or the episode ended (None); "first" when it is the
-        episode's first calendar here, "replaced" when it replaced one (or is the same, redelivered)."""
+    async def adopt(
+        self, episode_id: str, series: str, as_of: datetime, sessions: list[KnownSession]
+    ) -> Adopted | None:
+        """Make ``series`` (``sessions``: its sessions ahead) current unless a later calendar is, or the episode
+        ended (None). The same calendar again (a redelivery) is compared with what it replaced, as the first time."""
         made = int(as_of.timestamp() * 1_000_000)  # an integer orders the same on every store
-        try:
-            result = await self.schedules.update_one(
-                {"_id": episode_id, "made": {"$lte": made}, "ended": False},
-                {"$set": {"series": series, "made": made, "ended": False}},
-                upsert=True,
-            )
-        except DuplicateKeyError:
-            return None  # the document exists and did not match: a newer schedule, or the episode ended
-        return "first" if result.upserted_id is not None else "replaced"
+
+        async def attempt() -> Adopted | Literal[False] | None:
+            found = await self.schedules.find_one({"_id": episode_id})
+            if found is None:
+                document = {"_id": episode_id, "series": series, "made": made, "ended": False, "sessions": sessions,
+                            "replaced": []}  # fmt: skip
+                try:
+                    await self.schedules.insert_one(document)
+                except DuplicateKeyError:
+                    return None  # another calendar of the episode came first: look again
+                return Adopted(first=True, replaced=[])
+            if found["ended"] or found["made"] > made:
+                return False  # a later calendar is current, or the episode ended
+            if (found["made"], found["series"]) == (made, series):
+                return Adopted(first=False, replaced=found.get("replaced", []))
+            replaced = found.get("sessions", [])
+            current = {"_id": episode_id, "made": found["made"], "series": found["series"], "ended": False}
+            changes = {"series": series, "made": made, "sessions": sessions, "replaced": replaced}
+            result = await self.schedules.update_one(current, {"$set": changes})
+            return Adopted(first=False, replaced=replaced) if result.matched_count == 1 else None
+
+        outcome: Adopted | Literal[False] = await retry_on_conflict(attempt)
+        return outcome or None
 
     async def end(self, episode_id: str) -> None:
         await self.schedules.update_one(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from tools.servers import free_port
 from tools.smtp_sink import SmtpSink
@@ -67,6 +69,32 @@ async def test_supports_are_told_only_what_their_consent_allows(stack: Stack) ->
     assert (len(stack.mailbox.to(attendance)), len(stack.mailbox.to(appointments))) == (1, 1)
     assert stack.mailbox.to(revoked) == []  # a revoked consent: never contacted
     assert all(value not in told.get_content() for value in episode.pii.values())  # nothing about the patient
+
+
+async def test_a_support_hears_of_a_family_session_booked_and_cancelled_and_of_no_other_change(stack: Stack) -> None:
+    episode = await new_episode(stack)
+    support = f"family.{episode.episode_id[:8]}@example.org"
+    await grant(stack, episode, "family", support, ["appointments"])
+    await assess(stack, episode)
+    await mail_to(stack, support, subject="Sessions scheduled")
+    family_at = (datetime.now(UTC) + timedelta(days=1)).replace(hour=23, minute=0, second=0, microsecond=0)
+    individual_at = family_at + timedelta(days=1)
+    appointments = f"/v1/episodes/{episode.episode_id}/appointments"
+    async with stack.http("care_plan", "clinician") as care_plan:
+        booked = await care_plan.post(appointments, json={"kind": "family", "starts_at": family_at.isoformat()})
+        assert booked.status_code == 201, booked.text
+        [invited] = await mail_to(stack, support, subject="Family sessions scheduled")
+        other = await care_plan.post(appointments, json={"kind": "individual", "starts_at": individual_at.isoformat()})
+        assert other.status_code == 201, other.text
+        cancelled = await care_plan.delete(f"{appointments}/{booked.json()['session_id']}")
+        assert cancelled.status_code == 200, cancelled.text
+    [told] = await mail_to(stack, support, subject="Family session cancelled")
+    local = family_at.astimezone(ZoneInfo("America/New_York")).strftime("%a %d %b %Y, %H:%M")
+    assert local in invited.get_content() and local in told.get_content()
+    # The individual appointment came between (one partition, in order): it told the support nothing.
+    subjects = sorted(m["Subject"] for m in stack.mailbox.to(support))
+    assert subjects == ["Family session cancelled", "Family sessions scheduled", "Sessions scheduled"]
+    assert all(value not in told.get_content() for value in episode.pii.values())
 
 
 async def test_a_consent_with_an_expiry_date_lets_its_support_be_told_until_then(stack: Stack) -> None:

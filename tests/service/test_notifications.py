@@ -329,6 +329,21 @@ async def test_a_new_episode_of_a_graduate_ends_their_alumni_enrolment(
     assert {(n.status, n.last_error) for n in alumni_messages} == {("cancelled", "alumni: new_episode")}
 
 
+async def test_a_graduate_referred_out_in_a_new_episode_leaves_the_alumni_group(
+    events: Events, messaging: Messaging, intake: FakeIntake, database: MemoryDatabase
+) -> None:
+    patient_id = str(uuid.uuid4())
+    earlier = await alumnus(events, messaging, intake, patient_id)
+    referred = intake.episode(patient_id)
+    await events.deliver(care_plan_event(assigned(referred, None, status="referred_out")))
+    enrolment = await messaging.alumni.get(earlier)
+    assert enrolment is not None and (enrolment.status, enrolment.left_reason) == ("left", "new_episode")
+    assert [topic for topic, _ in await queued(database[ALUMNI])] == ["iop.alumni.enrolled", "iop.alumni.left"]
+    alumni_messages = [n for n in await log_of(messaging, earlier) if n.series_kind == "alumni"]
+    assert {(n.status, n.last_error) for n in alumni_messages} == {("cancelled", "alumni: new_episode")}
+    assert await log_of(messaging, referred) == []  # a referral out still tells nobody
+
+
 async def test_a_redelivered_event_adds_no_notification(
     events: Events, messaging: Messaging, intake: FakeIntake, wakes: list[str]
 ) -> None:
@@ -387,6 +402,36 @@ async def test_a_changed_schedule_replaces_the_session_reminders_unless_a_later_
     )
 
 
+async def test_a_calendar_that_is_not_adopted_tells_nobody(
+    events: Events, messaging: Messaging, intake: FakeIntake
+) -> None:
+    episode_id = intake.episode()
+    intake.consent(episode_id, "family", "appointments")
+    await events.deliver(care_plan_event(assigned(episode_id, calendar(in_days(2), in_days(4)))))
+    current = ScheduleChanged(episode_id=episode_id, level=CareLevel.IOP, changed_at=datetime.now(UTC),
+                              schedule=calendar(in_days(2), in_days(3)))  # fmt: skip
+    await events.deliver(care_plan_event(current))
+    logged = {n.notification_id for n in await log_of(messaging, episode_id)}
+    with_family = with_own(calendar(in_days(2), in_days(3)), own_session("family", in_days(5)))
+    older = ScheduleChanged(episode_id=episode_id, level=CareLevel.IOP, changed_at=datetime.now(UTC) - timedelta(
+        minutes=30), schedule=with_family, reason="appointment_booked")  # fmt: skip
+    await events.deliver(care_plan_event(older))  # an older calendar read late from another topic
+    level = CareLevelChanged(episode_id=episode_id, from_level=CareLevel.IOP, to_level=CareLevel.PHP, direction="up",
+                             recommendation_id="r1", changed_at=datetime.now(UTC) - timedelta(minutes=20),
+                             status="active", schedule=with_family)  # fmt: skip
+    await events.deliver(care_plan_event(level))  # older too
+    assert {n.notification_id for n in await log_of(messaging, episode_id)} == logged
+
+    discharge = EpisodeDischarged(episode_id=episode_id, discharged_at=datetime.now(UTC), level=CareLevel.IOP,
+                                  reason_code="non_attendance")  # fmt: skip
+    await events.deliver(care_plan_event(discharge))
+    late = ScheduleChanged(episode_id=episode_id, level=CareLevel.IOP, changed_at=datetime.now(UTC),
+                           schedule=with_family, reason="appointment_booked")  # fmt: skip
+    await events.deliver(care_plan_event(late))  # a calendar after the end
+    after_end = [n for n in await log_of(messaging, episode_id) if n.notification_id not in logged]
+    assert what(after_end) == [("discharge_review", "care_team", "email")]
+
+
 async def test_a_missed_session_reaches_the_patient_and_a_consented_support(
     events: Events, messaging: Messaging, intake: FakeIntake
 ) -> None:
@@ -417,6 +462,50 @@ async def test_supports_hear_of_family_sessions_only(events: Events, messaging: 
     told = [n for n in await log_of(messaging, episode_id) if n.purpose == "support_family_session"]
     assert [(n.recipient_kind, n.consent_id) for n in told] == [("family", family)]  # the first calendar had none
     assert [s["starts_at"] for s in told[0].context["sessions"]] == [in_days(3).isoformat()]
+
+
+def own_session(kind: str, starts_at: datetime) -> ScheduledSession:
+    return ScheduledSession(session_id=f"{kind}-{starts_at:%Y%m%d-%H%M}", starts_at=starts_at,
+                            ends_at=starts_at + timedelta(hours=1), kind=kind)  # fmt: skip
+
+
+def with_own(schedule: Schedule, *appointments: ScheduledSession) -> Schedule:
+    sessions = sorted([*schedule.sessions, *appointments], key=lambda session: session.starts_at)
+    return schedule.model_copy(update={"sessions": sessions})
+
+
+async def test_supports_hear_when_a_family_session_is_booked_and_when_it_is_cancelled_not_of_other_changes(
+    events: Events, messaging: Messaging, intake: FakeIntake
+) -> None:
+    episode_id = intake.episode()
+    family = intake.consent(episode_id, "family", "appointments")
+    groups = calendar(in_days(2), in_days(4))
+    await events.deliver(care_plan_event(assigned(episode_id, groups)))
+    meeting, one_on_one = own_session("family", in_days(3)), own_session("individual", in_days(5))
+    told: list[list[tuple[str, list[str]]]] = []
+    seen = {n.notification_id for n in await log_of(messaging, episode_id)}
+    for own, reason in (
+        ([meeting], "appointment_booked"),
+        ([meeting, one_on_one], "appointment_booked"),  # not a family session: supports hear nothing
+        ([meeting, one_on_one], "custom_calendar"),  # the same sessions, a new calendar: nothing new
+        ([one_on_one], "appointment_cancelled"),
+    ):
+        changed = ScheduleChanged(episode_id=episode_id, level=CareLevel.IOP, changed_at=datetime.now(UTC),
+                                  schedule=with_own(groups, *own), reason=reason)  # fmt: skip
+        event = care_plan_event(changed)
+        for _ in range(2):  # and again, redelivered: told once
+            await events.deliver(event)
+        log = [n for n in await log_of(messaging, episode_id) if n.notification_id not in seen]
+        seen |= {n.notification_id for n in log}
+        supports = [n for n in log if n.recipient_kind != "patient"]
+        assert {(n.recipient_kind, n.consent_id, n.channel) for n in supports} <= {("family", family, "email")}
+        told.append(sorted((n.purpose, [s["starts_at"] for s in n.context["sessions"]]) for n in supports))
+    assert told == [
+        [("support_family_session", [in_days(3).isoformat()])],
+        [],
+        [],
+        [("support_family_session_cancelled", [in_days(3).isoformat()])],
+    ]
 
 
 async def test_a_waitlisted_plan_reaches_the_care_team_only(
@@ -556,6 +645,20 @@ async def test_a_revoked_alumni_consent_ends_the_enrolment(
     assert [topic for topic, _ in await queued(database[ALUMNI])] == ["iop.alumni.enrolled", "iop.alumni.left"]
     alumni = [n for n in await log_of(messaging, episode_id) if n.series_kind == "alumni"]
     assert {n.status for n in alumni} == {"cancelled"}
+
+
+async def test_revoking_another_alumni_consent_leaves_the_enrolment(
+    events: Events, messaging: Messaging, intake: FakeIntake, database: MemoryDatabase
+) -> None:
+    episode_id = await alumnus(events, messaging, intake)
+    other = intake.consent(episode_id, "alumni_group", "alumni_program")  # not the one the graduate enrolled under
+    intake.revoke(episode_id, other)
+    await events.deliver(intake_event(consent_changed(episode_id, other, "alumni_group")))
+    enrolment = await messaging.alumni.get(episode_id)
+    assert enrolment is not None and enrolment.status == "enrolled" and enrolment.consent_id != other
+    assert [topic for topic, _ in await queued(database[ALUMNI])] == ["iop.alumni.enrolled"]
+    alumni = [n for n in await log_of(messaging, episode_id) if n.series_kind == "alumni"]
+    assert len(alumni) == ALUMNI_MESSAGES and {n.status for n in alumni} == {"pending"}
 
 
 @pytest.mark.parametrize("topic", sorted(model.event_type for model in EVENT_HANDLERS))
@@ -931,6 +1034,23 @@ async def test_while_a_channel_is_down_one_waiting_message_probes_it(
     await dispatcher.work_once()  # the next pass probes with one of them at once: the relay is back
     await dispatcher.work_once()
     assert len(channels["email"].sent) == 2, (first, second)
+
+
+async def test_an_alumni_opt_out_stops_the_alumni_messages_when_they_are_due(
+    http: httpx.AsyncClient, events: Events, messaging: Messaging, intake: FakeIntake, dispatcher: Dispatcher,
+    channels: dict[str, FakeChannel],
+) -> None:  # fmt: skip
+    episode_id = await started(events, intake)
+    intake.consent(episode_id, "alumni_group", "alumni_program")
+    opted_out = await http.post("/v1/opt-outs", json={"episode_id": episode_id, "recipient_kind": "alumni"},
+                                headers=STAFF)  # fmt: skip
+    assert opted_out.status_code == 201  # before graduation: there is no enrolment to end yet
+    await events.deliver(care_plan_event(graduated(episode_id)))  # its messages carry the alumni consent
+    _, routine = dispatcher.lanes
+    await routine.work_once()
+    [welcome] = [n for n in await log_of(messaging, episode_id) if n.purpose == "alumni_welcome"]
+    assert (welcome.status, welcome.last_error) == ("cancelled", "the recipient opted out")
+    assert welcome.notification_id not in channels["email"].sent
 
 
 # Lanes: urgent messages are claimed and sent apart from routine ones

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 import uuid
 from datetime import UTC, date, datetime, timedelta
@@ -12,11 +13,39 @@ import pytest
 from services.care_plan.domain.groups import build_schedule
 from services.care_plan.domain.policy import load_policy
 from services.notifications.domain import messages
-from services.notifications.domain.messages import NAMESPACE, PlannedNotification, Reachable, Support, support_scopes
+from services.notifications.domain.messages import (
+    NAMESPACE,
+    NOT_ADOPTED,
+    CalendarChange,
+    PlannedNotification,
+    Reachable,
+    Support,
+    calendar_change,
+    sessions_ahead,
+    support_scopes,
+)
 from services.notifications.domain.policy import DEFAULT_POLICY_FILE, NotificationPolicy
 from services.notifications.domain.policy import load_policy as load_rules
-from services.notifications.rendering import Templates
-from stepwise_contract import CareLevel, CareLevelAssigned, CloudEvent, EventData, Reason, SessionMissed, new_event
+from services.notifications.rendering import DEFAULT_TEMPLATES, RenderedMessage, Templates
+from stepwise_contract import (
+    AttendanceRuleTriggered,
+    CareLevel,
+    CareLevelAssigned,
+    CareLevelChanged,
+    CloudEvent,
+    EpisodeDischarged,
+    EpisodeGraduated,
+    EventData,
+    GroupWaitlisted,
+    Reason,
+    SafetyAlertRaised,
+    Schedule,
+    ScheduleChanged,
+    SessionMissed,
+    StepDownRecommended,
+    StepUpRecommended,
+    new_event,
+)
 
 NEW_YORK = "America/New_York"
 SOURCE = "/stepwise/care-plan"
@@ -33,9 +62,10 @@ def plan_notifications(
     supports: list[Support] | None = None,
     rules: NotificationPolicy = RULES,
     reachable: Reachable = EMAIL_ONLY,
+    calendar: CalendarChange | None = None,
 ) -> list[PlannedNotification]:
     by_scope = {scope: supports or [] for scope in support_scopes(event, rules)}
-    return messages.plan_notifications(event, rules, reachable, by_scope)
+    return messages.plan_notifications(event, rules, reachable, by_scope, calendar)
 
 
 def notification_id(event: CloudEvent[Any], purpose: str, recipient: str, channel: str) -> str:
@@ -252,3 +282,207 @@ def test_support_messages_are_neutral(templates: Templates, purpose: str) -> Non
     message = templates.render(purpose, "email", context)
     assert_neutral(message.subject + " " + message.body)
     assert "09:00" in message.body
+
+
+# A new calendar: people hear of it only once it is adopted; supports of a family session booked or cancelled
+
+CHANGED_AT = datetime(2026, 10, 20, 15, 0, tzinfo=UTC)
+"""The day before the first session (Wed 21 Oct 09:00 New York)."""
+ONE_ON_ONE = SCHEDULE.sessions[2].model_copy(
+    update={"session_id": "individual-20261023-1400", "kind": "individual", "group_id": None,
+            "starts_at": datetime(2026, 10, 23, 18, tzinfo=UTC), "ends_at": datetime(2026, 10, 23, 19, tzinfo=UTC)}
+)  # fmt: skip
+
+
+def family_session(day: int) -> Any:
+    starts = datetime(2026, 10, day, 22, tzinfo=UTC)  # 18:00 New York
+    return ONE_ON_ONE.model_copy(update={"session_id": f"family-202610{day}-1800", "kind": "family",
+                                         "starts_at": starts, "ends_at": starts + timedelta(hours=1)})  # fmt: skip
+
+
+def with_appointments(*appointments: Any) -> Schedule:
+    sessions = sorted([*SCHEDULE.sessions, *appointments], key=lambda s: s.starts_at)
+    return SCHEDULE.model_copy(update={"sessions": sessions})
+
+
+def changed(old: Schedule | None, new: Schedule, at: datetime = CHANGED_AT) -> CalendarChange:
+    """What adopting ``new`` at ``at`` changed, ``old`` (made an hour before) being the current calendar."""
+    replaced = sessions_ahead(old, at - timedelta(hours=1)) if old else []
+    return calendar_change(sessions_ahead(new, at), replaced, at)
+
+
+def schedule_changed(schedule: Schedule, at: datetime = CHANGED_AT) -> CloudEvent[EventData]:
+    data = ScheduleChanged(episode_id="ep-1", level=CareLevel.IOP, changed_at=at, schedule=schedule,
+                           reason="appointment_booked")  # fmt: skip
+    return new_event(data, source=SOURCE)
+
+
+def supports_told(schedule: Schedule, calendar: CalendarChange, at: datetime = CHANGED_AT) -> list[tuple[str, Any]]:
+    planned = plan_notifications(schedule_changed(schedule, at), [Support("c-1", "family")], calendar=calendar)
+    return sorted((p.purpose, [s["starts_at"] for s in p.context["sessions"]]) for p in planned if p.consent_id)
+
+
+def test_supports_hear_of_a_family_session_when_it_is_booked_and_when_it_is_cancelled_only() -> None:
+    first, second = family_session(27), family_session(29)
+    booked = with_appointments(first)
+    assert supports_told(booked, changed(SCHEDULE, booked)) == [
+        ("support_family_session", [first.starts_at.isoformat()])
+    ]
+    other = with_appointments(first, ONE_ON_ONE)
+    assert supports_told(other, changed(booked, other)) == []  # an individual appointment: nothing for supports
+    assert supports_told(other, changed(other, other)) == []  # the same calendar again
+    both = with_appointments(first, second, ONE_ON_ONE)
+    assert supports_told(both, changed(other, both)) == [("support_family_session", [second.starts_at.isoformat()])]
+    cancelled = with_appointments(second, ONE_ON_ONE)
+    assert supports_told(cancelled, changed(both, cancelled)) == [
+        ("support_family_session_cancelled", [first.starts_at.isoformat()])
+    ]
+    # The first calendar notifications sees: each family session ahead is news; none is cancelled.
+    assert supports_told(both, changed(None, both)) == [
+        ("support_family_session", [first.starts_at.isoformat(), second.starts_at.isoformat()])
+    ]
+    # A family session over before the change is not cancelled news, and carries no session id to the template.
+    later = first.ends_at + timedelta(hours=1)
+    assert supports_told(cancelled, changed(both, cancelled, later), later) == []
+    [told] = plan_notifications(schedule_changed(booked), [Support("c-1", "family")],
+                                calendar=changed(SCHEDULE, booked))[-1:]  # fmt: skip
+    assert told.context["sessions"] == [{"starts_at": first.starts_at.isoformat(),
+                                         "ends_at": first.ends_at.isoformat(), "kind": "family"}]  # fmt: skip
+
+
+def test_a_calendar_that_is_not_adopted_tells_no_patient_or_support() -> None:
+    booked = with_appointments(family_session(27))
+    event = schedule_changed(booked)
+    adopted = plan_notifications(event, [Support("c-1", "family")], calendar=changed(SCHEDULE, booked))
+    assert sorted(p.purpose for p in adopted) == ["schedule_change", "support_family_session"]
+    assert plan_notifications(event, [Support("c-1", "family")], calendar=NOT_ADOPTED) == []
+    care_team = {"purpose": "schedule_change", "to": "care_team", "channels": ["email"]}
+    rules = NotificationPolicy.model_validate({"version": "t", "events": {"iop.schedule.changed": [care_team]}})
+    [kept] = plan_notifications(event, rules=rules, calendar=NOT_ADOPTED)  # staff still hear of what happened
+    assert kept.recipient_kind == "care_team"
+
+
+# Every template, rendered with what planning gives it
+
+SMS_LIMIT = 320
+"""Two segments: the most a text may take (as ``test_what_people_read_is_neutral`` holds)."""
+STOP_FOOTER = "Reply STOP to stop texts."
+EVERY_TEMPLATE = sorted(path.name for path in DEFAULT_TEMPLATES.glob("*.j2"))
+
+
+def calendar_of(count: int) -> Schedule:
+    return SCHEDULE.model_copy(update={"sessions": SCHEDULE.sessions[:count]})
+
+
+def planned_contexts() -> dict[str, list[dict[str, Any]]]:
+    """Per purpose, the contexts planning gives its templates (as the dispatcher renders them, with the episode
+    id): an event of each kind the policy turns into messages, calendars of many, one and no sessions, a family
+    session booked and cancelled, session reminders and the alumni program."""
+    at, reasons = CHANGED_AT, [Reason(code="two_consecutive", text="Two sessions missed in a row.")]
+    ids: dict[str, Any] = {"episode_id": "ep-1"}
+    events: list[EventData] = [
+        SessionMissed(**ids, session_id="s1", starts_at=at, detected="reported", recorded_at=at, consecutive_misses=2,
+                      total_misses=3),
+        SafetyAlertRaised(**ids, alert_id="al-1", assessment_id="as-1", level="immediate", raised_at=at,
+                          reasons=["cssrs_high_risk", "phq9_item9_positive"]),
+        SafetyAlertRaised(**ids, alert_id="al-2", assessment_id="as-1", level="same_day", raised_at=at,
+                          reasons=["phq9_item9_positive"]),
+        StepUpRecommended(**ids, recommendation_id="r1", from_level=CareLevel.IOP, to_level=CareLevel.PHP,
+                          rationale=reasons, policy_version="p", recommended_at=at),
+        StepDownRecommended(**ids, recommendation_id="r2", from_level=CareLevel.IOP, to_level=CareLevel.OP,
+                            rationale=reasons, policy_version="p", recommended_at=at),
+        AttendanceRuleTriggered(**ids, rule_code="two_consecutive", action="care_team_review", session_id="s1",
+                                consecutive_misses=2, misses_in_window=2, rationale=reasons, policy_version="p",
+                                triggered_at=at),
+        EpisodeDischarged(**ids, discharged_at=at, level=CareLevel.IOP, reason_code="non_attendance"),
+        GroupWaitlisted(**ids, level=CareLevel.IOP, track="morning", program="adult", group_ids=["iop-am", "iop-am-2"],
+                        position=2, waitlisted_at=at),
+        EpisodeGraduated(**ids, graduated_at=at, level=CareLevel.IOP, by="completion"),
+    ]  # fmt: skip
+    calendars: list[tuple[EventData, CalendarChange | None]] = []
+    for count in (24, 1, 0):
+        schedule = calendar_of(count)
+        calendars += [
+            (assigned().model_copy(update={"schedule": schedule}), None),
+            (CareLevelChanged(**ids, from_level=CareLevel.PHP, to_level=CareLevel.IOP, direction="down",
+                              recommendation_id="r3", changed_at=at, status="active", schedule=schedule), None),
+        ]  # fmt: skip
+    both = with_appointments(family_session(27), family_session(29))
+    for old, new in ((SCHEDULE, both), (both, SCHEDULE), (both, with_appointments(family_session(29)))):
+        calendars.append((schedule_changed(new).data, changed(old, new)))
+    contexts: dict[str, list[dict[str, Any]]] = {}
+    supports = [Support("c-1", "family")]
+    for data, calendar in [*((data, None) for data in events), *calendars]:
+        for planned in plan_notifications(new_event(data, source=SOURCE), supports, reachable=EVERYWHERE,
+                                          calendar=calendar):  # fmt: skip
+            given = contexts.setdefault(planned.purpose, [])
+            given += [] if {**planned.context, **ids} in given else [{**planned.context, **ids}]
+    reminders = RULES.session_reminders
+    assert reminders is not None and RULES.alumni is not None
+    event = new_event(assigned(), source=SOURCE)
+    planned = [*messages.plan_session_reminders(event, SCHEDULE, CHANGED_AT, reminders, EVERYWHERE)[:1],
+               *messages.plan_alumni("ep-1", "c-2", CHANGED_AT, RULES.alumni, EVERYWHERE, NEW_YORK)[:8]]  # fmt: skip
+    for message in planned:
+        contexts.setdefault(message.purpose, []).append({**message.context, **ids})
+    return contexts
+
+
+PLANNED = planned_contexts()
+
+
+def layout_problems(message: RenderedMessage, channel: str) -> list[str]:
+    """What is wrong with how a message reads: leftovers of the template, words run together, stray spaces."""
+    text = f"{message.subject}\n{message.body}"
+    found = [f"unrendered {mark!r}" for mark in ("{{", "}}", "{%", "%}", "{#", "#}") if mark in text]
+    found += [f"{word!r} rendered" for word in ("None", "Undefined", "[]", "{}") if word in text]
+    found += [f"no space after {m.group()!r}" for m in re.finditer(r"[.!?;,:][A-Za-z(]", text)]
+    found += [f"space before {m.group()!r}" for m in re.finditer(r" [.!?;,:)]", text)]
+    found += [f"double space in {line!r}" for line in text.splitlines() if re.search(r"\S {2,}", line)]
+    found += [f"trailing space in {line!r}" for line in text.splitlines() if line != line.rstrip()]
+    if channel == "sms":
+        body = message.body
+        if message.subject or "\n" in body or not body.isascii() or len(body) > SMS_LIMIT:
+            found.append(f"not one short plain line ({len(body)} characters)")
+        if not re.search(rf"[.!?] {re.escape(STOP_FOOTER)}$", body) or body.count("STOP") != 1:
+            found.append("the STOP footer is not one sentence of its own at the end")
+        return found
+    lines = message.body.split("\n")
+    if not message.subject or message.subject != message.subject.strip():
+        found.append("no subject line")
+    if not message.body.strip() or lines[0] == "" or not message.body.endswith("\n") or "\n\n\n" in message.body:
+        found.append("blank lines out of place")
+    for before, line in itertools.pairwise(lines):
+        if before == "" and line and not line[0].isupper():
+            found.append(f"a paragraph starting in lower case: {line!r}")
+        if before.endswith(":") and not (line.startswith("  - ") or line[:1].islower()):
+            found.append(f"{before!r} is followed by {line!r}, not what it introduces")
+    return found
+
+
+def test_every_template_has_planned_data_to_render() -> None:
+    assert {name.split(".")[0] for name in EVERY_TEMPLATE} <= set(PLANNED)
+
+
+@pytest.mark.parametrize("name", EVERY_TEMPLATE)
+def test_every_template_renders_as_clean_text(templates: Templates, name: str) -> None:
+    purpose, channel, _ = name.split(".")
+    for context in PLANNED.get(purpose, []):
+        message = templates.render(purpose, channel, context)
+        assert layout_problems(message, channel) == [], (name, context.get("sessions", context))
+
+
+def test_the_schedule_change_text_ends_with_its_own_stop_sentence(templates: Templates) -> None:
+    [one] = [c for c in PLANNED["schedule_change"] if len(c["sessions"]) == 1][:1]
+    message = templates.render("schedule_change", "sms", one)
+    assert message.body == (
+        "Your care team has changed your session schedule. Your next session: Wed 21 Oct, 09:00. Reply STOP to stop "
+        "texts."
+    )
+
+
+def test_the_layout_check_finds_what_it_looks_for() -> None:
+    sms = RenderedMessage("", "Your next session: Wed 21 Oct, 09:00.Reply STOP to stop texts.")
+    assert layout_problems(sms, "sms") == ["no space after '.R'", "the STOP footer is not one sentence of its own "
+                                                                   "at the end"]  # fmt: skip
+    email = RenderedMessage("Hi", "Hello,\n\nYour next sessions are:\nYour care team  will {{ call }}.\n")
+    assert len(layout_problems(email, "email")) == 4

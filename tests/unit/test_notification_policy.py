@@ -68,6 +68,7 @@ def test_the_default_policy_loads_and_every_message_has_its_templates() -> None:
         (lambda p: p["events"]["iop.session.missed"][0].update(channels=["webhook"]), "can be reached by email, sms"),
         (lambda p: p["events"]["iop.session.missed"][1].pop("consent_scope"), "consent_scope: required for supports"),
         (lambda p: p["events"]["iop.session.missed"][0].update(urgent=True), "only messages to the care team"),
+        (lambda p: p["events"]["iop.session.missed"][0].update(session_change="cancelled"), "only with session_kinds"),
         (lambda p: p["events"].update({"iop.drug_screen.recorded": []}), "events.iop.drug_screen.recorded"),
         (lambda p: p["session_reminders"].update(hours_before=[0]), "session_reminders.hours_before"),
         (lambda p: p["alumni"].update(check_in_days=[7, 7]), "alumni.check_in_days"),

@@ -41,3 +41,8 @@ def leave(enrolment: Enrolment, reason: LeaveReason, now: datetime) -> tuple[Enr
         return None
     left = replace(enrolment, status="left", left_at=now, left_reason=reason)
     return left, AlumniLeft(episode_id=enrolment.episode_id, left_at=now, reason_code=reason)
+
+
+def ended_by_revoking(enrolment: Enrolment, consent_id: str) -> bool:
+    """Revoking a consent ends an enrolment only if the graduate enrolled under that consent."""
+    return enrolment.consent_id == consent_id

@@ -182,20 +182,69 @@ def support_scopes(event: CloudEvent[EventData], policy: NotificationPolicy) -> 
     return {rule.consent_scope for rule in policy.rules_for(event.type) if rule.consent_scope}
 
 
+KnownSession = dict[str, str]
+"""A session of an episode's current calendar as notifications keeps it: session_id, starts_at, ends_at, kind."""
+
+
+def sessions_ahead(schedule: Schedule | None, as_of: datetime) -> list[KnownSession]:
+    """The calendar's sessions after ``as_of``: what the next calendar is compared with."""
+    if schedule is None:
+        return []
+    return [
+        {"session_id": s.session_id, "starts_at": s.starts_at.isoformat(), "ends_at": s.ends_at.isoformat(),
+         "kind": s.kind}
+        for s in schedule.sessions
+        if s.starts_at > as_of
+    ]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class CalendarChange:
+    """What a calendar event (a started plan, a changed level or schedule) changed, by the calendar it replaced."""
+
+    adopted: bool
+    """False: a later calendar is current, or the episode ended; nobody is told of this one."""
+    booked: tuple[KnownSession, ...] = ()
+    """Its sessions ahead that the calendar it replaced did not have (all of them for an episode's first)."""
+    cancelled: tuple[KnownSession, ...] = ()
+    """The sessions the replaced calendar had after this one's moment that this one no longer has."""
+
+
+NOT_ADOPTED = CalendarChange(adopted=False)
+
+
+def calendar_change(ahead: Sequence[KnownSession], replaced: Sequence[KnownSession], as_of: datetime) -> CalendarChange:
+    """Compare an adopted calendar's sessions after ``as_of`` with those of the calendar it replaced (none for an
+    episode's first calendar). A session is the same only with the same id and start."""
+
+    def key(session: KnownSession) -> tuple[str, str]:
+        return session["session_id"], session["starts_at"]
+
+    before = {key(s) for s in replaced}
+    after = {key(s) for s in ahead}
+    booked = tuple(s for s in ahead if key(s) not in before)
+    gone = (s for s in replaced if key(s) not in after)
+    return CalendarChange(True, booked, tuple(s for s in gone if datetime.fromisoformat(s["starts_at"]) > as_of))
+
+
 def plan_notifications(
     event: CloudEvent[EventData],
     policy: NotificationPolicy,
     reachable: Reachable,
     supports: Mapping[str, Sequence[Support]] | None = None,
+    calendar: CalendarChange | None = None,
 ) -> list[PlannedNotification]:
     """The messages an event causes. ``supports``: by consent scope, those whose consent allows it now;
-    nobody else is ever planned for."""
+    nobody else is ever planned for. ``calendar``: for an event with a calendar, what it changed; one that was
+    not adopted tells no patient or support of its calendar."""
     context = context_of(event.data)
     if context is None:
         return []
     planned: list[PlannedNotification] = []
     for rule in policy.rules_for(event.type):
-        told = _told(context, rule)
+        if calendar is not None and not calendar.adopted and rule.to != "care_team":
+            continue
+        told = _told(context, rule, calendar)
         if told is None:
             continue
         for channel in (c for c in rule.channels if c in reachable.get(rule.to, frozenset())):
@@ -216,11 +265,20 @@ def plan_notifications(
     return planned
 
 
-def _told(context: dict[str, Any], rule: MessageRule) -> dict[str, Any] | None:
-    """What ``rule``'s message says: the context, its sessions narrowed to the rule's kinds (None: none ahead)."""
+def _told(context: dict[str, Any], rule: MessageRule, calendar: CalendarChange | None) -> dict[str, Any] | None:
+    """What ``rule``'s message says: the context, or for a rule naming session kinds, the sessions of those kinds
+    the calendar booked or cancelled (None: there is none, so there is no message)."""
     if rule.session_kinds is None:
         return context
-    sessions = [s for s in context.get("sessions", ()) if s["kind"] in rule.session_kinds]
+    if calendar is None:  # nothing known of the calendar before: every session ahead is news
+        changed = context.get("sessions", ()) if rule.session_change == "booked" else ()
+    else:
+        changed = calendar.booked if rule.session_change == "booked" else calendar.cancelled
+    sessions = [
+        {"starts_at": s["starts_at"], "ends_at": s["ends_at"], "kind": s["kind"]}
+        for s in changed
+        if s["kind"] in rule.session_kinds
+    ]
     return {**context, "sessions": sessions} if sessions else None
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from stepwise_contract import RecipientKind
+from stepwise_contract import SUPPORT_KINDS, RecipientKind
 
 OptOutSource = Literal["api", "sms_reply"]
 STOP_WORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "OPTOUT", "REVOKE"})
@@ -26,7 +26,10 @@ class OptOut:
 
 
 def recipient_key(episode_id: str, recipient_kind: str, consent_id: str | None) -> str:
-    return f"{RECIPIENT_PREFIX}{episode_id}:{recipient_kind}:{consent_id or '-'}"
+    """The one key an opt-out is stored and looked up under. A support is a recipient per consent; the patient
+    and the alumnus are one recipient per episode, whatever consent a message to them goes under."""
+    consent = consent_id if recipient_kind in SUPPORT_KINDS else None
+    return f"{RECIPIENT_PREFIX}{episode_id}:{recipient_kind}:{consent or '-'}"
 
 
 def staff_opt_out(episode_id: str, recipient_kind: RecipientKind, consent_id: str | None, now: datetime) -> OptOut:

@@ -52,8 +52,14 @@ class MessageRule(Rule):
     urgent: bool = Field(default=False, description="Care team only: never delayed by quiet hours or opt-outs.")
     session_kinds: list[SessionKind] | None = Field(
         default=None,
-        description="For an event with a calendar: only its sessions of these kinds ahead are told of, and the "
-        "message goes only when there is one (e.g. supports hear of family sessions).",
+        description="For an event with a calendar: only its sessions of these kinds that it booked or cancelled "
+        "(session_change) are told of, and the message goes only when there is one (e.g. supports hear of a "
+        "family session booked).",
+    )
+    session_change: Literal["booked", "cancelled"] = Field(
+        default="booked",
+        description="With session_kinds: the sessions of those kinds a new calendar booked (not in the calendar "
+        "it replaced), or those it cancelled (in that calendar, still ahead, gone from this one).",
     )
 
     @model_validator(mode="after")
@@ -66,6 +72,8 @@ class MessageRule(Rule):
             raise ValueError("consent_scope: required for supports, and only for them")
         if self.urgent and self.to != "care_team":
             raise ValueError("urgent: only messages to the care team are urgent")
+        if self.session_change != "booked" and self.session_kinds is None:
+            raise ValueError("session_change: only with session_kinds")
         return self
 
 
