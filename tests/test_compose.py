@@ -354,6 +354,14 @@ def test_app_environment_loads_into_its_settings(
             assert getattr(settings, key.removesuffix("_FILE").lower()) == content.rstrip("\n"), key
 
 
+@pytest.mark.parametrize("name", APPS)
+def test_the_containers_serve_no_api_docs_and_trust_no_proxy_by_default(
+    services: dict[str, Any], name: str, generated_secrets: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = load_settings(services[name], APPS[name][1], generated_secrets, monkeypatch)
+    assert settings.edge.api_docs is False and settings.edge.trusted_proxies == ()
+
+
 @pytest.mark.parametrize(("service", "role"), [("notifications", "notifications"), ("care-plan", "care_plan")])
 def test_a_service_token_is_accepted_by_intake_with_its_role(
     services: dict[str, Any], service: str, role: str, generated_secrets: Path, monkeypatch: pytest.MonkeyPatch

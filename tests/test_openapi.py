@@ -64,3 +64,16 @@ def test_intake_examples_are_valid_bodies() -> None:
             model.model_validate(example)
             checked += 1
     assert checked >= 12
+
+
+@pytest.mark.parametrize("service", sorted(APPS))
+def test_every_422_is_documented_in_its_one_shape_and_the_edge_answers_are_listed(service: str) -> None:
+    spec = APPS[service]().openapi()
+    error = spec["components"]["schemas"]["ValidationError"]
+    assert set(error["properties"]) == {"loc", "msg", "type"} and error["additionalProperties"] is False
+    for method, path, op in operations(APPS[service]()):
+        if "422" in op["responses"]:
+            assert "never the value" in op["responses"]["422"]["description"], f"{method} {path}"
+        if path.startswith("/v1/"):
+            assert "429" in op["responses"], f"{method} {path}"
+            assert ("413" in op["responses"]) == ("requestBody" in op), f"{method} {path}"

@@ -3,7 +3,7 @@ authorization, graduation and discharge; program groups, a group session's roste
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import date, datetime, timedelta
 from typing import Literal, TypeVar
 from zoneinfo import ZoneInfo
@@ -12,6 +12,7 @@ from fastapi import APIRouter, HTTPException, status
 from pydantic import AwareDatetime, BaseModel, Field
 
 from services.common.dependencies import DependencyDown
+from services.common.errors import invalid_input
 from services.common.schemas import V1_ERRORS, errors, request_examples
 from services.common.utc import utc_now
 from stepwise_contract import (
@@ -42,17 +43,26 @@ ERROR_STATUS = {
     "unknown_recommendation": status.HTTP_404_NOT_FOUND,
     "plan_not_active": status.HTTP_409_CONFLICT,
     "recommendation_closed": status.HTTP_409_CONFLICT,
-    "notice_without_excuse": status.HTTP_422_UNPROCESSABLE_CONTENT,
-    "below_minimum_hours": status.HTTP_422_UNPROCESSABLE_CONTENT,
-    "unknown_track": status.HTTP_422_UNPROCESSABLE_CONTENT,
     "recorded_differently": status.HTTP_409_CONFLICT,
-    "minutes_without_attendance": status.HTTP_422_UNPROCESSABLE_CONTENT,
-    "minutes_over_session": status.HTTP_422_UNPROCESSABLE_CONTENT,
-    "unknown_kind": status.HTTP_422_UNPROCESSABLE_CONTENT,
-    "appointment_in_past": status.HTTP_422_UNPROCESSABLE_CONTENT,
     "overlapping_session": status.HTTP_409_CONFLICT,
     "no_family_consent": status.HTTP_409_CONFLICT,
 }
+FIELD_AT_FAULT: dict[str, tuple[str, ...]] = {
+    "notice_without_excuse": ("body", "notice_given_at"),
+    "below_minimum_hours": ("body",),  # weekdays and hours_per_session together
+    "unknown_track": ("body", "track"),
+    "minutes_without_attendance": ("body", "minutes"),
+    "minutes_over_session": ("body", "minutes"),
+    "unknown_kind": ("body", "kind"),
+    "appointment_in_past": ("body", "starts_at"),
+}
+"""The rules on one request field: a 422 naming the field, with the code as its ``type``."""
+
+
+def _refused(error: CarePlanError, at_fault: Mapping[str, tuple[str, ...]] = FIELD_AT_FAULT) -> Exception:
+    if error.code in at_fault:
+        return invalid_input(at_fault[error.code], str(error), error.code)
+    return HTTPException(ERROR_STATUS[error.code], str(error))
 
 
 class AttendanceIn(BaseModel):
@@ -121,12 +131,16 @@ class DischargeIn(BaseModel):
 
 
 async def _change(
-    store: CarePlanStore, policy: CarePolicy, episode_id: str, decide: Callable[[CarePlan, datetime], Decision[T]]
+    store: CarePlanStore,
+    policy: CarePolicy,
+    episode_id: str,
+    decide: Callable[[CarePlan, datetime], Decision[T]],
+    at_fault: Mapping[str, tuple[str, ...]] = FIELD_AT_FAULT,
 ) -> T:
     try:
         result = await change_plan(store, policy, episode_id, decide)
     except CarePlanError as error:
-        raise HTTPException(ERROR_STATUS[error.code], str(error)) from None
+        raise _refused(error, at_fault) from None
     assert result is not None  # None only for an already-applied event
     return result
 
@@ -156,7 +170,7 @@ async def post_attendance(
             store, policy, episode_id, session_id, body.status, body.notice_given_at, minutes=body.minutes
         )
     except CarePlanError as error:
-        raise HTTPException(ERROR_STATUS[error.code], str(error)) from None
+        raise _refused(error) from None
     assert done is not None
     return AttendanceOut(episode_id=episode_id, session_id=session_id, attendance=done.record)
 
@@ -170,7 +184,7 @@ async def post_attendance(
     "(checked at intake; notifications checks it again before telling them).",
 )
 async def book(
-    episode_id: str, body: AppointmentIn, store: Store, policy: Policy, consents: Consents, _: Authorizer
+    episode_id: str, body: AppointmentIn, store: Store, policy: Policy, consents: Consents, _: Clinician
 ) -> ScheduledSession:
     if body.kind == FAMILY_SESSION:
         try:
@@ -193,12 +207,13 @@ async def book(
     responses=errors(404, 409),
     summary="Cancel an own session that has not begun (publishes iop.schedule.changed)",
 )
-async def cancel(episode_id: str, session_id: str, store: Store, policy: Policy, _: Authorizer) -> CarePlan:
+async def cancel(episode_id: str, session_id: str, store: Store, policy: Policy, _: Clinician) -> CarePlan:
     def decide(plan: CarePlan, now: datetime) -> Decision[CarePlan]:
         updated, changed = cancel_appointment(plan, session_id, now)
         return updated, [changed], updated
 
-    return await _change(store, policy, episode_id, decide)
+    begun = {"appointment_in_past": ("path", "session_id")}  # the appointment named has begun or has a record
+    return await _change(store, policy, episode_id, decide, begun)
 
 
 @router.post(
@@ -231,7 +246,7 @@ async def decide_recommendation(
     try:
         result = await change_plan_placed(store, policy, episode_id, placement, decide)
     except CarePlanError as error:
-        raise HTTPException(ERROR_STATUS[error.code], str(error)) from None
+        raise _refused(error) from None
     assert result is not None
     return result
 

@@ -25,6 +25,7 @@ __all__ = [
     "Role",
     "Unauthenticated",
     "bearer",
+    "fingerprint",
     "require_roles",
 ]
 
@@ -72,7 +73,8 @@ _bearer = HTTPBearer(
 )
 
 
-def _fingerprint(token: str) -> str:
+def fingerprint(token: str) -> str:
+    """A short, one-way fingerprint of a token: safe to log, never the token."""
     return hashlib.sha256(token.encode()).hexdigest()[:12]
 
 
@@ -96,7 +98,7 @@ class Authenticator:
             if hmac.compare_digest(token.encode(), presented.encode()):
                 if role not in self._static_allowed:
                     raise Unauthenticated("invalid_token", f"a static token may not be used for the {role} role")
-                return Caller(frozenset({role}), _fingerprint(token))
+                return Caller(frozenset({role}), fingerprint(token))
         if self.oidc is None or not looks_like_jwt(presented):
             raise Unauthenticated("invalid_token", "unknown token")
         try:
@@ -135,8 +137,11 @@ def require_roles(*roles: Role) -> Callable[..., Awaitable[Principal]]:
     ) -> Principal:
         if not credentials:
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing bearer token", {"WWW-Authenticate": "Bearer"})
-        authenticator: Authenticator = request.app.state.authenticator
-        caller = await authenticator.authenticate(credentials.credentials)
+        # The edge checked the token before the body was read (services/common/edge.py) and left the caller.
+        caller: Caller | None = getattr(request.state, "caller", None)
+        if caller is None:
+            authenticator: Authenticator = request.app.state.authenticator
+            caller = await authenticator.authenticate(credentials.credentials)
         principal = caller.acting_as(roles)
         if principal is None:
             held = ", ".join(sorted(caller.roles)) or "no Stepwise role"

@@ -18,7 +18,7 @@ def response_example(example: dict[str, Any]) -> ConfigDict:
 
 
 class ErrorOut(BaseModel):
-    """Why a request was refused (401, 403, 404, 409, 410, 503); a 422 names the fields at fault instead."""
+    """Why a request was refused (401, 403, 404, 409, 410, 413, 429, 503); a 422 names the fields at fault instead."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [{"detail": "episode not found"}]})
 
@@ -31,6 +31,8 @@ ERROR_MEANINGS = {
     404: "No such record.",
     409: "The record is not in a state that allows this.",
     410: "It was there, and is no longer (a revoked or expired consent).",
+    413: "The body is larger than the service takes (MAX_BODY_BYTES); it was not read.",
+    429: "Too many refused tokens from this client in the last minute: try again after `Retry-After` seconds.",
     503: "A dependency is down: try again later; nothing was changed.",
 }
 

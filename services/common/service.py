@@ -16,17 +16,19 @@ from typing import Annotated, Any
 
 import uvicorn
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, status
-from fastapi.exception_handlers import http_exception_handler
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse
 from faststream.kafka import KafkaBroker
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import ConnectionFailure, PyMongoError
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp
 
 from . import health
+from .api_docs import docs_router
 from .auth import Authenticator, Principal, Role, require_roles
 from .consumer import EventShelf
 from .dependencies import Dependencies, DependencyDown
+from .edge import AuthFailures, BodyLimit, EdgeConfig, SecurityHeaders, TokenGate
+from .errors import document_answers, install_error_answers
 from .kafka import KAFKA, ServiceBroker, relay_publish, start_once_accepted
 from .kafka import start as start_kafka
 from .mongo import Document, connect, ping
@@ -124,7 +126,22 @@ def create_service_app(
             log.info("%s stopped", title)
 
     # only a service that consumes events can have set some aside
-    return http_app(title, description, routers, consumes=bool(broker.subscribers), lifespan=lifespan)
+    return http_app(
+        title, description, routers, consumes=bool(broker.subscribers), lifespan=lifespan, edge=settings.edge
+    )
+
+
+class ServiceApp(FastAPI):
+    """A service's FastAPI app: its OpenAPI document says what the edge answers (services/common/errors.py), and
+    every answer carries the edge's headers, a server error's too (outside Starlette's error middleware)."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return SecurityHeaders(super().build_middleware_stack())
+
+    def openapi(self) -> dict[str, Any]:
+        if not self.openapi_schema:
+            self.openapi_schema = document_answers(super().openapi())
+        return self.openapi_schema
 
 
 def http_app(
@@ -134,27 +151,35 @@ def http_app(
     *,
     consumes: bool,
     lifespan: Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]] | None = None,
+    edge: EdgeConfig | None = None,
 ) -> FastAPI:
-    """A service's HTTP side: its routers, the probes, the set-aside listing (if it consumes events), errors."""
-    app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan)
+    """A service's HTTP side: the edge (body limit, token first, refused-token limit, headers), its routers, the
+    probes, the set-aside listing (if it consumes events), errors, and the API docs unless switched off."""
+    edge = edge or EdgeConfig()
+    app = ServiceApp(
+        title=title,
+        description=description,
+        version="1.0.0",
+        lifespan=lifespan,
+        docs_url=None,  # our own, without a CDN (services/common/api_docs.py)
+        redoc_url=None,
+        openapi_url="/openapi.json" if edge.api_docs else None,
+    )
+    app.state.auth_failures = AuthFailures(edge.auth_failures_per_minute)
+    app.add_middleware(TokenGate, trusted_proxies=edge.trusted_proxies)
+    app.add_middleware(BodyLimit, limit=edge.max_body_bytes)  # the outer one: a 413 needs no token
     app.add_exception_handler(ConcurrentChange, _conflict)
-    app.add_exception_handler(StarletteHTTPException, _unreadable_body_is_invalid_input)
+    install_error_answers(app)
     app.add_exception_handler(ConnectionFailure, _store_unavailable)
     app.include_router(health.router)
     for router in routers:
         app.include_router(router)
     if consumes:
         app.include_router(set_aside_router)
+    docs = docs_router(title) if edge.api_docs else None
+    if docs is not None:
+        app.include_router(docs)
     return app
-
-
-async def _unreadable_body_is_invalid_input(request: Request, error: Exception) -> Response:
-    """A body that is not JSON at all (not UTF-8, binary) is bad input like any other: a 422 naming the body."""
-    assert isinstance(error, StarletteHTTPException)
-    if error.status_code == status.HTTP_400_BAD_REQUEST:
-        detail = [{"loc": ["body"], "msg": "the body is not valid JSON", "type": "json_invalid"}]
-        return JSONResponse({"detail": detail}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
-    return await http_exception_handler(request, error)
 
 
 async def _store_unavailable(_: Request, error: Exception) -> JSONResponse:
@@ -251,4 +276,5 @@ def configure_logging(level: str) -> None:
 
 
 def serve(app: FastAPI, port: int, host: str = "0.0.0.0") -> None:  # noqa: S104 - containers listen on all
-    uvicorn.run(app, host=host, port=port, log_level="info", access_log=True)
+    # No proxy headers: the edge takes X-Forwarded-For from TRUSTED_PROXIES alone (services/common/edge.py).
+    uvicorn.run(app, host=host, port=port, log_level="info", access_log=True, proxy_headers=False)

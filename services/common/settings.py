@@ -12,6 +12,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from .auth import SERVICE_ROLES, Role
+from .edge import EdgeConfig, MiB, parse_networks
 from .oidc import OidcConfig
 from .secret_files import SecretFilesSource, check_secret_names
 
@@ -183,11 +184,35 @@ class ServiceSettings(BaseSettings):
     clock_offset_seconds: float = Field(
         default=0.0, description="Shifts the service's clock: for tests and drills of timers only, never production."
     )
+    # The HTTP edge (services/common/edge.py).
+    max_body_bytes: int = Field(
+        default=MiB, ge=1024, le=64 * MiB, description="The largest request body taken; a larger one is a 413."
+    )
+    api_docs: bool = Field(
+        default=True, description="Serve the API docs (/docs, with bundled assets) and /openapi.json; off: neither."
+    )
+    auth_failures_per_minute: int = Field(
+        default=30,
+        ge=1,
+        le=1000,
+        description="Refused tokens one client may present in a minute; then 429 with Retry-After (per instance).",
+    )
+    trusted_proxies: str = Field(
+        default="",
+        description="Addresses or CIDR networks of reverse proxies, comma-separated, whose X-Forwarded-For names "
+        "the client; empty: the client is the connection's peer.",
+    )
 
     @field_validator("api_tokens")
     @classmethod
     def _tokens_parse(cls, value: str) -> str:
         parse_api_tokens(value)
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_parse(cls, value: str) -> str:
+        parse_networks(value)
         return value
 
     @field_validator("oidc_role_map")
@@ -249,6 +274,15 @@ class ServiceSettings(BaseSettings):
             role_map=parse_role_map(self.oidc_role_map),
             leeway_seconds=self.oidc_leeway_seconds,
             refresh_interval=self.oidc_keys_refresh_seconds,
+        )
+
+    @property
+    def edge(self) -> EdgeConfig:
+        return EdgeConfig(
+            max_body_bytes=self.max_body_bytes,
+            api_docs=self.api_docs,
+            auth_failures_per_minute=self.auth_failures_per_minute,
+            trusted_proxies=parse_networks(self.trusted_proxies),
         )
 
     @property

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, HTTPException, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from services.common.dependencies import DependencyDown
 from services.common.schemas import V1_ERRORS, errors
 from services.common.utc import Rfc3339, UtcDatetime, utc_now
 from stepwise_contract import SUPPORT_KINDS, RecipientKind, SupportKind
@@ -97,9 +98,17 @@ def _opt_out_out(opt_out: OptOut) -> OptOutOut:
     "/opt-outs",
     status_code=status.HTTP_201_CREATED,
     summary="A recipient wants no more messages (an alumnus also leaves the alumni group); 200 if on record",
-    responses={200: {"description": "This recipient had opted out already."}},
+    description="For an episode intake has (asked there: 404 for one it does not have, 503 while it cannot say).",
+    responses={200: {"description": "This recipient had opted out already."}, **errors(404, 503)},
 )
 async def opt_out(body: OptOutIn, response: Response, messaging: MessagingDep, _: Staff) -> OptOutOut:
+    try:
+        known = await messaging.contacts.episode_known(body.episode_id)
+    except DependencyDown as error:
+        detail = f"cannot ask intake for the episode: {error}"
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail) from None
+    if not known:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such episode at intake")
     recorded, added = await changes.opt_out(messaging, body.episode_id, body.recipient_kind, body.consent_id)
     if not added:
         response.status_code = status.HTTP_200_OK

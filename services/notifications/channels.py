@@ -14,7 +14,7 @@ from async_lru import alru_cache
 
 from services.common.auth import Role, bearer
 from services.common.dependencies import Dependencies, DependencyDown
-from services.common.intake_client import IntakeClient, path
+from services.common.intake_client import INTAKE, IntakeClient, path
 from stepwise_contract import ConsentRecipientKind
 from stepwise_contract.webhooks import signed_headers
 
@@ -107,6 +107,15 @@ class IntakeContacts:
         if response.status_code in (404, 410):
             raise NotWanted("consent no longer in force")
         return _contact(response)
+
+    async def episode_known(self, episode_id: str) -> bool:
+        """Whether intake has the episode (asked afresh, never cached; no PII is read)."""
+        response = await self._intake.get(path("episodes", episode_id, "patient"))
+        if response.status_code == 404:
+            return False
+        if response.status_code != 200:
+            raise DependencyDown(INTAKE, f"answered {response.status_code}")
+        return True
 
     async def _audience(self, episode_id: str, scopes: frozenset[str]) -> Audience:
         asked = httpx.QueryParams([("scope", scope) for scope in sorted(scopes)])

@@ -27,6 +27,7 @@ from services.common import consumer
 from services.common.auth import Authenticator, Role
 from services.common.consumer import EventShelf
 from services.common.dependencies import Dependencies
+from services.common.edge import AuthFailures
 from services.common.service import SET_ASIDE_COLLECTION, http_app
 from stepwise_contract import CloudEvent, to_kafka
 from tests.service.memory_mongo import MemoryCollection, MemoryDatabase
@@ -87,6 +88,7 @@ def database() -> MemoryDatabase:
 async def api(service: str, app: FastAPI, database: MemoryDatabase, state: dict[str, Any]) -> httpx.AsyncClient:
     """A client of ``app`` with ``state`` set as the service's start-up would; every answer is recorded."""
     app.state.authenticator = Authenticator({token: role for role, token in TOKENS.items()})
+    app.state.auth_failures = AuthFailures(app.state.auth_failures.per_minute)  # each test counts afresh
     app.state.event_shelf = EventShelf(database[SET_ASIDE_COLLECTION])  # type: ignore[arg-type]
     app.state.readiness_checks = {"mongodb": _reachable, "kafka": _reachable}
     app.state.dependencies = Dependencies()

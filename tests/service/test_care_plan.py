@@ -26,6 +26,7 @@ from services.common.consumer import HANDLER_CONTEXT
 from services.common.dependencies import Dependencies
 from services.common.kafka import ServiceBroker
 from services.common.outbox import no_relay
+from services.common.utc import set_clock_offset
 from stepwise_contract import (
     AssessmentCompleted,
     AttendanceReported,
@@ -278,7 +279,8 @@ async def test_set_schedule(http: httpx.AsyncClient, events: Events, store: Care
     spelled_out = await http.put(path, json=body | {"weekdays": ["Monday", "tuesday", "THU"]}, headers=CLINICIAN)
     assert spelled_out.status_code == 200
     too_little = await http.put(path, json=body | {"weekdays": ["mon", "thu"]}, headers=CLINICIAN)
-    assert too_little.status_code == 422 and "minimum" in too_little.json()["detail"]
+    assert too_little.status_code == 422 and "minimum" in too_little.json()["detail"][0]["msg"]
+    assert too_little.json()["detail"][0]["type"] == "below_minimum_hours"
 
 
 async def test_set_authorization(http: httpx.AsyncClient, events: Events, store: CarePlanStore) -> None:
@@ -543,7 +545,8 @@ async def test_book_and_cancel_appointments(
     clash = await http.post(path, json={"kind": "individual", "starts_at": at.isoformat()}, headers=CLINICIAN)
     assert clash.status_code == 409
     unknown = await http.post(path, json={"kind": "yoga", "starts_at": at.isoformat()}, headers=CLINICIAN)
-    assert unknown.status_code == 422 and "yoga" in unknown.json()["detail"]
+    assert unknown.status_code == 422 and unknown.json()["detail"][0]["loc"] == ["body", "kind"]
+    assert "yoga" not in unknown.text  # the field and the rule, never the value
     assert "iop.schedule.changed" in [topic for topic, _ in await queued(database[PLANS])]
 
     cancelled = await http.delete(f"{path}/{booked.json()['session_id']}", headers=CLINICIAN)
@@ -551,6 +554,61 @@ async def test_book_and_cancel_appointments(
     sessions = [s["session_id"] for s in cancelled.json()["schedule"]["sessions"]]
     assert booked.json()["session_id"] not in sessions and family.json()["session_id"] in sessions
     assert (await http.delete(f"{path}/{booked.json()['session_id']}", headers=CLINICIAN)).status_code == 404
+
+
+async def test_only_a_clinician_books_and_cancels_appointments(
+    http: httpx.AsyncClient, events: Events, store: CarePlanStore
+) -> None:
+    episode_id = await active_plan(events, store)
+    path = f"/v1/episodes/{episode_id}/appointments"
+    body = {"kind": "individual", "starts_at": (datetime.now(UTC) + timedelta(days=2)).isoformat()}
+    booked = await http.post(path, json=body, headers=CLINICIAN)
+    assert booked.status_code == 201
+    for role in (Role.INTEGRATION, Role.INTAKE_STAFF, Role.ADMIN):
+        assert (await http.post(path, json=body, headers=as_role(role))).status_code == 403, role
+        cancelled = await http.delete(f"{path}/{booked.json()['session_id']}", headers=as_role(role))
+        assert cancelled.status_code == 403, role
+    stored = await store.get(episode_id)
+    assert stored is not None and [a.session_id for a in stored.plan.appointments] == [booked.json()["session_id"]]
+
+
+async def test_every_rule_checked_by_hand_is_a_422_naming_the_field(
+    http: httpx.AsyncClient, events: Events, store: CarePlanStore
+) -> None:
+    episode_id = await active_plan(events, store)
+    episode = f"/v1/episodes/{episode_id}"
+    attendance = f"{episode}/sessions/{first_session_id()}/attendance"
+    soon = (datetime.now(UTC) + timedelta(days=2)).replace(hour=20, minute=0, second=0, microsecond=0)
+    schedule = {"track": "evening", "weekdays": ["mon"], "hours_per_session": 3, "weeks": 6}
+    refused = {
+        "notice_without_excuse": await http.post(attendance, json={"status": "missed",
+                                                  "notice_given_at": "2026-11-20T09:00:00Z"}, headers=CLINICIAN),
+        "minutes_without_attendance": await http.post(attendance, json={"status": "missed", "minutes": 30},
+                                                      headers=CLINICIAN),
+        "minutes_over_session": await http.post(attendance, json={"status": "late", "minutes": 719},
+                                                headers=CLINICIAN),
+        "unknown_kind": await http.post(f"{episode}/appointments", json={"kind": "yogaclass",
+                                        "starts_at": soon.isoformat()}, headers=CLINICIAN),
+        "appointment_in_past": await http.post(f"{episode}/appointments", json={"kind": "individual",
+                                               "starts_at": "2020-01-06T14:00:00Z"}, headers=CLINICIAN),
+        "below_minimum_hours": await http.put(f"{episode}/care-plan/schedule", json=schedule, headers=CLINICIAN),
+    }  # fmt: skip
+    fields = {"notice_without_excuse": ["body", "notice_given_at"], "minutes_without_attendance": ["body", "minutes"],
+              "minutes_over_session": ["body", "minutes"], "unknown_kind": ["body", "kind"],
+              "appointment_in_past": ["body", "starts_at"], "below_minimum_hours": ["body"]}  # fmt: skip
+    for code, answer in refused.items():
+        assert answer.status_code == 422, (code, answer.text)
+        [entry] = answer.json()["detail"]
+        assert (entry["loc"], entry["type"]) == (fields[code], code) and set(entry) == {"loc", "msg", "type"}
+    assert "719" not in refused["minutes_over_session"].text and "yogaclass" not in refused["unknown_kind"].text
+    booked = await http.post(f"{episode}/appointments", json={"kind": "individual", "starts_at": soon.isoformat()},
+                             headers=CLINICIAN)  # fmt: skip
+    set_clock_offset(timedelta(days=3).total_seconds())  # the appointment has begun
+    try:
+        begun = await http.delete(f"{episode}/appointments/{booked.json()['session_id']}", headers=CLINICIAN)
+    finally:
+        set_clock_offset(0)
+    assert begun.status_code == 422 and begun.json()["detail"][0]["loc"] == ["path", "session_id"]
 
 
 async def test_a_family_session_needs_a_consent_naming_a_support(

@@ -100,6 +100,27 @@ async def test_register_patient(http: httpx.AsyncClient, database: MemoryDatabas
     assert await database["patients"].count_documents({}) == 1
 
 
+async def test_a_refused_patient_is_not_echoed(http: httpx.AsyncClient, database: MemoryDatabase) -> None:
+    """A 422 names each field at fault and its rule, and never carries what was submitted (PII)."""
+    given = {
+        "name": "Alexandra Confidential " * 20,
+        "date_of_birth": "1990-04-01",
+        "email": "alexandra@private_domain.org",
+        "phone": "+15550100",
+        "emergency_contact": {"name": "Samantha Private", "relationship": "aunt"},
+        "timezone": "America/Chicgo",
+    }
+    refused = await http.post("/v1/patients", json=given, headers=STAFF)
+    assert refused.status_code == 422
+    assert sorted(tuple(entry["loc"]) for entry in refused.json()["detail"]) == [
+        ("body", "email"), ("body", "emergency_contact", "phone"), ("body", "name"), ("body", "timezone")
+    ]  # fmt: skip
+    assert all(set(entry) == {"loc", "msg", "type"} for entry in refused.json()["detail"])
+    for value in ("Alexandra", "private_domain", "Samantha", "aunt", "Chicgo"):
+        assert value not in refused.text, value
+    assert await database["patients"].count_documents({}) == 0
+
+
 async def test_read_patient(http: httpx.AsyncClient) -> None:
     patient_id = await register(http, timezone="America/Chicago")
     found = await http.get(f"/v1/patients/{patient_id}", headers=CLINICIAN)

@@ -129,6 +129,8 @@ class FakeIntake:
                               for scope in request.url.params.get_list("scope")}  # fmt: skip
                 return httpx.Response(200, json={"episode_id": episode_id, "patient_id": self.patients[episode_id],
                                                  "recipients": recipients})  # fmt: skip
+            case [episode_id, "patient"]:
+                return httpx.Response(200, json={"episode_id": episode_id, "patient_id": self.patients[episode_id]})
             case [episode_id, "contact"]:
                 return httpx.Response(200, json=self.contacts[episode_id])
             case [episode_id, "consents", consent_id, "contact"] if f"{episode_id}/{consent_id}" in self.contacts:
@@ -710,6 +712,24 @@ async def test_post_opt_out(http: httpx.AsyncClient, events: Events, messaging: 
     care_team = await http.post("/v1/opt-outs", json={"episode_id": episode_id, "recipient_kind": "care_team"},
                                 headers=STAFF)  # fmt: skip
     assert care_team.status_code == 422
+
+
+async def test_an_opt_out_is_only_for_an_episode_intake_has(
+    http: httpx.AsyncClient, messaging: Messaging, intake: FakeIntake, dependencies: Dependencies
+) -> None:
+    unknown = await http.post("/v1/opt-outs", json={"episode_id": "no-such-episode", "recipient_kind": "patient"},
+                              headers=STAFF)  # fmt: skip
+    assert unknown.status_code == 404 and not await messaging.opt_outs.recorded_by_staff(episode_id=None, limit=10)
+    episode_id = intake.episode()
+    intake.down = True
+    down = await http.post("/v1/opt-outs", json={"episode_id": episode_id, "recipient_kind": "patient"},
+                           headers=STAFF)  # fmt: skip
+    assert down.status_code == 503 and "intake" in down.json()["detail"]
+    assert "intake" in dependencies.problems()  # readiness says so too
+    intake.down = False
+    recorded = await http.post("/v1/opt-outs", json={"episode_id": episode_id, "recipient_kind": "patient"},
+                               headers=STAFF)  # fmt: skip
+    assert recorded.status_code == 201 and "intake" not in dependencies.problems()
 
 
 async def test_an_alumni_opt_out_ends_the_enrolment(

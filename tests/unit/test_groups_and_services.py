@@ -488,7 +488,7 @@ def test_a_waiting_plan_can_book_appointments() -> None:
 @pytest.mark.parametrize(
     ("kind", "starts_at", "code", "names"),
     [
-        ("yoga", ny(2026, 10, 22, 14), "unknown_kind", "yoga"),
+        ("yoga", ny(2026, 10, 22, 14), "unknown_kind", "individual, family"),  # the kinds there are, never the value
         ("individual", ASSIGNED_AT, "appointment_in_past", None),
         ("individual", ny(2026, 10, 19, 14), "appointment_in_past", None),
         ("individual", ny(2026, 10, 21, 10), "overlapping_session", WED_21),

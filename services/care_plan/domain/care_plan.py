@@ -129,7 +129,7 @@ def record_attendance(
         raise CarePlanError("minutes_without_attendance", "minutes go only with attended or late")
     length = round((sessions[session_id].ends_at - sessions[session_id].starts_at).total_seconds() / 60)
     if minutes is not None and minutes > length:
-        raise CarePlanError("minutes_over_session", f"{minutes} minutes attended: the session lasts {length}")
+        raise CarePlanError("minutes_over_session", f"more minutes than the session lasts ({length})")
     previous = plan.attendance.get(session_id)
     if previous is not None and (previous.status, previous.minutes) == (status, minutes):
         return plan.attendance, None
@@ -183,7 +183,7 @@ def set_calendar(
         raise CarePlanError("plan_not_active", f"the care plan is {plan.status}")
     like = next(iter(policy.groups_for(plan.level, track, plan.program)), None)
     if like is None:
-        raise CarePlanError("unknown_track", f"no {track} start time for {plan.level.value}")
+        raise CarePlanError("unknown_track", f"no group of {plan.level.value} meets on that track")
     custom = like.model_copy(
         update={
             "group_id": CUSTOM_CALENDAR,

@@ -162,9 +162,7 @@ def book_appointment(
     assert plan.schedule is not None
     kind_policy = policy.session_kinds.get(kind)
     if kind_policy is None:
-        raise CarePlanError(
-            "unknown_kind", f"no session kind {kind!r} in the policy ({', '.join(policy.session_kinds)})"
-        )
+        raise CarePlanError("unknown_kind", f"not a session kind of the policy ({', '.join(policy.session_kinds)})")
     if starts_at <= now:
         raise CarePlanError("appointment_in_past", "an appointment is booked ahead: starts_at is not in the future")
     local = starts_at.astimezone(ZoneInfo(plan.schedule.timezone))
