@@ -63,7 +63,7 @@ def broker_security(settings: ServiceSettings) -> BaseSecurity | None:
     if protocol == "SSL":
         return BaseSecurity(ssl_context=ssl_context(settings), use_ssl=True)
     login, context = SASL_SECURITY[settings.kafka_sasl_mechanism], ssl_context(settings)
-    username, password = settings.kafka_sasl_username, settings.kafka_sasl_password
+    username, password = settings.kafka_sasl_username, settings.kafka_sasl_password.get_secret_value()
     return login(username, password, ssl_context=context, use_ssl=context is not None)
 
 
@@ -75,7 +75,7 @@ def client_options(settings: ServiceSettings) -> dict[str, Any]:
         options |= {
             "sasl_mechanism": settings.kafka_sasl_mechanism,
             "sasl_plain_username": settings.kafka_sasl_username,
-            "sasl_plain_password": settings.kafka_sasl_password,
+            "sasl_plain_password": settings.kafka_sasl_password.get_secret_value(),
         }
     return options
 

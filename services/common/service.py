@@ -84,7 +84,7 @@ def create_service_app(
         )
         app.state.kafka = kafka
         app.state.dependencies = dependencies = Dependencies()
-        client = connect(settings.mongodb_url, tls_ca_file=settings.mongodb_tls_ca_file)
+        client = connect(settings.mongodb_url.get_secret_value(), tls_ca_file=settings.mongodb_tls_ca_file)
         database = client[settings.database_name]
         shelf = EventShelf(database[SET_ASIDE_COLLECTION])
         broker.context.set_global("event_shelf", shelf)

@@ -86,7 +86,7 @@ class IntakeContacts:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._intake = IntakeClient(
-            settings.intake_url, settings.intake_token, Role.NOTIFICATIONS, dependencies, transport
+            settings.intake_url, settings.intake_token.get_secret_value(), Role.NOTIFICATIONS, dependencies, transport
         )
         # While an event's messages are planned, the same question comes several times: who may hear of this
         # episode (its patient, the supports of each scope). One request answers it, kept briefly; concurrent
@@ -145,13 +145,14 @@ class EmailSender:
         # A stable Message-ID lets a receiving system spot the rare resend after a crash.
         email["Message-ID"] = f"<{notification_id}@stepwise>"
         email.set_content(message.body)
+        password = self._settings.smtp_password
         try:
             await aiosmtplib.send(
                 email,
                 hostname=self._settings.smtp_host,
                 port=self._settings.smtp_port,
                 username=self._settings.smtp_username,
-                password=self._settings.smtp_password,
+                password=password.get_secret_value() if password is not None else None,
                 start_tls=self._settings.smtp_starttls,
                 timeout=self._settings.smtp_timeout_seconds,
             )
@@ -199,7 +200,9 @@ class SmsSender:
     def __init__(self, settings: NotificationsSettings, timeout: float = 10.0) -> None:
         self._url = settings.sms_provider_url
         self._from = settings.sms_from
-        self._client = httpx.AsyncClient(timeout=timeout, headers=bearer(settings.sms_provider_token))
+        self._client = httpx.AsyncClient(
+            timeout=timeout, headers=bearer(settings.sms_provider_token.get_secret_value())
+        )
 
     @property
     def configured(self) -> bool:

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import httpx
 import pytest
+from pydantic import SecretStr
 from pymongo.errors import AutoReconnect, ServerSelectionTimeoutError
 
 from services.common.auth import Role
@@ -118,7 +119,7 @@ class FakeIntake:
         self.headers.append(dict(request.headers))
         if self.down:
             raise httpx.ConnectError("connection refused", request=request)
-        if request.headers.get("Authorization") != f"Bearer {SETTINGS.intake_token}":
+        if request.headers.get("Authorization") != f"Bearer {SETTINGS.intake_token.get_secret_value()}":
             return httpx.Response(401, json={"detail": "missing or invalid bearer token"})
         match request.url.path.removeprefix("/v1/episodes/").split("/"):
             case [episode_id, *_] if episode_id not in self.patients:
@@ -756,7 +757,7 @@ async def test_a_refused_intake_token_is_a_configuration_error_that_says_what_to
     intake.consent(episode_id, "family", "attendance")
     intake.headers.clear()
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(SETTINGS, "intake_token", "a-token-intake-does-not-know")
+        patch.setattr(SETTINGS, "intake_token", SecretStr("a-token-intake-does-not-know"))
         contacts = IntakeContacts(SETTINGS, dependencies, transport=httpx.MockTransport(intake.handle))
     with pytest.raises(DependencyDown):
         await dataclasses.replace(messaging, contacts=contacts).contacts.audience(episode_id, frozenset({"attendance"}))
@@ -768,7 +769,7 @@ async def test_a_refused_intake_token_is_a_configuration_error_that_says_what_to
 
 async def test_an_empty_token_is_not_sent(intake: FakeIntake, dependencies: Dependencies) -> None:
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(SETTINGS, "intake_token", "")
+        patch.setattr(SETTINGS, "intake_token", SecretStr(""))
         contacts = IntakeContacts(SETTINGS, dependencies, transport=httpx.MockTransport(intake.handle))
     with pytest.raises(DependencyDown) as refused:
         await contacts.audience(intake.episode(), frozenset())

@@ -9,6 +9,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from services.common.settings import ROLES, ServiceSettings, parse_api_tokens
 from services.common.utc import UtcDatetime, assume_utc
+from services.notifications.settings import NotificationsSettings
 
 
 @pytest.mark.parametrize(
@@ -157,3 +158,14 @@ def test_utc_datetime_type_adapter_and_rejects_garbage() -> None:
     assert adapter.validate_python("2026-01-02T03:04:05").utcoffset() == timedelta(0)
     with pytest.raises((ValidationError, ValueError)):
         adapter.validate_python("not a time")
+
+
+def test_a_webhook_without_a_secret_stops_notifications_at_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Safety alerts would go out signed with an empty key: the service refuses to start, naming both settings."""
+    monkeypatch.chdir("/")
+    for secret in ("", "  "):
+        with pytest.raises(ValidationError) as caught:
+            NotificationsSettings(care_team_webhook_url="https://on-call.example/hook", webhook_secret=secret)
+        assert "WEBHOOK_SECRET: required when CARE_TEAM_WEBHOOK_URL is set" in str(caught.value)
+    signed = NotificationsSettings(care_team_webhook_url="https://on-call.example/hook", webhook_secret="k")
+    assert signed.care_team_webhook_url and NotificationsSettings(webhook_secret="").care_team_webhook_url is None
