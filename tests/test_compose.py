@@ -485,3 +485,15 @@ def test_build_context_leaves_secrets_and_virtualenvs_out() -> None:
 def test_git_leaves_the_secrets_folder_out() -> None:
     rules = {line.strip() for line in GITIGNORE.read_text(encoding="utf-8").splitlines()}
     assert {"secrets/", "/secrets/", "secrets"} & rules
+
+
+@pytest.mark.parametrize("name", APPS)
+def test_app_listens_on_every_interface_of_its_container(
+    services: dict[str, Any], name: str, generated_secrets: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A service listens on loopback unless asked (BIND_HOST): in its container it must take the published port's
+    connections, which come from outside the container, so compose and the image ask for every interface."""
+    settings = load_settings(services[name], APPS[name][1], generated_secrets, monkeypatch)
+    assert settings.bind_host == "0.0.0.0"
+    image_env = " ".join(arguments for keyword, arguments in dockerfile_instructions() if keyword == "ENV")
+    assert "BIND_HOST=0.0.0.0" in image_env  # `docker run IMAGE services.intake` without compose, too

@@ -3,7 +3,7 @@ from typing import ClassVar
 
 from pydantic import Field, SecretStr
 
-from services.common.settings import ServiceSettings
+from services.common.settings import ClinicZone, ServiceSettings
 
 from .domain.policy import DEFAULT_POLICY_FILE
 
@@ -19,7 +19,7 @@ class CarePlanSettings(ServiceSettings):
         return self.care_plan_db
 
     care_plan_policy_file: Path = DEFAULT_POLICY_FILE
-    clinic_timezone: str = Field(default="America/New_York", description="IANA zone of the clinic's sessions.")
+    clinic_timezone: ClinicZone = Field(default="America/New_York", description="IANA zone of the clinic's sessions.")
     intake_url: str = Field(default="http://localhost:8001", description="Where consents are checked.")
     intake_token: SecretStr = Field(
         default=SecretStr(""), description="Bearer token with the 'care_plan' role at intake (booking family sessions)."

@@ -250,5 +250,5 @@ def configure_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-def serve(app: FastAPI, port: int, host: str = "0.0.0.0") -> None:  # noqa: S104 - containers listen on all
+def serve(app: FastAPI, port: int, host: str) -> None:
     uvicorn.run(app, host=host, port=port, log_level="info", access_log=True)

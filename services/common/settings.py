@@ -5,10 +5,11 @@ from __future__ import annotations
 import socket
 import ssl
 from pathlib import Path
-from typing import ClassVar, Literal, Self
+from typing import Annotated, ClassVar, Literal, Self
 from urllib.parse import parse_qsl, urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, Secret, SecretStr, field_validator, model_validator
+from pydantic import AfterValidator, Field, Secret, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from .auth import SERVICE_ROLES, Role
@@ -75,6 +76,17 @@ def _tls_switched_off(mongodb_url: str) -> bool:
     options = {name.lower(): value.lower() for name, value in parse_qsl(urlsplit(mongodb_url).query)}
     return any(options.get(name) == "false" for name in ("tls", "ssl"))
 
+
+def _known_zone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError("CLINIC_TIMEZONE: not a known IANA time zone (e.g. America/Chicago)") from None
+    return name
+
+
+ClinicZone = Annotated[str, AfterValidator(_known_zone)]
+"""``CLINIC_TIMEZONE``: a misspelt zone stops the service at start, instead of every time shown in it failing."""
 
 HIDDEN = "**********"
 
@@ -147,6 +159,11 @@ class ServiceSettings(BaseSettings):
         "without OIDC, the service roles only with it.",
     )
     log_level: str = "INFO"
+    bind_host: str = Field(
+        default="127.0.0.1",
+        description="The address the HTTP server listens on: loopback unless asked (containers: 0.0.0.0, every "
+        "interface).",
+    )
     kafka_group_instance_id: str = Field(
         default_factory=socket.gethostname,
         description="Static consumer-group membership id of this instance (KIP-345): unique per instance and "

@@ -6,7 +6,7 @@ from typing import ClassVar
 
 from pydantic import Field, SecretStr, model_validator
 
-from services.common.settings import ServiceSettings
+from services.common.settings import ClinicZone, ServiceSettings
 
 from .domain.policy import DEFAULT_POLICY_FILE
 
@@ -59,7 +59,7 @@ class NotificationsSettings(ServiceSettings):
         default=72.0, gt=0, description="How long a message is retried through transient failures before it fails."
     )
     dispatch_retry_max_seconds: float = Field(default=60.0, gt=0, description="The longest wait between two attempts.")
-    clinic_timezone: str = Field(default="America/New_York", description="Zone for times in messages.")
+    clinic_timezone: ClinicZone = Field(default="America/New_York", description="Zone for times in messages.")
     templates_dir: str | None = Field(default=None, description="A folder whose templates override the defaults.")
     notifications_policy_file: Path = Field(
         default=DEFAULT_POLICY_FILE, description="Who is told what, when and how (YAML)."
