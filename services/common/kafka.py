@@ -27,8 +27,9 @@ from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLS
 
 from stepwise_contract import EventData
 
-from .consumer import EventHandlers, subscribe
+from .consumer import EventHandlers, RetryingEvents, subscribe
 from .dependencies import Dependencies, DependencyDown
+from .logs import colour_only_on_a_terminal
 from .mongo import Document
 from .settings import ServiceSettings
 
@@ -171,6 +172,8 @@ class ServiceBroker(NamedTuple):
     handlers: EventHandlers
     publishes: tuple[type[EventData], ...] = ()
     service: str = ""
+    retrying: RetryingEvents | None = None
+    """The events its subscribers are held by (readiness lists them); None without subscribers."""
 
     def documented(self, bootstrap_servers: str) -> KafkaBroker:
         """A broker that is never started, for the AsyncAPI document: the same publishers, and one subscriber per
@@ -201,10 +204,12 @@ def service_broker(
     """The broker of a service: a batch subscriber per lane of the events it handles (unless consumers are off),
     in the consumer group ``group`` (``….urgent`` for the urgent lane), and a publisher per event it publishes."""
     broker = new_broker(settings, client_id=f"stepwise-{service.replace('_', '-')}")
+    retrying = None
     if handlers and settings.kafka_consumers_enabled:
-        broker.include_router(subscribe(settings, group, handlers))
+        retrying = RetryingEvents()
+        broker.include_router(subscribe(settings, group, handlers, retrying))
     publishes = tuple(publishes)
-    return ServiceBroker(broker, declare_publishers(broker, publishes), handlers, publishes, service)
+    return ServiceBroker(broker, declare_publishers(broker, publishes), handlers, publishes, service, retrying)
 
 
 def declare_publishers(broker: KafkaBroker, events: Iterable[type[EventData]]) -> dict[str, DefaultPublisher]:
@@ -268,6 +273,7 @@ async def start(
         dependencies.failed(DependencyDown(KAFKA, why, misconfigured=True))
         return False
     await broker.start()
+    colour_only_on_a_terminal()  # FastStream made its broker's logger as it connected
     dependencies.ok(KAFKA)
     return True
 

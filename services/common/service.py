@@ -29,6 +29,7 @@ from .consumer import EventShelf
 from .dependencies import Dependencies, DependencyDown
 from .kafka import KAFKA, ServiceBroker, relay_publish, start_once_accepted
 from .kafka import start as start_kafka
+from .logs import colour_only_on_a_terminal, install_filters
 from .mongo import Document, connect, ping
 from .oidc import OidcVerifier
 from .outbox import ConcurrentChange, OutboxRelay, ensure_outbox_index
@@ -248,6 +249,8 @@ async def _replay(request: Request, shelved: Document, by: Principal) -> SetAsid
 
 def configure_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    install_filters()
+    colour_only_on_a_terminal()
 
 
 def serve(app: FastAPI, port: int, host: str) -> None:

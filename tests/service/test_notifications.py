@@ -749,6 +749,31 @@ async def test_intake_down_makes_an_event_wait_and_readiness_say_so(
     assert dependencies.problems() == {} and (await http.get("/health/ready")).status_code == 200
 
 
+async def test_an_unforeseen_error_in_a_handler_is_in_readiness_without_failing_it(
+    events: Events, messaging: Messaging, intake: FakeIntake, http: httpx.AsyncClient
+) -> None:
+    """Not an outage: the event holds its partition, retried without end; readiness lists it from the first
+    attempt (the rest of the service works, so it stays ready) until the event is applied."""
+    episode_id = intake.episode()
+    missed = care_plan_event(session_missed(episode_id))
+
+    async def unforeseen(*_: Any) -> None:
+        raise TypeError("an answer no one expected")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(messaging.store, "add", unforeseen)
+        with pytest.raises(TypeError):
+            await events.deliver(missed)
+    ready = await http.get("/health/ready")
+    assert ready.status_code == 200 and ready.json()["status"] == "ready"
+    [(held, problem)] = ready.json()["problems"].items()
+    assert held == "iop.session.missed[0]"
+    assert problem.startswith("retrying: offset 0 failed with TypeError (attempt 1, since ")
+    await events.deliver(missed)  # the redelivery, once the cause is gone
+    assert await log_of(messaging, episode_id)
+    assert "problems" not in (await http.get("/health/ready")).json()
+
+
 async def test_a_refused_intake_token_is_a_configuration_error_that_says_what_to_set(
     events: Events, messaging: Messaging, intake: FakeIntake, dependencies: Dependencies, database: MemoryDatabase
 ) -> None:
