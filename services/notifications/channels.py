@@ -23,12 +23,15 @@ from .settings import NotificationsSettings
 
 
 class DeliveryError(Exception):
-    """A send that did not happen. ``permanent`` ones are not retried."""
+    """A send that did not happen. ``permanent`` ones are not retried. A transient one says the channel is down
+    (readiness, probing), unless it is ``recipient_only``: the channel works, and refused this recipient for now
+    (a relay's greylisting), so this message alone waits."""
 
-    def __init__(self, reason: str, *, permanent: bool) -> None:
+    def __init__(self, reason: str, *, permanent: bool, recipient_only: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.permanent = permanent
+        self.recipient_only = recipient_only
 
 
 class NotWanted(Exception):
@@ -56,6 +59,8 @@ class Contact:
 
 
 SMTP, SMS_PROVIDER, CARE_TEAM_WEBHOOK = "smtp", "sms_provider", "care_team_webhook"
+SMTP_CLOSING = 421
+"""The relay's "service not available, closing the channel": the relay, not the recipient."""
 PLANNING_LOOKUPS_KEPT_SECONDS = 2.0
 """How long intake's answer to "who may hear of this episode" is reused while messages are planned."""
 
@@ -162,7 +167,9 @@ class EmailSender:
             ) from None
         except aiosmtplib.SMTPRecipientsRefused as error:
             codes = [refusal.code for refusal in error.recipients]
-            raise DeliveryError(f"recipient refused ({codes})", permanent=all(c >= 500 for c in codes)) from None
+            # 4xx: this recipient, for now (greylisting, a full mailbox); 421 alone is the relay closing down.
+            raise DeliveryError(f"recipient refused ({codes})", permanent=all(c >= 500 for c in codes),
+                                recipient_only=SMTP_CLOSING not in codes) from None  # fmt: skip
         except aiosmtplib.SMTPResponseException as error:
             raise DeliveryError(f"SMTP {error.code}", permanent=error.code >= 500) from None
         except (aiosmtplib.SMTPException, OSError) as error:

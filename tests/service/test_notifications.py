@@ -27,7 +27,7 @@ from services.common.utc import utc_now, wall_clock
 from services.notifications import api
 from services.notifications.app import assemble, create_broker, load_checked_policy
 from services.notifications.changes import Messaging
-from services.notifications.channels import DeliveryError, IntakeContacts
+from services.notifications.channels import DeliveryError, EmailSender, IntakeContacts
 from services.notifications.dispatcher import UNCONFIGURED_SWEEP, Dispatcher, Senders
 from services.notifications.domain.delivery import Notification
 from services.notifications.handlers import EVENT_HANDLERS
@@ -60,6 +60,8 @@ from stepwise_contract import (
 from tests.service.conftest import Events, as_role, queued, running, service_app, set_aside
 from tests.service.conftest import api as client_of
 from tests.service.memory_mongo import MemoryDatabase
+from tools.servers import free_port
+from tools.smtp_sink import SmtpSink
 
 SETTINGS = NotificationsSettings(
     _env_file=None,
@@ -869,6 +871,35 @@ async def test_a_channel_outage_is_retried_for_the_time_budget_not_a_count(
     await messaging.store.notifications.update_many({}, {"$set": {"next_attempt_at": utc_now()}})
     await dispatcher.work_once()  # the relay is back
     assert len(channels["email"].sent) == 1 and "smtp" not in dependencies.problems()
+
+
+async def test_a_recipient_greylisted_waits_alone_and_the_relay_stays_up(
+    events: Events, messaging: Messaging, intake: FakeIntake, dispatcher: Dispatcher, dependencies: Dependencies,
+    http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """A relay's temporary refusal of one recipient (SMTP 450) defers that message, with backoff; only a relay that
+    cannot be reached marks the channel down (readiness 503, probing)."""
+    with SmtpSink(free_port()) as relay:
+        monkeypatch.setattr(SETTINGS, "smtp_host", "127.0.0.1")
+        monkeypatch.setattr(SETTINGS, "smtp_port", relay.port)
+        dispatcher._senders = Senders(EmailSender(SETTINGS), FakeChannel(), FakeChannel())  # type: ignore[arg-type]
+        relay.mailbox.greylisted.add(SETTINGS.care_team_email or "")
+        episode_id = await alert(events, intake)
+        await dispatcher.work_once()
+        [email] = [n for n in await log_of(messaging, episode_id) if n.channel == "email"]
+        assert (email.status, email.attempts) == ("pending", 1) and email.not_before > utc_now()
+        assert email.last_error is not None and "450" in email.last_error
+        assert "smtp" not in dependencies.problems() and (await http.get("/health/ready")).status_code == 200
+        relay.mailbox.greylisted.clear()  # the relay takes it at the next attempt
+        await messaging.store.notifications.update_many({}, {"$set": {"next_attempt_at": utc_now()}})
+        await dispatcher.work_once()
+        assert len(relay.mailbox.to(SETTINGS.care_team_email or "")) == 1
+        relay.pause()  # the relay itself goes away: that is the channel down
+        await alert(events, intake)
+        await dispatcher.work_once()
+        assert dependencies.problems()["smtp"].kind == "down"
+        assert (await http.get("/health/ready")).status_code == 503
+        relay.resume()
 
 
 async def test_a_message_fails_for_good_once_its_time_budget_is_spent(
