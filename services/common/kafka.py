@@ -272,8 +272,9 @@ async def start(
             raise
         dependencies.failed(DependencyDown(KAFKA, why, misconfigured=True))
         return False
+    await broker.connect()
+    colour_only_on_a_terminal()  # FastStream makes its broker's logger as it connects, and logs as it starts
     await broker.start()
-    colour_only_on_a_terminal()  # FastStream made its broker's logger as it connected
     dependencies.ok(KAFKA)
     return True
 
