@@ -296,6 +296,9 @@ async def test_a_refused_start_is_shown_by_readiness_and_tried_again_until_accep
         return "refused our login (x): check KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD"
 
     class Broker:
+        async def connect(self) -> None:
+            return None
+
         async def start(self) -> None:
             attempts.append("broker started")
 
