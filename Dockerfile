@@ -25,8 +25,10 @@ RUN /opt/stepwise/bin/pip install --constraint requirements.lock ./shared . \
 
 FROM python:3.11-slim
 
+# BIND_HOST: a service listens on loopback unless asked; in a container, on every interface (its published port).
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
+    BIND_HOST=0.0.0.0 \
     PATH="/opt/stepwise/bin:${PATH}"
 
 RUN groupadd --system --gid 10001 stepwise \

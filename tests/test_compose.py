@@ -335,8 +335,8 @@ def test_the_documented_override_loads_into_the_settings(
     notifications = merged(services["notifications"], override_example()["services"]["notifications"])
     settings = load_settings(notifications, NotificationsSettings, generated_secrets, monkeypatch)
     assert isinstance(settings, NotificationsSettings)
-    assert settings.smtp_password == "relay password"
-    assert settings.sms_provider_token == "provider-token"
+    assert settings.smtp_password is not None and settings.smtp_password.get_secret_value() == "relay password"
+    assert settings.sms_provider_token.get_secret_value() == "provider-token"
 
 
 @pytest.mark.parametrize("name", APPS)
@@ -351,7 +351,8 @@ def test_app_environment_loads_into_its_settings(
     for key, value in environment(services[name]).items():
         if key in secret_file_variables(settings_class):
             content = (generated_secrets / value.removeprefix(SECRETS_MOUNT)).read_text(encoding="utf-8")
-            assert getattr(settings, key.removesuffix("_FILE").lower()) == content.rstrip("\n"), key
+            secret = getattr(settings, key.removesuffix("_FILE").lower())
+            assert secret.get_secret_value() == content.rstrip("\n"), key
 
 
 @pytest.mark.parametrize("name", APPS)
@@ -369,7 +370,7 @@ def test_a_service_token_is_accepted_by_intake_with_its_role(
     intake = load_settings(services["intake"], IntakeSettings, generated_secrets, monkeypatch)
     caller = load_settings(services[service], APPS[service][1], generated_secrets, monkeypatch)
     assert isinstance(caller, CarePlanSettings | NotificationsSettings)
-    token = caller.intake_token
+    token = caller.intake_token.get_secret_value()
     assert token
     assert intake.token_roles[token] == role
 
@@ -492,3 +493,15 @@ def test_build_context_leaves_secrets_and_virtualenvs_out() -> None:
 def test_git_leaves_the_secrets_folder_out() -> None:
     rules = {line.strip() for line in GITIGNORE.read_text(encoding="utf-8").splitlines()}
     assert {"secrets/", "/secrets/", "secrets"} & rules
+
+
+@pytest.mark.parametrize("name", APPS)
+def test_app_listens_on_every_interface_of_its_container(
+    services: dict[str, Any], name: str, generated_secrets: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A service listens on loopback unless asked (BIND_HOST): in its container it must take the published port's
+    connections, which come from outside the container, so compose and the image ask for every interface."""
+    settings = load_settings(services[name], APPS[name][1], generated_secrets, monkeypatch)
+    assert settings.bind_host == "0.0.0.0"
+    image_env = " ".join(arguments for keyword, arguments in dockerfile_instructions() if keyword == "ENV")
+    assert "BIND_HOST=0.0.0.0" in image_env  # `docker run IMAGE services.intake` without compose, too

@@ -1,7 +1,9 @@
 """`make run`: backends (configured, or started here: Apache Kafka and a MongoDB server; see tools/devstack.py),
 the three services.
 
-Prints the URLs and dev tokens; Ctrl-C stops everything it started.
+Prints the URLs and the dev tokens that work; Ctrl-C stops everything it started. It fails loudly (a message
+naming the port or the service, and a non-zero exit) when a service's port is taken already, or a service
+exits, rather than report another stack's services as its own.
 """
 
 from __future__ import annotations
@@ -10,9 +12,11 @@ import contextlib
 import os
 import secrets
 import signal
+import socket
+import sys
 import tempfile
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from services.common.settings import parse_api_tokens
@@ -58,8 +62,81 @@ def credentials(environ: Mapping[str, str], tokens: dict[str, str]) -> dict[str,
     return {"API_TOKENS": own, **made}
 
 
+TOKENS_SHOWN = ("clinician", "intake_staff", "admin", "sms_provider")
+"""The dev tokens make run prints (the people's roles, and the SMS provider's reply callback)."""
+
+
+def token_lines(api_tokens: str, tokens: dict[str, str]) -> list[str]:
+    """The lines naming the dev tokens that work: those ``api_tokens`` (the services' API_TOKENS) gives their role.
+    With your own API_TOKENS, ours for people are not in it: none is printed, and yours are meant."""
+    roles = parse_api_tokens(api_tokens)
+    works = {role: tokens[role] for role in TOKENS_SHOWN if roles.get(tokens[role]) == role}
+    if not works:
+        return ["  tokens: yours (API_TOKENS); make run added none for people"]
+    lines = [f"  dev token (clinician): {works['clinician']}"] if "clinician" in works else []
+    others = " ".join(f"{role}={works[role]}" for role in ("intake_staff", "admin") if role in works)
+    lines += [f"  other dev tokens:      {others}"] if others else []
+    lines += [f"  SMS provider callback: sms_provider={works['sms_provider']}"] if "sms_provider" in works else []
+    return lines
+
+
+class NotRunning(Exception):
+    """make run cannot run (a port taken, a service that exited): what it says is printed, and it exits non-zero."""
+
+
+def ports_taken(ports: Mapping[str, int], host: str) -> list[str]:
+    """What stands in the way of the services listening on ``ports`` at ``host``, naming each variable and port."""
+    problems = []
+    for name, port in ports.items():
+        variable = PORTS[name][0]
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: only a listener is in the way
+            try:
+                probe.bind((host, port))
+            except OSError as error:
+                problems.append(f"{variable}={port} is taken on {host} ({error.strerror}): stop what listens there, "
+                                f"or set {variable} to a free port")  # fmt: skip
+    if len(set(ports.values())) < len(ports):
+        problems.append(f"two services are given the same port ({', '.join(f'{n}={p}' for n, p in ports.items())})")
+    return problems
+
+
+def _log_tail(service: ServiceProcess, lines: int = 12) -> str:
+    with contextlib.suppress(OSError):
+        tail = service.log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:]
+        return f"; the end of its log ({service.log_path}):\n" + "\n".join(f"    {line}" for line in tail)
+    return f"; its log: {service.log_path}"
+
+
+def start(service: ServiceProcess) -> None:
+    """Start ``service`` and wait until it is ready, or raise NotRunning saying why not."""
+    try:
+        service.start()
+    except (RuntimeError, TimeoutError) as error:
+        raise NotRunning(f"{service.name} (port {service.port}) did not start: {error}{_log_tail(service)}") from None
+
+
+def still_running(services: Sequence[ServiceProcess]) -> None:
+    """Raise NotRunning for a service that has exited."""
+    for service in services:
+        code = service.process.poll() if service.process else None
+        if code is not None:
+            raise NotRunning(f"{service.name} (port {service.port}) exited with code {code}{_log_tail(service)}")
+
+
+def watch(services: Sequence[ServiceProcess], stop: threading.Event, every: float = 0.5) -> None:
+    """Until ``stop`` is set (SIGTERM; Ctrl-C raises KeyboardInterrupt): a service that exits raises NotRunning."""
+    while True:
+        still_running(services)
+        if stop.wait(every):
+            return
+
+
 def main() -> None:
     tokens = dev_tokens()
+    ports = {name: int(os.environ.get(var, default)) for name, (var, default) in PORTS.items()}
+    if taken := ports_taken(ports, os.environ.get("BIND_HOST") or "127.0.0.1"):
+        raise NotRunning("\n  ".join(["cannot listen where the services should:", *taken]))
     logs = Path(tempfile.mkdtemp(prefix="stepwise-run-"))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -73,7 +150,6 @@ def main() -> None:
             "QUIET_HOURS_START": os.environ.get("QUIET_HOURS_START", "00:00"),
             "QUIET_HOURS_END": os.environ.get("QUIET_HOURS_END", "00:00"),
         }
-        ports = {name: int(os.environ.get(var, default)) for name, (var, default) in PORTS.items()}
         env["INTAKE_URL"] = os.environ.get("INTAKE_URL") or f"http://127.0.0.1:{ports['intake']}"
         if not os.environ.get("SMTP_HOST"):
             sink = stack.enter_context(SmtpSink(free_port(), print_messages=True))
@@ -88,21 +164,27 @@ def main() -> None:
                     for name, port in ports.items()]  # fmt: skip
         for service in services:
             stack.callback(service.stop)
-            service.start()
+            start(service)
+        still_running(services)  # what answered on their ports is theirs: none exited once it answered
         print("\nBackends:")
         for line in started.describe():
             print(f"  {line}")
         print(f"\nStepwise is running (service logs in {logs}):")
         for service in services:
             print(f"  {service.name:<14} {service.url}/docs")
-        print(f"\n  dev token (clinician): {tokens['clinician']}")
-        print(f"  other dev tokens:      intake_staff={tokens['intake_staff']} admin={tokens['admin']}")
-        print(f"  SMS provider callback: sms_provider={tokens['sms_provider']}")
+        print()
+        for line in token_lines(env["API_TOKENS"], tokens):
+            print(line)
         print("  mail and texts sent to people are printed below. Ctrl-C stops everything.\n", flush=True)
-        with contextlib.suppress(KeyboardInterrupt):
-            stop.wait()
-        print("\nstopping…", flush=True)
+        try:
+            with contextlib.suppress(KeyboardInterrupt):
+                watch(services, stop)
+        finally:
+            print("\nstopping…", flush=True)
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except NotRunning as failure:
+        sys.exit(f"\nmake run failed: {failure}")

@@ -25,6 +25,8 @@ class Mailbox:
     """Recipients whose RCPT TO the server answers only once released (a test stalls a send with it)."""
     stalled: set[str] = field(default_factory=set)
     """Of those, the ones a client is waiting on right now."""
+    greylisted: set[str] = field(default_factory=set)
+    """Recipients whose RCPT TO the server refuses for now (450, greylisting), as many relays do to strangers."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     async def handle_RCPT(self, _server: Any, _session: Any, envelope: Any, address: str, _options: Any) -> str:  # noqa: N802
@@ -32,6 +34,8 @@ class Mailbox:
             self.stalled.add(address)
             await asyncio.sleep(0.02)
         self.stalled.discard(address)
+        if address in self.greylisted:
+            return "450 4.2.0 Greylisted, try again later"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 

@@ -4,4 +4,4 @@ from .app import create_app
 from .settings import CarePlanSettings
 
 settings = CarePlanSettings()
-serve(create_app(settings), settings.care_plan_port)
+serve(create_app(settings), settings.care_plan_port, settings.bind_host)

@@ -21,7 +21,9 @@ class IntakeConsents:
     def __init__(
         self, settings: CarePlanSettings, dependencies: Dependencies, transport: httpx.AsyncBaseTransport | None = None
     ) -> None:
-        self._intake = IntakeClient(settings.intake_url, settings.intake_token, Role.CARE_PLAN, dependencies, transport)
+        self._intake = IntakeClient(
+            settings.intake_url, settings.intake_token.get_secret_value(), Role.CARE_PLAN, dependencies, transport
+        )
 
     async def family_consent(self, episode_id: str) -> list[str]:
         """The consents in force that name a family member or support and allow telling them of appointments."""

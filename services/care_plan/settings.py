@@ -1,9 +1,9 @@
 from pathlib import Path
 from typing import ClassVar
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
-from services.common.settings import ServiceSettings
+from services.common.settings import ClinicZone, ServiceSettings
 
 from .domain.policy import DEFAULT_POLICY_FILE
 
@@ -19,10 +19,10 @@ class CarePlanSettings(ServiceSettings):
         return self.care_plan_db
 
     care_plan_policy_file: Path = DEFAULT_POLICY_FILE
-    clinic_timezone: str = Field(default="America/New_York", description="IANA zone of the clinic's sessions.")
+    clinic_timezone: ClinicZone = Field(default="America/New_York", description="IANA zone of the clinic's sessions.")
     intake_url: str = Field(default="http://localhost:8001", description="Where consents are checked.")
-    intake_token: str = Field(
-        default="", description="Bearer token with the 'care_plan' role at intake (booking family sessions)."
+    intake_token: SecretStr = Field(
+        default=SecretStr(""), description="Bearer token with the 'care_plan' role at intake (booking family sessions)."
     )
     timer_poll_seconds: float = Field(
         default=5.0, gt=0, description="How often due timers (no-shows, weeks) are looked for."

@@ -27,7 +27,7 @@ from .store import PLANS
 
 async def run(candidate_file: Path, episode_id: str | None, settings: CarePlanSettings) -> int:
     current, candidate = load_policy(settings.care_plan_policy_file), load_policy(candidate_file)
-    client = connect(settings.mongodb_url, tls_ca_file=settings.mongodb_tls_ca_file)
+    client = connect(settings.mongodb_url.get_secret_value(), tls_ca_file=settings.mongodb_tls_ca_file)
     try:
         query = {"_id": episode_id} if episode_id else {}
         plans = [CarePlan.model_validate(doc) async for doc in client[settings.care_plan_db][PLANS].find(query)]

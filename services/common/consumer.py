@@ -13,7 +13,10 @@ blocks its partition. Any other failure (MongoDB, intake or another dependency d
 episode's later records, waits a capped backoff, and rewinds the batch's partitions: the batch comes again
 and what was applied already is recognised and skipped (every handler ignores a redelivery), without limit,
 so an outage is waited out, never turned into lost or set-aside work. Readiness names a dependency that is
-down (see ``dependencies.py``); the log names the event.
+down (see ``dependencies.py``); the log names the event. A failure that is no outage (a bug, an answer no one
+expected) holds its partition the same way: readiness lists the event from its first attempt, without failing
+(``RetryingEvents``), and the log names its topic, partition and error class, never the error's message, which
+may quote the event.
 """
 
 from __future__ import annotations
@@ -21,7 +24,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+import traceback
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, NamedTuple
 
 from aiokafka import ConsumerRecord
@@ -38,10 +44,11 @@ from pymongo.errors import DuplicateKeyError, PyMongoError
 from stepwise_contract import CloudEvent, EventData, MalformedEvent, describe_validation_error, from_headers
 
 from .dependencies import DependencyDown
+from .logs import reported
 from .mongo import Document
 from .priority import URGENT_FIRST
 from .settings import ServiceSettings
-from .utc import utc_now
+from .utc import utc_now, wall_clock
 
 log = logging.getLogger(__name__)
 
@@ -109,13 +116,15 @@ async def _undecoded(_: KafkaMessage) -> None:
     return None
 
 
-def subscribe(settings: ServiceSettings, group: str, handlers: EventHandlers) -> KafkaRouter:
-    """A router with a batch subscriber per lane of ``handlers``."""
+def subscribe(
+    settings: ServiceSettings, group: str, handlers: EventHandlers, retrying: RetryingEvents | None = None
+) -> KafkaRouter:
+    """A router with a batch subscriber per lane of ``handlers``; ``retrying`` lists the events they are held by."""
     router = KafkaRouter()
     for urgent, lane in lanes(handlers).items():
         topics = [model.event_type for model in lane]
         options = subscriber_options(settings, lane_group(group, urgent), urgent)
-        router.subscriber(*topics, **options)(_applying(EventBatch(lane, urgent)))
+        router.subscriber(*topics, **options)(_applying(EventBatch(lane, urgent, retrying)))
     return router
 
 
@@ -185,14 +194,60 @@ def set_aside_reason(error: Exception) -> str:
 Position = tuple[str, int, int]
 """topic, partition, offset"""
 
+OUTAGES = (DependencyDown, PyMongoError)
+"""Failures that are a dependency down (readiness names it, and fails): waited out."""
+
+
+@dataclass(frozen=True)
+class Held:
+    """A partition held by the event at ``offset``, which failed with ``error`` (its class) ``attempts`` times."""
+
+    offset: int
+    error: str
+    attempts: int
+    since: datetime
+
+
+class RetryingEvents:
+    """The events a handler failed on for a reason that is no outage (a bug, an answer no one expected): each holds
+    its partition (the later events wait behind it) and is retried without end. Readiness lists them under
+    ``problems`` from the first attempt, without failing (the rest of the service works), until applied."""
+
+    def __init__(self) -> None:
+        self._held: dict[tuple[str, int], Held] = {}
+
+    def failed(self, position: Position, error: Exception) -> None:
+        topic, partition, offset = position
+        known = self._held.get((topic, partition))
+        if known is not None and known.offset == offset:
+            self._held[topic, partition] = Held(offset, type(error).__name__, known.attempts + 1, known.since)
+        else:
+            self._held[topic, partition] = Held(offset, type(error).__name__, 1, wall_clock())
+
+    def applied(self, records: Iterable[ConsumerRecord[bytes, bytes]]) -> None:
+        """``records`` were applied (or set aside): a partition held by one of them is free again."""
+        for record in records:
+            held = self._held.get((record.topic, record.partition))
+            if held is not None and held.offset <= record.offset:
+                del self._held[record.topic, record.partition]
+
+    def problems(self) -> dict[str, str]:
+        """``topic[partition]`` -> what holds it, as readiness shows it."""
+        return {
+            f"{topic}[{partition}]": f"retrying: offset {held.offset} failed with {held.error} (attempt "
+            f"{held.attempts}, since {held.since.isoformat(timespec='seconds')}); the partition's later events wait"
+            for (topic, partition), held in sorted(self._held.items())
+        }
+
 
 class EventBatch:
     """The subscriber of one lane: applies a batch of records, episodes concurrently, each episode's in order."""
 
-    def __init__(self, handlers: EventHandlers, urgent: bool = False) -> None:
+    def __init__(self, handlers: EventHandlers, urgent: bool = False, retrying: RetryingEvents | None = None) -> None:
         self._handlers = {model.event_type: (model, subscription.handle) for model, subscription in handlers.items()}
         self._urgent = urgent
         self._attempts: dict[Position, int] = {}
+        self.retrying = retrying if retrying is not None else RetryingEvents()
 
     async def __call__(self, message: KafkaMessage, context: ContextRepo) -> None:
         records: Sequence[ConsumerRecord[bytes, bytes]] = message.raw_message
@@ -206,14 +261,18 @@ class EventBatch:
                 *(self._in_order(episode, shelf, resources) for episode in by_episode.values())
             )
         failures = [failure for failure in outcomes if failure is not None]
+        for failed_at, unforeseen in failures:
+            if not isinstance(unforeseen, OUTAGES):
+                self.retrying.failed(failed_at, unforeseen)
         if failures:
             position, error = failures[0]
             attempt = self._attempts[position] = self._attempts.get(position, 0) + 1
             _report(error, position, attempt, len(failures))
             await asyncio.sleep(retry_delay(attempt))
-            raise error  # NACK_ON_ERROR rewinds each partition of the batch to its first record
+            raise reported(error)  # NACK_ON_ERROR rewinds each partition of the batch to its first record
         for record in records:
             self._attempts.pop((record.topic, record.partition, record.offset), None)
+        self.retrying.applied(records)
 
     async def _in_order(
         self, records: list[ConsumerRecord[bytes, bytes]], shelf: EventShelf, resources: Any
@@ -246,12 +305,18 @@ def retry_delay(attempt: int) -> float:
 
 
 def _report(error: Exception, position: Position, attempt: int, episodes: int) -> None:
-    """One line per failing batch at its first attempt and at every tenth: an outage must not flood the log."""
+    """One line per failing batch at its first attempt and at every tenth: an outage must not flood the log. An
+    unforeseen error is named by its class, with where it was raised at the first attempt, never by its message
+    (it may quote the event)."""
     if attempt != 1 and attempt % 10:
         return
     others = f" (and {episodes - 1} more episodes of the batch)" if episodes > 1 else ""
-    if isinstance(error, DependencyDown | PyMongoError):
+    if isinstance(error, OUTAGES):
         what = str(error) if isinstance(error, DependencyDown) else f"MongoDB: {type(error).__name__}"
         log.warning("%s[%d]@%d waits%s: %s (attempt %d); retrying until it is back", *position, others, what, attempt)
     else:
-        log.error("%s[%d]@%d failed%s (attempt %d); retrying", *position, others, attempt, exc_info=error)
+        where = "; raised at:\n" + "".join(traceback.format_tb(error.__traceback__)) if attempt == 1 else ""
+        log.error(
+            "%s[%d]@%d failed with %s (attempt %d)%s; its partition waits, retrying (readiness lists it)%s",
+            *position, type(error).__name__, attempt, others, where,
+        )  # fmt: skip

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from fastapi import APIRouter, Request, Response, status
 
 from .dependencies import Dependencies
+from .kafka import ServiceBroker
 
 router = APIRouter(prefix="/health", tags=["health"])
 
@@ -23,7 +24,9 @@ async def live() -> dict[str, str]:
     "/ready",
     summary="The broker, the store and every other dependency are reachable and accept our credentials",
     description="503 while any is not: `checks` says which, `problems` why (down, or misconfigured with what to "
-    "set). Work waits meanwhile; nothing is lost.",
+    "set). Work waits meanwhile; nothing is lost. `problems` also lists, without failing, each event a handler "
+    "keeps failing on for another reason (`topic[partition]`: retrying, with the error's class): its partition "
+    "waits behind it.",
     responses={503: {"description": "Something this service depends on is down or misconfigured."}},
 )
 async def ready(request: Request, response: Response) -> dict[str, object]:
@@ -36,8 +39,12 @@ async def ready(request: Request, response: Response) -> dict[str, object]:
     if not all(report.values()):
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     answer: dict[str, object] = {"status": "ready" if all(report.values()) else "not_ready", "checks": report}
-    if problems:
-        answer["problems"] = {name: f"{problem.kind}: {problem.detail}" for name, problem in problems.items()}
+    shown = {name: f"{problem.kind}: {problem.detail}" for name, problem in problems.items()}
+    kafka: ServiceBroker | None = getattr(request.app.state, "kafka", None)
+    if kafka is not None and kafka.retrying is not None:
+        shown |= kafka.retrying.problems()  # listed, but not failing: the rest of the service works
+    if shown:
+        answer["problems"] = shown
     return answer
 
 

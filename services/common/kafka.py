@@ -27,8 +27,9 @@ from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLS
 
 from stepwise_contract import EventData
 
-from .consumer import EventHandlers, subscribe
+from .consumer import EventHandlers, RetryingEvents, subscribe
 from .dependencies import Dependencies, DependencyDown
+from .logs import colour_only_on_a_terminal
 from .mongo import Document
 from .settings import ServiceSettings
 
@@ -63,7 +64,7 @@ def broker_security(settings: ServiceSettings) -> BaseSecurity | None:
     if protocol == "SSL":
         return BaseSecurity(ssl_context=ssl_context(settings), use_ssl=True)
     login, context = SASL_SECURITY[settings.kafka_sasl_mechanism], ssl_context(settings)
-    username, password = settings.kafka_sasl_username, settings.kafka_sasl_password
+    username, password = settings.kafka_sasl_username, settings.kafka_sasl_password.get_secret_value()
     return login(username, password, ssl_context=context, use_ssl=context is not None)
 
 
@@ -75,7 +76,7 @@ def client_options(settings: ServiceSettings) -> dict[str, Any]:
         options |= {
             "sasl_mechanism": settings.kafka_sasl_mechanism,
             "sasl_plain_username": settings.kafka_sasl_username,
-            "sasl_plain_password": settings.kafka_sasl_password,
+            "sasl_plain_password": settings.kafka_sasl_password.get_secret_value(),
         }
     return options
 
@@ -171,6 +172,8 @@ class ServiceBroker(NamedTuple):
     handlers: EventHandlers
     publishes: tuple[type[EventData], ...] = ()
     service: str = ""
+    retrying: RetryingEvents | None = None
+    """The events its subscribers are held by (readiness lists them); None without subscribers."""
 
     def documented(self, bootstrap_servers: str) -> KafkaBroker:
         """A broker that is never started, for the AsyncAPI document: the same publishers, and one subscriber per
@@ -201,10 +204,12 @@ def service_broker(
     """The broker of a service: a batch subscriber per lane of the events it handles (unless consumers are off),
     in the consumer group ``group`` (``….urgent`` for the urgent lane), and a publisher per event it publishes."""
     broker = new_broker(settings, client_id=f"stepwise-{service.replace('_', '-')}")
+    retrying = None
     if handlers and settings.kafka_consumers_enabled:
-        broker.include_router(subscribe(settings, group, handlers))
+        retrying = RetryingEvents()
+        broker.include_router(subscribe(settings, group, handlers, retrying))
     publishes = tuple(publishes)
-    return ServiceBroker(broker, declare_publishers(broker, publishes), handlers, publishes, service)
+    return ServiceBroker(broker, declare_publishers(broker, publishes), handlers, publishes, service, retrying)
 
 
 def declare_publishers(broker: KafkaBroker, events: Iterable[type[EventData]]) -> dict[str, DefaultPublisher]:
@@ -267,6 +272,8 @@ async def start(
             raise
         dependencies.failed(DependencyDown(KAFKA, why, misconfigured=True))
         return False
+    await broker.connect()
+    colour_only_on_a_terminal()  # FastStream makes its broker's logger as it connects, and logs as it starts
     await broker.start()
     dependencies.ok(KAFKA)
     return True

@@ -31,6 +31,7 @@ from .edge import AuthFailures, BodyLimit, EdgeConfig, SecurityHeaders, TokenGat
 from .errors import document_answers, install_error_answers
 from .kafka import KAFKA, ServiceBroker, relay_publish, start_once_accepted
 from .kafka import start as start_kafka
+from .logs import colour_only_on_a_terminal, install_filters
 from .mongo import Document, connect, ping
 from .oidc import OidcVerifier
 from .outbox import ConcurrentChange, OutboxRelay, ensure_outbox_index
@@ -86,7 +87,7 @@ def create_service_app(
         )
         app.state.kafka = kafka
         app.state.dependencies = dependencies = Dependencies()
-        client = connect(settings.mongodb_url, tls_ca_file=settings.mongodb_tls_ca_file)
+        client = connect(settings.mongodb_url.get_secret_value(), tls_ca_file=settings.mongodb_tls_ca_file)
         database = client[settings.database_name]
         shelf = EventShelf(database[SET_ASIDE_COLLECTION])
         broker.context.set_global("event_shelf", shelf)
@@ -273,8 +274,10 @@ async def _replay(request: Request, shelved: Document, by: Principal) -> SetAsid
 
 def configure_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    install_filters()
+    colour_only_on_a_terminal()
 
 
-def serve(app: FastAPI, port: int, host: str = "0.0.0.0") -> None:  # noqa: S104 - containers listen on all
+def serve(app: FastAPI, port: int, host: str) -> None:
     # No proxy headers: the edge takes X-Forwarded-For from TRUSTED_PROXIES alone (services/common/edge.py).
     uvicorn.run(app, host=host, port=port, log_level="info", access_log=True, proxy_headers=False)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import socket
 import ssl
 from pathlib import Path
-from typing import ClassVar, Literal, Self
+from typing import Annotated, ClassVar, Literal, Self
 from urllib.parse import parse_qsl, urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, Secret, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from .auth import SERVICE_ROLES, Role
@@ -77,6 +78,31 @@ def _tls_switched_off(mongodb_url: str) -> bool:
     return any(options.get(name) == "false" for name in ("tls", "ssl"))
 
 
+def _known_zone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError("CLINIC_TIMEZONE: not a known IANA time zone (e.g. America/Chicago)") from None
+    return name
+
+
+ClinicZone = Annotated[str, AfterValidator(_known_zone)]
+"""``CLINIC_TIMEZONE``: a misspelt zone stops the service at start, instead of every time shown in it failing."""
+
+HIDDEN = "**********"
+
+
+class MongoUrl(Secret[str]):
+    """``MONGODB_URL``: shown (repr, str, JSON) with its password hidden, so a log still says which server."""
+
+    def _display(self) -> str:
+        scheme, separator, rest = self.get_secret_value().partition("://")
+        userinfo, at, hosts = rest.rpartition("@")
+        if not separator or not at or ":" not in userinfo:
+            return self.get_secret_value()
+        return f"{scheme}://{userinfo.partition(':')[0]}:{HIDDEN}@{hosts}"
+
+
 class ServiceSettings(BaseSettings):
     # hide_input_in_errors: a bad setting must not print API_TOKENS (or any secret) into logs.
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", hide_input_in_errors=True)
@@ -84,8 +110,9 @@ class ServiceSettings(BaseSettings):
     SECRETS: ClassVar[tuple[str, ...]] = ("api_tokens", "mongodb_url", "kafka_sasl_password")
     """The settings that may come from a file: ``X_FILE`` (e.g. ``API_TOKENS_FILE=/run/secrets/api_tokens``) names
     a file holding setting ``X`` (services/common/secret_files.py). Each service adds its own credentials; a new
-    credential setting is added here or there by name. ``mongodb_url`` carries the password when MongoDB
-    authentication is on."""
+    credential setting is added here or there by name, and is a ``SecretStr`` (``get_secret_value()`` where it is
+    used), so that no repr, str or JSON of the settings shows it. ``mongodb_url`` carries the password when
+    MongoDB authentication is on (``MongoUrl``: shown without it)."""
 
     @classmethod
     def settings_customise_sources(
@@ -108,8 +135,8 @@ class ServiceSettings(BaseSettings):
     kafka_bootstrap_servers: str = "localhost:9092"
     kafka_topic_partitions: int = Field(default=3, ge=1)
     kafka_topic_replication: int = Field(default=1, ge=1)
-    mongodb_url: str = "mongodb://localhost:27017/?directConnection=true"
-    api_tokens: str = Field(default="", description="token:role,token:role")
+    mongodb_url: MongoUrl = MongoUrl("mongodb://localhost:27017/?directConnection=true")
+    api_tokens: SecretStr = Field(default=SecretStr(""), description="token:role,token:role")
     # Staff sign in at the clinic's OpenID Connect provider (services/common/oidc.py).
     oidc_issuer: str = Field(default="", description="The provider's issuer URL; empty: no OpenID Connect.")
     oidc_jwks_url: str = Field(default="", description="The provider's key set; empty: from its discovery document.")
@@ -133,6 +160,11 @@ class ServiceSettings(BaseSettings):
         "without OIDC, the service roles only with it.",
     )
     log_level: str = "INFO"
+    bind_host: str = Field(
+        default="127.0.0.1",
+        description="The address the HTTP server listens on: loopback unless asked (containers: 0.0.0.0, every "
+        "interface).",
+    )
     kafka_group_instance_id: str = Field(
         default_factory=socket.gethostname,
         description="Static consumer-group membership id of this instance (KIP-345): unique per instance and "
@@ -160,8 +192,8 @@ class ServiceSettings(BaseSettings):
         default="SCRAM-SHA-512", description="The SASL mechanism of the login (with SASL_PLAINTEXT or SASL_SSL)."
     )
     kafka_sasl_username: str = Field(default="", description="The SASL user (required with SASL_*).")
-    kafka_sasl_password: str = Field(
-        default="", repr=False, description="The SASL user's password (required with SASL_*); a secret: never logged."
+    kafka_sasl_password: SecretStr = Field(
+        default=SecretStr(""), description="The SASL user's password (required with SASL_*); a secret: never logged."
     )
     kafka_ssl_ca_file: Path | None = Field(
         default=None,
@@ -205,8 +237,8 @@ class ServiceSettings(BaseSettings):
 
     @field_validator("api_tokens")
     @classmethod
-    def _tokens_parse(cls, value: str) -> str:
-        parse_api_tokens(value)
+    def _tokens_parse(cls, value: SecretStr) -> SecretStr:
+        parse_api_tokens(value.get_secret_value())
         return value
 
     @field_validator("trusted_proxies")
@@ -254,7 +286,7 @@ class ServiceSettings(BaseSettings):
                 )
             _check_ca_file("KAFKA_SSL_CA_FILE", self.kafka_ssl_ca_file)
         if self.mongodb_tls_ca_file is not None:
-            if _tls_switched_off(self.mongodb_url):
+            if _tls_switched_off(self.mongodb_url.get_secret_value()):
                 raise ValueError(
                     "MONGODB_TLS_CA_FILE is pointless with TLS switched off in MONGODB_URL (tls=false): "
                     "set tls=true there, or unset MONGODB_TLS_CA_FILE"
@@ -298,4 +330,4 @@ class ServiceSettings(BaseSettings):
 
     @property
     def token_roles(self) -> dict[str, Role]:
-        return parse_api_tokens(self.api_tokens)
+        return parse_api_tokens(self.api_tokens.get_secret_value())

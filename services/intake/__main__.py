@@ -4,4 +4,4 @@ from .app import create_app
 from .settings import IntakeSettings
 
 settings = IntakeSettings()
-serve(create_app(settings), settings.intake_port)
+serve(create_app(settings), settings.intake_port, settings.bind_host)

@@ -61,9 +61,11 @@ async def assemble(
     alumni = AlumniEnrolments(database, wake_relay=wake_relay)
     await store.create_indexes()
     await alumni.create_indexes()
-    schedules, opt_outs = EpisodeSchedules(database), OptOuts(database, settings.contact_hash_key)
+    schedules, opt_outs = EpisodeSchedules(database), OptOuts(database, settings.contact_hash_key.get_secret_value())
     contacts = contacts or IntakeContacts(settings, dependencies)
-    senders = Senders(EmailSender(settings), SmsSender(settings), WebhookSender(settings.webhook_secret))
+    senders = Senders(
+        EmailSender(settings), SmsSender(settings), WebhookSender(settings.webhook_secret.get_secret_value())
+    )
     care_team = CareTeam(email=settings.care_team_email, webhook_url=settings.care_team_webhook_url)
     dispatcher = Dispatcher(
         store,

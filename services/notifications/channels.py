@@ -23,12 +23,15 @@ from .settings import NotificationsSettings
 
 
 class DeliveryError(Exception):
-    """A send that did not happen. ``permanent`` ones are not retried."""
+    """A send that did not happen. ``permanent`` ones are not retried. A transient one says the channel is down
+    (readiness, probing), unless it is ``recipient_only``: the channel works, and refused this recipient for now
+    (a relay's greylisting), so this message alone waits."""
 
-    def __init__(self, reason: str, *, permanent: bool) -> None:
+    def __init__(self, reason: str, *, permanent: bool, recipient_only: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.permanent = permanent
+        self.recipient_only = recipient_only
 
 
 class NotWanted(Exception):
@@ -56,6 +59,8 @@ class Contact:
 
 
 SMTP, SMS_PROVIDER, CARE_TEAM_WEBHOOK = "smtp", "sms_provider", "care_team_webhook"
+SMTP_CLOSING = 421
+"""The relay's "service not available, closing the channel": the relay, not the recipient."""
 PLANNING_LOOKUPS_KEPT_SECONDS = 2.0
 """How long intake's answer to "who may hear of this episode" is reused while messages are planned."""
 
@@ -86,7 +91,7 @@ class IntakeContacts:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._intake = IntakeClient(
-            settings.intake_url, settings.intake_token, Role.NOTIFICATIONS, dependencies, transport
+            settings.intake_url, settings.intake_token.get_secret_value(), Role.NOTIFICATIONS, dependencies, transport
         )
         # While an event's messages are planned, the same question comes several times: who may hear of this
         # episode (its patient, the supports of each scope). One request answers it, kept briefly; concurrent
@@ -154,13 +159,14 @@ class EmailSender:
         # A stable Message-ID lets a receiving system spot the rare resend after a crash.
         email["Message-ID"] = f"<{notification_id}@stepwise>"
         email.set_content(message.body)
+        password = self._settings.smtp_password
         try:
             await aiosmtplib.send(
                 email,
                 hostname=self._settings.smtp_host,
                 port=self._settings.smtp_port,
                 username=self._settings.smtp_username,
-                password=self._settings.smtp_password,
+                password=password.get_secret_value() if password is not None else None,
                 start_tls=self._settings.smtp_starttls,
                 timeout=self._settings.smtp_timeout_seconds,
             )
@@ -170,7 +176,9 @@ class EmailSender:
             ) from None
         except aiosmtplib.SMTPRecipientsRefused as error:
             codes = [refusal.code for refusal in error.recipients]
-            raise DeliveryError(f"recipient refused ({codes})", permanent=all(c >= 500 for c in codes)) from None
+            # 4xx: this recipient, for now (greylisting, a full mailbox); 421 alone is the relay closing down.
+            raise DeliveryError(f"recipient refused ({codes})", permanent=all(c >= 500 for c in codes),
+                                recipient_only=SMTP_CLOSING not in codes) from None  # fmt: skip
         except aiosmtplib.SMTPResponseException as error:
             raise DeliveryError(f"SMTP {error.code}", permanent=error.code >= 500) from None
         except (aiosmtplib.SMTPException, OSError) as error:
@@ -208,7 +216,9 @@ class SmsSender:
     def __init__(self, settings: NotificationsSettings, timeout: float = 10.0) -> None:
         self._url = settings.sms_provider_url
         self._from = settings.sms_from
-        self._client = httpx.AsyncClient(timeout=timeout, headers=bearer(settings.sms_provider_token))
+        self._client = httpx.AsyncClient(
+            timeout=timeout, headers=bearer(settings.sms_provider_token.get_secret_value())
+        )
 
     @property
     def configured(self) -> bool:

@@ -8,9 +8,10 @@ is marked sent: after the lease expires it is sent again. The stable Message-ID 
 Idempotency-Key (SMS) and notification-id header (webhooks) let receivers drop the copy.
 
 Failures: a permanent refusal ends the message; a transient one (relay unreachable, 4xx temporary, 5xx)
-is retried by ``RetryBudget`` for a time; a dependency that is down or refuses our credentials
-(``DependencyDown``: intake, a provider's 401) makes the message wait, without counting, until it is back.
-A channel that works again releases the messages that wait on it at once.
+is retried by ``RetryBudget`` for a time, and marks its channel down (readiness, probing) unless only the
+recipient was refused for now (a relay's greylisting: the channel works); a dependency that is down or refuses
+our credentials (``DependencyDown``: intake, a provider's 401) makes the message wait, without counting, until
+it is back. A channel that works again releases the messages that wait on it at once.
 """
 
 from __future__ import annotations
@@ -276,7 +277,8 @@ class Dispatcher:
             await self._store.mark_failed(notification, error.reason, event)
             log.warning("notification %s failed for good: %s", notification.notification_id, error.reason)
             return
-        self._dependencies.failed(DependencyDown(CHANNEL_DEPENDENCY[notification.channel], error.reason))
+        if not error.recipient_only:
+            self._dependencies.failed(DependencyDown(CHANNEL_DEPENDENCY[notification.channel], error.reason))
         await self._store.retry_later(notification.notification_id, retry_at - utc_now(), error.reason)
         log.info("notification %s will be retried: %s", notification.notification_id, error.reason)
 

@@ -4,9 +4,9 @@ from datetime import time
 from pathlib import Path
 from typing import ClassVar
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 
-from services.common.settings import ServiceSettings
+from services.common.settings import ClinicZone, ServiceSettings
 
 from .domain.policy import DEFAULT_POLICY_FILE
 
@@ -32,18 +32,22 @@ class NotificationsSettings(ServiceSettings):
     smtp_port: int = 1025
     smtp_from: str = "Care team <care-team@clinic.example>"
     smtp_username: str | None = None
-    smtp_password: str | None = None
+    smtp_password: SecretStr | None = None
     smtp_starttls: bool = False
     smtp_timeout_seconds: float = 10.0
     intake_url: str = Field(
         default="http://localhost:8001", description="Where contact data is looked up at send time."
     )
-    intake_token: str = Field(default="", description="Bearer token with the 'notifications' role at intake.")
+    intake_token: SecretStr = Field(
+        default=SecretStr(""), description="Bearer token with the 'notifications' role at intake."
+    )
     care_team_email: str | None = Field(default=None, description="Care team mailbox: safety alerts, day or night.")
     care_team_webhook_url: str | None = Field(
         default=None, description="On-call system to call for safety alerts (signed webhook)."
     )
-    webhook_secret: str = Field(default="", description="Shared secret for webhook signatures (HMAC-SHA256).")
+    webhook_secret: SecretStr = Field(
+        default=SecretStr(""), description="Shared secret for webhook signatures (HMAC-SHA256)."
+    )
     quiet_hours_start: time = Field(default=time(21, 0), description="Non-urgent messages wait from this local time…")
     quiet_hours_end: time = Field(default=time(8, 0), description="…until this one (equal times: no quiet hours).")
     dispatch_poll_seconds: float = Field(default=1.0, gt=0)
@@ -55,7 +59,7 @@ class NotificationsSettings(ServiceSettings):
         default=72.0, gt=0, description="How long a message is retried through transient failures before it fails."
     )
     dispatch_retry_max_seconds: float = Field(default=60.0, gt=0, description="The longest wait between two attempts.")
-    clinic_timezone: str = Field(default="America/New_York", description="Zone for times in messages.")
+    clinic_timezone: ClinicZone = Field(default="America/New_York", description="Zone for times in messages.")
     templates_dir: str | None = Field(default=None, description="A folder whose templates override the defaults.")
     notifications_policy_file: Path = Field(
         default=DEFAULT_POLICY_FILE, description="Who is told what, when and how (YAML)."
@@ -63,10 +67,10 @@ class NotificationsSettings(ServiceSettings):
     sms_provider_url: str | None = Field(
         default=None, description="The SMS provider's send endpoint (JSON POST); unset: no SMS is planned."
     )
-    sms_provider_token: str = Field(default="", description="Bearer token for the SMS provider.")
+    sms_provider_token: SecretStr = Field(default=SecretStr(""), description="Bearer token for the SMS provider.")
     sms_from: str = Field(default="", description="The clinic's sending number or sender id.")
-    contact_hash_key: str = Field(
-        default="",
+    contact_hash_key: SecretStr = Field(
+        default=SecretStr(""),
         description="Secret key for the keyed hash under which numbers that replied STOP are kept (never the number).",
     )
 
@@ -74,6 +78,14 @@ class NotificationsSettings(ServiceSettings):
     def _sms_needs_a_hash_key(self) -> NotificationsSettings:
         if self.sms_provider_url and not self.contact_hash_key:
             raise ValueError("CONTACT_HASH_KEY: required when SMS_PROVIDER_URL is set (opt-outs are kept under it)")
+        return self
+
+    @model_validator(mode="after")
+    def _webhook_needs_a_secret(self) -> NotificationsSettings:
+        if self.care_team_webhook_url and not self.webhook_secret.get_secret_value().strip():
+            raise ValueError(
+                "WEBHOOK_SECRET: required when CARE_TEAM_WEBHOOK_URL is set (safety-alert webhooks are signed with it)"
+            )
         return self
 
 

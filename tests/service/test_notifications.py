@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import httpx
 import pytest
+from pydantic import SecretStr
 from pymongo.errors import AutoReconnect, ServerSelectionTimeoutError
 
 from services.common.auth import Role
@@ -26,7 +27,7 @@ from services.common.utc import utc_now, wall_clock
 from services.notifications import api
 from services.notifications.app import assemble, create_broker, load_checked_policy
 from services.notifications.changes import Messaging
-from services.notifications.channels import DeliveryError, IntakeContacts
+from services.notifications.channels import DeliveryError, EmailSender, IntakeContacts
 from services.notifications.dispatcher import UNCONFIGURED_SWEEP, Dispatcher, Senders
 from services.notifications.domain.delivery import Notification
 from services.notifications.handlers import EVENT_HANDLERS
@@ -59,6 +60,8 @@ from stepwise_contract import (
 from tests.service.conftest import Events, as_role, queued, running, service_app, set_aside
 from tests.service.conftest import api as client_of
 from tests.service.memory_mongo import MemoryDatabase
+from tools.servers import free_port
+from tools.smtp_sink import SmtpSink
 
 SETTINGS = NotificationsSettings(
     _env_file=None,
@@ -118,7 +121,7 @@ class FakeIntake:
         self.headers.append(dict(request.headers))
         if self.down:
             raise httpx.ConnectError("connection refused", request=request)
-        if request.headers.get("Authorization") != f"Bearer {SETTINGS.intake_token}":
+        if request.headers.get("Authorization") != f"Bearer {SETTINGS.intake_token.get_secret_value()}":
             return httpx.Response(401, json={"detail": "missing or invalid bearer token"})
         match request.url.path.removeprefix("/v1/episodes/").split("/"):
             case [episode_id, *_] if episode_id not in self.patients:
@@ -871,6 +874,31 @@ async def test_intake_down_makes_an_event_wait_and_readiness_say_so(
     assert dependencies.problems() == {} and (await http.get("/health/ready")).status_code == 200
 
 
+async def test_an_unforeseen_error_in_a_handler_is_in_readiness_without_failing_it(
+    events: Events, messaging: Messaging, intake: FakeIntake, http: httpx.AsyncClient
+) -> None:
+    """Not an outage: the event holds its partition, retried without end; readiness lists it from the first
+    attempt (the rest of the service works, so it stays ready) until the event is applied."""
+    episode_id = intake.episode()
+    missed = care_plan_event(session_missed(episode_id))
+
+    async def unforeseen(*_: Any) -> None:
+        raise TypeError("an answer no one expected")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(messaging.store, "add", unforeseen)
+        with pytest.raises(TypeError):
+            await events.deliver(missed)
+    ready = await http.get("/health/ready")
+    assert ready.status_code == 200 and ready.json()["status"] == "ready"
+    [(held, problem)] = ready.json()["problems"].items()
+    assert held == "iop.session.missed[0]"
+    assert problem.startswith("retrying: offset 0 failed with TypeError (attempt 1, since ")
+    await events.deliver(missed)  # the redelivery, once the cause is gone
+    assert await log_of(messaging, episode_id)
+    assert "problems" not in (await http.get("/health/ready")).json()
+
+
 async def test_a_refused_intake_token_is_a_configuration_error_that_says_what_to_set(
     events: Events, messaging: Messaging, intake: FakeIntake, dependencies: Dependencies, database: MemoryDatabase
 ) -> None:
@@ -879,7 +907,7 @@ async def test_a_refused_intake_token_is_a_configuration_error_that_says_what_to
     intake.consent(episode_id, "family", "attendance")
     intake.headers.clear()
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(SETTINGS, "intake_token", "a-token-intake-does-not-know")
+        patch.setattr(SETTINGS, "intake_token", SecretStr("a-token-intake-does-not-know"))
         contacts = IntakeContacts(SETTINGS, dependencies, transport=httpx.MockTransport(intake.handle))
     with pytest.raises(DependencyDown):
         await dataclasses.replace(messaging, contacts=contacts).contacts.audience(episode_id, frozenset({"attendance"}))
@@ -891,7 +919,7 @@ async def test_a_refused_intake_token_is_a_configuration_error_that_says_what_to
 
 async def test_an_empty_token_is_not_sent(intake: FakeIntake, dependencies: Dependencies) -> None:
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(SETTINGS, "intake_token", "")
+        patch.setattr(SETTINGS, "intake_token", SecretStr(""))
         contacts = IntakeContacts(SETTINGS, dependencies, transport=httpx.MockTransport(intake.handle))
     with pytest.raises(DependencyDown) as refused:
         await contacts.audience(intake.episode(), frozenset())
@@ -966,6 +994,35 @@ async def test_a_channel_outage_is_retried_for_the_time_budget_not_a_count(
     await messaging.store.notifications.update_many({}, {"$set": {"next_attempt_at": utc_now()}})
     await dispatcher.work_once()  # the relay is back
     assert len(channels["email"].sent) == 1 and "smtp" not in dependencies.problems()
+
+
+async def test_a_recipient_greylisted_waits_alone_and_the_relay_stays_up(
+    events: Events, messaging: Messaging, intake: FakeIntake, dispatcher: Dispatcher, dependencies: Dependencies,
+    http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """A relay's temporary refusal of one recipient (SMTP 450) defers that message, with backoff; only a relay that
+    cannot be reached marks the channel down (readiness 503, probing)."""
+    with SmtpSink(free_port()) as relay:
+        monkeypatch.setattr(SETTINGS, "smtp_host", "127.0.0.1")
+        monkeypatch.setattr(SETTINGS, "smtp_port", relay.port)
+        dispatcher._senders = Senders(EmailSender(SETTINGS), FakeChannel(), FakeChannel())  # type: ignore[arg-type]
+        relay.mailbox.greylisted.add(SETTINGS.care_team_email or "")
+        episode_id = await alert(events, intake)
+        await dispatcher.work_once()
+        [email] = [n for n in await log_of(messaging, episode_id) if n.channel == "email"]
+        assert (email.status, email.attempts) == ("pending", 1) and email.not_before > utc_now()
+        assert email.last_error is not None and "450" in email.last_error
+        assert "smtp" not in dependencies.problems() and (await http.get("/health/ready")).status_code == 200
+        relay.mailbox.greylisted.clear()  # the relay takes it at the next attempt
+        await messaging.store.notifications.update_many({}, {"$set": {"next_attempt_at": utc_now()}})
+        await dispatcher.work_once()
+        assert len(relay.mailbox.to(SETTINGS.care_team_email or "")) == 1
+        relay.pause()  # the relay itself goes away: that is the channel down
+        await alert(events, intake)
+        await dispatcher.work_once()
+        assert dependencies.problems()["smtp"].kind == "down"
+        assert (await http.get("/health/ready")).status_code == 503
+        relay.resume()
 
 
 async def test_a_message_fails_for_good_once_its_time_budget_is_spent(

@@ -5,6 +5,7 @@ And the gate that lets urgent work go first."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,6 +15,7 @@ from aiokafka import ConsumerRecord
 
 from services.common import consumer, priority
 from services.common.consumer import HANDLER_CONTEXT, EventBatch, EventRejected, Subscription, lane_group, lanes
+from services.common.dependencies import DependencyDown
 from services.common.priority import UrgentFirst
 from stepwise_contract import SafetyAlertRaised, SessionMissed, new_event, to_kafka
 
@@ -104,6 +106,45 @@ async def test_a_bad_record_is_set_aside_alone_and_the_batch_goes_on() -> None:
     assert applied == ["a", "b"]
     assert [offset for offset, _ in shelf.shelved] == [0, 2]
     assert shelf.shelved[0][1].startswith("malformed") and shelf.shelved[1][1] == "rejected: unknown_session"
+
+
+async def test_an_unforeseen_error_holds_its_partition_in_sight_until_the_event_is_applied(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Not an outage (readiness names a dependency that is down) but a bug or an answer no one expected: listed from
+    its first attempt, logged with topic, partition and error class, never the error's message (it may quote the
+    event), and no longer listed once the event is applied."""
+    failures = [KeyError("Testpatient Zq-b4f1"), KeyError("Testpatient Zq-b4f1")]
+
+    async def handle(_event: Any, _context: Any) -> None:
+        if failures:
+            raise failures.pop(0)
+
+    batch = EventBatch({SessionMissed: Subscription(handle, "")})
+    context = Context({"event_shelf": Shelf(), HANDLER_CONTEXT: None})
+    for attempt in (1, 2):
+        with caplog.at_level(logging.INFO), pytest.raises(KeyError):
+            await batch(Message((record(7, "a"), record(8, "a"))), context)  # type: ignore[arg-type]
+        [(held, problem)] = batch.retrying.problems().items()
+        assert held == "iop.session.missed[0]"
+        assert problem.startswith(f"retrying: offset 7 failed with KeyError (attempt {attempt}, since ")
+    [logged] = [entry for entry in caplog.records if entry.levelno == logging.ERROR]
+    assert "iop.session.missed[0]@7 failed with KeyError (attempt 1)" in logged.getMessage()
+    assert "Zq-b4f1" not in caplog.text and logged.exc_info is None
+    await batch(Message((record(7, "a"), record(8, "a"))), context)  # type: ignore[arg-type]
+    assert batch.retrying.problems() == {}
+
+
+async def test_an_outage_is_not_listed_as_an_event_held_by_an_error() -> None:
+    """A dependency that is down is readiness' own business (it names the dependency, and fails)."""
+
+    async def handle(_event: Any, _context: Any) -> None:
+        raise DependencyDown("intake", "unreachable (ConnectError)")
+
+    batch = EventBatch({SessionMissed: Subscription(handle, "")})
+    with pytest.raises(DependencyDown):
+        await batch(Message((record(0, "a"),)), Context({"event_shelf": Shelf(), HANDLER_CONTEXT: None}))  # type: ignore[arg-type]
+    assert batch.retrying.problems() == {}
 
 
 def test_lanes_split_the_handlers_and_each_has_its_group() -> None:

@@ -1,9 +1,22 @@
-"""`make run` gives its own services working credentials, whatever the developer set."""
+"""`make run` gives its own services working credentials, whatever the developer set, prints only tokens that
+work, and fails loudly (non-zero, naming the port or the service) when it cannot run."""
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
 from services.common.settings import parse_api_tokens
-from tools.run import credentials, dev_tokens
+from tools.devstack import ROOT, ServiceProcess
+from tools.run import NotRunning, credentials, dev_tokens, ports_taken, token_lines, watch
+from tools.servers import free_port
 
 TOKENS = dev_tokens()
 
@@ -30,3 +43,104 @@ def test_your_notifications_token_is_used_for_the_lookups() -> None:
 def test_an_intake_token_that_is_not_a_notifications_token_is_replaced_by_a_working_one() -> None:
     made = credentials({"API_TOKENS": "mine:clinician", "INTAKE_TOKEN": "mine"}, TOKENS)
     assert parse_api_tokens(made["API_TOKENS"])[made["INTAKE_TOKEN"]] == "notifications"
+
+
+# Loud when it cannot run: a port taken, a service that exits; only tokens that work are printed.
+
+
+class OtherStack:
+    """Another stack on some ports: it answers every request, readiness included, with 200."""
+
+    def __init__(self, count: int) -> None:
+        class Answer(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            def log_message(self, *_: object) -> None:
+                pass
+
+        self.servers = [ThreadingHTTPServer(("127.0.0.1", 0), Answer) for _ in range(count)]
+        self.ports = [server.server_address[1] for server in self.servers]
+
+    def __enter__(self) -> OtherStack:
+        for server in self.servers:
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        for server in self.servers:
+            server.shutdown()
+            server.server_close()
+
+
+def test_ports_taken_by_another_stack_stop_make_run_naming_them() -> None:
+    """It once printed "Stepwise is running" with the other stack's URLs, while its own services had died."""
+    with OtherStack(3) as other:
+        env = {**os.environ, **dict(zip(("INTAKE_PORT", "CARE_PLAN_PORT", "NOTIFICATIONS_PORT"), map(str, other.ports),
+                                         strict=True)),
+               # configured backends and sinks: nothing is started for them, whatever make run does
+               "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9", "MONGODB_URL": "mongodb://127.0.0.1:9/?directConnection=true",
+               "SMTP_HOST": "127.0.0.1", "SMS_PROVIDER_URL": "http://127.0.0.1:9/sms"}  # fmt: skip
+        env.pop("BIND_HOST", None)
+        try:
+            ran = subprocess.run([sys.executable, "-m", "tools.run"], env=env, cwd=ROOT, capture_output=True,
+                                 text=True, timeout=60, check=False)  # fmt: skip
+        except subprocess.TimeoutExpired as still_running:
+            raise AssertionError(f"make run ran on other stack's ports: {still_running.stdout!r}") from None
+    assert ran.returncode != 0
+    assert "Stepwise is running" not in ran.stdout
+    for variable, port in zip(("INTAKE_PORT", "CARE_PLAN_PORT", "NOTIFICATIONS_PORT"), other.ports, strict=True):
+        assert f"{variable}={port} is taken" in ran.stderr
+
+
+def test_a_free_port_is_not_taken() -> None:
+    assert ports_taken({"intake": free_port()}, "127.0.0.1") == []
+
+
+def exited_service(tmp_path: Path, code: int) -> ServiceProcess:
+    service = ServiceProcess("care_plan", free_port(), {}, tmp_path / "care_plan.log")
+    service.log_path.write_text("INFO started\nERROR [Errno 98] address already in use\n", encoding="utf-8")
+    service.process = subprocess.Popen([sys.executable, "-c", f"raise SystemExit({code})"])
+    service.process.wait()
+    return service
+
+
+def test_a_service_that_exits_stops_make_run_naming_it_and_its_port(tmp_path: Path) -> None:
+    running = ServiceProcess("intake", free_port(), {}, tmp_path / "intake.log")
+    running.process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    died = exited_service(tmp_path, 3)
+    try:
+        with pytest.raises(NotRunning) as caught:
+            watch([running, died], threading.Event(), every=0.01)
+    finally:
+        running.kill()
+    message = str(caught.value)
+    assert f"care_plan (port {died.port}) exited with code 3" in message
+    assert "address already in use" in message and str(died.log_path) in message
+
+
+def test_make_run_stops_watching_when_asked(tmp_path: Path) -> None:
+    stop = threading.Event()
+    stop.set()
+    watch([], stop)
+
+
+DEV_TOKEN = re.compile(r"dev-[a-z_]+-[\w-]{16}")
+
+
+@pytest.mark.parametrize("yours", [None, "mine:clinician", "mine:clinician,ours:admin,svc:notifications"])
+def test_only_tokens_that_work_are_printed(yours: str | None) -> None:
+    made = credentials({"API_TOKENS": yours} if yours else {}, TOKENS)
+    roles = parse_api_tokens(made["API_TOKENS"])
+    lines = token_lines(made["API_TOKENS"], TOKENS)
+    printed = [token for line in lines for token in DEV_TOKEN.findall(line)]
+    for token in printed:
+        assert token in roles, f"make run printed {token}, which API_TOKENS does not hold"
+        assert any(f"{roles[token]}" in line and token in line for line in lines)
+    if yours:
+        assert printed == [] and any("API_TOKENS" in line for line in lines)
+    else:
+        assert set(printed) == {TOKENS[role] for role in ("clinician", "intake_staff", "admin", "sms_provider")}

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
-from pydantic import ValidationError
+from pydantic import Secret, SecretStr, ValidationError
 
 from services.care_plan.settings import CarePlanSettings
 from services.common.secret_files import SecretFileError
@@ -39,6 +39,11 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(f"{field.upper()}_FILE", raising=False)
 
 
+def revealed(value: object) -> object:
+    """A secret setting's value (a ``SecretStr``, or ``MONGODB_URL``'s ``MongoUrl``), else the value as it is."""
+    return value.get_secret_value() if isinstance(value, Secret | SecretStr) else value
+
+
 def secret_file(tmp_path: Path, text: str, name: str = "secret") -> Path:
     path = tmp_path / name
     path.write_text(text, encoding="utf-8")
@@ -53,14 +58,14 @@ def test_the_value_comes_from_the_file_without_its_trailing_newline(
 ) -> None:
     monkeypatch.setenv("API_TOKENS_FILE", str(secret_file(tmp_path, "abc:admin,def:clinician\n")))
     settings = ServiceSettings(_env_file=None)
-    assert settings.api_tokens == "abc:admin,def:clinician"
+    assert settings.api_tokens.get_secret_value() == "abc:admin,def:clinician"
     assert settings.token_roles == {"abc": "admin", "def": "clinician"}
 
 
 @pytest.mark.parametrize("ending", ["", "\n", "\r\n", "\n\n"])
 def test_only_trailing_newlines_are_stripped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ending: str) -> None:
     monkeypatch.setenv("SMTP_PASSWORD_FILE", str(secret_file(tmp_path, f" pass word {ending}")))
-    assert NotificationsSettings(_env_file=None).smtp_password == " pass word "
+    assert revealed(NotificationsSettings(_env_file=None).smtp_password) == " pass word "
 
 
 def test_api_tokens_from_a_file_may_have_an_entry_a_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -76,7 +81,7 @@ def test_every_secret_of_every_service_has_a_file_form(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settings_class: type[ServiceSettings], name: str
 ) -> None:
     monkeypatch.setenv(f"{name.upper()}_FILE", str(secret_file(tmp_path, sample(name) + "\n")))
-    assert getattr(settings_class(_env_file=None), name) == sample(name)
+    assert revealed(getattr(settings_class(_env_file=None), name)) == sample(name)
 
 
 @pytest.mark.parametrize(
@@ -123,8 +128,8 @@ def test_an_empty_variable_counts_as_unset(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setenv("INTAKE_TOKEN", "from-variable")
     monkeypatch.setenv("INTAKE_TOKEN_FILE", "")
     settings = NotificationsSettings(_env_file=None)
-    assert settings.webhook_secret == "from-file"
-    assert settings.intake_token == "from-variable"
+    assert settings.webhook_secret.get_secret_value() == "from-file"
+    assert settings.intake_token.get_secret_value() == "from-variable"
 
 
 def test_without_a_file_variable_the_variable_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -145,20 +150,20 @@ def test_a_file_variable_in_the_env_file_is_read(tmp_path: Path) -> None:
     env_file = secret_file(tmp_path, f"INTAKE_TOKEN_FILE={token}\nAPI_TOKENS_FILE={token.parent / 'tokens'}\n", ".env")
     secret_file(tmp_path, "abc:admin\n", "tokens")
     settings = CarePlanSettings(_env_file=env_file)
-    assert settings.intake_token == "svc-token"
+    assert settings.intake_token.get_secret_value() == "svc-token"
     assert settings.token_roles == {"abc": "admin"}
 
 
 def test_the_environment_wins_over_the_env_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     env_file = secret_file(tmp_path, f"INTAKE_TOKEN_FILE={secret_file(tmp_path, 'from-env-file', 'a')}\n", ".env")
     monkeypatch.setenv("INTAKE_TOKEN_FILE", str(secret_file(tmp_path, "from-environment", "b")))
-    assert CarePlanSettings(_env_file=env_file).intake_token == "from-environment"
+    assert CarePlanSettings(_env_file=env_file).intake_token.get_secret_value() == "from-environment"
 
 
 def test_no_env_file_no_file_variable_from_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     secret_file(tmp_path, f"INTAKE_TOKEN_FILE={tmp_path / 'missing'}\n", ".env")
-    assert CarePlanSettings(_env_file=None).intake_token == ""
+    assert CarePlanSettings(_env_file=None).intake_token.get_secret_value() == ""
     with pytest.raises(SecretFileError, match="INTAKE_TOKEN_FILE"):
         CarePlanSettings()  # the default .env of the working directory
 
@@ -249,7 +254,7 @@ def test_a_file_value_goes_through_the_settings_checks(tmp_path: Path, monkeypat
     with pytest.raises(ValidationError, match="CONTACT_HASH_KEY"):
         NotificationsSettings(_env_file=None)
     monkeypatch.setenv("CONTACT_HASH_KEY_FILE", str(secret_file(tmp_path, "hash-key\n")))
-    assert NotificationsSettings(_env_file=None).contact_hash_key == "hash-key"
+    assert NotificationsSettings(_env_file=None).contact_hash_key.get_secret_value() == "hash-key"
 
 
 # Naming secrets.
@@ -278,3 +283,18 @@ def test_adding_a_secret_is_naming_it(tmp_path: Path, monkeypatch: pytest.Monkey
 
     monkeypatch.setenv("BROKER_PASSWORD_FILE", str(secret_file(tmp_path, "pw\n")))
     assert WithAPassword(_env_file=None).broker_password == "pw"
+
+
+# Secrets stay out of what a settings object shows: its repr, its str, its JSON.
+
+
+@pytest.mark.parametrize("settings_class", CLASSES)
+def test_no_secret_shows_in_repr_str_or_json(
+    settings_class: type[ServiceSettings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in settings_class.SECRETS:
+        monkeypatch.setenv(name.upper(), sample(name).replace(":pw@", f":{CONTENT}@"))
+    settings = settings_class(_env_file=None)
+    for shown in (repr(settings), str(settings), settings.model_dump_json()):
+        assert CONTENT not in shown
+    assert "stepwise:**********@db:27017" in repr(settings)  # MONGODB_URL shows where, never its password

@@ -50,8 +50,8 @@ def test_the_files_load_into_the_services_settings(tmp_path: Path, monkeypatch: 
     monkeypatch.setenv("WEBHOOK_SECRET_FILE", str(folder / "webhook_secret"))
     monkeypatch.setenv("CONTACT_HASH_KEY_FILE", str(folder / "contact_hash_key"))
     notifications = NotificationsSettings(_env_file=None)
-    assert intake.token_roles[care_plan.intake_token] == "care_plan"
-    assert intake.token_roles[notifications.intake_token] == "notifications"
+    assert intake.token_roles[care_plan.intake_token.get_secret_value()] == "care_plan"
+    assert intake.token_roles[notifications.intake_token.get_secret_value()] == "notifications"
     assert notifications.webhook_secret and notifications.contact_hash_key
     assert notifications.webhook_secret != notifications.contact_hash_key
 

@@ -1,14 +1,23 @@
-"""API token parsing and the UTC datetime helpers."""
+"""Settings (API tokens, the care-team webhook, where a service listens, the clinic's zone) and the UTC datetime
+helpers."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from services.care_plan.settings import CarePlanSettings
 from services.common.settings import ROLES, ServiceSettings, parse_api_tokens
 from services.common.utc import UtcDatetime, assume_utc
+from services.notifications.settings import NotificationsSettings
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize(
@@ -157,3 +166,51 @@ def test_utc_datetime_type_adapter_and_rejects_garbage() -> None:
     assert adapter.validate_python("2026-01-02T03:04:05").utcoffset() == timedelta(0)
     with pytest.raises((ValidationError, ValueError)):
         adapter.validate_python("not a time")
+
+
+def test_a_webhook_without_a_secret_stops_notifications_at_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Safety alerts would go out signed with an empty key: the service refuses to start, naming both settings."""
+    monkeypatch.chdir("/")
+    for secret in ("", "  "):
+        with pytest.raises(ValidationError) as caught:
+            NotificationsSettings(care_team_webhook_url="https://on-call.example/hook", webhook_secret=secret)
+        assert "WEBHOOK_SECRET: required when CARE_TEAM_WEBHOOK_URL is set" in str(caught.value)
+    signed = NotificationsSettings(care_team_webhook_url="https://on-call.example/hook", webhook_secret="k")
+    assert signed.care_team_webhook_url and NotificationsSettings(webhook_secret="").care_team_webhook_url is None
+
+
+# --- Where a service listens, and the clinic's zone ---------------------------------------------
+
+
+def test_a_service_listens_on_loopback_unless_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`make run` and a service started by hand are not on the network; containers ask for every interface."""
+    monkeypatch.chdir("/")
+    monkeypatch.delenv("BIND_HOST", raising=False)
+    assert ServiceSettings().bind_host == "127.0.0.1"
+    monkeypatch.setenv("BIND_HOST", "0.0.0.0")
+    assert ServiceSettings().bind_host == "0.0.0.0"
+
+
+@pytest.mark.parametrize("settings_class", [CarePlanSettings, NotificationsSettings])
+def test_an_unknown_clinic_zone_is_refused_naming_the_variable(
+    settings_class: type[CarePlanSettings | NotificationsSettings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir("/")
+    for misspelt in ("America/Chicgo", "", "../../etc/passwd"):
+        monkeypatch.setenv("CLINIC_TIMEZONE", misspelt)
+        with pytest.raises(ValidationError) as caught:
+            settings_class()
+        assert "CLINIC_TIMEZONE: not a known IANA time zone" in str(caught.value)
+    monkeypatch.setenv("CLINIC_TIMEZONE", "America/Chicago")
+    assert settings_class().clinic_timezone == "America/Chicago"
+
+
+@pytest.mark.parametrize("module", ["services.care_plan", "services.notifications"])
+def test_an_unknown_clinic_zone_stops_the_service_at_start(module: str) -> None:
+    """Before it reaches for Kafka or MongoDB: nothing is listening at those addresses here."""
+    env = {**os.environ, "CLINIC_TIMEZONE": "America/Chicgo", "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9",
+           "MONGODB_URL": "mongodb://127.0.0.1:9/?directConnection=true"}  # fmt: skip
+    command = [sys.executable, "-m", module]
+    ran = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    assert ran.returncode != 0
+    assert "CLINIC_TIMEZONE: not a known IANA time zone" in ran.stderr

@@ -104,7 +104,11 @@ def test_the_settings_are_read_from_the_environment(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("MONGODB_TLS_CA_FILE", str(ca_file))
     settings = ServiceSettings()
     assert (settings.kafka_security_protocol, settings.kafka_sasl_mechanism) == ("SASL_SSL", "SCRAM-SHA-256")
-    assert (settings.kafka_sasl_password, settings.kafka_ssl_ca_file, settings.mongodb_tls_ca_file) == (
+    assert (
+        settings.kafka_sasl_password.get_secret_value(),
+        settings.kafka_ssl_ca_file,
+        settings.mongodb_tls_ca_file,
+    ) == (
         PASSWORD,
         ca_file,
         ca_file,
@@ -118,7 +122,7 @@ def test_the_password_may_come_from_a_secret_file(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
     monkeypatch.setenv("KAFKA_SASL_USERNAME", "stepwise")
     monkeypatch.setenv("KAFKA_SASL_PASSWORD_FILE", str(secret))
-    assert ServiceSettings().kafka_sasl_password == PASSWORD
+    assert ServiceSettings().kafka_sasl_password.get_secret_value() == PASSWORD
 
 
 @pytest.mark.parametrize(("setting", "value"), [("kafka_security_protocol", "TLS"), ("kafka_sasl_mechanism", "MD5")])
@@ -292,6 +296,9 @@ async def test_a_refused_start_is_shown_by_readiness_and_tried_again_until_accep
         return "refused our login (x): check KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD"
 
     class Broker:
+        async def connect(self) -> None:
+            return None
+
         async def start(self) -> None:
             attempts.append("broker started")
 

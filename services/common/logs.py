@@ -1,0 +1,84 @@
+"""How the services log: one plain format, colour only on a terminal, and the libraries' lines at their true level.
+
+- aiokafka logs ``Group Coordinator Request failed: … GroupCoordinatorNotAvailableError`` at ERROR while a broker
+  that has just started elects the coordinator of a consumer group (five lines on a healthy start) and retries
+  by itself: not an error. ``CoordinatorStarting`` logs it at INFO while the service starts, at WARNING after
+  (a coordinator that never comes, e.g. an offsets topic that cannot be created, stays in sight).
+- FastStream colours its level names whatever its stream is (log files, containers' logs then carry ANSI
+  escapes): ``colour_only_on_a_terminal``.
+- FastStream logs each failed batch with its error's message and traceback, at every attempt; the consumer
+  reports it itself (services/common/consumer.py), without the message, which may quote the event:
+  ``ReportedByConsumer`` leaves FastStream's line out for an error the consumer has ``reported``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+
+from aiokafka.errors import GroupCoordinatorNotAvailableError
+
+GROUP_COORDINATOR_LOGGER = "aiokafka.consumer.group_coordinator"
+FASTSTREAM_LOGGERS = ("faststream", "faststream.access.kafka")
+"""FastStream's own logger and its Kafka broker's (made when the broker connects)."""
+COLOURED_LOGGERS = (*FASTSTREAM_LOGGERS, "uvicorn", "uvicorn.error", "uvicorn.access")
+STARTING_SECONDS = 60.0
+"""How long after start a coordinator that is not available yet is a service starting, not a problem."""
+_REPORTED = "_stepwise_reported_by_consumer"
+
+
+class CoordinatorStarting(logging.Filter):
+    """On aiokafka's group coordinator logger only: its ERROR saying the coordinator is not available (yet)."""
+
+    def __init__(self, starting_seconds: float = STARTING_SECONDS) -> None:
+        super().__init__()
+        self._until = time.monotonic() + starting_seconds
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        arguments = record.args if isinstance(record.args, tuple) else ()
+        if record.levelno < logging.ERROR or not any(
+            isinstance(argument, GroupCoordinatorNotAvailableError) for argument in arguments
+        ):
+            return True
+        level = logging.INFO if time.monotonic() < self._until else logging.WARNING
+        record.levelno, record.levelname = level, logging.getLevelName(level)
+        return logging.getLogger(record.name).isEnabledFor(level)
+
+
+class ReportedByConsumer(logging.Filter):
+    """On FastStream's loggers: a line about an error the consumer has reported already is left out."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not getattr(error, _REPORTED, False)
+
+
+def reported(error: Exception) -> Exception:
+    """``error``, marked as reported by the consumer (topic, partition, class): FastStream does not log it again."""
+    with contextlib.suppress(AttributeError):  # an exception type without attributes of its own is logged twice
+        setattr(error, _REPORTED, True)
+    return error
+
+
+def install_filters() -> None:
+    """The filters above, each on the logger it is for (idempotent)."""
+    wanted: list[tuple[str, type[logging.Filter]]] = [
+        (GROUP_COORDINATOR_LOGGER, CoordinatorStarting),
+        *((name, ReportedByConsumer) for name in FASTSTREAM_LOGGERS),
+    ]
+    for name, kind in wanted:
+        logger = logging.getLogger(name)
+        if not any(isinstance(existing, kind) for existing in logger.filters):
+            logger.addFilter(kind())
+
+
+def colour_only_on_a_terminal() -> None:
+    """Each handler of FastStream's and uvicorn's loggers that can colour does so only if its stream is a terminal.
+    Run again once the broker has connected (FastStream makes its broker's logger then)."""
+    for name in COLOURED_LOGGERS:
+        for handler in logging.getLogger(name).handlers:
+            formatter, stream = handler.formatter, getattr(handler, "stream", None)
+            if formatter is not None and hasattr(formatter, "use_colors"):
+                isatty = getattr(stream, "isatty", None)
+                formatter.use_colors = bool(isatty and isatty())
