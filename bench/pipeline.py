@@ -347,6 +347,9 @@ def stepwise_env(backend: Backends, sink: SmtpSink, ports: dict[str, int], run: 
         "SMTP_HOST": "127.0.0.1",
         "SMTP_PORT": str(sink.port),
         "CARE_TEAM_EMAIL": CARE_TEAM,
+        # Readiness needs an on-call route too; a run ends long before an alert could be escalated.
+        "ON_CALL_WEBHOOK_URL": f"http://127.0.0.1:{free_port()}/on-call",
+        "SAFETY_ACK_SECONDS": "86400",
         "QUIET_HOURS_START": "00:00",
         "QUIET_HOURS_END": "00:00",
     }

@@ -253,6 +253,11 @@ def stack_running(folder: Path) -> Iterator[tuple[Stack, dict[str, str], str]]:
             "DISPATCH_LEASE_SECONDS": "10",
             "QUIET_HOURS_START": "00:00",
             "QUIET_HOURS_END": "00:00",
+            # notifications is ready only with a route to the care team and to the on-call clinician; a run ends
+            # long before an alert could be escalated, so the on-call URL is never called.
+            "CARE_TEAM_EMAIL": "care-team@faults.test",
+            "ON_CALL_WEBHOOK_URL": f"http://127.0.0.1:{free_port()}/on-call",
+            "SAFETY_ACK_SECONDS": "86400",
         }
         services = {
             name: ServiceProcess(
