@@ -35,6 +35,7 @@ from pymongo import AsyncMongoClient
 from services.common.service import SET_ASIDE_COLLECTION
 from tools.devstack import ServiceProcess, mongodb_server
 from tools.kafka import apache_kafka, records_on
+from tools.policies import unhurried_notifications_policy
 from tools.servers import Server, free_port
 from tools.smtp_sink import SmtpSink
 
@@ -258,6 +259,7 @@ def stack_running(folder: Path) -> Iterator[tuple[Stack, dict[str, str], str]]:
             "CARE_TEAM_EMAIL": "care-team@faults.test",
             "ON_CALL_WEBHOOK_URL": f"http://127.0.0.1:{free_port()}/on-call",
             "SAFETY_ACK_SECONDS": "86400",
+            "NOTIFICATIONS_POLICY_FILE": str(unhurried_notifications_policy(folder)),
         }
         services = {
             name: ServiceProcess(
