@@ -48,7 +48,7 @@ from services.common.kafka import ensure_topics
 from services.common.settings import ServiceSettings
 from tools.devstack import Backends, ServiceProcess, backends
 from tools.kafka import records_on
-from tools.policies import roomy_care_plan_policy
+from tools.policies import roomy_care_plan_policy, unhurried_notifications_policy
 from tools.servers import Server, cpu_seconds, free_port, rss_mb, start_server
 from tools.smtp_sink import SmtpSink
 
@@ -333,6 +333,7 @@ async def backend_limits(backend: Backends, n: int) -> dict[str, float]:
 
 def stepwise_env(backend: Backends, sink: SmtpSink, ports: dict[str, int], run: str) -> tuple[dict[str, str], str]:
     token, service_token = f"bench-{secrets.token_urlsafe(8)}", f"bench-n-{secrets.token_urlsafe(8)}"
+    policies = Path(tempfile.mkdtemp(prefix="bench-policy-"))
     env = {
         "KAFKA_BOOTSTRAP_SERVERS": backend.kafka_bootstrap_servers,
         "MONGODB_URL": backend.mongodb_url,
@@ -342,11 +343,15 @@ def stepwise_env(backend: Backends, sink: SmtpSink, ports: dict[str, int], run: 
         "INTAKE_DB": f"bench_{run}_intake",
         "CARE_PLAN_DB": f"bench_{run}_care_plan",
         # Room for every benchmark patient: a full group would turn the welcome into a waitlist.
-        "CARE_PLAN_POLICY_FILE": str(roomy_care_plan_policy(Path(tempfile.mkdtemp(prefix="bench-policy-")))),
+        "CARE_PLAN_POLICY_FILE": str(roomy_care_plan_policy(policies)),
         "NOTIFICATIONS_DB": f"bench_{run}_notifications",
         "SMTP_HOST": "127.0.0.1",
         "SMTP_PORT": str(sink.port),
         "CARE_TEAM_EMAIL": CARE_TEAM,
+        # Readiness needs an on-call route too; a run ends long before an alert could be escalated.
+        "ON_CALL_WEBHOOK_URL": f"http://127.0.0.1:{free_port()}/on-call",
+        "SAFETY_ACK_SECONDS": "86400",
+        "NOTIFICATIONS_POLICY_FILE": str(unhurried_notifications_policy(policies)),
         "QUIET_HOURS_START": "00:00",
         "QUIET_HOURS_END": "00:00",
     }

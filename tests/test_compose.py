@@ -14,6 +14,7 @@ import yaml
 from services.care_plan.settings import CarePlanSettings
 from services.common.settings import ServiceSettings
 from services.intake.settings import IntakeSettings
+from services.notifications.domain.safety import StaffRoutes
 from services.notifications.settings import NotificationsSettings
 from stepwise_contract import COMMAND_TYPES, EVENT_TYPES
 from tools import secrets as secrets_tool
@@ -258,6 +259,25 @@ def test_notifications_sends_through_mailpit_and_reads_intake(services: dict[str
     assert env["SMTP_HOST"] == "mailpit"
     assert env["SMTP_PORT"] == "1025"
     assert env["INTAKE_URL"] == "http://intake:8001"
+
+
+STAFF_ROUTES = ("CARE_TEAM_EMAIL", "CARE_TEAM_WEBHOOK_URL", "ON_CALL_PHONE", "ON_CALL_WEBHOOK_URL")
+"""Where safety alerts reach a person: the clinic's own, never a default that reaches nobody."""
+
+
+def test_the_routes_to_staff_have_no_silent_default(
+    services: dict[str, Any], generated_secrets: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = environment(services["notifications"])
+    for variable in STAFF_ROUTES:
+        assert variable in env, f"notifications is not given {variable}"
+        assert interpolate(env[variable], {}) == "", f"{variable} has a default: an alert would go to nobody, silently"
+        assert interpolate(env[variable], {variable: "the clinic's"}) == "the clinic's"
+    settings = load_settings(services["notifications"], NotificationsSettings, generated_secrets, monkeypatch)
+    assert isinstance(settings, NotificationsSettings)
+    routes = StaffRoutes(settings.care_team_email, settings.care_team_webhook_url, settings.on_call_phone,
+                         settings.on_call_webhook_url, sms=bool(settings.sms_provider_url))  # fmt: skip
+    assert set(routes.problems()) == {"care_team", "on_call"}  # not ready until the clinic sets them
 
 
 # Secrets.

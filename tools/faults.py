@@ -35,6 +35,7 @@ from pymongo import AsyncMongoClient
 from services.common.service import SET_ASIDE_COLLECTION
 from tools.devstack import ServiceProcess, mongodb_server
 from tools.kafka import apache_kafka, records_on
+from tools.policies import unhurried_notifications_policy
 from tools.servers import Server, free_port
 from tools.smtp_sink import SmtpSink
 
@@ -253,6 +254,12 @@ def stack_running(folder: Path) -> Iterator[tuple[Stack, dict[str, str], str]]:
             "DISPATCH_LEASE_SECONDS": "10",
             "QUIET_HOURS_START": "00:00",
             "QUIET_HOURS_END": "00:00",
+            # notifications is ready only with a route to the care team and to the on-call clinician; a run ends
+            # long before an alert could be escalated, so the on-call URL is never called.
+            "CARE_TEAM_EMAIL": "care-team@faults.test",
+            "ON_CALL_WEBHOOK_URL": f"http://127.0.0.1:{free_port()}/on-call",
+            "SAFETY_ACK_SECONDS": "86400",
+            "NOTIFICATIONS_POLICY_FILE": str(unhurried_notifications_policy(folder)),
         }
         services = {
             name: ServiceProcess(

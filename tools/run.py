@@ -132,6 +132,21 @@ def watch(services: Sequence[ServiceProcess], stop: threading.Event, every: floa
             return
 
 
+DEV_CARE_TEAM_EMAIL = "care-team@stepwise.localhost"
+DEV_ON_CALL_PHONE = "+12025550100"
+"""A number of the range set aside for fiction (555-0100 to 0199): the dev SMS sink prints what is texted to it."""
+
+
+def staff_routes(environ: Mapping[str, str]) -> dict[str, str]:
+    """Routes to the care team and the on-call clinician, so a safety alert and its escalation reach someone the
+    walkthrough shows: yours if set, else a dev mailbox (also when SMTP_HOST points at your own server) and a dev
+    on-call number (texted through the SMS sink, or your SMS_PROVIDER_URL)."""
+    routes = {"CARE_TEAM_EMAIL": environ.get("CARE_TEAM_EMAIL") or DEV_CARE_TEAM_EMAIL}
+    if not (environ.get("ON_CALL_PHONE") or environ.get("ON_CALL_WEBHOOK_URL")):
+        routes["ON_CALL_PHONE"] = DEV_ON_CALL_PHONE
+    return routes
+
+
 def main() -> None:
     tokens = dev_tokens()
     ports = {name: int(os.environ.get(var, default)) for name, (var, default) in PORTS.items()}
@@ -149,6 +164,7 @@ def main() -> None:
             # The walkthrough should show its mail at any hour; set both to try quiet hours locally.
             "QUIET_HOURS_START": os.environ.get("QUIET_HOURS_START", "00:00"),
             "QUIET_HOURS_END": os.environ.get("QUIET_HOURS_END", "00:00"),
+            **staff_routes(os.environ),
         }
         env["INTAKE_URL"] = os.environ.get("INTAKE_URL") or f"http://127.0.0.1:{ports['intake']}"
         if not os.environ.get("SMTP_HOST"):
@@ -175,6 +191,8 @@ def main() -> None:
         print()
         for line in token_lines(env["API_TOKENS"], tokens):
             print(line)
+        on_call = env.get("ON_CALL_PHONE") or os.environ.get("ON_CALL_WEBHOOK_URL", "")
+        print(f"  safety alerts:         care team {env['CARE_TEAM_EMAIL']}, on call {on_call}")
         print("  mail and texts sent to people are printed below. Ctrl-C stops everything.\n", flush=True)
         try:
             with contextlib.suppress(KeyboardInterrupt):

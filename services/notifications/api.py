@@ -1,4 +1,5 @@
-"""notifications' HTTP API: the delivery log, opt-outs (and the SMS provider's reply callback), alumni."""
+"""notifications' HTTP API: the delivery log, safety alerts and their acknowledgement, opt-outs (and the SMS
+provider's reply callback), alumni."""
 
 from __future__ import annotations
 
@@ -8,15 +9,16 @@ from fastapi import APIRouter, HTTPException, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.common.dependencies import DependencyDown
-from services.common.schemas import V1_ERRORS, errors
+from services.common.schemas import V1_ERRORS, errors, response_example
 from services.common.utc import Rfc3339, UtcDatetime, utc_now
-from stepwise_contract import SUPPORT_KINDS, RecipientKind, SupportKind
+from stepwise_contract import SUPPORT_KINDS, AlertLevel, RecipientKind, SupportKind
 
 from . import changes
-from .deps import MessagingDep, Reader, SmsProvider, Staff
+from .deps import AlertReader, Clinician, MessagingDep, Reader, SmsProvider, Staff
 from .domain.alumni import Enrolment, EnrolmentStatus, LeaveReason
 from .domain.delivery import NotificationStatus
 from .domain.opt_outs import RECIPIENT_PREFIX, OptOut, OptOutSource, reply_action
+from .domain.safety import AlertStatus, SafetyAlert
 
 router = APIRouter(prefix="/v1", tags=["notifications"], responses=V1_ERRORS)
 
@@ -55,6 +57,66 @@ async def list_notifications(
     found = await messaging.store.find(episode_id=episode_id, recipient_kind=recipient_kind, purpose=purpose,
                                        status=status, since=since, until=until, limit=limit)  # fmt: skip
     return [NotificationOut.model_validate(notification, from_attributes=True) for notification in found]
+
+
+# Safety alerts: a page to the care team that a clinician acknowledges; one not acknowledged by its deadline
+# goes to the on-call route.
+
+
+class SafetyAlertOut(BaseModel):
+    """A safety alert as notifications keeps it: its deadline, its escalation, who acknowledged it and when."""
+
+    model_config = response_example(
+        {"alert_id": "5b0f9a4e-3c1d-4e8a-9b7f-1a2b3c4d5e6f", "episode_id": "7d0c1f3e-4b0a-4a57-9c1e-2b8f6a1d0e42",
+         "assessment_id": "0e9d8c7b-6a5f-4e3d-2c1b-0a9f8e7d6c5b", "level": "immediate", "reasons": ["cssrs_high_risk"],
+         "raised_at": "2026-12-07T14:02:11Z", "acknowledge_by": "2026-12-07T14:17:11Z", "status": "acknowledged",
+         "escalated_at": None, "acknowledged_at": "2026-12-07T14:06:40Z", "acknowledged_by": "dr.rivera"}
+    )  # fmt: skip
+
+    alert_id: str
+    episode_id: str
+    assessment_id: str
+    level: AlertLevel
+    reasons: list[str]
+    raised_at: UtcDatetime
+    acknowledge_by: UtcDatetime = Field(description="Not acknowledged by then, it goes to the on-call route.")
+    status: AlertStatus
+    escalated_at: UtcDatetime | None = Field(description="When it went to the on-call route; null if it did not.")
+    acknowledged_at: UtcDatetime | None
+    acknowledged_by: str | None = Field(
+        description="Who acknowledged it: the person signed in (username or subject), or `token:<fingerprint>`."
+    )
+
+
+def _alert_out(alert: SafetyAlert) -> SafetyAlertOut:
+    return SafetyAlertOut.model_validate(alert, from_attributes=True)
+
+
+@router.get("/safety-alerts", summary="Safety alerts, newest first, by status and episode (audited)")
+async def list_safety_alerts(
+    messaging: MessagingDep,
+    by: AlertReader,
+    status_: Annotated[AlertStatus | None, Query(alias="status")] = None,
+    episode_id: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[SafetyAlertOut]:
+    found = await messaging.safety.alerts.find(status=status_, episode_id=episode_id, limit=limit)
+    if found:
+        await messaging.safety.audit.record(by, "read_safety_alerts", alert_ids=[alert.alert_id for alert in found])
+    return [_alert_out(alert) for alert in found]
+
+
+@router.post(
+    "/safety-alerts/{alert_id}/acknowledge",
+    responses=errors(404),
+    summary="A clinician has the alert: who and when are recorded (audited), it is no longer escalated; "
+    "acknowledged already, the first acknowledgement is the answer",
+)
+async def acknowledge_safety_alert(alert_id: str, messaging: MessagingDep, by: Clinician) -> SafetyAlertOut:
+    acknowledged = await changes.acknowledge_alert(messaging, alert_id, by)
+    if acknowledged is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such safety alert")
+    return _alert_out(acknowledged[0])
 
 
 # Opt-outs: a recipient asks for no more messages (safety messages to staff are never suppressed).

@@ -10,26 +10,48 @@ from fastapi import FastAPI
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.common.consumer import HANDLER_CONTEXT
-from services.common.dependencies import Dependencies
+from services.common.dependencies import Dependencies, DependencyDown
 from services.common.kafka import ServiceBroker, service_broker
 from services.common.mongo import Document
 from services.common.outbox import RelayWake, no_relay
 from services.common.policy_file import PolicyError
 from services.common.service import Runtime, create_service_app
-from stepwise_contract import AlumniEnrolled, AlumniLeft, Channel, EventData, NotificationFailed, NotificationSent
+from stepwise_contract import (
+    AlumniEnrolled,
+    AlumniLeft,
+    Channel,
+    EventData,
+    NotificationFailed,
+    NotificationSent,
+    SafetyAlertAcknowledged,
+    SafetyAlertEscalated,
+)
 
 from . import api, handlers
-from .changes import Messaging
+from .changes import Messaging, SafetyDesk
 from .channels import EmailSender, IntakeContacts, SmsSender, WebhookSender
-from .dispatcher import CareTeam, Dispatcher, QuietHours, Senders, StillWanted
+from .dispatcher import Dispatcher, QuietHours, Senders, StillWanted
 from .domain.delivery import RetryBudget
 from .domain.messages import MESSAGE_EVENTS, check_audiences, reachable
 from .domain.policy import NotificationPolicy, load_policy
+from .domain.safety import CARE_TEAM_ROUTE, ESCALATION, ON_CALL_ROUTE, Deadlines, StaffRoutes
+from .escalation import Escalations
 from .rendering import Templates
 from .settings import CONSUMER_GROUP, NotificationsSettings
-from .store import ALUMNI, NOTIFICATIONS, AlumniEnrolments, EpisodeSchedules, NotificationStore, OptOuts
+from .store import (
+    ALUMNI,
+    NOTIFICATIONS,
+    SAFETY_ALERTS,
+    AlumniEnrolments,
+    AuditLog,
+    EpisodeSchedules,
+    NotificationStore,
+    OptOuts,
+    SafetyAlerts,
+)
 
-PUBLISHES: tuple[type[EventData], ...] = (NotificationSent, NotificationFailed, AlumniEnrolled, AlumniLeft)
+PUBLISHES: tuple[type[EventData], ...] = (NotificationSent, NotificationFailed, AlumniEnrolled, AlumniLeft,
+                                          SafetyAlertAcknowledged, SafetyAlertEscalated)  # fmt: skip
 
 
 def create_broker(settings: NotificationsSettings) -> ServiceBroker:
@@ -41,7 +63,8 @@ def load_checked_policy(settings: NotificationsSettings, templates: Templates) -
     judgement or names a message without a template."""
     path = settings.notifications_policy_file
     policy = load_policy(path, frozenset(MESSAGE_EVENTS))
-    problems = check_audiences(policy) + [f"no template {name}" for name in templates.missing(policy.templates())]
+    needed = policy.templates() | {(ESCALATION, "sms")}  # the page to the on-call route
+    problems = check_audiences(policy) + [f"no template {name}" for name in templates.missing(needed)]
     if problems:
         raise PolicyError(f"{path}: invalid notifications policy: {problems[0]}")
     return policy
@@ -59,20 +82,23 @@ async def assemble(
     """The service's parts over its database: what handlers and endpoints use, and the dispatcher."""
     store = NotificationStore(database, wake_relay=wake_relay)
     alumni = AlumniEnrolments(database, wake_relay=wake_relay)
-    await store.create_indexes()
-    await alumni.create_indexes()
+    alerts, audit = SafetyAlerts(database, wake_relay=wake_relay), AuditLog(database)
+    for indexed in (store, alumni, alerts, audit):
+        await indexed.create_indexes()
     schedules, opt_outs = EpisodeSchedules(database), OptOuts(database, settings.contact_hash_key.get_secret_value())
     contacts = contacts or IntakeContacts(settings, dependencies)
     senders = Senders(
         EmailSender(settings), SmsSender(settings), WebhookSender(settings.webhook_secret.get_secret_value())
     )
-    care_team = CareTeam(email=settings.care_team_email, webhook_url=settings.care_team_webhook_url)
+    staff = staff_routes(settings, senders)
+    for route, problem in staff.problems().items():  # a mistake in the settings: an error now, and not ready
+        dependencies.failed(DependencyDown(route, problem, misconfigured=True))
     dispatcher = Dispatcher(
         store,
         contacts,
         senders,
         templates,
-        care_team,
+        staff,
         QuietHours(settings.quiet_hours_start, settings.quiet_hours_end, settings.clinic_timezone),
         StillWanted(schedules, alumni, opt_outs),
         poll_seconds=settings.dispatch_poll_seconds,
@@ -82,20 +108,29 @@ async def assemble(
         ),
         dependencies=dependencies,
         concurrency=settings.dispatch_concurrency,
-        configured=configured_channels(senders, care_team),
+        configured=configured_channels(senders, staff),
     )
-    channels = reachable(sms=senders.sms.configured, care_team_email=bool(care_team.email),
-                         care_team_webhook=bool(care_team.webhook_url))  # fmt: skip
+    care_team = staff.channels(CARE_TEAM_ROUTE)
+    channels = reachable(sms=senders.sms.configured, care_team_email="email" in care_team,
+                         care_team_webhook="webhook" in care_team)  # fmt: skip
+    deadlines = Deadlines(timedelta(seconds=settings.safety_ack_seconds), policy.safety_alerts.same_day,
+                          settings.clinic_timezone)  # fmt: skip
+    desk = SafetyDesk(alerts, audit, deadlines, staff.channels(ON_CALL_ROUTE), settings.console_base_url)
     messaging = Messaging(policy, store, schedules, alumni, opt_outs, contacts, channels,
-                          settings.clinic_timezone, dispatcher.wake)  # fmt: skip
+                          settings.clinic_timezone, dispatcher.wake, desk)  # fmt: skip
     return messaging, dispatcher
 
 
-def configured_channels(senders: Senders, care_team: CareTeam) -> tuple[Channel, ...]:
+def staff_routes(settings: NotificationsSettings, senders: Senders) -> StaffRoutes:
+    return StaffRoutes(settings.care_team_email, settings.care_team_webhook_url, settings.on_call_phone,
+                       settings.on_call_webhook_url, sms=senders.sms.configured)  # fmt: skip
+
+
+def configured_channels(senders: Senders, staff: StaffRoutes) -> tuple[Channel, ...]:
     """The channels the dispatcher looks at on every pass: email always (patients, and the care team's mailbox),
-    SMS with a provider, the webhook with a care-team URL."""
+    SMS with a provider, the webhook with a care-team or on-call URL."""
     return ("email", *(("sms",) if senders.sms.configured else ()),
-            *(("webhook",) if care_team.webhook_url else ()))  # fmt: skip
+            *(("webhook",) if staff.care_team_webhook_url or staff.on_call_webhook_url else ()))  # fmt: skip
 
 
 def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
@@ -111,7 +146,9 @@ def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
         )
         app.state.messaging = messaging
         runtime.broker.context.set_global(HANDLER_CONTEXT, messaging)
-        return [dispatcher.run()]
+        escalations = Escalations(messaging, poll_seconds=settings.dispatch_poll_seconds,
+                                  lease_seconds=settings.dispatch_lease_seconds)  # fmt: skip
+        return [dispatcher.run(), escalations.run()]
 
     return create_service_app(
         title="Stepwise notifications",
@@ -120,5 +157,5 @@ def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
         kafka=kafka,
         routers=[api.router],
         startup=startup,
-        outbox_collections=[NOTIFICATIONS, ALUMNI],
+        outbox_collections=[NOTIFICATIONS, ALUMNI, SAFETY_ALERTS],
     )

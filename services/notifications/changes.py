@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from services.common.auth import Principal
 from services.common.outbox import retry_on_conflict
 from services.common.utc import utc_now
 from stepwise_contract import (
@@ -16,16 +17,19 @@ from stepwise_contract import (
     ALUMNI_GROUP,
     CareLevelAssigned,
     CareLevelChanged,
+    Channel,
     CloudEvent,
     ConsentChanged,
     EpisodeGraduated,
     EventData,
     RecipientKind,
+    SafetyAlertEscalated,
+    SafetyAlertRaised,
     ScheduleChanged,
 )
 
 from .channels import Audience, IntakeContacts
-from .domain import alumni
+from .domain import alumni, safety
 from .domain.alumni import LeaveReason
 from .domain.messages import (
     NOT_ADOPTED,
@@ -43,7 +47,21 @@ from .domain.messages import (
 )
 from .domain.opt_outs import OptOut, staff_opt_out
 from .domain.policy import NotificationPolicy
-from .store import AlumniEnrolments, EpisodeSchedules, NotificationStore, OptOuts
+from .domain.safety import Deadlines, SafetyAlert
+from .settings import SOURCE
+from .store import AlumniEnrolments, AuditLog, EpisodeSchedules, NotificationStore, OptOuts, SafetyAlerts
+
+
+@dataclass(frozen=True)
+class SafetyDesk:
+    """What keeping safety alerts works with: their store and audit log, the deadlines, the on-call route."""
+
+    alerts: SafetyAlerts
+    audit: AuditLog
+    deadlines: Deadlines
+    on_call: frozenset[Channel]
+    """The channels pages to the on-call route are planned on."""
+    console_base_url: str | None
 
 
 @dataclass(frozen=True)
@@ -61,6 +79,7 @@ class Messaging:
     clinic_zone: str
     wake_dispatcher: Callable[[bool], None]
     """Called with True when urgent messages were stored, with False for routine ones."""
+    safety: SafetyDesk
 
 
 async def notify(
@@ -95,6 +114,68 @@ async def _audience(messaging: Messaging, event: CloudEvent[Any], *more_scopes: 
     """Who may hear of the event's episode: one request to intake for everything planning it asks."""
     scopes = frozenset([*support_scopes(event, messaging.policy), *more_scopes])
     return await messaging.contacts.audience(event.subject, scopes)
+
+
+# Safety alerts: kept with their deadline, acknowledged by a clinician, escalated to the on-call route once.
+
+
+async def keep_alert(messaging: Messaging, event: CloudEvent[SafetyAlertRaised]) -> bool:
+    """Keep the alert, open until a clinician acknowledges it, due at its deadline (False: kept already)."""
+    alert = safety.track(event.data, messaging.safety.deadlines)
+    cause = {"event_id": event.id, "event_source": event.source, "event_type": event.type}
+    return await messaging.safety.alerts.add(alert, cause)
+
+
+async def acknowledge_alert(messaging: Messaging, alert_id: str, by: Principal) -> tuple[SafetyAlert, bool] | None:
+    """Record who acknowledged the alert and when, with ``iop.safety.alert_acknowledged`` and an audit entry; its
+    pages to the on-call route that still wait are cancelled. (alert, False) when it was acknowledged already (the
+    first acknowledgement stands); None for an unknown alert."""
+    desk = messaging.safety
+
+    async def attempt() -> tuple[SafetyAlert | None, bool] | None:
+        stored = await desk.alerts.get_stored(alert_id)
+        if stored is None:
+            return None, False
+        decided = safety.acknowledge(stored.alert, by.who, by.role.value, utc_now())
+        if decided is None:
+            return stored.alert, False
+        alert, event = decided
+        return (alert, True) if await desk.alerts.save(stored, alert, event) else None
+
+    alert, acknowledged = await retry_on_conflict(attempt)
+    if alert is None:
+        return None
+    if acknowledged:
+        await desk.audit.record(by, "acknowledge_safety_alert", alert_id=alert_id, episode_id=alert.episode_id)
+        await messaging.store.cancel(safety.page_ids(alert_id), "the safety alert was acknowledged")
+    return alert, acknowledged
+
+
+async def escalate_alert(messaging: Messaging, alert_id: str) -> bool:
+    """A claimed alert whose deadline passed: record the escalation with ``iop.safety.alert_escalated``, then store
+    its pages to the on-call route (after a crash in between, the next claim stores them). True if this call
+    escalated it; an alert acknowledged meanwhile is left alone."""
+    desk = messaging.safety
+
+    async def attempt() -> tuple[SafetyAlert | None, bool] | None:
+        stored = await desk.alerts.get_stored(alert_id)
+        if stored is None:
+            return None, False
+        decided = safety.escalate(stored.alert, utc_now())
+        if decided is None:
+            return stored.alert, False
+        alert, event = decided
+        return (alert, True) if await desk.alerts.save(stored, alert, event) else None
+
+    alert, escalated = await retry_on_conflict(attempt)
+    if alert is not None and alert.status == "open":
+        if alert.escalated_at is None:
+            return False  # not due by this clock after all: claimed again once the lease ends
+        cause = {"event_id": alert_id, "event_source": SOURCE, "event_type": SafetyAlertEscalated.event_type}
+        if await messaging.store.add(safety.pages(alert, desk.on_call, desk.console_base_url), cause):
+            messaging.wake_dispatcher(True)
+    await desk.alerts.settle(alert_id)  # its pages are stored, or it needs none
+    return escalated
 
 
 Calendar = CloudEvent[CareLevelAssigned] | CloudEvent[CareLevelChanged] | CloudEvent[ScheduleChanged]

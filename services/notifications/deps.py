@@ -17,3 +17,8 @@ Reader = Annotated[Principal, Depends(require_roles(Role.CLINICIAN, Role.INTAKE_
 Staff = Reader
 """Staff record opt-outs for a recipient who asked, by phone or in person."""
 SmsProvider = Annotated[Principal, Depends(require_roles(Role.SMS_PROVIDER))]
+
+Clinician = Annotated[Principal, Depends(require_roles(Role.CLINICIAN))]
+"""Acknowledging a safety alert: a clinician has it."""
+AlertReader = Annotated[Principal, Depends(require_roles(Role.CLINICIAN, Role.INTEGRATION))]
+"""Reading safety alerts (their levels and reasons are clinical: each read is audited with the person)."""

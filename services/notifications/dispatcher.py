@@ -47,6 +47,7 @@ from .channels import (
 from .domain.delivery import Notification, RetryBudget, failed, sent
 from .domain.opt_outs import recipient_key
 from .domain.quiet_hours import not_before
+from .domain.safety import ESCALATION, StaffRoutes
 from .rendering import Templates
 from .store import AlumniEnrolments, EpisodeSchedules, NotificationStore, OptOuts
 
@@ -66,14 +67,6 @@ class Deferred(Exception):
     def __init__(self, until: datetime) -> None:
         super().__init__(f"deferred until {until.isoformat()}")
         self.until = until
-
-
-@dataclass(frozen=True)
-class CareTeam:
-    """Where the clinic's care team is reached (settings): a mailbox and an on-call webhook."""
-
-    email: str | None
-    webhook_url: str | None
 
 
 DEPENDENCY_WAIT = timedelta(seconds=5)
@@ -183,7 +176,7 @@ class Dispatcher:
         contacts: IntakeContacts,
         senders: Senders,
         templates: Templates,
-        care_team: CareTeam,
+        staff: StaffRoutes,
         quiet: QuietHours,
         still_wanted: StillWanted,
         *,
@@ -198,7 +191,7 @@ class Dispatcher:
         self._contacts = contacts
         self._senders = senders
         self._templates = templates
-        self._care_team = care_team
+        self._staff = staff
         self._quiet = quiet
         self._wanted = still_wanted
         self._lease = timedelta(seconds=lease_seconds)
@@ -302,12 +295,12 @@ class Dispatcher:
     async def _send(self, notification: Notification) -> None:
         """Reach the recipient on the notification's channel; raises DeliveryError, NotWanted or Deferred."""
         await self._check_still_wanted(notification)
-        if notification.channel == "webhook":
-            if not self._care_team.webhook_url:
-                raise DeliveryError("no care-team webhook configured", permanent=True)
+        if notification.channel == "webhook":  # staff only
+            url = self._staff_address(notification)
+            about = {} if notification.purpose == ESCALATION else {"episode_id": notification.episode_id}
             payload = {"notification_id": notification.notification_id, "purpose": notification.purpose,
-                       "episode_id": notification.episode_id, **notification.context}  # fmt: skip
-            await self._senders.webhook.send(notification.notification_id, self._care_team.webhook_url, payload)
+                       **about, **notification.context}  # fmt: skip
+            await self._senders.webhook.send(notification.notification_id, url, payload)
             return
         contact = await self._contact(notification)
         address = contact.address(notification.channel)
@@ -353,6 +346,17 @@ class Dispatcher:
         if kind != "care_team":  # a support, or an alumnus: reached under the consent that allows it
             assert notification.consent_id is not None
             return await self._contacts.consented_contact(episode_id, notification.consent_id)
-        if not self._care_team.email:
-            raise DeliveryError("no care-team email configured", permanent=True)
-        return Contact(email=self._care_team.email, phone=None)
+        address = self._staff_address(notification)  # the care team's, or the on-call route's for a page
+        return Contact(email=address, phone=address)
+
+    def _staff_address(self, notification: Notification) -> str:
+        """Where a staff message goes on its channel. While its route has no address at all, the message waits like
+        one whose credentials are refused (readiness names the route); a channel the route does not use ends it."""
+        route, addresses = self._staff.of(notification.purpose)
+        address = addresses.get(notification.channel)
+        if address:
+            return address
+        problem = self._staff.problems().get(route)
+        if problem is not None:
+            raise DependencyDown(route, problem, misconfigured=True)
+        raise DeliveryError(f"no {route.replace('_', '-')} {notification.channel} configured", permanent=True)

@@ -4,7 +4,8 @@ Every event stores the messages the policy plans for it, once (``changes.notify`
 is still wanted: a new calendar replaces the reminders of the old one, an ended episode ends its
 reminders, a graduation (with a consent naming the alumni group) enrols the graduate, and a new episode or
 the withdrawn consent it is under ends an alumni enrolment; a calendar that is not adopted (a later one
-is current, or the episode ended) tells no patient or support.
+is current, or the episode ended) tells no patient or support. A safety alert is also kept until a clinician
+acknowledges it.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ async def on_session_missed(event: CloudEvent[SessionMissed], messaging: Messagi
 
 async def on_safety_alert_raised(event: CloudEvent[SafetyAlertRaised], messaging: Messaging) -> None:
     await changes.notify(messaging, event)
+    await changes.keep_alert(messaging, event)
 
 
 async def on_step_up_recommended(event: CloudEvent[StepUpRecommended], messaging: Messaging) -> None:
@@ -101,7 +103,10 @@ EVENT_HANDLERS: EventHandlers = {
     GroupWaitlisted: Subscription(on_group_waitlisted, "The care team hears that no group had room for a plan."),
     SessionMissed: Subscription(on_session_missed, "A missed session: outreach to the patient and consented supports."),
     SafetyAlertRaised: Subscription(
-        on_safety_alert_raised, "A safety alert reaches the care team at once, day or night.", urgent=True
+        on_safety_alert_raised,
+        "A safety alert reaches the care team at once, day or night, and is kept until a clinician acknowledges it "
+        "(else it goes to the on-call route).",
+        urgent=True,
     ),
     StepUpRecommended: Subscription(on_step_up_recommended, "The care team hears of a step-up recommendation."),
     StepDownRecommended: Subscription(on_step_down_recommended, "The care team hears of a step-down recommendation."),

@@ -1,14 +1,17 @@
 from __future__ import annotations
 
+import re
 from datetime import time
 from pathlib import Path
 from typing import ClassVar
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from services.common.settings import ClinicZone, ServiceSettings
 
 from .domain.policy import DEFAULT_POLICY_FILE
+
+E164 = re.compile(r"\+[1-9]\d{6,14}")
 
 
 class NotificationsSettings(ServiceSettings):
@@ -41,9 +44,33 @@ class NotificationsSettings(ServiceSettings):
     intake_token: SecretStr = Field(
         default=SecretStr(""), description="Bearer token with the 'notifications' role at intake."
     )
-    care_team_email: str | None = Field(default=None, description="Care team mailbox: safety alerts, day or night.")
+    care_team_email: str | None = Field(
+        default=None,
+        description="Care team mailbox: safety alerts, day or night, and every message to the care team. This or "
+        "CARE_TEAM_WEBHOOK_URL is required: without either the service is not ready.",
+    )
     care_team_webhook_url: str | None = Field(
         default=None, description="On-call system to call for safety alerts (signed webhook)."
+    )
+    on_call_phone: str | None = Field(
+        default=None,
+        description="The on-call clinician's number (E.164, e.g. +12025550123), texted through the SMS provider when "
+        "a safety alert is not acknowledged in time. This or ON_CALL_WEBHOOK_URL is required: without either the "
+        "service is not ready.",
+    )
+    on_call_webhook_url: str | None = Field(
+        default=None, description="Paging system called (signed webhook) when a safety alert is not acknowledged."
+    )
+    safety_ack_seconds: float = Field(
+        default=900.0,
+        gt=0,
+        le=86_400,
+        description="An immediate safety alert not acknowledged this long after it was raised goes to the on-call "
+        "route.",
+    )
+    console_base_url: str | None = Field(
+        default=None,
+        description="Where staff open Stepwise's console; a page links to <CONSOLE_BASE_URL>/safety-alerts/<alert id>.",
     )
     webhook_secret: SecretStr = Field(
         default=SecretStr(""), description="Shared secret for webhook signatures (HMAC-SHA256)."
@@ -74,6 +101,22 @@ class NotificationsSettings(ServiceSettings):
         description="Secret key for the keyed hash under which numbers that replied STOP are kept (never the number).",
     )
 
+    @field_validator("care_team_email", "care_team_webhook_url", "on_call_webhook_url", "console_base_url")
+    @classmethod
+    def _empty_is_unset(cls, value: str | None) -> str | None:
+        """An empty value (compose passes an unset variable as one) is no value."""
+        return (value or "").strip() or None
+
+    @field_validator("on_call_phone")
+    @classmethod
+    def _international_number(cls, value: str | None) -> str | None:
+        number = "".join((value or "").split())
+        if not number:
+            return None
+        if not E164.fullmatch(number):
+            raise ValueError("ON_CALL_PHONE: an international number with its country code, e.g. +12025550123")
+        return number
+
     @model_validator(mode="after")
     def _sms_needs_a_hash_key(self) -> NotificationsSettings:
         if self.sms_provider_url and not self.contact_hash_key:
@@ -82,10 +125,10 @@ class NotificationsSettings(ServiceSettings):
 
     @model_validator(mode="after")
     def _webhook_needs_a_secret(self) -> NotificationsSettings:
-        if self.care_team_webhook_url and not self.webhook_secret.get_secret_value().strip():
-            raise ValueError(
-                "WEBHOOK_SECRET: required when CARE_TEAM_WEBHOOK_URL is set (safety-alert webhooks are signed with it)"
-            )
+        for variable, url in (("CARE_TEAM_WEBHOOK_URL", self.care_team_webhook_url),
+                              ("ON_CALL_WEBHOOK_URL", self.on_call_webhook_url)):  # fmt: skip
+            if url and not self.webhook_secret.get_secret_value().strip():
+                raise ValueError(f"WEBHOOK_SECRET: required when {variable} is set (webhooks are signed with it)")
         return self
 
 

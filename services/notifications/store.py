@@ -8,12 +8,13 @@ import hmac
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from services.common.auth import Principal
 from services.common.mongo import Document
 from services.common.outbox import (
     EPOCH,
@@ -33,6 +34,8 @@ from stepwise_contract import (
     NotificationFailed,
     NotificationSent,
     RecipientKind,
+    SafetyAlertAcknowledged,
+    SafetyAlertEscalated,
     new_event,
 )
 
@@ -40,12 +43,15 @@ from .domain.alumni import Enrolment, EnrolmentStatus
 from .domain.delivery import Notification, NotificationStatus
 from .domain.messages import KnownSession, PlannedNotification
 from .domain.opt_outs import OptOut
+from .domain.safety import AlertStatus, SafetyAlert
 from .settings import SOURCE
 
 NOTIFICATIONS = "notifications"
 SCHEDULES = "episode_schedules"
 ALUMNI = "alumni_enrolments"
 OPT_OUTS = "opt_outs"
+SAFETY_ALERTS = "safety_alerts"
+AUDIT_LOG = "audit_log"
 PENDING, SENT, FAILED, CANCELLED = "pending", "sent", "failed", "cancelled"
 FOREVER = datetime(9999, 12, 31, tzinfo=UTC)
 """The expiry of a message that never expires (an explicit value: no null checks in queries)."""
@@ -213,6 +219,10 @@ class NotificationStore:
         query: Document = {"episode_id": episode_id, "recipient_kind": recipient_kind}
         return await self._cancel(query | ({"consent_id": consent_id} if consent_id else {}), reason)
 
+    async def cancel(self, notification_ids: Sequence[str], reason: str) -> int:
+        """Those of ``notification_ids`` still waiting (an acknowledged alert's pages to the on-call route)."""
+        return await self._cancel({"_id": {"$in": list(notification_ids)}}, reason)
+
     async def _cancel(self, query: Document, reason: str) -> int:
         result = await self.notifications.update_many(
             {**query, "status": PENDING}, {"$set": {"status": CANCELLED, "last_error": reason}}
@@ -249,6 +259,112 @@ class Adopted:
     replaced: list[KnownSession]
     """The sessions ahead in the calendar it replaced (none for the first; a calendar stored before notifications
     kept its sessions counts as none)."""
+
+
+@dataclass(frozen=True)
+class StoredAlert:
+    alert: SafetyAlert
+    version: int
+
+
+class SafetyAlerts:
+    """One document per safety alert: its deadline and acknowledgement, the outbox of its events, and ``due_at``,
+    when the escalation timer next has work on it (claimed under a lease, so it fires once among instances and
+    survives restarts; ``FOREVER`` once its pages are stored or it was acknowledged)."""
+
+    def __init__(self, database: AsyncDatabase[Document], wake_relay: RelayWake) -> None:
+        self.alerts = database[SAFETY_ALERTS]
+        self._wake_relay = wake_relay
+
+    async def create_indexes(self) -> None:
+        await self.alerts.create_index([("due_at", ASCENDING), ("lease_until", ASCENDING)])
+        await self.alerts.create_index([("status", ASCENDING), ("raised_at", DESCENDING)])
+        await self.alerts.create_index([("episode_id", ASCENDING), ("raised_at", DESCENDING)])
+
+    async def add(self, alert: SafetyAlert, cause: dict[str, str]) -> bool:
+        """Keep a new alert, due at its deadline; False if it is kept already (a redelivered event)."""
+        fields = _alert_fields(alert) | {"due_at": alert.acknowledge_by, "lease_until": EPOCH, "cause": cause,
+                                         "received_at": utc_now()}  # fmt: skip
+        return await insert_aggregate(self.alerts, fields)
+
+    async def get_stored(self, alert_id: str) -> StoredAlert | None:
+        document = await self.alerts.find_one({"_id": alert_id}, {"outbox": 0})
+        return None if document is None else StoredAlert(_alert(document), document["version"])
+
+    async def save(
+        self, stored: StoredAlert, alert: SafetyAlert, event: SafetyAlertAcknowledged | SafetyAlertEscalated
+    ) -> bool:
+        """Store the changed alert with its event in one write; False if it changed meanwhile. An acknowledged
+        alert is never due again."""
+        changes = _alert_fields(alert) | ({"due_at": FOREVER} if alert.status == "acknowledged" else {})
+        saved = await update_aggregate(self.alerts, alert.alert_id, stored.version, changes,
+                                       [new_event(event, source=SOURCE)])  # fmt: skip
+        if saved:
+            self._wake_relay(SAFETY_ALERTS, alert.alert_id)
+        return saved
+
+    async def claim_due(self, lease: timedelta) -> str | None:
+        """The id of an alert whose timer is due, leased to this instance; None when none is."""
+        document = await self.alerts.find_one_and_update(
+            {"due_at": {"$lte": utc_now()}, "lease_until": {"$lt": wall_clock()}},
+            {"$set": {"lease_until": wall_clock() + lease}},
+            {"_id": 1},
+            sort=[("due_at", ASCENDING)],
+        )
+        return None if document is None else str(document["_id"])
+
+    async def settle(self, alert_id: str) -> None:
+        """Nothing is left for the alert's timer (its pages are stored, or it needs none): never due again."""
+        await self.alerts.update_one({"_id": alert_id}, {"$set": {"due_at": FOREVER, "lease_until": EPOCH}})
+
+    async def find(
+        self, *, status: AlertStatus | None = None, episode_id: str | None = None, limit: int = 100
+    ) -> list[SafetyAlert]:
+        """Alerts, newest first."""
+        query: Document = {key: value for key, value in {"status": status, "episode_id": episode_id}.items() if value}
+        cursor = self.alerts.find(query, {"outbox": 0}).sort("raised_at", DESCENDING).limit(limit)
+        return [_alert(document) async for document in cursor]
+
+
+def _alert_fields(alert: SafetyAlert) -> Document:
+    fields = asdict(alert)
+    # Explicit values instead of nulls, as this store's documents are written.
+    return {"_id": fields.pop("alert_id"), **fields, "escalated_at": alert.escalated_at or EPOCH,
+            "acknowledged_at": alert.acknowledged_at or EPOCH, "acknowledged_by": alert.acknowledged_by or "",
+            "acknowledged_as": alert.acknowledged_as or ""}  # fmt: skip
+
+
+def _alert(document: Document) -> SafetyAlert:
+    escalated_at, acknowledged_at = assume_utc(document["escalated_at"]), assume_utc(document["acknowledged_at"])
+    return SafetyAlert(
+        alert_id=document["_id"],
+        episode_id=document["episode_id"],
+        assessment_id=document["assessment_id"],
+        level=document["level"],
+        reasons=list(document["reasons"]),
+        raised_at=assume_utc(document["raised_at"]),
+        acknowledge_by=assume_utc(document["acknowledge_by"]),
+        status=document["status"],
+        escalated_at=None if escalated_at == EPOCH else escalated_at,
+        acknowledged_at=None if acknowledged_at == EPOCH else acknowledged_at,
+        acknowledged_by=document["acknowledged_by"] or None,
+        acknowledged_as=document["acknowledged_as"] or None,
+    )
+
+
+class AuditLog:
+    """Who did or read what of clinical records here (safety alerts), and when."""
+
+    def __init__(self, database: AsyncDatabase[Document]) -> None:
+        self.entries = database[AUDIT_LOG]
+
+    async def create_indexes(self) -> None:
+        await self.entries.create_index([("at", DESCENDING)])
+
+    async def record(self, by: Principal, action: str, **details: Any) -> None:
+        entry = {"at": utc_now(), "role": by.role.value, "token_id": by.token_id, "subject": by.subject,
+                 "username": by.username, "action": action}  # fmt: skip
+        await self.entries.insert_one(entry | details)
 
 
 class EpisodeSchedules:

@@ -132,6 +132,27 @@ class SafetyAlertRaised(EventData):
     raised_at: AwareDatetime
 
 
+class SafetyAlertAcknowledged(EventData):
+    """A clinician acknowledged a safety alert: a person has it. Says when, never who (the staff member is in
+    notifications' store and audit log only)."""
+
+    event_type: ClassVar[str] = "iop.safety.alert_acknowledged"
+
+    alert_id: str
+    acknowledged_at: AwareDatetime
+
+
+class SafetyAlertEscalated(EventData):
+    """A safety alert was not acknowledged by its deadline: it was sent again to the on-call route (once)."""
+
+    event_type: ClassVar[str] = "iop.safety.alert_escalated"
+
+    alert_id: str
+    level: AlertLevel
+    acknowledge_by: AwareDatetime = Field(description="The deadline that passed without an acknowledgement.")
+    escalated_at: AwareDatetime
+
+
 Substance = Literal[
     "alcohol",
     "amphetamines",
@@ -504,6 +525,8 @@ EVENT_TYPES: dict[str, type[EventData]] = {
     for model in (
         AssessmentCompleted,
         SafetyAlertRaised,
+        SafetyAlertAcknowledged,
+        SafetyAlertEscalated,
         DrugScreenRecorded,
         ConsentChanged,
         CareLevelAssigned,

@@ -34,6 +34,8 @@ from stepwise_contract import (
     NotificationFailed,
     NotificationSent,
     Reason,
+    SafetyAlertAcknowledged,
+    SafetyAlertEscalated,
     SafetyAlertRaised,
     Schedule,
     ScheduleChanged,
@@ -105,6 +107,11 @@ def make_data(event_type: str, episode_id: str = EPISODE, session_id: str = "iop
             reasons=["cssrs_high_risk", "phq9_item9_positive"],
             raised_at=T0,
         )
+    if event_type == SafetyAlertAcknowledged.event_type:
+        return SafetyAlertAcknowledged(episode_id=episode_id, alert_id="alert-1", acknowledged_at=T0)
+    if event_type == SafetyAlertEscalated.event_type:
+        return SafetyAlertEscalated(episode_id=episode_id, alert_id="alert-1", level="immediate",
+                                    acknowledge_by=T0 - timedelta(minutes=1), escalated_at=T0)  # fmt: skip
     if event_type == DrugScreenRecorded.event_type:
         return DrugScreenRecorded(
             episode_id=episode_id,
@@ -238,6 +245,8 @@ def test_every_event_type_has_a_sample() -> None:
     assert set(EVENT_TYPES) == {
         "iop.assessment.completed",
         "iop.safety.alert_raised",
+        "iop.safety.alert_acknowledged",
+        "iop.safety.alert_escalated",
         "iop.drug_screen.recorded",
         "iop.consent.changed",
         "iop.care_level.assigned",
@@ -578,6 +587,8 @@ def test_no_event_schema_has_a_pii_property(event_type: str) -> None:
         CareLevelAssigned.event_type: {"timezone", "session_id", "ends_at", "kind", "group_id", "code"},
         SessionMissed.event_type: {"consecutive_misses"},
         SafetyAlertRaised.event_type: {"reasons", "level"},
+        SafetyAlertAcknowledged.event_type: {"alert_id", "acknowledged_at"},
+        SafetyAlertEscalated.event_type: {"alert_id", "level", "acknowledge_by"},
         DrugScreenRecorded.event_type: {"substance", "expected"},
         ConsentChanged.event_type: {"recipient_kind", "status"},
         StepUpRecommended.event_type: {"to_level", "code"},

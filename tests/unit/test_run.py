@@ -1,5 +1,5 @@
 """`make run` gives its own services working credentials, whatever the developer set, prints only tokens that
-work, and fails loudly (non-zero, naming the port or the service) when it cannot run."""
+work, gives routes to staff, and fails loudly (non-zero, naming the port or the service) when it cannot run."""
 
 from __future__ import annotations
 
@@ -14,8 +14,20 @@ from pathlib import Path
 import pytest
 
 from services.common.settings import parse_api_tokens
+from services.notifications.domain.safety import StaffRoutes
+from services.notifications.settings import NotificationsSettings
 from tools.devstack import ROOT, ServiceProcess
-from tools.run import NotRunning, credentials, dev_tokens, ports_taken, token_lines, watch
+from tools.run import (
+    DEV_CARE_TEAM_EMAIL,
+    DEV_ON_CALL_PHONE,
+    NotRunning,
+    credentials,
+    dev_tokens,
+    ports_taken,
+    staff_routes,
+    token_lines,
+    watch,
+)
 from tools.servers import free_port
 
 TOKENS = dev_tokens()
@@ -144,3 +156,18 @@ def test_only_tokens_that_work_are_printed(yours: str | None) -> None:
         assert printed == [] and any("API_TOKENS" in line for line in lines)
     else:
         assert set(printed) == {TOKENS[role] for role in ("clinician", "intake_staff", "admin", "sms_provider")}
+
+
+def test_make_run_gives_the_care_team_and_the_on_call_clinician_a_dev_route() -> None:
+    assert staff_routes({}) == {"CARE_TEAM_EMAIL": DEV_CARE_TEAM_EMAIL, "ON_CALL_PHONE": DEV_ON_CALL_PHONE}
+    assert staff_routes({"SMTP_HOST": "mail.clinic.test", "SMS_PROVIDER_URL": "https://sms.test"}) == staff_routes({})
+    assert staff_routes({"CARE_TEAM_WEBHOOK_URL": "http://hook"})["CARE_TEAM_EMAIL"] == DEV_CARE_TEAM_EMAIL
+    assert staff_routes({"CARE_TEAM_EMAIL": "mine@clinic.test", "ON_CALL_WEBHOOK_URL": "http://page"}) == {
+        "CARE_TEAM_EMAIL": "mine@clinic.test"
+    }
+    assert staff_routes({"ON_CALL_PHONE": "+12025550123"}) == {"CARE_TEAM_EMAIL": DEV_CARE_TEAM_EMAIL}
+    settings = NotificationsSettings(_env_file=None, sms_provider_url="http://sms", contact_hash_key="k",
+                                     **{name.lower(): value for name, value in staff_routes({}).items()})  # fmt: skip
+    routes = StaffRoutes(settings.care_team_email, settings.care_team_webhook_url, settings.on_call_phone,
+                         settings.on_call_webhook_url, sms=True)  # make run always has an SMS provider  # fmt: skip
+    assert routes.problems() == {}  # notifications is ready under make run

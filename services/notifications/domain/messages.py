@@ -127,6 +127,7 @@ PEOPLE_MAY_HEAR: dict[type[EventData], Context] = {
 
 CARE_TEAM_ONLY: dict[type[EventData], Context] = {
     SafetyAlertRaised: lambda d: {
+        "alert_id": d.alert_id,
         "level": d.level,
         "reasons": d.reasons,
         "raised_at": d.raised_at.isoformat(),

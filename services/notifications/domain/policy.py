@@ -6,7 +6,7 @@ be used stops the service at start-up with an error naming the file and the fiel
 
 from __future__ import annotations
 
-from datetime import time
+from datetime import date, time
 from pathlib import Path
 from typing import Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -111,12 +111,7 @@ class AlumniMeetings(Rule):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, zone: str | None) -> str | None:
-        if zone is not None:
-            try:
-                ZoneInfo(zone)
-            except (ZoneInfoNotFoundError, ValueError):
-                raise ValueError(f"unknown time zone {zone!r}") from None
-        return zone
+        return _known_zone(zone)
 
 
 class AlumniProgram(Rule):
@@ -144,6 +139,15 @@ class AlumniProgram(Rule):
         return _patient_channels(channels)
 
 
+def _known_zone(zone: str | None) -> str | None:
+    if zone is not None:
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {zone!r}") from None
+    return zone
+
+
 def _patient_channels(channels: list[Channel]) -> list[Channel]:
     _unique(list(channels), "channels")
     if not set(channels) <= CHANNELS_FOR["patient"]:
@@ -151,11 +155,47 @@ def _patient_channels(channels: list[Channel]) -> list[Channel]:
     return channels
 
 
+class OpeningHours(Rule):
+    opens: time
+    closes: time
+
+    @model_validator(mode="after")
+    def _opens_before_closing(self) -> Self:
+        if self.opens >= self.closes:
+            raise ValueError("opens: must be before closes (the same day)")
+        return self
+
+
+class SameDayDeadline(Rule):
+    """By when a same-day safety alert must be acknowledged before it goes to the on-call route: within
+    ``within_hours`` of being raised and by the clinic's closing time that day, whichever is first; raised while
+    the clinic is closed (outside its hours, a day not listed, a closure), within ``when_closed_within_minutes``."""
+
+    within_hours: float = Field(gt=0, le=24)
+    hours: dict[WeekdayName, OpeningHours] = Field(description="Opening hours by weekday; a day not listed is closed.")
+    closures: list[date] = Field(default_factory=list, description="Days the clinic is closed.")
+    when_closed_within_minutes: float = Field(ge=0, le=24 * 60)
+    timezone: str | None = Field(default=None, description="The zone of these hours; default CLINIC_TIMEZONE.")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, zone: str | None) -> str | None:
+        return _known_zone(zone)
+
+
+class SafetyAlertPolicy(Rule):
+    """Safety alerts are acknowledged by a clinician; one not acknowledged by its deadline is escalated. An
+    immediate alert's deadline is a setting (SAFETY_ACK_SECONDS); a same-day alert's is this."""
+
+    same_day: SameDayDeadline
+
+
 class NotificationPolicy(Rule):
     version: str = Field(min_length=1)
     events: dict[str, list[MessageRule]]
     session_reminders: SessionReminders | None = None
     alumni: AlumniProgram | None = None
+    safety_alerts: SafetyAlertPolicy
 
     def rules_for(self, event_type: str) -> list[MessageRule]:
         return self.events.get(event_type, [])
