@@ -33,7 +33,7 @@ async def on_care_level_assigned(event: CloudEvent[CareLevelAssigned], messaging
     reminders = await changes.adopt_calendar(messaging, event)
     if event.data.status == "active":
         await changes.end_enrolments_of_returning_patient(messaging, event)
-    await changes.notify(messaging, event, reminders)
+    await changes.notify(messaging, event, [*reminders, *await changes.notice_if_unreachable(messaging, event)])
 
 
 async def on_care_level_changed(event: CloudEvent[CareLevelChanged], messaging: Messaging) -> None:
@@ -86,7 +86,9 @@ async def on_consent_changed(event: CloudEvent[ConsentChanged], messaging: Messa
 
 EVENT_HANDLERS: EventHandlers = {
     CareLevelAssigned: Subscription(
-        on_care_level_assigned, "A started care plan: the patient's welcome, supports' notice, session reminders."
+        on_care_level_assigned,
+        "A started care plan: the patient's welcome (the care team's notice if the patient cannot be reached), "
+        "supports' notice, session reminders.",
     ),
     CareLevelChanged: Subscription(
         on_care_level_changed, "A changed level: the patient hears of the new schedule; reminders follow it."

@@ -6,6 +6,7 @@ from typing import ClassVar
 
 from pydantic import Field, model_validator
 
+from services.common.phones import DEFAULT_REGION, PhoneRegion
 from services.common.settings import ServiceSettings
 
 from .domain.policy import DEFAULT_POLICY_FILE
@@ -69,6 +70,7 @@ class NotificationsSettings(ServiceSettings):
         default="",
         description="Secret key for the keyed hash under which numbers that replied STOP are kept (never the number).",
     )
+    clinic_phone_region: PhoneRegion = DEFAULT_REGION
 
     @model_validator(mode="after")
     def _sms_needs_a_hash_key(self) -> NotificationsSettings:
