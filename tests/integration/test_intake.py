@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +21,12 @@ from .conftest import (
     TOKENS,
     Episode,
     Stack,
+    assess,
     care_plan_of,
     events_of,
     eventually,
     new_episode,
+    wait_consumed,
 )
 
 PHQ9_ITEM9_POSITIVE = [1, 1, 1, 1, 1, 1, 1, 1, 1]
@@ -232,7 +235,8 @@ async def test_a_swapped_placement_policy_changes_the_recommendation(stack: Stac
     default["levels_by_rating"][2] = "PHP"  # this clinic places a highest rating of 2 in PHP
     policy = tmp_path / "placement.yaml"
     policy.write_text(yaml.safe_dump(default))
-    env = stack.env | {"INTAKE_PLACEMENT_POLICY_FILE": str(policy), "KAFKA_GROUP_INSTANCE_ID": ""}
+    env = stack.env | {"INTAKE_PLACEMENT_POLICY_FILE": str(policy), "KAFKA_GROUP_INSTANCE_ID": "",
+                       "KAFKA_CONSUMERS_ENABLED": "0"}  # fmt: skip
     swapped = ServiceProcess("intake", free_port(), env, tmp_path / "intake.log").start()
     try:
         episode = await new_episode(stack)
@@ -277,3 +281,33 @@ async def test_a_retried_post_with_its_idempotency_key_creates_nothing_twice(sta
     completed = await eventually(lambda: events_of(stack, "iop.assessment.completed", episode.episode_id), "it")
     stored = await stack.database("intake")["episodes"].find_one({"_id": episode.episode_id})
     assert len(stored["assessments"]) == 1 and len(completed) == 1
+
+
+async def test_graduation_and_discharge_in_care_plan_close_the_episode_in_intake(stack: Stack) -> None:
+    graduating, leaving = await new_episode(stack), await new_episode(stack)
+    alumni = {"recipient_kind": "alumni_group", "scopes": ["alumni_program"]}
+    consents: dict[str, str] = {}
+    for episode in (graduating, leaving):
+        async with stack.http("intake", "intake_staff") as intake:
+            granted = await intake.post(f"/v1/episodes/{episode.episode_id}/consents", json=alumni)
+        consents[episode.episode_id] = granted.json()["consent_id"]
+        await assess(stack, episode)
+        await eventually(partial(care_plan_of, stack, episode), "the care plan")
+    async with stack.http("care_plan", "clinician") as clinician:
+        graduated = await clinician.post(f"/v1/episodes/{graduating.episode_id}/graduate")
+        discharged = await clinician.post(f"/v1/episodes/{leaving.episode_id}/discharge",
+                                          json={"reason_code": "against_advice"})  # fmt: skip
+    assert (graduated.status_code, discharged.status_code) == (200, 200), graduated.text + discharged.text
+
+    for episode, topic, how in ((graduating, "iop.episode.graduated", "graduated"),
+                                (leaving, "iop.episode.discharged", "discharged")):  # fmt: skip
+        [ended] = await eventually(partial(events_of, stack, topic, episode.episode_id), topic)
+        await wait_consumed(stack, "intake", ended.topic, ended.partition, ended.offset)
+        stored = await stack.database("intake")["episodes"].find_one({"_id": episode.episode_id})
+        assert (stored["status"], stored["ended"]) == ("closed", how)
+        refused = await post_assessment(stack, episode, {"dimensions": IOP_DIMENSIONS})
+        assert refused.status_code == 409
+        assert refused.json()["detail"].startswith(f"episode is closed ({how} on ")
+        async with stack.http("intake", "intake_staff") as intake:  # a patient may still withdraw a consent
+            path = f"/v1/episodes/{episode.episode_id}/consents/{consents[episode.episode_id]}/revoke"
+            assert (await intake.post(path)).status_code == 200
