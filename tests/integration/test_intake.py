@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import uuid
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from tools.devstack import ROOT, ServiceProcess
 from tools.servers import free_port
 
 from .conftest import (
+    CARE_TEAM_EMAIL,
     HTTP_TIMEOUT,
     IOP_DIMENSIONS,
     TOKENS,
@@ -25,6 +27,7 @@ from .conftest import (
     care_plan_of,
     events_of,
     eventually,
+    mail_to,
     new_episode,
     wait_consumed,
 )
@@ -311,3 +314,19 @@ async def test_graduation_and_discharge_in_care_plan_close_the_episode_in_intake
         async with stack.http("intake", "intake_staff") as intake:  # a patient may still withdraw a consent
             path = f"/v1/episodes/{episode.episode_id}/consents/{consents[episode.episode_id]}/revoke"
             assert (await intake.post(path)).status_code == 200
+
+
+async def test_a_patient_without_email_or_phone_is_registered_and_the_care_team_told_at_the_welcome(
+    stack: Stack,
+) -> None:
+    marker = uuid.uuid4().hex[:10]
+    async with stack.http("intake", "intake_staff") as intake:
+        registered = await intake.post("/v1/patients", json={"name": f"Nocontact Zq{marker}",
+                                                             "date_of_birth": "1981-06-30"})  # fmt: skip
+        assert registered.status_code == 201, registered.text
+        patient_id = registered.json()["patient_id"]
+        opened = await intake.post(f"/v1/patients/{patient_id}/episodes", json={"program": "adult"})
+    episode = Episode(patient_id, opened.json()["episode_id"], "", {"name": f"Nocontact Zq{marker}"})
+    await assess(stack, episode)
+    [told] = await mail_to(stack, CARE_TEAM_EMAIL, subject=f"Unreachable patient: episode {episode.episode_id}")
+    assert marker not in told.get_content()  # the episode, never the person
