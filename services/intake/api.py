@@ -285,7 +285,7 @@ async def grant_consent(
 
 @router.post(
     "/episodes/{episode_id}/consents/{consent_id}/revoke",
-    responses=errors(404),
+    responses=errors(404, 409),
     summary="Revoke a consent, also once the episode is closed; pending messages to that recipient stop",
 )
 async def revoke_consent(episode_id: str, consent_id: str, store: Store, by: Staff) -> ConsentOut:

@@ -7,6 +7,8 @@ from pydantic import BaseModel, ValidationError
 
 from services.common import phones
 from services.common.phones import PhoneNumber, e164, known_region, matching_form
+from services.intake.settings import IntakeSettings
+from services.notifications.settings import NotificationsSettings
 
 
 @pytest.mark.parametrize(
@@ -54,3 +56,12 @@ def test_the_region_is_a_known_two_letter_code() -> None:
     assert known_region(" ca ") == "CA"
     with pytest.raises(ValueError, match="two-letter"):
         known_region("Narnia")
+
+
+@pytest.mark.parametrize("settings", ["intake", "notifications"])
+def test_an_unknown_clinic_phone_region_stops_the_service_naming_the_setting(settings: str) -> None:
+    model = {"intake": IntakeSettings, "notifications": NotificationsSettings}[settings]
+    assert model(_env_file=None).clinic_phone_region == "US"  # type: ignore[call-arg]
+    assert model(_env_file=None, clinic_phone_region="ca").clinic_phone_region == "CA"  # type: ignore[call-arg]
+    with pytest.raises(ValidationError, match="clinic_phone_region"):
+        model(_env_file=None, clinic_phone_region="Narnia")  # type: ignore[call-arg]
