@@ -31,7 +31,9 @@ from services.common.idempotency import IdempotencyKeys
 from services.common.outbox import no_relay
 from services.common.service import SET_ASIDE_COLLECTION
 from services.intake import api as intake_api
+from services.intake.app import create_broker as intake_broker
 from services.intake.domain.placement import load_placement_policy
+from services.intake.settings import IntakeSettings
 from services.intake.store import IntakeStore
 from services.notifications import api as notifications_api
 from services.notifications.app import assemble, load_checked_policy
@@ -62,10 +64,11 @@ def _app(service: str, routers: list[object], *, consumes: bool, **state: object
 INTAKE = _app(
     "intake",
     [intake_api.router],
-    consumes=False,
+    consumes=True,
     store=lambda database: IntakeStore(database, wake_relay=no_relay),
     placement_policy=load_placement_policy(),
     idempotency_keys=IdempotencyKeys,
+    kafka=intake_broker(IntakeSettings(_env_file=None)),  # type: ignore[call-arg]
 )
 CARE_PLAN = _app(
     "care_plan",

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from services.care_plan.app import create_app as care_plan_app
 from services.intake.app import create_app as intake_app
+from services.intake.settings import IntakeSettings
 from services.notifications.app import create_app as notifications_app
 
 APPS = {"intake": intake_app, "care_plan": care_plan_app, "notifications": notifications_app}
@@ -47,8 +48,10 @@ def test_every_intake_response_has_an_example() -> None:
 
 def test_set_aside_events_are_served_only_where_events_are_consumed() -> None:
     paths = {name: {path for _, path, _ in operations(make())} for name, make in APPS.items()}
-    assert "/v1/set-aside-events" not in paths["intake"]
     assert "/v1/set-aside-events" in paths["care_plan"] and "/v1/set-aside-events" in paths["notifications"]
+    assert "/v1/set-aside-events" in paths["intake"]  # intake consumes the end of an episode (graduation, discharge)
+    without_consumers = intake_app(IntakeSettings(_env_file=None, kafka_consumers_enabled=False))  # type: ignore[call-arg]
+    assert "/v1/set-aside-events" not in {path for _, path, _ in operations(without_consumers)}
 
 
 def test_intake_examples_are_valid_bodies() -> None:

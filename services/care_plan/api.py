@@ -9,7 +9,7 @@ from typing import Literal, TypeVar
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, HTTPException, status
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field, field_validator
 
 from services.common.dependencies import DependencyDown
 from services.common.errors import invalid_input
@@ -17,12 +17,14 @@ from services.common.schemas import V1_ERRORS, errors, request_examples
 from services.common.utc import utc_now
 from stepwise_contract import (
     FAMILY_SESSION,
+    WEEKDAYS,
     CareLevel,
     DischargeReason,
     ScheduledSession,
     SessionKind,
     SheetEntry,
     Track,
+    Weekday,
     WeekdayName,
 )
 
@@ -111,9 +113,16 @@ class ScheduleIn(BaseModel):
     )
 
     track: Track
-    weekdays: list[WeekdayName] = Field(min_length=1)
+    weekdays: list[WeekdayName] = Field(min_length=1, max_length=len(WEEKDAYS), description="Each day once.")
     hours_per_session: float = Field(gt=0, le=12)
     weeks: int = Field(ge=1, le=52)
+
+    @field_validator("weekdays")
+    @classmethod
+    def _each_once(cls, value: list[Weekday]) -> list[Weekday]:
+        if len(set(value)) != len(value):
+            raise ValueError("name each weekday once")  # twice would count its hours twice
+        return value
 
 
 class AuthorizationIn(BaseModel):

@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 from .auth import Principal
 from .consumer import HANDLER_CONTEXT, SET_ASIDE, EventBatch, EventHandlers, set_aside_reason
 from .mongo import Document
+from .schemas import response_example
 from .utc import UtcDatetime, utc_now
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,21 @@ class ReplayOut(BaseModel):
 
 class SetAsideEventOut(BaseModel):
     """An event this service could not apply, without its value (it may hold what must not be shown)."""
+
+    model_config = response_example(
+        {
+            "id": "iop.episode.graduated:1:42",
+            "topic": "iop.episode.graduated",
+            "partition": 1,
+            "offset": 42,
+            "key": "7d0c1f3e-4b0a-4a57-9c1e-2b8f6a1d0e42",
+            "headers": {"ce_id": "5f0c9b7e-2d4a-4c1b-9e8f-3a6d2b1c0e97", "ce_type": "iop.episode.graduated"},
+            "reason": "rejected: episode not found",
+            "attempts": 1,
+            "set_aside_at": "2026-12-01T15:00:02Z",
+            "replays": [],
+        }
+    )
 
     id: str = Field(description="topic:partition:offset")
     topic: str

@@ -9,6 +9,7 @@ from typing import Annotated, NoReturn, TypeVar
 
 from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from services.common.auth import Principal, Role
@@ -18,11 +19,13 @@ from services.common.utc import Rfc3339, utc_now
 from stepwise_contract import ConsentScope, DimensionRatings, PlacementDecision
 
 from . import changes
-from .deps import Admin, Clinical, ConsentReader, Keys, NotificationsService, Policy, Staff, Store
+from .changes import PatientExists
+from .deps import Admin, Clinical, Clinician, ConsentReader, Keys, NotificationsService, Policy, Staff, Store
 from .domain.episode import AssessmentRequest, ConsentTerms, consent_in_force, consents_allowing
 from .domain.model import Consent, Episode, EpisodeError
 from .domain.reassessment import trend
 from .schemas import (
+    CONSENT_SCOPES,
     AssessmentHistory,
     AssessmentIn,
     AssessmentOut,
@@ -38,6 +41,7 @@ from .schemas import (
     EpisodePatient,
     InstrumentTrend,
     PatientCreated,
+    PatientExistsOut,
     PatientIn,
     PatientOut,
     PatientUpdate,
@@ -53,14 +57,19 @@ ERROR_STATUS = {
     "no_episode": status.HTTP_404_NOT_FOUND,
     "unknown_consent": status.HTTP_404_NOT_FOUND,
     "episode_not_open": status.HTTP_409_CONFLICT,
+    "episode_full": status.HTTP_409_CONFLICT,
+    "record_too_large": status.HTTP_409_CONFLICT,
     "consent_not_in_force": status.HTTP_410_GONE,
+    "store_refused": status.HTTP_503_SERVICE_UNAVAILABLE,
 }
 
 
 def _refuse(error: EpisodeError) -> NoReturn:
     if error.field:  # a request field at fault: answered like any other invalid field
         raise RequestValidationError([{"loc": error.field, "msg": str(error), "type": "value_error"}]) from None
-    raise HTTPException(ERROR_STATUS[error.code], str(error)) from None
+    code = ERROR_STATUS[error.code]
+    retry = {"Retry-After": "5"} if code == status.HTTP_503_SERVICE_UNAVAILABLE else None
+    raise HTTPException(code, str(error), headers=retry) from None
 
 
 def _out(model: type[Out], record: BaseModel) -> Out:
@@ -88,14 +97,26 @@ async def _episode(store: Store, episode_id: str) -> Episode:
 # Patients
 
 
-@router.post("/patients", status_code=status.HTTP_201_CREATED, summary="Register a patient (PII stays in intake)")
+@router.post(
+    "/patients",
+    status_code=status.HTTP_201_CREATED,
+    response_model=PatientCreated,
+    responses={status.HTTP_409_CONFLICT: {"model": PatientExistsOut, "description": PatientExistsOut.__doc__}},
+    summary="Register a patient (PII stays in intake; audited)",
+    description="A patient with the same name (case and spaces aside) and date of birth is registered already: "
+    '409 with their `patient_id`, unless `"confirm_new": true` (another person who shares both).',
+)
 async def register_patient(
     body: PatientIn, store: Store, keys: Keys, by: Staff, idempotency_key: IdempotencyKey = None
-) -> PatientCreated:
+) -> PatientCreated | JSONResponse:
     patient_id = await _record_id(keys, idempotency_key, by, "register_patient", body)
-    return PatientCreated(
-        patient_id=await changes.register_patient(store, by, body.model_dump(mode="json"), patient_id)
-    )
+    details = body.model_dump(mode="json", exclude={"confirm_new"})
+    try:
+        await changes.register_patient(store, by, details, patient_id, confirm_new=body.confirm_new)
+    except PatientExists as exists:
+        found = PatientExistsOut(patient_id=exists.patient_id)
+        return JSONResponse(found.model_dump(), status_code=status.HTTP_409_CONFLICT)
+    return PatientCreated(patient_id=patient_id)
 
 
 @router.get("/patients/{patient_id}", responses=errors(404), summary="A patient's record (audited)")
@@ -178,10 +199,11 @@ async def record_assessment(
 @router.get(
     "/episodes/{episode_id}/assessments",
     responses=errors(404),
-    summary="The episode's assessments with scores and trends",
+    summary="The episode's assessments with scores and trends (audited)",
 )
-async def assessment_history(episode_id: str, store: Store, _: Clinical) -> AssessmentHistory:
+async def assessment_history(episode_id: str, store: Store, by: Clinical) -> AssessmentHistory:
     episode = await _episode(store, episode_id)
+    await store.audit(by, "read_assessments", episode.patient_id, episode_id=episode_id)
     assessments = [_out(AssessmentOut, assessment) for assessment in episode.assessments]
     return AssessmentHistory(episode_id=episode_id, assessments=assessments, trends=_trends(assessments))
 
@@ -228,6 +250,17 @@ async def record_drug_screen(
     return _out(DrugScreenOut, screen)
 
 
+@router.get(
+    "/episodes/{episode_id}/drug-screens",
+    responses=errors(404),
+    summary="The episode's drug screens, oldest first (clinicians; audited)",
+)
+async def drug_screens(episode_id: str, store: Store, by: Clinician) -> list[DrugScreenOut]:
+    episode = await _episode(store, episode_id)
+    await store.audit(by, "read_drug_screens", episode.patient_id, episode_id=episode_id)
+    return [_out(DrugScreenOut, screen) for screen in episode.drug_screens]
+
+
 # Consents (42 CFR Part 2): who may be told what, per recipient, revocable
 
 
@@ -253,7 +286,7 @@ async def grant_consent(
 @router.post(
     "/episodes/{episode_id}/consents/{consent_id}/revoke",
     responses=errors(404, 409),
-    summary="Revoke a consent; pending messages to that recipient stop",
+    summary="Revoke a consent, also once the episode is closed; pending messages to that recipient stop",
 )
 async def revoke_consent(episode_id: str, consent_id: str, store: Store, by: Staff) -> ConsentOut:
     try:
@@ -315,7 +348,7 @@ async def consented_contact(
 ) -> RecipientContact:
     stored = await store.get(episode_id)
     if stored is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "consent not found")
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "episode not found")
     try:
         consent = consent_in_force(stored.episode, consent_id, utc_now().date())
     except EpisodeError as error:
@@ -349,14 +382,23 @@ async def episode_audience(
     episode_id: str,
     store: Store,
     by: NotificationsService,
-    scope: Annotated[list[ConsentScope], Query(description="A scope to list the recipients of; repeat it.")] = [],  # noqa: B006 - FastAPI reads it, never changes it
+    scope: Annotated[
+        list[ConsentScope],
+        Query(max_length=len(CONSENT_SCOPES), description="A scope to list the recipients of; repeat it."),
+    ] = [],  # noqa: B006 - FastAPI reads it, never changes it
+    patient_channels: Annotated[
+        bool, Query(description="Also say which channels the patient has a contact point for (never the address).")
+    ] = False,
 ) -> EpisodeAudience:
     episode = await _episode(store, episode_id)
     today = utc_now().date()
     recipients = {asked: [_listed(consent) for consent in consents_allowing(episode, asked, today)] for asked in scope}
     if any(recipients.values()):
         await store.audit(by, "read_recipients", episode.patient_id, episode_id=episode_id)
-    return EpisodeAudience(episode_id=episode_id, patient_id=episode.patient_id, recipients=recipients)
+    channels = await store.contact_channels(episode.patient_id) if patient_channels else None
+    return EpisodeAudience(
+        episode_id=episode_id, patient_id=episode.patient_id, recipients=recipients, patient_channels=channels
+    )
 
 
 def _listed(consent: Consent) -> RecipientContact:

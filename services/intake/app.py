@@ -7,6 +7,8 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from services.common import phones
+from services.common.consumer import HANDLER_CONTEXT
 from services.common.idempotency import IdempotencyKeys
 from services.common.kafka import ServiceBroker, service_broker
 from services.common.outbox import no_relay
@@ -28,6 +30,7 @@ def create_broker(settings: IntakeSettings) -> ServiceBroker:
 def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     settings = settings or IntakeSettings()
     placement_policy = load_placement_policy(settings.intake_placement_policy_file)  # fail at start if invalid
+    phones.use_region(settings.clinic_phone_region)
     kafka = create_broker(settings)
 
     async def startup(runtime: Runtime, app: FastAPI) -> Sequence[Coroutine[Any, Any, None]]:
@@ -38,6 +41,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         app.state.idempotency_keys = keys = IdempotencyKeys(runtime.database)
         await keys.create_indexes()
         app.state.placement_policy = placement_policy
+        runtime.broker.context.set_global(HANDLER_CONTEXT, store)
         return []
 
     return create_service_app(

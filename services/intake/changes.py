@@ -1,6 +1,7 @@
 """Changing intake's records. Every change to an episode goes through ``change_episode``: load it, decide
 (pure, in ``domain/episode.py``), and store the episode with its events in one version-checked write
-(retried when another writer won). Patients change through the store, which audits every access first.
+(retried when another writer won). Patients change through the store, which audits every access first;
+a consent change is audited once it happened (the consent itself says who changed it and when).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from stepwise_contract import Program, ScreenResult, new_event
 
 from .domain import episode as decide_on
 from .domain.episode import AssessmentRequest, ConsentTerms, Decision
-from .domain.model import Assessment, Consent, DrugScreen, Episode, EpisodeError
+from .domain.model import Assessment, Consent, DrugScreen, Episode, EpisodeEnd, EpisodeError
+from .domain.patient import match_key
 from .domain.placement import PlacementPolicy
 from .settings import SOURCE
 from .store import IntakeStore
@@ -25,27 +27,54 @@ from .store import IntakeStore
 T = TypeVar("T")
 
 
-async def change_episode(store: IntakeStore, episode_id: str, decide: Callable[[Episode, datetime], Decision[T]]) -> T:
-    """Apply ``decide`` to an open episode; raises EpisodeError (no such episode, not open, or the decision's)."""
+Decide = Callable[[Episode, datetime], Decision[T]]
 
-    async def attempt() -> tuple[T] | None:
+
+async def change_episode(store: IntakeStore, episode_id: str, decide: Decide[T], *, while_closed: bool = False) -> T:
+    """Apply ``decide`` to an open episode (or a closed one too, ``while_closed``); raises EpisodeError (no such
+    episode, closed, the decision's, or the store's refusal)."""
+    return (await _change(store, episode_id, decide, while_closed))[1]
+
+
+async def _change(store: IntakeStore, episode_id: str, decide: Decide[T], while_closed: bool) -> tuple[Episode, T]:
+    """``change_episode``, answering the episode as it is now with the decision's result."""
+
+    async def attempt() -> tuple[Episode, T] | None:
         stored = await store.get(episode_id)
         if stored is None:
             raise EpisodeError("no_episode", "episode not found")
-        if stored.episode.status != "open":
-            raise EpisodeError("episode_not_open", f"episode is {stored.episode.status}")
+        if not while_closed:
+            decide_on.refuse_if_closed(stored.episode)
         episode, events, result = decide(stored.episode, utc_now())
         if episode == stored.episode and not events:
-            return (result,)
+            return episode, result
         envelopes = [new_event(event, source=SOURCE) for event in events]
-        return (result,) if await store.save(stored, episode, envelopes) else None
+        return (episode, result) if await store.save(stored, episode, envelopes) else None
 
-    return (await retry_on_conflict(attempt))[0]
+    return await retry_on_conflict(attempt)
 
 
-async def register_patient(store: IntakeStore, by: Principal, details: Document, patient_id: str) -> str:
-    """Register a patient (name, contact data: PII, kept here alone) under a new pseudonymous id."""
-    await store.add_patient({"_id": patient_id, **details, "registered_at": utc_now()}, by)
+class PatientExists(Exception):
+    """A patient with the same name and date of birth is registered already."""
+
+    def __init__(self, patient_id: str) -> None:
+        super().__init__(patient_id)
+        self.patient_id = patient_id
+
+
+async def register_patient(
+    store: IntakeStore, by: Principal, details: Document, patient_id: str, *, confirm_new: bool = False
+) -> str:
+    """Register a patient (name, contact data: PII, kept here alone) under a new pseudonymous id. Raises
+    PatientExists when one with the same name and birth date is registered, unless ``confirm_new``."""
+    if await store.patient_exists(patient_id):  # the same request retried (its Idempotency-Key fixed the id)
+        return patient_id
+    key = match_key(details["name"], details["date_of_birth"])
+    existing = None if confirm_new else await store.patient_matching(key)
+    if existing is not None:
+        await store.audit(by, "match_patient", existing)  # the answer tells that this person is a patient here
+        raise PatientExists(existing)
+    await store.add_patient({"_id": patient_id, **details, "match_key": key, "registered_at": utc_now()}, by)
     return patient_id
 
 
@@ -78,25 +107,32 @@ async def record_drug_screen(
 async def grant_consent(
     store: IntakeStore, by: Principal, episode_id: str, terms: ConsentTerms, consent_id: str | None = None
 ) -> Consent:
-    await _audit_consent(store, by, "grant_consent", episode_id)
-
     def decide(episode: Episode, now: datetime) -> Decision[Consent]:
         return decide_on.grant_consent(episode, terms, now, consent_id, by.who)
 
-    return await change_episode(store, episode_id, decide)
+    episode, consent = await _change(store, episode_id, decide, while_closed=False)
+    await _audit_consent(store, by, "grant_consent", episode)
+    return consent
 
 
 async def revoke_consent(store: IntakeStore, by: Principal, episode_id: str, consent_id: str) -> Consent:
-    await _audit_consent(store, by, "revoke_consent", episode_id)
+    """Revoke a consent, also once the episode is closed: a patient may withdraw consent at any time."""
 
     def decide(episode: Episode, now: datetime) -> Decision[Consent]:
         return decide_on.revoke_consent(episode, consent_id, now, by.who)
 
-    return await change_episode(store, episode_id, decide)
+    episode, consent = await _change(store, episode_id, decide, while_closed=True)
+    await _audit_consent(store, by, "revoke_consent", episode)
+    return consent
 
 
-async def _audit_consent(store: IntakeStore, by: Principal, action: str, episode_id: str) -> None:
-    """A consent names a support: changing it is an access to the patient's protected record."""
-    stored = await store.get(episode_id)
-    if stored is not None:
-        await store.audit(by, action, stored.episode.patient_id, episode_id=episode_id)
+async def _audit_consent(store: IntakeStore, by: Principal, action: str, episode: Episode) -> None:
+    """A consent names a support: changing it is an access to the patient's protected record. Audited once it
+    happened: a refused change (no such episode or consent, a closed episode) is not one."""
+    await store.audit(by, action, episode.patient_id, episode_id=episode.episode_id)
+
+
+async def close_episode(store: IntakeStore, episode_id: str, ended: EpisodeEnd, at: datetime) -> Episode:
+    """care_plan graduated or discharged the episode: close it (again: nothing changes)."""
+    return await change_episode(store, episode_id, lambda episode, _: decide_on.close(episode, ended, at),
+                                while_closed=True)  # fmt: skip

@@ -19,6 +19,7 @@ Keys = Annotated[IdempotencyKeys, Depends(from_state("idempotency_keys", Idempot
 
 Staff = Annotated[Principal, Depends(require_roles(Role.INTAKE_STAFF, Role.CLINICIAN))]
 Clinical = Annotated[Principal, Depends(require_roles(Role.INTAKE_STAFF, Role.CLINICIAN, Role.INTEGRATION))]
+Clinician = Annotated[Principal, Depends(require_roles(Role.CLINICIAN))]
 NotificationsService = Annotated[Principal, Depends(require_roles(Role.NOTIFICATIONS))]
 ConsentReader = Annotated[Principal, Depends(require_roles(Role.NOTIFICATIONS, Role.CARE_PLAN))]
 """The services that ask whom a consent allows to be told (never their contact data)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -17,7 +17,8 @@ from pydantic import (
     model_validator,
 )
 
-from services.common.schemas import request_examples, response_example
+from services.common.phones import PhoneNumber
+from services.common.schemas import ErrorOut, request_examples, response_example
 from services.common.utc import IANA_ZONE_PATTERN, UtcDatetime, utc_now
 from stepwise_contract import (
     ALUMNI_GROUP,
@@ -28,6 +29,7 @@ from stepwise_contract import (
     OverrideReason,
     Program,
     ScreenResult,
+    Substance,
 )
 
 from .domain.instruments import InstrumentAnswers
@@ -45,6 +47,10 @@ def _known_zone(value: str) -> str:
 TimeZone = Annotated[str, Field(pattern=IANA_ZONE_PATTERN, examples=["America/Chicago"]), AfterValidator(_known_zone)]
 
 
+CONSENT_SCOPES: Final[tuple[ConsentScope, ...]] = get_args(ConsentScope)
+SUBSTANCES: Final[tuple[str, ...]] = get_args(Substance)
+
+
 class EmergencyContact(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -53,23 +59,34 @@ class EmergencyContact(BaseModel):
     relationship: str = Field(min_length=1, max_length=100, examples=["sister"])
 
 
+class EmergencyContactIn(EmergencyContact):
+    phone: PhoneNumber
+
+
 class PatientIn(BaseModel):
     model_config = request_examples(
         {
             "name": "Alex Example",
             "date_of_birth": "1990-04-01",
             "email": "alex@example.org",
-            "phone": "+15550100",
-            "emergency_contact": {"name": "Sam Example", "phone": "+15550101", "relationship": "sister"},
-        }
+            "phone": "+12025550123",
+            "emergency_contact": {"name": "Sam Example", "phone": "+1 202-555-0101", "relationship": "sister"},
+        },
+        {"name": "Jordan Example", "date_of_birth": "1985-09-12", "phone": "(202) 555-0147"},
+        {"name": "Alex Example", "date_of_birth": "1990-04-01", "phone": "+12025550188", "confirm_new": True},
     )
 
     name: str = Field(min_length=1, max_length=200)
     date_of_birth: date
-    email: EmailStr
-    phone: Phone
-    emergency_contact: EmergencyContact | None = None
+    email: EmailStr | None = Field(default=None, description="Optional: many patients are reached by phone only.")
+    phone: PhoneNumber | None = Field(default=None, description="A mobile number for texts (stored in E.164).")
+    emergency_contact: EmergencyContactIn | None = None
     timezone: TimeZone | None = Field(default=None, description="The patient's zone, for quiet hours and times.")
+    confirm_new: bool = Field(
+        default=False,
+        description="Register another person although a patient with the same name and date of birth is "
+        "registered (without it: 409 with that patient's id). Not stored.",
+    )
 
     @field_validator("date_of_birth")
     @classmethod
@@ -82,12 +99,12 @@ class PatientIn(BaseModel):
 class PatientUpdate(BaseModel):
     """Fields to change; those left out stay as they are."""
 
-    model_config = request_examples({"phone": "+15550199"})
+    model_config = request_examples({"phone": "+12025550199"})
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
     email: EmailStr | None = None
-    phone: Phone | None = None
-    emergency_contact: EmergencyContact | None = None
+    phone: PhoneNumber | None = None
+    emergency_contact: EmergencyContactIn | None = None
     timezone: TimeZone | None = None
 
     @model_validator(mode="after")
@@ -104,7 +121,7 @@ class PatientOut(BaseModel):
             "name": "Alex Example",
             "date_of_birth": "1990-04-01",
             "email": "alex@example.org",
-            "phone": "+15550100",
+            "phone": "+12025550123",
             "emergency_contact": None,
             "registered_at": "2026-11-23T14:00:00Z",
         }
@@ -113,8 +130,8 @@ class PatientOut(BaseModel):
     patient_id: str
     name: str
     date_of_birth: date
-    email: str
-    phone: str
+    email: str | None
+    phone: str | None
     emergency_contact: EmergencyContact | None = None
     timezone: str | None = None
     registered_at: UtcDatetime
@@ -123,6 +140,21 @@ class PatientOut(BaseModel):
 class PatientCreated(BaseModel):
     model_config = response_example({"patient_id": "0b6f6a52-3c1e-4d8e-9a0f-5e2d7c1b9a34"})
 
+    patient_id: str
+
+
+class PatientExistsOut(ErrorOut):
+    """A patient with this name and date of birth is registered already: their id (`confirm_new` registers
+    another person all the same)."""
+
+    model_config = response_example(
+        {
+            "detail": "a patient with this name and date of birth is registered already",
+            "patient_id": "0b6f6a52-3c1e-4d8e-9a0f-5e2d7c1b9a34",
+        }
+    )
+
+    detail: str = "a patient with this name and date of birth is registered already"
     patient_id: str
 
 
@@ -262,7 +294,7 @@ class DrugScreenIn(BaseModel):
     )
 
     collected_at: AwareDatetime
-    results: list[ScreenResult] = Field(min_length=1)
+    results: list[ScreenResult] = Field(min_length=1, max_length=len(SUBSTANCES), description="One per substance.")
 
     @field_validator("collected_at")
     @classmethod
@@ -293,6 +325,10 @@ class DrugScreenOut(DrugScreen):
     )
 
 
+class RecipientIn(Recipient):
+    phone: PhoneNumber | None = None
+
+
 class ConsentIn(BaseModel):
     model_config = request_examples(
         {
@@ -304,8 +340,10 @@ class ConsentIn(BaseModel):
     )
 
     recipient_kind: ConsentRecipientKind
-    recipient: Recipient | None = Field(default=None, description="Required for family and designated supports.")
-    scopes: list[ConsentScope] = Field(min_length=1, description="What the recipient may be told.")
+    recipient: RecipientIn | None = Field(default=None, description="Required for family and designated supports.")
+    scopes: list[ConsentScope] = Field(
+        min_length=1, max_length=len(CONSENT_SCOPES), description="What the recipient may be told, each once."
+    )
     expires_on: date | None = None
 
     @model_validator(mode="after")
@@ -313,6 +351,13 @@ class ConsentIn(BaseModel):
         if self.recipient_kind != ALUMNI_GROUP and self.recipient is None:
             raise ValueError("recipient is required for family and designated supports")
         return self
+
+    @field_validator("scopes")
+    @classmethod
+    def _each_once(cls, value: list[ConsentScope]) -> list[ConsentScope]:
+        if len(set(value)) != len(value):
+            raise ValueError("name each scope once")
+        return value
 
     @field_validator("expires_on")
     @classmethod
@@ -383,10 +428,16 @@ class EpisodeAudience(BaseModel):
     episode_id: str
     patient_id: str
     recipients: dict[ConsentScope, list[RecipientContact]]
+    patient_channels: list[Literal["email", "sms"]] | None = Field(
+        default=None,
+        exclude_if=lambda channels: channels is None,
+        description="Asked with `patient_channels=true`: the channels the patient has a contact point for (an "
+        "empty list: the patient cannot be reached); never the addresses.",
+    )
 
 
 class ContactOut(BaseModel):
-    model_config = response_example({"email": "alex@example.org", "phone": "+15550100", "timezone": None})
+    model_config = response_example({"email": "alex@example.org", "phone": "+12025550123", "timezone": None})
 
     email: str | None
     phone: str | None

@@ -2,6 +2,7 @@ from pathlib import Path
 
 from pydantic import Field
 
+from services.common.phones import DEFAULT_REGION, PhoneRegion
 from services.common.settings import ServiceSettings
 
 from .domain.placement import DEFAULT_PLACEMENT_POLICY
@@ -18,6 +19,7 @@ class IntakeSettings(ServiceSettings):
     intake_placement_policy_file: Path = Field(
         default=DEFAULT_PLACEMENT_POLICY, description="Level-of-care placement rules (YAML) a clinic may replace."
     )
+    clinic_phone_region: PhoneRegion = DEFAULT_REGION
 
 
 SOURCE = "/stepwise/intake"

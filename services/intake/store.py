@@ -10,11 +10,11 @@ import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DocumentTooLarge, DuplicateKeyError, WriteError
 
 from services.common.auth import Principal
 from services.common.mongo import Document
@@ -22,9 +22,13 @@ from services.common.outbox import RelayWake, insert_aggregate, update_aggregate
 from services.common.utc import utc_now
 from stepwise_contract import CloudEvent
 
-from .domain.model import Episode
+from .domain.model import Episode, EpisodeError
+from .domain.patient import match_key
 
 EPISODES = "episodes"
+TOO_LARGE = frozenset({10334, 17419, 17420})
+"""MongoDB's codes for a write whose document would pass the 16 MB limit (BSONObjectTooLarge, the result of
+an update, an upsert)."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,7 @@ class IntakeStore:
 
     async def create_indexes(self) -> None:
         await self.episodes.create_index([("patient_id", ASCENDING)])
+        await self.patients.create_index([("match_key", ASCENDING)])
         await self.audit_log.create_index([("patient_id", ASCENDING), ("at", DESCENDING)])
         await self.audit_log.create_index([("at", DESCENDING)])
 
@@ -56,6 +61,11 @@ class IntakeStore:
     async def patient_exists(self, patient_id: str) -> bool:
         return await self.patients.find_one({"_id": patient_id}, {"_id": 1}) is not None
 
+    async def patient_matching(self, key: str) -> str | None:
+        """The id of a patient registered with this match key (``domain.patient.match_key``), if any."""
+        found = await self.patients.find_one({"match_key": key}, {"_id": 1}, sort=[("registered_at", ASCENDING)])
+        return None if found is None else str(found["_id"])
+
     async def read_patient(self, patient_id: str, by: Principal) -> Document | None:
         if not await self.patient_exists(patient_id):
             return None
@@ -66,6 +76,10 @@ class IntakeStore:
         if not await self.patient_exists(patient_id):
             return None
         await self.audit(by, "update_patient", patient_id, fields=sorted(changes))
+        if "name" in changes:  # a new name: registering the patient again under it must find them
+            stored = await self.patients.find_one({"_id": patient_id}, {"date_of_birth": 1})
+            assert stored is not None
+            changes = {**changes, "match_key": match_key(changes["name"], stored["date_of_birth"])}
         await self.patients.update_one({"_id": patient_id}, {"$set": changes})
         return await self.patients.find_one({"_id": patient_id})
 
@@ -79,6 +93,12 @@ class IntakeStore:
         if patient is None:
             return None
         return {"email": patient.get("email"), "phone": patient.get("phone"), "timezone": patient.get("timezone")}
+
+    async def contact_channels(self, patient_id: str) -> list[Literal["email", "sms"]]:
+        """The channels the patient has a contact point for: whether, never what (so not an access to PII)."""
+        patient = await self.patients.find_one({"_id": patient_id}, {"email": 1, "phone": 1}) or {}
+        channels: list[tuple[Literal["email", "sms"], str]] = [("email", "email"), ("sms", "phone")]
+        return [channel for channel, field in channels if patient.get(field)]
 
     # Episodes (aggregates).
 
@@ -98,8 +118,17 @@ class IntakeStore:
         return StoredEpisode(episode=episode, version=document["version"])
 
     async def save(self, stored: StoredEpisode, episode: Episode, events: Sequence[CloudEvent[Any]] = ()) -> bool:
-        """Store the episode and queue its events in one write; False if it changed meanwhile."""
-        saved = await update_aggregate(self.episodes, episode.episode_id, stored.version, _fields(episode), events)
+        """Store the episode and queue its events in one write; False if it changed meanwhile. Raises
+        EpisodeError when the store refuses the write (nothing was stored)."""
+        try:
+            saved = await update_aggregate(self.episodes, episode.episode_id, stored.version, _fields(episode), events)
+        except DocumentTooLarge:
+            raise _too_large() from None
+        except WriteError as error:
+            if error.code in TOO_LARGE:
+                raise _too_large() from None
+            raise EpisodeError("store_refused", f"the store refused the change (code {error.code}); "
+                                                "nothing was changed") from None  # fmt: skip
         if saved and events:
             self._wake_relay(EPISODES, episode.episode_id)
         return saved
@@ -129,6 +158,11 @@ class IntakeStore:
             query["at"] = window
         cursor = self.audit_log.find(query, {"_id": 0}).sort([("at", DESCENDING), ("_id", DESCENDING)]).limit(limit)
         return [entry async for entry in cursor]
+
+
+def _too_large() -> EpisodeError:
+    return EpisodeError("record_too_large", "the episode's record cannot grow past the store's 16 MB document "
+                                            "limit; nothing was changed: record it in a new episode")  # fmt: skip
 
 
 def _fields(episode: Episode) -> Document:

@@ -85,7 +85,8 @@ async def assemble(
     alerts, audit = SafetyAlerts(database, wake_relay=wake_relay), AuditLog(database)
     for indexed in (store, alumni, alerts, audit):
         await indexed.create_indexes()
-    schedules, opt_outs = EpisodeSchedules(database), OptOuts(database, settings.contact_hash_key.get_secret_value())
+    schedules = EpisodeSchedules(database)
+    opt_outs = OptOuts(database, settings.contact_hash_key.get_secret_value(), settings.clinic_phone_region)
     contacts = contacts or IntakeContacts(settings, dependencies)
     senders = Senders(
         EmailSender(settings), SmsSender(settings), WebhookSender(settings.webhook_secret.get_secret_value())

@@ -41,9 +41,11 @@ from .domain.messages import (
     plan_alumni,
     plan_notifications,
     plan_session_reminders,
+    plan_unreachable_notice,
     schedule_series,
     sessions_ahead,
     support_scopes,
+    welcomes_the_patient,
 )
 from .domain.opt_outs import OptOut, staff_opt_out
 from .domain.policy import NotificationPolicy
@@ -111,9 +113,10 @@ async def _by_policy(
 
 
 async def _audience(messaging: Messaging, event: CloudEvent[Any], *more_scopes: str) -> Audience:
-    """Who may hear of the event's episode: one request to intake for everything planning it asks."""
+    """Who may hear of the event's episode: one request to intake for everything planning it asks (at the
+    welcome, also whether the patient can be reached)."""
     scopes = frozenset([*support_scopes(event, messaging.policy), *more_scopes])
-    return await messaging.contacts.audience(event.subject, scopes)
+    return await messaging.contacts.audience(event.subject, scopes, welcomes_the_patient(event, messaging.policy))
 
 
 # Safety alerts: kept with their deadline, acknowledged by a clinician, escalated to the on-call route once.
@@ -200,6 +203,17 @@ async def adopt_calendar(messaging: Messaging, event: Calendar) -> tuple[Calenda
     if not active or data.schedule is None or reminders is None:
         return change, []
     return change, plan_session_reminders(event, data.schedule, as_of, reminders, messaging.reachable)
+
+
+async def notice_if_unreachable(
+    messaging: Messaging, event: CloudEvent[CareLevelAssigned]
+) -> list[PlannedNotification]:
+    """At the welcome, the care team hears of a patient for whom intake holds no email address or mobile number
+    the clinic can send to (the text names the episode only; intake says which channels, never the addresses)."""
+    if not welcomes_the_patient(event, messaging.policy):
+        return []
+    channels = (await _audience(messaging, event)).patient_channels
+    return [] if channels is None else plan_unreachable_notice(event, channels, messaging.reachable)
 
 
 async def end_episode(messaging: Messaging, episode_id: str) -> None:

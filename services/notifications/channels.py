@@ -15,7 +15,7 @@ from async_lru import alru_cache
 from services.common.auth import Role, bearer
 from services.common.dependencies import Dependencies, DependencyDown
 from services.common.intake_client import INTAKE, IntakeClient, path
-from stepwise_contract import ConsentRecipientKind
+from stepwise_contract import Channel, ConsentRecipientKind
 from stepwise_contract.webhooks import signed_headers
 
 from .rendering import RenderedMessage
@@ -68,10 +68,12 @@ PLANNING_LOOKUPS_KEPT_SECONDS = 2.0
 @dataclass(frozen=True)
 class Audience:
     """Who may hear of an episode: its (pseudonymous) patient (None: intake does not know the episode) and, per
-    scope asked, (consent_id, recipient kind) of the supports a consent in force allows to be told."""
+    scope asked, (consent_id, recipient kind) of the supports a consent in force allows to be told; when asked,
+    the channels the patient has a contact point for (None: not asked, or an intake that does not say)."""
 
     patient_id: str | None
     recipients: dict[str, list[tuple[str, ConsentRecipientKind]]]
+    patient_channels: frozenset[Channel] | None = None
 
     def supports(self, scope: str) -> list[tuple[str, ConsentRecipientKind]]:
         return list(self.recipients.get(scope, []))
@@ -122,15 +124,17 @@ class IntakeContacts:
             raise DependencyDown(INTAKE, f"answered {response.status_code}")
         return True
 
-    async def _audience(self, episode_id: str, scopes: frozenset[str]) -> Audience:
-        asked = httpx.QueryParams([("scope", scope) for scope in sorted(scopes)])
-        response = await self._intake.get(path("episodes", episode_id, "audience"), asked)
+    async def _audience(self, episode_id: str, scopes: frozenset[str], patient_channels: bool = False) -> Audience:
+        asked: list[tuple[str, str | int | float | bool | None]] = [("scope", scope) for scope in sorted(scopes)]
+        asked += [("patient_channels", "true")] if patient_channels else []
+        response = await self._intake.get(path("episodes", episode_id, "audience"), httpx.QueryParams(asked))
         if response.status_code == 404:
             return Audience(None, {})
         body = _json(response)
         recipients = {scope: [(entry["consent_id"], entry["recipient_kind"]) for entry in entries]
                       for scope, entries in body["recipients"].items()}  # fmt: skip
-        return Audience(str(body["patient_id"]), recipients)
+        channels = body.get("patient_channels")
+        return Audience(str(body["patient_id"]), recipients, None if channels is None else frozenset(channels))
 
     async def close(self) -> None:
         await self._intake.close()

@@ -34,7 +34,8 @@ from .changes import Messaging
 async def on_care_level_assigned(event: CloudEvent[CareLevelAssigned], messaging: Messaging) -> None:
     calendar, reminders = await changes.adopt_calendar(messaging, event)
     await changes.end_enrolments_of_returning_patient(messaging, event)  # a referral out is a new episode too
-    await changes.notify(messaging, event, reminders, calendar)
+    unreachable = await changes.notice_if_unreachable(messaging, event)
+    await changes.notify(messaging, event, [*reminders, *unreachable], calendar)
 
 
 async def on_care_level_changed(event: CloudEvent[CareLevelChanged], messaging: Messaging) -> None:
@@ -90,7 +91,9 @@ async def on_consent_changed(event: CloudEvent[ConsentChanged], messaging: Messa
 
 EVENT_HANDLERS: EventHandlers = {
     CareLevelAssigned: Subscription(
-        on_care_level_assigned, "A started care plan: the patient's welcome, supports' notice, session reminders."
+        on_care_level_assigned,
+        "A started care plan: the patient's welcome (the care team's notice if the patient cannot be reached), "
+        "supports' notice, session reminders.",
     ),
     CareLevelChanged: Subscription(
         on_care_level_changed, "A changed level: the patient hears of the new schedule; reminders follow it."

@@ -7,6 +7,7 @@ from typing import ClassVar
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
+from services.common.phones import DEFAULT_REGION, PhoneRegion
 from services.common.settings import ClinicZone, ServiceSettings
 
 from .domain.policy import DEFAULT_POLICY_FILE
@@ -100,6 +101,7 @@ class NotificationsSettings(ServiceSettings):
         default=SecretStr(""),
         description="Secret key for the keyed hash under which numbers that replied STOP are kept (never the number).",
     )
+    clinic_phone_region: PhoneRegion = DEFAULT_REGION
 
     @field_validator("care_team_email", "care_team_webhook_url", "on_call_webhook_url", "console_base_url")
     @classmethod

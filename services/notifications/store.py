@@ -25,6 +25,7 @@ from services.common.outbox import (
     update_aggregate,
     with_events,
 )
+from services.common.phones import DEFAULT_REGION, matching_form
 from services.common.utc import assume_utc, utc_now, wall_clock
 from stepwise_contract import (
     AlumniEnrolled,
@@ -489,16 +490,18 @@ class OptOuts:
     """Recipients who asked for no more (non-urgent) messages: by recipient, or by a number that replied STOP.
 
     A number is kept only as a keyed hash (HMAC-SHA256 under CONTACT_HASH_KEY): the service never
-    stores contact data, and the hash cannot be reversed without the key.
+    stores contact data, and the hash cannot be reversed without the key. It is hashed in E.164, national
+    numbers read in the clinic's region (CLINIC_PHONE_REGION), so every way of writing a number matches.
     """
 
-    def __init__(self, database: AsyncDatabase[Document], hash_key: str) -> None:
+    def __init__(self, database: AsyncDatabase[Document], hash_key: str, region: str = DEFAULT_REGION) -> None:
         self.opt_outs = database[OPT_OUTS]
         self._key = hash_key.encode()
+        self._region = region
 
     def number_key(self, number: str) -> str:
-        digits = "+" + "".join(ch for ch in number if ch.isdigit())
-        return "sms:" + hmac.new(self._key, digits.encode(), hashlib.sha256).hexdigest()
+        written = matching_form(number, self._region)
+        return "sms:" + hmac.new(self._key, written.encode(), hashlib.sha256).hexdigest()
 
     async def add(self, opt_out: OptOut) -> tuple[OptOut, bool]:
         """Record the opt-out (True) or return the one on record (False)."""

@@ -20,6 +20,7 @@ from pymongo import AsyncMongoClient
 
 from services.care_plan import handlers as care_plan_handlers
 from services.common.consumer import EventHandlers, lane_group
+from services.intake import handlers as intake_handlers
 from services.notifications import handlers as notifications_handlers
 from tests.conftest import WAITS
 from tools.devstack import Backends, ServiceProcess
@@ -40,8 +41,9 @@ TOKENS = {
     "care_plan": "test-care-plan-service-token",
     "sms_provider": "test-sms-provider-token",
 }
-GROUPS = {"care_plan": "stepwise.care_plan", "notifications": "stepwise.notifications"}
-HANDLERS: dict[str, EventHandlers] = {"care_plan": care_plan_handlers.EVENT_HANDLERS,
+GROUPS = {"intake": "stepwise.intake", "care_plan": "stepwise.care_plan", "notifications": "stepwise.notifications"}
+HANDLERS: dict[str, EventHandlers] = {"intake": intake_handlers.EVENT_HANDLERS,
+                                      "care_plan": care_plan_handlers.EVENT_HANDLERS,
                                       "notifications": notifications_handlers.EVENT_HANDLERS}  # fmt: skip
 
 
@@ -219,20 +221,25 @@ class Episode:
     episode_id: str
     email: str
     pii: dict[str, str]
+    """As typed at intake."""
+    stored_phone: str | None = None
+    """The number as intake stores it (E.164), when it was typed otherwise."""
 
     @property
     def phone(self) -> str:
-        return self.pii["phone"]
+        return self.stored_phone or self.pii["phone"]
 
 
-async def new_episode(stack: Stack, program: str = "adult") -> Episode:
-    """Register a patient with distinctive PII and open an episode."""
+async def new_episode(stack: Stack, program: str = "adult", *, national_phone: bool = False) -> Episode:
+    """Register a patient with distinctive PII and open an episode; ``national_phone``: the number typed as
+    ``555-123-4567`` (intake stores it as ``+15551234567``, what ``Episode.phone`` says)."""
     marker = uuid.uuid4().hex[:10]
+    number = f"{int(marker[:6], 16) % 10_000_000:07d}"
     pii = {
         "name": f"Testpatient Zq{marker}",
         "date_of_birth": "1979-03-14",
         "email": f"p{marker}@example.org",
-        "phone": f"+1555{int(marker[:6], 16) % 10_000_000:07d}",
+        "phone": f"555-{number[:3]}-{number[3:]}" if national_phone else f"+1555{number}",
     }
     async with stack.http("intake", "intake_staff") as intake:
         response = await intake.post("/v1/patients", json=pii)
@@ -240,7 +247,7 @@ async def new_episode(stack: Stack, program: str = "adult") -> Episode:
         patient_id = response.json()["patient_id"]
         response = await intake.post(f"/v1/patients/{patient_id}/episodes", json={"program": program})
         assert response.status_code == 201, response.text
-    return Episode(patient_id, response.json()["episode_id"], pii["email"], pii)
+    return Episode(patient_id, response.json()["episode_id"], pii["email"], pii, f"+1555{number}")
 
 
 IOP_DIMENSIONS = {"withdrawal": 1, "biomedical": 0, "emotional": 2, "readiness": 2, "relapse": 2, "environment": 1}

@@ -91,7 +91,7 @@ async def _patient_count(stack: Stack) -> int:
 async def test_bad_patient_is_rejected_naming_the_field_and_not_stored(
     stack: Stack, change: dict[str, str], location: list[str]
 ) -> None:
-    body = {"name": "Valid Name", "date_of_birth": "1990-01-01", "email": "v@example.org", "phone": "+15550100"}
+    body = {"name": "Valid Name", "date_of_birth": "1990-01-01", "email": "v@example.org", "phone": "+12025550100"}
     before = await _patient_count(stack)
     async with stack.http("intake", "intake_staff") as intake:
         response = await intake.post("/v1/patients", json=body | change)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import uuid
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -15,15 +17,19 @@ from tools.devstack import ROOT, ServiceProcess
 from tools.servers import free_port
 
 from .conftest import (
+    CARE_TEAM_EMAIL,
     HTTP_TIMEOUT,
     IOP_DIMENSIONS,
     TOKENS,
     Episode,
     Stack,
+    assess,
     care_plan_of,
     events_of,
     eventually,
+    mail_to,
     new_episode,
+    wait_consumed,
 )
 
 PHQ9_ITEM9_POSITIVE = [1, 1, 1, 1, 1, 1, 1, 1, 1]
@@ -207,11 +213,11 @@ async def test_patient_record_reads_and_changes_are_audited_and_admin_can_query_
     episode = await new_episode(stack)
     async with stack.http("intake", "clinician") as intake:
         record = (await intake.get(f"/v1/patients/{episode.patient_id}")).json()
-        updated = await intake.patch(f"/v1/patients/{episode.patient_id}", json={"phone": "+15550199"})
+        updated = await intake.patch(f"/v1/patients/{episode.patient_id}", json={"phone": "+12025550199"})
         empty = await intake.patch(f"/v1/patients/{episode.patient_id}", json={})
         forbidden = await intake.get("/v1/audit", params={"patient_id": episode.patient_id})
     assert record["email"] == episode.email
-    assert updated.json()["phone"] == "+15550199"
+    assert updated.json()["phone"] == "+12025550199"
     assert empty.status_code == 422
     assert forbidden.status_code == 403
 
@@ -232,7 +238,8 @@ async def test_a_swapped_placement_policy_changes_the_recommendation(stack: Stac
     default["levels_by_rating"][2] = "PHP"  # this clinic places a highest rating of 2 in PHP
     policy = tmp_path / "placement.yaml"
     policy.write_text(yaml.safe_dump(default))
-    env = stack.env | {"INTAKE_PLACEMENT_POLICY_FILE": str(policy), "KAFKA_GROUP_INSTANCE_ID": ""}
+    env = stack.env | {"INTAKE_PLACEMENT_POLICY_FILE": str(policy), "KAFKA_GROUP_INSTANCE_ID": "",
+                       "KAFKA_CONSUMERS_ENABLED": "0"}  # fmt: skip
     swapped = ServiceProcess("intake", free_port(), env, tmp_path / "intake.log").start()
     try:
         episode = await new_episode(stack)
@@ -277,3 +284,49 @@ async def test_a_retried_post_with_its_idempotency_key_creates_nothing_twice(sta
     completed = await eventually(lambda: events_of(stack, "iop.assessment.completed", episode.episode_id), "it")
     stored = await stack.database("intake")["episodes"].find_one({"_id": episode.episode_id})
     assert len(stored["assessments"]) == 1 and len(completed) == 1
+
+
+async def test_graduation_and_discharge_in_care_plan_close_the_episode_in_intake(stack: Stack) -> None:
+    graduating, leaving = await new_episode(stack), await new_episode(stack)
+    alumni = {"recipient_kind": "alumni_group", "scopes": ["alumni_program"]}
+    consents: dict[str, str] = {}
+    for episode in (graduating, leaving):
+        async with stack.http("intake", "intake_staff") as intake:
+            granted = await intake.post(f"/v1/episodes/{episode.episode_id}/consents", json=alumni)
+        consents[episode.episode_id] = granted.json()["consent_id"]
+        await assess(stack, episode)
+        await eventually(partial(care_plan_of, stack, episode), "the care plan")
+    async with stack.http("care_plan", "clinician") as clinician:
+        graduated = await clinician.post(f"/v1/episodes/{graduating.episode_id}/graduate")
+        discharged = await clinician.post(f"/v1/episodes/{leaving.episode_id}/discharge",
+                                          json={"reason_code": "against_advice"})  # fmt: skip
+    assert (graduated.status_code, discharged.status_code) == (200, 200), graduated.text + discharged.text
+
+    for episode, topic, how in ((graduating, "iop.episode.graduated", "graduated"),
+                                (leaving, "iop.episode.discharged", "discharged")):  # fmt: skip
+        [ended] = await eventually(partial(events_of, stack, topic, episode.episode_id), topic)
+        await wait_consumed(stack, "intake", ended.topic, ended.partition, ended.offset)
+        stored = await stack.database("intake")["episodes"].find_one({"_id": episode.episode_id})
+        assert (stored["status"], stored["ended"]) == ("closed", how)
+        refused = await post_assessment(stack, episode, {"dimensions": IOP_DIMENSIONS})
+        assert refused.status_code == 409
+        assert refused.json()["detail"].startswith(f"episode is closed ({how} on ")
+        async with stack.http("intake", "intake_staff") as intake:  # a patient may still withdraw a consent
+            path = f"/v1/episodes/{episode.episode_id}/consents/{consents[episode.episode_id]}/revoke"
+            assert (await intake.post(path)).status_code == 200
+
+
+async def test_a_patient_without_email_or_phone_is_registered_and_the_care_team_told_at_the_welcome(
+    stack: Stack,
+) -> None:
+    marker = uuid.uuid4().hex[:10]
+    async with stack.http("intake", "intake_staff") as intake:
+        registered = await intake.post("/v1/patients", json={"name": f"Nocontact Zq{marker}",
+                                                             "date_of_birth": "1981-06-30"})  # fmt: skip
+        assert registered.status_code == 201, registered.text
+        patient_id = registered.json()["patient_id"]
+        opened = await intake.post(f"/v1/patients/{patient_id}/episodes", json={"program": "adult"})
+    episode = Episode(patient_id, opened.json()["episode_id"], "", {"name": f"Nocontact Zq{marker}"})
+    await assess(stack, episode)
+    [told] = await mail_to(stack, CARE_TEAM_EMAIL, subject=f"Unreachable patient: episode {episode.episode_id}")
+    assert marker not in told.get_content()  # the episode, never the person

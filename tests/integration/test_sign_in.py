@@ -59,7 +59,7 @@ async def test_a_signed_in_person_is_named_in_the_audit(intake: ServiceProcess, 
     async with httpx.AsyncClient(base_url=intake.url) as client:
         created = await client.post("/v1/patients", headers=bearer(staff_token(provider, username="m.okafor")),
                                     json={"name": "Sam Zqsignin", "date_of_birth": "1988-02-02",
-                                          "email": "sam.signin@example.org", "phone": "+15550142"})  # fmt: skip
+                                          "email": "sam.signin@example.org", "phone": "+12025550142"})  # fmt: skip
         assert created.status_code == 201, created.text
         patient_id = created.json()["patient_id"]
         clinician = provider.token(roles=["iop-clinician"], roles_at="realm_access.roles", subject="c-77",

@@ -44,9 +44,9 @@ async def outreach(stack: Stack, episode: Episode, channel: str, count: int = 1)
     return await eventually(settled, f"{count} {channel} outreach settled")
 
 
-async def started(stack: Stack) -> Episode:
+async def started(stack: Stack, *, national_phone: bool = False) -> Episode:
     """An episode with an active care plan whose messages notifications has planned."""
-    episode = await new_episode(stack)
+    episode = await new_episode(stack, national_phone=national_phone)
     await assess(stack, episode)
     [assigned] = await eventually(lambda: events_of(stack, "iop.care_level.assigned", episode.episode_id), "a plan")
     await wait_consumed(stack, "notifications", assigned.topic, assigned.partition, assigned.offset)
@@ -96,6 +96,29 @@ async def test_a_stop_reply_stops_texts_to_that_number_until_start(stack: Stack)
     entries = await outreach(stack, episode, "sms", count=2)
     assert sorted(e["status"] for e in entries) == ["cancelled", "sent"]
     assert len(stack.texts.to(episode.phone)) == 1
+
+
+async def test_a_stop_from_the_number_written_otherwise_stops_texts_to_it(stack: Stack) -> None:
+    episode = await started(stack, national_phone=True)  # typed at intake as 555-…-…, the STOP comes from +1555…
+    async with stack.http("intake", "clinician") as intake:
+        stored = (await intake.get(f"/v1/patients/{episode.patient_id}")).json()["phone"]
+    assert stored == episode.phone != episode.pii["phone"]  # intake keeps what was typed in E.164
+    async with stack.http("notifications", "sms_provider") as provider:
+        stopped = await provider.post("/v1/sms/inbound", json={"from": episode.phone, "text": "STOP"})
+    assert stopped.json() == {"action": "opted_out"}
+    await miss(stack, episode, 0)
+    [entry] = await outreach(stack, episode, "sms")
+    assert (entry["status"], entry["last_error"]) == ("cancelled", "the number replied STOP")
+    assert stack.texts.to(episode.phone) == []
+
+    async with stack.http("notifications", "sms_provider") as provider:  # START, written as the clinic typed it
+        resumed = await provider.post("/v1/sms/inbound", json={"from": "1 " + episode.phone[2:], "text": "START"})
+    assert resumed.json() == {"action": "opted_in"}
+    await miss(stack, episode, 1)
+    entries = await outreach(stack, episode, "sms", count=2)
+    assert sorted(e["status"] for e in entries) == ["cancelled", "sent"]
+    [text] = stack.texts.to(episode.phone)  # sent to the number in E.164
+    assert "We missed you" in text.body
 
 
 async def test_an_opt_out_stops_messages_to_the_patient_but_never_a_safety_alert(stack: Stack) -> None:

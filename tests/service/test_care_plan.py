@@ -283,6 +283,17 @@ async def test_set_schedule(http: httpx.AsyncClient, events: Events, store: Care
     assert too_little.json()["detail"][0]["type"] == "below_minimum_hours"
 
 
+@pytest.mark.parametrize("weekdays", [["mon", "mon", "thu"], ["mon", "Monday", "thu"], ["mon"] * 100_000],
+                         ids=["twice", "twice_spelled_out", "100000"])  # fmt: skip
+async def test_a_custom_schedule_names_each_weekday_once(
+    http: httpx.AsyncClient, events: Events, store: CarePlanStore, weekdays: list[str]
+) -> None:
+    episode_id = await active_plan(events, store)
+    body = {"track": "evening", "weekdays": weekdays, "hours_per_session": 3, "weeks": 6}
+    refused = await http.put(f"/v1/episodes/{episode_id}/care-plan/schedule", json=body, headers=CLINICIAN)
+    assert refused.status_code == 422 and refused.json()["detail"][0]["loc"] == ["body", "weekdays"]
+
+
 async def test_set_authorization(http: httpx.AsyncClient, events: Events, store: CarePlanStore) -> None:
     episode_id = await active_plan(events, store)
     body = {"level": "IOP", "authorized_through": "2027-01-31", "reference": "PA-1"}

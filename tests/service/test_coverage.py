@@ -9,16 +9,17 @@ from fastapi import FastAPI
 from services.care_plan import api as care_plan_api
 from services.care_plan.handlers import EVENT_HANDLERS as CARE_PLAN_HANDLERS
 from services.intake import api as intake_api
+from services.intake.handlers import EVENT_HANDLERS as INTAKE_HANDLERS
 from services.notifications import api as notifications_api
 from services.notifications.handlers import EVENT_HANDLERS as NOTIFICATIONS_HANDLERS
 from tests.service.conftest import SEEN, operations, service_app
 
 APPS: dict[str, FastAPI] = {
-    "intake": service_app("intake", [intake_api.router], consumes=False),
+    "intake": service_app("intake", [intake_api.router], consumes=True),
     "care_plan": service_app("care_plan", [care_plan_api.router], consumes=True),
     "notifications": service_app("notifications", [notifications_api.router], consumes=True),
 }
-HANDLERS = {"care_plan": CARE_PLAN_HANDLERS, "notifications": NOTIFICATIONS_HANDLERS}
+HANDLERS = {"intake": INTAKE_HANDLERS, "care_plan": CARE_PLAN_HANDLERS, "notifications": NOTIFICATIONS_HANDLERS}
 CANNOT_FAIL = {"/health/live"}
 """Routes with no input, no token and no dependency: nothing to get wrong."""
 

@@ -1,23 +1,31 @@
-"""intake in-process: each endpoint's success and main error, and the events each change queues in its outbox."""
+"""intake in-process: each endpoint's success and main error, the events each change queues in its outbox, and
+the events it consumes (an episode's end)."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
+from pymongo.errors import DocumentTooLarge, WriteError
 
 from services.common.auth import Role
+from services.common.consumer import HANDLER_CONTEXT
 from services.common.idempotency import IdempotencyKeys
+from services.common.kafka import ServiceBroker
 from services.common.outbox import no_relay
-from services.intake import api
+from services.intake import api, migrations
+from services.intake.app import create_broker
+from services.intake.domain.model import MOST_ASSESSMENTS
 from services.intake.domain.placement import load_placement_policy
 from services.intake.settings import IntakeSettings
 from services.intake.store import EPISODES, IntakeStore
+from stepwise_contract import CareLevel, EpisodeDischarged, EpisodeGraduated, new_event
+from tests.service.conftest import Events, as_role, queued, running, service_app, set_aside
 from tests.service.conftest import api as client_of
-from tests.service.conftest import as_role, queued, service_app
 from tests.service.memory_mongo import MemoryDatabase
 
 SETTINGS = IntakeSettings(_env_file=None)
@@ -27,7 +35,7 @@ CLINICIAN = as_role(Role.CLINICIAN)
 NOTIFICATIONS = as_role(Role.NOTIFICATIONS)
 ADMIN = as_role(Role.ADMIN)
 
-PATIENT = {"name": "Alex Example", "date_of_birth": "1990-04-01", "email": "alex@example.org", "phone": "+15550100"}
+PATIENT = {"name": "Alex Example", "date_of_birth": "1990-04-01", "email": "alex@example.org", "phone": "+12025550100"}
 IOP_DIMENSIONS = {"withdrawal": 1, "biomedical": 0, "emotional": 2, "readiness": 2, "relapse": 2, "environment": 1}
 PHQ9_MODERATE = [1, 2, 1, 2, 1, 1, 2, 1, 0]  # total 11, item 9 = 0: no alert
 CSSRS_HIGH = {"q1": True, "q2": True, "q3": True, "q4": True, "q5": False, "q6": False}
@@ -38,7 +46,7 @@ FAMILY = {
     "scopes": ["appointments", "attendance"],
 }
 ALUMNI = {"recipient_kind": "alumni_group", "scopes": ["alumni_program"]}
-APP = service_app("intake", [api.router], consumes=False)
+APP = service_app("intake", [api.router], consumes=True)
 """One app for the module (each test sets its state): recording an answer reads the app's OpenAPI document,
 which FastAPI builds once per app."""
 
@@ -49,10 +57,22 @@ def store(database: MemoryDatabase) -> IntakeStore:
 
 
 @pytest.fixture
-async def http(database: MemoryDatabase, store: IntakeStore) -> AsyncIterator[httpx.AsyncClient]:
-    state = {"store": store, "placement_policy": POLICY, "idempotency_keys": IdempotencyKeys(database)}  # type: ignore[arg-type]
+def kafka() -> ServiceBroker:
+    return create_broker(SETTINGS)
+
+
+@pytest.fixture
+async def http(database: MemoryDatabase, store: IntakeStore, kafka: ServiceBroker) -> AsyncIterator[httpx.AsyncClient]:
+    state = {"store": store, "placement_policy": POLICY, "idempotency_keys": IdempotencyKeys(database),  # type: ignore[arg-type]
+             "kafka": kafka}  # fmt: skip
     async with await client_of("intake", APP, database, state) as client:
         yield client
+
+
+@pytest.fixture
+async def events(store: IntakeStore, shelf: Any, kafka: ServiceBroker) -> AsyncIterator[Events]:
+    async for running_events in running("intake", kafka.broker, {HANDLER_CONTEXT: store, "event_shelf": shelf}):
+        yield running_events
 
 
 async def register(http: httpx.AsyncClient, **changes: Any) -> str:
@@ -134,15 +154,15 @@ async def test_read_patient(http: httpx.AsyncClient) -> None:
 async def test_update_patient(http: httpx.AsyncClient) -> None:
     patient_id = await register(http)
     path = f"/v1/patients/{patient_id}"
-    updated = await http.patch(path, json={"phone": "+15550199"}, headers=STAFF)
-    assert updated.status_code == 200 and updated.json()["phone"] == "+15550199"
+    updated = await http.patch(path, json={"phone": "+12025550199"}, headers=STAFF)
+    assert updated.status_code == 200 and updated.json()["phone"] == "+12025550199"
     assert updated.json()["email"] == PATIENT["email"]  # fields left out stay as they are
-    assert (await http.get(path, headers=STAFF)).json()["phone"] == "+15550199"
+    assert (await http.get(path, headers=STAFF)).json()["phone"] == "+12025550199"
     empty = await http.patch(path, json={}, headers=STAFF)
     assert empty.status_code == 422
     bad_zone = await http.patch(path, json={"timezone": "Mars/Olympus"}, headers=STAFF)
     assert bad_zone.status_code == 422 and bad_zone.json()["detail"][0]["loc"] == ["body", "timezone"]
-    missing = await http.patch("/v1/patients/nobody", json={"phone": "+15550199"}, headers=STAFF)
+    missing = await http.patch("/v1/patients/nobody", json={"phone": "+12025550199"}, headers=STAFF)
     assert missing.status_code == 404
 
 
@@ -379,7 +399,7 @@ async def test_episode_contact(http: httpx.AsyncClient) -> None:
     _, episode_id = await new_episode(http, timezone="America/Chicago")
     contact = await http.get(f"/v1/episodes/{episode_id}/contact", headers=NOTIFICATIONS)
     assert contact.status_code == 200
-    assert contact.json() == {"email": "alex@example.org", "phone": "+15550100", "timezone": "America/Chicago"}
+    assert contact.json() == {"email": "alex@example.org", "phone": "+12025550100", "timezone": "America/Chicago"}
     clinician = await http.get(f"/v1/episodes/{episode_id}/contact", headers=CLINICIAN)
     assert clinician.status_code == 403
     missing = await http.get("/v1/episodes/nobody/contact", headers=NOTIFICATIONS)
@@ -464,10 +484,10 @@ async def test_episode_patient(http: httpx.AsyncClient) -> None:
 
 async def test_reads_and_changes_of_pii_are_in_the_audit_log(http: httpx.AsyncClient) -> None:
     patient_id, episode_id = await new_episode(http)
-    other_patient = await register(http, email="other@example.org")
+    other_patient = await register(http, name="Other Example", email="other@example.org")
     family = await grant(http, episode_id, FAMILY)
     await http.get(f"/v1/patients/{patient_id}", headers=CLINICIAN)
-    await http.patch(f"/v1/patients/{patient_id}", json={"phone": "+15550199"}, headers=CLINICIAN)
+    await http.patch(f"/v1/patients/{patient_id}", json={"phone": "+12025550199"}, headers=CLINICIAN)
     await http.get(f"/v1/episodes/{episode_id}/consents", headers=STAFF)
     await http.get(f"/v1/episodes/{episode_id}/contact", headers=NOTIFICATIONS)
     await http.get(f"/v1/episodes/{episode_id}/consents/{family['consent_id']}/contact", headers=NOTIFICATIONS)
@@ -588,3 +608,358 @@ async def test_date_time_query_parameters_take_a_date_time_with_its_offset_only(
         refused = await http.get("/v1/audit", params={"since": wrong}, headers=admin)
         assert refused.status_code == 422 and refused.json()["detail"][0]["loc"] == ["query", "since"], wrong
     assert (await http.get("/v1/audit", params={"since": "2026-11-23T14:00:00Z"}, headers=admin)).status_code == 200
+
+
+# Patients without email or phone, and patients registered twice
+
+
+async def test_a_patient_without_email_or_phone_is_registered_and_says_so(http: httpx.AsyncClient) -> None:
+    phone_only = await register(http, name="Pat Phoneonly", email=None)
+    nothing = {"name": "Robin Unreachable", "date_of_birth": "1985-09-12"}
+    created = await http.post("/v1/patients", json=nothing, headers=STAFF)
+    assert created.status_code == 201, created.text
+    unreachable = created.json()["patient_id"]
+    read = await http.get(f"/v1/patients/{unreachable}", headers=CLINICIAN)
+    assert (read.status_code, read.json()["email"], read.json()["phone"]) == (200, None, None)
+    episodes = {}
+    for patient_id in (phone_only, unreachable):
+        opened = await http.post(f"/v1/patients/{patient_id}/episodes", json={"program": "adult"}, headers=STAFF)
+        episodes[patient_id] = opened.json()["episode_id"]
+    contact = await http.get(f"/v1/episodes/{episodes[unreachable]}/contact", headers=NOTIFICATIONS)
+    assert contact.json() == {"email": None, "phone": None, "timezone": None}
+    # What notifications asks at the welcome: which channels, never the addresses.
+    asked = {"patient_channels": "true"}
+    channels = {patient_id: await http.get(f"/v1/episodes/{episode_id}/audience", params=asked, headers=NOTIFICATIONS)
+                for patient_id, episode_id in episodes.items()}  # fmt: skip
+    assert channels[phone_only].json()["patient_channels"] == ["sms"]
+    assert channels[unreachable].json()["patient_channels"] == []
+    assert PATIENT["phone"] not in channels[phone_only].text
+
+
+async def test_the_same_person_registered_twice_is_answered_with_their_patient_id(
+    http: httpx.AsyncClient, database: MemoryDatabase
+) -> None:
+    first = await register(http)
+    again = {**PATIENT, "name": "  alex   EXAMPLE ", "email": None}  # case and spaces aside: the same person
+    duplicate = await http.post("/v1/patients", json=again, headers=STAFF)
+    assert duplicate.status_code == 409, duplicate.text
+    assert duplicate.json() == {"detail": "a patient with this name and date of birth is registered already",
+                                "patient_id": first}  # fmt: skip
+    other_day = await http.post("/v1/patients", json=again | {"date_of_birth": "1990-04-02"}, headers=STAFF)
+    assert other_day.status_code == 201
+    confirmed = await http.post("/v1/patients", json=again | {"confirm_new": True}, headers=STAFF)
+    assert confirmed.status_code == 201 and confirmed.json()["patient_id"] != first
+    stored = await database["patients"].find_one({"_id": confirmed.json()["patient_id"]})
+    assert stored is not None and "confirm_new" not in stored
+    key = {"Idempotency-Key": "registering-alex-again"}
+    retried = [await http.post("/v1/patients", json=again | {"confirm_new": True}, headers=STAFF | key) for _ in "ab"]
+    assert [r.status_code for r in retried] == [201, 201] and retried[0].json() == retried[1].json()
+    assert await database["patients"].count_documents({}) == 4
+    # A new name is found under it.
+    renamed = await register(http, name="Sam Before")
+    await http.patch(f"/v1/patients/{renamed}", json={"name": "Sam After"}, headers=STAFF)
+    found = await http.post("/v1/patients", json=PATIENT | {"name": "SAM AFTER"}, headers=STAFF)
+    assert (found.status_code, found.json()["patient_id"]) == (409, renamed)
+    audit = await http.get("/v1/audit", params={"patient_id": first, "action": "match_patient"}, headers=ADMIN)
+    assert [e["role"] for e in audit.json()] == ["intake_staff"]  # answering with the id told who is a patient here
+
+
+async def test_registering_looks_the_person_up_by_an_index_not_a_scan(
+    store: IntakeStore, database: MemoryDatabase
+) -> None:
+    await store.create_indexes()
+    indexes = database["patients"].sync.index_information()
+    assert any(index["key"] == [("match_key", 1)] for index in indexes.values())
+
+
+# Phone numbers: stored in E.164, national numbers read in the clinic's region
+
+
+async def test_phone_numbers_are_stored_in_e164_however_they_were_typed(
+    http: httpx.AsyncClient, database: MemoryDatabase
+) -> None:
+    brother = {"name": "Lee", "phone": "202.555.0101", "relationship": "brother"}
+    typed = PATIENT | {"phone": "(202) 555-0123", "emergency_contact": brother}
+    patient_id = await register(http, **typed)
+    stored = await database["patients"].find_one({"_id": patient_id})
+    assert stored is not None and (stored["phone"], stored["emergency_contact"]["phone"]) == (
+        "+12025550123",
+        "+12025550101",
+    )
+    updated = await http.patch(f"/v1/patients/{patient_id}", json={"phone": "+44 20 7946 0958"}, headers=STAFF)
+    assert updated.json()["phone"] == "+442079460958"
+    opened = await http.post(f"/v1/patients/{patient_id}/episodes", json={"program": "adult"}, headers=STAFF)
+    episode_id = opened.json()["episode_id"]
+    family = FAMILY | {"recipient": {"name": "Sam Example", "phone": "1 202 555 0188"}}
+    consent = await grant(http, episode_id, family)
+    assert consent["recipient"]["phone"] == "+12025550188"
+    contact = await http.get(f"/v1/episodes/{episode_id}/consents/{consent['consent_id']}/contact",
+                             headers=NOTIFICATIONS)  # fmt: skip
+    assert contact.json()["phone"] == "+12025550188"
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "location"),
+    [
+        ("/v1/patients", PATIENT | {"phone": "555-0100"}, ["body", "phone"]),  # local: no area code
+        ("/v1/patients", PATIENT | {"phone": "+15550100"}, ["body", "phone"]),
+        ("/v1/patients", PATIENT | {"emergency_contact": {"name": "Lee", "phone": "0100", "relationship": "x"}},
+         ["body", "emergency_contact", "phone"]),
+    ],
+)  # fmt: skip
+async def test_a_number_that_is_not_a_full_number_is_refused_naming_the_field(
+    http: httpx.AsyncClient, database: MemoryDatabase, path: str, body: dict[str, Any], location: list[str]
+) -> None:
+    refused = await http.post(path, json=body, headers=STAFF)
+    assert refused.status_code == 422
+    [error] = [error for error in refused.json()["detail"] if error["loc"] == location]
+    assert "0100" not in error["msg"] and "full phone number" in error["msg"]
+    assert await database["patients"].count_documents({}) == 0
+    _, episode_id = await new_episode(http)
+    local = FAMILY | {"recipient": {"name": "Sam", "phone": "555-0188"}}
+    consent = await http.post(f"/v1/episodes/{episode_id}/consents", json=local, headers=STAFF)
+    assert consent.status_code == 422 and consent.json()["detail"][0]["loc"] == ["body", "recipient", "phone"]
+
+
+async def test_stored_numbers_are_normalised_once_by_the_migration(
+    database: MemoryDatabase, store: IntakeStore, http: httpx.AsyncClient
+) -> None:
+    _, episode_id = await new_episode(http)
+    consent = await grant(http, episode_id, FAMILY | {"recipient": {"name": "Sam", "phone": "+12025550188"}})
+    await database["patients"].insert_many([
+        {"_id": "typed", "name": "Typed Number", "phone": "555-773-2000",
+         "emergency_contact": {"name": "Lee", "phone": "(202) 555-0101", "relationship": "brother"}},
+        {"_id": "local", "name": "Local Number", "phone": "555-0100"},
+        {"_id": "none", "name": "No Number", "phone": None},
+    ])  # fmt: skip
+    stored = await database[EPISODES].find_one({"_id": episode_id})
+    assert stored is not None
+    typed = [{**stored["consents"][0], "recipient": {**stored["consents"][0]["recipient"], "phone": "202 555 0188"}}]
+    await database[EPISODES].update_one({"_id": episode_id}, {"$set": {"consents": typed}})
+
+    outcome = await migrations.normalise_phones(database, "US")  # type: ignore[arg-type]
+    assert outcome.changed == {"patients": 1, "episodes": 1}
+    assert outcome.left == ["patient local: phone is not a full phone number"]  # kept, for staff to correct
+    typed_patient = await database["patients"].find_one({"_id": "typed"})
+    assert typed_patient is not None
+    assert (typed_patient["phone"], typed_patient["emergency_contact"]["phone"]) == ("+15557732000", "+12025550101")
+    assert (await database["patients"].find_one({"_id": "local"}) or {})["phone"] == "555-0100"
+    migrated = await store.get(episode_id)
+    assert migrated is not None and migrated.episode.consents[0].recipient is not None
+    assert migrated.episode.consents[0].recipient.phone == "+12025550188" and migrated.version == stored["version"] + 1
+    again = await migrations.normalise_phones(database, "US")  # type: ignore[arg-type]
+    assert again.changed == {}  # idempotent
+    entries = await http.get("/v1/audit", params={"patient_id": "typed"}, headers=ADMIN)
+    assert [(e["action"], e["role"]) for e in entries.json()] == [("normalise_phones", "migration")]
+    assert consent["consent_id"] == migrated.episode.consents[0].consent_id
+
+
+async def test_patients_registered_before_get_their_match_key_from_the_migration(
+    database: MemoryDatabase, http: httpx.AsyncClient
+) -> None:
+    await database["patients"].insert_one({"_id": "earlier", **PATIENT, "registered_at": datetime.now(UTC)})
+    outcome = await migrations.match_keys(database, "US")  # type: ignore[arg-type]
+    assert outcome.changed == {"patients": 1}
+    assert (await migrations.match_keys(database, "US")).changed == {}  # type: ignore[arg-type]
+    duplicate = await http.post("/v1/patients", json=PATIENT, headers=STAFF)
+    assert (duplicate.status_code, duplicate.json()["patient_id"]) == (409, "earlier")
+
+
+# Drug screens and assessments are read by name: audited with the person, like contact data
+
+
+SCREEN = {"collected_at": "2026-01-20T14:05:00Z", "results": [{"substance": "fentanyl", "result": "negative"}]}
+
+
+async def test_drug_screens_are_read_by_clinicians_and_audited(http: httpx.AsyncClient) -> None:
+    patient_id, episode_id = await new_episode(http)
+    path = f"/v1/episodes/{episode_id}/drug-screens"
+    recorded = [(await http.post(path, json=SCREEN, headers=as_role(Role.INTEGRATION))).json() for _ in "ab"]
+    read = await http.get(path, headers=CLINICIAN)
+    assert read.status_code == 200, read.text
+    assert [s["screen_id"] for s in read.json()] == [s["screen_id"] for s in recorded]
+    assert read.json()[0]["results"] == [{"substance": "fentanyl", "result": "negative", "expected": False}]
+    assert "recorded_by" not in read.json()[0]  # kept for intake alone
+    assert (await http.get(path, headers=STAFF)).status_code == 403
+    assert (await http.get("/v1/episodes/nobody/drug-screens", headers=CLINICIAN)).status_code == 404
+    entries = await http.get("/v1/audit", params={"patient_id": patient_id, "action": "read_drug_screens"},
+                             headers=ADMIN)  # fmt: skip
+    [entry] = entries.json()
+    assert (entry["role"], entry["episode_id"]) == ("clinician", episode_id) and entry["token_id"]
+
+
+async def test_reading_assessment_history_is_audited_with_the_person(http: httpx.AsyncClient) -> None:
+    patient_id, episode_id = await new_episode(http)
+    await assess(http, episode_id, {"phq9": PHQ9_MODERATE, "cssrs": CSSRS_HIGH})
+    history = await http.get(f"/v1/episodes/{episode_id}/assessments", headers=CLINICIAN)
+    assert history.status_code == 200
+    refused = await http.get("/v1/episodes/nobody/assessments", headers=CLINICIAN)
+    assert refused.status_code == 404
+    entries = await http.get("/v1/audit", params={"patient_id": patient_id, "action": "read_assessments"},
+                             headers=ADMIN)  # fmt: skip
+    [entry] = entries.json()
+    assert (entry["role"], entry["episode_id"]) == ("clinician", episode_id) and entry["token_id"]
+
+
+# Every list a request takes is bounded; a store refusing a write is answered, never a 500
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "location"),
+    [
+        ("consents", FAMILY | {"scopes": ["appointments"] * 100_000}, ["body", "scopes"]),
+        ("consents", FAMILY | {"scopes": ["appointments", "attendance", "appointments"]}, ["body", "scopes"]),
+        ("drug-screens", SCREEN | {"results": SCREEN["results"] * 17}, ["body", "results"]),
+    ],
+    ids=["scopes_100000", "scopes_twice", "results_beyond_the_substances"],
+)
+async def test_every_request_list_is_bounded(
+    http: httpx.AsyncClient, database: MemoryDatabase, path: str, body: dict[str, Any], location: list[str]
+) -> None:
+    _, episode_id = await new_episode(http)
+    refused = await http.post(f"/v1/episodes/{episode_id}/{path}", json=body, headers=CLINICIAN)
+    assert refused.status_code == 422 and refused.json()["detail"][0]["loc"] == location
+    assert await queued(database[EPISODES]) == []
+
+
+async def test_the_audience_takes_each_scope_at_most_once(http: httpx.AsyncClient) -> None:
+    _, episode_id = await new_episode(http)
+    many = [("scope", "appointments")] * 6
+    refused = await http.get(f"/v1/episodes/{episode_id}/audience", params=many, headers=NOTIFICATIONS)
+    assert refused.status_code == 422 and refused.json()["detail"][0]["loc"] == ["query", "scope"]
+
+
+async def test_a_full_episode_refuses_a_new_assessment_with_409_saying_why(
+    http: httpx.AsyncClient, store: IntakeStore, database: MemoryDatabase
+) -> None:
+    _, episode_id = await new_episode(http)
+    await assess(http, episode_id, {"phq9": PHQ9_MODERATE})
+    stored = await store.get(episode_id)
+    assert stored is not None
+    full = stored.episode.model_copy(update={"assessments": stored.episode.assessments * MOST_ASSESSMENTS})
+    assert await store.save(stored, full)
+    refused = await http.post(f"/v1/episodes/{episode_id}/assessments", json={"dimensions": IOP_DIMENSIONS},
+                              headers=STAFF)  # fmt: skip
+    assert refused.status_code == 409
+    assert refused.json()["detail"].startswith(f"the episode holds {MOST_ASSESSMENTS} assessments")
+    assert len(await queued(database[EPISODES])) == 1  # the first assessment's event only
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (WriteError("Resulting document after update is larger than 16777216", 17419), (409, "16 MB")),
+        (DocumentTooLarge("BSON document too large"), (409, "16 MB")),
+        (WriteError("Document failed validation", 121), (503, "the store refused the change (code 121)")),
+    ],
+    ids=["update_result_too_large", "document_too_large", "another_write_error"],
+)
+async def test_a_store_refusing_a_write_is_answered_naming_the_cause(
+    http: httpx.AsyncClient,
+    database: MemoryDatabase,
+    monkeypatch: pytest.MonkeyPatch,
+    error: Exception,
+    expected: tuple[int, str],
+) -> None:
+    _, episode_id = await new_episode(http)
+
+    async def refuse(*_: Any, **__: Any) -> None:
+        raise error
+
+    monkeypatch.setattr(database[EPISODES], "update_one", refuse)
+    body = {"dimensions": IOP_DIMENSIONS, "instruments": {"phq9": [3] * 9, "cssrs": CSSRS_HIGH}}  # the alert too
+    for path, sent in (("assessments", body), ("drug-screens", SCREEN), ("consents", FAMILY)):
+        answer = await http.post(f"/v1/episodes/{episode_id}/{path}", json=sent, headers=CLINICIAN)
+        assert answer.status_code == expected[0] and expected[1] in answer.json()["detail"], answer.text
+        assert "nothing was changed" in answer.json()["detail"]
+
+
+# Graduation and discharge close the episode here
+
+
+def ended(data: EpisodeGraduated | EpisodeDischarged) -> Any:
+    return new_event(data, source="/stepwise/care-plan")
+
+
+async def test_a_graduation_or_a_discharge_closes_the_episode_once(
+    http: httpx.AsyncClient, events: Events, store: IntakeStore, database: MemoryDatabase
+) -> None:
+    _, graduating = await new_episode(http)
+    _, leaving = await new_episode(http, name="Other Example")
+    at = datetime(2026, 12, 1, 15, 0, tzinfo=UTC)
+    graduation = ended(EpisodeGraduated(episode_id=graduating, graduated_at=at, level=CareLevel.IOP, by="clinician"))
+    await events.deliver(graduation)
+    await events.deliver(graduation)  # a redelivery changes nothing
+    await events.deliver(ended(EpisodeDischarged(episode_id=leaving, discharged_at=at + timedelta(days=1),
+                                                 level=CareLevel.IOP, reason_code="non_attendance")))  # fmt: skip
+    for episode_id, how in ((graduating, "graduated"), (leaving, "discharged")):
+        stored = await store.get(episode_id)
+        assert stored is not None and (stored.episode.status, stored.episode.ended) == ("closed", how)
+    closed = await store.get(graduating)
+    assert closed is not None and closed.episode.closed_at == at and closed.version == 2  # closed once
+    assert await queued(database[EPISODES]) == [] and await set_aside(database) == []
+
+
+async def test_a_closed_episode_refuses_a_new_assessment_saying_why_and_still_takes_a_revocation(
+    http: httpx.AsyncClient, events: Events
+) -> None:
+    _, episode_id = await new_episode(http)
+    consent = await grant(http, episode_id, FAMILY)
+    at = datetime(2026, 12, 1, 15, 0, tzinfo=UTC)
+    await events.deliver(ended(EpisodeGraduated(episode_id=episode_id, graduated_at=at, level=CareLevel.IOP,
+                                                by="completion")))  # fmt: skip
+    refused = await http.post(f"/v1/episodes/{episode_id}/assessments", json={"dimensions": IOP_DIMENSIONS},
+                              headers=STAFF)  # fmt: skip
+    assert refused.status_code == 409
+    assert refused.json()["detail"] == "episode is closed (graduated on 2026-12-01): record it in a new episode"
+    revoked = await http.post(f"/v1/episodes/{episode_id}/consents/{consent['consent_id']}/revoke", headers=STAFF)
+    assert revoked.status_code == 200 and revoked.json()["status"] == "revoked"  # a patient may withdraw any time
+    assert (await http.get(f"/v1/episodes/{episode_id}/assessments", headers=CLINICIAN)).status_code == 200
+
+
+async def test_the_end_of_an_episode_intake_never_opened_is_set_aside_and_can_be_replayed(
+    http: httpx.AsyncClient, events: Events
+) -> None:
+    at = datetime(2026, 12, 1, 15, 0, tzinfo=UTC)
+    await events.deliver(ended(EpisodeGraduated(episode_id="unknown", graduated_at=at, level=CareLevel.IOP,
+                                                by="clinician")))  # fmt: skip
+    [shelved] = (await http.get("/v1/set-aside-events", headers=ADMIN)).json()
+    assert shelved["reason"] == "rejected: episode not found" and "value" not in shelved
+    assert (await http.get("/v1/set-aside-events", headers=CLINICIAN)).status_code == 403
+    again = await http.post(f"/v1/set-aside-events/{shelved['id']}/replay", headers=ADMIN)
+    assert again.status_code == 200 and again.json()["replays"][-1]["outcome"] == "set_aside_again"
+    assert (await http.post("/v1/set-aside-events/nope/replay", headers=ADMIN)).status_code == 404
+    by_topic = await http.post("/v1/set-aside-events/replay", params={"topic": "iop.episode.graduated"}, headers=ADMIN)
+    assert by_topic.status_code == 200 and [e["replays"][-1]["outcome"] for e in by_topic.json()] == ["set_aside_again"]
+    assert (await http.post("/v1/set-aside-events/replay", headers=CLINICIAN)).status_code == 403
+
+
+# A refused consent change is not audited as one that happened
+
+
+async def test_a_refused_consent_change_is_not_audited(http: httpx.AsyncClient, store: IntakeStore) -> None:
+    patient_id, episode_id = await new_episode(http)
+    consent = await grant(http, episode_id, FAMILY)
+    unknown = await http.post(f"/v1/episodes/{episode_id}/consents/nope/revoke", headers=STAFF)
+    assert unknown.status_code == 404
+    stored = await store.get(episode_id)
+    assert stored is not None
+    assert await store.save(stored, stored.episode.model_copy(update={"status": "closed"}))
+    closed = await http.post(f"/v1/episodes/{episode_id}/consents", json=FAMILY, headers=STAFF)
+    assert closed.status_code == 409
+    revoked = await http.post(f"/v1/episodes/{episode_id}/consents/{consent['consent_id']}/revoke", headers=STAFF)
+    assert revoked.status_code == 200
+    entries = await http.get("/v1/audit", params={"patient_id": patient_id}, headers=ADMIN)
+    changes = [e["action"] for e in reversed(entries.json()) if e["action"].endswith("_consent")]
+    assert changes == ["grant_consent", "revoke_consent"]  # the two that happened, not the 404 and the 409
+
+
+async def test_the_contact_of_a_consent_of_an_unknown_episode_says_the_episode_is_not_found(
+    http: httpx.AsyncClient,
+) -> None:
+    _, episode_id = await new_episode(http)
+    consent = await grant(http, episode_id, FAMILY)
+    missing = await http.get(f"/v1/episodes/nobody/consents/{consent['consent_id']}/contact", headers=NOTIFICATIONS)
+    assert (missing.status_code, missing.json()["detail"]) == (404, "episode not found")
+    unknown = await http.get(f"/v1/episodes/{episode_id}/consents/nope/contact", headers=NOTIFICATIONS)
+    assert (unknown.status_code, unknown.json()["detail"]) == (404, "consent not found")

@@ -71,7 +71,7 @@ SETTINGS = NotificationsSettings(
     on_call_webhook_url="http://pager.test/page",
     webhook_secret="webhook-secret",
     sms_provider_url="http://sms.test/messages",  # reminders go by SMS: without a provider none is planned
-    sms_from="+15550000",
+    sms_from="+12025550000",
     contact_hash_key="contact-hash-key",
     intake_url="http://intake.test",
     intake_token="notifications-token",
@@ -102,7 +102,7 @@ class FakeIntake:
     def episode(self, patient_id: str | None = None) -> str:
         episode_id = str(uuid.uuid4())
         self.patients[episode_id] = patient_id or str(uuid.uuid4())
-        self.contacts[episode_id] = {"email": "patient@example.org", "phone": "+15550100", "timezone": None}
+        self.contacts[episode_id] = {"email": "patient@example.org", "phone": "+12025550100", "timezone": None}
         return episode_id
 
     def consent(self, episode_id: str, kind: str, *scopes: str) -> str:
@@ -132,8 +132,12 @@ class FakeIntake:
                 recipients = {scope: [{"consent_id": c, "recipient_kind": kind, "email": None, "phone": None}
                                       for c, kind in self.recipients.get((episode_id, scope), [])]
                               for scope in request.url.params.get_list("scope")}  # fmt: skip
-                return httpx.Response(200, json={"episode_id": episode_id, "patient_id": self.patients[episode_id],
-                                                 "recipients": recipients})  # fmt: skip
+                audience = {"episode_id": episode_id, "patient_id": self.patients[episode_id], "recipients": recipients}
+                if request.url.params.get("patient_channels") == "true":
+                    contact = self.contacts[episode_id]
+                    audience["patient_channels"] = [channel for channel, field in (("email", "email"),
+                                                    ("sms", "phone")) if contact[field]]  # fmt: skip
+                return httpx.Response(200, json=audience)
             case [episode_id, "patient"]:
                 return httpx.Response(200, json={"episode_id": episode_id, "patient_id": self.patients[episode_id]})
             case [episode_id, "contact"]:
@@ -314,6 +318,39 @@ async def test_an_active_care_level_welcomes_the_patient_tells_supports_and_plan
     assert {n.not_before for n in planned} == {start - timedelta(hours=h) for start in sessions for h in (24, 2)}
     assert {n.expires_at for n in planned} == set(sessions)
     assert wakes == ["dispatcher"]
+
+
+async def test_the_care_team_is_told_at_the_welcome_when_the_patient_cannot_be_reached(
+    events: Events, messaging: Messaging, intake: FakeIntake
+) -> None:
+    unreachable, phone_only = intake.episode(), intake.episode()
+    intake.contacts[unreachable] = {"email": None, "phone": None, "timezone": None}
+    intake.contacts[phone_only] = {"email": None, "phone": "+12025550100", "timezone": None}
+    for episode_id in (unreachable, phone_only):
+        event = care_plan_event(assigned(episode_id, calendar(in_days(2), in_days(4))))
+        await events.deliver(event)
+        await events.deliver(event)  # a redelivery tells nobody twice
+    told = [n for n in await log_of(messaging, unreachable) if n.series_kind == ""]
+    assert what(told) == [("patient_unreachable", "care_team", "email"), ("welcome", "patient", "email")]
+    notice = next(n for n in told if n.purpose == "patient_unreachable")
+    assert notice.context == {} and not notice.urgent  # the text names the episode only
+    message = TEMPLATES.render(notice.purpose, "email", {"episode_id": unreachable})
+    assert unreachable in message.subject and "no email address or mobile number" in message.body
+    # A patient with a mobile number is reached by text (reminders, outreach): nobody needs telling.
+    assert "patient_unreachable" not in {n.purpose for n in await log_of(messaging, phone_only)}
+
+
+async def test_a_stop_reply_matches_every_way_the_number_is_written(
+    http: httpx.AsyncClient, messaging: Messaging
+) -> None:
+    stop = await http.post("/v1/sms/inbound", json={"from": "+15557732000", "text": "STOP"}, headers=SMS_PROVIDER)
+    assert stop.json() == {"action": "opted_out"}
+    for written in ("555-773-2000", "(555) 773-2000", "1 555 773 2000", "+1 555.773.2000"):
+        assert await messaging.opt_outs.has(messaging.opt_outs.number_key(written)), written
+    assert not await messaging.opt_outs.has(messaging.opt_outs.number_key("555-773-2001"))
+    start = await http.post("/v1/sms/inbound", json={"from": "555 773 2000", "text": "START"}, headers=SMS_PROVIDER)
+    assert start.json() == {"action": "opted_in"}
+    assert not await messaging.opt_outs.has(messaging.opt_outs.number_key("+15557732000"))
 
 
 async def test_a_referral_out_tells_nobody(events: Events, messaging: Messaging, intake: FakeIntake) -> None:
@@ -758,7 +795,7 @@ async def test_list_opt_outs(http: httpx.AsyncClient, intake: FakeIntake) -> Non
                  {"episode_id": episode_id, "recipient_kind": "family", "consent_id": family},
                  {"episode_id": other, "recipient_kind": "patient"}):  # fmt: skip
         assert (await http.post("/v1/opt-outs", json=body, headers=STAFF)).status_code == 201
-    await http.post("/v1/sms/inbound", json={"from": "+15550100", "text": "STOP"}, headers=SMS_PROVIDER)
+    await http.post("/v1/sms/inbound", json={"from": "+12025550100", "text": "STOP"}, headers=SMS_PROVIDER)
     listed = await http.get("/v1/opt-outs", params={"episode_id": episode_id}, headers=CLINICIAN)
     assert listed.status_code == 200
     assert sorted((o["recipient_kind"], o["consent_id"]) for o in listed.json()) == [("family", family),
@@ -777,23 +814,24 @@ async def test_withdraw_opt_out(http: httpx.AsyncClient, messaging: Messaging, i
     assert withdrawn.status_code == 204 and not await messaging.opt_outs.has(opt_out_id)
     again = await http.delete(f"/v1/opt-outs/{opt_out_id}", headers=STAFF)
     assert again.status_code == 404
-    await http.post("/v1/sms/inbound", json={"from": "+15550100", "text": "STOP"}, headers=SMS_PROVIDER)
-    number = messaging.opt_outs.number_key("+15550100")
+    await http.post("/v1/sms/inbound", json={"from": "+12025550100", "text": "STOP"}, headers=SMS_PROVIDER)
+    number = messaging.opt_outs.number_key("+12025550100")
     by_number = await http.delete(f"/v1/opt-outs/{number}", headers=STAFF)
     assert by_number.status_code == 404 and await messaging.opt_outs.has(number)  # only the number may say START
 
 
 async def test_inbound_sms(http: httpx.AsyncClient, messaging: Messaging) -> None:
-    number = messaging.opt_outs.number_key("+1 (555) 0100")
-    stop = await http.post("/v1/sms/inbound", json={"from": "+1 (555) 0100", "text": " Stop! "}, headers=SMS_PROVIDER)
+    number = messaging.opt_outs.number_key("+1 (202) 555-0100")
+    stop = await http.post("/v1/sms/inbound", json={"from": "+1 (202) 555-0100", "text": " Stop! "},
+                           headers=SMS_PROVIDER)  # fmt: skip
     assert stop.status_code == 200 and stop.json() == {"action": "opted_out"}
-    assert await messaging.opt_outs.has(number) and number == messaging.opt_outs.number_key("+15550100")
-    chat = await http.post("/v1/sms/inbound", json={"from": "+15550100", "text": "see you tuesday"},
+    assert await messaging.opt_outs.has(number) and number == messaging.opt_outs.number_key("+12025550100")
+    chat = await http.post("/v1/sms/inbound", json={"from": "+12025550100", "text": "see you tuesday"},
                            headers=SMS_PROVIDER)  # fmt: skip
     assert chat.json() == {"action": "ignored"} and await messaging.opt_outs.has(number)
-    start = await http.post("/v1/sms/inbound", json={"from": "+15550100", "text": "START"}, headers=SMS_PROVIDER)
+    start = await http.post("/v1/sms/inbound", json={"from": "+12025550100", "text": "START"}, headers=SMS_PROVIDER)
     assert start.json() == {"action": "opted_in"} and not await messaging.opt_outs.has(number)
-    clinician = await http.post("/v1/sms/inbound", json={"from": "+15550100", "text": "STOP"}, headers=CLINICIAN)
+    clinician = await http.post("/v1/sms/inbound", json={"from": "+12025550100", "text": "STOP"}, headers=CLINICIAN)
     assert clinician.status_code == 403 and not await messaging.opt_outs.has(number)
 
 

@@ -1,9 +1,13 @@
-"""Intake's pure decisions on an episode: safety alerts and their order, reassessment changes, consents."""
+"""Intake's pure decisions on an episode: safety alerts and their order, reassessment changes, consents, what an
+episode keeps at most, closing it, and telling a patient registered twice."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
+from typing import get_args
 
+import bson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -13,14 +17,25 @@ from services.intake.domain.episode import (
     ConsentTerms,
     assess,
     assessment_events,
+    close,
     consent_in_force,
     consents_allowing,
     grant_consent,
     open_episode,
+    record_drug_screen,
+    refuse_if_closed,
     revoke_consent,
 )
-from services.intake.domain.instruments import CssrsAnswers, score_cssrs, score_gad7, score_phq9
-from services.intake.domain.model import Episode, EpisodeError, Recipient
+from services.intake.domain.instruments import CssrsAnswers, InstrumentAnswers, score_cssrs, score_gad7, score_phq9
+from services.intake.domain.model import (
+    MOST_ASSESSMENTS,
+    MOST_CONSENTS,
+    MOST_DRUG_SCREENS,
+    Episode,
+    EpisodeError,
+    Recipient,
+)
+from services.intake.domain.patient import match_key
 from services.intake.domain.placement import load_placement_policy
 from services.intake.domain.reassessment import compare, trend
 from services.intake.domain.safety import safety_concern
@@ -33,6 +48,8 @@ from stepwise_contract import (
     OverrideReason,
     PlacementDecision,
     SafetyAlertRaised,
+    ScreenResult,
+    Substance,
 )
 
 NOW = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)
@@ -168,3 +185,94 @@ def test_an_alumni_group_consent_names_someone_without_a_recipient() -> None:
     terms = ConsentTerms("alumni_group", None, ["alumni_program"])
     current, _, consent = grant_consent(episode(), terms, NOW)
     assert consents_allowing(current, "alumni_program", NOW.date()) == [consent]
+
+
+# What one episode keeps: bounded, so its record stays far below the store's 16 MB document limit
+
+
+def _full(current: Episode, assessments: int = 0, screens: int = 0, consents: int = 0) -> Episode:
+    """``current`` with copies of its first assessment, drug screen and consent up to these counts."""
+    return current.model_copy(update={"assessments": current.assessments[:1] * assessments,
+                                      "drug_screens": current.drug_screens[:1] * screens,
+                                      "consents": current.consents[:1] * consents})  # fmt: skip
+
+
+def _largest_records() -> Episode:
+    """An episode with its largest possible assessment, drug screen and consent (one each)."""
+    answers = InstrumentAnswers.model_validate(
+        {"phq9": [3] * 9, "gad7": [3] * 7, "audit": {"items": [4] * 8 + [4, 4]}, "dast10": [True] * 10,
+         "cssrs": {"q1": True, "q2": True, "q3": True, "q4": True, "q5": True, "q6": True, "q6_within_3_months": True},
+         "bam": {f"item{n}": 4 for n in range(1, 18) if n != 7} | {"item7": ["x" * 40] * 20}}
+    )  # fmt: skip
+    placement = PlacementDecision(chosen_level=CareLevel.OP, reason_code="patient_declined_higher_level")
+    request = AssessmentRequest(IOP, answers.score(), placement, placement_note="n" * 2000, recorded_by="r" * 200)
+    current, _, _ = assess(episode(), request, POLICY, NOW)
+    results = [ScreenResult(substance=substance, result="positive") for substance in get_args(Substance)]
+    current, _, _ = record_drug_screen(current, NOW, results, "r" * 200, NOW)
+    recipient = Recipient(name="n" * 200, email=f"{'e' * 64}@{'d' * 63}.{'d' * 63}.org", phone="+12025550123",
+                          relationship="r" * 100)  # fmt: skip
+    scopes = ["appointments", "attendance", "level_of_care", "general_progress", "alumni_program"]
+    current, _, _ = grant_consent(current, ConsentTerms("family", recipient, scopes), NOW, by="b" * 200)  # type: ignore[arg-type]
+    return current
+
+
+def test_the_fullest_episode_stays_far_below_the_document_limit() -> None:
+    fullest = _full(_largest_records(), MOST_ASSESSMENTS, MOST_DRUG_SCREENS, MOST_CONSENTS)
+    size = len(bson.encode(fullest.model_dump(mode="python")))
+    assert size < 2 * 1024 * 1024, size  # as domain/model.py says: the outbox and applied-event keys have room
+
+
+@pytest.mark.parametrize(
+    ("counts", "decide", "what"),
+    [
+        ((MOST_ASSESSMENTS, 0, 0), lambda e: assess(e, AssessmentRequest(IOP, [PHQ9_MILD]), POLICY, NOW),
+         "assessments"),
+        ((0, MOST_DRUG_SCREENS, 0), lambda e: record_drug_screen(e, NOW, [], "r", NOW), "drug screens"),
+        ((0, 0, MOST_CONSENTS), lambda e: grant_consent(e, family(["attendance"]), NOW), "consents"),
+    ],
+)  # fmt: skip
+def test_a_full_episode_refuses_a_new_record_saying_why(
+    counts: tuple[int, int, int], decide: Callable[[Episode], object], what: str
+) -> None:
+    full = _full(_largest_records(), *counts)
+    with pytest.raises(EpisodeError) as refused:
+        decide(full)
+    assert refused.value.code == "episode_full" and f"holds {max(counts)} {what}" in str(refused.value)
+    decide(_full(_largest_records(), *(max(count - 1, 0) for count in counts)))  # one below the bound: taken
+
+
+def test_a_retried_record_is_answered_even_from_a_full_episode() -> None:
+    request = AssessmentRequest(IOP, [PHQ9_MILD], assessment_id="a-1")
+    recorded, _, first = assess(episode(), request, POLICY, NOW)
+    full = recorded.model_copy(update={"assessments": recorded.assessments * MOST_ASSESSMENTS})
+    assert assess(full, request, POLICY, NOW)[2] == first
+
+
+# Closing: care_plan graduated or discharged the episode
+
+
+def test_closing_keeps_how_and_when_and_closing_again_changes_nothing() -> None:
+    closed, events, _ = close(episode(), "graduated", NOW)
+    assert (closed.status, closed.ended, closed.closed_at, events) == ("closed", "graduated", NOW, [])
+    again, events, _ = close(closed, "discharged", NOW + timedelta(days=1))
+    assert (again, events) == (closed, [])
+
+
+def test_a_closed_episode_says_when_and_how_it_ended() -> None:
+    refuse_if_closed(episode())  # open: nothing to refuse
+    closed, _, _ = close(episode(), "discharged", NOW)
+    with pytest.raises(EpisodeError) as refused:
+        refuse_if_closed(closed)
+    assert refused.value.code == "episode_not_open"
+    assert str(refused.value) == "episode is closed (discharged on 2026-11-23): record it in a new episode"
+
+
+# A patient registered twice
+
+
+def test_the_match_key_ignores_case_and_spaces_but_not_the_birth_date() -> None:
+    key = match_key("Alex Example", date(1990, 4, 1))
+    assert match_key("  alex   EXAMPLE ", "1990-04-01") == match_key("AlexExample", "1990-04-01") == key
+    assert match_key("Zoe\u0308 Example", "1990-04-01") == match_key("Zoë example", "1990-04-01")
+    assert match_key("Alex Example", "1990-04-02") != key and match_key("Alex Exemple", "1990-04-01") != key
+    assert "alex" not in key.lower()  # a hash: the name is not repeated in the index

@@ -25,9 +25,13 @@ from stepwise_contract import (
 )
 
 from .model import (
+    MOST_ASSESSMENTS,
+    MOST_CONSENTS,
+    MOST_DRUG_SCREENS,
     Assessment,
     Consent,
     Episode,
+    EpisodeEnd,
     EpisodeError,
     Recipient,
     RecordedAssessment,
@@ -51,6 +55,31 @@ def open_episode(patient_id: str, program: Program, now: datetime, episode_id: s
                    opened_at=now)  # fmt: skip
 
 
+def refuse_if_closed(episode: Episode) -> None:
+    """A closed episode takes no new assessment, drug screen or consent (409, saying when and how it ended);
+    it can still be read, and its consents revoked."""
+    if episode.status == "open":
+        return
+    why = ""
+    if episode.ended and episode.closed_at:
+        why = f" ({episode.ended} on {episode.closed_at.date().isoformat()}): record it in a new episode"
+    raise EpisodeError("episode_not_open", f"episode is {episode.status}{why}")
+
+
+def close(episode: Episode, ended: EpisodeEnd, at: datetime) -> Decision[Episode]:
+    """care_plan graduated or discharged the episode: it is closed (closing it again changes nothing)."""
+    if episode.status == "closed":
+        return episode, [], episode
+    closed = episode.model_copy(update={"status": "closed", "closed_at": at, "ended": ended})
+    return closed, [], closed
+
+
+def _room_for(kept: Sequence[object], most: int, what: str) -> None:
+    if len(kept) >= most:
+        raise EpisodeError("episode_full", f"the episode holds {most} {what}, the most one episode keeps: "
+                                           "record it in a new episode")  # fmt: skip
+
+
 @dataclass(frozen=True)
 class AssessmentRequest:
     """An assessment as staff gave it, scored: ratings, instrument results, and a clinician's chosen level."""
@@ -72,6 +101,7 @@ def assess(
     recorded = next((a for a in episode.assessments if a.assessment_id == request.assessment_id), None)
     if recorded is not None:
         return episode, [], recorded
+    _room_for(episode.assessments, MOST_ASSESSMENTS, "assessments")
     recommendation = recommend_level(request.dimensions, request.results, episode.program, policy)
     if request.placement and request.placement.chosen_level == recommendation.level:
         field = ("body", "placement", "chosen_level")
@@ -125,6 +155,7 @@ def record_drug_screen(
     recorded = next((s for s in episode.drug_screens if s.screen_id == screen_id), None)
     if recorded is not None:  # the same request retried
         return episode, [], recorded
+    _room_for(episode.drug_screens, MOST_DRUG_SCREENS, "drug screens")
     screen = RecordedDrugScreen(
         screen_id=screen_id or new_id(),
         episode_id=episode.episode_id,
@@ -154,6 +185,7 @@ def grant_consent(
     granted = episode.consent(consent_id) if consent_id else None
     if granted is not None:  # the same request retried
         return episode, [], granted
+    _room_for(episode.consents, MOST_CONSENTS, "consents")
     consent = Consent(
         consent_id=consent_id or new_id(),
         episode_id=episode.episode_id,

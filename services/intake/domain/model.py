@@ -27,10 +27,20 @@ from stepwise_contract import (
     ScreenResult,
 )
 
-Phone = Annotated[str, Field(pattern=r"^\+?[0-9][0-9 ().-]{5,19}$", description="E.164 preferred, e.g. +15550100")]
+Phone = Annotated[str, Field(pattern=r"^\+?[0-9][0-9 ().-]{5,19}$", description="E.164, e.g. +12025550123")]
+"""A stored number (requests take ``services.common.phones.PhoneNumber``, which stores E.164)."""
 CalendarDate = Annotated[date, PlainSerializer(date.isoformat, return_type=str)]
 """A day without a time: stored as ISO text (BSON has no date type)."""
 EpisodeStatus = Literal["open", "closed"]
+EpisodeEnd = Literal["graduated", "discharged"]
+
+MOST_ASSESSMENTS = 200
+MOST_DRUG_SCREENS = 500
+MOST_CONSENTS = 100
+"""What one episode keeps at most, so its record stays far below MongoDB's 16 MB document limit: at their largest
+about 5 KB an assessment, 1.5 KB a drug screen, 1 KB a consent, under 2 MB in all (a unit test builds the fullest
+episode). Weekly reassessments for nearly four years, or a screen every other day for nearly three, fit; past a
+bound a new record is refused (409) and the patient's treatment goes on in a new episode."""
 
 
 class SafetyAlert(BaseModel):
@@ -122,6 +132,8 @@ class Episode(BaseModel):
     program: Program
     status: EpisodeStatus
     opened_at: UtcDatetime
+    closed_at: UtcDatetime | None = None
+    ended: EpisodeEnd | None = Field(default=None, description="How care_plan ended it (graduated, discharged).")
     assessments: list[RecordedAssessment] = []
     drug_screens: list[RecordedDrugScreen] = []
     consents: list[Consent] = []

@@ -8,7 +8,7 @@ exists already.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
@@ -264,6 +264,34 @@ def plan_notifications(
                     )
                 )
     return planned
+
+
+UNREACHABLE = "patient_unreachable"
+"""The care team's notice that a patient has no contact point the clinic can send to (also its template)."""
+
+
+def welcomes_the_patient(event: CloudEvent[Any], policy: NotificationPolicy) -> bool:
+    """A care plan started (not referred out) and the policy tells the patient of it: the welcome."""
+    started = isinstance(event.data, CareLevelAssigned) and context_of(event.data) is not None
+    return started and any(rule.to == "patient" for rule in policy.rules_for(event.type))
+
+
+def plan_unreachable_notice(
+    event: CloudEvent[CareLevelAssigned], patient_channels: Collection[Channel], reachable: Reachable
+) -> list[PlannedNotification]:
+    """Tell the care team by email when none of the channels the patient has an address for (``patient_channels``)
+    is one the clinic sends to patients on: the welcome, and every later message, would reach nobody."""
+    if set(patient_channels) & reachable.get("patient", frozenset()) or "email" not in reachable.get("care_team", ()):
+        return []
+    return [
+        PlannedNotification(
+            notification_id=notification_id(event.dedup_key, UNREACHABLE, "care_team", "email"),
+            episode_id=event.subject,
+            purpose=UNREACHABLE,
+            recipient_kind="care_team",
+            channel="email",
+        )
+    ]
 
 
 def _told(context: dict[str, Any], rule: MessageRule, calendar: CalendarChange | None) -> dict[str, Any] | None:
