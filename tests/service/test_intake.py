@@ -44,13 +44,22 @@ which FastAPI builds once per app."""
 
 
 @pytest.fixture
-def store(database: MemoryDatabase) -> IntakeStore:
-    return IntakeStore(database, wake_relay=no_relay)  # type: ignore[arg-type]
+async def store(database: MemoryDatabase) -> IntakeStore:
+    store = IntakeStore(database, wake_relay=no_relay)  # type: ignore[arg-type]
+    await store.create_indexes()  # as the service's start-up does
+    return store
 
 
 @pytest.fixture
-async def http(database: MemoryDatabase, store: IntakeStore) -> AsyncIterator[httpx.AsyncClient]:
-    state = {"store": store, "placement_policy": POLICY, "idempotency_keys": IdempotencyKeys(database)}  # type: ignore[arg-type]
+async def keys(database: MemoryDatabase) -> IdempotencyKeys:
+    keys = IdempotencyKeys(database)  # type: ignore[arg-type]
+    await keys.create_indexes()  # the TTL index too: the in-memory store expires keys by the tier's clock
+    return keys
+
+
+@pytest.fixture
+async def http(database: MemoryDatabase, store: IntakeStore, keys: IdempotencyKeys) -> AsyncIterator[httpx.AsyncClient]:
+    state = {"store": store, "placement_policy": POLICY, "idempotency_keys": keys}
     async with await client_of("intake", APP, database, state) as client:
         yield client
 

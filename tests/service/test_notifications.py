@@ -11,7 +11,7 @@ import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import httpx
@@ -56,7 +56,7 @@ from stepwise_contract import (
     new_event,
     to_kafka,
 )
-from tests.service.conftest import Events, as_role, queued, running, service_app, set_aside
+from tests.service.conftest import TIER_CLOCK, Events, as_role, queued, running, service_app, set_aside
 from tests.service.conftest import api as client_of
 from tests.service.memory_mongo import MemoryDatabase
 
@@ -218,7 +218,7 @@ def calendar(*starts: datetime, first: int = 1) -> Schedule:
                     weeks=6, sessions=sessions)  # fmt: skip
 
 
-TODAY = datetime.now(UTC).replace(microsecond=0)
+TODAY = TIER_CLOCK
 """Sessions are placed days from this one moment, so a test that names a session's time twice gets it twice."""
 
 
@@ -230,31 +230,31 @@ def assigned(
     episode_id: str, schedule: Schedule | None, status: Literal["active", "referred_out"] = "active"
 ) -> CareLevelAssigned:
     return CareLevelAssigned(episode_id=episode_id, level=CareLevel.IOP, status=status,
-                             assigned_at=datetime.now(UTC) - timedelta(hours=1), assessment_id="a1", schedule=schedule,
+                             assigned_at=utc_now() - timedelta(hours=1), assessment_id="a1", schedule=schedule,
                              rationale=REASONS, policy_version="test")  # fmt: skip
 
 
 def graduated(episode_id: str) -> EpisodeGraduated:
-    return EpisodeGraduated(episode_id=episode_id, graduated_at=datetime.now(UTC), level=CareLevel.IOP, by="completion")
+    return EpisodeGraduated(episode_id=episode_id, graduated_at=utc_now(), level=CareLevel.IOP, by="completion")
 
 
 def consent_changed(
     episode_id: str, consent_id: str, kind: ConsentRecipientKind, status: Literal["granted", "revoked"] = "revoked"
 ) -> ConsentChanged:
     return ConsentChanged(episode_id=episode_id, consent_id=consent_id, recipient_kind=kind, status=status,
-                          changed_at=datetime.now(UTC))  # fmt: skip
+                          changed_at=utc_now())  # fmt: skip
 
 
 def session_missed(episode_id: str) -> SessionMissed:
-    return SessionMissed(episode_id=episode_id, session_id="s001", starts_at=datetime.now(UTC) - timedelta(hours=4),
-                         detected="reported", recorded_at=datetime.now(UTC), consecutive_misses=1,
+    return SessionMissed(episode_id=episode_id, session_id="s001", starts_at=utc_now() - timedelta(hours=4),
+                         detected="reported", recorded_at=utc_now(), consecutive_misses=1,
                          total_misses=1)  # fmt: skip
 
 
 def step(model: type[StepUpRecommended] | type[StepDownRecommended], episode_id: str) -> EventData:
     levels = (CareLevel.IOP, CareLevel.PHP) if model is StepUpRecommended else (CareLevel.IOP, CareLevel.OP)
     return model(episode_id=episode_id, recommendation_id="r1", from_level=levels[0], to_level=levels[1],
-                 rationale=REASONS, policy_version="test", recommended_at=datetime.now(UTC))  # fmt: skip
+                 rationale=REASONS, policy_version="test", recommended_at=utc_now())  # fmt: skip
 
 
 async def log_of(messaging: Messaging, episode_id: str) -> list[Notification]:
@@ -350,7 +350,7 @@ async def test_a_changed_care_level_replaces_the_session_reminders(
     episode_id = await started(events, intake)
     old = {n.notification_id for n in reminders(await log_of(messaging, episode_id))}
     change = CareLevelChanged(episode_id=episode_id, from_level=CareLevel.IOP, to_level=CareLevel.PHP,
-                              direction="up", recommendation_id="r1", changed_at=datetime.now(UTC), status="active",
+                              direction="up", recommendation_id="r1", changed_at=utc_now(), status="active",
                               schedule=calendar(in_days(3), in_days(5), in_days(6), first=101))  # fmt: skip
     await events.deliver(care_plan_event(change))
     log = await log_of(messaging, episode_id)
@@ -368,7 +368,7 @@ async def test_a_changed_schedule_replaces_the_session_reminders_unless_a_later_
 ) -> None:
     episode_id = await started(events, intake)
     old = {n.notification_id for n in reminders(await log_of(messaging, episode_id))}
-    change = ScheduleChanged(episode_id=episode_id, level=CareLevel.IOP, changed_at=datetime.now(UTC),
+    change = ScheduleChanged(episode_id=episode_id, level=CareLevel.IOP, changed_at=utc_now(),
                              schedule=calendar(in_days(2), in_days(3), in_days(4)))  # fmt: skip
     await events.deliver(care_plan_event(change))
     log = await log_of(messaging, episode_id)
@@ -379,7 +379,7 @@ async def test_a_changed_schedule_replaces_the_session_reminders_unless_a_later_
         ("schedule_change", "patient", "email"),
         ("schedule_change", "patient", "sms"),
     ]
-    older = ScheduleChanged(episode_id=episode_id, level=CareLevel.IOP, changed_at=datetime.now(UTC) - timedelta(
+    older = ScheduleChanged(episode_id=episode_id, level=CareLevel.IOP, changed_at=utc_now() - timedelta(
         minutes=30), schedule=calendar(in_days(5)))  # fmt: skip
     await events.deliver(care_plan_event(older))  # an older calendar read late from another topic
     assert {n.notification_id for n in reminders(await log_of(messaging, episode_id)) if n.status == "pending"} == (
@@ -411,7 +411,7 @@ async def test_supports_hear_of_family_sessions_only(events: Events, messaging: 
     family_session = own.sessions[1].model_copy(update={"session_id": "family-1", "kind": "family"})
     with_family = own.model_copy(update={"sessions": [own.sessions[0], family_session, own.sessions[2]]})
     for schedule in (own, with_family):
-        change = ScheduleChanged(episode_id=episode_id, level=CareLevel.IOP, changed_at=datetime.now(UTC),
+        change = ScheduleChanged(episode_id=episode_id, level=CareLevel.IOP, changed_at=utc_now(),
                                  schedule=schedule, reason="appointment_booked")  # fmt: skip
         await events.deliver(care_plan_event(change))
     told = [n for n in await log_of(messaging, episode_id) if n.purpose == "support_family_session"]
@@ -425,7 +425,7 @@ async def test_a_waitlisted_plan_reaches_the_care_team_only(
     episode_id = intake.episode()
     intake.consent(episode_id, "family", "appointments")
     waiting = GroupWaitlisted(episode_id=episode_id, level=CareLevel.IOP, track="morning", program="adult",
-                              group_ids=["iop-am"], position=2, waitlisted_at=datetime.now(UTC))  # fmt: skip
+                              group_ids=["iop-am"], position=2, waitlisted_at=utc_now())  # fmt: skip
     await events.deliver(care_plan_event(waiting))
     log = await log_of(messaging, episode_id)
     assert what(log) == [("group_waitlist", "care_team", "email")]
@@ -437,7 +437,7 @@ async def test_a_safety_alert_reaches_the_care_team_at_once(
 ) -> None:
     episode_id = intake.episode()
     alert = SafetyAlertRaised(episode_id=episode_id, alert_id="a1", assessment_id="x", level="immediate",
-                              reasons=["cssrs_high_risk"], raised_at=datetime.now(UTC))  # fmt: skip
+                              reasons=["cssrs_high_risk"], raised_at=utc_now())  # fmt: skip
     await events.deliver(intake_event(alert))
     log = await log_of(messaging, episode_id)
     assert what(log) == [("safety_alert", "care_team", "email"), ("safety_alert", "care_team", "webhook")]
@@ -462,7 +462,7 @@ async def test_a_clinical_judgement_reaches_the_care_team_only(
         data: EventData = AttendanceRuleTriggered(
             episode_id=episode_id, rule_code="two_consecutive", action="care_team_review", session_id="s002",
             consecutive_misses=2, misses_in_window=2, rationale=REASONS, policy_version="test",
-            triggered_at=datetime.now(UTC),
+            triggered_at=utc_now(),
         )  # fmt: skip
     else:
         data = step(model, episode_id)  # type: ignore[arg-type]
@@ -510,7 +510,7 @@ async def test_a_discharge_ends_the_reminders_and_asks_the_care_team_to_review(
     events: Events, messaging: Messaging, intake: FakeIntake
 ) -> None:
     episode_id = await started(events, intake)
-    discharge = EpisodeDischarged(episode_id=episode_id, discharged_at=datetime.now(UTC), level=CareLevel.IOP,
+    discharge = EpisodeDischarged(episode_id=episode_id, discharged_at=utc_now(), level=CareLevel.IOP,
                                   reason_code="non_attendance")  # fmt: skip
     await events.deliver(care_plan_event(discharge))
     log = await log_of(messaging, episode_id)
@@ -518,7 +518,7 @@ async def test_a_discharge_ends_the_reminders_and_asks_the_care_team_to_review(
     assert what([n for n in log if n.cause_event_type == "iop.episode.discharged"]) == [
         ("discharge_review", "care_team", "email")
     ]
-    late = ScheduleChanged(episode_id=episode_id, level=CareLevel.IOP, changed_at=datetime.now(UTC),
+    late = ScheduleChanged(episode_id=episode_id, level=CareLevel.IOP, changed_at=utc_now(),
                            schedule=calendar(in_days(3)))  # fmt: skip
     await events.deliver(care_plan_event(late))  # a calendar after the end: no reminder
     assert [n for n in reminders(await log_of(messaging, episode_id)) if n.status == "pending"] == []
@@ -804,7 +804,7 @@ def channels(dispatcher: Dispatcher) -> dict[str, FakeChannel]:
 async def alert(events: Events, intake: FakeIntake) -> str:
     episode_id = intake.episode()
     raised = SafetyAlertRaised(episode_id=episode_id, alert_id="a1", assessment_id="x", level="immediate",
-                               reasons=["cssrs_high_risk"], raised_at=datetime.now(UTC))  # fmt: skip
+                               reasons=["cssrs_high_risk"], raised_at=utc_now())  # fmt: skip
     await events.deliver(intake_event(raised))
     return episode_id
 
