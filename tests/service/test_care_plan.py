@@ -41,6 +41,7 @@ from stepwise_contract import (
 )
 from tests.service.conftest import Events, as_role, queued, running, service_app, set_aside
 from tests.service.conftest import api as client_of
+from tests.service.fake_intake import listed
 from tests.service.memory_mongo import MemoryDatabase
 
 SETTINGS = CarePlanSettings(_env_file=None)  # type: ignore[call-arg]
@@ -82,10 +83,11 @@ async def http(
         yield client
 
 
-FAMILY_CONSENT = [{"consent_id": "c-1", "recipient_kind": "family"}]
+FAMILY_CONSENT = [listed("c-1", "family")]
+"""Intake's answer for an episode whose consent names a family member for appointments (test_fakes_contract.py)."""
 
 
-def consents_answering(recipients: list[dict[str, str]], status_code: int = 200) -> IntakeConsents:
+def consents_answering(recipients: list[dict[str, Any]], status_code: int = 200) -> IntakeConsents:
     """care_plan's consent check, with intake answering ``recipients`` for every episode."""
 
     def answer(request: httpx.Request) -> httpx.Response:

@@ -1,7 +1,8 @@
 """notifications in-process: each handler applying its event, each endpoint's success and main error.
 
-Intake is a fake behind ``httpx.MockTransport``: the consents in force, the patient of each episode and
-contact data are what a test gives it. The dispatcher is built but never run: nothing is sent.
+Intake is a fake behind ``httpx.MockTransport`` (``fake_intake.py``, checked against intake's own app): the
+consents, the patient of each episode and contact data are what a test gives it. The dispatcher is built but
+never run: nothing is sent.
 """
 
 from __future__ import annotations
@@ -10,9 +11,9 @@ import asyncio
 import dataclasses
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -56,8 +57,9 @@ from stepwise_contract import (
     new_event,
     to_kafka,
 )
-from tests.service.conftest import TIER_CLOCK, Events, as_role, queued, running, service_app, set_aside
+from tests.service.conftest import TIER_CLOCK, Clock, Events, as_role, queued, running, service_app, set_aside
 from tests.service.conftest import api as client_of
+from tests.service.fake_intake import FakeIntake
 from tests.service.memory_mongo import MemoryDatabase
 
 SETTINGS = NotificationsSettings(
@@ -77,63 +79,6 @@ CLINICIAN, STAFF = as_role(Role.CLINICIAN), as_role(Role.INTAKE_STAFF)
 SMS_PROVIDER = as_role(Role.SMS_PROVIDER)
 REASONS = [Reason(code="test", text="A reason.")]
 ALUMNI_MESSAGES = 1 + 4 + 26  # the default policy: a welcome, four check-ins, 26 weekly meeting reminders
-
-
-@dataclass
-class FakeIntake:
-    """Intake's lookups as notifications makes them; an episode it does not know answers 404 everywhere."""
-
-    patients: dict[str, str] = field(default_factory=dict)
-    """episode -> pseudonymous patient id."""
-    recipients: dict[tuple[str, str], list[tuple[str, str]]] = field(default_factory=dict)
-    """(episode, scope) -> (consent_id, recipient_kind) of each consent in force that allows the scope."""
-    contacts: dict[str, dict[str, str | None]] = field(default_factory=dict)
-    """episode, or episode/consent -> email, phone, timezone."""
-    asked: list[str] = field(default_factory=list)
-    headers: list[dict[str, str]] = field(default_factory=list)
-    down: bool = False
-    """Intake not answering at all (a refused connection)."""
-
-    def episode(self, patient_id: str | None = None) -> str:
-        episode_id = str(uuid.uuid4())
-        self.patients[episode_id] = patient_id or str(uuid.uuid4())
-        self.contacts[episode_id] = {"email": "patient@example.org", "phone": "+15550100", "timezone": None}
-        return episode_id
-
-    def consent(self, episode_id: str, kind: str, *scopes: str) -> str:
-        consent_id = str(uuid.uuid4())
-        for scope in scopes:
-            self.recipients.setdefault((episode_id, scope), []).append((consent_id, kind))
-        self.contacts[f"{episode_id}/{consent_id}"] = {"email": "support@example.org", "phone": None, "timezone": None}
-        return consent_id
-
-    def revoke(self, episode_id: str, consent_id: str) -> None:
-        for (episode, _), consents in self.recipients.items():
-            if episode == episode_id:
-                consents[:] = [(c, kind) for c, kind in consents if c != consent_id]
-        self.contacts.pop(f"{episode_id}/{consent_id}", None)
-
-    def handle(self, request: httpx.Request) -> httpx.Response:
-        self.asked.append(request.url.path)
-        self.headers.append(dict(request.headers))
-        if self.down:
-            raise httpx.ConnectError("connection refused", request=request)
-        if request.headers.get("Authorization") != f"Bearer {SETTINGS.intake_token}":
-            return httpx.Response(401, json={"detail": "missing or invalid bearer token"})
-        match request.url.path.removeprefix("/v1/episodes/").split("/"):
-            case [episode_id, *_] if episode_id not in self.patients:
-                return httpx.Response(404, json={"detail": "no such episode"})
-            case [episode_id, "audience"]:
-                recipients = {scope: [{"consent_id": c, "recipient_kind": kind, "email": None, "phone": None}
-                                      for c, kind in self.recipients.get((episode_id, scope), [])]
-                              for scope in request.url.params.get_list("scope")}  # fmt: skip
-                return httpx.Response(200, json={"episode_id": episode_id, "patient_id": self.patients[episode_id],
-                                                 "recipients": recipients})  # fmt: skip
-            case [episode_id, "contact"]:
-                return httpx.Response(200, json=self.contacts[episode_id])
-            case [episode_id, "consents", consent_id, "contact"] if f"{episode_id}/{consent_id}" in self.contacts:
-                return httpx.Response(200, json=self.contacts[f"{episode_id}/{consent_id}"])
-        return httpx.Response(404, json={"detail": "not found"})
 
 
 APP = service_app("notifications", [api.router], consumes=True)
@@ -975,3 +920,41 @@ async def test_planning_an_event_asks_intake_once(events: Events, messaging: Mes
     assert {n.recipient_kind for n in await log_of(messaging, episode_id)} >= {"patient", "family"}
     await asyncio.gather(*(messaging.contacts.audience(episode_id, frozenset({"attendance"})) for _ in range(3)))
     assert len(intake.asked) == 2  # concurrent identical questions share one request
+
+
+# Checked at send time: consent and quiet hours, by the tier's fixed clock
+
+
+async def test_a_consent_that_expires_while_its_message_waits_stops_the_message(
+    events: Events, messaging: Messaging, intake: FakeIntake, dispatcher: Dispatcher, channels: dict[str, FakeChannel],
+    clock: Clock,
+) -> None:  # fmt: skip
+    episode_id = await started(events, intake)
+    family = intake.consent(episode_id, "family", "attendance", expires_on=utc_now().date() + timedelta(days=1))
+    await events.deliver(care_plan_event(session_missed(episode_id)))
+    [waiting] = [n for n in await log_of(messaging, episode_id) if n.consent_id == family]
+    assert waiting.status == "pending"
+    clock.advance(timedelta(days=2))  # no event says a consent expired: intake answers 410 when asked at send time
+    await dispatcher.work_once()
+    [stopped] = [n for n in await log_of(messaging, episode_id) if n.consent_id == family]
+    assert (stopped.status, stopped.last_error) == ("cancelled", "consent no longer in force")
+    assert waiting.notification_id not in channels["email"].sent
+    assert any(n.status == "sent" for n in await log_of(messaging, episode_id))  # the patient's own went out
+
+
+async def test_in_quiet_hours_a_safety_alert_goes_at_once_and_a_welcome_waits_for_their_end(
+    events: Events, messaging: Messaging, intake: FakeIntake, dispatcher: Dispatcher, channels: dict[str, FakeChannel],
+    clock: Clock,
+) -> None:  # fmt: skip
+    new_york = ZoneInfo(SETTINGS.clinic_timezone)
+    clock.at(datetime(2026, 12, 1, 7, 31, tzinfo=new_york))  # quiet hours (21:00-08:00) by default
+    welcomed = await started(events, intake)
+    alerted = await alert(events, intake)
+    await dispatcher.work_once()
+    assert {n.channel: n.status for n in await log_of(messaging, alerted)} == {"email": "sent", "webhook": "sent"}
+    [welcome] = [n for n in await log_of(messaging, welcomed) if n.purpose == "welcome"]
+    assert (welcome.status, welcome.not_before) == ("pending", datetime(2026, 12, 1, 8, 0, tzinfo=new_york))
+    assert welcome.notification_id not in channels["email"].sent
+    clock.at(datetime(2026, 12, 1, 8, 0, 1, tzinfo=new_york))
+    await dispatcher.work_once()
+    assert welcome.notification_id in channels["email"].sent
