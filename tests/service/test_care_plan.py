@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
@@ -582,3 +583,30 @@ async def test_a_capacity_set_later_counts_the_members_who_joined_without_one(st
         async for events in running("care_plan", create_broker(SETTINGS).broker, context):
             stored = await store.get(await active_plan(events, store))
             assert stored is not None and (stored.plan.group is not None) is joins
+
+
+async def test_one_episode_never_holds_two_seats_in_a_group(
+    store: CarePlanStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two claims for one episode that saw different seats free (another episode let one go between them): the
+    unique (group, episode) index the service creates at start-up refuses the second seat."""
+    group = POLICY.group("iop-am")
+    assert group is not None
+    group = group.model_copy(update={"capacity": 2})
+    assert await store.claim_seat(group, "other", utc_now())  # seat 1
+    real_insert, paused, go_on = store.seats.insert_one, asyncio.Event(), asyncio.Event()
+
+    async def insert_one(document: dict[str, Any]) -> Any:
+        if document["episode_id"] == "e1" and not paused.is_set():  # the first claim, about to take seat 2
+            paused.set()
+            await go_on.wait()
+        return await real_insert(document)
+
+    monkeypatch.setattr(store.seats, "insert_one", insert_one)
+    first = asyncio.create_task(store.claim_seat(group, "e1", utc_now()))
+    await paused.wait()
+    await store.release_seat("iop-am", "other")
+    assert await store.claim_seat(group, "e1", utc_now())  # the second claim sees seat 1 free and takes it
+    go_on.set()
+    assert await first  # its seat 2 is refused: it finds the episode seated and says so
+    assert [seat["seat"] async for seat in store.seats.find({"episode_id": "e1"})] == [1]
