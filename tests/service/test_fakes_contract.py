@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Awaitable, Callable
 from datetime import date, timedelta
@@ -40,7 +41,7 @@ INTAKE_APP = service_app("intake", [api.router], consumes=False)
 NOTIFICATIONS, CARE_PLAN = Role.NOTIFICATIONS, Role.CARE_PLAN
 NOTIFICATIONS_SETTINGS = NotificationsSettings(_env_file=None, intake_url="http://intake.test",
                                                intake_token=TOKENS[NOTIFICATIONS])  # fmt: skip
-CARE_PLAN_SETTINGS = CarePlanSettings(_env_file=None, intake_url="http://intake.test", intake_token=TOKENS[CARE_PLAN])  # type: ignore[call-arg]
+CARE_PLAN_SETTINGS = CarePlanSettings(_env_file=None, intake_url="http://intake.test", intake_token=TOKENS[CARE_PLAN])
 
 
 class RealIntake:
@@ -114,21 +115,21 @@ async def answers(intake: Intake, clock: Clock) -> list[tuple[str, int, Any]]:
     await intake.revoke(episode, revoked)
     ids[revoked] = "revoked"
     named = {name: consent_id for consent_id, name in ids.items()}
-    scopes = [("scope", "appointments"), ("scope", "attendance"), ("scope", "alumni_program")]
+    scopes = (("scope", "appointments"), ("scope", "attendance"), ("scope", "alumni_program"))
     requests = [
         ("audience", NOTIFICATIONS, f"/v1/episodes/{episode}/audience", scopes),
         ("audience of an unknown episode", NOTIFICATIONS, "/v1/episodes/nobody/audience", scopes[:1]),
         ("recipients", CARE_PLAN, f"/v1/episodes/{episode}/recipients", scopes[:1]),
         ("recipients for notifications", NOTIFICATIONS, f"/v1/episodes/{episode}/recipients", scopes[1:2]),
         ("recipients of an unknown episode", CARE_PLAN, "/v1/episodes/nobody/recipients", scopes[:1]),
-        ("patient's contact", NOTIFICATIONS, f"/v1/episodes/{episode}/contact", []),
-        ("contact of an unknown episode", NOTIFICATIONS, "/v1/episodes/nobody/contact", []),
-        *[(f"{name}'s contact", NOTIFICATIONS, f"/v1/episodes/{episode}/consents/{named[name]}/contact", [])
+        ("patient's contact", NOTIFICATIONS, f"/v1/episodes/{episode}/contact", ()),
+        ("contact of an unknown episode", NOTIFICATIONS, "/v1/episodes/nobody/contact", ()),
+        *[(f"{name}'s contact", NOTIFICATIONS, f"/v1/episodes/{episode}/consents/{named[name]}/contact", ())
           for name in ("family", "alumni", "expiring", "revoked")],
-        ("an unknown consent's contact", NOTIFICATIONS, f"/v1/episodes/{episode}/consents/nobody/contact", []),
+        ("an unknown consent's contact", NOTIFICATIONS, f"/v1/episodes/{episode}/consents/nobody/contact", ()),
         ("a consent's contact in an unknown episode", NOTIFICATIONS,
-         f"/v1/episodes/nobody/consents/{named['family']}/contact", []),
-        ("contact for care_plan", CARE_PLAN, f"/v1/episodes/{episode}/contact", []),
+         f"/v1/episodes/nobody/consents/{named['family']}/contact", ()),
+        ("contact for care_plan", CARE_PLAN, f"/v1/episodes/{episode}/contact", ()),
         ("recipients for a clinician", Role.CLINICIAN, f"/v1/episodes/{episode}/recipients", scopes[:1]),
         ("audience with a token intake does not know", None, f"/v1/episodes/{episode}/audience", scopes),
     ]  # fmt: skip
@@ -139,10 +140,11 @@ async def answers(intake: Intake, clock: Clock) -> list[tuple[str, int, Any]]:
             seen.append(_named(what, await client.get(path, params=params, headers=headers), ids))
         clock.advance(timedelta(days=2))  # the consent expires while messages wait
         for what, path, params in (
-            ("the expired consent's contact", f"/v1/episodes/{episode}/consents/{named['expiring']}/contact", []),
+            ("the expired consent's contact", f"/v1/episodes/{episode}/consents/{named['expiring']}/contact", ()),
             ("audience after the expiry", f"/v1/episodes/{episode}/audience", scopes[1:2]),
         ):
-            seen.append(_named(what, await client.get(path, params=params, headers=as_role(NOTIFICATIONS)), ids))
+            asked = await client.get(path, params=params, headers=as_role(NOTIFICATIONS))
+            seen.append(_named(what, asked, ids))
     return seen
 
 
@@ -200,7 +202,7 @@ async def test_notifications_reads_a_consent_gone_as_not_wanted_and_care_plan_a_
         audience = await contacts.audience(episode, frozenset({"appointments"}))
         assert audience.patient_id is not None and audience.supports("appointments") == [(family, "family")]
         for gone in (revoked, "nobody"):
-            await _not_wanted(lambda consent_id=gone: contacts.consented_contact(episode, consent_id))
+            await _not_wanted(functools.partial(contacts.consented_contact, episode, gone))
         clock.advance(timedelta(days=2))
         await _not_wanted(lambda: contacts.consented_contact(episode, family))  # expired: 410, as revoked
         assert await consents.family_consent(episode) == []

@@ -136,7 +136,7 @@ async def test_two_consents_granted_at_once_on_one_episode_are_both_kept(databas
             await both_loaded.wait()
         return await real_save(*args)
 
-    store.save = save  # type: ignore[method-assign]
+    store.save = save  # type: ignore[method-assign,assignment]
     terms = [ConsentTerms("family", Recipient(name=name, email=f"{name}@example.org"), ["appointments"])
              for name in ("sam", "kim")]  # fmt: skip
     granted = await asyncio.gather(*(changes.grant_consent(store, STAFF, episode_id, t) for t in terms))
