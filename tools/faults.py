@@ -6,10 +6,15 @@ restart, a MongoDB outage, a mail-relay outage, intake down. Counted at the SMTP
 - every ``iop.assessment.completed`` answered by an ``iop.care_level.assigned``;
 - nothing set aside;
 
-with the drain time after each fault (from its end until every episode created so far is welcomed). Prints one
+with the drain time after each fault (from its end until every episode created so far is welcomed). Duplicates
+are counted once they could have shown: at least a lease after the last welcome, and once nothing is left that
+could send one (no outbox pending, no welcome unrecorded, no event a consumer has not committed). Prints one
 summary line and exits 1 when anything was lost, sent twice or set aside. ``--quick`` is the smaller run
 ``make test`` includes. The clients retry as a clinic's EHR would: on a refused connection or a 5xx, the same
 request again with the same ``Idempotency-Key``.
+
+The kills (which service, when) are drawn from a seed, printed first: ``--seed N`` draws the same ones again (the
+moments the processes are in when they die still vary with the machine's timing).
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,9 +37,15 @@ from typing import Any
 import httpx
 from pymongo import AsyncMongoClient
 
+from services.care_plan import handlers as care_plan_handlers
+from services.care_plan.settings import CONSUMER_GROUP as CARE_PLAN_GROUP
+from services.common.consumer import EventHandlers, lane_group
 from services.common.service import SET_ASIDE_COLLECTION
+from services.notifications import handlers as notifications_handlers
+from services.notifications.settings import CONSUMER_GROUP as NOTIFICATIONS_GROUP
+from services.notifications.store import NOTIFICATIONS, PENDING
 from tools.devstack import ServiceProcess, mongodb_server
-from tools.kafka import apache_kafka, records_on
+from tools.kafka import apache_kafka, records_on, unconsumed
 from tools.policies import unhurried_notifications_policy
 from tools.servers import Server, free_port
 from tools.smtp_sink import SmtpSink
@@ -43,6 +54,9 @@ WELCOME = "Your session schedule"
 IOP = {"withdrawal": 1, "biomedical": 0, "emotional": 2, "readiness": 2, "relapse": 2, "environment": 1}
 DRAIN_LIMIT = 300.0
 """A fault whose backlog has not drained this long after it ended counts as a failure of the run."""
+DISPATCH_LEASE = 10.0
+"""The dispatcher's lease in this run (DISPATCH_LEASE_SECONDS), the longest of the run's leases (the outbox
+relay's is 5 s): a welcome sent by a process killed before it recorded the send goes again once it ends."""
 
 
 @dataclass(frozen=True)
@@ -151,43 +165,49 @@ class Stack:
     kafka_servers: str
 
 
-async def _kill_services(stack: Stack, scale: Scale) -> None:
-    for _ in range(scale.kills):
-        await asyncio.sleep(random.uniform(0.5, 2.5))  # noqa: S311
-        victim = stack.services[random.choice(sorted(stack.services))]  # noqa: S311
+def kill_plan(rng: random.Random, kills: int, services: Iterable[str]) -> list[tuple[float, str]]:
+    """(seconds to wait, service to SIGKILL) for each kill, drawn from ``rng``: the same seed, the same kills."""
+    names = sorted(services)
+    return [(rng.uniform(0.5, 2.5), rng.choice(names)) for _ in range(kills)]
+
+
+async def _kill_services(stack: Stack, scale: Scale, rng: random.Random) -> None:
+    for wait, name in kill_plan(rng, scale.kills, stack.services):
+        await asyncio.sleep(wait)
+        victim = stack.services[name]
         victim.kill()
         await asyncio.to_thread(victim.start)
 
 
-async def _restart_broker(stack: Stack, _: Scale) -> None:
+async def _restart_broker(stack: Stack, *_: object) -> None:
     await asyncio.sleep(1)
     await asyncio.to_thread(stack.kafka.stop)
     await asyncio.sleep(2)
     await asyncio.to_thread(stack.kafka.start)
 
 
-async def _mongodb_outage(stack: Stack, scale: Scale) -> None:
+async def _mongodb_outage(stack: Stack, scale: Scale, _: random.Random) -> None:
     await asyncio.sleep(1)
     await asyncio.to_thread(stack.mongodb.stop)
     await asyncio.sleep(scale.mongodb_outage)
     await asyncio.to_thread(stack.mongodb.start)
 
 
-async def _mail_outage(stack: Stack, scale: Scale) -> None:
+async def _mail_outage(stack: Stack, scale: Scale, _: random.Random) -> None:
     await asyncio.sleep(1)
     stack.sink.pause()
     await asyncio.sleep(scale.mail_outage)
     stack.sink.resume()
 
 
-async def _intake_down(stack: Stack, scale: Scale) -> None:
+async def _intake_down(stack: Stack, scale: Scale, _: random.Random) -> None:
     await asyncio.sleep(1)
     await asyncio.to_thread(stack.services["intake"].stop)
     await asyncio.sleep(scale.intake_outage)
     await asyncio.to_thread(stack.services["intake"].start)
 
 
-FAULTS: dict[str, Callable[[Stack, Scale], Awaitable[None]]] = {
+FAULTS: dict[str, Callable[[Stack, Scale, random.Random], Awaitable[None]]] = {
     "SIGKILLs": _kill_services,
     "broker restart": _restart_broker,
     "MongoDB outage": _mongodb_outage,
@@ -199,6 +219,58 @@ FAULTS: dict[str, Callable[[Stack, Scale], Awaitable[None]]] = {
 async def _episodes_on(servers: str, topic: str) -> set[str]:
     """The episode ids (record keys) of every record on ``topic``."""
     return {record.key.decode() for record in await records_on(servers, topic) if record.key}
+
+
+def _consumed_on_the_way() -> list[tuple[str, str]]:
+    """(consumer group, topic) of each hop between an assessment and its welcome."""
+    hops: list[tuple[EventHandlers, str, str]] = [
+        (care_plan_handlers.EVENT_HANDLERS, CARE_PLAN_GROUP, "iop.assessment.completed"),
+        (notifications_handlers.EVENT_HANDLERS, NOTIFICATIONS_GROUP, "iop.care_level.assigned"),
+    ]
+    return [(lane_group(group, next(s.urgent for model, s in handlers.items() if model.event_type == topic)), topic)
+            for handlers, group, topic in hops]  # fmt: skip
+
+
+async def in_flight(stack: Stack, databases: dict[str, str]) -> list[str]:
+    """What could still send a welcome (none: nothing): events in an outbox, a welcome not recorded as sent (a
+    process killed while it sent, its lease not yet over), events a consumer group has not committed."""
+    found = []
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(stack.mongodb_url, tz_aware=True)
+    try:
+        for service, name in databases.items():
+            for collection in await client[name].list_collection_names():
+                if await client[name][collection].count_documents({"outbox_pending": {"$gt": 0}}, limit=1):
+                    found.append(f"events in {service}'s {collection} outbox")
+        welcomes_waiting = {"purpose": "welcome", "status": PENDING}
+        if await client[databases["notifications"]][NOTIFICATIONS].count_documents(welcomes_waiting, limit=1):
+            found.append("a welcome not recorded as sent")
+    finally:
+        await client.close()
+    for group, topic in _consumed_on_the_way():
+        if await unconsumed(stack.kafka_servers, group, topic):
+            found.append(f"{topic} not all committed by {group}")
+    return found
+
+
+async def settled(
+    in_flight: Callable[[], Awaitable[list[str]]],
+    last_welcome: float,
+    *,
+    lease: float = DISPATCH_LEASE,
+    limit: float = DRAIN_LIMIT,
+    clock: Callable[[], float] = time.monotonic,
+    poll: float = 0.5,
+) -> list[str]:
+    """Wait until anything sent twice would have shown: at least ``lease`` after the last welcome (at ``clock``
+    time ``last_welcome``) and nothing in flight. Returns what was still in flight after ``limit`` (none: settled)."""
+    began = clock()
+    while True:
+        left = await in_flight()
+        if not left and clock() - last_welcome >= lease:
+            return []
+        if clock() - began > limit:
+            return left
+        await asyncio.sleep(poll)
 
 
 async def count(run: Run, stack: Stack, databases: dict[str, str]) -> dict[str, int]:
@@ -251,7 +323,7 @@ def stack_running(folder: Path) -> Iterator[tuple[Stack, dict[str, str], str]]:
             "SMTP_PORT": str(sink.port),
             "OUTBOX_POLL_SECONDS": "0.5",
             "DISPATCH_POLL_SECONDS": "0.5",
-            "DISPATCH_LEASE_SECONDS": "10",
+            "DISPATCH_LEASE_SECONDS": str(DISPATCH_LEASE),
             "QUIET_HOURS_START": "00:00",
             "QUIET_HOURS_END": "00:00",
             # notifications is ready only with a route to the care team and to the on-call clinician; a run ends
@@ -282,7 +354,9 @@ async def _timed(fault: Awaitable[None]) -> float:
     return time.monotonic()
 
 
-async def main(scale: Scale) -> dict[str, int]:
+async def main(scale: Scale, seed: int) -> dict[str, int]:
+    print(f"faults: seed {seed} (--seed {seed} draws the same kills again)", flush=True)
+    rng = random.Random(seed)  # noqa: S311 - which service dies when, not a secret
     with tempfile.TemporaryDirectory(prefix="stepwise-faults-") as tmp:
         folder = Path(tmp)
         with stack_running(folder) as (stack, databases, token):
@@ -290,29 +364,40 @@ async def main(scale: Scale) -> dict[str, int]:
             for name, fault in FAULTS.items():
                 began, before = time.monotonic(), len(run.emails)
                 episodes = create_episodes(run, scale.episodes_for(name), scale.lasts(name))
-                ended = (await asyncio.gather(_timed(fault(stack, scale)), episodes))[0]
+                ended = (await asyncio.gather(_timed(fault(stack, scale, rng)), episodes))[0]
                 await drained(run, stack.sink, name, ended)
                 drain = run.drains[name]
                 after = f"drained {drain:.1f} s after it ended" if drain < DRAIN_LIMIT else "NOT DRAINED"
                 print(f"faults: {name}: {len(run.emails) - before} episodes through it in {ended - began:.1f} s; "
                       f"{after}", flush=True)  # fmt: skip
-            await asyncio.sleep(3)  # anything sent twice would show up by now: the relays' and dispatcher's polls
-            counts = await count(run, stack, databases)
+            waiting = time.monotonic()
+            left = await settled(lambda: in_flight(stack, databases), last_welcome=waiting)
+            still = f"; NOT SETTLED, still in flight: {', '.join(left)}" if left else ""
+            print(f"faults: settled {time.monotonic() - waiting:.1f} s after the last welcome (a lease: "
+                  f"{DISPATCH_LEASE:.0f} s){still}", flush=True)  # fmt: skip
+            counts = await count(run, stack, databases) | {"unsettled": len(left)}
             drains = " ".join(f"{name.replace(' ', '_')}={seconds:.1f}s" for name, seconds in run.drains.items())
-            print("faults: " + " ".join(f"{k}={v}" for k, v in counts.items()) + f" drains: {drains}", flush=True)
+            print("faults: " + " ".join(f"{k}={v}" for k, v in counts.items()) + f" drains: {drains} seed={seed}",
+                  flush=True)  # fmt: skip
             return counts
 
 
-def cli() -> None:
+def options(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="the smaller run `make test` includes")
     parser.add_argument("--episodes", type=int, help="override the number of episodes")
-    arguments = parser.parse_args()
+    parser.add_argument("--seed", type=int, help="draw the kills from this seed (a run prints its own first)")
+    return parser.parse_args(argv)
+
+
+def cli() -> None:
+    arguments = options()
     scale = QUICK if arguments.quick else FULL
     if arguments.episodes:
         scale = dataclasses.replace(scale, episodes=arguments.episodes)
-    counts = asyncio.run(main(scale))
-    failed = counts["lost"] or counts["duplicates"] or counts["set_aside"] or counts["unanswered"]
+    seed = secrets.randbits(32) if arguments.seed is None else arguments.seed
+    counts = asyncio.run(main(scale, seed))
+    failed = any(counts[what] for what in ("lost", "duplicates", "set_aside", "unanswered", "unsettled"))
     sys.exit(1 if failed else 0)
 
 

@@ -59,7 +59,12 @@ async def test_safety_alert_is_published_on_its_own_topic_before_the_assessment(
     [completed] = await eventually(lambda: events(stack, "iop.assessment.completed", episode), "the assessment")
     assert (alert.data.level, alert.data.assessment_id) == ("immediate", assessment["assessment_id"])
     assert alert.time <= completed.time
-    raw = (await events_of(stack, "iop.safety.alert_raised", episode.episode_id))[0]
+    # Two topics: offsets cannot order them, and CloudEvent time is set when the events are decided. The record
+    # timestamps are set when the relay publishes (CreateTime, by the producer; or the broker's LogAppendTime),
+    # the completion only after the alert was acknowledged.
+    [raw] = await events_of(stack, "iop.safety.alert_raised", episode.episode_id)
+    [raw_completed] = await events_of(stack, "iop.assessment.completed", episode.episode_id)
+    assert raw.timestamp <= raw_completed.timestamp, (raw.timestamp, raw_completed.timestamp)
     assert b"q4" not in raw.value and b"items" not in raw.value  # reason codes, never the answers
     assert completed.data.recommended_level.value == "INPATIENT"  # the C-SSRS rule raised it
 

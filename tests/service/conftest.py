@@ -7,18 +7,24 @@ the other services) is the process suite's business (tests/integration).
 
 Every endpoint must be seen answering a success and an error, and every handler applying an event;
 ``test_coverage.py`` checks that at the end of the tier.
+
+The tier's clock is fixed: every test starts at ``TIER_CLOCK`` (the services' ``utc_now`` and the in-memory
+store's TTL monitor both), so what a test sees does not depend on the time of day or the date it runs at.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import mongomock
 import pytest
 from fastapi import FastAPI
 from faststream.kafka import KafkaBroker, TestKafkaBroker
@@ -29,6 +35,7 @@ from services.common.consumer import EventShelf
 from services.common.dependencies import Dependencies
 from services.common.edge import AuthFailures
 from services.common.service import SET_ASIDE_COLLECTION, http_app
+from services.common.utc import set_clock_offset, utc_now
 from stepwise_contract import CloudEvent, to_kafka
 from tests.service.memory_mongo import MemoryCollection, MemoryDatabase
 
@@ -72,6 +79,31 @@ def _route(app: FastAPI, method: str, path: str) -> str:
         if known_method == method and re.fullmatch(pattern, path):
             return route
     return path
+
+
+TIER_CLOCK = datetime.fromisoformat(os.environ.get("STEPWISE_TEST_CLOCK", "2026-12-01T15:38:00-05:00")).astimezone(UTC)
+"""Where the clock stands when each test starts: a Tuesday afternoon in New York, outside the default quiet hours
+(21:00-08:00). ``STEPWISE_TEST_CLOCK`` (ISO 8601 with its offset) runs the tier from another moment."""
+
+
+class Clock:
+    """The services' clock (``utc_now``) in a test: it starts at ``TIER_CLOCK`` and runs on from there."""
+
+    def at(self, moment: datetime) -> None:
+        set_clock_offset((moment - datetime.now(UTC)).total_seconds())
+
+    def advance(self, by: timedelta) -> None:
+        self.at(utc_now() + by)
+
+
+@pytest.fixture(autouse=True)
+def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[Clock]:
+    fixed = Clock()
+    fixed.at(TIER_CLOCK)
+    # The in-memory store removes what a TTL index expires by its own clock: the same one (naive UTC, as mongomock's).
+    monkeypatch.setattr(mongomock, "utcnow", lambda: utc_now().replace(tzinfo=None))
+    yield fixed
+    set_clock_offset(0)
 
 
 @pytest.fixture(autouse=True)

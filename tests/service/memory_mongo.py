@@ -2,17 +2,49 @@
 
 Only what the services call is here. It checks document encoding like PyMongo (a ``date`` is refused),
 answers with the same error classes (``DuplicateKeyError``, ``BulkWriteError``), and returns aware UTC
-datetimes. It is not a MongoDB: the process suite runs every boundary against real servers.
+datetimes. It refuses what MongoDB refuses where our code could hit it, with the errors PyMongo raises there:
+a document over 16 MiB (``DocumentTooLarge`` before sending an insert; a ``WriteError``, code 17419, for an
+update whose result would be larger, leaving the document as it was) and an update naming one path twice or a
+path and its prefix across operators (``$set`` and ``$inc`` on ``a``, or on ``a`` and ``a.b``: code 40,
+"would create a conflict"). It is not a MongoDB: the process suite runs every boundary against real servers.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
+import bson
 import mongomock
 from bson.codec_options import CodecOptions
+from pymongo.errors import DocumentTooLarge, OperationFailure, WriteError
 from pymongo.results import DeleteResult, InsertManyResult, InsertOneResult, UpdateResult
+
+MAX_BSON_SIZE = 16 * 1024 * 1024
+"""MongoDB's limit on a document (``maxBsonObjectSize``)."""
+CONFLICTING_UPDATE_OPERATORS = 40
+DOCUMENT_TOO_LARGE_AFTER_UPDATE = 17419
+Refusal = type[OperationFailure]
+"""How a refused write comes back: a ``WriteError`` for an update, an ``OperationFailure`` for findAndModify."""
+
+
+def bson_size(document: Mapping[str, Any]) -> int:
+    return len(bson.encode(document))
+
+
+def conflict(update: Mapping[str, Any]) -> str | None:
+    """MongoDB's refusal of an update that names a path twice, or a path and a path inside it (None: none)."""
+    paths: list[str] = []
+    for operator, fields in update.items():
+        if operator.startswith("$") and isinstance(fields, Mapping):
+            paths += list(fields)
+            if operator == "$rename":
+                paths += [str(target) for target in fields.values()]
+    for n, path in enumerate(paths):
+        for other in paths[:n]:
+            if path == other or path.startswith(f"{other}.") or other.startswith(f"{path}."):
+                return f"Updating the path '{path}' would create a conflict at '{min(path, other, key=len)}'"
+    return None
 
 
 class MemoryCursor:
@@ -50,19 +82,51 @@ class MemoryCollection:
         return MemoryCursor(self.sync.find(*args, **kwargs))
 
     async def insert_one(self, document: dict[str, Any]) -> InsertOneResult:
+        _fits(document)
         return self.sync.insert_one(document)  # type: ignore[no-any-return]
 
     async def insert_many(self, documents: list[dict[str, Any]], ordered: bool = True) -> InsertManyResult:
+        for document in documents:
+            _fits(document)
         return self.sync.insert_many(documents, ordered=ordered)  # type: ignore[no-any-return]
 
-    async def update_one(self, *args: Any, **kwargs: Any) -> UpdateResult:
-        return self.sync.update_one(*args, **kwargs)  # type: ignore[no-any-return]
+    async def update_one(self, filter: Mapping[str, Any], update: Mapping[str, Any], **kwargs: Any) -> UpdateResult:
+        return self._checked_update(WriteError, filter, update, lambda: self.sync.update_one(filter, update, **kwargs))
 
-    async def update_many(self, *args: Any, **kwargs: Any) -> UpdateResult:
-        return self.sync.update_many(*args, **kwargs)  # type: ignore[no-any-return]
+    async def update_many(self, filter: Mapping[str, Any], update: Mapping[str, Any], **kwargs: Any) -> UpdateResult:
+        return self._checked_update(WriteError, filter, update, lambda: self.sync.update_many(filter, update, **kwargs))
 
-    async def find_one_and_update(self, *args: Any, **kwargs: Any) -> dict[str, Any] | None:
-        return self.sync.find_one_and_update(*args, **kwargs)  # type: ignore[no-any-return]
+    async def find_one_and_update(
+        self, filter: Mapping[str, Any], update: Mapping[str, Any], *args: Any, **kwargs: Any
+    ) -> dict[str, Any] | None:
+        # findAndModify is a command: MongoDB's refusal comes back as an OperationFailure, not a WriteError.
+        return self._checked_update(  # type: ignore[no-any-return]
+            OperationFailure, filter, update, lambda: self.sync.find_one_and_update(filter, update, *args, **kwargs)
+        )
+
+    def _checked_update(
+        self, error: Refusal, filter: Mapping[str, Any], update: Mapping[str, Any], run: Callable[[], Any]
+    ) -> Any:
+        """``run`` the update as MongoDB would: refused whole when its paths conflict, and undone (refused) when a
+        document it changed would exceed 16 MiB."""
+        refused = conflict(update)
+        if refused:
+            raise error(refused, CONFLICTING_UPDATE_OPERATORS, {"code": CONFLICTING_UPDATE_OPERATORS})
+        _fits(update, "update")
+        before = {document["_id"]: document for document in self.sync.find(filter)}
+        result = run()
+        upserted = getattr(result, "upserted_id", None)
+        changed = [*before, *([upserted] if upserted is not None else [])]
+        for document_id in changed:
+            after = self.sync.find_one({"_id": document_id})
+            if after is not None and bson_size(after) > MAX_BSON_SIZE:
+                for original in before.values():
+                    self.sync.replace_one({"_id": original["_id"]}, original)
+                if document_id not in before:
+                    self.sync.delete_one({"_id": document_id})
+                message = f"Resulting document after update is larger than {MAX_BSON_SIZE}"
+                raise error(message, DOCUMENT_TOO_LARGE_AFTER_UPDATE, {"code": DOCUMENT_TOO_LARGE_AFTER_UPDATE})
+        return result
 
     async def delete_one(self, *args: Any, **kwargs: Any) -> DeleteResult:
         return self.sync.delete_one(*args, **kwargs)  # type: ignore[no-any-return]
@@ -72,6 +136,16 @@ class MemoryCollection:
 
     async def create_index(self, *args: Any, **kwargs: Any) -> str:
         return self.sync.create_index(*args, **kwargs)  # type: ignore[no-any-return]
+
+
+def _fits(document: Mapping[str, Any], operation: str = "insert") -> None:
+    """PyMongo's own check before it sends a document the server would refuse (``DocumentTooLarge``)."""
+    size = bson_size(document)
+    if size > MAX_BSON_SIZE:
+        if operation == "insert":
+            raise DocumentTooLarge(f"BSON document too large ({size} bytes) - the connected server supports BSON "
+                                   f"document sizes up to {MAX_BSON_SIZE} bytes.")  # fmt: skip
+        raise DocumentTooLarge(f"{operation} command document too large")
 
 
 class MemoryDatabase:

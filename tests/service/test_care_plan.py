@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -26,7 +27,7 @@ from services.common.consumer import HANDLER_CONTEXT
 from services.common.dependencies import Dependencies
 from services.common.kafka import ServiceBroker
 from services.common.outbox import no_relay
-from services.common.utc import set_clock_offset
+from services.common.utc import utc_now
 from stepwise_contract import (
     AssessmentCompleted,
     AttendanceReported,
@@ -39,8 +40,9 @@ from stepwise_contract import (
     SheetEntry,
     new_event,
 )
-from tests.service.conftest import Events, as_role, queued, running, service_app, set_aside
+from tests.service.conftest import Clock, Events, as_role, queued, running, service_app, set_aside
 from tests.service.conftest import api as client_of
+from tests.service.fake_intake import listed
 from tests.service.memory_mongo import MemoryDatabase
 
 SETTINGS = CarePlanSettings(_env_file=None)  # type: ignore[call-arg]
@@ -51,8 +53,10 @@ APP = service_app("care_plan", [api.router, api.groups], consumes=True)
 
 
 @pytest.fixture
-def store(database: MemoryDatabase) -> CarePlanStore:
-    return CarePlanStore(database, wake_relay=no_relay)  # type: ignore[arg-type]
+async def store(database: MemoryDatabase) -> CarePlanStore:
+    store = CarePlanStore(database, wake_relay=no_relay)  # type: ignore[arg-type]
+    await store.create_indexes()  # as the service's start-up does: the unique seat index among them
+    return store
 
 
 @pytest.fixture
@@ -80,10 +84,11 @@ async def http(
         yield client
 
 
-FAMILY_CONSENT = [{"consent_id": "c-1", "recipient_kind": "family"}]
+FAMILY_CONSENT = [listed("c-1", "family")]
+"""Intake's answer for an episode whose consent names a family member for appointments (test_fakes_contract.py)."""
 
 
-def consents_answering(recipients: list[dict[str, str]], status_code: int = 200) -> IntakeConsents:
+def consents_answering(recipients: list[dict[str, Any]], status_code: int = 200) -> IntakeConsents:
     """care_plan's consent check, with intake answering ``recipients`` for every episode."""
 
     def answer(request: httpx.Request) -> httpx.Response:
@@ -97,7 +102,7 @@ def first_session_id(group_id: str = "iop-am") -> str:
     """The session a plan that joins ``group_id`` today meets first."""
     group = POLICY.group(group_id)
     assert group is not None
-    today = datetime.now(UTC).astimezone(ZoneInfo(SETTINGS.clinic_timezone)).date()
+    today = utc_now().astimezone(ZoneInfo(SETTINGS.clinic_timezone)).date()
     return f"{group_id}-{first_meeting_after(group, today):%Y%m%d}"
 
 
@@ -109,7 +114,7 @@ def assessment(
         assessment_id=str(uuid.uuid4()),
         kind=kind,  # type: ignore[arg-type]
         program="adult",
-        assessed_at=datetime.now(UTC),
+        assessed_at=utc_now(),
         dimensions=DimensionRatings(withdrawal=1, biomedical=0, emotional=2, readiness=2, relapse=2, environment=1),
         recommended_level=level,
         rationale=[Reason(code="recommended_level", text=f"Recommended level of care: {level.value}.")],
@@ -171,7 +176,7 @@ async def test_a_reassessment_feeds_the_plans_review(events: Events, store: Care
 async def test_a_safety_alert_feeds_the_plans_review(events: Events, store: CarePlanStore) -> None:
     episode_id = await active_plan(events, store)
     alert = SafetyAlertRaised(episode_id=episode_id, alert_id="a1", assessment_id="x", level="immediate",
-                              reasons=["cssrs_high_risk"], raised_at=datetime.now(UTC))  # fmt: skip
+                              reasons=["cssrs_high_risk"], raised_at=utc_now())  # fmt: skip
     await events.deliver(intake_event(alert))
     stored = await store.get(episode_id)
     assert stored is not None
@@ -180,8 +185,8 @@ async def test_a_safety_alert_feeds_the_plans_review(events: Events, store: Care
 
 async def test_a_drug_screen_feeds_the_plans_review(events: Events, store: CarePlanStore) -> None:
     episode_id = await active_plan(events, store)
-    screen = DrugScreenRecorded(episode_id=episode_id, screen_id="d1", collected_at=datetime.now(UTC),
-                                recorded_at=datetime.now(UTC), unexpected_positive=True,
+    screen = DrugScreenRecorded(episode_id=episode_id, screen_id="d1", collected_at=utc_now(),
+                                recorded_at=utc_now(), unexpected_positive=True,
                                 results=[ScreenResult(substance="fentanyl", result="positive")])  # fmt: skip
     await events.deliver(intake_event(screen))
     stored = await store.get(episode_id)
@@ -192,7 +197,7 @@ async def test_a_drug_screen_feeds_the_plans_review(events: Events, store: CareP
 async def test_reported_attendance_is_recorded(events: Events, store: CarePlanStore) -> None:
     episode_id = await active_plan(events, store)
     report = AttendanceReported(episode_id=episode_id, session_id=first_session_id(), status="attended",
-                                reported_at=datetime.now(UTC))  # fmt: skip
+                                reported_at=utc_now())  # fmt: skip
     await events.deliver(new_event(report, source="/ehr"))
     stored = await store.get(episode_id)
     assert stored is not None and stored.plan.attendance[first_session_id()].status == "attended"
@@ -203,7 +208,7 @@ async def test_attendance_for_an_unknown_session_is_set_aside_with_its_reason(
 ) -> None:
     episode_id = await active_plan(events, store)
     report = AttendanceReported(episode_id=episode_id, session_id="s999", status="attended",
-                                reported_at=datetime.now(UTC))  # fmt: skip
+                                reported_at=utc_now())  # fmt: skip
     await events.deliver(new_event(report, source="/ehr"))
     [shelved] = await set_aside(database)
     assert shelved["topic"] == "iop.attendance.reported" and shelved["reason"].startswith("rejected: unknown_session")
@@ -243,8 +248,8 @@ async def test_post_attendance(http: httpx.AsyncClient, events: Events, store: C
 
 async def _recommendation(events: Events, store: CarePlanStore, episode_id: str) -> str:
     for n in range(2):  # two unexpected positive screens within 14 days recommend a step-up
-        screen = DrugScreenRecorded(episode_id=episode_id, screen_id=f"d{n}", collected_at=datetime.now(UTC),
-                                    recorded_at=datetime.now(UTC), unexpected_positive=True,
+        screen = DrugScreenRecorded(episode_id=episode_id, screen_id=f"d{n}", collected_at=utc_now(),
+                                    recorded_at=utc_now(), unexpected_positive=True,
                                     results=[ScreenResult(substance="fentanyl", result="positive")])  # fmt: skip
         await events.deliver(intake_event(screen))
     stored = await store.get(episode_id)
@@ -328,7 +333,7 @@ async def test_set_aside_events_are_listed_for_admins(
     http: httpx.AsyncClient, events: Events, store: CarePlanStore
 ) -> None:
     report = AttendanceReported(episode_id="nobody", session_id=first_session_id(), status="attended",
-                                reported_at=datetime.now(UTC) - timedelta(minutes=1))  # fmt: skip
+                                reported_at=utc_now() - timedelta(minutes=1))  # fmt: skip
     await events.deliver(new_event(report, source="/ehr"))
     listed = await http.get("/v1/set-aside-events", headers=as_role(Role.ADMIN))
     assert listed.status_code == 200 and listed.json()[0]["reason"].startswith("rejected: no_care_plan")
@@ -357,7 +362,7 @@ async def test_an_alert_before_its_plan_is_kept_and_taken_by_the_plan_without_ho
 ) -> None:
     episode_id = str(uuid.uuid4())
     raised = intake_event(SafetyAlertRaised(episode_id=episode_id, alert_id="a1", assessment_id="x", level="same_day",
-                                            reasons=["phq9_item9_positive"], raised_at=datetime.now(UTC)))  # fmt: skip
+                                            reasons=["phq9_item9_positive"], raised_at=utc_now()))  # fmt: skip
     await events.deliver(raised)  # returns at once: nothing waits on this partition
     await events.deliver(raised)  # a redelivery keeps it once
     assert await set_aside(database) == [] and len(await store.pending(episode_id)) == 1
@@ -378,7 +383,7 @@ async def test_a_set_aside_event_is_replayed_once_its_cause_is_fixed(
 ) -> None:
     episode_id = str(uuid.uuid4())
     report = AttendanceReported(episode_id=episode_id, session_id=first_session_id(), status="attended",
-                                reported_at=datetime.now(UTC))  # fmt: skip
+                                reported_at=utc_now())  # fmt: skip
     await events.deliver(new_event(report, source="/ehr"))  # no plan yet: rejected at once, set aside
     [shelved] = (await http.get("/v1/set-aside-events", headers=ADMIN)).json()
     path = f"/v1/set-aside-events/{shelved['id']}/replay"
@@ -403,7 +408,7 @@ async def test_set_aside_events_are_replayed_by_topic_and_reason(
     episode_ids = [str(uuid.uuid4()) for _ in range(2)]
     for partition, episode_id in enumerate(episode_ids):
         report = AttendanceReported(episode_id=episode_id, session_id=first_session_id(), status="missed",
-                                    reported_at=datetime.now(UTC))  # fmt: skip
+                                    reported_at=utc_now())  # fmt: skip
         await events.deliver(new_event(report, source="/ehr"), partition)
     for episode_id in episode_ids:
         await events.deliver(intake_event(assessment(episode_id)))
@@ -495,7 +500,7 @@ async def test_a_sheet_command_stores_every_line_it_can_and_sets_aside_the_rest(
     session_id = first_session_id()
     lines = [SheetEntry(episode_id=member, status="attended"), SheetEntry(episode_id="stranger", status="attended")]
     sheet = AttendanceReported(schema_version=2, group_id="iop-am", session_id=session_id,
-                               reported_at=datetime.now(UTC), attendance=lines)  # fmt: skip
+                               reported_at=utc_now(), attendance=lines)  # fmt: skip
     event = new_event(sheet, source="/ehr")
     assert event.subject == f"iop-am/{session_id}"
     await events.deliver(event)
@@ -544,7 +549,7 @@ async def test_book_and_cancel_appointments(
 ) -> None:
     episode_id = await active_plan(events, store)
     path = f"/v1/episodes/{episode_id}/appointments"
-    at = (datetime.now(UTC) + timedelta(days=2)).replace(hour=20, minute=0, second=0, microsecond=0)
+    at = (utc_now() + timedelta(days=2)).replace(hour=20, minute=0, second=0, microsecond=0)
     booked = await http.post(path, json={"kind": "individual", "starts_at": at.isoformat()}, headers=CLINICIAN)
     assert booked.status_code == 201, booked.text
     assert booked.json()["kind"] == "individual" and booked.json()["group_id"] is None
@@ -572,7 +577,7 @@ async def test_only_a_clinician_books_and_cancels_appointments(
 ) -> None:
     episode_id = await active_plan(events, store)
     path = f"/v1/episodes/{episode_id}/appointments"
-    body = {"kind": "individual", "starts_at": (datetime.now(UTC) + timedelta(days=2)).isoformat()}
+    body = {"kind": "individual", "starts_at": (utc_now() + timedelta(days=2)).isoformat()}
     booked = await http.post(path, json=body, headers=CLINICIAN)
     assert booked.status_code == 201
     for role in (Role.INTEGRATION, Role.INTAKE_STAFF, Role.ADMIN):
@@ -584,12 +589,12 @@ async def test_only_a_clinician_books_and_cancels_appointments(
 
 
 async def test_every_rule_checked_by_hand_is_a_422_naming_the_field(
-    http: httpx.AsyncClient, events: Events, store: CarePlanStore
+    http: httpx.AsyncClient, events: Events, store: CarePlanStore, clock: Clock
 ) -> None:
     episode_id = await active_plan(events, store)
     episode = f"/v1/episodes/{episode_id}"
     attendance = f"{episode}/sessions/{first_session_id()}/attendance"
-    soon = (datetime.now(UTC) + timedelta(days=2)).replace(hour=20, minute=0, second=0, microsecond=0)
+    soon = (utc_now() + timedelta(days=2)).replace(hour=20, minute=0, second=0, microsecond=0)
     schedule = {"track": "evening", "weekdays": ["mon"], "hours_per_session": 3, "weeks": 6}
     refused = {
         "notice_without_excuse": await http.post(attendance, json={"status": "missed",
@@ -614,11 +619,8 @@ async def test_every_rule_checked_by_hand_is_a_422_naming_the_field(
     assert "719" not in refused["minutes_over_session"].text and "yogaclass" not in refused["unknown_kind"].text
     booked = await http.post(f"{episode}/appointments", json={"kind": "individual", "starts_at": soon.isoformat()},
                              headers=CLINICIAN)  # fmt: skip
-    set_clock_offset(timedelta(days=3).total_seconds())  # the appointment has begun
-    try:
-        begun = await http.delete(f"{episode}/appointments/{booked.json()['session_id']}", headers=CLINICIAN)
-    finally:
-        set_clock_offset(0)
+    clock.advance(timedelta(days=3))  # the appointment has begun
+    begun = await http.delete(f"{episode}/appointments/{booked.json()['session_id']}", headers=CLINICIAN)
     assert begun.status_code == 422 and begun.json()["detail"][0]["loc"] == ["path", "session_id"]
 
 
@@ -626,7 +628,7 @@ async def test_a_family_session_needs_a_consent_naming_a_support(
     http: httpx.AsyncClient, events: Events, store: CarePlanStore
 ) -> None:
     episode_id = await active_plan(events, store)
-    at = (datetime.now(UTC) + timedelta(days=3)).isoformat()
+    at = (utc_now() + timedelta(days=3)).isoformat()
     body = {"kind": "family", "starts_at": at}
     for answer, status_code, expected in (([], 200, 409), (FAMILY_CONSENT, 503, 503), (FAMILY_CONSENT, 401, 503)):
         http._transport.app.state.consents = consents_answering(answer, status_code)  # type: ignore[attr-defined]
@@ -646,3 +648,30 @@ async def test_a_capacity_set_later_counts_the_members_who_joined_without_one(st
         async for events in running("care_plan", create_broker(SETTINGS).broker, context):
             stored = await store.get(await active_plan(events, store))
             assert stored is not None and (stored.plan.group is not None) is joins
+
+
+async def test_one_episode_never_holds_two_seats_in_a_group(
+    store: CarePlanStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two claims for one episode that saw different seats free (another episode let one go between them): the
+    unique (group, episode) index the service creates at start-up refuses the second seat."""
+    group = POLICY.group("iop-am")
+    assert group is not None
+    group = group.model_copy(update={"capacity": 2})
+    assert await store.claim_seat(group, "other", utc_now())  # seat 1
+    real_insert, paused, go_on = store.seats.insert_one, asyncio.Event(), asyncio.Event()
+
+    async def insert_one(document: dict[str, Any]) -> Any:
+        if document["episode_id"] == "e1" and not paused.is_set():  # the first claim, about to take seat 2
+            paused.set()
+            await go_on.wait()
+        return await real_insert(document)
+
+    monkeypatch.setattr(store.seats, "insert_one", insert_one)
+    first = asyncio.create_task(store.claim_seat(group, "e1", utc_now()))
+    await paused.wait()
+    await store.release_seat("iop-am", "other")
+    assert await store.claim_seat(group, "e1", utc_now())  # the second claim sees seat 1 free and takes it
+    go_on.set()
+    assert await first  # its seat 2 is refused: it finds the episode seated and says so
+    assert [seat["seat"] async for seat in store.seats.find({"episode_id": "e1"})] == [1]

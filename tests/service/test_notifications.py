@@ -1,7 +1,8 @@
 """notifications in-process: each handler applying its event, each endpoint's success and main error.
 
-Intake is a fake behind ``httpx.MockTransport``: the consents in force, the patient of each episode and
-contact data are what a test gives it. The dispatcher is built but never run: nothing is sent.
+Intake is a fake behind ``httpx.MockTransport`` (``fake_intake.py``, checked against intake's own app): the
+consents, the patient of each episode and contact data are what a test gives it. The dispatcher is built but
+never run: nothing is sent.
 """
 
 from __future__ import annotations
@@ -10,9 +11,9 @@ import asyncio
 import dataclasses
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -57,8 +58,9 @@ from stepwise_contract import (
     new_event,
     to_kafka,
 )
-from tests.service.conftest import Events, as_role, queued, running, service_app, set_aside
+from tests.service.conftest import TIER_CLOCK, Clock, Events, as_role, queued, running, service_app, set_aside
 from tests.service.conftest import api as client_of
+from tests.service.fake_intake import FakeIntake
 from tests.service.memory_mongo import MemoryDatabase
 from tools.servers import free_port
 from tools.smtp_sink import SmtpSink
@@ -82,69 +84,6 @@ CLINICIAN, STAFF = as_role(Role.CLINICIAN), as_role(Role.INTAKE_STAFF)
 SMS_PROVIDER = as_role(Role.SMS_PROVIDER)
 REASONS = [Reason(code="test", text="A reason.")]
 ALUMNI_MESSAGES = 1 + 4 + 26  # the default policy: a welcome, four check-ins, 26 weekly meeting reminders
-
-
-@dataclass
-class FakeIntake:
-    """Intake's lookups as notifications makes them; an episode it does not know answers 404 everywhere."""
-
-    patients: dict[str, str] = field(default_factory=dict)
-    """episode -> pseudonymous patient id."""
-    recipients: dict[tuple[str, str], list[tuple[str, str]]] = field(default_factory=dict)
-    """(episode, scope) -> (consent_id, recipient_kind) of each consent in force that allows the scope."""
-    contacts: dict[str, dict[str, str | None]] = field(default_factory=dict)
-    """episode, or episode/consent -> email, phone, timezone."""
-    asked: list[str] = field(default_factory=list)
-    headers: list[dict[str, str]] = field(default_factory=list)
-    down: bool = False
-    """Intake not answering at all (a refused connection)."""
-
-    def episode(self, patient_id: str | None = None) -> str:
-        episode_id = str(uuid.uuid4())
-        self.patients[episode_id] = patient_id or str(uuid.uuid4())
-        self.contacts[episode_id] = {"email": "patient@example.org", "phone": "+12025550100", "timezone": None}
-        return episode_id
-
-    def consent(self, episode_id: str, kind: str, *scopes: str) -> str:
-        consent_id = str(uuid.uuid4())
-        for scope in scopes:
-            self.recipients.setdefault((episode_id, scope), []).append((consent_id, kind))
-        self.contacts[f"{episode_id}/{consent_id}"] = {"email": "support@example.org", "phone": None, "timezone": None}
-        return consent_id
-
-    def revoke(self, episode_id: str, consent_id: str) -> None:
-        for (episode, _), consents in self.recipients.items():
-            if episode == episode_id:
-                consents[:] = [(c, kind) for c, kind in consents if c != consent_id]
-        self.contacts.pop(f"{episode_id}/{consent_id}", None)
-
-    def handle(self, request: httpx.Request) -> httpx.Response:
-        self.asked.append(request.url.path)
-        self.headers.append(dict(request.headers))
-        if self.down:
-            raise httpx.ConnectError("connection refused", request=request)
-        if request.headers.get("Authorization") != f"Bearer {SETTINGS.intake_token.get_secret_value()}":
-            return httpx.Response(401, json={"detail": "missing or invalid bearer token"})
-        match request.url.path.removeprefix("/v1/episodes/").split("/"):
-            case [episode_id, *_] if episode_id not in self.patients:
-                return httpx.Response(404, json={"detail": "no such episode"})
-            case [episode_id, "audience"]:
-                recipients = {scope: [{"consent_id": c, "recipient_kind": kind, "email": None, "phone": None}
-                                      for c, kind in self.recipients.get((episode_id, scope), [])]
-                              for scope in request.url.params.get_list("scope")}  # fmt: skip
-                audience = {"episode_id": episode_id, "patient_id": self.patients[episode_id], "recipients": recipients}
-                if request.url.params.get("patient_channels") == "true":
-                    contact = self.contacts[episode_id]
-                    audience["patient_channels"] = [channel for channel, field in (("email", "email"),
-                                                    ("sms", "phone")) if contact[field]]  # fmt: skip
-                return httpx.Response(200, json=audience)
-            case [episode_id, "patient"]:
-                return httpx.Response(200, json={"episode_id": episode_id, "patient_id": self.patients[episode_id]})
-            case [episode_id, "contact"]:
-                return httpx.Response(200, json=self.contacts[episode_id])
-            case [episode_id, "consents", consent_id, "contact"] if f"{episode_id}/{consent_id}" in self.contacts:
-                return httpx.Response(200, json=self.contacts[f"{episode_id}/{consent_id}"])
-        return httpx.Response(404, json={"detail": "not found"})
 
 
 APP = service_app("notifications", [api.router], consumes=True)
@@ -229,7 +168,7 @@ def calendar(*starts: datetime, first: int = 1) -> Schedule:
                     weeks=6, sessions=sessions)  # fmt: skip
 
 
-TODAY = datetime.now(UTC).replace(microsecond=0)
+TODAY = TIER_CLOCK
 """Sessions are placed days from this one moment, so a test that names a session's time twice gets it twice."""
 
 
@@ -241,31 +180,31 @@ def assigned(
     episode_id: str, schedule: Schedule | None, status: Literal["active", "referred_out"] = "active"
 ) -> CareLevelAssigned:
     return CareLevelAssigned(episode_id=episode_id, level=CareLevel.IOP, status=status,
-                             assigned_at=datetime.now(UTC) - timedelta(hours=1), assessment_id="a1", schedule=schedule,
+                             assigned_at=utc_now() - timedelta(hours=1), assessment_id="a1", schedule=schedule,
                              rationale=REASONS, policy_version="test")  # fmt: skip
 
 
 def graduated(episode_id: str) -> EpisodeGraduated:
-    return EpisodeGraduated(episode_id=episode_id, graduated_at=datetime.now(UTC), level=CareLevel.IOP, by="completion")
+    return EpisodeGraduated(episode_id=episode_id, graduated_at=utc_now(), level=CareLevel.IOP, by="completion")
 
 
 def consent_changed(
     episode_id: str, consent_id: str, kind: ConsentRecipientKind, status: Literal["granted", "revoked"] = "revoked"
 ) -> ConsentChanged:
     return ConsentChanged(episode_id=episode_id, consent_id=consent_id, recipient_kind=kind, status=status,
-                          changed_at=datetime.now(UTC))  # fmt: skip
+                          changed_at=utc_now())  # fmt: skip
 
 
 def session_missed(episode_id: str) -> SessionMissed:
-    return SessionMissed(episode_id=episode_id, session_id="s001", starts_at=datetime.now(UTC) - timedelta(hours=4),
-                         detected="reported", recorded_at=datetime.now(UTC), consecutive_misses=1,
+    return SessionMissed(episode_id=episode_id, session_id="s001", starts_at=utc_now() - timedelta(hours=4),
+                         detected="reported", recorded_at=utc_now(), consecutive_misses=1,
                          total_misses=1)  # fmt: skip
 
 
 def step(model: type[StepUpRecommended] | type[StepDownRecommended], episode_id: str) -> EventData:
     levels = (CareLevel.IOP, CareLevel.PHP) if model is StepUpRecommended else (CareLevel.IOP, CareLevel.OP)
     return model(episode_id=episode_id, recommendation_id="r1", from_level=levels[0], to_level=levels[1],
-                 rationale=REASONS, policy_version="test", recommended_at=datetime.now(UTC))  # fmt: skip
+                 rationale=REASONS, policy_version="test", recommended_at=utc_now())  # fmt: skip
 
 
 async def log_of(messaging: Messaging, episode_id: str) -> list[Notification]:
@@ -409,7 +348,7 @@ async def test_a_changed_care_level_replaces_the_session_reminders(
     episode_id = await started(events, intake)
     old = {n.notification_id for n in reminders(await log_of(messaging, episode_id))}
     change = CareLevelChanged(episode_id=episode_id, from_level=CareLevel.IOP, to_level=CareLevel.PHP,
-                              direction="up", recommendation_id="r1", changed_at=datetime.now(UTC), status="active",
+                              direction="up", recommendation_id="r1", changed_at=utc_now(), status="active",
                               schedule=calendar(in_days(3), in_days(5), in_days(6), first=101))  # fmt: skip
     await events.deliver(care_plan_event(change))
     log = await log_of(messaging, episode_id)
@@ -427,7 +366,7 @@ async def test_a_changed_schedule_replaces_the_session_reminders_unless_a_later_
 ) -> None:
     episode_id = await started(events, intake)
     old = {n.notification_id for n in reminders(await log_of(messaging, episode_id))}
-    change = ScheduleChanged(episode_id=episode_id, level=CareLevel.IOP, changed_at=datetime.now(UTC),
+    change = ScheduleChanged(episode_id=episode_id, level=CareLevel.IOP, changed_at=utc_now(),
                              schedule=calendar(in_days(2), in_days(3), in_days(4)))  # fmt: skip
     await events.deliver(care_plan_event(change))
     log = await log_of(messaging, episode_id)
@@ -438,7 +377,7 @@ async def test_a_changed_schedule_replaces_the_session_reminders_unless_a_later_
         ("schedule_change", "patient", "email"),
         ("schedule_change", "patient", "sms"),
     ]
-    older = ScheduleChanged(episode_id=episode_id, level=CareLevel.IOP, changed_at=datetime.now(UTC) - timedelta(
+    older = ScheduleChanged(episode_id=episode_id, level=CareLevel.IOP, changed_at=utc_now() - timedelta(
         minutes=30), schedule=calendar(in_days(5)))  # fmt: skip
     await events.deliver(care_plan_event(older))  # an older calendar read late from another topic
     assert {n.notification_id for n in reminders(await log_of(messaging, episode_id)) if n.status == "pending"} == (
@@ -452,24 +391,24 @@ async def test_a_calendar_that_is_not_adopted_tells_nobody(
     episode_id = intake.episode()
     intake.consent(episode_id, "family", "appointments")
     await events.deliver(care_plan_event(assigned(episode_id, calendar(in_days(2), in_days(4)))))
-    current = ScheduleChanged(episode_id=episode_id, level=CareLevel.IOP, changed_at=datetime.now(UTC),
+    current = ScheduleChanged(episode_id=episode_id, level=CareLevel.IOP, changed_at=utc_now(),
                               schedule=calendar(in_days(2), in_days(3)))  # fmt: skip
     await events.deliver(care_plan_event(current))
     logged = {n.notification_id for n in await log_of(messaging, episode_id)}
     with_family = with_own(calendar(in_days(2), in_days(3)), own_session("family", in_days(5)))
-    older = ScheduleChanged(episode_id=episode_id, level=CareLevel.IOP, changed_at=datetime.now(UTC) - timedelta(
+    older = ScheduleChanged(episode_id=episode_id, level=CareLevel.IOP, changed_at=utc_now() - timedelta(
         minutes=30), schedule=with_family, reason="appointment_booked")  # fmt: skip
     await events.deliver(care_plan_event(older))  # an older calendar read late from another topic
     level = CareLevelChanged(episode_id=episode_id, from_level=CareLevel.IOP, to_level=CareLevel.PHP, direction="up",
-                             recommendation_id="r1", changed_at=datetime.now(UTC) - timedelta(minutes=20),
+                             recommendation_id="r1", changed_at=utc_now() - timedelta(minutes=20),
                              status="active", schedule=with_family)  # fmt: skip
     await events.deliver(care_plan_event(level))  # older too
     assert {n.notification_id for n in await log_of(messaging, episode_id)} == logged
 
-    discharge = EpisodeDischarged(episode_id=episode_id, discharged_at=datetime.now(UTC), level=CareLevel.IOP,
+    discharge = EpisodeDischarged(episode_id=episode_id, discharged_at=utc_now(), level=CareLevel.IOP,
                                   reason_code="non_attendance")  # fmt: skip
     await events.deliver(care_plan_event(discharge))
-    late = ScheduleChanged(episode_id=episode_id, level=CareLevel.IOP, changed_at=datetime.now(UTC),
+    late = ScheduleChanged(episode_id=episode_id, level=CareLevel.IOP, changed_at=utc_now(),
                            schedule=with_family, reason="appointment_booked")  # fmt: skip
     await events.deliver(care_plan_event(late))  # a calendar after the end
     after_end = [n for n in await log_of(messaging, episode_id) if n.notification_id not in logged]
@@ -500,7 +439,7 @@ async def test_supports_hear_of_family_sessions_only(events: Events, messaging: 
     family_session = own.sessions[1].model_copy(update={"session_id": "family-1", "kind": "family"})
     with_family = own.model_copy(update={"sessions": [own.sessions[0], family_session, own.sessions[2]]})
     for schedule in (own, with_family):
-        change = ScheduleChanged(episode_id=episode_id, level=CareLevel.IOP, changed_at=datetime.now(UTC),
+        change = ScheduleChanged(episode_id=episode_id, level=CareLevel.IOP, changed_at=utc_now(),
                                  schedule=schedule, reason="appointment_booked")  # fmt: skip
         await events.deliver(care_plan_event(change))
     told = [n for n in await log_of(messaging, episode_id) if n.purpose == "support_family_session"]
@@ -534,7 +473,7 @@ async def test_supports_hear_when_a_family_session_is_booked_and_when_it_is_canc
         ([meeting, one_on_one], "custom_calendar"),  # the same sessions, a new calendar: nothing new
         ([one_on_one], "appointment_cancelled"),
     ):
-        changed = ScheduleChanged(episode_id=episode_id, level=CareLevel.IOP, changed_at=datetime.now(UTC),
+        changed = ScheduleChanged(episode_id=episode_id, level=CareLevel.IOP, changed_at=utc_now(),
                                   schedule=with_own(groups, *own), reason=reason)  # fmt: skip
         event = care_plan_event(changed)
         for _ in range(2):  # and again, redelivered: told once
@@ -558,7 +497,7 @@ async def test_a_waitlisted_plan_reaches_the_care_team_only(
     episode_id = intake.episode()
     intake.consent(episode_id, "family", "appointments")
     waiting = GroupWaitlisted(episode_id=episode_id, level=CareLevel.IOP, track="morning", program="adult",
-                              group_ids=["iop-am"], position=2, waitlisted_at=datetime.now(UTC))  # fmt: skip
+                              group_ids=["iop-am"], position=2, waitlisted_at=utc_now())  # fmt: skip
     await events.deliver(care_plan_event(waiting))
     log = await log_of(messaging, episode_id)
     assert what(log) == [("group_waitlist", "care_team", "email")]
@@ -570,7 +509,7 @@ async def test_a_safety_alert_reaches_the_care_team_at_once(
 ) -> None:
     episode_id = intake.episode()
     alert = SafetyAlertRaised(episode_id=episode_id, alert_id="a1", assessment_id="x", level="immediate",
-                              reasons=["cssrs_high_risk"], raised_at=datetime.now(UTC))  # fmt: skip
+                              reasons=["cssrs_high_risk"], raised_at=utc_now())  # fmt: skip
     await events.deliver(intake_event(alert))
     log = await log_of(messaging, episode_id)
     assert what(log) == [("safety_alert", "care_team", "email"), ("safety_alert", "care_team", "webhook")]
@@ -595,7 +534,7 @@ async def test_a_clinical_judgement_reaches_the_care_team_only(
         data: EventData = AttendanceRuleTriggered(
             episode_id=episode_id, rule_code="two_consecutive", action="care_team_review", session_id="s002",
             consecutive_misses=2, misses_in_window=2, rationale=REASONS, policy_version="test",
-            triggered_at=datetime.now(UTC),
+            triggered_at=utc_now(),
         )  # fmt: skip
     else:
         data = step(model, episode_id)  # type: ignore[arg-type]
@@ -643,7 +582,7 @@ async def test_a_discharge_ends_the_reminders_and_asks_the_care_team_to_review(
     events: Events, messaging: Messaging, intake: FakeIntake
 ) -> None:
     episode_id = await started(events, intake)
-    discharge = EpisodeDischarged(episode_id=episode_id, discharged_at=datetime.now(UTC), level=CareLevel.IOP,
+    discharge = EpisodeDischarged(episode_id=episode_id, discharged_at=utc_now(), level=CareLevel.IOP,
                                   reason_code="non_attendance")  # fmt: skip
     await events.deliver(care_plan_event(discharge))
     log = await log_of(messaging, episode_id)
@@ -651,7 +590,7 @@ async def test_a_discharge_ends_the_reminders_and_asks_the_care_team_to_review(
     assert what([n for n in log if n.cause_event_type == "iop.episode.discharged"]) == [
         ("discharge_review", "care_team", "email")
     ]
-    late = ScheduleChanged(episode_id=episode_id, level=CareLevel.IOP, changed_at=datetime.now(UTC),
+    late = ScheduleChanged(episode_id=episode_id, level=CareLevel.IOP, changed_at=utc_now(),
                            schedule=calendar(in_days(3)))  # fmt: skip
     await events.deliver(care_plan_event(late))  # a calendar after the end: no reminder
     assert [n for n in reminders(await log_of(messaging, episode_id)) if n.status == "pending"] == []
@@ -995,7 +934,7 @@ def channels(dispatcher: Dispatcher) -> dict[str, FakeChannel]:
 async def alert(events: Events, intake: FakeIntake) -> str:
     episode_id = intake.episode()
     raised = SafetyAlertRaised(episode_id=episode_id, alert_id="a1", assessment_id="x", level="immediate",
-                               reasons=["cssrs_high_risk"], raised_at=datetime.now(UTC))  # fmt: skip
+                               reasons=["cssrs_high_risk"], raised_at=utc_now())  # fmt: skip
     await events.deliver(intake_event(raised))
     return episode_id
 
@@ -1212,3 +1151,40 @@ async def test_planning_an_event_asks_intake_once(events: Events, messaging: Mes
     assert {n.recipient_kind for n in await log_of(messaging, episode_id)} >= {"patient", "family"}
     await asyncio.gather(*(messaging.contacts.audience(episode_id, frozenset({"attendance"})) for _ in range(3)))
     assert len(intake.asked) == 2  # concurrent identical questions share one request
+
+
+# Checked at send time: consent and quiet hours, by the tier's fixed clock
+
+
+async def test_a_consent_that_expires_while_its_message_waits_stops_the_message(
+    events: Events, messaging: Messaging, intake: FakeIntake, dispatcher: Dispatcher, channels: dict[str, FakeChannel],
+    clock: Clock,
+) -> None:  # fmt: skip
+    episode_id = await started(events, intake)
+    family = intake.consent(episode_id, "family", "attendance", expires_on=utc_now().date() + timedelta(days=1))
+    await events.deliver(care_plan_event(session_missed(episode_id)))
+    [waiting] = [n for n in await log_of(messaging, episode_id) if n.consent_id == family]
+    assert waiting.status == "pending"
+    clock.advance(timedelta(days=2))  # no event says a consent expired: intake answers 410 when asked at send time
+    await dispatcher.work_once()
+    [stopped] = [n for n in await log_of(messaging, episode_id) if n.consent_id == family]
+    assert (stopped.status, stopped.last_error) == ("cancelled", "consent no longer in force")
+    assert waiting.notification_id not in channels["email"].sent
+
+
+async def test_in_quiet_hours_a_safety_alert_goes_at_once_and_a_welcome_waits_for_their_end(
+    events: Events, messaging: Messaging, intake: FakeIntake, dispatcher: Dispatcher, channels: dict[str, FakeChannel],
+    clock: Clock,
+) -> None:  # fmt: skip
+    new_york = ZoneInfo(SETTINGS.clinic_timezone)
+    clock.at(datetime(2026, 12, 1, 7, 31, tzinfo=new_york))  # quiet hours (21:00-08:00) by default
+    welcomed = await started(events, intake)
+    alerted = await alert(events, intake)
+    await dispatcher.work_once()
+    assert {n.channel: n.status for n in await log_of(messaging, alerted)} == {"email": "sent", "webhook": "sent"}
+    [welcome] = [n for n in await log_of(messaging, welcomed) if n.purpose == "welcome"]
+    assert (welcome.status, welcome.not_before) == ("pending", datetime(2026, 12, 1, 8, 0, tzinfo=new_york))
+    assert welcome.notification_id not in channels["email"].sent
+    clock.at(datetime(2026, 12, 1, 8, 0, 1, tzinfo=new_york))
+    await dispatcher.work_once()
+    assert welcome.notification_id in channels["email"].sent

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime
 from typing import Any
 
 from services.common.mongo import Document
 from services.common.outbox import OutboxRelay, insert_aggregate, update_aggregate
+from services.common.utc import utc_now
 from stepwise_contract import SessionMissed, new_event
 from tests.service.memory_mongo import MemoryDatabase
 
 
 def missed(episode_id: str, total: int) -> Any:
-    now = datetime.now(UTC)
+    now = utc_now()
     data = SessionMissed(episode_id=episode_id, session_id="s001", starts_at=now, detected="reported",
                          recorded_at=now, consecutive_misses=total, total_misses=total)  # fmt: skip
     return new_event(data, source="/test")

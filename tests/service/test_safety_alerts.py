@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from datetime import UTC, datetime, time, timedelta
+from datetime import time, timedelta
 from typing import Any
 
 import httpx
@@ -60,7 +60,7 @@ async def raise_alert(
     """An alert intake raised ``ago``, delivered to notifications: (episode id, alert id)."""
     episode_id, alert_id = intake.episode(), str(uuid.uuid4())
     data = SafetyAlertRaised(episode_id=episode_id, alert_id=alert_id, assessment_id="as-1", level=level,
-                             reasons=["cssrs_high_risk"], raised_at=datetime.now(UTC) - ago)  # fmt: skip
+                             reasons=["cssrs_high_risk"], raised_at=utc_now() - ago)  # fmt: skip
     await events.deliver(intake_event(data))
     return episode_id, alert_id
 
@@ -277,7 +277,7 @@ async def test_without_routes_to_staff_the_service_is_not_ready_and_their_messag
     episode_id = intake.episode()
     data = SafetyAlertRaised(episode_id=episode_id, alert_id=str(uuid.uuid4()), assessment_id="as-1",
                              level="immediate", reasons=["cssrs_high_risk"],
-                             raised_at=datetime.now(UTC) - ACK * 2)  # fmt: skip
+                             raised_at=utc_now() - ACK * 2)  # fmt: skip
     await handlers.on_safety_alert_raised(intake_event(data), unrouted)  # as this instance's consumer applies it
     await escalations(unrouted).work_once()
     sent = recording(dispatcher)

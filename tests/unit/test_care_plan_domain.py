@@ -184,18 +184,25 @@ def test_non_utf8_file_raises_policy_error_naming_the_file(tmp_path: Path) -> No
     assert str(caught.value).startswith(f"{path}: ")
 
 
-def test_unquoted_start_time_is_read_as_that_time_or_rejected(tmp_path: Path) -> None:
+def test_unquoted_start_time_is_read_as_that_time(tmp_path: Path) -> None:
+    """YAML 1.1 reads an unquoted 18:00 as the number 1080 (sexagesimal minutes): the policy takes it as 18:00."""
     path = tmp_path / "policy.yaml"
     text = DEFAULT_POLICY_FILE.read_text().replace('starts_at: "18:00"', "starts_at: 18:00")
     assert "starts_at: 18:00," in text
     path.write_text(text)
-    try:
-        policy = load_policy(path)
-    except PolicyError as error:
-        assert "starts_at" in str(error)
-    else:
-        assert group("iop-pm", policy).starts_at == time(18, 0)
-        assert group("op-pm", policy).starts_at == time(18, 0)
+    policy = load_policy(path)
+    assert group("iop-pm", policy).starts_at == time(18, 0)
+    assert group("op-pm", policy).starts_at == time(18, 0)
+
+
+def test_an_unquoted_number_that_is_no_clock_time_is_rejected_naming_the_field(tmp_path: Path) -> None:
+    path = tmp_path / "policy.yaml"
+    text = DEFAULT_POLICY_FILE.read_text().replace('starts_at: "18:00"', "starts_at: 25:00", 1)  # read as 1500
+    assert "starts_at: 25:00," in text
+    path.write_text(text)
+    with pytest.raises(PolicyError) as caught:
+        load_policy(path)
+    assert "starts_at" in str(caught.value) and 'must be a clock time such as "18:00"' in str(caught.value)
 
 
 # --- build_schedule -----------------------------------------------------------------------------

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import re
+import uuid
 from pathlib import Path
+from unittest import mock
 
 import pytest
 from hypothesis import given
@@ -24,11 +26,13 @@ def test_the_ferretdb_version_is_pinned_by_go_mod_and_its_checksum_by_go_sum() -
     assert f"{ferretdb.MODULE} {version} h1:" in sums
 
 
-@given(st.integers(min_value=0, max_value=20))
-def test_cluster_ids_are_what_kafka_storage_accepts(_: int) -> None:
-    cluster_id = kafka.cluster_id()
+@given(st.uuids())
+def test_cluster_ids_are_what_kafka_storage_accepts(drawn: uuid.UUID) -> None:
+    with mock.patch("uuid.uuid4", return_value=drawn):
+        cluster_id = kafka.cluster_id()
     assert re.fullmatch(r"[A-Za-z0-9_-]{22}", cluster_id)
     assert len(base64.urlsafe_b64decode(cluster_id + "==")) == 16
+    assert base64.urlsafe_b64decode(cluster_id + "==") == drawn.bytes  # the 16 random bytes, as Kafka's Uuid reads
 
 
 def test_the_started_broker_is_configured_like_the_deployment(tmp_path: Path) -> None:

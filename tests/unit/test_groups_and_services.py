@@ -506,14 +506,18 @@ def test_an_appointment_that_cannot_be_booked(kind: str, starts_at: datetime, co
 
 
 def test_two_appointments_never_share_a_session_id() -> None:
+    """Clocks go back at 02:00 on 2026-11-01 in New York: 01:30 comes twice, an hour apart. Two appointments at
+    the two 01:30s do not overlap: both are booked, and the second (fold 1) is told apart by ``-2``."""
     plan = joined_plan()
-    first, first_id = book(plan, "individual", datetime(2026, 11, 1, 5, 30, tzinfo=UTC), minutes=50)  # 01:30 EDT
-    try:
-        second, second_id = book(first, "individual", datetime(2026, 11, 1, 6, 30, tzinfo=UTC), minutes=50)  # EST
-    except CarePlanError:
-        return  # refusing the second booking would keep ids unique too
+    edt, est = datetime(2026, 11, 1, 5, 30, tzinfo=UTC), datetime(2026, 11, 1, 6, 30, tzinfo=UTC)  # 01:30, twice
+    first, first_id = book(plan, "individual", edt, minutes=50)
+    second, second_id = book(first, "individual", est, minutes=50)
+    assert (first_id, second_id) == ("individual-20261101-0130", "individual-20261101-0130-2")
     assert first_id != second_id
     assert len(set(ids(second))) == len(ids(second))
+    assert second.schedule is not None
+    starts = {session.session_id: session.starts_at for session in second.schedule.sessions}
+    assert (starts[first_id], starts[second_id]) == (edt, est)
 
 
 def test_no_appointment_on_a_plan_that_ended() -> None:

@@ -4,6 +4,7 @@ episode keeps at most, closing it, and telling a patient registered twice."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import get_args
 
@@ -16,7 +17,6 @@ from services.intake.domain.episode import (
     AssessmentRequest,
     ConsentTerms,
     assess,
-    assessment_events,
     close,
     consent_in_force,
     consents_allowing,
@@ -100,18 +100,57 @@ def test_an_assessment_without_an_alert_publishes_only_its_completion() -> None:
     assert assessment.safety_alert is None
 
 
-RESULTS = st.lists(
-    st.sampled_from([PHQ9_ITEM9, PHQ9_MILD, CSSRS_HIGH, CSSRS_LOW, GAD7]), max_size=5, unique_by=lambda r: r.instrument
-)
+@dataclass(frozen=True)
+class Answered:
+    """Answers as a clinician records them, scored, and what the published rules say they call for: PHQ-9 item 9
+    above 0, a same-day review; C-SSRS Q4 or Q5 yes, or Q6 yes within 3 months, an immediate alert."""
+
+    results: list[InstrumentResult]
+    reasons: list[str]
+    """In the order the instruments were given."""
+
+    @property
+    def level(self) -> str | None:
+        if "cssrs_high_risk" in self.reasons:
+            return "immediate"
+        return "same_day" if self.reasons else None
 
 
-@given(RESULTS)
-def test_an_alert_precedes_the_assessment_it_comes_from_whatever_the_answers(results: list[InstrumentResult]) -> None:
-    _, events, assessment = assess(episode(), AssessmentRequest(IOP, results), POLICY, NOW)
-    assert isinstance(events[-1], AssessmentCompleted)
-    alerts = [event for event in events if isinstance(event, SafetyAlertRaised)]
-    assert len(alerts) == (assessment.safety_alert is not None) == (safety_concern(results) is not None)
-    assert events == assessment_events(assessment, "adult")
+@st.composite
+def answered(draw: st.DrawFn) -> Answered:
+    scored: list[tuple[InstrumentResult, str | None]] = []
+    if draw(st.booleans()):
+        phq9 = draw(st.lists(st.integers(0, 3), min_size=9, max_size=9))
+        scored.append((score_phq9(phq9), "phq9_item9_positive" if phq9[8] > 0 else None))
+    if draw(st.booleans()):
+        q2, q6 = draw(st.booleans()), draw(st.booleans())
+        follow_up, within = st.booleans() if q2 else st.none(), st.booleans() if q6 else st.none()
+        cssrs = CssrsAnswers(q1=draw(st.booleans()), q2=q2, q3=draw(follow_up), q4=draw(follow_up),
+                             q5=draw(follow_up), q6=q6, q6_within_3_months=draw(within))  # fmt: skip
+        high = bool(cssrs.q4 or cssrs.q5 or (cssrs.q6 and cssrs.q6_within_3_months))
+        scored.append((score_cssrs(cssrs), "cssrs_high_risk" if high else None))
+    if draw(st.booleans()):
+        scored.append((score_gad7(draw(st.lists(st.integers(0, 3), min_size=7, max_size=7))), None))
+    given_order = draw(st.permutations(scored))
+    return Answered([result for result, _ in given_order], [reason for _, reason in given_order if reason])
+
+
+@given(answered())
+def test_an_alert_precedes_the_assessment_it_comes_from_whatever_the_answers(answers: Answered) -> None:
+    _, events, assessment = assess(episode(), AssessmentRequest(IOP, answers.results), POLICY, NOW)
+    completed = events[-1]
+    assert isinstance(completed, AssessmentCompleted)
+    assert (completed.assessment_id, completed.instruments, completed.assessed_at) == (
+        assessment.assessment_id, answers.results, NOW
+    )  # fmt: skip
+    if answers.level is None:
+        assert len(events) == 1 and assessment.safety_alert is None
+        return
+    alert = events[0]
+    assert len(events) == 2 and isinstance(alert, SafetyAlertRaised)
+    assert (alert.level, alert.reasons) == (answers.level, answers.reasons)
+    assert (alert.assessment_id, alert.raised_at) == (assessment.assessment_id, NOW)
+    assert assessment.safety_alert is not None and alert.alert_id == assessment.safety_alert.alert_id
 
 
 # Reassessment

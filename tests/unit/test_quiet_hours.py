@@ -6,7 +6,7 @@ from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from services.notifications.domain.quiet_hours import not_before
@@ -49,9 +49,14 @@ def test_a_window_within_one_day_and_no_window() -> None:
     st.datetimes(min_value=datetime(2026, 1, 1), max_value=datetime(2028, 1, 1)),
     st.sampled_from([NY, "Europe/Berlin", "Asia/Kolkata"]),
 )
+@example(datetime(2027, 11, 7, 1, 0), NY)  # 21:00 EDT, the night the clocks go back: 12 hours of quiet
 def test_the_result_is_never_earlier_and_never_inside_quiet_hours(moment: datetime, zone: str) -> None:
     now = moment.replace(tzinfo=UTC)
     allowed = not_before(now, zone, START, END)
-    assert now <= allowed <= now + timedelta(hours=11, minutes=1)
+    # At most one night of quiet hours: 11 hours, 12 on the night the clocks go back (21:00 EDT to 08:00 EST).
+    assert now <= allowed <= now + timedelta(hours=12)
     clock = allowed.astimezone(ZoneInfo(zone)).time()
     assert END <= clock < START or allowed == now
+    if allowed > now:  # the first moment allowed: a second earlier is still inside quiet hours
+        before = (allowed - timedelta(seconds=1)).astimezone(ZoneInfo(zone)).time()
+        assert before >= START or before < END

@@ -177,6 +177,30 @@ async def committed_offset(
     return committed.offset if committed else -1
 
 
+async def unconsumed(servers: str, group: str, topic: str, options: Mapping[str, Any] | None = None) -> int:
+    """How many records of ``topic`` ``group`` has not committed yet (0: it has handled all there are)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=servers, **(options or {}))
+    await admin.start()
+    try:
+        [described] = await admin.describe_topics([topic])
+        partitions = [TopicPartition(topic, p["partition"]) for p in described["partitions"]]
+        try:
+            committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
+        except GroupCoordinatorNotAvailableError:
+            committed = {}
+    finally:
+        await admin.close()
+    if not partitions:
+        return 0
+    consumer = AIOKafkaConsumer(bootstrap_servers=servers, enable_auto_commit=False, **(options or {}))
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets(partitions)
+    finally:
+        await consumer.stop()
+    return sum(max(0, end - max(0, committed[tp].offset if committed.get(tp) else 0)) for tp, end in ends.items())
+
+
 async def records_on(
     servers: str, topic: str, options: Mapping[str, Any] | None = None
 ) -> list[ConsumerRecord[bytes, bytes]]:
