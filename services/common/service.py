@@ -33,7 +33,7 @@ from .mongo import Document, connect, ping
 from .oidc import OidcVerifier
 from .outbox import ConcurrentChange, OutboxRelay, ensure_outbox_index
 from .replay import SetAsideEventOut, replay, replay_entry
-from .schemas import V1_ERRORS, errors
+from .schemas import V1_ERRORS, errors, refuse_undeclared_body
 from .settings import ServiceSettings
 from .utc import set_clock_offset
 
@@ -136,7 +136,8 @@ def http_app(
     lifespan: Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]] | None = None,
 ) -> FastAPI:
     """A service's HTTP side: its routers, the probes, the set-aside listing (if it consumes events), errors."""
-    app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan)
+    app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan,
+                  dependencies=[Depends(refuse_undeclared_body)])  # fmt: skip
     app.add_exception_handler(ConcurrentChange, _conflict)
     app.add_exception_handler(StarletteHTTPException, _unreadable_body_is_invalid_input)
     app.add_exception_handler(ConnectionFailure, _store_unavailable)

@@ -10,14 +10,13 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
-    ConfigDict,
     EmailStr,
     Field,
     field_validator,
     model_validator,
 )
 
-from services.common.schemas import request_examples, response_example
+from services.common.schemas import RequestBody, request_examples, response_example
 from services.common.utc import IANA_ZONE_PATTERN, UtcDatetime, utc_now
 from stepwise_contract import (
     ALUMNI_GROUP,
@@ -28,6 +27,7 @@ from stepwise_contract import (
     OverrideReason,
     Program,
     ScreenResult,
+    Track,
 )
 
 from .domain.instruments import InstrumentAnswers
@@ -45,15 +45,13 @@ def _known_zone(value: str) -> str:
 TimeZone = Annotated[str, Field(pattern=IANA_ZONE_PATTERN, examples=["America/Chicago"]), AfterValidator(_known_zone)]
 
 
-class EmergencyContact(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class EmergencyContact(RequestBody):
     name: str = Field(min_length=1, max_length=200)
     phone: Phone
     relationship: str = Field(min_length=1, max_length=100, examples=["sister"])
 
 
-class PatientIn(BaseModel):
+class PatientIn(RequestBody):
     model_config = request_examples(
         {
             "name": "Alex Example",
@@ -79,7 +77,7 @@ class PatientIn(BaseModel):
         return value
 
 
-class PatientUpdate(BaseModel):
+class PatientUpdate(RequestBody):
     """Fields to change; those left out stay as they are."""
 
     model_config = request_examples({"phone": "+15550199"})
@@ -126,10 +124,13 @@ class PatientCreated(BaseModel):
     patient_id: str
 
 
-class EpisodeIn(BaseModel):
-    model_config = request_examples({"program": "adult"})
+class EpisodeIn(RequestBody):
+    model_config = request_examples({"program": "adult"}, {"program": "adult", "track": "evening"})
 
     program: Program
+    track: Track | None = Field(
+        default=None, description="Morning or evening sessions; null: the clinic's default track (care_plan's)."
+    )
 
 
 class EpisodeCreated(BaseModel):
@@ -138,21 +139,19 @@ class EpisodeCreated(BaseModel):
     episode_id: str
 
 
-class DimensionsIn(DimensionRatings):
-    model_config = ConfigDict(extra="forbid")
+class DimensionsIn(DimensionRatings, RequestBody):
+    """The six ratings (the contract's ``DimensionRatings``, refusing fields it does not declare)."""
 
 
-class PlacementIn(BaseModel):
+class PlacementIn(RequestBody):
     """A clinician's chosen level where it differs from the recommendation (clinician role only)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     chosen_level: CareLevel
     reason_code: OverrideReason
     note: str | None = Field(default=None, max_length=2000, description="Stays in intake; never in an event.")
 
 
-class AssessmentIn(BaseModel):
+class AssessmentIn(RequestBody):
     model_config = request_examples(
         {
             "dimensions": {
@@ -250,7 +249,11 @@ class AssessmentHistory(BaseModel):
     trends: list[InstrumentTrend]
 
 
-class DrugScreenIn(BaseModel):
+class ScreenResultIn(ScreenResult, RequestBody):
+    """One substance's result (the contract's ``ScreenResult``, refusing fields it does not declare)."""
+
+
+class DrugScreenIn(RequestBody):
     model_config = request_examples(
         {
             "collected_at": "2026-11-20T14:05:00Z",
@@ -262,7 +265,7 @@ class DrugScreenIn(BaseModel):
     )
 
     collected_at: AwareDatetime
-    results: list[ScreenResult] = Field(min_length=1)
+    results: list[ScreenResultIn] = Field(min_length=1)
 
     @field_validator("collected_at")
     @classmethod
@@ -293,7 +296,7 @@ class DrugScreenOut(DrugScreen):
     )
 
 
-class ConsentIn(BaseModel):
+class ConsentIn(RequestBody):
     model_config = request_examples(
         {
             "recipient_kind": "family",

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, HTTPException, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from services.common.schemas import V1_ERRORS, errors
+from services.common.schemas import V1_ERRORS, RequestBody, errors
 from services.common.utc import Rfc3339, UtcDatetime, utc_now
 from stepwise_contract import SUPPORT_KINDS, RecipientKind, SupportKind
 
@@ -59,9 +59,8 @@ async def list_notifications(
 # Opt-outs: a recipient asks for no more messages (safety messages to staff are never suppressed).
 
 
-class OptOutIn(BaseModel):
+class OptOutIn(RequestBody):
     model_config = ConfigDict(
-        extra="forbid",
         json_schema_extra={
             "examples": [{"episode_id": "7d0c1f3e-4b0a-4a57-9c1e-2b8f6a1d0e42", "recipient_kind": "patient"}]
         },
@@ -128,7 +127,7 @@ async def withdraw_opt_out(opt_out_id: str, messaging: MessagingDep, _: Staff) -
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such opt-out")
 
 
-class InboundSms(BaseModel):
+class InboundSms(RequestBody):
     """A text a recipient sent to the clinic's number, as the SMS provider forwards it."""
 
     model_config = ConfigDict(

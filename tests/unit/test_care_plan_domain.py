@@ -65,14 +65,19 @@ def write_policy(tmp_path: Path, raw: dict[str, Any], name: str = "policy.yaml")
 
 def test_default_policy_loads() -> None:
     policy = load_policy()
-    assert policy.version == "default-2026.12"
+    assert policy.version == "default-2027.01"  # 2027.01: adolescent groups, graduation minimums
     assert policy.offered_levels == [CareLevel.OP, CareLevel.IOP, CareLevel.PHP]
     assert policy.default_track == "morning"
     iop = policy.levels[CareLevel.IOP]
     assert iop.weeks == 8
     assert iop.per_diem == PerDiem(code="H0015", min_hours=3)
     assert (iop.weekdays, iop.hours_per_session, iop.tracks) == (None, None, None)  # set by the groups
-    assert [g.group_id for g in policy.groups] == ["iop-am", "iop-pm", "php-am", "php-pm", "op-am", "op-pm"]
+    adults = [g.group_id for g in policy.groups if "adult" in g.programs]
+    assert adults == ["iop-am", "iop-pm", "php-am", "php-pm", "op-am", "op-pm"]
+    teens = [g.group_id for g in policy.groups if "adolescent" in g.programs]
+    assert teens == ["iop-teen-am", "iop-teen-pm", "php-teen-am", "php-teen-pm", "op-teen-am", "op-teen-pm"]
+    assert not set(adults) & set(teens)  # adults and adolescents meet apart
+    assert policy.graduation.min_attended_sessions == {CareLevel.OP: 4, CareLevel.IOP: 12, CareLevel.PHP: 10}
     iop_am = group("iop-am")
     assert iop_am.weekdays == ["mon", "wed", "fri"]
     assert iop_am.minutes == 180
@@ -317,7 +322,7 @@ def test_offered_level_gives_an_active_plan_with_schedule(level: CareLevel) -> N
     assert plan.episode_id == "ep-1"
     assert plan.assessment_id == "as-1"
     assert plan.assigned_at == NOW
-    assert plan.policy_version == "default-2026.12"
+    assert plan.policy_version == "default-2027.01"
     assert plan.attendance == {}
     assert plan.group == GroupPlace(group_id=joined.group_id, joined_at=NOW)
     assert plan.waitlist is None
@@ -383,6 +388,10 @@ def active_plan() -> CarePlan:
     return plan
 
 
+AFTER_THEM = NOW + timedelta(days=30)
+"""A month on: the calendar's first ten sessions are over, so their attendance can be recorded."""
+
+
 def apply(plan: CarePlan, session_id: str, status: str, now: datetime) -> tuple[CarePlan, Any]:
     attendance, event = record_attendance(plan, session_id, status, now)  # type: ignore[arg-type]
     return plan.model_copy(update={"attendance": attendance}), event
@@ -415,8 +424,8 @@ def test_same_status_twice_changes_nothing() -> None:
 
 def test_attended_and_excused_publish_nothing() -> None:
     plan = active_plan()
-    plan, attended = apply(plan, WED_21, "attended", NOW)
-    plan, excused = apply(plan, FRI_23, "excused", NOW)
+    plan, attended = apply(plan, WED_21, "attended", AFTER_THEM)
+    plan, excused = apply(plan, FRI_23, "excused", AFTER_THEM)
     assert attended is None and excused is None
     assert {sid: rec.status for sid, rec in plan.attendance.items()} == {WED_21: "attended", FRI_23: "excused"}
 
@@ -461,8 +470,8 @@ def test_missed_sessions_count_runs_and_totals() -> None:
 
 def test_miss_recorded_out_of_calendar_order_counts_only_earlier_sessions() -> None:
     plan = active_plan()
-    plan, _ = apply(plan, FRI_30, "missed", NOW)
-    plan, event = apply(plan, FRI_23, "missed", NOW)
+    plan, _ = apply(plan, FRI_30, "missed", AFTER_THEM)
+    plan, event = apply(plan, FRI_23, "missed", AFTER_THEM)
     assert (event.consecutive_misses, event.total_misses) == (1, 2)
 
 
@@ -488,7 +497,7 @@ def test_consecutive_misses_match_brute_force(recordings: list[tuple[int, str]])
     model: dict[str, str] = {}
     for step, (index, status) in enumerate(recordings):
         session_id = order[index]
-        at = NOW + timedelta(minutes=step)
+        at = AFTER_THEM + timedelta(minutes=step)
         previous = dict(plan.attendance)
         plan, event = apply(plan, session_id, status, at)
         if model.get(session_id) == status:
@@ -509,10 +518,28 @@ def test_consecutive_misses_match_brute_force(recordings: list[tuple[int, str]])
 
 def test_late_counts_as_attended_and_resets_the_run_of_misses() -> None:
     plan = active_plan()
-    plan, first = apply(plan, WED_21, "missed", NOW)
-    plan, late = apply(plan, FRI_23, "late", NOW)
-    plan, third = apply(plan, MON_26, "missed", NOW)
+    plan, first = apply(plan, WED_21, "missed", AFTER_THEM)
+    plan, late = apply(plan, FRI_23, "late", AFTER_THEM)
+    plan, third = apply(plan, MON_26, "missed", AFTER_THEM)
     assert (first.consecutive_misses, late, third.consecutive_misses, third.total_misses) == (1, None, 1, 2)
+
+
+@pytest.mark.parametrize("status", ["attended", "late", "missed"])
+def test_attendance_before_the_session_starts_is_refused_naming_its_start(status: str) -> None:
+    plan = active_plan()  # WED_21 meets Wednesday 2026-10-21 09:00-12:00 New York
+    start = datetime(2026, 10, 21, 9, 0, tzinfo=NY)
+    for now in (NOW, start - timedelta(seconds=1)):  # on Tuesday; a second before it begins
+        with pytest.raises(CarePlanError) as caught:
+            apply(plan, WED_21, status, now)
+        assert caught.value.code == "session_not_started"
+        assert "starts at 2026-10-21T09:00:00-04:00" in str(caught.value)
+    recorded, _ = apply(plan, WED_21, status, start)  # from its start on
+    assert recorded.attendance[WED_21].status == status
+
+
+def test_an_excused_absence_may_be_recorded_ahead() -> None:
+    recorded, event = apply(active_plan(), MON_02, "excused", NOW)
+    assert event is None and recorded.attendance[MON_02].status == "excused"
 
 
 def test_excused_absence_keeps_when_notice_was_given() -> None:

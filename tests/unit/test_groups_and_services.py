@@ -766,6 +766,7 @@ def test_the_longest_code_reached_wins_in_whatever_order_the_codes_are_listed(mi
 # --- services delivered and service days --------------------------------------------------------------------
 
 RECORDED = datetime(2026, 10, 21, 20, 0, tzinfo=UTC)  # Wednesday 16:00 in New York
+WEEK_LATER = datetime(2026, 10, 28, 20, 0, tzinfo=UTC)  # Wednesday 28 16:00: WED_21 to WED_28 are over
 
 
 def reviewed(plan: CarePlan, at: datetime = RECORDED) -> tuple[CarePlan, list[EventData]]:
@@ -926,7 +927,7 @@ def test_published_services_follow_the_attendance_by_revisions(
     revisions: dict[str, int] = {}
     day_revisions: dict[date, int] = {}
     for step, (index, status, minutes) in enumerate(recordings):
-        at = RECORDED + timedelta(minutes=step)
+        at = WEEK_LATER + timedelta(minutes=step)
         session = session_of(plan, pool[index])
         length = round((session.ends_at - session.starts_at).total_seconds() / 60)
         attended = min(minutes, length) if minutes is not None and status in ("attended", "late") else None
@@ -957,12 +958,18 @@ def test_published_services_follow_the_attendance_by_revisions(
             assert rolled.services == len(delivered)
 
 
+def ahead(plan: CarePlan, session_id: str, at: datetime) -> CarePlan:
+    """Attendance recorded ahead of the session, as a plan stored before that was refused may hold it."""
+    record = AttendanceRecord(status="attended", recorded_at=at)
+    return plan.model_copy(update={"attendance": {**plan.attendance, session_id: record}})
+
+
 def test_a_service_recorded_ahead_and_taken_off_the_calendar_is_voided_and_its_day_emptied() -> None:
-    plan = attend(joined_plan(), FRI_30, "attended", RECORDED)  # recorded ahead of the session
+    plan = ahead(joined_plan(), FRI_30, RECORDED)  # recorded ahead of the session
     plan, _ = reviewed(plan)
     now = datetime(2026, 10, 27, 12, 0, tzinfo=UTC)  # Tuesday: a step-up takes Friday's IOP session away
     moved, _ = change_level(plan, recommendation(CareLevel.PHP, now), POLICY, now, Joined(group("php-am")))
-    moved = attend(moved, "php-am-20261030", "attended", now)  # the day's new session, recorded ahead too
+    moved = ahead(moved, "php-am-20261030", now)  # the day's new session, recorded ahead too
     moved, events = review_services(moved, POLICY, now)
     [voided] = [e for e in delivered_events(events) if e.service_id == FRI_30]
     assert (voided.status, voided.revision, voided.minutes, voided.code) == ("voided", 2, 0, None)
@@ -971,7 +978,7 @@ def test_a_service_recorded_ahead_and_taken_off_the_calendar_is_voided_and_its_d
 
 
 def test_a_plan_stored_before_services_were_reported_is_not_billed_again() -> None:
-    plan = attend(attend(joined_plan(), WED_21, "attended", RECORDED), FRI_23, "missed", RECORDED)
+    plan = attend(attend(joined_plan(), WED_21, "attended", RECORDED), FRI_23, "missed", WEEK_LATER)
     legacy = plan.model_copy(update={"services_tracked": False})
     baseline, events = reviewed(legacy)
     assert events == [] and baseline.services_tracked

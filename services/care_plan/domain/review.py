@@ -115,7 +115,7 @@ def _utilization(plan: CarePlan, policy: CarePolicy, now: datetime) -> Changed:
 
 
 def _step_recommendation(plan: CarePlan, policy: CarePolicy, now: datetime) -> Changed:
-    decision = recommend_step(plan, policy.stepping, now)
+    decision = recommend_step(plan, policy.stepping, now, policy.offered_levels)
     if decision is None or _already_decided(plan, decision):
         return plan, []
     open_now = plan.open_recommendation
@@ -127,6 +127,7 @@ def _step_recommendation(plan: CarePlan, policy: CarePolicy, now: datetime) -> C
         rationale=decision.rationale,
         policy_version=policy.version,
         created_at=now,
+        refer_out=decision.refer_out,
     )
     earlier = [
         r.model_copy(update={"status": "superseded", "decided_at": now}) if r is open_now else r
@@ -142,6 +143,7 @@ def _step_recommendation(plan: CarePlan, policy: CarePolicy, now: datetime) -> C
         policy_version=policy.version,
         recommended_at=now,
         supersedes=open_now.recommendation_id if open_now else None,
+        refer_out=decision.refer_out,
     )
     return plan.model_copy(update={"recommendations": [*earlier, recommendation]}), [event]
 

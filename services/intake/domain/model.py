@@ -25,6 +25,7 @@ from stepwise_contract import (
     Program,
     Reason,
     ScreenResult,
+    Track,
 )
 
 Phone = Annotated[str, Field(pattern=r"^\+?[0-9][0-9 ().-]{5,19}$", description="E.164 preferred, e.g. +15550100")]
@@ -120,6 +121,8 @@ class Episode(BaseModel):
     episode_id: str
     patient_id: str
     program: Program
+    track: Track | None = None
+    """Morning or evening sessions; None: the clinic's default track (care_plan applies it)."""
     status: EpisodeStatus
     opened_at: UtcDatetime
     assessments: list[RecordedAssessment] = []
