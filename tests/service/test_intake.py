@@ -567,3 +567,37 @@ async def test_date_time_query_parameters_take_a_date_time_with_its_offset_only(
         refused = await http.get("/v1/audit", params={"since": wrong}, headers=admin)
         assert refused.status_code == 422 and refused.json()["detail"][0]["loc"] == ["query", "since"], wrong
     assert (await http.get("/v1/audit", params={"since": "2026-11-23T14:00:00Z"}, headers=admin)).status_code == 200
+
+
+# The episode's track; fields a request does not declare
+
+
+async def test_an_episode_takes_its_track_and_its_assessments_carry_it(
+    http: httpx.AsyncClient, store: IntakeStore, database: MemoryDatabase
+) -> None:
+    patient_id = await register(http)
+    path = f"/v1/patients/{patient_id}/episodes"
+    evening = await http.post(path, json={"program": "adult", "track": "evening"}, headers=STAFF)
+    default = await http.post(path, json={"program": "adult", "track": None}, headers=STAFF)
+    assert (evening.status_code, default.status_code) == (201, 201)
+    for response, track in ((evening, "evening"), (default, None)):
+        episode_id = response.json()["episode_id"]
+        stored = await store.get(episode_id)
+        assert stored is not None and stored.episode.track == track
+        await assess(http, episode_id, {"phq9": PHQ9_MODERATE})
+        [completed] = [d for t, d in await queued(database[EPISODES]) if d["episode_id"] == episode_id]
+        assert completed["track"] == track  # null: care_plan applies the clinic's default
+    night = await http.post(path, json={"program": "adult", "track": "night"}, headers=STAFF)
+    assert night.status_code == 422 and night.json()["detail"][0]["loc"] == ["body", "track"]
+    misspelt = await http.post(path, json={"program": "adult", "trak": "evening"}, headers=STAFF)
+    assert misspelt.status_code == 422 and misspelt.json()["detail"][0]["loc"] == ["body", "trak"]
+
+
+async def test_a_field_nobody_declared_in_an_object_inside_a_body_is_refused(http: httpx.AsyncClient) -> None:
+    _, episode_id = await new_episode(http)
+    result = {"substance": "fentanyl", "result": "negative", "confirmed_by": "lab"}
+    body = {"collected_at": "2026-01-20T14:05:00Z", "results": [result]}
+    refused = await http.post(f"/v1/episodes/{episode_id}/drug-screens", json=body, headers=CLINICIAN)
+    assert refused.status_code == 422 and refused.json()["detail"][0]["loc"] == ["body", "results", 0, "confirmed_by"]
+    revoke = await http.post(f"/v1/episodes/{episode_id}/consents/nope/revoke", json={"why": "asked"}, headers=STAFF)
+    assert revoke.status_code == 422 and revoke.json()["detail"][0]["loc"] == ["body", "why"]  # it takes no body

@@ -17,6 +17,7 @@ from services.care_plan.domain.care_plan import (
     CarePlan,
     CarePlanError,
     assign_care_level,
+    graduate_by_clinician,
     record_attendance,
 )
 from services.care_plan.domain.groups import Joined, build_schedule
@@ -24,6 +25,7 @@ from services.care_plan.domain.model import GroupPlace
 from services.care_plan.domain.policy import (
     DEFAULT_POLICY_FILE,
     CarePolicy,
+    GraduationRules,
     PerDiem,
     ProgramGroup,
     load_policy,
@@ -390,6 +392,8 @@ def active_plan() -> CarePlan:
 
 AFTER_THEM = NOW + timedelta(days=30)
 """A month on: the calendar's first ten sessions are over, so their attendance can be recorded."""
+LATEST = NOW + timedelta(days=70)
+"""Ten weeks on: every session of the 8-week calendar is over."""
 
 
 def apply(plan: CarePlan, session_id: str, status: str, now: datetime) -> tuple[CarePlan, Any]:
@@ -554,3 +558,29 @@ def test_notice_goes_only_with_an_excused_absence(status: str) -> None:
     with pytest.raises(CarePlanError) as caught:
         record_attendance(active_plan(), WED_21, status, NOW, NOW)  # type: ignore[arg-type]
     assert caught.value.code == "notice_without_excuse"
+
+
+# --- graduation by a clinician ------------------------------------------------------------------
+
+
+def test_graduating_below_the_levels_minimum_of_attended_sessions_needs_a_reason() -> None:
+    plan = active_plan()
+    with pytest.raises(CarePlanError) as caught:
+        graduate_by_clinician(plan, POLICY, AFTER_THEM, "dr-a", None)
+    assert (caught.value.code, caught.value.field) == ("reason_required", ("body", "reason"))
+    assert "0 session(s) attended, fewer than the 12 a graduation from IOP takes" in str(caught.value)
+    with pytest.raises(CarePlanError):
+        graduate_by_clinician(plan, POLICY, AFTER_THEM, "dr-a", "   ")  # blank is no reason
+    ended, event = graduate_by_clinician(plan, POLICY, AFTER_THEM, "dr-a", "moving away")
+    assert (ended.status, ended.end_note, ended.ended_by, event.by) == ("graduated", "moving away", "dr-a", "clinician")
+
+
+def test_graduating_at_the_minimum_needs_no_reason_and_late_counts_as_attended() -> None:
+    plan = active_plan()
+    assert plan.schedule is not None
+    for n, session in enumerate(plan.schedule.sessions[:12]):
+        plan, _ = apply(plan, session.session_id, "late" if n % 2 else "attended", LATEST)
+    ended, _ = graduate_by_clinician(plan, POLICY, LATEST, "dr-a", None)
+    assert ended.status == "graduated" and ended.end_note is None
+    no_minimum = POLICY.model_copy(update={"graduation": GraduationRules(min_attended_sessions={})})
+    assert graduate_by_clinician(active_plan(), no_minimum, NOW, "dr-a", None)[0].status == "graduated"

@@ -16,7 +16,16 @@ from services.notifications.domain.messages import NAMESPACE, PlannedNotificatio
 from services.notifications.domain.policy import DEFAULT_POLICY_FILE, NotificationPolicy
 from services.notifications.domain.policy import load_policy as load_rules
 from services.notifications.rendering import Templates
-from stepwise_contract import CareLevel, CareLevelAssigned, CloudEvent, EventData, Reason, SessionMissed, new_event
+from stepwise_contract import (
+    CareLevel,
+    CareLevelAssigned,
+    CloudEvent,
+    EventData,
+    Reason,
+    SessionMissed,
+    StepUpRecommended,
+    new_event,
+)
 
 NEW_YORK = "America/New_York"
 SOURCE = "/stepwise/care-plan"
@@ -252,3 +261,27 @@ def test_support_messages_are_neutral(templates: Templates, purpose: str) -> Non
     message = templates.render(purpose, "email", context)
     assert_neutral(message.subject + " " + message.body)
     assert "09:00" in message.body
+
+
+def step_up(refer_out: bool) -> CloudEvent[EventData]:
+    data = StepUpRecommended(episode_id="ep-1", recommendation_id="rec-1", from_level=CareLevel.IOP,
+                             to_level=CareLevel.INPATIENT if refer_out else CareLevel.PHP, refer_out=refer_out,
+                             rationale=[Reason(code="referral_out", text="The reassessment calls for INPATIENT.")],
+                             policy_version="p", recommended_at=datetime(2026, 10, 20, 3, 0, tzinfo=UTC))  # fmt: skip
+    return new_event(data, source=SOURCE)
+
+
+def test_a_referral_out_reaches_the_care_team_at_once_saying_referral() -> None:
+    [referral] = plan_notifications(step_up(refer_out=True))
+    assert (referral.purpose, referral.recipient_kind, referral.urgent) == ("step_recommendation", "care_team", True)
+    message = Templates(None, NEW_YORK).render(
+        "step_recommendation", "email", {**referral.context, "episode_id": "ep-1"}
+    )
+    assert message.subject == "Referral out recommended (IOP to INPATIENT) for episode ep-1"
+    assert "referring episode ep-1 out" in message.body and 'discharges the episode with reason "referred out"' in (
+        message.body
+    )
+    [step] = plan_notifications(step_up(refer_out=False))  # a step within the program waits for the day, as before
+    assert step.urgent is False
+    rendered = Templates(None, NEW_YORK).render("step_recommendation", "email", {**step.context, "episode_id": "ep-1"})
+    assert rendered.subject == "Step-up recommended (IOP to PHP) for episode ep-1" and "referr" not in rendered.body

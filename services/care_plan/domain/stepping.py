@@ -254,7 +254,7 @@ def referral(plan: CarePlan, offered: Collection[CareLevel]) -> tuple[CareLevel,
     return latest.recommended_level, Reason(
         code="referral_out",
         text=f"The reassessment of {_day(latest.at)} calls for {level}, which this program does not offer: refer "
-        f"the patient to a {level} provider (accepting discharges the episode, reason referred out).",
+        f"the patient to {level} care elsewhere (accepting discharges the episode, reason referred out).",
     )
 
 
