@@ -30,6 +30,7 @@ from services.care_plan.domain.policy import (
     ProgramGroup,
     load_policy,
 )
+from services.care_plan.domain.review import next_check
 from services.common.policy_file import PolicyError
 from stepwise_contract import AssessmentCompleted, CareLevel, CareLevelAssigned, DimensionRatings, Reason
 
@@ -584,3 +585,15 @@ def test_graduating_at_the_minimum_needs_no_reason_and_late_counts_as_attended()
     assert ended.status == "graduated" and ended.end_note is None
     no_minimum = POLICY.model_copy(update={"graduation": GraduationRules(min_attended_sessions={})})
     assert graduate_by_clinician(active_plan(), no_minimum, NOW, "dr-a", None)[0].status == "graduated"
+
+
+def test_a_plan_whose_every_session_is_recorded_is_looked_at_again_when_the_last_one_is_over() -> None:
+    plan = active_plan()
+    assert plan.schedule is not None
+    last = plan.schedule.sessions[-1]
+    during_last = last.starts_at + timedelta(minutes=5)  # Monday 2026-12-14, 09:05 New York
+    for session in plan.schedule.sessions:
+        plan, _ = apply(plan, session.session_id, "attended", during_last)
+    over = datetime(2026, 12, 14, 17, 30, tzinfo=UTC)  # its end, 12:00 New York, and the 30-minute grace
+    assert next_check(plan, POLICY, during_last) == over  # then it may graduate on completion
+    assert next_check(plan, POLICY, over) == datetime(2026, 12, 21, 5, 0, tzinfo=UTC)  # only the week's end left

@@ -51,9 +51,20 @@ def next_check(plan: CarePlan, policy: CarePolicy, now: datetime) -> datetime | 
     candidates = [
         next_no_show_check(plan.schedule, plan.attendance, grace),
         next_utilization_check(plan.schedule, plan.utilization_flagged_weeks, now),
+        _completion_check(plan, grace, now),
     ]
     found = [moment for moment in candidates if moment is not None]
     return min(found) if found else None
+
+
+def _completion_check(plan: CarePlan, grace: timedelta, now: datetime) -> datetime | None:
+    """Every session recorded (the last one during it, say): when the plan may graduate on completion."""
+    assert plan.schedule is not None
+    sessions = plan.schedule.sessions
+    if not sessions or any(s.session_id not in plan.attendance for s in sessions):
+        return None
+    moment = max(s.ends_at.astimezone(UTC) for s in sessions) + grace
+    return moment if moment > now else None
 
 
 def _no_shows(plan: CarePlan, policy: CarePolicy, now: datetime) -> Changed:
