@@ -282,7 +282,8 @@ async def new_episode(stack: Stack, program: str = "adult", track: str | None = 
         response = await intake.post("/v1/patients", json=pii)
         assert response.status_code == 201, response.text
         patient_id = response.json()["patient_id"]
-        response = await intake.post(f"/v1/patients/{patient_id}/episodes", json={"program": program, "track": track})
+        body = {"program": program} | ({"track": track} if track else {})
+        response = await intake.post(f"/v1/patients/{patient_id}/episodes", json=body)
         assert response.status_code == 201, response.text
     return Episode(patient_id, response.json()["episode_id"], pii["email"], pii)
 
