@@ -310,15 +310,16 @@ class ScheduleChanged(EventData):
 
 
 class GroupWaitlisted(EventData):
-    """No program group of the episode's level and track had room: the plan waits for a place (the care
-    team is told); ``iop.schedule.changed`` with reason ``joined_group`` follows when one frees up."""
+    """No program group of the episode's level and track (that takes its program) had room: the plan waits for
+    a place (the care team is told); ``iop.schedule.changed`` with reason ``joined_group`` follows when one frees
+    up. With no ``group_ids``, the policy has no such group: the plan waits until one is added."""
 
     event_type: ClassVar[str] = "iop.group.waitlisted"
 
     level: CareLevel
     track: Track
     program: Program
-    group_ids: list[str] = Field(description="The groups it waits for, all full.")
+    group_ids: list[str] = Field(description="The groups it waits for, all full; empty when there is none.")
     position: int = Field(ge=1, description="Its place on the waitlist when it joined it.")
     waitlisted_at: AwareDatetime
 

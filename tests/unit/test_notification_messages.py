@@ -285,3 +285,12 @@ def test_a_referral_out_reaches_the_care_team_at_once_saying_referral() -> None:
     assert step.urgent is False
     rendered = Templates(None, NEW_YORK).render("step_recommendation", "email", {**step.context, "episode_id": "ep-1"})
     assert rendered.subject == "Step-up recommended (IOP to PHP) for episode ep-1" and "referr" not in rendered.body
+
+
+def test_a_plan_waiting_for_a_group_the_policy_lacks_is_told_as_such_to_the_care_team() -> None:
+    context = {"episode_id": "ep-1", "level": "IOP", "track": "evening", "program": "adolescent",
+               "position": 1, "waitlisted_at": "2026-12-06T10:00:00+00:00"}  # fmt: skip
+    full = Templates(None, NEW_YORK).render("group_waitlist", "email", {**context, "group_ids": ["iop-teen-pm"]})
+    assert "every group it may join is full: iop-teen-pm." in full.body
+    none = Templates(None, NEW_YORK).render("group_waitlist", "email", {**context, "group_ids": []})
+    assert "the care-plan policy has no such group for its program" in none.body and "is full" not in none.body
