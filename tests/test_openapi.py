@@ -80,3 +80,34 @@ def test_every_422_is_documented_in_its_one_shape_and_the_edge_answers_are_liste
         if path.startswith("/v1/"):
             assert "429" in op["responses"], f"{method} {path}"
             assert ("413" in op["responses"]) == ("requestBody" in op), f"{method} {path}"
+
+
+def _lenient_objects(spec: dict[str, Any], schema: Any, path: str, seen: set[str]) -> list[str]:
+    """Where in a request body's schema an object with fields takes fields it does not declare."""
+    if isinstance(schema, list):
+        return [found for item in schema for found in _lenient_objects(spec, item, path, seen)]
+    if not isinstance(schema, dict):
+        return []
+    if "$ref" in schema:
+        name = schema["$ref"].rsplit("/", 1)[-1]
+        if name in seen:
+            return []
+        seen.add(name)
+        return _lenient_objects(spec, spec["components"]["schemas"][name], name, seen)
+    found = [path] if "properties" in schema and schema.get("additionalProperties") is not False else []
+    return found + [f for key, value in schema.items() if key != "examples"
+                    for f in _lenient_objects(spec, value, path, seen)]  # fmt: skip
+
+
+@pytest.mark.parametrize("service", sorted(APPS))
+def test_every_request_body_and_every_object_in_one_refuses_unknown_fields(service: str) -> None:
+    spec = APPS[service]().openapi()
+    bodies = [(f"{method} {path}", op["requestBody"]["content"]["application/json"]["schema"])
+              for method, path, op in operations_of(spec) if "requestBody" in op]  # fmt: skip
+    assert bodies
+    lenient = {f"{where}: {name}" for where, schema in bodies for name in _lenient_objects(spec, schema, "body", set())}
+    assert not lenient, f"{service}: these take fields they do not declare (base them on RequestBody): {lenient}"
+
+
+def operations_of(spec: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    return [(method, path, op) for path, ops in spec["paths"].items() for method, op in ops.items()]

@@ -17,21 +17,25 @@ import yaml
 
 from services.care_plan.domain.policy import DEFAULT_POLICY_FILE
 from services.notifications.domain.policy import DEFAULT_POLICY_FILE as NOTIFICATIONS_POLICY_FILE
+from stepwise_contract import PROGRAMS
 
 
 def roomy_care_plan_policy(folder: Path, extra_groups: Sequence[dict[str, Any]] = ()) -> Path:
     """The default care-plan policy without group capacities, plus ``extra_groups``, written into ``folder``.
 
-    The default groups take the programs no extra group names, so an extra group of a level and track is
-    the only one for its programs."""
+    An extra group replaces the default group of its id; the default groups take the programs no extra group
+    names (one left with none is dropped), so an extra group of a level and track is the only one for its
+    programs."""
     policy = yaml.safe_load(DEFAULT_POLICY_FILE.read_text())
+    replaced = {g["group_id"] for g in extra_groups}
     taken = {(g["level"], g["track"], program) for g in extra_groups for program in g.get("programs", ())}
+    groups = []
     for group in policy["groups"]:
         group.pop("capacity", None)
-        programs = [p for p in ("adult", "adolescent") if (group["level"], group["track"], p) not in taken]
-        if len(programs) < 2:
-            group["programs"] = programs
-    policy["groups"] += list(extra_groups)
+        programs = [p for p in group.get("programs", PROGRAMS) if (group["level"], group["track"], p) not in taken]
+        if programs and group["group_id"] not in replaced:
+            groups.append(group | {"programs": programs})
+    policy["groups"] = groups + list(extra_groups)
     path = folder / "care-plan-policy.yaml"
     path.write_text(yaml.safe_dump(policy))
     return path

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from datetime import date, datetime, timedelta
-from typing import Literal, TypeVar
+from typing import Annotated, Literal, TypeVar
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, Body, HTTPException, status
 from pydantic import AwareDatetime, BaseModel, Field, field_validator
 
 from services.common.dependencies import DependencyDown
 from services.common.errors import invalid_input
-from services.common.schemas import V1_ERRORS, errors, request_examples
+from services.common.schemas import V1_ERRORS, RequestBody, errors, request_examples
 from services.common.utc import utc_now
 from stepwise_contract import (
     FAMILY_SESSION,
@@ -30,8 +30,8 @@ from stepwise_contract import (
 
 from .changes import Decision, change_plan, change_plan_placed, hold_place, record_session_attendance, record_sheet
 from .deps import Authorizer, Clinician, ClinicZone, Consents, Policy, Reader, Recorder, Store
-from .domain.care_plan import discharge, graduate, set_calendar, settle_recommendation
-from .domain.groups import Placement, book_appointment, cancel_appointment, meetings
+from .domain.care_plan import discharge, graduate_by_clinician, set_calendar, settle_recommendation
+from .domain.groups import Placement, Waitlisted, book_appointment, cancel_appointment, change_track, meetings
 from .domain.model import AttendanceRecord, AttendanceStatus, Authorization, CarePlan, CarePlanError, StepRecommendation
 from .domain.policy import CarePolicy, ProgramGroup
 from .store import CarePlanStore, WaitingPlan
@@ -48,6 +48,9 @@ ERROR_STATUS = {
     "recorded_differently": status.HTTP_409_CONFLICT,
     "overlapping_session": status.HTTP_409_CONFLICT,
     "no_family_consent": status.HTTP_409_CONFLICT,
+    "session_not_started": status.HTTP_409_CONFLICT,
+    "no_group_for_track": status.HTTP_409_CONFLICT,
+    "wrong_program": status.HTTP_409_CONFLICT,
 }
 FIELD_AT_FAULT: dict[str, tuple[str, ...]] = {
     "notice_without_excuse": ("body", "notice_given_at"),
@@ -62,12 +65,14 @@ FIELD_AT_FAULT: dict[str, tuple[str, ...]] = {
 
 
 def _refused(error: CarePlanError, at_fault: Mapping[str, tuple[str, ...]] = FIELD_AT_FAULT) -> Exception:
+    if error.field:  # the domain names the request field at fault
+        return invalid_input(error.field, str(error), error.code)
     if error.code in at_fault:
         return invalid_input(at_fault[error.code], str(error), error.code)
     return HTTPException(ERROR_STATUS[error.code], str(error))
 
 
-class AttendanceIn(BaseModel):
+class AttendanceIn(RequestBody):
     model_config = request_examples(
         {"status": "missed"},
         {"status": "excused", "notice_given_at": "2026-11-20T09:00:00Z"},
@@ -79,7 +84,7 @@ class AttendanceIn(BaseModel):
     minutes: int | None = Field(default=None, ge=0, le=720, description="Minutes attended, when not the whole session.")
 
 
-class AppointmentIn(BaseModel):
+class AppointmentIn(RequestBody):
     """An own session on the plan's calendar; a family session needs a consent in force naming a support."""
 
     model_config = request_examples(
@@ -98,14 +103,14 @@ class AttendanceOut(BaseModel):
     attendance: AttendanceRecord
 
 
-class DecisionIn(BaseModel):
+class DecisionIn(RequestBody):
     model_config = request_examples({"decision": "accept"}, {"decision": "decline", "reason": "payer review pending"})
 
     decision: Literal["accept", "decline"]
     reason: str | None = Field(default=None, max_length=500, description="Stays in care_plan; never in an event.")
 
 
-class ScheduleIn(BaseModel):
+class ScheduleIn(RequestBody):
     """A custom calendar from now on, checked against the level's minimum weekly hours."""
 
     model_config = request_examples(
@@ -125,7 +130,7 @@ class ScheduleIn(BaseModel):
         return value
 
 
-class AuthorizationIn(BaseModel):
+class AuthorizationIn(RequestBody):
     model_config = request_examples({"level": "IOP", "authorized_through": "2027-01-31", "reference": "PA-2026-118"})
 
     level: CareLevel
@@ -133,10 +138,36 @@ class AuthorizationIn(BaseModel):
     reference: str = Field(min_length=1, max_length=100)
 
 
-class DischargeIn(BaseModel):
+class DischargeIn(RequestBody):
     model_config = request_examples({"reason_code": "non_attendance"})
 
     reason_code: DischargeReason
+
+
+GRADUATE_EXAMPLES: tuple[dict[str, str], ...] = ({}, {"reason": "moving away: care continues with a local OP"})
+
+
+class GraduateIn(RequestBody):
+    """Optional: a reason, needed below the level's minimum of attended sessions (the care-plan policy's
+    ``graduation.min_attended_sessions``)."""
+
+    model_config = request_examples(*GRADUATE_EXAMPLES)
+
+    reason: str | None = Field(
+        default=None, min_length=1, max_length=500, description="Stays in care_plan (end_note); never in an event."
+    )
+
+
+OptionalGraduateIn = Annotated[GraduateIn | None, Body(examples=GRADUATE_EXAMPLES)]
+"""No body at all is a graduation without a reason."""
+
+
+class TrackIn(RequestBody):
+    """The patient's track from now on: the plan moves to a group of it."""
+
+    model_config = request_examples({"track": "evening"})
+
+    track: Track
 
 
 async def _change(
@@ -170,6 +201,8 @@ async def get_care_plan(episode_id: str, store: Store, _: Reader) -> CarePlan:
     "/episodes/{episode_id}/sessions/{session_id}/attendance",
     responses=errors(404, 409),
     summary="Record attendance of a scheduled session; a miss publishes iop.session.missed",
+    description="Attended, late and missed are recorded once the session has begun (409 before, naming its "
+    "start); an excused absence may be recorded ahead.",
 )
 async def post_attendance(
     episode_id: str, session_id: str, body: AttendanceIn, store: Store, policy: Policy, _: Recorder
@@ -230,7 +263,8 @@ async def cancel(episode_id: str, session_id: str, store: Store, policy: Policy,
     responses=errors(404, 409),
     summary="A clinician accepts or declines a step-up / step-down recommendation",
     description="Accepting moves the episode to the recommended level with a new calendar from now on and "
-    "publishes `iop.care_level.changed`.",
+    "publishes `iop.care_level.changed`; accepting a referral out (`refer_out`) discharges the episode with "
+    "reason `referred_out` (`iop.episode.discharged`).",
 )
 async def decide_recommendation(
     episode_id: str, recommendation_id: str, body: DecisionIn, store: Store, policy: Policy, by: Clinician
@@ -252,12 +286,51 @@ async def decide_recommendation(
 
     if placement is None:
         return await _change(store, policy, episode_id, decide)
+    return await _change_placed(store, policy, episode_id, placement, decide)
+
+
+async def _change_placed(
+    store: CarePlanStore,
+    policy: CarePolicy,
+    episode_id: str,
+    placement: Placement,
+    decide: Callable[[CarePlan, datetime], Decision[T]],
+) -> T:
     try:
         result = await change_plan_placed(store, policy, episode_id, placement, decide)
     except CarePlanError as error:
         raise _refused(error) from None
     assert result is not None
     return result
+
+
+@router.put(
+    "/episodes/{episode_id}/track",
+    responses=errors(404, 409),
+    summary="Change the episode's track: the plan moves to a group of it (publishes iop.schedule.changed)",
+    description="From now on the plan follows the first group of its level, the new track and its program with "
+    "room (or waits for one); its past and its own appointments stay. Published as `iop.schedule.changed` with "
+    "reason `track_changed`. The same track changes nothing; 409 when no group of the level and track takes the "
+    "plan's program.",
+)
+async def set_track(episode_id: str, body: TrackIn, store: Store, policy: Policy, _: Clinician) -> CarePlan:
+    stored = await store.get(episode_id)
+    plan = stored.plan if stored else None
+    placement: Placement | None = None
+    moving = plan and plan.status == "active" and plan.schedule and plan.schedule.track != body.track
+    if plan and moving and policy.groups_for(plan.level, body.track, plan.program):
+        placement = await hold_place(store, policy, episode_id, plan.level, body.track, plan.program)
+
+    def decide(current: CarePlan, now: datetime) -> Decision[CarePlan]:
+        # No place held: the plan has that track already, has ended, or no group of the track takes its
+        # program; the rule says which (its waitlist stand-in is never used).
+        held = placement or Waitlisted([], current.level, body.track, position=1)
+        moved, events = change_track(current, body.track, held, policy, now)
+        return moved, events, moved
+
+    if placement is None:
+        return await _change(store, policy, episode_id, decide)
+    return await _change_placed(store, policy, episode_id, placement, decide)
 
 
 @router.put(
@@ -294,10 +367,16 @@ async def set_authorization(
     "/episodes/{episode_id}/graduate",
     responses=errors(404, 409),
     summary="A clinician graduates the episode; ends timers and calendar",
+    description="Below the level's minimum of sessions attended (the policy's "
+    "`graduation.min_attended_sessions`), only with a `reason` (a 422 naming it otherwise).",
 )
-async def graduate_episode(episode_id: str, store: Store, policy: Policy, by: Clinician) -> CarePlan:
+async def graduate_episode(
+    episode_id: str, store: Store, policy: Policy, by: Clinician, body: OptionalGraduateIn = None
+) -> CarePlan:
+    reason = body.reason if body else None
+
     def decide(plan: CarePlan, now: datetime) -> Decision[CarePlan]:
-        ended, event = graduate(plan, now, by="clinician", clinician=by.who)
+        ended, event = graduate_by_clinician(plan, policy, now, by.who, reason)
         return ended, [event], ended
 
     return await _change(store, policy, episode_id, decide)
@@ -362,7 +441,11 @@ class SessionRoster(BaseModel):
     members: list[RosterLine]
 
 
-class SheetIn(BaseModel):
+class SheetLineIn(SheetEntry, RequestBody):
+    """One member's line on the sheet (the contract's ``SheetEntry``, refusing fields it does not declare)."""
+
+
+class SheetIn(RequestBody):
     model_config = request_examples(
         {
             "attendance": [
@@ -373,7 +456,7 @@ class SheetIn(BaseModel):
         }
     )
 
-    attendance: list[SheetEntry] = Field(min_length=1, max_length=500)
+    attendance: list[SheetLineIn] = Field(min_length=1, max_length=500)
 
 
 class SheetLineOut(BaseModel):
@@ -489,7 +572,9 @@ def _roster_line(plan: CarePlan, session: ScheduledSession) -> RosterLine:
     description="Each line is stored (or found unchanged) on its member's plan, or refused with a code: "
     "`not_a_member` (no such plan, or the session is not on its calendar), `recorded_differently` (staff "
     "recorded another status already: correct it on the episode), `listed_twice`, `plan_not_active`, "
-    "`notice_without_excuse`, `minutes_without_attendance`, `minutes_over_session`. The others are stored all "
+    "`notice_without_excuse`, `minutes_without_attendance`, `minutes_over_session`, `session_not_started` "
+    "(attended, late or missed before the session began; an excused absence may be recorded ahead). The others "
+    "are stored all "
     "the same; sending the same sheet again changes nothing. Misses publish `iop.session.missed`, attendance "
     "`iop.service.delivered`.",
 )

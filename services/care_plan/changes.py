@@ -128,7 +128,8 @@ async def start_plan(
     events; None when the episode has a plan already (a redelivery, another instance)."""
     placement = None
     if assessment.level in policy.offered_levels:
-        placement = await hold_place(store, policy, assessment.episode_id, assessment.level, policy.default_track,
+        track = assessment.track or policy.default_track
+        placement = await hold_place(store, policy, assessment.episode_id, assessment.level, track,
                                      assessment.program)  # fmt: skip
     try:
         plan, events = assign_care_level(assessment, policy, clinic_timezone, utc_now(), placement)

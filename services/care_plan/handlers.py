@@ -45,7 +45,8 @@ async def on_assessment_completed(event: CloudEvent[AssessmentCompleted], planni
             return
     # A reassessment (or a repeated intake assessment) feeds the review of the existing plan.
     learned = CareInput(kind="assessment", at=data.assessed_at, source_id=data.assessment_id,
-                        instruments=data.instruments, changes=data.changes)  # fmt: skip
+                        instruments=data.instruments, changes=data.changes,
+                        recommended_level=data.level)  # fmt: skip
     await learn(store, policy, event.subject, learned, event.dedup_key)
     await adopt_pending(store, policy, event.subject)  # left by a crash between creating the plan and adopting
 

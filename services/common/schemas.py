@@ -1,15 +1,54 @@
-"""What every service's request and response bodies share: the examples the OpenAPI documents show."""
+"""What every service's request and response bodies share: unknown fields refused, and the examples the
+OpenAPI documents show."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict
 
 
+class RequestBody(BaseModel):
+    """What every request body, and every object inside one, is built on: a field not declared is a 422 naming
+    it (a misspelt ``reason`` must not be dropped silently). Event schemas ignore unknown fields on purpose (a
+    newer producer may add some); a request has one reader, which says what it takes.
+
+    A model that also takes a contract part lists that part first, so this configuration wins:
+    ``class SheetLineIn(SheetEntry, RequestBody)``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
 def request_examples(*examples: dict[str, Any]) -> ConfigDict:
-    """A request body: its examples, and no field beyond those declared (a misspelt field is a 422)."""
+    """A request body's configuration: its examples, and no field beyond those declared."""
     return ConfigDict(extra="forbid", json_schema_extra={"examples": list(examples)})
+
+
+async def refuse_undeclared_body(request: Request) -> None:
+    """An endpoint that takes no body refuses one with fields, as a body refuses a field it does not declare
+    (an empty body, ``{}`` or ``null`` is no body). Names the fields, never their values."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute) or route.body_field is not None:
+        return
+    raw = await request.body()
+    if not raw.strip():
+        return
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        body = ...
+    if body in ({}, None):
+        return
+    if isinstance(body, dict):
+        errors = [{"type": "extra_forbidden", "loc": ("body", str(name)), "msg": "Extra inputs are not permitted"}
+                  for name in body]  # fmt: skip
+    else:
+        errors = [{"type": "extra_forbidden", "loc": ("body",), "msg": "this endpoint takes no body"}]
+    raise RequestValidationError(errors)
 
 
 def response_example(example: dict[str, Any]) -> ConfigDict:

@@ -36,7 +36,7 @@ from .mongo import Document, connect, ping
 from .oidc import OidcVerifier
 from .outbox import ConcurrentChange, OutboxRelay, ensure_outbox_index
 from .replay import SetAsideEventOut, replay, replay_entry
-from .schemas import V1_ERRORS, errors
+from .schemas import V1_ERRORS, errors, refuse_undeclared_body
 from .settings import ServiceSettings
 from .utc import set_clock_offset
 
@@ -154,14 +154,16 @@ def http_app(
     lifespan: Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]] | None = None,
     edge: EdgeConfig | None = None,
 ) -> FastAPI:
-    """A service's HTTP side: the edge (body limit, token first, refused-token limit, headers), its routers, the
-    probes, the set-aside listing (if it consumes events), errors, and the API docs unless switched off."""
+    """A service's HTTP side: the edge (body limit, token first, refused-token limit, headers), its routers (a body
+    where none is taken is refused), the probes, the set-aside listing (if it consumes events), errors, and the API
+    docs unless switched off."""
     edge = edge or EdgeConfig()
     app = ServiceApp(
         title=title,
         description=description,
         version="1.0.0",
         lifespan=lifespan,
+        dependencies=[Depends(refuse_undeclared_body)],
         docs_url=None,  # our own, without a CDN (services/common/api_docs.py)
         redoc_url=None,
         openapi_url="/openapi.json" if edge.api_docs else None,

@@ -148,7 +148,7 @@ async def open_episode(
 ) -> EpisodeCreated:
     episode_id = await _record_id(keys, idempotency_key, by, f"open_episode {patient_id}", body)
     try:
-        episode = await changes.open_episode(store, patient_id, body.program, episode_id)
+        episode = await changes.open_episode(store, patient_id, body.program, episode_id, body.track)
     except EpisodeError as error:
         _refuse(error)
     return EpisodeCreated(episode_id=episode.episode_id)

@@ -6,7 +6,7 @@ a consent change is audited once it happened (the consent itself says who change
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TypeVar
 
@@ -14,7 +14,7 @@ from services.common.auth import Principal
 from services.common.mongo import Document
 from services.common.outbox import retry_on_conflict
 from services.common.utc import utc_now
-from stepwise_contract import Program, ScreenResult, new_event
+from stepwise_contract import Program, ScreenResult, Track, new_event
 
 from .domain import episode as decide_on
 from .domain.episode import AssessmentRequest, ConsentTerms, Decision
@@ -78,10 +78,12 @@ async def register_patient(
     return patient_id
 
 
-async def open_episode(store: IntakeStore, patient_id: str, program: Program, episode_id: str) -> Episode:
+async def open_episode(
+    store: IntakeStore, patient_id: str, program: Program, episode_id: str, track: Track | None = None
+) -> Episode:
     if not await store.patient_exists(patient_id):
         raise EpisodeError("no_patient", "patient not found")
-    return await store.open_episode(decide_on.open_episode(patient_id, program, utc_now(), episode_id))
+    return await store.open_episode(decide_on.open_episode(patient_id, program, utc_now(), episode_id, track))
 
 
 async def record_assessment(
@@ -95,7 +97,7 @@ async def record_drug_screen(
     by: Principal,
     episode_id: str,
     collected_at: datetime,
-    results: list[ScreenResult],
+    results: Sequence[ScreenResult],
     screen_id: str | None = None,
 ) -> DrugScreen:
     def decide(episode: Episode, now: datetime) -> Decision[DrugScreen]:

@@ -10,7 +10,6 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
-    ConfigDict,
     EmailStr,
     Field,
     field_validator,
@@ -18,7 +17,7 @@ from pydantic import (
 )
 
 from services.common.phones import PhoneNumber
-from services.common.schemas import ErrorOut, request_examples, response_example
+from services.common.schemas import ErrorOut, RequestBody, request_examples, response_example
 from services.common.utc import IANA_ZONE_PATTERN, UtcDatetime, utc_now
 from stepwise_contract import (
     ALUMNI_GROUP,
@@ -30,6 +29,7 @@ from stepwise_contract import (
     Program,
     ScreenResult,
     Substance,
+    Track,
 )
 
 from .domain.instruments import InstrumentAnswers
@@ -51,9 +51,7 @@ CONSENT_SCOPES: Final[tuple[ConsentScope, ...]] = get_args(ConsentScope)
 SUBSTANCES: Final[tuple[str, ...]] = get_args(Substance)
 
 
-class EmergencyContact(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class EmergencyContact(RequestBody):
     name: str = Field(min_length=1, max_length=200)
     phone: Phone
     relationship: str = Field(min_length=1, max_length=100, examples=["sister"])
@@ -63,7 +61,7 @@ class EmergencyContactIn(EmergencyContact):
     phone: PhoneNumber
 
 
-class PatientIn(BaseModel):
+class PatientIn(RequestBody):
     model_config = request_examples(
         {
             "name": "Alex Example",
@@ -96,7 +94,7 @@ class PatientIn(BaseModel):
         return value
 
 
-class PatientUpdate(BaseModel):
+class PatientUpdate(RequestBody):
     """Fields to change; those left out stay as they are."""
 
     model_config = request_examples({"phone": "+12025550199"})
@@ -158,10 +156,13 @@ class PatientExistsOut(ErrorOut):
     patient_id: str
 
 
-class EpisodeIn(BaseModel):
-    model_config = request_examples({"program": "adult"})
+class EpisodeIn(RequestBody):
+    model_config = request_examples({"program": "adult"}, {"program": "adult", "track": "evening"})
 
     program: Program
+    track: Track | None = Field(
+        default=None, description="Morning or evening sessions; null: the clinic's default track (care_plan's)."
+    )
 
 
 class EpisodeCreated(BaseModel):
@@ -170,21 +171,19 @@ class EpisodeCreated(BaseModel):
     episode_id: str
 
 
-class DimensionsIn(DimensionRatings):
-    model_config = ConfigDict(extra="forbid")
+class DimensionsIn(DimensionRatings, RequestBody):
+    """The six ratings (the contract's ``DimensionRatings``, refusing fields it does not declare)."""
 
 
-class PlacementIn(BaseModel):
+class PlacementIn(RequestBody):
     """A clinician's chosen level where it differs from the recommendation (clinician role only)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     chosen_level: CareLevel
     reason_code: OverrideReason
     note: str | None = Field(default=None, max_length=2000, description="Stays in intake; never in an event.")
 
 
-class AssessmentIn(BaseModel):
+class AssessmentIn(RequestBody):
     model_config = request_examples(
         {
             "dimensions": {
@@ -282,7 +281,11 @@ class AssessmentHistory(BaseModel):
     trends: list[InstrumentTrend]
 
 
-class DrugScreenIn(BaseModel):
+class ScreenResultIn(ScreenResult, RequestBody):
+    """One substance's result (the contract's ``ScreenResult``, refusing fields it does not declare)."""
+
+
+class DrugScreenIn(RequestBody):
     model_config = request_examples(
         {
             "collected_at": "2026-11-20T14:05:00Z",
@@ -294,7 +297,7 @@ class DrugScreenIn(BaseModel):
     )
 
     collected_at: AwareDatetime
-    results: list[ScreenResult] = Field(min_length=1, max_length=len(SUBSTANCES), description="One per substance.")
+    results: list[ScreenResultIn] = Field(min_length=1, max_length=len(SUBSTANCES), description="One per substance.")
 
     @field_validator("collected_at")
     @classmethod
@@ -329,7 +332,7 @@ class RecipientIn(Recipient):
     phone: PhoneNumber | None = None
 
 
-class ConsentIn(BaseModel):
+class ConsentIn(RequestBody):
     model_config = request_examples(
         {
             "recipient_kind": "family",

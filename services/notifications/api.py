@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.common.dependencies import DependencyDown
-from services.common.schemas import V1_ERRORS, errors, response_example
+from services.common.schemas import V1_ERRORS, RequestBody, errors, response_example
 from services.common.utc import Rfc3339, UtcDatetime, utc_now
 from stepwise_contract import SUPPORT_KINDS, AlertLevel, RecipientKind, SupportKind
 
@@ -122,9 +122,8 @@ async def acknowledge_safety_alert(alert_id: str, messaging: MessagingDep, by: C
 # Opt-outs: a recipient asks for no more messages (safety messages to staff are never suppressed).
 
 
-class OptOutIn(BaseModel):
+class OptOutIn(RequestBody):
     model_config = ConfigDict(
-        extra="forbid",
         json_schema_extra={
             "examples": [{"episode_id": "7d0c1f3e-4b0a-4a57-9c1e-2b8f6a1d0e42", "recipient_kind": "patient"}]
         },
@@ -199,7 +198,7 @@ async def withdraw_opt_out(opt_out_id: str, messaging: MessagingDep, _: Staff) -
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such opt-out")
 
 
-class InboundSms(BaseModel):
+class InboundSms(RequestBody):
     """A text a recipient sent to the clinic's number, as the SMS provider forwards it."""
 
     model_config = ConfigDict(

@@ -108,6 +108,11 @@ class AssessmentCompleted(EventData):
     changes: list[InstrumentChange] = Field(
         default_factory=list, description="Per instrument given both times, the change since the previous assessment."
     )
+    track: Track | None = Field(
+        default=None,
+        description="The episode's track (morning or evening sessions) as intake recorded it; null: the clinic's "
+        "default track, which care_plan applies. New with a default: readers of the first version go on.",
+    )
 
     @property
     def level(self) -> CareLevel:
@@ -263,6 +268,11 @@ class StepRecommended(EventData):
     policy_version: str
     recommended_at: AwareDatetime
     supersedes: str | None = Field(default=None, description="The open recommendation this one replaces.")
+    refer_out: bool = Field(
+        default=False,
+        description="A referral: this program does not offer ``to_level`` (e.g. a reassessment recommends "
+        "inpatient care). Accepting it discharges the episode with reason ``referred_out``.",
+    )
 
 
 class StepUpRecommended(StepRecommended):
@@ -277,8 +287,23 @@ class StepDownRecommended(StepRecommended):
     event_type: ClassVar[str] = "iop.care_level.step_down_recommended"
 
 
+ScheduleChangeReason = Literal[
+    "custom_calendar", "joined_group", "track_changed", "appointment_booked", "appointment_cancelled"
+]
+"""Why a calendar changed at the same level: a custom calendar, a place in a group from the waitlist, a group of
+the episode's new track, an own appointment booked or cancelled."""
+
+SKIPPED_MEETINGS = (
+    "Ids of the new group's (or custom calendar's) sessions left off because each overlaps a session the plan "
+    "keeps, one of its own appointments: the appointment stays, the care team moves one of them if it must. "
+    "New with a default: readers of the first version go on."
+)
+
+
 class CareLevelChanged(EventData):
-    """A clinician accepted a recommendation: the episode moved to another level with a new calendar."""
+    """A clinician accepted a recommendation: the episode moved to another level with a new calendar.
+
+    (Accepting a referral out, ``refer_out``, discharges the episode instead: ``iop.episode.discharged``.)"""
 
     event_type: ClassVar[str] = "iop.care_level.changed"
 
@@ -289,32 +314,33 @@ class CareLevelChanged(EventData):
     changed_at: AwareDatetime
     status: Literal["active", "referred_out"]
     schedule: Schedule | None = Field(description="Sessions from now on; null when the new level is referred out.")
+    skipped_meetings: list[str] = Field(default_factory=list, description=SKIPPED_MEETINGS)
 
 
 class ScheduleChanged(EventData):
-    """The calendar changed at the same level: a custom calendar, a place in a group from the waitlist, an
-    appointment booked or cancelled. Sessions before then stay."""
+    """The calendar changed at the same level: a custom calendar, a place in a group from the waitlist, a
+    group of another track, an appointment booked or cancelled. Sessions before then stay."""
 
     event_type: ClassVar[str] = "iop.schedule.changed"
 
     level: CareLevel
     changed_at: AwareDatetime
     schedule: Schedule = Field(description="The whole calendar: the sessions kept and the new ones.")
-    reason: Literal["custom_calendar", "joined_group", "appointment_booked", "appointment_cancelled"] = Field(
-        default="custom_calendar", description="What changed it."
-    )
+    reason: ScheduleChangeReason = Field(default="custom_calendar", description="What changed it.")
+    skipped_meetings: list[str] = Field(default_factory=list, description=SKIPPED_MEETINGS)
 
 
 class GroupWaitlisted(EventData):
-    """No program group of the episode's level and track had room: the plan waits for a place (the care
-    team is told); ``iop.schedule.changed`` with reason ``joined_group`` follows when one frees up."""
+    """No program group of the episode's level and track (that takes its program) had room: the plan waits for
+    a place (the care team is told); ``iop.schedule.changed`` with reason ``joined_group`` follows when one frees
+    up. With no ``group_ids``, the policy has no such group: the plan waits until one is added."""
 
     event_type: ClassVar[str] = "iop.group.waitlisted"
 
     level: CareLevel
     track: Track
     program: Program
-    group_ids: list[str] = Field(description="The groups it waits for, all full.")
+    group_ids: list[str] = Field(description="The groups it waits for, all full; empty when there is none.")
     position: int = Field(ge=1, description="Its place on the waitlist when it joined it.")
     waitlisted_at: AwareDatetime
 

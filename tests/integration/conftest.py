@@ -9,6 +9,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
@@ -148,6 +149,55 @@ def notifications_replaced(stack: Stack, env: dict[str, str], log: Path) -> Iter
         regular.start()
 
 
+@contextlib.contextmanager
+def care_plan_consuming_at(stack: Stack, moment: datetime, log: Path) -> Iterator[ServiceProcess]:
+    """care_plan with its clock shifted to ``moment`` in place of the stack's instance: it takes the same static
+    group membership (the partitions), so what it consumes and serves (``stack.http``) happens at that time;
+    then the regular instance is back. For attendance, recorded once a session has begun."""
+    regular = stack.services["care_plan"]
+    offset = (moment - datetime.now(UTC)).total_seconds()
+    regular.stop()
+    stand_in = ServiceProcess("care_plan", free_port(), regular.env | {"CLOCK_OFFSET_SECONDS": str(offset)}, log)
+    try:
+        stack.services["care_plan"] = stand_in.start()
+        yield stand_in
+    finally:
+        stand_in.stop()
+        stack.services["care_plan"] = regular
+        regular.start()
+
+
+@contextlib.contextmanager
+def care_plan_at(stack: Stack, moment: datetime, log: Path | None = None) -> Iterator[ServiceProcess]:
+    """A care_plan instance that only serves HTTP and runs timers, its clock shifted to ``moment``."""
+    offset = (moment - datetime.now(UTC)).total_seconds()
+    env = stack.env | {"CLOCK_OFFSET_SECONDS": str(offset), "TIMER_POLL_SECONDS": "0.2", "KAFKA_CONSUMERS_ENABLED": "0"}
+    log = log or stack.services["care_plan"].log_path.with_name(f"care_plan-at-{uuid.uuid4().hex[:8]}.log")
+    instance = ServiceProcess("care_plan", free_port(), env | {"KAFKA_GROUP_INSTANCE_ID": ""}, log).start()
+    try:
+        yield instance
+    finally:
+        instance.stop()
+
+
+def first_session_start(plan: dict[str, Any], index: int = 0) -> datetime:
+    return datetime.fromisoformat(plan["schedule"]["sessions"][index]["starts_at"])
+
+
+async def record_during(
+    stack: Stack, episode: Episode, index: int, status: str, role: str = "clinician"
+) -> httpx.Response:
+    """Record the episode's session ``index`` (from 0) as a clinic does, once it has begun: through a care_plan
+    instance whose clock is five minutes into the session."""
+    plan = await eventually(lambda: care_plan_of(stack, episode), "the care plan")
+    session_id = plan["schedule"]["sessions"][index]["session_id"]
+    with care_plan_at(stack, first_session_start(plan, index) + timedelta(minutes=5)) as instance:
+        headers = {"Authorization": f"Bearer {TOKENS[role]}"}
+        async with httpx.AsyncClient(base_url=instance.url, headers=headers, timeout=HTTP_TIMEOUT) as care_plan:
+            return await care_plan.post(f"/v1/episodes/{episode.episode_id}/sessions/{session_id}/attendance",
+                                        json={"status": status})  # fmt: skip
+
+
 TEEN_GROUP = "iop-teen-am"
 TEEN_GROUP_CAPACITY = 2
 
@@ -230,9 +280,12 @@ class Episode:
         return self.stored_phone or self.pii["phone"]
 
 
-async def new_episode(stack: Stack, program: str = "adult", *, national_phone: bool = False) -> Episode:
-    """Register a patient with distinctive PII and open an episode; ``national_phone``: the number typed as
-    ``555-123-4567`` (intake stores it as ``+15551234567``, what ``Episode.phone`` says)."""
+async def new_episode(
+    stack: Stack, program: str = "adult", track: str | None = None, *, national_phone: bool = False
+) -> Episode:
+    """Register a patient with distinctive PII and open an episode (of the clinic's default track, or ``track``);
+    ``national_phone``: the number typed as ``555-123-4567`` (intake stores it as ``+15551234567``, what
+    ``Episode.phone`` says)."""
     marker = uuid.uuid4().hex[:10]
     number = f"{int(marker[:6], 16) % 10_000_000:07d}"
     pii = {
@@ -245,7 +298,8 @@ async def new_episode(stack: Stack, program: str = "adult", *, national_phone: b
         response = await intake.post("/v1/patients", json=pii)
         assert response.status_code == 201, response.text
         patient_id = response.json()["patient_id"]
-        response = await intake.post(f"/v1/patients/{patient_id}/episodes", json={"program": program})
+        body = {"program": program} | ({"track": track} if track else {})
+        response = await intake.post(f"/v1/patients/{patient_id}/episodes", json=body)
         assert response.status_code == 201, response.text
     return Episode(patient_id, response.json()["episode_id"], pii["email"], pii, f"+1555{number}")
 

@@ -45,7 +45,8 @@ async def graduated(stack: Stack, consent: bool = True) -> tuple[Episode, str | 
     await assess(stack, episode)
     await eventually(lambda: care_plan_of(stack, episode), "the care plan")
     async with stack.http("care_plan", "clinician") as clinician:
-        response = await clinician.post(f"/v1/episodes/{episode.episode_id}/graduate")
+        response = await clinician.post(f"/v1/episodes/{episode.episode_id}/graduate",
+                                        json={"reason": "graduating early: moving away"})  # fmt: skip
     assert response.status_code == 200, response.text
     await mail_to(stack, episode.email, subject=CONGRATULATIONS)
     return episode, consent_id

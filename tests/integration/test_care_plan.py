@@ -4,16 +4,15 @@ custom schedules, authorization, graduation and discharge."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import httpx
 import yaml
 
 from services.care_plan.store import PLANS
@@ -23,15 +22,20 @@ from tools.servers import free_port
 
 from .conftest import (
     CARE_TEAM_EMAIL,
+    HTTP_TIMEOUT,
     IOP_DIMENSIONS,
+    TOKENS,
     Episode,
     Stack,
     assess,
+    care_plan_at,
     care_plan_of,
     events_of,
     eventually,
     new_episode,
 )
+
+CLINICIAN = {"Authorization": f"Bearer {TOKENS['clinician']}"}
 
 
 async def events(stack: Stack, topic: str, episode: Episode) -> list[Any]:
@@ -195,7 +199,10 @@ async def test_graduation_and_discharge_end_the_episode(stack: Stack) -> None:
     graduating, _ = await active_episode(stack)
     leaving, left_plan = await active_episode(stack)
     async with stack.http("care_plan", "clinician") as clinician:
-        graduated = await clinician.post(f"/v1/episodes/{graduating.episode_id}/graduate")
+        no_reason = await clinician.post(f"/v1/episodes/{graduating.episode_id}/graduate")
+        assert no_reason.status_code == 422 and no_reason.json()["detail"][0]["loc"] == ["body", "reason"]
+        graduated = await clinician.post(f"/v1/episodes/{graduating.episode_id}/graduate",
+                                         json={"reason": "moving away: care continues nearer home"})  # fmt: skip
         discharged = await clinician.post(
             f"/v1/episodes/{leaving.episode_id}/discharge", json={"reason_code": "against_advice"}
         )
@@ -215,18 +222,6 @@ async def test_graduation_and_discharge_end_the_episode(stack: Stack) -> None:
     for episode in (graduating, leaving):
         stored = await stack.database("care_plan")["care_plans"].find_one({"_id": episode.episode_id})
         assert str(stored["next_check_at"]).startswith("9999")  # no timer left
-
-
-@contextlib.contextmanager
-def care_plan_at(stack: Stack, moment: datetime, log: Path) -> Iterator[ServiceProcess]:
-    """A care_plan instance that only serves HTTP and runs timers, its clock shifted to ``moment``."""
-    offset = (moment - datetime.now(UTC)).total_seconds()
-    env = stack.env | {"CLOCK_OFFSET_SECONDS": str(offset), "TIMER_POLL_SECONDS": "0.2", "KAFKA_CONSUMERS_ENABLED": "0"}
-    instance = ServiceProcess("care_plan", free_port(), env | {"KAFKA_GROUP_INSTANCE_ID": ""}, log).start()
-    try:
-        yield instance
-    finally:
-        instance.stop()
 
 
 async def test_a_week_below_the_minimum_hours_is_flagged(stack: Stack, tmp_path: Path) -> None:
@@ -250,10 +245,19 @@ async def test_a_completed_plan_with_step_down_criteria_met_graduates(stack: Sta
             await intake.post(f"/v1/episodes/{episode.episode_id}/assessments",
                               json={"dimensions": IOP_DIMENSIONS, "instruments": {"phq9": [0] * 9}})  # fmt: skip
     await eventually(lambda: _learned(stack, episode, 2), "care_plan to learn both reassessments")
+    # A short calendar (one 9-hour day a week for five weeks: past the 4-week minimum in IOP), each session
+    # recorded as a clinic does, once it has begun: care_plan's clock shifted into each in turn.
     async with stack.http("care_plan", "clinician") as clinician:
-        for session in plan["schedule"]["sessions"]:
-            path = f"/v1/episodes/{episode.episode_id}/sessions/{session['session_id']}/attendance"
-            assert (await clinician.post(path, json={"status": "attended"})).status_code == 200
+        short = {"track": "morning", "weekdays": ["mon"], "hours_per_session": 9, "weeks": 5}
+        custom = await clinician.put(f"/v1/episodes/{episode.episode_id}/care-plan/schedule", json=short)
+    assert custom.status_code == 200, custom.text
+    plan = custom.json()
+    for n, session in enumerate(plan["schedule"]["sessions"]):
+        during = datetime.fromisoformat(session["starts_at"]) + timedelta(minutes=5)
+        with care_plan_at(stack, during, tmp_path / f"cp{n}.log") as instance:
+            async with httpx.AsyncClient(base_url=instance.url, headers=CLINICIAN, timeout=HTTP_TIMEOUT) as clinician:
+                path = f"/v1/episodes/{episode.episode_id}/sessions/{session['session_id']}/attendance"
+                assert (await clinician.post(path, json={"status": "attended"})).status_code == 200
     last_end = datetime.fromisoformat(plan["schedule"]["sessions"][-1]["ends_at"])
     with care_plan_at(stack, last_end + timedelta(hours=2), tmp_path / "cp.log"):
         [done] = await eventually(lambda: events(stack, "iop.episode.graduated", episode), "the graduation")
@@ -278,10 +282,12 @@ async def test_policy_what_if_shows_what_a_candidate_policy_would_change(stack: 
     episode, plan = await active_episode(stack)
     assert plan["group"]["group_id"] == "iop-am"  # the replay works on a plan in a group
     first, second = (session["session_id"] for session in plan["schedule"]["sessions"][:2])
-    async with stack.http("care_plan", "clinician") as clinician:
-        for sid in (first, second):
-            path = f"/v1/episodes/{episode.episode_id}/sessions/{sid}/attendance"
-            assert (await clinician.post(path, json={"status": "missed"})).status_code == 200
+    for n, sid in enumerate((first, second)):  # each recorded once it has begun
+        during = datetime.fromisoformat(plan["schedule"]["sessions"][n]["starts_at"]) + timedelta(minutes=5)
+        with care_plan_at(stack, during, tmp_path / f"cp{n}.log") as instance:
+            async with httpx.AsyncClient(base_url=instance.url, headers=CLINICIAN, timeout=HTTP_TIMEOUT) as clinician:
+                path = f"/v1/episodes/{episode.episode_id}/sessions/{sid}/attendance"
+                assert (await clinician.post(path, json={"status": "missed"})).status_code == 200
     candidate = yaml.safe_load(await asyncio.to_thread(Path(stack.env["CARE_PLAN_POLICY_FILE"]).read_text))
     candidate["version"] = "candidate-1"
     for rule in candidate["missed_sessions"]["rules"]:
@@ -314,3 +320,47 @@ def test_what_if_with_an_invalid_candidate_says_what_is_wrong(tmp_path: Path) ->
     )  # fmt: skip
     assert result.returncode == 2
     assert str(policy) in result.stderr and "not_a_field" in result.stderr
+
+
+PHQ9_ITEM9_AT_3 = [1, 1, 1, 1, 1, 1, 1, 1, 3]
+CSSRS_Q1_TO_Q4 = {"q1": True, "q2": True, "q3": True, "q4": True, "q5": False, "q6": False}
+
+
+async def test_a_reassessment_that_refers_out_reaches_care_plan_as_a_referral_and_the_care_team_at_once(
+    stack: Stack,
+) -> None:
+    episode, _ = await active_episode(stack)
+    instruments = {"phq9": PHQ9_ITEM9_AT_3, "cssrs": CSSRS_Q1_TO_Q4}
+    async with stack.http("intake", "clinician") as intake:
+        response = await intake.post(f"/v1/episodes/{episode.episode_id}/assessments",
+                                     json={"dimensions": IOP_DIMENSIONS, "instruments": instruments})  # fmt: skip
+    assert response.status_code == 201, response.text
+    assert (response.json()["recommended_level"], response.json()["refer_out"]) == ("INPATIENT", True)
+
+    async def referral() -> Any:
+        found = [e for e in await events(stack, "iop.care_level.step_up_recommended", episode) if e.data.refer_out]
+        return found[0] if found else None
+
+    referred = await eventually(referral, "the referral recommendation")
+    assert (referred.data.from_level.value, referred.data.to_level.value) == ("IOP", "INPATIENT")
+    assert referred.data.rationale[0].code == "referral_out"
+    plan = await care_plan_of(stack, episode)
+    assert plan is not None and plan["status"] == "active"  # the clinician decides
+    assert plan["recommendations"][-1]["refer_out"] is True and plan["recommendations"][-1]["status"] == "open"
+
+    subject = f"Referral out recommended (IOP to INPATIENT) for episode {episode.episode_id}"
+    [mail] = await eventually(lambda: _care_team_mail(stack, episode, "Referral out", 1), "the care team's email")
+    assert str(mail["Subject"]).strip() == subject and "referred out" in mail.get_content()
+    told = stack.database("notifications")["notifications"].find(
+        {"episode_id": episode.episode_id, "purpose": "step_recommendation"}
+    )
+    urgent = [n["urgent"] async for n in told if n["context"]["refer_out"]]
+    assert urgent == [True]  # at once, whatever the hour (quiet hours never hold it)
+
+    path = f"/v1/episodes/{episode.episode_id}/recommendations/{referred.data.recommendation_id}/decision"
+    async with stack.http("care_plan", "clinician") as clinician:
+        accepted = await clinician.post(path, json={"decision": "accept"})
+    assert accepted.status_code == 200, accepted.text
+    [discharged] = await eventually(lambda: events(stack, "iop.episode.discharged", episode), "the discharge")
+    assert (discharged.data.reason_code, discharged.data.level.value) == ("referred_out", "IOP")
+    assert (await care_plan_of(stack, episode))["status"] == "discharged"  # type: ignore[index]

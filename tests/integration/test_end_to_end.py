@@ -15,12 +15,15 @@ from .conftest import (
     IOP_DIMENSIONS,
     Stack,
     assess,
+    care_plan_at,
     care_plan_of,
     events_of,
     eventually,
+    first_session_start,
     mail_to,
     new_episode,
     read_topic,
+    record_during,
     session_ids,
     wait_consumed,
 )
@@ -75,14 +78,18 @@ async def test_missed_session_sends_outreach_once_per_miss(stack: Stack) -> None
     await assess(stack, episode)
     await mail_to(stack, episode.email, subject="Your session schedule")
 
-    s1, s2, *_ = await session_ids(stack, episode)
-    async with stack.http("care_plan", "intake_staff") as care_plan:
-        path = f"/v1/episodes/{episode.episode_id}/sessions/{{}}/attendance"
-        first = await care_plan.post(path.format(s1), json={"status": "missed"})
-        assert first.status_code == 200, first.text
-        again = await care_plan.post(path.format(s1), json={"status": "missed"})
-        assert again.json()["attendance"] == first.json()["attendance"]  # recorded once
-        assert (await care_plan.post(path.format(s2), json={"status": "missed"})).status_code == 200
+    s1, *_ = await session_ids(stack, episode)
+    plan = await care_plan_of(stack, episode)
+    assert plan is not None
+    path = f"/v1/episodes/{episode.episode_id}/sessions/{{}}/attendance"
+    with care_plan_at(stack, first_session_start(plan) + timedelta(minutes=5)) as during:  # once it has begun
+        async with stack.http("care_plan", "intake_staff") as care_plan:
+            care_plan.base_url = during.url  # type: ignore[assignment]
+            first = await care_plan.post(path.format(s1), json={"status": "missed"})
+            assert first.status_code == 200, first.text
+            again = await care_plan.post(path.format(s1), json={"status": "missed"})
+            assert again.json()["attendance"] == first.json()["attendance"]  # recorded once
+    assert (await record_during(stack, episode, 1, "missed", role="intake_staff")).status_code == 200
 
     outreach = await mail_to(stack, episode.email, count=2, subject="We missed you")
     missed = await events_of(stack, "iop.session.missed", episode.episode_id)
@@ -126,11 +133,10 @@ async def test_events_are_cloudevents_and_carry_no_pii(stack: Stack) -> None:
             response = await intake.request(method, url, json=body)
             assert response.status_code in (200, 201), response.text
     await mail_to(stack, episode.email, subject="Your session schedule")
-    s1, s2, *_ = await session_ids(stack, episode)
     family_at = (datetime.now(UTC) + timedelta(days=1)).replace(hour=23, minute=0, second=0, microsecond=0)
+    await record_during(stack, episode, 0, "missed")  # each once it has begun
+    await record_during(stack, episode, 1, "attended")
     async with stack.http("care_plan") as care_plan:
-        await care_plan.post(f"/v1/episodes/{episode.episode_id}/sessions/{s1}/attendance", json={"status": "missed"})
-        await care_plan.post(f"/v1/episodes/{episode.episode_id}/sessions/{s2}/attendance", json={"status": "attended"})
         booked = await care_plan.post(f"/v1/episodes/{episode.episode_id}/appointments",
                                       json={"kind": "family", "starts_at": family_at.isoformat()})  # fmt: skip
         assert booked.status_code == 201, booked.text  # the consent names a family member for appointments

@@ -22,6 +22,7 @@ from .conftest import (
     Episode,
     Stack,
     assess,
+    care_plan_consuming_at,
     care_plan_of,
     events_of,
     eventually,
@@ -37,8 +38,8 @@ async def events(stack: Stack, topic: str, episode: Episode) -> list[Any]:
     ]
 
 
-async def planned(stack: Stack, program: str = "adult") -> tuple[Episode, dict[str, Any]]:
-    episode = await new_episode(stack, program)
+async def planned(stack: Stack, program: str = "adult", track: str | None = None) -> tuple[Episode, dict[str, Any]]:
+    episode = await new_episode(stack, program, track)
     assessment = await assess(stack, episode)
     assert assessment["recommended_level"] == "IOP"
     return episode, await eventually(lambda: care_plan_of(stack, episode), "the care plan")
@@ -55,28 +56,31 @@ async def test_one_sheet_records_the_group_and_the_member_left_off_is_a_no_show(
     (present, _), (late, _), (away, _), (left_off, _) = members
     session = f"/v1/groups/iop-am/sessions/{first['session_id']}"
 
-    async with stack.http("care_plan", "clinician") as care_plan:
-        roster = (await care_plan.get(session)).json()
-        assert {e.episode_id for e, _ in members} <= {line["episode_id"] for line in roster["members"]}
-        sheet = {"attendance": [{"episode_id": present.episode_id, "status": "attended"},
-                                {"episode_id": late.episode_id, "status": "late", "minutes": 150},
-                                {"episode_id": away.episode_id, "status": "excused",
-                                 "notice_given_at": (utc_now() - timedelta(days=1)).isoformat()}]}  # fmt: skip
-        answer = await care_plan.post(f"{session}/attendance", json=sheet)
-        assert answer.status_code == 200, answer.text
-        assert [line["outcome"] for line in answer.json()["lines"]] == ["recorded"] * 3
-        assert left_off.episode_id in answer.json()["not_on_sheet"]
-        family = {"kind": "family", "starts_at": (utc_now() + timedelta(days=2)).isoformat()}
-        no_consent = await care_plan.post(f"/v1/episodes/{present.episode_id}/appointments", json=family)
-        assert no_consent.status_code == 409, no_consent.text  # asked at intake, with care_plan's own token
+    # The sheet is recorded once the session has begun, as a clinic does: care_plan's clock is shifted into it.
+    during = datetime.fromisoformat(first["starts_at"]) + timedelta(minutes=5)
+    with care_plan_consuming_at(stack, during, tmp_path / "cp-during.log"):
+        async with stack.http("care_plan", "clinician") as care_plan:
+            roster = (await care_plan.get(session)).json()
+            assert {e.episode_id for e, _ in members} <= {line["episode_id"] for line in roster["members"]}
+            sheet = {"attendance": [{"episode_id": present.episode_id, "status": "attended"},
+                                    {"episode_id": late.episode_id, "status": "late", "minutes": 150},
+                                    {"episode_id": away.episode_id, "status": "excused",
+                                     "notice_given_at": (utc_now() - timedelta(days=1)).isoformat()}]}  # fmt: skip
+            answer = await care_plan.post(f"{session}/attendance", json=sheet)
+            assert answer.status_code == 200, answer.text
+            assert [line["outcome"] for line in answer.json()["lines"]] == ["recorded"] * 3
+            assert left_off.episode_id in answer.json()["not_on_sheet"]
+            family = {"kind": "family", "starts_at": (during + timedelta(days=2)).isoformat()}
+            no_consent = await care_plan.post(f"/v1/episodes/{present.episode_id}/appointments", json=family)
+            assert no_consent.status_code == 409, no_consent.text  # asked at intake, with care_plan's own token
 
-    # The same sheet again, as a command from the EHR: nothing changes, nothing is set aside.
-    lines = [SheetEntry.model_validate(line) for line in sheet["attendance"]]
-    command = AttendanceReported(schema_version=2, group_id="iop-am", session_id=first["session_id"],
-                                 attendance=lines, reported_at=utc_now())  # fmt: skip
-    record = to_kafka(new_event(command, source="/ehr/group-sheet"))
-    sent = await kafka_producer.send_and_wait(record.topic, record.value, key=record.key, headers=record.headers)
-    await wait_consumed(stack, "care_plan", record.topic, sent.partition, sent.offset)
+        # The same sheet again, as a command from the EHR: nothing changes, nothing is set aside.
+        lines = [SheetEntry.model_validate(line) for line in sheet["attendance"]]
+        command = AttendanceReported(schema_version=2, group_id="iop-am", session_id=first["session_id"],
+                                     attendance=lines, reported_at=utc_now())  # fmt: skip
+        record = to_kafka(new_event(command, source="/ehr/group-sheet"))
+        sent = await kafka_producer.send_and_wait(record.topic, record.value, key=record.key, headers=record.headers)
+        await wait_consumed(stack, "care_plan", record.topic, sent.partition, sent.offset)
     async with stack.http("care_plan", "admin") as admin:
         shelved = (await admin.get("/v1/set-aside-events", params={"topic": record.topic})).json()
     assert not [entry for entry in shelved if entry["offset"] == sent.offset and entry["partition"] == sent.partition]
@@ -147,3 +151,28 @@ async def test_a_full_group_waitlists_the_next_patient_and_admits_them_when_a_pl
     changed = await eventually(lambda: events(stack, "iop.schedule.changed", waiting), "the new calendar")
     assert [event.data.reason for event in changed] == ["joined_group"]
     await mail_to(stack, waiting.email, subject="Your session schedule has changed")
+
+
+async def test_an_evening_adult_joins_the_evening_group_and_a_track_change_moves_the_plan(stack: Stack) -> None:
+    episode, plan = await planned(stack, track="evening")  # the track given at intake, on the episode
+    assert (plan["group"]["group_id"], plan["schedule"]["track"]) == ("iop-pm", "evening")
+    assert {s["group_id"] for s in plan["schedule"]["sessions"]} == {"iop-pm"}
+    [completed] = await eventually(lambda: events(stack, "iop.assessment.completed", episode), "the assessment")
+    assert completed.data.track == "evening"
+    [assigned] = await eventually(lambda: events(stack, "iop.care_level.assigned", episode), "the assignment")
+    assert assigned.data.schedule.track == "evening"
+
+    async with stack.http("care_plan", "clinician") as care_plan:
+        moved = await care_plan.put(f"/v1/episodes/{episode.episode_id}/track", json={"track": "morning"})
+    assert moved.status_code == 200, moved.text
+    assert (moved.json()["group"]["group_id"], moved.json()["schedule"]["track"]) == ("iop-am", "morning")
+    [changed] = await eventually(lambda: events(stack, "iop.schedule.changed", episode), "the new calendar")
+    assert changed.data.reason == "track_changed"
+    assert {s.group_id for s in changed.data.schedule.sessions} == {"iop-am"}
+    await mail_to(stack, episode.email, subject="Your session schedule has changed")
+
+
+async def test_an_adolescent_joins_an_adolescents_group_never_the_adults(stack: Stack) -> None:
+    _, plan = await planned(stack, "adolescent", track="evening")
+    assert plan["group"]["group_id"] == "iop-teen-pm"
+    assert {s["group_id"] for s in plan["schedule"]["sessions"]} == {"iop-teen-pm"}

@@ -15,7 +15,7 @@ from .conftest import (
     eventually,
     mail_to,
     new_episode,
-    session_ids,
+    record_during,
     wait_consumed,
 )
 
@@ -23,11 +23,8 @@ OUTREACH = "We missed you"
 
 
 async def miss(stack: Stack, episode: Episode, nth: int) -> None:
-    """Record the episode's ``nth`` session (from 0) missed."""
-    session = (await session_ids(stack, episode))[nth]
-    async with stack.http("care_plan", "clinician") as care_plan:
-        path = f"/v1/episodes/{episode.episode_id}/sessions/{session}/attendance"
-        response = await care_plan.post(path, json={"status": "missed"})
+    """Record the episode's ``nth`` session (from 0) missed, once it has begun."""
+    response = await record_during(stack, episode, nth, "missed")
     assert response.status_code == 200, response.text
 
 

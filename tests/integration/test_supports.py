@@ -18,7 +18,7 @@ from .conftest import (
     mail_to,
     new_episode,
     notifications_replaced,
-    session_ids,
+    record_during,
     settled,
     wait_consumed,
 )
@@ -51,9 +51,7 @@ async def test_supports_are_told_only_what_their_consent_allows(stack: Stack) ->
 
     await assess(stack, episode)
     await mail_to(stack, appointments, subject="Sessions scheduled")
-    async with stack.http("care_plan", "clinician") as care_plan:
-        path = f"/v1/episodes/{episode.episode_id}/sessions/{(await session_ids(stack, episode))[0]}/attendance"
-        assert (await care_plan.post(path, json={"status": "missed"})).status_code == 200
+    assert (await record_during(stack, episode, 0, "missed")).status_code == 200  # once the session has begun
     [told] = await mail_to(stack, attendance, subject="A session was missed")
 
     [missed] = await eventually(lambda: events_of(stack, "iop.session.missed", episode.episode_id), "the miss")

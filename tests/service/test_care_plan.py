@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
-from collections.abc import AsyncIterator
-from datetime import datetime, timedelta
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -27,7 +28,7 @@ from services.common.consumer import HANDLER_CONTEXT
 from services.common.dependencies import Dependencies
 from services.common.kafka import ServiceBroker
 from services.common.outbox import no_relay
-from services.common.utc import utc_now
+from services.common.utc import set_clock_offset, utc_now
 from stepwise_contract import (
     AssessmentCompleted,
     AttendanceReported,
@@ -104,6 +105,30 @@ def first_session_id(group_id: str = "iop-am") -> str:
     assert group is not None
     today = utc_now().astimezone(ZoneInfo(SETTINGS.clinic_timezone)).date()
     return f"{group_id}-{first_meeting_after(group, today):%Y%m%d}"
+
+
+def first_session_start(group_id: str = "iop-am") -> datetime:
+    group = POLICY.group(group_id)
+    assert group is not None
+    day = datetime.strptime(first_session_id(group_id).removeprefix(f"{group_id}-"), "%Y%m%d").date()
+    return datetime.combine(day, group.starts_at, tzinfo=ZoneInfo(SETTINGS.clinic_timezone))
+
+
+@contextlib.contextmanager
+def clock_at(moment: datetime) -> Iterator[None]:
+    """care_plan's clock (this process's ``utc_now``) at ``moment`` for the block, as a test drill shifts it; then
+    back where the tier's clock stood."""
+    before = utc_now()
+    set_clock_offset((moment - datetime.now(UTC)).total_seconds())
+    try:
+        yield
+    finally:
+        set_clock_offset((before - datetime.now(UTC)).total_seconds())
+
+
+def once_the_first_session_began(group_id: str = "iop-am") -> contextlib.AbstractContextManager[None]:
+    """Attendance is recorded after the session has begun: the clock 5 minutes into the first one."""
+    return clock_at(first_session_start(group_id) + timedelta(minutes=5))
 
 
 def assessment(
@@ -198,7 +223,8 @@ async def test_reported_attendance_is_recorded(events: Events, store: CarePlanSt
     episode_id = await active_plan(events, store)
     report = AttendanceReported(episode_id=episode_id, session_id=first_session_id(), status="attended",
                                 reported_at=utc_now())  # fmt: skip
-    await events.deliver(new_event(report, source="/ehr"))
+    with once_the_first_session_began():
+        await events.deliver(new_event(report, source="/ehr"))
     stored = await store.get(episode_id)
     assert stored is not None and stored.plan.attendance[first_session_id()].status == "attended"
 
@@ -237,13 +263,15 @@ async def test_get_care_plan(http: httpx.AsyncClient, events: Events, store: Car
 async def test_post_attendance(http: httpx.AsyncClient, events: Events, store: CarePlanStore) -> None:
     episode_id = await active_plan(events, store)
     path = f"/v1/episodes/{episode_id}/sessions/{first_session_id()}/attendance"
-    recorded = await http.post(path, json={"status": "missed"}, headers=CLINICIAN)
-    assert recorded.status_code == 200 and recorded.json()["attendance"]["status"] == "missed"
-    unknown = await http.post(path.replace(first_session_id(), "s999"), json={"status": "missed"}, headers=CLINICIAN)
-    assert unknown.status_code == 404
-    no_notice = await http.post(path, json={"status": "attended", "notice_given_at": "2026-11-20T09:00:00Z"},
-                                headers=CLINICIAN)  # fmt: skip
-    assert no_notice.status_code == 422
+    with once_the_first_session_began():
+        recorded = await http.post(path, json={"status": "missed"}, headers=CLINICIAN)
+        assert recorded.status_code == 200 and recorded.json()["attendance"]["status"] == "missed"
+        unknown = await http.post(path.replace(first_session_id(), "s999"), json={"status": "missed"},
+                                  headers=CLINICIAN)  # fmt: skip
+        assert unknown.status_code == 404
+        no_notice = await http.post(path, json={"status": "attended", "notice_given_at": "2026-11-20T09:00:00Z"},
+                                    headers=CLINICIAN)  # fmt: skip
+        assert no_notice.status_code == 422
 
 
 async def _recommendation(events: Events, store: CarePlanStore, episode_id: str) -> str:
@@ -312,9 +340,18 @@ async def test_graduate_episode(
     http: httpx.AsyncClient, events: Events, store: CarePlanStore, database: MemoryDatabase
 ) -> None:
     episode_id = await active_plan(events, store)
-    graduated = await http.post(f"/v1/episodes/{episode_id}/graduate", headers=CLINICIAN)
+    path = f"/v1/episodes/{episode_id}/graduate"
+    no_reason = await http.post(path, headers=CLINICIAN)  # no session attended: 12 are the IOP minimum
+    assert no_reason.status_code == 422 and no_reason.json()["detail"][0]["loc"] == ["body", "reason"]
+    assert "fewer than the 12" in no_reason.json()["detail"][0]["msg"]
+    misspelt = await http.post(path, json={"reasn": "moving away"}, headers=CLINICIAN)
+    assert misspelt.status_code == 422 and misspelt.json()["detail"][0]["loc"] == ["body", "reasn"]
+    assert (await store.get(episode_id)).plan.status == "active"  # type: ignore[union-attr]
+    graduated = await http.post(path, json={"reason": "moving away: care continues nearer home"}, headers=CLINICIAN)
     assert graduated.status_code == 200 and graduated.json()["status"] == "graduated"
+    assert graduated.json()["end_note"] == "moving away: care continues nearer home"
     assert "iop.episode.graduated" in [topic for topic, _ in await queued(database[PLANS])]
+    assert b"moving away" not in str(await queued(database[PLANS])).encode()  # the reason stays here
     twice = await http.post(f"/v1/episodes/{episode_id}/graduate", headers=CLINICIAN)
     assert twice.status_code == 409
 
@@ -390,7 +427,8 @@ async def test_a_set_aside_event_is_replayed_once_its_cause_is_fixed(
     still = await http.post(path, headers=ADMIN)
     assert still.status_code == 200 and still.json()["replays"][-1]["outcome"] == "set_aside_again"
     await events.deliver(intake_event(assessment(episode_id)))  # the cause fixed: the plan exists now
-    replayed = await http.post(path, headers=ADMIN)
+    with once_the_first_session_began():
+        replayed = await http.post(path, headers=ADMIN)
     assert [r["outcome"] for r in replayed.json()["replays"]] == ["set_aside_again", "applied"]
     stored = await store.get(episode_id)
     assert stored is not None and stored.plan.attendance[first_session_id()].status == "attended"
@@ -413,7 +451,8 @@ async def test_set_aside_events_are_replayed_by_topic_and_reason(
     for episode_id in episode_ids:
         await events.deliver(intake_event(assessment(episode_id)))
     query = {"topic": "iop.attendance.reported", "reason": "rejected: no_care_plan"}
-    replayed = await http.post("/v1/set-aside-events/replay", params=query, headers=ADMIN)
+    with once_the_first_session_began():
+        replayed = await http.post("/v1/set-aside-events/replay", params=query, headers=ADMIN)
     assert replayed.status_code == 200 and [e["replays"][-1]["outcome"] for e in replayed.json()] == ["applied"] * 2
     assert (await http.post("/v1/set-aside-events/replay", params=query, headers=ADMIN)).json() == []
     assert (await http.post("/v1/set-aside-events/replay", headers=CLINICIAN)).status_code == 403
@@ -473,24 +512,28 @@ async def test_one_sheet_records_the_whole_group(
                             {"episode_id": "stranger", "status": "attended"},
                             {"episode_id": present, "status": "attended"}]}  # fmt: skip
     path = f"/v1/groups/iop-am/sessions/{session_id}/attendance"
-    answer = await http.post(path, json=sheet, headers=CLINICIAN)
-    assert answer.status_code == 200, answer.text
-    outcomes = [(line["episode_id"], line["outcome"], line["code"]) for line in answer.json()["lines"]]
-    assert outcomes == [(present, "recorded", None), (late, "recorded", None), (away, "recorded", None),
-                        ("stranger", "rejected", "not_a_member"), (present, "rejected", "listed_twice")]  # fmt: skip
-    assert answer.json()["not_on_sheet"] == [left_off]
-    late_plan = await store.get(late)
-    assert late_plan is not None and late_plan.plan.attendance[session_id].minutes == 150
-    assert [topic for topic, _ in await queued(database[PLANS])].count("iop.session.missed") == 1
+    with once_the_first_session_began():  # the sheet is recorded after the session has begun
+        answer = await http.post(path, json=sheet, headers=CLINICIAN)
+        assert answer.status_code == 200, answer.text
+        outcomes = [(line["episode_id"], line["outcome"], line["code"]) for line in answer.json()["lines"]]
+        assert outcomes == [(present, "recorded", None), (late, "recorded", None), (away, "recorded", None),
+                            ("stranger", "rejected", "not_a_member"),
+                            (present, "rejected", "listed_twice")]  # fmt: skip
+        assert answer.json()["not_on_sheet"] == [left_off]
+        late_plan = await store.get(late)
+        assert late_plan is not None and late_plan.plan.attendance[session_id].minutes == 150
+        assert [topic for topic, _ in await queued(database[PLANS])].count("iop.session.missed") == 1
 
-    again = await http.post(path, json=sheet, headers=CLINICIAN)
-    assert [line["outcome"] for line in again.json()["lines"]][:3] == ["unchanged"] * 3
-    changed = {"attendance": [{"episode_id": away, "status": "attended"}]}
-    differently = await http.post(path, json=changed, headers=CLINICIAN)
-    assert differently.json()["lines"][0]["code"] == "recorded_differently"
-    assert (await http.post("/v1/groups/nope/sessions/x/attendance", json=sheet, headers=CLINICIAN)).status_code == 404
-    empty = await http.post(path, json={"attendance": []}, headers=CLINICIAN)
-    assert empty.status_code == 422 and empty.json()["detail"][0]["loc"] == ["body", "attendance"]
+        again = await http.post(path, json=sheet, headers=CLINICIAN)
+        assert [line["outcome"] for line in again.json()["lines"]][:3] == ["unchanged"] * 3
+        changed = {"attendance": [{"episode_id": away, "status": "attended"}]}
+        differently = await http.post(path, json=changed, headers=CLINICIAN)
+        assert differently.json()["lines"][0]["code"] == "recorded_differently"
+        assert (
+            await http.post("/v1/groups/nope/sessions/x/attendance", json=sheet, headers=CLINICIAN)
+        ).status_code == 404
+        empty = await http.post(path, json={"attendance": []}, headers=CLINICIAN)
+        assert empty.status_code == 422 and empty.json()["detail"][0]["loc"] == ["body", "attendance"]
 
 
 async def test_a_sheet_command_stores_every_line_it_can_and_sets_aside_the_rest(
@@ -503,12 +546,13 @@ async def test_a_sheet_command_stores_every_line_it_can_and_sets_aside_the_rest(
                                reported_at=utc_now(), attendance=lines)  # fmt: skip
     event = new_event(sheet, source="/ehr")
     assert event.subject == f"iop-am/{session_id}"
-    await events.deliver(event)
-    stored = await store.get(member)
-    assert stored is not None and stored.plan.attendance[session_id].status == "attended"
-    [shelved] = await set_aside(database)
-    assert shelved["reason"] == "rejected: 1 of 2 lines not stored (stranger: not_a_member)"
-    await events.deliver(event)  # a redelivery stores nothing twice
+    with once_the_first_session_began():
+        await events.deliver(event)
+        stored = await store.get(member)
+        assert stored is not None and stored.plan.attendance[session_id].status == "attended"
+        [shelved] = await set_aside(database)
+        assert shelved["reason"] == "rejected: 1 of 2 lines not stored (stranger: not_a_member)"
+        await events.deliver(event)  # a redelivery stores nothing twice
     assert [topic for topic, _ in await queued(database[PLANS])].count("iop.service.delivered") == 1
 
 
@@ -675,3 +719,119 @@ async def test_one_episode_never_holds_two_seats_in_a_group(
     go_on.set()
     assert await first  # its seat 2 is refused: it finds the episode seated and says so
     assert [seat["seat"] async for seat in store.seats.find({"episode_id": "e1"})] == [1]
+
+
+# Attendance after the session, tracks, program groups, referrals, overlaps
+
+
+async def test_attendance_before_the_session_starts_is_refused_and_an_excuse_is_taken_ahead(
+    http: httpx.AsyncClient, events: Events, store: CarePlanStore, database: MemoryDatabase
+) -> None:
+    member, excused = [await active_plan(events, store) for _ in range(2)]
+    session_id = first_session_id()
+    starts = first_session_start().isoformat()
+    for status in ("attended", "late", "missed"):
+        early = await http.post(f"/v1/episodes/{member}/sessions/{session_id}/attendance", json={"status": status},
+                                headers=CLINICIAN)  # fmt: skip
+        assert early.status_code == 409 and f"starts at {starts}" in early.json()["detail"], early.text
+    sheet = {"attendance": [{"episode_id": member, "status": "attended"},
+                            {"episode_id": excused, "status": "excused",
+                             "notice_given_at": utc_now().isoformat()}]}  # fmt: skip
+    answer = await http.post(f"/v1/groups/iop-am/sessions/{session_id}/attendance", json=sheet, headers=CLINICIAN)
+    [refused, ahead] = answer.json()["lines"]
+    assert (refused["outcome"], refused["code"]) == ("rejected", "session_not_started")
+    assert (ahead["outcome"], ahead["attendance"]["status"]) == ("recorded", "excused")
+    report = AttendanceReported(episode_id=member, session_id=session_id, status="missed",
+                                reported_at=utc_now())  # fmt: skip
+    await events.deliver(new_event(report, source="/ehr"))
+    [shelved] = await set_aside(database)
+    assert shelved["reason"].startswith(f"rejected: session_not_started: session '{session_id}' starts at {starts}")
+    stored = await store.get(member)
+    assert stored is not None and stored.plan.attendance == {}  # nothing billed, nobody told "we missed you"
+    topics = [topic for topic, _ in await queued(database[PLANS])]
+    assert not {"iop.service.delivered", "iop.session.missed"} & set(topics)
+
+
+async def test_an_episode_joins_a_group_of_its_track_and_a_clinician_changes_it(
+    http: httpx.AsyncClient, events: Events, store: CarePlanStore, database: MemoryDatabase
+) -> None:
+    evening = str(uuid.uuid4())
+    await events.deliver(intake_event(assessment(evening, track="evening")))
+    stored = await store.get(evening)
+    assert stored is not None and stored.plan.group is not None and stored.plan.group.group_id == "iop-pm"
+    assert stored.plan.schedule is not None and stored.plan.schedule.track == "evening"
+
+    default = await active_plan(events, store)  # no track given: the clinic's default (morning)
+    path = f"/v1/episodes/{default}/track"
+    moved = await http.put(path, json={"track": "evening"}, headers=CLINICIAN)
+    assert moved.status_code == 200, moved.text
+    assert moved.json()["group"]["group_id"] == "iop-pm" and moved.json()["schedule"]["track"] == "evening"
+    assert {s["group_id"] for s in moved.json()["schedule"]["sessions"]} == {"iop-pm"}
+    [(topic, data)] = [(t, d) for t, d in await queued(database[PLANS]) if d["episode_id"] == default][-1:]
+    assert (topic, data["reason"]) == ("iop.schedule.changed", "track_changed")
+    same = await http.put(path, json={"track": "evening"}, headers=CLINICIAN)
+    assert same.status_code == 200 and same.json() == moved.json()  # the same track changes nothing
+    assert (await http.put(path, json={"track": "night"}, headers=CLINICIAN)).status_code == 422
+    assert (await http.put(path, json={"track": "morning", "group": "x"}, headers=CLINICIAN)).status_code == 422
+    assert (
+        await http.put("/v1/episodes/nobody/track", json={"track": "evening"}, headers=CLINICIAN)
+    ).status_code == 404
+
+
+async def test_an_adolescent_joins_an_adolescent_group_only(events: Events, store: CarePlanStore) -> None:
+    teen = str(uuid.uuid4())
+    await events.deliver(intake_event(assessment(teen).model_copy(update={"program": "adolescent"})))
+    stored = await store.get(teen)
+    assert stored is not None and stored.plan.group is not None and stored.plan.group.group_id == "iop-teen-am"
+    assert {s.group_id for s in stored.plan.schedule.sessions} == {"iop-teen-am"}  # type: ignore[union-attr]
+
+
+async def test_a_reassessment_that_refers_out_reaches_the_clinician_who_discharges(
+    http: httpx.AsyncClient, events: Events, store: CarePlanStore, database: MemoryDatabase
+) -> None:
+    episode_id = await active_plan(events, store)
+    await events.deliver(intake_event(assessment(episode_id, kind="reassessment", level=CareLevel.INPATIENT)))
+    stored = await store.get(episode_id)
+    assert stored is not None and stored.plan.status == "active"
+    referral = stored.plan.open_recommendation
+    assert referral is not None and (referral.to_level, referral.refer_out) == (CareLevel.INPATIENT, True)
+    assert referral.rationale[0].code == "referral_out"
+    [(_, published)] = [(t, d) for t, d in await queued(database[PLANS]) if t.endswith("step_up_recommended")]
+    assert (published["to_level"], published["refer_out"]) == ("INPATIENT", True)
+    path = f"/v1/episodes/{episode_id}/recommendations/{referral.recommendation_id}/decision"
+    accepted = await http.post(path, json={"decision": "accept"}, headers=CLINICIAN)
+    assert accepted.status_code == 200, accepted.text
+    stored = await store.get(episode_id)
+    assert stored is not None and (stored.plan.status, stored.plan.end_reason) == ("discharged", "referred_out")
+    [(_, discharged)] = [(t, d) for t, d in await queued(database[PLANS]) if t == "iop.episode.discharged"]
+    assert discharged["reason_code"] == "referred_out"
+
+
+async def test_a_group_meeting_that_overlaps_an_own_appointment_is_left_off_and_named(
+    http: httpx.AsyncClient, events: Events, store: CarePlanStore, database: MemoryDatabase
+) -> None:
+    episode_id = await active_plan(events, store)
+    evening = first_session_start("iop-pm") + timedelta(hours=1)  # during the evening group's first meeting
+    booked = await http.post(f"/v1/episodes/{episode_id}/appointments",
+                             json={"kind": "family", "starts_at": evening.isoformat()}, headers=CLINICIAN)  # fmt: skip
+    assert booked.status_code == 201, booked.text
+    moved = await http.put(f"/v1/episodes/{episode_id}/track", json={"track": "evening"}, headers=CLINICIAN)
+    assert moved.status_code == 200, moved.text
+    sessions = [s["session_id"] for s in moved.json()["schedule"]["sessions"]]
+    assert booked.json()["session_id"] in sessions and first_session_id("iop-pm") not in sessions
+    [skipped] = moved.json()["skipped_meetings"]
+    assert (skipped["session"]["session_id"], skipped["clashes_with"]) == (
+        first_session_id("iop-pm"), booked.json()["session_id"]
+    )  # fmt: skip
+    [changed] = [d for t, d in await queued(database[PLANS]) if d.get("reason") == "track_changed"]
+    assert changed["skipped_meetings"] == [first_session_id("iop-pm")]
+    cancelled = await http.delete(f"/v1/episodes/{episode_id}/appointments/{booked.json()['session_id']}",
+                                  headers=CLINICIAN)  # fmt: skip
+    assert first_session_id("iop-pm") in [s["session_id"] for s in cancelled.json()["schedule"]["sessions"]]
+    assert cancelled.json()["skipped_meetings"] == []
+
+
+async def test_a_body_where_none_is_taken_is_refused_naming_its_fields(http: httpx.AsyncClient) -> None:
+    replay = await http.post("/v1/set-aside-events/replay", json={"topic": "x"}, headers=ADMIN)
+    assert replay.status_code == 422 and replay.json()["detail"][0]["loc"] == ["body", "topic"]
+    assert (await http.post("/v1/set-aside-events/replay", json={}, headers=ADMIN)).status_code == 200

@@ -975,3 +975,37 @@ async def test_the_contact_of_a_consent_of_an_unknown_episode_says_the_episode_i
     assert (missing.status_code, missing.json()["detail"]) == (404, "episode not found")
     unknown = await http.get(f"/v1/episodes/{episode_id}/consents/nope/contact", headers=NOTIFICATIONS)
     assert (unknown.status_code, unknown.json()["detail"]) == (404, "consent not found")
+
+
+# The episode's track; fields a request does not declare
+
+
+async def test_an_episode_takes_its_track_and_its_assessments_carry_it(
+    http: httpx.AsyncClient, store: IntakeStore, database: MemoryDatabase
+) -> None:
+    patient_id = await register(http)
+    path = f"/v1/patients/{patient_id}/episodes"
+    evening = await http.post(path, json={"program": "adult", "track": "evening"}, headers=STAFF)
+    default = await http.post(path, json={"program": "adult", "track": None}, headers=STAFF)
+    assert (evening.status_code, default.status_code) == (201, 201)
+    for response, track in ((evening, "evening"), (default, None)):
+        episode_id = response.json()["episode_id"]
+        stored = await store.get(episode_id)
+        assert stored is not None and stored.episode.track == track
+        await assess(http, episode_id, {"phq9": PHQ9_MODERATE})
+        [completed] = [d for t, d in await queued(database[EPISODES]) if d["episode_id"] == episode_id]
+        assert completed["track"] == track  # null: care_plan applies the clinic's default
+    night = await http.post(path, json={"program": "adult", "track": "night"}, headers=STAFF)
+    assert night.status_code == 422 and night.json()["detail"][0]["loc"] == ["body", "track"]
+    misspelt = await http.post(path, json={"program": "adult", "trak": "evening"}, headers=STAFF)
+    assert misspelt.status_code == 422 and misspelt.json()["detail"][0]["loc"] == ["body", "trak"]
+
+
+async def test_a_field_nobody_declared_in_an_object_inside_a_body_is_refused(http: httpx.AsyncClient) -> None:
+    _, episode_id = await new_episode(http)
+    result = {"substance": "fentanyl", "result": "negative", "confirmed_by": "lab"}
+    body = {"collected_at": "2026-01-20T14:05:00Z", "results": [result]}
+    refused = await http.post(f"/v1/episodes/{episode_id}/drug-screens", json=body, headers=CLINICIAN)
+    assert refused.status_code == 422 and refused.json()["detail"][0]["loc"] == ["body", "results", 0, "confirmed_by"]
+    revoke = await http.post(f"/v1/episodes/{episode_id}/consents/nope/revoke", json={"why": "asked"}, headers=STAFF)
+    assert revoke.status_code == 422 and revoke.json()["detail"][0]["loc"] == ["body", "why"]  # it takes no body

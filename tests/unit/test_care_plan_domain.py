@@ -17,6 +17,7 @@ from services.care_plan.domain.care_plan import (
     CarePlan,
     CarePlanError,
     assign_care_level,
+    graduate_by_clinician,
     record_attendance,
 )
 from services.care_plan.domain.groups import Joined, build_schedule
@@ -24,10 +25,12 @@ from services.care_plan.domain.model import GroupPlace
 from services.care_plan.domain.policy import (
     DEFAULT_POLICY_FILE,
     CarePolicy,
+    GraduationRules,
     PerDiem,
     ProgramGroup,
     load_policy,
 )
+from services.care_plan.domain.review import next_check
 from services.common.policy_file import PolicyError
 from stepwise_contract import AssessmentCompleted, CareLevel, CareLevelAssigned, DimensionRatings, Reason
 
@@ -65,14 +68,19 @@ def write_policy(tmp_path: Path, raw: dict[str, Any], name: str = "policy.yaml")
 
 def test_default_policy_loads() -> None:
     policy = load_policy()
-    assert policy.version == "default-2026.12"
+    assert policy.version == "default-2027.01"  # 2027.01: adolescent groups, graduation minimums
     assert policy.offered_levels == [CareLevel.OP, CareLevel.IOP, CareLevel.PHP]
     assert policy.default_track == "morning"
     iop = policy.levels[CareLevel.IOP]
     assert iop.weeks == 8
     assert iop.per_diem == PerDiem(code="H0015", min_hours=3)
     assert (iop.weekdays, iop.hours_per_session, iop.tracks) == (None, None, None)  # set by the groups
-    assert [g.group_id for g in policy.groups] == ["iop-am", "iop-pm", "php-am", "php-pm", "op-am", "op-pm"]
+    adults = [g.group_id for g in policy.groups if "adult" in g.programs]
+    assert adults == ["iop-am", "iop-pm", "php-am", "php-pm", "op-am", "op-pm"]
+    teens = [g.group_id for g in policy.groups if "adolescent" in g.programs]
+    assert teens == ["iop-teen-am", "iop-teen-pm", "php-teen-am", "php-teen-pm", "op-teen-am", "op-teen-pm"]
+    assert not set(adults) & set(teens)  # adults and adolescents meet apart
+    assert policy.graduation.min_attended_sessions == {CareLevel.OP: 4, CareLevel.IOP: 12, CareLevel.PHP: 10}
     iop_am = group("iop-am")
     assert iop_am.weekdays == ["mon", "wed", "fri"]
     assert iop_am.minutes == 180
@@ -324,7 +332,7 @@ def test_offered_level_gives_an_active_plan_with_schedule(level: CareLevel) -> N
     assert plan.episode_id == "ep-1"
     assert plan.assessment_id == "as-1"
     assert plan.assigned_at == NOW
-    assert plan.policy_version == "default-2026.12"
+    assert plan.policy_version == "default-2027.01"
     assert plan.attendance == {}
     assert plan.group == GroupPlace(group_id=joined.group_id, joined_at=NOW)
     assert plan.waitlist is None
@@ -390,6 +398,12 @@ def active_plan() -> CarePlan:
     return plan
 
 
+AFTER_THEM = NOW + timedelta(days=30)
+"""A month on: the calendar's first ten sessions are over, so their attendance can be recorded."""
+LATEST = NOW + timedelta(days=70)
+"""Ten weeks on: every session of the 8-week calendar is over."""
+
+
 def apply(plan: CarePlan, session_id: str, status: str, now: datetime) -> tuple[CarePlan, Any]:
     attendance, event = record_attendance(plan, session_id, status, now)  # type: ignore[arg-type]
     return plan.model_copy(update={"attendance": attendance}), event
@@ -422,8 +436,8 @@ def test_same_status_twice_changes_nothing() -> None:
 
 def test_attended_and_excused_publish_nothing() -> None:
     plan = active_plan()
-    plan, attended = apply(plan, WED_21, "attended", NOW)
-    plan, excused = apply(plan, FRI_23, "excused", NOW)
+    plan, attended = apply(plan, WED_21, "attended", AFTER_THEM)
+    plan, excused = apply(plan, FRI_23, "excused", AFTER_THEM)
     assert attended is None and excused is None
     assert {sid: rec.status for sid, rec in plan.attendance.items()} == {WED_21: "attended", FRI_23: "excused"}
 
@@ -468,8 +482,8 @@ def test_missed_sessions_count_runs_and_totals() -> None:
 
 def test_miss_recorded_out_of_calendar_order_counts_only_earlier_sessions() -> None:
     plan = active_plan()
-    plan, _ = apply(plan, FRI_30, "missed", NOW)
-    plan, event = apply(plan, FRI_23, "missed", NOW)
+    plan, _ = apply(plan, FRI_30, "missed", AFTER_THEM)
+    plan, event = apply(plan, FRI_23, "missed", AFTER_THEM)
     assert (event.consecutive_misses, event.total_misses) == (1, 2)
 
 
@@ -495,7 +509,7 @@ def test_consecutive_misses_match_brute_force(recordings: list[tuple[int, str]])
     model: dict[str, str] = {}
     for step, (index, status) in enumerate(recordings):
         session_id = order[index]
-        at = NOW + timedelta(minutes=step)
+        at = AFTER_THEM + timedelta(minutes=step)
         previous = dict(plan.attendance)
         plan, event = apply(plan, session_id, status, at)
         if model.get(session_id) == status:
@@ -516,10 +530,28 @@ def test_consecutive_misses_match_brute_force(recordings: list[tuple[int, str]])
 
 def test_late_counts_as_attended_and_resets_the_run_of_misses() -> None:
     plan = active_plan()
-    plan, first = apply(plan, WED_21, "missed", NOW)
-    plan, late = apply(plan, FRI_23, "late", NOW)
-    plan, third = apply(plan, MON_26, "missed", NOW)
+    plan, first = apply(plan, WED_21, "missed", AFTER_THEM)
+    plan, late = apply(plan, FRI_23, "late", AFTER_THEM)
+    plan, third = apply(plan, MON_26, "missed", AFTER_THEM)
     assert (first.consecutive_misses, late, third.consecutive_misses, third.total_misses) == (1, None, 1, 2)
+
+
+@pytest.mark.parametrize("status", ["attended", "late", "missed"])
+def test_attendance_before_the_session_starts_is_refused_naming_its_start(status: str) -> None:
+    plan = active_plan()  # WED_21 meets Wednesday 2026-10-21 09:00-12:00 New York
+    start = datetime(2026, 10, 21, 9, 0, tzinfo=NY)
+    for now in (NOW, start - timedelta(seconds=1)):  # on Tuesday; a second before it begins
+        with pytest.raises(CarePlanError) as caught:
+            apply(plan, WED_21, status, now)
+        assert caught.value.code == "session_not_started"
+        assert "starts at 2026-10-21T09:00:00-04:00" in str(caught.value)
+    recorded, _ = apply(plan, WED_21, status, start)  # from its start on
+    assert recorded.attendance[WED_21].status == status
+
+
+def test_an_excused_absence_may_be_recorded_ahead() -> None:
+    recorded, event = apply(active_plan(), MON_02, "excused", NOW)
+    assert event is None and recorded.attendance[MON_02].status == "excused"
 
 
 def test_excused_absence_keeps_when_notice_was_given() -> None:
@@ -534,3 +566,41 @@ def test_notice_goes_only_with_an_excused_absence(status: str) -> None:
     with pytest.raises(CarePlanError) as caught:
         record_attendance(active_plan(), WED_21, status, NOW, NOW)  # type: ignore[arg-type]
     assert caught.value.code == "notice_without_excuse"
+
+
+# --- graduation by a clinician ------------------------------------------------------------------
+
+
+def test_graduating_below_the_levels_minimum_of_attended_sessions_needs_a_reason() -> None:
+    plan = active_plan()
+    with pytest.raises(CarePlanError) as caught:
+        graduate_by_clinician(plan, POLICY, AFTER_THEM, "dr-a", None)
+    assert (caught.value.code, caught.value.field) == ("reason_required", ("body", "reason"))
+    assert "0 session(s) attended, fewer than the 12 a graduation from IOP takes" in str(caught.value)
+    with pytest.raises(CarePlanError):
+        graduate_by_clinician(plan, POLICY, AFTER_THEM, "dr-a", "   ")  # blank is no reason
+    ended, event = graduate_by_clinician(plan, POLICY, AFTER_THEM, "dr-a", "moving away")
+    assert (ended.status, ended.end_note, ended.ended_by, event.by) == ("graduated", "moving away", "dr-a", "clinician")
+
+
+def test_graduating_at_the_minimum_needs_no_reason_and_late_counts_as_attended() -> None:
+    plan = active_plan()
+    assert plan.schedule is not None
+    for n, session in enumerate(plan.schedule.sessions[:12]):
+        plan, _ = apply(plan, session.session_id, "late" if n % 2 else "attended", LATEST)
+    ended, _ = graduate_by_clinician(plan, POLICY, LATEST, "dr-a", None)
+    assert ended.status == "graduated" and ended.end_note is None
+    no_minimum = POLICY.model_copy(update={"graduation": GraduationRules(min_attended_sessions={})})
+    assert graduate_by_clinician(active_plan(), no_minimum, NOW, "dr-a", None)[0].status == "graduated"
+
+
+def test_a_plan_whose_every_session_is_recorded_is_looked_at_again_when_the_last_one_is_over() -> None:
+    plan = active_plan()
+    assert plan.schedule is not None
+    last = plan.schedule.sessions[-1]
+    during_last = last.starts_at + timedelta(minutes=5)  # Monday 2026-12-14, 09:05 New York
+    for session in plan.schedule.sessions:
+        plan, _ = apply(plan, session.session_id, "attended", during_last)
+    over = datetime(2026, 12, 14, 17, 30, tzinfo=UTC)  # its end, 12:00 New York, and the 30-minute grace
+    assert next_check(plan, POLICY, during_last) == over  # then it may graduate on completion
+    assert next_check(plan, POLICY, over) == datetime(2026, 12, 21, 5, 0, tzinfo=UTC)  # only the week's end left

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -31,6 +32,7 @@ from services.care_plan.domain.groups import (
     build_schedule,
     calendar_with,
     cancel_appointment,
+    change_track,
     first_meeting_after,
     join_from_waitlist,
     place,
@@ -770,6 +772,7 @@ def test_the_longest_code_reached_wins_in_whatever_order_the_codes_are_listed(mi
 # --- services delivered and service days --------------------------------------------------------------------
 
 RECORDED = datetime(2026, 10, 21, 20, 0, tzinfo=UTC)  # Wednesday 16:00 in New York
+WEEK_LATER = datetime(2026, 10, 28, 20, 0, tzinfo=UTC)  # Wednesday 28 16:00: WED_21 to WED_28 are over
 
 
 def reviewed(plan: CarePlan, at: datetime = RECORDED) -> tuple[CarePlan, list[EventData]]:
@@ -930,7 +933,7 @@ def test_published_services_follow_the_attendance_by_revisions(
     revisions: dict[str, int] = {}
     day_revisions: dict[date, int] = {}
     for step, (index, status, minutes) in enumerate(recordings):
-        at = RECORDED + timedelta(minutes=step)
+        at = WEEK_LATER + timedelta(minutes=step)
         session = session_of(plan, pool[index])
         length = round((session.ends_at - session.starts_at).total_seconds() / 60)
         attended = min(minutes, length) if minutes is not None and status in ("attended", "late") else None
@@ -961,12 +964,18 @@ def test_published_services_follow_the_attendance_by_revisions(
             assert rolled.services == len(delivered)
 
 
+def ahead(plan: CarePlan, session_id: str, at: datetime) -> CarePlan:
+    """Attendance recorded ahead of the session, as a plan stored before that was refused may hold it."""
+    record = AttendanceRecord(status="attended", recorded_at=at)
+    return plan.model_copy(update={"attendance": {**plan.attendance, session_id: record}})
+
+
 def test_a_service_recorded_ahead_and_taken_off_the_calendar_is_voided_and_its_day_emptied() -> None:
-    plan = attend(joined_plan(), FRI_30, "attended", RECORDED)  # recorded ahead of the session
+    plan = ahead(joined_plan(), FRI_30, RECORDED)  # recorded ahead of the session
     plan, _ = reviewed(plan)
     now = datetime(2026, 10, 27, 12, 0, tzinfo=UTC)  # Tuesday: a step-up takes Friday's IOP session away
     moved, _ = change_level(plan, recommendation(CareLevel.PHP, now), POLICY, now, Joined(group("php-am")))
-    moved = attend(moved, "php-am-20261030", "attended", now)  # the day's new session, recorded ahead too
+    moved = ahead(moved, "php-am-20261030", now)  # the day's new session, recorded ahead too
     moved, events = review_services(moved, POLICY, now)
     [voided] = [e for e in delivered_events(events) if e.service_id == FRI_30]
     assert (voided.status, voided.revision, voided.minutes, voided.code) == ("voided", 2, 0, None)
@@ -975,7 +984,7 @@ def test_a_service_recorded_ahead_and_taken_off_the_calendar_is_voided_and_its_d
 
 
 def test_a_plan_stored_before_services_were_reported_is_not_billed_again() -> None:
-    plan = attend(attend(joined_plan(), WED_21, "attended", RECORDED), FRI_23, "missed", RECORDED)
+    plan = attend(attend(joined_plan(), WED_21, "attended", RECORDED), FRI_23, "missed", WEEK_LATER)
     legacy = plan.model_copy(update={"services_tracked": False})
     baseline, events = reviewed(legacy)
     assert events == [] and baseline.services_tracked
@@ -1113,3 +1122,139 @@ def test_partial_minutes_count_as_the_hours_attended() -> None:
     [week] = utilization(plan)
     assert dict(week.hours_by_kind) == {"group": 7.5, "individual": 1.0}
     assert week.hours_attended == 8.5
+
+
+# --- programs and tracks ------------------------------------------------------------------------------------
+
+
+def test_the_default_policy_has_a_group_of_every_level_and_track_for_each_program_apart() -> None:
+    for level in POLICY.offered_levels:
+        for track in ("morning", "evening"):
+            adults = POLICY.groups_for(level, track, "adult")
+            teens = POLICY.groups_for(level, track, "adolescent")
+            assert adults and teens, (level, track)
+            assert not {g.group_id for g in adults} & {g.group_id for g in teens}
+    assert [g.group_id for g in POLICY.groups_for(CareLevel.IOP, "morning", "adolescent")] == ["iop-teen-am"]
+    assert [g.group_id for g in POLICY.groups_for(CareLevel.IOP, "evening", "adult")] == ["iop-pm"]
+
+
+def test_a_plan_joins_only_a_group_that_lists_its_program() -> None:
+    with pytest.raises(CarePlanError) as caught:
+        new_plan(Joined(group("iop-am")), program="adolescent")
+    assert caught.value.code == "wrong_program" and "adolescent" in str(caught.value)
+    teen, _ = new_plan(Joined(group("iop-teen-am")), program="adolescent")
+    assert teen.group is not None and teen.group.group_id == "iop-teen-am"
+
+
+def policy_without(group_id: str) -> CarePolicy:
+    raw = default_raw()
+    raw["groups"] = [g for g in raw["groups"] if g["group_id"] != group_id]
+    return CarePolicy.model_validate(raw)
+
+
+def test_with_no_group_of_its_level_track_and_program_a_plan_waits_saying_why() -> None:
+    policy = policy_without("iop-teen-pm")
+    assert policy.groups_for(CareLevel.IOP, "evening", "adolescent") == []
+    plan, events = new_plan(Waitlisted([], CareLevel.IOP, "evening", 1), program="adolescent", policy=policy)
+    assert plan.group is None and plan.waitlist is not None and plan.waitlist.group_ids == []
+    assert plan.rationale[-1] == Reason(
+        code="no_group_for_program",
+        text="No IOP evening group in the care-plan policy takes adolescent programs: the plan waits without group "
+        "sessions until one does (a custom calendar or another track gives it sessions meanwhile).",
+    )
+    assigned, waitlisted = events
+    assert isinstance(assigned, CareLevelAssigned) and assigned.rationale == plan.rationale
+    assert isinstance(waitlisted, GroupWaitlisted) and waitlisted.group_ids == []
+    # The clinic adds such a group: the waiting plan joins it when it has room.
+    joined, [changed] = join_from_waitlist(plan, group("iop-teen-pm"), POLICY, ASSIGNED_AT + timedelta(days=1))
+    assert joined.group is not None and joined.group.group_id == "iop-teen-pm" and changed.reason == "joined_group"
+    assert join_from_waitlist(plan, group("iop-pm"), POLICY, LATER) == (plan, [])  # never the adults' group
+
+
+def test_the_episodes_track_starts_its_calendar() -> None:
+    evening = assessment().model_copy(update={"track": "evening"})
+    plan, _ = assign_care_level(evening, POLICY, NEW_YORK, ASSIGNED_AT, Joined(group("iop-pm")))
+    assert plan.schedule is not None and plan.schedule.track == "evening"
+    assert {s.group_id for s in sessions_of(plan)} == {"iop-pm"}
+
+
+def test_a_track_change_moves_the_plan_to_a_group_of_the_new_track_from_now_on() -> None:
+    plan, appointment = book(joined_plan(), "individual", ny(2026, 11, 3, 14))
+    now = datetime(2026, 10, 27, 12, 0, tzinfo=UTC)  # Tuesday 08:00
+    moved, events = change_track(plan, "evening", Joined(group("iop-pm")), POLICY, now)
+    assert moved.group == GroupPlace(group_id="iop-pm", joined_at=now)
+    assert ids(moved)[:4] == [WED_21, FRI_23, MON_26, "iop-pm-20261028"]  # the past stays
+    assert appointment in ids(moved)
+    assert not [s for s in sessions_of(moved) if s.group_id == "iop-am" and s.starts_at > now]
+    [changed] = events
+    assert changed == ScheduleChanged(episode_id="ep-1", level=CareLevel.IOP, changed_at=now,
+                                      schedule=moved.schedule, reason="track_changed")  # fmt: skip
+    assert moved.schedule is not None and moved.schedule.track == "evening"
+    assert change_track(moved, "evening", Joined(group("iop-pm")), POLICY, LATER) == (moved, [])
+
+
+def test_a_track_change_with_no_room_waits_for_the_new_tracks_groups() -> None:
+    now = datetime(2026, 10, 27, 12, 0, tzinfo=UTC)
+    moved, events = change_track(joined_plan(), "evening", Waitlisted([group("iop-pm")], CareLevel.IOP,
+                                                                      "evening", 2), POLICY, now)  # fmt: skip
+    assert moved.group is None and moved.waitlist is not None and moved.waitlist.track == "evening"
+    assert [type(e) for e in events] == [ScheduleChanged, GroupWaitlisted]
+
+
+def test_a_track_without_a_group_for_the_program_or_an_ended_plan_is_refused() -> None:
+    policy = policy_without("iop-teen-pm")
+    teen, _ = new_plan(Joined(group("iop-teen-am", policy)), program="adolescent", policy=policy)
+    with pytest.raises(CarePlanError) as caught:
+        change_track(teen, "evening", Waitlisted([], CareLevel.IOP, "evening", 1), policy, LATER)
+    assert caught.value.code == "no_group_for_track"
+    assert str(caught.value) == "no IOP evening group takes adolescent programs"
+    ended, _ = graduate(joined_plan(), ASSIGNED_AT, "clinician")
+    with pytest.raises(CarePlanError) as caught:
+        change_track(ended, "evening", Joined(group("iop-pm")), POLICY, LATER)
+    assert caught.value.code == "plan_not_active"
+
+
+# --- joining a group keeps the plan's own appointments ------------------------------------------------------
+
+EVENING_FAMILY = ny(2026, 10, 28, 19)  # Wednesday 19:00: during the evening group's meeting of that day
+
+
+def test_a_meeting_that_overlaps_an_own_appointment_is_left_off_named_and_back_when_it_is_cancelled() -> None:
+    plan, family = book(joined_plan(), "family", EVENING_FAMILY)
+    now = datetime(2026, 10, 27, 12, 0, tzinfo=UTC)
+    moved, [changed] = change_track(plan, "evening", Joined(group("iop-pm")), POLICY, now)
+    assert "iop-pm-20261028" not in ids(moved) and family in ids(moved)
+    assert "iop-pm-20261030" in ids(moved)  # only the meeting that overlaps
+    [skipped] = moved.skipped_meetings
+    assert (skipped.session.session_id, skipped.clashes_with) == ("iop-pm-20261028", family)
+    assert isinstance(changed, ScheduleChanged) and changed.skipped_meetings == ["iop-pm-20261028"]
+    calendar = sessions_of(moved)
+    assert all(a.ends_at <= b.starts_at for a, b in pairwise(calendar))  # no overlap left
+    cancelled, _ = cancel_appointment(moved, family, now)
+    assert "iop-pm-20261028" in ids(cancelled) and cancelled.skipped_meetings == []
+    assert ids(cancelled) == sorted(ids(cancelled), key=lambda sid: session_of(cancelled, sid).starts_at)
+
+
+def test_every_way_of_joining_leaves_off_the_meetings_that_overlap_an_appointment() -> None:
+    now = datetime(2026, 10, 27, 12, 0, tzinfo=UTC)
+    waiting, family = book(waiting_plan(), "family", ny(2026, 10, 28, 10))  # Wednesday 10:00: in iop-am
+    joined, [changed] = join_from_waitlist(waiting, group("iop-am"), POLICY, now)
+    assert WED_28 not in ids(joined) and changed.skipped_meetings == [WED_28]
+    plan, family = book(joined_plan(), "family", ny(2026, 10, 29, 10))  # Thursday 10:00: in php-am
+    moved, [level_changed] = change_level(plan, recommendation(CareLevel.PHP, now), POLICY, now,
+                                          Joined(group("php-am")))  # fmt: skip
+    assert isinstance(level_changed, CareLevelChanged) and level_changed.skipped_meetings == ["php-am-20261029"]
+    assert "php-am-20261029" not in ids(moved) and family in ids(moved)
+    custom, custom_changed = set_calendar(plan, "morning", ["tue", "thu", "sat"], 3, 4, POLICY, now)
+    assert custom_changed.skipped_meetings == ["custom-20261029"] and family in ids(custom)
+
+
+def test_a_meeting_back_from_a_cancelled_appointment_stays_off_while_another_overlaps_it() -> None:
+    plan, first = book(joined_plan(), "family", EVENING_FAMILY)
+    plan, second = book(plan, "individual", ny(2026, 10, 28, 20, 30), minutes=30)
+    now = datetime(2026, 10, 27, 12, 0, tzinfo=UTC)
+    moved, _ = change_track(plan, "evening", Joined(group("iop-pm")), POLICY, now)
+    cancelled, _ = cancel_appointment(moved, first, now)
+    assert "iop-pm-20261028" not in ids(cancelled)
+    [skipped] = cancelled.skipped_meetings
+    assert (skipped.session.session_id, skipped.clashes_with) == ("iop-pm-20261028", second)

@@ -506,3 +506,36 @@ def test_the_layout_check_finds_what_it_looks_for() -> None:
                                                                    "at the end"]  # fmt: skip
     email = RenderedMessage("Hi", "Hello,\n\nYour next sessions are:\nYour care team  will {{ call }}.\n")
     assert len(layout_problems(email, "email")) == 4
+
+
+def step_up(refer_out: bool) -> CloudEvent[EventData]:
+    data = StepUpRecommended(episode_id="ep-1", recommendation_id="rec-1", from_level=CareLevel.IOP,
+                             to_level=CareLevel.INPATIENT if refer_out else CareLevel.PHP, refer_out=refer_out,
+                             rationale=[Reason(code="referral_out", text="The reassessment calls for INPATIENT.")],
+                             policy_version="p", recommended_at=datetime(2026, 10, 20, 3, 0, tzinfo=UTC))  # fmt: skip
+    return new_event(data, source=SOURCE)
+
+
+def test_a_referral_out_reaches_the_care_team_at_once_saying_referral() -> None:
+    [referral] = plan_notifications(step_up(refer_out=True))
+    assert (referral.purpose, referral.recipient_kind, referral.urgent) == ("step_recommendation", "care_team", True)
+    message = Templates(None, NEW_YORK).render(
+        "step_recommendation", "email", {**referral.context, "episode_id": "ep-1"}
+    )
+    assert message.subject == "Referral out recommended (IOP to INPATIENT) for episode ep-1"
+    assert "referring episode ep-1 out" in message.body and 'discharges the episode with reason "referred out"' in (
+        message.body
+    )
+    [step] = plan_notifications(step_up(refer_out=False))  # a step within the program waits for the day, as before
+    assert step.urgent is False
+    rendered = Templates(None, NEW_YORK).render("step_recommendation", "email", {**step.context, "episode_id": "ep-1"})
+    assert rendered.subject == "Step-up recommended (IOP to PHP) for episode ep-1" and "referr" not in rendered.body
+
+
+def test_a_plan_waiting_for_a_group_the_policy_lacks_is_told_as_such_to_the_care_team() -> None:
+    context = {"episode_id": "ep-1", "level": "IOP", "track": "evening", "program": "adolescent",
+               "position": 1, "waitlisted_at": "2026-12-06T10:00:00+00:00"}  # fmt: skip
+    full = Templates(None, NEW_YORK).render("group_waitlist", "email", {**context, "group_ids": ["iop-teen-pm"]})
+    assert "every group it may join is full: iop-teen-pm." in full.body
+    none = Templates(None, NEW_YORK).render("group_waitlist", "email", {**context, "group_ids": []})
+    assert "the care-plan policy has no such group for its program" in none.body and "is full" not in none.body

@@ -29,7 +29,15 @@ from services.care_plan.domain.stepping import (
     step_up_triggers,
 )
 from services.common.policy_file import PolicyError
-from stepwise_contract import CareLevel, InstrumentChange, InstrumentResult, Reason, Schedule, ScheduledSession
+from stepwise_contract import (
+    CareLevel,
+    InstrumentChange,
+    InstrumentResult,
+    Reason,
+    Schedule,
+    ScheduledSession,
+    StepUpRecommended,
+)
 
 T0 = datetime(2026, 3, 2, 14, 0, tzinfo=UTC)
 """When the current level began."""
@@ -284,6 +292,50 @@ def test_step_up_from_php_refers_out_to_residential() -> None:
     decision = recommend_step(make_plan(CareLevel.PHP, inputs=[alert(10, "immediate")]), POLICY, NOW)
     assert decision is not None
     assert (decision.direction, decision.to_level) == ("up", CareLevel.RESIDENTIAL)
+
+
+OFFERED = (CareLevel.OP, CareLevel.IOP, CareLevel.PHP)
+
+
+def referred(day: float, level: CareLevel, total: int | None = None) -> CareInput:
+    """A reassessment whose level (intake's recommendation, or the clinician's choice) is ``level``."""
+    return assessment(day, total).model_copy(update={"recommended_level": level})
+
+
+def test_a_reassessment_calling_for_a_level_not_offered_recommends_a_referral_out() -> None:
+    plan = make_plan(inputs=[alert(9, "immediate"), referred(9, CareLevel.INPATIENT)])
+    decision = recommend_step(plan, POLICY, NOW, OFFERED)
+    assert decision is not None
+    assert (decision.direction, decision.to_level, decision.refer_out) == ("up", CareLevel.INPATIENT, True)
+    assert codes(decision) == ["referral_out", "safety_alert"]  # wins over the rung up; the alert goes with it
+    assert decision.rationale[0].text == (
+        "The reassessment of 2026-03-11 calls for INPATIENT, which this program does not offer: refer the patient "
+        "to INPATIENT care elsewhere (accepting discharges the episode, reason referred out)."
+    )
+    assert recommend_step(plan, POLICY, NOW).to_level is CareLevel.PHP  # type: ignore[union-attr]  # levels unknown
+
+
+def test_a_later_reassessment_within_reach_undoes_the_referral() -> None:
+    plan = make_plan(inputs=[referred(9, CareLevel.RESIDENTIAL), referred(20, CareLevel.IOP)])
+    assert recommend_step(plan, POLICY, NOW, OFFERED) is None
+    before = make_plan(inputs=[referred(-3, CareLevel.INPATIENT)])  # before this level began
+    assert recommend_step(before, POLICY, NOW, OFFERED) is None
+
+
+def test_a_rung_to_a_level_not_offered_is_a_referral_out_too() -> None:
+    plan = make_plan(CareLevel.PHP, inputs=[alert(10, "immediate")])
+    decision = recommend_step(plan, POLICY, NOW, OFFERED)
+    assert decision is not None and (decision.to_level, decision.refer_out) == (CareLevel.RESIDENTIAL, True)
+    assert recommend_step(make_plan(inputs=[alert(10)]), POLICY, NOW, OFFERED).refer_out is False  # type: ignore[union-attr]
+
+
+def test_a_referral_out_is_published_as_one_for_the_clinician_to_decide() -> None:
+    plan = make_plan(inputs=[referred(9, CareLevel.INPATIENT)])
+    reviewed, events = review(plan, CARE_POLICY, NOW)
+    [event] = [e for e in events if isinstance(e, StepUpRecommended)]
+    assert (event.to_level, event.refer_out) == (CareLevel.INPATIENT, True)
+    assert reviewed.open_recommendation is not None and reviewed.open_recommendation.refer_out
+    assert reviewed.status == "active"  # the clinician decides
 
 
 # --- step-down ----------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from stepwise_contract import (
     Weekday,
 )
 
-from .groups import Placement, build_schedule, calendar_with, place
+from .groups import Placement, build_schedule, calendar_with, left_off, place, skipped_ids
 from .model import (
     AttendanceRecord,
     AttendanceStatus,
@@ -63,7 +63,8 @@ def assign_care_level(
     if level in policy.offered_levels:
         status: Literal["active", "referred_out"] = "active"
         weeks = policy.levels[level].weeks
-        schedule: Schedule | None = Schedule(timezone=timezone, track=policy.default_track, days_per_week=0,
+        track = assessment.track or policy.default_track
+        schedule: Schedule | None = Schedule(timezone=timezone, track=track, days_per_week=0,
                                              hours_per_session=0, weeks=weeks, sessions=[])  # fmt: skip
         decision = Reason(code="level_offered", text=f"{level.value} is offered here: care plan started.")
     else:
@@ -114,7 +115,8 @@ def record_attendance(
 ) -> tuple[dict[str, AttendanceRecord], SessionMissed | None]:
     """The plan's attendance after recording ``status``, and the missed-session event it causes.
 
-    Recording the same again changes nothing and publishes nothing. Late counts as attended. With
+    Attended, late and missed are recorded once the session has begun; an excused absence (notice given) may
+    be recorded ahead. Recording the same again changes nothing and publishes nothing. Late counts as attended. With
     ``group_id`` (a group's sheet) the session must be that group's; without ``correction`` a different
     record that staff made stands (one detected by no record is replaced: the sheet came late).
     """
@@ -125,6 +127,14 @@ def record_attendance(
     sessions = {session.session_id: session for session in plan.schedule.sessions}
     if session_id not in sessions or (group_id is not None and sessions[session_id].group_id != group_id):
         raise CarePlanError("unknown_session", f"session {session_id!r} is not in this care plan")
+    session = sessions[session_id]
+    if status != "excused" and now < session.starts_at:
+        starts = session.starts_at.astimezone(ZoneInfo(plan.schedule.timezone)).isoformat()
+        raise CarePlanError(
+            "session_not_started",
+            f"session {session_id!r} starts at {starts}: {status} is recorded once it has begun "
+            "(only an excused absence may be recorded ahead)",
+        )
     if minutes is not None and status not in ("attended", "late"):
         raise CarePlanError("minutes_without_attendance", "minutes go only with attended or late")
     length = round((sessions[session_id].ends_at - sessions[session_id].starts_at).total_seconds() / 60)
@@ -203,8 +213,11 @@ def set_calendar(
     template = build_schedule(custom, weeks, plan.schedule.timezone, today, policy.closures)
     own = [session.model_copy(update={"group_id": None}) for session in template.sessions]
     schedule = calendar_with(plan, own, template, now)
-    changed = ScheduleChanged(episode_id=plan.episode_id, level=plan.level, changed_at=now, schedule=schedule)
-    return plan.model_copy(update={"schedule": schedule, "group": None, "waitlist": None}), changed
+    update = {"schedule": schedule, "group": None, "waitlist": None, "skipped_meetings": left_off(schedule, own, now)}
+    custom_plan = plan.model_copy(update=update)
+    changed = ScheduleChanged(episode_id=plan.episode_id, level=plan.level, changed_at=now, schedule=schedule,
+                              skipped_meetings=skipped_ids(custom_plan))  # fmt: skip
+    return custom_plan, changed
 
 
 def settle_recommendation(
@@ -218,7 +231,8 @@ def settle_recommendation(
     by: str | None = None,
 ) -> tuple[CarePlan, list[EventData], StepRecommendation]:
     """A clinician's decision on an open recommendation; accepting it changes the level (and the group:
-    ``placement`` in the new level's groups, held beforehand)."""
+    ``placement`` in the new level's groups, held beforehand), or, for a level this program does not offer (a
+    referral out), discharges the episode with reason ``referred_out``."""
     target = next((r for r in plan.recommendations if r.recommendation_id == recommendation_id), None)
     if target is None:
         raise CarePlanError("unknown_recommendation", "no such recommendation for this episode")
@@ -231,6 +245,9 @@ def settle_recommendation(
     plan = plan.model_copy(update={"recommendations": [decided if r is target else r for r in plan.recommendations]})
     if not accept:
         return plan, [], decided
+    if decided.refer_out or decided.to_level not in policy.offered_levels:
+        ended, discharged = discharge(plan, now, "referred_out", by)
+        return ended, [discharged], decided
     plan, events = change_level(plan, decided, policy, now, placement)
     return plan, events, decided
 
@@ -268,6 +285,7 @@ def change_level(
         changed_at=now,
         status=status,
         schedule=schedule,
+        skipped_meetings=skipped_ids(moved),
     )
     return moved, [event, *waiting]
 
@@ -278,6 +296,25 @@ def graduate(
     _require_active(plan)
     ended = plan.model_copy(update={"status": "graduated", "ended_at": now, "end_reason": by, "ended_by": clinician})
     return ended, EpisodeGraduated(episode_id=plan.episode_id, graduated_at=now, level=plan.level, by=by)
+
+
+def graduate_by_clinician(
+    plan: CarePlan, policy: CarePolicy, now: datetime, clinician: str | None, reason: str | None
+) -> tuple[CarePlan, EpisodeGraduated]:
+    """A clinician graduates the episode. Below the level's minimum of sessions attended (or attended late, in
+    the whole episode: ``graduation.min_attended_sessions``) only with a ``reason``, kept on the plan."""
+    _require_active(plan)
+    minimum = policy.graduation.min_attended_sessions.get(plan.level, 0)
+    attended = sum(1 for record in plan.attendance.values() if record.status in ("attended", "late"))
+    if attended < minimum and not (reason and reason.strip()):
+        raise CarePlanError(
+            "reason_required",
+            f"{attended} session(s) attended, fewer than the {minimum} a graduation from {plan.level.value} takes "
+            "(graduation.min_attended_sessions in the care-plan policy): give the reason",
+            ("body", "reason"),
+        )
+    ended, event = graduate(plan, now, by="clinician", clinician=clinician)
+    return ended.model_copy(update={"end_note": reason}), event
 
 
 def discharge(

@@ -2,7 +2,9 @@
 appointments. Pure: the plan, the policy and the time in; the plan and its events out.
 
 A plan's calendar is the sessions it had until now, its own appointments from now on, and the sessions
-of its group from the next meeting day for the level's weeks. Session ids are the same in every member's
+of its group from the next meeting day for the level's weeks; a group meeting that overlaps one of its own
+appointments is left off (and named in ``skipped_meetings``): the appointment stays. A plan joins only a group
+of its level and track that lists its program. Session ids are the same in every member's
 calendar: ``{group_id}-{yyyymmdd}`` for a group's meeting, ``{kind}-{yyyymmdd}-{hhmm}`` for an appointment
 (local date and time), so a roster, a sheet and a billing line all name one session.
 """
@@ -17,15 +19,17 @@ from zoneinfo import ZoneInfo
 from stepwise_contract import (
     WEEKDAYS,
     CareLevel,
+    EventData,
     GroupWaitlisted,
     Program,
+    Reason,
     Schedule,
     ScheduleChanged,
     ScheduledSession,
     Track,
 )
 
-from .model import CarePlan, CarePlanError, GroupPlace, WaitlistPlace
+from .model import CarePlan, CarePlanError, GroupPlace, SkippedMeeting, WaitlistPlace
 from .policy import CarePolicy, ProgramGroup
 
 
@@ -38,7 +42,8 @@ class Joined:
 
 @dataclass(frozen=True)
 class Waitlisted:
-    """Every group the plan may join is full (or others wait already): it waits, ``position`` in line."""
+    """Every group the plan may join is full (or others wait already): it waits, ``position`` in line. With no
+    ``groups``, the policy has no group of the level and track for the plan's program: it waits for one."""
 
     groups: Sequence[ProgramGroup]
     level: CareLevel
@@ -99,16 +104,41 @@ def _local_day(moment: datetime, timezone: str) -> date:
     return moment.astimezone(ZoneInfo(timezone)).date()
 
 
+def _overlap(a: ScheduledSession, b: ScheduledSession) -> bool:
+    return a.starts_at < b.ends_at and b.starts_at < a.ends_at
+
+
 def calendar_with(
     plan: CarePlan, new_sessions: Sequence[ScheduledSession], template: Schedule, now: datetime
 ) -> Schedule:
-    """The plan's sessions until now, its own appointments after now and ``new_sessions``, in time order."""
+    """The plan's sessions until now, its own appointments after now and ``new_sessions``, in time order; a new
+    session that overlaps one kept (an own appointment, or one under way) is left off (``left_off`` names it)."""
     current = plan.schedule.sessions if plan.schedule else []
     own = {appointment.session_id for appointment in plan.appointments}
     kept = [s for s in current if s.starts_at <= now or s.session_id in own]
-    fresh = [s for s in new_sessions if s.starts_at > now and s.session_id not in {k.session_id for k in kept}]
+    kept_ids = {k.session_id for k in kept}
+    fresh = [
+        s
+        for s in new_sessions
+        if s.starts_at > now and s.session_id not in kept_ids and not any(_overlap(s, k) for k in kept)
+    ]
     sessions = sorted([*kept, *fresh], key=lambda session: session.starts_at)
     return template.model_copy(update={"sessions": sessions})
+
+
+def left_off(calendar: Schedule, new_sessions: Sequence[ScheduledSession], now: datetime) -> list[SkippedMeeting]:
+    """The new sessions ahead that ``calendar_with`` left off, each with the session it overlaps."""
+    listed = {s.session_id for s in calendar.sessions}
+    return [
+        SkippedMeeting(session=s, clashes_with=next(k.session_id for k in calendar.sessions if _overlap(s, k)))
+        for s in new_sessions
+        if s.starts_at > now and s.session_id not in listed
+    ]
+
+
+def skipped_ids(plan: CarePlan) -> list[str]:
+    """What an event says of the meetings the plan's last calendar left off."""
+    return [meeting.session.session_id for meeting in plan.skipped_meetings]
 
 
 def place(
@@ -121,10 +151,15 @@ def place(
     today = _local_day(now, timezone)
     if isinstance(placement, Joined):
         group = placement.group
+        if plan.program not in group.programs:
+            raise CarePlanError("wrong_program", f"group {group.group_id!r} does not take {plan.program} programs")
         template = build_schedule(group, weeks, timezone, today, policy.closures)
         schedule = calendar_with(plan, template.sessions, template, now)
         joined = GroupPlace(group_id=group.group_id, joined_at=now)
-        return plan.model_copy(update={"schedule": schedule, "group": joined, "waitlist": None}), []
+        skipped = left_off(schedule, template.sessions, now)
+        return plan.model_copy(
+            update={"schedule": schedule, "group": joined, "waitlist": None, "skipped_meetings": skipped}
+        ), []
     groups = [group.group_id for group in placement.groups]
     waiting_calendar = plan.schedule.model_copy(
         update={"track": placement.track, "days_per_week": 0, "hours_per_session": 0}
@@ -134,20 +169,58 @@ def place(
     event = GroupWaitlisted(episode_id=plan.episode_id, level=placement.level, track=placement.track,
                             program=plan.program, group_ids=groups, position=placement.position,
                             waitlisted_at=now)  # fmt: skip
-    return plan.model_copy(update={"schedule": schedule, "group": None, "waitlist": waiting}), [event]
+    rationale = plan.rationale if groups else [*plan.rationale, _no_group(placement, plan.program)]
+    update = {"schedule": schedule, "group": None, "waitlist": waiting, "skipped_meetings": [], "rationale": rationale}
+    return plan.model_copy(update=update), [event]
+
+
+def _no_group(placement: Waitlisted, program: Program) -> Reason:
+    where = f"{placement.level.value} {placement.track}"
+    return Reason(
+        code="no_group_for_program",
+        text=f"No {where} group in the care-plan policy takes {program} programs: the plan waits without group "
+        f"sessions until one does (a custom calendar or another track gives it sessions meanwhile).",
+    )
 
 
 def join_from_waitlist(
     plan: CarePlan, group: ProgramGroup, policy: CarePolicy, now: datetime
 ) -> tuple[CarePlan, list[ScheduleChanged]]:
-    """A place came free: the waiting plan joins ``group`` from its next meeting (if it still waits for it)."""
-    if plan.status != "active" or plan.waitlist is None or group.group_id not in plan.waitlist.group_ids:
-        return plan, []  # it stopped waiting meanwhile (ended, placed or waiting at another level)
+    """A place came free: the waiting plan joins ``group`` from its next meeting (if it still waits for one of
+    its level, track and program: a group added to the policy since counts too)."""
+    waiting = plan.waitlist
+    if (
+        plan.status != "active"
+        or waiting is None
+        or (group.level, group.track) != (waiting.level, waiting.track)
+        or plan.program not in group.programs
+    ):
+        return plan, []  # it stopped waiting meanwhile (ended, placed or waiting at another level or track)
     joined, _ = place(plan, Joined(group), policy, now)
     assert joined.schedule is not None
     changed = ScheduleChanged(episode_id=plan.episode_id, level=plan.level, changed_at=now,
-                              schedule=joined.schedule, reason="joined_group")  # fmt: skip
+                              schedule=joined.schedule, reason="joined_group",
+                              skipped_meetings=skipped_ids(joined))  # fmt: skip
     return joined, [changed]
+
+
+def change_track(
+    plan: CarePlan, track: Track, placement: Placement, policy: CarePolicy, now: datetime
+) -> tuple[CarePlan, list[EventData]]:
+    """The episode's track changed: from now on the plan follows a group of the new track (``placement``, held
+    beforehand) or waits for one; its past and its own appointments stay. The same track changes nothing."""
+    _require_calendar(plan)
+    assert plan.schedule is not None
+    if plan.schedule.track == track:
+        return plan, []
+    if not policy.groups_for(plan.level, track, plan.program):
+        raise CarePlanError("no_group_for_track", f"no {plan.level.value} {track} group takes {plan.program} programs")
+    moved = plan.model_copy(update={"schedule": plan.schedule.model_copy(update={"track": track})})
+    moved, waitlisted = place(moved, placement, policy, now)
+    assert moved.schedule is not None
+    changed = ScheduleChanged(episode_id=plan.episode_id, level=plan.level, changed_at=now, schedule=moved.schedule,
+                              reason="track_changed", skipped_meetings=skipped_ids(moved))  # fmt: skip
+    return moved, [changed, *waitlisted]
 
 
 def wanted_groups(policy: CarePolicy, level: CareLevel, track: Track, program: Program) -> list[ProgramGroup]:
@@ -194,11 +267,21 @@ def cancel_appointment(plan: CarePlan, session_id: str, now: datetime) -> tuple[
     if appointment.starts_at <= now or session_id in plan.attendance:
         raise CarePlanError("appointment_in_past", "an appointment that has begun or has a record stays")
     sessions = [s for s in plan.schedule.sessions if s.session_id != session_id]
-    schedule = plan.schedule.model_copy(update={"sessions": sessions})
+    # A meeting left off for this appointment comes back, if it is still ahead and clashes with nothing else.
+    back, skipped = [], []
+    for meeting in plan.skipped_meetings:
+        clash = next((s.session_id for s in sessions if _overlap(meeting.session, s)), None)
+        if meeting.clashes_with != session_id:
+            skipped.append(meeting)
+        elif clash is None and meeting.session.starts_at > now:
+            back.append(meeting.session)
+        elif clash is not None:
+            skipped.append(meeting.model_copy(update={"clashes_with": clash}))
+    schedule = plan.schedule.model_copy(update={"sessions": sorted([*sessions, *back], key=lambda s: s.starts_at)})
     kept = [a for a in plan.appointments if a.session_id != session_id]
     changed = ScheduleChanged(episode_id=plan.episode_id, level=plan.level, changed_at=now, schedule=schedule,
                               reason="appointment_cancelled")  # fmt: skip
-    return plan.model_copy(update={"schedule": schedule, "appointments": kept}), changed
+    return plan.model_copy(update={"schedule": schedule, "appointments": kept, "skipped_meetings": skipped}), changed
 
 
 def _require_calendar(plan: CarePlan) -> None:

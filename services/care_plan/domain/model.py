@@ -46,6 +46,8 @@ class CareInput(BaseModel):
     changes: list[InstrumentChange] = []
     alert_level: AlertLevel | None = None
     unexpected_positive: bool | None = None
+    recommended_level: CareLevel | None = None
+    """An assessment's level: the clinician's choice, else intake's recommendation (None before it was kept)."""
 
 
 class LevelPeriod(BaseModel):
@@ -78,6 +80,8 @@ class StepRecommendation(BaseModel):
     decision_reason: str | None = None
     decided_by: str | None = None
     """The clinician who decided: the person signed in at the identity provider, or a static token's fingerprint."""
+    refer_out: bool = False
+    """``to_level`` is not offered here: accepting refers the patient out (the episode is discharged)."""
 
 
 class RuleFiring(BaseModel):
@@ -93,6 +97,15 @@ class GroupPlace(BaseModel):
 
     group_id: str
     joined_at: UtcDatetime
+
+
+class SkippedMeeting(BaseModel):
+    """A session of the group (or custom calendar) the plan joined, left off its calendar: it overlaps
+    ``clashes_with``, a session the plan kept (one of its own appointments). Cancelling that appointment puts
+    the meeting back."""
+
+    session: ScheduledSession
+    clashes_with: str
 
 
 class WaitlistPlace(BaseModel):
@@ -152,6 +165,8 @@ class CarePlan(BaseModel):
     waitlist: WaitlistPlace | None = None
     appointments: list[ScheduledSession] = []
     """The plan's own sessions (individual, family ...), also in ``schedule``: a new calendar keeps them."""
+    skipped_meetings: list[SkippedMeeting] = []
+    """Of the calendar the plan last joined, the sessions left off because they overlap one it kept."""
     services: dict[str, DeliveredService] = {}
     service_days: dict[date, ServiceDay] = {}
     services_tracked: bool = True
@@ -160,6 +175,9 @@ class CarePlan(BaseModel):
     end_reason: str | None = None
     ended_by: str | None = None
     """The clinician who graduated or discharged the episode; None when it ended by completion."""
+    end_note: str | None = None
+    """The clinician's reason for graduating (required below the level's minimum attended sessions): kept here,
+    never in an event."""
 
     @property
     def open_recommendation(self) -> StepRecommendation | None:
@@ -167,8 +185,10 @@ class CarePlan(BaseModel):
 
 
 class CarePlanError(Exception):
-    """A request the care plan cannot take; ``code`` is stable, the message is for people."""
+    """A request the care plan cannot take; ``code`` is stable, the message is for people. ``field`` names the
+    request field at fault, if one is."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, field: tuple[str, ...] = ()) -> None:
         super().__init__(message)
         self.code = code
+        self.field = field

@@ -140,6 +140,25 @@ class ProgramGroup(BaseModel):
         return self.days_per_week * self.minutes / 60
 
 
+class GraduationRules(BaseModel):
+    """What a clinician's graduation needs without a stated reason."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min_attended_sessions: dict[CareLevel, int] = Field(
+        default_factory=lambda: {CareLevel.OP: 4, CareLevel.IOP: 12, CareLevel.PHP: 10},
+        description="By the level it graduates from: sessions attended or late in the episode; fewer need a "
+        "reason. A level not listed has no minimum.",
+    )
+
+    @model_validator(mode="after")
+    def _counts(self) -> GraduationRules:
+        for level, count in self.min_attended_sessions.items():
+            if not 0 <= count <= 500:
+                raise ValueError(f"min_attended_sessions.{level.value}: {count} is not between 0 and 500 sessions")
+        return self
+
+
 def _default_session_kinds() -> dict[str, SessionKindPolicy]:
     """The session kinds of the bundled policy file: their one definition."""
     raw = yaml.safe_load(DEFAULT_POLICY_FILE.read_text())
@@ -166,6 +185,7 @@ class CarePolicy(BaseModel):
     )
     missed_sessions: MissedSessionPolicy = Field(default_factory=MissedSessionPolicy)
     stepping: SteppingPolicy = Field(default_factory=SteppingPolicy)
+    graduation: GraduationRules = Field(default_factory=GraduationRules)
 
     @model_validator(mode="after")
     def _consistent(self) -> CarePolicy:

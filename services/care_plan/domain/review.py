@@ -51,9 +51,20 @@ def next_check(plan: CarePlan, policy: CarePolicy, now: datetime) -> datetime | 
     candidates = [
         next_no_show_check(plan.schedule, plan.attendance, grace),
         next_utilization_check(plan.schedule, plan.utilization_flagged_weeks, now),
+        _completion_check(plan, grace, now),
     ]
     found = [moment for moment in candidates if moment is not None]
     return min(found) if found else None
+
+
+def _completion_check(plan: CarePlan, grace: timedelta, now: datetime) -> datetime | None:
+    """Every session recorded (the last one during it, say): when the plan may graduate on completion."""
+    assert plan.schedule is not None
+    sessions = plan.schedule.sessions
+    if not sessions or any(s.session_id not in plan.attendance for s in sessions):
+        return None
+    moment = max(s.ends_at.astimezone(UTC) for s in sessions) + grace
+    return moment if moment > now else None
 
 
 def _no_shows(plan: CarePlan, policy: CarePolicy, now: datetime) -> Changed:
@@ -115,7 +126,7 @@ def _utilization(plan: CarePlan, policy: CarePolicy, now: datetime) -> Changed:
 
 
 def _step_recommendation(plan: CarePlan, policy: CarePolicy, now: datetime) -> Changed:
-    decision = recommend_step(plan, policy.stepping, now)
+    decision = recommend_step(plan, policy.stepping, now, policy.offered_levels)
     if decision is None or _already_decided(plan, decision):
         return plan, []
     open_now = plan.open_recommendation
@@ -127,6 +138,7 @@ def _step_recommendation(plan: CarePlan, policy: CarePolicy, now: datetime) -> C
         rationale=decision.rationale,
         policy_version=policy.version,
         created_at=now,
+        refer_out=decision.refer_out,
     )
     earlier = [
         r.model_copy(update={"status": "superseded", "decided_at": now}) if r is open_now else r
@@ -142,6 +154,7 @@ def _step_recommendation(plan: CarePlan, policy: CarePolicy, now: datetime) -> C
         policy_version=policy.version,
         recommended_at=now,
         supersedes=open_now.recommendation_id if open_now else None,
+        refer_out=decision.refer_out,
     )
     return plan.model_copy(update={"recommendations": [*earlier, recommendation]}), [event]
 

@@ -8,7 +8,7 @@ numbers, and a clinician accepts or declines it. Pure: the plan, the policy and 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Literal
@@ -41,6 +41,7 @@ __all__ = [
     "SustainedImprovement",
     "level_period_start",
     "recommend_step",
+    "referral",
     "step_down_criteria",
     "step_up_triggers",
 ]
@@ -203,6 +204,8 @@ class StepDecision:
     direction: Direction
     to_level: CareLevel
     rationale: list[Reason]
+    refer_out: bool = False
+    """``to_level`` is not offered by this program: a referral out."""
 
 
 def level_period_start(plan: CarePlan) -> datetime:
@@ -210,23 +213,49 @@ def level_period_start(plan: CarePlan) -> datetime:
     return plan.level_history[-1].since if plan.level_history else plan.assigned_at
 
 
-def recommend_step(plan: CarePlan, policy: SteppingPolicy, now: datetime) -> StepDecision | None:
+def recommend_step(
+    plan: CarePlan, policy: SteppingPolicy, now: datetime, offered: Collection[CareLevel] | None = None
+) -> StepDecision | None:
     """The move the rules support now, or None.
 
-    A step-up trigger wins over step-down: while one holds, no step-down is recommended, and with no
-    rung up nothing is (a rung up to a level the program does not offer means referring out, which
-    the clinician decides). Only an active plan steps.
+    With ``offered`` (the levels this program delivers), a reassessment since the level began whose level is
+    not offered here (intake recommends inpatient care, say) recommends a referral out, which wins over
+    everything else; the step-up triggers that hold join its rationale. Otherwise a step-up trigger wins over
+    step-down: while one holds, no step-down is recommended, and with no rung up nothing is. A rung to a level
+    not offered is a referral out too; the clinician decides every one. Only an active plan steps.
     """
     if plan.status != "active":
         return None
     rungs = policy.ladder.get(plan.level, Rungs())
     triggers = step_up_triggers(plan, policy, now)
+    referred = referral(plan, offered) if offered is not None else None
+    if referred is not None:
+        to_level, reason = referred
+        direction: Direction = "up" if LEVEL_ORDER.index(to_level) > LEVEL_ORDER.index(plan.level) else "down"
+        return StepDecision(direction, to_level, [reason, *triggers], refer_out=True)
+    elsewhere = offered is not None and rungs.up not in offered
     if triggers:
-        return StepDecision("up", rungs.up, triggers) if rungs.up is not None else None
+        return StepDecision("up", rungs.up, triggers, refer_out=elsewhere) if rungs.up is not None else None
     if rungs.down is None:
         return None
     criteria = step_down_criteria(plan, policy, now)
-    return StepDecision("down", rungs.down, criteria) if criteria is not None else None
+    refer_down = offered is not None and rungs.down not in offered
+    return StepDecision("down", rungs.down, criteria, refer_out=refer_down) if criteria is not None else None
+
+
+def referral(plan: CarePlan, offered: Collection[CareLevel]) -> tuple[CareLevel, Reason] | None:
+    """The level the latest assessment since the current level began calls for, when this program does not
+    offer it (a referral out), with the reason; None otherwise (a later assessment within reach undoes it)."""
+    assessments = [i for i in _inputs_since(plan, level_period_start(plan)) if i.kind == "assessment"]
+    latest = assessments[-1] if assessments else None
+    if latest is None or latest.recommended_level is None or latest.recommended_level in offered:
+        return None
+    level = latest.recommended_level.value
+    return latest.recommended_level, Reason(
+        code="referral_out",
+        text=f"The reassessment of {_day(latest.at)} calls for {level}, which this program does not offer: refer "
+        f"the patient to {level} care elsewhere (accepting discharges the episode, reason referred out).",
+    )
 
 
 def step_up_triggers(plan: CarePlan, policy: SteppingPolicy, now: datetime) -> list[Reason]:

@@ -51,10 +51,11 @@ def replay(plan: CarePlan, policy: CarePolicy) -> list[Outcome]:
             state = state.model_copy(update={"rule_firings": [*state.rule_firings, firing]})
             what = f"{fired.rule_code} → {fired.action} at {fired.session_id}"
             outcomes.append(Outcome(at, "missed_session_action", what))
-        decision = recommend_step(state, policy.stepping, at)
+        decision = recommend_step(state, policy.stepping, at, policy.offered_levels)
         move = (decision.direction, decision.to_level.value) if decision else None
         if decision and move != last_move:
             what = f"step {decision.direction} {state.level.value} → {decision.to_level.value}"
+            what += " (referral out)" if decision.refer_out else ""
             outcomes.append(Outcome(at, "recommendation", what))
         last_move = move
     return outcomes

@@ -22,6 +22,7 @@ from stepwise_contract import (
     Program,
     SafetyAlertRaised,
     ScreenResult,
+    Track,
 )
 
 from .model import (
@@ -50,9 +51,11 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
-def open_episode(patient_id: str, program: Program, now: datetime, episode_id: str | None = None) -> Episode:
-    return Episode(episode_id=episode_id or new_id(), patient_id=patient_id, program=program, status="open",
-                   opened_at=now)  # fmt: skip
+def open_episode(
+    patient_id: str, program: Program, now: datetime, episode_id: str | None = None, track: Track | None = None
+) -> Episode:
+    return Episode(episode_id=episode_id or new_id(), patient_id=patient_id, program=program, track=track,
+                   status="open", opened_at=now)  # fmt: skip
 
 
 def refuse_if_closed(episode: Episode) -> None:
@@ -127,14 +130,15 @@ def assess(
         placement_note=request.placement_note,
     )
     changed = episode.model_copy(update={"assessments": [*episode.assessments, assessment]})
-    return changed, assessment_events(assessment, episode.program), assessment
+    return changed, assessment_events(assessment, episode.program, episode.track), assessment
 
 
-def assessment_events(assessment: Assessment, program: Program) -> list[EventData]:
-    """``iop.assessment.completed``, preceded by ``iop.safety.alert_raised`` when the assessment raised one:
-    the alert goes first (and on its own topic), so a consumer can act on it before anything else."""
+def assessment_events(assessment: Assessment, program: Program, track: Track | None = None) -> list[EventData]:
+    """``iop.assessment.completed`` (with the episode's program and track), preceded by ``iop.safety.alert_raised``
+    when the assessment raised one: the alert goes first (and on its own topic), so a consumer can act on it
+    before anything else."""
     completed = AssessmentCompleted(
-        program=program, **assessment.model_dump(include=set(AssessmentCompleted.model_fields))
+        program=program, track=track, **assessment.model_dump(include=set(AssessmentCompleted.model_fields))
     )
     alert = assessment.safety_alert
     if alert is None:

@@ -25,6 +25,7 @@ from stepwise_contract import (
     Program,
     Reason,
     ScreenResult,
+    Track,
 )
 
 Phone = Annotated[str, Field(pattern=r"^\+?[0-9][0-9 ().-]{5,19}$", description="E.164, e.g. +12025550123")]
@@ -130,6 +131,8 @@ class Episode(BaseModel):
     episode_id: str
     patient_id: str
     program: Program
+    track: Track | None = None
+    """Morning or evening sessions; None: the clinic's default track (care_plan applies it)."""
     status: EpisodeStatus
     opened_at: UtcDatetime
     closed_at: UtcDatetime | None = None

@@ -113,6 +113,7 @@ def _step(data: StepUpRecommended | StepDownRecommended) -> dict[str, Any]:
         "reasons": [reason.text for reason in data.rationale],
         "recommendation_id": data.recommendation_id,
         "policy_version": data.policy_version,
+        "refer_out": data.refer_out,
     }
 
 
@@ -156,6 +157,13 @@ CARE_TEAM_ONLY: dict[type[EventData], Context] = {
     },
 }
 """Events about clinical judgements: the care team hears of them, nobody else."""
+
+AT_ONCE_FOR_CARE_TEAM: dict[type[EventData], Callable[[Any], bool]] = {
+    StepUpRecommended: lambda d: d.refer_out,
+    StepDownRecommended: lambda d: d.refer_out,
+}
+"""Events whose messages to the care team go at once, as urgent ones do, whatever the rule says: a referral out
+(a reassessment calls for a level this program does not offer) is not left to wait for the morning."""
 
 CONTEXTS: dict[type[EventData], Context] = {**PEOPLE_MAY_HEAR, **CARE_TEAM_ONLY}
 MESSAGE_EVENTS: dict[str, type[EventData]] = {model.event_type: model for model in CONTEXTS}
@@ -242,6 +250,7 @@ def plan_notifications(
     if context is None:
         return []
     planned: list[PlannedNotification] = []
+    at_once = AT_ONCE_FOR_CARE_TEAM.get(type(event.data), lambda _: False)(event.data)
     for rule in policy.rules_for(event.type):
         if calendar is not None and not calendar.adopted and rule.to != "care_team":
             continue
@@ -259,7 +268,7 @@ def plan_notifications(
                         recipient_kind=kind,
                         channel=channel,
                         context=told,
-                        urgent=rule.urgent,
+                        urgent=rule.urgent or (at_once and rule.to == "care_team"),
                         consent_id=consent_id,
                     )
                 )
