@@ -262,11 +262,12 @@ async def test_get_care_plan(http: httpx.AsyncClient, events: Events, store: Car
 
 async def test_post_attendance(http: httpx.AsyncClient, events: Events, store: CarePlanStore) -> None:
     episode_id = await active_plan(events, store)
-    path = f"/v1/episodes/{episode_id}/sessions/{first_session_id()}/attendance"
+    session_id = first_session_id()
+    path = f"/v1/episodes/{episode_id}/sessions/{session_id}/attendance"
     with once_the_first_session_began():
         recorded = await http.post(path, json={"status": "missed"}, headers=CLINICIAN)
         assert recorded.status_code == 200 and recorded.json()["attendance"]["status"] == "missed"
-        unknown = await http.post(path.replace(first_session_id(), "s999"), json={"status": "missed"},
+        unknown = await http.post(path.replace(session_id, "s999"), json={"status": "missed"},
                                   headers=CLINICIAN)  # fmt: skip
         assert unknown.status_code == 404
         no_notice = await http.post(path, json={"status": "attended", "notice_given_at": "2026-11-20T09:00:00Z"},
@@ -640,13 +641,16 @@ async def test_every_rule_checked_by_hand_is_a_422_naming_the_field(
     attendance = f"{episode}/sessions/{first_session_id()}/attendance"
     soon = (utc_now() + timedelta(days=2)).replace(hour=20, minute=0, second=0, microsecond=0)
     schedule = {"track": "evening", "weekdays": ["mon"], "hours_per_session": 3, "weeks": 6}
-    refused = {
-        "notice_without_excuse": await http.post(attendance, json={"status": "missed",
-                                                  "notice_given_at": "2026-11-20T09:00:00Z"}, headers=CLINICIAN),
-        "minutes_without_attendance": await http.post(attendance, json={"status": "missed", "minutes": 30},
-                                                      headers=CLINICIAN),
-        "minutes_over_session": await http.post(attendance, json={"status": "late", "minutes": 719},
-                                                headers=CLINICIAN),
+    with once_the_first_session_began():  # attendance is taken once the session has begun
+        refused = {
+            "notice_without_excuse": await http.post(attendance, json={"status": "missed",
+                                                     "notice_given_at": "2026-11-20T09:00:00Z"}, headers=CLINICIAN),
+            "minutes_without_attendance": await http.post(attendance, json={"status": "missed", "minutes": 30},
+                                                          headers=CLINICIAN),
+            "minutes_over_session": await http.post(attendance, json={"status": "late", "minutes": 719},
+                                                    headers=CLINICIAN),
+        }  # fmt: skip
+    refused |= {
         "unknown_kind": await http.post(f"{episode}/appointments", json={"kind": "yogaclass",
                                         "starts_at": soon.isoformat()}, headers=CLINICIAN),
         "appointment_in_past": await http.post(f"{episode}/appointments", json={"kind": "individual",
