@@ -302,7 +302,9 @@ async def test_graduation_and_discharge_in_care_plan_close_the_episode_in_intake
         await assess(stack, episode)
         await eventually(partial(care_plan_of, stack, episode), "the care plan")
     async with stack.http("care_plan", "clinician") as clinician:
-        early = {"reason": "moved out of state; continues with a local program"}  # below the sessions a graduation takes
+        early = {
+            "reason": "moved out of state; continues with a local program"
+        }  # below the sessions a graduation takes
         graduated = await clinician.post(f"/v1/episodes/{graduating.episode_id}/graduate", json=early)
         discharged = await clinician.post(f"/v1/episodes/{leaving.episode_id}/discharge",
                                           json={"reason_code": "against_advice"})  # fmt: skip
