@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from services.common.idempotency import IdempotencyKeys
+from services.common.idempotency import ExpiredKeyPurge, IdempotencyKeys
 from services.common.kafka import ServiceBroker, service_broker
 from services.common.outbox import no_relay
 from services.common.service import Runtime, create_service_app
@@ -38,7 +38,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         app.state.idempotency_keys = keys = IdempotencyKeys(runtime.database)
         await keys.create_indexes()
         app.state.placement_policy = placement_policy
-        return []
+        return [] if keys.expired_by_server else [ExpiredKeyPurge(keys).run()]
 
     return create_service_app(
         title="Stepwise intake",
