@@ -29,7 +29,7 @@ second-server: install
 ifeq ($(SECOND_SERVER),)
 	@echo "second server: NOT RUN (SECOND_SERVER is empty): the store tier and the spine ran on one server only"
 else
-	env -u MONGODB_URL STEPWISE_MONGODB_SERVER=$(SECOND_SERVER) $(PY) -m pytest -m second_server
+	env -u MONGODB_URL STEPWISE_MONGODB_SERVER=$(SECOND_SERVER) $(PY) -m pytest -m second_server tests/store tests/integration
 endif
 
 lint: install
