@@ -187,8 +187,9 @@ def _mongodb(folder: Path, wanted: str, has_docker: Callable[[], bool]) -> Itera
 
 @contextlib.contextmanager
 def mongodb_server(folder: Path, wanted: str | None = None) -> Iterator[tuple[Server, str]]:
-    """A MongoDB server run here (STEPWISE_MONGODB_SERVER: nx-27017 or ferretdb, when it can be built), with its
-    URL. Its data stays in ``folder``: it can be stopped and started again (the fault suite's outage)."""
+    """A MongoDB server run here (STEPWISE_MONGODB_SERVER: nx-27017, ferretdb when it can be built, or
+    ferretdb-pg), with its URL. Its data stays in ``folder``: it can be stopped and started again (the fault
+    suite's outage)."""
     wanted = wanted or _choice("STEPWISE_MONGODB_SERVER", "nx-27017", MONGODB_SERVERS)
     folder.mkdir(parents=True, exist_ok=True)
     if wanted == "ferretdb-pg":
