@@ -3,8 +3,11 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# The MongoDB server `make test` runs the store tier and the end-to-end spine on as well (marker second_server;
+# README, "Backends"). Empty: not run, and said so.
+SECOND_SERVER ?= ferretdb-pg
 
-.PHONY: install run test lint typecheck audit unit faults asyncapi lock bench bench-outbox clean
+.PHONY: install run test second-server lint typecheck audit unit faults asyncapi lock bench bench-outbox clean
 
 install: $(STAMP)
 
@@ -19,7 +22,15 @@ run: install
 
 test: install lint typecheck audit
 	$(PY) -m pytest
+	$(MAKE) --no-print-directory second-server
 	$(PY) -m tools.faults --quick
+
+second-server: install
+ifeq ($(SECOND_SERVER),)
+	@echo "second server: NOT RUN (SECOND_SERVER is empty): the store tier and the spine ran on one server only"
+else
+	env -u MONGODB_URL STEPWISE_MONGODB_SERVER=$(SECOND_SERVER) $(PY) -m pytest -m second_server tests/store tests/integration
+endif
 
 lint: install
 	$(PY) -m ruff check .

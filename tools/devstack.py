@@ -10,10 +10,14 @@ Kafka
 
 MongoDB
 1. ``MONGODB_URL`` is set: that server.
-2. A Docker engine answers: MongoDB itself (``mongo:8.0``) under testcontainers.
-3. ``STEPWISE_MONGODB_SERVER`` names ``nx-27017`` (the default: the pinned Python stand-in) or ``ferretdb``
-   (FerretDB on SQLite, built from the Go module proxy by ``tools/ferretdb``); FerretDB falls back to
-   nx-27017, said in one line, where Go is missing. README "Backends" gives the evidence for the default.
+2. ``STEPWISE_MONGODB_SERVER`` is set: the server it names (below), Docker or not.
+3. A Docker engine answers: MongoDB itself (``mongo:8.0``) under testcontainers.
+4. Otherwise ``nx-27017``.
+``STEPWISE_MONGODB_SERVER`` names ``nx-27017`` (the pinned Python stand-in), ``ferretdb`` (FerretDB on SQLite,
+built from the Go module proxy by ``tools/ferretdb``; falls back to nx-27017, said in one line, where Go is
+missing) or ``ferretdb-pg`` (FerretDB on a PostgreSQL cluster started here, ``tools/postgres``: the second
+server ``make test`` runs its store and spine tests on; no fallback: it fails naming what is missing). README
+"Backends" gives the evidence for the default.
 
 ``STEPWISE_KAFKA_BROKER=noida-db`` picks the Kafka stand-in on purpose (to compare). Whatever is started runs
 on free loopback ports with its data and logs in one temporary folder, and is stopped afterwards.
@@ -33,12 +37,12 @@ from pathlib import Path
 
 import httpx
 
-from tools import ferretdb, kafka
+from tools import ferretdb, kafka, postgres
 from tools.servers import Server, dying_with_parent, free_port, start_server, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 
-MONGODB_SERVERS = ("ferretdb", "nx-27017")
+MONGODB_SERVERS = ("ferretdb", "ferretdb-pg", "nx-27017")
 KAFKA_BROKERS = ("apache-kafka", "noida-db")
 
 
@@ -171,7 +175,7 @@ def _mongodb(folder: Path, wanted: str, has_docker: Callable[[], bool]) -> Itera
     if configured:
         yield Backend(configured, "MongoDB (configured)")
         return
-    if has_docker():
+    if not os.environ.get("STEPWISE_MONGODB_SERVER") and has_docker():
         with _testcontainers_mongodb() as url:
             yield Backend(url, "MongoDB 8.0 (testcontainers)")
         return
@@ -183,10 +187,18 @@ def _mongodb(folder: Path, wanted: str, has_docker: Callable[[], bool]) -> Itera
 
 @contextlib.contextmanager
 def mongodb_server(folder: Path, wanted: str | None = None) -> Iterator[tuple[Server, str]]:
-    """A MongoDB server run here (STEPWISE_MONGODB_SERVER: nx-27017 or ferretdb, when it can be built), with its
-    URL. Its data stays in ``folder``: it can be stopped and started again (the fault suite's outage)."""
+    """A MongoDB server run here (STEPWISE_MONGODB_SERVER: nx-27017, ferretdb when it can be built, or
+    ferretdb-pg), with its URL. Its data stays in ``folder``: it can be stopped and started again (the fault
+    suite's outage)."""
     wanted = wanted or _choice("STEPWISE_MONGODB_SERVER", "nx-27017", MONGODB_SERVERS)
     folder.mkdir(parents=True, exist_ok=True)
+    if wanted == "ferretdb-pg":
+        missing = ferretdb.missing() or postgres.missing()
+        if missing:
+            raise RuntimeError(f"STEPWISE_MONGODB_SERVER=ferretdb-pg: {missing}")
+        with ferretdb.ferretdb_on_postgresql(folder / "ferretdb-pg") as server:
+            yield server, f"mongodb://127.0.0.1:{server.port}/?directConnection=true"
+        return
     if wanted == "ferretdb" and ferretdb.missing() is None:
         with ferretdb.ferretdb(folder / "ferretdb") as server:
             yield server, f"mongodb://127.0.0.1:{server.port}/?directConnection=true"

@@ -4,13 +4,17 @@ service was restarted mid-request) gets the first answer again instead of a seco
 The key does not store answers: it fixes the id of what the request creates. The first request with a key
 draws the id and keeps it with a fingerprint of the body; a retry with the same key and body gets the same
 id, so creating finds the record the first one made (or makes it, if the first died before), and answers
-with it. The same key with another body is a client error (422). Keys are kept 24 hours.
+with it. The same key with another body is a client error (422). Keys are kept 24 hours: a TTL index has
+MongoDB remove them; a server without TTL indexes (FerretDB v1 answers NotImplemented) gets a plain index and
+``ExpiredKeyPurge`` removes them instead. Either way a key is honoured only within 24 hours of its first use,
+checked when it is read, since neither removal happens the moment a key expires.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import uuid
 from datetime import timedelta
 from typing import Annotated
@@ -19,13 +23,19 @@ from fastapi import Header
 from pydantic import BaseModel
 from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from .mongo import Document
 from .utc import assume_utc, utc_now
+from .worker import PollingWorker
+
+log = logging.getLogger(__name__)
 
 IDEMPOTENCY_KEYS = "idempotency_keys"
 KEPT = timedelta(hours=24)
+PURGE_EVERY = timedelta(hours=1)
+"""How often expired keys are removed where the server cannot do it (no TTL indexes)."""
+NOT_IMPLEMENTED = 238
 
 IdempotencyKey = Annotated[
     str | None,
@@ -46,10 +56,24 @@ class KeyReused(Exception):
 class IdempotencyKeys:
     def __init__(self, database: AsyncDatabase[Document]) -> None:
         self.keys = database[IDEMPOTENCY_KEYS]
+        self.expired_by_server = True
+        """False where the server has no TTL indexes: run ``ExpiredKeyPurge`` (known after ``create_indexes``)."""
 
     async def create_indexes(self) -> None:
-        # Where the server has TTL indexes, it removes old keys; ``record_id`` checks the age either way.
-        await self.keys.create_index([("at", ASCENDING)], expireAfterSeconds=int(KEPT.total_seconds()))
+        try:
+            await self.keys.create_index([("at", ASCENDING)], expireAfterSeconds=int(KEPT.total_seconds()))
+        except OperationFailure as error:
+            if error.code != NOT_IMPLEMENTED:
+                raise
+            log.warning("this MongoDB server has no TTL indexes: expired idempotency keys are purged every %s "
+                        "by the service instead", PURGE_EVERY)  # fmt: skip
+            self.expired_by_server = False
+            await self.keys.create_index([("at", ASCENDING)])
+
+    async def purge_expired(self) -> int:
+        """Remove the keys older than 24 hours (what a TTL index does); returns how many."""
+        result = await self.keys.delete_many({"at": {"$lt": utc_now() - KEPT}})
+        return result.deleted_count
 
     async def record_id(self, key: str | None, scope: str, body: BaseModel) -> str:
         """The id of the record this request creates: a new one without a key; with one, the same for the same
@@ -78,3 +102,16 @@ class IdempotencyKeys:
             if kept is not None:
                 return kept
             # removed between the two (expired): try again
+
+
+class ExpiredKeyPurge(PollingWorker):
+    """Removes expired keys every hour, where the server has no TTL index to do it."""
+
+    poll_seconds = PURGE_EVERY.total_seconds()
+
+    def __init__(self, keys: IdempotencyKeys) -> None:
+        super().__init__()
+        self._keys = keys
+
+    async def work_once(self) -> int:
+        return await self._keys.purge_expired()

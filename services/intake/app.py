@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from services.common import phones
 from services.common.consumer import HANDLER_CONTEXT
-from services.common.idempotency import IdempotencyKeys
+from services.common.idempotency import ExpiredKeyPurge, IdempotencyKeys
 from services.common.kafka import ServiceBroker, service_broker
 from services.common.outbox import no_relay
 from services.common.service import Runtime, create_service_app
@@ -42,7 +42,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         await keys.create_indexes()
         app.state.placement_policy = placement_policy
         runtime.broker.context.set_global(HANDLER_CONTEXT, store)
-        return []
+        return [] if keys.expired_by_server else [ExpiredKeyPurge(keys).run()]
 
     return create_service_app(
         title="Stepwise intake",

@@ -127,6 +127,7 @@ class NotificationStore:
         """Take the notification of ``channel`` and of the urgent or routine lane that has been due longest, for
         sending; the lease keeps other instances off it."""
         now, wall = utc_now(), wall_clock()
+        # The whole document: FerretDB cannot project a findAndModify (README, "Backends").
         document = await self.notifications.find_one_and_update(
             {
                 "status": PENDING,
@@ -136,7 +137,6 @@ class NotificationStore:
                 "lease_until": {"$lt": wall},
             },
             {"$set": {"lease_until": wall + lease}, "$inc": {"attempts": 1}},
-            {"outbox": 0},
             sort=[("next_attempt_at", ASCENDING)],
             return_document=ReturnDocument.AFTER,
         )
@@ -189,8 +189,8 @@ class NotificationStore:
     async def probe(self, channel: Channel) -> bool:
         """While a channel is down, one of the messages waiting on it (an urgent one if any) goes now: the first
         to find it back."""
-        found = await self.notifications.find_one_and_update(
-            _waiting_on(channel), {"$set": {"next_attempt_at": utc_now()}}, {"_id": 1}, sort=[("urgent", DESCENDING)]
+        found = await self.notifications.find_one_and_update(  # no projection: as in ``claim_due``
+            _waiting_on(channel), {"$set": {"next_attempt_at": utc_now()}}, sort=[("urgent", DESCENDING)]
         )
         return found is not None
 

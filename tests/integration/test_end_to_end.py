@@ -7,6 +7,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from services.care_plan.domain.policy import load_policy
 from stepwise_contract import EVENT_TYPES, from_kafka
 from tests.conftest import MEASUREMENTS
@@ -29,6 +31,7 @@ from .conftest import (
 )
 
 
+@pytest.mark.second_server  # the spine make test also runs on FerretDB on PostgreSQL
 async def test_assessment_leads_to_care_plan_and_welcome_email(stack: Stack) -> None:
     episode = await new_episode(stack)
     started = time.perf_counter()

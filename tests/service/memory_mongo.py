@@ -131,6 +131,9 @@ class MemoryCollection:
     async def delete_one(self, *args: Any, **kwargs: Any) -> DeleteResult:
         return self.sync.delete_one(*args, **kwargs)  # type: ignore[no-any-return]
 
+    async def delete_many(self, *args: Any, **kwargs: Any) -> DeleteResult:
+        return self.sync.delete_many(*args, **kwargs)  # type: ignore[no-any-return]
+
     async def count_documents(self, *args: Any, **kwargs: Any) -> int:
         return self.sync.count_documents(*args, **kwargs)  # type: ignore[no-any-return]
 

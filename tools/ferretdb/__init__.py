@@ -1,4 +1,4 @@
-"""FerretDB v1, a MongoDB wire-protocol server on SQLite, built from the Go module proxy.
+"""FerretDB v1, a MongoDB wire-protocol server on SQLite or PostgreSQL, built from the Go module proxy.
 
 The version is pinned by ``go.mod`` and its checksum by ``go.sum`` beside this file. The first start on a
 machine downloads the module (checked against ``go.sum``), builds the binary into ``~/.cache/stepwise``
@@ -16,9 +16,11 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from tools import postgres
 from tools.servers import Server, cache_dir, free_port, start_server
 
 HERE = Path(__file__).resolve().parent
@@ -94,3 +96,28 @@ def ferretdb(folder: Path) -> Iterator[Server]:
     log = folder / "ferretdb.log"
     with start_server(f"FerretDB {version()} (SQLite)", command, port, log, ready_within=30) as server:
         yield server
+
+
+@contextlib.contextmanager
+def ferretdb_on_postgresql(folder: Path) -> Iterator[Server]:
+    """FerretDB on a new PostgreSQL cluster (``tools/postgres``), its state and logs in ``folder``, on free
+    loopback ports; both stopped afterwards. FerretDB can be stopped and started again over the same cluster."""
+    program = build()
+    folder.mkdir(parents=True, exist_ok=True)
+    began = time.monotonic()
+    with postgres.postgresql(folder / "postgresql.log") as cluster:
+        port = free_port()
+        command = [
+            str(program),
+            "--handler=postgresql",
+            f"--postgresql-url={cluster.url}",
+            f"--listen-addr=127.0.0.1:{port}",
+            f"--state-dir={folder}",
+            "--debug-addr=-",
+            "--telemetry=disable",
+            "--log-level=warn",
+        ]
+        name = f"FerretDB {version()} on PostgreSQL {cluster.version}"
+        with start_server(name, command, port, folder / "ferretdb.log", ready_within=30) as server:
+            server.started_in = time.monotonic() - began  # the cluster's initdb and start included
+            yield server

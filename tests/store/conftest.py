@@ -1,0 +1,50 @@
+"""The store tier: each service's store code against the MongoDB server the run started, a database per test.
+
+The in-memory store of the middle tier accepts what MongoDB refuses and lacks what some servers lack; these
+tests run the stores' own queries and updates on a real wire-protocol server instead. ``make test`` runs them on
+nx-27017 with the whole suite and again on FerretDB on PostgreSQL (``STEPWISE_MONGODB_SERVER=ferretdb-pg``,
+marker ``second_server``), so code that only one server accepts fails here.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+
+from tools.devstack import Backends
+
+Document = dict[str, Any]
+
+
+@pytest.fixture(scope="session")
+async def mongo_client(running_backends: Backends) -> AsyncIterator[AsyncMongoClient[Document]]:
+    client: AsyncMongoClient[Document] = AsyncMongoClient(running_backends.mongodb_url, tz_aware=True)
+    yield client
+    await client.close()
+
+
+@pytest.fixture
+async def database(mongo_client: AsyncMongoClient[Document]) -> AsyncIterator[AsyncDatabase[Document]]:
+    name = f"stepwise_store_{uuid.uuid4().hex[:12]}"
+    yield mongo_client[name]
+    await mongo_client.drop_database(name)
+
+
+@pytest.fixture(scope="session")
+async def ferretdb(mongo_client: AsyncMongoClient[Document]) -> bool:
+    """Whether the server is FerretDB (its buildInfo says so), for a test of what FerretDB lacks."""
+    return "ferretdbVersion" in await mongo_client.admin.command("buildInfo")
+
+
+def relayed_to(published: list[Document]) -> Any:
+    """A relay's publish function that keeps what it is given, in order."""
+
+    async def publish(record: Document) -> None:
+        published.append(record)
+
+    return publish
