@@ -133,7 +133,7 @@ def watch(services: Sequence[ServiceProcess], stop: threading.Event, every: floa
 
 
 DEV_CARE_TEAM_EMAIL = "care-team@stepwise.localhost"
-DEV_ON_CALL_PHONE = "+12025550100"
+DEV_ON_CALL_PHONE = "+12025550199"
 """A number of the range set aside for fiction (555-0100 to 0199): the dev SMS sink prints what is texted to it."""
 
 

@@ -202,7 +202,7 @@ class InboundSms(RequestBody):
     """A text a recipient sent to the clinic's number, as the SMS provider forwards it."""
 
     model_config = ConfigDict(
-        populate_by_name=True, json_schema_extra={"examples": [{"from": "+15550100", "text": "STOP"}]}
+        populate_by_name=True, json_schema_extra={"examples": [{"from": "+12025550123", "text": "STOP"}]}
     )
 
     sender: str = Field(alias="from", min_length=3, max_length=32, description="The number the text came from.")

@@ -284,7 +284,7 @@ weekday_sets = st.sets(st.sampled_from(["mon", "tue", "wed", "thu", "fri", "sat"
 def test_schedule_properties(weekdays: set[str], weeks: int, minutes: int, assigned_on: date, zone: str) -> None:
     ordered = [d for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun") if d in weekdays]
     level_group = ProgramGroup.model_validate(
-        {"group_id": "g-1", "name": "G", "level": "IOP", "track": "morning", "weekdays": ordered,
+        {"group_id": "g-1", "name": "G", "level": "IOP", "track": "morning", "programs": ["adult"], "weekdays": ordered,
          "starts_at": "09:30", "minutes": minutes}
     )  # fmt: skip
     schedule = build_schedule(level_group, weeks, zone, assigned_on)

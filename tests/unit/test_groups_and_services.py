@@ -636,6 +636,19 @@ def test_a_group_id_used_twice_is_rejected(tmp_path: Path) -> None:
         load_policy(write(tmp_path, raw))
 
 
+def test_a_group_says_which_programs_it_takes(tmp_path: Path) -> None:
+    """A group without ``programs`` would take every program's plans: adolescents among adults. A policy must say."""
+    raw = default_raw()
+    del raw_group(raw, "iop-am")["programs"]
+    with pytest.raises(PolicyError, match=r"groups\.0\.programs: Field required"):
+        load_policy(write(tmp_path, raw))
+
+
+def test_a_policy_written_before_groups_keeps_every_program_together_as_before() -> None:
+    policy = CarePolicy.model_validate(legacy_raw())
+    assert {tuple(g.programs) for g in policy.groups} == {("adult", "adolescent")}
+
+
 def test_a_groups_kind_must_be_a_session_kind(tmp_path: Path) -> None:
     raw = default_raw()
     raw_group(raw, "iop-am")["kind"] = "yoga"

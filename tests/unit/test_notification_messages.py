@@ -392,6 +392,8 @@ def planned_contexts() -> dict[str, list[dict[str, Any]]]:
                           rationale=reasons, policy_version="p", recommended_at=at),
         StepDownRecommended(**ids, recommendation_id="r2", from_level=CareLevel.IOP, to_level=CareLevel.OP,
                             rationale=reasons, policy_version="p", recommended_at=at),
+        StepUpRecommended(**ids, recommendation_id="r4", from_level=CareLevel.IOP, to_level=CareLevel.INPATIENT,
+                          refer_out=True, rationale=reasons, policy_version="p", recommended_at=at),
         AttendanceRuleTriggered(**ids, rule_code="two_consecutive", action="care_team_review", session_id="s1",
                                 consecutive_misses=2, misses_in_window=2, rationale=reasons, policy_version="p",
                                 triggered_at=at),

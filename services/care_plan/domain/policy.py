@@ -116,7 +116,9 @@ class ProgramGroup(BaseModel):
     name: str = Field(min_length=1, max_length=100, examples=["IOP morning group"])
     level: CareLevel
     track: Track
-    programs: list[Program] = Field(default_factory=lambda: list(PROGRAMS), min_length=1)
+    programs: list[Program] = Field(
+        min_length=1, description="The programs whose plans may join (adult, adolescent): each group says which."
+    )
     weekdays: list[WeekdayName] = Field(min_length=1)
     starts_at: ClockTime
     minutes: int = Field(ge=15, le=720)
@@ -245,6 +247,7 @@ def _groups_of_levels(levels: dict[CareLevel, LevelSchedule]) -> list[ProgramGro
                     weekdays=list(schedule.weekdays),
                     starts_at=starts_at,
                     minutes=round(schedule.hours_per_session * 60),
+                    programs=list(PROGRAMS),  # as before groups: every program meets together; list groups to part them
                 )
             )
     return groups
