@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 from pydantic import SecretStr
-from pymongo.errors import AutoReconnect, ServerSelectionTimeoutError
+from pymongo.errors import AutoReconnect, DocumentTooLarge, ServerSelectionTimeoutError
 
 from services.common.auth import Role
 from services.common.consumer import HANDLER_CONTEXT
@@ -36,7 +36,7 @@ from services.notifications.domain.delivery import Notification
 from services.notifications.handlers import EVENT_HANDLERS
 from services.notifications.rendering import Templates
 from services.notifications.settings import NotificationsSettings
-from services.notifications.store import ALUMNI, NOTIFICATIONS
+from services.notifications.store import ALUMNI, NOTIFICATIONS, SAFETY_ALERTS
 from stepwise_contract import (
     AttendanceRuleTriggered,
     CareLevel,
@@ -1247,3 +1247,19 @@ async def test_a_care_team_with_only_a_webhook_gets_referrals_and_escalations_th
     }  # fmt: skip
     assert "A reason." not in str(bodies)  # a reason's text stays in the clinic's mailbox, never on a webhook
     await webhook.close()
+
+
+async def test_a_store_refusing_an_alerts_write_is_a_409_naming_the_record_not_a_500(
+    http: httpx.AsyncClient, events: Events, intake: FakeIntake, database: MemoryDatabase
+) -> None:
+    await alert(events, intake)
+
+    async def too_large(*_: Any, **__: Any) -> None:
+        raise DocumentTooLarge("BSON document too large")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(database[SAFETY_ALERTS], "update_one", too_large)
+        refused = await http.post("/v1/safety-alerts/a1/acknowledge", headers=CLINICIAN)
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["detail"].startswith("the record is at its size limit: the safety alert record")
+    assert (await http.post("/v1/safety-alerts/a1/acknowledge", headers=CLINICIAN)).status_code == 200
