@@ -894,3 +894,15 @@ async def test_an_event_that_would_take_a_plan_past_its_size_limit_is_set_aside(
     assert shelved["topic"] == "iop.attendance.reported"
     assert shelved["reason"] == ("rejected: the record is at its size limit: the care plan record cannot grow past "
                                  "the store's 16 MB document limit; nothing was changed")  # fmt: skip
+
+
+async def test_an_appointment_past_the_booking_horizon_is_a_409_naming_the_bound(
+    http: httpx.AsyncClient, events: Events, store: CarePlanStore
+) -> None:
+    episode_id = await active_plan(events, store)
+    far = utc_now() + timedelta(days=400)
+    body = {"kind": "individual", "starts_at": far.isoformat()}
+    refused = await http.post(f"/v1/episodes/{episode_id}/appointments", json=body, headers=CLINICIAN)
+    assert refused.status_code == 409 and "at most 366 days ahead" in refused.json()["detail"], refused.text
+    stored = await store.get(episode_id)
+    assert stored is not None and stored.plan.appointments == []
