@@ -51,6 +51,8 @@ ERROR_STATUS = {
     "session_not_started": status.HTTP_409_CONFLICT,
     "no_group_for_track": status.HTTP_409_CONFLICT,
     "wrong_program": status.HTTP_409_CONFLICT,
+    "appointment_too_far": status.HTTP_409_CONFLICT,
+    "too_many_appointments": status.HTTP_409_CONFLICT,
 }
 FIELD_AT_FAULT: dict[str, tuple[str, ...]] = {
     "notice_without_excuse": ("body", "notice_given_at"),

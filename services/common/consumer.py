@@ -7,17 +7,17 @@ A batch (what the broker has, up to ``KAFKA_MAX_BATCH`` records) is split by rec
 episodes are applied concurrently, each episode's records one after another in the order they came.
 
 Offsets are committed only after the whole batch is applied, i.e. after every effect is stored
-(``AckPolicy.NACK_ON_ERROR``). Only an event that is malformed, or that our rules reject (``EventRejected``),
-is set aside: stored in the service's ``set_aside_events`` collection with its reason, so one bad record never
-blocks its partition. Any other failure (MongoDB, intake or another dependency down, or a bug) stops that
-episode's later records, waits a capped backoff, and rewinds the batch's partitions: the batch comes again
-and what was applied already is recognised and skipped (every handler ignores a redelivery), without limit,
-so an outage is waited out, never turned into lost or set-aside work. Readiness names a dependency that is
-down (see ``dependencies.py``); the log names the event. A failure that is no outage (a bug, an answer no one
-expected) holds its partition the same way: readiness lists the event from its first attempt, without failing
-(``RetryingEvents``), and the log names its topic, partition and error class, never the error's message, which
-may quote the event.
-"""
+(``AckPolicy.NACK_ON_ERROR``). Only an event that is malformed, or that our rules reject (``EventRejected``), is
+set aside: stored in the service's ``set_aside_events`` collection with its reason, so one bad record never blocks
+its partition; so is one whose effect would take its record past the store's document limit (``store_errors.py``),
+which no retry can store. Any other failure (MongoDB, intake or another dependency down, or a bug) stops that
+episode's later records, waits a capped backoff, and rewinds the batch's partitions: the batch comes again and
+what was applied already is recognised and skipped (every handler ignores a redelivery), without limit, so an
+outage is waited out, never turned into lost or set-aside work. Readiness names a dependency that is down (see
+``dependencies.py``); the log names the event. A failure that is no outage (a bug, an answer no one expected)
+holds its partition the same way: readiness lists the event from its first attempt, without failing
+(``RetryingEvents``), and the log names its topic, partition and error class, never the error's message, which may
+quote the event."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ from faststream.kafka.message import KafkaMessage
 from faststream.middlewares import AckPolicy
 from pydantic import ValidationError
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.errors import DocumentTooLarge, DuplicateKeyError, PyMongoError, WriteError
 
 from stepwise_contract import CloudEvent, EventData, MalformedEvent, describe_validation_error, from_headers
 
@@ -48,6 +48,7 @@ from .logs import reported
 from .mongo import Document
 from .priority import URGENT_FIRST
 from .settings import ServiceSettings
+from .store_errors import RecordTooLarge, too_large
 from .utc import utc_now, wall_clock
 
 log = logging.getLogger(__name__)
@@ -186,6 +187,9 @@ def set_aside_reason(error: Exception) -> str:
         return f"rejected: {error.reason}"
     if isinstance(error, MalformedEvent):
         return f"malformed: {error.reason}"
+    if too_large(error):
+        reason = str(error) if isinstance(error, RecordTooLarge) else "the record is at its size limit"
+        return f"rejected: {reason}"
     if isinstance(error, ValidationError):
         return f"malformed: {describe_validation_error(error)}"
     return f"malformed: value is not JSON: {error}"
@@ -286,6 +290,11 @@ class EventBatch:
                 try:
                     await self.apply(record, resources)
                 except SET_ASIDE as error:
+                    await shelf.set_aside(record, set_aside_reason(error), self._attempts.get(position, 0) + 1)
+                except (RecordTooLarge, DocumentTooLarge, WriteError) as error:
+                    if not too_large(error):
+                        raise
+                    # Permanent for that record: retrying would hold the partition for ever.
                     await shelf.set_aside(record, set_aside_reason(error), self._attempts.get(position, 0) + 1)
             except Exception as error:
                 return position, error

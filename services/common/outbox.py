@@ -29,6 +29,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 from stepwise_contract import CloudEvent, to_kafka
 
 from .mongo import Document
+from .store_errors import writing
 from .utc import wall_clock
 from .worker import PollingWorker
 
@@ -74,7 +75,8 @@ async def insert_aggregate(
 ) -> bool:
     """Insert a new aggregate; False if one with the same _id exists already."""
     try:
-        await collection.insert_one(new_aggregate(fields, events, applied))
+        with writing(collection.name):
+            await collection.insert_one(new_aggregate(fields, events, applied))
     except DuplicateKeyError:
         return False
     return True
@@ -107,12 +109,14 @@ async def update_aggregate(
 ) -> bool:
     """Apply ``changes`` and queue ``events`` in one atomic write, if nobody wrote since ``version``.
 
-    False means a concurrent write won: reload and decide again.
+    False means a concurrent write won: reload and decide again. Raises ``RecordTooLarge`` when the write would
+    take the record past the store's document limit.
     """
     update = with_events({"$set": changes, "$inc": {"version": 1}}, events)
     if applied:
         update.setdefault("$push", {})["applied_events"] = {"$each": [applied], "$slice": -APPLIED_EVENTS_KEPT}
-    result = await collection.update_one({"_id": aggregate_id, "version": version}, update)
+    with writing(collection.name):
+        result = await collection.update_one({"_id": aggregate_id, "version": version}, update)
     return result.matched_count == 1
 
 

@@ -38,6 +38,7 @@ from .outbox import ConcurrentChange, OutboxRelay, ensure_outbox_index
 from .replay import SetAsideEventOut, replay, replay_entry
 from .schemas import V1_ERRORS, errors, refuse_undeclared_body
 from .settings import ServiceSettings
+from .store_errors import install_store_errors
 from .utc import set_clock_offset
 
 log = logging.getLogger(__name__)
@@ -174,6 +175,7 @@ def http_app(
     app.add_exception_handler(ConcurrentChange, _conflict)
     install_error_answers(app)
     app.add_exception_handler(ConnectionFailure, _store_unavailable)
+    install_store_errors(app)
     app.include_router(health.router)
     for router in routers:
         app.include_router(router)

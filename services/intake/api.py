@@ -58,18 +58,14 @@ ERROR_STATUS = {
     "unknown_consent": status.HTTP_404_NOT_FOUND,
     "episode_not_open": status.HTTP_409_CONFLICT,
     "episode_full": status.HTTP_409_CONFLICT,
-    "record_too_large": status.HTTP_409_CONFLICT,
     "consent_not_in_force": status.HTTP_410_GONE,
-    "store_refused": status.HTTP_503_SERVICE_UNAVAILABLE,
 }
 
 
 def _refuse(error: EpisodeError) -> NoReturn:
     if error.field:  # a request field at fault: answered like any other invalid field
         raise RequestValidationError([{"loc": error.field, "msg": str(error), "type": "value_error"}]) from None
-    code = ERROR_STATUS[error.code]
-    retry = {"Retry-After": "5"} if code == status.HTTP_503_SERVICE_UNAVAILABLE else None
-    raise HTTPException(code, str(error), headers=retry) from None
+    raise HTTPException(ERROR_STATUS[error.code], str(error)) from None
 
 
 def _out(model: type[Out], record: BaseModel) -> Out:

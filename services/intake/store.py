@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DocumentTooLarge, DuplicateKeyError, WriteError
+from pymongo.errors import DuplicateKeyError
 
 from services.common.auth import Principal
 from services.common.mongo import Document
@@ -22,13 +22,10 @@ from services.common.outbox import RelayWake, insert_aggregate, update_aggregate
 from services.common.utc import utc_now
 from stepwise_contract import CloudEvent
 
-from .domain.model import Episode, EpisodeError
+from .domain.model import Episode
 from .domain.patient import match_key
 
 EPISODES = "episodes"
-TOO_LARGE = frozenset({10334, 17419, 17420})
-"""MongoDB's codes for a write whose document would pass the 16 MB limit (BSONObjectTooLarge, the result of
-an update, an upsert)."""
 
 
 @dataclass(frozen=True)
@@ -118,17 +115,9 @@ class IntakeStore:
         return StoredEpisode(episode=episode, version=document["version"])
 
     async def save(self, stored: StoredEpisode, episode: Episode, events: Sequence[CloudEvent[Any]] = ()) -> bool:
-        """Store the episode and queue its events in one write; False if it changed meanwhile. Raises
-        EpisodeError when the store refuses the write (nothing was stored)."""
-        try:
-            saved = await update_aggregate(self.episodes, episode.episode_id, stored.version, _fields(episode), events)
-        except DocumentTooLarge:
-            raise _too_large() from None
-        except WriteError as error:
-            if error.code in TOO_LARGE:
-                raise _too_large() from None
-            raise EpisodeError("store_refused", f"the store refused the change (code {error.code}); "
-                                                "nothing was changed") from None  # fmt: skip
+        """Store the episode and queue its events in one write; False if it changed meanwhile. A write the store
+        refuses raises as in services/common/store_errors.py (nothing was stored)."""
+        saved = await update_aggregate(self.episodes, episode.episode_id, stored.version, _fields(episode), events)
         if saved and events:
             self._wake_relay(EPISODES, episode.episode_id)
         return saved
@@ -158,11 +147,6 @@ class IntakeStore:
             query["at"] = window
         cursor = self.audit_log.find(query, {"_id": 0}).sort([("at", DESCENDING), ("_id", DESCENDING)]).limit(limit)
         return [entry async for entry in cursor]
-
-
-def _too_large() -> EpisodeError:
-    return EpisodeError("record_too_large", "the episode's record cannot grow past the store's 16 MB document "
-                                            "limit; nothing was changed: record it in a new episode")  # fmt: skip
 
 
 def _fields(episode: Episode) -> Document:

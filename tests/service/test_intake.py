@@ -862,9 +862,10 @@ async def test_a_full_episode_refuses_a_new_assessment_with_409_saying_why(
     [
         (WriteError("Resulting document after update is larger than 16777216", 17419), (409, "16 MB")),
         (DocumentTooLarge("BSON document too large"), (409, "16 MB")),
-        (WriteError("Document failed validation", 121), (503, "the store refused the change (code 121)")),
+        (WriteError("Document failed validation", 121), (409, "the store refused the change (code 121)")),
+        (WriteError("Not writable primary", 10107), (503, "the store could not take the change now (code 10107)")),
     ],
-    ids=["update_result_too_large", "document_too_large", "another_write_error"],
+    ids=["update_result_too_large", "document_too_large", "another_write_error", "a_transient_write_error"],
 )
 async def test_a_store_refusing_a_write_is_answered_naming_the_cause(
     http: httpx.AsyncClient,
@@ -884,6 +885,7 @@ async def test_a_store_refusing_a_write_is_answered_naming_the_cause(
         answer = await http.post(f"/v1/episodes/{episode_id}/{path}", json=sent, headers=CLINICIAN)
         assert answer.status_code == expected[0] and expected[1] in answer.json()["detail"], answer.text
         assert "nothing was changed" in answer.json()["detail"]
+        assert (answer.headers.get("Retry-After") == "5") == (expected[0] == 503)
 
 
 # Graduation and discharge close the episode here

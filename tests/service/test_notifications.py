@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
+import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
@@ -18,7 +20,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 from pydantic import SecretStr
-from pymongo.errors import AutoReconnect, ServerSelectionTimeoutError
+from pymongo.errors import AutoReconnect, DocumentTooLarge, ServerSelectionTimeoutError
 
 from services.common.auth import Role
 from services.common.consumer import HANDLER_CONTEXT
@@ -28,13 +30,13 @@ from services.common.utc import utc_now, wall_clock
 from services.notifications import api
 from services.notifications.app import assemble, create_broker, load_checked_policy
 from services.notifications.changes import Messaging
-from services.notifications.channels import DeliveryError, EmailSender, IntakeContacts
+from services.notifications.channels import DeliveryError, EmailSender, IntakeContacts, WebhookSender
 from services.notifications.dispatcher import UNCONFIGURED_SWEEP, Dispatcher, Senders
 from services.notifications.domain.delivery import Notification
 from services.notifications.handlers import EVENT_HANDLERS
 from services.notifications.rendering import Templates
 from services.notifications.settings import NotificationsSettings
-from services.notifications.store import ALUMNI, NOTIFICATIONS
+from services.notifications.store import ALUMNI, NOTIFICATIONS, SAFETY_ALERTS
 from stepwise_contract import (
     AttendanceRuleTriggered,
     CareLevel,
@@ -58,6 +60,7 @@ from stepwise_contract import (
     new_event,
     to_kafka,
 )
+from stepwise_contract.webhooks import verify
 from tests.service.conftest import TIER_CLOCK, Clock, Events, as_role, queued, running, service_app, set_aside
 from tests.service.conftest import api as client_of
 from tests.service.fake_intake import FakeIntake
@@ -107,12 +110,22 @@ def dependencies() -> Dependencies:
 
 
 @pytest.fixture
+def settings() -> NotificationsSettings:
+    """The service's settings; a test may give its own by parametrizing ``settings``."""
+    return SETTINGS
+
+
+@pytest.fixture
 async def parts(
-    database: MemoryDatabase, intake: FakeIntake, wakes: list[str], dependencies: Dependencies
+    database: MemoryDatabase,
+    intake: FakeIntake,
+    wakes: list[str],
+    dependencies: Dependencies,
+    settings: NotificationsSettings,
 ) -> AsyncIterator[tuple[Messaging, Dispatcher]]:
-    contacts = IntakeContacts(SETTINGS, dependencies, transport=httpx.MockTransport(intake.handle))
+    contacts = IntakeContacts(settings, dependencies, transport=httpx.MockTransport(intake.handle))
     assembled, dispatcher = await assemble(
-        SETTINGS, POLICY, TEMPLATES, database,  # type: ignore[arg-type]
+        settings, POLICY, TEMPLATES, database,  # type: ignore[arg-type]
         lambda _collection, _id: wakes.append("relay"), dependencies, contacts=contacts,
     )  # fmt: skip
     yield dataclasses.replace(assembled, wake_dispatcher=lambda _urgent: wakes.append("dispatcher")), dispatcher
@@ -1188,3 +1201,65 @@ async def test_in_quiet_hours_a_safety_alert_goes_at_once_and_a_welcome_waits_fo
     clock.at(datetime(2026, 12, 1, 8, 0, 1, tzinfo=new_york))
     await dispatcher.work_once()
     assert welcome.notification_id in channels["email"].sent
+
+
+WEBHOOK_ONLY = SETTINGS.model_copy(update={"care_team_email": None})
+"""A clinic whose care team has only CARE_TEAM_WEBHOOK_URL."""
+
+
+@pytest.mark.parametrize("settings", [WEBHOOK_ONLY])
+async def test_a_care_team_with_only_a_webhook_gets_referrals_and_escalations_there(
+    events: Events, messaging: Messaging, intake: FakeIntake, dispatcher: Dispatcher, settings: NotificationsSettings
+) -> None:
+    posted: list[httpx.Request] = []
+
+    def receive(request: httpx.Request) -> httpx.Response:
+        posted.append(request)
+        return httpx.Response(200)
+
+    webhook = WebhookSender(settings.webhook_secret.get_secret_value())
+    webhook._client = httpx.AsyncClient(transport=httpx.MockTransport(receive))
+    dispatcher._senders = Senders(FakeChannel(), FakeChannel(), webhook)  # type: ignore[arg-type]
+    episode_id = intake.episode()
+    referral = StepUpRecommended(episode_id=episode_id, recommendation_id="r1", from_level=CareLevel.IOP,
+                                 to_level=CareLevel.INPATIENT, rationale=REASONS, policy_version="test",
+                                 recommended_at=utc_now(), refer_out=True)  # fmt: skip
+    escalation = AttendanceRuleTriggered(episode_id=episode_id, rule_code="two_consecutive",
+                                         action="care_team_review", session_id="s002", consecutive_misses=2,
+                                         misses_in_window=2, rationale=REASONS, policy_version="test",
+                                         triggered_at=utc_now())  # fmt: skip
+    for data in (referral, escalation):
+        await events.deliver(care_plan_event(data))
+    assert what(await log_of(messaging, episode_id)) == [("attendance_escalation", "care_team", "webhook"),
+                                                         ("step_recommendation", "care_team", "webhook")]  # fmt: skip
+    await dispatcher.work_once()
+    assert {n.status for n in await log_of(messaging, episode_id)} == {"sent"}
+    secret = settings.webhook_secret.get_secret_value()
+    assert all(verify(secret, request.headers, request.content, now=time.time()) for request in posted)
+    bodies = {body["purpose"]: body for body in (json.loads(request.content) for request in posted)}
+    assert {key: value for key, value in bodies["step_recommendation"].items() if key != "notification_id"} == {
+        "purpose": "step_recommendation", "episode_id": episode_id, "recommendation_id": "r1", "direction": "up",
+        "from_level": "IOP", "to_level": "INPATIENT", "refer_out": True, "reasons": ["test"],
+    }  # fmt: skip
+    assert {key: value for key, value in bodies["attendance_escalation"].items() if key != "notification_id"} == {
+        "purpose": "attendance_escalation", "episode_id": episode_id, "rule_code": "two_consecutive",
+        "action": "care_team_review", "session_id": "s002", "reasons": ["test"],
+    }  # fmt: skip
+    assert "A reason." not in str(bodies)  # a reason's text stays in the clinic's mailbox, never on a webhook
+    await webhook.close()
+
+
+async def test_a_store_refusing_an_alerts_write_is_a_409_naming_the_record_not_a_500(
+    http: httpx.AsyncClient, events: Events, intake: FakeIntake, database: MemoryDatabase
+) -> None:
+    await alert(events, intake)
+
+    async def too_large(*_: Any, **__: Any) -> None:
+        raise DocumentTooLarge("BSON document too large")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(database[SAFETY_ALERTS], "update_one", too_large)
+        refused = await http.post("/v1/safety-alerts/a1/acknowledge", headers=CLINICIAN)
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["detail"].startswith("the record is at its size limit: the safety alert record")
+    assert (await http.post("/v1/safety-alerts/a1/acknowledge", headers=CLINICIAN)).status_code == 200

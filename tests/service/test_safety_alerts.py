@@ -47,6 +47,7 @@ from tests.service.test_notifications import (
 
 # The fixtures of the notifications tier this module's tests take (pytest finds a fixture by its name here).
 intake, wakes, dependencies = notifications_tier.intake, notifications_tier.wakes, notifications_tier.dependencies
+settings = notifications_tier.settings
 parts, messaging, dispatcher = notifications_tier.parts, notifications_tier.messaging, notifications_tier.dispatcher
 kafka, events, http = notifications_tier.kafka, notifications_tier.events, notifications_tier.http
 

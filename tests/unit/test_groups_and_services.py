@@ -25,6 +25,8 @@ from services.care_plan.domain.care_plan import (
     set_calendar,
 )
 from services.care_plan.domain.groups import (
+    APPOINTMENT_HORIZON,
+    MOST_APPOINTMENTS_AHEAD,
     Joined,
     Placement,
     Waitlisted,
@@ -496,6 +498,7 @@ def test_a_waiting_plan_can_book_appointments() -> None:
         ("individual", ny(2026, 10, 21, 10), "overlapping_session", WED_21),
         ("family", ny(2026, 10, 21, 11, 30), "overlapping_session", WED_21),
         ("individual", ny(2026, 10, 22, 13, 30), "overlapping_session", "individual-20261022-1300"),
+        ("individual", ASSIGNED_AT + APPOINTMENT_HORIZON + timedelta(hours=1), "appointment_too_far", "366 days"),
     ],
 )
 def test_an_appointment_that_cannot_be_booked(kind: str, starts_at: datetime, code: str, names: str | None) -> None:
@@ -505,6 +508,24 @@ def test_an_appointment_that_cannot_be_booked(kind: str, starts_at: datetime, co
     assert caught.value.code == code
     if names:
         assert names in str(caught.value)
+
+
+def test_a_plan_keeps_at_most_so_many_appointments_ahead() -> None:
+    plan = joined_plan()
+    past = ScheduledSession(session_id="individual-past", starts_at=ASSIGNED_AT - timedelta(days=1),
+                            ends_at=ASSIGNED_AT - timedelta(hours=23), kind="individual")  # fmt: skip
+    ahead = [ScheduledSession(session_id=f"individual-{n}", starts_at=ASSIGNED_AT + timedelta(days=200, hours=n),
+                              ends_at=ASSIGNED_AT + timedelta(days=200, hours=n, minutes=50), kind="individual")
+             for n in range(MOST_APPOINTMENTS_AHEAD)]  # fmt: skip
+    full = plan.model_copy(update={"appointments": [past, *ahead]})
+    with pytest.raises(CarePlanError) as caught:
+        book_appointment(full, "individual", ny(2026, 10, 22, 14), None, POLICY, ASSIGNED_AT)
+    assert caught.value.code == "too_many_appointments" and f"{MOST_APPOINTMENTS_AHEAD} appointments" in str(
+        caught.value
+    )
+    room = plan.model_copy(update={"appointments": [past, *ahead[1:]]})  # one that has passed does not count
+    booked, _, _ = book_appointment(room, "individual", ny(2026, 10, 22, 14), None, POLICY, ASSIGNED_AT)
+    assert len(booked.appointments) == MOST_APPOINTMENTS_AHEAD + 1
 
 
 def test_two_appointments_never_share_a_session_id() -> None:

@@ -541,3 +541,43 @@ def test_a_plan_waiting_for_a_group_the_policy_lacks_is_told_as_such_to_the_care
     assert "every group it may join is full: iop-teen-pm." in full.body
     none = Templates(None, NEW_YORK).render("group_waitlist", "email", {**context, "group_ids": []})
     assert "the care-plan policy has no such group for its program" in none.body and "is full" not in none.body
+
+
+WEBHOOK_ONLY: Reachable = {**EMAIL_ONLY, "care_team": frozenset({"webhook"})}
+"""A clinic whose care team has only CARE_TEAM_WEBHOOK_URL."""
+
+
+def test_a_care_team_with_only_a_webhook_hears_of_every_care_team_message_there() -> None:
+    at, reasons = CHANGED_AT, [Reason(code="two_consecutive", text="Two sessions missed in a row by Jane.")]
+    ids: dict[str, Any] = {"episode_id": "ep-1"}
+    told = {
+        "step_recommendation": StepUpRecommended(**ids, recommendation_id="r1", from_level=CareLevel.IOP,
+                                                 to_level=CareLevel.INPATIENT, rationale=reasons, policy_version="p",
+                                                 recommended_at=at, refer_out=True),
+        "attendance_escalation": AttendanceRuleTriggered(**ids, rule_code="two_consecutive", action="care_team_review",
+                                                         session_id="s1", consecutive_misses=2, misses_in_window=2,
+                                                         rationale=reasons, policy_version="p", triggered_at=at),
+        "discharge_review": EpisodeDischarged(**ids, discharged_at=at, level=CareLevel.IOP,
+                                              reason_code="non_attendance"),
+        "group_waitlist": GroupWaitlisted(**ids, level=CareLevel.IOP, track="morning", program="adult",
+                                          group_ids=["iop-am"], position=2, waitlisted_at=at),
+    }  # fmt: skip
+    for purpose, data in told.items():
+        [planned] = plan_notifications(new_event(data, source=SOURCE), reachable=WEBHOOK_ONLY)
+        assert (planned.purpose, planned.recipient_kind, planned.channel) == (purpose, "care_team", "webhook")
+        assert "Jane" not in str(planned.context)  # reason codes, never a reason's text
+        assert planned.context.get("reasons", ["two_consecutive"]) == ["two_consecutive"]
+    [referral] = plan_notifications(new_event(told["step_recommendation"], source=SOURCE), reachable=WEBHOOK_ONLY)
+    assert referral.urgent and referral.context == {"recommendation_id": "r1", "direction": "up", "from_level": "IOP",
+                                                    "to_level": "INPATIENT", "refer_out": True,
+                                                    "reasons": ["two_consecutive"]}  # fmt: skip
+    # With a mailbox too, the rule's own channel is used, as before.
+    [by_email] = plan_notifications(new_event(told["discharge_review"], source=SOURCE), reachable=EVERYWHERE)
+    assert by_email.channel == "email" and by_email.context["discharged_at"]
+
+
+def test_the_unreachable_patient_notice_goes_to_a_webhook_only_care_team() -> None:
+    event = new_event(assigned(), source=SOURCE)
+    [notice] = messages.plan_unreachable_notice(event, [], WEBHOOK_ONLY)
+    assert (notice.purpose, notice.channel, notice.context) == (messages.UNREACHABLE, "webhook", {})
+    assert [n.channel for n in messages.plan_unreachable_notice(event, [], EVERYWHERE)] == ["email"]

@@ -227,6 +227,13 @@ def wanted_groups(policy: CarePolicy, level: CareLevel, track: Track, program: P
     return policy.groups_for(level, track, program)
 
 
+MOST_APPOINTMENTS_AHEAD = 100
+"""Own appointments one plan may have ahead at once (two a week for most of a year): the plan's record stays far
+below the store's document limit."""
+APPOINTMENT_HORIZON = timedelta(days=366)
+"""How far ahead an appointment may be booked."""
+
+
 def book_appointment(
     plan: CarePlan, kind: str, starts_at: datetime, minutes: int | None, policy: CarePolicy, now: datetime
 ) -> tuple[CarePlan, ScheduleChanged, str]:
@@ -238,6 +245,12 @@ def book_appointment(
         raise CarePlanError("unknown_kind", f"not a session kind of the policy ({', '.join(policy.session_kinds)})")
     if starts_at <= now:
         raise CarePlanError("appointment_in_past", "an appointment is booked ahead: starts_at is not in the future")
+    if starts_at > now + APPOINTMENT_HORIZON:
+        raise CarePlanError("appointment_too_far", f"an appointment is booked at most {APPOINTMENT_HORIZON.days} "
+                                                   "days ahead")  # fmt: skip
+    if sum(1 for a in plan.appointments if a.starts_at > now) >= MOST_APPOINTMENTS_AHEAD:
+        raise CarePlanError("too_many_appointments", f"the plan has {MOST_APPOINTMENTS_AHEAD} appointments ahead, "
+                                                     "the most it keeps: cancel one first")  # fmt: skip
     local = starts_at.astimezone(ZoneInfo(plan.schedule.timezone))
     length = timedelta(minutes=minutes or kind_policy.minutes)
     # The night clocks go back, a local time comes twice: the second (fold 1) is told apart.

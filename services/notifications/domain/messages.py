@@ -165,6 +165,31 @@ AT_ONCE_FOR_CARE_TEAM: dict[type[EventData], Callable[[Any], bool]] = {
 """Events whose messages to the care team go at once, as urgent ones do, whatever the rule says: a referral out
 (a reassessment calls for a level this program does not offer) is not left to wait for the morning."""
 
+
+def _codes(data: StepUpRecommended | StepDownRecommended | AttendanceRuleTriggered) -> list[str]:
+    return [reason.code for reason in data.rationale]
+
+
+def _step_on_webhook(data: StepUpRecommended | StepDownRecommended) -> dict[str, Any]:
+    step = _step(data)
+    kept = ("recommendation_id", "direction", "from_level", "to_level", "refer_out")
+    return {**{key: step[key] for key in kept}, "reasons": _codes(data)}
+
+
+ON_THE_WEBHOOK: dict[type[EventData], Context] = {
+    SafetyAlertRaised: CARE_TEAM_ONLY[SafetyAlertRaised],
+    StepUpRecommended: _step_on_webhook,
+    StepDownRecommended: _step_on_webhook,
+    AttendanceRuleTriggered: lambda d: {"rule_code": d.rule_code, "action": d.action, "session_id": d.session_id,
+                                        "reasons": _codes(d)},
+    EpisodeDischarged: lambda d: {"level": d.level.value, "reason_code": d.reason_code},
+    GroupWaitlisted: lambda d: {"level": d.level.value, "group_ids": d.group_ids, "position": d.position},
+    SessionMissed: lambda d: {"session_id": d.session_id},
+}  # fmt: skip
+"""What a message to the care team's webhook carries besides its purpose and episode id: ids, levels and reason
+codes, never a reason's text or a time table (a webhook lands in another system; README, "Verifying a Stepwise
+webhook"). An event not listed here sends its purpose and episode id only."""
+
 CONTEXTS: dict[type[EventData], Context] = {**PEOPLE_MAY_HEAR, **CARE_TEAM_ONLY}
 MESSAGE_EVENTS: dict[str, type[EventData]] = {model.event_type: model for model in CONTEXTS}
 
@@ -182,6 +207,18 @@ def check_audiences(policy: NotificationPolicy) -> list[str]:
 def context_of(data: EventData) -> dict[str, Any] | None:
     context = CONTEXTS.get(type(data))
     return context(data) if context else None
+
+
+def webhook_context(data: EventData) -> dict[str, Any]:
+    context = ON_THE_WEBHOOK.get(type(data))
+    return (context(data) or {}) if context else {}
+
+
+def care_team_channels(wanted: Sequence[Channel], reachable: Reachable) -> list[Channel]:
+    """The channels a message to the care team goes on: those of ``wanted`` the clinic configured for it; with
+    none of them, every route the care team has (a care team with only a webhook hears of everything there)."""
+    routes = reachable.get("care_team", frozenset())
+    return [channel for channel in wanted if channel in routes] or sorted(routes)
 
 
 def support_scopes(event: CloudEvent[EventData], policy: NotificationPolicy) -> set[str]:
@@ -257,7 +294,11 @@ def plan_notifications(
         told = _told(context, rule, calendar)
         if told is None:
             continue
-        for channel in (c for c in rule.channels if c in reachable.get(rule.to, frozenset())):
+        if rule.to == "care_team":
+            channels = care_team_channels(rule.channels, reachable)
+        else:
+            channels = [c for c in rule.channels if c in reachable.get(rule.to, frozenset())]
+        for channel in channels:
             for kind, consent_id in _recipients(rule, (supports or {}).get(rule.consent_scope or "", ())):
                 recipient = f"{kind}:{consent_id}" if consent_id else kind
                 planned.append(
@@ -267,7 +308,7 @@ def plan_notifications(
                         purpose=rule.purpose,
                         recipient_kind=kind,
                         channel=channel,
-                        context=told,
+                        context=webhook_context(event.data) if channel == "webhook" else told,
                         urgent=rule.urgent or (at_once and rule.to == "care_team"),
                         consent_id=consent_id,
                     )
@@ -288,18 +329,20 @@ def welcomes_the_patient(event: CloudEvent[Any], policy: NotificationPolicy) -> 
 def plan_unreachable_notice(
     event: CloudEvent[CareLevelAssigned], patient_channels: Collection[Channel], reachable: Reachable
 ) -> list[PlannedNotification]:
-    """Tell the care team by email when none of the channels the patient has an address for (``patient_channels``)
-    is one the clinic sends to patients on: the welcome, and every later message, would reach nobody."""
-    if set(patient_channels) & reachable.get("patient", frozenset()) or "email" not in reachable.get("care_team", ()):
+    """Tell the care team (by email, or on the routes it has without a mailbox) when none of the channels the
+    patient has an address for (``patient_channels``) is one the clinic sends to patients on: the welcome, and
+    every later message, would reach nobody."""
+    if set(patient_channels) & reachable.get("patient", frozenset()):
         return []
     return [
         PlannedNotification(
-            notification_id=notification_id(event.dedup_key, UNREACHABLE, "care_team", "email"),
+            notification_id=notification_id(event.dedup_key, UNREACHABLE, "care_team", channel),
             episode_id=event.subject,
             purpose=UNREACHABLE,
             recipient_kind="care_team",
-            channel="email",
+            channel=channel,
         )
+        for channel in care_team_channels(["email"], reachable)
     ]
 
 
