@@ -124,10 +124,19 @@ def still_running(services: Sequence[ServiceProcess]) -> None:
             raise NotRunning(f"{service.name} (port {service.port}) exited with code {code}{_log_tail(service)}")
 
 
-def watch(services: Sequence[ServiceProcess], stop: threading.Event, every: float = 0.5) -> None:
-    """Until ``stop`` is set (SIGTERM; Ctrl-C raises KeyboardInterrupt): a service that exits raises NotRunning."""
+def watch(
+    services: Sequence[ServiceProcess], stop: threading.Event, every: float = 0.5, stopping_grace: float = 2.0
+) -> None:
+    """Until ``stop`` is set (Ctrl-C, SIGTERM): a service that exits raises NotRunning. Ctrl-C reaches the services
+    too (one process group), and one may exit before this process hears of it: a service that ended while ``stop``
+    is set within ``stopping_grace`` seconds stopped with us, and is no failure."""
     while True:
-        still_running(services)
+        try:
+            still_running(services)
+        except NotRunning:
+            if stop.wait(stopping_grace):
+                return
+            raise
         if stop.wait(every):
             return
 
@@ -194,6 +203,7 @@ def main() -> None:
         on_call = env.get("ON_CALL_PHONE") or os.environ.get("ON_CALL_WEBHOOK_URL", "")
         print(f"  safety alerts:         care team {env['CARE_TEAM_EMAIL']}, on call {on_call}")
         print("  mail and texts sent to people are printed below. Ctrl-C stops everything.\n", flush=True)
+        signal.signal(signal.SIGINT, lambda *_: stop.set())  # Ctrl-C: stop watching, then stop everything
         try:
             with contextlib.suppress(KeyboardInterrupt):
                 watch(services, stop)

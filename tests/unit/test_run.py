@@ -134,6 +134,16 @@ def test_a_service_that_exits_stops_make_run_naming_it_and_its_port(tmp_path: Pa
     assert "address already in use" in message and str(died.log_path) in message
 
 
+def test_a_service_that_stopped_with_a_ctrl_c_is_no_failure(tmp_path: Path) -> None:
+    """Ctrl-C reaches make run and its services at once: a service that exits first has stopped with us."""
+    stop = threading.Event()
+    stopped = exited_service(tmp_path, 0)
+    threading.Timer(0.2, stop.set).start()  # make run hears of the Ctrl-C a moment after the service
+    watch([stopped], stop, every=0.01, stopping_grace=5.0)  # returns: no NotRunning
+    with pytest.raises(NotRunning):  # and without a Ctrl-C, the same exit is a failure
+        watch([stopped], threading.Event(), every=0.01, stopping_grace=0.05)
+
+
 def test_make_run_stops_watching_when_asked(tmp_path: Path) -> None:
     stop = threading.Event()
     stop.set()
