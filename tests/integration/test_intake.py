@@ -302,7 +302,8 @@ async def test_graduation_and_discharge_in_care_plan_close_the_episode_in_intake
         await assess(stack, episode)
         await eventually(partial(care_plan_of, stack, episode), "the care plan")
     async with stack.http("care_plan", "clinician") as clinician:
-        graduated = await clinician.post(f"/v1/episodes/{graduating.episode_id}/graduate")
+        graduated = await clinician.post(f"/v1/episodes/{graduating.episode_id}/graduate",  # below the minimum
+                                         json={"reason": "moving away: care continues with a local OP"})  # fmt: skip
         discharged = await clinician.post(f"/v1/episodes/{leaving.episode_id}/discharge",
                                           json={"reason_code": "against_advice"})  # fmt: skip
     assert (graduated.status_code, discharged.status_code) == (200, 200), graduated.text + discharged.text
