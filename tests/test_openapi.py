@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import jsonschema_rs
 import pytest
 from fastapi import FastAPI
 
 from services.care_plan.app import create_app as care_plan_app
+from services.care_plan.domain.policy import DEFAULT_POLICY_FILE, load_policy
+from services.care_plan.settings import CarePlanSettings
 from services.intake.app import create_app as intake_app
 from services.intake.settings import IntakeSettings
 from services.notifications.app import create_app as notifications_app
@@ -94,7 +98,10 @@ def _lenient_objects(spec: dict[str, Any], schema: Any, path: str, seen: set[str
             return []
         seen.add(name)
         return _lenient_objects(spec, spec["components"]["schemas"][name], name, seen)
-    found = [path] if "properties" in schema and schema.get("additionalProperties") is not False else []
+    # An object declares its type; a fragment without one (under allOf, anyOf, if/then/else or not) constrains the
+    # properties of the object it sits in (the C-SSRS skip logic, a recipient's email or phone), which is checked.
+    is_object = "properties" in schema and "type" in schema
+    found = [path] if is_object and schema.get("additionalProperties") is not False else []
     return found + [f for key, value in schema.items() if key != "examples"
                     for f in _lenient_objects(spec, value, path, seen)]  # fmt: skip
 
@@ -111,3 +118,79 @@ def test_every_request_body_and_every_object_in_one_refuses_unknown_fields(servi
 
 def operations_of(spec: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
     return [(method, path, op) for path, ops in spec["paths"].items() for method, op in ops.items()]
+
+
+def _schemas(service: str) -> dict[str, Any]:
+    return APPS[service]().openapi()["components"]["schemas"]  # type: ignore[no-any-return]
+
+
+def test_the_documents_state_the_rules_across_fields() -> None:
+    """What schemathesis found the APIs enforcing beyond their documents, now in them: each shape of a body by
+    its discriminator, what one shape takes and another does not, the follow-up answers, at least one field."""
+    care_plan, intake, notifications = _schemas("care_plan"), _schemas("intake"), _schemas("notifications")
+    attendance = care_plan["AttendanceIn"]
+    assert attendance["discriminator"]["propertyName"] == "status"
+    assert set(attendance["discriminator"]["mapping"]) == {"attended", "late", "excused", "missed"}
+    assert care_plan["MissedIn"]["properties"]["notice_given_at"]["type"] == "null"
+    assert care_plan["MissedIn"]["properties"]["minutes"]["type"] == "null"
+    assert care_plan["AttendedIn"]["properties"]["notice_given_at"]["type"] == "null"
+    assert care_plan["ScheduleIn"]["properties"]["weekdays"]["uniqueItems"] is True
+    consent = intake["ConsentIn"]
+    assert consent["discriminator"]["propertyName"] == "recipient_kind"
+    assert "recipient" in intake["SupportConsentIn"]["required"]
+    assert "recipient" not in intake["AlumniGroupConsentIn"].get("required", [])
+    assert intake["SupportConsentIn"]["properties"]["scopes"]["uniqueItems"] is True
+    assert {tuple(option["required"]) for option in intake["RecipientIn"]["anyOf"]} == {("email",), ("phone",)}
+    assert intake["PatientUpdate"]["minProperties"] == 1
+    follow_ups = intake["CssrsAnswers"]["allOf"]
+    assert [rule["if"]["properties"] for rule in follow_ups] == [{"q2": {"const": True}}, {"q6": {"const": True}}]
+    assert follow_ups[0]["then"]["required"] == ["q3", "q4", "q5"]
+    assert intake["InstrumentAnswers"]["not"]["required"] == ["audit", "audit_c"]
+    assert intake["PatientIn"]["properties"]["timezone"]["anyOf"][0]["$ref"] == "#/components/schemas/TimeZoneName"
+    assert "America/Chicago" in intake["TimeZoneName"]["enum"]
+    opt_out = notifications["OptOutIn"]
+    assert opt_out["discriminator"]["propertyName"] == "recipient_kind"
+    assert set(opt_out["discriminator"]["mapping"]) == {"patient", "alumni", "family", "designated_support"}
+    assert "consent_id" in notifications["SupportOptOutIn"]["required"]
+    assert notifications["PersonOptOutIn"]["properties"]["consent_id"]["type"] == "null"
+
+
+def test_care_plans_document_lists_the_session_kinds_of_its_loaded_policy(tmp_path: Path) -> None:
+    kinds = care_plan_app().openapi()["components"]["schemas"]["SessionKind"]
+    assert kinds["enum"] == sorted(load_policy().session_kinds) == ["education", "family", "group", "individual"]
+    policy = DEFAULT_POLICY_FILE.read_text().replace(
+        "session_kinds:\n", "session_kinds:\n  art_therapy: {minutes: 60, codes: [{code: H2019}]}\n", 1
+    )
+    (tmp_path / "policy.yaml").write_text(policy)
+    settings = CarePlanSettings(_env_file=None, care_plan_policy_file=tmp_path / "policy.yaml")  # type: ignore[call-arg]
+    spec = care_plan_app(settings).openapi()
+    assert "art_therapy" in spec["components"]["schemas"]["SessionKind"]["enum"]
+    kind = spec["components"]["schemas"]["AppointmentIn"]["properties"]["kind"]
+    assert kind["$ref"] == "#/components/schemas/SessionKind"
+
+
+@pytest.mark.parametrize("service", sorted(APPS))
+def test_every_rule_beyond_the_schema_is_named_in_the_operations_422(service: str) -> None:
+    """A rule no schema keyword states (the moment, the record, a phone number's length for its region) is named
+    with the ``type`` of its 422 entries, in ``x-rules`` and in words in the 422's description."""
+    named = 0
+    for method, path, op in operations(APPS[service]()):
+        for rule, meaning in op.get("x-rules", {}).items():
+            assert f"`{rule}`: {meaning}" in op["responses"]["422"]["description"], f"{method} {path}: {rule}"
+            named += 1
+    assert named
+
+
+@pytest.mark.parametrize("service", sorted(APPS))
+def test_every_request_example_is_valid_by_its_schema(service: str) -> None:
+    spec = APPS[service]().openapi()
+    checked = 0
+    for method, path, op in operations_of(spec):
+        if "requestBody" not in op:
+            continue
+        body = op["requestBody"]["content"]["application/json"]["schema"]
+        validator = jsonschema_rs.validator_for({**body, "components": spec["components"]})
+        for example in schema_of(spec, op["requestBody"]["content"]).get("examples", []):
+            assert validator.is_valid(example), f"{method} {path}: {example}"
+            checked += 1
+    assert checked

@@ -4,17 +4,36 @@ authorization, graduation and discharge; program groups, a group session's roste
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import date, datetime, timedelta
-from typing import Annotated, Literal, TypeVar
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Literal, TypeVar
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Body, HTTPException, status
-from pydantic import AwareDatetime, BaseModel, Field, field_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    RootModel,
+    StrictFloat,
+    StrictInt,
+    WithJsonSchema,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from services.common.dependencies import DependencyDown
 from services.common.errors import invalid_input
-from services.common.schemas import V1_ERRORS, RequestBody, errors, request_examples
-from services.common.utc import utc_now
+from services.common.schemas import (
+    V1_ERRORS,
+    WHOLE_NUMBERS,
+    OnlyWith,
+    RequestBody,
+    beyond_schema,
+    component,
+    errors,
+    request_examples,
+    union_examples,
+)
+from services.common.utc import TIME_RANGE, IsoDate, Rfc3339, utc_now
 from stepwise_contract import (
     FAMILY_SESSION,
     WEEKDAYS,
@@ -74,16 +93,51 @@ def _refused(error: CarePlanError, at_fault: Mapping[str, tuple[str, ...]] = FIE
     return HTTPException(ERROR_STATUS[error.code], str(error))
 
 
-class AttendanceIn(RequestBody):
-    model_config = request_examples(
+NOTICE_WITHOUT_EXCUSE = OnlyWith("notice_without_excuse", "notice_given_at goes only with an excused absence")
+MINUTES_WITHOUT_ATTENDANCE = OnlyWith("minutes_without_attendance", "minutes go only with attended or late")
+Minutes = Annotated[StrictInt, Field(ge=0, le=720, description="Minutes attended, when not the whole session.")]
+
+
+class AttendedIn(RequestBody):
+    """Attended or late, with the minutes attended when not the whole session."""
+
+    status: Literal["attended", "late"]
+    minutes: Minutes | None = None
+    notice_given_at: Annotated[None, NOTICE_WITHOUT_EXCUSE] = None
+
+
+class ExcusedIn(RequestBody):
+    """An excused absence, with when the patient gave notice."""
+
+    status: Literal["excused"]
+    notice_given_at: Rfc3339 | None = None
+    minutes: Annotated[None, MINUTES_WITHOUT_ATTENDANCE] = None
+
+
+class MissedIn(RequestBody):
+    status: Literal["missed"]
+    notice_given_at: Annotated[None, NOTICE_WITHOUT_EXCUSE] = None
+    minutes: Annotated[None, MINUTES_WITHOUT_ATTENDANCE] = None
+
+
+class AttendanceIn(RootModel[Annotated[AttendedIn | ExcusedIn | MissedIn, Field(discriminator="status")]]):
+    """One of three shapes by ``status``: ``notice_given_at`` only with excused, ``minutes`` only with attended
+    or late."""
+
+    model_config = union_examples(
         {"status": "missed"},
         {"status": "excused", "notice_given_at": "2026-11-20T09:00:00Z"},
         {"status": "late", "minutes": 150},
     )
 
-    status: AttendanceStatus
-    notice_given_at: AwareDatetime | None = None
-    minutes: int | None = Field(default=None, ge=0, le=720, description="Minutes attended, when not the whole session.")
+
+SESSION_KIND = component("SessionKind", {"description": "A session kind of the care-plan policy."})
+
+
+def policy_components(policy: CarePolicy) -> dict[str, dict[str, Any]]:
+    """The parts of the OpenAPI document the loaded policy fixes at start: the session kinds it has."""
+    kinds = sorted(policy.session_kinds)
+    return {"SessionKind": {"type": "string", "enum": kinds, "description": "A session kind of the care-plan policy."}}
 
 
 class AppointmentIn(RequestBody):
@@ -94,9 +148,11 @@ class AppointmentIn(RequestBody):
         {"kind": "family", "starts_at": "2026-12-10T17:00:00-05:00", "minutes": 60},
     )
 
-    kind: SessionKind
-    starts_at: AwareDatetime
-    minutes: int | None = Field(default=None, ge=5, le=720, description="Default: the kind's length in the policy.")
+    kind: Annotated[SessionKind, Field(json_schema_extra=SESSION_KIND)]
+    starts_at: Rfc3339 = Field(description="Ahead of now (`appointment_in_past` otherwise).")
+    minutes: StrictInt | None = Field(
+        default=None, ge=5, le=720, description="Default: the kind's length in the policy."
+    )
 
 
 class AttendanceOut(BaseModel):
@@ -112,6 +168,28 @@ class DecisionIn(RequestBody):
     reason: str | None = Field(default=None, max_length=500, description="Stays in care_plan; never in an event.")
 
 
+WEEKDAY_FULL_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+"""How the contract's ``WeekdayName`` also takes the days (any case, spaces around aside)."""
+
+
+def _any_case(word: str) -> str:
+    return "".join(f"[{letter.upper()}{letter}]" for letter in word)
+
+
+WEEKDAY_IN = WithJsonSchema(
+    {
+        "anyOf": [
+            {"type": "string", "enum": list(WEEKDAYS)},
+            {
+                "type": "string",
+                "pattern": r"^\s*(?:" + "|".join(_any_case(day) for day in (*WEEKDAYS, *WEEKDAY_FULL_NAMES)) + r")\s*$",
+                "description": "Also spelled out, in any case: Monday, TUESDAY.",
+            },
+        ]
+    }
+)
+
+
 class ScheduleIn(RequestBody):
     """A custom calendar from now on, checked against the level's minimum weekly hours."""
 
@@ -120,15 +198,17 @@ class ScheduleIn(RequestBody):
     )
 
     track: Track
-    weekdays: list[WeekdayName] = Field(min_length=1, max_length=len(WEEKDAYS), description="Each day once.")
-    hours_per_session: float = Field(gt=0, le=12)
-    weeks: int = Field(ge=1, le=52)
+    weekdays: list[Annotated[WeekdayName, WEEKDAY_IN]] = Field(
+        min_length=1, max_length=len(WEEKDAYS), json_schema_extra={"uniqueItems": True}, description="Each day once."
+    )
+    hours_per_session: StrictFloat = Field(gt=0, le=12)
+    weeks: StrictInt = Field(ge=1, le=52)
 
     @field_validator("weekdays")
     @classmethod
     def _each_once(cls, value: list[Weekday]) -> list[Weekday]:
-        if len(set(value)) != len(value):
-            raise ValueError("name each weekday once")  # twice would count its hours twice
+        if len(set(value)) != len(value):  # twice would count its hours twice
+            raise PydanticCustomError("weekday_twice", "name each weekday once")
         return value
 
 
@@ -136,7 +216,7 @@ class AuthorizationIn(RequestBody):
     model_config = request_examples({"level": "IOP", "authorized_through": "2027-01-31", "reference": "PA-2026-118"})
 
     level: CareLevel
-    authorized_through: date
+    authorized_through: IsoDate
     reference: str = Field(min_length=1, max_length=100)
 
 
@@ -205,14 +285,19 @@ async def get_care_plan(episode_id: str, store: Store, _: Reader) -> CarePlan:
     summary="Record attendance of a scheduled session; a miss publishes iop.session.missed",
     description="Attended, late and missed are recorded once the session has begun (409 before, naming its "
     "start); an excused absence may be recorded ahead.",
+    openapi_extra=beyond_schema(
+        minutes_over_session="`minutes` are no more than the session lasts", **WHOLE_NUMBERS, **TIME_RANGE
+    ),
 )
 async def post_attendance(
     episode_id: str, session_id: str, body: AttendanceIn, store: Store, policy: Policy, _: Recorder
 ) -> AttendanceOut:
+    attendance = body.root
     try:
         done = await record_session_attendance(
-            store, policy, episode_id, session_id, body.status, body.notice_given_at, minutes=body.minutes
-        )
+            store, policy, episode_id, session_id, attendance.status, attendance.notice_given_at,
+            minutes=attendance.minutes,
+        )  # fmt: skip
     except CarePlanError as error:
         raise _refused(error) from None
     assert done is not None
@@ -226,6 +311,7 @@ async def post_attendance(
     summary="Book an individual, family or other own session (publishes iop.schedule.changed)",
     description="A family session is booked only while a consent in force names a family member or support "
     "(checked at intake; notifications checks it again before telling them).",
+    openapi_extra=beyond_schema(appointment_in_past="`starts_at` is ahead of now", **WHOLE_NUMBERS, **TIME_RANGE),
 )
 async def book(
     episode_id: str, body: AppointmentIn, store: Store, policy: Policy, consents: Consents, _: Clinician
@@ -250,6 +336,7 @@ async def book(
     "/episodes/{episode_id}/appointments/{session_id}",
     responses=errors(404, 409),
     summary="Cancel an own session that has not begun (publishes iop.schedule.changed)",
+    openapi_extra=beyond_schema(appointment_in_past="the appointment (`session_id`) has not begun and has no record"),
 )
 async def cancel(episode_id: str, session_id: str, store: Store, policy: Policy, _: Clinician) -> CarePlan:
     def decide(plan: CarePlan, now: datetime) -> Decision[CarePlan]:
@@ -339,6 +426,12 @@ async def set_track(episode_id: str, body: TrackIn, store: Store, policy: Policy
     "/episodes/{episode_id}/care-plan/schedule",
     responses=errors(404, 409),
     summary="Set a custom calendar from now on (publishes iop.schedule.changed)",
+    openapi_extra=beyond_schema(
+        below_minimum_hours="the weekdays times `hours_per_session` reach the plan's level's minimum weekly hours",
+        unknown_track="a group of the plan's level meets on `track`",
+        weekday_twice="each weekday once, however it is written (`mon` and `Monday` are one day)",
+        **WHOLE_NUMBERS,
+    ),
 )
 async def set_schedule(episode_id: str, body: ScheduleIn, store: Store, policy: Policy, _: Clinician) -> CarePlan:
     def decide(plan: CarePlan, now: datetime) -> Decision[CarePlan]:
@@ -371,6 +464,9 @@ async def set_authorization(
     summary="A clinician graduates the episode; ends timers and calendar",
     description="Below the level's minimum of sessions attended (the policy's "
     "`graduation.min_attended_sessions`), only with a `reason` (a 422 naming it otherwise).",
+    openapi_extra=beyond_schema(
+        reason_required="a `reason` below the level's minimum of sessions attended (graduation.min_attended_sessions)"
+    ),
 )
 async def graduate_episode(
     episode_id: str, store: Store, policy: Policy, by: Clinician, body: OptionalGraduateIn = None
@@ -444,7 +540,13 @@ class SessionRoster(BaseModel):
 
 
 class SheetLineIn(SheetEntry, RequestBody):
-    """One member's line on the sheet (the contract's ``SheetEntry``, refusing fields it does not declare)."""
+    """One member's line on the sheet (the contract's ``SheetEntry``, refusing fields it does not declare; minutes
+    a JSON integer). A line's rules are answered per line (its ``outcome``), not as a 422."""
+
+    notice_given_at: Rfc3339 | None = Field(
+        default=None, description="For an excused absence: when the patient gave notice."
+    )
+    minutes: Minutes | None = None
 
 
 class SheetIn(RequestBody):
@@ -571,6 +673,7 @@ def _roster_line(plan: CarePlan, session: ScheduledSession) -> RosterLine:
     "/{group_id}/sessions/{session_id}/attendance",
     responses=errors(404),
     summary="Record a group session's whole sheet: one line per member, each stored through its plan",
+    openapi_extra=beyond_schema(**WHOLE_NUMBERS, **TIME_RANGE),
     description="Each line is stored (or found unchanged) on its member's plan, or refused with a code: "
     "`not_a_member` (no such plan, or the session is not on its calendar), `recorded_differently` (staff "
     "recorded another status already: correct it on the episode), `listed_twice`, `plan_not_active`, "

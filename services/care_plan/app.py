@@ -82,4 +82,5 @@ def create_app(settings: CarePlanSettings | None = None) -> FastAPI:
         routers=[api.router, api.groups],
         startup=startup,
         outbox_collections=[PLANS],
+        components=api.policy_components(policy),
     )

@@ -49,6 +49,12 @@ IdempotencyKey = Annotated[
 ]
 
 
+KEY_REUSED = "key_reused"
+"""The 422 ``type`` of a key that came with another body (``loc``: the header)."""
+KEY_RULE = {KEY_REUSED: "an `Idempotency-Key` goes with one body: a retry sends the same, a new request a new key"}
+"""The rule an operation that takes a key has beyond its schema (``services.common.schemas.beyond_schema``)."""
+
+
 class KeyReused(Exception):
     """The key came with another body before: the client is reusing keys."""
 

@@ -11,6 +11,7 @@ from typing import Annotated
 
 import phonenumbers
 from pydantic import AfterValidator, Field
+from pydantic_core import PydanticCustomError
 
 DEFAULT_REGION = "US"
 
@@ -60,7 +61,10 @@ def matching_form(number: str, region: str) -> str:
 
 
 def _in_the_clinic_region(number: str) -> str:
-    return e164(number)
+    try:
+        return e164(number)
+    except ValueError as error:  # a rule no schema keyword states: its own type, in the API's 422 and document
+        raise PydanticCustomError("phone_number", str(error)) from None
 
 
 PhoneNumber = Annotated[
@@ -74,4 +78,7 @@ PhoneNumber = Annotated[
     ),
     AfterValidator(_in_the_clinic_region),
 ]
-"""A phone number in a request: stored in E.164; one that is not a possible full number is a 422."""
+"""A phone number in a request: stored in E.164; one that is not a possible full number is a 422 of type
+``phone_number``."""
+PHONE_RULE = "each phone number is a possible full number: its area code, and its country code outside the clinic's"
+"""The rule an operation that takes a phone number has beyond its schema (``services.common.schemas.beyond_schema``)."""

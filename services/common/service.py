@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -36,7 +36,7 @@ from .mongo import Document, connect, ping
 from .oidc import OidcVerifier
 from .outbox import ConcurrentChange, OutboxRelay, ensure_outbox_index
 from .replay import SetAsideEventOut, replay, replay_entry
-from .schemas import V1_ERRORS, errors, refuse_undeclared_body
+from .schemas import V1_ERRORS, errors, refuse_undeclared_body, refuse_undeclared_query
 from .settings import ServiceSettings
 from .store_errors import install_store_errors
 from .utc import set_clock_offset
@@ -71,6 +71,7 @@ def create_service_app(
     routers: Sequence[APIRouter],
     startup: Startup,
     outbox_collections: Sequence[str] = (),
+    components: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> FastAPI:
     broker, publishers = kafka.broker, kafka.publishers
     configure_logging(settings.log_level)
@@ -129,20 +130,29 @@ def create_service_app(
 
     # only a service that consumes events can have set some aside
     return http_app(
-        title, description, routers, consumes=bool(broker.subscribers), lifespan=lifespan, edge=settings.edge
+        title,
+        description,
+        routers,
+        consumes=bool(broker.subscribers),
+        lifespan=lifespan,
+        edge=settings.edge,
+        components=components,
     )
 
 
 class ServiceApp(FastAPI):
-    """A service's FastAPI app: its OpenAPI document says what the edge answers (services/common/errors.py), and
-    every answer carries the edge's headers, a server error's too (outside Starlette's error middleware)."""
+    """A service's FastAPI app: its OpenAPI document says what the edge answers (services/common/errors.py), with
+    the components its policy fixes at start (``schema_components``), and every answer carries the edge's
+    headers, a server error's too (outside Starlette's error middleware)."""
+
+    schema_components: Mapping[str, Mapping[str, Any]] = {}
 
     def build_middleware_stack(self) -> ASGIApp:
         return SecurityHeaders(super().build_middleware_stack())
 
     def openapi(self) -> dict[str, Any]:
         if not self.openapi_schema:
-            self.openapi_schema = document_answers(super().openapi())
+            self.openapi_schema = document_answers(super().openapi(), self.schema_components)
         return self.openapi_schema
 
 
@@ -154,21 +164,24 @@ def http_app(
     consumes: bool,
     lifespan: Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]] | None = None,
     edge: EdgeConfig | None = None,
+    components: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> FastAPI:
     """A service's HTTP side: the edge (body limit, token first, refused-token limit, headers), its routers (a body
-    where none is taken is refused), the probes, the set-aside listing (if it consumes events), errors, and the API
-    docs unless switched off."""
+    where none is taken, or a query parameter none declares, is refused), the probes, the set-aside listing (if it
+    consumes events), errors, and the API docs unless switched off. ``components``: schemas of the OpenAPI
+    document that the service's policy fixes at start (``services.common.schemas.component``)."""
     edge = edge or EdgeConfig()
     app = ServiceApp(
         title=title,
         description=description,
         version="1.0.0",
         lifespan=lifespan,
-        dependencies=[Depends(refuse_undeclared_body)],
+        dependencies=[Depends(refuse_undeclared_body), Depends(refuse_undeclared_query)],
         docs_url=None,  # our own, without a CDN (services/common/api_docs.py)
         redoc_url=None,
         openapi_url="/openapi.json" if edge.api_docs else None,
     )
+    app.schema_components = dict(components or {})
     app.state.auth_failures = AuthFailures(edge.auth_failures_per_minute)
     app.add_middleware(TokenGate, trusted_proxies=edge.trusted_proxies)
     app.add_middleware(BodyLimit, limit=edge.max_body_bytes)  # the outer one: a 413 needs no token

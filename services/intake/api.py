@@ -8,14 +8,15 @@ from __future__ import annotations
 from typing import Annotated, NoReturn, TypeVar
 
 from fastapi import APIRouter, HTTPException, Query, status
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from services.common.auth import Principal, Role
-from services.common.idempotency import IdempotencyKey, KeyReused
-from services.common.schemas import V1_ERRORS, errors
-from services.common.utc import Rfc3339, utc_now
+from services.common.errors import invalid_input
+from services.common.idempotency import KEY_REUSED, KEY_RULE, IdempotencyKey, KeyReused
+from services.common.phones import PHONE_RULE
+from services.common.schemas import EMAIL_RULE, V1_ERRORS, WHOLE_NUMBERS, beyond_schema, errors
+from services.common.utc import TIME_RANGE, Rfc3339, utc_now
 from stepwise_contract import ConsentScope, DimensionRatings, PlacementDecision
 
 from . import changes
@@ -63,9 +64,11 @@ ERROR_STATUS = {
 
 
 def _refuse(error: EpisodeError) -> NoReturn:
-    if error.field:  # a request field at fault: answered like any other invalid field
-        raise RequestValidationError([{"loc": error.field, "msg": str(error), "type": "value_error"}]) from None
-    raise HTTPException(ERROR_STATUS[error.code], str(error)) from None
+    if error.field:  # a request field at fault: answered like any other invalid field, with the rule's code
+        raise invalid_input(error.field, str(error), error.code) from None
+    code = ERROR_STATUS[error.code]
+    retry = {"Retry-After": "5"} if code == status.HTTP_503_SERVICE_UNAVAILABLE else None
+    raise HTTPException(code, str(error), headers=retry) from None
 
 
 def _out(model: type[Out], record: BaseModel) -> Out:
@@ -78,9 +81,7 @@ async def _record_id(keys: Keys, key: str | None, by: Principal, request: str, b
     try:
         return await keys.record_id(key, f"{by.token_id} {request}", body)
     except KeyReused as error:
-        raise RequestValidationError(
-            [{"loc": ("header", "Idempotency-Key"), "msg": str(error), "type": "value_error"}]
-        ) from None
+        raise invalid_input(("header", "Idempotency-Key"), str(error), KEY_REUSED) from None
 
 
 async def _episode(store: Store, episode_id: str) -> Episode:
@@ -101,6 +102,9 @@ async def _episode(store: Store, episode_id: str) -> Episode:
     summary="Register a patient (PII stays in intake; audited)",
     description="A patient with the same name (case and spaces aside) and date of birth is registered already: "
     '409 with their `patient_id`, unless `"confirm_new": true` (another person who shares both).',
+    openapi_extra=beyond_schema(
+        not_in_the_past="`date_of_birth` is before today", phone_number=PHONE_RULE, **EMAIL_RULE, **KEY_RULE
+    ),
 )
 async def register_patient(
     body: PatientIn, store: Store, keys: Keys, by: Staff, idempotency_key: IdempotencyKey = None
@@ -124,7 +128,10 @@ async def read_patient(patient_id: str, store: Store, by: Staff) -> PatientOut:
 
 
 @router.patch(
-    "/patients/{patient_id}", responses=errors(404), summary="Change a patient's name or contact data (audited)"
+    "/patients/{patient_id}",
+    responses=errors(404),
+    summary="Change a patient's name or contact data (audited)",
+    openapi_extra=beyond_schema(phone_number=PHONE_RULE, **EMAIL_RULE),
 )
 async def update_patient(patient_id: str, body: PatientUpdate, store: Store, by: Staff) -> PatientOut:
     patient = await store.update_patient(patient_id, body.model_dump(mode="json", exclude_unset=True), by)
@@ -138,6 +145,7 @@ async def update_patient(patient_id: str, body: PatientUpdate, store: Store, by:
     responses=errors(404),
     status_code=status.HTTP_201_CREATED,
     summary="Open a treatment episode",
+    openapi_extra=beyond_schema(**KEY_RULE),
 )
 async def open_episode(
     patient_id: str, body: EpisodeIn, store: Store, keys: Keys, by: Staff, idempotency_key: IdempotencyKey = None
@@ -163,6 +171,11 @@ async def open_episode(
         "policy, and publishes `iop.assessment.completed` (with changes since the previous assessment) and, "
         "when an answer calls for it, `iop.safety.alert_raised` first. A clinician may record a chosen level "
         "that differs from the recommendation (`placement`, clinician role only)."
+    ),
+    openapi_extra=beyond_schema(
+        placement_is_recommendation="`placement.chosen_level` differs from the level the assessment recommends",
+        **WHOLE_NUMBERS,
+        **KEY_RULE,
     ),
 )
 async def record_assessment(
@@ -234,6 +247,12 @@ def _trends(assessments: list[AssessmentOut]) -> list[InstrumentTrend]:
     responses=errors(404, 409),
     status_code=status.HTTP_201_CREATED,
     summary="Record a drug screen; publishes iop.drug_screen.recorded",
+    openapi_extra=beyond_schema(
+        in_the_future="`collected_at` is not after now",
+        substance_twice="one result per substance",
+        **TIME_RANGE,
+        **KEY_RULE,
+    ),
 )
 async def record_drug_screen(
     episode_id: str, body: DrugScreenIn, store: Store, keys: Keys, by: Clinical, idempotency_key: IdempotencyKey = None
@@ -265,13 +284,17 @@ async def drug_screens(episode_id: str, store: Store, by: Clinician) -> list[Dru
     responses=errors(404, 409),
     status_code=status.HTTP_201_CREATED,
     summary="Record a patient's consent to tell a recipient about the episode; publishes iop.consent.changed",
+    openapi_extra=beyond_schema(
+        not_in_the_future="`expires_on` is after today", phone_number=PHONE_RULE, **EMAIL_RULE, **KEY_RULE
+    ),
 )
 async def grant_consent(
     episode_id: str, body: ConsentIn, store: Store, keys: Keys, by: Staff, idempotency_key: IdempotencyKey = None
 ) -> ConsentOut:
     consent_id = await _record_id(keys, idempotency_key, by, f"grant_consent {episode_id}", body)
-    terms = ConsentTerms(recipient_kind=body.recipient_kind, recipient=body.recipient, scopes=body.scopes,
-                         expires_on=body.expires_on)  # fmt: skip
+    given = body.root
+    terms = ConsentTerms(recipient_kind=given.recipient_kind, recipient=given.recipient, scopes=given.scopes,
+                         expires_on=given.expires_on)  # fmt: skip
     try:
         consent = await changes.grant_consent(store, by, episode_id, terms, consent_id)
     except EpisodeError as error:
@@ -404,7 +427,11 @@ def _listed(consent: Consent) -> RecipientContact:
     )
 
 
-@router.get("/audit", summary="Who read or changed which patient's PII, and when (admin only)")
+@router.get(
+    "/audit",
+    summary="Who read or changed which patient's PII, and when (admin only)",
+    openapi_extra=beyond_schema(**TIME_RANGE),
+)
 async def audit_log(
     store: Store,
     _: Admin,

@@ -4,23 +4,34 @@ from __future__ import annotations
 
 from datetime import date
 from typing import Annotated, Any, Final, Literal, get_args
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import available_timezones
 
 from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
-    EmailStr,
+    ConfigDict,
     Field,
+    RootModel,
+    StrictBool,
+    StrictInt,
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from services.common.phones import PhoneNumber
-from services.common.schemas import ErrorOut, RequestBody, request_examples, response_example
-from services.common.utc import IANA_ZONE_PATTERN, UtcDatetime, utc_now
+from services.common.schemas import (
+    EmailAddress,
+    ErrorOut,
+    RequestBody,
+    component,
+    request_examples,
+    response_example,
+    union_examples,
+)
+from services.common.utc import IANA_ZONE_PATTERN, IsoDate, Rfc3339, UtcDatetime, utc_now
 from stepwise_contract import (
-    ALUMNI_GROUP,
     CareLevel,
     ConsentRecipientKind,
     ConsentScope,
@@ -29,22 +40,32 @@ from stepwise_contract import (
     Program,
     ScreenResult,
     Substance,
+    SupportKind,
     Track,
 )
 
 from .domain.instruments import InstrumentAnswers
 from .domain.model import Assessment, Consent, DrugScreen, Phone, Recipient
 
+ZONES: Final[frozenset[str]] = frozenset(available_timezones())
+"""The IANA time-zone names this installation knows (its tz database): what a patient's zone may be."""
+
 
 def _known_zone(value: str) -> str:
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown time zone {value!r}; use an IANA name such as America/Chicago") from None
+    if value not in ZONES:
+        raise ValueError(f"unknown time zone {value!r}; use an IANA name such as America/Chicago")
     return value
 
 
-TimeZone = Annotated[str, Field(pattern=IANA_ZONE_PATTERN, examples=["America/Chicago"]), AfterValidator(_known_zone)]
+TimeZone = Annotated[
+    str,
+    Field(
+        pattern=IANA_ZONE_PATTERN,
+        examples=["America/Chicago"],
+        json_schema_extra=component("TimeZoneName", {"enum": sorted(ZONES)}),
+    ),
+    AfterValidator(_known_zone),
+]
 
 
 CONSENT_SCOPES: Final[tuple[ConsentScope, ...]] = get_args(ConsentScope)
@@ -75,12 +96,12 @@ class PatientIn(RequestBody):
     )
 
     name: str = Field(min_length=1, max_length=200)
-    date_of_birth: date
-    email: EmailStr | None = Field(default=None, description="Optional: many patients are reached by phone only.")
+    date_of_birth: IsoDate
+    email: EmailAddress | None = Field(default=None, description="Optional: many patients are reached by phone only.")
     phone: PhoneNumber | None = Field(default=None, description="A mobile number for texts (stored in E.164).")
     emergency_contact: EmergencyContactIn | None = None
     timezone: TimeZone | None = Field(default=None, description="The patient's zone, for quiet hours and times.")
-    confirm_new: bool = Field(
+    confirm_new: StrictBool = Field(
         default=False,
         description="Register another person although a patient with the same name and date of birth is "
         "registered (without it: 409 with that patient's id). Not stored.",
@@ -90,17 +111,20 @@ class PatientIn(RequestBody):
     @classmethod
     def _in_the_past(cls, value: date) -> date:
         if value >= utc_now().date():
-            raise ValueError("must be in the past")
+            raise PydanticCustomError("not_in_the_past", "must be in the past")
         return value
 
 
 class PatientUpdate(RequestBody):
     """Fields to change; those left out stay as they are."""
 
-    model_config = request_examples({"phone": "+12025550199"})
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"phone": "+12025550199"}], "minProperties": 1}
+    )
 
-    name: str | None = Field(default=None, min_length=1, max_length=200)
-    email: EmailStr | None = None
+    # Left out, the name stays (only the fields given are changed); null is no name, and a patient has one.
+    name: str = Field(default=None, min_length=1, max_length=200)  # type: ignore[assignment]
+    email: EmailAddress | None = None
     phone: PhoneNumber | None = None
     emergency_contact: EmergencyContactIn | None = None
     timezone: TimeZone | None = None
@@ -171,8 +195,20 @@ class EpisodeCreated(BaseModel):
     episode_id: str
 
 
+Rating = Annotated[StrictInt, Field(ge=0, le=4)]
+"""A dimension rating as a request gives it: a JSON integer 0-4 (``"2"``, ``2.0`` or ``true`` is a 422)."""
+
+
 class DimensionsIn(DimensionRatings, RequestBody):
-    """The six ratings (the contract's ``DimensionRatings``, refusing fields it does not declare)."""
+    """The six ratings (the contract's ``DimensionRatings``, refusing fields it does not declare), each a JSON
+    integer."""
+
+    withdrawal: Rating
+    biomedical: Rating
+    emotional: Rating
+    readiness: Rating
+    relapse: Rating
+    environment: Rating
 
 
 class PlacementIn(RequestBody):
@@ -284,6 +320,8 @@ class AssessmentHistory(BaseModel):
 class ScreenResultIn(ScreenResult, RequestBody):
     """One substance's result (the contract's ``ScreenResult``, refusing fields it does not declare)."""
 
+    expected: StrictBool = Field(default=False, description="A positive explained by a prescribed medication.")
+
 
 class DrugScreenIn(RequestBody):
     model_config = request_examples(
@@ -296,14 +334,14 @@ class DrugScreenIn(RequestBody):
         }
     )
 
-    collected_at: AwareDatetime
+    collected_at: Rfc3339
     results: list[ScreenResultIn] = Field(min_length=1, max_length=len(SUBSTANCES), description="One per substance.")
 
     @field_validator("collected_at")
     @classmethod
     def _not_in_the_future(cls, value: AwareDatetime) -> AwareDatetime:
         if value > utc_now():
-            raise ValueError("must not be in the future")
+            raise PydanticCustomError("in_the_future", "must not be in the future")
         return value
 
     @field_validator("results")
@@ -311,7 +349,7 @@ class DrugScreenIn(RequestBody):
     def _one_result_per_substance(cls, value: list[ScreenResult]) -> list[ScreenResult]:
         substances = [result.substance for result in value]
         if len(set(substances)) != len(substances):
-            raise ValueError("one result per substance")
+            raise PydanticCustomError("substance_twice", "one result per substance")
         return value
 
 
@@ -329,31 +367,38 @@ class DrugScreenOut(DrugScreen):
 
 
 class RecipientIn(Recipient):
+    """A support a consent names: an email or a phone number (or both) to reach them."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["email"], "properties": {"email": {"type": "string"}}},
+                {"required": ["phone"], "properties": {"phone": {"type": "string"}}},
+            ]
+        },
+    )
+
+    email: EmailAddress | None = None
     phone: PhoneNumber | None = None
 
 
-class ConsentIn(RequestBody):
-    model_config = request_examples(
-        {
-            "recipient_kind": "family",
-            "recipient": {"name": "Sam Example", "email": "sam@example.org", "relationship": "sister"},
-            "scopes": ["appointments", "attendance"],
-            "expires_on": "2030-12-31",
-        }
-    )
+Scopes = Annotated[
+    list[ConsentScope],
+    Field(
+        min_length=1,
+        max_length=len(CONSENT_SCOPES),
+        json_schema_extra={"uniqueItems": True},
+        description="What the recipient may be told, each once.",
+    ),
+]
 
-    recipient_kind: ConsentRecipientKind
-    recipient: RecipientIn | None = Field(default=None, description="Required for family and designated supports.")
-    scopes: list[ConsentScope] = Field(
-        min_length=1, max_length=len(CONSENT_SCOPES), description="What the recipient may be told, each once."
-    )
-    expires_on: date | None = None
 
-    @model_validator(mode="after")
-    def _recipient_named(self) -> ConsentIn:
-        if self.recipient_kind != ALUMNI_GROUP and self.recipient is None:
-            raise ValueError("recipient is required for family and designated supports")
-        return self
+class ConsentTermsIn(RequestBody):
+    """What every consent says: what may be told (each scope once) and until when (a day ahead of today)."""
+
+    scopes: Scopes
+    expires_on: IsoDate | None = Field(default=None, description="After today (`not_in_the_future` otherwise).")
 
     @field_validator("scopes")
     @classmethod
@@ -366,8 +411,37 @@ class ConsentIn(RequestBody):
     @classmethod
     def _in_the_future(cls, value: date | None) -> date | None:
         if value is not None and value <= utc_now().date():
-            raise ValueError("must be in the future")
+            raise PydanticCustomError("not_in_the_future", "must be in the future")
         return value
+
+
+class SupportConsentIn(ConsentTermsIn):
+    """A consent naming a family member or designated support: who they are and how to reach them."""
+
+    recipient_kind: SupportKind
+    recipient: RecipientIn
+
+
+class AlumniGroupConsentIn(ConsentTermsIn):
+    """A consent to hear from the alumni group: its messages go to the graduate's own contact points."""
+
+    recipient_kind: Literal["alumni_group"]
+    recipient: RecipientIn | None = None
+
+
+class ConsentIn(RootModel[Annotated[SupportConsentIn | AlumniGroupConsentIn, Field(discriminator="recipient_kind")]]):
+    """One of two shapes by ``recipient_kind``: a family member or designated support is named (``recipient``);
+    the alumni group names no one."""
+
+    model_config = union_examples(
+        {
+            "recipient_kind": "family",
+            "recipient": {"name": "Sam Example", "email": "sam@example.org", "relationship": "sister"},
+            "scopes": ["appointments", "attendance"],
+            "expires_on": "2030-12-31",
+        },
+        {"recipient_kind": "alumni_group", "scopes": ["alumni_program"]},
+    )
 
 
 class ConsentOut(Consent):

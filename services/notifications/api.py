@@ -6,12 +6,20 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 from services.common.dependencies import DependencyDown
-from services.common.schemas import V1_ERRORS, RequestBody, errors, response_example
-from services.common.utc import Rfc3339, UtcDatetime, utc_now
-from stepwise_contract import SUPPORT_KINDS, AlertLevel, RecipientKind, SupportKind
+from services.common.schemas import (
+    V1_ERRORS,
+    OnlyWith,
+    RequestBody,
+    beyond_schema,
+    errors,
+    response_example,
+    union_examples,
+)
+from services.common.utc import TIME_RANGE, Rfc3339, UtcDatetime, utc_now
+from stepwise_contract import AlertLevel, RecipientKind, SupportKind
 
 from . import changes
 from .deps import AlertReader, Clinician, MessagingDep, Reader, SmsProvider, Staff
@@ -41,7 +49,9 @@ class NotificationOut(BaseModel):
 
 
 @router.get(
-    "/notifications", summary="Delivery log, newest first: by episode, recipient kind, purpose, status and time"
+    "/notifications",
+    summary="Delivery log, newest first: by episode, recipient kind, purpose, status and time",
+    openapi_extra=beyond_schema(**TIME_RANGE),
 )
 async def list_notifications(
     messaging: MessagingDep,
@@ -122,24 +132,33 @@ async def acknowledge_safety_alert(alert_id: str, messaging: MessagingDep, by: C
 # Opt-outs: a recipient asks for no more messages (safety messages to staff are never suppressed).
 
 
-class OptOutIn(RequestBody):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [{"episode_id": "7d0c1f3e-4b0a-4a57-9c1e-2b8f6a1d0e42", "recipient_kind": "patient"}]
-        },
-    )
+class PersonOptOutIn(RequestBody):
+    """The patient, or a graduate from the alumni group (who then leaves it)."""
 
     episode_id: str = Field(min_length=1)
-    recipient_kind: Literal["patient", SupportKind, "alumni"] = Field(
-        description="The care team cannot opt out: its safety messages are never suppressed."
-    )
-    consent_id: str | None = Field(default=None, description="For family and designated supports: whose consent.")
+    recipient_kind: Literal["patient", "alumni"]
+    consent_id: Annotated[
+        None, OnlyWith("consent_only_for_supports", "consent_id goes only with family and designated supports")
+    ] = None
 
-    @model_validator(mode="after")
-    def _consent_for_supports(self) -> OptOutIn:
-        if (self.recipient_kind in SUPPORT_KINDS) != (self.consent_id is not None):
-            raise ValueError("consent_id: required for family and designated supports, and only for them")
-        return self
+
+class SupportOptOutIn(RequestBody):
+    """A family member or designated support: the consent that names them says which one."""
+
+    episode_id: str = Field(min_length=1)
+    recipient_kind: SupportKind
+    consent_id: str = Field(description="Whose consent: the one naming this support.")
+
+
+class OptOutIn(RootModel[Annotated[PersonOptOutIn | SupportOptOutIn, Field(discriminator="recipient_kind")]]):
+    """One of two shapes by ``recipient_kind``: a support is named by its consent (``consent_id``), the patient
+    and an alumnus are not. The care team cannot opt out: its safety messages are never suppressed."""
+
+    model_config = union_examples(
+        {"episode_id": "7d0c1f3e-4b0a-4a57-9c1e-2b8f6a1d0e42", "recipient_kind": "patient"},
+        {"episode_id": "7d0c1f3e-4b0a-4a57-9c1e-2b8f6a1d0e42", "recipient_kind": "family",
+         "consent_id": "e4a7c1d9-2b5f-4e8a-a3c6-7f1d0b9e2a54"},
+    )  # fmt: skip
 
 
 class OptOutOut(BaseModel):
@@ -162,7 +181,8 @@ def _opt_out_out(opt_out: OptOut) -> OptOutOut:
     description="For an episode intake has (asked there: 404 for one it does not have, 503 while it cannot say).",
     responses={200: {"description": "This recipient had opted out already."}, **errors(404, 503)},
 )
-async def opt_out(body: OptOutIn, response: Response, messaging: MessagingDep, _: Staff) -> OptOutOut:
+async def opt_out(given: OptOutIn, response: Response, messaging: MessagingDep, _: Staff) -> OptOutOut:
+    body = given.root
     try:
         known = await messaging.contacts.episode_known(body.episode_id)
     except DependencyDown as error:

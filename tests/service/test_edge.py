@@ -10,15 +10,17 @@ import logging
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Annotated, Literal
 
 import httpx
 import pytest
-from fastapi import APIRouter, Depends, FastAPI, HTTPException
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query
+from pydantic import BaseModel, Field, RootModel, StrictInt
 
 from services.common.auth import Principal, Role, require_roles
 from services.common.edge import EdgeConfig, MiB, parse_networks
 from services.common.errors import invalid_input
+from services.common.schemas import OnlyWith, RequestBody
 from services.common.service import http_app
 from tests.service.conftest import TOKENS, as_role
 from tests.service.conftest import api as client_of
@@ -56,6 +58,40 @@ async def words_only(note_id: str, _: Principal = Anyone) -> None:
 @router.post("/notes/{note_id}/rule", summary="A 422 raised by hand on one field")
 async def hand_raised(note_id: str, _: Principal = Anyone) -> None:
     raise invalid_input(["path", "note_id"], "the note is closed", "note_closed")
+
+
+@router.delete("/notes/{note_id}", summary="Another method on the path of a record")
+async def delete_note(note_id: str, _: Principal = Anyone) -> None:
+    return None
+
+
+@router.get("/notes", summary="Filters: one value each, or a tag repeated")
+async def find_notes(
+    _: Principal = Anyone,
+    author: str | None = None,
+    tag: Annotated[list[str], Query()] = [],  # noqa: B006
+) -> list[str]:
+    return [author or "", *tag]
+
+
+class Tick(RequestBody):
+    kind: Literal["tick"]
+    weight: StrictInt | None = Field(default=None, ge=0)
+    why: Annotated[None, OnlyWith("why_only_crossed", "why goes only with a cross")] = None
+
+
+class Cross(RequestBody):
+    kind: Literal["cross"]
+    why: str
+
+
+class Mark(RootModel[Annotated[Tick | Cross, Field(discriminator="kind")]]):
+    """A body of two shapes by ``kind``."""
+
+
+@router.post("/notes/{note_id}/marks", summary="A body of two shapes")
+async def mark_note(note_id: str, mark: Mark, _: Principal = Anyone) -> str:
+    return mark.root.kind
 
 
 @router.get("/boom", summary="A server error")
@@ -252,3 +288,61 @@ async def test_every_role_still_gets_its_token_checked_once(http: httpx.AsyncCli
     for role in Role:
         answered = await http.get("/v1/notes/1", headers={"Authorization": f"Bearer {TOKENS[role]}"})
         assert answered.status_code == 200
+
+
+# 5. What the documents state: a method the path lacks, undeclared or repeated query parameters, bodies of shapes
+
+
+async def test_a_method_the_path_lacks_is_405_listing_every_method_it_takes(http: httpx.AsyncClient) -> None:
+    for method in ("PUT", "PATCH", "OPTIONS"):
+        refused = await http.request(method, "/v1/notes/1", headers=CLINICIAN)
+        assert refused.status_code == 405, method
+        assert set(refused.headers["allow"].split(", ")) == {"GET", "DELETE"}, method
+    refused = await http.put("/v1/notes", headers=CLINICIAN)
+    assert refused.status_code == 405 and set(refused.headers["allow"].split(", ")) == {"GET", "POST"}
+
+
+async def test_a_query_parameter_not_declared_or_repeated_where_one_is_taken_is_a_422(http: httpx.AsyncClient) -> None:
+    taken = await http.get("/v1/notes", params=[("author", "lee"), ("tag", "a"), ("tag", "b")], headers=CLINICIAN)
+    assert taken.status_code == 200 and taken.json() == ["lee", "a", "b"]
+    misspelt = await http.get("/v1/notes", params={"auther": "Alexandra Confidential"}, headers=CLINICIAN)
+    assert misspelt.status_code == 422
+    assert misspelt.json()["detail"] == [{"loc": ["query", "auther"], "msg": "Extra inputs are not permitted",
+                                          "type": "extra_forbidden"}]  # fmt: skip
+    assert "Alexandra" not in misspelt.text
+    twice = await http.get("/v1/notes", params=[("author", "lee"), ("author", "sam")], headers=CLINICIAN)
+    assert twice.status_code == 422 and [(e["loc"], e["type"]) for e in twice.json()["detail"]] == [
+        (["query", "author"], "given_twice")
+    ]
+    elsewhere = await http.get("/v1/notes/1", params={"verbose": "1"}, headers=CLINICIAN)
+    assert elsewhere.status_code == 422 and elsewhere.json()["detail"][0]["loc"] == ["query", "verbose"]
+
+
+async def test_a_body_of_shapes_is_answered_as_one_model_naming_the_field_as_sent(http: httpx.AsyncClient) -> None:
+    path = "/v1/notes/1/marks"
+    for body in ({"kind": "tick"}, {"kind": "tick", "weight": 2, "why": None}, {"kind": "cross", "why": "late"}):
+        assert (await http.post(path, json=body, headers=CLINICIAN)).status_code == 200, body
+    cases = [
+        ({"kind": "tick", "why": "Alexandra"}, ["body", "why"], "why_only_crossed", "why goes only with a cross"),
+        ({"kind": "cross"}, ["body", "why"], "missing", "why is required when kind is cross"),
+        ({"kind": "tick", "weight": "2"}, ["body", "weight"], "int_type", None),
+        ({"kind": "tick", "weight": 2.0}, ["body", "weight"], "int_type", None),
+        ({"kind": "tick", "colour": "vermilion"}, ["body", "colour"], "extra_forbidden", None),
+        ({"weight": 1}, ["body", "kind"], "missing", "Field required"),
+        ({"kind": "Alexandra"}, ["body", "kind"], "literal_error", "Input should be 'tick' or 'cross'"),
+    ]
+    for body, loc, rule, words in cases:
+        refused = await http.post(path, json=body, headers=CLINICIAN)
+        assert refused.status_code == 422, body
+        [entry] = refused.json()["detail"]
+        assert (entry["loc"], entry["type"]) == (loc, rule), body
+        assert words is None or entry["msg"] == words, body
+        assert "Alexandra" not in refused.text and "vermilion" not in refused.text
+
+
+def test_the_document_shows_a_body_of_shapes_and_what_it_takes_only_in_one() -> None:
+    spec = edge_app().openapi()
+    mark = spec["components"]["schemas"]["Mark"]
+    assert mark["discriminator"]["propertyName"] == "kind" and len(mark["oneOf"]) == 2
+    why = spec["components"]["schemas"]["Tick"]["properties"]["why"]
+    assert why["type"] == "null" and "why_only_crossed" in why["description"]

@@ -1011,3 +1011,84 @@ async def test_a_field_nobody_declared_in_an_object_inside_a_body_is_refused(htt
     assert refused.status_code == 422 and refused.json()["detail"][0]["loc"] == ["body", "results", 0, "confirmed_by"]
     revoke = await http.post(f"/v1/episodes/{episode_id}/consents/nope/revoke", json={"why": "asked"}, headers=STAFF)
     assert revoke.status_code == 422 and revoke.json()["detail"][0]["loc"] == ["body", "why"]  # it takes no body
+
+
+# What the OpenAPI document says the bodies take: the rules in the schema, and the types JSON gives
+
+
+async def test_a_consent_names_its_support_and_the_alumni_group_no_one(
+    http: httpx.AsyncClient, database: MemoryDatabase
+) -> None:
+    _, episode_id = await new_episode(http)
+    path = f"/v1/episodes/{episode_id}/consents"
+    for kind in ("family", "designated_support"):
+        nobody = await http.post(path, json={"recipient_kind": kind, "scopes": ["appointments"]}, headers=STAFF)
+        assert nobody.status_code == 422, kind
+        [entry] = nobody.json()["detail"]
+        assert (entry["loc"], entry["type"]) == (["body", "recipient"], "missing"), kind
+        assert entry["msg"] == f"recipient is required when recipient_kind is {kind}"
+    unreachable = await http.post(path, json=FAMILY | {"recipient": {"name": "No Contact"}}, headers=STAFF)
+    assert unreachable.status_code == 422 and unreachable.json()["detail"][0]["loc"] == ["body", "recipient"]
+    twice = await http.post(path, json=FAMILY | {"scopes": ["appointments", "appointments"]}, headers=STAFF)
+    assert twice.status_code == 422 and twice.json()["detail"][0]["loc"] == ["body", "scopes"]
+    unknown = await http.post(path, json=FAMILY | {"recipient_kind": "neighbour"}, headers=STAFF)
+    assert [(e["loc"], e["type"]) for e in unknown.json()["detail"]] == [(["body", "recipient_kind"], "literal_error")]
+    assert "neighbour" not in unknown.text
+    assert len(await queued(database[EPISODES])) == 0
+    assert (await grant(http, episode_id, ALUMNI))["recipient"] is None
+    assert (await grant(http, episode_id, FAMILY))["recipient"]["email"] == FAMILY_EMAIL
+
+
+@pytest.mark.parametrize("rating", ["2", 2.0, True], ids=["text", "whole_float", "bool"])
+async def test_a_dimension_rating_is_a_json_integer(
+    http: httpx.AsyncClient, database: MemoryDatabase, rating: object
+) -> None:
+    _, episode_id = await new_episode(http)
+    body = {"dimensions": IOP_DIMENSIONS | {"relapse": rating}}
+    refused = await http.post(f"/v1/episodes/{episode_id}/assessments", json=body, headers=STAFF)
+    assert refused.status_code == 422
+    assert [(e["loc"], e["type"]) for e in refused.json()["detail"]] == [
+        (["body", "dimensions", "relapse"], "int_type")
+    ]
+    answers = {"phq9": [1, 2, 1, "2", 1, 1, 2, 1, 0]}
+    refused = await http.post(f"/v1/episodes/{episode_id}/assessments", headers=STAFF,
+                              json={"dimensions": IOP_DIMENSIONS, "instruments": answers})  # fmt: skip
+    assert [e["loc"] for e in refused.json()["detail"]] == [["body", "instruments", "phq9", 3]]
+    assert await topics(database) == []
+
+
+async def test_yes_no_answers_and_dates_take_only_their_json_type(http: httpx.AsyncClient) -> None:
+    unborn_in_1970 = await http.post("/v1/patients", json=PATIENT | {"date_of_birth": 0}, headers=STAFF)
+    assert unborn_in_1970.status_code == 422 and unborn_in_1970.json()["detail"][0]["loc"] == ["body", "date_of_birth"]
+    confirmed = await http.post("/v1/patients", json=PATIENT | {"confirm_new": "true"}, headers=STAFF)
+    assert confirmed.status_code == 422 and confirmed.json()["detail"][0]["loc"] == ["body", "confirm_new"]
+    _, episode_id = await new_episode(http)
+    screen = {"collected_at": "2026-11-20T14:05:00Z",
+              "results": [{"substance": "buprenorphine", "result": "positive", "expected": "yes"}]}  # fmt: skip
+    refused = await http.post(f"/v1/episodes/{episode_id}/drug-screens", json=screen, headers=CLINICIAN)
+    assert refused.status_code == 422
+    assert refused.json()["detail"][0]["loc"] == ["body", "results", 0, "expected"]
+    as_number = screen | {"collected_at": 1764000000, "results": [{"substance": "fentanyl", "result": "negative"}]}
+    refused = await http.post(f"/v1/episodes/{episode_id}/drug-screens", json=as_number, headers=CLINICIAN)
+    assert refused.status_code == 422 and refused.json()["detail"][0]["loc"] == ["body", "collected_at"]
+
+
+async def test_a_patient_keeps_a_name_and_a_zone_the_server_knows(http: httpx.AsyncClient) -> None:
+    patient_id = await register(http)
+    nameless = await http.patch(f"/v1/patients/{patient_id}", json={"name": None}, headers=STAFF)
+    assert nameless.status_code == 422 and nameless.json()["detail"][0]["loc"] == ["body", "name"]
+    nothing = await http.patch(f"/v1/patients/{patient_id}", json={}, headers=STAFF)
+    assert nothing.status_code == 422
+    unlisted = await http.patch(f"/v1/patients/{patient_id}", json={"timezone": "posix/Europe/Paris"}, headers=STAFF)
+    assert unlisted.status_code == 422 and unlisted.json()["detail"][0]["loc"] == ["body", "timezone"]
+    read = await http.get(f"/v1/patients/{patient_id}", headers=STAFF)
+    assert (read.json()["name"], read.json()["timezone"]) == (PATIENT["name"], None)
+
+
+async def test_an_email_address_that_cannot_receive_mail_is_refused_by_its_own_rule(http: httpx.AsyncClient) -> None:
+    refused = await http.post("/v1/patients", json=PATIENT | {"email": "alex@example.test"}, headers=STAFF)
+    assert refused.status_code == 422
+    assert [(e["loc"], e["type"]) for e in refused.json()["detail"]] == [(["body", "email"], "email_address")]
+    assert "example.test" not in refused.text
+    spec = APP.openapi()
+    assert "email_address" in spec["paths"]["/v1/patients"]["post"]["x-rules"]

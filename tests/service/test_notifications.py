@@ -1263,3 +1263,43 @@ async def test_a_store_refusing_an_alerts_write_is_a_409_naming_the_record_not_a
     assert refused.status_code == 409, refused.text
     assert refused.json()["detail"].startswith("the record is at its size limit: the safety alert record")
     assert (await http.post("/v1/safety-alerts/a1/acknowledge", headers=CLINICIAN)).status_code == 200
+
+
+# What the OpenAPI document says the requests take
+
+
+async def test_an_opt_out_names_a_supports_consent_and_no_other_before_intake_is_asked(
+    http: httpx.AsyncClient, events: Events, intake: FakeIntake, messaging: Messaging
+) -> None:
+    episode_id = await started(events, intake)
+    intake.asked.clear()
+    for body, field, rule in (
+        ({"recipient_kind": "family"}, "consent_id", "missing"),
+        ({"recipient_kind": "designated_support"}, "consent_id", "missing"),
+        ({"recipient_kind": "patient", "consent_id": "c-1"}, "consent_id", "consent_only_for_supports"),
+        ({"recipient_kind": "alumni", "consent_id": "c-1"}, "consent_id", "consent_only_for_supports"),
+        ({"recipient_kind": "care_team"}, "recipient_kind", "literal_error"),
+    ):
+        refused = await http.post("/v1/opt-outs", json={"episode_id": episode_id} | body, headers=STAFF)
+        assert refused.status_code == 422, body
+        assert [(e["loc"], e["type"]) for e in refused.json()["detail"]] == [(["body", field], rule)], body
+    assert intake.asked == [] and await messaging.opt_outs.recorded_by_staff(episode_id=episode_id, limit=10) == []
+    taken = await http.post("/v1/opt-outs", json={"episode_id": episode_id, "recipient_kind": "patient",
+                                                  "consent_id": None}, headers=STAFF)  # fmt: skip
+    assert taken.status_code == 201  # a null consent_id, as before
+
+
+async def test_a_filter_misspelt_given_twice_or_past_the_calendar_is_a_422_not_everything_or_a_server_error(
+    http: httpx.AsyncClient, events: Events, intake: FakeIntake
+) -> None:
+    await started(events, intake)
+    misspelt = await http.get("/v1/notifications", params={"stauts": "failed"}, headers=CLINICIAN)
+    assert misspelt.status_code == 422 and misspelt.json()["detail"][0]["loc"] == ["query", "stauts"]
+    twice = await http.get("/v1/notifications", params=[("status", "failed"), ("status", "sent")], headers=CLINICIAN)
+    assert twice.status_code == 422 and twice.json()["detail"][0]["loc"] == ["query", "status"]
+    for since in ("0001-01-01T00:00:00+00:01", "9999-12-31T23:59:59-00:01"):
+        edge = await http.get("/v1/notifications", params={"since": since}, headers=CLINICIAN)
+        assert edge.status_code == 422, since
+        assert [(e["loc"], e["type"]) for e in edge.json()["detail"]] == [(["query", "since"], "datetime_range")]
+    assert (await http.get("/v1/notifications", params={"since": "1970-01-01T00:00:00Z"},
+                           headers=CLINICIAN)).status_code == 200  # fmt: skip

@@ -113,6 +113,15 @@ def _asked_only_if(gate: str) -> Callable[[bool | None, ValidationInfo], bool | 
     return check
 
 
+def _follow_ups(gate: str, *items: str) -> dict[str, Any]:
+    """The skip logic in the JSON schema: the follow-up items answered exactly when ``gate`` is yes."""
+    return {
+        "if": {"properties": {gate: {"const": True}}},
+        "then": {"required": list(items), "properties": {item: {"type": "boolean"} for item in items}},
+        "else": {"properties": {item: {"type": "null"} for item in items}},
+    }
+
+
 def _skipped(gate: str, description: str) -> Any:
     return Field(default=None, validate_default=True, description=f"{description} Only when {gate} is yes.")
 
@@ -123,7 +132,10 @@ class CssrsAnswers(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         frozen=True,
-        json_schema_extra={"examples": [{"q1": True, "q2": False, "q6": False}]},
+        json_schema_extra={
+            "examples": [{"q1": True, "q2": False, "q6": False}],
+            "allOf": [_follow_ups("q2", "q3", "q4", "q5"), _follow_ups("q6", "q6_within_3_months")],
+        },
     )
 
     q1: StrictBool = Field(description="Q1: wish to be dead (past month).")
@@ -198,7 +210,17 @@ INSTRUMENTS_EXAMPLE: dict[str, Any] = {
 class InstrumentAnswers(BaseModel):
     """Item answers by instrument; an unknown instrument is rejected. Every instrument is optional."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra={"examples": [INSTRUMENTS_EXAMPLE]})
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        json_schema_extra={
+            "examples": [INSTRUMENTS_EXAMPLE],
+            "not": {  # AUDIT-C is scored from the AUDIT's items when both were asked
+                "required": ["audit", "audit_c"],
+                "properties": {"audit": {"type": "object"}, "audit_c": {"type": "object"}},
+            },
+        },
+    )
 
     phq9: list[Item03] | None = Field(default=None, min_length=9, max_length=9, description="PHQ-9: 9 items, 0–3.")
     gad7: list[Item03] | None = Field(default=None, min_length=7, max_length=7, description="GAD-7: 7 items, 0–3.")
