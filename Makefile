@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck audit unit faults asyncapi lock bench bench-outbox clean
+.PHONY: install run test lint typecheck audit unit faults asyncapi lock bench bench-outbox clean mutate
 
 install: $(STAMP)
 
@@ -39,6 +39,10 @@ faults: install
 
 asyncapi: install
 	$(PY) -m tools.asyncapi --write
+
+# Mutation testing (not part of test): MODULES="outbox idempotency" for some (docs/development.md).
+mutate: install
+	$(PY) -m tools.mutate --modules "$(MODULES)"
 
 bench: install
 	$(PY) -m bench.pipeline
