@@ -15,14 +15,22 @@ import pytest
 
 from services.care_plan import api
 from services.care_plan.app import create_broker
-from services.care_plan.changes import admit_waitlisted, change_plan
+from services.care_plan.changes import (
+    Decision,
+    SheetLine,
+    admit_waitlisted,
+    change_plan,
+    change_plan_placed,
+    learn,
+    record_sheet,
+)
 from services.care_plan.consents import IntakeConsents
-from services.care_plan.domain.groups import first_meeting_after
-from services.care_plan.domain.model import CarePlan
+from services.care_plan.domain.groups import Joined, first_meeting_after
+from services.care_plan.domain.model import CareInput, CarePlan, CarePlanError
 from services.care_plan.domain.policy import CarePolicy, load_policy
 from services.care_plan.handlers import EVENT_HANDLERS, Planning
 from services.care_plan.settings import CarePlanSettings
-from services.care_plan.store import PLANS, CarePlanStore
+from services.care_plan.store import PLANS, SEATS, CarePlanStore
 from services.common.auth import Role
 from services.common.consumer import HANDLER_CONTEXT
 from services.common.dependencies import Dependencies
@@ -839,3 +847,163 @@ async def test_a_body_where_none_is_taken_is_refused_naming_its_fields(http: htt
     replay = await http.post("/v1/set-aside-events/replay", json={"topic": "x"}, headers=ADMIN)
     assert replay.status_code == 422 and replay.json()["detail"][0]["loc"] == ["body", "topic"]
     assert (await http.post("/v1/set-aside-events/replay", json={}, headers=ADMIN)).status_code == 200
+
+
+# The change path (changes.py) driven directly: sheets, the waitlist, inputs before their plan
+
+
+async def test_each_sheet_line_says_what_became_of_it_and_a_command_records_each_once(
+    events: Events, store: CarePlanStore
+) -> None:
+    member, excused = await active_plan(events, store), await active_plan(events, store)
+    session_id = first_session_id()
+    notice = first_session_start() - timedelta(days=1)
+    sheet = [SheetEntry(episode_id=member, status="attended"),
+             SheetEntry(episode_id=excused, status="excused", notice_given_at=notice),
+             SheetEntry(episode_id=member, status="missed"),
+             SheetEntry(episode_id="stranger", status="attended")]  # fmt: skip
+    with once_the_first_session_began():
+        lines = await record_sheet(store, POLICY, "iop-am", session_id, sheet, applied="/ehr#sheet-1")
+        assert [(line.episode_id, line.outcome) for line in lines[:2]] == [(member, "recorded"), (excused, "recorded")]
+        assert lines[0].record is not None and lines[0].record.status == "attended"
+        assert lines[1].record is not None and lines[1].record.notice_given_at == notice
+        assert lines[2:] == [
+            SheetLine(member, "rejected", code="listed_twice", detail="the member is on the sheet twice"),
+            SheetLine("stranger", "rejected", code="not_a_member", detail="no care plan for this episode"),
+        ]
+        again = await record_sheet(store, POLICY, "iop-am", session_id, sheet, applied="/ehr#sheet-1")
+        assert again[:2] == [SheetLine(member, "applied_before"), SheetLine(excused, "applied_before")]
+        by_hand = await record_sheet(store, POLICY, "iop-am", session_id, sheet[:1])
+        assert [(line.episode_id, line.outcome) for line in by_hand] == [(member, "unchanged")]
+        other_group = await record_sheet(store, POLICY, "iop-pm", session_id, sheet[:1])
+        assert other_group == [SheetLine(member, "rejected", code="not_a_member",
+                                         detail=f"session {session_id!r} is not in this care plan")]  # fmt: skip
+
+
+class CountedClaims:
+    """The store, counting the seats it was asked to claim."""
+
+    def __init__(self, store: CarePlanStore) -> None:
+        self.store = store
+        self.claims: list[str] = []
+
+    async def claim_seat(self, group: Any, episode_id: str, now: datetime) -> bool:
+        self.claims.append(group.group_id)
+        return await self.store.claim_seat(group, episode_id, now)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+
+async def test_freed_places_go_to_the_plans_waiting_longest_each_place_tried_once_a_pass(
+    database: MemoryDatabase, store: CarePlanStore, shelf: Any
+) -> None:
+    one_seat = {"iop-am", "php-am"}
+    small = POLICY.model_copy(update={"groups": [g.model_copy(update={"capacity": 1}) if g.group_id in one_seat else g
+                                                 for g in POLICY.groups]})  # fmt: skip
+    kafka = create_broker(SETTINGS)
+    context = {HANDLER_CONTEXT: Planning(store, small, SETTINGS.clinic_timezone), "event_shelf": shelf}
+    async for events in running("care_plan", kafka.broker, context):
+        iop_member, php_member = await active_plan(events, store), await active_plan(events, store, CareLevel.PHP)
+        iop_first, iop_second = await active_plan(events, store), await active_plan(events, store)
+        php_first, php_second = [await active_plan(events, store, CareLevel.PHP) for _ in range(2)]
+        await change_plan(store, small, php_member, lambda plan, now: (discharged(plan, now), [], None))
+        counted = CountedClaims(store)
+        assert await admit_waitlisted(counted, small) == 1  # type: ignore[arg-type]
+        assert counted.claims == ["iop-am", "php-am", "php-am"]  # iop-am is not tried again for iop_second
+        assert await store.holds_seat("php-am", php_first) and not await store.holds_seat("php-am", php_second)
+        seat = await database[SEATS].find_one({"episode_id": php_first})
+        assert seat is not None and abs(seat["claimed_at"] - utc_now()) < timedelta(seconds=5)
+        for ended in (iop_member, php_first):
+            await change_plan(store, small, ended, lambda plan, now: (discharged(plan, now), [], None))
+        assert await admit_waitlisted(store, small) == 2
+        for joined, group in ((iop_first, "iop-am"), (php_second, "php-am")):
+            stored = await store.get(joined)
+            assert stored is not None and stored.plan.group is not None and stored.plan.group.group_id == group
+        still = await store.get(iop_second)
+        assert still is not None and still.plan.waitlist is not None
+
+
+async def test_a_seat_claimed_for_a_plan_that_stopped_waiting_meanwhile_is_let_go(
+    database: MemoryDatabase, store: CarePlanStore, shelf: Any
+) -> None:
+    small = POLICY.model_copy(update={"groups": [g.model_copy(update={"capacity": 1}) if g.group_id == "iop-am" else g
+                                                 for g in POLICY.groups]})  # fmt: skip
+    kafka = create_broker(SETTINGS)
+    context = {HANDLER_CONTEXT: Planning(store, small, SETTINGS.clinic_timezone), "event_shelf": shelf}
+    async for events in running("care_plan", kafka.broker, context):
+        member, waiting = await active_plan(events, store), await active_plan(events, store)
+        read_before = await store.waitlisted()  # the pass read the waitlist; then the plan ended
+        await change_plan(store, small, waiting, lambda plan, now: (discharged(plan, now), [], None))
+        await change_plan(store, small, member, lambda plan, now: (discharged(plan, now), [], None))
+
+        async def stale_waitlist(read: list[Any] = read_before) -> list[Any]:
+            return read
+
+        store.waitlisted = stale_waitlist  # type: ignore[method-assign]
+        assert await admit_waitlisted(store, small) == 0
+        assert not await store.holds_seat("iop-am", waiting)
+
+
+async def test_a_placed_change_lets_its_seat_go_when_the_change_is_refused_and_applies_an_event_once(
+    events: Events, store: CarePlanStore
+) -> None:
+    episode_id = await active_plan(events, store)
+    group = POLICY.group("iop-pm")
+    assert group is not None and group.capacity is not None
+    assert await store.claim_seat(group, episode_id, utc_now())
+
+    def refused(plan: CarePlan, now: datetime) -> Decision[None]:
+        raise CarePlanError("refused", "no")
+
+    with pytest.raises(CarePlanError):
+        await change_plan_placed(store, POLICY, episode_id, Joined(group), refused)
+    assert not await store.holds_seat("iop-pm", episode_id)
+
+    def noted(plan: CarePlan, now: datetime) -> Decision[bool]:
+        return plan.model_copy(update={"inputs": plan.inputs}), [], True
+
+    held = POLICY.group("iop-am")
+    assert held is not None
+    assert await change_plan_placed(store, POLICY, episode_id, Joined(held), noted, "/x#1") is True
+    assert await change_plan_placed(store, POLICY, episode_id, Joined(held), noted, "/x#1") is None  # applied before
+    assert await store.holds_seat("iop-am", episode_id)  # the plan is in iop-am: its seat stays
+
+
+class CreatedMeanwhile:
+    """The store, with the plan created by another instance just as the input is kept as pending."""
+
+    def __init__(self, store: CarePlanStore, create: Any) -> None:
+        self.store = store
+        self.create = create
+        self.kept: list[str] = []
+
+    async def keep_pending(self, episode_id: str, learned: CareInput, applied: str) -> None:
+        self.kept.append(applied)
+        await self.store.keep_pending(episode_id, learned, applied)
+        await self.create()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+
+async def test_an_input_goes_to_its_plan_and_one_before_its_plan_is_adopted_if_the_plan_came_meanwhile(
+    events: Events, store: CarePlanStore
+) -> None:
+    alert = CareInput(kind="safety_alert", at=utc_now(), source_id="a1", alert_level="same_day")
+    episode_id = await active_plan(events, store)
+    counted = CreatedMeanwhile(store, create=None)
+    await learn(counted, POLICY, episode_id, alert, "/stepwise/intake#a1")  # type: ignore[arg-type]
+    stored = await store.get(episode_id)
+    assert stored is not None and [i.kind for i in stored.plan.inputs] == ["safety_alert"] and counted.kept == []
+
+    later = str(uuid.uuid4())
+
+    async def create() -> None:
+        await events.deliver(intake_event(assessment(later)))
+
+    meanwhile = CreatedMeanwhile(store, create)
+    await learn(meanwhile, POLICY, later, alert, "/stepwise/intake#a2")  # type: ignore[arg-type]
+    stored = await store.get(later)
+    assert stored is not None and [i.kind for i in stored.plan.inputs] == ["safety_alert"]
+    assert meanwhile.kept == ["/stepwise/intake#a2"] and await store.pending(later) == []

@@ -147,3 +147,10 @@ async def test_a_key_reused_with_another_body_is_refused_naming_the_header(intak
         "loc": ["header", "Idempotency-Key"], "type": "value_error",
         "msg": "this Idempotency-Key came with another body: use a new key for a new request",
     }]  # fmt: skip
+
+
+async def test_a_retry_finds_its_own_key_among_others(keys: IdempotencyKeys) -> None:
+    body = Body(name="a")
+    other = await keys.record_id("k1", "token-a register_patient", body)
+    first = await keys.record_id("k2", "token-a register_patient", body)
+    assert await keys.record_id("k2", "token-a register_patient", body) == first != other
