@@ -25,12 +25,13 @@ from services.common.consumer import HANDLER_CONTEXT
 from services.common.dependencies import Dependencies, DependencyDown
 from services.common.kafka import ServiceBroker
 from services.common.utc import utc_now, wall_clock
-from services.notifications import api
+from services.notifications import api, changes
 from services.notifications.app import assemble, create_broker, load_checked_policy
 from services.notifications.changes import Messaging
 from services.notifications.channels import DeliveryError, EmailSender, IntakeContacts
 from services.notifications.dispatcher import UNCONFIGURED_SWEEP, Dispatcher, Senders
 from services.notifications.domain.delivery import Notification
+from services.notifications.domain.messages import PlannedNotification
 from services.notifications.handlers import EVENT_HANDLERS
 from services.notifications.rendering import Templates
 from services.notifications.settings import NotificationsSettings
@@ -1188,3 +1189,39 @@ async def test_in_quiet_hours_a_safety_alert_goes_at_once_and_a_welcome_waits_fo
     clock.at(datetime(2026, 12, 1, 8, 0, 1, tzinfo=new_york))
     await dispatcher.work_once()
     assert welcome.notification_id in channels["email"].sent
+
+
+# The change path (changes.py) driven directly
+
+
+async def test_ending_an_enrolment_says_whether_this_call_ended_it_and_decides_again_after_a_lost_write(
+    events: Events, messaging: Messaging, intake: FakeIntake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    episode_id = await alumnus(events, messaging, intake)
+    real_save = messaging.alumni.save
+    saves: list[bool] = []
+
+    async def first_loses(*args: Any) -> bool:
+        saved = bool(saves) and await real_save(*args)  # the first write finds the enrolment changed meanwhile
+        saves.append(saved)
+        return saved
+
+    monkeypatch.setattr(messaging.alumni, "save", first_loses)
+    assert await changes.end_alumni_enrolment(messaging, episode_id, "opted_out") is True
+    assert saves == [False, True]
+    enrolment = await messaging.alumni.get(episode_id)
+    assert enrolment is not None and (enrolment.status, enrolment.left_reason) == ("left", "opted_out")
+    assert await changes.end_alumni_enrolment(messaging, episode_id, "new_episode") is False  # ended already
+    assert await changes.end_alumni_enrolment(messaging, "no-such-episode", "opted_out") is False
+
+
+async def test_a_supports_opt_out_cancels_what_waits_under_that_consent_only(messaging: Messaging) -> None:
+    planned = [PlannedNotification(f"n-{consent}", "e1", "appointment_reminder", "family", "email", consent_id=consent)
+               for consent in ("c1", "c2")]  # fmt: skip
+    assert await messaging.store.add(planned, {"event_id": "x", "event_source": "/test", "event_type": "t"}) == 2
+    recorded, added = await changes.opt_out(messaging, "e1", "family", "c1")
+    assert added and recorded.consent_id == "c1"
+    assert sorted((n.consent_id, n.status) for n in await log_of(messaging, "e1")) == [
+        ("c1", "cancelled"),
+        ("c2", "pending"),
+    ]
