@@ -20,7 +20,7 @@ import pytest
 from pydantic import SecretStr
 from pymongo.errors import AutoReconnect, ServerSelectionTimeoutError
 
-from services.common.auth import Role
+from services.common.auth import Principal, Role
 from services.common.consumer import HANDLER_CONTEXT
 from services.common.dependencies import Dependencies, DependencyDown
 from services.common.kafka import ServiceBroker
@@ -1225,3 +1225,42 @@ async def test_a_supports_opt_out_cancels_what_waits_under_that_consent_only(mes
         ("c1", "cancelled"),
         ("c2", "pending"),
     ]
+
+
+async def test_an_alert_is_acknowledged_once_in_the_role_it_was_acknowledged_in_even_after_a_lost_write(
+    events: Events, messaging: Messaging, intake: FakeIntake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await alert(events, intake)
+    real_save = messaging.safety.alerts.save
+    saves: list[bool] = []
+
+    async def first_loses(*args: Any) -> bool:
+        saved = bool(saves) and await real_save(*args)  # the first write finds the alert changed meanwhile
+        saves.append(saved)
+        return saved
+
+    monkeypatch.setattr(messaging.safety.alerts, "save", first_loses)
+    by = Principal(Role.CLINICIAN, "tok-1", username="dr.lee")
+    acknowledged = await changes.acknowledge_alert(messaging, "a1", by)
+    assert acknowledged is not None and acknowledged[1] is True and saves == [False, True]
+    kept = await messaging.safety.alerts.get_stored("a1")
+    assert kept is not None and (kept.alert.status, kept.alert.acknowledged_by, kept.alert.acknowledged_as) == (
+        "acknowledged", "dr.lee", "clinician",
+    )  # fmt: skip
+    again = await changes.acknowledge_alert(messaging, "a1", Principal(Role.CLINICIAN, "tok-2", username="dr.kim"))
+    assert again is not None and again[1] is False and again[0].acknowledged_by == "dr.lee"  # the first stands
+    assert await changes.acknowledge_alert(messaging, "no-such-alert", by) is None
+
+
+async def test_a_graduation_delivered_again_plans_the_alumni_messages_again_only_while_enrolled(
+    events: Events, messaging: Messaging, intake: FakeIntake
+) -> None:
+    episode_id = await started(events, intake)
+    intake.consent(episode_id, "alumni_group", "alumni_program")
+    event = care_plan_event(graduated(episode_id))
+    first = await changes.enrol_alumnus(messaging, event)
+    assert len(first) == ALUMNI_MESSAGES
+    again = await changes.enrol_alumnus(messaging, event)  # a redelivery: the same messages, stored once by their ids
+    assert [p.notification_id for p in again] == [p.notification_id for p in first]
+    await changes.end_alumni_enrolment(messaging, episode_id, "opted_out")
+    assert await changes.enrol_alumnus(messaging, event) == []  # left meanwhile: nothing planned
