@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -12,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
+from pymongo.errors import AutoReconnect
 
 from services.care_plan import api
 from services.care_plan.app import create_broker
@@ -21,7 +23,9 @@ from services.care_plan.changes import (
     admit_waitlisted,
     change_plan,
     change_plan_placed,
+    hold_place,
     learn,
+    record_session_attendance,
     record_sheet,
 )
 from services.care_plan.consents import IntakeConsents
@@ -1007,3 +1011,88 @@ async def test_an_input_goes_to_its_plan_and_one_before_its_plan_is_adopted_if_t
     stored = await store.get(later)
     assert stored is not None and [i.kind for i in stored.plan.inputs] == ["safety_alert"]
     assert meanwhile.kept == ["/stepwise/intake#a2"] and await store.pending(later) == []
+
+
+async def test_a_change_stores_the_plans_next_timer_and_a_change_that_changes_nothing_writes_nothing(
+    events: Events, store: CarePlanStore, database: MemoryDatabase
+) -> None:
+    episode_id = await active_plan(events, store)
+    stored = await store.get(episode_id)
+    assert stored is not None and stored.next_check_at is not None
+    due = stored.next_check_at
+    await database[PLANS].update_one({"_id": episode_id}, {"$set": {"next_check_at": due + timedelta(days=9)}})
+    nothing = await change_plan(store, POLICY, episode_id, lambda plan, now: (plan, [], "same"))
+    assert nothing == "same"
+    timer_only = await store.get(episode_id)
+    assert timer_only is not None and timer_only.next_check_at == due  # the timer alone was out of step: stored
+    assert timer_only.version == stored.version + 1
+    assert await change_plan(store, POLICY, episode_id, lambda plan, now: (plan, [], "same")) == "same"
+    unchanged = await store.get(episode_id)
+    assert unchanged is not None and unchanged.version == timer_only.version  # nothing to write: no write
+    noted = CareInput(kind="drug_screen", at=utc_now(), source_id="s1", unexpected_positive=False)
+    await change_plan(store, POLICY, episode_id, lambda plan, now: (plan.model_copy(update={"inputs": [noted]}), [], 1))
+    changed = await store.get(episode_id)
+    assert changed is not None and changed.plan.inputs == [noted] and changed.version == unchanged.version + 1
+
+
+async def test_a_change_that_lost_its_write_is_decided_again_on_what_won(events: Events, store: CarePlanStore) -> None:
+    episode_id = await active_plan(events, store)
+    real_save = store.save
+    saves: list[bool] = []
+
+    async def first_loses(*args: Any) -> bool:
+        saved = bool(saves) and await real_save(*args)
+        saves.append(saved)
+        return saved
+
+    store.save = first_loses  # type: ignore[method-assign]
+    noted = CareInput(kind="drug_screen", at=utc_now(), source_id="s1", unexpected_positive=False)
+    assert await change_plan(store, POLICY, episode_id, lambda plan, now: (plan.model_copy(update={"inputs": [noted]}),
+                                                                           [], "done")) == "done"  # fmt: skip
+    stored = await store.get(episode_id)
+    assert saves == [False, True] and stored is not None and stored.plan.inputs == [noted]
+
+
+async def test_a_plan_that_leaves_its_group_frees_its_seat_and_says_so_when_it_cannot(
+    events: Events, store: CarePlanStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    episode_id, other = await active_plan(events, store), await active_plan(events, store)
+    assert await store.holds_seat("iop-am", episode_id)
+    await change_plan(store, POLICY, episode_id, lambda plan, now: (discharged(plan, now), [], None))
+    assert not await store.holds_seat("iop-am", episode_id)
+
+    async def store_gone(*_: Any) -> None:
+        raise AutoReconnect("store down")
+
+    store.release_seat = store_gone  # type: ignore[method-assign]
+    caplog.set_level(logging.WARNING, logger="services.care_plan.changes")
+    await change_plan(store, POLICY, other, lambda plan, now: (discharged(plan, now), [], None))
+    ended = await store.get(other)
+    assert ended is not None and ended.plan.status == "discharged"  # the plan's write stands
+    assert [r.getMessage() for r in caplog.records if r.name == "services.care_plan.changes"] == [
+        f"episode {other}: seat in iop-am not released (AutoReconnect): freed when the group is next full"
+    ]
+
+
+async def test_a_seat_held_before_is_the_plans_even_while_others_wait_for_the_group(
+    database: MemoryDatabase, store: CarePlanStore, shelf: Any
+) -> None:
+    small = POLICY.model_copy(update={"groups": [g.model_copy(update={"capacity": 1}) if g.group_id == "iop-am" else g
+                                                 for g in POLICY.groups]})  # fmt: skip
+    kafka = create_broker(SETTINGS)
+    context = {HANDLER_CONTEXT: Planning(store, small, SETTINGS.clinic_timezone), "event_shelf": shelf}
+    async for events in running("care_plan", kafka.broker, context):
+        member = await active_plan(events, store)
+        await active_plan(events, store)  # waits for iop-am
+        again = await hold_place(store, small, member, CareLevel.IOP, "morning", "adult")  # a retry, say
+        assert isinstance(again, Joined) and again.group.group_id == "iop-am"
+
+
+async def test_attendance_recorded_by_staff_may_be_corrected_by_default(events: Events, store: CarePlanStore) -> None:
+    episode_id = await active_plan(events, store)
+    session_id = first_session_id()
+    with once_the_first_session_began():
+        first = await record_session_attendance(store, POLICY, episode_id, session_id, "missed")
+        corrected = await record_session_attendance(store, POLICY, episode_id, session_id, "attended")
+    assert first is not None and first.record.status == "missed"
+    assert corrected is not None and corrected.changed and corrected.record.status == "attended"
