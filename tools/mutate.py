@@ -138,8 +138,8 @@ def _generated_functions(tree: ast.Module) -> dict[str, ast.FunctionDef | ast.As
     return functions
 
 
-def _statements(function: ast.FunctionDef | ast.AsyncFunctionDef) -> list[str]:
-    function.name = "_"
+def _statements(function: ast.FunctionDef | ast.AsyncFunctionDef, name: str) -> list[str]:
+    function.name = name  # the original's and each mutant's under the function's own name
     function.decorator_list = []
     return [line.strip() for line in ast.unparse(function).splitlines()]
 
@@ -152,7 +152,8 @@ def describe(mutated_source: str, path: str, mutants: Iterable[str]) -> dict[str
     for mutant in mutants:
         own = mutant.rpartition(".")[2]
         original = generated[own.partition("__mutmut_")[0] + "__mutmut_orig"]
-        before, after = _statements(original), _statements(generated[own])
+        name = function_of(mutant).rpartition(".")[2]
+        before, after = _statements(original, name), _statements(generated[own], name)
         removed: list[str] = []
         added: list[str] = []
         for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(a=before, b=after, autojunk=False).get_opcodes():
