@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # README, "Backends"). Empty: not run, and said so.
 SECOND_SERVER ?= ferretdb-pg
 
-.PHONY: install run test second-server lint typecheck audit unit faults asyncapi lock bench bench-outbox clean
+.PHONY: install run test second-server lint typecheck audit unit faults asyncapi lock bench bench-outbox clean mutate
 
 install: $(STAMP)
 
@@ -50,6 +50,10 @@ faults: install
 
 asyncapi: install
 	$(PY) -m tools.asyncapi --write
+
+# Mutation testing (not part of test): MODULES="outbox idempotency" for some (docs/development.md).
+mutate: install
+	$(PY) -m tools.mutate --modules "$(MODULES)"
 
 bench: install
 	$(PY) -m bench.pipeline

@@ -14,14 +14,15 @@ import httpx
 import pytest
 from pydantic import BaseModel
 
+from services.common import idempotency
 from services.common.auth import Authenticator, Role
 from services.common.dependencies import Dependencies
-from services.common.idempotency import IdempotencyKeys, KeyReused
+from services.common.idempotency import IDEMPOTENCY_KEYS, IdempotencyKeys, KeyReused
 from services.common.outbox import no_relay
 from services.intake import api
 from services.intake.domain.placement import load_placement_policy
 from services.intake.store import IntakeStore
-from tests.service.conftest import Clock, service_app
+from tests.service.conftest import TIER_CLOCK, Clock, service_app
 from tests.service.memory_mongo import MemoryDatabase
 
 APP = service_app("intake", [api.router], consumes=False)
@@ -104,3 +105,52 @@ async def test_one_key_on_two_requests_creates_what_each_asks_for(intake: httpx.
     episode_id = opened[0].json()["episode_id"]
     granted = await intake.post(f"/v1/episodes/{episode_id}/consents", json=consent, headers=caller("staff-a", "k1"))
     assert granted.status_code == 201, granted.text  # the key of another request with another body: no reuse
+
+
+async def test_the_keys_index_lets_the_server_expire_them_after_24_hours(database: MemoryDatabase) -> None:
+    await IdempotencyKeys(database).create_indexes()  # type: ignore[arg-type]
+    indexes = database[IDEMPOTENCY_KEYS].sync.index_information().values()
+    assert [(index["key"], index.get("expireAfterSeconds")) for index in indexes if index["key"] != [("_id", 1)]] == [
+        ([("at", 1)], 24 * 60 * 60)
+    ]
+
+
+async def test_a_key_exactly_24_hours_old_is_still_kept(
+    database: MemoryDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where the server has no TTL index, the key's age decides: kept for 24 hours, new a moment after."""
+    keys, body = IdempotencyKeys(database), Body(name="a")  # type: ignore[arg-type]
+    first_use = TIER_CLOCK.replace(microsecond=0)
+    monkeypatch.setattr(idempotency, "utc_now", lambda: first_use)
+    first = await keys.record_id("k1", "token-a register_patient", body)
+    monkeypatch.setattr(idempotency, "utc_now", lambda: first_use + timedelta(hours=24))
+    assert await keys.record_id("k1", "token-a register_patient", body) == first
+    monkeypatch.setattr(idempotency, "utc_now", lambda: first_use + timedelta(hours=24, milliseconds=1))
+    assert await keys.record_id("k1", "token-a register_patient", body) != first
+
+
+class Answers(BaseModel):
+    answers: dict[str, int]
+
+
+async def test_the_same_body_with_its_keys_in_another_order_is_the_same_request(keys: IdempotencyKeys) -> None:
+    first = await keys.record_id("k1", "token-a record_assessment e1", Answers(answers={"q1": 1, "q2": 3}))
+    assert await keys.record_id("k1", "token-a record_assessment e1", Answers(answers={"q2": 3, "q1": 1})) == first
+
+
+async def test_a_key_reused_with_another_body_is_refused_naming_the_header(intake: httpx.AsyncClient) -> None:
+    assert (await intake.post("/v1/patients", json=PATIENT, headers=caller("staff-a", "k1"))).status_code == 201
+    other = PATIENT | {"name": "Sam Example"}
+    refused = await intake.post("/v1/patients", json=other, headers=caller("staff-a", "k1"))
+    assert refused.status_code == 422
+    assert refused.json()["detail"] == [{
+        "loc": ["header", "Idempotency-Key"], "type": "value_error",
+        "msg": "this Idempotency-Key came with another body: use a new key for a new request",
+    }]  # fmt: skip
+
+
+async def test_a_retry_finds_its_own_key_among_others(keys: IdempotencyKeys) -> None:
+    body = Body(name="a")
+    other = await keys.record_id("k1", "token-a register_patient", body)
+    first = await keys.record_id("k2", "token-a register_patient", body)
+    assert await keys.record_id("k2", "token-a register_patient", body) == first != other

@@ -22,17 +22,18 @@ import pytest
 from pydantic import SecretStr
 from pymongo.errors import AutoReconnect, DocumentTooLarge, ServerSelectionTimeoutError
 
-from services.common.auth import Role
+from services.common.auth import Principal, Role
 from services.common.consumer import HANDLER_CONTEXT
 from services.common.dependencies import Dependencies, DependencyDown
 from services.common.kafka import ServiceBroker
 from services.common.utc import utc_now, wall_clock
-from services.notifications import api
+from services.notifications import api, changes
 from services.notifications.app import assemble, create_broker, load_checked_policy
 from services.notifications.changes import Messaging
 from services.notifications.channels import DeliveryError, EmailSender, IntakeContacts, WebhookSender
 from services.notifications.dispatcher import UNCONFIGURED_SWEEP, Dispatcher, Senders
 from services.notifications.domain.delivery import Notification
+from services.notifications.domain.messages import PlannedNotification
 from services.notifications.handlers import EVENT_HANDLERS
 from services.notifications.rendering import Templates
 from services.notifications.settings import NotificationsSettings
@@ -1303,3 +1304,78 @@ async def test_a_filter_misspelt_given_twice_or_past_the_calendar_is_a_422_not_e
         assert [(e["loc"], e["type"]) for e in edge.json()["detail"]] == [(["query", "since"], "datetime_range")]
     assert (await http.get("/v1/notifications", params={"since": "1970-01-01T00:00:00Z"},
                            headers=CLINICIAN)).status_code == 200  # fmt: skip
+
+
+# The change path (changes.py) driven directly
+
+
+async def test_ending_an_enrolment_says_whether_this_call_ended_it_and_decides_again_after_a_lost_write(
+    events: Events, messaging: Messaging, intake: FakeIntake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    episode_id = await alumnus(events, messaging, intake)
+    real_save = messaging.alumni.save
+    saves: list[bool] = []
+
+    async def first_loses(*args: Any) -> bool:
+        saved = bool(saves) and await real_save(*args)  # the first write finds the enrolment changed meanwhile
+        saves.append(saved)
+        return saved
+
+    monkeypatch.setattr(messaging.alumni, "save", first_loses)
+    assert await changes.end_alumni_enrolment(messaging, episode_id, "opted_out") is True
+    assert saves == [False, True]
+    enrolment = await messaging.alumni.get(episode_id)
+    assert enrolment is not None and (enrolment.status, enrolment.left_reason) == ("left", "opted_out")
+    assert await changes.end_alumni_enrolment(messaging, episode_id, "new_episode") is False  # ended already
+    assert await changes.end_alumni_enrolment(messaging, "no-such-episode", "opted_out") is False
+
+
+async def test_a_supports_opt_out_cancels_what_waits_under_that_consent_only(messaging: Messaging) -> None:
+    planned = [PlannedNotification(f"n-{consent}", "e1", "appointment_reminder", "family", "email", consent_id=consent)
+               for consent in ("c1", "c2")]  # fmt: skip
+    assert await messaging.store.add(planned, {"event_id": "x", "event_source": "/test", "event_type": "t"}) == 2
+    recorded, added = await changes.opt_out(messaging, "e1", "family", "c1")
+    assert added and recorded.consent_id == "c1"
+    assert sorted((n.consent_id, n.status) for n in await log_of(messaging, "e1")) == [
+        ("c1", "cancelled"),
+        ("c2", "pending"),
+    ]
+
+
+async def test_an_alert_is_acknowledged_once_in_the_role_it_was_acknowledged_in_even_after_a_lost_write(
+    events: Events, messaging: Messaging, intake: FakeIntake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await alert(events, intake)
+    real_save = messaging.safety.alerts.save
+    saves: list[bool] = []
+
+    async def first_loses(*args: Any) -> bool:
+        saved = bool(saves) and await real_save(*args)  # the first write finds the alert changed meanwhile
+        saves.append(saved)
+        return saved
+
+    monkeypatch.setattr(messaging.safety.alerts, "save", first_loses)
+    by = Principal(Role.CLINICIAN, "tok-1", username="dr.lee")
+    acknowledged = await changes.acknowledge_alert(messaging, "a1", by)
+    assert acknowledged is not None and acknowledged[1] is True and saves == [False, True]
+    kept = await messaging.safety.alerts.get_stored("a1")
+    assert kept is not None and (kept.alert.status, kept.alert.acknowledged_by, kept.alert.acknowledged_as) == (
+        "acknowledged", "dr.lee", "clinician",
+    )  # fmt: skip
+    again = await changes.acknowledge_alert(messaging, "a1", Principal(Role.CLINICIAN, "tok-2", username="dr.kim"))
+    assert again is not None and again[1] is False and again[0].acknowledged_by == "dr.lee"  # the first stands
+    assert await changes.acknowledge_alert(messaging, "no-such-alert", by) is None
+
+
+async def test_a_graduation_delivered_again_plans_the_alumni_messages_again_only_while_enrolled(
+    events: Events, messaging: Messaging, intake: FakeIntake
+) -> None:
+    episode_id = await started(events, intake)
+    intake.consent(episode_id, "alumni_group", "alumni_program")
+    event = care_plan_event(graduated(episode_id))
+    first = await changes.enrol_alumnus(messaging, event)
+    assert len(first) == ALUMNI_MESSAGES
+    again = await changes.enrol_alumnus(messaging, event)  # a redelivery: the same messages, stored once by their ids
+    assert [p.notification_id for p in again] == [p.notification_id for p in first]
+    await changes.end_alumni_enrolment(messaging, episode_id, "opted_out")
+    assert await changes.enrol_alumnus(messaging, event) == []  # left meanwhile: nothing planned

@@ -1,16 +1,25 @@
-"""The outbox relay: a write's events go out at once, in order; events queued while it publishes go too."""
+"""The outbox relay: a write's events go out at once, in order; events queued while it publishes go too. A pass
+takes a batch of the aggregates with events waiting, 16 at a time, each leased to the relay that publishes it; a
+stopped relay starts nothing."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
 from typing import Any
 
+import pytest
+from aiokafka.errors import KafkaConnectionError
+
 from services.common.mongo import Document
-from services.common.outbox import OutboxRelay, insert_aggregate, update_aggregate
-from services.common.utc import utc_now
+from services.common.outbox import EPOCH, OutboxRelay, ensure_outbox_index, insert_aggregate, update_aggregate
+from services.common.utc import utc_now, wall_clock
 from stepwise_contract import SessionMissed, new_event
-from tests.service.memory_mongo import MemoryDatabase
+from tests.service.memory_mongo import MemoryCollection, MemoryDatabase
 
 
 def missed(episode_id: str, total: int) -> Any:
@@ -46,3 +55,283 @@ async def test_a_write_is_relayed_at_once_and_what_comes_meanwhile_follows_in_or
     assert published == [1, 2]  # both, in order, with no pass (the poll is an hour away)
     stored = await collection.find_one({"_id": "e1"})
     assert stored is not None and stored["outbox"] == [] and stored["outbox_pending"] == 0
+
+
+class Published:
+    """What the relay handed to Kafka: ``total_misses`` of each event, in order."""
+
+    def __init__(self) -> None:
+        self.totals: list[int] = []
+
+    async def __call__(self, stored: Document) -> None:
+        self.totals.append(json.loads(stored["value"])["total_misses"])
+
+
+async def until(condition: Callable[[], bool], seconds: float = 5.0) -> None:
+    """Wait for ``condition`` (what the relay's tasks do, in this event loop), failing after ``seconds``."""
+    began = time.monotonic()
+    while True:
+        if condition():
+            return
+        assert time.monotonic() - began < seconds, "timed out"
+        await asyncio.sleep(0.01)
+
+
+async def add(collection: MemoryCollection, aggregate_id: str, *totals: int) -> None:
+    assert await insert_aggregate(collection, {"_id": aggregate_id}, [missed(aggregate_id, t) for t in totals])  # type: ignore[arg-type]
+
+
+async def test_the_outbox_index_is_the_one_a_pass_looks_up() -> None:
+    plans = MemoryDatabase()["plans"]
+    await ensure_outbox_index(plans)  # type: ignore[arg-type]
+    keys = [index["key"] for index in plans.sync.index_information().values()]
+    assert [("outbox_pending", 1), ("outbox_lease_until", 1)] in keys
+
+
+async def test_a_pass_takes_a_batch_of_100_aggregates_with_events_waiting() -> None:
+    plans = MemoryDatabase()["plans"]
+    assert await insert_aggregate(plans, {"_id": "e000"})  # type: ignore[arg-type]  # nothing waits in this one
+    for n in range(1, 102):
+        await add(plans, f"e{n:03}", n)
+    publish = Published()
+    relay = OutboxRelay([plans], publish)  # type: ignore[list-item]
+    assert await relay.work_once() == 100
+    assert await relay.work_once() == 1
+    assert await relay.work_once() == 0
+    assert publish.totals == list(range(1, 102))
+
+
+async def test_a_pass_relays_every_collection_and_counts_what_went_out() -> None:
+    database = MemoryDatabase()
+    await add(database["plans"], "e1", 1, 2)
+    await add(database["alerts"], "a1", 3)
+    publish = Published()
+    assert await OutboxRelay([database["plans"], database["alerts"]], publish).work_once() == 3  # type: ignore[list-item]
+    assert publish.totals == [1, 2, 3]
+
+
+async def test_a_pass_relays_16_aggregates_at_once() -> None:
+    plans = MemoryDatabase()["plans"]
+    for n in range(1, 21):
+        await add(plans, f"e{n}", n)
+    in_flight, most = 0, 0
+
+    async def publish(_stored: Document) -> None:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        await asyncio.sleep(0)  # the others may start meanwhile
+        in_flight -= 1
+
+    assert await OutboxRelay([plans], publish).work_once() == 20  # type: ignore[list-item]
+    assert most == 16
+
+
+async def test_an_aggregate_being_relayed_is_leased_to_the_relay_that_claimed_it() -> None:
+    plans = MemoryDatabase()["plans"]
+    await add(plans, "e1", 1, 2)
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def slow(_stored: Document) -> None:
+        started.set()
+        await release.wait()
+
+    passing = asyncio.create_task(OutboxRelay([plans], slow, lease_seconds=30).work_once())  # type: ignore[list-item]
+    await started.wait()
+    leased = (await plans.find_one({"_id": "e1"}))["outbox_lease_until"]  # type: ignore[index]
+    assert wall_clock() + timedelta(seconds=29) < leased <= wall_clock() + timedelta(seconds=30)
+    other = Published()  # another instance's pass meanwhile
+    assert await OutboxRelay([plans], other).work_once() == 0  # type: ignore[list-item]
+    assert other.totals == []
+    release.set()
+    assert await passing == 2
+
+
+class ClaimedMeanwhile:
+    """A collection whose aggregates another instance claims between a pass's look-up and its claim."""
+
+    def __init__(self, collection: MemoryCollection) -> None:
+        self.collection = collection
+        self.name = collection.name
+
+    def find(self, *args: Any, **kwargs: Any) -> AsyncIterator[Document]:
+        found = list(self.collection.sync.find(*args, **kwargs))
+        self.collection.sync.update_many({}, {"$set": {"outbox_lease_until": wall_clock() + timedelta(minutes=1)}})
+
+        async def documents() -> AsyncIterator[Document]:
+            for document in found:
+                yield document
+
+        return documents()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.collection, name)
+
+
+async def test_an_aggregate_claimed_by_another_instance_after_the_look_up_is_left_to_it() -> None:
+    plans = MemoryDatabase()["plans"]
+    await add(plans, "e1", 1)
+    publish = Published()
+    assert await OutboxRelay([ClaimedMeanwhile(plans)], publish).work_once() == 0  # type: ignore[list-item]
+    assert publish.totals == []
+
+
+async def test_when_a_pass_fails_what_other_aggregates_published_is_recorded_first() -> None:
+    """A publish that raises fails the pass only once the pass's other aggregates are done: what they published
+    is removed from their outboxes, not sent again by the next pass."""
+    plans = MemoryDatabase()["plans"]
+    await add(plans, "e1", 1)
+    await add(plans, "e2", 2)
+
+    async def publish(stored: Document) -> None:
+        if stored["key"] == "e1":
+            raise KafkaConnectionError("the broker went away")
+        await asyncio.sleep(0.2)  # e2 is slower than e1's failure
+
+    with pytest.raises(KafkaConnectionError):
+        await OutboxRelay([plans], publish).work_once()  # type: ignore[list-item]
+    assert (await plans.find_one({"_id": "e2"}))["outbox_pending"] == 0  # type: ignore[index]
+    assert (await plans.find_one({"_id": "e1"}))["outbox_pending"] == 1  # type: ignore[index]
+
+
+class Running:
+    """A relay running as in a service (the poll an hour away: only ``relay_now`` and wake-ups make it work),
+    counting its passes and the errors its tasks left to the event loop."""
+
+    def __init__(self, relay: OutboxRelay) -> None:
+        self.relay = relay
+        self.passes = 0
+        self.loop_errors: list[dict[str, Any]] = []
+        counted = relay.work_once
+
+        async def work_once() -> int:
+            self.passes += 1
+            return await counted()
+
+        relay.work_once = work_once  # type: ignore[method-assign]
+
+    async def __aenter__(self) -> Running:
+        loop = asyncio.get_running_loop()
+        self._handler = loop.get_exception_handler()
+        loop.set_exception_handler(lambda _loop, context: self.loop_errors.append(context))
+        self.task = asyncio.create_task(self.relay.run())
+        await until(lambda: self.passes >= 1)  # its first pass
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        self.task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await self.task
+        asyncio.get_running_loop().set_exception_handler(self._handler)
+
+
+async def test_relay_now_publishes_a_write_at_once_without_a_pass_and_again_for_the_next() -> None:
+    plans = MemoryDatabase()["plans"]
+    publish = Published()
+    async with Running(OutboxRelay([plans], publish, poll_seconds=3600)) as running:  # type: ignore[list-item]
+        await add(plans, "e1", 1)
+        running.relay.relay_now("plans", "e1")
+        await until(lambda: publish.totals == [1])
+        assert await update_aggregate(plans, "e1", 1, {"n": 2}, [missed("e1", 2)])  # type: ignore[arg-type]
+        running.relay.relay_now("plans", "e1")  # the same aggregate, once its first relay is done
+        await until(lambda: publish.totals == [1, 2])
+        assert running.passes == 1
+    assert running.loop_errors == []
+
+
+async def test_relay_now_publishes_16_aggregates_at_once() -> None:
+    plans = MemoryDatabase()["plans"]
+    in_flight, most, done = 0, 0, 0
+
+    async def publish(_stored: Document) -> None:
+        nonlocal in_flight, most, done
+        in_flight += 1
+        most = max(most, in_flight)
+        await asyncio.sleep(0.01)
+        in_flight -= 1
+        done += 1
+
+    async with Running(OutboxRelay([plans], publish, poll_seconds=3600)) as running:  # type: ignore[list-item]
+        for n in range(1, 21):
+            await add(plans, f"e{n}", n)
+            running.relay.relay_now("plans", f"e{n}")
+        await until(lambda: done == 20)
+    assert most == 16
+
+
+async def test_a_write_queued_while_its_aggregate_is_relayed_goes_out_with_that_relay() -> None:
+    """relay_now finds the aggregate being relayed here: that relay goes on with the new event, so it does not
+    wait for the next pass (an hour away) behind the lease its own relay holds."""
+    plans = MemoryDatabase()["plans"]
+    publish = Published()
+
+    async def writes_meanwhile(stored: Document) -> None:
+        await publish(stored)
+        if publish.totals == [1]:
+            assert await update_aggregate(plans, "e1", 1, {"n": 2}, [missed("e1", 2)])  # type: ignore[arg-type]
+            running.relay.relay_now("plans", "e1")
+            for _ in range(5):
+                await asyncio.sleep(0)  # whatever relay_now started runs meanwhile
+
+    async with Running(OutboxRelay([plans], writes_meanwhile, poll_seconds=3600)) as running:  # type: ignore[list-item]
+        await add(plans, "e1", 1)
+        running.relay.relay_now("plans", "e1")
+        await until(lambda: publish.totals == [1, 2], seconds=2)
+    assert running.passes == 1
+
+
+async def test_relay_now_that_fails_is_logged_and_leaves_the_events_to_the_next_pass(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    plans = MemoryDatabase()["plans"]
+    calls = 0
+
+    async def broker_gone(_stored: Document) -> None:
+        nonlocal calls
+        calls += 1
+        raise KafkaConnectionError("the broker went away")
+
+    caplog.set_level(logging.DEBUG, logger="services.common.outbox")
+    async with Running(OutboxRelay([plans], broker_gone, poll_seconds=3600)) as running:  # type: ignore[list-item]
+        await add(plans, "e1", 1)
+        running.relay.relay_now("plans", "e1")
+        await until(lambda: any(r.name == "services.common.outbox" for r in caplog.records))
+    assert [r.getMessage() for r in caplog.records if r.name == "services.common.outbox"] == [
+        "relaying e1 now failed (KafkaConnectionError); the next pass will"
+    ]
+    left = await plans.find_one({"_id": "e1"})
+    assert left is not None and (left["outbox_pending"], left["outbox_lease_until"], calls) == (1, EPOCH, 1)
+    assert running.loop_errors == []
+
+
+async def test_stopping_the_relay_cancels_what_relay_now_started() -> None:
+    plans = MemoryDatabase()["plans"]
+    started, cancelled = asyncio.Event(), asyncio.Event()
+
+    async def blocked(_stored: Document) -> None:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    async with Running(OutboxRelay([plans], blocked, poll_seconds=3600)) as running:  # type: ignore[list-item]
+        await add(plans, "e1", 1)
+        running.relay.relay_now("plans", "e1")
+        await started.wait()
+    await asyncio.wait_for(cancelled.wait(), 1)
+
+
+async def test_a_relay_that_is_not_running_starts_nothing_on_relay_now() -> None:
+    plans = MemoryDatabase()["plans"]
+    await add(plans, "e1", 1)
+    relay = OutboxRelay([plans], Published(), poll_seconds=3600)  # type: ignore[list-item]
+    before = asyncio.all_tasks()
+    relay.relay_now("plans", "e1")  # not yet running
+    assert asyncio.all_tasks() == before
+    async with Running(relay):
+        pass
+    before = asyncio.all_tasks()
+    relay.relay_now("plans", "e1")  # stopped
+    assert asyncio.all_tasks() == before

@@ -641,3 +641,10 @@ def test_arbitrary_ids_survive_the_round_trip(episode_id: str, session_id: str) 
         if isinstance(decoded.data, CareLevelAssigned):
             assert decoded.data.schedule is not None
             assert decoded.data.schedule.sessions[0].session_id == session_id
+
+
+def test_an_event_types_data_schema_is_named_by_its_type_and_major_version() -> None:
+    assert SessionMissed.dataschema() == "urn:stepwise:schema:iop.session.missed:v1"
+    assert {model.dataschema() for model in EVENT_TYPES.values()} == {
+        f"urn:stepwise:schema:{event_type}:v1" for event_type in EVENT_TYPES
+    }

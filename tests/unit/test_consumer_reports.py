@@ -1,0 +1,131 @@
+"""What the consumer keeps of an event it sets aside, and says while a batch fails: one log line at the first
+attempt and at every tenth, naming the event's position, the dependency that is down or the error's class (never
+its message); and how long it waits between attempts."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from aiokafka import ConsumerRecord
+from pymongo.errors import AutoReconnect, DuplicateKeyError
+
+from services.common import consumer
+from services.common.consumer import EventRejected, EventShelf
+from services.common.dependencies import DependencyDown
+
+POSITION = ("iop.session.missed", 3, 41)
+NOW = datetime(2026, 12, 1, 20, 38, tzinfo=UTC)
+
+
+def logged(caplog: pytest.LogCaptureFixture) -> list[tuple[int, str]]:
+    return [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "services.common.consumer"]
+
+
+def test_batches_are_retried_after_a_doubling_delay_capped_at_10_seconds() -> None:
+    delays = [consumer.retry_delay(attempt) for attempt in range(1, 10)]
+    assert delays == pytest.approx([0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 10.0, 10.0, 10.0])
+    assert all(isinstance(delay, float) for delay in delays)
+
+
+@pytest.mark.parametrize(
+    ("attempt", "said"),
+    [(1, True), (2, False), (9, False), (10, True), (11, False), (19, False), (20, True)],
+)
+def test_a_dependency_down_is_reported_at_the_first_attempt_and_every_tenth(
+    attempt: int, said: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="services.common.consumer")
+    consumer._report(DependencyDown("intake", "connection refused"), POSITION, attempt, 1)
+    line = f"iop.session.missed[3]@41 waits: intake: connection refused (attempt {attempt}); retrying until it is back"
+    assert logged(caplog) == ([(logging.WARNING, line)] if said else [])
+
+
+def test_mongodb_down_is_named_by_the_errors_class_with_the_other_episodes_of_the_batch(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="services.common.consumer")
+    consumer._report(AutoReconnect("mongo.internal:27017: connection refused, patient Alex"), POSITION, 1, 3)
+    line = ("iop.session.missed[3]@41 waits (and 2 more episodes of the batch): MongoDB: AutoReconnect (attempt 1); "
+            "retrying until it is back")  # fmt: skip
+    assert logged(caplog) == [(logging.WARNING, line)]
+
+
+def raised() -> Exception:
+    quoted = "patient Alex Example"  # what an error's message may quote
+    try:
+        raise KeyError(quoted)
+    except KeyError as error:
+        return error
+
+
+def test_an_unforeseen_error_is_named_by_its_class_with_where_it_was_raised_at_the_first_attempt(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="services.common.consumer")
+    error = raised()
+    consumer._report(error, POSITION, 1, 2)
+    [(level, message)] = logged(caplog)
+    first = ("iop.session.missed[3]@41 failed with KeyError (attempt 1) (and 1 more episodes of the batch); its "
+             "partition waits, retrying (readiness lists it); raised at:\n")  # fmt: skip
+    assert level == logging.ERROR and message.startswith(first)
+    assert message.removeprefix(first).startswith('  File "') and ", in raised\n" in message
+    assert "Alex" not in message
+    consumer._report(error, POSITION, 10, 1)
+    assert logged(caplog)[1:] == [(logging.ERROR, "iop.session.missed[3]@41 failed with KeyError (attempt 10); its "
+                                                  "partition waits, retrying (readiness lists it)")]  # fmt: skip
+
+
+def test_a_rejection_says_its_reason() -> None:
+    assert str(EventRejected("no_care_plan")) == "no_care_plan"
+    assert consumer.set_aside_reason(EventRejected("no_care_plan")) == "rejected: no_care_plan"
+
+
+class Collection:
+    """What the shelf stores, refusing a second document with the same _id as MongoDB does."""
+
+    def __init__(self) -> None:
+        self.documents: dict[str, dict[str, Any]] = {}
+
+    async def insert_one(self, document: dict[str, Any]) -> None:
+        if document["_id"] in self.documents:
+            raise DuplicateKeyError("E11000 duplicate key")
+        self.documents[document["_id"]] = document
+
+
+def shelved_record(key: bytes | None, headers: list[tuple[str, bytes]]) -> ConsumerRecord[bytes, bytes]:
+    return ConsumerRecord(topic="iop.session.missed", partition=3, offset=41, timestamp=0, timestamp_type=0, key=key,
+                          value=b'{"bad": "\xff"}', checksum=None, serialized_key_size=-1, serialized_value_size=-1,
+                          headers=headers)  # fmt: skip
+
+
+async def test_an_event_set_aside_is_kept_whole_even_when_it_is_not_text_and_logged_by_its_position(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(consumer, "utc_now", lambda: NOW)
+    caplog.set_level(logging.DEBUG, logger="services.common.consumer")
+    collection = Collection()
+    shelf = EventShelf(collection)  # type: ignore[arg-type]
+    record = shelved_record(None, [("ce_id", b"id-7"), ("ce_type", b"\xffiop")])
+    await shelf.set_aside(record, "malformed: value is not JSON", 2)
+    assert collection.documents == {"iop.session.missed:3:41": {
+        "_id": "iop.session.missed:3:41", "topic": "iop.session.missed", "partition": 3, "offset": 41, "key": "",
+        "headers": {"ce_id": "id-7", "ce_type": "\ufffdiop"}, "value": '{"bad": "\ufffd"}',
+        "reason": "malformed: value is not JSON", "attempts": 2, "set_aside_at": NOW,
+    }}  # fmt: skip
+    await shelf.set_aside(record, "malformed: value is not JSON", 3)  # redelivered: kept once, as first set aside
+    assert collection.documents["iop.session.missed:3:41"]["attempts"] == 2
+    await shelf.set_aside(shelved_record(b"e\xff1", []), "rejected: no_care_plan", 1)
+    assert logged(caplog) == [
+        (logging.WARNING, "set aside iop.session.missed[3]@41 (ce_id=id-7): malformed: value is not JSON"),
+        (logging.WARNING, "set aside iop.session.missed[3]@41 (ce_id=id-7): malformed: value is not JSON"),
+        (logging.WARNING, "set aside iop.session.missed[3]@41 (ce_id=?): rejected: no_care_plan"),
+    ]
+
+
+async def test_a_keyed_record_set_aside_keeps_its_key() -> None:
+    collection = Collection()
+    await EventShelf(collection).set_aside(shelved_record(b"e\xff1", []), "rejected: no_care_plan", 1)  # type: ignore[arg-type]
+    assert collection.documents["iop.session.missed:3:41"]["key"] == "e\ufffd1"
