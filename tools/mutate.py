@@ -46,7 +46,7 @@ MUTANTS = ROOT / "mutants"
 EQUIVALENTS = ROOT / "mutation-equivalents.yaml"
 CONTRACT_LINK = ROOT / "stepwise_contract"
 """mutmut names a mutant by the path of its module, so the contract package is mutated through this link (made
-for the run, git-ignored) to be named ``stepwise_contract.…`` as it is imported."""
+for the run, removed after it) to be named ``stepwise_contract.…`` as it is imported."""
 CONTRACT_PACKAGE = Path("shared") / "stepwise_contract"
 PROGRESS_EVERY = 60.0
 
