@@ -144,7 +144,7 @@ async def test_a_key_reused_with_another_body_is_refused_naming_the_header(intak
     refused = await intake.post("/v1/patients", json=other, headers=caller("staff-a", "k1"))
     assert refused.status_code == 422
     assert refused.json()["detail"] == [{
-        "loc": ["header", "Idempotency-Key"], "type": "value_error",
+        "loc": ["header", "Idempotency-Key"], "type": "key_reused",  # the rule's own type, named in x-rules
         "msg": "this Idempotency-Key came with another body: use a new key for a new request",
     }]  # fmt: skip
 
