@@ -350,6 +350,7 @@ def stepwise_env(backend: Backends, sink: SmtpSink, ports: dict[str, int], run: 
         "CARE_TEAM_EMAIL": CARE_TEAM,
         # Readiness needs an on-call route too; a run ends long before an alert could be escalated.
         "ON_CALL_WEBHOOK_URL": f"http://127.0.0.1:{free_port()}/on-call",
+        "WEBHOOK_SECRET": secrets.token_urlsafe(24),  # a webhook is signed: no secret, no start
         "SAFETY_ACK_SECONDS": "86400",
         "NOTIFICATIONS_POLICY_FILE": str(unhurried_notifications_policy(policies)),
         "QUIET_HOURS_START": "00:00",

@@ -286,7 +286,7 @@ async def _seed() -> None:
     assert alerts, "the high-risk C-SSRS answer raises a safety alert"
     for patient_id, episode in (staying, alerted, graduating):
         SEEDED.append({"patient_id": patient_id, "episode_id": episode})
-    SEEDED.extend({"episode_id": episode_id, "consent_id": consent} for consent in (family, alumni))
+    SEEDED.append({"episode_id": episode_id, "consent_id": family})
     SEEDED.append({"episode_id": graduating[1], "consent_id": alumni})
     SEEDED.extend({"episode_id": episode_id, "session_id": session} for session in sessions)
     for _, episode in (staying, alerted, graduating):

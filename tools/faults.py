@@ -330,6 +330,7 @@ def stack_running(folder: Path) -> Iterator[tuple[Stack, dict[str, str], str]]:
             # long before an alert could be escalated, so the on-call URL is never called.
             "CARE_TEAM_EMAIL": "care-team@faults.test",
             "ON_CALL_WEBHOOK_URL": f"http://127.0.0.1:{free_port()}/on-call",
+            "WEBHOOK_SECRET": secrets.token_urlsafe(24),  # a webhook is signed: no secret, no start
             "SAFETY_ACK_SECONDS": "86400",
             "NOTIFICATIONS_POLICY_FILE": str(unhurried_notifications_policy(folder)),
         }

@@ -174,7 +174,10 @@ def _rules_beyond_schema(rules: Mapping[str, str]) -> str:
     if not rules:
         return ""
     listed = "; ".join(f"`{rule}`: {meaning}" for rule, meaning in rules.items())
-    return f" Beyond the schema (rules on the moment, on the record, or no schema keyword states): {listed}."
+    return (
+        " Rules the schema cannot state (on the moment, on the record, or beyond its keywords), each by the type "
+        f"of its entries: {listed}."
+    )
 
 
 PER_USE = frozenset({"title", "description", "default", "examples"})
