@@ -177,6 +177,9 @@ def test_a_webhook_without_a_secret_stops_notifications_at_start(monkeypatch: py
         assert "WEBHOOK_SECRET: required when CARE_TEAM_WEBHOOK_URL is set" in str(caught.value)
     signed = NotificationsSettings(care_team_webhook_url="https://on-call.example/hook", webhook_secret="k")
     assert signed.care_team_webhook_url and NotificationsSettings(webhook_secret="").care_team_webhook_url is None
+    with pytest.raises(ValidationError) as caught:  # the on-call pages are signed the same way
+        NotificationsSettings(on_call_webhook_url="https://pager.example/hook", webhook_secret="")
+    assert "WEBHOOK_SECRET: required when ON_CALL_WEBHOOK_URL is set" in str(caught.value)
 
 
 # --- Where a service listens, and the clinic's zone ---------------------------------------------
