@@ -27,6 +27,7 @@ from services.care_plan.changes import (
     learn,
     record_session_attendance,
     record_sheet,
+    start_plan,
 )
 from services.care_plan.consents import IntakeConsents
 from services.care_plan.domain.groups import Joined, first_meeting_after
@@ -1265,3 +1266,15 @@ async def test_attendance_recorded_by_staff_may_be_corrected_by_default(events: 
         corrected = await record_session_attendance(store, POLICY, episode_id, session_id, "attended")
     assert first is not None and first.record.status == "missed"
     assert corrected is not None and corrected.changed and corrected.record.status == "attended"
+
+
+async def test_an_assessment_starts_one_plan_and_a_late_repeat_holds_no_seat(store: CarePlanStore) -> None:
+    episode_id = str(uuid.uuid4())
+    first = assessment(episode_id)
+    plan = await start_plan(store, POLICY, first, "/stepwise/intake#1", SETTINGS.clinic_timezone)
+    assert plan is not None and plan.group is not None and await store.holds_seat(plan.group.group_id, episode_id)
+    assert await start_plan(store, POLICY, first, "/stepwise/intake#1", SETTINGS.clinic_timezone) is None
+    assert await store.holds_seat(plan.group.group_id, episode_id)  # the plan's own seat stays
+    await change_plan(store, POLICY, episode_id, lambda plan, now: (discharged(plan, now), [], None))
+    assert await start_plan(store, POLICY, first, "/stepwise/intake#1", SETTINGS.clinic_timezone) is None
+    assert not await store.holds_seat(plan.group.group_id, episode_id)  # the seat claimed for the repeat is let go

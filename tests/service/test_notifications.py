@@ -33,11 +33,11 @@ from services.notifications.changes import Messaging
 from services.notifications.channels import DeliveryError, EmailSender, IntakeContacts, WebhookSender
 from services.notifications.dispatcher import UNCONFIGURED_SWEEP, Dispatcher, Senders
 from services.notifications.domain.delivery import Notification
-from services.notifications.domain.messages import PlannedNotification
+from services.notifications.domain.messages import PlannedNotification, schedule_series
 from services.notifications.handlers import EVENT_HANDLERS
 from services.notifications.rendering import Templates
 from services.notifications.settings import NotificationsSettings
-from services.notifications.store import ALUMNI, NOTIFICATIONS, SAFETY_ALERTS
+from services.notifications.store import ALUMNI, FOREVER, NOTIFICATIONS, SAFETY_ALERTS
 from stepwise_contract import (
     AttendanceRuleTriggered,
     CareLevel,
@@ -1379,3 +1379,72 @@ async def test_a_graduation_delivered_again_plans_the_alumni_messages_again_only
     assert [p.notification_id for p in again] == [p.notification_id for p in first]
     await changes.end_alumni_enrolment(messaging, episode_id, "opted_out")
     assert await changes.enrol_alumnus(messaging, event) == []  # left meanwhile: nothing planned
+
+
+async def test_what_is_kept_names_the_event_that_caused_it(
+    events: Events, messaging: Messaging, intake: FakeIntake, database: MemoryDatabase
+) -> None:
+    episode_id = intake.episode()
+    raised = intake_event(SafetyAlertRaised(episode_id=episode_id, alert_id="a1", assessment_id="x", level="immediate",
+                                            reasons=["cssrs_high_risk"], raised_at=utc_now()))  # fmt: skip
+    await events.deliver(raised)
+    cause = {"event_id": raised.id, "event_source": "/stepwise/intake", "event_type": "iop.safety.alert_raised"}
+    kept = await database[SAFETY_ALERTS].find_one({"_id": "a1"})
+    assert kept is not None and kept["cause"] == cause
+    stored = [document async for document in database[NOTIFICATIONS].find({"episode_id": episode_id})]
+    assert stored and all(document["cause"] == cause for document in stored)
+
+
+async def test_an_overdue_alert_is_escalated_once_with_its_pages_woken_urgently(
+    events: Events, messaging: Messaging, intake: FakeIntake, database: MemoryDatabase, clock: Clock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    await alert(events, intake)
+    wakes: list[bool] = []
+    desk = dataclasses.replace(messaging.safety, console_base_url="https://console.test/")
+    paging = dataclasses.replace(messaging, safety=desk, wake_dispatcher=wakes.append)
+    assert await changes.escalate_alert(paging, "a1") is False  # not due yet by this clock
+    kept = await paging.safety.alerts.get_stored("a1")
+    assert kept is not None and kept.alert.status == "open" and kept.alert.escalated_at is None
+    clock.at(kept.alert.acknowledge_by + timedelta(seconds=1))
+    real_save = paging.safety.alerts.save
+    saves: list[bool] = []
+
+    async def first_loses(*args: Any) -> bool:
+        saved = bool(saves) and await real_save(*args)
+        saves.append(saved)
+        return saved
+
+    monkeypatch.setattr(paging.safety.alerts, "save", first_loses)
+    assert await changes.escalate_alert(paging, "a1") is True
+    assert saves == [False, True] and wakes == [True]
+    pages = [document async for document in database[NOTIFICATIONS].find({"purpose": "safety_escalation"})]
+    assert {page["channel"] for page in pages} == {"sms", "webhook"}
+    assert all(page["cause"] == {"event_id": "a1", "event_source": "/stepwise/notifications",
+                                 "event_type": "iop.safety.alert_escalated"} for page in pages)  # fmt: skip
+    assert {page["context"]["console_url"] for page in pages} == {"https://console.test/safety-alerts/a1"}
+    settled = await database[SAFETY_ALERTS].find_one({"_id": "a1"})
+    assert settled is not None and settled["due_at"] == FOREVER
+    assert await changes.escalate_alert(paging, "a1") is False  # escalated already
+    assert wakes == [True]
+    assert await changes.escalate_alert(paging, "no-such-alert") is False
+
+
+async def test_an_adopted_calendar_is_current_and_plans_reminders_only_for_an_active_plan_whose_policy_has_them(
+    messaging: Messaging, intake: FakeIntake
+) -> None:
+    episode_id = intake.episode()
+    event = care_plan_event(assigned(episode_id, calendar(in_days(2), in_days(4))))
+    _, planned = await changes.adopt_calendar(messaging, event)
+    assert planned and await messaging.schedules.is_current(episode_id, schedule_series(event.data.assigned_at))
+    quiet = dataclasses.replace(messaging, policy=messaging.policy.model_copy(update={"session_reminders": None}))
+    other = intake.episode()
+    assert (await changes.adopt_calendar(quiet, care_plan_event(assigned(other, calendar(in_days(2))))))[1] == []
+    referred = intake.episode()
+    event = care_plan_event(assigned(referred, calendar(in_days(2)), status="referred_out"))
+    assert (await changes.adopt_calendar(messaging, event))[1] == []
+
+
+async def test_no_unreachable_notice_for_an_episode_intake_does_not_know(messaging: Messaging) -> None:
+    event = care_plan_event(assigned("no-such-episode", calendar(in_days(2))))
+    assert await changes.notice_if_unreachable(messaging, event) == []

@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 from aiokafka.errors import KafkaConnectionError
+from pymongo.errors import BulkWriteError
 
 from services.common.auth import Principal, Role
 from services.common.mongo import Document
-from services.common.outbox import EPOCH, OutboxRelay, insert_aggregate, update_aggregate
+from services.common.outbox import EPOCH, OutboxRelay, insert_aggregate, insert_new_aggregates, update_aggregate
 from services.common.utc import utc_now, wall_clock
 from services.intake import changes
 from services.intake.domain.episode import AssessmentRequest, ConsentTerms
@@ -153,3 +154,42 @@ async def test_two_consents_granted_at_once_on_one_episode_are_both_kept(databas
     assert sorted(json.loads(json.loads(r)["value"])["consent_id"] for r in outbox) == sorted(
         c.consent_id for c in granted
     )
+
+
+async def test_an_aggregate_remembers_the_latest_500_events_it_applied() -> None:
+    plans = MemoryDatabase()["plans"]
+    assert await insert_aggregate(plans, {"_id": "e1"}, applied="/src#0")  # type: ignore[arg-type]
+    plans.sync.update_one({"_id": "e1"}, {"$set": {"applied_events": [f"/src#{n}" for n in range(500)]}})
+    assert await update_aggregate(plans, "e1", 1, {"n": 1}, applied="/src#500")  # type: ignore[arg-type]
+    kept = (await stored(plans, "e1"))["applied_events"]
+    assert kept == [f"/src#{n}" for n in range(1, 501)]  # the oldest is forgotten, never the one just applied
+
+
+async def test_new_aggregates_are_inserted_past_those_that_exist() -> None:
+    plans = MemoryDatabase()["plans"]
+    assert await insert_new_aggregates(plans, []) == 0  # type: ignore[arg-type]
+    assert await insert_aggregate(plans, {"_id": "a", "n": 0})  # type: ignore[arg-type]
+    added = await insert_new_aggregates(plans, [{"_id": "a", "n": 1}, {"_id": "b"}, {"_id": "c"}])  # type: ignore[arg-type]
+    assert added == 2
+    assert [(d["_id"], d.get("n")) for d in plans.sync.find({}, sort=[("_id", 1)])] == [
+        ("a", 0),
+        ("b", None),
+        ("c", None),
+    ]
+
+
+class Refusing:
+    """A collection whose insert_many fails as PyMongo reports it: ``codes`` the write errors, ``inserted`` the rest."""
+
+    def __init__(self, codes: list[int], inserted: int) -> None:
+        self.details = {"writeErrors": [{"index": n, "code": code} for n, code in enumerate(codes)],
+                        "nInserted": inserted, "writeConcernErrors": []}  # fmt: skip
+
+    async def insert_many(self, *_: Any, **__: Any) -> None:
+        raise BulkWriteError(self.details)
+
+
+async def test_a_write_error_other_than_an_existing_id_is_raised() -> None:
+    assert await insert_new_aggregates(Refusing([11000, 11000], 3), [{"_id": "a"}]) == 3  # type: ignore[arg-type]
+    with pytest.raises(BulkWriteError):
+        await insert_new_aggregates(Refusing([11000, 121], 1), [{"_id": "a"}])  # type: ignore[arg-type]

@@ -417,6 +417,13 @@ def test_content_type_parameters_are_accepted() -> None:
     assert from_kafka(headers, value, SessionMissed).data == make_data(SessionMissed.event_type)
 
 
+def test_a_record_without_a_content_type_is_taken_as_json() -> None:
+    """CloudEvents' Kafka binding: ``content-type`` may be left out; Stepwise's data is JSON."""
+    headers, value = record_parts(SessionMissed.event_type)
+    del headers["content-type"]
+    assert from_kafka(headers, value, SessionMissed).data == make_data(SessionMissed.event_type)
+
+
 def test_wrong_specversion_names_the_attribute() -> None:
     headers, value = record_parts(SessionMissed.event_type)
     headers["ce_specversion"] = b"0.3"
