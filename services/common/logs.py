@@ -3,7 +3,9 @@
 - aiokafka logs ``Group Coordinator Request failed: … GroupCoordinatorNotAvailableError`` at ERROR while a broker
   that has just started elects the coordinator of a consumer group (five lines on a healthy start) and retries
   by itself: not an error. ``CoordinatorStarting`` logs it at INFO while the service starts, at WARNING after
-  (a coordinator that never comes, e.g. an offsets topic that cannot be created, stays in sight).
+  (a coordinator that never comes, e.g. an offsets topic that cannot be created, stays in sight). Its fetcher
+  logs ``Failed fetch offsets from …: NotLeaderForPartitionError`` at ERROR while the partitions of topics just
+  created elect their leaders, and retries by itself: the same filter takes it.
 - FastStream colours its level names whatever its stream is (log files, containers' logs then carry ANSI
   escapes): ``colour_only_on_a_terminal``.
 - FastStream logs each failed batch with its error's message and traceback, at every attempt; the consumer
@@ -17,9 +19,12 @@ import contextlib
 import logging
 import time
 
-from aiokafka.errors import GroupCoordinatorNotAvailableError
+from aiokafka.errors import GroupCoordinatorNotAvailableError, LeaderNotAvailableError, NotLeaderForPartitionError
 
 GROUP_COORDINATOR_LOGGER = "aiokafka.consumer.group_coordinator"
+FETCHER_LOGGER = "aiokafka.consumer.fetcher"
+STARTING_ERRORS = (GroupCoordinatorNotAvailableError, NotLeaderForPartitionError, LeaderNotAvailableError)
+"""What a broker that has just started, or topics just created, answer while they elect coordinators and leaders."""
 FASTSTREAM_LOGGERS = ("faststream", "faststream.access.kafka")
 """FastStream's own logger and its Kafka broker's (made when the broker connects)."""
 COLOURED_LOGGERS = (*FASTSTREAM_LOGGERS, "uvicorn", "uvicorn.error", "uvicorn.access")
@@ -29,7 +34,8 @@ _REPORTED = "_stepwise_reported_by_consumer"
 
 
 class CoordinatorStarting(logging.Filter):
-    """On aiokafka's group coordinator logger only: its ERROR saying the coordinator is not available (yet)."""
+    """On aiokafka's group coordinator and fetcher loggers only: an ERROR saying the coordinator or a partition's
+    leader is not available (yet)."""
 
     def __init__(self, starting_seconds: float = STARTING_SECONDS) -> None:
         super().__init__()
@@ -37,9 +43,7 @@ class CoordinatorStarting(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         arguments = record.args if isinstance(record.args, tuple) else ()
-        if record.levelno < logging.ERROR or not any(
-            isinstance(argument, GroupCoordinatorNotAvailableError) for argument in arguments
-        ):
+        if record.levelno < logging.ERROR or not any(isinstance(argument, STARTING_ERRORS) for argument in arguments):
             return True
         level = logging.INFO if time.monotonic() < self._until else logging.WARNING
         record.levelno, record.levelname = level, logging.getLevelName(level)
@@ -65,6 +69,7 @@ def install_filters() -> None:
     """The filters above, each on the logger it is for (idempotent)."""
     wanted: list[tuple[str, type[logging.Filter]]] = [
         (GROUP_COORDINATOR_LOGGER, CoordinatorStarting),
+        (FETCHER_LOGGER, CoordinatorStarting),
         *((name, ReportedByConsumer) for name in FASTSTREAM_LOGGERS),
     ]
     for name, kind in wanted:

@@ -7,7 +7,7 @@ import logging
 import os
 
 import pytest
-from aiokafka.errors import GroupCoordinatorNotAvailableError, KafkaConnectionError
+from aiokafka.errors import GroupCoordinatorNotAvailableError, KafkaConnectionError, NotLeaderForPartitionError
 from faststream._internal.logger.formatter import ColourizedFormatter
 
 from services.common import logs
@@ -31,6 +31,17 @@ def test_a_coordinator_still_starting_is_no_error(caplog: pytest.LogCaptureFixtu
         logging.getLogger("aiokafka.consumer").error("%s", GroupCoordinatorNotAvailableError())  # another logger
     assert levels(caplog, COORDINATOR.name) == ["INFO", "ERROR"]
     assert levels(caplog, "aiokafka.consumer") == ["ERROR"]
+
+
+def test_a_partition_still_electing_its_leader_is_no_error(caplog: pytest.LogCaptureFixture) -> None:
+    """aiokafka's fetcher, at ERROR, while the partitions of topics just created elect their leaders (seen under
+    make run: nine lines at care_plan's start), then retried by itself."""
+    fetcher = logging.getLogger("aiokafka.consumer.fetcher")
+    configure_logging("INFO")
+    with caplog.at_level(logging.INFO):
+        fetcher.error("Failed fetch offsets from %s: %s", 1, NotLeaderForPartitionError())
+        fetcher.error("Failed fetch offsets from %s: %s", 1, KafkaConnectionError())  # another error: kept
+    assert levels(caplog, fetcher.name) == ["INFO", "ERROR"]
 
 
 def test_a_coordinator_that_never_comes_stays_in_sight(
