@@ -173,4 +173,5 @@ def test_readiness_lists_each_partition_held_by_an_event_that_keeps_failing(monk
 
 def at(topic: str, partition: int, offset: int) -> ConsumerRecord[bytes, bytes]:
     return ConsumerRecord(topic=topic, partition=partition, offset=offset, timestamp=0, timestamp_type=0, key=None,
-                          value=b"", checksum=None, serialized_key_size=-1, serialized_value_size=-1, headers=[])  # fmt: skip
+                          value=b"", checksum=None, serialized_key_size=-1, serialized_value_size=-1,
+                          headers=[])  # fmt: skip
