@@ -49,6 +49,8 @@ CONTRACT_LINK = ROOT / "stepwise_contract"
 for the run, removed after it) to be named ``stepwise_contract.…`` as it is imported."""
 CONTRACT_PACKAGE = Path("shared") / "stepwise_contract"
 PROGRESS_EVERY = 60.0
+AGAIN = 2
+"""How many times mutants mutmut gave no verdict on are run again."""
 
 KILLED = frozenset({"killed", "timeout"})
 """A mutant whose tests fail, or never end (mutmut stops them at a CPU-time limit): detected."""
@@ -284,10 +286,20 @@ def _mutmut() -> str:
     return found
 
 
-def run_mutmut(paths: Sequence[str], jobs: int, log: TextIO) -> int:
-    """``mutmut run`` for the mutants of the modules at ``paths``; its output goes to ``log``, a line of progress
-    to the terminal every minute."""
-    command = [_mutmut(), "run", "--max-children", str(jobs), *(f"{module_name(path)}.*" for path in paths)]
+def unchecked(paths: Sequence[str], mutants_dir: Path = MUTANTS) -> list[str]:
+    """The mutants of the modules at ``paths`` that mutmut has no verdict on."""
+    names = []
+    for path in paths:
+        meta = mutants_dir / f"{path}.meta"
+        if meta.exists():
+            names += [name for name, code in json.loads(meta.read_text())["exit_code_by_key"].items() if code is None]
+    return names
+
+
+def run_mutmut(names: Sequence[str], jobs: int, log: TextIO) -> int:
+    """``mutmut run`` for the mutants ``names`` (or patterns); its output goes to ``log``, a line of progress to
+    the terminal every minute."""
+    command = [_mutmut(), "run", "--max-children", str(jobs), *names]
     with subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as process:
         assert process.stdout is not None
         last, shown, pending = "", time.monotonic(), b""
@@ -319,7 +331,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with (MUTANTS / "mutmut.log").open("a") as log:
             print(f"mutate: {', '.join(paths)}; mutmut's output: {log.name}", flush=True)
-            exit_code = run_mutmut(paths, args.jobs, log)
+            exit_code = run_mutmut([f"{module_name(path)}.*" for path in paths], args.jobs, log)
+            for _ in range(AGAIN):
+                left = unchecked(paths)
+                if exit_code != 0 or not left:
+                    break
+                # mutmut 3.8 can end a run with mutants it handed to its fork server and never heard back about
+                print(f"mutate: mutmut gave no verdict on {len(left)} mutants: running them again", flush=True)
+                exit_code = run_mutmut(left, args.jobs, log)
     finally:
         if linked:
             CONTRACT_LINK.unlink()

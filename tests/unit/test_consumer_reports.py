@@ -10,11 +10,13 @@ from typing import Any
 
 import pytest
 from aiokafka import ConsumerRecord
+from faststream.middlewares import AckPolicy
 from pymongo.errors import AutoReconnect, DuplicateKeyError
 
 from services.common import consumer
 from services.common.consumer import EventRejected, EventShelf
 from services.common.dependencies import DependencyDown
+from services.common.settings import ServiceSettings
 
 POSITION = ("iop.session.missed", 3, 41)
 NOW = datetime(2026, 12, 1, 20, 38, tzinfo=UTC)
@@ -129,3 +131,47 @@ async def test_a_keyed_record_set_aside_keeps_its_key() -> None:
     collection = Collection()
     await EventShelf(collection).set_aside(shelved_record(b"e\xff1", []), "rejected: no_care_plan", 1)  # type: ignore[arg-type]
     assert collection.documents["iop.session.missed:3:41"]["key"] == "e\ufffd1"
+
+
+def test_each_lane_reads_batches_commits_after_applying_and_keeps_its_partitions_across_restarts() -> None:
+    settings = ServiceSettings(_env_file=None, kafka_group_instance_id="host-1", kafka_max_batch=50,  # type: ignore[call-arg]
+                               kafka_batch_wait_ms=100)  # fmt: skip
+    routine = consumer.subscriber_options(settings, "stepwise.notifications")
+    assert {key: value for key, value in routine.items() if key != "decoder"} == {
+        "group_id": "stepwise.notifications", "group_instance_id": "host-1.stepwise.notifications", "batch": True,
+        "max_records": 50, "batch_timeout_ms": 100, "ack_policy": AckPolicy.NACK_ON_ERROR,
+        "auto_offset_reset": "earliest", "include_in_schema": False,
+    }  # fmt: skip
+    urgent = consumer.subscriber_options(settings, "stepwise.notifications.urgent", urgent=True)
+    assert (urgent["max_records"], urgent["batch_timeout_ms"]) == (16, 50)  # small batches, looked for soon
+    few = settings.model_copy(update={"kafka_max_batch": 8, "kafka_batch_wait_ms": 20, "kafka_group_instance_id": ""})
+    urgent = consumer.subscriber_options(few, "g.urgent", urgent=True)
+    assert (urgent["max_records"], urgent["batch_timeout_ms"], urgent["group_instance_id"]) == (8, 20, None)
+
+
+def test_readiness_lists_each_partition_held_by_an_event_that_keeps_failing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(consumer, "wall_clock", lambda: NOW)
+    retrying = consumer.RetryingEvents()
+    retrying.failed(("iop.session.missed", 1, 7), KeyError("x"))
+    retrying.failed(("iop.session.missed", 1, 7), ValueError("x"))
+    retrying.failed(("iop.alert.raised", 0, 3), KeyError("x"))
+    assert retrying.problems() == {
+        "iop.alert.raised[0]": "retrying: offset 3 failed with KeyError (attempt 1, since 2026-12-01T20:38:00+00:00); "
+        "the partition's later events wait",
+        "iop.session.missed[1]": "retrying: offset 7 failed with ValueError (attempt 2, since "
+        "2026-12-01T20:38:00+00:00); the partition's later events wait",
+    }  # fmt: skip
+    retrying.failed(("iop.session.missed", 1, 9), KeyError("x"))  # another event of the partition: counted afresh
+    assert "offset 9 failed with KeyError (attempt 1," in retrying.problems()["iop.session.missed[1]"]
+    retrying.applied([shelved_record(None, [])])  # iop.session.missed[3]: not held
+    assert len(retrying.problems()) == 2
+    retrying.applied([at("iop.session.missed", 1, 8)])  # before the one that holds it
+    assert len(retrying.problems()) == 2
+    retrying.applied([at("iop.session.missed", 1, 9)])  # the one that held it
+    assert list(retrying.problems()) == ["iop.alert.raised[0]"]
+
+
+def at(topic: str, partition: int, offset: int) -> ConsumerRecord[bytes, bytes]:
+    return ConsumerRecord(topic=topic, partition=partition, offset=offset, timestamp=0, timestamp_type=0, key=None,
+                          value=b"", checksum=None, serialized_key_size=-1, serialized_value_size=-1,
+                          headers=[])  # fmt: skip
