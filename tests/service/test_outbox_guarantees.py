@@ -14,7 +14,15 @@ from pymongo.errors import BulkWriteError
 
 from services.common.auth import Principal, Role
 from services.common.mongo import Document
-from services.common.outbox import EPOCH, OutboxRelay, insert_aggregate, insert_new_aggregates, update_aggregate
+from services.common.outbox import (
+    EPOCH,
+    ConcurrentChange,
+    OutboxRelay,
+    insert_aggregate,
+    insert_new_aggregates,
+    retry_on_conflict,
+    update_aggregate,
+)
 from services.common.utc import utc_now, wall_clock
 from services.intake import changes
 from services.intake.domain.episode import AssessmentRequest, ConsentTerms
@@ -193,3 +201,16 @@ async def test_a_write_error_other_than_an_existing_id_is_raised() -> None:
     assert await insert_new_aggregates(Refusing([11000, 11000], 3), [{"_id": "a"}]) == 3  # type: ignore[arg-type]
     with pytest.raises(BulkWriteError):
         await insert_new_aggregates(Refusing([11000, 121], 1), [{"_id": "a"}])  # type: ignore[arg-type]
+
+
+async def test_a_change_that_keeps_losing_is_given_up_after_five_attempts() -> None:
+    attempts = 0
+
+    async def always_lost() -> None:
+        nonlocal attempts
+        attempts += 1
+        return None
+
+    with pytest.raises(ConcurrentChange) as gave_up:
+        await retry_on_conflict(always_lost)
+    assert (attempts, str(gave_up.value)) == (5, "the record kept changing; try again")

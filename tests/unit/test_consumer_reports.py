@@ -4,6 +4,7 @@ its message); and how long it waits between attempts."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -56,11 +57,16 @@ def test_mongodb_down_is_named_by_the_errors_class_with_the_other_episodes_of_th
 
 
 def raised() -> Exception:
-    quoted = "patient Alex Example"  # what an error's message may quote
     try:
-        raise KeyError(quoted)
+        deeper()
     except KeyError as error:
         return error
+    raise AssertionError("deeper raises")
+
+
+def deeper() -> None:
+    quoted = "patient Alex Example"  # what an error's message may quote
+    raise KeyError(quoted)
 
 
 def test_an_unforeseen_error_is_named_by_its_class_with_where_it_was_raised_at_the_first_attempt(
@@ -73,7 +79,9 @@ def test_an_unforeseen_error_is_named_by_its_class_with_where_it_was_raised_at_t
     first = ("iop.session.missed[3]@41 failed with KeyError (attempt 1) (and 1 more episodes of the batch); its "
              "partition waits, retrying (readiness lists it); raised at:\n")  # fmt: skip
     assert level == logging.ERROR and message.startswith(first)
-    assert message.removeprefix(first).startswith('  File "') and ", in raised\n" in message
+    frames = message.removeprefix(first)
+    assert frames.startswith('  File "') and frames.count('  File "') == 2
+    assert ", in raised\n    deeper()\n  File " in frames and frames.endswith("raise KeyError(quoted)\n")
     assert "Alex" not in message
     consumer._report(error, POSITION, 10, 1)
     assert logged(caplog)[1:] == [(logging.ERROR, "iop.session.missed[3]@41 failed with KeyError (attempt 10); its "
@@ -120,7 +128,10 @@ async def test_an_event_set_aside_is_kept_whole_even_when_it_is_not_text_and_log
     await shelf.set_aside(record, "malformed: value is not JSON", 3)  # redelivered: kept once, as first set aside
     assert collection.documents["iop.session.missed:3:41"]["attempts"] == 2
     await shelf.set_aside(shelved_record(b"e\xff1", []), "rejected: no_care_plan", 1)
-    assert logged(caplog) == [
+    tombstone = dataclasses.replace(shelved_record(b"e2", []), offset=42, value=None)
+    await shelf.set_aside(tombstone, "malformed: value is not JSON", 1)
+    assert collection.documents["iop.session.missed:3:42"]["value"] == ""
+    assert logged(caplog)[:3] == [
         (logging.WARNING, "set aside iop.session.missed[3]@41 (ce_id=id-7): malformed: value is not JSON"),
         (logging.WARNING, "set aside iop.session.missed[3]@41 (ce_id=id-7): malformed: value is not JSON"),
         (logging.WARNING, "set aside iop.session.missed[3]@41 (ce_id=?): rejected: no_care_plan"),

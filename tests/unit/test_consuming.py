@@ -184,3 +184,44 @@ async def test_a_stuck_urgent_unit_pauses_routine_work_only_so_long(monkeypatch:
     gate = UrgentFirst()
     with gate.urgent():
         await asyncio.wait_for(gate.routine_turn(), 1)  # returns after LONGEST_PAUSE, though urgent work runs
+
+
+async def test_an_urgent_batch_holds_routine_work_back_while_it_runs() -> None:
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def urgent_handle(_event: Any, _context: Any) -> None:
+        started.set()
+        await release.wait()
+
+    urgent = EventBatch({SessionMissed: Subscription(urgent_handle, "", urgent=True)}, urgent=True)
+    context = Context({"event_shelf": Shelf(), HANDLER_CONTEXT: None})
+    running = asyncio.create_task(urgent(Message((record(0, "a"),)), context))  # type: ignore[arg-type]
+    await started.wait()
+    routine = asyncio.create_task(priority.URGENT_FIRST.routine_turn())
+    await asyncio.sleep(0.1)  # far less than the longest pause (2 s)
+    assert not routine.done()  # routine work waits for the urgent batch
+    release.set()
+    await running
+    await asyncio.wait_for(routine, 1)
+
+
+async def test_each_retry_of_a_batch_waits_by_its_attempt_counted_afresh_once_the_event_went_through(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    waits: list[int] = []
+    monkeypatch.setattr(consumer, "retry_delay", lambda attempt: waits.append(attempt) or 0.0)
+    failing = [True, True, False, True]
+
+    async def handle(_event: Any, _context: Any) -> None:
+        if failing.pop(0):
+            raise ConnectionError("the store is down")
+
+    batch = EventBatch({SessionMissed: Subscription(handle, "")})
+    context = Context({"event_shelf": Shelf(), HANDLER_CONTEXT: None})
+    for _ in range(2):
+        with pytest.raises(ConnectionError):
+            await batch(Message((record(7, "a"),)), context)  # type: ignore[arg-type]
+    await batch(Message((record(7, "a"),)), context)  # type: ignore[arg-type]  # applied
+    with pytest.raises(ConnectionError):  # the same position failing later (a replay, say) starts again at 1
+        await batch(Message((record(7, "a"),)), context)  # type: ignore[arg-type]
+    assert waits == [1, 2, 1]
