@@ -202,8 +202,28 @@ def entry_for(mutation: Mutation) -> dict[str, Any]:
             "to": one_or_list(mutation.after), "why": "TODO why no test can tell it from the code"}  # fmt: skip
 
 
+SHOWN = 50
+"""Characters shown either side of the change in a long statement (the entry to paste has it whole)."""
+
+
 def _shown(mutation: Mutation) -> list[str]:
+    if len(mutation.before) == 1 and len(mutation.after) == 1:
+        before, after = mutation.before[0], mutation.after[0]
+        same = _common(before, after)
+        tail = _common(before[same:][::-1], after[same:][::-1])
+        start = max(0, same - SHOWN)
+        return [f"      - {_cut(before, start, len(before) - tail + SHOWN)}",
+                f"      + {_cut(after, start, len(after) - tail + SHOWN)}"]  # fmt: skip
     return [f"      - {line}" for line in mutation.before] + [f"      + {line}" for line in mutation.after]
+
+
+def _common(one: str, other: str) -> int:
+    """How many characters the two start with alike."""
+    return next((n for n, (a, b) in enumerate(zip(one, other, strict=False)) if a != b), min(len(one), len(other)))
+
+
+def _cut(line: str, start: int, end: int) -> str:
+    return ("…" if start > 0 else "") + line[start:end] + ("…" if end < len(line) else "")
 
 
 def judge(outcomes: Sequence[Outcome], equivalents: Sequence[Equivalent], paths: Sequence[str]) -> Verdict:

@@ -21,6 +21,7 @@ from services.care_plan.changes import (
     Decision,
     SheetLine,
     admit_waitlisted,
+    adopt_pending,
     change_plan,
     change_plan_placed,
     hold_place,
@@ -30,7 +31,7 @@ from services.care_plan.changes import (
     start_plan,
 )
 from services.care_plan.consents import IntakeConsents
-from services.care_plan.domain.groups import Joined, first_meeting_after
+from services.care_plan.domain.groups import Joined, Waitlisted, first_meeting_after
 from services.care_plan.domain.model import CareInput, CarePlan, CarePlanError
 from services.care_plan.domain.policy import CarePolicy, load_policy
 from services.care_plan.handlers import EVENT_HANDLERS, Planning
@@ -1145,7 +1146,7 @@ async def test_a_placed_change_lets_its_seat_go_when_the_change_is_refused_and_a
 
 
 class CreatedMeanwhile:
-    """The store, with the plan created by another instance just as the input is kept as pending."""
+    """The store, with the plan created by another instance just before the input is kept as pending."""
 
     def __init__(self, store: CarePlanStore, create: Any) -> None:
         self.store = store
@@ -1154,8 +1155,8 @@ class CreatedMeanwhile:
 
     async def keep_pending(self, episode_id: str, learned: CareInput, applied: str) -> None:
         self.kept.append(applied)
+        await self.create()  # the plan, created and its pending inputs adopted, before this one is kept
         await self.store.keep_pending(episode_id, learned, applied)
-        await self.create()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.store, name)
@@ -1278,3 +1279,31 @@ async def test_an_assessment_starts_one_plan_and_a_late_repeat_holds_no_seat(sto
     await change_plan(store, POLICY, episode_id, lambda plan, now: (discharged(plan, now), [], None))
     assert await start_plan(store, POLICY, first, "/stepwise/intake#1", SETTINGS.clinic_timezone) is None
     assert not await store.holds_seat(plan.group.group_id, episode_id)  # the seat claimed for the repeat is let go
+
+
+async def test_a_plan_joins_the_waitlist_behind_the_others_waiting_for_its_place(
+    database: MemoryDatabase, store: CarePlanStore, shelf: Any
+) -> None:
+    one_seat = {"iop-am", "php-am"}
+    small = POLICY.model_copy(update={"groups": [g.model_copy(update={"capacity": 1}) if g.group_id in one_seat else g
+                                                 for g in POLICY.groups]})  # fmt: skip
+    kafka = create_broker(SETTINGS)
+    context = {HANDLER_CONTEXT: Planning(store, small, SETTINGS.clinic_timezone), "event_shelf": shelf}
+    async for events in running("care_plan", kafka.broker, context):
+        await active_plan(events, store)  # takes iop-am's seat
+        await active_plan(events, store, CareLevel.PHP)  # takes php-am's seat
+        for _ in range(2):
+            await active_plan(events, store)  # wait for iop-am
+        await active_plan(events, store, CareLevel.PHP)  # waits for php-am: another place
+        itself = await active_plan(events, store)  # waits for iop-am too, third
+        placed = await hold_place(store, small, itself, CareLevel.IOP, "morning", "adult")  # asked again
+        assert isinstance(placed, Waitlisted) and placed.position == 3  # behind the two before it, not itself
+        episode_id = str(uuid.uuid4())
+        joined = await hold_place(store, small, episode_id, CareLevel.IOP, "evening", "adult")  # iop-pm has room
+        assert isinstance(joined, Joined)
+        seat = await database[SEATS].find_one({"episode_id": episode_id})
+        assert seat is not None and abs(seat["claimed_at"] - utc_now()) < timedelta(seconds=5)
+        early = str(uuid.uuid4())
+        await store.keep_pending(early, CareInput(kind="safety_alert", at=utc_now(), source_id="a1"), "/x#1")
+        assert await adopt_pending(store, small, early) == 0  # no plan yet: nothing adopted, the input waits
+        assert len(await store.pending(early)) == 1

@@ -504,3 +504,39 @@ async def test_a_stopped_dispatcher_closes_its_intake_client_and_channels() -> N
 
 def test_a_deferral_says_until_when() -> None:
     assert str(dispatching.Deferred(NOW)) == "deferred until 2026-12-01T20:38:00+00:00"
+
+
+async def test_both_lanes_look_only_at_the_configured_channels_between_sweeps() -> None:
+    parts = Parts()
+    parts.dispatcher = Dispatcher(
+        parts.store, parts.contacts, Senders(parts.email, parts.sms, parts.webhook), Templates(), STAFF, QUIET,  # type: ignore[arg-type]
+        StillWanted(parts.schedules, parts.alumni, parts.opt_outs),  # type: ignore[arg-type]
+        poll_seconds=30, lease_seconds=30, retries=RetryBudget(), dependencies=parts.dependencies,
+        configured=("email",),
+    )  # fmt: skip
+    await parts.dispatcher.work_once()  # the first pass sweeps every channel
+    parts.store.calls.clear()
+    await parts.dispatcher.work_once()
+    claims = Counter(call[2:] for call in parts.store.calls if call[0] == "claim_due")
+    assert claims == {("email", True): 1, ("email", False): 1}
+
+
+async def test_the_urgent_lane_holds_routine_work_back_while_it_sends() -> None:
+    started, release = asyncio.Event(), asyncio.Event()
+    due = [message(urgent=True, recipient_kind="care_team")]
+
+    async def claim(channel: str, urgent: bool) -> Notification | None:
+        return due.pop() if due and channel == "email" else None
+
+    async def deliver(_notification: Notification) -> None:
+        started.set()
+        await release.wait()
+
+    sending = asyncio.create_task(Lane(True, claim, deliver, concurrency=2, poll_seconds=1).work_once())
+    await started.wait()
+    routine = asyncio.create_task(dispatching.URGENT_FIRST.routine_turn())
+    await asyncio.sleep(0.1)  # far less than the longest pause (2 s)
+    assert not routine.done()
+    release.set()
+    assert await sending == 1
+    await asyncio.wait_for(routine, 1)

@@ -51,3 +51,13 @@ async def test_a_consent_change_is_audited_with_its_episode(database: MemoryData
     entries = await store.audit_entries(patient_id=patient_id, action=None, since=None, until=None, limit=10)
     consent_changes = [(e["action"], e["episode_id"]) for e in entries if e["action"].endswith("consent")]
     assert sorted(consent_changes) == [("grant_consent", "e1"), ("revoke_consent", "e1")]
+
+
+async def test_a_second_registration_of_the_same_person_is_refused_unless_confirmed(database: MemoryDatabase) -> None:
+    store = IntakeStore(database, wake_relay=no_relay)  # type: ignore[arg-type]
+    details = {"name": "Alex Example", "date_of_birth": "1990-04-01"}
+    first = await changes.register_patient(store, CLINICIAN, details, "p1")
+    with pytest.raises(changes.PatientExists) as exists:
+        await changes.register_patient(store, CLINICIAN, details, "p2")
+    assert exists.value.patient_id == first
+    assert await changes.register_patient(store, CLINICIAN, details, "p3", confirm_new=True) == "p3"

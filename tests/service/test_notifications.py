@@ -1448,3 +1448,17 @@ async def test_an_adopted_calendar_is_current_and_plans_reminders_only_for_an_ac
 async def test_no_unreachable_notice_for_an_episode_intake_does_not_know(messaging: Messaging) -> None:
     event = care_plan_event(assigned("no-such-episode", calendar(in_days(2))))
     assert await changes.notice_if_unreachable(messaging, event) == []
+
+
+async def test_storing_messages_wakes_the_lane_they_belong_to(
+    events: Events, messaging: Messaging, intake: FakeIntake
+) -> None:
+    episode_id = intake.episode()
+    wakes: list[bool] = []
+    woken = dataclasses.replace(messaging, wake_dispatcher=wakes.append)
+    assert await changes.notify(woken, care_plan_event(session_missed(episode_id))) > 0
+    assert wakes == [False]  # a routine message: the routine lane only
+    raised = SafetyAlertRaised(episode_id=episode_id, alert_id="a2", assessment_id="x", level="immediate",
+                               reasons=["cssrs_high_risk"], raised_at=utc_now())  # fmt: skip
+    assert await changes.notify(woken, intake_event(raised)) > 0
+    assert wakes[1:] == [True]

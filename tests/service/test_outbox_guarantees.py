@@ -13,8 +13,18 @@ from aiokafka.errors import KafkaConnectionError
 from pymongo.errors import BulkWriteError
 
 from services.common.auth import Principal, Role
+from services.common.kafka import relay_publish
 from services.common.mongo import Document
-from services.common.outbox import EPOCH, OutboxRelay, insert_aggregate, insert_new_aggregates, update_aggregate
+from services.common.outbox import (
+    EPOCH,
+    ConcurrentChange,
+    OutboxRelay,
+    insert_aggregate,
+    insert_new_aggregates,
+    retry_on_conflict,
+    stored_record,
+    update_aggregate,
+)
 from services.common.utc import utc_now, wall_clock
 from services.intake import changes
 from services.intake.domain.episode import AssessmentRequest, ConsentTerms
@@ -22,7 +32,7 @@ from services.intake.domain.instruments import CssrsAnswers, score_cssrs, score_
 from services.intake.domain.model import Recipient
 from services.intake.domain.placement import load_placement_policy
 from services.intake.store import EPISODES, IntakeStore
-from stepwise_contract import DimensionRatings, SessionMissed, new_event
+from stepwise_contract import DimensionRatings, SessionMissed, new_event, to_kafka
 from tests.service.memory_mongo import MemoryCollection, MemoryDatabase
 
 STAFF = Principal(Role.INTAKE_STAFF, "staff-token-id")
@@ -193,3 +203,33 @@ async def test_a_write_error_other_than_an_existing_id_is_raised() -> None:
     assert await insert_new_aggregates(Refusing([11000, 11000], 3), [{"_id": "a"}]) == 3  # type: ignore[arg-type]
     with pytest.raises(BulkWriteError):
         await insert_new_aggregates(Refusing([11000, 121], 1), [{"_id": "a"}])  # type: ignore[arg-type]
+
+
+async def test_a_change_that_keeps_losing_is_given_up_after_five_attempts() -> None:
+    attempts = 0
+
+    async def always_lost() -> None:
+        nonlocal attempts
+        attempts += 1
+        return None
+
+    with pytest.raises(ConcurrentChange) as gave_up:
+        await retry_on_conflict(always_lost)
+    assert (attempts, str(gave_up.value)) == (5, "the record kept changing; try again")
+
+
+class KafkaPublisher:
+    def __init__(self) -> None:
+        self.sent: list[tuple[bytes, bytes, dict[str, Any]]] = []
+
+    async def publish(self, value: bytes, *, key: bytes, headers: dict[str, Any]) -> None:
+        self.sent.append((value, key, headers))
+
+
+async def test_a_queued_event_goes_to_kafka_as_it_was_encoded() -> None:
+    """What the outbox keeps is what the relay sends: the record's value, key and CloudEvents headers."""
+    event = missed("e1", 3)
+    wire = to_kafka(event)
+    publisher = KafkaPublisher()
+    await relay_publish({wire.topic: publisher})(json.loads(stored_record(event)))  # type: ignore[dict-item]
+    assert publisher.sent == [(wire.value, b"e1", {name: value.decode() for name, value in wire.headers})]

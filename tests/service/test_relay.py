@@ -335,3 +335,12 @@ async def test_a_relay_that_is_not_running_starts_nothing_on_relay_now() -> None
     before = asyncio.all_tasks()
     relay.relay_now("plans", "e1")  # stopped
     assert asyncio.all_tasks() == before
+
+
+async def test_a_running_relay_publishes_what_another_instance_queued_at_its_next_poll() -> None:
+    plans = MemoryDatabase()["plans"]
+    publish = Published()
+    async with Running(OutboxRelay([plans], publish, poll_seconds=0.05)) as running:  # type: ignore[list-item]
+        await add(plans, "e1", 1)  # written elsewhere: no relay_now here
+        await until(lambda: publish.totals == [1])
+        assert running.passes >= 2

@@ -4,9 +4,12 @@ its message); and how long it waits between attempts."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import logging
+import types
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from aiokafka import ConsumerRecord
@@ -14,9 +17,11 @@ from faststream.middlewares import AckPolicy
 from pymongo.errors import AutoReconnect, DuplicateKeyError
 
 from services.common import consumer
-from services.common.consumer import EventRejected, EventShelf
+from services.common.consumer import HANDLER_CONTEXT, EventRejected, EventShelf, Subscription
 from services.common.dependencies import DependencyDown
+from services.common.priority import URGENT_FIRST
 from services.common.settings import ServiceSettings
+from stepwise_contract import SafetyAlertRaised, SessionMissed, new_event, to_kafka
 
 POSITION = ("iop.session.missed", 3, 41)
 NOW = datetime(2026, 12, 1, 20, 38, tzinfo=UTC)
@@ -56,11 +61,16 @@ def test_mongodb_down_is_named_by_the_errors_class_with_the_other_episodes_of_th
 
 
 def raised() -> Exception:
-    quoted = "patient Alex Example"  # what an error's message may quote
     try:
-        raise KeyError(quoted)
+        deeper()
     except KeyError as error:
         return error
+    raise AssertionError("deeper raises")
+
+
+def deeper() -> None:
+    quoted = "patient Alex Example"  # what an error's message may quote
+    raise KeyError(quoted)
 
 
 def test_an_unforeseen_error_is_named_by_its_class_with_where_it_was_raised_at_the_first_attempt(
@@ -73,7 +83,9 @@ def test_an_unforeseen_error_is_named_by_its_class_with_where_it_was_raised_at_t
     first = ("iop.session.missed[3]@41 failed with KeyError (attempt 1) (and 1 more episodes of the batch); its "
              "partition waits, retrying (readiness lists it); raised at:\n")  # fmt: skip
     assert level == logging.ERROR and message.startswith(first)
-    assert message.removeprefix(first).startswith('  File "') and ", in raised\n" in message
+    frames = message.removeprefix(first)
+    assert frames.startswith('  File "') and frames.count('  File "') == 2
+    assert ", in raised\n    deeper()\n  File " in frames and frames.endswith("raise KeyError(quoted)\n")
     assert "Alex" not in message
     consumer._report(error, POSITION, 10, 1)
     assert logged(caplog)[1:] == [(logging.ERROR, "iop.session.missed[3]@41 failed with KeyError (attempt 10); its "
@@ -120,7 +132,10 @@ async def test_an_event_set_aside_is_kept_whole_even_when_it_is_not_text_and_log
     await shelf.set_aside(record, "malformed: value is not JSON", 3)  # redelivered: kept once, as first set aside
     assert collection.documents["iop.session.missed:3:41"]["attempts"] == 2
     await shelf.set_aside(shelved_record(b"e\xff1", []), "rejected: no_care_plan", 1)
-    assert logged(caplog) == [
+    tombstone = dataclasses.replace(shelved_record(b"e2", []), offset=42, value=None)
+    await shelf.set_aside(tombstone, "malformed: value is not JSON", 1)
+    assert collection.documents["iop.session.missed:3:42"]["value"] == ""
+    assert logged(caplog)[:3] == [
         (logging.WARNING, "set aside iop.session.missed[3]@41 (ce_id=id-7): malformed: value is not JSON"),
         (logging.WARNING, "set aside iop.session.missed[3]@41 (ce_id=id-7): malformed: value is not JSON"),
         (logging.WARNING, "set aside iop.session.missed[3]@41 (ce_id=?): rejected: no_care_plan"),
@@ -175,3 +190,57 @@ def at(topic: str, partition: int, offset: int) -> ConsumerRecord[bytes, bytes]:
     return ConsumerRecord(topic=topic, partition=partition, offset=offset, timestamp=0, timestamp_type=0, key=None,
                           value=b"", checksum=None, serialized_key_size=-1, serialized_value_size=-1,
                           headers=[])  # fmt: skip
+
+
+class Router:
+    """Records the subscribers ``subscribe`` declares: their topics, options and what they call."""
+
+    declared: ClassVar[list[tuple[tuple[str, ...], dict[str, Any], Any]]] = []
+
+    def subscriber(self, *topics: str, **options: Any) -> Any:
+        def declare(apply: Any) -> Any:
+            Router.declared.append((topics, options, apply))
+            return apply
+
+        return declare
+
+
+async def test_each_lane_is_subscribed_in_its_group_and_its_urgent_batches_hold_routine_work(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(consumer, "KafkaRouter", Router)
+    Router.declared = []
+    held: list[bool] = []
+
+    async def handle(_event: Any, _context: Any) -> None:
+        routine = asyncio.create_task(URGENT_FIRST.routine_turn())
+        await asyncio.sleep(0.05)
+        held.append(not routine.done())
+        routine.cancel()
+
+    settings = ServiceSettings(_env_file=None, kafka_group_instance_id="")  # type: ignore[call-arg]
+    handlers = {SessionMissed: Subscription(handle, ""), SafetyAlertRaised: Subscription(handle, "", urgent=True)}
+    consumer.subscribe(settings, "stepwise.notifications", handlers)
+    by_topic = {topics: (options, apply) for topics, options, apply in Router.declared}
+    urgent, urgent_apply = by_topic[("iop.safety.alert_raised",)]
+    routine, routine_apply = by_topic[("iop.session.missed",)]
+    assert (urgent["group_id"], urgent["max_records"]) == ("stepwise.notifications.urgent", 16)
+    assert (routine["group_id"], routine["max_records"]) == ("stepwise.notifications", 50)
+    for apply, data in ((urgent_apply, alert_raised()), (routine_apply, session_missed_now())):
+        wire = to_kafka(new_event(data, source="/test"))
+        record = ConsumerRecord(topic=wire.topic, partition=0, offset=0, timestamp=0, timestamp_type=0, key=wire.key,
+                                value=wire.value, checksum=None, serialized_key_size=-1, serialized_value_size=-1,
+                                headers=list(wire.headers))  # fmt: skip
+        message = types.SimpleNamespace(raw_message=(record,))
+        await apply(message, {"event_shelf": None, HANDLER_CONTEXT: None})
+    assert held == [True, False]  # only the urgent lane's batch holds routine work back
+
+
+def alert_raised() -> SafetyAlertRaised:
+    return SafetyAlertRaised(episode_id="e1", alert_id="a1", assessment_id="x", level="immediate",
+                             reasons=["cssrs_high_risk"], raised_at=NOW)  # fmt: skip
+
+
+def session_missed_now() -> SessionMissed:
+    return SessionMissed(episode_id="e1", session_id="s001", starts_at=NOW, detected="reported", recorded_at=NOW,
+                         consecutive_misses=1, total_misses=1)  # fmt: skip

@@ -5,6 +5,7 @@ And the gate that lets urgent work go first."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -184,3 +185,89 @@ async def test_a_stuck_urgent_unit_pauses_routine_work_only_so_long(monkeypatch:
     gate = UrgentFirst()
     with gate.urgent():
         await asyncio.wait_for(gate.routine_turn(), 1)  # returns after LONGEST_PAUSE, though urgent work runs
+
+
+async def test_an_urgent_batch_holds_routine_work_back_while_it_runs() -> None:
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def urgent_handle(_event: Any, _context: Any) -> None:
+        started.set()
+        await release.wait()
+
+    urgent = EventBatch({SessionMissed: Subscription(urgent_handle, "", urgent=True)}, urgent=True)
+    context = Context({"event_shelf": Shelf(), HANDLER_CONTEXT: None})
+    running = asyncio.create_task(urgent(Message((record(0, "a"),)), context))  # type: ignore[arg-type]
+    await started.wait()
+    routine = asyncio.create_task(priority.URGENT_FIRST.routine_turn())
+    await asyncio.sleep(0.1)  # far less than the longest pause (2 s)
+    assert not routine.done()  # routine work waits for the urgent batch
+    release.set()
+    await running
+    await asyncio.wait_for(routine, 1)
+
+
+async def test_each_retry_of_a_batch_waits_by_its_attempt_counted_afresh_once_the_event_went_through(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    waits: list[int] = []
+    monkeypatch.setattr(consumer, "retry_delay", lambda attempt: waits.append(attempt) or 0.0)
+    failing = [True, True, False, True]
+
+    async def handle(_event: Any, _context: Any) -> None:
+        if failing.pop(0):
+            raise ConnectionError("the store is down")
+
+    batch = EventBatch({SessionMissed: Subscription(handle, "")})
+    context = Context({"event_shelf": Shelf(), HANDLER_CONTEXT: None})
+    for _ in range(2):
+        with pytest.raises(ConnectionError):
+            await batch(Message((record(7, "a"),)), context)  # type: ignore[arg-type]
+    await batch(Message((record(7, "a"),)), context)  # type: ignore[arg-type]  # applied
+    with pytest.raises(ConnectionError):  # the same position failing later (a replay, say) starts again at 1
+        await batch(Message((record(7, "a"),)), context)  # type: ignore[arg-type]
+    assert waits == [1, 2, 1]
+
+
+async def test_a_routine_batch_waits_while_urgent_work_runs() -> None:
+    applied: list[str] = []
+
+    async def handle(event: Any, seen: list[str]) -> None:
+        seen.append(event.subject)
+
+    batch = EventBatch({SessionMissed: Subscription(handle, "")})
+    context = Context({"event_shelf": Shelf(), HANDLER_CONTEXT: applied})
+    with priority.URGENT_FIRST.urgent():
+        routine = asyncio.create_task(batch(Message((record(0, "a"),)), context))  # type: ignore[arg-type]
+        await asyncio.sleep(0.1)  # far less than the longest pause (2 s)
+        assert applied == []
+    await asyncio.wait_for(routine, 1)
+    assert applied == ["a"]
+
+
+@dataclass
+class CountingShelf:
+    shelved: list[tuple[int, str, int]] = field(default_factory=list)
+
+    async def set_aside(self, record: ConsumerRecord[bytes, bytes], reason: str, attempts: int) -> None:
+        self.shelved.append((record.offset, reason, attempts))
+
+
+async def test_an_event_set_aside_says_on_which_attempt_and_a_record_without_a_value_is_malformed() -> None:
+    outcomes: list[Exception] = [ConnectionError("the store is down"), EventRejected("unknown_session")]
+
+    async def handle(event: Any, _context: Any) -> None:
+        if event.subject == "a":
+            raise outcomes.pop(0)
+
+    shelf = CountingShelf()
+    batch = EventBatch({SessionMissed: Subscription(handle, "")})
+    context = Context({"event_shelf": shelf, HANDLER_CONTEXT: None})
+    with pytest.raises(ConnectionError):
+        await batch(Message((record(4, "a"),)), context)  # type: ignore[arg-type]
+    await batch(Message((record(4, "a"),)), context)  # type: ignore[arg-type]  # its second attempt: rejected
+    tombstone = dataclasses.replace(record(5, "b"), value=None)
+    await batch(Message((tombstone,)), context)  # type: ignore[arg-type]
+    assert shelf.shelved == [
+        (4, "rejected: unknown_session", 2),
+        (5, "malformed: (root): Invalid JSON: EOF while parsing a value at line 1 column 0", 1),
+    ]

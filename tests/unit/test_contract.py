@@ -47,6 +47,7 @@ from stepwise_contract import (
     StepDownRecommended,
     StepUpRecommended,
     UtilizationBelowMinimum,
+    from_headers,
     from_kafka,
     new_event,
     to_kafka,
@@ -655,3 +656,20 @@ def test_an_event_types_data_schema_is_named_by_its_type_and_major_version() -> 
     assert {model.dataschema() for model in EVENT_TYPES.values()} == {
         f"urn:stepwise:schema:{event_type}:v1" for event_type in EVENT_TYPES
     }
+
+
+def test_the_time_header_is_rfc_3339_and_an_absent_attribute_is_no_header() -> None:
+    data = make_data(SessionMissed.event_type)
+    event = CloudEvent[SessionMissed](id="x1", source=SOURCE, type=data.event_type, subject=EPISODE,
+                                      time=datetime(2026, 12, 1, 20, 38, tzinfo=UTC), data=data)  # fmt: skip
+    headers = dict(to_kafka(event).headers)
+    assert headers["ce_time"] == b"2026-12-01T20:38:00Z"
+    assert "ce_dataschema" not in headers  # none given: left out, not "None"
+
+
+def test_data_of_another_type_than_its_header_says_is_malformed() -> None:
+    headers, _ = record_parts(SessionMissed.event_type)
+    headers["ce_type"] = b"iop.attendance.reported"
+    with pytest.raises(MalformedEvent) as caught:
+        from_headers(headers, make_data(SessionMissed.event_type))
+    assert caught.value.reason == "ce_type is 'iop.attendance.reported', expected 'iop.session.missed'"
