@@ -17,9 +17,9 @@ README_MAX_LINES = 200
 
 FENCE = re.compile(r"^\s*(```|~~~)")
 HEADING = re.compile(r"^ {0,3}(#{1,6})\s+(.*?)\s*#*\s*$")
-CODE_SPAN = re.compile(r"(`+)(.+?)\1")
+CODE_SPAN = re.compile(r"(`+)(.+?)\1", re.DOTALL)
 INLINE_LINK = re.compile(r"!?\[(?:[^\[\]]|\[[^\]]*\])*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
-REFERENCE = re.compile(r"^ {0,3}\[[^\]]+\]:\s*<?(\S+?)>?(?:\s|$)")
+REFERENCE = re.compile(r"^ {0,3}\[[^\]]+\]:[ \t]*<?([^\s>]+)>?", re.MULTILINE)
 SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
 
 
@@ -58,14 +58,13 @@ def anchors(text: str) -> set[str]:
 
 
 def link_targets(text: str) -> list[str]:
-    """Every link's target (inline, image or reference definition), outside code."""
+    """Every link's target (inline, image or reference definition), outside code; a link's text or a code span
+    may run over a line break, never over a paragraph's end."""
     targets = []
-    for line in prose_lines(text):
-        prose = CODE_SPAN.sub("", line)
+    for paragraph in "\n".join(prose_lines(text)).split("\n\n"):
+        prose = CODE_SPAN.sub("", paragraph)
         targets += INLINE_LINK.findall(prose)
-        reference = REFERENCE.match(prose)
-        if reference:
-            targets.append(reference.group(1))
+        targets += REFERENCE.findall(prose)
     return targets
 
 
@@ -144,12 +143,17 @@ def test_broken_links_are_found() -> None:
         "[ok](../README.md#the-two-commands) [ok](#here) [web](https://example.org/x#y)\n"
         "# Here\n"
         "[gone](missing.md) [no heading](../README.md#no-such-heading) [self](#nowhere)\n"
-        "`[in code](nowhere.md)`\n"
+        "`[in code](nowhere.md)` and `a span\nover two lines [in code](nowhere.md)`\n"
+        "[a link over\ntwo lines](#two)\n"
+        "\n"
+        "[ref]: gone-too.md\n"
         "[outside](../../etc/passwd)\n"
     )
     assert broken_links(source, text) == [
         "missing.md: no such file",
         "../README.md#no-such-heading: no heading #no-such-heading in README.md",
         "#nowhere: no heading #nowhere here",
+        "#two: no heading #two here",
         "../../etc/passwd: no such file",
+        "gone-too.md: no such file",
     ]
