@@ -16,16 +16,7 @@ from services.common.mongo import Document
 from services.common.outbox import RelayWake, no_relay
 from services.common.policy_file import PolicyError
 from services.common.service import Runtime, create_service_app
-from stepwise_contract import (
-    AlumniEnrolled,
-    AlumniLeft,
-    Channel,
-    EventData,
-    NotificationFailed,
-    NotificationSent,
-    SafetyAlertAcknowledged,
-    SafetyAlertEscalated,
-)
+from stepwise_contract import PUBLISHED_BY, Channel
 
 from . import api, handlers
 from .changes import Messaging, SafetyDesk
@@ -50,8 +41,7 @@ from .store import (
     SafetyAlerts,
 )
 
-PUBLISHES: tuple[type[EventData], ...] = (NotificationSent, NotificationFailed, AlumniEnrolled, AlumniLeft,
-                                          SafetyAlertAcknowledged, SafetyAlertEscalated)  # fmt: skip
+PUBLISHES = PUBLISHED_BY["notifications"]
 
 
 def create_broker(settings: NotificationsSettings) -> ServiceBroker:
