@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
+from services.common.ids import derived_id
 from stepwise_contract import (
     ALUMNI,
     ALUMNI_GROUP,
@@ -86,7 +87,7 @@ class PlannedNotification:
 
 
 def notification_id(*parts: object) -> str:
-    return str(uuid.uuid5(NAMESPACE, "|".join(str(part) for part in parts)))
+    return derived_id(NAMESPACE, *parts)
 
 
 # What each event tells its templates. Events about a clinical judgement go to the care team only.
