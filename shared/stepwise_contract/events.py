@@ -1,6 +1,6 @@
 """Data schemas of every event Stepwise publishes. Topic name = event type.
 
-Ids are pseudonymous (random UUIDs). No event carries a name, contact data, birth date,
+Ids are pseudonymous UUIDs (random, or derived from what they name). No event carries a name, contact data, birth date,
 address, diagnosis text or free-text note: the fact that a person is a patient is protected.
 """
 
