@@ -12,22 +12,7 @@ from services.common.consumer import HANDLER_CONTEXT
 from services.common.kafka import ServiceBroker, service_broker
 from services.common.outbox import no_relay
 from services.common.service import Runtime, create_service_app
-from stepwise_contract import (
-    AttendanceRuleTriggered,
-    CareLevelAssigned,
-    CareLevelChanged,
-    EpisodeDischarged,
-    EpisodeGraduated,
-    EventData,
-    GroupWaitlisted,
-    ScheduleChanged,
-    ServiceDayCompleted,
-    ServiceDelivered,
-    SessionMissed,
-    StepDownRecommended,
-    StepUpRecommended,
-    UtilizationBelowMinimum,
-)
+from stepwise_contract import PUBLISHED_BY
 
 from . import api, handlers
 from .consents import IntakeConsents
@@ -37,21 +22,7 @@ from .settings import CONSUMER_GROUP, CarePlanSettings
 from .store import PLANS, CarePlanStore
 from .timers import DueChecks
 
-PUBLISHES: tuple[type[EventData], ...] = (
-    CareLevelAssigned,
-    SessionMissed,
-    AttendanceRuleTriggered,
-    UtilizationBelowMinimum,
-    StepUpRecommended,
-    StepDownRecommended,
-    CareLevelChanged,
-    ScheduleChanged,
-    GroupWaitlisted,
-    ServiceDelivered,
-    ServiceDayCompleted,
-    EpisodeGraduated,
-    EpisodeDischarged,
-)
+PUBLISHES = PUBLISHED_BY["care_plan"]
 
 
 def create_broker(settings: CarePlanSettings) -> ServiceBroker:

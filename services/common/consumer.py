@@ -31,9 +31,8 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from aiokafka import ConsumerRecord
-from faststream._internal.context import ContextRepo
+from faststream import ContextRepo
 from faststream.kafka import KafkaRouter
-from faststream.kafka.annotations import ContextRepo as ContextDep
 from faststream.kafka.annotations import KafkaMessage as KafkaMessageDep
 from faststream.kafka.message import KafkaMessage
 from faststream.middlewares import AckPolicy
@@ -130,7 +129,7 @@ def subscribe(
 
 
 def _applying(batch: EventBatch) -> Callable[..., Awaitable[None]]:
-    async def apply_events(message: KafkaMessageDep, context: ContextDep) -> None:
+    async def apply_events(message: KafkaMessageDep, context: ContextRepo) -> None:
         await batch(message, context)
 
     return apply_events

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from aiokafka import ConsumerRecord
-from faststream._internal.context import ContextRepo
+from faststream import ContextRepo
 from pydantic import BaseModel, Field
 
 from .auth import Principal

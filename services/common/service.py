@@ -73,13 +73,40 @@ def create_service_app(
     outbox_collections: Sequence[str] = (),
     components: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> FastAPI:
-    broker, publishers = kafka.broker, kafka.publishers
+    broker = kafka.broker
     configure_logging(settings.log_level)
+    _shift_clock(settings)
+    lifespan = _lifespan(title, settings, kafka, startup, outbox_collections)
+
+    # only a service that consumes events can have set some aside
+    return http_app(
+        title,
+        description,
+        routers,
+        consumes=bool(broker.subscribers),
+        lifespan=lifespan,
+        edge=settings.edge,
+        components=components,
+    )
+
+
+def _shift_clock(settings: ServiceSettings) -> None:
     if settings.clock_offset_seconds:
         set_clock_offset(settings.clock_offset_seconds)
         log.warning(
             "clock shifted by %s s (CLOCK_OFFSET_SECONDS): tests and drills only", settings.clock_offset_seconds
         )
+
+
+Lifespan = Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]
+
+
+def _lifespan(
+    title: str, settings: ServiceSettings, kafka: ServiceBroker, startup: Startup, outbox_collections: Sequence[str]
+) -> Lifespan:
+    """What the service does at start (connect, index, start the relay, the broker and the service's own
+    background work) and, in reverse, at stop."""
+    broker = kafka.broker
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -94,24 +121,9 @@ def create_service_app(
         shelf = EventShelf(database[SET_ASIDE_COLLECTION])
         broker.context.set_global("event_shelf", shelf)
         app.state.event_shelf = shelf
-        relay = None
-        if outbox_collections:
-            for name in outbox_collections:
-                await ensure_outbox_index(database[name])
-            relay = OutboxRelay(
-                [database[name] for name in outbox_collections],
-                relay_publish(publishers),
-                poll_seconds=settings.outbox_poll_seconds,
-                lease_seconds=settings.outbox_lease_seconds,
-            )
+        relay = await _outbox_relay(settings, database, kafka, outbox_collections)
         background = list(await startup(Runtime(settings, database, broker, relay, dependencies), app))
-        if relay and settings.outbox_relay_enabled:
-            background.append(relay.run())
-        topics = [*publishers, *(model.event_type for model in kafka.handlers)]
-        if not await start_kafka(settings, broker, topics, dependencies):
-            # The brokers refused our login or TLS: readiness says so; what needs them waits until they accept it.
-            background = [start_once_accepted(settings, broker, topics, dependencies, background)]
-        tasks = [asyncio.create_task(loop) for loop in background]
+        tasks = await _start(settings, kafka, relay, dependencies, background)
         app.state.readiness_checks = {
             "mongodb": lambda: _mongo_ready(database),
             KAFKA: lambda: broker.ping(timeout=2.0),
@@ -128,16 +140,41 @@ def create_service_app(
             await authenticator.close()
             log.info("%s stopped", title)
 
-    # only a service that consumes events can have set some aside
-    return http_app(
-        title,
-        description,
-        routers,
-        consumes=bool(broker.subscribers),
-        lifespan=lifespan,
-        edge=settings.edge,
-        components=components,
+    return lifespan
+
+
+async def _outbox_relay(
+    settings: ServiceSettings, database: AsyncDatabase[Document], kafka: ServiceBroker, collections: Sequence[str]
+) -> OutboxRelay | None:
+    """The relay of the service's outboxes (their index made), None for a service without one."""
+    if not collections:
+        return None
+    for name in collections:
+        await ensure_outbox_index(database[name])
+    return OutboxRelay(
+        [database[name] for name in collections],
+        relay_publish(kafka.publishers),
+        poll_seconds=settings.outbox_poll_seconds,
+        lease_seconds=settings.outbox_lease_seconds,
     )
+
+
+async def _start(
+    settings: ServiceSettings,
+    kafka: ServiceBroker,
+    relay: OutboxRelay | None,
+    dependencies: Dependencies,
+    background: list[Coroutine[Any, Any, None]],
+) -> list[asyncio.Task[None]]:
+    """Start the broker, then the background work (with the relay, if it runs here); all of it waits while
+    the brokers refuse our login or TLS."""
+    if relay and settings.outbox_relay_enabled:
+        background.append(relay.run())
+    topics = [*kafka.publishers, *(model.event_type for model in kafka.handlers)]
+    if not await start_kafka(settings, kafka.broker, topics, dependencies):
+        # The brokers refused our login or TLS: readiness says so; what needs them waits until they accept it.
+        background = [start_once_accepted(settings, kafka.broker, topics, dependencies, background)]
+    return [asyncio.create_task(loop) for loop in background]
 
 
 class ServiceApp(FastAPI):
@@ -171,17 +208,7 @@ def http_app(
     consumes events), errors, and the API docs unless switched off. ``components``: schemas of the OpenAPI
     document that the service's policy fixes at start (``services.common.schemas.component``)."""
     edge = edge or EdgeConfig()
-    app = ServiceApp(
-        title=title,
-        description=description,
-        version="1.0.0",
-        lifespan=lifespan,
-        dependencies=[Depends(refuse_undeclared_body), Depends(refuse_undeclared_query)],
-        docs_url=None,  # our own, without a CDN (services/common/api_docs.py)
-        redoc_url=None,
-        openapi_url="/openapi.json" if edge.api_docs else None,
-    )
-    app.schema_components = dict(components or {})
+    app = _service_app(title, description, lifespan, edge.api_docs, components)
     app.state.auth_failures = AuthFailures(edge.auth_failures_per_minute)
     app.add_middleware(TokenGate, trusted_proxies=edge.trusted_proxies)
     app.add_middleware(BodyLimit, limit=edge.max_body_bytes)  # the outer one: a 413 needs no token
@@ -197,6 +224,27 @@ def http_app(
     docs = docs_router(title) if edge.api_docs else None
     if docs is not None:
         app.include_router(docs)
+    return app
+
+
+def _service_app(
+    title: str,
+    description: str,
+    lifespan: Lifespan | None,
+    api_docs: bool,
+    components: Mapping[str, Mapping[str, Any]] | None,
+) -> ServiceApp:
+    app = ServiceApp(
+        title=title,
+        description=description,
+        version="1.0.0",
+        lifespan=lifespan,
+        dependencies=[Depends(refuse_undeclared_body), Depends(refuse_undeclared_query)],
+        docs_url=None,  # our own, without a CDN (services/common/api_docs.py)
+        redoc_url=None,
+        openapi_url="/openapi.json" if api_docs else None,
+    )
+    app.schema_components = dict(components or {})
     return app
 
 

@@ -13,14 +13,14 @@ from services.common.idempotency import ExpiredKeyPurge, IdempotencyKeys
 from services.common.kafka import ServiceBroker, service_broker
 from services.common.outbox import no_relay
 from services.common.service import Runtime, create_service_app
-from stepwise_contract import AssessmentCompleted, ConsentChanged, DrugScreenRecorded, SafetyAlertRaised
+from stepwise_contract import PUBLISHED_BY
 
 from . import api, handlers
 from .domain.placement import load_placement_policy
 from .settings import CONSUMER_GROUP, IntakeSettings
 from .store import EPISODES, IntakeStore
 
-PUBLISHES = (AssessmentCompleted, SafetyAlertRaised, DrugScreenRecorded, ConsentChanged)
+PUBLISHES = PUBLISHED_BY["intake"]
 
 
 def create_broker(settings: IntakeSettings) -> ServiceBroker:

@@ -16,16 +16,7 @@ from services.common.mongo import Document
 from services.common.outbox import RelayWake, no_relay
 from services.common.policy_file import PolicyError
 from services.common.service import Runtime, create_service_app
-from stepwise_contract import (
-    AlumniEnrolled,
-    AlumniLeft,
-    Channel,
-    EventData,
-    NotificationFailed,
-    NotificationSent,
-    SafetyAlertAcknowledged,
-    SafetyAlertEscalated,
-)
+from stepwise_contract import PUBLISHED_BY, Channel
 
 from . import api, handlers
 from .changes import Messaging, SafetyDesk
@@ -50,8 +41,7 @@ from .store import (
     SafetyAlerts,
 )
 
-PUBLISHES: tuple[type[EventData], ...] = (NotificationSent, NotificationFailed, AlumniEnrolled, AlumniLeft,
-                                          SafetyAlertAcknowledged, SafetyAlertEscalated)  # fmt: skip
+PUBLISHES = PUBLISHED_BY["notifications"]
 
 
 def create_broker(settings: NotificationsSettings) -> ServiceBroker:
@@ -94,23 +84,8 @@ async def assemble(
     staff = staff_routes(settings, senders)
     for route, problem in staff.problems().items():  # a mistake in the settings: an error now, and not ready
         dependencies.failed(DependencyDown(route, problem, misconfigured=True))
-    dispatcher = Dispatcher(
-        store,
-        contacts,
-        senders,
-        templates,
-        staff,
-        QuietHours(settings.quiet_hours_start, settings.quiet_hours_end, settings.clinic_timezone),
-        StillWanted(schedules, alumni, opt_outs),
-        poll_seconds=settings.dispatch_poll_seconds,
-        lease_seconds=settings.dispatch_lease_seconds,
-        retries=RetryBudget(
-            timedelta(hours=settings.dispatch_retry_hours), timedelta(seconds=settings.dispatch_retry_max_seconds)
-        ),
-        dependencies=dependencies,
-        concurrency=settings.dispatch_concurrency,
-        configured=configured_channels(senders, staff),
-    )
+    still_wanted = StillWanted(schedules, alumni, opt_outs)
+    dispatcher = _dispatcher(settings, store, contacts, senders, templates, staff, still_wanted, dependencies)
     care_team = staff.channels(CARE_TEAM_ROUTE)
     channels = reachable(sms=senders.sms.configured, care_team_email="email" in care_team,
                          care_team_webhook="webhook" in care_team)  # fmt: skip
@@ -120,6 +95,35 @@ async def assemble(
     messaging = Messaging(policy, store, schedules, alumni, opt_outs, contacts, channels,
                           settings.clinic_timezone, dispatcher.wake, desk)  # fmt: skip
     return messaging, dispatcher
+
+
+def _dispatcher(
+    settings: NotificationsSettings,
+    store: NotificationStore,
+    contacts: IntakeContacts,
+    senders: Senders,
+    templates: Templates,
+    staff: StaffRoutes,
+    still_wanted: StillWanted,
+    dependencies: Dependencies,
+) -> Dispatcher:
+    return Dispatcher(
+        store,
+        contacts,
+        senders,
+        templates,
+        staff,
+        QuietHours(settings.quiet_hours_start, settings.quiet_hours_end, settings.clinic_timezone),
+        still_wanted,
+        poll_seconds=settings.dispatch_poll_seconds,
+        lease_seconds=settings.dispatch_lease_seconds,
+        retries=RetryBudget(
+            timedelta(hours=settings.dispatch_retry_hours), timedelta(seconds=settings.dispatch_retry_max_seconds)
+        ),
+        dependencies=dependencies,
+        concurrency=settings.dispatch_concurrency,
+        configured=configured_channels(senders, staff),
+    )
 
 
 def staff_routes(settings: NotificationsSettings, senders: Senders) -> StaffRoutes:

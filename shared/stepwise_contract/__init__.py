@@ -16,6 +16,7 @@ from .envelope import (
 from .events import (
     COMMAND_TYPES,
     EVENT_TYPES,
+    PUBLISHED_BY,
     AlumniEnrolled,
     AlumniLeft,
     AssessmentCompleted,
@@ -93,6 +94,7 @@ __all__ = [
     "INSTRUMENTS",
     "LEVEL_ORDER",
     "PROGRAMS",
+    "PUBLISHED_BY",
     "SESSION_KINDS",
     "SPEC_VERSION",
     "SUPPORT_KINDS",

@@ -1,6 +1,6 @@
 """Data schemas of every event Stepwise publishes. Topic name = event type.
 
-Ids are pseudonymous (random UUIDs). No event carries a name, contact data, birth date,
+Ids are pseudonymous UUIDs (random, or derived from what they name). No event carries a name, contact data, birth date,
 address, diagnosis text or free-text note: the fact that a person is a patient is protected.
 """
 
@@ -546,15 +546,9 @@ class AttendanceReported(EventData):
 COMMAND_TYPES: dict[str, type[EventData]] = {AttendanceReported.event_type: AttendanceReported}
 """Commands other systems publish for Stepwise to apply, by type (= topic)."""
 
-EVENT_TYPES: dict[str, type[EventData]] = {
-    model.event_type: model
-    for model in (
-        AssessmentCompleted,
-        SafetyAlertRaised,
-        SafetyAlertAcknowledged,
-        SafetyAlertEscalated,
-        DrugScreenRecorded,
-        ConsentChanged,
+PUBLISHED_BY: dict[str, tuple[type[EventData], ...]] = {
+    "intake": (AssessmentCompleted, SafetyAlertRaised, DrugScreenRecorded, ConsentChanged),
+    "care_plan": (
         CareLevelAssigned,
         SessionMissed,
         AttendanceRuleTriggered,
@@ -568,10 +562,19 @@ EVENT_TYPES: dict[str, type[EventData]] = {
         ServiceDayCompleted,
         EpisodeGraduated,
         EpisodeDischarged,
+    ),
+    "notifications": (
         NotificationSent,
         NotificationFailed,
         AlumniEnrolled,
         AlumniLeft,
-    )
+        SafetyAlertAcknowledged,
+        SafetyAlertEscalated,
+    ),
+}
+"""Who publishes what: each event type is published by one service, named here as its broker names it."""
+
+EVENT_TYPES: dict[str, type[EventData]] = {
+    model.event_type: model for models in PUBLISHED_BY.values() for model in models
 }
 """Every event type Stepwise publishes, by type (= topic)."""

@@ -201,46 +201,60 @@ def triggered_rules(
     """
     recorded = [s.session_id for s in _in_calendar_order(schedule) if s.session_id in attendance]
     statuses = [attendance[session_id].status for session_id in recorded]
-    position = {session_id: index for index, session_id in enumerate(recorded)}
-    runs, run_stretch = _runs(statuses)
+    runs = _runs(statuses)
+    fired_at = _fired_at(firings, {session_id: index for index, session_id in enumerate(recorded)})
+    found = [
+        (index, order, _triggered(rule, recorded[index], level, runs[0][index]))
+        for order, rule in enumerate(policy.rules)
+        for index, level in _crossings(rule, statuses, runs, fired_at.get(rule.code, set()))
+    ]
+    found.sort(key=lambda item: (item[0], item[1]))
+    return [triggered for _, _, triggered in found]
+
+
+def _fired_at(firings: Sequence[RuleFiring], position: Mapping[str, int]) -> dict[str, set[int]]:
+    """Where (the index among recorded sessions) each rule fired already, by rule code."""
     fired_at: dict[str, set[int]] = {}
     for firing in firings:
         if firing.session_id in position:
             fired_at.setdefault(firing.rule_code, set()).add(position[firing.session_id])
+    return fired_at
 
-    found: list[tuple[int, int, RuleTriggered]] = []
-    for order, rule in enumerate(policy.rules):
-        if rule.kind == "consecutive":
-            levels, stretch = runs, run_stretch
-        else:
-            assert rule.window is not None  # checked by the policy model
-            levels = _window_misses(statuses, rule.window)
-            stretch = _stretches(levels, rule.count)
-        reported = {stretch[index] for index in fired_at.get(rule.code, set()) if stretch[index] is not None}
-        previous = 0
-        for index, level in enumerate(levels):
-            crossed = level >= rule.count > previous
-            previous = level
-            if not crossed or stretch[index] in reported:
-                continue
-            in_window = level if rule.kind == "window" else runs[index]
-            text = rule.text.format(count=rule.count, window=rule.window, misses=in_window, consecutive=runs[index])
-            found.append(
-                (
-                    index,
-                    order,
-                    RuleTriggered(
-                        rule_code=rule.code,
-                        action=rule.action,
-                        session_id=recorded[index],
-                        rationale=[Reason(code=rule.code, text=text)],
-                        consecutive_misses=runs[index],
-                        misses_in_window=in_window,
-                    ),
-                )
-            )
-    found.sort(key=lambda item: (item[0], item[1]))
-    return [triggered for _, _, triggered in found]
+
+def _crossings(
+    rule: MissedSessionRule,
+    statuses: Sequence[AttendanceStatus],
+    runs: tuple[list[int], list[int | None]],
+    fired: set[int],
+) -> list[tuple[int, int]]:
+    """Where the rule's level of misses crosses its count, with that level, outside the stretches it fired in."""
+    if rule.kind == "consecutive":
+        levels, stretch = runs
+    else:
+        assert rule.window is not None  # checked by the policy model
+        levels = _window_misses(statuses, rule.window)
+        stretch = _stretches(levels, rule.count)
+    reported = {stretch[index] for index in fired if stretch[index] is not None}
+    crossings = []
+    previous = 0
+    for index, level in enumerate(levels):
+        if level >= rule.count > previous and stretch[index] not in reported:
+            crossings.append((index, level))
+        previous = level
+    return crossings
+
+
+def _triggered(rule: MissedSessionRule, session_id: str, level: int, consecutive: int) -> RuleTriggered:
+    in_window = level if rule.kind == "window" else consecutive
+    text = rule.text.format(count=rule.count, window=rule.window, misses=in_window, consecutive=consecutive)
+    return RuleTriggered(
+        rule_code=rule.code,
+        action=rule.action,
+        session_id=session_id,
+        rationale=[Reason(code=rule.code, text=text)],
+        consecutive_misses=consecutive,
+        misses_in_window=in_window,
+    )
 
 
 def _runs(statuses: Sequence[AttendanceStatus]) -> tuple[list[int], list[int | None]]:

@@ -19,6 +19,7 @@ from stepwise_contract import (
     Reason,
     Schedule,
     ScheduleChanged,
+    ScheduledSession,
     SessionMissed,
     Track,
     Weekday,
@@ -51,25 +52,7 @@ def assign_care_level(
     """The care plan an intake assessment leads to, and its events: the assignment (with the calendar of the
     group it joined), and the waitlist when no group had room. ``placement`` is None for a level not offered."""
     level = assessment.level
-    chosen = []
-    if assessment.placement:
-        chosen = [
-            Reason(
-                code="clinician_placement",
-                text=f"Clinician chose {level.value} over the recommended {assessment.recommended_level.value} "
-                f"({assessment.placement.reason_code.replace('_', ' ')}).",
-            )
-        ]
-    if level in policy.offered_levels:
-        status: Literal["active", "referred_out"] = "active"
-        weeks = policy.levels[level].weeks
-        track = assessment.track or policy.default_track
-        schedule: Schedule | None = Schedule(timezone=timezone, track=track, days_per_week=0,
-                                             hours_per_session=0, weeks=weeks, sessions=[])  # fmt: skip
-        decision = Reason(code="level_offered", text=f"{level.value} is offered here: care plan started.")
-    else:
-        status, schedule = "referred_out", None
-        decision = Reason(code="level_not_offered", text=f"{level.value} is not offered by this program: referred out.")
+    status, schedule, decision = _offered_or_referred(level, assessment.track, policy, timezone)
     plan = CarePlan(
         episode_id=assessment.episode_id,
         status=status,
@@ -79,7 +62,7 @@ def assign_care_level(
         assessment_id=assessment.assessment_id,
         assigned_at=now,
         schedule=schedule,
-        rationale=[*assessment.rationale, *chosen, decision],
+        rationale=[*assessment.rationale, *_clinician_choice(assessment), decision],
         policy_version=policy.version,
     )
     waiting: list[EventData] = []
@@ -87,19 +70,29 @@ def assign_care_level(
         assert placement is not None, "an offered level needs a placement"
         placed, waitlisted = place(plan, placement, policy, now)
         plan, waiting = placed, [*waitlisted]
-    return plan, [
-        CareLevelAssigned(
-            episode_id=plan.episode_id,
-            level=plan.level,
-            status=plan.status,
-            assigned_at=plan.assigned_at,
-            assessment_id=plan.assessment_id,
-            schedule=plan.schedule,
-            rationale=plan.rationale,
-            policy_version=plan.policy_version,
-        ),
-        *waiting,
-    ]
+    assigned = CareLevelAssigned(**plan.model_dump(include=set(CareLevelAssigned.model_fields)))
+    return plan, [assigned, *waiting]
+
+
+def _clinician_choice(assessment: AssessmentCompleted) -> list[Reason]:
+    """Why the level is not the recommended one: a clinician chose it (none if they did not)."""
+    if not assessment.placement:
+        return []
+    recommended, reason = assessment.recommended_level.value, assessment.placement.reason_code.replace("_", " ")
+    text = f"Clinician chose {assessment.level.value} over the recommended {recommended} ({reason})."
+    return [Reason(code="clinician_placement", text=text)]
+
+
+def _offered_or_referred(
+    level: CareLevel, track: Track | None, policy: CarePolicy, timezone: str
+) -> tuple[Literal["active", "referred_out"], Schedule | None, Reason]:
+    """An offered level starts a plan (its calendar filled by the group it joins); another is referred out."""
+    if level not in policy.offered_levels:
+        referred = Reason(code="level_not_offered", text=f"{level.value} is not offered by this program: referred out.")
+        return "referred_out", None, referred
+    schedule = Schedule(timezone=timezone, track=track or policy.default_track, days_per_week=0,
+                        hours_per_session=0, weeks=policy.levels[level].weeks, sessions=[])  # fmt: skip
+    return "active", schedule, Reason(code="level_offered", text=f"{level.value} is offered here: care plan started.")
 
 
 def record_attendance(
@@ -122,24 +115,8 @@ def record_attendance(
     """
     if notice_given_at is not None and status != "excused":
         raise CarePlanError("notice_without_excuse", "notice_given_at goes only with an excused absence")
-    if plan.status != "active" or plan.schedule is None:
-        raise CarePlanError("plan_not_active", f"the care plan is {plan.status}")
-    sessions = {session.session_id: session for session in plan.schedule.sessions}
-    if session_id not in sessions or (group_id is not None and sessions[session_id].group_id != group_id):
-        raise CarePlanError("unknown_session", f"session {session_id!r} is not in this care plan")
-    session = sessions[session_id]
-    if status != "excused" and now < session.starts_at:
-        starts = session.starts_at.astimezone(ZoneInfo(plan.schedule.timezone)).isoformat()
-        raise CarePlanError(
-            "session_not_started",
-            f"session {session_id!r} starts at {starts}: {status} is recorded once it has begun "
-            "(only an excused absence may be recorded ahead)",
-        )
-    if minutes is not None and status not in ("attended", "late"):
-        raise CarePlanError("minutes_without_attendance", "minutes go only with attended or late")
-    length = round((sessions[session_id].ends_at - sessions[session_id].starts_at).total_seconds() / 60)
-    if minutes is not None and minutes > length:
-        raise CarePlanError("minutes_over_session", f"more minutes than the session lasts ({length})")
+    session = _session_of(plan, session_id, group_id)
+    _refuse_unrecordable(plan, session, status, minutes, now)
     previous = plan.attendance.get(session_id)
     if previous is not None and (previous.status, previous.minutes) == (status, minutes):
         return plan.attendance, None
@@ -150,13 +127,50 @@ def record_attendance(
     attendance = {**plan.attendance, session_id: record}
     if status != "missed" or (previous is not None and previous.status == "missed"):
         return attendance, None
-    return attendance, SessionMissed(
+    return attendance, _missed(plan, session, attendance, record)
+
+
+def _session_of(plan: CarePlan, session_id: str, group_id: str | None) -> ScheduledSession:
+    """The active plan's session ``session_id`` (of group ``group_id``, for a group's sheet)."""
+    if plan.status != "active" or plan.schedule is None:
+        raise CarePlanError("plan_not_active", f"the care plan is {plan.status}")
+    sessions = {session.session_id: session for session in plan.schedule.sessions}
+    if session_id not in sessions or (group_id is not None and sessions[session_id].group_id != group_id):
+        raise CarePlanError("unknown_session", f"session {session_id!r} is not in this care plan")
+    return sessions[session_id]
+
+
+def _refuse_unrecordable(
+    plan: CarePlan, session: ScheduledSession, status: AttendanceStatus, minutes: int | None, now: datetime
+) -> None:
+    """Only an excused absence is recorded before the session begins; minutes go with attendance, up to the
+    session's length."""
+    assert plan.schedule is not None
+    if status != "excused" and now < session.starts_at:
+        starts = session.starts_at.astimezone(ZoneInfo(plan.schedule.timezone)).isoformat()
+        raise CarePlanError(
+            "session_not_started",
+            f"session {session.session_id!r} starts at {starts}: {status} is recorded once it has begun "
+            "(only an excused absence may be recorded ahead)",
+        )
+    if minutes is not None and status not in ("attended", "late"):
+        raise CarePlanError("minutes_without_attendance", "minutes go only with attended or late")
+    length = round((session.ends_at - session.starts_at).total_seconds() / 60)
+    if minutes is not None and minutes > length:
+        raise CarePlanError("minutes_over_session", f"more minutes than the session lasts ({length})")
+
+
+def _missed(
+    plan: CarePlan, session: ScheduledSession, attendance: dict[str, AttendanceRecord], record: AttendanceRecord
+) -> SessionMissed:
+    assert plan.schedule is not None
+    return SessionMissed(
         episode_id=plan.episode_id,
-        session_id=session_id,
-        starts_at=sessions[session_id].starts_at,
-        detected=detected,
-        recorded_at=now,
-        consecutive_misses=_consecutive_misses(plan.schedule, attendance, session_id),
+        session_id=session.session_id,
+        starts_at=session.starts_at,
+        detected=record.detected,
+        recorded_at=record.recorded_at,
+        consecutive_misses=_consecutive_misses(plan.schedule, attendance, session.session_id),
         total_misses=sum(1 for record in attendance.values() if record.status == "missed"),
     )
 

@@ -280,21 +280,29 @@ def cancel_appointment(plan: CarePlan, session_id: str, now: datetime) -> tuple[
     if appointment.starts_at <= now or session_id in plan.attendance:
         raise CarePlanError("appointment_in_past", "an appointment that has begun or has a record stays")
     sessions = [s for s in plan.schedule.sessions if s.session_id != session_id]
-    # A meeting left off for this appointment comes back, if it is still ahead and clashes with nothing else.
-    back, skipped = [], []
-    for meeting in plan.skipped_meetings:
-        clash = next((s.session_id for s in sessions if _overlap(meeting.session, s)), None)
-        if meeting.clashes_with != session_id:
-            skipped.append(meeting)
-        elif clash is None and meeting.session.starts_at > now:
-            back.append(meeting.session)
-        elif clash is not None:
-            skipped.append(meeting.model_copy(update={"clashes_with": clash}))
+    back, skipped = _meetings_back(plan.skipped_meetings, sessions, session_id, now)
     schedule = plan.schedule.model_copy(update={"sessions": sorted([*sessions, *back], key=lambda s: s.starts_at)})
     kept = [a for a in plan.appointments if a.session_id != session_id]
     changed = ScheduleChanged(episode_id=plan.episode_id, level=plan.level, changed_at=now, schedule=schedule,
                               reason="appointment_cancelled")  # fmt: skip
     return plan.model_copy(update={"schedule": schedule, "appointments": kept, "skipped_meetings": skipped}), changed
+
+
+def _meetings_back(
+    skipped_meetings: Sequence[SkippedMeeting], sessions: Sequence[ScheduledSession], cancelled: str, now: datetime
+) -> tuple[list[ScheduledSession], list[SkippedMeeting]]:
+    """A meeting left off for the cancelled appointment comes back, if it is still ahead and clashes with
+    nothing else (else it stays left off, for what it clashes with now); the others stay left off."""
+    back, skipped = [], []
+    for meeting in skipped_meetings:
+        clash = next((s.session_id for s in sessions if _overlap(meeting.session, s)), None)
+        if meeting.clashes_with != cancelled:
+            skipped.append(meeting)
+        elif clash is None and meeting.session.starts_at > now:
+            back.append(meeting.session)
+        elif clash is not None:
+            skipped.append(meeting.model_copy(update={"clashes_with": clash}))
+    return back, skipped
 
 
 def _require_calendar(plan: CarePlan) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
+from services.common.ids import derived_id
 from stepwise_contract import (
     AttendanceRuleTriggered,
     EventData,
@@ -31,6 +32,9 @@ from .services import review_services
 from .stepping import StepDecision, recommend_step, step_down_criteria
 
 Changed = tuple[CarePlan, list[EventData]]
+
+RECOMMENDATIONS = uuid.UUID("a676a857-aa2a-447e-9d7d-db72be9c2a71")
+"""The namespace of recommendation ids: one is the episode's move (direction, level) recommended at a moment."""
 
 
 def review(plan: CarePlan, policy: CarePolicy, now: datetime) -> Changed:
@@ -131,7 +135,7 @@ def _step_recommendation(plan: CarePlan, policy: CarePolicy, now: datetime) -> C
         return plan, []
     open_now = plan.open_recommendation
     recommendation = StepRecommendation(
-        recommendation_id=str(uuid.uuid4()),
+        recommendation_id=derived_id(RECOMMENDATIONS, plan.episode_id, decision.direction, decision.to_level, now),
         direction=decision.direction,
         from_level=plan.level,
         to_level=decision.to_level,

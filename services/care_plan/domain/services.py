@@ -125,6 +125,7 @@ def _publish(
 def _days(
     plan: CarePlan, services: dict[str, DeliveredService], policy: CarePolicy, zone: ZoneInfo, now: datetime
 ) -> tuple[dict[date, ServiceDay], list[EventData]]:
+    """The day roll-ups to keep, and the events of those new or changed since last published."""
     assert plan.schedule is not None
     by_day: dict[date, list[ScheduledSession]] = defaultdict(list)
     for session in plan.schedule.sessions:
@@ -132,35 +133,53 @@ def _days(
     days = dict(plan.service_days)
     events: list[EventData] = []
     for day in sorted({*by_day, *days}):
-        sessions = by_day.get(day, [])
-        if any(session.session_id not in plan.attendance for session in sessions):
-            continue  # the day is not over for billing until every session has a record
-        lines = [services[s.session_id] for s in sessions if s.session_id in services]
-        delivered = [line for line in lines if line.status == "delivered"]
-        published = days.get(day)
-        if not delivered and published is None:
+        rolled = _day_changed(plan, by_day.get(day, []), services, days.get(day), policy)
+        if rolled is None:
             continue
-        if sessions:
-            level = level_at(plan, min(s.starts_at for s in sessions))
-        else:  # every session of the day left the calendar: the day is corrected to no services
-            assert published is not None
-            level = published.level
-        minutes = sum(line.minutes for line in delivered)
-        per_diem = policy.levels[level].per_diem if level in policy.levels else None
-        code = per_diem.code if per_diem and delivered and minutes >= per_diem.min_hours * 60 else None
-        rolled = ServiceDay(revision=1, level=level, services=len(delivered), minutes=minutes,
-                            service_ids=[line.session_id for line in delivered], per_diem_code=code)  # fmt: skip
-        if published is not None and _same(published, rolled):
-            continue
-        rolled = rolled.model_copy(update={"revision": _next_revision(published, plan)})
         days[day] = rolled
         if rolled.revision:
-            events.append(
-                ServiceDayCompleted(
-                    episode_id=plan.episode_id, service_date=day, completed_at=now, **rolled.model_dump()
-                )
-            )
+            events.append(ServiceDayCompleted(episode_id=plan.episode_id, service_date=day, completed_at=now,
+                                              **rolled.model_dump()))  # fmt: skip
     return days, events
+
+
+def _day_changed(
+    plan: CarePlan,
+    sessions: list[ScheduledSession],
+    services: dict[str, DeliveredService],
+    published: ServiceDay | None,
+    policy: CarePolicy,
+) -> ServiceDay | None:
+    """The day's roll-up at its next revision; None while one of its sessions has no record (the day is not
+    over for billing), for a day with nothing delivered nor published, or when it is what was published."""
+    if any(session.session_id not in plan.attendance for session in sessions):
+        return None
+    lines = [services[s.session_id] for s in sessions if s.session_id in services]
+    delivered = [line for line in lines if line.status == "delivered"]
+    if not delivered and published is None:
+        return None
+    rolled = _roll_up(_day_level(plan, sessions, published), delivered, policy)
+    if published is not None and _same(published, rolled):
+        return None
+    return rolled.model_copy(update={"revision": _next_revision(published, plan)})
+
+
+def _day_level(plan: CarePlan, sessions: list[ScheduledSession], published: ServiceDay | None) -> CareLevel:
+    """The level at the day's first session; with none left (every session of the day left the calendar, so
+    the day is corrected to no services), the level it was published at."""
+    if sessions:
+        return level_at(plan, min(s.starts_at for s in sessions))
+    assert published is not None
+    return published.level
+
+
+def _roll_up(level: CareLevel, delivered: list[DeliveredService], policy: CarePolicy) -> ServiceDay:
+    """The day's services under the level's per-diem code, when they reach its minimum hours."""
+    minutes = sum(line.minutes for line in delivered)
+    per_diem = policy.levels[level].per_diem if level in policy.levels else None
+    code = per_diem.code if per_diem and delivered and minutes >= per_diem.min_hours * 60 else None
+    return ServiceDay(revision=1, level=level, services=len(delivered), minutes=minutes,
+                      service_ids=[line.session_id for line in delivered], per_diem_code=code)  # fmt: skip
 
 
 def _next_revision(published: DeliveredService | ServiceDay | None, plan: CarePlan) -> int:

@@ -263,36 +263,12 @@ def step_up_triggers(plan: CarePlan, policy: SteppingPolicy, now: datetime) -> l
     rules = policy.step_up
     since = level_period_start(plan)
     inputs = _inputs_since(plan, since)
-    reasons: list[Reason] = []
-
     alerts = [i for i in inputs if i.kind == "safety_alert" and i.alert_level in rules.safety_alert_levels]
-    if alerts:
-        reasons.append(_safety_alert_reason(alerts, plan.level, since))
-
-    assessments = [i for i in inputs if i.kind == "assessment"]
-    latest = assessments[-1] if assessments else None
-    if latest is not None and rules.meaningful_worsening:
-        reasons.extend(
-            Reason(code="meaningful_worsening", text=_worsening_text(change, latest.at))
-            for change in latest.changes
-            if change.meaningful_change == "worsening"
-        )
-    if latest is not None:
-        reasons.extend(_band_reasons(latest, rules.worsening_bands))
-
-    screen_rule = rules.unexpected_positive_screens
-    if screen_rule is not None:
-        window_start = now - timedelta(days=screen_rule.within_days)
-        positives = [i for i in inputs if i.kind == "drug_screen" and i.unexpected_positive and i.at >= window_start]
-        if len(positives) >= screen_rule.count:
-            reasons.append(
-                Reason(
-                    code="repeated_positive_screens",
-                    text=f"{len(positives)} unexpected positive drug screens in the last {screen_rule.within_days} "
-                    f"days (latest {_day(positives[-1].at)}) meet the step-up threshold of {screen_rule.count}.",
-                )
-            )
-    return reasons
+    return [
+        *([_safety_alert_reason(alerts, plan.level, since)] if alerts else []),
+        *_latest_assessment_reasons(inputs, rules),
+        *_positive_screens_reason(inputs, rules.unexpected_positive_screens, now),
+    ]
 
 
 def step_down_criteria(plan: CarePlan, policy: SteppingPolicy, now: datetime) -> list[Reason] | None:
@@ -326,6 +302,38 @@ def _safety_alert_reason(alerts: Sequence[CareInput], level: CareLevel, since: d
             f"(latest: {kind.lower()}, {_day(latest.at)})."
         )
     return Reason(code="safety_alert", text=text)
+
+
+def _latest_assessment_reasons(inputs: Sequence[CareInput], rules: StepUpRules) -> list[Reason]:
+    """At the latest assessment: each meaningful worsening (if the policy counts them), each band at or above
+    its step-up band."""
+    assessments = [i for i in inputs if i.kind == "assessment"]
+    if not assessments:
+        return []
+    latest = assessments[-1]
+    worsened = [change for change in latest.changes if change.meaningful_change == "worsening"]
+    reasons = [
+        Reason(code="meaningful_worsening", text=_worsening_text(change, latest.at))
+        for change in (worsened if rules.meaningful_worsening else [])
+    ]
+    return [*reasons, *_band_reasons(latest, rules.worsening_bands)]
+
+
+def _positive_screens_reason(
+    inputs: Sequence[CareInput], rule: PositiveScreenRule | None, now: datetime
+) -> list[Reason]:
+    """Enough unexpected positive drug screens within the rule's days (none without the rule)."""
+    if rule is None:
+        return []
+    window_start = now - timedelta(days=rule.within_days)
+    positives = [i for i in inputs if i.kind == "drug_screen" and i.unexpected_positive and i.at >= window_start]
+    if len(positives) < rule.count:
+        return []
+    text = (
+        f"{len(positives)} unexpected positive drug screens in the last {rule.within_days} days "
+        f"(latest {_day(positives[-1].at)}) meet the step-up threshold of {rule.count}."
+    )
+    return [Reason(code="repeated_positive_screens", text=text)]
 
 
 def _worsening_text(change: InstrumentChange, at: datetime) -> str:
@@ -406,28 +414,45 @@ def _attendance_rate(plan: CarePlan, rules: StepDownRules, since: datetime, _now
 
 def _sustained_improvement(plan: CarePlan, rules: StepDownRules, since: datetime, _now: datetime) -> Reason | None:
     rule = rules.sustained_improvement
-    label = _label(rule.instrument)
-    scored: list[tuple[CareInput, int]] = []
-    for assessment in _inputs_since(plan, since):
-        if assessment.kind != "assessment":
-            continue
-        total = next((r.total for r in assessment.instruments if r.instrument == rule.instrument), None)
-        if total is not None:
-            scored.append((assessment, total))
-    sentences = []
-    recent = scored[-rule.assessments :]
-    if len(recent) == rule.assessments and all(total < rule.below_total for _, total in recent):
-        totals = ", ".join(f"{total} on {_day(a.at)}" for a, total in recent)
-        count = "the last assessment" if rule.assessments == 1 else f"each of the last {rule.assessments} assessments"
-        sentences.append(f"{label} below {rule.below_total} at {count} since {plan.level.value} began ({totals}).")
-    if rule.or_meaningful_improvement and scored:
-        latest = scored[-1][0]
-        change = next((c for c in latest.changes if c.instrument == rule.instrument), None)
-        if change is not None and change.meaningful_change == "improvement":
-            sentences.append(f"{label} {_improvement_text(change)} at the assessment of {_day(latest.at)}.")
+    scored = _totals(_inputs_since(plan, since), rule.instrument)
+    sentences = [*_below_total(scored, rule, plan.level), *_meaningful_improvement(scored, rule)]
     if not sentences:
         return None
     return Reason(code="sustained_improvement", text=" ".join(sentences))
+
+
+def _totals(inputs: Sequence[CareInput], instrument: str) -> list[tuple[CareInput, int]]:
+    """The assessments that scored ``instrument`` with a total, with that total, oldest first."""
+    scored = []
+    for assessment in inputs:
+        if assessment.kind != "assessment":
+            continue
+        total = next((r.total for r in assessment.instruments if r.instrument == instrument), None)
+        if total is not None:
+            scored.append((assessment, total))
+    return scored
+
+
+def _below_total(scored: list[tuple[CareInput, int]], rule: SustainedImprovement, level: CareLevel) -> list[str]:
+    """The sentence saying the last assessments were all below the rule's total, if they were."""
+    recent = scored[-rule.assessments :]
+    if len(recent) != rule.assessments or any(total >= rule.below_total for _, total in recent):
+        return []
+    totals = ", ".join(f"{total} on {_day(a.at)}" for a, total in recent)
+    count = "the last assessment" if rule.assessments == 1 else f"each of the last {rule.assessments} assessments"
+    return [f"{_label(rule.instrument)} below {rule.below_total} at {count} since {level.value} began ({totals})."]
+
+
+def _meaningful_improvement(scored: list[tuple[CareInput, int]], rule: SustainedImprovement) -> list[str]:
+    """The sentence saying the latest scored assessment showed a meaningful improvement, if the rule counts
+    one and it did."""
+    if not rule.or_meaningful_improvement or not scored:
+        return []
+    latest = scored[-1][0]
+    change = next((c for c in latest.changes if c.instrument == rule.instrument), None)
+    if change is None or change.meaningful_change != "improvement":
+        return []
+    return [f"{_label(rule.instrument)} {_improvement_text(change)} at the assessment of {_day(latest.at)}."]
 
 
 def _improvement_text(change: InstrumentChange) -> str:

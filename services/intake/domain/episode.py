@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TypeVar
 
+from services.common.ids import derived_id
 from stepwise_contract import (
     AssessmentCompleted,
     ConsentChanged,
@@ -47,14 +48,20 @@ T = TypeVar("T")
 Decision = tuple[Episode, list[EventData], T]
 
 
-def new_id() -> str:
-    return str(uuid.uuid4())
+EPISODE_RECORDS = uuid.UUID("07eea4aa-9e4c-4de2-8b4d-00791ec9982d")
+"""The namespace of ids intake derives where the request fixed none (an Idempotency-Key fixes them in the API)."""
+
+
+def _id_of(*identifying: object) -> str:
+    """The id of what ``identifying`` names, e.g. (episode id, "consent", 2): the episode's third consent."""
+    return derived_id(EPISODE_RECORDS, *identifying)
 
 
 def open_episode(
     patient_id: str, program: Program, now: datetime, episode_id: str | None = None, track: Track | None = None
 ) -> Episode:
-    return Episode(episode_id=episode_id or new_id(), patient_id=patient_id, program=program, track=track,
+    episode_id = episode_id or _id_of(patient_id, "episode", now)
+    return Episode(episode_id=episode_id, patient_id=patient_id, program=program, track=track,
                    status="open", opened_at=now)  # fmt: skip
 
 
@@ -110,9 +117,9 @@ def assess(
         field = ("body", "placement", "chosen_level")
         raise EpisodeError("placement_is_recommendation", "equals the recommended level; leave placement out", field)
     previous = episode.latest_assessment
-    concern = safety_concern(request.results)
+    assessment_id = request.assessment_id or _id_of(episode.episode_id, "assessment", len(episode.assessments))
     assessment = RecordedAssessment(
-        assessment_id=request.assessment_id or new_id(),
+        assessment_id=assessment_id,
         episode_id=episode.episode_id,
         kind="reassessment" if previous else "intake",
         assessed_at=now,
@@ -125,12 +132,20 @@ def assess(
         placement=request.placement,
         previous_assessment_id=previous.assessment_id if previous else None,
         changes=compare(previous.instruments if previous else [], request.results),
-        safety_alert=SafetyAlert(alert_id=new_id(), level=concern.level, reasons=concern.reasons) if concern else None,
+        safety_alert=_safety_alert(assessment_id, request.results),
         recorded_by=request.recorded_by,
         placement_note=request.placement_note,
     )
     changed = episode.model_copy(update={"assessments": [*episode.assessments, assessment]})
     return changed, assessment_events(assessment, episode.program, episode.track), assessment
+
+
+def _safety_alert(assessment_id: str, results: list[InstrumentResult]) -> SafetyAlert | None:
+    """The alert an answer calls for, if one does, named after its assessment."""
+    concern = safety_concern(results)
+    if concern is None:
+        return None
+    return SafetyAlert(alert_id=_id_of(assessment_id, "safety_alert"), level=concern.level, reasons=concern.reasons)
 
 
 def assessment_events(assessment: Assessment, program: Program, track: Track | None = None) -> list[EventData]:
@@ -161,7 +176,7 @@ def record_drug_screen(
         return episode, [], recorded
     _room_for(episode.drug_screens, MOST_DRUG_SCREENS, "drug screens")
     screen = RecordedDrugScreen(
-        screen_id=screen_id or new_id(),
+        screen_id=screen_id or _id_of(episode.episode_id, "drug_screen", len(episode.drug_screens)),
         episode_id=episode.episode_id,
         collected_at=collected_at,
         recorded_at=now,
@@ -191,7 +206,7 @@ def grant_consent(
         return episode, [], granted
     _room_for(episode.consents, MOST_CONSENTS, "consents")
     consent = Consent(
-        consent_id=consent_id or new_id(),
+        consent_id=consent_id or _id_of(episode.episode_id, "consent", len(episode.consents)),
         episode_id=episode.episode_id,
         recipient_kind=terms.recipient_kind,
         recipient=terms.recipient,

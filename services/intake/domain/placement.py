@@ -316,49 +316,60 @@ def recommend_level(
 ) -> Recommendation:
     """Recommend a level of care: the highest dimension sets it; matching rules only ever raise it."""
     ratings: dict[str, int] = dimensions.model_dump()
-    highest = max(ratings.values())
-    drivers = [name for name, rating in ratings.items() if rating == highest]
-    level = policy.levels_by_rating[highest]
-    rationale = [
-        Reason(
-            code="highest_dimension",
-            text=f"Highest dimension rating is {highest} ({', '.join(drivers)}): {level.value}.",
-        )
-    ]
-
-    for dimension_rule in policy.dimension_rules:
-        names = dimension_rule.matching(ratings)
-        if names:
-            level = _higher(level, dimension_rule.minimum_level)
-            rationale.append(Reason(code=dimension_rule.code, text=dimension_rule.render(names, ratings)))
-
-    for instrument_rule in policy.instrument_rules:
-        if program not in instrument_rule.programs:
-            continue
-        result = next((result for result in instruments if instrument_rule.matches(result)), None)
-        if result is not None:
-            level = _higher(level, instrument_rule.minimum_level)
-            rationale.append(Reason(code=instrument_rule.code, text=instrument_rule.render(result)))
-
-    co_occurring = policy.co_occurring
-    if co_occurring is not None and ratings["emotional"] >= co_occurring.emotional_at_least:
-        substance = next(
-            (
-                result
-                for condition in co_occurring.substance_results
-                for result in instruments
-                if condition.matches(result)
-            ),
-            None,
-        )
-        if substance is not None:
-            raised = LEVEL_ORDER[min(_RANK[level] + co_occurring.raise_by, _RANK[co_occurring.cap])]
-            level = _higher(level, raised)
-            rationale.append(
-                Reason(code=co_occurring.code, text=co_occurring.render(ratings["emotional"], substance, level))
-            )
-
+    level, rationale = _by_highest_dimension(ratings, policy)
+    for minimum, reason in [*_dimension_rules(ratings, policy), *_instrument_rules(instruments, program, policy)]:
+        level = _higher(level, minimum)
+        rationale.append(reason)
+    co_occurring = _co_occurring(level, ratings, instruments, policy.co_occurring)
+    if co_occurring is not None:
+        level, reason = co_occurring
+        rationale.append(reason)
     refer_out = level in REFER_OUT_LEVELS
     ending = "; refer out to a program that provides it" if refer_out else ""
     rationale.append(Reason(code="recommended_level", text=f"Recommended level of care: {level.value}{ending}."))
     return Recommendation(level=level, rationale=rationale, policy_version=policy.version, refer_out=refer_out)
+
+
+def _by_highest_dimension(ratings: dict[str, int], policy: PlacementPolicy) -> tuple[CareLevel, list[Reason]]:
+    highest = max(ratings.values())
+    drivers = [name for name, rating in ratings.items() if rating == highest]
+    level = policy.levels_by_rating[highest]
+    text = f"Highest dimension rating is {highest} ({', '.join(drivers)}): {level.value}."
+    return level, [Reason(code="highest_dimension", text=text)]
+
+
+def _dimension_rules(ratings: dict[str, int], policy: PlacementPolicy) -> list[tuple[CareLevel, Reason]]:
+    """Each dimension rule that matches: its minimum level, and why."""
+    raised = []
+    for rule in policy.dimension_rules:
+        names = rule.matching(ratings)
+        if names:
+            raised.append((rule.minimum_level, Reason(code=rule.code, text=rule.render(names, ratings))))
+    return raised
+
+
+def _instrument_rules(
+    instruments: Sequence[InstrumentResult], program: Program, policy: PlacementPolicy
+) -> list[tuple[CareLevel, Reason]]:
+    """Each instrument rule of the program that a result matches (the first such result): its minimum level,
+    and why."""
+    raised = []
+    for rule in (rule for rule in policy.instrument_rules if program in rule.programs):
+        result = next((result for result in instruments if rule.matches(result)), None)
+        if result is not None:
+            raised.append((rule.minimum_level, Reason(code=rule.code, text=rule.render(result))))
+    return raised
+
+
+def _co_occurring(
+    level: CareLevel, ratings: dict[str, int], instruments: Sequence[InstrumentResult], rule: CoOccurringRule | None
+) -> tuple[CareLevel, Reason] | None:
+    """Emotional rating and a substance result together raise the level by the rule's steps, up to its cap."""
+    if rule is None or ratings["emotional"] < rule.emotional_at_least:
+        return None
+    matching = (result for condition in rule.substance_results for result in instruments if condition.matches(result))
+    substance = next(matching, None)
+    if substance is None:
+        return None
+    level = _higher(level, LEVEL_ORDER[min(_RANK[level] + rule.raise_by, _RANK[rule.cap])])
+    return level, Reason(code=rule.code, text=rule.render(ratings["emotional"], substance, level))

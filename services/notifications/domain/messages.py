@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
+from services.common.ids import derived_id
 from stepwise_contract import (
     ALUMNI,
     ALUMNI_GROUP,
@@ -86,7 +87,7 @@ class PlannedNotification:
 
 
 def notification_id(*parts: object) -> str:
-    return str(uuid.uuid5(NAMESPACE, "|".join(str(part) for part in parts)))
+    return derived_id(NAMESPACE, *parts)
 
 
 # What each event tells its templates. Events about a clinical judgement go to the care team only.
@@ -292,28 +293,44 @@ def plan_notifications(
         if calendar is not None and not calendar.adopted and rule.to != "care_team":
             continue
         told = _told(context, rule, calendar)
-        if told is None:
-            continue
-        if rule.to == "care_team":
-            channels = care_team_channels(rule.channels, reachable)
-        else:
-            channels = [c for c in rule.channels if c in reachable.get(rule.to, frozenset())]
-        for channel in channels:
-            for kind, consent_id in _recipients(rule, (supports or {}).get(rule.consent_scope or "", ())):
-                recipient = f"{kind}:{consent_id}" if consent_id else kind
-                planned.append(
-                    PlannedNotification(
-                        notification_id=notification_id(event.dedup_key, rule.purpose, recipient, channel),
-                        episode_id=event.subject,
-                        purpose=rule.purpose,
-                        recipient_kind=kind,
-                        channel=channel,
-                        context=webhook_context(event.data) if channel == "webhook" else told,
-                        urgent=rule.urgent or (at_once and rule.to == "care_team"),
-                        consent_id=consent_id,
-                    )
-                )
+        if told is not None:
+            consented = (supports or {}).get(rule.consent_scope or "", ())
+            urgent = rule.urgent or (at_once and rule.to == "care_team")
+            planned.extend(_by_rule(event, rule, told, _recipients(rule, consented), reachable, urgent))
     return planned
+
+
+def _by_rule(
+    event: CloudEvent[EventData],
+    rule: MessageRule,
+    told: dict[str, Any],
+    recipients: list[tuple[RecipientKind, str | None]],
+    reachable: Reachable,
+    urgent: bool,
+) -> list[PlannedNotification]:
+    """The rule's message to each recipient on each channel of the rule the clinic can reach them on."""
+    if rule.to == "care_team":
+        channels = care_team_channels(rule.channels, reachable)
+    else:
+        channels = [c for c in rule.channels if c in reachable.get(rule.to, frozenset())]
+    return [
+        PlannedNotification(
+            notification_id=notification_id(event.dedup_key, rule.purpose, _recipient(kind, consent_id), channel),
+            episode_id=event.subject,
+            purpose=rule.purpose,
+            recipient_kind=kind,
+            channel=channel,
+            context=webhook_context(event.data) if channel == "webhook" else told,
+            urgent=urgent,
+            consent_id=consent_id,
+        )
+        for channel in channels
+        for kind, consent_id in recipients
+    ]
+
+
+def _recipient(kind: RecipientKind, consent_id: str | None) -> str:
+    return f"{kind}:{consent_id}" if consent_id else kind
 
 
 UNREACHABLE = "patient_unreachable"
@@ -407,6 +424,10 @@ def plan_session_reminders(
     ]
 
 
+AlumniMessage = tuple[str, int, datetime | None, datetime | None, dict[str, Any]]
+"""Purpose, number in its kind, not before, expires at, and what the template needs."""
+
+
 def plan_alumni(
     episode_id: str,
     consent_id: str,
@@ -416,21 +437,7 @@ def plan_alumni(
     clinic_zone: str,
 ) -> list[PlannedNotification]:
     """Everything an enrolment sends: a welcome now, check-ins, and reminders of the weekly meeting."""
-    zone = ZoneInfo(clinic_zone)
-    messages: list[tuple[str, int, datetime | None, datetime | None, dict[str, Any]]] = []
-    if program.welcome:
-        messages.append(("alumni_welcome", 0, None, None, {}))
-    graduation_day = graduated_at.astimezone(zone).date()
-    for days in program.check_in_days:
-        at = _local(graduation_day + timedelta(days=days), program.check_in_time, zone)
-        messages.append(("alumni_check_in", days, at, None, {"days_since_graduation": days}))
-    if program.meetings:
-        meeting_zone = ZoneInfo(program.meetings.timezone or clinic_zone)
-        lead = timedelta(hours=program.meetings.remind_hours_before)
-        for week, starts in enumerate(_weekly(graduated_at + lead, program, meeting_zone)):
-            context = {"meeting_at": starts.isoformat(), "timezone": str(meeting_zone)}
-            # In UTC: an aware datetime's own arithmetic is wall-clock, an hour off across a DST change.
-            messages.append(("alumni_meeting", week, starts.astimezone(UTC) - lead, starts, context))
+    messages = _alumni_messages(graduated_at, program, clinic_zone)
     channels = [channel for channel in program.channels if channel in reachable.get("patient", frozenset())]
     return [
         PlannedNotification(
@@ -449,6 +456,25 @@ def plan_alumni(
         for purpose, n, not_before, expires_at, context in messages
         for channel in channels
     ]
+
+
+def _alumni_messages(graduated_at: datetime, program: AlumniProgram, clinic_zone: str) -> list[AlumniMessage]:
+    zone = ZoneInfo(clinic_zone)
+    messages: list[AlumniMessage] = []
+    if program.welcome:
+        messages.append(("alumni_welcome", 0, None, None, {}))
+    graduation_day = graduated_at.astimezone(zone).date()
+    for days in program.check_in_days:
+        at = _local(graduation_day + timedelta(days=days), program.check_in_time, zone)
+        messages.append(("alumni_check_in", days, at, None, {"days_since_graduation": days}))
+    if program.meetings:
+        meeting_zone = ZoneInfo(program.meetings.timezone or clinic_zone)
+        lead = timedelta(hours=program.meetings.remind_hours_before)
+        for week, starts in enumerate(_weekly(graduated_at + lead, program, meeting_zone)):
+            context = {"meeting_at": starts.isoformat(), "timezone": str(meeting_zone)}
+            # In UTC: an aware datetime's own arithmetic is wall-clock, an hour off across a DST change.
+            messages.append(("alumni_meeting", week, starts.astimezone(UTC) - lead, starts, context))
+    return messages
 
 
 def _local(day: date, at: time, zone: ZoneInfo) -> datetime:
