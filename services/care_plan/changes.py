@@ -1,6 +1,6 @@
 """Changing a care plan: load it, decide, review what follows, and store the plan, its events and its
 next timer in one version-checked write (retried when another writer won). Every path that changes a
-plan (HTTP, Kafka, timers) goes through ``change_plan``.
+plan (HTTP, Kafka, timers) goes through ``change_plan``; each change a person asks for is a named use case here.
 """
 
 from __future__ import annotations
@@ -10,26 +10,73 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, TypeVar
+from typing import Literal, NoReturn, TypeVar, overload
 
 from pymongo.errors import PyMongoError
 
-from services.common.outbox import retry_on_conflict
+from services.common.change_path import Decide, Record, change
+from services.common.dependencies import DependencyDown
 from services.common.utc import utc_now
-from stepwise_contract import AssessmentCompleted, CareLevel, EventData, Program, SheetEntry, Track, new_event
+from stepwise_contract import (
+    FAMILY_SESSION,
+    AssessmentCompleted,
+    CareLevel,
+    DischargeReason,
+    EventData,
+    Program,
+    ScheduledSession,
+    SessionKind,
+    SheetEntry,
+    Track,
+    Weekday,
+    new_event,
+)
 
+from .consents import IntakeConsents
+from .domain import care_plan as plan_rules
+from .domain import groups as group_rules
 from .domain.care_plan import assign_care_level, record_attendance
 from .domain.groups import Joined, Placement, Waitlisted, join_from_waitlist, wanted_groups
-from .domain.model import AttendanceRecord, AttendanceStatus, CareInput, CarePlan, CarePlanError
+from .domain.model import (
+    AttendanceRecord,
+    AttendanceStatus,
+    Authorization,
+    CareInput,
+    CarePlan,
+    CarePlanError,
+    StepRecommendation,
+)
 from .domain.policy import CarePolicy, ProgramGroup
 from .domain.review import next_check, review
 from .settings import SOURCE
-from .store import CarePlanStore
+from .store import CarePlanStore, StoredPlan
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Decision = tuple[CarePlan, list[EventData], T]
+PlanState = tuple[CarePlan, datetime | None]
+"""A plan with its next timer: a review that only moves the timer is a change to store all the same."""
+
+
+@overload
+async def change_plan(
+    store: CarePlanStore,
+    policy: CarePolicy,
+    episode_id: str,
+    decide: Callable[[CarePlan, datetime], Decision[T]],
+    applied: None = None,
+) -> T: ...
+
+
+@overload
+async def change_plan(
+    store: CarePlanStore,
+    policy: CarePolicy,
+    episode_id: str,
+    decide: Callable[[CarePlan, datetime], Decision[T]],
+    applied: str | None,
+) -> T | None: ...
 
 
 async def change_plan(
@@ -40,27 +87,38 @@ async def change_plan(
     applied: str | None = None,
 ) -> T | None:
     """Apply ``decide`` to the episode's plan; None when ``applied`` (an event's source#id) was applied before."""
+    return await change(_plan_of(store, episode_id), _reviewed(policy, decide), _no_plan, applied=applied)
 
-    async def attempt() -> tuple[T | None] | None:
-        stored = await store.get(episode_id)
-        if stored is None:
-            raise CarePlanError("no_care_plan", "no care plan for this episode")
-        if applied and applied in stored.applied_events:
-            return (None,)
-        now = utc_now()
-        plan, events, result = decide(stored.plan, now)
-        plan, more = review(plan, policy, now)
-        events = [*events, *more]
-        timer = next_check(plan, policy, now)
-        if plan == stored.plan and not events and not applied and timer == stored.next_check_at:
-            return (result,)
-        envelopes = [new_event(event, source=SOURCE) for event in events]
-        saved = await store.save(stored, plan, envelopes, applied, timer)
+
+def _plan_of(store: CarePlanStore, episode_id: str) -> Record[StoredPlan, PlanState]:
+    async def save(stored: StoredPlan, state: PlanState, events: Sequence[EventData], applied: str | None) -> bool:
+        plan, timer = state
+        saved = await store.save(stored, plan, [new_event(event, source=SOURCE) for event in events], applied, timer)
         if saved:
             await _leave_seat(store, stored.plan, plan)
-        return (result,) if saved else None
+        return saved
 
-    return (await retry_on_conflict(attempt))[0]
+    return Record(
+        load=lambda: store.get(episode_id),
+        state=lambda stored: (stored.plan, stored.next_check_at),
+        save=save,
+        applied=lambda stored: stored.applied_events,
+    )
+
+
+def _reviewed(policy: CarePolicy, decide: Callable[[CarePlan, datetime], Decision[T]]) -> Decide[PlanState, T]:
+    """The decision, then the review of what follows from the plan it leaves, and the plan's next timer."""
+
+    def reviewed(state: PlanState, now: datetime) -> tuple[PlanState, list[EventData], T]:
+        plan, events, result = decide(state[0], now)
+        plan, more = review(plan, policy, now)
+        return (plan, next_check(plan, policy, now)), [*events, *more], result
+
+    return reviewed
+
+
+def _no_plan() -> NoReturn:
+    raise CarePlanError("no_care_plan", "no care plan for this episode")
 
 
 def _seat_of(plan: CarePlan) -> str | None:
@@ -99,6 +157,28 @@ async def hold_place(
     return Waitlisted(groups, level, track, position=len(waiting) + 1)
 
 
+@overload
+async def change_plan_placed(
+    store: CarePlanStore,
+    policy: CarePolicy,
+    episode_id: str,
+    placement: Placement,
+    decide: Callable[[CarePlan, datetime], Decision[T]],
+    applied: None = None,
+) -> T: ...
+
+
+@overload
+async def change_plan_placed(
+    store: CarePlanStore,
+    policy: CarePolicy,
+    episode_id: str,
+    placement: Placement,
+    decide: Callable[[CarePlan, datetime], Decision[T]],
+    applied: str | None,
+) -> T | None: ...
+
+
 async def change_plan_placed(
     store: CarePlanStore,
     policy: CarePolicy,
@@ -112,6 +192,19 @@ async def change_plan_placed(
         return await change_plan(store, policy, episode_id, decide, applied)
     finally:
         await _let_go_unless_taken(store, episode_id, placement)
+
+
+async def _change_holding(
+    store: CarePlanStore,
+    policy: CarePolicy,
+    episode_id: str,
+    placement: Placement | None,
+    decide: Callable[[CarePlan, datetime], Decision[T]],
+) -> T:
+    """``change_plan``, or ``change_plan_placed`` when a seat was held for the change."""
+    if placement is None:
+        return await change_plan(store, policy, episode_id, decide)
+    return await change_plan_placed(store, policy, episode_id, placement, decide)
 
 
 async def _let_go_unless_taken(store: CarePlanStore, episode_id: str, placement: Placement | None) -> None:
@@ -189,7 +282,32 @@ async def record_session_attendance(
     """Record a session's attendance (and, for a miss, its event); raises CarePlanError. With ``group_id``
     (a line of a group's sheet) the session must be that group's, and a different record made by staff stands
     unless ``correction``."""
+    decide = _attending(session_id, status, notice_given_at, minutes, group_id, correction)
+    return await change_plan(store, policy, episode_id, decide, applied)
 
+
+async def record_for_episode(
+    store: CarePlanStore,
+    policy: CarePolicy,
+    episode_id: str,
+    session_id: str,
+    status: AttendanceStatus,
+    notice_given_at: datetime | None = None,
+    minutes: int | None = None,
+) -> Recorded:
+    """Staff record (or correct) a session's attendance on the episode's plan; raises CarePlanError."""
+    decide = _attending(session_id, status, notice_given_at, minutes)
+    return await change_plan(store, policy, episode_id, decide)
+
+
+def _attending(
+    session_id: str,
+    status: AttendanceStatus,
+    notice_given_at: datetime | None,
+    minutes: int | None,
+    group_id: str | None = None,
+    correction: bool = True,
+) -> Callable[[CarePlan, datetime], Decision[Recorded]]:
     def decide(plan: CarePlan, now: datetime) -> Decision[Recorded]:
         attendance, missed = record_attendance(plan, session_id, status, now, notice_given_at, minutes=minutes,
                                                group_id=group_id, correction=correction)  # fmt: skip
@@ -197,7 +315,7 @@ async def record_session_attendance(
         recorded = Recorded(attendance[session_id], changed)
         return plan.model_copy(update={"attendance": attendance}), [missed] if missed else [], recorded
 
-    return await change_plan(store, policy, episode_id, decide, applied)
+    return decide
 
 
 @dataclass(frozen=True)
@@ -280,3 +398,152 @@ def _adding(learned: CareInput) -> Callable[[CarePlan, datetime], Decision[None]
         return plan.model_copy(update={"inputs": [*plan.inputs, learned]}), [], None
 
     return decide
+
+
+# What staff ask of a plan (the HTTP API): each a named change through ``change_plan``.
+
+NO_FAMILY_CONSENT = "no consent in force names a family member or support for appointments: record one at intake"
+
+
+async def book_appointment(
+    store: CarePlanStore,
+    policy: CarePolicy,
+    consents: IntakeConsents,
+    episode_id: str,
+    kind: SessionKind,
+    starts_at: datetime,
+    minutes: int | None = None,
+) -> ScheduledSession:
+    """Book an own session; a family session only while a consent in force names a family member or support
+    (asked of intake first: ``consent_unchecked`` while it cannot say)."""
+    if kind == FAMILY_SESSION:
+        try:
+            found = await consents.family_consent(episode_id)
+        except DependencyDown as error:
+            raise CarePlanError("consent_unchecked", f"cannot check consent: {error}") from None
+        if not found:
+            raise CarePlanError("no_family_consent", NO_FAMILY_CONSENT)
+
+    def decide(plan: CarePlan, now: datetime) -> Decision[ScheduledSession]:
+        booked, changed, session_id = group_rules.book_appointment(plan, kind, starts_at, minutes, policy, now)
+        return booked, [changed], next(a for a in booked.appointments if a.session_id == session_id)
+
+    return await change_plan(store, policy, episode_id, decide)
+
+
+async def cancel_appointment(store: CarePlanStore, policy: CarePolicy, episode_id: str, session_id: str) -> CarePlan:
+    """Cancel an own session that has not begun."""
+
+    def decide(plan: CarePlan, now: datetime) -> Decision[CarePlan]:
+        try:
+            updated, changed = group_rules.cancel_appointment(plan, session_id, now)
+        except CarePlanError as error:
+            if error.code != "appointment_in_past":
+                raise
+            # here the session asked for is at fault (booking, it is the start asked for)
+            raise CarePlanError(error.code, str(error), ("path", "session_id")) from None
+        return updated, [changed], updated
+
+    return await change_plan(store, policy, episode_id, decide)
+
+
+async def decide_recommendation(
+    store: CarePlanStore,
+    policy: CarePolicy,
+    episode_id: str,
+    recommendation_id: str,
+    accept: bool,
+    reason: str | None,
+    by: str,
+) -> StepRecommendation:
+    """A clinician accepts or declines a step recommendation; accepting a move to a level offered here holds a
+    place in a group of it (or on its waitlist) first."""
+    placement = await _place_recommended(store, policy, episode_id, recommendation_id) if accept else None
+
+    def decide(plan: CarePlan, now: datetime) -> Decision[StepRecommendation]:
+        return plan_rules.settle_recommendation(plan, recommendation_id, accept, reason, policy, now, placement, by)
+
+    return await _change_holding(store, policy, episode_id, placement, decide)
+
+
+async def _place_recommended(
+    store: CarePlanStore, policy: CarePolicy, episode_id: str, recommendation_id: str
+) -> Placement | None:
+    stored = await store.get(episode_id)
+    plan = stored.plan if stored else None
+    target = next((r for r in plan.recommendations if r.recommendation_id == recommendation_id), None) if plan else None
+    if plan is None or target is None or target.status != "open" or target.to_level not in policy.offered_levels:
+        return None
+    track = plan.schedule.track if plan.schedule else policy.default_track
+    return await hold_place(store, policy, episode_id, target.to_level, track, plan.program)
+
+
+async def change_track(store: CarePlanStore, policy: CarePolicy, episode_id: str, track: Track) -> CarePlan:
+    """The patient's track from now on: the plan moves to a group of it (a place held first), or waits for one."""
+    stored = await store.get(episode_id)
+    plan = stored.plan if stored else None
+    placement: Placement | None = None
+    moving = plan and plan.status == "active" and plan.schedule and plan.schedule.track != track
+    if plan and moving and policy.groups_for(plan.level, track, plan.program):
+        placement = await hold_place(store, policy, episode_id, plan.level, track, plan.program)
+
+    def decide(current: CarePlan, now: datetime) -> Decision[CarePlan]:
+        # No place held: the plan has that track already, has ended, or no group of the track takes its
+        # program; the rule says which (its waitlist stand-in is never used).
+        held = placement or Waitlisted([], current.level, track, position=1)
+        moved, events = group_rules.change_track(current, track, held, policy, now)
+        return moved, events, moved
+
+    return await _change_holding(store, policy, episode_id, placement, decide)
+
+
+async def set_schedule(
+    store: CarePlanStore,
+    policy: CarePolicy,
+    episode_id: str,
+    track: Track,
+    weekdays: list[Weekday],
+    hours_per_session: float,
+    weeks: int,
+) -> CarePlan:
+    """A custom calendar from now on."""
+
+    def decide(plan: CarePlan, now: datetime) -> Decision[CarePlan]:
+        updated, changed = plan_rules.set_calendar(plan, track, weekdays, hours_per_session, weeks, policy, now)
+        return updated, [changed], updated
+
+    return await change_plan(store, policy, episode_id, decide)
+
+
+async def set_authorization(
+    store: CarePlanStore, policy: CarePolicy, episode_id: str, authorization: Authorization
+) -> CarePlan:
+    """The payer-authorized level, kept apart from the clinical level."""
+
+    def decide(plan: CarePlan, _now: datetime) -> Decision[CarePlan]:
+        updated = plan.model_copy(update={"authorization": authorization})
+        return updated, [], updated
+
+    return await change_plan(store, policy, episode_id, decide)
+
+
+async def graduate(
+    store: CarePlanStore, policy: CarePolicy, episode_id: str, by: str, reason: str | None = None
+) -> CarePlan:
+    """A clinician graduates the episode (below the level's minimum of sessions attended, only with a reason)."""
+
+    def decide(plan: CarePlan, now: datetime) -> Decision[CarePlan]:
+        ended, event = plan_rules.graduate_by_clinician(plan, policy, now, by, reason)
+        return ended, [event], ended
+
+    return await change_plan(store, policy, episode_id, decide)
+
+
+async def discharge(
+    store: CarePlanStore, policy: CarePolicy, episode_id: str, reason_code: DischargeReason, by: str
+) -> CarePlan:
+    def decide(plan: CarePlan, now: datetime) -> Decision[CarePlan]:
+        ended, event = plan_rules.discharge(plan, now, reason_code, by)
+        return ended, [event], ended
+
+    return await change_plan(store, policy, episode_id, decide)

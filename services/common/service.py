@@ -27,6 +27,7 @@ from .api_docs import docs_router
 from .auth import Authenticator, Principal, Role, require_roles
 from .consumer import EventShelf
 from .dependencies import Dependencies, DependencyDown
+from .domain_errors import install_error_tables
 from .edge import AuthFailures, BodyLimit, EdgeConfig, SecurityHeaders, TokenGate
 from .errors import document_answers, install_error_answers
 from .kafka import KAFKA, ServiceBroker, relay_publish, start_once_accepted
@@ -214,6 +215,7 @@ def http_app(
     app.add_middleware(BodyLimit, limit=edge.max_body_bytes)  # the outer one: a 413 needs no token
     app.add_exception_handler(ConcurrentChange, _conflict)
     install_error_answers(app)
+    install_error_tables(app, routers)  # each router's domain errors (services/common/domain_errors.py)
     app.add_exception_handler(ConnectionFailure, _store_unavailable)
     install_store_errors(app)
     app.include_router(health.router)

@@ -1,32 +1,31 @@
 """Intake's HTTP API: patients, episodes, assessments, drug screens, consents, contact lookup, audit.
 
-HTTP only: parse the request, call the change (``changes.py``) or read the store, map errors to statuses.
+HTTP only: parse the request, call the change (``changes.py``) or the read (``queries.py``, the store); a change's
+refusal is answered by its code (``schemas.ERRORS``).
 """
 
 from __future__ import annotations
 
-from typing import Annotated, NoReturn, TypeVar
+from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, status
-from fastapi.responses import JSONResponse
+from fastapi import HTTPException, Query, status
 from pydantic import BaseModel
 
 from services.common.auth import Principal, Role
-from services.common.errors import invalid_input
-from services.common.idempotency import KEY_REUSED, KEY_RULE, IdempotencyKey, KeyReused
+from services.common.domain_errors import ServiceRouter
+from services.common.idempotency import KEY_RULE, IdempotencyKey
 from services.common.phones import PHONE_RULE
 from services.common.schemas import EMAIL_RULE, V1_ERRORS, WHOLE_NUMBERS, beyond_schema, errors
-from services.common.utc import TIME_RANGE, Rfc3339, utc_now
+from services.common.utc import TIME_RANGE, Rfc3339
 from stepwise_contract import ConsentScope, DimensionRatings, PlacementDecision
 
-from . import changes
-from .changes import PatientExists
+from . import changes, queries
 from .deps import Admin, Clinical, Clinician, ConsentReader, Keys, NotificationsService, Policy, Staff, Store
-from .domain.episode import AssessmentRequest, ConsentTerms, consent_in_force, consents_allowing
-from .domain.model import Consent, Episode, EpisodeError
-from .domain.reassessment import trend
+from .domain.episode import AssessmentRequest, ConsentTerms
+from .domain.model import Episode
 from .schemas import (
     CONSENT_SCOPES,
+    ERRORS,
     AssessmentHistory,
     AssessmentIn,
     AssessmentOut,
@@ -40,48 +39,21 @@ from .schemas import (
     EpisodeCreated,
     EpisodeIn,
     EpisodePatient,
-    InstrumentTrend,
     PatientCreated,
     PatientExistsOut,
     PatientIn,
     PatientOut,
     PatientUpdate,
     RecipientContact,
-    TrendPoint,
+    shown,
 )
 
-router = APIRouter(prefix="/v1", tags=["intake"], responses=V1_ERRORS)
-Out = TypeVar("Out", bound=BaseModel)
-
-ERROR_STATUS = {
-    "no_patient": status.HTTP_404_NOT_FOUND,
-    "no_episode": status.HTTP_404_NOT_FOUND,
-    "unknown_consent": status.HTTP_404_NOT_FOUND,
-    "episode_not_open": status.HTTP_409_CONFLICT,
-    "episode_full": status.HTTP_409_CONFLICT,
-    "consent_not_in_force": status.HTTP_410_GONE,
-}
-
-
-def _refuse(error: EpisodeError) -> NoReturn:
-    if error.field:  # a request field at fault: answered like any other invalid field, with the rule's code
-        raise invalid_input(error.field, str(error), error.code) from None
-    code = ERROR_STATUS[error.code]
-    retry = {"Retry-After": "5"} if code == status.HTTP_503_SERVICE_UNAVAILABLE else None
-    raise HTTPException(code, str(error), headers=retry) from None
-
-
-def _out(model: type[Out], record: BaseModel) -> Out:
-    """A stored record as the API shows it (fields kept for intake alone are left out)."""
-    return model.model_validate(record, from_attributes=True)
+router = ServiceRouter(prefix="/v1", tags=["intake"], responses=V1_ERRORS, error_table=ERRORS)
 
 
 async def _record_id(keys: Keys, key: str | None, by: Principal, request: str, body: BaseModel) -> str:
     """The id of what this request creates: fixed by its Idempotency-Key, so a retry finds the first one's."""
-    try:
-        return await keys.record_id(key, f"{by.token_id} {request}", body)
-    except KeyReused as error:
-        raise invalid_input(("header", "Idempotency-Key"), str(error), KEY_REUSED) from None
+    return await keys.record_id(key, f"{by.token_id} {request}", body)
 
 
 async def _episode(store: Store, episode_id: str) -> Episode:
@@ -108,14 +80,10 @@ async def _episode(store: Store, episode_id: str) -> Episode:
 )
 async def register_patient(
     body: PatientIn, store: Store, keys: Keys, by: Staff, idempotency_key: IdempotencyKey = None
-) -> PatientCreated | JSONResponse:
+) -> PatientCreated:
     patient_id = await _record_id(keys, idempotency_key, by, "register_patient", body)
     details = body.model_dump(mode="json", exclude={"confirm_new"})
-    try:
-        await changes.register_patient(store, by, details, patient_id, confirm_new=body.confirm_new)
-    except PatientExists as exists:
-        found = PatientExistsOut(patient_id=exists.patient_id)
-        return JSONResponse(found.model_dump(), status_code=status.HTTP_409_CONFLICT)
+    await changes.register_patient(store, by, details, patient_id, confirm_new=body.confirm_new)
     return PatientCreated(patient_id=patient_id)
 
 
@@ -151,10 +119,7 @@ async def open_episode(
     patient_id: str, body: EpisodeIn, store: Store, keys: Keys, by: Staff, idempotency_key: IdempotencyKey = None
 ) -> EpisodeCreated:
     episode_id = await _record_id(keys, idempotency_key, by, f"open_episode {patient_id}", body)
-    try:
-        episode = await changes.open_episode(store, patient_id, body.program, episode_id, body.track)
-    except EpisodeError as error:
-        _refuse(error)
+    episode = await changes.open_episode(store, patient_id, body.program, episode_id, body.track)
     return EpisodeCreated(episode_id=episode.episode_id)
 
 
@@ -198,11 +163,8 @@ async def record_assessment(
         recorded_by=by.who,
         assessment_id=await _record_id(keys, idempotency_key, by, f"record_assessment {episode_id}", body),
     )
-    try:
-        assessment = await changes.record_assessment(store, policy, episode_id, request)
-    except EpisodeError as error:
-        _refuse(error)
-    return _out(AssessmentOut, assessment)
+    assessment = await changes.record_assessment(store, policy, episode_id, request)
+    return shown(AssessmentOut, assessment)
 
 
 @router.get(
@@ -211,32 +173,7 @@ async def record_assessment(
     summary="The episode's assessments with scores and trends (audited)",
 )
 async def assessment_history(episode_id: str, store: Store, by: Clinical) -> AssessmentHistory:
-    episode = await _episode(store, episode_id)
-    await store.audit(by, "read_assessments", episode.patient_id, episode_id=episode_id)
-    assessments = [_out(AssessmentOut, assessment) for assessment in episode.assessments]
-    return AssessmentHistory(episode_id=episode_id, assessments=assessments, trends=_trends(assessments))
-
-
-def _trends(assessments: list[AssessmentOut]) -> list[InstrumentTrend]:
-    points: dict[str, list[TrendPoint]] = {}
-    for assessment in assessments:
-        for result in assessment.instruments:
-            points.setdefault(result.instrument, []).append(
-                TrendPoint(
-                    assessment_id=assessment.assessment_id,
-                    assessed_at=assessment.assessed_at,
-                    total=result.total,
-                    band=result.band,
-                )
-            )
-    return [
-        InstrumentTrend(
-            instrument=instrument,
-            points=series,
-            direction=None if series[0].total is None else trend([p.total for p in series if p.total is not None]),
-        )
-        for instrument, series in points.items()
-    ]
+    return await queries.assessment_history(store, by, await _episode(store, episode_id))
 
 
 # Drug screens
@@ -258,11 +195,8 @@ async def record_drug_screen(
     episode_id: str, body: DrugScreenIn, store: Store, keys: Keys, by: Clinical, idempotency_key: IdempotencyKey = None
 ) -> DrugScreenOut:
     screen_id = await _record_id(keys, idempotency_key, by, f"record_drug_screen {episode_id}", body)
-    try:
-        screen = await changes.record_drug_screen(store, by, episode_id, body.collected_at, body.results, screen_id)
-    except EpisodeError as error:
-        _refuse(error)
-    return _out(DrugScreenOut, screen)
+    screen = await changes.record_drug_screen(store, by, episode_id, body.collected_at, body.results, screen_id)
+    return shown(DrugScreenOut, screen)
 
 
 @router.get(
@@ -273,7 +207,7 @@ async def record_drug_screen(
 async def drug_screens(episode_id: str, store: Store, by: Clinician) -> list[DrugScreenOut]:
     episode = await _episode(store, episode_id)
     await store.audit(by, "read_drug_screens", episode.patient_id, episode_id=episode_id)
-    return [_out(DrugScreenOut, screen) for screen in episode.drug_screens]
+    return [shown(DrugScreenOut, screen) for screen in episode.drug_screens]
 
 
 # Consents (42 CFR Part 2): who may be told what, per recipient, revocable
@@ -295,11 +229,8 @@ async def grant_consent(
     given = body.root
     terms = ConsentTerms(recipient_kind=given.recipient_kind, recipient=given.recipient, scopes=given.scopes,
                          expires_on=given.expires_on)  # fmt: skip
-    try:
-        consent = await changes.grant_consent(store, by, episode_id, terms, consent_id)
-    except EpisodeError as error:
-        _refuse(error)
-    return _out(ConsentOut, consent)
+    consent = await changes.grant_consent(store, by, episode_id, terms, consent_id)
+    return shown(ConsentOut, consent)
 
 
 @router.post(
@@ -308,11 +239,8 @@ async def grant_consent(
     summary="Revoke a consent, also once the episode is closed; pending messages to that recipient stop",
 )
 async def revoke_consent(episode_id: str, consent_id: str, store: Store, by: Staff) -> ConsentOut:
-    try:
-        consent = await changes.revoke_consent(store, by, episode_id, consent_id)
-    except EpisodeError as error:
-        _refuse(error)
-    return _out(ConsentOut, consent)
+    consent = await changes.revoke_consent(store, by, episode_id, consent_id)
+    return shown(ConsentOut, consent)
 
 
 @router.get(
@@ -323,7 +251,7 @@ async def revoke_consent(episode_id: str, consent_id: str, store: Store, by: Sta
 async def list_consents(episode_id: str, store: Store, by: Staff) -> list[ConsentOut]:
     episode = await _episode(store, episode_id)
     await store.audit(by, "read_consents", episode.patient_id, episode_id=episode_id)
-    return [_out(ConsentOut, consent) for consent in episode.consents]
+    return [shown(ConsentOut, consent) for consent in episode.consents]
 
 
 # For the notifications service, and for admins
@@ -350,11 +278,7 @@ async def episode_contact(episode_id: str, store: Store, by: NotificationsServic
 async def consented_recipients(
     episode_id: str, scope: ConsentScope, store: Store, by: ConsentReader
 ) -> list[RecipientContact]:
-    episode = await _episode(store, episode_id)
-    current = consents_allowing(episode, scope, utc_now().date())
-    if current:
-        await store.audit(by, "read_recipients", episode.patient_id, episode_id=episode_id)
-    return [_listed(consent) for consent in current]
+    return await queries.recipients(store, by, await _episode(store, episode_id), scope)
 
 
 @router.get(
@@ -365,20 +289,10 @@ async def consented_recipients(
 async def consented_contact(
     episode_id: str, consent_id: str, store: Store, by: NotificationsService
 ) -> RecipientContact:
-    stored = await store.get(episode_id)
-    if stored is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "episode not found")
-    try:
-        consent = consent_in_force(stored.episode, consent_id, utc_now().date())
-    except EpisodeError as error:
-        _refuse(error)
-    if consent.recipient is None:  # the alumni group: the graduate is reached at their own contact points
-        patient = await store.contact_for_episode(episode_id, by)
-        if patient is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, "consent not found")
-        return _listed(consent).model_copy(update={key: patient[key] for key in ("email", "phone", "timezone")})
-    await store.audit(by, "read_recipient", stored.episode.patient_id, episode_id=episode_id)
-    return _listed(consent).model_copy(update={"email": consent.recipient.email, "phone": consent.recipient.phone})
+    contact = await queries.consented_contact(store, by, await _episode(store, episode_id), consent_id)
+    if contact is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "consent not found")
+    return contact
 
 
 @router.get(
@@ -409,22 +323,7 @@ async def episode_audience(
         bool, Query(description="Also say which channels the patient has a contact point for (never the address).")
     ] = False,
 ) -> EpisodeAudience:
-    episode = await _episode(store, episode_id)
-    today = utc_now().date()
-    recipients = {asked: [_listed(consent) for consent in consents_allowing(episode, asked, today)] for asked in scope}
-    if any(recipients.values()):
-        await store.audit(by, "read_recipients", episode.patient_id, episode_id=episode_id)
-    channels = await store.contact_channels(episode.patient_id) if patient_channels else None
-    return EpisodeAudience(
-        episode_id=episode_id, patient_id=episode.patient_id, recipients=recipients, patient_channels=channels
-    )
-
-
-def _listed(consent: Consent) -> RecipientContact:
-    """A consented recipient without contact data (listing them is not reading their contact)."""
-    return RecipientContact(
-        consent_id=consent.consent_id, recipient_kind=consent.recipient_kind, email=None, phone=None
-    )
+    return await queries.audience(store, by, await _episode(store, episode_id), scope, patient_channels)
 
 
 @router.get(

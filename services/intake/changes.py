@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 from services.common.auth import Principal
+from services.common.change_path import Record, change
 from services.common.mongo import Document
-from services.common.outbox import retry_on_conflict
 from services.common.utc import utc_now
-from stepwise_contract import Program, ScreenResult, Track, new_event
+from stepwise_contract import EventData, Program, ScreenResult, Track, new_event
 
 from .domain import episode as decide_on
 from .domain.episode import AssessmentRequest, ConsentTerms, Decision
@@ -22,7 +22,7 @@ from .domain.model import Assessment, Consent, DrugScreen, Episode, EpisodeEnd, 
 from .domain.patient import match_key
 from .domain.placement import PlacementPolicy
 from .settings import SOURCE
-from .store import IntakeStore
+from .store import IntakeStore, StoredEpisode
 
 T = TypeVar("T")
 
@@ -39,19 +39,24 @@ async def change_episode(store: IntakeStore, episode_id: str, decide: Decide[T],
 async def _change(store: IntakeStore, episode_id: str, decide: Decide[T], while_closed: bool) -> tuple[Episode, T]:
     """``change_episode``, answering the episode as it is now with the decision's result."""
 
-    async def attempt() -> tuple[Episode, T] | None:
-        stored = await store.get(episode_id)
-        if stored is None:
-            raise EpisodeError("no_episode", "episode not found")
+    def deciding(episode: Episode, now: datetime) -> tuple[Episode, list[EventData], tuple[Episode, T]]:
         if not while_closed:
-            decide_on.refuse_if_closed(stored.episode)
-        episode, events, result = decide(stored.episode, utc_now())
-        if episode == stored.episode and not events:
-            return episode, result
-        envelopes = [new_event(event, source=SOURCE) for event in events]
-        return (episode, result) if await store.save(stored, episode, envelopes) else None
+            decide_on.refuse_if_closed(episode)
+        decided, events, result = decide(episode, now)
+        return decided, events, (decided, result)
 
-    return await retry_on_conflict(attempt)
+    return await change(_episode_of(store, episode_id), deciding, _no_episode)
+
+
+def _episode_of(store: IntakeStore, episode_id: str) -> Record[StoredEpisode, Episode]:
+    async def save(stored: StoredEpisode, episode: Episode, events: Sequence[EventData], _: str | None) -> bool:
+        return await store.save(stored, episode, [new_event(event, source=SOURCE) for event in events])
+
+    return Record(load=lambda: store.get(episode_id), state=lambda stored: stored.episode, save=save)
+
+
+def _no_episode() -> NoReturn:
+    raise EpisodeError("no_episode", "episode not found")
 
 
 class PatientExists(Exception):

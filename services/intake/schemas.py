@@ -1,11 +1,14 @@
-"""Request and response bodies of intake's HTTP API (with the examples the OpenAPI document shows)."""
+"""Request and response bodies of intake's HTTP API (with the examples the OpenAPI document shows), and its
+refusals (``ERRORS``)."""
 
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated, Any, Final, Literal, get_args
+from typing import Annotated, Any, Final, Literal, TypeVar, get_args
 from zoneinfo import available_timezones
 
+from fastapi import status
+from fastapi.responses import JSONResponse
 from pydantic import (
     AfterValidator,
     AwareDatetime,
@@ -20,6 +23,9 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from services.common.domain_errors import ErrorTable
+from services.common.errors import invalid_input
+from services.common.idempotency import KEY_REUSED, KeyReused
 from services.common.phones import PhoneNumber
 from services.common.schemas import (
     EmailAddress,
@@ -44,8 +50,9 @@ from stepwise_contract import (
     Track,
 )
 
+from .changes import PatientExists
 from .domain.instruments import InstrumentAnswers
-from .domain.model import Assessment, Consent, DrugScreen, Phone, Recipient
+from .domain.model import Assessment, Consent, DrugScreen, EpisodeError, Phone, Recipient
 
 ZONES: Final[frozenset[str]] = frozenset(available_timezones())
 """The IANA time-zone names this installation knows (its tz database): what a patient's zone may be."""
@@ -543,3 +550,34 @@ class AuditEntry(BaseModel):
     action: str
     patient_id: str
     episode_id: str | None = None
+
+
+Out = TypeVar("Out", bound=BaseModel)
+
+
+def shown(model: type[Out], record: BaseModel) -> Out:
+    """A stored record as the API shows it (fields kept for intake alone are left out)."""
+    return model.model_validate(record, from_attributes=True)
+
+
+def _patient_exists(exists: PatientExists) -> JSONResponse:
+    return JSONResponse(PatientExistsOut(patient_id=exists.patient_id).model_dump(), status_code=409)
+
+
+def _key_reused(error: KeyReused) -> Exception:
+    return invalid_input(("header", "Idempotency-Key"), str(error), KEY_REUSED)
+
+
+ERRORS = ErrorTable(
+    EpisodeError,  # one naming the request field at fault is a 422 naming it, with the code as its ``type``
+    statuses={
+        "no_patient": status.HTTP_404_NOT_FOUND,
+        "no_episode": status.HTTP_404_NOT_FOUND,
+        "unknown_consent": status.HTTP_404_NOT_FOUND,
+        "episode_not_open": status.HTTP_409_CONFLICT,
+        "episode_full": status.HTTP_409_CONFLICT,
+        "consent_not_in_force": status.HTTP_410_GONE,
+    },
+    answers={PatientExists: _patient_exists, KeyReused: _key_reused},
+)
+"""intake's refusals as HTTP answers, registered by the common app (services/common/domain_errors.py)."""

@@ -7,14 +7,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Any, Literal
 
 from services.common.auth import Principal
-from services.common.outbox import retry_on_conflict
+from services.common.change_path import Record, change
+from services.common.dependencies import DependencyDown
 from services.common.utc import utc_now
 from stepwise_contract import (
     ALUMNI,
     ALUMNI_GROUP,
+    AlumniLeft,
     CareLevelAssigned,
     CareLevelChanged,
     Channel,
@@ -23,6 +26,7 @@ from stepwise_contract import (
     EpisodeGraduated,
     EventData,
     RecipientKind,
+    SafetyAlertAcknowledged,
     SafetyAlertEscalated,
     SafetyAlertRaised,
     ScheduleChanged,
@@ -30,7 +34,7 @@ from stepwise_contract import (
 
 from .channels import Audience, IntakeContacts
 from .domain import alumni, safety
-from .domain.alumni import LeaveReason
+from .domain.alumni import Enrolment, LeaveReason
 from .domain.messages import (
     NOT_ADOPTED,
     CalendarChange,
@@ -47,11 +51,20 @@ from .domain.messages import (
     support_scopes,
     welcomes_the_patient,
 )
-from .domain.opt_outs import OptOut, staff_opt_out
+from .domain.opt_outs import RECIPIENT_PREFIX, OptOut, reply_action, staff_opt_out
 from .domain.policy import NotificationPolicy
 from .domain.safety import Deadlines, SafetyAlert
 from .settings import SOURCE
-from .store import AlumniEnrolments, AuditLog, EpisodeSchedules, NotificationStore, OptOuts, SafetyAlerts
+from .store import (
+    AlumniEnrolments,
+    AuditLog,
+    EpisodeSchedules,
+    NotificationStore,
+    OptOuts,
+    SafetyAlerts,
+    StoredAlert,
+    StoredEnrolment,
+)
 
 
 @dataclass(frozen=True)
@@ -135,17 +148,11 @@ async def acknowledge_alert(messaging: Messaging, alert_id: str, by: Principal) 
     first acknowledgement stands); None for an unknown alert."""
     desk = messaging.safety
 
-    async def attempt() -> tuple[SafetyAlert | None, bool] | None:
-        stored = await desk.alerts.get_stored(alert_id)
-        if stored is None:
-            return None, False
-        decided = safety.acknowledge(stored.alert, by.who, by.role.value, utc_now())
-        if decided is None:
-            return stored.alert, False
-        alert, event = decided
-        return (alert, True) if await desk.alerts.save(stored, alert, event) else None
+    def decide(alert: SafetyAlert, now: datetime) -> tuple[SafetyAlert, list[EventData], tuple[SafetyAlert, bool]]:
+        decided = safety.acknowledge(alert, by.who, by.role.value, now)
+        return _alert_decision(alert, decided)
 
-    alert, acknowledged = await retry_on_conflict(attempt)
+    alert, acknowledged = await change(_alert_of(desk, alert_id), decide, _no_alert)
     if alert is None:
         return None
     if acknowledged:
@@ -160,17 +167,10 @@ async def escalate_alert(messaging: Messaging, alert_id: str) -> bool:
     escalated it; an alert acknowledged meanwhile is left alone."""
     desk = messaging.safety
 
-    async def attempt() -> tuple[SafetyAlert | None, bool] | None:
-        stored = await desk.alerts.get_stored(alert_id)
-        if stored is None:
-            return None, False
-        decided = safety.escalate(stored.alert, utc_now())
-        if decided is None:
-            return stored.alert, False
-        alert, event = decided
-        return (alert, True) if await desk.alerts.save(stored, alert, event) else None
+    def decide(alert: SafetyAlert, now: datetime) -> tuple[SafetyAlert, list[EventData], tuple[SafetyAlert, bool]]:
+        return _alert_decision(alert, safety.escalate(alert, now))
 
-    alert, escalated = await retry_on_conflict(attempt)
+    alert, escalated = await change(_alert_of(desk, alert_id), decide, _no_alert)
     if alert is not None and alert.status == "open":
         if alert.escalated_at is None:
             return False  # not due by this clock after all: claimed again once the lease ends
@@ -179,6 +179,29 @@ async def escalate_alert(messaging: Messaging, alert_id: str) -> bool:
             messaging.wake_dispatcher(True)
     await desk.alerts.settle(alert_id)  # its pages are stored, or it needs none
     return escalated
+
+
+def _alert_of(desk: SafetyDesk, alert_id: str) -> Record[StoredAlert, SafetyAlert]:
+    async def save(stored: StoredAlert, alert: SafetyAlert, events: Sequence[EventData], _: str | None) -> bool:
+        (event,) = events
+        assert isinstance(event, SafetyAlertAcknowledged | SafetyAlertEscalated)
+        return await desk.alerts.save(stored, alert, event)
+
+    return Record(load=lambda: desk.alerts.get_stored(alert_id), state=lambda stored: stored.alert, save=save)
+
+
+def _alert_decision(
+    alert: SafetyAlert, decided: tuple[SafetyAlert, EventData] | None
+) -> tuple[SafetyAlert, list[EventData], tuple[SafetyAlert, bool]]:
+    """The alert as decided with its event, and whether this decision changed it (None: it stays as it is)."""
+    if decided is None:
+        return alert, [], (alert, False)
+    changed, event = decided
+    return changed, [event], (changed, True)
+
+
+def _no_alert() -> tuple[SafetyAlert | None, bool]:
+    return None, False
 
 
 Calendar = CloudEvent[CareLevelAssigned] | CloudEvent[CareLevelChanged] | CloudEvent[ScheduleChanged]
@@ -266,16 +289,25 @@ async def withdraw_consent(messaging: Messaging, data: ConsentChanged) -> None:
 async def end_alumni_enrolment(messaging: Messaging, episode_id: str, reason: LeaveReason) -> bool:
     """End a graduate's enrolment (publishing iop.alumni.left) and cancel what it still had to send."""
 
-    async def attempt() -> bool | None:
-        stored = await messaging.alumni.get_stored(episode_id)
-        decided = None if stored is None else alumni.leave(stored.enrolment, reason, utc_now())
-        if stored is None or decided is None:
-            return False  # not enrolled, or ended already
-        return True if await messaging.alumni.save(stored, *decided) else None  # None: another write won
+    def decide(enrolment: Enrolment, now: datetime) -> tuple[Enrolment, list[EventData], bool]:
+        decided = alumni.leave(enrolment, reason, now)
+        if decided is None:
+            return enrolment, [], False  # ended already
+        ended, event = decided
+        return ended, [event], True
 
-    left = await retry_on_conflict(attempt)
+    left = await change(_enrolment_of(messaging.alumni, episode_id), decide, lambda: False)  # not enrolled: False
     await messaging.store.cancel_alumni_messages(episode_id, f"alumni: {reason}")
     return left
+
+
+def _enrolment_of(enrolments: AlumniEnrolments, episode_id: str) -> Record[StoredEnrolment, Enrolment]:
+    async def save(stored: StoredEnrolment, enrolment: Enrolment, events: Sequence[EventData], _: str | None) -> bool:
+        (event,) = events
+        assert isinstance(event, AlumniLeft)
+        return await enrolments.save(stored, enrolment, event)
+
+    return Record(load=lambda: enrolments.get_stored(episode_id), state=lambda stored: stored.enrolment, save=save)
 
 
 async def opt_out(
@@ -288,3 +320,53 @@ async def opt_out(
     if recipient_kind == ALUMNI:
         await end_alumni_enrolment(messaging, episode_id, "opted_out")
     return recorded, added
+
+
+# Opt-outs asked for through the API: by staff for a recipient, or by a number's reply to the clinic's texts.
+
+
+class NotificationsError(Exception):
+    """A request notifications cannot take; ``code`` is stable (the API answers it with a status), the message is
+    for people."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.field: tuple[str, ...] = ()
+
+
+async def record_opt_out(
+    messaging: Messaging, episode_id: str, recipient_kind: RecipientKind, consent_id: str | None
+) -> tuple[OptOut, bool]:
+    """Staff record an opt-out for a recipient of an episode intake has (asked there); see ``opt_out``."""
+    try:
+        known = await messaging.contacts.episode_known(episode_id)
+    except DependencyDown as error:
+        raise NotificationsError("intake_unavailable", f"cannot ask intake for the episode: {error}") from None
+    if not known:
+        raise NotificationsError("unknown_episode", "no such episode at intake")
+    return await opt_out(messaging, episode_id, recipient_kind, consent_id)
+
+
+async def withdraw_opt_out(messaging: Messaging, opt_out_id: str) -> None:
+    """The recipient wants messages again (from now on; an ended alumni enrolment stays ended). Only a recipient's
+    opt-out is withdrawn here: a number's ends with its START reply."""
+    if not opt_out_id.startswith(RECIPIENT_PREFIX) or not await messaging.opt_outs.remove(opt_out_id):
+        raise NotificationsError("unknown_opt_out", "no such opt-out")
+
+
+SmsReply = Literal["opted_out", "opted_in", "ignored"]
+
+
+async def reply_by_sms(messaging: Messaging, sender: str, text: str) -> SmsReply:
+    """A text to the clinic's number: STOP (and the usual synonyms) opts the number out, START in. Free text is not
+    read here: staff are not watching this number."""
+    key = messaging.opt_outs.number_key(sender)
+    action = reply_action(text)
+    if action == "opt_out":
+        await messaging.opt_outs.add(OptOut(key, "sms_reply", utc_now()))
+        return "opted_out"
+    if action == "opt_in":
+        await messaging.opt_outs.remove(key)
+        return "opted_in"
+    return "ignored"

@@ -120,8 +120,9 @@ def test_modules_are_picked_by_the_end_of_their_dotted_name() -> None:
 
 def test_the_modules_that_carry_the_guarantees_are_mutated() -> None:
     assert set(configured_modules()) == {
-        "services/common/outbox.py", "services/common/consumer.py", "services/common/idempotency.py",
-        "services/common/replay.py", "services/notifications/dispatcher.py", "services/intake/changes.py",
+        "services/common/outbox.py", "services/common/change_path.py", "services/common/consumer.py",
+        "services/common/idempotency.py", "services/common/replay.py", "services/notifications/dispatcher.py",
+        "services/intake/changes.py",
         "services/care_plan/changes.py", "services/notifications/changes.py", "stepwise_contract/envelope.py",
     }  # fmt: skip
 

@@ -1,0 +1,102 @@
+"""What care_plan's API reads: program groups with their members and waitlist, a group session as its members'
+calendars have it, and the session's roster. Reads only: changes go through ``changes.py``."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from services.common.utc import utc_now
+from stepwise_contract import ScheduledSession
+
+from .domain.groups import meetings
+from .domain.model import CarePlan
+from .domain.policy import CarePolicy, ProgramGroup
+from .schemas import GroupOut, RecentSession, RosterLine, SessionRoster, Waiting
+from .store import CarePlanStore, WaitingPlan
+
+RECENT = timedelta(days=14)
+"""How far back a roster line shows a member's sessions."""
+UPCOMING = 6
+"""How many of a group's next sessions it shows."""
+SESSION_DAY = "%Y%m%d"
+"""How a group session's id names its day: ``<group_id>-20261207``."""
+
+
+async def groups(store: CarePlanStore, policy: CarePolicy, timezone: str) -> list[GroupOut]:
+    waitlisted = await store.waitlisted()
+    return [await group_out(group, store, policy, timezone, waitlisted) for group in policy.groups]
+
+
+async def group_out(
+    group: ProgramGroup, store: CarePlanStore, policy: CarePolicy, timezone: str, waitlisted: list[WaitingPlan]
+) -> GroupOut:
+    """The group: who is in it and who waits for it (in order), places left, its next sessions."""
+    members = sorted(await store.member_ids(group.group_id))
+    waiting = [w for w in waitlisted if group.group_id in w.place.group_ids]
+    waitlist = [Waiting(episode_id=w.episode_id, since=w.place.since, position=n)
+                for n, w in enumerate(waiting, start=1)]  # fmt: skip
+    today = utc_now().astimezone(ZoneInfo(timezone)).date()
+    upcoming = meetings(group, timezone, today, today + timedelta(days=28), policy.closures)
+    left = None if group.capacity is None else max(group.capacity - len(members), 0)
+    next_sessions = [s for s in upcoming if s.ends_at > utc_now()][:UPCOMING]
+    return GroupOut(group=group, members=members, places_left=left, waitlist=waitlist, next_sessions=next_sessions)
+
+
+async def meeting(
+    group: ProgramGroup, session_id: str, store: CarePlanStore, policy: CarePolicy, timezone: str
+) -> tuple[ScheduledSession, list[CarePlan]] | None:
+    """The group's session of that id, as its members' calendars have it (or, before anyone has it, as the
+    group meets that day), and its roster: the active plans with it on their calendar, and any plan with a
+    record of it. None when the group has no such session."""
+    plans = [plan for plan in await store.roster(session_id)
+             if plan.status == "active" or session_id in plan.attendance]  # fmt: skip
+    calendars = (plan.schedule.sessions for plan in plans if plan.schedule)
+    found = [
+        s for sessions in calendars for s in sessions if (s.session_id, s.group_id) == (session_id, group.group_id)
+    ]
+    day = None if found else session_day(group, session_id)
+    if day is not None:
+        found = [s for s in meetings(group, timezone, day, day, policy.closures) if s.session_id == session_id]
+    return (found[0], plans) if found else None
+
+
+def session_day(group: ProgramGroup, session_id: str) -> date | None:
+    """The day a session id of the group names, if it names one."""
+    try:
+        return datetime.strptime(session_id.removeprefix(f"{group.group_id}-"), SESSION_DAY).date()
+    except ValueError:
+        return None
+
+
+def roster(group_id: str, session: ScheduledSession, plans: list[CarePlan]) -> SessionRoster:
+    lines = [_roster_line(plan, session) for plan in plans]
+    return SessionRoster(group_id=group_id, session=session, members=sorted(lines, key=lambda line: line.episode_id))
+
+
+def _roster_line(plan: CarePlan, session: ScheduledSession) -> RosterLine:
+    assert plan.schedule is not None
+    recent = [
+        RecentSession(session_id=s.session_id, kind=s.kind, starts_at=s.starts_at,
+                      status=record.status if (record := plan.attendance.get(s.session_id)) else None)
+        for s in plan.schedule.sessions
+        if session.starts_at - RECENT <= s.starts_at < session.starts_at
+    ]  # fmt: skip
+    return RosterLine(
+        episode_id=plan.episode_id,
+        attendance=plan.attendance.get(session.session_id),
+        last_two_weeks=recent,
+        attended_last_two_weeks=sum(1 for r in recent if r.status in ("attended", "late")),
+        missed_last_two_weeks=sum(1 for r in recent if r.status == "missed"),
+    )
+
+
+def not_on_sheet(plans: list[CarePlan], session_id: str, listed: Collection[str]) -> list[str]:
+    """The active members with no record of the session whom the sheet does not list (it records no one it does
+    not list)."""
+    return sorted(
+        plan.episode_id
+        for plan in plans
+        if plan.status == "active" and plan.episode_id not in listed and session_id not in plan.attendance
+    )

@@ -1,0 +1,101 @@
+"""What intake's API reads beyond one stored record: an episode's assessments with their trends, and whom the
+episode's consents allow to be told (each read of a protected record audited with the person). Reads only:
+changes go through ``changes.py``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from services.common.auth import Principal
+from services.common.utc import utc_now
+from stepwise_contract import ConsentScope
+
+from .domain.episode import consent_in_force, consents_allowing
+from .domain.model import Consent, Episode
+from .domain.reassessment import trend
+from .schemas import (
+    AssessmentHistory,
+    AssessmentOut,
+    EpisodeAudience,
+    InstrumentTrend,
+    RecipientContact,
+    TrendPoint,
+    shown,
+)
+from .store import IntakeStore
+
+
+async def assessment_history(store: IntakeStore, by: Principal, episode: Episode) -> AssessmentHistory:
+    await store.audit(by, "read_assessments", episode.patient_id, episode_id=episode.episode_id)
+    assessments = [shown(AssessmentOut, assessment) for assessment in episode.assessments]
+    return AssessmentHistory(episode_id=episode.episode_id, assessments=assessments, trends=trends(assessments))
+
+
+def trends(assessments: Sequence[AssessmentOut]) -> list[InstrumentTrend]:
+    """Per instrument, its results from the first assessment to the latest, and which way they went."""
+    points: dict[str, list[TrendPoint]] = {}
+    for assessment in assessments:
+        for result in assessment.instruments:
+            points.setdefault(result.instrument, []).append(
+                TrendPoint(
+                    assessment_id=assessment.assessment_id,
+                    assessed_at=assessment.assessed_at,
+                    total=result.total,
+                    band=result.band,
+                )
+            )
+    return [
+        InstrumentTrend(
+            instrument=instrument,
+            points=series,
+            direction=None if series[0].total is None else trend([p.total for p in series if p.total is not None]),
+        )
+        for instrument, series in points.items()
+    ]
+
+
+async def recipients(
+    store: IntakeStore, by: Principal, episode: Episode, scope: ConsentScope
+) -> list[RecipientContact]:
+    """The supports a consent in force allows to be told of ``scope``, without contact data."""
+    current = consents_allowing(episode, scope, utc_now().date())
+    if current:
+        await store.audit(by, "read_recipients", episode.patient_id, episode_id=episode.episode_id)
+    return [listed(consent) for consent in current]
+
+
+async def audience(
+    store: IntakeStore, by: Principal, episode: Episode, scopes: Sequence[ConsentScope], patient_channels: bool
+) -> EpisodeAudience:
+    """The episode's patient and, per scope, whom a consent allows to be told (and, if asked, the patient's
+    channels)."""
+    today = utc_now().date()
+    found = {asked: [listed(consent) for consent in consents_allowing(episode, asked, today)] for asked in scopes}
+    if any(found.values()):
+        await store.audit(by, "read_recipients", episode.patient_id, episode_id=episode.episode_id)
+    channels = await store.contact_channels(episode.patient_id) if patient_channels else None
+    return EpisodeAudience(
+        episode_id=episode.episode_id, patient_id=episode.patient_id, recipients=found, patient_channels=channels
+    )
+
+
+async def consented_contact(
+    store: IntakeStore, by: Principal, episode: Episode, consent_id: str
+) -> RecipientContact | None:
+    """The contact of a consent in force: the support's, or for the alumni group the graduate's own (None when the
+    graduate's record is gone). Raises EpisodeError for a consent not found or no longer in force."""
+    consent = consent_in_force(episode, consent_id, utc_now().date())
+    if consent.recipient is None:  # the alumni group: the graduate is reached at their own contact points
+        patient = await store.contact_for_episode(episode.episode_id, by)
+        if patient is None:
+            return None
+        return listed(consent).model_copy(update={key: patient[key] for key in ("email", "phone", "timezone")})
+    await store.audit(by, "read_recipient", episode.patient_id, episode_id=episode.episode_id)
+    return listed(consent).model_copy(update={"email": consent.recipient.email, "phone": consent.recipient.phone})
+
+
+def listed(consent: Consent) -> RecipientContact:
+    """A consented recipient without contact data (listing them is not reading their contact)."""
+    return RecipientContact(
+        consent_id=consent.consent_id, recipient_kind=consent.recipient_kind, email=None, phone=None
+    )
