@@ -48,7 +48,9 @@ def test_2_every_event_is_exported_by_the_contract_package() -> None:
 
 def test_3_every_event_has_exactly_one_publishing_service() -> None:
     published = [model.event_type for models in PUBLISHERS.values() for model in models]
-    assert sorted(published) == sorted(EVENT_TYPES), "add the event to its producer's PUBLISHES (app.py), once"
+    assert sorted(published) == sorted(EVENT_TYPES), (
+        "list the event once, under its producer in PUBLISHED_BY (shared/stepwise_contract/events.py)"
+    )
 
 
 def test_4_every_consumed_event_is_published_or_a_command() -> None:
