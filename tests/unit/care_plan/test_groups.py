@@ -76,7 +76,7 @@ from stepwise_contract import (
     ServiceDelivered,
     SessionMissed,
 )
-from tests.unit.test_care_plan_domain import default_raw, raw_group
+from tests.unit.care_plan.test_care_plan import default_raw, raw_group
 
 NEW_YORK = "America/New_York"
 NY = ZoneInfo(NEW_YORK)

@@ -57,4 +57,4 @@ def test_an_exception_without_its_reason_stops_the_run(tmp_path: Path) -> None:
 
 
 def test_the_repositorys_exceptions_file_loads() -> None:
-    assert load_exceptions(Path(__file__).resolve().parents[2] / "audit-exceptions.yaml") == []
+    assert load_exceptions(Path(__file__).resolve().parents[3] / "audit-exceptions.yaml") == []

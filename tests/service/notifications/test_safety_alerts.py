@@ -29,11 +29,11 @@ from services.notifications.escalation import Escalations
 from services.notifications.settings import NotificationsSettings
 from services.notifications.store import AUDIT_LOG, SAFETY_ALERTS
 from stepwise_contract import AlertLevel, SafetyAlertRaised
-from tests.service import test_notifications as notifications_tier
 from tests.service.conftest import Events, as_role, queued
 from tests.service.conftest import api as client_of
 from tests.service.memory_mongo import MemoryDatabase
-from tests.service.test_notifications import (
+from tests.service.notifications import test_notifications as notifications_tier
+from tests.service.notifications.test_notifications import (
     APP,
     CLINICIAN,
     POLICY,

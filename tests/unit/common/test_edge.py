@@ -14,7 +14,7 @@ from services.common.errors import field_error
 from services.common.settings import ServiceSettings
 from services.intake.schemas import TimeZone
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 class Clock:

@@ -17,7 +17,7 @@ from services.common.settings import ROLES, ServiceSettings, parse_api_tokens
 from services.common.utc import UtcDatetime, assume_utc
 from services.notifications.settings import NotificationsSettings
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.mark.parametrize(
