@@ -2,7 +2,8 @@
 once to the on-call route by the store's timer, never delayed by quiet hours; and a service without a route to
 the care team or the on-call clinician is not ready, holding their messages until one is configured.
 
-The fixtures (a fake intake, the assembled service, its HTTP client, the event broker) are test_notifications'.
+The fixtures (a fake intake, the assembled service, its HTTP client, the event broker) are the notifications
+tier's (conftest.py).
 """
 
 from __future__ import annotations
@@ -31,25 +32,18 @@ from services.notifications.store import AUDIT_LOG, SAFETY_ALERTS
 from stepwise_contract import AlertLevel, SafetyAlertRaised
 from tests.service.conftest import Events, as_role, queued
 from tests.service.conftest import api as client_of
+from tests.service.fake_intake import FakeIntake
 from tests.service.memory_mongo import MemoryDatabase
-from tests.service.notifications import test_notifications as notifications_tier
-from tests.service.notifications.test_notifications import (
+from tests.service.notifications.helpers import (
     APP,
     CLINICIAN,
     POLICY,
     SETTINGS,
     STAFF,
     TEMPLATES,
-    FakeIntake,
     intake_event,
     log_of,
 )
-
-# The fixtures of the notifications tier this module's tests take (pytest finds a fixture by its name here).
-intake, wakes, dependencies = notifications_tier.intake, notifications_tier.wakes, notifications_tier.dependencies
-settings = notifications_tier.settings
-parts, messaging, dispatcher = notifications_tier.parts, notifications_tier.messaging, notifications_tier.dispatcher
-kafka, events, http = notifications_tier.kafka, notifications_tier.events, notifications_tier.http
 
 ON_CALL_PHONE, PAGER = SETTINGS.on_call_phone, SETTINGS.on_call_webhook_url
 ACK = timedelta(seconds=SETTINGS.safety_ack_seconds)
