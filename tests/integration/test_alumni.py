@@ -13,7 +13,6 @@ import httpx
 
 from stepwise_contract import EVENT_TYPES, from_kafka
 from tools.devstack import ServiceProcess
-from tools.servers import free_port
 
 from .conftest import (
     HTTP_TIMEOUT,
@@ -24,6 +23,7 @@ from .conftest import (
     care_plan_of,
     events_of,
     eventually,
+    instance_beside,
     mail_to,
     new_episode,
 )
@@ -72,17 +72,12 @@ async def alumni_log(stack: Stack, episode: Episode, url: str | None = None) -> 
 def notifications_at(stack: Stack, moment: datetime, logs: Path) -> Iterator[list[ServiceProcess]]:
     """Two notifications instances that only send (no consumers), their clocks shifted to ``moment``."""
     offset = (moment - datetime.now(moment.tzinfo)).total_seconds()
-    env = stack.env | {
-        "CLOCK_OFFSET_SECONDS": str(offset),
-        "KAFKA_CONSUMERS_ENABLED": "0",
-        "KAFKA_GROUP_INSTANCE_ID": "",
-    }
-    instances = [ServiceProcess("notifications", free_port(), env, Path(f"{logs}n{n}.log")) for n in (1, 2)]
-    try:
-        yield [instance.start() for instance in instances]
-    finally:
-        for instance in instances:
-            instance.stop()  # not a crash test: a clean stop
+    env = {"CLOCK_OFFSET_SECONDS": str(offset), "KAFKA_CONSUMERS_ENABLED": "0", "KAFKA_GROUP_INSTANCE_ID": ""}
+    with contextlib.ExitStack() as instances:  # not a crash test: a clean stop
+        yield [
+            instances.enter_context(instance_beside(stack, "notifications", env, Path(f"{logs}n{n}.log")))
+            for n in (1, 2)
+        ]
 
 
 async def test_a_graduate_is_enrolled_and_each_check_in_goes_out_once(stack: Stack, tmp_path: Path) -> None:

@@ -20,9 +20,7 @@ from tools.kafka import committed_offset, records_on
 from tools.servers import free_port
 from tools.smtp_sink import SmtpSink
 
-from .conftest import HTTP_TIMEOUT, Stack, assess, eventually, group_reading, mail_to, new_episode
-
-WELCOME = "Your session schedule"
+from .conftest import HTTP_TIMEOUT, WELCOME, Stack, assess, eventually, group_reading, mail_to, new_episode
 
 
 @pytest.fixture(scope="module")
