@@ -341,7 +341,7 @@ async def assess(stack: Stack, episode: Episode, dimensions: dict[str, int] | No
 async def care_plan_of(stack: Stack, episode: Episode) -> dict[str, Any] | None:
     async with stack.http("care_plan") as care_plan:
         response = await care_plan.get(f"/v1/episodes/{episode.episode_id}/care-plan")
-    return response.json() if response.status_code == 200 else None  # type: ignore[no-any-return]
+    return response.json() if response.status_code == 200 else None
 
 
 async def session_ids(stack: Stack, episode: Episode) -> list[str]:
@@ -362,7 +362,7 @@ async def settled(stack: Stack, episode: Episode, url: str | None = None) -> lis
     """The episode's delivery log once nothing is pending any more (session reminders wait for their time)."""
     async with stack.http("notifications", "clinician") as client:
         if url:
-            client.base_url = url  # type: ignore[assignment]
+            client.base_url = url
         log = (await client.get("/v1/notifications", params={"episode_id": episode.episode_id})).json()
     log = [entry for entry in log if entry["purpose"] != "session_reminder"]
     return log if log and all(entry["status"] != "pending" for entry in log) else None

@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from stepwise_contract import EVENT_TYPES, from_kafka
+from stepwise_contract import AlumniEnrolled, AlumniLeft, from_kafka
 from tools.devstack import ServiceProcess
 
 from .conftest import (
@@ -84,7 +84,7 @@ async def test_a_graduate_is_enrolled_and_each_check_in_goes_out_once(stack: Sta
     episode, consent_id = await graduated(stack)
     enrolled = await eventually(lambda: enrolment(stack, episode), "the alumni enrolment")
     [record] = await eventually(lambda: events_of(stack, "iop.alumni.enrolled", episode.episode_id), "the event")
-    event = from_kafka(record.headers, record.value, EVENT_TYPES["iop.alumni.enrolled"])
+    event = from_kafka(record.headers, record.value, AlumniEnrolled)
     assert (event.data.consent_id, event.data.check_in_days) == (consent_id, [7, 30, 60, 90])
     assert not [value for value in episode.pii.values() if value.encode() in record.value]
     [welcome] = await mail_to(stack, episode.email, subject=WELCOME)
@@ -124,7 +124,7 @@ async def test_opting_out_ends_the_enrolment_and_what_it_still_had_to_send(stack
     left = await eventually(lambda: enrolment(stack, episode, "left"), "the enrolment to end")
     assert left["left_reason"] == "opted_out"
     [record] = await eventually(lambda: events_of(stack, "iop.alumni.left", episode.episode_id), "iop.alumni.left")
-    assert from_kafka(record.headers, record.value, EVENT_TYPES["iop.alumni.left"]).data.reason_code == "opted_out"
+    assert from_kafka(record.headers, record.value, AlumniLeft).data.reason_code == "opted_out"
     scheduled = [e for e in await alumni_log(stack, episode) if e["purpose"] != "alumni_welcome"]
     assert scheduled and {e["status"] for e in scheduled} == {"cancelled"}
 

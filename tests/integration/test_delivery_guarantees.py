@@ -100,7 +100,7 @@ async def test_notifications_killed_while_sending_sends_the_message_once_after_r
     async def sent() -> list[dict[str, Any]] | None:
         async with stack.http("notifications", "clinician") as client:
             params = {"episode_id": episode.episode_id, "purpose": "welcome", "status": "sent"}
-            return (await client.get("/v1/notifications", params=params)).json() or None  # type: ignore[no-any-return]
+            return (await client.get("/v1/notifications", params=params)).json() or None
 
     [entry] = await eventually(sent, "the welcome, sent after the claim's lease ran out")
     assert entry["attempts"] == 2  # the killed attempt and the one that went through

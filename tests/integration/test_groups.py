@@ -4,6 +4,7 @@ waitlists the next patient, tells the care team, and admits them when a place fr
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -81,7 +82,7 @@ async def test_one_sheet_records_the_group_and_the_member_left_off_is_a_no_show(
     # Services delivered for the two who came (a late arrival counts its minutes), once each, and their day.
     delivered = {}
     for member in (present, late):
-        [service] = await eventually(lambda m=member: events(stack, "iop.service.delivered", m), "a service")
+        [service] = await eventually(functools.partial(events, stack, "iop.service.delivered", member), "a service")
         delivered[member.episode_id] = service.data
     assert {(s.code, s.units, s.group_id, s.kind, s.level) for s in delivered.values()} == {
         ("90853", 1, "iop-am", "group", "IOP")
@@ -89,7 +90,7 @@ async def test_one_sheet_records_the_group_and_the_member_left_off_is_a_no_show(
     assert (delivered[present.episode_id].minutes, delivered[late.episode_id].minutes) == (180, 150)
     days = {}
     for member in (present, late):
-        [day] = await eventually(lambda m=member: events(stack, "iop.service_day.completed", m), "a service day")
+        [day] = await eventually(functools.partial(events, stack, "iop.service_day.completed", member), "a service day")
         days[member.episode_id] = day.data
     assert (days[present.episode_id].per_diem_code, days[present.episode_id].services) == ("H0015", 1)
     assert days[late.episode_id].per_diem_code is None  # 2.5 hours: short of the IOP day's 3

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import yaml
 
-from stepwise_contract import EVENT_TYPES, from_kafka
+from stepwise_contract import DrugScreenRecorded, from_kafka
 from tools.devstack import ROOT
 
 from .conftest import (
@@ -141,14 +141,15 @@ async def test_drug_screen_is_recorded_and_published_without_substances_in_heade
         ],
     }
     async with stack.http("intake", "integration") as intake:
+        changes: tuple[dict[str, Any], ...] = (
+            {"collected_at": "2999-01-01T00:00:00Z"},
+            {"results": [{"substance": "fentanyl", "result": "positive"}] * 2},
+            {"results": [{"substance": "kratom-x", "result": "positive"}]},
+            {"results": []},
+        )
         bad = [
             await intake.post(f"/v1/episodes/{episode.episode_id}/drug-screens", json=body | change)
-            for change in (
-                {"collected_at": "2999-01-01T00:00:00Z"},
-                {"results": [{"substance": "fentanyl", "result": "positive"}] * 2},
-                {"results": [{"substance": "kratom-x", "result": "positive"}]},
-                {"results": []},
-            )
+            for change in changes
         ]
         response = await intake.post(f"/v1/episodes/{episode.episode_id}/drug-screens", json=body)
     assert [r.status_code for r in bad] == [422] * 4
@@ -158,7 +159,7 @@ async def test_drug_screen_is_recorded_and_published_without_substances_in_heade
 
     [record] = await eventually(lambda: events_of(stack, "iop.drug_screen.recorded", episode.episode_id), "event")
     assert all(b"fentanyl" not in value for _, value in record.headers)
-    event = from_kafka(record.headers, record.value, EVENT_TYPES[record.topic])
+    event = from_kafka(record.headers, record.value, DrugScreenRecorded)
     assert [(r.substance, r.result, r.expected) for r in event.data.results] == [
         ("fentanyl", "positive", False),
         ("buprenorphine", "positive", True),

@@ -102,7 +102,7 @@ async def test_a_session_reminder_due_in_the_patients_night_waits_for_their_morn
     async def planned() -> list[dict[str, Any]] | None:
         async with stack.http("notifications", "clinician") as client:
             params = {"episode_id": angeleno.episode_id, "purpose": "session_reminder"}
-            return (await client.get("/v1/notifications", params=params)).json() or None  # type: ignore[no-any-return]
+            return (await client.get("/v1/notifications", params=params)).json() or None
 
     assert len(await eventually(planned, "the reminders")) == 2
     early = datetime.combine(day, time(7, 30), tzinfo=zone)  # 10:30 in New York, the clinic's zone: not quiet there

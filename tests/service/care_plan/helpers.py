@@ -32,7 +32,7 @@ from stepwise_contract import (
 from tests.service.conftest import Events, as_role, service_app
 from tests.service.fake_intake import listed
 
-SETTINGS = CarePlanSettings(_env_file=None)  # type: ignore[call-arg]
+SETTINGS = CarePlanSettings(_env_file=None)
 POLICY = load_policy(SETTINGS.care_plan_policy_file)
 CLINICIAN = as_role(Role.CLINICIAN)
 APP = service_app("care_plan", [api.router, api.groups], consumes=True)
@@ -91,7 +91,7 @@ def assessment(
     return AssessmentCompleted(
         episode_id=episode_id,
         assessment_id=str(uuid.uuid4()),
-        kind=kind,  # type: ignore[arg-type]
+        kind=kind,
         program="adult",
         assessed_at=utc_now(),
         dimensions=DimensionRatings(withdrawal=1, biomedical=0, emotional=2, readiness=2, relapse=2, environment=1),

@@ -228,7 +228,9 @@ async def test_a_change_stores_the_plans_next_timer_and_a_change_that_changes_no
     assert changed is not None and changed.plan.inputs == [noted] and changed.version == unchanged.version + 1
 
 
-async def test_a_change_that_lost_its_write_is_decided_again_on_what_won(events: Events, store: CarePlanStore) -> None:
+async def test_a_change_that_lost_its_write_is_decided_again_on_what_won(
+    events: Events, store: CarePlanStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
     episode_id = await active_plan(events, store)
     real_save = store.save
     saves: list[bool] = []
@@ -238,7 +240,7 @@ async def test_a_change_that_lost_its_write_is_decided_again_on_what_won(events:
         saves.append(saved)
         return saved
 
-    store.save = first_loses  # type: ignore[method-assign]
+    monkeypatch.setattr(store, "save", first_loses)
     noted = CareInput(kind="drug_screen", at=utc_now(), source_id="s1", unexpected_positive=False)
     assert await change_plan(store, POLICY, episode_id, lambda plan, now: (plan.model_copy(update={"inputs": [noted]}),
                                                                            [], "done")) == "done"  # fmt: skip
@@ -247,7 +249,7 @@ async def test_a_change_that_lost_its_write_is_decided_again_on_what_won(events:
 
 
 async def test_a_plan_that_leaves_its_group_frees_its_seat_and_says_so_when_it_cannot(
-    events: Events, store: CarePlanStore, caplog: pytest.LogCaptureFixture
+    events: Events, store: CarePlanStore, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     episode_id, other = await active_plan(events, store), await active_plan(events, store)
     assert await store.holds_seat("iop-am", episode_id)
@@ -257,7 +259,7 @@ async def test_a_plan_that_leaves_its_group_frees_its_seat_and_says_so_when_it_c
     async def store_gone(*_: Any) -> None:
         raise AutoReconnect("store down")
 
-    store.release_seat = store_gone  # type: ignore[method-assign]
+    monkeypatch.setattr(store, "release_seat", store_gone)
     caplog.set_level(logging.WARNING, logger="services.care_plan.changes")
     await change_plan(store, POLICY, other, lambda plan, now: (discharged(plan, now), [], None))
     ended = await store.get(other)

@@ -4,6 +4,7 @@ plan is read."""
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -18,6 +19,7 @@ async def test_attendance_takes_notice_only_with_excused_and_minutes_only_with_a
     http: httpx.AsyncClient, events: Events, store: CarePlanStore
 ) -> None:
     nobody = f"/v1/episodes/nobody/sessions/{first_session_id()}/attendance"  # no plan: a body it takes is a 404
+    body: dict[str, Any]
     for body, field, rule in (
         ({"status": "missed", "notice_given_at": "2026-11-20T09:00:00Z"}, "notice_given_at", "notice_without_excuse"),
         ({"status": "attended", "notice_given_at": "2026-11-20T09:00:00Z"}, "notice_given_at", "notice_without_excuse"),

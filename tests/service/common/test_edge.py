@@ -10,7 +10,7 @@ import logging
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import httpx
 import pytest
@@ -320,9 +320,10 @@ async def test_a_query_parameter_not_declared_or_repeated_where_one_is_taken_is_
 
 async def test_a_body_of_shapes_is_answered_as_one_model_naming_the_field_as_sent(http: httpx.AsyncClient) -> None:
     path = "/v1/notes/1/marks"
+    body: dict[str, Any]
     for body in ({"kind": "tick"}, {"kind": "tick", "weight": 2, "why": None}, {"kind": "cross", "why": "late"}):
         assert (await http.post(path, json=body, headers=CLINICIAN)).status_code == 200, body
-    cases = [
+    cases: list[tuple[dict[str, Any], list[str], str, str | None]] = [
         ({"kind": "tick", "why": "Alexandra"}, ["body", "why"], "why_only_crossed", "why goes only with a cross"),
         ({"kind": "cross"}, ["body", "why"], "missing", "why is required when kind is cross"),
         ({"kind": "tick", "weight": "2"}, ["body", "weight"], "int_type", None),

@@ -62,4 +62,7 @@ async def grant(http: httpx.AsyncClient, episode_id: str, body: dict[str, Any]) 
     return response.json()  # type: ignore[no-any-return]
 
 
-SCREEN = {"collected_at": "2026-01-20T14:05:00Z", "results": [{"substance": "fentanyl", "result": "negative"}]}
+SCREEN: dict[str, Any] = {
+    "collected_at": "2026-01-20T14:05:00Z",
+    "results": [{"substance": "fentanyl", "result": "negative"}],
+}

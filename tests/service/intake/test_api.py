@@ -158,7 +158,7 @@ async def test_every_request_list_is_bounded(
 
 async def test_the_audience_takes_each_scope_at_most_once(http: httpx.AsyncClient) -> None:
     _, episode_id = await new_episode(http)
-    many = [("scope", "appointments")] * 6
+    many = (("scope", "appointments"),) * 6
     refused = await http.get(f"/v1/episodes/{episode_id}/audience", params=many, headers=NOTIFICATIONS)
     assert refused.status_code == 422 and refused.json()["detail"][0]["loc"] == ["query", "scope"]
 

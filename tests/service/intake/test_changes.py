@@ -12,7 +12,7 @@ from services.common.outbox import no_relay
 from services.common.utc import utc_now
 from services.intake import changes
 from services.intake.domain.episode import ConsentTerms
-from services.intake.domain.model import EpisodeError, Recipient
+from services.intake.domain.model import EpisodeError, Recipient, RecordedDrugScreen
 from services.intake.store import IntakeStore
 from stepwise_contract import ScreenResult
 from tests.service.memory_mongo import MemoryDatabase
@@ -28,6 +28,7 @@ async def test_a_drug_screen_keeps_who_recorded_it(database: MemoryDatabase) -> 
     results = [ScreenResult(substance="fentanyl", result="negative")]
     screen = await changes.record_drug_screen(store, CLINICIAN, episode.episode_id, utc_now() - timedelta(hours=1),
                                               results)  # fmt: skip
+    assert isinstance(screen, RecordedDrugScreen)
     assert screen.recorded_by == "dr.lee"
     stored = await store.get(episode.episode_id)
     assert stored is not None and [s.recorded_by for s in stored.episode.drug_screens] == ["dr.lee"]

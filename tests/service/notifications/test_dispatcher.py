@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import random
 from collections import Counter
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
@@ -15,6 +16,7 @@ import pytest
 from pymongo.errors import AutoReconnect
 
 from services.common.dependencies import Dependencies, DependencyDown
+from services.common.priority import URGENT_FIRST
 from services.notifications import dispatcher as dispatching
 from services.notifications.channels import Contact, DeliveryError
 from services.notifications.dispatcher import (
@@ -322,7 +324,7 @@ async def test_a_permanent_refusal_fails_the_message_for_good(caplog: pytest.Log
 async def test_a_transient_failure_is_retried_and_marks_the_channel_down(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(dispatching.random, "random", lambda: 1.0)
+    monkeypatch.setattr(random, "random", lambda: 1.0)
     parts = Parts(message(attempts=2))
     parts.email.failures = [DeliveryError("SMTP unavailable", permanent=False)]
     await parts.dispatcher.work_once()
@@ -358,7 +360,7 @@ async def test_a_send_the_store_will_not_record_yet_is_recorded_with_growing_wai
         waits.append(seconds)
         await real_sleep(0)
 
-    monkeypatch.setattr(dispatching.asyncio, "sleep", sleep)
+    monkeypatch.setattr(asyncio, "sleep", sleep)
     parts = Parts(message())
     parts.store.mark_sent_failures = [AutoReconnect("down")] * 7
     await parts.dispatcher.work_once()
@@ -534,7 +536,7 @@ async def test_the_urgent_lane_holds_routine_work_back_while_it_sends() -> None:
 
     sending = asyncio.create_task(Lane(True, claim, deliver, concurrency=2, poll_seconds=1).work_once())
     await started.wait()
-    routine = asyncio.create_task(dispatching.URGENT_FIRST.routine_turn())
+    routine = asyncio.create_task(URGENT_FIRST.routine_turn())
     await asyncio.sleep(0.1)  # far less than the longest pause (2 s)
     assert not routine.done()
     release.set()

@@ -168,6 +168,7 @@ async def test_a_recipient_greylisted_waits_alone_and_the_relay_stays_up(
         episode_id = await alert(events, intake)
         await dispatcher.work_once()
         [email] = [n for n in await log_of(messaging, episode_id) if n.channel == "email"]
+        assert email.not_before is not None
         assert (email.status, email.attempts) == ("pending", 1) and email.not_before > utc_now()
         assert email.last_error is not None and "450" in email.last_error
         assert "smtp" not in dependencies.problems() and (await http.get("/health/ready")).status_code == 200
@@ -205,7 +206,7 @@ async def test_when_a_channel_works_again_what_waits_on_it_goes_at_once(
     channels["email"].failures = [DeliveryError("SMTP unavailable", permanent=False)] * 2
     await dispatcher.work_once()  # both emails fail and wait out their backoff
     waiting = [n for n in await log_of(messaging, first) + await log_of(messaging, second) if n.channel == "email"]
-    assert all(n.status == "pending" and n.not_before > utc_now() for n in waiting)
+    assert all(n.status == "pending" and n.not_before is not None and n.not_before > utc_now() for n in waiting)
     third = await alert(events, intake)
     await dispatcher.work_once()  # the relay is back: the third goes, and releases the two
     await dispatcher.work_once()

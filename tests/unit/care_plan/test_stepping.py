@@ -127,6 +127,11 @@ IMPROVED = [assessment(14, 8), assessment(28, 7)]
 """Two PHQ-9 totals below 10 at this level."""
 
 
+def recorded(attended: int, missed: int) -> list[AttendanceStatus | None]:
+    """Sessions recorded ``attended`` times, then ``missed`` times."""
+    return ["attended" if n < attended else "missed" for n in range(attended + missed)]
+
+
 def make_plan(
     level: CareLevel = CareLevel.IOP,
     inputs: Iterable[CareInput] = (),
@@ -135,8 +140,9 @@ def make_plan(
     **update: Any,
 ) -> CarePlan:
     """A plan at ``level`` since T0 (assigned a week earlier at another level), every session attended so far."""
+    so_far: list[AttendanceStatus | None] = ["attended" if at(1 + 2 * n) < NOW else None for n in range(SESSION_COUNT)]
     if statuses is None:
-        statuses = ["attended" if at(1 + 2 * n) < NOW else None for n in range(SESSION_COUNT)]
+        statuses = so_far
     plan = CarePlan(
         episode_id="e1",
         status=status,
@@ -342,7 +348,7 @@ def test_a_referral_out_is_published_as_one_for_the_clinician_to_decide() -> Non
 
 
 def test_all_criteria_holding_recommends_the_rung_down() -> None:
-    statuses: list[AttendanceStatus | None] = ["attended"] * 9 + ["late", "missed", "missed", "excused"]
+    statuses: list[AttendanceStatus | None] = [*recorded(attended=9, missed=0), "late", "missed", "missed", "excused"]
     decision = recommend_step(make_plan(inputs=IMPROVED, statuses=statuses), POLICY, NOW)
     assert decision is not None
     assert (decision.direction, decision.to_level) == ("down", CareLevel.OP)
@@ -442,11 +448,11 @@ def test_attendance_reads_only_recorded_sessions_of_the_level_period() -> None:
 
 
 def test_attendance_exactly_at_the_minimum_holds() -> None:
-    reasons = step_down_criteria(make_plan(inputs=IMPROVED, statuses=["attended"] * 12 + ["missed"] * 3), POLICY, NOW)
+    reasons = step_down_criteria(make_plan(inputs=IMPROVED, statuses=recorded(attended=12, missed=3)), POLICY, NOW)
     assert reasons is not None
     assert reasons[1].text == "Attendance 80% (12 of 15 recorded sessions) meets the 80% minimum."
     policy = SteppingPolicy(step_down=StepDownRules(min_attendance_rate=0.7))
-    reasons = step_down_criteria(make_plan(inputs=IMPROVED, statuses=["attended"] * 7 + ["missed"] * 3), policy, NOW)
+    reasons = step_down_criteria(make_plan(inputs=IMPROVED, statuses=recorded(attended=7, missed=3)), policy, NOW)
     assert reasons is not None
     assert reasons[1].text == "Attendance 70% (7 of 10 recorded sessions) meets the 70% minimum."
 
@@ -609,7 +615,9 @@ def test_policy_is_frozen() -> None:
 
 # --- properties ---------------------------------------------------------------------------------
 
-STATUS = st.sampled_from([None, "attended", "attended", "attended", "late", "missed", "excused"])
+STATUS: st.SearchStrategy[AttendanceStatus | None] = st.sampled_from(
+    [None, "attended", "attended", "attended", "late", "missed", "excused"]
+)
 DAY = st.floats(min_value=-20, max_value=35, allow_nan=False)
 INPUT = st.one_of(
     st.builds(assessment, DAY, st.integers(0, 27), st.one_of(st.none(), st.integers(0, 27))),

@@ -15,7 +15,15 @@ import pytest
 from aiokafka import ConsumerRecord
 
 from services.common import consumer, priority
-from services.common.consumer import HANDLER_CONTEXT, EventBatch, EventRejected, Subscription, lane_group, lanes
+from services.common.consumer import (
+    HANDLER_CONTEXT,
+    EventBatch,
+    EventHandlers,
+    EventRejected,
+    Subscription,
+    lane_group,
+    lanes,
+)
 from services.common.dependencies import DependencyDown
 from services.common.priority import UrgentFirst
 from stepwise_contract import SafetyAlertRaised, SessionMissed, new_event, to_kafka
@@ -152,7 +160,10 @@ def test_lanes_split_the_handlers_and_each_has_its_group() -> None:
     async def handle(_event: Any, _context: Any) -> None:
         return None
 
-    handlers = {SessionMissed: Subscription(handle, ""), SafetyAlertRaised: Subscription(handle, "", urgent=True)}
+    handlers: EventHandlers = {
+        SessionMissed: Subscription(handle, ""),
+        SafetyAlertRaised: Subscription(handle, "", urgent=True),
+    }
     assert {urgent: list(lane) for urgent, lane in lanes(handlers).items()} == {
         True: [SafetyAlertRaised],
         False: [SessionMissed],
@@ -210,7 +221,12 @@ async def test_each_retry_of_a_batch_waits_by_its_attempt_counted_afresh_once_th
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     waits: list[int] = []
-    monkeypatch.setattr(consumer, "retry_delay", lambda attempt: waits.append(attempt) or 0.0)
+
+    def retry_delay(attempt: int) -> float:
+        waits.append(attempt)
+        return 0.0
+
+    monkeypatch.setattr(consumer, "retry_delay", retry_delay)
     failing = [True, True, False, True]
 
     async def handle(_event: Any, _context: Any) -> None:

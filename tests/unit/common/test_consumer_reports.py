@@ -17,7 +17,7 @@ from faststream.middlewares import AckPolicy
 from pymongo.errors import AutoReconnect, DuplicateKeyError
 
 from services.common import consumer
-from services.common.consumer import HANDLER_CONTEXT, EventRejected, EventShelf, Subscription
+from services.common.consumer import HANDLER_CONTEXT, EventHandlers, EventRejected, EventShelf, Subscription
 from services.common.dependencies import DependencyDown
 from services.common.priority import URGENT_FIRST
 from services.common.settings import ServiceSettings
@@ -149,7 +149,7 @@ async def test_a_keyed_record_set_aside_keeps_its_key() -> None:
 
 
 def test_each_lane_reads_batches_commits_after_applying_and_keeps_its_partitions_across_restarts() -> None:
-    settings = ServiceSettings(_env_file=None, kafka_group_instance_id="host-1", kafka_max_batch=50,  # type: ignore[call-arg]
+    settings = ServiceSettings(_env_file=None, kafka_group_instance_id="host-1", kafka_max_batch=50,
                                kafka_batch_wait_ms=100)  # fmt: skip
     routine = consumer.subscriber_options(settings, "stepwise.notifications")
     assert {key: value for key, value in routine.items() if key != "decoder"} == {
@@ -218,8 +218,11 @@ async def test_each_lane_is_subscribed_in_its_group_and_its_urgent_batches_hold_
         held.append(not routine.done())
         routine.cancel()
 
-    settings = ServiceSettings(_env_file=None, kafka_group_instance_id="")  # type: ignore[call-arg]
-    handlers = {SessionMissed: Subscription(handle, ""), SafetyAlertRaised: Subscription(handle, "", urgent=True)}
+    settings = ServiceSettings(_env_file=None, kafka_group_instance_id="")
+    handlers: EventHandlers = {
+        SessionMissed: Subscription(handle, ""),
+        SafetyAlertRaised: Subscription(handle, "", urgent=True),
+    }
     consumer.subscribe(settings, "stepwise.notifications", handlers)
     by_topic = {topics: (options, apply) for topics, options, apply in Router.declared}
     urgent, urgent_apply = by_topic[("iop.safety.alert_raised",)]

@@ -7,7 +7,7 @@ import base64
 import hashlib
 import hmac
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Annotated
 
 import httpx
@@ -91,9 +91,7 @@ async def test_a_token_signed_with_hmac_and_the_public_key_as_secret_is_refused(
     public_pem = (
         provider.keys[0]
         .private.public_key()
-        .public_bytes(  # type: ignore[union-attr]
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
     payload = jwt.decode(provider.token(), options={"verify_signature": False})
     token = _hs256(payload, public_pem, provider.keys[0].kid)
@@ -177,12 +175,12 @@ async def test_a_token_without_an_allowed_role_is_forbidden(app: httpx.AsyncClie
 
 
 def test_static_tokens_stay_for_every_role_without_oidc_and_for_service_roles_with_it() -> None:
-    plain = ServiceSettings(_env_file=None)  # type: ignore[call-arg]
+    plain = ServiceSettings(_env_file=None)
     assert plain.static_roles_allowed == frozenset(Role) and plain.oidc is None
-    with_oidc = ServiceSettings(_env_file=None, oidc_issuer="https://idp.example/realms/clinic",  # type: ignore[call-arg]
+    with_oidc = ServiceSettings(_env_file=None, oidc_issuer="https://idp.example/realms/clinic",
                                 oidc_audience="stepwise")  # fmt: skip
     assert with_oidc.static_roles_allowed == SERVICE_ROLES
-    chosen = ServiceSettings(_env_file=None, oidc_issuer="https://idp.example/realms/clinic",  # type: ignore[call-arg]
+    chosen = ServiceSettings(_env_file=None, oidc_issuer="https://idp.example/realms/clinic",
                              oidc_audience="stepwise", static_tokens_allowed_roles="notifications,admin")  # fmt: skip
     assert chosen.static_roles_allowed == {Role.NOTIFICATIONS, Role.ADMIN}
 
@@ -203,7 +201,7 @@ def test_an_oidc_configuration_mistake_stops_the_service_naming_the_setting(
         ServiceSettings(_env_file=None, **settings)  # type: ignore[arg-type]
 
 
-def _b64(part: dict[str, object]) -> str:
+def _b64(part: Mapping[str, object]) -> str:
     return base64.urlsafe_b64encode(json.dumps(part).encode()).rstrip(b"=").decode()
 
 

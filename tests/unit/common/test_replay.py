@@ -73,9 +73,8 @@ async def test_an_event_applied_by_an_earlier_replay_is_not_applied_again() -> N
 
 async def test_an_event_still_rejected_is_set_aside_again_with_the_reason() -> None:
     handler = Handler(refuse="no_care_plan")
-    replayed = await replay(
-        shelved(missed(), replays=[{"outcome": "set_aside_again"}]), handlers(handler), Context(None)
-    )  # type: ignore[arg-type]
+    record = shelved(missed(), replays=[{"outcome": "set_aside_again"}])
+    replayed = await replay(record, handlers(handler), Context(None))  # type: ignore[arg-type]
     assert replayed == Replayed("set_aside_again", "rejected: no_care_plan")
 
 

@@ -7,7 +7,8 @@ import asyncio
 import datetime as dt
 import ssl
 from pathlib import Path
-from typing import Any
+from types import CoroutineType
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import pytest
 from aiokafka.errors import (
@@ -20,6 +21,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from faststream.kafka import KafkaBroker
 from faststream.kafka.security import parse_security
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 from pydantic import ValidationError
@@ -29,8 +31,12 @@ from services.common.dependencies import Dependencies
 from services.common.mongo import connect
 from services.common.settings import ServiceSettings
 
+if TYPE_CHECKING:
+    from pymongo.pyopenssl_context import SSLContext as PyOpenSSLContext
+
 PASSWORD = "s3cr3t-SASL-password"
-LOGIN = {"kafka_sasl_username": "stepwise", "kafka_sasl_password": PASSWORD}
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+LOGIN: dict[str, Any] = {"kafka_sasl_username": "stepwise", "kafka_sasl_password": PASSWORD}
 CA_NAME = "Stepwise test clinic CA"
 
 
@@ -71,9 +77,10 @@ def refused(**settings: Any) -> str:
     return str(error["msg"]).removeprefix("Value error, ")
 
 
-def ca_subjects(context: ssl.SSLContext | None) -> list[str]:
-    assert context is not None
-    return [value for cert in context.get_ca_certs() for rdn in cert["subject"] for (_, value) in rdn]
+def ca_subjects(context: ssl.SSLContext | PyOpenSSLContext | None) -> list[str]:
+    assert isinstance(context, ssl.SSLContext)  # pymongo's PyOpenSSL context only where PyOpenSSL is installed
+    subjects = [cast(tuple[tuple[tuple[str, str], ...], ...], cert["subject"]) for cert in context.get_ca_certs()]
+    return [value for subject in subjects for rdn in subject for (_, value) in rdn]
 
 
 # --- settings ------------------------------------------------------------------------------------
@@ -128,7 +135,7 @@ def test_the_password_may_come_from_a_secret_file(monkeypatch: pytest.MonkeyPatc
 @pytest.mark.parametrize(("setting", "value"), [("kafka_security_protocol", "TLS"), ("kafka_sasl_mechanism", "MD5")])
 def test_an_unknown_protocol_or_mechanism_is_refused_naming_the_setting(setting: str, value: str) -> None:
     with pytest.raises(ValidationError) as caught:
-        ServiceSettings(**{setting: value}, **LOGIN)
+        ServiceSettings(**dict[str, Any]({setting: value}), **LOGIN)
     [error] = caught.value.errors(include_input=False)
     assert error["loc"] == (setting,)
 
@@ -145,7 +152,7 @@ def test_a_ca_file_that_is_missing_unreadable_or_no_certificate_is_refused_namin
     setting: str, protocol: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     name = setting.upper()
-    common = {"kafka_security_protocol": protocol}
+    common: dict[str, Any] = {"kafka_security_protocol": protocol}
     missing = tmp_path / "nowhere.pem"
     assert refused(**common, **{setting: missing}) == f"{name}: {missing} does not exist or is not a file"
     assert "is not a file" in refused(**common, **{setting: tmp_path})
@@ -263,7 +270,7 @@ def test_mongodb_trusts_the_ca_file_only_when_set(ca_file: Path) -> None:
     ],
 )
 def test_a_refusal_names_the_setting_to_fix_and_an_outage_is_not_one(
-    error: BaseException, protocol: str, says: str | None
+    error: BaseException, protocol: SecurityProtocol, says: str | None
 ) -> None:
     settings = ServiceSettings.model_construct(
         kafka_security_protocol=protocol, kafka_sasl_mechanism="SCRAM-SHA-512", **LOGIN
@@ -290,7 +297,7 @@ async def test_a_refused_start_is_shown_by_readiness_and_tried_again_until_accep
     async def ensure_topics(_: ServiceSettings, topics: list[str]) -> None:
         attempts.append("ensure_topics")
         if len(attempts) < 3:
-            raise kafka.KafkaConnectionError("Unable to bootstrap")
+            raise KafkaConnectionError("Unable to bootstrap")
 
     async def refusal(_: ServiceSettings) -> str:
         return "refused our login (x): check KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD"
@@ -330,8 +337,10 @@ async def test_what_waits_for_the_brokers_is_closed_if_the_service_stops_first(m
     async def relay() -> None:
         raise AssertionError("never runs")
 
-    waiting = relay()
-    task = asyncio.create_task(kafka.start_once_accepted(ServiceSettings(), Any, [], Dependencies(), [waiting]))
+    waiting = cast("CoroutineType[Any, Any, None]", relay())
+    task = asyncio.create_task(
+        kafka.start_once_accepted(ServiceSettings(), cast(KafkaBroker, Any), [], Dependencies(), [waiting])
+    )
     await asyncio.sleep(0.05)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):

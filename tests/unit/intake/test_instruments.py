@@ -158,6 +158,7 @@ gad7_items = st.lists(answer, min_size=7, max_size=7)
 @given(phq9_items)
 def test_phq9_properties(items: list[int]) -> None:
     result = score_phq9(items)
+    assert result.total is not None
     assert 0 <= result.total <= 27
     assert result.total == sum(items)
     assert result.band == band_in(sum(items), PHQ9_BANDS)
@@ -167,6 +168,7 @@ def test_phq9_properties(items: list[int]) -> None:
 @given(gad7_items)
 def test_gad7_properties(items: list[int]) -> None:
     result = score_gad7(items)
+    assert result.total is not None
     assert 0 <= result.total <= 21
     assert result.total == sum(items)
     assert result.band == band_in(sum(items), GAD7_BANDS)
@@ -176,6 +178,7 @@ def test_gad7_properties(items: list[int]) -> None:
 @given(phq9_items, phq9_items)
 def test_phq9_band_monotonic_in_total(a: list[int], b: list[int]) -> None:
     ra, rb = score_phq9(a), score_phq9(b)
+    assert ra.total is not None and rb.total is not None
     if ra.total <= rb.total:
         assert PHQ9_RANK[ra.band] <= PHQ9_RANK[rb.band]
     if ra.total == rb.total:
@@ -185,6 +188,7 @@ def test_phq9_band_monotonic_in_total(a: list[int], b: list[int]) -> None:
 @given(gad7_items, gad7_items)
 def test_gad7_band_monotonic_in_total(a: list[int], b: list[int]) -> None:
     ra, rb = score_gad7(a), score_gad7(b)
+    assert ra.total is not None and rb.total is not None
     if ra.total <= rb.total:
         assert GAD7_RANK[ra.band] <= GAD7_RANK[rb.band]
     if ra.total == rb.total:
@@ -445,8 +449,10 @@ def test_audit_properties(answers: AuditAnswers) -> None:
 @given(audit_strategy, audit_strategy)
 def test_audit_band_monotonic_in_total(a: AuditAnswers, b: AuditAnswers) -> None:
     (ra, ca), (rb, cb) = score_audit(a), score_audit(b)
+    assert ra.total is not None and rb.total is not None
     if ra.total <= rb.total:
         assert AUDIT_RANK[ra.band] <= AUDIT_RANK[rb.band]
+    assert ca.total is not None and cb.total is not None
     if a.sex == b.sex and ca.total <= cb.total:
         assert ca.band == "negative" or cb.band == "positive"
 
@@ -463,6 +469,7 @@ def test_dast10_properties(answers: list[bool]) -> None:
 @given(dast_strategy, dast_strategy)
 def test_dast10_band_monotonic_in_total(a: list[bool], b: list[bool]) -> None:
     ra, rb = score_dast10(a), score_dast10(b)
+    assert ra.total is not None and rb.total is not None
     if ra.total <= rb.total:
         assert DAST10_RANK[ra.band] <= DAST10_RANK[rb.band]
 

@@ -8,16 +8,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from services.intake.domain.instruments import INSTRUMENTS
 from services.intake.domain.placement import (
-    INSTRUMENTS,
-    LEVEL_ORDER,
     PlacementPolicy,
-    Program,
     Recommendation,
     load_placement_policy,
     recommend_level,
 )
-from stepwise_contract import CareLevel, DimensionRatings, InstrumentResult
+from stepwise_contract import LEVEL_ORDER, CareLevel, DimensionRatings, InstrumentResult, Program
 
 POLICY = load_placement_policy()
 DIMENSIONS = ("withdrawal", "biomedical", "emotional", "readiness", "relapse", "environment")

@@ -58,7 +58,7 @@ EMAIL_ONLY: Reachable = {"patient": frozenset({"email"}), "supports": frozenset(
 
 
 def plan_notifications(
-    event: CloudEvent[EventData],
+    event: CloudEvent[Any],
     supports: list[Support] | None = None,
     rules: NotificationPolicy = RULES,
     reachable: Reachable = EMAIL_ONLY,
@@ -92,7 +92,7 @@ def assigned(status: str = "active", episode_id: str = "ep-1") -> CareLevelAssig
     return CareLevelAssigned(
         episode_id=episode_id,
         level=CareLevel.IOP if status == "active" else CareLevel.RESIDENTIAL,
-        status=status,  # type: ignore[arg-type]
+        status=status,
         assigned_at=datetime(2026, 10, 20, 15, 0, tzinfo=UTC),
         assessment_id="as-1",
         schedule=SCHEDULE if status == "active" else None,
@@ -258,7 +258,8 @@ def test_override_dir_takes_precedence(tmp_path: Any) -> None:
 
 
 def test_supports_are_planned_only_for_events_their_consent_covers() -> None:
-    schedule_event, miss_event = new_event(assigned(), source=SOURCE), new_event(missed(), source=SOURCE)
+    schedule_event: CloudEvent[EventData] = new_event(assigned(), source=SOURCE)
+    miss_event: CloudEvent[EventData] = new_event(missed(), source=SOURCE)
     assert (support_scopes(schedule_event, RULES), support_scopes(miss_event, RULES)) == (
         {"appointments"},
         {"attendance"},
@@ -423,7 +424,7 @@ def planned_contexts() -> dict[str, list[dict[str, Any]]]:
     reminders = RULES.session_reminders
     assert reminders is not None and RULES.alumni is not None
     event = new_event(assigned(), source=SOURCE)
-    planned = [*messages.plan_session_reminders(event, SCHEDULE, CHANGED_AT, reminders, EVERYWHERE)[:1],
+    others = [*messages.plan_session_reminders(event, SCHEDULE, CHANGED_AT, reminders, EVERYWHERE)[:1],
                *messages.plan_alumni("ep-1", "c-2", CHANGED_AT, RULES.alumni, EVERYWHERE, NEW_YORK)[:8]]  # fmt: skip
     alert = safety.SafetyAlert(
         alert_id="al-1",
@@ -434,10 +435,10 @@ def planned_contexts() -> dict[str, list[dict[str, Any]]]:
         raised_at=CHANGED_AT,
         acknowledge_by=CHANGED_AT,
     )
-    planned += [*safety.pages(alert, frozenset({"sms", "webhook"}), "https://stepwise.clinic.test/console"),
+    others += [*safety.pages(alert, frozenset({"sms", "webhook"}), "https://stepwise.clinic.test/console"),
                 *safety.pages(alert, frozenset({"sms"}), None),
                 *messages.plan_unreachable_notice(event, [], EVERYWHERE)]  # fmt: skip
-    for message in planned:
+    for message in others:
         contexts.setdefault(message.purpose, []).append({**message.context, **ids})
     return contexts
 

@@ -28,7 +28,7 @@ from services.notifications.domain.policy import (
 )
 from services.notifications.rendering import Templates
 from services.notifications.settings import NotificationsSettings
-from stepwise_contract import CareLevel, CareLevelAssigned, Reason, new_event
+from stepwise_contract import CareLevel, CareLevelAssigned, CloudEvent, EventData, Reason, new_event
 
 NEW_YORK = "America/New_York"
 KNOWN = frozenset(messages.MESSAGE_EVENTS)
@@ -109,7 +109,9 @@ def test_a_clinic_can_route_a_message_to_another_channel(tmp_path: Path) -> None
     policy = default_policy()
     policy["events"]["iop.care_level.assigned"][0]["channels"] = ["email", "sms"]
     rules = checked(write(tmp_path, policy))
-    event = new_event(assigned(datetime(2026, 10, 19, 15, tzinfo=UTC)), source="/stepwise/care-plan")
+    event: CloudEvent[EventData] = new_event(
+        assigned(datetime(2026, 10, 19, 15, tzinfo=UTC)), source="/stepwise/care-plan"
+    )
     planned = messages.plan_notifications(event, rules, REACHABLE, {})
     assert sorted(p.channel for p in planned if p.purpose == "welcome") == ["email", "sms"]
     no_sms = dict(REACHABLE) | {"patient": frozenset({"email"})}

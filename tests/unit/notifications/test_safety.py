@@ -174,12 +174,12 @@ def test_messages_of_a_route_without_any_address_are_planned_on_all_its_channels
 
 def test_the_on_call_number_is_an_international_number_and_empty_settings_are_unset() -> None:
     settings = NotificationsSettings(_env_file=None, on_call_phone=" +1 202 555 0123 ", care_team_email="",
-                                     on_call_webhook_url="")  # type: ignore[call-arg]  # fmt: skip
+                                     on_call_webhook_url="")  # fmt: skip
     assert settings.on_call_phone == "+12025550123"
     assert settings.care_team_email is None and settings.on_call_webhook_url is None
     assert settings.safety_ack_seconds == 900
     with pytest.raises(ValidationError, match="ON_CALL_PHONE: an international number") as refused:
-        NotificationsSettings(_env_file=None, on_call_phone="555-0100")  # type: ignore[call-arg]
+        NotificationsSettings(_env_file=None, on_call_phone="555-0100")
     assert "555-0100" not in str(refused.value)
 
 

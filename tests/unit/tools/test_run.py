@@ -10,6 +10,7 @@ import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -176,8 +177,9 @@ def test_make_run_gives_the_care_team_and_the_on_call_clinician_a_dev_route() ->
         "CARE_TEAM_EMAIL": "mine@clinic.test"
     }
     assert staff_routes({"ON_CALL_PHONE": "+12025550123"}) == {"CARE_TEAM_EMAIL": DEV_CARE_TEAM_EMAIL}
+    dev_routes: dict[str, Any] = {name.lower(): value for name, value in staff_routes({}).items()}
     settings = NotificationsSettings(_env_file=None, sms_provider_url="http://sms", contact_hash_key="k",
-                                     **{name.lower(): value for name, value in staff_routes({}).items()})  # fmt: skip
+                                     **dev_routes)  # fmt: skip
     routes = StaffRoutes(settings.care_team_email, settings.care_team_webhook_url, settings.on_call_phone,
                          settings.on_call_webhook_url, sms=True)  # make run always has an SMS provider  # fmt: skip
     assert routes.problems() == {}  # notifications is ready under make run

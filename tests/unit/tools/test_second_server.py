@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -31,20 +33,20 @@ def test_a_mongodb_server_asked_for_is_used_even_where_docker_answers(monkeypatc
 
 def test_postgresql_runs_as_its_own_user_under_root_on_loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
     binaries, data = Path("/usr/lib/postgresql/15/bin"), Path("/tmp/cluster/data")
-    monkeypatch.setattr(postgres.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
     command = postgres.server_command(binaries, data, 5433)
     assert command[:4] == ["runuser", "-u", "postgres", "--"]
     assert command[4:9] == [str(binaries / "postgres"), "-D", str(data), "-p", "5433"]
     settings = dict(setting.split("=", 1) for setting in command[10::2])
     assert (settings["listen_addresses"], settings["unix_socket_directories"]) == ("127.0.0.1", "")
-    monkeypatch.setattr(postgres.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
     assert postgres.server_command(binaries, data, 5433)[0] == str(binaries / "postgres")
 
 
 def test_postgresql_is_missing_only_where_it_is_not_installed_and_cannot_be(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(postgres, "binaries", lambda: None)
-    monkeypatch.setattr(postgres.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
     assert "no PostgreSQL server installed" in (postgres.missing() or "")
-    monkeypatch.setattr(postgres.os, "geteuid", lambda: 0)
-    monkeypatch.setattr(postgres.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    monkeypatch.setattr(shutil, "which", lambda name: f"/usr/bin/{name}")
     assert postgres.missing() is None  # root with apt: the first start installs Debian's package
