@@ -25,12 +25,12 @@ from services.intake import handlers as intake_handlers
 from services.notifications import handlers as notifications_handlers
 from stepwise_contract import EVENT_TYPES, CloudEvent, from_kafka
 from tests.conftest import WAITS
-from tools.devstack import Backends, ServiceProcess
-from tools.kafka import committed_offset, records_on
-from tools.policies import roomy_care_plan_policy, unhurried_notifications_policy
-from tools.servers import free_port
-from tools.sms_sink import SmsSink
-from tools.smtp_sink import Mailbox, SmtpSink
+from tools.dev.devstack import Backends, ServiceProcess
+from tools.dev.kafka import committed_offset, records_on
+from tools.dev.policies import roomy_care_plan_policy, unhurried_notifications_policy
+from tools.dev.servers import free_port
+from tools.dev.sms_sink import SmsSink
+from tools.dev.smtp_sink import Mailbox, SmtpSink
 
 T = TypeVar("T")
 

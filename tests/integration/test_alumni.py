@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 
 from stepwise_contract import AlumniEnrolled, AlumniLeft, from_kafka
-from tools.devstack import ServiceProcess
+from tools.dev.devstack import ServiceProcess
 
 from .conftest import (
     HTTP_TIMEOUT,

@@ -16,8 +16,8 @@ import httpx
 import yaml
 
 from services.care_plan.store import PLANS
-from tools.devstack import ROOT, ServiceProcess
-from tools.servers import free_port
+from tools.dev.devstack import ROOT, ServiceProcess
+from tools.dev.servers import free_port
 
 from .conftest import (
     CARE_TEAM_EMAIL,

@@ -13,7 +13,7 @@ import httpx
 import yaml
 
 from stepwise_contract import DrugScreenRecorded, from_kafka
-from tools.devstack import ROOT
+from tools.dev.devstack import ROOT
 
 from .conftest import (
     CARE_TEAM_EMAIL,

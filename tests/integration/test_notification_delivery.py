@@ -21,8 +21,8 @@ from stepwise_contract import (
     to_kafka,
 )
 from stepwise_contract.webhooks import verify
-from tools.servers import free_port
-from tools.smtp_sink import SmtpSink
+from tools.dev.servers import free_port
+from tools.dev.smtp_sink import SmtpSink
 
 from .conftest import (
     CARE_TEAM_EMAIL,

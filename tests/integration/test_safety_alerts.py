@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tools.devstack import ServiceProcess
-from tools.sms_sink import Text
+from tools.dev.devstack import ServiceProcess
+from tools.dev.sms_sink import Text
 
 from .conftest import (
     CARE_TEAM_EMAIL,

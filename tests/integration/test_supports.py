@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from tools.servers import free_port
-from tools.smtp_sink import SmtpSink
+from tools.dev.servers import free_port
+from tools.dev.smtp_sink import SmtpSink
 
 from .conftest import (
     Episode,

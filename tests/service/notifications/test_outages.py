@@ -40,8 +40,8 @@ from tests.service.notifications.helpers import (
     started,
     what,
 )
-from tools.servers import free_port
-from tools.smtp_sink import SmtpSink
+from tools.dev.servers import free_port
+from tools.dev.smtp_sink import SmtpSink
 
 
 async def test_intake_down_makes_an_event_wait_and_readiness_say_so(

@@ -1,11 +1,11 @@
-"""The fault suite's own rules (tools/faults.py): its kills replay from a seed, and it counts duplicates only once
+"""The fault suite's own rules (tests/faults/suite.py): its kills replay from a seed, and it counts duplicates only once
 they could have shown (a lease after the last welcome, nothing in flight), waiting on that, not a fixed time."""
 
 from __future__ import annotations
 
 import random
 
-from tools import faults
+from tests.faults import suite as faults
 
 SERVICES = ("intake", "care_plan", "notifications")
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tools.audit import judge, load_exceptions
+from tools.check.audit import judge, load_exceptions
 
 TODAY = date(2026, 12, 4)
 VULNERABLE = {"name": "jinja2", "version": "3.1.6", "vulns": [{"id": "GHSA-aaaa-bbbb-cccc", "fix_versions": ["3.1.7"]}]}

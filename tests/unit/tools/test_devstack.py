@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tools import devstack, ferretdb, kafka
+from tools.dev import devstack, ferretdb, kafka
 
 
 def test_the_kafka_version_is_pinned_once_in_the_pom() -> None:

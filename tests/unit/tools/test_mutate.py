@@ -10,7 +10,7 @@ import tomllib
 import pytest
 from mutmut.mutation.file_mutation import mutate_file_contents
 
-from tools.mutate import (
+from tools.check.mutate import (
     EQUIVALENTS,
     ROOT,
     Equivalent,

@@ -17,8 +17,8 @@ import pytest
 from services.common.settings import parse_api_tokens
 from services.notifications.domain.safety import StaffRoutes
 from services.notifications.settings import NotificationsSettings
-from tools.devstack import ROOT, ServiceProcess
-from tools.run import (
+from tools.dev.devstack import ROOT, ServiceProcess
+from tools.dev.run import (
     DEV_CARE_TEAM_EMAIL,
     DEV_ON_CALL_PHONE,
     NotRunning,
@@ -29,7 +29,7 @@ from tools.run import (
     token_lines,
     watch,
 )
-from tools.servers import free_port
+from tools.dev.servers import free_port
 
 TOKENS = dev_tokens()
 
@@ -99,7 +99,7 @@ def test_ports_taken_by_another_stack_stop_make_run_naming_them() -> None:
                "SMTP_HOST": "127.0.0.1", "SMS_PROVIDER_URL": "http://127.0.0.1:9/sms"}  # fmt: skip
         env.pop("BIND_HOST", None)
         try:
-            ran = subprocess.run([sys.executable, "-m", "tools.run"], env=env, cwd=ROOT, capture_output=True,
+            ran = subprocess.run([sys.executable, "-m", "tools.dev.run"], env=env, cwd=ROOT, capture_output=True,
                                  text=True, timeout=60, check=False)  # fmt: skip
         except subprocess.TimeoutExpired as still_running:
             raise AssertionError(f"make run ran on other stack's ports: {still_running.stdout!r}") from None

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tools import devstack, ferretdb, postgres
+from tools.dev import devstack, ferretdb, postgres
 
 
 def test_ferretdb_on_postgresql_is_never_replaced_by_another_server(

@@ -1,4 +1,4 @@
-"""`python -m tools.secrets`: a consistent ./secrets folder for a new docker compose deployment."""
+"""`python -m tools.deploy.secrets`: a consistent ./secrets folder for a new docker compose deployment."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from services.care_plan.settings import CarePlanSettings
 from services.common.settings import parse_api_tokens
 from services.intake.settings import IntakeSettings
 from services.notifications.settings import NotificationsSettings
-from tools import secrets as secrets_tool
+from tools.deploy import secrets as secrets_tool
 
 FILES = {"api_tokens", "notifications_intake_token", "care_plan_intake_token", "webhook_secret", "contact_hash_key"}
 

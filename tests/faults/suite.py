@@ -44,11 +44,11 @@ from services.common.service import SET_ASIDE_COLLECTION
 from services.notifications import handlers as notifications_handlers
 from services.notifications.settings import CONSUMER_GROUP as NOTIFICATIONS_GROUP
 from services.notifications.store import NOTIFICATIONS, PENDING
-from tools.devstack import ServiceProcess, mongodb_server
-from tools.kafka import apache_kafka, records_on, unconsumed
-from tools.policies import unhurried_notifications_policy
-from tools.servers import Server, free_port
-from tools.smtp_sink import SmtpSink
+from tools.dev.devstack import ServiceProcess, mongodb_server
+from tools.dev.kafka import apache_kafka, records_on, unconsumed
+from tools.dev.policies import unhurried_notifications_policy
+from tools.dev.servers import Server, free_port
+from tools.dev.smtp_sink import SmtpSink
 
 WELCOME = "Your session schedule"
 IOP = {"withdrawal": 1, "biomedical": 0, "emotional": 2, "readiness": 2, "relapse": 2, "environment": 1}
@@ -357,7 +357,7 @@ async def _timed(fault: Awaitable[None]) -> float:
 
 async def main(scale: Scale, seed: int) -> dict[str, int]:
     print(f"faults: seed {seed} (--seed {seed} draws the same kills again)", flush=True)
-    rng = random.Random(seed)  # noqa: S311 - which service dies when, not a secret
+    rng = random.Random(seed)
     with tempfile.TemporaryDirectory(prefix="stepwise-faults-") as tmp:
         folder = Path(tmp)
         with stack_running(folder) as (stack, databases, token):
@@ -384,7 +384,9 @@ async def main(scale: Scale, seed: int) -> dict[str, int]:
 
 
 def options(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.faults", description=__doc__.splitlines()[0] if __doc__ else None
+    )
     parser.add_argument("--quick", action="store_true", help="the smaller run `make test` includes")
     parser.add_argument("--episodes", type=int, help="override the number of episodes")
     parser.add_argument("--seed", type=int, help="draw the kills from this seed (a run prints its own first)")

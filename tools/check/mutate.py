@@ -1,7 +1,7 @@
 """`make mutate` (not part of `make test`): mutation testing, by mutmut, of the modules that carry the guarantees.
 
     make mutate [MODULES="outbox idempotency"]
-    python -m tools.mutate [--modules outbox,idempotency] [--jobs N] [--keep]
+    python -m tools.check.mutate [--modules outbox,idempotency] [--jobs N] [--keep]
 
 mutmut (configured in pyproject.toml, ``[tool.mutmut]``; the modules are its ``only_mutate``) copies the code into
 ``mutants/`` and makes every mutant of those modules: one small change each (an operator, a constant, an argument
@@ -41,7 +41,7 @@ from typing import Any, TextIO
 
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 MUTANTS = ROOT / "mutants"
 EQUIVALENTS = ROOT / "mutation-equivalents.yaml"
 CONTRACT_LINK = ROOT / "stepwise_contract"

@@ -20,7 +20,7 @@ from services.intake.settings import IntakeSettings
 from services.notifications import app as notifications
 from services.notifications.settings import NotificationsSettings
 
-DOCS = Path(__file__).resolve().parent.parent / "docs" / "asyncapi"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "asyncapi"
 VERSION = "1.0.0"
 
 

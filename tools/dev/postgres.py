@@ -21,7 +21,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tools.servers import Server, free_port, start_server
+from tools.dev.servers import Server, free_port, start_server
 
 DEBIAN_BINARIES = Path("/usr/lib/postgresql")
 USER = "stepwise"

@@ -25,7 +25,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import GroupCoordinatorNotAvailableError
 
-from tools.servers import SaslListener, Server, cache_dir, free_port, start_server
+from tools.dev.servers import SaslListener, Server, cache_dir, free_port, start_server
 
 HERE = Path(__file__).resolve().parent
 POM = HERE / "pom.xml"

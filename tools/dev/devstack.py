@@ -4,7 +4,7 @@ Each backend is picked on its own, in this order (README, "Backends"):
 
 Kafka
 1. ``KAFKA_BOOTSTRAP_SERVERS`` is set: that cluster.
-2. Java 17+ and Maven are here: Apache Kafka from Maven Central's jars (``tools/kafka``), one KRaft node.
+2. Java 17+ and Maven are here: Apache Kafka from Maven Central's jars (``tools/dev/kafka``), one KRaft node.
 3. A Docker engine answers: Confluent's Kafka image under testcontainers.
 4. Otherwise the stand-in noida-db (a pinned dev dependency), said in one line.
 
@@ -14,8 +14,8 @@ MongoDB
 3. A Docker engine answers: MongoDB itself (``mongo:8.0``) under testcontainers.
 4. Otherwise ``nx-27017``.
 ``STEPWISE_MONGODB_SERVER`` names ``nx-27017`` (the pinned Python stand-in), ``ferretdb`` (FerretDB on SQLite,
-built from the Go module proxy by ``tools/ferretdb``; falls back to nx-27017, said in one line, where Go is
-missing) or ``ferretdb-pg`` (FerretDB on a PostgreSQL cluster started here, ``tools/postgres``: the second
+built from the Go module proxy by ``tools/dev/ferretdb``; falls back to nx-27017, said in one line, where Go is
+missing) or ``ferretdb-pg`` (FerretDB on a PostgreSQL cluster started here, ``tools/dev/postgres``: the second
 server ``make test`` runs its store and spine tests on; no fallback: it fails naming what is missing). README
 "Backends" gives the evidence for the default.
 
@@ -37,10 +37,10 @@ from pathlib import Path
 
 import httpx
 
-from tools import ferretdb, kafka, postgres
-from tools.servers import Server, dying_with_parent, free_port, start_server, wait_until
+from tools.dev import ferretdb, kafka, postgres
+from tools.dev.servers import Server, dying_with_parent, free_port, start_server, wait_until
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 MONGODB_SERVERS = ("ferretdb", "ferretdb-pg", "nx-27017")
 KAFKA_BROKERS = ("apache-kafka", "noida-db")

@@ -1,6 +1,6 @@
 """`make audit` (part of `make test`): known vulnerabilities in the pinned dependencies, by pip-audit.
 
-    python -m tools.audit [--lock requirements.lock] [--exceptions audit-exceptions.yaml]
+    python -m tools.check.audit [--lock requirements.lock] [--exceptions audit-exceptions.yaml]
 
 pip-audit checks every pin of requirements.lock against its vulnerability service (PyPI's, by default). A
 known vulnerability fails the run unless `audit-exceptions.yaml` documents it: its id, the package, why it does
@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)

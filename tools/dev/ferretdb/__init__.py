@@ -20,8 +20,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from tools import postgres
-from tools.servers import Server, cache_dir, free_port, start_server
+from tools.dev import postgres
+from tools.dev.servers import Server, cache_dir, free_port, start_server
 
 HERE = Path(__file__).resolve().parent
 MODULE = "github.com/FerretDB/FerretDB"
@@ -100,7 +100,7 @@ def ferretdb(folder: Path) -> Iterator[Server]:
 
 @contextlib.contextmanager
 def ferretdb_on_postgresql(folder: Path) -> Iterator[Server]:
-    """FerretDB on a new PostgreSQL cluster (``tools/postgres``), its state and logs in ``folder``, on free
+    """FerretDB on a new PostgreSQL cluster (``tools/dev/postgres``), its state and logs in ``folder``, on free
     loopback ports; both stopped afterwards. FerretDB can be stopped and started again over the same cluster."""
     program = build()
     folder.mkdir(parents=True, exist_ok=True)

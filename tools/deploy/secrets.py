@@ -1,7 +1,7 @@
 """Writes the ./secrets folder a new `docker compose` deployment reads (docker-compose.yml, `secrets:`): random tokens
 and keys that agree with each other, each file mode 0600, never overwriting a file that is there.
 
-    python3 -m tools.secrets [--dir secrets]
+    python3 -m tools.deploy.secrets [--dir secrets]
 
 Run it from the repository (next to docker-compose.yml); it needs nothing but Python. It writes
 
@@ -125,7 +125,9 @@ def write_secrets(directory: Path, owner: tuple[int, int] | None = None) -> Writ
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.secrets", description=(__doc__ or "").split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.deploy.secrets", description=(__doc__ or "").split("\n\n")[0]
+    )
     parser.add_argument("--dir", type=Path, default=Path("secrets"), help="the folder to write (default: secrets)")
     args = parser.parse_args(argv)
     as_root = getattr(os, "geteuid", lambda: -1)() == 0

@@ -1,4 +1,4 @@
-"""`make run`: backends (configured, or started here: Apache Kafka and a MongoDB server; see tools/devstack.py),
+"""`make run`: backends (configured, or started here: Apache Kafka and a MongoDB server; see tools/dev/devstack.py),
 the three services.
 
 Prints the URLs and the dev tokens that work; Ctrl-C stops everything it started. It fails loudly (a message
@@ -20,10 +20,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from services.common.settings import parse_api_tokens
-from tools.devstack import ServiceProcess, backends
-from tools.servers import free_port
-from tools.sms_sink import SmsSink
-from tools.smtp_sink import SmtpSink
+from tools.dev.devstack import ServiceProcess, backends
+from tools.dev.servers import free_port
+from tools.dev.sms_sink import SmsSink
+from tools.dev.smtp_sink import SmtpSink
 
 PORTS = {
     "intake": ("INTAKE_PORT", 8001),
