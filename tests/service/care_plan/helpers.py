@@ -22,13 +22,7 @@ from services.care_plan.store import CarePlanStore
 from services.common.auth import Role
 from services.common.dependencies import Dependencies
 from services.common.utc import set_clock_offset, utc_now
-from stepwise_contract import (
-    AssessmentCompleted,
-    CareLevel,
-    DimensionRatings,
-    Reason,
-    new_event,
-)
+from stepwise_contract import AssessmentCompleted, CareLevel, DimensionRatings, Reason, new_event
 from tests.service.conftest import Events, as_role, service_app
 from tests.service.fake_intake import listed
 

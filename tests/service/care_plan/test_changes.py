@@ -30,10 +30,7 @@ from services.care_plan.handlers import Planning
 from services.care_plan.store import PLANS, SEATS, CarePlanStore
 from services.common.consumer import HANDLER_CONTEXT
 from services.common.utc import utc_now
-from stepwise_contract import (
-    CareLevel,
-    SheetEntry,
-)
+from stepwise_contract import CareLevel, SheetEntry
 from tests.service.care_plan.helpers import (
     POLICY,
     SETTINGS,

@@ -13,22 +13,14 @@ import httpx
 import pytest
 
 from services.care_plan.app import create_broker
-from services.care_plan.changes import (
-    admit_waitlisted,
-    change_plan,
-)
+from services.care_plan.changes import admit_waitlisted, change_plan
 from services.care_plan.domain.policy import CarePolicy
 from services.care_plan.handlers import Planning
 from services.care_plan.store import PLANS, CarePlanStore
 from services.common.auth import Role
 from services.common.consumer import HANDLER_CONTEXT
 from services.common.utc import utc_now
-from stepwise_contract import (
-    AttendanceReported,
-    CareLevel,
-    SheetEntry,
-    new_event,
-)
+from stepwise_contract import AttendanceReported, CareLevel, SheetEntry, new_event
 from tests.service.care_plan.helpers import (
     ADMIN,
     CLINICIAN,

@@ -11,10 +11,7 @@ from pymongo.errors import DocumentTooLarge, WriteError
 
 from services.care_plan.store import PLANS, CarePlanStore
 from services.common.utc import utc_now
-from stepwise_contract import (
-    AttendanceReported,
-    new_event,
-)
+from stepwise_contract import AttendanceReported, new_event
 from tests.service.care_plan.helpers import CLINICIAN, active_plan, first_session_id, once_the_first_session_began
 from tests.service.conftest import Events, set_aside
 from tests.service.memory_mongo import MemoryDatabase

@@ -14,9 +14,7 @@ from services.notifications import changes
 from services.notifications.changes import Messaging
 from services.notifications.domain.messages import PlannedNotification, schedule_series
 from services.notifications.store import FOREVER, NOTIFICATIONS, SAFETY_ALERTS
-from stepwise_contract import (
-    SafetyAlertRaised,
-)
+from stepwise_contract import SafetyAlertRaised
 from tests.service.conftest import Clock, Events
 from tests.service.fake_intake import FakeIntake
 from tests.service.memory_mongo import MemoryDatabase

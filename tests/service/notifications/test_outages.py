@@ -18,9 +18,7 @@ from services.notifications.changes import Messaging
 from services.notifications.channels import DeliveryError, EmailSender, IntakeContacts
 from services.notifications.dispatcher import Dispatcher, Senders
 from services.notifications.store import NOTIFICATIONS
-from stepwise_contract import (
-    to_kafka,
-)
+from stepwise_contract import to_kafka
 from tests.service.conftest import Events, as_role, queued, set_aside
 from tests.service.fake_intake import FakeIntake
 from tests.service.memory_mongo import MemoryDatabase

@@ -19,11 +19,7 @@ from services.notifications.channels import WebhookSender
 from services.notifications.dispatcher import Dispatcher, Senders
 from services.notifications.settings import NotificationsSettings
 from services.notifications.store import SAFETY_ALERTS
-from stepwise_contract import (
-    AttendanceRuleTriggered,
-    CareLevel,
-    StepUpRecommended,
-)
+from stepwise_contract import AttendanceRuleTriggered, CareLevel, StepUpRecommended
 from stepwise_contract.webhooks import verify
 from tests.service.conftest import Clock, Events
 from tests.service.fake_intake import FakeIntake

@@ -6,27 +6,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from services.care_plan.domain.care_plan import (
-    assign_care_level,
-    record_attendance,
-)
-from services.care_plan.domain.groups import (
-    Joined,
-    Placement,
-    Waitlisted,
-    book_appointment,
-)
-from services.care_plan.domain.model import (
-    AttendanceRecord,
-    AttendanceStatus,
-    CarePlan,
-    StepRecommendation,
-)
-from services.care_plan.domain.policy import (
-    CarePolicy,
-    ProgramGroup,
-    load_policy,
-)
+from services.care_plan.domain.care_plan import assign_care_level, record_attendance
+from services.care_plan.domain.groups import Joined, Placement, Waitlisted, book_appointment
+from services.care_plan.domain.model import AttendanceRecord, AttendanceStatus, CarePlan, StepRecommendation
+from services.care_plan.domain.policy import CarePolicy, ProgramGroup, load_policy
 from stepwise_contract import (
     AssessmentCompleted,
     CareLevel,

@@ -6,23 +6,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from services.care_plan.domain.care_plan import (
-    graduate,
-)
+from services.care_plan.domain.care_plan import graduate
 from services.care_plan.domain.groups import (
     APPOINTMENT_HORIZON,
     MOST_APPOINTMENTS_AHEAD,
     book_appointment,
     cancel_appointment,
 )
-from services.care_plan.domain.model import (
-    CarePlanError,
-)
-from stepwise_contract import (
-    CareLevel,
-    ScheduleChanged,
-    ScheduledSession,
-)
+from services.care_plan.domain.model import CarePlanError
+from stepwise_contract import CareLevel, ScheduleChanged, ScheduledSession
 from tests.unit.care_plan.helpers import (
     ASSIGNED_AT,
     POLICY,

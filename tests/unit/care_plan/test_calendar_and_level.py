@@ -6,24 +6,10 @@ from datetime import UTC, datetime, time, timedelta
 
 import pytest
 
-from services.care_plan.domain.care_plan import (
-    change_level,
-    set_calendar,
-)
-from services.care_plan.domain.groups import (
-    Joined,
-    Waitlisted,
-)
-from services.care_plan.domain.model import (
-    CarePlanError,
-    GroupPlace,
-    LevelPeriod,
-)
-from stepwise_contract import (
-    CareLevel,
-    CareLevelChanged,
-    GroupWaitlisted,
-)
+from services.care_plan.domain.care_plan import change_level, set_calendar
+from services.care_plan.domain.groups import Joined, Waitlisted
+from services.care_plan.domain.model import CarePlanError, GroupPlace, LevelPeriod
+from stepwise_contract import CareLevel, CareLevelChanged, GroupWaitlisted
 from tests.unit.care_plan.helpers import (
     ASSIGNED_AT,
     FRI_23,

@@ -10,14 +10,9 @@ from typing import Any
 import pytest
 import yaml
 
-from services.care_plan.domain.policy import (
-    CarePolicy,
-    load_policy,
-)
+from services.care_plan.domain.policy import CarePolicy, load_policy
 from services.common.policy_file import PolicyError
-from stepwise_contract import (
-    CareLevel,
-)
+from stepwise_contract import CareLevel
 from tests.unit.care_plan.helpers import group, ids, joined_plan
 from tests.unit.care_plan.test_care_plan import default_raw, raw_group
 

@@ -9,11 +9,7 @@ from itertools import pairwise
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.care_plan.domain.care_plan import (
-    change_level,
-    graduate,
-    set_calendar,
-)
+from services.care_plan.domain.care_plan import change_level, graduate, set_calendar
 from services.care_plan.domain.groups import (
     Joined,
     Waitlisted,
@@ -25,17 +21,8 @@ from services.care_plan.domain.groups import (
     join_from_waitlist,
     place,
 )
-from services.care_plan.domain.model import (
-    GroupPlace,
-    WaitlistPlace,
-)
-from stepwise_contract import (
-    CareLevel,
-    CareLevelAssigned,
-    CareLevelChanged,
-    GroupWaitlisted,
-    ScheduleChanged,
-)
+from services.care_plan.domain.model import GroupPlace, WaitlistPlace
+from stepwise_contract import CareLevel, CareLevelAssigned, CareLevelChanged, GroupWaitlisted, ScheduleChanged
 from tests.unit.care_plan.helpers import (
     ASSIGNED_AT,
     FRI_23,

@@ -6,30 +6,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from services.care_plan.domain.care_plan import (
-    assign_care_level,
-    graduate,
-)
-from services.care_plan.domain.groups import (
-    Joined,
-    Waitlisted,
-    change_track,
-    join_from_waitlist,
-)
-from services.care_plan.domain.model import (
-    CarePlanError,
-    GroupPlace,
-)
-from services.care_plan.domain.policy import (
-    CarePolicy,
-)
-from stepwise_contract import (
-    CareLevel,
-    CareLevelAssigned,
-    GroupWaitlisted,
-    Reason,
-    ScheduleChanged,
-)
+from services.care_plan.domain.care_plan import assign_care_level, graduate
+from services.care_plan.domain.groups import Joined, Waitlisted, change_track, join_from_waitlist
+from services.care_plan.domain.model import CarePlanError, GroupPlace
+from services.care_plan.domain.policy import CarePolicy
+from stepwise_contract import CareLevel, CareLevelAssigned, GroupWaitlisted, Reason, ScheduleChanged
 from tests.unit.care_plan.helpers import (
     ASSIGNED_AT,
     FRI_23,

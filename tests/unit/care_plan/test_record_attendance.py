@@ -6,17 +6,9 @@ from datetime import timedelta
 
 import pytest
 
-from services.care_plan.domain.care_plan import (
-    record_attendance,
-)
-from services.care_plan.domain.model import (
-    AttendanceRecord,
-    AttendanceStatus,
-    CarePlanError,
-)
-from stepwise_contract import (
-    SessionMissed,
-)
+from services.care_plan.domain.care_plan import record_attendance
+from services.care_plan.domain.model import AttendanceRecord, AttendanceStatus, CarePlanError
+from stepwise_contract import SessionMissed
 from tests.unit.care_plan.helpers import RECORDED, WED_21, attend, book, joined_plan, ny
 
 

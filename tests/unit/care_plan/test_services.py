@@ -11,33 +11,13 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.care_plan.domain.care_plan import (
-    change_level,
-    record_attendance,
-)
-from services.care_plan.domain.groups import (
-    Joined,
-)
-from services.care_plan.domain.model import (
-    AttendanceStatus,
-    CarePlan,
-    CarePlanError,
-    ServiceDay,
-)
-from services.care_plan.domain.policy import (
-    DEFAULT_POLICY_FILE,
-    BillingCode,
-    SessionKindPolicy,
-    load_policy,
-)
+from services.care_plan.domain.care_plan import change_level, record_attendance
+from services.care_plan.domain.groups import Joined
+from services.care_plan.domain.model import AttendanceStatus, CarePlan, CarePlanError, ServiceDay
+from services.care_plan.domain.policy import DEFAULT_POLICY_FILE, BillingCode, SessionKindPolicy, load_policy
 from services.care_plan.domain.services import billing_code, review_services
 from services.common.policy_file import PolicyError
-from stepwise_contract import (
-    CareLevel,
-    EventData,
-    ServiceDayCompleted,
-    ServiceDelivered,
-)
+from stepwise_contract import CareLevel, EventData, ServiceDayCompleted, ServiceDelivered
 from tests.unit.care_plan.helpers import (
     FRI_23,
     FRI_30,

@@ -6,10 +6,7 @@ from collections.abc import Sequence
 from datetime import date
 
 from services.care_plan.domain.attendance_rules import UtilizationShortfall, utilization_shortfalls
-from services.care_plan.domain.model import (
-    AttendanceStatus,
-    CarePlan,
-)
+from services.care_plan.domain.model import AttendanceStatus, CarePlan
 from tests.unit.care_plan.helpers import (
     FRI_30,
     LATER,
