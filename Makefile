@@ -18,12 +18,12 @@ $(STAMP): pyproject.toml shared/pyproject.toml requirements.lock
 	touch $(STAMP)
 
 run: install
-	$(PY) -m tools.run
+	$(PY) -m tools.dev.run
 
 test: install lint typecheck audit
 	$(PY) -m pytest
 	$(MAKE) --no-print-directory second-server
-	$(PY) -m tools.faults --quick
+	$(PY) -m tests.faults --quick
 
 second-server: install
 ifeq ($(SECOND_SERVER),)
@@ -40,20 +40,20 @@ typecheck: install
 	$(PY) -m mypy
 
 audit: install
-	$(PY) -m tools.audit
+	$(PY) -m tools.check.audit
 
 unit: install
 	$(PY) -m pytest tests/unit tests/service tests/test_event_checklist.py
 
 faults: install
-	$(PY) -m tools.faults
+	$(PY) -m tests.faults
 
 asyncapi: install
-	$(PY) -m tools.asyncapi --write
+	$(PY) -m tools.generate.asyncapi --write
 
 # Mutation testing (not part of test): MODULES="outbox idempotency" for some (docs/development.md).
 mutate: install
-	$(PY) -m tools.mutate --modules "$(MODULES)"
+	$(PY) -m tools.check.mutate --modules "$(MODULES)"
 
 bench: install
 	$(PY) -m bench.pipeline

@@ -27,7 +27,7 @@ from services.common.kafka import ensure_topics
 from services.common.outbox import OutboxRelay, insert_aggregate, stored_record
 from services.common.settings import ServiceSettings
 from stepwise_contract import SessionMissed, new_event
-from tools.devstack import backends
+from tools.dev.devstack import backends
 
 TOPIC = SessionMissed.event_type
 

@@ -46,11 +46,11 @@ from bench import raw_pipeline
 from bench.http_client import HttpClient
 from services.common.kafka import ensure_topics
 from services.common.settings import ServiceSettings
-from tools.devstack import Backends, ServiceProcess, backends
-from tools.kafka import records_on
-from tools.policies import roomy_care_plan_policy, unhurried_notifications_policy
-from tools.servers import Server, cpu_seconds, free_port, rss_mb, start_server
-from tools.smtp_sink import SmtpSink
+from tools.dev.devstack import Backends, ServiceProcess, backends
+from tools.dev.kafka import records_on
+from tools.dev.policies import roomy_care_plan_policy, unhurried_notifications_policy
+from tools.dev.servers import Server, cpu_seconds, free_port, rss_mb, start_server
+from tools.dev.smtp_sink import SmtpSink
 
 ROOT = Path(__file__).resolve().parent.parent
 WELCOME = "Your session schedule"

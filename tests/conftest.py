@@ -1,4 +1,4 @@
-"""Backends for the whole suite (see tools/devstack.py), started once when a collected test needs them.
+"""Backends for the whole suite (see tools/dev/devstack.py), started once when a collected test needs them.
 
 They are started right after collection, so the run's header names the broker and the MongoDB server with
 their versions, start-up times and memory, before the first test runs.
@@ -11,7 +11,7 @@ import contextlib
 import pytest
 from hypothesis import settings
 
-from tools.devstack import Backends, backends
+from tools.dev.devstack import Backends, backends
 
 # Properties are about correctness, not speed: no per-example deadline on a loaded 2-core CI machine.
 settings.register_profile("stepwise", deadline=None, print_blob=True)

@@ -38,7 +38,7 @@ class SigningKey:
 
     def public_jwk(self) -> dict[str, Any]:
         algorithm = jwt.get_algorithm_by_name(self.algorithm)
-        jwk: dict[str, Any] = json.loads(algorithm.to_jwk(self.private.public_key()))  # type: ignore[union-attr]
+        jwk: dict[str, Any] = json.loads(algorithm.to_jwk(self.private.public_key()))
         return jwk | {"kid": self.kid, "alg": self.algorithm, "use": "sig"}
 
 
@@ -89,6 +89,7 @@ def oidc_provider(*algorithms: str) -> Iterator[Provider]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             path = self.path.removeprefix(REALM)  # the realm is part of the issuer, as Keycloak's is
+            body: dict[str, Any]
             if path == "/.well-known/openid-configuration":
                 body = {"issuer": provider.issuer, "jwks_uri": f"{provider.issuer}/protocol/openid-connect/certs"}
             elif path == "/protocol/openid-connect/certs":

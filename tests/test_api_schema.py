@@ -80,7 +80,7 @@ EXAMPLES = int(os.environ.get("STEPWISE_API_EXAMPLES", "20"))
 INTAKE_URL = "http://intake.test"
 
 
-def _accepts_valid_data(ctx: CheckContext, response: Any, case: schemathesis.Case) -> bool | None:
+def _accepts_valid_data(ctx: CheckContext, response: Any, case: schemathesis.Case[Any]) -> bool | None:
     """schemathesis' positive-data acceptance, but for a 422 whose every entry is a rule the operation names
     beyond its schema (``x-rules``): the document says it in words, since no schema keyword can. A 410 (a
     consent revoked or expired) is the record's state, as a 404 or 409 is."""
@@ -91,7 +91,7 @@ def _accepts_valid_data(ctx: CheckContext, response: Any, case: schemathesis.Cas
         entries = json.loads(response.content)["detail"]
         if entries and all(entry["type"] in rules for entry in entries):
             return None
-    return positive_data_acceptance(ctx, response, case)  # type: ignore[no-any-return]
+    return positive_data_acceptance(ctx, response, case)
 
 
 CHECKS = [
@@ -121,7 +121,7 @@ def _app(service: str, routers: list[Any], database: MemoryDatabase, **state: An
 
 
 INTAKE_DB, CARE_PLAN_DB, NOTIFICATIONS_DB = MemoryDatabase(), MemoryDatabase(), MemoryDatabase()
-INTAKE_SETTINGS = IntakeSettings(_env_file=None)  # type: ignore[call-arg]
+INTAKE_SETTINGS = IntakeSettings(_env_file=None)
 INTAKE_KAFKA = intake_broker(INTAKE_SETTINGS)
 INTAKE_STORE = IntakeStore(INTAKE_DB, wake_relay=no_relay)  # type: ignore[arg-type]
 INTAKE = _app(
@@ -136,7 +136,7 @@ INTAKE = _app(
 ASKING_INTAKE = httpx.ASGITransport(app=INTAKE)
 """care_plan and notifications ask intake's own app, over the seeded store."""
 
-CARE_PLAN_SETTINGS = CarePlanSettings(_env_file=None, intake_url=INTAKE_URL, intake_token=TOKENS[Role.CARE_PLAN])  # type: ignore[call-arg]
+CARE_PLAN_SETTINGS = CarePlanSettings(_env_file=None, intake_url=INTAKE_URL, intake_token=TOKENS[Role.CARE_PLAN])
 CARE_PLAN_POLICY = load_policy()
 CARE_PLAN_KAFKA = care_plan_broker(CARE_PLAN_SETTINGS)
 CARE_PLAN_STORE = CarePlanStore(CARE_PLAN_DB, wake_relay=no_relay)  # type: ignore[arg-type]
@@ -152,7 +152,7 @@ CARE_PLAN = _app(
     consents=IntakeConsents(CARE_PLAN_SETTINGS, Dependencies(), transport=ASKING_INTAKE),
 )
 
-NOTIFICATIONS_SETTINGS = NotificationsSettings(  # type: ignore[call-arg]
+NOTIFICATIONS_SETTINGS = NotificationsSettings(
     _env_file=None, contact_hash_key="key", intake_url=INTAKE_URL, intake_token=TOKENS[Role.NOTIFICATIONS]
 )
 NOTIFICATIONS_KAFKA = notifications_broker(NOTIFICATIONS_SETTINGS)
@@ -188,9 +188,9 @@ class Bus:
             (NOTIFICATIONS_KAFKA, MESSAGING, NOTIFICATIONS.state.event_shelf),
         ]  # fmt: skip
         self.relays = [
-            OutboxRelay([INTAKE_DB[EPISODES]], self.deliver),
-            OutboxRelay([CARE_PLAN_DB[PLANS]], self.deliver),
-        ]  # type: ignore[list-item]
+            OutboxRelay([INTAKE_DB[EPISODES]], self.deliver),  # type: ignore[list-item]
+            OutboxRelay([CARE_PLAN_DB[PLANS]], self.deliver),  # type: ignore[list-item]
+        ]
         self.offset = 0
 
     async def deliver(self, stored: dict[str, Any]) -> None:
@@ -322,7 +322,7 @@ for _schema in (intake_schema, care_plan_schema, notifications_schema):
     _schema.config.generation.update(with_security_parameters=False)
 
 
-def _call_as_allowed_role(case: schemathesis.Case) -> None:
+def _call_as_allowed_role(case: schemathesis.Case[Any]) -> None:
     """The first role the endpoint does not refuse (403), then every check on its answer."""
     response = None
     for role in Role:
@@ -335,19 +335,19 @@ def _call_as_allowed_role(case: schemathesis.Case) -> None:
 
 @intake_schema.exclude(path_regex="^/health").parametrize()
 @settings(max_examples=EXAMPLES, suppress_health_check=list(HealthCheck), deadline=None)
-def test_intake_answers_as_documented(case: schemathesis.Case) -> None:
+def test_intake_answers_as_documented(case: schemathesis.Case[Any]) -> None:
     _call_as_allowed_role(case)
 
 
 @care_plan_schema.exclude(path_regex="^/health").parametrize()
 @settings(max_examples=EXAMPLES, suppress_health_check=list(HealthCheck), deadline=None)
-def test_care_plan_answers_as_documented(case: schemathesis.Case) -> None:
+def test_care_plan_answers_as_documented(case: schemathesis.Case[Any]) -> None:
     _call_as_allowed_role(case)
 
 
 @notifications_schema.exclude(path_regex="^/health").parametrize()
 @settings(max_examples=EXAMPLES, suppress_health_check=list(HealthCheck), deadline=None)
-def test_notifications_answers_as_documented(case: schemathesis.Case) -> None:
+def test_notifications_answers_as_documented(case: schemathesis.Case[Any]) -> None:
     _call_as_allowed_role(case)
 
 

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from stepwise_contract import EVENT_TYPES
-from tools.asyncapi import DOCS, render_all
+from tools.generate.asyncapi import DOCS, render_all
 
 
 @pytest.mark.parametrize("filename", sorted(render_all()))

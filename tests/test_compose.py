@@ -17,7 +17,7 @@ from services.intake.settings import IntakeSettings
 from services.notifications.domain.safety import StaffRoutes
 from services.notifications.settings import NotificationsSettings
 from stepwise_contract import COMMAND_TYPES, EVENT_TYPES
-from tools import secrets as secrets_tool
+from tools.deploy import secrets as secrets_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -142,7 +142,7 @@ def load_settings(
 
 @pytest.fixture
 def generated_secrets(tmp_path: Path) -> Path:
-    """A deployment's ./secrets as `python -m tools.secrets` writes it."""
+    """A deployment's ./secrets as `python -m tools.deploy.secrets` writes it."""
     written = secrets_tool.write_secrets(tmp_path / "secrets")
     assert not written.problems
     return tmp_path / "secrets"
@@ -414,8 +414,8 @@ def test_kafka_is_apache_kafka_in_kraft_mode(services: dict[str, Any]) -> None:
 
 
 def test_kafka_is_the_version_the_tests_run(services: dict[str, Any]) -> None:
-    """tools/kafka/pom.xml pins the broker the suite and `make run` start; the deployment runs the same."""
-    from tools import kafka
+    """tools/dev/kafka/pom.xml pins the broker the suite and `make run` start; the deployment runs the same."""
+    from tools.dev import kafka
 
     assert services["kafka"]["image"] == f"apache/kafka:{kafka.version()}"
 

@@ -2,7 +2,7 @@
 
 A new event that is forgotten in one of the places it must be named fails here, with the step to do.
 (The AsyncAPI documents are checked by test_asyncapi.py; templates for every message the policy plans
-are checked at start-up by ``load_checked_policy``, and by test_notification_policy.py.)
+are checked at start-up by ``load_checked_policy``, and by tests/unit/notifications/test_policy.py.)
 """
 
 from __future__ import annotations

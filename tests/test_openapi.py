@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,11 @@ from services.intake.app import create_app as intake_app
 from services.intake.settings import IntakeSettings
 from services.notifications.app import create_app as notifications_app
 
-APPS = {"intake": intake_app, "care_plan": care_plan_app, "notifications": notifications_app}
+APPS: dict[str, Callable[[], FastAPI]] = {
+    "intake": intake_app,
+    "care_plan": care_plan_app,
+    "notifications": notifications_app,
+}
 
 
 def operations(app: FastAPI) -> list[tuple[str, str, dict[str, Any]]]:
@@ -54,7 +59,7 @@ def test_set_aside_events_are_served_only_where_events_are_consumed() -> None:
     paths = {name: {path for _, path, _ in operations(make())} for name, make in APPS.items()}
     assert "/v1/set-aside-events" in paths["care_plan"] and "/v1/set-aside-events" in paths["notifications"]
     assert "/v1/set-aside-events" in paths["intake"]  # intake consumes the end of an episode (graduation, discharge)
-    without_consumers = intake_app(IntakeSettings(_env_file=None, kafka_consumers_enabled=False))  # type: ignore[call-arg]
+    without_consumers = intake_app(IntakeSettings(_env_file=None, kafka_consumers_enabled=False))
     assert "/v1/set-aside-events" not in {path for _, path, _ in operations(without_consumers)}
 
 
@@ -67,7 +72,9 @@ def test_intake_examples_are_valid_bodies() -> None:
     checked = 0
     for model in models:
         extra = model.model_config.get("json_schema_extra")
-        for example in extra.get("examples", []) if isinstance(extra, dict) else []:
+        examples = extra.get("examples", []) if isinstance(extra, dict) else []
+        assert isinstance(examples, list), model
+        for example in examples:
             model.model_validate(example)
             checked += 1
     assert checked >= 12
@@ -162,7 +169,7 @@ def test_care_plans_document_lists_the_session_kinds_of_its_loaded_policy(tmp_pa
         "session_kinds:\n", "session_kinds:\n  art_therapy: {minutes: 60, codes: [{code: H2019}]}\n", 1
     )
     (tmp_path / "policy.yaml").write_text(policy)
-    settings = CarePlanSettings(_env_file=None, care_plan_policy_file=tmp_path / "policy.yaml")  # type: ignore[call-arg]
+    settings = CarePlanSettings(_env_file=None, care_plan_policy_file=tmp_path / "policy.yaml")
     spec = care_plan_app(settings).openapi()
     assert "art_therapy" in spec["components"]["schemas"]["SessionKind"]["enum"]
     kind = spec["components"]["schemas"]["AppointmentIn"]["properties"]["kind"]

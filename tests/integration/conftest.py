@@ -23,13 +23,14 @@ from services.care_plan import handlers as care_plan_handlers
 from services.common.consumer import EventHandlers, lane_group
 from services.intake import handlers as intake_handlers
 from services.notifications import handlers as notifications_handlers
+from stepwise_contract import EVENT_TYPES, CloudEvent, from_kafka
 from tests.conftest import WAITS
-from tools.devstack import Backends, ServiceProcess
-from tools.kafka import committed_offset, records_on
-from tools.policies import roomy_care_plan_policy, unhurried_notifications_policy
-from tools.servers import free_port
-from tools.sms_sink import SmsSink
-from tools.smtp_sink import Mailbox, SmtpSink
+from tools.dev.devstack import Backends, ServiceProcess
+from tools.dev.kafka import committed_offset, records_on
+from tools.dev.policies import roomy_care_plan_policy, unhurried_notifications_policy
+from tools.dev.servers import free_port
+from tools.dev.sms_sink import SmsSink
+from tools.dev.smtp_sink import Mailbox, SmtpSink
 
 T = TypeVar("T")
 
@@ -75,6 +76,12 @@ async def eventually(check: Callable[[], Awaitable[T | None]], what: str, within
 
 HTTP_TIMEOUT = 30.0
 """A request to a service answers in milliseconds; a service that does not answer in this long is broken."""
+
+WELCOME = "Your session schedule"
+"""The subject of the welcome email: the patient's first sessions."""
+CSSRS_HIGH = {"q1": True, "q2": True, "q3": True, "q4": True, "q5": False, "q6": False}
+"""C-SSRS answers of high risk: intake raises an immediate safety alert."""
+CLINICIAN = {"Authorization": f"Bearer {TOKENS['clinician']}"}
 
 CARE_TEAM_EMAIL = "care-team@clinic.test"
 ON_CALL_PHONE = "+12025550188"
@@ -133,6 +140,20 @@ class Stack:
         process = self.services[service]
         process.kill()
         process.start(extra_env=extra_env)
+
+
+@contextlib.contextmanager
+def instance_beside(
+    stack: Stack, service: str, env: dict[str, str], log: Path, *, wait: bool = True
+) -> Iterator[ServiceProcess]:
+    """Another instance of ``service`` beside the stack's, with ``env`` over the stack's environment, stopped at
+    the end (a clean stop). ``env`` says whether it consumes (``KAFKA_CONSUMERS_ENABLED``) and how it joins the
+    consumer groups (``KAFKA_GROUP_INSTANCE_ID`` empty: dynamically, leaving them when it stops)."""
+    instance = ServiceProcess(service, free_port(), stack.env | env, log).start(wait=wait)
+    try:
+        yield instance
+    finally:
+        instance.stop()
 
 
 @contextlib.contextmanager
@@ -320,7 +341,7 @@ async def assess(stack: Stack, episode: Episode, dimensions: dict[str, int] | No
 async def care_plan_of(stack: Stack, episode: Episode) -> dict[str, Any] | None:
     async with stack.http("care_plan") as care_plan:
         response = await care_plan.get(f"/v1/episodes/{episode.episode_id}/care-plan")
-    return response.json() if response.status_code == 200 else None  # type: ignore[no-any-return]
+    return response.json() if response.status_code == 200 else None
 
 
 async def session_ids(stack: Stack, episode: Episode) -> list[str]:
@@ -341,7 +362,7 @@ async def settled(stack: Stack, episode: Episode, url: str | None = None) -> lis
     """The episode's delivery log once nothing is pending any more (session reminders wait for their time)."""
     async with stack.http("notifications", "clinician") as client:
         if url:
-            client.base_url = url  # type: ignore[assignment]
+            client.base_url = url
         log = (await client.get("/v1/notifications", params={"episode_id": episode.episode_id})).json()
     log = [entry for entry in log if entry["purpose"] != "session_reminder"]
     return log if log and all(entry["status"] != "pending" for entry in log) else None
@@ -363,6 +384,18 @@ async def read_topic(stack: Stack, topic: str) -> list[ConsumerRecord[bytes, byt
 
 async def events_of(stack: Stack, topic: str, episode_id: str) -> list[ConsumerRecord[bytes, bytes]]:
     return [record for record in await read_topic(stack, topic) if record.key == episode_id.encode()]
+
+
+async def events(stack: Stack, topic: str, episode: Episode | str) -> list[CloudEvent[Any]]:
+    """The events on ``topic`` keyed by the episode (or its id), decoded as the contract's model of the topic."""
+    episode_id = episode if isinstance(episode, str) else episode.episode_id
+    return [from_kafka(r.headers, r.value, EVENT_TYPES[topic]) for r in await events_of(stack, topic, episode_id)]
+
+
+async def at_least(found: Awaitable[list[T]], n: int) -> list[T] | None:
+    """What ``found`` gives once it has ``n`` items (for ``eventually``)."""
+    items = await found
+    return items if len(items) >= n else None
 
 
 async def wait_consumed(stack: Stack, service: str, topic: str, partition: int, offset: int) -> None:

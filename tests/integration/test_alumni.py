@@ -11,9 +11,8 @@ from typing import Any
 
 import httpx
 
-from stepwise_contract import EVENT_TYPES, from_kafka
-from tools.devstack import ServiceProcess
-from tools.servers import free_port
+from stepwise_contract import AlumniEnrolled, AlumniLeft, from_kafka
+from tools.dev.devstack import ServiceProcess
 
 from .conftest import (
     HTTP_TIMEOUT,
@@ -24,6 +23,7 @@ from .conftest import (
     care_plan_of,
     events_of,
     eventually,
+    instance_beside,
     mail_to,
     new_episode,
 )
@@ -72,24 +72,19 @@ async def alumni_log(stack: Stack, episode: Episode, url: str | None = None) -> 
 def notifications_at(stack: Stack, moment: datetime, logs: Path) -> Iterator[list[ServiceProcess]]:
     """Two notifications instances that only send (no consumers), their clocks shifted to ``moment``."""
     offset = (moment - datetime.now(moment.tzinfo)).total_seconds()
-    env = stack.env | {
-        "CLOCK_OFFSET_SECONDS": str(offset),
-        "KAFKA_CONSUMERS_ENABLED": "0",
-        "KAFKA_GROUP_INSTANCE_ID": "",
-    }
-    instances = [ServiceProcess("notifications", free_port(), env, Path(f"{logs}n{n}.log")) for n in (1, 2)]
-    try:
-        yield [instance.start() for instance in instances]
-    finally:
-        for instance in instances:
-            instance.stop()  # not a crash test: a clean stop
+    env = {"CLOCK_OFFSET_SECONDS": str(offset), "KAFKA_CONSUMERS_ENABLED": "0", "KAFKA_GROUP_INSTANCE_ID": ""}
+    with contextlib.ExitStack() as instances:  # not a crash test: a clean stop
+        yield [
+            instances.enter_context(instance_beside(stack, "notifications", env, Path(f"{logs}n{n}.log")))
+            for n in (1, 2)
+        ]
 
 
 async def test_a_graduate_is_enrolled_and_each_check_in_goes_out_once(stack: Stack, tmp_path: Path) -> None:
     episode, consent_id = await graduated(stack)
     enrolled = await eventually(lambda: enrolment(stack, episode), "the alumni enrolment")
     [record] = await eventually(lambda: events_of(stack, "iop.alumni.enrolled", episode.episode_id), "the event")
-    event = from_kafka(record.headers, record.value, EVENT_TYPES["iop.alumni.enrolled"])
+    event = from_kafka(record.headers, record.value, AlumniEnrolled)
     assert (event.data.consent_id, event.data.check_in_days) == (consent_id, [7, 30, 60, 90])
     assert not [value for value in episode.pii.values() if value.encode() in record.value]
     [welcome] = await mail_to(stack, episode.email, subject=WELCOME)
@@ -129,7 +124,7 @@ async def test_opting_out_ends_the_enrolment_and_what_it_still_had_to_send(stack
     left = await eventually(lambda: enrolment(stack, episode, "left"), "the enrolment to end")
     assert left["left_reason"] == "opted_out"
     [record] = await eventually(lambda: events_of(stack, "iop.alumni.left", episode.episode_id), "iop.alumni.left")
-    assert from_kafka(record.headers, record.value, EVENT_TYPES["iop.alumni.left"]).data.reason_code == "opted_out"
+    assert from_kafka(record.headers, record.value, AlumniLeft).data.reason_code == "opted_out"
     scheduled = [e for e in await alumni_log(stack, episode) if e["purpose"] != "alumni_welcome"]
     assert scheduled and {e["status"] for e in scheduled} == {"cancelled"}
 

@@ -34,7 +34,7 @@ TOPIC = AttendanceReported.event_type
 
 async def report(producer: AIOKafkaProducer, episode_id: str, session_id: str, status: str, **extra: object) -> Any:
     data = AttendanceReported(episode_id=episode_id, session_id=session_id, status=status, reported_at=utc_now(),
-                              **extra)  # type: ignore[arg-type]  # fmt: skip
+                              **extra)  # fmt: skip
     record = to_kafka(new_event(data, source="/ehr/front-desk"))
     return await producer.send_and_wait(record.topic, record.value, key=record.key, headers=record.headers)
 

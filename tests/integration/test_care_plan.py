@@ -16,31 +16,25 @@ import httpx
 import yaml
 
 from services.care_plan.store import PLANS
-from stepwise_contract import EVENT_TYPES, from_kafka
-from tools.devstack import ROOT, ServiceProcess
-from tools.servers import free_port
+from tools.dev.devstack import ROOT, ServiceProcess
+from tools.dev.servers import free_port
 
 from .conftest import (
     CARE_TEAM_EMAIL,
+    CLINICIAN,
     HTTP_TIMEOUT,
     IOP_DIMENSIONS,
-    TOKENS,
     Episode,
     Stack,
     assess,
+    at_least,
     care_plan_at,
     care_plan_of,
+    events,
     events_of,
     eventually,
     new_episode,
 )
-
-CLINICIAN = {"Authorization": f"Bearer {TOKENS['clinician']}"}
-
-
-async def events(stack: Stack, topic: str, episode: Episode) -> list[Any]:
-    records = await events_of(stack, topic, episode.episode_id)
-    return [from_kafka(r.headers, r.value, EVENT_TYPES[topic]) for r in records]
 
 
 async def active_episode(stack: Stack) -> tuple[Episode, dict[str, Any]]:
@@ -74,9 +68,9 @@ async def test_no_shows_are_detected_once_across_two_instances_and_a_restart(sta
         await eventually(both_missed, "the two no-shows")
         shifted[0].kill()  # a crash, then a restart: the timers must not fire again
         shifted[0].start()
-        missed = await eventually(lambda: _at_least(events(stack, "iop.session.missed", episode), 2), "two misses")
+        missed = await eventually(lambda: at_least(events(stack, "iop.session.missed", episode), 2), "two misses")
         rules = await eventually(
-            lambda: _at_least(events(stack, "iop.attendance.rule_triggered", episode), 2), "the two rules"
+            lambda: at_least(events(stack, "iop.attendance.rule_triggered", episode), 2), "the two rules"
         )
         # Let every instance run its timers once more after the restart before counting.
         await eventually(lambda: _timer_moved_past(stack, episode, deadline), "the next timer")
@@ -113,11 +107,6 @@ async def _care_team_mail(stack: Stack, episode: Episode, kind: str, n: int) -> 
         if str(m["Subject"]).strip().startswith(kind) and episode.episode_id in str(m["Subject"])
     ]
     return found if len(found) >= n else None
-
-
-async def _at_least(found: Any, n: int) -> list[Any] | None:
-    records = await found
-    return records if len(records) >= n else None
 
 
 async def _timer_moved_past(stack: Stack, episode: Episode, moment: datetime) -> bool:

@@ -10,21 +10,18 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 
-from tools.devstack import ServiceProcess
-from tools.servers import free_port
-
 from .conftest import (
+    WELCOME,
     Stack,
     assess,
     care_plan_of,
     events_of,
     eventually,
+    instance_beside,
     mail_to,
     new_episode,
     wait_consumed,
 )
-
-WELCOME = "Your session schedule"
 
 
 async def test_event_stored_before_a_crash_is_published_after_restart(stack: Stack) -> None:
@@ -103,7 +100,7 @@ async def test_notifications_killed_while_sending_sends_the_message_once_after_r
     async def sent() -> list[dict[str, Any]] | None:
         async with stack.http("notifications", "clinician") as client:
             params = {"episode_id": episode.episode_id, "purpose": "welcome", "status": "sent"}
-            return (await client.get("/v1/notifications", params=params)).json() or None  # type: ignore[no-any-return]
+            return (await client.get("/v1/notifications", params=params)).json() or None
 
     [entry] = await eventually(sent, "the welcome, sent after the claim's lease ran out")
     assert entry["attempts"] == 2  # the killed attempt and the one that went through
@@ -167,11 +164,10 @@ async def test_two_care_plan_instances_share_the_work_without_duplicates(stack: 
     # Dynamic membership for the temporary instance: it joins with a rebalance and leaves the group when it
     # stops, so its partitions return to the first instance at once (a static member would hold them until
     # the session timeout).
-    env = {**stack.env, "KAFKA_GROUP_INSTANCE_ID": ""}
+    env = {"KAFKA_GROUP_INSTANCE_ID": ""}
     log = tmp_path / "care_plan-2.log"
-    second = ServiceProcess("care_plan", free_port(), env, log).start()
     topic = "iop.assessment.completed"
-    try:
+    with instance_beside(stack, "care_plan", env, log):
         theirs = await eventually(lambda: _assigned(log, topic), "the second instance's partitions")
         episodes = [await new_episode(stack) for _ in range(6)]
         while len([e for e in episodes if _partition(e.episode_id) in theirs]) < 2:
@@ -185,8 +181,6 @@ async def test_two_care_plan_instances_share_the_work_without_duplicates(stack: 
             assert (f"episode {episode.episode_id}: care level" in second_log) == (
                 _partition(episode.episode_id) in theirs
             )
-    finally:
-        second.stop()
     # Its partitions went back to the first instance: work on every partition goes on.
     later = [await new_episode(stack) for _ in range(6)]
     await asyncio.gather(*(assess(stack, episode) for episode in later))

@@ -4,6 +4,7 @@ waitlists the next patient, tells the care team, and admits them when a place fr
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -11,9 +12,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 
 from services.common.utc import utc_now
-from stepwise_contract import EVENT_TYPES, AttendanceReported, SheetEntry, from_kafka, new_event, to_kafka
-from tools.devstack import ServiceProcess
-from tools.servers import free_port
+from stepwise_contract import AttendanceReported, SheetEntry, new_event, to_kafka
 
 from .conftest import (
     CARE_TEAM_EMAIL,
@@ -24,18 +23,13 @@ from .conftest import (
     assess,
     care_plan_consuming_at,
     care_plan_of,
-    events_of,
+    events,
     eventually,
+    instance_beside,
     mail_to,
     new_episode,
     wait_consumed,
 )
-
-
-async def events(stack: Stack, topic: str, episode: Episode) -> list[Any]:
-    return [
-        from_kafka(r.headers, r.value, EVENT_TYPES[topic]) for r in await events_of(stack, topic, episode.episode_id)
-    ]
 
 
 async def planned(stack: Stack, program: str = "adult", track: str | None = None) -> tuple[Episode, dict[str, Any]]:
@@ -88,7 +82,7 @@ async def test_one_sheet_records_the_group_and_the_member_left_off_is_a_no_show(
     # Services delivered for the two who came (a late arrival counts its minutes), once each, and their day.
     delivered = {}
     for member in (present, late):
-        [service] = await eventually(lambda m=member: events(stack, "iop.service.delivered", m), "a service")
+        [service] = await eventually(functools.partial(events, stack, "iop.service.delivered", member), "a service")
         delivered[member.episode_id] = service.data
     assert {(s.code, s.units, s.group_id, s.kind, s.level) for s in delivered.values()} == {
         ("90853", 1, "iop-am", "group", "IOP")
@@ -96,7 +90,7 @@ async def test_one_sheet_records_the_group_and_the_member_left_off_is_a_no_show(
     assert (delivered[present.episode_id].minutes, delivered[late.episode_id].minutes) == (180, 150)
     days = {}
     for member in (present, late):
-        [day] = await eventually(lambda m=member: events(stack, "iop.service_day.completed", m), "a service day")
+        [day] = await eventually(functools.partial(events, stack, "iop.service_day.completed", member), "a service day")
         days[member.episode_id] = day.data
     assert (days[present.episode_id].per_diem_code, days[present.episode_id].services) == ("H0015", 1)
     assert days[late.episode_id].per_diem_code is None  # 2.5 hours: short of the IOP day's 3
@@ -105,13 +99,9 @@ async def test_one_sheet_records_the_group_and_the_member_left_off_is_a_no_show(
     # After the session's end and the grace period, the member left off the sheet is a no-show; nobody else.
     deadline = datetime.fromisoformat(first["ends_at"]) + timedelta(minutes=30)
     offset = (deadline - datetime.now(UTC)).total_seconds() + 120
-    env = stack.env | {"CLOCK_OFFSET_SECONDS": str(offset), "TIMER_POLL_SECONDS": "0.2", "KAFKA_CONSUMERS_ENABLED": "0"}
-    shifted = ServiceProcess("care_plan", free_port(), env | {"KAFKA_GROUP_INSTANCE_ID": ""}, tmp_path / "cp.log")
-    try:
-        shifted.start()
+    env = {"CLOCK_OFFSET_SECONDS": str(offset), "TIMER_POLL_SECONDS": "0.2", "KAFKA_CONSUMERS_ENABLED": "0"}
+    with instance_beside(stack, "care_plan", env | {"KAFKA_GROUP_INSTANCE_ID": ""}, tmp_path / "cp.log"):
         [missed] = await eventually(lambda: events(stack, "iop.session.missed", left_off), "the no-show")
-    finally:
-        shifted.stop()
     assert (missed.data.session_id, missed.data.detected) == (first["session_id"], "no_record")
     for member in (present, late, away):
         assert await events(stack, "iop.session.missed", member) == []

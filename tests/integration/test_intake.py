@@ -12,38 +12,35 @@ from typing import Any
 import httpx
 import yaml
 
-from stepwise_contract import EVENT_TYPES, from_kafka
-from tools.devstack import ROOT, ServiceProcess
-from tools.servers import free_port
+from stepwise_contract import DrugScreenRecorded, from_kafka
+from tools.dev.devstack import ROOT
 
 from .conftest import (
     CARE_TEAM_EMAIL,
+    CSSRS_HIGH,
     HTTP_TIMEOUT,
     IOP_DIMENSIONS,
     TOKENS,
     Episode,
     Stack,
     assess,
+    at_least,
     care_plan_of,
+    events,
     events_of,
     eventually,
+    instance_beside,
     mail_to,
     new_episode,
     wait_consumed,
 )
 
 PHQ9_ITEM9_POSITIVE = [1, 1, 1, 1, 1, 1, 1, 1, 1]
-CSSRS_HIGH = {"q1": True, "q2": True, "q3": True, "q4": True, "q5": False, "q6": False}
 
 
 async def post_assessment(stack: Stack, episode: Episode, body: dict[str, Any], role: str = "intake_staff") -> Any:
     async with stack.http("intake", role) as intake:
         return await intake.post(f"/v1/episodes/{episode.episode_id}/assessments", json=body)
-
-
-async def events(stack: Stack, topic: str, episode: Episode) -> list[Any]:
-    records = await events_of(stack, topic, episode.episode_id)
-    return [from_kafka(r.headers, r.value, EVENT_TYPES[topic]) for r in records]
 
 
 async def test_safety_alert_is_published_on_its_own_topic_before_the_assessment(stack: Stack) -> None:
@@ -95,7 +92,7 @@ async def test_reassessment_carries_changes_and_history_shows_trends(stack: Stac
         "improvement",
     )
     published = await eventually(
-        lambda: _two(events(stack, "iop.assessment.completed", episode)), "both assessment events"
+        lambda: at_least(events(stack, "iop.assessment.completed", episode), 2), "both assessment events"
     )
     assert [e.data.kind for e in published] == ["intake", "reassessment"]
     assert published[1].data.changes[0].delta == -8
@@ -108,11 +105,6 @@ async def test_reassessment_carries_changes_and_history_shows_trends(stack: Stac
     assert [p["total"] for p in trends["phq9"]["points"]] == [16, 8]
     assert trends["phq9"]["direction"] == "improving"
     assert trends["gad7"]["direction"] == "stable"
-
-
-async def _two(found: Any) -> list[Any] | None:
-    records = await found
-    return records if len(records) >= 2 else None
 
 
 async def test_clinician_placement_differs_from_recommendation_and_care_plan_follows_it(stack: Stack) -> None:
@@ -149,14 +141,15 @@ async def test_drug_screen_is_recorded_and_published_without_substances_in_heade
         ],
     }
     async with stack.http("intake", "integration") as intake:
+        changes: tuple[dict[str, Any], ...] = (
+            {"collected_at": "2999-01-01T00:00:00Z"},
+            {"results": [{"substance": "fentanyl", "result": "positive"}] * 2},
+            {"results": [{"substance": "kratom-x", "result": "positive"}]},
+            {"results": []},
+        )
         bad = [
             await intake.post(f"/v1/episodes/{episode.episode_id}/drug-screens", json=body | change)
-            for change in (
-                {"collected_at": "2999-01-01T00:00:00Z"},
-                {"results": [{"substance": "fentanyl", "result": "positive"}] * 2},
-                {"results": [{"substance": "kratom-x", "result": "positive"}]},
-                {"results": []},
-            )
+            for change in changes
         ]
         response = await intake.post(f"/v1/episodes/{episode.episode_id}/drug-screens", json=body)
     assert [r.status_code for r in bad] == [422] * 4
@@ -166,7 +159,7 @@ async def test_drug_screen_is_recorded_and_published_without_substances_in_heade
 
     [record] = await eventually(lambda: events_of(stack, "iop.drug_screen.recorded", episode.episode_id), "event")
     assert all(b"fentanyl" not in value for _, value in record.headers)
-    event = from_kafka(record.headers, record.value, EVENT_TYPES[record.topic])
+    event = from_kafka(record.headers, record.value, DrugScreenRecorded)
     assert [(r.substance, r.result, r.expected) for r in event.data.results] == [
         ("fentanyl", "positive", False),
         ("buprenorphine", "positive", True),
@@ -199,7 +192,9 @@ async def test_consents_are_granted_and_revoked_per_recipient_and_events_say_onl
     assert alumni["recipient"] is None
     assert missing.status_code == 404
 
-    changed = await eventually(lambda: _n(events(stack, "iop.consent.changed", episode), 3), "three consent events")
+    changed = await eventually(
+        lambda: at_least(events(stack, "iop.consent.changed", episode), 3), "three consent events"
+    )
     assert [(e.data.recipient_kind, e.data.status) for e in changed] == [
         ("family", "granted"),
         ("alumni_group", "granted"),
@@ -207,11 +202,6 @@ async def test_consents_are_granted_and_revoked_per_recipient_and_events_say_onl
     ]
     raw = b" ".join(r.value for r in await events_of(stack, "iop.consent.changed", episode.episode_id))
     assert b"Robin" not in raw and b"robin.zq" not in raw and b"partner" not in raw
-
-
-async def _n(found: Any, n: int) -> list[Any] | None:
-    records = await found
-    return records if len(records) >= n else None
 
 
 async def test_patient_record_reads_and_changes_are_audited_and_admin_can_query_them(stack: Stack) -> None:
@@ -243,18 +233,15 @@ async def test_a_swapped_placement_policy_changes_the_recommendation(stack: Stac
     default["levels_by_rating"][2] = "PHP"  # this clinic places a highest rating of 2 in PHP
     policy = tmp_path / "placement.yaml"
     policy.write_text(yaml.safe_dump(default))
-    env = stack.env | {"INTAKE_PLACEMENT_POLICY_FILE": str(policy), "KAFKA_GROUP_INSTANCE_ID": "",
+    env = {"INTAKE_PLACEMENT_POLICY_FILE": str(policy), "KAFKA_GROUP_INSTANCE_ID": "",
                        "KAFKA_CONSUMERS_ENABLED": "0"}  # fmt: skip
-    swapped = ServiceProcess("intake", free_port(), env, tmp_path / "intake.log").start()
-    try:
+    with instance_beside(stack, "intake", env, tmp_path / "intake.log") as swapped:
         episode = await new_episode(stack)
         headers = {"Authorization": f"Bearer {TOKENS['intake_staff']}"}
         async with httpx.AsyncClient(base_url=swapped.url, headers=headers, timeout=HTTP_TIMEOUT) as intake:
             response = await intake.post(
                 f"/v1/episodes/{episode.episode_id}/assessments", json={"dimensions": IOP_DIMENSIONS}
             )
-    finally:
-        swapped.stop()
     assert (response.json()["recommended_level"], response.json()["policy_version"]) == ("PHP", "clinic-test-1")
 
 

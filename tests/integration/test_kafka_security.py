@@ -15,14 +15,12 @@ from aiokafka import TopicPartition
 
 from services.common.kafka import client_options
 from services.common.settings import ServiceSettings
-from tools.devstack import Backends, KafkaSasl, ServiceProcess
-from tools.kafka import committed_offset, records_on
-from tools.servers import free_port
-from tools.smtp_sink import SmtpSink
+from tools.dev.devstack import Backends, KafkaSasl, ServiceProcess
+from tools.dev.kafka import committed_offset, records_on
+from tools.dev.servers import free_port
+from tools.dev.smtp_sink import SmtpSink
 
-from .conftest import HTTP_TIMEOUT, Stack, assess, eventually, group_reading, mail_to, new_episode
-
-WELCOME = "Your session schedule"
+from .conftest import HTTP_TIMEOUT, WELCOME, Stack, assess, eventually, group_reading, mail_to, new_episode
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +29,7 @@ def scram(running_backends: Backends) -> KafkaSasl:
     if sasl is None:
         pytest.skip(
             f"the broker in use ({running_backends.kafka.name}) has no SASL listener with a SCRAM user: only the "
-            "Apache Kafka that tools/kafka starts from Maven's jars has one (not a configured cluster, "
+            "Apache Kafka that tools/dev/kafka starts from Maven's jars has one (not a configured cluster, "
             "testcontainers' or noida-db)"
         )
     return sasl

@@ -12,19 +12,17 @@ import httpx
 from aiokafka import AIOKafkaProducer
 
 from stepwise_contract import (
-    EVENT_TYPES,
     CareLevel,
     CareLevelAssigned,
     Reason,
     Schedule,
     ScheduledSession,
-    from_kafka,
     new_event,
     to_kafka,
 )
 from stepwise_contract.webhooks import verify
-from tools.servers import free_port
-from tools.smtp_sink import SmtpSink
+from tools.dev.servers import free_port
+from tools.dev.smtp_sink import SmtpSink
 
 from .conftest import (
     CARE_TEAM_EMAIL,
@@ -32,6 +30,7 @@ from .conftest import (
     IOP_DIMENSIONS,
     TOKENS,
     WEBHOOK_SECRET,
+    WELCOME,
     Stack,
     assess,
     events_of,
@@ -40,12 +39,7 @@ from .conftest import (
     new_episode,
     notifications_replaced,
 )
-
-WELCOME = "Your session schedule"
-
-
-async def outcomes(stack: Stack, topic: str, episode_id: str) -> list[Any]:
-    return [from_kafka(r.headers, r.value, EVENT_TYPES[topic]) for r in await events_of(stack, topic, episode_id)]
+from .conftest import events as outcomes
 
 
 async def delivery_log(stack: Stack, **params: str) -> list[dict[str, Any]]:

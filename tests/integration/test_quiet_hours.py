@@ -11,8 +11,6 @@ import httpx
 from aiokafka import AIOKafkaProducer
 
 from stepwise_contract import CareLevel, CareLevelAssigned, Reason, Schedule, ScheduledSession, new_event, to_kafka
-from tools.devstack import ServiceProcess
-from tools.servers import free_port
 
 from .conftest import (
     CARE_TEAM_EMAIL,
@@ -23,6 +21,7 @@ from .conftest import (
     Stack,
     assess,
     eventually,
+    instance_beside,
     mail_to,
     new_episode,
     notifications_replaced,
@@ -103,23 +102,20 @@ async def test_a_session_reminder_due_in_the_patients_night_waits_for_their_morn
     async def planned() -> list[dict[str, Any]] | None:
         async with stack.http("notifications", "clinician") as client:
             params = {"episode_id": angeleno.episode_id, "purpose": "session_reminder"}
-            return (await client.get("/v1/notifications", params=params)).json() or None  # type: ignore[no-any-return]
+            return (await client.get("/v1/notifications", params=params)).json() or None
 
     assert len(await eventually(planned, "the reminders")) == 2
     early = datetime.combine(day, time(7, 30), tzinfo=zone)  # 10:30 in New York, the clinic's zone: not quiet there
     offset = (early - datetime.now(UTC)).total_seconds()
     quiet = {"QUIET_HOURS_START": "21:00", "QUIET_HOURS_END": "08:00", "KAFKA_CONSUMERS_ENABLED": "0",
              "KAFKA_GROUP_INSTANCE_ID": "", "CLOCK_OFFSET_SECONDS": str(offset)}  # fmt: skip
-    shifted = ServiceProcess("notifications", free_port(), stack.env | quiet, tmp_path / "n.log").start()
-    try:
+    with instance_beside(stack, "notifications", quiet, tmp_path / "n.log"):
 
         async def both_wait() -> list[dict[str, Any]] | None:
             reminders = await planned() or []
             return reminders if all(datetime.fromisoformat(e["not_before"]) > early for e in reminders) else None
 
         reminders = await eventually(both_wait, "both reminders to wait for the morning")
-    finally:
-        shifted.stop()
     morning = datetime.combine(day, time(8), tzinfo=zone)
     assert [(e["status"], e["attempts"], datetime.fromisoformat(e["not_before"])) for e in reminders] == [
         ("pending", 0, morning)

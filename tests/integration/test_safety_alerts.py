@@ -15,13 +15,12 @@ from typing import Any
 import httpx
 import pytest
 
-from stepwise_contract import EVENT_TYPES, from_kafka
-from tools.devstack import ServiceProcess
-from tools.servers import free_port
-from tools.sms_sink import Text
+from tools.dev.devstack import ServiceProcess
+from tools.dev.sms_sink import Text
 
 from .conftest import (
     CARE_TEAM_EMAIL,
+    CSSRS_HIGH,
     HTTP_TIMEOUT,
     IOP_DIMENSIONS,
     ON_CALL_PHONE,
@@ -30,11 +29,12 @@ from .conftest import (
     Stack,
     events_of,
     eventually,
+    instance_beside,
     new_episode,
     notifications_replaced,
 )
+from .conftest import events as outcomes
 
-CSSRS_HIGH = {"q1": True, "q2": True, "q3": True, "q4": True, "q5": False, "q6": False}
 PHQ9_ITEM9_SEVERE = [2, 2, 2, 2, 1, 1, 1, 1, 3]
 
 
@@ -59,9 +59,8 @@ async def test_without_a_route_to_staff_notifications_is_not_ready_and_says_why(
         "KAFKA_CONSUMERS_ENABLED": "0",
         "KAFKA_GROUP_INSTANCE_ID": "",
     }
-    env = stack.env | {name: "" for name in unset} | own
-    unready = ServiceProcess("notifications", free_port(), env, log).start(wait=False)
-    try:
+    env = {name: "" for name in unset} | own
+    with instance_beside(stack, "notifications", env, log, wait=False) as unready:
 
         async def answered_without_other_problems() -> dict[str, Any] | None:
             with contextlib.suppress(httpx.HTTPError):
@@ -78,8 +77,6 @@ async def test_without_a_route_to_staff_notifications_is_not_ready_and_says_why(
         assert ready["problems"][route].startswith("misconfigured: no route") and named in ready["problems"][route]
         logged = [line for line in log.read_text().splitlines() if " ERROR " in line]
         assert any(f"configuration: {route} no route" in line for line in logged), logged
-    finally:
-        unready.stop()
 
 
 async def raise_immediate_alert(stack: Stack) -> tuple[Episode, str]:
@@ -111,11 +108,6 @@ def webhook_pages(stack: Stack, alert_id: str) -> list[dict[str, Any]]:
     return [body for body in bodies if body.get("purpose") == "safety_escalation" and body["alert_id"] == alert_id]
 
 
-async def outcomes(stack: Stack, topic: str, episode: Episode) -> list[Any]:
-    records = await events_of(stack, topic, episode.episode_id)
-    return [from_kafka(r.headers, r.value, EVENT_TYPES[topic]) for r in records]
-
-
 async def alert_of(url: str, episode: Episode) -> dict[str, Any]:
     async with client(url) as notifications:
         response = await notifications.get("/v1/safety-alerts", params={"episode_id": episode.episode_id})
@@ -128,11 +120,8 @@ async def alert_of(url: str, episode: Episode) -> dict[str, Any]:
 def timers_only(stack: Stack, env: dict[str, str], log: Path) -> Iterator[ServiceProcess]:
     """A second notifications instance that consumes nothing: it runs the dispatcher and the escalation timer."""
     timers = {"KAFKA_CONSUMERS_ENABLED": "0", "KAFKA_GROUP_INSTANCE_ID": ""}
-    second = ServiceProcess("notifications", free_port(), stack.env | env | timers, log)
-    try:
-        yield second.start()
-    finally:
-        second.stop()
+    with instance_beside(stack, "notifications", env | timers, log) as second:
+        yield second
 
 
 async def test_an_unacknowledged_alert_pages_the_on_call_clinician_once_and_a_late_acknowledgement_counts(

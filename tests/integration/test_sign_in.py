@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from tests.oidc_provider import AUDIENCE, Provider, SigningKey, oidc_provider
-from tools.devstack import ServiceProcess
-from tools.servers import free_port
+from tools.dev.devstack import ServiceProcess
+from tools.dev.servers import free_port
 
 from .conftest import TOKENS, Stack, eventually
 

@@ -158,5 +158,5 @@ async def test_an_opt_out_stops_messages_to_the_patient_but_never_a_safety_alert
 
 async def _log(stack: Stack, episode: Episode, purpose: str) -> list[dict[str, Any]]:
     async with stack.http("notifications", "clinician") as client:
-        params = {"episode_id": episode.episode_id, "purpose": purpose, "limit": 500}
+        params: dict[str, str | int] = {"episode_id": episode.episode_id, "purpose": purpose, "limit": 500}
         return (await client.get("/v1/notifications", params=params)).json()  # type: ignore[no-any-return]

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from tools.servers import free_port
-from tools.smtp_sink import SmtpSink
+from tools.dev.servers import free_port
+from tools.dev.smtp_sink import SmtpSink
 
 from .conftest import (
     Episode,
@@ -116,7 +116,7 @@ async def test_a_consent_revoked_while_a_message_waits_cancels_it(stack: Stack, 
 
         async def attempted() -> bool:
             async with stack.http("notifications", "clinician") as client:
-                client.base_url = stand_in.url  # type: ignore[assignment]
+                client.base_url = stand_in.url
                 log = (await client.get("/v1/notifications", params={"episode_id": episode.episode_id})).json()
             return any(e["purpose"] == "support_schedule" and e["attempts"] >= 1 and e["last_error"] for e in log)
 

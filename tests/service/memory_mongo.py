@@ -12,13 +12,16 @@ path and its prefix across operators (``$set`` and ``$inc`` on ``a``, or on ``a`
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import bson
 import mongomock
 from bson.codec_options import CodecOptions
+from pymongo.cursor import Cursor
 from pymongo.errors import DocumentTooLarge, OperationFailure, WriteError
 from pymongo.results import DeleteResult, InsertManyResult, InsertOneResult, UpdateResult
+
+T = TypeVar("T")
 
 MAX_BSON_SIZE = 16 * 1024 * 1024
 """MongoDB's limit on a document (``maxBsonObjectSize``)."""
@@ -48,7 +51,7 @@ def conflict(update: Mapping[str, Any]) -> str | None:
 
 
 class MemoryCursor:
-    def __init__(self, cursor: mongomock.collection.Cursor) -> None:
+    def __init__(self, cursor: Cursor[dict[str, Any]]) -> None:
         self._cursor = cursor
 
     def sort(self, *args: Any, **kwargs: Any) -> MemoryCursor:
@@ -71,24 +74,24 @@ class MemoryCursor:
 
 
 class MemoryCollection:
-    def __init__(self, collection: mongomock.Collection) -> None:
+    def __init__(self, collection: mongomock.Collection[dict[str, Any]]) -> None:
         self.sync = collection
         self.name = collection.name
 
     async def find_one(self, *args: Any, **kwargs: Any) -> dict[str, Any] | None:
-        return self.sync.find_one(*args, **kwargs)  # type: ignore[no-any-return]
+        return self.sync.find_one(*args, **kwargs)
 
     def find(self, *args: Any, **kwargs: Any) -> MemoryCursor:
         return MemoryCursor(self.sync.find(*args, **kwargs))
 
     async def insert_one(self, document: dict[str, Any]) -> InsertOneResult:
         _fits(document)
-        return self.sync.insert_one(document)  # type: ignore[no-any-return]
+        return self.sync.insert_one(document)
 
     async def insert_many(self, documents: list[dict[str, Any]], ordered: bool = True) -> InsertManyResult:
         for document in documents:
             _fits(document)
-        return self.sync.insert_many(documents, ordered=ordered)  # type: ignore[no-any-return]
+        return self.sync.insert_many(documents, ordered=ordered)
 
     async def update_one(self, filter: Mapping[str, Any], update: Mapping[str, Any], **kwargs: Any) -> UpdateResult:
         return self._checked_update(WriteError, filter, update, lambda: self.sync.update_one(filter, update, **kwargs))
@@ -100,13 +103,13 @@ class MemoryCollection:
         self, filter: Mapping[str, Any], update: Mapping[str, Any], *args: Any, **kwargs: Any
     ) -> dict[str, Any] | None:
         # findAndModify is a command: MongoDB's refusal comes back as an OperationFailure, not a WriteError.
-        return self._checked_update(  # type: ignore[no-any-return]
+        return self._checked_update(
             OperationFailure, filter, update, lambda: self.sync.find_one_and_update(filter, update, *args, **kwargs)
         )
 
     def _checked_update(
-        self, error: Refusal, filter: Mapping[str, Any], update: Mapping[str, Any], run: Callable[[], Any]
-    ) -> Any:
+        self, error: Refusal, filter: Mapping[str, Any], update: Mapping[str, Any], run: Callable[[], T]
+    ) -> T:
         """``run`` the update as MongoDB would: refused whole when its paths conflict, and undone (refused) when a
         document it changed would exceed 16 MiB."""
         refused = conflict(update)
@@ -129,16 +132,16 @@ class MemoryCollection:
         return result
 
     async def delete_one(self, *args: Any, **kwargs: Any) -> DeleteResult:
-        return self.sync.delete_one(*args, **kwargs)  # type: ignore[no-any-return]
+        return self.sync.delete_one(*args, **kwargs)
 
     async def delete_many(self, *args: Any, **kwargs: Any) -> DeleteResult:
-        return self.sync.delete_many(*args, **kwargs)  # type: ignore[no-any-return]
+        return self.sync.delete_many(*args, **kwargs)
 
     async def count_documents(self, *args: Any, **kwargs: Any) -> int:
-        return self.sync.count_documents(*args, **kwargs)  # type: ignore[no-any-return]
+        return self.sync.count_documents(*args, **kwargs)
 
     async def create_index(self, *args: Any, **kwargs: Any) -> str:
-        return self.sync.create_index(*args, **kwargs)  # type: ignore[no-any-return]
+        return self.sync.create_index(*args, **kwargs)
 
 
 def _fits(document: Mapping[str, Any], operation: str = "insert") -> None:
@@ -155,7 +158,7 @@ class MemoryDatabase:
     """A fresh, empty database (one per test)."""
 
     def __init__(self) -> None:
-        client: mongomock.MongoClient = mongomock.MongoClient(tz_aware=True)
+        client: mongomock.MongoClient[dict[str, Any]] = mongomock.MongoClient(tz_aware=True)
         self._database = client.get_database("test", codec_options=CodecOptions(tz_aware=True))
         self._collections: dict[str, MemoryCollection] = {}
 

@@ -180,7 +180,7 @@ async def test_care_plans_canned_consent_answer_is_intakes(clock: Clock) -> None
     async with httpx.AsyncClient(transport=intake.transport, base_url="http://intake.test") as client:
         answer = await client.get(f"/v1/episodes/{episode}/recipients", params={"scope": "appointments"},
                                   headers=as_role(CARE_PLAN))  # fmt: skip
-    assert answer.json() == [listed(family, "family")]  # the shape of FAMILY_CONSENT in test_care_plan.py
+    assert answer.json() == [listed(family, "family")]  # the shape of FAMILY_CONSENT in care_plan/helpers.py
 
 
 @pytest.mark.parametrize("make", [RealIntake, lambda _: Fake()], ids=["intake", "fake"])

@@ -16,7 +16,7 @@ import pytest
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
-from tools.devstack import Backends
+from tools.dev.devstack import Backends
 
 Document = dict[str, Any]
 

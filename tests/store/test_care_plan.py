@@ -21,7 +21,15 @@ from tests.store.conftest import Document
 pytestmark = pytest.mark.second_server
 
 POLICY = load_policy()
-IOP_AM = POLICY.group("iop-am")
+
+
+def group_of(group_id: str) -> ProgramGroup:
+    found = POLICY.group(group_id)
+    assert found is not None, group_id
+    return found
+
+
+IOP_AM = group_of("iop-am")
 assert IOP_AM is not None
 SMALL = IOP_AM.model_copy(update={"group_id": "iop-small", "capacity": 2})
 
@@ -64,7 +72,11 @@ async def test_a_plan_is_created_once_and_saved_from_its_version_with_its_timer(
     assert not await store.save(stored, plan, [], "/intake#a-3", None)  # a second writer from the same version
     saved = await store.get("ep-1")
     assert saved is not None
-    assert (saved.version, saved.applied_events, saved.next_check_at) == (2, {"/intake#a-1", "/intake#a-2"}, None)
+    assert (saved.version, saved.applied_events, saved.next_check_at) == (
+        2,
+        frozenset({"/intake#a-1", "/intake#a-2"}),
+        None,
+    )
     assert await store.due(utc_now()) == []
 
 

@@ -1,0 +1,1 @@
+"""Checks `make` runs: the dependency audit (`make audit`) and mutation testing (`make mutate`)."""

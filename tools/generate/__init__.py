@@ -1,0 +1,1 @@
+"""Generated documents: `make asyncapi` (`python -m tools.generate.asyncapi --write`)."""
