@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # The MongoDB server `make test` runs the store tier and the end-to-end spine on as well (marker second_server;
-# README, "Backends"). Empty: not run, and said so.
+# docs/development.md, "Backends"). Empty: not run, and said so.
 SECOND_SERVER ?= ferretdb-pg
 
 .PHONY: install run test second-server lint typecheck audit unit faults asyncapi lock bench bench-outbox clean mutate

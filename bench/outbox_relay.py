@@ -6,7 +6,7 @@
   (what the services do).
 
 Both use the same MongoDB, the same idempotent acks=all producer and the same event. Backends are
-picked like `make test` (README, "Backends"). Run: `python -m bench.outbox_relay`.
+picked like `make test` (docs/development.md, "Backends"). Run: `python -m bench.outbox_relay`.
 """
 
 from __future__ import annotations

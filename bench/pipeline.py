@@ -1,7 +1,7 @@
 """`make bench`: the whole pipeline, intake → care_plan → notifications → SMTP, against a raw baseline, in one run.
 
-On one Kafka broker and one MongoDB server (picked as `make test` picks them, README "Backends") and one SMTP
-sink, side by side:
+On one Kafka broker and one MongoDB server (picked as `make test` picks them, docs/development.md, "Backends") and
+one SMTP sink, side by side:
 
 - **throughput**: E intakes (register, open an episode, assess: three POSTs) from C concurrent clients, until
   every patient's welcome mail has arrived; the same through the raw pipeline (``bench.raw_pipeline``: the same

@@ -255,7 +255,7 @@ class OutboxRelay(PollingWorker):
 
     async def _relay_claimed(self, collection: AsyncCollection[Document], aggregate_id: str) -> int:
         now = wall_clock()
-        # The whole document: FerretDB cannot project a findAndModify (README, "Backends").
+        # The whole document: FerretDB cannot project a findAndModify (docs/development.md, "Backends").
         claimed = await collection.find_one_and_update(
             {"_id": aggregate_id, "outbox_pending": {"$gt": 0}, "outbox_lease_until": {"$lt": now}},
             {"$set": {"outbox_lease_until": now + self._lease}},

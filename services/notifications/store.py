@@ -127,7 +127,7 @@ class NotificationStore:
         """Take the notification of ``channel`` and of the urgent or routine lane that has been due longest, for
         sending; the lease keeps other instances off it."""
         now, wall = utc_now(), wall_clock()
-        # The whole document: FerretDB cannot project a findAndModify (README, "Backends").
+        # The whole document: FerretDB cannot project a findAndModify (docs/development.md, "Backends").
         document = await self.notifications.find_one_and_update(
             {
                 "status": PENDING,

@@ -1,6 +1,6 @@
 """Backends and service processes for `make run` and the test suite.
 
-Each backend is picked on its own, in this order (README, "Backends"):
+Each backend is picked on its own, in this order (docs/development.md, "Backends"):
 
 Kafka
 1. ``KAFKA_BOOTSTRAP_SERVERS`` is set: that cluster.
@@ -205,7 +205,7 @@ def mongodb_server(folder: Path, wanted: str | None = None) -> Iterator[tuple[Se
         return
     with _nx_27017(folder) as server:
         # Few connections per client: nx-27017 serves each database's commands from a small thread pool, and
-        # a burst of concurrent slow ones can starve even its heartbeats (README, "Backends").
+        # a burst of concurrent slow ones can starve even its heartbeats (docs/development.md, "Backends").
         yield server, f"mongodb://127.0.0.1:{server.port}/?directConnection=true&maxPoolSize=4"
 
 

@@ -188,7 +188,7 @@ ON_THE_WEBHOOK: dict[type[EventData], Context] = {
     SessionMissed: lambda d: {"session_id": d.session_id},
 }  # fmt: skip
 """What a message to the care team's webhook carries besides its purpose and episode id: ids, levels and reason
-codes, never a reason's text or a time table (a webhook lands in another system; README, "Verifying a Stepwise
+codes, never a reason's text or a time table (a webhook lands in another system; docs/api.md, "Verifying a Stepwise
 webhook"). An event not listed here sends its purpose and episode id only."""
 
 CONTEXTS: dict[type[EventData], Context] = {**PEOPLE_MAY_HEAR, **CARE_TEAM_ONLY}

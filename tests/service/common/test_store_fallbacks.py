@@ -1,4 +1,4 @@
-"""What the stores do where a MongoDB server lacks a feature (README, "Backends"), without that server: the
+"""What the stores do where a MongoDB server lacks a feature (docs/development.md, "Backends"), without that server: the
 store tier (tests/store) runs the same code on FerretDB itself in ``make test``."""
 
 from __future__ import annotations
