@@ -20,7 +20,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
@@ -281,15 +281,3 @@ class OutboxRelay(PollingWorker):
 
 class ConcurrentChange(Exception):
     """An aggregate kept changing under a writer; the request or event may be tried again."""
-
-
-T = TypeVar("T")
-
-
-async def retry_on_conflict(attempt: Callable[[], Awaitable[T | None]], attempts: int = 5) -> T:
-    """Run ``attempt`` (load, decide, conditional write; None when another write won) until it lands."""
-    for _ in range(attempts):
-        result = await attempt()
-        if result is not None:
-            return result
-    raise ConcurrentChange("the record kept changing; try again")

@@ -8,20 +8,20 @@ import hmac
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from services.common.auth import Principal
+from services.common.change_path import CONFLICT, Conflict, retry
 from services.common.mongo import Document
 from services.common.outbox import (
     EPOCH,
     RelayWake,
     insert_aggregate,
     insert_new_aggregates,
-    retry_on_conflict,
     update_aggregate,
     with_events,
 )
@@ -382,7 +382,7 @@ class EpisodeSchedules:
         ended (None). The same calendar again (a redelivery) is compared with what it replaced, as the first time."""
         made = int(as_of.timestamp() * 1_000_000)  # an integer orders the same on every store
 
-        async def attempt() -> Adopted | Literal[False] | None:
+        async def attempt() -> Adopted | Conflict | None:
             found = await self.schedules.find_one({"_id": episode_id})
             if found is None:
                 document = {"_id": episode_id, "series": series, "made": made, "ended": False, "sessions": sessions,
@@ -390,20 +390,19 @@ class EpisodeSchedules:
                 try:
                     await self.schedules.insert_one(document)
                 except DuplicateKeyError:
-                    return None  # another calendar of the episode came first: look again
+                    return CONFLICT  # another calendar of the episode came first: look again
                 return Adopted(first=True, replaced=[])
             if found["ended"] or found["made"] > made:
-                return False  # a later calendar is current, or the episode ended
+                return None  # a later calendar is current, or the episode ended
             if (found["made"], found["series"]) == (made, series):
                 return Adopted(first=False, replaced=found.get("replaced", []))
             replaced = found.get("sessions", [])
             current = {"_id": episode_id, "made": found["made"], "series": found["series"], "ended": False}
             changes = {"series": series, "made": made, "sessions": sessions, "replaced": replaced}
             result = await self.schedules.update_one(current, {"$set": changes})
-            return Adopted(first=False, replaced=replaced) if result.matched_count == 1 else None
+            return Adopted(first=False, replaced=replaced) if result.matched_count == 1 else CONFLICT
 
-        outcome: Adopted | Literal[False] = await retry_on_conflict(attempt)
-        return outcome or None
+        return await retry(attempt)
 
     async def end(self, episode_id: str) -> None:
         await self.schedules.update_one(

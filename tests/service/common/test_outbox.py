@@ -13,6 +13,7 @@ from aiokafka.errors import KafkaConnectionError
 from pymongo.errors import BulkWriteError
 
 from services.common.auth import Principal, Role
+from services.common.change_path import CONFLICT, Conflict, retry
 from services.common.kafka import relay_publish
 from services.common.mongo import Document
 from services.common.outbox import (
@@ -21,7 +22,6 @@ from services.common.outbox import (
     OutboxRelay,
     insert_aggregate,
     insert_new_aggregates,
-    retry_on_conflict,
     stored_record,
     update_aggregate,
 )
@@ -208,13 +208,13 @@ async def test_a_write_error_other_than_an_existing_id_is_raised() -> None:
 async def test_a_change_that_keeps_losing_is_given_up_after_five_attempts() -> None:
     attempts = 0
 
-    async def always_lost() -> None:
+    async def always_lost() -> Conflict:
         nonlocal attempts
         attempts += 1
-        return None
+        return CONFLICT
 
     with pytest.raises(ConcurrentChange) as gave_up:
-        await retry_on_conflict(always_lost)
+        await retry(always_lost)
     assert (attempts, str(gave_up.value)) == (5, "the record kept changing; try again")
 
 
