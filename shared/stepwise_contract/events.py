@@ -17,6 +17,8 @@ from .vocabulary import (
     CareLevel,
     Channel,
     ConsentRecipientKind,
+    MeasureClassification,
+    MeasureSource,
     Program,
     RecipientKind,
     SessionKind,
@@ -66,7 +68,10 @@ class InstrumentChange(Part):
     previous_band: str
     band: str
     meaningful_change: Literal["improvement", "worsening"] | None = Field(
-        default=None, description="Set where a published threshold exists (PHQ-9: a change of 5 or more points)."
+        default=None,
+        description="Set where the instrument has a reliable-change threshold in intake's measures policy (defaults: "
+        "PHQ-9 6 points, GAD-7 4, NHS Talking Therapies): the same threshold as `iop.measure.recorded`'s "
+        "classification, here between this assessment and the previous one.",
     )
 
 
@@ -135,6 +140,33 @@ class SafetyAlertRaised(EventData):
     )
     reasons: list[str] = Field(examples=[["cssrs_high_risk", "phq9_item9_positive"]])
     raised_at: AwareDatetime
+
+
+class InstrumentMeasure(Part):
+    """One instrument's score in ``iop.measure.recorded``: against the episode's baseline, and the previous score.
+
+    (Agreed as ``InstrumentChange``; that name is the assessment's change since the previous one, above.)"""
+
+    instrument: str = Field(examples=["phq9"], description="The instrument's code as intake scores it (phq9, gad7 …).")
+    score: int = Field(description="The total score.")
+    band: str = Field(examples=["moderate"], description="The instrument's band, as `iop.assessment.completed` says.")
+    baseline_score: int = Field(description="The episode's first score on this instrument (= score the first time).")
+    previous_score: int | None = Field(description="The score before this one; null the first time.")
+    classification: MeasureClassification = Field(description="Against the baseline; `baseline` the first time.")
+    recovered: bool = Field(description="The baseline was at or above caseness and this score is below it.")
+    response: bool = Field(description="This score is at least 50 % below the baseline.")
+
+
+class MeasureRecorded(EventData):
+    """Scored instruments were recorded, from a measure between assessments or from an assessment, each compared
+    with the episode's baseline and previous score. Scores, bands and classification only, never the answers."""
+
+    event_type: ClassVar[str] = "iop.measure.recorded"
+
+    measure_id: str = Field(description="The measure's id, or the assessment's id when `source` is `assessment`.")
+    source: MeasureSource
+    recorded_at: AwareDatetime
+    instruments: list[InstrumentMeasure] = Field(description="Every instrument with a total, in the order given.")
 
 
 class SafetyAlertAcknowledged(EventData):
@@ -547,7 +579,7 @@ COMMAND_TYPES: dict[str, type[EventData]] = {AttendanceReported.event_type: Atte
 """Commands other systems publish for Stepwise to apply, by type (= topic)."""
 
 PUBLISHED_BY: dict[str, tuple[type[EventData], ...]] = {
-    "intake": (AssessmentCompleted, SafetyAlertRaised, DrugScreenRecorded, ConsentChanged),
+    "intake": (AssessmentCompleted, SafetyAlertRaised, DrugScreenRecorded, ConsentChanged, MeasureRecorded),
     "care_plan": (
         CareLevelAssigned,
         SessionMissed,

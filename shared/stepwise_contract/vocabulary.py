@@ -74,6 +74,16 @@ patient, under a consent naming a family member or support), psychoeducation."""
 FAMILY_SESSION: Final = "family"
 """The kind that brings a family member or support in: booked only under a consent in force naming one."""
 
+MeasureClassification = Literal["baseline", "reliable_improvement", "reliable_deterioration", "no_reliable_change"]
+"""An instrument's score against the episode's baseline (its first score on that instrument): ``baseline`` the first
+time; else reliable improvement or deterioration by the instrument's reliable-change threshold (policy data, NHS
+Talking Therapies defaults, Jacobson & Truax 1991), or no reliable change."""
+MEASURE_CLASSIFICATIONS: Final[tuple[MeasureClassification, ...]] = get_args(MeasureClassification)
+MeasureSource = Literal["measure", "assessment"]
+"""Where a scored instrument came from: a measure between assessments, or a full assessment."""
+MeasureReason = Literal["schedule", "admission", "level_change", "planned_discharge", "alumni"]
+"""Why a measure is due (care_plan's measurement policy)."""
+
 Channel = Literal["email", "sms", "webhook"]
 """How a message goes out: people are reached by email and SMS, the care team by email and webhook."""
 

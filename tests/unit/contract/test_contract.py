@@ -29,8 +29,10 @@ from stepwise_contract import (
     EpisodeGraduated,
     EventData,
     GroupWaitlisted,
+    InstrumentMeasure,
     InstrumentResult,
     MalformedEvent,
+    MeasureRecorded,
     NotificationFailed,
     NotificationSent,
     Reason,
@@ -125,6 +127,11 @@ def make_data(event_type: str, episode_id: str = EPISODE, session_id: str = "iop
             ],
             unexpected_positive=False,
         )
+    if event_type == MeasureRecorded.event_type:
+        phq9 = InstrumentMeasure(instrument="phq9", score=9, band="mild", baseline_score=16, previous_score=12,
+                                 classification="reliable_improvement", recovered=True, response=False)  # fmt: skip
+        return MeasureRecorded(episode_id=episode_id, measure_id="m-1", source="measure", recorded_at=T0,
+                               instruments=[phq9])  # fmt: skip
     if event_type == ConsentChanged.event_type:
         return ConsentChanged(
             episode_id=episode_id, consent_id="c-1", recipient_kind="family", status="granted", changed_at=T0
@@ -250,6 +257,7 @@ def test_every_event_type_has_a_sample() -> None:
         "iop.safety.alert_escalated",
         "iop.drug_screen.recorded",
         "iop.consent.changed",
+        "iop.measure.recorded",
         "iop.care_level.assigned",
         "iop.session.missed",
         "iop.attendance.rule_triggered",
@@ -599,6 +607,7 @@ def test_no_event_schema_has_a_pii_property(event_type: str) -> None:
         SafetyAlertEscalated.event_type: {"alert_id", "level", "acknowledge_by"},
         DrugScreenRecorded.event_type: {"substance", "expected"},
         ConsentChanged.event_type: {"recipient_kind", "status"},
+        MeasureRecorded.event_type: {"baseline_score", "classification", "recovered", "response"},
         StepUpRecommended.event_type: {"to_level", "code"},
         StepDownRecommended.event_type: {"to_level", "code"},
         CareLevelChanged.event_type: {"direction"},
