@@ -61,6 +61,7 @@ from services.common.service import SET_ASIDE_COLLECTION, http_app
 from services.common.utc import utc_now
 from services.intake import api as intake_api
 from services.intake.app import create_broker as intake_broker
+from services.intake.domain.measures import load_measures_policy
 from services.intake.domain.placement import load_placement_policy
 from services.intake.settings import IntakeSettings
 from services.intake.store import EPISODES, IntakeStore
@@ -130,6 +131,7 @@ INTAKE = _app(
     INTAKE_DB,
     store=INTAKE_STORE,
     placement_policy=load_placement_policy(),
+    measures_policy=load_measures_policy(),
     idempotency_keys=IdempotencyKeys(INTAKE_DB),  # type: ignore[arg-type]
     kafka=INTAKE_KAFKA,
 )

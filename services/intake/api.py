@@ -20,7 +20,18 @@ from services.common.utc import TIME_RANGE, Rfc3339
 from stepwise_contract import ConsentScope, DimensionRatings, PlacementDecision
 
 from . import changes, queries
-from .deps import Admin, Clinical, Clinician, ConsentReader, Keys, NotificationsService, Policy, Staff, Store
+from .deps import (
+    Admin,
+    Clinical,
+    Clinician,
+    ConsentReader,
+    Keys,
+    Measures,
+    NotificationsService,
+    Policy,
+    Staff,
+    Store,
+)
 from .domain.episode import AssessmentRequest, ConsentTerms
 from .domain.model import Episode
 from .schemas import (
@@ -148,6 +159,7 @@ async def record_assessment(
     body: AssessmentIn,
     store: Store,
     policy: Policy,
+    measures: Measures,
     keys: Keys,
     by: Staff,
     idempotency_key: IdempotencyKey = None,
@@ -163,7 +175,7 @@ async def record_assessment(
         recorded_by=by.who,
         assessment_id=await _record_id(keys, idempotency_key, by, f"record_assessment {episode_id}", body),
     )
-    assessment = await changes.record_assessment(store, policy, episode_id, request)
+    assessment = await changes.record_assessment(store, policy, measures, episode_id, request)
     return shown(AssessmentOut, assessment)
 
 

@@ -16,6 +16,7 @@ from services.common.service import Runtime, create_service_app
 from stepwise_contract import PUBLISHED_BY
 
 from . import api, handlers
+from .domain.measures import load_measures_policy
 from .domain.placement import load_placement_policy
 from .settings import CONSUMER_GROUP, IntakeSettings
 from .store import EPISODES, IntakeStore
@@ -30,6 +31,7 @@ def create_broker(settings: IntakeSettings) -> ServiceBroker:
 def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     settings = settings or IntakeSettings()
     placement_policy = load_placement_policy(settings.intake_placement_policy_file)  # fail at start if invalid
+    measures_policy = load_measures_policy(settings.intake_measures_policy_file)
     phones.use_region(settings.clinic_phone_region)
     kafka = create_broker(settings)
 
@@ -41,6 +43,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         app.state.idempotency_keys = keys = IdempotencyKeys(runtime.database)
         await keys.create_indexes()
         app.state.placement_policy = placement_policy
+        app.state.measures_policy = measures_policy
         runtime.broker.context.set_global(HANDLER_CONTEXT, store)
         return [] if keys.expired_by_server else [ExpiredKeyPurge(keys).run()]
 

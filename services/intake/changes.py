@@ -17,8 +17,9 @@ from services.common.utc import utc_now
 from stepwise_contract import EventData, Program, ScreenResult, Track, new_event
 
 from .domain import episode as decide_on
-from .domain.episode import AssessmentRequest, ConsentTerms, Decision
-from .domain.model import Assessment, Consent, DrugScreen, Episode, EpisodeEnd, EpisodeError
+from .domain.episode import AssessmentRequest, ConsentTerms, Decision, MeasureRequest
+from .domain.measures import MeasuresPolicy
+from .domain.model import Assessment, Consent, DrugScreen, Episode, EpisodeEnd, EpisodeError, RecordedMeasure
 from .domain.patient import match_key
 from .domain.placement import PlacementPolicy
 from .settings import SOURCE
@@ -92,9 +93,23 @@ async def open_episode(
 
 
 async def record_assessment(
-    store: IntakeStore, policy: PlacementPolicy, episode_id: str, request: AssessmentRequest
+    store: IntakeStore, policy: PlacementPolicy, measures: MeasuresPolicy, episode_id: str, request: AssessmentRequest
 ) -> Assessment:
-    return await change_episode(store, episode_id, lambda episode, now: decide_on.assess(episode, request, policy, now))
+    def decide(episode: Episode, now: datetime) -> Decision[Assessment]:
+        return decide_on.assess(episode, request, policy, now, measures)
+
+    return await change_episode(store, episode_id, decide)
+
+
+async def record_measure(
+    store: IntakeStore, policy: MeasuresPolicy, episode_id: str, request: MeasureRequest
+) -> RecordedMeasure:
+    """Record a measure, also on a closed episode (alumni follow-up)."""
+
+    def decide(episode: Episode, now: datetime) -> Decision[RecordedMeasure]:
+        return decide_on.record_measure(episode, request, policy, now)
+
+    return await change_episode(store, episode_id, decide, while_closed=True)
 
 
 async def record_drug_screen(

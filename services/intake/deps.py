@@ -10,11 +10,13 @@ from services.common.auth import Principal, Role, require_roles
 from services.common.deps import from_state
 from services.common.idempotency import IdempotencyKeys
 
+from .domain.measures import MeasuresPolicy
 from .domain.placement import PlacementPolicy
 from .store import IntakeStore
 
 Store = Annotated[IntakeStore, Depends(from_state("store", IntakeStore))]
 Policy = Annotated[PlacementPolicy, Depends(from_state("placement_policy", PlacementPolicy))]
+Measures = Annotated[MeasuresPolicy, Depends(from_state("measures_policy", MeasuresPolicy))]
 Keys = Annotated[IdempotencyKeys, Depends(from_state("idempotency_keys", IdempotencyKeys))]
 
 Staff = Annotated[Principal, Depends(require_roles(Role.INTAKE_STAFF, Role.CLINICIAN))]

@@ -134,7 +134,7 @@ class SafetyAlertRaised(EventData):
     event_type: ClassVar[str] = "iop.safety.alert_raised"
 
     alert_id: str
-    assessment_id: str
+    assessment_id: str = Field(description="The assessment, or the measure (`iop.measure.recorded`), that raised it.")
     level: AlertLevel = Field(
         description="immediate: act now (e.g. high C-SSRS risk); same_day: clinician review today."
     )

@@ -28,6 +28,7 @@ from services.common.idempotency import IdempotencyKeys
 from services.common.outbox import no_relay
 from services.common.utc import utc_now
 from services.intake import api
+from services.intake.domain.measures import load_measures_policy
 from services.intake.domain.placement import load_placement_policy
 from services.intake.settings import IntakeSettings
 from services.intake.store import IntakeStore
@@ -53,6 +54,7 @@ class RealIntake:
         app.state.dependencies = Dependencies()
         app.state.store = IntakeStore(database, wake_relay=no_relay)  # type: ignore[arg-type]
         app.state.placement_policy = load_placement_policy(IntakeSettings(_env_file=None).intake_placement_policy_file)
+        app.state.measures_policy = load_measures_policy()
         app.state.idempotency_keys = IdempotencyKeys(database)  # type: ignore[arg-type]
         self.transport = httpx.ASGITransport(app=app)
         self._staff = httpx.AsyncClient(transport=self.transport, base_url="http://intake.test",

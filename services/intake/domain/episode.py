@@ -19,6 +19,7 @@ from stepwise_contract import (
     DrugScreenRecorded,
     EventData,
     InstrumentResult,
+    MeasureRecorded,
     PlacementDecision,
     Program,
     SafetyAlertRaised,
@@ -26,18 +27,22 @@ from stepwise_contract import (
     Track,
 )
 
+from .measures import MeasuresPolicy, measure_all
 from .model import (
     MOST_ASSESSMENTS,
     MOST_CONSENTS,
     MOST_DRUG_SCREENS,
+    MOST_MEASURES,
     Assessment,
     Consent,
     Episode,
     EpisodeEnd,
     EpisodeError,
+    MeasureChannel,
     Recipient,
     RecordedAssessment,
     RecordedDrugScreen,
+    RecordedMeasure,
     SafetyAlert,
 )
 from .placement import PlacementPolicy, recommend_level
@@ -104,10 +109,11 @@ class AssessmentRequest:
 
 
 def assess(
-    episode: Episode, request: AssessmentRequest, policy: PlacementPolicy, now: datetime
+    episode: Episode, request: AssessmentRequest, policy: PlacementPolicy, now: datetime, measures: MeasuresPolicy
 ) -> Decision[Assessment]:
     """Recommend a level, compare with the previous assessment, raise a safety alert where an answer calls
-    for one; publishes the assessment's events (``assessment_events``). Recorded already (a retry): itself."""
+    for one; publishes the assessment's events (``assessment_events``) and its instruments against the episode's
+    baseline (``iop.measure.recorded``, source ``assessment``). Recorded already (a retry): itself."""
     recorded = next((a for a in episode.assessments if a.assessment_id == request.assessment_id), None)
     if recorded is not None:
         return episode, [], recorded
@@ -131,21 +137,73 @@ def assess(
         policy_version=recommendation.policy_version,
         placement=request.placement,
         previous_assessment_id=previous.assessment_id if previous else None,
-        changes=compare(previous.instruments if previous else [], request.results),
+        changes=compare(previous.instruments if previous else [], request.results, measures),
         safety_alert=_safety_alert(assessment_id, request.results),
         recorded_by=request.recorded_by,
         placement_note=request.placement_note,
     )
     changed = episode.model_copy(update={"assessments": [*episode.assessments, assessment]})
-    return changed, assessment_events(assessment, episode.program, episode.track), assessment
+    measured = measure_all(request.results, episode.score_history(), measures)
+    scored = [MeasureRecorded(episode_id=episode.episode_id, measure_id=assessment_id, source="assessment",
+                              recorded_at=now, instruments=measured)] if measured else []  # fmt: skip
+    return changed, [*assessment_events(assessment, episode.program, episode.track), *scored], assessment
 
 
 def _safety_alert(assessment_id: str, results: list[InstrumentResult]) -> SafetyAlert | None:
-    """The alert an answer calls for, if one does, named after its assessment."""
+    """The alert an answer calls for, if one does, named after its assessment (or measure)."""
     concern = safety_concern(results)
     if concern is None:
         return None
     return SafetyAlert(alert_id=_id_of(assessment_id, "safety_alert"), level=concern.level, reasons=concern.reasons)
+
+
+@dataclass(frozen=True)
+class MeasureRequest:
+    """Instruments scored between assessments, as staff, a system or the patient (a questionnaire link) gave them."""
+
+    results: list[InstrumentResult]
+    measure_id: str
+    recorded_by: str | None = None
+    channel: MeasureChannel = "api"
+
+
+def record_measure(
+    episode: Episode, request: MeasureRequest, policy: MeasuresPolicy, now: datetime
+) -> Decision[RecordedMeasure]:
+    """Score a measure against the episode's baseline and previous scores; a safety answer raises the alert as an
+    assessment's does (``iop.safety.alert_raised`` first), then ``iop.measure.recorded``. Also on a closed episode
+    (alumni follow-up). Recorded already (a retry): itself."""
+    recorded = next((m for m in episode.measures if m.measure_id == request.measure_id), None)
+    if recorded is not None:
+        return episode, [], recorded
+    _room_for(episode.measures, MOST_MEASURES, "measures")
+    measure = RecordedMeasure(
+        measure_id=request.measure_id,
+        episode_id=episode.episode_id,
+        recorded_at=now,
+        instruments=request.results,
+        changes=measure_all(request.results, episode.score_history(), policy),
+        policy_version=policy.version,
+        safety_alert=_safety_alert(request.measure_id, request.results),
+        recorded_by=request.recorded_by,
+        channel=request.channel,
+    )
+    changed = episode.model_copy(update={"measures": [*episode.measures, measure]})
+    return changed, measure_events(measure), measure
+
+
+def measure_events(measure: RecordedMeasure) -> list[EventData]:
+    """``iop.safety.alert_raised`` first when the measure raised one (its ``assessment_id`` is the measure's id),
+    then ``iop.measure.recorded`` when an instrument has a total."""
+    events: list[EventData] = []
+    alert = measure.safety_alert
+    if alert is not None:
+        events.append(SafetyAlertRaised(episode_id=measure.episode_id, assessment_id=measure.measure_id,
+                                        raised_at=measure.recorded_at, **alert.model_dump()))  # fmt: skip
+    if measure.changes:
+        events.append(MeasureRecorded(episode_id=measure.episode_id, measure_id=measure.measure_id, source="measure",
+                                      recorded_at=measure.recorded_at, instruments=measure.changes))  # fmt: skip
+    return events
 
 
 def assessment_events(assessment: Assessment, program: Program, track: Track | None = None) -> list[EventData]:

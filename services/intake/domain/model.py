@@ -20,6 +20,7 @@ from stepwise_contract import (
     ConsentScope,
     DimensionRatings,
     InstrumentChange,
+    InstrumentMeasure,
     InstrumentResult,
     PlacementDecision,
     Program,
@@ -38,10 +39,11 @@ EpisodeEnd = Literal["graduated", "discharged"]
 MOST_ASSESSMENTS = 200
 MOST_DRUG_SCREENS = 500
 MOST_CONSENTS = 100
+MOST_MEASURES = 400
 """What one episode keeps at most, so its record stays far below MongoDB's 16 MB document limit: at their largest
-about 5 KB an assessment, 1.5 KB a drug screen, 1 KB a consent, under 2 MB in all (a unit test builds the fullest
-episode). Weekly reassessments for nearly four years, or a screen every other day for nearly three, fit; past a
-bound a new record is refused (409) and the patient's treatment goes on in a new episode."""
+about 5 KB an assessment, 1.5 KB a drug screen, 1 KB a consent, 2 KB a measure, under 3 MB in all (a unit test
+builds the fullest episode). Weekly reassessments for nearly four years, or a screen every other day for nearly
+three, fit; past a bound a new record is refused (409) and the patient's treatment goes on in a new episode."""
 
 
 class SafetyAlert(BaseModel):
@@ -85,6 +87,27 @@ class DrugScreen(BaseModel):
 
 class RecordedDrugScreen(DrugScreen):
     recorded_by: str | None = None
+
+
+MeasureChannel = Literal["api", "questionnaire_link"]
+"""How a measure came in: staff or a system through the API, or the patient through a questionnaire link."""
+
+
+class Measure(BaseModel):
+    """Instruments scored between assessments (no dimensions, no placement), each against the episode's baseline."""
+
+    measure_id: str
+    episode_id: str
+    recorded_at: UtcDatetime
+    instruments: list[InstrumentResult]
+    changes: list[InstrumentMeasure] = Field(description="Each instrument with a total against baseline and previous.")
+    policy_version: str
+    safety_alert: SafetyAlert | None = None
+
+
+class RecordedMeasure(Measure):
+    recorded_by: str | None = None
+    channel: MeasureChannel = "api"
 
 
 class Recipient(BaseModel):
@@ -140,10 +163,22 @@ class Episode(BaseModel):
     assessments: list[RecordedAssessment] = []
     drug_screens: list[RecordedDrugScreen] = []
     consents: list[Consent] = []
+    measures: list[RecordedMeasure] = []
 
     @property
     def latest_assessment(self) -> RecordedAssessment | None:
         return self.assessments[-1] if self.assessments else None
+
+    def score_history(self) -> dict[str, list[int]]:
+        """Every total recorded on each instrument, from assessments and measures, oldest first."""
+        records = [(a.assessed_at, a.instruments) for a in self.assessments]
+        records += [(m.recorded_at, m.instruments) for m in self.measures]
+        history: dict[str, list[int]] = {}
+        for _, results in sorted(records, key=lambda record: record[0]):
+            for result in results:
+                if result.total is not None:
+                    history.setdefault(result.instrument, []).append(result.total)
+        return history
 
     def consent(self, consent_id: str) -> Consent | None:
         return next((consent for consent in self.consents if consent.consent_id == consent_id), None)

@@ -7,12 +7,14 @@ from typing import Literal
 
 from stepwise_contract import InstrumentChange, InstrumentResult
 
-MEANINGFUL_CHANGE = {"phq9": 5}
-"""Published minimal clinically meaningful change in points, by instrument (PHQ-9: 5)."""
+from .measures import MeasuresPolicy, change_between
 
 
-def compare(previous: Sequence[InstrumentResult], current: Sequence[InstrumentResult]) -> list[InstrumentChange]:
-    """One change per instrument given in both assessments (higher totals mean more severe)."""
+def compare(
+    previous: Sequence[InstrumentResult], current: Sequence[InstrumentResult], policy: MeasuresPolicy
+) -> list[InstrumentChange]:
+    """One change per instrument given in both assessments (higher totals mean more severe); a change is
+    meaningful by the instrument's reliable-change threshold in the measures policy (as a measure's classification)."""
     before = {result.instrument: result for result in previous}
     changes = []
     for result in current:
@@ -28,17 +30,10 @@ def compare(previous: Sequence[InstrumentResult], current: Sequence[InstrumentRe
                 delta=delta,
                 previous_band=earlier.band,
                 band=result.band,
-                meaningful_change=_meaningful(result.instrument, delta),
+                meaningful_change=None if delta is None else change_between(result.instrument, 0, delta, policy),
             )
         )
     return changes
-
-
-def _meaningful(instrument: str, delta: int | None) -> Literal["improvement", "worsening"] | None:
-    threshold = MEANINGFUL_CHANGE.get(instrument)
-    if threshold is None or delta is None or abs(delta) < threshold:
-        return None
-    return "improvement" if delta < 0 else "worsening"
 
 
 def trend(totals: Sequence[int]) -> Literal["improving", "worsening", "stable"]:

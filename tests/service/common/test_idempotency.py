@@ -20,6 +20,7 @@ from services.common.dependencies import Dependencies
 from services.common.idempotency import IDEMPOTENCY_KEYS, IdempotencyKeys, KeyReused
 from services.common.outbox import no_relay
 from services.intake import api
+from services.intake.domain.measures import load_measures_policy
 from services.intake.domain.placement import load_placement_policy
 from services.intake.store import IntakeStore
 from tests.service.conftest import TIER_CLOCK, Clock, service_app
@@ -72,6 +73,7 @@ async def intake(database: MemoryDatabase) -> AsyncIterator[httpx.AsyncClient]:
     APP.state.store = store = IntakeStore(database, wake_relay=no_relay)  # type: ignore[arg-type]
     await store.create_indexes()
     APP.state.placement_policy = load_placement_policy()
+    APP.state.measures_policy = load_measures_policy()
     APP.state.idempotency_keys = keys = IdempotencyKeys(database)  # type: ignore[arg-type]
     await keys.create_indexes()
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=APP), base_url="http://intake.test") as client:

@@ -29,6 +29,7 @@ from services.common.utc import utc_now, wall_clock
 from services.intake import changes
 from services.intake.domain.episode import AssessmentRequest, ConsentTerms
 from services.intake.domain.instruments import CssrsAnswers, score_cssrs, score_phq9
+from services.intake.domain.measures import load_measures_policy
 from services.intake.domain.model import Recipient
 from services.intake.domain.placement import load_placement_policy
 from services.intake.store import EPISODES, IntakeStore
@@ -94,10 +95,11 @@ async def test_a_safety_alert_goes_out_before_the_assessment_it_comes_from(datab
     episode = await changes.open_episode(store, patient_id, "adult", "e1")
     high_risk = score_cssrs(CssrsAnswers(q1=True, q2=True, q3=True, q4=True, q5=False, q6=False))
     request = AssessmentRequest(IOP, [score_phq9([1, 1, 1, 1, 1, 1, 1, 1, 1]), high_risk])
-    await changes.record_assessment(store, load_placement_policy(), episode.episode_id, request)
+    await changes.record_assessment(store, load_placement_policy(), load_measures_policy(), episode.episode_id, request)
     publish = Publisher()
-    assert await OutboxRelay([database[EPISODES]], publish).work_once() == 2  # type: ignore[list-item]
-    assert [record["topic"] for record in publish.calls] == ["iop.safety.alert_raised", "iop.assessment.completed"]
+    assert await OutboxRelay([database[EPISODES]], publish).work_once() == 3  # type: ignore[list-item]
+    assert [record["topic"] for record in publish.calls][:2] == ["iop.safety.alert_raised", "iop.assessment.completed"]
+    assert [record["topic"] for record in publish.calls][2:] == ["iop.measure.recorded"]
 
 
 async def test_a_publish_that_fails_midway_leaves_the_rest_queued_for_the_next_pass() -> None:

@@ -14,7 +14,7 @@ from services.common.outbox import no_relay
 from services.intake.app import create_broker
 from services.intake.store import IntakeStore
 from tests.service.conftest import api as client_of
-from tests.service.intake.helpers import APP, POLICY, SETTINGS
+from tests.service.intake.helpers import APP, MEASURES, POLICY, SETTINGS
 from tests.service.memory_mongo import MemoryDatabase
 
 
@@ -41,6 +41,12 @@ def kafka() -> ServiceBroker:
 async def http(
     database: MemoryDatabase, store: IntakeStore, keys: IdempotencyKeys, kafka: ServiceBroker
 ) -> AsyncIterator[httpx.AsyncClient]:
-    state = {"store": store, "placement_policy": POLICY, "idempotency_keys": keys, "kafka": kafka}
+    state = {
+        "store": store,
+        "placement_policy": POLICY,
+        "measures_policy": MEASURES,
+        "idempotency_keys": keys,
+        "kafka": kafka,
+    }
     async with await client_of("intake", APP, database, state) as client:
         yield client

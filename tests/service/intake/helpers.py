@@ -8,12 +8,15 @@ import httpx
 
 from services.common.auth import Role
 from services.intake import api
+from services.intake.domain.measures import load_measures_policy
 from services.intake.domain.placement import load_placement_policy
 from services.intake.settings import IntakeSettings
-from tests.service.conftest import as_role, service_app
+from tests.service.conftest import as_role, queued, service_app
+from tests.service.memory_mongo import MemoryCollection
 
 SETTINGS = IntakeSettings(_env_file=None)
 POLICY = load_placement_policy(SETTINGS.intake_placement_policy_file)
+MEASURES = load_measures_policy(SETTINGS.intake_measures_policy_file)
 STAFF = as_role(Role.INTAKE_STAFF)
 CLINICIAN = as_role(Role.CLINICIAN)
 NOTIFICATIONS = as_role(Role.NOTIFICATIONS)
@@ -66,3 +69,9 @@ SCREEN: dict[str, Any] = {
     "collected_at": "2026-01-20T14:05:00Z",
     "results": [{"substance": "fentanyl", "result": "negative"}],
 }
+
+
+async def queued_but_measures(collection: MemoryCollection) -> list[tuple[str, dict[str, Any]]]:
+    """The queued events (``queued``) but ``iop.measure.recorded``, which every scored assessment adds last
+    (tests/service/intake/test_measures.py)."""
+    return [(topic, data) for topic, data in await queued(collection) if topic != "iop.measure.recorded"]

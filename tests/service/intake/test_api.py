@@ -25,6 +25,7 @@ from tests.service.intake.helpers import (
     FAMILY,
     FAMILY_EMAIL,
     IOP_DIMENSIONS,
+    MEASURES,
     NOTIFICATIONS,
     PATIENT,
     PHQ9_MODERATE,
@@ -34,6 +35,7 @@ from tests.service.intake.helpers import (
     assess,
     grant,
     new_episode,
+    queued_but_measures,
     register,
 )
 from tests.service.memory_mongo import MemoryDatabase
@@ -73,7 +75,7 @@ async def test_health_ready(
     checks: dict[str, Callable[[], Awaitable[bool]]],
     expected: tuple[int, str, dict[str, bool]],
 ) -> None:
-    state = {"store": store, "placement_policy": POLICY, "readiness_checks": checks,
+    state = {"store": store, "placement_policy": POLICY, "measures_policy": MEASURES, "readiness_checks": checks,
              "idempotency_keys": IdempotencyKeys(database)}  # type: ignore[arg-type]  # fmt: skip
     async with await client_of("intake", APP, database, state) as probe:
         ready = await probe.get("/health/ready")
@@ -176,7 +178,7 @@ async def test_a_full_episode_refuses_a_new_assessment_with_409_saying_why(
                               headers=STAFF)  # fmt: skip
     assert refused.status_code == 409
     assert refused.json()["detail"].startswith(f"the episode holds {MOST_ASSESSMENTS} assessments")
-    assert len(await queued(database[EPISODES])) == 1  # the first assessment's event only
+    assert len(await queued_but_measures(database[EPISODES])) == 1  # the first assessment's event only
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ import httpx
 
 from services.common.auth import Role
 from services.intake.store import EPISODES, IntakeStore
-from tests.service.conftest import as_role, queued
+from tests.service.conftest import as_role
 from tests.service.intake.helpers import (
     ADMIN,
     CLINICIAN,
@@ -20,6 +20,7 @@ from tests.service.intake.helpers import (
     STAFF,
     assess,
     new_episode,
+    queued_but_measures,
     register,
 )
 from tests.service.memory_mongo import MemoryDatabase
@@ -33,7 +34,7 @@ async def test_record_assessment(http: httpx.AsyncClient, database: MemoryDataba
     assert (assessment["kind"], assessment["recommended_level"], assessment["refer_out"]) == ("intake", "IOP", False)
     assert [(r["instrument"], r["total"], r["band"]) for r in assessment["instruments"]] == [("phq9", 11, "moderate")]
     assert assessment["safety_alert"] is None and assessment["rationale"][-1]["code"] == "recommended_level"
-    [(topic, data)] = await queued(database[EPISODES])
+    [(topic, data)] = await queued_but_measures(database[EPISODES])
     assert topic == "iop.assessment.completed" and data["assessment_id"] == assessment["assessment_id"]
     path = f"/v1/episodes/{episode_id}/assessments"
     out_of_range = {"dimensions": IOP_DIMENSIONS, "instruments": {"phq9": [4] * 9}}
@@ -41,7 +42,7 @@ async def test_record_assessment(http: httpx.AsyncClient, database: MemoryDataba
     assert refused.status_code == 422 and refused.json()["detail"][0]["loc"][:3] == ["body", "instruments", "phq9"]
     unknown = await http.post("/v1/episodes/nobody/assessments", json={"dimensions": IOP_DIMENSIONS}, headers=STAFF)
     assert unknown.status_code == 404
-    assert len(await queued(database[EPISODES])) == 1
+    assert len(await queued_but_measures(database[EPISODES])) == 1
 
 
 async def test_a_high_risk_cssrs_answer_queues_the_safety_alert_before_the_assessment(
@@ -52,7 +53,7 @@ async def test_a_high_risk_cssrs_answer_queues_the_safety_alert_before_the_asses
     assert assessment["safety_alert"]["level"] == "immediate"
     assert assessment["safety_alert"]["reasons"] == ["cssrs_high_risk"]
     assert assessment["recommended_level"] == "INPATIENT" and assessment["refer_out"] is True
-    (alert_topic, alert), (completed_topic, completed) = await queued(database[EPISODES])
+    (alert_topic, alert), (completed_topic, completed) = await queued_but_measures(database[EPISODES])
     assert (alert_topic, completed_topic) == ("iop.safety.alert_raised", "iop.assessment.completed")
     assert (alert["assessment_id"], alert["level"]) == (assessment["assessment_id"], "immediate")
     assert alert["alert_id"] == assessment["safety_alert"]["alert_id"]
@@ -69,7 +70,9 @@ async def test_a_reassessment_carries_the_changes_since_the_previous_one(
     [change] = second["changes"]
     assert (change["instrument"], change["previous_total"], change["total"], change["delta"]) == ("phq9", 16, 8, -8)
     assert change["meaningful_change"] == "improvement"
-    published = [data for topic, data in await queued(database[EPISODES]) if topic == "iop.assessment.completed"]
+    published = [
+        data for topic, data in await queued_but_measures(database[EPISODES]) if topic == "iop.assessment.completed"
+    ]
     assert [data["kind"] for data in published] == ["intake", "reassessment"]
     assert published[1]["changes"][0]["delta"] == -8
 
@@ -85,11 +88,11 @@ async def test_a_clinician_may_choose_a_level_other_than_the_recommendation(
     recommended = {"dimensions": IOP_DIMENSIONS, "placement": placement | {"chosen_level": "IOP"}}
     same = await http.post(path, json=recommended, headers=CLINICIAN)
     assert same.status_code == 422 and same.json()["detail"][0]["loc"] == ["body", "placement", "chosen_level"]
-    assert await queued(database[EPISODES]) == []  # refused: nothing stored, nothing queued
+    assert await queued_but_measures(database[EPISODES]) == []  # refused: nothing stored, nothing queued
     chosen = await http.post(path, json={"dimensions": IOP_DIMENSIONS, "placement": placement}, headers=CLINICIAN)
     assert chosen.status_code == 201, chosen.text
     assert (chosen.json()["recommended_level"], chosen.json()["placement"]["chosen_level"]) == ("IOP", "OP")
-    [(_, completed)] = await queued(database[EPISODES])
+    [(_, completed)] = await queued_but_measures(database[EPISODES])
     assert completed["placement"]["reason_code"] == "patient_declined_higher_level"
     assert "prefers evenings" not in str(completed)  # the note stays in intake
 
@@ -128,7 +131,7 @@ async def test_record_drug_screen(http: httpx.AsyncClient, database: MemoryDatab
     recorded = await http.post(path, json=body, headers=as_role(Role.INTEGRATION))
     assert recorded.status_code == 201, recorded.text
     assert recorded.json()["unexpected_positive"] is True and "recorded_by" not in recorded.json()
-    [(topic, data)] = await queued(database[EPISODES])
+    [(topic, data)] = await queued_but_measures(database[EPISODES])
     assert topic == "iop.drug_screen.recorded" and data["screen_id"] == recorded.json()["screen_id"]
     assert data["unexpected_positive"] is True
     future = await http.post(path, json=body | {"collected_at": "2999-01-01T00:00:00Z"}, headers=CLINICIAN)
@@ -137,7 +140,7 @@ async def test_record_drug_screen(http: httpx.AsyncClient, database: MemoryDatab
     assert twice.status_code == 422
     unknown = await http.post("/v1/episodes/nobody/drug-screens", json=body, headers=CLINICIAN)
     assert unknown.status_code == 404
-    assert len(await queued(database[EPISODES])) == 1
+    assert len(await queued_but_measures(database[EPISODES])) == 1
 
 
 async def test_an_expected_positive_is_not_unexpected(http: httpx.AsyncClient, database: MemoryDatabase) -> None:
@@ -146,7 +149,7 @@ async def test_an_expected_positive_is_not_unexpected(http: httpx.AsyncClient, d
     body = {"collected_at": "2026-01-20T14:05:00Z", "results": [prescribed]}
     recorded = await http.post(f"/v1/episodes/{episode_id}/drug-screens", json=body, headers=CLINICIAN)
     assert recorded.status_code == 201 and recorded.json()["unexpected_positive"] is False
-    [(_, data)] = await queued(database[EPISODES])
+    [(_, data)] = await queued_but_measures(database[EPISODES])
     assert data["unexpected_positive"] is False
 
 
@@ -165,7 +168,7 @@ async def test_an_episode_that_is_not_open_takes_no_new_records(
     ]
     assert [response.status_code for response in refused] == [409, 409, 409]
     assert refused[0].json()["detail"] == "episode is closed"
-    assert await queued(database[EPISODES]) == []
+    assert await queued_but_measures(database[EPISODES]) == []
 
 
 # Drug screens and assessments are read by name: audited with the person, like contact data
@@ -217,7 +220,7 @@ async def test_an_episode_takes_its_track_and_its_assessments_carry_it(
         stored = await store.get(episode_id)
         assert stored is not None and stored.episode.track == track
         await assess(http, episode_id, {"phq9": PHQ9_MODERATE})
-        [completed] = [d for t, d in await queued(database[EPISODES]) if d["episode_id"] == episode_id]
+        [completed] = [d for t, d in await queued_but_measures(database[EPISODES]) if d["episode_id"] == episode_id]
         assert completed["track"] == track  # null: care_plan applies the clinic's default
     night = await http.post(path, json={"program": "adult", "track": "night"}, headers=STAFF)
     assert night.status_code == 422 and night.json()["detail"][0]["loc"] == ["body", "track"]

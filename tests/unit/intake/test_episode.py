@@ -27,6 +27,7 @@ from services.intake.domain.episode import (
     revoke_consent,
 )
 from services.intake.domain.instruments import CssrsAnswers, InstrumentAnswers, score_cssrs, score_gad7, score_phq9
+from services.intake.domain.measures import load_measures_policy
 from services.intake.domain.model import (
     MOST_ASSESSMENTS,
     MOST_CONSENTS,
@@ -44,7 +45,9 @@ from stepwise_contract import (
     CareLevel,
     ConsentChanged,
     DimensionRatings,
+    EventData,
     InstrumentResult,
+    MeasureRecorded,
     OverrideReason,
     PlacementDecision,
     SafetyAlertRaised,
@@ -54,6 +57,7 @@ from stepwise_contract import (
 
 NOW = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)
 POLICY = load_placement_policy()
+MEASURES = load_measures_policy()
 IOP = DimensionRatings(withdrawal=1, biomedical=0, emotional=2, readiness=2, relapse=2, environment=1)
 PHQ9_ITEM9 = score_phq9([1, 2, 1, 2, 1, 1, 2, 1, 1])
 PHQ9_MILD = score_phq9([1, 1, 1, 1, 1, 0, 0, 0, 0])
@@ -84,8 +88,17 @@ def test_the_most_urgent_reason_sets_the_level_and_every_reason_is_kept() -> Non
     assert concern.reasons == ["phq9_item9_positive", "cssrs_high_risk"]
 
 
+def _but_measures(events: list[EventData]) -> list[EventData]:
+    """The events an assessment published before its ``iop.measure.recorded``, which comes last (test_measures.py)."""
+    kept = [event for event in events if not isinstance(event, MeasureRecorded)]
+    assert events[: len(kept)] == kept
+    return kept
+
+
 def test_an_assessment_with_an_alert_publishes_the_alert_first() -> None:
-    _, events, assessment = assess(episode(), AssessmentRequest(IOP, [PHQ9_ITEM9, CSSRS_HIGH]), POLICY, NOW)
+    _, published, assessment = assess(episode(), AssessmentRequest(IOP, [PHQ9_ITEM9, CSSRS_HIGH]), POLICY, NOW,
+                                      MEASURES)  # fmt: skip
+    events = _but_measures(published)
     assert [type(event) for event in events] == [SafetyAlertRaised, AssessmentCompleted]
     alert, completed = events
     assert isinstance(alert, SafetyAlertRaised) and isinstance(completed, AssessmentCompleted)
@@ -95,7 +108,8 @@ def test_an_assessment_with_an_alert_publishes_the_alert_first() -> None:
 
 
 def test_an_assessment_without_an_alert_publishes_only_its_completion() -> None:
-    _, events, assessment = assess(episode(), AssessmentRequest(IOP, [PHQ9_MILD, GAD7]), POLICY, NOW)
+    _, published, assessment = assess(episode(), AssessmentRequest(IOP, [PHQ9_MILD, GAD7]), POLICY, NOW, MEASURES)
+    events = _but_measures(published)
     assert [type(event) for event in events] == [AssessmentCompleted]
     assert assessment.safety_alert is None
 
@@ -137,7 +151,8 @@ def answered(draw: st.DrawFn) -> Answered:
 
 @given(answered())
 def test_an_alert_precedes_the_assessment_it_comes_from_whatever_the_answers(answers: Answered) -> None:
-    _, events, assessment = assess(episode(), AssessmentRequest(IOP, answers.results), POLICY, NOW)
+    _, published, assessment = assess(episode(), AssessmentRequest(IOP, answers.results), POLICY, NOW, MEASURES)
+    events = _but_measures(published)
     completed = events[-1]
     assert isinstance(completed, AssessmentCompleted)
     assert (completed.assessment_id, completed.instruments, completed.assessed_at) == (
@@ -157,16 +172,16 @@ def test_an_alert_precedes_the_assessment_it_comes_from_whatever_the_answers(ans
 
 
 def test_a_second_assessment_is_a_reassessment_with_changes_since_the_first() -> None:
-    first, _, initial = assess(episode(), AssessmentRequest(IOP, [PHQ9_ITEM9]), POLICY, NOW)
-    _, _, later = assess(first, AssessmentRequest(IOP, [PHQ9_MILD]), POLICY, NOW + timedelta(days=14))
+    first, _, initial = assess(episode(), AssessmentRequest(IOP, [PHQ9_ITEM9]), POLICY, NOW, MEASURES)
+    _, _, later = assess(first, AssessmentRequest(IOP, [PHQ9_MILD]), POLICY, NOW + timedelta(days=14), MEASURES)
     assert (initial.kind, later.kind, later.previous_assessment_id) == ("intake", "reassessment", initial.assessment_id)
     [change] = later.changes
     assert (change.instrument, change.delta, change.meaningful_change) == ("phq9", -7, "improvement")
 
 
 def test_changes_cover_only_instruments_given_both_times() -> None:
-    assert compare([PHQ9_MILD], [GAD7]) == []
-    [change] = compare([CSSRS_LOW], [CSSRS_HIGH])
+    assert compare([PHQ9_MILD], [GAD7], MEASURES) == []
+    [change] = compare([CSSRS_LOW], [CSSRS_HIGH], MEASURES)
     assert (change.delta, change.previous_band, change.band) == (None, "low", "high")
 
 
@@ -180,7 +195,7 @@ def test_a_placement_equal_to_the_recommendation_names_the_field() -> None:
     reason: OverrideReason = "patient_declined_higher_level"
     request = AssessmentRequest(IOP, [], placement=PlacementDecision(chosen_level=CareLevel.IOP, reason_code=reason))
     with pytest.raises(EpisodeError) as refused:
-        assess(episode(), request, POLICY, NOW)
+        assess(episode(), request, POLICY, NOW, MEASURES)
     assert refused.value.field == ("body", "placement", "chosen_level")
 
 
@@ -245,7 +260,7 @@ def _largest_records() -> Episode:
     )  # fmt: skip
     placement = PlacementDecision(chosen_level=CareLevel.OP, reason_code="patient_declined_higher_level")
     request = AssessmentRequest(IOP, answers.score(), placement, placement_note="n" * 2000, recorded_by="r" * 200)
-    current, _, _ = assess(episode(), request, POLICY, NOW)
+    current, _, _ = assess(episode(), request, POLICY, NOW, MEASURES)
     results = [ScreenResult(substance=substance, result="positive") for substance in get_args(Substance)]
     current, _, _ = record_drug_screen(current, NOW, results, "r" * 200, NOW)
     recipient = Recipient(name="n" * 200, email=f"{'e' * 64}@{'d' * 63}.{'d' * 63}.org", phone="+12025550123",
@@ -264,7 +279,7 @@ def test_the_fullest_episode_stays_far_below_the_document_limit() -> None:
 @pytest.mark.parametrize(
     ("counts", "decide", "what"),
     [
-        ((MOST_ASSESSMENTS, 0, 0), lambda e: assess(e, AssessmentRequest(IOP, [PHQ9_MILD]), POLICY, NOW),
+        ((MOST_ASSESSMENTS, 0, 0), lambda e: assess(e, AssessmentRequest(IOP, [PHQ9_MILD]), POLICY, NOW, MEASURES),
          "assessments"),
         ((0, MOST_DRUG_SCREENS, 0), lambda e: record_drug_screen(e, NOW, [], "r", NOW), "drug screens"),
         ((0, 0, MOST_CONSENTS), lambda e: grant_consent(e, family(["attendance"]), NOW), "consents"),
@@ -282,9 +297,9 @@ def test_a_full_episode_refuses_a_new_record_saying_why(
 
 def test_a_retried_record_is_answered_even_from_a_full_episode() -> None:
     request = AssessmentRequest(IOP, [PHQ9_MILD], assessment_id="a-1")
-    recorded, _, first = assess(episode(), request, POLICY, NOW)
+    recorded, _, first = assess(episode(), request, POLICY, NOW, MEASURES)
     full = recorded.model_copy(update={"assessments": recorded.assessments * MOST_ASSESSMENTS})
-    assert assess(full, request, POLICY, NOW)[2] == first
+    assert assess(full, request, POLICY, NOW, MEASURES)[2] == first
 
 
 # Closing: care_plan graduated or discharged the episode

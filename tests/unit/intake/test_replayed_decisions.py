@@ -24,6 +24,7 @@ from services.intake.domain.episode import (
     record_drug_screen,
 )
 from services.intake.domain.instruments import CssrsAnswers, score_cssrs, score_phq9
+from services.intake.domain.measures import load_measures_policy
 from services.intake.domain.model import Episode, Recipient
 from services.intake.domain.placement import load_placement_policy
 from stepwise_contract import (
@@ -35,6 +36,7 @@ from stepwise_contract import (
 
 NOW = datetime(2026, 3, 2, 14, 0, tzinfo=UTC)
 PLACEMENT = load_placement_policy()
+MEASURES = load_measures_policy()
 
 # --- intake: an episode's decisions ---------------------------------------------------------------
 
@@ -51,7 +53,7 @@ RESULTS = st.sampled_from(
 
 def assessing(dimensions: DimensionRatings, results: list[InstrumentResult]) -> Step:
     request = AssessmentRequest(dimensions=dimensions, results=results)
-    return lambda episode, now: assess(episode, request, PLACEMENT, now)
+    return lambda episode, now: assess(episode, request, PLACEMENT, now, MEASURES)
 
 
 def screening(positive: bool) -> Step:
