@@ -132,6 +132,8 @@ INTAKE = _app(
     store=INTAKE_STORE,
     placement_policy=load_placement_policy(),
     measures_policy=load_measures_policy(),
+    outcomes_settings=INTAKE_SETTINGS.outcomes,
+    link_settings=INTAKE_SETTINGS.links,
     idempotency_keys=IdempotencyKeys(INTAKE_DB),  # type: ignore[arg-type]
     kafka=INTAKE_KAFKA,
 )

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import time
 
 from aiokafka.errors import GroupCoordinatorNotAvailableError, LeaderNotAvailableError, NotLeaderForPartitionError
@@ -28,6 +29,7 @@ STARTING_ERRORS = (GroupCoordinatorNotAvailableError, NotLeaderForPartitionError
 FASTSTREAM_LOGGERS = ("faststream", "faststream.access.kafka")
 """FastStream's own logger and its Kafka broker's (made when the broker connects)."""
 COLOURED_LOGGERS = (*FASTSTREAM_LOGGERS, "uvicorn", "uvicorn.error", "uvicorn.access")
+ACCESS_LOGGER = "uvicorn.access"
 STARTING_SECONDS = 60.0
 """How long after start a coordinator that is not available yet is a service starting, not a problem."""
 _REPORTED = "_stepwise_reported_by_consumer"
@@ -65,12 +67,27 @@ def reported(error: Exception) -> Exception:
     return error
 
 
+class SecretPaths(logging.Filter):
+    """On uvicorn's access log: a path whose segment after ``/q/`` is a secret (a questionnaire link's token) is
+    logged as ``/q/…``. A filter on the logger itself, so every handler a deployment adds gets the redacted line."""
+
+    SECRET = re.compile(r"/q/[^/?#\s\"]+")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(self.SECRET.sub("/q/…", a) if isinstance(a, str) else a for a in record.args)
+        if isinstance(record.msg, str):
+            record.msg = self.SECRET.sub("/q/…", record.msg)
+        return True
+
+
 def install_filters() -> None:
     """The filters above, each on the logger it is for (idempotent)."""
     wanted: list[tuple[str, type[logging.Filter]]] = [
         (GROUP_COORDINATOR_LOGGER, CoordinatorStarting),
         (FETCHER_LOGGER, CoordinatorStarting),
         *((name, ReportedByConsumer) for name in FASTSTREAM_LOGGERS),
+        (ACCESS_LOGGER, SecretPaths),
     ]
     for name, kind in wanted:
         logger = logging.getLogger(name)

@@ -41,11 +41,17 @@ def union_examples(*examples: dict[str, Any]) -> ConfigDict:
     return ConfigDict(json_schema_extra={"examples": list(examples)})
 
 
+READS_ITS_FORM = "x-reads-its-form"
+"""``openapi_extra`` key of an endpoint that reads its body itself (an HTML form, ``{READS_ITS_FORM: True}``)."""
+
+
 async def refuse_undeclared_body(request: Request) -> None:
     """An endpoint that takes no body refuses one with fields, as a body refuses a field it does not declare
     (an empty body, ``{}`` or ``null`` is no body). Names the fields, never their values."""
     route = request.scope.get("route")
     if not isinstance(route, APIRoute) or route.body_field is not None:
+        return
+    if (route.openapi_extra or {}).get(READS_ITS_FORM):
         return
     raw = await request.body()
     if not raw.strip():

@@ -17,22 +17,25 @@ from services.common.idempotency import KEY_RULE, IdempotencyKey
 from services.common.phones import PHONE_RULE
 from services.common.schemas import EMAIL_RULE, V1_ERRORS, WHOLE_NUMBERS, beyond_schema, errors
 from services.common.utc import TIME_RANGE, Rfc3339
-from stepwise_contract import ConsentScope, DimensionRatings, PlacementDecision
+from stepwise_contract import ConsentScope, DimensionRatings, PlacementDecision, Program
 
 from . import changes, queries
 from .deps import (
     Admin,
+    AdminOrClinician,
     Clinical,
     Clinician,
     ConsentReader,
     Keys,
+    LinkConfig,
     Measures,
     NotificationsService,
+    Outcomes,
     Policy,
     Staff,
     Store,
 )
-from .domain.episode import AssessmentRequest, ConsentTerms
+from .domain.episode import AssessmentRequest, ConsentTerms, MeasureRequest
 from .domain.model import Episode
 from .schemas import (
     CONSENT_SCOPES,
@@ -49,12 +52,18 @@ from .schemas import (
     EpisodeAudience,
     EpisodeCreated,
     EpisodeIn,
+    EpisodeMeasures,
     EpisodePatient,
+    MeasureIn,
+    MeasureOut,
+    OutcomesOut,
     PatientCreated,
     PatientExistsOut,
     PatientIn,
     PatientOut,
     PatientUpdate,
+    QuestionnaireLinkIn,
+    QuestionnaireLinkOut,
     RecipientContact,
     shown,
 )
@@ -186,6 +195,91 @@ async def record_assessment(
 )
 async def assessment_history(episode_id: str, store: Store, by: Clinical) -> AssessmentHistory:
     return await queries.assessment_history(store, by, await _episode(store, episode_id))
+
+
+# Measures between assessments, and outcomes across episodes (measurement-based care)
+
+
+@router.post(
+    "/episodes/{episode_id}/measures",
+    responses=errors(404, 409),
+    status_code=status.HTTP_201_CREATED,
+    summary="Record a measure: instruments between assessments, scored and compared with the episode's baseline",
+    description=(
+        "The same instruments and validation as an assessment's, without dimensions or placement. Each instrument "
+        "with a total is compared with the episode's baseline (its first score on it) and previous score, by the "
+        "measures policy; publishes `iop.measure.recorded` and, when an answer calls for it, "
+        "`iop.safety.alert_raised` first, exactly as an assessment does. A closed episode still takes measures "
+        "(alumni follow-up)."
+    ),
+    openapi_extra=beyond_schema(no_instruments="no instrument is answered", **WHOLE_NUMBERS, **KEY_RULE),
+)
+async def record_measure(
+    episode_id: str,
+    body: MeasureIn,
+    store: Store,
+    measures: Measures,
+    keys: Keys,
+    by: Clinical,
+    idempotency_key: IdempotencyKey = None,
+) -> MeasureOut:
+    measure_id = await _record_id(keys, idempotency_key, by, f"record_measure {episode_id}", body)
+    request = MeasureRequest(results=body.instruments.score(), measure_id=measure_id, recorded_by=by.who)
+    measure = await changes.record_measure(store, measures, episode_id, request)
+    return shown(MeasureOut, measure)
+
+
+@router.get(
+    "/episodes/{episode_id}/measures",
+    responses=errors(404),
+    summary="The episode's scores per instrument, from assessments and measures, with their classification (audited)",
+)
+async def measure_series(episode_id: str, store: Store, measures: Measures, by: Clinical) -> EpisodeMeasures:
+    return await queries.measure_series(store, by, await _episode(store, episode_id), measures)
+
+
+@router.get(
+    "/outcomes",
+    summary="Outcomes across episodes per instrument (admin, clinician): no person, small groups suppressed",
+    description=(
+        "Of the episodes of `program` opened in [`from`, `to`) with two or more scores on an instrument: the share "
+        "whose latest score is a reliable improvement, a reliable deterioration, or recovered, and the median change "
+        "from baseline. An instrument with fewer episodes than `OUTCOMES_MIN_GROUP` (default 5) is suppressed."
+    ),
+    openapi_extra=beyond_schema(**TIME_RANGE),
+)
+async def outcomes(
+    store: Store,
+    measures: Measures,
+    settings: Outcomes,
+    _: AdminOrClinician,
+    program: Program | None = None,
+    opened_from: Annotated[Rfc3339 | None, Query(alias="from")] = None,
+    opened_to: Annotated[Rfc3339 | None, Query(alias="to")] = None,
+) -> OutcomesOut:
+    window = (opened_from, opened_to)
+    return await queries.outcomes_across(store, measures, program, window, settings.min_group)
+
+
+@router.post(
+    "/episodes/{episode_id}/questionnaire-links",
+    responses=errors(404),
+    status_code=status.HTTP_201_CREATED,
+    summary="Make a single-use link for the patient to answer instruments on their phone (notifications only)",
+    description=(
+        "Answers `{url, expires_at}` once: intake keeps only the token's hash. The link opens `GET /q/{token}` at "
+        "`PUBLIC_BASE_URL`, answers once, and expires after `QUESTIONNAIRE_LINK_HOURS` (default 72). The URL must "
+        "never be stored, logged or traced."
+    ),
+    openapi_extra=beyond_schema(
+        no_instruments="`instruments` is empty", instrument_twice="an instrument is named twice"
+    ),
+)
+async def make_questionnaire_link(
+    episode_id: str, body: QuestionnaireLinkIn, store: Store, settings: LinkConfig, _: NotificationsService
+) -> QuestionnaireLinkOut:
+    token, link = await changes.make_link(store, episode_id, body.instruments, settings.hours)
+    return QuestionnaireLinkOut(url=f"{settings.base_url}/q/{token}", expires_at=link.expires_at)
 
 
 # Drug screens

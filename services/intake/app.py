@@ -9,13 +9,14 @@ from fastapi import FastAPI
 
 from services.common import phones
 from services.common.consumer import HANDLER_CONTEXT
+from services.common.edge import AuthFailures
 from services.common.idempotency import ExpiredKeyPurge, IdempotencyKeys
 from services.common.kafka import ServiceBroker, service_broker
 from services.common.outbox import no_relay
 from services.common.service import Runtime, create_service_app
 from stepwise_contract import PUBLISHED_BY
 
-from . import api, handlers
+from . import api, handlers, web
 from .domain.measures import load_measures_policy
 from .domain.placement import load_placement_policy
 from .settings import CONSUMER_GROUP, IntakeSettings
@@ -44,6 +45,9 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         await keys.create_indexes()
         app.state.placement_policy = placement_policy
         app.state.measures_policy = measures_policy
+        app.state.outcomes_settings = settings.outcomes
+        app.state.link_settings = links = settings.links
+        app.state.link_requests = AuthFailures(links.per_minute)
         runtime.broker.context.set_global(HANDLER_CONTEXT, store)
         return [] if keys.expired_by_server else [ExpiredKeyPurge(keys).run()]
 
@@ -52,7 +56,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         description=__doc__ or "",
         settings=settings,
         kafka=kafka,
-        routers=[api.router],
+        routers=[api.router, web.router],
         startup=startup,
         outbox_collections=[EPISODES],
     )

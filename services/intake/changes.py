@@ -6,6 +6,7 @@ a consent change is audited once it happened (the consent itself says who change
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import NoReturn, TypeVar
@@ -14,10 +15,11 @@ from services.common.auth import Principal
 from services.common.change_path import Record, change
 from services.common.mongo import Document
 from services.common.utc import utc_now
-from stepwise_contract import EventData, Program, ScreenResult, Track, new_event
+from stepwise_contract import EventData, InstrumentResult, Program, ScreenResult, Track, new_event
 
 from .domain import episode as decide_on
 from .domain.episode import AssessmentRequest, ConsentTerms, Decision, MeasureRequest
+from .domain.links import QuestionnaireLink, link_state, measure_id_of, new_link, token_hash
 from .domain.measures import MeasuresPolicy
 from .domain.model import Assessment, Consent, DrugScreen, Episode, EpisodeEnd, EpisodeError, RecordedMeasure
 from .domain.patient import match_key
@@ -152,6 +154,41 @@ async def _audit_consent(store: IntakeStore, by: Principal, action: str, episode
     """A consent names a support: changing it is an access to the patient's protected record. Audited once it
     happened: a refused change (no such episode or consent, a closed episode) is not one."""
     await store.audit(by, action, episode.patient_id, episode_id=episode.episode_id)
+
+
+class LinkRefused(Exception):
+    """A questionnaire link that is unknown, used or expired: the page says only that it cannot be used."""
+
+
+async def make_link(
+    store: IntakeStore, episode_id: str, instruments: Sequence[str], hours: int
+) -> tuple[str, QuestionnaireLink]:
+    """A new link for the episode's patient (also for a closed episode: alumni follow-up): the token, drawn at
+    random and returned once, and the link as stored (its hash only)."""
+    if await store.get(episode_id) is None:
+        _no_episode()
+    token = secrets.token_urlsafe(32)
+    link = new_link(token, episode_id, instruments, utc_now(), hours)
+    await store.add_link(link)
+    return token, link
+
+
+async def open_link(store: IntakeStore, token: str) -> QuestionnaireLink:
+    """The link of ``token`` if it can still be answered; LinkRefused otherwise."""
+    link = await store.link(token_hash(token))
+    if link is None or link_state(link, utc_now()) != "open":
+        raise LinkRefused()
+    return link
+
+
+async def answer_link(store: IntakeStore, policy: MeasuresPolicy, link: QuestionnaireLink,
+                      results: list[InstrumentResult]) -> RecordedMeasure:  # fmt: skip
+    """Record the patient's answers as a measure (the same change as the API's), then spend the link. The measure's
+    id comes from the link, so a post repeated before the link is spent finds the same measure."""
+    request = MeasureRequest(results=results, measure_id=measure_id_of(link), channel="questionnaire_link")
+    measure = await record_measure(store, policy, link.episode_id, request)
+    await store.use_link(link.token_hash, utc_now())
+    return measure
 
 
 async def close_episode(store: IntakeStore, episode_id: str, ended: EpisodeEnd, at: datetime) -> Episode:

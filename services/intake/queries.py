@@ -5,24 +5,63 @@ changes go through ``changes.py``."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 from services.common.auth import Principal
 from services.common.utc import utc_now
-from stepwise_contract import ConsentScope
+from stepwise_contract import ConsentScope, Program
 
 from .domain.episode import consent_in_force, consents_allowing
+from .domain.measures import MeasuresPolicy
 from .domain.model import Consent, Episode
+from .domain.outcomes import SeriesPoint, outcomes, series
 from .domain.reassessment import trend
 from .schemas import (
     AssessmentHistory,
     AssessmentOut,
     EpisodeAudience,
+    EpisodeMeasures,
+    InstrumentOutcomeOut,
     InstrumentTrend,
+    MeasurePoint,
+    MeasureSeries,
+    OutcomesOut,
     RecipientContact,
     TrendPoint,
     shown,
 )
 from .store import IntakeStore
+
+
+async def measure_series(
+    store: IntakeStore, by: Principal, episode: Episode, policy: MeasuresPolicy
+) -> EpisodeMeasures:
+    """Every score of the episode per instrument, each against its baseline and previous score (audited)."""
+    await store.audit(by, "read_measures", episode.patient_id, episode_id=episode.episode_id)
+    found = [
+        MeasureSeries(instrument=instrument, points=[_point(point) for point in points])
+        for instrument, points in series(episode, policy).items()
+    ]
+    return EpisodeMeasures(episode_id=episode.episode_id, policy_version=policy.version, series=found)
+
+
+def _point(point: SeriesPoint) -> MeasurePoint:
+    return MeasurePoint(record_id=point.record_id, source=point.source, recorded_at=point.recorded_at,
+                        **point.measured.model_dump())  # fmt: skip
+
+
+Window = tuple[datetime | None, datetime | None]
+
+
+async def outcomes_across(
+    store: IntakeStore, policy: MeasuresPolicy, program: Program | None, window: Window, min_group: int
+) -> OutcomesOut:
+    """Outcomes per instrument across the episodes opened in ``window``: no ids, no person, small groups suppressed
+    (so not an access to anyone's record)."""
+    episodes = await store.opened(program, *window)
+    found = [InstrumentOutcomeOut(**vars(outcome)) for outcome in outcomes(episodes, policy, min_group)]
+    return OutcomesOut(program=program, opened_from=window[0], opened_to=window[1], min_group=min_group,
+                       policy_version=policy.version, instruments=found)  # fmt: skip
 
 
 async def assessment_history(store: IntakeStore, by: Principal, episode: Episode) -> AssessmentHistory:

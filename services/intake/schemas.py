@@ -42,6 +42,7 @@ from stepwise_contract import (
     ConsentRecipientKind,
     ConsentScope,
     DimensionRatings,
+    InstrumentMeasure,
     OverrideReason,
     Program,
     ScreenResult,
@@ -52,7 +53,7 @@ from stepwise_contract import (
 
 from .changes import PatientExists
 from .domain.instruments import InstrumentAnswers
-from .domain.model import Assessment, Consent, DrugScreen, EpisodeError, Phone, Recipient
+from .domain.model import Assessment, Consent, DrugScreen, EpisodeError, Measure, Phone, Recipient
 
 ZONES: Final[frozenset[str]] = frozenset(available_timezones())
 """The IANA time-zone names this installation knows (its tz database): what a patient's zone may be."""
@@ -322,6 +323,147 @@ class AssessmentHistory(BaseModel):
     episode_id: str
     assessments: list[AssessmentOut]
     trends: list[InstrumentTrend]
+
+
+class MeasureIn(RequestBody):
+    """Instruments between assessments: the same instruments and validation as an assessment's, at least one."""
+
+    model_config = request_examples(
+        {"instruments": {"phq9": [1, 1, 1, 1, 0, 1, 1, 0, 0], "gad7": [1, 0, 1, 1, 0, 0, 1]}}
+    )
+
+    instruments: InstrumentAnswers
+
+    @field_validator("instruments")
+    @classmethod
+    def _some(cls, value: InstrumentAnswers) -> InstrumentAnswers:
+        if not value.score():
+            raise PydanticCustomError("no_instruments", "give at least one instrument's answers")
+        return value
+
+
+MEASURE_EXAMPLE: dict[str, Any] = {
+    "measure_id": "3f6c1a2b-7d4e-4f10-9a8b-1c2d3e4f5a6b",
+    "episode_id": "7d0c1f3e-4b0a-4a57-9c1e-2b8f6a1d0e42",
+    "recorded_at": "2026-12-01T14:10:00Z",
+    "instruments": [{"instrument": "phq9", "total": 6, "band": "mild", "flags": [], "subscales": {}}],
+    "changes": [{"instrument": "phq9", "score": 6, "band": "mild", "baseline_score": 16, "previous_score": 11,
+                 "classification": "reliable_improvement", "recovered": True, "response": False}],
+    "policy_version": "measures-default-2026.12",
+    "safety_alert": None,
+}  # fmt: skip
+
+
+class MeasureOut(Measure):
+    model_config = response_example(MEASURE_EXAMPLE)
+
+
+class MeasurePoint(InstrumentMeasure):
+    """One score in an instrument's series: where it came from, when, and how it compares (policy in force)."""
+
+    record_id: str = Field(description="The measure's or the assessment's id.")
+    source: Literal["measure", "assessment"]
+    recorded_at: UtcDatetime
+
+
+class MeasureSeries(BaseModel):
+    instrument: str
+    points: list[MeasurePoint]
+
+
+class EpisodeMeasures(BaseModel):
+    """Every score of an episode per instrument, oldest first, from its assessments and measures."""
+
+    model_config = response_example(
+        {
+            "episode_id": "7d0c1f3e-4b0a-4a57-9c1e-2b8f6a1d0e42",
+            "policy_version": "measures-default-2026.12",
+            "series": [{"instrument": "phq9", "points": [
+                {"record_id": "5a1d2f7e-8c3b-4e6a-b1d0-9f2e7c4a6b18", "source": "assessment",
+                 "recorded_at": "2026-11-23T14:10:00Z", "instrument": "phq9", "score": 16,
+                 "band": "moderately_severe", "baseline_score": 16, "previous_score": None,
+                 "classification": "baseline", "recovered": False, "response": False},
+                {"record_id": "3f6c1a2b-7d4e-4f10-9a8b-1c2d3e4f5a6b", "source": "measure",
+                 "recorded_at": "2026-12-01T14:10:00Z", **MEASURE_EXAMPLE["changes"][0]},
+            ]}],
+        }
+    )  # fmt: skip
+
+    episode_id: str
+    policy_version: str
+    series: list[MeasureSeries]
+
+
+class InstrumentOutcomeOut(BaseModel):
+    instrument: str
+    episodes: int | None = Field(description="Episodes with 2 or more scores; null when the group is suppressed.")
+    suppressed: bool = Field(description="Fewer episodes than OUTCOMES_MIN_GROUP: nothing else is shown.")
+    reliable_improvement: float | None = Field(description="Share (0-1) whose latest score is a reliable improvement.")
+    reliable_deterioration: float | None
+    recovered: float | None
+    median_change: float | None = Field(description="Median of latest score minus baseline (negative: better).")
+
+
+class OutcomesOut(BaseModel):
+    """Outcomes across the episodes of a program opened in [from, to): no ids, no person."""
+
+    model_config = response_example(
+        {
+            "program": "adult",
+            "opened_from": "2026-01-01T00:00:00Z",
+            "opened_to": "2027-01-01T00:00:00Z",
+            "min_group": 5,
+            "policy_version": "measures-default-2026.12",
+            "instruments": [
+                {"instrument": "gad7", "episodes": None, "suppressed": True, "reliable_improvement": None,
+                 "reliable_deterioration": None, "recovered": None, "median_change": None},
+                {"instrument": "phq9", "episodes": 42, "suppressed": False, "reliable_improvement": 0.571,
+                 "reliable_deterioration": 0.048, "recovered": 0.429, "median_change": -6.0},
+            ],
+        }
+    )  # fmt: skip
+
+    program: Program | None
+    opened_from: AwareDatetime | None
+    opened_to: AwareDatetime | None
+    min_group: int
+    policy_version: str
+    instruments: list[InstrumentOutcomeOut]
+
+
+LinkInstrument = Literal["phq9", "gad7"]
+"""The instruments the patient page shows (``domain.links.QUESTIONNAIRES``)."""
+
+
+class QuestionnaireLinkIn(RequestBody):
+    """The instruments the patient is asked (those due: care_plan knows which, and notifications passes them on)."""
+
+    model_config = request_examples({"instruments": ["phq9", "gad7"]})
+
+    instruments: list[LinkInstrument] = Field(
+        default_factory=list,
+        validate_default=True,
+        max_length=2,
+        description="At least one; an empty list is refused (intake does not know what is due: care_plan does).",
+    )
+
+    @field_validator("instruments")
+    @classmethod
+    def _some(cls, value: list[LinkInstrument]) -> list[LinkInstrument]:
+        if not value:
+            raise PydanticCustomError("no_instruments", "name the due instruments (intake does not know what is due)")
+        if len(set(value)) != len(value):
+            raise PydanticCustomError("instrument_twice", "name each instrument once")
+        return value
+
+
+class QuestionnaireLinkOut(BaseModel):
+    """The link, given once: intake keeps only its token's hash. Never store, log or trace it."""
+
+    model_config = response_example({"url": "https://forms.example.org/q/3q2-…", "expires_at": "2026-12-10T09:00:00Z"})
+
+    url: str
+    expires_at: UtcDatetime
 
 
 class ScreenResultIn(ScreenResult, RequestBody):

@@ -22,6 +22,7 @@ from services.common.outbox import RelayWake, insert_aggregate, update_aggregate
 from services.common.utc import utc_now
 from stepwise_contract import CloudEvent
 
+from .domain.links import QuestionnaireLink
 from .domain.model import Episode
 from .domain.patient import match_key
 
@@ -39,6 +40,7 @@ class IntakeStore:
         self.patients = database["patients"]
         self.episodes = database[EPISODES]
         self.audit_log = database["audit_log"]
+        self.links = database["questionnaire_links"]
         self._wake_relay = wake_relay
 
     async def create_indexes(self) -> None:
@@ -46,6 +48,7 @@ class IntakeStore:
         await self.patients.create_index([("match_key", ASCENDING)])
         await self.audit_log.create_index([("patient_id", ASCENDING), ("at", DESCENDING)])
         await self.audit_log.create_index([("at", DESCENDING)])
+        await self.links.create_index([("expires_at", ASCENDING)])
 
     # Patients: every read and write of PII is audited first, so no access goes unrecorded.
 
@@ -121,6 +124,31 @@ class IntakeStore:
         if saved and events:
             self._wake_relay(EPISODES, episode.episode_id)
         return saved
+
+    async def opened(self, program: str | None, since: datetime | None, until: datetime | None) -> list[Episode]:
+        """Episodes of ``program`` (any, None) opened in [since, until), for outcomes across episodes."""
+        query: Document = {} if program is None else {"program": program}
+        window = {op: value for op, value in {"$gte": since, "$lt": until}.items() if value}
+        if window:
+            query["opened_at"] = window
+        cursor = self.episodes.find(query, {"outbox": 0, "applied_events": 0, "consents": 0})
+        return [Episode.model_validate({**document, "episode_id": document["_id"]}) async for document in cursor]
+
+    # Questionnaire links: kept by the token's hash alone.
+
+    async def add_link(self, link: QuestionnaireLink) -> None:
+        await self.links.insert_one({"_id": link.token_hash, **link.model_dump(mode="python", exclude={"token_hash"})})
+
+    async def link(self, token_hash: str) -> QuestionnaireLink | None:
+        found = await self.links.find_one({"_id": token_hash})
+        return None if found is None else QuestionnaireLink.model_validate({**found, "token_hash": found["_id"]})
+
+    async def use_link(self, token_hash: str, at: datetime) -> bool:
+        """Mark the link used; False if it was used already (one answer per link)."""
+        marked = await self.links.update_one(
+            {"_id": token_hash, "used": False}, {"$set": {"used": True, "used_at": at}}
+        )
+        return marked.modified_count == 1
 
     # The audit log of PII access.
 

@@ -55,6 +55,8 @@ class RealIntake:
         app.state.store = IntakeStore(database, wake_relay=no_relay)  # type: ignore[arg-type]
         app.state.placement_policy = load_placement_policy(IntakeSettings(_env_file=None).intake_placement_policy_file)
         app.state.measures_policy = load_measures_policy()
+        app.state.outcomes_settings = IntakeSettings(_env_file=None).outcomes
+        app.state.link_settings = IntakeSettings(_env_file=None).links
         app.state.idempotency_keys = IdempotencyKeys(database)  # type: ignore[arg-type]
         self.transport = httpx.ASGITransport(app=app)
         self._staff = httpx.AsyncClient(transport=self.transport, base_url="http://intake.test",

@@ -22,6 +22,7 @@ from services.common.outbox import no_relay
 from services.intake import api
 from services.intake.domain.measures import load_measures_policy
 from services.intake.domain.placement import load_placement_policy
+from services.intake.settings import IntakeSettings
 from services.intake.store import IntakeStore
 from tests.service.conftest import TIER_CLOCK, Clock, service_app
 from tests.service.memory_mongo import MemoryDatabase
@@ -74,6 +75,8 @@ async def intake(database: MemoryDatabase) -> AsyncIterator[httpx.AsyncClient]:
     await store.create_indexes()
     APP.state.placement_policy = load_placement_policy()
     APP.state.measures_policy = load_measures_policy()
+    APP.state.outcomes_settings = IntakeSettings(_env_file=None).outcomes
+    APP.state.link_settings = IntakeSettings(_env_file=None).links
     APP.state.idempotency_keys = keys = IdempotencyKeys(database)  # type: ignore[arg-type]
     await keys.create_indexes()
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=APP), base_url="http://intake.test") as client:

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
+from services.common.edge import AuthFailures
 from services.common.idempotency import IdempotencyKeys
 from services.common.kafka import ServiceBroker
 from services.common.outbox import no_relay
@@ -45,6 +46,9 @@ async def http(
         "store": store,
         "placement_policy": POLICY,
         "measures_policy": MEASURES,
+        "outcomes_settings": SETTINGS.outcomes,
+        "link_settings": SETTINGS.links,
+        "link_requests": AuthFailures(SETTINGS.links.per_minute),
         "idempotency_keys": keys,
         "kafka": kafka,
     }

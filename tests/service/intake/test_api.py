@@ -31,6 +31,7 @@ from tests.service.intake.helpers import (
     PHQ9_MODERATE,
     POLICY,
     SCREEN,
+    SETTINGS,
     STAFF,
     assess,
     grant,
@@ -75,7 +76,8 @@ async def test_health_ready(
     checks: dict[str, Callable[[], Awaitable[bool]]],
     expected: tuple[int, str, dict[str, bool]],
 ) -> None:
-    state = {"store": store, "placement_policy": POLICY, "measures_policy": MEASURES, "readiness_checks": checks,
+    state = {"store": store, "placement_policy": POLICY, "measures_policy": MEASURES,
+             "outcomes_settings": SETTINGS.outcomes, "readiness_checks": checks,
              "idempotency_keys": IdempotencyKeys(database)}  # type: ignore[arg-type]  # fmt: skip
     async with await client_of("intake", APP, database, state) as probe:
         ready = await probe.get("/health/ready")
