@@ -148,7 +148,7 @@ async def test_events_are_cloudevents_and_carry_no_pii(stack: Stack) -> None:
     await mail_to(stack, recipient["email"], subject="Family sessions scheduled")
     produced = ("iop.assessment.completed", "iop.safety.alert_raised", "iop.drug_screen.recorded",
                 "iop.consent.changed", "iop.care_level.assigned", "iop.session.missed", "iop.service.delivered",
-                "iop.schedule.changed")  # fmt: skip
+                "iop.schedule.changed", "iop.measure.recorded")  # fmt: skip
     for topic in produced:
         await eventually(functools.partial(events_of, stack, topic, episode.episode_id), f"an event on {topic}")
 
