@@ -6,28 +6,24 @@ screen, by keyboard and by touch, the answers recorded and the crisis resources 
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from playwright.async_api import Browser, Page, ViewportSize, async_playwright
 
+from tools.dev import chromium
+
 from .conftest import Episode, Stack, events, eventually, new_episode
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-pytestmark = pytest.mark.skipif(
-    not Path(CHROMIUM).exists(), reason="needs Debian's chromium (apt-get install chromium): Playwright never downloads"
-)
+pytestmark = pytest.mark.skipif(bool(chromium.missing()), reason=chromium.missing() or "")
 PHONE: ViewportSize = {"width": 390, "height": 844}
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"]  # fmt: skip
 
 
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
     async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        launched = await playwright.chromium.launch(executable_path=chromium.ensure(), args=chromium.FLAGS)
         yield launched
         await launched.close()
 

@@ -1,0 +1,54 @@
+"""Debian's Chromium for the browser tests (Playwright drives it; it never downloads a browser of its own).
+
+Where ``chromium`` is not installed and this runs as root with apt (CI: a fresh Debian machine), the first browser
+test installs Debian's package (``apt-get update && apt-get install -y chromium``), as the harness installs
+PostgreSQL for the second MongoDB server. Elsewhere the browser tests are skipped, saying what to install.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync"]  # fmt: skip
+"""Headless as root on a machine without the internet: without the background-networking flags Chromium keeps
+trying Google's hosts at every start."""
+
+
+def executable() -> Path | None:
+    found = shutil.which("chromium")
+    return Path(found) if found else None
+
+
+def _can_install() -> bool:
+    return os.geteuid() == 0 and shutil.which("apt-get") is not None
+
+
+def missing() -> str | None:
+    """None when Chromium is installed (or can be, here); otherwise what is missing."""
+    if executable() is not None or _can_install():
+        return None
+    return "no Chromium installed (Debian: apt-get install chromium; the harness does it as root)"
+
+
+def ensure() -> Path:
+    """Chromium's executable, installing Debian's package first where it is missing (as root, with apt)."""
+    found = executable()
+    if found is not None:
+        return found
+    print("installing Chromium from Debian's packages (first run on this machine)…", flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for command in (
+        ["apt-get", "update", "-qq"],
+        ["apt-get", "install", "-y", "-qq", "chromium"],
+    ):
+        done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(command)} failed:\n{done.stdout}{done.stderr}")
+    found = executable()
+    if found is None:
+        raise RuntimeError("apt-get installed chromium, but no chromium executable is on PATH")
+    return found
