@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, timedelta
 from typing import Any
 
 import httpx
 
 from services.intake.store import EPISODES, IntakeStore
-from tests.service.conftest import queued
+from tests.service.conftest import TIER_CLOCK, queued
 from tests.service.intake.helpers import CLINICIAN, MEASURES, NOTIFICATIONS, PATIENT, STAFF, assess, new_episode
 from tests.service.memory_mongo import MemoryDatabase
 
@@ -116,3 +117,25 @@ async def test_a_post_without_the_pages_csrf_cookie_is_refused(http: httpx.Async
 async def test_page_requests_are_limited_per_client(http: httpx.AsyncClient) -> None:
     answers = [(await http.get("/q/guessed-token")).status_code for _ in range(21)]
     assert answers == [404] * 20 + [429]
+
+
+async def test_a_link_carries_256_random_bits(http: httpx.AsyncClient) -> None:
+    """32 random bytes, base64url without padding: 43 characters (secrets.token_urlsafe's default, said outright)."""
+    _, episode_id = await new_episode(http)
+    tokens = {(await link(http, episode_id, ["phq9"]))["url"].rsplit("/q/", 1)[1] for _ in range(3)}
+    assert len(tokens) == 3 and all(re.fullmatch(r"[A-Za-z0-9_-]{43}", token) for token in tokens)
+
+
+async def test_a_measure_answered_through_a_link_says_so_and_the_link_when_it_was_spent(
+    http: httpx.AsyncClient, store: IntakeStore
+) -> None:
+    _, episode_id = await new_episode(http)
+    made = await link(http, episode_id, ["phq9"])
+    _, csrf = await _open(http, made["url"])
+    answered = await http.post(_path(made["url"]), data={"csrf": csrf, **_answers("phq9", [1] * 9)})
+    assert answered.status_code == 200
+    stored = await store.get(episode_id)
+    assert stored is not None and [m.channel for m in stored.episode.measures] == ["questionnaire_link"]
+    [spent] = await store.links.find().to_list()
+    used_at = spent["used_at"].replace(tzinfo=UTC)
+    assert spent["used"] is True and TIER_CLOCK <= used_at < TIER_CLOCK + timedelta(minutes=1)
