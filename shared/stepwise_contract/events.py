@@ -17,6 +17,9 @@ from .vocabulary import (
     CareLevel,
     Channel,
     ConsentRecipientKind,
+    MeasureClassification,
+    MeasureReason,
+    MeasureSource,
     Program,
     RecipientKind,
     SessionKind,
@@ -443,6 +446,55 @@ class EpisodeDischarged(EventData):
     reason_code: DischargeReason
 
 
+class MeasuredInstrument(Part):
+    """One instrument's score in ``iop.measure.recorded``, compared with the episode's baseline and previous score.
+
+    (Agreed as ``InstrumentChange``; that name is taken by the assessment's change since the previous one.)"""
+
+    instrument: str = Field(examples=["phq9"], description="The instrument's code as intake uses it (phq9, gad7, ...).")
+    score: int
+    band: str = Field(examples=["moderate"], description="The band, as iop.assessment.completed reports it.")
+    baseline_score: int = Field(description="The episode's first score on this instrument (== score the first time).")
+    previous_score: int | None = Field(description="The score before this one; null the first time.")
+    classification: MeasureClassification = Field(description="Against the baseline; baseline the first time.")
+    recovered: bool = Field(description="Baseline at or above caseness, now below.")
+    response: bool = Field(description="At least 50 % below the baseline.")
+
+
+class MeasureRecorded(EventData):
+    """Instruments were scored, by a measure between assessments or within an assessment: scores, bands and
+    their classification against the episode's baseline, never the answers."""
+
+    event_type: ClassVar[str] = "iop.measure.recorded"
+
+    measure_id: str = Field(description="The measure's id, or the assessment's id when source is assessment.")
+    source: MeasureSource
+    recorded_at: AwareDatetime
+    instruments: list[MeasuredInstrument]
+
+
+class MeasureWindow(EventData):
+    """Base of a due measure's events: which instruments are due, why, and the window they are due in."""
+
+    due_id: str = Field(description="uuid5 of the episode, the instrument set, the reason and the window start.")
+    instruments: list[str] = Field(examples=[["phq9", "gad7"]], min_length=1)
+    reason: MeasureReason
+    window_opens_at: AwareDatetime
+    window_closes_at: AwareDatetime
+
+
+class MeasureDue(MeasureWindow):
+    """A measure's window opened: the patient is asked to answer the instruments before it closes."""
+
+    event_type: ClassVar[str] = "iop.measure.due"
+
+
+class MeasureOverdue(MeasureWindow):
+    """A due measure's window closed without the instruments recorded in it."""
+
+    event_type: ClassVar[str] = "iop.measure.overdue"
+
+
 class NotificationOutcome(EventData):
     """Base of delivery outcomes: which logical notification, to which kind of recipient, never the content."""
 
@@ -547,7 +599,7 @@ COMMAND_TYPES: dict[str, type[EventData]] = {AttendanceReported.event_type: Atte
 """Commands other systems publish for Stepwise to apply, by type (= topic)."""
 
 PUBLISHED_BY: dict[str, tuple[type[EventData], ...]] = {
-    "intake": (AssessmentCompleted, SafetyAlertRaised, DrugScreenRecorded, ConsentChanged),
+    "intake": (AssessmentCompleted, SafetyAlertRaised, DrugScreenRecorded, ConsentChanged, MeasureRecorded),
     "care_plan": (
         CareLevelAssigned,
         SessionMissed,
@@ -562,6 +614,8 @@ PUBLISHED_BY: dict[str, tuple[type[EventData], ...]] = {
         ServiceDayCompleted,
         EpisodeGraduated,
         EpisodeDischarged,
+        MeasureDue,
+        MeasureOverdue,
     ),
     "notifications": (
         NotificationSent,

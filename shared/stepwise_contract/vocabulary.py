@@ -74,6 +74,17 @@ patient, under a consent naming a family member or support), psychoeducation."""
 FAMILY_SESSION: Final = "family"
 """The kind that brings a family member or support in: booked only under a consent in force naming one."""
 
+MeasureClassification = Literal["baseline", "reliable_improvement", "reliable_deterioration", "no_reliable_change"]
+"""How an instrument's score compares with the episode's baseline (its first score on it): ``baseline`` the
+first time, else a reliable change either way (the policy's thresholds) or none."""
+
+MeasureSource = Literal["measure", "assessment"]
+"""Where a scored instrument came from: a measure between assessments, or a full assessment."""
+
+MeasureReason = Literal["schedule", "admission", "level_change", "planned_discharge", "alumni"]
+"""Why a measure is due: the level's recurring schedule, admission, a level change, a planned discharge, or an
+alumni follow-up after graduation."""
+
 Channel = Literal["email", "sms", "webhook"]
 """How a message goes out: people are reached by email and SMS, the care team by email and webhook."""
 
