@@ -110,7 +110,9 @@ class CarePlanStore:
 
     async def due(self, now: datetime, limit: int = 100) -> list[str]:
         """Episodes whose timer (a session's no-show deadline, a week's end) has come."""
-        cursor = self.plans.find({"status": "active", "next_check_at": {"$lte": now}}, {"_id": 1}, limit=limit)
+        cursor = self.plans.find(
+            {"status": {"$in": ["active", "graduated"]}, "next_check_at": {"$lte": now}}, {"_id": 1}, limit=limit
+        )
         return [document["_id"] async for document in cursor]
 
     # --- program groups: members, waitlist, seats ---------------------------------------------------------
