@@ -4,7 +4,8 @@ The policy (``measures``) names what is measured when, per level: a recurring se
 level, the episode's instruments at admission, at each level change and before a planned discharge, and
 alumni follow-ups after graduation. Each due measure has a window around its due day, in the clinic's local
 days (so a window spans whole days across a DST change); a due day or a window's last day that falls on a
-clinic closure moves to the next open day. The plan holds each measure whose window opened:
+clinic closure moves to the next open day. The intake assessment is the admission measure: the episode's
+instruments are asked at admission only when it scored none of them. The plan holds each measure whose window opened:
 ``due`` → ``overdue`` (window closed) → ``missed`` (the policy's days later), or ``done`` once every
 instrument is recorded (``iop.measure.recorded``) inside the window. Pure: the plan, the policy and the time in;
 ids derived (uuid5), so reviewing twice changes nothing.
@@ -124,10 +125,9 @@ def _episode_days(plan: CarePlan, policy: MeasurePolicy, zone: str) -> Iterator[
         if period.reason != "assigned":
             yield instruments, "level_change", local_day(period.since, zone)
             continue
-        # The intake assessment is the admission measure of the instruments it scored.
-        unscored = [instrument for instrument in instruments if instrument not in plan.admission_scored]
-        if unscored:
-            yield unscored, "admission", local_day(period.since, zone)
+        # The intake assessment is the admission measure; only one that scored none of them leaves it to ask.
+        if not set(instruments) & set(plan.admission_scored):
+            yield instruments, "admission", local_day(period.since, zone)
     if plan.status == "active" and plan.schedule is not None and plan.schedule.sessions:
         last = max(session.starts_at for session in plan.schedule.sessions)
         before = timedelta(days=policy.planned_discharge_days_before)

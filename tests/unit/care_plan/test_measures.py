@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 from hypothesis import given
 from hypothesis import strategies as st
 
+from services.care_plan.domain.care_plan import assign_care_level
 from services.care_plan.domain.groups import Joined
 from services.care_plan.domain.measures import MeasurePolicy, next_measure_check, review_measures, window
 from services.care_plan.domain.model import CareInput, CarePlan
@@ -18,12 +19,13 @@ from services.care_plan.domain.stepping import step_up_triggers
 from stepwise_contract import (
     CareLevel,
     EventData,
+    InstrumentResult,
     MeasureClassification,
     MeasuredInstrument,
     MeasureDue,
     MeasureOverdue,
 )
-from tests.unit.care_plan.helpers import ASSIGNED_AT, NEW_YORK, group, new_plan
+from tests.unit.care_plan.helpers import ASSIGNED_AT, NEW_YORK, assessment, group, new_plan
 
 FULL = load_policy()
 MEASURES = FULL.measures
@@ -184,3 +186,11 @@ def test_a_graduate_is_asked_at_30_90_and_180_days_and_a_discharged_episode_is_n
     discharged = plan.model_copy(update={"status": "discharged", "ended_at": ended})
     assert next_check(discharged, FULL, ended) is None and review(discharged, FULL, opens)[1] == []
     assert asked.measures[-1].reason == "alumni"
+
+
+def test_an_intake_assessment_that_scored_an_episode_instrument_is_the_admission_measure() -> None:
+    scored_phq9 = assessment(CareLevel.IOP, "adult").model_copy(
+        update={"instruments": [InstrumentResult(instrument="phq9", total=9, band="mild")]}
+    )
+    plan, events = assign_care_level(scored_phq9, FULL, NEW_YORK, ASSIGNED_AT, Joined(group("iop-am", FULL)))
+    assert of(events, MeasureDue) == [] and plan.measures == [] and plan.admission_scored == ["phq9"]
