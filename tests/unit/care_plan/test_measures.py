@@ -11,8 +11,15 @@ from hypothesis import strategies as st
 
 from services.care_plan.domain.care_plan import assign_care_level
 from services.care_plan.domain.groups import Joined
-from services.care_plan.domain.measures import MeasurePolicy, next_measure_check, review_measures, window
-from services.care_plan.domain.model import CareInput, CarePlan
+from services.care_plan.domain.measures import (
+    MeasurePolicy,
+    next_measure_check,
+    review_measures,
+    upcoming,
+    wanted,
+    window,
+)
+from services.care_plan.domain.model import CareInput, CarePlan, LevelPeriod
 from services.care_plan.domain.policy import load_policy
 from services.care_plan.domain.review import next_check, review
 from services.care_plan.domain.stepping import step_up_triggers
@@ -194,3 +201,47 @@ def test_an_intake_assessment_that_scored_an_episode_instrument_is_the_admission
     )
     plan, events = assign_care_level(scored_phq9, FULL, NEW_YORK, ASSIGNED_AT, Joined(group("iop-am", FULL)))
     assert of(events, MeasureDue) == [] and plan.measures == [] and plan.admission_scored == ["phq9"]
+
+
+def test_a_level_change_asks_the_episodes_instruments_and_restarts_the_weekly_series() -> None:
+    plan, _ = plan_with_measures()
+    moved_at = datetime(2026, 11, 2, 15, 0, tzinfo=UTC)  # Monday 10:00 New York, after the end of DST
+    history = [*plan.level_history, LevelPeriod(level=CareLevel.PHP, since=moved_at, reason="step_up")]
+    moved = plan.model_copy(update={"level": CareLevel.PHP, "level_history": history})
+    moved, events = review_measures(moved, MEASURES, FULL.closures, moved_at)
+    asked = [(e.reason, e.window_opens_at) for e in of(events, MeasureDue) if isinstance(e, MeasureDue)]
+    assert ("level_change", datetime(2026, 10, 31, 4, 0, tzinfo=UTC)) in asked  # Saturday 00:00 EDT
+    # Next: the level-change window closes (Thursday 5th, 00:00 EST); then PHP's weekly series from the Monday it
+    # began: due Monday 9th, its window opens Saturday 7th, 00:00 EST.
+    assert next_measure_check(moved, MEASURES, FULL.closures, moved_at) == datetime(2026, 11, 5, 5, 0, tzinfo=UTC)
+    [weekly, *_] = upcoming(moved, MEASURES, FULL.closures, moved_at)
+    assert (weekly.reason, weekly.window.opens_at) == ("schedule", datetime(2026, 11, 7, 5, 0, tzinfo=UTC))
+
+
+def test_a_planned_discharge_is_asked_the_policys_days_before_the_calendars_last_session() -> None:
+    plan, _ = plan_with_measures()
+    assert plan.schedule is not None
+    last = max(session.starts_at for session in plan.schedule.sessions).astimezone(NY).date()
+    [ask] = [a for a in wanted(plan, MEASURES, FULL.closures, ASSIGNED_AT) if a.reason == "planned_discharge"]
+    assert ask.window.due_on == last - timedelta(days=3)
+
+
+@given(offsets=st.lists(st.integers(min_value=0, max_value=60 * 24 * 70), min_size=1, max_size=12),
+       closed=st.sets(st.integers(min_value=0, max_value=70), max_size=10))  # fmt: skip
+def test_whenever_the_plan_is_reviewed_each_measure_is_announced_once_and_never_before_its_window(
+    offsets: list[int], closed: set[int]
+) -> None:
+    closures = [date(2026, 10, 20) + timedelta(days=n) for n in closed]
+    policy = FULL.model_copy(update={"closures": closures})
+    plan, events = new_plan(Joined(group("iop-am", FULL)), policy=policy)
+    announced = {e.due_id: ASSIGNED_AT for e in of(events, MeasureDue) if isinstance(e, MeasureDue)}
+    for minutes in sorted(offsets):
+        now = ASSIGNED_AT + timedelta(minutes=minutes)
+        plan, produced = review(plan, policy, now)
+        for due in (e for e in produced if isinstance(e, MeasureDue)):
+            assert due.due_id not in announced and due.window_opens_at <= now
+            assert due.window_opens_at.astimezone(NY).date() + timedelta(days=MEASURES.window_days) not in closures
+            announced[due.due_id] = now
+        moment = next_check(plan, policy, now)
+        assert moment is None or moment >= now
+    assert {m.due_id for m in plan.measures} == set(announced)
