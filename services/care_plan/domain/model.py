@@ -195,6 +195,9 @@ class CarePlan(BaseModel):
     """False for a plan stored before services were reported: its first review takes its history as reported."""
     measures: list[DueMeasure] = []
     """The measures whose window opened, oldest first, with what became of each."""
+    follow_up_at: UtcDatetime | None = None
+    """A graduate's timer: when its next alumni follow-up measure moves (its window opens or closes, it turns
+    missed); None for none. The episode's own timer (``next_check_at``) ends with the episode."""
     admission_scored: list[str] = []
     """The instruments the intake assessment scored: it is the admission measure of those."""
     measures_from: UtcDatetime | None = None

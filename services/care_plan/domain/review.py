@@ -52,19 +52,20 @@ def review(plan: CarePlan, policy: CarePolicy, now: datetime) -> Changed:
 
 
 def _measures(plan: CarePlan, policy: CarePolicy, now: datetime) -> Changed:
-    """Due measures move on while the episode is active, and after graduation (alumni follow-ups)."""
+    """Due measures move on while the episode is active, and after graduation (alumni follow-ups, whose timer is
+    the plan's ``follow_up_at``: the episode's own timer ended with it)."""
     if plan.status not in MEASURED or plan.schedule is None:
         return plan, []
-    return review_measures(plan, policy.measures, policy.closures, now)
+    plan, events = review_measures(plan, policy.measures, policy.closures, now)
+    follow_up = next_measure_check(plan, policy.measures, policy.closures, now) if plan.status == "graduated" else None
+    return plan.model_copy(update={"follow_up_at": follow_up}), events
 
 
 def next_check(plan: CarePlan, policy: CarePolicy, now: datetime) -> datetime | None:
     """When the plan needs looking at again without any input: the earliest timer, None for none."""
-    if plan.status not in MEASURED or plan.schedule is None:
+    if plan.status != "active" or plan.schedule is None:
         return None
     measures = next_measure_check(plan, policy.measures, policy.closures, now)
-    if plan.status != "active":
-        return measures
     grace = timedelta(minutes=policy.no_show_grace_minutes)
     candidates = [
         next_no_show_check(plan.schedule, plan.attendance, grace),

@@ -14,6 +14,9 @@ import httpx
 import pytest
 
 from services.care_plan.app import create_broker
+from services.care_plan.changes import Decision, change_plan
+from services.care_plan.domain.care_plan import graduate
+from services.care_plan.domain.model import CarePlan
 from services.care_plan.domain.policy import load_policy
 from services.care_plan.handlers import Planning
 from services.care_plan.store import PLANS, CarePlanStore
@@ -113,3 +116,24 @@ async def test_a_reliable_deterioration_recommends_a_step_up_with_its_rationale(
     assert "PHQ-9 16" in step_up["rationale"][0]["text"]
     stored = await store.get(episode_id)
     assert stored is not None and [i.kind for i in stored.plan.inputs] == ["measure"]
+
+
+async def test_a_graduates_follow_up_has_its_own_timer_which_the_timer_pass_takes(
+    measured_events: Events, store: CarePlanStore, database: MemoryDatabase
+) -> None:
+    episode_id, _ = await started(measured_events, store)
+
+    def graduating(plan: CarePlan, now: datetime) -> Decision[None]:
+        ended, event = graduate(plan, now, by="completion")
+        return ended, [event], None
+
+    await change_plan(store, FULL, episode_id, graduating)
+    stored = await store.get(episode_id)
+    assert stored is not None and stored.next_check_at is None  # the episode's timer ended with it
+    follow_up = stored.plan.follow_up_at
+    assert follow_up is not None and follow_up - stored.plan.assigned_at > timedelta(days=27)
+    with clock_at(follow_up + timedelta(minutes=1)):
+        assert episode_id in await store.due(utc_now())
+        await DueChecks(store, FULL, 1).work_once()
+    due = [data for topic, data in await queued(database[PLANS]) if topic == "iop.measure.due"]
+    assert [d["reason"] for d in due] == ["alumni"]

@@ -187,6 +187,10 @@ def test_a_graduate_is_asked_at_30_90_and_180_days_and_a_discharged_episode_is_n
     graduate = plan.model_copy(update={"status": "graduated", "ended_at": ended})
     opens = next_measure_check(graduate, MEASURES, FULL.closures, ended)
     assert opens is not None and opens.astimezone(NY) == datetime(2027, 1, 15, 0, 0, tzinfo=NY)  # 30 days less 2
+    reviewed, _ = review(graduate, FULL, ended)
+    assert (
+        reviewed.follow_up_at == opens and next_check(reviewed, FULL, ended) is None
+    )  # its own timer, not the episode's
     asked, events = review(graduate, FULL, opens)
     [due] = of(events, MeasureDue)
     assert isinstance(due, MeasureDue) and due.reason == "alumni"
