@@ -140,6 +140,33 @@ class SafetyAlertRaised(EventData):
     raised_at: AwareDatetime
 
 
+class InstrumentMeasure(Part):
+    """One instrument's score in ``iop.measure.recorded``: against the episode's baseline, and the previous score.
+
+    (Agreed as ``InstrumentChange``; that name is the assessment's change since the previous one, above.)"""
+
+    instrument: str = Field(examples=["phq9"], description="The instrument's code as intake scores it (phq9, gad7 …).")
+    score: int = Field(description="The total score.")
+    band: str = Field(examples=["moderate"], description="The instrument's band, as `iop.assessment.completed` says.")
+    baseline_score: int = Field(description="The episode's first score on this instrument (= score the first time).")
+    previous_score: int | None = Field(description="The score before this one; null the first time.")
+    classification: MeasureClassification = Field(description="Against the baseline; `baseline` the first time.")
+    recovered: bool = Field(description="The baseline was at or above caseness and this score is below it.")
+    response: bool = Field(description="This score is at least 50 % below the baseline.")
+
+
+class MeasureRecorded(EventData):
+    """Scored instruments were recorded, from a measure between assessments or from an assessment, each compared
+    with the episode's baseline and previous score. Scores, bands and classification only, never the answers."""
+
+    event_type: ClassVar[str] = "iop.measure.recorded"
+
+    measure_id: str = Field(description="The measure's id, or the assessment's id when `source` is `assessment`.")
+    source: MeasureSource
+    recorded_at: AwareDatetime
+    instruments: list[InstrumentMeasure] = Field(description="Every instrument with a total, in the order given.")
+
+
 class SafetyAlertAcknowledged(EventData):
     """A clinician acknowledged a safety alert: a person has it. Says when, never who (the staff member is in
     notifications' store and audit log only)."""
@@ -444,33 +471,6 @@ class EpisodeDischarged(EventData):
     discharged_at: AwareDatetime
     level: CareLevel
     reason_code: DischargeReason
-
-
-class MeasuredInstrument(Part):
-    """One instrument's score in ``iop.measure.recorded``, compared with the episode's baseline and previous score.
-
-    (Agreed as ``InstrumentChange``; that name is taken by the assessment's change since the previous one.)"""
-
-    instrument: str = Field(examples=["phq9"], description="The instrument's code as intake uses it (phq9, gad7, ...).")
-    score: int
-    band: str = Field(examples=["moderate"], description="The band, as iop.assessment.completed reports it.")
-    baseline_score: int = Field(description="The episode's first score on this instrument (== score the first time).")
-    previous_score: int | None = Field(description="The score before this one; null the first time.")
-    classification: MeasureClassification = Field(description="Against the baseline; baseline the first time.")
-    recovered: bool = Field(description="Baseline at or above caseness, now below.")
-    response: bool = Field(description="At least 50 % below the baseline.")
-
-
-class MeasureRecorded(EventData):
-    """Instruments were scored, by a measure between assessments or within an assessment: scores, bands and
-    their classification against the episode's baseline, never the answers."""
-
-    event_type: ClassVar[str] = "iop.measure.recorded"
-
-    measure_id: str = Field(description="The measure's id, or the assessment's id when source is assessment.")
-    source: MeasureSource
-    recorded_at: AwareDatetime
-    instruments: list[MeasuredInstrument]
 
 
 class MeasureWindow(EventData):

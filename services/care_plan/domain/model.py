@@ -12,8 +12,8 @@ from stepwise_contract import (
     AlertLevel,
     CareLevel,
     InstrumentChange,
+    InstrumentMeasure,
     InstrumentResult,
-    MeasuredInstrument,
     MeasureReason,
     Program,
     Reason,
@@ -48,7 +48,7 @@ class CareInput(BaseModel):
     changes: list[InstrumentChange] = []
     alert_level: AlertLevel | None = None
     unexpected_positive: bool | None = None
-    measured: list[MeasuredInstrument] = []
+    measured: list[InstrumentMeasure] = []
     """A measure's instruments (``iop.measure.recorded``): scores and their classification against the baseline."""
     recommended_level: CareLevel | None = None
     """An assessment's level: the clinician's choice, else intake's recommendation (None before it was kept)."""

@@ -22,9 +22,9 @@ from stepwise_contract import (
     AlertLevel,
     CareLevel,
     InstrumentChange,
+    InstrumentMeasure,
     InstrumentResult,
     InstrumentVocabulary,
-    MeasuredInstrument,
     Reason,
 )
 
@@ -345,7 +345,7 @@ def _positive_screens_reason(
 
 def _deterioration_reasons(inputs: Sequence[CareInput]) -> list[Reason]:
     """Per instrument, its latest score since the level began, when that is a reliable deterioration."""
-    latest: dict[str, tuple[CareInput, MeasuredInstrument]] = {}
+    latest: dict[str, tuple[CareInput, InstrumentMeasure]] = {}
     for measure in (i for i in inputs if i.kind == "measure"):
         latest.update({scored.instrument: (measure, scored) for scored in measure.measured})
     return [

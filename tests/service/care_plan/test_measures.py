@@ -23,7 +23,7 @@ from services.care_plan.store import PLANS, CarePlanStore
 from services.care_plan.timers import DueChecks
 from services.common.consumer import HANDLER_CONTEXT
 from services.common.utc import utc_now
-from stepwise_contract import InstrumentResult, MeasureClassification, MeasuredInstrument, MeasureRecorded
+from stepwise_contract import InstrumentMeasure, InstrumentResult, MeasureClassification, MeasureRecorded
 from tests.service.care_plan.helpers import (
     APP,
     CLINICIAN,
@@ -62,9 +62,9 @@ def recorded(
     episode_id: str, at: datetime, phq9: int = 7, classification: MeasureClassification = "no_reliable_change"
 ) -> Any:
     instruments = [
-        MeasuredInstrument(instrument="phq9", score=phq9, band="mild", baseline_score=8, previous_score=8,
+        InstrumentMeasure(instrument="phq9", score=phq9, band="mild", baseline_score=8, previous_score=8,
                            classification=classification, recovered=False, response=False),
-        MeasuredInstrument(instrument="gad7", score=5, band="mild", baseline_score=6, previous_score=6,
+        InstrumentMeasure(instrument="gad7", score=5, band="mild", baseline_score=6, previous_score=6,
                            classification="no_reliable_change", recovered=False, response=False),
     ]  # fmt: skip
     data = MeasureRecorded(episode_id=episode_id, measure_id=str(uuid.uuid4()), source="measure", recorded_at=at,

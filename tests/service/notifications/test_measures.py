@@ -18,7 +18,7 @@ from services.notifications.changes import Messaging
 from services.notifications.dispatcher import Dispatcher
 from services.notifications.domain.opt_outs import OptOut
 from services.notifications.rendering import RenderedMessage
-from stepwise_contract import MeasureClassification, MeasuredInstrument, MeasureDue, MeasureRecorded
+from stepwise_contract import InstrumentMeasure, MeasureClassification, MeasureDue, MeasureRecorded
 from tests.service.conftest import Events
 from tests.service.fake_intake import PATIENT_CONTACT, FakeIntake
 from tests.service.memory_mongo import MemoryDatabase
@@ -53,7 +53,7 @@ def due(episode_id: str, closes_in: timedelta = timedelta(days=3)) -> MeasureDue
 
 
 def recorded(episode_id: str, classification: MeasureClassification) -> MeasureRecorded:
-    scored = MeasuredInstrument(instrument="phq9", score=17, band="moderately_severe", baseline_score=9,
+    scored = InstrumentMeasure(instrument="phq9", score=17, band="moderately_severe", baseline_score=9,
                                 previous_score=11, classification=classification, recovered=False,
                                 response=False)  # fmt: skip
     return MeasureRecorded(episode_id=episode_id, measure_id="m-1", source="measure", recorded_at=utc_now(),

@@ -26,9 +26,9 @@ from services.care_plan.domain.stepping import step_up_triggers
 from stepwise_contract import (
     CareLevel,
     EventData,
+    InstrumentMeasure,
     InstrumentResult,
     MeasureClassification,
-    MeasuredInstrument,
     MeasureDue,
     MeasureOverdue,
 )
@@ -45,12 +45,12 @@ def plan_with_measures() -> tuple[CarePlan, list[EventData]]:
 
 def scored(
     instrument: str, classification: MeasureClassification = "no_reliable_change", score: int = 8
-) -> MeasuredInstrument:
-    return MeasuredInstrument(instrument=instrument, score=score, band="mild", baseline_score=8, previous_score=8,
+) -> InstrumentMeasure:
+    return InstrumentMeasure(instrument=instrument, score=score, band="mild", baseline_score=8, previous_score=8,
                               classification=classification, recovered=False, response=False)  # fmt: skip
 
 
-def measured(plan: CarePlan, at: datetime, *instruments: MeasuredInstrument) -> CarePlan:
+def measured(plan: CarePlan, at: datetime, *instruments: InstrumentMeasure) -> CarePlan:
     learned = CareInput(kind="measure", at=at, source_id=f"m-{at.isoformat()}", measured=list(instruments))
     return plan.model_copy(update={"inputs": [*plan.inputs, learned]})
 

@@ -29,9 +29,9 @@ from stepwise_contract import (
     EpisodeGraduated,
     EventData,
     GroupWaitlisted,
+    InstrumentMeasure,
     InstrumentResult,
     MalformedEvent,
-    MeasuredInstrument,
     MeasureDue,
     MeasureOverdue,
     MeasureRecorded,
@@ -234,7 +234,7 @@ def make_data(event_type: str, episode_id: str = EPISODE, session_id: str = "iop
     if event_type == AlumniLeft.event_type:
         return AlumniLeft(episode_id=episode_id, left_at=T0, reason_code="opted_out")
     if event_type == MeasureRecorded.event_type:
-        scored = MeasuredInstrument(instrument="phq9", score=16, band="moderately_severe", baseline_score=9,
+        scored = InstrumentMeasure(instrument="phq9", score=16, band="moderately_severe", baseline_score=9,
                                     previous_score=12, classification="reliable_deterioration", recovered=False,
                                     response=False)  # fmt: skip
         return MeasureRecorded(episode_id=episode_id, measure_id="m-1", source="measure", recorded_at=T0,

@@ -38,7 +38,7 @@ from stepwise_contract import (
     EpisodeGraduated,
     EventData,
     GroupWaitlisted,
-    MeasuredInstrument,
+    InstrumentMeasure,
     MeasureDue,
     MeasureRecorded,
     Reason,
@@ -412,7 +412,7 @@ def planned_contexts() -> dict[str, list[dict[str, Any]]]:
         MeasureDue(**ids, due_id="d-1", instruments=["phq9", "gad7"], reason="schedule", window_opens_at=at,
                    window_closes_at=at + timedelta(days=4)),
         MeasureRecorded(**ids, measure_id="m-1", source="measure", recorded_at=at, instruments=[
-            MeasuredInstrument(instrument="phq9", score=17, band="moderately_severe", baseline_score=9,
+            InstrumentMeasure(instrument="phq9", score=17, band="moderately_severe", baseline_score=9,
                                previous_score=11, classification="reliable_deterioration", recovered=False,
                                response=False)]),
     ]  # fmt: skip
