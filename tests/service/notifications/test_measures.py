@@ -8,14 +8,14 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from datetime import timedelta
+from datetime import time, timedelta
 from typing import Any
 
 import pytest
 
 from services.common.utc import utc_now
 from services.notifications.changes import Messaging
-from services.notifications.dispatcher import Dispatcher
+from services.notifications.dispatcher import Dispatcher, QuietHours
 from services.notifications.domain.opt_outs import OptOut
 from services.notifications.rendering import RenderedMessage
 from stepwise_contract import InstrumentMeasure, MeasureClassification, MeasureDue, MeasureRecorded
@@ -133,3 +133,15 @@ async def test_a_reliable_deterioration_tells_the_care_team_with_ids_and_codes_o
     steady = intake.episode()
     await events.deliver(intake_event(recorded(steady, "no_reliable_change")))
     assert await log_of(messaging, steady) == []
+
+
+async def test_in_quiet_hours_the_message_waits_and_no_link_is_made_until_it_goes(
+    events: Events, messaging: Messaging, dispatcher: Dispatcher, intake: FakeIntake, sent: dict[str, Capturing]
+) -> None:
+    episode_id = intake.episode()
+    await events.deliver(care_plan_event(due(episode_id)))
+    awake = dispatcher._quiet
+    dispatcher._quiet = QuietHours(start=time(0, 0), end=time(23, 59), default_zone="UTC")  # quiet all day
+    await dispatcher.work_once()
+    assert {n.status for n in await log_of(messaging, episode_id)} == {"pending"} and intake.links == []
+    dispatcher._quiet = awake
