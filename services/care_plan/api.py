@@ -26,6 +26,7 @@ from .schemas import (
     DecisionIn,
     DischargeIn,
     GroupOut,
+    MeasuresDueOut,
     OptionalGraduateIn,
     ScheduleIn,
     SessionRoster,
@@ -50,6 +51,21 @@ async def get_care_plan(episode_id: str, store: Store, _: Reader) -> CarePlan:
     if stored is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no care plan for this episode (yet)")
     return stored.plan
+
+
+@router.get(
+    "/episodes/{episode_id}/measures-due",
+    responses=errors(404),
+    summary="The episode's due measures: each window opened and what became of it, and the next ones",
+    description="Per measure: instruments, reason (schedule, admission, level_change, planned_discharge, alumni), "
+    "the local due day and its window, status due → overdue (window closed) → missed (the policy's days later), "
+    "or done once every instrument was recorded inside the window (iop.measure.recorded).",
+)
+async def get_measures_due(episode_id: str, store: Store, policy: Policy, _: Reader) -> MeasuresDueOut:
+    stored = await store.get(episode_id)
+    if stored is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no care plan for this episode (yet)")
+    return queries.measures_due(stored.plan, policy)
 
 
 @router.post(

@@ -14,6 +14,7 @@ from stepwise_contract import (
     AttendanceReported,
     CloudEvent,
     DrugScreenRecorded,
+    MeasureRecorded,
     SafetyAlertRaised,
 )
 
@@ -64,6 +65,12 @@ async def on_drug_screen_recorded(event: CloudEvent[DrugScreenRecorded], plannin
     await learn(planning.store, planning.policy, event.subject, learned, event.dedup_key)
 
 
+async def on_measure_recorded(event: CloudEvent[MeasureRecorded], planning: Planning) -> None:
+    data = event.data
+    learned = CareInput(kind="measure", at=data.recorded_at, source_id=data.measure_id, measured=data.instruments)
+    await learn(planning.store, planning.policy, event.subject, learned, event.dedup_key)
+
+
 async def on_attendance_reported(event: CloudEvent[AttendanceReported], planning: Planning) -> None:
     data = event.data
     if data.schema_version == 2:
@@ -107,6 +114,8 @@ EVENT_HANDLERS: EventHandlers = {
                                       "reassessment feeds step-up / step-down review."),
     SafetyAlertRaised: Subscription(on_safety_alert_raised, "A safety alert feeds step-up review."),
     DrugScreenRecorded: Subscription(on_drug_screen_recorded, "A drug screen feeds step-up / step-down review."),
+    MeasureRecorded: Subscription(on_measure_recorded, "A measure settles the due measures of its instruments; "
+                                  "a reliable deterioration feeds step-up review."),
     AttendanceReported: Subscription(on_attendance_reported, "Another system reports a session's attendance, "
                                      "or a group session's whole sheet."),
 }  # fmt: skip

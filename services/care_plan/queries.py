@@ -11,9 +11,10 @@ from services.common.utc import utc_now
 from stepwise_contract import ScheduledSession
 
 from .domain.groups import meetings
+from .domain.measures import upcoming
 from .domain.model import CarePlan
 from .domain.policy import CarePolicy, ProgramGroup
-from .schemas import GroupOut, RecentSession, RosterLine, SessionRoster, Waiting
+from .schemas import GroupOut, MeasuresDueOut, RecentSession, RosterLine, SessionRoster, UpcomingMeasure, Waiting
 from .store import CarePlanStore, WaitingPlan
 
 RECENT = timedelta(days=14)
@@ -100,3 +101,13 @@ def not_on_sheet(plans: list[CarePlan], session_id: str, listed: Collection[str]
         for plan in plans
         if plan.status == "active" and plan.episode_id not in listed and session_id not in plan.attendance
     )
+
+
+def measures_due(plan: CarePlan, policy: CarePolicy) -> MeasuresDueOut:
+    """The plan's due measures as held, and the next ones the policy will ask for."""
+    later = [
+        UpcomingMeasure(instruments=list(ask.instruments), reason=ask.reason, due_on=ask.window.due_on,
+                        window_opens_at=ask.window.opens_at, window_closes_at=ask.window.closes_at)
+        for ask in upcoming(plan, policy.measures, policy.closures, utc_now())
+    ]  # fmt: skip
+    return MeasuresDueOut(episode_id=plan.episode_id, measures=plan.measures, upcoming=later)

@@ -25,6 +25,7 @@ from stepwise_contract import (
     WEEKDAYS,
     CareLevel,
     DischargeReason,
+    MeasureReason,
     ScheduledSession,
     SessionKind,
     SheetEntry,
@@ -34,7 +35,7 @@ from stepwise_contract import (
 )
 
 from .changes import SheetLine
-from .domain.model import AttendanceRecord, AttendanceStatus, CarePlanError
+from .domain.model import AttendanceRecord, AttendanceStatus, CarePlanError, DueMeasure
 from .domain.policy import CarePolicy, ProgramGroup
 
 ERRORS = ErrorTable(
@@ -315,3 +316,22 @@ class SheetOut(BaseModel):
         description="Members with no record for the session who were not on the sheet: each is counted missed "
         "(no record) after the session's end and the grace period, unless recorded by then."
     )
+
+
+class UpcomingMeasure(BaseModel):
+    """A measure the policy asks for next: its window has not opened yet."""
+
+    instruments: list[str]
+    reason: MeasureReason
+    due_on: IsoDate
+    window_opens_at: Rfc3339
+    window_closes_at: Rfc3339
+
+
+class MeasuresDueOut(BaseModel):
+    """The episode's due measures: those whose window opened, with what became of each (``due``, ``overdue``,
+    ``missed``, ``done``), and those still to come."""
+
+    episode_id: str
+    measures: list[DueMeasure]
+    upcoming: list[UpcomingMeasure]

@@ -26,6 +26,8 @@ SEATS = "group_seats"
 STALE_SEAT = timedelta(minutes=1)
 """A seat held this long by an episode whose plan is not in the group was left by a change that failed."""
 NEVER = datetime(9999, 12, 31, tzinfo=UTC)
+FOLLOW_UP = "follow_up_check_at"
+"""The stored copy of ``CarePlan.follow_up_at`` the timer pass queries (a datetime; the plan's fields are text)."""
 """The timer of a plan that needs no timer (an explicit value: no null checks in queries)."""
 
 
@@ -64,6 +66,7 @@ class CarePlanStore:
 
     async def create_indexes(self) -> None:
         await self.plans.create_index([("status", ASCENDING), ("next_check_at", ASCENDING)])
+        await self.plans.create_index([("status", ASCENDING), (FOLLOW_UP, ASCENDING)])
         await self.plans.create_index([("group.group_id", ASCENDING)])
         # Sparse: most plans wait for nothing, and MongoDB answers "$exists: true" from a sparse index alone.
         await self.plans.create_index([("waitlist.level", ASCENDING)], sparse=True)
@@ -109,9 +112,13 @@ class CarePlanStore:
         return saved
 
     async def due(self, now: datetime, limit: int = 100) -> list[str]:
-        """Episodes whose timer (a session's no-show deadline, a week's end) has come."""
-        cursor = self.plans.find({"status": "active", "next_check_at": {"$lte": now}}, {"_id": 1}, limit=limit)
-        return [document["_id"] async for document in cursor]
+        """Episodes whose timer (a session's no-show deadline, a week's end, a measure's window) has come, and
+        graduates whose alumni follow-up timer (``follow_up_check_at``) has."""
+        due = []
+        for timer in ({"status": "active", "next_check_at": {"$lte": now}},
+                      {"status": "graduated", FOLLOW_UP: {"$lte": now}}):  # fmt: skip
+            due += [document["_id"] async for document in self.plans.find(timer, {"_id": 1}, limit=limit)]
+        return due
 
     # --- program groups: members, waitlist, seats ---------------------------------------------------------
 
@@ -203,4 +210,6 @@ def _fields(plan: CarePlan) -> Document:
     # JSON mode: dates and times as ISO text (BSON has no date type); the timer is stored apart, as a datetime.
     # ``session_ids`` (the calendar's, top level) is what a roster is found by: one indexed array of strings.
     sessions = plan.schedule.sessions if plan.schedule else []
-    return {**plan.model_dump(mode="json"), "session_ids": [session.session_id for session in sessions]}
+    # A graduate's follow-up timer is queried too: stored apart as a datetime (NEVER for none), as the timer is.
+    return {**plan.model_dump(mode="json"), "session_ids": [session.session_id for session in sessions],
+            FOLLOW_UP: plan.follow_up_at or NEVER}  # fmt: skip

@@ -6,6 +6,7 @@ Intake not answering (or answering 5xx) is an outage and a refused token a confi
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -36,9 +37,16 @@ class IntakeClient:
 
     async def get(self, path: str, params: httpx.QueryParams | dict[str, str] | None = None) -> httpx.Response:
         """Intake's answer below 500 (404 included: the caller decides what it means)."""
+        return await self._request("GET", path, params=params)
+
+    async def post(self, path: str, body: dict[str, Any]) -> httpx.Response:
+        """Intake's answer below 500 to a JSON POST, as ``get``."""
+        return await self._request("POST", path, json=body)
+
+    async def _request(self, method: str, path: str, **request: Any) -> httpx.Response:
         try:
             try:
-                response = await self._client.get(path, params=params)
+                response = await self._client.request(method, path, **request)
             except httpx.HTTPError as error:
                 raise DependencyDown(INTAKE, f"unreachable ({type(error).__name__})") from None
             if response.status_code in (401, 403):

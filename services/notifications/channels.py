@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Any
 
@@ -66,6 +66,17 @@ PLANNING_LOOKUPS_KEPT_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
+class QuestionnaireLink:
+    """Intake's answer to a link request: the URL holds a secret token, so it lives only while a message is sent."""
+
+    url: str = field(repr=False)
+    expires_at: str
+
+    def __repr__(self) -> str:
+        return f"QuestionnaireLink(url=<hidden>, expires_at={self.expires_at!r})"
+
+
+@dataclass(frozen=True)
 class Audience:
     """Who may hear of an episode: its (pseudonymous) patient (None: intake does not know the episode) and, per
     scope asked, (consent_id, recipient kind) of the supports a consent in force allows to be told; when asked,
@@ -114,6 +125,17 @@ class IntakeContacts:
         if response.status_code in (404, 410):
             raise NotWanted("consent no longer in force")
         return _contact(response)
+
+    async def questionnaire_link(self, episode_id: str, instruments: list[str]) -> QuestionnaireLink:
+        """A fresh single-use link to intake's questionnaire page for ``instruments`` (made at send time, never
+        stored or logged: a refusal names the status only)."""
+        response = await self._intake.post(path("episodes", episode_id, "questionnaire-links"),
+                                           {"instruments": instruments})  # fmt: skip
+        code = response.status_code
+        if code != 201:  # 404: intake knows no such episode; 422: it takes none of these instruments
+            raise DeliveryError(f"intake made no questionnaire link ({code})", permanent=code < 500 and code != 429)
+        body = response.json()
+        return QuestionnaireLink(url=str(body["url"]), expires_at=str(body["expires_at"]))
 
     async def episode_known(self, episode_id: str) -> bool:
         """Whether intake has the episode (asked afresh, never cached; no PII is read)."""

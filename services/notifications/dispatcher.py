@@ -45,6 +45,7 @@ from .channels import (
     WebhookSender,
 )
 from .domain.delivery import Notification, RetryBudget, failed, sent
+from .domain.messages import LINK_INSTRUMENTS
 from .domain.opt_outs import recipient_key
 from .domain.quiet_hours import not_before
 from .domain.safety import ESCALATION, StaffRoutes
@@ -315,10 +316,19 @@ class Dispatcher:
                                  self._quiet.end)  # fmt: skip
             if allowed > utc_now():
                 raise Deferred(allowed)
-        context = {**notification.context, "episode_id": notification.episode_id}
+        context = {**notification.context, "episode_id": notification.episode_id, **await self._link(notification)}
         message = self._templates.render(notification.purpose, notification.channel, context)
         sender = self._senders.sms if notification.channel == "sms" else self._senders.email
         await sender.send(notification.notification_id, address, message)
+
+    async def _link(self, notification: Notification) -> dict[str, str]:
+        """For a message asking the patient to answer a questionnaire: a link intake makes now, rendered into this
+        message only (the delivery log keeps the planned context, which has none)."""
+        instruments = notification.context.get(LINK_INSTRUMENTS)
+        if not instruments:
+            return {}
+        link = await self._contacts.questionnaire_link(notification.episode_id, list(instruments))
+        return {"link": link.url, "link_expires_at": link.expires_at}
 
     async def _check_still_wanted(self, notification: Notification) -> None:
         episode_id, kind = notification.episode_id, notification.recipient_kind

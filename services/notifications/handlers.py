@@ -20,6 +20,8 @@ from stepwise_contract import (
     EpisodeDischarged,
     EpisodeGraduated,
     GroupWaitlisted,
+    MeasureDue,
+    MeasureRecorded,
     SafetyAlertRaised,
     ScheduleChanged,
     SessionMissed,
@@ -83,6 +85,14 @@ async def on_episode_discharged(event: CloudEvent[EpisodeDischarged], messaging:
     await changes.notify(messaging, event)
 
 
+async def on_measure_due(event: CloudEvent[MeasureDue], messaging: Messaging) -> None:
+    await changes.notify(messaging, event)
+
+
+async def on_measure_recorded(event: CloudEvent[MeasureRecorded], messaging: Messaging) -> None:
+    await changes.notify(messaging, event)
+
+
 async def on_consent_changed(event: CloudEvent[ConsentChanged], messaging: Messaging) -> None:
     if event.data.status == "revoked":
         await changes.withdraw_consent(messaging, event.data)
@@ -120,6 +130,10 @@ EVENT_HANDLERS: EventHandlers = {
         on_episode_graduated, "A graduation: congratulations, reminders end, alumni enrolment with consent."
     ),
     EpisodeDischarged: Subscription(on_episode_discharged, "A discharge: the care team reviews it; reminders end."),
+    MeasureDue: Subscription(
+        on_measure_due, "A due measure: the patient gets a questionnaire link, made by intake at send time."
+    ),
+    MeasureRecorded: Subscription(on_measure_recorded, "The care team hears of a reliable deterioration."),
     ConsentChanged: Subscription(
         on_consent_changed,
         "A withdrawn consent cancels what waits for that recipient and ends the alumni enrolment under it.",

@@ -18,6 +18,7 @@ from .vocabulary import (
     Channel,
     ConsentRecipientKind,
     MeasureClassification,
+    MeasureReason,
     MeasureSource,
     Program,
     RecipientKind,
@@ -475,6 +476,28 @@ class EpisodeDischarged(EventData):
     reason_code: DischargeReason
 
 
+class MeasureWindow(EventData):
+    """Base of a due measure's events: which instruments are due, why, and the window they are due in."""
+
+    due_id: str = Field(description="uuid5 of the episode, the instrument set, the reason and the window start.")
+    instruments: list[str] = Field(examples=[["phq9", "gad7"]], min_length=1)
+    reason: MeasureReason
+    window_opens_at: AwareDatetime
+    window_closes_at: AwareDatetime
+
+
+class MeasureDue(MeasureWindow):
+    """A measure's window opened: the patient is asked to answer the instruments before it closes."""
+
+    event_type: ClassVar[str] = "iop.measure.due"
+
+
+class MeasureOverdue(MeasureWindow):
+    """A due measure's window closed without the instruments recorded in it."""
+
+    event_type: ClassVar[str] = "iop.measure.overdue"
+
+
 class NotificationOutcome(EventData):
     """Base of delivery outcomes: which logical notification, to which kind of recipient, never the content."""
 
@@ -594,6 +617,8 @@ PUBLISHED_BY: dict[str, tuple[type[EventData], ...]] = {
         ServiceDayCompleted,
         EpisodeGraduated,
         EpisodeDischarged,
+        MeasureDue,
+        MeasureOverdue,
     ),
     "notifications": (
         NotificationSent,

@@ -82,7 +82,8 @@ MEASURE_CLASSIFICATIONS: Final[tuple[MeasureClassification, ...]] = get_args(Mea
 MeasureSource = Literal["measure", "assessment"]
 """Where a scored instrument came from: a measure between assessments, or a full assessment."""
 MeasureReason = Literal["schedule", "admission", "level_change", "planned_discharge", "alumni"]
-"""Why a measure is due (care_plan's measurement policy)."""
+"""Why a measure is due (care_plan's measurement policy): the level's recurring schedule, admission, a level change,
+a planned discharge, or an alumni follow-up after graduation."""
 
 Channel = Literal["email", "sms", "webhook"]
 """How a message goes out: people are reached by email and SMS, the care team by email and webhook."""

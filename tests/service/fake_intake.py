@@ -15,20 +15,28 @@ endpoint does not allow: 403):
   the graduate's own) while the consent is in force; 410 once it is revoked or expired, 404 for an episode
   (``episode not found``) or a consent (``consent not found``) intake does not know.
 
+- ``POST /v1/episodes/{id}/questionnaire-links`` (notifications), body ``{"instruments": [...]}``: 201
+  ``{"url", "expires_at"}``, a fresh single-use link (kept in ``links`` for the test to look for); 422 for no
+  instruments or one intake does not score (intake's branch i24-intake builds the real endpoint; until it merges,
+  ``test_fakes_contract.py`` cannot compare this answer).
+
 A consent is in force until revoked, through its ``expires_on`` (the services' clock, ``utc_now``, decides).
 """
 
 from __future__ import annotations
 
+import json
+import secrets
 import uuid
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import httpx
 
 from services.common.auth import Role
 from services.common.utc import utc_now
+from stepwise_contract import INSTRUMENTS
 from tests.service.conftest import TOKENS
 
 ROLES_BY_TOKEN = {token: role for role, token in TOKENS.items()}
@@ -65,6 +73,8 @@ class FakeIntake:
     headers: list[dict[str, str]] = field(default_factory=list)
     down: bool = False
     """Intake not answering at all (a refused connection)."""
+    links: list[str] = field(default_factory=list)
+    """Every questionnaire link made, in order."""
 
     def episode(self, patient_id: str | None = None) -> str:
         episode_id = str(uuid.uuid4())
@@ -93,7 +103,9 @@ class FakeIntake:
         match request.url.path.removeprefix("/v1/episodes/").split("/"):
             case [_, "recipients"] if role not in (Role.NOTIFICATIONS, Role.CARE_PLAN):
                 return _forbidden(role)
-            case [_, "audience" | "contact" | "consents" | "patient", *_] if role != Role.NOTIFICATIONS:
+            case [_, "audience" | "contact" | "consents" | "patient" | "questionnaire-links", *_] if (
+                role != Role.NOTIFICATIONS
+            ):
                 return _forbidden(role)
             case [episode_id, *_] if episode_id not in self.patients:
                 return httpx.Response(404, json={"detail": "episode not found"})
@@ -113,7 +125,18 @@ class FakeIntake:
                 return httpx.Response(200, json=self._allowing(episode_id, scopes[0]))
             case [episode_id, "contact"]:
                 return httpx.Response(200, json=self.contacts[episode_id])
+            case [_, "questionnaire-links"] if request.method == "POST":
+                return self._link(json.loads(request.content or b"{}"))
         return httpx.Response(404, json={"detail": "Not Found"})
+
+    def _link(self, body: dict[str, Any]) -> httpx.Response:
+        instruments = body.get("instruments")
+        if not isinstance(instruments, list) or not instruments or not set(instruments) <= set(INSTRUMENTS):
+            problem = {"loc": ["body", "instruments"], "msg": "name the instruments to answer, as intake scores them"}
+            return httpx.Response(422, json={"detail": [problem]})
+        url = f"https://answers.example.org/q/{secrets.token_urlsafe(24)}"
+        self.links.append(url)
+        return httpx.Response(201, json={"url": url, "expires_at": (utc_now() + timedelta(hours=72)).isoformat()})
 
     def _allowing(self, episode_id: str, scope: str) -> list[dict[str, Any]]:
         return [listed(c.consent_id, c.recipient_kind) for c in self.consents[episode_id]

@@ -26,6 +26,7 @@ from stepwise_contract import (
 )
 
 from .groups import Placement, build_schedule, calendar_with, left_off, place, skipped_ids
+from .measures import review_measures
 from .model import (
     AttendanceRecord,
     AttendanceStatus,
@@ -64,12 +65,16 @@ def assign_care_level(
         schedule=schedule,
         rationale=[*assessment.rationale, *_clinician_choice(assessment), decision],
         policy_version=policy.version,
+        admission_scored=[result.instrument for result in assessment.instruments if result.total is not None],
+        measures_from=now,
     )
     waiting: list[EventData] = []
     if status == "active":
         assert placement is not None, "an offered level needs a placement"
         placed, waitlisted = place(plan, placement, policy, now)
         plan, waiting = placed, [*waitlisted]
+        plan, asked = review_measures(plan, policy.measures, policy.closures, now)
+        waiting.extend(asked)
     assigned = CareLevelAssigned(**plan.model_dump(include=set(CareLevelAssigned.model_fields)))
     return plan, [assigned, *waiting]
 

@@ -12,7 +12,9 @@ from stepwise_contract import (
     AlertLevel,
     CareLevel,
     InstrumentChange,
+    InstrumentMeasure,
     InstrumentResult,
+    MeasureReason,
     Program,
     Reason,
     Schedule,
@@ -39,13 +41,15 @@ class AttendanceRecord(BaseModel):
 class CareInput(BaseModel):
     """Something care_plan learned about the episode that step-up / step-down rules read, in order."""
 
-    kind: Literal["assessment", "safety_alert", "drug_screen"]
+    kind: Literal["assessment", "safety_alert", "drug_screen", "measure"]
     at: UtcDatetime
-    source_id: str = Field(description="assessment_id, alert_id or screen_id")
+    source_id: str = Field(description="assessment_id, alert_id, screen_id or measure_id")
     instruments: list[InstrumentResult] = []
     changes: list[InstrumentChange] = []
     alert_level: AlertLevel | None = None
     unexpected_positive: bool | None = None
+    measured: list[InstrumentMeasure] = []
+    """A measure's instruments (``iop.measure.recorded``): scores and their classification against the baseline."""
     recommended_level: CareLevel | None = None
     """An assessment's level: the clinician's choice, else intake's recommendation (None before it was kept)."""
 
@@ -144,6 +148,24 @@ class ServiceDay(BaseModel):
     per_diem_code: str | None
 
 
+MeasureStatus = Literal["due", "overdue", "missed", "done"]
+
+
+class DueMeasure(BaseModel):
+    """Instruments the patient is asked to answer inside a window (``domain/measures.py``)."""
+
+    due_id: str
+    instruments: list[str]
+    reason: MeasureReason
+    due_on: date = Field(description="The clinic's local day the measure is due (moved off closures).")
+    window_opens_at: UtcDatetime
+    window_closes_at: UtcDatetime
+    missed_at: UtcDatetime = Field(description="Still overdue at this moment: missed (the policy's days after).")
+    status: MeasureStatus = "due"
+    settled_at: UtcDatetime | None = None
+    """When it became done or missed."""
+
+
 class CarePlan(BaseModel):
     episode_id: str
     status: PlanStatus
@@ -171,6 +193,15 @@ class CarePlan(BaseModel):
     service_days: dict[date, ServiceDay] = {}
     services_tracked: bool = True
     """False for a plan stored before services were reported: its first review takes its history as reported."""
+    measures: list[DueMeasure] = []
+    """The measures whose window opened, oldest first, with what became of each."""
+    follow_up_at: UtcDatetime | None = None
+    """A graduate's timer: when its next alumni follow-up measure moves (its window opens or closes, it turns
+    missed); None for none. The episode's own timer (``next_check_at``) ends with the episode."""
+    admission_scored: list[str] = []
+    """The instruments the intake assessment scored: it is the admission measure of those."""
+    measures_from: UtcDatetime | None = None
+    """When the plan began holding measures: none whose window closed before is asked for."""
     ended_at: UtcDatetime | None = None
     end_reason: str | None = None
     ended_by: str | None = None

@@ -22,6 +22,7 @@ from services.common.policy_file import load_policy_file
 from stepwise_contract import PROGRAMS, CareLevel, Program, SessionKind, Track, WeekdayName
 
 from .attendance_rules import MissedSessionPolicy
+from .measures import MeasurePolicy
 from .stepping import SteppingPolicy
 
 DEFAULT_POLICY_FILE = Path(__file__).resolve().parent.parent / "policy" / "default.yaml"
@@ -187,6 +188,7 @@ class CarePolicy(BaseModel):
     )
     missed_sessions: MissedSessionPolicy = Field(default_factory=MissedSessionPolicy)
     stepping: SteppingPolicy = Field(default_factory=SteppingPolicy)
+    measures: MeasurePolicy = Field(default_factory=MeasurePolicy)
     graduation: GraduationRules = Field(default_factory=GraduationRules)
 
     @model_validator(mode="after")

@@ -26,6 +26,7 @@ from .attendance_rules import (
     utilization_shortfalls,
 )
 from .care_plan import graduate, minimum_weekly_hours, record_attendance
+from .measures import next_measure_check, review_measures
 from .model import CarePlan, RuleFiring, StepRecommendation
 from .policy import CarePolicy
 from .services import review_services
@@ -35,6 +36,8 @@ Changed = tuple[CarePlan, list[EventData]]
 
 RECOMMENDATIONS = uuid.UUID("a676a857-aa2a-447e-9d7d-db72be9c2a71")
 """The namespace of recommendation ids: one is the episode's move (direction, level) recommended at a moment."""
+MEASURED = ("active", "graduated")
+"""Plan statuses whose due measures move on: the episode, and its alumni follow-ups."""
 
 
 def review(plan: CarePlan, policy: CarePolicy, now: datetime) -> Changed:
@@ -44,18 +47,31 @@ def review(plan: CarePlan, policy: CarePolicy, now: datetime) -> Changed:
             break
         plan, produced = step(plan, policy, now)
         events.extend(produced)
-    return plan, events
+    plan, asked = _measures(plan, policy, now)
+    return plan, [*events, *asked]
+
+
+def _measures(plan: CarePlan, policy: CarePolicy, now: datetime) -> Changed:
+    """Due measures move on while the episode is active, and after graduation (alumni follow-ups, whose timer is
+    the plan's ``follow_up_at``: the episode's own timer ended with it)."""
+    if plan.status not in MEASURED or plan.schedule is None:
+        return plan, []
+    plan, events = review_measures(plan, policy.measures, policy.closures, now)
+    follow_up = next_measure_check(plan, policy.measures, policy.closures, now) if plan.status == "graduated" else None
+    return plan.model_copy(update={"follow_up_at": follow_up}), events
 
 
 def next_check(plan: CarePlan, policy: CarePolicy, now: datetime) -> datetime | None:
     """When the plan needs looking at again without any input: the earliest timer, None for none."""
     if plan.status != "active" or plan.schedule is None:
         return None
+    measures = next_measure_check(plan, policy.measures, policy.closures, now)
     grace = timedelta(minutes=policy.no_show_grace_minutes)
     candidates = [
         next_no_show_check(plan.schedule, plan.attendance, grace),
         next_utilization_check(plan.schedule, plan.utilization_flagged_weeks, now),
         _completion_check(plan, grace, now),
+        measures,
     ]
     found = [moment for moment in candidates if moment is not None]
     return min(found) if found else None

@@ -22,6 +22,7 @@ from stepwise_contract import (
     AlertLevel,
     CareLevel,
     InstrumentChange,
+    InstrumentMeasure,
     InstrumentResult,
     InstrumentVocabulary,
     Reason,
@@ -111,6 +112,11 @@ class StepUpRules(BaseModel):
     )
     unexpected_positive_screens: PositiveScreenRule | None = Field(
         default_factory=PositiveScreenRule, description="Repeated unexpected positive drug screens; null: off."
+    )
+    reliable_deterioration: bool = Field(
+        default=True,
+        description="The latest score of an instrument (iop.measure.recorded) is a reliable deterioration against "
+        "the episode's baseline.",
     )
 
     @model_validator(mode="after")
@@ -268,6 +274,7 @@ def step_up_triggers(plan: CarePlan, policy: SteppingPolicy, now: datetime) -> l
         *([_safety_alert_reason(alerts, plan.level, since)] if alerts else []),
         *_latest_assessment_reasons(inputs, rules),
         *_positive_screens_reason(inputs, rules.unexpected_positive_screens, now),
+        *(_deterioration_reasons(inputs) if rules.reliable_deterioration else []),
     ]
 
 
@@ -334,6 +341,22 @@ def _positive_screens_reason(
         f"(latest {_day(positives[-1].at)}) meet the step-up threshold of {rule.count}."
     )
     return [Reason(code="repeated_positive_screens", text=text)]
+
+
+def _deterioration_reasons(inputs: Sequence[CareInput]) -> list[Reason]:
+    """Per instrument, its latest score since the level began, when that is a reliable deterioration."""
+    latest: dict[str, tuple[CareInput, InstrumentMeasure]] = {}
+    for measure in (i for i in inputs if i.kind == "measure"):
+        latest.update({scored.instrument: (measure, scored) for scored in measure.measured})
+    return [
+        Reason(
+            code="reliable_deterioration",
+            text=f"{_label(scored.instrument)} {scored.score} on {_day(measure.at)} against a baseline of "
+            f"{scored.baseline_score}: a reliable deterioration.",
+        )
+        for measure, scored in latest.values()
+        if scored.classification == "reliable_deterioration"
+    ]
 
 
 def _worsening_text(change: InstrumentChange, at: datetime) -> str:

@@ -18,6 +18,7 @@ from services.common.ids import derived_id
 from stepwise_contract import (
     ALUMNI,
     ALUMNI_GROUP,
+    INSTRUMENTS,
     WEEKDAYS,
     AttendanceRuleTriggered,
     CareLevelAssigned,
@@ -29,6 +30,8 @@ from stepwise_contract import (
     EpisodeGraduated,
     EventData,
     GroupWaitlisted,
+    MeasureDue,
+    MeasureRecorded,
     RecipientKind,
     SafetyAlertRaised,
     Schedule,
@@ -118,7 +121,32 @@ def _step(data: StepUpRecommended | StepDownRecommended) -> dict[str, Any]:
     }
 
 
+LINK_INSTRUMENTS = "link_instruments"
+"""A message whose context names instruments here carries a questionnaire link for them, made by intake when the
+message is sent (``dispatcher``): the link itself is never stored, logged or planned."""
+
+
+def _measure_due(data: MeasureDue) -> dict[str, Any]:
+    return {LINK_INSTRUMENTS: list(data.instruments), "due_id": data.due_id,
+            "window_closes_at": data.window_closes_at.isoformat()}  # fmt: skip
+
+
+def _deteriorated(data: MeasureRecorded) -> dict[str, Any] | None:
+    """The care team's notice of a reliable deterioration (None: no instrument deteriorated reliably)."""
+    worse = [
+        {"instrument": s.instrument, "label": INSTRUMENTS[s.instrument].label if s.instrument in INSTRUMENTS
+         else s.instrument.upper(), "score": s.score, "band": s.band, "baseline_score": s.baseline_score}
+        for s in data.instruments
+        if s.classification == "reliable_deterioration"
+    ]  # fmt: skip
+    if not worse:
+        return None
+    return {"measure_id": data.measure_id, "source": data.source, "recorded_at": data.recorded_at.isoformat(),
+            "deteriorated": worse}  # fmt: skip
+
+
 PEOPLE_MAY_HEAR: dict[type[EventData], Context] = {
+    MeasureDue: _measure_due,
     CareLevelAssigned: lambda d: _schedule(d.schedule) if d.status == "active" else None,
     CareLevelChanged: lambda d: _schedule(d.schedule, d.changed_at) if d.status == "active" else None,
     ScheduleChanged: lambda d: _schedule(d.schedule, d.changed_at),
@@ -137,6 +165,7 @@ CARE_TEAM_ONLY: dict[type[EventData], Context] = {
     },
     StepUpRecommended: _step,
     StepDownRecommended: _step,
+    MeasureRecorded: _deteriorated,
     AttendanceRuleTriggered: lambda d: {
         "action": d.action,
         "rule_code": d.rule_code,
@@ -166,6 +195,9 @@ AT_ONCE_FOR_CARE_TEAM: dict[type[EventData], Callable[[Any], bool]] = {
 """Events whose messages to the care team go at once, as urgent ones do, whatever the rule says: a referral out
 (a reassessment calls for a level this program does not offer) is not left to wait for the morning."""
 
+EXPIRES: dict[type[EventData], Callable[[Any], datetime]] = {MeasureDue: lambda d: d.window_closes_at}
+"""Events whose messages are not worth sending from a moment on: a due measure's once its window closed."""
+
 
 def _codes(data: StepUpRecommended | StepDownRecommended | AttendanceRuleTriggered) -> list[str]:
     return [reason.code for reason in data.rationale]
@@ -186,6 +218,9 @@ ON_THE_WEBHOOK: dict[type[EventData], Context] = {
     EpisodeDischarged: lambda d: {"level": d.level.value, "reason_code": d.reason_code},
     GroupWaitlisted: lambda d: {"level": d.level.value, "group_ids": d.group_ids, "position": d.position},
     SessionMissed: lambda d: {"session_id": d.session_id},
+    MeasureRecorded: lambda d: {"measure_id": d.measure_id, "classification": "reliable_deterioration",
+                                "instruments": [s.instrument for s in d.instruments
+                                                if s.classification == "reliable_deterioration"]},
 }  # fmt: skip
 """What a message to the care team's webhook carries besides its purpose and episode id: ids, levels and reason
 codes, never a reason's text or a time table (a webhook lands in another system; docs/api.md, "Verifying a Stepwise
@@ -323,10 +358,16 @@ def _by_rule(
             context=webhook_context(event.data) if channel == "webhook" else told,
             urgent=urgent,
             consent_id=consent_id,
+            expires_at=expiry(event.data),
         )
         for channel in channels
         for kind, consent_id in recipients
     ]
+
+
+def expiry(data: EventData) -> datetime | None:
+    moment = EXPIRES.get(type(data))
+    return moment(data) if moment else None
 
 
 def _recipient(kind: RecipientKind, consent_id: str | None) -> str:

@@ -15,6 +15,7 @@ import httpx
 from services.care_plan import api
 from services.care_plan.consents import IntakeConsents
 from services.care_plan.domain.groups import first_meeting_after
+from services.care_plan.domain.measures import without_measures
 from services.care_plan.domain.model import CarePlan
 from services.care_plan.domain.policy import load_policy
 from services.care_plan.settings import CarePlanSettings
@@ -27,7 +28,8 @@ from tests.service.conftest import Events, as_role, service_app
 from tests.service.fake_intake import listed
 
 SETTINGS = CarePlanSettings(_env_file=None)
-POLICY = load_policy(SETTINGS.care_plan_policy_file)
+# Due measures have their own tests (test_measures.py); the others keep the timers and events of the calendar.
+POLICY = without_measures(load_policy(SETTINGS.care_plan_policy_file))
 CLINICIAN = as_role(Role.CLINICIAN)
 APP = service_app("care_plan", [api.router, api.groups], consumes=True)
 """One app for the tier (its OpenAPI document, which the tier reads to name routes, is built once)."""

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 from services.care_plan.domain.care_plan import assign_care_level, record_attendance
 from services.care_plan.domain.groups import Joined, Placement, Waitlisted, book_appointment
+from services.care_plan.domain.measures import without_measures
 from services.care_plan.domain.model import AttendanceRecord, AttendanceStatus, CarePlan, StepRecommendation
 from services.care_plan.domain.policy import CarePolicy, ProgramGroup, load_policy
 from stepwise_contract import (
@@ -23,7 +24,8 @@ from tests.unit.care_plan.test_care_plan import default_raw, raw_group
 
 NEW_YORK = "America/New_York"
 NY = ZoneInfo(NEW_YORK)
-POLICY = load_policy()
+# Due measures have their own tests (test_measures.py); the others keep the timers and events of the calendar.
+POLICY = without_measures(load_policy())
 ASSIGNED_AT = datetime(2026, 10, 20, 15, 0, tzinfo=UTC)  # Tuesday 11:00 in New York
 LATER = datetime(2027, 6, 1, tzinfo=UTC)
 

@@ -8,6 +8,7 @@ import pytest
 
 from services.care_plan.domain.care_plan import assign_care_level, graduate
 from services.care_plan.domain.groups import Joined, Waitlisted, change_track, join_from_waitlist
+from services.care_plan.domain.measures import without_measures
 from services.care_plan.domain.model import CarePlanError, GroupPlace
 from services.care_plan.domain.policy import CarePolicy
 from stepwise_contract import CareLevel, CareLevelAssigned, GroupWaitlisted, Reason, ScheduleChanged
@@ -53,7 +54,7 @@ def test_a_plan_joins_only_a_group_that_lists_its_program() -> None:
 def policy_without(group_id: str) -> CarePolicy:
     raw = default_raw()
     raw["groups"] = [g for g in raw["groups"] if g["group_id"] != group_id]
-    return CarePolicy.model_validate(raw)
+    return without_measures(CarePolicy.model_validate(raw))  # due measures: test_measures.py
 
 
 def test_with_no_group_of_its_level_track_and_program_a_plan_waits_saying_why() -> None:

@@ -32,6 +32,8 @@ from stepwise_contract import (
     InstrumentMeasure,
     InstrumentResult,
     MalformedEvent,
+    MeasureDue,
+    MeasureOverdue,
     MeasureRecorded,
     NotificationFailed,
     NotificationSent,
@@ -236,6 +238,18 @@ def make_data(event_type: str, episode_id: str = EPISODE, session_id: str = "iop
         )
     if event_type == AlumniLeft.event_type:
         return AlumniLeft(episode_id=episode_id, left_at=T0, reason_code="opted_out")
+    if event_type == MeasureRecorded.event_type:
+        scored = InstrumentMeasure(instrument="phq9", score=16, band="moderately_severe", baseline_score=9,
+                                    previous_score=12, classification="reliable_deterioration", recovered=False,
+                                    response=False)  # fmt: skip
+        return MeasureRecorded(episode_id=episode_id, measure_id="m-1", source="measure", recorded_at=T0,
+                               instruments=[scored])  # fmt: skip
+    if event_type in (MeasureDue.event_type, MeasureOverdue.event_type):
+        window: type[MeasureDue | MeasureOverdue] = (
+            MeasureDue if event_type == MeasureDue.event_type else MeasureOverdue
+        )
+        return window(episode_id=episode_id, due_id="d-1", instruments=["phq9", "gad7"], reason="schedule",
+                     window_opens_at=T0, window_closes_at=T0 + timedelta(days=5))  # fmt: skip
     if event_type == SessionMissed.event_type:
         return SessionMissed(
             episode_id=episode_id,
@@ -275,6 +289,8 @@ def test_every_event_type_has_a_sample() -> None:
         "iop.notification.failed",
         "iop.alumni.enrolled",
         "iop.alumni.left",
+        "iop.measure.due",
+        "iop.measure.overdue",
     }
     for event_type, model in EVENT_TYPES.items():
         assert model.event_type == event_type
@@ -623,6 +639,9 @@ def test_no_event_schema_has_a_pii_property(event_type: str) -> None:
         ServiceDelivered.event_type: {"service_id", "revision", "code", "units", "attendance"},
         ServiceDayCompleted.event_type: {"service_ids", "per_diem_code", "services"},
         AlumniLeft.event_type: {"reason_code"},
+        MeasureRecorded.event_type: {"classification", "baseline_score", "source"},
+        MeasureDue.event_type: {"due_id", "reason", "window_closes_at"},
+        MeasureOverdue.event_type: {"due_id", "reason", "window_closes_at"},
     }[event_type]
     assert expected_nested <= names
     assert "episode_id" in names

@@ -14,6 +14,7 @@ from services.care_plan.domain.groups import build_schedule
 from services.care_plan.domain.policy import load_policy
 from services.notifications.domain import messages, safety
 from services.notifications.domain.messages import (
+    LINK_INSTRUMENTS,
     NAMESPACE,
     NOT_ADOPTED,
     CalendarChange,
@@ -37,6 +38,9 @@ from stepwise_contract import (
     EpisodeGraduated,
     EventData,
     GroupWaitlisted,
+    InstrumentMeasure,
+    MeasureDue,
+    MeasureRecorded,
     Reason,
     SafetyAlertRaised,
     Schedule,
@@ -376,6 +380,9 @@ def calendar_of(count: int) -> Schedule:
     return SCHEDULE.model_copy(update={"sessions": SCHEDULE.sessions[:count]})
 
 
+LINK = {"link": "https://answers.example.org/q/Zm9vYmFyYmF6", "link_expires_at": "2026-10-24T13:00:00+00:00"}
+
+
 def planned_contexts() -> dict[str, list[dict[str, Any]]]:
     """Per purpose, the contexts planning gives its templates (as the dispatcher renders them, with the episode
     id): an event of each kind the policy turns into messages, calendars of many, one and no sessions, a family
@@ -402,6 +409,12 @@ def planned_contexts() -> dict[str, list[dict[str, Any]]]:
         GroupWaitlisted(**ids, level=CareLevel.IOP, track="morning", program="adult", group_ids=["iop-am", "iop-am-2"],
                         position=2, waitlisted_at=at),
         EpisodeGraduated(**ids, graduated_at=at, level=CareLevel.IOP, by="completion"),
+        MeasureDue(**ids, due_id="d-1", instruments=["phq9", "gad7"], reason="schedule", window_opens_at=at,
+                   window_closes_at=at + timedelta(days=4)),
+        MeasureRecorded(**ids, measure_id="m-1", source="measure", recorded_at=at, instruments=[
+            InstrumentMeasure(instrument="phq9", score=17, band="moderately_severe", baseline_score=9,
+                               previous_score=11, classification="reliable_deterioration", recovered=False,
+                               response=False)]),
     ]  # fmt: skip
     calendars: list[tuple[EventData, CalendarChange | None]] = []
     for count in (24, 1, 0):
@@ -419,8 +432,12 @@ def planned_contexts() -> dict[str, list[dict[str, Any]]]:
     for data, calendar in [*((data, None) for data in events), *calendars]:
         for planned in plan_notifications(new_event(data, source=SOURCE), supports, reachable=EVERYWHERE,
                                           calendar=calendar):  # fmt: skip
+            if planned.channel == "webhook":
+                continue  # a webhook sends its context as JSON: no template renders it
             given = contexts.setdefault(planned.purpose, [])
-            given += [] if {**planned.context, **ids} in given else [{**planned.context, **ids}]
+            # A questionnaire link is made by intake as the message is sent: the dispatcher renders it in.
+            link = LINK if LINK_INSTRUMENTS in planned.context else {}
+            given += [] if {**planned.context, **ids, **link} in given else [{**planned.context, **ids, **link}]
     reminders = RULES.session_reminders
     assert reminders is not None and RULES.alumni is not None
     event = new_event(assigned(), source=SOURCE)
