@@ -258,8 +258,9 @@ async def test_a_completed_plan_with_step_down_criteria_met_graduates(stack: Sta
 
 
 async def _learned(stack: Stack, episode: Episode, n: int) -> bool:
+    """care_plan holds ``n`` reassessments (each also brings its instruments' measure, an input of another kind)."""
     current = await care_plan_of(stack, episode)
-    return current is not None and len(current["inputs"]) >= n
+    return current is not None and sum(i["kind"] == "assessment" for i in current["inputs"]) >= n
 
 
 async def _all_published(stack: Stack, episode: Episode) -> bool:
