@@ -488,9 +488,11 @@ async def change_track(store: CarePlanStore, policy: CarePolicy, episode_id: str
         placement = await hold_place(store, policy, episode_id, plan.level, track, plan.program)
 
     def decide(current: CarePlan, now: datetime) -> Decision[CarePlan]:
-        # No place held: the plan has that track already, has ended, or no group of the track takes its
-        # program; the rule says which (its waitlist stand-in is never used).
-        held = placement or Waitlisted([], current.level, track, position=1)
+        # No place held: the plan had that track already, had ended, or no group of the track takes its
+        # program; the rule says which. Only a plan changed since (another writer) moves without a place held:
+        # it waits for the groups of its level and the track (its position unknown here, the first).
+        groups = wanted_groups(policy, current.level, track, current.program)
+        held = placement or Waitlisted(groups, current.level, track, position=1)
         moved, events = group_rules.change_track(current, track, held, policy, now)
         return moved, events, moved
 

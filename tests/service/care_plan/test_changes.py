@@ -16,10 +16,16 @@ from services.care_plan.changes import (
     SheetLine,
     admit_waitlisted,
     adopt_pending,
+    book_appointment,
+    cancel_appointment,
     change_plan,
     change_plan_placed,
+    change_track,
+    decide_recommendation,
+    graduate,
     hold_place,
     learn,
+    record_for_episode,
     record_session_attendance,
     record_sheet,
     start_plan,
@@ -30,19 +36,20 @@ from services.care_plan.handlers import Planning
 from services.care_plan.store import PLANS, SEATS, CarePlanStore
 from services.common.consumer import HANDLER_CONTEXT
 from services.common.utc import utc_now
-from stepwise_contract import CareLevel, SheetEntry
+from stepwise_contract import CareLevel, DrugScreenRecorded, ScreenResult, SheetEntry
 from tests.service.care_plan.helpers import (
     POLICY,
     SETTINGS,
     active_plan,
     assessment,
+    consents_answering,
     discharged,
     first_session_id,
     first_session_start,
     intake_event,
     once_the_first_session_began,
 )
-from tests.service.conftest import Events, running
+from tests.service.conftest import Clock, Events, queued, running
 from tests.service.memory_mongo import MemoryDatabase
 
 
@@ -328,3 +335,163 @@ async def test_a_plan_joins_the_waitlist_behind_the_others_waiting_for_its_place
         await store.keep_pending(early, CareInput(kind="safety_alert", at=utc_now(), source_id="a1"), "/x#1")
         assert await adopt_pending(store, small, early) == 0  # no plan yet: nothing adopted, the input waits
         assert len(await store.pending(early)) == 1
+
+
+async def _step_up_recommended(events: Events, store: CarePlanStore, episode_id: str) -> str:
+    for n in range(2):  # two unexpected positive screens within 14 days recommend a step-up (the policy's rule)
+        screen = DrugScreenRecorded(episode_id=episode_id, screen_id=f"d{n}", collected_at=utc_now(),
+                                    recorded_at=utc_now(), unexpected_positive=True,
+                                    results=[ScreenResult(substance="fentanyl", result="positive")])  # fmt: skip
+        await events.deliver(intake_event(screen))
+    stored = await store.get(episode_id)
+    assert stored is not None and stored.plan.open_recommendation is not None
+    assert stored.plan.open_recommendation.to_level == CareLevel.PHP
+    return stored.plan.open_recommendation.recommendation_id
+
+
+class SeatClaims:
+    """The store, counting the seats claimed through it (a seat held even for a moment is one a waiting plan
+    being admitted meanwhile does not get)."""
+
+    def __init__(self, store: CarePlanStore, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.claimed: list[tuple[str, str]] = []
+        claim = store.claim_seat
+
+        async def counted(group: Any, episode_id: str, now: datetime) -> bool:
+            self.claimed.append((group.group_id, episode_id))
+            return await claim(group, episode_id, now)
+
+        monkeypatch.setattr(store, "claim_seat", counted)
+
+
+async def test_an_accepted_step_up_joins_the_new_levels_group_of_the_plans_track_and_program(
+    events: Events, store: CarePlanStore
+) -> None:
+    teen = str(uuid.uuid4())
+    await events.deliver(intake_event(assessment(teen, track="evening").model_copy(update={"program": "adolescent"})))
+    recommendation_id = await _step_up_recommended(events, store, teen)
+    decided = await decide_recommendation(store, POLICY, teen, recommendation_id, True, None, "clinician-1")
+    assert (decided.status, decided.decided_by) == ("accepted", "clinician-1")
+    stored = await store.get(teen)
+    assert stored is not None and stored.plan.level == CareLevel.PHP
+    assert stored.plan.group is not None and stored.plan.group.group_id == "php-teen-pm"  # adolescents, evening
+    assert await store.holds_seat("php-teen-pm", teen) and not await store.holds_seat("iop-teen-pm", teen)
+
+
+async def test_a_declined_recommendation_keeps_its_reason_and_holds_no_seat_even_for_a_moment(
+    events: Events, store: CarePlanStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    episode_id = await active_plan(events, store)
+    recommendation_id = await _step_up_recommended(events, store, episode_id)
+    seats = SeatClaims(store, monkeypatch)
+    declined = await decide_recommendation(store, POLICY, episode_id, recommendation_id, False, "stable at work",
+                                           "clinician-1")  # fmt: skip
+    assert (declined.status, declined.decision_reason) == ("declined", "stable at work")
+    stored = await store.get(episode_id)
+    assert stored is not None and stored.plan.recommendations[-1].decision_reason == "stable at work"
+    with pytest.raises(CarePlanError) as closed:  # accepting it now: refused, and no seat taken for it
+        await decide_recommendation(store, POLICY, episode_id, recommendation_id, True, None, "clinician-1")
+    assert closed.value.code == "recommendation_closed"
+    assert seats.claimed == []
+
+
+async def test_a_recommendation_decided_for_an_episode_without_a_plan_is_no_care_plan(store: CarePlanStore) -> None:
+    with pytest.raises(CarePlanError) as refused:
+        await decide_recommendation(store, POLICY, "nobody", "r-1", True, None, "clinician-1")
+    assert refused.value.code == "no_care_plan"
+
+
+async def test_a_seat_held_for_a_change_that_fails_is_let_go(
+    events: Events, store: CarePlanStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    moving, stepping = await active_plan(events, store), await active_plan(events, store)
+    recommendation_id = await _step_up_recommended(events, store, stepping)
+
+    async def refused(*_: Any) -> bool:
+        raise AutoReconnect("the store went away mid-write")
+
+    monkeypatch.setattr(store, "save", refused)
+    with pytest.raises(AutoReconnect):
+        await change_track(store, POLICY, moving, "evening")
+    with pytest.raises(AutoReconnect):
+        await decide_recommendation(store, POLICY, stepping, recommendation_id, True, None, "clinician-1")
+    assert not await store.holds_seat("iop-pm", moving) and not await store.holds_seat("php-am", stepping)
+
+
+async def test_a_track_change_holds_the_seat_in_the_episodes_name_and_one_that_moves_nothing_holds_none(
+    events: Events, store: CarePlanStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    episode_id = await active_plan(events, store)
+    moved = await change_track(store, POLICY, episode_id, "evening")
+    assert moved.group is not None and moved.group.group_id == "iop-pm"
+    assert await store.holds_seat("iop-pm", episode_id)
+    seats = SeatClaims(store, monkeypatch)
+    assert await change_track(store, POLICY, episode_id, "evening") == moved  # the same track: nothing moves
+    await change_plan(store, POLICY, episode_id, lambda plan, now: (discharged(plan, now), [], None))
+    with pytest.raises(CarePlanError):  # an ended plan changes track no more
+        await change_track(store, POLICY, episode_id, "morning")
+    assert seats.claimed == []
+
+
+async def test_a_track_change_decided_again_on_a_plan_changed_meanwhile_waits_for_a_group_of_the_track(
+    events: Events, store: CarePlanStore, database: MemoryDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The plan was on the evening track when the change was asked for, and back on the morning one when it was
+    decided (another clinician): no seat was held, so it waits, first, for a group of its level and the track."""
+    episode_id = await active_plan(events, store)
+    await change_track(store, POLICY, episode_id, "evening")
+    as_asked = await store.get(episode_id)
+    await change_track(store, POLICY, episode_id, "morning")
+    real_get = store.get
+    reads: list[str] = []
+
+    async def first_read_as_asked(wanted: str) -> Any:
+        reads.append(wanted)
+        return as_asked if len(reads) == 1 else await real_get(wanted)
+
+    monkeypatch.setattr(store, "get", first_read_as_asked)
+    waiting = await change_track(store, POLICY, episode_id, "evening")
+    assert waiting.group is None and waiting.waitlist is not None
+    assert (waiting.waitlist.level, waiting.waitlist.track) == (CareLevel.IOP, "evening")
+    assert waiting.waitlist.group_ids == ["iop-pm"]  # the policy's IOP evening group for adults
+    assert "no_group_for_program" not in [reason.code for reason in waiting.rationale]
+    assert waiting.schedule is not None and waiting.schedule.track == "evening"
+    [*_, (topic, data)] = [(t, d) for t, d in await queued(database[PLANS]) if d["episode_id"] == episode_id]
+    assert topic == "iop.group.waitlisted"
+    assert (data["level"], data["track"], data["position"]) == ("IOP", "evening", 1)
+
+
+async def test_graduating_names_the_clinician_who_graduated(events: Events, store: CarePlanStore) -> None:
+    episode_id = await active_plan(events, store)
+    ended = await graduate(store, POLICY, episode_id, "clinician-7", "moving away: care continues nearer home")
+    assert (ended.status, ended.ended_by) == ("graduated", "clinician-7")
+
+
+async def test_an_appointment_is_booked_for_the_minutes_asked_and_one_begun_is_not_cancelled(
+    events: Events, store: CarePlanStore, clock: Clock
+) -> None:
+    episode_id = await active_plan(events, store)
+    at = (utc_now() + timedelta(days=2)).replace(second=0, microsecond=0)
+    booked = await book_appointment(store, POLICY, consents_answering([]), episode_id, "individual", at, 38)
+    assert booked.ends_at - booked.starts_at == timedelta(minutes=38)  # the policy's individual session is 53
+    with pytest.raises(CarePlanError) as refused:
+        await book_appointment(store, POLICY, consents_answering([]), episode_id, "family", at + timedelta(days=1))
+    assert (refused.value.code, str(refused.value)) == (
+        "no_family_consent",
+        "no consent in force names a family member or support for appointments: record one at intake",
+    )
+    clock.at(at + timedelta(minutes=5))
+    with pytest.raises(CarePlanError) as begun:
+        await cancel_appointment(store, POLICY, episode_id, booked.session_id)
+    assert (begun.value.code, str(begun.value), begun.value.field) == (
+        "appointment_in_past",
+        "an appointment that has begun or has a record stays",
+        ("path", "session_id"),
+    )
+
+
+async def test_staff_record_an_excused_absence_with_the_notice_given(events: Events, store: CarePlanStore) -> None:
+    episode_id = await active_plan(events, store)
+    notice = utc_now() - timedelta(hours=2)
+    recorded = await record_for_episode(store, POLICY, episode_id, first_session_id(), "excused", notice)
+    assert recorded.changed and (recorded.record.status, recorded.record.notice_given_at) == ("excused", notice)

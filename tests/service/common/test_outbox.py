@@ -22,9 +22,11 @@ from services.common.outbox import (
     OutboxRelay,
     insert_aggregate,
     insert_new_aggregates,
+    new_aggregate,
     stored_record,
     update_aggregate,
 )
+from services.common.store_errors import RecordTooLarge
 from services.common.utc import utc_now, wall_clock
 from services.intake import changes
 from services.intake.domain.episode import AssessmentRequest, ConsentTerms
@@ -175,6 +177,21 @@ async def test_an_aggregate_remembers_the_latest_500_events_it_applied() -> None
     assert await update_aggregate(plans, "e1", 1, {"n": 1}, applied="/src#500")  # type: ignore[arg-type]
     kept = (await stored(plans, "e1"))["applied_events"]
     assert kept == [f"/src#{n}" for n in range(1, 501)]  # the oldest is forgotten, never the one just applied
+
+
+async def test_an_aggregate_created_without_an_event_applied_remembers_none() -> None:
+    plans = MemoryDatabase()["care_plans"]
+    assert await insert_aggregate(plans, {"_id": "e1"})  # type: ignore[arg-type]
+    assert (await stored(plans, "e1"))["applied_events"] == []
+    assert new_aggregate({"_id": "e2"}, applied="/src#1")["applied_events"] == ["/src#1"]
+
+
+async def test_a_new_aggregate_past_the_document_limit_is_refused_naming_its_record() -> None:
+    plans = MemoryDatabase()["care_plans"]
+    with pytest.raises(RecordTooLarge) as refused:
+        await insert_aggregate(plans, {"_id": "e1", "notes": "x" * (17 * 1024 * 1024)})  # type: ignore[arg-type]
+    assert refused.value.record == "care plan"
+    assert await plans.find_one({"_id": "e1"}) is None
 
 
 async def test_new_aggregates_are_inserted_past_those_that_exist() -> None:

@@ -3,6 +3,7 @@ store tier (tests/store) runs the same code on FerretDB itself in ``make test``.
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from typing import Any
 
@@ -40,12 +41,19 @@ async def test_a_server_with_ttl_indexes_removes_expired_keys_itself() -> None:
     assert keys.expired_by_server
 
 
-async def test_without_ttl_indexes_the_keys_get_a_plain_index_and_the_service_purges_them() -> None:
+async def test_without_ttl_indexes_the_keys_get_a_plain_index_and_the_service_purges_them(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     database = MemoryDatabase()
     made = without_ttl_indexes(database)
     keys = IdempotencyKeys(database)  # type: ignore[arg-type]
-    await keys.create_indexes()
+    with caplog.at_level(logging.WARNING, logger="services.common.idempotency"):
+        await keys.create_indexes()
     assert made == [{"keys": [("at", 1)]}]
+    assert [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "services.common.idempotency"] == [
+        ("WARNING", "this MongoDB server has no TTL indexes: expired idempotency keys are purged every 1:00:00 "
+                    "by the service instead"),
+    ]  # fmt: skip
     assert not keys.expired_by_server
 
     await keys.record_id("old", "scope", Body(name="a"))

@@ -6,10 +6,11 @@ import dataclasses
 from datetime import timedelta
 from typing import Any
 
+import httpx
 import pytest
 
 from services.common.auth import Principal, Role
-from services.common.utc import utc_now
+from services.common.utc import assume_utc, utc_now
 from services.notifications import changes
 from services.notifications.changes import Messaging
 from services.notifications.domain.messages import PlannedNotification, schedule_series
@@ -20,6 +21,8 @@ from tests.service.fake_intake import FakeIntake
 from tests.service.memory_mongo import MemoryDatabase
 from tests.service.notifications.helpers import (
     ALUMNI_MESSAGES,
+    SMS_PROVIDER,
+    STAFF,
     alert,
     alumnus,
     assigned,
@@ -187,3 +190,26 @@ async def test_storing_messages_wakes_the_lane_they_belong_to(
                                reasons=["cssrs_high_risk"], raised_at=utc_now())  # fmt: skip
     assert await changes.notify(woken, intake_event(raised)) > 0
     assert wakes[1:] == [True]
+
+
+async def test_an_opt_out_for_what_is_not_there_is_a_404_saying_what_is_missing(
+    http: httpx.AsyncClient, messaging: Messaging
+) -> None:
+    unknown = await http.post("/v1/opt-outs", json={"episode_id": "no-such-episode", "recipient_kind": "patient"},
+                              headers=STAFF)  # fmt: skip
+    assert (unknown.status_code, unknown.json()) == (404, {"detail": "no such episode at intake"})
+    for opt_out_id in ("recipient:no-such-episode:patient:", messaging.opt_outs.number_key("+12025550100")):
+        withdrawn = await http.delete(f"/v1/opt-outs/{opt_out_id}", headers=STAFF)
+        assert (withdrawn.status_code, withdrawn.json()) == (404, {"detail": "no such opt-out"})
+
+
+async def test_a_stop_reply_is_kept_for_the_number_as_an_sms_reply_at_the_time_it_came(
+    http: httpx.AsyncClient, messaging: Messaging
+) -> None:
+    before = utc_now()
+    stop = await http.post("/v1/sms/inbound", json={"from": "+12025550100", "text": "STOP"}, headers=SMS_PROVIDER)
+    assert stop.json() == {"action": "opted_out"}
+    stored = await messaging.opt_outs.opt_outs.find_one({"_id": messaging.opt_outs.number_key("+12025550100")})
+    assert stored is not None and stored["source"] == "sms_reply"
+    # the store keeps milliseconds
+    assert before - timedelta(milliseconds=1) <= assume_utc(stored["opted_out_at"]) <= utc_now()

@@ -93,8 +93,9 @@ async def test_a_write_that_lost_to_another_writer_decides_again_on_the_record_a
 
 async def test_a_change_that_keeps_losing_is_given_up() -> None:
     counter = Counter(losing=ATTEMPTS)
-    with pytest.raises(ConcurrentChange, match="the record kept changing; try again"):
+    with pytest.raises(ConcurrentChange, match="the record kept changing; try again") as gave_up:
         await change(counter.record(), add(1), nobody)
+    assert str(gave_up.value) == "the record kept changing; try again"  # the 409's detail, as it stands
     assert counter.loads == ATTEMPTS and counter.writes == []
 
 

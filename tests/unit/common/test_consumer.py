@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from aiokafka import ConsumerRecord
+from pymongo.errors import DocumentTooLarge, WriteError
 
 from services.common import consumer, priority
 from services.common.consumer import (
@@ -26,6 +27,7 @@ from services.common.consumer import (
 )
 from services.common.dependencies import DependencyDown
 from services.common.priority import UrgentFirst
+from services.common.store_errors import RecordTooLarge
 from stepwise_contract import SafetyAlertRaised, SessionMissed, new_event, to_kafka
 
 
@@ -287,3 +289,29 @@ async def test_an_event_set_aside_says_on_which_attempt_and_a_record_without_a_v
         (4, "rejected: unknown_session", 2),
         (5, "malformed: (root): Invalid JSON: EOF while parsing a value at line 1 column 0", 1),
     ]
+
+
+async def test_an_event_that_would_take_its_record_past_the_size_limit_is_set_aside_on_its_attempt() -> None:
+    """Permanent for that record: set aside with the record it names (or the limit alone), the partition goes on."""
+    outcomes: dict[str, list[Exception]] = {
+        "a": [ConnectionError("the store is down"), DocumentTooLarge("BSON document too large (17000000 bytes)")],
+        "b": [WriteError("Resulting document after update is larger than 16777216", 17419)],
+        "c": [RecordTooLarge("care plan")],
+    }
+
+    async def handle(event: Any, _context: Any) -> None:
+        raise outcomes[event.subject].pop(0)
+
+    shelf = CountingShelf()
+    batch = EventBatch({SessionMissed: Subscription(handle, "")})
+    context = Context({"event_shelf": shelf, HANDLER_CONTEXT: None})
+    with pytest.raises(ConnectionError):
+        await batch(Message((record(4, "a"),)), context)  # type: ignore[arg-type]
+    await batch(Message((record(4, "a"),)), context)  # type: ignore[arg-type]  # its second attempt
+    await batch(Message((record(5, "b"), record(6, "c"))), context)  # type: ignore[arg-type]
+    assert shelf.shelved == [
+        (4, "rejected: the record is at its size limit", 2),
+        (5, "rejected: the record is at its size limit", 1),
+        (6, "rejected: the record is at its size limit: the care plan record cannot grow past the store's 16 MB "
+            "document limit; nothing was changed", 1),
+    ]  # fmt: skip
