@@ -36,7 +36,7 @@ import httpx
 
 from services.common.auth import Role
 from services.common.utc import utc_now
-from stepwise_contract import INSTRUMENTS
+from services.intake.domain.links import QUESTIONNAIRES
 from tests.service.conftest import TOKENS
 
 ROLES_BY_TOKEN = {token: role for role, token in TOKENS.items()}
@@ -131,9 +131,13 @@ class FakeIntake:
 
     def _link(self, body: dict[str, Any]) -> httpx.Response:
         instruments = body.get("instruments")
-        if not isinstance(instruments, list) or not instruments or not set(instruments) <= set(INSTRUMENTS):
+        if not isinstance(instruments, list) or not instruments:
             problem = {"loc": ["body", "instruments"], "msg": "name the instruments to answer, as intake scores them"}
             return httpx.Response(422, json={"detail": [problem]})
+        offered = [{"loc": ["body", "instruments", n], "msg": "not one the questionnaire page offers"}
+                   for n, instrument in enumerate(instruments) if instrument not in QUESTIONNAIRES]  # fmt: skip
+        if offered:
+            return httpx.Response(422, json={"detail": offered})
         url = f"https://answers.example.org/q/{secrets.token_urlsafe(24)}"
         self.links.append(url)
         return httpx.Response(201, json={"url": url, "expires_at": (utc_now() + timedelta(hours=72)).isoformat()})

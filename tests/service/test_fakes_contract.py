@@ -2,7 +2,8 @@
 
 - The fake intake (``fake_intake.py``) answers the requests notifications and care_plan make exactly as intake's
   real app does over an in-memory store: the same requests, in the same situations (a consent in force, revoked,
-  expired, unknown; an unknown episode; a refused token), the same statuses and bodies. notifications' and
+  expired, unknown; an unknown episode; a refused token; a questionnaire link, made or refused), the same statuses
+  and bodies. notifications' and
   care_plan's own clients are also run against the real app.
 - The in-memory store refuses what MongoDB refuses where our code could hit it, with PyMongo's error classes: a
   document over 16 MiB, an update with conflicting paths.
@@ -13,7 +14,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Awaitable, Callable
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -273,3 +274,35 @@ async def test_the_store_takes_an_update_on_neighbouring_paths() -> None:
     assert (await collection.update_one({"_id": "e1"}, update)).modified_count == 1
     assert await collection.find_one({"_id": "e1"}) == {"_id": "e1", "group": {"size": 2, "seats": 2}, "attempts": 0,
                                                          "lease": 1}  # fmt: skip
+
+
+async def link_answers(intake: Intake) -> list[tuple[str, int, Any]]:
+    """(what was asked, status, what notifications reads of the body) for each questionnaire link it may ask for."""
+    episode = await intake.episode()
+    asked = [
+        ("the due instruments", f"/v1/episodes/{episode}/questionnaire-links", {"instruments": ["phq9", "gad7"]}),
+        ("no instrument", f"/v1/episodes/{episode}/questionnaire-links", {"instruments": []}),
+        ("an instrument the page does not offer", f"/v1/episodes/{episode}/questionnaire-links",
+         {"instruments": ["audit"]}),
+        ("an unknown episode", "/v1/episodes/nobody/questionnaire-links", {"instruments": ["phq9"]}),
+    ]  # fmt: skip
+    seen: list[tuple[str, int, Any]] = []
+    async with httpx.AsyncClient(transport=intake.transport, base_url="http://intake.test") as client:
+        for what, path, body in asked:
+            response = await client.post(path, json=body, headers=as_role(NOTIFICATIONS))
+            read: Any = None
+            if response.status_code == 201:
+                made = response.json()
+                expires = datetime.fromisoformat(made["expires_at"]) - utc_now()
+                read = (sorted(made), "/q/" in made["url"], timedelta(hours=71) < expires <= timedelta(hours=72))
+            elif response.status_code == 422:
+                read = [problem["loc"] for problem in response.json()["detail"]]
+            seen.append((what, response.status_code, read))
+    return seen
+
+
+async def test_the_fake_intake_makes_questionnaire_links_as_intake_does(clock: Clock) -> None:
+    real = await link_answers(RealIntake(MemoryDatabase()))
+    fake = await link_answers(Fake())
+    assert fake == real
+    assert [status for _, status, _ in real] == [201, 422, 422, 404]
