@@ -3,8 +3,7 @@
 - The fake intake (``fake_intake.py``) answers the requests notifications and care_plan make exactly as intake's
   real app does over an in-memory store: the same requests, in the same situations (a consent in force, revoked,
   expired, unknown; an unknown episode; a refused token; a questionnaire link, made or refused), the same statuses
-  and bodies. notifications' and
-  care_plan's own clients are also run against the real app.
+  and bodies. notifications' and care_plan's own clients are also run against the real app.
 - The in-memory store refuses what MongoDB refuses where our code could hit it, with PyMongo's error classes: a
   document over 16 MiB, an update with conflicting paths.
 """
