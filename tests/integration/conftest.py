@@ -352,7 +352,11 @@ async def session_ids(stack: Stack, episode: Episode) -> list[str]:
 
 async def mail_to(stack: Stack, address: str, count: int = 1, subject: str | None = None) -> list[Any]:
     async def arrived() -> list[Any] | None:
-        messages = [m for m in stack.mailbox.to(address) if subject is None or m["Subject"] == subject]
+        # Compared unfolded: Python's email folds a subject whose first word run is long onto its own line, and the
+        # header then reads with a leading space, which mail clients drop.
+        messages = [
+            m for m in stack.mailbox.to(address) if subject is None or " ".join(m["Subject"].split()) == subject
+        ]
         return messages if len(messages) >= count else None
 
     return await eventually(arrived, f"{count} mail(s) to the patient")

@@ -6,7 +6,17 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .conftest import IOP_DIMENSIONS, Episode, Stack, events, eventually, new_episode
+from .conftest import (
+    CARE_TEAM_EMAIL,
+    IOP_DIMENSIONS,
+    Episode,
+    Stack,
+    care_plan_of,
+    events,
+    eventually,
+    mail_to,
+    new_episode,
+)
 
 PHQ9_16 = [2] * 8 + [0]
 PHQ9_8 = [1] * 8 + [0]
@@ -75,3 +85,27 @@ async def test_the_patients_link_answers_once_by_a_real_form_post_and_no_log_hol
 async def _measures(stack: Stack, episode: Episode) -> list[Any] | None:
     found = [e for e in await events(stack, "iop.measure.recorded", episode) if e.data.source == "measure"]
     return found or None
+
+
+async def test_a_reliable_deterioration_tells_the_care_team_and_is_a_step_up_input(stack: Stack) -> None:
+    episode = await new_episode(stack)
+    async with stack.http("intake", "intake_staff") as intake:
+        body = {"dimensions": IOP_DIMENSIONS, "instruments": {"phq9": PHQ9_8}}
+        assessed = await intake.post(f"/v1/episodes/{episode.episode_id}/assessments", json=body)
+        assert assessed.status_code == 201, assessed.text
+    await eventually(lambda: care_plan_of(stack, episode), "the care plan")
+    async with stack.http("intake", "clinician") as intake:
+        measured = await intake.post(
+            f"/v1/episodes/{episode.episode_id}/measures", json={"instruments": {"phq9": PHQ9_16}}
+        )
+        assert measured.status_code == 201, measured.text
+    recorded = await _scored_from(stack, episode, measured.json()["measure_id"])
+    assert [(i.score, i.baseline_score, i.classification) for i in recorded.instruments] == [
+        (16, 8, "reliable_deterioration")]  # fmt: skip
+    [told] = await mail_to(stack, CARE_TEAM_EMAIL, subject=f"Reliable deterioration for episode {episode.episode_id}")
+    assert "PHQ-9" in told.get_body().get_content() and "16" in told.get_body().get_content()
+    [up] = await eventually(lambda: events(stack, "iop.care_level.step_up_recommended", episode), "the step-up")
+    assert "reliable_deterioration" in {reason.code for reason in up.data.rationale}
+    plan = await care_plan_of(stack, episode)
+    assert plan is not None and [i["source_id"] for i in plan["inputs"] if i["kind"] == "measure"][-1] == (
+        measured.json()["measure_id"])  # fmt: skip
