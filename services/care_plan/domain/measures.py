@@ -220,7 +220,7 @@ def _is_done(measure: DueMeasure, inputs: Collection[CareInput]) -> bool:
 
 
 def _moved(measure: DueMeasure, plan: CarePlan, now: datetime, events: list[EventData]) -> DueMeasure:
-    if measure.status in ("done", "missed"):
+    if measure.status in ("done", "missed", "cancelled"):
         return measure
     if _is_done(measure, plan.inputs):
         return measure.model_copy(update={"status": "done", "settled_at": now})
@@ -230,6 +230,15 @@ def _moved(measure: DueMeasure, plan: CarePlan, now: datetime, events: list[Even
     if measure.status == "overdue" and measure.missed_at <= now:
         return measure.model_copy(update={"status": "missed", "settled_at": now})
     return measure
+
+
+def cancel_open_measures(plan: CarePlan, now: datetime) -> CarePlan:
+    """The episode was discharged: what it was still asked is no longer asked (no event: the discharge says so)."""
+    if not any(measure.status in ("due", "overdue") for measure in plan.measures):
+        return plan
+    measures = [m.model_copy(update={"status": "cancelled", "settled_at": now}) if m.status in ("due", "overdue") else m
+                for m in plan.measures]  # fmt: skip
+    return plan.model_copy(update={"measures": measures})
 
 
 def _fields(episode_id: str, measure: DueMeasure) -> dict[str, object]:

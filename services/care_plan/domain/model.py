@@ -148,7 +148,7 @@ class ServiceDay(BaseModel):
     per_diem_code: str | None
 
 
-MeasureStatus = Literal["due", "overdue", "missed", "done"]
+MeasureStatus = Literal["due", "overdue", "missed", "done", "cancelled"]
 
 
 class DueMeasure(BaseModel):
@@ -163,7 +163,7 @@ class DueMeasure(BaseModel):
     missed_at: UtcDatetime = Field(description="Still overdue at this moment: missed (the policy's days after).")
     status: MeasureStatus = "due"
     settled_at: UtcDatetime | None = None
-    """When it became done or missed."""
+    """When it became done, missed, or cancelled (the episode was discharged while it was open)."""
 
 
 class CarePlan(BaseModel):

@@ -26,7 +26,7 @@ from .attendance_rules import (
     utilization_shortfalls,
 )
 from .care_plan import graduate, minimum_weekly_hours, record_attendance
-from .measures import next_measure_check, review_measures
+from .measures import cancel_open_measures, next_measure_check, review_measures
 from .model import CarePlan, RuleFiring, StepRecommendation
 from .policy import CarePolicy
 from .services import review_services
@@ -53,7 +53,9 @@ def review(plan: CarePlan, policy: CarePolicy, now: datetime) -> Changed:
 
 def _measures(plan: CarePlan, policy: CarePolicy, now: datetime) -> Changed:
     """Due measures move on while the episode is active, and after graduation (alumni follow-ups, whose timer is
-    the plan's ``follow_up_at``: the episode's own timer ended with it)."""
+    the plan's ``follow_up_at``: the episode's own timer ended with it); a discharge cancels those still open."""
+    if plan.status == "discharged":
+        return cancel_open_measures(plan, now), []
     if plan.status not in MEASURED or plan.schedule is None:
         return plan, []
     plan, events = review_measures(plan, policy.measures, policy.closures, now)

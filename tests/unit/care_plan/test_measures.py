@@ -249,3 +249,17 @@ def test_whenever_the_plan_is_reviewed_each_measure_is_announced_once_and_never_
         moment = next_check(plan, policy, now)
         assert moment is None or moment >= now
     assert {m.due_id for m in plan.measures} == set(announced)
+
+
+def test_a_discharge_cancels_what_the_episode_was_still_asked_and_keeps_what_it_answered() -> None:
+    plan, _ = plan_with_measures()
+    weekly_opens = datetime(2026, 10, 25, 4, 0, tzinfo=UTC)
+    plan, _ = review_measures(plan, MEASURES, FULL.closures, weekly_opens)
+    plan = measured(plan, weekly_opens + timedelta(hours=1), scored("phq9"), scored("gad7"))
+    plan, _ = review_measures(plan, MEASURES, FULL.closures, weekly_opens + timedelta(hours=1))
+    assert [m.status for m in plan.measures] == ["overdue", "done"]
+    left = weekly_opens + timedelta(hours=2)
+    discharged, events = review(plan.model_copy(update={"status": "discharged", "ended_at": left}), FULL, left)
+    assert [(m.status, m.settled_at) for m in discharged.measures] == [
+        ("cancelled", left), ("done", weekly_opens + timedelta(hours=1))]  # fmt: skip
+    assert events == [] and next_measure_check(discharged, MEASURES, FULL.closures, left) is None
