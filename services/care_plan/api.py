@@ -6,7 +6,7 @@ is answered by its code (``schemas.ERRORS``)."""
 
 from __future__ import annotations
 
-from fastapi import HTTPException, status
+from fastapi import status
 
 from services.common.domain_errors import ServiceRouter
 from services.common.schemas import V1_ERRORS, WHOLE_NUMBERS, beyond_schema, errors
@@ -16,7 +16,6 @@ from stepwise_contract import ScheduledSession
 from . import changes, queries, schemas
 from .deps import Authorizer, Clinician, ClinicZone, Consents, Policy, Reader, Recorder, Store
 from .domain.model import Authorization, CarePlan, StepRecommendation
-from .domain.policy import CarePolicy, ProgramGroup
 from .schemas import (
     ERRORS,
     AppointmentIn,
@@ -47,25 +46,17 @@ policy_components = schemas.policy_components
     summary="The episode's care plan: level, calendar, attendance, history",
 )
 async def get_care_plan(episode_id: str, store: Store, _: Reader) -> CarePlan:
-    stored = await store.get(episode_id)
-    if stored is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "no care plan for this episode (yet)")
-    return stored.plan
+    return await queries.plan(store, episode_id)
 
 
 @router.get(
     "/episodes/{episode_id}/measures-due",
     responses=errors(404),
-    summary="The episode's due measures: each window opened and what became of it, and the next ones",
-    description="Per measure: instruments, reason (schedule, admission, level_change, planned_discharge, alumni), "
-    "the local due day and its window, status due → overdue (window closed) → missed (the policy's days later), "
-    "or done once every instrument was recorded inside the window (iop.measure.recorded).",
+    summary="The episode's due measures: each window opened and what became of it (due, overdue, missed, done, "
+    "cancelled), and the next ones",
 )
 async def get_measures_due(episode_id: str, store: Store, policy: Policy, _: Reader) -> MeasuresDueOut:
-    stored = await store.get(episode_id)
-    if stored is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "no care plan for this episode (yet)")
-    return queries.measures_due(stored.plan, policy)
+    return queries.measures_due(await queries.plan(store, episode_id), policy)
 
 
 @router.post(
@@ -199,22 +190,6 @@ async def discharge_episode(
 # --- program groups ----------------------------------------------------------------------------------------
 
 
-def _group(policy: CarePolicy, group_id: str) -> ProgramGroup:
-    group = policy.group(group_id)
-    if group is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no group {group_id!r}")
-    return group
-
-
-async def _meeting(
-    group_id: str, session_id: str, store: Store, policy: Policy, timezone: str
-) -> tuple[ScheduledSession, list[CarePlan]]:
-    found = await queries.meeting(_group(policy, group_id), session_id, store, policy, timezone)
-    if found is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"group {group_id!r} has no session {session_id!r}")
-    return found
-
-
 @groups.get("", summary="The program groups, with members, places left and waitlist")
 async def list_groups(store: Store, policy: Policy, timezone: ClinicZone, _: Reader) -> list[GroupOut]:
     return await queries.groups(store, policy, timezone)
@@ -224,7 +199,9 @@ async def list_groups(store: Store, policy: Policy, timezone: ClinicZone, _: Rea
     "/{group_id}", responses=errors(404), summary="A program group: members, places left, waitlist, next sessions"
 )
 async def get_group(group_id: str, store: Store, policy: Policy, timezone: ClinicZone, _: Reader) -> GroupOut:
-    return await queries.group_out(_group(policy, group_id), store, policy, timezone, await store.waitlisted())
+    return await queries.group_out(
+        queries.program_group(policy, group_id), store, policy, timezone, await store.waitlisted()
+    )
 
 
 @groups.get(
@@ -235,7 +212,7 @@ async def get_group(group_id: str, store: Store, policy: Policy, timezone: Clini
 async def session_roster(
     group_id: str, session_id: str, store: Store, policy: Policy, timezone: ClinicZone, _: Reader
 ) -> SessionRoster:
-    session, plans = await _meeting(group_id, session_id, store, policy, timezone)
+    session, plans = await queries.group_meeting(group_id, session_id, store, policy, timezone)
     return queries.roster(group_id, session, plans)
 
 
@@ -249,14 +226,13 @@ async def session_roster(
     "recorded another status already: correct it on the episode), `listed_twice`, `plan_not_active`, "
     "`notice_without_excuse`, `minutes_without_attendance`, `minutes_over_session`, `session_not_started` "
     "(attended, late or missed before the session began; an excused absence may be recorded ahead). The others "
-    "are stored all "
-    "the same; sending the same sheet again changes nothing. Misses publish `iop.session.missed`, attendance "
-    "`iop.service.delivered`.",
+    "are stored all the same; sending the same sheet again changes nothing. Misses publish `iop.session.missed`, "
+    "attendance `iop.service.delivered`.",
 )
 async def post_sheet(
     group_id: str, session_id: str, body: SheetIn, store: Store, policy: Policy, timezone: ClinicZone, _: Recorder
 ) -> SheetOut:
-    roster = (await _meeting(group_id, session_id, store, policy, timezone))[1]
+    roster = (await queries.group_meeting(group_id, session_id, store, policy, timezone))[1]
     lines = await changes.record_sheet(store, policy, group_id, session_id, body.attendance)
     missing = queries.not_on_sheet(roster, session_id, {line.episode_id for line in body.attendance})
     out = [SheetLineOut.of(line) for line in lines]

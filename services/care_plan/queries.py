@@ -12,7 +12,7 @@ from stepwise_contract import ScheduledSession
 
 from .domain.groups import meetings
 from .domain.measures import upcoming
-from .domain.model import CarePlan
+from .domain.model import CarePlan, CarePlanError
 from .domain.policy import CarePolicy, ProgramGroup
 from .schemas import GroupOut, MeasuresDueOut, RecentSession, RosterLine, SessionRoster, UpcomingMeasure, Waiting
 from .store import CarePlanStore, WaitingPlan
@@ -23,6 +23,31 @@ UPCOMING = 6
 """How many of a group's next sessions it shows."""
 SESSION_DAY = "%Y%m%d"
 """How a group session's id names its day: ``<group_id>-20261207``."""
+
+
+async def plan(store: CarePlanStore, episode_id: str) -> CarePlan:
+    """The episode's plan; ``no_care_plan`` (404) before one was made."""
+    stored = await store.get(episode_id)
+    if stored is None:
+        raise CarePlanError("no_care_plan", "no care plan for this episode (yet)")
+    return stored.plan
+
+
+def program_group(policy: CarePolicy, group_id: str) -> ProgramGroup:
+    group = policy.group(group_id)
+    if group is None:
+        raise CarePlanError("no_group", f"no group {group_id!r}")
+    return group
+
+
+async def group_meeting(
+    group_id: str, session_id: str, store: CarePlanStore, policy: CarePolicy, timezone: str
+) -> tuple[ScheduledSession, list[CarePlan]]:
+    """A group session and its members' plans; ``no_group`` or ``no_group_session`` (404)."""
+    found = await meeting(program_group(policy, group_id), session_id, store, policy, timezone)
+    if found is None:
+        raise CarePlanError("no_group_session", f"group {group_id!r} has no session {session_id!r}")
+    return found
 
 
 async def groups(store: CarePlanStore, policy: CarePolicy, timezone: str) -> list[GroupOut]:

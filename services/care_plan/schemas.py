@@ -42,6 +42,8 @@ ERRORS = ErrorTable(
     CarePlanError,
     statuses={
         "no_care_plan": status.HTTP_404_NOT_FOUND,
+        "no_group": status.HTTP_404_NOT_FOUND,
+        "no_group_session": status.HTTP_404_NOT_FOUND,
         "unknown_session": status.HTTP_404_NOT_FOUND,
         "unknown_recommendation": status.HTTP_404_NOT_FOUND,
         "plan_not_active": status.HTTP_409_CONFLICT,
