@@ -82,6 +82,8 @@ async def test_a_due_measure_sends_the_patient_a_link_made_at_send_time_and_kept
     assert len(intake.links) == 2  # one single-use link per message
     assert sorted(link in body for link in intake.links for body in sent["email"].bodies + sent["sms"].bodies) == [
         False, False, True, True]  # fmt: skip
+    [email] = sent["email"].bodies
+    assert "works once and until Fri 04 Dec 15:38" in " ".join(email.split())  # intake's 72 hours, the clinic's time
     stored, logs = await everything_stored(database), caplog.text
     assert "measure_due" in stored and "link_instruments" in stored  # the delivery log is in what is read
     for link in intake.links:
