@@ -153,7 +153,7 @@ async def test_an_aggregate_remembers_the_last_applied_events_only(
     database: AsyncDatabase[Document], ferretdb: bool
 ) -> None:
     if ferretdb:
-        pytest.skip("FerretDB v1 ignores $slice in $push (README, Backends): the list keeps growing there")
+        pytest.skip("FerretDB v1 ignores $slice in $push (docs/development.md, Backends): the list keeps growing")
     aggregates = database["aggregates"]
     await insert_aggregate(aggregates, {"_id": "ep-1"}, applied="/x#0")
     for number in range(1, APPLIED_EVENTS_KEPT + 2):

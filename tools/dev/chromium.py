@@ -7,10 +7,10 @@ PostgreSQL for the second MongoDB server. Elsewhere the browser tests are skippe
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 from pathlib import Path
+
+from tools.dev import debian
 
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync"]  # fmt: skip
@@ -23,13 +23,9 @@ def executable() -> Path | None:
     return Path(found) if found else None
 
 
-def _can_install() -> bool:
-    return os.geteuid() == 0 and shutil.which("apt-get") is not None
-
-
 def missing() -> str | None:
     """None when Chromium is installed (or can be, here); otherwise what is missing."""
-    if executable() is not None or _can_install():
+    if executable() is not None or debian.can_install():
         return None
     return "no Chromium installed (Debian: apt-get install chromium; the harness does it as root)"
 
@@ -39,15 +35,7 @@ def ensure() -> Path:
     found = executable()
     if found is not None:
         return found
-    print("installing Chromium from Debian's packages (first run on this machine)…", flush=True)
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in (
-        ["apt-get", "update", "-qq"],
-        ["apt-get", "install", "-y", "-qq", "chromium"],
-    ):
-        done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            raise RuntimeError(f"{' '.join(command)} failed:\n{done.stdout}{done.stderr}")
+    debian.install("chromium")
     found = executable()
     if found is None:
         raise RuntimeError("apt-get installed chromium, but no chromium executable is on PATH")

@@ -21,6 +21,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from tools.dev import debian
 from tools.dev.servers import Server, free_port, start_server
 
 DEBIAN_BINARIES = Path("/usr/lib/postgresql")
@@ -44,25 +45,16 @@ def binaries() -> Path | None:
     return Path(initdb).parent if initdb else None
 
 
-def _can_install() -> bool:
-    return os.geteuid() == 0 and shutil.which("apt-get") is not None
-
-
 def missing() -> str | None:
     """None when a PostgreSQL server is installed (or can be, here); otherwise what is missing."""
-    if binaries() is not None or _can_install():
+    if binaries() is not None or debian.can_install():
         return None
     return "no PostgreSQL server installed (Debian: apt-get install postgresql; the harness does it as root)"
 
 
 def install() -> Path:
     """Debian's ``postgresql`` with apt (as root); the folder of its programs."""
-    print("installing PostgreSQL from Debian's packages (first run on this machine)…", flush=True)
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "postgresql"]):
-        done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            raise RuntimeError(f"{' '.join(command)} failed:\n{done.stdout}{done.stderr}")
+    debian.install("postgresql")
     found = binaries()
     if found is None:
         raise RuntimeError("apt-get installed postgresql, but no PostgreSQL server programs were found")
