@@ -32,6 +32,7 @@ from services.care_plan.changes import (
 )
 from services.care_plan.domain.groups import Joined, Waitlisted
 from services.care_plan.domain.model import CareInput, CarePlan, CarePlanError
+from services.care_plan.domain.policy import CarePolicy
 from services.care_plan.handlers import Planning
 from services.care_plan.store import PLANS, SEATS, CarePlanStore
 from services.common.consumer import HANDLER_CONTEXT
@@ -96,12 +97,16 @@ class CountedClaims:
         return getattr(self.store, name)
 
 
+def one_seat_in(*group_ids: str) -> CarePolicy:
+    """The default policy with one place in each of these groups."""
+    groups = [g.model_copy(update={"capacity": 1}) if g.group_id in group_ids else g for g in POLICY.groups]
+    return POLICY.model_copy(update={"groups": groups})
+
+
 async def test_freed_places_go_to_the_plans_waiting_longest_each_place_tried_once_a_pass(
     database: MemoryDatabase, store: CarePlanStore, shelf: Any
 ) -> None:
-    one_seat = {"iop-am", "php-am"}
-    small = POLICY.model_copy(update={"groups": [g.model_copy(update={"capacity": 1}) if g.group_id in one_seat else g
-                                                 for g in POLICY.groups]})  # fmt: skip
+    small = one_seat_in("iop-am", "php-am")
     kafka = create_broker(SETTINGS)
     context = {HANDLER_CONTEXT: Planning(store, small, SETTINGS.clinic_timezone), "event_shelf": shelf}
     async for events in running("care_plan", kafka.broker, context):
@@ -312,9 +317,7 @@ async def test_an_assessment_starts_one_plan_and_a_late_repeat_holds_no_seat(sto
 async def test_a_plan_joins_the_waitlist_behind_the_others_waiting_for_its_place(
     database: MemoryDatabase, store: CarePlanStore, shelf: Any
 ) -> None:
-    one_seat = {"iop-am", "php-am"}
-    small = POLICY.model_copy(update={"groups": [g.model_copy(update={"capacity": 1}) if g.group_id in one_seat else g
-                                                 for g in POLICY.groups]})  # fmt: skip
+    small = one_seat_in("iop-am", "php-am")
     kafka = create_broker(SETTINGS)
     context = {HANDLER_CONTEXT: Planning(store, small, SETTINGS.clinic_timezone), "event_shelf": shelf}
     async for events in running("care_plan", kafka.broker, context):
