@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import bson
 import pytest
 from bson import Binary, Int64, ObjectId
 from bson.raw_bson import RawBSONDocument
@@ -126,5 +127,5 @@ def test_backups_older_than_the_retention_are_removed(tmp_path: Path) -> None:
 
 
 def test_raw_documents_are_kept_as_stored() -> None:
-    document = RawBSONDocument(bytes(backup.bson.encode(sample(1))))
-    assert backup.bson.decode_all(document.raw, backup.RAW)[0].raw == document.raw
+    document = RawBSONDocument(bytes(bson.encode(sample(1))))
+    assert bson.decode_all(document.raw, backup.RAW)[0].raw == document.raw
