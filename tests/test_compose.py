@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 import shlex
+import shutil
+import subprocess
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -696,3 +699,35 @@ def test_a_nightly_encrypted_backup_keeps_a_retention(services: dict[str, Any], 
     databases = {environment(services[name])[f"{name.replace('-', '_').upper()}_DB"] for name in APPS}
     assert set(env["BACKUP_DATABASES"].split(",")) == databases
     assert "backups:/backups" in job["volumes"] and "backups" in compose["volumes"]
+
+
+NODE_SHIM = """
+const fs = require("fs"), path = require("path");
+const [secrets, script] = process.argv.slice(1);
+const real = {readdirSync: fs.readdirSync, readFileSync: fs.readFileSync};
+const moved = (p) => String(p).replace(/^\\/run\\/secrets/, secrets);
+fs.readdirSync = (p, ...rest) => real.readdirSync(moved(p), ...rest);
+fs.readFileSync = (p, ...rest) => real.readFileSync(moved(p), ...rest);
+const created = [];
+global.db = {getSiblingDB: (name) => ({createUser: (user) => created.push({db: name, ...user})})};
+global.print = () => {};
+require(path.resolve(script));
+console.log(JSON.stringify(created));
+"""
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="no Node.js to run the mongosh script's JavaScript")
+def test_mongodb_init_script_gives_each_service_its_own_database_only(generated_secrets: Path) -> None:
+    """deploy/mongodb/init-users.js, run by Node.js with mongosh's `db` and `print` stood in: the users it creates
+    from the generated secret files (mongosh runs it for real, on MongoDB's first start; no mongod runs here)."""
+    script = ROOT / "deploy" / "mongodb" / "init-users.js"
+    done = subprocess.run(["node", "-e", NODE_SHIM, str(generated_secrets), str(script)],
+                          capture_output=True, text=True, check=True, timeout=30)  # fmt: skip
+    created = {user["user"]: user for user in json.loads(done.stdout)}
+    assert set(created) == {*secrets_tool.MONGODB_USERS, "backup"}
+    for user, database in secrets_tool.MONGODB_USERS.items():
+        url = urlsplit((generated_secrets / f"mongodb_{user}_url").read_text().strip())
+        assert created[user] == {"db": database, "user": user, "pwd": url.password,
+                                 "roles": [{"role": "readWrite", "db": database}]}  # fmt: skip
+    assert created["backup"]["db"] == "admin"
+    assert created["backup"]["roles"] == [{"role": "backup", "db": "admin"}]

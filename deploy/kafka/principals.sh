@@ -6,7 +6,7 @@ set -eu
 BOOTSTRAP="${BOOTSTRAP:-localhost:9094}"
 BIN="${KAFKA_BIN:-/opt/kafka/bin}"
 scram_user() {
-  umask 077; file=$(mktemp); printf "%s=[iterations=8192,password=%s]\n" "SCRAM-SHA-512" "$(cat "/run/secrets/kafka_$1_password")" > "$file"
+  umask 077; file=$(mktemp); printf "%s=password=%s\n" "SCRAM-SHA-512" "$(cat "${SECRETS_DIR:-/run/secrets}/kafka_$1_password")" > "$file"
   "$BIN/kafka-configs.sh" --bootstrap-server "$BOOTSTRAP" --alter --entity-type users --entity-name "$1" \
     --add-config-file "$file"
   rm -f "$file"

@@ -129,8 +129,8 @@ def script(access: Mapping[str, Access] | None = None) -> str:
         f'BOOTSTRAP="${{BOOTSTRAP:-{ADMIN_LISTENER}}}"',
         'BIN="${KAFKA_BIN:-/opt/kafka/bin}"',
         "scram_user() {",
-        '  umask 077; file=$(mktemp); printf "%s=[iterations=8192,password=%s]\\n" ' + f'"{MECHANISM}"'
-        ' "$(cat "/run/secrets/kafka_$1_password")" > "$file"',
+        '  umask 077; file=$(mktemp); printf "%s=password=%s\\n" ' + f'"{MECHANISM}"'
+        ' "$(cat "${SECRETS_DIR:-/run/secrets}/kafka_$1_password")" > "$file"',
         '  "$BIN/kafka-configs.sh" --bootstrap-server "$BOOTSTRAP" --alter --entity-type users --entity-name "$1" \\',
         '    --add-config-file "$file"',
         '  rm -f "$file"',
