@@ -147,7 +147,8 @@ def sign(
 
 def acknowledge(plan: CarePlan, version: int, how: AcknowledgedHow, agreed_at: datetime, by: str,
                 now: datetime) -> CarePlan:  # fmt: skip
-    """Record the patient's agreement to a signed version (a later record of it replaces the earlier)."""
+    """Record the patient's agreement to a signed version (a later, different record of it replaces the earlier;
+    the same again changes nothing)."""
     treatment = _active(plan)
     agreed = _version(treatment, version)
     assert treatment is not None
@@ -156,19 +157,35 @@ def acknowledge(plan: CarePlan, version: int, how: AcknowledgedHow, agreed_at: d
                             ("body", "version"))  # fmt: skip
     if agreed_at > now:
         raise CarePlanError("agreed_in_future", "the patient's agreement is not ahead of now", ("body", "agreed_at"))
+    earlier = agreed.acknowledgement
+    if earlier is not None and (earlier.how, earlier.agreed_at) == (how, agreed_at):
+        return plan  # recorded so already: a retry
     record = Acknowledgement(how=how, agreed_at=agreed_at, recorded_by=by, recorded_at=now)
     versions = [v.model_copy(update={"acknowledgement": record}) if v is agreed else v for v in treatment.versions]
     return _with(plan, treatment.model_copy(update={"versions": versions}))
 
 
 def record_review(plan: CarePlan, outcome: ReviewOutcome, by: str, now: datetime) -> CarePlan:
-    """A clinician reviewed the plan in force: the reviews it was due for are done, and the next one follows."""
+    """A clinician reviewed the plan in force: the reviews it was due for are done, and the next one follows. The
+    same review again with nothing signed or due since changes nothing (a retry)."""
     treatment = _active(plan)
     in_force = treatment.in_force if treatment else None
     if treatment is None or in_force is None:
         raise CarePlanError("plan_not_signed", "no signed treatment plan to review: sign one first")
+    if _repeated(treatment, outcome, by, in_force.version):
+        return plan
     review = PlanReview(at=now, by=by, outcome=outcome, version=in_force.version)
     return _with(plan, _settled(treatment.model_copy(update={"reviews": [*treatment.reviews, review]}), now))
+
+
+def _repeated(treatment: TreatmentPlan, outcome: ReviewOutcome, by: str, version: int) -> bool:
+    """The same person's same review of the same version, with nothing signed or due since: a retry."""
+    last = treatment.reviews[-1] if treatment.reviews else None
+    if last is None or (last.by, last.outcome, last.version) != (by, outcome, version):
+        return False
+    return last.at == last_reviewed(treatment) and not any(
+        r.status in ("due", "overdue") for r in treatment.reviews_due
+    )
 
 
 def _settled(treatment: TreatmentPlan, now: datetime) -> TreatmentPlan:

@@ -7,20 +7,14 @@ from datetime import timedelta
 
 from services.common.utc import utc_now
 from services.notifications.changes import Messaging
-from services.notifications.dispatcher import Dispatcher
 from stepwise_contract import TreatmentPlanReviewDue, TreatmentPlanReviewOverdue
 from tests.service.conftest import Events
 from tests.service.fake_intake import FakeIntake
-from tests.service.notifications.helpers import care_plan_event, log_of, what
-from tests.service.notifications.test_measures import Capturing, sent  # noqa: F401 - the fixture
+from tests.service.notifications.helpers import TEMPLATES, care_plan_event, log_of, what
 
 
 async def test_a_review_due_and_overdue_are_emailed_to_the_care_team(
-    events: Events,
-    messaging: Messaging,
-    dispatcher: Dispatcher,
-    intake: FakeIntake,
-    sent: dict[str, Capturing],  # noqa: F811
+    events: Events, messaging: Messaging, intake: FakeIntake
 ) -> None:
     episode_id = intake.episode()
     fields = {"episode_id": episode_id, "review_id": "rv-1", "reason": "reliable_deterioration", "trigger_id": "m-1",
@@ -28,9 +22,11 @@ async def test_a_review_due_and_overdue_are_emailed_to_the_care_team(
     await events.deliver(care_plan_event(TreatmentPlanReviewDue.model_validate(fields)))
     await events.deliver(care_plan_event(TreatmentPlanReviewOverdue.model_validate(fields)))
     planned = await log_of(messaging, episode_id)
-    assert sorted(what(planned)) == [("treatment_plan_review_due", "care_team", "email"),
-                                     ("treatment_plan_review_overdue", "care_team", "email")]  # fmt: skip
-    await dispatcher.work_once()
-    due, overdue = sorted(sent["email"].bodies, key=lambda body: "overdue" in body)
-    assert f"episode {episode_id} (version 2 in force) is to be reviewed now: reliable deterioration (m-1)" in due
-    assert "reliable deterioration review" in overdue and "has not been recorded" in overdue
+    assert what(planned) == [("treatment_plan_review_due", "care_team", "email"),
+                             ("treatment_plan_review_overdue", "care_team", "email")]  # fmt: skip
+    due, overdue = (TEMPLATES.render(n.purpose, n.channel, {**n.context, "episode_id": episode_id})
+                    for n in sorted(planned, key=lambda n: n.purpose))  # fmt: skip
+    assert due.subject == f"Treatment plan review due for episode {episode_id}"
+    assert "(version 2 in force) is to be reviewed now: reliable deterioration (m-1)" in due.body
+    assert overdue.subject == f"Treatment plan review overdue for episode {episode_id}"
+    assert "has not been recorded" in overdue.body

@@ -137,6 +137,18 @@ def test_the_patient_agrees_to_a_signed_version_only_and_not_ahead_of_now() -> N
     assert agreed.treatment is not None
     record = agreed.treatment.versions[0].acknowledgement
     assert record is not None and (record.how, record.recorded_by) == ("signed_on_paper", "front.desk")
+    assert acknowledge(agreed, 1, "signed_on_paper", SIGNED_AT, "front.desk", SIGNED_AT + timedelta(hours=1)) is agreed
+
+
+def test_the_same_review_again_with_nothing_due_since_changes_nothing() -> None:
+    plan, _ = signed_plan()
+    once = record_review(plan, "continued", "dr.a", SIGNED_AT + timedelta(days=1))
+    assert record_review(once, "continued", "dr.a", SIGNED_AT + timedelta(days=1, minutes=1)) is once
+    assert record_review(once, "revised", "dr.a", SIGNED_AT + timedelta(days=2)) is not once
+    worse = measured(once, SIGNED_AT + timedelta(days=3), 16, "reliable_deterioration")
+    worse, _ = review_treatment(worse, RULES, CLOSURES, SIGNED_AT + timedelta(days=3, minutes=1))
+    again = record_review(worse, "continued", "dr.a", SIGNED_AT + timedelta(days=3, hours=1))
+    assert again.treatment is not None and len(again.treatment.reviews) == 2  # a review was due: it is recorded
 
 
 def test_a_review_needs_a_signed_plan_and_an_active_episode() -> None:
