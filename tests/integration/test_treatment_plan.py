@@ -100,6 +100,12 @@ async def test_a_plan_signed_a_deterioration_reviewed_on_time_and_one_overdue(st
         read = (await clinician.get(plan_path)).json()
     objective = read["current"]["problems"][0]["goals"][0]["objectives"][0]
     assert (objective["progress"], objective["scores"]) == ("not_met", [17, 19])
+    async with stack.http("care_plan", "admin") as admin:
+        audit = (await admin.get("/v1/audit", params={"episode_id": episode.episode_id})).json()
+    assert [(e["action"], e["role"]) for e in reversed(audit)] == [
+        ("put_treatment_plan", "clinician"), ("sign_treatment_plan", "clinician"),
+        ("acknowledge_treatment_plan", "intake_staff"), ("review_treatment_plan", "clinician"),
+        ("read_treatment_plan", "clinician")]  # fmt: skip
     await _text_nowhere_but_care_plan(stack, episode, marker, tmp_path)
 
 
