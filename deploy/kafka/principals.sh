@@ -32,6 +32,9 @@ allow care_plan --operation Write \
     --topic iop.service.delivered \
     --topic iop.service_day.completed \
     --topic iop.session.missed \
+    --topic iop.treatment_plan.review_due \
+    --topic iop.treatment_plan.review_overdue \
+    --topic iop.treatment_plan.signed \
     --topic iop.utilization.below_minimum
 allow care_plan --operation Read \
     --topic iop.assessment.completed \
@@ -74,6 +77,8 @@ allow notifications --operation Read \
     --topic iop.safety.alert_raised \
     --topic iop.schedule.changed \
     --topic iop.session.missed \
+    --topic iop.treatment_plan.review_due \
+    --topic iop.treatment_plan.review_overdue \
     --group stepwise.notifications \
     --group stepwise.notifications.urgent
 scram_user integration

@@ -35,15 +35,19 @@ from stepwise_contract import (
 from .consents import IntakeConsents
 from .domain import care_plan as plan_rules
 from .domain import groups as group_rules
+from .domain import treatment_plan as treatment_rules
 from .domain.care_plan import assign_care_level, record_attendance
 from .domain.groups import Joined, Placement, Waitlisted, join_from_waitlist, wanted_groups
 from .domain.model import (
+    AcknowledgedHow,
     AttendanceRecord,
     AttendanceStatus,
     Authorization,
     CareInput,
     CarePlan,
     CarePlanError,
+    Problem,
+    ReviewOutcome,
     StepRecommendation,
 )
 from .domain.policy import CarePolicy, ProgramGroup
@@ -547,5 +551,62 @@ async def discharge(
     def decide(plan: CarePlan, now: datetime) -> Decision[CarePlan]:
         ended, event = plan_rules.discharge(plan, now, reason_code, by)
         return ended, [event], ended
+
+    return await change_plan(store, policy, episode_id, decide)
+
+
+# The treatment plan (domain/treatment_plan.py): versions, signing, the patient's agreement, reviews.
+
+
+async def put_treatment_plan(
+    store: CarePlanStore, policy: CarePolicy, episode_id: str, problems: list[Problem], by: str, timezone: str
+) -> CarePlan:
+    """A new version of the treatment plan (the same problems as the latest change nothing)."""
+
+    def decide(plan: CarePlan, now: datetime) -> Decision[CarePlan]:
+        updated = treatment_rules.put_version(plan, problems, by, timezone, now)
+        return updated, [], updated
+
+    return await change_plan(store, policy, episode_id, decide)
+
+
+async def sign_treatment_plan(
+    store: CarePlanStore, policy: CarePolicy, episode_id: str, version: int, by: str
+) -> CarePlan:
+    """Sign the latest version (``iop.treatment_plan.signed``): the plan in force, and a review."""
+
+    def decide(plan: CarePlan, now: datetime) -> Decision[CarePlan]:
+        signed, events = treatment_rules.sign(plan, version, by, policy.treatment_plan, policy.closures, now)
+        return signed, events, signed
+
+    return await change_plan(store, policy, episode_id, decide)
+
+
+async def acknowledge_treatment_plan(
+    store: CarePlanStore,
+    policy: CarePolicy,
+    episode_id: str,
+    version: int,
+    how: AcknowledgedHow,
+    agreed_at: datetime,
+    by: str,
+) -> CarePlan:
+    """Staff record the patient's agreement to a signed version."""
+
+    def decide(plan: CarePlan, now: datetime) -> Decision[CarePlan]:
+        agreed = treatment_rules.acknowledge(plan, version, how, agreed_at, by, now)
+        return agreed, [], agreed
+
+    return await change_plan(store, policy, episode_id, decide)
+
+
+async def review_treatment_plan(
+    store: CarePlanStore, policy: CarePolicy, episode_id: str, outcome: ReviewOutcome, by: str
+) -> CarePlan:
+    """A clinician's review of the plan in force: the reviews due are done, the next follows."""
+
+    def decide(plan: CarePlan, now: datetime) -> Decision[CarePlan]:
+        reviewed = treatment_rules.record_review(plan, outcome, by, now)
+        return reviewed, [], reviewed
 
     return await change_plan(store, policy, episode_id, decide)

@@ -22,3 +22,8 @@ Reader = Annotated[Principal, Depends(require_roles(Role.CLINICIAN, Role.INTAKE_
 Recorder = Annotated[Principal, Depends(require_roles(Role.CLINICIAN, Role.INTAKE_STAFF, Role.INTEGRATION))]
 Clinician = Annotated[Principal, Depends(require_roles(Role.CLINICIAN))]
 Authorizer = Annotated[Principal, Depends(require_roles(Role.CLINICIAN, Role.INTEGRATION))]
+PlanReader = Annotated[Principal, Depends(require_roles(Role.CLINICIAN, Role.INTEGRATION))]
+"""Who reads a treatment plan (clinical narrative, minimum necessary): clinicians, and the EHR's integration."""
+Acknowledger = Annotated[Principal, Depends(require_roles(Role.CLINICIAN, Role.INTAKE_STAFF))]
+"""Staff who record the patient's agreement to a signed plan."""
+Admin = Annotated[Principal, Depends(require_roles(Role.ADMIN))]

@@ -112,10 +112,12 @@ async def _record_sheet(event: CloudEvent[AttendanceReported], planning: Plannin
 EVENT_HANDLERS: EventHandlers = {
     AssessmentCompleted: Subscription(on_assessment_completed, "An intake assessment starts the care plan; a "
                                       "reassessment feeds step-up / step-down review."),
-    SafetyAlertRaised: Subscription(on_safety_alert_raised, "A safety alert feeds step-up review."),
+    SafetyAlertRaised: Subscription(on_safety_alert_raised, "A safety alert feeds step-up review; an immediate one "
+                                    "makes the treatment plan due for review at once."),
     DrugScreenRecorded: Subscription(on_drug_screen_recorded, "A drug screen feeds step-up / step-down review."),
     MeasureRecorded: Subscription(on_measure_recorded, "A measure settles the due measures of its instruments; "
-                                  "a reliable deterioration feeds step-up review."),
+                                  "a reliable deterioration feeds step-up review and makes the treatment plan due "
+                                  "for review at once."),
     AttendanceReported: Subscription(on_attendance_reported, "Another system reports a session's attendance, "
                                      "or a group session's whole sheet."),
 }  # fmt: skip

@@ -12,9 +12,11 @@ from stepwise_contract import ScheduledSession
 
 from .domain.groups import meetings
 from .domain.measures import upcoming
-from .domain.model import CarePlan, CarePlanError
+from .domain.model import CarePlan, CarePlanError, PlanVersion
 from .domain.policy import CarePolicy, ProgramGroup
+from .domain.treatment_plan import next_periodic_due_on, progress
 from .schemas import GroupOut, MeasuresDueOut, RecentSession, RosterLine, SessionRoster, UpcomingMeasure, Waiting
+from .schemas_plan import PlanVersionOut, TreatmentPlanOut
 from .store import CarePlanStore, WaitingPlan
 
 RECENT = timedelta(days=14)
@@ -136,3 +138,31 @@ def measures_due(plan: CarePlan, policy: CarePolicy) -> MeasuresDueOut:
         for ask in upcoming(plan, policy.measures, policy.closures, utc_now())
     ]  # fmt: skip
     return MeasuresDueOut(episode_id=plan.episode_id, measures=plan.measures, upcoming=later)
+
+
+def treatment_plan(plan: CarePlan, policy: CarePolicy) -> TreatmentPlanOut:
+    """The treatment plan as GET answers it: the current version with each instrument-tied objective's progress
+    (from the episode's measures), the history, the reviews; ``no_treatment_plan`` (404) before one was put."""
+    treatment = plan.treatment
+    if treatment is None or not treatment.versions:
+        raise CarePlanError("no_treatment_plan", "no treatment plan for this episode (yet)")
+    current, in_force = treatment.versions[-1], treatment.in_force
+    status = "draft" if in_force is None else "signed" if in_force is current else "revision_unsigned"
+    return TreatmentPlanOut(
+        episode_id=plan.episode_id,
+        status=status,
+        current=_with_progress(current, plan),
+        in_force_version=in_force.version if in_force else None,
+        versions=treatment.versions,
+        reviews=treatment.reviews,
+        reviews_due=treatment.reviews_due,
+        next_review_due_on=next_periodic_due_on(plan, policy.treatment_plan, policy.closures),
+    )
+
+
+def _with_progress(version: PlanVersion, plan: CarePlan) -> PlanVersionOut:
+    out = PlanVersionOut.model_validate(version.model_dump())
+    for objective in (o for problem in out.problems for goal in problem.goals for o in goal.objectives):
+        if objective.target is not None:
+            objective.progress, objective.scores = progress(objective.target, plan.inputs)
+    return out

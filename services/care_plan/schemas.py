@@ -57,6 +57,10 @@ ERRORS = ErrorTable(
         "appointment_too_far": status.HTTP_409_CONFLICT,
         "too_many_appointments": status.HTTP_409_CONFLICT,
         "consent_unchecked": status.HTTP_503_SERVICE_UNAVAILABLE,
+        "no_treatment_plan": status.HTTP_404_NOT_FOUND,
+        "version_changed": status.HTTP_409_CONFLICT,
+        "plan_not_signed": status.HTTP_409_CONFLICT,
+        "too_many_versions": status.HTTP_409_CONFLICT,
     },
     fields={  # the rules on one request field: a 422 naming the field, with the code as its ``type``
         "notice_without_excuse": ("body", "notice_given_at"),

@@ -1,4 +1,5 @@
-"""care_plan's MongoDB database: one care-plan document per episode (the aggregate)."""
+"""care_plan's MongoDB database: one care-plan document per episode (the aggregate, its treatment plan inside), and
+the audit log of who read or changed a treatment plan."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pymongo import ASCENDING
+from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from services.common.auth import Principal
 from services.common.mongo import Document
 from services.common.outbox import RelayWake, insert_aggregate, update_aggregate
 from services.common.utc import assume_utc, utc_now
@@ -21,6 +23,7 @@ from .domain.model import CareInput, CarePlan, WaitlistPlace
 from .domain.policy import ProgramGroup
 
 PLANS = "care_plans"
+AUDIT = "audit_log"
 PENDING_INPUTS = "pending_inputs"
 SEATS = "group_seats"
 STALE_SEAT = timedelta(minutes=1)
@@ -62,6 +65,7 @@ class CarePlanStore:
         self.plans = database[PLANS]
         self.pending_inputs = database[PENDING_INPUTS]
         self.seats = database[SEATS]
+        self.audit_log = database[AUDIT]
         self._wake_relay = wake_relay
 
     async def create_indexes(self) -> None:
@@ -73,6 +77,8 @@ class CarePlanStore:
         await self.plans.create_index([("session_ids", ASCENDING)])
         await self.pending_inputs.create_index([("episode_id", ASCENDING)])
         await self.seats.create_index([("group_id", ASCENDING), ("episode_id", ASCENDING)], unique=True)
+        await self.audit_log.create_index([("episode_id", ASCENDING), ("at", DESCENDING)])
+        await self.audit_log.create_index([("at", DESCENDING)])
 
     async def get(self, episode_id: str) -> StoredPlan | None:
         document = await self.plans.find_one({"_id": episode_id}, {"outbox": 0})
@@ -200,6 +206,32 @@ class CarePlanStore:
     async def drop_pending(self, applied: str) -> None:
         await self.pending_inputs.delete_one({"_id": applied})
 
+    # The audit log of reads and changes of clinical records (the treatment plan), as intake keeps for PII.
+
+    async def audit(self, by: Principal, action: str, episode_id: str, **details: Any) -> None:
+        entry = {"at": utc_now(), "role": by.role, "token_id": by.token_id, "subject": by.subject,
+                 "username": by.username, "action": action, "episode_id": episode_id}  # fmt: skip
+        await self.audit_log.insert_one(entry | details)
+
+    async def audit_entries(
+        self,
+        *,
+        episode_id: str | None,
+        action: str | None,
+        person: str | None,
+        since: datetime | None,
+        until: datetime | None,
+        limit: int,
+    ) -> list[Document]:
+        query: Document = {key: value for key, value in {"episode_id": episode_id, "action": action}.items() if value}
+        if person:
+            query["$or"] = [{"subject": person}, {"username": person}]
+        window = {op: value for op, value in {"$gte": since, "$lt": until}.items() if value}
+        if window:
+            query["at"] = window
+        cursor = self.audit_log.find(query, {"_id": 0}).sort([("at", DESCENDING), ("_id", DESCENDING)]).limit(limit)
+        return [entry async for entry in cursor]
+
 
 def _plan(document: Document) -> CarePlan:
     # A plan stored before services were reported has no "services": its history is taken as reported once.
@@ -211,5 +243,7 @@ def _fields(plan: CarePlan) -> Document:
     # ``session_ids`` (the calendar's, top level) is what a roster is found by: one indexed array of strings.
     sessions = plan.schedule.sessions if plan.schedule else []
     # A graduate's follow-up timer is queried too: stored apart as a datetime (NEVER for none), as the timer is.
+    # The treatment plan is left out of the plan's answers (``exclude``), not out of its document: written here.
+    treatment = plan.treatment.model_dump(mode="json") if plan.treatment else None
     return {**plan.model_dump(mode="json"), "session_ids": [session.session_id for session in sessions],
-            FOLLOW_UP: plan.follow_up_at or NEVER}  # fmt: skip
+            FOLLOW_UP: plan.follow_up_at or NEVER, "treatment": treatment}  # fmt: skip

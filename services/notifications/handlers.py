@@ -27,6 +27,8 @@ from stepwise_contract import (
     SessionMissed,
     StepDownRecommended,
     StepUpRecommended,
+    TreatmentPlanReviewDue,
+    TreatmentPlanReviewOverdue,
 )
 
 from . import changes
@@ -93,6 +95,14 @@ async def on_measure_recorded(event: CloudEvent[MeasureRecorded], messaging: Mes
     await changes.notify(messaging, event)
 
 
+async def on_review_due(event: CloudEvent[TreatmentPlanReviewDue], messaging: Messaging) -> None:
+    await changes.notify(messaging, event)
+
+
+async def on_review_overdue(event: CloudEvent[TreatmentPlanReviewOverdue], messaging: Messaging) -> None:
+    await changes.notify(messaging, event)
+
+
 async def on_consent_changed(event: CloudEvent[ConsentChanged], messaging: Messaging) -> None:
     if event.data.status == "revoked":
         await changes.withdraw_consent(messaging, event.data)
@@ -134,6 +144,10 @@ EVENT_HANDLERS: EventHandlers = {
         on_measure_due, "A due measure: the patient gets a questionnaire link, made by intake at send time."
     ),
     MeasureRecorded: Subscription(on_measure_recorded, "The care team hears of a reliable deterioration."),
+    TreatmentPlanReviewDue: Subscription(on_review_due, "The care team hears a treatment plan's review is due."),
+    TreatmentPlanReviewOverdue: Subscription(
+        on_review_overdue, "The care team hears a treatment plan's review is overdue."
+    ),
     ConsentChanged: Subscription(
         on_consent_changed,
         "A withdrawn consent cancels what waits for that recipient and ends the alumni enrolment under it.",

@@ -635,3 +635,60 @@ EVENT_TYPES: dict[str, type[EventData]] = {
     model.event_type: model for models in PUBLISHED_BY.values() for model in models
 }
 """Every event type Stepwise publishes, by type (= topic)."""
+
+
+# --- issue 25: the treatment plan (begin) -----------------------------------------------------------------------
+# Ids, versions and dates only: the plan's text (problems, goals, objectives, interventions) never leaves care_plan.
+
+PlanReviewReason = Literal["periodic", "level_change", "reliable_deterioration", "safety_alert", "planned_discharge"]
+"""Why a treatment plan's review is due: the level's review interval passed, or, at once, a level change, a measure
+showing a reliable deterioration, an immediate safety alert, or the planned discharge drawing near."""
+
+
+class TreatmentPlanSigned(EventData):
+    """A clinician signed a version of the episode's treatment plan: it is the plan in force (never who, nor any
+    text); signing counts as a review, so the next one is due on ``review_due_on``."""
+
+    event_type: ClassVar[str] = "iop.treatment_plan.signed"
+
+    version: int = Field(ge=1)
+    supersedes_version: int | None = Field(default=None, description="The version in force before, if one was.")
+    signed_at: AwareDatetime
+    review_due_on: date | None = Field(
+        description="The clinic's local day the next periodic review is due; null when the level has no interval."
+    )
+
+
+class TreatmentPlanReview(EventData):
+    """Base of a treatment plan's review events: which review, why, of which signed version, and by when."""
+
+    review_id: str = Field(description="uuid5 of the episode, the reason and what set it off.")
+    reason: PlanReviewReason
+    trigger_id: str | None = Field(
+        default=None, description="The measure_id or alert_id that set it off, when one did (an id, never content)."
+    )
+    version: int = Field(ge=1, description="The signed version under review.")
+    due_on: date = Field(description="The clinic's local day it is due (moved off closures and closed weekdays).")
+    overdue_at: AwareDatetime = Field(description="Still not reviewed at this moment: overdue.")
+
+
+class TreatmentPlanReviewDue(TreatmentPlanReview):
+    """A review of the treatment plan is due: the interval is near its end, or something set one off at once."""
+
+    event_type: ClassVar[str] = "iop.treatment_plan.review_due"
+
+
+class TreatmentPlanReviewOverdue(TreatmentPlanReview):
+    """A due review of the treatment plan was not recorded by ``overdue_at``."""
+
+    event_type: ClassVar[str] = "iop.treatment_plan.review_overdue"
+
+
+TREATMENT_PLAN_EVENTS: tuple[type[EventData], ...] = (
+    TreatmentPlanSigned,
+    TreatmentPlanReviewDue,
+    TreatmentPlanReviewOverdue,
+)
+PUBLISHED_BY["care_plan"] = (*PUBLISHED_BY["care_plan"], *TREATMENT_PLAN_EVENTS)
+EVENT_TYPES.update({model.event_type: model for model in TREATMENT_PLAN_EVENTS})
+# --- issue 25: the treatment plan (end) -------------------------------------------------------------------------

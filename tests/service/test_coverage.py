@@ -7,6 +7,7 @@ import pytest
 from fastapi import FastAPI
 
 from services.care_plan import api as care_plan_api
+from services.care_plan import api_plan as care_plan_api_plan
 from services.care_plan.handlers import EVENT_HANDLERS as CARE_PLAN_HANDLERS
 from services.intake import api as intake_api
 from services.intake.handlers import EVENT_HANDLERS as INTAKE_HANDLERS
@@ -16,7 +17,7 @@ from tests.service.conftest import SEEN, operations, service_app
 
 APPS: dict[str, FastAPI] = {
     "intake": service_app("intake", [intake_api.router], consumes=True),
-    "care_plan": service_app("care_plan", [care_plan_api.router], consumes=True),
+    "care_plan": service_app("care_plan", [care_plan_api.router, care_plan_api_plan.router], consumes=True),
     "notifications": service_app("notifications", [notifications_api.router], consumes=True),
 }
 HANDLERS = {"intake": INTAKE_HANDLERS, "care_plan": CARE_PLAN_HANDLERS, "notifications": NOTIFICATIONS_HANDLERS}

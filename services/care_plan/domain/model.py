@@ -5,16 +5,18 @@ from __future__ import annotations
 from datetime import date
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from services.common.utc import UtcDatetime
 from stepwise_contract import (
+    INSTRUMENTS,
     AlertLevel,
     CareLevel,
     InstrumentChange,
     InstrumentMeasure,
     InstrumentResult,
     MeasureReason,
+    PlanReviewReason,
     Program,
     Reason,
     Schedule,
@@ -166,6 +168,133 @@ class DueMeasure(BaseModel):
     """When it became done, missed, or cancelled (the episode was discharged while it was open)."""
 
 
+# --- the treatment plan (issue 25): its text stays here, never in an event or a log line -------------------------
+
+MAX_TEXT = 500
+"""A statement, a goal in the patient's words, a modality or a role: at most this many characters."""
+
+
+class InstrumentTarget(BaseModel):
+    """An objective measured by an instrument: its score below ``below`` on the last ``in_a_row`` measures."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    instrument: str = Field(examples=["phq9"], max_length=20, description="An instrument intake scores.")
+    below: int = Field(ge=1, le=100, examples=[10])
+    in_a_row: int = Field(default=2, ge=1, le=10, description="On this many of the latest measures in a row.")
+
+    @field_validator("instrument")
+    @classmethod
+    def _known(cls, instrument: str) -> str:
+        if instrument not in INSTRUMENTS:
+            raise ValueError(f"not an instrument intake scores ({', '.join(INSTRUMENTS)})")
+        return instrument
+
+
+class Intervention(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    modality: str = Field(
+        min_length=1, max_length=100, examples=["group"], description="A session kind, or another modality."
+    )
+    per_week: float = Field(gt=0, le=21, examples=[3])
+    responsible_role: str = Field(min_length=1, max_length=100, examples=["counsellor"])
+
+
+class Objective(BaseModel):
+    """Measurable, achievable, time-specific (CARF 2.C), optionally tied to an instrument's score."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    statement: str = Field(min_length=1, max_length=MAX_TEXT)
+    target_date: date
+    target: InstrumentTarget | None = None
+    interventions: list[Intervention] = Field(default_factory=list, max_length=5)
+
+
+class Goal(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    in_own_words: str = Field(min_length=1, max_length=MAX_TEXT, description="The goal in the patient's own words.")
+    objectives: list[Objective] = Field(min_length=1, max_length=5)
+
+
+class Problem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    statement: str = Field(min_length=1, max_length=MAX_TEXT)
+    goals: list[Goal] = Field(min_length=1, max_length=5)
+
+
+AcknowledgedHow = Literal["signed_on_paper", "signed_electronically", "verbal"]
+
+
+class Acknowledgement(BaseModel):
+    """The patient's agreement to a signed version, as staff recorded it."""
+
+    how: AcknowledgedHow
+    agreed_at: UtcDatetime
+    recorded_by: str
+    recorded_at: UtcDatetime
+
+
+class PlanVersion(BaseModel):
+    """One version of the treatment plan: each PUT makes one; signing locks it (a change is a new version)."""
+
+    version: int
+    problems: list[Problem]
+    put_at: UtcDatetime
+    put_by: str
+    signed_at: UtcDatetime | None = None
+    signed_by: str | None = None
+    acknowledgement: Acknowledgement | None = None
+
+
+ReviewOutcome = Literal["continued", "revised"]
+
+
+class PlanReview(BaseModel):
+    """A review a clinician recorded (signing a new version counts as one too, without an entry here)."""
+
+    at: UtcDatetime
+    by: str
+    outcome: ReviewOutcome
+    version: int
+
+
+ReviewStatus = Literal["due", "overdue", "done", "cancelled"]
+
+
+class ReviewDue(BaseModel):
+    """A review the plan is due for: periodic, or set off at once by a level change, a reliable deterioration, an
+    immediate safety alert or the planned discharge (``domain/treatment_plan.py``)."""
+
+    review_id: str
+    reason: PlanReviewReason
+    trigger_id: str | None = None
+    version: int
+    due_on: date
+    overdue_at: UtcDatetime
+    held_at: UtcDatetime
+    status: ReviewStatus = "due"
+    settled_at: UtcDatetime | None = None
+
+
+class TreatmentPlan(BaseModel):
+    """The episode's treatment plan: every version, the reviews recorded and the reviews due."""
+
+    timezone: str
+    """The clinic's zone when the plan was first put: review days are its local days."""
+    versions: list[PlanVersion] = []
+    reviews: list[PlanReview] = []
+    reviews_due: list[ReviewDue] = []
+
+    @property
+    def in_force(self) -> PlanVersion | None:
+        """The latest signed version."""
+        return next((v for v in reversed(self.versions) if v.signed_at is not None), None)
+
+
 class CarePlan(BaseModel):
     episode_id: str
     status: PlanStatus
@@ -209,6 +338,9 @@ class CarePlan(BaseModel):
     end_note: str | None = None
     """The clinician's reason for graduating (required below the level's minimum attended sessions): kept here,
     never in an event."""
+    treatment: TreatmentPlan | None = Field(default=None, exclude=True)
+    """The treatment plan: clinical narrative, read only through its own audited endpoint, so left out of the care
+    plan's answers (``exclude``); the store writes it explicitly."""
 
     @property
     def open_recommendation(self) -> StepRecommendation | None:

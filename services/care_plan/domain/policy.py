@@ -24,6 +24,7 @@ from stepwise_contract import PROGRAMS, CareLevel, Program, SessionKind, Track, 
 from .attendance_rules import MissedSessionPolicy
 from .measures import MeasurePolicy
 from .stepping import SteppingPolicy
+from .treatment_plan import TreatmentPlanPolicy
 
 DEFAULT_POLICY_FILE = Path(__file__).resolve().parent.parent / "policy" / "default.yaml"
 CUSTOM_CALENDAR = "custom"
@@ -190,6 +191,7 @@ class CarePolicy(BaseModel):
     stepping: SteppingPolicy = Field(default_factory=SteppingPolicy)
     measures: MeasurePolicy = Field(default_factory=MeasurePolicy)
     graduation: GraduationRules = Field(default_factory=GraduationRules)
+    treatment_plan: TreatmentPlanPolicy = Field(default_factory=TreatmentPlanPolicy)
 
     @model_validator(mode="after")
     def _consistent(self) -> CarePolicy:

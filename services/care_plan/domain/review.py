@@ -31,6 +31,7 @@ from .model import CarePlan, RuleFiring, StepRecommendation
 from .policy import CarePolicy
 from .services import review_services
 from .stepping import StepDecision, recommend_step, step_down_criteria
+from .treatment_plan import next_review_check, review_treatment
 
 Changed = tuple[CarePlan, list[EventData]]
 
@@ -48,7 +49,8 @@ def review(plan: CarePlan, policy: CarePolicy, now: datetime) -> Changed:
         plan, produced = step(plan, policy, now)
         events.extend(produced)
     plan, asked = _measures(plan, policy, now)
-    return plan, [*events, *asked]
+    plan, reviews = review_treatment(plan, policy.treatment_plan, policy.closures, now)
+    return plan, [*events, *asked, *reviews]
 
 
 def _measures(plan: CarePlan, policy: CarePolicy, now: datetime) -> Changed:
@@ -65,8 +67,11 @@ def _measures(plan: CarePlan, policy: CarePolicy, now: datetime) -> Changed:
 
 def next_check(plan: CarePlan, policy: CarePolicy, now: datetime) -> datetime | None:
     """When the plan needs looking at again without any input: the earliest timer, None for none."""
-    if plan.status != "active" or plan.schedule is None:
+    if plan.status != "active":
         return None
+    treatment = next_review_check(plan, policy.treatment_plan, policy.closures, now)
+    if plan.schedule is None:
+        return treatment
     measures = next_measure_check(plan, policy.measures, policy.closures, now)
     grace = timedelta(minutes=policy.no_show_grace_minutes)
     candidates = [
@@ -74,6 +79,7 @@ def next_check(plan: CarePlan, policy: CarePolicy, now: datetime) -> datetime | 
         next_utilization_check(plan.schedule, plan.utilization_flagged_weeks, now),
         _completion_check(plan, grace, now),
         measures,
+        treatment,
     ]
     found = [moment for moment in candidates if moment is not None]
     return min(found) if found else None

@@ -39,6 +39,8 @@ from stepwise_contract import (
     SessionMissed,
     StepDownRecommended,
     StepUpRecommended,
+    TreatmentPlanReviewDue,
+    TreatmentPlanReviewOverdue,
 )
 
 from .policy import CHANNELS_FOR, AlumniProgram, Audience, MessageRule, NotificationPolicy, SessionReminders
@@ -145,6 +147,13 @@ def _deteriorated(data: MeasureRecorded) -> dict[str, Any] | None:
             "deteriorated": worse}  # fmt: skip
 
 
+def _review(data: TreatmentPlanReviewDue | TreatmentPlanReviewOverdue) -> dict[str, Any]:
+    """A treatment plan's review, due or overdue: ids, the reason code, the version and dates (never plan text)."""
+    return {"review_id": data.review_id, "reason": data.reason, "trigger_id": data.trigger_id,
+            "version": data.version, "due_on": data.due_on.isoformat(),
+            "overdue_at": data.overdue_at.isoformat()}  # fmt: skip
+
+
 PEOPLE_MAY_HEAR: dict[type[EventData], Context] = {
     MeasureDue: _measure_due,
     CareLevelAssigned: lambda d: _schedule(d.schedule) if d.status == "active" else None,
@@ -166,6 +175,8 @@ CARE_TEAM_ONLY: dict[type[EventData], Context] = {
     StepUpRecommended: _step,
     StepDownRecommended: _step,
     MeasureRecorded: _deteriorated,
+    TreatmentPlanReviewDue: _review,
+    TreatmentPlanReviewOverdue: _review,
     AttendanceRuleTriggered: lambda d: {
         "action": d.action,
         "rule_code": d.rule_code,
@@ -195,6 +206,7 @@ AT_ONCE_FOR_CARE_TEAM: dict[type[EventData], Callable[[Any], bool]] = {
 """Events whose messages to the care team go at once, as urgent ones do, whatever the rule says: a referral out
 (a reassessment calls for a level this program does not offer) is not left to wait for the morning."""
 
+
 EXPIRES: dict[type[EventData], Callable[[Any], datetime]] = {MeasureDue: lambda d: d.window_closes_at}
 """Events whose messages are not worth sending from a moment on: a due measure's once its window closed."""
 
@@ -218,6 +230,8 @@ ON_THE_WEBHOOK: dict[type[EventData], Context] = {
     EpisodeDischarged: lambda d: {"level": d.level.value, "reason_code": d.reason_code},
     GroupWaitlisted: lambda d: {"level": d.level.value, "group_ids": d.group_ids, "position": d.position},
     SessionMissed: lambda d: {"session_id": d.session_id},
+    TreatmentPlanReviewDue: _review,
+    TreatmentPlanReviewOverdue: _review,
     MeasureRecorded: lambda d: {"measure_id": d.measure_id, "classification": "reliable_deterioration",
                                 "instruments": [s.instrument for s in d.instruments
                                                 if s.classification == "reliable_deterioration"]},

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -50,6 +50,9 @@ from stepwise_contract import (
     SessionMissed,
     StepDownRecommended,
     StepUpRecommended,
+    TreatmentPlanReviewDue,
+    TreatmentPlanReviewOverdue,
+    TreatmentPlanSigned,
     UtilizationBelowMinimum,
     from_headers,
     from_kafka,
@@ -260,6 +263,15 @@ def make_data(event_type: str, episode_id: str = EPISODE, session_id: str = "iop
             consecutive_misses=2,
             total_misses=3,
         )
+    if event_type == TreatmentPlanSigned.event_type:
+        return TreatmentPlanSigned(episode_id=episode_id, version=2, supersedes_version=1, signed_at=T0,
+                                   review_due_on=date(2026, 12, 7))  # fmt: skip
+    if event_type in (TreatmentPlanReviewDue.event_type, TreatmentPlanReviewOverdue.event_type):
+        review: type[TreatmentPlanReviewDue | TreatmentPlanReviewOverdue] = (
+            TreatmentPlanReviewDue if event_type == TreatmentPlanReviewDue.event_type else TreatmentPlanReviewOverdue
+        )
+        return review(episode_id=episode_id, review_id="r-1", reason="reliable_deterioration", trigger_id="m-1",
+                      version=2, due_on=date(2026, 12, 8), overdue_at=T0 + timedelta(days=2))  # fmt: skip
     raise AssertionError(f"no sample for {event_type}")
 
 
@@ -291,6 +303,9 @@ def test_every_event_type_has_a_sample() -> None:
         "iop.alumni.left",
         "iop.measure.due",
         "iop.measure.overdue",
+        "iop.treatment_plan.signed",
+        "iop.treatment_plan.review_due",
+        "iop.treatment_plan.review_overdue",
     }
     for event_type, model in EVENT_TYPES.items():
         assert model.event_type == event_type
@@ -642,6 +657,9 @@ def test_no_event_schema_has_a_pii_property(event_type: str) -> None:
         MeasureRecorded.event_type: {"classification", "baseline_score", "source"},
         MeasureDue.event_type: {"due_id", "reason", "window_closes_at"},
         MeasureOverdue.event_type: {"due_id", "reason", "window_closes_at"},
+        TreatmentPlanSigned.event_type: {"version", "signed_at", "review_due_on"},
+        TreatmentPlanReviewDue.event_type: {"review_id", "reason", "trigger_id", "due_on", "overdue_at"},
+        TreatmentPlanReviewOverdue.event_type: {"review_id", "reason", "trigger_id", "due_on", "overdue_at"},
     }[event_type]
     assert expected_nested <= names
     assert "episode_id" in names

@@ -48,6 +48,8 @@ from stepwise_contract import (
     SessionMissed,
     StepDownRecommended,
     StepUpRecommended,
+    TreatmentPlanReviewDue,
+    TreatmentPlanReviewOverdue,
     new_event,
 )
 
@@ -415,6 +417,12 @@ def planned_contexts() -> dict[str, list[dict[str, Any]]]:
             InstrumentMeasure(instrument="phq9", score=17, band="moderately_severe", baseline_score=9,
                                previous_score=11, classification="reliable_deterioration", recovered=False,
                                response=False)]),
+        TreatmentPlanReviewDue(**ids, review_id="rv-1", reason="periodic", version=1, due_on=at.date(),
+                               overdue_at=at + timedelta(days=1)),
+        TreatmentPlanReviewDue(**ids, review_id="rv-2", reason="reliable_deterioration", trigger_id="m-1", version=2,
+                               due_on=at.date(), overdue_at=at + timedelta(days=1)),
+        TreatmentPlanReviewOverdue(**ids, review_id="rv-2", reason="reliable_deterioration", trigger_id="m-1",
+                                   version=2, due_on=at.date(), overdue_at=at + timedelta(days=1)),
     ]  # fmt: skip
     calendars: list[tuple[EventData, CalendarChange | None]] = []
     for count in (24, 1, 0):
