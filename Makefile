@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # docs/development.md, "Backends"). Empty: not run, and said so.
 SECOND_SERVER ?= ferretdb-pg
 
-.PHONY: install run test second-server lint typecheck audit unit faults asyncapi lock bench bench-outbox clean mutate
+.PHONY: install run test second-server lint typecheck audit unit faults asyncapi schemas lock bench bench-outbox clean mutate
 
 install: $(STAMP)
 
@@ -50,6 +50,10 @@ faults: install
 
 asyncapi: install
 	$(PY) -m tools.generate.asyncapi --write
+
+# The JSON Schema of every event version (shared/stepwise_contract/schemas), from the contract's models.
+schemas: install
+	$(PY) -m tools.generate.schemas --write
 
 # Mutation testing (not part of test): MODULES="outbox idempotency" for some (docs/development.md).
 mutate: install
