@@ -14,7 +14,17 @@ from .domain.groups import meetings
 from .domain.measures import upcoming
 from .domain.model import CarePlan, CarePlanError
 from .domain.policy import CarePolicy, ProgramGroup
-from .schemas import GroupOut, MeasuresDueOut, RecentSession, RosterLine, SessionRoster, UpcomingMeasure, Waiting
+from .schemas import (
+    GroupOut,
+    MeasuresDueOut,
+    RecentSession,
+    RosterLine,
+    ServiceOut,
+    ServicesPage,
+    SessionRoster,
+    UpcomingMeasure,
+    Waiting,
+)
 from .store import CarePlanStore, WaitingPlan
 
 RECENT = timedelta(days=14)
@@ -22,6 +32,8 @@ RECENT = timedelta(days=14)
 UPCOMING = 6
 """How many of a group's next sessions it shows."""
 SESSION_DAY = "%Y%m%d"
+SERVICE_DAYS = 92
+"""The most days one ``GET /v1/services`` covers (a quarter): a longer rebuild asks quarter by quarter."""
 """How a group session's id names its day: ``<group_id>-20261207``."""
 
 
@@ -136,3 +148,20 @@ def measures_due(plan: CarePlan, policy: CarePolicy) -> MeasuresDueOut:
         for ask in upcoming(plan, policy.measures, policy.closures, utc_now())
     ]  # fmt: skip
     return MeasuresDueOut(episode_id=plan.episode_id, measures=plan.measures, upcoming=later)
+
+
+async def services_delivered(
+    store: CarePlanStore, since: date, until: date, after: str | None, limit: int
+) -> ServicesPage:
+    """Every published service (its latest revision) on a day from ``since`` to ``until`` (the clinic's dates, both
+    included), of up to ``limit`` episodes after ``after``, by episode id: a subscriber that missed events rebuilds
+    what it holds of those days from it, page by page."""
+    days = (until - since).days + 1
+    if not 1 <= days <= SERVICE_DAYS:
+        raise CarePlanError("service_range", f"until is on or after since, at most {SERVICE_DAYS} days on")
+    found = await store.services_on([since + timedelta(days=n) for n in range(days)], after, limit)
+    services = [ServiceOut(episode_id=episode.episode_id, service_id=line.session_id, **line.model_dump())
+                for episode in found for line in sorted(episode.services, key=lambda line: (line.service_date,
+                                                                                           line.session_id))
+                if line.revision and since <= line.service_date <= until]  # fmt: skip
+    return ServicesPage(services=services, next_after=found[-1].episode_id if len(found) == limit else None)

@@ -38,9 +38,13 @@ def set_schema_base(base: str) -> None:
     """The base URL of the schemas, for every ``ce_dataschema`` this process writes from now on (a service sets it
     at start from ``SCHEMA_BASE_URL``). It ends with ``/``: ``{base}{type}.v{version}.json`` is the schema."""
     global _schema_base  # noqa: PLW0603 - one deployment-wide value, set once at start
+    _schema_base = checked_schema_base(base)
+
+
+def checked_schema_base(base: str) -> str:
     if not re.fullmatch(r"https?://[^\s?#]+/", base):
         raise ValueError("the schema base must be an http(s) URL ending with '/', without a query or fragment")
-    _schema_base = base
+    return base
 
 
 def schema_base() -> str:
