@@ -190,7 +190,8 @@ async def discharge_episode(
 
 
 @router.get("/services", summary="Services delivered on the days asked, at their latest "
-            "revision (what `iop.service.delivered` said last): for a subscriber that rebuilds")  # fmt: skip
+            "revision (what `iop.service.delivered` said last): for a subscriber that rebuilds",
+            openapi_extra=beyond_schema(service_range=queries.SERVICE_RANGE))  # fmt: skip
 async def list_services(store: Store, _: Integration, since: IsoDate, until: IsoDate, after: str | None = None,
                         limit: PageSize = 50) -> ServicesPage:  # fmt: skip
     return await queries.services_delivered(store, since, until, after, limit)

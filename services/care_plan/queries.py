@@ -34,6 +34,7 @@ UPCOMING = 6
 SESSION_DAY = "%Y%m%d"
 SERVICE_DAYS = 92
 """The most days one ``GET /v1/services`` covers (a quarter): a longer rebuild asks quarter by quarter."""
+SERVICE_RANGE = f"until is on or after since, at most {SERVICE_DAYS - 1} days on"
 """How a group session's id names its day: ``<group_id>-20261207``."""
 
 
@@ -158,7 +159,7 @@ async def services_delivered(
     what it holds of those days from it, page by page."""
     days = (until - since).days + 1
     if not 1 <= days <= SERVICE_DAYS:
-        raise CarePlanError("service_range", f"until is on or after since, at most {SERVICE_DAYS} days on")
+        raise CarePlanError("service_range", SERVICE_RANGE)
     found = await store.services_on([since + timedelta(days=n) for n in range(days)], after, limit)
     services = [ServiceOut(episode_id=episode.episode_id, service_id=line.session_id, **line.model_dump())
                 for episode in found for line in sorted(episode.services, key=lambda line: (line.service_date,
