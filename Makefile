@@ -65,9 +65,12 @@ bench: install
 bench-outbox: install
 	$(PY) -m bench.outbox_relay
 
+# Two locks: requirements.lock (every install's constraints, dev tools included) and requirements.prod.lock (the
+# runtime dependencies at those versions, with hashes, for the image's --require-hashes install; reaches PyPI).
 lock: install
 	(echo "# Constraints for every install (make install): the exact versions CI and developers run."; \
 	 echo "# Regenerate with: make lock"; $(PY) -m pip freeze --exclude-editable) > requirements.lock
+	$(PY) -m tools.generate.prod_lock
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
