@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import jsonschema_rs
 import pytest
@@ -99,3 +100,14 @@ def test_a_rust_validator_accepts_exactly_what_stepwise_accepts() -> None:
 def test_the_schema_files_are_stable_json() -> None:
     for name, schema in SCHEMAS.items():
         assert json.loads(json_schema.render(schema)) == schema, name
+
+
+def test_a_clinic_writes_the_schemas_under_its_own_base_for_hosting(tmp_path: Path) -> None:
+    generator.write(tmp_path, "https://stepwise.clinic.example/schemas/")
+    written = {path.name: json.loads(path.read_text()) for path in tmp_path.glob("*.json")}
+    assert sorted(written) == sorted(SCHEMAS)
+    assert (
+        written["iop.session.missed.v1.json"]["$id"]
+        == "https://stepwise.clinic.example/schemas/iop.session.missed.v1.json"
+    )
+    assert generator.stale(tmp_path) != []  # not the shipped files: those stay under the default base
