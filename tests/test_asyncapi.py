@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import functools
-
 import pytest
 import yaml
 
 from stepwise_contract import COMMAND_TYPES, EVENT_TYPES
 from stepwise_contract.envelope import ATTRIBUTES, HEADER_PREFIX, REQUIRED
-from tools.generate import asyncapi
-from tools.generate.asyncapi import DOCS
-
-render_all = functools.cache(asyncapi.render_all)  # rendering takes seconds; every test reads the same documents
+from tools.generate.asyncapi import DOCS, render_all
 
 
 @pytest.mark.parametrize("filename", sorted(render_all()))

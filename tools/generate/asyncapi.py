@@ -8,6 +8,7 @@ Kafka key (message binding) and the JSON Schema of its data (``ce_dataschema``).
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,12 @@ def brokers() -> dict[str, tuple[str, KafkaBroker]]:
 
 
 def render_all() -> dict[str, str]:
+    """The documents by file name (rendered once per process: it takes seconds, and the code does not change)."""
+    return dict(_render_all())
+
+
+@functools.cache
+def _render_all() -> tuple[tuple[str, str], ...]:
     documents = {}
     for name, (description, broker) in brokers().items():
         specification = AsyncAPI(
@@ -67,7 +74,7 @@ def render_all() -> dict[str, str]:
         for key, message in document["components"]["messages"].items():
             describe_envelope(key.partition(":")[0], message)
         documents[f"{name}.yaml"] = yaml.safe_dump(document, sort_keys=True, allow_unicode=True, width=100)
-    return documents
+    return tuple(documents.items())
 
 
 KAFKA_BINDING = "0.4.0"
