@@ -32,10 +32,10 @@ RECENT = timedelta(days=14)
 UPCOMING = 6
 """How many of a group's next sessions it shows."""
 SESSION_DAY = "%Y%m%d"
+"""How a group session's id names its day: ``<group_id>-20261207``."""
 SERVICE_DAYS = 92
 """The most days one ``GET /v1/services`` covers (a quarter): a longer rebuild asks quarter by quarter."""
 SERVICE_RANGE = f"until is on or after since, at most {SERVICE_DAYS - 1} days on"
-"""How a group session's id names its day: ``<group_id>-20261207``."""
 
 
 async def plan(store: CarePlanStore, episode_id: str) -> CarePlan:
