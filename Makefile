@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # docs/development.md, "Backends"). Empty: not run, and said so.
 SECOND_SERVER ?= ferretdb-pg
 
-.PHONY: install run test second-server lint typecheck audit unit faults asyncapi schemas lock bench bench-outbox clean mutate
+.PHONY: install run test second-server lint typecheck audit unit faults asyncapi schemas lock bench bench-outbox clean mutate chart
 
 install: $(STAMP)
 
@@ -54,6 +54,11 @@ asyncapi: install
 # The JSON Schema of every event version (shared/stepwise_contract/schemas), from the contract's models.
 schemas: install
 	$(PY) -m tools.generate.schemas --write
+
+# The Helm chart: helm lint and helm template | kubeconform against deploy/helm/schemas. Not part of test: the
+# first run builds helm and kubeconform from the Go module proxy (~6 min on two cores; docs/deployment.md).
+chart: install
+	$(PY) -m tools.deploy.chart
 
 # Mutation testing (not part of test): MODULES="outbox idempotency" for some (docs/development.md).
 mutate: install

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import re
 import shlex
+import shutil
+import subprocess
 import textwrap
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 import yaml
@@ -17,7 +22,9 @@ from services.intake.settings import IntakeSettings
 from services.notifications.domain.safety import StaffRoutes
 from services.notifications.settings import NotificationsSettings
 from stepwise_contract import COMMAND_TYPES, EVENT_TYPES
+from tools.deploy import kafka_acls
 from tools.deploy import secrets as secrets_tool
+from tools.dev import kafka as test_kafka
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -30,8 +37,8 @@ APPS: dict[str, tuple[str, type[ServiceSettings], int]] = {
     "care-plan": ("services.care_plan", CarePlanSettings, 8002),
     "notifications": ("services.notifications", NotificationsSettings, 8003),
 }
-BACKENDS = ("kafka", "kafka-init", "mongodb", "mailpit")
-REQUIRED_ENV = ("KAFKA_BOOTSTRAP_SERVERS", "MONGODB_URL", "API_TOKENS_FILE")
+BACKENDS = ("kafka", "kafka-init", "mongodb", "mailpit", "proxy", "backup")
+REQUIRED_ENV = ("KAFKA_BOOTSTRAP_SERVERS", "MONGODB_URL_FILE", "API_TOKENS_FILE", "KAFKA_SASL_PASSWORD_FILE")
 SECRETS_MOUNT = "/run/secrets/"
 SECRET_WORDS = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSPHRASE|KEY)S?$")
 """Variable names that hold a credential: in compose, only their _FILE form may appear."""
@@ -148,6 +155,15 @@ def generated_secrets(tmp_path: Path) -> Path:
     return tmp_path / "secrets"
 
 
+CADDYFILE = ROOT / "deploy" / "caddy" / "Caddyfile"
+
+
+def caddyfile_upstreams() -> dict[str, str]:
+    """The Caddyfile's upstreams by service (INTAKE, CARE_PLAN, ...): their defaults, which compose uses."""
+    text = CADDYFILE.read_text(encoding="utf-8")
+    return dict(re.findall(r"reverse_proxy \{\$(\w+)_UPSTREAM:([^}]+)\}", text))
+
+
 def healthcheck_text(service: dict[str, Any]) -> str:
     test = service["healthcheck"]["test"]
     return " ".join(test) if isinstance(test, list) else str(test)
@@ -192,9 +208,13 @@ def test_app_is_built_from_the_repository_and_runs_its_module(services: dict[str
 
 
 @pytest.mark.parametrize("name", APPS)
-def test_app_publishes_the_port_it_listens_on(services: dict[str, Any], name: str) -> None:
+def test_app_listens_where_the_proxy_sends_its_requests_and_publishes_nothing(
+    services: dict[str, Any], name: str
+) -> None:
     _, settings_class, port = APPS[name]
-    assert port in published_container_ports(services[name])
+    assert not services[name].get("ports"), f"{name} publishes a port: only the proxy may"
+    upstream = caddyfile_upstreams()[name.replace("-", "_").upper()]
+    assert upstream == f"{name}:{port}"
     port_field = name.replace("-", "_") + "_port"
     default = settings_class.model_fields[port_field].default
     listens_on = int(environment(services[name]).get(port_field.upper(), default))
@@ -241,12 +261,35 @@ def test_app_environment_names_only_real_settings(services: dict[str, Any], name
 def test_app_environment_points_at_the_compose_backends(services: dict[str, Any], name: str) -> None:
     env = environment(services[name])
     kafka_env = environment(services["kafka"])
-    assert env["KAFKA_BOOTSTRAP_SERVERS"] in kafka_env["KAFKA_ADVERTISED_LISTENERS"]
-    assert env["MONGODB_URL"].startswith("mongodb://mongodb:27017/")
-    assert "directConnection=true" in env["MONGODB_URL"]
+    assert f"CLIENTS://{env['KAFKA_BOOTSTRAP_SERVERS']}" in kafka_env["KAFKA_ADVERTISED_LISTENERS"]
     database_field = name.replace("-", "_") + "_db"
     assert database_field in APPS[name][1].model_fields
     assert env.get(database_field.upper()), f"{name} does not name its own database"
+
+
+@pytest.mark.parametrize("name", APPS)
+def test_app_logs_in_to_mongodb_as_its_own_user_of_its_own_database(
+    services: dict[str, Any], name: str, generated_secrets: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = load_settings(services[name], APPS[name][1], generated_secrets, monkeypatch)
+    url = urlsplit(settings.mongodb_url.get_secret_value())
+    user = name.replace("-", "_")
+    database = environment(services[name])[f"{user.upper()}_DB"]
+    assert (url.username, url.hostname, url.port, url.path) == (user, "mongodb", 27017, f"/{database}")
+    assert url.password
+    assert dict(parse_qsl(url.query)) == {"authSource": database, "directConnection": "true"}
+    assert secrets_tool.MONGODB_USERS[user] == database
+
+
+def test_mongodb_requires_a_login_and_makes_a_user_per_service(services: dict[str, Any]) -> None:
+    mongodb = services["mongodb"]
+    env = environment(mongodb)
+    assert env["MONGO_INITDB_ROOT_USERNAME"]
+    assert env["MONGO_INITDB_ROOT_PASSWORD_FILE"] == SECRETS_MOUNT + "mongodb_root_password"
+    assert any(v.endswith(":/docker-entrypoint-initdb.d/init-users.js:ro") for v in mongodb["volumes"])
+    assert (ROOT / "deploy" / "mongodb" / "init-users.js").is_file()
+    urls = {f"mongodb_{user}_url" for user in secrets_tool.MONGODB_USERS} | {"mongodb_backup_url"}
+    assert urls | {"mongodb_root_password"} == set(mounted_secrets(mongodb))
 
 
 def test_each_app_has_its_own_database(services: dict[str, Any]) -> None:
@@ -288,9 +331,6 @@ def test_secret_settings_are_files_never_variables(services: dict[str, Any], nam
     env = environment(services[name])
     for field in APPS[name][1].SECRETS:
         variable = field.upper()
-        if variable == "MONGODB_URL":  # a secret when it carries a password; compose's MongoDB has none
-            assert "@" not in env[variable], "MONGODB_URL with credentials belongs in MONGODB_URL_FILE"
-            continue
         assert variable not in env, f"{name}: {variable} is a variable; mount it and set {variable}_FILE"
     assert env["API_TOKENS_FILE"] == SECRETS_MOUNT + "api_tokens"
 
@@ -316,7 +356,7 @@ def test_every_secret_is_a_file_in_the_secrets_folder(compose: dict[str, Any], s
 
 
 def test_the_generator_writes_every_secret_compose_mounts(compose: dict[str, Any]) -> None:
-    generated = {secrets_tool.API_TOKENS, *secrets_tool.SERVICE_TOKENS.values(), *secrets_tool.KEYS}
+    generated = {secrets_tool.API_TOKENS, *secrets_tool.SERVICE_TOKENS.values(), *secrets_tool.generated_names()}
     assert generated == set(compose["secrets"])
     assert set(secrets_tool.PROVIDER_ISSUED) == set(override_example()["secrets"])
     assert not set(secrets_tool.PROVIDER_ISSUED) & set(compose["secrets"]), "compose must not require them"
@@ -376,11 +416,16 @@ def test_app_environment_loads_into_its_settings(
 
 
 @pytest.mark.parametrize("name", APPS)
-def test_the_containers_serve_no_api_docs_and_trust_no_proxy_by_default(
-    services: dict[str, Any], name: str, generated_secrets: Path, monkeypatch: pytest.MonkeyPatch
+def test_the_containers_serve_no_api_docs_and_trust_only_the_proxy_network_by_default(
+    compose: dict[str, Any],
+    services: dict[str, Any],
+    name: str,
+    generated_secrets: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     settings = load_settings(services[name], APPS[name][1], generated_secrets, monkeypatch)
-    assert settings.edge.api_docs is False and settings.edge.trusted_proxies == ()
+    proxy_network = ipaddress.ip_network(interpolate(compose["networks"]["apps"]["ipam"]["config"][0]["subnet"], {}))
+    assert settings.edge.api_docs is False and settings.edge.trusted_proxies == (proxy_network,)
 
 
 @pytest.mark.parametrize(("service", "role"), [("notifications", "notifications"), ("care-plan", "care_plan")])
@@ -408,7 +453,8 @@ def test_kafka_is_apache_kafka_in_kraft_mode(services: dict[str, Any]) -> None:
     assert kafka["image"].startswith("apache/kafka:")
     env = environment(kafka)
     assert set(env["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}
-    assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"].startswith(f"{env['KAFKA_NODE_ID']}@kafka:")
+    # The controller listener is the broker's own, on loopback: a client there is the super user ANONYMOUS.
+    assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"].startswith(f"{env['KAFKA_NODE_ID']}@127.0.0.1:")
     assert "KAFKA_ZOOKEEPER_CONNECT" not in env
     assert any(volume.endswith(":" + env["KAFKA_LOG_DIRS"]) for volume in kafka["volumes"])
 
@@ -429,7 +475,10 @@ def test_kafka_init_creates_every_contract_topic(services: dict[str, Any]) -> No
     assert "kafka-topics.sh" in script
     assert "--create" in script
     assert "--if-not-exists" in script
-    assert "--bootstrap-server kafka:9092" in script
+    assert "--bootstrap-server localhost:9094" in script  # the broker's loopback listener (it shares its network)
+    assert init["network_mode"] == "service:kafka"
+    assert "sh /stepwise/principals.sh" in script
+    assert "./deploy/kafka/principals.sh:/stepwise/principals.sh:ro" in init["volumes"]
     for topic in EVENT_TYPES | COMMAND_TYPES:
         assert topic in script, f"kafka-init does not create {topic}"
 
@@ -531,3 +580,160 @@ def test_app_listens_on_every_interface_of_its_container(
     assert settings.bind_host == "0.0.0.0"
     image_env = " ".join(arguments for keyword, arguments in dockerfile_instructions() if keyword == "ENV")
     assert "BIND_HOST=0.0.0.0" in image_env  # `docker run IMAGE services.intake` without compose, too
+
+
+# The clinic's edge: one HTTPS port, an internal network, limits.
+
+
+def test_only_the_proxy_publishes_a_port_and_it_is_https(services: dict[str, Any]) -> None:
+    published = {name for name, service in services.items() if service.get("ports")}
+    assert published == {"proxy"}
+    assert services["proxy"]["ports"] == ["443:443"]
+    assert "./deploy/caddy/Caddyfile:/etc/caddy/Caddyfile:ro" in services["proxy"]["volumes"]
+    assert caddyfile_upstreams() == {
+        "INTAKE": "intake:8001", "CARE_PLAN": "care-plan:8002", "NOTIFICATIONS": "notifications:8003",
+        "AUTHORIZATIONS": "authorizations:8004", "CASELOAD": "caseload:8005",
+    }  # fmt: skip
+
+
+def test_everything_but_the_proxy_is_on_the_internal_network_only(
+    compose: dict[str, Any], services: dict[str, Any]
+) -> None:
+    networks = compose["networks"]
+    assert networks["apps"]["internal"] is True
+    for name, service in services.items():
+        if name == "kafka-init":
+            assert service["network_mode"] == "service:kafka"
+            continue
+        joined = set(service["networks"])
+        assert "apps" in joined, name
+        allowed = {"proxy": {"apps", "edge"}}.get(name, {"apps", "egress"} if name in APPS else {"apps"})
+        assert joined <= allowed, f"{name} is on {joined - allowed}"
+    subnet = networks["apps"]["ipam"]["config"][0]["subnet"]
+    for name in APPS:
+        assert environment(services[name])["TRUSTED_PROXIES"] == subnet, "the services trust only the proxy's network"
+    assert "egress" in compose["networks"] and "internal" not in (networks["egress"] or {})
+
+
+@pytest.mark.parametrize("name", [*APPS, *BACKENDS])
+def test_every_container_has_memory_and_cpu_limits_and_long_runners_restart(
+    services: dict[str, Any], name: str
+) -> None:
+    service = services[name]
+    if name == "kafka-init":
+        assert service["restart"] == "no"  # a job: it runs once
+        return
+    limits = service["deploy"]["resources"]["limits"]
+    assert float(limits["cpus"]) > 0
+    assert re.fullmatch(r"\d+[MG]", limits["memory"])
+    assert service["restart"] == "unless-stopped"
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_image_references_are_a_tag_or_a_real_looking_digest(services: dict[str, Any], name: str) -> None:
+    """No digest is invented here (no registry is reachable): a reference is name:tag, or name[:tag]@sha256:<64 hex>
+    once IT pinned it (docs/deployment.md, "Image digests")."""
+    image = services[name].get("image")
+    if image is None:
+        assert services[name]["build"] == "."
+        return
+    assert re.fullmatch(r"[a-z0-9./-]+(:[\w.-]+)?(@sha256:[0-9a-f]{64})?", image), image
+    assert ":" in image.split("@")[0] or "@sha256:" in image, f"{name}: {image} is neither tagged nor pinned"
+
+
+# Kafka's principals and ACLs.
+
+
+def test_the_committed_acl_script_is_what_the_code_says() -> None:
+    committed = kafka_acls.SCRIPT.read_text(encoding="utf-8")
+    assert committed == kafka_acls.script(), "run `python -m tools.deploy.kafka_acls --write`"
+
+
+def test_every_kafka_principal_has_a_password_and_each_service_logs_in_as_its_own(services: dict[str, Any]) -> None:
+    principals = set(kafka_acls.principals())
+    assert set(secrets_tool.KAFKA_PRINCIPALS) == principals
+    assert set(mounted_secrets(services["kafka-init"])) == {f"kafka_{name}_password" for name in principals}
+    for name in APPS:
+        env = environment(services[name])
+        principal = name.replace("-", "_")
+        assert env["KAFKA_SECURITY_PROTOCOL"] == "SASL_PLAINTEXT"
+        assert env["KAFKA_SASL_MECHANISM"] in test_kafka.SCRAM_MECHANISMS
+        assert env["KAFKA_SASL_USERNAME"] == principal
+        assert env["KAFKA_SASL_PASSWORD_FILE"] == f"{SECRETS_MOUNT}kafka_{principal}_password"
+
+
+def broker_properties(env: dict[str, str]) -> dict[str, str]:
+    """The apache/kafka image's reading of KAFKA_* variables: "_" is ".", "__" is "-", "___" is "_"."""
+    properties = {}
+    for key, value in env.items():
+        name = key.removeprefix("KAFKA_").lower().replace("___", "\0").replace("__", "-").replace("_", ".")
+        properties[name.replace("\0", "_")] = value
+    return properties
+
+
+def test_the_broker_refuses_what_no_acl_allows_and_only_loopback_is_anonymous(services: dict[str, Any]) -> None:
+    """The compose broker's security is the test broker's (tools/dev/kafka), where test_kafka_security.py runs the
+    services as their principals and sees a forged alert refused."""
+    properties = broker_properties(environment(services["kafka"]))
+    assert properties["authorizer.class.name"] == test_kafka.AUTHORIZER
+    assert properties["super.users"] == "User:ANONYMOUS"
+    assert properties["allow.everyone.if.no.acl.found"] == "false"
+    protocols = dict(entry.split(":") for entry in properties["listener.security.protocol.map"].split(","))
+    for listener in properties["listeners"].split(","):
+        name, _, address = listener.partition("://")
+        if protocols[name] == "PLAINTEXT":  # no login: the ANONYMOUS super user, so loopback only
+            assert address.startswith("127.0.0.1:"), listener
+        else:
+            assert protocols[name] == "SASL_PLAINTEXT"
+            mechanism = properties["sasl.enabled.mechanisms"]
+            assert (
+                "ScramLoginModule" in properties[f"listener.name.{name.lower()}.{mechanism.lower()}.sasl.jaas.config"]
+            )
+
+
+# Backups.
+
+
+def test_a_nightly_encrypted_backup_keeps_a_retention(services: dict[str, Any], compose: dict[str, Any]) -> None:
+    job = services["backup"]
+    command = " ".join(job["command"])
+    assert command.startswith("tools.deploy.backup schedule --dir /backups")
+    assert "--at" in command and "--keep-days" in command
+    env = environment(job)
+    assert env["BACKUP_KEY_FILE"] == SECRETS_MOUNT + "backup_key"
+    assert env["MONGODB_URL_FILE"] == SECRETS_MOUNT + "mongodb_backup_url"
+    databases = {environment(services[name])[f"{name.replace('-', '_').upper()}_DB"] for name in APPS}
+    assert set(env["BACKUP_DATABASES"].split(",")) == databases
+    assert "backups:/backups" in job["volumes"] and "backups" in compose["volumes"]
+
+
+NODE_SHIM = """
+const fs = require("fs"), path = require("path");
+const [secrets, script] = process.argv.slice(1);
+const real = {readdirSync: fs.readdirSync, readFileSync: fs.readFileSync};
+const moved = (p) => String(p).replace(/^\\/run\\/secrets/, secrets);
+fs.readdirSync = (p, ...rest) => real.readdirSync(moved(p), ...rest);
+fs.readFileSync = (p, ...rest) => real.readFileSync(moved(p), ...rest);
+const created = [];
+global.db = {getSiblingDB: (name) => ({createUser: (user) => created.push({db: name, ...user})})};
+global.print = () => {};
+require(path.resolve(script));
+console.log(JSON.stringify(created));
+"""
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="no Node.js to run the mongosh script's JavaScript")
+def test_mongodb_init_script_gives_each_service_its_own_database_only(generated_secrets: Path) -> None:
+    """deploy/mongodb/init-users.js, run by Node.js with mongosh's `db` and `print` stood in: the users it creates
+    from the generated secret files (mongosh runs it for real, on MongoDB's first start; no mongod runs here)."""
+    script = ROOT / "deploy" / "mongodb" / "init-users.js"
+    done = subprocess.run(["node", "-e", NODE_SHIM, str(generated_secrets), str(script)],
+                          capture_output=True, text=True, check=True, timeout=30)  # fmt: skip
+    created = {user["user"]: user for user in json.loads(done.stdout)}
+    assert set(created) == {*secrets_tool.MONGODB_USERS, "backup"}
+    for user, database in secrets_tool.MONGODB_USERS.items():
+        url = urlsplit((generated_secrets / f"mongodb_{user}_url").read_text().strip())
+        assert created[user] == {"db": database, "user": user, "pwd": url.password,
+                                 "roles": [{"role": "readWrite", "db": database}]}  # fmt: skip
+    assert created["backup"]["db"] == "admin"
+    assert created["backup"]["roles"] == [{"role": "backup", "db": "admin"}]

@@ -1,5 +1,7 @@
-"""Kafka over SASL/SCRAM on the real broker: the three services reach it only through its SCRAM listener (the
-user created when its storage was formatted), and a wrong password keeps a service unready, saying what to fix."""
+"""Kafka over SASL/SCRAM with ACLs on the real broker: the three services reach it only through its SCRAM listener,
+each as its own principal allowed only what tools/deploy/kafka_acls.py grants (the ACLs compose's kafka-init
+creates), and that is enough for the whole flow; a forged event (an alert on intake's topic from another
+principal) is refused; a wrong password keeps a service unready, saying what to fix."""
 
 from __future__ import annotations
 
@@ -11,10 +13,14 @@ from typing import Any
 
 import httpx
 import pytest
-from aiokafka import TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import GroupAuthorizationFailedError, TopicAuthorizationFailedError
 
 from services.common.kafka import client_options
 from services.common.settings import ServiceSettings
+from stepwise_contract import PUBLISHED_BY, SafetyAlertRaised
+from tools.deploy import kafka_acls
 from tools.dev.devstack import Backends, KafkaSasl, ServiceProcess
 from tools.dev.kafka import committed_offset, records_on
 from tools.dev.servers import free_port
@@ -35,12 +41,30 @@ def scram(running_backends: Backends) -> KafkaSasl:
     return sasl
 
 
-def scram_options(scram: KafkaSasl) -> dict[str, Any]:
-    """aiokafka's options for the SCRAM listener, from the services' own settings."""
+def scram_options(scram: KafkaSasl, principal: str | None = None) -> dict[str, Any]:
+    """aiokafka's options for the SCRAM listener, from the services' own settings: as the listener's super user, or as
+    a deployment ``principal``."""
+    login = scram.settings(principal=principal)
     settings = ServiceSettings(
-        kafka_security_protocol="SASL_PLAINTEXT", kafka_sasl_username=scram.username, kafka_sasl_password=scram.password
+        kafka_security_protocol="SASL_PLAINTEXT",
+        kafka_sasl_username=login["KAFKA_SASL_USERNAME"],
+        kafka_sasl_password=login["KAFKA_SASL_PASSWORD"],
     )
     return client_options(settings)
+
+
+@pytest.fixture(scope="module")
+async def acls(scram: KafkaSasl, running_backends: Backends) -> list[kafka_acls.Acl]:
+    """The deployment's ACLs, created on the broker by its super user (PLAINTEXT); creating one twice is harmless."""
+    assert set(scram.principals) == set(kafka_acls.principals()), "the broker was formatted with other principals"
+    entries = kafka_acls.acls()
+    admin = AIOKafkaAdminClient(bootstrap_servers=running_backends.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        await kafka_acls.apply(admin, entries)
+    finally:
+        await admin.close()
+    return entries
 
 
 def stopped(services: list[ServiceProcess]) -> None:
@@ -52,9 +76,12 @@ def stopped(services: list[ServiceProcess]) -> None:
 
 
 @pytest.fixture(scope="module")
-def over_scram(scram: KafkaSasl, stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """The stack's three services replaced by instances that reach Kafka only through its SCRAM listener, with
-    their own databases and mail server; then the regular ones back. The same static group membership lets each
+def over_scram(
+    scram: KafkaSasl, acls: list[kafka_acls.Acl], stack: Stack, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    """The stack's three services replaced by instances that reach Kafka only through its SCRAM listener, each as
+    its own principal under the deployment's ACLs, with their own databases and mail server; then the regular ones
+    back. The same static group membership lets each
     take over the other's partitions (the consumer groups are the services', as in production). ``scram`` comes
     first: without a SCRAM listener the test is skipped before the stack starts."""
     logs = tmp_path_factory.mktemp("over-scram")
@@ -64,13 +91,14 @@ def over_scram(scram: KafkaSasl, stack: Stack, tmp_path_factory: pytest.TempPath
     regular = list(stack.services.values())
     with SmtpSink(free_port()) as sink:
         own = {
-            **scram.settings("SCRAM-SHA-512"),
             **{f"{name.upper()}_DB": database for name, database in databases.items()},
             "INTAKE_URL": f"http://127.0.0.1:{ports['intake']}",
             "SMTP_PORT": str(sink.port),
         }
         services = {
-            name: ServiceProcess(name, ports[name], process.env | own, logs / f"{name}.log")
+            name: ServiceProcess(
+                name, ports[name], process.env | own | scram.settings(principal=name), logs / f"{name}.log"
+            )
             for name, process in stack.services.items()
         }
         stopped(regular)
@@ -105,8 +133,8 @@ async def test_an_assessment_reaches_a_welcome_email_over_scram(over_scram: Stac
 
     for name, service in over_scram.services.items():
         log = service.log_path.read_text(errors="replace")
-        assert f"Authenticated as {scram.username} via SCRAM-SHA-512" in log, name
-        assert scram.password not in log, name
+        assert f"Authenticated as {name} via SCRAM-SHA-512" in log, name
+        assert scram.principals[name] not in log, name
 
 
 async def test_a_wrong_password_keeps_the_service_unready_naming_the_settings(
@@ -143,3 +171,62 @@ async def test_a_wrong_password_keeps_the_service_unready_naming_the_settings(
         assert wrong not in text and wrong not in str(answer)
     finally:
         intake.stop()
+
+
+async def produce_as(
+    scram: KafkaSasl, principal: str, topic: str, value: bytes, headers: list[tuple[str, bytes]]
+) -> None:
+    """One record sent as ``principal``, with the services' producer settings (idempotent, acks=all)."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=scram.bootstrap_servers, acks="all", enable_idempotence=True,
+        request_timeout_ms=10_000, **scram_options(scram, principal),
+    )  # fmt: skip
+    try:
+        await producer.start()
+        await producer.send_and_wait(topic, value, key=b"forged-episode", headers=headers)
+    finally:
+        await producer.stop()
+
+
+FORGED_HEADERS = [("ce_source", b"/stepwise/intake"), ("ce_type", SafetyAlertRaised.event_type.encode()),
+                  ("ce_id", b"forged"), ("ce_specversion", b"1.0")]  # fmt: skip
+"""What the issue's forged produce carried: intake's source on intake's safety-alert topic."""
+
+
+async def test_only_intake_may_write_a_safety_alert(scram: KafkaSasl, acls: list[kafka_acls.Acl]) -> None:
+    topic = SafetyAlertRaised.event_type
+    assert SafetyAlertRaised in PUBLISHED_BY["intake"]
+    forged = f"forged-{uuid.uuid4().hex}".encode()
+    for principal in sorted(set(kafka_acls.principals()) - {"intake"}):
+        with pytest.raises(TopicAuthorizationFailedError):
+            await produce_as(scram, principal, topic, forged, FORGED_HEADERS)
+    records = await records_on(scram.bootstrap_servers, topic, scram_options(scram))
+    assert forged not in {record.value for record in records}, "a forged alert reached the topic"
+
+    # The owner's own write goes through: the ACLs refuse the others, not everyone.
+    genuine = f"owner-{uuid.uuid4().hex}".encode()
+    await produce_as(scram, "intake", topic, genuine, FORGED_HEADERS)
+    records = await records_on(scram.bootstrap_servers, topic, scram_options(scram))
+    assert genuine in {record.value for record in records}
+
+
+async def test_a_service_reads_only_what_it_consumes_in_its_own_groups(
+    scram: KafkaSasl, acls: list[kafka_acls.Acl]
+) -> None:
+    async def first_fetch(principal: str, topic: str, group: str) -> None:
+        consumer = AIOKafkaConsumer(
+            topic, bootstrap_servers=scram.bootstrap_servers, group_id=group, enable_auto_commit=False,
+            auto_offset_reset="earliest", **scram_options(scram, principal),
+        )  # fmt: skip
+        try:
+            await consumer.start()
+            await consumer.getmany(timeout_ms=2000)
+        finally:
+            await consumer.stop()
+
+    # intake does not consume safety alerts: its own group does not let it read them.
+    with pytest.raises(TopicAuthorizationFailedError):
+        await first_fetch("intake", SafetyAlertRaised.event_type, "stepwise.intake")
+    # notifications consumes them, but only in its own groups.
+    with pytest.raises(GroupAuthorizationFailedError):
+        await first_fetch("notifications", SafetyAlertRaised.event_type, "stepwise.care_plan")

@@ -11,6 +11,13 @@ Run it from the repository (next to docker-compose.yml); it needs nothing but Py
   care_plan_intake_token       the token care plan presents at intake (in api_tokens as "...:care_plan")
   webhook_secret               the key safety-alert webhooks are signed with (give it to the on-call system)
   contact_hash_key             the key numbers that replied STOP are kept under; never change it once used
+  mongodb_root_password        MongoDB's administrator (compose creates it on the first start; restores use it)
+  mongodb_<service>_url        each service's MONGODB_URL_FILE: its own MongoDB user, limited to its database
+                               (deploy/mongodb/init-users.js creates the users from these files)
+  mongodb_backup_url           the nightly backup's MongoDB user (role backup: reads every database)
+  kafka_<principal>_password   each Kafka principal's SCRAM password (kafka-init creates the users and their ACLs,
+                               deploy/kafka/principals.sh); kafka_integration_password is for the clinic's EHR
+  backup_key                   the key the nightly backups are encrypted with: keep a copy OFF this host
 
 and prints the staff tokens to hand out. The secrets a provider issues (smtp_password, sms_provider_token) are not
 written: compose asks for them only in the override that turns those channels on (see docker-compose.yml). Run it
@@ -33,6 +40,44 @@ SERVICE_TOKENS = {"notifications": "notifications_intake_token", "care_plan": "c
 """The role intake gives a service's token → the file that service reads it from (INTAKE_TOKEN_FILE)."""
 KEYS = ("webhook_secret", "contact_hash_key")
 """Keys the clinic itself makes: random is what they should be."""
+MONGODB_USERS = {
+    "intake": "stepwise_intake",
+    "care_plan": "stepwise_care_plan",
+    "notifications": "stepwise_notifications",
+}
+"""A MongoDB user per service (the name its Kafka principal has) → the one database it may read and write."""
+KAFKA_PRINCIPALS = ("intake", "care_plan", "notifications", "integration")
+"""Kafka's principals (tools/deploy/kafka_acls.py derives what each may do; tests/test_compose.py keeps the two
+lists equal)."""
+MONGODB_HOST = "mongodb:27017"
+
+
+def mongodb_url(user: str, password: str, database: str) -> str:
+    """A user's MONGODB_URL on compose's MongoDB; it logs in where the user was created (its database, or admin)."""
+    return f"mongodb://{user}:{password}@{MONGODB_HOST}/{database}?authSource={database}&directConnection=true"
+
+
+def generated_names() -> tuple[str, ...]:
+    """Every file the generator writes besides api_tokens and the service tokens."""
+    return (
+        *KEYS,
+        "mongodb_root_password",
+        *(f"mongodb_{user}_url" for user in MONGODB_USERS),
+        "mongodb_backup_url",
+        *(f"kafka_{principal}_password" for principal in KAFKA_PRINCIPALS),
+        "backup_key",
+    )
+
+
+def _new_value(name: str) -> str:
+    if name == "mongodb_backup_url":
+        return mongodb_url("backup", new_secret(), "admin")
+    if name.startswith("mongodb_") and name.endswith("_url"):
+        user = name.removeprefix("mongodb_").removesuffix("_url")
+        return mongodb_url(user, new_secret(), MONGODB_USERS[user])
+    return new_secret()
+
+
 PROVIDER_ISSUED = ("smtp_password", "sms_provider_token")
 """Secrets a provider issues: never made up here."""
 CONTAINER_USER = (10001, 10001)
@@ -92,7 +137,9 @@ def write_secrets(directory: Path, owner: tuple[int, int] | None = None) -> Writ
     run = Written()
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     api_tokens_path = directory / API_TOKENS
-    existing = {name: _read(directory / name, run) for name in (API_TOKENS, *SERVICE_TOKENS.values(), *KEYS)}
+    existing = {
+        name: _read(directory / name, run) for name in (API_TOKENS, *SERVICE_TOKENS.values(), *generated_names())
+    }
     if run.problems:
         return run
     roles = token_roles(existing[API_TOKENS] or "")
@@ -117,9 +164,9 @@ def write_secrets(directory: Path, owner: tuple[int, int] | None = None) -> Writ
                     f"{api_tokens_path} does not give the token in {directory / SERVICE_TOKENS[role]} the role {role}:"
                     f" add a line '<that token>:{role}' to it"
                 )
-    for name in KEYS:
+    for name in generated_names():
         if existing[name] is None:
-            _write(directory / name, new_secret(), owner)
+            _write(directory / name, _new_value(name), owner)
             run.written.append(directory / name)
     return run
 

@@ -31,7 +31,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,15 +69,22 @@ class KafkaSasl:
     username: str
     password: str = field(repr=False)
     mechanisms: tuple[str, ...] = ("SCRAM-SHA-512",)
+    principals: Mapping[str, str] = field(default_factory=dict, repr=False)
+    """The deployment's principals (tools/deploy/kafka_acls.py) and their passwords: users allowed what ACLs grant."""
 
-    def settings(self, mechanism: str = "SCRAM-SHA-512", password: str | None = None) -> dict[str, str]:
-        """A service's environment for this listener (``password``: another one, to see it refused)."""
+    def settings(
+        self, mechanism: str = "SCRAM-SHA-512", password: str | None = None, principal: str | None = None
+    ) -> dict[str, str]:
+        """A service's environment for this listener (``password``: another one, to see it refused; ``principal``:
+        log in as that deployment principal instead of the listener's super user)."""
+        username = principal or self.username
+        known = self.principals[principal] if principal else self.password
         return {
             "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers,
             "KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
             "KAFKA_SASL_MECHANISM": mechanism,
-            "KAFKA_SASL_USERNAME": self.username,
-            "KAFKA_SASL_PASSWORD": self.password if password is None else password,
+            "KAFKA_SASL_USERNAME": username,
+            "KAFKA_SASL_PASSWORD": known if password is None else password,
         }
 
 
@@ -97,7 +104,7 @@ class Backends:
         sasl = self.kafka.server.sasl if self.kafka.server else None
         if sasl is None:
             return None
-        return KafkaSasl(f"127.0.0.1:{sasl.port}", sasl.username, sasl.password, sasl.mechanisms)
+        return KafkaSasl(f"127.0.0.1:{sasl.port}", sasl.username, sasl.password, sasl.mechanisms, sasl.principals)
 
     @property
     def mongodb_url(self) -> str:

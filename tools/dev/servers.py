@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,6 +75,8 @@ class SaslListener:
     mechanisms: tuple[str, ...]
     username: str
     password: str = field(repr=False)
+    principals: Mapping[str, str] = field(default_factory=dict, repr=False)
+    """More SCRAM users: the deployment's principals (tools/deploy/kafka_acls.py), by name, with their passwords."""
 
 
 @dataclass

@@ -76,11 +76,17 @@ def classpath() -> str:
 
 SCRAM_MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256")
 SCRAM_USER = "stepwise"
+AUTHORIZER = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+SUPER_USERS = ("User:ANONYMOUS", f"User:{SCRAM_USER}")
+"""Who the authorizer lets do anything: PLAINTEXT clients (the suite's, and the broker itself) and the SCRAM listener's
+own user. The deployment's principals (tools/deploy/kafka_acls.py) are users too, allowed only what ACLs grant
+(tests/integration/test_kafka_acls.py grants them)."""
 
 
 def server_properties(data: Path, port: int, controller_port: int, sasl_port: int | None = None) -> str:
     """The node's configuration. With ``sasl_port``, a second listener (SASL_PLAINTEXT) takes only clients that log
-    in with SCRAM (the user is created when storage is formatted); PLAINTEXT stays the default and inter-broker one."""
+    in with SCRAM (the user is created when storage is formatted); PLAINTEXT stays the default and inter-broker one.
+    Kafka's authorizer is on, as in a deployment: the super users do anything, other users what ACLs allow."""
     listeners, protocols = [f"PLAINTEXT://127.0.0.1:{port}"], ["PLAINTEXT:PLAINTEXT", "CONTROLLER:PLAINTEXT"]
     if sasl_port:
         listeners.append(f"SASL_PLAINTEXT://127.0.0.1:{sasl_port}")
@@ -104,6 +110,8 @@ def server_properties(data: Path, port: int, controller_port: int, sasl_port: in
             "inter.broker.listener.name=PLAINTEXT",
             f"listener.security.protocol.map={','.join(protocols)}",
             *(scram if sasl_port else []),
+            f"authorizer.class.name={AUTHORIZER}",
+            f"super.users={';'.join(SUPER_USERS)}",
             f"log.dirs={data / 'log'}",
             # As docker-compose.yml: topics are created by the services (and kafka-init), nothing else.
             "auto.create.topics.enable=false",
@@ -128,17 +136,24 @@ def cluster_id() -> str:
 @contextlib.contextmanager
 def apache_kafka(folder: Path) -> Iterator[Server]:
     """Format storage in ``folder``, start the node, wait until it answers; SIGTERM it afterwards. Besides its
-    PLAINTEXT listener it has a SASL_PLAINTEXT one (``server.sasl``) whose SCRAM user is created by the format."""
+    PLAINTEXT listener it has a SASL_PLAINTEXT one (``server.sasl``) whose SCRAM user is created by the format, with
+    the deployment's principals (``server.sasl.principals``: a password each), which no ACL allows anything yet."""
+    from tools.deploy.kafka_acls import principals
+
     jars = classpath()
     port, controller_port, sasl_port = free_port(), free_port(), free_port()
-    sasl = SaslListener(sasl_port, SCRAM_MECHANISMS, SCRAM_USER, secrets.token_urlsafe(18))
+    others = {name: secrets.token_urlsafe(18) for name in principals()}
+    sasl = SaslListener(sasl_port, SCRAM_MECHANISMS, SCRAM_USER, secrets.token_urlsafe(18), others)
     properties = folder / "server.properties"
     properties.write_text(server_properties(folder, port, controller_port, sasl_port))
     log = folder / "kafka.log"
     java = ["java", f"-Dstepwise.kafka.log={log}", f"-Dlog4j2.configurationFile={HERE / 'log4j2.properties'}"]
     # The SCRAM user of the SASL listener, created with the storage (--option=value: a value may start with "-").
+    logins = {sasl.username: sasl.password, **sasl.principals}
     users = [
-        f"--add-scram={mechanism}=[name={sasl.username},password={sasl.password}]" for mechanism in sasl.mechanisms
+        f"--add-scram={mechanism}=[name={name},password={password}]"
+        for mechanism in sasl.mechanisms
+        for name, password in logins.items()
     ]
     storage = ["kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id()}", "-c", str(properties), *users]
     formatted = subprocess.run([*java, "-cp", jars, *storage], capture_output=True, text=True, check=False)

@@ -1,0 +1,195 @@
+"""Kafka's principals and ACLs for a deployment, from the code itself: a principal per service, which alone may write
+the topics the contract says it publishes (``PUBLISHED_BY``) and reads only what it consumes (its
+``EVENT_HANDLERS``, in its own consumer groups); the ``integration`` principal, for the clinic's other systems,
+writes the commands (``COMMAND_TYPES``) and nothing else.
+
+    python -m tools.deploy.kafka_acls            # prints deploy/kafka/principals.sh
+    python -m tools.deploy.kafka_acls --write    # writes it (compose's kafka-init runs it; tests/test_compose.py
+                                                 # fails while the committed file differs from what this prints)
+
+The script creates each principal's SCRAM user (its password read from the secret file compose mounts) and its
+ACLs, with Kafka's own tools, over the broker's loopback listener (kafka-init shares the broker's network). The
+same ACLs are applied by ``apply`` over the Kafka protocol (tests/integration/test_kafka_acls.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import IntEnum
+from pathlib import Path
+
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import for_code
+from aiokafka.protocol.admin import CreateAclsRequest_v1
+from aiokafka.protocol.api import Request
+
+import services
+from services.common.consumer import EventHandlers, lane_group, lanes
+from stepwise_contract import COMMAND_TYPES, PUBLISHED_BY
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "deploy" / "kafka" / "principals.sh"
+INTEGRATION = "integration"
+"""The principal of the clinic's other systems (an EHR reporting attendance): it writes the commands only."""
+MECHANISM = "SCRAM-SHA-512"
+ADMIN_LISTENER = "localhost:9094"
+"""The broker's loopback-only listener (compose), where kafka-init is the broker's super user."""
+
+
+class Resource(IntEnum):
+    """Kafka's resource types (protocol codes)."""
+
+    TOPIC = 2
+    GROUP = 3
+
+
+class Operation(IntEnum):
+    """Kafka's ACL operations (protocol codes); WRITE and READ imply DESCRIBE."""
+
+    READ = 3
+    WRITE = 4
+
+
+@dataclass(frozen=True, order=True)
+class Acl:
+    """One ALLOW entry on a literal resource name, from any host."""
+
+    principal: str
+    resource: Resource
+    name: str
+    operation: Operation
+
+
+@dataclass(frozen=True)
+class Access:
+    """What one principal may do: write these topics, read those in these consumer groups."""
+
+    writes: tuple[str, ...]
+    reads: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+
+
+def service_packages() -> list[str]:
+    """The services: every package under services/ with a settings module naming its consumer group, and every
+    publisher the contract names."""
+    found = {
+        module.name for module in pkgutil.iter_modules(services.__path__) if module.ispkg and module.name != "common"
+    }
+    return sorted(found | set(PUBLISHED_BY))
+
+
+def _service_access(service: str) -> Access:
+    writes = tuple(sorted(model.event_type for model in PUBLISHED_BY.get(service, ())))
+    try:
+        handlers: EventHandlers = importlib.import_module(f"services.{service}.handlers").EVENT_HANDLERS
+        group: str = importlib.import_module(f"services.{service}.settings").CONSUMER_GROUP
+    except ModuleNotFoundError:  # a publisher without consumers
+        return Access(writes)
+    reads = tuple(sorted(model.event_type for model in handlers))
+    groups = tuple(sorted(lane_group(group, urgent) for urgent in lanes(handlers)))
+    return Access(writes, reads, groups)
+
+
+def principals() -> dict[str, Access]:
+    """Every principal and what it may do."""
+    access = {service: _service_access(service) for service in service_packages()}
+    access[INTEGRATION] = Access(tuple(sorted(COMMAND_TYPES)))
+    return access
+
+
+def acls(access: Mapping[str, Access] | None = None) -> list[Acl]:
+    """The ALLOW entries (User:<name>), sorted: nothing else is allowed (no ACL found: refused)."""
+    entries: set[Acl] = set()
+    for name, rights in (access or principals()).items():
+        principal = f"User:{name}"
+        entries |= {Acl(principal, Resource.TOPIC, topic, Operation.WRITE) for topic in rights.writes}
+        entries |= {Acl(principal, Resource.TOPIC, topic, Operation.READ) for topic in rights.reads}
+        entries |= {Acl(principal, Resource.GROUP, group, Operation.READ) for group in rights.groups}
+    return sorted(entries)
+
+
+def _flags(option: str, values: Iterable[str]) -> str:
+    return "".join(f" \\\n    {option} {value}" for value in values)
+
+
+def script(access: Mapping[str, Access] | None = None) -> str:
+    """deploy/kafka/principals.sh: SCRAM users and ACLs, with Kafka's tools (kafka-init runs it)."""
+    access = access or principals()
+    lines = [
+        "#!/bin/sh",
+        "# Generated by `python -m tools.deploy.kafka_acls --write` from the contract's PUBLISHED_BY and COMMAND_TYPES",
+        "# and each service's EVENT_HANDLERS; do not edit. compose's kafka-init runs it over the broker's loopback",
+        "# listener; each password is read from /run/secrets/kafka_<principal>_password (never on a command line).",
+        "set -eu",
+        f'BOOTSTRAP="${{BOOTSTRAP:-{ADMIN_LISTENER}}}"',
+        'BIN="${KAFKA_BIN:-/opt/kafka/bin}"',
+        "scram_user() {",
+        '  umask 077; file=$(mktemp); printf "%s=password=%s\\n" ' + f'"{MECHANISM}"'
+        ' "$(cat "${SECRETS_DIR:-/run/secrets}/kafka_$1_password")" > "$file"',
+        '  "$BIN/kafka-configs.sh" --bootstrap-server "$BOOTSTRAP" --alter --entity-type users --entity-name "$1" \\',
+        '    --add-config-file "$file"',
+        '  rm -f "$file"',
+        "}",
+        "allow() {",
+        "  principal=$1; shift",
+        '  "$BIN/kafka-acls.sh" --bootstrap-server "$BOOTSTRAP" --add --allow-principal "User:$principal" "$@" \\',
+        "    > /dev/null",
+        "}",
+    ]
+    for name, rights in access.items():
+        lines.append(f"scram_user {name}")
+        if rights.writes:
+            lines.append(f"allow {name} --operation Write{_flags('--topic', rights.writes)}")
+        if rights.reads:
+            reads = _flags("--topic", rights.reads) + _flags("--group", rights.groups)
+            lines.append(f"allow {name} --operation Read{reads}")
+    lines.append('"$BIN/kafka-acls.sh" --bootstrap-server "$BOOTSTRAP" --list')
+    return "\n".join(lines) + "\n"
+
+
+class CreateAcls(Request[CreateAclsRequest_v1]):  # type: ignore[misc]  # aiokafka's protocol is untyped
+    """CreateAcls with many entries in one request (aiokafka's own wrapper sends one)."""
+
+    API_KEY = 30
+
+    def __init__(self, entries: Iterable[Acl]) -> None:
+        literal, any_host, allow = 3, "*", 3
+        self.creations = [(a.resource, a.name, literal, a.principal, any_host, a.operation, allow) for a in entries]
+
+    def build(self, request_struct_class: type[CreateAclsRequest_v1]) -> CreateAclsRequest_v1:
+        return request_struct_class(self.creations)
+
+
+async def apply(admin: AIOKafkaAdminClient, entries: Iterable[Acl]) -> None:
+    """Create ``entries`` on the brokers behind ``admin`` (logged in as a super user), in one request; RuntimeError
+    naming the first entry refused."""
+    entries = list(entries)
+    client = admin._client  # aiokafka's admin has no ACL call; its client sends any request
+    response = await client.send(client.get_random_node(), CreateAcls(entries))
+    for entry, (code, message) in zip(entries, response.creation_responses, strict=True):
+        if code:
+            raise RuntimeError(f"the broker refused {entry}: {for_code(code).__name__} {message or ''}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.deploy.kafka_acls", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--write", action="store_true", help=f"write {SCRIPT.relative_to(ROOT)}")
+    args = parser.parse_args(argv)
+    text = script()
+    if args.write:
+        SCRIPT.parent.mkdir(parents=True, exist_ok=True)
+        SCRIPT.write_text(text, encoding="utf-8")
+        SCRIPT.chmod(0o755)
+        print(f"wrote {SCRIPT.relative_to(ROOT)}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
