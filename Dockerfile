@@ -13,13 +13,17 @@ ENV PIP_NO_CACHE_DIR=1 \
 RUN python -m venv /opt/stepwise
 
 WORKDIR /src
-COPY requirements.lock pyproject.toml README.md ./
+COPY requirements.prod.lock pyproject.toml README.md LICENSE ./
 COPY shared/ shared/
 COPY services/ services/
 COPY tools/ tools/
 
-# Runtime dependencies only (no [dev] extra), at exactly the versions in the lock file.
-RUN /opt/stepwise/bin/pip install --constraint requirements.lock ./shared . \
+# Runtime dependencies only, from the production lock: every file must match a hash there (--require-hashes), and
+# nothing outside it comes in (--no-deps). Then the contract and the services, each as a wheel built here (hatchling,
+# pinned in their pyproject.toml) and installed without dependencies: the lock has them all, as pip check confirms.
+RUN /opt/stepwise/bin/pip install --require-hashes --no-deps -r requirements.prod.lock \
+    && /opt/stepwise/bin/pip wheel --no-deps --wheel-dir /tmp/wheels ./shared . \
+    && /opt/stepwise/bin/pip install --no-deps /tmp/wheels/stepwise_contract-*.whl /tmp/wheels/stepwise-*.whl \
     && /opt/stepwise/bin/pip check
 
 

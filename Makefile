@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # docs/development.md, "Backends"). Empty: not run, and said so.
 SECOND_SERVER ?= ferretdb-pg
 
-.PHONY: install run test second-server lint typecheck audit unit faults asyncapi lock bench bench-outbox clean mutate chart
+.PHONY: install run test second-server lint typecheck audit unit faults asyncapi schemas lock bench bench-outbox clean mutate chart
 
 install: $(STAMP)
 
@@ -51,6 +51,10 @@ faults: install
 asyncapi: install
 	$(PY) -m tools.generate.asyncapi --write
 
+# The JSON Schema of every event version (shared/stepwise_contract/schemas), from the contract's models.
+schemas: install
+	$(PY) -m tools.generate.schemas --write
+
 # The Helm chart: helm lint and helm template | kubeconform against deploy/helm/schemas. Not part of test: the
 # first run builds helm and kubeconform from the Go module proxy (~6 min on two cores; docs/deployment.md).
 chart: install
@@ -66,9 +70,12 @@ bench: install
 bench-outbox: install
 	$(PY) -m bench.outbox_relay
 
+# Two locks: requirements.lock (every install's constraints, dev tools included) and requirements.prod.lock (the
+# runtime dependencies at those versions, with hashes, for the image's --require-hashes install; reaches PyPI).
 lock: install
 	(echo "# Constraints for every install (make install): the exact versions CI and developers run."; \
 	 echo "# Regenerate with: make lock"; $(PY) -m pip freeze --exclude-editable) > requirements.lock
+	$(PY) -m tools.generate.prod_lock
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from stepwise_contract import EVENT_TYPES
+from stepwise_contract import COMMAND_TYPES, EVENT_TYPES
+from stepwise_contract.envelope import ATTRIBUTES, HEADER_PREFIX, REQUIRED
 from tools.generate.asyncapi import DOCS, render_all
 
 
@@ -27,3 +28,18 @@ def test_every_event_type_is_documented_with_its_schema() -> None:
         schemas |= set(document["components"]["schemas"])
     assert set(EVENT_TYPES) <= set(channels)
     assert {model.__name__ for model in EVENT_TYPES.values()} <= schemas
+
+
+def test_every_message_names_its_ce_headers_its_key_and_its_data_schema() -> None:
+    seen = set()
+    for text in render_all().values():
+        for name, message in yaml.safe_load(text)["components"]["messages"].items():
+            event_type = name.partition(":")[0]
+            seen.add(event_type)
+            headers = message["headers"]
+            assert set(headers["properties"]) >= {HEADER_PREFIX + attribute for attribute in ATTRIBUTES}, name
+            assert headers["required"] == [HEADER_PREFIX + attribute for attribute in REQUIRED], name
+            assert headers["properties"]["ce_type"]["const"] == event_type
+            assert message["bindings"]["kafka"]["key"]["type"] == "string", name
+            assert f"{event_type}.v1.json" in message["description"], name
+    assert seen == set(EVENT_TYPES | COMMAND_TYPES)

@@ -532,12 +532,18 @@ def test_dockerfile_does_not_run_as_root() -> None:
 
 
 def test_dockerfile_installs_runtime_dependencies_from_the_lock() -> None:
+    """From the production lock, each file checked against its hashes; the contract and the services as wheels."""
     runs = " ".join(arguments for keyword, arguments in dockerfile_instructions() if keyword == "RUN")
-    install = re.search(r"pip install [^&]*", runs)
-    assert install
-    assert "-c requirements.lock" in install.group(0) or "--constraint requirements.lock" in install.group(0)
-    assert "./shared" in install.group(0)
+    installs = re.findall(r"pip install [^&]*", runs)
+    assert installs
+    assert "--require-hashes" in installs[0] and "-r requirements.prod.lock" in installs[0]
+    assert "--no-deps" in installs[0]  # nothing the lock does not name
+    built = re.search(r"pip wheel [^&]*", runs)
+    assert built and "./shared" in built.group(0)
+    assert "stepwise_contract-*.whl" in installs[1] and "--no-deps" in installs[1]
+    assert "requirements.lock" not in runs.replace("requirements.prod.lock", "")  # the dev lock: never in the image
     assert "[dev]" not in runs
+    assert "pip check" in runs
 
 
 def test_dockerfile_runs_a_module_chosen_by_the_command() -> None:
@@ -554,7 +560,7 @@ def test_build_context_leaves_secrets_and_virtualenvs_out() -> None:
     rules = [rule for rule in rules if rule and not rule.startswith("#")]
     assert rules[0] == "*", "the build context is an allow-list"
     reincluded = {rule[1:].rstrip("/") for rule in rules if rule.startswith("!")}
-    assert {"services", "shared", "requirements.lock", "pyproject.toml"} <= reincluded
+    assert {"services", "shared", "requirements.prod.lock", "pyproject.toml", "LICENSE"} <= reincluded
     assert not reincluded & {".env", ".venv", ".git", "tests", "secrets"}
     assert "secrets/" in rules or "secrets" in rules
 

@@ -10,11 +10,11 @@ from fastapi import status
 
 from services.common.domain_errors import ServiceRouter
 from services.common.schemas import V1_ERRORS, WHOLE_NUMBERS, beyond_schema, errors
-from services.common.utc import TIME_RANGE
+from services.common.utc import TIME_RANGE, IsoDate
 from stepwise_contract import ScheduledSession
 
 from . import changes, queries, schemas
-from .deps import Authorizer, Clinician, ClinicZone, Consents, Policy, Reader, Recorder, Store
+from .deps import Authorizer, Clinician, ClinicZone, Consents, Integration, Policy, Reader, Recorder, Store
 from .domain.model import Authorization, CarePlan, StepRecommendation
 from .schemas import (
     ERRORS,
@@ -27,7 +27,9 @@ from .schemas import (
     GroupOut,
     MeasuresDueOut,
     OptionalGraduateIn,
+    PageSize,
     ScheduleIn,
+    ServicesPage,
     SessionRoster,
     SheetIn,
     SheetLineOut,
@@ -185,6 +187,14 @@ async def discharge_episode(
     episode_id: str, body: DischargeIn, store: Store, policy: Policy, by: Clinician
 ) -> CarePlan:
     return await changes.discharge(store, policy, episode_id, body.reason_code, by.who)
+
+
+@router.get("/services", summary="Services delivered on the days asked, at their latest "
+            "revision (what `iop.service.delivered` said last): for a subscriber that rebuilds",
+            openapi_extra=beyond_schema(service_range=queries.SERVICE_RANGE))  # fmt: skip
+async def list_services(store: Store, _: Integration, since: IsoDate, until: IsoDate, after: str | None = None,
+                        limit: PageSize = 50) -> ServicesPage:  # fmt: skip
+    return await queries.services_delivered(store, since, until, after, limit)
 
 
 # --- program groups ----------------------------------------------------------------------------------------

@@ -27,3 +27,4 @@ PlanReader = Annotated[Principal, Depends(require_roles(Role.CLINICIAN, Role.INT
 Acknowledger = Annotated[Principal, Depends(require_roles(Role.CLINICIAN, Role.INTAKE_STAFF))]
 """Staff who record the patient's agreement to a signed plan."""
 Admin = Annotated[Principal, Depends(require_roles(Role.ADMIN))]
+Integration = Annotated[Principal, Depends(require_roles(Role.INTEGRATION))]

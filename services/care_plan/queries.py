@@ -15,7 +15,17 @@ from .domain.measures import upcoming
 from .domain.model import CarePlan, CarePlanError, PlanVersion
 from .domain.policy import CarePolicy, ProgramGroup
 from .domain.treatment_plan import next_periodic_due_on, progress
-from .schemas import GroupOut, MeasuresDueOut, RecentSession, RosterLine, SessionRoster, UpcomingMeasure, Waiting
+from .schemas import (
+    GroupOut,
+    MeasuresDueOut,
+    RecentSession,
+    RosterLine,
+    ServiceOut,
+    ServicesPage,
+    SessionRoster,
+    UpcomingMeasure,
+    Waiting,
+)
 from .schemas_plan import PlanVersionOut, TreatmentPlanOut
 from .store import CarePlanStore, WaitingPlan
 
@@ -25,6 +35,9 @@ UPCOMING = 6
 """How many of a group's next sessions it shows."""
 SESSION_DAY = "%Y%m%d"
 """How a group session's id names its day: ``<group_id>-20261207``."""
+SERVICE_DAYS = 92
+"""The most days one ``GET /v1/services`` covers (a quarter): a longer rebuild asks quarter by quarter."""
+SERVICE_RANGE = f"until is on or after since, at most {SERVICE_DAYS - 1} days on"
 
 
 async def plan(store: CarePlanStore, episode_id: str) -> CarePlan:
@@ -166,3 +179,20 @@ def _with_progress(version: PlanVersion, plan: CarePlan) -> PlanVersionOut:
         if objective.target is not None:
             objective.progress, objective.scores = progress(objective.target, plan.inputs)
     return out
+
+
+async def services_delivered(
+    store: CarePlanStore, since: date, until: date, after: str | None, limit: int
+) -> ServicesPage:
+    """Every published service (its latest revision) on a day from ``since`` to ``until`` (the clinic's dates, both
+    included), of up to ``limit`` episodes after ``after``, by episode id: a subscriber that missed events rebuilds
+    what it holds of those days from it, page by page."""
+    days = (until - since).days + 1
+    if not 1 <= days <= SERVICE_DAYS:
+        raise CarePlanError("service_range", SERVICE_RANGE)
+    found = await store.services_on([since + timedelta(days=n) for n in range(days)], after, limit)
+    services = [ServiceOut(episode_id=episode.episode_id, service_id=line.session_id, **line.model_dump())
+                for episode in found for line in sorted(episode.services, key=lambda line: (line.service_date,
+                                                                                           line.session_id))
+                if line.revision and since <= line.service_date <= until]  # fmt: skip
+    return ServicesPage(services=services, next_after=found[-1].episode_id if len(found) == limit else None)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import Body, status
+from fastapi import Body, Query, status
 from pydantic import (
     BaseModel,
     Field,
@@ -27,6 +27,7 @@ from stepwise_contract import (
     DischargeReason,
     MeasureReason,
     ScheduledSession,
+    ServiceDelivered,
     SessionKind,
     SheetEntry,
     Track,
@@ -70,6 +71,7 @@ ERRORS = ErrorTable(
         "minutes_over_session": ("body", "minutes"),
         "unknown_kind": ("body", "kind"),
         "appointment_in_past": ("body", "starts_at"),
+        "service_range": ("query", "until"),
     },
 )
 """care_plan's refusals as HTTP answers, registered by the common app (services/common/domain_errors.py)."""
@@ -341,3 +343,21 @@ class MeasuresDueOut(BaseModel):
     episode_id: str
     measures: list[DueMeasure]
     upcoming: list[UpcomingMeasure]
+
+
+class ServiceOut(ServiceDelivered):
+    """An episode's service as last published (``iop.service.delivered``, its latest revision)."""
+
+    recorded_at: datetime | None = Field(  # type: ignore[assignment]
+        description="When this revision was published; null for one published before care_plan kept the time."
+    )
+
+
+PageSize = Annotated[int, Query(ge=1, le=200, description="Episodes per page.")]
+
+
+class ServicesPage(BaseModel):
+    """Services delivered on the days asked, by episode; ``next_after`` asks for the next page (null: the last)."""
+
+    services: list[ServiceOut]
+    next_after: str | None = Field(description="Pass as `after` for the next page; null when this page is the last.")

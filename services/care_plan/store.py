@@ -4,9 +4,9 @@ the audit log of who read or changed a treatment plan."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
@@ -19,7 +19,7 @@ from services.common.outbox import RelayWake, insert_aggregate, update_aggregate
 from services.common.utc import assume_utc, utc_now
 from stepwise_contract import CloudEvent, Program
 
-from .domain.model import CareInput, CarePlan, WaitlistPlace
+from .domain.model import CareInput, CarePlan, DeliveredService, WaitlistPlace
 from .domain.policy import ProgramGroup
 
 PLANS = "care_plans"
@@ -29,6 +29,10 @@ SEATS = "group_seats"
 STALE_SEAT = timedelta(minutes=1)
 """A seat held this long by an episode whose plan is not in the group was left by a change that failed."""
 NEVER = datetime(9999, 12, 31, tzinfo=UTC)
+SERVICE_DATES = "service_dates"
+"""The days of the plan's published services (``20261207``, as a session id names its day): what
+``GET /v1/services`` finds plans by (indexed)."""
+SERVICE_DAY = "%Y%m%d"
 FOLLOW_UP = "follow_up_check_at"
 """The stored copy of ``CarePlan.follow_up_at`` the timer pass queries (a datetime; the plan's fields are text)."""
 """The timer of a plan that needs no timer (an explicit value: no null checks in queries)."""
@@ -40,6 +44,14 @@ class StoredPlan:
     version: int
     applied_events: frozenset[str]
     next_check_at: datetime | None
+
+
+@dataclass(frozen=True)
+class EpisodeServices:
+    """An episode's services as last published (``CarePlan.services``)."""
+
+    episode_id: str
+    services: list[DeliveredService]
 
 
 @dataclass(frozen=True)
@@ -75,10 +87,22 @@ class CarePlanStore:
         # Sparse: most plans wait for nothing, and MongoDB answers "$exists: true" from a sparse index alone.
         await self.plans.create_index([("waitlist.level", ASCENDING)], sparse=True)
         await self.plans.create_index([("session_ids", ASCENDING)])
+        await self.plans.create_index([(SERVICE_DATES, ASCENDING)])
         await self.pending_inputs.create_index([("episode_id", ASCENDING)])
         await self.seats.create_index([("group_id", ASCENDING), ("episode_id", ASCENDING)], unique=True)
         await self.audit_log.create_index([("episode_id", ASCENDING), ("at", DESCENDING)])
         await self.audit_log.create_index([("at", DESCENDING)])
+        await self._date_the_services()
+
+    async def _date_the_services(self) -> None:
+        """Give a plan saved before ``service_dates`` was kept its dates (once: each save keeps them after), from the
+        version read, so that a save in between wins."""
+        cursor = self.plans.find({SERVICE_DATES: {"$exists": False}, "services": {"$exists": True}},
+                                 {"services": 1, "version": 1})  # fmt: skip
+        async for document in cursor:
+            days = _service_dates(DeliveredService.model_validate(line) for line in document["services"].values())
+            await self.plans.update_one({"_id": document["_id"], "version": document["version"]},
+                                        {"$set": {SERVICE_DATES: days}})  # fmt: skip
 
     async def get(self, episode_id: str) -> StoredPlan | None:
         document = await self.plans.find_one({"_id": episode_id}, {"outbox": 0})
@@ -125,6 +149,17 @@ class CarePlanStore:
                       {"status": "graduated", FOLLOW_UP: {"$lte": now}}):  # fmt: skip
             due += [document["_id"] async for document in self.plans.find(timer, {"_id": 1}, limit=limit)]
         return due
+
+    async def services_on(self, days: Sequence[date], after: str | None, limit: int) -> list[EpisodeServices]:
+        """The published services of up to ``limit`` episodes with one on any of ``days``, by episode id after
+        ``after``: every service of each (the caller keeps those it wants)."""
+        query: Document = {SERVICE_DATES: {"$in": [day.strftime(SERVICE_DAY) for day in days]}}
+        if after is not None:
+            query["_id"] = {"$gt": after}
+        cursor = self.plans.find(query, {"services": 1}).sort("_id", ASCENDING).limit(limit)
+        return [EpisodeServices(document["_id"], [DeliveredService.model_validate(line)
+                                                  for line in document.get("services", {}).values()])
+                async for document in cursor]  # fmt: skip
 
     # --- program groups: members, waitlist, seats ---------------------------------------------------------
 
@@ -246,4 +281,10 @@ def _fields(plan: CarePlan) -> Document:
     # The treatment plan is left out of the plan's answers (``exclude``), not out of its document: written here.
     treatment = plan.treatment.model_dump(mode="json") if plan.treatment else None
     return {**plan.model_dump(mode="json"), "session_ids": [session.session_id for session in sessions],
-            FOLLOW_UP: plan.follow_up_at or NEVER, "treatment": treatment}  # fmt: skip
+            SERVICE_DATES: _service_dates(plan.services.values()), FOLLOW_UP: plan.follow_up_at or NEVER,
+            "treatment": treatment}  # fmt: skip
+
+
+def _service_dates(services: Iterable[DeliveredService]) -> list[str]:
+    """The days of the services published (revision 0: taken as reported, never published)."""
+    return sorted({line.service_date.strftime(SERVICE_DAY) for line in services if line.revision})

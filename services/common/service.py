@@ -22,7 +22,9 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import ConnectionFailure, PyMongoError
 from starlette.types import ASGIApp
 
-from . import health
+from stepwise_contract.envelope import set_schema_base
+
+from . import data_schemas, health
 from .api_docs import docs_router
 from .auth import Authenticator, Principal, Role, require_roles
 from .consumer import EventShelf
@@ -77,6 +79,7 @@ def create_service_app(
     broker = kafka.broker
     configure_logging(settings.log_level)
     _shift_clock(settings)
+    set_schema_base(settings.schema_base_url)  # every ce_dataschema this process writes, and /schemas/
     lifespan = _lifespan(title, settings, kafka, startup, outbox_collections)
 
     # only a service that consumes events can have set some aside
@@ -219,6 +222,7 @@ def http_app(
     app.add_exception_handler(ConnectionFailure, _store_unavailable)
     install_store_errors(app)
     app.include_router(health.router)
+    app.include_router(data_schemas.router)
     for router in routers:
         app.include_router(router)
     if consumes:

@@ -12,6 +12,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AfterValidator, Field, Secret, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from stepwise_contract.envelope import DEFAULT_SCHEMA_BASE, checked_schema_base
+
 from .auth import SERVICE_ROLES, Role
 from .edge import EdgeConfig, MiB, parse_networks
 from .oidc import OidcConfig
@@ -234,6 +236,23 @@ class ServiceSettings(BaseSettings):
         description="Addresses or CIDR networks of reverse proxies, comma-separated, whose X-Forwarded-For names "
         "the client; empty: the client is the connection's peer.",
     )
+
+    schema_base_url: str = Field(
+        default=DEFAULT_SCHEMA_BASE,
+        description="Where the clinic hosts the events' JSON Schemas, a folder URL ending with '/': each event's "
+        "ce_dataschema is this plus `<type>.v<version>.json`, and every service serves that file at "
+        "`/schemas/<type>.v<version>.json` with that `$id` (docs/deployment.md). The same in every service.",
+    )
+
+    @field_validator("schema_base_url")
+    @classmethod
+    def _schema_base_is_a_folder_url(cls, value: str) -> str:
+        if not value:
+            return DEFAULT_SCHEMA_BASE  # empty (as compose passes an unset variable): the default
+        try:
+            return checked_schema_base(value)
+        except ValueError as error:
+            raise ValueError(f"SCHEMA_BASE_URL: {error}") from None
 
     @field_validator("api_tokens")
     @classmethod

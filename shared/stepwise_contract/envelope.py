@@ -10,6 +10,7 @@ only ids, the event type, the source and the time.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -22,6 +23,50 @@ SPEC_VERSION = "1.0"
 CONTENT_TYPE = "application/json"
 HEADER_PREFIX = "ce_"
 CONTENT_TYPE_HEADER = "content-type"
+
+DEFAULT_SCHEMA_BASE = "https://stepwise.invalid/schemas/"
+"""Where the data schemas live unless a deployment says (``SCHEMA_BASE_URL``; docs/deployment.md): the JSON Schema
+of event type T, version N is ``{base}T.vN.json`` (``$id`` of the file in ``stepwise_contract/schemas``)."""
+LEGACY_SCHEMA_PREFIX = "urn:stepwise:schema:"
+"""``ce_dataschema`` of events written before 1.1.0: ``urn:stepwise:schema:T:vN``; still read (``parse_dataschema``)."""
+_SCHEMA_NAME = re.compile(r"(?P<type>[a-z][a-z0-9_.]*[a-z0-9_])\.v(?P<version>[1-9][0-9]*)\.json")
+_LEGACY_NAME = re.compile(re.escape(LEGACY_SCHEMA_PREFIX) + r"(?P<type>[a-z][a-z0-9_.]*):v(?P<version>[1-9][0-9]*)")
+_schema_base = DEFAULT_SCHEMA_BASE
+
+
+def set_schema_base(base: str) -> None:
+    """The base URL of the schemas, for every ``ce_dataschema`` this process writes from now on (a service sets it
+    at start from ``SCHEMA_BASE_URL``). It ends with ``/``: ``{base}{type}.v{version}.json`` is the schema."""
+    global _schema_base  # noqa: PLW0603 - one deployment-wide value, set once at start
+    _schema_base = checked_schema_base(base)
+
+
+def checked_schema_base(base: str) -> str:
+    if not re.fullmatch(r"https?://[^\s?#]+/", base):
+        raise ValueError("the schema base must be an http(s) URL ending with '/', without a query or fragment")
+    return base
+
+
+def schema_base() -> str:
+    return _schema_base
+
+
+def schema_file_name(event_type: str, version: int) -> str:
+    """``iop.session.missed.v1.json``: the file (under ``stepwise_contract/schemas``) and the URL's last segment."""
+    return f"{event_type}.v{version}.json"
+
+
+def dataschema_url(event_type: str, version: int, base: str | None = None) -> str:
+    return (base or _schema_base) + schema_file_name(event_type, version)
+
+
+def parse_dataschema(dataschema: str) -> tuple[str, int] | None:
+    """Event type and version named by a ``ce_dataschema``: a URL under any base, or the legacy URN; else None."""
+    legacy = _LEGACY_NAME.fullmatch(dataschema)
+    if legacy:
+        return legacy["type"], int(legacy["version"])
+    named = _SCHEMA_NAME.fullmatch(dataschema.rpartition("/")[2]) if "://" in dataschema else None
+    return (named["type"], int(named["version"])) if named else None
 
 
 class EventData(BaseModel):
@@ -39,7 +84,7 @@ class EventData(BaseModel):
 
     @classmethod
     def dataschema(cls) -> str:
-        return f"urn:stepwise:schema:{cls.event_type}:v{cls.model_fields['schema_version'].default}"
+        return dataschema_url(cls.event_type, cls.model_fields["schema_version"].default)
 
     @property
     def subject(self) -> str:
@@ -49,7 +94,7 @@ class EventData(BaseModel):
     @property
     def versioned_schema(self) -> str:
         """This data's ``dataschema``, by the version it carries."""
-        return f"urn:stepwise:schema:{self.event_type}:v{self.schema_version}"
+        return dataschema_url(self.event_type, self.schema_version)
 
 
 DataT = TypeVar("DataT", bound=EventData)

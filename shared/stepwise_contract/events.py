@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import date
 from typing import ClassVar, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, model_validator
 
 from .envelope import EventData
 from .vocabulary import (
@@ -556,6 +556,30 @@ class SheetEntry(Part):
     minutes: int | None = Field(default=None, ge=0, le=720, description="Minutes attended, when not the whole session.")
 
 
+ATTENDANCE_V1: dict[str, JsonValue] = {
+    "title": "version 1: one episode's session",
+    "properties": {
+        "schema_version": {"const": 1},
+        "episode_id": {"type": "string", "minLength": 1},
+        "status": {"type": "string"},
+        "group_id": {"anyOf": [{"type": "null"}, {"type": "string", "maxLength": 0}]},
+        "attendance": {"type": "array", "maxItems": 0},
+    },
+    "required": ["episode_id", "status"],
+}
+ATTENDANCE_V2: dict[str, JsonValue] = {
+    "title": "version 2: a group session's sheet",
+    "properties": {
+        "schema_version": {"const": 2},
+        "episode_id": {"type": "string", "maxLength": 0},
+        "status": {"type": "null"},
+        "group_id": {"type": "string", "minLength": 1},
+        "attendance": {"type": "array", "minItems": 1},
+    },
+    "required": ["schema_version", "group_id", "attendance"],
+}
+
+
 class AttendanceReported(EventData):
     """A command from another clinic system (EHR, scheduling, front desk): attendance to record.
 
@@ -567,6 +591,9 @@ class AttendanceReported(EventData):
     """
 
     event_type: ClassVar[str] = "iop.attendance.reported"
+    # The rule of ``_one_shape`` below, as JSON Schema (one branch per version): a producer in another language
+    # that validates against it sends nothing that is set aside for its shape (tests/contract, ajv).
+    model_config = ConfigDict(json_schema_extra={"oneOf": [ATTENDANCE_V1, ATTENDANCE_V2]})
 
     schema_version: Literal[1, 2] = Field(  # type: ignore[assignment]
         default=1, description="1: one episode's session; 2: a group session's sheet."

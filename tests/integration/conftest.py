@@ -229,6 +229,10 @@ TEEN_GROUP_POLICY = {"group_id": TEEN_GROUP, "name": "IOP adolescents' morning g
 """The stack's groups have room for every patient the suite admits, but for this small one the waitlist test fills."""
 
 
+SCHEMA_BASE_URL = "https://stepwise.clinic.example/schemas/"
+"""Where the events' JSON Schemas are hosted, as a clinic would set it (the services serve them at /schemas/)."""
+
+
 @pytest.fixture(scope="session")
 def stack(running_backends: Backends, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     logs = tmp_path_factory.mktemp("service-logs")
@@ -266,6 +270,7 @@ def stack(running_backends: Backends, tmp_path_factory: pytest.TempPathFactory) 
             # No quiet hours, so no test depends on the time of day it runs at (test_quiet_hours enables them).
             "QUIET_HOURS_START": "00:00",
             "QUIET_HOURS_END": "00:00",
+            "SCHEMA_BASE_URL": SCHEMA_BASE_URL,
         }
         own_env = {"care_plan": {"INTAKE_TOKEN": TOKENS["care_plan"]}}
         services = {

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import functools
+import json
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import jsonschema_rs
 import pytest
 
 from services.care_plan.domain.policy import load_policy
 from stepwise_contract import EVENT_TYPES, SessionMissed, from_kafka
 from tests.conftest import MEASUREMENTS
+from tools.dev import node
 
 from .conftest import (
     IOP_DIMENSIONS,
+    SCHEMA_BASE_URL,
     Stack,
     assess,
     care_plan_at,
@@ -167,6 +171,7 @@ async def test_events_are_cloudevents_and_carry_no_pii(stack: Stack) -> None:
     assert {"Lee Zqemergency", "kim.zq@example.org"} <= forbidden
 
     seen = 0
+    stepwise: list[tuple[str, Any]] = []  # (ce_dataschema, data) of every event the services published
     for topic, model in EVENT_TYPES.items():
         for record in await read_topic(stack, topic):
             seen += 1
@@ -182,7 +187,35 @@ async def test_events_are_cloudevents_and_carry_no_pii(stack: Stack) -> None:
             assert headers["ce_subject"] == record.key
             event = from_kafka(record.headers, record.value, model)
             assert event.data.episode_id == record.key.decode()
+            stepwise.append((event.dataschema or "", json.loads(record.value)))
     assert seen >= len(produced)
+    await the_data_is_valid_under_the_schemas_its_dataschema_names(stack, stepwise)
+
+
+async def the_data_is_valid_under_the_schemas_its_dataschema_names(stack: Stack, found: list[tuple[str, Any]]) -> None:
+    """Each event's ``ce_dataschema`` is the schema a service serves, under the clinic's base; its data is valid under
+    that schema in Python (jsonschema-rs) and in Node (ajv)."""
+    assert {dataschema.removeprefix(SCHEMA_BASE_URL) for dataschema, _ in found} >= {
+        f"{topic}.v1.json" for topic in ("iop.care_level.assigned", "iop.service.delivered", "iop.measure.recorded")
+    }
+    schemas: dict[str, dict[str, Any]] = {}
+    async with stack.http("care_plan") as care_plan:
+        for dataschema in {dataschema for dataschema, _ in found}:
+            served = await care_plan.get("/schemas/" + dataschema.removeprefix(SCHEMA_BASE_URL))
+            assert served.status_code == 200, dataschema
+            schemas[dataschema] = served.json()
+            assert schemas[dataschema]["$id"] == dataschema
+    for dataschema, value in found:
+        errors = [
+            error.message
+            for error in jsonschema_rs.validator_for(schemas[dataschema], validate_formats=True).iter_errors(value)
+        ]
+        assert errors == [], dataschema
+    if node.missing():
+        pytest.skip(f"the events were checked in Python; in Node, not: {node.missing()}")
+    request = {"schemas": list(schemas.values()), "samples": [{"schema": s, "value": v} for s, v in found]}
+    results = node.run("validate.cjs", request)["results"]
+    assert [(s, r["errors"]) for (s, _), r in zip(found, results, strict=True) if not r["valid"]] == []
 
 
 async def test_a_custom_calendar_tells_the_patient_and_moves_the_reminders(stack: Stack) -> None:

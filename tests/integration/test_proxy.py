@@ -116,7 +116,8 @@ def test_each_prefix_reaches_its_service_without_the_prefix(clinic_proxy: Proxy,
 
 
 @pytest.mark.parametrize(("path", "service"), [("/console", "caseload"), ("/console/patients", "caseload"),
-                                               ("/q/a-token", "intake")])  # fmt: skip
+                                               ("/q/a-token", "intake"),
+                                               ("/schemas/iop.session.missed.v1.json", "intake")])  # fmt: skip
 def test_the_console_and_the_questionnaire_pages_keep_their_paths(clinic_proxy: Proxy, path: str, service: str) -> None:
     response = get(clinic_proxy, path)
     assert response.json()["service"] == service

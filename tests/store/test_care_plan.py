@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 
 import pytest
 from pymongo.asynchronous.database import AsyncDatabase
@@ -10,7 +10,7 @@ from pymongo.errors import DuplicateKeyError
 
 from services.care_plan.domain.care_plan import assign_care_level
 from services.care_plan.domain.groups import Joined, Waitlisted
-from services.care_plan.domain.model import CareInput, CarePlan
+from services.care_plan.domain.model import CareInput, CarePlan, DeliveredService
 from services.care_plan.domain.policy import ProgramGroup, load_policy
 from services.care_plan.store import SEATS, STALE_SEAT, CarePlanStore
 from services.common.outbox import no_relay
@@ -123,3 +123,29 @@ async def test_what_came_before_the_plan_is_kept_once_until_dropped(database: As
     assert sorted(pending.applied for pending in await store.pending("ep-1")) == ["/intake#1", "/intake#2"]
     await store.drop_pending("/intake#2")
     assert [pending.input.source_id for pending in await store.pending("ep-1")] == ["alert-1"]
+
+
+async def test_the_services_of_some_days_are_found_by_episode_page_by_page(database: AsyncDatabase[Document]) -> None:
+    store = await care_plan_store(database)
+    day = utc_now().date()
+
+    def line(session_id: str, on: date, revision: int = 1) -> DeliveredService:
+        return DeliveredService(revision=revision, status="delivered", session_id=session_id, kind="group",
+                                group_id="iop-am", service_date=on, minutes=180, code="90853", units=1,
+                                level=CareLevel.IOP, attendance="attended")  # fmt: skip
+
+    served = {"e1": [line("a", day)], "e2": [line("b", day + timedelta(days=3))], "e3": [line("c", day, 0)],
+              "e4": [line("d", day), line("e", day + timedelta(days=40))]}  # fmt: skip
+    for episode_id, lines in served.items():
+        plan, events = plan_for(episode_id)
+        with_services = plan.model_copy(update={"services": {one.session_id: one for one in lines}})
+        assert await store.create(with_services, [new_event(event, source="/t") for event in events], "a", None)
+    # A plan saved before the days of its services were kept is given them at the next start.
+    await database["care_plans"].update_one({"_id": "e4"}, {"$unset": {"service_dates": ""}})
+    await store.create_indexes()
+
+    first = await store.services_on([day, day + timedelta(days=1)], None, 1)
+    assert [(found.episode_id, [one.session_id for one in found.services]) for found in first] == [("e1", ["a"])]
+    rest = await store.services_on([day, day + timedelta(days=1)], "e1", 10)
+    assert [found.episode_id for found in rest] == ["e4"]  # e3's service was never published (revision 0)
+    assert {one.session_id for one in rest[0].services} == {"d", "e"}  # every service: the caller keeps the days

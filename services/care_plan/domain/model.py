@@ -137,6 +137,8 @@ class DeliveredService(BaseModel):
     units: int
     level: CareLevel
     attendance: AttendanceStatus
+    recorded_at: UtcDatetime | None = None
+    """When this revision was published; None for one published before it was kept (and for revision 0)."""
 
 
 class ServiceDay(BaseModel):

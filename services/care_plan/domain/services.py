@@ -72,7 +72,8 @@ def expected_service(
 
 
 def _same(a: DeliveredService | ServiceDay, b: DeliveredService | ServiceDay) -> bool:
-    return a.model_copy(update={"revision": 0}) == b.model_copy(update={"revision": 0})
+    """The same line or day, whatever its revision and whenever it was published."""
+    return a.model_dump(exclude={"revision", "recorded_at"}) == b.model_dump(exclude={"revision", "recorded_at"})
 
 
 def review_services(plan: CarePlan, policy: CarePolicy, now: datetime) -> tuple[CarePlan, list[EventData]]:
@@ -117,7 +118,7 @@ def _publish(
     if published is not None and _same(published, line):
         return
     revision = _next_revision(published, plan)
-    services[line.session_id] = line.model_copy(update={"revision": revision})
+    services[line.session_id] = line.model_copy(update={"revision": revision, "recorded_at": now if revision else None})
     if revision:
         events.append(_delivered(plan.episode_id, services[line.session_id], now))
 
@@ -190,4 +191,5 @@ def _next_revision(published: DeliveredService | ServiceDay | None, plan: CarePl
 
 
 def _delivered(episode_id: str, line: DeliveredService, now: datetime) -> ServiceDelivered:
-    return ServiceDelivered(episode_id=episode_id, service_id=line.session_id, recorded_at=now, **line.model_dump())
+    fields = line.model_dump(exclude={"recorded_at"})
+    return ServiceDelivered(episode_id=episode_id, service_id=line.session_id, recorded_at=now, **fields)

@@ -349,7 +349,7 @@ def test_round_trip_headers_key_and_value(event_type: str) -> None:
     assert headers["ce_type"] == event_type.encode()
     assert headers["ce_subject"] == EPISODE.encode() == record.key
     assert datetime.fromisoformat(headers["ce_time"].decode()) == T0
-    assert headers["ce_dataschema"] == f"urn:stepwise:schema:{event_type}:v1".encode()
+    assert headers["ce_dataschema"] == f"https://stepwise.invalid/schemas/{event_type}.v1.json".encode()
     assert headers["content-type"] == b"application/json"
     assert set(headers) == {
         "ce_id",
@@ -698,9 +698,9 @@ def test_arbitrary_ids_survive_the_round_trip(episode_id: str, session_id: str) 
 
 
 def test_an_event_types_data_schema_is_named_by_its_type_and_major_version() -> None:
-    assert SessionMissed.dataschema() == "urn:stepwise:schema:iop.session.missed:v1"
+    assert SessionMissed.dataschema() == "https://stepwise.invalid/schemas/iop.session.missed.v1.json"
     assert {model.dataschema() for model in EVENT_TYPES.values()} == {
-        f"urn:stepwise:schema:{event_type}:v1" for event_type in EVENT_TYPES
+        f"https://stepwise.invalid/schemas/{event_type}.v1.json" for event_type in EVENT_TYPES
     }
 
 
