@@ -47,8 +47,9 @@ def today() -> date:
 
 
 def calendar(days: list[date], group: str = "iop-am") -> Schedule:
-    sessions = [ScheduledSession(session_id=f"{group}-{on:%Y%m%d}", starts_at=datetime.combine(on, time(9), ZONE),
-                                 ends_at=datetime.combine(on, time(12), ZONE), group_id=group) for on in days]  # fmt: skip
+    sessions = [ScheduledSession(session_id=f"{group}-{on:%Y%m%d}", group_id=group,
+                                 starts_at=datetime.combine(on, time(9), ZONE),
+                                 ends_at=datetime.combine(on, time(12), ZONE)) for on in days]  # fmt: skip
     return Schedule(timezone=str(ZONE), track="morning", days_per_week=5, hours_per_session=3, weeks=8,
                     sessions=sessions)  # fmt: skip
 
