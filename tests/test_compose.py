@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
+from services.authorizations.settings import AuthorizationsSettings
 from services.care_plan.settings import CarePlanSettings
 from services.common.settings import ServiceSettings
 from services.intake.settings import IntakeSettings
@@ -29,6 +30,7 @@ APPS: dict[str, tuple[str, type[ServiceSettings], int]] = {
     "intake": ("services.intake", IntakeSettings, 8001),
     "care-plan": ("services.care_plan", CarePlanSettings, 8002),
     "notifications": ("services.notifications", NotificationsSettings, 8003),
+    "authorizations": ("services.authorizations", AuthorizationsSettings, 8004),
 }
 BACKENDS = ("kafka", "kafka-init", "mongodb", "mailpit")
 REQUIRED_ENV = ("KAFKA_BOOTSTRAP_SERVERS", "MONGODB_URL", "API_TOKENS_FILE")
