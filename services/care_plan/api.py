@@ -7,6 +7,7 @@ is answered by its code (``schemas.ERRORS``)."""
 from __future__ import annotations
 
 from fastapi import status
+from fastapi.responses import JSONResponse
 
 from services.common.domain_errors import ServiceRouter
 from services.common.schemas import V1_ERRORS, WHOLE_NUMBERS, beyond_schema, errors
@@ -15,7 +16,7 @@ from stepwise_contract import ScheduledSession
 
 from . import changes, queries, schemas
 from .deps import Authorizer, Clinician, ClinicZone, Consents, Policy, Reader, Recorder, Store
-from .domain.model import Authorization, CarePlan, StepRecommendation
+from .domain.model import CarePlan, StepRecommendation
 from .schemas import (
     ERRORS,
     AppointmentIn,
@@ -26,6 +27,7 @@ from .schemas import (
     DischargeIn,
     GroupOut,
     MeasuresDueOut,
+    MovedOut,
     OptionalGraduateIn,
     ScheduleIn,
     SessionRoster,
@@ -152,14 +154,15 @@ async def set_schedule(episode_id: str, body: ScheduleIn, store: Store, policy: 
 
 @router.put(
     "/episodes/{episode_id}/authorization",
-    responses=errors(404, 409),
-    summary="Record the payer-authorized level (kept apart from the clinical level)",
+    status_code=status.HTTP_410_GONE,
+    responses={410: {"model": MovedOut, "description": "Moved to the authorizations service (issue 26)."}},
+    deprecated=True,
+    summary="Gone: payers' authorizations moved to the authorizations service (the body names where)",
 )
-async def set_authorization(
-    episode_id: str, body: AuthorizationIn, store: Store, policy: Policy, _: Authorizer
-) -> CarePlan:
-    authorization = Authorization(**body.model_dump())
-    return await changes.set_authorization(store, policy, episode_id, authorization)
+async def set_authorization(episode_id: str, _: Authorizer, _body: AuthorizationIn | None = None) -> JSONResponse:
+    where = f"POST /v1/episodes/{episode_id}/authorizations on the authorizations service"
+    moved = MovedOut(detail="payers' authorizations moved to the authorizations service", location=where)
+    return JSONResponse(moved.model_dump(), status_code=status.HTTP_410_GONE)
 
 
 @router.post(
