@@ -12,7 +12,7 @@ from typing import Annotated
 from fastapi import Query, status
 
 from services.common.domain_errors import ServiceRouter
-from services.common.schemas import V1_ERRORS, errors
+from services.common.schemas import V1_ERRORS, beyond_schema, errors
 from stepwise_contract import ReviewReason
 
 from . import changes, queries
@@ -30,6 +30,13 @@ from .schemas import (
     ReviewOutcomeIn,
 )
 
+DATES = {
+    "end_before_start": "`end_date` is on or after the start date",
+    "last_covered_day_outside": "`last_covered_day` is within the authorization's dates",
+    "review_before_start": "`next_review_on` is on or after the start date",
+}
+"""The rules on an authorization's dates, which depend on the record a change makes (x-rules)."""
+
 router = ServiceRouter(prefix="/v1", tags=["authorizations"], responses=V1_ERRORS, error_table=ERRORS)
 
 
@@ -38,6 +45,7 @@ router = ServiceRouter(prefix="/v1", tags=["authorizations"], responses=V1_ERROR
     status_code=status.HTTP_201_CREATED,
     responses=errors(409),
     summary="Record a payer's authorization (the payer's number is stored, never published)",
+    openapi_extra=beyond_schema(**DATES),
 )
 async def record_authorization(
     episode_id: str, body: AuthorizationIn, desk: DeskDep, by: Coordinator
@@ -59,6 +67,7 @@ async def list_authorizations(episode_id: str, desk: DeskDep, by: Reader) -> lis
     "/authorizations/{authorization_id}",
     responses=errors(404),
     summary="A decision: status and the terms decided with it, with its reason (a new revision)",
+    openapi_extra=beyond_schema(nothing_decided="a status or a term besides `reason`", **DATES),
 )
 async def decide(authorization_id: str, body: DecisionIn, desk: DeskDep, by: Coordinator) -> AuthorizationOut:
     episode_id = await _episode_of(desk, authorization_id)
@@ -71,6 +80,11 @@ async def decide(authorization_id: str, body: DecisionIn, desk: DeskDep, by: Coo
     status_code=status.HTTP_201_CREATED,
     responses=errors(404),
     summary="A concurrent review: outcome, units added, new end date, next review date (a new revision)",
+    openapi_extra=beyond_schema(
+        nothing_granted="a review `denied` or `pending` adds no units and no end date",
+        units_not_counted="units are added only to an authorization that counts them",
+        **DATES,
+    ),
 )
 async def review(authorization_id: str, body: ReviewOutcomeIn, desk: DeskDep, by: Coordinator) -> AuthorizationOut:
     episode_id = await _episode_of(desk, authorization_id)

@@ -159,7 +159,7 @@ async def set_schedule(episode_id: str, body: ScheduleIn, store: Store, policy: 
     deprecated=True,
     summary="Gone: payers' authorizations moved to the authorizations service (the body names where)",
 )
-async def set_authorization(episode_id: str, _: Authorizer, _body: AuthorizationIn | None = None) -> JSONResponse:
+async def set_authorization(episode_id: str, _body: AuthorizationIn, _: Authorizer) -> JSONResponse:
     where = f"POST /v1/episodes/{episode_id}/authorizations on the authorizations service"
     moved = MovedOut(detail="payers' authorizations moved to the authorizations service", location=where)
     return JSONResponse(moved.model_dump(), status_code=status.HTTP_410_GONE)

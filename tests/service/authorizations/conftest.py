@@ -16,6 +16,7 @@ from services.authorizations.domain.policy import load_policy
 from services.authorizations.settings import AuthorizationsSettings
 from services.authorizations.store import CoverageStore
 from services.common.consumer import HANDLER_CONTEXT
+from services.common.kafka import ServiceBroker
 from services.common.outbox import no_relay
 from tests.service.conftest import Events, running, service_app
 from tests.service.conftest import api as client_of
@@ -35,13 +36,18 @@ async def desk(database: MemoryDatabase) -> Desk:
 
 
 @pytest.fixture
-async def events(desk: Desk, shelf: Any) -> AsyncIterator[Events]:
+def kafka() -> ServiceBroker:
+    return create_broker(SETTINGS)
+
+
+@pytest.fixture
+async def events(desk: Desk, shelf: Any, kafka: ServiceBroker) -> AsyncIterator[Events]:
     context = {HANDLER_CONTEXT: desk, "event_shelf": shelf}
-    async for running_events in running("authorizations", create_broker(SETTINGS).broker, context):
+    async for running_events in running("authorizations", kafka.broker, context):
         yield running_events
 
 
 @pytest.fixture
-async def http(database: MemoryDatabase, desk: Desk) -> AsyncIterator[httpx.AsyncClient]:
-    async with await client_of("authorizations", APP, database, {"desk": desk}) as client:
+async def http(database: MemoryDatabase, desk: Desk, kafka: ServiceBroker) -> AsyncIterator[httpx.AsyncClient]:
+    async with await client_of("authorizations", APP, database, {"desk": desk, "kafka": kafka}) as client:
         yield client

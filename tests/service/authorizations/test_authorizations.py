@@ -26,7 +26,9 @@ from stepwise_contract import (
     ServiceDelivered,
     new_event,
 )
+from tests.service.authorizations.conftest import APP
 from tests.service.conftest import Events, as_role, queued
+from tests.service.conftest import api as client_of
 from tests.service.memory_mongo import MemoryDatabase
 
 UR = as_role(Role.UTILIZATION_REVIEW)
@@ -265,3 +267,30 @@ async def test_care_plans_events_are_drawn_down_once_each(events: Events, desk: 
     ended = await desk.store.get(EPISODE)
     assert ended is not None and ended.coverage.ended and ended.next_check_on is None
     assert (await http.get("/v1/reviews", headers=UR)).json() == []  # nothing is due for an episode that ended
+
+
+async def test_a_malformed_event_is_set_aside_for_admins_and_health_says_what_is_down(
+    http: httpx.AsyncClient, events: Events, database: MemoryDatabase, desk: Desk
+) -> None:
+    await events.deliver_missing_data("iop.service_day.completed")
+    admin = as_role(Role.ADMIN)
+    [shelved] = (await http.get("/v1/set-aside-events", headers=admin)).json()
+    assert shelved["topic"] == "iop.service_day.completed" and "value" not in shelved
+    assert (await http.get("/v1/set-aside-events", headers=UR)).status_code == 403
+    again = await http.post(f"/v1/set-aside-events/{shelved['id']}/replay", headers=admin)
+    assert again.status_code == 200 and again.json()["replays"][-1]["outcome"] == "set_aside_again"
+    assert (await http.post("/v1/set-aside-events/nope/replay", headers=admin)).status_code == 404
+    assert (await http.post("/v1/set-aside-events/replay", headers=admin)).status_code == 200
+    assert (await http.post("/v1/set-aside-events/replay", headers=UR)).status_code == 403
+
+    async def up() -> bool:
+        return True
+
+    async def down() -> bool:
+        raise ConnectionError("the store is unreachable")
+
+    for checks, expected in (({"mongodb": up, "kafka": up}, 200), ({"mongodb": down, "kafka": up}, 503)):
+        state = {"desk": desk, "readiness_checks": checks}
+        async with await client_of("authorizations", APP, database, state) as client:
+            assert (await client.get("/health/live")).status_code == 200
+            assert (await client.get("/health/ready")).status_code == expected
