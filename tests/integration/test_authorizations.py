@@ -34,7 +34,8 @@ CARE_PLAN = "/stepwise/care-plan"
 
 
 def weekdays(start: date, count: int, step: int = 1) -> list[date]:
-    found, on = [], start
+    found: list[date] = []
+    on = start
     while len(found) < count:
         if on.weekday() < 5:
             found.append(on)

@@ -73,7 +73,8 @@ def schedule(days: list[date], hours: float = 3.0) -> Schedule:
 
 def weekdays(start: date, count: int, skip: frozenset[date] = frozenset()) -> list[date]:
     """``count`` weekdays from ``start`` on, leaving out ``skip``."""
-    found, on = [], start
+    found: list[date] = []
+    on = start
     while len(found) < count:
         if on.weekday() < 5 and on not in skip:
             found.append(on)

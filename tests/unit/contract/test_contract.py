@@ -268,7 +268,8 @@ def make_data(event_type: str, episode_id: str = EPISODE, session_id: str = "iop
             total_misses=3,
         )
     if event_type in UR_SAMPLES:
-        return UR_SAMPLES[event_type](episode_id)
+        sample: EventData = UR_SAMPLES[event_type](episode_id)
+        return sample
     raise AssertionError(f"no sample for {event_type}")
 
 
