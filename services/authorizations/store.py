@@ -45,7 +45,7 @@ class CoverageStore:
     async def create_indexes(self) -> None:
         await self.coverage.create_index([("next_check_on", ASCENDING)])
         await self.coverage.create_index([("earliest_review_on", ASCENDING)])
-        await self.coverage.create_index([("authorizations.authorization_id", ASCENDING)])
+        await self.coverage.create_index([("authorization_ids", ASCENDING)])
         await self.audit.create_index([("at", DESCENDING)])
 
     async def get(self, episode_id: str) -> StoredCoverage | None:
@@ -79,8 +79,9 @@ class CoverageStore:
         return saved
 
     async def episode_of(self, authorization_id: str) -> str | None:
-        # ``$in`` rather than equality: the same on MongoDB, and the form the test stand-in matches in an array.
-        query = {"authorizations.authorization_id": {"$in": [authorization_id]}}
+        # A top-level array of strings, matched with ``$in``: the same on MongoDB, and the one form the test stand-in
+        # (nx-27017) matches; a path into the array of authorizations it does not.
+        query = {"authorization_ids": {"$in": [authorization_id]}}
         document = await self.coverage.find_one(query, {"_id": 1})
         return None if document is None else str(document["_id"])
 
@@ -104,7 +105,9 @@ class CoverageStore:
 
 
 def _fields(coverage: Coverage, next_check_on: date | None) -> Document:
-    # JSON mode: dates as ISO text. The timer and the earliest review are stored apart, as ISO text (NEVER: none).
+    # JSON mode: dates as ISO text. The timer and the earliest review are stored apart, as ISO text (NEVER: none);
+    # the authorizations' ids too, as the array an authorization is found by (``episode_of``).
     earliest = min((entry.review_due_on for entry in coverage.reviews), default=None)
     return {**coverage.model_dump(mode="json"), "next_check_on": next_check_on.isoformat() if next_check_on else NEVER,
-            "earliest_review_on": earliest.isoformat() if earliest else NEVER}  # fmt: skip
+            "earliest_review_on": earliest.isoformat() if earliest else NEVER,
+            "authorization_ids": [a.authorization_id for a in coverage.authorizations]}  # fmt: skip

@@ -154,12 +154,21 @@ async def test_a_voided_service_gives_its_unit_back(stack: Stack, kafka_producer
 async def test_the_worklist_orders_reviews_by_due_date(stack: Stack) -> None:
     payer = f"plan-{uuid.uuid4().hex[:8]}"
     later, sooner = str(uuid.uuid4()), str(uuid.uuid4())
+    recorded = {}
     for episode_id, weeks in ((later, 3), (sooner, 1)):
-        await authorize(stack, episode_id, payer=payer, next_review_on=(today() + timedelta(weeks=weeks)).isoformat())
+        on = (today() + timedelta(weeks=weeks)).isoformat()
+        recorded[episode_id] = await authorize(stack, episode_id, payer=payer, next_review_on=on)
     async with stack.http("authorizations", "utilization_review") as ur:
         response = await ur.get("/v1/reviews", params={"payer": payer})
         refused = await ur.get("/v1/reviews", params={"reason": "tomorrow"})
+        reviewed = await ur.post(
+            f"/v1/authorizations/{recorded[sooner]['authorization_id']}/reviews",
+            json={"outcome": "approved", "next_review_on": (today() + timedelta(weeks=5)).isoformat()},
+        )
+        after = await ur.get("/v1/reviews", params={"payer": payer})
     assert [line["episode_id"] for line in response.json()] == [sooner, later]
+    assert reviewed.status_code == 201, reviewed.text  # found by its id on the real store
+    assert [line["episode_id"] for line in after.json()] == [later, sooner]
     assert all(line["reason"] == "next_review" for line in response.json())
     assert refused.status_code == 422
     async with httpx.AsyncClient(base_url=stack.services["authorizations"].url) as anonymous:
