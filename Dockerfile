@@ -1,7 +1,8 @@
-# One image for the three Stepwise services; the command names the service module:
+# One image for the four Stepwise services; the command names the service module:
 #   docker run --env-file stepwise.env IMAGE services.intake          (port 8001)
 #   docker run --env-file stepwise.env IMAGE services.care_plan       (port 8002)
 #   docker run --env-file stepwise.env IMAGE services.notifications   (port 8003)
+#   docker run --env-file stepwise.env IMAGE services.authorizations  (port 8004)
 # Configuration is environment variables (see services/*/settings.py and docker-compose.yml); a secret setting X may
 # instead come from a mounted file named by X_FILE (e.g. API_TOKENS_FILE=/run/secrets/api_tokens).
 
@@ -46,7 +47,7 @@ WORKDIR /app
 
 USER 10001:10001
 
-EXPOSE 8001 8002 8003
+EXPOSE 8001 8002 8003 8004
 
 ENTRYPOINT ["python", "-m"]
 CMD ["services.intake"]

@@ -16,6 +16,7 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 import yaml
 
+from services.authorizations.settings import AuthorizationsSettings
 from services.care_plan.settings import CarePlanSettings
 from services.common.settings import ServiceSettings
 from services.intake.settings import IntakeSettings
@@ -36,6 +37,7 @@ APPS: dict[str, tuple[str, type[ServiceSettings], int]] = {
     "intake": ("services.intake", IntakeSettings, 8001),
     "care-plan": ("services.care_plan", CarePlanSettings, 8002),
     "notifications": ("services.notifications", NotificationsSettings, 8003),
+    "authorizations": ("services.authorizations", AuthorizationsSettings, 8004),
 }
 BACKENDS = ("kafka", "kafka-init", "mongodb", "mailpit", "proxy", "backup")
 REQUIRED_ENV = ("KAFKA_BOOTSTRAP_SERVERS", "MONGODB_URL_FILE", "API_TOKENS_FILE", "KAFKA_SASL_PASSWORD_FILE")

@@ -12,6 +12,8 @@ import re
 from pathlib import Path
 
 import stepwise_contract
+from services.authorizations import app as authorizations
+from services.authorizations.handlers import EVENT_HANDLERS as AUTHORIZATIONS_HANDLERS
 from services.care_plan import app as care_plan
 from services.care_plan.handlers import EVENT_HANDLERS as CARE_PLAN_HANDLERS
 from services.intake import app as intake
@@ -24,8 +26,10 @@ from stepwise_contract import COMMAND_TYPES, EVENT_TYPES, EventData, events
 
 ROOT = Path(__file__).resolve().parent.parent
 ALL_TYPES = EVENT_TYPES | COMMAND_TYPES
-PUBLISHERS = {"intake": intake.PUBLISHES, "care_plan": care_plan.PUBLISHES, "notifications": notifications.PUBLISHES}
-CONSUMERS = {"intake": INTAKE_HANDLERS, "care_plan": CARE_PLAN_HANDLERS, "notifications": NOTIFICATIONS_HANDLERS}
+PUBLISHERS = {"intake": intake.PUBLISHES, "care_plan": care_plan.PUBLISHES, "notifications": notifications.PUBLISHES,
+              "authorizations": authorizations.PUBLISHES}  # fmt: skip
+CONSUMERS = {"intake": INTAKE_HANDLERS, "care_plan": CARE_PLAN_HANDLERS, "notifications": NOTIFICATIONS_HANDLERS,
+             "authorizations": AUTHORIZATIONS_HANDLERS}  # fmt: skip
 
 
 def _documented(path: Path) -> set[str]:

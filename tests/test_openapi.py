@@ -10,6 +10,7 @@ import jsonschema_rs
 import pytest
 from fastapi import FastAPI
 
+from services.authorizations.app import create_app as authorizations_app
 from services.care_plan.app import create_app as care_plan_app
 from services.care_plan.domain.policy import DEFAULT_POLICY_FILE, load_policy
 from services.care_plan.settings import CarePlanSettings
@@ -21,6 +22,7 @@ APPS: dict[str, Callable[[], FastAPI]] = {
     "intake": intake_app,
     "care_plan": care_plan_app,
     "notifications": notifications_app,
+    "authorizations": authorizations_app,
 }
 
 

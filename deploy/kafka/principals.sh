@@ -16,6 +16,24 @@ allow() {
   "$BIN/kafka-acls.sh" --bootstrap-server "$BOOTSTRAP" --add --allow-principal "User:$principal" "$@" \
     > /dev/null
 }
+scram_user authorizations
+allow authorizations --operation Write \
+    --topic iop.authorization.changed \
+    --topic iop.authorization.exhausted \
+    --topic iop.authorization.level_mismatch \
+    --topic iop.authorization.review_due \
+    --topic iop.authorization.units_low \
+    --topic iop.certification.due \
+    --topic iop.service.unauthorized
+allow authorizations --operation Read \
+    --topic iop.care_level.assigned \
+    --topic iop.care_level.changed \
+    --topic iop.episode.discharged \
+    --topic iop.episode.graduated \
+    --topic iop.schedule.changed \
+    --topic iop.service.delivered \
+    --topic iop.service_day.completed \
+    --group stepwise.authorizations
 scram_user care_plan
 allow care_plan --operation Write \
     --topic iop.attendance.rule_triggered \
@@ -64,6 +82,9 @@ allow notifications --operation Write \
     --topic iop.safety.alert_escalated
 allow notifications --operation Read \
     --topic iop.attendance.rule_triggered \
+    --topic iop.authorization.exhausted \
+    --topic iop.authorization.review_due \
+    --topic iop.authorization.units_low \
     --topic iop.care_level.assigned \
     --topic iop.care_level.changed \
     --topic iop.care_level.step_down_recommended \
@@ -76,6 +97,7 @@ allow notifications --operation Read \
     --topic iop.measure.recorded \
     --topic iop.safety.alert_raised \
     --topic iop.schedule.changed \
+    --topic iop.service.unauthorized \
     --topic iop.session.missed \
     --topic iop.treatment_plan.review_due \
     --topic iop.treatment_plan.review_overdue \

@@ -14,14 +14,13 @@ from services.common.utc import TIME_RANGE, IsoDate
 from stepwise_contract import ScheduledSession
 
 from . import changes, queries, schemas
-from .deps import Authorizer, Clinician, ClinicZone, Consents, Integration, Policy, Reader, Recorder, Store
-from .domain.model import Authorization, CarePlan, StepRecommendation
+from .deps import Clinician, ClinicZone, Consents, Integration, Policy, Reader, Recorder, Store
+from .domain.model import CarePlan, StepRecommendation
 from .schemas import (
     ERRORS,
     AppointmentIn,
     AttendanceIn,
     AttendanceOut,
-    AuthorizationIn,
     DecisionIn,
     DischargeIn,
     GroupOut,
@@ -150,18 +149,6 @@ async def set_schedule(episode_id: str, body: ScheduleIn, store: Store, policy: 
     return await changes.set_schedule(
         store, policy, episode_id, body.track, body.weekdays, body.hours_per_session, body.weeks
     )
-
-
-@router.put(
-    "/episodes/{episode_id}/authorization",
-    responses=errors(404, 409),
-    summary="Record the payer-authorized level (kept apart from the clinical level)",
-)
-async def set_authorization(
-    episode_id: str, body: AuthorizationIn, store: Store, policy: Policy, _: Authorizer
-) -> CarePlan:
-    authorization = Authorization(**body.model_dump())
-    return await changes.set_authorization(store, policy, episode_id, authorization)
 
 
 @router.post(

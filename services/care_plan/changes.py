@@ -42,7 +42,6 @@ from .domain.model import (
     AcknowledgedHow,
     AttendanceRecord,
     AttendanceStatus,
-    Authorization,
     CareInput,
     CarePlan,
     CarePlanError,
@@ -517,18 +516,6 @@ async def set_schedule(
     def decide(plan: CarePlan, now: datetime) -> Decision[CarePlan]:
         updated, changed = plan_rules.set_calendar(plan, track, weekdays, hours_per_session, weeks, policy, now)
         return updated, [changed], updated
-
-    return await change_plan(store, policy, episode_id, decide)
-
-
-async def set_authorization(
-    store: CarePlanStore, policy: CarePolicy, episode_id: str, authorization: Authorization
-) -> CarePlan:
-    """The payer-authorized level, kept apart from the clinical level."""
-
-    def decide(plan: CarePlan, _now: datetime) -> Decision[CarePlan]:
-        updated = plan.model_copy(update={"authorization": authorization})
-        return updated, [], updated
 
     return await change_plan(store, policy, episode_id, decide)
 

@@ -19,7 +19,14 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from services.common.domain_errors import ErrorTable
-from services.common.schemas import OnlyWith, RequestBody, component, request_examples, union_examples
+from services.common.schemas import (
+    OnlyWith,
+    RequestBody,
+    component,
+    request_examples,
+    response_example,
+    union_examples,
+)
 from services.common.utc import IsoDate, Rfc3339
 from stepwise_contract import (
     WEEKDAYS,
@@ -196,7 +203,20 @@ class ScheduleIn(RequestBody):
         return value
 
 
+class MovedOut(BaseModel):
+    """An endpoint that moved (for one release): where to go instead."""
+
+    model_config = response_example({"detail": "payers' authorizations moved to the authorizations service",
+                                     "location": "POST /v1/episodes/{episode_id}/authorizations on the authorizations "
+                                     "service"})  # fmt: skip
+
+    detail: str
+    location: str
+
+
 class AuthorizationIn(RequestBody):
+    """What the route gone since issue 26 took (kept so that a client sending it hears where it moved)."""
+
     model_config = request_examples({"level": "IOP", "authorized_through": "2027-01-31", "reference": "PA-2026-118"})
 
     level: CareLevel

@@ -20,3 +20,5 @@ class Role(StrEnum):
     """The care_plan service, checking at intake for a consent before it books a family session."""
     SMS_PROVIDER = "sms_provider"
     """The SMS provider's reply callback."""
+    UTILIZATION_REVIEW = "utilization_review"
+    """A utilization-review coordinator: payers' authorizations, reviews and certifications (authorizations)."""

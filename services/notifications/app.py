@@ -81,7 +81,7 @@ async def assemble(
     senders = Senders(
         EmailSender(settings), SmsSender(settings), WebhookSender(settings.webhook_secret.get_secret_value())
     )
-    staff = staff_routes(settings, senders)
+    staff = staff_routes(settings, senders, policy)
     for route, problem in staff.problems().items():  # a mistake in the settings: an error now, and not ready
         dependencies.failed(DependencyDown(route, problem, misconfigured=True))
     still_wanted = StillWanted(schedules, alumni, opt_outs)
@@ -126,9 +126,10 @@ def _dispatcher(
     )
 
 
-def staff_routes(settings: NotificationsSettings, senders: Senders) -> StaffRoutes:
+def staff_routes(settings: NotificationsSettings, senders: Senders, policy: NotificationPolicy) -> StaffRoutes:
     return StaffRoutes(settings.care_team_email, settings.care_team_webhook_url, settings.on_call_phone,
-                       settings.on_call_webhook_url, sms=senders.sms.configured)  # fmt: skip
+                       settings.on_call_webhook_url, sms=senders.sms.configured, ur_team_email=settings.ur_team_email,
+                       ur_purposes=policy.ur_purposes())  # fmt: skip
 
 
 def configured_channels(senders: Senders, staff: StaffRoutes) -> tuple[Channel, ...]:

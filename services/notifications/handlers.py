@@ -13,6 +13,9 @@ from __future__ import annotations
 from services.common.consumer import EventHandlers, Subscription
 from stepwise_contract import (
     AttendanceRuleTriggered,
+    AuthorizationExhausted,
+    AuthorizationReviewDue,
+    AuthorizationUnitsLow,
     CareLevelAssigned,
     CareLevelChanged,
     CloudEvent,
@@ -24,6 +27,7 @@ from stepwise_contract import (
     MeasureRecorded,
     SafetyAlertRaised,
     ScheduleChanged,
+    ServiceUnauthorized,
     SessionMissed,
     StepDownRecommended,
     StepUpRecommended,
@@ -109,6 +113,13 @@ async def on_consent_changed(event: CloudEvent[ConsentChanged], messaging: Messa
     await changes.notify(messaging, event)
 
 
+async def on_authorization_signal(
+    event: CloudEvent[AuthorizationReviewDue | AuthorizationUnitsLow | AuthorizationExhausted | ServiceUnauthorized],
+    messaging: Messaging,
+) -> None:
+    await changes.notify(messaging, event)
+
+
 EVENT_HANDLERS: EventHandlers = {
     CareLevelAssigned: Subscription(
         on_care_level_assigned,
@@ -151,5 +162,11 @@ EVENT_HANDLERS: EventHandlers = {
     ConsentChanged: Subscription(
         on_consent_changed,
         "A withdrawn consent cancels what waits for that recipient and ends the alumni enrolment under it.",
+    ),
+    AuthorizationReviewDue: Subscription(on_authorization_signal, "The UR mailbox hears that a review is due."),
+    AuthorizationUnitsLow: Subscription(on_authorization_signal, "The UR mailbox hears that units run low."),
+    AuthorizationExhausted: Subscription(on_authorization_signal, "The UR mailbox hears that units are used up."),
+    ServiceUnauthorized: Subscription(
+        on_authorization_signal, "The UR mailbox hears of a service or day no authorization covers."
     ),
 }

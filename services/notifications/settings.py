@@ -50,6 +50,12 @@ class NotificationsSettings(ServiceSettings):
         description="Care team mailbox: safety alerts, day or night, and every message to the care team. This or "
         "CARE_TEAM_WEBHOOK_URL is required: without either the service is not ready.",
     )
+    ur_team_email: str | None = Field(
+        default=None,
+        description="The utilization-review mailbox: reviews due, units low, exhausted authorizations and services no "
+        "authorization covers. Required while the policy has a rule for it (`to: ur_team`): without it the service "
+        "is not ready.",
+    )
     care_team_webhook_url: str | None = Field(
         default=None, description="On-call system to call for safety alerts (signed webhook)."
     )
@@ -103,7 +109,9 @@ class NotificationsSettings(ServiceSettings):
     )
     clinic_phone_region: PhoneRegion = DEFAULT_REGION
 
-    @field_validator("care_team_email", "care_team_webhook_url", "on_call_webhook_url", "console_base_url")
+    @field_validator(
+        "care_team_email", "ur_team_email", "care_team_webhook_url", "on_call_webhook_url", "console_base_url"
+    )
     @classmethod
     def _empty_is_unset(cls, value: str | None) -> str | None:
         """An empty value (compose passes an unset variable as one) is no value."""

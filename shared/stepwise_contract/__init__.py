@@ -189,3 +189,34 @@ __all__ = [
     "new_event",
     "to_kafka",
 ]
+
+# utilization review (issue 26): the authorizations service's events and words
+from .events import (
+    AuthorizationChanged,
+    AuthorizationExhausted,
+    AuthorizationLevelMismatch,
+    AuthorizationReviewDue,
+    AuthorizationStatus,
+    AuthorizationUnit,
+    AuthorizationUnitsLow,
+    CertificationDue,
+    ReviewReason,
+    ReviewType,
+    ServiceUnauthorized,
+    UnauthorizedReason,
+)
+
+__all__ += [
+    "AuthorizationChanged",
+    "AuthorizationExhausted",
+    "AuthorizationLevelMismatch",
+    "AuthorizationReviewDue",
+    "AuthorizationStatus",
+    "AuthorizationUnit",
+    "AuthorizationUnitsLow",
+    "CertificationDue",
+    "ReviewReason",
+    "ReviewType",
+    "ServiceUnauthorized",
+    "UnauthorizedReason",
+]

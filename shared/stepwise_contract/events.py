@@ -719,3 +719,140 @@ TREATMENT_PLAN_EVENTS: tuple[type[EventData], ...] = (
 PUBLISHED_BY["care_plan"] = (*PUBLISHED_BY["care_plan"], *TREATMENT_PLAN_EVENTS)
 EVENT_TYPES.update({model.event_type: model for model in TREATMENT_PLAN_EVENTS})
 # --- issue 25: the treatment plan (end) -------------------------------------------------------------------------
+# --- utilization review (issue 26): published by the authorizations service ------------------------------------
+# Appended as a block, registered under "authorizations" in PUBLISHED_BY and in EVENT_TYPES below. None carries the
+# payer's authorization number: it stays in the authorizations service's database.
+
+AuthorizationUnit = Literal["day", "session", "hour"]
+"""What a payer counts: days (a per-diem day, ``iop.service_day.completed``), sessions or hours
+(``iop.service.delivered``)."""
+AuthorizationStatus = Literal["requested", "pending", "approved", "partially_approved", "denied", "appealed", "expired"]
+ReviewType = Literal["initial", "concurrent", "peer_to_peer", "appeal", "expedited_appeal"]
+ReviewReason = Literal["next_review", "end_date", "last_covered_day", "exhaustion"]
+"""Why a review is due: the date it is counted back from (the earliest of the four)."""
+UnauthorizedReason = Literal["outside_dates", "wrong_level", "code_not_covered", "not_approved", "no_units_left"]
+"""Why no approved authorization covers a service or a day: none of its dates, none of its level (a step-up), none
+naming its code, none approved yet, or none with units left."""
+
+
+class AuthorizationChanged(EventData):
+    """An authorization was recorded or revised, or its draw-down or projection moved (never the payer's number)."""
+
+    event_type: ClassVar[str] = "iop.authorization.changed"
+
+    authorization_id: str
+    revision: int = Field(ge=1, description="The authorization's revision: each change a person makes adds one.")
+    payer: str = Field(examples=["medicare"], description="The payer's id in the clinic's payer policy.")
+    level: CareLevel
+    unit: AuthorizationUnit
+    units_authorized: float | None = Field(description="Null: a migrated record without a count of units.")
+    units_used: float
+    units_remaining: float | None
+    start_date: date
+    end_date: date
+    status: AuthorizationStatus
+    review_type: ReviewType
+    next_review_on: date | None
+    last_covered_day: date | None
+    projected_exhaustion_on: date | None = Field(description="The day the units run out if every session is attended.")
+    review_due_on: date | None
+    review_reason: ReviewReason | None
+    changed_at: AwareDatetime
+
+
+class AuthorizationReviewDue(EventData):
+    """A concurrent review is due with the payer now: the earliest of the authorization's dates less the lead."""
+
+    event_type: ClassVar[str] = "iop.authorization.review_due"
+
+    authorization_id: str
+    payer: str
+    level: CareLevel
+    review_due_on: date
+    reason: ReviewReason
+    deadline: date = Field(description="The date the review is counted back from (the one ``reason`` names).")
+    units_remaining: float | None
+    detected_at: AwareDatetime
+
+
+class AuthorizationUnitsLow(EventData):
+    """Fewer units remain than the calendar schedules in the next ``UNITS_LOW_DAYS`` days."""
+
+    event_type: ClassVar[str] = "iop.authorization.units_low"
+
+    authorization_id: str
+    payer: str
+    level: CareLevel
+    unit: AuthorizationUnit
+    units_remaining: float
+    units_scheduled: float = Field(description="Units the calendar schedules in the next days.")
+    days: int = Field(description="How many days ahead ``units_scheduled`` counts.")
+    projected_exhaustion_on: date | None
+    detected_at: AwareDatetime
+
+
+class AuthorizationExhausted(EventData):
+    """Every unit of an approved authorization is used."""
+
+    event_type: ClassVar[str] = "iop.authorization.exhausted"
+
+    authorization_id: str
+    payer: str
+    level: CareLevel
+    unit: AuthorizationUnit
+    units_authorized: float
+    exhausted_on: date = Field(description="The date of the service or day that used the last unit.")
+    detected_at: AwareDatetime
+
+
+class ServiceUnauthorized(EventData):
+    """A service or a day that no approved authorization covers, before anyone builds a claim for it."""
+
+    event_type: ClassVar[str] = "iop.service.unauthorized"
+
+    item: Literal["day", "service"]
+    service_id: str | None = Field(description="The service's id; null for a day.")
+    revision: int = Field(ge=1, description="The revision of the service or day that is not covered.")
+    service_date: date
+    level: CareLevel
+    code: str
+    unit: AuthorizationUnit
+    reason: UnauthorizedReason
+    detected_at: AwareDatetime
+
+
+class AuthorizationLevelMismatch(EventData):
+    """The episode's clinical level differs from the level its current authorization approves."""
+
+    event_type: ClassVar[str] = "iop.authorization.level_mismatch"
+
+    authorization_id: str
+    clinical_level: CareLevel
+    authorized_level: CareLevel
+    detected_at: AwareDatetime
+
+
+class CertificationDue(EventData):
+    """A payer's rule asks for a physician's (re)certification of need, and the next is due (e.g. Medicare IOP:
+    at least 9 hours a week, recertified at least every other month)."""
+
+    event_type: ClassVar[str] = "iop.certification.due"
+
+    payer: str
+    due_on: date
+    reason: Literal["initial", "recertification"]
+    last_certified_on: date | None
+    min_hours_per_week: float
+    detected_at: AwareDatetime
+
+
+PUBLISHED_BY["authorizations"] = (
+    AuthorizationChanged,
+    AuthorizationReviewDue,
+    AuthorizationUnitsLow,
+    AuthorizationExhausted,
+    ServiceUnauthorized,
+    AuthorizationLevelMismatch,
+    CertificationDue,
+)
+EVENT_TYPES.update({model.event_type: model for model in PUBLISHED_BY["authorizations"]})

@@ -1,9 +1,11 @@
-"""`make faults`: the three services as processes on the test backends, a run of episodes through intake's API,
+"""`make faults`: the four services as processes on the test backends, a run of episodes through intake's API,
 and, while it runs, the faults a clinic's machines see: SIGKILL of each service at random moments, a broker
 restart, a MongoDB outage, a mail-relay outage, intake down. Counted at the SMTP server and on Kafka:
 
 - every episode welcomed exactly once (lost: none; duplicates: more than one);
 - every ``iop.assessment.completed`` answered by an ``iop.care_level.assigned``;
+- every episode's authorization drawn down by exactly its days (``DAYS`` service days, each published twice as a
+  redelivery would be, as care_plan publishes them): none lost, none counted twice (authorizations);
 - nothing set aside;
 
 with the drain time after each fault (from its end until every episode created so far is welcomed). Duplicates
@@ -23,6 +25,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import logging
 import random
 import secrets
 import sys
@@ -31,19 +34,26 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from pymongo import AsyncMongoClient
 
+from services.authorizations import handlers as authorizations_handlers
+from services.authorizations.settings import CONSUMER_GROUP as AUTHORIZATIONS_GROUP
 from services.care_plan import handlers as care_plan_handlers
 from services.care_plan.settings import CONSUMER_GROUP as CARE_PLAN_GROUP
 from services.common.consumer import EventHandlers, lane_group
 from services.common.service import SET_ASIDE_COLLECTION
+from services.common.utc import utc_now
 from services.notifications import handlers as notifications_handlers
 from services.notifications.settings import CONSUMER_GROUP as NOTIFICATIONS_GROUP
 from services.notifications.store import NOTIFICATIONS, PENDING
+from stepwise_contract import CareLevel, ServiceDayCompleted, new_event, to_kafka
 from tools.dev.devstack import ServiceProcess, mongodb_server
 from tools.dev.kafka import apache_kafka, records_on, unconsumed
 from tools.dev.policies import unhurried_notifications_policy
@@ -82,26 +92,35 @@ FULL = Scale(episodes=150, kills=6, mongodb_outage=30, mail_outage=180, intake_o
 QUICK = Scale(episodes=30, kills=3, mongodb_outage=8, mail_outage=20, intake_outage=12)
 
 
+DAYS = 3
+"""Service days published for each episode (each twice): its authorization must show exactly these used."""
+
+
 @dataclass
 class Run:
     """What the run created and saw."""
 
     intake_url: str
     token: str
+    ur_url: str = ""
+    ur_token: str = ""
+    producer: AIOKafkaProducer | None = None
     emails: dict[str, str] = field(default_factory=dict)
     """episode id -> the patient's email address."""
     retries: int = 0
     drains: dict[str, float] = field(default_factory=dict)
 
 
-async def _until_done(run: Run, call: Callable[[], Awaitable[httpx.Response]], what: str) -> dict[str, Any]:
+async def _until_done(
+    run: Run, call: Callable[[], Awaitable[httpx.Response]], what: str, done: tuple[int, ...] = (201,)
+) -> dict[str, Any]:
     """A client that retries like a clinic's EHR: a refused connection or a 5xx, again (same key), until 201."""
     wait = 0.2
     deadline = time.monotonic() + DRAIN_LIMIT * 2
     while True:
         with contextlib.suppress(httpx.HTTPError):
             response = await call()
-            if response.status_code == 201:
+            if response.status_code in done:
                 return response.json()  # type: ignore[no-any-return]
             if response.status_code < 500:
                 raise RuntimeError(f"{what}: {response.status_code} {response.text}")
@@ -128,6 +147,41 @@ async def create_episode(run: Run, client: httpx.AsyncClient) -> None:
     assessment = {"dimensions": IOP, "instruments": {"phq9": [1, 2, 1, 2, 1, 1, 2, 1, 0]}}
     assessments = f"/v1/episodes/{episode['episode_id']}/assessments"
     await _until_done(run, post(assessments, assessment, f"{marker}-assessment"), "assess")
+    await _drawn_down(run, episode["episode_id"])
+
+
+async def _drawn_down(run: Run, episode_id: str) -> None:
+    """An authorization of the episode (a 409 after a lost answer: recorded already), and ``DAYS`` days against it,
+    each published twice, retried through the faults until the broker takes them."""
+    today = utc_now().date()
+    body = {"payer": "faults", "authorization_number": f"PA-{episode_id[:8]}", "level": "IOP", "unit": "day",
+            "units_authorized": 10, "start_date": (today - timedelta(days=30)).isoformat(),
+            "end_date": (today + timedelta(days=60)).isoformat(), "status": "approved"}  # fmt: skip
+    headers = {"Authorization": f"Bearer {run.ur_token}"}
+    async with httpx.AsyncClient(base_url=run.ur_url, headers=headers, timeout=15) as client:
+        call = lambda: client.post(f"/v1/episodes/{episode_id}/authorizations", json=body)  # noqa: E731
+        await _until_done(run, call, "authorize", done=(201, 409))
+    for n in range(DAYS):
+        day = ServiceDayCompleted(episode_id=episode_id, service_date=today - timedelta(days=20 - n), revision=1,
+                                  level=CareLevel.IOP, services=1, minutes=180, service_ids=[], per_diem_code="H0015",
+                                  completed_at=utc_now())  # fmt: skip
+        record = to_kafka(new_event(day, source="/stepwise/care-plan"))
+        for _ in range(2):
+            await _published(run, record.topic, record.value, record.key, record.headers)
+
+
+async def _published(run: Run, topic: str, value: bytes, key: bytes, headers: Any) -> None:
+    assert run.producer is not None
+    deadline = time.monotonic() + DRAIN_LIMIT
+    while True:
+        try:
+            await run.producer.send_and_wait(topic, value, key=key, headers=headers)
+            return
+        except KafkaError:
+            if time.monotonic() > deadline:
+                raise
+            run.retries += 1
+            await asyncio.sleep(0.5)
 
 
 async def create_episodes(run: Run, count: int, over: float) -> None:
@@ -222,10 +276,12 @@ async def _episodes_on(servers: str, topic: str) -> set[str]:
 
 
 def _consumed_on_the_way() -> list[tuple[str, str]]:
-    """(consumer group, topic) of each hop between an assessment and its welcome."""
+    """(consumer group, topic) of each hop between an assessment and its welcome, and of the draw-down."""
     hops: list[tuple[EventHandlers, str, str]] = [
         (care_plan_handlers.EVENT_HANDLERS, CARE_PLAN_GROUP, "iop.assessment.completed"),
         (notifications_handlers.EVENT_HANDLERS, NOTIFICATIONS_GROUP, "iop.care_level.assigned"),
+        (authorizations_handlers.EVENT_HANDLERS, AUTHORIZATIONS_GROUP, "iop.care_level.assigned"),
+        (authorizations_handlers.EVENT_HANDLERS, AUTHORIZATIONS_GROUP, "iop.service_day.completed"),
     ]
     return [(lane_group(group, next(s.urgent for model, s in handlers.items() if model.event_type == topic)), topic)
             for handlers, group, topic in hops]  # fmt: skip
@@ -281,10 +337,11 @@ async def count(run: Run, stack: Stack, databases: dict[str, str]) -> dict[str, 
     try:
         set_aside = sum(
             [await client[databases[name]][SET_ASIDE_COLLECTION].count_documents({}) for name in ("care_plan",
-             "notifications")]
+             "notifications", "authorizations")]
         )  # fmt: skip
     finally:
         await client.close()
+    drawn = await _units_used(run)
     return {
         "episodes": len(run.emails),
         "welcomed": sum(1 for c in counts if c == 1),
@@ -293,32 +350,49 @@ async def count(run: Run, stack: Stack, databases: dict[str, str]) -> dict[str, 
         "assessed": len(assessed & set(run.emails)),
         "unanswered": len((assessed - assigned) & set(run.emails)),
         "set_aside": set_aside,
+        "drawn_lost": sum(1 for used in drawn.values() if used < DAYS),
+        "drawn_twice": sum(1 for used in drawn.values() if used > DAYS),
         "client_retries": run.retries,
     }
 
 
+async def _units_used(run: Run) -> dict[str, float]:
+    """Each episode's units used, as the authorizations service shows them (0: no authorization)."""
+    used = {}
+    headers = {"Authorization": f"Bearer {run.ur_token}"}
+    async with httpx.AsyncClient(base_url=run.ur_url, headers=headers, timeout=15) as client:
+        for episode_id in run.emails:
+            found = (await client.get(f"/v1/episodes/{episode_id}/authorizations")).json()
+            used[episode_id] = sum(authorization["units_used"] for authorization in found)
+    return used
+
+
 @contextlib.contextmanager
-def stack_running(folder: Path) -> Iterator[tuple[Stack, dict[str, str], str]]:
+def stack_running(folder: Path) -> Iterator[tuple[Stack, dict[str, str], tuple[str, str]]]:
     token = f"faults-{secrets.token_urlsafe(8)}"
     notifications_token = f"faults-notifications-{secrets.token_urlsafe(8)}"
+    ur_token = f"faults-ur-{secrets.token_urlsafe(8)}"
     (folder / "kafka").mkdir()
     with (
         apache_kafka(folder / "kafka") as kafka,
         mongodb_server(folder / "mongodb") as (mongodb, mongodb_url),
         SmtpSink(free_port()) as sink,
     ):
-        databases = {name: f"stepwise_{name}_faults" for name in ("intake", "care_plan", "notifications")}
+        names = ("intake", "care_plan", "notifications", "authorizations")
+        databases = {name: f"stepwise_{name}_faults" for name in names}
         ports = {name: free_port() for name in databases}
         servers = f"127.0.0.1:{kafka.port}"
         env = {
             "KAFKA_BOOTSTRAP_SERVERS": servers,
             "MONGODB_URL": mongodb_url,
-            "API_TOKENS": f"{token}:intake_staff,{notifications_token}:notifications",
+            "API_TOKENS": f"{token}:intake_staff,{ur_token}:utilization_review,{notifications_token}:notifications",
             "INTAKE_TOKEN": notifications_token,
             "INTAKE_URL": f"http://127.0.0.1:{ports['intake']}",
             "INTAKE_DB": databases["intake"],
             "CARE_PLAN_DB": databases["care_plan"],
             "NOTIFICATIONS_DB": databases["notifications"],
+            "AUTHORIZATIONS_DB": databases["authorizations"],
+            "UR_TEAM_EMAIL": "utilization-review@faults.test",
             "SMTP_HOST": "127.0.0.1",
             "SMTP_PORT": str(sink.port),
             "OUTBOX_POLL_SECONDS": "0.5",
@@ -343,7 +417,7 @@ def stack_running(folder: Path) -> Iterator[tuple[Stack, dict[str, str], str]]:
         try:
             for service in services.values():
                 service.start()
-            yield Stack(kafka, mongodb, sink, services, mongodb_url, servers), databases, token
+            yield Stack(kafka, mongodb, sink, services, mongodb_url, servers), databases, (token, ur_token)
         finally:
             for service in services.values():
                 service.stop()
@@ -360,8 +434,14 @@ async def main(scale: Scale, seed: int) -> dict[str, int]:
     rng = random.Random(seed)
     with tempfile.TemporaryDirectory(prefix="stepwise-faults-") as tmp:
         folder = Path(tmp)
-        with stack_running(folder) as (stack, databases, token):
-            run = Run(f"http://127.0.0.1:{stack.services['intake'].port}", token)
+        with stack_running(folder) as (stack, databases, (token, ur_token)):
+            # The run's own producer (care_plan's days) retries through the broker restart: its connection errors
+            # while the broker is down are expected, and would bury the run's report.
+            logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+            producer = AIOKafkaProducer(bootstrap_servers=stack.kafka_servers, enable_idempotence=True)
+            await producer.start()
+            run = Run(f"http://127.0.0.1:{stack.services['intake'].port}", token,
+                      f"http://127.0.0.1:{stack.services['authorizations'].port}", ur_token, producer)  # fmt: skip
             for name, fault in FAULTS.items():
                 began, before = time.monotonic(), len(run.emails)
                 episodes = create_episodes(run, scale.episodes_for(name), scale.lasts(name))
@@ -377,6 +457,7 @@ async def main(scale: Scale, seed: int) -> dict[str, int]:
             print(f"faults: settled {time.monotonic() - waiting:.1f} s after the last welcome (a lease: "
                   f"{DISPATCH_LEASE:.0f} s){still}", flush=True)  # fmt: skip
             counts = await count(run, stack, databases) | {"unsettled": len(left)}
+            await producer.stop()
             drains = " ".join(f"{name.replace(' ', '_')}={seconds:.1f}s" for name, seconds in run.drains.items())
             print("faults: " + " ".join(f"{k}={v}" for k, v in counts.items()) + f" drains: {drains} seed={seed}",
                   flush=True)  # fmt: skip
@@ -400,7 +481,8 @@ def cli() -> None:
         scale = dataclasses.replace(scale, episodes=arguments.episodes)
     seed = secrets.randbits(32) if arguments.seed is None else arguments.seed
     counts = asyncio.run(main(scale, seed))
-    failed = any(counts[what] for what in ("lost", "duplicates", "set_aside", "unanswered", "unsettled"))
+    failed = any(counts[what] for what in ("lost", "duplicates", "set_aside", "unanswered", "unsettled", "drawn_lost",
+                                           "drawn_twice"))  # fmt: skip
     sys.exit(1 if failed else 0)
 
 

@@ -1,4 +1,4 @@
-"""The running system for integration tests: three service processes, a real SMTP server, helpers."""
+"""The running system for integration tests: four service processes, a real SMTP server, helpers."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ import pytest
 from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
 from pymongo import AsyncMongoClient
 
+from services.authorizations import handlers as authorizations_handlers
 from services.care_plan import handlers as care_plan_handlers
 from services.common.consumer import EventHandlers, lane_group
 from services.intake import handlers as intake_handlers
@@ -42,11 +43,18 @@ TOKENS = {
     "notifications": "test-notifications-service-token",
     "care_plan": "test-care-plan-service-token",
     "sms_provider": "test-sms-provider-token",
+    "utilization_review": "test-utilization-review-token",
 }
-GROUPS = {"intake": "stepwise.intake", "care_plan": "stepwise.care_plan", "notifications": "stepwise.notifications"}
+GROUPS = {
+    "intake": "stepwise.intake",
+    "care_plan": "stepwise.care_plan",
+    "notifications": "stepwise.notifications",
+    "authorizations": "stepwise.authorizations",
+}
 HANDLERS: dict[str, EventHandlers] = {"intake": intake_handlers.EVENT_HANDLERS,
                                       "care_plan": care_plan_handlers.EVENT_HANDLERS,
-                                      "notifications": notifications_handlers.EVENT_HANDLERS}  # fmt: skip
+                                      "notifications": notifications_handlers.EVENT_HANDLERS,
+                                      "authorizations": authorizations_handlers.EVENT_HANDLERS}  # fmt: skip
 
 
 def group_reading(service: str, topic: str) -> str:
@@ -84,6 +92,7 @@ CSSRS_HIGH = {"q1": True, "q2": True, "q3": True, "q4": True, "q5": False, "q6":
 CLINICIAN = {"Authorization": f"Bearer {TOKENS['clinician']}"}
 
 CARE_TEAM_EMAIL = "care-team@clinic.test"
+UR_TEAM_EMAIL = "utilization-review@clinic.test"
 ON_CALL_PHONE = "+12025550188"
 WEBHOOK_SECRET = "test-webhook-secret"
 SMS_PROVIDER_TOKEN = "test-sms-provider-secret"
@@ -237,7 +246,8 @@ SCHEMA_BASE_URL = "https://stepwise.clinic.example/schemas/"
 def stack(running_backends: Backends, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     logs = tmp_path_factory.mktemp("service-logs")
     run = uuid.uuid4().hex[:8]
-    databases = {name: f"stepwise_{name}_test_{run}" for name in ("intake", "care_plan", "notifications")}
+    names = ("intake", "care_plan", "notifications", "authorizations")
+    databases = {name: f"stepwise_{name}_test_{run}" for name in names}
     with SmtpSink(free_port()) as sink, WebhookReceiver() as webhooks, SmsSink(token=SMS_PROVIDER_TOKEN) as texts:
         ports = {name: free_port() for name in databases}
         env = {
@@ -247,6 +257,8 @@ def stack(running_backends: Backends, tmp_path_factory: pytest.TempPathFactory) 
             "INTAKE_DB": databases["intake"],
             "CARE_PLAN_DB": databases["care_plan"],
             "NOTIFICATIONS_DB": databases["notifications"],
+            "AUTHORIZATIONS_DB": databases["authorizations"],
+            "UR_TEAM_EMAIL": UR_TEAM_EMAIL,
             "INTAKE_URL": f"http://127.0.0.1:{ports['intake']}",
             "CARE_PLAN_POLICY_FILE": str(roomy_care_plan_policy(logs, [TEEN_GROUP_POLICY])),
             # Same-day safety alerts due a day later, whatever the day and hour the suite runs at (as quiet hours are

@@ -177,12 +177,25 @@ async def test_a_custom_schedule_below_the_minimum_hours_is_rejected(stack: Stac
 
 
 async def test_payer_authorization_is_kept_apart_from_the_clinical_level(stack: Stack) -> None:
+    """Since issue 26 the payer's authorization is the authorizations service's: care_plan's old route says where it
+    moved, and the authorized level (OP) stays apart from the clinical one (IOP), which care_plan's event told the
+    authorizations service: a level mismatch."""
     episode, _ = await active_episode(stack)
     body = {"level": "OP", "authorized_through": "2027-01-31", "reference": "PA-118"}
     async with stack.http("care_plan", "integration") as payer:
         response = await payer.put(f"/v1/episodes/{episode.episode_id}/authorization", json=body)
-    assert response.status_code == 200, response.text
-    assert (response.json()["level"], response.json()["authorization"]["level"]) == ("IOP", "OP")
+    assert response.status_code == 410, response.text
+    assert response.json()["location"].startswith(f"POST /v1/episodes/{episode.episode_id}/authorizations")
+    today = datetime.now(UTC).date()
+    authorization = {"payer": "carelon", "authorization_number": "PA-118", "level": "OP", "unit": "session",
+                     "units_authorized": 12, "start_date": (today - timedelta(days=1)).isoformat(),
+                     "end_date": (today + timedelta(days=60)).isoformat(), "status": "approved"}  # fmt: skip
+    async with stack.http("authorizations", "integration") as payer:
+        recorded = await payer.post(f"/v1/episodes/{episode.episode_id}/authorizations", json=authorization)
+    assert recorded.status_code == 201, recorded.text
+    [mismatch] = await eventually(lambda: events(stack, "iop.authorization.level_mismatch", episode), "the mismatch")
+    assert (mismatch.data.clinical_level, mismatch.data.authorized_level) == ("IOP", "OP")
+    assert (await care_plan_of(stack, episode))["level"] == "IOP"  # type: ignore[index]
 
 
 async def test_graduation_and_discharge_end_the_episode(stack: Stack) -> None:

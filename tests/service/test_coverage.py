@@ -6,7 +6,10 @@ from __future__ import annotations
 import pytest
 from fastapi import FastAPI
 
+from services.authorizations import api as authorizations_api
+from services.authorizations.handlers import EVENT_HANDLERS as AUTHORIZATIONS_HANDLERS
 from services.care_plan import api as care_plan_api
+from services.care_plan import api_moved as care_plan_api_moved
 from services.care_plan import api_plan as care_plan_api_plan
 from services.care_plan.handlers import EVENT_HANDLERS as CARE_PLAN_HANDLERS
 from services.intake import api as intake_api
@@ -17,12 +20,19 @@ from tests.service.conftest import SEEN, operations, service_app
 
 APPS: dict[str, FastAPI] = {
     "intake": service_app("intake", [intake_api.router], consumes=True),
-    "care_plan": service_app("care_plan", [care_plan_api.router, care_plan_api_plan.router], consumes=True),
+    "care_plan": service_app(
+        "care_plan", [care_plan_api.router, care_plan_api_plan.router, care_plan_api_moved.router], consumes=True
+    ),
     "notifications": service_app("notifications", [notifications_api.router], consumes=True),
+    "authorizations": service_app("authorizations", [authorizations_api.router], consumes=True),
 }
-HANDLERS = {"intake": INTAKE_HANDLERS, "care_plan": CARE_PLAN_HANDLERS, "notifications": NOTIFICATIONS_HANDLERS}
+HANDLERS = {"intake": INTAKE_HANDLERS, "care_plan": CARE_PLAN_HANDLERS, "notifications": NOTIFICATIONS_HANDLERS,
+            "authorizations": AUTHORIZATIONS_HANDLERS}  # fmt: skip
 CANNOT_FAIL = {"/health/live"}
 """Routes with no input, no token and no dependency: nothing to get wrong."""
+GONE = {("PUT", "/v1/episodes/{episode_id}/authorization")}
+"""Routes kept for one release to say where they moved: they answer 410, never a success (care_plan's payer
+authorization, moved to the authorizations service by issue 26)."""
 
 
 def _whole_tier_ran() -> None:
@@ -36,7 +46,7 @@ def test_every_endpoint_answered_a_success_and_an_error(service: str) -> None:
     missing = []
     for method, route in operations(APPS[service]):
         statuses = SEEN.answers.get((service, method, route), set())
-        if not any(200 <= code < 300 for code in statuses):
+        if (method, route) not in GONE and not any(200 <= code < 300 for code in statuses):
             missing.append(f"{method} {route}: no success")
         if route not in CANNOT_FAIL and not any(code >= 400 for code in statuses):
             missing.append(f"{method} {route}: no error")

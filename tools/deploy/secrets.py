@@ -5,8 +5,9 @@ and keys that agree with each other, each file mode 0600, never overwriting a fi
 
 Run it from the repository (next to docker-compose.yml); it needs nothing but Python. It writes
 
-  api_tokens                   who may call the APIs, one "token:role" a line: a token for each staff role and
-                               integration, and the two service tokens below with their roles at intake
+  api_tokens                   who may call the APIs, one "token:role" a line: a token for each staff role (UR
+                               coordinators' utilization_review among them) and integration, and the two service
+                               tokens below with their roles at intake
   notifications_intake_token   the token notifications presents at intake (in api_tokens as "...:notifications")
   care_plan_intake_token       the token care plan presents at intake (in api_tokens as "...:care_plan")
   webhook_secret               the key safety-alert webhooks are signed with (give it to the on-call system)
@@ -34,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 API_TOKENS = "api_tokens"
-STAFF_ROLES = ("clinician", "intake_staff", "admin", "integration")
+STAFF_ROLES = ("clinician", "intake_staff", "admin", "integration", "utilization_review")
 """The roles that get a token in a new api_tokens (integration: another clinic system, e.g. the EHR)."""
 SERVICE_TOKENS = {"notifications": "notifications_intake_token", "care_plan": "care_plan_intake_token"}
 """The role intake gives a service's token → the file that service reads it from (INTAKE_TOKEN_FILE)."""
@@ -44,9 +45,10 @@ MONGODB_USERS = {
     "intake": "stepwise_intake",
     "care_plan": "stepwise_care_plan",
     "notifications": "stepwise_notifications",
+    "authorizations": "stepwise_authorizations",
 }
 """A MongoDB user per service (the name its Kafka principal has) → the one database it may read and write."""
-KAFKA_PRINCIPALS = ("intake", "care_plan", "notifications", "integration")
+KAFKA_PRINCIPALS = ("intake", "care_plan", "notifications", "authorizations", "integration")
 """Kafka's principals (tools/deploy/kafka_acls.py derives what each may do; tests/test_compose.py keeps the two
 lists equal)."""
 MONGODB_HOST = "mongodb:27017"

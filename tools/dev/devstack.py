@@ -267,6 +267,7 @@ SERVICES = {
     "intake": ("services.intake", "INTAKE_PORT"),
     "care_plan": ("services.care_plan", "CARE_PLAN_PORT"),
     "notifications": ("services.notifications", "NOTIFICATIONS_PORT"),
+    "authorizations": ("services.authorizations", "AUTHORIZATIONS_PORT"),
 }
 
 

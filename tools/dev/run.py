@@ -1,5 +1,5 @@
 """`make run`: backends (configured, or started here: Apache Kafka and a MongoDB server; see tools/dev/devstack.py),
-the three services.
+the four services.
 
 Prints the URLs and the dev tokens that work; Ctrl-C stops everything it started. It fails loudly (a message
 naming the port or the service, and a non-zero exit) when a service's port is taken already, or a service
@@ -29,13 +29,22 @@ PORTS = {
     "intake": ("INTAKE_PORT", 8001),
     "care_plan": ("CARE_PLAN_PORT", 8002),
     "notifications": ("NOTIFICATIONS_PORT", 8003),
+    "authorizations": ("AUTHORIZATIONS_PORT", 8004),
 }
 
 
 def dev_tokens() -> dict[str, str]:
     return {
         role: f"dev-{role}-{secrets.token_urlsafe(12)}"
-        for role in ("clinician", "intake_staff", "admin", "notifications", "care_plan", "sms_provider")
+        for role in (
+            "clinician",
+            "intake_staff",
+            "admin",
+            "notifications",
+            "care_plan",
+            "sms_provider",
+            "utilization_review",
+        )
     }
 
 
@@ -62,7 +71,7 @@ def credentials(environ: Mapping[str, str], tokens: dict[str, str]) -> dict[str,
     return {"API_TOKENS": own, **made}
 
 
-TOKENS_SHOWN = ("clinician", "intake_staff", "admin", "sms_provider")
+TOKENS_SHOWN = ("clinician", "intake_staff", "admin", "utilization_review", "sms_provider")
 """The dev tokens make run prints (the people's roles, and the SMS provider's reply callback)."""
 
 
@@ -74,7 +83,8 @@ def token_lines(api_tokens: str, tokens: dict[str, str]) -> list[str]:
     if not works:
         return ["  tokens: yours (API_TOKENS); make run added none for people"]
     lines = [f"  dev token (clinician): {works['clinician']}"] if "clinician" in works else []
-    others = " ".join(f"{role}={works[role]}" for role in ("intake_staff", "admin") if role in works)
+    people = ("intake_staff", "admin", "utilization_review")
+    others = " ".join(f"{role}={works[role]}" for role in people if role in works)
     lines += [f"  other dev tokens:      {others}"] if others else []
     lines += [f"  SMS provider callback: sms_provider={works['sms_provider']}"] if "sms_provider" in works else []
     return lines
@@ -156,6 +166,15 @@ def staff_routes(environ: Mapping[str, str]) -> dict[str, str]:
     return routes
 
 
+DEV_UR_TEAM_EMAIL = "utilization-review@stepwise.localhost"
+
+
+def ur_route(environ: Mapping[str, str]) -> dict[str, str]:
+    """The utilization-review mailbox (reviews due, units low, exhaustion, unauthorized services): yours if set, else
+    a dev mailbox whose mail is printed (notifications is not ready without one)."""
+    return {"UR_TEAM_EMAIL": environ.get("UR_TEAM_EMAIL") or DEV_UR_TEAM_EMAIL}
+
+
 def main() -> None:
     tokens = dev_tokens()
     ports = {name: int(os.environ.get(var, default)) for name, (var, default) in PORTS.items()}
@@ -174,6 +193,7 @@ def main() -> None:
             "QUIET_HOURS_START": os.environ.get("QUIET_HOURS_START", "00:00"),
             "QUIET_HOURS_END": os.environ.get("QUIET_HOURS_END", "00:00"),
             **staff_routes(os.environ),
+            **ur_route(os.environ),
         }
         env["INTAKE_URL"] = os.environ.get("INTAKE_URL") or f"http://127.0.0.1:{ports['intake']}"
         if not os.environ.get("SMTP_HOST"):
@@ -202,6 +222,7 @@ def main() -> None:
             print(line)
         on_call = env.get("ON_CALL_PHONE") or os.environ.get("ON_CALL_WEBHOOK_URL", "")
         print(f"  safety alerts:         care team {env['CARE_TEAM_EMAIL']}, on call {on_call}")
+        print(f"  utilization review:    {env['UR_TEAM_EMAIL']}")
         print("  mail and texts sent to people are printed below. Ctrl-C stops everything.\n", flush=True)
         signal.signal(signal.SIGINT, lambda *_: stop.set())  # Ctrl-C: stop watching, then stop everything
         try:

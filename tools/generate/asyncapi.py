@@ -17,6 +17,8 @@ import yaml
 from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 
+from services.authorizations import app as authorizations
+from services.authorizations.settings import AuthorizationsSettings
 from services.care_plan import app as care_plan
 from services.care_plan.settings import CarePlanSettings
 from services.intake import app as intake
@@ -37,6 +39,7 @@ def brokers() -> dict[str, tuple[str, KafkaBroker]]:
     intake_settings = IntakeSettings(kafka_bootstrap_servers=server, kafka_group_instance_id=instance)
     care_plan_settings = CarePlanSettings(kafka_bootstrap_servers=server, kafka_group_instance_id=instance)
     notifications_settings = NotificationsSettings(kafka_bootstrap_servers=server, kafka_group_instance_id=instance)
+    ur_settings = AuthorizationsSettings(kafka_bootstrap_servers=server, kafka_group_instance_id=instance)
     return {
         "intake": ("Publishes assessment outcomes.", intake.create_broker(intake_settings).documented(server)),
         "care_plan": (
@@ -46,6 +49,11 @@ def brokers() -> dict[str, tuple[str, KafkaBroker]]:
         "notifications": (
             "Consumes care events, messages patients, publishes delivery outcomes.",
             notifications.create_broker(notifications_settings).documented(server),
+        ),
+        "authorizations": (
+            "Consumes services, days and calendars; publishes authorizations' draw-down, reviews due, units low, "
+            "exhaustion, unauthorized services, level mismatches and certifications due.",
+            authorizations.create_broker(ur_settings).documented(server),
         ),
     }
 

@@ -21,6 +21,9 @@ from stepwise_contract import (
     INSTRUMENTS,
     WEEKDAYS,
     AttendanceRuleTriggered,
+    AuthorizationExhausted,
+    AuthorizationReviewDue,
+    AuthorizationUnitsLow,
     CareLevelAssigned,
     CareLevelChanged,
     Channel,
@@ -36,6 +39,7 @@ from stepwise_contract import (
     SafetyAlertRaised,
     Schedule,
     ScheduleChanged,
+    ServiceUnauthorized,
     SessionMissed,
     StepDownRecommended,
     StepUpRecommended,
@@ -57,7 +61,7 @@ def reachable(*, sms: bool, care_team_email: bool, care_team_webhook: bool) -> R
     people: frozenset[Channel] = CHANNELS_FOR["patient"] if sms else frozenset({"email"})
     configured: dict[Channel, bool] = {"email": care_team_email, "webhook": care_team_webhook}
     care_team = frozenset(channel for channel, on in configured.items() if on)
-    return {"patient": people, "supports": people, "care_team": care_team}
+    return {"patient": people, "supports": people, "care_team": care_team, "ur_team": CHANNELS_FOR["ur_team"]}
 
 
 @dataclass(frozen=True)
@@ -240,18 +244,47 @@ ON_THE_WEBHOOK: dict[type[EventData], Context] = {
 codes, never a reason's text or a time table (a webhook lands in another system; docs/api.md, "Verifying a Stepwise
 webhook"). An event not listed here sends its purpose and episode id only."""
 
-CONTEXTS: dict[type[EventData], Context] = {**PEOPLE_MAY_HEAR, **CARE_TEAM_ONLY}
+UR_TEAM_ONLY: dict[type[EventData], Context] = {
+    AuthorizationReviewDue: lambda d: {
+        "authorization_id": d.authorization_id, "payer": d.payer, "level": d.level.value,
+        "review_due_on": d.review_due_on.isoformat(), "reason": d.reason, "deadline": d.deadline.isoformat(),
+        "units_remaining": d.units_remaining,
+    },
+    AuthorizationUnitsLow: lambda d: {
+        "authorization_id": d.authorization_id, "payer": d.payer, "level": d.level.value, "unit": d.unit,
+        "units_remaining": d.units_remaining, "units_scheduled": d.units_scheduled, "days": d.days,
+        "projected_exhaustion_on": d.projected_exhaustion_on.isoformat() if d.projected_exhaustion_on else None,
+    },
+    AuthorizationExhausted: lambda d: {
+        "authorization_id": d.authorization_id, "payer": d.payer, "level": d.level.value, "unit": d.unit,
+        "units_authorized": d.units_authorized, "exhausted_on": d.exhausted_on.isoformat(),
+    },
+    ServiceUnauthorized: lambda d: {
+        "item": d.item, "service_id": d.service_id, "service_date": d.service_date.isoformat(),
+        "level": d.level.value, "code": d.code, "unit": d.unit, "reason": d.reason,
+    },
+}  # fmt: skip
+"""Events about payers' authorizations (issue 26): the utilization-review desk hears of them (never the payer's
+authorization number: no event carries it), the care team may, nobody else."""
+
+STAFF_ONLY: dict[type[EventData], Context] = {**CARE_TEAM_ONLY, **UR_TEAM_ONLY}
+STAFF: frozenset[str] = frozenset({"care_team", "ur_team"})
+
+CONTEXTS: dict[type[EventData], Context] = {**PEOPLE_MAY_HEAR, **STAFF_ONLY}
 MESSAGE_EVENTS: dict[str, type[EventData]] = {model.event_type: model for model in CONTEXTS}
 
 
 def check_audiences(policy: NotificationPolicy) -> list[str]:
     """Rules that would tell patients or supports of a clinical judgement (each a field path and why)."""
-    return [
-        f"events.{event_type}[{n}].to: only the care team hears of {event_type}"
-        for event_type, rules in policy.events.items()
-        for n, rule in enumerate(rules)
-        if rule.to != "care_team" and MESSAGE_EVENTS.get(event_type) in CARE_TEAM_ONLY
-    ]
+    problems = []
+    for event_type, rules in policy.events.items():
+        model = MESSAGE_EVENTS.get(event_type)
+        for n, rule in enumerate(rules):
+            if model in CARE_TEAM_ONLY and rule.to != "care_team":
+                problems.append(f"events.{event_type}[{n}].to: only the care team hears of {event_type}")
+            elif model in UR_TEAM_ONLY and rule.to not in STAFF:
+                problems.append(f"events.{event_type}[{n}].to: only staff (ur_team, care_team) hear of {event_type}")
+    return problems
 
 
 def context_of(data: EventData) -> dict[str, Any] | None:
@@ -438,6 +471,8 @@ def _told(context: dict[str, Any], rule: MessageRule, calendar: CalendarChange |
 def _recipients(rule: MessageRule, supports: Sequence[Support]) -> list[tuple[RecipientKind, str | None]]:
     if rule.to == "supports":
         return [(s.kind, s.consent_id) for s in supports if s.kind != ALUMNI_GROUP]
+    if rule.to == "ur_team":  # staff, as the care team; the dispatcher routes it to the UR mailbox by its purpose
+        return [("care_team", None)]
     return [(rule.to, None)]
 
 

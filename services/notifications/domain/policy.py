@@ -18,14 +18,16 @@ from stepwise_contract import Channel, ConsentScope, SessionKind, WeekdayName
 
 DEFAULT_POLICY_FILE = Path(__file__).resolve().parent.parent / "policy" / "default.yaml"
 
-Audience = Literal["patient", "care_team", "supports"]
+Audience = Literal["patient", "care_team", "supports", "ur_team"]
 
 CHANNELS_FOR: dict[Audience, frozenset[Channel]] = {
     "patient": frozenset({"email", "sms"}),
     "supports": frozenset({"email", "sms"}),
     "care_team": frozenset({"email", "webhook"}),
+    "ur_team": frozenset({"email"}),
 }
-"""The care team is reached at the clinic's mailbox and on-call webhook; people at their own email or phone."""
+"""The care team is reached at the clinic's mailbox and on-call webhook, the utilization-review desk at its mailbox;
+people at their own email or phone."""
 
 PURPOSE = r"^[a-z][a-z0-9_]*$"
 
@@ -199,6 +201,18 @@ class NotificationPolicy(Rule):
 
     def rules_for(self, event_type: str) -> list[MessageRule]:
         return self.events.get(event_type, [])
+
+    def ur_purposes(self) -> frozenset[str]:
+        """The purposes of messages to the utilization-review mailbox: staff messages routed by their purpose."""
+        return frozenset(rule.purpose for rules in self.events.values() for rule in rules if rule.to == "ur_team")
+
+    @model_validator(mode="after")
+    def _ur_purposes_are_their_own(self) -> NotificationPolicy:
+        others = {rule.purpose for rules in self.events.values() for rule in rules if rule.to != "ur_team"}
+        shared = sorted(self.ur_purposes() & others)
+        if shared:
+            raise ValueError(f"purpose {shared[0]}: a message to ur_team has a purpose of its own (it is routed by it)")
+        return self
 
     def templates(self) -> set[tuple[str, Channel]]:
         """Every (purpose, channel) a message may be rendered for: each needs a template."""

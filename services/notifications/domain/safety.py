@@ -35,7 +35,7 @@ ESCALATION = "safety_escalation"
 arm, so its recipient kind is ``care_team``; the dispatcher routes it by this purpose."""
 ON_CALL_CHANNELS: tuple[Channel, ...] = ("sms", "webhook")
 
-CARE_TEAM_ROUTE, ON_CALL_ROUTE = "care_team", "on_call"
+CARE_TEAM_ROUTE, ON_CALL_ROUTE, UR_TEAM_ROUTE = "care_team", "on_call", "ur_team"
 """The names readiness gives a missing route (``/health/ready`` ``problems``)."""
 
 
@@ -162,6 +162,10 @@ class StaffRoutes:
     on_call_webhook_url: str | None = None
     sms: bool = False
     """An SMS provider is configured (the on-call number is texted through it)."""
+    ur_team_email: str | None = None
+    """The utilization-review mailbox (``UR_TEAM_EMAIL``)."""
+    ur_purposes: frozenset[str] = frozenset()
+    """The purposes of the policy's messages to the UR mailbox (``to: ur_team``), routed there."""
 
     def care_team(self) -> dict[Channel, str | None]:
         return {"email": self.care_team_email, "webhook": self.care_team_webhook_url}
@@ -169,14 +173,22 @@ class StaffRoutes:
     def on_call(self) -> dict[Channel, str | None]:
         return {"sms": self.on_call_phone if self.sms else None, "webhook": self.on_call_webhook_url}
 
+    def ur_team(self) -> dict[Channel, str | None]:
+        return {"email": self.ur_team_email}
+
     def of(self, purpose: str) -> tuple[str, dict[Channel, str | None]]:
         """The route a staff message of ``purpose`` takes: (its name, the address per channel)."""
-        return (ON_CALL_ROUTE, self.on_call()) if purpose == ESCALATION else (CARE_TEAM_ROUTE, self.care_team())
+        if purpose == ESCALATION:
+            return ON_CALL_ROUTE, self.on_call()
+        if purpose in self.ur_purposes:
+            return UR_TEAM_ROUTE, self.ur_team()
+        return CARE_TEAM_ROUTE, self.care_team()
 
     def channels(self, route: str) -> frozenset[Channel]:
         """The channels a route's messages are planned on: those configured; with none, every one of the route's,
         so that each waits (readiness says why) and goes once the clinic configures it."""
-        addresses = self.on_call() if route == ON_CALL_ROUTE else self.care_team()
+        routes = {ON_CALL_ROUTE: self.on_call, UR_TEAM_ROUTE: self.ur_team}
+        addresses = routes.get(route, self.care_team)()
         configured = frozenset(channel for channel, address in addresses.items() if address)
         return configured or frozenset(addresses)
 
@@ -193,4 +205,7 @@ class StaffRoutes:
                 if self.on_call_phone
                 else "no route: set ON_CALL_PHONE (texted through SMS_PROVIDER_URL) and/or ON_CALL_WEBHOOK_URL"
             ) + "; safety alerts not acknowledged in time wait until one is set"
+        if self.ur_purposes and not self.ur_team_email:
+            found[UR_TEAM_ROUTE] = ("no route: set UR_TEAM_EMAIL; reviews due, units low, exhausted authorizations and "
+                                    "unauthorized services wait until it is set")  # fmt: skip
         return found

@@ -111,13 +111,20 @@ async def test_a_custom_schedule_names_each_weekday_once(
     assert refused.status_code == 422 and refused.json()["detail"][0]["loc"] == ["body", "weekdays"]
 
 
-async def test_set_authorization(http: httpx.AsyncClient, events: Events, store: CarePlanStore) -> None:
+async def test_the_payer_authorization_moved_and_the_old_route_says_where(
+    http: httpx.AsyncClient, events: Events, store: CarePlanStore
+) -> None:
+    """Issue 26: payers' authorizations are the authorizations service's; for one release the old route answers 410
+    with the new location, and changes nothing."""
     episode_id = await active_plan(events, store)
     body = {"level": "IOP", "authorized_through": "2027-01-31", "reference": "PA-1"}
-    authorized = await http.put(f"/v1/episodes/{episode_id}/authorization", json=body, headers=CLINICIAN)
-    assert authorized.status_code == 200 and authorized.json()["authorization"]["reference"] == "PA-1"
-    unknown = await http.put("/v1/episodes/nobody/authorization", json=body, headers=CLINICIAN)
-    assert unknown.status_code == 404
+    gone = await http.put(f"/v1/episodes/{episode_id}/authorization", json=body, headers=CLINICIAN)
+    assert gone.status_code == 410
+    assert gone.json()["location"] == f"POST /v1/episodes/{episode_id}/authorizations on the authorizations service"
+    stored = await store.get(episode_id)
+    assert stored is not None and stored.plan.authorization is None
+    refused = await http.put(f"/v1/episodes/{episode_id}/authorization", json=body, headers=as_role(Role.ADMIN))
+    assert refused.status_code == 403
 
 
 async def test_graduate_episode(

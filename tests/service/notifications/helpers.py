@@ -37,6 +37,7 @@ from tests.service.fake_intake import FakeIntake
 SETTINGS = NotificationsSettings(
     _env_file=None,
     care_team_email="care-team@clinic.test",
+    ur_team_email="utilization-review@clinic.test",
     care_team_webhook_url="http://on-call.test/hook",
     on_call_phone="+12025550199",  # readiness needs a route to the on-call clinician too
     on_call_webhook_url="http://pager.test/page",

@@ -487,3 +487,21 @@ async def test_a_malformed_event_is_set_aside_naming_the_field(
     await events.deliver_missing_data(topic)
     [shelved] = await set_aside(database)
     assert shelved["topic"] == topic and shelved["reason"].startswith("malformed:")
+
+
+async def test_the_ur_mailbox_hears_of_reviews_due_units_low_exhaustion_and_unauthorized_services(
+    events: Events, messaging: Messaging, intake: FakeIntake
+) -> None:
+    from stepwise_contract import new_event
+    from tests.unit.contract.test_contract import UR_SAMPLES
+
+    episode_id = intake.episode()
+    signals = ("iop.authorization.review_due", "iop.authorization.units_low", "iop.authorization.exhausted",
+               "iop.service.unauthorized")  # fmt: skip
+    for event_type in signals:
+        await events.deliver(new_event(UR_SAMPLES[event_type](episode_id), source="/stepwise/authorizations"))
+    log = await log_of(messaging, episode_id)
+    assert what(log) == [("authorization_exhausted", "care_team", "email"),
+                         ("authorization_review_due", "care_team", "email"),
+                         ("authorization_units_low", "care_team", "email"),
+                         ("service_unauthorized", "care_team", "email")]  # fmt: skip

@@ -47,6 +47,7 @@ def test_every_role_is_accepted() -> None:
         "notifications",
         "care_plan",
         "sms_provider",
+        "utilization_review",
     } == ROLES
 
 

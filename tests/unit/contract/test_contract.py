@@ -18,9 +18,15 @@ from stepwise_contract import (
     AlumniLeft,
     AssessmentCompleted,
     AttendanceRuleTriggered,
+    AuthorizationChanged,
+    AuthorizationExhausted,
+    AuthorizationLevelMismatch,
+    AuthorizationReviewDue,
+    AuthorizationUnitsLow,
     CareLevel,
     CareLevelAssigned,
     CareLevelChanged,
+    CertificationDue,
     CloudEvent,
     ConsentChanged,
     DimensionRatings,
@@ -47,6 +53,7 @@ from stepwise_contract import (
     ScreenResult,
     ServiceDayCompleted,
     ServiceDelivered,
+    ServiceUnauthorized,
     SessionMissed,
     StepDownRecommended,
     StepUpRecommended,
@@ -272,7 +279,40 @@ def make_data(event_type: str, episode_id: str = EPISODE, session_id: str = "iop
         )
         return review(episode_id=episode_id, review_id="r-1", reason="reliable_deterioration", trigger_id="m-1",
                       version=2, due_on=date(2026, 12, 8), overdue_at=T0 + timedelta(days=2))  # fmt: skip
+    if event_type in UR_SAMPLES:
+        sample: EventData = UR_SAMPLES[event_type](episode_id)
+        return sample
     raise AssertionError(f"no sample for {event_type}")
+
+
+D0 = T0.date()
+UR_SAMPLES: dict[str, Any] = {
+    AuthorizationChanged.event_type: lambda e: AuthorizationChanged(
+        episode_id=e, authorization_id="au-1", revision=2, payer="carelon", level=CareLevel.IOP, unit="day",
+        units_authorized=10, units_used=8, units_remaining=2, start_date=D0, end_date=D0 + timedelta(days=60),
+        status="approved", review_type="concurrent", next_review_on=None, last_covered_day=None,
+        projected_exhaustion_on=D0 + timedelta(days=3), review_due_on=D0 + timedelta(days=1),
+        review_reason="exhaustion", changed_at=T0),
+    AuthorizationReviewDue.event_type: lambda e: AuthorizationReviewDue(
+        episode_id=e, authorization_id="au-1", payer="carelon", level=CareLevel.IOP, review_due_on=D0,
+        reason="exhaustion", deadline=D0 + timedelta(days=3), units_remaining=2, detected_at=T0),
+    AuthorizationUnitsLow.event_type: lambda e: AuthorizationUnitsLow(
+        episode_id=e, authorization_id="au-1", payer="carelon", level=CareLevel.IOP, unit="day", units_remaining=4,
+        units_scheduled=5, days=7, projected_exhaustion_on=D0 + timedelta(days=5), detected_at=T0),
+    AuthorizationExhausted.event_type: lambda e: AuthorizationExhausted(
+        episode_id=e, authorization_id="au-1", payer="carelon", level=CareLevel.IOP, unit="day", units_authorized=10,
+        exhausted_on=D0, detected_at=T0),
+    ServiceUnauthorized.event_type: lambda e: ServiceUnauthorized(
+        episode_id=e, item="day", service_id=None, revision=1, service_date=D0, level=CareLevel.PHP, code="H0035",
+        unit="day", reason="wrong_level", detected_at=T0),
+    AuthorizationLevelMismatch.event_type: lambda e: AuthorizationLevelMismatch(
+        episode_id=e, authorization_id="au-1", clinical_level=CareLevel.PHP, authorized_level=CareLevel.IOP,
+        detected_at=T0),
+    CertificationDue.event_type: lambda e: CertificationDue(
+        episode_id=e, payer="medicare", due_on=D0, reason="initial", last_certified_on=None, min_hours_per_week=9,
+        detected_at=T0),
+}  # fmt: skip
+"""The authorizations service's events (issue 26)."""
 
 
 def test_every_event_type_has_a_sample() -> None:
@@ -306,6 +346,13 @@ def test_every_event_type_has_a_sample() -> None:
         "iop.treatment_plan.signed",
         "iop.treatment_plan.review_due",
         "iop.treatment_plan.review_overdue",
+        "iop.authorization.changed",
+        "iop.authorization.review_due",
+        "iop.authorization.units_low",
+        "iop.authorization.exhausted",
+        "iop.service.unauthorized",
+        "iop.authorization.level_mismatch",
+        "iop.certification.due",
     }
     for event_type, model in EVENT_TYPES.items():
         assert model.event_type == event_type
@@ -660,6 +707,13 @@ def test_no_event_schema_has_a_pii_property(event_type: str) -> None:
         TreatmentPlanSigned.event_type: {"version", "signed_at", "review_due_on"},
         TreatmentPlanReviewDue.event_type: {"review_id", "reason", "trigger_id", "due_on", "overdue_at"},
         TreatmentPlanReviewOverdue.event_type: {"review_id", "reason", "trigger_id", "due_on", "overdue_at"},
+        AuthorizationChanged.event_type: {"authorization_id", "units_remaining", "review_reason"},
+        AuthorizationReviewDue.event_type: {"review_due_on", "reason", "deadline"},
+        AuthorizationUnitsLow.event_type: {"units_remaining", "units_scheduled"},
+        AuthorizationExhausted.event_type: {"exhausted_on"},
+        ServiceUnauthorized.event_type: {"item", "reason", "code"},
+        AuthorizationLevelMismatch.event_type: {"clinical_level", "authorized_level"},
+        CertificationDue.event_type: {"due_on", "min_hours_per_week"},
     }[event_type]
     assert expected_nested <= names
     assert "episode_id" in names

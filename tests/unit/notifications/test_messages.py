@@ -52,13 +52,14 @@ from stepwise_contract import (
     TreatmentPlanReviewOverdue,
     new_event,
 )
+from tests.unit.contract.test_contract import UR_SAMPLES
 
 NEW_YORK = "America/New_York"
 SOURCE = "/stepwise/care-plan"
 POLICY = load_policy()
 RULES = load_rules(DEFAULT_POLICY_FILE, frozenset(messages.MESSAGE_EVENTS))
 EVERYWHERE: Reachable = {"patient": frozenset({"email", "sms"}), "supports": frozenset({"email", "sms"}),
-                         "care_team": frozenset({"email", "webhook"})}  # fmt: skip
+                         "care_team": frozenset({"email", "webhook"}), "ur_team": frozenset({"email"})}  # fmt: skip
 EMAIL_ONLY: Reachable = {"patient": frozenset({"email"}), "supports": frozenset({"email"}),
                          "care_team": frozenset({"email"})}  # fmt: skip
 
@@ -375,6 +376,11 @@ def test_a_calendar_that_is_not_adopted_tells_no_patient_or_support() -> None:
 SMS_LIMIT = 320
 """Two segments: the most a text may take (as ``test_what_people_read_is_neutral`` holds)."""
 STOP_FOOTER = "Reply STOP to stop texts."
+UR_REASONS = {"iop.authorization.review_due": ("next_review", "end_date", "last_covered_day", "exhaustion"),
+              "iop.service.unauthorized": ("outside_dates", "wrong_level", "code_not_covered", "not_approved",
+                                           "no_units_left")}  # fmt: skip
+"""Every wording of the UR mailbox's messages (one per reason)."""
+
 EVERY_TEMPLATE = sorted(path.name for path in DEFAULT_TEMPLATES.glob("*.j2"))
 
 
@@ -423,6 +429,12 @@ def planned_contexts() -> dict[str, list[dict[str, Any]]]:
                                due_on=at.date(), overdue_at=at + timedelta(days=1)),
         TreatmentPlanReviewOverdue(**ids, review_id="rv-2", reason="reliable_deterioration", trigger_id="m-1",
                                    version=2, due_on=at.date(), overdue_at=at + timedelta(days=1)),
+        *(UR_SAMPLES[event_type](ids["episode_id"]).model_copy(update={"reason": reason})
+          for event_type, reasons in UR_REASONS.items() for reason in reasons),
+        UR_SAMPLES["iop.authorization.units_low"](ids["episode_id"]),
+        UR_SAMPLES["iop.authorization.exhausted"](ids["episode_id"]),
+        UR_SAMPLES["iop.service.unauthorized"](ids["episode_id"]).model_copy(update={"item": "service",
+                                                                                   "service_id": "iop-am-20261021"}),
     ]  # fmt: skip
     calendars: list[tuple[EventData, CalendarChange | None]] = []
     for count in (24, 1, 0):
@@ -607,3 +619,19 @@ def test_the_unreachable_patient_notice_goes_to_a_webhook_only_care_team() -> No
     [notice] = messages.plan_unreachable_notice(event, [], WEBHOOK_ONLY)
     assert (notice.purpose, notice.channel, notice.context) == (messages.UNREACHABLE, "webhook", {})
     assert [n.channel for n in messages.plan_unreachable_notice(event, [], EVERYWHERE)] == ["email"]
+
+
+def test_the_ur_mailbox_hears_of_payers_authorizations_as_staff_and_never_the_payers_number() -> None:
+    event = new_event(UR_SAMPLES["iop.authorization.review_due"]("ep-1"), source=SOURCE)
+    [planned] = plan_notifications(event, [], reachable=EVERYWHERE)
+    assert (planned.purpose, planned.recipient_kind, planned.channel) == ("authorization_review_due", "care_team",
+                                                                          "email")  # fmt: skip
+    assert planned.context["reason"] == "exhaustion" and "authorization_number" not in planned.context
+    routes = safety.StaffRoutes("care@clinic.test", None, ur_team_email="ur@clinic.test",
+                                ur_purposes=RULES.ur_purposes())  # fmt: skip
+    assert routes.of("authorization_review_due") == ("ur_team", {"email": "ur@clinic.test"})
+    assert routes.of("group_waitlist")[0] == "care_team"
+    unset = safety.StaffRoutes("care@clinic.test", None, on_call_webhook_url="http://page",
+                               ur_purposes=RULES.ur_purposes())  # fmt: skip
+    assert unset.problems() == {"ur_team": unset.problems()["ur_team"]}
+    assert "UR_TEAM_EMAIL" in unset.problems()["ur_team"]

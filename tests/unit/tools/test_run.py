@@ -15,18 +15,23 @@ from typing import Any
 import pytest
 
 from services.common.settings import parse_api_tokens
+from services.notifications.domain.messages import MESSAGE_EVENTS
+from services.notifications.domain.policy import DEFAULT_POLICY_FILE as NOTIFICATIONS_POLICY_FILE
+from services.notifications.domain.policy import load_policy
 from services.notifications.domain.safety import StaffRoutes
 from services.notifications.settings import NotificationsSettings
 from tools.dev.devstack import ROOT, ServiceProcess
 from tools.dev.run import (
     DEV_CARE_TEAM_EMAIL,
     DEV_ON_CALL_PHONE,
+    DEV_UR_TEAM_EMAIL,
     NotRunning,
     credentials,
     dev_tokens,
     ports_taken,
     staff_routes,
     token_lines,
+    ur_route,
     watch,
 )
 from tools.dev.servers import free_port
@@ -166,7 +171,8 @@ def test_only_tokens_that_work_are_printed(yours: str | None) -> None:
     if yours:
         assert printed == [] and any("API_TOKENS" in line for line in lines)
     else:
-        assert set(printed) == {TOKENS[role] for role in ("clinician", "intake_staff", "admin", "sms_provider")}
+        people = ("clinician", "intake_staff", "admin", "utilization_review", "sms_provider")
+        assert set(printed) == {TOKENS[role] for role in people}
 
 
 def test_make_run_gives_the_care_team_and_the_on_call_clinician_a_dev_route() -> None:
@@ -183,3 +189,15 @@ def test_make_run_gives_the_care_team_and_the_on_call_clinician_a_dev_route() ->
     routes = StaffRoutes(settings.care_team_email, settings.care_team_webhook_url, settings.on_call_phone,
                          settings.on_call_webhook_url, sms=True)  # make run always has an SMS provider  # fmt: skip
     assert routes.problems() == {}  # notifications is ready under make run
+
+
+def test_make_run_gives_the_ur_desk_a_dev_mailbox_and_notifications_is_ready() -> None:
+    assert ur_route({}) == {"UR_TEAM_EMAIL": DEV_UR_TEAM_EMAIL}
+    assert ur_route({"UR_TEAM_EMAIL": "ur@clinic.test"}) == {"UR_TEAM_EMAIL": "ur@clinic.test"}
+    settings = NotificationsSettings(_env_file=None, care_team_email=DEV_CARE_TEAM_EMAIL,
+                                     on_call_webhook_url="http://page", webhook_secret="s",
+                                     ur_team_email=ur_route({})["UR_TEAM_EMAIL"])  # fmt: skip
+    policy = load_policy(NOTIFICATIONS_POLICY_FILE, frozenset(MESSAGE_EVENTS))
+    routes = StaffRoutes(settings.care_team_email, None, on_call_webhook_url=settings.on_call_webhook_url,
+                         ur_team_email=settings.ur_team_email, ur_purposes=policy.ur_purposes())  # fmt: skip
+    assert routes.problems() == {}

@@ -34,7 +34,7 @@ def test_a_new_folder_has_every_file_and_the_tokens_agree(tmp_path: Path) -> Non
     assert roles[read(folder / "notifications_intake_token")] == "notifications"
     assert roles[read(folder / "care_plan_intake_token")] == "care_plan"
     assert sorted(roles.values()) == sorted(["clinician", "intake_staff", "admin", "integration", "notifications",
-                                             "care_plan"])  # fmt: skip
+                                             "care_plan", "utilization_review"])  # fmt: skip
     assert run.staff_tokens == {role: token for token, role in roles.items() if role in secrets_tool.STAFF_ROLES}
     values = [read(folder / name) for name in secrets_tool.KEYS] + list(roles)
     assert len(set(values)) == len(values), "every token and key is its own"

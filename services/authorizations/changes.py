@@ -1,0 +1,122 @@
+"""Changing an episode's coverage: load it, decide (pure), settle what follows, and store the coverage, its events
+and its next daily look in one version-checked write (retried when another writer won). HTTP, events and the
+timer call the changes named here; each goes through ``change_coverage``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import NoReturn, TypeVar
+
+from services.common.change_path import Decide, Record, change
+from stepwise_contract import EventData, new_event
+
+from .domain import authorizations as rules
+from .domain.authorizations import Decision, NewAuthorization, ReviewIn
+from .domain.coverage import Rules, next_check_on, settle
+from .domain.model import Authorization, Certification, Coverage
+from .settings import SOURCE
+from .store import CoverageStore, StoredCoverage
+
+T = TypeVar("T")
+State = tuple[Coverage, date | None]
+"""The coverage with its next daily look: a settle that only moves the look is a change to store all the same."""
+
+
+@dataclass(frozen=True)
+class Desk:
+    """What changes work with: one per service instance (also the handlers' context, ``HANDLER_CONTEXT``)."""
+
+    store: CoverageStore
+    rules: Rules
+
+
+async def change_coverage(
+    desk: Desk, episode_id: str, decide: Callable[[Coverage, datetime], tuple[Coverage, T]], applied: str | None = None
+) -> T | None:
+    """Apply ``decide`` to the episode's coverage (made empty first when it has none); None when ``applied`` (an
+    event's source#id) was applied before."""
+    await _ensure(desk, episode_id)
+    return await change(_coverage_of(desk.store, episode_id), _settled(desk.rules, decide), _gone, applied=applied)
+
+
+async def change_known(desk: Desk, episode_id: str, decide: Callable[[Coverage, datetime], tuple[Coverage, T]]) -> T:
+    """A person's change: on the episode's coverage (empty when it has none yet)."""
+    await _ensure(desk, episode_id)
+    return await change(_coverage_of(desk.store, episode_id), _settled(desk.rules, decide), _gone)
+
+
+async def _ensure(desk: Desk, episode_id: str) -> None:
+    if await desk.store.get(episode_id) is None:
+        await desk.store.ensure(episode_id)
+
+
+def _coverage_of(store: CoverageStore, episode_id: str) -> Record[StoredCoverage, State]:
+    async def save(stored: StoredCoverage, state: State, events: Sequence[EventData], applied: str | None) -> bool:
+        coverage, look = state
+        return await store.save(stored, coverage, [new_event(e, source=SOURCE) for e in events], applied, look)
+
+    return Record(
+        load=lambda: store.get(episode_id),
+        state=lambda stored: (stored.coverage, stored.next_check_on),
+        save=save,
+        applied=lambda stored: stored.applied_events,
+    )
+
+
+def _settled(rules_: Rules, decide: Callable[[Coverage, datetime], tuple[Coverage, T]]) -> Decide[State, T]:
+    def settled(state: State, now: datetime) -> tuple[State, list[EventData], T]:
+        decided, result = decide(state[0], now)
+        coverage, events = settle(decided, now, rules_)
+        return (coverage, next_check_on(coverage, now, rules_)), events, result
+
+    return settled
+
+
+def _gone() -> NoReturn:
+    raise AssertionError("the coverage was made before the change")  # pragma: no cover
+
+
+# --- a coordinator's changes ---------------------------------------------------------------------------------
+
+
+async def record_authorization(desk: Desk, episode_id: str, new: NewAuthorization, by: str) -> Authorization:
+    def decide(coverage: Coverage, now: datetime) -> tuple[Coverage, Authorization]:
+        return rules.record(coverage, new, desk.rules.policy, by, now)
+
+    return await change_known(desk, episode_id, decide)
+
+
+async def decide_authorization(
+    desk: Desk, episode_id: str, authorization_id: str, decision: Decision, by: str
+) -> Authorization:
+    def decide(coverage: Coverage, now: datetime) -> tuple[Coverage, Authorization]:
+        decided = rules.decide(coverage, authorization_id, decision, by, now)
+        return decided, decided.authorization(authorization_id)
+
+    return await change_known(desk, episode_id, decide)
+
+
+async def review_authorization(
+    desk: Desk, episode_id: str, authorization_id: str, outcome: ReviewIn, by: str
+) -> Authorization:
+    def decide(coverage: Coverage, now: datetime) -> tuple[Coverage, Authorization]:
+        reviewed = rules.review(coverage, authorization_id, outcome, by, now)
+        return reviewed, reviewed.authorization(authorization_id)
+
+    return await change_known(desk, episode_id, decide)
+
+
+async def certify(
+    desk: Desk, episode_id: str, certified_on: date, hours_per_week: float, clinician: str, by: str
+) -> Certification:
+    def decide(coverage: Coverage, now: datetime) -> tuple[Coverage, Certification]:
+        return rules.certify(coverage, certified_on, hours_per_week, clinician, by, now)
+
+    return await change_known(desk, episode_id, decide)
+
+
+async def look_again(desk: Desk, episode_id: str) -> None:
+    """The daily look: nothing new, but days passed (a review or a certification may be due)."""
+    await change_known(desk, episode_id, lambda coverage, _now: (coverage, None))

@@ -1,0 +1,44 @@
+"""The authorizations service's store on a real server: an authorization found by its id inside the coverage
+documents, the worklist's and the daily look's queries over ISO dates, the version-checked write."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+from pymongo.asynchronous.database import AsyncDatabase
+
+from services.authorizations.changes import Desk, change_known, record_authorization
+from services.authorizations.domain.authorizations import NewAuthorization
+from services.authorizations.store import CoverageStore
+from services.common.outbox import no_relay
+from tests.service.authorizations.conftest import RULES
+from tests.store.conftest import Document
+
+pytestmark = pytest.mark.second_server
+
+
+def new(number: str, next_review_on: date) -> NewAuthorization:
+    return NewAuthorization(payer="carelon", authorization_number=number, level="IOP", unit="day", units_authorized=10,
+                            start_date=date(2020, 1, 6), end_date=date(2999, 1, 1), status="approved",
+                            next_review_on=next_review_on)  # fmt: skip
+
+
+async def test_authorizations_are_found_by_id_and_listed_by_due_date(database: AsyncDatabase[Document]) -> None:
+    store = CoverageStore(database, wake_relay=no_relay)
+    await store.create_indexes()
+    desk = Desk(store, RULES)
+    late = await record_authorization(desk, "ep-late", new("PA-1", date(2998, 6, 1)), "ur")
+    soon = await record_authorization(desk, "ep-soon", new("PA-2", date(2998, 1, 5)), "ur")
+    assert await store.episode_of(late.authorization_id) == "ep-late"
+    assert await store.episode_of(soon.authorization_id) == "ep-soon"
+    assert await store.episode_of("nope") is None
+    assert [c.episode_id for c in await store.with_reviews(None)] == ["ep-soon", "ep-late"]
+    assert [c.episode_id for c in await store.with_reviews(date(2998, 3, 1))] == ["ep-soon"]
+    assert sorted(await store.due(date(3000, 1, 1))) == ["ep-late", "ep-soon"]  # looked at daily while running
+    assert await store.due(date(2000, 1, 1)) == []
+    stored = await store.get("ep-soon")
+    assert stored is not None and stored.coverage.authorizations[0].authorization_number == "PA-2"
+    await change_known(desk, "ep-soon", lambda coverage, _now: (coverage, None))  # nothing new: no write
+    again = await store.get("ep-soon")
+    assert again is not None and again.version == stored.version
