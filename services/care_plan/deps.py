@@ -22,3 +22,4 @@ Reader = Annotated[Principal, Depends(require_roles(Role.CLINICIAN, Role.INTAKE_
 Recorder = Annotated[Principal, Depends(require_roles(Role.CLINICIAN, Role.INTAKE_STAFF, Role.INTEGRATION))]
 Clinician = Annotated[Principal, Depends(require_roles(Role.CLINICIAN))]
 Authorizer = Annotated[Principal, Depends(require_roles(Role.CLINICIAN, Role.INTEGRATION))]
+ClinicianOrAdmin = Annotated[Principal, Depends(require_roles(Role.CLINICIAN, Role.ADMIN))]

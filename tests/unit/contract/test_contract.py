@@ -21,6 +21,7 @@ from stepwise_contract import (
     CareLevel,
     CareLevelAssigned,
     CareLevelChanged,
+    CareTeamChanged,
     CloudEvent,
     ConsentChanged,
     DimensionRatings,
@@ -260,6 +261,8 @@ def make_data(event_type: str, episode_id: str = EPISODE, session_id: str = "iop
             consecutive_misses=2,
             total_misses=3,
         )
+    if event_type == CareTeamChanged.event_type:
+        return CareTeamChanged(episode_id=episode_id, primary_clinician="staff-7f3a", changed_at=T0)
     raise AssertionError(f"no sample for {event_type}")
 
 
@@ -291,6 +294,7 @@ def test_every_event_type_has_a_sample() -> None:
         "iop.alumni.left",
         "iop.measure.due",
         "iop.measure.overdue",
+        "iop.care_team.changed",
     }
     for event_type, model in EVENT_TYPES.items():
         assert model.event_type == event_type
@@ -642,6 +646,7 @@ def test_no_event_schema_has_a_pii_property(event_type: str) -> None:
         MeasureRecorded.event_type: {"classification", "baseline_score", "source"},
         MeasureDue.event_type: {"due_id", "reason", "window_closes_at"},
         MeasureOverdue.event_type: {"due_id", "reason", "window_closes_at"},
+        CareTeamChanged.event_type: {"primary_clinician", "changed_at"},
     }[event_type]
     assert expected_nested <= names
     assert "episode_id" in names
