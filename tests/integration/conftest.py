@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
 from pymongo import AsyncMongoClient
 
 from services.care_plan import handlers as care_plan_handlers
+from services.caseload import handlers as caseload_handlers
 from services.common.consumer import EventHandlers, lane_group
 from services.intake import handlers as intake_handlers
 from services.notifications import handlers as notifications_handlers
@@ -44,9 +45,11 @@ TOKENS = {
     "sms_provider": "test-sms-provider-token",
 }
 GROUPS = {"intake": "stepwise.intake", "care_plan": "stepwise.care_plan", "notifications": "stepwise.notifications"}
+GROUPS["caseload"] = "stepwise.caseload"
 HANDLERS: dict[str, EventHandlers] = {"intake": intake_handlers.EVENT_HANDLERS,
                                       "care_plan": care_plan_handlers.EVENT_HANDLERS,
                                       "notifications": notifications_handlers.EVENT_HANDLERS}  # fmt: skip
+HANDLERS["caseload"] = caseload_handlers.EVENT_HANDLERS
 
 
 def group_reading(service: str, topic: str) -> str:
@@ -233,7 +236,8 @@ TEEN_GROUP_POLICY = {"group_id": TEEN_GROUP, "name": "IOP adolescents' morning g
 def stack(running_backends: Backends, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     logs = tmp_path_factory.mktemp("service-logs")
     run = uuid.uuid4().hex[:8]
-    databases = {name: f"stepwise_{name}_test_{run}" for name in ("intake", "care_plan", "notifications")}
+    services_run = ("intake", "care_plan", "notifications", "caseload")
+    databases = {name: f"stepwise_{name}_test_{run}" for name in services_run}
     with SmtpSink(free_port()) as sink, WebhookReceiver() as webhooks, SmsSink(token=SMS_PROVIDER_TOKEN) as texts:
         ports = {name: free_port() for name in databases}
         env = {
@@ -243,6 +247,7 @@ def stack(running_backends: Backends, tmp_path_factory: pytest.TempPathFactory) 
             "INTAKE_DB": databases["intake"],
             "CARE_PLAN_DB": databases["care_plan"],
             "NOTIFICATIONS_DB": databases["notifications"],
+            "CASELOAD_DB": databases["caseload"],
             "INTAKE_URL": f"http://127.0.0.1:{ports['intake']}",
             "CARE_PLAN_POLICY_FILE": str(roomy_care_plan_policy(logs, [TEEN_GROUP_POLICY])),
             # Same-day safety alerts due a day later, whatever the day and hour the suite runs at (as quiet hours are

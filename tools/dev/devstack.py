@@ -260,6 +260,7 @@ SERVICES = {
     "intake": ("services.intake", "INTAKE_PORT"),
     "care_plan": ("services.care_plan", "CARE_PLAN_PORT"),
     "notifications": ("services.notifications", "NOTIFICATIONS_PORT"),
+    "caseload": ("services.caseload", "CASELOAD_PORT"),
 }
 
 

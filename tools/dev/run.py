@@ -1,5 +1,5 @@
 """`make run`: backends (configured, or started here: Apache Kafka and a MongoDB server; see tools/dev/devstack.py),
-the three services.
+the services (intake, care_plan, notifications, caseload).
 
 Prints the URLs and the dev tokens that work; Ctrl-C stops everything it started. It fails loudly (a message
 naming the port or the service, and a non-zero exit) when a service's port is taken already, or a service
@@ -29,6 +29,7 @@ PORTS = {
     "intake": ("INTAKE_PORT", 8001),
     "care_plan": ("CARE_PLAN_PORT", 8002),
     "notifications": ("NOTIFICATIONS_PORT", 8003),
+    "caseload": ("CASELOAD_PORT", 8005),
 }
 
 
