@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # docs/development.md, "Backends"). Empty: not run, and said so.
 SECOND_SERVER ?= ferretdb-pg
 
-.PHONY: install run test second-server lint typecheck audit unit faults asyncapi lock bench bench-outbox clean mutate
+.PHONY: install run test second-server lint typecheck audit unit faults asyncapi lock bench bench-outbox clean mutate caseload-rebuild
 
 install: $(STAMP)
 
@@ -54,6 +54,10 @@ asyncapi: install
 # Mutation testing (not part of test): MODULES="outbox idempotency" for some (docs/development.md).
 mutate: install
 	$(PY) -m tools.check.mutate --modules "$(MODULES)"
+
+# Rebuild caseload's projection from the iop.* topics into a fresh collection and swap it in (safe while it runs).
+caseload-rebuild: install
+	$(PY) -m services.caseload.rebuild
 
 bench: install
 	$(PY) -m bench.pipeline

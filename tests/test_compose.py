@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from services.care_plan.settings import CarePlanSettings
+from services.caseload.settings import CaseloadSettings
 from services.common.settings import ServiceSettings
 from services.intake.settings import IntakeSettings
 from services.notifications.domain.safety import StaffRoutes
@@ -30,6 +31,7 @@ APPS: dict[str, tuple[str, type[ServiceSettings], int]] = {
     "care-plan": ("services.care_plan", CarePlanSettings, 8002),
     "notifications": ("services.notifications", NotificationsSettings, 8003),
 }
+APPS["caseload"] = ("services.caseload", CaseloadSettings, 8005)
 BACKENDS = ("kafka", "kafka-init", "mongodb", "mailpit")
 REQUIRED_ENV = ("KAFKA_BOOTSTRAP_SERVERS", "MONGODB_URL", "API_TOKENS_FILE")
 SECRETS_MOUNT = "/run/secrets/"

@@ -24,6 +24,7 @@ from .deps import NAME_ROLES, CaseloadDep, Directory, Reader, Staff
 from .domain.worklists import FLAG_OF, WORKLISTS
 from .queries import Caseload, episode_ids, with_names
 from .schemas import CaseloadOut, SearchIn, TimelineOut, WorklistName, WorklistOut
+from .store import holding
 
 router = APIRouter(prefix="/v1", tags=["caseload"], responses=V1_ERRORS)
 
@@ -59,8 +60,10 @@ async def get_caseload(
     names: Names = False,
 ) -> CaseloadOut:
     query: Document = {key: value for key, value in
-                       {"status": status_, "level": level, "group_id": group, "program": program, "flags": flag}.items()
+                       {"status": status_, "level": level, "group_id": group, "program": program}.items()
                        if value is not None}  # fmt: skip
+    if flag is not None:
+        query["flags"] = holding(flag)
     if mine:
         if by.subject is None:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "mine: the caller is not a signed-in person")

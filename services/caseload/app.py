@@ -37,10 +37,10 @@ def create_app(settings: CaseloadSettings | None = None) -> FastAPI:
     zone = ZoneInfo(settings.clinic_timezone)
 
     async def startup(runtime: Runtime, app: FastAPI) -> Sequence[Coroutine[Any, Any, None]]:
-        store = CaseloadStore(runtime.database, settings.missed_in_a_row, zone)
+        store = CaseloadStore(runtime.database, settings.caseload_missed_in_a_row, zone)
         await store.create_indexes()
         current = await store.start()
-        app.state.caseload = Caseload(store, zone, settings.missed_in_a_row)
+        app.state.caseload = Caseload(store, zone, settings.caseload_missed_in_a_row)
         app.state.directory = IntakeDirectory(settings.intake_url)
         app.state.stream_poll_seconds = settings.stream_poll_seconds
         runtime.broker.context.set_global(HANDLER_CONTEXT, store)

@@ -12,7 +12,7 @@ from services.common.utc import utc_now
 
 from .domain import worklists
 from .domain.worklists import FLAG_OF, ROWS, WORKLISTS, Row
-from .store import CaseloadStore
+from .store import CaseloadStore, holding
 
 LIST_LIMIT = 500
 
@@ -32,15 +32,15 @@ class Caseload:
         return [worklists.caseload_row(view, now, self.zone, self.missed_threshold) for view in views]
 
     async def counts(self) -> dict[str, int]:
-        counts = {name: await self.store.count({"flags": flag}) for name, flag in FLAG_OF.items()}
-        return {"today": await self.store.count({"session_days": self.today().isoformat()})} | counts
+        counts = {name: await self.store.count({"flags": holding(flag)}) for name, flag in FLAG_OF.items()}
+        return {"today": await self.store.count({"session_days": holding(self.today().isoformat())})} | counts
 
     async def worklist(self, name: str, day: date | None = None) -> list[Row]:
         if name == "today":
             day = day or self.today()
-            views = await self.store.find({"session_days": day.isoformat()})
+            views = await self.store.find({"session_days": holding(day.isoformat())})
             return worklists.today_rows(views, day, self.zone)
-        return ROWS[name](await self.store.find({"flags": FLAG_OF[name]}))
+        return ROWS[name](await self.store.find({"flags": holding(FLAG_OF[name])}))
 
     async def census(self, day: date, since: date | None, until: date | None) -> Row:
         start = datetime.combine(since or day, time(), self.zone)

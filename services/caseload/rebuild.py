@@ -84,7 +84,7 @@ async def events_between(consumer: AIOKafkaConsumer, start: Offsets, end: Offset
 
 async def rebuild(settings: CaseloadSettings, database: AsyncDatabase[Document]) -> Rebuilt:
     began = time.monotonic()
-    store = CaseloadStore(database, settings.missed_in_a_row, ZoneInfo(settings.clinic_timezone))
+    store = CaseloadStore(database, settings.caseload_missed_in_a_row, ZoneInfo(settings.clinic_timezone))
     name = collection_name(PROJECTION_VERSION, utc_now().strftime("%Y%m%dT%H%M%S%f"))
     fresh = database[name]
     consumer = await _consumer(settings)

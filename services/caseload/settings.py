@@ -20,7 +20,7 @@ class CaseloadSettings(ServiceSettings):
         default="http://localhost:8001",
         description="Where names are looked up with `names=true`, with the caller's own token (never stored).",
     )
-    missed_in_a_row: int = Field(
+    caseload_missed_in_a_row: int = Field(
         default=2, ge=1, description="Sessions missed in a row that put an episode on the missed_sessions worklist."
     )
     stream_poll_seconds: float = Field(

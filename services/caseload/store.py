@@ -34,6 +34,13 @@ AUDIT_LOG = "audit_log"
 INDEXED = ("flags", "session_days", "status", "level", "group_id", "program", "primary_clinician", "updated_at")
 
 
+def holding(value: str) -> Document:
+    """A filter on an array field for documents whose array holds ``value``. ``$elemMatch`` rather than the bare
+    value: the same on MongoDB (which serves both from the multikey index), and the form the MongoDB stand-in
+    (nx-27017) answers correctly when the field is indexed."""
+    return {"$elemMatch": {"$eq": value}}
+
+
 def collection_name(version: int, stamp: str) -> str:
     return f"episodes_v{version}_{stamp}"
 

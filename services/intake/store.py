@@ -124,7 +124,9 @@ class IntakeStore:
         ``limit``, and whether there are more), each with its episodes; audited per patient found."""
         query: Document = {}
         if terms:
-            query["name_prefixes"] = {"$all": list(terms)}
+            # Each term a word's prefix; $elemMatch: MongoDB serves it from the multikey index, and the stand-in
+            # (nx-27017) answers it correctly on an indexed array, which it does not for a bare value or $all.
+            query["$and"] = [{"name_prefixes": {"$elemMatch": {"$eq": term}}} for term in terms]
         if date_of_birth:
             query["date_of_birth"] = date_of_birth
         fields = {"name": 1, "date_of_birth": 1}
