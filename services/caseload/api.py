@@ -16,6 +16,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.responses import StreamingResponse
 
 from services.common.auth import Principal
+from services.common.errors import invalid_input
 from services.common.mongo import Document
 from services.common.schemas import V1_ERRORS, errors
 from services.common.utc import utc_now
@@ -66,7 +67,7 @@ async def get_caseload(
         query["flags"] = holding(flag)
     if mine:
         if by.subject is None:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "mine: the caller is not a signed-in person")
+            raise invalid_input(("query", "mine"), "the caller is not a person signed in at the identity provider")
         query["primary_clinician"] = by.subject
     rows = await caseload.rows(query)
     await caseload.store.audit(by, "read_caseload", filters={k: str(v) for k, v in query.items()},
@@ -93,14 +94,21 @@ async def get_worklists(caseload: CaseloadDep, by: Reader) -> dict[str, int]:
 
 
 @router.get("/worklists/stream", summary="Server-sent events: which worklists changed (bearer-authenticated)")
-async def stream_worklists(request: Request, caseload: CaseloadDep, by: Reader) -> StreamingResponse:
+async def stream_worklists(
+    request: Request,
+    caseload: CaseloadDep,
+    by: Reader,
+    once: Annotated[
+        bool, Query(description="Close after the first change (for clients that cannot hold a stream).")
+    ] = False,
+) -> StreamingResponse:
     await caseload.store.audit(by, "stream_worklists")
     poll = request.app.state.stream_poll_seconds
-    return StreamingResponse(_changes(request, caseload, poll), media_type="text/event-stream",
+    return StreamingResponse(_changes(request, caseload, poll, once), media_type="text/event-stream",
                              headers={"Cache-Control": "no-store"})  # fmt: skip
 
 
-async def _changes(request: Request, caseload: Caseload, poll: float) -> AsyncIterator[str]:
+async def _changes(request: Request, caseload: Caseload, poll: float, once: bool) -> AsyncIterator[str]:
     """One ``worklists`` event per poll that saw episodes change: the worklists they are on (no ids, no names)."""
     since = utc_now()
     yield "event: ready\ndata: {}\n\n"
@@ -115,6 +123,8 @@ async def _changes(request: Request, caseload: Caseload, poll: float) -> AsyncIt
             lists.add("today")
         data = {"changed": sorted(lists), "episodes": len(changed), "counts": await caseload.counts()}
         yield f"event: worklists\ndata: {json.dumps(data)}\n\n"
+        if once:
+            return
 
 
 @router.get("/worklists/{name}", summary="One worklist's rows (audited)")

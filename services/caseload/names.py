@@ -3,10 +3,12 @@ checks the role and audits the person who looked; the names are joined into that
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
 import httpx
 from fastapi import HTTPException, status
+
+from services.common.errors import invalid_input
 
 NAMES_BATCH = 200
 """Episodes per request to intake (its bound)."""
@@ -39,9 +41,16 @@ class IntakeDirectory:
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "intake is unavailable: no names now") from None
         if response.status_code in (401, 403):
             raise HTTPException(response.status_code, "intake refused to show names to this caller")
-        if response.status_code == 422:
-            raise HTTPException(422, response.json().get("detail", "invalid search"))
+        if response.status_code == 422:  # intake names the field: the caller's body is ours, passed on as it was
+            return _refused(response)
         if response.status_code != 200:
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"intake answered {response.status_code}")
         result: dict[str, Any] = response.json()
         return result
+
+
+def _refused(response: httpx.Response) -> NoReturn:
+    detail = response.json().get("detail") or []
+    first = detail[0] if isinstance(detail, list) and detail else {}
+    raise invalid_input(tuple(first.get("loc", ("body",))), str(first.get("msg", "invalid")), str(first.get("type",
+                        "value_error")))  # fmt: skip

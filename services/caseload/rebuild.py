@@ -20,6 +20,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.common.kafka import client_options
@@ -51,10 +52,21 @@ async def _consumer(settings: CaseloadSettings) -> AIOKafkaConsumer:
     return consumer
 
 
-async def end_offsets(consumer: AIOKafkaConsumer) -> Offsets:
-    topics = sorted(set(EVENT_TYPES) & await consumer.topics())
-    partitions = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
-    ends: Offsets = await consumer.end_offsets(partitions)
+async def partitions(settings: CaseloadSettings) -> list[TopicPartition]:
+    """Every partition of the ``iop.*`` topics that exist (asked of the brokers: a plain consumer knows only the
+    topics it was assigned)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, **client_options(settings))
+    await admin.start()
+    try:
+        topics = sorted(set(EVENT_TYPES) & set(await admin.list_topics()))
+        described = await admin.describe_topics(topics) if topics else []
+    finally:
+        await admin.close()
+    return [TopicPartition(topic["topic"], p["partition"]) for topic in described for p in topic["partitions"]]
+
+
+async def end_offsets(consumer: AIOKafkaConsumer, every: list[TopicPartition]) -> Offsets:
+    ends: Offsets = await consumer.end_offsets(every)
     return ends
 
 
@@ -87,9 +99,10 @@ async def rebuild(settings: CaseloadSettings, database: AsyncDatabase[Document])
     store = CaseloadStore(database, settings.caseload_missed_in_a_row, ZoneInfo(settings.clinic_timezone))
     name = collection_name(PROJECTION_VERSION, utc_now().strftime("%Y%m%dT%H%M%S%f"))
     fresh = database[name]
+    every = await partitions(settings)
     consumer = await _consumer(settings)
     try:
-        first = await end_offsets(consumer)
+        first = await end_offsets(consumer, every)
         views: dict[str, EpisodeView] = {}
         count = 0
         async for event in events_between(consumer, {}, first):
@@ -99,7 +112,7 @@ async def rebuild(settings: CaseloadSettings, database: AsyncDatabase[Document])
                 views[event.subject] = updated
         await insert_views(fresh, store, list(views.values()))
         await index_episodes(fresh)
-        second = await end_offsets(consumer)
+        second = await end_offsets(consumer, every)
         count += await _catch_up(consumer, store, fresh, first, second)
         old = await store.projection()
         await database["meta"].update_one(
@@ -107,7 +120,7 @@ async def rebuild(settings: CaseloadSettings, database: AsyncDatabase[Document])
             {"$set": {"collection": name, "version": PROJECTION_VERSION, "built_at": utc_now(), "events": count}},
             upsert=True,
         )
-        count += await _catch_up(consumer, store, fresh, second, await end_offsets(consumer))
+        count += await _catch_up(consumer, store, fresh, second, await end_offsets(consumer, every))
     finally:
         await consumer.stop()
     if old and old["collection"] != name:

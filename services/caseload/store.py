@@ -95,8 +95,8 @@ class CaseloadStore:
                 except DuplicateKeyError:
                     continue
             version = found["version"]
-            written = await episodes.replace_one({"_id": event.subject, "version": version},
-                                                 {**document, "version": version + 1})  # fmt: skip
+            changed = {key: value for key, value in document.items() if key != "_id"} | {"version": version + 1}
+            written = await episodes.update_one({"_id": event.subject, "version": version}, {"$set": changed})
             if written.modified_count == 1:
                 return True
 

@@ -119,9 +119,9 @@ async def test_a_clinic_morning_from_the_worklists(stack: Stack) -> None:
     before = await views(stack, [episode.episode_id])
     env = {**os.environ, **stack.services["caseload"].env}
     rebuilt = await asyncio.create_subprocess_exec(sys.executable, "-m", "services.caseload.rebuild", cwd=ROOT,
-                                                   env=env, stderr=asyncio.subprocess.PIPE)  # fmt: skip
-    _, stderr = await asyncio.wait_for(rebuilt.communicate(), 120)
-    assert rebuilt.returncode == 0, stderr.decode()
+                                                   env=env, stdout=asyncio.subprocess.PIPE)  # fmt: skip
+    said, _ = await asyncio.wait_for(rebuilt.communicate(), 120)
+    assert rebuilt.returncode == 0 and said.startswith(b"rebuilt "), said
     assert await views(stack, [episode.episode_id]) == before
 
 
