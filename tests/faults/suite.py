@@ -1,4 +1,4 @@
-"""`make faults`: the three services as processes on the test backends, a run of episodes through intake's API,
+"""`make faults`: the services (caseload too) as processes on the test backends, a run of episodes through intake's API,
 and, while it runs, the faults a clinic's machines see: SIGKILL of each service at random moments, a broker
 restart, a MongoDB outage, a mail-relay outage, intake down. Counted at the SMTP server and on Kafka:
 
@@ -39,6 +39,8 @@ from pymongo import AsyncMongoClient
 
 from services.care_plan import handlers as care_plan_handlers
 from services.care_plan.settings import CONSUMER_GROUP as CARE_PLAN_GROUP
+from services.caseload import handlers as caseload_handlers
+from services.caseload.settings import CONSUMER_GROUP as CASELOAD_GROUP
 from services.common.consumer import EventHandlers, lane_group
 from services.common.service import SET_ASIDE_COLLECTION
 from services.notifications import handlers as notifications_handlers
@@ -226,6 +228,7 @@ def _consumed_on_the_way() -> list[tuple[str, str]]:
     hops: list[tuple[EventHandlers, str, str]] = [
         (care_plan_handlers.EVENT_HANDLERS, CARE_PLAN_GROUP, "iop.assessment.completed"),
         (notifications_handlers.EVENT_HANDLERS, NOTIFICATIONS_GROUP, "iop.care_level.assigned"),
+        (caseload_handlers.EVENT_HANDLERS, CASELOAD_GROUP, "iop.care_level.assigned"),
     ]
     return [(lane_group(group, next(s.urgent for model, s in handlers.items() if model.event_type == topic)), topic)
             for handlers, group, topic in hops]  # fmt: skip
@@ -281,8 +284,9 @@ async def count(run: Run, stack: Stack, databases: dict[str, str]) -> dict[str, 
     try:
         set_aside = sum(
             [await client[databases[name]][SET_ASIDE_COLLECTION].count_documents({}) for name in ("care_plan",
-             "notifications")]
+             "notifications", "caseload")]
         )  # fmt: skip
+        projected = await _projected(client[databases["caseload"]])
     finally:
         await client.close()
     return {
@@ -294,6 +298,18 @@ async def count(run: Run, stack: Stack, databases: dict[str, str]) -> dict[str, 
         "unanswered": len((assessed - assigned) & set(run.emails)),
         "set_aside": set_aside,
         "client_retries": run.retries,
+        # caseload: every assigned episode of the run has its projection, at its level (none lost to a kill)
+        "not_projected": len((assigned & set(run.emails)) - projected),
+    }
+
+
+async def _projected(database: Any) -> set[str]:
+    """The episodes caseload's projection shows with a level."""
+    meta = await database["meta"].find_one({"_id": "projection"})
+    if meta is None:
+        return set()
+    return {
+        document["_id"] async for document in database[meta["collection"]].find({"level": {"$ne": None}}, {"_id": 1})
     }
 
 
@@ -307,7 +323,7 @@ def stack_running(folder: Path) -> Iterator[tuple[Stack, dict[str, str], str]]:
         mongodb_server(folder / "mongodb") as (mongodb, mongodb_url),
         SmtpSink(free_port()) as sink,
     ):
-        databases = {name: f"stepwise_{name}_faults" for name in ("intake", "care_plan", "notifications")}
+        databases = {name: f"stepwise_{name}_faults" for name in ("intake", "care_plan", "notifications", "caseload")}
         ports = {name: free_port() for name in databases}
         servers = f"127.0.0.1:{kafka.port}"
         env = {
@@ -319,6 +335,7 @@ def stack_running(folder: Path) -> Iterator[tuple[Stack, dict[str, str], str]]:
             "INTAKE_DB": databases["intake"],
             "CARE_PLAN_DB": databases["care_plan"],
             "NOTIFICATIONS_DB": databases["notifications"],
+            "CASELOAD_DB": databases["caseload"],
             "SMTP_HOST": "127.0.0.1",
             "SMTP_PORT": str(sink.port),
             "OUTBOX_POLL_SECONDS": "0.5",
@@ -400,7 +417,9 @@ def cli() -> None:
         scale = dataclasses.replace(scale, episodes=arguments.episodes)
     seed = secrets.randbits(32) if arguments.seed is None else arguments.seed
     counts = asyncio.run(main(scale, seed))
-    failed = any(counts[what] for what in ("lost", "duplicates", "set_aside", "unanswered", "unsettled"))
+    failed = any(
+        counts[what] for what in ("lost", "duplicates", "set_aside", "unanswered", "unsettled", "not_projected")
+    )
     sys.exit(1 if failed else 0)
 
 
