@@ -61,6 +61,7 @@ caseload-rebuild: install
 
 bench: install
 	$(PY) -m bench.pipeline
+	$(PY) -m bench.caseload
 
 bench-outbox: install
 	$(PY) -m bench.outbox_relay
