@@ -143,15 +143,15 @@ async def freshness(database: Any, alerts: list[str], expected: int, limit: floa
     episodes = database[meta["collection"]]
     began = time.monotonic()
     while time.monotonic() - began < limit:
-        documents = await episodes.find({}, {"timeline": 1, "updated_at": 1}).to_list()
+        documents = await episodes.find({}, {"timeline": 1, "changed_us": 1}).to_list()
         if sum(len(d["timeline"]) for d in documents) >= expected:
             break
         await asyncio.sleep(0.5)
     lags, alert_lags = [], []
     for document in documents:
-        # the last event of an episode: its projection was stored with it at updated_at
-        last = max(document["timeline"], key=lambda entry: entry["time"])
-        lag = (document["updated_at"] - last["time"]).total_seconds()
+        # the last event of an episode: its projection was stored with it at changed_us
+        last = max(document["timeline"], key=lambda entry: str(entry["time"]))
+        lag = document["changed_us"] / 1e6 - datetime.fromisoformat(str(last["time"])).timestamp()
         lags.append(lag)
         if document["_id"] in alerts:
             alert_lags.append(lag)

@@ -25,7 +25,7 @@ from .deps import NAME_ROLES, CaseloadDep, Directory, Reader, Staff
 from .domain.worklists import FLAG_OF, WORKLISTS
 from .queries import Caseload, episode_ids, with_names
 from .schemas import CaseloadOut, SearchIn, TimelineOut, WorklistName, WorklistOut
-from .store import holding
+from .store import holding, stamp
 
 router = APIRouter(prefix="/v1", tags=["caseload"], responses=V1_ERRORS)
 
@@ -110,14 +110,14 @@ async def stream_worklists(
 
 async def _changes(request: Request, caseload: Caseload, poll: float, once: bool) -> AsyncIterator[str]:
     """One ``worklists`` event per poll that saw episodes change: the worklists they are on (no ids, no names)."""
-    since = utc_now()
+    since = stamp(utc_now())
     yield "event: ready\ndata: {}\n\n"
     while not await request.is_disconnected():
         await asyncio.sleep(poll)
         changed = await caseload.store.changed_since(since)
         if not changed:
             continue
-        since = max(document["updated_at"] for document in changed)
+        since = max(document["changed_us"] for document in changed)
         lists = {name for d in changed for name, flag in FLAG_OF.items() if flag in d.get("flags", [])}
         if any(caseload.today().isoformat() in d.get("session_days", []) for d in changed):
             lists.add("today")

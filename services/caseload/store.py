@@ -31,7 +31,7 @@ from .domain.worklists import flags, session_days
 META = "meta"
 PROJECTION = "projection"
 AUDIT_LOG = "audit_log"
-INDEXED = ("flags", "session_days", "status", "level", "group_id", "program", "primary_clinician", "updated_at")
+INDEXED = ("flags", "session_days", "status", "level", "group_id", "program", "primary_clinician", "changed_us")
 
 
 def holding(value: str) -> Document:
@@ -39,6 +39,12 @@ def holding(value: str) -> Document:
     value: the same on MongoDB (which serves both from the multikey index), and the form the MongoDB stand-in
     (nx-27017) answers correctly when the field is indexed."""
     return {"$elemMatch": {"$eq": value}}
+
+
+def stamp(moment: datetime) -> int:
+    """When a projection was stored, in microseconds since the epoch: a number compares the same on every server
+    (the MongoDB stand-in keeps a date set by ``$set`` at the top level as a string)."""
+    return int(moment.timestamp() * 1_000_000)
 
 
 def collection_name(version: int, stamp: str) -> str:
@@ -113,7 +119,7 @@ class CaseloadStore:
             "group_id": view.group_id.value,
             "program": view.program.value,
             "primary_clinician": view.primary_clinician.value,
-            "updated_at": utc_now(),
+            "changed_us": stamp(utc_now()),
         }
 
     async def find(self, query: Document, limit: int = 0) -> list[EpisodeView]:
@@ -133,10 +139,10 @@ class CaseloadStore:
             return None
         return [TimelineEntry.model_validate(entry) for entry in found.get("timeline", [])]
 
-    async def changed_since(self, since: datetime) -> list[Document]:
-        """Episodes changed after ``since``: their flags, days and change time (for the stream)."""
-        fields = {"flags": 1, "session_days": 1, "updated_at": 1}
-        return await (await self.episodes()).find({"updated_at": {"$gt": since}}, fields).to_list()
+    async def changed_since(self, since: int) -> list[Document]:
+        """Episodes changed after ``since`` (``stamp``): their flags, days and change stamp (for the stream)."""
+        fields = {"flags": 1, "session_days": 1, "changed_us": 1}
+        return await (await self.episodes()).find({"changed_us": {"$gt": since}}, fields).to_list()
 
     async def audit(self, by: Principal, action: str, **details: Any) -> None:
         """Who read what, when: the caseload serves alerts, scores and attendance (42 CFR Part 2)."""
