@@ -108,8 +108,9 @@ async def publish(producer: AIOKafkaProducer, data: EventData) -> None:
     await producer.send_and_wait(record.topic, record.value, key=record.key, headers=record.headers)
 
 
-async def load(producer: AIOKafkaProducer, rate: float, seconds: float, alert_every: float) -> list[str]:
-    """R episodes a second for ``seconds`` (open loop), and an alert episode every ``alert_every``; the alert ids."""
+async def load(producer: AIOKafkaProducer, rate: float, seconds: float, alert_every: float) -> tuple[list[str], int]:
+    """R episodes a second for ``seconds`` (open loop), and an alert episode every ``alert_every``: the alert
+    episodes and how many events were published."""
     alerts: list[str] = []
     began, sent, next_alert = time.monotonic(), 0, 0.0
     while (elapsed := time.monotonic() - began) < seconds:
@@ -134,7 +135,7 @@ async def load(producer: AIOKafkaProducer, rate: float, seconds: float, alert_ev
                 await publish(producer, data)
             sent += 1
         await asyncio.sleep(0.01)
-    return alerts
+    return alerts, len(alerts) + 4 * sent
 
 
 async def freshness(database: Any, alerts: list[str], expected: int, limit: float = 120) -> dict[str, Any]:
@@ -184,8 +185,7 @@ async def main(arguments: argparse.Namespace) -> dict[str, Any]:
         await producer.start()
         client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(backend.mongodb_url, tz_aware=True)
         try:
-            alerts = await load(producer, arguments.rate, arguments.seconds, arguments.alert_every)
-            expected = len(alerts) + 4 * int(arguments.rate * arguments.seconds + 0.999)
+            alerts, expected = await load(producer, arguments.rate, arguments.seconds, arguments.alert_every)
             database = client[env["CASELOAD_DB"]]
             figures["freshness"] = await freshness(database, alerts, expected)
             settings = CaseloadSettings(

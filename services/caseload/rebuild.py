@@ -31,7 +31,7 @@ from stepwise_contract import EVENT_TYPES, CloudEvent, MalformedEvent, from_kafk
 from .domain.model import PROJECTION_VERSION, EpisodeView
 from .domain.projection import apply
 from .settings import CaseloadSettings
-from .store import PROJECTION, CaseloadStore, collection_name, index_episodes, insert_views
+from .store import META_KEPT_SECONDS, PROJECTION, CaseloadStore, collection_name, index_episodes, insert_views
 
 log = logging.getLogger(__name__)
 Offsets = dict[TopicPartition, int]
@@ -110,7 +110,10 @@ async def rebuild(settings: CaseloadSettings, database: AsyncDatabase[Document])
             updated = apply(views.get(event.subject), event)
             if updated is not None:
                 views[event.subject] = updated
+        replayed = time.monotonic()
         await insert_views(fresh, store, list(views.values()))
+        log.info("replayed %d events in %.2f s, stored %d episodes in %.2f s", count, replayed - began, len(views),
+                 time.monotonic() - replayed)  # fmt: skip
         await index_episodes(fresh)
         second = await end_offsets(consumer, every)
         count += await _catch_up(consumer, store, fresh, first, second)
@@ -120,6 +123,7 @@ async def rebuild(settings: CaseloadSettings, database: AsyncDatabase[Document])
             {"$set": {"collection": name, "version": PROJECTION_VERSION, "built_at": utc_now(), "events": count}},
             upsert=True,
         )
+        await asyncio.sleep(2 * META_KEPT_SECONDS)  # every instance writes to the new collection from now on
         count += await _catch_up(consumer, store, fresh, second, await end_offsets(consumer, every))
     finally:
         await consumer.stop()

@@ -9,6 +9,7 @@ indexed. Writes are version-checked (two lanes may apply events of one episode a
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -28,6 +29,8 @@ from .domain.model import PROJECTION_VERSION, EpisodeView, TimelineEntry
 from .domain.projection import apply
 from .domain.worklists import flags, session_days
 
+META_KEPT_SECONDS = 1.0
+"""How long the name of the collection in use is kept before it is read again."""
 META = "meta"
 PROJECTION = "projection"
 AUDIT_LOG = "audit_log"
@@ -58,6 +61,8 @@ class CaseloadStore:
         self.audit_log = database[AUDIT_LOG]
         self.missed_threshold = missed_threshold
         self.zone = zone
+        self._collection: str | None = None
+        self._read_at = 0.0
 
     async def create_indexes(self) -> None:
         await self.audit_log.create_index([("at", DESCENDING)])
@@ -79,10 +84,13 @@ class CaseloadStore:
         return bool(meta["version"] == PROJECTION_VERSION)
 
     async def episodes(self) -> AsyncCollection[Document]:
-        """The collection in use now (read for each use: a rebuild swaps it)."""
-        meta = await self.projection()
-        name = meta["collection"] if meta else collection_name(PROJECTION_VERSION, "initial")
-        return self.database[name]
+        """The collection in use now: read again once ``META_KEPT_SECONDS`` passed (a rebuild swaps it, then waits
+        twice that before its last catch-up, so that nothing applied to the old one is missed)."""
+        if self._collection is None or time.monotonic() - self._read_at > META_KEPT_SECONDS:
+            meta = await self.projection()
+            self._collection = meta["collection"] if meta else collection_name(PROJECTION_VERSION, "initial")
+            self._read_at = time.monotonic()
+        return self.database[self._collection]
 
     async def apply(self, event: CloudEvent[Any], into: AsyncCollection[Document] | None = None) -> bool:
         """Apply one event to its episode's projection; False when it was applied before."""

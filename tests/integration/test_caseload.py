@@ -133,6 +133,9 @@ async def test_an_acknowledgement_arriving_before_its_alert_leaves_nothing_open(
     stack: Stack, kafka_producer: AIOKafkaProducer
 ) -> None:
     episode_id, alert_id = str(uuid.uuid4()), str(uuid.uuid4())
+    watching = stack.http("caseload", "clinician")  # the stream announces the change: no ids, no names
+    stream = asyncio.create_task(watching.get("/v1/worklists/stream", params={"once": "true"}))
+    await asyncio.sleep(0.5)
     now = datetime.now(UTC)
     acknowledged = SafetyAlertAcknowledged(episode_id=episode_id, alert_id=alert_id, acknowledged_at=now)
     raised = SafetyAlertRaised(episode_id=episode_id, alert_id=alert_id, assessment_id=str(uuid.uuid4()),
@@ -148,3 +151,8 @@ async def test_an_acknowledgement_arriving_before_its_alert_leaves_nothing_open(
 
     await eventually(both, "both events on the episode's timeline")
     assert listed((await worklist(stack, "safety_alerts"))["rows"], episode_id) == []
+    try:
+        announced = await asyncio.wait_for(stream, 30)
+    finally:
+        await watching.aclose()
+    assert "event: worklists" in announced.text and episode_id not in announced.text

@@ -158,3 +158,10 @@ async def test_health(http: httpx.AsyncClient, database: MemoryDatabase, store: 
         assert (await client.get("/health/ready")).status_code == 503
         checks["kafka"] = reachable
         assert (await client.get("/health/ready")).status_code == 200
+
+
+async def test_a_projection_of_another_version_asks_for_a_rebuild(database: MemoryDatabase) -> None:
+    store = CaseloadStore(database, 2, ZONE)  # type: ignore[arg-type]
+    assert await store.start() is True  # the first start: a projection of this version, empty
+    await database["meta"].update_one({"_id": "projection"}, {"$set": {"version": 0}})
+    assert await CaseloadStore(database, 2, ZONE).start() is False  # type: ignore[arg-type]
