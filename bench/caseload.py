@@ -138,8 +138,35 @@ async def load(producer: AIOKafkaProducer, rate: float, seconds: float, alert_ev
     return alerts, len(alerts) + 4 * sent
 
 
-async def freshness(database: Any, alerts: list[str], expected: int, limit: float = 120) -> dict[str, Any]:
-    """Wait until every event is projected, then: stored time minus each event's time on the timeline."""
+async def history(producer: AIOKafkaProducer, episodes: int) -> int:
+    """``episodes`` busy episodes published as fast as the producer takes them (the history a rebuild replays);
+    how many events."""
+    now, sent = datetime.now(UTC), []
+    for _ in range(episodes):
+        for data in episode_events(str(uuid.uuid4()), now):
+            record = to_kafka(new_event(data, source="/bench/caseload"))
+            sent.append(await producer.send(record.topic, record.value, key=record.key, headers=record.headers))
+    await asyncio.gather(*sent)
+    return len(sent)
+
+
+async def caught_up(database: Any, events: int, limit: float = 600) -> float:
+    """Seconds until the projection holds ``events`` events."""
+    began = time.monotonic()
+    while time.monotonic() - began < limit:
+        meta = await database["meta"].find_one({"_id": "projection"})
+        if meta is not None:
+            stored = await database[meta["collection"]].find({}, {"timeline": 1}).to_list()
+            if sum(len(document.get("timeline", [])) for document in stored) >= events:
+                break
+        await asyncio.sleep(1)
+    return time.monotonic() - began
+
+
+async def freshness(
+    database: Any, alerts: list[str], expected: int, since: datetime, limit: float = 120
+) -> dict[str, Any]:
+    """Wait until every event is projected, then: stored time minus the time of each live episode's last event."""
     meta = await database["meta"].find_one({"_id": "projection"})
     episodes = database[meta["collection"]]
     began = time.monotonic()
@@ -152,6 +179,8 @@ async def freshness(database: Any, alerts: list[str], expected: int, limit: floa
     for document in documents:
         # the last event of an episode: its projection was stored with it at changed_us
         last = max(document["timeline"], key=lambda entry: str(entry["time"]))
+        if datetime.fromisoformat(str(last["time"])) < since:
+            continue  # the history, consumed as a backlog
         lag = document["changed_us"] / 1e6 - datetime.fromisoformat(str(last["time"])).timestamp()
         lags.append(lag)
         if document["_id"] in alerts:
@@ -185,9 +214,13 @@ async def main(arguments: argparse.Namespace) -> dict[str, Any]:
         await producer.start()
         client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(backend.mongodb_url, tz_aware=True)
         try:
-            alerts, expected = await load(producer, arguments.rate, arguments.seconds, arguments.alert_every)
             database = client[env["CASELOAD_DB"]]
-            figures["freshness"] = await freshness(database, alerts, expected)
+            published = await history(producer, arguments.history)
+            figures["history"] = {"events": published, "consumed_in_s": round(await caught_up(database, published), 1)}
+            since = datetime.now(UTC)
+            alerts, expected = await load(producer, arguments.rate, arguments.seconds, arguments.alert_every)
+            expected += published
+            figures["freshness"] = await freshness(database, alerts, expected, since)
             settings = CaseloadSettings(
                 kafka_bootstrap_servers=servers, caseload_db=env["CASELOAD_DB"], mongodb_url=backend.mongodb_url
             )
@@ -220,6 +253,7 @@ def cli() -> None:
     parser.add_argument("--rate", type=float, default=10.0, help="episodes a second (4 events each)")
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--alert-every", type=float, default=0.5)
+    parser.add_argument("--history", type=int, default=1000, help="episodes published first (4 events each)")
     parser.add_argument("--json", type=Path, default=None)
     arguments = parser.parse_args()
     figures = asyncio.run(main(arguments))

@@ -107,7 +107,7 @@ async def rebuild(settings: CaseloadSettings, database: AsyncDatabase[Document])
         count = 0
         async for event in events_between(consumer, {}, first):
             count += 1
-            updated = apply(views.get(event.subject), event)
+            updated = apply(views.get(event.subject), event, in_place=True)
             if updated is not None:
                 views[event.subject] = updated
         replayed = time.monotonic()

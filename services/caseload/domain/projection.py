@@ -13,6 +13,7 @@ the issue-25/26 events (treatment-plan reviews, authorizations) add theirs here 
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -62,15 +63,16 @@ Projector = Callable[[EpisodeView, Any], None]
 """Changes the (copied) view by one event's data; ``Any``: the event's own data model."""
 
 
-def apply(view: EpisodeView | None, event: CloudEvent[Any]) -> EpisodeView | None:
-    """The view with ``event`` applied; None when it was applied before (nothing to store)."""
+def apply(view: EpisodeView | None, event: CloudEvent[Any], *, in_place: bool = False) -> EpisodeView | None:
+    """The view with ``event`` applied; None when it was applied before (nothing to store). ``in_place``: change
+    ``view`` itself (a rebuild, which holds the only reference) instead of a copy."""
     current = view or EpisodeView(episode_id=event.subject)
     key = event.dedup_key
-    if key in current.applied:
+    if any(entry.key == key for entry in current.timeline):
         return None
-    updated = current.model_copy(deep=True)
+    updated = current if in_place else current.model_copy(deep=True)
     entry = TimelineEntry(key=key, type=event.type, time=event.time, summary=summary(event.data))
-    updated.timeline = sorted([*updated.timeline, entry], key=lambda e: (e.time, e.key))
+    bisect.insort(updated.timeline, entry, key=lambda e: (e.time, e.key))
     projector = PROJECTORS.get(event.type)
     if projector is not None:
         projector(updated, event.data)
