@@ -241,7 +241,9 @@ async def main(arguments: argparse.Namespace) -> dict[str, Any]:
 def report(figures: dict[str, Any]) -> str:
     fresh, rebuilt = figures["freshness"], figures["rebuild"]
     return (
-        f"bench caseload: {figures['rate']} episodes/s for {figures['seconds']} s; freshness (event → worklist) "
+        f"bench caseload: history of {figures['history']['events']} events consumed in "
+        f"{figures['history']['consumed_in_s']} s; {figures['rate']} episodes/s for {figures['seconds']} s; "
+        f"freshness (event → worklist) "
         f"alerts p50 {fresh['alerts']['p50_s']:.3f} s p95 {fresh['alerts']['p95_s']:.3f} s, all events p95 "
         f"{fresh['episodes']['p95_s']:.3f} s max {fresh['episodes']['max_s']:.3f} s; rebuild {rebuilt['events']} "
         f"events ({rebuilt['episodes']} episodes) in {rebuilt['seconds']} s = {rebuilt['events_per_s']} events/s"
