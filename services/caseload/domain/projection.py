@@ -71,7 +71,7 @@ def apply(view: EpisodeView | None, event: CloudEvent[Any], *, in_place: bool = 
     if any(entry.key == key for entry in current.timeline):
         return None
     updated = current if in_place else current.model_copy(deep=True)
-    entry = TimelineEntry(key=key, type=event.type, time=event.time, summary=summary(event.data))
+    entry = TimelineEntry(key=key, type=event.type, time=stored_precision(event.time), summary=summary(event.data))
     bisect.insort(updated.timeline, entry, key=lambda e: (e.time, e.key))
     projector = PROJECTORS.get(event.type)
     if projector is not None:
@@ -79,8 +79,15 @@ def apply(view: EpisodeView | None, event: CloudEvent[Any], *, in_place: bool = 
     return updated
 
 
+def stored_precision(moment: datetime) -> datetime:
+    """``moment`` to the millisecond, as MongoDB keeps a date: a projection applied live (read back from the store
+    before each event) and one rebuilt in memory then compare and order times alike."""
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
 def later(current: Stamped, value: Any, at: datetime) -> Stamped:
-    """``value`` if its event is not older than the one that set ``current``."""
+    """``value`` if its event is not older than the one that set ``current`` (to the millisecond)."""
+    at = stored_precision(at)
     return Stamped(value=value, at=at) if current.at is None or at >= current.at else current
 
 
