@@ -10,7 +10,8 @@ from stepwise_contract import EventData
 
 SUMMARIES: dict[str, Callable[[Any], str]] = {
     "iop.assessment.completed": lambda d: (
-        f"{d.kind.capitalize()} assessment: {d.recommended_level} recommended"
+        ("Intake assessment" if d.kind == "intake" else "Reassessment")
+        + f": {d.recommended_level} recommended"
         + (f", {d.placement.chosen_level} chosen" if d.placement else "")
     ),
     "iop.care_level.assigned": lambda d: (
