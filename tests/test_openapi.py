@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from services.care_plan.app import create_app as care_plan_app
 from services.care_plan.domain.policy import DEFAULT_POLICY_FILE, load_policy
 from services.care_plan.settings import CarePlanSettings
+from services.caseload.app import create_app as caseload_app
 from services.intake.app import create_app as intake_app
 from services.intake.settings import IntakeSettings
 from services.notifications.app import create_app as notifications_app
@@ -21,6 +22,7 @@ APPS: dict[str, Callable[[], FastAPI]] = {
     "intake": intake_app,
     "care_plan": care_plan_app,
     "notifications": notifications_app,
+    "caseload": caseload_app,
 }
 
 

@@ -18,7 +18,7 @@ from fastapi.responses import StreamingResponse
 from services.common.auth import Principal
 from services.common.errors import invalid_input
 from services.common.mongo import Document
-from services.common.schemas import V1_ERRORS, errors
+from services.common.schemas import V1_ERRORS, beyond_schema, errors
 from services.common.utc import utc_now
 
 from .deps import NAME_ROLES, CaseloadDep, Directory, Reader, Staff
@@ -46,7 +46,11 @@ async def _named(
     return with_names(rows, found)
 
 
-@router.get("/caseload", summary="Episodes with their level, status, group, attendance, alerts, measures … (audited)")
+@router.get(
+    "/caseload",
+    summary="Episodes with their level, status, group, attendance, alerts, measures … (audited)",
+    openapi_extra=beyond_schema(not_a_person="`mine=true` is asked by a person signed in at the identity provider"),
+)
 async def get_caseload(
     request: Request,
     caseload: CaseloadDep,
@@ -67,7 +71,8 @@ async def get_caseload(
         query["flags"] = holding(flag)
     if mine:
         if by.subject is None:
-            raise invalid_input(("query", "mine"), "the caller is not a person signed in at the identity provider")
+            raise invalid_input(("query", "mine"), "the caller is not a person signed in at the identity provider",
+                                "not_a_person")  # fmt: skip
         query["primary_clinician"] = by.subject
     rows = await caseload.rows(query)
     await caseload.store.audit(by, "read_caseload", filters={k: str(v) for k, v in query.items()},
@@ -75,7 +80,14 @@ async def get_caseload(
     return CaseloadOut(episodes=await _named(rows, names, request, by, directory))
 
 
-@router.post("/caseload/search", summary="Find episodes by the patient's name or birth date, through intake (staff)")
+@router.post(
+    "/caseload/search",
+    summary="Find episodes by the patient's name or birth date, through intake (staff)",
+    openapi_extra=beyond_schema(
+        name_too_short="a word of `name` has at least 3 letters (intake's rule)",
+        nothing_to_search="`name` or `date_of_birth` is given (intake's rule)",
+    ),
+)
 async def search_caseload(
     body: SearchIn, request: Request, caseload: CaseloadDep, directory: Directory, by: Staff
 ) -> CaseloadOut:

@@ -240,6 +240,12 @@ class FoundPatient(BaseModel):
 
 
 class SearchOut(BaseModel):
+    model_config = response_example(
+        {"patients": [{"patient_id": "0b6f6a52-3c1e-4d8e-9a0f-5e2d7c1b9a34", "name": "Alex Example",
+                       "date_of_birth": "1990-04-01",
+                       "episodes": [{"episode_id": "5d0c3f9e-8a41-4c38-9b0f-0a4c3f2d9e11", "program": "adult",
+                                     "status": "open", "opened_at": "2026-11-23T14:00:00Z"}]}], "more": False}
+    )  # fmt: skip
     patients: list[FoundPatient] = Field(description="By name; at most `limit`.")
     more: bool = Field(description="More patients match: narrow the search (a fuller name, the birth date).")
 
