@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # docs/development.md, "Backends"). Empty: not run, and said so.
 SECOND_SERVER ?= ferretdb-pg
 
-.PHONY: install run test second-server lint typecheck audit unit faults asyncapi schemas lock bench bench-outbox clean mutate chart
+.PHONY: install run test second-server lint typecheck audit unit faults asyncapi schemas lock bench bench-outbox clean mutate chart caseload-rebuild
 
 install: $(STAMP)
 
@@ -64,8 +64,13 @@ chart: install
 mutate: install
 	$(PY) -m tools.check.mutate --modules "$(MODULES)"
 
+# Rebuild caseload's projection from the iop.* topics into a fresh collection and swap it in (safe while it runs).
+caseload-rebuild: install
+	$(PY) -m services.caseload.rebuild
+
 bench: install
 	$(PY) -m bench.pipeline
+	$(PY) -m bench.caseload
 
 bench-outbox: install
 	$(PY) -m bench.outbox_relay

@@ -18,6 +18,7 @@ import yaml
 
 from services.authorizations.settings import AuthorizationsSettings
 from services.care_plan.settings import CarePlanSettings
+from services.caseload.settings import CaseloadSettings
 from services.common.settings import ServiceSettings
 from services.intake.settings import IntakeSettings
 from services.notifications.domain.safety import StaffRoutes
@@ -39,6 +40,7 @@ APPS: dict[str, tuple[str, type[ServiceSettings], int]] = {
     "notifications": ("services.notifications", NotificationsSettings, 8003),
     "authorizations": ("services.authorizations", AuthorizationsSettings, 8004),
 }
+APPS["caseload"] = ("services.caseload", CaseloadSettings, 8005)
 BACKENDS = ("kafka", "kafka-init", "mongodb", "mailpit", "proxy", "backup")
 REQUIRED_ENV = ("KAFKA_BOOTSTRAP_SERVERS", "MONGODB_URL_FILE", "API_TOKENS_FILE", "KAFKA_SASL_PASSWORD_FILE")
 SECRETS_MOUNT = "/run/secrets/"

@@ -14,6 +14,7 @@ from services.authorizations.app import create_app as authorizations_app
 from services.care_plan.app import create_app as care_plan_app
 from services.care_plan.domain.policy import DEFAULT_POLICY_FILE, load_policy
 from services.care_plan.settings import CarePlanSettings
+from services.caseload.app import create_app as caseload_app
 from services.intake.app import create_app as intake_app
 from services.intake.settings import IntakeSettings
 from services.notifications.app import create_app as notifications_app
@@ -23,6 +24,7 @@ APPS: dict[str, Callable[[], FastAPI]] = {
     "care_plan": care_plan_app,
     "notifications": notifications_app,
     "authorizations": authorizations_app,
+    "caseload": caseload_app,
 }
 
 

@@ -41,6 +41,7 @@ allow care_plan --operation Write \
     --topic iop.care_level.changed \
     --topic iop.care_level.step_down_recommended \
     --topic iop.care_level.step_up_recommended \
+    --topic iop.care_team.changed \
     --topic iop.episode.discharged \
     --topic iop.episode.graduated \
     --topic iop.group.waitlisted \
@@ -61,6 +62,47 @@ allow care_plan --operation Read \
     --topic iop.measure.recorded \
     --topic iop.safety.alert_raised \
     --group stepwise.care_plan
+scram_user caseload
+allow caseload --operation Read \
+    --topic iop.alumni.enrolled \
+    --topic iop.alumni.left \
+    --topic iop.assessment.completed \
+    --topic iop.attendance.rule_triggered \
+    --topic iop.authorization.changed \
+    --topic iop.authorization.exhausted \
+    --topic iop.authorization.level_mismatch \
+    --topic iop.authorization.review_due \
+    --topic iop.authorization.units_low \
+    --topic iop.care_level.assigned \
+    --topic iop.care_level.changed \
+    --topic iop.care_level.step_down_recommended \
+    --topic iop.care_level.step_up_recommended \
+    --topic iop.care_team.changed \
+    --topic iop.certification.due \
+    --topic iop.consent.changed \
+    --topic iop.drug_screen.recorded \
+    --topic iop.episode.discharged \
+    --topic iop.episode.graduated \
+    --topic iop.group.waitlisted \
+    --topic iop.measure.due \
+    --topic iop.measure.overdue \
+    --topic iop.measure.recorded \
+    --topic iop.notification.failed \
+    --topic iop.notification.sent \
+    --topic iop.safety.alert_acknowledged \
+    --topic iop.safety.alert_escalated \
+    --topic iop.safety.alert_raised \
+    --topic iop.schedule.changed \
+    --topic iop.service.delivered \
+    --topic iop.service.unauthorized \
+    --topic iop.service_day.completed \
+    --topic iop.session.missed \
+    --topic iop.treatment_plan.review_due \
+    --topic iop.treatment_plan.review_overdue \
+    --topic iop.treatment_plan.signed \
+    --topic iop.utilization.below_minimum \
+    --group stepwise.caseload \
+    --group stepwise.caseload.urgent
 scram_user intake
 allow intake --operation Write \
     --topic iop.assessment.completed \

@@ -14,7 +14,7 @@ from services.common.outbox import no_relay
 from services.common.service import Runtime, create_service_app
 from stepwise_contract import PUBLISHED_BY
 
-from . import api, api_moved, api_plan, handlers
+from . import api, api_moved, api_plan, care_team_api, handlers
 from .consents import IntakeConsents
 from .domain.policy import load_policy
 from .handlers import Planning
@@ -50,7 +50,7 @@ def create_app(settings: CarePlanSettings | None = None) -> FastAPI:
         description=__doc__ or "",
         settings=settings,
         kafka=kafka,
-        routers=[api.router, api.groups, api_plan.router, api_moved.router],
+        routers=[api.router, care_team_api.router, api.groups, api_plan.router, api_moved.router],
         startup=startup,
         outbox_collections=[PLANS],
         components=api.policy_components(policy),

@@ -34,6 +34,7 @@ from stepwise_contract import (
 
 from .consents import IntakeConsents
 from .domain import care_plan as plan_rules
+from .domain import care_team as care_team_rules
 from .domain import groups as group_rules
 from .domain import treatment_plan as treatment_rules
 from .domain.care_plan import assign_care_level, record_attendance
@@ -516,6 +517,18 @@ async def set_schedule(
     def decide(plan: CarePlan, now: datetime) -> Decision[CarePlan]:
         updated, changed = plan_rules.set_calendar(plan, track, weekdays, hours_per_session, weeks, policy, now)
         return updated, [changed], updated
+
+    return await change_plan(store, policy, episode_id, decide)
+
+
+async def set_care_team(
+    store: CarePlanStore, policy: CarePolicy, episode_id: str, subject: str, display_name: str
+) -> CarePlan:
+    """The episode's primary clinician (``iop.care_team.changed`` when it is another person)."""
+
+    def decide(plan: CarePlan, now: datetime) -> Decision[CarePlan]:
+        updated, events = care_team_rules.assign_primary_clinician(plan, subject, display_name, now)
+        return updated, list(events), updated
 
     return await change_plan(store, policy, episode_id, decide)
 

@@ -28,3 +28,4 @@ Acknowledger = Annotated[Principal, Depends(require_roles(Role.CLINICIAN, Role.I
 """Staff who record the patient's agreement to a signed plan."""
 Admin = Annotated[Principal, Depends(require_roles(Role.ADMIN))]
 Integration = Annotated[Principal, Depends(require_roles(Role.INTEGRATION))]
+ClinicianOrAdmin = Annotated[Principal, Depends(require_roles(Role.CLINICIAN, Role.ADMIN))]

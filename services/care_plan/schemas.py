@@ -224,6 +224,15 @@ class AuthorizationIn(RequestBody):
     reference: str = Field(min_length=1, max_length=100)
 
 
+class CareTeamIn(RequestBody):
+    model_config = request_examples({"primary_clinician": "7f3a9c1e-staff", "display_name": "Dr. Rivera"})
+
+    primary_clinician: str = Field(
+        min_length=1, max_length=200, description="The clinician's subject (`sub`) at the clinic's identity provider."
+    )
+    display_name: str = Field(min_length=1, max_length=200, description="The name staff know the clinician by.")
+
+
 class DischargeIn(RequestBody):
     model_config = request_examples({"reason_code": "non_attendance"})
 

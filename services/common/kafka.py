@@ -239,6 +239,17 @@ def relay_publish(publishers: dict[str, DefaultPublisher]) -> Any:
     return publish
 
 
+KEPT_FOR_EVER = "-1"
+"""``retention.ms`` of the ``iop.*`` topics: no time limit. The caseload rebuilds its projection from the whole
+history; the records are small and pseudonymous (docs/deployment.md, "Topics and retention")."""
+
+
+def topic_configs(topic: str, settings: ServiceSettings) -> dict[str, str]:
+    """The configuration a topic is created with: the ``iop.*`` topics are kept without a time limit."""
+    configs = {"min.insync.replicas": str(settings.kafka_topic_min_insync_replicas)}
+    return configs | ({"retention.ms": KEPT_FOR_EVER} if topic.startswith("iop.") else {})
+
+
 async def ensure_topics(settings: ServiceSettings, topics: Iterable[str]) -> None:
     """Create the topics a service reads or writes, if missing. Idempotent; safe with many instances."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, **client_options(settings))
@@ -246,7 +257,12 @@ async def ensure_topics(settings: ServiceSettings, topics: Iterable[str]) -> Non
     try:
         existing = set(await admin.list_topics())
         wanted = [
-            NewTopic(topic, settings.kafka_topic_partitions, settings.kafka_topic_replication)
+            NewTopic(
+                topic,
+                settings.kafka_topic_partitions,
+                settings.kafka_topic_replication,
+                topic_configs=topic_configs(topic, settings),
+            )
             for topic in sorted(set(topics) - existing)
         ]
         if wanted:

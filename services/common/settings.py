@@ -136,7 +136,15 @@ class ServiceSettings(BaseSettings):
 
     kafka_bootstrap_servers: str = "localhost:9092"
     kafka_topic_partitions: int = Field(default=3, ge=1)
-    kafka_topic_replication: int = Field(default=1, ge=1)
+    kafka_topic_replication: int = Field(
+        default=1, ge=1, description="Replicas of each topic the services create: 1 in development, 3 in production."
+    )
+    kafka_topic_min_insync_replicas: int = Field(
+        default=1,
+        ge=1,
+        description="min.insync.replicas of each topic the services create: 1 in development, 2 in production (with "
+        "acks=all, a write is stored on two brokers before it counts).",
+    )
     mongodb_url: MongoUrl = MongoUrl("mongodb://localhost:27017/?directConnection=true")
     api_tokens: SecretStr = Field(default=SecretStr(""), description="token:role,token:role")
     # Staff sign in at the clinic's OpenID Connect provider (services/common/oidc.py).

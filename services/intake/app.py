@@ -16,7 +16,7 @@ from services.common.outbox import no_relay
 from services.common.service import Runtime, create_service_app
 from stepwise_contract import PUBLISHED_BY
 
-from . import api, handlers, web
+from . import api, handlers, lookup_api, web
 from .domain.measures import load_measures_policy
 from .domain.placement import load_placement_policy
 from .settings import CONSUMER_GROUP, IntakeSettings
@@ -56,7 +56,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         description=__doc__ or "",
         settings=settings,
         kafka=kafka,
-        routers=[api.router, web.router],
+        routers=[api.router, lookup_api.router, web.router],
         startup=startup,
         outbox_collections=[EPISODES],
     )

@@ -22,7 +22,7 @@ from .domain.episode import AssessmentRequest, ConsentTerms, Decision, MeasureRe
 from .domain.links import QuestionnaireLink, link_state, measure_id_of, new_link, token_hash
 from .domain.measures import MeasuresPolicy
 from .domain.model import Assessment, Consent, DrugScreen, Episode, EpisodeEnd, EpisodeError, RecordedMeasure
-from .domain.patient import match_key
+from .domain.patient import match_key, name_prefixes
 from .domain.placement import PlacementPolicy
 from .settings import SOURCE
 from .store import IntakeStore, StoredEpisode
@@ -82,7 +82,8 @@ async def register_patient(
     if existing is not None:
         await store.audit(by, "match_patient", existing)  # the answer tells that this person is a patient here
         raise PatientExists(existing)
-    await store.add_patient({"_id": patient_id, **details, "match_key": key, "registered_at": utc_now()}, by)
+    found_by = {"match_key": key, "name_prefixes": name_prefixes(details["name"])}
+    await store.add_patient({"_id": patient_id, **details, **found_by, "registered_at": utc_now()}, by)
     return patient_id
 
 

@@ -3,6 +3,7 @@ nothing) and safe while the services run (a record changed meanwhile is read aga
 
     python -m services.intake.migrations normalise-phones   # every stored number in E.164 (CLINIC_PHONE_REGION)
     python -m services.intake.migrations match-keys         # patients registered before duplicates were found
+    python -m services.intake.migrations name-prefixes      # patients registered before the name search
 
 It reads MONGODB_URL, INTAKE_DB and CLINIC_PHONE_REGION like the service. It prints counts and the ids of
 records it could not change (never a number); each patient record it changes gets an audit entry.
@@ -24,7 +25,7 @@ from services.common.outbox import update_aggregate
 from services.common.phones import e164
 from services.common.utc import utc_now
 
-from .domain.patient import match_key
+from .domain.patient import match_key, name_prefixes
 from .settings import IntakeSettings
 from .store import EPISODES
 
@@ -131,6 +132,17 @@ async def match_keys(database: AsyncDatabase[Document], _region: str) -> Outcome
     return outcome
 
 
+async def name_prefixes_of_patients(database: AsyncDatabase[Document], _region: str) -> Outcome:
+    """Patients registered before the name search (``POST /v1/patients/search``) get the words it finds them by."""
+    outcome = Outcome()
+    async for patient in database["patients"].find({"name_prefixes": {"$exists": False}}, {"name": 1}):
+        query = {"_id": patient["_id"], "name": patient["name"], "name_prefixes": {"$exists": False}}
+        update = {"$set": {"name_prefixes": name_prefixes(patient["name"])}}
+        if (await database["patients"].update_one(query, update)).modified_count:
+            outcome.count("patients")
+    return outcome
+
+
 async def _audit(database: AsyncDatabase[Document], action: str, patient_id: str, **details: Any) -> None:
     entry = {"at": utc_now(), "role": MIGRATION, "token_id": MIGRATION, "subject": None, "username": None,
              "action": action, "patient_id": patient_id}  # fmt: skip
@@ -140,6 +152,7 @@ async def _audit(database: AsyncDatabase[Document], action: str, patient_id: str
 STEPS: dict[str, Callable[[AsyncDatabase[Document], str], Awaitable[Outcome]]] = {
     "normalise-phones": normalise_phones,
     "match-keys": match_keys,
+    "name-prefixes": name_prefixes_of_patients,
 }
 
 

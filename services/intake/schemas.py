@@ -54,6 +54,7 @@ from stepwise_contract import (
 from .changes import PatientExists
 from .domain.instruments import InstrumentAnswers
 from .domain.model import Assessment, Consent, DrugScreen, EpisodeError, Measure, Phone, Recipient
+from .domain.patient import search_terms
 
 ZONES: Final[frozenset[str]] = frozenset(available_timezones())
 """The IANA time-zone names this installation knows (its tz database): what a patient's zone may be."""
@@ -165,6 +166,88 @@ class PatientOut(BaseModel):
     emergency_contact: EmergencyContact | None = None
     timezone: str | None = None
     registered_at: UtcDatetime
+
+
+MAX_NAMES = 200
+"""Episodes per names request: a day's groups, not the clinic's whole history."""
+MAX_SEARCH = 50
+
+
+class NamesIn(RequestBody):
+    model_config = request_examples({"episode_ids": ["5d0c3f9e-8a41-4c38-9b0f-0a4c3f2d9e11"]})
+
+    episode_ids: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(
+        min_length=1, max_length=MAX_NAMES, description=f"At most {MAX_NAMES} episodes."
+    )
+
+
+class EpisodeName(BaseModel):
+    episode_id: str
+    patient_id: str
+    name: str
+    date_of_birth: date
+
+
+class NamesOut(BaseModel):
+    model_config = response_example(
+        {"names": [{"episode_id": "5d0c3f9e-8a41-4c38-9b0f-0a4c3f2d9e11", "patient_id": "0b6f6a52-3c1e-4d8e-9a0f-"
+                    "5e2d7c1b9a34", "name": "Alex Example", "date_of_birth": "1990-04-01"}], "unknown": []}
+    )  # fmt: skip
+
+    names: list[EpisodeName]
+    unknown: list[str] = Field(description="The episode ids asked for that intake does not know.")
+
+
+class SearchIn(RequestBody):
+    model_config = request_examples({"name": "alex exa"}, {"date_of_birth": "1990-04-01"},
+                                    {"name": "Exa", "date_of_birth": "1990-04-01", "limit": 10})  # fmt: skip
+
+    name: str | None = Field(
+        default=None,
+        max_length=200,
+        description="Words the name starts with (case and accents aside), at least one of 3 letters or more; a "
+        "shorter word matches a whole word of the name.",
+    )
+    date_of_birth: IsoDate | None = None
+    limit: int = Field(default=20, ge=1, le=MAX_SEARCH)
+
+    @field_validator("name")
+    @classmethod
+    def _long_enough(cls, value: str | None) -> str | None:
+        if value is not None and search_terms(value) is None:
+            raise PydanticCustomError("name_too_short", "give at least 3 letters of a word of the name")
+        return value
+
+    @model_validator(mode="after")
+    def _something(self) -> SearchIn:
+        if self.name is None and self.date_of_birth is None:
+            raise PydanticCustomError("nothing_to_search", "give a name, a date of birth or both")
+        return self
+
+
+class FoundEpisode(BaseModel):
+    episode_id: str
+    program: str
+    status: str
+    opened_at: UtcDatetime
+
+
+class FoundPatient(BaseModel):
+    patient_id: str
+    name: str
+    date_of_birth: date
+    episodes: list[FoundEpisode]
+
+
+class SearchOut(BaseModel):
+    model_config = response_example(
+        {"patients": [{"patient_id": "0b6f6a52-3c1e-4d8e-9a0f-5e2d7c1b9a34", "name": "Alex Example",
+                       "date_of_birth": "1990-04-01",
+                       "episodes": [{"episode_id": "5d0c3f9e-8a41-4c38-9b0f-0a4c3f2d9e11", "program": "adult",
+                                     "status": "open", "opened_at": "2026-11-23T14:00:00Z"}]}], "more": False}
+    )  # fmt: skip
+    patients: list[FoundPatient] = Field(description="By name; at most `limit`.")
+    more: bool = Field(description="More patients match: narrow the search (a fuller name, the birth date).")
 
 
 class PatientCreated(BaseModel):

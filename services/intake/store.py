@@ -24,7 +24,7 @@ from stepwise_contract import CloudEvent
 
 from .domain.links import QuestionnaireLink
 from .domain.model import Episode
-from .domain.patient import match_key
+from .domain.patient import match_key, name_prefixes
 
 EPISODES = "episodes"
 
@@ -46,6 +46,8 @@ class IntakeStore:
     async def create_indexes(self) -> None:
         await self.episodes.create_index([("patient_id", ASCENDING)])
         await self.patients.create_index([("match_key", ASCENDING)])
+        await self.patients.create_index([("name_prefixes", ASCENDING)])  # multikey: the name search
+        await self.patients.create_index([("date_of_birth", ASCENDING)])
         await self.audit_log.create_index([("patient_id", ASCENDING), ("at", DESCENDING)])
         await self.audit_log.create_index([("at", DESCENDING)])
         await self.links.create_index([("expires_at", ASCENDING)])
@@ -79,7 +81,8 @@ class IntakeStore:
         if "name" in changes:  # a new name: registering the patient again under it must find them
             stored = await self.patients.find_one({"_id": patient_id}, {"date_of_birth": 1})
             assert stored is not None
-            changes = {**changes, "match_key": match_key(changes["name"], stored["date_of_birth"])}
+            changes = {**changes, "match_key": match_key(changes["name"], stored["date_of_birth"]),
+                       "name_prefixes": name_prefixes(changes["name"])}  # fmt: skip
         await self.patients.update_one({"_id": patient_id}, {"$set": changes})
         return await self.patients.find_one({"_id": patient_id})
 
@@ -99,6 +102,45 @@ class IntakeStore:
         patient = await self.patients.find_one({"_id": patient_id}, {"email": 1, "phone": 1}) or {}
         channels: list[tuple[Literal["email", "sms"], str]] = [("email", "email"), ("sms", "phone")]
         return [channel for channel, field in channels if patient.get(field)]
+
+    async def names_of_episodes(self, episode_ids: Sequence[str], by: Principal) -> list[Document]:
+        """Name and birth date of the patient of each known episode (audited per patient, before it is read)."""
+        episodes = await self.episodes.find({"_id": {"$in": list(episode_ids)}}, {"patient_id": 1}).to_list()
+        patient_of = {str(episode["_id"]): str(episode["patient_id"]) for episode in episodes}
+        for patient_id in sorted(set(patient_of.values())):
+            asked = sorted(episode for episode, patient in patient_of.items() if patient == patient_id)
+            await self.audit(by, "read_names", patient_id, episode_ids=asked)
+        fields = {"name": 1, "date_of_birth": 1}
+        patients = await self.patients.find({"_id": {"$in": sorted(set(patient_of.values()))}}, fields).to_list()
+        by_id = {str(patient["_id"]): patient for patient in patients}
+        return [{"episode_id": episode, "patient_id": patient, "name": by_id[patient]["name"],
+                 "date_of_birth": by_id[patient]["date_of_birth"]}
+                for episode, patient in sorted(patient_of.items()) if patient in by_id]  # fmt: skip
+
+    async def search_patients(
+        self, terms: Sequence[str] | None, date_of_birth: str | None, limit: int, by: Principal
+    ) -> tuple[list[Document], bool]:
+        """Patients whose name has a word starting with each term and/or born that day, by name (at most
+        ``limit``, and whether there are more), each with its episodes; audited per patient found."""
+        query: Document = {}
+        if terms:
+            # Each term a word's prefix; $elemMatch: MongoDB serves it from the multikey index, and the stand-in
+            # (nx-27017) answers it correctly on an indexed array, which it does not for a bare value or $all.
+            query["$and"] = [{"name_prefixes": {"$elemMatch": {"$eq": term}}} for term in terms]
+        if date_of_birth:
+            query["date_of_birth"] = date_of_birth
+        fields = {"name": 1, "date_of_birth": 1}
+        found = await self.patients.find(query, fields).sort([("name", ASCENDING), ("_id", ASCENDING)]).limit(
+            limit + 1).to_list()  # fmt: skip
+        more, found = len(found) > limit, found[:limit]
+        for patient in found:
+            await self.audit(by, "search_patient", patient["_id"])
+        ids = [patient["_id"] for patient in found]
+        episode_fields = {"patient_id": 1, "program": 1, "status": 1, "opened_at": 1}
+        episodes = await self.episodes.find({"patient_id": {"$in": ids}}, episode_fields).sort("opened_at", 1).to_list()
+        for patient in found:
+            patient["episodes"] = [episode for episode in episodes if episode["patient_id"] == patient["_id"]]
+        return found, more
 
     # Episodes (aggregates).
 

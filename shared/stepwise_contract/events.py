@@ -625,6 +625,20 @@ class AttendanceReported(EventData):
         return self.episode_id if self.schema_version == 1 else f"{self.group_id}/{self.session_id}"
 
 
+# --- issue 27: the care team (care_plan) -------------------------------------------------------------------------
+
+
+class CareTeamChanged(EventData):
+    """An episode's primary clinician was assigned or changed. Names the clinician by the identity provider's
+    pseudonymous subject only (the display name stays in care_plan): a worklist's "my caseload" is the episodes
+    whose primary clinician is the caller."""
+
+    event_type: ClassVar[str] = "iop.care_team.changed"
+
+    primary_clinician: str = Field(description="The staff member's subject (`sub`) at the clinic's identity provider.")
+    changed_at: AwareDatetime
+
+
 COMMAND_TYPES: dict[str, type[EventData]] = {AttendanceReported.event_type: AttendanceReported}
 """Commands other systems publish for Stepwise to apply, by type (= topic)."""
 
@@ -646,6 +660,7 @@ PUBLISHED_BY: dict[str, tuple[type[EventData], ...]] = {
         EpisodeDischarged,
         MeasureDue,
         MeasureOverdue,
+        CareTeamChanged,
     ),
     "notifications": (
         NotificationSent,

@@ -1,4 +1,4 @@
-"""`make faults`: the four services as processes on the test backends, a run of episodes through intake's API,
+"""`make faults`: the five services as processes on the test backends, a run of episodes through intake's API,
 and, while it runs, the faults a clinic's machines see: SIGKILL of each service at random moments, a broker
 restart, a MongoDB outage, a mail-relay outage, intake down. Counted at the SMTP server and on Kafka:
 
@@ -47,6 +47,8 @@ from services.authorizations import handlers as authorizations_handlers
 from services.authorizations.settings import CONSUMER_GROUP as AUTHORIZATIONS_GROUP
 from services.care_plan import handlers as care_plan_handlers
 from services.care_plan.settings import CONSUMER_GROUP as CARE_PLAN_GROUP
+from services.caseload import handlers as caseload_handlers
+from services.caseload.settings import CONSUMER_GROUP as CASELOAD_GROUP
 from services.common.consumer import EventHandlers, lane_group
 from services.common.service import SET_ASIDE_COLLECTION
 from services.common.utc import utc_now
@@ -282,6 +284,7 @@ def _consumed_on_the_way() -> list[tuple[str, str]]:
         (notifications_handlers.EVENT_HANDLERS, NOTIFICATIONS_GROUP, "iop.care_level.assigned"),
         (authorizations_handlers.EVENT_HANDLERS, AUTHORIZATIONS_GROUP, "iop.care_level.assigned"),
         (authorizations_handlers.EVENT_HANDLERS, AUTHORIZATIONS_GROUP, "iop.service_day.completed"),
+        (caseload_handlers.EVENT_HANDLERS, CASELOAD_GROUP, "iop.care_level.assigned"),
     ]
     return [(lane_group(group, next(s.urgent for model, s in handlers.items() if model.event_type == topic)), topic)
             for handlers, group, topic in hops]  # fmt: skip
@@ -337,8 +340,9 @@ async def count(run: Run, stack: Stack, databases: dict[str, str]) -> dict[str, 
     try:
         set_aside = sum(
             [await client[databases[name]][SET_ASIDE_COLLECTION].count_documents({}) for name in ("care_plan",
-             "notifications", "authorizations")]
+             "notifications", "authorizations", "caseload")]
         )  # fmt: skip
+        projected = await _projected(client[databases["caseload"]])
     finally:
         await client.close()
     drawn = await _units_used(run)
@@ -353,6 +357,18 @@ async def count(run: Run, stack: Stack, databases: dict[str, str]) -> dict[str, 
         "drawn_lost": sum(1 for used in drawn.values() if used < DAYS),
         "drawn_twice": sum(1 for used in drawn.values() if used > DAYS),
         "client_retries": run.retries,
+        # caseload: every assigned episode of the run has its projection, at its level (none lost to a kill)
+        "not_projected": len((assigned & set(run.emails)) - projected),
+    }
+
+
+async def _projected(database: Any) -> set[str]:
+    """The episodes caseload's projection shows with a level."""
+    meta = await database["meta"].find_one({"_id": "projection"})
+    if meta is None:
+        return set()
+    return {
+        document["_id"] async for document in database[meta["collection"]].find({"level": {"$ne": None}}, {"_id": 1})
     }
 
 
@@ -378,7 +394,7 @@ def stack_running(folder: Path) -> Iterator[tuple[Stack, dict[str, str], tuple[s
         mongodb_server(folder / "mongodb") as (mongodb, mongodb_url),
         SmtpSink(free_port()) as sink,
     ):
-        names = ("intake", "care_plan", "notifications", "authorizations")
+        names = ("intake", "care_plan", "notifications", "authorizations", "caseload")
         databases = {name: f"stepwise_{name}_faults" for name in names}
         ports = {name: free_port() for name in databases}
         servers = f"127.0.0.1:{kafka.port}"
@@ -393,6 +409,7 @@ def stack_running(folder: Path) -> Iterator[tuple[Stack, dict[str, str], tuple[s
             "NOTIFICATIONS_DB": databases["notifications"],
             "AUTHORIZATIONS_DB": databases["authorizations"],
             "UR_TEAM_EMAIL": "utilization-review@faults.test",
+            "CASELOAD_DB": databases["caseload"],
             "SMTP_HOST": "127.0.0.1",
             "SMTP_PORT": str(sink.port),
             "OUTBOX_POLL_SECONDS": "0.5",
@@ -482,7 +499,7 @@ def cli() -> None:
     seed = secrets.randbits(32) if arguments.seed is None else arguments.seed
     counts = asyncio.run(main(scale, seed))
     failed = any(counts[what] for what in ("lost", "duplicates", "set_aside", "unanswered", "unsettled", "drawn_lost",
-                                           "drawn_twice"))  # fmt: skip
+                                           "drawn_twice", "not_projected"))  # fmt: skip
     sys.exit(1 if failed else 0)
 
 

@@ -21,6 +21,7 @@ from pymongo import AsyncMongoClient
 
 from services.authorizations import handlers as authorizations_handlers
 from services.care_plan import handlers as care_plan_handlers
+from services.caseload import handlers as caseload_handlers
 from services.common.consumer import EventHandlers, lane_group
 from services.intake import handlers as intake_handlers
 from services.notifications import handlers as notifications_handlers
@@ -51,10 +52,12 @@ GROUPS = {
     "notifications": "stepwise.notifications",
     "authorizations": "stepwise.authorizations",
 }
+GROUPS["caseload"] = "stepwise.caseload"
 HANDLERS: dict[str, EventHandlers] = {"intake": intake_handlers.EVENT_HANDLERS,
                                       "care_plan": care_plan_handlers.EVENT_HANDLERS,
                                       "notifications": notifications_handlers.EVENT_HANDLERS,
-                                      "authorizations": authorizations_handlers.EVENT_HANDLERS}  # fmt: skip
+                                      "authorizations": authorizations_handlers.EVENT_HANDLERS,
+                                      "caseload": caseload_handlers.EVENT_HANDLERS}  # fmt: skip
 
 
 def group_reading(service: str, topic: str) -> str:
@@ -246,7 +249,7 @@ SCHEMA_BASE_URL = "https://stepwise.clinic.example/schemas/"
 def stack(running_backends: Backends, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     logs = tmp_path_factory.mktemp("service-logs")
     run = uuid.uuid4().hex[:8]
-    names = ("intake", "care_plan", "notifications", "authorizations")
+    names = ("intake", "care_plan", "notifications", "authorizations", "caseload")
     databases = {name: f"stepwise_{name}_test_{run}" for name in names}
     with SmtpSink(free_port()) as sink, WebhookReceiver() as webhooks, SmsSink(token=SMS_PROVIDER_TOKEN) as texts:
         ports = {name: free_port() for name in databases}
@@ -259,6 +262,7 @@ def stack(running_backends: Backends, tmp_path_factory: pytest.TempPathFactory) 
             "NOTIFICATIONS_DB": databases["notifications"],
             "AUTHORIZATIONS_DB": databases["authorizations"],
             "UR_TEAM_EMAIL": UR_TEAM_EMAIL,
+            "CASELOAD_DB": databases["caseload"],
             "INTAKE_URL": f"http://127.0.0.1:{ports['intake']}",
             "CARE_PLAN_POLICY_FILE": str(roomy_care_plan_policy(logs, [TEEN_GROUP_POLICY])),
             # Same-day safety alerts due a day later, whatever the day and hour the suite runs at (as quiet hours are

@@ -11,23 +11,30 @@ from services.authorizations.handlers import EVENT_HANDLERS as AUTHORIZATIONS_HA
 from services.care_plan import api as care_plan_api
 from services.care_plan import api_moved as care_plan_api_moved
 from services.care_plan import api_plan as care_plan_api_plan
+from services.care_plan import care_team_api
 from services.care_plan.handlers import EVENT_HANDLERS as CARE_PLAN_HANDLERS
+from services.caseload import api as caseload_api
+from services.caseload.handlers import EVENT_HANDLERS as CASELOAD_HANDLERS
 from services.intake import api as intake_api
+from services.intake import lookup_api
 from services.intake.handlers import EVENT_HANDLERS as INTAKE_HANDLERS
 from services.notifications import api as notifications_api
 from services.notifications.handlers import EVENT_HANDLERS as NOTIFICATIONS_HANDLERS
 from tests.service.conftest import SEEN, operations, service_app
 
 APPS: dict[str, FastAPI] = {
-    "intake": service_app("intake", [intake_api.router], consumes=True),
+    "intake": service_app("intake", [intake_api.router, lookup_api.router], consumes=True),
     "care_plan": service_app(
-        "care_plan", [care_plan_api.router, care_plan_api_plan.router, care_plan_api_moved.router], consumes=True
+        "care_plan",
+        [care_plan_api.router, care_team_api.router, care_plan_api_plan.router, care_plan_api_moved.router],
+        consumes=True,
     ),
     "notifications": service_app("notifications", [notifications_api.router], consumes=True),
     "authorizations": service_app("authorizations", [authorizations_api.router], consumes=True),
+    "caseload": service_app("caseload", [caseload_api.router], consumes=True),
 }
 HANDLERS = {"intake": INTAKE_HANDLERS, "care_plan": CARE_PLAN_HANDLERS, "notifications": NOTIFICATIONS_HANDLERS,
-            "authorizations": AUTHORIZATIONS_HANDLERS}  # fmt: skip
+            "authorizations": AUTHORIZATIONS_HANDLERS, "caseload": CASELOAD_HANDLERS}  # fmt: skip
 CANNOT_FAIL = {"/health/live"}
 """Routes with no input, no token and no dependency: nothing to get wrong."""
 GONE = {("PUT", "/v1/episodes/{episode_id}/authorization")}

@@ -46,9 +46,10 @@ MONGODB_USERS = {
     "care_plan": "stepwise_care_plan",
     "notifications": "stepwise_notifications",
     "authorizations": "stepwise_authorizations",
+    "caseload": "stepwise_caseload",
 }
 """A MongoDB user per service (the name its Kafka principal has) → the one database it may read and write."""
-KAFKA_PRINCIPALS = ("intake", "care_plan", "notifications", "authorizations", "integration")
+KAFKA_PRINCIPALS = ("intake", "care_plan", "notifications", "authorizations", "caseload", "integration")
 """Kafka's principals (tools/deploy/kafka_acls.py derives what each may do; tests/test_compose.py keeps the two
 lists equal)."""
 MONGODB_HOST = "mongodb:27017"

@@ -268,6 +268,7 @@ SERVICES = {
     "care_plan": ("services.care_plan", "CARE_PLAN_PORT"),
     "notifications": ("services.notifications", "NOTIFICATIONS_PORT"),
     "authorizations": ("services.authorizations", "AUTHORIZATIONS_PORT"),
+    "caseload": ("services.caseload", "CASELOAD_PORT"),
 }
 
 

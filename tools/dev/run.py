@@ -1,5 +1,5 @@
 """`make run`: backends (configured, or started here: Apache Kafka and a MongoDB server; see tools/dev/devstack.py),
-the four services.
+the five services.
 
 Prints the URLs and the dev tokens that work; Ctrl-C stops everything it started. It fails loudly (a message
 naming the port or the service, and a non-zero exit) when a service's port is taken already, or a service
@@ -30,6 +30,7 @@ PORTS = {
     "care_plan": ("CARE_PLAN_PORT", 8002),
     "notifications": ("NOTIFICATIONS_PORT", 8003),
     "authorizations": ("AUTHORIZATIONS_PORT", 8004),
+    "caseload": ("CASELOAD_PORT", 8005),
 }
 
 

@@ -73,6 +73,15 @@ class Authorization(BaseModel):
     reference: str = Field(max_length=100)
 
 
+class CareTeam(BaseModel):
+    """Who leads the episode's care: the primary clinician, by the identity provider's subject (pseudonymous), and
+    the name staff know them by (kept here only, never in an event)."""
+
+    primary_clinician: str = Field(min_length=1, max_length=200)
+    display_name: str = Field(min_length=1, max_length=200)
+    changed_at: UtcDatetime
+
+
 class StepRecommendation(BaseModel):
     recommendation_id: str
     direction: Literal["up", "down"]
@@ -310,6 +319,7 @@ class CarePlan(BaseModel):
     policy_version: str
     level_history: list[LevelPeriod] = []
     authorization: Authorization | None = None
+    care_team: CareTeam | None = None
     inputs: list[CareInput] = []
     recommendations: list[StepRecommendation] = []
     rule_firings: list[RuleFiring] = []

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
-from services.care_plan import api, api_moved, api_plan
+from services.care_plan import api, api_moved, api_plan, care_team_api
 from services.care_plan.consents import IntakeConsents
 from services.care_plan.domain.groups import first_meeting_after
 from services.care_plan.domain.measures import without_measures
@@ -31,7 +31,9 @@ SETTINGS = CarePlanSettings(_env_file=None)
 # Due measures have their own tests (test_measures.py); the others keep the timers and events of the calendar.
 POLICY = without_measures(load_policy(SETTINGS.care_plan_policy_file))
 CLINICIAN = as_role(Role.CLINICIAN)
-APP = service_app("care_plan", [api.router, api.groups, api_plan.router, api_moved.router], consumes=True)
+APP = service_app(
+    "care_plan", [api.router, care_team_api.router, api.groups, api_plan.router, api_moved.router], consumes=True
+)
 """One app for the tier (its OpenAPI document, which the tier reads to name routes, is built once)."""
 
 

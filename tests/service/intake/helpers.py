@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 
 from services.common.auth import Role
-from services.intake import api, web
+from services.intake import api, lookup_api, web
 from services.intake.domain.measures import load_measures_policy
 from services.intake.domain.placement import load_placement_policy
 from services.intake.settings import IntakeSettings
@@ -33,7 +33,7 @@ FAMILY = {
     "scopes": ["appointments", "attendance"],
 }
 ALUMNI = {"recipient_kind": "alumni_group", "scopes": ["alumni_program"]}
-APP = service_app("intake", [api.router, web.router], consumes=True)
+APP = service_app("intake", [api.router, lookup_api.router, web.router], consumes=True)
 """One app for the tier (each test sets its state): recording an answer reads the app's OpenAPI document,
 which FastAPI builds once per app."""
 

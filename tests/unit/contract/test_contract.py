@@ -26,6 +26,7 @@ from stepwise_contract import (
     CareLevel,
     CareLevelAssigned,
     CareLevelChanged,
+    CareTeamChanged,
     CertificationDue,
     CloudEvent,
     ConsentChanged,
@@ -282,6 +283,8 @@ def make_data(event_type: str, episode_id: str = EPISODE, session_id: str = "iop
     if event_type in UR_SAMPLES:
         sample: EventData = UR_SAMPLES[event_type](episode_id)
         return sample
+    if event_type == CareTeamChanged.event_type:
+        return CareTeamChanged(episode_id=episode_id, primary_clinician="staff-7f3a", changed_at=T0)
     raise AssertionError(f"no sample for {event_type}")
 
 
@@ -353,6 +356,7 @@ def test_every_event_type_has_a_sample() -> None:
         "iop.service.unauthorized",
         "iop.authorization.level_mismatch",
         "iop.certification.due",
+        "iop.care_team.changed",
     }
     for event_type, model in EVENT_TYPES.items():
         assert model.event_type == event_type
@@ -714,6 +718,7 @@ def test_no_event_schema_has_a_pii_property(event_type: str) -> None:
         ServiceUnauthorized.event_type: {"item", "reason", "code"},
         AuthorizationLevelMismatch.event_type: {"clinical_level", "authorized_level"},
         CertificationDue.event_type: {"due_on", "min_hours_per_week"},
+        CareTeamChanged.event_type: {"primary_clinician", "changed_at"},
     }[event_type]
     assert expected_nested <= names
     assert "episode_id" in names

@@ -16,9 +16,9 @@ from services.notifications.settings import NotificationsSettings
 from tools.deploy import secrets as secrets_tool
 
 FILES = {"api_tokens", "notifications_intake_token", "care_plan_intake_token", "webhook_secret", "contact_hash_key",
-         "mongodb_root_password", "mongodb_intake_url", "mongodb_care_plan_url", "mongodb_notifications_url", "mongodb_authorizations_url",
+         "mongodb_root_password", "mongodb_intake_url", "mongodb_care_plan_url", "mongodb_notifications_url", "mongodb_authorizations_url", "mongodb_caseload_url",
          "mongodb_backup_url", "kafka_intake_password", "kafka_care_plan_password", "kafka_notifications_password",
-         "kafka_authorizations_password", "kafka_integration_password", "backup_key"}  # fmt: skip
+         "kafka_authorizations_password", "kafka_caseload_password", "kafka_integration_password", "backup_key"}  # fmt: skip
 
 
 def read(path: Path) -> str:
@@ -42,12 +42,13 @@ def test_a_new_folder_has_every_file_and_the_tokens_agree(tmp_path: Path) -> Non
     urls = {name: urlsplit(read(folder / f"mongodb_{name}_url")) for name in [*secrets_tool.MONGODB_USERS, "backup"]}
     passwords = [url.password for url in urls.values()] + [read(folder / n) for n in FILES if n.endswith("_password")]
     passwords += [read(folder / "backup_key")]
-    assert len(set(passwords)) == len(passwords) == 12, "every login has its own password"
+    assert len(set(passwords)) == len(passwords) == 14, "every login has its own password"
     assert all(password and len(password) >= 40 for password in passwords)
     assert {name: (url.username, url.path) for name, url in urls.items()} == {
         "intake": ("intake", "/stepwise_intake"), "care_plan": ("care_plan", "/stepwise_care_plan"),
         "notifications": ("notifications", "/stepwise_notifications"),
-            "authorizations": ("authorizations", "/stepwise_authorizations"), "backup": ("backup", "/admin"),
+            "authorizations": ("authorizations", "/stepwise_authorizations"),
+            "caseload": ("caseload", "/stepwise_caseload"), "backup": ("backup", "/admin"),
     }  # fmt: skip
 
 

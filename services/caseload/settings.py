@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+from pydantic import Field
+
+from services.common.settings import ClinicZone, ServiceSettings
+
+CONSUMER_GROUP = "stepwise.caseload"
+
+
+class CaseloadSettings(ServiceSettings):
+    caseload_port: int = 8005
+    caseload_db: str = Field(default="stepwise_caseload", description="This service's own MongoDB database.")
+
+    @property
+    def database_name(self) -> str:
+        return self.caseload_db
+
+    clinic_timezone: ClinicZone = Field(default="America/New_York", description="Whose day `today` and the census are.")
+    intake_url: str = Field(
+        default="http://localhost:8001",
+        description="Where names are looked up with `names=true`, with the caller's own token (never stored).",
+    )
+    caseload_missed_in_a_row: int = Field(
+        default=2, ge=1, description="Sessions missed in a row that put an episode on the missed_sessions worklist."
+    )
+    stream_poll_seconds: float = Field(
+        default=0.5, gt=0, le=10, description="How often the worklist stream looks for changed episodes."
+    )
+    rebuild_on_start: bool = Field(
+        default=True,
+        description="Rebuild the projection from the topics at start when it was built by another projection version.",
+    )

@@ -1,0 +1,179 @@
+"""Caseload's MongoDB database: one document per episode in the projection's collection, which a rebuild replaces
+(``meta`` names the collection in use), and the audit log of reads.
+
+A document holds the projection (``view``), its timeline apart (left out of list reads), and the fields worklists
+find it by (``flags``, ``session_days``, ``status``, ``level``, ``group_id``, ``program``, ``primary_clinician``),
+indexed. Writes are version-checked (two lanes may apply events of one episode at once): a lost race reads again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from pymongo import ASCENDING, DESCENDING
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from services.common.auth import Principal
+from services.common.mongo import Document
+from services.common.utc import utc_now
+from stepwise_contract import CloudEvent
+
+from .domain.model import PROJECTION_VERSION, EpisodeView, TimelineEntry
+from .domain.projection import apply
+from .domain.worklists import flags, session_days
+
+META_KEPT_SECONDS = 1.0
+"""How long the name of the collection in use is kept before it is read again."""
+META = "meta"
+PROJECTION = "projection"
+AUDIT_LOG = "audit_log"
+INDEXED = ("flags", "session_days", "status", "level", "group_id", "program", "primary_clinician", "changed_us")
+
+
+def holding(value: str) -> Document:
+    """A filter on an array field for documents whose array holds ``value``. ``$elemMatch`` rather than the bare
+    value: the same on MongoDB (which serves both from the multikey index), and the form the MongoDB stand-in
+    (nx-27017) answers correctly when the field is indexed."""
+    return {"$elemMatch": {"$eq": value}}
+
+
+def stamp(moment: datetime) -> int:
+    """When a projection was stored, in microseconds since the epoch: a number compares the same on every server
+    (the MongoDB stand-in keeps a date set by ``$set`` at the top level as a string)."""
+    return int(moment.timestamp() * 1_000_000)
+
+
+def collection_name(version: int, stamp: str) -> str:
+    return f"episodes_v{version}_{stamp}"
+
+
+class CaseloadStore:
+    def __init__(self, database: AsyncDatabase[Document], missed_threshold: int, zone: ZoneInfo) -> None:
+        self.database = database
+        self.meta = database[META]
+        self.audit_log = database[AUDIT_LOG]
+        self.missed_threshold = missed_threshold
+        self.zone = zone
+        self._collection: str | None = None
+        self._read_at = 0.0
+
+    async def create_indexes(self) -> None:
+        await self.audit_log.create_index([("at", DESCENDING)])
+        await self.audit_log.create_index([("subject", ASCENDING), ("at", DESCENDING)])
+
+    async def projection(self) -> Document | None:
+        return await self.meta.find_one({"_id": PROJECTION})
+
+    async def start(self) -> bool:
+        """The projection's collection, made on a first start; False when it was built by another projection version
+        (a rebuild is due)."""
+        first = {"_id": PROJECTION, "collection": collection_name(PROJECTION_VERSION, "initial"),
+                 "version": PROJECTION_VERSION, "built_at": utc_now()}  # fmt: skip
+        with contextlib.suppress(DuplicateKeyError):  # not the first start
+            await self.meta.insert_one(first)
+        meta = await self.projection()
+        assert meta is not None
+        await index_episodes(self.database[meta["collection"]])
+        return bool(meta["version"] == PROJECTION_VERSION)
+
+    async def episodes(self) -> AsyncCollection[Document]:
+        """The collection in use now: read again once ``META_KEPT_SECONDS`` passed (a rebuild swaps it, then waits
+        twice that before its last catch-up, so that nothing applied to the old one is missed)."""
+        if self._collection is None or time.monotonic() - self._read_at > META_KEPT_SECONDS:
+            meta = await self.projection()
+            self._collection = meta["collection"] if meta else collection_name(PROJECTION_VERSION, "initial")
+            self._read_at = time.monotonic()
+        return self.database[self._collection]
+
+    async def apply(self, event: CloudEvent[Any], into: AsyncCollection[Document] | None = None) -> bool:
+        """Apply one event to its episode's projection; False when it was applied before."""
+        episodes = into if into is not None else await self.episodes()
+        while True:
+            found = await episodes.find_one({"_id": event.subject})
+            view = None if found is None else view_of(found)
+            updated = apply(view, event)
+            if updated is None:
+                return False
+            document = self.document(updated)
+            if found is None:
+                try:
+                    await episodes.insert_one({**document, "version": 1})
+                    return True
+                except DuplicateKeyError:
+                    continue
+            version = found["version"]
+            changed = {key: value for key, value in document.items() if key != "_id"} | {"version": version + 1}
+            written = await episodes.update_one({"_id": event.subject, "version": version}, {"$set": changed})
+            if written.modified_count == 1:
+                return True
+
+    def document(self, view: EpisodeView) -> Document:
+        stored = view.model_dump(mode="python", exclude={"timeline"})
+        return {
+            "_id": view.episode_id,
+            "view": stored,
+            "timeline": [entry.model_dump(mode="python") for entry in view.timeline],
+            "flags": flags(view, self.missed_threshold),
+            "session_days": session_days(view, self.zone),
+            "status": view.status.value,
+            "level": view.level.value,
+            "group_id": view.group_id.value,
+            "program": view.program.value,
+            "primary_clinician": view.primary_clinician.value,
+            "changed_us": stamp(utc_now()),
+        }
+
+    async def find(self, query: Document, limit: int = 0) -> list[EpisodeView]:
+        """The projections matching ``query`` (without their timelines), by episode id."""
+        episodes = await self.episodes()
+        cursor = episodes.find(query, {"timeline": 0}).sort("_id", ASCENDING)
+        if limit:
+            cursor = cursor.limit(limit)
+        return [view_of(document) async for document in cursor]
+
+    async def count(self, query: Document) -> int:
+        return await (await self.episodes()).count_documents(query)
+
+    async def timeline(self, episode_id: str) -> list[TimelineEntry] | None:
+        found = await (await self.episodes()).find_one({"_id": episode_id}, {"timeline": 1})
+        if found is None:
+            return None
+        return [TimelineEntry.model_validate(entry) for entry in found.get("timeline", [])]
+
+    async def changed_since(self, since: int) -> list[Document]:
+        """Episodes changed after ``since`` (``stamp``): their flags, days and change stamp (for the stream)."""
+        fields = {"flags": 1, "session_days": 1, "changed_us": 1}
+        return await (await self.episodes()).find({"changed_us": {"$gt": since}}, fields).to_list()
+
+    async def audit(self, by: Principal, action: str, **details: Any) -> None:
+        """Who read what, when: the caseload serves alerts, scores and attendance (42 CFR Part 2)."""
+        entry = {"at": utc_now(), "role": by.role, "token_id": by.token_id, "subject": by.subject,
+                 "username": by.username, "action": action}  # fmt: skip
+        await self.audit_log.insert_one(entry | details)
+
+    async def audit_entries(self, limit: int) -> list[Document]:
+        cursor = self.audit_log.find({}, {"_id": 0}).sort([("at", DESCENDING), ("_id", DESCENDING)]).limit(limit)
+        return await cursor.to_list()
+
+
+async def index_episodes(episodes: AsyncCollection[Document]) -> None:
+    for field in INDEXED:
+        await episodes.create_index([(field, ASCENDING)])
+
+
+def view_of(document: Document) -> EpisodeView:
+    return EpisodeView.model_validate({**document["view"], "timeline": document.get("timeline", [])})
+
+
+async def insert_views(episodes: AsyncCollection[Document], store: CaseloadStore, views: Sequence[EpisodeView]) -> None:
+    """Store views built in memory (a rebuild), in batches."""
+    documents = [{**store.document(view), "version": 1} for view in views]
+    for start in range(0, len(documents), 1000):
+        await episodes.insert_many(documents[start : start + 1000], ordered=False)
