@@ -15,10 +15,11 @@ from services.intake.settings import IntakeSettings
 from services.notifications.settings import NotificationsSettings
 from tools.deploy import secrets as secrets_tool
 
+SERVICES = ("intake", "care_plan", "notifications", "authorizations", "caseload")
 FILES = {"api_tokens", "notifications_intake_token", "care_plan_intake_token", "webhook_secret", "contact_hash_key",
-         "mongodb_root_password", "mongodb_intake_url", "mongodb_care_plan_url", "mongodb_notifications_url", "mongodb_authorizations_url", "mongodb_caseload_url",
-         "mongodb_backup_url", "kafka_intake_password", "kafka_care_plan_password", "kafka_notifications_password",
-         "kafka_authorizations_password", "kafka_caseload_password", "kafka_integration_password", "backup_key"}  # fmt: skip
+         "mongodb_root_password", "mongodb_backup_url", "backup_key", "kafka_integration_password",
+         *(f"mongodb_{service}_url" for service in SERVICES),
+         *(f"kafka_{service}_password" for service in SERVICES)}  # fmt: skip
 
 
 def read(path: Path) -> str:
