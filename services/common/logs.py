@@ -170,6 +170,7 @@ def configure(level: str, log_format: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonLines())
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+    logging.captureWarnings(True)  # a library's warning is a line like the others, not raw text on stderr
     for name in COLOURED_LOGGERS:
         library = logging.getLogger(name)
         library.handlers = []

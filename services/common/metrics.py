@@ -13,15 +13,24 @@ import asyncio
 import hmac
 import json
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from faststream.kafka import KafkaBroker
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
 from pymongo.asynchronous.collection import AsyncCollection
-from starlette.routing import Match
+from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .dependencies import Dependencies
@@ -31,6 +40,8 @@ from .utc import wall_clock
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("stepwise.access")
+# No ``_created`` series beside each counter: Prometheus does not need them.
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 HTTP_REQUESTS = Counter(
     "stepwise_http_requests", "HTTP requests answered, by method, route template and status",
@@ -105,6 +116,8 @@ router = APIRouter(tags=["operations"])
     summary="Metrics in Prometheus' text format (a bearer token when METRICS_TOKEN is set)",
 )
 async def metrics(request: Request) -> Response:
+    """Metrics in Prometheus' text format (a bearer token when METRICS_TOKEN is set); not in the OpenAPI document:
+    docs/operations.md says what they are."""
     service: ServiceMetrics | None = getattr(request.app.state, "metrics", None)
     if service is not None and service.token:
         presented = request.headers.get("authorization", "").removeprefix("Bearer ")
@@ -117,21 +130,43 @@ async def metrics(request: Request) -> Response:
 
 def route_template(app: ASGIApp | None, scope: Scope) -> str:
     """The template of the route that answers ``scope`` (``/v1/episodes/{episode_id}``), ``unmatched`` for none."""
-    for route in getattr(app, "routes", ()):
-        match, _ = route.matches(scope)
-        if match == Match.FULL:
-            return str(getattr(route, "path", "unmatched"))
-    return "unmatched"
+    found = _matching(app, scope)
+    return found[0] if found else "unmatched"
 
 
 def path_ids(app: ASGIApp | None, scope: Scope) -> dict[str, str]:
     """The route's ``*_id`` path parameters (pseudonymous ids; never a token)."""
+    found = _matching(app, scope)
+    return {name: value for name, value in found[1].items() if name.endswith("_id")} if found else {}
+
+
+def _matching(app: ASGIApp | None, scope: Scope) -> tuple[str, dict[str, str]] | None:
+    path = scope.get("path", "")
+    for pattern, template in _templates(app):
+        matched = pattern.match(path)
+        if matched:
+            return template, matched.groupdict()
+    return None
+
+
+def _templates(app: ASGIApp | None) -> list[tuple[re.Pattern[str], str]]:
+    """Every route's template as a pattern, made once per app. FastAPI 0.16x includes a router as one route whose
+    ``effective_candidates`` are the routes with their full paths."""
+    state = getattr(app, "state", None)
+    known: list[tuple[re.Pattern[str], str]] | None = getattr(state, "route_templates", None)
+    if known is not None:
+        return known
+    templates: list[str] = []
     for route in getattr(app, "routes", ()):
-        match, child = route.matches(scope)
-        if match == Match.FULL:
-            params: dict[str, str] = child.get("path_params", {})
-            return {name: str(value) for name, value in params.items() if name.endswith("_id")}
-    return {}
+        candidates = getattr(route, "effective_candidates", None)
+        for each in candidates() if callable(candidates) else [route]:
+            template = getattr(each, "path_format", None) or getattr(each, "path", None)
+            if isinstance(template, str) and template not in templates:
+                templates.append(template)
+    known = [(compile_path(template)[0], template) for template in templates]
+    if state is not None:
+        state.route_templates = known
+    return known
 
 
 class HttpMetrics:
