@@ -156,6 +156,8 @@ class JsonLines(logging.Formatter):
 
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+QUIET_CLIENTS = ("httpx", "httpcore")
+"""HTTP clients' loggers: WARNING and above only (the server side logs each request by its route template)."""
 FASTSTREAM_BROKER_LOGGER = "faststream.access.kafka"
 """The logger a service's broker logs with (``kafka.new_broker``): a plain one, handing its records to the root's."""
 
@@ -164,6 +166,8 @@ def configure(level: str, log_format: str) -> None:
     """text: the root logger's lines as they always were. json: the root's one handler writes ``JsonLines`` to
     stderr, and uvicorn's and FastStream's loggers hand their records to it (their own handlers removed), so every
     line of the process has that form."""
+    for client in QUIET_CLIENTS:  # their INFO line per request names its raw URL, query string and all
+        logging.getLogger(client).setLevel(max(logging.WARNING, logging.getLevelName(level.upper())))
     if log_format != "json":
         logging.basicConfig(level=level.upper(), format=TEXT_FORMAT)
         return

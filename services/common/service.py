@@ -131,15 +131,10 @@ def _lifespan(
         broker.context.set_global("event_shelf", shelf)
         app.state.event_shelf = shelf
         relay = await _outbox_relay(settings, database, kafka, outbox_collections)
-        metrics: ServiceMetrics = app.state.metrics
-        runtime = Runtime(settings, database, broker, relay, dependencies, metrics)
+        runtime = Runtime(settings, database, broker, relay, dependencies, app.state.metrics)
         background = list(await startup(runtime, app))
         tasks = await _start(settings, kafka, relay, dependencies, background)
-        app.state.readiness_checks = {
-            "mongodb": lambda: _mongo_ready(database),
-            KAFKA: lambda: broker.ping(timeout=2.0),
-        }
-        _probes(metrics, app, database, broker, outbox_collections)
+        _watch(app, database, broker, outbox_collections)
         log.info("%s started", title)
         try:
             yield
@@ -156,15 +151,16 @@ def _lifespan(
     return lifespan
 
 
-def _probes(
-    metrics: ServiceMetrics,
-    app: FastAPI,
-    database: AsyncDatabase[Document],
-    broker: KafkaBroker,
-    outbox_collections: Sequence[str],
+def _watch(
+    app: FastAPI, database: AsyncDatabase[Document], broker: KafkaBroker, outbox_collections: Sequence[str]
 ) -> None:
-    """What every service's /metrics reads: its outboxes, its consumers' lag, its set-aside events, its
-    dependencies."""
+    """What readiness checks (the store, the broker) and what every service's /metrics reads: its outboxes, its
+    consumers' lag, its set-aside events, its dependencies."""
+    app.state.readiness_checks = {
+        "mongodb": lambda: _mongo_ready(database),
+        KAFKA: lambda: broker.ping(timeout=2.0),
+    }
+    metrics: ServiceMetrics = app.state.metrics
     metrics.add(service_metrics.outbox_backlog([database[name] for name in outbox_collections]))
     metrics.add(service_metrics.consumer_lag(broker))
     metrics.add(service_metrics.set_aside_waiting(database[SET_ASIDE_COLLECTION]))
