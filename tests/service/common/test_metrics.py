@@ -37,7 +37,8 @@ def access_lines() -> Iterator[io.StringIO]:
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonLines())
     access.addHandler(handler)
-    level, access.level = access.level, logging.INFO
+    level = access.level
+    access.setLevel(logging.INFO)  # setLevel, not .level: the logger caches what it found enabled
     yield stream
     access.removeHandler(handler)
     access.setLevel(level)
