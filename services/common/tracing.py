@@ -48,7 +48,7 @@ ALLOWED_ATTRIBUTES = frozenset(
         "exception.type", "error.type",
     }
 )  # fmt: skip
-EXCLUDED_URLS = "health/live,health/ready,metrics"
+EXCLUDED_URLS = "/health/live$,/health/ready$,/metrics$"
 """Probes and scrapes make no spans."""
 
 _propagator = TraceContextTextMapPropagator()
