@@ -235,7 +235,8 @@ def declare_publishers(broker: KafkaBroker, events: Iterable[type[EventData]]) -
 
 
 def relay_publish(publishers: dict[str, DefaultPublisher]) -> Any:
-    """The outbox relay's publish function: send a stored record through its declared publisher."""
+    """The outbox relay's publish function: send a stored record through its declared publisher, in a span continuing
+    the trace its event carries (``ce_traceparent``, stored when the change was written)."""
 
     async def publish(record: Document) -> None:
         headers = {name: value for name, value in record["headers"]}
