@@ -3,12 +3,13 @@ session calendar of each episode, alumni enrolments and opt-outs."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, get_args
 
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
@@ -109,11 +110,13 @@ class NotificationStore:
         return await insert_new_aggregates(self.notifications, [self._document(p, cause, now) for p in planned])
 
     async def counts(self) -> dict[tuple[str, str], int]:
-        """(status, channel) -> how many notifications (for /metrics)."""
-        grouped = await self.notifications.aggregate(
-            [{"$group": {"_id": {"status": "$status", "channel": "$channel"}, "n": {"$sum": 1}}}]
+        """(status, channel) -> how many notifications (for /metrics): a count per pair, on the index that starts
+        with the status (a $group on a compound key is what the MongoDB stand-in gets wrong)."""
+        pairs = [(status, channel) for status in (PENDING, SENT, FAILED, CANCELLED) for channel in get_args(Channel)]
+        counted = await asyncio.gather(
+            *(self.notifications.count_documents({"status": status, "channel": channel}) for status, channel in pairs)
         )
-        return {(found["_id"]["status"], found["_id"]["channel"]): found["n"] async for found in grouped}
+        return dict(zip(pairs, counted, strict=True))
 
     @staticmethod
     def _document(planned: PlannedNotification, cause: dict[str, str], now: datetime) -> Document:

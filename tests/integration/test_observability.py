@@ -88,6 +88,7 @@ async def test_one_assessment_is_one_trace_from_the_post_to_the_email_and_its_me
     sent = {"channel": "email", "outcome": "sent"}
     count = "stepwise_notification_send_seconds_count"
     assert value(after["notifications"], count, **sent) > value(before["notifications"], count, **sent)
+    assert value(after["notifications"], "stepwise_notifications", status="sent", channel="email") >= 1
     for name, samples in after.items():
         assert value(samples, "stepwise_dependency_state", dependency="mongodb", state="up") == 1, name
         assert value(samples, "stepwise_dependency_state", dependency="kafka", state="up") == 1, name

@@ -1,6 +1,6 @@
 """A static render of the Grafana dashboard (deploy/observability/grafana-dashboard.json) from a real run, where no
 Grafana server can run: starts the stack (as `make run` does, on free ports), drives patients through intake (one of
-them with a high-risk answer: an open safety alert; some of their texts refused by the SMS provider: a failing
+them with a high-risk answer: an open safety alert; some of their mail refused by the relay for now: a failing
 channel), scrapes every service's /metrics each second, and draws the dashboard's panels as an SVG, each from the
 same series its PromQL reads (rates over 10 s windows, p95 from the histograms' buckets).
 
@@ -27,7 +27,7 @@ import httpx
 from tools.dev.devstack import ServiceProcess, backends
 from tools.dev.servers import free_port
 from tools.dev.sms_sink import SmsSink
-from tools.dev.smtp_sink import SmtpSink
+from tools.dev.smtp_sink import Mailbox, SmtpSink
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 DASHBOARD = ROOT / "deploy" / "observability" / "grafana-dashboard.json"
@@ -49,8 +49,8 @@ def parse(text: str, job: str) -> Scrape:
 
 
 @contextlib.contextmanager
-def stack(folder: Path) -> Iterator[tuple[dict[str, str], dict[str, str], SmsSink]]:
-    """The three services on free ports: their URLs, the tokens by role, the SMS sink."""
+def stack(folder: Path) -> Iterator[tuple[dict[str, str], dict[str, str], Mailbox]]:
+    """The three services on free ports: their URLs, the tokens by role, the mailbox."""
     tokens = {role: f"dash-{role}-{secrets.token_urlsafe(8)}" for role in
               ("clinician", "intake_staff", "admin", "notifications", "care_plan")}  # fmt: skip
     ports = {"intake": free_port(), "care_plan": free_port(), "notifications": free_port()}
@@ -73,11 +73,11 @@ def stack(folder: Path) -> Iterator[tuple[dict[str, str], dict[str, str], SmsSin
             service = ServiceProcess(name, port, env | own.get(name, {}), folder / f"{name}.log")
             running.callback(service.stop)
             service.start()
-        yield {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}, tokens, texts
+        yield {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}, tokens, mail.mailbox
 
 
-async def drive(urls: dict[str, str], tokens: dict[str, str], texts: SmsSink, until: float) -> None:
-    """Patients admitted and assessed, one of them at high risk; every third one's texts refused."""
+async def drive(urls: dict[str, str], tokens: dict[str, str], mailbox: Mailbox, until: float) -> None:
+    """Patients admitted and assessed, one of them at high risk; every third one's mail refused for now (450)."""
     staff = {"Authorization": f"Bearer {tokens['intake_staff']}"}
     async with httpx.AsyncClient(base_url=urls["intake"], headers=staff, timeout=10) as intake:
         n = 0
@@ -85,10 +85,14 @@ async def drive(urls: dict[str, str], tokens: dict[str, str], texts: SmsSink, un
             n += 1
             phone = f"+1555{n:07d}"
             if n % 3 == 0:
-                texts.fail_next(phone, 5)
+                mailbox.greylisted.add(f"d{n}@example.org")
             patient = await intake.post("/v1/patients", json={"name": f"Dash Patient {n}", "date_of_birth":
                                         "1980-01-01", "email": f"d{n}@example.org", "phone": phone})  # fmt: skip
-            episode = await intake.post(f"/v1/patients/{patient.json()['patient_id']}/episodes", json={})
+            patient.raise_for_status()
+            episode = await intake.post(
+                f"/v1/patients/{patient.json()['patient_id']}/episodes", json={"program": "adult"}
+            )
+            episode.raise_for_status()
             instruments: dict[str, object] = {"phq9": [1, 2, 1, 2, 1, 1, 2, 1, 0]}
             if n == 5:
                 instruments["cssrs"] = CSSRS_HIGH
@@ -258,12 +262,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "images" / "dashboard.svg")
     arguments = parser.parse_args()
     assert json.loads(DASHBOARD.read_text())["panels"], "the dashboard has panels"
-    with tempfile.TemporaryDirectory() as folder, stack(Path(folder)) as (urls, tokens, texts):
+    with tempfile.TemporaryDirectory() as folder, stack(Path(folder)) as (urls, tokens, mailbox):
         until = time.monotonic() + arguments.seconds
 
         async def run() -> list[tuple[float, Scrape]]:
             scraping = asyncio.create_task(scrape_all(urls, until + WINDOW))
-            await drive(urls, tokens, texts, until)
+            await drive(urls, tokens, mailbox, until)
             return await scraping
 
         scrapes = asyncio.run(run())
