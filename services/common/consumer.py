@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import logging
 import traceback
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -36,14 +36,17 @@ from faststream.kafka import KafkaRouter
 from faststream.kafka.annotations import KafkaMessage as KafkaMessageDep
 from faststream.kafka.message import KafkaMessage
 from faststream.middlewares import AckPolicy
+from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DocumentTooLarge, DuplicateKeyError, PyMongoError, WriteError
 
 from stepwise_contract import CloudEvent, EventData, MalformedEvent, describe_validation_error, from_headers
 
+from . import tracing
 from .dependencies import DependencyDown
-from .logs import reported
+from .logs import about, reported
+from .metrics import EVENTS_APPLIED, EVENTS_SET_ASIDE
 from .mongo import Document
 from .priority import URGENT_FIRST
 from .settings import ServiceSettings
@@ -165,6 +168,7 @@ class EventShelf:
         }
         with contextlib.suppress(DuplicateKeyError):  # set aside before, then redelivered
             await self.collection.insert_one(document)
+        EVENTS_SET_ASIDE.labels(record.topic, reason.split(":", 1)[0]).inc()
         # Never log the value: a malformed record may hold what an event must not.
         log.warning(
             "set aside %s[%d]@%d (ce_id=%s): %s",
@@ -286,18 +290,25 @@ class EventBatch:
             if not self._urgent:
                 await URGENT_FIRST.routine_turn()
             try:
-                try:
-                    await self.apply(record, resources)
-                except SET_ASIDE as error:
-                    await shelf.set_aside(record, set_aside_reason(error), self._attempts.get(position, 0) + 1)
-                except (RecordTooLarge, DocumentTooLarge, WriteError) as error:
-                    if not too_large(error):
-                        raise
-                    # Permanent for that record: retrying would hold the partition for ever.
-                    await shelf.set_aside(record, set_aside_reason(error), self._attempts.get(position, 0) + 1)
+                with handling(record):
+                    await self._apply_or_set_aside(record, shelf, resources, self._attempts.get(position, 0) + 1)
             except Exception as error:
                 return position, error
         return None
+
+    async def _apply_or_set_aside(
+        self, record: ConsumerRecord[bytes, bytes], shelf: EventShelf, resources: Any, attempt: int
+    ) -> None:
+        try:
+            await self.apply(record, resources)
+            EVENTS_APPLIED.labels(record.topic).inc()
+        except SET_ASIDE as error:
+            await shelf.set_aside(record, set_aside_reason(error), attempt)
+        except (RecordTooLarge, DocumentTooLarge, WriteError) as error:
+            if not too_large(error):
+                raise
+            # Permanent for that record: retrying would hold the partition for ever.
+            await shelf.set_aside(record, set_aside_reason(error), attempt)
 
     async def apply(self, record: ConsumerRecord[bytes, bytes], resources: Any) -> None:
         """Read one record as its event and hand it to its handler; raises what ``SET_ASIDE`` lists when the
@@ -305,6 +316,24 @@ class EventBatch:
         model, handle = self._handlers[record.topic]
         data = model.model_validate_json(record.value or b"")
         await handle(from_headers(record.headers, data), resources)
+
+
+@contextlib.contextmanager
+def handling(record: ConsumerRecord[bytes, bytes]) -> Iterator[None]:
+    """While a record is applied: a span continuing the trace its event carries (``ce_traceparent``), and log
+    lines naming its episode and event."""
+    headers = {name: value.decode(errors="replace") for name, value in record.headers}
+    attributes = {
+        "messaging.system": "kafka",
+        "messaging.destination.name": record.topic,
+        "messaging.operation.type": "process",
+        "messaging.destination.partition.id": str(record.partition),
+    }
+    with (
+        tracing.continued(f"{record.topic} process", headers.get("ce_traceparent"), SpanKind.CONSUMER, attributes),
+        about(episode_id=(record.key or b"").decode(errors="replace"), event_id=headers.get("ce_id")),
+    ):
+        yield
 
 
 def retry_delay(attempt: int) -> float:

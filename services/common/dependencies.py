@@ -48,8 +48,10 @@ class Dependencies:
 
     def __init__(self) -> None:
         self._problems: dict[str, Problem] = {}
+        self._seen: set[str] = set()
 
     def failed(self, error: DependencyDown) -> None:
+        self._seen.add(error.name)
         known = self._problems.get(error.name)
         if known is not None and (known.kind, known.detail) == (error.kind, error.detail):
             return
@@ -61,10 +63,15 @@ class Dependencies:
 
     def ok(self, name: str) -> bool:
         """``name`` worked; True when it had been down or misconfigured until now."""
+        self._seen.add(name)
         problem = self._problems.pop(name, None)
         if problem is not None:
             log.info("%s is back (was %s since %s)", name, problem.kind, problem.since.isoformat())
         return problem is not None
+
+    def seen(self) -> frozenset[str]:
+        """Every dependency this process has used or found down (for its metrics)."""
+        return frozenset(self._seen)
 
     def problems(self) -> dict[str, Problem]:
         return dict(self._problems)

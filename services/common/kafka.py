@@ -22,16 +22,20 @@ from aiokafka.errors import (
 from aiokafka.helpers import create_ssl_context
 from aiokafka.protocol.metadata import MetadataRequest
 from faststream.kafka import KafkaBroker
+from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from faststream.kafka.publisher.usecase import DefaultPublisher
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
+from opentelemetry.trace import SpanKind
+from prometheus_client import REGISTRY
 
 from stepwise_contract import EventData
 
 from .consumer import EventHandlers, RetryingEvents, subscribe
 from .dependencies import Dependencies, DependencyDown
-from .logs import colour_only_on_a_terminal
+from .logs import FASTSTREAM_BROKER_LOGGER, colour_only_on_a_terminal
 from .mongo import Document
 from .settings import ServiceSettings
+from .tracing import continued
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +165,10 @@ def new_broker(settings: ServiceSettings, *, client_id: str) -> KafkaBroker:
         enable_idempotence=True,
         graceful_timeout=10.0,
         security=broker_security(settings),
+        # A plain logger (no colours of its own), handing its lines to the root's handler: text or JSON (logs.py).
+        logger=logging.getLogger(FASTSTREAM_BROKER_LOGGER),
+        # FastStream's own metrics of what the broker publishes and receives, beside ours (metrics.py).
+        middlewares=[KafkaPrometheusMiddleware(registry=REGISTRY, app_name=client_id)],
     )
 
 
@@ -227,14 +235,16 @@ def declare_publishers(broker: KafkaBroker, events: Iterable[type[EventData]]) -
 
 
 def relay_publish(publishers: dict[str, DefaultPublisher]) -> Any:
-    """The outbox relay's publish function: send a stored record through its declared publisher."""
+    """The outbox relay's publish function: send a stored record through its declared publisher, in a span continuing
+    the trace its event carries (``ce_traceparent``, stored when the change was written)."""
 
     async def publish(record: Document) -> None:
-        await publishers[record["topic"]].publish(
-            record["value"].encode(),
-            key=record["key"].encode(),
-            headers={name: value for name, value in record["headers"]},
-        )
+        headers = {name: value for name, value in record["headers"]}
+        attributes = {"messaging.system": "kafka", "messaging.destination.name": record["topic"],
+                      "messaging.operation.type": "send"}  # fmt: skip
+        with continued(f"{record['topic']} publish", headers.get("ce_traceparent"), SpanKind.PRODUCER, attributes):
+            await publishers[record["topic"]].publish(record["value"].encode(), key=record["key"].encode(),
+                                                      headers=headers)  # fmt: skip
 
     return publish
 

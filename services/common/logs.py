@@ -11,16 +11,26 @@
 - FastStream logs each failed batch with its error's message and traceback, at every attempt; the consumer
   reports it itself (services/common/consumer.py), without the message, which may quote the event:
   ``ReportedByConsumer`` leaves FastStream's line out for an error the consumer has ``reported``.
+- ``LOG_FORMAT=json``: one JSON object per line (``JsonLines``), every logger's (uvicorn's, FastStream's, ours),
+  each with the ``trace_id`` of the span it was logged in and the pseudonymous ids it concerns (``about``). HTTP
+  requests are logged by ``services/common/metrics.py`` with their route template, never their path or query.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import json
 import logging
 import re
+import sys
 import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
 
 from aiokafka.errors import GroupCoordinatorNotAvailableError, LeaderNotAvailableError, NotLeaderForPartitionError
+
+from .tracing import current_trace_id
 
 GROUP_COORDINATOR_LOGGER = "aiokafka.consumer.group_coordinator"
 FETCHER_LOGGER = "aiokafka.consumer.fetcher"
@@ -104,3 +114,68 @@ def colour_only_on_a_terminal() -> None:
             if formatter is not None and hasattr(formatter, "use_colors"):
                 isatty = getattr(stream, "isatty", None)
                 formatter.use_colors = bool(isatty and isatty())
+
+
+_ids: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("stepwise_log_ids", default=None)
+ID_NAME = re.compile(r"^[a-z_]*_id$")
+"""What ``about`` takes: pseudonymous ids (``episode_id``, ``event_id``…), never a token or a free text."""
+
+
+@contextlib.contextmanager
+def about(**ids: str | None) -> Iterator[None]:
+    """Every line logged inside the block (in this task) names these pseudonymous ids (JSON logs)."""
+    if any(not ID_NAME.match(name) for name in ids):
+        raise ValueError("about() takes *_id names only")
+    token = _ids.set((_ids.get() or {}) | {name: value for name, value in ids.items() if value})
+    try:
+        yield
+    finally:
+        _ids.reset(token)
+
+
+class JsonLines(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, trace_id and span ids, the ids of ``about``, and an
+    exception's class and traceback."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        trace_id = current_trace_id()
+        if trace_id:
+            line["trace_id"] = trace_id
+        line |= _ids.get() or {}
+        line |= getattr(record, "stepwise", {})
+        if record.exc_info and record.exc_info[0] is not None:
+            line["error"] = record.exc_info[0].__name__
+            line["traceback"] = self.formatException(record.exc_info)
+        return json.dumps(line, default=str, ensure_ascii=False)
+
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+QUIET_CLIENTS = ("httpx", "httpcore")
+"""HTTP clients' loggers: WARNING and above only (the server side logs each request by its route template)."""
+FASTSTREAM_BROKER_LOGGER = "faststream.access.kafka"
+"""The logger a service's broker logs with (``kafka.new_broker``): a plain one, handing its records to the root's."""
+
+
+def configure(level: str, log_format: str) -> None:
+    """text: the root logger's lines as they always were. json: the root's one handler writes ``JsonLines`` to
+    stderr, and uvicorn's and FastStream's loggers hand their records to it (their own handlers removed), so every
+    line of the process has that form."""
+    for client in QUIET_CLIENTS:  # their INFO line per request names its raw URL, query string and all
+        logging.getLogger(client).setLevel(max(logging.WARNING, logging.getLevelName(level.upper())))
+    if log_format != "json":
+        logging.basicConfig(level=level.upper(), format=TEXT_FORMAT)
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonLines())
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+    logging.captureWarnings(True)  # a library's warning is a line like the others, not raw text on stderr
+    for name in COLOURED_LOGGERS:
+        library = logging.getLogger(name)
+        library.handlers = []
+        library.propagate = True

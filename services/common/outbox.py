@@ -30,6 +30,7 @@ from stepwise_contract import CloudEvent, to_kafka
 
 from .mongo import Document
 from .store_errors import writing
+from .tracing import current_traceparent
 from .utc import wall_clock
 from .worker import PollingWorker
 
@@ -42,8 +43,10 @@ APPLIED_EVENTS_KEPT = 500
 
 
 def stored_record(event: CloudEvent[Any]) -> str:
-    """The wire form of an event, kept in the outbox until relayed."""
-    record = to_kafka(event)
+    """The wire form of an event, kept in the outbox until relayed, with the trace context of the change that
+    writes it (``ce_traceparent``: the relay publishes it, a consumer continues it)."""
+    traceparent = event.traceparent or current_traceparent()
+    record = to_kafka(event.model_copy(update={"traceparent": traceparent}) if traceparent else event)
     return json.dumps(
         {
             "id": event.id,

@@ -11,7 +11,7 @@ import contextlib
 import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import uvicorn
@@ -20,11 +20,12 @@ from fastapi.responses import JSONResponse
 from faststream.kafka import KafkaBroker
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import ConnectionFailure, PyMongoError
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Scope
 
 from stepwise_contract.envelope import set_schema_base
 
-from . import data_schemas, health
+from . import data_schemas, health, logs, tracing
+from . import metrics as service_metrics
 from .api_docs import docs_router
 from .auth import Authenticator, Principal, Role, require_roles
 from .consumer import EventShelf
@@ -35,6 +36,7 @@ from .errors import document_answers, install_error_answers
 from .kafka import KAFKA, ServiceBroker, relay_publish, start_once_accepted
 from .kafka import start as start_kafka
 from .logs import colour_only_on_a_terminal, install_filters
+from .metrics import ServiceMetrics, route_template
 from .mongo import Document, connect, ping
 from .oidc import OidcVerifier
 from .outbox import ConcurrentChange, OutboxRelay, ensure_outbox_index
@@ -59,6 +61,8 @@ class Runtime:
     relay: OutboxRelay | None
     dependencies: Dependencies
     """Where adapters say that what they reach is down or refuses our credentials (shown by readiness)."""
+    metrics: ServiceMetrics = field(default_factory=ServiceMetrics)
+    """What /metrics reads at each scrape: a service adds the probes of its own state (``metrics.py``)."""
 
 
 Startup = Callable[[Runtime, FastAPI], Awaitable[Sequence[Coroutine[Any, Any, None]]]]
@@ -77,13 +81,14 @@ def create_service_app(
     components: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> FastAPI:
     broker = kafka.broker
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
+    tracing.set_up(kafka.service or title, settings.otel_exporter_otlp_endpoint)
     _shift_clock(settings)
     set_schema_base(settings.schema_base_url)  # every ce_dataschema this process writes, and /schemas/
     lifespan = _lifespan(title, settings, kafka, startup, outbox_collections)
 
     # only a service that consumes events can have set some aside
-    return http_app(
+    app = http_app(
         title,
         description,
         routers,
@@ -91,7 +96,10 @@ def create_service_app(
         lifespan=lifespan,
         edge=settings.edge,
         components=components,
+        metrics_token=settings.metrics_token.get_secret_value(),
     )
+    app.state.log_format = settings.log_format
+    return app
 
 
 def _shift_clock(settings: ServiceSettings) -> None:
@@ -126,12 +134,10 @@ def _lifespan(
         broker.context.set_global("event_shelf", shelf)
         app.state.event_shelf = shelf
         relay = await _outbox_relay(settings, database, kafka, outbox_collections)
-        background = list(await startup(Runtime(settings, database, broker, relay, dependencies), app))
+        runtime = Runtime(settings, database, broker, relay, dependencies, app.state.metrics)
+        background = list(await startup(runtime, app))
         tasks = await _start(settings, kafka, relay, dependencies, background)
-        app.state.readiness_checks = {
-            "mongodb": lambda: _mongo_ready(database),
-            KAFKA: lambda: broker.ping(timeout=2.0),
-        }
+        _watch(app, database, broker, outbox_collections)
         log.info("%s started", title)
         try:
             yield
@@ -143,8 +149,25 @@ def _lifespan(
             await client.close()
             await authenticator.close()
             log.info("%s stopped", title)
+            tracing.flush()
 
     return lifespan
+
+
+def _watch(
+    app: FastAPI, database: AsyncDatabase[Document], broker: KafkaBroker, outbox_collections: Sequence[str]
+) -> None:
+    """What readiness checks (the store, the broker) and what every service's /metrics reads: its outboxes, its
+    consumers' lag, its set-aside events, its dependencies."""
+    app.state.readiness_checks = {
+        "mongodb": lambda: _mongo_ready(database),
+        KAFKA: lambda: broker.ping(timeout=2.0),
+    }
+    metrics: ServiceMetrics = app.state.metrics
+    metrics.add(service_metrics.outbox_backlog([database[name] for name in outbox_collections]))
+    metrics.add(service_metrics.consumer_lag(broker))
+    metrics.add(service_metrics.set_aside_waiting(database[SET_ASIDE_COLLECTION]))
+    metrics.add(service_metrics.dependency_states(app.state.dependencies, lambda: app.state.readiness_checks))
 
 
 async def _outbox_relay(
@@ -189,7 +212,7 @@ class ServiceApp(FastAPI):
     schema_components: Mapping[str, Mapping[str, Any]] = {}
 
     def build_middleware_stack(self) -> ASGIApp:
-        return SecurityHeaders(super().build_middleware_stack())
+        return SecurityHeaders(tracing.traced_http(super().build_middleware_stack(), _span_details))
 
     def openapi(self) -> dict[str, Any]:
         if not self.openapi_schema:
@@ -206,6 +229,7 @@ def http_app(
     lifespan: Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]] | None = None,
     edge: EdgeConfig | None = None,
     components: Mapping[str, Mapping[str, Any]] | None = None,
+    metrics_token: str = "",
 ) -> FastAPI:
     """A service's HTTP side: the edge (body limit, token first, refused-token limit, headers), its routers (a body
     where none is taken, or a query parameter none declares, is refused), the probes, the set-aside listing (if it
@@ -216,6 +240,7 @@ def http_app(
     app.state.auth_failures = AuthFailures(edge.auth_failures_per_minute)
     app.add_middleware(TokenGate, trusted_proxies=edge.trusted_proxies)
     app.add_middleware(BodyLimit, limit=edge.max_body_bytes)  # the outer one: a 413 needs no token
+    service_metrics.install(app, metrics_token)  # outside both: their refusals are counted and logged too
     app.add_exception_handler(ConcurrentChange, _conflict)
     install_error_answers(app)
     install_error_tables(app, routers)  # each router's domain errors (services/common/domain_errors.py)
@@ -343,12 +368,22 @@ async def _replay(request: Request, shelved: Document, by: Principal) -> SetAsid
     return SetAsideEventOut.of(shelved)
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def _span_details(scope: Scope) -> tuple[str, dict[str, str]]:
+    """A server span's name and route: the method and the route template, never the path."""
+    route = route_template(scope.get("app"), scope)
+    return f"{scope.get('method', 'HTTP')} {route}", {"http.route": route}
+
+
+def configure_logging(level: str, log_format: str = "text") -> None:
+    logs.configure(level, log_format)
     install_filters()
     colour_only_on_a_terminal()
 
 
 def serve(app: FastAPI, port: int, host: str) -> None:
     # No proxy headers: the edge takes X-Forwarded-For from TRUSTED_PROXIES alone (services/common/edge.py).
-    uvicorn.run(app, host=host, port=port, log_level="info", access_log=True, proxy_headers=False)
+    # No uvicorn access log: ours (services/common/metrics.py) names the route template, never the path or query.
+    # With JSON logs uvicorn keeps its hands off logging: its lines go through the root's JSON handler.
+    json_logs = getattr(app.state, "log_format", "text") == "json"
+    uvicorn.run(app, host=host, port=port, log_level="info", access_log=False, proxy_headers=False,
+                log_config=None if json_logs else uvicorn.config.LOGGING_CONFIG)  # fmt: skip

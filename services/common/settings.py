@@ -109,7 +109,7 @@ class ServiceSettings(BaseSettings):
     # hide_input_in_errors: a bad setting must not print API_TOKENS (or any secret) into logs.
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", hide_input_in_errors=True)
 
-    SECRETS: ClassVar[tuple[str, ...]] = ("api_tokens", "mongodb_url", "kafka_sasl_password")
+    SECRETS: ClassVar[tuple[str, ...]] = ("api_tokens", "mongodb_url", "kafka_sasl_password", "metrics_token")
     """The settings that may come from a file: ``X_FILE`` (e.g. ``API_TOKENS_FILE=/run/secrets/api_tokens``) names
     a file holding setting ``X`` (services/common/secret_files.py). Each service adds its own credentials; a new
     credential setting is added here or there by name, and is a ``SecretStr`` (``get_secret_value()`` where it is
@@ -170,6 +170,21 @@ class ServiceSettings(BaseSettings):
         "without OIDC, the service roles only with it.",
     )
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="text: one line per record, coloured only on a terminal; json: one JSON object per line (for "
+        "Loki and the like) with trace_id and the pseudonymous ids it concerns (docs/operations.md).",
+    )
+    metrics_token: SecretStr = Field(
+        default=SecretStr(""),
+        description="A bearer token /metrics asks of Prometheus; empty: /metrics answers anyone who reaches it "
+        "(keep it off the public edge).",
+    )
+    otel_exporter_otlp_endpoint: str = Field(
+        default="",
+        description="An OpenTelemetry collector's OTLP/HTTP address (http://collector:4318): traces are exported "
+        "there (the other OTEL_* variables apply); empty: trace ids in logs and events, nothing exported.",
+    )
     bind_host: str = Field(
         default="127.0.0.1",
         description="The address the HTTP server listens on: loopback unless asked (containers: 0.0.0.0, every "

@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI
 from pymongo.asynchronous.database import AsyncDatabase
 
+from services.common import metrics
 from services.common.consumer import HANDLER_CONTEXT
 from services.common.dependencies import Dependencies, DependencyDown
 from services.common.kafka import ServiceBroker, service_broker
@@ -139,6 +140,19 @@ def configured_channels(senders: Senders, staff: StaffRoutes) -> tuple[Channel, 
             *(("webhook",) if staff.care_team_webhook_url or staff.on_call_webhook_url else ()))  # fmt: skip
 
 
+def delivery_metrics(messaging: Messaging) -> metrics.Probe:
+    """/metrics: notifications by status and channel, and safety alerts not acknowledged yet."""
+
+    async def probe() -> None:
+        counts = await messaging.store.counts()
+        metrics.NOTIFICATIONS.clear()
+        for (status, channel), count in counts.items():
+            metrics.NOTIFICATIONS.labels(status, channel).set(count)
+        metrics.SAFETY_ALERTS_OPEN.set(await messaging.safety.alerts.open_count())
+
+    return probe
+
+
 def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
     settings = settings or NotificationsSettings()
     templates = Templates(settings.templates_dir, settings.clinic_timezone)
@@ -151,6 +165,7 @@ def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
             settings, policy, templates, runtime.database, wake_relay, runtime.dependencies
         )
         app.state.messaging = messaging
+        runtime.metrics.add(delivery_metrics(messaging))
         runtime.broker.context.set_global(HANDLER_CONTEXT, messaging)
         escalations = Escalations(messaging, poll_seconds=settings.dispatch_poll_seconds,
                                   lease_seconds=settings.dispatch_lease_seconds)  # fmt: skip

@@ -11,10 +11,12 @@ from typing import Any
 import aiosmtplib
 import httpx
 from async_lru import alru_cache
+from opentelemetry.trace import SpanKind
 
 from services.common.auth import Role, bearer
 from services.common.dependencies import Dependencies, DependencyDown
 from services.common.intake_client import INTAKE, IntakeClient, path
+from services.common.tracing import tracer
 from stepwise_contract import Channel, ConsentRecipientKind
 from stepwise_contract.webhooks import signed_headers
 
@@ -173,6 +175,9 @@ def _contact(response: httpx.Response) -> Contact:
     return Contact(contact.get("email"), contact.get("phone"), contact.get("timezone"))
 
 
+SMTP_SPAN = {"stepwise.channel": "email"}
+
+
 class EmailSender:
     def __init__(self, settings: NotificationsSettings) -> None:
         self._settings = settings
@@ -187,15 +192,16 @@ class EmailSender:
         email.set_content(message.body)
         password = self._settings.smtp_password
         try:
-            await aiosmtplib.send(
-                email,
-                hostname=self._settings.smtp_host,
-                port=self._settings.smtp_port,
-                username=self._settings.smtp_username,
-                password=password.get_secret_value() if password is not None else None,
-                start_tls=self._settings.smtp_starttls,
-                timeout=self._settings.smtp_timeout_seconds,
-            )
+            with tracer.start_as_current_span("smtp send", kind=SpanKind.CLIENT, attributes=SMTP_SPAN):
+                await aiosmtplib.send(
+                    email,
+                    hostname=self._settings.smtp_host,
+                    port=self._settings.smtp_port,
+                    username=self._settings.smtp_username,
+                    password=password.get_secret_value() if password is not None else None,
+                    start_tls=self._settings.smtp_starttls,
+                    timeout=self._settings.smtp_timeout_seconds,
+                )
         except aiosmtplib.SMTPAuthenticationError as error:
             raise DependencyDown(
                 SMTP, f"refused our login ({error.code}): check SMTP_USERNAME and SMTP_PASSWORD", misconfigured=True

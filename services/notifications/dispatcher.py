@@ -23,10 +23,15 @@ import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
+from time import perf_counter as time_now
 
+from opentelemetry.trace import SpanKind
 from pymongo.errors import PyMongoError
 
+from services.common import tracing
 from services.common.dependencies import Dependencies, DependencyDown
+from services.common.logs import about
+from services.common.metrics import SEND_SECONDS
 from services.common.priority import URGENT_FIRST
 from services.common.utc import utc_now, wall_clock
 from services.common.worker import PollingWorker
@@ -240,6 +245,15 @@ class Dispatcher:
             await self._store.probe(channel)
 
     async def _deliver(self, notification: Notification) -> None:
+        """Send it, in a span continuing the trace of the event that planned it; log lines name it."""
+        attributes = {"stepwise.channel": notification.channel, "stepwise.purpose": notification.purpose}
+        with (
+            tracing.continued("notification deliver", notification.traceparent, SpanKind.INTERNAL, attributes),
+            about(episode_id=notification.episode_id, notification_id=notification.notification_id),
+        ):
+            await self._delivering(notification)
+
+    async def _delivering(self, notification: Notification) -> None:
         notification_id = notification.notification_id
         try:
             await self._send(notification)
@@ -301,7 +315,7 @@ class Dispatcher:
             about = {} if notification.purpose == ESCALATION else {"episode_id": notification.episode_id}
             payload = {"notification_id": notification.notification_id, "purpose": notification.purpose,
                        **about, **notification.context}  # fmt: skip
-            await self._senders.webhook.send(notification.notification_id, url, payload)
+            await timed("webhook", self._senders.webhook.send(notification.notification_id, url, payload))
             return
         contact = await self._contact(notification)
         address = contact.address(notification.channel)
@@ -319,7 +333,7 @@ class Dispatcher:
         context = {**notification.context, "episode_id": notification.episode_id, **await self._link(notification)}
         message = self._templates.render(notification.purpose, notification.channel, context)
         sender = self._senders.sms if notification.channel == "sms" else self._senders.email
-        await sender.send(notification.notification_id, address, message)
+        await timed(notification.channel, sender.send(notification.notification_id, address, message))
 
     async def _link(self, notification: Notification) -> dict[str, str]:
         """For a message asking the patient to answer a questionnaire: a link intake makes now, rendered into this
@@ -370,3 +384,13 @@ class Dispatcher:
         if problem is not None:
             raise DependencyDown(route, problem, misconfigured=True)
         raise DeliveryError(f"no {route.replace('_', '-')} {notification.channel} configured", permanent=True)
+
+
+async def timed(channel: Channel, sending: Awaitable[None]) -> None:
+    """``sending``, its time observed by channel and outcome (``stepwise_notification_send_seconds``)."""
+    started, outcome = time_now(), "failed"
+    try:
+        await sending
+        outcome = "sent"
+    finally:
+        SEND_SECONDS.labels(channel, outcome).observe(time_now() - started)

@@ -3,12 +3,13 @@ session calendar of each episode, alumni enrolments and opt-outs."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, get_args
 
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
@@ -26,6 +27,7 @@ from services.common.outbox import (
     with_events,
 )
 from services.common.phones import DEFAULT_REGION, matching_form
+from services.common.tracing import current_traceparent
 from services.common.utc import assume_utc, utc_now, wall_clock
 from stepwise_contract import (
     AlumniEnrolled,
@@ -82,6 +84,7 @@ def _notification(document: Document) -> Notification:
         last_error=document["last_error"] or None,
         cause_event_type=document["cause"]["event_type"],
         due_at=assume_utc(document.get("due_at", document["created_at"])),
+        traceparent=document["cause"].get("traceparent"),
     )
 
 
@@ -102,7 +105,18 @@ class NotificationStore:
     async def add(self, planned: Sequence[PlannedNotification], cause: dict[str, str]) -> int:
         """Store notifications to send, in one round trip; returns how many are new (a redelivered event adds none)."""
         now = utc_now()
+        traceparent = current_traceparent()  # the event's trace, continued when each is sent
+        cause = cause | ({"traceparent": traceparent} if traceparent else {})
         return await insert_new_aggregates(self.notifications, [self._document(p, cause, now) for p in planned])
+
+    async def counts(self) -> dict[tuple[str, str], int]:
+        """(status, channel) -> how many notifications (for /metrics): a count per pair, on the index that starts
+        with the status (a $group on a compound key is what the MongoDB stand-in gets wrong)."""
+        pairs = [(status, channel) for status in (PENDING, SENT, FAILED, CANCELLED) for channel in get_args(Channel)]
+        counted = await asyncio.gather(
+            *(self.notifications.count_documents({"status": status, "channel": channel}) for status, channel in pairs)
+        )
+        return dict(zip(pairs, counted, strict=True))
 
     @staticmethod
     def _document(planned: PlannedNotification, cause: dict[str, str], now: datetime) -> Document:
@@ -276,6 +290,10 @@ class SafetyAlerts:
     def __init__(self, database: AsyncDatabase[Document], wake_relay: RelayWake) -> None:
         self.alerts = database[SAFETY_ALERTS]
         self._wake_relay = wake_relay
+
+    async def open_count(self) -> int:
+        """Alerts raised and not acknowledged yet (for /metrics)."""
+        return await self.alerts.count_documents({"status": "open"})
 
     async def create_indexes(self) -> None:
         await self.alerts.create_index([("due_at", ASCENDING), ("lease_until", ASCENDING)])

@@ -4,7 +4,8 @@ In binary mode the context attributes travel as ``ce_*`` Kafka headers, ``dataco
 travels as the ``content-type`` header, the event data is the record value (JSON) and the
 record key is the partition key (always the episode id for Stepwise events).
 Headers are read by brokers, proxies and log collectors, so they never carry anything sensitive:
-only ids, the event type, the source and the time.
+only ids, the event type, the source and the time, and (optional) the trace context of the change that wrote the
+event: the CloudEvents distributed-tracing extension, ``traceparent`` (``ce_traceparent``, W3C Trace Context).
 """
 
 from __future__ import annotations
@@ -113,6 +114,12 @@ class CloudEvent(BaseModel, Generic[DataT]):
     time: AwareDatetime
     datacontenttype: Literal["application/json"] = "application/json"
     dataschema: str | None = None
+    traceparent: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$",
+        description="CloudEvents distributed-tracing extension: the W3C trace context of the change that wrote the "
+        "event (optional; readers may ignore it).",
+    )
     data: DataT
 
     @property
@@ -153,7 +160,7 @@ class KafkaRecord:
     headers: list[tuple[str, bytes]]
 
 
-ATTRIBUTES: tuple[str, ...] = ("id", "source", "specversion", "type", "subject", "time", "dataschema")
+ATTRIBUTES: tuple[str, ...] = ("id", "source", "specversion", "type", "subject", "time", "dataschema", "traceparent")
 REQUIRED: tuple[str, ...] = ("id", "source", "specversion", "type", "subject", "time")
 
 

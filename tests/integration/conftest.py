@@ -27,8 +27,10 @@ from services.intake import handlers as intake_handlers
 from services.notifications import handlers as notifications_handlers
 from stepwise_contract import EVENT_TYPES, CloudEvent, from_kafka
 from tests.conftest import WAITS
+from tests.integration import leaks
 from tools.dev.devstack import Backends, ServiceProcess
 from tools.dev.kafka import committed_offset, records_on
+from tools.dev.otlp_sink import OtlpSink
 from tools.dev.policies import roomy_care_plan_policy, unhurried_notifications_policy
 from tools.dev.servers import free_port
 from tools.dev.sms_sink import SmsSink
@@ -139,6 +141,8 @@ class Stack:
     env: dict[str, str]
     webhooks: WebhookReceiver
     texts: SmsSink
+    traces: OtlpSink | None = None
+    """The spans the services exported (OTLP), for the trace tests and the scan at the end of the run."""
 
     def http(self, service: str, role: str | None = "clinician") -> httpx.AsyncClient:
         headers = {"Authorization": f"Bearer {TOKENS[role]}"} if role else {}
@@ -251,7 +255,12 @@ def stack(running_backends: Backends, tmp_path_factory: pytest.TempPathFactory) 
     run = uuid.uuid4().hex[:8]
     names = ("intake", "care_plan", "notifications", "authorizations", "caseload")
     databases = {name: f"stepwise_{name}_test_{run}" for name in names}
-    with SmtpSink(free_port()) as sink, WebhookReceiver() as webhooks, SmsSink(token=SMS_PROVIDER_TOKEN) as texts:
+    with (
+        SmtpSink(free_port()) as sink,
+        WebhookReceiver() as webhooks,
+        SmsSink(token=SMS_PROVIDER_TOKEN) as texts,
+        OtlpSink() as traces,
+    ):
         ports = {name: free_port() for name in databases}
         env = {
             "KAFKA_BOOTSTRAP_SERVERS": running_backends.kafka_bootstrap_servers,
@@ -287,6 +296,11 @@ def stack(running_backends: Backends, tmp_path_factory: pytest.TempPathFactory) 
             "QUIET_HOURS_START": "00:00",
             "QUIET_HOURS_END": "00:00",
             "SCHEMA_BASE_URL": SCHEMA_BASE_URL,
+            # Logs and traces as a clinic's IT reads them: JSON lines, and spans exported to a collector (here the
+            # suite's OtlpSink); both are scanned for the run's PII and secrets at its end (issue 29).
+            "LOG_FORMAT": "json",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": traces.url,
+            "OTEL_BSP_SCHEDULE_DELAY": "200",
         }
         own_env = {"care_plan": {"INTAKE_TOKEN": TOKENS["care_plan"]}}
         services = {
@@ -301,10 +315,22 @@ def stack(running_backends: Backends, tmp_path_factory: pytest.TempPathFactory) 
         try:
             for service in services.values():
                 service.start()
-            yield Stack(running_backends, services, sink.mailbox, databases, env, webhooks, texts)
+            yield Stack(running_backends, services, sink.mailbox, databases, env, webhooks, texts, traces)
         finally:
             for service in services.values():
                 service.stop()
+        _nothing_leaked(list(services.values()), traces, sink.mailbox, texts)
+
+
+def _nothing_leaked(services: list[ServiceProcess], traces: OtlpSink, mailbox: Mailbox, texts: SmsSink) -> None:
+    """At the end of the run: every line each service logged is one JSON object, and no PII, token or link the run
+    used is in any line or exported span (an error at the stack's teardown names where)."""
+    logs = [service.log_path for service in services]
+    wrong = {log.name: lines[:3] for log in logs if (lines := leaks.not_json(log))}
+    assert not wrong, f"log lines that are not JSON objects: {wrong}"
+    secrets = leaks.USED | set(TOKENS.values()) | {SMS_PROVIDER_TOKEN, WEBHOOK_SECRET, "test-contact-hash-key"}
+    found = leaks.leaks(logs, traces.spans, secrets | leaks.link_tokens(mailbox, texts))
+    assert not found, f"PII or secrets of the run logged or traced at: {found[:20]}"
 
 
 @dataclass
@@ -343,6 +369,7 @@ async def new_episode(
         body = {"program": program} | ({"track": track} if track else {})
         response = await intake.post(f"/v1/patients/{patient_id}/episodes", json=body)
         assert response.status_code == 201, response.text
+    leaks.USED.update(pii.values(), {f"+1555{number}"})
     return Episode(patient_id, response.json()["episode_id"], pii["email"], pii, f"+1555{number}")
 
 

@@ -75,7 +75,7 @@ async def test_without_a_route_to_staff_notifications_is_not_ready_and_says_why(
         assert ready["code"] == 503 and ready["checks"][route] is False
         assert set(ready["problems"]) == {route}
         assert ready["problems"][route].startswith("misconfigured: no route") and named in ready["problems"][route]
-        logged = [line for line in log.read_text().splitlines() if " ERROR " in line]
+        logged = [line for line in log.read_text().splitlines() if " ERROR " in line or '"level": "ERROR"' in line]
         assert any(f"configuration: {route} no route" in line for line in logged), logged
 
 

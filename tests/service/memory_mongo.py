@@ -137,6 +137,9 @@ class MemoryCollection:
     async def delete_many(self, *args: Any, **kwargs: Any) -> DeleteResult:
         return self.sync.delete_many(*args, **kwargs)
 
+    async def aggregate(self, pipeline: list[dict[str, Any]], **kwargs: Any) -> MemoryCursor:
+        return MemoryCursor(self.sync.aggregate(pipeline, **kwargs))  # type: ignore[arg-type]
+
     async def count_documents(self, *args: Any, **kwargs: Any) -> int:
         return self.sync.count_documents(*args, **kwargs)
 

@@ -12,11 +12,13 @@ def can_install() -> bool:
     return os.geteuid() == 0 and shutil.which("apt-get") is not None
 
 
-def install(package: str) -> None:
-    """``apt-get update && apt-get install -y <package>``; RuntimeError with apt's output when either fails."""
+def install(package: str, *, recommends: bool = True) -> None:
+    """``apt-get update && apt-get install -y <package>`` (``recommends=False``: without the packages it only
+    recommends); RuntimeError with apt's output when either fails."""
     print(f"installing {package} from Debian's packages (first run on this machine)…", flush=True)
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", package]):
+    only = [] if recommends else ["--no-install-recommends"]
+    for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", *only, package]):
         done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise RuntimeError(f"{' '.join(command)} failed:\n{done.stdout}{done.stderr}")

@@ -27,6 +27,8 @@ class Notification(PlannedNotification):
     cause_event_type: str
     due_at: datetime
     """When it was first due (its schedule, or when it was planned): the retry budget runs from here."""
+    traceparent: str | None = None
+    """The trace of the event that planned it (W3C Trace Context): its delivery continues that trace."""
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,192 @@
+"""Traces: OpenTelemetry spans for HTTP (server and httpx client), MongoDB commands, events and sends.
+
+Every process has a tracer provider, so every log line and every event carries a trace id; spans are exported
+over OTLP/HTTP only when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set (the other ``OTEL_*`` variables apply). What is
+exported passes ``Scrubbed`` first: an allow-list of attributes (methods, route templates, status codes, command
+and collection names, topics), never a URL, a query string, a database statement or document, a body, or an
+exception's message (which may quote any of them).
+
+The trace context travels in events as the CloudEvents distributed-tracing extension (``ce_traceparent``): the
+outbox record takes the writer's context when the change is written (``outbox.stored_record``), the relay
+publishes under it, and a consumer continues it (``consumer.EventBatch``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import Event, ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON, Decision, ParentBased, Sampler, SamplingResult
+from opentelemetry.trace import Link, SpanKind, Status
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.util.types import Attributes
+
+TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
+"""W3C Trace Context's ``traceparent`` (version 00 and later versions' first fields)."""
+
+ALLOWED_ATTRIBUTES = frozenset(
+    {
+        # HTTP, server and client: the method, the route template (never the path), the status.
+        "http.request.method", "http.method", "http.route", "http.response.status_code", "http.status_code",
+        "http.scheme", "url.scheme", "server.address", "server.port", "network.protocol.version",
+        "net.peer.name", "net.peer.port", "net.host.port",
+        # MongoDB: the command's name and collection, never its statement or documents.
+        "db.system", "db.system.name", "db.name", "db.namespace", "db.operation", "db.operation.name",
+        "db.collection.name", "db.mongodb.collection",
+        # Kafka, as our own spans set them.
+        "messaging.system", "messaging.destination.name", "messaging.operation.type", "messaging.consumer.group.name",
+        "messaging.destination.partition.id",
+        # Our own: a channel, a purpose, an outcome.
+        "stepwise.channel", "stepwise.purpose", "stepwise.outcome",
+        "exception.type", "error.type",
+    }
+)  # fmt: skip
+EXCLUDED_URLS = "/health/live$,/health/ready$,/metrics$"
+"""Probes and scrapes make no spans."""
+
+_propagator = TraceContextTextMapPropagator()
+_configured: list[TracerProvider] = []
+
+
+def set_up(service: str, otlp_endpoint: str, exporter: SpanExporter | None = None) -> TracerProvider:
+    """This process's tracer provider (once), exporting through ``Scrubbed`` to OTLP when ``otlp_endpoint`` is set
+    (or to ``exporter``); httpx and PyMongo instrumented."""
+    if _configured:
+        return _configured[0]
+    resource = Resource.create({"service.name": f"stepwise-{service.replace('_', '-')}"})
+    provider = TracerProvider(resource=resource, sampler=NoIdleCalls())
+    if exporter is None and otlp_endpoint:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        exporter = OTLPSpanExporter()  # reads OTEL_EXPORTER_OTLP_ENDPOINT and the other OTEL_* variables
+    if exporter is not None:
+        provider.add_span_processor(BatchSpanProcessor(Scrubbed(exporter)))
+    trace.set_tracer_provider(provider)
+    _instrument_clients()
+    _configured.append(provider)
+    return provider
+
+
+class NoIdleCalls(Sampler):
+    """A call out (a MongoDB command, an HTTP request) is traced inside a request's, an event's or a send's trace;
+    alone it is a background loop polling (the relay, the dispatcher, the timers, twice a second): not traced."""
+
+    _inner = ParentBased(ALWAYS_ON)
+
+    def should_sample(
+        self,
+        parent_context: otel_context.Context | None,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        trace_state: trace.TraceState | None = None,
+    ) -> SamplingResult:
+        parent = trace.get_current_span(parent_context).get_span_context()
+        if kind == SpanKind.CLIENT and not parent.is_valid:
+            return SamplingResult(Decision.DROP)
+        return self._inner.should_sample(parent_context, trace_id, name, kind, attributes, links, trace_state)
+
+    def get_description(self) -> str:
+        return "NoIdleCalls"
+
+
+def _instrument_clients() -> None:
+    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+    from opentelemetry.instrumentation.pymongo import PymongoInstrumentor
+
+    HTTPXClientInstrumentor().instrument()
+    PymongoInstrumentor().instrument(capture_statement=False)
+
+
+def flush() -> None:
+    """Export what is buffered (at stop)."""
+    for provider in _configured:
+        provider.force_flush(timeout_millis=5000)
+
+
+tracer = trace.get_tracer("stepwise")
+
+
+def current_traceparent() -> str | None:
+    """The ``traceparent`` of the span now current; None outside of one."""
+    carrier: dict[str, str] = {}
+    _propagator.inject(carrier)
+    value = carrier.get("traceparent")
+    return value if value and TRACEPARENT.match(value) else None
+
+
+def current_trace_id() -> str | None:
+    context = trace.get_current_span().get_span_context()
+    return format(context.trace_id, "032x") if context.is_valid else None
+
+
+@contextlib.contextmanager
+def continued(
+    name: str, traceparent: str | None, kind: SpanKind, attributes: Mapping[str, str | int] | None = None
+) -> Iterator[trace.Span]:
+    """A span continuing ``traceparent`` (a new trace when None or not one), current inside the block."""
+    parent = (
+        _propagator.extract({"traceparent": traceparent})
+        if traceparent and TRACEPARENT.match(traceparent)
+        else otel_context.Context()
+    )
+    with tracer.start_as_current_span(name, context=parent, kind=kind, attributes=dict(attributes or {})) as span:
+        yield span
+
+
+def allowed(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
+    return {key: value for key, value in (attributes or {}).items() if key in ALLOWED_ATTRIBUTES}
+
+
+def scrubbed(span: ReadableSpan) -> ReadableSpan:
+    """``span`` with only the allowed attributes, exceptions by their class alone, and no status message."""
+    events = [Event(event.name, allowed(event.attributes), event.timestamp) for event in span.events]
+    return ReadableSpan(
+        name=span.name,
+        context=span.context,
+        parent=span.parent,
+        resource=span.resource,
+        attributes=allowed(span.attributes),
+        events=events,
+        links=span.links,
+        kind=span.kind,
+        status=Status(span.status.status_code),
+        start_time=span.start_time,
+        end_time=span.end_time,
+        instrumentation_scope=span.instrumentation_scope,
+    )
+
+
+class Scrubbed(SpanExporter):
+    """An exporter that hands on only what ``scrubbed`` keeps of each span."""
+
+    def __init__(self, exporter: SpanExporter) -> None:
+        self._exporter = exporter
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return self._exporter.export([scrubbed(span) for span in spans])
+
+    def shutdown(self) -> None:
+        self._exporter.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self._exporter.force_flush(timeout_millis)
+
+
+def traced_http(app: Any, span_details: Any) -> Any:
+    """``app`` inside a server span per request (probes and scrapes excepted), named by ``span_details(scope)``:
+    the method and route template. (FastAPI's instrumentor refuses a stack that starts with our own middleware.)"""
+    from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+
+    return OpenTelemetryMiddleware(
+        app, excluded_urls=EXCLUDED_URLS, default_span_details=span_details, exclude_spans=["receive", "send"]
+    )
