@@ -154,15 +154,17 @@ def _refused(error: BaseException, settings: ServiceSettings) -> str | None:
     return next((reason for kind, reason in reasons if isinstance(error, kind)), None)
 
 
-def new_broker(settings: ServiceSettings, *, client_id: str) -> KafkaBroker:
+def new_broker(settings: ServiceSettings, *, client_id: str, publishes: bool = True) -> KafkaBroker:
     """A broker whose producer is idempotent with acks=all, with the transport settings (``broker_security``).
+    One that ``publishes`` nothing (caseload) asks for no producer id: under ACLs a principal allowed to write no
+    topic is refused one (Kafka's InitProducerId needs WRITE on some topic), and it would never use it.
     Its consumers find the set-aside shelf and what the handlers work with in its context (``event_shelf``,
     ``HANDLER_CONTEXT``), set in the app's lifespan."""
     return KafkaBroker(
         settings.kafka_bootstrap_servers,
         client_id=client_id,
         acks="all",
-        enable_idempotence=True,
+        enable_idempotence=publishes,
         graceful_timeout=10.0,
         security=broker_security(settings),
         # A plain logger (no colours of its own), handing its lines to the root's handler: text or JSON (logs.py).
@@ -211,12 +213,12 @@ def service_broker(
 ) -> ServiceBroker:
     """The broker of a service: a batch subscriber per lane of the events it handles (unless consumers are off),
     in the consumer group ``group`` (``….urgent`` for the urgent lane), and a publisher per event it publishes."""
-    broker = new_broker(settings, client_id=f"stepwise-{service.replace('_', '-')}")
+    publishes = tuple(publishes)
+    broker = new_broker(settings, client_id=f"stepwise-{service.replace('_', '-')}", publishes=bool(publishes))
     retrying = None
     if handlers and settings.kafka_consumers_enabled:
         retrying = RetryingEvents()
         broker.include_router(subscribe(settings, group, handlers, retrying))
-    publishes = tuple(publishes)
     return ServiceBroker(broker, declare_publishers(broker, publishes), handlers, publishes, service, retrying)
 
 
@@ -278,9 +280,26 @@ async def ensure_topics(settings: ServiceSettings, topics: Iterable[str]) -> Non
         if wanted:
             with contextlib.suppress(TopicAlreadyExistsError):  # another instance was quicker
                 await admin.create_topics(wanted)
+            await _until_known(admin, {topic.name for topic in wanted})
             log.info("created topics %s", [topic.name for topic in wanted])
     finally:
         await admin.close()
+
+
+TOPICS_KNOWN_WITHIN = 30.0
+"""How long a new topic may take to reach the brokers' metadata before the service starts anyway (its consumer
+then waits for it, logging that it is not found)."""
+
+
+async def _until_known(admin: AIOKafkaAdminClient, topics: set[str]) -> None:
+    """Wait until the brokers' metadata lists ``topics``: a consumer subscribing to a topic created a moment ago
+    otherwise logs an ERROR that it does not exist, on a start that has nothing wrong."""
+    clock = asyncio.get_running_loop()
+    deadline = clock.time() + TOPICS_KNOWN_WITHIN
+    while clock.time() < deadline:
+        if topics <= set(await admin.list_topics()):
+            return
+        await asyncio.sleep(0.05)
 
 
 async def start(

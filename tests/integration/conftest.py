@@ -26,6 +26,7 @@ from services.common.consumer import EventHandlers, lane_group
 from services.intake import handlers as intake_handlers
 from services.notifications import handlers as notifications_handlers
 from stepwise_contract import EVENT_TYPES, CloudEvent, from_kafka
+from stepwise_contract.envelope import set_schema_base
 from tests.conftest import WAITS
 from tests.integration import leaks
 from tools.dev.devstack import Backends, ServiceProcess
@@ -262,6 +263,9 @@ def stack(running_backends: Backends, tmp_path_factory: pytest.TempPathFactory) 
         OtlpSink() as traces,
     ):
         ports = {name: free_port() for name in databases}
+        # Events a test writes itself (an alert arriving before its assessment, say) name the schemas as the
+        # services' do: the end-to-end test checks every event on the topics against the schema it names.
+        set_schema_base(SCHEMA_BASE_URL)
         env = {
             "KAFKA_BOOTSTRAP_SERVERS": running_backends.kafka_bootstrap_servers,
             "MONGODB_URL": running_backends.mongodb_url,

@@ -113,6 +113,10 @@ def describe_envelope(event_type: str, message: dict[str, Any]) -> None:
     }
 
 
+TRACEPARENT_PATTERN = "^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"
+"""W3C Trace Context's traceparent (version-trace id-parent id-flags)."""
+
+
 def headers_schema(event_type: str, subject: str, urls: list[str], command: bool) -> dict[str, Any]:
     source = "The producing system, a URI-reference" + ("" if command else " (/stepwise/<service>)")
     properties: dict[str, Any] = {
@@ -127,6 +131,9 @@ def headers_schema(event_type: str, subject: str, urls: list[str], command: bool
         "ce_dataschema": {"type": "string", "format": "uri", "examples": urls, "description": "The JSON Schema of "
                           "the data: `<SCHEMA_BASE_URL><type>.v<version>.json` (docs/events.md); older events: "
                           "`urn:stepwise:schema:<type>:v<version>`."},
+        "ce_traceparent": {"type": "string", "pattern": TRACEPARENT_PATTERN, "description": "Optional (CloudEvents' "
+                           "distributed-tracing extension): the W3C trace context of the change that wrote the event; "
+                           "a consumer continues that trace (docs/operations.md, Traces)."},
         "content-type": {"type": "string", "const": CONTENT_TYPE},
         "correlation_id": {"type": "string", "description": "A random id the publishing client (FastStream) adds; "
                            "no part of the event."},

@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from stepwise_contract import (
+    EVENT_TYPES,
     AssessmentCompleted,
     CareLevelAssigned,
     CareLevelChanged,
@@ -72,11 +73,20 @@ def apply(view: EpisodeView | None, event: CloudEvent[Any], *, in_place: bool = 
         return None
     updated = current if in_place else current.model_copy(deep=True)
     entry = TimelineEntry(key=key, type=event.type, time=stored_precision(event.time), summary=summary(event.data))
-    bisect.insort(updated.timeline, entry, key=lambda e: (e.time, e.key))
+    bisect.insort(updated.timeline, entry, key=timeline_order)
     projector = PROJECTORS.get(event.type)
     if projector is not None:
         projector(updated, event.data)
     return updated
+
+
+SAME_MOMENT_ORDER = {event_type: rank for rank, event_type in enumerate(EVENT_TYPES)}
+"""Events of the same millisecond (one write publishes an assessment and its measure) in the contract's order,
+which follows the episode's flow: the assessment before what it gave rise to."""
+
+
+def timeline_order(entry: TimelineEntry) -> tuple[datetime, int, str]:
+    return entry.time, SAME_MOMENT_ORDER.get(entry.type, len(SAME_MOMENT_ORDER)), entry.key
 
 
 def stored_precision(moment: datetime) -> datetime:

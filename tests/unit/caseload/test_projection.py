@@ -101,6 +101,16 @@ def test_an_admission_gives_level_status_group_and_calendar() -> None:
     assert [m.kind for m in view.movements] == ["admission"]
 
 
+def test_events_of_one_write_are_on_the_timeline_in_the_flows_order_whatever_their_ids() -> None:
+    """An assessment and the measure it recorded are published by one write, at the same moment: the timeline
+    shows the assessment first, however their ids (the tie's last resort) compare."""
+    for source in ("/stepwise/a", "/stepwise/z"):
+        assessment = event(make_data("iop.assessment.completed"), source="/stepwise/m")
+        measure = event(make_data("iop.measure.recorded"), source=source)
+        for view in (project(assessment, measure), project(measure, assessment)):
+            assert [entry.type for entry in view.timeline] == ["iop.assessment.completed", "iop.measure.recorded"]
+
+
 def test_a_redelivery_changes_nothing() -> None:
     once = admitted()
     view = project(once)
