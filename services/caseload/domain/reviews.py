@@ -241,35 +241,48 @@ def _settled_by_revision(state: AuthorizationState, said: Said) -> bool:
     return state.revised_at is not None and said.detected_at < state.revised_at
 
 
+def _newer(state: AuthorizationState, said: Said) -> Terms | None:
+    """The view published after ``said``, if one was."""
+    terms = state.terms
+    return terms if terms is not None and terms.changed_at > said.detected_at else None
+
+
 def _authorization_items(state: AuthorizationState) -> list[Row]:
     terms = state.terms
     base: Row = {"authorization_id": state.authorization_id, "payer": terms.payer if terms else None,
                  "level": terms.level if terms else None, "unit": terms.unit if terms else None}  # fmt: skip
-
-    def newer(said: Said) -> Terms | None:
-        """The view published after ``said``, if one was."""
-        return terms if terms is not None and terms.changed_at > said.detected_at else None
-
-    items: list[Row] = []
-    due = state.review_due
-    if due is not None and not _settled_by_revision(state, due):
-        after = newer(due)
-        if after is None or after.review_due_on is not None:
-            on = after.review_due_on if after and after.review_due_on else due.on
-            reason = after.review_reason if after else due.reason
-            left = after.units_remaining if after else due.units_remaining
-            items.append(base | {"kind": "review_due", "on": on.isoformat(), "reason": reason, "units_remaining": left})
-    gone = state.exhausted
-    after_gone = newer(gone) if gone else None
-    exhausted = gone is not None and not _settled_by_revision(state, gone)
-    exhausted = exhausted and not (after_gone is not None and (after_gone.units_remaining or 0) > 0)
-    if exhausted and gone is not None:
-        items.append(base | {"kind": "exhausted", "on": gone.on.isoformat(), "units_remaining": 0})
+    items = [base | item for item in (_review_due_item(state), _exhausted_item(state)) if item]
     low = state.units_low
-    if low is not None and not exhausted and not _settled_by_revision(state, low):
+    if low is not None and not any(i["kind"] == "exhausted" for i in items) and not _settled_by_revision(state, low):
         items.append(base | {"kind": "units_low", "on": low.on.isoformat(), "units_remaining": low.units_remaining,
                              "units_scheduled": low.units_scheduled})  # fmt: skip
     return items
+
+
+def _review_due_item(state: AuthorizationState) -> Row | None:
+    """The review said due, as the latest view has it; a later view without a review date settled it."""
+    due = state.review_due
+    if due is None or _settled_by_revision(state, due):
+        return None
+    after = _newer(state, due)
+    if after is None:
+        return {"kind": "review_due", "on": due.on.isoformat(), "reason": due.reason,
+                "units_remaining": due.units_remaining}  # fmt: skip
+    if after.review_due_on is None:
+        return None
+    return {"kind": "review_due", "on": after.review_due_on.isoformat(), "reason": after.review_reason,
+            "units_remaining": after.units_remaining}  # fmt: skip
+
+
+def _exhausted_item(state: AuthorizationState) -> Row | None:
+    """Every unit used, until a revision (units added) or a later view with units left (a voided service)."""
+    gone = state.exhausted
+    if gone is None or _settled_by_revision(state, gone):
+        return None
+    after = _newer(state, gone)
+    if after is not None and (after.units_remaining or 0) > 0:
+        return None
+    return {"kind": "exhausted", "on": gone.on.isoformat(), "units_remaining": 0}
 
 
 def _covered_since(view: EpisodeView, level: str, since: datetime, unit: str | None = None,
