@@ -10,7 +10,7 @@ a version is signed or a review is recorded, and cancels them when the episode e
 are published, so a review is open until the episode ends, a later version is signed (its ``version`` is below the
 signed one), or a later review is held for the same reason (care_plan holds one open per reason: a newer one means
 the older was settled). A review recorded without a signing is not published: its review stays open here until one
-of those (see the README of this module's service, "plan_reviews").
+of those (docs/api.md, "The caseload and the worklists").
 
 Authorizations (``services/authorizations/domain/coverage.py``): a review due, units low and exhausted are said once
 per revision, so one said before the authorization's latest revision (a review with the payer, a decision) is
