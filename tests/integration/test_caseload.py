@@ -2,7 +2,7 @@
 a clinician and without for `integration`; a high-risk reassessment is on `safety_alerts` within seconds and leaves
 it when acknowledged (also when the acknowledgement arrives first); two misses put the member on `missed_sessions`;
 a search by name finds the patient and intake's audit names the caller; a rebuild from the topics gives the same
-projection."""
+projection. A treatment-plan review due is on `plan_reviews`, an authorization due for review on `authorizations`."""
 
 from __future__ import annotations
 
@@ -30,6 +30,8 @@ from tests.integration.conftest import (
     new_episode,
     record_during,
 )
+from tests.integration.test_authorizations import authorize, today
+from tests.integration.test_treatment_plan import WORSE, measured, plan_text
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -158,3 +160,29 @@ async def test_an_acknowledgement_arriving_before_its_alert_leaves_nothing_open(
     finally:
         await watching.aclose()
     assert "event: worklists" in announced.text and episode_id not in announced.text
+
+
+async def test_a_plan_review_and_an_authorization_review_on_their_worklists(stack: Stack) -> None:
+    episode = await new_episode(stack)
+    await assess(stack, episode)
+    await eventually(lambda: care_plan_of(stack, episode), "the care plan")
+    plan_path = f"/v1/episodes/{episode.episode_id}/treatment-plan"
+    async with stack.http("care_plan") as clinician:
+        assert (await clinician.put(plan_path, json=plan_text("caseload"))).status_code == 200
+        assert (await clinician.post(f"{plan_path}/sign", json={"version": 1})).status_code == 200
+    deteriorated = await measured(stack, episode, WORSE)  # a reliable deterioration: a review due at once
+    authorization = await authorize(stack, episode.episode_id, next_review_on=today().isoformat())
+
+    async def on(name: str) -> list[dict[str, Any]]:
+        return listed((await worklist(stack, name))["rows"], episode)
+
+    [review] = await eventually(lambda: on("plan_reviews"), "the review on plan_reviews")
+    assert (review["reason"], review["trigger_id"], review["version"], review["state"]) == (
+        "reliable_deterioration", deteriorated, 1, "due")  # fmt: skip
+    [due] = await eventually(lambda: on("authorizations"), "the authorization on authorizations")
+    assert (due["kind"], due["authorization_id"], due["reason"]) == ("review_due", authorization["authorization_id"],
+                                                                     "next_review")  # fmt: skip
+    async with stack.http("caseload", "clinician") as caseload:
+        listing = await caseload.get("/v1/caseload", params={"flag": "authorization"})
+    [row] = listed(listing.json()["episodes"], episode)
+    assert row["authorized_level"] == "IOP" and "plan_review" in row["flags"]

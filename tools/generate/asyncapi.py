@@ -25,7 +25,7 @@ from services.intake import app as intake
 from services.intake.settings import IntakeSettings
 from services.notifications import app as notifications
 from services.notifications.settings import NotificationsSettings
-from stepwise_contract import COMMAND_TYPES, CONTENT_TYPE, EVENT_TYPES, SPEC_VERSION
+from stepwise_contract import COMMAND_TYPES, CONTENT_TYPE, EVENT_TYPES, SPEC_VERSION, CloudEvent
 from stepwise_contract.envelope import DEFAULT_SCHEMA_BASE, dataschema_url
 from stepwise_contract.json_schema import DATE_TIME_PATTERN, versions
 
@@ -113,10 +113,6 @@ def describe_envelope(event_type: str, message: dict[str, Any]) -> None:
     }
 
 
-TRACEPARENT_PATTERN = "^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"
-"""W3C Trace Context's traceparent (version-trace id-parent id-flags)."""
-
-
 def headers_schema(event_type: str, subject: str, urls: list[str], command: bool) -> dict[str, Any]:
     source = "The producing system, a URI-reference" + ("" if command else " (/stepwise/<service>)")
     properties: dict[str, Any] = {
@@ -131,15 +127,20 @@ def headers_schema(event_type: str, subject: str, urls: list[str], command: bool
         "ce_dataschema": {"type": "string", "format": "uri", "examples": urls, "description": "The JSON Schema of "
                           "the data: `<SCHEMA_BASE_URL><type>.v<version>.json` (docs/events.md); older events: "
                           "`urn:stepwise:schema:<type>:v<version>`."},
-        "ce_traceparent": {"type": "string", "pattern": TRACEPARENT_PATTERN, "description": "Optional (CloudEvents' "
-                           "distributed-tracing extension): the W3C trace context of the change that wrote the event; "
-                           "a consumer continues that trace (docs/operations.md, Traces)."},
+        "ce_traceparent": traceparent_schema(),
         "content-type": {"type": "string", "const": CONTENT_TYPE},
         "correlation_id": {"type": "string", "description": "A random id the publishing client (FastStream) adds; "
                            "no part of the event."},
     }  # fmt: skip
     required = ["ce_id", "ce_source", "ce_specversion", "ce_type", "ce_subject", "ce_time"]
     return {"type": "object", "properties": properties, "required": required}
+
+
+def traceparent_schema() -> dict[str, Any]:
+    """The optional ``ce_traceparent`` header, as the envelope defines it (its pattern and description)."""
+    field = CloudEvent.model_fields["traceparent"]
+    pattern = next(item.pattern for item in field.metadata if getattr(item, "pattern", None))
+    return {"type": "string", "pattern": pattern, "description": field.description}
 
 
 def main() -> int:

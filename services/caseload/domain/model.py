@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, PlainSerializer
 
 from stepwise_contract import ScheduledSession
 
-PROJECTION_VERSION = 1
+PROJECTION_VERSION = 2
 """Bump when what the projection keeps, or how an event is applied, changes: the service rebuilds it from the
-topics at its next start (``services/caseload/rebuild.py``)."""
+topics at its next start (``services/caseload/rebuild.py``). 2: treatment-plan reviews and authorizations."""
+
+Day = Annotated[date, PlainSerializer(lambda day: day.isoformat(), return_type=str)]
+"""A day, kept as ISO text: BSON has no date without a time of day."""
+
+
+def stored_precision(moment: datetime) -> datetime:
+    """``moment`` to the millisecond, as MongoDB keeps a date: a projection applied live (read back from the store
+    before each event) and one rebuilt in memory then compare and order times alike."""
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
 class Stamped(BaseModel):
@@ -97,6 +106,117 @@ class Movement(BaseModel):
     level: str | None = None
 
 
+class PlanReview(BaseModel):
+    """A treatment-plan review care_plan holds the episode due for (``iop.treatment_plan.review_due``/``_overdue``)."""
+
+    review_id: str
+    reason: str
+    trigger_id: str | None = None
+    version: int
+    """The signed version under review: signing a later version settles it."""
+    due_on: Day
+    overdue_at: datetime
+    overdue: bool = False
+
+
+class TreatmentPlanState(BaseModel):
+    signed_version: int | None = None
+    """The latest version signed (the plan in force)."""
+    signed_at: datetime | None = None
+    review_due_on: Day | None = None
+    """The next periodic review's day, as the latest signing set it."""
+    reviews: dict[str, PlanReview] = {}
+    """Every review held, by id; which are still open is read from them all (``domain/reviews.py``)."""
+
+
+class Terms(BaseModel):
+    """An authorization as its latest ``iop.authorization.changed`` said it (never the payer's number)."""
+
+    revision: int
+    payer: str
+    level: str
+    status: str
+    unit: str
+    units_authorized: float | None
+    units_used: float
+    units_remaining: float | None
+    start_date: Day
+    end_date: Day
+    projected_exhaustion_on: Day | None
+    review_due_on: Day | None
+    review_reason: str | None
+    changed_at: datetime
+
+
+class Said(BaseModel):
+    """A signal the authorizations service says once per revision of an authorization (a review due, units low,
+    exhausted): the day it is about and when it was said."""
+
+    on: Day
+    detected_at: datetime
+    reason: str | None = None
+    units_remaining: float | None = None
+    units_scheduled: float | None = None
+
+
+class AuthorizationState(BaseModel):
+    authorization_id: str
+    terms: Terms | None = None
+    revision: int = 0
+    """The highest revision seen: a person changed the authorization (a review, a decision) that many times."""
+    revised_at: datetime | None = None
+    """When that revision was first published: a signal said before it was said of an older revision."""
+    review_due: Said | None = None
+    units_low: Said | None = None
+    exhausted: Said | None = None
+
+
+class Unauthorized(BaseModel):
+    """A service or a day no approved authorization covers (``iop.service.unauthorized``), its latest revision."""
+
+    item: str
+    service_id: str | None = None
+    revision: int
+    service_date: Day
+    level: str
+    code: str
+    unit: str
+    reason: str
+    detected_at: datetime
+
+
+class Mismatch(BaseModel):
+    authorization_id: str
+    clinical_level: str
+    authorized_level: str
+    detected_at: datetime
+
+
+class Certification(BaseModel):
+    """A physician's (re)certification a payer's rule asks for, as last said due (``iop.certification.due``)."""
+
+    payer: str
+    due_on: Day
+    reason: str
+    last_certified_on: Day | None = None
+    detected_at: datetime
+
+
+class Coverage(BaseModel):
+    """What the authorizations service said of the episode; what of it needs the desk is read from it all."""
+
+    authorizations: dict[str, AuthorizationState] = {}
+    unauthorized: dict[str, Unauthorized] = {}
+    """By item, its id or day, and unit."""
+    delivered: dict[str, int] = {}
+    """The highest revision of each service (``service|id``) and day (``day|date``) care_plan published: a later
+    revision of an unauthorized one replaces it (said again if still not covered, not if voided)."""
+    mismatch: Mismatch | None = None
+    """The latest level mismatch said."""
+    certifications: dict[str, Certification] = {}
+    """By payer, the latest due date said."""
+
+
 class TimelineEntry(BaseModel):
     key: str
     """The event's source#id: what makes it unique (a redelivery is recognised by it)."""
@@ -128,10 +248,8 @@ class EpisodeView(BaseModel):
     failed_messages: list[FailedMessage] = []
     delivered_messages: list[str] = []
     """Notifications sent after all (a retry that succeeded): not failed any more."""
-    plan_review: dict[str, Any] | None = None
-    """Treatment-plan review due (issue 25's events add their projector)."""
-    authorization: dict[str, Any] | None = None
-    """Authorization state and review due (issue 26's events add their projector)."""
+    treatment_plan: TreatmentPlanState = TreatmentPlanState()
+    coverage: Coverage = Coverage()
     movements: list[Movement] = []
     timeline: list[TimelineEntry] = []
 

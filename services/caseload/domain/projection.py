@@ -7,8 +7,8 @@ event says and by what it means, so the projection is the same whatever the orde
 - an ended episode stays ended; a decided or superseded recommendation stays closed;
 - an alert is open while raised and not acknowledged, whichever came first;
 - a session's record is the latest recorded (a correction wins), a due measure is done once recorded in its window.
-An event seen before (its ``source#id``) changes nothing. A type without a projector goes to the timeline only:
-the issue-25/26 events (treatment-plan reviews, authorizations) add theirs here after the merge.
+An event seen before (its ``source#id``) changes nothing. A type without a projector goes to the timeline only.
+Treatment-plan reviews and authorizations have theirs in ``reviews.py``.
 """
 
 from __future__ import annotations
@@ -21,9 +21,15 @@ from typing import Any
 from stepwise_contract import (
     EVENT_TYPES,
     AssessmentCompleted,
+    AuthorizationChanged,
+    AuthorizationExhausted,
+    AuthorizationLevelMismatch,
+    AuthorizationReviewDue,
+    AuthorizationUnitsLow,
     CareLevelAssigned,
     CareLevelChanged,
     CareTeamChanged,
+    CertificationDue,
     CloudEvent,
     EpisodeDischarged,
     EpisodeGraduated,
@@ -37,10 +43,15 @@ from stepwise_contract import (
     SafetyAlertRaised,
     Schedule,
     ScheduleChanged,
+    ServiceDayCompleted,
     ServiceDelivered,
+    ServiceUnauthorized,
     SessionMissed,
     StepDownRecommended,
     StepUpRecommended,
+    TreatmentPlanReviewDue,
+    TreatmentPlanReviewOverdue,
+    TreatmentPlanSigned,
 )
 
 from .model import (
@@ -55,6 +66,20 @@ from .model import (
     Score,
     Stamped,
     TimelineEntry,
+    stored_precision,
+)
+from .reviews import (
+    delivered,
+    item_key,
+    on_authorization_changed,
+    on_authorization_review_due,
+    on_certification_due,
+    on_exhausted,
+    on_level_mismatch,
+    on_plan_review,
+    on_plan_signed,
+    on_unauthorized,
+    on_units_low,
 )
 from .summaries import summary
 
@@ -87,12 +112,6 @@ which follows the episode's flow: the assessment before what it gave rise to."""
 
 def timeline_order(entry: TimelineEntry) -> tuple[datetime, int, str]:
     return entry.time, SAME_MOMENT_ORDER.get(entry.type, len(SAME_MOMENT_ORDER)), entry.key
-
-
-def stored_precision(moment: datetime) -> datetime:
-    """``moment`` to the millisecond, as MongoDB keeps a date: a projection applied live (read back from the store
-    before each event) and one rebuilt in memory then compare and order times alike."""
-    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
 def later(current: Stamped, value: Any, at: datetime) -> Stamped:
@@ -243,6 +262,11 @@ def on_delivered(view: EpisodeView, data: ServiceDelivered) -> None:
             revision=data.revision,
         ),
     )
+    delivered(view, item_key("service", data.service_id, data.service_date), data.revision)
+
+
+def on_service_day(view: EpisodeView, data: ServiceDayCompleted) -> None:
+    delivered(view, item_key("day", None, data.service_date), data.revision)
 
 
 def on_measure_due(view: EpisodeView, data: MeasureDue | MeasureOverdue) -> None:
@@ -321,6 +345,17 @@ PROJECTORS: dict[str, Projector] = {
     MeasureRecorded.event_type: on_measure_recorded,
     NotificationFailed.event_type: on_notification_failed,
     CareTeamChanged.event_type: on_care_team,
+    ServiceDayCompleted.event_type: on_service_day,
+    TreatmentPlanSigned.event_type: on_plan_signed,
+    TreatmentPlanReviewDue.event_type: on_plan_review,
+    TreatmentPlanReviewOverdue.event_type: on_plan_review,
+    AuthorizationChanged.event_type: on_authorization_changed,
+    AuthorizationReviewDue.event_type: on_authorization_review_due,
+    AuthorizationUnitsLow.event_type: on_units_low,
+    AuthorizationExhausted.event_type: on_exhausted,
+    ServiceUnauthorized.event_type: on_unauthorized,
+    AuthorizationLevelMismatch.event_type: on_level_mismatch,
+    CertificationDue.event_type: on_certification_due,
 }
-"""What each event type changes beyond the timeline. Every other ``iop.*`` type (drug screens, consents, services
-days, rule firings, utilization, alumni, messages sent) is kept on the timeline only."""
+"""What each event type changes beyond the timeline. Every other ``iop.*`` type (drug screens, consents, rule
+firings, utilization, alumni, messages sent) is kept on the timeline only."""

@@ -47,7 +47,52 @@ SUMMARIES: dict[str, Callable[[Any], str]] = {
     ),
     "iop.attendance.rule_triggered": lambda d: f"Attendance rule {d.rule_code}: {d.action.replace('_', ' ')}",
     "iop.consent.changed": lambda d: f"Consent {d.status} ({d.recipient_kind})",
+    "iop.treatment_plan.signed": lambda d: (
+        f"Treatment plan version {d.version} signed"
+        + (f", next review due {d.review_due_on.isoformat()}" if d.review_due_on else "")
+    ),
+    "iop.treatment_plan.review_due": lambda d: (
+        f"Treatment plan review due {d.due_on.isoformat()} ({_words(d.reason)}, version {d.version})"
+    ),
+    "iop.treatment_plan.review_overdue": lambda d: (
+        f"Treatment plan review overdue: was due {d.due_on.isoformat()} ({_words(d.reason)})"
+    ),
+    "iop.authorization.changed": lambda d: (
+        f"Authorization ({d.payer}, {d.level}) {_words(d.status)}: "
+        + (f"{d.units_used:g} of " if d.units_authorized is not None else "")
+        + f"{_units(d.units_authorized if d.units_authorized is not None else d.units_used, d.unit)} used"
+        + (f", review due {d.review_due_on.isoformat()}" if d.review_due_on else "")
+    ),
+    "iop.authorization.review_due": lambda d: (
+        f"Authorization review due {d.review_due_on.isoformat()} ({d.payer}, {_words(d.reason)} "
+        f"{d.deadline.isoformat()})"
+    ),
+    "iop.authorization.units_low": lambda d: (
+        f"Authorization units low: {_units(d.units_remaining, d.unit)} left, "
+        f"{_units(d.units_scheduled, d.unit)} scheduled in {d.days} days"
+    ),
+    "iop.authorization.exhausted": lambda d: (
+        f"Authorization used up on {d.exhausted_on.isoformat()} ({_units(d.units_authorized, d.unit)}, {d.payer})"
+    ),
+    "iop.service.unauthorized": lambda d: (
+        f"{'Day' if d.item == 'day' else 'Service'} of {d.service_date.isoformat()} ({d.level}, {d.code}) not "
+        f"authorized: {_words(d.reason)}"
+    ),
+    "iop.authorization.level_mismatch": lambda d: (
+        f"Clinical level {d.clinical_level} differs from the authorized level {d.authorized_level}"
+    ),
+    "iop.certification.due": lambda d: (
+        f"{'Certification' if d.reason == 'initial' else 'Recertification'} due {d.due_on.isoformat()} ({d.payer})"
+    ),
 }
+
+
+def _words(code: str) -> str:
+    return code.replace("_", " ")
+
+
+def _units(count: float, unit: str) -> str:
+    return f"{count:g} {unit}{'' if count == 1 else 's'}"
 
 
 def summary(data: EventData) -> str:

@@ -9,6 +9,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from .model import EpisodeView
+from .reviews import KINDS, authorization_items, coverage_summary, open_plan_reviews, plan_review_row, plan_summary
 
 WORKLISTS = (
     "today",
@@ -63,8 +64,8 @@ def flags(view: EpisodeView, missed_threshold: int) -> list[str]:
         "recommendation": view.recommendation is not None,
         "measures_due": any(due.state in ("due", "overdue") for due in view.measures.values()),
         "failed_messages": bool(view.failed_messages),
-        "plan_review": bool(view.plan_review and view.plan_review.get("due")),
-        "authorization": bool(view.authorization and view.authorization.get("attention")),
+        "plan_review": bool(open_plan_reviews(view)),
+        "authorization": bool(authorization_items(view)),
     }
     return sorted(flag for flag, on in found.items() if on)
 
@@ -111,8 +112,8 @@ def caseload_row(view: EpisodeView, now: datetime, zone: ZoneInfo, missed_thresh
         "recommendation": view.recommendation.model_dump(mode="json") if view.recommendation else None,
         "measures": [m.model_dump(mode="json") for m in view.measures.values() if m.state != "done"],
         "scores": {name: score.model_dump(mode="json") for name, score in sorted(view.scores.items())},
-        "plan_review": view.plan_review,
-        "authorization": view.authorization,
+        "plan_review": plan_summary(view),
+        "authorization": coverage_summary(view),
         "failed_messages": len(view.failed_messages),
         "flags": flags(view, missed_threshold),
     }
@@ -166,11 +167,17 @@ def failed_rows(views: Iterable[EpisodeView]) -> list[Row]:
 
 
 def plan_review_rows(views: Iterable[EpisodeView]) -> list[Row]:
-    return [{"episode_id": v.episode_id, **(v.plan_review or {})} for v in views]
+    """Open treatment-plan reviews: overdue first, then by the day they are due."""
+    rows = [{"episode_id": v.episode_id, **plan_review_row(r)} for v in views for r in open_plan_reviews(v)]
+    return sorted(rows, key=lambda r: (r["state"] != "overdue", r["due_on"], r["episode_id"], r["review_id"]))
 
 
 def authorization_rows(views: Iterable[EpisodeView]) -> list[Row]:
-    return [{"episode_id": v.episode_id, "level": v.level.value, **(v.authorization or {})} for v in views]
+    """What needs the UR desk (a review due, units low or exhausted, a level mismatch, an unauthorized service or
+    day, a certification due), earliest day first."""
+    rows = [{"episode_id": v.episode_id, "clinical_level": v.level.value, **item}
+            for v in views for item in authorization_items(v)]  # fmt: skip
+    return sorted(rows, key=lambda r: (r["on"], KINDS.index(r["kind"]), r["episode_id"], str(r)))
 
 
 ROWS: dict[str, Callable[[Iterable[EpisodeView]], list[Row]]] = {

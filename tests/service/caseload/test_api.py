@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import date, timedelta
 from typing import Any
 
 import httpx
@@ -10,7 +11,14 @@ import httpx
 from services.caseload.queries import Caseload
 from services.caseload.store import CaseloadStore
 from services.common.auth import Role
-from stepwise_contract import EVENT_TYPES, SafetyAlertRaised, new_event
+from stepwise_contract import (
+    EVENT_TYPES,
+    SafetyAlertRaised,
+    TreatmentPlanReviewDue,
+    TreatmentPlanReviewOverdue,
+    TreatmentPlanSigned,
+    new_event,
+)
 from tests.service.caseload.conftest import APP, ZONE, FakeIntake
 from tests.service.conftest import TOKENS, Events, as_role
 from tests.service.conftest import api as client_of
@@ -165,3 +173,42 @@ async def test_a_projection_of_another_version_asks_for_a_rebuild(database: Memo
     assert await store.start() is True  # the first start: a projection of this version, empty
     await database["meta"].update_one({"_id": "projection"}, {"$set": {"version": 0}})
     assert await CaseloadStore(database, 2, ZONE).start() is False  # type: ignore[arg-type]
+
+
+async def test_plan_reviews_lists_open_reviews_overdue_first_until_a_new_version_is_signed(
+    http: httpx.AsyncClient, events: Events
+) -> None:
+    await admitted(events)
+    signed = TreatmentPlanSigned(episode_id=EPISODE, version=1, signed_at=T0, review_due_on=date(2026, 11, 19))
+    due = TreatmentPlanReviewDue(episode_id=EPISODE, review_id="r-1", reason="reliable_deterioration", trigger_id="m-1",
+                                 version=1, due_on=date(2026, 10, 22), overdue_at=T0 + timedelta(days=3))  # fmt: skip
+    overdue = TreatmentPlanReviewOverdue(**(due.model_dump(exclude={"schema_version"}) | {"review_id": "r-2",
+                                         "reason": "safety_alert", "due_on": date(2026, 10, 23)}))  # fmt: skip
+    for data in (signed, due, overdue, due):  # the last a second event of the same review
+        await events.deliver(new_event(data, source="/stepwise/care-plan"))
+    rows = (await http.get("/v1/worklists/plan_reviews", headers=CLINICIAN)).json()["rows"]
+    assert [(row["episode_id"], row["review_id"], row["state"]) for row in rows] == [
+        (EPISODE, "r-2", "overdue"), (EPISODE, "r-1", "due")]  # fmt: skip
+    assert (await http.get("/v1/worklists", headers=CLINICIAN)).json()["plan_reviews"] == 1
+    [row] = (await http.get("/v1/caseload", params={"flag": "plan_review"}, headers=CLINICIAN)).json()["episodes"]
+    assert row["plan_review"]["signed_version"] == 1 and row["plan_review"]["next_review_due_on"] == "2026-11-19"
+    resigned = signed.model_copy(update={"version": 2, "supersedes_version": 1, "signed_at": T0 + timedelta(days=4)})
+    await events.deliver(new_event(resigned, source="/stepwise/care-plan"))
+    assert (await http.get("/v1/worklists/plan_reviews", headers=CLINICIAN)).json()["rows"] == []
+
+
+async def test_authorizations_lists_what_needs_the_desk_earliest_first(http: httpx.AsyncClient, events: Events) -> None:
+    await admitted(events)
+    for event_type in ("iop.authorization.changed", "iop.authorization.review_due", "iop.certification.due",
+                       "iop.service.unauthorized"):  # fmt: skip
+        await events.deliver(new_event(make_data(event_type), source="/stepwise/authorizations", time=T0))
+    rows = (await http.get("/v1/worklists/authorizations", headers=INTEGRATION)).json()["rows"]
+    assert [(row["episode_id"], row["kind"], row["on"]) for row in rows] == [
+        (EPISODE, "review_due", "2026-10-20"), (EPISODE, "unauthorized", "2026-10-20"),
+        (EPISODE, "certification_due", "2026-10-20")]  # fmt: skip
+    [episode] = (await http.get("/v1/caseload", params={"flag": "authorization"}, headers=CLINICIAN)).json()["episodes"]
+    assert (
+        episode["authorized_level"] == "IOP" and episode["authorization"]["authorizations"][0]["units_remaining"] == 2
+    )
+    timeline = (await http.get(f"/v1/episodes/{EPISODE}/timeline", headers=CLINICIAN)).json()["entries"]
+    assert "Authorization review due 2026-10-20 (carelon, exhaustion 2026-10-23)" in [e["summary"] for e in timeline]
