@@ -105,13 +105,15 @@ async def certify(episode_id: str, body: CertificationIn, desk: DeskDep, by: Cer
 @router.get("/reviews", summary="The UR worklist: reviews due, earliest first, with the reason and units left")
 async def reviews(
     desk: DeskDep,
-    _: Worklist,
+    by: Worklist,
     due_before: Annotated[date | None, Query(description="due before this day")] = None,
     reason: ReviewReason | None = None,
     payer: Annotated[str | None, Query(pattern=PAYER_ID)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 200,
 ) -> list[ReviewOut]:
-    return await queries.worklist(desk, due_before, reason, payer, limit)
+    found = await queries.worklist(desk, due_before, reason, payer, limit)
+    await desk.store.audited(by, "read_reviews", *(line.episode_id for line in found))
+    return found
 
 
 async def _episode_of(desk: DeskDep, authorization_id: str) -> str:

@@ -97,11 +97,15 @@ class CoverageStore:
         cursor = self.coverage.find(query, {"outbox": 0, "applied_events": 0}).sort("earliest_review_on", ASCENDING)
         return [Coverage.model_validate(document) async for document in cursor]
 
-    async def audited(self, by: Principal, action: str, episode_id: str) -> None:
-        """Who read an episode's authorizations (payer data is part of the clinical record), and when."""
-        await self.audit.insert_one({"at": utc_now(), "role": by.role.value, "token_id": by.token_id,
-                                     "subject": by.subject, "username": by.username, "action": action,
-                                     "episode_id": episode_id})  # fmt: skip
+    async def audited(self, by: Principal, action: str, *episode_ids: str) -> None:
+        """Who read these episodes' authorizations (payer data is part of the clinical record), and when: an entry
+        per episode, as a worklist shows several."""
+        at = utc_now()
+        entries = [{"at": at, "role": by.role.value, "token_id": by.token_id, "subject": by.subject,
+                    "username": by.username, "action": action, "episode_id": episode_id}
+                   for episode_id in dict.fromkeys(episode_ids)]  # fmt: skip
+        if entries:
+            await self.audit.insert_many(entries)
 
 
 def _fields(coverage: Coverage, next_check_on: date | None) -> Document:

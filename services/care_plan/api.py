@@ -1,5 +1,5 @@
 """care_plan's HTTP API: the care plan, attendance, appointments, decisions on recommendations, schedule,
-authorization, graduation and discharge; program groups, a group session's roster and its attendance sheet.
+graduation and discharge; program groups, a group session's roster and its attendance sheet.
 
 HTTP only: parse the request, call the change (``changes.py``) or the read (``queries.py``); a change's refusal
 is answered by its code (``schemas.ERRORS``)."""

@@ -157,7 +157,7 @@ async def test_a_coordinator_records_decides_and_reviews_an_authorization(
     assert [(entry["action"], entry["episode_id"]) for entry in audit] == [("read_authorizations", EPISODE)]
 
 
-async def test_the_worklist_orders_by_due_date_and_filters(http: httpx.AsyncClient) -> None:
+async def test_the_worklist_orders_by_due_date_and_filters(http: httpx.AsyncClient, database: MemoryDatabase) -> None:
     for episode, review_on, payer in (("ep-late", "2026-12-18", "carelon"), ("ep-soon", "2026-12-08", "some-plan")):
         answer = await http.post(
             f"/v1/episodes/{episode}/authorizations", json=body(next_review_on=review_on, payer=payer), headers=UR
@@ -173,6 +173,10 @@ async def test_the_worklist_orders_by_due_date_and_filters(http: httpx.AsyncClie
     by_payer = (await http.get("/v1/reviews", params={"payer": "carelon", "reason": "next_review"}, headers=UR)).json()
     assert [line["episode_id"] for line in by_payer] == ["ep-late"]
     assert (await http.get("/v1/reviews", params={"payer": "Not A Payer"}, headers=UR)).status_code == 422
+    # Each episode a worklist showed is audited with the person who asked, once per answer.
+    audit = [entry async for entry in database["audit_log"].find({"action": "read_reviews"})]
+    assert sorted(entry["episode_id"] for entry in audit) == ["ep-late", "ep-late", "ep-soon", "ep-soon"]
+    assert {entry["role"] for entry in audit} == {"utilization_review"}
 
 
 async def test_a_certification_is_recorded_and_the_next_is_due_every_other_month(
