@@ -21,7 +21,11 @@ class CaseloadSettings(ServiceSettings):
         description="Where names are looked up with `names=true`, with the caller's own token (never stored).",
     )
     caseload_missed_in_a_row: int = Field(
-        default=2, ge=1, description="Sessions missed in a row that put an episode on the missed_sessions worklist."
+        default=2,
+        ge=1,
+        description="Sessions missed in a row that put an episode on the missed_sessions worklist: keep it equal to the "
+        "count of care_plan's first consecutive-miss rule (its default policy's `missed_2_in_a_row`, after Virtual "
+        "IOP outreach practice), so the list shows who that rule acts on.",
     )
     stream_poll_seconds: float = Field(
         default=0.5, gt=0, le=10, description="How often the worklist stream looks for changed episodes."
