@@ -23,8 +23,8 @@ class CaseloadSettings(ServiceSettings):
     caseload_missed_in_a_row: int = Field(
         default=2,
         ge=1,
-        description="Sessions missed in a row that put an episode on the missed_sessions worklist: keep it equal to the "
-        "count of care_plan's first consecutive-miss rule (its default policy's `missed_2_in_a_row`, after Virtual "
+        description="Sessions missed in a row that put an episode on the missed_sessions worklist: keep it equal to "
+        "the count of care_plan's first consecutive-miss rule (its default policy's `missed_2_in_a_row`, after Virtual "
         "IOP outreach practice), so the list shows who that rule acts on.",
     )
     stream_poll_seconds: float = Field(
