@@ -45,7 +45,9 @@ router = ServiceRouter(prefix="/v1", tags=["authorizations"], responses=V1_ERROR
     status_code=status.HTTP_201_CREATED,
     responses=errors(409),
     summary="Record a payer's authorization (the payer's number is stored, never published)",
-    openapi_extra=beyond_schema(**DATES),
+    openapi_extra=beyond_schema(
+        no_codes="`codes` are named for a level the payer policy gives no default codes", **DATES
+    ),
 )
 async def record_authorization(
     episode_id: str, body: AuthorizationIn, desk: DeskDep, by: Coordinator
