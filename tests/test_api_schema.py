@@ -6,8 +6,10 @@ listing those it does. A bounded budget per operation.
 
 The stores are seeded with real episodes before the run, through the services' own APIs and events (intake
 registers patients, opens episodes, records assessments, consents and a drug screen; care_plan places the
-plans, books an appointment and graduates one; notifications plans their messages, raises a safety alert and
-enrols the graduate in the alumni group), and care_plan and notifications ask intake's own app. Generated path
+plans, books an appointment, names a primary clinician, puts and signs a treatment plan and graduates one;
+authorizations records a payer's authorization; notifications plans their messages, raises a safety alert and
+enrols the graduate in the alumni group; caseload projects every event), and care_plan, notifications and
+caseload (its names and search, with the caller's own token) ask intake's own app. Generated path
 parameters are swapped, about half the time, for ids of what was seeded, so success answers are exercised and
 checked against their schemas, not only the 404s of ids nobody has.
 
@@ -24,6 +26,7 @@ import os
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -43,13 +46,30 @@ from schemathesis.specs.openapi.checks import (
     unsupported_method,
 )
 
+from services.authorizations import api as authorizations_api
+from services.authorizations.app import create_broker as authorizations_broker
+from services.authorizations.changes import Desk
+from services.authorizations.domain.coverage import Rules
+from services.authorizations.domain.policy import load_policy as load_authorizations_policy
+from services.authorizations.settings import AuthorizationsSettings
+from services.authorizations.store import COVERAGE, CoverageStore
 from services.care_plan import api as care_plan_api
+from services.care_plan import api_moved as care_plan_api_moved
+from services.care_plan import api_plan as care_plan_api_plan
+from services.care_plan import care_team_api
 from services.care_plan.app import create_broker as care_plan_broker
 from services.care_plan.consents import IntakeConsents
 from services.care_plan.domain.policy import load_policy
 from services.care_plan.handlers import Planning
+from services.care_plan.schemas_plan import EXAMPLE_PLAN
 from services.care_plan.settings import CarePlanSettings
 from services.care_plan.store import PLANS, CarePlanStore
+from services.caseload import api as caseload_api
+from services.caseload.app import create_broker as caseload_broker
+from services.caseload.names import IntakeDirectory
+from services.caseload.queries import Caseload
+from services.caseload.settings import CaseloadSettings
+from services.caseload.store import CaseloadStore
 from services.common.auth import Authenticator, Role
 from services.common.consumer import SET_ASIDE, EventBatch, EventShelf, set_aside_reason
 from services.common.dependencies import Dependencies
@@ -60,6 +80,7 @@ from services.common.schemas import RULES
 from services.common.service import SET_ASIDE_COLLECTION, http_app
 from services.common.utc import utc_now
 from services.intake import api as intake_api
+from services.intake import lookup_api as intake_lookup_api
 from services.intake.app import create_broker as intake_broker
 from services.intake.domain.measures import load_measures_policy
 from services.intake.domain.placement import load_placement_policy
@@ -107,7 +128,7 @@ CHECKS = [
 ]
 
 
-# The three services, each over its own in-memory store, as their start-up builds them.
+# The five services, each over its own in-memory store, as their start-up builds them.
 
 
 def _app(service: str, routers: list[Any], database: MemoryDatabase, **state: Any) -> FastAPI:
@@ -122,12 +143,13 @@ def _app(service: str, routers: list[Any], database: MemoryDatabase, **state: An
 
 
 INTAKE_DB, CARE_PLAN_DB, NOTIFICATIONS_DB = MemoryDatabase(), MemoryDatabase(), MemoryDatabase()
+AUTHORIZATIONS_DB, CASELOAD_DB = MemoryDatabase(), MemoryDatabase()
 INTAKE_SETTINGS = IntakeSettings(_env_file=None)
 INTAKE_KAFKA = intake_broker(INTAKE_SETTINGS)
 INTAKE_STORE = IntakeStore(INTAKE_DB, wake_relay=no_relay)  # type: ignore[arg-type]
 INTAKE = _app(
     "intake",
-    [intake_api.router],
+    [intake_api.router, intake_lookup_api.router],
     INTAKE_DB,
     store=INTAKE_STORE,
     placement_policy=load_placement_policy(),
@@ -138,15 +160,23 @@ INTAKE = _app(
     kafka=INTAKE_KAFKA,
 )
 ASKING_INTAKE = httpx.ASGITransport(app=INTAKE)
-"""care_plan and notifications ask intake's own app, over the seeded store."""
+"""care_plan, notifications and caseload ask intake's own app, over the seeded store."""
 
+CARE_PLAN_ROUTERS = [care_plan_api.router, care_team_api.router, care_plan_api.groups, care_plan_api_plan.router,
+                     care_plan_api_moved.router]  # fmt: skip
 CARE_PLAN_SETTINGS = CarePlanSettings(_env_file=None, intake_url=INTAKE_URL, intake_token=TOKENS[Role.CARE_PLAN])
 CARE_PLAN_POLICY = load_policy()
 CARE_PLAN_KAFKA = care_plan_broker(CARE_PLAN_SETTINGS)
 CARE_PLAN_STORE = CarePlanStore(CARE_PLAN_DB, wake_relay=no_relay)  # type: ignore[arg-type]
 CARE_PLAN = _app(
     "care_plan",
-    [care_plan_api.router, care_plan_api.groups],
+    [
+        care_plan_api.router,
+        care_team_api.router,
+        care_plan_api.groups,
+        care_plan_api_plan.router,
+        care_plan_api_moved.router,
+    ],
     CARE_PLAN_DB,
     components=care_plan_api.policy_components(CARE_PLAN_POLICY),  # as create_app gives its loaded policy's
     store=CARE_PLAN_STORE,
@@ -176,6 +206,35 @@ NOTIFICATIONS = _app(
     "notifications", [notifications_api.router], NOTIFICATIONS_DB, messaging=MESSAGING, kafka=NOTIFICATIONS_KAFKA
 )
 
+AUTHORIZATIONS_SETTINGS = AuthorizationsSettings(_env_file=None)
+AUTHORIZATIONS_KAFKA = authorizations_broker(AUTHORIZATIONS_SETTINGS)
+DESK = Desk(
+    CoverageStore(AUTHORIZATIONS_DB, wake_relay=no_relay),  # type: ignore[arg-type]
+    Rules(
+        load_authorizations_policy(AUTHORIZATIONS_SETTINGS.authorizations_policy_file),
+        AUTHORIZATIONS_SETTINGS.review_lead_business_days,
+        AUTHORIZATIONS_SETTINGS.units_low_days,
+        AUTHORIZATIONS_SETTINGS.clinic_timezone,
+    ),
+)
+AUTHORIZATIONS = _app(
+    "authorizations", [authorizations_api.router], AUTHORIZATIONS_DB, desk=DESK, kafka=AUTHORIZATIONS_KAFKA
+)
+
+CASELOAD_SETTINGS = CaseloadSettings(_env_file=None, intake_url=INTAKE_URL)
+CASELOAD_KAFKA = caseload_broker(CASELOAD_SETTINGS)
+CASELOAD_ZONE = ZoneInfo(CASELOAD_SETTINGS.clinic_timezone)
+CASELOAD_STORE = CaseloadStore(CASELOAD_DB, CASELOAD_SETTINGS.caseload_missed_in_a_row, CASELOAD_ZONE)  # type: ignore[arg-type]
+CASELOAD = _app(
+    "caseload",
+    [caseload_api.router],
+    CASELOAD_DB,
+    caseload=Caseload(CASELOAD_STORE, CASELOAD_ZONE, CASELOAD_SETTINGS.caseload_missed_in_a_row),
+    directory=IntakeDirectory(INTAKE_URL, transport=ASKING_INTAKE),  # names asked with the caller's own token
+    stream_poll_seconds=CASELOAD_SETTINGS.stream_poll_seconds,
+    kafka=CASELOAD_KAFKA,
+)
+
 
 # Seeding: real episodes through the services' APIs, their events delivered as the consumers apply them.
 
@@ -190,10 +249,13 @@ class Bus:
             (CARE_PLAN_KAFKA, Planning(CARE_PLAN_STORE, CARE_PLAN_POLICY, CARE_PLAN_SETTINGS.clinic_timezone),
              CARE_PLAN.state.event_shelf),
             (NOTIFICATIONS_KAFKA, MESSAGING, NOTIFICATIONS.state.event_shelf),
+            (AUTHORIZATIONS_KAFKA, DESK, AUTHORIZATIONS.state.event_shelf),
+            (CASELOAD_KAFKA, CASELOAD_STORE, CASELOAD.state.event_shelf),
         ]  # fmt: skip
         self.relays = [
             OutboxRelay([INTAKE_DB[EPISODES]], self.deliver),  # type: ignore[list-item]
             OutboxRelay([CARE_PLAN_DB[PLANS]], self.deliver),  # type: ignore[list-item]
+            OutboxRelay([AUTHORIZATIONS_DB[COVERAGE]], self.deliver),  # type: ignore[list-item]
         ]
         self.offset = 0
 
@@ -257,11 +319,31 @@ async def _consent(episode_id: str, body: dict[str, Any]) -> str:
     return str(consent["consent_id"])
 
 
+async def _treatment_and_coverage(episode_id: str) -> str:
+    """The episode's primary clinician, a signed treatment plan and a payer's authorization; the authorization's id."""
+    care_team = {"primary_clinician": "7f3a9c1e-staff", "display_name": "Dr. Rivera"}
+    await _call(CARE_PLAN, "PUT", f"/v1/episodes/{episode_id}/care-team", Role.CLINICIAN, care_team)
+    plan = await _call(CARE_PLAN, "PUT", f"/v1/episodes/{episode_id}/treatment-plan", Role.CLINICIAN,
+                       EXAMPLE_PLAN)  # fmt: skip
+    await _call(CARE_PLAN, "POST", f"/v1/episodes/{episode_id}/treatment-plan/sign", Role.CLINICIAN,
+                {"version": plan["current"]["version"]})  # fmt: skip
+    today = utc_now().date()
+    authorization = {"payer": "carelon", "authorization_number": "PA-2026-118", "level": "IOP", "unit": "day",
+                     "units_authorized": 10, "start_date": today.isoformat(),
+                     "end_date": (today + timedelta(days=40)).isoformat(), "status": "approved"}  # fmt: skip
+    recorded = await _call(AUTHORIZATIONS, "POST", f"/v1/episodes/{episode_id}/authorizations",
+                           Role.UTILIZATION_REVIEW, authorization)  # fmt: skip
+    return str(recorded["authorization_id"])
+
+
 async def _seed() -> None:
     bus = Bus()
     for app in (INTAKE, CARE_PLAN):
         await app.state.store.create_indexes()
     await INTAKE.state.idempotency_keys.create_indexes()
+    await DESK.store.create_indexes()
+    await CASELOAD_STORE.create_indexes()
+    await CASELOAD_STORE.start()
     staying = await _episode("Alex Example", "1990-04-01", "morning", NO_RISK)
     alerted = await _episode("Jordan Example", "1985-09-12", "evening", HIGH_RISK)
     graduating = await _episode("Robin Example", "1979-02-03", "morning", NO_RISK)
@@ -283,6 +365,7 @@ async def _seed() -> None:
                 excused)  # fmt: skip
     await _call(CARE_PLAN, "POST", f"/v1/episodes/{graduating[1]}/graduate", Role.CLINICIAN,
                 {"reason": "moving away: care continues with a local OP"})  # fmt: skip
+    authorization_id = await _treatment_and_coverage(episode_id)
     await bus.settle()  # the graduation closes the episode at intake and enrols the graduate in the alumni group
     opt_out = await _call(NOTIFICATIONS, "POST", "/v1/opt-outs", Role.CLINICIAN,
                           {"episode_id": episode_id, "recipient_kind": "family", "consent_id": family})  # fmt: skip
@@ -301,8 +384,10 @@ async def _seed() -> None:
         roster = await _call(CARE_PLAN, "GET", f"/v1/groups/{group.group_id}", Role.CLINICIAN)
         SEEDED.extend({"group_id": group.group_id, "session_id": s["session_id"]} for s in roster["next_sessions"][:2])
     SEEDED.append({"opt_out_id": opt_out["opt_out_id"]})
+    SEEDED.append({"episode_id": episode_id, "authorization_id": authorization_id})
     SEEDED.extend({"alert_id": alert["alert_id"], "episode_id": alert["episode_id"]} for alert in alerts)
-    for shelf in (INTAKE.state.event_shelf, CARE_PLAN.state.event_shelf, NOTIFICATIONS.state.event_shelf):
+    for app in (INTAKE, CARE_PLAN, NOTIFICATIONS, AUTHORIZATIONS, CASELOAD):
+        shelf = app.state.event_shelf
         SEEDED.extend([{"event_id": shelved["_id"]} async for shelved in shelf.collection.find({})])
 
 
@@ -319,7 +404,9 @@ def _seeded_path_parameters(context: Any, path_parameters: dict[str, Any] | None
 intake_schema = schemathesis.openapi.from_asgi("/openapi.json", INTAKE)
 care_plan_schema = schemathesis.openapi.from_asgi("/openapi.json", CARE_PLAN)
 notifications_schema = schemathesis.openapi.from_asgi("/openapi.json", NOTIFICATIONS)
-for _schema in (intake_schema, care_plan_schema, notifications_schema):
+authorizations_schema = schemathesis.openapi.from_asgi("/openapi.json", AUTHORIZATIONS)
+caseload_schema = schemathesis.openapi.from_asgi("/openapi.json", CASELOAD)
+for _schema in (intake_schema, care_plan_schema, notifications_schema, authorizations_schema, caseload_schema):
     _schema.hook("flatmap_path_parameters")(_seeded_path_parameters)
     # The token is ours (an allowed role's): a generated Authorization header would be replaced, and a request the
     # run made invalid by its token would be sent valid. Refusing tokens is tested on its own (tests/service).
@@ -355,7 +442,26 @@ def test_notifications_answers_as_documented(case: schemathesis.Case[Any]) -> No
     _call_as_allowed_role(case)
 
 
-@pytest.mark.parametrize("app", [INTAKE, CARE_PLAN, NOTIFICATIONS], ids=["intake", "care_plan", "notifications"])
+@authorizations_schema.exclude(path_regex="^/health").parametrize()
+@settings(max_examples=EXAMPLES, suppress_health_check=list(HealthCheck), deadline=None)
+def test_authorizations_answers_as_documented(case: schemathesis.Case[Any]) -> None:
+    _call_as_allowed_role(case)
+
+
+# The worklist stream is left out: it answers as long as its client listens (``once=true`` until the first change),
+# and a generated request, sent in-process, listens until the body ends; it never would with nothing changing.
+# Its answers are checked in tests/service/caseload (test_the_stream_announces_changed_worklists).
+@caseload_schema.exclude(path_regex="^/health").exclude(path="/v1/worklists/stream").parametrize()
+@settings(max_examples=EXAMPLES, suppress_health_check=list(HealthCheck), deadline=None)
+def test_caseload_answers_as_documented(case: schemathesis.Case[Any]) -> None:
+    _call_as_allowed_role(case)
+
+
+APPS = {"intake": INTAKE, "care_plan": CARE_PLAN, "notifications": NOTIFICATIONS, "authorizations": AUTHORIZATIONS,
+        "caseload": CASELOAD}  # fmt: skip
+
+
+@pytest.mark.parametrize("app", APPS.values(), ids=APPS.keys())
 def test_every_error_answer_is_documented_with_its_body(app: FastAPI) -> None:
     for path, operations in app.openapi()["paths"].items():
         for method, operation in operations.items():
@@ -367,5 +473,5 @@ def test_the_run_starts_from_real_records() -> None:
     """What the run's path parameters are drawn from: every kind of id the APIs take, of records that exist."""
     kinds: Mapping[str, int] = {name: sum(name in ids for ids in SEEDED) for name in
                                 ("patient_id", "episode_id", "consent_id", "session_id", "group_id", "opt_out_id",
-                                 "alert_id")}  # fmt: skip
+                                 "alert_id", "authorization_id")}  # fmt: skip
     assert all(kinds.values()), kinds

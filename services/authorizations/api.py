@@ -6,13 +6,13 @@ answered by its code (``schemas.ERRORS``)."""
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated
 
 from fastapi import Query, status
 
 from services.common.domain_errors import ServiceRouter
 from services.common.schemas import V1_ERRORS, beyond_schema, errors
+from services.common.utc import IsoDate
 from stepwise_contract import ReviewReason
 
 from . import changes, queries
@@ -45,7 +45,9 @@ router = ServiceRouter(prefix="/v1", tags=["authorizations"], responses=V1_ERROR
     status_code=status.HTTP_201_CREATED,
     responses=errors(409),
     summary="Record a payer's authorization (the payer's number is stored, never published)",
-    openapi_extra=beyond_schema(**DATES),
+    openapi_extra=beyond_schema(
+        no_codes="`codes` are named for a level the payer policy gives no default codes", **DATES
+    ),
 )
 async def record_authorization(
     episode_id: str, body: AuthorizationIn, desk: DeskDep, by: Coordinator
@@ -106,7 +108,7 @@ async def certify(episode_id: str, body: CertificationIn, desk: DeskDep, by: Cer
 async def reviews(
     desk: DeskDep,
     by: Worklist,
-    due_before: Annotated[date | None, Query(description="due before this day")] = None,
+    due_before: Annotated[IsoDate | None, Query(description="due before this day")] = None,
     reason: ReviewReason | None = None,
     payer: Annotated[str | None, Query(pattern=PAYER_ID)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 200,

@@ -12,7 +12,7 @@ from fastapi import Query
 
 from services.common.auth import Principal
 from services.common.domain_errors import ServiceRouter
-from services.common.schemas import V1_ERRORS, beyond_schema, errors
+from services.common.schemas import V1_ERRORS, WHOLE_NUMBERS, beyond_schema, errors
 from services.common.utc import TIME_RANGE, Rfc3339
 
 from . import changes, queries
@@ -66,7 +66,7 @@ async def get_plan(episode_id: str, store: Store, policy: Policy, by: PlanReader
     summary="Sign the latest version: it is in force, and counts as a review (publishes iop.treatment_plan.signed)",
     description="The signer is the token's person. 409 `version_changed` when a newer version was put since the "
     "one named; signing a signed version changes nothing.",
-    openapi_extra=beyond_schema(unknown_version="`version` is one of the plan's versions"),
+    openapi_extra=beyond_schema(unknown_version="`version` is one of the plan's versions", **WHOLE_NUMBERS),
 )
 async def sign_plan(episode_id: str, body: SignIn, store: Store, policy: Policy, by: Clinician) -> TreatmentPlanOut:
     plan = await changes.sign_treatment_plan(store, policy, episode_id, body.version, by.who)
@@ -82,6 +82,7 @@ async def sign_plan(episode_id: str, body: SignIn, store: Store, policy: Policy,
         plan_not_signed="`version` is signed",
         agreed_in_future="`agreed_at` is not ahead of now",
         **TIME_RANGE,
+        **WHOLE_NUMBERS,
     ),
 )
 async def acknowledge_plan(

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
@@ -19,7 +18,7 @@ from services.common.auth import Principal
 from services.common.errors import invalid_input
 from services.common.mongo import Document
 from services.common.schemas import V1_ERRORS, beyond_schema, errors
-from services.common.utc import utc_now
+from services.common.utc import IsoDate, utc_now
 
 from .deps import NAME_ROLES, CaseloadDep, Directory, Reader, Staff
 from .domain.worklists import FLAG_OF, WORKLISTS
@@ -147,7 +146,7 @@ async def get_worklist(
     directory: Directory,
     by: Reader,
     names: Names = False,
-    day: Annotated[date | None, Query(alias="date", description="For `today`: another day.")] = None,
+    day: Annotated[IsoDate | None, Query(alias="date", description="For `today`: another day.")] = None,
 ) -> WorklistOut:
     rows = await caseload.worklist(name, day)
     await caseload.store.audit(by, "read_worklist", worklist=name, episode_ids=episode_ids(rows), names=names)
@@ -176,9 +175,9 @@ async def get_timeline(
 async def get_census(
     caseload: CaseloadDep,
     by: Reader,
-    day: Annotated[date | None, Query(alias="date", description="Default: today, in the clinic's zone.")] = None,
-    since: Annotated[date | None, Query(description="Movements from this day (default: `date`).")] = None,
-    until: Annotated[date | None, Query(description="Movements through this day (default: `date`).")] = None,
+    day: Annotated[IsoDate | None, Query(alias="date", description="Default: today, in the clinic's zone.")] = None,
+    since: Annotated[IsoDate | None, Query(description="Movements from this day (default: `date`).")] = None,
+    until: Annotated[IsoDate | None, Query(description="Movements through this day (default: `date`).")] = None,
 ) -> dict[str, Any]:
     await caseload.store.audit(by, "read_census")
     return await caseload.census(day or caseload.today(), since, until)

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from services.common.schemas import RequestBody, request_examples
+from services.common.utc import IsoDate
 
 WorklistName = Literal[
     "today", "safety_alerts", "missed_sessions", "recommendations", "measures_due", "plan_reviews",
@@ -36,4 +37,4 @@ class SearchIn(RequestBody):
     model_config = request_examples({"name": "alex exa"}, {"date_of_birth": "1990-04-01"})
 
     name: str | None = Field(default=None, max_length=200)
-    date_of_birth: dt.date | None = None
+    date_of_birth: IsoDate | None = None

@@ -10,6 +10,7 @@ from typing import Annotated
 
 from fastapi import HTTPException, Query, status
 from pydantic import BaseModel
+from starlette.convertors import StringConvertor, register_url_convertor
 
 from services.common.auth import Principal, Role
 from services.common.domain_errors import ServiceRouter
@@ -71,6 +72,18 @@ from .schemas import (
 router = ServiceRouter(prefix="/v1", tags=["intake"], responses=V1_ERRORS, error_table=ERRORS)
 
 
+class _PatientId(StringConvertor):
+    """A patient id in a path: any segment but the words of ``lookup_api``'s own routes under /patients, so that
+    ``/v1/patients/names`` is that resource for every method (a concrete path is matched before a templated one,
+    as OpenAPI has it), never a patient whose id is "names" (ids are uuids: no patient has one)."""
+
+    regex = "(?!(?:names|search)$)[^/]+"
+
+
+register_url_convertor("patient_id", _PatientId())
+PATIENT = "/patients/{patient_id:patient_id}"
+
+
 async def _record_id(keys: Keys, key: str | None, by: Principal, request: str, body: BaseModel) -> str:
     """The id of what this request creates: fixed by its Idempotency-Key, so a retry finds the first one's."""
     return await keys.record_id(key, f"{by.token_id} {request}", body)
@@ -107,7 +120,7 @@ async def register_patient(
     return PatientCreated(patient_id=patient_id)
 
 
-@router.get("/patients/{patient_id}", responses=errors(404), summary="A patient's record (audited)")
+@router.get(PATIENT, responses=errors(404), summary="A patient's record (audited)")
 async def read_patient(patient_id: str, store: Store, by: Staff) -> PatientOut:
     patient = await store.read_patient(patient_id, by)
     if patient is None:
@@ -116,7 +129,7 @@ async def read_patient(patient_id: str, store: Store, by: Staff) -> PatientOut:
 
 
 @router.patch(
-    "/patients/{patient_id}",
+    PATIENT,
     responses=errors(404),
     summary="Change a patient's name or contact data (audited)",
     openapi_extra=beyond_schema(phone_number=PHONE_RULE, **EMAIL_RULE),
@@ -129,7 +142,7 @@ async def update_patient(patient_id: str, body: PatientUpdate, store: Store, by:
 
 
 @router.post(
-    "/patients/{patient_id}/episodes",
+    f"{PATIENT}/episodes",
     responses=errors(404),
     status_code=status.HTTP_201_CREATED,
     summary="Open a treatment episode",

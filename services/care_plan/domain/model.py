@@ -190,7 +190,12 @@ class InstrumentTarget(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    instrument: str = Field(examples=["phq9"], max_length=20, description="An instrument intake scores.")
+    instrument: str = Field(
+        examples=["phq9"],
+        max_length=20,
+        description="An instrument intake scores.",
+        json_schema_extra={"enum": list(INSTRUMENTS)},
+    )
     below: int = Field(ge=1, le=100, examples=[10])
     in_a_row: int = Field(default=2, ge=1, le=10, description="On this many of the latest measures in a row.")
 

@@ -298,3 +298,10 @@ async def test_a_malformed_event_is_set_aside_for_admins_and_health_says_what_is
         async with await client_of("authorizations", APP, database, state) as client:
             assert (await client.get("/health/live")).status_code == 200
             assert (await client.get("/health/ready")).status_code == expected
+
+
+async def test_the_worklist_refuses_a_day_given_as_a_number(http: httpx.AsyncClient) -> None:
+    """``due_before=0`` is not the first of January 1970: a day is ISO text, as the document says."""
+    refused = await http.get("/v1/reviews", params={"due_before": "0"}, headers=UR)
+    assert refused.status_code == 422 and refused.json()["detail"][0]["loc"] == ["query", "due_before"]
+    assert (await http.get("/v1/reviews", params={"due_before": "2026-12-08"}, headers=UR)).status_code == 200

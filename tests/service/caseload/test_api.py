@@ -212,3 +212,15 @@ async def test_authorizations_lists_what_needs_the_desk_earliest_first(http: htt
     )
     timeline = (await http.get(f"/v1/episodes/{EPISODE}/timeline", headers=CLINICIAN)).json()["entries"]
     assert "Authorization review due 2026-10-20 (carelon, exhaustion 2026-10-23)" in [e["summary"] for e in timeline]
+
+
+async def test_a_day_given_as_a_number_is_refused(http: httpx.AsyncClient, intake: FakeIntake) -> None:
+    """A day is ISO text, as the document says: ``0`` is not the first of January 1970 (nor a birth date searched
+    for at intake)."""
+    for path, day in [("/v1/worklists/today", "date"), ("/v1/census", "date"), ("/v1/census", "since"),
+                      ("/v1/census", "until")]:  # fmt: skip
+        refused = await http.get(path, params={day: "0"}, headers=CLINICIAN)
+        assert refused.status_code == 422 and refused.json()["detail"][0]["loc"] == ["query", day], (path, day)
+    searched = await http.post("/v1/caseload/search", json={"date_of_birth": 0}, headers=CLINICIAN)
+    assert searched.status_code == 422 and searched.json()["detail"][0]["loc"] == ["body", "date_of_birth"]
+    assert intake.authorizations == []

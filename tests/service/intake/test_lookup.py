@@ -68,3 +68,12 @@ async def test_the_migration_gives_earlier_patients_their_prefixes(
     assert stored is not None and "exa" in stored["name_prefixes"]
     again = await migrations.name_prefixes_of_patients(database, "US")  # type: ignore[arg-type]
     assert again.changed == {}
+
+
+async def test_names_and_search_are_their_own_resources_not_patient_ids(http: httpx.AsyncClient) -> None:
+    """A concrete path is matched before a templated one (OpenAPI's rule): ``GET /v1/patients/names`` is a method
+    the path does not take (405, Allow: POST), not a read of a patient whose id is "names"."""
+    for path in ("/v1/patients/names", "/v1/patients/search"):
+        for method in ("GET", "PATCH", "DELETE"):
+            refused = await http.request(method, path, headers=CLINICIAN)
+            assert refused.status_code == 405 and refused.headers["allow"] == "POST", (method, path)
