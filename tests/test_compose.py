@@ -24,6 +24,7 @@ from services.intake.settings import IntakeSettings
 from services.notifications.domain.safety import StaffRoutes
 from services.notifications.settings import NotificationsSettings
 from stepwise_contract import COMMAND_TYPES, EVENT_TYPES
+from tests import strict_yaml
 from tools.deploy import kafka_acls
 from tools.deploy import secrets as secrets_tool
 from tools.dev import kafka as test_kafka
@@ -55,7 +56,7 @@ INTERPOLATION = re.compile(r"\$\$|\$\{(?P<name>\w+)(?:(?P<op>:?[-?])(?P<arg>[^}]
 
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
-    document = yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))
+    document = strict_yaml.load(COMPOSE_FILE.read_text(encoding="utf-8"))
     assert isinstance(document, dict)
     return document
 
@@ -120,7 +121,7 @@ def override_example() -> dict[str, Any]:
     lines = COMPOSE_FILE.read_text(encoding="utf-8").splitlines()
     start = lines.index("#   services:")
     end = lines.index("#", start)
-    document = yaml.safe_load(textwrap.dedent("\n".join(line[1:] for line in lines[start:end])))
+    document = strict_yaml.load(textwrap.dedent("\n".join(line[1:] for line in lines[start:end])))
     assert isinstance(document, dict)
     return document
 
@@ -741,3 +742,11 @@ def test_mongodb_init_script_gives_each_service_its_own_database_only(generated_
                                  "roles": [{"role": "readWrite", "db": database}]}  # fmt: skip
     assert created["backup"]["db"] == "admin"
     assert created["backup"]["roles"] == [{"role": "backup", "db": "admin"}]
+
+
+def test_the_compose_file_is_read_as_docker_compose_reads_it() -> None:
+    """docker compose refuses a mapping with a key given twice; so does the loader every test here reads it with."""
+    with pytest.raises(yaml.constructor.ConstructorError, match="duplicate key 'UR_TEAM_EMAIL'"):
+        strict_yaml.load("environment:\n  UR_TEAM_EMAIL: a\n  UR_TEAM_EMAIL: b\n")
+    merged_env = strict_yaml.load("base: &base {A: '1'}\nenv:\n  <<: *base\n  A: '2'\n")
+    assert merged_env["env"] == {"A": "2"}

@@ -13,6 +13,7 @@ import yaml
 from prometheus_client import REGISTRY
 
 import services.common.metrics  # noqa: F401 - registers the services' metrics
+from tests import strict_yaml
 from tools.dev import promtool
 
 HERE = Path(__file__).resolve().parent.parent / "deploy" / "observability"
@@ -51,3 +52,20 @@ def test_promtool_checks_the_rules_and_runs_their_tests() -> None:
                     ["check", "config", "prometheus.yml"]):  # fmt: skip
         done = subprocess.run([tool, *command], cwd=HERE, capture_output=True, text=True, check=False)
         assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_example_scrape_configuration_has_a_job_for_each_service_at_its_compose_address() -> None:
+    """Job ``stepwise-<compose service>`` (the rules and the dashboard group by it) at that service's host and port."""
+    compose = strict_yaml.load((HERE.parent.parent / "docker-compose.yml").read_text(encoding="utf-8"))
+    apps = {name: service for name, service in compose["services"].items()
+            if str(service.get("command", [""])[0]).startswith("services.")}  # fmt: skip
+    expected = {
+        f"stepwise-{name}": [f"{name}:{service['environment'][name.replace('-', '_').upper() + '_PORT']}"]
+        for name, service in apps.items()
+    }
+    config = strict_yaml.load((HERE / "prometheus.yml").read_text(encoding="utf-8"))
+    jobs = {
+        job["job_name"]: [t for c in job["static_configs"] for t in c["targets"]] for job in config["scrape_configs"]
+    }
+    assert len(apps) == 5
+    assert jobs == expected

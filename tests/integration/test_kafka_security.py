@@ -1,4 +1,4 @@
-"""Kafka over SASL/SCRAM with ACLs on the real broker: the three services reach it only through its SCRAM listener,
+"""Kafka over SASL/SCRAM with ACLs on the real broker: the five services reach it only through its SCRAM listener,
 each as its own principal allowed only what tools/deploy/kafka_acls.py grants (the ACLs compose's kafka-init
 creates), and that is enough for the whole flow; a forged event (an alert on intake's topic from another
 principal) is refused; a wrong password keeps a service unready, saying what to fix."""
@@ -83,7 +83,7 @@ def stopped(services: list[ServiceProcess]) -> None:
 def over_scram(
     scram: KafkaSasl, acls: list[kafka_acls.Acl], stack: Stack, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
-    """The stack's three services replaced by instances that reach Kafka only through its SCRAM listener, each as
+    """The stack's five services replaced by instances that reach Kafka only through its SCRAM listener, each as
     its own principal under the deployment's ACLs, with their own databases and mail server; then the regular ones
     back. The same static group membership lets each
     take over the other's partitions (the consumer groups are the services', as in production). ``scram`` comes

@@ -7,9 +7,10 @@ Go module proxy this project builds its tools from; docs/operations.md, "Backups
     python -m tools.deploy.backup prune --dir /backups --keep-days 35
 
 Settings are the environment: MONGODB_URL_FILE (or MONGODB_URL), BACKUP_KEY_FILE, BACKUP_DATABASES (comma
-separated; default the three services' databases). Each collection is dumped as it is stored (raw BSON, every
-type kept), with its indexes; the whole is a tar stream encrypted as it is written (AES-256-GCM in 1 MiB chunks,
-each chunk's number and whether it is the last one authenticated, so a cut or reordered file is refused), with a
+separated; default every service's database, the ones tools/deploy/secrets.py's MONGODB_USERS names). Each
+collection is dumped as it is stored (raw BSON, every type kept), with its indexes; the whole is a tar stream
+encrypted as it is written (AES-256-GCM in 1 MiB chunks, each chunk's number and whether it is the last one
+authenticated, so a cut or reordered file is refused), with a
 key derived from the secret file. Nothing unencrypted is written to disk: a collection is held in memory while it
 is dumped or restored.
 """
@@ -41,10 +42,13 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from pymongo import AsyncMongoClient
 
+from tools.deploy.secrets import MONGODB_USERS
+
 MAGIC = b"STEPWISE-BACKUP-1\n"
 CHUNK = 1 << 20
 SALT_BYTES, PREFIX_BYTES = 16, 7
-DATABASES = ("stepwise_intake", "stepwise_care_plan", "stepwise_notifications")
+DATABASES = tuple(MONGODB_USERS.values())
+"""Every service's database, from the one map of who owns which (the users the deployment makes)."""
 SUFFIX = ".backup"
 RAW = CodecOptions(document_class=RawBSONDocument, tz_aware=True)
 INSERT_BATCH = 1000
