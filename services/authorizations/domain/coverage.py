@@ -32,6 +32,7 @@ from stepwise_contract import (
 from .drawdown import EPSILON, DrawDown, draw_down
 from .model import Authorization, CalendarSession, Certification, CountedDay, CountedService, Coverage, ReviewEntry
 from .policy import UrPolicy
+from .review_due import CertificationDue as Due
 from .review_due import business_days_before, certifications_due, lead_days, review_due
 
 
@@ -250,9 +251,13 @@ def certification_recorded(
 ) -> list[EventData]:
     """A recorded certification, said for each payer whose rules ask for one, with that payer's next due counting it
     (the same day as before when it certifies fewer hours than the payer asks). Never the certifying clinician."""
-    return [CertificationRecorded(episode_id=coverage.episode_id, certification_id=certification.certification_id,
-                                  payer=due.payer, certified_on=certification.certified_on,
-                                  hours_per_week=certification.hours_per_week,
-                                  min_hours_per_week=due.rule.min_hours_per_week, next_due_on=due.due_on,
-                                  recorded_at=now)  # fmt: skip
-            for due in certifications_due(coverage.authorizations, coverage.certifications, policy)]
+    dues = certifications_due(coverage.authorizations, coverage.certifications, policy)
+    return [_recorded(coverage.episode_id, certification, due, now) for due in dues]
+
+
+def _recorded(episode_id: str, certification: Certification, due: Due, now: datetime) -> CertificationRecorded:
+    return CertificationRecorded(episode_id=episode_id, certification_id=certification.certification_id,
+                                 payer=due.payer, certified_on=certification.certified_on,
+                                 hours_per_week=certification.hours_per_week,
+                                 min_hours_per_week=due.rule.min_hours_per_week, next_due_on=due.due_on,
+                                 recorded_at=now)  # fmt: skip
