@@ -123,7 +123,7 @@ async def certify(
         return rules.certify(coverage, certified_on, hours_per_week, clinician, by, now)
 
     def said(coverage: Coverage, certification: Certification, now: datetime) -> list[EventData]:
-        return certification_recorded(coverage, certification, desk.rules.policy, now)
+        return [*certification_recorded(coverage, certification, desk.rules.policy, now)]
 
     return await change_known(desk, episode_id, decide, said)
 

@@ -248,7 +248,7 @@ def _certifications(coverage: Coverage, today: date, now: datetime, rules: Rules
 
 def certification_recorded(
     coverage: Coverage, certification: Certification, policy: UrPolicy, now: datetime
-) -> list[EventData]:
+) -> list[CertificationRecorded]:
     """A recorded certification, said for each payer whose rules ask for one, with that payer's next due counting it
     (the same day as before when it certifies fewer hours than the payer asks). Never the certifying clinician."""
     dues = certifications_due(coverage.authorizations, coverage.certifications, policy)
