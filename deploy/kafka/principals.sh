@@ -24,6 +24,7 @@ allow authorizations --operation Write \
     --topic iop.authorization.review_due \
     --topic iop.authorization.units_low \
     --topic iop.certification.due \
+    --topic iop.certification.recorded \
     --topic iop.service.unauthorized
 allow authorizations --operation Read \
     --topic iop.care_level.assigned \
@@ -53,6 +54,7 @@ allow care_plan --operation Write \
     --topic iop.session.missed \
     --topic iop.treatment_plan.review_due \
     --topic iop.treatment_plan.review_overdue \
+    --topic iop.treatment_plan.reviewed \
     --topic iop.treatment_plan.signed \
     --topic iop.utilization.below_minimum
 allow care_plan --operation Read \
@@ -79,6 +81,7 @@ allow caseload --operation Read \
     --topic iop.care_level.step_up_recommended \
     --topic iop.care_team.changed \
     --topic iop.certification.due \
+    --topic iop.certification.recorded \
     --topic iop.consent.changed \
     --topic iop.drug_screen.recorded \
     --topic iop.episode.discharged \
@@ -99,6 +102,7 @@ allow caseload --operation Read \
     --topic iop.session.missed \
     --topic iop.treatment_plan.review_due \
     --topic iop.treatment_plan.review_overdue \
+    --topic iop.treatment_plan.reviewed \
     --topic iop.treatment_plan.signed \
     --topic iop.utilization.below_minimum \
     --group stepwise.caseload \

@@ -14,12 +14,14 @@ from stepwise_contract import EventData, new_event
 
 from .domain import authorizations as rules
 from .domain.authorizations import Decision, NewAuthorization, ReviewIn
-from .domain.coverage import Rules, next_check_on, settle
+from .domain.coverage import Rules, certification_recorded, next_check_on, settle
 from .domain.model import Authorization, Certification, Coverage
 from .settings import SOURCE
 from .store import CoverageStore, StoredCoverage
 
 T = TypeVar("T")
+Said = Callable[[Coverage, T, datetime], list[EventData]]
+"""What a change publishes of itself, from the coverage as decided and the change's result."""
 State = tuple[Coverage, date | None]
 """The coverage with its next daily look: a settle that only moves the look is a change to store all the same."""
 
@@ -41,10 +43,13 @@ async def change_coverage(
     return await change(_coverage_of(desk.store, episode_id), _settled(desk.rules, decide), _gone, applied=applied)
 
 
-async def change_known(desk: Desk, episode_id: str, decide: Callable[[Coverage, datetime], tuple[Coverage, T]]) -> T:
-    """A person's change: on the episode's coverage (empty when it has none yet)."""
+async def change_known(
+    desk: Desk, episode_id: str, decide: Callable[[Coverage, datetime], tuple[Coverage, T]], said: Said[T] | None = None
+) -> T:
+    """A person's change: on the episode's coverage (empty when it has none yet); ``said``: what the change itself
+    publishes, in its write (before what settling it says)."""
     await _ensure(desk, episode_id)
-    return await change(_coverage_of(desk.store, episode_id), _settled(desk.rules, decide), _gone)
+    return await change(_coverage_of(desk.store, episode_id), _settled(desk.rules, decide, said), _gone)
 
 
 async def _ensure(desk: Desk, episode_id: str) -> None:
@@ -65,11 +70,14 @@ def _coverage_of(store: CoverageStore, episode_id: str) -> Record[StoredCoverage
     )
 
 
-def _settled(rules_: Rules, decide: Callable[[Coverage, datetime], tuple[Coverage, T]]) -> Decide[State, T]:
+def _settled(
+    rules_: Rules, decide: Callable[[Coverage, datetime], tuple[Coverage, T]], said: Said[T] | None = None
+) -> Decide[State, T]:
     def settled(state: State, now: datetime) -> tuple[State, list[EventData], T]:
         decided, result = decide(state[0], now)
+        told = said(decided, result, now) if said is not None else []
         coverage, events = settle(decided, now, rules_)
-        return (coverage, next_check_on(coverage, now, rules_)), events, result
+        return (coverage, next_check_on(coverage, now, rules_)), [*told, *events], result
 
     return settled
 
@@ -114,7 +122,10 @@ async def certify(
     def decide(coverage: Coverage, now: datetime) -> tuple[Coverage, Certification]:
         return rules.certify(coverage, certified_on, hours_per_week, clinician, by, now)
 
-    return await change_known(desk, episode_id, decide)
+    def said(coverage: Coverage, certification: Certification, now: datetime) -> list[EventData]:
+        return [*certification_recorded(coverage, certification, desk.rules.policy, now)]
+
+    return await change_known(desk, episode_id, decide, said)
 
 
 async def look_again(desk: Desk, episode_id: str) -> None:

@@ -603,10 +603,11 @@ async def acknowledge_treatment_plan(
 async def review_treatment_plan(
     store: CarePlanStore, policy: CarePolicy, episode_id: str, outcome: ReviewOutcome, by: str
 ) -> CarePlan:
-    """A clinician's review of the plan in force: the reviews due are done, the next follows."""
+    """A clinician's review of the plan in force (``iop.treatment_plan.reviewed``): the reviews due are done, the next
+    follows."""
 
     def decide(plan: CarePlan, now: datetime) -> Decision[CarePlan]:
-        reviewed = treatment_rules.record_review(plan, outcome, by, now)
-        return reviewed, [], reviewed
+        reviewed, events = treatment_rules.record_review(plan, outcome, by, policy.treatment_plan, policy.closures, now)
+        return reviewed, events, reviewed
 
     return await change_plan(store, policy, episode_id, decide)

@@ -871,3 +871,48 @@ PUBLISHED_BY["authorizations"] = (
     CertificationDue,
 )
 EVENT_TYPES.update({model.event_type: model for model in PUBLISHED_BY["authorizations"]})
+
+
+# --- settling reviews and certifications (begin): a review recorded without a signing, a certification recorded --
+# Ids, versions, dates and hours only: never who reviewed or certified, nor any text.
+
+PlanReviewOutcome = Literal["continued", "revised"]
+"""What a clinician's review of the plan in force found: the plan continues as it is, or it is to be revised."""
+
+
+class TreatmentPlanReviewed(EventData):
+    """A clinician recorded a review of the plan in force without signing a new version: the reviews it named are
+    done, and the next periodic one is due on ``review_due_on`` (never who, nor any text)."""
+
+    event_type: ClassVar[str] = "iop.treatment_plan.reviewed"
+
+    settled_review_ids: list[str] = Field(
+        description="The review_id of every review (review_due/review_overdue) this review settled; may be empty."
+    )
+    version: int = Field(ge=1, description="The signed version reviewed (the plan in force).")
+    outcome: PlanReviewOutcome
+    reviewed_at: AwareDatetime
+    review_due_on: date | None = Field(
+        description="The clinic's local day the next periodic review is due; null when the level has no interval."
+    )
+
+
+class CertificationRecorded(EventData):
+    """A physician's certification of need was recorded, said for each payer of the episode whose rules ask for
+    one, with when that payer's next is due (a certification of fewer hours than the payer asks leaves it due)."""
+
+    event_type: ClassVar[str] = "iop.certification.recorded"
+
+    certification_id: str
+    payer: str
+    certified_on: date
+    hours_per_week: float
+    min_hours_per_week: float = Field(description="The hours a week the payer's rule asks for.")
+    next_due_on: date = Field(description="When the payer's next certification is due, this one counted.")
+    recorded_at: AwareDatetime
+
+
+PUBLISHED_BY["care_plan"] = (*PUBLISHED_BY["care_plan"], TreatmentPlanReviewed)
+PUBLISHED_BY["authorizations"] = (*PUBLISHED_BY["authorizations"], CertificationRecorded)
+EVENT_TYPES.update({model.event_type: model for model in (TreatmentPlanReviewed, CertificationRecorded)})
+# --- settling reviews and certifications (end) ------------------------------------------------------------------

@@ -186,3 +186,8 @@ async def test_a_plan_review_and_an_authorization_review_on_their_worklists(stac
         listing = await caseload.get("/v1/caseload", params={"flag": "authorization"})
     [row] = listed(listing.json()["episodes"], episode)
     assert row["authorized_level"] == "IOP" and "plan_review" in row["flags"]
+
+    # A review recorded without a new signing (iop.treatment_plan.reviewed) takes it off plan_reviews.
+    async with stack.http("care_plan") as clinician:
+        assert (await clinician.post(f"{plan_path}/review", json={"outcome": "continued"})).status_code == 200
+    await eventually(lambda: _not(lambda: on("plan_reviews")), "the recorded review off plan_reviews")

@@ -21,6 +21,7 @@ from stepwise_contract import (
     AuthorizationUnitsLow,
     CareLevel,
     CertificationDue,
+    CertificationRecorded,
     EventData,
     Schedule,
     ServiceDayCompleted,
@@ -29,8 +30,9 @@ from stepwise_contract import (
 )
 
 from .drawdown import EPSILON, DrawDown, draw_down
-from .model import Authorization, CalendarSession, CountedDay, CountedService, Coverage, ReviewEntry
+from .model import Authorization, CalendarSession, Certification, CountedDay, CountedService, Coverage, ReviewEntry
 from .policy import UrPolicy
+from .review_due import CertificationDue as Due
 from .review_due import business_days_before, certifications_due, lead_days, review_due
 
 
@@ -242,3 +244,20 @@ def _certifications(coverage: Coverage, today: date, now: datetime, rules: Rules
                                  min_hours_per_week=due.rule.min_hours_per_week, detected_at=now)  # fmt: skip
         signals.append((f"certification|{due.payer}|{due.due_on.isoformat()}", event))
     return signals
+
+
+def certification_recorded(
+    coverage: Coverage, certification: Certification, policy: UrPolicy, now: datetime
+) -> list[CertificationRecorded]:
+    """A recorded certification, said for each payer whose rules ask for one, with that payer's next due counting it
+    (the same day as before when it certifies fewer hours than the payer asks). Never the certifying clinician."""
+    dues = certifications_due(coverage.authorizations, coverage.certifications, policy)
+    return [_recorded(coverage.episode_id, certification, due, now) for due in dues]
+
+
+def _recorded(episode_id: str, certification: Certification, due: Due, now: datetime) -> CertificationRecorded:
+    return CertificationRecorded(episode_id=episode_id, certification_id=certification.certification_id,
+                                 payer=due.payer, certified_on=certification.certified_on,
+                                 hours_per_week=certification.hours_per_week,
+                                 min_hours_per_week=due.rule.min_hours_per_week, next_due_on=due.due_on,
+                                 recorded_at=now)  # fmt: skip

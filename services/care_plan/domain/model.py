@@ -16,6 +16,7 @@ from stepwise_contract import (
     InstrumentMeasure,
     InstrumentResult,
     MeasureReason,
+    PlanReviewOutcome,
     PlanReviewReason,
     Program,
     Reason,
@@ -266,7 +267,7 @@ class PlanVersion(BaseModel):
     acknowledgement: Acknowledgement | None = None
 
 
-ReviewOutcome = Literal["continued", "revised"]
+ReviewOutcome = PlanReviewOutcome
 
 
 class PlanReview(BaseModel):

@@ -29,6 +29,7 @@ from stepwise_contract import (
     EventData,
     PlanReviewReason,
     TreatmentPlanReviewDue,
+    TreatmentPlanReviewed,
     TreatmentPlanReviewOverdue,
     TreatmentPlanSigned,
     WeekdayName,
@@ -165,17 +166,27 @@ def acknowledge(plan: CarePlan, version: int, how: AcknowledgedHow, agreed_at: d
     return _with(plan, treatment.model_copy(update={"versions": versions}))
 
 
-def record_review(plan: CarePlan, outcome: ReviewOutcome, by: str, now: datetime) -> CarePlan:
-    """A clinician reviewed the plan in force: the reviews it was due for are done, and the next one follows. The
-    same review again with nothing signed or due since changes nothing (a retry)."""
+def record_review(
+    plan: CarePlan, outcome: ReviewOutcome, by: str, policy: TreatmentPlanPolicy, closures: Collection[date],
+    now: datetime,
+) -> tuple[CarePlan, list[EventData]]:  # fmt: skip
+    """A clinician reviewed the plan in force: the reviews it was due for are done, and the next one follows
+    (``iop.treatment_plan.reviewed``, naming those it settled). The same review again with nothing signed or due
+    since changes nothing and says nothing (a retry)."""
     treatment = _active(plan)
     in_force = treatment.in_force if treatment else None
     if treatment is None or in_force is None:
         raise CarePlanError("plan_not_signed", "no signed treatment plan to review: sign one first")
     if _repeated(treatment, outcome, by, in_force.version):
-        return plan
+        return plan, []
     review = PlanReview(at=now, by=by, outcome=outcome, version=in_force.version)
-    return _with(plan, _settled(treatment.model_copy(update={"reviews": [*treatment.reviews, review]}), now))
+    settled = [r.review_id for r in treatment.reviews_due if r.status in ("due", "overdue")]
+    treatment = _settled(treatment.model_copy(update={"reviews": [*treatment.reviews, review]}), now)
+    due_on = _periodic_due_on(plan.level, treatment, policy, closures, now)
+    event = TreatmentPlanReviewed(episode_id=plan.episode_id, settled_review_ids=settled, version=in_force.version,
+                                  outcome=outcome, reviewed_at=now,
+                                  review_due_on=None if due_on == date.max else due_on)  # fmt: skip
+    return _with(plan, treatment), [event]
 
 
 def _repeated(treatment: TreatmentPlan, outcome: ReviewOutcome, by: str, version: int) -> bool:

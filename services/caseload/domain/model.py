@@ -9,7 +9,7 @@ from pydantic import BaseModel, PlainSerializer
 
 from stepwise_contract import ScheduledSession
 
-PROJECTION_VERSION = 2
+PROJECTION_VERSION = 3
 """Bump when what the projection keeps, or how an event is applied, changes: the service rebuilds it from the
 topics at its next start (``services/caseload/rebuild.py``). 2: treatment-plan reviews and authorizations."""
 
@@ -127,6 +127,12 @@ class TreatmentPlanState(BaseModel):
     """The next periodic review's day, as the latest signing set it."""
     reviews: dict[str, PlanReview] = {}
     """Every review held, by id; which are still open is read from them all (``domain/reviews.py``)."""
+    settled: list[str] = []
+    """The reviews a recorded review settled (``iop.treatment_plan.reviewed``), seen held or not yet."""
+    reviewed_at: datetime | None = None
+    """The latest review recorded without a signing."""
+    reviewed_due_on: Day | None = None
+    """The next periodic review's day, as that review set it."""
 
 
 class Terms(BaseModel):
@@ -215,6 +221,9 @@ class Coverage(BaseModel):
     """The latest level mismatch said."""
     certifications: dict[str, Certification] = {}
     """By payer, the latest due date said."""
+    certified: dict[str, Day] = {}
+    """By payer, the latest next due date a recorded certification said (``iop.certification.recorded``): a
+    certification due before it is settled."""
 
 
 class TimelineEntry(BaseModel):

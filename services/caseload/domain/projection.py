@@ -30,6 +30,7 @@ from stepwise_contract import (
     CareLevelChanged,
     CareTeamChanged,
     CertificationDue,
+    CertificationRecorded,
     CloudEvent,
     EpisodeDischarged,
     EpisodeGraduated,
@@ -50,6 +51,7 @@ from stepwise_contract import (
     StepDownRecommended,
     StepUpRecommended,
     TreatmentPlanReviewDue,
+    TreatmentPlanReviewed,
     TreatmentPlanReviewOverdue,
     TreatmentPlanSigned,
 )
@@ -74,9 +76,11 @@ from .reviews import (
     on_authorization_changed,
     on_authorization_review_due,
     on_certification_due,
+    on_certification_recorded,
     on_exhausted,
     on_level_mismatch,
     on_plan_review,
+    on_plan_reviewed,
     on_plan_signed,
     on_unauthorized,
     on_units_low,
@@ -356,6 +360,8 @@ PROJECTORS: dict[str, Projector] = {
     ServiceUnauthorized.event_type: on_unauthorized,
     AuthorizationLevelMismatch.event_type: on_level_mismatch,
     CertificationDue.event_type: on_certification_due,
+    TreatmentPlanReviewed.event_type: on_plan_reviewed,
+    CertificationRecorded.event_type: on_certification_recorded,
 }
 """What each event type changes beyond the timeline. Every other ``iop.*`` type (drug screens, consents, rule
 firings, utilization, alumni, messages sent) is kept on the timeline only."""

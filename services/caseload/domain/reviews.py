@@ -6,11 +6,11 @@ view and highest revision, each signal as last said); what is open is decided wh
 so the answer is the same whatever order the topics delivered them in.
 
 Treatment-plan reviews (``services/care_plan/domain/treatment_plan.py``): care_plan settles every open review when
-a version is signed or a review is recorded, and cancels them when the episode ends. Only the signing and the end
-are published, so a review is open until the episode ends, a later version is signed (its ``version`` is below the
-signed one), or a later review is held for the same reason (care_plan holds one open per reason: a newer one means
-the older was settled). A review recorded without a signing is not published: its review stays open here until one
-of those (docs/api.md, "The caseload and the worklists").
+a version is signed or a review is recorded, and cancels them when the episode ends. A review is open until the
+episode ends, a later version is signed (its ``version`` is below the signed one), a recorded review names it
+(``iop.treatment_plan.reviewed``: kept by id, so it holds whether the review's own event came before or after), or
+a later review is held for the same reason (care_plan holds one open per reason: a newer one means the older was
+settled).
 
 Authorizations (``services/authorizations/domain/coverage.py``): a review due, units low and exhausted are said once
 per revision, so one said before the authorization's latest revision (a review with the payer, a decision) is
@@ -18,8 +18,8 @@ settled by it (said again at once when still so); a later view without a review 
 units left its exhaustion. An unauthorized service or day is settled by a later revision of it (said again if still
 not covered) or by an approved authorization of its unit, level and dates recorded or revised after it was said. A
 level mismatch holds while the clinical level is the one it named and no approved authorization of that level was
-recorded or revised after it. A certification due holds until a later one for the payer (none is published when a
-certification is recorded).
+recorded or revised after it. A certification due holds until a later one for the payer, or until a recorded
+certification (``iop.certification.recorded``) puts the payer's next due after it (one of too few hours does not).
 """
 
 from __future__ import annotations
@@ -34,8 +34,10 @@ from stepwise_contract import (
     AuthorizationReviewDue,
     AuthorizationUnitsLow,
     CertificationDue,
+    CertificationRecorded,
     ServiceUnauthorized,
     TreatmentPlanReviewDue,
+    TreatmentPlanReviewed,
     TreatmentPlanReviewOverdue,
     TreatmentPlanSigned,
 )
@@ -86,12 +88,23 @@ def on_plan_review(view: EpisodeView, data: TreatmentPlanReviewDue | TreatmentPl
     )
 
 
+def on_plan_reviewed(view: EpisodeView, data: TreatmentPlanReviewed) -> None:
+    """The reviews it names are settled (held here yet or not); the latest review sets the next periodic day."""
+    plan = view.treatment_plan
+    plan.settled = sorted({*plan.settled, *data.settled_review_ids})
+    at = stored_precision(data.reviewed_at)
+    said, known = (at, data.review_due_on or date.min), (plan.reviewed_at, plan.reviewed_due_on or date.min)
+    if plan.reviewed_at is None or said > known:
+        plan.reviewed_at, plan.reviewed_due_on = at, data.review_due_on
+
+
 def open_plan_reviews(view: EpisodeView) -> list[PlanReview]:
     """The reviews still open, overdue first, then by their day."""
     plan = view.treatment_plan
     if view.status.value in ENDED:
         return []
     current = [r for r in plan.reviews.values() if r.version >= (plan.signed_version or 0)]
+    current = [r for r in current if r.review_id not in plan.settled]
     newest: dict[str, date] = {}
     for review in plan.reviews.values():
         newest[review.reason] = max(review.due_on, newest.get(review.reason, review.due_on))
@@ -100,11 +113,16 @@ def open_plan_reviews(view: EpisodeView) -> list[PlanReview]:
 
 
 def next_review_due_on(view: EpisodeView) -> date | None:
-    """The next periodic review's day: the latest signing's, or a periodic review held since, whichever is later."""
+    """The next periodic review's day: the one the latest signing or recorded review set, or a periodic review held
+    since and not settled, whichever is later."""
     plan = view.treatment_plan
     since = plan.signed_version or 0
-    held = [r.due_on for r in plan.reviews.values() if r.reason == "periodic" and r.version >= since]
-    days = [day for day in (plan.review_due_on, *held) if day is not None]
+    clock = plan.review_due_on
+    if plan.reviewed_at is not None and (plan.signed_at is None or plan.reviewed_at > plan.signed_at):
+        clock = plan.reviewed_due_on
+    held = [r.due_on for r in plan.reviews.values()
+            if r.reason == "periodic" and r.version >= since and r.review_id not in plan.settled]  # fmt: skip
+    days = [day for day in (clock, *held) if day is not None]
     return max(days, default=None)
 
 
@@ -220,6 +238,20 @@ def on_certification_due(view: EpisodeView, data: CertificationDue) -> None:
         view.coverage.certifications[data.payer] = said
 
 
+def on_certification_recorded(view: EpisodeView, data: CertificationRecorded) -> None:
+    known = view.coverage.certified.get(data.payer)
+    view.coverage.certified[data.payer] = max(data.next_due_on, known or data.next_due_on)
+
+
+def _certification_items(view: EpisodeView) -> list[Row]:
+    """The latest certification due of each payer, unless a recorded certification put the next one after it."""
+    certified = view.coverage.certified
+    return [{"kind": "certification_due", "on": c.due_on.isoformat(), "payer": c.payer, "reason": c.reason,
+             "last_certified_on": c.last_certified_on.isoformat() if c.last_certified_on else None}
+            for c in view.coverage.certifications.values()
+            if c.payer not in certified or c.due_on >= certified[c.payer]]  # fmt: skip
+
+
 # --- what needs the desk ------------------------------------------------------------------------------------------
 
 
@@ -231,9 +263,7 @@ def authorization_items(view: EpisodeView) -> list[Row]:
         for state in view.coverage.authorizations.values():
             items += _authorization_items(state)
         items += _mismatch_items(view)
-        items += [{"kind": "certification_due", "on": c.due_on.isoformat(), "payer": c.payer, "reason": c.reason,
-                   "last_certified_on": c.last_certified_on.isoformat() if c.last_certified_on else None}
-                  for c in view.coverage.certifications.values()]  # fmt: skip
+        items += _certification_items(view)
     return sorted(items, key=lambda i: (i["on"], KINDS.index(i["kind"]), i.get("authorization_id") or "", str(i)))
 
 
@@ -326,7 +356,8 @@ def _unauthorized_items(view: EpisodeView) -> list[Row]:
 def coverage_summary(view: EpisodeView) -> Row | None:
     """The episode's authorizations as last said, and what of them needs the desk."""
     coverage = view.coverage
-    if not (coverage.authorizations or coverage.unauthorized or coverage.mismatch or coverage.certifications):
+    if not (coverage.authorizations or coverage.unauthorized or coverage.mismatch or coverage.certifications
+            or coverage.certified):  # fmt: skip
         return None
     known = sorted((s.authorization_id, s.terms) for s in coverage.authorizations.values() if s.terms)
     return {

@@ -84,6 +84,14 @@ SUMMARIES: dict[str, Callable[[Any], str]] = {
     "iop.certification.due": lambda d: (
         f"{'Certification' if d.reason == 'initial' else 'Recertification'} due {d.due_on.isoformat()} ({d.payer})"
     ),
+    "iop.treatment_plan.reviewed": lambda d: (
+        f"Treatment plan version {d.version} reviewed ({d.outcome})"
+        + (f", next review due {d.review_due_on.isoformat()}" if d.review_due_on else "")
+    ),
+    "iop.certification.recorded": lambda d: (
+        f"Certification of {d.certified_on.isoformat()} recorded ({d.hours_per_week:g} h/week, {d.payer}): next due "
+        f"{d.next_due_on.isoformat()}"
+    ),
 }
 
 

@@ -193,6 +193,9 @@ async def test_a_certification_is_recorded_and_the_next_is_due_every_other_month
         json={"certified_on": "2026-12-01", "hours_per_week": 9, "clinician": "dr.rivera"},
     )
     assert made.status_code == 201 and made.json()["recorded_by"].startswith("token:")
+    [recorded] = await published(database, "iop.certification.recorded")  # in the certification's write
+    assert (recorded["payer"], recorded["certified_on"], recorded["hours_per_week"]) == ("medicare", "2026-12-01", 9)
+    assert recorded["next_due_on"] == "2027-02-01" and "dr.rivera" not in str(recorded)
     refused = await http.post(
         f"/v1/episodes/{EPISODE}/certifications",
         headers=CLINICIAN,

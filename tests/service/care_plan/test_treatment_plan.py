@@ -69,6 +69,8 @@ async def test_a_plan_is_put_signed_acknowledged_reviewed_and_every_answer_audit
     assert agreed.status_code == 200 and agreed.json()["versions"][0]["acknowledgement"]["how"] == "signed_on_paper"
     reviewed = await http.post(path(episode_id, "review"), json={"outcome": "continued"}, headers=CLINICIAN)
     assert reviewed.status_code == 200 and [r["outcome"] for r in reviewed.json()["reviews"]] == ["continued"]
+    again = await http.post(path(episode_id, "review"), json={"outcome": "continued"}, headers=CLINICIAN)
+    assert again.status_code == 200 and again.json()["reviews"] == reviewed.json()["reviews"]  # a retry
 
     read = await http.get(path(episode_id), headers=as_role(Role.INTEGRATION))
     assert read.status_code == 200 and [v["version"] for v in read.json()["versions"]] == [1, 2]
@@ -83,11 +85,15 @@ async def test_a_plan_is_put_signed_acknowledged_reviewed_and_every_answer_audit
     assert audit.status_code == 200
     assert [e["action"] for e in reversed(audit.json())] == [
         "put_treatment_plan", "sign_treatment_plan", "put_treatment_plan", "acknowledge_treatment_plan",
-        "review_treatment_plan", "read_treatment_plan"]  # fmt: skip
+        "review_treatment_plan", "review_treatment_plan", "read_treatment_plan"]  # fmt: skip
     assert {e["role"] for e in audit.json()} == {"clinician", "intake_staff", "integration"}
     assert (await http.get("/v1/audit", headers=CLINICIAN)).status_code == 403
     published = await queued(database[PLANS])
-    assert [topic for topic, _ in published if topic.startswith("iop.treatment_plan")] == ["iop.treatment_plan.signed"]
+    assert [topic for topic, _ in published if topic.startswith("iop.treatment_plan")] == [
+        "iop.treatment_plan.signed", "iop.treatment_plan.reviewed"]  # fmt: skip  # in the review's write, once
+    [said] = [data for topic, data in published if topic == "iop.treatment_plan.reviewed"]
+    assert (said["version"], said["outcome"], said["settled_review_ids"]) == (1, "continued", [])
+    assert "token:" not in json.dumps(said)  # never who
     assert "Zq-" not in json.dumps(published)
 
 

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.authorizations.domain import authorizations as desk
-from services.authorizations.domain.coverage import Rules, next_check_on, settle
+from services.authorizations.domain.coverage import Rules, certification_recorded, next_check_on, settle
 from services.authorizations.domain.model import Certification
 from services.authorizations.domain.review_due import (
     add_months,
@@ -79,6 +79,20 @@ def test_medicare_certification_is_due_at_the_start_then_every_other_month() -> 
     assert (again.reason, again.due_on) == ("recertification", date(2027, 2, 7))
     assert certifications_due([authorization()], [], POLICY) == []  # carelon asks for none
     assert add_months(date(2026, 12, 31), 2) == date(2027, 2, 28)
+
+
+def test_a_recorded_certification_is_said_per_payer_asking_with_its_next_due_and_never_who() -> None:
+    both = coverage(authorization(payer="medicare", start=date(2026, 12, 7)), authorization())
+    first, nine = desk.certify(both, date(2026, 12, 7), 9, "dr.rivera", "ur", NOW)
+    [said] = certification_recorded(first, nine, POLICY, NOW)  # carelon asks for none
+    assert (said.payer, said.certification_id) == ("medicare", nine.certification_id)
+    assert said.certified_on == date(2026, 12, 7)
+    assert (said.hours_per_week, said.min_hours_per_week, said.next_due_on) == (9, 9, date(2027, 2, 7))
+    assert "dr.rivera" not in said.model_dump_json()
+    few, six = desk.certify(both, date(2026, 12, 7), 6, "dr.rivera", "ur", NOW)
+    [short] = certification_recorded(few, six, POLICY, NOW)
+    assert short.next_due_on == date(2026, 12, 7)  # fewer hours than medicare asks: still due
+    assert certification_recorded(coverage(authorization()), six, POLICY, NOW) == []
 
 
 def test_units_low_then_review_due_for_exhaustion_then_exhausted_each_once() -> None:

@@ -21,6 +21,7 @@ from services.care_plan.domain.model import (
     LevelPeriod,
     Objective,
     Problem,
+    ReviewOutcome,
 )
 from services.care_plan.domain.review import next_check, review
 from services.care_plan.domain.treatment_plan import (
@@ -42,6 +43,7 @@ from stepwise_contract import (
     InstrumentMeasure,
     MeasureClassification,
     TreatmentPlanReviewDue,
+    TreatmentPlanReviewed,
     TreatmentPlanReviewOverdue,
     TreatmentPlanSigned,
 )
@@ -51,6 +53,11 @@ RULES = POLICY.treatment_plan
 CLOSURES = POLICY.closures
 SIGNED_AT = ASSIGNED_AT + timedelta(hours=1)  # Tuesday 2026-10-20, 12:00 in New York (EDT)
 NY = ZoneInfo(NEW_YORK)
+
+
+def review_of(plan: CarePlan, outcome: ReviewOutcome, by: str, at: datetime) -> CarePlan:
+    """The plan after a recorded review (its event: ``test_a_recorded_review_says_which_reviews_it_settled``)."""
+    return record_review(plan, outcome, by, RULES, CLOSURES, at)[0]
 
 
 def problems(
@@ -142,24 +149,39 @@ def test_the_patient_agrees_to_a_signed_version_only_and_not_ahead_of_now() -> N
 
 def test_the_same_review_again_with_nothing_due_since_changes_nothing() -> None:
     plan, _ = signed_plan()
-    once = record_review(plan, "continued", "dr.a", SIGNED_AT + timedelta(days=1))
-    assert record_review(once, "continued", "dr.a", SIGNED_AT + timedelta(days=1, minutes=1)) is once
-    assert record_review(once, "revised", "dr.a", SIGNED_AT + timedelta(days=2)) is not once
+    once = review_of(plan, "continued", "dr.a", SIGNED_AT + timedelta(days=1))
+    assert review_of(once, "continued", "dr.a", SIGNED_AT + timedelta(days=1, minutes=1)) is once
+    assert review_of(once, "revised", "dr.a", SIGNED_AT + timedelta(days=2)) is not once
     worse = measured(once, SIGNED_AT + timedelta(days=3), 16, "reliable_deterioration")
     worse, _ = review_treatment(worse, RULES, CLOSURES, SIGNED_AT + timedelta(days=3, minutes=1))
-    again = record_review(worse, "continued", "dr.a", SIGNED_AT + timedelta(days=3, hours=1))
+    again = review_of(worse, "continued", "dr.a", SIGNED_AT + timedelta(days=3, hours=1))
     assert again.treatment is not None and len(again.treatment.reviews) == 2  # a review was due: it is recorded
+
+
+def test_a_recorded_review_says_which_reviews_it_settled_and_a_repeat_says_nothing() -> None:
+    plan, _ = signed_plan()
+    worse_at = SIGNED_AT + timedelta(days=3)  # Friday 2026-10-23
+    plan, events = review_treatment(measured(plan, worse_at, 16, "reliable_deterioration", "m-1"), RULES, CLOSURES,
+                                    worse_at + timedelta(minutes=1))  # fmt: skip
+    [held] = due(events)
+    at = worse_at + timedelta(hours=4)
+    reviewed, [event] = record_review(plan, "revised", "dr.b", RULES, CLOSURES, at)
+    assert isinstance(event, TreatmentPlanReviewed)
+    assert (event.settled_review_ids, event.version, event.outcome) == ([held.review_id], 1, "revised")
+    assert (event.reviewed_at, event.review_due_on) == (at, date(2026, 11, 23))
+    assert "dr.b" not in event.model_dump_json()  # never who
+    assert record_review(reviewed, "revised", "dr.b", RULES, CLOSURES, at + timedelta(minutes=1)) == (reviewed, [])
 
 
 def test_a_review_needs_a_signed_plan_and_an_active_episode() -> None:
     draft = put_version(joined_plan(), problems(), "dr.a", NEW_YORK, ASSIGNED_AT)
     with pytest.raises(CarePlanError) as unsigned:
-        record_review(draft, "continued", "dr.a", SIGNED_AT)
+        review_of(draft, "continued", "dr.a", SIGNED_AT)
     assert unsigned.value.code == "plan_not_signed"
     plan, _ = signed_plan()
     ended = plan.model_copy(update={"status": "discharged"})
     with pytest.raises(CarePlanError) as inactive:
-        record_review(ended, "continued", "dr.a", SIGNED_AT)
+        review_of(ended, "continued", "dr.a", SIGNED_AT)
     assert inactive.value.code == "plan_not_active"
 
 
@@ -199,7 +221,7 @@ def test_a_reliable_deterioration_opens_a_review_at_once_and_a_review_settles_it
     assert (held.reason, held.trigger_id, held.due_on) == ("reliable_deterioration", "m-1", date(2026, 10, 26))
     again = measured(plan, worse_at + timedelta(hours=2), 17, "reliable_deterioration", "m-2")
     assert review_treatment(again, RULES, CLOSURES, worse_at + timedelta(hours=3))[1] == []  # one open per reason
-    reviewed = record_review(again, "continued", "dr.b", worse_at + timedelta(hours=4))
+    reviewed = review_of(again, "continued", "dr.b", worse_at + timedelta(hours=4))
     assert reviewed.treatment is not None
     assert [r.status for r in reviewed.treatment.reviews_due] == ["done"]
     assert next_periodic_due_on(reviewed, RULES, CLOSURES) == date(2026, 11, 23)  # 30 days from the 23rd: Sunday
@@ -225,7 +247,7 @@ def test_the_planned_discharge_opens_a_review_days_before_the_last_session() -> 
     assert plan.schedule is not None
     last = max(s.starts_at for s in plan.schedule.sessions).astimezone(NY).date()
     moment = datetime.combine(last - timedelta(days=RULES.planned_discharge_days_before), time(0), tzinfo=NY)
-    plan = record_review(plan, "continued", "dr.a", moment - timedelta(days=2))  # the periodic ones are done
+    plan = review_of(plan, "continued", "dr.a", moment - timedelta(days=2))  # the periodic ones are done
     assert next_review_check(plan, RULES, CLOSURES, moment - timedelta(days=1)) == moment.astimezone(UTC)
     [held] = due(review_treatment(plan, RULES, CLOSURES, moment.astimezone(UTC))[1])
     assert held.reason == "planned_discharge"

@@ -21,10 +21,12 @@ from stepwise_contract import (
     AuthorizationUnitsLow,
     CareLevel,
     CertificationDue,
+    CertificationRecorded,
     CloudEvent,
     ServiceDayCompleted,
     ServiceUnauthorized,
     TreatmentPlanReviewDue,
+    TreatmentPlanReviewed,
     TreatmentPlanReviewOverdue,
     TreatmentPlanSigned,
 )
@@ -33,6 +35,7 @@ from tests.unit.contract.test_contract import EPISODE, T0, make_data
 
 D0 = T0.date()
 AU = "au-1"
+SOON, LATER = D0 + timedelta(days=3), D0 + timedelta(days=30)
 
 
 def orders(*events: CloudEvent[Any]) -> list[EpisodeView]:
@@ -94,6 +97,27 @@ def test_a_later_review_for_the_same_reason_settles_the_earlier() -> None:
     view = the_same(admitted(), signed(1, T0, D0 + timedelta(days=30)), first, second)
     assert [r.review_id for r in open_plan_reviews(view)] == ["r-2"]
     assert next_review_due_on(view) == D0 + timedelta(days=60)
+
+
+def reviewed(settled: list[str], at: datetime, due_on: date | None, version: int = 1) -> CloudEvent[Any]:
+    data = TreatmentPlanReviewed(episode_id=EPISODE, settled_review_ids=settled, version=version, outcome="continued",
+                                 reviewed_at=at, review_due_on=due_on)  # fmt: skip
+    return event(data, at)
+
+
+def test_a_recorded_review_settles_the_reviews_it_names_and_sets_the_next_in_any_order() -> None:
+    """A review recorded without a signing (iop.treatment_plan.reviewed) settles what it names, even when the
+    review's own due or overdue event arrives after it; one held since (not named) stays open."""
+    due, late = review("r-1", 1, SOON, "level_change"), review("r-1", 1, SOON, "level_change", overdue=True)
+    after = review("r-3", 1, SOON + timedelta(days=2), "safety_alert")
+    recorded = reviewed(["r-1"], T0 + timedelta(days=5), D0 + timedelta(days=35))
+    view = the_same(admitted(), signed(1, T0, LATER), due, late, recorded, after)
+    assert [r.review_id for r in open_plan_reviews(view)] == ["r-3"]
+    assert next_review_due_on(view) == D0 + timedelta(days=35)  # the review's, not the signing's
+    assert project(admitted(), signed(1, T0, LATER), due, recorded).treatment_plan.settled == ["r-1"]
+    assert plan_review_rows([project(admitted(), signed(1, T0, LATER), recorded, due, late)]) == []
+    newer = the_same(signed(1, T0, LATER), recorded, signed(2, T0 + timedelta(days=9), D0 + timedelta(days=39)))
+    assert next_review_due_on(newer) == D0 + timedelta(days=39)  # a later signing sets the clock again
 
 
 def test_an_ended_episode_has_no_review_open() -> None:
@@ -230,6 +254,24 @@ def test_the_latest_certification_due_holds_until_the_episode_ends() -> None:
     assert kinds(project(admitted(), certification(D0, T0), event(make_data("iop.episode.graduated")))) == []
 
 
+def certified(next_due_on: date, at: datetime, hours: float = 9) -> CloudEvent[Any]:
+    data = CertificationRecorded(episode_id=EPISODE, certification_id=f"ce-{at.isoformat()}", payer="medicare",
+                                 certified_on=at.date(), hours_per_week=hours, min_hours_per_week=9,
+                                 next_due_on=next_due_on, recorded_at=at)  # fmt: skip
+    return event(data, at)
+
+
+def test_a_recorded_certification_settles_the_payers_due_before_its_next_in_any_order() -> None:
+    recorded = certified(D0 + timedelta(days=60), T0 + timedelta(days=1))
+    assert kinds(the_same(admitted(), certification(D0, T0), recorded)) == []
+    too_few = certified(D0, T0 + timedelta(days=1), hours=6)  # the payer's next is still the one due
+    assert kinds(the_same(admitted(), certification(D0, T0), too_few)) == ["certification_due"]
+    next_one = certification(D0 + timedelta(days=60), T0 + timedelta(days=55))
+    view = the_same(admitted(), certification(D0, T0), recorded, next_one)
+    assert [(i["kind"], i["on"]) for i in authorization_items(view)] == [
+        ("certification_due", (D0 + timedelta(days=60)).isoformat())]  # fmt: skip
+
+
 def test_the_authorizations_worklist_lists_the_earliest_day_first() -> None:
     soon = project(admitted(), changed(T0), review_due(T0, D0))
     later = EpisodeView.model_validate(project(admitted(), certification(D0 + timedelta(days=9), T0)).model_dump()
@@ -238,11 +280,12 @@ def test_the_authorizations_worklist_lists_the_earliest_day_first() -> None:
     assert [(row["episode_id"], row["kind"]) for row in rows] == [(EPISODE, "review_due"), ("e-2", "certification_due")]
 
 
-SOON, LATER = D0 + timedelta(days=3), D0 + timedelta(days=30)
 SCENARIO = [admitted(), signed(1, T0, LATER), review("r-1", 1, SOON, "level_change"),
             review("r-1", 1, SOON, "level_change", overdue=True), review("r-2", 1, LATER),
             changed(T0), review_due(T0 + timedelta(hours=1)), unauthorized(T0 + timedelta(hours=2)),
-            certification(D0, T0), changed(T0 + timedelta(hours=3), units_used=9, units_remaining=1)]  # fmt: skip
+            certification(D0, T0), changed(T0 + timedelta(hours=3), units_used=9, units_remaining=1),
+            reviewed(["r-1"], T0 + timedelta(days=4), LATER + timedelta(days=4)),
+            certified(D0 + timedelta(days=1), T0 + timedelta(hours=4))]  # fmt: skip
 
 
 @settings(max_examples=40, deadline=None)

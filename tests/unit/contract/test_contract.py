@@ -28,6 +28,7 @@ from stepwise_contract import (
     CareLevelChanged,
     CareTeamChanged,
     CertificationDue,
+    CertificationRecorded,
     CloudEvent,
     ConsentChanged,
     DimensionRatings,
@@ -59,6 +60,7 @@ from stepwise_contract import (
     StepDownRecommended,
     StepUpRecommended,
     TreatmentPlanReviewDue,
+    TreatmentPlanReviewed,
     TreatmentPlanReviewOverdue,
     TreatmentPlanSigned,
     UtilizationBelowMinimum,
@@ -280,6 +282,9 @@ def make_data(event_type: str, episode_id: str = EPISODE, session_id: str = "iop
         )
         return review(episode_id=episode_id, review_id="r-1", reason="reliable_deterioration", trigger_id="m-1",
                       version=2, due_on=date(2026, 12, 8), overdue_at=T0 + timedelta(days=2))  # fmt: skip
+    if event_type == TreatmentPlanReviewed.event_type:
+        return TreatmentPlanReviewed(episode_id=episode_id, settled_review_ids=["r-1"], version=2, outcome="continued",
+                                     reviewed_at=T0, review_due_on=date(2027, 1, 6))  # fmt: skip
     if event_type in UR_SAMPLES:
         sample: EventData = UR_SAMPLES[event_type](episode_id)
         return sample
@@ -314,6 +319,9 @@ UR_SAMPLES: dict[str, Any] = {
     CertificationDue.event_type: lambda e: CertificationDue(
         episode_id=e, payer="medicare", due_on=D0, reason="initial", last_certified_on=None, min_hours_per_week=9,
         detected_at=T0),
+    CertificationRecorded.event_type: lambda e: CertificationRecorded(
+        episode_id=e, certification_id="ce-1", payer="medicare", certified_on=D0, hours_per_week=9,
+        min_hours_per_week=9, next_due_on=D0 + timedelta(days=61), recorded_at=T0),
 }  # fmt: skip
 """The authorizations service's events (issue 26)."""
 
@@ -357,6 +365,8 @@ def test_every_event_type_has_a_sample() -> None:
         "iop.authorization.level_mismatch",
         "iop.certification.due",
         "iop.care_team.changed",
+        "iop.treatment_plan.reviewed",
+        "iop.certification.recorded",
     }
     for event_type, model in EVENT_TYPES.items():
         assert model.event_type == event_type
@@ -719,6 +729,8 @@ def test_no_event_schema_has_a_pii_property(event_type: str) -> None:
         AuthorizationLevelMismatch.event_type: {"clinical_level", "authorized_level"},
         CertificationDue.event_type: {"due_on", "min_hours_per_week"},
         CareTeamChanged.event_type: {"primary_clinician", "changed_at"},
+        TreatmentPlanReviewed.event_type: {"settled_review_ids", "version", "outcome", "reviewed_at", "review_due_on"},
+        CertificationRecorded.event_type: {"certification_id", "payer", "certified_on", "next_due_on"},
     }[event_type]
     assert expected_nested <= names
     assert "episode_id" in names
