@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 from pydantic import AfterValidator, AwareDatetime, BeforeValidator
 from pydantic_core import PydanticCustomError
@@ -94,3 +95,8 @@ def utc_now() -> datetime:
     """Now, at the millisecond precision BSON stores, so what a response shows is what was stored."""
     now = datetime.now(UTC) + _offset
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+def local_day(moment: datetime, timezone: str) -> date:
+    """The calendar day ``moment`` falls on in the IANA zone ``timezone`` (the clinic's, a schedule's)."""
+    return moment.astimezone(ZoneInfo(timezone)).date()

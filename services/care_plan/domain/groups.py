@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from services.common.utc import local_day
 from stepwise_contract import (
     WEEKDAYS,
     CareLevel,
@@ -100,10 +101,6 @@ def build_schedule(
     )
 
 
-def _local_day(moment: datetime, timezone: str) -> date:
-    return moment.astimezone(ZoneInfo(timezone)).date()
-
-
 def _overlap(a: ScheduledSession, b: ScheduledSession) -> bool:
     return a.starts_at < b.ends_at and b.starts_at < a.ends_at
 
@@ -148,7 +145,7 @@ def place(
     assert plan.schedule is not None  # a new plan starts with an empty calendar in the clinic's zone
     timezone = plan.schedule.timezone
     weeks = policy.levels[plan.level].weeks
-    today = _local_day(now, timezone)
+    today = local_day(now, timezone)
     if isinstance(placement, Joined):
         group = placement.group
         if plan.program not in group.programs:

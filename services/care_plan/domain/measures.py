@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.common.ids import derived_id
+from services.common.utc import local_day
 from stepwise_contract import INSTRUMENTS, CareLevel, EventData, MeasureDue, MeasureOverdue, MeasureReason
 
 from .model import CareInput, CarePlan, DueMeasure
@@ -103,10 +104,6 @@ def window(day: date, policy: MeasurePolicy, timezone: str, closures: Collection
     opens = datetime.combine(first, time(0), tzinfo=zone).astimezone(UTC)
     closes = datetime.combine(last + timedelta(days=1), time(0), tzinfo=zone).astimezone(UTC)
     return Window(due_on, opens, closes)
-
-
-def local_day(moment: datetime, timezone: str) -> date:
-    return moment.astimezone(ZoneInfo(timezone)).date()
 
 
 def wanted(plan: CarePlan, policy: MeasurePolicy, closures: Collection[date], now: datetime) -> list[Wanted]:

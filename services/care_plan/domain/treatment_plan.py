@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.common.ids import derived_id
+from services.common.utc import local_day
 from stepwise_contract import (
     AlertLevel,
     CareLevel,
@@ -208,7 +209,7 @@ def _settled(treatment: TreatmentPlan, now: datetime) -> TreatmentPlan:
 # --- the review clock ---------------------------------------------------------------------------------------------
 
 
-def open_day(day: date, policy: TreatmentPlanPolicy, closures: Collection[date]) -> date:
+def open_weekday(day: date, policy: TreatmentPlanPolicy, closures: Collection[date]) -> date:
     """The day itself, or the first after it that is an open weekday and no closure."""
     while day in closures or WEEKDAY_NAMES[day.weekday()] not in policy.open_weekdays:
         day += timedelta(days=1)
@@ -218,10 +219,6 @@ def open_day(day: date, policy: TreatmentPlanPolicy, closures: Collection[date])
 def local_midnight(day: date, timezone: str) -> datetime:
     """The UTC moment the local ``day`` begins (DST-safe: zoneinfo resolves the offset of that day)."""
     return datetime.combine(day, time(0), tzinfo=ZoneInfo(timezone)).astimezone(UTC)
-
-
-def local_day(moment: datetime, timezone: str) -> date:
-    return moment.astimezone(ZoneInfo(timezone)).date()
 
 
 def last_reviewed(treatment: TreatmentPlan) -> datetime | None:
@@ -235,7 +232,7 @@ def _periodic_due_on(
 ) -> date:
     days = policy.review_days.get(level)
     start = local_day(since, treatment.timezone)
-    return open_day(start + timedelta(days=days), policy, closures) if days else date.max
+    return open_weekday(start + timedelta(days=days), policy, closures) if days else date.max
 
 
 def triggers(plan: CarePlan, policy: TreatmentPlanPolicy, timezone: str) -> Iterator[Trigger]:
@@ -287,7 +284,9 @@ def wanted(plan: CarePlan, policy: TreatmentPlanPolicy, closures: Collection[dat
                             due_on, notice))  # fmt: skip
     for trigger in triggers(plan, policy, zone):
         if trigger.at > since:
-            day = open_day(local_day(trigger.at, zone) + timedelta(days=policy.triggered_due_days), policy, closures)
+            day = open_weekday(
+                local_day(trigger.at, zone) + timedelta(days=policy.triggered_due_days), policy, closures
+            )
             identity = derived_id(REVIEWS, plan.episode_id, trigger.reason, trigger.key)
             found.append(Wanted(identity, trigger.reason, trigger.trigger_id, day, trigger.at))
     return found

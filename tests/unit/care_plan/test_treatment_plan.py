@@ -30,7 +30,7 @@ from services.care_plan.domain.treatment_plan import (
     acknowledge,
     next_periodic_due_on,
     next_review_check,
-    open_day,
+    open_weekday,
     progress,
     put_version,
     record_review,
@@ -292,7 +292,7 @@ def test_a_periodic_review_falls_on_an_open_day_and_turns_overdue_at_local_midni
     plan, _ = sign(plan, 1, "dr.a", rules, closures, signed_at)
     due_on = next_periodic_due_on(plan, rules, closures)
     assert due_on is not None and due_on >= start + timedelta(days=days)
-    assert due_on not in closures and due_on.weekday() < 5 and open_day(due_on, rules, closures) == due_on
+    assert due_on not in closures and due_on.weekday() < 5 and open_weekday(due_on, rules, closures) == due_on
     moment = next_review_check(plan, rules, closures, signed_at)
     assert moment is not None and signed_at <= moment
     plan, events = review_treatment(plan, rules, closures, moment)
