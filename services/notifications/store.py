@@ -88,6 +88,10 @@ def _notification(document: Document) -> Notification:
     )
 
 
+COUNTED = (PENDING, FAILED)
+"""The statuses /metrics counts in the store: the work waiting, and what will never be delivered."""
+
+
 class NotificationStore:
     """The delivery log: one document per logical notification, with the outbox of its outcome events."""
 
@@ -110,9 +114,11 @@ class NotificationStore:
         return await insert_new_aggregates(self.notifications, [self._document(p, cause, now) for p in planned])
 
     async def counts(self) -> dict[tuple[str, str], int]:
-        """(status, channel) -> how many notifications (for /metrics): a count per pair, on the index that starts
-        with the status (a $group on a compound key is what the MongoDB stand-in gets wrong)."""
-        pairs = [(status, channel) for status in (PENDING, SENT, FAILED, CANCELLED) for channel in get_args(Channel)]
+        """(status, channel) -> how many notifications wait or failed for good (for /metrics): a count per pair, on
+        the index that starts with the status (a $group on a compound key is what the MongoDB stand-in gets wrong).
+        Sent and cancelled ones are not counted: the delivery log keeps them for ever, so a count of them grows with
+        the clinic on every scrape; sends are counted as they happen (``stepwise_notification_send_seconds``)."""
+        pairs = [(status, channel) for status in COUNTED for channel in get_args(Channel)]
         counted = await asyncio.gather(
             *(self.notifications.count_documents({"status": status, "channel": channel}) for status, channel in pairs)
         )

@@ -88,10 +88,20 @@ async def test_one_assessment_is_one_trace_from_the_post_to_the_email_and_its_me
     sent = {"channel": "email", "outcome": "sent"}
     count = "stepwise_notification_send_seconds_count"
     assert value(after["notifications"], count, **sent) > value(before["notifications"], count, **sent)
-    assert value(after["notifications"], "stepwise_notifications", status="sent", channel="email") >= 1
-    for name, samples in after.items():
-        assert value(samples, "stepwise_dependency_state", dependency="mongodb", state="up") == 1, name
-        assert value(samples, "stepwise_dependency_state", dependency="kafka", state="up") == 1, name
+    assert ("stepwise_notifications", frozenset({("status", "pending"), ("channel", "email")})) in after[
+        "notifications"
+    ]
+
+    # Each scrape asks every dependency (a ping within seconds): on a loaded machine one may be late for a scrape.
+    async def all_up() -> bool | None:
+        for name in stack.services:
+            samples = await scrape(stack, name)
+            for dependency in ("mongodb", "kafka"):
+                if value(samples, "stepwise_dependency_state", dependency=dependency, state="up") != 1:
+                    return None
+        return True
+
+    await eventually(all_up, "every service's store and broker up on /metrics")
     assert any(key[0] == "stepwise_consumer_lag" for key in after["care_plan"])
     assert any(key[0] == "stepwise_outbox_oldest_seconds" for key in after["intake"])
     assert any(key[0] == "faststream_published_messages_total" for key in after["intake"])
