@@ -13,6 +13,7 @@ from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from services.common.audit import audit_entry
 from services.common.auth import Principal
 from services.common.mongo import Document
 from services.common.outbox import RelayWake, insert_aggregate, update_aggregate
@@ -101,9 +102,7 @@ class CoverageStore:
         """Who read these episodes' authorizations (payer data is part of the clinical record), and when: an entry
         per episode, as a worklist shows several."""
         at = utc_now()
-        entries = [{"at": at, "role": by.role.value, "token_id": by.token_id, "subject": by.subject,
-                    "username": by.username, "action": action, "episode_id": episode_id}
-                   for episode_id in dict.fromkeys(episode_ids)]  # fmt: skip
+        entries = [audit_entry(by, action, at, episode_id=episode_id) for episode_id in dict.fromkeys(episode_ids)]
         if entries:
             await self.audit.insert_many(entries)
 

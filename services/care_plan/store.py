@@ -13,6 +13,7 @@ from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from services.common.audit import audit_entries, audit_entry
 from services.common.auth import Principal
 from services.common.mongo import Document
 from services.common.outbox import RelayWake, insert_aggregate, update_aggregate
@@ -244,9 +245,7 @@ class CarePlanStore:
     # The audit log of reads and changes of clinical records (the treatment plan), as intake keeps for PII.
 
     async def audit(self, by: Principal, action: str, episode_id: str, **details: Any) -> None:
-        entry = {"at": utc_now(), "role": by.role, "token_id": by.token_id, "subject": by.subject,
-                 "username": by.username, "action": action, "episode_id": episode_id}  # fmt: skip
-        await self.audit_log.insert_one(entry | details)
+        await self.audit_log.insert_one(audit_entry(by, action, episode_id=episode_id, **details))
 
     async def audit_entries(
         self,
@@ -258,14 +257,8 @@ class CarePlanStore:
         until: datetime | None,
         limit: int,
     ) -> list[Document]:
-        query: Document = {key: value for key, value in {"episode_id": episode_id, "action": action}.items() if value}
-        if person:
-            query["$or"] = [{"subject": person}, {"username": person}]
-        window = {op: value for op, value in {"$gte": since, "$lt": until}.items() if value}
-        if window:
-            query["at"] = window
-        cursor = self.audit_log.find(query, {"_id": 0}).sort([("at", DESCENDING), ("_id", DESCENDING)]).limit(limit)
-        return [entry async for entry in cursor]
+        about = {"episode_id": episode_id, "action": action}
+        return await audit_entries(self.audit_log, about, person=person, since=since, until=until, limit=limit)
 
 
 def _plan(document: Document) -> CarePlan:

@@ -20,6 +20,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from services.common.audit import audit_entries, audit_entry
 from services.common.auth import Principal
 from services.common.mongo import Document
 from services.common.utc import utc_now
@@ -154,13 +155,10 @@ class CaseloadStore:
 
     async def audit(self, by: Principal, action: str, **details: Any) -> None:
         """Who read what, when: the caseload serves alerts, scores and attendance (42 CFR Part 2)."""
-        entry = {"at": utc_now(), "role": by.role, "token_id": by.token_id, "subject": by.subject,
-                 "username": by.username, "action": action}  # fmt: skip
-        await self.audit_log.insert_one(entry | details)
+        await self.audit_log.insert_one(audit_entry(by, action, **details))
 
     async def audit_entries(self, limit: int) -> list[Document]:
-        cursor = self.audit_log.find({}, {"_id": 0}).sort([("at", DESCENDING), ("_id", DESCENDING)]).limit(limit)
-        return await cursor.to_list()
+        return await audit_entries(self.audit_log, {}, limit=limit)
 
 
 async def index_episodes(episodes: AsyncCollection[Document]) -> None:

@@ -16,10 +16,10 @@ from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from services.common.audit import audit_entries, audit_entry
 from services.common.auth import Principal
 from services.common.mongo import Document
 from services.common.outbox import RelayWake, insert_aggregate, update_aggregate
-from services.common.utc import utc_now
 from stepwise_contract import CloudEvent
 
 from .domain.links import QuestionnaireLink
@@ -195,9 +195,7 @@ class IntakeStore:
     # The audit log of PII access.
 
     async def audit(self, by: Principal, action: str, patient_id: str, **details: Any) -> None:
-        entry = {"at": utc_now(), "role": by.role, "token_id": by.token_id, "subject": by.subject,
-                 "username": by.username, "action": action, "patient_id": patient_id}  # fmt: skip
-        await self.audit_log.insert_one(entry | details)
+        await self.audit_log.insert_one(audit_entry(by, action, patient_id=patient_id, **details))
 
     async def audit_entries(
         self,
@@ -209,14 +207,8 @@ class IntakeStore:
         limit: int,
         person: str | None = None,
     ) -> list[Document]:
-        query: Document = {key: value for key, value in {"patient_id": patient_id, "action": action}.items() if value}
-        if person:
-            query["$or"] = [{"subject": person}, {"username": person}]
-        window = {op: value for op, value in {"$gte": since, "$lt": until}.items() if value}
-        if window:
-            query["at"] = window
-        cursor = self.audit_log.find(query, {"_id": 0}).sort([("at", DESCENDING), ("_id", DESCENDING)]).limit(limit)
-        return [entry async for entry in cursor]
+        about = {"patient_id": patient_id, "action": action}
+        return await audit_entries(self.audit_log, about, person=person, since=since, until=until, limit=limit)
 
 
 def _fields(episode: Episode) -> Document:

@@ -15,6 +15,7 @@ from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from services.common.audit import audit_entry
 from services.common.auth import Principal
 from services.common.change_path import CONFLICT, Conflict, retry
 from services.common.mongo import Document
@@ -387,9 +388,7 @@ class AuditLog:
         await self.entries.create_index([("at", DESCENDING)])
 
     async def record(self, by: Principal, action: str, **details: Any) -> None:
-        entry = {"at": utc_now(), "role": by.role.value, "token_id": by.token_id, "subject": by.subject,
-                 "username": by.username, "action": action}  # fmt: skip
-        await self.entries.insert_one(entry | details)
+        await self.entries.insert_one(audit_entry(by, action, **details))
 
 
 class EpisodeSchedules:
