@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from fastapi import HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
@@ -57,6 +58,8 @@ class Line:
 
     outcome: str | None = None
     error: str | None = None
+    status: str | None = None
+    """The attendance status now recorded (before the projection hears of it)."""
 
 
 class CsrfRefused(HTTPException):
@@ -120,11 +123,13 @@ async def today(
     appointments = [row for row in named if not row["group_id"]]
     return page("today.html", title="Today", session=session, counts=await _counts(caseload), day=on,
                 day_param="" if day is None else f"?date={on.isoformat()}", groups=groups, appointments=appointments,
-                names_error=names_error, done=done or {}, statuses=STATUSES, time_of=time_of)  # fmt: skip
+                names_error=names_error, done=done or {}, statuses=STATUSES,
+                time_of=lambda moment: local(moment, caseload.zone, "%H:%M"))  # fmt: skip
 
 
-def time_of(moment: str) -> str:
-    return datetime.fromisoformat(moment).strftime("%H:%M")
+def local(moment: str | None, zone: ZoneInfo, form: str = "%a %d %b, %H:%M") -> str:
+    """An ISO time from the projection, in the clinic's zone."""
+    return datetime.fromisoformat(moment).astimezone(zone).strftime(form) if moment else ""
 
 
 async def worklist(
@@ -139,7 +144,8 @@ async def worklist(
                                names=True, via="console")  # fmt: skip
     named, names_error = await _names(rows, session, directory)
     return page("worklist.html", title=LABELS[name], session=session, counts=await _counts(caseload), name=name,
-                rows=named, names_error=names_error, done=done or {}, worklists=WORKLISTS[1:])  # fmt: skip
+                rows=named, names_error=names_error, done=done or {}, worklists=WORKLISTS[1:],
+                when=lambda moment: local(moment, caseload.zone))  # fmt: skip
 
 
 def sheet_of(form: dict[str, str]) -> list[dict[str, str]]:
@@ -157,5 +163,6 @@ def sheet_results(answer: Answer) -> dict[str, Line]:
         if line["outcome"] == "rejected":
             results[line["episode_id"]] = Line(error=line.get("detail") or line.get("code"))
         else:
-            results[line["episode_id"]] = Line(outcome=f"{line['attendance']['status']}: {line['outcome']}")
+            status = line["attendance"]["status"]
+            results[line["episode_id"]] = Line(outcome=f"{status}: {line['outcome']}", status=status)
     return results

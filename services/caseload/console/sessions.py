@@ -2,8 +2,9 @@
 
 The browser's cookie holds only a random id; the database holds its SHA-256 (a copy of the database is no cookie),
 the person's access token (used for every call to the services, never sent to the browser), who they are (for the
-audit), the session's CSRF token and when it was last used. A session unused for ``CONSOLE_IDLE_MINUTES`` is
-signed out at its next request (and removed by a TTL index later)."""
+audit), the session's CSRF token and when it was last used (microseconds since the epoch, as the projection's
+stamps: a number compares the same on every server). A session unused for ``CONSOLE_IDLE_MINUTES`` is signed out at
+its next request; idle ones are removed whenever someone signs in."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
@@ -19,6 +20,8 @@ from pymongo.asynchronous.database import AsyncDatabase
 from services.common.auth import Principal, Role
 from services.common.mongo import Document
 from services.common.utc import utc_now
+
+from ..store import stamp
 
 COLLECTION = "console_sessions"
 
@@ -46,19 +49,20 @@ def _key(cookie: str) -> str:
 class ConsoleSessions:
     def __init__(self, database: AsyncDatabase[Document], idle: timedelta) -> None:
         self.collection = database[COLLECTION]
-        self.idle = idle
+        self._idle_us = int(idle.total_seconds() * 1_000_000)
 
     async def create_indexes(self) -> None:
-        await self.collection.create_index([("expires_at", ASCENDING)], expireAfterSeconds=0)
+        await self.collection.create_index([("last_seen_us", ASCENDING)])
 
     async def open(self, token: str, principal: Principal) -> str:
         """A new session for the person; the cookie's value."""
         cookie = secrets.token_urlsafe(32)
-        now = utc_now()
+        now = stamp(utc_now())
+        await self.collection.delete_many({"last_seen_us": {"$lte": now - self._idle_us}})
         await self.collection.insert_one({
             "_id": _key(cookie), "token": token, "csrf": secrets.token_urlsafe(32), "role": principal.role.value,
             "token_id": principal.token_id, "subject": principal.subject, "username": principal.username,
-            "opened_at": now, "last_seen": now, "expires_at": now + self.idle,
+            "opened_us": now, "last_seen_us": now,
         })  # fmt: skip
         return cookie
 
@@ -67,24 +71,18 @@ class ConsoleSessions:
         ``touch``: the request counts as activity (a live stream's checks do not)."""
         if not cookie:
             return None
-        now = utc_now()
+        now = stamp(utc_now())
         document = await self.collection.find_one({"_id": _key(cookie)})
         if document is None:
             return None
-        if idle_out(document["last_seen"], now, self.idle):
+        if now - document["last_seen_us"] >= self._idle_us:
             await self.collection.delete_one({"_id": document["_id"]})
             return None
         if touch:
             await self.collection.update_one({"_id": document["_id"]},
-                                             {"$set": {"last_seen": now, "expires_at": now + self.idle}})  # fmt: skip
+                                             {"$set": {"last_seen_us": now}})  # fmt: skip
         principal = Principal(Role(document["role"]), document["token_id"], document["subject"], document["username"])
         return ConsoleSession(document["_id"], document["token"], document["csrf"], principal)
 
     async def close(self, session: ConsoleSession) -> None:
         await self.collection.delete_one({"_id": session.key})
-
-
-def idle_out(last_seen: datetime, now: datetime, idle: timedelta) -> bool:
-    if last_seen.tzinfo is None:  # a store that hands back naive UTC
-        last_seen = last_seen.replace(tzinfo=now.tzinfo)
-    return now - last_seen >= idle

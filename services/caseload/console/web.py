@@ -7,6 +7,7 @@ with the person. No PII in a URL: names only in pages' bodies."""
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator
 from datetime import date
@@ -200,8 +201,13 @@ async def stream(request: Request, sessions: Sessions, caseload: CaseloadDep) ->
 
 
 async def _relay(request: Request, sessions: ConsoleSessions, cookie: Any, caseload: Any) -> AsyncIterator[str]:
+    """caseload's changes, first the counts as they are now: what changed between the page and its stream's start
+    is not missed."""
     async for chunk in worklist_changes(request, caseload, request.app.state.stream_poll_seconds, once=False):
         if await sessions.find(cookie, touch=False) is None:
             yield "event: signed_out\ndata: {}\n\n"
             return
         yield chunk
+        if chunk.startswith("event: ready"):
+            now = {"changed": [], "episodes": 0, "counts": await caseload.counts()}
+            yield f"event: worklists\ndata: {json.dumps(now)}\n\n"
