@@ -143,9 +143,11 @@ async def worklist(
     await caseload.store.audit(session.principal, "read_worklist", worklist=name, episode_ids=episode_ids(rows),
                                names=True, via="console")  # fmt: skip
     named, names_error = await _names(rows, session, directory)
-    return page("worklist.html", title=LABELS[name], session=session, counts=await _counts(caseload), name=name,
-                rows=named, names_error=names_error, done=done or {}, worklists=WORKLISTS[1:],
-                when=lambda moment: local(moment, caseload.zone))  # fmt: skip
+    shown = {row.get("alert_id") or row.get("recommendation_id") for row in rows}
+    elsewhere = [line for key, line in (done or {}).items() if key not in shown]  # the row left the list already
+    return page("worklist.html", elsewhere=elsewhere, title=LABELS[name], session=session,
+                counts=await _counts(caseload), name=name, rows=named, names_error=names_error, done=done or {},
+                worklists=WORKLISTS[1:], when=lambda moment: local(moment, caseload.zone))  # fmt: skip
 
 
 def sheet_of(form: dict[str, str]) -> list[dict[str, str]]:

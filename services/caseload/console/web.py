@@ -187,6 +187,25 @@ async def acknowledge(
     return await pages.worklist(session, caseload, directory, "safety_alerts", done={alert_id: line})
 
 
+@router.post("/recommendations/{episode_id}/{recommendation_id}", openapi_extra=FORM_READ, response_class=HTMLResponse)
+async def decide(
+    episode_id: str,
+    recommendation_id: str,
+    session: SignedIn,
+    form: CheckedForm,
+    caseload: CaseloadDep,
+    directory: Directory,
+    services: ServicesDep,
+) -> Response:
+    """Accept or decline a step-up / step-down recommendation at care_plan (a reason is kept there, never here)."""
+    body = {"decision": form.get("decision", "")} | ({"reason": form["reason"]} if form.get("reason") else {})
+    path = f"/v1/episodes/{episode_id}/recommendations/{recommendation_id}/decision"
+    answer = await services.post("care_plan", path, session.authorization, body)
+    done = {"accept": "Accepted", "decline": "Declined"}.get(body["decision"], "")
+    line = pages.Line(outcome=done) if answer.ok else pages.Line(error=answer.error)
+    return await pages.worklist(session, caseload, directory, "recommendations", done={recommendation_id: line})
+
+
 @router.get("/stream")
 async def stream(request: Request, sessions: Sessions, caseload: CaseloadDep) -> Response:
     """The worklists' changes for a signed-in browser (an EventSource sends the cookie, not a bearer token). Not

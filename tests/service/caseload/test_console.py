@@ -40,10 +40,15 @@ class FakeServices:
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, str, object]] = []
+        self.refusal: str | None = None
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         body: Any = json.loads(request.content) if request.content else None
         self.calls.append((request.url.path, request.headers.get("authorization", ""), body))
+        if self.refusal:
+            return httpx.Response(409, json={"detail": self.refusal})
+        if request.url.path.endswith("/decision"):
+            return httpx.Response(200, json={"recommendation_id": "r-1"})
         if request.url.path.endswith("/acknowledge"):
             return httpx.Response(200, json={"alert_id": "a-1"})
         lines = [{"episode_id": line["episode_id"], "outcome": "rejected", "code": "session_not_started",
@@ -131,7 +136,8 @@ async def test_a_post_without_its_csrf_token_is_refused_and_nothing_is_done(
     console: httpx.AsyncClient, services: FakeServices
 ) -> None:
     await signed_in(console)
-    for path in ("/console/today/iop-adult-am/s-1", "/console/alerts/a-1/acknowledge", "/console/sign-out"):
+    for path in ("/console/today/iop-adult-am/s-1", "/console/alerts/a-1/acknowledge", "/console/sign-out",
+                 f"/console/recommendations/{EPISODE}/r-1"):  # fmt: skip
         refused = await console.post(path, data={f"status.{EPISODE}": "attended"})
         assert refused.status_code == 403, path
         wrong = await console.post(path, data={"csrf": "guessed", f"status.{EPISODE}": "attended"})
@@ -185,3 +191,18 @@ async def test_an_alert_is_acknowledged_at_notifications_with_the_persons_token(
     done = await console.post("/console/alerts/a-1/acknowledge", data={"csrf": csrf_of(page.text)})
     assert done.status_code == 200
     assert services.calls == [("/v1/safety-alerts/a-1/acknowledge", f"Bearer {CLINICIAN}", None)]
+
+
+async def test_a_recommendation_is_decided_at_care_plan_and_a_refusal_is_shown_in_words(
+    console: httpx.AsyncClient, services: FakeServices
+) -> None:
+    await signed_in(console)
+    page = await console.get("/console/worklists/recommendations")
+    form = {"csrf": csrf_of(page.text), "decision": "decline", "reason": "payer review pending"}
+    done = await console.post(f"/console/recommendations/{EPISODE}/r-1", data=form)
+    assert done.status_code == 200 and "Declined" in done.text
+    assert services.calls == [(f"/v1/episodes/{EPISODE}/recommendations/r-1/decision", f"Bearer {CLINICIAN}",
+                               {"decision": "decline", "reason": "payer review pending"})]  # fmt: skip
+    services.refusal = "the recommendation was decided already"
+    again = await console.post(f"/console/recommendations/{EPISODE}/r-1", data=form)
+    assert "care plan refused: the recommendation was decided already" in again.text
