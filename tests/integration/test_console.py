@@ -132,6 +132,10 @@ async def _take_attendance(page: Page, url: str, day: str, name: str) -> None:
     await section.get_by_role("button", name="Save attendance").click()  # htmx: the section is swapped in place
     await page.locator("tr", has=page.get_by_role("rowheader", name=name)).get_by_text("attended: recorded").wait_for()
     await checked(page, "today")
+    await page.set_viewport_size({"width": 768, "height": 1024})  # a facilitator's tablet: no sideways scrolling
+    assert await page.evaluate("() => document.documentElement.scrollWidth") <= 768
+    await page.screenshot(path=str(IMAGES / "console-today-tablet.png"))
+    await page.set_viewport_size({"width": 1280, "height": 800})
 
 
 async def _acknowledge_an_alert(stack: Stack, page: Page, url: str, episode_id: str, name: str) -> None:
