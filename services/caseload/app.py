@@ -73,6 +73,7 @@ def create_app(settings: CaseloadSettings | None = None) -> FastAPI:
 def add_console(app: FastAPI, settings: CaseloadSettings) -> None:
     """The staff console's static files and answers (its routes are ``console.web.router``)."""
     app.state.trusted_proxies = settings.edge.trusted_proxies
+    app.state.console_base_url = settings.console_base_url
     app.mount("/console/static", StaticFiles(directory=pages.HERE / "static"), name="console-static")
     app.add_exception_handler(web.NotSignedIn, web.not_signed_in)
     app.add_exception_handler(pages.CsrfRefused, pages.refused)

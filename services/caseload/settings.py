@@ -33,6 +33,10 @@ class CaseloadSettings(ServiceSettings):
         default="http://localhost:8003",
         description="Where the console acknowledges safety alerts, with the person's token.",
     )
+    console_base_url: str = Field(
+        default="",
+        description="Where staff reach the console (https://… behind a TLS proxy: its cookie is then Secure).",
+    )
     console_idle_minutes: float = Field(
         default=15, gt=0, le=720, description="A console session without a request for this long is signed out."
     )

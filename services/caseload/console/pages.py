@@ -7,6 +7,7 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import date, datetime
+from ipaddress import ip_address
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -16,6 +17,7 @@ from fastapi.responses import HTMLResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from services.common.auth import Role
+from services.common.edge import Network
 
 from ..domain.worklists import WORKLISTS
 from ..names import IntakeDirectory
@@ -80,10 +82,27 @@ def sign_in(request: Request, status: int = 200, error: str | None = None, ended
     """The sign-in form, with a fresh double-submit CSRF token (there is no session yet to hold one)."""
     csrf = secrets.token_urlsafe(24)
     response = page("sign_in.html", status, title="Sign in", session=None, csrf=csrf, error=error, ended=ended)
-    secure = request.url.scheme == "https"
     response.set_cookie(SIGN_IN_CSRF_COOKIE, csrf, path="/console/sign-in", httponly=True, samesite="strict",
-                        secure=secure)  # fmt: skip
+                        secure=over_https(request))  # fmt: skip
     return response
+
+
+def over_https(request: Request) -> bool:
+    """The browser reached the console over HTTPS: directly, by ``CONSOLE_BASE_URL``, or as a trusted proxy
+    (``TRUSTED_PROXIES``) says in ``X-Forwarded-Proto`` (the services take no proxy header from anyone else)."""
+    if request.url.scheme == "https" or request.app.state.console_base_url.startswith("https://"):
+        return True
+    peer = request.client.host if request.client else ""
+    forwarded = request.headers.get("x-forwarded-proto", "").split(",")[0].strip() == "https"
+    return forwarded and _trusted(peer, request.app.state.trusted_proxies)
+
+
+def _trusted(peer: str, networks: tuple[Network, ...]) -> bool:
+    try:
+        address = ip_address(peer)
+    except ValueError:
+        return False
+    return any(address in network for network in networks)
 
 
 def sign_in_csrf_matches(cookie: str | None, presented: str | None) -> bool:

@@ -107,8 +107,9 @@ async def sign_in(request: Request, sessions: Sessions) -> Response:
     cookie = await sessions.open(token, principal)
     log.info("console session opened for token %s", principal.token_id)
     response = RedirectResponse("/console/today", status_code=303, headers=HEADERS)
-    secure = request.url.scheme == "https"
-    response.set_cookie(COOKIE, cookie, path="/console", httponly=True, samesite="lax", secure=secure)
+    response.set_cookie(
+        COOKIE, cookie, path="/console", httponly=True, samesite="lax", secure=pages.over_https(request)
+    )
     response.delete_cookie(pages.SIGN_IN_CSRF_COOKIE, path="/console/sign-in")
     return response
 
@@ -171,6 +172,12 @@ async def worklist(
     name: pages.WorklistName, session: SignedIn, caseload: CaseloadDep, directory: Directory
 ) -> Response:
     return await pages.worklist(session, caseload, directory, name)
+
+
+@router.get("/safety-alerts/{alert_id}", response_class=HTMLResponse)
+async def alert_link(alert_id: str) -> Response:  # noqa: ARG001 - the list shows every open alert
+    """Where notifications' pages link (``<CONSOLE_BASE_URL>/safety-alerts/<alert id>``): the safety alerts."""
+    return RedirectResponse("/console/worklists/safety_alerts", status_code=303, headers=HEADERS)
 
 
 @router.post("/alerts/{alert_id}/acknowledge", openapi_extra=FORM_READ, response_class=HTMLResponse)

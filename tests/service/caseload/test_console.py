@@ -23,6 +23,7 @@ from services.caseload.queries import Caseload
 from services.caseload.settings import CaseloadSettings
 from services.caseload.store import CaseloadStore
 from services.common.auth import Role
+from services.common.edge import parse_networks
 from tests.service.caseload.conftest import ZONE, FakeIntake
 from tests.service.caseload.test_api import DAY, admitted
 from tests.service.conftest import TOKENS, Clock, Events, service_app
@@ -106,6 +107,18 @@ async def test_signing_in_keeps_the_token_server_side_and_the_cookie_holds_a_ran
 async def test_the_cookie_is_secure_behind_https(console: httpx.AsyncClient) -> None:
     console.base_url = httpx.URL("https://test")
     assert "Secure" in await signed_in(console)
+    console.base_url = httpx.URL("http://test")  # TLS ends at a proxy: it says so, if it is trusted
+    console.cookies.clear()
+    console.headers["X-Forwarded-Proto"] = "https"
+    assert "Secure" not in await signed_in(console)  # anyone may send the header
+    try:  # (the form's cookie, then: this client over plain HTTP would not send a Secure cookie back)
+        APP.state.trusted_proxies = parse_networks("127.0.0.1")
+        assert "Secure" in (await console.get("/console/sign-in")).headers["set-cookie"]
+        APP.state.trusted_proxies = ()
+        APP.state.console_base_url = "https://console.clinic.example"
+        assert "Secure" in (await console.get("/console/sign-in")).headers["set-cookie"]
+    finally:
+        APP.state.trusted_proxies, APP.state.console_base_url = (), ""
 
 
 async def test_a_refused_token_is_said_in_words_and_opens_no_session(
@@ -122,6 +135,8 @@ async def test_a_refused_token_is_said_in_words_and_opens_no_session(
 
 async def test_every_page_carries_the_csp_no_store_and_no_inline_script(console: httpx.AsyncClient) -> None:
     await signed_in(console)
+    link = await console.get("/console/safety-alerts/a-1")  # where notifications' pages link
+    assert link.status_code == 303 and link.headers["location"] == "/console/worklists/safety_alerts"
     for path in ("/console/sign-in", "/console/today", "/console/worklists/safety_alerts"):
         page = await console.get(path)
         assert page.status_code == 200, path
