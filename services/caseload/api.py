@@ -115,11 +115,11 @@ async def stream_worklists(
 ) -> StreamingResponse:
     await caseload.store.audit(by, "stream_worklists")
     poll = request.app.state.stream_poll_seconds
-    return StreamingResponse(_changes(request, caseload, poll, once), media_type="text/event-stream",
+    return StreamingResponse(worklist_changes(request, caseload, poll, once), media_type="text/event-stream",
                              headers={"Cache-Control": "no-store"})  # fmt: skip
 
 
-async def _changes(request: Request, caseload: Caseload, poll: float, once: bool) -> AsyncIterator[str]:
+async def worklist_changes(request: Request, caseload: Caseload, poll: float, once: bool) -> AsyncIterator[str]:
     """One ``worklists`` event per poll that saw episodes change: the worklists they are on (no ids, no names)."""
     since = stamp(utc_now())
     yield "event: ready\ndata: {}\n\n"

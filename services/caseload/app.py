@@ -7,16 +7,21 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Coroutine, Sequence
+from datetime import timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from services.common.consumer import HANDLER_CONTEXT
 from services.common.kafka import ServiceBroker, service_broker
 from services.common.service import Runtime, create_service_app
 
 from . import api, handlers
+from .console import pages, web
+from .console.clients import Services
+from .console.sessions import ConsoleSessions
 from .names import IntakeDirectory
 from .queries import Caseload
 from .rebuild import rebuild
@@ -43,19 +48,35 @@ def create_app(settings: CaseloadSettings | None = None) -> FastAPI:
         app.state.caseload = Caseload(store, zone, settings.caseload_missed_in_a_row)
         app.state.directory = IntakeDirectory(settings.intake_url)
         app.state.stream_poll_seconds = settings.stream_poll_seconds
+        app.state.console_sessions = sessions = ConsoleSessions(
+            runtime.database, timedelta(minutes=settings.console_idle_minutes)
+        )
+        await sessions.create_indexes()
+        app.state.console_services = Services(settings.care_plan_url, settings.notifications_url)
         runtime.broker.context.set_global(HANDLER_CONTEXT, store)
         if current or not settings.rebuild_on_start:
             return []
         return [_rebuild_on_upgrade(settings, runtime)]
 
-    return create_service_app(
+    app = create_service_app(
         title="Stepwise caseload",
         description=__doc__ or "",
         settings=settings,
         kafka=kafka,
-        routers=[api.router],
+        routers=[api.router, web.router],
         startup=startup,
     )
+    add_console(app, settings)
+    return app
+
+
+def add_console(app: FastAPI, settings: CaseloadSettings) -> None:
+    """The staff console's static files and answers (its routes are ``console.web.router``)."""
+    app.state.trusted_proxies = settings.edge.trusted_proxies
+    app.state.console_base_url = settings.console_base_url
+    app.mount("/console/static", StaticFiles(directory=pages.HERE / "static"), name="console-static")
+    app.add_exception_handler(web.NotSignedIn, web.not_signed_in)
+    app.add_exception_handler(pages.CsrfRefused, pages.refused)
 
 
 async def _rebuild_on_upgrade(settings: CaseloadSettings, runtime: Runtime) -> None:

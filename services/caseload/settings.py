@@ -30,6 +30,20 @@ class CaseloadSettings(ServiceSettings):
     stream_poll_seconds: float = Field(
         default=0.5, gt=0, le=10, description="How often the worklist stream looks for changed episodes."
     )
+    care_plan_url: str = Field(
+        default="http://localhost:8002", description="Where the console records attendance, with the person's token."
+    )
+    notifications_url: str = Field(
+        default="http://localhost:8003",
+        description="Where the console acknowledges safety alerts, with the person's token.",
+    )
+    console_base_url: str = Field(
+        default="",
+        description="Where staff reach the console (https://… behind a TLS proxy: its cookie is then Secure).",
+    )
+    console_idle_minutes: float = Field(
+        default=15, gt=0, le=720, description="A console session without a request for this long is signed out."
+    )
     rebuild_on_start: bool = Field(
         default=True,
         description="Rebuild the projection from the topics at start when it was built by another projection version.",

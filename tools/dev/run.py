@@ -91,6 +91,13 @@ def token_lines(api_tokens: str, tokens: dict[str, str]) -> list[str]:
     return lines
 
 
+def console_lines(caseload_url: str, api_tokens: str, tokens: dict[str, str]) -> list[str]:
+    """Where the staff console is, and which token signs in (the dev clinician's, when API_TOKENS holds it)."""
+    works = parse_api_tokens(api_tokens).get(tokens["clinician"]) == "clinician"
+    how = "the dev clinician token above signs in" if works else "a clinician or intake_staff token of yours signs in"
+    return [f"  staff console:         {caseload_url}/console ({how})"]
+
+
 class NotRunning(Exception):
     """make run cannot run (a port taken, a service that exited): what it says is printed, and it exits non-zero."""
 
@@ -196,7 +203,9 @@ def main() -> None:
             **staff_routes(os.environ),
             **ur_route(os.environ),
         }
-        env["INTAKE_URL"] = os.environ.get("INTAKE_URL") or f"http://127.0.0.1:{ports['intake']}"
+        for name in ("intake", "care_plan", "notifications"):  # whom caseload asks for names and its console acts at
+            variable = f"{name.upper()}_URL"
+            env[variable] = os.environ.get(variable) or f"http://127.0.0.1:{ports[name]}"
         if not os.environ.get("SMTP_HOST"):
             sink = stack.enter_context(SmtpSink(free_port(), print_messages=True))
             env |= {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(sink.port)}
@@ -220,6 +229,9 @@ def main() -> None:
             print(f"  {service.name:<14} {service.url}/docs")
         print()
         for line in token_lines(env["API_TOKENS"], tokens):
+            print(line)
+        caseload = next(service for service in services if service.name == "caseload")
+        for line in console_lines(caseload.url, env["API_TOKENS"], tokens):
             print(line)
         on_call = env.get("ON_CALL_PHONE") or os.environ.get("ON_CALL_WEBHOOK_URL", "")
         print(f"  safety alerts:         care team {env['CARE_TEAM_EMAIL']}, on call {on_call}")

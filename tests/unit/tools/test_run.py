@@ -26,6 +26,7 @@ from tools.dev.run import (
     DEV_ON_CALL_PHONE,
     DEV_UR_TEAM_EMAIL,
     NotRunning,
+    console_lines,
     credentials,
     dev_tokens,
     ports_taken,
@@ -201,3 +202,12 @@ def test_make_run_gives_the_ur_desk_a_dev_mailbox_and_notifications_is_ready() -
     routes = StaffRoutes(settings.care_team_email, None, on_call_webhook_url=settings.on_call_webhook_url,
                          ur_team_email=settings.ur_team_email, ur_purposes=policy.ur_purposes())  # fmt: skip
     assert routes.problems() == {}
+
+
+def test_make_run_says_where_the_console_is_and_which_token_signs_in() -> None:
+    made = credentials({}, TOKENS)
+    [line] = console_lines("http://127.0.0.1:8005", made["API_TOKENS"], TOKENS)
+    assert "http://127.0.0.1:8005/console" in line and "dev clinician token" in line
+    mine = credentials({"API_TOKENS": "mine:clinician"}, TOKENS)["API_TOKENS"]
+    [yours] = console_lines("http://127.0.0.1:8005", mine, TOKENS)
+    assert "token of yours" in yours
