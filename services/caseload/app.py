@@ -52,7 +52,7 @@ def create_app(settings: CaseloadSettings | None = None) -> FastAPI:
             runtime.database, timedelta(minutes=settings.console_idle_minutes)
         )
         await sessions.create_indexes()
-        app.state.console_services = Services(settings.care_plan_url, settings.notifications_url)
+        app.state.console_services = Services(settings.service_urls())
         runtime.broker.context.set_global(HANDLER_CONTEXT, store)
         if current or not settings.rebuild_on_start:
             return []

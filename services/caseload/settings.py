@@ -37,6 +37,10 @@ class CaseloadSettings(ServiceSettings):
         default="http://localhost:8003",
         description="Where the console acknowledges safety alerts, with the person's token.",
     )
+    authorizations_url: str = Field(
+        default="http://localhost:8004",
+        description="Where the console reads and records authorizations, with the person's token.",
+    )
     console_base_url: str = Field(
         default="",
         description="Where staff reach the console (https://… behind a TLS proxy: its cookie is then Secure).",
@@ -44,6 +48,12 @@ class CaseloadSettings(ServiceSettings):
     console_idle_minutes: float = Field(
         default=15, gt=0, le=720, description="A console session without a request for this long is signed out."
     )
+
+    def service_urls(self) -> dict[str, str]:
+        """Where the console acts, by service."""
+        return {"intake": self.intake_url, "care_plan": self.care_plan_url,
+                "notifications": self.notifications_url, "authorizations": self.authorizations_url}  # fmt: skip
+
     rebuild_on_start: bool = Field(
         default=True,
         description="Rebuild the projection from the topics at start when it was built by another projection version.",

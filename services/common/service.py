@@ -128,7 +128,8 @@ def _lifespan(
         )
         app.state.kafka = kafka
         app.state.dependencies = dependencies = Dependencies()
-        client = connect(settings.mongodb_url.get_secret_value(), tls_ca_file=settings.mongodb_tls_ca_file)
+        client = connect(settings.mongodb_url.get_secret_value(), tls_ca_file=settings.mongodb_tls_ca_file,
+                         service=settings.database_name, shapes_file=settings.store_query_shapes_file)  # fmt: skip
         database = client[settings.database_name]
         shelf = EventShelf(database[SET_ASIDE_COLLECTION])
         broker.context.set_global("event_shelf", shelf)

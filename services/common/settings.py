@@ -230,6 +230,11 @@ class ServiceSettings(BaseSettings):
         description="PEM file of the CA(s) that signed MongoDB's certificate; TLS is switched on by tls=true in "
         "MONGODB_URL; unset: the system's CAs.",
     )
+    store_query_shapes_file: Path | None = Field(
+        default=None,
+        description="Append each store command's shape (field names and operators, no value) to this file, one JSON "
+        "line each: for the index test and the benchmark; unset in production.",
+    )
     outbox_relay_enabled: bool = Field(
         default=True, description="Relay stored events to Kafka; off for an API-only instance."
     )

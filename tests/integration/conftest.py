@@ -279,6 +279,7 @@ def stack(running_backends: Backends, tmp_path_factory: pytest.TempPathFactory) 
             "INTAKE_URL": f"http://127.0.0.1:{ports['intake']}",
             "CARE_PLAN_URL": f"http://127.0.0.1:{ports['care_plan']}",  # the console's calls (caseload)
             "NOTIFICATIONS_URL": f"http://127.0.0.1:{ports['notifications']}",
+            "AUTHORIZATIONS_URL": f"http://127.0.0.1:{ports['authorizations']}",
             "CARE_PLAN_POLICY_FILE": str(roomy_care_plan_policy(logs, [TEEN_GROUP_POLICY])),
             # Same-day safety alerts due a day later, whatever the day and hour the suite runs at (as quiet hours are
             # off): by the default policy one raised in the evening or at a weekend pages the on-call route at once.

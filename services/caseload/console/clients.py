@@ -1,5 +1,5 @@
 """The services the console acts through, called with the signed-in person's own token (their audits name them):
-care_plan records attendance, notifications acknowledges safety alerts. An answer that is not a success comes
+intake, care_plan, notifications and authorizations. An answer that is not a success comes
 back as words for the page, never as an exception."""
 
 from __future__ import annotations
@@ -16,27 +16,50 @@ class Answer:
     body: Any = None
     error: str | None = None
     """What went wrong, in words for the page (the service's own words where it gave some)."""
+    down: str | None = None
+    """The service that could not be reached (the page says which, and keeps what was typed)."""
+    status: int | None = None
+    """The service's HTTP status when it refused."""
+
+
+SERVICES = ("intake", "care_plan", "notifications", "authorizations")
 
 
 class Services:
-    def __init__(self, care_plan_url: str, notifications_url: str, transport: httpx.AsyncBaseTransport | None = None):
+    def __init__(self, urls: dict[str, str], transport: httpx.AsyncBaseTransport | None = None):
         self._clients = {
-            "care_plan": httpx.AsyncClient(base_url=care_plan_url, timeout=10.0, transport=transport),
-            "notifications": httpx.AsyncClient(base_url=notifications_url, timeout=10.0, transport=transport),
+            service: httpx.AsyncClient(base_url=urls[service], timeout=10.0, transport=transport)
+            for service in SERVICES
         }
 
     async def close(self) -> None:
         for client in self._clients.values():
             await client.aclose()
 
+    async def get(self, service: str, path: str, authorization: str, params: dict[str, Any] | None = None) -> Answer:
+        return await self.call("GET", service, path, authorization, params=params)
+
     async def post(self, service: str, path: str, authorization: str, body: Any = None) -> Answer:
+        return await self.call("POST", service, path, authorization, body)
+
+    async def put(self, service: str, path: str, authorization: str, body: Any = None) -> Answer:
+        return await self.call("PUT", service, path, authorization, body)
+
+    async def call(
+        self, method: str, service: str, path: str, authorization: str, body: Any = None,
+        params: dict[str, Any] | None = None,
+    ) -> Answer:  # fmt: skip
+        words = service.replace("_", " ")
         try:
-            response = await self._clients[service].post(path, json=body, headers={"Authorization": authorization})
+            response = await self._clients[service].request(
+                method, path, json=body, params=params, headers={"Authorization": authorization}
+            )
         except httpx.HTTPError:
-            return Answer(False, error=f"{service.replace('_', ' ')} cannot be reached: nothing was recorded")
+            nothing = "nothing was recorded" if method != "GET" else "this part cannot be shown now"
+            return Answer(False, error=f"{words} cannot be reached: {nothing}", down=service)
         if response.is_success:
-            return Answer(True, response.json())
-        return Answer(False, error=f"{service.replace('_', ' ')} refused: {in_words(response)}")
+            return Answer(True, response.json() if response.content else None)
+        return Answer(False, error=f"{words} refused: {in_words(response)}", status=response.status_code)
 
 
 def in_words(response: httpx.Response) -> str:

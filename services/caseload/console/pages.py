@@ -52,6 +52,9 @@ LABELS = {
     "authorizations": "Authorizations due",
     "failed_messages": "Failed messages",
 }
+SECTIONS = {"caseload": "Caseload", "intake": "Intake", "admin": "Admin"}
+"""The console's other pages (``/console/<section>``), after Today and the worklists in the navigation; a patient's
+page is ``/console/episodes/<episode id>`` (a pseudonymous id: never a name in a URL)."""
 
 
 @dataclass(frozen=True)
@@ -70,7 +73,7 @@ class CsrfRefused(HTTPException):
 
 
 def page(template: str, status: int = 200, **context: Any) -> HTMLResponse:
-    html = TEMPLATES.get_template(template).render(labels=LABELS, **context)
+    html = TEMPLATES.get_template(template).render(labels=LABELS, sections=SECTIONS, **context)
     return HTMLResponse(html, status_code=status, headers=HEADERS)
 
 

@@ -16,7 +16,7 @@ import pytest
 from services.caseload import api
 from services.caseload.app import add_console
 from services.caseload.console import pages, web
-from services.caseload.console.clients import Services
+from services.caseload.console.clients import SERVICES, Services
 from services.caseload.console.sessions import COLLECTION, ConsoleSessions
 from services.caseload.names import IntakeDirectory
 from services.caseload.queries import Caseload
@@ -68,7 +68,7 @@ async def console(
 ) -> AsyncIterator[httpx.AsyncClient]:
     directory = IntakeDirectory("http://intake.test", transport=httpx.MockTransport(intake.handle))
     sessions = ConsoleSessions(database, timedelta(minutes=15))  # type: ignore[arg-type]
-    clients = Services("http://care-plan.test", "http://notifications.test", httpx.MockTransport(services.handle))
+    clients = Services({name: f"http://{name}.test" for name in SERVICES}, httpx.MockTransport(services.handle))
     state = {"caseload": Caseload(store, ZONE, 2), "directory": directory, "kafka": kafka, "stream_poll_seconds": 0.05,
              "console_sessions": sessions, "console_services": clients}  # fmt: skip
     async with await client_of("caseload", APP, database, state) as client:
