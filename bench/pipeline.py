@@ -44,7 +44,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from pymongo import AsyncMongoClient
 
-from bench import raw_pipeline
+from bench import raw_pipeline, round_trips, seed
 from bench.http_client import HttpClient
 from services.common.kafka import ensure_topics
 from services.common.settings import ServiceSettings
@@ -60,8 +60,9 @@ CARE_TEAM = "care-team@bench.example.org"
 IOP = {"withdrawal": 1, "biomedical": 0, "emotional": 2, "readiness": 2, "relapse": 2, "environment": 1}
 ROUTINE = {"dimensions": IOP, "instruments": {"phq9": [1, 2, 1, 2, 1, 1, 2, 1, 0]}}
 ALERTING = {"dimensions": IOP, "instruments": {"phq9": [1, 2, 1, 2, 1, 1, 2, 1, 1]}}  # item 9 > 0: same-day review
-SERVICES = ("intake", "care_plan", "notifications", "authorizations")
-"""Stepwise's processes; the raw pipeline has no authorizations (it consumes each episode's calendar here)."""
+SERVICES = ("intake", "care_plan", "notifications", "authorizations", "caseload")
+"""Stepwise's processes: every service that consumes an episode's events (the raw pipeline has no authorizations,
+which consumes each episode's calendar, and no caseload, which projects every event)."""
 DRAIN_LIMIT = 180.0
 
 
@@ -82,6 +83,8 @@ class Pipeline:
     token: str
     processes: dict[str, list[Callable[[], int]]]
     """service -> the pids of its instances (callables: an instance may be restarted)."""
+    commands: round_trips.CountsOf
+    """The store commands its processes sent so far, by service, command and collection."""
 
     def cpu(self) -> dict[str, float]:
         return {name: sum(cpu_seconds(pid()) for pid in pids) for name, pids in self.processes.items()}
@@ -183,6 +186,7 @@ async def throughput(pipeline: Pipeline, arrivals: Arrivals, episodes: int, clie
     intakes = Intakes()
     queue = list(range(episodes))
     before, shared_before = pipeline.cpu(), shared_cpu()
+    commands_before = await pipeline.commands()
     began = time.time()
     async with client_for(pipeline) as client:
 
@@ -194,6 +198,8 @@ async def throughput(pipeline: Pipeline, arrivals: Arrivals, episodes: int, clie
         await asyncio.gather(*(one_client() for _ in range(clients)))
     arrived = await welcomed(arrivals, intakes)
     ended = max(arrived.values(), default=time.time())
+    await asyncio.sleep(1)  # what follows the welcome (its delivery recorded, the events it caused projected)
+    commands = round_trips.per_episode(await round_trips.counted(pipeline.commands, commands_before), episodes)
     cpu = {name: (used - before[name]) / episodes for name, used in pipeline.cpu().items()}
     shared = {name: (used - shared_before[name]) / episodes for name, used in shared_cpu().items()}
     return {
@@ -203,6 +209,7 @@ async def throughput(pipeline: Pipeline, arrivals: Arrivals, episodes: int, clie
         "episodes_per_s": len(arrived) / (ended - began),
         "cpu_s_per_episode": cpu,
         "shared_cpu_s_per_episode": shared,
+        "store_commands_per_episode": commands,
         "intakes": intakes,
         "arrived": arrived,
     }
@@ -334,7 +341,9 @@ async def backend_limits(backend: Backends, n: int) -> dict[str, float]:
 # --- the two pipelines as processes ---------------------------------------------------------------------------
 
 
-def stepwise_env(backend: Backends, sink: SmtpSink, ports: dict[str, int], run: str) -> tuple[dict[str, str], str]:
+def stepwise_env(
+    backend: Backends, sink: SmtpSink, ports: dict[str, int], run: str, roomy: bool = True
+) -> tuple[dict[str, str], str]:
     token, service_token = f"bench-{secrets.token_urlsafe(8)}", f"bench-n-{secrets.token_urlsafe(8)}"
     policies = Path(tempfile.mkdtemp(prefix="bench-policy-"))
     env = {
@@ -345,10 +354,15 @@ def stepwise_env(backend: Backends, sink: SmtpSink, ports: dict[str, int], run: 
         "INTAKE_URL": f"http://127.0.0.1:{ports['intake']}",
         "INTAKE_DB": f"bench_{run}_intake",
         "CARE_PLAN_DB": f"bench_{run}_care_plan",
-        # Room for every benchmark patient: a full group would turn the welcome into a waitlist.
-        "CARE_PLAN_POLICY_FILE": str(roomy_care_plan_policy(policies)),
+        # Room for every benchmark patient: a full group would turn the welcome into a waitlist (``roomy``; else the
+        # clinic's default capacities, and a waitlist that grows with every intake).
+        **({"CARE_PLAN_POLICY_FILE": str(roomy_care_plan_policy(policies))} if roomy else {}),
         "NOTIFICATIONS_DB": f"bench_{run}_notifications",
         "AUTHORIZATIONS_DB": f"bench_{run}_authorizations",
+        "CASELOAD_DB": f"bench_{run}_caseload",
+        "CARE_PLAN_URL": f"http://127.0.0.1:{ports['care_plan']}",  # caseload's console calls these
+        "NOTIFICATIONS_URL": f"http://127.0.0.1:{ports['notifications']}",
+        "AUTHORIZATIONS_URL": f"http://127.0.0.1:{ports['authorizations']}",
         "UR_TEAM_EMAIL": "utilization-review@bench.example.org",  # notifications is ready only with one
         "SMTP_HOST": "127.0.0.1",
         "SMTP_PORT": str(sink.port),
@@ -374,9 +388,13 @@ class StepwiseRun:
         def pid_of(service: ServiceProcess) -> Callable[[], int]:
             return lambda: service.process.pid if service.process else 0
 
+        def url_of(service: ServiceProcess) -> Callable[[], str]:
+            return lambda: service.url
+
         processes = {name: [pid_of(one) for one in ones] for name, ones in self.instances.items()}
+        urls = {name: [url_of(one) for one in ones] for name, ones in self.instances.items()}
         url = self.instances["intake"][0].url
-        return Pipeline("stepwise", url, self.token, processes)
+        return Pipeline("stepwise", url, self.token, processes, round_trips.scraped(urls))
 
     def stop(self) -> None:
         for ones in self.instances.values():
@@ -384,10 +402,12 @@ class StepwiseRun:
                 one.stop()
 
 
-def start_stepwise(backend: Backends, sink: SmtpSink, folder: Path, run: str, scale: int) -> StepwiseRun:
-    """The four services, ``scale`` instances of all but intake; ready time of each first one."""
+def start_stepwise(
+    backend: Backends, sink: SmtpSink, folder: Path, run: str, scale: int, roomy: bool = True
+) -> StepwiseRun:
+    """The services, ``scale`` instances of all but intake; ready time of each first one."""
     ports = {name: free_port() for name in SERVICES}
-    env, token = stepwise_env(backend, sink, ports, run)
+    env, token = stepwise_env(backend, sink, ports, run, roomy)
     instances: dict[str, list[ServiceProcess]] = {}
     ready: dict[str, float] = {}
     for name in SERVICES:
@@ -412,15 +432,17 @@ def raw_running(backend: Backends, sink: SmtpSink, folder: Path) -> Iterator[Pip
         "care_plan": common,
         "notifications": [*common, "--intake", intake_url, "--smtp-port", str(sink.port)],
     }
+    counts = {name: folder / f"raw-{name}-commands.json" for name in stages}
     with contextlib.ExitStack() as running:
         servers: dict[str, Server] = {}
         for name, arguments in stages.items():
-            command = [sys.executable, "-m", "bench.raw_pipeline", name, *arguments]
+            command = [sys.executable, "-m", "bench.raw_pipeline", name, *arguments, "--counts", str(counts[name])]
             # The consumers listen on no port: they count as started once intake answers (started first).
             servers[name] = running.enter_context(
                 start_server(f"raw {name}", command, port, folder / f"raw-{name}.log", ready_within=30, env=None)
             )
-        yield Pipeline("raw", intake_url, "", {name: [_pid_of(server)] for name, server in servers.items()})
+        processes = {name: [_pid_of(server)] for name, server in servers.items()}
+        yield Pipeline("raw", intake_url, "", processes, round_trips.from_files(counts))
 
 
 def _pid_of(server: Server) -> Callable[[], int]:
@@ -438,58 +460,126 @@ async def main(arguments: argparse.Namespace) -> dict[str, Any]:
     figures: dict[str, Any] = {"episodes": arguments.episodes, "clients": arguments.clients}
     with tempfile.TemporaryDirectory(prefix="stepwise-bench-") as tmp, backends() as backend, \
             SmtpSink(free_port()) as sink:  # fmt: skip
-        folder = Path(tmp)
+        run = Run(backend, sink, Path(tmp), Arrivals(sink), arguments)
         figures["backends"] = backend.kind
         for name, server in (("Kafka", backend.kafka.server), ("MongoDB", backend.mongodb.server)):
             if server is not None:
                 SHARED[name] = server.process.pid
         servers = backend.kafka_bootstrap_servers
         await ensure_topics(ServiceSettings(kafka_bootstrap_servers=servers), raw_pipeline.TOPICS)
-        arrivals = Arrivals(sink)
         figures["backend_limits"] = await backend_limits(backend, arguments.limits)
         print(f"bench: backends {backend.kind}; limits {figures['backend_limits']}", flush=True)
 
-        with raw_running(backend, sink, folder) as raw:
-            await throughput(raw, arrivals, 20, arguments.clients)  # warm-up: groups joined, connections open
-            figures["raw"] = _public(await throughput(raw, arrivals, arguments.episodes, arguments.clients))
+        with raw_running(backend, sink, run.folder) as raw:
+            await throughput(raw, run.arrivals, 20, arguments.clients)  # warm-up: groups joined, connections open
+            figures["raw"] = _public(await throughput(raw, run.arrivals, arguments.episodes, arguments.clients))
         print(f"bench: raw {figures['raw']['episodes_per_s']:.1f} episodes/s", flush=True)
 
-        stepwise = await asyncio.to_thread(start_stepwise, backend, sink, folder, "one", 1)
-        try:
-            figures["ready_s"] = stepwise.ready_s
-            pipeline = stepwise.pipeline()
-            await asyncio.sleep(3)  # let start-up work (topic metadata, first polls) settle before measuring idle
-            figures["idle_cpu_percent"] = await idle_cpu(pipeline, arguments.idle)
-            await throughput(pipeline, arrivals, 20, arguments.clients)
-            result = await throughput(pipeline, arrivals, arguments.episodes, arguments.clients)
-            figures["stepwise"] = _public(result)
-            figures["stage_lags"] = await stage_lags(backend, result["intakes"], result["arrived"])
-            print(f"bench: stepwise {result['episodes_per_s']:.1f} episodes/s", flush=True)
-            figures["alerts"] = []
-            for rate in arguments.rates:
-                figures["alerts"].append(
-                    await alert_latency(
-                        pipeline, arrivals, rate, arguments.alert_seconds, arguments.alert_every, servers
-                    )
-                )
-                print(f"bench: alerts at {rate}/s: {figures['alerts'][-1]}", flush=True)
-            if arguments.soak:
-                soaked = await throughput(pipeline, arrivals, arguments.soak, arguments.clients)
-                figures["soak"] = {"episodes": arguments.soak, "episodes_per_s": soaked["episodes_per_s"]}
-            figures["rss_mb"] = pipeline.rss()
-        finally:
-            await asyncio.to_thread(stepwise.stop)
-
+        figures |= await on_empty_databases(run)
+        if arguments.capacity_rates:
+            figures["alerts_default_capacities"] = await with_default_capacities(run)
+        if arguments.seeded:
+            figures["seeded"] = await with_history(run)
         if arguments.scale:
-            two = await asyncio.to_thread(start_stepwise, backend, sink, folder, "two", 2)
-            try:
-                await throughput(two.pipeline(), arrivals, 20, arguments.clients)
-                scaled = await throughput(two.pipeline(), arrivals, arguments.episodes, arguments.clients)
-                figures["two_instances"] = _public(scaled)
-            finally:
-                await asyncio.to_thread(two.stop)
+            figures["two_instances"] = await scaled_out(run)
     figures["ratio"] = figures["stepwise"]["episodes_per_s"] / figures["raw"]["episodes_per_s"]
     return figures
+
+
+@dataclass(frozen=True)
+class Run:
+    """What every phase of a run works with."""
+
+    backend: Backends
+    sink: SmtpSink
+    folder: Path
+    arrivals: Arrivals
+    arguments: argparse.Namespace
+
+
+async def started(run: Run, name: str, scale: int = 1, roomy: bool = True) -> StepwiseRun:
+    return await asyncio.to_thread(start_stepwise, run.backend, run.sink, run.folder, name, scale, roomy)
+
+
+async def alert_rates(run: Run, pipeline: Pipeline, rates: list[float], label: str) -> list[dict[str, Any]]:
+    rows = []
+    for rate in rates:
+        arguments, servers = run.arguments, run.backend.kafka_bootstrap_servers
+        rows.append(await alert_latency(pipeline, run.arrivals, rate, arguments.alert_seconds, arguments.alert_every,
+                                        servers))  # fmt: skip
+        print(f"bench: alerts at {rate}/s{label}: {rows[-1]}", flush=True)
+    return rows
+
+
+async def on_empty_databases(run: Run) -> dict[str, Any]:
+    """Idle CPU, throughput and stage lags on empty databases, the alerts at each rate, the soak and RSS."""
+    figures: dict[str, Any] = {}
+    arguments = run.arguments
+    stepwise = await started(run, "one")
+    try:
+        figures["ready_s"] = stepwise.ready_s
+        pipeline = stepwise.pipeline()
+        await asyncio.sleep(3)  # let start-up work (topic metadata, first polls) settle before measuring idle
+        figures["idle_cpu_percent"] = await idle_cpu(pipeline, arguments.idle)
+        await throughput(pipeline, run.arrivals, 20, arguments.clients)
+        result = await throughput(pipeline, run.arrivals, arguments.episodes, arguments.clients)
+        figures["stepwise"] = _public(result)
+        figures["stage_lags"] = await stage_lags(run.backend, result["intakes"], result["arrived"])
+        print(f"bench: stepwise {result['episodes_per_s']:.1f} episodes/s", flush=True)
+        figures["alerts"] = await alert_rates(run, pipeline, arguments.rates, "")
+        if arguments.soak:
+            soaked = await throughput(pipeline, run.arrivals, arguments.soak, arguments.clients)
+            figures["soak"] = {"episodes": arguments.soak, "episodes_per_s": soaked["episodes_per_s"]}
+        figures["rss_mb"] = pipeline.rss()
+    finally:
+        await asyncio.to_thread(stepwise.stop)
+    return figures
+
+
+async def with_default_capacities(run: Run) -> list[dict[str, Any]]:
+    """The safety alerts again with the clinic's default group capacities: most background patients wait for a
+    place, and the waitlist grows through the run."""
+    stepwise = await started(run, "capacities", roomy=False)
+    try:
+        pipeline = stepwise.pipeline()
+        await throughput(pipeline, run.arrivals, 20, run.arguments.clients)
+        return await alert_rates(run, pipeline, run.arguments.capacity_rates, " (default capacities)")
+    finally:
+        await asyncio.to_thread(stepwise.stop)
+
+
+async def with_history(run: Run) -> dict[str, Any]:
+    """Throughput and stage lags with ``--seeded`` episodes already stored (``bench.seed``: copies of the warm-up's
+    episodes), to compare with the empty databases'; RSS after."""
+    arguments = run.arguments
+    stepwise = await started(run, "seeded")
+    try:
+        pipeline = stepwise.pipeline()
+        warm = await throughput(pipeline, run.arrivals, 20, arguments.clients)
+        await asyncio.sleep(2)  # the warm-up's last events applied everywhere (caseload, authorizations)
+        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(run.backend.mongodb_url)
+        try:
+            databases = [f"bench_seeded_{name}" for name in SERVICES]
+            found = await seed.templates(client, databases, set(warm["intakes"].emails))
+            seeded = await seed.seed(client, found, arguments.seeded)
+        finally:
+            await client.close()
+        print(f"bench: seeded {seeded['episodes']} episodes in {seeded['seconds']:.0f} s", flush=True)
+        result = await throughput(pipeline, run.arrivals, arguments.episodes, arguments.clients)
+        print(f"bench: stepwise with history {result['episodes_per_s']:.1f} episodes/s", flush=True)
+        lags = await stage_lags(run.backend, result["intakes"], result["arrived"])
+        return {"history": seeded, "throughput": _public(result), "stage_lags": lags, "rss_mb": pipeline.rss()}
+    finally:
+        await asyncio.to_thread(stepwise.stop)
+
+
+async def scaled_out(run: Run) -> dict[str, Any]:
+    two = await started(run, "two", scale=2)
+    try:
+        await throughput(two.pipeline(), run.arrivals, 20, run.arguments.clients)
+        return _public(await throughput(two.pipeline(), run.arrivals, run.arguments.episodes, run.arguments.clients))
+    finally:
+        await asyncio.to_thread(two.stop)
 
 
 def report(figures: dict[str, Any]) -> str:
@@ -506,15 +596,19 @@ def report(figures: dict[str, Any]) -> str:
     if "two_instances" in figures:
         lines.append(f"{'episodes/s, 2 × each service but intake':44}"
                      f"{figures['two_instances']['episodes_per_s']:>12.1f}")  # fmt: skip
+    lines += round_trips.table(stepwise["store_commands_per_episode"], raw["store_commands_per_episode"], SERVICES)
     lines.append("\nstage lags (p50 / p95 s)")
     for hop, lag in figures["stage_lags"].items():
         lines.append(f"  {hop:46}{lag['p50_s']:>8.3f}{lag['p95_s']:>8.3f}")
+    lines += history_lines(figures)
     lines.append("\nsafety alert, POST → care-team mail (s)")
     lines.append(f"  {'background/s':>12}{'alerts':>8}{'p50':>8}{'p95':>8}{'p99':>8}{'max':>8}{'welcome p95':>13}")
-    for row in figures["alerts"]:
+    rows = [(row, "") for row in figures["alerts"]]
+    rows += [(row, "  default group capacities") for row in figures.get("alerts_default_capacities", [])]
+    for row, label in rows:
         lines.append(f"  {row['background_per_s']:>12g}{row['alerts_arrived']:>8}{row['alert_p50_s']:>8.3f}"
                      f"{row['alert_p95_s']:>8.3f}{row['alert_p99_s']:>8.3f}{row['alert_max_s']:>8.3f}"
-                     f"{row['welcome_p95_s']:>13.2f}")  # fmt: skip
+                     f"{row['welcome_p95_s']:>13.2f}{label}")  # fmt: skip
     lines.append(f"\n{'':24}" + "".join(f"{name:>15}" for name in SERVICES))
     for label, key, unit in (("idle CPU (% of a core)", "idle_cpu_percent", ".2f"), ("ready after start (s)",
                              "ready_s", ".2f"), ("RSS at the end (MiB)", "rss_mb", ".0f")):  # fmt: skip
@@ -524,17 +618,51 @@ def report(figures: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def history_lines(figures: dict[str, Any]) -> list[str]:
+    """Throughput and each stage's p95 with the history stored, against the empty databases'."""
+    if "seeded" not in figures:
+        return []
+    seeded = figures["seeded"]
+    empty, full = figures["stepwise"]["episodes_per_s"], seeded["throughput"]["episodes_per_s"]
+    history = seeded["history"]
+    lines = [f"\nwith {history['episodes']:,} episodes stored (seeded in {history['seconds']:.0f} s)"
+             f"{'empty':>10}{'history':>10}{'ratio':>8}", f"  {'episodes/s':46}{empty:>10.1f}{full:>10.1f}"
+             f"{full / empty:>8.2f}"]  # fmt: skip
+    for hop, lag in figures["stage_lags"].items():
+        after = seeded["stage_lags"][hop]["p95_s"]
+        lines.append(f"  {hop + ' p95 (s)':46}{lag['p95_s']:>10.3f}{after:>10.3f}{after / lag['p95_s']:>8.2f}")
+    lines.append("  RSS after (MiB): " + ", ".join(f"{name} {mb:.0f}" for name, mb in seeded["rss_mb"].items()))
+    return lines
+
+
 def summary(figures: dict[str, Any]) -> str:
     alerts = " ".join(f"alert_p99@{row['background_per_s']:g}/s={row['alert_p99_s']:.2f}s" for row in figures["alerts"])
+    alerts += "".join(f" alert_p99@{row['background_per_s']:g}/s,default_capacities={row['alert_p99_s']:.2f}s"
+                      for row in figures.get("alerts_default_capacities", []))  # fmt: skip
+    trips = sum(figures["stepwise"]["store_commands_per_episode"].values())
+    history = figures.get("seeded", {}).get("throughput", {}).get("episodes_per_s", math.nan)
     idle = max(figures["idle_cpu_percent"].values())
     ready = max(figures["ready_s"].values())
     rss = max(figures["rss_mb"].values())
     two = figures.get("two_instances", {}).get("episodes_per_s", math.nan)
     soak = figures.get("soak", {}).get("episodes", 0)
     stepwise, raw = figures["stepwise"]["episodes_per_s"], figures["raw"]["episodes_per_s"]
-    return (f"bench: stepwise={stepwise:.1f}/s raw={raw:.1f}/s ratio={figures['ratio']:.2f} {alerts} "
+    return (f"bench: stepwise={stepwise:.1f}/s raw={raw:.1f}/s ratio={figures['ratio']:.2f} round_trips={trips:.1f} "
+            f"with_history={history:.1f}/s({history / stepwise:.2f}) {alerts} "
             f"idle_cpu_max={idle:.2f}% ready_max={ready:.2f}s rss_max={rss:.0f}MiB(after {soak} more episodes) "
             f"two_instances={two:.1f}/s")  # fmt: skip
+
+
+QUICK: dict[str, Any] = {
+    "episodes": 150,
+    "alert_seconds": 12,
+    "idle": 5,
+    "soak": 0,
+    "scale": False,
+    "limits": 200,
+    "seeded": 5000,
+}
+"""What ``--quick`` changes (of the options left at their defaults): a few minutes instead of the full run's."""
 
 
 def cli() -> None:
@@ -547,9 +675,19 @@ def cli() -> None:
     parser.add_argument("--idle", type=float, default=20, help="seconds of idle CPU measurement")
     parser.add_argument("--soak", type=int, default=10_000, help="more intakes before RSS is read")
     parser.add_argument("--no-scale", dest="scale", action="store_false", help="skip the two-instance run")
+    parser.add_argument("--seeded", type=int, default=50_000,
+                        help="episodes stored before the run with history (0: no such run)")  # fmt: skip
+    parser.add_argument("--capacity-rates", type=float, nargs="*", default=[20],
+                        help="background intakes/s of the alert runs with the default group capacities")  # fmt: skip
     parser.add_argument("--limits", type=int, default=1000, help="operations per backend limit")
     parser.add_argument("--json", type=Path, default=Path("bench-pipeline.json"), help="where the figures go")
+    parser.add_argument("--quick", action="store_true", help="a short run to iterate on: " + ", ".join(
+        f"--{name.replace('_', '-')} {value}" for name, value in QUICK.items()))  # fmt: skip
     arguments = parser.parse_args()
+    if arguments.quick:
+        for name, value in QUICK.items():
+            if getattr(arguments, name) == parser.get_default(name):
+                setattr(arguments, name, value)
     figures = asyncio.run(main(arguments))
     print(report(figures))
     print(summary(figures), flush=True)

@@ -12,7 +12,10 @@ Three stages, each its own process as the services are:
 
 The consumers take what the broker has (``getmany``), apply the batch concurrently and commit after it: what a
 careful engineer writes in an afternoon. Run by ``bench.pipeline``; alone:
-``python -m bench.raw_pipeline STAGE --kafka HOST:PORT --mongodb URL --port N [--intake URL] [--smtp-port N]``.
+``python -m bench.raw_pipeline STAGE --kafka HOST:PORT --mongodb URL --port N [--intake URL] [--smtp-port N]
+[--counts FILE]``. With ``--counts``, each stage counts its store commands as the services do (PyMongo's command
+monitoring, ``CommandCounts``) and keeps the totals in FILE (JSON, rewritten as they change): the benchmark reads
+them before and after a run, as it scrapes the services' ``/metrics``.
 """
 
 from __future__ import annotations
@@ -20,16 +23,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import threading
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 import aiosmtplib
 import httpx
 import uvicorn
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, monitoring
+
+from services.common.store_commands import IGNORED
 
 ASSESSED, ASSIGNED = "raw.assessed", "raw.assigned"
 TOPICS = (ASSESSED, ASSIGNED)
@@ -40,8 +48,57 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
+class CommandCounts(monitoring.CommandListener):
+    """Counts each command by name and collection as ``services/common/store_commands.py`` does (the same commands
+    left out), and keeps the totals in ``path`` (rewritten at most every 0.1 s, and only when they changed)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.counts: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        self._changed = threading.Event()
+        threading.Thread(target=self._keep, daemon=True).start()
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name in IGNORED:
+            return
+        collection = event.command.get(event.command_name)
+        with self._lock:
+            self.counts[f"{event.command_name} {collection if isinstance(collection, str) else ''}"] += 1
+        self._changed.set()
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+    def _keep(self) -> None:
+        self._write()
+        while True:
+            self._changed.wait()
+            self._changed.clear()
+            self._write()
+            threading.Event().wait(0.1)
+
+    def _write(self) -> None:
+        with self._lock:
+            text = json.dumps(dict(self.counts))
+        with open(self.path + ".tmp", "w") as out:
+            out.write(text)
+        Path(self.path + ".tmp").replace(self.path)
+
+
+LISTENERS: list[monitoring.CommandListener] = []
+"""The stage's command counter (``--counts``), given to its MongoDB client."""
+
+
+def mongo_client(url: str) -> AsyncMongoClient[dict[str, Any]]:
+    return AsyncMongoClient(url, event_listeners=LISTENERS)
+
+
 def intake_app(mongodb: str, kafka: str) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongodb)
+    client = mongo_client(mongodb)
     database = client["raw_intake"]
     producer: AIOKafkaProducer | None = None
 
@@ -112,7 +169,7 @@ async def consume(kafka: str, topic: str, group: str, apply: Callable[[dict[str,
 
 
 async def care_plan(kafka: str, mongodb: str) -> None:
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongodb)
+    client = mongo_client(mongodb)
     plans = client["raw_care_plan"]["plans"]
     producer = AIOKafkaProducer(bootstrap_servers=kafka, acks="all", enable_idempotence=True)
     await producer.start()
@@ -126,7 +183,7 @@ async def care_plan(kafka: str, mongodb: str) -> None:
 
 
 async def notifications(kafka: str, mongodb: str, intake: str, smtp_port: int) -> None:
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongodb)
+    client = mongo_client(mongodb)
     messages = client["raw_notifications"]["notifications"]
     http = httpx.AsyncClient(base_url=intake, timeout=10)
 
@@ -152,7 +209,10 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--intake", default="")
     parser.add_argument("--smtp-port", type=int, default=25)
+    parser.add_argument("--counts", default="", help="where to keep the stage's store command counts (JSON)")
     arguments = parser.parse_args()
+    if arguments.counts:
+        LISTENERS.append(CommandCounts(arguments.counts))
     if arguments.stage == "intake":
         uvicorn.run(intake_app(arguments.mongodb, arguments.kafka), host="127.0.0.1", port=arguments.port,
                     log_level="warning", access_log=False)  # fmt: skip
