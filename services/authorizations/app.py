@@ -36,7 +36,7 @@ def create_app(settings: AuthorizationsSettings | None = None) -> FastAPI:
     kafka = create_broker(settings)
 
     async def startup(runtime: Runtime, app: FastAPI) -> Sequence[Coroutine[Any, Any, None]]:
-        wake = runtime.relay.relay_now if runtime.relay else no_relay
+        wake = runtime.relay or no_relay
         store = CoverageStore(runtime.database, wake_relay=wake)
         await store.create_indexes()
         desk = Desk(store, rules)

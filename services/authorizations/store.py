@@ -16,7 +16,7 @@ from pymongo.errors import DuplicateKeyError
 from services.common.audit import audit_entry
 from services.common.auth import Principal
 from services.common.mongo import Document
-from services.common.outbox import RelayWake, insert_aggregate, update_aggregate
+from services.common.outbox import Relay, insert_aggregate, update_aggregate
 from services.common.utc import utc_now
 from stepwise_contract import CloudEvent
 
@@ -38,7 +38,7 @@ class StoredCoverage:
 
 
 class CoverageStore:
-    def __init__(self, database: AsyncDatabase[Document], wake_relay: RelayWake) -> None:
+    def __init__(self, database: AsyncDatabase[Document], wake_relay: Relay) -> None:
         self.coverage = database[COVERAGE]
         self.audit = database[AUDIT_LOG]
         self._wake_relay = wake_relay
@@ -74,10 +74,8 @@ class CoverageStore:
     ) -> bool:
         """The coverage, its events and its timer in one write; False if it changed meanwhile."""
         changes = _fields(coverage, next_check_on)
-        saved = await update_aggregate(self.coverage, coverage.episode_id, stored.version, changes, events, applied)
-        if saved and events:
-            self._wake_relay(COVERAGE, coverage.episode_id)
-        return saved
+        return await update_aggregate(self.coverage, coverage.episode_id, stored.version, changes, events, applied,
+                                      self._wake_relay)  # fmt: skip
 
     async def episode_of(self, authorization_id: str) -> str | None:
         # A top-level array of strings, matched with ``$in``: the same on MongoDB, and the one form the test stand-in

@@ -35,7 +35,7 @@ def create_app(settings: CarePlanSettings | None = None) -> FastAPI:
     kafka = create_broker(settings)
 
     async def startup(runtime: Runtime, app: FastAPI) -> Sequence[Coroutine[Any, Any, None]]:
-        wake = runtime.relay.relay_now if runtime.relay else no_relay
+        wake = runtime.relay or no_relay
         store = CarePlanStore(runtime.database, wake_relay=wake)
         await store.create_indexes()
         app.state.store = store

@@ -16,7 +16,7 @@ from pymongo.errors import DuplicateKeyError
 from services.common.audit import audit_entries, audit_entry
 from services.common.auth import Principal
 from services.common.mongo import Document
-from services.common.outbox import RelayWake, insert_aggregate, update_aggregate
+from services.common.outbox import Relay, insert_aggregate, update_aggregate
 from services.common.utc import assume_utc, utc_now
 from stepwise_contract import CloudEvent, Program
 
@@ -74,7 +74,7 @@ class PendingInput:
 
 
 class CarePlanStore:
-    def __init__(self, database: AsyncDatabase[Document], wake_relay: RelayWake) -> None:
+    def __init__(self, database: AsyncDatabase[Document], wake_relay: Relay) -> None:
         self.plans = database[PLANS]
         self.pending_inputs = database[PENDING_INPUTS]
         self.seats = database[SEATS]
@@ -122,10 +122,7 @@ class CarePlanStore:
     ) -> bool:
         """Store a new plan with its events; False if the episode has a plan already."""
         fields = {"_id": plan.episode_id, **_fields(plan), "next_check_at": next_check_at or NEVER}
-        created = await insert_aggregate(self.plans, fields, events, applied)
-        if created:
-            self._wake_relay(PLANS, plan.episode_id)
-        return created
+        return await insert_aggregate(self.plans, fields, events, applied, self._wake_relay)
 
     async def save(
         self,
@@ -137,10 +134,8 @@ class CarePlanStore:
     ) -> bool:
         """Store the plan, queue its events and set its timer in one write; False if it changed meanwhile."""
         changes = _fields(plan) | {"next_check_at": next_check_at or NEVER}
-        saved = await update_aggregate(self.plans, plan.episode_id, stored.version, changes, events, applied)
-        if saved and events:
-            self._wake_relay(PLANS, plan.episode_id)
-        return saved
+        return await update_aggregate(self.plans, plan.episode_id, stored.version, changes, events, applied,
+                                      self._wake_relay)  # fmt: skip
 
     async def due(self, now: datetime, limit: int = 100) -> list[str]:
         """Episodes whose timer (a session's no-show deadline, a week's end, a measure's window) has come, and

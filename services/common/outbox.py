@@ -7,10 +7,17 @@ that dies between the write and the publish leaves the events in the document; t
 pass (after a restart, or by another instance once the lease expires) publishes them. Kafka may
 see an event twice in that window; consumers drop repeats by CloudEvents source + id.
 
+What it costs the store: a write that queues events claims them for this process's relay in the same write (a
+lease and a claim token set with the change, the whole outbox read back by that write), so the relay publishes them
+without a claim of its own; what went out is removed by one update conditioned on the claim token, and the removals
+of the aggregates relayed at the same moment go in one bulk write. A change with events therefore costs its write
+and a share of one removal. Only a pass (events left by a crash, another instance, a broker away) claims first.
+
 Document fields this module owns: ``version`` (optimistic concurrency), ``outbox`` (wire records
 as JSON strings: opaque to queries, pulled by exact value),
 ``outbox_pending`` (count kept in the same updates, so finding pending work needs no array
-query), ``outbox_lease_until`` and ``applied_events`` (source#id of events already applied).
+query), ``outbox_lease_until`` and ``outbox_claim`` (who holds the outbox until when: only the holder of the
+token removes what it published) and ``applied_events`` (source#id of events already applied).
 """
 
 from __future__ import annotations
@@ -18,11 +25,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import secrets
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
-from pymongo import ASCENDING
+from pymongo import ASCENDING, ReturnDocument, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
@@ -70,19 +79,83 @@ def new_aggregate(fields: Document, events: Sequence[CloudEvent[Any]] = (), appl
     }
 
 
+@dataclass(frozen=True)
+class Claim:
+    """A relay's hold on an aggregate's outbox: until ``until``, only the holder of ``token`` publishes and removes."""
+
+    token: str
+    until: datetime
+
+    def fields(self) -> Document:
+        return {"outbox_claim": self.token, "outbox_lease_until": self.until}
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """An outbox claimed by a write: its records (every one pending, in order) and the claim."""
+
+    claim: Claim
+    records: Sequence[str]
+
+
+class Relay(Protocol):
+    """What a store hands the events it wrote to: this process's relay, or none (``no_relay``)."""
+
+    def claim(self) -> Claim | None:
+        """A claim for a write to take with its events; None: leave them to a pass (no relay runs here)."""
+
+    def hand_over(self, collection: str, aggregate_id: str, claimed: Claimed) -> None:
+        """Publish what a write claimed, now."""
+
+    def relay_now(self, collection: str, aggregate_id: str) -> None:
+        """Events were written without a claim: publish them soon."""
+
+
+class NoRelay:
+    """The relay of a process that runs none (a tool, an API-only instance, a test): the passes of the instances that
+    run one publish what is written here."""
+
+    def claim(self) -> Claim | None:
+        return None
+
+    def hand_over(self, collection: str, aggregate_id: str, claimed: Claimed) -> None:
+        """Nothing is claimed without a relay."""
+
+    def relay_now(self, collection: str, aggregate_id: str) -> None:
+        """Nothing runs here to wake."""
+
+
+no_relay = NoRelay()
+"""A store's relay where none runs in the process."""
+
+
 async def insert_aggregate(
     collection: AsyncCollection[Document],
     fields: Document,
     events: Sequence[CloudEvent[Any]] = (),
     applied: str | None = None,
+    relay: Relay = no_relay,
 ) -> bool:
-    """Insert a new aggregate; False if one with the same _id exists already."""
+    """Insert a new aggregate, its events claimed for ``relay`` and handed over; False if one with the same _id exists
+    already."""
+    claim = relay.claim() if events else None
+    document = new_aggregate(fields, events, applied) | (claim.fields() if claim else {})
     try:
         with writing(collection.name):
-            await collection.insert_one(new_aggregate(fields, events, applied))
+            await collection.insert_one(document)
     except DuplicateKeyError:
         return False
+    if events:
+        _hand_over(relay, collection.name, str(fields["_id"]), Claimed(claim, document["outbox"]) if claim else None)
     return True
+
+
+def _hand_over(relay: Relay, collection: str, aggregate_id: str, claimed: Claimed | None) -> None:
+    """After a write that queued events: what it claimed to the relay, or (nothing claimed) a wake-up."""
+    if claimed is not None:
+        relay.hand_over(collection, aggregate_id, claimed)
+    else:
+        relay.relay_now(collection, aggregate_id)
 
 
 async def insert_new_aggregates(collection: AsyncCollection[Document], documents: Sequence[Document]) -> int:
@@ -109,18 +182,45 @@ async def update_aggregate(
     changes: Document,
     events: Sequence[CloudEvent[Any]] = (),
     applied: str | None = None,
+    relay: Relay = no_relay,
 ) -> bool:
-    """Apply ``changes`` and queue ``events`` in one atomic write, if nobody wrote since ``version``.
+    """Apply ``changes`` and queue ``events`` in one atomic write, if nobody wrote since ``version``; the events are
+    claimed for ``relay`` by that write and handed over.
 
     False means a concurrent write won: reload and decide again. Raises ``RecordTooLarge`` when the write would
     take the record past the store's document limit.
     """
-    update = with_events({"$set": changes, "$inc": {"version": 1}}, events)
+    update = {"$set": dict(changes), "$inc": {"version": 1}}
     if applied:
-        update.setdefault("$push", {})["applied_events"] = {"$each": [applied], "$slice": -APPLIED_EVENTS_KEPT}
+        update["$push"] = {"applied_events": {"$each": [applied], "$slice": -APPLIED_EVENTS_KEPT}}
+    return await update_with_events(collection, {"_id": aggregate_id, "version": version}, update, events, relay)
+
+
+async def update_with_events(
+    collection: AsyncCollection[Document],
+    query: Document,
+    update: Document,
+    events: Sequence[CloudEvent[Any]],
+    relay: Relay = no_relay,
+) -> bool:
+    """``update`` of the one aggregate ``query`` names (by its ``_id``), queuing ``events`` in its outbox in the same
+    write; with a relay here, that write claims the outbox and reads it back (one round trip: the write is the claim)
+    and hands it over. False when ``query`` matched nothing."""
+    claim = relay.claim() if events else None
+    update = with_events(update, events)
+    claimed = None
     with writing(collection.name):
-        result = await collection.update_one({"_id": aggregate_id, "version": version}, update)
-    return result.matched_count == 1
+        if claim is None:
+            matched = (await collection.update_one(query, update)).matched_count == 1
+        else:
+            update.setdefault("$set", {}).update(claim.fields())
+            # The whole document: FerretDB cannot project a findAndModify (docs/development.md, "Backends").
+            written = await collection.find_one_and_update(query, update, return_document=ReturnDocument.AFTER)
+            matched = written is not None
+            claimed = Claimed(claim, written["outbox"]) if written is not None else None
+    if matched and events:
+        _hand_over(relay, collection.name, str(query["_id"]), claimed)
+    return matched
 
 
 def with_events(update: Document, events: Sequence[CloudEvent[Any]]) -> Document:
@@ -139,20 +239,13 @@ async def ensure_outbox_index(collection: AsyncCollection[Document]) -> None:
 Publish = Callable[[Document], Awaitable[None]]
 
 
-RelayWake = Callable[[str, str], None]
-"""What a store calls after a write that queued events: ``(collection name, aggregate id)``."""
-
-
-def no_relay(_collection: str, _aggregate_id: str) -> None:
-    """What a store wakes in a service without an outbox relay."""
-
-
 class OutboxRelay(PollingWorker):
     """Publishes the pending events of the aggregates in a service's outbox collections.
 
-    A write in this process hands its aggregate over at once (``relay_now``): published within a round trip or
-    two, without waiting for a pass. The passes (every ``poll_seconds``) are the safety net: events left by
-    a crash, by another instance, or by a publish that failed while the broker was away.
+    A write in this process claims its events in the same write and hands them over (``hand_over``): published
+    within a round trip or two, without waiting for a pass or claiming again. The passes (every ``poll_seconds``)
+    are the safety net: events left by a crash, by another instance, or by a publish that failed while the broker
+    was away; each of those is claimed first (``find_one_and_update``).
     """
 
     def __init__(
@@ -177,24 +270,41 @@ class OutboxRelay(PollingWorker):
         self._now: set[asyncio.Task[int]] = set()
         self._running = False
         self._busy: set[str] = set()
-        self._again: set[str] = set()
+        self._again: dict[str, Claimed | None] = {}
+        self._removals = Removals()
+
+    def claim(self) -> Claim | None:
+        """A claim for a write of this process (None while the relay is not running: a pass publishes them)."""
+        if not self._running:
+            return None
+        return Claim(secrets.token_hex(8), _to_milliseconds(wall_clock() + self._lease))
+
+    def hand_over(self, collection: str, aggregate_id: str, claimed: Claimed) -> None:
+        """Publish what a write of this process just claimed, now (after what is being relayed of it here)."""
+        self._start(collection, aggregate_id, claimed)
 
     def relay_now(self, collection: str, aggregate_id: str) -> None:
-        """Publish this aggregate's pending events now (a write in this process just queued them)."""
+        """Publish this aggregate's pending events now (claiming them first): a write queued them without a claim."""
         if not self._running:
             self.wake()
             return
-        if aggregate_id in self._busy:  # being relayed here: it goes on with the new events when done
-            self._again.add(aggregate_id)
+        self._start(collection, aggregate_id, None)
+
+    def _start(self, collection: str, aggregate_id: str, claimed: Claimed | None) -> None:
+        if aggregate_id in self._busy:  # being relayed here: it goes on with the newest claim when done
+            if claimed is not None or aggregate_id not in self._again:
+                self._again[aggregate_id] = claimed
             return
-        task = asyncio.create_task(self._relay_soon(self._by_name[collection], aggregate_id))
+        task = asyncio.create_task(self._relay_soon(self._by_name[collection], aggregate_id, claimed))
         self._now.add(task)
         task.add_done_callback(self._now.discard)
 
-    async def _relay_soon(self, collection: AsyncCollection[Document], aggregate_id: str) -> int:
+    async def _relay_soon(
+        self, collection: AsyncCollection[Document], aggregate_id: str, claimed: Claimed | None
+    ) -> int:
         async with self._now_slots:
             try:
-                return await self._relay_one(collection, aggregate_id)
+                return await self._relay_one(collection, aggregate_id, claimed)
             except Exception as error:  # the pass publishes it once the broker or the store is back
                 log.debug("relaying %s now failed (%s); the next pass will", aggregate_id, type(error).__name__)
                 return 0
@@ -239,47 +349,97 @@ class OutboxRelay(PollingWorker):
             raise failure  # what was not published stays in its outbox for the next pass
         return sum(outcome for outcome in outcomes if isinstance(outcome, int))
 
-    async def _relay_one(self, collection: AsyncCollection[Document], aggregate_id: str) -> int:
-        """Claim the aggregate's outbox, publish it in order, remove what went out; again when a write in this
-        process queued more meanwhile (its ``relay_now`` found the lease taken: it is left to us)."""
-        published = 0
+    async def _relay_one(
+        self, collection: AsyncCollection[Document], aggregate_id: str, claimed: Claimed | None = None
+    ) -> int:
+        """Publish the aggregate's outbox in order (as ``claimed`` by a write, or claimed here), remove what went out;
+        again when a write in this process claimed more meanwhile (``_again``), without publishing twice what this
+        relay published already."""
+        published: set[str] = set()
         while True:
             self._busy.add(aggregate_id)
             try:
-                published += await self._relay_claimed(collection, aggregate_id)
+                await self._relay_claimed(collection, aggregate_id, claimed, published)
             except BaseException:
-                self._again.discard(aggregate_id)  # what is left waits for the next pass
+                self._again.pop(aggregate_id, None)  # what is left waits for the next pass
                 raise
             finally:
                 self._busy.discard(aggregate_id)
             if aggregate_id not in self._again:
-                return published
-            self._again.discard(aggregate_id)
+                return len(published)
+            claimed = self._again.pop(aggregate_id)
 
-    async def _relay_claimed(self, collection: AsyncCollection[Document], aggregate_id: str) -> int:
-        now = wall_clock()
-        # The whole document: FerretDB cannot project a findAndModify (docs/development.md, "Backends").
-        claimed = await collection.find_one_and_update(
-            {"_id": aggregate_id, "outbox_pending": {"$gt": 0}, "outbox_lease_until": {"$lt": now}},
-            {"$set": {"outbox_lease_until": now + self._lease}},
-        )
+    async def _relay_claimed(
+        self, collection: AsyncCollection[Document], aggregate_id: str, claimed: Claimed | None, published: set[str]
+    ) -> None:
         if claimed is None:
-            return 0  # another instance holds it, or it was emptied meanwhile
+            claimed = await self._claim(collection, aggregate_id)
+            if claimed is None:
+                return  # another instance holds it, or it was emptied meanwhile
         sent: list[str] = []
         try:
-            for stored in claimed["outbox"]:
-                await self._publish(json.loads(stored))
+            for stored in claimed.records:
+                if stored not in published:
+                    await self._publish(json.loads(stored))
+                    published.add(stored)
                 sent.append(stored)
         finally:
-            await collection.update_one(
-                {"_id": aggregate_id},
-                {
-                    "$pullAll": {"outbox": sent},
-                    "$inc": {"outbox_pending": -len(sent)},
-                    "$set": {"outbox_lease_until": EPOCH},
-                },
-            )
-        return len(sent)
+            await self._removals.remove(collection, aggregate_id, claimed.claim, sent)
+
+    async def _claim(self, collection: AsyncCollection[Document], aggregate_id: str) -> Claimed | None:
+        claim = Claim(secrets.token_hex(8), _to_milliseconds(wall_clock() + self._lease))
+        # The whole document: FerretDB cannot project a findAndModify (docs/development.md, "Backends").
+        document = await collection.find_one_and_update(
+            {"_id": aggregate_id, "outbox_pending": {"$gt": 0}, "outbox_lease_until": {"$lt": wall_clock()}},
+            {"$set": claim.fields()},
+        )
+        return None if document is None else Claimed(claim, document["outbox"])
+
+
+def _to_milliseconds(moment: datetime) -> datetime:
+    """A lease as the store keeps it (BSON dates are milliseconds)."""
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
+class Removals:
+    """Removes what relays published from their outboxes: one update per aggregate, conditioned on the claim token
+    (a write that claimed the outbox since, here or elsewhere, publishes and removes it all again: nothing is removed
+    twice), and the removals that come while one round trip is under way go together in the next, one bulk write per
+    collection. A partial failure is safe: a removal that fails leaves its events to be published again (a consumer
+    drops the repeat) once the lease ends, and the others are done or refused alike."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[str, tuple[AsyncCollection[Document], list[tuple[UpdateOne, asyncio.Future[None]]]]] = {}
+        self._flushing: asyncio.Task[None] | None = None
+
+    async def remove(
+        self, collection: AsyncCollection[Document], aggregate_id: str, claim: Claim, sent: list[str]
+    ) -> None:
+        update: Document = {"$set": {"outbox_lease_until": EPOCH, "outbox_claim": ""}}
+        if sent:
+            update |= {"$pullAll": {"outbox": sent}, "$inc": {"outbox_pending": -len(sent)}}
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        operation = UpdateOne({"_id": aggregate_id, "outbox_claim": claim.token}, update)
+        self._waiting.setdefault(collection.name, (collection, []))[1].append((operation, done))
+        if self._flushing is None or self._flushing.done():
+            self._flushing = asyncio.create_task(self._flush())
+        await done
+
+    async def _flush(self) -> None:
+        while self._waiting:
+            await asyncio.sleep(0)  # the removals of this moment join
+            waiting, self._waiting = self._waiting, {}
+            for collection, operations in waiting.values():
+                try:
+                    await collection.bulk_write([operation for operation, _ in operations], ordered=False)
+                except Exception as error:  # each relay waiting on it hears of it
+                    for _, done in operations:
+                        if not done.done():
+                            done.set_exception(error)
+                else:
+                    for _, done in operations:
+                        if not done.done():
+                            done.set_result(None)
 
 
 class ConcurrentChange(Exception):

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 
 from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
-from pymongo.errors import DocumentTooLarge, DuplicateKeyError, WriteError
+from pymongo.errors import DocumentTooLarge, DuplicateKeyError, OperationFailure, WriteError
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,10 @@ class RecordTooLarge(Exception):
 def too_large(error: BaseException) -> bool:
     if isinstance(error, RecordTooLarge | DocumentTooLarge):
         return True
-    return isinstance(error, WriteError) and not isinstance(error, DuplicateKeyError) and error.code in TOO_LARGE
+    # A findAndModify (a write that reads the record back) is refused as an OperationFailure, an update as a WriteError.
+    if isinstance(error, DuplicateKeyError) or not isinstance(error, OperationFailure):
+        return False
+    return error.code in TOO_LARGE
 
 
 @contextlib.contextmanager
@@ -54,7 +57,7 @@ def writing(collection: str) -> Iterator[None]:
     """A write to one record of ``collection``: its size limit is raised as ``RecordTooLarge`` naming the record."""
     try:
         yield
-    except (DocumentTooLarge, WriteError) as error:
+    except (DocumentTooLarge, OperationFailure) as error:
         if too_large(error):
             raise RecordTooLarge(RECORDS.get(collection, collection.replace("_", " "))) from None
         raise

@@ -19,7 +19,7 @@ from pymongo.errors import DuplicateKeyError
 from services.common.audit import audit_entries, audit_entry
 from services.common.auth import Principal
 from services.common.mongo import Document
-from services.common.outbox import RelayWake, insert_aggregate, update_aggregate
+from services.common.outbox import Relay, insert_aggregate, update_aggregate
 from stepwise_contract import CloudEvent
 
 from .domain.links import QuestionnaireLink
@@ -36,7 +36,7 @@ class StoredEpisode:
 
 
 class IntakeStore:
-    def __init__(self, database: AsyncDatabase[Document], wake_relay: RelayWake) -> None:
+    def __init__(self, database: AsyncDatabase[Document], wake_relay: Relay) -> None:
         self.patients = database["patients"]
         self.episodes = database[EPISODES]
         self.audit_log = database["audit_log"]
@@ -162,10 +162,8 @@ class IntakeStore:
     async def save(self, stored: StoredEpisode, episode: Episode, events: Sequence[CloudEvent[Any]] = ()) -> bool:
         """Store the episode and queue its events in one write; False if it changed meanwhile. A write the store
         refuses raises as in services/common/store_errors.py (nothing was stored)."""
-        saved = await update_aggregate(self.episodes, episode.episode_id, stored.version, _fields(episode), events)
-        if saved and events:
-            self._wake_relay(EPISODES, episode.episode_id)
-        return saved
+        return await update_aggregate(self.episodes, episode.episode_id, stored.version, _fields(episode), events,
+                                      relay=self._wake_relay)  # fmt: skip
 
     async def opened(self, program: str | None, since: datetime | None, until: datetime | None) -> list[Episode]:
         """Episodes of ``program`` (any, None) opened in [since, until), for outcomes across episodes."""

@@ -14,7 +14,7 @@ from services.common.consumer import HANDLER_CONTEXT
 from services.common.dependencies import Dependencies, DependencyDown
 from services.common.kafka import ServiceBroker, service_broker
 from services.common.mongo import Document
-from services.common.outbox import RelayWake, no_relay
+from services.common.outbox import Relay, no_relay
 from services.common.policy_file import PolicyError
 from services.common.service import Runtime, create_service_app
 from stepwise_contract import PUBLISHED_BY, Channel
@@ -66,7 +66,7 @@ async def assemble(
     policy: NotificationPolicy,
     templates: Templates,
     database: AsyncDatabase[Document],
-    wake_relay: RelayWake,
+    wake_relay: Relay,
     dependencies: Dependencies,
     contacts: IntakeContacts | None = None,
 ) -> tuple[Messaging, Dispatcher]:
@@ -160,7 +160,7 @@ def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
     kafka = create_broker(settings)
 
     async def startup(runtime: Runtime, app: FastAPI) -> Sequence[Coroutine[Any, Any, None]]:
-        wake_relay = runtime.relay.relay_now if runtime.relay else no_relay
+        wake_relay = runtime.relay or no_relay
         messaging, dispatcher = await assemble(
             settings, policy, templates, runtime.database, wake_relay, runtime.dependencies
         )

@@ -21,11 +21,11 @@ from services.common.change_path import CONFLICT, Conflict, retry
 from services.common.mongo import Document
 from services.common.outbox import (
     EPOCH,
-    RelayWake,
+    Relay,
     insert_aggregate,
     insert_new_aggregates,
     update_aggregate,
-    with_events,
+    update_with_events,
 )
 from services.common.phones import DEFAULT_REGION, matching_form
 from services.common.tracing import current_traceparent
@@ -96,7 +96,7 @@ COUNTED = (PENDING, FAILED)
 class NotificationStore:
     """The delivery log: one document per logical notification, with the outbox of its outcome events."""
 
-    def __init__(self, database: AsyncDatabase[Document], wake_relay: RelayWake) -> None:
+    def __init__(self, database: AsyncDatabase[Document], wake_relay: Relay) -> None:
         self.notifications = database[NOTIFICATIONS]
         self._wake_relay = wake_relay
 
@@ -181,11 +181,8 @@ class NotificationStore:
 
     async def _finish(self, notification: Notification, update: Document, event: EventData) -> None:
         # Guarded by the status, not the version: a send that happened must be recorded whatever else changed.
-        await self.notifications.update_one(
-            {"_id": notification.notification_id, "status": PENDING},
-            with_events(update, [new_event(event, source=SOURCE)]),
-        )
-        self._wake_relay(NOTIFICATIONS, notification.notification_id)
+        await update_with_events(self.notifications, {"_id": notification.notification_id, "status": PENDING}, update,
+                                 [new_event(event, source=SOURCE)], self._wake_relay)  # fmt: skip
 
     async def defer(self, notification_id: str, until: datetime, reason: str | None = None) -> None:
         """Wait (quiet hours, a dependency down): not a failed attempt, so the claim's attempt is given back."""
@@ -294,7 +291,7 @@ class SafetyAlerts:
     when the escalation timer next has work on it (claimed under a lease, so it fires once among instances and
     survives restarts; ``FOREVER`` once its pages are stored or it was acknowledged)."""
 
-    def __init__(self, database: AsyncDatabase[Document], wake_relay: RelayWake) -> None:
+    def __init__(self, database: AsyncDatabase[Document], wake_relay: Relay) -> None:
         self.alerts = database[SAFETY_ALERTS]
         self._wake_relay = wake_relay
 
@@ -323,11 +320,8 @@ class SafetyAlerts:
         """Store the changed alert with its event in one write; False if it changed meanwhile. An acknowledged
         alert is never due again."""
         changes = _alert_fields(alert) | ({"due_at": FOREVER} if alert.status == "acknowledged" else {})
-        saved = await update_aggregate(self.alerts, alert.alert_id, stored.version, changes,
-                                       [new_event(event, source=SOURCE)])  # fmt: skip
-        if saved:
-            self._wake_relay(SAFETY_ALERTS, alert.alert_id)
-        return saved
+        return await update_aggregate(self.alerts, alert.alert_id, stored.version, changes,
+                                      [new_event(event, source=SOURCE)], relay=self._wake_relay)  # fmt: skip
 
     async def claim_due(self, lease: timedelta) -> str | None:
         """The id of an alert whose timer is due, leased to this instance; None when none is."""
@@ -446,7 +440,7 @@ class StoredEnrolment:
 class AlumniEnrolments:
     """One document per graduated episode whose graduate joined the alumni group, with its outbox."""
 
-    def __init__(self, database: AsyncDatabase[Document], wake_relay: RelayWake) -> None:
+    def __init__(self, database: AsyncDatabase[Document], wake_relay: Relay) -> None:
         self.enrolments = database[ALUMNI]
         self._wake_relay = wake_relay
 
@@ -455,10 +449,8 @@ class AlumniEnrolments:
 
     async def add(self, enrolment: Enrolment, event: AlumniEnrolled) -> bool:
         """Store a new enrolment with iop.alumni.enrolled in one write; False if the episode has one already."""
-        added = await insert_aggregate(self.enrolments, _enrolment_fields(enrolment), [new_event(event, source=SOURCE)])
-        if added:
-            self._wake_relay(ALUMNI, enrolment.episode_id)
-        return added
+        return await insert_aggregate(self.enrolments, _enrolment_fields(enrolment), [new_event(event, source=SOURCE)],
+                                      relay=self._wake_relay)  # fmt: skip
 
     async def get(self, episode_id: str) -> Enrolment | None:
         document = await self.enrolments.find_one({"_id": episode_id}, {"outbox": 0})
@@ -480,11 +472,8 @@ class AlumniEnrolments:
     async def save(self, stored: StoredEnrolment, enrolment: Enrolment, event: AlumniLeft) -> bool:
         """Store the changed enrolment with its event in one write; False if it changed meanwhile."""
         events = [new_event(event, source=SOURCE)]
-        saved = await update_aggregate(self.enrolments, enrolment.episode_id, stored.version,
-                                       _enrolment_fields(enrolment), events)  # fmt: skip
-        if saved:
-            self._wake_relay(ALUMNI, enrolment.episode_id)
-        return saved
+        return await update_aggregate(self.enrolments, enrolment.episode_id, stored.version,
+                                      _enrolment_fields(enrolment), events, relay=self._wake_relay)  # fmt: skip
 
 
 def _enrolment_fields(enrolment: Enrolment) -> Document:

@@ -7,6 +7,9 @@ a document over 16 MiB (``DocumentTooLarge`` before sending an insert; a ``Write
 update whose result would be larger, leaving the document as it was) and an update naming one path twice or a
 path and its prefix across operators (``$set`` and ``$inc`` on ``a``, or on ``a`` and ``a.b``: code 40,
 "would create a conflict"). It is not a MongoDB: the process suite runs every boundary against real servers.
+
+Each database counts what its collections are asked (``MemoryDatabase.calls``: one entry per round trip a
+server would take, by operation and collection), so that a test can say what a change costs the store.
 """
 
 from __future__ import annotations
@@ -17,9 +20,10 @@ from typing import Any, TypeVar
 import bson
 import mongomock
 from bson.codec_options import CodecOptions
+from pymongo import UpdateOne
 from pymongo.cursor import Cursor
 from pymongo.errors import DocumentTooLarge, OperationFailure, WriteError
-from pymongo.results import DeleteResult, InsertManyResult, InsertOneResult, UpdateResult
+from pymongo.results import BulkWriteResult, DeleteResult, InsertManyResult, InsertOneResult, UpdateResult
 
 T = TypeVar("T")
 
@@ -74,34 +78,62 @@ class MemoryCursor:
 
 
 class MemoryCollection:
-    def __init__(self, collection: mongomock.Collection[dict[str, Any]]) -> None:
+    def __init__(self, collection: mongomock.Collection[dict[str, Any]], calls: list[tuple[str, str]]) -> None:
         self.sync = collection
         self.name = collection.name
+        self.calls = calls
+
+    def _call(self, operation: str) -> None:
+        self.calls.append((operation, self.name))
 
     async def find_one(self, *args: Any, **kwargs: Any) -> dict[str, Any] | None:
+        self._call("find")
         return self.sync.find_one(*args, **kwargs)
 
     def find(self, *args: Any, **kwargs: Any) -> MemoryCursor:
+        self._call("find")
         return MemoryCursor(self.sync.find(*args, **kwargs))
 
     async def insert_one(self, document: dict[str, Any]) -> InsertOneResult:
+        self._call("insert")
         _fits(document)
         return self.sync.insert_one(document)
 
     async def insert_many(self, documents: list[dict[str, Any]], ordered: bool = True) -> InsertManyResult:
+        self._call("insert")
         for document in documents:
             _fits(document)
         return self.sync.insert_many(documents, ordered=ordered)
 
     async def update_one(self, filter: Mapping[str, Any], update: Mapping[str, Any], **kwargs: Any) -> UpdateResult:
+        self._call("update")
         return self._checked_update(WriteError, filter, update, lambda: self.sync.update_one(filter, update, **kwargs))
 
     async def update_many(self, filter: Mapping[str, Any], update: Mapping[str, Any], **kwargs: Any) -> UpdateResult:
+        self._call("update")
         return self._checked_update(WriteError, filter, update, lambda: self.sync.update_many(filter, update, **kwargs))
+
+    async def bulk_write(self, requests: list[UpdateOne], ordered: bool = True) -> BulkWriteResult:
+        """Updates in one round trip (what the services send in bulk: ``UpdateOne`` only)."""
+        self._call("update")
+        matched = modified = 0
+        for request in requests:
+            assert isinstance(request, UpdateOne), "only UpdateOne is sent in bulk"
+            # mongomock's own bulk_write does not take this PyMongo's operations: each is applied as update_one.
+            query, update = request._filter, request._doc
+            assert isinstance(update, Mapping), "no pipeline updates are sent"
+
+            def one(q: Mapping[str, Any] = query, u: Any = update) -> UpdateResult:
+                return self.sync.update_one(q, u)
+
+            result = self._checked_update(WriteError, query, update, one)
+            matched, modified = matched + result.matched_count, modified + result.modified_count
+        return BulkWriteResult({"nMatched": matched, "nModified": modified, "upserted": []}, acknowledged=True)
 
     async def find_one_and_update(
         self, filter: Mapping[str, Any], update: Mapping[str, Any], *args: Any, **kwargs: Any
     ) -> dict[str, Any] | None:
+        self._call("findAndModify")
         # findAndModify is a command: MongoDB's refusal comes back as an OperationFailure, not a WriteError.
         return self._checked_update(
             OperationFailure, filter, update, lambda: self.sync.find_one_and_update(filter, update, *args, **kwargs)
@@ -132,15 +164,19 @@ class MemoryCollection:
         return result
 
     async def delete_one(self, *args: Any, **kwargs: Any) -> DeleteResult:
+        self._call("delete")
         return self.sync.delete_one(*args, **kwargs)
 
     async def delete_many(self, *args: Any, **kwargs: Any) -> DeleteResult:
+        self._call("delete")
         return self.sync.delete_many(*args, **kwargs)
 
     async def aggregate(self, pipeline: list[dict[str, Any]], **kwargs: Any) -> MemoryCursor:
+        self._call("aggregate")
         return MemoryCursor(self.sync.aggregate(pipeline, **kwargs))  # type: ignore[arg-type]
 
     async def count_documents(self, *args: Any, **kwargs: Any) -> int:
+        self._call("count")
         return self.sync.count_documents(*args, **kwargs)
 
     async def create_index(self, *args: Any, **kwargs: Any) -> str:
@@ -164,8 +200,10 @@ class MemoryDatabase:
         client: mongomock.MongoClient[dict[str, Any]] = mongomock.MongoClient(tz_aware=True)
         self._database = client.get_database("test", codec_options=CodecOptions(tz_aware=True))
         self._collections: dict[str, MemoryCollection] = {}
+        self.calls: list[tuple[str, str]] = []
+        """Every round trip its collections were asked for: (operation, collection), in order."""
 
     def __getitem__(self, name: str) -> MemoryCollection:
         if name not in self._collections:
-            self._collections[name] = MemoryCollection(self._database[name])
+            self._collections[name] = MemoryCollection(self._database[name], self.calls)
         return self._collections[name]

@@ -23,6 +23,7 @@ from services.common.outbox import (
     insert_aggregate,
     insert_new_aggregates,
     new_aggregate,
+    no_relay,
     stored_record,
     update_aggregate,
 )
@@ -90,7 +91,7 @@ async def test_an_aggregates_events_go_out_in_the_order_they_were_queued() -> No
 
 async def test_a_safety_alert_goes_out_before_the_assessment_it_comes_from(database: MemoryDatabase) -> None:
     """intake's assessment with an alert queues two events for two topics; the relay publishes them in order."""
-    store = IntakeStore(database, wake_relay=lambda _collection, _id: None)  # type: ignore[arg-type]
+    store = IntakeStore(database, wake_relay=no_relay)  # type: ignore[arg-type]
     patient_id = await changes.register_patient(
         store, STAFF, {"name": "Alex Example", "date_of_birth": "1990-04-01"}, "p1"
     )
@@ -139,7 +140,7 @@ async def test_of_two_interleaved_writers_one_wins_and_the_other_decides_again()
 async def test_two_consents_granted_at_once_on_one_episode_are_both_kept(database: MemoryDatabase) -> None:
     """Both requests load the episode before either writes (as two instances may): the change path's version check
     makes the second load again and decide again, instead of writing over the first's consent."""
-    store = IntakeStore(database, wake_relay=lambda _collection, _id: None)  # type: ignore[arg-type]
+    store = IntakeStore(database, wake_relay=no_relay)  # type: ignore[arg-type]
     patient_id = await changes.register_patient(
         store, STAFF, {"name": "Alex Example", "date_of_birth": "1990-04-01"}, "p1"
     )

@@ -344,3 +344,88 @@ async def test_a_running_relay_publishes_what_another_instance_queued_at_its_nex
         await add(plans, "e1", 1)  # written elsewhere: no relay_now here
         await until(lambda: publish.totals == [1])
         assert running.passes >= 2
+
+
+# A write that queues events claims them for the relay of its process: the relay publishes them without claiming,
+# and removes them with the removals of every aggregate relayed at the same moment.
+
+
+async def test_a_change_with_events_costs_its_write_and_one_removal_no_claim() -> None:
+    database = MemoryDatabase()
+    plans = database["plans"]
+    publish = Published()
+    async with Running(OutboxRelay([plans], publish, poll_seconds=3600)) as running:  # type: ignore[list-item]
+        database.calls.clear()
+        assert await insert_aggregate(plans, {"_id": "e1"}, [missed("e1", 1)], relay=running.relay)  # type: ignore[arg-type]
+        await until(lambda: publish.totals == [1] and len(database.calls) == 2)
+        assert await update_aggregate(plans, "e1", 1, {"n": 2}, [missed("e1", 2)], relay=running.relay)  # type: ignore[arg-type]
+        await until(lambda: publish.totals == [1, 2] and len(database.calls) == 4)
+    assert database.calls == [("insert", "plans"), ("update", "plans"), ("findAndModify", "plans"), ("update", "plans")]
+    stored = await plans.find_one({"_id": "e1"})
+    assert stored is not None and (stored["outbox"], stored["outbox_pending"], stored["outbox_lease_until"]) == (
+        [], 0, EPOCH)  # fmt: skip
+
+
+async def test_the_removals_of_aggregates_relayed_at_once_go_in_one_round_trip() -> None:
+    database = MemoryDatabase()
+    plans = database["plans"]
+    publish = Published()
+    async with Running(OutboxRelay([plans], publish, poll_seconds=3600)) as running:  # type: ignore[list-item]
+        database.calls.clear()
+        writes = [insert_aggregate(plans, {"_id": f"e{n}"}, [missed(f"e{n}", n)], relay=running.relay)  # type: ignore[arg-type]
+                  for n in range(1, 11)]  # fmt: skip
+        assert all(await asyncio.gather(*writes))
+        await until(lambda: len(publish.totals) == 10 and all(
+            plans.sync.find_one({"_id": f"e{n}"})["outbox_pending"] == 0 for n in range(1, 11)))  # fmt: skip
+    removals = [call for call in database.calls if call[0] != "insert"]
+    assert removals == [("update", "plans")]  # ten aggregates' events removed in one bulk write
+
+
+async def test_a_write_claiming_an_outbox_being_relayed_here_publishes_only_what_is_new() -> None:
+    """The second write takes the claim from the first's relay (its removal then changes nothing): the relay goes on
+    with the new claim, publishes the new event alone and removes both."""
+    plans = MemoryDatabase()["plans"]
+    publish = Published()
+
+    async def writes_meanwhile(stored: Document) -> None:
+        await publish(stored)
+        if publish.totals == [1]:
+            assert await update_aggregate(plans, "e1", 1, {"n": 2}, [missed("e1", 2)], relay=running.relay)  # type: ignore[arg-type]
+
+    async with Running(OutboxRelay([plans], writes_meanwhile, poll_seconds=3600)) as running:  # type: ignore[list-item]
+        assert await insert_aggregate(plans, {"_id": "e1"}, [missed("e1", 1)], relay=running.relay)  # type: ignore[arg-type]
+        await until(lambda: plans.sync.find_one({"_id": "e1"})["outbox_pending"] == 0)
+    assert publish.totals == [1, 2]  # in order, none twice
+    stored = await plans.find_one({"_id": "e1"})
+    assert stored is not None and (stored["outbox"], stored["outbox_claim"]) == ([], "")
+
+
+async def test_a_relay_whose_claim_was_taken_removes_nothing_and_the_new_holder_removes_all() -> None:
+    """Another instance's write took the claim while this relay published: the outbox stays for the new holder (the
+    event goes out again: consumers drop the repeat), and its count is never taken down twice."""
+    plans = MemoryDatabase()["plans"]
+    publish = Published()
+
+    async def claim_taken(stored: Document) -> None:
+        await publish(stored)
+        plans.sync.update_one({"_id": "e1"}, {"$set": {"outbox_claim": "elsewhere"}})
+
+    relay = OutboxRelay([plans], claim_taken)  # type: ignore[list-item]
+    await add(plans, "e1", 1, 2)
+    assert await relay.work_once() == 2
+    stored = await plans.find_one({"_id": "e1"})
+    assert stored is not None and (stored["outbox_pending"], len(stored["outbox"])) == (2, 2)
+    plans.sync.update_one({"_id": "e1"}, {"$set": {"outbox_lease_until": EPOCH}})  # the other holder's lease ended
+    assert await OutboxRelay([plans], publish).work_once() == 2  # type: ignore[list-item]
+    stored = await plans.find_one({"_id": "e1"})
+    assert stored is not None and (stored["outbox_pending"], stored["outbox"]) == (0, [])
+    assert publish.totals == [1, 2, 1, 2]
+
+
+async def test_a_write_while_the_relay_is_not_running_claims_nothing_and_leaves_the_events_to_a_pass() -> None:
+    plans = MemoryDatabase()["plans"]
+    relay = OutboxRelay([plans], Published(), poll_seconds=3600)  # type: ignore[list-item]
+    assert relay.claim() is None
+    assert await insert_aggregate(plans, {"_id": "e1"}, [missed("e1", 1)], relay=relay)  # type: ignore[arg-type]
+    stored = await plans.find_one({"_id": "e1"})
+    assert stored is not None and stored["outbox_lease_until"] == EPOCH and "outbox_claim" not in stored

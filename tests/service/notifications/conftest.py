@@ -13,6 +13,7 @@ import pytest
 from services.common.consumer import HANDLER_CONTEXT
 from services.common.dependencies import Dependencies
 from services.common.kafka import ServiceBroker
+from services.common.outbox import NoRelay
 from services.notifications.app import assemble, create_broker
 from services.notifications.changes import Messaging
 from services.notifications.channels import IntakeContacts
@@ -34,6 +35,16 @@ def intake() -> FakeIntake:
 def wakes() -> list[str]:
     """Who was woken after a write: "dispatcher" (notifications to send) or "relay" (events to publish)."""
     return []
+
+
+class Waking(NoRelay):
+    """A relay that is not running (a write's events wait for a pass): it notes each write that woke it."""
+
+    def __init__(self, wakes: list[str]) -> None:
+        self.wakes = wakes
+
+    def relay_now(self, collection: str, aggregate_id: str) -> None:
+        self.wakes.append("relay")
 
 
 @pytest.fixture
@@ -58,7 +69,7 @@ async def parts(
     contacts = IntakeContacts(settings, dependencies, transport=httpx.MockTransport(intake.handle))
     assembled, dispatcher = await assemble(
         settings, POLICY, TEMPLATES, database,  # type: ignore[arg-type]
-        lambda _collection, _id: wakes.append("relay"), dependencies, contacts=contacts,
+        Waking(wakes), dependencies, contacts=contacts,
     )  # fmt: skip
     yield dataclasses.replace(assembled, wake_dispatcher=lambda _urgent: wakes.append("dispatcher")), dispatcher
     await contacts.close()
