@@ -158,6 +158,25 @@ def _hand_over(relay: Relay, collection: str, aggregate_id: str, claimed: Claime
         relay.relay_now(collection, aggregate_id)
 
 
+async def inserted_new_aggregates(
+    collection: AsyncCollection[Document], documents: Sequence[Document]
+) -> list[Document]:
+    """Insert aggregates (without events) in one round trip, those whose _id exists left alone; the aggregates that
+    were new, as stored. Unordered, so one that exists does not stop the others."""
+    if not documents:
+        return []
+    aggregates = [new_aggregate(document) for document in documents]
+    try:
+        await collection.insert_many(aggregates, ordered=False)
+    except BulkWriteError as error:
+        refused = error.details.get("writeErrors", [])
+        if any(e.get("code") != DUPLICATE_KEY for e in refused):
+            raise
+        existing = {e["index"] for e in refused}
+        return [aggregate for n, aggregate in enumerate(aggregates) if n not in existing]
+    return aggregates
+
+
 async def insert_new_aggregates(collection: AsyncCollection[Document], documents: Sequence[Document]) -> int:
     """Insert aggregates (without events) in one round trip; those whose _id exists are left alone.
 

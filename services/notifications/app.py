@@ -94,7 +94,7 @@ async def assemble(
                           settings.clinic_timezone)  # fmt: skip
     desk = SafetyDesk(alerts, audit, deadlines, staff.channels(ON_CALL_ROUTE), settings.console_base_url)
     messaging = Messaging(policy, store, schedules, alumni, opt_outs, contacts, channels,
-                          settings.clinic_timezone, dispatcher.wake, desk)  # fmt: skip
+                          settings.clinic_timezone, dispatcher.wake, desk, dispatcher)  # fmt: skip
     return messaging, dispatcher
 
 

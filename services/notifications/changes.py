@@ -6,9 +6,9 @@ opt-out, an alumni enrolment). Handlers (Kafka) and the API (HTTP) both call the
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal, Protocol
 
 from services.common.auth import Principal
 from services.common.change_path import Record, change
@@ -35,6 +35,7 @@ from stepwise_contract import (
 from .channels import Audience, IntakeContacts
 from .domain import alumni, safety
 from .domain.alumni import Enrolment, LeaveReason
+from .domain.delivery import Notification
 from .domain.messages import (
     NOT_ADOPTED,
     CalendarChange,
@@ -79,6 +80,26 @@ class SafetyDesk:
     console_base_url: str | None
 
 
+class SendingNow(Protocol):
+    """What sends a message due as it is stored, at once: this instance's dispatcher (``Dispatcher``)."""
+
+    def lease_for_new(self) -> timedelta | None:
+        """The lease to store such a message with; None: leave it to a pass."""
+
+    def hand_over(self, notifications: Sequence[Notification]) -> None:
+        """Send these, stored leased to this instance."""
+
+
+class NotSendingNow:
+    """Where no dispatcher runs: every message waits for a pass."""
+
+    def lease_for_new(self) -> timedelta | None:
+        return None
+
+    def hand_over(self, notifications: Sequence[Notification]) -> None:
+        """Nothing is leased here."""
+
+
 @dataclass(frozen=True)
 class Messaging:
     """What the changes work with: one per service instance (in the broker's context and app.state)."""
@@ -93,8 +114,10 @@ class Messaging:
     """The channels the clinic configured, per audience: known once, at start-up."""
     clinic_zone: str
     wake_dispatcher: Callable[[bool], None]
-    """Called with True when urgent messages were stored, with False for routine ones."""
+    """Called with True when urgent messages were stored for a pass to send, with False for routine ones."""
     safety: SafetyDesk
+    sending_now: SendingNow = field(default_factory=NotSendingNow)
+    """Sends what is due as it is stored (without it, every message waits for the dispatcher's pass)."""
 
 
 async def notify(
@@ -107,11 +130,17 @@ async def notify(
     ``calendar``: for an event with a calendar, what adopting it changed."""
     planned = [*await _by_policy(messaging, event, calendar), *more]
     cause = {"event_id": event.id, "event_source": event.source, "event_type": event.type}
-    added = await messaging.store.add(planned, cause)
-    if added:
-        for urgent in {message.urgent for message in planned}:
-            messaging.wake_dispatcher(urgent)
-    return added
+    return await _send(messaging, planned, cause)
+
+
+async def _send(messaging: Messaging, planned: Sequence[PlannedNotification], cause: dict[str, str]) -> int:
+    """Store ``planned`` once; what is due now is stored leased to this instance and sent at once, the dispatcher's
+    lane is woken for the rest. How many were new."""
+    added = await messaging.store.add_leasing(planned, cause, messaging.sending_now.lease_for_new())
+    messaging.sending_now.hand_over(added.leased)
+    for urgent in added.urgent_waiting:
+        messaging.wake_dispatcher(urgent)
+    return added.count
 
 
 async def _by_policy(
@@ -175,8 +204,7 @@ async def escalate_alert(messaging: Messaging, alert_id: str) -> bool:
         if alert.escalated_at is None:
             return False  # not due by this clock after all: claimed again once the lease ends
         cause = {"event_id": alert_id, "event_source": SOURCE, "event_type": SafetyAlertEscalated.event_type}
-        if await messaging.store.add(safety.pages(alert, desk.on_call, desk.console_base_url), cause):
-            messaging.wake_dispatcher(True)
+        await _send(messaging, safety.pages(alert, desk.on_call, desk.console_base_url), cause)
     await desk.alerts.settle(alert_id)  # its pages are stored, or it needs none
     return escalated
 

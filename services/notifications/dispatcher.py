@@ -1,5 +1,9 @@
 """Sends stored notifications: claim one, check it is still wanted, look up the address, render, send, record.
 
+What is due when it is stored goes at once: the event's handler stores it leased to this instance (the lease is taken
+by the write that stores it) and hands it over (``Dispatcher.hand_over``), so it is sent without a claim and without
+waiting for a pass; a pass claims what is due later, what a crash or another instance left, and what waits for a retry.
+
 Each logical notification is stored once, under an id that comes from what caused it, before any
 attempt to send it, so redelivered events never add a message and a claimed message is leased to one
 instance. Once a channel accepted a message, recording that is retried (the lease held) until the store
@@ -20,7 +24,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from time import perf_counter as time_now
@@ -108,8 +112,9 @@ UNCONFIGURED_SWEEP = timedelta(seconds=60)
 
 class Lane(PollingWorker):
     """The urgent or the routine messages: per channel, claimed one after another and sent ``concurrency`` at
-    once. Each lane is its own loop with its own wake-up, so an urgent message never waits for a routine
-    backlog to drain, and a channel that is slow or down never takes another channel's slots."""
+    once (those handed over as they were stored take the same slots). Each lane is its own loop with its own
+    wake-up, so an urgent message never waits for a routine backlog to drain, and a channel that is slow or down
+    never takes another channel's slots."""
 
     def __init__(
         self,
@@ -131,6 +136,33 @@ class Lane(PollingWorker):
         self._concurrency = concurrency
         self._before_pass = before_pass
         self.poll_seconds = poll_seconds
+        self._slots: dict[Channel, asyncio.Semaphore] = {}
+        self._sending_now: set[asyncio.Task[None]] = set()
+
+    def _slots_of(self, channel: Channel) -> asyncio.Semaphore:
+        return self._slots.setdefault(channel, asyncio.Semaphore(self._concurrency))
+
+    def send_now(self, notification: Notification) -> None:
+        """Send a message leased to this instance as it was stored, in a slot of its channel (a routine one after
+        urgent work, as a pass's)."""
+        task = asyncio.create_task(self._send_leased(notification))
+        self._sending_now.add(task)
+        task.add_done_callback(self._sending_now.discard)
+
+    async def _send_leased(self, notification: Notification) -> None:
+        async with self._slots_of(notification.channel):
+            if not self.urgent:
+                await URGENT_FIRST.routine_turn()
+            try:
+                with URGENT_FIRST.urgent() if self.urgent else contextlib.nullcontext():
+                    await self._deliver(notification)
+            except Exception as error:  # its lease ends, and a pass claims it again
+                log.warning("notification %s: sending it at once failed (%s); a pass will try again",
+                            notification.notification_id, type(error).__name__)  # fmt: skip
+
+    def stop_sending(self) -> None:
+        for task in list(self._sending_now):
+            task.cancel()
 
     async def work_once(self) -> int:
         with URGENT_FIRST.urgent() if self.urgent else contextlib.nullcontext():
@@ -147,7 +179,7 @@ class Lane(PollingWorker):
         return CHANNELS
 
     async def _send_due(self, channel: Channel) -> int:
-        slots = asyncio.Semaphore(self._concurrency)
+        slots = self._slots_of(channel)
         sending: list[asyncio.Task[None]] = []
 
         async def deliver(notification: Notification) -> None:
@@ -204,6 +236,7 @@ class Dispatcher:
         self._retries = retries
         self._dependencies = dependencies
         self._probed: dict[Channel, datetime] = {}
+        self._running = False
         poll_seconds = min(poll_seconds, PROBE_EVERY.total_seconds())
         self.lanes = (
             Lane(URGENT, self._claim, self._deliver, concurrency=concurrency, poll_seconds=poll_seconds,
@@ -218,14 +251,28 @@ class Dispatcher:
             if urgent is None or lane.urgent == urgent:
                 lane.wake()
 
+    def lease_for_new(self) -> timedelta | None:
+        """The lease a message due as it is stored is stored with, for this instance to send it at once; None while
+        the dispatcher is not running (a pass claims it)."""
+        return self._lease if self._running else None
+
+    def hand_over(self, notifications: Sequence[Notification]) -> None:
+        """Send these, stored leased to this instance (``lease_for_new``), now."""
+        for notification in notifications:
+            self.lanes[0 if notification.urgent else 1].send_now(notification)
+
     async def work_once(self) -> int:
         """One pass of each lane, the urgent one first (tests drive the dispatcher with it)."""
         return sum([await lane.work_once() for lane in self.lanes])
 
     async def run(self) -> None:
+        self._running = True
         try:
             await asyncio.gather(*(lane.run() for lane in self.lanes))
         finally:
+            self._running = False
+            for lane in self.lanes:
+                lane.stop_sending()
             await self._contacts.close()
             await self._senders.close()
 

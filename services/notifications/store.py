@@ -23,7 +23,7 @@ from services.common.outbox import (
     EPOCH,
     Relay,
     insert_aggregate,
-    insert_new_aggregates,
+    inserted_new_aggregates,
     update_aggregate,
     update_with_events,
 )
@@ -89,6 +89,18 @@ def _notification(document: Document) -> Notification:
     )
 
 
+@dataclass(frozen=True)
+class Added:
+    """What ``NotificationStore.add_leasing`` stored."""
+
+    count: int
+    """How many notifications were new (a redelivered event adds none)."""
+    leased: list[Notification]
+    """The new ones due now, stored leased to this instance: it sends them now, without claiming them."""
+    urgent_waiting: frozenset[bool]
+    """Whether urgent and routine ones were stored for a pass to send (due later, or not leased here)."""
+
+
 COUNTED = (PENDING, FAILED)
 """The statuses /metrics counts in the store: the work waiting, and what will never be delivered."""
 
@@ -109,10 +121,26 @@ class NotificationStore:
 
     async def add(self, planned: Sequence[PlannedNotification], cause: dict[str, str]) -> int:
         """Store notifications to send, in one round trip; returns how many are new (a redelivered event adds none)."""
-        now = utc_now()
+        return (await self.add_leasing(planned, cause, None)).count
+
+    async def add_leasing(
+        self, planned: Sequence[PlannedNotification], cause: dict[str, str], lease: timedelta | None
+    ) -> Added:
+        """Store notifications to send, in one round trip; with a ``lease``, those due now are stored claimed by this
+        instance (leased, their first attempt counted, as ``claim_due`` would), for it to send at once: the lease and
+        the record of the message are one write. A redelivered event adds none and leases none."""
+        now, wall = utc_now(), wall_clock()
         traceparent = current_traceparent()  # the event's trace, continued when each is sent
         cause = cause | ({"traceparent": traceparent} if traceparent else {})
-        return await insert_new_aggregates(self.notifications, [self._document(p, cause, now) for p in planned])
+        documents = [self._document(p, cause, now) for p in planned]
+        if lease is not None:
+            for document in documents:
+                if document["next_attempt_at"] <= now:
+                    document |= {"lease_until": wall + lease, "attempts": 1}
+        added = await inserted_new_aggregates(self.notifications, documents)
+        leased = [_notification(document) for document in added if document["attempts"]]
+        waiting = frozenset(bool(document["urgent"]) for document in added if not document["attempts"])
+        return Added(len(added), leased, waiting)
 
     async def counts(self) -> dict[tuple[str, str], int]:
         """(status, channel) -> how many notifications wait or failed for good (for /metrics): a count per pair, on

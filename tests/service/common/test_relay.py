@@ -350,6 +350,12 @@ async def test_a_running_relay_publishes_what_another_instance_queued_at_its_nex
 # and removes them with the removals of every aggregate relayed at the same moment.
 
 
+def pending(collection: MemoryCollection, aggregate_id: str) -> int:
+    stored = collection.sync.find_one({"_id": aggregate_id})
+    assert stored is not None
+    return int(stored["outbox_pending"])
+
+
 async def test_a_change_with_events_costs_its_write_and_one_removal_no_claim() -> None:
     database = MemoryDatabase()
     plans = database["plans"]
@@ -375,8 +381,7 @@ async def test_the_removals_of_aggregates_relayed_at_once_go_in_one_round_trip()
         writes = [insert_aggregate(plans, {"_id": f"e{n}"}, [missed(f"e{n}", n)], relay=running.relay)  # type: ignore[arg-type]
                   for n in range(1, 11)]  # fmt: skip
         assert all(await asyncio.gather(*writes))
-        await until(lambda: len(publish.totals) == 10 and all(
-            plans.sync.find_one({"_id": f"e{n}"})["outbox_pending"] == 0 for n in range(1, 11)))  # fmt: skip
+        await until(lambda: len(publish.totals) == 10 and all(pending(plans, f"e{n}") == 0 for n in range(1, 11)))
     removals = [call for call in database.calls if call[0] != "insert"]
     assert removals == [("update", "plans")]  # ten aggregates' events removed in one bulk write
 
@@ -394,7 +399,7 @@ async def test_a_write_claiming_an_outbox_being_relayed_here_publishes_only_what
 
     async with Running(OutboxRelay([plans], writes_meanwhile, poll_seconds=3600)) as running:  # type: ignore[list-item]
         assert await insert_aggregate(plans, {"_id": "e1"}, [missed("e1", 1)], relay=running.relay)  # type: ignore[arg-type]
-        await until(lambda: plans.sync.find_one({"_id": "e1"})["outbox_pending"] == 0)
+        await until(lambda: pending(plans, "e1") == 0)
     assert publish.totals == [1, 2]  # in order, none twice
     stored = await plans.find_one({"_id": "e1"})
     assert stored is not None and (stored["outbox"], stored["outbox_claim"]) == ([], "")

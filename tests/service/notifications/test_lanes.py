@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from typing import Any
 
 from services.common.utc import utc_now, wall_clock
 from services.notifications.changes import Messaging
 from services.notifications.dispatcher import UNCONFIGURED_SWEEP, Dispatcher
 from tests.service.conftest import Events
 from tests.service.fake_intake import FakeIntake
+from tests.service.memory_mongo import MemoryDatabase
 from tests.service.notifications.helpers import FakeChannel, alert, assigned, calendar, care_plan_event, in_days, log_of
 
 
@@ -51,3 +54,93 @@ async def test_planning_an_event_asks_intake_once(events: Events, messaging: Mes
     assert {n.recipient_kind for n in await log_of(messaging, episode_id)} >= {"patient", "family"}
     await asyncio.gather(*(messaging.contacts.audience(episode_id, frozenset({"attendance"})) for _ in range(3)))
     assert len(intake.asked) == 2  # concurrent identical questions share one request
+
+
+class Dispatching:
+    """The dispatcher running as in the service (its lanes' passes counted: each waits for a wake-up or its poll)."""
+
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        self.dispatcher = dispatcher
+        self.passes = [0, 0]
+        for n, lane in enumerate(dispatcher.lanes):
+            counted = lane.work_once
+
+            async def work_once(n: int = n, counted: Any = counted) -> int:
+                done = int(await counted())
+                self.passes[n] += 1
+                return done
+
+            lane.work_once = work_once  # type: ignore[method-assign]
+
+    async def __aenter__(self) -> Dispatching:
+        self.task = asyncio.create_task(self.dispatcher.run())
+        await until(lambda: min(self.passes) >= 1)  # each lane's first pass is done: it waits now
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+
+
+async def until(condition: Any, seconds: float = 5.0) -> None:
+    began = asyncio.get_running_loop().time()
+    while not condition():
+        assert asyncio.get_running_loop().time() - began < seconds, "timed out"
+        await asyncio.sleep(0.01)
+
+
+async def until_logged(messaging: Messaging, episode_id: str, statuses: set[str], seconds: float = 5.0) -> None:
+    """Wait until the episode's delivery log holds exactly ``statuses``."""
+    began = asyncio.get_running_loop().time()
+    while {n.status for n in await log_of(messaging, episode_id)} != statuses:
+        assert asyncio.get_running_loop().time() - began < seconds, "timed out"
+        await asyncio.sleep(0.01)
+
+
+async def test_a_welcome_due_as_it_is_stored_goes_out_at_once_leased_by_the_write_that_stores_it(
+    events: Events,
+    messaging: Messaging,
+    intake: FakeIntake,
+    dispatcher: Dispatcher,
+    channels: dict[str, FakeChannel],
+    database: MemoryDatabase,
+) -> None:
+    episode_id = intake.episode()
+    async with Dispatching(dispatcher) as running:
+        database.calls.clear()
+        await events.deliver(care_plan_event(assigned(episode_id, calendar(in_days(2), in_days(4)))))
+        await until(lambda: len(channels["email"].sent) == 1)
+        [welcome] = [n for n in await log_of(messaging, episode_id) if n.purpose == "welcome"]
+        await until(lambda: ("update", "notifications") in database.calls)  # its send recorded
+        assert running.passes == [1, 1]  # no pass was needed: nothing woke a lane
+    assert welcome.notification_id in channels["email"].sent
+    assert ("findAndModify", "notifications") not in database.calls  # never claimed: stored leased
+    [sent] = [n for n in await log_of(messaging, episode_id) if n.purpose == "welcome"]
+    assert (sent.status, sent.attempts) == ("sent", 1)
+
+
+async def test_a_safety_alert_goes_to_the_care_team_at_once_without_a_claim(
+    events: Events,
+    messaging: Messaging,
+    intake: FakeIntake,
+    dispatcher: Dispatcher,
+    channels: dict[str, FakeChannel],
+    database: MemoryDatabase,
+) -> None:
+    async with Dispatching(dispatcher):
+        database.calls.clear()
+        episode_id = await alert(events, intake)
+        await until(lambda: len(channels["email"].sent) == 1 and len(channels["webhook"].sent) == 1)
+        await until_logged(messaging, episode_id, {"sent"})
+    assert ("findAndModify", "notifications") not in database.calls
+
+
+async def test_without_a_running_dispatcher_a_new_message_is_stored_unleased_for_a_pass(
+    events: Events, messaging: Messaging, intake: FakeIntake, dispatcher: Dispatcher, wakes: list[str]
+) -> None:
+    assert dispatcher.lease_for_new() is None
+    episode_id = intake.episode()
+    await events.deliver(care_plan_event(assigned(episode_id, calendar(in_days(2), in_days(4)))))
+    assert {(n.status, n.attempts) for n in await log_of(messaging, episode_id)} == {("pending", 0)}
+    assert "dispatcher" in wakes

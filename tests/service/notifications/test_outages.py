@@ -75,7 +75,7 @@ async def test_an_unforeseen_error_in_a_handler_is_in_readiness_without_failing_
         raise TypeError("an answer no one expected")
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(messaging.store, "add", unforeseen)
+        patch.setattr(messaging.store, "add_leasing", unforeseen)
         with pytest.raises(TypeError):
             await events.deliver(missed)
     ready = await http.get("/health/ready")

@@ -226,20 +226,20 @@ async def test_the_timer_is_in_the_store_and_a_crash_before_the_pages_loses_none
 ) -> None:
     episode_id, alert_id = await raise_alert(events, intake, ago=ACK * 2)  # kept by the instance that then died
     restarted = await another_instance(database)
-    real_add = restarted.store.add
+    real_add = restarted.store.add_leasing
 
     async def dies(*_: Any) -> int:
         raise RuntimeError("killed between the escalation and its pages")
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(restarted.store, "add", dies)
+        patch.setattr(restarted.store, "add_leasing", dies)
         with pytest.raises(RuntimeError):
             await escalations(restarted).work_once()
     assert await topics(database) == ["iop.safety.alert_escalated"] and pages(await log_of(messaging, episode_id)) == []
     await escalations(restarted).work_once()  # its lease has not run out: nothing yet
     ended = utc_now() - timedelta(seconds=1)
     await database[SAFETY_ALERTS].update_one({"_id": alert_id}, {"$set": {"lease_until": ended}})  # now it has
-    assert restarted.store.add == real_add and await escalations(restarted).work_once() == 1
+    assert restarted.store.add_leasing == real_add and await escalations(restarted).work_once() == 1
     assert await topics(database) == ["iop.safety.alert_escalated"]  # escalated once
     assert len(pages(await log_of(messaging, episode_id))) == 2
 
