@@ -53,7 +53,7 @@ from .domain.model import (
 from .domain.policy import CarePolicy, ProgramGroup
 from .domain.review import next_check, review
 from .settings import SOURCE
-from .store import CarePlanStore, StoredPlan
+from .store import CarePlanStore, StoredPlan, WaitlistKey
 
 log = logging.getLogger(__name__)
 
@@ -146,19 +146,20 @@ async def _leave_seat(store: CarePlanStore, before: CarePlan, after: CarePlan) -
 async def hold_place(
     store: CarePlanStore, policy: CarePolicy, episode_id: str, level: CareLevel, track: Track, program: Program
 ) -> Placement:
-    """A seat in the first group of the level and track with room, or the waitlist (behind those waiting)."""
+    """A seat in the first group of the level and track with room, or the waitlist (behind those waiting: counted,
+    never read). Groups without a capacity have no waitlist of their own (a plan left waiting for one by an earlier
+    policy is admitted by the next timer pass), so placing a plan in one reads no waitlist."""
     groups = wanted_groups(policy, level, track, program)
     for group in groups:
         if group.capacity is not None and await store.holds_seat(group.group_id, episode_id):
             return Joined(group)  # held before: a redelivery, or a retry after a failed write
-    wanted = (level, track, program)
-    waiting = [w for w in await store.waitlisted()
-               if w.episode_id != episode_id and (w.place.level, w.place.track, w.program) == wanted]  # fmt: skip
-    if not waiting:
+    capped = any(group.capacity is not None for group in groups)
+    ahead = await store.waiting((level, track, program), other_than=episode_id) if capped else 0
+    if not ahead:
         for group in groups:
             if await store.claim_seat(group, episode_id, utc_now()):
                 return Joined(group)
-    return Waitlisted(groups, level, track, position=len(waiting) + 1)
+    return Waitlisted(groups, level, track, position=ahead + 1)
 
 
 @overload
@@ -237,11 +238,27 @@ async def start_plan(
         await _let_go_unless_taken(store, assessment.episode_id, placement)
 
 
+ADMITTED_PER_PASS = 100
+"""Plans a timer pass looks at, longest waiting first, among those waiting for groups that may have room: the pass
+reads no more whatever the waitlists' length (more room than that is given at the next pass)."""
+
+
+def _places_with_room(policy: CarePolicy, held: dict[str, int]) -> list[WaitlistKey]:
+    """What plans may wait for (level, track, program of a group) where a group may have room: one without a
+    capacity, or with fewer seats held than its capacity (members who hold none are counted when a seat is claimed)."""
+    places = {(g.level, g.track, program): None for g in policy.groups for program in g.programs}
+    return [(level, track, program) for level, track, program in places
+            if any(g.capacity is None or held.get(g.group_id, 0) < g.capacity
+                   for g in wanted_groups(policy, level, track, program))]  # fmt: skip
+
+
 async def admit_waitlisted(store: CarePlanStore, policy: CarePolicy) -> int:
-    """Give freed places to the plans waiting longest, each into the first of its groups with room."""
+    """Give freed places to the plans waiting longest, each into the first of its groups with room: only the heads of
+    the waitlists whose groups may have room are read (``ADMITTED_PER_PASS`` at most), never a whole waitlist."""
+    places = _places_with_room(policy, await store.seats_held())
     full: set[tuple[str, ...]] = set()
     admitted = 0
-    for waiting in await store.waitlisted():
+    for waiting in await store.waiting_first(places, ADMITTED_PER_PASS):
         key = (waiting.place.level.value, waiting.place.track, waiting.program)
         if key in full:
             continue

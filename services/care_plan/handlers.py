@@ -37,7 +37,7 @@ class Planning:
 
 async def on_assessment_completed(event: CloudEvent[AssessmentCompleted], planning: Planning) -> None:
     data, store, policy = event.data, planning.store, planning.policy
-    if data.kind == "intake" and await store.get(event.subject) is None:
+    if data.kind == "intake":  # None from start_plan: the episode has a plan already (its write found it)
         plan = await start_plan(store, policy, data, event.dedup_key, planning.clinic_timezone)
         if plan is not None:
             where = plan.group.group_id if plan.group else "waitlist" if plan.waitlist else "-"

@@ -18,7 +18,7 @@ from services.common.auth import Principal
 from services.common.mongo import Document
 from services.common.outbox import Relay, insert_aggregate, update_aggregate
 from services.common.utc import assume_utc, utc_now
-from stepwise_contract import CloudEvent, Program
+from stepwise_contract import CareLevel, CloudEvent, Program, Track
 
 from .domain.model import CareInput, CarePlan, DeliveredService, WaitlistPlace
 from .domain.policy import ProgramGroup
@@ -27,6 +27,7 @@ PLANS = "care_plans"
 AUDIT = "audit_log"
 PENDING_INPUTS = "pending_inputs"
 SEATS = "group_seats"
+WAITLIST_INDEX = ("waitlist.level", "waitlist.track", "program", "status", "waitlist.since", "_id")
 STALE_SEAT = timedelta(minutes=1)
 """A seat held this long by an episode whose plan is not in the group was left by a change that failed."""
 NEVER = datetime(9999, 12, 31, tzinfo=UTC)
@@ -64,6 +65,18 @@ class WaitingPlan:
     place: WaitlistPlace
 
 
+WaitlistKey = tuple[CareLevel, Track, Program]
+"""What a plan waits for: a group of this level and track that takes its program."""
+
+
+def _waiting_for(place: WaitlistKey) -> Document:
+    # ``$eq`` rather than the bare value: the same on MongoDB, and the form the test stand-in (nx-27017) serves from the
+    # index (a bare value it also compares as an array's element, which no index serves there).
+    level, track, program = place
+    return {"waitlist.level": {"$eq": level.value}, "waitlist.track": {"$eq": track}, "program": {"$eq": program},
+            "status": {"$eq": "active"}}  # fmt: skip
+
+
 @dataclass(frozen=True)
 class PendingInput:
     """Something intake recorded for an episode whose plan did not exist yet (an alert before its assessment)."""
@@ -87,6 +100,8 @@ class CarePlanStore:
         await self.plans.create_index([("group.group_id", ASCENDING)])
         # Sparse: most plans wait for nothing, and MongoDB answers "$exists: true" from a sparse index alone.
         await self.plans.create_index([("waitlist.level", ASCENDING)], sparse=True)
+        # A waitlist, longest waiting first: who waits for a level, track and program (``waiting``, ``waiting_first``).
+        await self.plans.create_index([(field, ASCENDING) for field in WAITLIST_INDEX])
         await self.plans.create_index([("session_ids", ASCENDING)])
         await self.plans.create_index([(SERVICE_DATES, ASCENDING)])
         await self.pending_inputs.create_index([("episode_id", ASCENDING)])
@@ -167,6 +182,31 @@ class CarePlanStore:
         waiting = [WaitingPlan(document["_id"], document["program"], WaitlistPlace.model_validate(document["waitlist"]))
                    async for document in cursor]  # fmt: skip
         return sorted(waiting, key=lambda plan: (plan.place.since, plan.episode_id))
+
+    async def waiting(self, place: WaitlistKey, other_than: str) -> int:
+        """How many active plans wait for a group of ``place`` (level, track, program), but ``other_than``'s: counted on
+        the waitlist's index, no plan read."""
+        query = _waiting_for(place) | {"_id": {"$ne": other_than}}
+        return await self.plans.count_documents(query)
+
+    async def waiting_first(self, places: Sequence[WaitlistKey], limit: int) -> list[WaitingPlan]:
+        """The ``limit`` plans that have waited longest for a group of any of ``places``, longest waiting first: a
+        bounded read on the waitlist's index, however long the waitlists are."""
+        if not places:
+            return []
+        query = {"$or": [_waiting_for(place) for place in places]}
+        cursor = self.plans.find(query, {"program": 1, "waitlist": 1}).sort(
+            [("waitlist.since", ASCENDING), ("_id", ASCENDING)]).limit(limit)  # fmt: skip
+        return [WaitingPlan(document["_id"], document["program"], WaitlistPlace.model_validate(document["waitlist"]))
+                async for document in cursor]  # fmt: skip
+
+    async def seats_held(self) -> dict[str, int]:
+        """How many seats each group's members hold: every seat document (as many as the groups' capacities, and those
+        left by a failed change until they are freed), never a plan."""
+        held: dict[str, int] = {}
+        async for seat in self.seats.find({}, {"group_id": 1}):
+            held[seat["group_id"]] = held.get(seat["group_id"], 0) + 1
+        return held
 
     async def roster(self, session_id: str) -> list[CarePlan]:
         """Every plan whose calendar has this session (a group session's id is the same in each)."""

@@ -415,3 +415,62 @@ async def test_a_body_where_none_is_taken_is_refused_naming_its_fields(http: htt
     replay = await http.post("/v1/set-aside-events/replay", json={"topic": "x"}, headers=ADMIN)
     assert replay.status_code == 422 and replay.json()["detail"][0]["loc"] == ["body", "topic"]
     assert (await http.post("/v1/set-aside-events/replay", json={}, headers=ADMIN)).status_code == 200
+
+
+# What placing a plan costs the store: never a whole waitlist, however long it is
+
+
+def without_capacities(policy: CarePolicy) -> CarePolicy:
+    return policy.model_copy(update={"groups": [g.model_copy(update={"capacity": None}) for g in policy.groups]})
+
+
+class NoWholeWaitlist:
+    """The store, refusing to read a whole waitlist (what the admin listing of groups does, never a placement)."""
+
+    def __init__(self, store: CarePlanStore) -> None:
+        self.store = store
+
+    async def waitlisted(self) -> Any:
+        raise AssertionError("a whole waitlist was read")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+
+async def test_an_intake_assessment_into_a_group_without_a_capacity_is_one_write_and_no_waitlist(
+    database: MemoryDatabase, store: CarePlanStore, shelf: Any
+) -> None:
+    roomy = without_capacities(POLICY)
+    kafka = create_broker(SETTINGS)
+    context = {HANDLER_CONTEXT: Planning(store, roomy, SETTINGS.clinic_timezone), "event_shelf": shelf}
+    async for events in running("care_plan", kafka.broker, context):
+        episode_id = str(uuid.uuid4())
+        database.calls.clear()
+        await events.deliver(intake_event(assessment(episode_id)))
+    # the plan is written (a redelivery would find it there: no load first), then inputs kept for it looked for
+    assert database.calls == [("insert", PLANS), ("find", "pending_inputs")]
+    stored = await store.get(episode_id)
+    assert stored is not None and stored.plan.group is not None and stored.plan.group.group_id == "iop-am"
+
+
+async def test_a_long_waitlist_is_counted_when_a_plan_joins_it_and_only_its_head_read_by_the_timer(
+    database: MemoryDatabase, store: CarePlanStore, shelf: Any
+) -> None:
+    small = POLICY.model_copy(
+        update={
+            "groups": [g.model_copy(update={"capacity": 1}) if g.group_id == "iop-am" else g for g in POLICY.groups]
+        }
+    )
+    kafka = create_broker(SETTINGS)
+    counting = NoWholeWaitlist(store)
+    context = {HANDLER_CONTEXT: Planning(counting, small, SETTINGS.clinic_timezone), "event_shelf": shelf}  # type: ignore[arg-type]
+    async for events in running("care_plan", kafka.broker, context):
+        member = await active_plan(events, store)
+        waiting = [await active_plan(events, store) for _ in range(4)]
+        positions = [data["position"] for topic, data in await queued(database[PLANS])
+                     if topic == "iop.group.waitlisted"]  # fmt: skip
+        assert positions == [1, 2, 3, 4]
+        await change_plan(store, small, member, lambda plan, now: (discharged(plan, now), [], None))
+        assert await admit_waitlisted(counting, small) == 1  # type: ignore[arg-type]
+        joined = await store.get(waiting[0])
+        assert joined is not None and joined.plan.group is not None  # the one waiting longest
