@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import NoReturn, TypeVar
 
-from services.common.change_path import Decide, Record, change
+from services.common.change_path import Decide, New, Record, change
 from stepwise_contract import EventData, new_event
 
 from .domain import authorizations as rules
@@ -37,9 +37,8 @@ class Desk:
 async def change_coverage(
     desk: Desk, episode_id: str, decide: Callable[[Coverage, datetime], tuple[Coverage, T]], applied: str | None = None
 ) -> T | None:
-    """Apply ``decide`` to the episode's coverage (made empty first when it has none); None when ``applied`` (an
-    event's source#id) was applied before."""
-    await _ensure(desk, episode_id)
+    """Apply ``decide`` to the episode's coverage (an empty one when it has none: the change makes it); None when
+    ``applied`` (an event's source#id) was applied before."""
     return await change(_coverage_of(desk.store, episode_id), _settled(desk.rules, decide), _gone, applied=applied)
 
 
@@ -48,13 +47,7 @@ async def change_known(
 ) -> T:
     """A person's change: on the episode's coverage (empty when it has none yet); ``said``: what the change itself
     publishes, in its write (before what settling it says)."""
-    await _ensure(desk, episode_id)
     return await change(_coverage_of(desk.store, episode_id), _settled(desk.rules, decide, said), _gone)
-
-
-async def _ensure(desk: Desk, episode_id: str) -> None:
-    if await desk.store.get(episode_id) is None:
-        await desk.store.ensure(episode_id)
 
 
 def _coverage_of(store: CoverageStore, episode_id: str) -> Record[StoredCoverage, State]:
@@ -62,11 +55,16 @@ def _coverage_of(store: CoverageStore, episode_id: str) -> Record[StoredCoverage
         coverage, look = state
         return await store.save(stored, coverage, [new_event(e, source=SOURCE) for e in events], applied, look)
 
+    async def create(state: State, events: Sequence[EventData], applied: str | None) -> bool:
+        coverage, look = state
+        return await store.create(coverage, [new_event(e, source=SOURCE) for e in events], applied, look)
+
     return Record(
         load=lambda: store.get(episode_id),
         state=lambda stored: (stored.coverage, stored.next_check_on),
         save=save,
         applied=lambda stored: stored.applied_events,
+        new=New(lambda: (Coverage(episode_id=episode_id), None), create),
     )
 
 

@@ -3,7 +3,6 @@ of who read which episode's authorizations."""
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -11,7 +10,6 @@ from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
 
 from services.common.audit import audit_entry
 from services.common.auth import Principal
@@ -58,11 +56,12 @@ class CoverageStore:
                               frozenset(document["applied_events"]),
                               None if look == NEVER else date.fromisoformat(look))  # fmt: skip
 
-    async def ensure(self, episode_id: str) -> None:
-        """An empty coverage for the episode, unless it has one (an episode's first event or authorization)."""
-        fields = {"_id": episode_id, **_fields(Coverage(episode_id=episode_id), None)}
-        with contextlib.suppress(DuplicateKeyError):
-            await insert_aggregate(self.coverage, fields)
+    async def create(
+        self, coverage: Coverage, events: Sequence[CloudEvent[Any]], applied: str | None, next_check_on: date | None
+    ) -> bool:
+        """The episode's first coverage, its events and its timer in one write; False if the episode has one already."""
+        fields = {"_id": coverage.episode_id, **_fields(coverage, next_check_on)}
+        return await insert_aggregate(self.coverage, fields, events, applied, self._wake_relay)
 
     async def save(
         self,

@@ -61,6 +61,18 @@ class Record(Generic[S, A]):
     event applied (if one was); False when another writer changed the record since ``load``."""
     applied: Callable[[S], Collection[str]] = _nothing_applied
     """The keys (source#id) of the events the record has applied."""
+    new: New[A] | None = None
+    """How a record that does not exist yet is made by its first change (None: it is not, ``absent`` answers)."""
+
+
+@dataclass(frozen=True)
+class New(Generic[A]):
+    """A record its first change makes: decided on from ``empty`` and inserted with what it publishes."""
+
+    empty: Callable[[], A]
+    create: Callable[[A, Sequence[EventData], str | None], Awaitable[bool]]
+    """The insert of the decided state with its events and the key of the event applied; False when a record exists
+    already (another writer made it first: load it and decide again)."""
 
 
 async def retry(attempt: Callable[[], Awaitable[R | Conflict]], attempts: int = ATTEMPTS) -> R:
@@ -110,7 +122,7 @@ async def change(
     async def attempt() -> R | Conflict | None:
         stored = await record.load()
         if stored is None:
-            return absent()
+            return absent() if record.new is None else await first(record.new)
         if applied and applied in record.applied(stored):
             return None
         current = record.state(stored)
@@ -118,5 +130,13 @@ async def change(
         if decided == current and not events and not applied:
             return result
         return result if await record.save(stored, decided, events, applied) else CONFLICT
+
+    async def first(new: New[A]) -> R | Conflict:
+        """The change that makes the record: one insert (no empty record written first and loaded again)."""
+        empty = new.empty()
+        decided, events, result = decide(empty, clock())
+        if decided == empty and not events and not applied:
+            return result
+        return result if await new.create(decided, events, applied) else CONFLICT
 
     return await retry(attempt)

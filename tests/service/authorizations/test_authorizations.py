@@ -308,3 +308,21 @@ async def test_the_worklist_refuses_a_day_given_as_a_number(http: httpx.AsyncCli
     refused = await http.get("/v1/reviews", params={"due_before": "0"}, headers=UR)
     assert refused.status_code == 422 and refused.json()["detail"][0]["loc"] == ["query", "due_before"]
     assert (await http.get("/v1/reviews", params={"due_before": "2026-12-08"}, headers=UR)).status_code == 200
+
+
+async def test_an_episodes_first_event_makes_its_coverage_in_one_write(
+    events: Events, desk: Desk, database: MemoryDatabase
+) -> None:
+    """No empty coverage is written and loaded again first: the change decides on an empty one and inserts it."""
+    assigned = CareLevelAssigned(episode_id=EPISODE, level=CareLevel.IOP, status="active", assigned_at=utc_now(),
+                                 assessment_id="a", schedule=schedule(weekdays(TODAY, 20)), rationale=[],
+                                 policy_version="p")  # fmt: skip
+    database.calls.clear()
+    event = new_event(assigned, source=CARE_PLAN)
+    await events.deliver(event)
+    assert database.calls == [("find", COVERAGE), ("insert", COVERAGE)]
+    stored = await desk.store.get(EPISODE)
+    assert stored is not None and stored.coverage.calendar and event.dedup_key in stored.applied_events
+    database.calls.clear()
+    await events.deliver(event)  # a redelivery: recognised, nothing written
+    assert database.calls == [("find", COVERAGE)]
