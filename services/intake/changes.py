@@ -75,13 +75,19 @@ async def register_patient(
 ) -> str:
     """Register a patient (name, contact data: PII, kept here alone) under a new pseudonymous id. Raises
     PatientExists when one with the same name and birth date is registered, unless ``confirm_new``."""
-    if await store.patient_exists(patient_id):  # the same request retried (its Idempotency-Key fixed the id)
-        return patient_id
     key = match_key(details["name"], details["date_of_birth"])
-    existing = None if confirm_new else await store.patient_matching(key)
-    if existing is not None:
-        await store.audit(by, "match_patient", existing)  # the answer tells that this person is a patient here
-        raise PatientExists(existing)
+    if confirm_new:
+        if await store.patient_exists(patient_id):  # the same request retried (its Idempotency-Key fixed the id)
+            return patient_id
+    else:
+        # The match finds a retried request's own patient (registered first with this name and birth date): no
+        # look-up of the id before it.
+        existing = await store.patient_matching(key)
+        if existing is not None:
+            if existing == patient_id or await store.patient_exists(patient_id):
+                return patient_id  # the same request retried
+            await store.audit(by, "match_patient", existing)  # the answer tells that this person is a patient here
+            raise PatientExists(existing)
     found_by = {"match_key": key, "name_prefixes": name_prefixes(details["name"])}
     await store.add_patient({"_id": patient_id, **details, **found_by, "registered_at": utc_now()}, by)
     return patient_id

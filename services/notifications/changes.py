@@ -243,7 +243,8 @@ async def adopt_calendar(messaging: Messaging, event: Calendar) -> tuple[Calenda
     active = isinstance(data, ScheduleChanged) or data.status == "active"
     series = schedule_series(as_of)
     ahead = sessions_ahead(data.schedule, as_of)
-    adopted = await messaging.schedules.adopt(event.subject, series, as_of, ahead)
+    adopted = await messaging.schedules.adopt(event.subject, series, as_of, ahead,
+                                              likely_first=isinstance(data, CareLevelAssigned))  # fmt: skip
     if adopted is None:
         return NOT_ADOPTED, []  # an older calendar arriving late (the topics are read in parallel), or after the end
     if not adopted.first:  # the episode's first calendar here has no reminders to replace

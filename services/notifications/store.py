@@ -4,6 +4,7 @@ session calendar of each episode, alumni enrolments and opt-outs."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 from collections.abc import Sequence
@@ -421,17 +422,25 @@ class EpisodeSchedules:
         self.schedules = database[SCHEDULES]
 
     async def adopt(
-        self, episode_id: str, series: str, as_of: datetime, sessions: list[KnownSession]
+        self, episode_id: str, series: str, as_of: datetime, sessions: list[KnownSession], *, likely_first: bool = False
     ) -> Adopted | None:
         """Make ``series`` (``sessions``: its sessions ahead) current unless a later calendar is, or the episode
-        ended (None). The same calendar again (a redelivery) is compared with what it replaced, as the first time."""
+        ended (None). The same calendar again (a redelivery) is compared with what it replaced, as the first time.
+        ``likely_first`` (a new episode's calendar): stored at once, looked up only if the episode has one already."""
         made = int(as_of.timestamp() * 1_000_000)  # an integer orders the same on every store
+        document = {"_id": episode_id, "series": series, "made": made, "ended": False, "sessions": sessions,
+                    "replaced": []}  # fmt: skip
+        insert_first = likely_first
 
         async def attempt() -> Adopted | Conflict | None:
+            nonlocal insert_first
+            if insert_first:
+                insert_first = False
+                with contextlib.suppress(DuplicateKeyError):  # it has one: look at it
+                    await self.schedules.insert_one(document)
+                    return Adopted(first=True, replaced=[])
             found = await self.schedules.find_one({"_id": episode_id})
             if found is None:
-                document = {"_id": episode_id, "series": series, "made": made, "ended": False, "sessions": sessions,
-                            "replaced": []}  # fmt: skip
                 try:
                     await self.schedules.insert_one(document)
                 except DuplicateKeyError:

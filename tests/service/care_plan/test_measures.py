@@ -137,4 +137,3 @@ async def test_a_graduates_follow_up_has_its_own_timer_which_the_timer_pass_take
         await DueChecks(store, FULL, 1).work_once()
     due = [data for topic, data in await queued(database[PLANS]) if topic == "iop.measure.due"]
     assert [d["reason"] for d in due] == ["alumni"]
-

@@ -8,8 +8,9 @@ from typing import Any
 import httpx
 import pytest
 
+from services.common.auth import Principal, Role
 from services.common.utc import utc_now
-from services.intake import migrations
+from services.intake import changes, migrations
 from services.intake.store import EPISODES, IntakeStore
 from tests.service.intake.helpers import (
     ADMIN,
@@ -249,3 +250,19 @@ async def test_patients_registered_before_get_their_match_key_from_the_migration
     assert (await migrations.match_keys(database, "US")).changed == {}  # type: ignore[arg-type]
     duplicate = await http.post("/v1/patients", json=PATIENT, headers=STAFF)
     assert (duplicate.status_code, duplicate.json()["patient_id"]) == (409, "earlier")
+
+
+async def test_registering_a_patient_costs_the_match_its_audit_entry_and_the_insert(
+    store: IntakeStore, database: MemoryDatabase
+) -> None:
+    """No look-up of the new id first: the match finds a retried request's own patient."""
+    by = Principal(Role.INTAKE_STAFF, "staff-token-id")
+    details = {"name": "Alex Example", "date_of_birth": "1990-04-01"}
+    database.calls.clear()
+    assert await changes.register_patient(store, by, details, "p-1") == "p-1"
+    assert database.calls == [("find", "patients"), ("insert", "audit_log"), ("insert", "patients")]
+    database.calls.clear()
+    assert await changes.register_patient(store, by, details, "p-1") == "p-1"  # the same request retried
+    assert database.calls == [("find", "patients")]
+    with pytest.raises(changes.PatientExists):  # another request for the same person
+        await changes.register_patient(store, by, details, "p-2")

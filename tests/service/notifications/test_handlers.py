@@ -14,7 +14,7 @@ from services.common.utc import utc_now
 from services.notifications.changes import Messaging
 from services.notifications.domain.delivery import Notification
 from services.notifications.handlers import EVENT_HANDLERS
-from services.notifications.store import ALUMNI
+from services.notifications.store import ALUMNI, SCHEDULES
 from stepwise_contract import (
     AttendanceRuleTriggered,
     CareLevel,
@@ -505,3 +505,17 @@ async def test_the_ur_mailbox_hears_of_reviews_due_units_low_exhaustion_and_unau
                          ("authorization_review_due", "care_team", "email"),
                          ("authorization_units_low", "care_team", "email"),
                          ("service_unauthorized", "care_team", "email")]  # fmt: skip
+
+
+async def test_a_new_episodes_calendar_is_stored_without_looking_for_one_first(
+    events: Events, intake: FakeIntake, database: MemoryDatabase
+) -> None:
+    episode_id = intake.episode()
+    database.calls.clear()
+    await events.deliver(care_plan_event(assigned(episode_id, calendar(in_days(2), in_days(4)))))
+    assert [call for call in database.calls if call[1] == SCHEDULES] == [("insert", SCHEDULES)]
+    changed = ScheduleChanged(episode_id=episode_id, level=CareLevel.IOP, changed_at=utc_now(),
+                              schedule=calendar(in_days(3), in_days(5)))  # fmt: skip
+    database.calls.clear()
+    await events.deliver(care_plan_event(changed))  # a later calendar: looked up, then replaced
+    assert [call for call in database.calls if call[1] == SCHEDULES] == [("find", SCHEDULES), ("update", SCHEDULES)]
