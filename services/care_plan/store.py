@@ -27,7 +27,7 @@ PLANS = "care_plans"
 AUDIT = "audit_log"
 PENDING_INPUTS = "pending_inputs"
 SEATS = "group_seats"
-WAITLIST_INDEX = ("waitlist.level", "waitlist.track", "program", "status", "waitlist.since", "_id")
+WAITLIST_INDEX = ("waitlist.level", "waitlist.track", "program", "status", "waitlist.since")
 STALE_SEAT = timedelta(minutes=1)
 """A seat held this long by an episode whose plan is not in the group was left by a change that failed."""
 NEVER = datetime(9999, 12, 31, tzinfo=UTC)
@@ -194,9 +194,9 @@ class CarePlanStore:
         bounded read on the waitlist's index, however long the waitlists are."""
         if not places:
             return []
+        # By the time they joined alone: the index's order (a tie to the microsecond is taken in any order).
         query = {"$or": [_waiting_for(place) for place in places]}
-        cursor = self.plans.find(query, {"program": 1, "waitlist": 1}).sort(
-            [("waitlist.since", ASCENDING), ("_id", ASCENDING)]).limit(limit)  # fmt: skip
+        cursor = self.plans.find(query, {"program": 1, "waitlist": 1}).sort("waitlist.since", ASCENDING).limit(limit)
         return [WaitingPlan(document["_id"], document["program"], WaitlistPlace.model_validate(document["waitlist"]))
                 async for document in cursor]  # fmt: skip
 

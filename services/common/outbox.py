@@ -23,6 +23,7 @@ token removes what it published) and ``applied_events`` (source#id of events alr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import secrets
@@ -49,6 +50,10 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 DUPLICATE_KEY = 11000
 APPLIED_EVENTS_KEPT = 500
 """How many consumed-event keys an aggregate remembers; far more than any redelivery window."""
+REMOVAL_LINGER = 0.05
+"""Seconds a removal waits for others to go with it in one round trip (its events are out already: only the lease
+is held meanwhile)."""
+REMOVALS_AT_ONCE = 200
 
 
 def stored_record(event: CloudEvent[Any]) -> str:
@@ -276,6 +281,8 @@ class OutboxRelay(PollingWorker):
         lease_seconds: float = 5.0,
         batch: int = 100,
         concurrency: int = 16,
+        removal_linger: float = REMOVAL_LINGER,
+        removals_at_once: int = REMOVALS_AT_ONCE,
     ) -> None:
         super().__init__()
         self._collections = collections
@@ -290,7 +297,7 @@ class OutboxRelay(PollingWorker):
         self._running = False
         self._busy: set[str] = set()
         self._again: dict[str, Claimed | None] = {}
-        self._removals = Removals()
+        self._removals = Removals(removal_linger, removals_at_once)
 
     def claim(self) -> Claim | None:
         """A claim for a write of this process (None while the relay is not running: a pass publishes them)."""
@@ -423,13 +430,16 @@ def _to_milliseconds(moment: datetime) -> datetime:
 class Removals:
     """Removes what relays published from their outboxes: one update per aggregate, conditioned on the claim token
     (a write that claimed the outbox since, here or elsewhere, publishes and removes it all again: nothing is removed
-    twice), and the removals that come while one round trip is under way go together in the next, one bulk write per
-    collection. A partial failure is safe: a removal that fails leaves its events to be published again (a consumer
-    drops the repeat) once the lease ends, and the others are done or refused alike."""
+    twice), and the removals of the moment (``linger`` seconds, or ``REMOVALS_AT_ONCE``) go together, one bulk write
+    per collection. A partial failure is safe: a removal that fails leaves its events to be published again (a
+    consumer drops the repeat) once the lease ends, and the others are done or refused alike."""
 
-    def __init__(self) -> None:
+    def __init__(self, linger: float = REMOVAL_LINGER, at_once: int = REMOVALS_AT_ONCE) -> None:
         self._waiting: dict[str, tuple[AsyncCollection[Document], list[tuple[UpdateOne, asyncio.Future[None]]]]] = {}
         self._flushing: asyncio.Task[None] | None = None
+        self._linger = linger
+        self._at_once = at_once
+        self._full = asyncio.Event()
 
     async def remove(
         self, collection: AsyncCollection[Document], aggregate_id: str, claim: Claim, sent: list[str]
@@ -440,13 +450,17 @@ class Removals:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         operation = UpdateOne({"_id": aggregate_id, "outbox_claim": claim.token}, update)
         self._waiting.setdefault(collection.name, (collection, []))[1].append((operation, done))
+        if sum(len(operations) for _, operations in self._waiting.values()) >= self._at_once:
+            self._full.set()
         if self._flushing is None or self._flushing.done():
             self._flushing = asyncio.create_task(self._flush())
         await done
 
     async def _flush(self) -> None:
         while self._waiting:
-            await asyncio.sleep(0)  # the removals of this moment join
+            with contextlib.suppress(TimeoutError):  # the removals of this moment join
+                await asyncio.wait_for(self._full.wait(), self._linger)
+            self._full.clear()
             waiting, self._waiting = self._waiting, {}
             for collection, operations in waiting.values():
                 try:

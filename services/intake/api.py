@@ -441,8 +441,16 @@ async def episode_audience(
     patient_channels: Annotated[
         bool, Query(description="Also say which channels the patient has a contact point for (never the address).")
     ] = False,
+    patient_contact: Annotated[
+        bool,
+        Query(
+            description="Also give the patient's contact points (audited, as the contact lookup): for a message to "
+            "the patient sent as it is planned, so that it needs no second request."
+        ),
+    ] = False,
 ) -> EpisodeAudience:
-    return await queries.audience(store, by, await _episode(store, episode_id), scope, patient_channels)
+    episode = await _episode(store, episode_id)
+    return await queries.audience(store, by, episode, scope, patient_channels, patient_contact)
 
 
 @router.get(

@@ -19,6 +19,7 @@ from .domain.reassessment import trend
 from .schemas import (
     AssessmentHistory,
     AssessmentOut,
+    ContactOut,
     EpisodeAudience,
     EpisodeMeasures,
     InstrumentOutcomeOut,
@@ -30,7 +31,7 @@ from .schemas import (
     TrendPoint,
     shown,
 )
-from .store import IntakeStore
+from .store import IntakeStore, channels_of
 
 
 async def measure_series(
@@ -104,17 +105,30 @@ async def recipients(
 
 
 async def audience(
-    store: IntakeStore, by: Principal, episode: Episode, scopes: Sequence[ConsentScope], patient_channels: bool
+    store: IntakeStore,
+    by: Principal,
+    episode: Episode,
+    scopes: Sequence[ConsentScope],
+    patient_channels: bool,
+    patient_contact: bool = False,
 ) -> EpisodeAudience:
     """The episode's patient and, per scope, whom a consent allows to be told (and, if asked, the patient's
-    channels)."""
+    channels, and their contact: an audited read, with the channels from the same read)."""
     today = utc_now().date()
     found = {asked: [listed(consent) for consent in consents_allowing(episode, asked, today)] for asked in scopes}
     if any(found.values()):
         await store.audit(by, "read_recipients", episode.patient_id, episode_id=episode.episode_id)
-    channels = await store.contact_channels(episode.patient_id) if patient_channels else None
+    contact = await store.contact_of(episode.patient_id, episode.episode_id, by) if patient_contact else None
+    if contact is not None:
+        channels = channels_of(contact) if patient_channels else None
+    else:
+        channels = await store.contact_channels(episode.patient_id) if patient_channels else None
     return EpisodeAudience(
-        episode_id=episode.episode_id, patient_id=episode.patient_id, recipients=found, patient_channels=channels
+        episode_id=episode.episode_id,
+        patient_id=episode.patient_id,
+        recipients=found,
+        patient_channels=channels,
+        patient_contact=ContactOut(**contact) if contact else None,
     )
 
 

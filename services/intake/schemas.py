@@ -743,6 +743,12 @@ class EpisodeAudience(BaseModel):
         description="Asked with `patient_channels=true`: the channels the patient has a contact point for (an "
         "empty list: the patient cannot be reached); never the addresses.",
     )
+    patient_contact: ContactOut | None = Field(
+        default=None,
+        exclude_if=lambda contact: contact is None,
+        description="Asked with `patient_contact=true` (a message to the patient is about to go, the welcome): the "
+        "patient's contact points, as `GET /v1/episodes/{episode_id}/contact` answers them, audited the same way.",
+    )
 
 
 class ContactOut(BaseModel):

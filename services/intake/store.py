@@ -91,17 +91,19 @@ class IntakeStore:
         episode = await self.episodes.find_one({"_id": episode_id}, {"patient_id": 1})
         if episode is None:
             return None
-        await self.audit(by, "read_contact", episode["patient_id"], episode_id=episode_id)
-        patient = await self.patients.find_one({"_id": episode["patient_id"]}, {"email": 1, "phone": 1, "timezone": 1})
+        return await self.contact_of(episode["patient_id"], episode_id, by)
+
+    async def contact_of(self, patient_id: str, episode_id: str, by: Principal) -> Document | None:
+        """The minimum contact data needed to reach the patient (of ``episode_id``), audited first."""
+        await self.audit(by, "read_contact", patient_id, episode_id=episode_id)
+        patient = await self.patients.find_one({"_id": patient_id}, {"email": 1, "phone": 1, "timezone": 1})
         if patient is None:
             return None
         return {"email": patient.get("email"), "phone": patient.get("phone"), "timezone": patient.get("timezone")}
 
     async def contact_channels(self, patient_id: str) -> list[Literal["email", "sms"]]:
         """The channels the patient has a contact point for: whether, never what (so not an access to PII)."""
-        patient = await self.patients.find_one({"_id": patient_id}, {"email": 1, "phone": 1}) or {}
-        channels: list[tuple[Literal["email", "sms"], str]] = [("email", "email"), ("sms", "phone")]
-        return [channel for channel, field in channels if patient.get(field)]
+        return channels_of(await self.patients.find_one({"_id": patient_id}, {"email": 1, "phone": 1}) or {})
 
     async def names_of_episodes(self, episode_ids: Sequence[str], by: Principal) -> list[Document]:
         """Name and birth date of the patient of each known episode (audited per patient, before it is read)."""
@@ -207,6 +209,12 @@ class IntakeStore:
     ) -> list[Document]:
         about = {"patient_id": patient_id, "action": action}
         return await audit_entries(self.audit_log, about, person=person, since=since, until=until, limit=limit)
+
+
+def channels_of(contact: Document) -> list[Literal["email", "sms"]]:
+    """The channels a patient's contact data has a point for."""
+    channels: list[tuple[Literal["email", "sms"], str]] = [("email", "email"), ("sms", "phone")]
+    return [channel for channel, field in channels if contact.get(field)]
 
 
 def _fields(episode: Episode) -> Document:

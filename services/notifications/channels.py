@@ -110,12 +110,18 @@ class IntakeContacts:
         )
         # While an event's messages are planned, the same question comes several times: who may hear of this
         # episode (its patient, the supports of each scope). One request answers it, kept briefly; concurrent
-        # identical lookups share that request; failures are not kept. Contact data is never cached, and a
-        # support's consent is checked again when a message is sent.
+        # identical lookups share that request; failures are not kept. Contact data is not kept: the welcome's
+        # audience brings the patient's contact with it (``_welcome_contacts``) for the welcome sent as it is planned,
+        # which takes it within seconds or leaves it; a support's consent is checked again when a message is sent.
         self.audience = alru_cache(maxsize=4096, ttl=PLANNING_LOOKUPS_KEPT_SECONDS)(self._audience)
+        self._welcome_contacts: dict[str, tuple[float, Contact]] = {}
 
     async def patient_contact(self, episode_id: str) -> Contact:
-        """The patient's email address, mobile number and time zone (None when not recorded)."""
+        """The patient's email address, mobile number and time zone (None when not recorded): the one the welcome's
+        audience brought seconds ago (taken once), else asked of intake now."""
+        brought = self._welcome_contacts.pop(episode_id, None)
+        if brought is not None and time.monotonic() - brought[0] <= PLANNING_LOOKUPS_KEPT_SECONDS:
+            return brought[1]
         response = await self._intake.get(path("episodes", episode_id, "contact"))
         if response.status_code == 404:
             raise DeliveryError("episode unknown to intake", permanent=True)
@@ -149,16 +155,27 @@ class IntakeContacts:
         return True
 
     async def _audience(self, episode_id: str, scopes: frozenset[str], patient_channels: bool = False) -> Audience:
+        """With ``patient_channels`` (the welcome, whose message to the patient goes as it is planned): the patient's
+        contact too, kept for that send alone (``patient_contact``)."""
         asked: list[tuple[str, str | int | float | bool | None]] = [("scope", scope) for scope in sorted(scopes)]
-        asked += [("patient_channels", "true")] if patient_channels else []
+        asked += [("patient_channels", "true"), ("patient_contact", "true")] if patient_channels else []
         response = await self._intake.get(path("episodes", episode_id, "audience"), httpx.QueryParams(asked))
         if response.status_code == 404:
             return Audience(None, {})
         body = _json(response)
+        if body.get("patient_contact") is not None:
+            self._keep_for_the_welcome(episode_id, _contact_of(body["patient_contact"]))
         recipients = {scope: [(entry["consent_id"], entry["recipient_kind"]) for entry in entries]
                       for scope, entries in body["recipients"].items()}  # fmt: skip
         channels = body.get("patient_channels")
         return Audience(str(body["patient_id"]), recipients, None if channels is None else frozenset(channels))
+
+    def _keep_for_the_welcome(self, episode_id: str, contact: Contact) -> None:
+        """Kept seconds at most: what the welcome's send does not take by then is dropped (and asked again)."""
+        now = time.monotonic()
+        for stale in [e for e, (at, _) in self._welcome_contacts.items() if now - at > PLANNING_LOOKUPS_KEPT_SECONDS]:
+            del self._welcome_contacts[stale]
+        self._welcome_contacts[episode_id] = (now, contact)
 
     async def close(self) -> None:
         await self._intake.close()
@@ -171,7 +188,10 @@ def _json(response: httpx.Response) -> Any:
 
 
 def _contact(response: httpx.Response) -> Contact:
-    contact = _json(response)
+    return _contact_of(_json(response))
+
+
+def _contact_of(contact: dict[str, Any]) -> Contact:
     return Contact(contact.get("email"), contact.get("phone"), contact.get("timezone"))
 
 

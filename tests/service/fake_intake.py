@@ -5,9 +5,9 @@ the same requests against this fake and intake's real app, and fails when they a
 What it answers, for the service tokens of ``tests.service.conftest.TOKENS`` (another token: 401; a role the
 endpoint does not allow: 403):
 
-- ``GET /v1/episodes/{id}/audience?scope=…&patient_channels=`` (notifications): the patient id and, per scope, the
-  consents in force that allow it, listed without contact data; with ``patient_channels=true``, the channels the
-  patient has a contact point for;
+- ``GET /v1/episodes/{id}/audience?scope=…&patient_channels=&patient_contact=`` (notifications): the patient id and,
+  per scope, the consents in force that allow it, listed without contact data; with ``patient_channels=true``, the
+  channels the patient has a contact point for; with ``patient_contact=true``, the patient's contact;
 - ``GET /v1/episodes/{id}/patient`` (notifications): the patient id;
 - ``GET /v1/episodes/{id}/recipients?scope=…`` (notifications, care_plan): those consents, for one scope;
 - ``GET /v1/episodes/{id}/contact`` (notifications): the patient's contact;
@@ -118,6 +118,8 @@ class FakeIntake:
                     contact = self.contacts[episode_id]
                     audience["patient_channels"] = [channel for channel, name in (("email", "email"), ("sms", "phone"))
                                                     if contact[name]]  # fmt: skip
+                if request.url.params.get("patient_contact") == "true":
+                    audience["patient_contact"] = self.contacts[episode_id]
                 return httpx.Response(200, json=audience)
             case [episode_id, "patient"]:
                 return httpx.Response(200, json={"episode_id": episode_id, "patient_id": self.patients[episode_id]})

@@ -123,6 +123,8 @@ async def answers(intake: Intake, clock: Clock) -> list[tuple[str, int, Any]]:
     requests = [
         ("audience", NOTIFICATIONS, f"/v1/episodes/{episode}/audience", scopes),
         ("audience of an unknown episode", NOTIFICATIONS, "/v1/episodes/nobody/audience", scopes[:1]),
+        ("welcome's audience", NOTIFICATIONS, f"/v1/episodes/{episode}/audience",
+         (*scopes[:1], ("patient_channels", "true"), ("patient_contact", "true"))),
         ("recipients", CARE_PLAN, f"/v1/episodes/{episode}/recipients", scopes[:1]),
         ("recipients for notifications", NOTIFICATIONS, f"/v1/episodes/{episode}/recipients", scopes[1:2]),
         ("recipients of an unknown episode", CARE_PLAN, "/v1/episodes/nobody/recipients", scopes[:1]),

@@ -51,6 +51,7 @@ async def test_a_write_is_relayed_at_once_and_what_comes_meanwhile_follows_in_or
     relay.relay_now("plans", "e1")
     await asyncio.wait_for(first_out.wait(), 5)
     await asyncio.wait_for(both_out.wait(), 5)
+    await until(lambda: pending(collection, "e1") == 0)  # removed with the removals of its moment
     running.cancel()
     assert published == [1, 2]  # both, in order, with no pass (the poll is an hour away)
     stored = await collection.find_one({"_id": "e1"})
@@ -434,3 +435,17 @@ async def test_a_write_while_the_relay_is_not_running_claims_nothing_and_leaves_
     assert await insert_aggregate(plans, {"_id": "e1"}, [missed("e1", 1)], relay=relay)  # type: ignore[arg-type]
     stored = await plans.find_one({"_id": "e1"})
     assert stored is not None and stored["outbox_lease_until"] == EPOCH and "outbox_claim" not in stored
+
+
+async def test_removals_wait_for_others_to_go_with_them_until_enough_have_come() -> None:
+    database = MemoryDatabase()
+    plans = database["plans"]
+    publish = Published()
+    relay = OutboxRelay([plans], publish, poll_seconds=3600, removal_linger=3600, removals_at_once=5)  # type: ignore[list-item]
+    async with Running(relay):
+        database.calls.clear()
+        for n in range(1, 6):  # one after another: each published while the next is written
+            assert await insert_aggregate(plans, {"_id": f"e{n}"}, [missed(f"e{n}", n)], relay=relay)  # type: ignore[arg-type]
+            await until(lambda n=n: len(publish.totals) == n)  # type: ignore[misc]
+        await until(lambda: all(pending(plans, f"e{n}") == 0 for n in range(1, 6)))
+    assert [call for call in database.calls if call[0] != "insert"] == [("update", "plans")]

@@ -207,3 +207,21 @@ async def test_the_contact_of_a_consent_of_an_unknown_episode_says_the_episode_i
     assert (missing.status_code, missing.json()["detail"]) == (404, "episode not found")
     unknown = await http.get(f"/v1/episodes/{episode_id}/consents/nope/contact", headers=NOTIFICATIONS)
     assert (unknown.status_code, unknown.json()["detail"]) == (404, "consent not found")
+
+
+async def test_the_welcomes_audience_brings_the_patients_contact_in_one_audited_read(
+    http: httpx.AsyncClient, database: MemoryDatabase
+) -> None:
+    """What the welcome needs in one request: who else may hear, the patient's channels and their contact (audited as
+    the contact lookup is): the episode, the audit entry and the patient read once."""
+    patient_id, episode_id = await new_episode(http)
+    asked = {"patient_channels": "true", "patient_contact": "true"}
+    database.calls.clear()
+    answer = await http.get(f"/v1/episodes/{episode_id}/audience", params=asked, headers=NOTIFICATIONS)
+    assert answer.status_code == 200
+    contact = (await http.get(f"/v1/episodes/{episode_id}/contact", headers=NOTIFICATIONS)).json()
+    assert answer.json()["patient_contact"] == contact and answer.json()["patient_channels"] == ["email", "sms"]
+    first = database.calls[: database.calls.index(("find", "episodes"), 1)]
+    assert first == [("find", "episodes"), ("insert", "audit_log"), ("find", "patients")]
+    audit = await http.get("/v1/audit", params={"patient_id": patient_id, "action": "read_contact"}, headers=ADMIN)
+    assert [e["role"] for e in audit.json()] == ["notifications", "notifications"]

@@ -144,3 +144,17 @@ async def test_without_a_running_dispatcher_a_new_message_is_stored_unleased_for
     await events.deliver(care_plan_event(assigned(episode_id, calendar(in_days(2), in_days(4)))))
     assert {(n.status, n.attempts) for n in await log_of(messaging, episode_id)} == {("pending", 0)}
     assert "dispatcher" in wakes
+
+
+async def test_the_welcome_sent_as_it_is_planned_asks_intake_once(
+    events: Events, messaging: Messaging, intake: FakeIntake, dispatcher: Dispatcher, channels: dict[str, FakeChannel]
+) -> None:
+    """The audience planning the welcome brings the patient's contact: its send asks intake nothing more."""
+    episode_id = intake.episode()
+    async with Dispatching(dispatcher):
+        await events.deliver(care_plan_event(assigned(episode_id, calendar(in_days(2), in_days(4)))))
+        await until(lambda: len(channels["email"].sent) == 1)
+        assert intake.asked == [f"/v1/episodes/{episode_id}/audience"]
+        later = intake.episode()  # a message sent later asks for the contact then, as ever
+        await messaging.contacts.patient_contact(later)
+        assert intake.asked[-1] == f"/v1/episodes/{later}/contact"
