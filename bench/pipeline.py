@@ -63,7 +63,7 @@ ALERTING = {"dimensions": IOP, "instruments": {"phq9": [1, 2, 1, 2, 1, 1, 2, 1, 
 SERVICES = ("intake", "care_plan", "notifications", "authorizations", "caseload")
 """Stepwise's processes: every service that consumes an episode's events (the raw pipeline has no authorizations,
 which consumes each episode's calendar, and no caseload, which projects every event)."""
-DRAIN_LIMIT = float(__import__("os").environ.get("BENCH_DRAIN_LIMIT", "180"))
+DRAIN_LIMIT = 180.0
 
 
 def quantile(values: list[float], q: float) -> float:
