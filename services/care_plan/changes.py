@@ -254,7 +254,10 @@ def _places_with_room(policy: CarePolicy, held: dict[str, int]) -> list[Waitlist
 
 async def admit_waitlisted(store: CarePlanStore, policy: CarePolicy) -> int:
     """Give freed places to the plans waiting longest, each into the first of its groups with room: only the heads of
-    the waitlists whose groups may have room are read (``ADMITTED_PER_PASS`` at most), never a whole waitlist."""
+    the waitlists whose groups may have room are read (``ADMITTED_PER_PASS`` at most), never a whole waitlist; with
+    nobody waiting (the common case), one index entry."""
+    if not await store.anyone_waiting():
+        return 0
     places = _places_with_room(policy, await store.seats_held())
     full: set[tuple[str, ...]] = set()
     admitted = 0

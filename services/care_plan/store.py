@@ -4,6 +4,7 @@ the audit log of who read or changed a treatment plan."""
 from __future__ import annotations
 
 import contextlib
+import heapq
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -15,7 +16,7 @@ from pymongo.errors import DuplicateKeyError
 
 from services.common.audit import audit_entries, audit_entry
 from services.common.auth import Principal
-from services.common.mongo import Document
+from services.common.mongo import Document, equals
 from services.common.outbox import Relay, insert_aggregate, update_aggregate
 from services.common.utc import assume_utc, utc_now
 from stepwise_contract import CareLevel, CloudEvent, Program, Track
@@ -65,16 +66,18 @@ class WaitingPlan:
     place: WaitlistPlace
 
 
+def _waiting(document: Document) -> WaitingPlan:
+    return WaitingPlan(document["_id"], document["program"], WaitlistPlace.model_validate(document["waitlist"]))
+
+
 WaitlistKey = tuple[CareLevel, Track, Program]
 """What a plan waits for: a group of this level and track that takes its program."""
 
 
 def _waiting_for(place: WaitlistKey) -> Document:
-    # ``$eq`` rather than the bare value: the same on MongoDB, and the form the test stand-in (nx-27017) serves from the
-    # index (a bare value it also compares as an array's element, which no index serves there).
     level, track, program = place
-    return {"waitlist.level": {"$eq": level.value}, "waitlist.track": {"$eq": track}, "program": {"$eq": program},
-            "status": {"$eq": "active"}}  # fmt: skip
+    return {"waitlist.level": equals(level.value), "waitlist.track": equals(track), "program": equals(program),
+            "status": equals("active")}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -156,8 +159,8 @@ class CarePlanStore:
         """Episodes whose timer (a session's no-show deadline, a week's end, a measure's window) has come, and
         graduates whose alumni follow-up timer (``follow_up_check_at``) has."""
         due = []
-        for timer in ({"status": "active", "next_check_at": {"$lte": now}},
-                      {"status": "graduated", FOLLOW_UP: {"$lte": now}}):  # fmt: skip
+        for timer in ({"status": equals("active"), "next_check_at": {"$lte": now}},
+                      {"status": equals("graduated"), FOLLOW_UP: {"$lte": now}}):  # fmt: skip
             due += [document["_id"] async for document in self.plans.find(timer, {"_id": 1}, limit=limit)]
         return due
 
@@ -189,16 +192,20 @@ class CarePlanStore:
         query = _waiting_for(place) | {"_id": {"$ne": other_than}}
         return await self.plans.count_documents(query)
 
+    async def anyone_waiting(self) -> bool:
+        """Whether any plan waits for a place (one entry of the waitlist's index read at most)."""
+        return await self.plans.find_one({"waitlist.level": {"$gt": ""}}, {"_id": 1}) is not None
+
     async def waiting_first(self, places: Sequence[WaitlistKey], limit: int) -> list[WaitingPlan]:
-        """The ``limit`` plans that have waited longest for a group of any of ``places``, longest waiting first: a
-        bounded read on the waitlist's index, however long the waitlists are."""
-        if not places:
-            return []
-        # By the time they joined alone: the index's order (a tie to the microsecond is taken in any order).
-        query = {"$or": [_waiting_for(place) for place in places]}
-        cursor = self.plans.find(query, {"program": 1, "waitlist": 1}).sort("waitlist.since", ASCENDING).limit(limit)
-        return [WaitingPlan(document["_id"], document["program"], WaitlistPlace.model_validate(document["waitlist"]))
-                async for document in cursor]  # fmt: skip
+        """The ``limit`` plans that have waited longest for a group of any of ``places``, longest waiting first: the
+        head of each place's waitlist, read on the waitlist's index (one read per place, each ``limit`` at most:
+        however long the waitlists are), merged by the time each joined (a tie to the microsecond in any order)."""
+        heads = []
+        for place in places:
+            cursor = self.plans.find(_waiting_for(place), {"program": 1, "waitlist": 1})
+            found = cursor.sort("waitlist.since", ASCENDING).limit(limit)
+            heads.append([_waiting(document) async for document in found])
+        return list(heapq.merge(*heads, key=lambda plan: plan.place.since))[:limit]
 
     async def seats_held(self) -> dict[str, int]:
         """How many seats each group's members hold: every seat document (as many as the groups' capacities, and those

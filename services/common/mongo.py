@@ -25,5 +25,13 @@ def connect(
                             event_listeners=listeners, **tls)  # fmt: skip
 
 
+def equals(value: Any) -> Document:
+    """A field's equality in a filter the services run on every event or pass: ``{"$eq": value}`` rather than the bare
+    value. The same on MongoDB (for a scalar field); the test stand-in (nx-27017) serves it from an index whose columns
+    start with the field, where a bare value (which it also compares as an array's element) it serves from a scan
+    unless a single-field index names it, so a filter led by a bare value costs it a read of the whole collection."""
+    return {"$eq": value}
+
+
 async def ping(database: AsyncDatabase[Document]) -> None:
     await database.client.admin.command("ping")

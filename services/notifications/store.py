@@ -19,7 +19,7 @@ from pymongo.errors import DuplicateKeyError
 from services.common.audit import audit_entry
 from services.common.auth import Principal
 from services.common.change_path import CONFLICT, Conflict, retry
-from services.common.mongo import Document
+from services.common.mongo import Document, equals
 from services.common.outbox import (
     EPOCH,
     Relay,
@@ -150,7 +150,10 @@ class NotificationStore:
         the clinic on every scrape; sends are counted as they happen (``stepwise_notification_send_seconds``)."""
         pairs = [(status, channel) for status in COUNTED for channel in get_args(Channel)]
         counted = await asyncio.gather(
-            *(self.notifications.count_documents({"status": status, "channel": channel}) for status, channel in pairs)
+            *(
+                self.notifications.count_documents({"status": equals(status), "channel": equals(channel)})
+                for status, channel in pairs
+            )
         )
         return dict(zip(pairs, counted, strict=True))
 
@@ -180,9 +183,9 @@ class NotificationStore:
         # The whole document: FerretDB cannot project a findAndModify (docs/development.md, "Backends").
         document = await self.notifications.find_one_and_update(
             {
-                "status": PENDING,
-                "urgent": urgent,
-                "channel": channel,
+                "status": equals(PENDING),
+                "urgent": equals(urgent),
+                "channel": equals(channel),
                 "next_attempt_at": {"$lte": now},
                 "lease_until": {"$lt": wall},
             },
@@ -326,10 +329,10 @@ class SafetyAlerts:
 
     async def open_count(self) -> int:
         """Alerts raised and not acknowledged yet (for /metrics)."""
-        return await self.alerts.count_documents({"status": "open"})
+        return await self.alerts.count_documents({"status": equals("open")})
 
     async def create_indexes(self) -> None:
-        await self.alerts.create_index([("due_at", ASCENDING), ("lease_until", ASCENDING)])
+        await self.alerts.create_index([("status", ASCENDING), ("due_at", ASCENDING), ("lease_until", ASCENDING)])
         await self.alerts.create_index([("status", ASCENDING), ("raised_at", DESCENDING)])
         await self.alerts.create_index([("episode_id", ASCENDING), ("raised_at", DESCENDING)])
 
@@ -353,9 +356,10 @@ class SafetyAlerts:
                                       [new_event(event, source=SOURCE)], relay=self._wake_relay)  # fmt: skip
 
     async def claim_due(self, lease: timedelta) -> str | None:
-        """The id of an alert whose timer is due, leased to this instance; None when none is."""
+        """The id of an alert whose timer is due, leased to this instance; None when none is. Only an open alert is
+        ever due (acknowledging one ends its timer in the same write): the open ones are all this looks at."""
         document = await self.alerts.find_one_and_update(
-            {"due_at": {"$lte": utc_now()}, "lease_until": {"$lt": wall_clock()}},
+            {"status": equals("open"), "due_at": {"$lte": utc_now()}, "lease_until": {"$lt": wall_clock()}},
             {"$set": {"lease_until": wall_clock() + lease}},
             {"_id": 1},
             sort=[("due_at", ASCENDING)],
@@ -494,7 +498,7 @@ class AlumniEnrolments:
         return None if document is None else _enrolment(document)
 
     async def enrolled(self, *, patient_id: str) -> list[Enrolment]:
-        cursor = self.enrolments.find({"status": "enrolled", "patient_id": patient_id}, {"outbox": 0})
+        cursor = self.enrolments.find({"patient_id": equals(patient_id), "status": equals("enrolled")}, {"outbox": 0})
         return [_enrolment(document) async for document in cursor]
 
     async def find(self, *, status: EnrolmentStatus | None = None, limit: int = 100) -> list[Enrolment]:

@@ -1,0 +1,133 @@
+"""The reads made on every event and every timer pass, as the stand-in the benchmark measures serves them: from an
+index, never a read of the whole collection (which grows with the clinic: every plan, message and alert ever kept).
+
+Each store method runs on a client that notes the commands it sends; each command is then asked of the server
+again as ``explain``. nx-27017 answers with SQLite's plan, where a read of the whole collection is ``SCAN
+<collection>``. (MongoDB's planner follows the indexes' prefixes, which the index test checks from the query shapes;
+the stand-in uses an index only where the filter's leading equality is written ``{"$eq": …}``: ``mongo.equals``.)
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from pymongo import AsyncMongoClient, monitoring
+from pymongo.asynchronous.database import AsyncDatabase
+
+from services.care_plan.store import CarePlanStore, WaitlistKey
+from services.common.outbox import OutboxRelay, ensure_outbox_index, no_relay
+from services.common.utc import utc_now
+from services.notifications.store import AlumniEnrolments, NotificationStore, SafetyAlerts
+from stepwise_contract import CareLevel
+from tests.store.conftest import Document
+from tools.dev.devstack import Backends
+
+EXPLAINED = ("find", "findAndModify", "count")
+
+
+class Commands(monitoring.CommandListener):
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, Document]] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name in EXPLAINED:
+            command = {key: value for key, value in event.command.items() if key not in ("lsid", "$db", "$clusterTime")}
+            self.seen.append((event.database_name, command))
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+@pytest.fixture
+async def noted(running_backends: Backends) -> AsyncIterator[tuple[AsyncDatabase[Document], Commands]]:
+    commands = Commands()
+    client: AsyncMongoClient[Document] = AsyncMongoClient(running_backends.mongodb_url, tz_aware=True,
+                                                          event_listeners=[commands])  # fmt: skip
+    if not await _is_stand_in(client):
+        await client.close()
+        pytest.skip("asked of the stand-in only: MongoDB's plans follow the index prefixes the index test checks")
+    name = f"stepwise_hot_{uuid.uuid4().hex[:12]}"
+    yield client[name], commands
+    await client.drop_database(name)
+    await client.close()
+
+
+async def _is_stand_in(client: AsyncMongoClient[Document]) -> bool:
+    """nx-27017 answers ``explain`` with SQLite's plan (``detail`` lines)."""
+    plan = await client["probe"].command("explain", {"find": "probe", "filter": {}})
+    return any("detail" in step for step in plan.get("queryPlanner", {}).get("winningPlan", []) or [])
+
+
+async def scans(noted: tuple[AsyncDatabase[Document], Commands], run: Callable[[], Awaitable[Any]]) -> list[str]:
+    """The commands ``run`` sent that the server answers by reading a whole collection."""
+    database, commands = noted
+    commands.seen.clear()
+    await run()
+    found = []
+    for _, sent in list(commands.seen):
+        command = _as_find(sent)
+        if command is None:
+            continue
+        name = next(iter(command))
+        plan = await database.command("explain", command)
+        details = [step.get("detail", "") for step in plan["queryPlanner"]["winningPlan"]]
+        if any(detail == f"SCAN {command[name]}" for detail in details):
+            found.append(f"{name} {command[name]} {command.get('filter', command.get('query'))}")
+    return found
+
+
+def _as_find(command: Document) -> Document | None:
+    """What the stand-in explains: a find as sent, a findAndModify as the find of its filter and sort (it explains no
+    findAndModify), a count by aggregate not at all (nor does it explain those)."""
+    name = next(iter(command))
+    if name == "find":
+        return command
+    if name == "findAndModify":
+        return {"find": command[name], "filter": command.get("query", {}), "sort": command.get("sort", {}), "limit": 1}
+    return None
+
+
+async def test_a_care_plan_timer_pass_and_a_placement_read_from_indexes(
+    noted: tuple[AsyncDatabase[Document], Commands],
+) -> None:
+    store = CarePlanStore(noted[0], no_relay)
+    await store.create_indexes()
+    place: WaitlistKey = (CareLevel.IOP, "morning", "adult")
+    assert await scans(noted, lambda: store.due(utc_now())) == []
+    assert await scans(noted, lambda: store.waiting(place, other_than="e-1")) == []
+    assert await scans(noted, lambda: store.waiting_first([place, (CareLevel.PHP, "evening", "adult")], 100)) == []
+    assert await scans(noted, store.anyone_waiting) == []
+    assert await scans(noted, lambda: store.pending("e-1")) == []
+
+
+async def test_the_dispatchers_claims_the_escalation_timer_and_the_alumni_check_read_from_indexes(
+    noted: tuple[AsyncDatabase[Document], Commands],
+) -> None:
+    database = noted[0]
+    messages, alerts, alumni = NotificationStore(database, no_relay), SafetyAlerts(database, no_relay), \
+        AlumniEnrolments(database, no_relay)  # fmt: skip
+    for store in (messages, alerts, alumni):
+        await store.create_indexes()
+    lease = timedelta(seconds=30)
+    assert await scans(noted, lambda: messages.claim_due(lease, channel="email", urgent=True)) == []
+    assert await scans(noted, lambda: alerts.claim_due(lease)) == []
+    assert await scans(noted, lambda: alumni.enrolled(patient_id="p-1")) == []
+    assert await scans(noted, messages.counts) == []
+    assert await scans(noted, alerts.open_count) == []
+
+
+async def test_a_relay_pass_reads_from_the_outbox_index(noted: tuple[AsyncDatabase[Document], Commands]) -> None:
+    plans = noted[0]["care_plans"]
+    await ensure_outbox_index(plans)
+
+    async def publish(_: Document) -> None:
+        """Nothing waits."""
+
+    assert await scans(noted, OutboxRelay([plans], publish).work_once) == []
