@@ -349,7 +349,7 @@ def stepwise_env(
     env = {
         "KAFKA_BOOTSTRAP_SERVERS": backend.kafka_bootstrap_servers,
         "MONGODB_URL": backend.mongodb_url,
-        "API_TOKENS": f"{token}:intake_staff,{service_token}:notifications",
+        "API_TOKENS": f"{token}:intake_staff,{service_token}:notifications,{token}-clinician:clinician",
         "INTAKE_TOKEN": service_token,
         "INTAKE_URL": f"http://127.0.0.1:{ports['intake']}",
         "INTAKE_DB": f"bench_{run}_intake",
@@ -556,11 +556,12 @@ async def with_history(run: Run) -> dict[str, Any]:
     try:
         pipeline = stepwise.pipeline()
         warm = await throughput(pipeline, run.arrivals, 20, arguments.clients)
-        await asyncio.sleep(2)  # the warm-up's last events applied everywhere (caseload, authorizations)
         client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(run.backend.mongodb_url)
         try:
+            finished = set(warm["intakes"].emails)
+            await discharged(stepwise, client, finished)  # a clinic's history: episodes that ended
             databases = [f"bench_seeded_{name}" for name in SERVICES]
-            found = await seed.templates(client, databases, set(warm["intakes"].emails))
+            found = await seed.templates(client, databases, finished)
             seeded = await seed.seed(client, found, arguments.seeded)
         finally:
             await client.close()
@@ -571,6 +572,24 @@ async def with_history(run: Run) -> dict[str, Any]:
         return {"history": seeded, "throughput": _public(result), "stage_lags": lags, "rss_mb": pipeline.rss()}
     finally:
         await asyncio.to_thread(stepwise.stop)
+
+
+async def discharged(stepwise: StepwiseRun, client: AsyncMongoClient[dict[str, Any]], episodes: set[str]) -> None:
+    """Discharge ``episodes`` at care_plan as a clinician, and wait until every service has applied it (intake closes
+    the episode; the others consume the same event), so that copies of them are finished episodes."""
+    care_plan = stepwise.instances["care_plan"][0].url
+    async with HttpClient(care_plan, {"Authorization": f"Bearer {stepwise.token}-clinician"}) as clinician:
+        for episode_id in episodes:
+            answer = await clinician.post(f"/v1/episodes/{episode_id}/discharge", {"reason_code": "administrative"})
+            if answer.status_code != 200:
+                raise RuntimeError(f"discharge: {answer.status_code} {answer.body!r}")
+    intake = client["bench_seeded_intake"]["episodes"]
+    deadline = time.monotonic() + DRAIN_LIMIT
+    while await intake.count_documents({"_id": {"$in": sorted(episodes)}, "status": "open"}):
+        if time.monotonic() > deadline:
+            raise RuntimeError("the discharges did not reach intake")
+        await asyncio.sleep(0.2)
+    await asyncio.sleep(3)  # caseload, authorizations and notifications apply the same event meanwhile
 
 
 async def scaled_out(run: Run) -> dict[str, Any]:

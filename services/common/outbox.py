@@ -27,7 +27,7 @@ import contextlib
 import json
 import logging
 import secrets
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -39,6 +39,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 from stepwise_contract import CloudEvent, to_kafka
 
 from .mongo import Document
+from .priority import URGENT_EVENTS, URGENT_FIRST
 from .store_errors import writing
 from .tracing import current_traceparent
 from .utc import wall_clock
@@ -328,12 +329,11 @@ class OutboxRelay(PollingWorker):
     async def _relay_soon(
         self, collection: AsyncCollection[Document], aggregate_id: str, claimed: Claimed | None
     ) -> int:
-        async with self._now_slots:
-            try:
-                return await self._relay_one(collection, aggregate_id, claimed)
-            except Exception as error:  # the pass publishes it once the broker or the store is back
-                log.debug("relaying %s now failed (%s); the next pass will", aggregate_id, type(error).__name__)
-                return 0
+        try:
+            return await self._relay_one(collection, aggregate_id, self._now_slots, claimed)
+        except Exception as error:  # the pass publishes it once the broker or the store is back
+            log.debug("relaying %s now failed (%s); the next pass will", aggregate_id, type(error).__name__)
+            return 0
 
     async def run(self) -> None:
         self._running = True
@@ -362,13 +362,9 @@ class OutboxRelay(PollingWorker):
 
     async def _relay_all(self, collection: AsyncCollection[Document], aggregate_ids: Sequence[str]) -> int:
         slots = asyncio.Semaphore(self._concurrency)
-
-        async def relay(aggregate_id: str) -> int:
-            async with slots:
-                return await self._relay_one(collection, aggregate_id)
-
         outcomes = await asyncio.gather(
-            *(relay(aggregate_id) for aggregate_id in aggregate_ids), return_exceptions=True
+            *(self._relay_one(collection, aggregate_id, slots) for aggregate_id in aggregate_ids),
+            return_exceptions=True,
         )
         failure = next((outcome for outcome in outcomes if isinstance(outcome, BaseException)), None)
         if failure is not None:
@@ -376,16 +372,21 @@ class OutboxRelay(PollingWorker):
         return sum(outcome for outcome in outcomes if isinstance(outcome, int))
 
     async def _relay_one(
-        self, collection: AsyncCollection[Document], aggregate_id: str, claimed: Claimed | None = None
+        self,
+        collection: AsyncCollection[Document],
+        aggregate_id: str,
+        slots: asyncio.Semaphore,
+        claimed: Claimed | None = None,
     ) -> int:
         """Publish the aggregate's outbox in order (as ``claimed`` by a write, or claimed here), remove what went out;
         again when a write in this process claimed more meanwhile (``_again``), without publishing twice what this
-        relay published already."""
+        relay published already. ``slots`` bound the aggregates claimed and published at once (not their removals,
+        which wait for the store only)."""
         published: set[str] = set()
         while True:
             self._busy.add(aggregate_id)
             try:
-                await self._relay_claimed(collection, aggregate_id, claimed, published)
+                await self._relay_claimed(collection, aggregate_id, claimed, published, slots)
             except BaseException:
                 self._again.pop(aggregate_id, None)  # what is left waits for the next pass
                 raise
@@ -396,21 +397,28 @@ class OutboxRelay(PollingWorker):
             claimed = self._again.pop(aggregate_id)
 
     async def _relay_claimed(
-        self, collection: AsyncCollection[Document], aggregate_id: str, claimed: Claimed | None, published: set[str]
+        self,
+        collection: AsyncCollection[Document],
+        aggregate_id: str,
+        claimed: Claimed | None,
+        published: set[str],
+        slots: asyncio.Semaphore,
     ) -> None:
-        if claimed is None:
-            claimed = await self._claim(collection, aggregate_id)
-            if claimed is None:
-                return  # another instance holds it, or it was emptied meanwhile
         sent: list[str] = []
         try:
-            for stored in claimed.records:
-                if stored not in published:
-                    await self._publish(json.loads(stored))
-                    published.add(stored)
-                sent.append(stored)
+            async with _slot(slots, claimed):
+                if claimed is None:
+                    claimed = await self._claim(collection, aggregate_id)
+                    if claimed is None:
+                        return  # another instance holds it, or it was emptied meanwhile
+                for stored in claimed.records:
+                    if stored not in published:
+                        await self._publish(json.loads(stored))
+                        published.add(stored)
+                    sent.append(stored)
         finally:
-            await self._removals.remove(collection, aggregate_id, claimed.claim, sent)
+            if claimed is not None:
+                await self._removals.remove(collection, aggregate_id, claimed.claim, sent)
 
     async def _claim(self, collection: AsyncCollection[Document], aggregate_id: str) -> Claimed | None:
         claim = Claim(secrets.token_hex(8), _to_milliseconds(wall_clock() + self._lease))
@@ -420,6 +428,22 @@ class OutboxRelay(PollingWorker):
             {"$set": claim.fields()},
         )
         return None if document is None else Claimed(claim, document["outbox"])
+
+
+@contextlib.asynccontextmanager
+async def _slot(slots: asyncio.Semaphore, claimed: Claimed | None) -> AsyncIterator[None]:
+    """A slot to publish in; a write's urgent events (a safety alert) take none, and routine work in the process waits
+    while they go (``URGENT_FIRST``): they never queue behind the routine events of the moment."""
+    if claimed is not None and any(_topic_of(stored) in URGENT_EVENTS for stored in claimed.records):
+        with URGENT_FIRST.urgent():
+            yield
+        return
+    async with slots:
+        yield
+
+
+def _topic_of(stored: str) -> str:
+    return str(json.loads(stored)["topic"])
 
 
 def _to_milliseconds(moment: datetime) -> datetime:

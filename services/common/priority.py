@@ -15,6 +15,12 @@ import asyncio
 import contextlib
 from collections.abc import Iterator
 
+from stepwise_contract import SafetyAlertRaised
+
+URGENT_EVENTS = frozenset({SafetyAlertRaised.event_type})
+"""What is urgent on the way out too: a relay publishes a write's safety alert without waiting for a slot, routine
+work in its process held meanwhile (the consumers' urgent lanes are each service's ``Subscription(urgent=True)``)."""
+
 LONGEST_PAUSE = 2.0
 """Seconds routine work waits for urgent work at most."""
 

@@ -18,7 +18,7 @@ from aiokafka.errors import KafkaConnectionError
 from services.common.mongo import Document
 from services.common.outbox import EPOCH, OutboxRelay, ensure_outbox_index, insert_aggregate, update_aggregate
 from services.common.utc import utc_now, wall_clock
-from stepwise_contract import SessionMissed, new_event
+from stepwise_contract import SafetyAlertRaised, SessionMissed, new_event
 from tests.service.memory_mongo import MemoryCollection, MemoryDatabase
 
 
@@ -449,3 +449,28 @@ async def test_removals_wait_for_others_to_go_with_them_until_enough_have_come()
             await until(lambda n=n: len(publish.totals) == n)  # type: ignore[misc]
         await until(lambda: all(pending(plans, f"e{n}") == 0 for n in range(1, 6)))
     assert [call for call in database.calls if call[0] != "insert"] == [("update", "plans")]
+
+
+async def test_a_writes_safety_alert_is_published_without_waiting_behind_routine_events() -> None:
+    """Every slot is taken by a routine publish that hangs (a broker slow to answer): a safety alert handed over
+    meanwhile goes out all the same."""
+    plans = MemoryDatabase()["plans"]
+    topics: list[str] = []
+    release = asyncio.Event()
+
+    async def publish(stored: Document) -> None:
+        topics.append(stored["topic"])
+        if stored["topic"] == "iop.session.missed":
+            await release.wait()
+
+    now = utc_now()
+    alert = new_event(SafetyAlertRaised(episode_id="e2", alert_id="a1", assessment_id="x", level="immediate",
+                                        reasons=["cssrs_high_risk"], raised_at=now), source="/test")  # fmt: skip
+    relay = OutboxRelay([plans], publish, poll_seconds=3600, concurrency=1)  # type: ignore[list-item]
+    async with Running(relay):
+        assert await insert_aggregate(plans, {"_id": "e1"}, [missed("e1", 1)], relay=relay)  # type: ignore[arg-type]
+        await until(lambda: topics == ["iop.session.missed"])
+        assert await insert_aggregate(plans, {"_id": "e2"}, [alert], relay=relay)  # type: ignore[arg-type]
+        await until(lambda: "iop.safety.alert_raised" in topics)
+        release.set()
+        await until(lambda: pending(plans, "e1") == 0 and pending(plans, "e2") == 0)
