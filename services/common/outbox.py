@@ -91,6 +91,9 @@ class Claim:
 
     token: str
     until: datetime
+    over_own: bool = False
+    """The relay of this process is at work on the aggregate (it goes on with this claim): a write takes it over. A
+    write takes no other holder's: it claims only an outbox whose lease has ended (another holder publishes)."""
 
     def fields(self) -> Document:
         return {"outbox_claim": self.token, "outbox_lease_until": self.until}
@@ -107,8 +110,9 @@ class Claimed:
 class Relay(Protocol):
     """What a store hands the events it wrote to: this process's relay, or none (``no_relay``)."""
 
-    def claim(self) -> Claim | None:
-        """A claim for a write to take with its events; None: leave them to a pass (no relay runs here)."""
+    def claim(self, aggregate_id: str) -> Claim | None:
+        """A claim for a write of the aggregate to take with its events; None: leave them to a pass (no relay runs
+        here)."""
 
     def hand_over(self, collection: str, aggregate_id: str, claimed: Claimed) -> None:
         """Publish what a write claimed, now."""
@@ -121,7 +125,7 @@ class NoRelay:
     """The relay of a process that runs none (a tool, an API-only instance, a test): the passes of the instances that
     run one publish what is written here."""
 
-    def claim(self) -> Claim | None:
+    def claim(self, aggregate_id: str) -> Claim | None:  # noqa: ARG002 - nothing runs here to claim for
         return None
 
     def hand_over(self, collection: str, aggregate_id: str, claimed: Claimed) -> None:
@@ -144,7 +148,7 @@ async def insert_aggregate(
 ) -> bool:
     """Insert a new aggregate, its events claimed for ``relay`` and handed over; False if one with the same _id exists
     already."""
-    claim = relay.claim() if events else None
+    claim = relay.claim(str(fields["_id"])) if events else None
     document = new_aggregate(fields, events, applied) | (claim.fields() if claim else {})
     try:
         with writing(collection.name):
@@ -230,22 +234,31 @@ async def update_with_events(
 ) -> bool:
     """``update`` of the one aggregate ``query`` names (by its ``_id``), queuing ``events`` in its outbox in the same
     write; with a relay here, that write claims the outbox and reads it back (one round trip: the write is the claim)
-    and hands it over. False when ``query`` matched nothing."""
-    claim = relay.claim() if events else None
+    and hands it over. An outbox another holder's lease covers (another instance publishes it) is not claimed: the
+    write is made again without a claim, and the events wait for that holder's next pass or this relay's. False when
+    ``query`` matched nothing."""
+    aggregate_id = str(query["_id"])
+    claim = relay.claim(aggregate_id) if events else None
     update = with_events(update, events)
     claimed = None
     with writing(collection.name):
-        if claim is None:
-            matched = (await collection.update_one(query, update)).matched_count == 1
-        else:
-            update.setdefault("$set", {}).update(claim.fields())
+        if claim is not None:
+            claiming = query if claim.over_own else query | {"outbox_lease_until": {"$lt": wall_clock()}}
             # The whole document: FerretDB cannot project a findAndModify (docs/development.md, "Backends").
-            written = await collection.find_one_and_update(query, update, return_document=ReturnDocument.AFTER)
-            matched = written is not None
+            written = await collection.find_one_and_update(
+                claiming, _claiming(update, claim), return_document=ReturnDocument.AFTER
+            )
             claimed = Claimed(claim, written["outbox"]) if written is not None else None
+        matched = claimed is not None
+        if claimed is None and (claim is None or not claim.over_own):  # no relay here, or the lease is another's
+            matched = (await collection.update_one(query, update)).matched_count == 1
     if matched and events:
-        _hand_over(relay, collection.name, str(query["_id"]), claimed)
+        _hand_over(relay, collection.name, aggregate_id, claimed)
     return matched
+
+
+def _claiming(update: Document, claim: Claim) -> Document:
+    return update | {"$set": {**update.get("$set", {}), **claim.fields()}}
 
 
 def with_events(update: Document, events: Sequence[CloudEvent[Any]]) -> Document:
@@ -300,11 +313,11 @@ class OutboxRelay(PollingWorker):
         self._again: dict[str, Claimed | None] = {}
         self._removals = Removals(removal_linger, removals_at_once)
 
-    def claim(self) -> Claim | None:
+    def claim(self, aggregate_id: str) -> Claim | None:
         """A claim for a write of this process (None while the relay is not running: a pass publishes them)."""
         if not self._running:
             return None
-        return Claim(secrets.token_hex(8), _to_milliseconds(wall_clock() + self._lease))
+        return Claim(secrets.token_hex(8), _to_milliseconds(wall_clock() + self._lease), aggregate_id in self._busy)
 
     def hand_over(self, collection: str, aggregate_id: str, claimed: Claimed) -> None:
         """Publish what a write of this process just claimed, now (after what is being relayed of it here)."""
@@ -322,6 +335,7 @@ class OutboxRelay(PollingWorker):
             if claimed is not None or aggregate_id not in self._again:
                 self._again[aggregate_id] = claimed
             return
+        self._busy.add(aggregate_id)  # from now: a write of it meanwhile takes its claim over (``claim``)
         task = asyncio.create_task(self._relay_soon(self._by_name[collection], aggregate_id, claimed))
         self._now.add(task)
         task.add_done_callback(self._now.discard)
@@ -341,8 +355,13 @@ class OutboxRelay(PollingWorker):
             await super().run()
         finally:
             self._running = False
-            for task in list(self._now):
+            self._busy.clear()
+            relaying = list(self._now)
+            for task in relaying:
                 task.cancel()
+            # What went out is removed before the process ends: left, it would go out again once its lease ended.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._removals.drain(relaying), DRAIN_SECONDS)
 
     async def work_once(self) -> int:
         """One pass over aggregates with pending events; returns how many events went out.
@@ -451,6 +470,10 @@ def _to_milliseconds(moment: datetime) -> datetime:
     return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
+DRAIN_SECONDS = 2.0
+"""How long a stopping relay waits for the removals of what it published."""
+
+
 class Removals:
     """Removes what relays published from their outboxes: one update per aggregate, conditioned on the claim token
     (a write that claimed the outbox since, here or elsewhere, publishes and removes it all again: nothing is removed
@@ -479,6 +502,14 @@ class Removals:
         if self._flushing is None or self._flushing.done():
             self._flushing = asyncio.create_task(self._flush())
         await done
+
+    async def drain(self, relaying: Sequence[asyncio.Task[int]]) -> None:
+        """Remove at once what ``relaying`` (stopped) and the others published: no more lingering."""
+        self._linger = 0.0
+        self._full.set()
+        await asyncio.gather(*relaying, return_exceptions=True)
+        if self._flushing is not None:
+            await self._flushing
 
     async def _flush(self) -> None:
         while self._waiting:

@@ -431,7 +431,7 @@ async def test_a_relay_whose_claim_was_taken_removes_nothing_and_the_new_holder_
 async def test_a_write_while_the_relay_is_not_running_claims_nothing_and_leaves_the_events_to_a_pass() -> None:
     plans = MemoryDatabase()["plans"]
     relay = OutboxRelay([plans], Published(), poll_seconds=3600)  # type: ignore[list-item]
-    assert relay.claim() is None
+    assert relay.claim("e1") is None
     assert await insert_aggregate(plans, {"_id": "e1"}, [missed("e1", 1)], relay=relay)  # type: ignore[arg-type]
     stored = await plans.find_one({"_id": "e1"})
     assert stored is not None and stored["outbox_lease_until"] == EPOCH and "outbox_claim" not in stored
@@ -474,3 +474,34 @@ async def test_a_writes_safety_alert_is_published_without_waiting_behind_routine
         await until(lambda: "iop.safety.alert_raised" in topics)
         release.set()
         await until(lambda: pending(plans, "e1") == 0 and pending(plans, "e2") == 0)
+
+
+async def test_a_write_leaves_an_outbox_another_instance_holds_to_it_and_publishes_nothing_twice() -> None:
+    """Another instance holds the outbox (its lease runs): a write here queues its event without claiming, so that
+    the holder's event is not published by both; the write's event goes out with the next pass after the lease."""
+    database = MemoryDatabase()
+    plans = database["plans"]
+    publish = Published()
+    async with Running(OutboxRelay([plans], publish, poll_seconds=3600)) as running:  # type: ignore[list-item]
+        await add(plans, "e1", 1)
+        held = {"outbox_claim": "elsewhere", "outbox_lease_until": wall_clock() + timedelta(seconds=30)}
+        plans.sync.update_one({"_id": "e1"}, {"$set": held})
+        assert await update_aggregate(plans, "e1", 1, {"n": 2}, [missed("e1", 2)], relay=running.relay)  # type: ignore[arg-type]
+        for _ in range(5):
+            await asyncio.sleep(0)  # whatever the write started runs meanwhile
+        stored = await plans.find_one({"_id": "e1"})
+        assert stored is not None and (stored["outbox_claim"], stored["outbox_pending"], stored["version"]) == (
+            "elsewhere", 2, 2)  # fmt: skip
+        assert publish.totals == []  # the holder publishes its event; the write's waits behind it
+
+
+async def test_a_relay_that_stops_removes_what_it_published_first() -> None:
+    """Stopped while its removals wait for others to join them: they go at once (else what went out would go out
+    again once its lease ended)."""
+    plans = MemoryDatabase()["plans"]
+    publish = Published()
+    relay = OutboxRelay([plans], publish, poll_seconds=3600, removal_linger=3600)  # type: ignore[list-item]
+    async with Running(relay):
+        assert await insert_aggregate(plans, {"_id": "e1"}, [missed("e1", 1)], relay=relay)  # type: ignore[arg-type]
+        await until(lambda: publish.totals == [1])
+    assert pending(plans, "e1") == 0
