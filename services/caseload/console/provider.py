@@ -34,13 +34,12 @@ class Started:
 
 @dataclass(frozen=True)
 class Tokens:
-    """What the provider's token endpoint gave: the person's access token, the refresh token if any, how long the
-    access token lasts (seconds; None when the provider does not say), and the ID token's subject (at sign-in)."""
+    """What the provider's token endpoint gave: the person's access token, the refresh token if any, and how long
+    the access token lasts (seconds; None when the provider does not say)."""
 
     access_token: str
     refresh_token: str | None
     expires_in: float | None
-    subject: str | None = None
 
 
 class ProviderError(Exception):
@@ -93,8 +92,8 @@ class ClinicProvider:
         )
         if "id_token" not in token:
             raise ProviderError("the provider sent no ID token (is openid in CONSOLE_OIDC_SCOPES?)", refused=True)
-        claims = await self._call(self._app.parse_id_token(token, nonce=started.nonce), "check the ID token")
-        return _tokens(token, str(claims["sub"]))
+        await self._call(self._app.parse_id_token(token, nonce=started.nonce), "check the ID token")
+        return _tokens(token)
 
     async def refresh(self, refresh_token: str) -> Tokens:
         """A new access token for the refresh token (the provider may rotate the refresh token too)."""
@@ -103,7 +102,7 @@ class ClinicProvider:
             token = await self._call(
                 client.refresh_token(metadata["token_endpoint"], refresh_token=refresh_token), "renew the sign-in"
             )
-        return _tokens(token, None)
+        return _tokens(token)
 
     async def _metadata(self) -> dict[str, Any]:
         """The discovery document (Authlib keeps it once fetched); it must name our issuer and the endpoints."""
@@ -135,14 +134,14 @@ class ClinicProvider:
             raise ProviderError(f"the provider's answer to {doing} cannot be read", refused=False) from None
 
 
-def _tokens(token: dict[str, Any], subject: str | None) -> Tokens:
+def _tokens(token: dict[str, Any]) -> Tokens:
     expires_in = token.get("expires_in")
     if not token.get("access_token") or (expires_in is not None and not isinstance(expires_in, int | float)):
         raise ProviderError(
             "the provider's token answer has no access token, or no number in expires_in", refused=False
         )
     return Tokens(str(token["access_token"]), token.get("refresh_token") or None,
-                  None if expires_in is None else float(expires_in), subject)  # fmt: skip
+                  None if expires_in is None else float(expires_in))  # fmt: skip
 
 
 def error_word(error: object) -> str:

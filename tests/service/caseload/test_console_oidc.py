@@ -223,6 +223,23 @@ async def test_a_person_who_says_no_or_holds_no_console_role_is_told_in_words(
     assert await database[COLLECTION].count_documents({}) == 0
 
 
+@pytest.mark.parametrize(
+    "forged", [{"nonce": "another-sign-ins-nonce"}, {"audience": "another-client"}], ids=["nonce", "audience"]
+)
+async def test_an_id_token_not_made_for_this_sign_in_is_refused(
+    console: httpx.AsyncClient,
+    provider: Provider,
+    database: MemoryDatabase,
+    monkeypatch: pytest.MonkeyPatch,
+    forged: dict[str, str],
+) -> None:
+    made = provider.id_token
+    monkeypatch.setattr(provider, "id_token", lambda person, nonce: made(person, **{"nonce": nonce} | forged))
+    answer = await back_at(console, await at_provider(console))
+    assert answer.headers["location"] == "/console/sign-in?failed=refused"
+    assert await database[COLLECTION].count_documents({}) == 0
+
+
 async def test_a_token_near_its_expiry_is_renewed_with_the_refresh_token(
     console: httpx.AsyncClient,
     provider: Provider,
