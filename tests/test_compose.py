@@ -383,10 +383,11 @@ def test_the_documented_override_turns_the_provider_secrets_on(services: dict[st
     assert set(override["services"]) == {"notifications", "caseload"}
     for name, secret in override["secrets"].items():
         assert secret == {"file": f"./secrets/{name}"}
-    for service, settings_class, turned_on in [
+    turned_on_by_service: list[tuple[str, type[ServiceSettings], set[str]]] = [
         ("notifications", NotificationsSettings, {"SMTP_PASSWORD_FILE", "SMS_PROVIDER_TOKEN_FILE"}),
         ("caseload", CaseloadSettings, {"CONSOLE_OIDC_CLIENT_SECRET_FILE"}),
-    ]:
+    ]
+    for service, settings_class, turned_on in turned_on_by_service:
         overridden = merged(services[service], override["services"][service])
         env, mounted = environment(overridden), mounted_secrets(overridden)
         assert turned_on <= set(env)
