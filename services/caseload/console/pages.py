@@ -81,10 +81,13 @@ def refused(_: Request, __: Exception) -> Response:
     return page("refused.html", 403, title="Not done", session=None)
 
 
-def sign_in(request: Request, status: int = 200, error: str | None = None, ended: bool = False) -> Response:
+def sign_in(
+    request: Request, status: int = 200, error: str | None = None, ended: bool = False, out: bool = False
+) -> Response:
     """The sign-in form, with a fresh double-submit CSRF token (there is no session yet to hold one)."""
     csrf = secrets.token_urlsafe(24)
-    response = page("sign_in.html", status, title="Sign in", session=None, csrf=csrf, error=error, ended=ended)
+    response = page("sign_in.html", status, title="Sign in", session=None, csrf=csrf, error=error, ended=ended,
+                    out=out)  # fmt: skip
     response.set_cookie(SIGN_IN_CSRF_COOKIE, csrf, path="/console/sign-in", httponly=True, samesite="strict",
                         secure=over_https(request))  # fmt: skip
     return response
