@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from html import escape as html_escape
 
-WIDTH, HEIGHT = 640, 260
-LEFT, RIGHT, TOP, BOTTOM = 40, 16, 14, 44
+WIDTH, HEIGHT = 640, 270
+LEFT, RIGHT, TOP, BOTTOM = 40, 16, 14, 52
+LEGEND_SLOT = 300
 PLOT = (LEFT, TOP, WIDTH - RIGHT, HEIGHT - BOTTOM)
 """The plot area: x0, y0, x1, y1 (every point drawn stays inside it)."""
 INK, BAND, CUT_OFF, GRID = "#12355b", "#d6e4f2", "#a4000f", "#6b6b6b"
@@ -110,14 +111,22 @@ def _band(series: Series, top: int) -> list[str]:
     return [
         f'<rect x="{PLOT[0]}" y="{high}" width="{PLOT[2] - PLOT[0]}" height="{round(low - high, 2)}" fill="{BAND}"/>',
         f'<line x1="{PLOT[0]}" y1="{base}" x2="{PLOT[2]}" y2="{base}" stroke="{INK}" stroke-dasharray="2 3"/>',
-        f'<text x="{PLOT[2] - 4}" y="{round(max(high + 12, PLOT[1] + 12), 2)}" text-anchor="end" font-size="11" '
-        f'fill="{INK}">{escape(label)}</text>',
+        *_legend(0, f'stroke="{BAND}" stroke-width="10"', label),
+    ]
+
+
+def _legend(slot: int, stroke: str, label: str) -> list[str]:
+    """A key under the chart (never over a point): a stroke like the one drawn, and its words."""
+    x, y = PLOT[0] + slot * LEGEND_SLOT, HEIGHT - 10
+    return [
+        f'<line x1="{x}" y1="{y - 4}" x2="{x + 22}" y2="{y - 4}" {stroke}/>',
+        f'<text x="{x + 28}" y="{y}" font-size="11" fill="#1a1a1a">{escape(label)}</text>',
     ]
 
 
 def _y_axis(top: int) -> list[str]:
     step = 5 if top <= 40 else 10
-    ticks = sorted({*range(0, top, step), top})
+    ticks = sorted({*(tick for tick in range(0, top, step) if top - tick >= step / 2), top})  # apart enough to read
     parts = []
     for tick in ticks:
         y = _y(tick, top)
@@ -131,11 +140,10 @@ def _caseness(series: Series, top: int) -> list[str]:
     if series.caseness is None or not 0 <= series.caseness <= top:
         return []
     y = _y(series.caseness, top)
+    dashed = f'stroke="{CUT_OFF}" stroke-width="1.5" stroke-dasharray="6 4"'
     return [
-        f'<line x1="{PLOT[0]}" y1="{y}" x2="{PLOT[2]}" y2="{y}" stroke="{CUT_OFF}" stroke-width="1.5" '
-        f'stroke-dasharray="6 4"/>',
-        f'<text x="{PLOT[0] + 4}" y="{round(max(y - 4, PLOT[1] + 10), 2)}" font-size="11" fill="{CUT_OFF}">'
-        f"caseness {series.caseness}</text>",
+        f'<line x1="{PLOT[0]}" y1="{y}" x2="{PLOT[2]}" y2="{y}" {dashed}/>',
+        *_legend(1, dashed, f"caseness {series.caseness}"),
     ]
 
 
