@@ -172,5 +172,6 @@ async def plan_edit(
 
 def put_errors(answer: Answer) -> dict[str, str]:
     """care_plan's refusal of the plan, by form field (``""``: the whole form's)."""
-    found = plan_form.field_errors((answer.body or {}).get("detail")) if answer.status == 422 else {}
+    detail = answer.body.get("detail") if isinstance(answer.body, dict) and answer.status == 422 else None
+    found = plan_form.field_errors(detail)
     return found or {"": answer.error or "care plan refused the plan"}

@@ -219,6 +219,8 @@ async def test_a_plan_is_written_row_by_row_put_at_care_plan_and_signed_there(
     csrf = csrf_of(blank.text)
     more = await console.post(FORM, data=TYPED | {"csrf": csrf, "do": "add:p0.g0.o0.i"})  # another intervention
     assert 'name="p0.g0.o0.i1.modality"' in more.text and PROBLEM in more.text and services.calls[-1][0] == "GET"
+    fewer = await console.post(FORM, data=TYPED | {"csrf": csrf, "do": "remove:p0.g0.o0.i0"})
+    assert 'name="p0.g0.o0.i0.modality"' not in fewer.text and PROBLEM in fewer.text
     assert (await console.post(FORM, data=TYPED | {"do": "save"})).status_code == 403  # no CSRF token: not done
     saved = await console.post(FORM, data=TYPED | {"csrf": csrf, "do": "save", "p0.g0.o0.i1.modality": ""})
     assert saved.status_code == 303 and saved.headers["location"] == f"{PAGE}?done=saved#treatment-plan"
@@ -237,6 +239,13 @@ async def test_a_plan_is_written_row_by_row_put_at_care_plan_and_signed_there(
     page = await console.get(f"{PAGE}?done=signed")
     assert "Signed: this version is in force." in page.text and "Sign version" not in page.text
     assert "Record a review of version 1" in page.text
+    reviewed = await console.post(f"{FORM}/review", data={"csrf": csrf, "outcome": "continued"})
+    assert reviewed.headers["location"] == f"{PAGE}?done=reviewed#treatment-plan"
+    assert services.calls[-1][2:] == (f"/v1/episodes/{EPISODE}/treatment-plan/review", BEARER, {"outcome": "continued"})
+    services.down = {"care_plan"}
+    down = await console.post(f"{FORM}/review", data={"csrf": csrf, "outcome": "continued"})
+    assert "care plan cannot be reached: nothing was recorded" in down.text
+    services.down = set()
     again = await console.get(FORM)  # the form holds the version in force
     assert f">{PROBLEM}</textarea>" in again.text and 'value="counsellor"' in again.text
 
