@@ -14,6 +14,7 @@ import httpx
 class Answer:
     ok: bool
     body: Any = None
+    """The answer's JSON; on a refusal too (a 422's ``detail`` names each field at fault)."""
     error: str | None = None
     """What went wrong, in words for the page (the service's own words where it gave some)."""
     down: str | None = None
@@ -59,7 +60,15 @@ class Services:
             return Answer(False, error=f"{words} cannot be reached: {nothing}", down=service)
         if response.is_success:
             return Answer(True, response.json() if response.content else None)
-        return Answer(False, error=f"{words} refused: {in_words(response)}", status=response.status_code)
+        words = f"{words} refused: {in_words(response)}"
+        return Answer(False, body=_json(response), error=words, status=response.status_code)
+
+
+def _json(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
 
 
 def in_words(response: httpx.Response) -> str:
