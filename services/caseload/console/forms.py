@@ -20,9 +20,9 @@ WORDS = {
     "missing": "required",
     "int_type": "choose one",
     "bool_type": "choose yes or no",
-    "string_too_short": "required",
 }
-"""Pydantic's messages for a control left empty, in the form's words (a service's own message otherwise)."""
+"""Pydantic's messages for a control left empty (the console leaves an empty field out, or sends null for an item
+not answered), in the form's words; a service's own message otherwise."""
 
 
 def field_of(loc: Any) -> str:

@@ -206,10 +206,11 @@ async def test_intakes_field_errors_are_shown_next_to_their_fields_in_words_with
 ) -> None:
     await signed_in(console)
     page = await console.get("/console/intake")
-    typed = {"name": "Robin Quill", "date_of_birth": "2999-01-01", "email": "not-an-address", "phone": "12"}
+    typed = {"name": "Robin Quill", "date_of_birth": "2999-01-01", "email": "not-an-address", "phone": "555"}
     refused = await console.post("/console/intake/patients", data=fields_of(page.text) | typed)
     assert refused.status_code == 422
     assert error_at(refused.text, "date_of_birth") == "must be in the past"
+    assert error_at(refused.text, "phone").startswith("not a full phone number: give the area code")
     for control in ("email", "phone"):
         assert typed[control] not in error_at(refused.text, control)
     assert 'value="not-an-address"' in refused.text and 'value="Robin Quill"' in refused.text  # kept as typed
