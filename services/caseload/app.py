@@ -19,7 +19,7 @@ from services.common.kafka import ServiceBroker, service_broker
 from services.common.service import Runtime, create_service_app
 
 from . import api, handlers
-from .console import pages, sign_in, web, web_patient, web_sign_in
+from .console import pages, sign_in, web, web_intake, web_patient, web_sign_in
 from .console.clients import Services
 from .console.sessions import ConsoleSessions
 from .names import IntakeDirectory
@@ -64,7 +64,7 @@ def create_app(settings: CaseloadSettings | None = None) -> FastAPI:
         description=__doc__ or "",
         settings=settings,
         kafka=kafka,
-        routers=[api.router, web.router, web_sign_in.router, web_patient.router],
+        routers=[api.router, web.router, web_sign_in.router, web_patient.router, web_intake.router],
         startup=startup,
     )
     add_console(app, settings)

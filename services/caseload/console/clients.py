@@ -40,20 +40,22 @@ class Services:
     async def get(self, service: str, path: str, authorization: str, params: dict[str, Any] | None = None) -> Answer:
         return await self.call("GET", service, path, authorization, params=params)
 
-    async def post(self, service: str, path: str, authorization: str, body: Any = None) -> Answer:
-        return await self.call("POST", service, path, authorization, body)
+    async def post(
+        self, service: str, path: str, authorization: str, body: Any = None, headers: dict[str, str] | None = None
+    ) -> Answer:
+        return await self.call("POST", service, path, authorization, body, headers=headers)
 
     async def put(self, service: str, path: str, authorization: str, body: Any = None) -> Answer:
         return await self.call("PUT", service, path, authorization, body)
 
     async def call(
         self, method: str, service: str, path: str, authorization: str, body: Any = None,
-        params: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None, headers: dict[str, str] | None = None,
     ) -> Answer:  # fmt: skip
         words = service.replace("_", " ")
         try:
             response = await self._clients[service].request(
-                method, path, json=body, params=params, headers={"Authorization": authorization}
+                method, path, json=body, params=params, headers={**(headers or {}), "Authorization": authorization}
             )
         except httpx.HTTPError:
             nothing = "nothing was recorded" if method != "GET" else "this part cannot be shown now"
