@@ -19,7 +19,7 @@ from services.common.kafka import ServiceBroker, service_broker
 from services.common.service import Runtime, create_service_app
 
 from . import api, handlers
-from .console import pages, web
+from .console import pages, web, web_admin, web_caseload, web_worklists
 from .console.clients import Services
 from .console.sessions import ConsoleSessions
 from .names import IntakeDirectory
@@ -30,6 +30,8 @@ from .store import CaseloadStore
 
 log = logging.getLogger(__name__)
 PUBLISHES = ()
+ROUTERS = [api.router, web.router, web_caseload.router, web_worklists.router, web_admin.router]
+"""The API, then the console's pages (``console/web*.py``)."""
 
 
 def create_broker(settings: CaseloadSettings) -> ServiceBroker:
@@ -63,7 +65,7 @@ def create_app(settings: CaseloadSettings | None = None) -> FastAPI:
         description=__doc__ or "",
         settings=settings,
         kafka=kafka,
-        routers=[api.router, web.router],
+        routers=ROUTERS,
         startup=startup,
     )
     add_console(app, settings)
@@ -77,6 +79,7 @@ def add_console(app: FastAPI, settings: CaseloadSettings) -> None:
     app.mount("/console/static", StaticFiles(directory=pages.HERE / "static"), name="console-static")
     app.add_exception_handler(web.NotSignedIn, web.not_signed_in)
     app.add_exception_handler(pages.CsrfRefused, pages.refused)
+    app.add_exception_handler(pages.NotForRole, pages.not_for_role)
 
 
 async def _rebuild_on_upgrade(settings: CaseloadSettings, runtime: Runtime) -> None:

@@ -58,6 +58,8 @@ async def _session(request: Request, sessions: Sessions) -> ConsoleSession:
     found = await sessions.find(cookie)
     if found is None:
         raise NotSignedIn(had_one=bool(cookie))
+    if not pages.may_open(found.principal.role, request.url.path):
+        raise pages.NotForRole(found)
     return found
 
 
@@ -106,7 +108,7 @@ async def sign_in(request: Request, sessions: Sessions) -> Response:
         return pages.sign_in(request, status=401, error=error or "This token may not use the console.")
     cookie = await sessions.open(token, principal)
     log.info("console session opened for token %s", principal.token_id)
-    response = RedirectResponse("/console/today", status_code=303, headers=HEADERS)
+    response = RedirectResponse(pages.home_of(principal.role), status_code=303, headers=HEADERS)
     response.set_cookie(
         COOKIE, cookie, path="/console", httponly=True, samesite="lax", secure=pages.over_https(request)
     )
