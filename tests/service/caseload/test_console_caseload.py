@@ -181,7 +181,7 @@ async def test_every_worklist_renders_its_rows_with_their_action_and_a_link_to_t
     says = {
         "missed_sessions": ["2 sessions missed in a row", "Reach out to the patient"],
         "measures_due": ["PHQ9", "questionnaire link"],
-        "plan_reviews": ["review due", "Reviewed: the plan continues", "To revise the plan"],
+        "plan_reviews": ["Review due", "Reviewed: the plan continues", "To revise the plan"],
         "authorizations": ["review due", "certification due", "unauthorized", "For the utilization-review desk"],
         "failed_messages": ["failed", "Not sent again: notifications has no resend"],
     }
