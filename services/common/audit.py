@@ -15,6 +15,7 @@ from .mongo import Document
 from .utc import utc_now
 
 NEWEST_FIRST = [("at", DESCENDING), ("_id", DESCENDING)]
+STATIC_TOKEN = "token:"  # noqa: S105 - the prefix of a static token's fingerprint, no secret
 
 
 def audit_entry(by: Principal, action: str, at: datetime | None = None, **about: Any) -> Document:
@@ -32,11 +33,13 @@ async def audit_entries(
     until: datetime | None = None,
     limit: int,
 ) -> list[Document]:
-    """Entries newest first, matching each of ``about`` that is given, by ``person`` (their subject or username)
-    and within ``since`` (included) to ``until`` (excluded)."""
+    """Entries newest first, matching each of ``about`` that is given, by ``person`` (their subject or username, or
+    ``token:<fingerprint>`` for a static token's entries) and within ``since`` (included) to ``until`` (excluded)."""
     query: Document = {key: value for key, value in about.items() if value}
     if person:
         query["$or"] = [{"subject": person}, {"username": person}]
+        if person.startswith(STATIC_TOKEN):  # as ``Principal.who`` names a static token's holder
+            query["$or"].append({"token_id": person.removeprefix(STATIC_TOKEN)})
     window = {op: value for op, value in {"$gte": since, "$lt": until}.items() if value}
     if window:
         query["at"] = window

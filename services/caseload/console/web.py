@@ -17,7 +17,7 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 
-from services.common.auth import Authenticator, Caller, Unauthenticated
+from services.common.auth import Authenticator, Caller, Role, Unauthenticated
 from services.common.deps import from_state
 from services.common.edge import AuthFailures, client_address
 from services.common.schemas import READS_ITS_FORM
@@ -66,7 +66,9 @@ async def _session(request: Request, sessions: Sessions) -> ConsoleSession:
         fresh = await by_provider.kept_fresh(state.console_sign_in, sessions, state.authenticator, found)
         if fresh is None:
             raise NotSignedIn(had_one=True, lapsed=True)
-        return fresh
+        found = fresh
+    if not pages.may_open(found.principal.role, request.url.path):
+        raise pages.NotForRole(found)
     return found
 
 
@@ -128,14 +130,14 @@ async def sign_in(request: Request, sessions: Sessions) -> Response:
         return pages.sign_in(request, status=401, error=error or "This token may not use the console.")
     cookie = await sessions.open(token, principal)
     log.info("console session opened for token %s", principal.token_id)
-    response = signed_in(request, cookie)
+    response = signed_in(request, cookie, principal.role)
     response.delete_cookie(pages.SIGN_IN_CSRF_COOKIE, path="/console/sign-in")
     return response
 
 
-def signed_in(request: Request, cookie: str) -> Response:
-    """Today, with the new session's cookie."""
-    response = RedirectResponse("/console/today", status_code=303, headers=HEADERS)
+def signed_in(request: Request, cookie: str, role: Role) -> Response:
+    """The person's first page (``pages.home_of``: Today, or the UR desk's list), with the new session's cookie."""
+    response = RedirectResponse(pages.home_of(role), status_code=303, headers=HEADERS)
     response.set_cookie(
         COOKIE, cookie, path="/console", httponly=True, samesite="lax", secure=pages.over_https(request)
     )

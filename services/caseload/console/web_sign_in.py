@@ -43,6 +43,6 @@ async def callback(request: Request, sessions: Sessions) -> Response:
         cookie = await sessions.open(tokens.access_token, principal, refresh_token=tokens.refresh_token,
                                      expires_us=sign_in.expires_us(tokens))  # fmt: skip
         log.info("console session opened at the provider for token %s", principal.token_id)
-        response = signed_in(request, cookie)
+        response = signed_in(request, cookie, principal.role)
     response.delete_cookie(sign_in.PENDING_COOKIE, path=sign_in.CALLBACK)
     return response
