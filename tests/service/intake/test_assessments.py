@@ -243,13 +243,14 @@ async def test_a_preview_answers_what_recording_would_give_and_records_nothing(
 ) -> None:
     _, episode_id = await new_episode(http)
     path = f"/v1/episodes/{episode_id}/assessments"
-    body = {"dimensions": IOP_DIMENSIONS, "instruments": {"phq9": PHQ9_MODERATE, "cssrs": CSSRS_HIGH}}
+    instruments = {"phq9": PHQ9_MODERATE, "cssrs": CSSRS_HIGH}
+    body = {"dimensions": IOP_DIMENSIONS, "instruments": instruments}
     preview = await http.post(f"{path}/preview", json=body, headers=CLINICIAN)
     assert preview.status_code == 200, preview.text
     seen = preview.json()
     assert seen["safety_alert"] == {"level": "immediate", "reasons": ["cssrs_high_risk"]}
     assert await queued(database[EPISODES]) == [] and (await http.get(path, headers=STAFF)).json()["assessments"] == []
-    recorded = await assess(http, episode_id, body["instruments"])
+    recorded = await assess(http, episode_id, instruments)
     fields = ("kind", "instruments", "recommended_level", "refer_out", "rationale", "policy_version", "dimensions")
     assert {name: seen[name] for name in fields} == {name: recorded[name] for name in fields}
     assert recorded["safety_alert"]["level"] == "immediate"
