@@ -14,16 +14,17 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
-from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.common.auth import Principal, Role
+from services.common.indexes import Index, create_index
 from services.common.mongo import Document
 from services.common.utc import utc_now
 
 from ..store import stamp
 
 COLLECTION = "console_sessions"
+INDEXES = (Index(COLLECTION, (("last_seen_us", 1),), "signing out the sessions idle too long"),)
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,8 @@ class ConsoleSessions:
         self._idle_us = int(idle.total_seconds() * 1_000_000)
 
     async def create_indexes(self) -> None:
-        await self.collection.create_index([("last_seen_us", ASCENDING)])
+        [idle] = INDEXES
+        await create_index(self.collection, idle)
 
     async def open(self, token: str, principal: Principal) -> str:
         """A new session for the person; the cookie's value."""
