@@ -63,14 +63,17 @@ ALLOWED_SCANS = (
 
 def live_differences(service: str, collection: str, live: Iterable[Sequence[tuple[str, float]]]) -> list[str]:
     """How the indexes a collection of ``service`` has (the keys of each, as ``list_indexes`` gives them) differ
-    from those it declares (``_id``'s aside), each named as MongoDB names it."""
-    declared = {index.name for index in DECLARED[service] if index.on(collection)}
-    found = {default_name(keys) for keys in live} - {"_id_1"}
+    from those it declares (``_id``'s aside), by their fields in order: not their directions, which nx-27017 lists
+    as ascending whatever they are."""
+    declared = {index.fields: index.name for index in DECLARED[service] if index.on(collection)}
+    found = {tuple(field for field, _ in keys): default_name(keys) for keys in live}
+    found.pop(("_id",), None)
     where = f"{service} {collection}"
-    return [f"{where}: {name} is declared but missing" for name in sorted(declared - found)] + [
-        f"{where}: {name} exists but is not declared (INDEXES in the service's store)"
-        for name in sorted(found - declared)
+    missing = [
+        f"{where}: {declared[fields]} is declared but missing" for fields in sorted(declared.keys() - found.keys())
     ]
+    return missing + [f"{where}: {found[fields]} exists but is not declared (INDEXES in the service's store)"
+                      for fields in sorted(found.keys() - declared.keys())]  # fmt: skip
 
 
 def _keys(index: Index) -> str:
