@@ -170,6 +170,11 @@ class CaseloadStore:
     async def count(self, query: Document) -> int:
         return await (await self.episodes()).count_documents(query)
 
+    async def groups(self) -> list[str]:
+        """The groups episodes are in now."""
+        pipeline: list[Document] = [{"$match": {"group_id": {"$ne": None}}}, {"$group": {"_id": "$group_id"}}]
+        return sorted([entry["_id"] async for entry in await (await self.episodes()).aggregate(pipeline)])
+
     async def timeline(self, episode_id: str) -> list[TimelineEntry] | None:
         found = await (await self.episodes()).find_one({"_id": episode_id}, {"timeline": 1})
         if found is None:

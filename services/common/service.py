@@ -41,7 +41,7 @@ from .metrics import ServiceMetrics, route_template
 from .mongo import Document, connect, ping
 from .oidc import OidcVerifier
 from .outbox import ConcurrentChange, OutboxRelay, ensure_outbox_index
-from .replay import SetAsideEventOut, replay, replay_entry
+from .replay import SetAsideEventOut, record_replay, replay, replay_entry
 from .schemas import V1_ERRORS, errors, refuse_undeclared_body, refuse_undeclared_query
 from .settings import ServiceSettings
 from .store_errors import install_store_errors
@@ -373,8 +373,7 @@ async def _replay(request: Request, shelved: Document, by: Principal) -> SetAsid
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"not replayed, try again later: {down}") from None
     entry = replay_entry(replayed, by)
     if replayed.outcome != "already_applied":
-        await shelf.collection.update_one({"_id": shelved["_id"]}, {"$push": {"replays": entry}})
-        shelved = {**shelved, "replays": [*shelved.get("replays", []), entry]}
+        shelved = await record_replay(shelf.collection, shelved, entry)
     return SetAsideEventOut.of(shelved)
 
 

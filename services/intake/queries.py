@@ -38,11 +38,16 @@ async def measure_series(
 ) -> EpisodeMeasures:
     """Every score of the episode per instrument, each against its baseline and previous score (audited)."""
     await store.audit(by, "read_measures", episode.patient_id, episode_id=episode.episode_id)
-    found = [
-        MeasureSeries(instrument=instrument, points=[_point(point) for point in points])
-        for instrument, points in series(episode, policy).items()
-    ]
+    found = [_series(instrument, points, policy) for instrument, points in series(episode, policy).items()]
     return EpisodeMeasures(episode_id=episode.episode_id, policy_version=policy.version, series=found)
+
+
+def _series(instrument: str, points: Sequence[SeriesPoint], policy: MeasuresPolicy) -> MeasureSeries:
+    """An instrument's scores with the policy's thresholds for it (a chart draws its band and cut-off by them)."""
+    thresholds = policy.instruments.get(instrument)
+    return MeasureSeries(instrument=instrument, points=[_point(point) for point in points],
+                         reliable_change=thresholds.points if thresholds else None,
+                         caseness=thresholds.caseness if thresholds else None)  # fmt: skip
 
 
 def _point(point: SeriesPoint) -> MeasurePoint:

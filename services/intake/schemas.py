@@ -452,6 +452,10 @@ class MeasurePoint(InstrumentMeasure):
 class MeasureSeries(BaseModel):
     instrument: str
     points: list[MeasurePoint]
+    reliable_change: int | None = Field(
+        default=None, description="The measures policy's reliable change in points (null: none set for it)."
+    )
+    caseness: int | None = Field(default=None, description="The policy's lowest score that counts as a case (or null).")
 
 
 class EpisodeMeasures(BaseModel):
@@ -468,7 +472,7 @@ class EpisodeMeasures(BaseModel):
                  "classification": "baseline", "recovered": False, "response": False},
                 {"record_id": "3f6c1a2b-7d4e-4f10-9a8b-1c2d3e4f5a6b", "source": "measure",
                  "recorded_at": "2026-12-01T14:10:00Z", **MEASURE_EXAMPLE["changes"][0]},
-            ]}],
+            ], "reliable_change": 6, "caseness": 10}],
         }
     )  # fmt: skip
 

@@ -164,12 +164,13 @@ class Stack:
 
 @contextlib.contextmanager
 def instance_beside(
-    stack: Stack, service: str, env: dict[str, str], log: Path, *, wait: bool = True
+    stack: Stack, service: str, env: dict[str, str], log: Path, *, wait: bool = True, port: int | None = None
 ) -> Iterator[ServiceProcess]:
     """Another instance of ``service`` beside the stack's, with ``env`` over the stack's environment, stopped at
     the end (a clean stop). ``env`` says whether it consumes (``KAFKA_CONSUMERS_ENABLED``) and how it joins the
-    consumer groups (``KAFKA_GROUP_INSTANCE_ID`` empty: dynamically, leaving them when it stops)."""
-    instance = ServiceProcess(service, free_port(), stack.env | env, log).start(wait=wait)
+    consumer groups (``KAFKA_GROUP_INSTANCE_ID`` empty: dynamically, leaving them when it stops). ``port``: when
+    ``env`` must name it (a free one otherwise)."""
+    instance = ServiceProcess(service, port or free_port(), stack.env | env, log).start(wait=wait)
     try:
         yield instance
     finally:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -20,6 +20,7 @@ from services.common.outbox import (
     insert_new_aggregates,
     update_aggregate,
 )
+from services.common.replay import record_replay
 from services.common.utc import utc_now
 from stepwise_contract import AlumniLeft, CloudEvent, new_event
 from tests.store.conftest import Document, relayed_to
@@ -179,3 +180,24 @@ async def test_an_index_that_extends_an_earlier_one_replaces_it_at_every_start(
         await create_indexes(database, [extended])
         keys = [list(index["key"].items()) async for index in await plans.list_indexes()]
         assert sorted(default_name(found) for found in keys) == ["_id_1", "group_id_1_status_1"]
+
+
+# --- set-aside events' replays ----------------------------------------------------------------------------
+
+
+async def test_each_replay_is_kept_on_the_set_aside_record_as_a_document_and_none_is_lost(
+    database: AsyncDatabase[Document],
+) -> None:
+    shelf = database["set_aside_events"]
+    await shelf.insert_one({"_id": "iop.x:0:1", "topic": "iop.x", "reason": "rejected: unknown_session"})
+    first = {"at": utc_now(), "outcome": "set_aside_again", "detail": "rejected: unknown_session"}
+    read = await shelf.find_one({"_id": "iop.x:0:1"})
+    assert read is not None
+    kept = await record_replay(shelf, read, first)
+    applied = {"at": utc_now(), "outcome": "applied", "detail": "applied by the handler"}
+    await record_replay(shelf, read, applied)  # read before the first was kept: read again, both kept
+    stored = await shelf.find_one({"_id": "iop.x:0:1"})
+    assert stored is not None and kept["replays"] == [first]
+    assert [(entry["outcome"], type(entry["at"])) for entry in stored["replays"]] == [
+        ("set_aside_again", datetime), ("applied", datetime)]  # fmt: skip
+    assert await shelf.count_documents({"replays.outcome": "applied"}) == 1  # as the metrics ask

@@ -1,0 +1,95 @@
+"""The Intake pages under ``/console/intake`` (HTTP only; what they show is ``intake.py``'s): register a patient,
+open an episode, record an assessment, see intake's recommendation. Each step is a form POST to intake with the
+person's token, then a redirect to the next step by pseudonymous ids alone; a refusal or an unreachable intake
+shows the form again as typed, with intake's words next to the fields."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+from fastapi.responses import RedirectResponse, Response
+
+from ..deps import CaseloadDep, Directory
+from . import intake
+from .pages import HEADERS
+from .web import FORM_READ, CheckedForm, ServicesDep, SignedIn
+
+router = APIRouter(prefix="/console", include_in_schema=False)
+Id = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,100}$")]
+"""An id in a path, passed on into intake's paths: one segment of an id's characters, nothing else."""
+
+
+def _next(location: str) -> Response:
+    return RedirectResponse(location, status_code=303, headers=HEADERS)
+
+
+@router.get("/intake")
+async def register_page(session: SignedIn, caseload: CaseloadDep) -> Response:
+    return await intake.register(session, caseload)
+
+
+@router.post("/intake/patients", openapi_extra=FORM_READ)
+async def register(session: SignedIn, form: CheckedForm, caseload: CaseloadDep, services: ServicesDep) -> Response:
+    body = intake.patient_body(form)
+    answer = await services.post("intake", "/v1/patients", session.authorization, body, intake.idempotent(form))
+    if answer.ok:
+        return _next(f"/console/intake/patients/{answer.body['patient_id']}/episode")
+    return await intake.register(session, caseload, form, answer)
+
+
+@router.get("/intake/patients/{patient_id}/episode")
+async def episode_page(patient_id: Id, session: SignedIn, caseload: CaseloadDep, services: ServicesDep) -> Response:
+    patient = await services.get("intake", f"/v1/patients/{patient_id}", session.authorization)
+    return await intake.episode_form(session, caseload, patient, patient_id)
+
+
+@router.post("/intake/patients/{patient_id}/episodes", openapi_extra=FORM_READ)
+async def open_episode(
+    patient_id: Id, session: SignedIn, form: CheckedForm, caseload: CaseloadDep, services: ServicesDep
+) -> Response:
+    path = f"/v1/patients/{patient_id}/episodes"
+    answer = await services.post("intake", path, session.authorization, intake.episode_body(form),
+                                 intake.idempotent(form))  # fmt: skip
+    if answer.ok:
+        return _next(f"/console/intake/episodes/{answer.body['episode_id']}/assessment")
+    patient = await services.get("intake", f"/v1/patients/{patient_id}", session.authorization)
+    return await intake.episode_form(session, caseload, patient, patient_id, form, answer)
+
+
+@router.get("/intake/episodes/{episode_id}/assessment")
+async def assessment_page(episode_id: Id, session: SignedIn, caseload: CaseloadDep, directory: Directory) -> Response:
+    person = await intake.name_of(episode_id, session, directory)
+    return await intake.assessment_form(session, caseload, episode_id, person)
+
+
+@router.post("/intake/episodes/{episode_id}/assessments", openapi_extra=FORM_READ)
+async def record_assessment(
+    episode_id: Id,
+    session: SignedIn,
+    form: CheckedForm,
+    caseload: CaseloadDep,
+    directory: Directory,
+    services: ServicesDep,
+) -> Response:
+    path = f"/v1/episodes/{episode_id}/assessments"
+    answer = await services.post("intake", path, session.authorization, intake.assessment_body(form),
+                                 intake.idempotent(form))  # fmt: skip
+    if answer.ok:
+        return _next(f"/console/intake/episodes/{episode_id}/assessments/{answer.body['assessment_id']}")
+    person = await intake.name_of(episode_id, session, directory)
+    return await intake.assessment_form(session, caseload, episode_id, person, form, answer)
+
+
+@router.get("/intake/episodes/{episode_id}/assessments/{assessment_id}")
+async def recommendation(
+    episode_id: Id,
+    assessment_id: Id,
+    session: SignedIn,
+    caseload: CaseloadDep,
+    directory: Directory,
+    services: ServicesDep,
+) -> Response:
+    history = await services.get("intake", f"/v1/episodes/{episode_id}/assessments", session.authorization)
+    person = await intake.name_of(episode_id, session, directory)
+    return await intake.result(session, caseload, episode_id, assessment_id, history, person)
