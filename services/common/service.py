@@ -139,8 +139,7 @@ def _lifespan(
         client = connect(settings.mongodb_url.get_secret_value(), tls_ca_file=settings.mongodb_tls_ca_file,
                          service=settings.database_name, shapes_file=settings.store_query_shapes_file)  # fmt: skip
         database = client[settings.database_name]
-        shelf = EventShelf(database[SET_ASIDE_COLLECTION])
-        await create_indexes(database, SHELF_INDEXES)
+        shelf = await _shelf(database)
         broker.context.set_global("event_shelf", shelf)
         app.state.event_shelf = shelf
         relay = await _outbox_relay(settings, database, kafka, outbox_collections)
@@ -162,6 +161,12 @@ def _lifespan(
             tracing.flush()
 
     return lifespan
+
+
+async def _shelf(database: AsyncDatabase[Document]) -> EventShelf:
+    """Where the service sets events aside, its indexes made."""
+    await create_indexes(database, SHELF_INDEXES)
+    return EventShelf(database[SET_ASIDE_COLLECTION])
 
 
 def _watch(
