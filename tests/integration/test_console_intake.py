@@ -1,6 +1,7 @@
 """The console's Intake pages in a real browser on the real stack (issue 28): a clinician registers a patient (by
-keyboard alone, a field intake refuses shown next to it), opens an episode, records an assessment by clicking its
-items and sees intake's recommendation with its rationale; axe-core on each page, their screenshots written. No
+keyboard alone, a field intake refuses shown next to it), opens an episode, answers an assessment by clicking its
+items, sees intake's recommendation with its rationale before recording, places the patient at another level with a
+reason and sees intake's answer; axe-core on each page, their screenshots written. No
 name, birth date or contact data in any URL the browser visited, nor in the console's log."""
 
 from __future__ import annotations
@@ -41,9 +42,11 @@ async def test_a_patient_is_registered_given_an_episode_and_assessed_in_the_cons
     async with page.expect_navigation():
         await page.get_by_role("button", name="Open the episode").click()
     await _assess(page, pii["name"])
+    await _place_after_the_preview(page)
     rationale = page.locator(".rationale li")
     assert await page.get_by_role("heading", name="Recommended level: IOP").count() == 1
     assert "Highest dimension rating is 2" in await rationale.first.inner_text()
+    assert await page.get_by_text("OP: patient declined higher level").count() == 1  # placed, with its reason
     await checked(page, "intake-result")
     await page.close()  # its live stream too
     log = caseload.log_path.read_text()
@@ -96,4 +99,17 @@ async def _assess(page: Page, name: str) -> None:
     await page.screenshot(path=str(IMAGES / "console-intake-assessment-tablet.png"))
     await page.set_viewport_size({"width": 1280, "height": 800})
     async with page.expect_navigation():
-        await page.get_by_role("button", name="Record the assessment").click()
+        await page.get_by_role("button", name="See the recommendation").click()
+
+
+async def _place_after_the_preview(page: Page) -> None:
+    """intake's recommendation and its rationale seen before anything is recorded, then the patient placed at
+    another level with a reason."""
+    assert await page.get_by_role("heading", name="Intake recommends IOP").count() == 1
+    assert "Highest dimension rating is 2" in await page.locator(".preview .rationale li").first.inner_text()
+    assert await page.get_by_role("button", name="Record at IOP").count() == 1
+    await checked(page, "intake-preview")
+    await page.get_by_label("Level").select_option("OP")
+    await page.get_by_label("Reason").select_option("patient_declined_higher_level")
+    async with page.expect_navigation():
+        await page.get_by_role("button", name="Place at another level").click()

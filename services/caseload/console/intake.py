@@ -1,13 +1,15 @@
 """What the Intake pages show: register a patient, open an episode, record an assessment item by item, and intake's
 answer (the recommended level, its rationale, a safety alert raised).
 
-Every step is intake's (``POST /v1/patients``, ``/v1/patients/{id}/episodes``, ``/v1/episodes/{id}/assessments``),
-called with the person's token; the console only turns the forms into intake's bodies and intake's answers into
-words. The choices (programs, tracks, levels, override reasons) and the instruments' words are the contract's
-vocabulary. Between steps only pseudonymous ids travel (in paths): never a name or a birth date."""
+Every step is intake's (``POST /v1/patients``, ``/v1/patients/{id}/episodes``, ``/v1/episodes/{id}/assessments``
+after its ``/preview``), called with the person's token; the console only turns the forms into intake's bodies
+and intake's answers into words. The choices (programs, tracks, levels, override reasons) and the instruments' words
+are the contract's vocabulary. Between steps only pseudonymous ids travel (in paths): never a name or a birth date."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import uuid
 from collections.abc import Mapping
 from typing import Any, get_args
@@ -96,9 +98,32 @@ def _number(raw: str | None) -> int | str | None:
     return int(raw) if raw.isdigit() else raw
 
 
+PLACE = "placement"
+"""The ``decision`` of the button that records at another level than the recommended one (with ``placement``)."""
+
+
 def assessment_body(form: Mapping[str, str]) -> dict[str, Any]:
-    """The form as intake's assessment: the six ratings, each instrument with an item answered (its unanswered
-    items as null: intake names them), and a placement when any of its fields is filled."""
+    """The form as intake's assessment: its answers (``answers_body``), and the placement when the clinician chose
+    "Place at another level" (its fields typed are left out for "Record at" the recommended level)."""
+    placement = {name: value for name in ("chosen_level", "reason_code", "note")
+                 if (value := _filled(form, f"placement.{name}")) is not None}  # fmt: skip
+    return answers_body(form) | ({"placement": placement} if form.get("decision") == PLACE else {})
+
+
+def fingerprint(answers: Mapping[str, Any]) -> str:
+    """The answers a recommendation was previewed for (a hidden field of the preview's form): recording checks the
+    answers are still those, so "Record at <level>" always names the level intake recommends for them."""
+    return hashlib.sha256(json.dumps(answers, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def previewed(form: Mapping[str, str]) -> bool:
+    """The form's answers are those whose recommendation the page showed."""
+    return form.get("previewed") == fingerprint(answers_body(form))
+
+
+def answers_body(form: Mapping[str, str]) -> dict[str, Any]:
+    """The form's answers as intake takes them: the six ratings, each instrument with an item answered (its
+    unanswered items as null: intake names them)."""
     dimensions = {name: _number(form.get(f"dimensions.{name}")) for name in DIMENSIONS}
     body: dict[str, Any] = {"dimensions": {name: value for name, value in dimensions.items() if value is not None}}
     instruments: dict[str, Any] = {}
@@ -112,9 +137,7 @@ def assessment_body(form: Mapping[str, str]) -> dict[str, Any]:
         instruments["cssrs"] = cssrs
     if instruments:
         body["instruments"] = instruments
-    placement = {name: value for name in ("chosen_level", "reason_code", "note")
-                 if (value := _filled(form, f"placement.{name}")) is not None}  # fmt: skip
-    return body | ({"placement": placement} if placement else {})
+    return body
 
 
 async def _shown(template: str, status: int, session: ConsoleSession, caseload: Caseload, **context: Any) -> Response:
@@ -176,17 +199,24 @@ async def assessment_form(
     person: tuple[dict[str, Any] | None, str | None],
     form: Mapping[str, str] | None = None,
     answer: Answer | None = None,
+    preview: Answer | None = None,
 ) -> Response:
-    """The assessment item by item: the six dimensions, PHQ-9, GAD-7 and the C-SSRS screener, and (clinicians) a
-    level other than the recommended one with a reason."""
+    """The assessment item by item: the six dimensions, PHQ-9, GAD-7 and the C-SSRS screener. Once previewed
+    (intake's ``/preview`` answered ``preview``), the same answers with intake's recommendation, its rationale and
+    the safety alert recording would raise, and the choice: record at that level or (clinicians) place at another
+    with a reason. ``answer``: intake's refusal (of the preview or the recording), shown next to the fields."""
+    shown = preview.body if preview and preview.ok else None
     errors = forms.field_errors(answer, ASSESSMENT_CONTROLS) if answer else {}
-    given = forms.typed(form or {}) | {"key": key_for(answer, form) if answer and form else new_key()}
+    key = key_for(answer, form) if answer and form else (form or {}).get("key") or new_key()  # a preview's: the form's
+    given = forms.typed(form or {}) | {"key": key}
+    levels = [level for level in LEVEL_ORDER if not shown or level.value != shown["recommended_level"]]
     return await _shown("intake_assessment.html", _status(answer), session, caseload, title="Assessment",
-                        step=3, errors=errors, given=given, episode_id=episode_id, person=person[0],
+                        step=4 if shown else 3, errors=errors, given=given, episode_id=episode_id, person=person[0],
                         person_error=person[1], dimensions=DIMENSIONS, ratings=DIMENSION_RATINGS,
                         questionnaires=[QUESTIONNAIRES[name] for name in LISTS], cssrs=CSSRS_QUESTIONS,
-                        clinician=session.principal.role == Role.CLINICIAN, levels=LEVEL_ORDER,
-                        reasons=OVERRIDE_REASONS, words=in_words)  # fmt: skip
+                        clinician=session.principal.role == Role.CLINICIAN, levels=levels,
+                        reasons=OVERRIDE_REASONS, words=in_words, preview=shown, instruments=INSTRUMENTS,
+                        previewed=fingerprint(answers_body(form or {})) if shown else None)  # fmt: skip
 
 
 async def result(

@@ -1,5 +1,6 @@
 """The Intake pages under ``/console/intake`` (HTTP only; what they show is ``intake.py``'s): register a patient,
-open an episode, record an assessment, see intake's recommendation. Each step is a form POST to intake with the
+open an episode, preview an assessment (intake's recommendation before anything is recorded), record it at that
+level or at another with a reason, see intake's answer. Each step is a form POST to intake with the
 person's token, then a redirect to the next step by pseudonymous ids alone; a refusal or an unreachable intake
 shows the form again as typed, with intake's words next to the fields."""
 
@@ -12,6 +13,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from ..deps import CaseloadDep, Directory
 from . import intake
+from .clients import Answer, Services
 from .pages import HEADERS
 from .web import FORM_READ, CheckedForm, ServicesDep, SignedIn
 
@@ -63,6 +65,22 @@ async def assessment_page(episode_id: Id, session: SignedIn, caseload: CaseloadD
     return await intake.assessment_form(session, caseload, episode_id, person)
 
 
+@router.post("/intake/episodes/{episode_id}/assessments/preview", openapi_extra=FORM_READ)
+async def preview_assessment(
+    episode_id: Id,
+    session: SignedIn,
+    form: CheckedForm,
+    caseload: CaseloadDep,
+    directory: Directory,
+    services: ServicesDep,
+) -> Response:
+    """intake's recommendation for the answers, nothing recorded: the same answers with the choice to record."""
+    preview = await _preview(episode_id, session.authorization, form, services)
+    person = await intake.name_of(episode_id, session, directory)
+    return await intake.assessment_form(session, caseload, episode_id, person, form,
+                                        None if preview.ok else preview, preview)  # fmt: skip
+
+
 @router.post("/intake/episodes/{episode_id}/assessments", openapi_extra=FORM_READ)
 async def record_assessment(
     episode_id: Id,
@@ -72,13 +90,23 @@ async def record_assessment(
     directory: Directory,
     services: ServicesDep,
 ) -> Response:
+    """Record the answers previewed (at the recommended level, or a clinician's placement); answers changed since
+    their preview are previewed again instead. A refusal shows the preview again with intake's words."""
+    if not intake.previewed(form):
+        return await preview_assessment(episode_id, session, form, caseload, directory, services)
     path = f"/v1/episodes/{episode_id}/assessments"
     answer = await services.post("intake", path, session.authorization, intake.assessment_body(form),
                                  intake.idempotent(form))  # fmt: skip
     if answer.ok:
         return _next(f"/console/intake/episodes/{episode_id}/assessments/{answer.body['assessment_id']}")
+    preview = None if answer.down else await _preview(episode_id, session.authorization, form, services)
     person = await intake.name_of(episode_id, session, directory)
-    return await intake.assessment_form(session, caseload, episode_id, person, form, answer)
+    return await intake.assessment_form(session, caseload, episode_id, person, form, answer, preview)
+
+
+async def _preview(episode_id: str, authorization: str, form: dict[str, str], services: Services) -> Answer:
+    path = f"/v1/episodes/{episode_id}/assessments/preview"
+    return await services.post("intake", path, authorization, intake.answers_body(form))
 
 
 @router.get("/intake/episodes/{episode_id}/assessments/{assessment_id}")

@@ -25,7 +25,7 @@ from services.caseload.queries import Caseload
 from services.caseload.settings import CaseloadSettings
 from services.caseload.store import CaseloadStore
 from services.common.auth import Role
-from services.intake.schemas import AssessmentIn, EpisodeIn, PatientIn
+from services.intake.schemas import AssessmentAnswersIn, AssessmentIn, EpisodeIn, PatientIn
 from tests.service.caseload.conftest import NAMES, ZONE, FakeIntake
 from tests.service.caseload.test_console import signed_in
 from tests.service.conftest import TOKENS, service_app
@@ -37,6 +37,8 @@ add_console(APP, CaseloadSettings())
 CLINICIAN = TOKENS[Role.CLINICIAN]
 PATIENT = {"name": "Robin Quill", "date_of_birth": "1988-02-03", "email": "robin@example.org", "phone": "+12025550123"}
 DIMENSIONS = {"withdrawal": 1, "biomedical": 0, "emotional": 2, "readiness": 2, "relapse": 2, "environment": 1}
+RECORD = "/console/intake/episodes/ep-1/assessments"
+PREVIEW = f"{RECORD}/preview"
 RATIONALE = "Highest dimension rating is 2 (emotional, readiness, relapse): IOP."
 
 
@@ -66,6 +68,8 @@ class IntakeWrites:
             return self._register(body)
         if path.endswith("/episodes"):
             return _invalid(EpisodeIn, body) or httpx.Response(201, json={"episode_id": str(uuid.uuid4())})
+        if path.endswith("/preview"):
+            return _invalid(AssessmentAnswersIn, body) or httpx.Response(200, json=_appraised(path.split("/")[3], body))
         return self._assess(path.split("/")[3], body, request.headers["authorization"])
 
     def _register(self, body: Any) -> httpx.Response:
@@ -87,17 +91,24 @@ class IntakeWrites:
         if placement and placement["chosen_level"] == "IOP":
             return _error(["body", "placement", "chosen_level"], "placement_is_recommendation",
                           "equals the recommended level; leave placement out", "IOP")  # fmt: skip
-        alert = None
-        if body.get("instruments", {}).get("phq9", [0] * 9)[8]:
-            alert = {"alert_id": "al-1", "level": "same_day", "reasons": ["phq9_item9_positive"]}
-        assessment = {
-            "assessment_id": str(uuid.uuid4()), "episode_id": episode_id, "kind": "intake", "recommended_level": "IOP",
-            "refer_out": False, "policy_version": "placement-default-2026.11", "placement": placement,
-            "rationale": [{"code": "highest_dimension", "text": RATIONALE}], "safety_alert": alert,
-            "instruments": [{"instrument": "phq9", "total": 13, "band": "moderate", "flags": [], "subscales": {}}],
-        }  # fmt: skip
+        assessment = _appraised(episode_id, body) | {"assessment_id": str(uuid.uuid4()), "placement": placement}
+        if assessment["safety_alert"]:
+            assessment["safety_alert"]["alert_id"] = "al-1"
         self.assessments.setdefault(episode_id, []).append(assessment)
         return httpx.Response(201, json=assessment)
+
+
+def _appraised(episode_id: str, body: Any) -> dict[str, Any]:
+    """What intake's preview answers for the answers (and an assessment recorded with them holds)."""
+    alert = None
+    if body.get("instruments", {}).get("phq9", [0] * 9)[8]:
+        alert = {"level": "same_day", "reasons": ["phq9_item9_positive"]}
+    return {
+        "episode_id": episode_id, "kind": "intake", "recommended_level": "IOP",
+        "refer_out": False, "policy_version": "placement-default-2026.11",
+        "rationale": [{"code": "highest_dimension", "text": RATIONALE}], "safety_alert": alert,
+        "instruments": [{"instrument": "phq9", "total": 13, "band": "moderate", "flags": [], "subscales": {}}],
+    }  # fmt: skip
 
 
 def _invalid(model: type[BaseModel], body: Any) -> httpx.Response | None:
@@ -148,6 +159,14 @@ def error_at(html: str, control: str) -> str:
     return found.group(1)
 
 
+async def placed_after_preview(console: httpx.AsyncClient, typed: dict[str, str]) -> httpx.Response:
+    """The assessment previewed, then placed at another level (``typed``'s placement) with the preview's form."""
+    form = await console.get("/console/intake/episodes/ep-1/assessment")
+    previewed = await console.post(PREVIEW, data=fields_of(form.text) | typed)
+    assert previewed.status_code == 200 and "Place at another level" in previewed.text
+    return await console.post(RECORD, data=fields_of(previewed.text) | typed | {"decision": "placement"})
+
+
 def answered(**extra: str) -> dict[str, str]:
     """The assessment form filled in: six ratings, PHQ-9's nine items, three C-SSRS questions."""
     form = {f"dimensions.{name}": str(value) for name, value in DIMENSIONS.items()}
@@ -180,14 +199,21 @@ async def test_register_open_an_episode_assess_and_see_the_recommendation_with_i
 
     form = await console.get(opened.headers["location"])
     for words in ("Readiness to change", "4 Severe", "Little interest or pleasure in doing things",
-                  "3 Nearly every day", "Feeling nervous, anxious or on edge", "Wish to be dead (past month)",
-                  "Place at another level"):  # fmt: skip
+                  "3 Nearly every day", "Feeling nervous, anxious or on edge",
+                  "Wish to be dead (past month)"):  # fmt: skip
         assert words in form.text, words
-    [action] = re.findall(r'action="(/console/intake/episodes/[^"]+)"', form.text)
-    recorded = await console.post(action, data=fields_of(form.text) | answered())
+    [action] = re.findall(r' action="(/console/intake/episodes/[^"]+)"', form.text)
+    previewed = await console.post(action, data=fields_of(form.text) | answered())
+    assert previewed.status_code == 200 and writes.calls[-1][1].endswith("/assessments/preview")
+    assert "Intake recommends IOP" in previewed.text and RATIONALE in previewed.text  # seen before recording
+    assert "Place at another level" in previewed.text and "Record at IOP" in previewed.text
+    [record] = re.findall(r'formaction="(/console/intake/episodes/[^"]+)" name="decision" value="recorded"',
+                          previewed.text)  # fmt: skip
+    recorded = await console.post(record, data=fields_of(previewed.text) | answered(decision="recorded"))
     assert recorded.status_code == 303
     assert writes.calls[-1][4] == {"dimensions": DIMENSIONS, "instruments": {
         "phq9": [1, 2, 1, 2, 1, 1, 2, 1, 0], "cssrs": {"q1": True, "q2": False, "q6": False}}}  # fmt: skip
+    assert writes.calls[-2][4] == writes.calls[-1][4]  # the answers previewed are those recorded
     seen.append(recorded.headers["location"])
 
     result = await console.get(recorded.headers["location"])
@@ -195,7 +221,7 @@ async def test_register_open_an_episode_assess_and_see_the_recommendation_with_i
     assert "Recommended level: IOP" in result.text and RATIONALE in result.text
     assert "Safety alert raised" not in result.text
     assert "PHQ-9" in result.text and "moderate" in result.text
-    pages = [page.text, episode_page.text, form.text, result.text]
+    pages = [page.text, episode_page.text, form.text, previewed.text, result.text]
     seen += [url for html in pages for url in re.findall(r'(?:href|action)="([^"]+)"', html)]
     for url in seen:  # pseudonymous ids only: never a name, a birth date or contact data
         assert not any(value.lower() in url.lower() for value in [*PATIENT.values(), "Robin", "Quill"]), url
@@ -221,14 +247,14 @@ async def test_intakes_field_errors_are_shown_next_to_their_fields_in_words_with
     form = await console.get("/console/intake/episodes/ep-1/assessment")
     partial = answered(**{"instruments.cssrs.q2": "yes", "placement.chosen_level": "IOP"})
     del partial["dimensions.readiness"], partial["instruments.phq9.3"]
-    assessed = await console.post("/console/intake/episodes/ep-1/assessments", data=fields_of(form.text) | partial)
+    assessed = await console.post(PREVIEW, data=fields_of(form.text) | partial)
     assert assessed.status_code == 422
     assert error_at(assessed.text, "dimensions.readiness") == "required"
     assert error_at(assessed.text, "instruments.phq9.3") == "choose one"  # the item left out, among those answered
     assert error_at(assessed.text, "instruments.cssrs.q3") == "required when q2 is yes"
     assert 'value="2" checked' in assessed.text  # the answers given stay chosen
     chosen = answered(**{"placement.chosen_level": "IOP", "placement.reason_code": "patient_preference"})
-    same = await console.post("/console/intake/episodes/ep-1/assessments", data=fields_of(form.text) | chosen)
+    same = await placed_after_preview(console, chosen)
     assert error_at(same.text, "placement.chosen_level") == "equals the recommended level; leave placement out"
     assert '<option value="patient_preference" selected>' in same.text
 
@@ -237,10 +263,9 @@ async def test_a_clinician_places_at_another_level_with_a_reason_and_intake_staf
     console: httpx.AsyncClient, writes: IntakeWrites
 ) -> None:
     await signed_in(console)
-    form = await console.get("/console/intake/episodes/ep-1/assessment")
     placed = answered(**{"placement.chosen_level": "OP", "placement.reason_code": "patient_declined_higher_level",
                          "placement.note": "prefers evenings", "instruments.phq9.8": "1"})  # fmt: skip
-    recorded = await console.post("/console/intake/episodes/ep-1/assessments", data=fields_of(form.text) | placed)
+    recorded = await placed_after_preview(console, placed)
     assert writes.calls[-1][4]["placement"] == {"chosen_level": "OP", "reason_code": "patient_declined_higher_level",
                                                 "note": "prefers evenings"}  # fmt: skip
     result = await console.get(recorded.headers["location"])
@@ -248,8 +273,10 @@ async def test_a_clinician_places_at_another_level_with_a_reason_and_intake_staf
     assert "Safety alert raised: same day" in result.text and "/console/worklists/safety_alerts" in result.text
     console.cookies.clear()
     await signed_in(console, TOKENS[Role.INTAKE_STAFF])
-    staff = await console.get("/console/intake/episodes/ep-1/assessment")
+    form = await console.get("/console/intake/episodes/ep-1/assessment")
+    staff = await console.post(PREVIEW, data=fields_of(form.text) | answered())
     assert staff.status_code == 200 and "Place at another level" not in staff.text
+    assert "Record at IOP" in staff.text and "Intake recommends IOP" in staff.text
 
 
 async def test_intake_down_the_page_says_so_and_keeps_everything_typed(
@@ -258,14 +285,15 @@ async def test_intake_down_the_page_says_so_and_keeps_everything_typed(
     await signed_in(console)
     page = await console.get("/console/intake")
     form = await console.get("/console/intake/episodes/ep-1/assessment")
+    typed = answered(**{"placement.note": "typed before the outage"})
+    previewed = await console.post(PREVIEW, data=fields_of(form.text) | typed)
     writes.down, intake.status = True, 503
     down = await console.post("/console/intake/patients", data=fields_of(page.text) | PATIENT)
     assert down.status_code == 503 and "intake cannot be reached: nothing was recorded" in down.text
     for value in PATIENT.values():
         assert f'value="{value}"' in down.text
     assert fields_of(down.text)["key"] == fields_of(page.text)["key"]  # a retry finds what the first one recorded
-    typed = answered(**{"placement.note": "typed before the outage"})
-    lost = await console.post("/console/intake/episodes/ep-1/assessments", data=fields_of(form.text) | typed)
+    lost = await console.post(RECORD, data=fields_of(previewed.text) | typed | {"decision": "placement"})
     assert lost.status_code == 503 and "intake cannot be reached" in lost.text
     assert len(re.findall(r"checked>", lost.text)) == len(typed) - 1  # every answer still chosen
     assert "typed before the outage</textarea>" in lost.text
@@ -296,8 +324,7 @@ async def test_intake_pages_need_a_session_and_their_forms_the_csrf_token(
 ) -> None:
     assert (await console.get("/console/intake")).headers["location"] == "/console/sign-in"
     await signed_in(console)
-    for path in ("/console/intake/patients", "/console/intake/patients/p-1/episodes",
-                 "/console/intake/episodes/ep-1/assessments"):  # fmt: skip
+    for path in ("/console/intake/patients", "/console/intake/patients/p-1/episodes", RECORD, PREVIEW):
         assert (await console.post(path, data={"program": "adult"} | PATIENT)).status_code == 403, path
     assert (await console.get("/console/intake/patients/..%2Fnames/episode")).status_code == 404
     assert writes.calls == []
@@ -317,3 +344,31 @@ def test_field_errors_name_the_control_or_the_form() -> None:
     assert forms.field_errors(Answer(False, error="intake cannot be reached", down="intake")) == {
         "": "intake cannot be reached"}  # fmt: skip
     assert forms.field_errors(Answer(True, {})) == {}
+
+
+async def test_the_preview_warns_of_a_safety_alert_records_nothing_and_answers_changed_after_it_are_previewed_again(
+    console: httpx.AsyncClient, writes: IntakeWrites
+) -> None:
+    await signed_in(console)
+    form = await console.get("/console/intake/episodes/ep-1/assessment")
+    alerting = answered(**{"instruments.phq9.8": "1", "placement.chosen_level": "OP"})
+    previewed = await console.post(PREVIEW, data=fields_of(form.text) | alerting)
+    assert "Recording this raises a safety alert: same day" in previewed.text
+    assert "phq9 item9 positive" in previewed.text
+    assert [(method, path, key) for method, path, _, key, _ in writes.calls] == [
+        ("POST", "/v1/episodes/ep-1/assessments/preview", None)]  # fmt: skip
+    assert "placement" not in writes.calls[-1][4] and writes.assessments == {}
+    assert fields_of(previewed.text)["key"] == fields_of(form.text)["key"]  # recording is still that form's request
+    changed = alerting | {"instruments.phq9.8": "2", "decision": "recorded"}
+    again = await console.post(RECORD, data=fields_of(previewed.text) | changed)
+    assert again.status_code == 200 and "The answers changed since the recommendation shown" in again.text
+    assert writes.calls[-1][1].endswith("/preview") and writes.assessments == {}  # "Record at IOP" named their level
+    recorded = await console.post(RECORD, data=fields_of(again.text) | changed)
+    assert recorded.status_code == 303 and "placement" not in writes.calls[-1][4]  # at the level recommended
+    console.cookies.clear()
+    await signed_in(console, TOKENS[Role.INTAKE_STAFF])
+    form = await console.get("/console/intake/episodes/ep-1/assessment")
+    staff = await console.post(PREVIEW, data=fields_of(form.text) | changed)
+    placed = changed | {"decision": "placement", "placement.reason_code": "patient_preference"}
+    staff = await console.post(RECORD, data=fields_of(staff.text) | placed)
+    assert staff.status_code == 403 and "only a clinician may choose a level" in staff.text
