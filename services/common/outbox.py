@@ -22,12 +22,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from stepwise_contract import CloudEvent, to_kafka
 
+from .indexes import Index, create_index
 from .mongo import Document
 from .store_errors import writing
 from .tracing import current_traceparent
@@ -132,8 +132,14 @@ def with_events(update: Document, events: Sequence[CloudEvent[Any]]) -> Document
     return update
 
 
+def outbox_index(collection: str) -> Index:
+    return Index(collection, (("outbox_pending", 1), ("outbox_lease_until", 1)),
+                 "the relay's pass: documents with events to publish, their lease run out (and /metrics' "
+                 "backlog)")  # fmt: skip
+
+
 async def ensure_outbox_index(collection: AsyncCollection[Document]) -> None:
-    await collection.create_index([("outbox_pending", ASCENDING), ("outbox_lease_until", ASCENDING)])
+    await create_index(collection, outbox_index(collection.name))
 
 
 Publish = Callable[[Document], Awaitable[None]]

@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.common.idempotency import IDEMPOTENCY_KEYS, KEPT, IdempotencyKeys, KeyReused
+from services.common.indexes import Index, create_indexes, default_name
 from services.common.outbox import (
     APPLIED_EVENTS_KEPT,
     OutboxRelay,
@@ -162,6 +163,23 @@ async def test_an_aggregate_remembers_the_last_applied_events_only(
     stored = await aggregates.find_one({"_id": "ep-1"})
     assert stored is not None
     assert stored["applied_events"] == [f"/x#{number}" for number in range(2, APPLIED_EVENTS_KEPT + 2)]
+
+
+# --- declared indexes -----------------------------------------------------------------------------------
+
+
+async def test_an_index_that_extends_an_earlier_one_replaces_it_at_every_start(
+    database: AsyncDatabase[Document],
+) -> None:
+    """The earlier one (found by its keys: nx-27017 names indexes its own way) is dropped once the new one exists,
+    and the next start (the earlier one gone) does not mind."""
+    plans = database["plans"]
+    await plans.create_index([("group_id", 1)])
+    extended = Index("plans", (("group_id", 1), ("status", 1)), "a test's", replaces=("group_id_1",))
+    for _ in range(2):
+        await create_indexes(database, [extended])
+        keys = [list(index["key"].items()) async for index in await plans.list_indexes()]
+        assert sorted(default_name(found) for found in keys) == ["_id_1", "group_id_1_status_1"]
 
 
 # --- set-aside events' replays ----------------------------------------------------------------------------

@@ -19,10 +19,10 @@ import secrets
 from dataclasses import dataclass, replace
 from datetime import timedelta
 
-from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.common.auth import Principal, Role
+from services.common.indexes import Index, create_indexes
 from services.common.mongo import Document
 from services.common.utc import utc_now
 
@@ -32,6 +32,10 @@ COLLECTION = "console_sessions"
 SIGN_INS = "console_sign_ins"
 SIGN_IN_US = 10 * 60 * 1_000_000
 """How long a sign-in sent to the provider may take to come back."""
+INDEXES = (
+    Index(COLLECTION, (("last_seen_us", 1),), "signing out the sessions idle too long"),
+    Index(SIGN_INS, (("started_us", 1),), "forgetting the sign-ins that did not come back from the provider in time"),
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -60,13 +64,13 @@ def _key(cookie: str) -> str:
 
 class ConsoleSessions:
     def __init__(self, database: AsyncDatabase[Document], idle: timedelta) -> None:
+        self._database = database
         self.collection = database[COLLECTION]
         self.sign_ins = database[SIGN_INS]
         self._idle_us = int(idle.total_seconds() * 1_000_000)
 
     async def create_indexes(self) -> None:
-        await self.collection.create_index([("last_seen_us", ASCENDING)])
-        await self.sign_ins.create_index([("started_us", ASCENDING)])
+        await create_indexes(self._database, INDEXES)
 
     async def open(
         self, token: str, principal: Principal, *, refresh_token: str | None = None, expires_us: int | None = None
