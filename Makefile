@@ -20,8 +20,11 @@ $(STAMP): pyproject.toml shared/pyproject.toml requirements.lock
 run: install
 	$(PY) -m tools.dev.run
 
+# The tiers without backends (unit, service, the documents' checks) in two processes side by side, then those with
+# a real broker and store in one (one stack for the run). tools/dev/fast_tiers.py says why they are split so.
 test: install lint typecheck audit
-	$(PY) -m pytest
+	$(PY) -m tools.dev.fast_tiers
+	$(PY) -m pytest --durations=15 tests/store tests/integration
 	$(MAKE) --no-print-directory second-server
 	$(PY) -m tests.faults --quick
 

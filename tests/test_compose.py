@@ -380,16 +380,20 @@ def test_no_credential_is_written_in_the_compose_file(services: dict[str, Any]) 
 
 def test_the_documented_override_turns_the_provider_secrets_on(services: dict[str, Any]) -> None:
     override = override_example()
-    assert set(override["services"]) == {"notifications"}
+    assert set(override["services"]) == {"notifications", "caseload"}
     for name, secret in override["secrets"].items():
         assert secret == {"file": f"./secrets/{name}"}
-    notifications = merged(services["notifications"], override["services"]["notifications"])
-    env, mounted = environment(notifications), mounted_secrets(notifications)
-    file_variables = secret_file_variables(NotificationsSettings)
-    assert {"SMTP_PASSWORD_FILE", "SMS_PROVIDER_TOKEN_FILE"} <= set(env)
-    for key in file_variables & set(env):
-        assert env[key] in mounted.values(), key
-    assert set(mounted) <= {*services["notifications"]["secrets"], *override["secrets"]}
+    turned_on_by_service: list[tuple[str, type[ServiceSettings], set[str]]] = [
+        ("notifications", NotificationsSettings, {"SMTP_PASSWORD_FILE", "SMS_PROVIDER_TOKEN_FILE"}),
+        ("caseload", CaseloadSettings, {"CONSOLE_OIDC_CLIENT_SECRET_FILE"}),
+    ]
+    for service, settings_class, turned_on in turned_on_by_service:
+        overridden = merged(services[service], override["services"][service])
+        env, mounted = environment(overridden), mounted_secrets(overridden)
+        assert turned_on <= set(env)
+        for key in secret_file_variables(settings_class) & set(env):
+            assert env[key] in mounted.values(), key
+        assert set(mounted) <= {*services[service]["secrets"], *override["secrets"]}
 
 
 def test_the_documented_override_loads_into_the_settings(
@@ -402,6 +406,11 @@ def test_the_documented_override_loads_into_the_settings(
     assert isinstance(settings, NotificationsSettings)
     assert settings.smtp_password is not None and settings.smtp_password.get_secret_value() == "relay password"
     assert settings.sms_provider_token.get_secret_value() == "provider-token"
+    (generated_secrets / "console_oidc_client_secret").write_text("client-secret\n", encoding="utf-8")
+    caseload = merged(services["caseload"], override_example()["services"]["caseload"])
+    console = load_settings(caseload, CaseloadSettings, generated_secrets, monkeypatch)
+    assert isinstance(console, CaseloadSettings)
+    assert console.console_oidc_client_secret.get_secret_value() == "client-secret"
 
 
 @pytest.mark.parametrize("name", APPS)

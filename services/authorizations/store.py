@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING
+from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
-from services.common.audit import audit_entry
+from services.common.audit import AUDIT_LOG, audit_entry, audit_indexes
 from services.common.auth import Principal
+from services.common.indexes import Index, create_indexes
 from services.common.mongo import Document
 from services.common.outbox import Relay, insert_aggregate, update_aggregate
 from services.common.utc import utc_now
@@ -21,10 +22,17 @@ from stepwise_contract import CloudEvent
 from .domain.model import Coverage
 
 COVERAGE = "coverage"
-AUDIT_LOG = "audit_log"
 NEVER = "9999-12-31"
 """The date of a timer or review that is not due ever (an explicit value: no null checks in queries). Dates are
 stored as ISO text, which orders as the dates do."""
+
+INDEXES = (
+    Index(COVERAGE, (("next_check_on", 1),), "the daily pass: episodes whose look at their authorizations is due"),
+    Index(COVERAGE, (("earliest_review_on", 1),), "the reviews worklist: coverage with a review due, soonest first"),
+    Index(COVERAGE, (("authorization_ids", 1),), "the episode of an authorization (a decision recorded by its id; "
+          "multikey)"),
+    *audit_indexes(),
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -37,15 +45,13 @@ class StoredCoverage:
 
 class CoverageStore:
     def __init__(self, database: AsyncDatabase[Document], wake_relay: Relay) -> None:
+        self._database = database
         self.coverage = database[COVERAGE]
         self.audit = database[AUDIT_LOG]
         self._wake_relay = wake_relay
 
     async def create_indexes(self) -> None:
-        await self.coverage.create_index([("next_check_on", ASCENDING)])
-        await self.coverage.create_index([("earliest_review_on", ASCENDING)])
-        await self.coverage.create_index([("authorization_ids", ASCENDING)])
-        await self.audit.create_index([("at", DESCENDING)])
+        await create_indexes(self._database, INDEXES)
 
     async def get(self, episode_id: str) -> StoredCoverage | None:
         document = await self.coverage.find_one({"_id": episode_id}, {"outbox": 0})

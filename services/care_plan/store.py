@@ -10,12 +10,13 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING
+from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from services.common.audit import audit_entries, audit_entry
+from services.common.audit import AUDIT_LOG, audit_entries, audit_entry, audit_indexes
 from services.common.auth import Principal
+from services.common.indexes import Index, create_indexes
 from services.common.mongo import Document, equals
 from services.common.outbox import Relay, insert_aggregate, update_aggregate
 from services.common.utc import assume_utc, utc_now
@@ -25,10 +26,10 @@ from .domain.model import CareInput, CarePlan, DeliveredService, WaitlistPlace
 from .domain.policy import ProgramGroup
 
 PLANS = "care_plans"
-AUDIT = "audit_log"
+AUDIT = AUDIT_LOG
 PENDING_INPUTS = "pending_inputs"
 SEATS = "group_seats"
-WAITLIST_INDEX = ("waitlist.level", "waitlist.track", "program", "status", "waitlist.since")
+WAITLIST_INDEX = ("status", "waitlist.level", "waitlist.track", "program", "waitlist.since")
 STALE_SEAT = timedelta(minutes=1)
 """A seat held this long by an episode whose plan is not in the group was left by a change that failed."""
 NEVER = datetime(9999, 12, 31, tzinfo=UTC)
@@ -39,6 +40,24 @@ SERVICE_DAY = "%Y%m%d"
 FOLLOW_UP = "follow_up_check_at"
 """The stored copy of ``CarePlan.follow_up_at`` the timer pass queries (a datetime; the plan's fields are text)."""
 """The timer of a plan that needs no timer (an explicit value: no null checks in queries)."""
+
+INDEXES = (
+    Index(PLANS, (("status", 1), ("next_check_at", 1)), "the timer pass: active plans whose timer has come"),
+    Index(PLANS, (("status", 1), (FOLLOW_UP, 1)), "the timer pass: graduates whose alumni follow-up is due"),
+    Index(PLANS, (("group.group_id", 1), ("status", 1)), "a group's members now (its active plans): seats, rosters",
+          replaces=("group.group_id_1",)),
+    Index(PLANS, tuple((field, 1) for field in WAITLIST_INDEX), "the waitlists: who waits for a level, track and "
+          "program, longest waiting first (the head read on a timer pass, counted on placing a plan); whether anyone "
+          "waits at all", replaces=("waitlist.level_1", "status_1_waitlist.level_1")),
+    Index(PLANS, (("session_ids", 1),), "a session's roster: the plans whose calendar holds it (multikey)"),
+    Index(PLANS, ((SERVICE_DATES, 1),), "GET /v1/services: plans with a service on given days (multikey), and "
+          "the plans saved before service dates were kept, once at start"),
+    Index(PENDING_INPUTS, (("episode_id", 1),), "what intake recorded for an episode before its plan existed, "
+          "applied when the plan is made", scope="one episode's inputs waiting for its plan"),
+    Index(SEATS, (("group_id", 1), ("episode_id", 1)), "a group's seats, and one seat per episode in a group",
+          unique=True),
+    *audit_indexes("episode_id", person=True),
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -91,6 +110,7 @@ class PendingInput:
 
 class CarePlanStore:
     def __init__(self, database: AsyncDatabase[Document], wake_relay: Relay) -> None:
+        self._database = database
         self.plans = database[PLANS]
         self.pending_inputs = database[PENDING_INPUTS]
         self.seats = database[SEATS]
@@ -98,28 +118,18 @@ class CarePlanStore:
         self._wake_relay = wake_relay
 
     async def create_indexes(self) -> None:
-        await self.plans.create_index([("status", ASCENDING), ("next_check_at", ASCENDING)])
-        await self.plans.create_index([("status", ASCENDING), (FOLLOW_UP, ASCENDING)])
-        await self.plans.create_index([("group.group_id", ASCENDING)])
-        # Sparse: most plans wait for nothing, and MongoDB answers "$exists: true" from a sparse index alone.
-        await self.plans.create_index([("waitlist.level", ASCENDING)], sparse=True)
-        # A waitlist, longest waiting first: who waits for a level, track and program (``waiting``, ``waiting_first``).
-        await self.plans.create_index([(field, ASCENDING) for field in WAITLIST_INDEX])
-        await self.plans.create_index([("session_ids", ASCENDING)])
-        await self.plans.create_index([(SERVICE_DATES, ASCENDING)])
-        await self.pending_inputs.create_index([("episode_id", ASCENDING)])
-        await self.seats.create_index([("group_id", ASCENDING), ("episode_id", ASCENDING)], unique=True)
-        await self.audit_log.create_index([("episode_id", ASCENDING), ("at", DESCENDING)])
-        await self.audit_log.create_index([("at", DESCENDING)])
+        await create_indexes(self._database, INDEXES)
         await self._date_the_services()
 
     async def _date_the_services(self) -> None:
         """Give a plan saved before ``service_dates`` was kept its dates (once: each save keeps them after), from the
         version read, so that a save in between wins."""
-        cursor = self.plans.find({SERVICE_DATES: {"$exists": False}, "services": {"$exists": True}},
-                                 {"services": 1, "version": 1})  # fmt: skip
+        # Not "services" too: the index on the dates finds the plans without them, and a plan with no services gets
+        # an empty list (what a save gives it), so that it is not found again.
+        cursor = self.plans.find({SERVICE_DATES: {"$exists": False}}, {"services": 1, "version": 1})
         async for document in cursor:
-            days = _service_dates(DeliveredService.model_validate(line) for line in document["services"].values())
+            services = document.get("services", {}).values()
+            days = _service_dates(DeliveredService.model_validate(line) for line in services)
             await self.plans.update_one({"_id": document["_id"], "version": document["version"]},
                                         {"$set": {SERVICE_DATES: days}})  # fmt: skip
 
@@ -180,7 +190,7 @@ class CarePlanStore:
     async def waitlisted(self) -> list[WaitingPlan]:
         """Active plans waiting for a place in a group, longest waiting first (read on every timer pass: the
         index finds them, and only the waitlist fields are read)."""
-        query = {"status": "active", "waitlist.level": {"$exists": True}}
+        query = {"status": equals("active"), "waitlist.level": {"$exists": True}}
         cursor = self.plans.find(query, {"program": 1, "waitlist": 1})
         waiting = [WaitingPlan(document["_id"], document["program"], WaitlistPlace.model_validate(document["waitlist"]))
                    async for document in cursor]  # fmt: skip
@@ -194,7 +204,8 @@ class CarePlanStore:
 
     async def anyone_waiting(self) -> bool:
         """Whether any plan waits for a place (one entry of the waitlist's index read at most)."""
-        return await self.plans.find_one({"waitlist.level": {"$gt": ""}}, {"_id": 1}) is not None
+        query = {"status": equals("active"), "waitlist.level": {"$gt": ""}}
+        return await self.plans.find_one(query, {"_id": 1}) is not None
 
     async def waiting_first(self, places: Sequence[WaitlistKey], limit: int) -> list[WaitingPlan]:
         """The ``limit`` plans that have waited longest for a group of any of ``places``, longest waiting first: the

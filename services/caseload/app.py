@@ -19,7 +19,7 @@ from services.common.kafka import ServiceBroker, service_broker
 from services.common.service import Runtime, create_service_app
 
 from . import api, handlers
-from .console import pages, web
+from .console import pages, sign_in, web, web_admin, web_caseload, web_intake, web_patient, web_sign_in, web_worklists
 from .console.clients import Services
 from .console.sessions import ConsoleSessions
 from .names import IntakeDirectory
@@ -30,6 +30,9 @@ from .store import CaseloadStore
 
 log = logging.getLogger(__name__)
 PUBLISHES = ()
+ROUTERS = [api.router, web.router, web_sign_in.router, web_caseload.router, web_worklists.router, web_admin.router,
+           web_patient.router, web_intake.router]  # fmt: skip
+"""The API, then the console's pages (``console/web*.py``)."""
 
 
 def create_broker(settings: CaseloadSettings) -> ServiceBroker:
@@ -52,6 +55,7 @@ def create_app(settings: CaseloadSettings | None = None) -> FastAPI:
             runtime.database, timedelta(minutes=settings.console_idle_minutes)
         )
         await sessions.create_indexes()
+        sign_in.report(app.state.console_sign_in, runtime.dependencies)
         app.state.console_services = Services(settings.service_urls())
         runtime.broker.context.set_global(HANDLER_CONTEXT, store)
         if current or not settings.rebuild_on_start:
@@ -63,7 +67,7 @@ def create_app(settings: CaseloadSettings | None = None) -> FastAPI:
         description=__doc__ or "",
         settings=settings,
         kafka=kafka,
-        routers=[api.router, web.router],
+        routers=ROUTERS,
         startup=startup,
     )
     add_console(app, settings)
@@ -74,9 +78,11 @@ def add_console(app: FastAPI, settings: CaseloadSettings) -> None:
     """The staff console's static files and answers (its routes are ``console.web.router``)."""
     app.state.trusted_proxies = settings.edge.trusted_proxies
     app.state.console_base_url = settings.console_base_url
+    app.state.console_sign_in = sign_in.setup(settings)  # None: the token form
     app.mount("/console/static", StaticFiles(directory=pages.HERE / "static"), name="console-static")
     app.add_exception_handler(web.NotSignedIn, web.not_signed_in)
     app.add_exception_handler(pages.CsrfRefused, pages.refused)
+    app.add_exception_handler(pages.NotForRole, pages.not_for_role)
 
 
 async def _rebuild_on_upgrade(settings: CaseloadSettings, runtime: Runtime) -> None:

@@ -43,9 +43,12 @@ class Caseload:
         return ROWS[name](await self.store.find({"flags": holding(FLAG_OF[name])}))
 
     async def census(self, day: date, since: date | None, until: date | None) -> Row:
-        start = datetime.combine(since or day, time(), self.zone)
-        end = datetime.combine((until or day) + timedelta(days=1), time(), self.zone)
-        return worklists.census(await self.store.find({}), day, start, end, self.zone)
+        def midnight(of: date) -> datetime:
+            return datetime.combine(of, time(), self.zone)
+
+        start, end = midnight(since or day), midnight((until or day) + timedelta(days=1))
+        views = await self.store.in_care_between(min(start, midnight(day)), max(end, midnight(day + timedelta(days=1))))
+        return worklists.census(views, day, start, end, self.zone)
 
 
 def episode_ids(rows: list[Row]) -> list[str]:

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from pydantic import Field
+from typing import ClassVar
+
+from pydantic import Field, SecretStr
 
 from services.common.settings import ClinicZone, ServiceSettings
 
@@ -8,6 +10,8 @@ CONSUMER_GROUP = "stepwise.caseload"
 
 
 class CaseloadSettings(ServiceSettings):
+    SECRETS: ClassVar[tuple[str, ...]] = (*ServiceSettings.SECRETS, "console_oidc_client_secret")
+
     caseload_port: int = 8005
     caseload_db: str = Field(default="stepwise_caseload", description="This service's own MongoDB database.")
 
@@ -43,11 +47,45 @@ class CaseloadSettings(ServiceSettings):
     )
     console_base_url: str = Field(
         default="",
-        description="Where staff reach the console (https://… behind a TLS proxy: its cookie is then Secure).",
+        description="Where staff reach the console, ending in /console (https://… behind a TLS proxy: its cookie is "
+        "then Secure); with OIDC_ISSUER, <CONSOLE_BASE_URL>/callback is the redirect URI registered at the provider.",
+    )
+    # The console's sign-in at the clinic's OpenID Connect provider (OIDC_ISSUER): console/sign_in.py.
+    console_oidc_client_id: str = Field(
+        default="", description="The console's client id at the provider (required with OIDC_ISSUER)."
+    )
+    console_oidc_client_secret: SecretStr = Field(
+        default=SecretStr(""),
+        description="The console's client secret at the provider (required with OIDC_ISSUER); a secret: "
+        "CONSOLE_OIDC_CLIENT_SECRET_FILE.",
+    )
+    console_oidc_scopes: str = Field(
+        default="openid profile",
+        description="The scopes the console asks for, space-separated, openid among them; add offline_access where "
+        "the provider gives a refresh token only with it (Entra ID, Okta), and the API's own scope where its access "
+        "tokens need one (Entra ID: api://<application id>/<scope>).",
     )
     console_idle_minutes: float = Field(
         default=15, gt=0, le=720, description="A console session without a request for this long is signed out."
     )
+
+    def console_sign_in_problems(self) -> list[str]:
+        """What the console's sign-in at the provider lacks (OIDC_ISSUER set): said by readiness and the log."""
+        if not self.oidc_issuer:
+            return []
+        missing = {
+            "CONSOLE_OIDC_CLIENT_ID is not set": not self.console_oidc_client_id,
+            "CONSOLE_OIDC_CLIENT_SECRET (or CONSOLE_OIDC_CLIENT_SECRET_FILE) is not set":
+                not self.console_oidc_client_secret.get_secret_value(),
+            "CONSOLE_BASE_URL is not the console's address ending in /console (the redirect URI is "
+            "<CONSOLE_BASE_URL>/callback)": not self.console_base_url.rstrip("/").endswith("/console"),
+            "CONSOLE_OIDC_SCOPES lacks openid": "openid" not in self.console_oidc_scopes.split(),
+        }  # fmt: skip
+        return [problem for problem, found in missing.items() if found]
+
+    @property
+    def console_redirect_uri(self) -> str:
+        return f"{self.console_base_url.rstrip('/')}/callback"
 
     def service_urls(self) -> dict[str, str]:
         """Where the console acts, by service."""

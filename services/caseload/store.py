@@ -11,31 +11,55 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from pymongo import ASCENDING, DESCENDING
+from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from services.common.audit import audit_entries, audit_entry
+from services.common.audit import AUDIT_LOG, audit_entries, audit_entry, audit_indexes
 from services.common.auth import Principal
+from services.common.indexes import Index, create_index, create_indexes
 from services.common.mongo import Document
 from services.common.utc import utc_now
 from stepwise_contract import CloudEvent
 
 from .domain.model import PROJECTION_VERSION, EpisodeView, TimelineEntry
-from .domain.projection import apply
+from .domain.projection import ENDED, apply
 from .domain.worklists import flags, session_days
 
 META_KEPT_SECONDS = 1.0
 """How long the name of the collection in use is kept before it is read again."""
 META = "meta"
 PROJECTION = "projection"
-AUDIT_LOG = "audit_log"
-INDEXED = ("flags", "session_days", "status", "level", "group_id", "program", "primary_clinician", "changed_us")
+EPISODES = "episodes_v*"
+"""The projection's collections: ``collection_name`` of each projection version and build."""
+FILTERS = {
+    "flags": "a worklist (episodes holding its flag) and its count (multikey)",
+    "session_days": "today's sessions: the episodes with a session that day, and their count (multikey)",
+    "status": "GET /v1/caseload by status",
+    "level": "GET /v1/caseload by level of care",
+    "group_id": "GET /v1/caseload by group",
+    "program": "GET /v1/caseload by program",
+    "primary_clinician": "GET /v1/caseload?mine=true: a clinician's own episodes",
+}
+"""The fields worklists and the caseload find episodes by, and why: each indexed with the episode's id (``BY_ID``)."""
+BY_ID = "view.episode_id"
+"""The episode's id, what lists are in: a copy of ``_id`` (the MongoDB stand-in indexes no ``_id`` beside a field)."""
+INDEXES = (
+    *(Index(EPISODES, ((field, 1), (BY_ID, 1)), f"{why}, by episode id", replaces=(f"{field}_1",))
+      for field, why in FILTERS.items()),
+    Index(EPISODES, ((BY_ID, 1),), "GET /v1/caseload without a filter: the first episodes by id"),
+    Index(EPISODES, (("changed_us", 1),), "the worklists' stream: episodes changed since its last look"),
+    Index(EPISODES, (("care_until_us", 1), ("care_from_us", 1)),
+          "the census: episodes in care at some time of a period (those that ended before it are not read)"),
+    *audit_indexes(),
+    Index(AUDIT_LOG, (("subject", 1), ("at", -1)), "the entries of one person, newest first: for an export (no "
+          "endpoint asks by person yet)"),
+)  # fmt: skip
 
 
 def holding(value: str) -> Document:
@@ -49,6 +73,10 @@ def stamp(moment: datetime) -> int:
     """When a projection was stored, in microseconds since the epoch: a number compares the same on every server
     (the MongoDB stand-in keeps a date set by ``$set`` at the top level as a string)."""
     return int(moment.timestamp() * 1_000_000)
+
+
+FOREVER_US = stamp(datetime(9999, 12, 31, tzinfo=UTC))
+"""The end of care of an episode still in care."""
 
 
 def collection_name(version: int, stamp: str) -> str:
@@ -66,8 +94,7 @@ class CaseloadStore:
         self._read_at = 0.0
 
     async def create_indexes(self) -> None:
-        await self.audit_log.create_index([("at", DESCENDING)])
-        await self.audit_log.create_index([("subject", ASCENDING), ("at", DESCENDING)])
+        await create_indexes(self.database, [index for index in INDEXES if index.collection == AUDIT_LOG])
 
     async def projection(self) -> Document | None:
         return await self.meta.find_one({"_id": PROJECTION})
@@ -129,12 +156,13 @@ class CaseloadStore:
             "program": view.program.value,
             "primary_clinician": view.primary_clinician.value,
             "changed_us": stamp(utc_now()),
+            **care_period(view),
         }
 
     async def find(self, query: Document, limit: int = 0) -> list[EpisodeView]:
         """The projections matching ``query`` (without their timelines), by episode id."""
         episodes = await self.episodes()
-        cursor = episodes.find(query, {"timeline": 0}).sort("_id", ASCENDING)
+        cursor = episodes.find(query, {"timeline": 0}).sort(BY_ID, ASCENDING)
         if limit:
             cursor = cursor.limit(limit)
         return [view_of(document) async for document in cursor]
@@ -142,11 +170,22 @@ class CaseloadStore:
     async def count(self, query: Document) -> int:
         return await (await self.episodes()).count_documents(query)
 
+    async def groups(self) -> list[str]:
+        """The groups episodes are in now."""
+        pipeline: list[Document] = [{"$match": {"group_id": {"$ne": None}}}, {"$group": {"_id": "$group_id"}}]
+        return sorted([entry["_id"] async for entry in await (await self.episodes()).aggregate(pipeline)])
+
     async def timeline(self, episode_id: str) -> list[TimelineEntry] | None:
         found = await (await self.episodes()).find_one({"_id": episode_id}, {"timeline": 1})
         if found is None:
             return None
         return [TimelineEntry.model_validate(entry) for entry in found.get("timeline", [])]
+
+    async def in_care_between(self, start: datetime, end: datetime) -> list[EpisodeView]:
+        """The episodes in care at some time from ``start`` to ``end`` (and some more), for the census: not those
+        whose care ended before ``start`` nor those it began after ``end``."""
+        query = {"care_until_us": {"$gte": stamp(start)}, "care_from_us": {"$lt": stamp(end)}}
+        return [view_of(document) async for document in (await self.episodes()).find(query, {"timeline": 0})]
 
     async def changed_since(self, since: int) -> list[Document]:
         """Episodes changed after ``since`` (``stamp``): their flags, days and change stamp (for the stream)."""
@@ -162,8 +201,19 @@ class CaseloadStore:
 
 
 async def index_episodes(episodes: AsyncCollection[Document]) -> None:
-    for field in INDEXED:
-        await episodes.create_index([(field, ASCENDING)])
+    for index in INDEXES:
+        if index.collection == EPISODES:
+            await create_index(episodes, index)
+
+
+def care_period(view: EpisodeView) -> Document:
+    """When the episode's care began (its first movement) and ended (its last, when that ends care; else never), in
+    microseconds: what the census finds episodes by. None for an episode with no movement yet."""
+    if not view.movements:
+        return {}
+    last = view.movements[-1]
+    until = stamp(last.at) if last.kind in (*ENDED, "referred_out") else FOREVER_US
+    return {"care_from_us": stamp(view.movements[0].at), "care_until_us": until}
 
 
 def view_of(document: Document) -> EpisodeView:

@@ -16,15 +16,16 @@ import hashlib
 import json
 import logging
 import uuid
+from dataclasses import replace
 from datetime import timedelta
 from typing import Annotated
 
 from fastapi import Header
 from pydantic import BaseModel
-from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
+from .indexes import Index, create_index
 from .mongo import Document
 from .utc import assume_utc, utc_now
 from .worker import PollingWorker
@@ -36,6 +37,11 @@ KEPT = timedelta(hours=24)
 PURGE_EVERY = timedelta(hours=1)
 """How often expired keys are removed where the server cannot do it (no TTL indexes)."""
 NOT_IMPLEMENTED = 238
+INDEXES = (
+    Index(IDEMPOTENCY_KEYS, (("at", 1),), "keys expire 24 hours after their first use: a TTL index (where the "
+          "server has none, a plain one for ExpiredKeyPurge's query)",
+          options={"expireAfterSeconds": int(KEPT.total_seconds())}),
+)  # fmt: skip
 
 IdempotencyKey = Annotated[
     str | None,
@@ -66,15 +72,16 @@ class IdempotencyKeys:
         """False where the server has no TTL indexes: run ``ExpiredKeyPurge`` (known after ``create_indexes``)."""
 
     async def create_indexes(self) -> None:
+        [expiry] = INDEXES
         try:
-            await self.keys.create_index([("at", ASCENDING)], expireAfterSeconds=int(KEPT.total_seconds()))
+            await create_index(self.keys, expiry)
         except OperationFailure as error:
             if error.code != NOT_IMPLEMENTED:
                 raise
             log.warning("this MongoDB server has no TTL indexes: expired idempotency keys are purged every %s "
                         "by the service instead", PURGE_EVERY)  # fmt: skip
             self.expired_by_server = False
-            await self.keys.create_index([("at", ASCENDING)])
+            await create_index(self.keys, replace(expiry, options={}))
 
     async def purge_expired(self) -> int:
         """Remove the keys older than 24 hours (what a TTL index does); returns how many."""

@@ -156,8 +156,9 @@ class JsonLines(logging.Formatter):
 
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-QUIET_CLIENTS = ("httpx", "httpcore")
-"""HTTP clients' loggers: WARNING and above only (the server side logs each request by its route template)."""
+QUIET_CLIENTS = ("httpx", "httpcore", "authlib")
+"""HTTP clients' loggers: WARNING and above only (the server side logs each request by its route template; Authlib's
+DEBUG line names the console's PKCE verifier)."""
 FASTSTREAM_BROKER_LOGGER = "faststream.access.kafka"
 """The logger a service's broker logs with (``kafka.new_broker``): a plain one, handing its records to the root's."""
 

@@ -32,12 +32,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from pymongo import ASCENDING, ReturnDocument, UpdateOne
+from pymongo import ReturnDocument, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from stepwise_contract import CloudEvent, to_kafka
 
+from .indexes import Index, create_index
 from .mongo import Document
 from .priority import URGENT_EVENTS, URGENT_FIRST
 from .store_errors import writing
@@ -270,8 +271,14 @@ def with_events(update: Document, events: Sequence[CloudEvent[Any]]) -> Document
     return update
 
 
+def outbox_index(collection: str) -> Index:
+    return Index(collection, (("outbox_pending", 1), ("outbox_lease_until", 1)),
+                 "the relay's pass: documents with events to publish, their lease run out (and /metrics' "
+                 "backlog)")  # fmt: skip
+
+
 async def ensure_outbox_index(collection: AsyncCollection[Document]) -> None:
-    await collection.create_index([("outbox_pending", ASCENDING), ("outbox_lease_until", ASCENDING)])
+    await create_index(collection, outbox_index(collection.name))
 
 
 Publish = Callable[[Document], Awaitable[None]]

@@ -16,6 +16,7 @@ from typing import Literal
 from aiokafka import ConsumerRecord
 from faststream import ContextRepo
 from pydantic import BaseModel, Field
+from pymongo.asynchronous.collection import AsyncCollection
 
 from .auth import Principal
 from .consumer import HANDLER_CONTEXT, SET_ASIDE, EventBatch, EventHandlers, set_aside_reason
@@ -97,6 +98,26 @@ def replay_entry(replayed: Replayed, by: Principal) -> Document:
              "outcome": replayed.outcome, "detail": replayed.detail}  # fmt: skip
     log.info("set-aside event replayed by %s (%s): %s", by.token_id, by.role.value, replayed.outcome)
     return entry
+
+
+RECORDED = "replays_recorded"
+"""How many replays the set-aside record keeps: each is added if nobody added one since the record was read."""
+
+
+async def record_replay(shelf: AsyncCollection[Document], shelved: Document, entry: Document) -> Document:
+    """The set-aside record with the replay added, stored. The whole list is set, not pushed (a document pushed
+    into an array is stored as its JSON text on the MongoDB stand-in), if no other replay was recorded since the
+    record was read (its count, missing on a record never replayed, is as read), else it is read again."""
+    while True:
+        replays = [*shelved.get("replays", []), entry]
+        counted = {"_id": shelved["_id"], RECORDED: shelved.get(RECORDED)}
+        written = await shelf.update_one(counted, {"$set": {"replays": replays, RECORDED: len(replays)}})
+        if written.matched_count == 1:
+            return {**shelved, "replays": replays, RECORDED: len(replays)}
+        again = await shelf.find_one({"_id": shelved["_id"]})
+        if again is None:
+            return {**shelved, "replays": replays}  # removed meanwhile: nothing to keep it on
+        shelved = again
 
 
 def _record(shelved: Document) -> ConsumerRecord[bytes, bytes]:

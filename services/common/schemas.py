@@ -43,6 +43,9 @@ def union_examples(*examples: dict[str, Any]) -> ConfigDict:
 
 READS_ITS_FORM = "x-reads-its-form"
 """``openapi_extra`` key of an endpoint that reads its body itself (an HTML form, ``{READS_ITS_FORM: True}``)."""
+TAKES_ANY_QUERY = "x-takes-any-query"
+"""``openapi_extra`` key of an endpoint whose query another party writes (an OpenID Connect provider's answer to a
+sign-in adds ``session_state``, ``iss`` … of its own): a parameter it does not declare is not refused."""
 
 
 async def refuse_undeclared_body(request: Request) -> None:
@@ -74,7 +77,7 @@ async def refuse_undeclared_query(request: Request) -> None:
     """A query parameter the endpoint does not declare is a 422 naming it, as an undeclared body field is: a
     misspelt filter (``?stauts=open``) must not silently list everything."""
     route = request.scope.get("route")
-    if not isinstance(route, APIRoute):
+    if not isinstance(route, APIRoute) or (route.openapi_extra or {}).get(TAKES_ANY_QUERY):
         return
     declared = _declared_query(route.dependant)
     given = request.query_params

@@ -33,6 +33,7 @@ from .dependencies import Dependencies, DependencyDown
 from .domain_errors import install_error_tables
 from .edge import AuthFailures, BodyLimit, EdgeConfig, SecurityHeaders, TokenGate
 from .errors import document_answers, install_error_answers
+from .indexes import Index, create_indexes
 from .kafka import KAFKA, ServiceBroker, relay_publish, start_once_accepted
 from .kafka import start as start_kafka
 from .logs import colour_only_on_a_terminal, install_filters
@@ -40,7 +41,7 @@ from .metrics import ServiceMetrics, route_template
 from .mongo import Document, connect, ping
 from .oidc import OidcVerifier
 from .outbox import ConcurrentChange, OutboxRelay, ensure_outbox_index
-from .replay import SetAsideEventOut, replay, replay_entry
+from .replay import SetAsideEventOut, record_replay, replay, replay_entry
 from .schemas import V1_ERRORS, errors, refuse_undeclared_body, refuse_undeclared_query
 from .settings import ServiceSettings
 from .store_errors import install_store_errors
@@ -49,6 +50,13 @@ from .utc import set_clock_offset
 log = logging.getLogger(__name__)
 
 SET_ASIDE_COLLECTION = "set_aside_events"
+SHELF_INDEXES = (
+    Index(SET_ASIDE_COLLECTION, (("set_aside_at", 1),), "the set-aside events newest first, a page at a time"),
+    Index(SET_ASIDE_COLLECTION, (("topic", 1), ("set_aside_at", 1)), "one topic's set-aside events, by time"),
+    Index(SET_ASIDE_COLLECTION, (("replays.outcome", 1),),
+          "the events not applied by a replay yet (/metrics counts them per topic; multikey)"),
+)  # fmt: skip
+"""The set-aside events (none while all is well) are read by an admin (GET /v1/set-aside-events) and /metrics."""
 
 
 @dataclass
@@ -131,7 +139,7 @@ def _lifespan(
         client = connect(settings.mongodb_url.get_secret_value(), tls_ca_file=settings.mongodb_tls_ca_file,
                          service=settings.database_name, shapes_file=settings.store_query_shapes_file)  # fmt: skip
         database = client[settings.database_name]
-        shelf = EventShelf(database[SET_ASIDE_COLLECTION])
+        shelf = await _shelf(database)
         broker.context.set_global("event_shelf", shelf)
         app.state.event_shelf = shelf
         relay = await _outbox_relay(settings, database, kafka, outbox_collections)
@@ -153,6 +161,12 @@ def _lifespan(
             tracing.flush()
 
     return lifespan
+
+
+async def _shelf(database: AsyncDatabase[Document]) -> EventShelf:
+    """Where the service sets events aside, its indexes made."""
+    await create_indexes(database, SHELF_INDEXES)
+    return EventShelf(database[SET_ASIDE_COLLECTION])
 
 
 def _watch(
@@ -364,8 +378,7 @@ async def _replay(request: Request, shelved: Document, by: Principal) -> SetAsid
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"not replayed, try again later: {down}") from None
     entry = replay_entry(replayed, by)
     if replayed.outcome != "already_applied":
-        await shelf.collection.update_one({"_id": shelved["_id"]}, {"$push": {"replays": entry}})
-        shelved = {**shelved, "replays": [*shelved.get("replays", []), entry]}
+        shelved = await record_replay(shelf.collection, shelved, entry)
     return SetAsideEventOut.of(shelved)
 
 

@@ -3,8 +3,8 @@
 Every command a service sends counts in ``stepwise_store_commands{command, collection}`` on ``/metrics`` (a round
 trip each: the benchmark reads them per episode). With ``STORE_QUERY_SHAPES_FILE`` set, each command's *shape* is
 also appended to that file as one JSON line: the collection, the command, and for each filter and sort the field
-names and operators only, never a value (a test compares the shapes with the indexes each service declares). Off
-by default: a production service writes no such file."""
+names and operators only, never a value, and whether a find has a limit (a test compares the shapes with the
+indexes each service declares). Off by default: a production service writes no such file."""
 
 from __future__ import annotations
 
@@ -61,7 +61,8 @@ LINES_OF = {"update": "updates", "delete": "deletes"}
 def shapes_of(command_name: str, command: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The filters and sorts one command carries (an update or delete may carry several)."""
     if command_name in FILTER_OF:
-        return [{"filter": shape(command.get(FILTER_OF[command_name]) or {}), "sort": list(command.get("sort") or {})}]
+        found = {"filter": shape(command.get(FILTER_OF[command_name]) or {}), "sort": list(command.get("sort") or {})}
+        return [found | ({"limit": bool(command.get("limit"))} if command_name == "find" else {})]
     if command_name in LINES_OF:
         return [{"filter": shape(line.get("q", {})), "sort": []} for line in command.get(LINES_OF[command_name], [])]
     if command_name == "aggregate":

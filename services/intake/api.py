@@ -41,9 +41,11 @@ from .domain.model import Episode
 from .schemas import (
     CONSENT_SCOPES,
     ERRORS,
+    AssessmentAnswersIn,
     AssessmentHistory,
     AssessmentIn,
     AssessmentOut,
+    AssessmentPreview,
     AuditEntry,
     ConsentIn,
     ConsentOut,
@@ -199,6 +201,26 @@ async def record_assessment(
     )
     assessment = await changes.record_assessment(store, policy, measures, episode_id, request)
     return shown(AssessmentOut, assessment)
+
+
+@router.post(
+    "/episodes/{episode_id}/assessments/preview",
+    responses=errors(404, 409),
+    summary="What recording an assessment would give: scores, recommended level, rationale, safety alert",
+    description=(
+        "The same answers as `POST /v1/episodes/{episode_id}/assessments` (without `placement`), scored and placed "
+        "by the same rules under the same policy, for the episode's program: nothing is stored, no event published "
+        "(no Idempotency-Key: it changes nothing). A clinician sees the recommendation and its rationale before "
+        "recording, at it or (`placement`) at another level with a reason."
+    ),
+    openapi_extra=beyond_schema(**WHOLE_NUMBERS),
+)
+async def preview_assessment(
+    episode_id: str, body: AssessmentAnswersIn, store: Store, policy: Policy, _: Staff
+) -> AssessmentPreview:
+    request = AssessmentRequest(dimensions=DimensionRatings(**body.dimensions.model_dump()),
+                                results=body.instruments.score())  # fmt: skip
+    return queries.assessment_preview(await _episode(store, episode_id), request, policy)
 
 
 @router.get(

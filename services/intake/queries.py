@@ -11,14 +11,17 @@ from services.common.auth import Principal
 from services.common.utc import utc_now
 from stepwise_contract import ConsentScope, Program
 
-from .domain.episode import consent_in_force, consents_allowing
+from .domain import episode as decide_on
+from .domain.episode import AssessmentRequest, consent_in_force, consents_allowing
 from .domain.measures import MeasuresPolicy
 from .domain.model import Consent, Episode
 from .domain.outcomes import SeriesPoint, outcomes, series
+from .domain.placement import PlacementPolicy
 from .domain.reassessment import trend
 from .schemas import (
     AssessmentHistory,
     AssessmentOut,
+    AssessmentPreview,
     ContactOut,
     EpisodeAudience,
     EpisodeMeasures,
@@ -28,6 +31,7 @@ from .schemas import (
     MeasureSeries,
     OutcomesOut,
     RecipientContact,
+    SafetyConcernOut,
     TrendPoint,
     shown,
 )
@@ -39,11 +43,16 @@ async def measure_series(
 ) -> EpisodeMeasures:
     """Every score of the episode per instrument, each against its baseline and previous score (audited)."""
     await store.audit(by, "read_measures", episode.patient_id, episode_id=episode.episode_id)
-    found = [
-        MeasureSeries(instrument=instrument, points=[_point(point) for point in points])
-        for instrument, points in series(episode, policy).items()
-    ]
+    found = [_series(instrument, points, policy) for instrument, points in series(episode, policy).items()]
     return EpisodeMeasures(episode_id=episode.episode_id, policy_version=policy.version, series=found)
+
+
+def _series(instrument: str, points: Sequence[SeriesPoint], policy: MeasuresPolicy) -> MeasureSeries:
+    """An instrument's scores with the policy's thresholds for it (a chart draws its band and cut-off by them)."""
+    thresholds = policy.instruments.get(instrument)
+    return MeasureSeries(instrument=instrument, points=[_point(point) for point in points],
+                         reliable_change=thresholds.points if thresholds else None,
+                         caseness=thresholds.caseness if thresholds else None)  # fmt: skip
 
 
 def _point(point: SeriesPoint) -> MeasurePoint:
@@ -151,4 +160,23 @@ def listed(consent: Consent) -> RecipientContact:
     """A consented recipient without contact data (listing them is not reading their contact)."""
     return RecipientContact(
         consent_id=consent.consent_id, recipient_kind=consent.recipient_kind, email=None, phone=None
+    )
+
+
+def assessment_preview(episode: Episode, request: AssessmentRequest, policy: PlacementPolicy) -> AssessmentPreview:
+    """What recording ``request`` on the episode would give now (``appraise``: the very rules recording applies):
+    stores nothing, raises nothing. A closed episode takes no assessment: refused as recording it would be."""
+    decide_on.refuse_if_closed(episode)
+    appraisal = decide_on.appraise(episode, request, policy)
+    recommendation, concern = appraisal.recommendation, appraisal.concern
+    return AssessmentPreview(
+        episode_id=episode.episode_id,
+        kind=appraisal.kind,
+        dimensions=request.dimensions,
+        instruments=request.results,
+        recommended_level=recommendation.level,
+        refer_out=recommendation.refer_out,
+        rationale=recommendation.rationale,
+        policy_version=recommendation.policy_version,
+        safety_alert=SafetyConcernOut(level=concern.level, reasons=concern.reasons) if concern else None,
     )

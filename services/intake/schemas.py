@@ -38,13 +38,16 @@ from services.common.schemas import (
 )
 from services.common.utc import IANA_ZONE_PATTERN, IsoDate, Rfc3339, UtcDatetime, utc_now
 from stepwise_contract import (
+    AlertLevel,
     CareLevel,
     ConsentRecipientKind,
     ConsentScope,
     DimensionRatings,
     InstrumentMeasure,
+    InstrumentResult,
     OverrideReason,
     Program,
+    Reason,
     ScreenResult,
     Substance,
     SupportKind,
@@ -310,7 +313,28 @@ class PlacementIn(RequestBody):
     note: str | None = Field(default=None, max_length=2000, description="Stays in intake; never in an event.")
 
 
-class AssessmentIn(RequestBody):
+class AssessmentAnswersIn(RequestBody):
+    """An assessment's answers: the six ratings and the instruments' item answers (a preview's body)."""
+
+    model_config = request_examples(
+        {
+            "dimensions": {
+                "withdrawal": 1,
+                "biomedical": 0,
+                "emotional": 2,
+                "readiness": 2,
+                "relapse": 2,
+                "environment": 1,
+            },
+            "instruments": {"phq9": [1, 2, 1, 2, 1, 1, 2, 1, 0], "cssrs": {"q1": False, "q2": False, "q6": False}},
+        },
+    )
+
+    dimensions: DimensionsIn
+    instruments: InstrumentAnswers = Field(default_factory=InstrumentAnswers)
+
+
+class AssessmentIn(AssessmentAnswersIn):
     model_config = request_examples(
         {
             "dimensions": {
@@ -336,8 +360,6 @@ class AssessmentIn(RequestBody):
         },
     )
 
-    dimensions: DimensionsIn
-    instruments: InstrumentAnswers = Field(default_factory=InstrumentAnswers)
     placement: PlacementIn | None = None
 
 
@@ -364,6 +386,41 @@ ASSESSMENT_EXAMPLE: dict[str, Any] = {
 
 class AssessmentOut(Assessment):
     model_config = response_example(ASSESSMENT_EXAMPLE)
+
+
+class SafetyConcernOut(BaseModel):
+    level: AlertLevel
+    reasons: list[str]
+
+
+class AssessmentPreview(BaseModel):
+    """What recording these answers would give the episode now; nothing is recorded, no alert is raised."""
+
+    model_config = response_example(
+        {
+            "episode_id": "7d0c1f3e-4b0a-4a57-9c1e-2b8f6a1d0e42",
+            "kind": "intake",
+            "dimensions": ASSESSMENT_EXAMPLE["dimensions"],
+            "instruments": ASSESSMENT_EXAMPLE["instruments"],
+            "recommended_level": "IOP",
+            "refer_out": False,
+            "rationale": ASSESSMENT_EXAMPLE["rationale"],
+            "policy_version": "placement-default-2026.11",
+            "safety_alert": None,
+        }
+    )
+
+    episode_id: str
+    kind: Literal["intake", "reassessment"]
+    dimensions: DimensionRatings
+    instruments: list[InstrumentResult] = Field(description="The instruments scored from their item answers.")
+    recommended_level: CareLevel
+    refer_out: bool = Field(description="The recommended level is delivered elsewhere (residential, inpatient).")
+    rationale: list[Reason]
+    policy_version: str
+    safety_alert: SafetyConcernOut | None = Field(
+        description="The safety alert recording these answers would raise (its level and reason codes); null if none."
+    )
 
 
 class TrendPoint(BaseModel):
@@ -452,6 +509,10 @@ class MeasurePoint(InstrumentMeasure):
 class MeasureSeries(BaseModel):
     instrument: str
     points: list[MeasurePoint]
+    reliable_change: int | None = Field(
+        default=None, description="The measures policy's reliable change in points (null: none set for it)."
+    )
+    caseness: int | None = Field(default=None, description="The policy's lowest score that counts as a case (or null).")
 
 
 class EpisodeMeasures(BaseModel):
@@ -468,7 +529,7 @@ class EpisodeMeasures(BaseModel):
                  "classification": "baseline", "recovered": False, "response": False},
                 {"record_id": "3f6c1a2b-7d4e-4f10-9a8b-1c2d3e4f5a6b", "source": "measure",
                  "recorded_at": "2026-12-01T14:10:00Z", **MEASURE_EXAMPLE["changes"][0]},
-            ]}],
+            ], "reliable_change": 6, "caseness": 10}],
         }
     )  # fmt: skip
 

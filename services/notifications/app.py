@@ -12,6 +12,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from services.common import metrics
 from services.common.consumer import HANDLER_CONTEXT
 from services.common.dependencies import Dependencies, DependencyDown
+from services.common.indexes import create_indexes
 from services.common.kafka import ServiceBroker, service_broker
 from services.common.mongo import Document
 from services.common.outbox import Relay, no_relay
@@ -32,6 +33,7 @@ from .rendering import Templates
 from .settings import CONSUMER_GROUP, NotificationsSettings
 from .store import (
     ALUMNI,
+    INDEXES,
     NOTIFICATIONS,
     SAFETY_ALERTS,
     AlumniEnrolments,
@@ -74,8 +76,7 @@ async def assemble(
     store = NotificationStore(database, wake_relay=wake_relay)
     alumni = AlumniEnrolments(database, wake_relay=wake_relay)
     alerts, audit = SafetyAlerts(database, wake_relay=wake_relay), AuditLog(database)
-    for indexed in (store, alumni, alerts, audit):
-        await indexed.create_indexes()
+    await create_indexes(database, INDEXES)
     schedules = EpisodeSchedules(database)
     opt_outs = OptOuts(database, settings.contact_hash_key.get_secret_value(), settings.clinic_phone_region)
     contacts = contacts or IntakeContacts(settings, dependencies)

@@ -16,9 +16,10 @@ from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from services.common.audit import audit_entry
+from services.common.audit import AUDIT_LOG, audit_entry, audit_indexes
 from services.common.auth import Principal
 from services.common.change_path import CONFLICT, Conflict, retry
+from services.common.indexes import Index
 from services.common.mongo import Document, equals
 from services.common.outbox import (
     EPOCH,
@@ -56,7 +57,6 @@ SCHEDULES = "episode_schedules"
 ALUMNI = "alumni_enrolments"
 OPT_OUTS = "opt_outs"
 SAFETY_ALERTS = "safety_alerts"
-AUDIT_LOG = "audit_log"
 PENDING, SENT, FAILED, CANCELLED = "pending", "sent", "failed", "cancelled"
 FOREVER = datetime(9999, 12, 31, tzinfo=UTC)
 """The expiry of a message that never expires (an explicit value: no null checks in queries)."""
@@ -67,8 +67,39 @@ _STORED_AS_PLANNED = tuple(
 )
 
 
-def _waiting_on(channel: Channel) -> Document:
-    return {"status": PENDING, "channel": channel, "last_error": {"$ne": ""}, "next_attempt_at": {"$gt": utc_now()}}
+EITHER_LANE = {"$in": [False, True]}
+"""Both the routine and the urgent lane, named: the delivery log's indexes have the lane before the channel, and a
+count that fixes it (both values) is served by them as one that leaves it out would not be."""
+LANES = (True, False)
+"""The urgent lane, then the routine one: a lane a query looks in (the stand-in nx-27017 matches no date kept by
+``$set`` beside an ``$in``, so the waiting messages are looked for lane by lane, not with ``EITHER_LANE``)."""
+
+INDEXES = (
+    Index(NOTIFICATIONS, (("status", 1), ("urgent", 1), ("channel", 1), ("next_attempt_at", 1), ("lease_until", 1)),
+          "the dispatcher's claim: the pending message of a lane and channel due longest, not leased; /metrics' "
+          "counts per status and channel", replaces=("status_1_urgent_1_channel_1_next_attempt_at_1",)),
+    Index(NOTIFICATIONS, (("status", 1), ("urgent", 1), ("channel", 1), ("last_error", 1), ("next_attempt_at", 1)),
+          "the messages waiting out a channel's failures: sent at once when it works again, one probing it"),
+    Index(NOTIFICATIONS, (("episode_id", 1), ("created_at", -1)), "an episode's delivery log, newest first; "
+          "cancelling what waits of an episode (its reminders, its alumni or family messages)",
+          scope="one episode's messages", replaces=("episode_id_1_series_kind_1",)),
+    Index(NOTIFICATIONS, (("consent_id", 1), ("status", 1)), "cancelling what waits under a consent withdrawn"),
+    Index(SAFETY_ALERTS, (("status", 1), ("due_at", 1), ("lease_until", 1)),
+          "the escalation pass: the open alert due longest, not leased", replaces=("due_at_1_lease_until_1",)),
+    Index(SAFETY_ALERTS, (("status", 1), ("raised_at", -1)), "alerts by status newest first; /metrics' open count"),
+    Index(SAFETY_ALERTS, (("episode_id", 1), ("raised_at", -1)), "an episode's alerts, newest first"),
+    Index(ALUMNI, (("patient_id", 1), ("status", 1)), "a patient's enrolments in the alumni program"),
+    Index(OPT_OUTS, (("episode_id", 1), ("opted_out_at", -1)), "the opt-outs staff recorded for an episode",
+          scope="one episode's opt-outs"),
+    Index(OPT_OUTS, (("source", 1), ("opted_out_at", -1)), "the opt-outs staff recorded, newest first"),
+    *audit_indexes(),
+)  # fmt: skip
+
+
+def _waiting_on(channel: Channel, urgent: bool) -> Document:
+    """The messages of ``channel`` and a lane waiting for their next attempt after a failure."""
+    return {"status": PENDING, "urgent": urgent, "channel": channel, "last_error": {"$ne": ""},
+            "next_attempt_at": {"$gt": utc_now()}}  # fmt: skip
 
 
 def _notification(document: Document) -> Notification:
@@ -113,13 +144,6 @@ class NotificationStore:
         self.notifications = database[NOTIFICATIONS]
         self._wake_relay = wake_relay
 
-    async def create_indexes(self) -> None:
-        await self.notifications.create_index(
-            [("status", ASCENDING), ("urgent", ASCENDING), ("channel", ASCENDING), ("next_attempt_at", ASCENDING)]
-        )
-        await self.notifications.create_index([("episode_id", ASCENDING), ("created_at", DESCENDING)])
-        await self.notifications.create_index([("episode_id", ASCENDING), ("series_kind", ASCENDING)])
-
     async def add(self, planned: Sequence[PlannedNotification], cause: dict[str, str]) -> int:
         """Store notifications to send, in one round trip; returns how many are new (a redelivered event adds none)."""
         return (await self.add_leasing(planned, cause, None)).count
@@ -151,7 +175,9 @@ class NotificationStore:
         pairs = [(status, channel) for status in COUNTED for channel in get_args(Channel)]
         counted = await asyncio.gather(
             *(
-                self.notifications.count_documents({"status": equals(status), "channel": equals(channel)})
+                self.notifications.count_documents(
+                    {"status": equals(status), "urgent": EITHER_LANE, "channel": equals(channel)}
+                )
                 for status, channel in pairs
             )
         )
@@ -233,16 +259,24 @@ class NotificationStore:
 
     async def retry_now(self, channel: Channel) -> int:
         """A channel works again: the messages waiting out its failures go now, not at their next backoff."""
-        result = await self.notifications.update_many(_waiting_on(channel), {"$set": {"next_attempt_at": utc_now()}})
-        return result.modified_count
+        modified = 0
+        for urgent in LANES:
+            result = await self.notifications.update_many(
+                _waiting_on(channel, urgent), {"$set": {"next_attempt_at": utc_now()}}
+            )
+            modified += result.modified_count
+        return modified
 
     async def probe(self, channel: Channel) -> bool:
         """While a channel is down, one of the messages waiting on it (an urgent one if any) goes now: the first
         to find it back."""
-        found = await self.notifications.find_one_and_update(  # no projection: as in ``claim_due``
-            _waiting_on(channel), {"$set": {"next_attempt_at": utc_now()}}, sort=[("urgent", DESCENDING)]
-        )
-        return found is not None
+        for urgent in LANES:
+            found = await self.notifications.find_one_and_update(  # no projection: as in ``claim_due``
+                _waiting_on(channel, urgent), {"$set": {"next_attempt_at": utc_now()}}
+            )
+            if found is not None:
+                return True
+        return False
 
     async def mark_cancelled(self, notification_id: str, reason: str) -> None:
         """Not to be sent after all (consent withdrawn, opt-out, too late): no delivery outcome is published."""
@@ -331,11 +365,6 @@ class SafetyAlerts:
         """Alerts raised and not acknowledged yet (for /metrics)."""
         return await self.alerts.count_documents({"status": equals("open")})
 
-    async def create_indexes(self) -> None:
-        await self.alerts.create_index([("status", ASCENDING), ("due_at", ASCENDING), ("lease_until", ASCENDING)])
-        await self.alerts.create_index([("status", ASCENDING), ("raised_at", DESCENDING)])
-        await self.alerts.create_index([("episode_id", ASCENDING), ("raised_at", DESCENDING)])
-
     async def add(self, alert: SafetyAlert, cause: dict[str, str]) -> bool:
         """Keep a new alert, due at its deadline; False if it is kept already (a redelivered event)."""
         fields = _alert_fields(alert) | {"due_at": alert.acknowledge_by, "lease_until": EPOCH, "cause": cause,
@@ -411,9 +440,6 @@ class AuditLog:
     def __init__(self, database: AsyncDatabase[Document]) -> None:
         self.entries = database[AUDIT_LOG]
 
-    async def create_indexes(self) -> None:
-        await self.entries.create_index([("at", DESCENDING)])
-
     async def record(self, by: Principal, action: str, **details: Any) -> None:
         await self.entries.insert_one(audit_entry(by, action, **details))
 
@@ -484,9 +510,6 @@ class AlumniEnrolments:
     def __init__(self, database: AsyncDatabase[Document], wake_relay: Relay) -> None:
         self.enrolments = database[ALUMNI]
         self._wake_relay = wake_relay
-
-    async def create_indexes(self) -> None:
-        await self.enrolments.create_index([("patient_id", ASCENDING), ("status", ASCENDING)])
 
     async def add(self, enrolment: Enrolment, event: AlumniEnrolled) -> bool:
         """Store a new enrolment with iop.alumni.enrolled in one write; False if the episode has one already."""

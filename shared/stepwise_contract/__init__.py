@@ -213,6 +213,17 @@ from .events import (
     UnauthorizedReason,
 )
 
+# the words an assessment's forms show (issue 28: the console's intake page, intake's questionnaire page)
+from .vocabulary import (
+    CSSRS_QUESTIONS,
+    DIMENSION_RATINGS,
+    DIMENSIONS,
+    FREQUENCY,
+    QUESTIONNAIRES,
+    Questionnaire,
+    YesNoQuestion,
+)
+
 __all__ += [
     "AuthorizationChanged",
     "AuthorizationExhausted",
@@ -227,4 +238,14 @@ __all__ += [
     "ReviewType",
     "ServiceUnauthorized",
     "UnauthorizedReason",
+]
+
+__all__ += [
+    "CSSRS_QUESTIONS",
+    "DIMENSIONS",
+    "DIMENSION_RATINGS",
+    "FREQUENCY",
+    "QUESTIONNAIRES",
+    "Questionnaire",
+    "YesNoQuestion",
 ]

@@ -138,3 +138,94 @@ INSTRUMENTS: Mapping[str, InstrumentVocabulary] = {
     "bam": InstrumentVocabulary("BAM", ("reported",), ("use_reported",), None),
 }
 """Every instrument intake scores, by the name events use."""
+
+
+# The words forms show for an assessment (issue 28: the staff console's intake page, and intake's questionnaire
+# page): the dimensions and their ratings, the questionnaires' items and answers. Neutral labels where the source's
+# text is licensed (the ASAM Criteria); the published wording where it is free to reproduce (PHQ-9, GAD-7).
+
+DIMENSIONS: Mapping[str, str] = {
+    "withdrawal": "Intoxication and withdrawal",
+    "biomedical": "Biomedical conditions",
+    "emotional": "Emotional, behavioural or cognitive conditions",
+    "readiness": "Readiness to change",
+    "relapse": "Relapse or continued use potential",
+    "environment": "Recovery environment",
+}
+"""The six assessment dimensions (``DimensionRatings``' fields, in its order) in neutral words (the clinical
+reference: ASAM Criteria 3rd ed.'s six dimensions, whose own text is licensed and not shipped)."""
+DIMENSION_RATINGS: Final[tuple[str, ...]] = ("No risk", "Mild", "Moderate", "Significant", "Severe")
+"""What each dimension rating means, 0 to 4 (``DimensionRatings``: 0 no risk, 4 severe risk)."""
+
+
+@dataclass(frozen=True)
+class Questionnaire:
+    instrument: str
+    title: str
+    stem: str
+    items: tuple[str, ...]
+    options: tuple[str, ...]
+    """Answer labels, scored 0, 1, 2 … in order."""
+
+
+FREQUENCY: Final[tuple[str, ...]] = ("Not at all", "Several days", "More than half the days", "Nearly every day")
+_STEM = "Over the last 2 weeks, how often have you been bothered by any of the following problems?"
+QUESTIONNAIRES: Mapping[str, Questionnaire] = {
+    "phq9": Questionnaire(
+        "phq9",
+        "PHQ-9",
+        _STEM,
+        (
+            "Little interest or pleasure in doing things",
+            "Feeling down, depressed, or hopeless",
+            "Trouble falling or staying asleep, or sleeping too much",
+            "Feeling tired or having little energy",
+            "Poor appetite or overeating",
+            "Feeling bad about yourself, or that you are a failure or have let yourself or your family down",
+            "Trouble concentrating on things, such as reading the newspaper or watching television",
+            "Moving or speaking so slowly that other people could have noticed? Or the opposite, being so fidgety "
+            "or restless that you have been moving around a lot more than usual",
+            "Thoughts that you would be better off dead or of hurting yourself in some way",
+        ),
+        FREQUENCY,
+    ),
+    "gad7": Questionnaire(
+        "gad7",
+        "GAD-7",
+        _STEM,
+        (
+            "Feeling nervous, anxious or on edge",
+            "Not being able to stop or control worrying",
+            "Worrying too much about different things",
+            "Trouble relaxing",
+            "Being so restless that it is hard to sit still",
+            "Becoming easily annoyed or irritable",
+            "Feeling afraid as if something awful might happen",
+        ),
+        FREQUENCY,
+    ),
+}
+"""PHQ-9 and GAD-7 with their published item wording and answer labels (Spitzer, Williams, Kroenke et al., Pfizer:
+free to reproduce, www.phqscreeners.com); the scoring is intake's (``services/intake/domain/instruments.py``)."""
+
+
+@dataclass(frozen=True)
+class YesNoQuestion:
+    name: str
+    """The answer's field in intake's request (``cssrs.q1`` …)."""
+    text: str
+    asked_if: str | None = None
+    """The question whose yes makes this one asked (C-SSRS skip logic); None: always asked."""
+
+
+CSSRS_QUESTIONS: tuple[YesNoQuestion, ...] = (
+    YesNoQuestion("q1", "wish to be dead (past month)"),
+    YesNoQuestion("q2", "suicidal thoughts (past month)"),
+    YesNoQuestion("q3", "suicidal thoughts with method", "q2"),
+    YesNoQuestion("q4", "suicidal intent", "q2"),
+    YesNoQuestion("q5", "suicidal intent with a plan", "q2"),
+    YesNoQuestion("q6", "suicidal behaviour (lifetime)"),
+    YesNoQuestion("q6_within_3_months", "that behaviour within the past 3 months", "q6"),
+)
+"""The C-SSRS screener's questions by what each asks (Columbia Lighthouse Project, cssrs.columbia.edu: the screener's
+own wording is asked as the clinic's printed or trained version has it; these are its published question headings)."""

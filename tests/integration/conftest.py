@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import threading
 import time
 import uuid
@@ -17,7 +18,7 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, MongoClient
 
 from services.authorizations import handlers as authorizations_handlers
 from services.care_plan import handlers as care_plan_handlers
@@ -29,6 +30,8 @@ from stepwise_contract import EVENT_TYPES, CloudEvent, from_kafka
 from stepwise_contract.envelope import set_schema_base
 from tests.conftest import WAITS
 from tests.integration import leaks
+from tools.check.index_rule import problems
+from tools.check.indexes import ALLOWED_SCANS, DECLARED, live_differences
 from tools.dev.devstack import Backends, ServiceProcess
 from tools.dev.kafka import committed_offset, records_on
 from tools.dev.otlp_sink import OtlpSink
@@ -161,12 +164,13 @@ class Stack:
 
 @contextlib.contextmanager
 def instance_beside(
-    stack: Stack, service: str, env: dict[str, str], log: Path, *, wait: bool = True
+    stack: Stack, service: str, env: dict[str, str], log: Path, *, wait: bool = True, port: int | None = None
 ) -> Iterator[ServiceProcess]:
     """Another instance of ``service`` beside the stack's, with ``env`` over the stack's environment, stopped at
     the end (a clean stop). ``env`` says whether it consumes (``KAFKA_CONSUMERS_ENABLED``) and how it joins the
-    consumer groups (``KAFKA_GROUP_INSTANCE_ID`` empty: dynamically, leaving them when it stops)."""
-    instance = ServiceProcess(service, free_port(), stack.env | env, log).start(wait=wait)
+    consumer groups (``KAFKA_GROUP_INSTANCE_ID`` empty: dynamically, leaving them when it stops). ``port``: when
+    ``env`` must name it (a free one otherwise)."""
+    instance = ServiceProcess(service, port or free_port(), stack.env | env, log).start(wait=wait)
     try:
         yield instance
     finally:
@@ -246,6 +250,10 @@ TEEN_GROUP_POLICY = {"group_id": TEEN_GROUP, "name": "IOP adolescents' morning g
 """The stack's groups have room for every patient the suite admits, but for this small one the waitlist test fills."""
 
 
+SHAPES_FILE = "store-shapes.jsonl"
+"""In the run's log folder: a line per store command of every service process (services/common/store_commands.py)."""
+
+
 SCHEMA_BASE_URL = "https://stepwise.clinic.example/schemas/"
 """Where the events' JSON Schemas are hosted, as a clinic would set it (the services serve them at /schemas/)."""
 
@@ -308,6 +316,9 @@ def stack(running_backends: Backends, tmp_path_factory: pytest.TempPathFactory) 
             "LOG_FORMAT": "json",
             "OTEL_EXPORTER_OTLP_ENDPOINT": traces.url,
             "OTEL_BSP_SCHEDULE_DELAY": "200",
+            # Every process's store commands, as shapes without values: checked against the declared indexes at
+            # the end of the run (_every_query_indexed). One file: each line names its service.
+            "STORE_QUERY_SHAPES_FILE": str(logs / SHAPES_FILE),
         }
         own_env = {"care_plan": {"INTAKE_TOKEN": TOKENS["care_plan"]}}
         services = {
@@ -326,7 +337,10 @@ def stack(running_backends: Backends, tmp_path_factory: pytest.TempPathFactory) 
         finally:
             for service in services.values():
                 service.stop()
-        _nothing_leaked(list(services.values()), traces, sink.mailbox, texts)
+        try:
+            _nothing_leaked(list(services.values()), traces, sink.mailbox, texts)
+        finally:
+            _every_query_indexed(logs / SHAPES_FILE, running_backends.mongodb_url, databases)
 
 
 def _nothing_leaked(services: list[ServiceProcess], traces: OtlpSink, mailbox: Mailbox, texts: SmsSink) -> None:
@@ -338,6 +352,33 @@ def _nothing_leaked(services: list[ServiceProcess], traces: OtlpSink, mailbox: M
     secrets = leaks.USED | set(TOKENS.values()) | {SMS_PROVIDER_TOKEN, WEBHOOK_SECRET, "test-contact-hash-key"}
     found = leaks.leaks(logs, traces.spans, secrets | leaks.link_tokens(mailbox, texts))
     assert not found, f"PII or secrets of the run logged or traced at: {found[:20]}"
+
+
+def _every_query_indexed(shapes: Path, mongodb_url: str, databases: dict[str, str]) -> None:
+    """At the end of the run (the index test): every store command any service process sent is served by an index
+    its service declares, or is an allowed admin listing (tools/check/index_rule.py), and each service's database
+    has exactly the indexes it declares (tools/check/indexes.py, listed in docs/performance.md)."""
+    lines = [json.loads(line) for line in set(shapes.read_text().splitlines())]  # each shape once
+    unserved = problems(lines, DECLARED, ALLOWED_SCANS)
+    assert not unserved, "queries no declared index serves (declare one in the store's INDEXES, or change the " \
+        "query):\n" + "\n".join(unserved)  # fmt: skip
+    client: MongoClient[dict[str, Any]] = MongoClient(mongodb_url)
+    try:
+        differences = [found for service, name in databases.items()
+                       for found in _indexes_differ(client[name], service)]  # fmt: skip
+    finally:
+        client.close()
+    assert not differences, "indexes that differ from the declared ones:\n" + "\n".join(differences)
+
+
+def _indexes_differ(database: Any, service: str) -> list[str]:
+    return [
+        difference
+        for collection in database.list_collection_names()
+        for difference in live_differences(
+            service, collection, [list(index["key"].items()) for index in database[collection].list_indexes()]
+        )
+    ]
 
 
 @dataclass

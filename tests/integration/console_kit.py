@@ -40,9 +40,9 @@ async def browser() -> AsyncIterator[Browser]:
 
 
 @contextlib.contextmanager
-def console_at(stack: Stack, env: dict[str, str], name: str) -> Iterator[ServiceProcess]:
+def console_at(stack: Stack, env: dict[str, str], name: str, port: int | None = None) -> Iterator[ServiceProcess]:
     log = stack.services["caseload"].log_path.with_name(f"console-{name}.log")
-    with instance_beside(stack, "caseload", SERVING | env, log) as instance:
+    with instance_beside(stack, "caseload", SERVING | env, log, port=port) as instance:
         yield instance
 
 

@@ -82,9 +82,22 @@ def proxy(folder: Path, upstreams: dict[str, int], **variables: str) -> Iterator
     }  # fmt: skip
     command = [str(program), "run", "--config", str(caddy.CADDYFILE), "--adapter", "caddyfile"]
     root = folder / "data" / "caddy" / "pki" / "authorities" / "local" / "root.crt"
+    running = Proxy(f"https://localhost:{https_port}", https_port, http_port, root)
     with start_server("Caddy", command, https_port, folder / "caddy.log", ready_within=30, env=env,
-                      ready=root.exists):  # fmt: skip
-        yield Proxy(f"https://localhost:{https_port}", https_port, http_port, root)
+                      ready=lambda: _serves_tls(running)):  # fmt: skip
+        yield running
+
+
+def _serves_tls(running: Proxy) -> bool:
+    """Its internal CA made and the site's certificate issued (after the root, on its own schedule: a handshake
+    before it is an internal-error alert)."""
+    if not running.root_ca.exists():
+        return False
+    try:
+        get(running, "/")
+    except httpx.HTTPError:
+        return False
+    return True
 
 
 @pytest.fixture(scope="module")

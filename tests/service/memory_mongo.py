@@ -14,7 +14,7 @@ server would take, by operation and collection), so that a test can say what a c
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, MutableMapping
 from typing import Any, TypeVar
 
 import bson
@@ -181,6 +181,12 @@ class MemoryCollection:
 
     async def create_index(self, *args: Any, **kwargs: Any) -> str:
         return self.sync.create_index(*args, **kwargs)
+
+    async def index_information(self) -> MutableMapping[str, Any]:
+        return self.sync.index_information()
+
+    async def drop_index(self, name: str) -> None:
+        self.sync.drop_index(name)
 
 
 def _fits(document: Mapping[str, Any], operation: str = "insert") -> None:

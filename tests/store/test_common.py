@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.common.idempotency import IDEMPOTENCY_KEYS, KEPT, IdempotencyKeys, KeyReused
+from services.common.indexes import Index, create_indexes, default_name
 from services.common.outbox import (
     APPLIED_EVENTS_KEPT,
     OutboxRelay,
@@ -19,6 +20,7 @@ from services.common.outbox import (
     insert_new_aggregates,
     update_aggregate,
 )
+from services.common.replay import record_replay
 from services.common.utc import utc_now
 from stepwise_contract import AlumniLeft, CloudEvent, new_event
 from tests.store.conftest import Document, relayed_to
@@ -161,3 +163,41 @@ async def test_an_aggregate_remembers_the_last_applied_events_only(
     stored = await aggregates.find_one({"_id": "ep-1"})
     assert stored is not None
     assert stored["applied_events"] == [f"/x#{number}" for number in range(2, APPLIED_EVENTS_KEPT + 2)]
+
+
+# --- declared indexes -----------------------------------------------------------------------------------
+
+
+async def test_an_index_that_extends_an_earlier_one_replaces_it_at_every_start(
+    database: AsyncDatabase[Document],
+) -> None:
+    """The earlier one (found by its keys: nx-27017 names indexes its own way) is dropped once the new one exists,
+    and the next start (the earlier one gone) does not mind."""
+    plans = database["plans"]
+    await plans.create_index([("group_id", 1)])
+    extended = Index("plans", (("group_id", 1), ("status", 1)), "a test's", replaces=("group_id_1",))
+    for _ in range(2):
+        await create_indexes(database, [extended])
+        keys = [list(index["key"].items()) async for index in await plans.list_indexes()]
+        assert sorted(default_name(found) for found in keys) == ["_id_1", "group_id_1_status_1"]
+
+
+# --- set-aside events' replays ----------------------------------------------------------------------------
+
+
+async def test_each_replay_is_kept_on_the_set_aside_record_as_a_document_and_none_is_lost(
+    database: AsyncDatabase[Document],
+) -> None:
+    shelf = database["set_aside_events"]
+    await shelf.insert_one({"_id": "iop.x:0:1", "topic": "iop.x", "reason": "rejected: unknown_session"})
+    first = {"at": utc_now(), "outcome": "set_aside_again", "detail": "rejected: unknown_session"}
+    read = await shelf.find_one({"_id": "iop.x:0:1"})
+    assert read is not None
+    kept = await record_replay(shelf, read, first)
+    applied = {"at": utc_now(), "outcome": "applied", "detail": "applied by the handler"}
+    await record_replay(shelf, read, applied)  # read before the first was kept: read again, both kept
+    stored = await shelf.find_one({"_id": "iop.x:0:1"})
+    assert stored is not None and kept["replays"] == [first]
+    assert [(entry["outcome"], type(entry["at"])) for entry in stored["replays"]] == [
+        ("set_aside_again", datetime), ("applied", datetime)]  # fmt: skip
+    assert await shelf.count_documents({"replays.outcome": "applied"}) == 1  # as the metrics ask

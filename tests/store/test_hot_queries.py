@@ -19,9 +19,10 @@ from pymongo import AsyncMongoClient, monitoring
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.care_plan.store import CarePlanStore, WaitlistKey
+from services.common.indexes import create_indexes
 from services.common.outbox import OutboxRelay, ensure_outbox_index, no_relay
 from services.common.utc import utc_now
-from services.notifications.store import AlumniEnrolments, NotificationStore, SafetyAlerts
+from services.notifications.store import INDEXES, AlumniEnrolments, NotificationStore, SafetyAlerts
 from stepwise_contract import CareLevel
 from tests.store.conftest import Document
 from tools.dev.devstack import Backends
@@ -113,8 +114,7 @@ async def test_the_dispatchers_claims_the_escalation_timer_and_the_alumni_check_
     database = noted[0]
     messages, alerts, alumni = NotificationStore(database, no_relay), SafetyAlerts(database, no_relay), \
         AlumniEnrolments(database, no_relay)  # fmt: skip
-    for store in (messages, alerts, alumni):
-        await store.create_indexes()
+    await create_indexes(database, INDEXES)
     lease = timedelta(seconds=30)
     assert await scans(noted, lambda: messages.claim_due(lease, channel="email", urgent=True)) == []
     assert await scans(noted, lambda: alerts.claim_due(lease)) == []

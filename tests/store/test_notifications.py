@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 
+from services.common.indexes import create_indexes
 from services.common.outbox import no_relay
 from services.common.utc import utc_now
 from services.notifications.domain.alumni import enrol, leave
@@ -15,6 +16,7 @@ from services.notifications.domain.delivery import sent
 from services.notifications.domain.messages import PlannedNotification
 from services.notifications.domain.opt_outs import staff_opt_out
 from services.notifications.store import (
+    INDEXES,
     NOTIFICATIONS,
     AlumniEnrolments,
     EpisodeSchedules,
@@ -37,7 +39,7 @@ def planned(notification_id: str, *, not_before_minutes: int = -1, urgent: bool 
 
 async def store_with(database: AsyncDatabase[Document], *messages: PlannedNotification) -> NotificationStore:
     store = NotificationStore(database, no_relay)
-    await store.create_indexes()
+    await create_indexes(database, INDEXES)
     assert await store.add(messages, CAUSE) == len(messages)
     return store
 
@@ -132,7 +134,7 @@ async def test_a_later_calendar_replaces_an_earlier_one_and_an_ended_episode_kee
 
 async def test_an_enrolment_is_stored_once_and_left_with_its_event(database: AsyncDatabase[Document]) -> None:
     alumni = AlumniEnrolments(database, no_relay)
-    await alumni.create_indexes()
+    await create_indexes(database, INDEXES)
     now = utc_now()
     enrolment, enrolled = enrol("ep-1", "pt-1", "c-1", now - timedelta(days=1), [30, 90], now)
     assert await alumni.add(enrolment, enrolled)

@@ -81,7 +81,7 @@ def _new_value(name: str) -> str:
     return new_secret()
 
 
-PROVIDER_ISSUED = ("smtp_password", "sms_provider_token")
+PROVIDER_ISSUED = ("smtp_password", "sms_provider_token", "console_oidc_client_secret")
 """Secrets a provider issues: never made up here."""
 CONTAINER_USER = (10001, 10001)
 """The uid and gid the services run as in their image (Dockerfile, USER). Compose mounts a secret file as it is on
@@ -192,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {role:<13} {token}")
     print(
         f"\nNot written, as a provider issues them: {', '.join(PROVIDER_ISSUED)}. Put them in {args.dir}/ when the"
-        " mail relay or SMS provider is set up, and turn them on as the top of docker-compose.yml shows."
+        " mail relay, the SMS provider or the console's client at the OpenID Connect provider is set up, and turn"
+        " them on as the top of docker-compose.yml shows."
     )
     uid, gid = CONTAINER_USER
     if run.written and as_root:

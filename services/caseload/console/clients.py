@@ -14,6 +14,7 @@ import httpx
 class Answer:
     ok: bool
     body: Any = None
+    """The answer's JSON; on a refusal too (a 422's ``detail`` names each field at fault)."""
     error: str | None = None
     """What went wrong, in words for the page (the service's own words where it gave some)."""
     down: str | None = None
@@ -39,27 +40,37 @@ class Services:
     async def get(self, service: str, path: str, authorization: str, params: dict[str, Any] | None = None) -> Answer:
         return await self.call("GET", service, path, authorization, params=params)
 
-    async def post(self, service: str, path: str, authorization: str, body: Any = None) -> Answer:
-        return await self.call("POST", service, path, authorization, body)
+    async def post(
+        self, service: str, path: str, authorization: str, body: Any = None, headers: dict[str, str] | None = None
+    ) -> Answer:
+        return await self.call("POST", service, path, authorization, body, headers=headers)
 
     async def put(self, service: str, path: str, authorization: str, body: Any = None) -> Answer:
         return await self.call("PUT", service, path, authorization, body)
 
     async def call(
         self, method: str, service: str, path: str, authorization: str, body: Any = None,
-        params: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None, headers: dict[str, str] | None = None,
     ) -> Answer:  # fmt: skip
         words = service.replace("_", " ")
         try:
             response = await self._clients[service].request(
-                method, path, json=body, params=params, headers={"Authorization": authorization}
+                method, path, json=body, params=params, headers={**(headers or {}), "Authorization": authorization}
             )
         except httpx.HTTPError:
             nothing = "nothing was recorded" if method != "GET" else "this part cannot be shown now"
             return Answer(False, error=f"{words} cannot be reached: {nothing}", down=service)
         if response.is_success:
             return Answer(True, response.json() if response.content else None)
-        return Answer(False, error=f"{words} refused: {in_words(response)}", status=response.status_code)
+        words = f"{words} refused: {in_words(response)}"
+        return Answer(False, body=_json(response), error=words, status=response.status_code)
+
+
+def _json(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
 
 
 def in_words(response: httpx.Response) -> str:

@@ -19,6 +19,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from services.common.auth import Role
 from services.common.edge import Network
 
+from ..deps import NAME_ROLES
 from ..domain.worklists import WORKLISTS
 from ..names import IntakeDirectory
 from ..queries import Caseload, episode_ids, with_names
@@ -39,7 +40,10 @@ HEADERS = {
     "X-Frame-Options": "DENY",
     "X-Robots-Tag": "noindex, nofollow",
 }
-CONSOLE_ROLES = (Role.CLINICIAN, Role.INTAKE_STAFF, Role.ADMIN)
+CONSOLE_ROLES = (Role.CLINICIAN, Role.INTAKE_STAFF, Role.ADMIN, Role.UTILIZATION_REVIEW)
+ONLY = {Role.UTILIZATION_REVIEW: ("/console/worklists/authorizations", "/console/authorizations/", "/console/sign-out")}
+"""The pages a role is kept to (others: every page): the utilization-review desk works the authorizations due, and
+reads nothing else of the projection (caseload's API gives it no read at all)."""
 SIGN_IN_CSRF_COOKIE = "stepwise_console_sign_in"
 STATUSES = ("attended", "late", "missed", "excused")
 LABELS = {
@@ -72,19 +76,55 @@ class CsrfRefused(HTTPException):
         super().__init__(403, "this form has no valid CSRF token: nothing was done")
 
 
+class NotForRole(Exception):
+    """A page the signed-in person's role may not open: a 403 page saying so (with their own pages)."""
+
+    def __init__(self, session: ConsoleSession, what: str = "This page") -> None:
+        self.session = session
+        self.what = what
+
+
+def may_open(role: Role, path: str) -> bool:
+    kept = ONLY.get(role)
+    return kept is None or path.startswith(kept)
+
+
+def home_of(role: Role) -> str:
+    """Where the role's day starts."""
+    return "/console/worklists/authorizations" if role == Role.UTILIZATION_REVIEW else "/console/today"
+
+
 def page(template: str, status: int = 200, **context: Any) -> HTMLResponse:
-    html = TEMPLATES.get_template(template).render(labels=LABELS, sections=SECTIONS, **context)
+    session: ConsoleSession | None = context.get("session")
+    role = session.principal.role if session else None
+    labels = {key: label for key, label in LABELS.items() if role is None or may_open(role, _path_of(key))}
+    sections = {key: label for key, label in SECTIONS.items() if role is None or may_open(role, f"/console/{key}")}
+    html = TEMPLATES.get_template(template).render(labels=labels, sections=sections, **context)
     return HTMLResponse(html, status_code=status, headers=HEADERS)
+
+
+def _path_of(worklist: str) -> str:
+    return "/console/today" if worklist == "today" else f"/console/worklists/{worklist}"
+
+
+def not_for_role(_: Request, error: Exception) -> Response:
+    assert isinstance(error, NotForRole)
+    role = error.session.principal.role
+    return page("not_for_role.html", 403, title="Not for your role", session=error.session, what=error.what,
+                role=role.value, home=home_of(role), counts={})  # fmt: skip
 
 
 def refused(_: Request, __: Exception) -> Response:
     return page("refused.html", 403, title="Not done", session=None)
 
 
-def sign_in(request: Request, status: int = 200, error: str | None = None, ended: bool = False) -> Response:
+def sign_in(
+    request: Request, status: int = 200, error: str | None = None, ended: bool = False, out: bool = False
+) -> Response:
     """The sign-in form, with a fresh double-submit CSRF token (there is no session yet to hold one)."""
     csrf = secrets.token_urlsafe(24)
-    response = page("sign_in.html", status, title="Sign in", session=None, csrf=csrf, error=error, ended=ended)
+    response = page("sign_in.html", status, title="Sign in", session=None, csrf=csrf, error=error, ended=ended,
+                    out=out)  # fmt: skip
     response.set_cookie(SIGN_IN_CSRF_COOKIE, csrf, path="/console/sign-in", httponly=True, samesite="strict",
                         secure=over_https(request))  # fmt: skip
     return response
@@ -117,6 +157,8 @@ async def _names(rows: list[dict[str, Any]], session: ConsoleSession, directory:
     """The rows with names from intake (asked with the person's token); when intake cannot answer, without, and
     why in words."""
     ids = episode_ids(rows)
+    if session.principal.role not in NAME_ROLES:
+        return with_names(rows, {}), "Names are shown to clinicians and intake staff only."
     try:
         found = await directory.names(ids, session.authorization) if ids else {}
     except HTTPException as error:
@@ -160,16 +202,25 @@ async def worklist(
     directory: IntakeDirectory,
     name: str,
     done: dict[str, Line] | None = None,
+    typed: dict[str, dict[str, str]] | None = None,
 ) -> Response:
+    """``done``: an action's result by the key of its row (``ROW_KEYS``); ``typed``: what was typed in the row's
+    form, kept when the service refused or could not be reached."""
     rows = await caseload.worklist(name)
     await caseload.store.audit(session.principal, "read_worklist", worklist=name, episode_ids=episode_ids(rows),
                                names=True, via="console")  # fmt: skip
     named, names_error = await _names(rows, session, directory)
-    shown = {row.get("alert_id") or row.get("recommendation_id") for row in rows}
+    shown = {row.get(key) for row in rows for key in ROW_KEYS}
     elsewhere = [line for key, line in (done or {}).items() if key not in shown]  # the row left the list already
     return page("worklist.html", elsewhere=elsewhere, title=LABELS[name], session=session,
                 counts=await _counts(caseload), name=name, rows=named, names_error=names_error, done=done or {},
-                worklists=WORKLISTS[1:], when=lambda moment: local(moment, caseload.zone))  # fmt: skip
+                typed=typed or {}, patient_links=may_open(session.principal.role, "/console/episodes/"),
+                role=session.principal.role.value, worklists=WORKLISTS[1:],
+                when=lambda moment: local(moment, caseload.zone))  # fmt: skip
+
+
+ROW_KEYS = ("alert_id", "recommendation_id", "authorization_id", "episode_id")
+"""What an action's result is shown next to: its alert, recommendation or authorization, else its episode."""
 
 
 def sheet_of(form: dict[str, str]) -> list[dict[str, str]]:

@@ -17,7 +17,7 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 
-from services.common.auth import Authenticator, Caller, Unauthenticated
+from services.common.auth import Authenticator, Caller, Role, Unauthenticated
 from services.common.deps import from_state
 from services.common.edge import AuthFailures, client_address
 from services.common.schemas import READS_ITS_FORM
@@ -25,6 +25,7 @@ from services.common.schemas import READS_ITS_FORM
 from ..api import worklist_changes
 from ..deps import CaseloadDep, Directory
 from . import pages
+from . import sign_in as by_provider
 from .clients import Services
 from .pages import CONSOLE_ROLES, HEADERS
 from .sessions import ConsoleSession, ConsoleSessions
@@ -40,10 +41,12 @@ ServicesDep = Annotated[Services, Depends(from_state("console_services", Service
 
 
 class NotSignedIn(Exception):
-    """No session, or an idle one: the sign-in page (htmx follows ``HX-Redirect``)."""
+    """No session, an idle one, or one whose sign-in at the provider could not be renewed (``lapsed``): the sign-in
+    page (htmx follows ``HX-Redirect``)."""
 
-    def __init__(self, had_one: bool) -> None:
-        self.location = "/console/sign-in?ended=1" if had_one else "/console/sign-in"
+    def __init__(self, had_one: bool, lapsed: bool = False) -> None:
+        ended = "?lapsed=1" if lapsed else "?ended=1" if had_one else ""
+        self.location = f"/console/sign-in{ended}"
 
 
 async def not_signed_in(request: Request, error: Exception) -> Response:
@@ -58,6 +61,14 @@ async def _session(request: Request, sessions: Sessions) -> ConsoleSession:
     found = await sessions.find(cookie)
     if found is None:
         raise NotSignedIn(had_one=bool(cookie))
+    if found.expires_us is not None:  # signed in at the clinic's provider: its access token kept fresh
+        state = request.app.state
+        fresh = await by_provider.kept_fresh(state.console_sign_in, sessions, state.authenticator, found)
+        if fresh is None:
+            raise NotSignedIn(had_one=True, lapsed=True)
+        found = fresh
+    if not pages.may_open(found.principal.role, request.url.path):
+        raise pages.NotForRole(found)
     return found
 
 
@@ -86,12 +97,25 @@ async def home() -> Response:
 
 
 @router.get("/sign-in", response_class=HTMLResponse)
-async def sign_in_page(request: Request, ended: bool = False) -> Response:
-    return pages.sign_in(request, ended=ended)
+async def sign_in_page(
+    request: Request,
+    sessions: Sessions,
+    ended: bool = False,
+    out: bool = False,
+    lapsed: bool = False,
+    failed: Annotated[str | None, Query(max_length=20)] = None,
+) -> Response:
+    """The token form; with OIDC_ISSUER, the way to the clinic's provider (``sign_in.py``)."""
+    if (at_provider := request.app.state.console_sign_in) is not None:
+        notice = next((word for word, said in (("ended", ended), ("out", out), ("lapsed", lapsed)) if said), None)
+        return await by_provider.page(request, at_provider, sessions, notice, failed)
+    return pages.sign_in(request, ended=ended, out=out)
 
 
 @router.post("/sign-in", openapi_extra=FORM_READ, response_class=HTMLResponse)
 async def sign_in(request: Request, sessions: Sessions) -> Response:
+    if request.app.state.console_sign_in is not None:  # staff sign in at the clinic's provider: no token form
+        return RedirectResponse("/console/sign-in", status_code=303, headers=HEADERS)
     form = await form_of(request)
     if not pages.sign_in_csrf_matches(request.cookies.get(pages.SIGN_IN_CSRF_COOKIE), form.get("csrf")):
         return pages.sign_in(request, status=403, error="The form expired: please sign in again.")
@@ -106,11 +130,17 @@ async def sign_in(request: Request, sessions: Sessions) -> Response:
         return pages.sign_in(request, status=401, error=error or "This token may not use the console.")
     cookie = await sessions.open(token, principal)
     log.info("console session opened for token %s", principal.token_id)
-    response = RedirectResponse("/console/today", status_code=303, headers=HEADERS)
+    response = signed_in(request, cookie, principal.role)
+    response.delete_cookie(pages.SIGN_IN_CSRF_COOKIE, path="/console/sign-in")
+    return response
+
+
+def signed_in(request: Request, cookie: str, role: Role) -> Response:
+    """The person's first page (``pages.home_of``: Today, or the UR desk's list), with the new session's cookie."""
+    response = RedirectResponse(pages.home_of(role), status_code=303, headers=HEADERS)
     response.set_cookie(
         COOKIE, cookie, path="/console", httponly=True, samesite="lax", secure=pages.over_https(request)
     )
-    response.delete_cookie(pages.SIGN_IN_CSRF_COOKIE, path="/console/sign-in")
     return response
 
 
@@ -126,7 +156,7 @@ async def _who(authenticator: Authenticator, token: str) -> tuple[Caller | None,
 @router.post("/sign-out", openapi_extra=FORM_READ, response_class=HTMLResponse)
 async def sign_out(session: SignedIn, _: CheckedForm, sessions: Sessions) -> Response:
     await sessions.close(session)
-    response = RedirectResponse("/console/sign-in", status_code=303, headers=HEADERS)
+    response = RedirectResponse("/console/sign-in?out=1", status_code=303, headers=HEADERS)
     response.delete_cookie(COOKIE, path="/console")
     return response
 

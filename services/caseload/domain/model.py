@@ -9,9 +9,10 @@ from pydantic import BaseModel, PlainSerializer
 
 from stepwise_contract import ScheduledSession
 
-PROJECTION_VERSION = 3
+PROJECTION_VERSION = 4
 """Bump when what the projection keeps, or how an event is applied, changes: the service rebuilds it from the
-topics at its next start (``services/caseload/rebuild.py``). 2: treatment-plan reviews and authorizations."""
+topics at its next start (``services/caseload/rebuild.py``). 2: treatment-plan reviews and authorizations. 4: each
+episode's period of care, which the census finds episodes by."""
 
 Day = Annotated[date, PlainSerializer(lambda day: day.isoformat(), return_type=str)]
 """A day, kept as ISO text: BSON has no date without a time of day."""

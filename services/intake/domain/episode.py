@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from services.common.ids import derived_id
 from stepwise_contract import (
@@ -45,9 +45,9 @@ from .model import (
     RecordedMeasure,
     SafetyAlert,
 )
-from .placement import PlacementPolicy, recommend_level
+from .placement import PlacementPolicy, Recommendation, recommend_level
 from .reassessment import compare
-from .safety import safety_concern
+from .safety import SafetyConcern, safety_concern
 
 T = TypeVar("T")
 Decision = tuple[Episode, list[EventData], T]
@@ -108,6 +108,26 @@ class AssessmentRequest:
     """Fixed by the request's Idempotency-Key: a retried request finds the assessment the first one recorded."""
 
 
+@dataclass(frozen=True)
+class Appraisal:
+    """What an assessment gives the episode, recorded or not: its kind, the recommended level (with its rationale
+    and policy version) and the safety concern an answer raises."""
+
+    kind: Literal["intake", "reassessment"]
+    recommendation: Recommendation
+    concern: SafetyConcern | None
+
+
+def appraise(episode: Episode, request: AssessmentRequest, policy: PlacementPolicy) -> Appraisal:
+    """The assessment's recommendation and safety concern for this episode: what recording it gives (``assess``)
+    and what a preview shows before it is recorded."""
+    return Appraisal(
+        kind="reassessment" if episode.assessments else "intake",
+        recommendation=recommend_level(request.dimensions, request.results, episode.program, policy),
+        concern=safety_concern(request.results),
+    )
+
+
 def assess(
     episode: Episode, request: AssessmentRequest, policy: PlacementPolicy, now: datetime, measures: MeasuresPolicy
 ) -> Decision[Assessment]:
@@ -118,7 +138,8 @@ def assess(
     if recorded is not None:
         return episode, [], recorded
     _room_for(episode.assessments, MOST_ASSESSMENTS, "assessments")
-    recommendation = recommend_level(request.dimensions, request.results, episode.program, policy)
+    appraisal = appraise(episode, request, policy)
+    recommendation = appraisal.recommendation
     if request.placement and request.placement.chosen_level == recommendation.level:
         field = ("body", "placement", "chosen_level")
         raise EpisodeError("placement_is_recommendation", "equals the recommended level; leave placement out", field)
@@ -127,7 +148,7 @@ def assess(
     assessment = RecordedAssessment(
         assessment_id=assessment_id,
         episode_id=episode.episode_id,
-        kind="reassessment" if previous else "intake",
+        kind=appraisal.kind,
         assessed_at=now,
         dimensions=request.dimensions,
         instruments=request.results,
@@ -138,7 +159,7 @@ def assess(
         placement=request.placement,
         previous_assessment_id=previous.assessment_id if previous else None,
         changes=compare(previous.instruments if previous else [], request.results, measures),
-        safety_alert=_safety_alert(assessment_id, request.results),
+        safety_alert=_safety_alert(assessment_id, appraisal.concern),
         recorded_by=request.recorded_by,
         placement_note=request.placement_note,
     )
@@ -149,9 +170,8 @@ def assess(
     return changed, [*assessment_events(assessment, episode.program, episode.track), *scored], assessment
 
 
-def _safety_alert(assessment_id: str, results: list[InstrumentResult]) -> SafetyAlert | None:
-    """The alert an answer calls for, if one does, named after its assessment (or measure)."""
-    concern = safety_concern(results)
+def _safety_alert(assessment_id: str, concern: SafetyConcern | None) -> SafetyAlert | None:
+    """The alert an answer's concern calls for, if one does, named after its assessment (or measure)."""
     if concern is None:
         return None
     return SafetyAlert(alert_id=_id_of(assessment_id, "safety_alert"), level=concern.level, reasons=concern.reasons)
@@ -184,7 +204,7 @@ def record_measure(
         instruments=request.results,
         changes=measure_all(request.results, episode.score_history(), policy),
         policy_version=policy.version,
-        safety_alert=_safety_alert(request.measure_id, request.results),
+        safety_alert=_safety_alert(request.measure_id, safety_concern(request.results)),
         recorded_by=request.recorded_by,
         channel=request.channel,
     )

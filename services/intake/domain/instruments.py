@@ -25,8 +25,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError, PydanticKnownError
 
+from stepwise_contract import CSSRS_QUESTIONS, InstrumentResult
 from stepwise_contract import INSTRUMENTS as CONTRACT_INSTRUMENTS
-from stepwise_contract import InstrumentResult
 
 Bands = Sequence[tuple[int, str]]
 """(lowest total of the band, band name), ascending."""
@@ -126,6 +126,12 @@ def _skipped(gate: str, description: str) -> Any:
     return Field(default=None, validate_default=True, description=f"{description} Only when {gate} is yes.")
 
 
+def _asks(name: str) -> str:
+    """A C-SSRS answer's description: the question's heading (the contract's ``CSSRS_QUESTIONS``)."""
+    question = next(question for question in CSSRS_QUESTIONS if question.name == name)
+    return f"{name.upper().split('_')[0]}: {question.text}."
+
+
 class CssrsAnswers(BaseModel):
     """C-SSRS screener. Q3-Q5 are asked only when Q2 is yes; Q6 is always asked."""
 
@@ -138,13 +144,13 @@ class CssrsAnswers(BaseModel):
         },
     )
 
-    q1: StrictBool = Field(description="Q1: wish to be dead (past month).")
-    q2: StrictBool = Field(description="Q2: suicidal thoughts (past month).")
-    q3: StrictBool | None = _skipped("q2", "Q3: suicidal thoughts with method.")
-    q4: StrictBool | None = _skipped("q2", "Q4: suicidal intent.")
-    q5: StrictBool | None = _skipped("q2", "Q5: suicidal intent with a plan.")
-    q6: StrictBool = Field(description="Q6: suicidal behaviour (lifetime).")
-    q6_within_3_months: StrictBool | None = _skipped("q6", "Q6 behaviour within the past 3 months.")
+    q1: StrictBool = Field(description=_asks("q1"))
+    q2: StrictBool = Field(description=_asks("q2"))
+    q3: StrictBool | None = _skipped("q2", _asks("q3"))
+    q4: StrictBool | None = _skipped("q2", _asks("q4"))
+    q5: StrictBool | None = _skipped("q2", _asks("q5"))
+    q6: StrictBool = Field(description=_asks("q6"))
+    q6_within_3_months: StrictBool | None = _skipped("q6", _asks("q6_within_3_months"))
 
     _q2_follow_ups = field_validator("q3", "q4", "q5")(_asked_only_if("q2"))
     _q6_follow_up = field_validator("q6_within_3_months")(_asked_only_if("q6"))

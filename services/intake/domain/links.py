@@ -11,14 +11,14 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
 from pydantic import BaseModel
 
 from services.common.utc import UtcDatetime
-from stepwise_contract import InstrumentResult
+from stepwise_contract import QUESTIONNAIRES as CONTRACT_QUESTIONNAIRES
+from stepwise_contract import InstrumentResult, Questionnaire
 
 LINK_MEASURES = uuid.UUID("5b0b9f57-3c1e-4f0e-a7a4-6a3c0f1f8d21")
 """The namespace of the id of the measure a link's answers become (one per link: a repeated post finds it)."""
@@ -26,55 +26,9 @@ LINK_MEASURES = uuid.UUID("5b0b9f57-3c1e-4f0e-a7a4-6a3c0f1f8d21")
 LinkState = Literal["open", "used", "expired"]
 
 
-@dataclass(frozen=True)
-class Questionnaire:
-    instrument: str
-    title: str
-    stem: str
-    items: tuple[str, ...]
-    options: tuple[str, ...]
-    """Answer labels, scored 0, 1, 2 … in order."""
-
-
-FREQUENCY = ("Not at all", "Several days", "More than half the days", "Nearly every day")
-STEM = "Over the last 2 weeks, how often have you been bothered by any of the following problems?"
-QUESTIONNAIRES: Mapping[str, Questionnaire] = {
-    "phq9": Questionnaire(
-        "phq9",
-        "PHQ-9",
-        STEM,
-        (
-            "Little interest or pleasure in doing things",
-            "Feeling down, depressed, or hopeless",
-            "Trouble falling or staying asleep, or sleeping too much",
-            "Feeling tired or having little energy",
-            "Poor appetite or overeating",
-            "Feeling bad about yourself, or that you are a failure or have let yourself or your family down",
-            "Trouble concentrating on things, such as reading the newspaper or watching television",
-            "Moving or speaking so slowly that other people could have noticed? Or the opposite, being so fidgety "
-            "or restless that you have been moving around a lot more than usual",
-            "Thoughts that you would be better off dead or of hurting yourself in some way",
-        ),
-        FREQUENCY,
-    ),
-    "gad7": Questionnaire(
-        "gad7",
-        "GAD-7",
-        STEM,
-        (
-            "Feeling nervous, anxious or on edge",
-            "Not being able to stop or control worrying",
-            "Worrying too much about different things",
-            "Trouble relaxing",
-            "Being so restless that it is hard to sit still",
-            "Becoming easily annoyed or irritable",
-            "Feeling afraid as if something awful might happen",
-        ),
-        FREQUENCY,
-    ),
-}
-"""The instruments the patient page offers, with their published item wording (PHQ-9 and GAD-7: Pfizer, free to
-reproduce); the scoring stays in ``instruments.py``."""
+QUESTIONNAIRES: Mapping[str, Questionnaire] = {name: CONTRACT_QUESTIONNAIRES[name] for name in ("phq9", "gad7")}
+"""The instruments the patient page offers, with their published item wording (the contract's: the staff console's
+forms show the same); the scoring stays in ``instruments.py``."""
 
 
 class QuestionnaireLink(BaseModel):

@@ -115,6 +115,24 @@ async def test_timeline_pages_and_census(http: httpx.AsyncClient, events: Events
     assert (await http.get("/v1/census", params={"date": "yesterday"}, headers=CLINICIAN)).status_code == 422
 
 
+async def test_the_census_reads_only_the_episodes_whose_care_reaches_its_period(
+    http: httpx.AsyncClient, events: Events, store: CaseloadStore
+) -> None:
+    """By each episode's period of care (indexed): not every episode the clinic ever had, and the same answer."""
+    await admitted(events)  # on 2026-10-20
+    discharged = make_data("iop.episode.discharged").model_copy(update={"discharged_at": T0 + timedelta(days=3)})
+    await events.deliver(new_event(discharged, source="/stepwise/care-plan"))
+    during = await store.in_care_between(T0 + timedelta(days=1), T0 + timedelta(days=2))
+    assert [view.episode_id for view in during] == [EPISODE]
+    assert await store.in_care_between(T0 + timedelta(days=4), T0 + timedelta(days=9)) == []  # ended before
+    assert await store.in_care_between(T0 - timedelta(days=9), T0 - timedelta(days=1)) == []  # began after
+    params = {"date": "2026-10-21", "since": "2026-10-20", "until": "2026-10-23"}
+    census = (await http.get("/v1/census", params=params, headers=CLINICIAN)).json()
+    assert census["per_level"] == {"IOP": 1} and census["movements"] == {"admission": 1, "discharged": 1}
+    later = (await http.get("/v1/census", params={"date": "2026-10-30"}, headers=CLINICIAN)).json()
+    assert (later["in_care"], later["movements"]) == (0, {})
+
+
 async def test_every_worklist_answers(http: httpx.AsyncClient, events: Events) -> None:
     await admitted(events)
     for name in ("missed_sessions", "recommendations", "measures_due", "plan_reviews", "authorizations",

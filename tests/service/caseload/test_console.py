@@ -13,8 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from services.caseload import api
-from services.caseload.app import add_console
+from services.caseload.app import ROUTERS, add_console
 from services.caseload.console import pages, web
 from services.caseload.console.clients import SERVICES, Services
 from services.caseload.console.sessions import COLLECTION, ConsoleSessions
@@ -31,7 +30,7 @@ from tests.service.conftest import api as client_of
 from tests.service.memory_mongo import MemoryDatabase
 from tests.unit.contract.test_contract import EPISODE
 
-APP = service_app("caseload", [api.router, web.router], consumes=True)
+APP = service_app("caseload", ROUTERS, consumes=True)
 add_console(APP, CaseloadSettings())
 CLINICIAN = TOKENS[Role.CLINICIAN]
 

@@ -7,7 +7,7 @@ import httpx
 
 from services.common.auth import Role
 from services.intake.store import EPISODES, IntakeStore
-from tests.service.conftest import as_role
+from tests.service.conftest import as_role, queued
 from tests.service.intake.helpers import (
     ADMIN,
     CLINICIAN,
@@ -236,3 +236,27 @@ async def test_a_field_nobody_declared_in_an_object_inside_a_body_is_refused(htt
     assert refused.status_code == 422 and refused.json()["detail"][0]["loc"] == ["body", "results", 0, "confirmed_by"]
     revoke = await http.post(f"/v1/episodes/{episode_id}/consents/nope/revoke", json={"why": "asked"}, headers=STAFF)
     assert revoke.status_code == 422 and revoke.json()["detail"][0]["loc"] == ["body", "why"]  # it takes no body
+
+
+async def test_a_preview_answers_what_recording_would_give_and_records_nothing(
+    http: httpx.AsyncClient, database: MemoryDatabase
+) -> None:
+    _, episode_id = await new_episode(http)
+    path = f"/v1/episodes/{episode_id}/assessments"
+    instruments = {"phq9": PHQ9_MODERATE, "cssrs": CSSRS_HIGH}
+    body = {"dimensions": IOP_DIMENSIONS, "instruments": instruments}
+    preview = await http.post(f"{path}/preview", json=body, headers=CLINICIAN)
+    assert preview.status_code == 200, preview.text
+    seen = preview.json()
+    assert seen["safety_alert"] == {"level": "immediate", "reasons": ["cssrs_high_risk"]}
+    assert await queued(database[EPISODES]) == [] and (await http.get(path, headers=STAFF)).json()["assessments"] == []
+    recorded = await assess(http, episode_id, instruments)
+    fields = ("kind", "instruments", "recommended_level", "refer_out", "rationale", "policy_version", "dimensions")
+    assert {name: seen[name] for name in fields} == {name: recorded[name] for name in fields}
+    assert recorded["safety_alert"]["level"] == "immediate"
+    again = (await http.post(f"{path}/preview", json=body, headers=STAFF)).json()
+    assert again["kind"] == "reassessment"  # the episode's second would be a reassessment
+    placed = body | {"placement": {"chosen_level": "OP", "reason_code": "patient_preference"}}
+    assert (await http.post(f"{path}/preview", json=placed, headers=CLINICIAN)).status_code == 422
+    assert (await http.post("/v1/episodes/nobody/assessments/preview", json=body, headers=STAFF)).status_code == 404
+    assert (await http.post(f"{path}/preview", json=body, headers=NOTIFICATIONS)).status_code == 403

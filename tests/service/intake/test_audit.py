@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import httpx
 
+from services.common.auth import Principal, Role
+from services.common.auth import fingerprint as fingerprint_of
+from tests.service.conftest import TOKENS
 from tests.service.intake.helpers import ADMIN, CLINICIAN, FAMILY, NOTIFICATIONS, STAFF, grant, new_episode, register
 
 
@@ -41,3 +44,17 @@ async def test_reads_and_changes_of_pii_are_in_the_audit_log(http: httpx.AsyncCl
     assert forbidden.status_code == 403
     too_many = await http.get("/v1/audit", params={"limit": 1001}, headers=ADMIN)
     assert too_many.status_code == 422
+
+
+async def test_the_audit_of_a_static_token_is_found_by_its_fingerprint_as_the_console_names_it(
+    http: httpx.AsyncClient,
+) -> None:
+    """A static token names no person: its holder is ``token:<fingerprint>`` (``Principal.who``, the console's
+    "Signed in as"), and the audit by person finds their entries by it."""
+    patient_id, _ = await new_episode(http)
+    await http.get(f"/v1/patients/{patient_id}", headers=CLINICIAN)
+    fingerprint = Principal(Role.CLINICIAN, fingerprint_of(TOKENS[Role.CLINICIAN])).who
+    entries = await http.get("/v1/audit", params={"person": fingerprint}, headers=ADMIN)
+    assert entries.status_code == 200 and [(e["action"], e["role"]) for e in entries.json()] == [
+        ("read_patient", "clinician")]  # fmt: skip
+    assert (await http.get("/v1/audit", params={"person": "token:nobody"}, headers=ADMIN)).json() == []

@@ -98,6 +98,7 @@ async def test_the_series_per_instrument_is_audited_with_the_person(http: httpx.
     [phq9] = read.json()["series"]
     assert [(p["source"], p["score"], p["classification"]) for p in phq9["points"]] == [
         ("assessment", 16, "baseline"), ("measure", 8, "reliable_improvement")]  # fmt: skip
+    assert (phq9["reliable_change"], phq9["caseness"]) == (6, 10)  # the policy's, for a chart's band and cut-off
     audit = await http.get("/v1/audit", params={"patient_id": patient_id, "action": "read_measures"}, headers=ADMIN)
     assert [entry["role"] for entry in audit.json()] == ["clinician"]
     assert (await http.get(f"/v1/episodes/{episode_id}/measures", headers=NOTIFICATIONS)).status_code == 403

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from services.common.audit import AUDIT_LOG
 from services.common.auth import Role
 from services.common.dependencies import Dependencies
 from services.common.outbox import no_relay
@@ -28,7 +29,7 @@ from services.notifications.dispatcher import Dispatcher, QuietHours, Senders
 from services.notifications.domain.delivery import Notification
 from services.notifications.escalation import Escalations
 from services.notifications.settings import NotificationsSettings
-from services.notifications.store import AUDIT_LOG, SAFETY_ALERTS
+from services.notifications.store import SAFETY_ALERTS
 from stepwise_contract import AlertLevel, SafetyAlertRaised
 from tests.service.conftest import Events, as_role, queued
 from tests.service.conftest import api as client_of

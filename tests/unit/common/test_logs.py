@@ -99,3 +99,12 @@ def test_a_failed_batch_the_consumer_reported_is_not_logged_again_by_faststream(
         "RuntimeError: not from a batch"
     ]
     assert logs.ReportedByConsumer in {type(f) for f in faststream.filters}
+
+
+def test_http_clients_say_nothing_below_warning_even_at_debug() -> None:
+    """Their lines name URLs with their query, and Authlib's the console's PKCE verifier."""
+    try:
+        configure_logging("DEBUG")
+        assert all(logging.getLogger(name).getEffectiveLevel() == logging.WARNING for name in ("httpx", "authlib"))
+    finally:
+        configure_logging("INFO")

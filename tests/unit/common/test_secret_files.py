@@ -9,12 +9,15 @@ import pytest
 from pydantic import Secret, SecretStr, ValidationError
 
 from services.care_plan.settings import CarePlanSettings
+from services.caseload.settings import CaseloadSettings
 from services.common.secret_files import SecretFileError
 from services.common.settings import ServiceSettings
 from services.intake.settings import IntakeSettings
 from services.notifications.settings import NotificationsSettings
 
-CLASSES: list[type[ServiceSettings]] = [ServiceSettings, IntakeSettings, CarePlanSettings, NotificationsSettings]
+CLASSES: list[type[ServiceSettings]] = [
+    ServiceSettings, IntakeSettings, CarePlanSettings, NotificationsSettings, CaseloadSettings
+]  # fmt: skip
 CONTENT = "s3cr3t-CONTENT-value"
 """What a secret file holds in these tests; no error message may show it."""
 
@@ -95,6 +98,7 @@ def test_every_secret_of_every_service_has_a_file_form(
             {"api_tokens", "mongodb_url", "intake_token", "webhook_secret", "smtp_password", "sms_provider_token",
              "contact_hash_key"},
         ),
+        (CaseloadSettings, {"api_tokens", "mongodb_url", "console_oidc_client_secret"}),
     ],
 )  # fmt: skip
 def test_each_service_names_its_secrets(settings_class: type[ServiceSettings], secrets: set[str]) -> None:

@@ -16,3 +16,9 @@ def test_each_line_of_an_update_and_the_sort_of_a_pipeline_are_shapes() -> None:
     assert shapes_of("update", updates) == [{"filter": {"_id": "value"}, "sort": []},
                                             {"filter": {"x": "value"}, "sort": []}]  # fmt: skip
     assert shapes_of("aggregate", {"pipeline": [{"$match": {"a": 1}}, {"$sort": {"b": -1}}]})[0]["sort"] == ["b"]
+
+
+def test_a_find_says_whether_it_has_a_limit() -> None:
+    assert shapes_of("find", {"find": "c", "filter": {}, "limit": 20})[0]["limit"] is True
+    assert shapes_of("find", {"find": "c", "filter": {}})[0]["limit"] is False
+    assert "limit" not in shapes_of("findAndModify", {"findAndModify": "c", "query": {}})[0]

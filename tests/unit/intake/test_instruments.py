@@ -558,3 +558,23 @@ def test_scoring_tables_agree_with_the_contract_vocabulary() -> None:
     assert set(INSTRUMENTS["cssrs"].flags) == {flag for flags in CSSRS_FLAGS.values() for flag in flags}
     assert INSTRUMENTS["bam"].bands == (BAM_BAND,)
     assert {score_phq9([3] * 9).band, score_phq9([0] * 9).band} <= set(INSTRUMENTS["phq9"].bands)
+
+
+def test_the_forms_words_match_what_intake_takes() -> None:
+    """The contract's words for forms (the console's intake page, the questionnaire page) name every field intake's
+    request has, in its order, with one label per answer it scores."""
+    from pydantic import ValidationError
+
+    from services.intake.domain.instruments import CssrsAnswers, InstrumentAnswers
+    from services.intake.schemas import DimensionsIn
+    from stepwise_contract import CSSRS_QUESTIONS, DIMENSION_RATINGS, DIMENSIONS, QUESTIONNAIRES
+
+    assert list(DIMENSIONS) == list(DimensionsIn.model_fields) and len(DIMENSION_RATINGS) == 5  # 0-4
+    assert [question.name for question in CSSRS_QUESTIONS] == list(CssrsAnswers.model_fields)
+    assert {q.asked_if for q in CSSRS_QUESTIONS} == {None, "q2", "q6"}
+    for name, questionnaire in QUESTIONNAIRES.items():
+        highest, items = len(questionnaire.options) - 1, len(questionnaire.items)
+        assert InstrumentAnswers.model_validate({name: [highest] * items})
+        for wrong in ([highest] * (items - 1), [highest] * (items + 1), [highest + 1] * items):
+            with pytest.raises(ValidationError):
+                InstrumentAnswers.model_validate({name: wrong})
