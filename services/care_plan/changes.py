@@ -258,7 +258,8 @@ async def admit_waitlisted(store: CarePlanStore, policy: CarePolicy) -> int:
     nobody waiting (the common case), one index entry."""
     if not await store.anyone_waiting():
         return 0
-    places = _places_with_room(policy, await store.seats_held())
+    capped = [group.group_id for group in policy.groups if group.capacity is not None]
+    places = _places_with_room(policy, await store.seats_held(capped))
     full: set[tuple[str, ...]] = set()
     admitted = 0
     for waiting in await store.waiting_first(places, ADMITTED_PER_PASS):

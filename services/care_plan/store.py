@@ -199,8 +199,10 @@ class CarePlanStore:
     async def waiting(self, place: WaitlistKey, other_than: str) -> int:
         """How many active plans wait for a group of ``place`` (level, track, program), but ``other_than``'s: counted on
         the waitlist's index, no plan read."""
-        query = _waiting_for(place) | {"_id": {"$ne": other_than}}
-        return await self.plans.count_documents(query)
+        waiting = await self.plans.count_documents(_waiting_for(place))
+        if waiting and await self.plans.find_one(_waiting_for(place) | {"_id": other_than}, {"_id": 1}) is not None:
+            return waiting - 1  # ``other_than`` waits there itself (a redelivery): only a read of its own plan
+        return waiting
 
     async def anyone_waiting(self) -> bool:
         """Whether any plan waits for a place (one entry of the waitlist's index read at most)."""
@@ -218,11 +220,11 @@ class CarePlanStore:
             heads.append([_waiting(document) async for document in found])
         return list(heapq.merge(*heads, key=lambda plan: plan.place.since))[:limit]
 
-    async def seats_held(self) -> dict[str, int]:
-        """How many seats each group's members hold: every seat document (as many as the groups' capacities, and those
-        left by a failed change until they are freed), never a plan."""
+    async def seats_held(self, group_ids: Sequence[str]) -> dict[str, int]:
+        """How many seats the members of each of ``group_ids`` hold: their seat documents (as many as the groups'
+        capacities, and those left by a failed change until they are freed), never a plan."""
         held: dict[str, int] = {}
-        async for seat in self.seats.find({}, {"group_id": 1}):
+        async for seat in self.seats.find({"group_id": {"$in": list(group_ids)}}, {"group_id": 1}):
             held[seat["group_id"]] = held.get(seat["group_id"], 0) + 1
         return held
 

@@ -487,9 +487,12 @@ async def events_of(stack: Stack, topic: str, episode_id: str) -> list[ConsumerR
 
 
 async def events(stack: Stack, topic: str, episode: Episode | str) -> list[CloudEvent[Any]]:
-    """The events on ``topic`` keyed by the episode (or its id), decoded as the contract's model of the topic."""
+    """The events on ``topic`` keyed by the episode (or its id), decoded as the contract's model of the topic, each
+    once: a repeat of the same source and id (the outbox's at-least-once publish, after a stopped instance's lease
+    ran out) is dropped as every consumer drops it. A decision made twice has two ids and is seen twice."""
     episode_id = episode if isinstance(episode, str) else episode.episode_id
-    return [from_kafka(r.headers, r.value, EVENT_TYPES[topic]) for r in await events_of(stack, topic, episode_id)]
+    decoded = [from_kafka(r.headers, r.value, EVENT_TYPES[topic]) for r in await events_of(stack, topic, episode_id)]
+    return list({(event.source, event.id): event for event in decoded}.values())
 
 
 async def at_least(found: Awaitable[list[T]], n: int) -> list[T] | None:
