@@ -2,10 +2,13 @@
 index, never a read of the whole collection (which grows with the clinic: every plan, message and alert ever kept).
 
 Each store method runs on a client that notes the commands it sends; each command is then asked of the server
-again as ``explain`` (an update's or a delete's filter as a find, and looked at as its update path reads it). nx-27017 answers with SQLite's plan, where a read
-of the whole collection is ``SCAN <collection>``; an ``aggregate`` (what ``count_documents`` sends) it runs in Python
-over every document of the collection, so it counts as such a read here (``mongo.count`` sends ``count`` instead). (MongoDB's planner follows the indexes' prefixes, which the index test checks from the query shapes;
-the stand-in uses an index only where the filter's leading equality is written ``{"$eq": …}``: ``mongo.equals``.)
+again as ``explain`` (an update's or a delete's filter as a find). nx-27017 answers with SQLite's plan, where a read
+of the whole collection is ``SCAN <collection>``. It explains no update or delete, whose filters it reads apart from
+its find: each is also checked as that path reads it (``_equality_it_can_look_up``). An ``aggregate`` (what
+``count_documents`` sends) it runs in Python over every document of the collection, so it counts as such a read here
+(``mongo.count`` sends ``count``). (MongoDB's planner follows the indexes' prefixes, which the index test checks from
+the query shapes; the stand-in uses an index only where the filter's leading equality is written ``{"$eq": …}``:
+``mongo.equals``.)
 """
 
 from __future__ import annotations
@@ -77,7 +80,8 @@ async def scans(noted: tuple[AsyncDatabase[Document], Commands], run: Callable[[
     for _, sent in list(commands.seen):
         if "aggregate" in sent:
             found.append(f"aggregate {sent['aggregate']} {sent['pipeline']}")
-        for statement in sent.get("updates", sent.get("deletes", [])):
+        writes: list[Document] = sent.get("updates") or sent.get("deletes") or []
+        for statement in writes:
             if not _equality_it_can_look_up(statement.get("q", {})):
                 found.append(f"{next(iter(sent))} {sent[next(iter(sent))]} {statement.get('q')}")
         for command in _as_finds(sent):
@@ -110,7 +114,7 @@ def _as_finds(command: Document) -> list[Document]:
         return [{"find": collection, "filter": command.get("query", {}), "sort": command.get("sort", {}), "limit": 1}]
     if name == "count":
         return [{"find": collection, "filter": command.get("query", {})}]
-    statements = command.get("updates", command.get("deletes", []))
+    statements: list[Document] = command.get("updates") or command.get("deletes") or []
     return [{"find": collection, "filter": statement.get("q", {})} for statement in statements]
 
 
@@ -163,7 +167,7 @@ async def test_what_waits_is_cancelled_and_a_channel_back_releases_its_messages_
     await create_indexes(noted[0], INDEXES)
     assert await scans(noted, lambda: messages.cancel_session_reminders("e-1", "ended", keep_series="s-2")) == []
     assert await scans(noted, lambda: messages.cancel_alumni_messages("e-1", "left")) == []
-    assert await scans(noted, lambda: messages.cancel_for_recipient("e-1", "support", "c-1", "opted out")) == []
+    assert await scans(noted, lambda: messages.cancel_for_recipient("e-1", "family", "c-1", "opted out")) == []
     assert await scans(noted, lambda: messages.cancel_for_consent("c-1", "revoked")) == []
     assert await scans(noted, lambda: messages.retry_now("email")) == []
     assert await scans(noted, lambda: messages.probe("email")) == []
