@@ -17,7 +17,7 @@ from pymongo.errors import DuplicateKeyError
 from services.common.audit import AUDIT_LOG, audit_entries, audit_entry, audit_indexes
 from services.common.auth import Principal
 from services.common.indexes import Index, create_indexes
-from services.common.mongo import Document, equals
+from services.common.mongo import Document, count, equals
 from services.common.outbox import Relay, insert_aggregate, update_aggregate
 from services.common.utc import assume_utc, utc_now
 from stepwise_contract import CareLevel, CloudEvent, Program, Track
@@ -199,7 +199,7 @@ class CarePlanStore:
     async def waiting(self, place: WaitlistKey, other_than: str) -> int:
         """How many active plans wait for a group of ``place`` (level, track, program), but ``other_than``'s: counted on
         the waitlist's index, no plan read."""
-        waiting = await self.plans.count_documents(_waiting_for(place))
+        waiting = await count(self.plans, _waiting_for(place))
         if waiting and await self.plans.find_one(_waiting_for(place) | {"_id": other_than}, {"_id": 1}) is not None:
             return waiting - 1  # ``other_than`` waits there itself (a redelivery): only a read of its own plan
         return waiting
@@ -236,7 +236,8 @@ class CarePlanStore:
         return [_plan(document) async for document in cursor]
 
     async def holds_seat(self, group_id: str, episode_id: str) -> bool:
-        return await self.seats.find_one({"group_id": group_id, "episode_id": episode_id}, {"_id": 1}) is not None
+        seat = {"group_id": equals(group_id), "episode_id": equals(episode_id)}
+        return await self.seats.find_one(seat, {"_id": 1}) is not None
 
     async def claim_seat(self, group: ProgramGroup, episode_id: str, now: datetime) -> bool:
         """Hold one of the group's seats for the episode (kept if it holds one); False when all are taken.
@@ -251,7 +252,7 @@ class CarePlanStore:
         if group.capacity is None:
             return True
         while True:
-            seats = [document async for document in self.seats.find({"group_id": group.group_id})]
+            seats = [document async for document in self.seats.find({"group_id": equals(group.group_id)})]
             if any(seat["episode_id"] == episode_id for seat in seats):
                 return True
             members = await self.member_ids(group.group_id)
@@ -269,11 +270,11 @@ class CarePlanStore:
                 return True
 
     async def release_seat(self, group_id: str, episode_id: str) -> None:
-        await self.seats.delete_one({"group_id": group_id, "episode_id": episode_id})
+        await self.seats.delete_one({"group_id": equals(group_id), "episode_id": equals(episode_id)})
 
     async def member_ids(self, group_id: str) -> set[str]:
         """The episodes of the active plans in the group now."""
-        cursor = self.plans.find({"group.group_id": group_id, "status": "active"}, {"_id": 1})
+        cursor = self.plans.find({"group.group_id": equals(group_id), "status": equals("active")}, {"_id": 1})
         return {document["_id"] async for document in cursor}
 
     async def _free_stale_seats(self, seats: list[Document], members: set[str], now: datetime) -> bool:

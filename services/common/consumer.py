@@ -93,6 +93,8 @@ def subscriber_options(settings: ServiceSettings, group: str, urgent: bool = Fal
     """Options of every lane's subscriber.
 
     - a batch of what the broker has (waiting at most ``KAFKA_BATCH_WAIT_MS`` when it has nothing);
+    - a fetch the broker holds until a record arrives, ``KAFKA_FETCH_MAX_WAIT_MS`` at most: idle, a lane sends a
+      fetch every two seconds, not twice a second (aiokafka's default), and a record is handed over as it arrives;
     - commit after the handlers returned (their effects stored), rewind on error; no auto-commit;
     - a new group starts from the beginning of its topics, so no event published before it is lost;
     - static group membership (unless the instance id is empty): a restarted instance takes its
@@ -107,6 +109,7 @@ def subscriber_options(settings: ServiceSettings, group: str, urgent: bool = Fal
         "batch_timeout_ms": min(URGENT_WAIT_MS, settings.kafka_batch_wait_ms)
         if urgent
         else settings.kafka_batch_wait_ms,
+        "fetch_max_wait_ms": settings.kafka_fetch_max_wait_ms,
         "ack_policy": AckPolicy.NACK_ON_ERROR,
         "auto_offset_reset": "earliest",
         "decoder": _undecoded,

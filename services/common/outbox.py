@@ -299,6 +299,7 @@ class OutboxRelay(PollingWorker):
         publish: Publish,
         *,
         poll_seconds: float = 1.0,
+        idle_seconds: float | None = None,
         lease_seconds: float = 5.0,
         batch: int = 100,
         concurrency: int = 16,
@@ -309,6 +310,7 @@ class OutboxRelay(PollingWorker):
         self._collections = collections
         self._publish = publish
         self.poll_seconds = poll_seconds
+        self.idle_seconds = idle_seconds
         self._lease = timedelta(seconds=lease_seconds)
         self._batch = batch
         self._concurrency = concurrency

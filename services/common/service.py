@@ -197,6 +197,7 @@ async def _outbox_relay(
         [database[name] for name in collections],
         relay_publish(kafka.publishers),
         poll_seconds=settings.outbox_poll_seconds,
+        idle_seconds=settings.outbox_idle_poll_seconds,
         lease_seconds=settings.outbox_lease_seconds,
     )
 

@@ -207,6 +207,14 @@ class ServiceSettings(BaseSettings):
     kafka_batch_wait_ms: int = Field(
         default=100, ge=1, le=5_000, description="How long a consumer waits for records when the broker has none."
     )
+    kafka_fetch_max_wait_ms: int = Field(
+        default=2_000,
+        ge=100,
+        le=10_000,
+        description="How long the broker may hold a consumer's fetch while it has no records (it answers as soon as "
+        "one arrives): what an idle consumer costs, a fetch per this long per lane. A batch taken again after a "
+        "failure may wait this long for its fetch.",
+    )
     # Transport security: Kafka's listener protocol, SASL login and CA; MongoDB's TLS is switched on in its URL.
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
         default="PLAINTEXT",
@@ -242,6 +250,13 @@ class ServiceSettings(BaseSettings):
         default=True, description="Consume events; off for an instance that serves HTTP and runs timers only."
     )
     outbox_poll_seconds: float = Field(default=1.0, gt=0)
+    outbox_idle_poll_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="The longest wait between two relay passes that find nothing (each empty pass doubles the wait "
+        "from OUTBOX_POLL_SECONDS): a write here hands its events to the relay at once; the passes find what another "
+        "instance or a crash left.",
+    )
     outbox_lease_seconds: float = Field(default=5.0, gt=0)
     clock_offset_seconds: float = Field(
         default=0.0, description="Shifts the service's clock: for tests and drills of timers only, never production."

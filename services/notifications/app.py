@@ -118,6 +118,7 @@ def _dispatcher(
         QuietHours(settings.quiet_hours_start, settings.quiet_hours_end, settings.clinic_timezone),
         still_wanted,
         poll_seconds=settings.dispatch_poll_seconds,
+        idle_seconds=settings.dispatch_idle_poll_seconds,
         lease_seconds=settings.dispatch_lease_seconds,
         retries=RetryBudget(
             timedelta(hours=settings.dispatch_retry_hours), timedelta(seconds=settings.dispatch_retry_max_seconds)
@@ -169,6 +170,7 @@ def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
         runtime.metrics.add(delivery_metrics(messaging))
         runtime.broker.context.set_global(HANDLER_CONTEXT, messaging)
         escalations = Escalations(messaging, poll_seconds=settings.dispatch_poll_seconds,
+                                  idle_seconds=settings.dispatch_idle_poll_seconds,
                                   lease_seconds=settings.dispatch_lease_seconds)  # fmt: skip
         return [dispatcher.run(), escalations.run()]
 

@@ -124,6 +124,7 @@ class Lane(PollingWorker):
         *,
         concurrency: int,
         poll_seconds: float,
+        idle_seconds: float | None = None,
         configured: tuple[Channel, ...] = CHANNELS,
         before_pass: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
@@ -136,6 +137,7 @@ class Lane(PollingWorker):
         self._concurrency = concurrency
         self._before_pass = before_pass
         self.poll_seconds = poll_seconds
+        self.idle_seconds = idle_seconds
         self._slots: dict[Channel, asyncio.Semaphore] = {}
         self._sending_now: set[asyncio.Task[None]] = set()
 
@@ -221,6 +223,7 @@ class Dispatcher:
         poll_seconds: float,
         lease_seconds: float,
         retries: RetryBudget,
+        idle_seconds: float | None = None,
         dependencies: Dependencies,
         concurrency: int = 8,
         configured: tuple[Channel, ...] = CHANNELS,
@@ -238,11 +241,14 @@ class Dispatcher:
         self._probed: dict[Channel, datetime] = {}
         self._running = False
         poll_seconds = min(poll_seconds, PROBE_EVERY.total_seconds())
+        # Idle, a lane looks less often (messages due now are handed over or wake it); the urgent lane's passes
+        # also probe the channels that are down, every ``PROBE_EVERY``.
+        idle = None if idle_seconds is None else min(idle_seconds, PROBE_EVERY.total_seconds())
         self.lanes = (
             Lane(URGENT, self._claim, self._deliver, concurrency=concurrency, poll_seconds=poll_seconds,
-                 configured=configured, before_pass=self._probe_channels_that_are_down),
+                 idle_seconds=idle, configured=configured, before_pass=self._probe_channels_that_are_down),
             Lane(ROUTINE, self._claim, self._deliver, concurrency=concurrency, poll_seconds=poll_seconds,
-                 configured=configured),
+                 idle_seconds=idle_seconds, configured=configured),
         )  # fmt: skip
 
     def wake(self, urgent: bool | None = None) -> None:

@@ -20,11 +20,14 @@ log = logging.getLogger(__name__)
 
 
 class Escalations(PollingWorker):
-    def __init__(self, messaging: Messaging, *, poll_seconds: float, lease_seconds: float) -> None:
+    def __init__(
+        self, messaging: Messaging, *, poll_seconds: float, lease_seconds: float, idle_seconds: float | None = None
+    ) -> None:
         super().__init__()
         self._messaging = messaging
         self._lease = timedelta(seconds=lease_seconds)
         self.poll_seconds = poll_seconds
+        self.idle_seconds = idle_seconds
 
     async def work_once(self) -> int:
         claimed = 0

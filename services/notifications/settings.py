@@ -85,6 +85,13 @@ class NotificationsSettings(ServiceSettings):
     quiet_hours_start: time = Field(default=time(21, 0), description="Non-urgent messages wait from this local time…")
     quiet_hours_end: time = Field(default=time(8, 0), description="…until this one (equal times: no quiet hours).")
     dispatch_poll_seconds: float = Field(default=1.0, gt=0)
+    dispatch_idle_poll_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="The longest wait between two dispatcher or escalation passes that find nothing (each empty pass "
+        "doubles the wait from DISPATCH_POLL_SECONDS): messages due when stored are sent at once; one due later, or "
+        "left by another instance, waits this long at most for a pass.",
+    )
     dispatch_lease_seconds: float = Field(default=30.0, gt=0)
     dispatch_concurrency: int = Field(
         default=8, ge=1, description="Messages sent at once per channel, in each lane (urgent, routine)."

@@ -20,7 +20,7 @@ from services.common.audit import AUDIT_LOG, audit_entry, audit_indexes
 from services.common.auth import Principal
 from services.common.change_path import CONFLICT, Conflict, retry
 from services.common.indexes import Index
-from services.common.mongo import Document, equals
+from services.common.mongo import Document, count, equals
 from services.common.outbox import (
     EPOCH,
     Relay,
@@ -98,8 +98,8 @@ INDEXES = (
 
 def _waiting_on(channel: Channel, urgent: bool) -> Document:
     """The messages of ``channel`` and a lane waiting for their next attempt after a failure."""
-    return {"status": PENDING, "urgent": urgent, "channel": channel, "last_error": {"$ne": ""},
-            "next_attempt_at": {"$gt": utc_now()}}  # fmt: skip
+    return {"status": equals(PENDING), "urgent": equals(urgent), "channel": equals(channel),
+            "last_error": {"$ne": ""}, "next_attempt_at": {"$gt": utc_now()}}  # fmt: skip
 
 
 def _notification(document: Document) -> Notification:
@@ -175,9 +175,7 @@ class NotificationStore:
         pairs = [(status, channel) for status in COUNTED for channel in get_args(Channel)]
         counted = await asyncio.gather(
             *(
-                self.notifications.count_documents(
-                    {"status": equals(status), "urgent": EITHER_LANE, "channel": equals(channel)}
-                )
+                count(self.notifications, {"status": equals(status), "urgent": EITHER_LANE, "channel": equals(channel)})
                 for status, channel in pairs
             )
         )
@@ -285,23 +283,24 @@ class NotificationStore:
             {"$set": {"status": CANCELLED, "lease_until": EPOCH, "last_error": reason}},
         )
 
-    # What waits is cancelled when it is no longer wanted (each is checked again at send time anyway).
+    # What waits is cancelled when it is no longer wanted (each is checked again at send time anyway), found by the
+    # episode's or the consent's equality (``equals``: on the episode's or the consent's index, never the whole log).
 
     async def cancel_session_reminders(self, episode_id: str, reason: str, *, keep_series: str | None = None) -> int:
         """The reminders of the episode's sessions, but for those of ``keep_series`` (the current calendar)."""
-        query: Document = {"episode_id": episode_id, "series_kind": "sessions"}
+        query: Document = {"episode_id": equals(episode_id), "series_kind": "sessions"}
         return await self._cancel(query | ({"series": {"$ne": keep_series}} if keep_series else {}), reason)
 
     async def cancel_alumni_messages(self, episode_id: str, reason: str) -> int:
-        return await self._cancel({"episode_id": episode_id, "series_kind": "alumni"}, reason)
+        return await self._cancel({"episode_id": equals(episode_id), "series_kind": "alumni"}, reason)
 
     async def cancel_for_consent(self, consent_id: str, reason: str) -> int:
-        return await self._cancel({"consent_id": consent_id}, reason)
+        return await self._cancel({"consent_id": equals(consent_id)}, reason)
 
     async def cancel_for_recipient(
         self, episode_id: str, recipient_kind: RecipientKind, consent_id: str | None, reason: str
     ) -> int:
-        query: Document = {"episode_id": episode_id, "recipient_kind": recipient_kind}
+        query: Document = {"episode_id": equals(episode_id), "recipient_kind": recipient_kind}
         return await self._cancel(query | ({"consent_id": consent_id} if consent_id else {}), reason)
 
     async def cancel(self, notification_ids: Sequence[str], reason: str) -> int:
@@ -363,7 +362,7 @@ class SafetyAlerts:
 
     async def open_count(self) -> int:
         """Alerts raised and not acknowledged yet (for /metrics)."""
-        return await self.alerts.count_documents({"status": equals("open")})
+        return await count(self.alerts, {"status": equals("open")})
 
     async def add(self, alert: SafetyAlert, cause: dict[str, str]) -> bool:
         """Keep a new alert, due at its deadline; False if it is kept already (a redelivered event)."""

@@ -414,6 +414,9 @@ def stack_running(folder: Path) -> Iterator[tuple[Stack, dict[str, str], tuple[s
             "SMTP_PORT": str(sink.port),
             "OUTBOX_POLL_SECONDS": "0.5",
             "DISPATCH_POLL_SECONDS": "0.5",
+            "OUTBOX_IDLE_POLL_SECONDS": "0.5",  # what a fault leaves is found as soon as before
+            "DISPATCH_IDLE_POLL_SECONDS": "0.5",
+            "KAFKA_FETCH_MAX_WAIT_MS": "500",
             "DISPATCH_LEASE_SECONDS": str(DISPATCH_LEASE),
             "QUIET_HOURS_START": "00:00",
             "QUIET_HOURS_END": "00:00",

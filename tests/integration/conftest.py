@@ -298,6 +298,11 @@ def stack(running_backends: Backends, tmp_path_factory: pytest.TempPathFactory) 
             "OUTBOX_POLL_SECONDS": "0.5",
             "OUTBOX_LEASE_SECONDS": "2",
             "DISPATCH_POLL_SECONDS": "0.5",
+            # Passes as often idle as busy: a test waiting on a due time, a crash's lease or another instance's
+            # leftovers waits no longer than before idle polling was lengthened.
+            "OUTBOX_IDLE_POLL_SECONDS": "0.5",
+            "DISPATCH_IDLE_POLL_SECONDS": "0.5",
+            "KAFKA_FETCH_MAX_WAIT_MS": "500",  # a batch taken again after a failure is fetched as soon as before
             "CARE_TEAM_EMAIL": CARE_TEAM_EMAIL,
             "CARE_TEAM_WEBHOOK_URL": webhooks.url,
             "ON_CALL_PHONE": ON_CALL_PHONE,  # texted through the SMS sink

@@ -78,10 +78,13 @@ class MemoryCursor:
 
 
 class MemoryCollection:
-    def __init__(self, collection: mongomock.Collection[dict[str, Any]], calls: list[tuple[str, str]]) -> None:
+    def __init__(
+        self, collection: mongomock.Collection[dict[str, Any]], calls: list[tuple[str, str]], database: MemoryDatabase
+    ) -> None:
         self.sync = collection
         self.name = collection.name
         self.calls = calls
+        self.database = database
 
     def _call(self, operation: str) -> None:
         self.calls.append((operation, self.name))
@@ -211,5 +214,12 @@ class MemoryDatabase:
 
     def __getitem__(self, name: str) -> MemoryCollection:
         if name not in self._collections:
-            self._collections[name] = MemoryCollection(self._database[name], self.calls)
+            self._collections[name] = MemoryCollection(self._database[name], self.calls, self)
         return self._collections[name]
+
+    async def command(self, name: str, value: str, **options: Any) -> dict[str, Any]:
+        """The one command the services send by name: ``count`` (``mongo.count``)."""
+        if name != "count":
+            raise NotImplementedError(f"the in-memory store has no {name} command")
+        self.calls.append(("count", value))
+        return {"n": self._database[value].count_documents(options.get("query", {})), "ok": 1.0}

@@ -2,9 +2,13 @@
 index, never a read of the whole collection (which grows with the clinic: every plan, message and alert ever kept).
 
 Each store method runs on a client that notes the commands it sends; each command is then asked of the server
-again as ``explain``. nx-27017 answers with SQLite's plan, where a read of the whole collection is ``SCAN
-<collection>``. (MongoDB's planner follows the indexes' prefixes, which the index test checks from the query shapes;
-the stand-in uses an index only where the filter's leading equality is written ``{"$eq": …}``: ``mongo.equals``.)
+again as ``explain`` (an update's or a delete's filter as a find). nx-27017 answers with SQLite's plan, where a read
+of the whole collection is ``SCAN <collection>``. It explains no update or delete, whose filters it reads apart from
+its find: each is also checked as that path reads it (``_equality_it_can_look_up``). An ``aggregate`` (what
+``count_documents`` sends) it runs in Python over every document of the collection, so it counts as such a read here
+(``mongo.count`` sends ``count``). (MongoDB's planner follows the indexes' prefixes, which the index test checks from
+the query shapes; the stand-in uses an index only where the filter's leading equality is written ``{"$eq": …}``:
+``mongo.equals``.)
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import pytest
 from pymongo import AsyncMongoClient, monitoring
 from pymongo.asynchronous.database import AsyncDatabase
 
+from services.care_plan.domain.policy import load_policy
 from services.care_plan.store import CarePlanStore, WaitlistKey
 from services.common.indexes import create_indexes
 from services.common.outbox import OutboxRelay, ensure_outbox_index, no_relay
@@ -27,7 +32,7 @@ from stepwise_contract import CareLevel
 from tests.store.conftest import Document
 from tools.dev.devstack import Backends
 
-EXPLAINED = ("find", "findAndModify", "count")
+EXPLAINED = ("find", "findAndModify", "count", "update", "delete", "aggregate")
 
 
 class Commands(monitoring.CommandListener):
@@ -73,26 +78,44 @@ async def scans(noted: tuple[AsyncDatabase[Document], Commands], run: Callable[[
     await run()
     found = []
     for _, sent in list(commands.seen):
-        command = _as_find(sent)
-        if command is None:
-            continue
-        name = next(iter(command))
-        plan = await database.command("explain", command)
-        details = [step.get("detail", "") for step in plan["queryPlanner"]["winningPlan"]]
-        if any(detail == f"SCAN {command[name]}" for detail in details):
-            found.append(f"{name} {command[name]} {command.get('filter', command.get('query'))}")
+        if "aggregate" in sent:
+            found.append(f"aggregate {sent['aggregate']} {sent['pipeline']}")
+        writes: list[Document] = sent.get("updates") or sent.get("deletes") or []
+        for statement in writes:
+            if not _equality_it_can_look_up(statement.get("q", {})):
+                found.append(f"{next(iter(sent))} {sent[next(iter(sent))]} {statement.get('q')}")
+        for command in _as_finds(sent):
+            name = next(iter(command))
+            plan = await database.command("explain", command)
+            details = [step.get("detail", "") for step in plan["queryPlanner"]["winningPlan"]]
+            if any(detail == f"SCAN {command[name]}" for detail in details):
+                found.append(f"{next(iter(sent))} {command[name]} {command['filter']}")
     return found
 
 
-def _as_find(command: Document) -> Document | None:
-    """What the stand-in explains: a find as sent, a findAndModify as the find of its filter and sort (it explains no
-    findAndModify), a count by aggregate not at all (nor does it explain those)."""
+def _equality_it_can_look_up(filter: Document) -> bool:
+    """Whether the stand-in's update and delete (which it does not explain, and which read their filter apart from its
+    find) can look the filter up: by ``_id``, or by a field's equality written ``{"$eq": …}`` or ``$in``; a filter of
+    bare values only it matches against every document (a ``mongo.equals`` filter: one index read)."""
+    return any(
+        name == "_id" or (isinstance(value, dict) and ("$eq" in value or "$in" in value))
+        for name, value in filter.items()
+    )
+
+
+def _as_finds(command: Document) -> list[Document]:
+    """What the stand-in explains: a find as sent; a findAndModify as the find of its filter and sort, a count as the
+    find of its query, an update or a delete as the find of each statement's filter (it explains none of those)."""
     name = next(iter(command))
+    collection = command[name]
     if name == "find":
-        return command
+        return [command]
     if name == "findAndModify":
-        return {"find": command[name], "filter": command.get("query", {}), "sort": command.get("sort", {}), "limit": 1}
-    return None
+        return [{"find": collection, "filter": command.get("query", {}), "sort": command.get("sort", {}), "limit": 1}]
+    if name == "count":
+        return [{"find": collection, "filter": command.get("query", {})}]
+    statements: list[Document] = command.get("updates") or command.get("deletes") or []
+    return [{"find": collection, "filter": statement.get("q", {})} for statement in statements]
 
 
 async def test_a_care_plan_timer_pass_and_a_placement_read_from_indexes(
@@ -108,6 +131,18 @@ async def test_a_care_plan_timer_pass_and_a_placement_read_from_indexes(
     assert await scans(noted, lambda: store.pending("e-1")) == []
 
 
+async def test_a_place_in_a_capped_group_is_claimed_and_released_from_indexes(
+    noted: tuple[AsyncDatabase[Document], Commands],
+) -> None:
+    store = CarePlanStore(noted[0], no_relay)
+    await store.create_indexes()
+    group = load_policy().groups[0].model_copy(update={"group_id": "capped", "capacity": 2})
+    assert await scans(noted, lambda: store.holds_seat(group.group_id, "e-1")) == []
+    assert await scans(noted, lambda: store.claim_seat(group, "e-1", utc_now())) == []
+    assert await scans(noted, lambda: store.member_ids(group.group_id)) == []
+    assert await scans(noted, lambda: store.release_seat(group.group_id, "e-1")) == []
+
+
 async def test_the_dispatchers_claims_the_escalation_timer_and_the_alumni_check_read_from_indexes(
     noted: tuple[AsyncDatabase[Document], Commands],
 ) -> None:
@@ -121,6 +156,21 @@ async def test_the_dispatchers_claims_the_escalation_timer_and_the_alumni_check_
     assert await scans(noted, lambda: alumni.enrolled(patient_id="p-1")) == []
     assert await scans(noted, messages.counts) == []
     assert await scans(noted, alerts.open_count) == []
+
+
+async def test_what_waits_is_cancelled_and_a_channel_back_releases_its_messages_from_indexes(
+    noted: tuple[AsyncDatabase[Document], Commands],
+) -> None:
+    """An episode's reminders (a new calendar, an ended episode), its alumni messages, a recipient's and a withdrawn
+    consent's messages, and a channel's messages waiting out its failures: each on its own index."""
+    messages = NotificationStore(noted[0], no_relay)
+    await create_indexes(noted[0], INDEXES)
+    assert await scans(noted, lambda: messages.cancel_session_reminders("e-1", "ended", keep_series="s-2")) == []
+    assert await scans(noted, lambda: messages.cancel_alumni_messages("e-1", "left")) == []
+    assert await scans(noted, lambda: messages.cancel_for_recipient("e-1", "family", "c-1", "opted out")) == []
+    assert await scans(noted, lambda: messages.cancel_for_consent("c-1", "revoked")) == []
+    assert await scans(noted, lambda: messages.retry_now("email")) == []
+    assert await scans(noted, lambda: messages.probe("email")) == []
 
 
 async def test_a_relay_pass_reads_from_the_outbox_index(noted: tuple[AsyncDatabase[Document], Commands]) -> None:
