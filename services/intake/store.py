@@ -18,6 +18,7 @@ from pymongo.errors import DuplicateKeyError
 
 from services.common.audit import AUDIT_LOG, audit_entries, audit_entry, audit_indexes
 from services.common.auth import Principal
+from services.common.idempotency import RECORD_KEYS
 from services.common.indexes import Index, create_indexes
 from services.common.mongo import Document
 from services.common.outbox import Relay, insert_aggregate, update_aggregate
@@ -50,6 +51,9 @@ INDEXES = (
 class StoredEpisode:
     episode: Episode
     version: int
+    keys: Document | None = None
+    """The Idempotency-Keys of the requests that changed it (``services.common.idempotency.with_key``); None for an
+    episode stored before they were kept in it (its requests' keys are in ``idempotency_keys``)."""
 
 
 class IntakeStore:
@@ -162,7 +166,7 @@ class IntakeStore:
 
     async def open_episode(self, episode: Episode) -> Episode:
         """Store a new episode; answers the stored one when it exists already (the same request retried)."""
-        if await insert_aggregate(self.episodes, {"_id": episode.episode_id, **_fields(episode)}):
+        if await insert_aggregate(self.episodes, {"_id": episode.episode_id, **_fields(episode), RECORD_KEYS: {}}):
             return episode
         stored = await self.get(episode.episode_id)
         assert stored is not None
@@ -172,13 +176,22 @@ class IntakeStore:
         document = await self.episodes.find_one({"_id": episode_id}, {"outbox": 0, "applied_events": 0})
         if document is None:
             return None
+        keys = document.pop(RECORD_KEYS, None)
         episode = Episode.model_validate({**document, "episode_id": document["_id"]})
-        return StoredEpisode(episode=episode, version=document["version"])
+        return StoredEpisode(episode=episode, version=document["version"], keys=keys)
 
-    async def save(self, stored: StoredEpisode, episode: Episode, events: Sequence[CloudEvent[Any]] = ()) -> bool:
-        """Store the episode and queue its events in one write; False if it changed meanwhile. A write the store
-        refuses raises as in services/common/store_errors.py (nothing was stored)."""
-        return await update_aggregate(self.episodes, episode.episode_id, stored.version, _fields(episode), events,
+    async def save(
+        self,
+        stored: StoredEpisode,
+        episode: Episode,
+        events: Sequence[CloudEvent[Any]] = (),
+        keys: Document | None = None,
+    ) -> bool:
+        """Store the episode (and ``keys``, the request keys it keeps, when given) and queue its events in one write;
+        False if it changed meanwhile. A write the store refuses raises as in services/common/store_errors.py
+        (nothing was stored)."""
+        changes = _fields(episode) | ({} if keys is None else {RECORD_KEYS: keys})
+        return await update_aggregate(self.episodes, episode.episode_id, stored.version, changes, events,
                                       relay=self._wake_relay)  # fmt: skip
 
     async def opened(self, program: str | None, since: datetime | None, until: datetime | None) -> list[Episode]:
@@ -187,7 +200,7 @@ class IntakeStore:
         window = {op: value for op, value in {"$gte": since, "$lt": until}.items() if value}
         if window:
             query["opened_at"] = window
-        cursor = self.episodes.find(query, {"outbox": 0, "applied_events": 0, "consents": 0})
+        cursor = self.episodes.find(query, {"outbox": 0, "applied_events": 0, "consents": 0, RECORD_KEYS: 0})
         return [Episode.model_validate({**document, "episode_id": document["_id"]}) async for document in cursor]
 
     # Questionnaire links: kept by the token's hash alone.
