@@ -14,7 +14,7 @@ from typing import NoReturn, TypeVar
 
 from services.common.auth import Principal
 from services.common.change_path import Record, change
-from services.common.idempotency import IdempotencyKeys, RequestKey, kept_record_id, new_record_id, with_key
+from services.common.idempotency import KEPT, IdempotencyKeys, RequestKey, kept_record_id, new_record_id, with_key
 from services.common.mongo import Document
 from services.common.utc import utc_now
 from stepwise_contract import EventData, InstrumentResult, Program, ScreenResult, Track, new_event
@@ -137,24 +137,27 @@ async def record_assessment(
 async def _keyed_change(store: IntakeStore, episode_id: str, key: Keyed, deciding: Callable[[str], Decide[T]]) -> T:
     """``change_episode`` of an open episode by a request with a key: the id of what it creates is the one the key
     fixed in the episode within 24 hours, else a new one, kept in the episode by the change's own write. (An episode
-    stored before keys were kept in episodes asks ``idempotency_keys``, as before, and keeps the key from then on.)"""
-    attempt: list[tuple[str, Document]] = []
-    """This attempt's record id and the episode's keys with it."""
+    stored before keys were kept in episodes asks ``idempotency_keys`` as before for a key it does not keep, for 24
+    hours after its first keyed change: a request made before, retried, finds its record.)"""
+    attempt: list[tuple[str, Document, int | None]] = []
+    """This attempt's record id, the episode's keys with it, and (its first keyed change) until when keys of the
+    requests before may be kept apart."""
 
     async def load() -> StoredEpisode | None:
         stored = await store.get(episode_id)
         if stored is not None:
             now = utc_now()
             kept = stored.keys or {}
-            if stored.keys is None:
-                record_id = await key.keys.kept_id(key.request)
-            else:
-                record_id = kept_record_id(kept, key.request, now) or new_record_id()
-            attempt[:] = [(record_id, with_key(kept, key.request, record_id, now))]
+            record_id = kept_record_id(kept, key.request, now)
+            if record_id is None:
+                record_id = await key.keys.kept_id(key.request) if stored.keys_apart(now) else new_record_id()
+            apart_until = int((now + KEPT).timestamp() * 1_000_000) if stored.keys is None else None
+            attempt[:] = [(record_id, with_key(kept, key.request, record_id, now), apart_until)]
         return stored
 
     async def save(stored: StoredEpisode, episode: Episode, events: Sequence[EventData], _: str | None) -> bool:
-        return await store.save(stored, episode, [new_event(event, source=SOURCE) for event in events], attempt[0][1])
+        keys, apart_until = attempt[0][1:]
+        return await store.save(stored, episode, [new_event(e, source=SOURCE) for e in events], keys, apart_until)
 
     def decide(episode: Episode, now: datetime) -> Decision[T]:
         decide_on.refuse_if_closed(episode)

@@ -155,6 +155,12 @@ async def test_an_episode_stored_before_keys_were_kept_in_it_finds_the_key_kept_
     assert first.status_code == retried.status_code == 201 and first.json() == retried.json()
     stored = await database[EPISODES].find_one({"_id": episode_id})
     assert stored is not None and len(stored["assessments"]) == 1 and len(stored["idempotency_keys"]) == 1
+    # a request of before, its key kept apart only, retried after another's key was kept in the episode
+    await database[EPISODES].update_one({"_id": episode_id}, {"$set": {"idempotency_keys": {}}})
+    again = await http.post(path, json=body, headers=CLINICIAN | key)
+    assert again.status_code == 201 and again.json() == first.json()
+    stored = await database[EPISODES].find_one({"_id": episode_id})
+    assert stored is not None and len(stored["assessments"]) == 1
 
 
 async def test_a_retried_patient_post_registers_one_patient(http: httpx.AsyncClient, database: MemoryDatabase) -> None:
