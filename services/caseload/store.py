@@ -43,8 +43,10 @@ from .domain.worklists import flags, session_days
 
 META_KEPT_SECONDS = 1.0
 """How long the name of the collection in use is kept before it is read again."""
-KNOWN_KEPT = 2000
-"""How many episodes' projections the store holds (the last written): those an event is applied to without a read."""
+KNOWN_KEPT = 1000
+"""How many episodes' projections the store holds (the last written): those an event is applied to without a read.
+Enough for the episodes in flight at 20 intakes/s with a welcome a minute behind; a long episode's projection (months
+of attendance on its timeline) is some 100 kB, so this bounds the memory they take too."""
 OPENING = frozenset({AssessmentCompleted.event_type})
 """The event types that usually come first for an episode (intake's assessment): an episode not held is inserted
 with it at once (read only when it exists already) rather than read first."""
