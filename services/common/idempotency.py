@@ -8,6 +8,11 @@ with it. The same key with another body is a client error (422). Keys are kept 2
 MongoDB remove them; a server without TTL indexes (FerretDB v1 answers NotImplemented) gets a plain index and
 ``ExpiredKeyPurge`` removes them instead. Either way a key is honoured only within 24 hours of its first use,
 checked when it is read, since neither removal happens the moment a key expires.
+
+A change of one aggregate may keep its keys in the aggregate instead (``kept_record_id``, ``with_key``: a field
+``idempotency_keys`` of the record, key -> fingerprint, record id, first use), written by the change's own
+version-checked write: no round trip of its own. A retry reads it with the record the change loads anyway; two
+first requests racing are one write and one conflict, and the loser, loading again, finds the winner's key.
 """
 
 from __future__ import annotations
@@ -16,8 +21,9 @@ import hashlib
 import json
 import logging
 import uuid
-from dataclasses import replace
-from datetime import timedelta
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Annotated
 
 from fastapi import Header
@@ -65,6 +71,49 @@ class KeyReused(Exception):
     """The key came with another body before: the client is reusing keys."""
 
 
+RECORD_KEYS = "idempotency_keys"
+"""The field of an aggregate that keeps the keys of the requests that changed it (``with_key``)."""
+
+
+@dataclass(frozen=True)
+class RequestKey:
+    """A request's key as kept: its id (of the key and who called what) and its body's fingerprint."""
+
+    key_id: str
+    fingerprint: str
+
+
+def request_key(key: str | None, scope: str, body: BaseModel) -> RequestKey | None:
+    """The request's key (None without one): the same for the same key and scope; the body's fingerprint apart."""
+    if key is None:
+        return None
+    key_id = hashlib.sha256(f"{scope}\n{key}".encode()).hexdigest()
+    fingerprint = hashlib.sha256(json.dumps(body.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+    return RequestKey(key_id, fingerprint)
+
+
+def kept_record_id(kept: Mapping[str, Document], request: RequestKey, now: datetime) -> str | None:
+    """The id a request with this key fixed in the record within 24 hours, if one did. Raises KeyReused for the same
+    key with another body."""
+    entry = kept.get(request.key_id)
+    if entry is None or assume_utc(entry["at"]) < now - KEPT:
+        return None
+    if entry["fingerprint"] != request.fingerprint:
+        raise KeyReused("this Idempotency-Key came with another body: use a new key for a new request")
+    return str(entry["record_id"])
+
+
+def with_key(kept: Mapping[str, Document], request: RequestKey, record_id: str, now: datetime) -> Document:
+    """The record's keys with this request's (its first use kept), those older than 24 hours left out."""
+    fresh = {key_id: entry for key_id, entry in kept.items() if assume_utc(entry["at"]) >= now - KEPT}
+    fresh.setdefault(request.key_id, {"fingerprint": request.fingerprint, "record_id": record_id, "at": now})
+    return fresh
+
+
+def new_record_id() -> str:
+    return str(uuid.uuid4())
+
+
 class IdempotencyKeys:
     def __init__(self, database: AsyncDatabase[Document]) -> None:
         self.keys = database[IDEMPOTENCY_KEYS]
@@ -91,10 +140,12 @@ class IdempotencyKeys:
     async def record_id(self, key: str | None, scope: str, body: BaseModel) -> str:
         """The id of the record this request creates: a new one without a key; with one, the same for the same
         key, scope (who called what) and body within 24 hours. Raises KeyReused for the same key with another body."""
-        if key is None:
-            return str(uuid.uuid4())
-        key_id = hashlib.sha256(f"{scope}\n{key}".encode()).hexdigest()
-        fingerprint = hashlib.sha256(json.dumps(body.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+        request = request_key(key, scope, body)
+        return new_record_id() if request is None else await self.kept_id(request)
+
+    async def kept_id(self, request: RequestKey) -> str:
+        """The id kept for ``request``'s key (kept now if it is the first), as ``record_id``."""
+        key_id, fingerprint = request.key_id, request.fingerprint
         kept = await self._keep(key_id, fingerprint)
         if assume_utc(kept["at"]) < utc_now() - KEPT:  # an old key used again: a new request
             await self.keys.delete_one({"_id": key_id, "at": kept["at"]})

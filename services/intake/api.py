@@ -14,7 +14,7 @@ from starlette.convertors import StringConvertor, register_url_convertor
 
 from services.common.auth import Principal, Role
 from services.common.domain_errors import ServiceRouter
-from services.common.idempotency import KEY_RULE, IdempotencyKey
+from services.common.idempotency import KEY_RULE, IdempotencyKey, request_key
 from services.common.phones import PHONE_RULE
 from services.common.schemas import EMAIL_RULE, V1_ERRORS, WHOLE_NUMBERS, beyond_schema, errors
 from services.common.utc import TIME_RANGE, Rfc3339
@@ -197,9 +197,10 @@ async def record_assessment(
         placement=PlacementDecision(**placement.model_dump(exclude={"note"})) if placement else None,
         placement_note=placement.note if placement else None,
         recorded_by=by.who,
-        assessment_id=await _record_id(keys, idempotency_key, by, f"record_assessment {episode_id}", body),
     )
-    assessment = await changes.record_assessment(store, policy, measures, episode_id, request)
+    key = request_key(idempotency_key, f"{by.token_id} record_assessment {episode_id}", body)
+    keyed = None if key is None else changes.Keyed(key, keys)
+    assessment = await changes.record_assessment(store, policy, measures, episode_id, request, keyed)
     return shown(AssessmentOut, assessment)
 
 

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import NoReturn, TypeVar
 
 from services.common.auth import Principal
 from services.common.change_path import Record, change
+from services.common.idempotency import KEPT, IdempotencyKeys, RequestKey, kept_record_id, new_record_id, with_key
 from services.common.mongo import Document
 from services.common.utc import utc_now
 from stepwise_contract import EventData, InstrumentResult, Program, ScreenResult, Track, new_event
@@ -101,13 +103,68 @@ async def open_episode(
     return await store.open_episode(decide_on.open_episode(patient_id, program, utc_now(), episode_id, track))
 
 
-async def record_assessment(
-    store: IntakeStore, policy: PlacementPolicy, measures: MeasuresPolicy, episode_id: str, request: AssessmentRequest
-) -> Assessment:
-    def decide(episode: Episode, now: datetime) -> Decision[Assessment]:
-        return decide_on.assess(episode, request, policy, now, measures)
+@dataclass(frozen=True)
+class Keyed:
+    """A request's Idempotency-Key, kept in the episode it changes; ``keys`` holds it for an episode stored before
+    keys were kept in episodes."""
 
-    return await change_episode(store, episode_id, decide)
+    request: RequestKey
+    keys: IdempotencyKeys
+
+
+async def record_assessment(
+    store: IntakeStore,
+    policy: PlacementPolicy,
+    measures: MeasuresPolicy,
+    episode_id: str,
+    request: AssessmentRequest,
+    key: Keyed | None = None,
+) -> Assessment:
+    """Record an assessment; with ``key``, its id is the one the key fixed in the episode (a retry finds the
+    assessment the first request recorded), kept by the assessment's own write."""
+
+    def deciding(assessment_id: str) -> Decide[Assessment]:
+        def decide(episode: Episode, now: datetime) -> Decision[Assessment]:
+            return decide_on.assess(episode, replace(request, assessment_id=assessment_id), policy, now, measures)
+
+        return decide
+
+    if key is None:
+        return await change_episode(store, episode_id, deciding(new_record_id()))
+    return await _keyed_change(store, episode_id, key, deciding)
+
+
+async def _keyed_change(store: IntakeStore, episode_id: str, key: Keyed, deciding: Callable[[str], Decide[T]]) -> T:
+    """``change_episode`` of an open episode by a request with a key: the id of what it creates is the one the key
+    fixed in the episode within 24 hours, else a new one, kept in the episode by the change's own write. (An episode
+    stored before keys were kept in episodes asks ``idempotency_keys`` as before for a key it does not keep, for 24
+    hours after its first keyed change: a request made before, retried, finds its record.)"""
+    attempt: list[tuple[str, Document, int | None]] = []
+    """This attempt's record id, the episode's keys with it, and (its first keyed change) until when keys of the
+    requests before may be kept apart."""
+
+    async def load() -> StoredEpisode | None:
+        stored = await store.get(episode_id)
+        if stored is not None:
+            now = utc_now()
+            kept = stored.keys or {}
+            record_id = kept_record_id(kept, key.request, now)
+            if record_id is None:
+                record_id = await key.keys.kept_id(key.request) if stored.keys_apart(now) else new_record_id()
+            apart_until = int((now + KEPT).timestamp() * 1_000_000) if stored.keys is None else None
+            attempt[:] = [(record_id, with_key(kept, key.request, record_id, now), apart_until)]
+        return stored
+
+    async def save(stored: StoredEpisode, episode: Episode, events: Sequence[EventData], _: str | None) -> bool:
+        keys, apart_until = attempt[0][1:]
+        return await store.save(stored, episode, [new_event(e, source=SOURCE) for e in events], keys, apart_until)
+
+    def decide(episode: Episode, now: datetime) -> Decision[T]:
+        decide_on.refuse_if_closed(episode)
+        return deciding(attempt[0][0])(episode, now)
+
+    record = Record(load=load, state=lambda stored: stored.episode, save=save)
+    return await change(record, decide, _no_episode)
 
 
 async def record_measure(

@@ -18,6 +18,7 @@ from pymongo.errors import DuplicateKeyError
 
 from services.common.audit import AUDIT_LOG, audit_entries, audit_entry, audit_indexes
 from services.common.auth import Principal
+from services.common.idempotency import RECORD_KEYS
 from services.common.indexes import Index, create_indexes
 from services.common.mongo import Document
 from services.common.outbox import Relay, insert_aggregate, update_aggregate
@@ -30,6 +31,8 @@ from .domain.patient import match_key, name_prefixes
 EPISODES = "episodes"
 PATIENTS = "patients"
 LINKS = "questionnaire_links"
+KEYS_APART_UNTIL = "idempotency_keys_apart_until_us"
+"""An episode's ``StoredEpisode.keys_apart_until_us``."""
 
 INDEXES = (
     Index(EPISODES, (("patient_id", 1),), "a patient's episodes (a search's results, registering again)",
@@ -50,6 +53,18 @@ INDEXES = (
 class StoredEpisode:
     episode: Episode
     version: int
+    keys: Document | None = None
+    """The Idempotency-Keys of the requests that changed it (``services.common.idempotency.with_key``); None for an
+    episode stored before they were kept in it (its requests' keys are in ``idempotency_keys``)."""
+    keys_apart_until_us: int | None = None
+    """Until when (microseconds since the epoch) a key not found in ``keys`` may be one kept in
+    ``idempotency_keys``: 24 hours after the first keyed change of an episode stored before keys were kept in it."""
+
+    def keys_apart(self, now: datetime) -> bool:
+        """Whether a key not in ``keys`` is to be asked of ``idempotency_keys`` (a request made before keys were kept
+        in the episode, retried)."""
+        until = self.keys_apart_until_us
+        return self.keys is None or (until is not None and now.timestamp() * 1_000_000 <= until)
 
 
 class IntakeStore:
@@ -162,7 +177,7 @@ class IntakeStore:
 
     async def open_episode(self, episode: Episode) -> Episode:
         """Store a new episode; answers the stored one when it exists already (the same request retried)."""
-        if await insert_aggregate(self.episodes, {"_id": episode.episode_id, **_fields(episode)}):
+        if await insert_aggregate(self.episodes, {"_id": episode.episode_id, **_fields(episode), RECORD_KEYS: {}}):
             return episode
         stored = await self.get(episode.episode_id)
         assert stored is not None
@@ -172,13 +187,25 @@ class IntakeStore:
         document = await self.episodes.find_one({"_id": episode_id}, {"outbox": 0, "applied_events": 0})
         if document is None:
             return None
+        keys, apart_until = document.pop(RECORD_KEYS, None), document.pop(KEYS_APART_UNTIL, None)
         episode = Episode.model_validate({**document, "episode_id": document["_id"]})
-        return StoredEpisode(episode=episode, version=document["version"])
+        return StoredEpisode(episode=episode, version=document["version"], keys=keys, keys_apart_until_us=apart_until)
 
-    async def save(self, stored: StoredEpisode, episode: Episode, events: Sequence[CloudEvent[Any]] = ()) -> bool:
-        """Store the episode and queue its events in one write; False if it changed meanwhile. A write the store
-        refuses raises as in services/common/store_errors.py (nothing was stored)."""
-        return await update_aggregate(self.episodes, episode.episode_id, stored.version, _fields(episode), events,
+    async def save(
+        self,
+        stored: StoredEpisode,
+        episode: Episode,
+        events: Sequence[CloudEvent[Any]] = (),
+        keys: Document | None = None,
+        keys_apart_until_us: int | None = None,
+    ) -> bool:
+        """Store the episode (and ``keys``, the request keys it keeps, when given) and queue its events in one write;
+        False if it changed meanwhile. A write the store refuses raises as in services/common/store_errors.py
+        (nothing was stored)."""
+        changes = _fields(episode) | ({} if keys is None else {RECORD_KEYS: keys})
+        if keys_apart_until_us is not None:
+            changes[KEYS_APART_UNTIL] = keys_apart_until_us
+        return await update_aggregate(self.episodes, episode.episode_id, stored.version, changes, events,
                                       relay=self._wake_relay)  # fmt: skip
 
     async def opened(self, program: str | None, since: datetime | None, until: datetime | None) -> list[Episode]:
@@ -187,7 +214,8 @@ class IntakeStore:
         window = {op: value for op, value in {"$gte": since, "$lt": until}.items() if value}
         if window:
             query["opened_at"] = window
-        cursor = self.episodes.find(query, {"outbox": 0, "applied_events": 0, "consents": 0})
+        hidden = {"outbox": 0, "applied_events": 0, "consents": 0, RECORD_KEYS: 0, KEYS_APART_UNTIL: 0}
+        cursor = self.episodes.find(query, hidden)
         return [Episode.model_validate({**document, "episode_id": document["_id"]}) async for document in cursor]
 
     # Questionnaire links: kept by the token's hash alone.

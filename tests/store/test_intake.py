@@ -8,12 +8,15 @@ import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.common.auth import Principal, Role
-from services.common.idempotency import IdempotencyKeys
+from services.common.idempotency import IdempotencyKeys, KeyReused, RequestKey
 from services.common.outbox import no_relay
 from services.common.utc import utc_now
-from services.intake.domain.episode import open_episode
+from services.intake import changes
+from services.intake.domain.episode import AssessmentRequest, open_episode
+from services.intake.domain.measures import load_measures_policy
+from services.intake.domain.placement import load_placement_policy
 from services.intake.store import IntakeStore
-from stepwise_contract import AlumniLeft, new_event
+from stepwise_contract import AlumniLeft, DimensionRatings, new_event
 from tests.store.conftest import Document
 
 pytestmark = pytest.mark.second_server
@@ -73,3 +76,26 @@ async def test_an_episode_is_opened_once_and_saved_from_its_version_only(databas
     assert again is not None and (again.episode.status, again.version) == ("closed", 2)
     document = await store.episodes.find_one({"_id": "ep-1"})
     assert document is not None and document["outbox_pending"] == 1
+
+
+async def test_an_assessments_key_kept_in_its_episode_finds_the_first_assessment(
+    database: AsyncDatabase[Document],
+) -> None:
+    store = await intake_store(database)
+    keys = IdempotencyKeys(database)
+    await store.open_episode(open_episode("pt-1", "adult", utc_now(), "ep-1"))
+    ratings = DimensionRatings(withdrawal=1, biomedical=0, emotional=2, readiness=2, relapse=2, environment=1)
+    key = changes.Keyed(RequestKey("key-1", "body-1"), keys)
+    placement, measures = load_placement_policy(), load_measures_policy()
+
+    async def record(key: changes.Keyed) -> str:
+        request = AssessmentRequest(dimensions=ratings, results=[])
+        return (await changes.record_assessment(store, placement, measures, "ep-1", request, key)).assessment_id
+
+    first = await record(key)
+    assert await record(key) == first  # the retry: the key read back from the store with the episode
+    with pytest.raises(KeyReused):
+        await record(changes.Keyed(RequestKey("key-1", "body-2"), keys))
+    stored = await store.get("ep-1")
+    assert stored is not None and [a.assessment_id for a in stored.episode.assessments] == [first]
+    assert await database["idempotency_keys"].count_documents({}) == 0

@@ -17,7 +17,14 @@ from pydantic import BaseModel
 from services.common import idempotency
 from services.common.auth import Authenticator, Role
 from services.common.dependencies import Dependencies
-from services.common.idempotency import IDEMPOTENCY_KEYS, IdempotencyKeys, KeyReused
+from services.common.idempotency import (
+    IDEMPOTENCY_KEYS,
+    IdempotencyKeys,
+    KeyReused,
+    kept_record_id,
+    request_key,
+    with_key,
+)
 from services.common.outbox import no_relay
 from services.intake import api
 from services.intake.domain.measures import load_measures_policy
@@ -159,3 +166,17 @@ async def test_a_retry_finds_its_own_key_among_others(keys: IdempotencyKeys) -> 
     other = await keys.record_id("k1", "token-a register_patient", body)
     first = await keys.record_id("k2", "token-a register_patient", body)
     assert await keys.record_id("k2", "token-a register_patient", body) == first != other
+
+
+def test_a_key_kept_in_its_record_is_honoured_24_hours_and_then_left_out() -> None:
+    scope = "token-a record_assessment e1"
+    request, other = request_key("k1", scope, Body(name="a")), request_key("k2", scope, Body(name="a"))
+    assert request is not None and other is not None and request_key(None, scope, Body(name="a")) is None
+    kept = with_key({}, request, "r1", TIER_CLOCK)
+    assert kept_record_id(kept, request, TIER_CLOCK + timedelta(hours=24)) == "r1"
+    assert kept_record_id(kept, request, TIER_CLOCK + timedelta(hours=24, milliseconds=1)) is None  # a new request
+    with pytest.raises(KeyReused):
+        kept_record_id(kept, request_key("k1", scope, Body(name="b")) or request, TIER_CLOCK)
+    assert with_key(kept, request, "r2", TIER_CLOCK) == kept  # its first use is kept
+    later = with_key(kept, other, "r3", TIER_CLOCK + timedelta(hours=25))
+    assert list(later) == [other.key_id]  # the expired key is not kept on

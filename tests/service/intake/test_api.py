@@ -3,6 +3,7 @@ OpenAPI document says the bodies take."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -122,6 +123,44 @@ async def test_a_retried_record_with_the_same_key_is_recorded_and_published_once
     assert [a.status_code for a in answers] == [201, 201] and answers[0].json() == answers[1].json()
     assert [t for t, _ in await queued(database[EPISODES]) if t == topic] == [topic]
     assert answers[0].json()[id_field]
+
+
+async def test_an_assessments_key_is_kept_in_its_episode_by_the_assessments_own_write(
+    http: httpx.AsyncClient, database: MemoryDatabase
+) -> None:
+    _, episode_id = await new_episode(http)
+    path, body = f"/v1/episodes/{episode_id}/assessments", {"dimensions": IOP_DIMENSIONS}
+    key = {"Idempotency-Key": str(uuid.uuid4())}
+    racing = await asyncio.gather(*(http.post(path, json=body, headers=CLINICIAN | key) for _ in "ab"))
+    retried = await http.post(path, json=body, headers=CLINICIAN | key)
+    assert [a.status_code for a in [*racing, retried]] == [201] * 3
+    assert racing[0].json() == racing[1].json() == retried.json()
+    other_body = await http.post(path, json={"dimensions": IOP_DIMENSIONS | {"readiness": 3}}, headers=CLINICIAN | key)
+    assert other_body.status_code == 422 and other_body.json()["detail"][0]["loc"] == ["header", "Idempotency-Key"]
+    assert await database["idempotency_keys"].count_documents({}) == 0  # no round trip of its own
+    stored = await database[EPISODES].find_one({"_id": episode_id})
+    assert stored is not None and len(stored["assessments"]) == 1 and len(stored["idempotency_keys"]) == 1
+
+
+async def test_an_episode_stored_before_keys_were_kept_in_it_finds_the_key_kept_apart(
+    http: httpx.AsyncClient, database: MemoryDatabase
+) -> None:
+    _, episode_id = await new_episode(http)
+    await database[EPISODES].update_one({"_id": episode_id}, {"$unset": {"idempotency_keys": ""}})
+    path, body = f"/v1/episodes/{episode_id}/assessments", {"dimensions": IOP_DIMENSIONS}
+    key = {"Idempotency-Key": str(uuid.uuid4())}
+    first = await http.post(path, json=body, headers=CLINICIAN | key)
+    assert await database["idempotency_keys"].count_documents({}) == 1  # asked where it was kept before
+    retried = await http.post(path, json=body, headers=CLINICIAN | key)  # now found in the episode
+    assert first.status_code == retried.status_code == 201 and first.json() == retried.json()
+    stored = await database[EPISODES].find_one({"_id": episode_id})
+    assert stored is not None and len(stored["assessments"]) == 1 and len(stored["idempotency_keys"]) == 1
+    # a request of before, its key kept apart only, retried after another's key was kept in the episode
+    await database[EPISODES].update_one({"_id": episode_id}, {"$set": {"idempotency_keys": {}}})
+    again = await http.post(path, json=body, headers=CLINICIAN | key)
+    assert again.status_code == 201 and again.json() == first.json()
+    stored = await database[EPISODES].find_one({"_id": episode_id})
+    assert stored is not None and len(stored["assessments"]) == 1
 
 
 async def test_a_retried_patient_post_registers_one_patient(http: httpx.AsyncClient, database: MemoryDatabase) -> None:
