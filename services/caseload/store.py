@@ -33,7 +33,7 @@ from pymongo.errors import DuplicateKeyError
 from services.common.audit import AUDIT_LOG, audit_entries, audit_entry, audit_indexes
 from services.common.auth import Principal
 from services.common.indexes import Index, create_index, create_indexes
-from services.common.mongo import Document
+from services.common.mongo import Document, count
 from services.common.utc import utc_now
 from stepwise_contract import AssessmentCompleted, CloudEvent
 
@@ -221,7 +221,7 @@ class CaseloadStore:
         return [view_of(document) async for document in cursor]
 
     async def count(self, query: Document) -> int:
-        return await (await self.episodes()).count_documents(query)
+        return await count(await self.episodes(), query)
 
     async def groups(self) -> list[str]:
         """The groups episodes are in now."""

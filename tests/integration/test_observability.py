@@ -76,9 +76,15 @@ async def test_one_assessment_is_one_trace_from_the_post_to_the_email_and_its_me
     assert ("stepwise-care-plan", "iop.assessment.completed process") in named
     assert ("stepwise-notifications", "iop.care_level.assigned process") in named
     assert named[-2:] == [("stepwise-notifications", "notification deliver"), ("stepwise-notifications", "smtp send")]
-    everything = stack.traces.of_trace(trace_id)
-    assert any(s.service == "stepwise-intake" and s.name.startswith("GET /v1/") for s in everything), "intake's answer"
-    assert any(s.service == "stepwise-notifications" and s.kind == 3 for s in everything), "notifications' HTTP call"
+
+    async def side_spans() -> bool | None:
+        """Intake's answer to notifications' contact request and that call, exported on each one's own schedule."""
+        everything = stack.traces.of_trace(trace_id) if stack.traces else []
+        answer = any(s.service == "stepwise-intake" and s.name.startswith("GET /v1/") for s in everything)
+        call = any(s.service == "stepwise-notifications" and s.kind == 3 for s in everything)
+        return (answer and call) or None
+
+    assert await eventually(side_spans, "intake's answer and notifications' HTTP call in the trace")
 
     after = {name: await scrape(stack, name) for name in stack.services}
     request = {"method": "POST", "route": ASSESSMENTS, "status": "201"}
