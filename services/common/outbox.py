@@ -188,23 +188,6 @@ async def inserted_new_aggregates(
     return aggregates
 
 
-async def insert_new_aggregates(collection: AsyncCollection[Document], documents: Sequence[Document]) -> int:
-    """Insert aggregates (without events) in one round trip; those whose _id exists are left alone.
-
-    Returns how many were new. Unordered, so one that exists does not stop the others.
-    """
-    if not documents:
-        return 0
-    try:
-        result = await collection.insert_many([new_aggregate(document) for document in documents], ordered=False)
-    except BulkWriteError as error:
-        others = [e for e in error.details.get("writeErrors", []) if e.get("code") != DUPLICATE_KEY]
-        if others:
-            raise
-        return int(error.details.get("nInserted", 0))
-    return len(result.inserted_ids)
-
-
 async def update_aggregate(
     collection: AsyncCollection[Document],
     aggregate_id: str,

@@ -8,12 +8,13 @@ marker ``second_server``), so code that only one server accepts fails here.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, monitoring
 from pymongo.asynchronous.database import AsyncDatabase
 
 from tools.dev.devstack import Backends
@@ -48,3 +49,36 @@ def relayed_to(published: list[Document]) -> Any:
         published.append(record)
 
     return publish
+
+
+class CommandLog(monitoring.CommandListener):
+    """Every command a client sends: its name, its collection and the command (without the session's fields)."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str, Document]] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        command = {key: value for key, value in event.command.items() if key not in ("lsid", "$db", "$clusterTime")}
+        collection = command.get(event.command_name)
+        self.seen.append((event.command_name, collection if isinstance(collection, str) else "", command))
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+    def names(self, collection_prefix: str) -> list[str]:
+        """The names of the commands sent to collections whose name starts with ``collection_prefix``."""
+        return [name for name, collection, _ in self.seen if collection.startswith(collection_prefix)]
+
+
+@contextlib.asynccontextmanager
+async def noted_client(url: str) -> AsyncIterator[tuple[AsyncMongoClient[Document], CommandLog]]:
+    """A client whose commands are logged."""
+    log = CommandLog()
+    client: AsyncMongoClient[Document] = AsyncMongoClient(url, tz_aware=True, event_listeners=[log])
+    try:
+        yield client, log
+    finally:
+        await client.close()

@@ -10,12 +10,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from pymongo import AsyncMongoClient, monitoring
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.caseload.store import CaseloadStore, view_of
 from stepwise_contract import CloudEvent, new_event
-from tests.store.conftest import Document
+from tests.store.conftest import CommandLog, Document, noted_client
 from tests.unit.contract.test_contract import EPISODE, make_data
 from tools.dev.devstack import Backends
 
@@ -24,35 +23,12 @@ FLOW = ("iop.assessment.completed", "iop.care_level.assigned", "iop.schedule.cha
 """An episode's events as the pipeline sends them, its assessment first."""
 
 
-class Commands(monitoring.CommandListener):
-    def __init__(self) -> None:
-        self.seen: list[str] = []
-        """The commands sent to the projection's collections."""
-        self.meta: list[str] = []
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        collection = event.command.get(event.command_name)
-        if isinstance(collection, str) and collection.startswith("episodes_v"):
-            self.seen.append(event.command_name)
-        if collection == "meta":
-            self.meta.append(event.command_name)
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
-
-
 @pytest.fixture
-async def noted(running_backends: Backends) -> AsyncIterator[tuple[AsyncDatabase[Document], Commands]]:
-    commands = Commands()
-    client: AsyncMongoClient[Document] = AsyncMongoClient(running_backends.mongodb_url, tz_aware=True,
-                                                          event_listeners=[commands])  # fmt: skip
-    name = f"stepwise_caseload_{uuid.uuid4().hex[:12]}"
-    yield client[name], commands
-    await client.drop_database(name)
-    await client.close()
+async def noted(running_backends: Backends) -> AsyncIterator[tuple[AsyncDatabase[Document], CommandLog]]:
+    async with noted_client(running_backends.mongodb_url) as (client, commands):
+        name = f"stepwise_caseload_{uuid.uuid4().hex[:12]}"
+        yield client[name], commands
+        await client.drop_database(name)
 
 
 def events() -> list[CloudEvent[Any]]:
@@ -72,7 +48,7 @@ async def stored(store: CaseloadStore) -> Document:
 
 
 async def test_each_event_of_an_episode_costs_one_write_and_a_redelivery_none(
-    noted: tuple[AsyncDatabase[Document], Commands],
+    noted: tuple[AsyncDatabase[Document], CommandLog],
 ) -> None:
     database, commands = noted
     store = await started(database)
@@ -80,10 +56,10 @@ async def test_each_event_of_an_episode_costs_one_write_and_a_redelivery_none(
     commands.seen.clear()
     for event in flow:
         assert await store.apply(event) is True
-    assert commands.seen == ["insert", "update", "update", "update"]
+    assert commands.names("episodes_v") == ["insert", "update", "update", "update"]
     commands.seen.clear()
     assert await store.apply(flow[1]) is False  # a redelivery
-    assert commands.seen == []
+    assert commands.names("episodes_v") == []
     read_each_time = database["episodes_v_read_each_time"]
     for event in flow:  # by a store holding nothing: it reads the projection before each event
         await (await started(database)).apply(event, read_each_time)
@@ -91,7 +67,7 @@ async def test_each_event_of_an_episode_costs_one_write_and_a_redelivery_none(
 
 
 async def test_two_instances_applying_one_episodes_events_lose_none(
-    noted: tuple[AsyncDatabase[Document], Commands],
+    noted: tuple[AsyncDatabase[Document], CommandLog],
 ) -> None:
     database, _ = noted
     one, other = await started(database), await started(database)
@@ -107,13 +83,13 @@ async def test_two_instances_applying_one_episodes_events_lose_none(
 
 
 async def test_the_collection_in_use_is_read_once_for_the_events_waiting_on_it(
-    noted: tuple[AsyncDatabase[Document], Commands],
+    noted: tuple[AsyncDatabase[Document], CommandLog],
 ) -> None:
     database, commands = noted
     store = await started(database)
     await store.episodes()
     store._read_at = 0.0  # as if META_KEPT_SECONDS had passed
-    commands.meta.clear()
+    commands.seen.clear()
     flow = events()
     assert await asyncio.gather(*(store.apply(event) for event in flow[1:])) == [True] * 3
-    assert commands.meta == ["find"]
+    assert commands.names("meta") == ["find"]

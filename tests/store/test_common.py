@@ -17,7 +17,7 @@ from services.common.outbox import (
     OutboxRelay,
     ensure_outbox_index,
     insert_aggregate,
-    insert_new_aggregates,
+    inserted_new_aggregates,
     update_aggregate,
 )
 from services.common.replay import record_replay
@@ -146,8 +146,8 @@ async def test_a_publish_that_fails_leaves_the_rest_queued_for_the_next_pass(
 
 async def test_new_aggregates_are_inserted_once_each_in_one_round_trip(database: AsyncDatabase[Document]) -> None:
     aggregates = database["aggregates"]
-    assert await insert_new_aggregates(aggregates, [{"_id": "a"}, {"_id": "b"}]) == 2
-    assert await insert_new_aggregates(aggregates, [{"_id": "b"}, {"_id": "c"}, {"_id": "a"}]) == 1
+    assert len(await inserted_new_aggregates(aggregates, [{"_id": "a"}, {"_id": "b"}])) == 2
+    assert len(await inserted_new_aggregates(aggregates, [{"_id": "b"}, {"_id": "c"}, {"_id": "a"}])) == 1
     assert sorted([document["_id"] async for document in aggregates.find({})]) == ["a", "b", "c"]
 
 

@@ -19,7 +19,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from pymongo import AsyncMongoClient, monitoring
+from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.care_plan.domain.policy import load_policy
@@ -29,40 +29,20 @@ from services.common.outbox import OutboxRelay, ensure_outbox_index, no_relay
 from services.common.utc import utc_now
 from services.notifications.store import INDEXES, AlumniEnrolments, NotificationStore, SafetyAlerts
 from stepwise_contract import CareLevel
-from tests.store.conftest import Document
+from tests.store.conftest import CommandLog, Document, noted_client
 from tools.dev.devstack import Backends
 
 EXPLAINED = ("find", "findAndModify", "count", "update", "delete", "aggregate")
 
 
-class Commands(monitoring.CommandListener):
-    def __init__(self) -> None:
-        self.seen: list[tuple[str, Document]] = []
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        if event.command_name in EXPLAINED:
-            command = {key: value for key, value in event.command.items() if key not in ("lsid", "$db", "$clusterTime")}
-            self.seen.append((event.database_name, command))
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
-
-
 @pytest.fixture
-async def noted(running_backends: Backends) -> AsyncIterator[tuple[AsyncDatabase[Document], Commands]]:
-    commands = Commands()
-    client: AsyncMongoClient[Document] = AsyncMongoClient(running_backends.mongodb_url, tz_aware=True,
-                                                          event_listeners=[commands])  # fmt: skip
-    if not await _is_stand_in(client):
-        await client.close()
-        pytest.skip("asked of the stand-in only: MongoDB's plans follow the index prefixes the index test checks")
-    name = f"stepwise_hot_{uuid.uuid4().hex[:12]}"
-    yield client[name], commands
-    await client.drop_database(name)
-    await client.close()
+async def noted(running_backends: Backends) -> AsyncIterator[tuple[AsyncDatabase[Document], CommandLog]]:
+    async with noted_client(running_backends.mongodb_url) as (client, commands):
+        if not await _is_stand_in(client):
+            pytest.skip("asked of the stand-in only: MongoDB's plans follow the index prefixes the index test checks")
+        name = f"stepwise_hot_{uuid.uuid4().hex[:12]}"
+        yield client[name], commands
+        await client.drop_database(name)
 
 
 async def _is_stand_in(client: AsyncMongoClient[Document]) -> bool:
@@ -71,13 +51,13 @@ async def _is_stand_in(client: AsyncMongoClient[Document]) -> bool:
     return any("detail" in step for step in plan.get("queryPlanner", {}).get("winningPlan", []) or [])
 
 
-async def scans(noted: tuple[AsyncDatabase[Document], Commands], run: Callable[[], Awaitable[Any]]) -> list[str]:
+async def scans(noted: tuple[AsyncDatabase[Document], CommandLog], run: Callable[[], Awaitable[Any]]) -> list[str]:
     """The commands ``run`` sent that the server answers by reading a whole collection."""
     database, commands = noted
     commands.seen.clear()
     await run()
     found = []
-    for _, sent in list(commands.seen):
+    for _, _, sent in [seen for seen in commands.seen if seen[0] in EXPLAINED]:
         if "aggregate" in sent:
             found.append(f"aggregate {sent['aggregate']} {sent['pipeline']}")
         writes: list[Document] = sent.get("updates") or sent.get("deletes") or []
@@ -119,7 +99,7 @@ def _as_finds(command: Document) -> list[Document]:
 
 
 async def test_a_care_plan_timer_pass_and_a_placement_read_from_indexes(
-    noted: tuple[AsyncDatabase[Document], Commands],
+    noted: tuple[AsyncDatabase[Document], CommandLog],
 ) -> None:
     store = CarePlanStore(noted[0], no_relay)
     await store.create_indexes()
@@ -132,7 +112,7 @@ async def test_a_care_plan_timer_pass_and_a_placement_read_from_indexes(
 
 
 async def test_a_place_in_a_capped_group_is_claimed_and_released_from_indexes(
-    noted: tuple[AsyncDatabase[Document], Commands],
+    noted: tuple[AsyncDatabase[Document], CommandLog],
 ) -> None:
     store = CarePlanStore(noted[0], no_relay)
     await store.create_indexes()
@@ -144,7 +124,7 @@ async def test_a_place_in_a_capped_group_is_claimed_and_released_from_indexes(
 
 
 async def test_the_dispatchers_claims_the_escalation_timer_and_the_alumni_check_read_from_indexes(
-    noted: tuple[AsyncDatabase[Document], Commands],
+    noted: tuple[AsyncDatabase[Document], CommandLog],
 ) -> None:
     database = noted[0]
     messages, alerts, alumni = NotificationStore(database, no_relay), SafetyAlerts(database, no_relay), \
@@ -159,7 +139,7 @@ async def test_the_dispatchers_claims_the_escalation_timer_and_the_alumni_check_
 
 
 async def test_what_waits_is_cancelled_and_a_channel_back_releases_its_messages_from_indexes(
-    noted: tuple[AsyncDatabase[Document], Commands],
+    noted: tuple[AsyncDatabase[Document], CommandLog],
 ) -> None:
     """An episode's reminders (a new calendar, an ended episode), its alumni messages, a recipient's and a withdrawn
     consent's messages, and a channel's messages waiting out its failures: each on its own index."""
@@ -173,7 +153,7 @@ async def test_what_waits_is_cancelled_and_a_channel_back_releases_its_messages_
     assert await scans(noted, lambda: messages.probe("email")) == []
 
 
-async def test_a_relay_pass_reads_from_the_outbox_index(noted: tuple[AsyncDatabase[Document], Commands]) -> None:
+async def test_a_relay_pass_reads_from_the_outbox_index(noted: tuple[AsyncDatabase[Document], CommandLog]) -> None:
     plans = noted[0]["care_plans"]
     await ensure_outbox_index(plans)
 

@@ -21,7 +21,7 @@ from services.common.outbox import (
     ConcurrentChange,
     OutboxRelay,
     insert_aggregate,
-    insert_new_aggregates,
+    inserted_new_aggregates,
     new_aggregate,
     no_relay,
     stored_record,
@@ -197,10 +197,10 @@ async def test_a_new_aggregate_past_the_document_limit_is_refused_naming_its_rec
 
 async def test_new_aggregates_are_inserted_past_those_that_exist() -> None:
     plans = MemoryDatabase()["plans"]
-    assert await insert_new_aggregates(plans, []) == 0  # type: ignore[arg-type]
+    assert await inserted_new_aggregates(plans, []) == []  # type: ignore[arg-type]
     assert await insert_aggregate(plans, {"_id": "a", "n": 0})  # type: ignore[arg-type]
-    added = await insert_new_aggregates(plans, [{"_id": "a", "n": 1}, {"_id": "b"}, {"_id": "c"}])  # type: ignore[arg-type]
-    assert added == 2
+    added = await inserted_new_aggregates(plans, [{"_id": "a", "n": 1}, {"_id": "b"}, {"_id": "c"}])  # type: ignore[arg-type]
+    assert [document["_id"] for document in added] == ["b", "c"]
     assert [(d["_id"], d.get("n")) for d in plans.sync.find({}, sort=[("_id", 1)])] == [
         ("a", 0),
         ("b", None),
@@ -220,9 +220,10 @@ class Refusing:
 
 
 async def test_a_write_error_other_than_an_existing_id_is_raised() -> None:
-    assert await insert_new_aggregates(Refusing([11000, 11000], 3), [{"_id": "a"}]) == 3  # type: ignore[arg-type]
+    added = await inserted_new_aggregates(Refusing([11000, 11000], 1), [{"_id": "a"}, {"_id": "b"}, {"_id": "c"}])  # type: ignore[arg-type]
+    assert [document["_id"] for document in added] == ["c"]
     with pytest.raises(BulkWriteError):
-        await insert_new_aggregates(Refusing([11000, 121], 1), [{"_id": "a"}])  # type: ignore[arg-type]
+        await inserted_new_aggregates(Refusing([11000, 121], 1), [{"_id": "a"}, {"_id": "b"}, {"_id": "c"}])  # type: ignore[arg-type]
 
 
 async def test_a_change_that_keeps_losing_is_given_up_after_five_attempts() -> None:
