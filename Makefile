@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # docs/development.md, "Backends"). Empty: not run, and said so.
 SECOND_SERVER ?= ferretdb-pg
 
-.PHONY: install run test second-server lint typecheck audit unit faults asyncapi schemas lock bench bench-outbox clean mutate chart caseload-rebuild
+.PHONY: install run test second-server lint typecheck audit unit faults asyncapi schemas lock bench bench-outbox bench-fetch clean mutate chart caseload-rebuild
 
 install: $(STAMP)
 
@@ -77,6 +77,9 @@ bench: install
 
 bench-outbox: install
 	$(PY) -m bench.outbox_relay
+
+bench-fetch: install
+	$(PY) -m bench.fetch_pace
 
 # Two locks: requirements.lock (every install's constraints, dev tools included) and requirements.prod.lock (the
 # runtime dependencies at those versions, with hashes, for the image's --require-hashes install; reaches PyPI).

@@ -45,6 +45,7 @@ from stepwise_contract import CloudEvent, EventData, MalformedEvent, describe_va
 
 from . import tracing
 from .dependencies import DependencyDown
+from .fetch_pace import FetchPace
 from .logs import about, reported
 from .metrics import EVENTS_APPLIED, EVENTS_SET_ASIDE
 from .mongo import Document
@@ -94,7 +95,8 @@ def subscriber_options(settings: ServiceSettings, group: str, urgent: bool = Fal
 
     - a batch of what the broker has (waiting at most ``KAFKA_BATCH_WAIT_MS`` when it has nothing);
     - a fetch the broker holds until a record arrives, ``KAFKA_FETCH_MAX_WAIT_MS`` at most: idle, a lane sends a
-      fetch every two seconds, not twice a second (aiokafka's default), and a record is handed over as it arrives;
+      fetch every two seconds, not twice a second (aiokafka's default), and a record is handed over as it arrives
+      (while the lane has records, its fetches are held for the batch wait at most: ``fetch_pace.py``);
     - commit after the handlers returned (their effects stored), rewind on error; no auto-commit;
     - a new group starts from the beginning of its topics, so no event published before it is lost;
     - static group membership (unless the instance id is empty): a restarted instance takes its
@@ -130,12 +132,14 @@ def subscribe(
     for urgent, lane in lanes(handlers).items():
         topics = [model.event_type for model in lane]
         options = subscriber_options(settings, lane_group(group, urgent), urgent)
-        router.subscriber(*topics, **options)(_applying(EventBatch(lane, urgent, retrying)))
+        pace = FetchPace(busy_ms=options["batch_timeout_ms"], idle_ms=settings.kafka_fetch_max_wait_ms)
+        router.subscriber(*topics, **options)(_applying(EventBatch(lane, urgent, retrying), pace))
     return router
 
 
-def _applying(batch: EventBatch) -> Callable[..., Awaitable[None]]:
+def _applying(batch: EventBatch, pace: FetchPace) -> Callable[..., Awaitable[None]]:
     async def apply_events(message: KafkaMessageDep, context: ContextRepo) -> None:
+        pace.batch_arrived(message.consumer)
         await batch(message, context)
 
     return apply_events

@@ -211,9 +211,9 @@ class ServiceSettings(BaseSettings):
         default=2_000,
         ge=100,
         le=10_000,
-        description="How long the broker may hold a consumer's fetch while it has no records (it answers as soon as "
-        "one arrives): what an idle consumer costs, a fetch per this long per lane. A batch taken again after a "
-        "failure may wait this long for its fetch.",
+        description="How long the broker may hold an idle lane's fetch while it has no records (it answers as soon as "
+        "one arrives): what an idle consumer costs, a fetch per this long per lane. From a lane's first batch until "
+        "it has had none for 5 s, its fetches are held for its batch wait at most.",
     )
     # Transport security: Kafka's listener protocol, SASL login and CA; MongoDB's TLS is switched on in its URL.
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(

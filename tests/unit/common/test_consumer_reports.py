@@ -234,7 +234,7 @@ async def test_each_lane_is_subscribed_in_its_group_and_its_urgent_batches_hold_
         record = ConsumerRecord(topic=wire.topic, partition=0, offset=0, timestamp=0, timestamp_type=0, key=wire.key,
                                 value=wire.value, checksum=None, serialized_key_size=-1, serialized_value_size=-1,
                                 headers=list(wire.headers))  # fmt: skip
-        message = types.SimpleNamespace(raw_message=(record,))
+        message = types.SimpleNamespace(raw_message=(record,), consumer=None)
         await apply(message, {"event_shelf": None, HANDLER_CONTEXT: None})
     assert held == [True, False]  # only the urgent lane's batch holds routine work back
 
