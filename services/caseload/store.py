@@ -6,11 +6,14 @@ find it by (``flags``, ``session_days``, ``status``, ``level``, ``group_id``, ``
 indexed. Writes are version-checked (two lanes, or two instances, may apply events of one episode at once): a lost
 race reads again.
 
-An event costs one round trip: its write. The store keeps the projections it wrote last (``KNOWN_KEPT``, with their
-versions) and applies the next event of such an episode to the one it holds, as a rebuild applies events in memory;
-the version in the write's filter tells when another writer changed it since (the write matches nothing: read it
-and apply again). An episode it does not hold is read first, but for an event that opens an episode
-(``OPENING``): it is inserted at once, and read only when it exists already.
+An event costs at most one round trip, its write, and shares it: the writes of one consumer batch (its episodes,
+applied concurrently) go together in one ``bulk_write`` (``services/common/bulk.py``). The store keeps the
+projections it wrote last (``KNOWN_KEPT``, with their versions) and applies the next event of such an episode to the
+one it holds, as a rebuild applies events in memory. Each write is an upsert filtered by the episode and the
+version it was applied to: when another writer changed the episode since, that write alone fails (its ``_id`` is
+taken), which the bulk result names by its index; that event reads the episode and is applied again. An episode it
+does not hold is read first, but for an event that opens an episode (``OPENING``): it is written at once (version
+0: none yet), and read only when it exists already.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from pymongo.errors import DuplicateKeyError
 
 from services.common.audit import AUDIT_LOG, audit_entries, audit_entry, audit_indexes
 from services.common.auth import Principal
+from services.common.bulk import BulkWrites, versioned
 from services.common.indexes import Index, create_index, create_indexes
 from services.common.mongo import Document, count
 from services.common.utc import utc_now
@@ -110,6 +114,8 @@ class CaseloadStore:
         self._collection: str | None = None
         self._read_at = 0.0
         self._reading_meta = asyncio.Lock()
+        self.writes = BulkWrites()
+        """The consumer batch's writes, sent together."""
         self._known: OrderedDict[tuple[str, str], tuple[int, EpisodeView]] = OrderedDict()
         """(collection, episode id) -> the version and projection this store wrote last, the latest last."""
 
@@ -173,18 +179,16 @@ class CaseloadStore:
         return (0, None) if found is None else (found["version"], view_of(found))
 
     async def _write(self, episodes: AsyncCollection[Document], version: int, view: EpisodeView) -> Document | None:
-        """Store ``view`` over the projection at ``version`` (0: none yet): the document written, or None when the
-        stored one is not at that version."""
+        """Store ``view`` over the projection at ``version`` (0: none yet), with the other writes of the consumer
+        batch: the document written, or None when the stored one is not at that version (the upsert of another
+        ``_id`` fails, on that write alone)."""
         document = self.document(view)
-        if version == 0:
-            try:
-                await episodes.insert_one({**document, "version": 1})
-            except DuplicateKeyError:
-                return None
-            return document
-        changed = {key: value for key, value in document.items() if key != "_id"} | {"version": version + 1}
-        written = await episodes.update_one({"_id": view.episode_id, "version": version}, {"$set": changed})
-        return document if written.modified_count == 1 else None
+        fields = {key: value for key, value in document.items() if key != "_id"}
+        try:
+            await self.writes.write(episodes, versioned(view.episode_id, version, fields))
+        except DuplicateKeyError:
+            return None
+        return document
 
     def _keep(self, known: tuple[str, str], version: int, view: EpisodeView) -> None:
         held = self._known.get(known)

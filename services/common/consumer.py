@@ -44,6 +44,7 @@ from pymongo.errors import DocumentTooLarge, DuplicateKeyError, PyMongoError, Wr
 from stepwise_contract import CloudEvent, EventData, MalformedEvent, describe_validation_error, from_headers
 
 from . import tracing
+from .bulk import GATHERING, Gathering
 from .dependencies import DependencyDown
 from .logs import about, reported
 from .metrics import EVENTS_APPLIED, EVENTS_SET_ASIDE
@@ -266,10 +267,15 @@ class EventBatch:
             by_episode.setdefault(record.key or b"", []).append(record)
         shelf: EventShelf = context.get("event_shelf")
         resources = context.get(HANDLER_CONTEXT)
-        with URGENT_FIRST.urgent() if self._urgent else contextlib.nullcontext():
-            outcomes = await asyncio.gather(
-                *(self._in_order(episode, shelf, resources) for episode in by_episode.values())
-            )
+        gathering = Gathering(len(by_episode))
+        token = GATHERING.set(gathering)  # the lanes' writes may go together (``bulk.py``)
+        try:
+            with URGENT_FIRST.urgent() if self._urgent else contextlib.nullcontext():
+                outcomes = await asyncio.gather(
+                    *(self._in_order(episode, shelf, resources) for episode in by_episode.values())
+                )
+        finally:
+            GATHERING.reset(token)
         failures = [failure for failure in outcomes if failure is not None]
         for failed_at, unforeseen in failures:
             if not isinstance(unforeseen, OUTAGES):
@@ -288,6 +294,16 @@ class EventBatch:
         self, records: list[ConsumerRecord[bytes, bytes]], shelf: EventShelf, resources: Any
     ) -> tuple[Position, Exception] | None:
         """Apply one episode's records in order; at the first that fails, stop (its later ones must wait)."""
+        try:
+            return await self._each(records, shelf, resources)
+        finally:
+            gathering = GATHERING.get()
+            if gathering is not None:
+                gathering.finished()
+
+    async def _each(
+        self, records: list[ConsumerRecord[bytes, bytes]], shelf: EventShelf, resources: Any
+    ) -> tuple[Position, Exception] | None:
         for record in records:
             position = (record.topic, record.partition, record.offset)
             if not self._urgent:
