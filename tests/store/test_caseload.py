@@ -143,3 +143,25 @@ async def test_a_batchs_writes_are_one_command_and_a_lost_race_reads_only_its_ep
         keys = {entry["key"] for entry in found["timeline"]}
         assert {event.dedup_key for event in [*opened, *assigned] if event.subject == episode} <= keys
         assert found["version"] == (3 if episode == episodes[2] else 2)
+
+
+async def test_an_event_type_that_came_first_for_new_episodes_is_written_at_once_next_time(
+    noted: tuple[AsyncDatabase[Document], CommandLog],
+) -> None:
+    database, commands = noted
+    store, other = await started(database), await started(database)
+    commands.seen.clear()
+    assert await store.apply(of_episode("iop.care_level.assigned", "ep-first-1")) is True
+    assert commands.names("episodes_v") == ["find", "update"]  # not known to come first: read, found nothing
+    commands.seen.clear()
+    assert await store.apply(of_episode("iop.care_level.assigned", "ep-first-2")) is True
+    assert commands.names("episodes_v") == ["update"]  # it came first: written at once
+    assessed = of_episode("iop.assessment.completed", "ep-first-3")
+    assert await other.apply(assessed) is True
+    commands.seen.clear()
+    assigned = of_episode("iop.care_level.assigned", "ep-first-3")
+    assert await store.apply(assigned) is True  # stored by another instance: the guess fails alone, then a read
+    assert commands.names("episodes_v") == ["update", "find", "update"]
+    found = await (await store.episodes()).find_one({"_id": "ep-first-3"})
+    assert found is not None and found["version"] == 2
+    assert {entry["key"] for entry in found["timeline"]} >= {assessed.dedup_key, assigned.dedup_key}
