@@ -6,6 +6,8 @@ rest), each its own consumer and consumer group, so an urgent event never waits 
 A batch (what the broker has, up to ``KAFKA_MAX_BATCH`` records) is split by record key (the episode): the
 episodes are applied concurrently, each episode's records one after another in the order they came.
 
+While a batch runs, ``bulk.GATHERING`` holds how many of its episodes are still being applied, so that their
+handlers' writes can go to the store together (``bulk.py``); each handler still awaits its own write's outcome.
 Offsets are committed only after the whole batch is applied, i.e. after every effect is stored
 (``AckPolicy.NACK_ON_ERROR``). Only an event that is malformed, or that our rules reject (``EventRejected``), is
 set aside: stored in the service's ``set_aside_events`` collection with its reason, so one bad record never blocks
