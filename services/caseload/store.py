@@ -6,11 +6,15 @@ find it by (``flags``, ``session_days``, ``status``, ``level``, ``group_id``, ``
 indexed. Writes are version-checked (two lanes, or two instances, may apply events of one episode at once): a lost
 race reads again.
 
-An event costs one round trip: its write. The store keeps the projections it wrote last (``KNOWN_KEPT``, with their
-versions) and applies the next event of such an episode to the one it holds, as a rebuild applies events in memory;
-the version in the write's filter tells when another writer changed it since (the write matches nothing: read it
-and apply again). An episode it does not hold is read first, but for an event that opens an episode
-(``OPENING``): it is inserted at once, and read only when it exists already.
+An event costs at most one round trip, its write, and shares it: the writes of one consumer batch (its episodes,
+applied concurrently) go together in one ``bulk_write`` (``services/common/bulk.py``). The store keeps the
+projections it wrote last (``KNOWN_KEPT``, with their versions) and applies the next event of such an episode to the
+one it holds, as a rebuild applies events in memory. Each write is an upsert filtered by the episode and the
+version it was applied to: when another writer changed the episode since, that write alone fails (its ``_id`` is
+taken), which the bulk result names by its index; that event reads the episode and is applied again. An episode it
+does not hold is read first, but for an event of a type that usually opens an episode the store does not hold
+(``FirstEvents``, learnt; ``OPENING`` at first): it is written at once (version 0: none yet), and read only when that
+write finds it exists.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from pymongo.errors import DuplicateKeyError
 
 from services.common.audit import AUDIT_LOG, audit_entries, audit_entry, audit_indexes
 from services.common.auth import Principal
+from services.common.bulk import BulkWrites, versioned
 from services.common.indexes import Index, create_index, create_indexes
 from services.common.mongo import Document, count
 from services.common.utc import utc_now
@@ -48,8 +53,8 @@ KNOWN_KEPT = 1000
 Enough for the episodes in flight at 20 intakes/s with a welcome a minute behind; a long episode's projection (months
 of attendance on its timeline) is some 100 kB, so this bounds the memory they take too."""
 OPENING = frozenset({AssessmentCompleted.event_type})
-"""The event types that usually come first for an episode (intake's assessment): an episode not held is inserted
-with it at once (read only when it exists already) rather than read first."""
+"""The event type that comes first for an episode (intake's assessment): an episode not held is written with it at
+once as a new one (read only when it exists already) rather than read first; others as ``FirstEvents`` learns."""
 META = "meta"
 PROJECTION = "projection"
 EPISODES = "episodes_v*"
@@ -77,6 +82,28 @@ INDEXES = (
     Index(AUDIT_LOG, (("subject", 1), ("at", -1)), "the entries of one person, newest first: for an export (no "
           "endpoint asks by person yet)"),
 )  # fmt: skip
+
+
+class FirstEvents:
+    """Which event types an episode the store does not hold is usually new for: an event of such a type is written at
+    once as a new episode's (read only when that write finds the episode exists), another type's reads it first.
+    Learnt from what the store finds, by type, the latest counting most (the events of one episode come on several
+    topics, in no set order, and an instance may hold none of an episode another one applied): only a hint, a wrong
+    guess costs a write that fails alone, then the read."""
+
+    def __init__(self, opening: frozenset[str]) -> None:
+        self._counts: dict[str, list[int]] = {event_type: [1, 0] for event_type in opening}
+        """event type -> [times new, times stored already]"""
+
+    def likely_new(self, event_type: str) -> bool:
+        new, stored = self._counts.get(event_type, (0, 0))
+        return new > stored
+
+    def seen(self, event_type: str, new: bool) -> None:
+        counts = self._counts.setdefault(event_type, [0, 0])
+        counts[0 if new else 1] += 1
+        if sum(counts) > 32:
+            counts[:] = [count // 2 for count in counts]
 
 
 def holding(value: str) -> Document:
@@ -110,6 +137,9 @@ class CaseloadStore:
         self._collection: str | None = None
         self._read_at = 0.0
         self._reading_meta = asyncio.Lock()
+        self._first = FirstEvents(OPENING)
+        self.writes = BulkWrites()
+        """The consumer batch's writes, sent together."""
         self._known: OrderedDict[tuple[str, str], tuple[int, EpisodeView]] = OrderedDict()
         """(collection, episode id) -> the version and projection this store wrote last, the latest last."""
 
@@ -147,18 +177,25 @@ class CaseloadStore:
         """Apply one event to its episode's projection; False when it was applied before."""
         episodes = into if into is not None else await self.episodes()
         known = (episodes.name, event.subject)
-        read = event.type not in OPENING
+        guessed_new: bool | None = None  # an episode not held: written at once as new (True), or read (False)
         try:
             while True:
                 held: tuple[int, EpisodeView | None] | None = self._known.get(known)
-                if held is None:
-                    held = await self._read(episodes, event.subject) if read else (0, None)
-                read = True
+                if held is None and guessed_new is None and self._first.likely_new(event.type):
+                    held, guessed_new = (0, None), True
+                elif held is None:
+                    held = await self._read(episodes, event.subject)
+                    if guessed_new is None:
+                        self._first.seen(event.type, new=held[1] is None)
+                    guessed_new = False
                 version, view = held
                 updated = apply(view, event)
                 if updated is None:
                     return False
                 written = await self._write(episodes, version, updated)
+                if guessed_new:
+                    self._first.seen(event.type, new=written is not None)
+                    guessed_new = False
                 if written is not None:
                     self._keep(known, version + 1, view_of(as_stored(written)))
                     return True
@@ -173,18 +210,16 @@ class CaseloadStore:
         return (0, None) if found is None else (found["version"], view_of(found))
 
     async def _write(self, episodes: AsyncCollection[Document], version: int, view: EpisodeView) -> Document | None:
-        """Store ``view`` over the projection at ``version`` (0: none yet): the document written, or None when the
-        stored one is not at that version."""
+        """Store ``view`` over the projection at ``version`` (0: none yet), with the other writes of the consumer
+        batch: the document written, or None when the stored one is not at that version (the upsert of another
+        ``_id`` fails, on that write alone)."""
         document = self.document(view)
-        if version == 0:
-            try:
-                await episodes.insert_one({**document, "version": 1})
-            except DuplicateKeyError:
-                return None
-            return document
-        changed = {key: value for key, value in document.items() if key != "_id"} | {"version": version + 1}
-        written = await episodes.update_one({"_id": view.episode_id, "version": version}, {"$set": changed})
-        return document if written.modified_count == 1 else None
+        fields = {key: value for key, value in document.items() if key != "_id"}
+        try:
+            await self.writes.write(episodes, versioned(view.episode_id, version, fields))
+        except DuplicateKeyError:
+            return None
+        return document
 
     def _keep(self, known: tuple[str, str], version: int, view: EpisodeView) -> None:
         held = self._known.get(known)

@@ -6,6 +6,8 @@ rest), each its own consumer and consumer group, so an urgent event never waits 
 A batch (what the broker has, up to ``KAFKA_MAX_BATCH`` records) is split by record key (the episode): the
 episodes are applied concurrently, each episode's records one after another in the order they came.
 
+While a batch runs, ``bulk.GATHERING`` holds how many of its episodes are still being applied, so that their
+handlers' writes can go to the store together (``bulk.py``); each handler still awaits its own write's outcome.
 Offsets are committed only after the whole batch is applied, i.e. after every effect is stored
 (``AckPolicy.NACK_ON_ERROR``). Only an event that is malformed, or that our rules reject (``EventRejected``), is
 set aside: stored in the service's ``set_aside_events`` collection with its reason, so one bad record never blocks
@@ -44,6 +46,7 @@ from pymongo.errors import DocumentTooLarge, DuplicateKeyError, PyMongoError, Wr
 from stepwise_contract import CloudEvent, EventData, MalformedEvent, describe_validation_error, from_headers
 
 from . import tracing
+from .bulk import GATHERING, Gathering
 from .dependencies import DependencyDown
 from .fetch_pace import FetchPace
 from .logs import about, reported
@@ -270,10 +273,15 @@ class EventBatch:
             by_episode.setdefault(record.key or b"", []).append(record)
         shelf: EventShelf = context.get("event_shelf")
         resources = context.get(HANDLER_CONTEXT)
-        with URGENT_FIRST.urgent() if self._urgent else contextlib.nullcontext():
-            outcomes = await asyncio.gather(
-                *(self._in_order(episode, shelf, resources) for episode in by_episode.values())
-            )
+        gathering = Gathering(len(by_episode))
+        token = GATHERING.set(gathering)  # the lanes' writes may go together (``bulk.py``)
+        try:
+            with URGENT_FIRST.urgent() if self._urgent else contextlib.nullcontext():
+                outcomes = await asyncio.gather(
+                    *(self._in_order(episode, shelf, resources) for episode in by_episode.values())
+                )
+        finally:
+            GATHERING.reset(token)
         failures = [failure for failure in outcomes if failure is not None]
         for failed_at, unforeseen in failures:
             if not isinstance(unforeseen, OUTAGES):
@@ -292,6 +300,16 @@ class EventBatch:
         self, records: list[ConsumerRecord[bytes, bytes]], shelf: EventShelf, resources: Any
     ) -> tuple[Position, Exception] | None:
         """Apply one episode's records in order; at the first that fails, stop (its later ones must wait)."""
+        try:
+            return await self._each(records, shelf, resources)
+        finally:
+            gathering = GATHERING.get()
+            if gathering is not None:
+                gathering.finished()
+
+    async def _each(
+        self, records: list[ConsumerRecord[bytes, bytes]], shelf: EventShelf, resources: Any
+    ) -> tuple[Position, Exception] | None:
         for record in records:
             position = (record.topic, record.partition, record.offset)
             if not self._urgent:

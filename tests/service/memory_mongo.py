@@ -22,7 +22,7 @@ import mongomock
 from bson.codec_options import CodecOptions
 from pymongo import UpdateOne
 from pymongo.cursor import Cursor
-from pymongo.errors import DocumentTooLarge, OperationFailure, WriteError
+from pymongo.errors import BulkWriteError, DocumentTooLarge, OperationFailure, WriteError
 from pymongo.results import BulkWriteResult, DeleteResult, InsertManyResult, InsertOneResult, UpdateResult
 
 T = TypeVar("T")
@@ -117,21 +117,36 @@ class MemoryCollection:
         return self._checked_update(WriteError, filter, update, lambda: self.sync.update_many(filter, update, **kwargs))
 
     async def bulk_write(self, requests: list[UpdateOne], ordered: bool = True) -> BulkWriteResult:
-        """Updates in one round trip (what the services send in bulk: ``UpdateOne`` only)."""
+        """Updates in one round trip (what the services send in bulk: ``UpdateOne`` only, upserts too). A write that
+        fails fails alone (unordered) or stops the rest (ordered): a ``BulkWriteError`` naming each by its index."""
         self._call("update")
         matched = modified = 0
-        for request in requests:
+        upserted: list[dict[str, Any]] = []
+        failed: list[dict[str, Any]] = []
+        for index, request in enumerate(requests):
             assert isinstance(request, UpdateOne), "only UpdateOne is sent in bulk"
             # mongomock's own bulk_write does not take this PyMongo's operations: each is applied as update_one.
-            query, update = request._filter, request._doc
+            query, update, upsert = request._filter, request._doc, bool(request._upsert)
             assert isinstance(update, Mapping), "no pipeline updates are sent"
 
-            def one(q: Mapping[str, Any] = query, u: Any = update) -> UpdateResult:
-                return self.sync.update_one(q, u)
+            def one(q: Mapping[str, Any] = query, u: Any = update, up: bool = upsert) -> UpdateResult:
+                return self.sync.update_one(q, u, upsert=up)
 
-            result = self._checked_update(WriteError, query, update, one)
+            try:
+                result = self._checked_update(WriteError, query, update, one)
+            except WriteError as error:
+                failed.append({"index": index, "code": error.code or 11000, "errmsg": str(error)})
+                if ordered:
+                    break
+                continue
             matched, modified = matched + result.matched_count, modified + result.modified_count
-        return BulkWriteResult({"nMatched": matched, "nModified": modified, "upserted": []}, acknowledged=True)
+            if result.upserted_id is not None:
+                upserted.append({"index": index, "_id": result.upserted_id})
+        answer = {"nMatched": matched, "nModified": modified, "nUpserted": len(upserted), "upserted": upserted,
+                  "writeErrors": failed, "writeConcernErrors": [], "nInserted": 0, "nRemoved": 0}  # fmt: skip
+        if failed:
+            raise BulkWriteError(answer)
+        return BulkWriteResult(answer, acknowledged=True)
 
     async def find_one_and_update(
         self, filter: Mapping[str, Any], update: Mapping[str, Any], *args: Any, **kwargs: Any

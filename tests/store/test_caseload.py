@@ -1,5 +1,6 @@
 """caseload's projection on a real server: what applying an episode's events asks of the store (one write per
-event), and that instances and lanes applying one episode's events at once lose none of them."""
+event, a consumer batch's writes in one command), and that instances and lanes applying one episode's events at
+once lose none of them."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.caseload.store import CaseloadStore, view_of
+from services.common.bulk import GATHERING, Gathering
 from stepwise_contract import CloudEvent, new_event
 from tests.store.conftest import CommandLog, Document, noted_client
 from tests.unit.contract.test_contract import EPISODE, make_data
@@ -56,7 +58,7 @@ async def test_each_event_of_an_episode_costs_one_write_and_a_redelivery_none(
     commands.seen.clear()
     for event in flow:
         assert await store.apply(event) is True
-    assert commands.names("episodes_v") == ["insert", "update", "update", "update"]
+    assert commands.names("episodes_v") == ["update"] * 4  # one write each: an upsert, the first inserting
     commands.seen.clear()
     assert await store.apply(flow[1]) is False  # a redelivery
     assert commands.names("episodes_v") == []
@@ -93,3 +95,73 @@ async def test_the_collection_in_use_is_read_once_for_the_events_waiting_on_it(
     flow = events()
     assert await asyncio.gather(*(store.apply(event) for event in flow[1:])) == [True] * 3
     assert commands.names("meta") == ["find"]
+
+
+def of_episode(event_type: str, episode_id: str) -> CloudEvent[Any]:
+    return new_event(make_data(event_type, episode_id=episode_id), source="/stepwise/test")
+
+
+async def in_one_batch(store: CaseloadStore, flow: list[CloudEvent[Any]]) -> list[bool]:
+    """Apply ``flow`` as a consumer batch does its episodes: concurrently, each a lane of the batch."""
+    gathering = Gathering(len(flow))
+
+    async def lane(event: CloudEvent[Any]) -> bool:
+        try:
+            return await store.apply(event)
+        finally:
+            gathering.finished()
+
+    token = GATHERING.set(gathering)
+    try:
+        return await asyncio.gather(*(lane(event) for event in flow))
+    finally:
+        GATHERING.reset(token)
+
+
+async def test_a_batchs_writes_are_one_command_and_a_lost_race_reads_only_its_episode(
+    noted: tuple[AsyncDatabase[Document], CommandLog],
+) -> None:
+    database, commands = noted
+    one, other = await started(database), await started(database)
+    episodes = [f"ep-batch-{n}" for n in range(4)]
+    commands.seen.clear()
+    opened = [of_episode("iop.assessment.completed", episode) for episode in episodes]
+    assert await in_one_batch(one, opened) == [True] * 4
+    assert commands.names("episodes_v") == ["update"]  # four new episodes: one command
+    assert await other.apply(of_episode("iop.schedule.changed", episodes[2])) is True  # one's copy is stale now
+    commands.seen.clear()
+    assigned = [of_episode("iop.care_level.assigned", episode) for episode in episodes]
+    assert await in_one_batch(one, assigned) == [True] * 4
+    assert commands.names("episodes_v") == ["update", "find", "update"]  # the lost one read again, alone
+    assert commands.seen[1][2]["filter"] == {"_id": episodes[2]}
+    commands.seen.clear()
+    assert await in_one_batch(one, assigned) == [False] * 4  # redelivered: nothing written
+    assert commands.names("episodes_v") == []
+    for episode in episodes:
+        found = await (await one.episodes()).find_one({"_id": episode})
+        assert found is not None
+        keys = {entry["key"] for entry in found["timeline"]}
+        assert {event.dedup_key for event in [*opened, *assigned] if event.subject == episode} <= keys
+        assert found["version"] == (3 if episode == episodes[2] else 2)
+
+
+async def test_an_event_type_that_came_first_for_new_episodes_is_written_at_once_next_time(
+    noted: tuple[AsyncDatabase[Document], CommandLog],
+) -> None:
+    database, commands = noted
+    store, other = await started(database), await started(database)
+    commands.seen.clear()
+    assert await store.apply(of_episode("iop.care_level.assigned", "ep-first-1")) is True
+    assert commands.names("episodes_v") == ["find", "update"]  # not known to come first: read, found nothing
+    commands.seen.clear()
+    assert await store.apply(of_episode("iop.care_level.assigned", "ep-first-2")) is True
+    assert commands.names("episodes_v") == ["update"]  # it came first: written at once
+    assessed = of_episode("iop.assessment.completed", "ep-first-3")
+    assert await other.apply(assessed) is True
+    commands.seen.clear()
+    assigned = of_episode("iop.care_level.assigned", "ep-first-3")
+    assert await store.apply(assigned) is True  # stored by another instance: the guess fails alone, then a read
+    assert commands.names("episodes_v") == ["update", "find", "update"]
+    found = await (await store.episodes()).find_one({"_id": "ep-first-3"})
+    assert found is not None and found["version"] == 2
+    assert {entry["key"] for entry in found["timeline"]} >= {assessed.dedup_key, assigned.dedup_key}

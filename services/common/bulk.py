@@ -1,0 +1,204 @@
+"""The writes of one consumer batch sent together: one ``bulk_write`` (unordered) per collection instead of one
+round trip per event.
+
+A consumer batch applies its episodes concurrently, each a lane (``EventBatch``); while it runs, ``GATHERING`` holds
+how many lanes still run. A handler's write joins the batch's ``BulkWrites`` buffer and waits for its own outcome;
+the buffer is sent once every lane still running waits on it (or ``linger`` after its first write, or at
+``at_once`` writes), so a lane busy reading delays the others a few milliseconds at most. Each write hears its own
+outcome as if it were sent alone: nothing, or the ``WriteError`` (``DuplicateKeyError`` …) the server gave that
+operation (the bulk result's ``writeErrors`` name each failing operation by its index); a failure of the whole
+command (the server down, a write concern not met) reaches every write of it. Handlers await their writes, so the
+batch's offsets are committed after every write of it is stored. Outside a consumer batch (an HTTP request, a
+rebuild) a write is sent at once, alone.
+
+A write's outcome per operation, not the result's counts, tells which version-checked write lost: express it as an
+upsert filtered by its id and version (``versioned``), which fails with a duplicate key when the stored document is
+at another version, rather than as an update that matches nothing."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from contextvars import ContextVar
+from typing import NamedTuple
+
+from pymongo import UpdateOne
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import BulkWriteError, DocumentTooLarge, DuplicateKeyError, WriteError
+
+from .mongo import Document
+
+DUPLICATE_KEY = frozenset({11000, 11001, 12582})
+"""MongoDB's codes for a duplicate key (what ``DuplicateKeyError`` stands for)."""
+
+
+class Gathering:
+    """The lanes of one consumer batch running at once: how many still run, for a buffer to send what they wrote
+    once each waits on it."""
+
+    def __init__(self, lanes: int) -> None:
+        self.running = lanes
+        self._watchers: list[Callable[[], None]] = []
+
+    def watch(self, watcher: Callable[[], None]) -> None:
+        """Call ``watcher`` whenever a lane finishes."""
+        self._watchers.append(watcher)
+
+    def finished(self) -> None:
+        self.running -= 1
+        for watcher in list(self._watchers):
+            watcher()
+
+
+GATHERING: ContextVar[Gathering | None] = ContextVar("gathering", default=None)
+"""The consumer batch the running code belongs to (set by ``EventBatch``; None outside one)."""
+
+
+class Update(NamedTuple):
+    """One write: an update of one document (an upsert inserts a document, as an insert would)."""
+
+    filter: Document
+    update: Document
+    upsert: bool = False
+
+    def operation(self) -> UpdateOne:
+        return UpdateOne(self.filter, self.update, upsert=self.upsert)
+
+
+Waiting = list[tuple[AsyncCollection[Document], Update, asyncio.Future[None]]]
+
+
+def versioned(document_id: str, version: int, fields: Document) -> Update:
+    """Store ``fields`` over the document at ``version`` (0: none yet), making it ``version + 1``: an upsert, so that
+    a document at another version fails this write alone, with a duplicate key on ``_id``."""
+    return Update({"_id": document_id, "version": version}, {"$set": {**fields, "version": version + 1}}, upsert=True)
+
+
+class BulkWrites:
+    """A write-behind buffer per consumer batch (see the module's doc)."""
+
+    def __init__(self, linger: float = 0.005, at_once: int = 500) -> None:
+        self.linger = linger
+        self.at_once = at_once
+        self._waiting: dict[Gathering, Waiting] = {}
+        self._timers: dict[Gathering, asyncio.TimerHandle] = {}
+        self._sending: set[asyncio.Task[None]] = set()
+
+    async def write(self, collection: AsyncCollection[Document], operation: Update) -> None:
+        """Send ``operation`` with the batch's other writes; raises its own ``WriteError`` as a lone write would."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        gathering = GATHERING.get()
+        if gathering is None:
+            await send([(collection, operation, done)])
+        else:
+            if gathering not in self._waiting:
+                self._waiting[gathering] = []
+                gathering.watch(lambda: self._lane_finished(gathering))
+            self._waiting[gathering].append((collection, operation, done))
+            self._check(gathering)
+        await done
+
+    def _lane_finished(self, gathering: Gathering) -> None:
+        self._check(gathering)
+        if gathering.running <= 0 and not self._waiting.get(gathering):  # the batch is over
+            self._waiting.pop(gathering, None)
+
+    def _check(self, gathering: Gathering) -> None:
+        waiting = self._waiting.get(gathering)
+        if not waiting:
+            return
+        if len(waiting) >= min(max(gathering.running, 1), self.at_once):
+            self._send(gathering)
+        elif gathering not in self._timers:
+            self._timers[gathering] = asyncio.get_running_loop().call_later(self.linger, self._send, gathering)
+
+    def _send(self, gathering: Gathering) -> None:
+        timer = self._timers.pop(gathering, None)
+        if timer is not None:
+            timer.cancel()
+        waiting = self._waiting.get(gathering)
+        if not waiting:
+            return
+        self._waiting[gathering] = []
+        task = asyncio.create_task(send(waiting))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+
+async def send(waiting: Waiting) -> None:
+    """One ``bulk_write`` per collection; each write's future gets its outcome."""
+    by_collection: dict[str, Waiting] = {}
+    for one in waiting:
+        by_collection.setdefault(one[0].name, []).append(one)
+    try:
+        for writes in by_collection.values():
+            await _bulk(writes)
+    finally:
+        for _, _, done in waiting:
+            if not done.done():  # cancelled while sending: the writes' outcome is unknown
+                done.cancel()
+
+
+async def _bulk(writes: Waiting) -> None:
+    collection = writes[0][0]
+    try:
+        await collection.bulk_write([update.operation() for _, update, _ in writes], ordered=False)
+    except KeyError:
+        # FerretDB 1.24 answers an update command with write errors without its nModified, which PyMongo needs to
+        # read a bulk result: each alone then (an update_one reads its answer without it). Safe: the writes are
+        # version-checked, so one that was stored already fails now as a lost race, read again and found applied.
+        for one in writes:
+            await _alone(*one)
+        return
+    except BulkWriteError as error:
+        failed = {entry["index"]: entry for entry in error.details.get("writeErrors", [])}
+        if error.details.get("writeConcernErrors"):
+            _fail(writes, error)
+            return
+        for index, (_, _, done) in enumerate(writes):
+            if index in failed:
+                _finish(done, write_error(failed[index]))
+            else:
+                _finish(done, None)
+        return
+    except DocumentTooLarge as error:
+        if len(writes) == 1:
+            _fail(writes, error)
+            return
+        for one in writes:  # one operation is too large to send: each alone, so that only its own write fails
+            await _alone(*one)
+        return
+    except Exception as error:
+        _fail(writes, error)
+        return
+    for _, _, done in writes:
+        _finish(done, None)
+
+
+async def _alone(collection: AsyncCollection[Document], write: Update, done: asyncio.Future[None]) -> None:
+    try:
+        await collection.update_one(write.filter, write.update, upsert=write.upsert)
+    except Exception as error:
+        _finish(done, error)
+    else:
+        _finish(done, None)
+
+
+def write_error(entry: Document) -> WriteError:
+    """The error a lone write would raise for ``entry``, one of a bulk result's ``writeErrors``."""
+    kind = DuplicateKeyError if entry.get("code") in DUPLICATE_KEY else WriteError
+    return kind(entry.get("errmsg", "write error"), entry.get("code"), entry)
+
+
+def _fail(writes: Waiting, error: BaseException) -> None:
+    for _, _, done in writes:
+        _finish(done, error)
+
+
+def _finish(done: asyncio.Future[None], error: BaseException | None) -> None:
+    if done.done():
+        return
+    if error is None:
+        done.set_result(None)
+    else:
+        done.set_exception(error)

@@ -1,0 +1,119 @@
+"""The writes of one consumer batch sent together (services/common/bulk.py): one bulk_write once each lane of the
+batch waits on it, each write hearing its own outcome as a lone write would."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from pymongo.errors import BulkWriteError, ConnectionFailure, DocumentTooLarge, DuplicateKeyError, WriteError
+
+from services.common.bulk import GATHERING, BulkWrites, Gathering, Update, versioned
+from services.common.consumer import HANDLER_CONTEXT, EventBatch, Subscription
+from services.common.store_errors import too_large
+from stepwise_contract import SessionMissed
+from tests.unit.common.test_consumer import Context, Message, Shelf, record
+
+
+@dataclass
+class Collection:
+    """Keeps each bulk_write (the ids it wrote) and each lone update; answers with ``failing`` when set."""
+
+    name: str = "episodes"
+    bulks: list[list[str]] = field(default_factory=list)
+    alone: list[str] = field(default_factory=list)
+    failing: Exception | None = None
+
+    async def bulk_write(self, operations: list[Any], ordered: bool = True) -> None:
+        assert not ordered
+        self.bulks.append([operation._filter["_id"] for operation in operations])
+        if self.failing is not None:
+            raise self.failing
+
+    async def update_one(self, filter: dict[str, Any], update: dict[str, Any], upsert: bool = False) -> None:
+        assert upsert
+        self.alone.append(filter["_id"])
+
+
+def write(n: int) -> Update:
+    return versioned(f"ep-{n}", 1, {"n": n})
+
+
+async def in_one_batch(writes: BulkWrites, collection: Collection, count: int) -> list[BaseException | None]:
+    gathering = Gathering(count)
+
+    async def lane(n: int) -> BaseException | None:
+        try:
+            await writes.write(collection, write(n))  # type: ignore[arg-type]
+        except Exception as error:
+            return error
+        finally:
+            gathering.finished()
+        return None
+
+    token = GATHERING.set(gathering)
+    try:
+        return await asyncio.gather(*(lane(n) for n in range(count)))
+    finally:
+        GATHERING.reset(token)
+
+
+async def test_a_batchs_lanes_write_once_together_each_episodes_writes_in_order() -> None:
+    collection = Collection()
+    writes = BulkWrites(linger=60.0)  # sent when every lane waits, never by the clock here
+
+    async def handle(event: Any, _context: Any) -> None:
+        await writes.write(collection, versioned(event.subject, 0, {}))  # type: ignore[arg-type]
+
+    batch = EventBatch({SessionMissed: Subscription(handle, "")})
+    records = (record(0, "a"), record(1, "b"), record(2, "a"), record(3, "c"), record(4, "a"))
+    await batch(Message(records), Context({"event_shelf": Shelf(), HANDLER_CONTEXT: None}))  # type: ignore[arg-type]
+    assert [sorted(bulk) for bulk in collection.bulks] == [["a", "b", "c"], ["a"], ["a"]]
+
+
+async def test_each_write_hears_its_own_outcome() -> None:
+    errors = [{"index": 1, "code": 11000, "errmsg": "E11000 duplicate key"},
+              {"index": 2, "code": 17419, "errmsg": "Resulting document after update is too large"}]  # fmt: skip
+    collection = Collection(failing=BulkWriteError({"writeErrors": errors, "writeConcernErrors": []}))
+    outcomes = await in_one_batch(BulkWrites(linger=60.0), collection, 4)
+    assert collection.bulks == [["ep-0", "ep-1", "ep-2", "ep-3"]]
+    assert outcomes[0] is None and outcomes[3] is None
+    assert isinstance(outcomes[1], DuplicateKeyError)  # a lost race, as a lone upsert would say
+    assert isinstance(outcomes[2], WriteError) and too_large(outcomes[2])  # the consumer sets that one aside
+
+
+async def test_a_failure_of_the_whole_command_reaches_every_write() -> None:
+    collection = Collection(failing=ConnectionFailure("the store is down"))
+    outcomes = await in_one_batch(BulkWrites(linger=60.0), collection, 3)
+    assert all(isinstance(outcome, ConnectionFailure) for outcome in outcomes)
+    concern = BulkWriteError({"writeErrors": [], "writeConcernErrors": [{"code": 64, "errmsg": "waiting"}]})
+    outcomes = await in_one_batch(BulkWrites(linger=60.0), Collection(failing=concern), 2)
+    assert all(isinstance(outcome, BulkWriteError) for outcome in outcomes)
+
+
+@pytest.mark.parametrize("failing", [DocumentTooLarge("too large"), KeyError("nModified")])
+async def test_a_bulk_that_cannot_be_sent_or_read_goes_write_by_write(failing: Exception) -> None:
+    """One operation too large to send, or an answer without nModified (FerretDB 1.24): each write alone."""
+    collection = Collection(failing=failing)
+    assert await in_one_batch(BulkWrites(linger=60.0), collection, 3) == [None] * 3
+    assert collection.alone == ["ep-0", "ep-1", "ep-2"]
+
+
+async def test_outside_a_batch_a_write_goes_at_once_and_a_busy_lane_holds_the_others_a_moment_only() -> None:
+    collection = Collection()
+    writes = BulkWrites(linger=0.001)
+    await writes.write(collection, write(0))  # type: ignore[arg-type]
+    assert collection.bulks == [["ep-0"]]
+    gathering, reading = Gathering(2), asyncio.Event()
+    token = GATHERING.set(gathering)
+    try:
+        busy = asyncio.create_task(reading.wait())  # a lane reading, not writing
+        await writes.write(collection, write(1))  # type: ignore[arg-type]
+        assert not busy.done()
+        reading.set()
+        await busy
+    finally:
+        GATHERING.reset(token)
+    assert collection.bulks == [["ep-0"], ["ep-1"]]
