@@ -460,7 +460,8 @@ async def learn(
     input is then kept in the plan's document, and the plan takes it when it is made. The partition never waits.
     ``before_plan``: the input usually comes before its plan (intake's measure of the assessment that makes it): it is
     kept at once, and given to the plan only if the plan is there (the keeping finds it)."""
-    if (before_plan or isinstance(store.held(episode_id), StoredPending)) and await store.park(
+    held = store.held(episode_id)
+    if (isinstance(held, StoredPending) or (before_plan and held is None)) and await store.park(
         episode_id, learned, applied
     ):
         return

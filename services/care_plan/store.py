@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from pymongo import ASCENDING, ReturnDocument
+from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
@@ -50,9 +50,10 @@ PENDING_INPUTS = "pending_inputs"
 """Where an earlier version kept the inputs that came before their plan (now in the plan's document: ``PENDING``)."""
 PENDING = "pending"
 """The inputs kept in an episode's care-plan document before its plan is (``StoredPending``)."""
-KNOWN_KEPT = 1000
-"""How many episodes' documents the store holds (the last written): enough for the episodes in flight at 20 intakes/s;
-a long episode's plan is some tens of kB, so this bounds the memory they take too."""
+KNOWN_KEPT = 500
+"""How many episodes' documents the store holds (the last written): enough for the episodes in flight at 20 intakes/s
+(an assessment's measure and alert come within a second or two of it). A new plan takes some 35 kB of memory, a long
+episode's more: this bounds what they take."""
 SEATS = "group_seats"
 WAITLIST_INDEX = ("status", "waitlist.level", "waitlist.track", "program", "waitlist.since")
 STALE_SEAT = timedelta(minutes=1)
@@ -77,8 +78,9 @@ INDEXES = (
     Index(PLANS, (("session_ids", 1),), "a session's roster: the plans whose calendar holds it (multikey)"),
     Index(PLANS, ((SERVICE_DATES, 1),), "GET /v1/services: plans with a service on given days (multikey), and "
           "the plans saved before service dates were kept, once at start"),
-    Index(PENDING_INPUTS, (("episode_id", 1),), "what intake recorded for an episode before its plan existed, "
-          "applied when the plan is made", scope="one episode's inputs waiting for its plan"),
+    Index(PENDING_INPUTS, (("episode_id", 1),), "what intake recorded for an episode before its plan existed, as an "
+          "earlier version kept it: the timer pass takes what an upgrade left, by episode",
+          scope="one episode's inputs waiting for its plan"),
     Index(SEATS, (("group_id", 1), ("episode_id", 1)), "a group's seats, and one seat per episode in a group",
           unique=True),
     *audit_indexes("episode_id", person=True),
@@ -266,14 +268,16 @@ class CarePlanStore:
         no_plan = {"_id": episode_id, "status": {"$exists": False}}
         try:
             with self._forgetting(episode_id):
-                # An upsert that finds the document with a plan in it tries to insert one: a duplicate key.
-                written = await self.plans.find_one_and_update(no_plan, update, upsert=True,
-                                                               return_document=ReturnDocument.AFTER)  # fmt: skip
+                # An upsert that finds the document with a plan in it tries to insert one: a duplicate key. (Not a
+                # findAndModify: the test stand-in's ignores $addToSet in an upsert and finds no duplicate.)
+                written = await self.plans.update_one(no_plan, update, upsert=True)
         except DuplicateKeyError:
             self.forget(episode_id)
             return False
-        assert written is not None  # an upsert returns what it wrote
-        self._keep(episode_id, _pending(written))
+        if written.upserted_id is not None:  # the first: what the document holds is known
+            self._keep(episode_id, StoredPending(episode_id, 1, (PendingInput(applied, learned, episode_id),)))
+        else:  # kept beside others (or again): the document is read when its plan is made
+            self.forget(episode_id)
         return True
 
     async def save(
