@@ -14,13 +14,15 @@ from typing import Literal, NoReturn, TypeVar, overload
 
 from pymongo.errors import PyMongoError
 
-from services.common.change_path import Decide, Record, change
+from services.common.change_path import ATTEMPTS, CONFLICT, Conflict, Decide, Record, change, retry
 from services.common.dependencies import DependencyDown
+from services.common.outbox import ConcurrentChange
 from services.common.utc import utc_now
 from stepwise_contract import (
     FAMILY_SESSION,
     AssessmentCompleted,
     CareLevel,
+    CloudEvent,
     DischargeReason,
     EventData,
     Program,
@@ -53,7 +55,7 @@ from .domain.model import (
 from .domain.policy import CarePolicy, ProgramGroup
 from .domain.review import next_check, review
 from .settings import SOURCE
-from .store import CarePlanStore, StoredPlan, WaitlistKey
+from .store import CarePlanStore, PendingInput, StoredPending, StoredPlan, WaitlistKey
 
 log = logging.getLogger(__name__)
 
@@ -90,24 +92,53 @@ async def change_plan(
     decide: Callable[[CarePlan, datetime], Decision[T]],
     applied: str | None = None,
 ) -> T | None:
-    """Apply ``decide`` to the episode's plan; None when ``applied`` (an event's source#id) was applied before."""
-    return await change(_plan_of(store, episode_id), _reviewed(policy, decide), _no_plan, applied=applied)
+    """Apply ``decide`` to the episode's plan; None when ``applied`` (an event's source#id) was applied before.
+
+    An event's change (``applied``) is decided on the plan the store holds, if it wrote it last (no read): the write is
+    version-checked, so another writer meanwhile makes it read and decide again; and a decision that refuses the held
+    plan (an unknown session, say) is made again on the plan read, so that no event is refused on a stale plan."""
+    reviewed = _reviewed(policy, decide)
+    if applied is not None and isinstance(store.held(episode_id), StoredPlan):
+        try:
+            return await change(_plan_of(store, episode_id, held=True), _refusing_held(reviewed), _no_plan,
+                                applied=applied)  # fmt: skip
+        except _RefusedHeld:
+            store.forget(episode_id)
+    return await change(_plan_of(store, episode_id), reviewed, _no_plan, applied=applied)
 
 
-def _plan_of(store: CarePlanStore, episode_id: str) -> Record[StoredPlan, PlanState]:
+class _RefusedHeld(Exception):
+    """A decision raised on a plan that may have been held: decided again on the plan read."""
+
+
+def _refusing_held(decide: Decide[PlanState, T]) -> Decide[PlanState, T]:
+    def deciding(state: PlanState, now: datetime) -> tuple[PlanState, Sequence[EventData], T]:
+        try:
+            return decide(state, now)
+        except Exception as error:
+            raise _RefusedHeld from error
+
+    return deciding
+
+
+def _plan_of(store: CarePlanStore, episode_id: str, *, held: bool = False) -> Record[StoredPlan, PlanState]:
     async def save(stored: StoredPlan, state: PlanState, events: Sequence[EventData], applied: str | None) -> bool:
         plan, timer = state
-        saved = await store.save(stored, plan, [new_event(event, source=SOURCE) for event in events], applied, timer)
+        saved = await store.save(stored, plan, _envelopes(events), applied, timer)
         if saved:
             await _leave_seat(store, stored.plan, plan)
         return saved
 
     return Record(
-        load=lambda: store.get(episode_id),
+        load=lambda: store.load(episode_id) if held else store.get(episode_id),
         state=lambda stored: (stored.plan, stored.next_check_at),
         save=save,
         applied=lambda stored: stored.applied_events,
     )
+
+
+def _envelopes(events: Sequence[EventData]) -> list[CloudEvent[EventData]]:
+    return [new_event(event, source=SOURCE) for event in events]
 
 
 def _reviewed(policy: CarePolicy, decide: Callable[[CarePlan, datetime], Decision[T]]) -> Decide[PlanState, T]:
@@ -230,12 +261,38 @@ async def start_plan(
         placement = await hold_place(store, policy, assessment.episode_id, assessment.level, track,
                                      assessment.program)  # fmt: skip
     try:
-        plan, events = assign_care_level(assessment, policy, clinic_timezone, utc_now(), placement)
-        envelopes = [new_event(event, source=SOURCE) for event in events]
-        created = await store.create(plan, envelopes, applied, next_check(plan, policy, utc_now()))
-        return plan if created else None
+        return await retry(lambda: _make_plan(store, policy, assessment, applied, clinic_timezone, placement))
     finally:
         await _let_go_unless_taken(store, assessment.episode_id, placement)
+
+
+async def _make_plan(
+    store: CarePlanStore,
+    policy: CarePolicy,
+    assessment: AssessmentCompleted,
+    applied: str,
+    clinic_timezone: str,
+    placement: Placement | None,
+) -> CarePlan | Conflict | None:
+    """One attempt: the plan the assessment makes, stored with its events in one write: an insert, or, when inputs
+    came before it (kept in its document), a version-checked write over them that takes each (reviewed as any change
+    of the plan is). None when the episode has a plan already."""
+    episode_id, now = assessment.episode_id, utc_now()
+    plan, events = assign_care_level(assessment, policy, clinic_timezone, now, placement)
+    waiting = store.held(episode_id)
+    if not isinstance(waiting, StoredPending):  # none kept here: the insert finds out whether any are
+        if await store.create(plan, _envelopes(events), applied, next_check(plan, policy, now)):
+            return plan
+        waiting = await store.read(episode_id)
+        if not isinstance(waiting, StoredPending):
+            return None if waiting is not None else CONFLICT
+    taken: list[EventData] = list(events)
+    for kept in waiting.inputs:
+        (plan, _), more, _ = _reviewed(policy, _adding(kept.input))((plan, None), now)
+        taken += more
+    keys = [applied, *(kept.applied for kept in waiting.inputs)]
+    written = await store.create_over(waiting, plan, _envelopes(taken), keys, next_check(plan, policy, now))
+    return plan if written else CONFLICT
 
 
 ADMITTED_PER_PASS = 100
@@ -388,34 +445,69 @@ async def record_sheet(
     return list(await asyncio.gather(*(one(line) for line in lines)))
 
 
-async def learn(store: CarePlanStore, policy: CarePolicy, episode_id: str, learned: CareInput, applied: str) -> None:
+async def learn(
+    store: CarePlanStore,
+    policy: CarePolicy,
+    episode_id: str,
+    learned: CareInput,
+    applied: str,
+    *,
+    before_plan: bool = False,
+) -> None:
     """Feed what intake recorded (an assessment, an alert, a screen) to the plan's review.
 
     Intake publishes an alert before its assessment, on another topic, so the plan may not exist yet: the
-    input is then kept as pending, and the plan takes it when it is created. The partition never waits.
-    """
-    try:
-        await change_plan(store, policy, episode_id, _adding(learned), applied)
-    except CarePlanError as error:
-        if error.code != "no_care_plan":
-            raise
-        await store.keep_pending(episode_id, learned, applied)
-        await adopt_pending(store, policy, episode_id)  # the plan may have been created meanwhile
+    input is then kept in the plan's document, and the plan takes it when it is made. The partition never waits.
+    ``before_plan``: the input usually comes before its plan (intake's measure of the assessment that makes it): it is
+    kept at once, and given to the plan only if the plan is there (the keeping finds it)."""
+    held = store.held(episode_id)
+    if (isinstance(held, StoredPending) or (before_plan and held is None)) and await store.park(
+        episode_id, learned, applied
+    ):
+        return
+    for _ in range(ATTEMPTS):
+        try:
+            await change_plan(store, policy, episode_id, _adding(learned), applied)
+            return
+        except CarePlanError as error:
+            if error.code != "no_care_plan":
+                raise
+        if await store.park(episode_id, learned, applied):
+            return  # else the plan was made meanwhile: it takes the input
+    raise ConcurrentChange("the care plan kept changing; try again")
 
 
-async def adopt_pending(store: CarePlanStore, policy: CarePolicy, episode_id: str) -> int:
-    """Give the plan the inputs that arrived before it, each once (their event's key is applied); none while
-    there is no plan yet."""
-    pending = await store.pending(episode_id)
-    for waiting in pending:
+KEPT_APART_PER_PASS = 100
+"""Inputs an earlier version kept apart that a timer pass takes (a few, left at an upgrade)."""
+
+
+async def adopt_kept_apart(store: CarePlanStore, policy: CarePolicy) -> int:
+    """The inputs an earlier version kept apart (``pending_inputs``, left at an upgrade): each to its plan, or kept in
+    its plan's document while it has none. One read of an empty collection when none is left."""
+    kept = await store.kept_apart(limit=KEPT_APART_PER_PASS)
+    for episode_id in dict.fromkeys(waiting.episode_id for waiting in kept):
+        its = [waiting for waiting in kept if waiting.episode_id == episode_id]
+        await adopt_pending(store, policy, episode_id, its)
+    return len(kept)
+
+
+async def adopt_pending(
+    store: CarePlanStore, policy: CarePolicy, episode_id: str, kept: Sequence[PendingInput] | None = None
+) -> int:
+    """Give the plan the inputs an earlier version kept apart for it (``kept``, else read), each once (their event's
+    key is applied); while there is no plan, they are kept in its document instead. How many the plan took."""
+    kept = await store.kept_apart({"episode_id": episode_id}) if kept is None else kept
+    adopted = 0
+    for waiting in kept:
         try:
             await change_plan(store, policy, episode_id, _adding(waiting.input), waiting.applied)
+            adopted += 1
         except CarePlanError as error:
-            if error.code == "no_care_plan":
-                return 0
-            raise
+            if error.code != "no_care_plan":
+                raise
+            await learn(store, policy, episode_id, waiting.input, waiting.applied)
         await store.drop_pending(waiting.applied)
-    return len(pending)
+    return adopted
 
 
 def _adding(learned: CareInput) -> Callable[[CarePlan, datetime], Decision[None]]:

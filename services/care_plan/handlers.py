@@ -18,7 +18,7 @@ from stepwise_contract import (
     SafetyAlertRaised,
 )
 
-from .changes import adopt_pending, learn, record_session_attendance, record_sheet, start_plan
+from .changes import learn, record_session_attendance, record_sheet, start_plan
 from .domain.model import CareInput, CarePlanError
 from .domain.policy import CarePolicy
 from .store import CarePlanStore
@@ -39,17 +39,15 @@ async def on_assessment_completed(event: CloudEvent[AssessmentCompleted], planni
     data, store, policy = event.data, planning.store, planning.policy
     if data.kind == "intake":  # None from start_plan: the episode has a plan already (its write found it)
         plan = await start_plan(store, policy, data, event.dedup_key, planning.clinic_timezone)
-        if plan is not None:
+        if plan is not None:  # it took the inputs that came before it, in the same write
             where = plan.group.group_id if plan.group else "waitlist" if plan.waitlist else "-"
             log.info("episode %s: care level %s (%s, %s)", plan.episode_id, plan.level.value, plan.status, where)
-            await adopt_pending(store, policy, event.subject)
             return
     # A reassessment (or a repeated intake assessment) feeds the review of the existing plan.
     learned = CareInput(kind="assessment", at=data.assessed_at, source_id=data.assessment_id,
                         instruments=data.instruments, changes=data.changes,
                         recommended_level=data.level)  # fmt: skip
     await learn(store, policy, event.subject, learned, event.dedup_key)
-    await adopt_pending(store, policy, event.subject)  # left by a crash between creating the plan and adopting
 
 
 async def on_safety_alert_raised(event: CloudEvent[SafetyAlertRaised], planning: Planning) -> None:
@@ -68,7 +66,9 @@ async def on_drug_screen_recorded(event: CloudEvent[DrugScreenRecorded], plannin
 async def on_measure_recorded(event: CloudEvent[MeasureRecorded], planning: Planning) -> None:
     data = event.data
     learned = CareInput(kind="measure", at=data.recorded_at, source_id=data.measure_id, measured=data.instruments)
-    await learn(planning.store, planning.policy, event.subject, learned, event.dedup_key)
+    # Intake's measure of an assessment comes with it, on another topic: usually before the plan the assessment makes.
+    before_plan = data.source == "assessment"
+    await learn(planning.store, planning.policy, event.subject, learned, event.dedup_key, before_plan=before_plan)
 
 
 async def on_attendance_reported(event: CloudEvent[AttendanceReported], planning: Planning) -> None:

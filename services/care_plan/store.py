@@ -1,11 +1,23 @@
 """care_plan's MongoDB database: one care-plan document per episode (the aggregate, its treatment plan inside), and
-the audit log of who read or changed a treatment plan."""
+the audit log of who read or changed a treatment plan.
+
+What intake recorded before the episode's plan existed (an alert or a measure ahead of its assessment) is kept in the
+episode's care-plan document before the plan is in it (``StoredPending``: ``pending``, no ``status``): the assessment's
+insert of the plan finds it there (a duplicate key) and writes the plan over it, taking those inputs, in one
+version-checked write. An earlier version kept them apart (``pending_inputs``): those left at an upgrade are taken by
+the timer pass (``changes.adopt_kept_apart``).
+
+The store holds the documents it wrote last (``KNOWN_KEPT``, with their versions): the next event of such an episode
+is decided on the plan held, without a read. It is a hint only: every write is version-checked, and a write that
+finds another version (another instance wrote since) drops what is held and reads.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import heapq
-from collections.abc import Iterable, Sequence
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -18,7 +30,14 @@ from services.common.audit import AUDIT_LOG, audit_entries, audit_entry, audit_i
 from services.common.auth import Principal
 from services.common.indexes import Index, create_indexes
 from services.common.mongo import Document, count, equals
-from services.common.outbox import Relay, insert_aggregate, update_aggregate
+from services.common.outbox import (
+    APPLIED_EVENTS_KEPT,
+    EPOCH,
+    Relay,
+    insert_aggregate,
+    update_aggregate,
+    update_with_events,
+)
 from services.common.utc import assume_utc, utc_now
 from stepwise_contract import CareLevel, CloudEvent, Program, Track
 
@@ -28,6 +47,13 @@ from .domain.policy import ProgramGroup
 PLANS = "care_plans"
 AUDIT = AUDIT_LOG
 PENDING_INPUTS = "pending_inputs"
+"""Where an earlier version kept the inputs that came before their plan (now in the plan's document: ``PENDING``)."""
+PENDING = "pending"
+"""The inputs kept in an episode's care-plan document before its plan is (``StoredPending``)."""
+KNOWN_KEPT = 500
+"""How many episodes' documents the store holds (the last written): enough for the episodes in flight at 20 intakes/s
+(an assessment's measure and alert come within a second or two of it). A new plan takes some 35 kB of memory, a long
+episode's more: this bounds what they take."""
 SEATS = "group_seats"
 WAITLIST_INDEX = ("status", "waitlist.level", "waitlist.track", "program", "waitlist.since")
 STALE_SEAT = timedelta(minutes=1)
@@ -52,8 +78,9 @@ INDEXES = (
     Index(PLANS, (("session_ids", 1),), "a session's roster: the plans whose calendar holds it (multikey)"),
     Index(PLANS, ((SERVICE_DATES, 1),), "GET /v1/services: plans with a service on given days (multikey), and "
           "the plans saved before service dates were kept, once at start"),
-    Index(PENDING_INPUTS, (("episode_id", 1),), "what intake recorded for an episode before its plan existed, "
-          "applied when the plan is made", scope="one episode's inputs waiting for its plan"),
+    Index(PENDING_INPUTS, (("episode_id", 1),), "what intake recorded for an episode before its plan existed, as an "
+          "earlier version kept it: the timer pass takes what an upgrade left, by episode",
+          scope="one episode's inputs waiting for its plan"),
     Index(SEATS, (("group_id", 1), ("episode_id", 1)), "a group's seats, and one seat per episode in a group",
           unique=True),
     *audit_indexes("episode_id", person=True),
@@ -106,6 +133,20 @@ class PendingInput:
     applied: str
     """The event's source#id: the plan applies it once."""
     input: CareInput
+    episode_id: str = ""
+
+
+@dataclass(frozen=True)
+class StoredPending:
+    """An episode's care-plan document before its plan: the inputs that came first, in the order they came."""
+
+    episode_id: str
+    version: int
+    inputs: tuple[PendingInput, ...]
+
+
+Held = StoredPlan | StoredPending
+"""A care-plan document as this store last wrote it."""
 
 
 class CarePlanStore:
@@ -116,6 +157,7 @@ class CarePlanStore:
         self.seats = database[SEATS]
         self.audit_log = database[AUDIT]
         self._wake_relay = wake_relay
+        self._held: OrderedDict[str, Held] = OrderedDict()
 
     async def create_indexes(self) -> None:
         await create_indexes(self._database, INDEXES)
@@ -134,9 +176,17 @@ class CarePlanStore:
                                         {"$set": {SERVICE_DATES: days}})  # fmt: skip
 
     async def get(self, episode_id: str) -> StoredPlan | None:
+        """The episode's plan as stored (read), None when it has none (yet)."""
+        found = await self.read(episode_id)
+        return found if isinstance(found, StoredPlan) else None
+
+    async def read(self, episode_id: str) -> Held | None:
+        """The episode's care-plan document as stored: its plan, or the inputs waiting for it."""
         document = await self.plans.find_one({"_id": episode_id}, {"outbox": 0})
         if document is None:
             return None
+        if "status" not in document:
+            return _pending(document)
         timer = assume_utc(document.get("next_check_at", NEVER))
         return StoredPlan(
             plan=_plan(document),
@@ -145,12 +195,90 @@ class CarePlanStore:
             next_check_at=None if timer == NEVER else timer,
         )
 
+    async def load(self, episode_id: str) -> StoredPlan | None:
+        """The plan this store wrote last if it holds it (a hint: the write after is version-checked), else read."""
+        held = self._held.get(episode_id)
+        return held if isinstance(held, StoredPlan) else await self.get(episode_id)
+
+    def held(self, episode_id: str) -> Held | None:
+        return self._held.get(episode_id)
+
+    def forget(self, episode_id: str) -> None:
+        """What is held of the episode is stale (another writer won) or unsure (a write failed): read it next time."""
+        self._held.pop(episode_id, None)
+
+    def _keep(self, episode_id: str, written: Held) -> None:
+        held = self._held.get(episode_id)
+        if held is not None and held.version > written.version:
+            return  # a later write of this process was kept meanwhile
+        self._held[episode_id] = written
+        self._held.move_to_end(episode_id)
+        while len(self._held) > KNOWN_KEPT:
+            self._held.popitem(last=False)
+
+    def _keep_plan(self, fields: Document, version: int, applied: frozenset[str], timer: datetime | None) -> None:
+        # The plan as a read would give it (from the fields written), its timer as stored (milliseconds).
+        kept = None if timer is None else timer.replace(microsecond=timer.microsecond // 1000 * 1000)
+        self._keep(fields["episode_id"], StoredPlan(_plan(fields), version, applied, kept))
+
     async def create(
         self, plan: CarePlan, events: Sequence[CloudEvent[Any]], applied: str, next_check_at: datetime | None
     ) -> bool:
-        """Store a new plan with its events; False if the episode has a plan already."""
+        """Store a new plan with its events; False if the episode has a care-plan document already (a plan, or inputs
+        waiting for it: ``read`` it)."""
         fields = {"_id": plan.episode_id, **_fields(plan), "next_check_at": next_check_at or NEVER}
-        return await insert_aggregate(self.plans, fields, events, applied, self._wake_relay)
+        with self._forgetting(plan.episode_id):
+            created = await insert_aggregate(self.plans, fields, events, applied, self._wake_relay)
+        if created:
+            self._keep_plan(fields, 1, frozenset([applied]), next_check_at)
+        return created
+
+    async def create_over(
+        self,
+        waiting: StoredPending,
+        plan: CarePlan,
+        events: Sequence[CloudEvent[Any]],
+        applied: Sequence[str],
+        next_check_at: datetime | None,
+    ) -> bool:
+        """Store a new plan with its events over the inputs that waited for it (``applied``: the keys of the events it
+        applied, theirs included), in one write; False if the document changed since ``waiting`` was read."""
+        fields = _fields(plan) | {"next_check_at": next_check_at or NEVER}
+        keys = {"$each": list(applied), "$slice": -APPLIED_EVENTS_KEPT}
+        update: Document = {"$set": fields, "$inc": {"version": 1}, "$unset": {PENDING: ""},
+                            "$push": {"applied_events": keys}}  # fmt: skip
+        query = {"_id": plan.episode_id, "version": waiting.version}
+        with self._forgetting(plan.episode_id):
+            saved = await update_with_events(self.plans, query, update, events, self._wake_relay)
+        if saved:
+            self._keep_plan(fields, waiting.version + 1, frozenset(applied), next_check_at)
+        else:
+            self.forget(plan.episode_id)
+        return saved
+
+    async def park(self, episode_id: str, learned: CareInput, applied: str) -> bool:
+        """Keep an input in the episode's care-plan document until its plan is made (once: a redelivery adds nothing);
+        False when the episode has a plan (made meanwhile): give the input to the plan instead."""
+        kept = {"applied": applied, "input": learned.model_dump(mode="json")}
+        # The fields a plan's write expects of its document (no events, no dates yet); no $setOnInsert, which the
+        # test stand-in's findAndModify ignores: setting them again changes nothing.
+        empty = {"outbox": [], "outbox_pending": 0, "outbox_lease_until": EPOCH, "applied_events": [],
+                 SERVICE_DATES: []}  # fmt: skip
+        update = {"$addToSet": {PENDING: kept}, "$inc": {"version": 1}, "$set": empty}
+        no_plan = {"_id": episode_id, "status": {"$exists": False}}
+        try:
+            with self._forgetting(episode_id):
+                # An upsert that finds the document with a plan in it tries to insert one: a duplicate key. (Not a
+                # findAndModify: the test stand-in's ignores $addToSet in an upsert and finds no duplicate.)
+                written = await self.plans.update_one(no_plan, update, upsert=True)
+        except DuplicateKeyError:
+            self.forget(episode_id)
+            return False
+        if written.upserted_id is not None:  # the first: what the document holds is known
+            self._keep(episode_id, StoredPending(episode_id, 1, (PendingInput(applied, learned, episode_id),)))
+        else:  # kept beside others (or again): the document is read when its plan is made
+            self.forget(episode_id)
+        return True
 
     async def save(
         self,
@@ -162,8 +290,24 @@ class CarePlanStore:
     ) -> bool:
         """Store the plan, queue its events and set its timer in one write; False if it changed meanwhile."""
         changes = _fields(plan) | {"next_check_at": next_check_at or NEVER}
-        return await update_aggregate(self.plans, plan.episode_id, stored.version, changes, events, applied,
-                                      self._wake_relay)  # fmt: skip
+        with self._forgetting(plan.episode_id):
+            saved = await update_aggregate(self.plans, plan.episode_id, stored.version, changes, events, applied,
+                                           self._wake_relay)  # fmt: skip
+        if saved:
+            done = stored.applied_events | {applied} if applied else stored.applied_events
+            self._keep_plan(changes, stored.version + 1, done, next_check_at)
+        else:
+            self.forget(plan.episode_id)
+        return saved
+
+    @contextlib.contextmanager
+    def _forgetting(self, episode_id: str) -> Iterator[None]:
+        """A write whose outcome is unknown (it raised): what is held of the episode is read again next time."""
+        try:
+            yield
+        except BaseException:
+            self.forget(episode_id)
+            raise
 
     async def due(self, now: datetime, limit: int = 100) -> list[str]:
         """Episodes whose timer (a session's no-show deadline, a week's end, a measure's window) has come, and
@@ -286,14 +430,27 @@ class CarePlanStore:
         return freed
 
     async def keep_pending(self, episode_id: str, learned: CareInput, applied: str) -> None:
+        """An input kept apart, as the version before kept them (``pending_inputs``): what an upgrade finds. The service
+        keeps them in the plan's document now (``park``)."""
         document = {"_id": applied, "episode_id": episode_id, "input": learned.model_dump(mode="json"),
                     "received_at": utc_now()}  # fmt: skip
         with contextlib.suppress(DuplicateKeyError):  # kept already: a redelivery
             await self.pending_inputs.insert_one(document)
 
     async def pending(self, episode_id: str) -> list[PendingInput]:
-        cursor = self.pending_inputs.find({"episode_id": episode_id}).sort("received_at", ASCENDING)
-        return [PendingInput(document["_id"], CareInput.model_validate(document["input"])) async for document in cursor]
+        """The inputs waiting for the episode's plan: in its document, and any an earlier version kept apart."""
+        found = await self.read(episode_id)
+        waiting = list(found.inputs) if isinstance(found, StoredPending) else []
+        return waiting + await self.kept_apart({"episode_id": episode_id})
+
+    async def kept_apart(self, query: Document | None = None, limit: int = 0) -> list[PendingInput]:
+        """Inputs an earlier version kept apart (``pending_inputs``), of one episode (``query``) or any (``limit`` at
+        most, by episode), each episode's in the order they came."""
+        cursor = self.pending_inputs.find(query or {"episode_id": {"$gt": ""}}).sort("episode_id", ASCENDING)
+        found = [document async for document in cursor.limit(limit)]
+        found.sort(key=lambda document: (document["episode_id"], assume_utc(document["received_at"])))
+        return [PendingInput(document["_id"], CareInput.model_validate(document["input"]), document["episode_id"])
+                for document in found]  # fmt: skip
 
     async def drop_pending(self, applied: str) -> None:
         await self.pending_inputs.delete_one({"_id": applied})
@@ -315,6 +472,12 @@ class CarePlanStore:
     ) -> list[Document]:
         about = {"episode_id": episode_id, "action": action}
         return await audit_entries(self.audit_log, about, person=person, since=since, until=until, limit=limit)
+
+
+def _pending(document: Document) -> StoredPending:
+    inputs = tuple(PendingInput(kept["applied"], CareInput.model_validate(kept["input"]), document["_id"])
+                   for kept in document.get(PENDING, []))  # fmt: skip
+    return StoredPending(document["_id"], document["version"], inputs)
 
 
 def _plan(document: Document) -> CarePlan:

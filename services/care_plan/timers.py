@@ -14,7 +14,7 @@ from datetime import datetime
 from services.common.utc import utc_now
 from services.common.worker import PollingWorker
 
-from .changes import Decision, admit_waitlisted, change_plan
+from .changes import Decision, admit_waitlisted, adopt_kept_apart, change_plan
 from .domain.model import CarePlan
 from .domain.policy import CarePolicy
 from .store import CarePlanStore
@@ -33,7 +33,8 @@ class DueChecks(PollingWorker):
         due = await self._store.due(utc_now())
         for episode_id in due:
             await change_plan(self._store, self._policy, episode_id, _nothing_new)
-        return len(due) + await admit_waitlisted(self._store, self._policy)
+        admitted = await admit_waitlisted(self._store, self._policy)
+        return len(due) + admitted + await adopt_kept_apart(self._store, self._policy)
 
 
 def _nothing_new(plan: CarePlan, _now: datetime) -> Decision[None]:

@@ -30,7 +30,11 @@ async def run(candidate_file: Path, episode_id: str | None, settings: CarePlanSe
     client = connect(settings.mongodb_url.get_secret_value(), tls_ca_file=settings.mongodb_tls_ca_file)
     try:
         query = {"_id": episode_id} if episode_id else {}
-        plans = [CarePlan.model_validate(doc) async for doc in client[settings.care_plan_db][PLANS].find(query)]
+        plans = [
+            CarePlan.model_validate(doc)
+            async for doc in client[settings.care_plan_db][PLANS].find(query)
+            if "status" in doc
+        ]  # not the inputs kept for a plan not made yet
     finally:
         await client.close()
     print(f"policy {current.version} → candidate {candidate.version}, {len(plans)} episode(s)")

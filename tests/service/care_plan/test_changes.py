@@ -186,10 +186,10 @@ class CreatedMeanwhile:
         self.create = create
         self.kept: list[str] = []
 
-    async def keep_pending(self, episode_id: str, learned: CareInput, applied: str) -> None:
+    async def park(self, episode_id: str, learned: CareInput, applied: str) -> bool:
         self.kept.append(applied)
         await self.create()  # the plan, created and its pending inputs adopted, before this one is kept
-        await self.store.keep_pending(episode_id, learned, applied)
+        return await self.store.park(episode_id, learned, applied)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.store, name)
