@@ -1,0 +1,86 @@
+"""Group commit of inserts: the documents that concurrent callers insert into one collection within a few
+milliseconds (or while the previous group is being written) go to the store in one ``insert_many``.
+
+Each caller still waits until its own document is stored (an audit entry before the PII it records leaves the
+service), and a failed insert fails exactly the callers whose documents it did not store: with an ordered insert
+the documents before the first one refused are stored, the rest are not; a lost connection fails them all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import BulkWriteError
+
+from .mongo import Document
+
+GROUP_SECONDS = 0.002
+"""How long the first document of a group waits for others to join it (a cost to that one caller's answer)."""
+GROUP_MOST = 500
+"""At most this many documents in one insert (the rest go in the next)."""
+
+
+class GroupedInserts:
+    """Inserts into ``collection``, grouped across concurrent callers (``insert``)."""
+
+    def __init__(
+        self, collection: AsyncCollection[Document], window_seconds: float = GROUP_SECONDS, most: int = GROUP_MOST
+    ) -> None:
+        self._collection = collection
+        self._window = window_seconds
+        self._most = most
+        self._waiting: list[tuple[Document, asyncio.Future[None]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def insert(self, document: Document) -> None:
+        """Store ``document``, returning once it is stored; raises what the store raised for its group."""
+        stored: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        stored.add_done_callback(_retrieved)
+        self._waiting.append((document, stored))
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write_groups())
+        await asyncio.shield(stored)  # a caller that gives up does not cancel the write of the others
+
+    async def _write_groups(self) -> None:
+        """Write groups until none waits: those that arrive while one is written form the next."""
+        group: list[tuple[Document, asyncio.Future[None]]] = []
+        try:
+            while self._waiting:
+                await asyncio.sleep(self._window)
+                group, self._waiting = self._waiting[: self._most], self._waiting[self._most :]
+                await self._write(group)
+        finally:  # stopped (the service is shutting down): no caller waits for ever
+            for _, stored in [*group, *self._waiting]:
+                stored.cancel()
+            self._waiting, self._writer = [], None
+
+    async def _write(self, group: list[tuple[Document, asyncio.Future[None]]]) -> None:
+        try:
+            await self._collection.insert_many([document for document, _ in group], ordered=True)
+        except BulkWriteError as error:
+            first_refused = min((int(e["index"]) for e in error.details.get("writeErrors", [])), default=0)
+            _settle(group[:first_refused], None)
+            _settle(group[first_refused:], error)
+        except Exception as error:  # whatever the store raised is each caller's to raise
+            _settle(group, error)
+        else:
+            _settle(group, None)
+
+
+def _retrieved(stored: asyncio.Future[None]) -> None:
+    """Marks the outcome seen: a caller that gave up does not leave an exception never retrieved."""
+    if not stored.cancelled():
+        stored.exception()
+
+
+def _settle(group: Sequence[tuple[Any, asyncio.Future[None]]], error: BaseException | None) -> None:
+    for _, stored in group:
+        if stored.done():
+            continue
+        if error is None:
+            stored.set_result(None)
+        else:
+            stored.set_exception(error)
