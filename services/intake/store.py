@@ -11,7 +11,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
@@ -81,7 +81,7 @@ class StoredEpisode:
 
 
 HINTS_KEPT = 2048
-"""How many episodes (as this instance last wrote them) and registered patients' ids it keeps as hints."""
+"""How many episodes (as this instance last wrote them), episodes' patients and patients' ids it keeps."""
 
 
 class IntakeStore:
@@ -96,6 +96,9 @@ class IntakeStore:
         self._written: OrderedDict[str, StoredEpisode] = OrderedDict()
         """The episodes this instance wrote last, as written: a hint for the next change's load (its write is
         version-checked: another writer since makes it a conflict, and the change loads the episode again)."""
+        self._patient_of: OrderedDict[str, str] = OrderedDict()
+        """The patient of each episode this instance read or wrote lately: a fact, not a hint (an episode's patient
+        never changes, and no episode is removed)."""
         self._known_patients: OrderedDict[str, None] = OrderedDict()
         """Ids of patients known to exist (no patient is ever removed): opening an episode for one needs no read."""
 
@@ -151,9 +154,7 @@ class IntakeStore:
         return True
 
     def _known(self, patient_id: str) -> None:
-        self._known_patients[patient_id] = None
-        if len(self._known_patients) > HINTS_KEPT:
-            self._known_patients.popitem(last=False)
+        _keep(self._known_patients, patient_id, None)
 
     async def patient_matching(self, key: str) -> str | None:
         """The id of a patient registered with this match key (``domain.patient.match_key``), if any."""
@@ -179,11 +180,16 @@ class IntakeStore:
         return await self.patients.find_one({"_id": patient_id}, HIDDEN)
 
     async def contact_for_episode(self, episode_id: str, by: Principal) -> Document | None:
-        """The minimum contact data needed to reach the patient of an episode."""
-        episode = await self.episodes.find_one({"_id": episode_id}, {"patient_id": 1})
-        if episode is None:
-            return None
-        return await self.contact_of(episode["patient_id"], episode_id, by)
+        """The minimum contact data needed to reach the patient of an episode (no read of the episode when this
+        instance knows its patient)."""
+        patient_id = self._patient_of.get(episode_id)
+        if patient_id is None:
+            episode = await self.episodes.find_one({"_id": episode_id}, {"patient_id": 1})
+            if episode is None:
+                return None
+            patient_id = str(episode["patient_id"])
+            _keep(self._patient_of, episode_id, patient_id)
+        return await self.contact_of(patient_id, episode_id, by)
 
     async def contact_of(self, patient_id: str, episode_id: str, by: Principal) -> Document | None:
         """The minimum contact data needed to reach the patient (of ``episode_id``), audited first."""
@@ -266,13 +272,15 @@ class IntakeStore:
         return hint if hint is not None else await self.get(episode_id)
 
     def _wrote(self, stored: StoredEpisode) -> None:
-        self._written[stored.episode.episode_id] = stored
-        if len(self._written) > HINTS_KEPT:
-            self._written.popitem(last=False)
+        _keep(self._written, stored.episode.episode_id, stored)
+        _keep(self._patient_of, stored.episode.episode_id, stored.episode.patient_id)
 
     async def get(self, episode_id: str) -> StoredEpisode | None:
         document = await self.episodes.find_one({"_id": episode_id}, {"outbox": 0, "applied_events": 0})
-        return None if document is None else _stored(document)
+        if document is None:
+            return None
+        _keep(self._patient_of, episode_id, str(document["patient_id"]))
+        return _stored(document)
 
     async def save(
         self,
@@ -339,6 +347,18 @@ class IntakeStore:
     ) -> list[Document]:
         about = {"patient_id": patient_id, "action": action}
         return await audit_entries(self.audit_log, about, person=person, since=since, until=until, limit=limit)
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def _keep(kept: OrderedDict[K, V], key: K, value: V) -> None:
+    """Keep ``value`` as the newest, the oldest left out beyond ``HINTS_KEPT``."""
+    kept[key] = value
+    kept.move_to_end(key)
+    if len(kept) > HINTS_KEPT:
+        kept.popitem(last=False)
 
 
 def _stored(document: Document) -> StoredEpisode:

@@ -129,11 +129,15 @@ async def test_an_intake_costs_two_audit_entries_and_one_write_or_read_per_step(
         patient_id = await changes.register_patient(store, STAFF, details, "pt-1", key=registering)
         await changes.open_episode(store, patient_id, "adult", "ep-1", key=opening)
         await changes.record_assessment(store, placement, measures, "ep-1", request, changes.Keyed(opening, keys))
-        assert await store.contact_for_episode("ep-1", SERVICE) == {"email": "a@example.org", "phone": None,
-                                                                     "timezone": None}  # fmt: skip
+        stored = await store.get("ep-1")  # the audience's read, for the consents
+        assert stored is not None
+        contact = {"email": "a@example.org", "phone": None, "timezone": None}
+        assert await store.contact_of(stored.episode.patient_id, "ep-1", SERVICE) == contact
+        assert await store.contact_for_episode("ep-1", SERVICE) == contact  # its patient known: no episode read
         assert [(name, collection) for name, collection, _ in log.seen] == [
             ("insert", "audit_log"), ("update", "patients"), ("insert", "episodes"), ("update", "episodes"),
             ("find", "episodes"), ("insert", "audit_log"), ("find", "patients"),
+            ("insert", "audit_log"), ("find", "patients"),
         ]  # fmt: skip
         assert await changes.register_patient(store, STAFF, details, "pt-2", key=registering) == patient_id
         assert (await changes.open_episode(store, patient_id, "adult", "ep-2", key=opening)).episode_id == "ep-1"
