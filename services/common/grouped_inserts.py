@@ -2,23 +2,26 @@
 milliseconds (or while the previous group is being written) go to the store in one ``insert_many``.
 
 Each caller still waits until its own document is stored (an audit entry before the PII it records leaves the
-service), and a failed insert fails exactly the callers whose documents it did not store: with an ordered insert
-the documents before the first one refused are stored, the rest are not; a lost connection fails them all.
+service), and a failed insert fails exactly the callers whose documents it did not store: the insert is unordered,
+so a document the store refuses (a duplicate key: ``DuplicateKeyError``, as ``insert_one`` raises it) fails its own
+caller only; a lost connection or a write concern not met fails the whole group.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, WriteError
 
 from .mongo import Document
 
 GROUP_SECONDS = 0.002
 """How long the first document of a group waits for others to join it (a cost to that one caller's answer)."""
+DUPLICATE_KEY = (11000, 11001, 12582)
+"""The codes of a duplicate key (as PyMongo tells ``DuplicateKeyError``)."""
 GROUP_MOST = 500
 """At most this many documents in one insert (the rest go in the next)."""
 
@@ -59,15 +62,25 @@ class GroupedInserts:
 
     async def _write(self, group: list[tuple[Document, asyncio.Future[None]]]) -> None:
         try:
-            await self._collection.insert_many([document for document, _ in group], ordered=True)
+            await self._collection.insert_many([document for document, _ in group], ordered=False)
         except BulkWriteError as error:
-            first_refused = min((int(e["index"]) for e in error.details.get("writeErrors", [])), default=0)
-            _settle(group[:first_refused], None)
-            _settle(group[first_refused:], error)
+            if error.details.get("writeConcernErrors"):
+                _settle(group, error)
+                return
+            refused = {int(e["index"]): e for e in error.details.get("writeErrors", [])}
+            for index, one in enumerate(group):
+                _settle([one], _refusal(refused[index]) if index in refused else None)
         except Exception as error:  # whatever the store raised is each caller's to raise
             _settle(group, error)
         else:
             _settle(group, None)
+
+
+def _refusal(refused: Mapping[str, Any]) -> WriteError:
+    """One document's refusal as ``insert_one`` would have raised it."""
+    code, message = int(refused.get("code", 0)), str(refused.get("errmsg", "write refused"))
+    kind = DuplicateKeyError if code in DUPLICATE_KEY else WriteError
+    return kind(message, code, dict(refused))
 
 
 def _retrieved(stored: asyncio.Future[None]) -> None:

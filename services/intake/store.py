@@ -23,7 +23,8 @@ from services.common.grouped_inserts import GroupedInserts
 from services.common.idempotency import RECORD_KEYS, REQUEST_FIELDS, REQUEST_KEY, RequestKey, request_fields
 from services.common.indexes import Index, create_indexes
 from services.common.mongo import Document
-from services.common.outbox import Relay, insert_aggregate, update_aggregate
+from services.common.outbox import Relay, new_aggregate, update_aggregate
+from services.common.store_errors import writing
 from services.common.utc import utc_now
 from stepwise_contract import CloudEvent
 
@@ -93,6 +94,7 @@ class IntakeStore:
         self.links = database[LINKS]
         self._wake_relay = wake_relay
         self._audits = GroupedInserts(self.audit_log)
+        self._episode_inserts = GroupedInserts(self.episodes)
         self._written: OrderedDict[str, StoredEpisode] = OrderedDict()
         """The episodes this instance wrote last, as written: a hint for the next change's load (its write is
         version-checked: another writer since makes it a conflict, and the change loads the episode again)."""
@@ -255,7 +257,12 @@ class IntakeStore:
         same request retried), or None when another episode holds ``key`` (see ``episode_of_request``)."""
         fields = {"_id": episode.episode_id, **_fields(episode), RECORD_KEYS: {},
                   **request_fields(key, episode.episode_id, utc_now())}  # fmt: skip
-        if await insert_aggregate(self.episodes, fields):
+        try:
+            with writing(EPISODES):  # no events: a plain insert, grouped with those of concurrent openings
+                await self._episode_inserts.insert(new_aggregate(fields))
+        except DuplicateKeyError:
+            pass
+        else:
             self._wrote(StoredEpisode(episode=episode, version=1, keys={}))
             return episode
         stored = await self.get(episode.episode_id)

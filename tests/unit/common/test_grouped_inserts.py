@@ -7,7 +7,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from pymongo.errors import AutoReconnect, BulkWriteError
+from pymongo.errors import AutoReconnect, BulkWriteError, DuplicateKeyError
 
 from services.common.grouped_inserts import GroupedInserts
 
@@ -23,7 +23,7 @@ class HeldInserts:
         self._arrived = asyncio.Condition()
 
     async def insert_many(self, documents: list[Document], ordered: bool = True) -> None:
-        assert ordered
+        assert not ordered  # each document on its own: one refused leaves the others stored
         async with self._arrived:
             self.groups.append(list(documents))
             self._arrived.notify_all()
@@ -82,7 +82,7 @@ async def test_a_failed_insert_fails_the_callers_of_its_group_only() -> None:
     await second  # stored by the next group
 
 
-async def test_a_refused_document_fails_its_caller_and_those_after_it_not_those_stored_before() -> None:
+async def test_a_refused_document_fails_its_own_caller_only_as_insert_one_would() -> None:
     held = HeldInserts()
     grouped = inserts(held)
     blocker = asyncio.create_task(grouped.insert({"n": 0}))
@@ -92,10 +92,20 @@ async def test_a_refused_document_fails_its_caller_and_those_after_it_not_those_
     held.finish()
     await blocker
     await held.group_sent(2)
-    held.finish(BulkWriteError({"writeErrors": [{"index": 1, "code": 11000, "errmsg": "duplicate"}], "nInserted": 1}))
+    held.finish(BulkWriteError({"writeErrors": [{"index": 1, "code": 11000, "errmsg": "duplicate"}], "nInserted": 2}))
     outcomes = await asyncio.gather(*group, return_exceptions=True)
-    assert outcomes[0] is None
-    assert all(isinstance(outcome, BulkWriteError) for outcome in outcomes[1:])
+    assert outcomes[0] is None and outcomes[2] is None
+    assert isinstance(outcomes[1], DuplicateKeyError)
+
+
+async def test_a_write_concern_not_met_fails_the_whole_group() -> None:
+    held = HeldInserts()
+    grouped = inserts(held)
+    group = [asyncio.create_task(grouped.insert({"n": n})) for n in (1, 2)]
+    await held.group_sent(1)
+    held.finish(BulkWriteError({"writeErrors": [], "writeConcernErrors": [{"code": 64, "errmsg": "timeout"}]}))
+    outcomes = await asyncio.gather(*group, return_exceptions=True)
+    assert all(isinstance(outcome, BulkWriteError) for outcome in outcomes)
 
 
 async def test_a_caller_that_gives_up_leaves_the_others_stored() -> None:
