@@ -13,6 +13,14 @@ A change of one aggregate may keep its keys in the aggregate instead (``kept_rec
 ``idempotency_keys`` of the record, key -> fingerprint, record id, first use), written by the change's own
 version-checked write: no round trip of its own. A retry reads it with the record the change loads anyway; two
 first requests racing are one write and one conflict, and the loser, loading again, finds the winner's key.
+
+A request that creates a record of its own (a patient, an episode) keeps its key in that record instead
+(``request_fields``: the fields ``request_key``, ``request_fingerprint``, ``request_at``, under a unique sparse
+index): the insert keeps it, and a retry is the insert refused (the key is taken), then one read of the record
+that holds it. A record made without a key holds its own id there, so that every record this version writes has
+a distinct one (a server that ignores ``sparse``, as FerretDB v1 does, indexes each). Keys kept in
+``idempotency_keys`` by the version before are asked (``IdempotencyKeys.kept_apart``) only while a request made
+then may still be retried: see ``IdempotencyKeys.note_keys_kept_in_records``.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from typing import Annotated
 
 from fastapi import Header
 from pydantic import BaseModel
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
@@ -71,6 +80,15 @@ class KeyReused(Exception):
     """The key came with another body before: the client is reusing keys."""
 
 
+REQUEST_KEY = "request_key"
+REQUEST_FINGERPRINT = "request_fingerprint"
+REQUEST_AT = "request_at"
+REQUEST_FIELDS = (REQUEST_KEY, REQUEST_FINGERPRINT, REQUEST_AT)
+"""The fields of a record that keep the key of the request that made it (``request_fields``)."""
+META = "meta"
+RECORDS_KEEP_KEYS = "keys_kept_in_records"
+"""The ``meta`` document noting when this service first kept keys in the records its requests make."""
+
 RECORD_KEYS = "idempotency_keys"
 """The field of an aggregate that keeps the keys of the requests that changed it (``with_key``)."""
 
@@ -110,6 +128,24 @@ def with_key(kept: Mapping[str, Document], request: RequestKey, record_id: str, 
     return fresh
 
 
+def request_fields(request: RequestKey | None, record_id: str, now: datetime) -> Document:
+    """The fields that keep a request's key in the record it makes (without a key: the record's own id)."""
+    if request is None:
+        return {REQUEST_KEY: record_id}
+    return {REQUEST_KEY: request.key_id, REQUEST_FINGERPRINT: request.fingerprint, REQUEST_AT: now}
+
+
+def made_by(record: Mapping[str, object], request: RequestKey, now: datetime) -> bool:
+    """Whether ``record`` (holding ``request``'s key) was made by this request within 24 hours: False when its key
+    is older (the key is free for a new request). Raises KeyReused for the same key with another body."""
+    at = record.get(REQUEST_AT)
+    if not isinstance(at, datetime) or assume_utc(at) < now - KEPT:
+        return False
+    if record.get(REQUEST_FINGERPRINT) != request.fingerprint:
+        raise KeyReused("this Idempotency-Key came with another body: use a new key for a new request")
+    return True
+
+
 def new_record_id() -> str:
     return str(uuid.uuid4())
 
@@ -117,8 +153,38 @@ def new_record_id() -> str:
 class IdempotencyKeys:
     def __init__(self, database: AsyncDatabase[Document]) -> None:
         self.keys = database[IDEMPOTENCY_KEYS]
+        self._meta = database[META]
         self.expired_by_server = True
         """False where the server has no TTL indexes: run ``ExpiredKeyPurge`` (known after ``create_indexes``)."""
+        self.apart_until: datetime | None = None
+        """Until when a key kept in a record may instead be one the version before kept here (``kept_apart``); None
+        until ``note_keys_kept_in_records``: always."""
+
+    async def note_keys_kept_in_records(self, *records: AsyncCollection[Document]) -> None:
+        """Note (at start-up) until when a request whose key is now kept in the record it makes (in ``records``) may
+        be a retry of one the version before kept here: 48 hours after this version first started on a database
+        holding keys or records (the 24 hours keys are kept, and as long again for instances of the version before
+        still running during a rolling upgrade); never on a database empty then (a new clinic). After that window
+        keys kept in records cost no read of this collection."""
+        now = utc_now()
+        counts = [await collection.estimated_document_count() for collection in (self.keys, *records)]
+        until = now + 2 * KEPT if any(counts) else now
+        noted = {"$setOnInsert": {"since": now, "apart_until": until}}
+        await self._meta.update_one({"_id": RECORDS_KEEP_KEYS}, noted, upsert=True)
+        first = await self._meta.find_one({"_id": RECORDS_KEEP_KEYS})  # the first instance's note, not this one's
+        self.apart_until = assume_utc(first["apart_until"]) if first is not None else until
+
+    async def kept_apart(self, request: RequestKey | None, now: datetime) -> str | None:
+        """The id the version before fixed for this request's key, while its requests may still be retried; None
+        otherwise (nothing read after the window). Raises KeyReused for the same key with another body."""
+        if request is None or (self.apart_until is not None and now > self.apart_until):
+            return None
+        kept = await self.keys.find_one({"_id": request.key_id})
+        if kept is None or assume_utc(kept["at"]) < now - KEPT:
+            return None
+        if kept["fingerprint"] != request.fingerprint:
+            raise KeyReused("this Idempotency-Key came with another body: use a new key for a new request")
+        return str(kept["record_id"])
 
     async def create_indexes(self) -> None:
         [expiry] = INDEXES

@@ -14,10 +14,10 @@ from starlette.convertors import StringConvertor, register_url_convertor
 
 from services.common.auth import Principal, Role
 from services.common.domain_errors import ServiceRouter
-from services.common.idempotency import KEY_RULE, IdempotencyKey, request_key
+from services.common.idempotency import KEY_RULE, IdempotencyKey, new_record_id, request_key
 from services.common.phones import PHONE_RULE
 from services.common.schemas import EMAIL_RULE, V1_ERRORS, WHOLE_NUMBERS, beyond_schema, errors
-from services.common.utc import TIME_RANGE, Rfc3339
+from services.common.utc import TIME_RANGE, Rfc3339, utc_now
 from stepwise_contract import ConsentScope, DimensionRatings, PlacementDecision, Program
 
 from . import changes, queries
@@ -116,10 +116,11 @@ async def _episode(store: Store, episode_id: str) -> Episode:
 async def register_patient(
     body: PatientIn, store: Store, keys: Keys, by: Staff, idempotency_key: IdempotencyKey = None
 ) -> PatientCreated:
-    patient_id = await _record_id(keys, idempotency_key, by, "register_patient", body)
+    key = request_key(idempotency_key, f"{by.token_id} register_patient", body)
+    patient_id = await keys.kept_apart(key, utc_now()) or new_record_id()
     details = body.model_dump(mode="json", exclude={"confirm_new"})
-    await changes.register_patient(store, by, details, patient_id, confirm_new=body.confirm_new)
-    return PatientCreated(patient_id=patient_id)
+    registered = await changes.register_patient(store, by, details, patient_id, confirm_new=body.confirm_new, key=key)
+    return PatientCreated(patient_id=registered)
 
 
 @router.get(PATIENT, responses=errors(404), summary="A patient's record (audited)")
@@ -153,8 +154,9 @@ async def update_patient(patient_id: str, body: PatientUpdate, store: Store, by:
 async def open_episode(
     patient_id: str, body: EpisodeIn, store: Store, keys: Keys, by: Staff, idempotency_key: IdempotencyKey = None
 ) -> EpisodeCreated:
-    episode_id = await _record_id(keys, idempotency_key, by, f"open_episode {patient_id}", body)
-    episode = await changes.open_episode(store, patient_id, body.program, episode_id, body.track)
+    key = request_key(idempotency_key, f"{by.token_id} open_episode {patient_id}", body)
+    episode_id = await keys.kept_apart(key, utc_now()) or new_record_id()
+    episode = await changes.open_episode(store, patient_id, body.program, episode_id, body.track, key)
     return EpisodeCreated(episode_id=episode.episode_id)
 
 

@@ -43,6 +43,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         app.state.store = store
         app.state.idempotency_keys = keys = IdempotencyKeys(runtime.database)
         await keys.create_indexes()
+        await keys.note_keys_kept_in_records(store.patients, store.episodes)
         app.state.placement_policy = placement_policy
         app.state.measures_policy = measures_policy
         app.state.outcomes_settings = settings.outcomes

@@ -13,9 +13,19 @@ from datetime import datetime
 from typing import NoReturn, TypeVar
 
 from services.common.auth import Principal
-from services.common.change_path import Record, change
-from services.common.idempotency import KEPT, IdempotencyKeys, RequestKey, kept_record_id, new_record_id, with_key
+from services.common.change_path import ATTEMPTS, Record, change
+from services.common.idempotency import (
+    KEPT,
+    IdempotencyKeys,
+    RequestKey,
+    kept_record_id,
+    made_by,
+    new_record_id,
+    request_fields,
+    with_key,
+)
 from services.common.mongo import Document
+from services.common.outbox import ConcurrentChange
 from services.common.utc import utc_now
 from stepwise_contract import EventData, InstrumentResult, Program, ScreenResult, Track, new_event
 
@@ -27,7 +37,7 @@ from .domain.model import Assessment, Consent, DrugScreen, Episode, EpisodeEnd, 
 from .domain.patient import match_key, name_prefixes
 from .domain.placement import PlacementPolicy
 from .settings import SOURCE
-from .store import IntakeStore, StoredEpisode
+from .store import EPISODES, PATIENTS, IntakeStore, StoredEpisode
 
 T = TypeVar("T")
 
@@ -57,7 +67,7 @@ def _episode_of(store: IntakeStore, episode_id: str) -> Record[StoredEpisode, Ep
     async def save(stored: StoredEpisode, episode: Episode, events: Sequence[EventData], _: str | None) -> bool:
         return await store.save(stored, episode, [new_event(event, source=SOURCE) for event in events])
 
-    return Record(load=lambda: store.get(episode_id), state=lambda stored: stored.episode, save=save)
+    return Record(load=lambda: store.get_to_change(episode_id), state=lambda stored: stored.episode, save=save)
 
 
 def _no_episode() -> NoReturn:
@@ -73,34 +83,74 @@ class PatientExists(Exception):
 
 
 async def register_patient(
-    store: IntakeStore, by: Principal, details: Document, patient_id: str, *, confirm_new: bool = False
+    store: IntakeStore,
+    by: Principal,
+    details: Document,
+    patient_id: str,
+    *,
+    confirm_new: bool = False,
+    key: RequestKey | None = None,
 ) -> str:
-    """Register a patient (name, contact data: PII, kept here alone) under a new pseudonymous id. Raises
-    PatientExists when one with the same name and birth date is registered, unless ``confirm_new``."""
-    key = match_key(details["name"], details["date_of_birth"])
-    if confirm_new:
-        if await store.patient_exists(patient_id):  # the same request retried (its Idempotency-Key fixed the id)
+    """Register a patient (name, contact data: PII, kept here alone) under a new pseudonymous id, keeping the
+    request's ``key``; answers the patient's id (a retried request's: the one it registered). Raises PatientExists
+    when one with the same name and birth date is registered, unless ``confirm_new``; KeyReused for a key that came
+    with another body. The match is the insert's own condition: no read first."""
+    matching = match_key(details["name"], details["date_of_birth"])
+    found_by = {"match_key": matching, "name_prefixes": name_prefixes(details["name"])}
+    for _ in range(ATTEMPTS):
+        now = utc_now()
+        patient = {"_id": patient_id, **details, **found_by, "registered_at": now,
+                   **request_fields(key, patient_id, now)}  # fmt: skip
+        if await store.register(patient, by, unless_matched=not confirm_new):
             return patient_id
-    else:
-        # The match finds a retried request's own patient (registered first with this name and birth date): no
-        # look-up of the id before it.
-        existing = await store.patient_matching(key)
-        if existing is not None:
-            if existing == patient_id or await store.patient_exists(patient_id):
-                return patient_id  # the same request retried
+        retried = await _registered_by(store, patient_id, key, now)
+        if retried is not None:
+            return retried
+        if not confirm_new and (existing := await store.patient_matching(matching)) is not None:
             await store.audit(by, "match_patient", existing)  # the answer tells that this person is a patient here
             raise PatientExists(existing)
-    found_by = {"match_key": key, "name_prefixes": name_prefixes(details["name"])}
-    await store.add_patient({"_id": patient_id, **details, **found_by, "registered_at": utc_now()}, by)
-    return patient_id
+    raise ConcurrentChange("the patients kept changing; try again")
+
+
+async def _registered_by(store: IntakeStore, patient_id: str, key: RequestKey | None, now: datetime) -> str | None:
+    """The patient this request registered before (it is retried), if it did; frees its key if it is over 24 hours
+    old (a new request, which registers again)."""
+    mine = await store.patient_of_request(patient_id, key)
+    if mine is None or mine["_id"] == patient_id or key is None:
+        return None if mine is None else patient_id
+    if made_by(mine, key, now):
+        return str(mine["_id"])
+    await store.free_request_key(PATIENTS, str(mine["_id"]), key.key_id)
+    return None
 
 
 async def open_episode(
-    store: IntakeStore, patient_id: str, program: Program, episode_id: str, track: Track | None = None
+    store: IntakeStore,
+    patient_id: str,
+    program: Program,
+    episode_id: str,
+    track: Track | None = None,
+    key: RequestKey | None = None,
 ) -> Episode:
+    """Open an episode keeping the request's ``key``: a retried request answers the episode it opened. Raises
+    EpisodeError (no such patient), KeyReused (the key came with another body)."""
     if not await store.patient_exists(patient_id):
         raise EpisodeError("no_patient", "patient not found")
-    return await store.open_episode(decide_on.open_episode(patient_id, program, utc_now(), episode_id, track))
+    for _ in range(ATTEMPTS):
+        now = utc_now()
+        opened = await store.open_keyed(decide_on.open_episode(patient_id, program, now, episode_id, track), key)
+        if opened is not None:
+            return opened
+        held = None if key is None else await store.episode_of_request(key)
+        if held is None or key is None:
+            continue  # the key was freed meanwhile
+        if made_by(held, key, now):
+            stored = await store.get(str(held["_id"]))
+            if stored is not None:
+                return stored.episode
+        else:
+            await store.free_request_key(EPISODES, str(held["_id"]), key.key_id)
+    raise ConcurrentChange("the episodes kept changing; try again")
 
 
 @dataclass(frozen=True)
@@ -144,7 +194,7 @@ async def _keyed_change(store: IntakeStore, episode_id: str, key: Keyed, decidin
     requests before may be kept apart."""
 
     async def load() -> StoredEpisode | None:
-        stored = await store.get(episode_id)
+        stored = await store.get_to_change(episode_id)
         if stored is not None:
             now = utc_now()
             kept = stored.keys or {}

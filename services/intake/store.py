@@ -7,10 +7,11 @@ are written together in one atomic update (see services/common/outbox.py). The s
 from __future__ import annotations
 
 import contextlib
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
@@ -18,10 +19,13 @@ from pymongo.errors import DuplicateKeyError
 
 from services.common.audit import AUDIT_LOG, audit_entries, audit_entry, audit_indexes
 from services.common.auth import Principal
-from services.common.idempotency import RECORD_KEYS
+from services.common.grouped_inserts import GroupedInserts
+from services.common.idempotency import RECORD_KEYS, REQUEST_FIELDS, REQUEST_KEY, RequestKey, request_fields
 from services.common.indexes import Index, create_indexes
 from services.common.mongo import Document
-from services.common.outbox import Relay, insert_aggregate, update_aggregate
+from services.common.outbox import Relay, new_aggregate, update_aggregate
+from services.common.store_errors import writing
+from services.common.utc import utc_now
 from stepwise_contract import CloudEvent
 
 from .domain.links import QuestionnaireLink
@@ -31,6 +35,10 @@ from .domain.patient import match_key, name_prefixes
 EPISODES = "episodes"
 PATIENTS = "patients"
 LINKS = "questionnaire_links"
+CONTACT = ("email", "phone", "timezone")
+"""The minimum contact data needed to reach a patient."""
+HIDDEN = dict.fromkeys(REQUEST_FIELDS, 0)
+"""A patient as answered: without the key of the request that registered them."""
 KEYS_APART_UNTIL = "idempotency_keys_apart_until_us"
 """An episode's ``StoredEpisode.keys_apart_until_us``."""
 
@@ -44,6 +52,12 @@ INDEXES = (
           replaces=("name_prefixes_1",)),
     Index(PATIENTS, (("date_of_birth", 1),), "the search by birth date (with or without a name)",
           scope="the patients born on one day"),
+    Index(PATIENTS, ((REQUEST_KEY, 1),), "a registration retried: the patient its Idempotency-Key made (one per key; "
+          "sparse: patients registered before keys were kept in them have none)", unique=True, sparse=True,
+          scope="one patient"),
+    Index(EPISODES, ((REQUEST_KEY, 1),), "an episode's opening retried: the episode its Idempotency-Key made (one per "
+          "key; sparse: episodes opened before keys were kept in them have none)", unique=True, sparse=True,
+          scope="one episode"),
     *audit_indexes("patient_id", person=True),
     Index(LINKS, (("expires_at", 1),), "none of today's queries: kept for a purge of expired questionnaire links"),
 )  # fmt: skip
@@ -67,6 +81,10 @@ class StoredEpisode:
         return self.keys is None or (until is not None and now.timestamp() * 1_000_000 <= until)
 
 
+HINTS_KEPT = 2048
+"""How many episodes (as this instance last wrote them), episodes' patients and patients' ids it keeps."""
+
+
 class IntakeStore:
     def __init__(self, database: AsyncDatabase[Document], wake_relay: Relay) -> None:
         self._database = database
@@ -75,6 +93,16 @@ class IntakeStore:
         self.audit_log = database[AUDIT_LOG]
         self.links = database[LINKS]
         self._wake_relay = wake_relay
+        self._audits = GroupedInserts(self.audit_log)
+        self._episode_inserts = GroupedInserts(self.episodes)
+        self._written: OrderedDict[str, StoredEpisode] = OrderedDict()
+        """The episodes this instance wrote last, as written: a hint for the next change's load (its write is
+        version-checked: another writer since makes it a conflict, and the change loads the episode again)."""
+        self._patient_of: OrderedDict[str, str] = OrderedDict()
+        """The patient of each episode this instance read or wrote lately: a fact, not a hint (an episode's patient
+        never changes, and no episode is removed)."""
+        self._known_patients: OrderedDict[str, None] = OrderedDict()
+        """Ids of patients known to exist (no patient is ever removed): opening an episode for one needs no read."""
 
     async def create_indexes(self) -> None:
         await create_indexes(self._database, INDEXES)
@@ -85,10 +113,50 @@ class IntakeStore:
         """Store a new patient; one with the same id is the same request retried (see Idempotency-Key)."""
         await self.audit(by, "create_patient", patient["_id"])
         with contextlib.suppress(DuplicateKeyError):
-            await self.patients.insert_one(patient)
+            await self.patients.insert_one({REQUEST_KEY: patient["_id"], **patient})
+
+    async def register(self, patient: Document, by: Principal, *, unless_matched: bool) -> bool:
+        """Store a new patient (with ``request_fields``), audited first; False when nothing was stored: a patient of
+        the same ``match_key`` is there (``unless_matched``), or one of the same id or request key. One round trip
+        besides the audit entry: the match is the upsert's filter."""
+        await self.audit(by, "create_patient", patient["_id"])
+        try:
+            if unless_matched:
+                fields = {key: value for key, value in patient.items() if key != "match_key"}
+                query = {"match_key": patient["match_key"]}
+                stored = await self.patients.update_one(query, {"$setOnInsert": fields}, upsert=True)
+                if stored.upserted_id is None:
+                    return False
+            else:
+                await self.patients.insert_one(patient)
+        except DuplicateKeyError:
+            return False
+        self._known(patient["_id"])
+        return True
+
+    async def patient_of_request(self, patient_id: str, key: RequestKey | None) -> Document | None:
+        """The patient of this id, or the one this request key made (a retried registration)."""
+        query: Document = {"_id": patient_id}
+        if key is not None:
+            query = {"$or": [query, {REQUEST_KEY: key.key_id}]}
+        found = await self.patients.find(query, {field: 1 for field in REQUEST_FIELDS}).to_list()
+        return next((patient for patient in found if patient["_id"] == patient_id), found[0] if found else None)
+
+    async def free_request_key(self, collection: str, record_id: str, key_id: str) -> None:
+        """A key kept over 24 hours is free for a new request: the record it made keeps its own id in its place."""
+        await self._database[collection].update_one({"_id": record_id, REQUEST_KEY: key_id},
+                                                    {"$set": {REQUEST_KEY: record_id}})  # fmt: skip
 
     async def patient_exists(self, patient_id: str) -> bool:
-        return await self.patients.find_one({"_id": patient_id}, {"_id": 1}) is not None
+        if patient_id in self._known_patients:
+            return True
+        if await self.patients.find_one({"_id": patient_id}, {"_id": 1}) is None:
+            return False
+        self._known(patient_id)
+        return True
+
+    def _known(self, patient_id: str) -> None:
+        _keep(self._known_patients, patient_id, None)
 
     async def patient_matching(self, key: str) -> str | None:
         """The id of a patient registered with this match key (``domain.patient.match_key``), if any."""
@@ -99,7 +167,7 @@ class IntakeStore:
         if not await self.patient_exists(patient_id):
             return None
         await self.audit(by, "read_patient", patient_id)
-        return await self.patients.find_one({"_id": patient_id})
+        return await self.patients.find_one({"_id": patient_id}, HIDDEN)
 
     async def update_patient(self, patient_id: str, changes: Document, by: Principal) -> Document | None:
         if not await self.patient_exists(patient_id):
@@ -111,22 +179,25 @@ class IntakeStore:
             changes = {**changes, "match_key": match_key(changes["name"], stored["date_of_birth"]),
                        "name_prefixes": name_prefixes(changes["name"])}  # fmt: skip
         await self.patients.update_one({"_id": patient_id}, {"$set": changes})
-        return await self.patients.find_one({"_id": patient_id})
+        return await self.patients.find_one({"_id": patient_id}, HIDDEN)
 
     async def contact_for_episode(self, episode_id: str, by: Principal) -> Document | None:
-        """The minimum contact data needed to reach the patient of an episode."""
-        episode = await self.episodes.find_one({"_id": episode_id}, {"patient_id": 1})
-        if episode is None:
-            return None
-        return await self.contact_of(episode["patient_id"], episode_id, by)
+        """The minimum contact data needed to reach the patient of an episode (no read of the episode when this
+        instance knows its patient)."""
+        patient_id = self._patient_of.get(episode_id)
+        if patient_id is None:
+            episode = await self.episodes.find_one({"_id": episode_id}, {"patient_id": 1})
+            if episode is None:
+                return None
+            patient_id = str(episode["patient_id"])
+            _keep(self._patient_of, episode_id, patient_id)
+        return await self.contact_of(patient_id, episode_id, by)
 
     async def contact_of(self, patient_id: str, episode_id: str, by: Principal) -> Document | None:
         """The minimum contact data needed to reach the patient (of ``episode_id``), audited first."""
         await self.audit(by, "read_contact", patient_id, episode_id=episode_id)
-        patient = await self.patients.find_one({"_id": patient_id}, {"email": 1, "phone": 1, "timezone": 1})
-        if patient is None:
-            return None
-        return {"email": patient.get("email"), "phone": patient.get("phone"), "timezone": patient.get("timezone")}
+        patient = await self.patients.find_one({"_id": patient_id}, dict.fromkeys(CONTACT, 1))
+        return None if patient is None else {field: patient.get(field) for field in CONTACT}
 
     async def contact_channels(self, patient_id: str) -> list[Literal["email", "sms"]]:
         """The channels the patient has a contact point for: whether, never what (so not an access to PII)."""
@@ -177,19 +248,46 @@ class IntakeStore:
 
     async def open_episode(self, episode: Episode) -> Episode:
         """Store a new episode; answers the stored one when it exists already (the same request retried)."""
-        if await insert_aggregate(self.episodes, {"_id": episode.episode_id, **_fields(episode), RECORD_KEYS: {}}):
+        opened = await self.open_keyed(episode, None)
+        assert opened is not None  # without a key, only an episode of the same id refuses the insert
+        return opened
+
+    async def open_keyed(self, episode: Episode, key: RequestKey | None) -> Episode | None:
+        """Store a new episode keeping ``key``, the request's; answers the stored one when it exists already (the
+        same request retried), or None when another episode holds ``key`` (see ``episode_of_request``)."""
+        fields = {"_id": episode.episode_id, **_fields(episode), RECORD_KEYS: {},
+                  **request_fields(key, episode.episode_id, utc_now())}  # fmt: skip
+        try:
+            with writing(EPISODES):  # no events: a plain insert, grouped with those of concurrent openings
+                await self._episode_inserts.insert(new_aggregate(fields))
+        except DuplicateKeyError:
+            pass
+        else:
+            self._wrote(StoredEpisode(episode=episode, version=1, keys={}))
             return episode
         stored = await self.get(episode.episode_id)
-        assert stored is not None
-        return stored.episode
+        return None if stored is None else stored.episode
+
+    async def episode_of_request(self, key: RequestKey) -> Document | None:
+        """The episode this request key opened, with what its key says (a retried opening)."""
+        return await self.episodes.find_one({REQUEST_KEY: key.key_id}, {field: 1 for field in REQUEST_FIELDS})
+
+    async def get_to_change(self, episode_id: str) -> StoredEpisode | None:
+        """The episode as this instance wrote it last (a hint: the change's write is version-checked), else
+        ``get``."""
+        hint = self._written.pop(episode_id, None)
+        return hint if hint is not None else await self.get(episode_id)
+
+    def _wrote(self, stored: StoredEpisode) -> None:
+        _keep(self._written, stored.episode.episode_id, stored)
+        _keep(self._patient_of, stored.episode.episode_id, stored.episode.patient_id)
 
     async def get(self, episode_id: str) -> StoredEpisode | None:
         document = await self.episodes.find_one({"_id": episode_id}, {"outbox": 0, "applied_events": 0})
         if document is None:
             return None
-        keys, apart_until = document.pop(RECORD_KEYS, None), document.pop(KEYS_APART_UNTIL, None)
-        episode = Episode.model_validate({**document, "episode_id": document["_id"]})
-        return StoredEpisode(episode=episode, version=document["version"], keys=keys, keys_apart_until_us=apart_until)
+        _keep(self._patient_of, episode_id, str(document["patient_id"]))
+        return _stored(document)
 
     async def save(
         self,
@@ -205,8 +303,12 @@ class IntakeStore:
         changes = _fields(episode) | ({} if keys is None else {RECORD_KEYS: keys})
         if keys_apart_until_us is not None:
             changes[KEYS_APART_UNTIL] = keys_apart_until_us
-        return await update_aggregate(self.episodes, episode.episode_id, stored.version, changes, events,
-                                      relay=self._wake_relay)  # fmt: skip
+        saved = await update_aggregate(self.episodes, episode.episode_id, stored.version, changes, events,
+                                       relay=self._wake_relay)  # fmt: skip
+        if saved:
+            apart = stored.keys_apart_until_us if keys_apart_until_us is None else keys_apart_until_us
+            self._wrote(StoredEpisode(episode, stored.version + 1, stored.keys if keys is None else keys, apart))
+        return saved
 
     async def opened(self, program: str | None, since: datetime | None, until: datetime | None) -> list[Episode]:
         """Episodes of ``program`` (any, None) opened in [since, until), for outcomes across episodes."""
@@ -214,7 +316,7 @@ class IntakeStore:
         window = {op: value for op, value in {"$gte": since, "$lt": until}.items() if value}
         if window:
             query["opened_at"] = window
-        hidden = {"outbox": 0, "applied_events": 0, "consents": 0, RECORD_KEYS: 0, KEYS_APART_UNTIL: 0}
+        hidden = {"outbox": 0, "applied_events": 0, "consents": 0, RECORD_KEYS: 0, KEYS_APART_UNTIL: 0, **HIDDEN}
         cursor = self.episodes.find(query, hidden)
         return [Episode.model_validate({**document, "episode_id": document["_id"]}) async for document in cursor]
 
@@ -237,7 +339,8 @@ class IntakeStore:
     # The audit log of PII access.
 
     async def audit(self, by: Principal, action: str, patient_id: str, **details: Any) -> None:
-        await self.audit_log.insert_one(audit_entry(by, action, patient_id=patient_id, **details))
+        """Store an audit entry, returning once it is stored (those of concurrent requests in one insert)."""
+        await self._audits.insert(audit_entry(by, action, patient_id=patient_id, **details))
 
     async def audit_entries(
         self,
@@ -251,6 +354,26 @@ class IntakeStore:
     ) -> list[Document]:
         about = {"patient_id": patient_id, "action": action}
         return await audit_entries(self.audit_log, about, person=person, since=since, until=until, limit=limit)
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def _keep(kept: OrderedDict[K, V], key: K, value: V) -> None:
+    """Keep ``value`` as the newest, the oldest left out beyond ``HINTS_KEPT``."""
+    kept[key] = value
+    kept.move_to_end(key)
+    if len(kept) > HINTS_KEPT:
+        kept.popitem(last=False)
+
+
+def _stored(document: Document) -> StoredEpisode:
+    keys, apart_until = document.pop(RECORD_KEYS, None), document.pop(KEYS_APART_UNTIL, None)
+    for field in REQUEST_FIELDS:
+        document.pop(field, None)
+    episode = Episode.model_validate({**document, "episode_id": document["_id"]})
+    return StoredEpisode(episode=episode, version=document["version"], keys=keys, keys_apart_until_us=apart_until)
 
 
 def channels_of(contact: Document) -> list[Literal["email", "sms"]]:

@@ -197,6 +197,10 @@ class MemoryCollection:
         self._call("count")
         return self.sync.count_documents(*args, **kwargs)
 
+    async def estimated_document_count(self) -> int:
+        self._call("count")
+        return self.sync.estimated_document_count()
+
     async def create_index(self, *args: Any, **kwargs: Any) -> str:
         return self.sync.create_index(*args, **kwargs)
 

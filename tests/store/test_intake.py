@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.common.auth import Principal, Role
@@ -17,12 +18,14 @@ from services.intake.domain.measures import load_measures_policy
 from services.intake.domain.placement import load_placement_policy
 from services.intake.store import IntakeStore
 from stepwise_contract import AlumniLeft, DimensionRatings, new_event
-from tests.store.conftest import Document
+from tests.store.conftest import Document, noted_client
+from tools.dev.devstack import Backends
 
 pytestmark = pytest.mark.second_server
 
 STAFF = Principal(Role.INTAKE_STAFF, "tok-1", subject="sub-1", username="casey")
 SERVICE = Principal(Role.NOTIFICATIONS, "tok-2")
+RATINGS = DimensionRatings(withdrawal=1, biomedical=0, emotional=2, readiness=2, relapse=2, environment=1)
 
 
 async def intake_store(database: AsyncDatabase[Document]) -> IntakeStore:
@@ -99,3 +102,83 @@ async def test_an_assessments_key_kept_in_its_episode_finds_the_first_assessment
     stored = await store.get("ep-1")
     assert stored is not None and [a.assessment_id for a in stored.episode.assessments] == [first]
     assert await database["idempotency_keys"].count_documents({}) == 0
+
+
+async def noted_store(client: AsyncMongoClient[Document], name: str) -> tuple[IntakeStore, IdempotencyKeys]:
+    """intake's store and keys over ``client`` (whose commands a test counts), as its start-up makes them."""
+    database = client[name]
+    store = await intake_store(database)
+    keys = IdempotencyKeys(database)
+    await keys.note_keys_kept_in_records(store.patients, store.episodes)
+    return store, keys
+
+
+async def test_an_intake_costs_two_audit_entries_and_one_write_or_read_per_step(
+    running_backends: Backends, database: AsyncDatabase[Document]
+) -> None:
+    """Register (its key kept in the patient: the match is the insert's condition), open (the key kept in the
+    episode; the patient known from its registration), assess (the episode as this instance wrote it: a hint, the
+    write version-checked), the welcome's audience (the episode, the contact read audited): then each retried."""
+    async with noted_client(running_backends.mongodb_url) as (client, log):
+        store, keys = await noted_store(client, database.name)
+        details = {"name": "Alex Example", "date_of_birth": "1990-04-01", "email": "a@example.org"}
+        registering, opening = RequestKey("k-register", "body-1"), RequestKey("k-open", "body-2")
+        request = AssessmentRequest(dimensions=RATINGS, results=[])
+        placement, measures = load_placement_policy(), load_measures_policy()
+        log.seen.clear()
+        patient_id = await changes.register_patient(store, STAFF, details, "pt-1", key=registering)
+        await changes.open_episode(store, patient_id, "adult", "ep-1", key=opening)
+        await changes.record_assessment(store, placement, measures, "ep-1", request, changes.Keyed(opening, keys))
+        stored = await store.get("ep-1")  # the audience's read, for the consents
+        assert stored is not None
+        contact = {"email": "a@example.org", "phone": None, "timezone": None}
+        assert await store.contact_of(stored.episode.patient_id, "ep-1", SERVICE) == contact
+        assert await store.contact_for_episode("ep-1", SERVICE) == contact  # its patient known: no episode read
+        assert [(name, collection) for name, collection, _ in log.seen] == [
+            ("insert", "audit_log"), ("update", "patients"), ("insert", "episodes"), ("update", "episodes"),
+            ("find", "episodes"), ("insert", "audit_log"), ("find", "patients"),
+            ("insert", "audit_log"), ("find", "patients"),
+        ]  # fmt: skip
+        assert await changes.register_patient(store, STAFF, details, "pt-2", key=registering) == patient_id
+        assert (await changes.open_episode(store, patient_id, "adult", "ep-2", key=opening)).episode_id == "ep-1"
+        with pytest.raises(KeyReused):
+            await changes.open_episode(store, patient_id, "adult", "ep-3", key=RequestKey("k-open", "body-3"))
+        with pytest.raises(KeyReused):
+            await changes.register_patient(store, STAFF, details, "pt-3", key=RequestKey("k-register", "body-3"))
+        assert "idempotency_keys" not in {collection for _, collection, _ in log.seen}
+    assert await database["patients"].count_documents({}) == 1
+    assert await database["episodes"].count_documents({}) == 1
+
+
+async def test_keys_kept_apart_by_the_version_before_answer_a_retry_while_it_may_come(
+    running_backends: Backends, database: AsyncDatabase[Document]
+) -> None:
+    """A registration and an opening made by the version before (their keys in ``idempotency_keys``), retried: the
+    same patient and episode, while requests of then may be retried; on a database empty at the first start of
+    this version, no read of ``idempotency_keys`` at all."""
+    async with noted_client(running_backends.mongodb_url) as (client, log):
+        _, fresh_keys = await noted_store(client, database.name)
+        log.seen.clear()
+        assert await fresh_keys.kept_apart(RequestKey("k-any", "body"), utc_now()) is None
+        assert log.seen == []
+    await database.drop_collection("meta")
+    fresh = await intake_store(database)
+    now = utc_now()
+    await database["idempotency_keys"].insert_many([
+        {"_id": "k-register", "fingerprint": "body-1", "record_id": "pt-old", "at": now},
+        {"_id": "k-open", "fingerprint": "body-2", "record_id": "ep-old", "at": now},
+    ])  # fmt: skip
+    details = {"name": "Alex Example", "date_of_birth": "1990-04-01"}
+    await changes.register_patient(fresh, STAFF, details, "pt-old")  # as the version before stored them
+    await fresh.open_episode(open_episode("pt-old", "adult", now, "ep-old"))
+    store, keys = await noted_store(database.client, database.name)  # the first start of this version
+    registering, opening = RequestKey("k-register", "body-1"), RequestKey("k-open", "body-2")
+    patient_id = await keys.kept_apart(registering, utc_now()) or "pt-new"
+    assert await changes.register_patient(store, STAFF, details, patient_id, key=registering) == "pt-old"
+    episode_id = await keys.kept_apart(opening, utc_now()) or "ep-new"
+    assert (await changes.open_episode(store, "pt-old", "adult", episode_id, key=opening)).episode_id == "ep-old"
+    with pytest.raises(KeyReused):
+        await keys.kept_apart(RequestKey("k-open", "body-3"), utc_now())
+    assert await keys.kept_apart(opening, utc_now() + timedelta(hours=49)) is None  # the window closed
+    assert await database["patients"].count_documents({}) == 1
+    assert await database["episodes"].count_documents({}) == 1

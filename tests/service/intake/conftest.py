@@ -30,6 +30,7 @@ async def store(database: MemoryDatabase) -> IntakeStore:
 async def keys(database: MemoryDatabase) -> IdempotencyKeys:
     keys = IdempotencyKeys(database)  # type: ignore[arg-type]
     await keys.create_indexes()  # the TTL index too: the in-memory store expires keys by the tier's clock
+    await keys.note_keys_kept_in_records(database["patients"], database["episodes"])  # type: ignore[arg-type]
     return keys
 
 

@@ -146,7 +146,9 @@ async def test_an_episode_stored_before_keys_were_kept_in_it_finds_the_key_kept_
     http: httpx.AsyncClient, database: MemoryDatabase
 ) -> None:
     _, episode_id = await new_episode(http)
-    await database[EPISODES].update_one({"_id": episode_id}, {"$unset": {"idempotency_keys": ""}})
+    # (as a writer does: a new version; this instance's hint of the episode as it wrote it is then stale)
+    await database[EPISODES].update_one({"_id": episode_id}, {"$unset": {"idempotency_keys": ""},
+                                                              "$inc": {"version": 1}})  # fmt: skip
     path, body = f"/v1/episodes/{episode_id}/assessments", {"dimensions": IOP_DIMENSIONS}
     key = {"Idempotency-Key": str(uuid.uuid4())}
     first = await http.post(path, json=body, headers=CLINICIAN | key)
@@ -156,7 +158,7 @@ async def test_an_episode_stored_before_keys_were_kept_in_it_finds_the_key_kept_
     stored = await database[EPISODES].find_one({"_id": episode_id})
     assert stored is not None and len(stored["assessments"]) == 1 and len(stored["idempotency_keys"]) == 1
     # a request of before, its key kept apart only, retried after another's key was kept in the episode
-    await database[EPISODES].update_one({"_id": episode_id}, {"$set": {"idempotency_keys": {}}})
+    await database[EPISODES].update_one({"_id": episode_id}, {"$set": {"idempotency_keys": {}}, "$inc": {"version": 1}})
     again = await http.post(path, json=body, headers=CLINICIAN | key)
     assert again.status_code == 201 and again.json() == first.json()
     stored = await database[EPISODES].find_one({"_id": episode_id})

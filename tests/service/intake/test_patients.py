@@ -255,14 +255,15 @@ async def test_patients_registered_before_get_their_match_key_from_the_migration
 async def test_registering_a_patient_costs_the_match_its_audit_entry_and_the_insert(
     store: IntakeStore, database: MemoryDatabase
 ) -> None:
-    """No look-up of the new id first: the match finds a retried request's own patient."""
+    """No look-up first: the match is the insert's condition (an upsert on the match key), and a retried request
+    finds its own patient once the insert found one."""
     by = Principal(Role.INTAKE_STAFF, "staff-token-id")
     details = {"name": "Alex Example", "date_of_birth": "1990-04-01"}
     database.calls.clear()
     assert await changes.register_patient(store, by, details, "p-1") == "p-1"
-    assert database.calls == [("find", "patients"), ("insert", "audit_log"), ("insert", "patients")]
+    assert database.calls == [("insert", "audit_log"), ("update", "patients")]
     database.calls.clear()
     assert await changes.register_patient(store, by, details, "p-1") == "p-1"  # the same request retried
-    assert database.calls == [("find", "patients")]
+    assert database.calls == [("insert", "audit_log"), ("update", "patients"), ("find", "patients")]
     with pytest.raises(changes.PatientExists):  # another request for the same person
         await changes.register_patient(store, by, details, "p-2")
