@@ -24,12 +24,9 @@ from typing import NamedTuple
 
 from pymongo import UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import BulkWriteError, DocumentTooLarge, DuplicateKeyError, WriteError
+from pymongo.errors import BulkWriteError, DocumentTooLarge
 
-from .mongo import Document
-
-DUPLICATE_KEY = frozenset({11000, 11001, 12582})
-"""MongoDB's codes for a duplicate key (what ``DuplicateKeyError`` stands for)."""
+from .mongo import Document, write_error
 
 
 class Gathering:
@@ -182,12 +179,6 @@ async def _alone(collection: AsyncCollection[Document], write: Update, done: asy
         _finish(done, error)
     else:
         _finish(done, None)
-
-
-def write_error(entry: Document) -> WriteError:
-    """The error a lone write would raise for ``entry``, one of a bulk result's ``writeErrors``."""
-    kind = DuplicateKeyError if entry.get("code") in DUPLICATE_KEY else WriteError
-    return kind(entry.get("errmsg", "write error"), entry.get("code"), entry)
 
 
 def _fail(writes: Waiting, error: BaseException) -> None:

@@ -10,18 +10,16 @@ caller only; a lost connection or a write concern not met fails the whole group.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import BulkWriteError, DuplicateKeyError, WriteError
+from pymongo.errors import BulkWriteError
 
-from .mongo import Document
+from .mongo import Document, write_error
 
 GROUP_SECONDS = 0.002
 """How long the first document of a group waits for others to join it (a cost to that one caller's answer)."""
-DUPLICATE_KEY = (11000, 11001, 12582)
-"""The codes of a duplicate key (as PyMongo tells ``DuplicateKeyError``)."""
 GROUP_MOST = 500
 """At most this many documents in one insert (the rest go in the next)."""
 
@@ -69,18 +67,11 @@ class GroupedInserts:
                 return
             refused = {int(e["index"]): e for e in error.details.get("writeErrors", [])}
             for index, one in enumerate(group):
-                _settle([one], _refusal(refused[index]) if index in refused else None)
+                _settle([one], write_error(refused[index]) if index in refused else None)
         except Exception as error:  # whatever the store raised is each caller's to raise
             _settle(group, error)
         else:
             _settle(group, None)
-
-
-def _refusal(refused: Mapping[str, Any]) -> WriteError:
-    """One document's refusal as ``insert_one`` would have raised it."""
-    code, message = int(refused.get("code", 0)), str(refused.get("errmsg", "write refused"))
-    kind = DuplicateKeyError if code in DUPLICATE_KEY else WriteError
-    return kind(message, code, dict(refused))
 
 
 def _retrieved(stored: asyncio.Future[None]) -> None:

@@ -8,10 +8,21 @@ from typing import Any
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError, WriteError
 
 from .store_commands import StoreCommands
 
 Document = dict[str, Any]
+
+DUPLICATE_KEY = frozenset({11000, 11001, 12582})
+"""MongoDB's codes for a duplicate key (those PyMongo raises as ``DuplicateKeyError``)."""
+
+
+def write_error(entry: Document) -> WriteError:
+    """The error a lone write would have raised for ``entry``, one of a bulk result's ``writeErrors``."""
+    code = entry.get("code")
+    kind = DuplicateKeyError if code in DUPLICATE_KEY else WriteError
+    return kind(str(entry.get("errmsg", "write refused")), code, dict(entry))
 
 
 def connect(

@@ -39,7 +39,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 from stepwise_contract import CloudEvent, to_kafka
 
 from .indexes import Index, create_index
-from .mongo import Document
+from .mongo import DUPLICATE_KEY, Document
 from .priority import URGENT_EVENTS, URGENT_FIRST
 from .store_errors import writing
 from .tracing import current_traceparent
@@ -49,7 +49,6 @@ from .worker import PollingWorker
 log = logging.getLogger(__name__)
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-DUPLICATE_KEY = 11000
 APPLIED_EVENTS_KEPT = 500
 """How many consumed-event keys an aggregate remembers; far more than any redelivery window."""
 REMOVAL_LINGER = 0.05
@@ -181,7 +180,7 @@ async def inserted_new_aggregates(
         await collection.insert_many(aggregates, ordered=False)
     except BulkWriteError as error:
         refused = error.details.get("writeErrors", [])
-        if any(e.get("code") != DUPLICATE_KEY for e in refused):
+        if any(e.get("code") not in DUPLICATE_KEY for e in refused):
             raise
         existing = {e["index"] for e in refused}
         return [aggregate for n, aggregate in enumerate(aggregates) if n not in existing]
