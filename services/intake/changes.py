@@ -27,7 +27,7 @@ from .domain.model import Assessment, Consent, DrugScreen, Episode, EpisodeEnd, 
 from .domain.patient import match_key, name_prefixes
 from .domain.placement import PlacementPolicy
 from .settings import SOURCE
-from .store import IntakeStore, StoredEpisode
+from .store import EPISODES_COUNTED, IntakeStore, StoredEpisode
 
 T = TypeVar("T")
 
@@ -91,14 +91,15 @@ async def register_patient(
             await store.audit(by, "match_patient", existing)  # the answer tells that this person is a patient here
             raise PatientExists(existing)
     found_by = {"match_key": key, "name_prefixes": name_prefixes(details["name"])}
-    await store.add_patient({"_id": patient_id, **details, **found_by, "registered_at": utc_now()}, by)
+    await store.add_patient({"_id": patient_id, **details, **found_by, "registered_at": utc_now(), **EPISODES_COUNTED},
+                            by)  # fmt: skip
     return patient_id
 
 
 async def open_episode(
     store: IntakeStore, patient_id: str, program: Program, episode_id: str, track: Track | None = None
 ) -> Episode:
-    if not await store.patient_exists(patient_id):
+    if not await store.count_episode(patient_id):
         raise EpisodeError("no_patient", "patient not found")
     return await store.open_episode(decide_on.open_episode(patient_id, program, utc_now(), episode_id, track))
 

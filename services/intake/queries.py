@@ -35,7 +35,7 @@ from .schemas import (
     TrendPoint,
     shown,
 )
-from .store import IntakeStore, channels_of
+from .store import EARLIER_EPISODES, IntakeStore, channels_of
 
 
 async def measure_series(
@@ -128,16 +128,21 @@ async def audience(
     if any(found.values()):
         await store.audit(by, "read_recipients", episode.patient_id, episode_id=episode.episode_id)
     contact = await store.contact_of(episode.patient_id, episode.episode_id, by) if patient_contact else None
+    earlier = None  # said only where the patient is read anyway: no read for it alone
     if contact is not None:
+        earlier = contact.pop(EARLIER_EPISODES)
         channels = channels_of(contact) if patient_channels else None
+    elif patient_channels:
+        channels, earlier = await store.contact_channels(episode.patient_id)
     else:
-        channels = await store.contact_channels(episode.patient_id) if patient_channels else None
+        channels = None
     return EpisodeAudience(
         episode_id=episode.episode_id,
         patient_id=episode.patient_id,
         recipients=found,
         patient_channels=channels,
         patient_contact=ContactOut(**contact) if contact else None,
+        earlier_episodes=earlier,
     )
 
 

@@ -67,6 +67,20 @@ class StoredEpisode:
         return self.keys is None or (until is not None and now.timestamp() * 1_000_000 <= until)
 
 
+EPISODES_COUNTED: Document = {"episodes_opened": 0, "counts_episodes": True}
+"""Kept in a patient registered from issue 31 on: how many episodes were opened for them (one more per opening, a
+retried request's too), from registration on. A patient registered before has no count (``earlier_episodes``:
+unknown)."""
+COUNTED_FIELDS = {"episodes_opened": 1, "counts_episodes": 1}
+EARLIER_EPISODES = "earlier_episodes"
+
+
+def earlier_episodes(patient: Document) -> bool | None:
+    """Whether the patient (read with ``COUNTED_FIELDS``) had an episode opened before their latest one; None: not
+    known (registered before episodes were counted). A retried opening counts twice: True, never a wrong False."""
+    return int(patient.get("episodes_opened", 0)) > 1 if patient.get("counts_episodes") else None
+
+
 class IntakeStore:
     def __init__(self, database: AsyncDatabase[Document], wake_relay: Relay) -> None:
         self._database = database
@@ -89,6 +103,13 @@ class IntakeStore:
 
     async def patient_exists(self, patient_id: str) -> bool:
         return await self.patients.find_one({"_id": patient_id}, {"_id": 1}) is not None
+
+    async def count_episode(self, patient_id: str) -> bool:
+        """An episode of the patient is being opened: counted (``EPISODES_COUNTED``); False when no such patient. One
+        round trip, as the look for the patient was."""
+        return (
+            await self.patients.update_one({"_id": patient_id}, {"$inc": {"episodes_opened": 1}})
+        ).matched_count == 1
 
     async def patient_matching(self, key: str) -> str | None:
         """The id of a patient registered with this match key (``domain.patient.match_key``), if any."""
@@ -123,14 +144,19 @@ class IntakeStore:
     async def contact_of(self, patient_id: str, episode_id: str, by: Principal) -> Document | None:
         """The minimum contact data needed to reach the patient (of ``episode_id``), audited first."""
         await self.audit(by, "read_contact", patient_id, episode_id=episode_id)
-        patient = await self.patients.find_one({"_id": patient_id}, {"email": 1, "phone": 1, "timezone": 1})
+        fields = {"email": 1, "phone": 1, "timezone": 1, **COUNTED_FIELDS}
+        patient = await self.patients.find_one({"_id": patient_id}, fields)
         if patient is None:
             return None
-        return {"email": patient.get("email"), "phone": patient.get("phone"), "timezone": patient.get("timezone")}
+        return {"email": patient.get("email"), "phone": patient.get("phone"), "timezone": patient.get("timezone"),
+                EARLIER_EPISODES: earlier_episodes(patient)}  # fmt: skip
 
-    async def contact_channels(self, patient_id: str) -> list[Literal["email", "sms"]]:
-        """The channels the patient has a contact point for: whether, never what (so not an access to PII)."""
-        return channels_of(await self.patients.find_one({"_id": patient_id}, {"email": 1, "phone": 1}) or {})
+    async def contact_channels(self, patient_id: str) -> tuple[list[Literal["email", "sms"]], bool | None]:
+        """The channels the patient has a contact point for: whether, never what (so not an access to PII); and
+        whether the patient had an episode before (``earlier_episodes``)."""
+        fields = {"email": 1, "phone": 1, **COUNTED_FIELDS}
+        patient = await self.patients.find_one({"_id": patient_id}, fields) or {}
+        return channels_of(patient), earlier_episodes(patient)
 
     async def names_of_episodes(self, episode_ids: Sequence[str], by: Principal) -> list[Document]:
         """Name and birth date of the patient of each known episode (audited per patient, before it is read)."""

@@ -126,8 +126,8 @@ class MemoryCollection:
             query, update = request._filter, request._doc
             assert isinstance(update, Mapping), "no pipeline updates are sent"
 
-            def one(q: Mapping[str, Any] = query, u: Any = update) -> UpdateResult:
-                return self.sync.update_one(q, u)
+            def one(q: Mapping[str, Any] = query, u: Any = update, up: bool = bool(request._upsert)) -> UpdateResult:
+                return self.sync.update_one(q, u, upsert=up)
 
             result = self._checked_update(WriteError, query, update, one)
             matched, modified = matched + result.matched_count, modified + result.modified_count
