@@ -35,7 +35,7 @@ from .schemas import (
     TrendPoint,
     shown,
 )
-from .store import EARLIER_EPISODES, IntakeStore, channels_of
+from .store import IntakeStore, channels_of
 
 
 async def measure_series(
@@ -127,10 +127,10 @@ async def audience(
     found = {asked: [listed(consent) for consent in consents_allowing(episode, asked, today)] for asked in scopes}
     if any(found.values()):
         await store.audit(by, "read_recipients", episode.patient_id, episode_id=episode.episode_id)
-    contact = await store.contact_of(episode.patient_id, episode.episode_id, by) if patient_contact else None
-    earlier = None  # said only where the patient is read anyway: no read for it alone
+    contact, earlier = None, None  # earlier episodes: said only where the patient is read anyway, never read for it
+    if patient_contact:
+        contact, earlier = await store.contact_counted(episode.patient_id, episode.episode_id, by)
     if contact is not None:
-        earlier = contact.pop(EARLIER_EPISODES)
         channels = channels_of(contact) if patient_channels else None
     elif patient_channels:
         channels, earlier = await store.contact_channels(episode.patient_id)

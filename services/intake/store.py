@@ -72,7 +72,6 @@ EPISODES_COUNTED: Document = {"episodes_opened": 0, "counts_episodes": True}
 retried request's too), from registration on. A patient registered before has no count (``earlier_episodes``:
 unknown)."""
 COUNTED_FIELDS = {"episodes_opened": 1, "counts_episodes": 1}
-EARLIER_EPISODES = "earlier_episodes"
 
 
 def earlier_episodes(patient: Document) -> bool | None:
@@ -143,13 +142,19 @@ class IntakeStore:
 
     async def contact_of(self, patient_id: str, episode_id: str, by: Principal) -> Document | None:
         """The minimum contact data needed to reach the patient (of ``episode_id``), audited first."""
+        return (await self.contact_counted(patient_id, episode_id, by))[0]
+
+    async def contact_counted(
+        self, patient_id: str, episode_id: str, by: Principal
+    ) -> tuple[Document | None, bool | None]:
+        """``contact_of``, and whether the patient had an episode before (``earlier_episodes``): one read."""
         await self.audit(by, "read_contact", patient_id, episode_id=episode_id)
         fields = {"email": 1, "phone": 1, "timezone": 1, **COUNTED_FIELDS}
         patient = await self.patients.find_one({"_id": patient_id}, fields)
         if patient is None:
-            return None
-        return {"email": patient.get("email"), "phone": patient.get("phone"), "timezone": patient.get("timezone"),
-                EARLIER_EPISODES: earlier_episodes(patient)}  # fmt: skip
+            return None, None
+        contact = {"email": patient.get("email"), "phone": patient.get("phone"), "timezone": patient.get("timezone")}
+        return contact, earlier_episodes(patient)
 
     async def contact_channels(self, patient_id: str) -> tuple[list[Literal["email", "sms"]], bool | None]:
         """The channels the patient has a contact point for: whether, never what (so not an access to PII); and
