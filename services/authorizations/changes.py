@@ -35,11 +35,18 @@ class Desk:
 
 
 async def change_coverage(
-    desk: Desk, episode_id: str, decide: Callable[[Coverage, datetime], tuple[Coverage, T]], applied: str | None = None
+    desk: Desk,
+    episode_id: str,
+    decide: Callable[[Coverage, datetime], tuple[Coverage, T]],
+    applied: str | None = None,
+    *,
+    likely_new: bool = False,
 ) -> T | None:
     """Apply ``decide`` to the episode's coverage (an empty one when it has none: the change makes it); None when
-    ``applied`` (an event's source#id) was applied before."""
-    return await change(_coverage_of(desk.store, episode_id), _settled(desk.rules, decide), _gone, applied=applied)
+    ``applied`` (an event's source#id) was applied before. ``likely_new``: the episode's first event here, whose
+    coverage is inserted without a look first (one round trip; one that exists already is loaded as usual)."""
+    return await change(_coverage_of(desk.store, episode_id), _settled(desk.rules, decide), _gone, applied=applied,
+                        likely_new=likely_new)  # fmt: skip
 
 
 async def change_known(

@@ -41,7 +41,8 @@ async def on_care_level_assigned(event: CloudEvent[CareLevelAssigned], desk: Des
     def decide(coverage: Coverage, _now: datetime) -> tuple[Coverage, None]:
         return plan_calendar(coverage, data.level, data.schedule if data.status == "active" else None), None
 
-    await change_coverage(desk, event.subject, decide, event.dedup_key)
+    # An episode's first event here, nearly always: its coverage is inserted at once (one round trip).
+    await change_coverage(desk, event.subject, decide, event.dedup_key, likely_new=True)
 
 
 async def on_care_level_changed(event: CloudEvent[CareLevelChanged], desk: Desk) -> None:

@@ -93,6 +93,7 @@ async def change(
     *,
     applied: None = None,
     clock: Callable[[], datetime] = ...,
+    likely_new: bool = ...,
 ) -> R: ...
 
 
@@ -104,6 +105,7 @@ async def change(
     *,
     applied: str | None,
     clock: Callable[[], datetime] = ...,
+    likely_new: bool = ...,
 ) -> R | None: ...
 
 
@@ -114,10 +116,13 @@ async def change(
     *,
     applied: str | None = None,
     clock: Callable[[], datetime] = utc_now,
+    likely_new: bool = False,
 ) -> R | None:
     """Apply ``decide`` to the record and answer its result. No record: ``absent()`` answers (or raises). With
     ``applied`` (an event's source#id), None when the record applied that event before, and the key is written
-    with the change; without one, a decision that changes nothing writes nothing. Raises what ``decide`` raises."""
+    with the change; without one, a decision that changes nothing writes nothing. Raises what ``decide`` raises.
+    ``likely_new`` (the change that usually makes the record): inserted with no load first, one round trip; a record
+    that exists refuses it, and is loaded and decided on as usual (a redelivery is then found applied)."""
 
     async def attempt() -> R | Conflict | None:
         stored = await record.load()
@@ -139,4 +144,16 @@ async def change(
             return result
         return result if await new.create(decided, events, applied) else CONFLICT
 
+    if likely_new and record.new is not None and (made := await _made_at_once(record.new, decide, applied, clock())):
+        return made[0]
     return await retry(attempt)
+
+
+async def _made_at_once(new: New[A], decide: Decide[A, R], applied: str | None, now: datetime) -> tuple[R] | None:
+    """The change that usually makes the record, as its insert with no load first: (its result,) when the insert
+    made the record; None when one exists already (or the decision writes nothing: the record is looked for)."""
+    empty = new.empty()
+    decided, events, result = decide(empty, now)
+    if (decided != empty or events or applied) and await new.create(decided, events, applied):
+        return (result,)
+    return None

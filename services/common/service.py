@@ -199,6 +199,7 @@ async def _outbox_relay(
         poll_seconds=settings.outbox_poll_seconds,
         idle_seconds=settings.outbox_idle_poll_seconds,
         lease_seconds=settings.outbox_lease_seconds,
+        removal_linger=settings.outbox_removal_linger_seconds,
     )
 
 

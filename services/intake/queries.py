@@ -127,17 +127,22 @@ async def audience(
     found = {asked: [listed(consent) for consent in consents_allowing(episode, asked, today)] for asked in scopes}
     if any(found.values()):
         await store.audit(by, "read_recipients", episode.patient_id, episode_id=episode.episode_id)
-    contact = await store.contact_of(episode.patient_id, episode.episode_id, by) if patient_contact else None
+    contact, earlier = None, None  # earlier episodes: said only where the patient is read anyway, never read for it
+    if patient_contact:
+        contact, earlier = await store.contact_counted(episode.patient_id, episode.episode_id, by)
     if contact is not None:
         channels = channels_of(contact) if patient_channels else None
+    elif patient_channels:
+        channels, earlier = await store.contact_channels(episode.patient_id)
     else:
-        channels = await store.contact_channels(episode.patient_id) if patient_channels else None
+        channels = None
     return EpisodeAudience(
         episode_id=episode.episode_id,
         patient_id=episode.patient_id,
         recipients=found,
         patient_channels=channels,
         patient_contact=ContactOut(**contact) if contact else None,
+        earlier_episodes=earlier,
     )
 
 

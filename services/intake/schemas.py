@@ -810,6 +810,13 @@ class EpisodeAudience(BaseModel):
         description="Asked with `patient_contact=true` (a message to the patient is about to go, the welcome): the "
         "patient's contact points, as `GET /v1/episodes/{episode_id}/contact` answers them, audited the same way.",
     )
+    earlier_episodes: bool | None = Field(
+        default=None,
+        exclude_if=lambda earlier: earlier is None,
+        description="With `patient_channels=true` or `patient_contact=true`: whether another episode was opened for "
+        "the patient before this one (a returning patient); absent when not known (a patient registered before "
+        "intake counted episodes): ask as if it were true.",
+    )
 
 
 class ContactOut(BaseModel):

@@ -6,7 +6,6 @@ are written together in one atomic update (see services/common/outbox.py). The s
 
 from __future__ import annotations
 
-import contextlib
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -83,6 +82,17 @@ class StoredEpisode:
 
 HINTS_KEPT = 2048
 """How many episodes (as this instance last wrote them), episodes' patients and patients' ids it keeps."""
+EPISODES_COUNTED: Document = {"episodes_opened": 0, "counts_episodes": True}
+"""Kept in a patient registered from issue 31 on: how many episodes were opened for them (one more per opening, a
+retried request's too), from registration on. A patient registered before has no count (``earlier_episodes``:
+unknown)."""
+COUNTED_FIELDS = {"episodes_opened": 1, "counts_episodes": 1}
+
+
+def earlier_episodes(patient: Document) -> bool | None:
+    """Whether the patient (read with ``COUNTED_FIELDS``) had an episode opened before their latest one; None: not
+    known (registered before episodes were counted). A retried opening counts twice: True, never a wrong False."""
+    return int(patient.get("episodes_opened", 0)) > 1 if patient.get("counts_episodes") else None
 
 
 class IntakeStore:
@@ -108,12 +118,6 @@ class IntakeStore:
         await create_indexes(self._database, INDEXES)
 
     # Patients: every read and write of PII is audited first, so no access goes unrecorded.
-
-    async def add_patient(self, patient: Document, by: Principal) -> None:
-        """Store a new patient; one with the same id is the same request retried (see Idempotency-Key)."""
-        await self.audit(by, "create_patient", patient["_id"])
-        with contextlib.suppress(DuplicateKeyError):
-            await self.patients.insert_one({REQUEST_KEY: patient["_id"], **patient})
 
     async def register(self, patient: Document, by: Principal, *, unless_matched: bool) -> bool:
         """Store a new patient (with ``request_fields``), audited first; False when nothing was stored: a patient of
@@ -158,6 +162,13 @@ class IntakeStore:
     def _known(self, patient_id: str) -> None:
         _keep(self._known_patients, patient_id, None)
 
+    async def count_episode(self, patient_id: str) -> bool:
+        """An episode of the patient is being opened: counted (``EPISODES_COUNTED``); False when no such patient. One
+        round trip, as the look for the patient was."""
+        return (
+            await self.patients.update_one({"_id": patient_id}, {"$inc": {"episodes_opened": 1}})
+        ).matched_count == 1
+
     async def patient_matching(self, key: str) -> str | None:
         """The id of a patient registered with this match key (``domain.patient.match_key``), if any."""
         found = await self.patients.find_one({"match_key": key}, {"_id": 1}, sort=[("registered_at", ASCENDING)])
@@ -195,13 +206,24 @@ class IntakeStore:
 
     async def contact_of(self, patient_id: str, episode_id: str, by: Principal) -> Document | None:
         """The minimum contact data needed to reach the patient (of ``episode_id``), audited first."""
-        await self.audit(by, "read_contact", patient_id, episode_id=episode_id)
-        patient = await self.patients.find_one({"_id": patient_id}, dict.fromkeys(CONTACT, 1))
-        return None if patient is None else {field: patient.get(field) for field in CONTACT}
+        return (await self.contact_counted(patient_id, episode_id, by))[0]
 
-    async def contact_channels(self, patient_id: str) -> list[Literal["email", "sms"]]:
-        """The channels the patient has a contact point for: whether, never what (so not an access to PII)."""
-        return channels_of(await self.patients.find_one({"_id": patient_id}, {"email": 1, "phone": 1}) or {})
+    async def contact_counted(
+        self, patient_id: str, episode_id: str, by: Principal
+    ) -> tuple[Document | None, bool | None]:
+        """``contact_of``, and whether the patient had an episode before (``earlier_episodes``): one read."""
+        await self.audit(by, "read_contact", patient_id, episode_id=episode_id)
+        patient = await self.patients.find_one({"_id": patient_id}, {**dict.fromkeys(CONTACT, 1), **COUNTED_FIELDS})
+        if patient is None:
+            return None, None
+        return {field: patient.get(field) for field in CONTACT}, earlier_episodes(patient)
+
+    async def contact_channels(self, patient_id: str) -> tuple[list[Literal["email", "sms"]], bool | None]:
+        """The channels the patient has a contact point for: whether, never what (so not an access to PII); and
+        whether the patient had an episode before (``earlier_episodes``)."""
+        fields = {"email": 1, "phone": 1, **COUNTED_FIELDS}
+        patient = await self.patients.find_one({"_id": patient_id}, fields) or {}
+        return channels_of(patient), earlier_episodes(patient)
 
     async def names_of_episodes(self, episode_ids: Sequence[str], by: Principal) -> list[Document]:
         """Name and birth date of the patient of each known episode (audited per patient, before it is read)."""

@@ -79,6 +79,8 @@ async def assemble(
     await create_indexes(database, INDEXES)
     schedules = EpisodeSchedules(database)
     opt_outs = OptOuts(database, settings.contact_hash_key.get_secret_value(), settings.clinic_phone_region)
+    # Opt-outs recorded before their episode's calendar record was made with them (a previous version): made now.
+    await schedules.before_opt_out(*await opt_outs.episodes_opted_out_of())
     contacts = contacts or IntakeContacts(settings, dependencies)
     senders = Senders(
         EmailSender(settings), SmsSender(settings), WebhookSender(settings.webhook_secret.get_secret_value())

@@ -5,8 +5,9 @@ opt-out, an alumni enrolment). Handlers (Kafka) and the API (HTTP) both call the
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
 
@@ -130,14 +131,23 @@ async def notify(
     ``calendar``: for an event with a calendar, what adopting it changed."""
     planned = [*await _by_policy(messaging, event, calendar), *more]
     cause = {"event_id": event.id, "event_source": event.source, "event_type": event.type}
-    return await _send(messaging, planned, cause)
+    return await _send(messaging, planned, cause, calendar.first_at if calendar else None)
 
 
-async def _send(messaging: Messaging, planned: Sequence[PlannedNotification], cause: dict[str, str]) -> int:
+async def _send(
+    messaging: Messaging,
+    planned: Sequence[PlannedNotification],
+    cause: dict[str, str],
+    none_opted_out_at: float | None = None,
+) -> int:
     """Store ``planned`` once; what is due now is stored leased to this instance and sent at once, the dispatcher's
-    lane is woken for the rest. How many were new."""
+    lane is woken for the rest. How many were new. ``none_opted_out_at``: when no recipient of the episode had
+    opted out (its first calendar here), for what is sent at once to go without a look at the opt-outs."""
     added = await messaging.store.add_leasing(planned, cause, messaging.sending_now.lease_for_new())
-    messaging.sending_now.hand_over(added.leased)
+    leased = added.leased
+    if none_opted_out_at is not None:
+        leased = [replace(notification, none_opted_out_at=none_opted_out_at) for notification in leased]
+    messaging.sending_now.hand_over(leased)
     for urgent in added.urgent_waiting:
         messaging.wake_dispatcher(urgent)
     return added.count
@@ -251,6 +261,8 @@ async def adopt_calendar(messaging: Messaging, event: Calendar) -> tuple[Calenda
         await messaging.store.cancel_session_reminders(event.subject, "the session calendar changed",
                                                        keep_series=series)  # fmt: skip
     change = calendar_change(ahead, adopted.replaced, as_of)
+    if adopted.first:
+        change = replace(change, first_at=time.monotonic())
     reminders = messaging.policy.session_reminders
     if not active or data.schedule is None or reminders is None:
         return change, []
@@ -296,9 +308,11 @@ async def enrol_alumnus(messaging: Messaging, event: CloudEvent[EpisodeGraduated
 
 
 async def end_enrolments_of_returning_patient(messaging: Messaging, event: CloudEvent[CareLevelAssigned]) -> None:
-    """A new episode of a graduate, started here or referred out, ends the alumni enrolment of their earlier one."""
-    patient_id = (await _audience(messaging, event)).patient_id
-    if not patient_id:
+    """A new episode of a graduate, started here or referred out, ends the alumni enrolment of their earlier one.
+    Looked up unless intake says the patient had no episode before (the usual case: nothing to look up)."""
+    audience = await _audience(messaging, event)
+    patient_id = audience.patient_id
+    if not patient_id or audience.earlier_episodes is False:
         return
     for enrolment in await messaging.alumni.enrolled(patient_id=patient_id):
         if enrolment.episode_id != event.subject:
@@ -343,7 +357,9 @@ async def opt_out(
     messaging: Messaging, episode_id: str, recipient_kind: RecipientKind, consent_id: str | None
 ) -> tuple[OptOut, bool]:
     """Record a recipient's opt-out (False: on record already); what waits for them is cancelled, and an
-    alumnus leaves the alumni group."""
+    alumnus leaves the alumni group. The episode's calendar record is made first, if it has none: a first calendar
+    adopted after it does not stand for "nobody opted out" (``store.Adopted.first``)."""
+    await messaging.schedules.before_opt_out(episode_id)
     recorded, added = await messaging.opt_outs.add(staff_opt_out(episode_id, recipient_kind, consent_id, utc_now()))
     await messaging.store.cancel_for_recipient(episode_id, recipient_kind, consent_id, "the recipient opted out")
     if recipient_kind == ALUMNI:

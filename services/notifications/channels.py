@@ -82,11 +82,13 @@ class QuestionnaireLink:
 class Audience:
     """Who may hear of an episode: its (pseudonymous) patient (None: intake does not know the episode) and, per
     scope asked, (consent_id, recipient kind) of the supports a consent in force allows to be told; when asked,
-    the channels the patient has a contact point for (None: not asked, or an intake that does not say)."""
+    the channels the patient has a contact point for (None: not asked, or an intake that does not say); whether
+    the patient had an episode before this one (None: not known: intake did not say, or is older than the field)."""
 
     patient_id: str | None
     recipients: dict[str, list[tuple[str, ConsentRecipientKind]]]
     patient_channels: frozenset[Channel] | None = None
+    earlier_episodes: bool | None = None
 
     def supports(self, scope: str) -> list[tuple[str, ConsentRecipientKind]]:
         return list(self.recipients.get(scope, []))
@@ -167,8 +169,9 @@ class IntakeContacts:
             self._keep_for_the_welcome(episode_id, _contact_of(body["patient_contact"]))
         recipients = {scope: [(entry["consent_id"], entry["recipient_kind"]) for entry in entries]
                       for scope, entries in body["recipients"].items()}  # fmt: skip
-        channels = body.get("patient_channels")
-        return Audience(str(body["patient_id"]), recipients, None if channels is None else frozenset(channels))
+        channels, earlier = body.get("patient_channels"), body.get("earlier_episodes")
+        return Audience(str(body["patient_id"]), recipients, None if channels is None else frozenset(channels),
+                        earlier if isinstance(earlier, bool) else None)  # fmt: skip
 
     def _keep_for_the_welcome(self, episode_id: str, contact: Contact) -> None:
         """Kept seconds at most: what the welcome's send does not take by then is dropped (and asked again)."""

@@ -27,6 +27,7 @@ import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
+from time import monotonic
 from time import perf_counter as time_now
 
 from opentelemetry.trace import SpanKind
@@ -79,6 +80,10 @@ class Deferred(Exception):
         self.until = until
 
 
+NONE_OPTED_OUT_KEPT_SECONDS = 2.0
+"""How long after its episode's first calendar proved that nobody had opted out a message handed over as it was
+stored goes without a look at the opt-outs (as the welcome's contact is kept: seconds, within the event's handling;
+an opt-out recorded while a message is on its way may miss it, as one recorded after the look does)."""
 DEPENDENCY_WAIT = timedelta(seconds=5)
 PROBE_EVERY = timedelta(seconds=5)
 """How long a message waits before it tries a dependency that was down again."""
@@ -412,6 +417,7 @@ class Dispatcher:
         if (
             not notification.urgent
             and kind != "care_team"
+            and not _none_opted_out(notification)
             and await self._wanted.opt_outs.has(recipient_key(episode_id, kind, notification.consent_id))
         ):
             raise NotWanted("the recipient opted out")
@@ -437,6 +443,12 @@ class Dispatcher:
         if problem is not None:
             raise DependencyDown(route, problem, misconfigured=True)
         raise DeliveryError(f"no {route.replace('_', '-')} {notification.channel} configured", permanent=True)
+
+
+def _none_opted_out(notification: Notification) -> bool:
+    """Whether, seconds ago, no recipient of the message's episode had opted out (its first calendar here said so)."""
+    known_at = notification.none_opted_out_at
+    return known_at is not None and monotonic() - known_at <= NONE_OPTED_OUT_KEPT_SECONDS
 
 
 async def timed(channel: Channel, sending: Awaitable[None]) -> None:

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any, get_args
 
-from pymongo import ASCENDING, DESCENDING, ReturnDocument
+from pymongo import ASCENDING, DESCENDING, ReturnDocument, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
@@ -130,7 +130,7 @@ class Added:
     leased: list[Notification]
     """The new ones due now, stored leased to this instance: it sends them now, without claiming them."""
     urgent_waiting: frozenset[bool]
-    """Whether urgent and routine ones were stored for a pass to send (due later, or not leased here)."""
+    """Whether urgent and routine ones due now were stored for a pass to send (not leased here)."""
 
 
 COUNTED = (PENDING, FAILED)
@@ -164,7 +164,10 @@ class NotificationStore:
                     document |= {"lease_until": wall + lease, "attempts": 1}
         added = await inserted_new_aggregates(self.notifications, documents)
         leased = [_notification(document) for document in added if document["attempts"]]
-        waiting = frozenset(bool(document["urgent"]) for document in added if not document["attempts"])
+        # Only what is due now wakes a lane: what is due later (a reminder) a pass finds when it is, and a pass woken
+        # for it now would find nothing (an empty claim per channel on every new episode).
+        waiting = frozenset(bool(document["urgent"]) for document in added
+                            if not document["attempts"] and document["next_attempt_at"] <= now)  # fmt: skip
         return Added(len(added), leased, waiting)
 
     async def counts(self) -> dict[tuple[str, str], int]:
@@ -339,7 +342,9 @@ class Adopted:
     """A calendar made the episode's current one."""
 
     first: bool
-    """The episode's first calendar here: there are no reminders of another to replace."""
+    """The episode's first calendar here: there are no reminders of another to replace. Made by this adoption's insert
+    (the episode had no calendar record), it also says that no recipient of the episode had opted out then: recording
+    an opt-out makes the episode's calendar record first (``EpisodeSchedules.before_opt_out``)."""
     replaced: list[KnownSession]
     """The sessions ahead in the calendar it replaced (none for the first; a calendar stored before notifications
     kept its sessions counts as none)."""
@@ -443,12 +448,26 @@ class AuditLog:
         await self.entries.insert_one(audit_entry(by, action, **details))
 
 
+NO_CALENDAR: Document = {"series": "", "made": 0, "ended": False, "sessions": [], "replaced": []}
+"""The calendar record of an episode with no calendar yet (made for an opt-out): every calendar is later than it."""
+UPSERTS_AT_ONCE = 1000
+
+
 class EpisodeSchedules:
     """Which session calendar of each episode is current, so reminders of a replaced one are never sent, and its
     sessions ahead, so the next calendar can say which sessions it booked or cancelled."""
 
     def __init__(self, database: AsyncDatabase[Document]) -> None:
         self.schedules = database[SCHEDULES]
+
+    async def before_opt_out(self, *episode_ids: str) -> None:
+        """An opt-out of a recipient of these episodes is about to be recorded: each has a calendar record from now on
+        (with no calendar, where it had none), so that no first calendar adopted later is taken for one of an episode
+        nobody opted out of (``Adopted.first``). In bulk: also what the start-up does for the opt-outs on record."""
+        upserts = [UpdateOne({"_id": episode_id}, {"$setOnInsert": NO_CALENDAR}, upsert=True)
+                   for episode_id in dict.fromkeys(episode_ids)]  # fmt: skip
+        for start in range(0, len(upserts), UPSERTS_AT_ONCE):
+            await self.schedules.bulk_write(upserts[start : start + UPSERTS_AT_ONCE], ordered=False)
 
     async def adopt(
         self, episode_id: str, series: str, as_of: datetime, sessions: list[KnownSession], *, likely_first: bool = False
@@ -594,6 +613,11 @@ class OptOuts:
 
     async def has(self, key: str) -> bool:
         return await self.opt_outs.find_one({"_id": key}, {"_id": 1}) is not None
+
+    async def episodes_opted_out_of(self) -> list[str]:
+        """The episodes with a recipient's opt-out on record (at start-up: those a previous version recorded)."""
+        cursor = self.opt_outs.find({"source": "api"}, {"episode_id": 1})
+        return [str(document["episode_id"]) async for document in cursor if document.get("episode_id")]
 
     async def recorded_by_staff(self, *, episode_id: str | None = None, limit: int = 100) -> list[OptOut]:
         query: Document = {"source": "api"} | ({"episode_id": episode_id} if episode_id else {})

@@ -7,7 +7,8 @@ endpoint does not allow: 403):
 
 - ``GET /v1/episodes/{id}/audience?scope=…&patient_channels=&patient_contact=`` (notifications): the patient id and,
   per scope, the consents in force that allow it, listed without contact data; with ``patient_channels=true``, the
-  channels the patient has a contact point for; with ``patient_contact=true``, the patient's contact;
+  channels the patient has a contact point for; with ``patient_contact=true``, the patient's contact; with either,
+  whether the patient had an episode before (``earlier_episodes``);
 - ``GET /v1/episodes/{id}/patient`` (notifications): the patient id;
 - ``GET /v1/episodes/{id}/recipients?scope=…`` (notifications, care_plan): those consents, for one scope;
 - ``GET /v1/episodes/{id}/contact`` (notifications): the patient's contact;
@@ -75,6 +76,8 @@ class FakeIntake:
     """Intake not answering at all (a refused connection)."""
     links: list[str] = field(default_factory=list)
     """Every questionnaire link made, in order."""
+    says_earlier_episodes: bool = True
+    """False: an intake older than ``earlier_episodes`` (its audience never says it)."""
 
     def episode(self, patient_id: str | None = None) -> str:
         episode_id = str(uuid.uuid4())
@@ -87,6 +90,11 @@ class FakeIntake:
         consent_id = str(uuid.uuid4())
         self.consents[episode_id].append(FakeConsent(consent_id, kind, scopes, expires_on))
         return consent_id
+
+    def _earlier_episodes(self, episode_id: str) -> bool:
+        """Whether the patient had an episode given before this one (intake counts the episodes it opens)."""
+        patient = self.patients[episode_id]
+        return [e for e, p in self.patients.items() if p == patient].index(episode_id) > 0
 
     def revoke(self, episode_id: str, consent_id: str) -> None:
         next(c for c in self.consents[episode_id] if c.consent_id == consent_id).revoked = True
@@ -113,13 +121,19 @@ class FakeIntake:
                 return self._consented_contact(episode_id, consent_id)
             case [episode_id, "audience"]:
                 recipients = {scope: self._allowing(episode_id, scope) for scope in scopes}
-                audience = {"episode_id": episode_id, "patient_id": self.patients[episode_id], "recipients": recipients}
+                audience: dict[str, Any] = {"episode_id": episode_id, "patient_id": self.patients[episode_id],
+                                            "recipients": recipients}  # fmt: skip
                 if request.url.params.get("patient_channels") == "true":
                     contact = self.contacts[episode_id]
                     audience["patient_channels"] = [channel for channel, name in (("email", "email"), ("sms", "phone"))
                                                     if contact[name]]  # fmt: skip
                 if request.url.params.get("patient_contact") == "true":
                     audience["patient_contact"] = self.contacts[episode_id]
+                if self.says_earlier_episodes and "true" in (
+                    request.url.params.get("patient_channels"),
+                    request.url.params.get("patient_contact"),
+                ):
+                    audience["earlier_episodes"] = self._earlier_episodes(episode_id)
                 return httpx.Response(200, json=audience)
             case [episode_id, "patient"]:
                 return httpx.Response(200, json={"episode_id": episode_id, "patient_id": self.patients[episode_id]})

@@ -9,7 +9,7 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.common.auth import Principal, Role
-from services.common.idempotency import IdempotencyKeys, KeyReused, RequestKey
+from services.common.idempotency import IdempotencyKeys, KeyReused, RequestKey, request_fields
 from services.common.outbox import no_relay
 from services.common.utc import utc_now
 from services.intake import changes
@@ -42,8 +42,9 @@ async def test_every_read_and_write_of_pii_is_audited_and_listed_newest_first(
     store = await intake_store(database)
     began = utc_now()
     patient = {"_id": "pt-1", "name": "Testpatient", "email": "p@example.org", "phone": "+15550000001"}
-    await store.add_patient(patient, STAFF)
-    await store.add_patient(patient, STAFF)  # the same request retried: no second patient
+    registered = {**patient, **request_fields(None, "pt-1", began)}
+    assert await store.register(registered, STAFF, unless_matched=False)
+    assert not await store.register(registered, STAFF, unless_matched=False)  # the same request retried: no second
     assert await store.read_patient("pt-1", STAFF) == patient
     assert await store.update_patient("pt-1", {"phone": "+15550000002"}, STAFF) == patient | {"phone": "+15550000002"}
     assert await store.read_patient("pt-unknown", STAFF) is None
@@ -113,12 +114,13 @@ async def noted_store(client: AsyncMongoClient[Document], name: str) -> tuple[In
     return store, keys
 
 
-async def test_an_intake_costs_two_audit_entries_and_one_write_or_read_per_step(
+async def test_an_intake_costs_two_audit_entries_and_a_round_trip_or_two_per_step(
     running_backends: Backends, database: AsyncDatabase[Document]
 ) -> None:
-    """Register (its key kept in the patient: the match is the insert's condition), open (the key kept in the
-    episode; the patient known from its registration), assess (the episode as this instance wrote it: a hint, the
-    write version-checked), the welcome's audience (the episode, the contact read audited): then each retried."""
+    """Register (its key kept in the patient: the match is the insert's condition), open (counted in the patient,
+    which is also the look for it; the key kept in the episode), assess (the episode as this instance wrote it: a
+    hint, the write version-checked), the welcome's audience (the episode, the contact read audited): then each
+    retried."""
     async with noted_client(running_backends.mongodb_url) as (client, log):
         store, keys = await noted_store(client, database.name)
         details = {"name": "Alex Example", "date_of_birth": "1990-04-01", "email": "a@example.org"}
@@ -135,8 +137,8 @@ async def test_an_intake_costs_two_audit_entries_and_one_write_or_read_per_step(
         assert await store.contact_of(stored.episode.patient_id, "ep-1", SERVICE) == contact
         assert await store.contact_for_episode("ep-1", SERVICE) == contact  # its patient known: no episode read
         assert [(name, collection) for name, collection, _ in log.seen] == [
-            ("insert", "audit_log"), ("update", "patients"), ("insert", "episodes"), ("update", "episodes"),
-            ("find", "episodes"), ("insert", "audit_log"), ("find", "patients"),
+            ("insert", "audit_log"), ("update", "patients"), ("update", "patients"), ("insert", "episodes"),
+            ("update", "episodes"), ("find", "episodes"), ("insert", "audit_log"), ("find", "patients"),
             ("insert", "audit_log"), ("find", "patients"),
         ]  # fmt: skip
         assert await changes.register_patient(store, STAFF, details, "pt-2", key=registering) == patient_id

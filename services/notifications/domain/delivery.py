@@ -29,6 +29,9 @@ class Notification(PlannedNotification):
     """When it was first due (its schedule, or when it was planned): the retry budget runs from here."""
     traceparent: str | None = None
     """The trace of the event that planned it (W3C Trace Context): its delivery continues that trace."""
+    none_opted_out_at: float | None = None
+    """When (this process's monotonic clock) no recipient of its episode had opted out, as its episode's first
+    calendar here proved; only on a message handed over as it was stored, never stored. None: opt-outs are looked up."""
 
 
 @dataclass(frozen=True)

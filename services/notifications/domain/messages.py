@@ -337,6 +337,9 @@ class CalendarChange:
     """Its sessions ahead that the calendar it replaced did not have (all of them for an episode's first)."""
     cancelled: tuple[KnownSession, ...] = ()
     """The sessions the replaced calendar had after this one's moment that this one no longer has."""
+    first_at: float | None = None
+    """The episode's first calendar here: when it was made current (the process's monotonic clock); then no recipient
+    of the episode had opted out (see ``store.Adopted.first``). None: not the first."""
 
 
 NOT_ADOPTED = CalendarChange(adopted=False)

@@ -313,16 +313,17 @@ async def test_the_worklist_refuses_a_day_given_as_a_number(http: httpx.AsyncCli
 async def test_an_episodes_first_event_makes_its_coverage_in_one_write(
     events: Events, desk: Desk, database: MemoryDatabase
 ) -> None:
-    """No empty coverage is written and loaded again first: the change decides on an empty one and inserts it."""
+    """No empty coverage is written and loaded again first, nor looked for: the change decides on an empty one and
+    inserts it (issue 31: one round trip). A redelivery is refused by the insert, then found applied."""
     assigned = CareLevelAssigned(episode_id=EPISODE, level=CareLevel.IOP, status="active", assigned_at=utc_now(),
                                  assessment_id="a", schedule=schedule(weekdays(TODAY, 20)), rationale=[],
                                  policy_version="p")  # fmt: skip
     database.calls.clear()
     event = new_event(assigned, source=CARE_PLAN)
     await events.deliver(event)
-    assert database.calls == [("find", COVERAGE), ("insert", COVERAGE)]
+    assert database.calls == [("insert", COVERAGE)]
     stored = await desk.store.get(EPISODE)
     assert stored is not None and stored.coverage.calendar and event.dedup_key in stored.applied_events
     database.calls.clear()
     await events.deliver(event)  # a redelivery: recognised, nothing written
-    assert database.calls == [("find", COVERAGE)]
+    assert database.calls == [("insert", COVERAGE), ("find", COVERAGE)]

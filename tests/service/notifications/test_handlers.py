@@ -148,6 +148,28 @@ async def test_a_new_episode_of_a_graduate_ends_their_alumni_enrolment(
     assert {(n.status, n.last_error) for n in alumni_messages} == {("cancelled", "alumni: new_episode")}
 
 
+async def test_a_new_episode_of_a_graduate_ends_their_enrolment_with_an_intake_that_does_not_count_episodes(
+    events: Events, messaging: Messaging, intake: FakeIntake, database: MemoryDatabase
+) -> None:
+    """An intake older than ``earlier_episodes`` (a rolling upgrade) says nothing: the enrolments are looked up."""
+    intake.says_earlier_episodes = False
+    patient_id = str(uuid.uuid4())
+    earlier = await alumnus(events, messaging, intake, patient_id)
+    database.calls.clear()
+    await started(events, intake, patient_id)
+    assert ("find", ALUMNI) in database.calls
+    enrolment = await messaging.alumni.get(earlier)
+    assert enrolment is not None and (enrolment.status, enrolment.left_reason) == ("left", "new_episode")
+
+
+async def test_a_new_patients_first_episode_looks_up_no_alumni_enrolment(
+    events: Events, intake: FakeIntake, database: MemoryDatabase
+) -> None:
+    database.calls.clear()
+    await started(events, intake, str(uuid.uuid4()))
+    assert ("find", ALUMNI) not in database.calls
+
+
 async def test_a_graduate_referred_out_in_a_new_episode_leaves_the_alumni_group(
     events: Events, messaging: Messaging, intake: FakeIntake, database: MemoryDatabase
 ) -> None:

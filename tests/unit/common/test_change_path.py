@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from services.common.change_path import ATTEMPTS, CONFLICT, Conflict, Record, change, retry
+from services.common.change_path import ATTEMPTS, CONFLICT, Conflict, New, Record, change, retry
 from services.common.outbox import ConcurrentChange
 from stepwise_contract import EventData
 
@@ -153,3 +153,33 @@ async def test_retry_answers_the_first_attempt_that_did_not_lose_even_a_none() -
         return outcomes.pop(0)
 
     assert await retry(attempt) is None and outcomes == ["later"]
+
+
+@dataclass
+class Making(Counter):
+    """A record its first change makes: inserts refused while one is stored."""
+
+    inserts: int = 0
+
+    async def create(self, count: int, events: Sequence[EventData], applied: str | None) -> bool:
+        self.inserts += 1
+        if self.stored is not None:
+            return False
+        self.stored = Stored(count, 1, frozenset({applied} if applied else set()))
+        self.writes.append((count, tuple(events), applied))
+        return True
+
+    def record(self) -> Record[Stored, int]:
+        return Record(load=self.load, state=lambda stored: stored.count, save=self.save,
+                      applied=lambda stored: stored.applied, new=New(lambda: 0, self.create))  # fmt: skip
+
+
+async def test_a_likely_new_record_is_inserted_with_no_load_first_and_one_that_exists_is_loaded() -> None:
+    """Issue 31: one round trip for the change that usually makes the record; a redelivery is still found."""
+    made = Making(stored=None)
+    assert await change(made.record(), add(2), nobody, applied="/cp#e1", likely_new=True) == "was 0"
+    assert (made.loads, made.inserts, made.writes) == (0, 1, [(2, (), "/cp#e1")])
+    assert await change(made.record(), add(2), nobody, applied="/cp#e1", likely_new=True) is None  # redelivered
+    assert (made.loads, made.inserts, len(made.writes)) == (1, 2, 1)
+    assert await change(made.record(), add(3), nobody, applied="/cp#e2", likely_new=True) == "was 2"  # it exists
+    assert made.writes[-1] == (5, (), "/cp#e2") and made.stored == Stored(5, 2, frozenset({"/cp#e1", "/cp#e2"}))
