@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 APPLIED_EVENTS_KEPT = 500
 """How many consumed-event keys an aggregate remembers; far more than any redelivery window."""
-REMOVAL_LINGER = 0.05
+REMOVAL_LINGER = 0.25
 """Seconds a removal waits for others to go with it in one round trip (its events are out already: only the lease
 is held meanwhile)."""
 REMOVALS_AT_ONCE = 200
@@ -302,6 +302,8 @@ class OutboxRelay(PollingWorker):
         self._running = False
         self._busy: set[str] = set()
         self._again: dict[str, Claimed | None] = {}
+        self._more: dict[str, asyncio.Event] = {}
+        """Set when a write claims more of an aggregate whose relay waits for a removal (``_removed_unless_more``)."""
         self._removals = Removals(removal_linger, removals_at_once)
 
     def claim(self, aggregate_id: str) -> Claim | None:
@@ -325,6 +327,8 @@ class OutboxRelay(PollingWorker):
         if aggregate_id in self._busy:  # being relayed here: it goes on with the newest claim when done
             if claimed is not None or aggregate_id not in self._again:
                 self._again[aggregate_id] = claimed
+            if aggregate_id in self._more:
+                self._more[aggregate_id].set()
             return
         self._busy.add(aggregate_id)  # from now: a write of it meanwhile takes its claim over (``claim``)
         task = asyncio.create_task(self._relay_soon(self._by_name[collection], aggregate_id, claimed))
@@ -393,18 +397,38 @@ class OutboxRelay(PollingWorker):
         relay published already. ``slots`` bound the aggregates claimed and published at once (not their removals,
         which wait for the store only)."""
         published: set[str] = set()
-        while True:
-            self._busy.add(aggregate_id)
+        self._busy.add(aggregate_id)
+        try:
+            while True:
+                removal = await self._relay_claimed(collection, aggregate_id, claimed, published, slots)
+                if removal is not None:
+                    await self._removed_unless_more(aggregate_id, removal)
+                if aggregate_id not in self._again:
+                    return len(published)
+                claimed = self._again.pop(aggregate_id)
+        except BaseException:
+            self._again.pop(aggregate_id, None)  # what is left waits for the next pass
+            raise
+        finally:
+            self._busy.discard(aggregate_id)
+            self._more.pop(aggregate_id, None)
+
+    async def _removed_unless_more(self, aggregate_id: str, removal: asyncio.Future[None]) -> None:
+        """Wait for the removal of what went out, unless a write of the aggregate claims more meanwhile: that claim
+        holds what went out too (it is not published again) and its removal takes all, so this one need not end
+        first (its own then finds another claim and changes nothing). Events written without a claim wait for the
+        removal: this relay's lease ends with it, and they are claimed then."""
+        more = self._more.setdefault(aggregate_id, asyncio.Event())
+        while self._again.get(aggregate_id) is None and not removal.done():  # None: a write to claim for here
+            more.clear()
+            waiting = asyncio.ensure_future(more.wait())
+            either: list[asyncio.Future[Any]] = [removal, waiting]
             try:
-                await self._relay_claimed(collection, aggregate_id, claimed, published, slots)
-            except BaseException:
-                self._again.pop(aggregate_id, None)  # what is left waits for the next pass
-                raise
+                await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
             finally:
-                self._busy.discard(aggregate_id)
-            if aggregate_id not in self._again:
-                return len(published)
-            claimed = self._again.pop(aggregate_id)
+                waiting.cancel()
+        if removal.done():
+            removal.result()  # a failed removal fails this relay, as before: the events go out again later
 
     async def _relay_claimed(
         self,
@@ -413,22 +437,26 @@ class OutboxRelay(PollingWorker):
         claimed: Claimed | None,
         published: set[str],
         slots: asyncio.Semaphore,
-    ) -> None:
+    ) -> asyncio.Future[None] | None:
+        """Publish what ``claimed`` holds (claiming it first if None) that ``published`` lacks; the removal of what
+        went out, queued (None: nothing was claimed)."""
         sent: list[str] = []
         try:
             async with _slot(slots, claimed):
                 if claimed is None:
                     claimed = await self._claim(collection, aggregate_id)
                     if claimed is None:
-                        return  # another instance holds it, or it was emptied meanwhile
+                        return None  # another instance holds it, or it was emptied meanwhile
                 for stored in claimed.records:
                     if stored not in published:
                         await self._publish(json.loads(stored))
                         published.add(stored)
                     sent.append(stored)
-        finally:
+        except BaseException:
             if claimed is not None:
-                await self._removals.remove(collection, aggregate_id, claimed.claim, sent)
+                await self._removals.queue(collection, aggregate_id, claimed.claim, sent)
+            raise
+        return self._removals.queue(collection, aggregate_id, claimed.claim, sent)
 
     async def _claim(self, collection: AsyncCollection[Document], aggregate_id: str) -> Claimed | None:
         claim = Claim(secrets.token_hex(8), _to_milliseconds(wall_clock() + self._lease))
@@ -479,9 +507,10 @@ class Removals:
         self._at_once = at_once
         self._full = asyncio.Event()
 
-    async def remove(
+    def queue(
         self, collection: AsyncCollection[Document], aggregate_id: str, claim: Claim, sent: list[str]
-    ) -> None:
+    ) -> asyncio.Future[None]:
+        """Queue the removal of ``sent`` (published under ``claim``); done once it is stored."""
         update: Document = {"$set": {"outbox_lease_until": EPOCH, "outbox_claim": ""}}
         if sent:
             update |= {"$pullAll": {"outbox": sent}, "$inc": {"outbox_pending": -len(sent)}}
@@ -492,7 +521,8 @@ class Removals:
             self._full.set()
         if self._flushing is None or self._flushing.done():
             self._flushing = asyncio.create_task(self._flush())
-        await done
+        done.add_done_callback(_seen)  # a removal another claim made moot may fail unheard
+        return done
 
     async def drain(self, relaying: Sequence[asyncio.Task[int]]) -> None:
         """Remove at once what ``relaying`` (stopped) and the others published: no more lingering."""
@@ -519,6 +549,11 @@ class Removals:
                     for _, done in operations:
                         if not done.done():
                             done.set_result(None)
+
+
+def _seen(done: asyncio.Future[None]) -> None:
+    if not done.cancelled():
+        done.exception()
 
 
 class ConcurrentChange(Exception):

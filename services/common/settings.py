@@ -259,11 +259,12 @@ class ServiceSettings(BaseSettings):
     )
     outbox_lease_seconds: float = Field(default=5.0, gt=0)
     outbox_removal_linger_seconds: float = Field(
-        default=0.05,
+        default=0.25,
         ge=0,
         le=1.0,
         description="How long the relay's removal of published events waits for others to go in the same round trip "
-        "(the events are out already: only the outbox's lease is held meanwhile).",
+        "(the events are out already, and a write of the record meanwhile publishes its own at once: only the "
+        "outbox's lease is held, so another instance's write of that record waits for a relay pass).",
     )
     clock_offset_seconds: float = Field(
         default=0.0, description="Shifts the service's clock: for tests and drills of timers only, never production."

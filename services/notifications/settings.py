@@ -32,15 +32,6 @@ class NotificationsSettings(ServiceSettings):
     def database_name(self) -> str:
         return self.notifications_db
 
-    outbox_removal_linger_seconds: float = Field(
-        default=0.25,
-        ge=0,
-        le=1.0,
-        description="As for every service (OUTBOX_REMOVAL_LINGER_SECONDS), longer here: each message sent queues its "
-        "iop.notification.sent and is never written again, so the removals of a quarter second go in one round trip "
-        "(issue 31).",
-    )
-
     smtp_host: str = "localhost"
     smtp_port: int = 1025
     smtp_from: str = "Care team <care-team@clinic.example>"

@@ -451,6 +451,24 @@ async def test_removals_wait_for_others_to_go_with_them_until_enough_have_come()
     assert [call for call in database.calls if call[0] != "insert"] == [("update", "plans")]
 
 
+async def test_a_write_while_the_last_events_wait_for_their_removal_goes_out_at_once_and_nothing_twice() -> None:
+    """The removal of what went out lingers (an hour here); a write meanwhile claims the outbox, which still holds
+    those events: its own goes out at once, theirs not again, and the new claim's removal takes both."""
+    database = MemoryDatabase()
+    plans = database["plans"]
+    publish = Published()
+    relay = OutboxRelay([plans], publish, poll_seconds=3600, removal_linger=3600)  # type: ignore[list-item]
+    async with Running(relay):
+        assert await insert_aggregate(plans, {"_id": "e1"}, [missed("e1", 1)], relay=relay)  # type: ignore[arg-type]
+        await until(lambda: publish.totals == [1])
+        assert await update_aggregate(plans, "e1", 1, {"n": 2}, [missed("e1", 2)], relay=relay)  # type: ignore[arg-type]
+        await until(lambda: len(publish.totals) == 2)
+        assert pending(plans, "e1") == 2  # nothing removed yet: both removals linger
+    assert publish.totals == [1, 2]
+    stored = await plans.find_one({"_id": "e1"})
+    assert stored is not None and (stored["outbox"], stored["outbox_pending"]) == ([], 0)
+
+
 async def test_a_writes_safety_alert_is_published_without_waiting_behind_routine_events() -> None:
     """Every slot is taken by a routine publish that hangs (a broker slow to answer): a safety alert handed over
     meanwhile goes out all the same."""
