@@ -21,7 +21,7 @@ from services.common.auth import Principal
 from services.common.grouped_inserts import GroupedInserts
 from services.common.idempotency import RECORD_KEYS, REQUEST_FIELDS, REQUEST_KEY, RequestKey, request_fields
 from services.common.indexes import Index, create_indexes
-from services.common.mongo import Document
+from services.common.mongo import Document, equals
 from services.common.outbox import Relay, new_aggregate, update_aggregate
 from services.common.store_errors import writing
 from services.common.utc import utc_now
@@ -126,9 +126,8 @@ class IntakeStore:
         await self.audit(by, "create_patient", patient["_id"])
         try:
             if unless_matched:
-                fields = {key: value for key, value in patient.items() if key != "match_key"}
-                query = {"match_key": patient["match_key"]}
-                stored = await self.patients.update_one(query, {"$setOnInsert": fields}, upsert=True)
+                query = {"match_key": equals(patient["match_key"])}  # a bare value: the stand-in scans every patient
+                stored = await self.patients.update_one(query, {"$setOnInsert": patient}, upsert=True)
                 if stored.upserted_id is None:
                     return False
             else:

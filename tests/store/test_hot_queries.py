@@ -24,9 +24,12 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from services.care_plan.domain.policy import load_policy
 from services.care_plan.store import CarePlanStore, WaitlistKey
+from services.common.auth import Principal, Role
 from services.common.indexes import create_indexes
 from services.common.outbox import OutboxRelay, ensure_outbox_index, no_relay
 from services.common.utc import utc_now
+from services.intake import changes as intake_changes
+from services.intake.store import IntakeStore
 from services.notifications.store import INDEXES, AlumniEnrolments, NotificationStore, SafetyAlerts
 from stepwise_contract import CareLevel
 from tests.store.conftest import CommandLog, Document, noted_client
@@ -161,3 +164,16 @@ async def test_a_relay_pass_reads_from_the_outbox_index(noted: tuple[AsyncDataba
         """Nothing waits."""
 
     assert await scans(noted, OutboxRelay([plans], publish).work_once) == []
+
+
+async def test_registering_and_opening_an_episode_read_from_indexes(
+    noted: tuple[AsyncDatabase[Document], CommandLog],
+) -> None:
+    """Registration's upsert is filtered by the match key (the patients of one name and birth date), the opening's
+    count by the patient's id: neither reads every patient."""
+    store = IntakeStore(noted[0], no_relay)
+    await store.create_indexes()
+    staff = Principal(Role.INTAKE_STAFF, "tok-1", subject="sub-1", username="casey")
+    details = {"name": "Alex Example", "date_of_birth": "1990-04-01"}
+    assert await scans(noted, lambda: intake_changes.register_patient(store, staff, details, "pt-1")) == []
+    assert await scans(noted, lambda: intake_changes.open_episode(store, "pt-1", "adult", "ep-1")) == []
