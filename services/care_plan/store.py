@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import heapq
-from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -38,6 +37,7 @@ from services.common.outbox import (
     update_aggregate,
     update_with_events,
 )
+from services.common.recent import Recent
 from services.common.utc import assume_utc, utc_now
 from stepwise_contract import CareLevel, CloudEvent, Program, Track
 
@@ -157,7 +157,7 @@ class CarePlanStore:
         self.seats = database[SEATS]
         self.audit_log = database[AUDIT]
         self._wake_relay = wake_relay
-        self._held: OrderedDict[str, Held] = OrderedDict()
+        self._held: Recent[str, Held] = Recent(KNOWN_KEPT)
 
     async def create_indexes(self) -> None:
         await create_indexes(self._database, INDEXES)
@@ -211,10 +211,7 @@ class CarePlanStore:
         held = self._held.get(episode_id)
         if held is not None and held.version > written.version:
             return  # a later write of this process was kept meanwhile
-        self._held[episode_id] = written
-        self._held.move_to_end(episode_id)
-        while len(self._held) > KNOWN_KEPT:
-            self._held.popitem(last=False)
+        self._held.keep(episode_id, written)
 
     def _keep_plan(self, fields: Document, version: int, applied: frozenset[str], timer: datetime | None) -> None:
         # The plan as a read would give it (from the fields written), its timer as stored (milliseconds).

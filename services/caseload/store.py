@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -39,6 +38,7 @@ from services.common.auth import Principal
 from services.common.bulk import BulkWrites, versioned
 from services.common.indexes import Index, create_index, create_indexes
 from services.common.mongo import Document, count
+from services.common.recent import Recent
 from services.common.utc import utc_now
 from stepwise_contract import AssessmentCompleted, CloudEvent
 
@@ -140,7 +140,7 @@ class CaseloadStore:
         self._first = FirstEvents(OPENING)
         self.writes = BulkWrites()
         """The consumer batch's writes, sent together."""
-        self._known: OrderedDict[tuple[str, str], tuple[int, EpisodeView]] = OrderedDict()
+        self._known: Recent[tuple[str, str], tuple[int, EpisodeView]] = Recent(KNOWN_KEPT)
         """(collection, episode id) -> the version and projection this store wrote last, the latest last."""
 
     async def create_indexes(self) -> None:
@@ -225,10 +225,7 @@ class CaseloadStore:
         held = self._known.get(known)
         if held is not None and held[0] > version:
             return  # another lane wrote a later one meanwhile
-        self._known[known] = (version, view)
-        self._known.move_to_end(known)
-        while len(self._known) > KNOWN_KEPT:
-            self._known.popitem(last=False)
+        self._known.keep(known, (version, view))
 
     def document(self, view: EpisodeView) -> Document:
         stored = view.model_dump(mode="python", exclude={"timeline"})

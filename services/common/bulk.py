@@ -27,6 +27,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, DocumentTooLarge
 
 from .mongo import Document, write_error
+from .outcomes import settle
 
 
 class Gathering:
@@ -154,9 +155,9 @@ async def _bulk(writes: Waiting) -> None:
             return
         for index, (_, _, done) in enumerate(writes):
             if index in failed:
-                _finish(done, write_error(failed[index]))
+                settle(done, write_error(failed[index]))
             else:
-                _finish(done, None)
+                settle(done, None)
         return
     except DocumentTooLarge as error:
         if len(writes) == 1:
@@ -169,27 +170,18 @@ async def _bulk(writes: Waiting) -> None:
         _fail(writes, error)
         return
     for _, _, done in writes:
-        _finish(done, None)
+        settle(done, None)
 
 
 async def _alone(collection: AsyncCollection[Document], write: Update, done: asyncio.Future[None]) -> None:
     try:
         await collection.update_one(write.filter, write.update, upsert=write.upsert)
     except Exception as error:
-        _finish(done, error)
+        settle(done, error)
     else:
-        _finish(done, None)
+        settle(done, None)
 
 
 def _fail(writes: Waiting, error: BaseException) -> None:
     for _, _, done in writes:
-        _finish(done, error)
-
-
-def _finish(done: asyncio.Future[None], error: BaseException | None) -> None:
-    if done.done():
-        return
-    if error is None:
-        done.set_result(None)
-    else:
-        done.set_exception(error)
+        settle(done, error)

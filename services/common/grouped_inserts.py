@@ -17,6 +17,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError
 
 from .mongo import Document, write_error
+from .outcomes import retrieved, settle
 
 GROUP_SECONDS = 0.002
 """How long the first document of a group waits for others to join it (a cost to that one caller's answer)."""
@@ -39,7 +40,7 @@ class GroupedInserts:
     async def insert(self, document: Document) -> None:
         """Store ``document``, returning once it is stored; raises what the store raised for its group."""
         stored: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        stored.add_done_callback(_retrieved)
+        stored.add_done_callback(retrieved)
         self._waiting.append((document, stored))
         if self._writer is None:
             self._writer = asyncio.create_task(self._write_groups())
@@ -74,17 +75,6 @@ class GroupedInserts:
             _settle(group, None)
 
 
-def _retrieved(stored: asyncio.Future[None]) -> None:
-    """Marks the outcome seen: a caller that gave up does not leave an exception never retrieved."""
-    if not stored.cancelled():
-        stored.exception()
-
-
 def _settle(group: Sequence[tuple[Any, asyncio.Future[None]]], error: BaseException | None) -> None:
     for _, stored in group:
-        if stored.done():
-            continue
-        if error is None:
-            stored.set_result(None)
-        else:
-            stored.set_exception(error)
+        settle(stored, error)

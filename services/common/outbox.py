@@ -40,6 +40,7 @@ from stepwise_contract import CloudEvent, to_kafka
 
 from .indexes import Index, create_index
 from .mongo import DUPLICATE_KEY, Document
+from .outcomes import retrieved, settle
 from .priority import URGENT_EVENTS, URGENT_FIRST
 from .store_errors import writing
 from .tracing import current_traceparent
@@ -521,7 +522,7 @@ class Removals:
             self._full.set()
         if self._flushing is None or self._flushing.done():
             self._flushing = asyncio.create_task(self._flush())
-        done.add_done_callback(_seen)  # a removal another claim made moot may fail unheard
+        done.add_done_callback(retrieved)  # a removal another claim made moot may fail unheard
         return done
 
     async def drain(self, relaying: Sequence[asyncio.Task[int]]) -> None:
@@ -543,17 +544,10 @@ class Removals:
                     await collection.bulk_write([operation for operation, _ in operations], ordered=False)
                 except Exception as error:  # each relay waiting on it hears of it
                     for _, done in operations:
-                        if not done.done():
-                            done.set_exception(error)
+                        settle(done, error)
                 else:
                     for _, done in operations:
-                        if not done.done():
-                            done.set_result(None)
-
-
-def _seen(done: asyncio.Future[None]) -> None:
-    if not done.cancelled():
-        done.exception()
+                        settle(done)
 
 
 class ConcurrentChange(Exception):

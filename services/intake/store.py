@@ -6,11 +6,10 @@ are written together in one atomic update (see services/common/outbox.py). The s
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
@@ -23,6 +22,7 @@ from services.common.idempotency import RECORD_KEYS, REQUEST_FIELDS, REQUEST_KEY
 from services.common.indexes import Index, create_indexes
 from services.common.mongo import Document, equals
 from services.common.outbox import Relay, new_aggregate, update_aggregate
+from services.common.recent import Recent
 from services.common.store_errors import writing
 from services.common.utc import utc_now
 from stepwise_contract import CloudEvent
@@ -105,13 +105,13 @@ class IntakeStore:
         self._wake_relay = wake_relay
         self._audits = GroupedInserts(self.audit_log)
         self._episode_inserts = GroupedInserts(self.episodes)
-        self._written: OrderedDict[str, StoredEpisode] = OrderedDict()
+        self._written: Recent[str, StoredEpisode] = Recent(HINTS_KEPT)
         """The episodes this instance wrote last, as written: a hint for the next change's load (its write is
         version-checked: another writer since makes it a conflict, and the change loads the episode again)."""
-        self._patient_of: OrderedDict[str, str] = OrderedDict()
+        self._patient_of: Recent[str, str] = Recent(HINTS_KEPT)
         """The patient of each episode this instance read or wrote lately: a fact, not a hint (an episode's patient
         never changes, and no episode is removed)."""
-        self._known_patients: OrderedDict[str, None] = OrderedDict()
+        self._known_patients: Recent[str, None] = Recent(HINTS_KEPT)
         """Ids of patients known to exist (no patient is ever removed): opening an episode for one needs no read."""
 
     async def create_indexes(self) -> None:
@@ -159,7 +159,7 @@ class IntakeStore:
         return True
 
     def _known(self, patient_id: str) -> None:
-        _keep(self._known_patients, patient_id, None)
+        self._known_patients.keep(patient_id, None)
 
     async def count_episode(self, patient_id: str) -> bool:
         """An episode of the patient is being opened: counted (``EPISODES_COUNTED``); False when no such patient. One
@@ -200,7 +200,7 @@ class IntakeStore:
             if episode is None:
                 return None
             patient_id = str(episode["patient_id"])
-            _keep(self._patient_of, episode_id, patient_id)
+            self._patient_of.keep(episode_id, patient_id)
         return await self.contact_of(patient_id, episode_id, by)
 
     async def contact_of(self, patient_id: str, episode_id: str, by: Principal) -> Document | None:
@@ -300,14 +300,14 @@ class IntakeStore:
         return hint if hint is not None else await self.get(episode_id)
 
     def _wrote(self, stored: StoredEpisode) -> None:
-        _keep(self._written, stored.episode.episode_id, stored)
-        _keep(self._patient_of, stored.episode.episode_id, stored.episode.patient_id)
+        self._written.keep(stored.episode.episode_id, stored)
+        self._patient_of.keep(stored.episode.episode_id, stored.episode.patient_id)
 
     async def get(self, episode_id: str) -> StoredEpisode | None:
         document = await self.episodes.find_one({"_id": episode_id}, {"outbox": 0, "applied_events": 0})
         if document is None:
             return None
-        _keep(self._patient_of, episode_id, str(document["patient_id"]))
+        self._patient_of.keep(episode_id, str(document["patient_id"]))
         return _stored(document)
 
     async def save(
@@ -375,18 +375,6 @@ class IntakeStore:
     ) -> list[Document]:
         about = {"patient_id": patient_id, "action": action}
         return await audit_entries(self.audit_log, about, person=person, since=since, until=until, limit=limit)
-
-
-K = TypeVar("K")
-V = TypeVar("V")
-
-
-def _keep(kept: OrderedDict[K, V], key: K, value: V) -> None:
-    """Keep ``value`` as the newest, the oldest left out beyond ``HINTS_KEPT``."""
-    kept[key] = value
-    kept.move_to_end(key)
-    if len(kept) > HINTS_KEPT:
-        kept.popitem(last=False)
 
 
 def _stored(document: Document) -> StoredEpisode:

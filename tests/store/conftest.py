@@ -82,3 +82,12 @@ async def noted_client(url: str) -> AsyncIterator[tuple[AsyncMongoClient[Documen
         yield client, log
     finally:
         await client.close()
+
+
+@pytest.fixture
+async def noted(running_backends: Backends) -> AsyncIterator[tuple[AsyncDatabase[Document], CommandLog]]:
+    """A database of its own on a client whose commands are logged (what a store's path costs in round trips)."""
+    async with noted_client(running_backends.mongodb_url) as (client, commands):
+        name = f"stepwise_noted_{uuid.uuid4().hex[:12]}"
+        yield client[name], commands
+        await client.drop_database(name)

@@ -6,7 +6,6 @@ version kept apart (``pending_inputs``) is taken by the timer pass."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -30,22 +29,13 @@ from stepwise_contract import (
     SafetyAlertRaised,
     new_event,
 )
-from tests.store.conftest import CommandLog, Document, noted_client
-from tools.dev.devstack import Backends
+from tests.store.conftest import CommandLog, Document
 
 pytestmark = pytest.mark.second_server
 
 DEFAULT = load_policy()
 POLICY = DEFAULT.model_copy(update={"groups": [g.model_copy(update={"capacity": None}) for g in DEFAULT.groups]})
 """Roomy groups, as the benchmark's throughput runs: a plan takes a place without a seat or a waitlist read."""
-
-
-@pytest.fixture
-async def noted(running_backends: Backends) -> AsyncIterator[tuple[AsyncDatabase[Document], CommandLog]]:
-    async with noted_client(running_backends.mongodb_url) as (client, commands):
-        name = f"stepwise_care_plan_{uuid.uuid4().hex[:12]}"
-        yield client[name], commands
-        await client.drop_database(name)
 
 
 async def instance(database: AsyncDatabase[Document]) -> Planning:

@@ -5,32 +5,20 @@ once lose none of them."""
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.caseload.store import CaseloadStore, view_of
 from services.common.bulk import GATHERING, Gathering
 from stepwise_contract import CloudEvent, new_event
-from tests.store.conftest import CommandLog, Document, noted_client
+from tests.store.conftest import CommandLog, Document
 from tests.unit.contract.test_contract import EPISODE, make_data
-from tools.dev.devstack import Backends
 
 ZONE = ZoneInfo("America/New_York")
 FLOW = ("iop.assessment.completed", "iop.care_level.assigned", "iop.schedule.changed", "iop.session.missed")
 """An episode's events as the pipeline sends them, its assessment first."""
-
-
-@pytest.fixture
-async def noted(running_backends: Backends) -> AsyncIterator[tuple[AsyncDatabase[Document], CommandLog]]:
-    async with noted_client(running_backends.mongodb_url) as (client, commands):
-        name = f"stepwise_caseload_{uuid.uuid4().hex[:12]}"
-        yield client[name], commands
-        await client.drop_database(name)
 
 
 def events() -> list[CloudEvent[Any]]:
