@@ -88,18 +88,23 @@ def lane_group(service_group: str, urgent: bool) -> str:
     return service_group + (URGENT_LANE_GROUP_SUFFIX if urgent else "")
 
 
+FETCHER_LOOKS_EVERY_MS = 1_000
+"""How often a lane's fetch routine looks again with nothing to wake it (aiokafka's ``consumer_timeout_ms``, 200 ms
+by default: 5 wake-ups a second per idle lane). A fetch's answer, records taken, a rebalance and a partition's backoff
+wake it anyway."""
 URGENT_BATCH = 16
 URGENT_WAIT_MS = 50
-"""The urgent lane reads small batches and looks again soon: its events are few, and each is waited for."""
+"""The urgent lane reads small batches and, while busy, fetches again soon: its events are few, each waited for."""
 
 
 def subscriber_options(settings: ServiceSettings, group: str, urgent: bool = False) -> dict[str, Any]:
     """Options of every lane's subscriber.
 
-    - a batch of what the broker has (waiting at most ``KAFKA_BATCH_WAIT_MS`` when it has nothing);
+    - a batch of what the client holds, handed over as soon as it holds any (``FetchPace.wait_for_records``);
     - a fetch the broker holds until a record arrives, ``KAFKA_FETCH_MAX_WAIT_MS`` at most: idle, a lane sends a
-      fetch every two seconds, not twice a second (aiokafka's default), and a record is handed over as it arrives
-      (while the lane has records, its fetches are held for the batch wait at most: ``fetch_pace.py``);
+      fetch every two seconds, not twice a second (aiokafka's default); while the lane has records, its fetches
+      are held for the batch wait (``KAFKA_BATCH_WAIT_MS``; the urgent lane's 50 ms) at most: ``fetch_pace.py``;
+    - the fetch routine looks again once a second when nothing wakes it (``FETCHER_LOOKS_EVERY_MS``);
     - commit after the handlers returned (their effects stored), rewind on error; no auto-commit;
     - a new group starts from the beginning of its topics, so no event published before it is lost;
     - static group membership (unless the instance id is empty): a restarted instance takes its
@@ -115,6 +120,7 @@ def subscriber_options(settings: ServiceSettings, group: str, urgent: bool = Fal
         if urgent
         else settings.kafka_batch_wait_ms,
         "fetch_max_wait_ms": settings.kafka_fetch_max_wait_ms,
+        "consumer_timeout_ms": FETCHER_LOOKS_EVERY_MS,
         "ack_policy": AckPolicy.NACK_ON_ERROR,
         "auto_offset_reset": "earliest",
         "decoder": _undecoded,
@@ -136,7 +142,9 @@ def subscribe(
         topics = [model.event_type for model in lane]
         options = subscriber_options(settings, lane_group(group, urgent), urgent)
         pace = FetchPace(busy_ms=options["batch_timeout_ms"], idle_ms=settings.kafka_fetch_max_wait_ms)
-        router.subscriber(*topics, **options)(_applying(EventBatch(lane, urgent, retrying), pace))
+        subscriber = router.subscriber(*topics, **options)
+        subscriber(_applying(EventBatch(lane, urgent, retrying), pace))
+        pace.wait_for_records(subscriber, options["max_records"])
     return router
 
 

@@ -33,6 +33,7 @@ from .dependencies import Dependencies, DependencyDown
 from .domain_errors import install_error_tables
 from .edge import AuthFailures, BodyLimit, EdgeConfig, SecurityHeaders, TokenGate
 from .errors import document_answers, install_error_answers
+from .http_server import Server
 from .indexes import Index, create_indexes
 from .kafka import KAFKA, ServiceBroker, relay_publish, start_once_accepted
 from .kafka import start as start_kafka
@@ -401,5 +402,6 @@ def serve(app: FastAPI, port: int, host: str) -> None:
     # No uvicorn access log: ours (services/common/metrics.py) names the route template, never the path or query.
     # With JSON logs uvicorn keeps its hands off logging: its lines go through the root's JSON handler.
     json_logs = getattr(app.state, "log_format", "text") == "json"
-    uvicorn.run(app, host=host, port=port, log_level="info", access_log=False, proxy_headers=False,
-                log_config=None if json_logs else uvicorn.config.LOGGING_CONFIG)  # fmt: skip
+    config = uvicorn.Config(app, host=host, port=port, log_level="info", access_log=False, proxy_headers=False,
+                            log_config=None if json_logs else uvicorn.config.LOGGING_CONFIG)  # fmt: skip
+    Server(config).run()

@@ -205,7 +205,11 @@ class ServiceSettings(BaseSettings):
         "concurrently, each episode's in order); its offsets are committed after the whole batch.",
     )
     kafka_batch_wait_ms: int = Field(
-        default=100, ge=1, le=5_000, description="How long a consumer waits for records when the broker has none."
+        default=100,
+        ge=1,
+        le=5_000,
+        description="While a consumer has records, how long the broker may hold its next fetch for more (records "
+        "are applied as they arrive; an idle consumer's fetch is held KAFKA_FETCH_MAX_WAIT_MS).",
     )
     kafka_fetch_max_wait_ms: int = Field(
         default=2_000,

@@ -154,7 +154,8 @@ def test_each_lane_reads_batches_commits_after_applying_and_keeps_its_partitions
     routine = consumer.subscriber_options(settings, "stepwise.notifications")
     assert {key: value for key, value in routine.items() if key != "decoder"} == {
         "group_id": "stepwise.notifications", "group_instance_id": "host-1.stepwise.notifications", "batch": True,
-        "max_records": 50, "batch_timeout_ms": 100, "fetch_max_wait_ms": 2000, "ack_policy": AckPolicy.NACK_ON_ERROR,
+        "max_records": 50, "batch_timeout_ms": 100, "fetch_max_wait_ms": 2000, "consumer_timeout_ms": 1000,
+        "ack_policy": AckPolicy.NACK_ON_ERROR,
         "auto_offset_reset": "earliest", "include_in_schema": False,
     }  # fmt: skip
     urgent = consumer.subscriber_options(settings, "stepwise.notifications.urgent", urgent=True)

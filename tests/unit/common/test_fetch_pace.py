@@ -1,5 +1,6 @@
-"""A lane's fetch wait: short from its first batch on, long again once it has been idle; and the place in
-aiokafka's fetcher where the wait is kept, which an upgrade of aiokafka must not move unnoticed."""
+"""A lane's fetch wait: short from its first batch on, long again once it has been idle; the place in aiokafka's
+fetcher where the wait is kept, which an upgrade of aiokafka must not move unnoticed; and a lane's wait for its records
+(until they come, in place of FastStream's batch wait then sleep)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,10 @@ from aiokafka.client import AIOKafkaClient
 from aiokafka.consumer.fetcher import Fetcher
 from aiokafka.consumer.subscription_state import SubscriptionState
 
-from services.common.fetch_pace import FETCH_WAIT, FetchPace
+from services.common.consumer import EventHandlers, Subscription, subscribe
+from services.common.fetch_pace import FETCH_WAIT, NEXT_BATCH, FetchPace
+from services.common.settings import ServiceSettings
+from stepwise_contract import AssessmentCompleted, SafetyAlertRaised
 
 
 @dataclass
@@ -77,3 +81,59 @@ async def test_aiokafka_keeps_the_fetch_wait_where_the_pace_sets_it() -> None:
         assert getattr(fetcher, FETCH_WAIT) == 1_234
     finally:
         await fetcher.close()
+
+
+@dataclass
+class FakeLaneConsumer:
+    batches: dict[str, list[str]]
+    asked: list[tuple[int, int]]
+
+    async def getmany(self, *, timeout_ms: int, max_records: int) -> dict[str, list[str]]:
+        self.asked.append((timeout_ms, max_records))
+        return self.batches
+
+
+class FakeSubscriber:
+    async def get_msg(self, consumer: object) -> tuple[object, ...]:
+        raise AssertionError("FastStream's own wait (the batch wait, then as long asleep when nothing came)")
+
+
+async def test_a_lane_waits_for_its_records_up_to_the_idle_wait_and_takes_every_partitions() -> None:
+    subscriber, consumer = FakeSubscriber(), FakeLaneConsumer({"a-0": ["1", "2"], "b-1": ["3"]}, [])
+
+    FetchPace(busy_ms=50, idle_ms=2_000).wait_for_records(subscriber, max_records=16)
+
+    assert await subscriber.get_msg(consumer) == ("1", "2", "3")
+    assert consumer.asked == [(2_000, 16)]
+
+
+async def test_a_lane_that_waited_in_vain_hands_over_nothing() -> None:
+    subscriber = FakeSubscriber()
+    FetchPace(busy_ms=50, idle_ms=2_000).wait_for_records(subscriber, max_records=16)
+
+    assert await subscriber.get_msg(FakeLaneConsumer({}, [])) == ()
+
+
+async def unused(event: object, context: object) -> None:
+    raise AssertionError("not called: the lanes are only built")
+
+
+def test_every_lane_faststream_runs_waits_for_its_records() -> None:
+    settings = ServiceSettings(kafka_bootstrap_servers="127.0.0.1:9")
+    handlers: EventHandlers = {
+        SafetyAlertRaised: Subscription(unused, "alerts", urgent=True),
+        AssessmentCompleted: Subscription(unused, "assessments"),
+    }
+
+    router = subscribe(settings, "stepwise.test", handlers)
+
+    assert len(router.subscribers) == 2
+    waits = [getattr(subscriber, NEXT_BATCH).__qualname__ for subscriber in router.subscribers]
+    assert all(wait.startswith("FetchPace.") for wait in waits)
+
+
+def test_a_subscriber_without_the_call_keeps_its_own_wait_and_says_so(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="services.common.fetch_pace"):
+        FetchPace(busy_ms=50, idle_ms=2_000).wait_for_records(object(), max_records=16)
+
+    assert "was FastStream upgraded?" in caplog.text
