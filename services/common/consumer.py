@@ -48,7 +48,7 @@ from stepwise_contract import CloudEvent, EventData, MalformedEvent, describe_va
 from . import tracing
 from .bulk import GATHERING, Gathering
 from .dependencies import DependencyDown
-from .fetch_pace import FetchPace
+from .fetch_pace import BUSY_MIN_BYTES, FetchPace
 from .logs import about, reported
 from .metrics import EVENTS_APPLIED, EVENTS_SET_ASIDE
 from .mongo import Document
@@ -103,7 +103,8 @@ def subscriber_options(settings: ServiceSettings, group: str, urgent: bool = Fal
     - a batch of what the client holds, handed over as soon as it holds any (``FetchPace.wait_for_records``);
     - a fetch the broker holds until a record arrives, ``KAFKA_FETCH_MAX_WAIT_MS`` at most: idle, a lane sends a
       fetch every two seconds, not twice a second (aiokafka's default); while the lane has records, its fetches
-      are held for the batch wait (``KAFKA_BATCH_WAIT_MS``; the urgent lane's 50 ms) at most: ``fetch_pace.py``;
+      are held for the batch wait (``KAFKA_BATCH_WAIT_MS``; the urgent lane's 50 ms) at most, a routine lane's until
+      about a batch has gathered: ``fetch_pace.py``;
     - the fetch routine looks again once a second when nothing wakes it (``FETCHER_LOOKS_EVERY_MS``);
     - commit after the handlers returned (their effects stored), rewind on error; no auto-commit;
     - a new group starts from the beginning of its topics, so no event published before it is lost;
@@ -141,7 +142,8 @@ def subscribe(
     for urgent, lane in lanes(handlers).items():
         topics = [model.event_type for model in lane]
         options = subscriber_options(settings, lane_group(group, urgent), urgent)
-        pace = FetchPace(busy_ms=options["batch_timeout_ms"], idle_ms=settings.kafka_fetch_max_wait_ms)
+        pace = FetchPace(busy_ms=options["batch_timeout_ms"], idle_ms=settings.kafka_fetch_max_wait_ms,
+                         busy_min_bytes=1 if urgent else BUSY_MIN_BYTES)  # fmt: skip
         subscriber = router.subscriber(*topics, **options)
         subscriber(_applying(EventBatch(lane, urgent, retrying), pace))
         pace.wait_for_records(subscriber, options["max_records"])

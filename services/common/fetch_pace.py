@@ -9,8 +9,17 @@ cheap (one fetch per wait), so the wait follows the lane: ``busy_ms`` from its f
 (``KAFKA_FETCH_MAX_WAIT_MS``) once ``IDLE_AFTER_S`` passed without one. The first record after a quiet spell is
 not slowed: the fetch then in flight names every partition, and the broker answers it as the record arrives.
 
-aiokafka reads the wait from its fetcher's ``_fetch_max_wait_ms`` for every fetch it sends; no public setting
-changes it while the consumer runs. tests/unit/common/test_fetch_pace.py checks that aiokafka still keeps it there,
+A busy routine lane also asks the broker for a batch's worth (``BUSY_MIN_BYTES``) before it answers, within the
+batch wait: with one byte (aiokafka's default) each fetch came back with the one or two records that had arrived, and
+the lanes' fetches, small batches and offset commits made Kafka the pipeline's largest user of CPU (0.027-0.041 CPU-s
+per episode, four to five times the raw pipeline's). Side by side, ``python -m bench.pipeline --quick ... --episodes
+300`` twice each: 21.9 and 22.4 episodes/s against 19.2 and 14.3, Kafka 0.027 CPU-s per episode against 0.032 and
+0.041; a routine hop waits up to the batch wait more (care_plan's stage p50 0.11-0.13 s -> 0.16 s). Urgent lanes keep
+one byte: an alert is handed over as it arrives.
+
+aiokafka reads the wait and the least size from its fetcher's ``_fetch_max_wait_ms`` and ``_fetch_min_bytes`` for
+every fetch it sends; no public setting changes them while the consumer runs. tests/unit/common/test_fetch_pace.py
+checks that aiokafka still keeps them there,
 and a fetcher without it is logged once (the lane then keeps ``KAFKA_FETCH_MAX_WAIT_MS``, as before this module).
 
 A lane with nothing to apply waits in aiokafka's ``getmany`` until records arrive (``idle_ms`` at most, then it looks
@@ -36,6 +45,10 @@ IDLE_AFTER_S = 5.0
 """A lane without a batch this long is idle: its fetches are held for ``KAFKA_FETCH_MAX_WAIT_MS`` again."""
 FETCH_WAIT = "_fetch_max_wait_ms"
 """Where aiokafka's fetcher keeps the wait it sends with each fetch."""
+FETCH_MIN_BYTES = "_fetch_min_bytes"
+"""… and the least it asks the broker to gather before answering within that wait."""
+BUSY_MIN_BYTES = 64 * 1024
+"""What a busy routine lane's fetch asks for: about a full batch (50 events of about a kilobyte)."""
 NEXT_BATCH = "get_msg"
 """What FastStream's batch loop calls for a lane's next records."""
 
@@ -47,8 +60,10 @@ class Consumer(Protocol):
 class FetchPace:
     """One lane's fetch wait (one per subscriber: each lane is its own consumer)."""
 
-    def __init__(self, busy_ms: int, idle_ms: int, idle_after_s: float = IDLE_AFTER_S) -> None:
+    def __init__(self, busy_ms: int, idle_ms: int, idle_after_s: float = IDLE_AFTER_S, busy_min_bytes: int = 1) -> None:
+        """``busy_min_bytes``: what a busy lane's fetch asks for (1, the urgent lanes; ``BUSY_MIN_BYTES``, routine)."""
         self.busy_ms = min(busy_ms, idle_ms)
+        self.busy_min_bytes = busy_min_bytes
         self.idle_ms = idle_ms
         self._idle_after_s = idle_after_s
         self._back_to_idle: asyncio.TimerHandle | None = None
@@ -57,14 +72,18 @@ class FetchPace:
     def batch_arrived(self, consumer: object) -> None:
         """A batch came: fetch with the short wait until the lane has been idle ``idle_after_s``."""
         fetcher = getattr(consumer, "_fetcher", None)
-        if fetcher is None or not hasattr(fetcher, FETCH_WAIT):
+        if fetcher is None or not (hasattr(fetcher, FETCH_WAIT) and hasattr(fetcher, FETCH_MIN_BYTES)):
             self._warn_once()
             return
         setattr(fetcher, FETCH_WAIT, self.busy_ms)
+        setattr(fetcher, FETCH_MIN_BYTES, self.busy_min_bytes)
         if self._back_to_idle is not None:
             self._back_to_idle.cancel()
-        self._back_to_idle = asyncio.get_running_loop().call_later(self._idle_after_s, setattr, fetcher, FETCH_WAIT,
-                                                                   self.idle_ms)  # fmt: skip
+        self._back_to_idle = asyncio.get_running_loop().call_later(self._idle_after_s, self._idle, fetcher)
+
+    def _idle(self, fetcher: object) -> None:
+        setattr(fetcher, FETCH_WAIT, self.idle_ms)
+        setattr(fetcher, FETCH_MIN_BYTES, 1)
 
     def wait_for_records(self, subscriber: object, max_records: int) -> None:
         """``subscriber``'s loop waits for records up to ``idle_ms`` (not the batch wait, then a sleep as long)."""

@@ -14,7 +14,7 @@ from aiokafka.consumer.fetcher import Fetcher
 from aiokafka.consumer.subscription_state import SubscriptionState
 
 from services.common.consumer import EventHandlers, Subscription, subscribe
-from services.common.fetch_pace import FETCH_WAIT, NEXT_BATCH, FetchPace
+from services.common.fetch_pace import BUSY_MIN_BYTES, FETCH_MIN_BYTES, FETCH_WAIT, NEXT_BATCH, FetchPace
 from services.common.settings import ServiceSettings
 from stepwise_contract import AssessmentCompleted, SafetyAlertRaised
 
@@ -22,6 +22,7 @@ from stepwise_contract import AssessmentCompleted, SafetyAlertRaised
 @dataclass
 class FakeFetcher:
     _fetch_max_wait_ms: int = 2_000
+    _fetch_min_bytes: int = 1
 
 
 @dataclass
@@ -31,7 +32,7 @@ class FakeConsumer:
 
 async def waited_for(fetcher: FakeFetcher, wanted: int) -> bool:
     for _ in range(200):
-        if getattr(fetcher, FETCH_WAIT) == wanted:
+        if getattr(fetcher, FETCH_WAIT) == wanted and getattr(fetcher, FETCH_MIN_BYTES) == 1:
             return True
         await asyncio.sleep(0.01)
     return False
@@ -39,12 +40,12 @@ async def waited_for(fetcher: FakeFetcher, wanted: int) -> bool:
 
 async def test_a_batch_shortens_the_wait_until_the_lane_is_idle_again() -> None:
     fetcher = FakeFetcher()
-    pace = FetchPace(busy_ms=100, idle_ms=2_000, idle_after_s=0.05)
+    pace = FetchPace(busy_ms=100, idle_ms=2_000, idle_after_s=0.05, busy_min_bytes=BUSY_MIN_BYTES)
 
     pace.batch_arrived(FakeConsumer(fetcher))
 
-    assert fetcher._fetch_max_wait_ms == 100
-    assert await waited_for(fetcher, 2_000)
+    assert (fetcher._fetch_max_wait_ms, fetcher._fetch_min_bytes) == (100, BUSY_MIN_BYTES)
+    assert await waited_for(fetcher, 2_000)  # idle again: the first record is answered as it arrives
 
 
 async def test_each_batch_puts_off_the_return_to_the_long_wait() -> None:
@@ -75,10 +76,11 @@ async def test_a_client_without_the_wait_keeps_the_configured_one_and_says_so_on
     assert len(caplog.records) == 1
 
 
-async def test_aiokafka_keeps_the_fetch_wait_where_the_pace_sets_it() -> None:
-    fetcher = Fetcher(AIOKafkaClient(bootstrap_servers="127.0.0.1:9"), SubscriptionState(), fetch_max_wait_ms=1_234)
+async def test_aiokafka_keeps_the_fetch_wait_and_size_where_the_pace_sets_them() -> None:
+    client = AIOKafkaClient(bootstrap_servers="127.0.0.1:9")
+    fetcher = Fetcher(client, SubscriptionState(), fetch_max_wait_ms=1_234, fetch_min_bytes=567)
     try:
-        assert getattr(fetcher, FETCH_WAIT) == 1_234
+        assert (getattr(fetcher, FETCH_WAIT), getattr(fetcher, FETCH_MIN_BYTES)) == (1_234, 567)
     finally:
         await fetcher.close()
 
@@ -137,3 +139,11 @@ def test_a_subscriber_without_the_call_keeps_its_own_wait_and_says_so(caplog: py
         FetchPace(busy_ms=50, idle_ms=2_000).wait_for_records(object(), max_records=16)
 
     assert "was FastStream upgraded?" in caplog.text
+
+
+async def test_an_urgent_lane_asks_for_one_byte_busy_or_idle() -> None:
+    fetcher = FakeFetcher()
+
+    FetchPace(busy_ms=50, idle_ms=2_000).batch_arrived(FakeConsumer(fetcher))
+
+    assert (fetcher._fetch_max_wait_ms, fetcher._fetch_min_bytes) == (50, 1)
