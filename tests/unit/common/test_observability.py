@@ -107,3 +107,32 @@ def test_an_event_without_trace_context_reads_as_before_and_a_wrong_one_is_malfo
     assert from_kafka(headers, value, SessionMissed).traceparent is None
     with pytest.raises(MalformedEvent, match="traceparent"):
         from_kafka([*headers, ("ce_traceparent", b"not-a-trace")], value, SessionMissed)
+
+
+def test_with_nothing_to_export_spans_are_not_recorded_but_their_ids_travel_on() -> None:
+    tracer = tracing.provider_for("intake", exporter=None).get_tracer("test")
+    with tracer.start_as_current_span("POST /v1/episodes", kind=SpanKind.SERVER) as request:
+        traceparent = tracing.current_traceparent()
+        line = json.loads(JsonLines().format(record("episode opened")))
+    trace_id = format(request.get_span_context().trace_id, "032x")
+    assert not request.is_recording()
+    assert traceparent and traceparent.split("-")[1] == trace_id and line["trace_id"] == trace_id
+
+    caller = tracing._propagator.extract({"traceparent": traceparent})
+    with tracer.start_as_current_span("apply", context=caller, kind=SpanKind.CONSUMER) as applying:
+        assert format(applying.get_span_context().trace_id, "032x") == trace_id
+
+
+def test_a_service_that_exports_records_its_part_of_a_trace_begun_where_nothing_is_exported() -> None:
+    unrecorded = tracing.provider_for("intake", exporter=None).get_tracer("test")
+    with unrecorded.start_as_current_span("POST /v1/episodes", kind=SpanKind.SERVER):
+        traceparent = tracing.current_traceparent()
+    assert traceparent and int(traceparent.rsplit("-", 1)[1], 16) & 1 == 0  # "not sampled"
+    exporter = InMemorySpanExporter()
+
+    caller = tracing._propagator.extract({"traceparent": traceparent})
+    with provider(exporter).get_tracer("test").start_as_current_span("apply", context=caller, kind=SpanKind.CONSUMER):
+        pass
+
+    [applied] = exporter.get_finished_spans()
+    assert format(applied.context.trace_id, "032x") == traceparent.split("-")[1]
