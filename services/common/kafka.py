@@ -21,6 +21,7 @@ from aiokafka.errors import (
 )
 from aiokafka.helpers import create_ssl_context
 from aiokafka.protocol.metadata import MetadataRequest
+from aiokafka.structs import RecordMetadata
 from faststream.kafka import KafkaBroker
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from faststream.kafka.publisher.usecase import DefaultPublisher
@@ -237,16 +238,17 @@ def declare_publishers(broker: KafkaBroker, events: Iterable[type[EventData]]) -
 
 
 def relay_publish(publishers: dict[str, DefaultPublisher]) -> Any:
-    """The outbox relay's publish function: send a stored record through its declared publisher, in a span continuing
-    the trace its event carries (``ce_traceparent``, stored when the change was written)."""
+    """The outbox relay's publish function: hand a stored record to its declared publisher's producer, in a span
+    continuing the trace its event carries (``ce_traceparent``, stored when the change was written); the future of
+    the broker's acknowledgement."""
 
-    async def publish(record: Document) -> None:
+    async def publish(record: Document) -> asyncio.Future[RecordMetadata]:
         headers = {name: value for name, value in record["headers"]}
         attributes = {"messaging.system": "kafka", "messaging.destination.name": record["topic"],
                       "messaging.operation.type": "send"}  # fmt: skip
         with continued(f"{record['topic']} publish", headers.get("ce_traceparent"), SpanKind.PRODUCER, attributes):
-            await publishers[record["topic"]].publish(record["value"].encode(), key=record["key"].encode(),
-                                                      headers=headers)  # fmt: skip
+            return await publishers[record["topic"]].publish(record["value"].encode(), key=record["key"].encode(),
+                                                             headers=headers, no_confirm=True)  # fmt: skip
 
     return publish
 

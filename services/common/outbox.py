@@ -264,7 +264,10 @@ async def ensure_outbox_index(collection: AsyncCollection[Document]) -> None:
     await create_index(collection, outbox_index(collection.name))
 
 
-Publish = Callable[[Document], Awaitable[None]]
+Publish = Callable[[Document], Awaitable[Awaitable[object] | None]]
+"""Hands a stored record to Kafka; returns what to await for the broker's acknowledgement (None: acknowledged
+already). The relay hands over all of an aggregate's records, then awaits their acknowledgements in order: they
+go out in one request, not one request (and one wait) each."""
 
 
 class OutboxRelay(PollingWorker):
@@ -363,7 +366,7 @@ class OutboxRelay(PollingWorker):
         """One pass over aggregates with pending events; returns how many events went out.
 
         Aggregates are relayed ``concurrency`` at a time (the producer batches their records on the wire);
-        each aggregate's own events go out one after another, in order."""
+        each aggregate's own events are handed over together, in order, and removed once acknowledged."""
         published = 0
         for collection in self._collections:
             cursor = collection.find(
@@ -448,11 +451,7 @@ class OutboxRelay(PollingWorker):
                     claimed = await self._claim(collection, aggregate_id)
                     if claimed is None:
                         return None  # another instance holds it, or it was emptied meanwhile
-                for stored in claimed.records:
-                    if stored not in published:
-                        await self._publish(json.loads(stored))
-                        published.add(stored)
-                    sent.append(stored)
+                await _published_in_order(self._publish, claimed.records, published, sent)
         except BaseException:
             if claimed is not None:
                 await self._removals.queue(collection, aggregate_id, claimed.claim, sent)
@@ -467,6 +466,32 @@ class OutboxRelay(PollingWorker):
             {"$set": claim.fields()},
         )
         return None if document is None else Claimed(claim, document["outbox"])
+
+
+async def _published_in_order(publish: Publish, records: Sequence[str], published: set[str], sent: list[str]) -> None:
+    """Hand ``records`` not yet ``published`` to Kafka, then await their acknowledgements in order; ``sent`` gets each
+    record up to the first that failed (whose error is raised: the records after it may have gone out too, and go
+    again, consumers ignoring what they applied before)."""
+    handed: list[tuple[str, Awaitable[object] | None]] = []
+    refused: Exception | None = None
+    try:
+        for stored in records:
+            handed.append((stored, None if stored in published else await publish(json.loads(stored))))
+    except Exception as error:  # the producer took none of the rest: what it took is still acknowledged below
+        refused = error
+    outcomes = await asyncio.gather(*(_acknowledged(ack) for _, ack in handed), return_exceptions=True)
+    for (stored, _), outcome in zip(handed, outcomes, strict=True):
+        if isinstance(outcome, BaseException):
+            raise outcome
+        published.add(stored)
+        sent.append(stored)
+    if refused is not None:
+        raise refused
+
+
+async def _acknowledged(ack: Awaitable[object] | None) -> None:
+    if ack is not None:
+        await ack
 
 
 @contextlib.asynccontextmanager

@@ -243,8 +243,10 @@ class KafkaPublisher:
     def __init__(self) -> None:
         self.sent: list[tuple[bytes, bytes, dict[str, Any]]] = []
 
-    async def publish(self, value: bytes, *, key: bytes, headers: dict[str, Any]) -> None:
+    async def publish(self, value: bytes, *, key: bytes, headers: dict[str, Any], no_confirm: bool) -> object:
+        assert no_confirm  # handed over; the relay awaits the acknowledgement
         self.sent.append((value, key, headers))
+        return asyncio.get_running_loop().create_future()
 
 
 async def test_a_queued_event_goes_to_kafka_as_it_was_encoded() -> None:
@@ -252,5 +254,6 @@ async def test_a_queued_event_goes_to_kafka_as_it_was_encoded() -> None:
     event = missed("e1", 3)
     wire = to_kafka(event)
     publisher = KafkaPublisher()
-    await relay_publish({wire.topic: publisher})(json.loads(stored_record(event)))  # type: ignore[dict-item]
+    acknowledgement = await relay_publish({wire.topic: publisher})(json.loads(stored_record(event)))  # type: ignore[dict-item]
+    assert not acknowledgement.done()
     assert publisher.sent == [(wire.value, b"e1", {name: value.decode() for name, value in wire.headers})]

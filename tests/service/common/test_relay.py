@@ -111,6 +111,53 @@ async def test_a_pass_relays_every_collection_and_counts_what_went_out() -> None
     assert publish.totals == [1, 2, 3]
 
 
+class Acknowledged:
+    """A producer that takes records at once and acknowledges them when the test says: ``totals`` in the order handed
+    over, ``acks`` the futures of their acknowledgements."""
+
+    def __init__(self) -> None:
+        self.totals: list[int] = []
+        self.acks: list[asyncio.Future[None]] = []
+
+    async def __call__(self, stored: Document) -> asyncio.Future[None]:
+        self.totals.append(json.loads(stored["value"])["total_misses"])
+        self.acks.append(asyncio.get_running_loop().create_future())
+        return self.acks[-1]
+
+
+async def test_an_aggregates_events_are_handed_over_together_and_removed_once_acknowledged() -> None:
+    plans = MemoryDatabase()["plans"]
+    await add(plans, "e1", 1, 2, 3)
+    producer = Acknowledged()
+    relaying = asyncio.create_task(OutboxRelay([plans], producer, removal_linger=0).work_once())  # type: ignore[list-item]
+
+    await until(lambda: len(producer.acks) == 3)  # all three before any acknowledgement: one request, not three
+
+    assert producer.totals == [1, 2, 3] and pending(plans, "e1") == 3
+    for ack in producer.acks:
+        ack.set_result(None)
+    assert await relaying == 3
+    assert pending(plans, "e1") == 0
+
+
+async def test_what_follows_a_refused_event_stays_in_the_outbox() -> None:
+    plans = MemoryDatabase()["plans"]
+    await add(plans, "e1", 1, 2, 3)
+    producer = Acknowledged()
+    relaying = asyncio.create_task(OutboxRelay([plans], producer, removal_linger=0).work_once())  # type: ignore[list-item]
+    await until(lambda: len(producer.acks) == 3)
+
+    producer.acks[0].set_result(None)
+    producer.acks[1].set_exception(KafkaConnectionError())
+    producer.acks[2].set_result(None)  # it went out too: it goes again, and its consumers ignore the repeat
+    with pytest.raises(KafkaConnectionError):
+        await relaying  # the pass says so; the next one publishes the rest
+
+    stored = plans.sync.find_one({"_id": "e1"})
+    assert stored is not None
+    assert [json.loads(json.loads(record)["value"])["total_misses"] for record in stored["outbox"]] == [2, 3]
+
+
 async def test_a_pass_relays_16_aggregates_at_once() -> None:
     plans = MemoryDatabase()["plans"]
     for n in range(1, 21):
