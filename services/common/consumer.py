@@ -30,12 +30,12 @@ import traceback
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Annotated, Any, NamedTuple
 
 from aiokafka import ConsumerRecord
 from faststream import ContextRepo
+from faststream._internal.context import Context as ContextField  # what faststream.Context() makes (no public name)
 from faststream.kafka import KafkaRouter
-from faststream.kafka.annotations import KafkaMessage as KafkaMessageDep
 from faststream.kafka.message import KafkaMessage
 from faststream.middlewares import AckPolicy
 from opentelemetry.trace import SpanKind
@@ -150,8 +150,22 @@ def subscribe(
     return router
 
 
+class InTheLoop(ContextField):
+    """FastStream's ``Context`` looked up in the event loop: fast_depends runs a field's plain ``use`` in a worker
+    thread (two hand-offs to a thread and back per batch, for two dictionary look-ups)."""
+
+    async def use(self, /, **kwargs: Any) -> dict[str, Any]:  # type: ignore[override]
+        found: dict[str, Any] = super().use(**kwargs)
+        return found
+
+
+BatchMessage = Annotated[KafkaMessage, InTheLoop("message")]
+Resources = Annotated[Any, InTheLoop("context")]
+"""The broker's ``ContextRepo`` (FastStream's own annotation of it carries the thread-bound field)."""
+
+
 def _applying(batch: EventBatch, pace: FetchPace) -> Callable[..., Awaitable[None]]:
-    async def apply_events(message: KafkaMessageDep, context: ContextRepo) -> None:
+    async def apply_events(message: BatchMessage, context: Resources) -> None:
         pace.batch_arrived(message.consumer)
         await batch(message, context)
 

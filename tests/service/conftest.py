@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import fast_depends.utils
 import httpx
 import mongomock
 import pytest
@@ -110,6 +111,17 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[Clock]:
 def no_retry_waits(monkeypatch: pytest.MonkeyPatch) -> None:
     """An event that fails is tried again at once here: the tier delivers it again itself."""
     monkeypatch.setattr(consumer, "retry_delay", lambda _attempt: 0.0)
+
+
+@pytest.fixture(autouse=True)
+def events_applied_in_the_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch's message and context are looked up in the event loop (``consumer.InTheLoop``): fast_depends hands
+    anything it calls plainly to a worker thread, and no event's way may do that."""
+
+    async def refused(function: Any, *args: Any, **kwargs: Any) -> Any:
+        raise AssertionError(f"fast_depends ran {function!r} in a worker thread")
+
+    monkeypatch.setattr(fast_depends.utils, "run_in_threadpool", refused)
 
 
 @pytest.fixture
