@@ -11,16 +11,14 @@ not slowed: the fetch then in flight names every partition, and the broker answe
 
 A busy routine lane also asks the broker for a batch's worth (``BUSY_MIN_BYTES``) before it answers, within the
 batch wait: with one byte (aiokafka's default) each fetch came back with the one or two records that had arrived, and
-the lanes' fetches, small batches and offset commits made Kafka the pipeline's largest user of CPU (0.027-0.041 CPU-s
-per episode, four to five times the raw pipeline's). Side by side, ``python -m bench.pipeline --quick ... --episodes
-300`` twice each: 21.9 and 22.4 episodes/s against 19.2 and 14.3, Kafka 0.027 CPU-s per episode against 0.032 and
-0.041; a routine hop waits up to the batch wait more (care_plan's stage p50 0.11-0.13 s -> 0.16 s). Urgent lanes keep
-one byte: an alert is handed over as it arrives.
+the lanes' fetches, small batches and offset commits made Kafka the pipeline's largest user of CPU (the side-by-side
+figures: docs/performance.md, "Issue 31, third round"). A routine hop waits up to the batch wait more; urgent lanes
+keep one byte (``IDLE_MIN_BYTES``), so an alert is handed over as it arrives.
 
 aiokafka reads the wait and the least size from its fetcher's ``_fetch_max_wait_ms`` and ``_fetch_min_bytes`` for
 every fetch it sends; no public setting changes them while the consumer runs. tests/unit/common/test_fetch_pace.py
-checks that aiokafka still keeps them there,
-and a fetcher without it is logged once (the lane then keeps ``KAFKA_FETCH_MAX_WAIT_MS``, as before this module).
+checks that aiokafka still keeps them there, and a fetcher without them is logged once (the lane then keeps
+``KAFKA_FETCH_MAX_WAIT_MS`` and one byte, as before this module).
 
 A lane with nothing to apply waits in aiokafka's ``getmany`` until records arrive (``idle_ms`` at most, then it looks
 again). FastStream's batch loop instead asks for ``batch_timeout_ms`` and, given nothing, sleeps as long again: an
@@ -49,6 +47,8 @@ FETCH_MIN_BYTES = "_fetch_min_bytes"
 """… and the least it asks the broker to gather before answering within that wait."""
 BUSY_MIN_BYTES = 64 * 1024
 """What a busy routine lane's fetch asks for: about a full batch (50 events of about a kilobyte)."""
+IDLE_MIN_BYTES = 1
+"""What an idle lane's fetch, and an urgent lane's always, asks for: any record, answered as it arrives."""
 NEXT_BATCH = "get_msg"
 """What FastStream's batch loop calls for a lane's next records."""
 
@@ -60,8 +60,10 @@ class Consumer(Protocol):
 class FetchPace:
     """One lane's fetch wait (one per subscriber: each lane is its own consumer)."""
 
-    def __init__(self, busy_ms: int, idle_ms: int, idle_after_s: float = IDLE_AFTER_S, busy_min_bytes: int = 1) -> None:
-        """``busy_min_bytes``: what a busy lane's fetch asks for (1, the urgent lanes; ``BUSY_MIN_BYTES``, routine)."""
+    def __init__(
+        self, busy_ms: int, idle_ms: int, idle_after_s: float = IDLE_AFTER_S, busy_min_bytes: int = IDLE_MIN_BYTES
+    ) -> None:
+        """``busy_min_bytes``: what a busy lane's fetch asks for (``IDLE_MIN_BYTES``, urgent; ``BUSY_MIN_BYTES``)."""
         self.busy_ms = min(busy_ms, idle_ms)
         self.busy_min_bytes = busy_min_bytes
         self.idle_ms = idle_ms
@@ -83,7 +85,7 @@ class FetchPace:
 
     def _idle(self, fetcher: object) -> None:
         setattr(fetcher, FETCH_WAIT, self.idle_ms)
-        setattr(fetcher, FETCH_MIN_BYTES, 1)
+        setattr(fetcher, FETCH_MIN_BYTES, IDLE_MIN_BYTES)
 
     def wait_for_records(self, subscriber: object, max_records: int) -> None:
         """``subscriber``'s loop waits for records up to ``idle_ms`` (not the batch wait, then a sleep as long)."""
@@ -103,5 +105,6 @@ class FetchPace:
     def _warn_once(self) -> None:
         if not self._warned:
             self._warned = True
-            log.warning("the Kafka client keeps no fetch wait where Stepwise sets it: a busy lane's fetches are held "
-                        "up to KAFKA_FETCH_MAX_WAIT_MS (%d ms) (was aiokafka upgraded?)", self.idle_ms)  # fmt: skip
+            log.warning("the Kafka client keeps no fetch wait or size where Stepwise sets them: a busy lane's fetches "
+                        "are held up to KAFKA_FETCH_MAX_WAIT_MS (%d ms) for one record (was aiokafka upgraded?)",
+                        self.idle_ms)  # fmt: skip
