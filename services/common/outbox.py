@@ -52,6 +52,10 @@ log = logging.getLogger(__name__)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 APPLIED_EVENTS_KEPT = 500
 """How many consumed-event keys an aggregate remembers; far more than any redelivery window."""
+DRAIN_SECONDS = 2.0
+"""How long a stopping relay waits for the acknowledgements of what writes handed over, and for the removals of what
+went out."""
+
 REMOVAL_LINGER = 0.25
 """Seconds a removal waits for others to go with it in one round trip (its events are out already: only the lease
 is held meanwhile)."""
@@ -291,6 +295,7 @@ class OutboxRelay(PollingWorker):
         concurrency: int = 16,
         removal_linger: float = REMOVAL_LINGER,
         removals_at_once: int = REMOVALS_AT_ONCE,
+        drain_seconds: float = DRAIN_SECONDS,
     ) -> None:
         super().__init__()
         self._collections = collections
@@ -309,6 +314,7 @@ class OutboxRelay(PollingWorker):
         self._more: dict[str, asyncio.Event] = {}
         """Set when a write claims more of an aggregate whose relay waits for a removal (``_removed_unless_more``)."""
         self._removals = Removals(removal_linger, removals_at_once)
+        self._drain_seconds = drain_seconds
 
     def claim(self, aggregate_id: str) -> Claim | None:
         """A claim for a write of this process (None while the relay is not running: a pass publishes them)."""
@@ -354,13 +360,15 @@ class OutboxRelay(PollingWorker):
             await super().run()
         finally:
             self._running = False
-            self._busy.clear()
-            relaying = list(self._now)
-            for task in relaying:
-                task.cancel()
-            # What went out is removed before the process ends: left, it would go out again once its lease ended.
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._removals.drain(relaying), DRAIN_SECONDS)
+            await self._stopped(list(self._now))
+
+    async def _stopped(self, relaying: list[asyncio.Task[int]]) -> None:
+        """What writes handed over is acknowledged and removed before the process ends, within ``drain_seconds``
+        (what is not by then is cancelled, and left to the next pass of this instance or another): left, it would go
+        out again once its lease ended. Consumers ignore a repeat, but a stop need not make one."""
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._removals.drain(relaying), self._drain_seconds)
+        self._busy.clear()
 
     async def work_once(self) -> int:
         """One pass over aggregates with pending events; returns how many events went out.
@@ -515,10 +523,6 @@ def _to_milliseconds(moment: datetime) -> datetime:
     return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
-DRAIN_SECONDS = 2.0
-"""How long a stopping relay waits for the removals of what it published."""
-
-
 class Removals:
     """Removes what relays published from their outboxes: one update per aggregate, conditioned on the claim token
     (a write that claimed the outbox since, here or elsewhere, publishes and removes it all again: nothing is removed
@@ -551,7 +555,8 @@ class Removals:
         return done
 
     async def drain(self, relaying: Sequence[asyncio.Task[int]]) -> None:
-        """Remove at once what ``relaying`` (stopped) and the others published: no more lingering."""
+        """Wait for ``relaying`` to end, their removals and the others' made at once: no more lingering (cancelled, it
+        cancels ``relaying``)."""
         self._linger = 0.0
         self._full.set()
         await asyncio.gather(*relaying, return_exceptions=True)

@@ -352,7 +352,7 @@ async def test_relay_now_that_fails_is_logged_and_leaves_the_events_to_the_next_
     assert running.loop_errors == []
 
 
-async def test_stopping_the_relay_cancels_what_relay_now_started() -> None:
+async def test_stopping_the_relay_cancels_what_relay_now_started_once_its_drain_time_is_out() -> None:
     plans = MemoryDatabase()["plans"]
     started, cancelled = asyncio.Event(), asyncio.Event()
 
@@ -364,11 +364,32 @@ async def test_stopping_the_relay_cancels_what_relay_now_started() -> None:
             cancelled.set()
             raise
 
-    async with Running(OutboxRelay([plans], blocked, poll_seconds=3600)) as running:  # type: ignore[list-item]
+    relay = OutboxRelay([plans], blocked, poll_seconds=3600, drain_seconds=0.05)  # type: ignore[list-item]
+    async with Running(relay) as running:
         await add(plans, "e1", 1)
         running.relay.relay_now("plans", "e1")
         await started.wait()
     await asyncio.wait_for(cancelled.wait(), 1)
+    assert pending(plans, "e1") == 1  # for the next pass, of this instance or another
+
+
+async def test_a_relay_that_stops_awaits_the_acknowledgement_of_what_a_write_handed_over_and_removes_it() -> None:
+    """Stopped between handing a write's events to the producer and their acknowledgement: it waits for it (within
+    its drain time) and removes them, so that they do not go out again once the lease ends."""
+    plans = MemoryDatabase()["plans"]
+    producer = Acknowledged()
+    relay = OutboxRelay([plans], producer, poll_seconds=3600, removal_linger=3600)  # type: ignore[list-item]
+    running = Running(relay)
+    await running.__aenter__()
+    assert await insert_aggregate(plans, {"_id": "e1"}, [missed("e1", 1), missed("e1", 2)], relay=relay)  # type: ignore[arg-type]
+    await until(lambda: len(producer.acks) == 2)
+    stopping = asyncio.create_task(running.__aexit__())
+    await asyncio.sleep(0.05)  # the stop has begun, the acknowledgements still to come
+    assert not stopping.done() and pending(plans, "e1") == 2
+    for ack in producer.acks:
+        ack.set_result(None)
+    await stopping
+    assert producer.totals == [1, 2] and pending(plans, "e1") == 0
 
 
 async def test_a_relay_that_is_not_running_starts_nothing_on_relay_now() -> None:
