@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Any
@@ -201,9 +202,77 @@ def _contact_of(contact: dict[str, Any]) -> Contact:
 SMTP_SPAN = {"stepwise.channel": "email"}
 
 
-class EmailSender:
-    def __init__(self, settings: NotificationsSettings) -> None:
+SMTP_CHECKED_AFTER_SECONDS = 5.0
+"""A connection unused for longer is asked NOOP before a message goes on it (a relay may have closed it meanwhile)."""
+SMTP_KEPT_SECONDS = 60.0
+"""A connection unused for longer is closed rather than used again (RFC 5321 4.5.3.2.7 has a relay wait at least five
+minutes before it closes an idle one)."""
+SMTP_KEPT_AT_MOST = 8
+"""Idle connections kept open at most: a lane sends a few messages at once (``NOTIFICATIONS_CONCURRENCY``)."""
+
+
+class SmtpConnections:
+    """Connections to the clinic's relay, kept open between messages: the greeting, EHLO, STARTTLS and login happen
+    once per connection, not once per message. One connection carries one message at a time; a connection that
+    failed in any way is closed, never used again."""
+
+    def __init__(self, settings: NotificationsSettings, clock: Callable[[], float] = time.monotonic) -> None:
         self._settings = settings
+        self._clock = clock
+        self._idle: list[tuple[aiosmtplib.SMTP, float]] = []
+
+    async def take(self) -> aiosmtplib.SMTP:
+        """An open, logged-in connection: the most recently used one that still answers, or a new one."""
+        while self._idle:
+            smtp, since = self._idle.pop()
+            idle = self._clock() - since
+            if smtp.is_connected and idle <= SMTP_KEPT_SECONDS and await _answers(smtp, idle):
+                return smtp
+            smtp.close()
+        password = self._settings.smtp_password
+        smtp = aiosmtplib.SMTP(
+            hostname=self._settings.smtp_host,
+            port=self._settings.smtp_port,
+            username=self._settings.smtp_username,
+            password=password.get_secret_value() if password is not None else None,
+            start_tls=self._settings.smtp_starttls,
+            timeout=self._settings.smtp_timeout_seconds,
+        )
+        await smtp.connect()
+        return smtp
+
+    def give_back(self, smtp: aiosmtplib.SMTP) -> None:
+        """A connection whose message went out (or was refused cleanly), for the next message."""
+        self._idle.append((smtp, self._clock()))
+        while len(self._idle) > SMTP_KEPT_AT_MOST:
+            self._idle.pop(0)[0].close()
+
+    async def close(self) -> None:
+        idle, self._idle = self._idle, []
+        for smtp, _ in idle:
+            try:
+                await smtp.quit()
+            except (aiosmtplib.SMTPException, OSError):
+                smtp.close()
+
+
+async def _answers(smtp: aiosmtplib.SMTP, idle: float) -> bool:
+    """Whether a connection unused for ``idle`` seconds can carry a message (asked only after a pause)."""
+    if idle <= SMTP_CHECKED_AFTER_SECONDS:
+        return True
+    try:
+        await smtp.noop()
+    except (aiosmtplib.SMTPException, OSError):
+        return False
+    return True
+
+
+class EmailSender:
+    """Sends an email through the clinic's relay over a kept connection (``SmtpConnections``)."""
+
+    def __init__(self, settings: NotificationsSettings, connections: SmtpConnections | None = None) -> None:
+        self._settings = settings
+        self._connections = connections or SmtpConnections(settings)
 
     async def send(self, notification_id: str, to: str, message: RenderedMessage) -> None:
         email = EmailMessage()
@@ -213,18 +282,9 @@ class EmailSender:
         # A stable Message-ID lets a receiving system spot the rare resend after a crash.
         email["Message-ID"] = f"<{notification_id}@stepwise>"
         email.set_content(message.body)
-        password = self._settings.smtp_password
         try:
             with tracer.start_as_current_span("smtp send", kind=SpanKind.CLIENT, attributes=SMTP_SPAN):
-                await aiosmtplib.send(
-                    email,
-                    hostname=self._settings.smtp_host,
-                    port=self._settings.smtp_port,
-                    username=self._settings.smtp_username,
-                    password=password.get_secret_value() if password is not None else None,
-                    start_tls=self._settings.smtp_starttls,
-                    timeout=self._settings.smtp_timeout_seconds,
-                )
+                await self._send(email)
         except aiosmtplib.SMTPAuthenticationError as error:
             raise DependencyDown(
                 SMTP, f"refused our login ({error.code}): check SMTP_USERNAME and SMTP_PASSWORD", misconfigured=True
@@ -238,6 +298,18 @@ class EmailSender:
             raise DeliveryError(f"SMTP {error.code}", permanent=error.code >= 500) from None
         except (aiosmtplib.SMTPException, OSError) as error:
             raise DeliveryError(f"SMTP unavailable: {type(error).__name__}", permanent=False) from None
+
+    async def _send(self, email: EmailMessage) -> None:
+        smtp = await self._connections.take()
+        try:
+            await smtp.send_message(email)
+        except BaseException:
+            smtp.close()
+            raise
+        self._connections.give_back(smtp)
+
+    async def close(self) -> None:
+        await self._connections.close()
 
 
 async def _post(

@@ -97,6 +97,7 @@ class Senders:
     webhook: WebhookSender
 
     async def close(self) -> None:
+        await self.email.close()
         await self.sms.close()
         await self.webhook.close()
 

@@ -27,6 +27,8 @@ class Mailbox:
     """Of those, the ones a client is waiting on right now."""
     greylisted: set[str] = field(default_factory=set)
     """Recipients whose RCPT TO the server refuses for now (450, greylisting), as many relays do to strangers."""
+    peers: list[Any] = field(default_factory=list)
+    """The client's end of the connection each of ``messages`` came over: a connection used again has the same."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     async def handle_RCPT(self, _server: Any, _session: Any, envelope: Any, address: str, _options: Any) -> str:  # noqa: N802
@@ -39,12 +41,13 @@ class Mailbox:
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd hook
+    async def handle_DATA(self, _server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd hook
         message = message_from_bytes(envelope.content, policy=policy.default)
         assert isinstance(message, EmailMessage)
         with self._lock:
             self.messages.append(message)
             self.received_at.append(time.monotonic())
+            self.peers.append(session.peer)
         if self.print_messages:
             print(f"\n--- mail to {', '.join(envelope.rcpt_tos)} ---\n{message}\n--- end of mail ---", flush=True)
         return "250 Message accepted for delivery"
