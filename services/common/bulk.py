@@ -13,21 +13,28 @@ rebuild) a write is sent at once, alone.
 
 A write's outcome per operation, not the result's counts, tells which version-checked write lost: express it as an
 upsert filtered by its id and version (``versioned``), which fails with a duplicate key when the stored document is
-at another version, rather than as an update that matches nothing."""
+at another version, rather than as an update that matches nothing.
+
+A batch's questions to another service go the same way (``GatheredLookups``): notifications asks intake who may hear
+of each episode of a batch in one request."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from contextvars import ContextVar
-from typing import NamedTuple
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from pymongo import UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, DocumentTooLarge
 
 from .mongo import Document, write_error
-from .outcomes import settle
+from .outcomes import retrieved, settle
+
+Item = TypeVar("Item")
+Question = TypeVar("Question")
+Answer = TypeVar("Answer")
 
 
 class Gathering:
@@ -72,29 +79,27 @@ def versioned(document_id: str, version: int, fields: Document) -> Update:
     return Update({"_id": document_id, "version": version}, {"$set": {**fields, "version": version + 1}}, upsert=True)
 
 
-class BulkWrites:
-    """A write-behind buffer per consumer batch (see the module's doc)."""
+class Gathered(Generic[Item]):
+    """What the lanes of a consumer batch hand in, sent together by ``send_all`` once every lane still running waits
+    on it, or ``linger`` seconds after the first, or at ``at_once`` (see the module's doc). Each item carries its
+    own future: ``send_all`` settles them."""
 
-    def __init__(self, linger: float = 0.005, at_once: int = 500) -> None:
+    def __init__(
+        self, send_all: Callable[[list[Item]], Coroutine[Any, Any, None]], linger: float, at_once: int
+    ) -> None:
+        self._send_all = send_all
         self.linger = linger
         self.at_once = at_once
-        self._waiting: dict[Gathering, Waiting] = {}
+        self._waiting: dict[Gathering, list[Item]] = {}
         self._timers: dict[Gathering, asyncio.TimerHandle] = {}
         self._sending: set[asyncio.Task[None]] = set()
 
-    async def write(self, collection: AsyncCollection[Document], operation: Update) -> None:
-        """Send ``operation`` with the batch's other writes; raises its own ``WriteError`` as a lone write would."""
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        gathering = GATHERING.get()
-        if gathering is None:
-            await send([(collection, operation, done)])
-        else:
-            if gathering not in self._waiting:
-                self._waiting[gathering] = []
-                gathering.watch(lambda: self._lane_finished(gathering))
-            self._waiting[gathering].append((collection, operation, done))
-            self._check(gathering)
-        await done
+    def add(self, gathering: Gathering, item: Item) -> None:
+        if gathering not in self._waiting:
+            self._waiting[gathering] = []
+            gathering.watch(lambda: self._lane_finished(gathering))
+        self._waiting[gathering].append(item)
+        self._check(gathering)
 
     def _lane_finished(self, gathering: Gathering) -> None:
         self._check(gathering)
@@ -118,9 +123,67 @@ class BulkWrites:
         if not waiting:
             return
         self._waiting[gathering] = []
-        task = asyncio.create_task(send(waiting))
+        task = asyncio.create_task(self._send_all(waiting))
         self._sending.add(task)
         task.add_done_callback(self._sending.discard)
+
+
+class BulkWrites:
+    """A write-behind buffer per consumer batch (see the module's doc)."""
+
+    def __init__(self, linger: float = 0.005, at_once: int = 500) -> None:
+        self._gathered: Gathered[tuple[AsyncCollection[Document], Update, asyncio.Future[None]]] = Gathered(
+            send, linger, at_once
+        )
+
+    async def write(self, collection: AsyncCollection[Document], operation: Update) -> None:
+        """Send ``operation`` with the batch's other writes; raises its own ``WriteError`` as a lone write would."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        gathering = GATHERING.get()
+        if gathering is None:
+            await send([(collection, operation, done)])
+        else:
+            self._gathered.add(gathering, (collection, operation, done))
+        await done
+
+
+class GatheredLookups(Generic[Question, Answer]):
+    """A consumer batch's lanes' questions to another service asked in one request (``ask_all``, answering each in
+    order) as its writes go in one round trip; outside a batch a question is asked at once, alone. A failure of the
+    request reaches each question of it."""
+
+    def __init__(
+        self,
+        ask_all: Callable[[list[Question]], Coroutine[Any, Any, list[Answer]]],
+        linger: float = 0.005,
+        at_once: int = 100,
+    ) -> None:
+        self._ask_all = ask_all
+        self._gathered: Gathered[tuple[Question, asyncio.Future[Answer]]] = Gathered(self._answer, linger, at_once)
+
+    async def ask(self, question: Question) -> Answer:
+        gathering = GATHERING.get()
+        if gathering is None:
+            [answer] = await self._ask_all([question])
+            return answer
+        done: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+        self._gathered.add(gathering, (question, done))
+        return await done
+
+    async def _answer(self, waiting: list[tuple[Question, asyncio.Future[Answer]]]) -> None:
+        try:
+            answers = await self._ask_all([question for question, _ in waiting])
+        except BaseException as error:
+            for _, done in waiting:
+                if not done.done():
+                    done.set_exception(error)
+                    done.add_done_callback(retrieved)
+            if not isinstance(error, Exception):
+                raise
+            return
+        for (_, done), answer in zip(waiting, answers, strict=True):
+            if not done.done():
+                done.set_result(answer)
 
 
 async def send(waiting: Waiting) -> None:

@@ -4,6 +4,7 @@ outbox's removals): each caller waits on its own future, settled once."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 
 def settle(done: asyncio.Future[None], error: BaseException | None = None) -> None:
@@ -16,7 +17,7 @@ def settle(done: asyncio.Future[None], error: BaseException | None = None) -> No
         done.set_exception(error)
 
 
-def retrieved(done: asyncio.Future[None]) -> None:
+def retrieved(done: asyncio.Future[Any]) -> None:
     """A done-callback marking the outcome seen: a caller that gave up leaves no "exception never retrieved"."""
     if not done.cancelled():
         done.exception()

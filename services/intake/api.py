@@ -46,6 +46,8 @@ from .schemas import (
     AssessmentIn,
     AssessmentOut,
     AssessmentPreview,
+    AudiencesIn,
+    AudiencesOut,
     AuditEntry,
     ConsentIn,
     ConsentOut,
@@ -476,6 +478,16 @@ async def episode_audience(
 ) -> EpisodeAudience:
     episode = await _episode(store, episode_id)
     return await queries.audience(store, by, episode, scope, patient_channels, patient_contact)
+
+
+@router.post(
+    "/audiences",
+    status_code=status.HTTP_200_OK,
+    summary="The audience of several episodes in one answer, each as `GET /v1/episodes/{episode_id}/audience` "
+    "answers it (notifications only, audited alike)",
+)
+async def episode_audiences(body: AudiencesIn, store: Store, by: NotificationsService) -> AudiencesOut:
+    return AudiencesOut(audiences=await queries.audiences(store, by, body.episodes))
 
 
 @router.get(

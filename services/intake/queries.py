@@ -4,6 +4,7 @@ changes go through ``changes.py``."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -22,6 +23,7 @@ from .schemas import (
     AssessmentHistory,
     AssessmentOut,
     AssessmentPreview,
+    AudienceIn,
     ContactOut,
     EpisodeAudience,
     EpisodeMeasures,
@@ -144,6 +146,23 @@ async def audience(
         patient_contact=ContactOut(**contact) if contact else None,
         earlier_episodes=earlier,
     )
+
+
+async def audiences(store: IntakeStore, by: Principal, asked: Sequence[AudienceIn]) -> list[EpisodeAudience | None]:
+    """``audience`` for each question, in order (None: no such episode); the episodes are read at once."""
+    stored = await asyncio.gather(*(store.get(question.episode_id) for question in asked))
+    return list(await asyncio.gather(*(
+        _audience_of(store, by, question, found.episode if found is not None else None)
+        for question, found in zip(asked, stored, strict=True)
+    )))  # fmt: skip
+
+
+async def _audience_of(
+    store: IntakeStore, by: Principal, question: AudienceIn, episode: Episode | None
+) -> EpisodeAudience | None:
+    if episode is None:
+        return None
+    return await audience(store, by, episode, question.scope, question.patient_channels, question.patient_contact)
 
 
 async def consented_contact(

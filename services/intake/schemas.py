@@ -819,6 +819,36 @@ class EpisodeAudience(BaseModel):
     )
 
 
+AUDIENCES_AT_ONCE: Final = 100
+"""Episodes one ``POST /v1/audiences`` asks about at most (notifications asks for a consumer batch's at once)."""
+
+
+class AudienceIn(RequestBody):
+    """One episode's question, as ``GET /v1/episodes/{episode_id}/audience`` asks it in its query."""
+
+    episode_id: str = Field(min_length=1, max_length=100)
+    scope: list[ConsentScope] = Field(default_factory=list, max_length=len(CONSENT_SCOPES),
+                                      description="The scopes to list the recipients of.")  # fmt: skip
+    patient_channels: bool = Field(default=False, description="As the query parameter of the one-episode lookup.")
+    patient_contact: bool = Field(default=False, description="As the query parameter of the one-episode lookup.")
+
+
+class AudiencesIn(RequestBody):
+    model_config = request_examples({"episodes": [
+        {"episode_id": "7d0c1f3e-4b0a-4a57-9c1e-2b8f6a1d0e42", "scope": ["appointments"], "patient_channels": True,
+         "patient_contact": True}]})  # fmt: skip
+
+    episodes: list[AudienceIn] = Field(min_length=1, max_length=AUDIENCES_AT_ONCE,
+                                       description=f"At most {AUDIENCES_AT_ONCE} questions.")  # fmt: skip
+
+
+class AudiencesOut(BaseModel):
+    """An answer per question, in the order asked: what the one-episode lookup answers, or null for an episode
+    intake does not know (where that lookup answers 404)."""
+
+    audiences: list[EpisodeAudience | None]
+
+
 class ContactOut(BaseModel):
     model_config = response_example({"email": "alex@example.org", "phone": "+12025550123", "timezone": None})
 

@@ -168,6 +168,41 @@ async def test_episode_audience(http: httpx.AsyncClient) -> None:
     assert (await http.get("/v1/episodes/nobody/audience", headers=NOTIFICATIONS)).status_code == 404
 
 
+async def test_the_audiences_of_several_episodes_in_one_answer_as_each_alone_and_audited_alike(
+    http: httpx.AsyncClient,
+) -> None:
+    """What notifications asks for a consumer batch at once: each question answered as the one-episode lookup answers
+    it, in the order asked (null for an episode intake does not know), the same audit entries."""
+    patient_id, episode_id = await new_episode(http)
+    family = await grant(http, episode_id, FAMILY)
+    other_patient, other = await new_episode(http, date_of_birth="1985-02-03")
+    questions = [
+        {"episode_id": episode_id, "scope": ["appointments"]},
+        {"episode_id": "nobody"},
+        {"episode_id": other, "patient_channels": True, "patient_contact": True},
+    ]
+    answer = await http.post("/v1/audiences", json={"episodes": questions}, headers=NOTIFICATIONS)
+    assert answer.status_code == 200
+    alone = [
+        (await http.get(f"/v1/episodes/{episode_id}/audience", params={"scope": "appointments"}, headers=NOTIFICATIONS)).json(),
+        None,
+        (await http.get(f"/v1/episodes/{other}/audience", params={"patient_channels": "true", "patient_contact": "true"},
+                        headers=NOTIFICATIONS)).json(),
+    ]  # fmt: skip
+    assert answer.json() == {"audiences": alone}
+    assert answer.json()["audiences"][0]["recipients"]["appointments"][0]["consent_id"] == family["consent_id"]
+    for patient, action in ((patient_id, "read_recipients"), (other_patient, "read_contact")):
+        audit = await http.get("/v1/audit", params={"patient_id": patient, "action": action}, headers=ADMIN)
+        assert len(audit.json()) == 2  # the batch's read and the lone one's
+
+    assert (await http.post("/v1/audiences", json={"episodes": questions}, headers=CLINICIAN)).status_code == 403
+    empty = await http.post("/v1/audiences", json={"episodes": []}, headers=NOTIFICATIONS)
+    assert empty.status_code == 422 and empty.json()["detail"][0]["loc"] == ["body", "episodes"]
+    bad = await http.post("/v1/audiences", json={"episodes": [{"episode_id": other, "scope": ["gossip"]}]},
+                          headers=NOTIFICATIONS)  # fmt: skip
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", "episodes", 0, "scope", 0]
+
+
 async def test_episode_patient(http: httpx.AsyncClient) -> None:
     patient_id, episode_id = await new_episode(http)
     found = await http.get(f"/v1/episodes/{episode_id}/patient", headers=NOTIFICATIONS)

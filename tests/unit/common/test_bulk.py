@@ -1,5 +1,5 @@
 """The writes of one consumer batch sent together (services/common/bulk.py): one bulk_write once each lane of the
-batch waits on it, each write hearing its own outcome as a lone write would."""
+batch waits on it, each write hearing its own outcome as a lone write would; its questions to another service alike."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from pymongo.errors import BulkWriteError, ConnectionFailure, DocumentTooLarge, DuplicateKeyError, WriteError
 
-from services.common.bulk import GATHERING, BulkWrites, Gathering, Update, versioned
+from services.common.bulk import GATHERING, BulkWrites, GatheredLookups, Gathering, Update, versioned
 from services.common.consumer import HANDLER_CONTEXT, EventBatch, Subscription
 from services.common.store_errors import too_large
 from stepwise_contract import SessionMissed
@@ -117,3 +117,68 @@ async def test_outside_a_batch_a_write_goes_at_once_and_a_busy_lane_holds_the_ot
     finally:
         GATHERING.reset(token)
     assert collection.bulks == [["ep-0"], ["ep-1"]]
+
+
+# A batch's questions to another service: one request for the lanes' questions, each hearing its own answer.
+
+
+class Asked:
+    def __init__(self, failing: Exception | None = None) -> None:
+        self.requests: list[list[int]] = []
+        self.failing = failing
+
+    async def __call__(self, questions: list[int]) -> list[str]:
+        self.requests.append(questions)
+        await asyncio.sleep(0)
+        if self.failing is not None:
+            raise self.failing
+        return [f"answer {n}" for n in questions]
+
+
+async def asked_in_one_batch(lookups: GatheredLookups[int, str], count: int) -> list[str | BaseException]:
+    gathering = Gathering(count)
+
+    async def lane(n: int) -> str | BaseException:
+        try:
+            return await lookups.ask(n)
+        except Exception as error:
+            return error
+        finally:
+            gathering.finished()
+
+    token = GATHERING.set(gathering)
+    try:
+        return await asyncio.gather(*(lane(n) for n in range(count)))
+    finally:
+        GATHERING.reset(token)
+
+
+async def test_a_batchs_lanes_ask_in_one_request_each_hearing_its_own_answer() -> None:
+    asked = Asked()
+    lookups = GatheredLookups(asked, linger=60.0)  # asked when every lane waits, never by the clock here
+    assert await asked_in_one_batch(lookups, 3) == ["answer 0", "answer 1", "answer 2"]
+    assert asked.requests == [[0, 1, 2]]
+
+
+async def test_a_question_outside_a_batch_is_asked_at_once_alone() -> None:
+    asked = Asked()
+    assert await GatheredLookups(asked, linger=60.0).ask(7) == "answer 7"
+    assert asked.requests == [[7]]
+
+
+async def test_a_failed_request_reaches_each_question_of_it() -> None:
+    down = ConnectionError("the other service is away")
+    outcomes = await asked_in_one_batch(GatheredLookups(Asked(failing=down), linger=60.0), 2)
+    assert outcomes == [down, down]
+
+
+async def test_a_lane_that_never_asks_delays_the_others_by_the_linger_at_most() -> None:
+    asked = Asked()
+    lookups: GatheredLookups[int, str] = GatheredLookups(asked, linger=0.001)
+    gathering = Gathering(2)  # the second lane is busy elsewhere and asks nothing
+    token = GATHERING.set(gathering)
+    try:
+        assert await asyncio.wait_for(lookups.ask(1), 1.0) == "answer 1"
+    finally:
+        GATHERING.reset(token)
+    assert asked.requests == [[1]]
