@@ -829,8 +829,8 @@ class AudienceIn(RequestBody):
     episode_id: str = Field(min_length=1, max_length=100)
     scope: list[ConsentScope] = Field(default_factory=list, max_length=len(CONSENT_SCOPES),
                                       description="The scopes to list the recipients of.")  # fmt: skip
-    patient_channels: bool = Field(default=False, description="As the query parameter of the one-episode lookup.")
-    patient_contact: bool = Field(default=False, description="As the query parameter of the one-episode lookup.")
+    patient_channels: StrictBool = Field(default=False, description="As the query parameter of the one-episode lookup.")
+    patient_contact: StrictBool = Field(default=False, description="As the query parameter of the one-episode lookup.")
 
 
 class AudiencesIn(RequestBody):
@@ -845,6 +845,12 @@ class AudiencesIn(RequestBody):
 class AudiencesOut(BaseModel):
     """An answer per question, in the order asked: what the one-episode lookup answers, or null for an episode
     intake does not know (where that lookup answers 404)."""
+
+    model_config = response_example({"audiences": [
+        {"episode_id": "7d0c1f3e-4b0a-4a57-9c1e-2b8f6a1d0e42", "patient_id": "0b6e3f1a-9c2d-4e5f-8a7b-1c2d3e4f5a6b",
+         "recipients": {"appointments": []}, "patient_channels": ["email"],
+         "patient_contact": {"email": "alex@example.org", "phone": None, "timezone": None}, "earlier_episodes": False},
+        None]})  # fmt: skip
 
     audiences: list[EpisodeAudience | None]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable
@@ -15,6 +16,7 @@ from async_lru import alru_cache
 from opentelemetry.trace import SpanKind
 
 from services.common.auth import Role, bearer
+from services.common.bulk import GatheredLookups
 from services.common.dependencies import Dependencies, DependencyDown
 from services.common.intake_client import INTAKE, IntakeClient, path
 from services.common.tracing import tracer
@@ -95,6 +97,24 @@ class Audience:
         return list(self.recipients.get(scope, []))
 
 
+AUDIENCES_AT_ONCE = 100
+"""Episodes one ``POST /v1/audiences`` asks intake about at most (intake's own limit)."""
+
+
+@dataclass(frozen=True)
+class AudienceQuestion:
+    """What planning an event's messages asks intake of its episode: the supports per scope and, for the welcome,
+    the patient's channels and contact."""
+
+    episode_id: str
+    scopes: frozenset[str]
+    patient_channels: bool
+
+    def asked(self) -> dict[str, Any]:
+        both = {"patient_channels": True, "patient_contact": True} if self.patient_channels else {}
+        return {"episode_id": self.episode_id, "scope": sorted(self.scopes), **both}
+
+
 class IntakeContacts:
     """Looks up contact data and consents at intake at send time, so no event and no notification holds them.
 
@@ -117,6 +137,7 @@ class IntakeContacts:
         # audience brings the patient's contact with it (``_welcome_contacts``) for the welcome sent as it is planned,
         # which takes it within seconds or leaves it; a support's consent is checked again when a message is sent.
         self.audience = alru_cache(maxsize=4096, ttl=PLANNING_LOOKUPS_KEPT_SECONDS)(self._audience)
+        self._audiences = GatheredLookups(self._ask_audiences, at_once=AUDIENCES_AT_ONCE)
         self._welcome_contacts: dict[str, tuple[float, Contact]] = {}
 
     async def patient_contact(self, episode_id: str) -> Contact:
@@ -159,13 +180,11 @@ class IntakeContacts:
 
     async def _audience(self, episode_id: str, scopes: frozenset[str], patient_channels: bool = False) -> Audience:
         """With ``patient_channels`` (the welcome, whose message to the patient goes as it is planned): the patient's
-        contact too, kept for that send alone (``patient_contact``)."""
-        asked: list[tuple[str, str | int | float | bool | None]] = [("scope", scope) for scope in sorted(scopes)]
-        asked += [("patient_channels", "true"), ("patient_contact", "true")] if patient_channels else []
-        response = await self._intake.get(path("episodes", episode_id, "audience"), httpx.QueryParams(asked))
-        if response.status_code == 404:
+        contact too, kept for that send alone (``patient_contact``). Asked with the other lanes' questions of the
+        consumer batch in one request (``GatheredLookups``)."""
+        body = await self._audiences.ask(AudienceQuestion(episode_id, scopes, patient_channels))
+        if body is None:
             return Audience(None, {})
-        body = _json(response)
         if body.get("patient_contact") is not None:
             self._keep_for_the_welcome(episode_id, _contact_of(body["patient_contact"]))
         recipients = {scope: [(entry["consent_id"], entry["recipient_kind"]) for entry in entries]
@@ -173,6 +192,24 @@ class IntakeContacts:
         channels, earlier = body.get("patient_channels"), body.get("earlier_episodes")
         return Audience(str(body["patient_id"]), recipients, None if channels is None else frozenset(channels),
                         earlier if isinstance(earlier, bool) else None)  # fmt: skip
+
+    async def _ask_audiences(self, questions: list[AudienceQuestion]) -> list[dict[str, Any] | None]:
+        """Intake's answer to each question (None: it does not know the episode), in one request; an intake of an
+        earlier release, without ``POST /v1/audiences``, is asked one episode at a time."""
+        response = await self._intake.post(path("audiences"), {"episodes": [q.asked() for q in questions]})
+        if response.status_code in (404, 405):
+            return list(await asyncio.gather(*(self._ask_audience(question) for question in questions)))
+        answers: list[dict[str, Any] | None] = _json(response)["audiences"]
+        return answers
+
+    async def _ask_audience(self, question: AudienceQuestion) -> dict[str, Any] | None:
+        asked: list[tuple[str, str | int | float | bool | None]] = [("scope", s) for s in sorted(question.scopes)]
+        asked += [("patient_channels", "true"), ("patient_contact", "true")] if question.patient_channels else []
+        response = await self._intake.get(path("episodes", question.episode_id, "audience"), httpx.QueryParams(asked))
+        if response.status_code == 404:
+            return None
+        answer: dict[str, Any] = _json(response)
+        return answer
 
     def _keep_for_the_welcome(self, episode_id: str, contact: Contact) -> None:
         """Kept seconds at most: what the welcome's send does not take by then is dropped (and asked again)."""

@@ -62,6 +62,9 @@ class FakeConsent:
         return not self.revoked and (self.expires_on is None or self.expires_on >= utc_now().date())
 
 
+ASKED_OF_THE_PATIENT = ("patient_channels", "patient_contact")
+
+
 @dataclass
 class FakeIntake:
     patients: dict[str, str] = field(default_factory=dict)
@@ -78,6 +81,8 @@ class FakeIntake:
     """Every questionnaire link made, in order."""
     says_earlier_episodes: bool = True
     """False: an intake older than ``earlier_episodes`` (its audience never says it)."""
+    answers_audiences: bool = True
+    """False: an intake older than ``POST /v1/audiences`` (it answers 404: one question a request)."""
 
     def episode(self, patient_id: str | None = None) -> str:
         episode_id = str(uuid.uuid4())
@@ -108,6 +113,10 @@ class FakeIntake:
         if token not in ROLES_BY_TOKEN:
             return httpx.Response(401, json={"detail": "missing or invalid bearer token"})
         role, scopes = ROLES_BY_TOKEN[token], request.url.params.get_list("scope")
+        if request.url.path == "/v1/audiences" and request.method == "POST" and self.answers_audiences:
+            if role != Role.NOTIFICATIONS:
+                return _forbidden(role)
+            return self._audiences(json.loads(request.content))
         match request.url.path.removeprefix("/v1/episodes/").split("/"):
             case [_, "recipients"] if role not in (Role.NOTIFICATIONS, Role.CARE_PLAN):
                 return _forbidden(role)
@@ -120,21 +129,8 @@ class FakeIntake:
             case [episode_id, "consents", consent_id, "contact"]:
                 return self._consented_contact(episode_id, consent_id)
             case [episode_id, "audience"]:
-                recipients = {scope: self._allowing(episode_id, scope) for scope in scopes}
-                audience: dict[str, Any] = {"episode_id": episode_id, "patient_id": self.patients[episode_id],
-                                            "recipients": recipients}  # fmt: skip
-                if request.url.params.get("patient_channels") == "true":
-                    contact = self.contacts[episode_id]
-                    audience["patient_channels"] = [channel for channel, name in (("email", "email"), ("sms", "phone"))
-                                                    if contact[name]]  # fmt: skip
-                if request.url.params.get("patient_contact") == "true":
-                    audience["patient_contact"] = self.contacts[episode_id]
-                if self.says_earlier_episodes and "true" in (
-                    request.url.params.get("patient_channels"),
-                    request.url.params.get("patient_contact"),
-                ):
-                    audience["earlier_episodes"] = self._earlier_episodes(episode_id)
-                return httpx.Response(200, json=audience)
+                channels, contact = (request.url.params.get(asked) == "true" for asked in ASKED_OF_THE_PATIENT)
+                return httpx.Response(200, json=self._audience(episode_id, scopes, channels, contact))
             case [episode_id, "patient"]:
                 return httpx.Response(200, json={"episode_id": episode_id, "patient_id": self.patients[episode_id]})
             case [episode_id, "recipients"] if len(scopes) == 1:
@@ -144,6 +140,30 @@ class FakeIntake:
             case [_, "questionnaire-links"] if request.method == "POST":
                 return self._link(json.loads(request.content or b"{}"))
         return httpx.Response(404, json={"detail": "Not Found"})
+
+    def _audiences(self, body: dict[str, Any]) -> httpx.Response:
+        """``POST /v1/audiences``: each question answered as the one-episode lookup answers it (None: unknown)."""
+        answers = [
+            self._audience(q["episode_id"], q.get("scope", []), *(q.get(a, False) for a in ASKED_OF_THE_PATIENT))
+            if q["episode_id"] in self.patients
+            else None
+            for q in body["episodes"]
+        ]  # fmt: skip
+        return httpx.Response(200, json={"audiences": answers})
+
+    def _audience(self, episode_id: str, scopes: list[str], channels: bool, contact: bool) -> dict[str, Any]:
+        recipients = {scope: self._allowing(episode_id, scope) for scope in scopes}
+        audience: dict[str, Any] = {"episode_id": episode_id, "patient_id": self.patients[episode_id],
+                                    "recipients": recipients}  # fmt: skip
+        if channels:
+            points = self.contacts[episode_id]
+            audience["patient_channels"] = [channel for channel, name in (("email", "email"), ("sms", "phone"))
+                                            if points[name]]  # fmt: skip
+        if contact:
+            audience["patient_contact"] = self.contacts[episode_id]
+        if self.says_earlier_episodes and (channels or contact):
+            audience["earlier_episodes"] = self._earlier_episodes(episode_id)
+        return audience
 
     def _link(self, body: dict[str, Any]) -> httpx.Response:
         instruments = body.get("instruments")

@@ -6,8 +6,10 @@ import asyncio
 import contextlib
 from typing import Any
 
+from services.common.bulk import GATHERING, Gathering
 from services.common.utc import utc_now, wall_clock
 from services.notifications.changes import Messaging
+from services.notifications.channels import Audience
 from services.notifications.dispatcher import UNCONFIGURED_SWEEP, Dispatcher
 from tests.service.conftest import Events
 from tests.service.fake_intake import FakeIntake
@@ -50,10 +52,44 @@ async def test_planning_an_event_asks_intake_once(events: Events, messaging: Mes
     episode_id = intake.episode()
     intake.consent(episode_id, "family", "appointments")
     await events.deliver(care_plan_event(assigned(episode_id, calendar(in_days(2), in_days(4)))))
-    assert intake.asked == [f"/v1/episodes/{episode_id}/audience"]  # the patient and the supports, together
+    assert intake.asked == ["/v1/audiences"]  # the patient and the supports, together
     assert {n.recipient_kind for n in await log_of(messaging, episode_id)} >= {"patient", "family"}
     await asyncio.gather(*(messaging.contacts.audience(episode_id, frozenset({"attendance"})) for _ in range(3)))
     assert len(intake.asked) == 2  # concurrent identical questions share one request
+
+
+async def test_the_episodes_of_one_consumer_batch_are_asked_of_intake_in_one_request(
+    messaging: Messaging, intake: FakeIntake
+) -> None:
+    episodes = [intake.episode() for _ in range(3)]
+    intake.consent(episodes[1], "family", "appointments")
+    gathering = Gathering(len(episodes))
+
+    async def lane(episode_id: str) -> Audience:
+        try:
+            return await messaging.contacts.audience(episode_id, frozenset({"appointments"}), True)
+        finally:
+            gathering.finished()
+
+    token = GATHERING.set(gathering)
+    try:
+        audiences = await asyncio.gather(*(lane(episode_id) for episode_id in episodes))
+    finally:
+        GATHERING.reset(token)
+    assert intake.asked == ["/v1/audiences"]
+    assert [a.patient_id for a in audiences] == [intake.patients[episode_id] for episode_id in episodes]
+    assert [len(a.supports("appointments")) for a in audiences] == [0, 1, 0]
+    assert all(a.patient_channels == frozenset({"email", "sms"}) for a in audiences)
+
+
+async def test_an_intake_of_an_earlier_release_is_asked_one_episode_at_a_time(
+    events: Events, messaging: Messaging, intake: FakeIntake, channels: dict[str, FakeChannel]
+) -> None:
+    intake.answers_audiences = False
+    episode_id = intake.episode()
+    await events.deliver(care_plan_event(assigned(episode_id, calendar(in_days(2), in_days(4)))))
+    assert intake.asked == ["/v1/audiences", f"/v1/episodes/{episode_id}/audience"]
+    assert {n.recipient_kind for n in await log_of(messaging, episode_id) if n.purpose == "welcome"} == {"patient"}
 
 
 class Dispatching:
@@ -154,7 +190,7 @@ async def test_the_welcome_sent_as_it_is_planned_asks_intake_once(
     async with Dispatching(dispatcher):
         await events.deliver(care_plan_event(assigned(episode_id, calendar(in_days(2), in_days(4)))))
         await until(lambda: len(channels["email"].sent) == 1)
-        assert intake.asked == [f"/v1/episodes/{episode_id}/audience"]
+        assert intake.asked == ["/v1/audiences"]
         later = intake.episode()  # a message sent later asks for the contact then, as ever
         await messaging.contacts.patient_contact(later)
         assert intake.asked[-1] == f"/v1/episodes/{later}/contact"
