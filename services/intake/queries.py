@@ -7,8 +7,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Literal
 
 from services.common.auth import Principal
+from services.common.mongo import Document
 from services.common.utc import utc_now
 from stepwise_contract import ConsentScope, Program
 
@@ -37,7 +39,7 @@ from .schemas import (
     TrendPoint,
     shown,
 )
-from .store import IntakeStore, channels_of
+from .store import CONTACT, IntakeStore, channels_of, earlier_episodes
 
 
 async def measure_series(
@@ -123,12 +125,9 @@ async def audience(
     patient_channels: bool,
     patient_contact: bool = False,
 ) -> EpisodeAudience:
-    """The episode's patient and, per scope, whom a consent allows to be told (and, if asked, the patient's
+    """The episode's patient and, per scope asked, whom a consent allows to be told (and, if asked, the patient's
     channels, and their contact: an audited read, with the channels from the same read)."""
-    today = utc_now().date()
-    found = {asked: [listed(consent) for consent in consents_allowing(episode, asked, today)] for asked in scopes}
-    if any(found.values()):
-        await store.audit(by, "read_recipients", episode.patient_id, episode_id=episode.episode_id)
+    found = await _recipients(store, by, episode, scopes)
     contact, earlier = None, None  # earlier episodes: said only where the patient is read anyway, never read for it
     if patient_contact:
         contact, earlier = await store.contact_counted(episode.patient_id, episode.episode_id, by)
@@ -138,31 +137,67 @@ async def audience(
         channels, earlier = await store.contact_channels(episode.patient_id)
     else:
         channels = None
+    return _audience(episode, found, channels, contact, earlier)
+
+
+async def audiences(store: IntakeStore, by: Principal, asked: Sequence[AudienceIn]) -> list[EpisodeAudience | None]:
+    """``audience`` for each question, in order (None: no such episode): the episodes read at once, and the patients
+    whose channels or contact are asked (their contact reads audited first, one by one)."""
+    stored = await store.get_many([question.episode_id for question in asked])
+    episodes = [stored[q.episode_id].episode if q.episode_id in stored else None for q in asked]
+    known = [(question, episode) for question, episode in zip(asked, episodes, strict=True) if episode is not None]
+    contacts = [(episode.patient_id, episode.episode_id) for question, episode in known if question.patient_contact]
+    channels = [episode.patient_id for question, episode in known if question.patient_channels]
+    patients = await store.audience_reads(contacts, channels, by)
+    found = await asyncio.gather(*(_recipients(store, by, episode, question.scope) for question, episode in known))
+    answers = iter(
+        _asked_of(question, episode, recipients, patients.get(episode.patient_id))
+        for (question, episode), recipients in zip(known, found, strict=True)
+    )
+    return [next(answers) if episode is not None else None for episode in episodes]
+
+
+def _asked_of(
+    question: AudienceIn, episode: Episode, recipients: Recipients, patient: Document | None
+) -> EpisodeAudience:
+    """The answer to ``question`` from the patient's record as ``IntakeStore.audience_reads`` read it."""
+    if not (question.patient_contact or question.patient_channels):
+        return _audience(episode, recipients, None, None, None)
+    record = patient or {}
+    contact = {field: record.get(field) for field in CONTACT} if question.patient_contact and patient else None
+    channels = channels_of(record) if question.patient_channels else None
+    return _audience(episode, recipients, channels, contact, earlier_episodes(patient) if patient else None)
+
+
+Recipients = dict[ConsentScope, list[RecipientContact]]
+
+
+async def _recipients(
+    store: IntakeStore, by: Principal, episode: Episode, scopes: Sequence[ConsentScope]
+) -> Recipients:
+    """Per scope, the supports a consent in force allows to be told (audited when it lists any)."""
+    today = utc_now().date()
+    found = {asked: [listed(consent) for consent in consents_allowing(episode, asked, today)] for asked in scopes}
+    if any(found.values()):
+        await store.audit(by, "read_recipients", episode.patient_id, episode_id=episode.episode_id)
+    return found
+
+
+def _audience(
+    episode: Episode,
+    recipients: Recipients,
+    channels: list[Literal["email", "sms"]] | None,
+    contact: Document | None,
+    earlier: bool | None,
+) -> EpisodeAudience:
     return EpisodeAudience(
         episode_id=episode.episode_id,
         patient_id=episode.patient_id,
-        recipients=found,
+        recipients=recipients,
         patient_channels=channels,
         patient_contact=ContactOut(**contact) if contact else None,
         earlier_episodes=earlier,
     )
-
-
-async def audiences(store: IntakeStore, by: Principal, asked: Sequence[AudienceIn]) -> list[EpisodeAudience | None]:
-    """``audience`` for each question, in order (None: no such episode); the episodes are read at once."""
-    stored = await asyncio.gather(*(store.get(question.episode_id) for question in asked))
-    return list(await asyncio.gather(*(
-        _audience_of(store, by, question, found.episode if found is not None else None)
-        for question, found in zip(asked, stored, strict=True)
-    )))  # fmt: skip
-
-
-async def _audience_of(
-    store: IntakeStore, by: Principal, question: AudienceIn, episode: Episode | None
-) -> EpisodeAudience | None:
-    if episode is None:
-        return None
-    return await audience(store, by, episode, question.scope, question.patient_channels, question.patient_contact)
 
 
 async def consented_contact(

@@ -6,6 +6,7 @@ are written together in one atomic update (see services/common/outbox.py). The s
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -224,6 +225,19 @@ class IntakeStore:
         patient = await self.patients.find_one({"_id": patient_id}, fields) or {}
         return channels_of(patient), earlier_episodes(patient)
 
+    async def audience_reads(
+        self, contacts: Sequence[tuple[str, str]], channels: Sequence[str], by: Principal
+    ) -> dict[str, Document]:
+        """The patients' records ``contact_counted`` and ``contact_channels`` read, of many at once (one read): those
+        whose contact is read (``contacts``: patient and episode ids) audited first, as ``contact_counted`` does."""
+        await asyncio.gather(*(self.audit(by, "read_contact", p, episode_id=e) for p, e in contacts))
+        patient_ids = sorted({patient_id for patient_id, _ in contacts} | set(channels))
+        if not patient_ids:
+            return {}
+        fields = {**dict.fromkeys(CONTACT, 1), **COUNTED_FIELDS}
+        found = await self.patients.find({"_id": {"$in": patient_ids}}, fields).to_list()
+        return {str(patient["_id"]): patient for patient in found}
+
     async def names_of_episodes(self, episode_ids: Sequence[str], by: Principal) -> list[Document]:
         """Name and birth date of the patient of each known episode (audited per patient, before it is read)."""
         episodes = await self.episodes.find({"_id": {"$in": list(episode_ids)}}, {"patient_id": 1}).to_list()
@@ -302,6 +316,14 @@ class IntakeStore:
     def _wrote(self, stored: StoredEpisode) -> None:
         self._written.keep(stored.episode.episode_id, stored)
         self._patient_of.keep(stored.episode.episode_id, stored.episode.patient_id)
+
+    async def get_many(self, episode_ids: Sequence[str]) -> dict[str, StoredEpisode]:
+        """``get`` of each episode that exists, in one read."""
+        found = self.episodes.find({"_id": {"$in": sorted(set(episode_ids))}}, {"outbox": 0, "applied_events": 0})
+        stored = [_stored(document) async for document in found]
+        for one in stored:
+            self._patient_of.keep(one.episode.episode_id, one.episode.patient_id)
+        return {one.episode.episode_id: one for one in stored}
 
     async def get(self, episode_id: str) -> StoredEpisode | None:
         document = await self.episodes.find_one({"_id": episode_id}, {"outbox": 0, "applied_events": 0})

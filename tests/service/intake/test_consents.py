@@ -169,7 +169,7 @@ async def test_episode_audience(http: httpx.AsyncClient) -> None:
 
 
 async def test_the_audiences_of_several_episodes_in_one_answer_as_each_alone_and_audited_alike(
-    http: httpx.AsyncClient,
+    http: httpx.AsyncClient, database: MemoryDatabase
 ) -> None:
     """What notifications asks for a consumer batch at once: each question answered as the one-episode lookup answers
     it, in the order asked (null for an episode intake does not know), the same audit entries."""
@@ -181,13 +181,17 @@ async def test_the_audiences_of_several_episodes_in_one_answer_as_each_alone_and
         {"episode_id": "nobody"},
         {"episode_id": other, "patient_channels": True, "patient_contact": True},
     ]
+    database.calls.clear()
     answer = await http.post("/v1/audiences", json={"episodes": questions}, headers=NOTIFICATIONS)
     assert answer.status_code == 200
+    reads = [call for call in database.calls if call[0] == "find"]
+    assert reads == [("find", "episodes"), ("find", "patients")]  # each collection read once for all the questions
+    lone = {"patient_channels": "true", "patient_contact": "true"}
     alone = [
-        (await http.get(f"/v1/episodes/{episode_id}/audience", params={"scope": "appointments"}, headers=NOTIFICATIONS)).json(),
-        None,
-        (await http.get(f"/v1/episodes/{other}/audience", params={"patient_channels": "true", "patient_contact": "true"},
+        (await http.get(f"/v1/episodes/{episode_id}/audience", params={"scope": "appointments"},
                         headers=NOTIFICATIONS)).json(),
+        None,
+        (await http.get(f"/v1/episodes/{other}/audience", params=lone, headers=NOTIFICATIONS)).json(),
     ]  # fmt: skip
     assert answer.json() == {"audiences": alone}
     assert answer.json()["audiences"][0]["recipients"]["appointments"][0]["consent_id"] == family["consent_id"]
