@@ -158,11 +158,19 @@ def _review(data: TreatmentPlanReviewDue | TreatmentPlanReviewOverdue) -> dict[s
             "overdue_at": data.overdue_at.isoformat()}  # fmt: skip
 
 
+CALENDAR_TOLD: dict[type[EventData], Callable[[Any], bool]] = {
+    CareLevelAssigned: lambda d: d.status == "active" and d.schedule is not None,
+    CareLevelChanged: lambda d: d.status == "active" and d.schedule is not None,
+    ScheduleChanged: lambda d: d.schedule is not None,
+}
+"""Whether an event with a calendar tells anyone of it (has a context), asked without building that context: a
+calendar is dozens of sessions, and planning asks this several times (``tells_anyone``)."""
+
 PEOPLE_MAY_HEAR: dict[type[EventData], Context] = {
     MeasureDue: _measure_due,
-    CareLevelAssigned: lambda d: _schedule(d.schedule) if d.status == "active" else None,
-    CareLevelChanged: lambda d: _schedule(d.schedule, d.changed_at) if d.status == "active" else None,
-    ScheduleChanged: lambda d: _schedule(d.schedule, d.changed_at),
+    CareLevelAssigned: lambda d: _schedule(d.schedule) if CALENDAR_TOLD[CareLevelAssigned](d) else None,
+    CareLevelChanged: lambda d: _schedule(d.schedule, d.changed_at) if CALENDAR_TOLD[CareLevelChanged](d) else None,
+    ScheduleChanged: lambda d: _schedule(d.schedule, d.changed_at) if CALENDAR_TOLD[ScheduleChanged](d) else None,
     SessionMissed: lambda d: {"starts_at": d.starts_at.isoformat(), "consecutive_misses": d.consecutive_misses},
     EpisodeGraduated: lambda d: {"graduated_at": d.graduated_at.isoformat()},
 }
@@ -292,6 +300,12 @@ def context_of(data: EventData) -> dict[str, Any] | None:
     return context(data) if context else None
 
 
+def tells_anyone(data: EventData) -> bool:
+    """``context_of(data) is not None``, without building a calendar's context."""
+    told = CALENDAR_TOLD.get(type(data))
+    return told(data) if told is not None else context_of(data) is not None
+
+
 def webhook_context(data: EventData) -> dict[str, Any]:
     context = ON_THE_WEBHOOK.get(type(data))
     return (context(data) or {}) if context else {}
@@ -306,7 +320,7 @@ def care_team_channels(wanted: Sequence[Channel], reachable: Reachable) -> list[
 
 def support_scopes(event: CloudEvent[EventData], policy: NotificationPolicy) -> set[str]:
     """What consents must allow for the supports this event may be told of (asked of intake)."""
-    if context_of(event.data) is None:
+    if not tells_anyone(event.data):
         return set()
     return {rule.consent_scope for rule in policy.rules_for(event.type) if rule.consent_scope}
 
@@ -430,7 +444,7 @@ UNREACHABLE = "patient_unreachable"
 
 def welcomes_the_patient(event: CloudEvent[Any], policy: NotificationPolicy) -> bool:
     """A care plan started (not referred out) and the policy tells the patient of it: the welcome."""
-    started = isinstance(event.data, CareLevelAssigned) and context_of(event.data) is not None
+    started = isinstance(event.data, CareLevelAssigned) and tells_anyone(event.data)
     return started and any(rule.to == "patient" for rule in policy.rules_for(event.type))
 
 

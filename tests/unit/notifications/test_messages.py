@@ -635,3 +635,22 @@ def test_the_ur_mailbox_hears_of_payers_authorizations_as_staff_and_never_the_pa
                                ur_purposes=RULES.ur_purposes())  # fmt: skip
     assert unset.problems() == {"ur_team": unset.problems()["ur_team"]}
     assert "UR_TEAM_EMAIL" in unset.problems()["ur_team"]
+
+
+@pytest.mark.parametrize("status", ["active", "referred_out"])
+@pytest.mark.parametrize("with_schedule", [True, False])
+def test_whether_a_calendar_event_tells_anyone_is_what_its_context_says(status: str, with_schedule: bool) -> None:
+    """``tells_anyone`` answers without building the calendar's context, and answers as that context would."""
+    schedule = SCHEDULE if with_schedule else None
+    at = datetime(2026, 10, 22, 12, 0, tzinfo=UTC)
+    ids = {"episode_id": "ep-1", "policy_version": POLICY.version, "rationale": []}
+    calendars: list[EventData] = [
+        assigned().model_copy(update={"status": status, "schedule": schedule}),
+        CareLevelChanged(**ids, from_level=CareLevel.PHP, to_level=CareLevel.IOP, direction="down",
+                         recommendation_id="r3", changed_at=at, status=status, schedule=schedule),
+    ]  # fmt: skip
+    if with_schedule:
+        calendars.append(schedule_changed(SCHEDULE).data)
+    for data in calendars:
+        assert messages.tells_anyone(data) == (messages.context_of(data) is not None)
+    assert messages.tells_anyone(missed()) and messages.context_of(missed()) is not None
