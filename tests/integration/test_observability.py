@@ -78,9 +78,10 @@ async def test_one_assessment_is_one_trace_from_the_post_to_the_email_and_its_me
     assert named[-2:] == [("stepwise-notifications", "notification deliver"), ("stepwise-notifications", "smtp send")]
 
     async def side_spans() -> bool | None:
-        """Intake's answer to notifications' contact request and that call, exported on each one's own schedule."""
+        """Intake's answer to notifications' audience request (a consumer batch's questions, in the trace of the
+        first) and that call, exported on each one's own schedule."""
         everything = stack.traces.of_trace(trace_id) if stack.traces else []
-        answer = any(s.service == "stepwise-intake" and s.name.startswith("GET /v1/") for s in everything)
+        answer = any(s.service == "stepwise-intake" and s.name == "POST /v1/audiences" for s in everything)
         call = any(s.service == "stepwise-notifications" and s.kind == 3 for s in everything)
         return (answer and call) or None
 
