@@ -117,9 +117,9 @@ async def noted_store(client: AsyncMongoClient[Document], name: str) -> tuple[In
 async def test_an_intake_costs_two_audit_entries_and_a_round_trip_or_two_per_step(
     running_backends: Backends, database: AsyncDatabase[Document]
 ) -> None:
-    """Register (its key kept in the patient: the match is the insert's condition), open (the patient known to this
-    instance: no look for it; the key kept in the episode), assess (the episode as this instance wrote it: a hint,
-    the write version-checked), the welcome's audience (the episode, the contact read audited): then each
+    """Register (its key kept in the patient: the match is the insert's condition), open (counted in the patient,
+    which is also the look for it; the key kept in the episode), assess (the episode as this instance wrote it: a
+    hint, the write version-checked), the welcome's audience (the episode, the contact read audited): then each
     retried."""
     async with noted_client(running_backends.mongodb_url) as (client, log):
         store, keys = await noted_store(client, database.name)
@@ -137,7 +137,7 @@ async def test_an_intake_costs_two_audit_entries_and_a_round_trip_or_two_per_ste
         assert await store.contact_of(stored.episode.patient_id, "ep-1", SERVICE) == contact
         assert await store.contact_for_episode("ep-1", SERVICE) == contact  # its patient known: no episode read
         assert [(name, collection) for name, collection, _ in log.seen] == [
-            ("insert", "audit_log"), ("update", "patients"), ("insert", "episodes"),
+            ("insert", "audit_log"), ("update", "patients"), ("update", "patients"), ("insert", "episodes"),
             ("update", "episodes"), ("find", "episodes"), ("insert", "audit_log"), ("find", "patients"),
             ("insert", "audit_log"), ("find", "patients"),
         ]  # fmt: skip
