@@ -37,7 +37,7 @@ from .domain.model import Assessment, Consent, DrugScreen, Episode, EpisodeEnd, 
 from .domain.patient import match_key, name_prefixes
 from .domain.placement import PlacementPolicy
 from .settings import SOURCE
-from .store import EPISODES, PATIENTS, IntakeStore, StoredEpisode
+from .store import EPISODES, EPISODES_COUNTED, PATIENTS, IntakeStore, StoredEpisode
 
 T = TypeVar("T")
 
@@ -99,7 +99,7 @@ async def register_patient(
     found_by = {"match_key": matching, "name_prefixes": name_prefixes(details["name"])}
     for _ in range(ATTEMPTS):
         now = utc_now()
-        patient = {"_id": patient_id, **details, **found_by, "registered_at": now,
+        patient = {"_id": patient_id, **details, **found_by, "registered_at": now, **EPISODES_COUNTED,
                    **request_fields(key, patient_id, now)}  # fmt: skip
         if await store.register(patient, by, unless_matched=not confirm_new):
             return patient_id
@@ -133,8 +133,9 @@ async def open_episode(
     key: RequestKey | None = None,
 ) -> Episode:
     """Open an episode keeping the request's ``key``: a retried request answers the episode it opened. Raises
-    EpisodeError (no such patient), KeyReused (the key came with another body)."""
-    if not await store.patient_exists(patient_id):
+    EpisodeError (no such patient), KeyReused (the key came with another body). The opening is counted in the
+    patient's record first (``earlier_episodes``), which is also the look for the patient."""
+    if not await store.count_episode(patient_id):
         raise EpisodeError("no_patient", "patient not found")
     for _ in range(ATTEMPTS):
         now = utc_now()

@@ -39,7 +39,7 @@ from .schemas import (
     TrendPoint,
     shown,
 )
-from .store import IntakeStore, channels_of
+from .store import CONTACT, IntakeStore, channels_of, earlier_episodes
 
 
 async def measure_series(
@@ -126,50 +126,47 @@ async def audience(
     patient_contact: bool = False,
 ) -> EpisodeAudience:
     """The episode's patient and, per scope asked, whom a consent allows to be told (and, if asked, the patient's
-    channels, and their contact: an audited read; with either, whether the patient is returning)."""
-    question = AudienceIn(episode_id=episode.episode_id, scope=list(scopes), patient_channels=patient_channels,
-                          patient_contact=patient_contact)  # fmt: skip
-    [answer] = await _answers(store, by, [(question, episode)])
-    return answer
+    channels, and their contact: an audited read, with the channels from the same read)."""
+    found = await _recipients(store, by, episode, scopes)
+    contact, earlier = None, None  # earlier episodes: said only where the patient is read anyway, never read for it
+    if patient_contact:
+        contact, earlier = await store.contact_counted(episode.patient_id, episode.episode_id, by)
+    if contact is not None:
+        channels = channels_of(contact) if patient_channels else None
+    elif patient_channels:
+        channels, earlier = await store.contact_channels(episode.patient_id)
+    else:
+        channels = None
+    return _audience(episode, found, channels, contact, earlier)
 
 
 async def audiences(store: IntakeStore, by: Principal, asked: Sequence[AudienceIn]) -> list[EpisodeAudience | None]:
-    """``audience`` for each question, in order (None: no such episode): the episodes read at once."""
+    """``audience`` for each question, in order (None: no such episode): the episodes read at once, and the patients
+    whose channels or contact are asked (their contact reads audited first, one by one)."""
     stored = await store.get_many([question.episode_id for question in asked])
     episodes = [stored[q.episode_id].episode if q.episode_id in stored else None for q in asked]
     known = [(question, episode) for question, episode in zip(asked, episodes, strict=True) if episode is not None]
-    answers = iter(await _answers(store, by, known))
+    contacts = [(episode.patient_id, episode.episode_id) for question, episode in known if question.patient_contact]
+    channels = [episode.patient_id for question, episode in known if question.patient_channels]
+    patients = await store.audience_reads(contacts, channels, by)
+    found = await asyncio.gather(*(_recipients(store, by, episode, question.scope) for question, episode in known))
+    answers = iter(
+        _asked_of(question, episode, recipients, patients.get(episode.patient_id))
+        for (question, episode), recipients in zip(known, found, strict=True)
+    )
     return [next(answers) if episode is not None else None for episode in episodes]
 
 
-async def _answers(
-    store: IntakeStore, by: Principal, asked: Sequence[tuple[AudienceIn, Episode]]
-) -> list[EpisodeAudience]:
-    """The answers to questions about known episodes: their patients read at once (those whose contact is read
-    audited first), their patients' episodes likewise where the patient is read anyway (never for this alone)."""
-    contacts = [(episode.patient_id, episode.episode_id) for question, episode in asked if question.patient_contact]
-    channels = [episode.patient_id for question, episode in asked if question.patient_channels]
-    read = [episode for question, episode in asked if question.patient_contact or question.patient_channels]
-    patients, returning, recipients = await asyncio.gather(
-        store.audience_reads(contacts, channels, by),
-        store.returning(read),
-        asyncio.gather(*(_recipients(store, by, episode, question.scope) for question, episode in asked)),
-    )
-    return [
-        _asked_of(question, episode, found, patients.get(episode.patient_id), episode.episode_id in returning)
-        for (question, episode), found in zip(asked, recipients, strict=True)
-    ]
-
-
 def _asked_of(
-    question: AudienceIn, episode: Episode, recipients: Recipients, patient: Document | None, returning: bool
+    question: AudienceIn, episode: Episode, recipients: Recipients, patient: Document | None
 ) -> EpisodeAudience:
-    """The answer to ``question`` from the patient's contact points as ``IntakeStore.audience_reads`` read them."""
+    """The answer to ``question`` from the patient's record as ``IntakeStore.audience_reads`` read it."""
     if not (question.patient_contact or question.patient_channels):
         return _audience(episode, recipients, None, None, None)
-    contact = patient if question.patient_contact else None
-    channels = channels_of(patient or {}) if question.patient_channels else None
-    return _audience(episode, recipients, channels, contact, returning)
+    record = patient or {}
+    contact = {field: record.get(field) for field in CONTACT} if question.patient_contact and patient else None
+    channels = channels_of(record) if question.patient_channels else None
+    return _audience(episode, recipients, channels, contact, earlier_episodes(patient) if patient else None)
 
 
 Recipients = dict[ConsentScope, list[RecipientContact]]

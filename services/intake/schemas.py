@@ -814,8 +814,8 @@ class EpisodeAudience(BaseModel):
         default=None,
         exclude_if=lambda earlier: earlier is None,
         description="With `patient_channels=true` or `patient_contact=true`: whether another episode was opened for "
-        "the patient before this one (a returning patient). An intake of an earlier release may leave it out: ask "
-        "as if it were true.",
+        "the patient before this one (a returning patient); absent when not known (a patient registered before "
+        "intake counted episodes): ask as if it were true.",
     )
 
 

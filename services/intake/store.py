@@ -83,6 +83,17 @@ class StoredEpisode:
 
 HINTS_KEPT = 2048
 """How many episodes (as this instance last wrote them), episodes' patients and patients' ids it keeps."""
+EPISODES_COUNTED: Document = {"episodes_opened": 0, "counts_episodes": True}
+"""Kept in a patient registered from issue 31 on: how many episodes were opened for them (one more per opening, a
+retried request's too), from registration on. A patient registered before has no count (``earlier_episodes``:
+unknown)."""
+COUNTED_FIELDS = {"episodes_opened": 1, "counts_episodes": 1}
+
+
+def earlier_episodes(patient: Document) -> bool | None:
+    """Whether the patient (read with ``COUNTED_FIELDS``) had an episode opened before their latest one; None: not
+    known (registered before episodes were counted). A retried opening counts twice: True, never a wrong False."""
+    return int(patient.get("episodes_opened", 0)) > 1 if patient.get("counts_episodes") else None
 
 
 class IntakeStore:
@@ -151,6 +162,13 @@ class IntakeStore:
     def _known(self, patient_id: str) -> None:
         self._known_patients.keep(patient_id, None)
 
+    async def count_episode(self, patient_id: str) -> bool:
+        """An episode of the patient is being opened: counted (``EPISODES_COUNTED``); False when no such patient. One
+        round trip, as the look for the patient was."""
+        return (
+            await self.patients.update_one({"_id": patient_id}, {"$inc": {"episodes_opened": 1}})
+        ).matched_count == 1
+
     async def patient_matching(self, key: str) -> str | None:
         """The id of a patient registered with this match key (``domain.patient.match_key``), if any."""
         found = await self.patients.find_one({"match_key": key}, {"_id": 1}, sort=[("registered_at", ASCENDING)])
@@ -188,35 +206,37 @@ class IntakeStore:
 
     async def contact_of(self, patient_id: str, episode_id: str, by: Principal) -> Document | None:
         """The minimum contact data needed to reach the patient (of ``episode_id``), audited first."""
-        return (await self.audience_reads([(patient_id, episode_id)], [], by)).get(patient_id)
+        return (await self.contact_counted(patient_id, episode_id, by))[0]
+
+    async def contact_counted(
+        self, patient_id: str, episode_id: str, by: Principal
+    ) -> tuple[Document | None, bool | None]:
+        """``contact_of``, and whether the patient had an episode before (``earlier_episodes``): one read."""
+        await self.audit(by, "read_contact", patient_id, episode_id=episode_id)
+        patient = await self.patients.find_one({"_id": patient_id}, {**dict.fromkeys(CONTACT, 1), **COUNTED_FIELDS})
+        if patient is None:
+            return None, None
+        return {field: patient.get(field) for field in CONTACT}, earlier_episodes(patient)
+
+    async def contact_channels(self, patient_id: str) -> tuple[list[Literal["email", "sms"]], bool | None]:
+        """The channels the patient has a contact point for: whether, never what (so not an access to PII); and
+        whether the patient had an episode before (``earlier_episodes``)."""
+        fields = {"email": 1, "phone": 1, **COUNTED_FIELDS}
+        patient = await self.patients.find_one({"_id": patient_id}, fields) or {}
+        return channels_of(patient), earlier_episodes(patient)
 
     async def audience_reads(
         self, contacts: Sequence[tuple[str, str]], channels: Sequence[str], by: Principal
     ) -> dict[str, Document]:
-        """The contact points of patients, by id, in one read: those whose contact is read (``contacts``: patient and
-        episode ids) audited first; those asked only for their ``channels`` are not (whether a point exists is not
-        an access to PII: ``channels_of``)."""
+        """The patients' records ``contact_counted`` and ``contact_channels`` read, of many at once (one read): those
+        whose contact is read (``contacts``: patient and episode ids) audited first, as ``contact_counted`` does."""
         await asyncio.gather(*(self.audit(by, "read_contact", p, episode_id=e) for p, e in contacts))
         patient_ids = sorted({patient_id for patient_id, _ in contacts} | set(channels))
         if not patient_ids:
             return {}
-        found = await self.patients.find({"_id": {"$in": patient_ids}}, dict.fromkeys(CONTACT, 1)).to_list()
-        return {str(patient["_id"]): {field: patient.get(field) for field in CONTACT} for patient in found}
-
-    async def returning(self, episodes: Sequence[Episode]) -> set[str]:
-        """Those of ``episodes`` whose patient had another episode opened before it (one read of their patients'
-        episodes, on the index by patient)."""
-        patient_ids = sorted({episode.patient_id for episode in episodes})
-        if not patient_ids:
-            return set()
-        fields = {"patient_id": 1, "opened_at": 1}
-        opened = await self.episodes.find({"patient_id": {"$in": patient_ids}}, fields).to_list()
-        first: dict[str, datetime] = {}
-        for other in opened:
-            patient_id = str(other["patient_id"])
-            first[patient_id] = min(first.get(patient_id, other["opened_at"]), other["opened_at"])
-        at = {str(other["_id"]): other["opened_at"] for other in opened}
-        return {e.episode_id for e in episodes if e.episode_id in at and first[e.patient_id] < at[e.episode_id]}
+        fields = {**dict.fromkeys(CONTACT, 1), **COUNTED_FIELDS}
+        found = await self.patients.find({"_id": {"$in": patient_ids}}, fields).to_list()
+        return {str(patient["_id"]): patient for patient in found}
 
     async def names_of_episodes(self, episode_ids: Sequence[str], by: Principal) -> list[Document]:
         """Name and birth date of the patient of each known episode (audited per patient, before it is read)."""
