@@ -29,6 +29,8 @@ from services.common.indexes import create_indexes
 from services.common.outbox import OutboxRelay, ensure_outbox_index, no_relay
 from services.common.utc import utc_now
 from services.intake import changes as intake_changes
+from services.intake import queries as intake_queries
+from services.intake.schemas import AudienceIn
 from services.intake.store import IntakeStore
 from services.notifications.store import INDEXES, AlumniEnrolments, NotificationStore, SafetyAlerts
 from stepwise_contract import CareLevel
@@ -177,3 +179,20 @@ async def test_registering_and_opening_an_episode_read_from_indexes(
     details = {"name": "Alex Example", "date_of_birth": "1990-04-01"}
     assert await scans(noted, lambda: intake_changes.register_patient(store, staff, details, "pt-1")) == []
     assert await scans(noted, lambda: intake_changes.open_episode(store, "pt-1", "adult", "ep-1")) == []
+
+
+async def test_a_batch_of_audience_questions_reads_from_indexes(
+    noted: tuple[AsyncDatabase[Document], CommandLog],
+) -> None:
+    """The questions of a batch of welcomes (``POST /v1/audiences``): the episodes asked, their patients' contact
+    points and their patients' other episodes, each collection looked up by id or by patient, never read whole."""
+    store = IntakeStore(noted[0], no_relay)
+    await store.create_indexes()
+    staff = Principal(Role.INTAKE_STAFF, "tok-1", subject="sub-1", username="casey")
+    service = Principal(Role.NOTIFICATIONS, "tok-2")
+    for n in range(2):
+        await intake_changes.register_patient(store, staff, {"name": f"Alex Example{n}", "date_of_birth": "1990-04-01"},
+                                              f"pt-{n}")  # fmt: skip
+        await intake_changes.open_episode(store, f"pt-{n}", "adult", f"ep-{n}")
+    asked = [AudienceIn(episode_id=f"ep-{n}", patient_channels=True, patient_contact=True) for n in range(2)]
+    assert await scans(noted, lambda: intake_queries.audiences(store, service, asked)) == []
