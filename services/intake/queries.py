@@ -127,17 +127,10 @@ async def audience(
 ) -> EpisodeAudience:
     """The episode's patient and, per scope asked, whom a consent allows to be told (and, if asked, the patient's
     channels, and their contact: an audited read, with the channels from the same read)."""
-    found = await _recipients(store, by, episode, scopes)
-    contact, earlier = None, None  # earlier episodes: said only where the patient is read anyway, never read for it
-    if patient_contact:
-        contact, earlier = await store.contact_counted(episode.patient_id, episode.episode_id, by)
-    if contact is not None:
-        channels = channels_of(contact) if patient_channels else None
-    elif patient_channels:
-        channels, earlier = await store.contact_channels(episode.patient_id)
-    else:
-        channels = None
-    return _audience(episode, found, channels, contact, earlier)
+    question = AudienceIn(episode_id=episode.episode_id, scope=list(scopes), patient_channels=patient_channels,
+                          patient_contact=patient_contact)  # fmt: skip
+    [answer] = await _answers(store, by, [(question, episode)])
+    return answer
 
 
 async def audiences(store: IntakeStore, by: Principal, asked: Sequence[AudienceIn]) -> list[EpisodeAudience | None]:
@@ -146,15 +139,23 @@ async def audiences(store: IntakeStore, by: Principal, asked: Sequence[AudienceI
     stored = await store.get_many([question.episode_id for question in asked])
     episodes = [stored[q.episode_id].episode if q.episode_id in stored else None for q in asked]
     known = [(question, episode) for question, episode in zip(asked, episodes, strict=True) if episode is not None]
-    contacts = [(episode.patient_id, episode.episode_id) for question, episode in known if question.patient_contact]
-    channels = [episode.patient_id for question, episode in known if question.patient_channels]
-    patients = await store.audience_reads(contacts, channels, by)
-    found = await asyncio.gather(*(_recipients(store, by, episode, question.scope) for question, episode in known))
-    answers = iter(
-        _asked_of(question, episode, recipients, patients.get(episode.patient_id))
-        for (question, episode), recipients in zip(known, found, strict=True)
-    )
+    answers = iter(await _answers(store, by, known))
     return [next(answers) if episode is not None else None for episode in episodes]
+
+
+async def _answers(
+    store: IntakeStore, by: Principal, asked: Sequence[tuple[AudienceIn, Episode]]
+) -> list[EpisodeAudience]:
+    """The answers to questions about known episodes, their patients read at once (those whose contact is read
+    audited first)."""
+    contacts = [(episode.patient_id, episode.episode_id) for question, episode in asked if question.patient_contact]
+    channels = [episode.patient_id for question, episode in asked if question.patient_channels]
+    patients = await store.audience_reads(contacts, channels, by)
+    found = await asyncio.gather(*(_recipients(store, by, episode, question.scope) for question, episode in asked))
+    return [
+        _asked_of(question, episode, recipients, patients.get(episode.patient_id))
+        for (question, episode), recipients in zip(asked, found, strict=True)
+    ]
 
 
 def _asked_of(

@@ -206,30 +206,15 @@ class IntakeStore:
 
     async def contact_of(self, patient_id: str, episode_id: str, by: Principal) -> Document | None:
         """The minimum contact data needed to reach the patient (of ``episode_id``), audited first."""
-        return (await self.contact_counted(patient_id, episode_id, by))[0]
-
-    async def contact_counted(
-        self, patient_id: str, episode_id: str, by: Principal
-    ) -> tuple[Document | None, bool | None]:
-        """``contact_of``, and whether the patient had an episode before (``earlier_episodes``): one read."""
-        await self.audit(by, "read_contact", patient_id, episode_id=episode_id)
-        patient = await self.patients.find_one({"_id": patient_id}, {**dict.fromkeys(CONTACT, 1), **COUNTED_FIELDS})
-        if patient is None:
-            return None, None
-        return {field: patient.get(field) for field in CONTACT}, earlier_episodes(patient)
-
-    async def contact_channels(self, patient_id: str) -> tuple[list[Literal["email", "sms"]], bool | None]:
-        """The channels the patient has a contact point for: whether, never what (so not an access to PII); and
-        whether the patient had an episode before (``earlier_episodes``)."""
-        fields = {"email": 1, "phone": 1, **COUNTED_FIELDS}
-        patient = await self.patients.find_one({"_id": patient_id}, fields) or {}
-        return channels_of(patient), earlier_episodes(patient)
+        patient = (await self.audience_reads([(patient_id, episode_id)], [], by)).get(patient_id)
+        return None if patient is None else {field: patient.get(field) for field in CONTACT}
 
     async def audience_reads(
         self, contacts: Sequence[tuple[str, str]], channels: Sequence[str], by: Principal
     ) -> dict[str, Document]:
-        """The patients' records ``contact_counted`` and ``contact_channels`` read, of many at once (one read): those
-        whose contact is read (``contacts``: patient and episode ids) audited first, as ``contact_counted`` does."""
+        """The contact points and episode counts of patients, by id, in one read: those whose contact is read
+        (``contacts``: patient and episode ids) audited first; those asked for their ``channels`` only are not (whether
+        a point exists is not an access to PII: ``channels_of``)."""
         await asyncio.gather(*(self.audit(by, "read_contact", p, episode_id=e) for p, e in contacts))
         patient_ids = sorted({patient_id for patient_id, _ in contacts} | set(channels))
         if not patient_ids:

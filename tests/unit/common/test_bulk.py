@@ -4,8 +4,9 @@ batch waits on it, each write hearing its own outcome as a lone write would; its
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from pymongo.errors import BulkWriteError, ConnectionFailure, DocumentTooLarge, DuplicateKeyError, WriteError
@@ -15,6 +16,8 @@ from services.common.consumer import HANDLER_CONTEXT, EventBatch, Subscription
 from services.common.store_errors import too_large
 from stepwise_contract import SessionMissed
 from tests.unit.common.test_consumer import Context, Message, Shelf, record
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -41,23 +44,27 @@ def write(n: int) -> Update:
     return versioned(f"ep-{n}", 1, {"n": n})
 
 
-async def in_one_batch(writes: BulkWrites, collection: Collection, count: int) -> list[BaseException | None]:
+async def in_lanes(count: int, each: Callable[[int], Awaitable[T]]) -> list[T | BaseException]:
+    """``each(n)`` for n < ``count``, as the lanes of one consumer batch: its outcome, or the error it raised."""
     gathering = Gathering(count)
 
-    async def lane(n: int) -> BaseException | None:
+    async def lane(n: int) -> T | BaseException:
         try:
-            await writes.write(collection, write(n))  # type: ignore[arg-type]
+            return await each(n)
         except Exception as error:
             return error
         finally:
             gathering.finished()
-        return None
 
     token = GATHERING.set(gathering)
     try:
         return await asyncio.gather(*(lane(n) for n in range(count)))
     finally:
         GATHERING.reset(token)
+
+
+async def in_one_batch(writes: BulkWrites, collection: Collection, count: int) -> list[BaseException | None]:
+    return await in_lanes(count, lambda n: writes.write(collection, write(n)))  # type: ignore[arg-type]
 
 
 async def test_a_batchs_lanes_write_once_together_each_episodes_writes_in_order() -> None:
@@ -136,21 +143,7 @@ class Asked:
 
 
 async def asked_in_one_batch(lookups: GatheredLookups[int, str], count: int) -> list[str | BaseException]:
-    gathering = Gathering(count)
-
-    async def lane(n: int) -> str | BaseException:
-        try:
-            return await lookups.ask(n)
-        except Exception as error:
-            return error
-        finally:
-            gathering.finished()
-
-    token = GATHERING.set(gathering)
-    try:
-        return await asyncio.gather(*(lane(n) for n in range(count)))
-    finally:
-        GATHERING.reset(token)
+    return await in_lanes(count, lookups.ask)
 
 
 async def test_a_batchs_lanes_ask_in_one_request_each_hearing_its_own_answer() -> None:
