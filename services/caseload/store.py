@@ -140,8 +140,10 @@ class CaseloadStore:
         self._first = FirstEvents(OPENING)
         self.writes = BulkWrites()
         """The consumer batch's writes, sent together."""
-        self._known: Recent[tuple[str, str], tuple[int, EpisodeView]] = Recent(KNOWN_KEPT)
-        """(collection, episode id) -> the version and projection this store wrote last, the latest last."""
+        self._known: Recent[tuple[str, str], tuple[int, Document]] = Recent(KNOWN_KEPT)
+        """(collection, episode id) -> the version and projection this store wrote last, the latest last: as a read
+        gives it back. An event is applied to a view made from it afresh (``view_of``), so that what is held never
+        changes before its write is stored (no deep copy of a long episode's view on every event)."""
 
     async def create_indexes(self) -> None:
         await create_indexes(self.database, [index for index in INDEXES if index.collection == AUDIT_LOG])
@@ -180,7 +182,7 @@ class CaseloadStore:
         guessed_new: bool | None = None  # an episode not held: written at once as new (True), or read (False)
         try:
             while True:
-                held: tuple[int, EpisodeView | None] | None = self._known.get(known)
+                held: tuple[int, Document | None] | None = self._known.get(known)
                 if held is None and guessed_new is None and self._first.likely_new(event.type):
                     held, guessed_new = (0, None), True
                 elif held is None:
@@ -188,8 +190,8 @@ class CaseloadStore:
                     if guessed_new is None:
                         self._first.seen(event.type, new=held[1] is None)
                     guessed_new = False
-                version, view = held
-                updated = apply(view, event)
+                version, stored = held
+                updated = apply(None if stored is None else view_of(stored), event, in_place=True)
                 if updated is None:
                     return False
                 written = await self._write(episodes, version, updated)
@@ -197,7 +199,7 @@ class CaseloadStore:
                     self._first.seen(event.type, new=written is not None)
                     guessed_new = False
                 if written is not None:
-                    self._keep(known, version + 1, view_of(as_stored(written)))
+                    self._keep(known, version + 1, as_stored(written))
                     return True
                 self._known.pop(known, None)  # another writer changed it since: read it again
         except BaseException:
@@ -205,9 +207,9 @@ class CaseloadStore:
             raise
 
     @staticmethod
-    async def _read(episodes: AsyncCollection[Document], episode_id: str) -> tuple[int, EpisodeView | None]:
+    async def _read(episodes: AsyncCollection[Document], episode_id: str) -> tuple[int, Document | None]:
         found = await episodes.find_one({"_id": episode_id})
-        return (0, None) if found is None else (found["version"], view_of(found))
+        return (0, None) if found is None else (found["version"], found)
 
     async def _write(self, episodes: AsyncCollection[Document], version: int, view: EpisodeView) -> Document | None:
         """Store ``view`` over the projection at ``version`` (0: none yet), with the other writes of the consumer
@@ -221,11 +223,11 @@ class CaseloadStore:
             return None
         return document
 
-    def _keep(self, known: tuple[str, str], version: int, view: EpisodeView) -> None:
+    def _keep(self, known: tuple[str, str], version: int, stored: Document) -> None:
         held = self._known.get(known)
         if held is not None and held[0] > version:
             return  # another lane wrote a later one meanwhile
-        self._known.keep(known, (version, view))
+        self._known.keep(known, (version, stored))
 
     def document(self, view: EpisodeView) -> Document:
         stored = view.model_dump(mode="python", exclude={"timeline"})

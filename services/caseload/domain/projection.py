@@ -95,7 +95,8 @@ Projector = Callable[[EpisodeView, Any], None]
 
 def apply(view: EpisodeView | None, event: CloudEvent[Any], *, in_place: bool = False) -> EpisodeView | None:
     """The view with ``event`` applied; None when it was applied before (nothing to store). ``in_place``: change
-    ``view`` itself (a rebuild, which holds the only reference) instead of a copy."""
+    ``view`` itself (its caller holds the only reference: a rebuild, or the store's view made for this event)
+    instead of a copy."""
     current = view or EpisodeView(episode_id=event.subject)
     key = event.dedup_key
     if any(entry.key == key for entry in current.timeline):

@@ -38,11 +38,12 @@ Row = dict[str, Any]
 
 def misses_in_a_row(view: EpisodeView) -> int:
     """The sessions missed since the last one attended, by when the sessions began (whatever order their records
-    came in); a correction to attended ends the run."""
-    starts = {session.session_id: session.starts_at for session in view.calendar()}
-    records = sorted(
-        view.attendance.values(), key=lambda r: (r.starts_at or starts.get(r.session_id) or r.recorded_at, r.session_id)
-    )
+    came in); a correction to attended ends the run. The calendar is read only for records that do not say when
+    their session began (it is read on every event an episode has)."""
+    attendance = view.attendance.values()
+    dated = all(record.starts_at is not None for record in attendance)
+    starts = {} if dated else {session.session_id: session.starts_at for session in view.calendar()}
+    records = sorted(attendance, key=lambda r: (r.starts_at or starts.get(r.session_id) or r.recorded_at, r.session_id))
     run = 0
     for record in records:
         run = run + 1 if record.status == "missed" else 0 if record.status in ("attended", "late") else run
