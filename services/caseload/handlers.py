@@ -14,7 +14,7 @@ from .store import CaseloadStore
 
 
 async def project(event: CloudEvent[Any], store: CaseloadStore) -> None:
-    await store.apply(event)  # a redelivery is recognised by its source#id and changes nothing
+    await store.project(event)  # a redelivery is recognised by its source#id and changes nothing
 
 
 EVENT_HANDLERS: EventHandlers = {

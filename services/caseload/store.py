@@ -35,7 +35,7 @@ from pymongo.errors import DuplicateKeyError
 
 from services.common.audit import AUDIT_LOG, audit_entries, audit_entry, audit_indexes
 from services.common.auth import Principal
-from services.common.bulk import BulkWrites, versioned
+from services.common.bulk import EPISODE_RECORDS, BulkWrites, versioned
 from services.common.indexes import Index, create_index, create_indexes
 from services.common.mongo import Document, count
 from services.common.recent import Recent
@@ -175,28 +175,43 @@ class CaseloadStore:
                     self._read_at = time.monotonic()
         return self.database[self._collection]
 
+    async def project(self, event: CloudEvent[Any]) -> None:
+        """Apply ``event`` to its episode's projection: in a consumer batch, with the episode's other events of the
+        batch, in one write when the last is applied (``EpisodeRecords``); else at once."""
+        episode = EPISODE_RECORDS.get()
+        if episode is None:
+            await self.apply(event)
+        else:
+            episode.collect(self.apply_all, event)
+
     async def apply(self, event: CloudEvent[Any], into: AsyncCollection[Document] | None = None) -> bool:
         """Apply one event to its episode's projection; False when it was applied before."""
+        return await self.apply_all([event], into)
+
+    async def apply_all(self, events: Sequence[CloudEvent[Any]], into: AsyncCollection[Document] | None = None) -> bool:
+        """Apply events of one episode, in order, to its projection, in one write; False when each was applied
+        before."""
         episodes = into if into is not None else await self.episodes()
-        known = (episodes.name, event.subject)
+        first = events[0]
+        known = (episodes.name, first.subject)
         guessed_new: bool | None = None  # an episode not held: written at once as new (True), or read (False)
         try:
             while True:
                 held: tuple[int, Document | None] | None = self._known.get(known)
-                if held is None and guessed_new is None and self._first.likely_new(event.type):
+                if held is None and guessed_new is None and self._first.likely_new(first.type):
                     held, guessed_new = (0, None), True
                 elif held is None:
-                    held = await self._read(episodes, event.subject)
+                    held = await self._read(episodes, first.subject)
                     if guessed_new is None:
-                        self._first.seen(event.type, new=held[1] is None)
+                        self._first.seen(first.type, new=held[1] is None)
                     guessed_new = False
                 version, stored = held
-                updated = apply(None if stored is None else view_of(stored), event, in_place=True)
+                updated = applied(None if stored is None else view_of(stored), events)
                 if updated is None:
                     return False
                 written = await self._write(episodes, version, updated)
                 if guessed_new:
-                    self._first.seen(event.type, new=written is not None)
+                    self._first.seen(first.type, new=written is not None)
                     guessed_new = False
                 if written is not None:
                     self._keep(known, version + 1, as_stored(written))
@@ -311,6 +326,17 @@ def as_stored(document: Document) -> Document:
     """``document`` as the store gives it back (BSON's way: times to the millisecond, in UTC): the projection held
     is the one a read would give."""
     return bson.decode(bson.encode(document), codec_options=AS_READ)
+
+
+def applied(view: EpisodeView | None, events: Sequence[CloudEvent[Any]]) -> EpisodeView | None:
+    """``view`` (a view the caller alone holds) with ``events`` applied in order; None when each was applied
+    before (nothing to store)."""
+    changed = False
+    for event in events:
+        updated = apply(view, event, in_place=True)
+        if updated is not None:
+            view, changed = updated, True
+    return view if changed else None
 
 
 def view_of(document: Document) -> EpisodeView:

@@ -59,6 +59,34 @@ GATHERING: ContextVar[Gathering | None] = ContextVar("gathering", default=None)
 """The consumer batch the running code belongs to (set by ``EventBatch``; None outside one)."""
 
 
+Finish = Callable[[list[Any]], Coroutine[Any, Any, Any]]
+
+
+class EpisodeRecords:
+    """What handlers leave to do once the last of one episode's records in a consumer batch is applied: a read side
+    collects the episode's events (``collect``) and stores its projection once, rather than once per event (the
+    events one write of another service publishes come together). ``EventBatch`` awaits ``finish`` before the
+    episode's lane ends, so the batch's offsets are still committed after every effect is stored; a failure of it
+    is the failure of the episode's first record (the batch comes again, and everything is collected again)."""
+
+    def __init__(self) -> None:
+        self._collected: dict[Finish, list[Any]] = {}
+
+    def collect(self, finish: Finish, item: Any) -> None:
+        """Keep ``item`` for ``finish``, called once with all the items kept for it, in the order they came."""
+        self._collected.setdefault(finish, []).append(item)
+
+    async def finish(self) -> None:
+        collected, self._collected = self._collected, {}
+        for finish, items in collected.items():
+            await finish(items)
+
+
+EPISODE_RECORDS: ContextVar[EpisodeRecords | None] = ContextVar("episode_records", default=None)
+"""The episode whose records the running handler applies, in a consumer batch (None outside one, or while its
+records are applied one at a time)."""
+
+
 class Update(NamedTuple):
     """One write: an update of one document (an upsert inserts a document, as an insert would)."""
 

@@ -46,7 +46,7 @@ from pymongo.errors import DocumentTooLarge, DuplicateKeyError, PyMongoError, Wr
 from stepwise_contract import CloudEvent, EventData, MalformedEvent, describe_validation_error, from_headers
 
 from . import tracing
-from .bulk import GATHERING, Gathering
+from .bulk import EPISODE_RECORDS, GATHERING, EpisodeRecords, Gathering
 from .dependencies import DependencyDown
 from .fetch_pace import BUSY_MIN_BYTES, IDLE_MIN_BYTES, FetchPace
 from .logs import about, reported
@@ -334,8 +334,36 @@ class EventBatch:
     async def _each(
         self, records: list[ConsumerRecord[bytes, bytes]], shelf: EventShelf, resources: Any
     ) -> tuple[Position, Exception] | None:
+        """The episode's records, each handler's effect stored before the lane ends: what handlers collected for
+        the end (``EpisodeRecords``) is stored then; when that is too large for the store, the records are applied
+        again one at a time, so that only the one too large to store is set aside."""
+        episode = EpisodeRecords()
+        token = EPISODE_RECORDS.set(episode)
+        try:
+            failed = await self._one_by_one(records, shelf, resources)
+            if failed is not None:
+                return failed
+            await episode.finish()
+        except (RecordTooLarge, DocumentTooLarge, WriteError) as error:
+            if not too_large(error):
+                return _position(records[0]), error
+        except Exception as error:
+            return _position(records[0]), error
+        else:
+            return None
+        finally:
+            EPISODE_RECORDS.reset(token)
+        token = EPISODE_RECORDS.set(None)
+        try:
+            return await self._one_by_one(records, shelf, resources)
+        finally:
+            EPISODE_RECORDS.reset(token)
+
+    async def _one_by_one(
+        self, records: list[ConsumerRecord[bytes, bytes]], shelf: EventShelf, resources: Any
+    ) -> tuple[Position, Exception] | None:
         for record in records:
-            position = (record.topic, record.partition, record.offset)
+            position = _position(record)
             if not self._urgent:
                 await URGENT_FIRST.routine_turn()
             try:
@@ -365,6 +393,10 @@ class EventBatch:
         model, handle = self._handlers[record.topic]
         data = model.model_validate_json(record.value or b"")
         await handle(from_headers(record.headers, data), resources)
+
+
+def _position(record: ConsumerRecord[bytes, bytes]) -> Position:
+    return record.topic, record.partition, record.offset
 
 
 @contextlib.contextmanager

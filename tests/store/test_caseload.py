@@ -1,6 +1,6 @@
 """caseload's projection on a real server: what applying an episode's events asks of the store (one write per
-event, a consumer batch's writes in one command), and that instances and lanes applying one episode's events at
-once lose none of them."""
+event, an episode's events of one consumer batch in one write, a batch's writes in one command), and that instances
+and lanes applying one episode's events at once lose none of them."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.caseload.store import CaseloadStore, view_of
-from services.common.bulk import GATHERING, Gathering
+from services.common.bulk import EPISODE_RECORDS, GATHERING, EpisodeRecords, Gathering
 from stepwise_contract import CloudEvent, new_event
 from tests.store.conftest import CommandLog, Document
 from tests.unit.contract.test_contract import EPISODE, make_data
@@ -54,6 +54,33 @@ async def test_each_event_of_an_episode_costs_one_write_and_a_redelivery_none(
     for event in flow:  # by a store holding nothing: it reads the projection before each event
         await (await started(database)).apply(event, read_each_time)
     assert view_of(await stored(store)) == view_of(await read_each_time.find_one({"_id": EPISODE}) or {})
+
+
+async def test_an_episodes_events_of_one_batch_are_one_write_and_make_the_projection_one_by_one_makes(
+    noted: tuple[AsyncDatabase[Document], CommandLog],
+) -> None:
+    database, commands = noted
+    store = await started(database)
+    flow = events()
+    commands.seen.clear()
+    episode = EpisodeRecords()
+    token = EPISODE_RECORDS.set(episode)
+    try:
+        for event in flow:
+            await store.project(event)  # collected: nothing is written yet
+        assert commands.names("episodes_v") == []
+    finally:
+        EPISODE_RECORDS.reset(token)
+    await episode.finish()
+    assert commands.names("episodes_v") == ["update"]
+    commands.seen.clear()
+    assert await store.apply_all(flow[1:3]) is False  # redelivered together: nothing written
+    assert commands.names("episodes_v") == []
+    one_by_one = database["episodes_v_one_by_one"]
+    for event in flow:
+        await (await started(database)).apply(event, one_by_one)
+    assert view_of(await stored(store)) == view_of(await one_by_one.find_one({"_id": EPISODE}) or {})
+    assert (await stored(store))["version"] == 1
 
 
 async def test_two_instances_applying_one_episodes_events_lose_none(

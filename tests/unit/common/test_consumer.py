@@ -16,6 +16,7 @@ from aiokafka import ConsumerRecord
 from pymongo.errors import DocumentTooLarge, WriteError
 
 from services.common import consumer, priority
+from services.common.bulk import EPISODE_RECORDS
 from services.common.consumer import (
     HANDLER_CONTEXT,
     EventBatch,
@@ -315,3 +316,70 @@ async def test_an_event_that_would_take_its_record_past_the_size_limit_is_set_as
         (6, "rejected: the record is at its size limit: the care plan record cannot grow past the store's 16 MB "
             "document limit; nothing was changed", 1),
     ]  # fmt: skip
+
+
+def collecting(stored: list[tuple[str, list[int]]], fail: list[Exception]) -> Any:
+    """A handler that leaves its effect to the end of its episode's records (a read side): each episode's events
+    stored together, as ``store`` saw them, once; ``fail`` holds what the next stores raise."""
+
+    async def store(events: list[Any]) -> None:
+        if fail:
+            raise fail.pop(0)
+        stored.append((events[0].subject, [event.data.total_misses for event in events]))
+
+    async def handle(event: Any, _context: Any) -> None:
+        episode = EPISODE_RECORDS.get()
+        if episode is None:
+            await store([event])
+        else:
+            episode.collect(store, event)
+
+    return handle
+
+
+def missed(offset: int, episode_id: str, total: int) -> ConsumerRecord[bytes, bytes]:
+    data = session_missed(episode_id).model_copy(update={"total_misses": total})
+    return dataclasses.replace(record(offset, episode_id), value=to_kafka(new_event(data, source="/test")).value)
+
+
+async def test_what_handlers_collect_is_stored_once_per_episode_before_the_batch_ends() -> None:
+    stored: list[tuple[str, list[int]]] = []
+    batch = EventBatch({SessionMissed: Subscription(collecting(stored, []), "")})
+    records = (missed(0, "a", 1), missed(1, "b", 1), missed(2, "a", 2), missed(3, "a", 3))
+    await batch(Message(records), Context({"event_shelf": Shelf(), HANDLER_CONTEXT: None}))  # type: ignore[arg-type]
+    assert sorted(stored) == [("a", [1, 2, 3]), ("b", [1])]
+
+
+async def test_a_failure_to_store_what_was_collected_fails_the_batch_at_the_episodes_first_record() -> None:
+    stored: list[tuple[str, list[int]]] = []
+    retrying = consumer.RetryingEvents()
+    batch = EventBatch({SessionMissed: Subscription(collecting(stored, [ValueError("unforeseen")]), "")},
+                       retrying=retrying)  # fmt: skip
+    records = (missed(7, "a", 1), missed(8, "a", 2))
+    context = Context({"event_shelf": Shelf(), HANDLER_CONTEXT: None})
+    with pytest.raises(ValueError):  # nothing of the episode is stored: the batch comes again
+        await batch(Message(records), context)  # type: ignore[arg-type]
+    assert stored == []
+    assert [held.split(" failed")[0] for held in retrying.problems().values()] == ["retrying: offset 7"]
+    await batch(Message(records), context)  # type: ignore[arg-type]
+    assert stored == [("a", [1, 2])]
+
+
+async def test_what_was_collected_too_large_to_store_at_once_is_applied_one_by_one() -> None:
+    """Only the record too large to store is set aside; the others' effects are stored, each alone."""
+    stored: list[tuple[str, list[int]]] = []
+    too_large = DocumentTooLarge("BSON document too large (17000000 bytes)")
+    fail: list[Exception] = [too_large]
+    handle = collecting(stored, fail)
+
+    async def second_too_large(event: Any, context: Any) -> None:
+        if EPISODE_RECORDS.get() is None and event.data.total_misses == 2:
+            raise too_large
+        await handle(event, context)
+
+    shelf = CountingShelf()
+    batch = EventBatch({SessionMissed: Subscription(second_too_large, "")})
+    records = (missed(4, "a", 1), missed(5, "a", 2), missed(6, "a", 3))
+    await batch(Message(records), Context({"event_shelf": shelf, HANDLER_CONTEXT: None}))  # type: ignore[arg-type]
+    assert stored == [("a", [1]), ("a", [3])]
+    assert shelf.shelved == [(5, "rejected: the record is at its size limit", 1)]
