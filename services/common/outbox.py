@@ -221,16 +221,23 @@ async def update_with_events(
     relay: Relay = no_relay,
 ) -> bool:
     """``update`` of the one aggregate ``query`` names (by its ``_id``), queuing ``events`` in its outbox in the same
-    write; with a relay here, that write claims the outbox and reads it back (one round trip: the write is the claim)
-    and hands it over. An outbox another holder's lease covers (another instance publishes it) is not claimed: the
-    write is made again without a claim, and the events wait for that holder's next pass or this relay's. False when
-    ``query`` matched nothing."""
+    write; with a relay here, that write claims the outbox (one round trip: the write is the claim) and hands it over:
+    an outbox that was empty holds these events alone, else it is read back with the write. An outbox another
+    holder's lease covers (another instance publishes it) is not claimed: the write is made again without a claim, and
+    the events wait for that holder's next pass or this relay's. False when ``query`` matched nothing."""
     aggregate_id = str(query["_id"])
     claim = relay.claim(aggregate_id) if events else None
-    update = with_events(update, events)
+    records = [stored_record(event) for event in events]
+    update = with_records(update, records)
     claimed = None
     with writing(collection.name):
-        if claim is not None:
+        if claim is not None and not claim.over_own:
+            # An outbox empty before the write holds this write's records alone: claimed without reading it back (the
+            # store need not send the whole document). Else (a conflict, older records pending) as below.
+            emptied = query | {"outbox_pending": 0, "outbox_lease_until": {"$lt": wall_clock()}}
+            if (await collection.update_one(emptied, _claiming(update, claim))).matched_count == 1:
+                claimed = Claimed(claim, records)
+        if claim is not None and claimed is None:
             claiming = query if claim.over_own else query | {"outbox_lease_until": {"$lt": wall_clock()}}
             # The whole document: FerretDB cannot project a findAndModify (docs/development.md, "Backends").
             written = await collection.find_one_and_update(
@@ -251,10 +258,15 @@ def _claiming(update: Document, claim: Claim) -> Document:
 
 def with_events(update: Document, events: Sequence[CloudEvent[Any]]) -> Document:
     """``update`` extended to queue ``events`` in the document's outbox, in the same atomic write."""
-    if not events:
+    return with_records(update, [stored_record(event) for event in events])
+
+
+def with_records(update: Document, records: Sequence[str]) -> Document:
+    """``update`` extended to queue ``records`` (``stored_record``) in the document's outbox, in the same write."""
+    if not records:
         return update
-    update.setdefault("$inc", {})["outbox_pending"] = len(events)
-    update.setdefault("$push", {})["outbox"] = {"$each": [stored_record(event) for event in events]}
+    update.setdefault("$inc", {})["outbox_pending"] = len(records)
+    update.setdefault("$push", {})["outbox"] = {"$each": list(records)}
     return update
 
 

@@ -435,10 +435,24 @@ async def test_a_change_with_events_costs_its_write_and_one_removal_no_claim() -
         await until(lambda: publish.totals == [1] and len(database.calls) == 2)
         assert await update_aggregate(plans, "e1", 1, {"n": 2}, [missed("e1", 2)], relay=running.relay)  # type: ignore[arg-type]
         await until(lambda: publish.totals == [1, 2] and len(database.calls) == 4)
-    assert database.calls == [("insert", "plans"), ("update", "plans"), ("findAndModify", "plans"), ("update", "plans")]
+    # The second write's outbox was empty: it holds that write's event alone, claimed without reading it back.
+    assert database.calls == [("insert", "plans"), ("update", "plans"), ("update", "plans"), ("update", "plans")]
     stored = await plans.find_one({"_id": "e1"})
     assert stored is not None and (stored["outbox"], stored["outbox_pending"], stored["outbox_lease_until"]) == (
         [], 0, EPOCH)  # fmt: skip
+
+
+async def test_a_write_over_events_still_pending_reads_them_back_and_all_go_out_in_order() -> None:
+    database = MemoryDatabase()
+    plans = database["plans"]
+    publish = Published()
+    async with Running(OutboxRelay([plans], publish, poll_seconds=3600)) as running:  # type: ignore[list-item]
+        await until(lambda: running.passes >= 1)  # the next pass is an hour away
+        assert await insert_aggregate(plans, {"_id": "e1"}, [missed("e1", 1)])  # type: ignore[arg-type]  # unclaimed
+        database.calls.clear()
+        assert await update_aggregate(plans, "e1", 1, {"n": 2}, [missed("e1", 2)], relay=running.relay)  # type: ignore[arg-type]
+        await until(lambda: publish.totals == [1, 2] and pending(plans, "e1") == 0)
+    assert database.calls[:2] == [("update", "plans"), ("findAndModify", "plans")]  # not empty: claimed, read back
 
 
 async def test_the_removals_of_aggregates_relayed_at_once_go_in_one_round_trip() -> None:
