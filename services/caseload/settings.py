@@ -13,6 +13,23 @@ class CaseloadSettings(ServiceSettings):
     SECRETS: ClassVar[tuple[str, ...]] = (*ServiceSettings.SECRETS, "console_oidc_client_secret")
 
     caseload_port: int = 8005
+    # A read side: under load its routine lane gathers about a second of events, so that an episode's events of
+    # that second are one write of its projection (``EpisodeRecords``); worklists are then up to a second behind.
+    # Safety alerts ride the urgent lane, which keeps its 16 records and 50 ms.
+    kafka_max_batch: int = Field(
+        default=500,
+        ge=1,
+        le=10_000,
+        description="Most records caseload applies in one batch (an episode's events of a batch are one write of its "
+        "projection).",
+    )
+    kafka_batch_wait_ms: int = Field(
+        default=1_000,
+        ge=1,
+        le=5_000,
+        description="While caseload has records, how long the broker may hold its next fetch for more: about a "
+        "second of events gathered, a worklist up to that much behind under load.",
+    )
     caseload_db: str = Field(default="stepwise_caseload", description="This service's own MongoDB database.")
 
     @property

@@ -48,7 +48,7 @@ from stepwise_contract import CloudEvent, EventData, MalformedEvent, describe_va
 from . import tracing
 from .bulk import EPISODE_RECORDS, GATHERING, EpisodeRecords, Gathering
 from .dependencies import DependencyDown
-from .fetch_pace import BUSY_MIN_BYTES, IDLE_MIN_BYTES, FetchPace
+from .fetch_pace import IDLE_MIN_BYTES, FetchPace, batch_bytes
 from .logs import about, reported
 from .metrics import EVENTS_APPLIED, EVENTS_SET_ASIDE
 from .mongo import Document
@@ -143,7 +143,7 @@ def subscribe(
         topics = [model.event_type for model in lane]
         options = subscriber_options(settings, lane_group(group, urgent), urgent)
         pace = FetchPace(busy_ms=options["batch_timeout_ms"], idle_ms=settings.kafka_fetch_max_wait_ms,
-                         busy_min_bytes=IDLE_MIN_BYTES if urgent else BUSY_MIN_BYTES)  # fmt: skip
+                         busy_min_bytes=IDLE_MIN_BYTES if urgent else batch_bytes(options["max_records"]))  # fmt: skip
         subscriber = router.subscriber(*topics, **options)
         subscriber(_applying(EventBatch(lane, urgent, retrying), pace))
         pace.wait_for_records(subscriber, options["max_records"])

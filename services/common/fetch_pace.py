@@ -9,7 +9,7 @@ cheap (one fetch per wait), so the wait follows the lane: ``busy_ms`` from its f
 (``KAFKA_FETCH_MAX_WAIT_MS``) once ``IDLE_AFTER_S`` passed without one. The first record after a quiet spell is
 not slowed: the fetch then in flight names every partition, and the broker answers it as the record arrives.
 
-A busy routine lane also asks the broker for a batch's worth (``BUSY_MIN_BYTES``) before it answers, within the
+A busy routine lane also asks the broker for a batch's worth (``batch_bytes``) before it answers, within the
 batch wait: with one byte (aiokafka's default) each fetch came back with the one or two records that had arrived, and
 the lanes' fetches, small batches and offset commits made Kafka the pipeline's largest user of CPU (the side-by-side
 figures: docs/performance.md, "Issue 31, third round"). A routine hop waits up to the batch wait more; urgent lanes
@@ -45,8 +45,15 @@ FETCH_WAIT = "_fetch_max_wait_ms"
 """Where aiokafka's fetcher keeps the wait it sends with each fetch."""
 FETCH_MIN_BYTES = "_fetch_min_bytes"
 """… and the least it asks the broker to gather before answering within that wait."""
-BUSY_MIN_BYTES = 64 * 1024
-"""What a busy routine lane's fetch asks for: about a full batch (50 events of about a kilobyte)."""
+RECORD_BYTES = 1_300
+"""About what one of the pipeline's events weighs in a fetch (its value, headers and the batch's overhead)."""
+
+
+def batch_bytes(max_records: int) -> int:
+    """What a busy routine lane's fetch asks for: about a full batch (64 kB for the default 50 records)."""
+    return max_records * RECORD_BYTES
+
+
 IDLE_MIN_BYTES = 1
 """What an idle lane's fetch, and an urgent lane's always, asks for: any record, answered as it arrives."""
 NEXT_BATCH = "get_msg"
@@ -63,7 +70,7 @@ class FetchPace:
     def __init__(
         self, busy_ms: int, idle_ms: int, idle_after_s: float = IDLE_AFTER_S, busy_min_bytes: int = IDLE_MIN_BYTES
     ) -> None:
-        """``busy_min_bytes``: what a busy lane's fetch asks for (``IDLE_MIN_BYTES``, urgent; ``BUSY_MIN_BYTES``)."""
+        """``busy_min_bytes``: what a busy lane's fetch asks for (``IDLE_MIN_BYTES``, urgent; ``batch_bytes``)."""
         self.busy_ms = min(busy_ms, idle_ms)
         self.busy_min_bytes = busy_min_bytes
         self.idle_ms = idle_ms

@@ -14,7 +14,7 @@ from aiokafka.consumer.fetcher import Fetcher
 from aiokafka.consumer.subscription_state import SubscriptionState
 
 from services.common.consumer import EventHandlers, Subscription, subscribe
-from services.common.fetch_pace import BUSY_MIN_BYTES, FETCH_MIN_BYTES, FETCH_WAIT, NEXT_BATCH, FetchPace
+from services.common.fetch_pace import FETCH_MIN_BYTES, FETCH_WAIT, NEXT_BATCH, FetchPace, batch_bytes
 from services.common.settings import ServiceSettings
 from stepwise_contract import AssessmentCompleted, SafetyAlertRaised
 
@@ -40,11 +40,11 @@ async def waited_for(fetcher: FakeFetcher, wanted: int) -> bool:
 
 async def test_a_batch_shortens_the_wait_until_the_lane_is_idle_again() -> None:
     fetcher = FakeFetcher()
-    pace = FetchPace(busy_ms=100, idle_ms=2_000, idle_after_s=0.05, busy_min_bytes=BUSY_MIN_BYTES)
+    pace = FetchPace(busy_ms=100, idle_ms=2_000, idle_after_s=0.05, busy_min_bytes=batch_bytes(50))
 
     pace.batch_arrived(FakeConsumer(fetcher))
 
-    assert (fetcher._fetch_max_wait_ms, fetcher._fetch_min_bytes) == (100, BUSY_MIN_BYTES)
+    assert (fetcher._fetch_max_wait_ms, fetcher._fetch_min_bytes) == (100, batch_bytes(50))
     assert await waited_for(fetcher, 2_000)  # idle again: the first record is answered as it arrives
 
 
