@@ -21,11 +21,11 @@ of each episode of a batch in one request."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from contextvars import ContextVar
 from typing import Any, Generic, NamedTuple, TypeVar
 
-from pymongo import UpdateOne
+from pymongo import InsertOne, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, DocumentTooLarge
 
@@ -97,8 +97,26 @@ class Update(NamedTuple):
     def operation(self) -> UpdateOne:
         return UpdateOne(self.filter, self.update, upsert=self.upsert)
 
+    async def alone(self, collection: AsyncCollection[Document]) -> None:
+        await collection.update_one(self.filter, self.update, upsert=self.upsert)
 
-Waiting = list[tuple[AsyncCollection[Document], Update, asyncio.Future[None]]]
+
+class Insert(NamedTuple):
+    """One write: a new document (a duplicate key when one of its ``_id`` exists)."""
+
+    document: Document
+
+    def operation(self) -> InsertOne[Document]:
+        return InsertOne(self.document)
+
+    async def alone(self, collection: AsyncCollection[Document]) -> None:
+        await collection.insert_one(self.document)
+
+
+Write = Update | Insert
+
+
+Waiting = list[tuple[AsyncCollection[Document], Write, asyncio.Future[None]]]
 
 
 def versioned(document_id: str, version: int, fields: Document) -> Update:
@@ -160,19 +178,40 @@ class BulkWrites:
     """A write-behind buffer per consumer batch (see the module's doc)."""
 
     def __init__(self, linger: float = 0.005, at_once: int = 500) -> None:
-        self._gathered: Gathered[tuple[AsyncCollection[Document], Update, asyncio.Future[None]]] = Gathered(
+        self._gathered: Gathered[tuple[AsyncCollection[Document], Write, asyncio.Future[None]]] = Gathered(
             send, linger, at_once
         )
 
-    async def write(self, collection: AsyncCollection[Document], operation: Update) -> None:
+    async def write(self, collection: AsyncCollection[Document], operation: Write) -> None:
         """Send ``operation`` with the batch's other writes; raises its own ``WriteError`` as a lone write would."""
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        [outcome] = await self.write_all(collection, [operation])
+        if outcome is not None:
+            raise outcome
+
+    async def write_all(
+        self, collection: AsyncCollection[Document], operations: Sequence[Write]
+    ) -> list[Exception | None]:
+        """Send ``operations`` with the batch's other writes (outside a batch: together, in one round trip); the
+        outcome of each, in order: None (stored) or the ``WriteError`` a lone write would have raised."""
+        loop = asyncio.get_running_loop()
+        waiting: Waiting = [(collection, operation, loop.create_future()) for operation in operations]
         gathering = GATHERING.get()
         if gathering is None:
-            await send([(collection, operation, done)])
+            await send(waiting)
         else:
-            self._gathered.add(gathering, (collection, operation, done))
-        await done
+            for one in waiting:
+                self._gathered.add(gathering, one)
+        for _, _, done in waiting:
+            done.add_done_callback(retrieved)  # each is read below, unless an earlier one's cancellation ends it
+        outcomes: list[Exception | None] = []
+        for _, _, done in waiting:
+            try:
+                await done
+            except Exception as error:
+                outcomes.append(error)
+            else:
+                outcomes.append(None)
+        return outcomes
 
 
 class GatheredLookups(Generic[Question, Answer]):
@@ -215,10 +254,11 @@ class GatheredLookups(Generic[Question, Answer]):
 
 
 async def send(waiting: Waiting) -> None:
-    """One ``bulk_write`` per collection; each write's future gets its outcome."""
-    by_collection: dict[str, Waiting] = {}
+    """One ``bulk_write`` per collection and kind of write (inserts apart from updates: each kind is its own command
+    anyway, and updates re-sent alone, below, are never inserts); each write's future gets its outcome."""
+    by_collection: dict[tuple[str, type], Waiting] = {}
     for one in waiting:
-        by_collection.setdefault(one[0].name, []).append(one)
+        by_collection.setdefault((one[0].name, type(one[1])), []).append(one)
     try:
         for writes in by_collection.values():
             await _bulk(writes)
@@ -264,9 +304,9 @@ async def _bulk(writes: Waiting) -> None:
         settle(done, None)
 
 
-async def _alone(collection: AsyncCollection[Document], write: Update, done: asyncio.Future[None]) -> None:
+async def _alone(collection: AsyncCollection[Document], write: Write, done: asyncio.Future[None]) -> None:
     try:
-        await collection.update_one(write.filter, write.update, upsert=write.upsert)
+        await write.alone(collection)
     except Exception as error:
         settle(done, error)
     else:

@@ -34,12 +34,13 @@ from typing import Any, Protocol
 
 from pymongo import ReturnDocument, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import DuplicateKeyError
 
 from stepwise_contract import CloudEvent, to_kafka
 
+from .bulk import BulkWrites, Insert
 from .indexes import Index, create_index
-from .mongo import DUPLICATE_KEY, Document
+from .mongo import Document
 from .outcomes import retrieved, settle
 from .priority import URGENT_EVENTS, URGENT_FIRST
 from .store_errors import writing
@@ -157,12 +158,17 @@ async def insert_aggregate(
     document = new_aggregate(fields, events, applied) | (claim.fields() if claim else {})
     try:
         with writing(collection.name):
-            await collection.insert_one(document)
+            await NEW_AGGREGATES.write(collection, Insert(document))
     except DuplicateKeyError:
         return False
     if events:
         _hand_over(relay, collection.name, str(fields["_id"]), Claimed(claim, document["outbox"]) if claim else None)
     return True
+
+
+NEW_AGGREGATES = BulkWrites()
+"""New aggregates of a consumer batch's episodes, inserted together (one command per collection); outside a batch
+each insert goes at once."""
 
 
 def _hand_over(relay: Relay, collection: str, aggregate_id: str, claimed: Claimed | None) -> None:
@@ -176,20 +182,18 @@ def _hand_over(relay: Relay, collection: str, aggregate_id: str, claimed: Claime
 async def inserted_new_aggregates(
     collection: AsyncCollection[Document], documents: Sequence[Document]
 ) -> list[Document]:
-    """Insert aggregates (without events) in one round trip, those whose _id exists left alone; the aggregates that
-    were new, as stored. Unordered, so one that exists does not stop the others."""
+    """Insert aggregates (without events) in one round trip (in a consumer batch, with its other episodes' inserts),
+    those whose _id exists left alone; the aggregates that were new, as stored. Unordered, so one that exists does not
+    stop the others."""
     if not documents:
         return []
     aggregates = [new_aggregate(document) for document in documents]
-    try:
-        await collection.insert_many(aggregates, ordered=False)
-    except BulkWriteError as error:
-        refused = error.details.get("writeErrors", [])
-        if any(e.get("code") not in DUPLICATE_KEY for e in refused):
-            raise
-        existing = {e["index"] for e in refused}
-        return [aggregate for n, aggregate in enumerate(aggregates) if n not in existing]
-    return aggregates
+    with writing(collection.name):
+        outcomes = await NEW_AGGREGATES.write_all(collection, [Insert(aggregate) for aggregate in aggregates])
+        refused = next((error for error in outcomes if error and not isinstance(error, DuplicateKeyError)), None)
+        if refused is not None:
+            raise refused
+    return [aggregate for aggregate, outcome in zip(aggregates, outcomes, strict=True) if outcome is None]
 
 
 async def update_aggregate(

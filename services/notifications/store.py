@@ -18,6 +18,7 @@ from pymongo.errors import DuplicateKeyError
 
 from services.common.audit import AUDIT_LOG, audit_entry, audit_indexes
 from services.common.auth import Principal
+from services.common.bulk import BulkWrites, Insert
 from services.common.change_path import CONFLICT, Conflict, retry
 from services.common.indexes import Index
 from services.common.mongo import Document, count, equals
@@ -461,6 +462,7 @@ class EpisodeSchedules:
 
     def __init__(self, database: AsyncDatabase[Document]) -> None:
         self.schedules = database[SCHEDULES]
+        self._new = BulkWrites()
 
     async def before_opt_out(self, *episode_ids: str) -> None:
         """An opt-out of a recipient of these episodes is about to be recorded: each has a calendar record from now on
@@ -487,7 +489,7 @@ class EpisodeSchedules:
             if insert_first:
                 insert_first = False
                 with contextlib.suppress(DuplicateKeyError):  # it has one: look at it
-                    await self.schedules.insert_one(document)
+                    await self._new.write(self.schedules, Insert(document))  # with the batch's other new episodes'
                     return Adopted(first=True, replaced=[])
             found = await self.schedules.find_one({"_id": episode_id})
             if found is None:

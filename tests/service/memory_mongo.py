@@ -20,9 +20,9 @@ from typing import Any, TypeVar
 import bson
 import mongomock
 from bson.codec_options import CodecOptions
-from pymongo import UpdateOne
+from pymongo import InsertOne, UpdateOne
 from pymongo.cursor import Cursor
-from pymongo.errors import BulkWriteError, DocumentTooLarge, OperationFailure, WriteError
+from pymongo.errors import BulkWriteError, DocumentTooLarge, DuplicateKeyError, OperationFailure, WriteError
 from pymongo.results import BulkWriteResult, DeleteResult, InsertManyResult, InsertOneResult, UpdateResult
 
 T = TypeVar("T")
@@ -116,9 +116,14 @@ class MemoryCollection:
         self._call("update")
         return self._checked_update(WriteError, filter, update, lambda: self.sync.update_many(filter, update, **kwargs))
 
-    async def bulk_write(self, requests: list[UpdateOne], ordered: bool = True) -> BulkWriteResult:
-        """Updates in one round trip (what the services send in bulk: ``UpdateOne`` only, upserts too). A write that
-        fails fails alone (unordered) or stops the rest (ordered): a ``BulkWriteError`` naming each by its index."""
+    async def bulk_write(
+        self, requests: list[UpdateOne] | list[InsertOne[Any]], ordered: bool = True
+    ) -> BulkWriteResult:
+        """Updates or inserts in one round trip (what the services send in bulk: ``UpdateOne``, upserts too, or
+        ``InsertOne``, never the two in one request). A write that fails fails alone (unordered) or stops the rest
+        (ordered): a ``BulkWriteError`` naming each by its index."""
+        if requests and all(isinstance(request, InsertOne) for request in requests):
+            return self._inserted_in_bulk([dict(request._doc) for request in requests], ordered)  # type: ignore[arg-type]
         self._call("update")
         matched = modified = 0
         upserted: list[dict[str, Any]] = []
@@ -144,6 +149,27 @@ class MemoryCollection:
                 upserted.append({"index": index, "_id": result.upserted_id})
         answer = {"nMatched": matched, "nModified": modified, "nUpserted": len(upserted), "upserted": upserted,
                   "writeErrors": failed, "writeConcernErrors": [], "nInserted": 0, "nRemoved": 0}  # fmt: skip
+        if failed:
+            raise BulkWriteError(answer)
+        return BulkWriteResult(answer, acknowledged=True)
+
+    def _inserted_in_bulk(self, documents: list[dict[str, Any]], ordered: bool) -> BulkWriteResult:
+        self._call("insert")
+        for document in documents:
+            _fits(document)  # PyMongo refuses the whole request before sending it
+        inserted = 0
+        failed: list[dict[str, Any]] = []
+        for index, document in enumerate(documents):
+            try:
+                self.sync.insert_one(document)
+            except DuplicateKeyError as error:
+                failed.append({"index": index, "code": 11000, "errmsg": str(error)})
+                if ordered:
+                    break
+                continue
+            inserted += 1
+        answer = {"nMatched": 0, "nModified": 0, "nUpserted": 0, "upserted": [], "writeErrors": failed,
+                  "writeConcernErrors": [], "nInserted": inserted, "nRemoved": 0}  # fmt: skip
         if failed:
             raise BulkWriteError(answer)
         return BulkWriteResult(answer, acknowledged=True)

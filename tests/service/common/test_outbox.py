@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from aiokafka.errors import KafkaConnectionError
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, WriteError
 
 from services.common.auth import Principal, Role
 from services.common.change_path import CONFLICT, Conflict, retry
@@ -209,21 +209,24 @@ async def test_new_aggregates_are_inserted_past_those_that_exist() -> None:
 
 
 class Refusing:
-    """A collection whose insert_many fails as PyMongo reports it: ``codes`` the write errors, ``inserted`` the rest."""
+    """A collection whose bulk insert fails as PyMongo reports it: ``codes`` the write errors, ``inserted`` the rest."""
+
+    name = "plans"
 
     def __init__(self, codes: list[int], inserted: int) -> None:
         self.details = {"writeErrors": [{"index": n, "code": code} for n, code in enumerate(codes)],
                         "nInserted": inserted, "writeConcernErrors": []}  # fmt: skip
 
-    async def insert_many(self, *_: Any, **__: Any) -> None:
+    async def bulk_write(self, *_: Any, **__: Any) -> None:
         raise BulkWriteError(self.details)
 
 
 async def test_a_write_error_other_than_an_existing_id_is_raised() -> None:
     added = await inserted_new_aggregates(Refusing([11000, 11000], 1), [{"_id": "a"}, {"_id": "b"}, {"_id": "c"}])  # type: ignore[arg-type]
     assert [document["_id"] for document in added] == ["c"]
-    with pytest.raises(BulkWriteError):
+    with pytest.raises(WriteError) as refused:  # the write's own error, as a lone insert would raise it
         await inserted_new_aggregates(Refusing([11000, 121], 1), [{"_id": "a"}, {"_id": "b"}, {"_id": "c"}])  # type: ignore[arg-type]
+    assert refused.value.code == 121
 
 
 async def test_a_change_that_keeps_losing_is_given_up_after_five_attempts() -> None:

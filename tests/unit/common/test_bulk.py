@@ -9,9 +9,10 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import pytest
+from pymongo import InsertOne
 from pymongo.errors import BulkWriteError, ConnectionFailure, DocumentTooLarge, DuplicateKeyError, WriteError
 
-from services.common.bulk import GATHERING, BulkWrites, GatheredLookups, Gathering, Update, versioned
+from services.common.bulk import GATHERING, BulkWrites, GatheredLookups, Gathering, Insert, Update, versioned
 from services.common.consumer import HANDLER_CONTEXT, EventBatch, Subscription
 from services.common.store_errors import too_large
 from stepwise_contract import SessionMissed
@@ -175,3 +176,49 @@ async def test_a_lane_that_never_asks_delays_the_others_by_the_linger_at_most() 
     finally:
         GATHERING.reset(token)
     assert asked.requests == [[1]]
+
+
+@dataclass
+class Inserts:
+    """Keeps each bulk_write as its kinds and ids; a document whose _id is in ``existing`` is a duplicate key."""
+
+    name: str = "notifications"
+    bulks: list[list[tuple[str, str]]] = field(default_factory=list)
+    existing: set[str] = field(default_factory=set)
+
+    async def bulk_write(self, operations: list[Any], ordered: bool = True) -> None:
+        assert not ordered
+        written = [
+            ("insert", op._doc["_id"]) if isinstance(op, InsertOne) else ("update", op._filter["_id"])
+            for op in operations
+        ]
+        self.bulks.append(written)
+        failed = [{"index": n, "code": 11000, "errmsg": "E11000"} for n, (_, id_) in enumerate(written)
+                  if id_ in self.existing]  # fmt: skip
+        if failed:
+            raise BulkWriteError({"writeErrors": failed, "writeConcernErrors": [], "nInserted": 0})
+
+
+async def test_a_batchs_new_documents_are_one_insert_apart_from_its_updates_and_an_existing_one_fails_alone() -> None:
+    collection = Inserts(existing={"new-1"})
+    writes = BulkWrites(linger=60.0)
+
+    async def each(n: int) -> None:
+        if n == 3:
+            await writes.write(collection, write(n))  # type: ignore[arg-type]
+        else:
+            await writes.write(collection, Insert({"_id": f"new-{n}"}))  # type: ignore[arg-type]
+
+    outcomes = await in_lanes(4, each)
+    assert [sorted(bulk) for bulk in collection.bulks] == [
+        [("insert", "new-0"), ("insert", "new-1"), ("insert", "new-2")],
+        [("update", "ep-3")],
+    ]
+    assert [type(outcome).__name__ for outcome in outcomes] == ["NoneType", "DuplicateKeyError", "NoneType", "NoneType"]
+
+
+async def test_several_writes_outside_a_batch_go_together_each_with_its_outcome() -> None:
+    collection = Inserts(existing={"b"})
+    outcomes = await BulkWrites().write_all(collection, [Insert({"_id": id_}) for id_ in "abc"])  # type: ignore[arg-type]
+    assert collection.bulks == [[("insert", "a"), ("insert", "b"), ("insert", "c")]]
+    assert [type(outcome).__name__ for outcome in outcomes] == ["NoneType", "DuplicateKeyError", "NoneType"]
