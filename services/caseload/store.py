@@ -189,8 +189,16 @@ class CaseloadStore:
         return await self.apply_all([event], into)
 
     async def apply_all(self, events: Sequence[CloudEvent[Any]], into: AsyncCollection[Document] | None = None) -> bool:
-        """Apply events of one episode, in order, to its projection, in one write; False when each was applied
-        before."""
+        """Apply events, in order, to their episodes' projections, one write per episode; False when each was applied
+        before. (A consumer batch's records of one key are one episode's: each event still goes to its own.)"""
+        by_episode: dict[str, list[CloudEvent[Any]]] = {}
+        for event in events:
+            by_episode.setdefault(event.subject, []).append(event)
+        return any([await self._apply_to_episode(of_one, into) for of_one in by_episode.values()])
+
+    async def _apply_to_episode(
+        self, events: Sequence[CloudEvent[Any]], into: AsyncCollection[Document] | None = None
+    ) -> bool:
         episodes = into if into is not None else await self.episodes()
         first = events[0]
         known = (episodes.name, first.subject)

@@ -137,26 +137,34 @@ class Gathered(Generic[Item]):
         self.linger = linger
         self.at_once = at_once
         self._waiting: dict[Gathering, list[Item]] = {}
+        self._lanes: dict[Gathering, int] = {}
+        """How many lanes wait on what is gathered (each hands its items in at once, then waits on them)."""
         self._timers: dict[Gathering, asyncio.TimerHandle] = {}
         self._sending: set[asyncio.Task[None]] = set()
 
     def add(self, gathering: Gathering, item: Item) -> None:
+        self.add_all(gathering, [item])
+
+    def add_all(self, gathering: Gathering, items: Sequence[Item]) -> None:
+        """What one lane hands in, and then waits on."""
         if gathering not in self._waiting:
             self._waiting[gathering] = []
             gathering.watch(lambda: self._lane_finished(gathering))
-        self._waiting[gathering].append(item)
+        self._waiting[gathering].extend(items)
+        self._lanes[gathering] = self._lanes.get(gathering, 0) + 1
         self._check(gathering)
 
     def _lane_finished(self, gathering: Gathering) -> None:
         self._check(gathering)
         if gathering.running <= 0 and not self._waiting.get(gathering):  # the batch is over
             self._waiting.pop(gathering, None)
+            self._lanes.pop(gathering, None)
 
     def _check(self, gathering: Gathering) -> None:
         waiting = self._waiting.get(gathering)
         if not waiting:
             return
-        if len(waiting) >= min(max(gathering.running, 1), self.at_once):
+        if len(waiting) >= self.at_once or self._lanes.get(gathering, 0) >= max(gathering.running, 1):
             self._send(gathering)
         elif gathering not in self._timers:
             self._timers[gathering] = asyncio.get_running_loop().call_later(self.linger, self._send, gathering)
@@ -169,6 +177,7 @@ class Gathered(Generic[Item]):
         if not waiting:
             return
         self._waiting[gathering] = []
+        self._lanes[gathering] = 0
         task = asyncio.create_task(self._send_all(waiting))
         self._sending.add(task)
         task.add_done_callback(self._sending.discard)
@@ -199,8 +208,7 @@ class BulkWrites:
         if gathering is None:
             await send(waiting)
         else:
-            for one in waiting:
-                self._gathered.add(gathering, one)
+            self._gathered.add_all(gathering, waiting)
         for _, _, done in waiting:
             done.add_done_callback(retrieved)  # each is read below, unless an earlier one's cancellation ends it
         outcomes: list[Exception | None] = []
@@ -258,7 +266,7 @@ async def send(waiting: Waiting) -> None:
     anyway, and updates re-sent alone, below, are never inserts); each write's future gets its outcome."""
     by_collection: dict[tuple[str, type], Waiting] = {}
     for one in waiting:
-        by_collection.setdefault((one[0].name, type(one[1])), []).append(one)
+        by_collection.setdefault((one[0].full_name, type(one[1])), []).append(one)
     try:
         for writes in by_collection.values():
             await _bulk(writes)
@@ -275,7 +283,8 @@ async def _bulk(writes: Waiting) -> None:
     except KeyError:
         # FerretDB 1.24 answers an update command with write errors without its nModified, which PyMongo needs to
         # read a bulk result: each alone then (an update_one reads its answer without it). Safe: the writes are
-        # version-checked, so one that was stored already fails now as a lost race, read again and found applied.
+        # version-checked, so one that was stored already fails now as a lost race, read again and found applied
+        # (updates only: an insert command's answer has no nModified to miss).
         for one in writes:
             await _alone(*one)
         return
@@ -294,7 +303,10 @@ async def _bulk(writes: Waiting) -> None:
         if len(writes) == 1:
             _fail(writes, error)
             return
-        for one in writes:  # one operation is too large to send: each alone, so that only its own write fails
+        # One operation is too large to send: each alone, so that only its own write fails. PyMongo refuses it while
+        # it builds the command, before sending it; only a bulk of more than one command's worth (48 MB) may have
+        # sent one already, whose inserts then find their documents there (a duplicate key: "existed").
+        for one in writes:
             await _alone(*one)
         return
     except Exception as error:

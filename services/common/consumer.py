@@ -335,8 +335,9 @@ class EventBatch:
         self, records: list[ConsumerRecord[bytes, bytes]], shelf: EventShelf, resources: Any
     ) -> tuple[Position, Exception] | None:
         """The episode's records, each handler's effect stored before the lane ends: what handlers collected for
-        the end (``EpisodeRecords``) is stored then; when that is too large for the store, the records are applied
-        again one at a time, so that only the one too large to store is set aside."""
+        the end (``EpisodeRecords``) is stored then; when that names something wrong with an event (``SET_ASIDE``) or
+        is too large for the store, the records are applied again one at a time, so that only the event at fault is
+        set aside."""
         episode = EpisodeRecords()
         token = EPISODE_RECORDS.set(episode)
         try:
@@ -344,6 +345,8 @@ class EventBatch:
             if failed is not None:
                 return failed
             await episode.finish()
+        except SET_ASIDE:
+            pass
         except (RecordTooLarge, DocumentTooLarge, WriteError) as error:
             if not too_large(error):
                 return _position(records[0]), error

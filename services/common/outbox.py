@@ -8,7 +8,8 @@ pass (after a restart, or by another instance once the lease expires) publishes 
 see an event twice in that window; consumers drop repeats by CloudEvents source + id.
 
 What it costs the store: a write that queues events claims them for this process's relay in the same write (a
-lease and a claim token set with the change, the whole outbox read back by that write), so the relay publishes them
+lease and a claim token set with the change; an outbox that was empty then holds that write's events alone, else the
+write reads the whole outbox back), so the relay publishes them
 without a claim of its own; what went out is removed by one update conditioned on the claim token, and the removals
 of the aggregates relayed at the same moment go in one bulk write. A change with events therefore costs its write
 and a share of one removal. Only a pass (events left by a crash, another instance, a broker away) claims first.
@@ -228,7 +229,8 @@ async def update_with_events(
     write; with a relay here, that write claims the outbox (one round trip: the write is the claim) and hands it over:
     an outbox that was empty holds these events alone, else it is read back with the write. An outbox another
     holder's lease covers (another instance publishes it) is not claimed: the write is made again without a claim, and
-    the events wait for that holder's next pass or this relay's. False when ``query`` matched nothing."""
+    the events wait for that holder's next pass or this relay's. False when ``query`` matched nothing (a lost race:
+    three round trips then, the claims' two and the write without a claim)."""
     aggregate_id = str(query["_id"])
     claim = relay.claim(aggregate_id) if events else None
     records = [stored_record(event) for event in events]

@@ -83,6 +83,7 @@ class MemoryCollection:
     ) -> None:
         self.sync = collection
         self.name = collection.name
+        self.full_name = collection.full_name
         self.calls = calls
         self.database = database
 

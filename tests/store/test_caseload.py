@@ -83,6 +83,19 @@ async def test_an_episodes_events_of_one_batch_are_one_write_and_make_the_projec
     assert (await stored(store))["version"] == 1
 
 
+async def test_events_collected_together_each_go_to_their_own_episode(
+    noted: tuple[AsyncDatabase[Document], CommandLog],
+) -> None:
+    """A record keyed other than by its episode comes with another episode's records: it is applied to its own."""
+    database, _ = noted
+    store = await started(database)
+    mine, other = of_episode("iop.assessment.completed", "ep-mine"), of_episode("iop.assessment.completed", "ep-other")
+    assert await store.apply_all([mine, other]) is True
+    for event in (mine, other):
+        found = await (await store.episodes()).find_one({"_id": event.subject})
+        assert found is not None and [entry["key"] for entry in found["timeline"]] == [event.dedup_key]
+
+
 async def test_two_instances_applying_one_episodes_events_lose_none(
     noted: tuple[AsyncDatabase[Document], CommandLog],
 ) -> None:

@@ -212,6 +212,7 @@ class Refusing:
     """A collection whose bulk insert fails as PyMongo reports it: ``codes`` the write errors, ``inserted`` the rest."""
 
     name = "plans"
+    full_name = "db.plans"
 
     def __init__(self, codes: list[int], inserted: int) -> None:
         self.details = {"writeErrors": [{"index": n, "code": code} for n, code in enumerate(codes)],

@@ -26,6 +26,11 @@ class Collection:
     """Keeps each bulk_write (the ids it wrote) and each lone update; answers with ``failing`` when set."""
 
     name: str = "episodes"
+
+    @property
+    def full_name(self) -> str:
+        return f"db.{self.name}"
+
     bulks: list[list[str]] = field(default_factory=list)
     alone: list[str] = field(default_factory=list)
     failing: Exception | None = None
@@ -183,6 +188,11 @@ class Inserts:
     """Keeps each bulk_write as its kinds and ids; a document whose _id is in ``existing`` is a duplicate key."""
 
     name: str = "notifications"
+
+    @property
+    def full_name(self) -> str:
+        return f"db.{self.name}"
+
     bulks: list[list[tuple[str, str]]] = field(default_factory=list)
     existing: set[str] = field(default_factory=set)
 
@@ -222,3 +232,19 @@ async def test_several_writes_outside_a_batch_go_together_each_with_its_outcome(
     outcomes = await BulkWrites().write_all(collection, [Insert({"_id": id_}) for id_ in "abc"])  # type: ignore[arg-type]
     assert collection.bulks == [[("insert", "a"), ("insert", "b"), ("insert", "c")]]
     assert [type(outcome).__name__ for outcome in outcomes] == ["NoneType", "DuplicateKeyError", "NoneType"]
+
+
+async def test_a_lane_handing_in_several_writes_waits_for_the_other_lanes_as_one() -> None:
+    collection = Inserts()
+    writes = BulkWrites(linger=60.0)  # sent when every lane waits, never by the clock here
+
+    async def each(n: int) -> list[Exception | None]:
+        if n == 0:
+            return await writes.write_all(collection, [Insert({"_id": f"many-{k}"}) for k in range(3)])  # type: ignore[arg-type]
+        await asyncio.sleep(0)  # the other lane hands its write in later
+        return await writes.write_all(collection, [Insert({"_id": "one"})])  # type: ignore[arg-type]
+
+    assert await in_lanes(2, each) == [[None] * 3, [None]]
+    assert [sorted(bulk) for bulk in collection.bulks] == [
+        [("insert", "many-0"), ("insert", "many-1"), ("insert", "many-2"), ("insert", "one")]
+    ]

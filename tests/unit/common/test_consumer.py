@@ -383,3 +383,22 @@ async def test_what_was_collected_too_large_to_store_at_once_is_applied_one_by_o
     await batch(Message(records), Context({"event_shelf": shelf, HANDLER_CONTEXT: None}))  # type: ignore[arg-type]
     assert stored == [("a", [1]), ("a", [3])]
     assert shelf.shelved == [(5, "rejected: the record is at its size limit", 1)]
+
+
+async def test_an_event_found_wrong_when_what_was_collected_is_stored_is_set_aside_alone() -> None:
+    """A read side applies the events when it stores them: an event its rules reject then is set aside, the episode's
+    others stored (the records applied again one at a time)."""
+    stored: list[tuple[str, list[int]]] = []
+    handle = collecting(stored, [EventRejected("unknown_session")])
+
+    async def second_rejected(event: Any, context: Any) -> None:
+        if EPISODE_RECORDS.get() is None and event.data.total_misses == 2:
+            raise EventRejected("unknown_session")
+        await handle(event, context)
+
+    shelf = CountingShelf()
+    batch = EventBatch({SessionMissed: Subscription(second_rejected, "")})
+    records = (missed(4, "a", 1), missed(5, "a", 2), missed(6, "a", 3))
+    await batch(Message(records), Context({"event_shelf": shelf, HANDLER_CONTEXT: None}))  # type: ignore[arg-type]
+    assert stored == [("a", [1]), ("a", [3])]
+    assert shelf.shelved == [(5, "rejected: unknown_session", 1)]
