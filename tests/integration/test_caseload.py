@@ -14,12 +14,14 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from services.common.auth import fingerprint
 from stepwise_contract import SafetyAlertAcknowledged, SafetyAlertRaised, new_event, to_kafka
 from tests.integration.conftest import (
     CSSRS_HIGH,
+    HANDLERS,
     IOP_DIMENSIONS,
     TOKENS,
     Episode,
@@ -27,6 +29,7 @@ from tests.integration.conftest import (
     assess,
     care_plan_of,
     eventually,
+    group_reading,
     new_episode,
     record_during,
 )
@@ -46,6 +49,30 @@ async def worklist(stack: Stack, name: str, role: str = "clinician", **params: A
 def listed(rows: list[dict[str, Any]], episode: Episode | str) -> list[dict[str, Any]]:
     episode_id = episode if isinstance(episode, str) else episode.episode_id
     return [row for row in rows if row.get("episode_id") == episode_id]
+
+
+async def caught_up(stack: Stack) -> bool:
+    """Caseload has applied every record on its topics (each lane's committed offsets at the topics' ends: a lane
+    commits after its batch's effects are stored). Its routine lane gathers up to a second of events under load."""
+    topics = [model.event_type for model in HANDLERS["caseload"]]
+    servers = stack.backends.kafka_bootstrap_servers
+    admin = AIOKafkaAdminClient(bootstrap_servers=servers)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(topics)
+        committed: dict[TopicPartition, Any] = {}
+        for group in {group_reading("caseload", topic) for topic in topics}:
+            committed |= await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    partitions = [TopicPartition(topic["topic"], p["partition"]) for topic in described for p in topic["partitions"]]
+    consumer = AIOKafkaConsumer(bootstrap_servers=servers, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets(partitions)
+    finally:
+        await consumer.stop()
+    return all(end == 0 or (tp in committed and committed[tp].offset >= end) for tp, end in ends.items())
 
 
 async def views(stack: Stack, episode_ids: list[str]) -> dict[str, Any]:
@@ -117,7 +144,8 @@ async def test_a_clinic_morning_from_the_worklists(stack: Stack) -> None:
     assert {"iop.care_level.assigned", "iop.safety.alert_acknowledged", "iop.session.missed"} <= set(types)
     assert census["in_care"] >= 1
 
-    # A rebuild from the topics gives the same projection.
+    # A rebuild from the topics gives the same projection (once the live one has applied all of them).
+    await eventually(lambda: caught_up(stack), "caseload to apply every event on its topics")
     before = await views(stack, [episode.episode_id])
     env = {**os.environ, **stack.services["caseload"].env}
     rebuilt = await asyncio.create_subprocess_exec(sys.executable, "-m", "services.caseload.rebuild", cwd=ROOT,
