@@ -262,11 +262,6 @@ def _claiming(update: Document, claim: Claim) -> Document:
     return update | {"$set": {**update.get("$set", {}), **claim.fields()}}
 
 
-def with_events(update: Document, events: Sequence[CloudEvent[Any]]) -> Document:
-    """``update`` extended to queue ``events`` in the document's outbox, in the same atomic write."""
-    return with_records(update, [stored_record(event) for event in events])
-
-
 def with_records(update: Document, records: Sequence[str]) -> Document:
     """``update`` extended to queue ``records`` (``stored_record``) in the document's outbox, in the same write."""
     if not records:

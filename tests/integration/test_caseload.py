@@ -14,8 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import AIOKafkaProducer
 
 from services.common.auth import fingerprint
 from stepwise_contract import SafetyAlertAcknowledged, SafetyAlertRaised, new_event, to_kafka
@@ -35,6 +34,7 @@ from tests.integration.conftest import (
 )
 from tests.integration.test_authorizations import authorize, today
 from tests.integration.test_treatment_plan import WORSE, measured, plan_text
+from tools.dev.kafka import unconsumed
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -54,25 +54,11 @@ def listed(rows: list[dict[str, Any]], episode: Episode | str) -> list[dict[str,
 async def caught_up(stack: Stack) -> bool:
     """Caseload has applied every record on its topics (each lane's committed offsets at the topics' ends: a lane
     commits after its batch's effects are stored). Its routine lane gathers up to a second of events under load."""
-    topics = [model.event_type for model in HANDLERS["caseload"]]
+    lanes: dict[str, list[str]] = {}
+    for model in HANDLERS["caseload"]:
+        lanes.setdefault(group_reading("caseload", model.event_type), []).append(model.event_type)
     servers = stack.backends.kafka_bootstrap_servers
-    admin = AIOKafkaAdminClient(bootstrap_servers=servers)
-    await admin.start()
-    try:
-        described = await admin.describe_topics(topics)
-        committed: dict[TopicPartition, Any] = {}
-        for group in {group_reading("caseload", topic) for topic in topics}:
-            committed |= await admin.list_consumer_group_offsets(group)
-    finally:
-        await admin.close()
-    partitions = [TopicPartition(topic["topic"], p["partition"]) for topic in described for p in topic["partitions"]]
-    consumer = AIOKafkaConsumer(bootstrap_servers=servers, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        ends = await consumer.end_offsets(partitions)
-    finally:
-        await consumer.stop()
-    return all(end == 0 or (tp in committed and committed[tp].offset >= end) for tp, end in ends.items())
+    return not any([await unconsumed(servers, group, topics) for group, topics in lanes.items()])
 
 
 async def views(stack: Stack, episode_ids: list[str]) -> dict[str, Any]:

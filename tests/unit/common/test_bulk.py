@@ -22,14 +22,19 @@ T = TypeVar("T")
 
 
 @dataclass
-class Collection:
-    """Keeps each bulk_write (the ids it wrote) and each lone update; answers with ``failing`` when set."""
+class Named:
+    """A collection's names, as the buffer groups writes by them."""
 
     name: str = "episodes"
 
     @property
     def full_name(self) -> str:
         return f"db.{self.name}"
+
+
+@dataclass
+class Collection(Named):
+    """Keeps each bulk_write (the ids it wrote) and each lone update; answers with ``failing`` when set."""
 
     bulks: list[list[str]] = field(default_factory=list)
     alone: list[str] = field(default_factory=list)
@@ -184,15 +189,10 @@ async def test_a_lane_that_never_asks_delays_the_others_by_the_linger_at_most() 
 
 
 @dataclass
-class Inserts:
+class Inserts(Named):
     """Keeps each bulk_write as its kinds and ids; a document whose _id is in ``existing`` is a duplicate key."""
 
     name: str = "notifications"
-
-    @property
-    def full_name(self) -> str:
-        return f"db.{self.name}"
-
     bulks: list[list[tuple[str, str]]] = field(default_factory=list)
     existing: set[str] = field(default_factory=set)
 

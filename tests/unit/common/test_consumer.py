@@ -365,40 +365,31 @@ async def test_a_failure_to_store_what_was_collected_fails_the_batch_at_the_epis
     assert stored == [("a", [1, 2])]
 
 
-async def test_what_was_collected_too_large_to_store_at_once_is_applied_one_by_one() -> None:
-    """Only the record too large to store is set aside; the others' effects are stored, each alone."""
+@pytest.mark.parametrize(
+    ("fault", "reason"),
+    [
+        (DocumentTooLarge("BSON document too large (17000000 bytes)"), "rejected: the record is at its size limit"),
+        (EventRejected("unknown_session"), "rejected: unknown_session"),
+    ],
+    ids=["too large to store at once", "an event found wrong when stored"],
+)
+async def test_what_cannot_be_stored_together_is_applied_one_by_one_and_only_the_event_at_fault_set_aside(
+    fault: Exception, reason: str
+) -> None:
+    """The episode's collected write fails for one event (too large, or rejected by the read side's rules, which
+    apply the events when they are stored): the records are applied again one at a time, the others' effects stored
+    each alone, and only that event set aside."""
     stored: list[tuple[str, list[int]]] = []
-    too_large = DocumentTooLarge("BSON document too large (17000000 bytes)")
-    fail: list[Exception] = [too_large]
-    handle = collecting(stored, fail)
+    handle = collecting(stored, [fault])
 
-    async def second_too_large(event: Any, context: Any) -> None:
+    async def second_at_fault(event: Any, context: Any) -> None:
         if EPISODE_RECORDS.get() is None and event.data.total_misses == 2:
-            raise too_large
+            raise fault
         await handle(event, context)
 
     shelf = CountingShelf()
-    batch = EventBatch({SessionMissed: Subscription(second_too_large, "")})
+    batch = EventBatch({SessionMissed: Subscription(second_at_fault, "")})
     records = (missed(4, "a", 1), missed(5, "a", 2), missed(6, "a", 3))
     await batch(Message(records), Context({"event_shelf": shelf, HANDLER_CONTEXT: None}))  # type: ignore[arg-type]
     assert stored == [("a", [1]), ("a", [3])]
-    assert shelf.shelved == [(5, "rejected: the record is at its size limit", 1)]
-
-
-async def test_an_event_found_wrong_when_what_was_collected_is_stored_is_set_aside_alone() -> None:
-    """A read side applies the events when it stores them: an event its rules reject then is set aside, the episode's
-    others stored (the records applied again one at a time)."""
-    stored: list[tuple[str, list[int]]] = []
-    handle = collecting(stored, [EventRejected("unknown_session")])
-
-    async def second_rejected(event: Any, context: Any) -> None:
-        if EPISODE_RECORDS.get() is None and event.data.total_misses == 2:
-            raise EventRejected("unknown_session")
-        await handle(event, context)
-
-    shelf = CountingShelf()
-    batch = EventBatch({SessionMissed: Subscription(second_rejected, "")})
-    records = (missed(4, "a", 1), missed(5, "a", 2), missed(6, "a", 3))
-    await batch(Message(records), Context({"event_shelf": shelf, HANDLER_CONTEXT: None}))  # type: ignore[arg-type]
-    assert stored == [("a", [1]), ("a", [3])]
-    assert shelf.shelved == [(5, "rejected: unknown_session", 1)]
+    assert shelf.shelved == [(5, reason, 1)]

@@ -17,7 +17,7 @@ import secrets
 import shutil
 import subprocess
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -192,13 +192,17 @@ async def committed_offset(
     return committed.offset if committed else -1
 
 
-async def unconsumed(servers: str, group: str, topic: str, options: Mapping[str, Any] | None = None) -> int:
-    """How many records of ``topic`` ``group`` has not committed yet (0: it has handled all there are)."""
+async def unconsumed(
+    servers: str, group: str, topic: str | Sequence[str], options: Mapping[str, Any] | None = None
+) -> int:
+    """How many records of ``topic`` (or of each of several) ``group`` has not committed yet (0: it has handled all
+    there are)."""
+    topics = [topic] if isinstance(topic, str) else list(topic)
     admin = AIOKafkaAdminClient(bootstrap_servers=servers, **(options or {}))
     await admin.start()
     try:
-        [described] = await admin.describe_topics([topic])
-        partitions = [TopicPartition(topic, p["partition"]) for p in described["partitions"]]
+        described = await admin.describe_topics(topics)
+        partitions = [TopicPartition(one["topic"], p["partition"]) for one in described for p in one["partitions"]]
         try:
             committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
         except GroupCoordinatorNotAvailableError:
