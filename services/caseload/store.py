@@ -36,6 +36,7 @@ from pymongo.errors import DuplicateKeyError
 from services.common.audit import AUDIT_LOG, audit_entries, audit_entry, audit_indexes
 from services.common.auth import Principal
 from services.common.bulk import EPISODE_RECORDS, BulkWrites, versioned
+from services.common.fields import changed, digests
 from services.common.indexes import Index, create_index, create_indexes
 from services.common.mongo import Document, count
 from services.common.recent import Recent
@@ -217,7 +218,7 @@ class CaseloadStore:
                 updated = applied(None if stored is None else view_of(stored), events)
                 if updated is None:
                     return False
-                written = await self._write(episodes, version, updated)
+                written = await self._write(episodes, version, updated, stored)
                 if guessed_new:
                     self._first.seen(first.type, new=written is not None)
                     guessed_new = False
@@ -234,14 +235,19 @@ class CaseloadStore:
         found = await episodes.find_one({"_id": episode_id})
         return (0, None) if found is None else (found["version"], found)
 
-    async def _write(self, episodes: AsyncCollection[Document], version: int, view: EpisodeView) -> Document | None:
-        """Store ``view`` over the projection at ``version`` (0: none yet), with the other writes of the consumer
-        batch: the document written, or None when the stored one is not at that version (the upsert of another
-        ``_id`` fails, on that write alone)."""
+    async def _write(
+        self, episodes: AsyncCollection[Document], version: int, view: EpisodeView, stored: Document | None
+    ) -> Document | None:
+        """Store ``view`` over the projection at ``version`` (0: none yet; else ``stored``), with the other writes of
+        the consumer batch: the document written, or None when the stored one is not at that version (the upsert of
+        another ``_id`` fails, on that write alone)."""
         document = self.document(view)
         fields = {key: value for key, value in document.items() if key != "_id"}
+        appended: Document = {}
+        if stored is not None:
+            fields, appended = revised(fields, stored)
         try:
-            await self.writes.write(episodes, versioned(view.episode_id, version, fields))
+            await self.writes.write(episodes, versioned(view.episode_id, version, fields, appended))
         except DuplicateKeyError:
             return None
         return document
@@ -334,6 +340,20 @@ def as_stored(document: Document) -> Document:
     """``document`` as the store gives it back (BSON's way: times to the millisecond, in UTC): the projection held
     is the one a read would give."""
     return bson.decode(bson.encode(document), codec_options=AS_READ)
+
+
+def revised(fields: Document, stored: Document) -> tuple[Document, Document]:
+    """What a write of ``fields`` over the projection ``stored`` sends: the fields that changed, and the timeline's
+    new entries apart when they come after those stored (as they do, but for an event older than one applied): a long
+    episode's timeline, months of attendance, is not sent again for each event."""
+    before: list[Document] = stored.get("timeline", [])
+    after: list[Document] = fields["timeline"]
+    appended: Document = {}
+    if [entry["key"] for entry in after[: len(before)]] == [entry["key"] for entry in before]:
+        fields = {key: value for key, value in fields.items() if key != "timeline"}
+        appended = {"timeline": after[len(before) :]} if len(after) > len(before) else {}
+    changes, _ = changed(fields, digests({key: stored[key] for key in fields if key in stored}))
+    return changes, appended
 
 
 def applied(view: EpisodeView | None, events: Sequence[CloudEvent[Any]]) -> EpisodeView | None:

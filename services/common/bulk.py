@@ -21,7 +21,7 @@ of each episode of a batch in one request."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from contextvars import ContextVar
 from typing import Any, Generic, NamedTuple, TypeVar
 
@@ -119,10 +119,18 @@ Write = Update | Insert
 Waiting = list[tuple[AsyncCollection[Document], Write, asyncio.Future[None]]]
 
 
-def versioned(document_id: str, version: int, fields: Document) -> Update:
-    """Store ``fields`` over the document at ``version`` (0: none yet), making it ``version + 1``: an upsert, so that
-    a document at another version fails this write alone, with a duplicate key on ``_id``."""
-    return Update({"_id": document_id, "version": version}, {"$set": {**fields, "version": version + 1}}, upsert=True)
+def versioned(
+    document_id: str, version: int, fields: Document, appended: Mapping[str, Sequence[Any]] | None = None
+) -> Update:
+    """Store ``fields`` over the document at ``version`` (0: none yet), making it ``version + 1``, and add
+    ``appended``'s entries, none of them stored yet, at the end of its arrays: an upsert, so that a document at
+    another version fails this write alone, with a duplicate key on ``_id``."""
+    update: Document = {"$set": {**fields, "version": version + 1}}
+    if appended:
+        # $addToSet of entries not in the array appends them in order, as $push does; $push of documents is what
+        # the test stand-in (nx-27017) stores as JSON text (docs/development.md, "Backends").
+        update["$addToSet"] = {key: {"$each": list(entries)} for key, entries in appended.items()}
+    return Update({"_id": document_id, "version": version}, update, upsert=True)
 
 
 class Gathered(Generic[Item]):
