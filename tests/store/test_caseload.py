@@ -5,6 +5,7 @@ and lanes applying one episode's events at once lose none of them."""
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -53,6 +54,31 @@ async def test_each_event_of_an_episode_costs_one_write_and_a_redelivery_none(
     read_each_time = database["episodes_v_read_each_time"]
     for event in flow:  # by a store holding nothing: it reads the projection before each event
         await (await started(database)).apply(event, read_each_time)
+    assert view_of(await stored(store)) == view_of(await read_each_time.find_one({"_id": EPISODE}) or {})
+
+
+async def test_a_write_sends_what_changed_and_the_timelines_new_entries_not_the_timeline_again(
+    noted: tuple[AsyncDatabase[Document], CommandLog],
+) -> None:
+    database, commands = noted
+    store = await started(database)
+    flow = events()
+    for event in flow[:3]:
+        await store.apply(event)
+    commands.seen.clear()
+    await store.apply(flow[3])  # the newest: its entry goes at the end
+    [sent] = [command["updates"][0]["u"] for _, collection, command in commands.seen if collection.startswith("epis")]
+    assert [entry["key"] for entry in sent["$addToSet"]["timeline"]["$each"]] == [flow[3].dedup_key]
+    assert "timeline" not in sent["$set"] and "program" not in sent["$set"]  # the program has not changed
+    older = new_event(make_data("iop.assessment.completed"), source="/stepwise/test", time=flow[0].time - timedelta(1))
+    commands.seen.clear()
+    await store.apply(older)  # its entry goes first: the timeline is set whole
+    [sent] = [command["updates"][0]["u"] for _, collection, command in commands.seen if collection.startswith("epis")]
+    assert "$addToSet" not in sent and sent["$set"]["timeline"][0]["key"] == older.dedup_key
+    read_each_time = database["episodes_v_read_each_time"]
+    for event in [*flow, older]:  # by a store holding nothing: it reads the projection before each event
+        await (await started(database)).apply(event, read_each_time)
+    assert (await stored(store))["timeline"] == (await read_each_time.find_one({"_id": EPISODE}) or {})["timeline"]
     assert view_of(await stored(store)) == view_of(await read_each_time.find_one({"_id": EPISODE}) or {})
 
 
