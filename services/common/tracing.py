@@ -27,6 +27,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, Decision, Pa
 from opentelemetry.trace import Link, SpanKind, Status
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import Attributes
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
 """W3C Trace Context's ``traceparent`` (version 00 and later versions' first fields)."""
@@ -196,11 +197,38 @@ class Scrubbed(SpanExporter):
         return self._exporter.force_flush(timeout_millis)
 
 
+def exporting() -> bool:
+    """Whether this process's spans are recorded and exported (``set_up`` with an endpoint or an exporter)."""
+    return any(provider.sampler is not UNRECORDED for provider in _configured)
+
+
 def traced_http(app: Any, span_details: Any) -> Any:
     """``app`` inside a server span per request (probes and scrapes excepted), named by ``span_details(scope)``:
-    the method and route template. (FastAPI's instrumentor refuses a stack that starts with our own middleware.)"""
+    the method and route template. (FastAPI's instrumentor refuses a stack that starts with our own middleware.)
+    With nothing to export, the trace ids alone (``TraceIds``)."""
+    if not exporting():
+        return TraceIds(app)
     from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 
     return OpenTelemetryMiddleware(
         app, excluded_urls=EXCLUDED_URLS, default_span_details=span_details, exclude_spans=["receive", "send"]
     )
+
+
+class TraceIds:
+    """A request's trace ids and nothing more, where nothing is exported (``UNRECORDED``): its caller's trace is
+    continued from ``traceparent``, for the log lines and the events of the request. (OpenTelemetry's middleware
+    gathers a span's attributes, the URL redacted, the peer, the host, before the sampler drops it: 6% of intake's
+    CPU under ``make bench``, measured with py-spy; docs/performance.md, "Issue 31, sixth round".)"""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = scope["headers"]
+        traceparent = next((value.decode("latin-1") for name, value in headers if name == b"traceparent"), None)
+        with continued("HTTP", traceparent, SpanKind.SERVER):
+            await self.app(scope, receive, send)

@@ -7,11 +7,16 @@ import json
 import logging
 from datetime import UTC, datetime
 
+import httpx
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from services.common import tracing
 from services.common.logs import JsonLines, about
@@ -136,3 +141,17 @@ def test_a_service_that_exports_records_its_part_of_a_trace_begun_where_nothing_
 
     [applied] = exporter.get_finished_spans()
     assert format(applied.context.trace_id, "032x") == traceparent.split("-")[1]
+
+
+@pytest.mark.parametrize("exported", [False, True], ids=["trace ids alone", "OpenTelemetry's middleware"])
+async def test_a_request_continues_its_callers_trace(exported: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def answer(request: Request) -> JSONResponse:
+        return JSONResponse({"trace_id": tracing.current_trace_id()})
+
+    monkeypatch.setattr(tracing, "exporting", lambda: exported)
+    app = tracing.traced_http(Starlette(routes=[Route("/v1/episodes", answer)]), lambda scope: ("GET", {}))
+    assert isinstance(app, tracing.TraceIds) is not exported
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://intake") as client:
+        answered = await client.get("/v1/episodes", headers={"traceparent": f"00-{trace_id}-00f067aa0ba902b7-00"})
+    assert answered.json() == {"trace_id": trace_id}
