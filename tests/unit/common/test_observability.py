@@ -155,3 +155,23 @@ async def test_a_request_continues_its_callers_trace(exported: bool, monkeypatch
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://intake") as client:
         answered = await client.get("/v1/episodes", headers={"traceparent": f"00-{trace_id}-00f067aa0ba902b7-00"})
     assert answered.json() == {"trace_id": trace_id}
+
+
+def test_with_nothing_to_export_a_span_is_its_ids_in_its_callers_trace(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tracing, "exporting", lambda: False)
+    caller = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    with tracing.continued("iop.session.missed process", caller, SpanKind.CONSUMER) as span:
+        inside = tracing.current_traceparent()
+        line = json.loads(JsonLines().format(record("session missed")))
+    assert not span.is_recording() and inside is not None
+    version, trace_id, span_id, flags = inside.split("-")
+    assert (version, trace_id, flags) == (
+        "00",
+        "4bf92f3577b34da6a3ce929d0e0e4736",
+        "00",
+    ) and span_id != "00f067aa0ba902b7"
+    assert line["trace_id"] == trace_id
+    with tracing.continued("iop.session.missed process", "not-a-trace", SpanKind.CONSUMER):
+        new = tracing.current_traceparent()
+    assert new is not None and new.split("-")[1] not in (trace_id, "0" * 32)
+    assert tracing.current_traceparent() is None
