@@ -308,7 +308,7 @@ class IntakeStore:
     async def get_many(self, episode_ids: Sequence[str]) -> dict[str, StoredEpisode]:
         """``get`` of each episode that exists, in one read."""
         found = self.episodes.find({"_id": {"$in": sorted(set(episode_ids))}}, {"outbox": 0, "applied_events": 0})
-        stored = [_stored(document) async for document in found]
+        stored = [_stored(document, to_change=False) async for document in found]
         for one in stored:
             self._patient_of.keep(one.episode.episode_id, one.episode.patient_id)
         return {one.episode.episode_id: one for one in stored}
@@ -389,8 +389,10 @@ class IntakeStore:
         return await audit_entries(self.audit_log, about, person=person, since=since, until=until, limit=limit)
 
 
-def _stored(document: Document) -> StoredEpisode:
-    stored = digests(document)
+def _stored(document: Document, to_change: bool = True) -> StoredEpisode:
+    """The episode ``document`` holds; ``to_change``: with its fields' digests, for a save to send only those it
+    changes (a read for an answer needs none)."""
+    stored = digests(document) if to_change else {}
     keys, apart_until = document.pop(RECORD_KEYS, None), document.pop(KEYS_APART_UNTIL, None)
     for name in REQUEST_FIELDS:
         document.pop(name, None)
