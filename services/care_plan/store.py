@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import heapq
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -27,7 +27,6 @@ from pymongo.errors import DuplicateKeyError
 
 from services.common.audit import AUDIT_LOG, audit_entries, audit_entry, audit_indexes
 from services.common.auth import Principal
-from services.common.fields import FieldDigests, changed, digests
 from services.common.indexes import Index, create_indexes
 from services.common.mongo import Document, count, equals
 from services.common.outbox import (
@@ -94,8 +93,6 @@ class StoredPlan:
     version: int
     applied_events: frozenset[str]
     next_check_at: datetime | None
-    fields: FieldDigests = field(default_factory=dict, compare=False, repr=False)
-    """The plan's fields as stored at ``version``: a save sends those that changed (all, when none are known)."""
 
 
 @dataclass(frozen=True)
@@ -196,7 +193,6 @@ class CarePlanStore:
             version=document["version"],
             applied_events=frozenset(document["applied_events"]),
             next_check_at=None if timer == NEVER else timer,
-            fields=digests(document),
         )
 
     async def load(self, episode_id: str) -> StoredPlan | None:
@@ -217,12 +213,10 @@ class CarePlanStore:
             return  # a later write of this process was kept meanwhile
         self._held.keep(episode_id, written)
 
-    def _keep_plan(
-        self, fields: Document, version: int, applied: frozenset[str], timer: datetime | None, stored: FieldDigests
-    ) -> None:
+    def _keep_plan(self, fields: Document, version: int, applied: frozenset[str], timer: datetime | None) -> None:
         # The plan as a read would give it (from the fields written), its timer as stored (milliseconds).
         kept = None if timer is None else timer.replace(microsecond=timer.microsecond // 1000 * 1000)
-        self._keep(fields["episode_id"], StoredPlan(_plan(fields), version, applied, kept, stored))
+        self._keep(fields["episode_id"], StoredPlan(_plan(fields), version, applied, kept))
 
     async def create(
         self, plan: CarePlan, events: Sequence[CloudEvent[Any]], applied: str, next_check_at: datetime | None
@@ -233,7 +227,7 @@ class CarePlanStore:
         with self._forgetting(plan.episode_id):
             created = await insert_aggregate(self.plans, fields, events, applied, self._wake_relay)
         if created:
-            self._keep_plan(fields, 1, frozenset([applied]), next_check_at, digests(fields))
+            self._keep_plan(fields, 1, frozenset([applied]), next_check_at)
         return created
 
     async def create_over(
@@ -254,7 +248,7 @@ class CarePlanStore:
         with self._forgetting(plan.episode_id):
             saved = await update_with_events(self.plans, query, update, events, self._wake_relay)
         if saved:
-            self._keep_plan(fields, waiting.version + 1, frozenset(applied), next_check_at, digests(fields))
+            self._keep_plan(fields, waiting.version + 1, frozenset(applied), next_check_at)
         else:
             self.forget(plan.episode_id)
         return saved
@@ -291,16 +285,14 @@ class CarePlanStore:
         applied: str | None,
         next_check_at: datetime | None,
     ) -> bool:
-        """Store the plan (the fields that changed since ``stored``), queue its events and set its timer in one write;
-        False if it changed meanwhile."""
-        fields = _fields(plan) | {"next_check_at": next_check_at or NEVER}
-        changes, after = changed(fields, stored.fields)
+        """Store the plan, queue its events and set its timer in one write; False if it changed meanwhile."""
+        changes = _fields(plan) | {"next_check_at": next_check_at or NEVER}
         with self._forgetting(plan.episode_id):
             saved = await update_aggregate(self.plans, plan.episode_id, stored.version, changes, events, applied,
                                            self._wake_relay)  # fmt: skip
         if saved:
             done = stored.applied_events | {applied} if applied else stored.applied_events
-            self._keep_plan(fields, stored.version + 1, done, next_check_at, after)
+            self._keep_plan(changes, stored.version + 1, done, next_check_at)
         else:
             self.forget(plan.episode_id)
         return saved

@@ -36,7 +36,6 @@ from pymongo.errors import DuplicateKeyError
 from services.common.audit import AUDIT_LOG, audit_entries, audit_entry, audit_indexes
 from services.common.auth import Principal
 from services.common.bulk import EPISODE_RECORDS, BulkWrites, versioned
-from services.common.fields import changed, digests
 from services.common.indexes import Index, create_index, create_indexes
 from services.common.mongo import Document, count
 from services.common.recent import Recent
@@ -223,7 +222,7 @@ class CaseloadStore:
                     self._first.seen(first.type, new=written is not None)
                     guessed_new = False
                 if written is not None:
-                    self._keep(known, version + 1, as_stored(written))
+                    self._keep(known, version + 1, written)
                     return True
                 self._known.pop(known, None)  # another writer changed it since: read it again
         except BaseException:
@@ -239,9 +238,9 @@ class CaseloadStore:
         self, episodes: AsyncCollection[Document], version: int, view: EpisodeView, stored: Document | None
     ) -> Document | None:
         """Store ``view`` over the projection at ``version`` (0: none yet; else ``stored``), with the other writes of
-        the consumer batch: the document written, or None when the stored one is not at that version (the upsert of
-        another ``_id`` fails, on that write alone)."""
-        document = self.document(view)
+        the consumer batch: the document as stored, or None when the stored one is not at that version (the upsert
+        of another ``_id`` fails, on that write alone)."""
+        document = as_stored(self.document(view))  # as a read gives it: compared with ``stored`` as such
         fields = {key: value for key, value in document.items() if key != "_id"}
         appended: Document = {}
         if stored is not None:
@@ -343,17 +342,16 @@ def as_stored(document: Document) -> Document:
 
 
 def revised(fields: Document, stored: Document) -> tuple[Document, Document]:
-    """What a write of ``fields`` over the projection ``stored`` sends: the fields that changed, and the timeline's
-    new entries apart when they come after those stored (as they do, but for an event older than one applied): a long
-    episode's timeline, months of attendance, is not sent again for each event."""
+    """What a write of ``fields`` over the projection ``stored`` (both as a read gives them) sends: the fields that
+    changed, and the timeline's new entries apart when they come after those stored (as they do, but for an event
+    older than one applied): a long episode's timeline, months of attendance, is not sent again for each event."""
     before: list[Document] = stored.get("timeline", [])
     after: list[Document] = fields["timeline"]
     appended: Document = {}
     if [entry["key"] for entry in after[: len(before)]] == [entry["key"] for entry in before]:
         fields = {key: value for key, value in fields.items() if key != "timeline"}
         appended = {"timeline": after[len(before) :]} if len(after) > len(before) else {}
-    changes, _ = changed(fields, digests({key: stored[key] for key in fields if key in stored}))
-    return changes, appended
+    return {key: value for key, value in fields.items() if key not in stored or stored[key] != value}, appended
 
 
 def applied(view: EpisodeView | None, events: Sequence[CloudEvent[Any]]) -> EpisodeView | None:

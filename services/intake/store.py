@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
@@ -18,7 +18,6 @@ from pymongo.errors import DuplicateKeyError
 
 from services.common.audit import AUDIT_LOG, audit_entries, audit_entry, audit_indexes
 from services.common.auth import Principal
-from services.common.fields import FieldDigests, changed, digests
 from services.common.grouped_inserts import GroupedInserts
 from services.common.idempotency import RECORD_KEYS, REQUEST_FIELDS, REQUEST_KEY, RequestKey, request_fields
 from services.common.indexes import Index, create_indexes
@@ -74,8 +73,6 @@ class StoredEpisode:
     keys_apart_until_us: int | None = None
     """Until when (microseconds since the epoch) a key not found in ``keys`` may be one kept in
     ``idempotency_keys``: 24 hours after the first keyed change of an episode stored before keys were kept in it."""
-    fields: FieldDigests = field(default_factory=dict, compare=False, repr=False)
-    """The episode's fields as stored at ``version``: a save sends those that changed (all, when none are known)."""
 
     def keys_apart(self, now: datetime) -> bool:
         """Whether a key not in ``keys`` is to be asked of ``idempotency_keys`` (a request made before keys were kept
@@ -286,7 +283,7 @@ class IntakeStore:
         except DuplicateKeyError:
             pass
         else:
-            self._wrote(StoredEpisode(episode=episode, version=1, keys={}, fields=digests(fields)))
+            self._wrote(StoredEpisode(episode=episode, version=1, keys={}))
             return episode
         stored = await self.get(episode.episode_id)
         return None if stored is None else stored.episode
@@ -308,7 +305,7 @@ class IntakeStore:
     async def get_many(self, episode_ids: Sequence[str]) -> dict[str, StoredEpisode]:
         """``get`` of each episode that exists, in one read."""
         found = self.episodes.find({"_id": {"$in": sorted(set(episode_ids))}}, {"outbox": 0, "applied_events": 0})
-        stored = [_stored(document, to_change=False) async for document in found]
+        stored = [_stored(document) async for document in found]
         for one in stored:
             self._patient_of.keep(one.episode.episode_id, one.episode.patient_id)
         return {one.episode.episode_id: one for one in stored}
@@ -331,16 +328,14 @@ class IntakeStore:
         """Store the episode (and ``keys``, the request keys it keeps, when given) and queue its events in one write;
         False if it changed meanwhile. A write the store refuses raises as in services/common/store_errors.py
         (nothing was stored)."""
-        fields = _fields(episode) | ({} if keys is None else {RECORD_KEYS: keys})
+        changes = _fields(episode) | ({} if keys is None else {RECORD_KEYS: keys})
         if keys_apart_until_us is not None:
-            fields[KEYS_APART_UNTIL] = keys_apart_until_us
-        changes, after = changed(fields, stored.fields)
+            changes[KEYS_APART_UNTIL] = keys_apart_until_us
         saved = await update_aggregate(self.episodes, episode.episode_id, stored.version, changes, events,
                                        relay=self._wake_relay)  # fmt: skip
         if saved:
             apart = stored.keys_apart_until_us if keys_apart_until_us is None else keys_apart_until_us
-            kept = stored.keys if keys is None else keys
-            self._wrote(StoredEpisode(episode, stored.version + 1, kept, apart, after))
+            self._wrote(StoredEpisode(episode, stored.version + 1, stored.keys if keys is None else keys, apart))
         return saved
 
     async def opened(self, program: str | None, since: datetime | None, until: datetime | None) -> list[Episode]:
@@ -389,15 +384,12 @@ class IntakeStore:
         return await audit_entries(self.audit_log, about, person=person, since=since, until=until, limit=limit)
 
 
-def _stored(document: Document, to_change: bool = True) -> StoredEpisode:
-    """The episode ``document`` holds; ``to_change``: with its fields' digests, for a save to send only those it
-    changes (a read for an answer needs none)."""
-    stored = digests(document) if to_change else {}
+def _stored(document: Document) -> StoredEpisode:
     keys, apart_until = document.pop(RECORD_KEYS, None), document.pop(KEYS_APART_UNTIL, None)
-    for name in REQUEST_FIELDS:
-        document.pop(name, None)
+    for field in REQUEST_FIELDS:
+        document.pop(field, None)
     episode = Episode.model_validate({**document, "episode_id": document["_id"]})
-    return StoredEpisode(episode, document["version"], keys, apart_until, stored)
+    return StoredEpisode(episode=episode, version=document["version"], keys=keys, keys_apart_until_us=apart_until)
 
 
 def channels_of(contact: Document) -> list[Literal["email", "sms"]]:

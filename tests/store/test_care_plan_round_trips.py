@@ -105,32 +105,6 @@ async def test_an_assessment_and_its_measure_cost_one_write_each_in_either_order
         assert planning.store.held(episode_id) == await planning.store.get(episode_id)
 
 
-def plan_sent(commands: CommandLog) -> Document:
-    """The one update of a plan sent since ``commands`` was cleared."""
-    [sent] = [command["updates"][0]["u"] for name, collection, command in commands.seen
-              if collection == PLANS and name == "update"]  # fmt: skip
-    assert isinstance(sent, dict)
-    return sent
-
-
-async def test_a_save_sends_the_fields_it_changes_whether_the_plan_was_held_or_read(
-    noted: tuple[AsyncDatabase[Document], CommandLog],
-) -> None:
-    database, commands = noted
-    one, other = await instance(database), await instance(database)
-    episode_id = str(uuid.uuid4())
-    await on_assessment_completed(assessed(episode_id), one)
-    unchanged = {"schedule", "session_ids", "episode_id", "program"}
-    commands.seen.clear()
-    await on_measure_recorded(measured(episode_id), one)  # to the plan ``one`` holds
-    assert "inputs" in plan_sent(commands)["$set"] and not unchanged & set(plan_sent(commands)["$set"])
-    commands.seen.clear()
-    await on_safety_alert_raised(alerted(episode_id), other)  # to the plan ``other`` reads
-    assert "inputs" in plan_sent(commands)["$set"] and not unchanged & set(plan_sent(commands)["$set"])
-    held = other.store.held(episode_id)
-    assert held is not None and held == await one.store.get(episode_id)  # what was sent makes the plan decided
-
-
 async def test_another_instance_reads_what_it_does_not_hold_and_loses_no_input(
     noted: tuple[AsyncDatabase[Document], CommandLog],
 ) -> None:

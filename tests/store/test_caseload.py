@@ -5,7 +5,7 @@ and lanes applying one episode's events at once lose none of them."""
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -62,7 +62,11 @@ async def test_a_write_sends_what_changed_and_the_timelines_new_entries_not_the_
 ) -> None:
     database, commands = noted
     store = await started(database)
-    flow = events()
+    at = datetime.now(UTC)  # a second apart: the timeline's order is the order they come in
+    flow = [
+        new_event(make_data(kind), source="/stepwise/test", time=at + timedelta(seconds=n))
+        for n, kind in enumerate(FLOW)
+    ]
     for event in flow[:3]:
         await store.apply(event)
     commands.seen.clear()
