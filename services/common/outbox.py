@@ -212,9 +212,7 @@ async def update_aggregate(
     False means a concurrent write won: reload and decide again. Raises ``RecordTooLarge`` when the write would
     take the record past the store's document limit.
     """
-    update: Document = {"$inc": {"version": 1}}
-    if changes:  # none: an event that changed nothing but is kept as applied, or events alone
-        update["$set"] = dict(changes)
+    update = {"$set": dict(changes), "$inc": {"version": 1}}
     if applied:
         update["$push"] = {"applied_events": {"$each": [applied], "$slice": -APPLIED_EVENTS_KEPT}}
     return await update_with_events(collection, {"_id": aggregate_id, "version": version}, update, events, relay)
