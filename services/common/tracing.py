@@ -165,7 +165,7 @@ def continued(
 @contextlib.contextmanager
 def ids_only(trace_id: int | None) -> Iterator[trace.Span]:
     """What an unrecorded span is (``UNRECORDED``), made directly: its ids, in trace ``trace_id`` (a new one when
-    None), current inside the block. The SDK's way to the same took 18-29 µs a span (3 µs this way), some 60 spans
+    None), current inside the block. The SDK's way to the same took 18-29 µs a span (3 µs this way), some 30 spans
     an episode across the services (docs/performance.md, "Issue 31, sixth round")."""
     ids = _ids.generate_span_id(), trace_id or _ids.generate_trace_id()
     span = NonRecordingSpan(SpanContext(ids[1], ids[0], is_remote=False, trace_flags=NOT_SAMPLED))
