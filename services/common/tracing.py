@@ -28,6 +28,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, Decision, Pa
 from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, Status, TraceFlags
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import Attributes
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
@@ -152,12 +153,12 @@ def continued(
     name: str, traceparent: str | None, kind: SpanKind, attributes: Mapping[str, str | int] | None = None
 ) -> Iterator[trace.Span]:
     """A span continuing ``traceparent`` (a new trace when None or not one), current inside the block."""
-    known = bool(traceparent and TRACEPARENT.match(traceparent))
+    caller = traceparent if traceparent and TRACEPARENT.match(traceparent) else None
     if not exporting():
-        with ids_only(int(traceparent[3:35], 16) if traceparent and known else None) as span:
+        with ids_only(int(caller[3:35], 16) if caller else None) as span:
             yield span
         return
-    parent = _propagator.extract({"traceparent": traceparent}) if known else otel_context.Context()
+    parent = _propagator.extract({"traceparent": caller}) if caller else otel_context.Context()
     with tracer.start_as_current_span(name, context=parent, kind=kind, attributes=dict(attributes or {})) as span:
         yield span
 
@@ -167,8 +168,8 @@ def ids_only(trace_id: int | None) -> Iterator[trace.Span]:
     """What an unrecorded span is (``UNRECORDED``), made directly: its ids, in trace ``trace_id`` (a new one when
     None), current inside the block. The SDK's way to the same took 18-29 µs a span (3 µs this way), some 30 spans
     an episode across the services (docs/performance.md, "Issue 31, sixth round")."""
-    ids = _ids.generate_span_id(), trace_id or _ids.generate_trace_id()
-    span = NonRecordingSpan(SpanContext(ids[1], ids[0], is_remote=False, trace_flags=NOT_SAMPLED))
+    ids = SpanContext(trace_id or _ids.generate_trace_id(), _ids.generate_span_id(), False, NOT_SAMPLED)
+    span = NonRecordingSpan(ids)
     token = otel_context.attach(trace.set_span_in_context(span))
     try:
         yield span
@@ -246,7 +247,5 @@ class TraceIds:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = scope["headers"]
-        traceparent = next((value.decode("latin-1") for name, value in headers if name == b"traceparent"), None)
-        with continued("HTTP", traceparent, SpanKind.SERVER):
+        with continued("HTTP", Headers(scope=scope).get("traceparent"), SpanKind.SERVER):
             await self.app(scope, receive, send)

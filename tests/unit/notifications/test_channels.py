@@ -12,12 +12,12 @@ from hypothesis import strategies as st
 from services.notifications.channels import composed
 from services.notifications.rendering import RenderedMessage
 
-SENDER = "Clínica Care team <care-team@clinic.example>"
+SENDER = ("Clínica Care team", "care-team@clinic.example")
 TEXT = st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), max_size=300)
 LINES = st.lists(TEXT, max_size=5).map("\n".join)
 
 
-def read_back(sender: str, to: str, message: RenderedMessage) -> EmailMessage:
+def read_back(sender: tuple[str, str], to: str, message: RenderedMessage) -> EmailMessage:
     """The email as a receiving mail program reads it."""
     email = composed(sender, to, message, "<n-1@stepwise>")
     flat = flatten_message(email, utf8=not to.isascii())  # as aiosmtplib sends it
