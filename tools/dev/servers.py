@@ -63,7 +63,23 @@ def rss_mb(pid: int) -> float | None:
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time a process has used so far (Linux)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return _used(Path(f"/proc/{pid}/stat").read_text())
+
+
+def thread_cpu_seconds(pid: int, named: str) -> float:
+    """User + system CPU time used so far by the threads of a process whose name has ``named`` in it (Linux), e.g. a
+    JVM's JIT compiler threads ("CompilerThre")."""
+    used = 0.0
+    for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
+        with contextlib.suppress(OSError):  # the thread ended meanwhile
+            text = stat.read_text()
+            if named in text[text.index("(") + 1 : text.rindex(")")]:
+                used += _used(text)
+    return used
+
+
+def _used(stat: str) -> float:
+    fields = stat.rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 

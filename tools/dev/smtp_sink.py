@@ -52,9 +52,10 @@ class Mailbox:
             print(f"\n--- mail to {', '.join(envelope.rcpt_tos)} ---\n{message}\n--- end of mail ---", flush=True)
         return "250 Message accepted for delivery"
 
-    def arrivals(self) -> list[tuple[float, EmailMessage]]:
+    def arrivals(self, since: int = 0) -> list[tuple[float, EmailMessage]]:
+        """(when, message) of each message accepted, from the ``since``-th on."""
         with self._lock:
-            return list(zip(self.received_at, self.messages, strict=True))
+            return list(zip(self.received_at[since:], self.messages[since:], strict=True))
 
     def to(self, address: str) -> list[EmailMessage]:
         with self._lock:
