@@ -36,7 +36,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -700,10 +700,11 @@ QUICK: dict[str, Any] = {
     "limits": 200,
     "seeded": 5000,
 }
-"""What ``--quick`` changes (of the options left at their defaults): a few minutes instead of the full run's."""
+"""The defaults ``--quick`` sets (a knob given on the command line wins): a few minutes instead of the full run's."""
 
 
-def cli() -> None:
+def options(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The run's knobs from the command line; ``--quick`` changes the defaults only (a knob given still wins)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--episodes", type=int, default=1000, help="intakes in each throughput run")
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients in the throughput runs")
@@ -722,11 +723,13 @@ def cli() -> None:
     parser.add_argument("--json", type=Path, default=Path("bench-pipeline.json"), help="where the figures go")
     parser.add_argument("--quick", action="store_true", help="a short run to iterate on: " + ", ".join(
         f"--{name.replace('_', '-')} {value}" for name, value in QUICK.items()))  # fmt: skip
-    arguments = parser.parse_args()
-    if arguments.quick:
-        for name, value in QUICK.items():
-            if getattr(arguments, name) == parser.get_default(name):
-                setattr(arguments, name, value)
+    if parser.parse_args(argv).quick:
+        parser.set_defaults(**QUICK)
+    return parser.parse_args(argv)
+
+
+def cli() -> None:
+    arguments = options()
     figures = asyncio.run(main(arguments))
     print(report(figures))
     print(summary(figures), flush=True)

@@ -1,4 +1,4 @@
-"""The benchmark's view of the SMTP sink: what each mail was, read once however often it looks."""
+"""The pipeline benchmark's own parts: its view of the SMTP sink (each mail read once), its knobs."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from email import message_from_string, policy
 from email.message import EmailMessage
 from unittest.mock import patch
 
-from bench.pipeline import CARE_TEAM, WELCOME, Arrivals
+from bench.pipeline import CARE_TEAM, QUICK, WELCOME, Arrivals, options
 from tools.dev.smtp_sink import Mailbox, SmtpSink
 
 
@@ -45,3 +45,11 @@ def test_each_mail_is_read_once() -> None:
         arrivals.alerts()
         arrivals.welcomes()
     assert [call.kwargs["since"] for call in read.call_args_list] == [0, 5, 5]
+
+
+def test_quick_sets_defaults_and_a_knob_given_still_wins() -> None:
+    assert options([]).episodes == 1000
+    assert options(["--quick"]).episodes == QUICK["episodes"]
+    assert options(["--quick", "--episodes", "1000"]).episodes == 1000
+    assert options(["--quick", "--no-scale"]).scale is False
+    assert options(["--quick"]).soak == 0
