@@ -229,7 +229,7 @@ SHARED: dict[str, int] = {}
 """The processes both pipelines share (the backends), by name: their CPU is counted per episode too."""
 
 
-JIT = "Kafka: of which its JIT compiler"
+JIT = "Kafka (its JIT compiler)"
 """The broker's JIT compiler threads, counted in Kafka's CPU too: the JVM compiles the paths a pipeline uses while it
 runs (most of the broker's CPU in a run of a few seconds, measured with JFR), work a long-running broker has done."""
 
