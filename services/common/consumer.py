@@ -337,11 +337,13 @@ class EventBatch:
         """The episode's records, each handler's effect stored before the lane ends: what handlers collected for
         the end (``EpisodeRecords``) is stored then; when that names something wrong with an event (``SET_ASIDE``) or
         is too large for the store, the records are applied again one at a time, so that only the event at fault is
-        set aside."""
+        set aside. An event counts as applied (``EVENTS_APPLIED``) once its effect is stored: after the episode's
+        collected write, or as each goes one at a time."""
         episode = EpisodeRecords()
         token = EPISODE_RECORDS.set(episode)
+        applied: list[str] = []
         try:
-            failed = await self._one_by_one(records, shelf, resources)
+            failed = await self._one_by_one(records, shelf, resources, applied)
             if failed is not None:
                 return failed
             await episode.finish()
@@ -353,35 +355,41 @@ class EventBatch:
         except Exception as error:
             return _position(records[0]), error
         else:
+            _count_applied(applied)
             return None
         finally:
             EPISODE_RECORDS.reset(token)
         token = EPISODE_RECORDS.set(None)
+        applied = []
         try:
-            return await self._one_by_one(records, shelf, resources)
+            return await self._one_by_one(records, shelf, resources, applied)
         finally:
+            _count_applied(applied)
             EPISODE_RECORDS.reset(token)
 
     async def _one_by_one(
-        self, records: list[ConsumerRecord[bytes, bytes]], shelf: EventShelf, resources: Any
+        self, records: list[ConsumerRecord[bytes, bytes]], shelf: EventShelf, resources: Any, applied: list[str]
     ) -> tuple[Position, Exception] | None:
+        """Each record in turn, up to the first that fails; ``applied`` gets the topic of each one applied (not set
+        aside)."""
         for record in records:
             position = _position(record)
             if not self._urgent:
                 await URGENT_FIRST.routine_turn()
             try:
                 with handling(record):
-                    await self._apply_or_set_aside(record, shelf, resources, self._attempts.get(position, 0) + 1)
+                    if await self._apply_or_set_aside(record, shelf, resources, self._attempts.get(position, 0) + 1):
+                        applied.append(record.topic)
             except Exception as error:
                 return position, error
         return None
 
     async def _apply_or_set_aside(
         self, record: ConsumerRecord[bytes, bytes], shelf: EventShelf, resources: Any, attempt: int
-    ) -> None:
+    ) -> bool:
+        """True: applied; False: set aside."""
         try:
             await self.apply(record, resources)
-            EVENTS_APPLIED.labels(record.topic).inc()
         except SET_ASIDE as error:
             await shelf.set_aside(record, set_aside_reason(error), attempt)
         except (RecordTooLarge, DocumentTooLarge, WriteError) as error:
@@ -389,6 +397,9 @@ class EventBatch:
                 raise
             # Permanent for that record: retrying would hold the partition for ever.
             await shelf.set_aside(record, set_aside_reason(error), attempt)
+        else:
+            return True
+        return False
 
     async def apply(self, record: ConsumerRecord[bytes, bytes], resources: Any) -> None:
         """Read one record as its event and hand it to its handler; raises what ``SET_ASIDE`` lists when the
@@ -400,6 +411,11 @@ class EventBatch:
 
 def _position(record: ConsumerRecord[bytes, bytes]) -> Position:
     return record.topic, record.partition, record.offset
+
+
+def _count_applied(topics: list[str]) -> None:
+    for topic in topics:
+        EVENTS_APPLIED.labels(topic).inc()
 
 
 @contextlib.contextmanager

@@ -27,6 +27,7 @@ from services.common.consumer import (
     lanes,
 )
 from services.common.dependencies import DependencyDown
+from services.common.metrics import REGISTRY
 from services.common.priority import UrgentFirst
 from services.common.store_errors import RecordTooLarge
 from stepwise_contract import SafetyAlertRaised, SessionMissed, new_event, to_kafka
@@ -342,12 +343,19 @@ def missed(offset: int, episode_id: str, total: int) -> ConsumerRecord[bytes, by
     return dataclasses.replace(record(offset, episode_id), value=to_kafka(new_event(data, source="/test")).value)
 
 
+def applied_count() -> float:
+    """``stepwise_events_applied`` of the session-missed topic so far."""
+    return REGISTRY.get_sample_value("stepwise_events_applied_total", {"topic": SessionMissed.event_type}) or 0.0
+
+
 async def test_what_handlers_collect_is_stored_once_per_episode_before_the_batch_ends() -> None:
     stored: list[tuple[str, list[int]]] = []
     batch = EventBatch({SessionMissed: Subscription(collecting(stored, []), "")})
     records = (missed(0, "a", 1), missed(1, "b", 1), missed(2, "a", 2), missed(3, "a", 3))
+    before = applied_count()
     await batch(Message(records), Context({"event_shelf": Shelf(), HANDLER_CONTEXT: None}))  # type: ignore[arg-type]
     assert sorted(stored) == [("a", [1, 2, 3]), ("b", [1])]
+    assert applied_count() - before == 4
 
 
 async def test_a_failure_to_store_what_was_collected_fails_the_batch_at_the_episodes_first_record() -> None:
@@ -357,9 +365,11 @@ async def test_a_failure_to_store_what_was_collected_fails_the_batch_at_the_epis
                        retrying=retrying)  # fmt: skip
     records = (missed(7, "a", 1), missed(8, "a", 2))
     context = Context({"event_shelf": Shelf(), HANDLER_CONTEXT: None})
+    before = applied_count()
     with pytest.raises(ValueError):  # nothing of the episode is stored: the batch comes again
         await batch(Message(records), context)  # type: ignore[arg-type]
     assert stored == []
+    assert applied_count() == before  # nothing counted as applied that was not stored
     assert [held.split(" failed")[0] for held in retrying.problems().values()] == ["retrying: offset 7"]
     await batch(Message(records), context)  # type: ignore[arg-type]
     assert stored == [("a", [1, 2])]
@@ -390,6 +400,8 @@ async def test_what_cannot_be_stored_together_is_applied_one_by_one_and_only_the
     shelf = CountingShelf()
     batch = EventBatch({SessionMissed: Subscription(second_at_fault, "")})
     records = (missed(4, "a", 1), missed(5, "a", 2), missed(6, "a", 3))
+    before = applied_count()
     await batch(Message(records), Context({"event_shelf": shelf, HANDLER_CONTEXT: None}))  # type: ignore[arg-type]
     assert stored == [("a", [1]), ("a", [3])]
     assert shelf.shelved == [(5, reason, 1)]
+    assert applied_count() - before == 2  # each counted once, as its effect was stored; the one set aside not
