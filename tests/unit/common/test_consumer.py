@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from aiokafka import ConsumerRecord
+from prometheus_client import REGISTRY
 from pymongo.errors import DocumentTooLarge, WriteError
 
 from services.common import consumer, priority
@@ -27,7 +28,6 @@ from services.common.consumer import (
     lanes,
 )
 from services.common.dependencies import DependencyDown
-from services.common.metrics import REGISTRY
 from services.common.priority import UrgentFirst
 from services.common.store_errors import RecordTooLarge
 from stepwise_contract import SafetyAlertRaised, SessionMissed, new_event, to_kafka
