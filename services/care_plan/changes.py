@@ -14,6 +14,7 @@ from typing import Literal, NoReturn, TypeVar, overload
 
 from pymongo.errors import PyMongoError
 
+from services.common.bulk import EPISODE_RECORDS
 from services.common.change_path import ATTEMPTS, CONFLICT, Conflict, Decide, Record, change, retry
 from services.common.dependencies import DependencyDown
 from services.common.outbox import ConcurrentChange
@@ -254,16 +255,24 @@ async def start_plan(
     store: CarePlanStore, policy: CarePolicy, assessment: AssessmentCompleted, applied: str, clinic_timezone: str
 ) -> CarePlan | None:
     """The care plan an intake assessment starts, in a group of its level or on the waitlist, stored with its
-    events; None when the episode has a plan already (a redelivery, another instance)."""
+    events; None when the episode has a plan already (a redelivery, another instance). Inputs of the episode that came
+    earlier in the same consumer batch (intake's measure of this assessment, usually: ``learn``) are taken by the plan
+    as it is made, in the same write; when the episode has a plan already, they are given to it."""
     placement = None
     if assessment.level in policy.offered_levels:
         track = assessment.track or policy.default_track
         placement = await hold_place(store, policy, assessment.episode_id, assessment.level, track,
                                      assessment.program)  # fmt: skip
+    episode = EPISODE_RECORDS.get()
+    held: list[InBatch] = [] if episode is None else episode.take(_learn_in_turn)
+    kept = [waiting.pending for waiting in held]
     try:
-        return await retry(lambda: _make_plan(store, policy, assessment, applied, clinic_timezone, placement))
+        made = await retry(lambda: _make_plan(store, policy, assessment, applied, clinic_timezone, placement, kept))
     finally:
         await _let_go_unless_taken(store, assessment.episode_id, placement)
+    if made is None:
+        await _learn_in_turn(held)
+    return made
 
 
 async def _make_plan(
@@ -273,26 +282,42 @@ async def _make_plan(
     applied: str,
     clinic_timezone: str,
     placement: Placement | None,
+    kept: Sequence[PendingInput] = (),
 ) -> CarePlan | Conflict | None:
     """One attempt: the plan the assessment makes, stored with its events in one write: an insert, or, when inputs
     came before it (kept in its document), a version-checked write over them that takes each (reviewed as any change
-    of the plan is). None when the episode has a plan already."""
+    of the plan is); ``kept``: inputs it takes as well (the consumer batch's). None when the episode has a plan
+    already."""
     episode_id, now = assessment.episode_id, utc_now()
-    plan, events = assign_care_level(assessment, policy, clinic_timezone, now, placement)
+    assigned, events = assign_care_level(assessment, policy, clinic_timezone, now, placement)
     waiting = store.held(episode_id)
     if not isinstance(waiting, StoredPending):  # none kept here: the insert finds out whether any are
-        if await store.create(plan, _envelopes(events), applied, next_check(plan, policy, now)):
+        plan, taken, keys = _taking(policy, assigned, events, applied, kept, now)
+        if await store.create(plan, _envelopes(taken), keys, next_check(plan, policy, now)):
             return plan
         waiting = await store.read(episode_id)
         if not isinstance(waiting, StoredPending):
             return None if waiting is not None else CONFLICT
-    taken: list[EventData] = list(events)
-    for kept in waiting.inputs:
-        (plan, _), more, _ = _reviewed(policy, _adding(kept.input))((plan, None), now)
-        taken += more
-    keys = [applied, *(kept.applied for kept in waiting.inputs)]
+    plan, taken, keys = _taking(policy, assigned, events, applied, [*waiting.inputs, *kept], now)
     written = await store.create_over(waiting, plan, _envelopes(taken), keys, next_check(plan, policy, now))
     return plan if written else CONFLICT
+
+
+def _taking(
+    policy: CarePolicy,
+    plan: CarePlan,
+    events: Sequence[EventData],
+    applied: str,
+    inputs: Sequence[PendingInput],
+    now: datetime,
+) -> tuple[CarePlan, list[EventData], list[str]]:
+    """The new plan with each input taken (reviewed as any change of the plan is), its events and theirs, and the keys
+    of the events applied."""
+    taken = list(events)
+    for waiting in inputs:
+        (plan, _), more, _ = _reviewed(policy, _adding(waiting.input))((plan, None), now)
+        taken += more
+    return plan, taken, [applied, *(waiting.applied for waiting in inputs)]
 
 
 ADMITTED_PER_PASS = 100
@@ -458,8 +483,37 @@ async def learn(
 
     Intake publishes an alert before its assessment, on another topic, so the plan may not exist yet: the
     input is then kept in the plan's document, and the plan takes it when it is made. The partition never waits.
-    ``before_plan``: the input usually comes before its plan (intake's measure of the assessment that makes it): it is
-    kept at once, and given to the plan only if the plan is there (the keeping finds it)."""
+    ``before_plan``: the input usually comes before its plan (intake's measure of the assessment that makes it). In a
+    consumer batch it waits for the end of the episode's records (and so do the episode's inputs after it): the
+    assessment, when it is among them, makes the plan with them in one write (``start_plan``); else they are kept
+    then, as outside a batch: at once, and given to the plan only if the plan is there (the keeping finds it)."""
+    episode = EPISODE_RECORDS.get()
+    if episode is not None and store.held(episode_id) is None and (before_plan or episode.holds(_learn_in_turn)):
+        # Held in the order they came: one of the episode's inputs waits already.
+        episode.collect(_learn_in_turn, InBatch(store, policy, PendingInput(applied, learned, episode_id)))
+        return
+    await _learn_now(store, policy, episode_id, learned, applied, before_plan=before_plan)
+
+
+@dataclass(frozen=True)
+class InBatch:
+    """An input held until the end of its episode's records in a consumer batch (``learn``)."""
+
+    store: CarePlanStore
+    policy: CarePolicy
+    pending: PendingInput
+
+
+async def _learn_in_turn(held: Sequence[InBatch]) -> None:
+    """Inputs a batch held for their plan that no plan took as it was made: each learnt as outside a batch."""
+    for waiting in held:
+        kept = waiting.pending
+        await _learn_now(waiting.store, waiting.policy, kept.episode_id, kept.input, kept.applied, before_plan=True)
+
+
+async def _learn_now(
+    store: CarePlanStore, policy: CarePolicy, episode_id: str, learned: CareInput, applied: str, *, before_plan: bool
+) -> None:
     held = store.held(episode_id)
     if (isinstance(held, StoredPending) or (before_plan and held is None)) and await store.park(
         episode_id, learned, applied

@@ -219,15 +219,20 @@ class CarePlanStore:
         self._keep(fields["episode_id"], StoredPlan(_plan(fields), version, applied, kept))
 
     async def create(
-        self, plan: CarePlan, events: Sequence[CloudEvent[Any]], applied: str, next_check_at: datetime | None
+        self,
+        plan: CarePlan,
+        events: Sequence[CloudEvent[Any]],
+        applied: str | Sequence[str],
+        next_check_at: datetime | None,
     ) -> bool:
-        """Store a new plan with its events; False if the episode has a care-plan document already (a plan, or inputs
-        waiting for it: ``read`` it)."""
+        """Store a new plan with its events (``applied``: the key of the event that made it, or the keys of those it
+        took); False if the episode has a care-plan document already (a plan, or inputs waiting for it: ``read`` it)."""
+        keys = [applied] if isinstance(applied, str) else list(applied)
         fields = {"_id": plan.episode_id, **_fields(plan), "next_check_at": next_check_at or NEVER}
         with self._forgetting(plan.episode_id):
-            created = await insert_aggregate(self.plans, fields, events, applied, self._wake_relay)
+            created = await insert_aggregate(self.plans, fields, events, keys, self._wake_relay)
         if created:
-            self._keep_plan(fields, 1, frozenset([applied]), next_check_at)
+            self._keep_plan(fields, 1, frozenset(keys), next_check_at)
         return created
 
     async def create_over(

@@ -76,6 +76,14 @@ class EpisodeRecords:
         """Keep ``item`` for ``finish``, called once with all the items kept for it, in the order they came."""
         self._collected.setdefault(finish, []).append(item)
 
+    def holds(self, finish: Finish) -> bool:
+        """Whether any item is kept for ``finish``."""
+        return finish in self._collected
+
+    def take(self, finish: Finish) -> list[Any]:
+        """The items kept for ``finish`` so far, no longer kept: the handler taking them stores them itself."""
+        return self._collected.pop(finish, [])
+
     async def finish(self) -> None:
         collected, self._collected = self._collected, {}
         for finish, items in collected.items():

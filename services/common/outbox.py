@@ -80,15 +80,18 @@ def stored_record(event: CloudEvent[Any]) -> str:
     )
 
 
-def new_aggregate(fields: Document, events: Sequence[CloudEvent[Any]] = (), applied: str | None = None) -> Document:
-    """A fresh aggregate document with its events already in the outbox."""
+def new_aggregate(
+    fields: Document, events: Sequence[CloudEvent[Any]] = (), applied: str | Sequence[str] | None = None
+) -> Document:
+    """A fresh aggregate document with its events already in the outbox; ``applied``: the key of the event that made
+    it (or the keys of those it took)."""
     return {
         **fields,
         "version": 1,
         "outbox": [stored_record(event) for event in events],
         "outbox_pending": len(events),
         "outbox_lease_until": EPOCH,
-        "applied_events": [applied] if applied else [],
+        "applied_events": [applied] if isinstance(applied, str) else list(applied or []),
     }
 
 
@@ -150,7 +153,7 @@ async def insert_aggregate(
     collection: AsyncCollection[Document],
     fields: Document,
     events: Sequence[CloudEvent[Any]] = (),
-    applied: str | None = None,
+    applied: str | Sequence[str] | None = None,
     relay: Relay = no_relay,
 ) -> bool:
     """Insert a new aggregate, its events claimed for ``relay`` and handed over; False if one with the same _id exists
@@ -203,7 +206,7 @@ async def update_aggregate(
     version: int,
     changes: Document,
     events: Sequence[CloudEvent[Any]] = (),
-    applied: str | None = None,
+    applied: str | Sequence[str] | None = None,
     relay: Relay = no_relay,
 ) -> bool:
     """Apply ``changes`` and queue ``events`` in one atomic write, if nobody wrote since ``version``; the events are

@@ -1,11 +1,14 @@
 """What an episode's first events cost care_plan's store, on a real server (issue 31): its intake assessment and the
-measure intake publishes with it (on another topic: before or after it), each one write, whichever comes first; a
-second instance, holding nothing or a document another changed since, reads and loses nothing; what the previous
-version kept apart (``pending_inputs``) is taken by the timer pass."""
+measure intake publishes with it (on another topic: before or after it), each one write, whichever comes first, and
+one write for both when the measure comes first in the same consumer batch; a second instance, holding nothing or a
+document another changed since, reads and loses nothing; what the previous version kept apart (``pending_inputs``)
+is taken by the timer pass."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -16,6 +19,7 @@ from services.care_plan.domain.model import CareInput
 from services.care_plan.domain.policy import load_policy
 from services.care_plan.handlers import Planning, on_assessment_completed, on_measure_recorded, on_safety_alert_raised
 from services.care_plan.store import PENDING_INPUTS, PLANS, CarePlanStore
+from services.common.bulk import EPISODE_RECORDS, EpisodeRecords
 from services.common.outbox import no_relay
 from services.common.utc import utc_now
 from stepwise_contract import (
@@ -103,6 +107,59 @@ async def test_an_assessment_and_its_measure_cost_one_write_each_in_either_order
     assert await planning.store.pending(second) == []
     for episode_id in (first, second):  # what the store holds is what a read gives
         assert planning.store.held(episode_id) == await planning.store.get(episode_id)
+
+
+@asynccontextmanager
+async def one_batch() -> AsyncIterator[None]:
+    """An episode's records in a consumer batch, as ``EventBatch`` applies them: what handlers held is stored at the
+    end."""
+    episode = EpisodeRecords()
+    token = EPISODE_RECORDS.set(episode)
+    try:
+        yield
+        await episode.finish()
+    finally:
+        EPISODE_RECORDS.reset(token)
+
+
+async def test_a_measure_and_its_assessment_in_one_batch_are_one_write_and_a_measure_alone_is_kept_at_its_end(
+    noted: tuple[AsyncDatabase[Document], CommandLog],
+) -> None:
+    database, commands = noted
+    planning = await instance(database)
+    together, apart = str(uuid.uuid4()), str(uuid.uuid4())
+    measure = measured(together)
+    commands.seen.clear()
+    async with one_batch():
+        await on_measure_recorded(measure, planning)  # held for the batch's end
+        await on_assessment_completed(assessed(together), planning)  # the plan made with it
+    assert plan_commands(commands) == [f"insert {PLANS}"]
+    assert await inputs_of(planning, together) == ["measure"]
+    commands.seen.clear()
+    async with one_batch():
+        await on_measure_recorded(measure, planning)  # a redelivery: applied, as the plan held says
+    assert plan_commands(commands) == []
+    async with one_batch():
+        await on_measure_recorded(measured(apart), planning)  # no assessment in the batch: kept at its end
+    assert [kept.input.kind for kept in await planning.store.pending(apart)] == ["measure"]
+    await on_assessment_completed(assessed(apart), planning)
+    assert await inputs_of(planning, apart) == ["measure"]
+    for episode_id in (together, apart):  # what the store holds is what a read gives
+        assert planning.store.held(episode_id) == await planning.store.get(episode_id)
+
+
+async def test_a_measure_held_in_a_batch_goes_to_the_plan_another_instance_made_meanwhile(
+    noted: tuple[AsyncDatabase[Document], CommandLog],
+) -> None:
+    database, _ = noted
+    one, other = await instance(database), await instance(database)
+    episode_id = str(uuid.uuid4())
+    assessment = assessed(episode_id)
+    await on_assessment_completed(assessment, other)  # ``one`` holds nothing of it
+    async with one_batch():
+        await on_measure_recorded(measured(episode_id), one)  # held for the batch's end
+        await on_assessment_completed(assessment, one)  # a redelivery: the plan is there, and is given the input
+    assert await inputs_of(one, episode_id) == ["measure"]
 
 
 async def test_another_instance_reads_what_it_does_not_hold_and_loses_no_input(

@@ -12,7 +12,16 @@ import pytest
 from pymongo import InsertOne
 from pymongo.errors import BulkWriteError, ConnectionFailure, DocumentTooLarge, DuplicateKeyError, WriteError
 
-from services.common.bulk import GATHERING, BulkWrites, GatheredLookups, Gathering, Insert, Update, versioned
+from services.common.bulk import (
+    GATHERING,
+    BulkWrites,
+    EpisodeRecords,
+    GatheredLookups,
+    Gathering,
+    Insert,
+    Update,
+    versioned,
+)
 from services.common.consumer import HANDLER_CONTEXT, EventBatch, Subscription
 from services.common.store_errors import too_large
 from stepwise_contract import SessionMissed
@@ -248,3 +257,21 @@ async def test_a_lane_handing_in_several_writes_waits_for_the_other_lanes_as_one
     assert [sorted(bulk) for bulk in collection.bulks] == [
         [("insert", "many-0"), ("insert", "many-1"), ("insert", "many-2"), ("insert", "one")]
     ]
+
+
+async def test_what_a_handler_takes_of_an_episodes_records_is_not_stored_again_at_the_end() -> None:
+    stored: list[list[str]] = []
+
+    async def store(items: list[str]) -> None:
+        stored.append(items)
+
+    episode = EpisodeRecords()
+    assert not episode.holds(store)
+    episode.collect(store, "measure")
+    episode.collect(store, "screen")
+    assert episode.holds(store)
+    assert episode.take(store) == ["measure", "screen"]  # in the order they came
+    assert not episode.holds(store) and episode.take(store) == []
+    episode.collect(store, "alert")
+    await episode.finish()
+    assert stored == [["alert"]]
