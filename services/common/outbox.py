@@ -206,7 +206,7 @@ async def update_aggregate(
     version: int,
     changes: Document,
     events: Sequence[CloudEvent[Any]] = (),
-    applied: str | Sequence[str] | None = None,
+    applied: str | None = None,
     relay: Relay = no_relay,
 ) -> bool:
     """Apply ``changes`` and queue ``events`` in one atomic write, if nobody wrote since ``version``; the events are
