@@ -1,4 +1,5 @@
-"""uvicorn's server with a quieter clock: it looks at its exit flag once a second, and at once on a stop signal.
+"""uvicorn's server with a quieter clock: it looks at its exit flag once a second, and at once on a stop signal;
+and, once it has started, what it calls then (``settled``: ``collector.settle`` for a service).
 
 uvicorn's main loop wakes ten times a second to see whether it should stop (and, every tenth time, to refresh the
 Date header): an idle service's most frequent wake-up after the Kafka lanes'. Here it waits a second at a time, the
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
+from collections.abc import Callable
 from types import FrameType
 
 import uvicorn
@@ -19,10 +22,16 @@ TICKS_PER_SECOND = 10
 
 
 class Server(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config) -> None:
+    def __init__(self, config: uvicorn.Config, settled: Callable[[], None] | None = None) -> None:
         super().__init__(config)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop = asyncio.Event()
+        self._settled = settled
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started and self._settled is not None:
+            self._settled()
 
     async def main_loop(self) -> None:
         self._loop = asyncio.get_running_loop()

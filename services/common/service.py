@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Scope
 
 from stepwise_contract.envelope import set_schema_base
 
-from . import data_schemas, health, logs, tracing
+from . import collector, data_schemas, health, logs, tracing
 from . import metrics as service_metrics
 from .api_docs import docs_router
 from .auth import Authenticator, Principal, Role, require_roles
@@ -404,7 +404,8 @@ def serve(app: FastAPI, port: int, host: str) -> None:
     # No proxy headers: the edge takes X-Forwarded-For from TRUSTED_PROXIES alone (services/common/edge.py).
     # No uvicorn access log: ours (services/common/metrics.py) names the route template, never the path or query.
     # With JSON logs uvicorn keeps its hands off logging: its lines go through the root's JSON handler.
+    # Once started, the cycle collector leaves start-up's objects alone (collector.py).
     json_logs = getattr(app.state, "log_format", "text") == "json"
     config = uvicorn.Config(app, host=host, port=port, log_level="info", access_log=False, proxy_headers=False,
                             log_config=None if json_logs else uvicorn.config.LOGGING_CONFIG)  # fmt: skip
-    Server(config).run()
+    Server(config, settled=collector.settle).run()

@@ -48,3 +48,36 @@ async def test_every_tick_refreshes_the_date_header(monkeypatch: pytest.MonkeyPa
     await running.main_loop()
 
     assert counters == [0, TICKS_PER_SECOND, 2 * TICKS_PER_SECOND, 3 * TICKS_PER_SECOND]
+
+
+async def test_what_is_called_once_started_is_called_after_the_start_up_and_before_the_first_tick(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[str] = []
+    running = Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="off"),
+                     settled=lambda: calls.append("settled"))  # fmt: skip
+
+    async def on_tick(counter: int) -> bool:
+        calls.append("tick")
+        return True
+
+    monkeypatch.setattr(running, "on_tick", on_tick)
+    await asyncio.wait_for(running.serve(), 30)
+
+    assert calls == ["settled", "tick"]
+
+
+async def test_a_server_that_did_not_start_calls_nothing() -> None:
+    calls: list[str] = []
+    running = Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="off"),
+                     settled=lambda: calls.append("settled"))  # fmt: skip
+
+    async def not_started(self: object, sockets: object = None) -> None:  # uvicorn's, when told to stop meanwhile
+        return None
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(uvicorn.Server, "startup", not_started)
+        await running.startup()
+
+    assert not running.started
+    assert calls == []
