@@ -292,14 +292,14 @@ async def _make_plan(
     assigned, events = assign_care_level(assessment, policy, clinic_timezone, now, placement)
     waiting = store.held(episode_id)
     if not isinstance(waiting, StoredPending):  # none kept here: the insert finds out whether any are
-        plan, taken, keys = _taking(policy, assigned, events, applied, kept, now)
-        if await store.create(plan, _envelopes(taken), keys, next_check(plan, policy, now)):
+        (plan, next_at), taken, keys = _taking(policy, assigned, events, applied, kept, now)
+        if await store.create(plan, _envelopes(taken), keys, next_at):
             return plan
         waiting = await store.read(episode_id)
         if not isinstance(waiting, StoredPending):
             return None if waiting is not None else CONFLICT
-    plan, taken, keys = _taking(policy, assigned, events, applied, [*waiting.inputs, *kept], now)
-    written = await store.create_over(waiting, plan, _envelopes(taken), keys, next_check(plan, policy, now))
+    (plan, next_at), taken, keys = _taking(policy, assigned, events, applied, [*waiting.inputs, *kept], now)
+    written = await store.create_over(waiting, plan, _envelopes(taken), keys, next_at)
     return plan if written else CONFLICT
 
 
@@ -310,14 +310,17 @@ def _taking(
     applied: str,
     inputs: Sequence[PendingInput],
     now: datetime,
-) -> tuple[CarePlan, list[EventData], list[str]]:
-    """The new plan with each input taken (reviewed as any change of the plan is), its events and theirs, and the keys
-    of the events applied."""
+) -> tuple[PlanState, list[EventData], list[str]]:
+    """The new plan with each input taken (reviewed as any change of the plan is) and its next timer, its events and
+    theirs, and the keys of the events applied."""
+    state: PlanState = (plan, None)
     taken = list(events)
     for waiting in inputs:
-        (plan, _), more, _ = _reviewed(policy, _adding(waiting.input))((plan, None), now)
+        state, more, _ = _reviewed(policy, _adding(waiting.input))(state, now)
         taken += more
-    return plan, taken, [applied, *(waiting.applied for waiting in inputs)]
+    if not inputs:  # the last review worked the timer out otherwise
+        state = (plan, next_check(plan, policy, now))
+    return state, taken, [applied, *(waiting.applied for waiting in inputs)]
 
 
 ADMITTED_PER_PASS = 100

@@ -266,9 +266,18 @@ class EpisodeView(BaseModel):
     def calendar(self) -> list[ScheduledSession]:
         return [ScheduledSession.model_validate(session) for session in self.sessions.value or []]
 
+    def session_starts(self) -> list[datetime]:
+        """When each session of the calendar begins: what every write of the projection reads (``session_days``),
+        without making the sessions (they are kept as the event's JSON gave them, ``on_assigned``)."""
+        return [_moment(session["starts_at"]) for session in self.sessions.value or []]
+
     @property
     def applied(self) -> set[str]:
         return {entry.key for entry in self.timeline}
+
+
+def _moment(value: str | datetime) -> datetime:
+    return value if isinstance(value, datetime) else datetime.fromisoformat(value)
 
 
 def local_day(moment: datetime, zone: Any) -> date:

@@ -75,7 +75,7 @@ def session_days(view: EpisodeView, zone: ZoneInfo) -> list[str]:
     """The local days (ISO) the episode has a session on: today's worklist finds it by them."""
     if view.status.value in ENDED:
         return []
-    return sorted({session.starts_at.astimezone(zone).date().isoformat() for session in view.calendar()})
+    return sorted({starts.astimezone(zone).date().isoformat() for starts in view.session_starts()})
 
 
 def week_of(day: date) -> tuple[date, date]:

@@ -18,6 +18,7 @@ from services.caseload.domain.worklists import (
     flags,
     misses_in_a_row,
     safety_alert_rows,
+    session_days,
     today_rows,
 )
 from stepwise_contract import (
@@ -99,6 +100,17 @@ def test_an_admission_gives_level_status_group_and_calendar() -> None:
         "IOP", "active", "iop-am", "adult")  # fmt: skip
     assert [s.session_id for s in view.calendar()] == [SESSION]
     assert [m.kind for m in view.movements] == ["admission"]
+
+
+def test_the_days_of_the_sessions_are_the_clinics_local_days_as_the_calendar_gives_them() -> None:
+    view = project(event(make_data("iop.assessment.completed")), admitted())
+    read_back = EpisodeView.model_validate(view.model_dump(mode="json"))  # as the store gives it back
+    expected = sorted({s.starts_at.astimezone(ZONE).date().isoformat() for s in view.calendar()})
+
+    assert session_days(view, ZONE) == session_days(read_back, ZONE) == expected == ["2026-10-21"]
+    late_evening = {"session_id": "s-1", "starts_at": "2026-10-22T02:30:00Z", "ends_at": "2026-10-22T03:30:00Z"}
+    view.sessions.value = [late_evening]
+    assert session_days(view, ZONE) == ["2026-10-21"]  # 22:30 in New York
 
 
 def test_events_of_one_write_are_on_the_timeline_in_the_flows_order_whatever_their_ids() -> None:
