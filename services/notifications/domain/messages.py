@@ -507,6 +507,8 @@ def plan_session_reminders(
 ) -> list[PlannedNotification]:
     """A reminder per session, hour offset and channel; none whose time had passed when the schedule was made."""
     channels = [channel for channel in reminders.channels if channel in reachable.get("patient", frozenset())]
+    if not channels:  # none the clinic can send by: no session to go through
+        return []
     return [
         PlannedNotification(
             notification_id=notification_id(event.dedup_key, reminders.purpose, session.session_id, hours, channel),
