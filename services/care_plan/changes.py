@@ -313,13 +313,13 @@ def _taking(
 ) -> tuple[PlanState, list[EventData], list[str]]:
     """The new plan with each input taken (reviewed as any change of the plan is) and its next timer, its events and
     theirs, and the keys of the events applied."""
+    if not inputs:
+        return (plan, next_check(plan, policy, now)), list(events), [applied]
     state: PlanState = (plan, None)
     taken = list(events)
-    for waiting in inputs:
+    for waiting in inputs:  # each review works the timer out: the last one's is the plan's
         state, more, _ = _reviewed(policy, _adding(waiting.input))(state, now)
         taken += more
-    if not inputs:  # the last review worked the timer out otherwise
-        state = (plan, next_check(plan, policy, now))
     return state, taken, [applied, *(waiting.applied for waiting in inputs)]
 
 

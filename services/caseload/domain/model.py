@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, PlainSerializer
 
+from services.common.utc import assume_utc
 from stepwise_contract import ScheduledSession
 
 PROJECTION_VERSION = 4
@@ -269,15 +270,11 @@ class EpisodeView(BaseModel):
     def session_starts(self) -> list[datetime]:
         """When each session of the calendar begins: what every write of the projection reads (``session_days``),
         without making the sessions (they are kept as the event's JSON gave them, ``on_assigned``)."""
-        return [_moment(session["starts_at"]) for session in self.sessions.value or []]
+        return [assume_utc(session["starts_at"]) for session in self.sessions.value or []]
 
     @property
     def applied(self) -> set[str]:
         return {entry.key for entry in self.timeline}
-
-
-def _moment(value: str | datetime) -> datetime:
-    return value if isinstance(value, datetime) else datetime.fromisoformat(value)
 
 
 def local_day(moment: datetime, zone: Any) -> date:
